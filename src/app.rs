@@ -1,0 +1,621 @@
+//! The commands: glue between flags, the pipeline stages and the outputs.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::accrue::Reason;
+use crate::cli::{InputArgs, RunArgs, ValidateArgs};
+use crate::dates::Period;
+use crate::error::Fatal;
+use crate::fold::FileCounts;
+use crate::ingest::designations::Reject;
+use crate::pipeline::{self, ChunkOutput, Inputs, Progress, Sink, StreamSettings, Streamed};
+use crate::quality;
+use crate::render::csv::{self as rcsv, row, writer};
+use crate::render::publish::{self, FileEntry, Staging};
+use crate::statements::{self, StatementSet, SummaryRow};
+
+/// How a command ended when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// Everything was usable.
+    Clean,
+    /// Done, but some rows were rejected (or, for `validate`, problems found).
+    WithRejects,
+}
+
+fn threads(i: &InputArgs) -> usize {
+    i.threads
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+        .max(1)
+}
+
+/// Writes chunk rows into the staging directory's CSV files.
+struct FileSink {
+    ledger: BufWriter<File>,
+    not_eligible: BufWriter<File>,
+    rejects: BufWriter<File>,
+    dir: std::path::PathBuf,
+}
+
+impl FileSink {
+    fn new(dir: &Path) -> Result<FileSink, Fatal> {
+        let open = |name: &str, header: &[&str]| -> Result<BufWriter<File>, Fatal> {
+            let p = dir.join(name);
+            let f = File::create(&p).map_err(|e| Fatal::io(&p, e))?;
+            let mut w = BufWriter::with_capacity(1 << 20, f);
+            let mut h = writer(Vec::new());
+            let _ = row(&mut h, header);
+            let bytes = h.into_inner().unwrap_or_default();
+            w.write_all(&bytes).map_err(|e| Fatal::io(&p, e))?;
+            Ok(w)
+        };
+        Ok(FileSink {
+            ledger: open("ledger.csv", &rcsv::LEDGER_HEADER)?,
+            not_eligible: open("not-eligible.csv", &rcsv::NOT_ELIGIBLE_HEADER)?,
+            rejects: open("rejects.csv", &rcsv::REJECTS_HEADER)?,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn rejects(&mut self, rows: &[Reject]) -> Result<(), Fatal> {
+        let mut w = writer(Vec::new());
+        for r in rows {
+            let _ = row(
+                &mut w,
+                &[&r.file, &r.line.to_string(), &r.column, &r.value, &r.reason],
+            );
+        }
+        let bytes = w.into_inner().unwrap_or_default();
+        let p = self.dir.join("rejects.csv");
+        self.rejects.write_all(&bytes).map_err(|e| Fatal::io(&p, e))
+    }
+
+    fn finish(mut self) -> Result<(), Fatal> {
+        for (w, name) in [
+            (&mut self.ledger, "ledger.csv"),
+            (&mut self.not_eligible, "not-eligible.csv"),
+            (&mut self.rejects, "rejects.csv"),
+        ] {
+            w.flush().map_err(|e| Fatal::io(&self.dir.join(name), e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Sink for FileSink {
+    fn chunk(&mut self, out: &ChunkOutput) -> Result<(), Fatal> {
+        let d = self.dir.clone();
+        self.ledger
+            .write_all(&out.ledger)
+            .map_err(|e| Fatal::io(&d.join("ledger.csv"), e))?;
+        self.not_eligible
+            .write_all(&out.not_eligible)
+            .map_err(|e| Fatal::io(&d.join("not-eligible.csv"), e))?;
+        self.rejects
+            .write_all(&out.rejects)
+            .map_err(|e| Fatal::io(&d.join("rejects.csv"), e))
+    }
+}
+
+/// A sink that keeps nothing (validate).
+struct NullSink;
+impl Sink for NullSink {
+    fn chunk(&mut self, _: &ChunkOutput) -> Result<(), Fatal> {
+        Ok(())
+    }
+}
+
+/// The progress bar on stderr.
+struct Bar {
+    bar: indicatif::ProgressBar,
+    rows: AtomicU64,
+    start: Instant,
+}
+
+impl Bar {
+    fn new(total_bytes: u64, visible: bool) -> Bar {
+        let target = if visible && std::io::stderr().is_terminal() {
+            indicatif::ProgressDrawTarget::stderr()
+        } else {
+            indicatif::ProgressDrawTarget::hidden()
+        };
+        let bar = indicatif::ProgressBar::with_draw_target(Some(total_bytes), target);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {msg} eta {eta}",
+        ) {
+            bar.set_style(style);
+        }
+        Bar {
+            bar,
+            rows: AtomicU64::new(0),
+            start: Instant::now(),
+        }
+    }
+}
+
+impl Progress for Bar {
+    fn advance(&self, bytes: u64, rows: u64) {
+        let total = self.rows.fetch_add(rows, Ordering::Relaxed) + rows;
+        let secs = self.start.elapsed().as_secs_f64().max(1e-3);
+        self.bar.inc(bytes);
+        self.bar.set_message(format!(
+            "{} rows ({:.0} rows/s)",
+            group(total),
+            total as f64 / secs
+        ));
+    }
+}
+
+/// `1234567` -> `1,234,567`.
+pub fn group(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[derive(Serialize)]
+struct FileRows {
+    file: String,
+    format: String,
+    rows: u64,
+    accrued: u64,
+    not_eligible: u64,
+    not_eligible_by_reason: BTreeMap<&'static str, u64>,
+    rejected: u64,
+    dated_after_period: u64,
+    balanced: bool,
+}
+
+fn file_rows(file: String, format: String, c: &FileCounts) -> FileRows {
+    FileRows {
+        file,
+        format,
+        rows: c.rows,
+        accrued: c.accrued,
+        not_eligible: c.not_eligible,
+        not_eligible_by_reason: Reason::ALL
+            .iter()
+            .map(|r| (r.as_str(), c.not_eligible_by_reason[*r as usize]))
+            .collect(),
+        rejected: c.rejected,
+        dated_after_period: c.dated_after_period,
+        balanced: c.balanced(),
+    }
+}
+
+#[derive(Serialize)]
+struct DesignationRows {
+    file: String,
+    rows: u64,
+    accepted: u64,
+    rejected: u64,
+}
+
+#[derive(Serialize)]
+struct RowAccounting {
+    billing: Vec<FileRows>,
+    total: FileRows,
+    designations: DesignationRows,
+}
+
+#[derive(Serialize)]
+struct CurrencyAmount {
+    currency: String,
+    accrual_amount: String,
+}
+
+#[derive(Serialize)]
+struct SummaryJson<'a> {
+    period: String,
+    statement_date: String,
+    rounding: &'static str,
+    summary: &'a [SummaryRow],
+    totals: Vec<CurrencyAmount>,
+    rows: RowAccounting,
+}
+
+fn accounting(inputs: &Inputs, streamed: &Streamed) -> RowAccounting {
+    let billing: Vec<FileRows> = inputs
+        .files
+        .iter()
+        .zip(&streamed.fold.files)
+        .zip(&inputs.opened)
+        .map(|((f, c), o)| file_rows(f.display.clone(), o.layout.format.as_str().into(), c))
+        .collect();
+    RowAccounting {
+        billing,
+        total: file_rows(
+            "(all billing files)".into(),
+            String::new(),
+            &streamed.fold.totals(),
+        ),
+        designations: DesignationRows {
+            file: inputs.designations_display.clone(),
+            rows: inputs.designations.rows_read,
+            accepted: inputs.designations.rows.len() as u64,
+            rejected: inputs.designations.rejects.len() as u64,
+        },
+    }
+}
+
+fn totals_by_currency(set: &StatementSet) -> Vec<CurrencyAmount> {
+    let mut m: BTreeMap<String, rust_decimal::Decimal> = BTreeMap::new();
+    for s in &set.summary {
+        *m.entry(s.currency.to_string()).or_default() += s.accrual_amount;
+    }
+    m.into_iter()
+        .map(|(currency, a)| CurrencyAmount {
+            currency,
+            accrual_amount: a.to_string(),
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+struct Counts {
+    billing_rows: u64,
+    accrued: u64,
+    not_eligible: u64,
+    rejected_billing_rows: u64,
+    rejected_designation_rows: u64,
+    partners: usize,
+    customer_statements: usize,
+}
+
+#[derive(Serialize)]
+struct Manifest {
+    tool: &'static str,
+    version: &'static str,
+    period: String,
+    rounding: &'static str,
+    inputs: Vec<FileEntry>,
+    outputs: Vec<FileEntry>,
+    counts: Counts,
+}
+
+fn print_rejects(samples: &[Reject], total: u64) {
+    if samples.is_empty() {
+        return;
+    }
+    eprintln!("first rejects ({} in all):", group(total));
+    for r in samples {
+        eprintln!(
+            "  {}:{} column '{}' value '{}': {}",
+            r.file, r.line, r.column, r.value, r.reason
+        );
+    }
+}
+
+fn print_accounting(acc: &RowAccounting) {
+    let t = &acc.total;
+    eprintln!(
+        "rows: {} read = {} accrued + {} not eligible + {} rejected{}",
+        group(t.rows),
+        group(t.accrued),
+        group(t.not_eligible),
+        group(t.rejected),
+        if t.balanced {
+            ""
+        } else {
+            "  (DOES NOT ADD UP: please report)"
+        }
+    );
+    let reasons: Vec<String> = t
+        .not_eligible_by_reason
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(r, n)| format!("{r} {}", group(*n)))
+        .collect();
+    if !reasons.is_empty() {
+        eprintln!("not eligible: {}", reasons.join(", "));
+    }
+    if t.dated_after_period > 0 {
+        eprintln!(
+            "warning: {} charges are dated after the end of the period",
+            group(t.dated_after_period)
+        );
+    }
+    let d = &acc.designations;
+    eprintln!(
+        "designations: {} rows = {} accepted + {} rejected",
+        group(d.rows),
+        group(d.accepted),
+        group(d.rejected)
+    );
+}
+
+/// `porledger run`.
+pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
+    let inputs = pipeline::load_inputs(
+        &args.inputs.billing,
+        &args.inputs.designations,
+        &args.inputs.rules,
+    )?;
+    let n_threads = threads(&args.inputs);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(n_threads)
+        .build()
+        .map_err(|e| Fatal::Input(format!("cannot start {n_threads} threads: {e}")))?;
+    let settings = StreamSettings {
+        threads: n_threads,
+        chunk_size: args.inputs.chunk_bytes.max(4096),
+        period: Some(args.period),
+        max_rejects: Some(args.max_rejects),
+    };
+    let staging = Staging::new(&args.out)?;
+    let mut sink = FileSink::new(&staging.dir)?;
+    sink.rejects(&inputs.designations.rejects)?;
+    let prior = inputs.designations.rejects.len() as u64;
+    if prior > args.max_rejects {
+        if !args.quiet {
+            print_rejects(
+                &inputs.designations.rejects[..inputs.designations.rejects.len().min(20)],
+                prior,
+            );
+        }
+        return Err(Fatal::TooManyRejects {
+            count: prior,
+            max: args.max_rejects,
+        });
+    }
+    let total_bytes: u64 = inputs.files.iter().map(|f| f.size).sum();
+    let bar = Bar::new(total_bytes, !args.quiet);
+    let streamed = match pipeline::stream(&inputs, &settings, &mut sink, &bar, prior) {
+        Ok(s) => s,
+        Err(e) => {
+            bar.bar.finish_and_clear();
+            return Err(e);
+        }
+    };
+    bar.bar.finish_and_clear();
+    sink.finish()?;
+    let set = statements::build(&streamed.fold, &inputs.rules, &inputs.index, args.period);
+    let acc = accounting(&inputs, &streamed);
+    if !acc.total.balanced {
+        return Err(Fatal::Input(
+            "internal error: row accounting does not add up; nothing was published".into(),
+        ));
+    }
+    let dir = staging.dir.clone();
+    pool.install(|| rcsv::write_statements(&dir, &set))?;
+    rcsv::write_summary(&dir.join("summary.csv"), &set)?;
+    publish::write_json(
+        &dir.join("summary.json"),
+        &SummaryJson {
+            period: args.period.label(),
+            statement_date: args.period.last_day().to_string(),
+            rounding: set.rounding.as_str(),
+            summary: &set.summary,
+            totals: totals_by_currency(&set),
+            rows: accounting(&inputs, &streamed),
+        },
+    )?;
+    write_manifest(&dir, &inputs, &streamed, &set, args.period)?;
+    staging.commit()?;
+    let rejected = prior + streamed.rejects;
+    if !args.quiet {
+        print_accounting(&acc);
+        let mut samples = inputs
+            .designations
+            .rejects
+            .iter()
+            .take(20)
+            .cloned()
+            .collect::<Vec<_>>();
+        samples.extend(
+            streamed
+                .reject_samples
+                .iter()
+                .take(20 - samples.len())
+                .cloned(),
+        );
+        print_rejects(&samples, rejected);
+        for t in totals_by_currency(&set) {
+            eprintln!("accrued: {} {}", t.currency, t.accrual_amount);
+        }
+        eprintln!(
+            "published {} partner statements to {}",
+            set.partners.len(),
+            args.out.display()
+        );
+    }
+    Ok(if rejected > 0 {
+        Finish::WithRejects
+    } else {
+        Finish::Clean
+    })
+}
+
+fn write_manifest(
+    dir: &Path,
+    inputs: &Inputs,
+    streamed: &Streamed,
+    set: &StatementSet,
+    period: Period,
+) -> Result<(), Fatal> {
+    let mut ins = Vec::new();
+    for ((f, d), o) in inputs
+        .files
+        .iter()
+        .zip(&streamed.digests)
+        .zip(&inputs.opened)
+    {
+        ins.push(FileEntry {
+            path: f.display.clone(),
+            sha256: d.sha256.clone(),
+            bytes: d.bytes,
+            role: Some("billing".into()),
+            format: Some(o.layout.format.as_str().into()),
+        });
+    }
+    ins.push(FileEntry {
+        path: inputs.designations_display.clone(),
+        sha256: inputs.designations_digest.sha256.clone(),
+        bytes: inputs.designations_digest.bytes,
+        role: Some("designations".into()),
+        format: None,
+    });
+    ins.push(FileEntry {
+        path: inputs.rules_path.to_string_lossy().into_owned(),
+        sha256: inputs.rules_digest.sha256.clone(),
+        bytes: inputs.rules_digest.bytes,
+        role: Some("rules".into()),
+        format: None,
+    });
+    let t = streamed.fold.totals();
+    let manifest = Manifest {
+        tool: "porledger",
+        version: env!("CARGO_PKG_VERSION"),
+        period: period.label(),
+        rounding: set.rounding.as_str(),
+        inputs: ins,
+        outputs: publish::hash_outputs(dir)?,
+        counts: Counts {
+            billing_rows: t.rows,
+            accrued: t.accrued,
+            not_eligible: t.not_eligible,
+            rejected_billing_rows: t.rejected,
+            rejected_designation_rows: inputs.designations.rejects.len() as u64,
+            partners: set.partners.len(),
+            customer_statements: set.partners.iter().map(|p| p.customers.len()).sum(),
+        },
+    };
+    publish::write_json(&dir.join("manifest.json"), &manifest)
+}
+
+/// `porledger validate`: prints a data-quality report to stdout.
+pub fn validate(args: &ValidateArgs) -> Result<Finish, Fatal> {
+    let inputs = pipeline::load_inputs(
+        &args.inputs.billing,
+        &args.inputs.designations,
+        &args.inputs.rules,
+    )?;
+    let settings = StreamSettings {
+        threads: threads(&args.inputs),
+        chunk_size: args.inputs.chunk_bytes.max(4096),
+        period: args.period,
+        max_rejects: None,
+    };
+    let streamed = pipeline::stream(&inputs, &settings, &mut NullSink, &(), 0)?;
+    let issues = quality::check_designations(inputs.index.rows(), &inputs.designations_display);
+    let acc = accounting(&inputs, &streamed);
+    let out = std::io::stdout();
+    let mut o = out.lock();
+    let w = |o: &mut std::io::StdoutLock, s: String| {
+        let _ = writeln!(o, "{s}");
+    };
+    w(&mut o, "porledger data-quality report".into());
+    w(&mut o, String::new());
+    w(&mut o, "billing files:".into());
+    for (f, op) in acc.billing.iter().zip(&inputs.opened) {
+        w(
+            &mut o,
+            format!(
+                "  {}: {} ({}-separated{}), {} rows: {} would accrue, {} not eligible, {} rejected",
+                f.file,
+                f.format,
+                match op.layout.delimiter {
+                    b';' => "semicolon",
+                    b'\t' => "tab",
+                    _ => "comma",
+                },
+                if op.layout.decimal_comma {
+                    ", decimal commas"
+                } else {
+                    ""
+                },
+                group(f.rows),
+                group(f.accrued),
+                group(f.not_eligible),
+                group(f.rejected)
+            ),
+        );
+    }
+    let t = &acc.total;
+    let reasons: Vec<String> = t
+        .not_eligible_by_reason
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(r, n)| format!("{r} {}", group(*n)))
+        .collect();
+    if !reasons.is_empty() {
+        w(
+            &mut o,
+            format!("  not eligible by reason: {}", reasons.join(", ")),
+        );
+    }
+    if t.dated_after_period > 0 {
+        w(
+            &mut o,
+            format!(
+                "  warning: {} charges dated after the end of the period",
+                group(t.dated_after_period)
+            ),
+        );
+    }
+    let d = &acc.designations;
+    w(&mut o, String::new());
+    w(
+        &mut o,
+        format!(
+            "designations: {}: {} rows, {} usable, {} rejected",
+            d.file,
+            group(d.rows),
+            group(d.accepted),
+            group(d.rejected)
+        ),
+    );
+    let mut problems: Vec<String> = Vec::new();
+    for r in inputs
+        .designations
+        .rejects
+        .iter()
+        .chain(&streamed.reject_samples)
+    {
+        problems.push(format!(
+            "{}:{} column '{}' value '{}': {}",
+            r.file, r.line, r.column, r.value, r.reason
+        ));
+    }
+    for i in &issues {
+        problems.push(i.to_string());
+    }
+    let n_problems =
+        inputs.designations.rejects.len() as u64 + streamed.rejects + issues.len() as u64;
+    w(&mut o, String::new());
+    if n_problems == 0 {
+        w(&mut o, "no problems found".into());
+        return Ok(Finish::Clean);
+    }
+    w(&mut o, format!("{} problems:", group(n_problems)));
+    for p in problems.iter().take(args.show) {
+        w(&mut o, format!("  {p}"));
+    }
+    if (args.show as u64) < n_problems {
+        w(
+            &mut o,
+            format!(
+                "  ... {} more (raise --show to list them)",
+                group(n_problems - args.show.min(problems.len()) as u64)
+            ),
+        );
+    }
+    Ok(Finish::WithRejects)
+}

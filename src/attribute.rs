@@ -1,0 +1,303 @@
+//! Attribute: who gets credit for a billing line, and with which share.
+//!
+//! Designated credit (POR, DPOR, CPOR, PAL) is an as-of join of the line with the
+//! designations file on customer, subscription (a designation without one covers
+//! every subscription) and charge date. Reseller (`ResellerMpnId`) and Tier 1
+//! (`MpnId`) credit come from the line itself.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+
+use crate::ingest::designations::Designation;
+use crate::ingest::BillingLine;
+use crate::rules::Association;
+
+/// Shares computed by equal split are kept to this many decimals; the last
+/// partner in the split takes the remainder so the shares sum to exactly 1.
+pub const SHARE_DP: u32 = 10;
+
+/// One partner's credit on one line through one association.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Credit<'a> {
+    pub partner_id: &'a str,
+    pub association: Association,
+    pub share: Decimal,
+    /// The designation row behind the credit; `None` for RESELLER and TIER1.
+    pub designation: Option<&'a Designation>,
+}
+
+/// Explicit shares of one association on one line add up to more than 1.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShareConflict {
+    pub association: Association,
+    pub sum: Decimal,
+    pub lines: Vec<u64>,
+}
+
+/// The designations, indexed by customer.
+#[derive(Debug, Default)]
+pub struct DesignationIndex {
+    rows: Vec<Designation>,
+    by_customer: HashMap<String, Vec<usize>>,
+    names: BTreeMap<String, String>,
+}
+
+impl DesignationIndex {
+    pub fn new(rows: Vec<Designation>) -> DesignationIndex {
+        let mut by_customer: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut names = BTreeMap::new();
+        for (i, d) in rows.iter().enumerate() {
+            by_customer
+                .entry(d.customer_id.clone())
+                .or_default()
+                .push(i);
+            if !d.partner_name.is_empty() {
+                names
+                    .entry(d.partner_id.clone())
+                    .or_insert_with(|| d.partner_name.clone());
+            }
+        }
+        // Deterministic order within a customer: by partner, then file line.
+        for v in by_customer.values_mut() {
+            v.sort_by(|&a, &b| {
+                (&rows[a].partner_id, rows[a].line).cmp(&(&rows[b].partner_id, rows[b].line))
+            });
+        }
+        DesignationIndex {
+            rows,
+            by_customer,
+            names,
+        }
+    }
+
+    pub fn rows(&self) -> &[Designation] {
+        &self.rows
+    }
+
+    /// Partner names from the designations file (first non-empty name per partner).
+    pub fn partner_names(&self) -> &BTreeMap<String, String> {
+        &self.names
+    }
+
+    /// The designations of one customer (key lower-cased).
+    pub fn of_customer(&self, customer_key: &str) -> impl Iterator<Item = &Designation> {
+        self.by_customer
+            .get(customer_key)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.rows[i])
+    }
+
+    /// Appends to `out` the credits of association `a` on `line`, dated `date`.
+    /// `customer_key` is the line's customer ID in lower case.
+    pub fn credits<'a>(
+        &'a self,
+        line: &BillingLine<'a>,
+        customer_key: &str,
+        date: NaiveDate,
+        a: Association,
+        out: &mut Vec<Credit<'a>>,
+    ) -> Result<(), ShareConflict> {
+        match a {
+            Association::Reseller => {
+                if let Some(p) = line.reseller_mpn_id {
+                    out.push(Credit {
+                        partner_id: p,
+                        association: a,
+                        share: Decimal::ONE,
+                        designation: None,
+                    });
+                }
+                return Ok(());
+            }
+            Association::Tier1 => {
+                if let Some(p) = line.mpn_id {
+                    out.push(Credit {
+                        partner_id: p,
+                        association: a,
+                        share: Decimal::ONE,
+                        designation: None,
+                    });
+                }
+                return Ok(());
+            }
+            _ => {}
+        }
+        let start = out.len();
+        let mut explicit = Decimal::ZERO;
+        let mut blanks = 0u32;
+        for d in self.of_customer(customer_key) {
+            if d.association != a
+                || !d.valid_on(date)
+                || !d.workload.is_empty()
+                || !d
+                    .subscription_id
+                    .as_deref()
+                    .is_none_or(|s| s.eq_ignore_ascii_case(line.subscription_id))
+            {
+                continue;
+            }
+            match d.share {
+                Some(s) => explicit += s,
+                None => blanks += 1,
+            }
+            out.push(Credit {
+                partner_id: &d.partner_id,
+                association: a,
+                share: d.share.unwrap_or_default(),
+                designation: Some(d),
+            });
+        }
+        if explicit > Decimal::ONE {
+            let lines = out[start..]
+                .iter()
+                .filter(|c| c.designation.is_some_and(|d| d.share.is_some()))
+                .filter_map(|c| c.designation.map(|d| d.line))
+                .collect();
+            out.truncate(start);
+            return Err(ShareConflict {
+                association: a,
+                sum: explicit,
+                lines,
+            });
+        }
+        if blanks > 0 {
+            let left = Decimal::ONE - explicit;
+            let each = (left / Decimal::from(blanks))
+                .round_dp_with_strategy(SHARE_DP, rust_decimal::RoundingStrategy::ToZero);
+            let mut given = Decimal::ZERO;
+            let mut seen = 0;
+            for c in out[start..].iter_mut() {
+                if c.designation.is_some_and(|d| d.share.is_none()) {
+                    seen += 1;
+                    c.share = if seen == blanks { left - given } else { each };
+                    given += c.share;
+                }
+            }
+            // Rows left with no share (explicit shares already took all) earn nothing.
+            let mut i = start;
+            while i < out.len() {
+                if out[i].share.is_zero() {
+                    out.remove(i);
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::Currency;
+
+    fn dsg(
+        line: u64,
+        partner: &str,
+        a: Association,
+        sub: Option<&str>,
+        share: Option<&str>,
+    ) -> Designation {
+        Designation {
+            line,
+            customer_id: "c1".into(),
+            partner_id: partner.into(),
+            partner_name: format!("Partner {partner}"),
+            association: a,
+            workload: String::new(),
+            subscription_id: sub.map(str::to_string),
+            share: share.map(|s| s.parse().unwrap()),
+            valid_from: NaiveDate::from_ymd_opt(2024, 1, 1),
+            valid_to: NaiveDate::from_ymd_opt(2025, 1, 1),
+        }
+    }
+
+    fn line() -> BillingLine<'static> {
+        BillingLine {
+            customer_id: "C1",
+            customer_name: "",
+            subscription_id: "S1",
+            charge_start: NaiveDate::from_ymd_opt(2024, 6, 1).unwrap(),
+            charge_end: None,
+            subtotal: Decimal::from(100),
+            currency: Currency::parse("EUR").unwrap(),
+            mpn_id: Some("9"),
+            reseller_mpn_id: Some("7"),
+            publisher: "",
+            qualifiers: "",
+            charge_type: "",
+            product_id: "",
+            product_name: "",
+            reference_id: "",
+        }
+    }
+
+    #[test]
+    fn equal_split_sums_to_one() {
+        let idx = DesignationIndex::new(vec![
+            dsg(2, "a", Association::Pal, None, None),
+            dsg(3, "b", Association::Pal, None, None),
+            dsg(4, "c", Association::Pal, None, None),
+        ]);
+        let mut out = Vec::new();
+        let l = line();
+        idx.credits(&l, "c1", l.charge_start, Association::Pal, &mut out)
+            .unwrap();
+        let shares: Vec<String> = out.iter().map(|c| c.share.to_string()).collect();
+        assert_eq!(shares, ["0.3333333333", "0.3333333333", "0.3333333334"]);
+        assert_eq!(out.iter().map(|c| c.share).sum::<Decimal>(), Decimal::ONE);
+    }
+
+    #[test]
+    fn explicit_shares_subscription_and_dates() {
+        let idx = DesignationIndex::new(vec![
+            dsg(2, "a", Association::Pal, None, Some("0.7")),
+            dsg(3, "b", Association::Pal, None, None),
+            dsg(4, "d", Association::Dpor, Some("s1"), None),
+            dsg(5, "e", Association::Dpor, Some("s2"), None),
+        ]);
+        let l = line();
+        let mut out = Vec::new();
+        idx.credits(&l, "c1", l.charge_start, Association::Pal, &mut out)
+            .unwrap();
+        assert_eq!(
+            out.iter()
+                .map(|c| (c.partner_id, c.share.to_string()))
+                .collect::<Vec<_>>(),
+            [("a", "0.7".to_string()), ("b", "0.3".to_string())]
+        );
+        out.clear();
+        idx.credits(&l, "c1", l.charge_start, Association::Dpor, &mut out)
+            .unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].partner_id, "d");
+        out.clear();
+        let late = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap();
+        idx.credits(&l, "c1", late, Association::Dpor, &mut out)
+            .unwrap();
+        assert!(out.is_empty(), "valid_to is exclusive");
+        idx.credits(&l, "c1", late, Association::Reseller, &mut out)
+            .unwrap();
+        assert_eq!(out[0].partner_id, "7");
+    }
+
+    #[test]
+    fn shares_above_one_conflict() {
+        let idx = DesignationIndex::new(vec![
+            dsg(2, "a", Association::Pal, None, Some("0.7")),
+            dsg(3, "b", Association::Pal, None, Some("0.5")),
+        ]);
+        let l = line();
+        let mut out = Vec::new();
+        let e = idx
+            .credits(&l, "c1", l.charge_start, Association::Pal, &mut out)
+            .unwrap_err();
+        assert_eq!(e.sum.to_string(), "1.2");
+        assert_eq!(e.lines, vec![2, 3]);
+        assert!(out.is_empty());
+    }
+}

@@ -1,0 +1,126 @@
+//! Command-line flags (clap derive). Raw flags are turned into settings by the
+//! commands in [`crate::app`]; nothing here does work.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::dates::Period;
+
+/// porledger: Partner-of-Record incentive accruals and statements from
+/// Microsoft Partner Center billing exports.
+///
+/// Each month: `porledger run` reads the billing exports, joins every charge with
+/// who gets credit for the customer (POR/DPOR, CPOR, PAL from your designations
+/// file; the reseller and Tier 1 partner from the billing line), applies the
+/// incentive rules and writes per-partner statements, customer transparency
+/// statements, a ledger with provenance for every amount, and the rows that did
+/// not earn (with the reason) or could not be read (with file, line and column).
+#[derive(Parser, Debug)]
+#[command(
+    name = "porledger",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+#[command(after_help = "Start with the committed sample:\n  \
+porledger run --period 2025-11..2026-10 --billing sample-data/billing \\\n    \
+--designations sample-data/designations.csv --rules sample-data/rules.toml --out out\n\n\
+Exit codes: 0 done, no row rejected; 1 done, some rows rejected (see rejects.csv);\n\
+2 fatal (bad arguments or rules, unreadable file, too many rejects): nothing published.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Compute accruals for a period and publish statements into --out.
+    ///
+    /// Outputs are written to a temporary directory beside --out and moved into
+    /// place only when complete: a failed run never leaves half a set of
+    /// statements and never destroys the previous good output.
+    Run(RunArgs),
+    /// Check the inputs and print a data-quality report; writes nothing.
+    ///
+    /// Exit code 0 when every row is usable, 1 when some rows would be rejected
+    /// or the designations have problems, 2 when an input cannot be read at all.
+    Validate(ValidateArgs),
+    /// Write a realistic, deterministic input set (billing, designations, rules).
+    ///
+    /// Same --rows and --seed give the same bytes. Billing files use the real
+    /// Partner Center header layouts with a mix of header spellings and quoting,
+    /// and are split into several files for large --rows.
+    Sample(SampleArgs),
+}
+
+/// Inputs shared by `run` and `validate`.
+#[derive(Args, Debug, Clone)]
+pub struct InputArgs {
+    /// Billing exports: files, or directories (every *.csv inside). Repeatable.
+    ///
+    /// Partner Center new-commerce invoice reconciliation, legacy license-based
+    /// or daily rated usage CSV, recognised from the header.
+    #[arg(long, required = true, num_args = 1.., value_name = "FILE|DIR")]
+    pub billing: Vec<PathBuf>,
+    /// Designations CSV: customer_id,partner_id,partner_name,association,
+    /// workload,subscription_id,share,valid_from,valid_to.
+    #[arg(long, value_name = "FILE")]
+    pub designations: PathBuf,
+    /// Incentive rules (TOML): programs, rates, windows, exclusions, rounding.
+    #[arg(long, value_name = "FILE")]
+    pub rules: PathBuf,
+    /// Worker threads [default: number of CPUs]. Output is identical for any value.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Bytes per chunk of billing input handed to a worker.
+    #[arg(long, value_name = "BYTES", default_value_t = 8 * 1024 * 1024, hide = true)]
+    pub chunk_bytes: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The statement period: a month (2026-10) or an inclusive range of months
+    /// (2025-11..2026-10). Statements are dated on its last day.
+    #[arg(long, value_name = "YYYY-MM[..YYYY-MM]")]
+    pub period: Period,
+    #[command(flatten)]
+    pub inputs: InputArgs,
+    /// Output directory; replaced atomically when the run succeeds.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Fail (exit 2, publish nothing) when more rows than this are rejected.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub max_rejects: u64,
+    /// No progress bar and no run summary on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub inputs: InputArgs,
+    /// Period to check charge dates against (optional).
+    #[arg(long, value_name = "YYYY-MM[..YYYY-MM]")]
+    pub period: Option<Period>,
+    /// How many problems to list in the report (all are counted).
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub show: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct SampleArgs {
+    /// Directory to write billing/, designations.csv and rules.toml into.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Number of billing lines.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub rows: u64,
+    /// Seed of the generator; same seed, same bytes.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    pub seed: u64,
+    /// Number of billing files [default: one per 500,000 rows, at least 1].
+    #[arg(long, value_name = "N")]
+    pub files: Option<usize>,
+}

@@ -1,0 +1,254 @@
+//! Calendar dates as they appear in Partner Center files, and month arithmetic.
+//!
+//! Only the date part matters to porledger: charges, designations and rules are
+//! dated by day. Accepted forms (the time part, if any, is checked and dropped):
+//! `M/D/YYYY`, `M/D/YYYY H:MM[:SS] [AM|PM]`, `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM:SS[.fff][Z|±hh:mm]`
+//! and `YYYY-MM-DD HH:MM:SS`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{Datelike, NaiveDate};
+
+/// Why a date did not parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DateError;
+
+/// Parses a date in one of the accepted forms.
+pub fn parse_date(s: &str) -> Result<NaiveDate, DateError> {
+    let s = s.trim();
+    let b = s.as_bytes();
+    if b.len() >= 10 && b[4] == b'-' && b[7] == b'-' {
+        let y = num(&b[0..4])?;
+        let m = num(&b[5..7])?;
+        let d = num(&b[8..10])?;
+        let rest = &s[10..];
+        if !rest.is_empty() {
+            let rest = rest.strip_prefix(['T', ' ']).ok_or(DateError)?;
+            check_iso_time(rest)?;
+        }
+        return ymd(y, m, d);
+    }
+    // M/D/YYYY with optional time.
+    let (date_part, time_part) = match s.find(' ') {
+        Some(i) => (&s[..i], Some(s[i + 1..].trim())),
+        None => (s, None),
+    };
+    let mut it = date_part.split('/');
+    let (m, d, y) = match (it.next(), it.next(), it.next(), it.next()) {
+        (Some(m), Some(d), Some(y), None) => (m, d, y),
+        _ => return Err(DateError),
+    };
+    if m.is_empty() || m.len() > 2 || d.is_empty() || d.len() > 2 || y.len() != 4 {
+        return Err(DateError);
+    }
+    if let Some(t) = time_part {
+        check_us_time(t)?;
+    }
+    ymd(num(y.as_bytes())?, num(m.as_bytes())?, num(d.as_bytes())?)
+}
+
+fn num(b: &[u8]) -> Result<u32, DateError> {
+    if b.is_empty() {
+        return Err(DateError);
+    }
+    let mut n: u32 = 0;
+    for &c in b {
+        if !c.is_ascii_digit() {
+            return Err(DateError);
+        }
+        n = n * 10 + (c - b'0') as u32;
+    }
+    Ok(n)
+}
+
+fn ymd(y: u32, m: u32, d: u32) -> Result<NaiveDate, DateError> {
+    if !(1900..=2999).contains(&y) {
+        return Err(DateError);
+    }
+    NaiveDate::from_ymd_opt(y as i32, m, d).ok_or(DateError)
+}
+
+fn check_hms(t: &str, max_hour: u32) -> Result<(), DateError> {
+    let mut parts = t.split(':');
+    let h = parts.next().ok_or(DateError)?;
+    let m = parts.next().ok_or(DateError)?;
+    let s = parts.next();
+    if parts.next().is_some() || h.is_empty() || h.len() > 2 || m.len() != 2 {
+        return Err(DateError);
+    }
+    if num(h.as_bytes())? > max_hour || num(m.as_bytes())? > 59 {
+        return Err(DateError);
+    }
+    if let Some(s) = s {
+        let (whole, frac) = match s.find('.') {
+            Some(i) => (&s[..i], &s[i + 1..]),
+            None => (s, "0"),
+        };
+        if whole.len() != 2 || num(whole.as_bytes())? > 60 {
+            return Err(DateError);
+        }
+        num(frac.as_bytes())?;
+    }
+    Ok(())
+}
+
+fn check_iso_time(t: &str) -> Result<(), DateError> {
+    let t = t.strip_suffix('Z').unwrap_or(t);
+    // Strip a numeric offset: +hh:mm or -hh:mm after the seconds.
+    let t = match t.rfind(['+', '-']) {
+        Some(i) if i >= 5 => {
+            let off = &t[i + 1..];
+            check_hms(off, 14)?;
+            &t[..i]
+        }
+        _ => t,
+    };
+    check_hms(t, 23)
+}
+
+fn check_us_time(t: &str) -> Result<(), DateError> {
+    let (clock, ampm) = match t.rsplit_once(' ') {
+        Some((c, ap)) if ap.eq_ignore_ascii_case("AM") || ap.eq_ignore_ascii_case("PM") => {
+            (c, true)
+        }
+        _ => (t, false),
+    };
+    check_hms(clock, if ampm { 12 } else { 23 })
+}
+
+/// Adds whole months, clamping the day to the end of the target month.
+pub fn add_months(d: NaiveDate, months: u32) -> NaiveDate {
+    d.checked_add_months(chrono::Months::new(months))
+        .unwrap_or(NaiveDate::MAX)
+}
+
+/// A reporting period: one calendar month or an inclusive range of months.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Period {
+    /// First day of the first month.
+    pub start: NaiveDate,
+    /// First day after the last month (exclusive).
+    pub end: NaiveDate,
+}
+
+impl Period {
+    /// The last day of the period, used as the statement date (never the clock).
+    pub fn last_day(&self) -> NaiveDate {
+        self.end.pred_opt().unwrap_or(self.end)
+    }
+
+    /// Stable label: `2026-10` or `2025-11..2026-10`.
+    pub fn label(&self) -> String {
+        let last = self.last_day();
+        let first = format!("{:04}-{:02}", self.start.year(), self.start.month());
+        let lastl = format!("{:04}-{:02}", last.year(), last.month());
+        if first == lastl {
+            first
+        } else {
+            format!("{first}..{lastl}")
+        }
+    }
+
+    pub fn contains(&self, d: NaiveDate) -> bool {
+        self.start <= d && d < self.end
+    }
+}
+
+impl fmt::Display for Period {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.label())
+    }
+}
+
+fn parse_month(s: &str) -> Result<NaiveDate, String> {
+    let b = s.as_bytes();
+    if b.len() != 7 || b[4] != b'-' {
+        return Err(format!("'{s}' is not a month of the form YYYY-MM"));
+    }
+    let y = num(&b[0..4]).map_err(|_| format!("'{s}': year is not a number"))?;
+    let m = num(&b[5..7]).map_err(|_| format!("'{s}': month is not a number"))?;
+    ymd(y, m, 1).map_err(|_| format!("'{s}' is not a valid month"))
+}
+
+impl FromStr for Period {
+    type Err = String;
+    /// `YYYY-MM` for one month, `YYYY-MM..YYYY-MM` for an inclusive range.
+    fn from_str(s: &str) -> Result<Period, String> {
+        let (a, b) = match s.split_once("..") {
+            Some((a, b)) => (a.trim(), b.trim()),
+            None => (s.trim(), s.trim()),
+        };
+        let start = parse_month(a)?;
+        let last = parse_month(b)?;
+        if last < start {
+            return Err(format!("period '{s}' ends before it starts"));
+        }
+        Ok(Period {
+            start,
+            end: add_months(last, 1),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(y: i32, m: u32, dd: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, dd).unwrap()
+    }
+
+    #[test]
+    fn accepted_forms() {
+        for s in [
+            "10/1/2026",
+            "10/01/2026",
+            "10/1/2026 0:00:00",
+            "10/1/2026 12:00:00 AM",
+            "10/1/2026 11:59 PM",
+            "2026-10-01",
+            "2026-10-01T00:00:00Z",
+            "2026-10-01T13:45:10.123Z",
+            "2026-10-01T00:00:00+02:00",
+            "2026-10-01 00:00:00",
+            " 2026-10-01 ",
+        ] {
+            assert_eq!(parse_date(s), Ok(d(2026, 10, 1)), "{s}");
+        }
+    }
+
+    #[test]
+    fn rejected_forms() {
+        for s in [
+            "",
+            "2026-13-01",
+            "2/30/2026",
+            "1.10.2026",
+            "2026/10/01",
+            "10/1/26",
+            "10/1/2026 25:00:00",
+            "2026-10-01X",
+            "2026-10-01T10",
+            "yesterday",
+            "10/1/2026/1",
+        ] {
+            assert!(parse_date(s).is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn periods() {
+        let p: Period = "2026-10".parse().unwrap();
+        assert_eq!((p.start, p.end), (d(2026, 10, 1), d(2026, 11, 1)));
+        assert_eq!(p.label(), "2026-10");
+        assert_eq!(p.last_day(), d(2026, 10, 31));
+        let p: Period = "2025-11..2026-10".parse().unwrap();
+        assert_eq!((p.start, p.end), (d(2025, 11, 1), d(2026, 11, 1)));
+        assert_eq!(p.label(), "2025-11..2026-10");
+        assert!("2026-10..2026-01".parse::<Period>().is_err());
+        assert!("2026-1".parse::<Period>().is_err());
+        assert_eq!(add_months(d(2024, 1, 31), 1), d(2024, 2, 29));
+        assert_eq!(add_months(d(2019, 7, 1), 36), d(2022, 7, 1));
+    }
+}

@@ -1,0 +1,36 @@
+//! Fatal errors: a run that cannot finish. Row-level problems are not errors but
+//! rejects (see `rejects.csv`); these stop the run and publish nothing.
+
+use std::path::Path;
+
+/// Why a run stopped. Every variant names what a user has to look at.
+#[derive(Debug, thiserror::Error)]
+pub enum Fatal {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Input(String),
+    #[error("{file}:{line}{}: {message}", column.as_ref().map(|c| format!(" column '{c}'")).unwrap_or_default())]
+    Data {
+        file: String,
+        line: u64,
+        column: Option<String>,
+        message: String,
+    },
+    #[error("{file}: {message}")]
+    Config { file: String, message: String },
+    #[error("{count} rows rejected, more than --max-rejects {max}: nothing was published (see the first rejects above; raise --max-rejects to publish anyway)")]
+    TooManyRejects { count: u64, max: u64 },
+}
+
+impl Fatal {
+    pub fn io(path: &Path, source: std::io::Error) -> Fatal {
+        Fatal::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,538 @@
+//! Partner Center billing exports: recognising the format from the header, the
+//! header alias table, and turning one CSV record into a typed [`BillingLine`].
+
+use std::fmt;
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+
+use crate::dates::parse_date;
+use crate::money::{parse_amount, Currency};
+
+/// The billing file formats porledger reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BillingFormat {
+    /// New-commerce invoice reconciliation (license-based, 46 columns).
+    InvoiceReconciliation,
+    /// Legacy license-based reconciliation (28 columns, `OfferId`).
+    LegacyLicense,
+    /// New-commerce daily rated usage (Azure; basis `BillingPreTaxTotal`, dated by `UsageDate`).
+    DailyRatedUsage,
+}
+
+impl BillingFormat {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BillingFormat::InvoiceReconciliation => "new-commerce invoice reconciliation",
+            BillingFormat::LegacyLicense => "legacy license-based reconciliation",
+            BillingFormat::DailyRatedUsage => "new-commerce daily rated usage",
+        }
+    }
+}
+
+/// The fields porledger takes from a billing line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field {
+    CustomerId,
+    CustomerName,
+    SubscriptionId,
+    ChargeStartDate,
+    ChargeEndDate,
+    Subtotal,
+    Currency,
+    MpnId,
+    ResellerMpnId,
+    PublisherName,
+    ProductQualifiers,
+    ChargeType,
+    ProductId,
+    ProductName,
+    ReferenceId,
+}
+
+const N_FIELDS: usize = 15;
+
+impl Field {
+    const ALL: [Field; N_FIELDS] = [
+        Field::CustomerId,
+        Field::CustomerName,
+        Field::SubscriptionId,
+        Field::ChargeStartDate,
+        Field::ChargeEndDate,
+        Field::Subtotal,
+        Field::Currency,
+        Field::MpnId,
+        Field::ResellerMpnId,
+        Field::PublisherName,
+        Field::ProductQualifiers,
+        Field::ChargeType,
+        Field::ProductId,
+        Field::ProductName,
+        Field::ReferenceId,
+    ];
+
+    /// Header names that mean this field, normalised (lower case, letters and
+    /// digits only), in order of preference. The first is the documented name.
+    fn aliases(self, format: BillingFormat) -> &'static [&'static str] {
+        use BillingFormat::*;
+        match (self, format) {
+            (Field::CustomerId, _) => &["customerid", "customertenantid"],
+            (Field::CustomerName, _) => &["customername", "customercompanyname"],
+            (Field::SubscriptionId, _) => &["subscriptionid"],
+            (Field::ChargeStartDate, DailyRatedUsage) => &["usagedate", "chargestartdate"],
+            (Field::ChargeStartDate, _) => &["chargestartdate"],
+            (Field::ChargeEndDate, DailyRatedUsage) => &["usagedate", "chargeenddate"],
+            (Field::ChargeEndDate, _) => &["chargeenddate"],
+            (Field::Subtotal, DailyRatedUsage) => &["billingpretaxtotal"],
+            (Field::Subtotal, _) => &["subtotal"],
+            (Field::Currency, _) => &["currency", "billingcurrency"],
+            (Field::MpnId, _) => &["mpnid", "partnermpnid"],
+            (Field::ResellerMpnId, _) => &["resellermpnid", "tier2mpnid"],
+            (Field::PublisherName, _) => &["publishername"],
+            (Field::ProductQualifiers, _) => &["productqualifiers"],
+            (Field::ChargeType, _) => &["chargetype"],
+            (Field::ProductId, LegacyLicense) => &["offerid", "durableofferid"],
+            (Field::ProductId, _) => &["productid"],
+            (Field::ProductName, LegacyLicense) => &["offername", "subscriptionname"],
+            (Field::ProductName, DailyRatedUsage) => &["productname", "metername"],
+            (Field::ProductName, _) => &["productname", "skuname"],
+            (Field::ReferenceId, _) => &["referenceid"],
+        }
+    }
+
+    /// The documented header name, for messages.
+    pub fn name(self, format: BillingFormat) -> &'static str {
+        use BillingFormat::*;
+        match (self, format) {
+            (Field::ChargeStartDate | Field::ChargeEndDate, DailyRatedUsage) => "UsageDate",
+            (Field::Subtotal, DailyRatedUsage) => "BillingPreTaxTotal",
+            (Field::ProductId, LegacyLicense) => "OfferId",
+            (Field::ProductName, LegacyLicense) => "OfferName",
+            (Field::CustomerId, _) => "CustomerId",
+            (Field::CustomerName, _) => "CustomerName",
+            (Field::SubscriptionId, _) => "SubscriptionId",
+            (Field::ChargeStartDate, _) => "ChargeStartDate",
+            (Field::ChargeEndDate, _) => "ChargeEndDate",
+            (Field::Subtotal, _) => "Subtotal",
+            (Field::Currency, _) => "Currency",
+            (Field::MpnId, _) => "MpnId",
+            (Field::ResellerMpnId, _) => "ResellerMpnId",
+            (Field::PublisherName, _) => "PublisherName",
+            (Field::ProductQualifiers, _) => "ProductQualifiers",
+            (Field::ChargeType, _) => "ChargeType",
+            (Field::ProductId, _) => "ProductId",
+            (Field::ProductName, _) => "ProductName",
+            (Field::ReferenceId, _) => "ReferenceId",
+        }
+    }
+
+    fn required(self) -> bool {
+        matches!(
+            self,
+            Field::CustomerId
+                | Field::SubscriptionId
+                | Field::ChargeStartDate
+                | Field::Subtotal
+                | Field::Currency
+        )
+    }
+}
+
+/// Lower case, ASCII letters and digits only: `Tier2MpnId`, `tier2_mpn_id` and
+/// `TIER2MPNID` all become `tier2mpnid`.
+pub fn normalize_header(h: &str) -> String {
+    h.trim_start_matches('\u{feff}')
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// How to read one billing file: its format, delimiter and where each field is.
+#[derive(Clone, Debug)]
+pub struct BillingLayout {
+    pub format: BillingFormat,
+    pub delimiter: u8,
+    /// `;`-separated files come from a German Excel and use decimal commas.
+    pub decimal_comma: bool,
+    /// The header as written in the file, for messages.
+    pub header: Vec<String>,
+    idx: [Option<usize>; N_FIELDS],
+}
+
+/// Why a header could not be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayoutError {
+    Unrecognised {
+        found: String,
+    },
+    MissingColumn {
+        column: &'static str,
+        aliases: String,
+    },
+}
+
+impl fmt::Display for LayoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LayoutError::Unrecognised { found } => write!(
+                f,
+                "not a Partner Center billing export: the header has none of the column sets of \
+                 invoice reconciliation (Subtotal, ChargeStartDate), legacy license-based \
+                 (OfferId, Subtotal) or daily rated usage (BillingPreTaxTotal, UsageDate); it starts: {found}"
+            ),
+            LayoutError::MissingColumn { column, aliases } => {
+                write!(f, "required column '{column}' is missing (accepted spellings: {aliases})")
+            }
+        }
+    }
+}
+
+impl BillingLayout {
+    /// Recognises the format from the header and maps every field to its column.
+    pub fn from_header(header: &[String], delimiter: u8) -> Result<BillingLayout, LayoutError> {
+        let norm: Vec<String> = header.iter().map(|h| normalize_header(h)).collect();
+        let has = |n: &str| norm.iter().any(|h| h == n);
+        let format = if has("billingpretaxtotal") && has("usagedate") {
+            BillingFormat::DailyRatedUsage
+        } else if (has("offerid") || has("durableofferid")) && has("subtotal") {
+            BillingFormat::LegacyLicense
+        } else if has("subtotal") && has("chargestartdate") {
+            BillingFormat::InvoiceReconciliation
+        } else {
+            let mut found = header.iter().take(8).cloned().collect::<Vec<_>>().join(",");
+            if header.len() > 8 {
+                found.push_str(",...");
+            }
+            return Err(LayoutError::Unrecognised { found });
+        };
+        let mut idx = [None; N_FIELDS];
+        for (slot, field) in idx.iter_mut().zip(Field::ALL) {
+            *slot = field
+                .aliases(format)
+                .iter()
+                .find_map(|a| norm.iter().position(|h| h == a));
+            if slot.is_none() && field.required() {
+                return Err(LayoutError::MissingColumn {
+                    column: field.name(format),
+                    aliases: field.aliases(format).join(", "),
+                });
+            }
+        }
+        Ok(BillingLayout {
+            format,
+            delimiter,
+            decimal_comma: delimiter == b';',
+            header: header.to_vec(),
+            idx,
+        })
+    }
+
+    pub fn column(&self, f: Field) -> Option<usize> {
+        self.idx[f as usize]
+    }
+
+    /// The header as written in the file for a field (for reject messages).
+    pub fn column_name(&self, f: Field) -> &str {
+        match self.column(f) {
+            Some(i) => self.header[i].trim_start_matches('\u{feff}'),
+            None => f.name(self.format),
+        }
+    }
+}
+
+/// One billing line, borrowing its text from the record it was parsed from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BillingLine<'r> {
+    pub customer_id: &'r str,
+    pub customer_name: &'r str,
+    pub subscription_id: &'r str,
+    pub charge_start: NaiveDate,
+    pub charge_end: Option<NaiveDate>,
+    /// The revenue basis: pre-tax, in `currency`.
+    pub subtotal: Decimal,
+    pub currency: Currency,
+    pub mpn_id: Option<&'r str>,
+    pub reseller_mpn_id: Option<&'r str>,
+    pub publisher: &'r str,
+    pub qualifiers: &'r str,
+    pub charge_type: &'r str,
+    pub product_id: &'r str,
+    pub product_name: &'r str,
+    pub reference_id: &'r str,
+}
+
+/// A rejected record: which column, what value, why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowError {
+    pub column: String,
+    pub value: String,
+    pub reason: String,
+}
+
+fn partner_ref(s: &str) -> Option<&str> {
+    match s.trim() {
+        "" | "0" | "-1" => None,
+        t => Some(t),
+    }
+}
+
+impl BillingLayout {
+    fn err(&self, f: Field, value: &[u8], reason: impl Into<String>) -> RowError {
+        RowError {
+            column: self.column_name(f).to_string(),
+            value: String::from_utf8_lossy(value).into_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    fn text<'r>(&self, rec: &'r csv::ByteRecord, f: Field) -> Result<&'r str, RowError> {
+        match self.column(f) {
+            None => Ok(""),
+            Some(i) => {
+                let raw = rec.get(i).unwrap_or(b"");
+                std::str::from_utf8(raw)
+                    .map(str::trim)
+                    .map_err(|_| self.err(f, raw, "not valid UTF-8 text"))
+            }
+        }
+    }
+
+    /// Parses one record. The caller has checked the field count.
+    pub fn parse<'r>(&self, rec: &'r csv::ByteRecord) -> Result<BillingLine<'r>, RowError> {
+        let customer_id = self.text(rec, Field::CustomerId)?;
+        if customer_id.is_empty() {
+            return Err(self.err(Field::CustomerId, b"", "customer ID is empty"));
+        }
+        let subscription_id = self.text(rec, Field::SubscriptionId)?;
+        if subscription_id.is_empty() {
+            return Err(self.err(Field::SubscriptionId, b"", "subscription ID is empty"));
+        }
+        let start_raw = self.text(rec, Field::ChargeStartDate)?;
+        let charge_start = parse_date(start_raw).map_err(|_| {
+            self.err(
+                Field::ChargeStartDate,
+                start_raw.as_bytes(),
+                "not a date (expected M/D/YYYY, M/D/YYYY H:MM:SS or YYYY-MM-DD)",
+            )
+        })?;
+        let end_raw = self.text(rec, Field::ChargeEndDate)?;
+        let charge_end = if end_raw.is_empty() {
+            None
+        } else {
+            let d = parse_date(end_raw).map_err(|_| {
+                self.err(
+                    Field::ChargeEndDate,
+                    end_raw.as_bytes(),
+                    "not a date (expected M/D/YYYY, M/D/YYYY H:MM:SS or YYYY-MM-DD)",
+                )
+            })?;
+            if d < charge_start {
+                return Err(self.err(
+                    Field::ChargeEndDate,
+                    end_raw.as_bytes(),
+                    format!("charge ends before it starts ({charge_start})"),
+                ));
+            }
+            Some(d)
+        };
+        let sub_raw = self.text(rec, Field::Subtotal)?;
+        let subtotal = parse_amount(sub_raw, self.decimal_comma).map_err(|_| {
+            let what = if self.decimal_comma {
+                "not an amount (this ';'-separated file uses decimal commas: 1.234,56)"
+            } else {
+                "not an amount (expected a plain decimal like -1234.56)"
+            };
+            self.err(Field::Subtotal, sub_raw.as_bytes(), what)
+        })?;
+        let cur_raw = self.text(rec, Field::Currency)?;
+        let currency = Currency::parse(cur_raw).ok_or_else(|| {
+            self.err(
+                Field::Currency,
+                cur_raw.as_bytes(),
+                "not a three-letter currency code",
+            )
+        })?;
+        Ok(BillingLine {
+            customer_id,
+            customer_name: self.text(rec, Field::CustomerName)?,
+            subscription_id,
+            charge_start,
+            charge_end,
+            subtotal,
+            currency,
+            mpn_id: partner_ref(self.text(rec, Field::MpnId)?),
+            reseller_mpn_id: partner_ref(self.text(rec, Field::ResellerMpnId)?),
+            publisher: self.text(rec, Field::PublisherName)?,
+            qualifiers: self.text(rec, Field::ProductQualifiers)?,
+            charge_type: self.text(rec, Field::ChargeType)?,
+            product_id: self.text(rec, Field::ProductId)?,
+            product_name: self.text(rec, Field::ProductName)?,
+            reference_id: self.text(rec, Field::ReferenceId)?,
+        })
+    }
+}
+
+/// The 46 columns of the new-commerce invoice reconciliation file, in documented order.
+pub const INVOICE_RECONCILIATION_COLUMNS: [&str; 46] = [
+    "PartnerId",
+    "CustomerId",
+    "CustomerName",
+    "CustomerDomainName",
+    "CustomerCountry",
+    "InvoiceNumber",
+    "MpnId",
+    "ResellerMpnId",
+    "OrderId",
+    "OrderDate",
+    "ProductId",
+    "SkuId",
+    "AvailabilityId",
+    "SkuName",
+    "ProductName",
+    "ChargeType",
+    "UnitPrice",
+    "Quantity",
+    "Subtotal",
+    "TaxTotal",
+    "Total",
+    "Currency",
+    "PriceAdjustmentDescription",
+    "PublisherName",
+    "PublisherId",
+    "SubscriptionDescription",
+    "SubscriptionId",
+    "ChargeStartDate",
+    "ChargeEndDate",
+    "TermAndBillingCycle",
+    "EffectiveUnitPrice",
+    "UnitType",
+    "AlternateId",
+    "BillableQuantity",
+    "BillingFrequency",
+    "PricingCurrency",
+    "PCToBCExchangeRate",
+    "PCToBCExchangeRateDate",
+    "MeterDescription",
+    "ReservationOrderId",
+    "CreditReasonCode",
+    "SubscriptionStartDate",
+    "SubscriptionEndDate",
+    "ReferenceId",
+    "ProductQualifiers",
+    "PromotionId",
+];
+
+/// The 28 columns of the legacy license-based file, in documented order.
+pub const LEGACY_LICENSE_COLUMNS: [&str; 28] = [
+    "PartnerId",
+    "CustomerId",
+    "CustomerName",
+    "MpnId",
+    "ResellerMpnId",
+    "OrderId",
+    "SubscriptionId",
+    "SyndicationPartnerSubscriptionNumber",
+    "OfferId",
+    "DurableOfferId",
+    "OfferName",
+    "SubscriptionStartDate",
+    "SubscriptionEndDate",
+    "ChargeStartDate",
+    "ChargeEndDate",
+    "ChargeType",
+    "UnitPrice",
+    "Quantity",
+    "Amount",
+    "TotalOtherDiscount",
+    "Subtotal",
+    "Tax",
+    "TotalForCustomer",
+    "Currency",
+    "DomainName",
+    "SubscriptionName",
+    "SubscriptionDescription",
+    "BillingCycleType",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hdr(cols: &[&str]) -> Vec<String> {
+        cols.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn recognises_formats_and_aliases() {
+        let l = BillingLayout::from_header(&hdr(&INVOICE_RECONCILIATION_COLUMNS), b',').unwrap();
+        assert_eq!(l.format, BillingFormat::InvoiceReconciliation);
+        assert_eq!(l.column(Field::ResellerMpnId), Some(7));
+        let l = BillingLayout::from_header(&hdr(&LEGACY_LICENSE_COLUMNS), b',').unwrap();
+        assert_eq!(l.format, BillingFormat::LegacyLicense);
+        assert_eq!(l.column(Field::ProductId), Some(8));
+        // camelCase, BOM, reordered, Tier2MpnId, extra columns.
+        let l = BillingLayout::from_header(
+            &hdr(&[
+                "\u{feff}subtotal",
+                "Extra",
+                "customerId",
+                "SUBSCRIPTIONID",
+                "chargeStartDate",
+                "currency",
+                "Tier2MpnId",
+            ]),
+            b';',
+        )
+        .unwrap();
+        assert_eq!(l.column(Field::Subtotal), Some(0));
+        assert_eq!(l.column(Field::ResellerMpnId), Some(6));
+        assert!(l.decimal_comma);
+        assert_eq!(l.column_name(Field::Subtotal), "subtotal");
+    }
+
+    #[test]
+    fn missing_and_unknown_headers() {
+        let e = BillingLayout::from_header(
+            &hdr(&["Subtotal", "ChargeStartDate", "CustomerId", "Currency"]),
+            b',',
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("'SubscriptionId' is missing"), "{e}");
+        let e = BillingLayout::from_header(&hdr(&["a", "b"]), b',').unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("not a Partner Center billing export"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn parses_and_rejects_rows() {
+        let l = BillingLayout::from_header(
+            &hdr(&[
+                "CustomerId",
+                "SubscriptionId",
+                "ChargeStartDate",
+                "Subtotal",
+                "Currency",
+                "ResellerMpnId",
+            ]),
+            b',',
+        )
+        .unwrap();
+        let rec =
+            csv::ByteRecord::from(vec!["c1", "s1", "10/1/2026 0:00:00", "-12.50", "eur", "-1"]);
+        let line = l.parse(&rec).unwrap();
+        assert_eq!(line.subtotal.to_string(), "-12.50");
+        assert_eq!(line.currency.as_str(), "EUR");
+        assert_eq!(line.reseller_mpn_id, None);
+        let rec = csv::ByteRecord::from(vec!["c1", "s1", "2026-10-01", "12,50", "EUR", ""]);
+        let e = l.parse(&rec).unwrap_err();
+        assert_eq!((e.column.as_str(), e.value.as_str()), ("Subtotal", "12,50"));
+        let rec = csv::ByteRecord::from(vec!["c1", "s1", "31/10/2026", "1", "EUR", ""]);
+        assert_eq!(l.parse(&rec).unwrap_err().column, "ChargeStartDate");
+        let rec = csv::ByteRecord::from(vec!["c1", "s1", "2026-10-01", "1", "EURO", ""]);
+        assert_eq!(l.parse(&rec).unwrap_err().column, "Currency");
+    }
+}

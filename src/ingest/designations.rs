@@ -1,0 +1,297 @@
+//! The designations file: who gets credit for which customer, from when to when.
+//!
+//! `customer_id,partner_id,partner_name,association,workload,subscription_id,share,valid_from,valid_to`
+//! Headers are matched by name, case-insensitively; extra columns are ignored.
+//! A row that cannot be used is rejected with file, line, column, value and reason.
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+
+use crate::dates::parse_date;
+use crate::error::Fatal;
+use crate::money::parse_rate;
+use crate::rules::Association;
+
+use super::billing::normalize_header;
+use super::{parse_header, Header};
+
+/// One credit relationship.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Designation {
+    /// Line in the designations file (provenance).
+    pub line: u64,
+    /// Lower-cased (tenant GUIDs differ in case between exports).
+    pub customer_id: String,
+    pub partner_id: String,
+    pub partner_name: String,
+    pub association: Association,
+    /// Lower-cased; empty = not workload-specific.
+    pub workload: String,
+    /// Lower-cased; `None` = every subscription of the customer.
+    pub subscription_id: Option<String>,
+    /// `None` = split equally with the other rows that give none.
+    pub share: Option<Decimal>,
+    pub valid_from: Option<NaiveDate>,
+    /// Exclusive.
+    pub valid_to: Option<NaiveDate>,
+}
+
+impl Designation {
+    pub fn valid_on(&self, d: NaiveDate) -> bool {
+        self.valid_from.is_none_or(|f| f <= d) && self.valid_to.is_none_or(|t| d < t)
+    }
+}
+
+/// A rejected input row (any input file).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reject {
+    pub file: String,
+    pub line: u64,
+    pub column: String,
+    pub value: String,
+    pub reason: String,
+}
+
+/// The designations file, loaded.
+#[derive(Clone, Debug, Default)]
+pub struct Designations {
+    pub rows: Vec<Designation>,
+    pub rejects: Vec<Reject>,
+    /// Data rows read (= rows + rejects).
+    pub rows_read: u64,
+}
+
+const COLUMNS: [&str; 9] = [
+    "customer_id",
+    "partner_id",
+    "partner_name",
+    "association",
+    "workload",
+    "subscription_id",
+    "share",
+    "valid_from",
+    "valid_to",
+];
+const REQUIRED: [&str; 3] = ["customer_id", "partner_id", "association"];
+
+/// Parses the designations file's bytes. `file` names it in messages.
+pub fn parse_designations(file: &str, bytes: &[u8]) -> Result<Designations, Fatal> {
+    let data_err = |line: u64, column: Option<String>, message: String| Fatal::Data {
+        file: file.to_string(),
+        line,
+        column,
+        message,
+    };
+    let Header {
+        fields,
+        delimiter,
+        byte_len,
+        next_line,
+    } = parse_header(bytes)
+        .ok_or_else(|| data_err(1, None, "file is empty: no header line".into()))?;
+    let norm: Vec<String> = fields.iter().map(|h| normalize_header(h)).collect();
+    let mut idx = [None; 9];
+    for (slot, name) in idx.iter_mut().zip(COLUMNS) {
+        *slot = norm.iter().position(|h| *h == normalize_header(name));
+    }
+    for r in REQUIRED {
+        let i = COLUMNS.iter().position(|c| *c == r).unwrap_or(0);
+        if idx[i].is_none() {
+            return Err(data_err(
+                1,
+                Some(r.to_string()),
+                format!(
+                    "required column is missing; expected header: {}",
+                    COLUMNS.join(",")
+                ),
+            ));
+        }
+    }
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(delimiter)
+        .from_reader(&bytes[byte_len..]);
+    let mut out = Designations::default();
+    let mut rec = csv::StringRecord::new();
+    loop {
+        match rdr.read_record(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                let line = e
+                    .position()
+                    .map(|p| p.line() + next_line - 1)
+                    .unwrap_or(next_line);
+                return Err(data_err(line, None, format!("unreadable CSV: {e}")));
+            }
+        }
+        out.rows_read += 1;
+        let line = rec.position().map(|p| p.line()).unwrap_or(1) + next_line - 1;
+        match parse_row(&rec, &idx, fields.len(), line) {
+            Ok(d) => out.rows.push(d),
+            Err((col, value, reason)) => out.rejects.push(Reject {
+                file: file.to_string(),
+                line,
+                column: col.to_string(),
+                value,
+                reason,
+            }),
+        }
+    }
+    Ok(out)
+}
+
+type RowErr = (&'static str, String, String);
+
+fn parse_row(
+    rec: &csv::StringRecord,
+    idx: &[Option<usize>; 9],
+    n_fields: usize,
+    line: u64,
+) -> Result<Designation, RowErr> {
+    if rec.len() != n_fields {
+        return Err((
+            "(row)",
+            String::new(),
+            format!("has {} fields, the header has {n_fields}", rec.len()),
+        ));
+    }
+    let get = |i: usize| idx[i].and_then(|c| rec.get(c)).unwrap_or("").trim();
+    let customer_id = get(0);
+    if customer_id.is_empty() {
+        return Err(("customer_id", String::new(), "customer ID is empty".into()));
+    }
+    let partner_id = get(1);
+    if partner_id.is_empty() {
+        return Err(("partner_id", String::new(), "partner ID is empty".into()));
+    }
+    let assoc_raw = get(3);
+    let association = match Association::parse(assoc_raw) {
+        Some(a) if a.is_designated() => a,
+        Some(a) => {
+            return Err((
+                "association",
+                assoc_raw.into(),
+                format!("{a} credit comes from the billing file, not from designations"),
+            ))
+        }
+        None => {
+            return Err((
+                "association",
+                assoc_raw.into(),
+                "unknown association (expected POR, DPOR, CPOR or PAL)".into(),
+            ))
+        }
+    };
+    let share_raw = get(6);
+    let share = if share_raw.is_empty() {
+        None
+    } else {
+        let s = parse_rate(share_raw).map_err(|_| {
+            (
+                "share",
+                share_raw.to_string(),
+                "not a decimal number".to_string(),
+            )
+        })?;
+        if s <= Decimal::ZERO || s > Decimal::ONE {
+            return Err((
+                "share",
+                share_raw.into(),
+                "share must be greater than 0 and at most 1".into(),
+            ));
+        }
+        Some(s)
+    };
+    let date = |i: usize, col: &'static str| -> Result<Option<NaiveDate>, RowErr> {
+        let raw = get(i);
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        parse_date(raw).map(Some).map_err(|_| {
+            (
+                col,
+                raw.to_string(),
+                "not a date (expected YYYY-MM-DD or M/D/YYYY)".into(),
+            )
+        })
+    };
+    let valid_from = date(7, "valid_from")?;
+    let valid_to = date(8, "valid_to")?;
+    if let (Some(f), Some(t)) = (valid_from, valid_to) {
+        if t <= f {
+            return Err((
+                "valid_to",
+                get(8).to_string(),
+                format!("valid_to must be after valid_from ({f}); valid_to is exclusive"),
+            ));
+        }
+    }
+    let subscription_id = match get(5) {
+        "" => None,
+        s => Some(s.to_lowercase()),
+    };
+    Ok(Designation {
+        line,
+        customer_id: customer_id.to_lowercase(),
+        partner_id: partner_id.to_string(),
+        partner_name: get(2).to_string(),
+        association,
+        workload: get(4).to_lowercase(),
+        subscription_id,
+        share,
+        valid_from,
+        valid_to,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_rows_and_rejects_bad_ones() {
+        let text = "\u{feff}Customer_ID,partner_id,partner_name,association,workload,subscription_id,share,valid_from,valid_to,note\n\
+            C1,500275,Contoso,dpor,,S1,,2024-01-01,,x\n\
+            c2,500276,\"Fabrikam, Inc.\",PAL,,,0.5,1/1/2024,2025-01-01,\n\
+            c3,1,X,XPOR,,,,,,\n\
+            c4,1,X,PAL,,,1.5,,,\n\
+            c5,1,X,PAL,,,,2024-02-30,,\n\
+            c6,1,X,PAL,,,,2024-02-01,2024-02-01,\n\
+            c7,1,X,RESELLER,,,,,,\n\
+            ,1,X,PAL,,,,,,\n\
+            c9,1\n";
+        let d = parse_designations("designations.csv", text.as_bytes()).unwrap();
+        assert_eq!(d.rows_read, 9);
+        assert_eq!(d.rows.len(), 2);
+        assert_eq!(d.rows[0].customer_id, "c1");
+        assert_eq!(d.rows[0].association, Association::Dpor);
+        assert_eq!(d.rows[0].subscription_id.as_deref(), Some("s1"));
+        assert_eq!(d.rows[1].partner_name, "Fabrikam, Inc.");
+        assert_eq!(d.rows[1].line, 3);
+        let cols: Vec<(u64, &str)> = d
+            .rejects
+            .iter()
+            .map(|r| (r.line, r.column.as_str()))
+            .collect();
+        assert_eq!(
+            cols,
+            vec![
+                (4, "association"),
+                (5, "share"),
+                (6, "valid_from"),
+                (7, "valid_to"),
+                (8, "association"),
+                (9, "customer_id"),
+                (10, "(row)")
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_required_column_is_fatal() {
+        let e = parse_designations("d.csv", b"customer_id,partner\nc,1\n").unwrap_err();
+        assert!(e.to_string().contains("d.csv:1 column 'partner_id'"), "{e}");
+    }
+}

@@ -1,0 +1,31 @@
+//! porledger: Partner-of-Record incentive accruals from Partner Center billing.
+//!
+//! ```text
+//!  billing CSVs ──ingest──▶ typed lines ──attribute──▶ credits ──accrue──▶ accruals
+//!  (parallel chunks,        (rejects with     (designations,     (rules: rate,
+//!   header aliases)          file:line:col)    reseller, Tier 1)  window, dating)
+//!                                                                      │
+//!        CSV files ◀──render── statements ◀──(round once)── fold ◀─────┘
+//!        manifest,              (per partner,                (mergeable, exact
+//!        atomic publish          per customer)                decimal sums)
+//! ```
+//!
+//! Only [`ingest`] and [`render`] touch the file system; every other stage takes
+//! and returns typed values. No stage reads the clock. Money is
+//! [`rust_decimal::Decimal`], rounded only by [`money::round_money`].
+
+pub mod accrue;
+pub mod app;
+pub mod attribute;
+pub mod cli;
+pub mod dates;
+pub mod error;
+pub mod fold;
+pub mod ingest;
+pub mod money;
+pub mod pipeline;
+pub mod quality;
+pub mod render;
+pub mod rules;
+pub mod sample;
+pub mod statements;

@@ -1,0 +1,448 @@
+//! The run: load inputs, stream billing chunks through parallel workers
+//! (parse -> attribute -> accrue -> fold), merge in input order, hand each
+//! chunk's rows to a [`Sink`].
+//!
+//! ```text
+//! reader thread --chunks--> N workers --results--> collector (this thread)
+//!      ^                                               |  reorders by sequence,
+//!      +------------- permits (bounded) ---------------+  merges folds, writes rows
+//! ```
+//! At most `2 x threads + 2` chunks are in memory at once, whatever the input
+//! size. The output does not depend on the number of threads: every chunk is
+//! processed the same way, and results are consumed in input order.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+use crate::accrue::{accrue_line, Accrual, Outcome, Scratch};
+use crate::attribute::DesignationIndex;
+use crate::dates::Period;
+use crate::error::Fatal;
+use crate::fold::Fold;
+use crate::ingest::designations::{parse_designations, Designations, Reject};
+use crate::ingest::{self, Chunk, FileDigest, InputFile, OpenedBilling};
+use crate::render::csv::{row, writer};
+use crate::rules::{parse_rules, Rules};
+
+/// Everything a run reads before streaming billing lines.
+pub struct Inputs {
+    pub rules: Rules,
+    pub rules_path: PathBuf,
+    pub rules_digest: FileDigest,
+    pub designations: Designations,
+    pub designations_display: String,
+    pub designations_digest: FileDigest,
+    pub index: DesignationIndex,
+    pub files: Vec<InputFile>,
+    pub opened: Vec<OpenedBilling>,
+}
+
+/// Reads rules and designations and opens every billing file's header, so that
+/// a bad rules file or a billing file of unknown format fails before any work.
+pub fn load_inputs(
+    billing: &[PathBuf],
+    designations: &std::path::Path,
+    rules: &std::path::Path,
+) -> Result<Inputs, Fatal> {
+    let rules_text = ingest::read_text(rules)?;
+    let parsed_rules = parse_rules(&rules_text).map_err(|e| Fatal::Config {
+        file: rules.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let rules_digest = ingest::sha256_file(rules)?;
+    let d_bytes = std::fs::read(designations).map_err(|e| Fatal::io(designations, e))?;
+    let designations_display = designations.to_string_lossy().into_owned();
+    let parsed = parse_designations(&designations_display, &d_bytes)?;
+    let designations_digest = FileDigest {
+        sha256: ingest::hex(&<sha2::Sha256 as sha2::Digest>::digest(&d_bytes)),
+        bytes: d_bytes.len() as u64,
+    };
+    let files = ingest::discover(billing, "--billing")?;
+    let opened = files
+        .iter()
+        .map(ingest::open_billing)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Inputs {
+        index: DesignationIndex::new(parsed.rows.clone()),
+        rules: parsed_rules,
+        rules_path: rules.to_path_buf(),
+        rules_digest,
+        designations: parsed,
+        designations_display,
+        designations_digest,
+        files,
+        opened,
+    })
+}
+
+/// Settings of the streaming stage.
+#[derive(Clone, Debug)]
+pub struct StreamSettings {
+    pub threads: usize,
+    pub chunk_size: usize,
+    pub period: Option<Period>,
+    /// Stop (fatal) once more rows than this are rejected.
+    pub max_rejects: Option<u64>,
+}
+
+/// The rows of one chunk, already formatted, plus its fold.
+pub struct ChunkOutput {
+    pub seq: u64,
+    pub bytes: u64,
+    pub fold: Fold,
+    pub ledger: Vec<u8>,
+    pub not_eligible: Vec<u8>,
+    pub rejects: Vec<u8>,
+    /// The first few rejects of the chunk, for the console.
+    pub reject_samples: Vec<Reject>,
+    pub n_rejects: u64,
+}
+
+/// Receives chunk outputs in input order.
+pub trait Sink {
+    fn chunk(&mut self, out: &ChunkOutput) -> Result<(), Fatal>;
+}
+
+/// What the streaming stage returns.
+pub struct Streamed {
+    pub fold: Fold,
+    pub digests: Vec<FileDigest>,
+    pub rejects: u64,
+    pub reject_samples: Vec<Reject>,
+}
+
+const SAMPLES: usize = 20;
+
+/// Reuses a vector's allocation for a vector of another lifetime.
+pub(crate) fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
+    v.clear();
+    v.into_iter().map(|_| unreachable!()).collect()
+}
+
+/// Processes one chunk: pure, deterministic, no I/O.
+pub fn process_chunk(
+    inputs: &Inputs,
+    settings: &StreamSettings,
+    seq: u64,
+    chunk: &Chunk,
+) -> ChunkOutput {
+    let file = &inputs.files[chunk.file];
+    let layout = &inputs.opened[chunk.file].layout;
+    let n_fields = layout.header.len();
+    let mut fold = Fold::new(inputs.files.len());
+    let mut counts = crate::fold::FileCounts::default();
+    let mut ledger = writer(Vec::with_capacity(chunk.data.len()));
+    let mut not_eligible = writer(Vec::new());
+    let mut rejects = writer(Vec::new());
+    let mut reject_samples = Vec::new();
+    let mut n_rejects = 0u64;
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(layout.delimiter)
+        .from_reader(&chunk.data[..]);
+    let mut rec = csv::ByteRecord::new();
+    let mut ckey = String::new();
+    let mut skey = String::new();
+    let mut acc_store: Vec<Accrual<'static>> = Vec::new();
+    let mut scratch_store: Scratch<'static> = Scratch::default();
+    let mut num = itoa_buf();
+    let mut reject =
+        |line: u64, column: &str, value: &str, reason: &str, w: &mut csv::Writer<Vec<u8>>| {
+            n_rejects += 1;
+            if reject_samples.len() < SAMPLES {
+                reject_samples.push(Reject {
+                    file: file.display.clone(),
+                    line,
+                    column: column.to_string(),
+                    value: value.to_string(),
+                    reason: reason.to_string(),
+                });
+            }
+            let _ = row(
+                w,
+                &[&file.display, &line.to_string(), column, value, reason],
+            );
+        };
+    loop {
+        let ok = rdr.read_byte_record(&mut rec);
+        let line_no = chunk.first_line + rec.position().map(|p| p.line()).unwrap_or(1) - 1;
+        match ok {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                counts.rows += 1;
+                counts.rejected += 1;
+                reject(
+                    line_no,
+                    "(row)",
+                    "",
+                    &format!("unreadable CSV record: {e}"),
+                    &mut rejects,
+                );
+                continue;
+            }
+        }
+        counts.rows += 1;
+        if rec.len() != n_fields {
+            counts.rejected += 1;
+            let reason = format!("has {} fields, the header has {n_fields}", rec.len());
+            reject(line_no, "(row)", "", &reason, &mut rejects);
+            continue;
+        }
+        let line = match layout.parse(&rec) {
+            Ok(l) => l,
+            Err(e) => {
+                counts.rejected += 1;
+                reject(line_no, &e.column, &e.value, &e.reason, &mut rejects);
+                continue;
+            }
+        };
+        ckey.clear();
+        ckey.extend(line.customer_id.chars().map(|c| c.to_ascii_lowercase()));
+        skey.clear();
+        skey.extend(line.subscription_id.chars().map(|c| c.to_ascii_lowercase()));
+        if let Some(p) = settings.period {
+            if line.charge_start >= p.end {
+                counts.dated_after_period += 1;
+            }
+        }
+        let mut accruals: Vec<Accrual<'_>> = recycle(std::mem::take(&mut acc_store));
+        let mut scratch: Scratch<'_> = std::mem::take(&mut scratch_store).recycle();
+        let outcome = accrue_line(
+            &inputs.rules,
+            &inputs.index,
+            &inputs.designations_display,
+            &line,
+            &ckey,
+            &mut scratch,
+            &mut accruals,
+        );
+        match outcome {
+            Outcome::Accrued => {
+                counts.accrued += 1;
+                fold.note_customer(&ckey, line.customer_name);
+                let date = line.charge_start.to_string();
+                let line_s = num.fmt(line_no);
+                for a in &accruals {
+                    fold.add(a, &ckey, &skey, line.currency);
+                    let dline = a
+                        .designation
+                        .map(|d| d.line.to_string())
+                        .unwrap_or_default();
+                    let _ = row(
+                        &mut ledger,
+                        &[
+                            a.partner_id,
+                            &ckey,
+                            &inputs.rules.programs[a.program].id,
+                            a.association.as_str(),
+                            &skey,
+                            &date,
+                            &file.display,
+                            &line_s,
+                            &crate::render::csv::exact(a.basis, line.currency),
+                            &crate::render::csv::ratio(a.rate),
+                            &crate::render::csv::ratio(a.share),
+                            &crate::render::csv::exact(a.amount, line.currency),
+                            line.currency.as_str(),
+                            &dline,
+                        ],
+                    );
+                }
+            }
+            Outcome::NotEligible { reason, detail } => {
+                counts.note_not_eligible(reason);
+                fold.note_customer(&ckey, line.customer_name);
+                let _ = row(
+                    &mut not_eligible,
+                    &[
+                        &file.display,
+                        &num.fmt(line_no),
+                        &ckey,
+                        &skey,
+                        &line.charge_start.to_string(),
+                        &crate::render::csv::exact(line.subtotal, line.currency),
+                        line.currency.as_str(),
+                        reason.as_str(),
+                        &detail,
+                    ],
+                );
+            }
+            Outcome::Rejected {
+                column,
+                value,
+                reason,
+            } => {
+                counts.rejected += 1;
+                reject(line_no, &column, &value, &reason, &mut rejects);
+            }
+        }
+        acc_store = recycle(accruals);
+        scratch_store = scratch.recycle();
+    }
+    fold.files[chunk.file] = counts;
+    let inner = |w: csv::Writer<Vec<u8>>| w.into_inner().unwrap_or_default();
+    ChunkOutput {
+        seq,
+        bytes: chunk.data.len() as u64,
+        fold,
+        ledger: inner(ledger),
+        not_eligible: inner(not_eligible),
+        rejects: inner(rejects),
+        reject_samples,
+        n_rejects,
+    }
+}
+
+/// A tiny reusable integer formatter (avoids an allocation per row for line numbers).
+struct NumBuf(String);
+fn itoa_buf() -> NumBuf {
+    NumBuf(String::with_capacity(20))
+}
+impl NumBuf {
+    fn fmt(&mut self, n: u64) -> String {
+        use std::fmt::Write;
+        self.0.clear();
+        let _ = write!(self.0, "{n}");
+        self.0.clone()
+    }
+}
+
+/// Progress reporting hooks (the CLI draws a bar; tests pass `()`).
+pub trait Progress: Sync {
+    fn advance(&self, _bytes: u64, _rows: u64) {}
+}
+impl Progress for () {}
+
+/// Streams every billing file through the workers and the sink.
+pub fn stream(
+    inputs: &Inputs,
+    settings: &StreamSettings,
+    sink: &mut dyn Sink,
+    progress: &dyn Progress,
+    prior_rejects: u64,
+) -> Result<Streamed, Fatal> {
+    let threads = settings.threads.max(1);
+    let in_flight = 2 * threads + 2;
+    let (chunk_tx, chunk_rx): (Sender<(u64, Chunk)>, Receiver<(u64, Chunk)>) = bounded(in_flight);
+    let (res_tx, res_rx) = bounded::<ChunkOutput>(in_flight);
+    let (permit_tx, permit_rx) = bounded::<()>(in_flight);
+    for _ in 0..in_flight {
+        let _ = permit_tx.send(());
+    }
+    let cancel = AtomicBool::new(false);
+
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| -> Result<Vec<FileDigest>, Fatal> {
+            let chunk_tx = chunk_tx;
+            let mut seq = 0u64;
+            let mut digests = Vec::with_capacity(inputs.files.len());
+            for (i, f) in inputs.files.iter().enumerate() {
+                let d = ingest::read_chunks(
+                    i,
+                    f,
+                    &inputs.opened[i].header,
+                    settings.chunk_size,
+                    |c| {
+                        if cancel.load(Ordering::Relaxed) || permit_rx.recv().is_err() {
+                            return false;
+                        }
+                        let ok = chunk_tx.send((seq, c)).is_ok();
+                        seq += 1;
+                        ok
+                    },
+                )?;
+                digests.push(d);
+                if cancel.load(Ordering::Relaxed) {
+                    break;
+                }
+            }
+            Ok(digests)
+        });
+        let mut workers = Vec::new();
+        for _ in 0..threads {
+            let rx = chunk_rx.clone();
+            let tx = res_tx.clone();
+            workers.push(s.spawn(move || {
+                while let Ok((seq, chunk)) = rx.recv() {
+                    let out = process_chunk(inputs, settings, seq, &chunk);
+                    drop(chunk);
+                    if tx.send(out).is_err() {
+                        break;
+                    }
+                }
+            }));
+        }
+        drop(chunk_rx);
+        drop(res_tx);
+
+        // Collector: consume results in sequence order.
+        let mut fold = Fold::new(inputs.files.len());
+        let mut pending: BTreeMap<u64, ChunkOutput> = BTreeMap::new();
+        let mut next = 0u64;
+        let mut rejects = prior_rejects;
+        let mut samples = Vec::new();
+        let mut failure: Option<Fatal> = None;
+        for out in res_rx.iter() {
+            if failure.is_some() {
+                continue; // drain so that workers finish
+            }
+            pending.insert(out.seq, out);
+            while let Some(out) = pending.remove(&next) {
+                next += 1;
+                let _ = permit_tx.try_send(());
+                rejects += out.n_rejects;
+                for r in &out.reject_samples {
+                    if samples.len() < SAMPLES {
+                        samples.push(r.clone());
+                    }
+                }
+                if let Some(max) = settings.max_rejects {
+                    if rejects > max {
+                        failure = Some(Fatal::TooManyRejects {
+                            count: rejects,
+                            max,
+                        });
+                    }
+                }
+                if failure.is_none() {
+                    if let Err(e) = sink.chunk(&out) {
+                        failure = Some(e);
+                    }
+                }
+                let rows: u64 = out.fold.files.iter().map(|f| f.rows).sum();
+                progress.advance(out.bytes, rows);
+                fold.merge(out.fold);
+                if failure.is_some() {
+                    cancel.store(true, Ordering::Relaxed);
+                    // Unblock the reader if it waits for a permit.
+                    while permit_tx.try_send(()).is_ok() {}
+                    break;
+                }
+            }
+        }
+        for w in workers {
+            let _ = w.join();
+        }
+        let digests = match reader.join() {
+            Ok(r) => r,
+            Err(_) => Err(Fatal::Input(
+                "internal error: the reader thread panicked".into(),
+            )),
+        };
+        if let Some(f) = failure {
+            return Err(f);
+        }
+        let digests = digests?;
+        Ok(Streamed {
+            fold,
+            digests,
+            rejects: rejects - prior_rejects,
+            reject_samples: samples,
+        })
+    })
+}

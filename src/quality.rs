@@ -1,0 +1,175 @@
+//! Data-quality checks on the designations that no single row shows: shares of
+//! one association summing above 1, and more than one DPOR partner on a
+//! subscription at the same time.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+
+use crate::ingest::designations::Designation;
+use crate::rules::Association;
+
+/// A problem found across designation rows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Issue {
+    pub file: String,
+    pub lines: Vec<u64>,
+    pub message: String,
+}
+
+impl fmt::Display for Issue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines: Vec<String> = self.lines.iter().map(u64::to_string).collect();
+        write!(
+            f,
+            "{} lines {}: {}",
+            self.file,
+            lines.join(" and "),
+            self.message
+        )
+    }
+}
+
+fn overlaps(a: &Designation, b: &Designation) -> bool {
+    let a_from = a.valid_from.unwrap_or(NaiveDate::MIN);
+    let b_from = b.valid_from.unwrap_or(NaiveDate::MIN);
+    let a_to = a.valid_to.unwrap_or(NaiveDate::MAX);
+    let b_to = b.valid_to.unwrap_or(NaiveDate::MAX);
+    a_from < b_to && b_from < a_to
+}
+
+fn same_scope(a: &Designation, b: &Designation) -> bool {
+    a.workload == b.workload
+        && match (&a.subscription_id, &b.subscription_id) {
+            (Some(x), Some(y)) => x == y,
+            _ => true,
+        }
+}
+
+/// Checks all designations; rows must be valid individually already.
+pub fn check_designations(rows: &[Designation], file: &str) -> Vec<Issue> {
+    let mut by_group: BTreeMap<(&str, Association), Vec<&Designation>> = BTreeMap::new();
+    for d in rows {
+        by_group
+            .entry((&d.customer_id, d.association))
+            .or_default()
+            .push(d);
+    }
+    let mut issues = Vec::new();
+    for ((customer, assoc), ds) in by_group {
+        // Shares: at the start of each row, the explicit shares active in its scope.
+        let mut reported: Vec<Vec<u64>> = Vec::new();
+        for d in &ds {
+            let at = d.valid_from.unwrap_or(NaiveDate::MIN);
+            let active: Vec<&&Designation> = ds
+                .iter()
+                .filter(|o| o.valid_on(at) || (o.valid_from.is_none() && d.valid_from.is_none()))
+                .filter(|o| same_scope(d, o))
+                .collect();
+            let sum: Decimal = active.iter().filter_map(|o| o.share).sum();
+            if sum > Decimal::ONE {
+                let mut lines: Vec<u64> = active
+                    .iter()
+                    .filter(|o| o.share.is_some())
+                    .map(|o| o.line)
+                    .collect();
+                lines.sort();
+                if !reported.contains(&lines) {
+                    issues.push(Issue {
+                        file: file.into(),
+                        lines: lines.clone(),
+                        message: format!(
+                            "{assoc} shares for customer {customer} sum to {} on {}: at most 1 is allowed",
+                            sum.normalize(),
+                            if at == NaiveDate::MIN { "every date".to_string() } else { at.to_string() }
+                        ),
+                    });
+                    reported.push(lines);
+                }
+            }
+        }
+        if assoc == Association::Dpor {
+            for (i, a) in ds.iter().enumerate() {
+                for b in &ds[i + 1..] {
+                    if a.partner_id != b.partner_id
+                        && overlaps(a, b)
+                        && same_scope(a, b)
+                        && a.share.is_none()
+                        && b.share.is_none()
+                    {
+                        issues.push(Issue {
+                            file: file.into(),
+                            lines: vec![a.line, b.line],
+                            message: format!(
+                                "two DPOR partners ({} and {}) for the same subscription of customer {customer} at the same time; \
+                                 Microsoft allows one DPOR per subscription (porledger splits the credit equally)",
+                                a.partner_id, b.partner_id
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    issues
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(
+        line: u64,
+        partner: &str,
+        a: Association,
+        share: Option<&str>,
+        from: Option<(i32, u32, u32)>,
+    ) -> Designation {
+        Designation {
+            line,
+            customer_id: "c".into(),
+            partner_id: partner.into(),
+            partner_name: String::new(),
+            association: a,
+            workload: String::new(),
+            subscription_id: None,
+            share: share.map(|s| s.parse().unwrap()),
+            valid_from: from.and_then(|(y, m, dd)| NaiveDate::from_ymd_opt(y, m, dd)),
+            valid_to: None,
+        }
+    }
+
+    #[test]
+    fn finds_share_sums_and_double_dpor() {
+        let rows = vec![
+            d(2, "a", Association::Pal, Some("0.6"), Some((2024, 1, 1))),
+            d(3, "b", Association::Pal, Some("0.5"), Some((2024, 6, 1))),
+            d(4, "x", Association::Dpor, None, None),
+            d(5, "y", Association::Dpor, None, Some((2025, 1, 1))),
+        ];
+        let issues = check_designations(&rows, "d.csv");
+        assert_eq!(issues.len(), 2, "{issues:?}");
+        let text: Vec<String> = issues.iter().map(|i| i.to_string()).collect();
+        assert!(
+            text.iter().any(|t| t.contains(
+                "d.csv lines 2 and 3: PAL shares for customer c sum to 1.1 on 2024-06-01"
+            )),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.contains("d.csv lines 4 and 5: two DPOR partners (x and y)")),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn consecutive_rows_are_fine() {
+        let mut a = d(2, "a", Association::Dpor, None, Some((2024, 1, 1)));
+        a.valid_to = NaiveDate::from_ymd_opt(2025, 1, 1);
+        let b = d(3, "b", Association::Dpor, None, Some((2025, 1, 1)));
+        assert!(check_designations(&[a, b], "d.csv").is_empty());
+    }
+}

@@ -1,0 +1,330 @@
+//! CSV outputs. Every text value goes through [`excel_safe`]; amounts are plain
+//! decimals with `.` as separator, never in scientific notation.
+
+use std::io::Write;
+use std::path::Path;
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+
+use super::{excel_safe, sanitize_file_name};
+use crate::error::Fatal;
+use crate::money::{format_exact, format_exact_dp, Currency};
+use crate::statements::{CurrencyTotal, CustomerStatement, PartnerStatement, StatementSet};
+
+pub const LEDGER_HEADER: [&str; 14] = [
+    "partner_id",
+    "customer_id",
+    "program_id",
+    "association",
+    "subscription_id",
+    "charge_date",
+    "source_file",
+    "source_line",
+    "basis_amount",
+    "rate",
+    "share",
+    "accrual_amount",
+    "currency",
+    "designation_line",
+];
+
+pub const NOT_ELIGIBLE_HEADER: [&str; 9] = [
+    "source_file",
+    "source_line",
+    "customer_id",
+    "subscription_id",
+    "charge_date",
+    "basis_amount",
+    "currency",
+    "reason",
+    "detail",
+];
+
+pub const REJECTS_HEADER: [&str; 5] = ["source_file", "source_line", "column", "value", "reason"];
+
+pub const SUMMARY_HEADER: [&str; 7] = [
+    "partner_id",
+    "partner_name",
+    "program_id",
+    "currency",
+    "lines",
+    "basis_amount",
+    "accrual_amount",
+];
+
+/// A CSV writer with the settings of every porledger output.
+pub fn writer<W: Write>(w: W) -> csv::Writer<W> {
+    csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(w)
+}
+
+/// Writes a record of text values, neutralising formulas.
+pub fn row<W: Write>(w: &mut csv::Writer<W>, fields: &[&str]) -> csv::Result<()> {
+    for f in fields {
+        w.write_field(excel_safe(f).as_bytes())?;
+    }
+    w.write_record(None::<&[u8]>)
+}
+
+/// A rate or share: normalised, at least one decimal (`0.04`, `1.0`).
+pub fn ratio(d: Decimal) -> String {
+    format_exact_dp(d, 1)
+}
+
+/// A rounded amount (already at the currency's minor unit).
+pub fn amount(d: Decimal) -> String {
+    d.to_string()
+}
+
+fn date(d: Option<NaiveDate>) -> String {
+    d.map(|d| d.to_string()).unwrap_or_default()
+}
+
+fn csv_err(path: &Path) -> impl Fn(csv::Error) -> Fatal + '_ {
+    move |e| Fatal::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e.to_string()),
+    }
+}
+
+/// Writes `summary.csv`.
+pub fn write_summary(path: &Path, set: &StatementSet) -> Result<(), Fatal> {
+    let err = csv_err(path);
+    let f = std::fs::File::create(path).map_err(|e| Fatal::io(path, e))?;
+    let mut w = writer(std::io::BufWriter::new(f));
+    row(&mut w, &SUMMARY_HEADER).map_err(&err)?;
+    for s in &set.summary {
+        row(
+            &mut w,
+            &[
+                &s.partner_id,
+                &s.partner_name,
+                &s.program_id,
+                s.currency.as_str(),
+                &s.lines.to_string(),
+                &format_exact(s.basis_amount, s.currency),
+                &amount(s.accrual_amount),
+            ],
+        )
+        .map_err(&err)?;
+    }
+    w.flush().map_err(|e| Fatal::io(path, e))
+}
+
+fn write_totals<W: Write>(w: &mut csv::Writer<W>, totals: &[CurrencyTotal]) -> csv::Result<()> {
+    row(w, &["total", "currency", "basis_amount", "accrual_amount"])?;
+    for t in totals {
+        row(
+            w,
+            &[
+                "total",
+                t.currency.as_str(),
+                &format_exact(t.basis, t.currency),
+                &amount(t.amount),
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+fn blank<W: Write>(w: &mut csv::Writer<W>) -> csv::Result<()> {
+    row(w, &[""])
+}
+
+/// The partner statement as CSV: a header block, one line per customer, program
+/// and currency, then totals per currency.
+pub fn partner_statement_csv(p: &PartnerStatement, set: &StatementSet) -> csv::Result<Vec<u8>> {
+    let mut w = writer(Vec::new());
+    row(&mut w, &["porledger partner statement"])?;
+    row(&mut w, &["partner_id", &p.partner_id])?;
+    row(&mut w, &["partner_name", &p.partner_name])?;
+    row(&mut w, &["period", &set.period.label()])?;
+    row(
+        &mut w,
+        &["statement_date", &set.period.last_day().to_string()],
+    )?;
+    row(&mut w, &["rounding", set.rounding.as_str()])?;
+    blank(&mut w)?;
+    row(
+        &mut w,
+        &[
+            "customer_id",
+            "customer_name",
+            "program_id",
+            "program_name",
+            "currency",
+            "lines",
+            "basis_amount",
+            "rate",
+            "accrual_exact",
+            "accrual_amount",
+        ],
+    )?;
+    for l in &p.lines {
+        row(
+            &mut w,
+            &[
+                &l.customer_id,
+                &l.customer_name,
+                &l.program_id,
+                &l.program_name,
+                l.currency.as_str(),
+                &l.lines.to_string(),
+                &format_exact(l.basis, l.currency),
+                &l.rate.map(ratio).unwrap_or_else(|| "various".into()),
+                &format_exact(l.accrual_exact, l.currency),
+                &amount(l.amount),
+            ],
+        )?;
+    }
+    blank(&mut w)?;
+    write_totals(&mut w, &p.totals)?;
+    w.into_inner().map_err(|e| csv::Error::from(e.into_error()))
+}
+
+/// The customer transparency statement as CSV: what this partner earned from
+/// this customer, by program, with the designations, basis, rate and share.
+pub fn customer_statement_csv(
+    p: &PartnerStatement,
+    c: &CustomerStatement,
+    set: &StatementSet,
+) -> csv::Result<Vec<u8>> {
+    let mut w = writer(Vec::new());
+    row(&mut w, &["porledger customer transparency statement"])?;
+    row(&mut w, &["customer_id", &c.customer_id])?;
+    row(&mut w, &["customer_name", &c.customer_name])?;
+    row(&mut w, &["partner_id", &p.partner_id])?;
+    row(&mut w, &["partner_name", &p.partner_name])?;
+    row(&mut w, &["period", &set.period.label()])?;
+    row(
+        &mut w,
+        &["statement_date", &set.period.last_day().to_string()],
+    )?;
+    row(&mut w, &["rounding", set.rounding.as_str()])?;
+    blank(&mut w)?;
+    row(
+        &mut w,
+        &[
+            "designation",
+            "association",
+            "subscription_id",
+            "workload",
+            "share",
+            "valid_from",
+            "valid_to",
+        ],
+    )?;
+    for d in &c.designations {
+        row(
+            &mut w,
+            &[
+                "designation",
+                d.association.as_str(),
+                d.subscription_id.as_deref().unwrap_or("(all)"),
+                &d.workload,
+                &d.share.map(ratio).unwrap_or_else(|| "equal split".into()),
+                &date(d.valid_from),
+                &date(d.valid_to),
+            ],
+        )?;
+    }
+    if c.designations.is_empty() {
+        row(
+            &mut w,
+            &[
+                "designation",
+                "(none: credit from the billing file, reseller or Tier 1)",
+            ],
+        )?;
+    }
+    blank(&mut w)?;
+    row(
+        &mut w,
+        &[
+            "program_id",
+            "program_name",
+            "association",
+            "subscription_id",
+            "currency",
+            "lines",
+            "basis_amount",
+            "rate",
+            "share",
+            "accrual_exact",
+        ],
+    )?;
+    for d in &c.details {
+        row(
+            &mut w,
+            &[
+                &d.program_id,
+                &d.program_name,
+                d.association.as_str(),
+                &d.subscription_id,
+                d.currency.as_str(),
+                &d.lines.to_string(),
+                &format_exact(d.basis, d.currency),
+                &ratio(d.rate),
+                &ratio(d.share),
+                &format_exact(d.accrual_exact, d.currency),
+            ],
+        )?;
+    }
+    blank(&mut w)?;
+    row(
+        &mut w,
+        &[
+            "program_id",
+            "program_name",
+            "currency",
+            "lines",
+            "basis_amount",
+            "accrual_exact",
+            "accrual_amount",
+        ],
+    )?;
+    for l in &c.lines {
+        row(
+            &mut w,
+            &[
+                &l.program_id,
+                &l.program_name,
+                l.currency.as_str(),
+                &l.lines.to_string(),
+                &format_exact(l.basis, l.currency),
+                &format_exact(l.accrual_exact, l.currency),
+                &amount(l.amount),
+            ],
+        )?;
+    }
+    blank(&mut w)?;
+    write_totals(&mut w, &c.totals)?;
+    w.into_inner().map_err(|e| csv::Error::from(e.into_error()))
+}
+
+/// Writes `partners/<id>/statement.csv` and `partners/<id>/customers/<cid>.csv`
+/// for every partner under `dir`.
+pub fn write_statements(dir: &Path, set: &StatementSet) -> Result<(), Fatal> {
+    use rayon::prelude::*;
+    set.partners.par_iter().try_for_each(|p| {
+        let pdir = dir.join("partners").join(sanitize_file_name(&p.partner_id));
+        let cdir = pdir.join("customers");
+        std::fs::create_dir_all(&cdir).map_err(|e| Fatal::io(&cdir, e))?;
+        let path = pdir.join("statement.csv");
+        let bytes = partner_statement_csv(p, set).map_err(csv_err(&path))?;
+        std::fs::write(&path, bytes).map_err(|e| Fatal::io(&path, e))?;
+        for c in &p.customers {
+            let path = cdir.join(format!("{}.csv", sanitize_file_name(&c.customer_id)));
+            let bytes = customer_statement_csv(p, c, set).map_err(csv_err(&path))?;
+            std::fs::write(&path, bytes).map_err(|e| Fatal::io(&path, e))?;
+        }
+        Ok(())
+    })
+}
+
+/// Formats a currency-aware exact amount (re-exported for the pipeline).
+pub fn exact(d: Decimal, c: Currency) -> String {
+    format_exact(d, c)
+}

@@ -1,0 +1,194 @@
+//! Atomic publishing: a run writes into a staging directory beside `--out` and
+//! only a complete set of outputs is moved into place. A failed or killed run
+//! leaves the previous good output untouched.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::Fatal;
+use crate::ingest::hex;
+
+/// A directory being filled; removed on drop unless committed.
+pub struct Staging {
+    pub dir: PathBuf,
+    target: PathBuf,
+    committed: bool,
+}
+
+const MARKER: &str = "manifest.json";
+
+impl Staging {
+    /// Creates `.<name>.porledger-tmp-<pid>` next to `out` (creating `out`'s parent).
+    pub fn new(out: &Path) -> Result<Staging, Fatal> {
+        let name = out
+            .file_name()
+            .ok_or_else(|| Fatal::Input(format!("--out {}: not a directory name", out.display())))?
+            .to_string_lossy()
+            .into_owned();
+        let parent = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent).map_err(|e| Fatal::io(&parent, e))?;
+        if out.exists() {
+            let is_ours = out.join(MARKER).is_file()
+                || std::fs::read_dir(out)
+                    .map(|mut d| d.next().is_none())
+                    .unwrap_or(false);
+            if !out.is_dir() || !is_ours {
+                return Err(Fatal::Input(format!(
+                    "--out {}: exists and is not a porledger output directory (no {MARKER}); \
+                     refusing to replace it",
+                    out.display()
+                )));
+            }
+        }
+        let dir = parent.join(format!(".{name}.porledger-tmp-{}", std::process::id()));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| Fatal::io(&dir, e))?;
+        }
+        std::fs::create_dir(&dir).map_err(|e| Fatal::io(&dir, e))?;
+        Ok(Staging {
+            dir,
+            target: out.to_path_buf(),
+            committed: false,
+        })
+    }
+
+    /// Moves the staged outputs into place, replacing a previous run's.
+    pub fn commit(mut self) -> Result<(), Fatal> {
+        let old = self.dir.with_file_name(format!(
+            "{}.old",
+            self.dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        ));
+        let had_old = self.target.exists();
+        if had_old {
+            std::fs::rename(&self.target, &old).map_err(|e| Fatal::io(&self.target, e))?;
+        }
+        if let Err(e) = std::fs::rename(&self.dir, &self.target) {
+            if had_old {
+                // Put the previous output back before failing.
+                let _ = std::fs::rename(&old, &self.target);
+            }
+            return Err(Fatal::io(&self.target, e));
+        }
+        self.committed = true;
+        if had_old {
+            std::fs::remove_dir_all(&old).map_err(|e| Fatal::io(&old, e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// One file in the manifest.
+#[derive(Serialize, Clone, Debug)]
+pub struct FileEntry {
+    pub path: String,
+    pub sha256: String,
+    pub bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+}
+
+/// Every file below `dir` except the manifest itself, sorted by relative path
+/// (`/`-separated), with its SHA-256.
+pub fn hash_outputs(dir: &Path) -> Result<Vec<FileEntry>, Fatal> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Fatal> {
+        for e in std::fs::read_dir(dir).map_err(|e| Fatal::io(dir, e))? {
+            let p = e.map_err(|e| Fatal::io(dir, e))?.path();
+            if p.is_dir() {
+                walk(base, &p, out)?;
+            } else {
+                out.push(p);
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    walk(dir, dir, &mut files)?;
+    let mut entries: Vec<FileEntry> = files
+        .iter()
+        .filter_map(|p| {
+            let rel = p.strip_prefix(dir).ok()?;
+            let rel: Vec<String> = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            Some((p, rel.join("/")))
+        })
+        .filter(|(_, rel)| rel != MARKER)
+        .map(|(p, rel)| {
+            let bytes = std::fs::read(p).map_err(|e| Fatal::io(p, e))?;
+            Ok(FileEntry {
+                path: rel,
+                sha256: hex(&Sha256::digest(&bytes)),
+                bytes: bytes.len() as u64,
+                role: None,
+                format: None,
+            })
+        })
+        .collect::<Result<_, Fatal>>()?;
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(entries)
+}
+
+/// Writes a value as pretty JSON with a trailing newline.
+pub fn write_json(path: &Path, value: &impl Serialize) -> Result<(), Fatal> {
+    let mut text = serde_json::to_string_pretty(value).map_err(|e| Fatal::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e),
+    })?;
+    text.push('\n');
+    std::fs::write(path, text).map_err(|e| Fatal::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_staging_leaves_previous_output() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        let s = Staging::new(&out).unwrap();
+        std::fs::write(s.dir.join(MARKER), "1").unwrap();
+        s.commit().unwrap();
+        assert_eq!(std::fs::read_to_string(out.join(MARKER)).unwrap(), "1");
+        let s = Staging::new(&out).unwrap();
+        std::fs::write(s.dir.join(MARKER), "2").unwrap();
+        drop(s); // a failed run
+        assert_eq!(std::fs::read_to_string(out.join(MARKER)).unwrap(), "1");
+        assert_eq!(
+            std::fs::read_dir(tmp.path()).unwrap().count(),
+            1,
+            "staging removed"
+        );
+        let s = Staging::new(&out).unwrap();
+        std::fs::write(s.dir.join(MARKER), "3").unwrap();
+        s.commit().unwrap();
+        assert_eq!(std::fs::read_to_string(out.join(MARKER)).unwrap(), "3");
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn refuses_to_replace_a_foreign_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("precious.txt"), "x").unwrap();
+        assert!(Staging::new(tmp.path()).is_err());
+    }
+}

@@ -1,0 +1,280 @@
+//! Statements: the rounded, per-partner view of a fold. Both renderers (CSV and
+//! PDF) print this model and nothing else, so they agree to the cent.
+//!
+//! A statement line is one (partner, customer, program, currency): its exact
+//! accruals are summed, then rounded once with [`round_money`]. A partner's
+//! total per currency is the sum of its rounded lines, so every statement adds
+//! up on paper. The customer transparency statement shows the detail behind each
+//! line (association, subscription, rate, share) with exact amounts.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+
+use crate::attribute::DesignationIndex;
+use crate::dates::Period;
+use crate::fold::{DetailKey, Fold, Sums};
+use crate::money::{round_money, Currency, RoundingMode};
+use crate::rules::{Association, Rules};
+
+/// One (customer, program, currency) line of a partner statement.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatementLine {
+    pub customer_id: String,
+    pub customer_name: String,
+    pub program_id: String,
+    pub program_name: String,
+    pub currency: Currency,
+    pub lines: u64,
+    pub basis: Decimal,
+    /// The rate, when every accrual of the line used the same one.
+    pub rate: Option<Decimal>,
+    pub accrual_exact: Decimal,
+    /// `round_money(accrual_exact)`.
+    pub amount: Decimal,
+}
+
+/// The detail behind statement lines, for transparency statements.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DetailLine {
+    pub program_id: String,
+    pub program_name: String,
+    pub association: Association,
+    pub subscription_id: String,
+    pub currency: Currency,
+    pub rate: Decimal,
+    pub share: Decimal,
+    pub lines: u64,
+    pub basis: Decimal,
+    pub accrual_exact: Decimal,
+}
+
+/// A designation as printed to the customer: who, how, since when.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DesignationInfo {
+    pub association: Association,
+    pub subscription_id: Option<String>,
+    pub workload: String,
+    pub share: Option<Decimal>,
+    pub valid_from: Option<NaiveDate>,
+    pub valid_to: Option<NaiveDate>,
+    pub source_line: u64,
+}
+
+/// Total of one currency.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CurrencyTotal {
+    pub currency: Currency,
+    pub basis: Decimal,
+    pub amount: Decimal,
+}
+
+/// What one partner earned from one customer, and how.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CustomerStatement {
+    pub customer_id: String,
+    pub customer_name: String,
+    pub designations: Vec<DesignationInfo>,
+    /// The partner-statement lines of this customer.
+    pub lines: Vec<StatementLine>,
+    pub details: Vec<DetailLine>,
+    pub totals: Vec<CurrencyTotal>,
+}
+
+/// One partner's statement.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PartnerStatement {
+    pub partner_id: String,
+    pub partner_name: String,
+    pub lines: Vec<StatementLine>,
+    pub totals: Vec<CurrencyTotal>,
+    pub customers: Vec<CustomerStatement>,
+}
+
+/// One row of `summary.csv`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct SummaryRow {
+    pub partner_id: String,
+    pub partner_name: String,
+    pub program_id: String,
+    pub currency: Currency,
+    pub lines: u64,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub basis_amount: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub accrual_amount: Decimal,
+}
+
+/// Everything a run publishes about money.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatementSet {
+    pub period: Period,
+    pub rounding: RoundingMode,
+    pub partners: Vec<PartnerStatement>,
+    pub summary: Vec<SummaryRow>,
+}
+
+fn totals(lines: &[StatementLine]) -> Vec<CurrencyTotal> {
+    let mut m: BTreeMap<Currency, (Decimal, Decimal)> = BTreeMap::new();
+    for l in lines {
+        let e = m.entry(l.currency).or_default();
+        e.0 += l.basis;
+        e.1 += l.amount;
+    }
+    m.into_iter()
+        .map(|(currency, (basis, amount))| CurrencyTotal {
+            currency,
+            basis,
+            amount,
+        })
+        .collect()
+}
+
+/// Builds every statement from a finished fold.
+pub fn build(fold: &Fold, rules: &Rules, index: &DesignationIndex, period: Period) -> StatementSet {
+    let mut details: Vec<(&DetailKey, &Sums)> = fold.details.iter().collect();
+    details.sort_by(|a, b| a.0.cmp(b.0));
+    let names = index.partner_names();
+    let customer_name = |c: &str| fold.customer_names.get(c).cloned().unwrap_or_default();
+    let mut partners: Vec<PartnerStatement> = Vec::new();
+    let mut i = 0;
+    while i < details.len() {
+        let pid = &details[i].0.partner_id;
+        let mut j = i;
+        while j < details.len() && details[j].0.partner_id == *pid {
+            j += 1;
+        }
+        partners.push(partner_statement(
+            &details[i..j],
+            rules,
+            index,
+            names,
+            &customer_name,
+        ));
+        i = j;
+    }
+    let mut summary: BTreeMap<(String, String, Currency), SummaryRow> = BTreeMap::new();
+    for p in &partners {
+        for l in &p.lines {
+            let row = summary
+                .entry((p.partner_id.clone(), l.program_id.clone(), l.currency))
+                .or_insert_with(|| SummaryRow {
+                    partner_id: p.partner_id.clone(),
+                    partner_name: p.partner_name.clone(),
+                    program_id: l.program_id.clone(),
+                    currency: l.currency,
+                    lines: 0,
+                    basis_amount: Decimal::ZERO,
+                    accrual_amount: Decimal::ZERO,
+                });
+            row.lines += l.lines;
+            row.basis_amount += l.basis;
+            row.accrual_amount += l.amount;
+        }
+    }
+    StatementSet {
+        period,
+        rounding: rules.rounding,
+        partners,
+        summary: summary.into_values().collect(),
+    }
+}
+
+fn partner_statement(
+    details: &[(&DetailKey, &Sums)],
+    rules: &Rules,
+    index: &DesignationIndex,
+    names: &BTreeMap<String, String>,
+    customer_name: &dyn Fn(&str) -> String,
+) -> PartnerStatement {
+    let partner_id = details[0].0.partner_id.to_string();
+    // Group details by (customer, program, currency) -> one statement line.
+    type LineKey<'a> = (&'a str, u16, Currency);
+    let mut grouped: BTreeMap<LineKey, Vec<(&DetailKey, &Sums)>> = BTreeMap::new();
+    for &(k, s) in details {
+        grouped
+            .entry((&k.customer_id, k.program, k.currency))
+            .or_default()
+            .push((k, s));
+    }
+    let mut customers: BTreeMap<String, CustomerStatement> = BTreeMap::new();
+    let mut lines = Vec::new();
+    for ((cust, prog, currency), ds) in grouped {
+        let program = &rules.programs[prog as usize];
+        let mut sums = Sums::default();
+        let mut rate = Some(ds[0].0.rate);
+        for (k, s) in &ds {
+            sums.add(s);
+            if rate != Some(k.rate) {
+                rate = None;
+            }
+        }
+        let line = StatementLine {
+            customer_id: cust.to_string(),
+            customer_name: customer_name(cust),
+            program_id: program.id.clone(),
+            program_name: program.name.clone(),
+            currency,
+            lines: sums.lines,
+            basis: sums.basis,
+            rate,
+            accrual_exact: sums.accrual,
+            amount: round_money(sums.accrual, currency, rules.rounding),
+        };
+        let cs = customers
+            .entry(cust.to_string())
+            .or_insert_with(|| CustomerStatement {
+                customer_id: cust.to_string(),
+                customer_name: line.customer_name.clone(),
+                designations: index
+                    .of_customer(cust)
+                    .filter(|d| d.partner_id == partner_id)
+                    .map(|d| DesignationInfo {
+                        association: d.association,
+                        subscription_id: d.subscription_id.clone(),
+                        workload: d.workload.clone(),
+                        share: d.share,
+                        valid_from: d.valid_from,
+                        valid_to: d.valid_to,
+                        source_line: d.line,
+                    })
+                    .collect(),
+                lines: Vec::new(),
+                details: Vec::new(),
+                totals: Vec::new(),
+            });
+        for (k, s) in &ds {
+            cs.details.push(DetailLine {
+                program_id: program.id.clone(),
+                program_name: program.name.clone(),
+                association: k.association,
+                subscription_id: k.subscription_id.to_string(),
+                currency,
+                rate: k.rate,
+                share: k.share,
+                lines: s.lines,
+                basis: s.basis,
+                accrual_exact: s.accrual,
+            });
+        }
+        cs.lines.push(line.clone());
+        lines.push(line);
+    }
+    let customers: Vec<CustomerStatement> = customers
+        .into_values()
+        .map(|mut c| {
+            c.designations
+                .sort_by_key(|d| (d.valid_from, d.source_line));
+            c.totals = totals(&c.lines);
+            c
+        })
+        .collect();
+    PartnerStatement {
+        partner_name: names.get(&partner_id).cloned().unwrap_or_default(),
+        partner_id,
+        totals: totals(&lines),
+        lines,
+        customers,
+    }
+}
