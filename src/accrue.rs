@@ -28,25 +28,29 @@ pub struct Accrual<'a> {
     pub designation: Option<&'a Designation>,
 }
 
-/// Why no program pays a line. Ordered from "furthest from paying" to "closest".
+/// Why no program pays a line. Ordered from "furthest from paying" to
+/// "closest": a program checks, in this order, that it is in force on the charge
+/// date, that some partner holds credit, that the charge is inside the window,
+/// and that the product is covered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Reason {
     /// No program is in force on the charge date.
     RuleNotInForce = 0,
-    /// The publisher is not covered or a product qualifier is excluded.
-    ExcludedProduct = 1,
     /// No partner holds an association the programs pay.
-    NoDesignation = 2,
+    NoDesignation = 1,
     /// Designated, but the charge falls outside the program's window.
-    OutsideWindow = 3,
+    OutsideWindow = 2,
+    /// A partner would earn, but the publisher is not covered or a product
+    /// qualifier (e.g. Trial) is excluded.
+    ExcludedProduct = 3,
 }
 
 impl Reason {
     pub const ALL: [Reason; 4] = [
         Reason::RuleNotInForce,
-        Reason::ExcludedProduct,
         Reason::NoDesignation,
         Reason::OutsideWindow,
+        Reason::ExcludedProduct,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -130,10 +134,7 @@ pub fn accrue_line<'a>(
             scratch.misses.push((pi, Reason::RuleNotInForce, None));
             continue;
         }
-        if excluded(p, line) {
-            scratch.misses.push((pi, Reason::ExcludedProduct, None));
-            continue;
-        }
+        let is_excluded = excluded(p, line);
         let before = out.len();
         let mut window_miss = None;
         for &a in &p.associations {
@@ -177,7 +178,10 @@ pub fn accrue_line<'a>(
                 });
             }
         }
-        if out.len() == before {
+        if out.len() > before && is_excluded {
+            out.truncate(before);
+            scratch.misses.push((pi, Reason::ExcludedProduct, None));
+        } else if out.len() == before {
             match window_miss {
                 Some(l) => scratch.misses.push((pi, Reason::OutsideWindow, Some(l))),
                 None => scratch.misses.push((pi, Reason::NoDesignation, None)),

@@ -57,6 +57,7 @@ pub const SUMMARY_HEADER: [&str; 7] = [
 pub fn writer<W: Write>(w: W) -> csv::Writer<W> {
     csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
+        .flexible(true)
         .from_writer(w)
 }
 
@@ -113,75 +114,98 @@ pub fn write_summary(path: &Path, set: &StatementSet) -> Result<(), Fatal> {
     w.flush().map_err(|e| Fatal::io(path, e))
 }
 
-fn write_totals<W: Write>(w: &mut csv::Writer<W>, totals: &[CurrencyTotal]) -> csv::Result<()> {
-    row(w, &["total", "currency", "basis_amount", "accrual_amount"])?;
+fn write_totals(w: &mut Sections, totals: &[CurrencyTotal]) -> csv::Result<()> {
+    w.row(&["total", "currency", "basis_amount", "accrual_amount"])?;
     for t in totals {
-        row(
-            w,
-            &[
-                "total",
-                t.currency.as_str(),
-                &format_exact(t.basis, t.currency),
-                &amount(t.amount),
-            ],
-        )?;
+        w.row(&[
+            "total",
+            t.currency.as_str(),
+            &format_exact(t.basis, t.currency),
+            &amount(t.amount),
+        ])?;
     }
     Ok(())
 }
 
-fn blank<W: Write>(w: &mut csv::Writer<W>) -> csv::Result<()> {
-    row(w, &[""])
+/// A CSV document of several sections separated by truly empty lines (a csv
+/// writer would print an empty record as `""`).
+struct Sections {
+    done: Vec<u8>,
+    w: csv::Writer<Vec<u8>>,
+}
+
+impl Sections {
+    fn new() -> Sections {
+        Sections {
+            done: Vec::new(),
+            w: writer(Vec::new()),
+        }
+    }
+
+    fn row(&mut self, fields: &[&str]) -> csv::Result<()> {
+        row(&mut self.w, fields)
+    }
+
+    fn blank(&mut self) -> csv::Result<()> {
+        let w = std::mem::replace(&mut self.w, writer(Vec::new()));
+        self.done.extend(
+            w.into_inner()
+                .map_err(|e| csv::Error::from(e.into_error()))?,
+        );
+        self.done.extend_from_slice(b"\r\n");
+        Ok(())
+    }
+
+    fn finish(mut self) -> csv::Result<Vec<u8>> {
+        self.done.extend(
+            self.w
+                .into_inner()
+                .map_err(|e| csv::Error::from(e.into_error()))?,
+        );
+        Ok(self.done)
+    }
 }
 
 /// The partner statement as CSV: a header block, one line per customer, program
 /// and currency, then totals per currency.
 pub fn partner_statement_csv(p: &PartnerStatement, set: &StatementSet) -> csv::Result<Vec<u8>> {
-    let mut w = writer(Vec::new());
-    row(&mut w, &["porledger partner statement"])?;
-    row(&mut w, &["partner_id", &p.partner_id])?;
-    row(&mut w, &["partner_name", &p.partner_name])?;
-    row(&mut w, &["period", &set.period.label()])?;
-    row(
-        &mut w,
-        &["statement_date", &set.period.last_day().to_string()],
-    )?;
-    row(&mut w, &["rounding", set.rounding.as_str()])?;
-    blank(&mut w)?;
-    row(
-        &mut w,
-        &[
-            "customer_id",
-            "customer_name",
-            "program_id",
-            "program_name",
-            "currency",
-            "lines",
-            "basis_amount",
-            "rate",
-            "accrual_exact",
-            "accrual_amount",
-        ],
-    )?;
+    let mut w = Sections::new();
+    w.row(&["porledger partner statement"])?;
+    w.row(&["partner_id", &p.partner_id])?;
+    w.row(&["partner_name", &p.partner_name])?;
+    w.row(&["period", &set.period.label()])?;
+    w.row(&["statement_date", &set.period.last_day().to_string()])?;
+    w.row(&["rounding", set.rounding.as_str()])?;
+    w.blank()?;
+    w.row(&[
+        "customer_id",
+        "customer_name",
+        "program_id",
+        "program_name",
+        "currency",
+        "lines",
+        "basis_amount",
+        "rate",
+        "accrual_exact",
+        "accrual_amount",
+    ])?;
     for l in &p.lines {
-        row(
-            &mut w,
-            &[
-                &l.customer_id,
-                &l.customer_name,
-                &l.program_id,
-                &l.program_name,
-                l.currency.as_str(),
-                &l.lines.to_string(),
-                &format_exact(l.basis, l.currency),
-                &l.rate.map(ratio).unwrap_or_else(|| "various".into()),
-                &format_exact(l.accrual_exact, l.currency),
-                &amount(l.amount),
-            ],
-        )?;
+        w.row(&[
+            &l.customer_id,
+            &l.customer_name,
+            &l.program_id,
+            &l.program_name,
+            l.currency.as_str(),
+            &l.lines.to_string(),
+            &format_exact(l.basis, l.currency),
+            &l.rate.map(ratio).unwrap_or_else(|| "various".into()),
+            &format_exact(l.accrual_exact, l.currency),
+            &amount(l.amount),
+        ])?;
     }
-    blank(&mut w)?;
+    w.blank()?;
     write_totals(&mut w, &p.totals)?;
-    w.into_inner().map_err(|e| csv::Error::from(e.into_error()))
+    w.finish()
 }
 
 /// The customer transparency statement as CSV: what this partner earned from
@@ -191,117 +215,93 @@ pub fn customer_statement_csv(
     c: &CustomerStatement,
     set: &StatementSet,
 ) -> csv::Result<Vec<u8>> {
-    let mut w = writer(Vec::new());
-    row(&mut w, &["porledger customer transparency statement"])?;
-    row(&mut w, &["customer_id", &c.customer_id])?;
-    row(&mut w, &["customer_name", &c.customer_name])?;
-    row(&mut w, &["partner_id", &p.partner_id])?;
-    row(&mut w, &["partner_name", &p.partner_name])?;
-    row(&mut w, &["period", &set.period.label()])?;
-    row(
-        &mut w,
-        &["statement_date", &set.period.last_day().to_string()],
-    )?;
-    row(&mut w, &["rounding", set.rounding.as_str()])?;
-    blank(&mut w)?;
-    row(
-        &mut w,
-        &[
-            "designation",
-            "association",
-            "subscription_id",
-            "workload",
-            "share",
-            "valid_from",
-            "valid_to",
-        ],
-    )?;
+    let mut w = Sections::new();
+    w.row(&["porledger customer transparency statement"])?;
+    w.row(&["customer_id", &c.customer_id])?;
+    w.row(&["customer_name", &c.customer_name])?;
+    w.row(&["partner_id", &p.partner_id])?;
+    w.row(&["partner_name", &p.partner_name])?;
+    w.row(&["period", &set.period.label()])?;
+    w.row(&["statement_date", &set.period.last_day().to_string()])?;
+    w.row(&["rounding", set.rounding.as_str()])?;
+    w.blank()?;
+    w.row(&[
+        "designation",
+        "association",
+        "subscription_id",
+        "workload",
+        "share",
+        "valid_from",
+        "valid_to",
+    ])?;
     for d in &c.designations {
-        row(
-            &mut w,
-            &[
-                "designation",
-                d.association.as_str(),
-                d.subscription_id.as_deref().unwrap_or("(all)"),
-                &d.workload,
-                &d.share.map(ratio).unwrap_or_else(|| "equal split".into()),
-                &date(d.valid_from),
-                &date(d.valid_to),
-            ],
-        )?;
+        w.row(&[
+            "designation",
+            d.association.as_str(),
+            d.subscription_id.as_deref().unwrap_or("(all)"),
+            &d.workload,
+            &d.share.map(ratio).unwrap_or_else(|| "equal split".into()),
+            &date(d.valid_from),
+            &date(d.valid_to),
+        ])?;
     }
     if c.designations.is_empty() {
-        row(
-            &mut w,
-            &[
-                "designation",
-                "(none: credit from the billing file, reseller or Tier 1)",
-            ],
-        )?;
+        w.row(&[
+            "designation",
+            "(none: credit from the billing file, reseller or Tier 1)",
+        ])?;
     }
-    blank(&mut w)?;
-    row(
-        &mut w,
-        &[
-            "program_id",
-            "program_name",
-            "association",
-            "subscription_id",
-            "currency",
-            "lines",
-            "basis_amount",
-            "rate",
-            "share",
-            "accrual_exact",
-        ],
-    )?;
+    w.blank()?;
+    w.row(&[
+        "program_id",
+        "program_name",
+        "association",
+        "subscription_id",
+        "currency",
+        "lines",
+        "basis_amount",
+        "rate",
+        "share",
+        "accrual_exact",
+    ])?;
     for d in &c.details {
-        row(
-            &mut w,
-            &[
-                &d.program_id,
-                &d.program_name,
-                d.association.as_str(),
-                &d.subscription_id,
-                d.currency.as_str(),
-                &d.lines.to_string(),
-                &format_exact(d.basis, d.currency),
-                &ratio(d.rate),
-                &ratio(d.share),
-                &format_exact(d.accrual_exact, d.currency),
-            ],
-        )?;
+        w.row(&[
+            &d.program_id,
+            &d.program_name,
+            d.association.as_str(),
+            &d.subscription_id,
+            d.currency.as_str(),
+            &d.lines.to_string(),
+            &format_exact(d.basis, d.currency),
+            &ratio(d.rate),
+            &ratio(d.share),
+            &format_exact(d.accrual_exact, d.currency),
+        ])?;
     }
-    blank(&mut w)?;
-    row(
-        &mut w,
-        &[
-            "program_id",
-            "program_name",
-            "currency",
-            "lines",
-            "basis_amount",
-            "accrual_exact",
-            "accrual_amount",
-        ],
-    )?;
+    w.blank()?;
+    w.row(&[
+        "program_id",
+        "program_name",
+        "currency",
+        "lines",
+        "basis_amount",
+        "accrual_exact",
+        "accrual_amount",
+    ])?;
     for l in &c.lines {
-        row(
-            &mut w,
-            &[
-                &l.program_id,
-                &l.program_name,
-                l.currency.as_str(),
-                &l.lines.to_string(),
-                &format_exact(l.basis, l.currency),
-                &format_exact(l.accrual_exact, l.currency),
-                &amount(l.amount),
-            ],
-        )?;
+        w.row(&[
+            &l.program_id,
+            &l.program_name,
+            l.currency.as_str(),
+            &l.lines.to_string(),
+            &format_exact(l.basis, l.currency),
+            &format_exact(l.accrual_exact, l.currency),
+            &amount(l.amount),
+        ])?;
     }
-    blank(&mut w)?;
+    w.blank()?;
     write_totals(&mut w, &c.totals)?;
-    w.into_inner().map_err(|e| csv::Error::from(e.into_error()))
+    w.finish()
 }
 
 /// Writes `partners/<id>/statement.csv` and `partners/<id>/customers/<cid>.csv`
