@@ -318,6 +318,9 @@ pub trait Progress: Sync {
 }
 impl Progress for () {}
 
+/// A chunk and its position in the input.
+type Job = (u64, Chunk);
+
 /// Streams every billing file through the workers and the sink.
 pub fn stream(
     inputs: &Inputs,
@@ -328,7 +331,7 @@ pub fn stream(
 ) -> Result<Streamed, Fatal> {
     let threads = settings.threads.max(1);
     let in_flight = 2 * threads + 2;
-    let (chunk_tx, chunk_rx): (Sender<(u64, Chunk)>, Receiver<(u64, Chunk)>) = bounded(in_flight);
+    let (chunk_tx, chunk_rx): (Sender<Job>, Receiver<Job>) = bounded(in_flight);
     let (res_tx, res_rx) = bounded::<ChunkOutput>(in_flight);
     let (permit_tx, permit_rx) = bounded::<()>(in_flight);
     for _ in 0..in_flight {

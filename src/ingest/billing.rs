@@ -363,7 +363,12 @@ impl BillingLayout {
             currency,
             mpn_id: partner_ref(self.text(rec, Field::MpnId)?),
             reseller_mpn_id: partner_ref(self.text(rec, Field::ResellerMpnId)?),
-            publisher: self.text(rec, Field::PublisherName)?,
+            publisher: match (self.column(Field::PublisherName), self.format) {
+                // Legacy license-based files predate third-party offers in CSP and
+                // carry no publisher column: every line is a Microsoft offer.
+                (None, BillingFormat::LegacyLicense) => "Microsoft Corporation",
+                _ => self.text(rec, Field::PublisherName)?,
+            },
             qualifiers: self.text(rec, Field::ProductQualifiers)?,
             charge_type: self.text(rec, Field::ChargeType)?,
             product_id: self.text(rec, Field::ProductId)?,
