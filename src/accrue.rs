@@ -9,11 +9,13 @@ use std::fmt::Write as _;
 
 use rust_decimal::Decimal;
 
-use crate::attribute::{Credit, DesignationIndex};
+use chrono::NaiveDate;
+
+use crate::attribute::{AttributionError, Credit, DesignationIndex};
 use crate::dates::add_months;
 use crate::ingest::designations::Designation;
 use crate::ingest::BillingLine;
-use crate::rules::{Association, Basis, Program, Rules};
+use crate::rules::{Association, Basis, Program, Rules, PRIORITY};
 
 /// One accrual: a partner's exact earning on one line under one program.
 #[derive(Clone, Debug, PartialEq)]
@@ -26,6 +28,9 @@ pub struct Accrual<'a> {
     pub share: Decimal,
     pub amount: Decimal,
     pub designation: Option<&'a Designation>,
+    /// Days of the charge period credited and the period's days, when the line
+    /// has a charge end date (day proration).
+    pub days: Option<(u32, u32)>,
 }
 
 /// Why no program pays a line. Ordered from "furthest from paying" to
@@ -84,6 +89,7 @@ pub enum Outcome {
 #[derive(Default)]
 pub struct Scratch<'a> {
     credits: Vec<Credit<'a>>,
+    segments: Vec<Segment>,
     misses: Vec<(usize, Reason, Option<u64>)>,
 }
 
@@ -92,6 +98,7 @@ impl Scratch<'_> {
     pub fn recycle<'b>(self) -> Scratch<'b> {
         Scratch {
             credits: crate::pipeline::recycle(self.credits),
+            segments: self.segments,
             misses: self.misses,
         }
     }
@@ -116,6 +123,121 @@ fn excluded(p: &Program, line: &BillingLine<'_>) -> bool {
             .any(|q| has_qualifier(line.qualifiers, q))
 }
 
+/// Decimals kept on the prorated part of a line's basis; the last part takes
+/// the remainder so the parts sum to exactly the line.
+pub const PRORATION_DP: u32 = 6;
+
+/// A part of a line's charge period in which the same designations hold.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Segment {
+    from: NaiveDate,
+    days: u32,
+    basis: Decimal,
+}
+
+/// Splits the line's charge period `[ChargeStartDate, ChargeEndDate]` (both
+/// inclusive) where a designation of one of the program's associations starts
+/// or ends, or where its window closes. Each part gets its days' share of the
+/// basis. Without a charge end date, or without such a date inside the period,
+/// there is one part: the whole line.
+fn segments(p: &Program, index: &DesignationIndex, customer_key: &str, line: &BillingLine<'_>, out: &mut Vec<Segment>) -> u32 {
+    out.clear();
+    let start = line.charge_start;
+    let end = match line.charge_end {
+        Some(e) if e > start => e,
+        _ => {
+            let days = line.charge_end.map(|_| 1).unwrap_or(0);
+            out.push(Segment { from: start, days, basis: line.subtotal });
+            return days;
+        }
+    };
+    let total = (end - start).num_days() as u32 + 1;
+    let mut cuts: Vec<NaiveDate> = Vec::new();
+    for d in index.of_customer(customer_key) {
+        if !p.pays(d.association) {
+            continue;
+        }
+        let window_end = match (p.window_months, d.valid_from) {
+            (Some(w), Some(f)) => Some(add_months(f, w)),
+            _ => None,
+        };
+        for b in [d.valid_from, d.valid_to, window_end].into_iter().flatten() {
+            if start < b && b <= end {
+                cuts.push(b);
+            }
+        }
+    }
+    if cuts.is_empty() {
+        out.push(Segment { from: start, days: total, basis: line.subtotal });
+        return total;
+    }
+    cuts.sort();
+    cuts.dedup();
+    let mut from = start;
+    let mut given = Decimal::ZERO;
+    for next in cuts.into_iter().chain(std::iter::once(end + chrono::Days::new(1))) {
+        let days = (next - from).num_days() as u32;
+        out.push(Segment { from, days, basis: Decimal::ZERO });
+        from = next;
+    }
+    let last = out.len() - 1;
+    for (i, seg) in out.iter_mut().enumerate() {
+        seg.basis = if i == last {
+            line.subtotal - given
+        } else {
+            (line.subtotal * Decimal::from(seg.days) / Decimal::from(total))
+                .round_dp_with_strategy(PRORATION_DP, rust_decimal::RoundingStrategy::MidpointNearestEven)
+        };
+        given += seg.basis;
+    }
+    total
+}
+
+/// Keeps, for each partner, only the accruals of its highest-priority
+/// association (Microsoft's de-duplication order).
+fn dedupe_by_priority(out: &mut Vec<Accrual<'_>>, from: usize) {
+    let rank = |a: Association| PRIORITY.iter().position(|x| *x == a).unwrap_or(PRIORITY.len());
+    let mut i = from;
+    while i < out.len() {
+        let best = out[from..]
+            .iter()
+            .filter(|o| o.partner_id == out[i].partner_id)
+            .map(|o| rank(o.association))
+            .min()
+            .unwrap_or(0);
+        if rank(out[i].association) > best {
+            out.remove(i);
+        } else {
+            i += 1;
+        }
+    }
+}
+
+fn rejected(e: AttributionError, designations_file: &str) -> Outcome {
+    let join = |lines: &[u64]| lines.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
+    match e {
+        AttributionError::SharesAboveOne { association, sum, lines } => Outcome::Rejected {
+            column: "share".into(),
+            value: sum.normalize().to_string(),
+            reason: format!(
+                "{association} shares for this customer and subscription sum to {} (above 1) in {designations_file} lines {}",
+                sum.normalize(),
+                join(&lines)
+            ),
+        },
+        AttributionError::Conflict { association, partners, lines } => Outcome::Rejected {
+            column: "association".into(),
+            value: association.to_string(),
+            reason: format!(
+                "partners {} all hold {association} for this subscription on the charge date ({designations_file} lines {}); \
+                 the rules say conflicts = \"reject\"",
+                partners.join(", "),
+                join(&lines)
+            ),
+        },
+    }
+}
+
 /// Applies every program to `line`, appending accruals to `out`.
 pub fn accrue_line<'a>(
     rules: &'a Rules,
@@ -137,45 +259,41 @@ pub fn accrue_line<'a>(
         let is_excluded = excluded(p, line);
         let before = out.len();
         let mut window_miss = None;
-        for &a in &p.associations {
-            scratch.credits.clear();
-            if let Err(c) = index.credits(line, customer_key, date, a, &mut scratch.credits) {
-                out.truncate(start);
-                let lines: Vec<String> = c.lines.iter().map(u64::to_string).collect();
-                return Outcome::Rejected {
-                    column: "share".into(),
-                    value: c.sum.normalize().to_string(),
-                    reason: format!(
-                        "{} shares for this customer and subscription sum to {} (above 1) in {} lines {}",
-                        c.association,
-                        c.sum.normalize(),
-                        designations_file,
-                        lines.join(", ")
-                    ),
-                };
-            }
-            for c in scratch.credits.drain(..) {
-                if let (Some(w), Some(from)) =
-                    (p.window_months, c.designation.and_then(|d| d.valid_from))
-                {
-                    if date >= add_months(from, w) {
-                        window_miss = c.designation.map(|d| d.line);
-                        continue;
-                    }
+        let total_days = segments(p, index, customer_key, line, &mut scratch.segments);
+        for si in 0..scratch.segments.len() {
+            let seg = scratch.segments[si];
+            let seg_start = out.len();
+            for &a in &p.associations {
+                scratch.credits.clear();
+                if let Err(e) = index.credits(line, customer_key, seg.from, a, rules.conflicts, &mut scratch.credits) {
+                    out.truncate(start);
+                    return rejected(e, designations_file);
                 }
-                let basis = match p.basis {
-                    Basis::BilledRevenue => line.subtotal,
-                };
-                out.push(Accrual {
-                    program: pi,
-                    partner_id: c.partner_id,
-                    association: c.association,
-                    basis,
-                    rate: p.rate,
-                    share: c.share,
-                    amount: basis * p.rate * c.share,
-                    designation: c.designation,
-                });
+                for c in scratch.credits.drain(..) {
+                    if let (Some(w), Some(from)) = (p.window_months, c.designation.and_then(|d| d.valid_from)) {
+                        if seg.from >= add_months(from, w) {
+                            window_miss = c.designation.map(|d| d.line);
+                            continue;
+                        }
+                    }
+                    let basis = match p.basis {
+                        Basis::BilledRevenue => seg.basis,
+                    };
+                    out.push(Accrual {
+                        program: pi,
+                        partner_id: c.partner_id,
+                        association: c.association,
+                        basis,
+                        rate: p.rate,
+                        share: c.share,
+                        amount: basis * p.rate * c.share,
+                        designation: c.designation,
+                        days: (total_days > 0).then_some((seg.days, total_days)),
+                    });
+                }
+            }
+            if p.dedupe_by_priority {
+                dedupe_by_priority(out, seg_start);
             }
         }
         if out.len() > before && is_excluded {
@@ -209,12 +327,7 @@ pub fn accrue_line<'a>(
                 let _ = write!(detail, "rule not in force on {date}");
             }
             Reason::ExcludedProduct => {
-                if !p.publishers.is_empty()
-                    && !p
-                        .publishers
-                        .iter()
-                        .any(|x| x.eq_ignore_ascii_case(line.publisher))
-                {
+                if !p.publishers.is_empty() && !p.publishers.iter().any(|x| x.eq_ignore_ascii_case(line.publisher)) {
                     let _ = write!(detail, "publisher '{}' not covered", line.publisher);
                 } else {
                     let _ = write!(detail, "product qualifiers {} excluded", line.qualifiers);
@@ -243,7 +356,6 @@ mod tests {
     use super::*;
     use crate::money::Currency;
     use crate::rules::parse_rules;
-    use chrono::NaiveDate;
 
     const RULES: &str = r#"
 [[program]]

@@ -12,7 +12,7 @@ use rust_decimal::Decimal;
 
 use crate::ingest::designations::Designation;
 use crate::ingest::BillingLine;
-use crate::rules::Association;
+use crate::rules::{Association, ConflictPolicy};
 
 /// Shares computed by equal split are kept to this many decimals; the last
 /// partner in the split takes the remainder so the shares sum to exactly 1.
@@ -28,12 +28,26 @@ pub struct Credit<'a> {
     pub designation: Option<&'a Designation>,
 }
 
-/// Explicit shares of one association on one line add up to more than 1.
+/// Why a line cannot be attributed.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ShareConflict {
-    pub association: Association,
-    pub sum: Decimal,
-    pub lines: Vec<u64>,
+pub enum AttributionError {
+    /// Explicit shares of one association on one line add up to more than 1.
+    SharesAboveOne {
+        association: Association,
+        sum: Decimal,
+        lines: Vec<u64>,
+    },
+    /// Two partners hold an exclusive association at once and the policy is `reject`.
+    Conflict {
+        association: Association,
+        partners: Vec<String>,
+        lines: Vec<u64>,
+    },
+}
+
+/// POR, DPOR and CPOR (per workload) are held by one partner at a time.
+pub fn is_exclusive(a: Association) -> bool {
+    matches!(a, Association::Por | Association::Dpor | Association::Cpor)
 }
 
 /// The designations, indexed by customer.
@@ -92,14 +106,19 @@ impl DesignationIndex {
 
     /// Appends to `out` the credits of association `a` on `line`, dated `date`.
     /// `customer_key` is the line's customer ID in lower case.
+    ///
+    /// A designation for the line's subscription takes precedence over the
+    /// customer-wide designations of the same association. When several partners
+    /// hold an exclusive association (POR, DPOR, CPOR) at once, `policy` decides.
     pub fn credits<'a>(
         &'a self,
         line: &BillingLine<'a>,
         customer_key: &str,
         date: NaiveDate,
         a: Association,
+        policy: ConflictPolicy,
         out: &mut Vec<Credit<'a>>,
-    ) -> Result<(), ShareConflict> {
+    ) -> Result<(), AttributionError> {
         match a {
             Association::Reseller => {
                 if let Some(p) = line.reseller_mpn_id {
@@ -126,8 +145,6 @@ impl DesignationIndex {
             _ => {}
         }
         let start = out.len();
-        let mut explicit = Decimal::ZERO;
-        let mut blanks = 0u32;
         for d in self.of_customer(customer_key) {
             if d.association != a
                 || !d.valid_on(date)
@@ -139,16 +156,25 @@ impl DesignationIndex {
             {
                 continue;
             }
-            match d.share {
-                Some(s) => explicit += s,
-                None => blanks += 1,
-            }
             out.push(Credit {
                 partner_id: &d.partner_id,
                 association: a,
                 share: d.share.unwrap_or_default(),
                 designation: Some(d),
             });
+        }
+        let mut sole_winner = false;
+        if out.len() - start > 1 {
+            sole_winner = resolve(out, start, a, policy)?;
+        }
+        let mut explicit = Decimal::ZERO;
+        let mut blanks = 0u32;
+        for c in &out[start..] {
+            match c.designation.and_then(|d| d.share).filter(|_| !sole_winner) {
+                Some(s) => explicit += s,
+                None if !sole_winner => blanks += 1,
+                None => {}
+            }
         }
         if explicit > Decimal::ONE {
             let lines = out[start..]
@@ -157,7 +183,7 @@ impl DesignationIndex {
                 .filter_map(|c| c.designation.map(|d| d.line))
                 .collect();
             out.truncate(start);
-            return Err(ShareConflict {
+            return Err(AttributionError::SharesAboveOne {
                 association: a,
                 sum: explicit,
                 lines,
@@ -172,7 +198,7 @@ impl DesignationIndex {
             for c in out[start..].iter_mut() {
                 if c.designation.is_some_and(|d| d.share.is_none()) {
                     seen += 1;
-                    c.share = if seen == blanks { left - given } else { each };
+                    c.share = if seen == blanks { left - given } else { each }.normalize();
                     given += c.share;
                 }
             }
@@ -187,6 +213,44 @@ impl DesignationIndex {
             }
         }
         Ok(())
+    }
+}
+
+/// Applies subscription precedence and the conflict policy to `out[start..]`
+/// (several designations of association `a` matched one line).
+/// Returns true when one winner was chosen (its share is then the whole line).
+fn resolve(out: &mut Vec<Credit<'_>>, start: usize, a: Association, policy: ConflictPolicy) -> Result<bool, AttributionError> {
+    let specific = |c: &Credit<'_>| c.designation.is_some_and(|d| d.subscription_id.is_some());
+    if out[start..].iter().any(specific) {
+        let mut i = start;
+        while i < out.len() {
+            if specific(&out[i]) {
+                i += 1;
+            } else {
+                out.remove(i);
+            }
+        }
+    }
+    if !is_exclusive(a) || out[start..].iter().all(|c| c.partner_id == out[start].partner_id) {
+        return Ok(false);
+    }
+    match policy {
+        ConflictPolicy::Split => Ok(false),
+        ConflictPolicy::Reject => {
+            let mut partners: Vec<String> = out[start..].iter().map(|c| c.partner_id.to_string()).collect();
+            partners.dedup();
+            let lines = out[start..].iter().filter_map(|c| c.designation.map(|d| d.line)).collect();
+            out.truncate(start);
+            Err(AttributionError::Conflict { association: a, partners, lines })
+        }
+        ConflictPolicy::LatestWins => {
+            let key = |c: &Credit<'_>| c.designation.map(|d| (d.valid_from, d.line));
+            let best = (start..out.len()).max_by_key(|&i| key(&out[i])).unwrap_or(start);
+            let winner = out[best].clone();
+            out.truncate(start);
+            out.push(Credit { share: Decimal::ONE, ..winner });
+            Ok(true)
+        }
     }
 }
 
@@ -245,7 +309,7 @@ mod tests {
         ]);
         let mut out = Vec::new();
         let l = line();
-        idx.credits(&l, "c1", l.charge_start, Association::Pal, &mut out)
+        idx.credits(&l, "c1", l.charge_start, Association::Pal, ConflictPolicy::Split, &mut out)
             .unwrap();
         let shares: Vec<String> = out.iter().map(|c| c.share.to_string()).collect();
         assert_eq!(shares, ["0.3333333333", "0.3333333333", "0.3333333334"]);
@@ -262,7 +326,7 @@ mod tests {
         ]);
         let l = line();
         let mut out = Vec::new();
-        idx.credits(&l, "c1", l.charge_start, Association::Pal, &mut out)
+        idx.credits(&l, "c1", l.charge_start, Association::Pal, ConflictPolicy::Split, &mut out)
             .unwrap();
         assert_eq!(
             out.iter()
@@ -271,16 +335,16 @@ mod tests {
             [("a", "0.7".to_string()), ("b", "0.3".to_string())]
         );
         out.clear();
-        idx.credits(&l, "c1", l.charge_start, Association::Dpor, &mut out)
+        idx.credits(&l, "c1", l.charge_start, Association::Dpor, ConflictPolicy::Split, &mut out)
             .unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].partner_id, "d");
         out.clear();
         let late = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap();
-        idx.credits(&l, "c1", late, Association::Dpor, &mut out)
+        idx.credits(&l, "c1", late, Association::Dpor, ConflictPolicy::Split, &mut out)
             .unwrap();
         assert!(out.is_empty(), "valid_to is exclusive");
-        idx.credits(&l, "c1", late, Association::Reseller, &mut out)
+        idx.credits(&l, "c1", late, Association::Reseller, ConflictPolicy::Split, &mut out)
             .unwrap();
         assert_eq!(out[0].partner_id, "7");
     }
@@ -294,10 +358,67 @@ mod tests {
         let l = line();
         let mut out = Vec::new();
         let e = idx
-            .credits(&l, "c1", l.charge_start, Association::Pal, &mut out)
+            .credits(&l, "c1", l.charge_start, Association::Pal, ConflictPolicy::Split, &mut out)
             .unwrap_err();
-        assert_eq!(e.sum.to_string(), "1.2");
-        assert_eq!(e.lines, vec![2, 3]);
+        assert_eq!(
+            e,
+            AttributionError::SharesAboveOne {
+                association: Association::Pal,
+                sum: "1.2".parse().unwrap(),
+                lines: vec![2, 3]
+            }
+        );
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn exclusive_conflicts_follow_the_policy() {
+        let mut early = dsg(2, "a", Association::Dpor, None, None);
+        early.valid_from = NaiveDate::from_ymd_opt(2023, 1, 1);
+        let idx = DesignationIndex::new(vec![early, dsg(3, "b", Association::Dpor, None, None)]);
+        let l = line();
+        let mut out = Vec::new();
+        idx.credits(&l, "c1", l.charge_start, Association::Dpor, ConflictPolicy::Split, &mut out).unwrap();
+        assert_eq!(out.iter().map(|c| (c.partner_id, c.share.to_string())).collect::<Vec<_>>(), [("a", "0.5".to_string()), ("b", "0.5".to_string())]);
+        out.clear();
+        idx.credits(&l, "c1", l.charge_start, Association::Dpor, ConflictPolicy::LatestWins, &mut out).unwrap();
+        assert_eq!(out.iter().map(|c| (c.partner_id, c.share.to_string())).collect::<Vec<_>>(), [("b", "1".to_string())]);
+        out.clear();
+        let e = idx.credits(&l, "c1", l.charge_start, Association::Dpor, ConflictPolicy::Reject, &mut out).unwrap_err();
+        assert_eq!(e, AttributionError::Conflict { association: Association::Dpor, partners: vec!["a".into(), "b".into()], lines: vec![2, 3] });
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn subscription_designation_beats_customer_wide() {
+        let idx = DesignationIndex::new(vec![
+            dsg(2, "wide", Association::Dpor, None, None),
+            dsg(3, "sub", Association::Dpor, Some("s1"), None),
+        ]);
+        let l = line();
+        let mut out = Vec::new();
+        idx.credits(&l, "c1", l.charge_start, Association::Dpor, ConflictPolicy::Reject, &mut out).unwrap();
+        assert_eq!(out.iter().map(|c| (c.partner_id, c.share.to_string())).collect::<Vec<_>>(), [("sub", "1".to_string())]);
+    }
+
+    proptest::proptest! {
+        /// Equal and mixed splits always sum to exactly 1 and never exceed it.
+        #[test]
+        fn shares_sum_to_exactly_one(blanks in 1usize..13, explicit in proptest::collection::vec(1u32..25, 0..4)) {
+            let mut rows = Vec::new();
+            for (i, e) in explicit.iter().enumerate() {
+                rows.push(dsg(2 + i as u64, &format!("e{i}"), Association::Pal, None, Some(&format!("0.{e:02}"))));
+            }
+            for i in 0..blanks {
+                rows.push(dsg(100 + i as u64, &format!("b{i:02}"), Association::Pal, None, None));
+            }
+            let idx = DesignationIndex::new(rows);
+            let l = line();
+            let mut out = Vec::new();
+            idx.credits(&l, "c1", l.charge_start, Association::Pal, ConflictPolicy::Split, &mut out).unwrap();
+            let sum: Decimal = out.iter().map(|c| c.share).sum();
+            proptest::prop_assert_eq!(sum, Decimal::ONE);
+            proptest::prop_assert!(out.iter().all(|c| c.share > Decimal::ZERO));
+        }
     }
 }

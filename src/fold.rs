@@ -221,6 +221,7 @@ mod tests {
             share: Decimal::ONE,
             amount: amount.parse().unwrap(),
             designation: None,
+            days: None,
         }
     }
 

@@ -233,6 +233,10 @@ pub fn process_chunk(
                         .designation
                         .map(|d| d.line.to_string())
                         .unwrap_or_default();
+                    let (credited, days) = match a.days {
+                        Some((c, t)) => (c.to_string(), t.to_string()),
+                        None => (String::new(), String::new()),
+                    };
                     let _ = row(
                         &mut ledger,
                         &[
@@ -250,6 +254,8 @@ pub fn process_chunk(
                             &crate::render::csv::exact(a.amount, line.currency),
                             line.currency.as_str(),
                             &dline,
+                            &credited,
+                            &days,
                         ],
                     );
                 }

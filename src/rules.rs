@@ -105,6 +105,9 @@ pub struct Program {
     pub publishers: Vec<String>,
     /// Free text printed under the program on statements.
     pub description: String,
+    /// Pay a partner that holds several of the program's associations on a line
+    /// only through the first in [`PRIORITY`] order.
+    pub dedupe_by_priority: bool,
 }
 
 impl Program {
@@ -117,11 +120,49 @@ impl Program {
     }
 }
 
+/// What `run` does when two partners hold the same exclusive association (POR,
+/// DPOR, or CPOR for one workload) on the same subscription at the same date.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ConflictPolicy {
+    /// The billing line is rejected, naming the designation rows.
+    Reject,
+    /// The designation with the latest `valid_from` (then the later file line) wins.
+    LatestWins,
+    /// The partners split the credit (explicit shares, or equally).
+    #[default]
+    Split,
+}
+
+impl ConflictPolicy {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ConflictPolicy::Reject => "reject",
+            ConflictPolicy::LatestWins => "latest-wins",
+            ConflictPolicy::Split => "split",
+        }
+    }
+}
+
+/// Microsoft's de-duplication order when one partner holds several associations
+/// on the same line: PAL, transacting partner of record (DPOR), partner of
+/// record (POR), claiming partner (CPOR), CSP Tier 1, CSP Tier 2 (reseller).
+pub const PRIORITY: [Association; 6] = [
+    Association::Pal,
+    Association::Dpor,
+    Association::Por,
+    Association::Cpor,
+    Association::Tier1,
+    Association::Reseller,
+];
+
 /// The whole rules file.
 #[derive(Clone, Debug)]
 pub struct Rules {
     pub rounding: RoundingMode,
     pub programs: Vec<Program>,
+    pub conflicts: ConflictPolicy,
+    /// Currency of the converted totals when an FX table is given.
+    pub reporting_currency: Option<crate::money::Currency>,
 }
 
 /// A rules file problem, naming the key.
@@ -138,6 +179,10 @@ pub enum RulesError {
 struct RawRules {
     #[serde(default)]
     rounding: Option<String>,
+    #[serde(default)]
+    conflicts: Option<String>,
+    #[serde(default)]
+    reporting_currency: Option<String>,
     #[serde(default)]
     program: Vec<RawProgram>,
 }
@@ -164,6 +209,8 @@ struct RawProgram {
     publishers: Vec<String>,
     #[serde(default)]
     description: Option<String>,
+    #[serde(default)]
+    dedupe: Option<String>,
 }
 
 fn invalid(key: String, problem: impl Into<String>) -> RulesError {
@@ -181,6 +228,23 @@ pub fn parse_rules(text: &str) -> Result<Rules, RulesError> {
         Some(s) => s
             .parse()
             .map_err(|e: String| invalid("rounding".into(), e))?,
+    };
+    let conflicts = match raw.conflicts.as_deref() {
+        None | Some("split") => ConflictPolicy::Split,
+        Some("reject") => ConflictPolicy::Reject,
+        Some("latest-wins") => ConflictPolicy::LatestWins,
+        Some(other) => {
+            return Err(invalid(
+                "conflicts".into(),
+                format!("unknown policy '{other}' (expected reject, latest-wins or split)"),
+            ))
+        }
+    };
+    let reporting_currency = match raw.reporting_currency.as_deref() {
+        None => None,
+        Some(c) => Some(crate::money::Currency::parse(c).ok_or_else(|| {
+            invalid("reporting_currency".into(), format!("'{c}' is not a three-letter currency code"))
+        })?),
     };
     if raw.program.is_empty() {
         return Err(invalid(
@@ -268,12 +332,20 @@ pub fn parse_rules(text: &str) -> Result<Rules, RulesError> {
                 "must be at least 1 (omit it for no window)",
             ));
         }
+        let dedupe_by_priority = match p.dedupe.as_deref() {
+            None | Some("none") => false,
+            Some("priority") => true,
+            Some(other) => {
+                return Err(invalid(key("dedupe"), format!("unknown value '{other}' (expected none or priority)")))
+            }
+        };
         programs.push(Program {
+            dedupe_by_priority,
             name: p.name.unwrap_or_else(|| id.clone()),
             id,
             associations,
             basis,
-            rate,
+            rate: rate.normalize(),
             window_months: p.window_months,
             valid_from,
             valid_to,
@@ -290,7 +362,12 @@ pub fn parse_rules(text: &str) -> Result<Rules, RulesError> {
             description: p.description.unwrap_or_default().trim().to_string(),
         });
     }
-    Ok(Rules { rounding, programs })
+    Ok(Rules {
+        rounding,
+        programs,
+        conflicts,
+        reporting_currency,
+    })
 }
 
 #[cfg(test)]

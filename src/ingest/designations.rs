@@ -202,7 +202,7 @@ fn parse_row(
                 "share must be greater than 0 and at most 1".into(),
             ));
         }
-        Some(s)
+        Some(s.normalize())
     };
     let date = |i: usize, col: &'static str| -> Result<Option<NaiveDate>, RowErr> {
         let raw = get(i);

@@ -12,7 +12,7 @@ use crate::error::Fatal;
 use crate::money::{format_exact, format_exact_dp, Currency};
 use crate::statements::{CurrencyTotal, CustomerStatement, PartnerStatement, StatementSet};
 
-pub const LEDGER_HEADER: [&str; 14] = [
+pub const LEDGER_HEADER: [&str; 16] = [
     "partner_id",
     "customer_id",
     "program_id",
@@ -27,6 +27,8 @@ pub const LEDGER_HEADER: [&str; 14] = [
     "accrual_amount",
     "currency",
     "designation_line",
+    "credited_days",
+    "charge_days",
 ];
 
 pub const NOT_ELIGIBLE_HEADER: [&str; 9] = [
