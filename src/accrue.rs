@@ -140,14 +140,24 @@ struct Segment {
 /// or ends, or where its window closes. Each part gets its days' share of the
 /// basis. Without a charge end date, or without such a date inside the period,
 /// there is one part: the whole line.
-fn segments(p: &Program, index: &DesignationIndex, customer_key: &str, line: &BillingLine<'_>, out: &mut Vec<Segment>) -> u32 {
+fn segments(
+    p: &Program,
+    index: &DesignationIndex,
+    customer_key: &str,
+    line: &BillingLine<'_>,
+    out: &mut Vec<Segment>,
+) -> u32 {
     out.clear();
     let start = line.charge_start;
     let end = match line.charge_end {
         Some(e) if e > start => e,
         _ => {
             let days = line.charge_end.map(|_| 1).unwrap_or(0);
-            out.push(Segment { from: start, days, basis: line.subtotal });
+            out.push(Segment {
+                from: start,
+                days,
+                basis: line.subtotal,
+            });
             return days;
         }
     };
@@ -168,16 +178,27 @@ fn segments(p: &Program, index: &DesignationIndex, customer_key: &str, line: &Bi
         }
     }
     if cuts.is_empty() {
-        out.push(Segment { from: start, days: total, basis: line.subtotal });
+        out.push(Segment {
+            from: start,
+            days: total,
+            basis: line.subtotal,
+        });
         return total;
     }
     cuts.sort();
     cuts.dedup();
     let mut from = start;
     let mut given = Decimal::ZERO;
-    for next in cuts.into_iter().chain(std::iter::once(end + chrono::Days::new(1))) {
+    for next in cuts
+        .into_iter()
+        .chain(std::iter::once(end + chrono::Days::new(1)))
+    {
         let days = (next - from).num_days() as u32;
-        out.push(Segment { from, days, basis: Decimal::ZERO });
+        out.push(Segment {
+            from,
+            days,
+            basis: Decimal::ZERO,
+        });
         from = next;
     }
     let last = out.len() - 1;
@@ -185,8 +206,10 @@ fn segments(p: &Program, index: &DesignationIndex, customer_key: &str, line: &Bi
         seg.basis = if i == last {
             line.subtotal - given
         } else {
-            (line.subtotal * Decimal::from(seg.days) / Decimal::from(total))
-                .round_dp_with_strategy(PRORATION_DP, rust_decimal::RoundingStrategy::MidpointNearestEven)
+            (line.subtotal * Decimal::from(seg.days) / Decimal::from(total)).round_dp_with_strategy(
+                PRORATION_DP,
+                rust_decimal::RoundingStrategy::MidpointNearestEven,
+            )
         };
         given += seg.basis;
     }
@@ -196,7 +219,12 @@ fn segments(p: &Program, index: &DesignationIndex, customer_key: &str, line: &Bi
 /// Keeps, for each partner, only the accruals of its highest-priority
 /// association (Microsoft's de-duplication order).
 fn dedupe_by_priority(out: &mut Vec<Accrual<'_>>, from: usize) {
-    let rank = |a: Association| PRIORITY.iter().position(|x| *x == a).unwrap_or(PRIORITY.len());
+    let rank = |a: Association| {
+        PRIORITY
+            .iter()
+            .position(|x| *x == a)
+            .unwrap_or(PRIORITY.len())
+    };
     let mut i = from;
     while i < out.len() {
         let best = out[from..]
@@ -214,7 +242,13 @@ fn dedupe_by_priority(out: &mut Vec<Accrual<'_>>, from: usize) {
 }
 
 fn rejected(e: AttributionError, designations_file: &str) -> Outcome {
-    let join = |lines: &[u64]| lines.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
+    let join = |lines: &[u64]| {
+        lines
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     match e {
         AttributionError::SharesAboveOne { association, sum, lines } => Outcome::Rejected {
             column: "share".into(),
@@ -265,12 +299,21 @@ pub fn accrue_line<'a>(
             let seg_start = out.len();
             for &a in &p.associations {
                 scratch.credits.clear();
-                if let Err(e) = index.credits(line, customer_key, seg.from, a, rules.conflicts, &mut scratch.credits) {
+                if let Err(e) = index.credits(
+                    line,
+                    customer_key,
+                    seg.from,
+                    a,
+                    rules.conflicts,
+                    &mut scratch.credits,
+                ) {
                     out.truncate(start);
                     return rejected(e, designations_file);
                 }
                 for c in scratch.credits.drain(..) {
-                    if let (Some(w), Some(from)) = (p.window_months, c.designation.and_then(|d| d.valid_from)) {
+                    if let (Some(w), Some(from)) =
+                        (p.window_months, c.designation.and_then(|d| d.valid_from))
+                    {
                         if seg.from >= add_months(from, w) {
                             window_miss = c.designation.map(|d| d.line);
                             continue;
@@ -327,7 +370,12 @@ pub fn accrue_line<'a>(
                 let _ = write!(detail, "rule not in force on {date}");
             }
             Reason::ExcludedProduct => {
-                if !p.publishers.is_empty() && !p.publishers.iter().any(|x| x.eq_ignore_ascii_case(line.publisher)) {
+                if !p.publishers.is_empty()
+                    && !p
+                        .publishers
+                        .iter()
+                        .any(|x| x.eq_ignore_ascii_case(line.publisher))
+                {
                     let _ = write!(detail, "publisher '{}' not covered", line.publisher);
                 } else {
                     let _ = write!(detail, "product qualifiers {} excluded", line.qualifiers);
@@ -503,5 +551,49 @@ rate = "0.01"
                 ..
             }
         ));
+    }
+
+    proptest::proptest! {
+        /// Proration never creates or loses basis: the parts sum to the line; and
+        /// the partners' shares of one program on a line never exceed the line.
+        #[test]
+        fn proration_keeps_the_basis_and_shares_never_exceed_the_line(
+            cents in -10_000_000i64..10_000_000,
+            len in 0u32..400,
+            cuts in proptest::collection::vec((0u32..420, proptest::option::of(1u32..420), 0usize..3, proptest::option::of(1u32..100)), 0..6),
+        ) {
+            let rules = parse_rules(RULES).unwrap();
+            let start = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+            let rows: Vec<Designation> = cuts
+                .iter()
+                .enumerate()
+                .map(|(i, (from, dur, partner, share))| {
+                    let mut d = dsg((2026, 1, 1));
+                    d.line = i as u64 + 2;
+                    d.partner_id = ["p1", "p2", "p3"][*partner].into();
+                    d.valid_from = Some(start + chrono::Days::new(*from as u64));
+                    d.valid_to = dur.map(|x| start + chrono::Days::new((*from + x) as u64));
+                    d.share = share.map(|s| Decimal::new(s as i64, 3));
+                    d
+                })
+                .collect();
+            let idx = DesignationIndex::new(rows);
+            let mut l = line((2026, 1, 1), "0", None);
+            l.subtotal = Decimal::new(cents, 2);
+            l.charge_end = Some(start + chrono::Days::new(len as u64));
+            let mut segs = Vec::new();
+            let total = segments(&rules.programs[0], &idx, "c1", &l, &mut segs);
+            proptest::prop_assert_eq!(segs.iter().map(|s| s.basis).sum::<Decimal>(), l.subtotal);
+            proptest::prop_assert_eq!(segs.iter().map(|s| s.days).sum::<u32>(), total);
+            proptest::prop_assert_eq!(total, len + 1);
+            let mut out = Vec::new();
+            let mut sc = Scratch::default();
+            if accrue_line(&rules, &idx, "d.csv", &l, "c1", &mut sc, &mut out) == Outcome::Accrued {
+                let por: Decimal = out.iter().filter(|a| a.program == 0).map(|a| a.amount).sum();
+                proptest::prop_assert!(por.abs() <= (l.subtotal * rules.programs[0].rate).abs(), "{} > line", por);
+                let basis: Decimal = out.iter().filter(|a| a.program == 0).map(|a| a.basis * a.share).sum();
+                proptest::prop_assert!(basis.abs() <= l.subtotal.abs());
+            }
+        }
     }
 }

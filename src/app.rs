@@ -341,6 +341,30 @@ fn print_accounting(acc: &RowAccounting) {
     );
 }
 
+/// The FX table, the reporting currency, the table's rejects and its row count.
+type Fx = (
+    crate::ingest::fx::FxTable,
+    crate::money::Currency,
+    Vec<Reject>,
+    u64,
+);
+
+fn load_fx(args: &RunArgs, inputs: &Inputs) -> Result<Option<Fx>, Fatal> {
+    let Some(path) = &args.fx else {
+        return Ok(None);
+    };
+    let currency = match &args.reporting_currency {
+        Some(c) => crate::money::Currency::parse(c)
+            .ok_or_else(|| Fatal::Input(format!("--reporting-currency '{c}' is not a three-letter currency code")))?,
+        None => inputs.rules.reporting_currency.ok_or_else(|| {
+            Fatal::Input("--fx needs a reporting currency: --reporting-currency EUR or reporting_currency in the rules".into())
+        })?,
+    };
+    let bytes = std::fs::read(path).map_err(|e| Fatal::io(path, e))?;
+    let (table, rejects, rows) = crate::ingest::fx::parse_fx(&path.to_string_lossy(), &bytes)?;
+    Ok(Some((table, currency, rejects, rows)))
+}
+
 /// `porledger run`.
 pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     let inputs = pipeline::load_inputs(
@@ -359,16 +383,18 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
         period: Some(args.period),
         max_rejects: Some(args.max_rejects),
     };
+    let fx = load_fx(args, &inputs)?;
     let staging = Staging::new(&args.out)?;
     let mut sink = FileSink::new(&staging.dir)?;
-    sink.rejects(&inputs.designations.rejects)?;
-    let prior = inputs.designations.rejects.len() as u64;
+    let mut early_rejects = inputs.designations.rejects.clone();
+    if let Some((_, _, r, _)) = &fx {
+        early_rejects.extend(r.iter().cloned());
+    }
+    sink.rejects(&early_rejects)?;
+    let prior = early_rejects.len() as u64;
     if prior > args.max_rejects {
         if !args.quiet {
-            print_rejects(
-                &inputs.designations.rejects[..inputs.designations.rejects.len().min(20)],
-                prior,
-            );
+            print_rejects(&early_rejects[..early_rejects.len().min(20)], prior);
         }
         return Err(Fatal::TooManyRejects {
             count: prior,
@@ -386,7 +412,30 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     };
     bar.bar.finish_and_clear();
     sink.finish()?;
-    let set = statements::build(&streamed.fold, &inputs.rules, &inputs.index, args.period);
+    let reporting = fx
+        .as_ref()
+        .map(|(table, currency, _, _)| statements::Reporting {
+            fx: table,
+            currency: *currency,
+        });
+    let set = statements::build(
+        &streamed.fold,
+        &inputs.rules,
+        &inputs.index,
+        args.period,
+        reporting.as_ref(),
+    )
+    .map_err(|m| Fatal::Config {
+        file: args
+            .fx
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        message: format!(
+            "no {}->{} rate on or before {} (the statement date): add one to convert the {} totals",
+            m.from, m.to, m.on, m.from
+        ),
+    })?;
     let acc = accounting(&inputs, &streamed);
     if !acc.total.balanced {
         return Err(Fatal::Input(
@@ -407,18 +456,23 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
             rows: accounting(&inputs, &streamed),
         },
     )?;
-    write_manifest(&dir, &inputs, &streamed, &set, args.period)?;
+    let mut extra = Vec::new();
+    if let Some(path) = &args.fx {
+        let d = crate::ingest::sha256_file(path)?;
+        extra.push(FileEntry {
+            path: path.to_string_lossy().into_owned(),
+            sha256: d.sha256,
+            bytes: d.bytes,
+            role: Some("fx".into()),
+            format: None,
+        });
+    }
+    write_manifest(&dir, &inputs, &streamed, &set, args.period, extra)?;
     staging.commit()?;
     let rejected = prior + streamed.rejects;
     if !args.quiet {
         print_accounting(&acc);
-        let mut samples = inputs
-            .designations
-            .rejects
-            .iter()
-            .take(20)
-            .cloned()
-            .collect::<Vec<_>>();
+        let mut samples = early_rejects.iter().take(20).cloned().collect::<Vec<_>>();
         samples.extend(
             streamed
                 .reject_samples
@@ -449,6 +503,7 @@ fn write_manifest(
     streamed: &Streamed,
     set: &StatementSet,
     period: Period,
+    extra_inputs: Vec<FileEntry>,
 ) -> Result<(), Fatal> {
     let mut ins = Vec::new();
     for ((f, d), o) in inputs
@@ -479,6 +534,7 @@ fn write_manifest(
         role: Some("rules".into()),
         format: None,
     });
+    ins.extend(extra_inputs);
     let t = streamed.fold.totals();
     let manifest = Manifest {
         tool: "porledger",

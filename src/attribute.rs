@@ -219,7 +219,12 @@ impl DesignationIndex {
 /// Applies subscription precedence and the conflict policy to `out[start..]`
 /// (several designations of association `a` matched one line).
 /// Returns true when one winner was chosen (its share is then the whole line).
-fn resolve(out: &mut Vec<Credit<'_>>, start: usize, a: Association, policy: ConflictPolicy) -> Result<bool, AttributionError> {
+fn resolve(
+    out: &mut Vec<Credit<'_>>,
+    start: usize,
+    a: Association,
+    policy: ConflictPolicy,
+) -> Result<bool, AttributionError> {
     let specific = |c: &Credit<'_>| c.designation.is_some_and(|d| d.subscription_id.is_some());
     if out[start..].iter().any(specific) {
         let mut i = start;
@@ -231,24 +236,43 @@ fn resolve(out: &mut Vec<Credit<'_>>, start: usize, a: Association, policy: Conf
             }
         }
     }
-    if !is_exclusive(a) || out[start..].iter().all(|c| c.partner_id == out[start].partner_id) {
+    if !is_exclusive(a)
+        || out[start..]
+            .iter()
+            .all(|c| c.partner_id == out[start].partner_id)
+    {
         return Ok(false);
     }
     match policy {
         ConflictPolicy::Split => Ok(false),
         ConflictPolicy::Reject => {
-            let mut partners: Vec<String> = out[start..].iter().map(|c| c.partner_id.to_string()).collect();
+            let mut partners: Vec<String> = out[start..]
+                .iter()
+                .map(|c| c.partner_id.to_string())
+                .collect();
             partners.dedup();
-            let lines = out[start..].iter().filter_map(|c| c.designation.map(|d| d.line)).collect();
+            let lines = out[start..]
+                .iter()
+                .filter_map(|c| c.designation.map(|d| d.line))
+                .collect();
             out.truncate(start);
-            Err(AttributionError::Conflict { association: a, partners, lines })
+            Err(AttributionError::Conflict {
+                association: a,
+                partners,
+                lines,
+            })
         }
         ConflictPolicy::LatestWins => {
             let key = |c: &Credit<'_>| c.designation.map(|d| (d.valid_from, d.line));
-            let best = (start..out.len()).max_by_key(|&i| key(&out[i])).unwrap_or(start);
+            let best = (start..out.len())
+                .max_by_key(|&i| key(&out[i]))
+                .unwrap_or(start);
             let winner = out[best].clone();
             out.truncate(start);
-            out.push(Credit { share: Decimal::ONE, ..winner });
+            out.push(Credit {
+                share: Decimal::ONE,
+                ..winner
+            });
             Ok(true)
         }
     }
@@ -309,8 +333,15 @@ mod tests {
         ]);
         let mut out = Vec::new();
         let l = line();
-        idx.credits(&l, "c1", l.charge_start, Association::Pal, ConflictPolicy::Split, &mut out)
-            .unwrap();
+        idx.credits(
+            &l,
+            "c1",
+            l.charge_start,
+            Association::Pal,
+            ConflictPolicy::Split,
+            &mut out,
+        )
+        .unwrap();
         let shares: Vec<String> = out.iter().map(|c| c.share.to_string()).collect();
         assert_eq!(shares, ["0.3333333333", "0.3333333333", "0.3333333334"]);
         assert_eq!(out.iter().map(|c| c.share).sum::<Decimal>(), Decimal::ONE);
@@ -326,8 +357,15 @@ mod tests {
         ]);
         let l = line();
         let mut out = Vec::new();
-        idx.credits(&l, "c1", l.charge_start, Association::Pal, ConflictPolicy::Split, &mut out)
-            .unwrap();
+        idx.credits(
+            &l,
+            "c1",
+            l.charge_start,
+            Association::Pal,
+            ConflictPolicy::Split,
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(
             out.iter()
                 .map(|c| (c.partner_id, c.share.to_string()))
@@ -335,17 +373,38 @@ mod tests {
             [("a", "0.7".to_string()), ("b", "0.3".to_string())]
         );
         out.clear();
-        idx.credits(&l, "c1", l.charge_start, Association::Dpor, ConflictPolicy::Split, &mut out)
-            .unwrap();
+        idx.credits(
+            &l,
+            "c1",
+            l.charge_start,
+            Association::Dpor,
+            ConflictPolicy::Split,
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].partner_id, "d");
         out.clear();
         let late = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap();
-        idx.credits(&l, "c1", late, Association::Dpor, ConflictPolicy::Split, &mut out)
-            .unwrap();
+        idx.credits(
+            &l,
+            "c1",
+            late,
+            Association::Dpor,
+            ConflictPolicy::Split,
+            &mut out,
+        )
+        .unwrap();
         assert!(out.is_empty(), "valid_to is exclusive");
-        idx.credits(&l, "c1", late, Association::Reseller, ConflictPolicy::Split, &mut out)
-            .unwrap();
+        idx.credits(
+            &l,
+            "c1",
+            late,
+            Association::Reseller,
+            ConflictPolicy::Split,
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(out[0].partner_id, "7");
     }
 
@@ -358,7 +417,14 @@ mod tests {
         let l = line();
         let mut out = Vec::new();
         let e = idx
-            .credits(&l, "c1", l.charge_start, Association::Pal, ConflictPolicy::Split, &mut out)
+            .credits(
+                &l,
+                "c1",
+                l.charge_start,
+                Association::Pal,
+                ConflictPolicy::Split,
+                &mut out,
+            )
             .unwrap_err();
         assert_eq!(
             e,
@@ -378,14 +444,56 @@ mod tests {
         let idx = DesignationIndex::new(vec![early, dsg(3, "b", Association::Dpor, None, None)]);
         let l = line();
         let mut out = Vec::new();
-        idx.credits(&l, "c1", l.charge_start, Association::Dpor, ConflictPolicy::Split, &mut out).unwrap();
-        assert_eq!(out.iter().map(|c| (c.partner_id, c.share.to_string())).collect::<Vec<_>>(), [("a", "0.5".to_string()), ("b", "0.5".to_string())]);
+        idx.credits(
+            &l,
+            "c1",
+            l.charge_start,
+            Association::Dpor,
+            ConflictPolicy::Split,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(
+            out.iter()
+                .map(|c| (c.partner_id, c.share.to_string()))
+                .collect::<Vec<_>>(),
+            [("a", "0.5".to_string()), ("b", "0.5".to_string())]
+        );
         out.clear();
-        idx.credits(&l, "c1", l.charge_start, Association::Dpor, ConflictPolicy::LatestWins, &mut out).unwrap();
-        assert_eq!(out.iter().map(|c| (c.partner_id, c.share.to_string())).collect::<Vec<_>>(), [("b", "1".to_string())]);
+        idx.credits(
+            &l,
+            "c1",
+            l.charge_start,
+            Association::Dpor,
+            ConflictPolicy::LatestWins,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(
+            out.iter()
+                .map(|c| (c.partner_id, c.share.to_string()))
+                .collect::<Vec<_>>(),
+            [("b", "1".to_string())]
+        );
         out.clear();
-        let e = idx.credits(&l, "c1", l.charge_start, Association::Dpor, ConflictPolicy::Reject, &mut out).unwrap_err();
-        assert_eq!(e, AttributionError::Conflict { association: Association::Dpor, partners: vec!["a".into(), "b".into()], lines: vec![2, 3] });
+        let e = idx
+            .credits(
+                &l,
+                "c1",
+                l.charge_start,
+                Association::Dpor,
+                ConflictPolicy::Reject,
+                &mut out,
+            )
+            .unwrap_err();
+        assert_eq!(
+            e,
+            AttributionError::Conflict {
+                association: Association::Dpor,
+                partners: vec!["a".into(), "b".into()],
+                lines: vec![2, 3]
+            }
+        );
         assert!(out.is_empty());
     }
 
@@ -397,8 +505,21 @@ mod tests {
         ]);
         let l = line();
         let mut out = Vec::new();
-        idx.credits(&l, "c1", l.charge_start, Association::Dpor, ConflictPolicy::Reject, &mut out).unwrap();
-        assert_eq!(out.iter().map(|c| (c.partner_id, c.share.to_string())).collect::<Vec<_>>(), [("sub", "1".to_string())]);
+        idx.credits(
+            &l,
+            "c1",
+            l.charge_start,
+            Association::Dpor,
+            ConflictPolicy::Reject,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(
+            out.iter()
+                .map(|c| (c.partner_id, c.share.to_string()))
+                .collect::<Vec<_>>(),
+            [("sub", "1".to_string())]
+        );
     }
 
     proptest::proptest! {

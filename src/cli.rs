@@ -95,6 +95,14 @@ pub struct RunArgs {
     /// No progress bar and no run summary on stderr.
     #[arg(long, short)]
     pub quiet: bool,
+    /// FX table (CSV: date,from,to,rate). Adds to each statement a total
+    /// converted into the reporting currency, with the rate and its date; the
+    /// rate used is the latest published on or before the statement date.
+    #[arg(long, value_name = "FILE")]
+    pub fx: Option<PathBuf>,
+    /// Reporting currency for --fx [default: the rules' reporting_currency].
+    #[arg(long, value_name = "CUR", requires = "fx")]
+    pub reporting_currency: Option<String>,
 }
 
 #[derive(Args, Debug)]

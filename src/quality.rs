@@ -90,22 +90,19 @@ pub fn check_designations(rows: &[Designation], file: &str) -> Vec<Issue> {
                 }
             }
         }
-        if assoc == Association::Dpor {
+        if crate::attribute::is_exclusive(assoc) {
             for (i, a) in ds.iter().enumerate() {
                 for b in &ds[i + 1..] {
-                    if a.partner_id != b.partner_id
-                        && overlaps(a, b)
-                        && same_scope(a, b)
-                        && a.share.is_none()
-                        && b.share.is_none()
-                    {
+                    if a.partner_id != b.partner_id && overlaps(a, b) && same_scope(a, b) {
                         issues.push(Issue {
                             file: file.into(),
                             lines: vec![a.line, b.line],
                             message: format!(
-                                "two DPOR partners ({} and {}) for the same subscription of customer {customer} at the same time; \
-                                 Microsoft allows one DPOR per subscription (porledger splits the credit equally)",
-                                a.partner_id, b.partner_id
+                                "two {assoc} partners ({} and {}) for the same subscription{} of customer {customer} at the same time; \
+                                 Microsoft allows one at a time (the rules' `conflicts` policy decides)",
+                                a.partner_id,
+                                b.partner_id,
+                                if a.workload.is_empty() { String::new() } else { format!(" and workload {}", a.workload) }
                             ),
                         });
                     }

@@ -243,7 +243,10 @@ pub fn parse_rules(text: &str) -> Result<Rules, RulesError> {
     let reporting_currency = match raw.reporting_currency.as_deref() {
         None => None,
         Some(c) => Some(crate::money::Currency::parse(c).ok_or_else(|| {
-            invalid("reporting_currency".into(), format!("'{c}' is not a three-letter currency code"))
+            invalid(
+                "reporting_currency".into(),
+                format!("'{c}' is not a three-letter currency code"),
+            )
         })?),
     };
     if raw.program.is_empty() {
@@ -336,7 +339,10 @@ pub fn parse_rules(text: &str) -> Result<Rules, RulesError> {
             None | Some("none") => false,
             Some("priority") => true,
             Some(other) => {
-                return Err(invalid(key("dedupe"), format!("unknown value '{other}' (expected none or priority)")))
+                return Err(invalid(
+                    key("dedupe"),
+                    format!("unknown value '{other}' (expected none or priority)"),
+                ))
             }
         };
         programs.push(Program {

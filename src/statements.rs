@@ -15,6 +15,7 @@ use rust_decimal::Decimal;
 use crate::attribute::DesignationIndex;
 use crate::dates::Period;
 use crate::fold::{DetailKey, Fold, Sums};
+use crate::ingest::fx::FxTable;
 use crate::money::{round_money, Currency, RoundingMode};
 use crate::rules::{Association, Rules};
 
@@ -62,12 +63,39 @@ pub struct DesignationInfo {
     pub source_line: u64,
 }
 
+/// A total converted into the reporting currency.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Conversion {
+    pub currency: Currency,
+    pub rate: Decimal,
+    /// The date the rate was published; `None` for the same currency (rate 1).
+    pub rate_date: Option<NaiveDate>,
+    /// `round_money(amount x rate)` in the reporting currency.
+    pub amount: Decimal,
+}
+
 /// Total of one currency.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CurrencyTotal {
     pub currency: Currency,
     pub basis: Decimal,
     pub amount: Decimal,
+    /// With an FX table: this total in the reporting currency.
+    pub converted: Option<Conversion>,
+}
+
+/// How totals are converted: the FX table and the reporting currency.
+pub struct Reporting<'a> {
+    pub fx: &'a FxTable,
+    pub currency: Currency,
+}
+
+/// A rate the FX table does not have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingRate {
+    pub from: Currency,
+    pub to: Currency,
+    pub on: NaiveDate,
 }
 
 /// What one partner earned from one customer, and how.
@@ -90,6 +118,8 @@ pub struct PartnerStatement {
     pub lines: Vec<StatementLine>,
     pub totals: Vec<CurrencyTotal>,
     pub customers: Vec<CustomerStatement>,
+    /// With an FX table: the sum of the converted totals, in the reporting currency.
+    pub reporting_total: Option<(Currency, Decimal)>,
 }
 
 /// One row of `summary.csv`.
@@ -127,12 +157,48 @@ fn totals(lines: &[StatementLine]) -> Vec<CurrencyTotal> {
             currency,
             basis,
             amount,
+            converted: None,
         })
         .collect()
 }
 
-/// Builds every statement from a finished fold.
-pub fn build(fold: &Fold, rules: &Rules, index: &DesignationIndex, period: Period) -> StatementSet {
+/// Converts a partner's currency totals (rounded once per currency, with the
+/// rate published on or before the statement date).
+fn convert(
+    p: &mut PartnerStatement,
+    r: &Reporting<'_>,
+    on: NaiveDate,
+    mode: RoundingMode,
+) -> Result<(), MissingRate> {
+    let mut sum = Decimal::ZERO;
+    for t in &mut p.totals {
+        let (rate, rate_date) = r.fx.rate(t.currency, r.currency, on).ok_or(MissingRate {
+            from: t.currency,
+            to: r.currency,
+            on,
+        })?;
+        let amount = round_money(t.amount * rate, r.currency, mode);
+        sum += amount;
+        t.converted = Some(Conversion {
+            currency: r.currency,
+            rate,
+            rate_date,
+            amount,
+        });
+    }
+    p.reporting_total = Some((r.currency, sum));
+    Ok(())
+}
+
+/// Builds every statement from a finished fold; with `reporting`, adds totals
+/// converted into the reporting currency.
+pub fn build(
+    fold: &Fold,
+    rules: &Rules,
+    index: &DesignationIndex,
+    period: Period,
+    reporting: Option<&Reporting<'_>>,
+) -> Result<StatementSet, MissingRate> {
     let mut details: Vec<(&DetailKey, &Sums)> = fold.details.iter().collect();
     details.sort_by(|a, b| a.0.cmp(b.0));
     let names = index.partner_names();
@@ -154,6 +220,11 @@ pub fn build(fold: &Fold, rules: &Rules, index: &DesignationIndex, period: Perio
         ));
         i = j;
     }
+    if let Some(r) = reporting {
+        for p in &mut partners {
+            convert(p, r, period.last_day(), rules.rounding)?;
+        }
+    }
     let mut summary: BTreeMap<(String, String, Currency), SummaryRow> = BTreeMap::new();
     for p in &partners {
         for l in &p.lines {
@@ -173,12 +244,12 @@ pub fn build(fold: &Fold, rules: &Rules, index: &DesignationIndex, period: Perio
             row.accrual_amount += l.amount;
         }
     }
-    StatementSet {
+    Ok(StatementSet {
         period,
         rounding: rules.rounding,
         partners,
         summary: summary.into_values().collect(),
-    }
+    })
 }
 
 fn partner_statement(
@@ -276,5 +347,6 @@ fn partner_statement(
         totals: totals(&lines),
         lines,
         customers,
+        reporting_total: None,
     }
 }

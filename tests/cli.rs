@@ -33,7 +33,14 @@ struct Row {
     publisher: &'static str,
 }
 
-fn r(customer: &'static str, sub: &'static str, date: &'static str, subtotal: &'static str, currency: &'static str, reseller: &'static str) -> Row {
+fn r(
+    customer: &'static str,
+    sub: &'static str,
+    date: &'static str,
+    subtotal: &'static str,
+    currency: &'static str,
+    reseller: &'static str,
+) -> Row {
     Row {
         customer,
         name: "Customer",
@@ -72,7 +79,9 @@ fn value(col: &str, row: &Row) -> String {
 
 /// Renders rows as CSV with the given header names (one per column of `cols`).
 fn csv_text(cols: &[&str], header: &[String], rows: &[Row], delim: u8) -> String {
-    let mut w = csv::WriterBuilder::new().delimiter(delim).from_writer(Vec::new());
+    let mut w = csv::WriterBuilder::new()
+        .delimiter(delim)
+        .from_writer(Vec::new());
     w.write_record(header).unwrap();
     for row in rows {
         let rec: Vec<String> = cols.iter().map(|c| value(c, row)).collect();
@@ -82,7 +91,10 @@ fn csv_text(cols: &[&str], header: &[String], rows: &[Row], delim: u8) -> String
 }
 
 fn invoice(rows: &[Row]) -> String {
-    let header: Vec<String> = INVOICE_RECONCILIATION_COLUMNS.iter().map(|s| s.to_string()).collect();
+    let header: Vec<String> = INVOICE_RECONCILIATION_COLUMNS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     csv_text(&INVOICE_RECONCILIATION_COLUMNS, &header, rows, b',')
 }
 
@@ -143,9 +155,23 @@ fn fixture_rows() -> Vec<Row> {
     trial.qualifiers = "[\"AddOn\",\"Trial\"]";
     vec![
         r("c-alpha", "sub-a1", "10/1/2026", "1000.00", "EUR", "200001"),
-        r("c-alpha", "sub-a1", "10/15/2026 0:00:00", "-250.00", "EUR", "0"),
+        r(
+            "c-alpha",
+            "sub-a1",
+            "10/15/2026 0:00:00",
+            "-250.00",
+            "EUR",
+            "0",
+        ),
         r("c-beta", "sub-b1", "2026-10-01", "300.00", "EUR", ""),
-        r("c-beta", "sub-b2", "2026-10-01T00:00:00Z", "500.00", "EUR", "-1"),
+        r(
+            "c-beta",
+            "sub-b2",
+            "2026-10-01T00:00:00Z",
+            "500.00",
+            "EUR",
+            "-1",
+        ),
         r("c-gamma", "sub-g1", "2026-10-01", "333.33", "USD", ""),
         trial,
         r("c-delta", "sub-d1", "2026-10-01", "100.00", "EUR", ""),
@@ -157,7 +183,8 @@ fn fixture_rows() -> Vec<Row> {
     ]
 }
 
-const EXPECTED_SUMMARY: &str = "partner_id,partner_name,program_id,currency,lines,basis_amount,accrual_amount\r
+const EXPECTED_SUMMARY: &str =
+    "partner_id,partner_name,program_id,currency,lines,basis_amount,accrual_amount\r
 100001,Alpha Partner,por-core,EUR,3,1250.00,50.00\r
 100003,Gamma Partner,pal,USD,1,333.33,3.50\r
 100004,Delta Partner,pal,USD,1,333.33,1.50\r
@@ -193,7 +220,15 @@ impl Fixture {
         let mut c = bin();
         c.current_dir(self.dir.path())
             .args(["run", "--period", "2026-10", "--billing", "billing"])
-            .args(["--designations", "designations.csv", "--rules", "rules.toml", "--out", out, "--quiet"])
+            .args([
+                "--designations",
+                "designations.csv",
+                "--rules",
+                "rules.toml",
+                "--out",
+                out,
+                "--quiet",
+            ])
             .args(extra);
         c.output().unwrap()
     }
@@ -211,7 +246,11 @@ fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
             if p.is_dir() {
                 walk(base, &p, out);
             } else {
-                let rel = p.strip_prefix(base).unwrap().to_string_lossy().replace('\\', "/");
+                let rel = p
+                    .strip_prefix(base)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
                 out.insert(rel, std::fs::read(&p).unwrap());
             }
         }
@@ -241,15 +280,34 @@ fn hand_computed_fixture() {
     assert_eq!(rejects.lines().count(), 4);
 
     let ne = f.read("out/not-eligible.csv");
-    assert!(ne.contains("billing/2026-10.csv,4,c-beta,sub-b1,2026-10-01,300.00,EUR,outside-window,"), "{ne}");
-    assert!(ne.contains("billing/2026-10.csv,7,c-alpha,sub-a2,2026-10-01,50.00,EUR,excluded-product,"), "{ne}");
-    assert!(ne.contains("billing/2026-10.csv,10,c-none,sub-n1,2019-05-01,100.00,EUR,rule-not-in-force,"), "{ne}");
+    assert!(
+        ne.contains("billing/2026-10.csv,4,c-beta,sub-b1,2026-10-01,300.00,EUR,outside-window,"),
+        "{ne}"
+    );
+    assert!(
+        ne.contains("billing/2026-10.csv,7,c-alpha,sub-a2,2026-10-01,50.00,EUR,excluded-product,"),
+        "{ne}"
+    );
+    assert!(
+        ne.contains(
+            "billing/2026-10.csv,10,c-none,sub-n1,2019-05-01,100.00,EUR,rule-not-in-force,"
+        ),
+        "{ne}"
+    );
     assert_eq!(ne.lines().count(), 4);
 
     // Row accounting: 12 read = 6 accrued + 3 not eligible + 3 rejected.
     let json: serde_json::Value = serde_json::from_str(&f.read("out/summary.json")).unwrap();
     let t = &json["rows"]["total"];
-    assert_eq!((t["rows"].as_u64(), t["accrued"].as_u64(), t["not_eligible"].as_u64(), t["rejected"].as_u64()), (Some(12), Some(6), Some(3), Some(3)));
+    assert_eq!(
+        (
+            t["rows"].as_u64(),
+            t["accrued"].as_u64(),
+            t["not_eligible"].as_u64(),
+            t["rejected"].as_u64()
+        ),
+        (Some(12), Some(6), Some(3), Some(3))
+    );
     assert_eq!(t["balanced"], true);
     assert_eq!(json["rows"]["designations"]["rows"], 7);
 
@@ -263,21 +321,44 @@ fn hand_computed_fixture() {
     let st = f.read("out/partners/100001/statement.csv");
     assert!(st.contains("c-alpha,Customer,por-core,Partner of Record incentive,EUR,2,750.00,0.04,30.00,30.00\r\n"), "{st}");
     assert!(st.contains("c-beta,Customer,por-core,Partner of Record incentive,EUR,1,500.00,0.04,20.00,20.00\r\n"), "{st}");
-    assert!(st.ends_with("total,currency,basis_amount,accrual_amount\r\ntotal,EUR,1250.00,50.00\r\n"), "{st}");
+    assert!(
+        st.ends_with("total,currency,basis_amount,accrual_amount\r\ntotal,EUR,1250.00,50.00\r\n"),
+        "{st}"
+    );
     let cs = f.read("out/partners/100003/customers/c-gamma.csv");
-    assert!(cs.contains("designation,PAL,(all),,0.7,2024-01-01,\r\n"), "{cs}");
-    assert!(cs.contains("pal,Partner Admin Link,PAL,sub-g1,USD,1,333.33,0.015,0.7,3.499965\r\n"), "{cs}");
-    assert!(!cs.contains("Delta"), "another partner's data leaked:\n{cs}");
+    assert!(
+        cs.contains("designation,PAL,(all),,0.7,2024-01-01,\r\n"),
+        "{cs}"
+    );
+    assert!(
+        cs.contains("pal,Partner Admin Link,PAL,sub-g1,USD,1,333.33,0.015,0.7,3.499965\r\n"),
+        "{cs}"
+    );
+    assert!(
+        !cs.contains("Delta"),
+        "another partner's data leaked:\n{cs}"
+    );
     // Isolation: partner 100001's statements never mention other partners' customers.
     for (path, bytes) in tree(&f.p("out/partners/100001")) {
         let text = String::from_utf8(bytes).unwrap();
-        assert!(!text.contains("c-gamma") && !text.contains("c-none"), "{path}");
+        assert!(
+            !text.contains("c-gamma") && !text.contains("c-none"),
+            "{path}"
+        );
     }
 
     let manifest: serde_json::Value = serde_json::from_str(&f.read("out/manifest.json")).unwrap();
     assert_eq!(manifest["period"], "2026-10");
-    let outputs: Vec<&str> = manifest["outputs"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
-    assert!(outputs.contains(&"summary.csv") && outputs.contains(&"partners/100001/statement.csv"), "{outputs:?}");
+    let outputs: Vec<&str> = manifest["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        outputs.contains(&"summary.csv") && outputs.contains(&"partners/100001/statement.csv"),
+        "{outputs:?}"
+    );
     assert_eq!(manifest["inputs"][0]["path"], "billing/2026-10.csv");
     assert_eq!(manifest["inputs"][0]["sha256"].as_str().unwrap().len(), 64);
 }
@@ -287,12 +368,17 @@ fn rounding_mode_comes_from_the_rules() {
     let f = Fixture::standard();
     std::fs::write(f.p("rules.toml"), RULES.replace("half-up", "half-even")).unwrap();
     f.run("out", &[]);
-    assert!(f.read("out/summary.csv").contains("200002,,resale,EUR,1,12.50,0.12\r\n"));
+    assert!(f
+        .read("out/summary.csv")
+        .contains("200002,,resale,EUR,1,12.50,0.12\r\n"));
     std::fs::write(f.p("rules.toml"), RULES.replace("half-up", "down")).unwrap();
     f.run("out", &[]);
     let s = f.read("out/summary.csv");
     assert!(s.contains("200002,,resale,EUR,1,12.50,0.12\r\n"), "{s}");
-    assert!(s.contains("100003,Gamma Partner,pal,USD,1,333.33,3.49\r\n"), "{s}");
+    assert!(
+        s.contains("100003,Gamma Partner,pal,USD,1,333.33,3.49\r\n"),
+        "{s}"
+    );
 }
 
 #[test]
@@ -308,7 +394,15 @@ fn seed_example_960_eur_a_year() {
     let mut c = bin();
     let o = c
         .current_dir(f.dir.path())
-        .args(["run", "--period", "2026-01..2026-12", "--billing", "billing/year.csv", "--designations", "designations.csv"])
+        .args([
+            "run",
+            "--period",
+            "2026-01..2026-12",
+            "--billing",
+            "billing/year.csv",
+            "--designations",
+            "designations.csv",
+        ])
         .args(["--rules", "rules.toml", "--out", "out", "--quiet"])
         .output()
         .unwrap();
@@ -343,21 +437,40 @@ fn header_variants_bom_quoted_newlines_and_formats_give_the_same_result() {
         .collect();
     let mut named = rows.clone();
     for (i, row) in named.iter_mut().enumerate() {
-        row.name = ["Müller & Söhne GmbH", "Contoso, \"Ltd.\"", "Line one\nline two", "=HYPERLINK(\"http://x\")"][i % 4];
+        row.name = [
+            "Müller & Söhne GmbH",
+            "Contoso, \"Ltd.\"",
+            "Line one\nline two",
+            "=HYPERLINK(\"http://x\")",
+        ][i % 4];
     }
-    let camel = format!("\u{feff}{}", csv_text(&cols, &header, &named, b',').replace('\n', "\r\n"));
+    let camel = format!(
+        "\u{feff}{}",
+        csv_text(&cols, &header, &named, b',').replace('\n', "\r\n")
+    );
     let camel = camel.replace("Line one\r\nline two", "Line one\nline two");
     let f = Fixture::new(&[("camel.csv", camel)]);
     f.run("out", &[]);
-    assert_eq!(f.read("out/summary.csv"), expected, "{}", f.read("out/not-eligible.csv"));
+    assert_eq!(
+        f.read("out/summary.csv"),
+        expected,
+        "{}",
+        f.read("out/not-eligible.csv")
+    );
     let st = f.read("out/partners/100001/statement.csv");
     assert!(st.contains("c-alpha,Müller & Söhne GmbH,"), "{st}");
     // The formula-looking name is neutralised wherever it appears.
-    let all: String = tree(&f.p("out")).into_values().map(|b| String::from_utf8_lossy(&b).into_owned()).collect();
+    let all: String = tree(&f.p("out"))
+        .into_values()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .collect();
     assert!(!all.contains(",=HYPERLINK") && !all.contains("\n=HYPERLINK"));
 
     // German Excel: semicolons and decimal commas.
-    let header: Vec<String> = INVOICE_RECONCILIATION_COLUMNS.iter().map(|s| s.to_string()).collect();
+    let header: Vec<String> = INVOICE_RECONCILIATION_COLUMNS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let mut german = rows.clone();
     for row in german.iter_mut() {
         if row.subtotal != "12,50" {
@@ -366,18 +479,30 @@ fn header_variants_bom_quoted_newlines_and_formats_give_the_same_result() {
             row.subtotal = "12.50,0"; // still malformed
         }
     }
-    let f = Fixture::new(&[("de.csv", csv_text(&INVOICE_RECONCILIATION_COLUMNS, &header, &german, b';'))]);
+    let f = Fixture::new(&[(
+        "de.csv",
+        csv_text(&INVOICE_RECONCILIATION_COLUMNS, &header, &german, b';'),
+    )]);
     f.run("out", &[]);
     assert_eq!(f.read("out/summary.csv"), expected);
 
     // Legacy license-based layout.
-    let header: Vec<String> = LEGACY_LICENSE_COLUMNS.iter().map(|s| s.to_string()).collect();
-    let f = Fixture::new(&[("legacy.csv", csv_text(&LEGACY_LICENSE_COLUMNS, &header, &rows, b','))]);
+    let header: Vec<String> = LEGACY_LICENSE_COLUMNS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let f = Fixture::new(&[(
+        "legacy.csv",
+        csv_text(&LEGACY_LICENSE_COLUMNS, &header, &rows, b','),
+    )]);
     let o = f.run("out", &[]);
     assert_eq!(code(&o), 1, "{}", stderr(&o));
     // Legacy files carry no ProductQualifiers/PublisherName: the Trial line earns there.
     let s = f.read("out/summary.csv");
-    assert!(s.contains("100001,Alpha Partner,por-core,EUR,4,1300.00,52.00\r\n"), "{s}");
+    assert!(
+        s.contains("100001,Alpha Partner,por-core,EUR,4,1300.00,52.00\r\n"),
+        "{s}"
+    );
 }
 
 #[test]
@@ -401,7 +526,12 @@ fn splitting_files_and_threads_change_no_output_byte() {
     let c = tree(&split.p("out"));
     for (k, v) in &a {
         // Provenance (file and line) and the manifest's input list differ by design.
-        if k == "ledger.csv" || k == "not-eligible.csv" || k == "rejects.csv" || k == "manifest.json" || k == "summary.json" {
+        if k == "ledger.csv"
+            || k == "not-eligible.csv"
+            || k == "rejects.csv"
+            || k == "manifest.json"
+            || k == "summary.json"
+        {
             continue;
         }
         assert!(v == &c[k], "{k} differs when the input is split into files");
@@ -414,29 +544,75 @@ fn exit_codes() {
     // 1: rejects.
     assert_eq!(code(&f.run("out", &[])), 1);
     // 0: clean input.
-    let rows: Vec<Row> = fixture_rows().into_iter().filter(|r| r.customer != "c-delta" && !r.date.starts_with("31/") && r.subtotal != "12,50").collect();
+    let rows: Vec<Row> = fixture_rows()
+        .into_iter()
+        .filter(|r| r.customer != "c-delta" && !r.date.starts_with("31/") && r.subtotal != "12,50")
+        .collect();
     std::fs::write(f.p("billing/2026-10.csv"), invoice(&rows)).unwrap();
-    std::fs::write(f.p("designations.csv"), DESIGNATIONS.replace("0.6,,\n", "0.4,,\n")).unwrap();
+    std::fs::write(
+        f.p("designations.csv"),
+        DESIGNATIONS.replace("0.6,,\n", "0.4,,\n"),
+    )
+    .unwrap();
     let o = f.run("clean", &[]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     // 2: bad arguments.
     let o = bin().args(["run", "--billing", "x"]).output().unwrap();
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("--period"), "{}", stderr(&o));
-    let o = bin().args(["run", "--period", "2026-13", "--billing", "x", "--designations", "d", "--rules", "r", "--out", "o"]).output().unwrap();
+    let o = bin()
+        .args([
+            "run",
+            "--period",
+            "2026-13",
+            "--billing",
+            "x",
+            "--designations",
+            "d",
+            "--rules",
+            "r",
+            "--out",
+            "o",
+        ])
+        .output()
+        .unwrap();
     assert_eq!(code(&o), 2);
     // 2: unreadable rules.
     std::fs::write(f.p("rules.toml"), "rounding = \"nearest\"\n").unwrap();
     let o = f.run("out", &[]);
     assert_eq!(code(&o), 2);
-    assert!(stderr(&o).contains("rules.toml: rounding: unknown rounding mode 'nearest'"), "{}", stderr(&o));
-    std::fs::write(f.p("rules.toml"), RULES.replace("rate = \"0.04\"", "rate = 0.04")).unwrap();
+    assert!(
+        stderr(&o).contains("rules.toml: rounding: unknown rounding mode 'nearest'"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(
+        f.p("rules.toml"),
+        RULES.replace("rate = \"0.04\"", "rate = 0.04"),
+    )
+    .unwrap();
     let o = f.run("out", &[]);
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("rules.toml"), "{}", stderr(&o));
     // 2: missing input file.
     std::fs::write(f.p("rules.toml"), RULES).unwrap();
-    let o = bin().current_dir(f.dir.path()).args(["run", "--period", "2026-10", "--billing", "nope.csv", "--designations", "designations.csv", "--rules", "rules.toml", "--out", "o"]).output().unwrap();
+    let o = bin()
+        .current_dir(f.dir.path())
+        .args([
+            "run",
+            "--period",
+            "2026-10",
+            "--billing",
+            "nope.csv",
+            "--designations",
+            "designations.csv",
+            "--rules",
+            "rules.toml",
+            "--out",
+            "o",
+        ])
+        .output()
+        .unwrap();
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("nope.csv"), "{}", stderr(&o));
 }
@@ -449,31 +625,55 @@ fn fatal_input_errors_name_file_line_and_column() {
     let o = f.run("out", &[]);
     assert_eq!(code(&o), 2);
     let e = stderr(&o);
-    assert!(e.contains("billing/bad.csv:1") && e.contains("required column 'SubscriptionId' is missing"), "{e}");
+    assert!(
+        e.contains("billing/bad.csv:1")
+            && e.contains("required column 'SubscriptionId' is missing"),
+        "{e}"
+    );
     // Not a billing file at all.
     let f = Fixture::new(&[("x.csv", "a,b,c\n1,2,3\n".into())]);
     let o = f.run("out", &[]);
     assert_eq!(code(&o), 2);
-    assert!(stderr(&o).contains("not a Partner Center billing export"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not a Partner Center billing export"),
+        "{}",
+        stderr(&o)
+    );
     // Designations with a missing column.
     let f = Fixture::standard();
     std::fs::write(f.p("designations.csv"), "customer_id,partner\nc,1\n").unwrap();
     let o = f.run("out", &[]);
     assert_eq!(code(&o), 2);
-    assert!(stderr(&o).contains("designations.csv:1 column 'partner_id'"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("designations.csv:1 column 'partner_id'"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
 fn bad_designation_rows_are_rejected_with_line_and_column() {
     let f = Fixture::standard();
-    let d = format!("{DESIGNATIONS}c-x,1,X,XPOR,,,,,\nc-y,1,X,PAL,,,1.5,,\nc-z,1,X,PAL,,,,2024-02-30,\n");
+    let d = format!(
+        "{DESIGNATIONS}c-x,1,X,XPOR,,,,,\nc-y,1,X,PAL,,,1.5,,\nc-z,1,X,PAL,,,,2024-02-30,\n"
+    );
     std::fs::write(f.p("designations.csv"), d).unwrap();
     let o = f.run("out", &[]);
     assert_eq!(code(&o), 1);
     let rejects = f.read("out/rejects.csv");
-    assert!(rejects.contains("designations.csv,9,association,XPOR,\"unknown association"), "{rejects}");
-    assert!(rejects.contains("designations.csv,10,share,1.5,share must be greater than 0 and at most 1"), "{rejects}");
-    assert!(rejects.contains("designations.csv,11,valid_from,2024-02-30,not a date"), "{rejects}");
+    assert!(
+        rejects.contains("designations.csv,9,association,XPOR,\"unknown association"),
+        "{rejects}"
+    );
+    assert!(
+        rejects
+            .contains("designations.csv,10,share,1.5,share must be greater than 0 and at most 1"),
+        "{rejects}"
+    );
+    assert!(
+        rejects.contains("designations.csv,11,valid_from,2024-02-30,not a date"),
+        "{rejects}"
+    );
 }
 
 #[test]
@@ -485,8 +685,16 @@ fn too_many_rejects_publish_nothing_and_keep_the_previous_output() {
     std::fs::write(f.p("rules.toml"), RULES.replace("0.04", "0.05")).unwrap();
     let o = f.run("out", &["--max-rejects", "2"]);
     assert_eq!(code(&o), 2);
-    assert!(stderr(&o).contains("more than --max-rejects 2"), "{}", stderr(&o));
-    assert_eq!(tree(&f.p("out")), before, "previous output must be untouched");
+    assert!(
+        stderr(&o).contains("more than --max-rejects 2"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        tree(&f.p("out")),
+        before,
+        "previous output must be untouched"
+    );
     let leftovers: Vec<String> = std::fs::read_dir(f.dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -495,7 +703,9 @@ fn too_many_rejects_publish_nothing_and_keep_the_previous_output() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
     // A new good run replaces it.
     assert_eq!(code(&f.run("out", &["--max-rejects", "3"])), 1);
-    assert!(f.read("out/summary.csv").contains("100001,Alpha Partner,por-core,EUR,3,1250.00,62.50\r\n"));
+    assert!(f
+        .read("out/summary.csv")
+        .contains("100001,Alpha Partner,por-core,EUR,3,1250.00,62.50\r\n"));
 }
 
 #[test]
@@ -513,7 +723,17 @@ fn validate_reports_and_writes_nothing() {
     let f = Fixture::standard();
     let o = bin()
         .current_dir(f.dir.path())
-        .args(["validate", "--billing", "billing", "--designations", "designations.csv", "--rules", "rules.toml", "--period", "2026-09"])
+        .args([
+            "validate",
+            "--billing",
+            "billing",
+            "--designations",
+            "designations.csv",
+            "--rules",
+            "rules.toml",
+            "--period",
+            "2026-09",
+        ])
         .output()
         .unwrap();
     assert_eq!(code(&o), 1, "{}", stderr(&o));
@@ -526,7 +746,11 @@ fn validate_reports_and_writes_nothing() {
     ] {
         assert!(out.contains(needle), "{needle} not in\n{out}");
     }
-    assert_eq!(std::fs::read_dir(f.dir.path()).unwrap().count(), 3, "validate wrote files");
+    assert_eq!(
+        std::fs::read_dir(f.dir.path()).unwrap().count(),
+        3,
+        "validate wrote files"
+    );
 }
 
 #[test]
@@ -536,7 +760,10 @@ fn partner_ids_become_safe_directory_names() {
     f.run("out", &[]);
     let files: Vec<String> = tree(&f.p("out")).into_keys().collect();
     // `../../evil` keeps no path separator and gets a hash suffix.
-    assert!(files.contains(&"partners/_.._evil-0fbfd372/statement.csv".to_string()), "{files:?}");
+    assert!(
+        files.contains(&"partners/_.._evil-0fbfd372/statement.csv".to_string()),
+        "{files:?}"
+    );
     assert!(!f.p("evil").exists());
 }
 
@@ -544,7 +771,16 @@ fn partner_ids_become_safe_directory_names() {
 fn help_teaches() {
     let o = bin().args(["run", "--help"]).output().unwrap();
     let h = String::from_utf8_lossy(&o.stdout);
-    for flag in ["--period", "--billing", "--designations", "--rules", "--out", "--threads", "--max-rejects", "--quiet"] {
+    for flag in [
+        "--period",
+        "--billing",
+        "--designations",
+        "--rules",
+        "--out",
+        "--threads",
+        "--max-rejects",
+        "--quiet",
+    ] {
         assert!(h.contains(flag), "{flag}");
     }
     let o = bin().arg("--help").output().unwrap();

@@ -47,11 +47,36 @@ struct Line {
     name: usize,
 }
 
-const NAMES: [&str; 4] = ["Müller & Söhne GmbH", "Contoso, \"Ltd.\"", "Two\nlines", "Plain"];
+const NAMES: [&str; 4] = [
+    "Müller & Söhne GmbH",
+    "Contoso, \"Ltd.\"",
+    "Two\nlines",
+    "Plain",
+];
 
 fn line() -> impl Strategy<Value = Line> {
-    (0usize..5, 0usize..3, 1u32..29, 1u32..13, -500_000i64..500_000, any::<bool>(), proptest::option::of(0u8..3), 0usize..4)
-        .prop_map(|(customer, sub, day, month, cents, usd, reseller, name)| Line { customer, sub, day, month, cents, usd, reseller, name })
+    (
+        0usize..5,
+        0usize..3,
+        1u32..29,
+        1u32..13,
+        -500_000i64..500_000,
+        any::<bool>(),
+        proptest::option::of(0u8..3),
+        0usize..4,
+    )
+        .prop_map(
+            |(customer, sub, day, month, cents, usd, reseller, name)| Line {
+                customer,
+                sub,
+                day,
+                month,
+                cents,
+                usd,
+                reseller,
+                name,
+            },
+        )
 }
 
 fn amount(cents: i64) -> String {
@@ -71,7 +96,13 @@ fn csv(lines: &[Line]) -> String {
                 "SubscriptionId" => format!("s{}{}", l.customer, ["a", "b", "c"][l.sub]),
                 "ChargeStartDate" => format!("{}/{}/2026", l.month, l.day),
                 "Subtotal" => amount(l.cents),
-                "Currency" => if l.usd { "USD".into() } else { "EUR".into() },
+                "Currency" => {
+                    if l.usd {
+                        "USD".into()
+                    } else {
+                        "EUR".into()
+                    }
+                }
                 "ResellerMpnId" => l.reseller.map(|r| format!("20000{r}")).unwrap_or_default(),
                 "PublisherName" => "Microsoft Corporation".into(),
                 _ => String::new(),
@@ -85,7 +116,18 @@ fn csv(lines: &[Line]) -> String {
 fn run(dir: &Path, billing: &[&str], out: &str, extra: &[&str]) -> i32 {
     let mut c = Command::new(env!("CARGO_BIN_EXE_porledger"));
     c.current_dir(dir)
-        .args(["run", "--period", "2026-01..2026-12", "--designations", "designations.csv", "--rules", "rules.toml", "--out", out, "--quiet"])
+        .args([
+            "run",
+            "--period",
+            "2026-01..2026-12",
+            "--designations",
+            "designations.csv",
+            "--rules",
+            "rules.toml",
+            "--out",
+            out,
+            "--quiet",
+        ])
         .arg("--billing")
         .args(billing)
         .args(extra);
@@ -106,7 +148,10 @@ fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
             if p.is_dir() {
                 walk(base, &p, out);
             } else {
-                out.insert(p.strip_prefix(base).unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap());
+                out.insert(
+                    p.strip_prefix(base).unwrap().to_string_lossy().into_owned(),
+                    std::fs::read(&p).unwrap(),
+                );
             }
         }
     }

@@ -8,6 +8,7 @@
 
 pub mod billing;
 pub mod designations;
+pub mod fx;
 pub mod split;
 
 use std::fs::File;

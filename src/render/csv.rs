@@ -117,14 +117,36 @@ pub fn write_summary(path: &Path, set: &StatementSet) -> Result<(), Fatal> {
 }
 
 fn write_totals(w: &mut Sections, totals: &[CurrencyTotal]) -> csv::Result<()> {
-    w.row(&["total", "currency", "basis_amount", "accrual_amount"])?;
-    for t in totals {
+    let converted = totals.iter().any(|t| t.converted.is_some());
+    if !converted {
+        w.row(&["total", "currency", "basis_amount", "accrual_amount"])?;
+    } else {
         w.row(&[
             "total",
-            t.currency.as_str(),
-            &format_exact(t.basis, t.currency),
-            &amount(t.amount),
+            "currency",
+            "basis_amount",
+            "accrual_amount",
+            "reporting_currency",
+            "fx_rate",
+            "fx_rate_date",
+            "converted_amount",
         ])?;
+    }
+    for t in totals {
+        let mut fields = vec![
+            "total".to_string(),
+            t.currency.to_string(),
+            format_exact(t.basis, t.currency),
+            amount(t.amount),
+        ];
+        if let Some(c) = &t.converted {
+            fields.push(c.currency.to_string());
+            fields.push(ratio(c.rate));
+            fields.push(date(c.rate_date));
+            fields.push(amount(c.amount));
+        }
+        let refs: Vec<&str> = fields.iter().map(String::as_str).collect();
+        w.row(&refs)?;
     }
     Ok(())
 }
@@ -207,6 +229,9 @@ pub fn partner_statement_csv(p: &PartnerStatement, set: &StatementSet) -> csv::R
     }
     w.blank()?;
     write_totals(&mut w, &p.totals)?;
+    if let Some((c, total)) = &p.reporting_total {
+        w.row(&["total_converted", c.as_str(), "", &amount(*total)])?;
+    }
     w.finish()
 }
 
