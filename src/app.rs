@@ -675,3 +675,24 @@ pub fn validate(args: &ValidateArgs) -> Result<Finish, Fatal> {
     }
     Ok(Finish::WithRejects)
 }
+
+/// `porledger explain`: prints to stdout.
+pub fn explain(args: &crate::cli::ExplainArgs) -> Result<Finish, Fatal> {
+    let filter = crate::explain::Filter {
+        partner: args.partner.clone(),
+        customer: args.customer.clone(),
+        program: args.program.clone(),
+    };
+    let record = crate::explain::load(&args.out, &filter)?;
+    let text = crate::explain::render_explanation(&record, &filter);
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(Fatal::Io {
+                path: "stdout".into(),
+                source: e,
+            });
+        }
+    }
+    Ok(Finish::Clean)
+}

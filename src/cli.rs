@@ -46,6 +46,13 @@ pub enum Command {
     /// Exit code 0 when every row is usable, 1 when some rows would be rejected
     /// or the designations have problems, 2 when an input cannot be read at all.
     Validate(ValidateArgs),
+    /// Show how each amount of a finished run came about.
+    ///
+    /// Prints every ledger line of the partner (optionally one customer or
+    /// program) with its source file and line, designation row, rule, basis,
+    /// rate, share and proration days, then the sums and the rounding step that
+    /// give each statement line, so one statement line can be checked by hand.
+    Explain(ExplainArgs),
     /// Write a realistic, deterministic input set (billing, designations, rules).
     ///
     /// Same --rows and --seed give the same bytes. Billing files use the real
@@ -131,4 +138,20 @@ pub struct SampleArgs {
     /// Number of billing files [default: one per 500,000 rows, at least 1].
     #[arg(long, value_name = "N")]
     pub files: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    /// Output directory of a finished `porledger run`.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Partner ID to explain.
+    #[arg(long, value_name = "ID")]
+    pub partner: String,
+    /// Only this customer (tenant ID).
+    #[arg(long, value_name = "ID")]
+    pub customer: Option<String>,
+    /// Only this program.
+    #[arg(long, value_name = "ID")]
+    pub program: Option<String>,
 }

@@ -20,6 +20,7 @@ pub mod attribute;
 pub mod cli;
 pub mod dates;
 pub mod error;
+pub mod explain;
 pub mod fold;
 pub mod ingest;
 pub mod money;

@@ -786,3 +786,58 @@ fn help_teaches() {
     let o = bin().arg("--help").output().unwrap();
     assert!(String::from_utf8_lossy(&o.stdout).contains("Exit codes"));
 }
+
+#[test]
+fn explain_traces_a_statement_line_to_source_rows() {
+    let f = Fixture::standard();
+    f.run("out", &[]);
+    let o = bin()
+        .current_dir(f.dir.path())
+        .args([
+            "explain",
+            "--out",
+            "out",
+            "--partner",
+            "100001",
+            "--customer",
+            "c-alpha",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    for needle in [
+        "Partner 100001 (Alpha Partner), period 2026-10, rounding half-up",
+        "customer c-alpha, program por-core, EUR",
+        "billing/2026-10.csv:2  charge 2026-10-01  subscription sub-a1  DPOR by designations.csv:2 [c-alpha,100001,Alpha Partner,DPOR,,,,2024-01-01,]",
+        "1000.00 x rate 0.04 x share 1.0 = 40.00",
+        "-250.00 x rate 0.04 x share 1.0 = -10.00",
+        "sum of 2 exact amounts 30.00 -> rounded half-up EUR = 30.00 (matches the statement)",
+        "total EUR: 30.00",
+    ] {
+        assert!(text.contains(needle), "{needle} not in\n{text}");
+    }
+    assert!(!text.contains("c-beta"), "filtered by customer");
+    let o = bin()
+        .current_dir(f.dir.path())
+        .args(["explain", "--out", "out", "--partner", "100003"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("333.33 x rate 0.015 x share 0.7 = 3.499965"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "sum of 1 exact amounts 3.499965 -> rounded half-up USD = 3.50 (matches the statement)"
+        ),
+        "{text}"
+    );
+    let o = bin()
+        .current_dir(f.dir.path())
+        .args(["explain", "--out", "nowhere", "--partner", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 2);
+}

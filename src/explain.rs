@@ -1,0 +1,274 @@
+//! `porledger explain`: how each amount of a finished run came about, from the
+//! run's own outputs (ledger.csv, summary.json, manifest.json and the statement),
+//! so that a finance reviewer can check a statement line by hand.
+//!
+//! Reading the files is done by [`load`]; [`render_explanation`] is pure.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use rust_decimal::Decimal;
+
+use crate::error::Fatal;
+use crate::money::{format_exact, round_money, Currency, RoundingMode};
+
+/// One ledger row, as written by `run`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LedgerRow {
+    pub partner_id: String,
+    pub customer_id: String,
+    pub program_id: String,
+    pub association: String,
+    pub subscription_id: String,
+    pub charge_date: String,
+    pub source_file: String,
+    pub source_line: String,
+    pub basis: Decimal,
+    pub rate: String,
+    pub share: String,
+    pub amount: Decimal,
+    pub currency: Currency,
+    pub designation_line: String,
+    pub credited_days: String,
+    pub charge_days: String,
+}
+
+/// What to explain.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    pub partner: String,
+    pub customer: Option<String>,
+    pub program: Option<String>,
+}
+
+/// Everything the explanation needs, read from a run's output directory.
+pub struct RunRecord {
+    pub period: String,
+    pub rounding: RoundingMode,
+    pub partner_name: String,
+    pub rows: Vec<LedgerRow>,
+    /// (customer, program, currency) -> amount printed on the partner statement.
+    pub statement: BTreeMap<(String, String, String), String>,
+    /// designation line -> the designation row's text, when the designations
+    /// file named in the manifest is still there unchanged.
+    pub designations: BTreeMap<String, String>,
+    pub designations_file: String,
+}
+
+fn data_err(file: &Path, message: String) -> Fatal {
+    Fatal::Data {
+        file: file.display().to_string(),
+        line: 0,
+        column: None,
+        message,
+    }
+}
+
+/// Reads what [`render_explanation`] needs from `out`.
+pub fn load(out: &Path, filter: &Filter) -> Result<RunRecord, Fatal> {
+    let summary_path = out.join("summary.json");
+    let summary: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&summary_path).map_err(|e| Fatal::io(&summary_path, e))?,
+    )
+    .map_err(|e| data_err(&summary_path, format!("not a porledger summary: {e}")))?;
+    let rounding: RoundingMode = summary["rounding"]
+        .as_str()
+        .unwrap_or("")
+        .parse()
+        .map_err(|e: String| data_err(&summary_path, e))?;
+    let period = summary["period"].as_str().unwrap_or("").to_string();
+    let partner_name = summary["summary"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["partner_id"] == filter.partner.as_str())
+        .and_then(|r| r["partner_name"].as_str())
+        .unwrap_or("")
+        .to_string();
+
+    let ledger_path = out.join("ledger.csv");
+    let mut rdr =
+        csv::Reader::from_path(&ledger_path).map_err(|e| data_err(&ledger_path, e.to_string()))?;
+    let mut rows = Vec::new();
+    for rec in rdr.records() {
+        let rec = rec.map_err(|e| data_err(&ledger_path, e.to_string()))?;
+        let g = |i: usize| rec.get(i).unwrap_or("").to_string();
+        if g(0) != filter.partner
+            || filter
+                .customer
+                .as_ref()
+                .is_some_and(|c| !c.eq_ignore_ascii_case(&g(1)))
+            || filter.program.as_ref().is_some_and(|p| *p != g(2))
+        {
+            continue;
+        }
+        let line = rec.position().map(|p| p.line()).unwrap_or(0);
+        let bad =
+            |what: &str| data_err(&ledger_path, format!("line {line}: {what} is not readable"));
+        rows.push(LedgerRow {
+            partner_id: g(0),
+            customer_id: g(1),
+            program_id: g(2),
+            association: g(3),
+            subscription_id: g(4),
+            charge_date: g(5),
+            source_file: g(6),
+            source_line: g(7),
+            basis: g(8).parse().map_err(|_| bad("basis_amount"))?,
+            rate: g(9),
+            share: g(10),
+            amount: g(11).parse().map_err(|_| bad("accrual_amount"))?,
+            currency: Currency::parse(&g(12)).ok_or_else(|| bad("currency"))?,
+            designation_line: g(13),
+            credited_days: g(14),
+            charge_days: g(15),
+        });
+    }
+
+    let mut statement = BTreeMap::new();
+    let st_path = out
+        .join("partners")
+        .join(crate::render::sanitize_file_name(&filter.partner))
+        .join("statement.csv");
+    if let Ok(text) = std::fs::read(&st_path) {
+        let mut rdr = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(&text[..]);
+        for rec in rdr.records().flatten() {
+            if rec.len() == 10 && rec.get(0) != Some("customer_id") {
+                let g = |i: usize| rec.get(i).unwrap_or("").to_string();
+                statement.insert((g(0), g(2), g(4)), g(9));
+            }
+        }
+    }
+
+    let mut designations = BTreeMap::new();
+    let mut designations_file = String::new();
+    let manifest_path = out.join("manifest.json");
+    if let Ok(bytes) = std::fs::read(&manifest_path) {
+        let m: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        if let Some(d) = m["inputs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["role"] == "designations")
+        {
+            designations_file = d["path"].as_str().unwrap_or("").to_string();
+            if let Ok(digest) = crate::ingest::sha256_file(Path::new(&designations_file)) {
+                if d["sha256"] == digest.sha256.as_str() {
+                    let text = crate::ingest::read_text(Path::new(&designations_file))?;
+                    for (i, l) in text.lines().enumerate() {
+                        designations.insert((i + 1).to_string(), l.trim_end().to_string());
+                    }
+                }
+            }
+        }
+    }
+    Ok(RunRecord {
+        period,
+        rounding,
+        partner_name,
+        rows,
+        statement,
+        designations,
+        designations_file,
+    })
+}
+
+/// The explanation as text: every ledger line, grouped by statement line, with
+/// the sum of exact amounts and the rounding step.
+pub fn render_explanation(r: &RunRecord, filter: &Filter) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Partner {} ({}), period {}, rounding {} to the currency's minor unit",
+        filter.partner,
+        if r.partner_name.is_empty() {
+            "no name in the designations"
+        } else {
+            &r.partner_name
+        },
+        r.period,
+        r.rounding.as_str()
+    );
+    if r.rows.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nno ledger line matches: this partner earned nothing here in the period"
+        );
+        return s;
+    }
+    let mut groups: BTreeMap<(&str, &str, Currency), Vec<&LedgerRow>> = BTreeMap::new();
+    for row in &r.rows {
+        groups
+            .entry((&row.customer_id, &row.program_id, row.currency))
+            .or_default()
+            .push(row);
+    }
+    let mut totals: BTreeMap<Currency, Decimal> = BTreeMap::new();
+    for ((customer, program, currency), rows) in &groups {
+        let _ = writeln!(s, "\ncustomer {customer}, program {program}, {currency}");
+        let mut sum = Decimal::ZERO;
+        for row in rows {
+            let designation = match row.designation_line.as_str() {
+                "" => format!("{} from the billing line", row.association),
+                l => match r.designations.get(l) {
+                    Some(text) => format!(
+                        "{} by {}:{l} [{text}]",
+                        row.association, r.designations_file
+                    ),
+                    None => format!("{} by {}:{l}", row.association, r.designations_file),
+                },
+            };
+            let days = if row.credited_days.is_empty() || row.credited_days == row.charge_days {
+                String::new()
+            } else {
+                format!(
+                    ", prorated {} of {} days",
+                    row.credited_days, row.charge_days
+                )
+            };
+            let _ = writeln!(
+                s,
+                "  {}:{}  charge {}  subscription {}  {designation}\n      {} x rate {} x share {} = {}{days}",
+                row.source_file,
+                row.source_line,
+                row.charge_date,
+                row.subscription_id,
+                format_exact(row.basis, row.currency),
+                row.rate,
+                row.share,
+                format_exact(row.amount, row.currency),
+            );
+            sum += row.amount;
+        }
+        let rounded = round_money(sum, *currency, r.rounding);
+        *totals.entry(*currency).or_default() += rounded;
+        let check = match r.statement.get(&(
+            customer.to_string(),
+            program.to_string(),
+            currency.to_string(),
+        )) {
+            Some(v) if *v == rounded.to_string() => "matches the statement".to_string(),
+            Some(v) => format!("STATEMENT SAYS {v}: the outputs were changed after the run"),
+            None if filter.customer.is_some() || filter.program.is_some() => {
+                "statement line".into()
+            }
+            None => "statement not found".into(),
+        };
+        let _ = writeln!(
+            s,
+            "  sum of {} exact amounts {} -> rounded {} {} = {rounded} ({check})",
+            rows.len(),
+            format_exact(sum, *currency),
+            r.rounding.as_str(),
+            currency
+        );
+    }
+    for (c, t) in totals {
+        let _ = writeln!(s, "\ntotal {c}: {t} (the sum of the rounded lines above)");
+    }
+    s
+}
