@@ -142,8 +142,7 @@ struct Segment {
 /// there is one part: the whole line.
 fn segments(
     p: &Program,
-    index: &DesignationIndex,
-    customer_key: &str,
+    designations: &[Designation],
     line: &BillingLine<'_>,
     out: &mut Vec<Segment>,
 ) -> u32 {
@@ -163,7 +162,7 @@ fn segments(
     };
     let total = (end - start).num_days() as u32 + 1;
     let mut cuts: Vec<NaiveDate> = Vec::new();
-    for d in index.of_customer(customer_key) {
+    for d in designations {
         if !p.pays(d.association) {
             continue;
         }
@@ -285,6 +284,7 @@ pub fn accrue_line<'a>(
     let date = line.charge_start;
     let start = out.len();
     scratch.misses.clear();
+    let designations = index.customer(customer_key);
     for (pi, p) in rules.programs.iter().enumerate() {
         if !p.in_force(date) {
             scratch.misses.push((pi, Reason::RuleNotInForce, None));
@@ -293,7 +293,7 @@ pub fn accrue_line<'a>(
         let is_excluded = excluded(p, line);
         let before = out.len();
         let mut window_miss = None;
-        let total_days = segments(p, index, customer_key, line, &mut scratch.segments);
+        let total_days = segments(p, designations, line, &mut scratch.segments);
         for si in 0..scratch.segments.len() {
             let seg = scratch.segments[si];
             let seg_start = out.len();
@@ -301,7 +301,7 @@ pub fn accrue_line<'a>(
                 scratch.credits.clear();
                 if let Err(e) = index.credits(
                     line,
-                    customer_key,
+                    designations,
                     seg.from,
                     a,
                     rules.conflicts,
@@ -582,7 +582,7 @@ rate = "0.01"
             l.subtotal = Decimal::new(cents, 2);
             l.charge_end = Some(start + chrono::Days::new(len as u64));
             let mut segs = Vec::new();
-            let total = segments(&rules.programs[0], &idx, "c1", &l, &mut segs);
+            let total = segments(&rules.programs[0], idx.customer("c1"), &l, &mut segs);
             proptest::prop_assert_eq!(segs.iter().map(|s| s.basis).sum::<Decimal>(), l.subtotal);
             proptest::prop_assert_eq!(segs.iter().map(|s| s.days).sum::<u32>(), total);
             proptest::prop_assert_eq!(total, len + 1);

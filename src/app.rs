@@ -411,6 +411,7 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
         }
     };
     bar.bar.finish_and_clear();
+    let t_stream = bar.start.elapsed();
     sink.finish()?;
     let reporting = fx
         .as_ref()
@@ -467,8 +468,12 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
             format: None,
         });
     }
+    let t_statements = bar.start.elapsed();
     write_manifest(&dir, &inputs, &streamed, &set, args.period, extra)?;
     staging.commit()?;
+    if std::env::var_os("PORLEDGER_TIMINGS").is_some() {
+        eprintln!("timings: stream {t_stream:?}, statements {t_statements:?}, total {:?}", bar.start.elapsed());
+    }
     let rejected = prior + streamed.rejects;
     if !args.quiet {
         print_accounting(&acc);

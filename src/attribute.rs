@@ -54,19 +54,17 @@ pub fn is_exclusive(a: Association) -> bool {
 #[derive(Debug, Default)]
 pub struct DesignationIndex {
     rows: Vec<Designation>,
-    by_customer: HashMap<String, Vec<usize>>,
+    /// Each customer's designations (lower-case key), sorted by partner and line.
+    by_customer: hashbrown::HashMap<Box<str>, Box<[Designation]>>,
     names: BTreeMap<String, String>,
 }
 
 impl DesignationIndex {
     pub fn new(rows: Vec<Designation>) -> DesignationIndex {
-        let mut by_customer: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut grouped: HashMap<&str, Vec<Designation>> = HashMap::new();
         let mut names = BTreeMap::new();
-        for (i, d) in rows.iter().enumerate() {
-            by_customer
-                .entry(d.customer_id.clone())
-                .or_default()
-                .push(i);
+        for d in &rows {
+            grouped.entry(&d.customer_id).or_default().push(d.clone());
             if !d.partner_name.is_empty() {
                 names
                     .entry(d.partner_id.clone())
@@ -74,11 +72,13 @@ impl DesignationIndex {
             }
         }
         // Deterministic order within a customer: by partner, then file line.
-        for v in by_customer.values_mut() {
-            v.sort_by(|&a, &b| {
-                (&rows[a].partner_id, rows[a].line).cmp(&(&rows[b].partner_id, rows[b].line))
-            });
-        }
+        let by_customer = grouped
+            .into_iter()
+            .map(|(k, mut v)| {
+                v.sort_by(|a, b| (&a.partner_id, a.line).cmp(&(&b.partner_id, b.line)));
+                (Box::from(k), v.into_boxed_slice())
+            })
+            .collect();
         DesignationIndex {
             rows,
             by_customer,
@@ -95,25 +95,26 @@ impl DesignationIndex {
         &self.names
     }
 
+    /// The designations of one customer (key lower-cased), sorted by partner and line.
+    pub fn customer(&self, customer_key: &str) -> &[Designation] {
+        self.by_customer.get(customer_key).map(|b| &b[..]).unwrap_or(&[])
+    }
+
     /// The designations of one customer (key lower-cased).
     pub fn of_customer(&self, customer_key: &str) -> impl Iterator<Item = &Designation> {
-        self.by_customer
-            .get(customer_key)
-            .into_iter()
-            .flatten()
-            .map(|&i| &self.rows[i])
+        self.customer(customer_key).iter()
     }
 
     /// Appends to `out` the credits of association `a` on `line`, dated `date`.
-    /// `customer_key` is the line's customer ID in lower case.
+    /// `designations` are the line's customer's ([`DesignationIndex::customer`]).
     ///
     /// A designation for the line's subscription takes precedence over the
     /// customer-wide designations of the same association. When several partners
     /// hold an exclusive association (POR, DPOR, CPOR) at once, `policy` decides.
     pub fn credits<'a>(
-        &'a self,
+        &self,
         line: &BillingLine<'a>,
-        customer_key: &str,
+        designations: &'a [Designation],
         date: NaiveDate,
         a: Association,
         policy: ConflictPolicy,
@@ -145,7 +146,7 @@ impl DesignationIndex {
             _ => {}
         }
         let start = out.len();
-        for d in self.of_customer(customer_key) {
+        for d in designations {
             if d.association != a
                 || !d.valid_on(date)
                 || !d.workload.is_empty()
@@ -335,7 +336,7 @@ mod tests {
         let l = line();
         idx.credits(
             &l,
-            "c1",
+            idx.customer("c1"),
             l.charge_start,
             Association::Pal,
             ConflictPolicy::Split,
@@ -359,7 +360,7 @@ mod tests {
         let mut out = Vec::new();
         idx.credits(
             &l,
-            "c1",
+            idx.customer("c1"),
             l.charge_start,
             Association::Pal,
             ConflictPolicy::Split,
@@ -375,7 +376,7 @@ mod tests {
         out.clear();
         idx.credits(
             &l,
-            "c1",
+            idx.customer("c1"),
             l.charge_start,
             Association::Dpor,
             ConflictPolicy::Split,
@@ -388,7 +389,7 @@ mod tests {
         let late = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap();
         idx.credits(
             &l,
-            "c1",
+            idx.customer("c1"),
             late,
             Association::Dpor,
             ConflictPolicy::Split,
@@ -398,7 +399,7 @@ mod tests {
         assert!(out.is_empty(), "valid_to is exclusive");
         idx.credits(
             &l,
-            "c1",
+            idx.customer("c1"),
             late,
             Association::Reseller,
             ConflictPolicy::Split,
@@ -419,7 +420,7 @@ mod tests {
         let e = idx
             .credits(
                 &l,
-                "c1",
+                idx.customer("c1"),
                 l.charge_start,
                 Association::Pal,
                 ConflictPolicy::Split,
@@ -446,7 +447,7 @@ mod tests {
         let mut out = Vec::new();
         idx.credits(
             &l,
-            "c1",
+            idx.customer("c1"),
             l.charge_start,
             Association::Dpor,
             ConflictPolicy::Split,
@@ -462,7 +463,7 @@ mod tests {
         out.clear();
         idx.credits(
             &l,
-            "c1",
+            idx.customer("c1"),
             l.charge_start,
             Association::Dpor,
             ConflictPolicy::LatestWins,
@@ -479,7 +480,7 @@ mod tests {
         let e = idx
             .credits(
                 &l,
-                "c1",
+                idx.customer("c1"),
                 l.charge_start,
                 Association::Dpor,
                 ConflictPolicy::Reject,
@@ -507,7 +508,7 @@ mod tests {
         let mut out = Vec::new();
         idx.credits(
             &l,
-            "c1",
+            idx.customer("c1"),
             l.charge_start,
             Association::Dpor,
             ConflictPolicy::Reject,
@@ -536,7 +537,7 @@ mod tests {
             let idx = DesignationIndex::new(rows);
             let l = line();
             let mut out = Vec::new();
-            idx.credits(&l, "c1", l.charge_start, Association::Pal, ConflictPolicy::Split, &mut out).unwrap();
+            idx.credits(&l, idx.customer("c1"), l.charge_start, Association::Pal, ConflictPolicy::Split, &mut out).unwrap();
             let sum: Decimal = out.iter().map(|c| c.share).sum();
             proptest::prop_assert_eq!(sum, Decimal::ONE);
             proptest::prop_assert!(out.iter().all(|c| c.share > Decimal::ZERO));
