@@ -472,7 +472,10 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     write_manifest(&dir, &inputs, &streamed, &set, args.period, extra)?;
     staging.commit()?;
     if std::env::var_os("PORLEDGER_TIMINGS").is_some() {
-        eprintln!("timings: stream {t_stream:?}, statements {t_statements:?}, total {:?}", bar.start.elapsed());
+        eprintln!(
+            "timings: stream {t_stream:?}, statements {t_statements:?}, total {:?}",
+            bar.start.elapsed()
+        );
     }
     let rejected = prior + streamed.rejects;
     if !args.quiet {

@@ -97,7 +97,10 @@ impl DesignationIndex {
 
     /// The designations of one customer (key lower-cased), sorted by partner and line.
     pub fn customer(&self, customer_key: &str) -> &[Designation] {
-        self.by_customer.get(customer_key).map(|b| &b[..]).unwrap_or(&[])
+        self.by_customer
+            .get(customer_key)
+            .map(|b| &b[..])
+            .unwrap_or(&[])
     }
 
     /// The designations of one customer (key lower-cased).

@@ -24,7 +24,7 @@ use crate::error::Fatal;
 use crate::fold::Fold;
 use crate::ingest::designations::{parse_designations, Designations, Reject};
 use crate::ingest::{self, Chunk, FileDigest, InputFile, OpenedBilling};
-use crate::render::csv::{row, writer};
+use crate::render::csv::RowBuf;
 use crate::rules::{parse_rules, Rules};
 
 /// Everything a run reads before streaming billing lines.
@@ -122,21 +122,30 @@ pub(crate) fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
     v.into_iter().map(|_| unreachable!()).collect()
 }
 
+/// Output buffers handed back by the collector for reuse.
+#[derive(Default)]
+pub struct OutBufs {
+    pub ledger: Vec<u8>,
+    pub not_eligible: Vec<u8>,
+    pub rejects: Vec<u8>,
+}
+
 /// Processes one chunk: pure, deterministic, no I/O.
 pub fn process_chunk(
     inputs: &Inputs,
     settings: &StreamSettings,
     seq: u64,
     chunk: &Chunk,
+    bufs: OutBufs,
 ) -> ChunkOutput {
     let file = &inputs.files[chunk.file];
     let layout = &inputs.opened[chunk.file].layout;
     let n_fields = layout.header.len();
     let mut fold = Fold::new(inputs.files.len());
     let mut counts = crate::fold::FileCounts::default();
-    let mut ledger = writer(Vec::with_capacity(chunk.data.len()));
-    let mut not_eligible = writer(Vec::new());
-    let mut rejects = writer(Vec::new());
+    let mut ledger = RowBuf::with_buffer(bufs.ledger);
+    let mut not_eligible = RowBuf::with_buffer(bufs.not_eligible);
+    let mut rejects = RowBuf::with_buffer(bufs.rejects);
     let mut reject_samples = Vec::new();
     let mut n_rejects = 0u64;
     let mut rdr = csv::ReaderBuilder::new()
@@ -149,24 +158,24 @@ pub fn process_chunk(
     let mut skey = String::new();
     let mut acc_store: Vec<Accrual<'static>> = Vec::new();
     let mut scratch_store: Scratch<'static> = Scratch::default();
-    let mut num = itoa_buf();
-    let mut reject =
-        |line: u64, column: &str, value: &str, reason: &str, w: &mut csv::Writer<Vec<u8>>| {
-            n_rejects += 1;
-            if reject_samples.len() < SAMPLES {
-                reject_samples.push(Reject {
-                    file: file.display.clone(),
-                    line,
-                    column: column.to_string(),
-                    value: value.to_string(),
-                    reason: reason.to_string(),
-                });
-            }
-            let _ = row(
-                w,
-                &[&file.display, &line.to_string(), column, value, reason],
-            );
-        };
+    let mut reject = |line: u64, column: &str, value: &str, reason: &str, w: &mut RowBuf| {
+        n_rejects += 1;
+        if reject_samples.len() < SAMPLES {
+            reject_samples.push(Reject {
+                file: file.display.clone(),
+                line,
+                column: column.to_string(),
+                value: value.to_string(),
+                reason: reason.to_string(),
+            });
+        }
+        w.text(&file.display);
+        w.num(line);
+        w.text(column);
+        w.text(value);
+        w.text(reason);
+        w.end();
+    };
     loop {
         let ok = rdr.read_byte_record(&mut rec);
         let line_no = chunk.first_line + rec.position().map(|p| p.line()).unwrap_or(1) - 1;
@@ -221,62 +230,58 @@ pub fn process_chunk(
             &mut scratch,
             &mut accruals,
         );
+        let dp = line.currency.minor_units();
         match outcome {
             Outcome::Accrued => {
                 counts.accrued += 1;
                 fold.note_customer(&ckey, line.customer_name);
-                let date = line.charge_start.to_string();
-                let line_s = num.fmt(line_no);
                 for a in &accruals {
                     fold.add(a, &ckey, &skey, line.currency);
-                    let dline = a
-                        .designation
-                        .map(|d| d.line.to_string())
-                        .unwrap_or_default();
-                    let (credited, days) = match a.days {
-                        Some((c, t)) => (c.to_string(), t.to_string()),
-                        None => (String::new(), String::new()),
-                    };
-                    let _ = row(
-                        &mut ledger,
-                        &[
-                            a.partner_id,
-                            &ckey,
-                            &inputs.rules.programs[a.program].id,
-                            a.association.as_str(),
-                            &skey,
-                            &date,
-                            &file.display,
-                            &line_s,
-                            &crate::render::csv::exact(a.basis, line.currency),
-                            &crate::render::csv::ratio(a.rate),
-                            &crate::render::csv::ratio(a.share),
-                            &crate::render::csv::exact(a.amount, line.currency),
-                            line.currency.as_str(),
-                            &dline,
-                            &credited,
-                            &days,
-                        ],
-                    );
+                    let w = &mut ledger;
+                    w.text(a.partner_id);
+                    w.text(&ckey);
+                    w.text(&inputs.rules.programs[a.program].id);
+                    w.text(a.association.as_str());
+                    w.text(&skey);
+                    w.date(line.charge_start);
+                    w.text(&file.display);
+                    w.num(line_no);
+                    w.decimal(a.basis, dp);
+                    w.decimal(a.rate, 1);
+                    w.decimal(a.share, 1);
+                    w.decimal(a.amount, dp);
+                    w.text(line.currency.as_str());
+                    match a.designation {
+                        Some(d) => w.num(d.line),
+                        None => w.empty(),
+                    }
+                    match a.days {
+                        Some((c, t)) => {
+                            w.num(c as u64);
+                            w.num(t as u64);
+                        }
+                        None => {
+                            w.empty();
+                            w.empty();
+                        }
+                    }
+                    w.end();
                 }
             }
             Outcome::NotEligible { reason, detail } => {
                 counts.note_not_eligible(reason);
                 fold.note_customer(&ckey, line.customer_name);
-                let _ = row(
-                    &mut not_eligible,
-                    &[
-                        &file.display,
-                        &num.fmt(line_no),
-                        &ckey,
-                        &skey,
-                        &line.charge_start.to_string(),
-                        &crate::render::csv::exact(line.subtotal, line.currency),
-                        line.currency.as_str(),
-                        reason.as_str(),
-                        &detail,
-                    ],
-                );
+                let w = &mut not_eligible;
+                w.text(&file.display);
+                w.num(line_no);
+                w.text(&ckey);
+                w.text(&skey);
+                w.date(line.charge_start);
+                w.decimal(line.subtotal, dp);
+                w.text(line.currency.as_str());
+                w.text(reason.as_str());
+                w.text(&detail);
+                w.end();
             }
             Outcome::Rejected {
                 column,
@@ -291,30 +296,15 @@ pub fn process_chunk(
         scratch_store = scratch.recycle();
     }
     fold.files[chunk.file] = counts;
-    let inner = |w: csv::Writer<Vec<u8>>| w.into_inner().unwrap_or_default();
     ChunkOutput {
         seq,
         bytes: chunk.data.len() as u64,
         fold,
-        ledger: inner(ledger),
-        not_eligible: inner(not_eligible),
-        rejects: inner(rejects),
+        ledger: ledger.buf,
+        not_eligible: not_eligible.buf,
+        rejects: rejects.buf,
         reject_samples,
         n_rejects,
-    }
-}
-
-/// A tiny reusable integer formatter (avoids an allocation per row for line numbers).
-struct NumBuf(String);
-fn itoa_buf() -> NumBuf {
-    NumBuf(String::with_capacity(20))
-}
-impl NumBuf {
-    fn fmt(&mut self, n: u64) -> String {
-        use std::fmt::Write;
-        self.0.clear();
-        let _ = write!(self.0, "{n}");
-        self.0.clone()
     }
 }
 
@@ -340,6 +330,9 @@ pub fn stream(
     let (chunk_tx, chunk_rx): (Sender<Job>, Receiver<Job>) = bounded(in_flight);
     let (res_tx, res_rx) = bounded::<ChunkOutput>(in_flight);
     let (permit_tx, permit_rx) = bounded::<()>(in_flight);
+    // Recycled buffers: chunk data (workers -> reader) and outputs (collector -> workers).
+    let (spare_in_tx, spare_in_rx) = bounded::<Vec<u8>>(in_flight + threads);
+    let (spare_out_tx, spare_out_rx) = bounded::<OutBufs>(in_flight + threads);
     for _ in 0..in_flight {
         let _ = permit_tx.send(());
     }
@@ -351,11 +344,17 @@ pub fn stream(
             let mut seq = 0u64;
             let mut digests = Vec::with_capacity(inputs.files.len());
             for (i, f) in inputs.files.iter().enumerate() {
+                let spare = || {
+                    spare_in_rx
+                        .try_recv()
+                        .unwrap_or_else(|_| Vec::with_capacity(settings.chunk_size + 64 * 1024))
+                };
                 let d = ingest::read_chunks(
                     i,
                     f,
                     &inputs.opened[i].header,
                     settings.chunk_size,
+                    spare,
                     |c| {
                         if cancel.load(Ordering::Relaxed) || permit_rx.recv().is_err() {
                             return false;
@@ -376,10 +375,15 @@ pub fn stream(
         for _ in 0..threads {
             let rx = chunk_rx.clone();
             let tx = res_tx.clone();
+            let spare_in = spare_in_tx.clone();
+            let spare_out = spare_out_rx.clone();
             workers.push(s.spawn(move || {
                 while let Ok((seq, chunk)) = rx.recv() {
-                    let out = process_chunk(inputs, settings, seq, &chunk);
-                    drop(chunk);
+                    let bufs = spare_out.try_recv().unwrap_or_default();
+                    let out = process_chunk(inputs, settings, seq, &chunk, bufs);
+                    let mut data = chunk.data;
+                    data.clear();
+                    let _ = spare_in.try_send(data);
                     if tx.send(out).is_err() {
                         break;
                     }
@@ -388,6 +392,7 @@ pub fn stream(
         }
         drop(chunk_rx);
         drop(res_tx);
+        drop(spare_in_tx);
 
         // Collector: consume results in sequence order.
         let mut fold = Fold::new(inputs.files.len());
@@ -426,6 +431,15 @@ pub fn stream(
                 let rows: u64 = out.fold.files.iter().map(|f| f.rows).sum();
                 progress.advance(out.bytes, rows);
                 fold.merge(out.fold);
+                let clear = |mut v: Vec<u8>| {
+                    v.clear();
+                    v
+                };
+                let _ = spare_out_tx.try_send(OutBufs {
+                    ledger: clear(out.ledger),
+                    not_eligible: clear(out.not_eligible),
+                    rejects: clear(out.rejects),
+                });
                 if failure.is_some() {
                     cancel.store(true, Ordering::Relaxed);
                     // Unblock the reader if it waits for a permit.
