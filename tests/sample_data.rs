@@ -1,0 +1,187 @@
+//! End-to-end checks of the real binary: the committed `sample-data/` gives
+//! exactly the results `sample-data/README.md` promises, and `porledger sample`
+//! writes the same bytes twice and an input set `porledger run` accepts whole.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn porledger(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_porledger"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run porledger")
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// `summary.csv` of the committed sample, as in the README's table.
+const EXPECTED_SUMMARY: &str = "\
+partner_id,partner_name,program_id,currency,lines,basis_amount,accrual_amount\r\n\
+1093377,Woodgrove Advisory LLC,por-core,EUR,12,7128.00,285.12\r\n\
+1093377,Woodgrove Advisory LLC,por-core,USD,24,6840.00,273.60\r\n\
+1093377,Woodgrove Advisory LLC,reseller,USD,24,6840.00,68.40\r\n\
+500275,Contoso Consulting GmbH,por-core,EUR,46,31430.80,1257.23\r\n\
+612884,Müller & Partner IT-Systemhaus GmbH,por-core,EUR,26,12020.50,480.82\r\n\
+612884,Müller & Partner IT-Systemhaus GmbH,reseller,EUR,88,23294.50,232.95\r\n\
+731150,\"Fabrikam Cloud Solutions, Inc.\",pal,EUR,24,16372.80,122.80\r\n\
+731150,\"Fabrikam Cloud Solutions, Inc.\",por-core,EUR,12,4852.80,194.11\r\n\
+845002,Nordwind Digital AG,pal,EUR,24,16372.80,122.80\r\n\
+845002,Nordwind Digital AG,por-core,EUR,53,13668.80,546.75\r\n";
+
+#[test]
+fn committed_sample_gives_the_readme_results() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let o = porledger(
+        &repo(),
+        &[
+            "run",
+            "--period",
+            "2025-11..2026-10",
+            "--billing",
+            "sample-data/billing",
+            "--designations",
+            "sample-data/designations.csv",
+            "--rules",
+            "sample-data/rules.toml",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+
+    let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    assert_eq!(summary, EXPECTED_SUMMARY);
+
+    let s = json(&out.join("summary.json"));
+    let totals: BTreeMap<String, String> = s["totals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["currency"].as_str().unwrap().to_string(),
+                t["accrual_amount"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        totals,
+        BTreeMap::from([
+            ("EUR".to_string(), "3242.58".to_string()),
+            ("USD".to_string(), "342.00".to_string())
+        ])
+    );
+
+    let rows = &s["rows"];
+    let t = &rows["total"];
+    assert_eq!(t["rows"], 270);
+    assert_eq!(t["accrued"], 221);
+    assert_eq!(t["not_eligible"], 49);
+    assert_eq!(t["rejected"], 0);
+    assert_eq!(t["dated_after_period"], 0);
+    assert_eq!(t["balanced"], true);
+    let reasons = &t["not_eligible_by_reason"];
+    assert_eq!(reasons["excluded-product"], 13);
+    assert_eq!(reasons["no-designation"], 24);
+    assert_eq!(reasons["outside-window"], 12);
+    assert_eq!(reasons["rule-not-in-force"], 0);
+    let per_file: Vec<u64> = rows["billing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["rows"].as_u64().unwrap())
+        .collect();
+    assert_eq!(per_file, [22, 22, 23, 23, 24, 23, 22, 22, 23, 22, 22, 22]);
+    let d = &rows["designations"];
+    assert_eq!(
+        (&d["rows"], &d["accepted"], &d["rejected"]),
+        (&13.into(), &13.into(), &0.into())
+    );
+
+    let rejects = std::fs::read_to_string(out.join("rejects.csv")).unwrap();
+    assert_eq!(rejects, "source_file,source_line,column,value,reason\r\n");
+}
+
+/// Every file under `dir`, by relative path.
+fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(
+                    p.strip_prefix(dir).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                );
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn sample_command_is_deterministic_and_runs_clean() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gen = |name: &str| {
+        let o = porledger(
+            tmp.path(),
+            &["sample", "--out", name, "--rows", "2000", "--seed", "7"],
+        );
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(0), "{stderr}");
+        assert!(stderr.contains("2,000 rows"), "{stderr}");
+        tree(&tmp.path().join(name))
+    };
+    let a = gen("a");
+    let b = gen("b");
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        [
+            Path::new("billing/invoice-reconciliation-0001.csv"),
+            Path::new("designations.csv"),
+            Path::new("rules.toml")
+        ]
+    );
+    assert!(a == b, "two runs with the same --rows and --seed differ");
+
+    let o = porledger(
+        tmp.path(),
+        &[
+            "run",
+            "--period",
+            "2025-11..2026-10",
+            "--billing",
+            "a/billing",
+            "--designations",
+            "a/designations.csv",
+            "--rules",
+            "a/rules.toml",
+            "--out",
+            "out",
+            "--quiet",
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let t = &json(&tmp.path().join("out/summary.json"))["rows"]["total"];
+    assert_eq!(t["rows"], 2000);
+    assert_eq!(t["rejected"], 0);
+    assert!(t["accrued"].as_u64().unwrap() > 1000, "{t}");
+}
