@@ -154,6 +154,7 @@ pub fn process_chunk(
         .delimiter(layout.delimiter)
         .from_reader(&chunk.data[..]);
     let mut rec = csv::ByteRecord::new();
+    let mut lines = ingest::LineTracker::new(chunk.first_line);
     let mut ckey = String::new();
     let mut skey = String::new();
     let mut acc_store: Vec<Accrual<'static>> = Vec::new();
@@ -178,7 +179,7 @@ pub fn process_chunk(
     };
     loop {
         let ok = rdr.read_byte_record(&mut rec);
-        let line_no = chunk.first_line + rec.position().map(|p| p.line()).unwrap_or(1) - 1;
+        let line_no = lines.line(&chunk.data, rec.position().map(|p| p.byte()).unwrap_or(0));
         match ok {
             Ok(false) => break,
             Ok(true) => {}

@@ -1676,7 +1676,7 @@ mod tests {
                 col(&["taxtotal"]),
                 col(&["total", "totalforcustomer"]),
             );
-            read_chunks(0, &file, &opened.header, 1 << 16, |chunk| {
+            read_chunks(0, &file, &opened.header, 1 << 16, Vec::new, |chunk| {
                 let mut rdr = csv::ReaderBuilder::new()
                     .has_headers(false)
                     .from_reader(&chunk.data[..]);

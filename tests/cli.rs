@@ -841,3 +841,31 @@ fn explain_traces_a_statement_line_to_source_rows() {
         .unwrap();
     assert_eq!(code(&o), 2);
 }
+
+/// Regression: the csv crate counts lines one short after a CRLF record; rejects
+/// and provenance must still name the real line (Partner Center files are CRLF).
+#[test]
+fn crlf_files_report_the_real_line_numbers() {
+    let rows = fixture_rows();
+    let f = Fixture::new(&[("crlf.csv", invoice(&rows).replace('\n', "\r\n"))]);
+    f.run("out", &[]);
+    let rejects = f.read("out/rejects.csv");
+    assert!(rejects.contains("billing/crlf.csv,8,share,"), "{rejects}");
+    assert!(
+        rejects.contains("billing/crlf.csv,11,ChargeStartDate,"),
+        "{rejects}"
+    );
+    assert!(
+        rejects.contains("billing/crlf.csv,12,Subtotal,"),
+        "{rejects}"
+    );
+    assert!(f
+        .read("out/ledger.csv")
+        .contains(",billing/crlf.csv,13,12.50,"));
+    let d = DESIGNATIONS.replace('\n', "\r\n") + "c-x,1,X,XPOR,,,,,\r\n";
+    std::fs::write(f.p("designations.csv"), d).unwrap();
+    f.run("out", &[]);
+    assert!(f
+        .read("out/rejects.csv")
+        .contains("designations.csv,9,association,XPOR"));
+}

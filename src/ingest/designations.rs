@@ -114,6 +114,8 @@ pub fn parse_designations(file: &str, bytes: &[u8]) -> Result<Designations, Fata
         .from_reader(&bytes[byte_len..]);
     let mut out = Designations::default();
     let mut rec = csv::StringRecord::new();
+    let body = &bytes[byte_len..];
+    let mut lines = super::LineTracker::new(next_line);
     loop {
         match rdr.read_record(&mut rec) {
             Ok(false) => break,
@@ -127,7 +129,7 @@ pub fn parse_designations(file: &str, bytes: &[u8]) -> Result<Designations, Fata
             }
         }
         out.rows_read += 1;
-        let line = rec.position().map(|p| p.line()).unwrap_or(1) + next_line - 1;
+        let line = lines.line(body, rec.position().map(|p| p.byte()).unwrap_or(0));
         match parse_row(&rec, &idx, fields.len(), line) {
             Ok(d) => out.rows.push(d),
             Err((col, value, reason)) => out.rejects.push(Reject {

@@ -67,6 +67,8 @@ pub fn parse_fx(file: &str, bytes: &[u8]) -> Result<(FxTable, Vec<Reject>, u64),
     let mut table = FxTable::default();
     let mut rejects = Vec::new();
     let mut rows = 0;
+    let body = &bytes[header.byte_len..];
+    let mut lines = super::LineTracker::new(header.next_line);
     for rec in rdr.records() {
         let rec = rec.map_err(|e| Fatal::Data {
             file: file.into(),
@@ -75,7 +77,7 @@ pub fn parse_fx(file: &str, bytes: &[u8]) -> Result<(FxTable, Vec<Reject>, u64),
             message: e.to_string(),
         })?;
         rows += 1;
-        let line = rec.position().map(|p| p.line()).unwrap_or(1) + header.next_line - 1;
+        let line = lines.line(body, rec.position().map(|p| p.byte()).unwrap_or(0));
         let get = |i: usize| rec.get(i).unwrap_or("").trim();
         let mut reject = |column: &str, value: &str, reason: &str| {
             rejects.push(Reject {

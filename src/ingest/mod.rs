@@ -146,6 +146,43 @@ pub fn parse_header(buf: &[u8]) -> Option<Header> {
     })
 }
 
+/// Line numbers of records, counted from their byte offsets.
+///
+/// The csv crate's `Position::line` is one short for records after the first
+/// when lines end in CRLF (as Partner Center exports do), so porledger counts
+/// the newlines before each record itself. Records must be fed in order.
+#[derive(Debug, Clone)]
+pub struct LineTracker {
+    first_line: u64,
+    counted_to: usize,
+    newlines: u64,
+}
+
+impl LineTracker {
+    /// `first_line` is the line number of `data[0]`.
+    pub fn new(first_line: u64) -> LineTracker {
+        LineTracker {
+            first_line,
+            counted_to: 0,
+            newlines: 0,
+        }
+    }
+
+    /// The line on which the record starting at byte `start` of `data` begins.
+    pub fn line(&mut self, data: &[u8], start: u64) -> u64 {
+        let mut start = (start as usize).min(data.len());
+        // A record never starts on a line terminator: skip past it.
+        while start < data.len() && (data[start] == b'\r' || data[start] == b'\n') {
+            start += 1;
+        }
+        if start > self.counted_to {
+            self.newlines += split::count_byte(&data[self.counted_to..start], b'\n') as u64;
+            self.counted_to = start;
+        }
+        self.first_line + self.newlines
+    }
+}
+
 /// Reads up to `n` bytes (fewer only at end of file).
 fn read_up_to(r: &mut impl Read, buf: &mut Vec<u8>, n: usize) -> io::Result<usize> {
     let start = buf.len();
@@ -328,6 +365,25 @@ pub fn read_text(path: &Path) -> Result<String, Fatal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_numbers_with_crlf_lf_blank_lines_and_quoted_newlines() {
+        for data in [
+            &b"a,b\r\n\"x\r\ny\",2\r\n\r\nc,3\r\n"[..],
+            &b"a,b\n\"x\ny\",2\n\nc,3\n"[..],
+        ] {
+            let mut rdr = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .from_reader(data);
+            let mut lines = LineTracker::new(10);
+            let mut got = Vec::new();
+            let mut rec = csv::ByteRecord::new();
+            while rdr.read_byte_record(&mut rec).unwrap() {
+                got.push(lines.line(data, rec.position().unwrap().byte()));
+            }
+            assert_eq!(got, vec![10, 11, 14], "{:?}", String::from_utf8_lossy(data));
+        }
+    }
 
     #[test]
     fn header_with_bom_and_semicolons() {
