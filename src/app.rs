@@ -229,6 +229,9 @@ struct SummaryJson<'a> {
     summary: &'a [SummaryRow],
     totals: Vec<CurrencyAmount>,
     rows: RowAccounting,
+    /// Usage rows, attainment and partner metrics (only with `--usage`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<crate::usage_accrue::UsageJson>,
 }
 
 fn accounting(inputs: &Inputs, streamed: &Streamed) -> RowAccounting {
@@ -343,10 +346,15 @@ fn print_accounting(acc: &RowAccounting) {
 
 /// `porledger run`.
 pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
-    let inputs = pipeline::load_inputs(
+    let mut inputs = pipeline::load_inputs(
         &args.inputs.billing,
         &args.inputs.designations,
         &args.inputs.rules,
+    )?;
+    crate::attain::prepare(
+        &mut inputs,
+        &args.inputs.usage,
+        args.inputs.usage_tenant_map.as_deref(),
     )?;
     let n_threads = threads(&args.inputs);
     let pool = rayon::ThreadPoolBuilder::new()
@@ -362,7 +370,8 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     let staging = Staging::new(&args.out)?;
     let mut sink = FileSink::new(&staging.dir)?;
     sink.rejects(&inputs.designations.rejects)?;
-    let prior = inputs.designations.rejects.len() as u64;
+    sink.rejects(&inputs.usage.rejects)?;
+    let prior = inputs.designations.rejects.len() as u64 + inputs.usage.rejects.len() as u64;
     if prior > args.max_rejects {
         if !args.quiet {
             print_rejects(
@@ -377,7 +386,7 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     }
     let total_bytes: u64 = inputs.files.iter().map(|f| f.size).sum();
     let bar = Bar::new(total_bytes, !args.quiet);
-    let streamed = match pipeline::stream(&inputs, &settings, &mut sink, &bar, prior) {
+    let mut streamed = match pipeline::stream(&inputs, &settings, &mut sink, &bar, prior) {
         Ok(s) => s,
         Err(e) => {
             bar.bar.finish_and_clear();
@@ -385,10 +394,22 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
         }
     };
     bar.bar.finish_and_clear();
+    let mut usage_run = crate::usage_accrue::accrue_usage(&inputs, args.period);
+    sink.chunk(&usage_run.output)?;
     sink.finish()?;
-    let set = statements::build(&streamed.fold, &inputs.rules, &inputs.index, args.period);
+    // Usage accruals join the billing fold (their file counts are kept apart).
+    streamed
+        .fold
+        .merge(std::mem::take(&mut usage_run.output.fold));
+    let mut set = statements::build(&streamed.fold, &inputs.rules, &inputs.index, args.period);
+    let partner_usage = if inputs.usage.files.is_empty() {
+        Vec::new()
+    } else {
+        crate::attain::partner_usage(&inputs, args.period)
+    };
+    crate::usage_accrue::attach(&mut set, &partner_usage, &inputs.attainment.tier_notes());
     let acc = accounting(&inputs, &streamed);
-    if !acc.total.balanced {
+    if !acc.total.balanced || !usage_run.total.balanced {
         return Err(Fatal::Input(
             "internal error: row accounting does not add up; nothing was published".into(),
         ));
@@ -396,6 +417,10 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     let dir = staging.dir.clone();
     pool.install(|| rcsv::write_statements(&dir, &set))?;
     rcsv::write_summary(&dir.join("summary.csv"), &set)?;
+    if !inputs.usage.files.is_empty() {
+        crate::usage_accrue::write_attainment(&dir, &inputs, args.period)?;
+        crate::usage_accrue::write_partner_attainment(&dir, &inputs, &partner_usage, args.period)?;
+    }
     publish::write_json(
         &dir.join("summary.json"),
         &SummaryJson {
@@ -405,6 +430,9 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
             summary: &set.summary,
             totals: totals_by_currency(&set),
             rows: accounting(&inputs, &streamed),
+            usage: (!inputs.usage.files.is_empty()).then(|| {
+                crate::usage_accrue::usage_json(&usage_run, &partner_usage, &inputs, args.period)
+            }),
         },
     )?;
     write_manifest(&dir, &inputs, &streamed, &set, args.period)?;
@@ -412,6 +440,16 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     let rejected = prior + streamed.rejects;
     if !args.quiet {
         print_accounting(&acc);
+        if !inputs.usage.files.is_empty() {
+            let t = &usage_run.total;
+            eprintln!(
+                "usage rows: {} read = {} accrued + {} not eligible + {} rejected",
+                group(t.rows),
+                group(t.accrued),
+                group(t.not_eligible),
+                group(t.rejected)
+            );
+        }
         let mut samples = inputs
             .designations
             .rejects
@@ -502,10 +540,15 @@ fn write_manifest(
 
 /// `porledger validate`: prints a data-quality report to stdout.
 pub fn validate(args: &ValidateArgs) -> Result<Finish, Fatal> {
-    let inputs = pipeline::load_inputs(
+    let mut inputs = pipeline::load_inputs(
         &args.inputs.billing,
         &args.inputs.designations,
         &args.inputs.rules,
+    )?;
+    crate::attain::prepare(
+        &mut inputs,
+        &args.inputs.usage,
+        args.inputs.usage_tenant_map.as_deref(),
     )?;
     let settings = StreamSettings {
         threads: threads(&args.inputs),
@@ -582,11 +625,48 @@ pub fn validate(args: &ValidateArgs) -> Result<Finish, Fatal> {
             group(d.rejected)
         ),
     );
+    if !inputs.usage.files.is_empty() {
+        let counts = match args.period {
+            Some(p) => crate::usage_accrue::accrue_usage(&inputs, p).files,
+            None => crate::usage_accrue::read_counts(&inputs),
+        };
+        w(&mut o, String::new());
+        w(&mut o, "usage files:".into());
+        for c in &counts {
+            let mut line = format!(
+                "  {}: {}, {} rows, {} rejected",
+                c.file,
+                c.format,
+                group(c.rows),
+                group(c.rejected)
+            );
+            if args.period.is_some() {
+                let reasons: Vec<String> = c
+                    .not_eligible_by_reason
+                    .iter()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(r, n)| format!("{r} {}", group(*n)))
+                    .collect();
+                line.push_str(&format!(
+                    ", {} would accrue, {} not eligible{}",
+                    group(c.accrued),
+                    group(c.not_eligible),
+                    if reasons.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", reasons.join(", "))
+                    }
+                ));
+            }
+            w(&mut o, line);
+        }
+    }
     let mut problems: Vec<String> = Vec::new();
     for r in inputs
         .designations
         .rejects
         .iter()
+        .chain(&inputs.usage.rejects)
         .chain(&streamed.reject_samples)
     {
         problems.push(format!(
@@ -597,8 +677,10 @@ pub fn validate(args: &ValidateArgs) -> Result<Finish, Fatal> {
     for i in &issues {
         problems.push(i.to_string());
     }
-    let n_problems =
-        inputs.designations.rejects.len() as u64 + streamed.rejects + issues.len() as u64;
+    let n_problems = inputs.designations.rejects.len() as u64
+        + inputs.usage.rejects.len() as u64
+        + streamed.rejects
+        + issues.len() as u64;
     w(&mut o, String::new());
     if n_problems == 0 {
         w(&mut o, "no problems found".into());

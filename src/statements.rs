@@ -90,6 +90,11 @@ pub struct PartnerStatement {
     pub lines: Vec<StatementLine>,
     pub totals: Vec<CurrencyTotal>,
     pub customers: Vec<CustomerStatement>,
+    /// Usage attainment of every tenant-workload the partner holds in the
+    /// period (filled by `attain`; empty without `--usage`).
+    pub attainment: Vec<crate::attain::AttainmentLine>,
+    /// How tiered revenue rates were chosen for this partner's customers.
+    pub tier_notes: Vec<crate::attain::TierNote>,
 }
 
 /// One row of `summary.csv`.
@@ -276,5 +281,7 @@ fn partner_statement(
         totals: totals(&lines),
         lines,
         customers,
+        attainment: Vec::new(),
+        tier_notes: Vec::new(),
     }
 }

@@ -9,6 +9,7 @@
 pub mod billing;
 pub mod designations;
 pub mod split;
+pub mod usage;
 
 use std::fs::File;
 use std::io::{self, Read};

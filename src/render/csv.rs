@@ -205,7 +205,10 @@ pub fn partner_statement_csv(p: &PartnerStatement, set: &StatementSet) -> csv::R
     }
     w.blank()?;
     write_totals(&mut w, &p.totals)?;
-    w.finish()
+    let mut out = w.finish()?;
+    // Usage attainment and tier-rate sections (empty without --usage).
+    out.extend(crate::usage_accrue::statement_sections(p)?);
+    Ok(out)
 }
 
 /// The customer transparency statement as CSV: what this partner earned from
