@@ -569,9 +569,7 @@ pub fn attainment_fields(name: &str, a: &Attainment) -> Vec<String> {
         n(a.pau),
         a.pau_source.as_str().to_string(),
         opt(a.attainment),
-        a.target_reached
-            .map(|t| t.to_string())
-            .unwrap_or_default(),
+        a.target_reached.map(|t| t.to_string()).unwrap_or_default(),
         n(a.prior_hwm),
         n(a.compensable),
         a.source_file.clone(),

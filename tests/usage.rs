@@ -91,10 +91,10 @@ fn cpor_report() -> String {
     let rows = [
         format!("2026-08-01,{T1},Contoso,Teams,20,100,c1,500001,2026-01-01,CPOR"), // 2 history
         format!("2026-09-01,{T1},Contoso,Teams,30,100,c1,500001,2026-01-01,CPOR"), // 3 history
-        format!("10/1/2026,{T1},Contoso,Teams,40,100,c1,500001,2026-01-01,CPOR"), // 4 40% exactly
+        format!("10/1/2026,{T1},Contoso,Teams,40,100,c1,500001,2026-01-01,CPOR"),  // 4 40% exactly
         format!("2026-10-01,{T1},Contoso,Exchange,60,100,c2,500001,2026-10-15,CPOR"), // 5 before claim
-        format!("2026-10-01,{T2},Fabrikam,Teams,5,0,c3,500002,2026-01-01,CPOR"), // 6 PAU 0
-        format!("2026-09-01,{T2},Fabrikam,Teams,abc,10,c3,500002,2026-01-01,CPOR"), // 7 reject
+        format!("2026-10-01,{T2},Fabrikam,Teams,5,0,c3,500002,2026-01-01,CPOR"),      // 6 PAU 0
+        format!("2026-09-01,{T2},Fabrikam,Teams,abc,10,c3,500002,2026-01-01,CPOR"),   // 7 reject
         format!("2026-10-01,{T5},Nobody,Teams,30,100,,,,"), // 8 no designation
         format!("2026-07-01,{T1},Contoso,Teams,15,100,c1,500001,2026-01-01,CPOR"), // 9 history
         format!("2026-10-01,{T6},Litware,Teams,500,1000,c4,500002,2026-01-01,CPOR"), // 10 cap
@@ -226,13 +226,28 @@ fn usage_run_end_to_end() {
         [
             // T1 Teams: min(40,100) - HWM 30 = 10 units x 2.50 (40% reached) = 25.00
             // T3 Teams (Graph, PAU 40 from billing): 12 - 5 = 7 units x 1.00 (30%) = 7.00
-            ("500001".into(), "cpor-usage".into(), "USD".into(), "32.00".into()),
+            (
+                "500001".into(),
+                "cpor-usage".into(),
+                "USD".into(),
+                "32.00".into()
+            ),
             // T6: 500 units capped at 50 x 2.50 = 125.00; T7: 15 x 1.00 (15% reached) = 15.00;
             // T4 (Graph, tenant map, PAU 10): 8 x 2.50 = 20.00
-            ("500002".into(), "cpor-usage".into(), "USD".into(), "160.00".into()),
+            (
+                "500002".into(),
+                "cpor-usage".into(),
+                "USD".into(),
+                "160.00".into()
+            ),
             // T3 M365 E3 maps to Exchange (30/40 = 0.75) and Teams (12/40 = 0.3): lowest 0.3
             // reaches the 0.15 tier: 1440.00 x 0.02 = 28.80
-            ("500003".into(), "por-tiered".into(), "EUR".into(), "28.80".into()),
+            (
+                "500003".into(),
+                "por-tiered".into(),
+                "EUR".into(),
+                "28.80".into()
+            ),
         ]
     );
 
@@ -247,7 +262,11 @@ fn usage_run_end_to_end() {
     assert!(rejects[2][0].ends_with("tenant4-usage.csv"));
     assert_eq!(
         &rejects[2][1..4],
-        &["3".to_string(), "reportRefreshDate".into(), "31/10/2026".into()]
+        &[
+            "3".to_string(),
+            "reportRefreshDate".into(),
+            "31/10/2026".into()
+        ]
     );
 
     // Every usage row accounted for.
@@ -286,7 +305,14 @@ fn usage_run_end_to_end() {
     let ledger = csv_rows(&f.read("ledger.csv"));
     let t6 = find(&ledger, &|r| r[1] == T6);
     assert_eq!(
-        (&t6[0][..], &t6[4][..], &t6[7][..], &t6[8][..], &t6[9][..], &t6[11][..]),
+        (
+            &t6[0][..],
+            &t6[4][..],
+            &t6[7][..],
+            &t6[8][..],
+            &t6[9][..],
+            &t6[11][..]
+        ),
         ("500002", "Teams", "10", "50", "2.5", "125.00")
     );
     assert!(t6[6].ends_with("cpor.csv"));
@@ -313,7 +339,10 @@ fn usage_run_end_to_end() {
     assert_eq!(t2[7], "");
     assert!(t2[14].contains("not computable"));
     let t3a = find(&att, &|r| r[0] == T3 && r[2] == "Teams");
-    assert_eq!(&t3a[4..11], &["12", "40", "billing", "0.3", "0.15", "5", "7"].map(String::from));
+    assert_eq!(
+        &t3a[4..11],
+        &["12", "40", "billing", "0.3", "0.15", "5", "7"].map(String::from)
+    );
 
     // Partner statement: extra attainment section and the tier explanation.
     let st = f.read("partners/500003/statement.csv");
@@ -328,11 +357,16 @@ fn usage_run_end_to_end() {
     let pa = csv_rows(&f.read("partners/500002/attainment.csv"));
     let silver = find(&pa, &|r| r[0] == "competency" && r[2] == "silver");
     // PAU of Teams: 0 + 10 + 1000 + 100 + 100 = 1210 seats, 4 customers with seats.
-    assert_eq!(&silver[3..8], &["1210", "1000", "4", "3", "yes"].map(String::from));
+    assert_eq!(
+        &silver[3..8],
+        &["1210", "1000", "4", "3", "yes"].map(String::from)
+    );
     let gold = find(&pa, &|r| r[0] == "competency" && r[2] == "gold");
     assert_eq!(gold[7], "no");
     // 5 CPOR customers now, 0 a year ago: 5 / 10 x 20 = 10 points.
-    let adds = find(&pa, &|r| r[0] == "capability" && r[1] == "net-customer-adds");
+    let adds = find(&pa, &|r| {
+        r[0] == "capability" && r[1] == "net-customer-adds"
+    });
     assert_eq!((&adds[3][..], &adds[6][..]), ("5", "10"));
     // T6 (50%) and T4 (80%) are deployments: 2 / 5 x 25 = 10 points.
     let dep = find(&pa, &|r| r[0] == "capability" && r[1] == "deployments");
@@ -399,6 +433,12 @@ fn graph_without_tenant_is_fatal_and_validate_reports_usage() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("Partner Center CPOR usage report, 11 rows, 1 rejected"), "{text}");
-    assert!(text.contains("column 'monthlyActiveUsers' value 'abc'"), "{text}");
+    assert!(
+        text.contains("Partner Center CPOR usage report, 11 rows, 1 rejected"),
+        "{text}"
+    );
+    assert!(
+        text.contains("column 'monthlyActiveUsers' value 'abc'"),
+        "{text}"
+    );
 }

@@ -246,6 +246,40 @@ impl Layout {
     }
 }
 
+/// Line numbers from byte offsets. The csv crate reports a record that follows
+/// a CRLF as starting at the `\n` (one line too early), so the line is counted
+/// here: newlines before the first byte of the record that is not a line break.
+struct LineCounter<'b> {
+    body: &'b [u8],
+    upto: usize,
+    newlines: u64,
+    first_line: u64,
+}
+
+impl<'b> LineCounter<'b> {
+    fn new(body: &'b [u8], first_line: u64) -> Self {
+        LineCounter {
+            body,
+            upto: 0,
+            newlines: 0,
+            first_line,
+        }
+    }
+
+    /// The line of the record starting at `byte` (offsets only grow).
+    fn at(&mut self, byte: u64) -> u64 {
+        let mut b = (byte as usize).min(self.body.len());
+        while b < self.body.len() && matches!(self.body[b], b'\r' | b'\n') {
+            b += 1;
+        }
+        if b > self.upto {
+            self.newlines += super::split::count_byte(&self.body[self.upto..b], b'\n') as u64;
+            self.upto = b;
+        }
+        self.first_line + self.newlines
+    }
+}
+
 /// Is this a tenant GUID (`8-4-4-4-12` hex digits)?
 pub fn is_guid(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
@@ -401,16 +435,15 @@ fn parse_usage_file(
         .delimiter(h.delimiter)
         .from_reader(&bytes[h.byte_len..]);
     let mut rec = csv::StringRecord::new();
+    let mut lines = LineCounter::new(&bytes[h.byte_len..], h.next_line);
     loop {
         let r = rdr.read_record(&mut rec);
-        let line = rec.position().map(|p| p.line()).unwrap_or(1) + h.next_line - 1;
+        let line = lines.at(rec.position().map(|p| p.byte()).unwrap_or(0));
         let (line, res) = match r {
             Ok(false) => break,
             Ok(true) => (line, parse_record(idx, &l, &rec, line, &file, out)),
             Err(e) => (
-                e.position()
-                    .map(|p| p.line() + h.next_line - 1)
-                    .unwrap_or(line),
+                e.position().map(|p| lines.at(p.byte())).unwrap_or(line),
                 Err((
                     "(row)".to_string(),
                     String::new(),
@@ -626,6 +659,20 @@ mod tests {
         assert_eq!(u.files[0].tenant, Some(("t-1".to_string(), "tenant map")));
         let e = load("contoso-usage.csv", GRAPH, &[]).unwrap_err();
         assert!(e.to_string().contains("does not name its tenant"), "{e}");
+    }
+
+    #[test]
+    fn crlf_line_numbers() {
+        let text = "CustomerTenantId,WorkloadName,MonthlyActiveUsers,PaidAvailableUnits,Date\r\n\
+            a,Teams,1,10,2026-10-01\r\n\
+            b,Teams,x,10,2026-10-01\r\n\
+            c,Teams,1,10,2026-10-01\r\n\
+            d,Teams,y,10,2026-10-01\r\n";
+        let u = load("r.csv", text, &[]).unwrap();
+        let lines: Vec<u64> = u.obs.iter().map(|o| o.line).collect();
+        assert_eq!(lines, [2, 4]);
+        let lines: Vec<u64> = u.rejects.iter().map(|r| r.line).collect();
+        assert_eq!(lines, [3, 5]);
     }
 
     #[test]
