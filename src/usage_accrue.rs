@@ -886,3 +886,47 @@ pub fn usage_json(
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::Association;
+
+    fn dsg(share: Option<&str>) -> Designation {
+        Designation {
+            line: 2,
+            customer_id: "c".into(),
+            partner_id: "p".into(),
+            partner_name: String::new(),
+            association: Association::Cpor,
+            workload: "teams".into(),
+            subscription_id: None,
+            share: share.map(|s| s.parse().unwrap()),
+            valid_from: None,
+            valid_to: None,
+        }
+    }
+
+    #[test]
+    fn shares_split_and_conflict() {
+        let (a, b, c) = (dsg(None), dsg(None), dsg(None));
+        let s = shares(&[&a, &b, &c]).unwrap();
+        assert_eq!(s.iter().sum::<Decimal>(), Decimal::ONE);
+        assert_eq!(s[0].to_string(), "0.3333333333");
+        let x = dsg(Some("0.7"));
+        assert_eq!(
+            shares(&[&x, &a]).unwrap(),
+            ["0.7".parse::<Decimal>().unwrap(), "0.3".parse().unwrap()]
+        );
+        let y = dsg(Some("0.5"));
+        assert!(shares(&[&x, &y]).is_err());
+        assert_eq!(shares(&[]).unwrap(), Vec::<Decimal>::new());
+    }
+
+    #[test]
+    fn reasons_rank_from_far_to_close() {
+        assert!(UsageReason::OutsidePeriod < UsageReason::NoDesignation);
+        assert!(UsageReason::BeforeAssociation < UsageReason::BelowTarget);
+        assert_eq!(UsageReason::ALL.len(), 11);
+    }
+}

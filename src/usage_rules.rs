@@ -598,6 +598,93 @@ mod tests {
         );
     }
 
+    const RULES: &str = r#"
+[[program]]
+id = "cpor-usage"
+associations = ["CPOR"]
+basis = "usage"
+[[program.workload]]
+name = "Microsoft Teams"
+targets = ["0.15", "0.40"]
+unit_rates = ["1.00", "2.50"]
+cap_units = 5000
+[[program]]
+id = "tiered"
+associations = ["DPOR"]
+tiers = [{ min_attainment = "0.15", rate = "0.02" }, { min_attainment = "0.40", rate = "0.05" }]
+[[product]]
+match = "Microsoft 365 E3"
+workloads = ["Exchange", "SharePoint", "OneDrive", "Teams"]
+[usage]
+deployment_target = "0.40"
+[[usage.competency]]
+workload = "Exchange Online"
+level = "silver"
+seats = 500
+customers = 3
+[[usage.capability]]
+metric = "usage-growth"
+max_points = 30
+threshold = 1000
+associations = ["CPOR", "DPOR"]
+"#;
+
+    #[test]
+    fn parses_usage_keys() {
+        let r = crate::rules::parse_rules(RULES).unwrap();
+        let p = &r.programs[0];
+        assert_eq!(p.basis, Basis::Usage);
+        assert_eq!(p.rate, Decimal::ZERO);
+        assert_eq!(p.usage_currency.unwrap().as_str(), "USD");
+        assert_eq!(p.workloads[0].workload, "teams");
+        assert_eq!(p.workloads[0].cap_units, Some(5000));
+        let t = &r.programs[1];
+        assert_eq!(t.tiers.len(), 2);
+        assert_eq!(t.rate, Decimal::ZERO, "no rate: 0 below the first tier");
+        assert_eq!(r.products[0].workloads.len(), 4);
+        assert_eq!(r.usage.targets, [Decimal::new(15, 2), Decimal::new(40, 2)]);
+        assert_eq!(r.usage.competencies[0].workload_name, "Exchange");
+        assert_eq!(
+            r.usage.capability[0].associations,
+            [Association::Dpor, Association::Cpor]
+        );
+    }
+
+    #[test]
+    fn usage_errors_name_the_key() {
+        let cases = [
+            (
+                RULES.replace("unit_rates = [\"1.00\", \"2.50\"]", "unit_rates = [\"1.00\"]"),
+                "program[0].workload[0].unit_rates",
+            ),
+            (
+                RULES.replace("targets = [\"0.15\", \"0.40\"]", "targets = [\"0.40\", \"0.15\"]"),
+                "ascending",
+            ),
+            (
+                RULES.replace("basis = \"usage\"", "basis = \"usage\"\nrate = \"0.1\""),
+                "program[0].rate",
+            ),
+            (
+                RULES.replace("rate = \"0.05\"", "rate = \"5\""),
+                "program[1].tiers[1].rate",
+            ),
+            (
+                RULES.replace("min_attainment = \"0.40\"", "min_attainment = \"0.10\""),
+                "program[1].tiers[1].min_attainment",
+            ),
+            (RULES.replace("usage-growth", "growth"), "usage.capability[0].metric"),
+            (RULES.replace("seats = 500", "seats = \"500\""), "seats"),
+            (RULES.replace("workloads = [\"Exchange\", \"SharePoint\", \"OneDrive\", \"Teams\"]", "workloads = []"), "product[0].workloads"),
+            (RULES.replace("tiers = [", "rate = \"0.01\"\ncurrency = \"EUR\"\ntiers = ["), "program[1].currency"),
+            (RULES.replace("tiers = [{ min_attainment = \"0.15\", rate = \"0.02\" }, { min_attainment = \"0.40\", rate = \"0.05\" }]", ""), "program[1].rate"),
+        ];
+        for (text, needle) in cases {
+            let e = crate::rules::parse_rules(&text).unwrap_err().to_string();
+            assert!(e.contains(needle), "{needle} not in: {e}");
+        }
+    }
+
     #[test]
     fn workload_names() {
         assert_eq!(workload_key("Exchange Online"), workload_key("exchange"));
