@@ -503,6 +503,15 @@ fn write_manifest(
             format: Some(o.layout.format.as_str().into()),
         });
     }
+    for u in &inputs.usage.files {
+        ins.push(FileEntry {
+            path: u.input.display.clone(),
+            sha256: u.digest.sha256.clone(),
+            bytes: u.digest.bytes,
+            role: Some("usage".into()),
+            format: Some(u.format.as_str().into()),
+        });
+    }
     ins.push(FileEntry {
         path: inputs.designations_display.clone(),
         sha256: inputs.designations_digest.sha256.clone(),

@@ -797,6 +797,121 @@ mod tests {
     }
 
     #[test]
+    fn tier_rate_uses_the_lowest_workload_and_reaches_on_the_boundary() {
+        let rules = crate::rules::parse_rules(
+            r#"
+[[program]]
+id = "t"
+associations = ["DPOR"]
+rate = "0.01"
+tiers = [{ min_attainment = "0.15", rate = "0.02" }, { min_attainment = "0.40", rate = "0.05" }]
+[[product]]
+match = "M365 E3"
+workloads = ["Exchange", "Teams"]
+"#,
+        )
+        .unwrap();
+        let mk = |w: &str, mau: &str, pau: &str| UsageObs {
+            workload: w.into(),
+            workload_name: w.into(),
+            mau: d(mau),
+            pau: Some(d(pau)),
+            ..obs(2, 10, "0", None)
+        };
+        let line = |name: &'static str| BillingLine {
+            customer_id: "T1",
+            customer_name: "",
+            subscription_id: "s",
+            charge_start: NaiveDate::from_ymd_opt(2026, 10, 1).unwrap(),
+            charge_end: None,
+            subtotal: d("100"),
+            currency: crate::money::Currency::parse("EUR").unwrap(),
+            mpn_id: None,
+            reseller_mpn_id: None,
+            publisher: "",
+            qualifiers: "",
+            charge_type: "",
+            product_id: "",
+            product_name: name,
+            reference_id: "",
+        };
+        let rate = |ex: &str, te: &str, product: &'static str| {
+            let u = UsageInput {
+                obs: vec![mk("exchange", ex, "100"), mk("teams", te, "100")],
+                ..UsageInput::default()
+            };
+            let t = AttainmentTable::build(&u, &HashMap::new(), &[d("0.15"), d("0.40")]);
+            let p = &rules.programs[0];
+            (
+                rate_for(p, 0, &rules, &line(product), "t1", Some(&t)),
+                t.tier_notes(),
+            )
+        };
+        assert_eq!(
+            rate("90", "40", "m365 e3").0,
+            d("0.05"),
+            "0.40 reaches 0.40"
+        );
+        assert_eq!(rate("90", "39", "M365 E3").0, d("0.02"));
+        assert_eq!(
+            rate("15", "90", "M365 E3").0,
+            d("0.02"),
+            "0.15 reaches 0.15"
+        );
+        let (r, notes) = rate("14", "90", "M365 E3");
+        assert_eq!(r, d("0.01"), "below every tier: the base rate");
+        assert!(
+            notes[0].explanation.contains("lowest attainment"),
+            "{notes:?}"
+        );
+        assert!(notes[0].explanation.contains("Exchange 0.14"), "{notes:?}");
+        assert_eq!(rate("90", "90", "Other product").0, d("0.01"));
+    }
+
+    #[test]
+    fn billing_pau_counts_each_month_whose_last_day_is_covered() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.csv");
+        std::fs::write(
+            &path,
+            "CustomerId,SubscriptionId,ChargeStartDate,ChargeEndDate,ProductId,ProductName,SkuName,Quantity,Subtotal,Currency\n\
+             T1,s,10/15/2026,11/14/2026,CFQ7,Other,M365 E3,10,100,EUR\n\
+             T1,s,11/15/2026,12/14/2026,CFQ7,Other,M365 E3,10,100,EUR\n\
+             T1,s,11/20/2026,12/14/2026,CFQ7,Other,M365 E3,3,-30,EUR\n\
+             T1,s,1/1/2026,12/31/2026,X,Annual,,5,500,EUR\n",
+        )
+        .unwrap();
+        let rules = crate::rules::parse_rules(
+            "[[program]]\nid=\"p\"\nassociations=[\"DPOR\"]\nrate=\"0.01\"\n\
+             [[product]]\nmatch=\"m365 e3\"\nworkloads=[\"Teams\"]\n\
+             [[product]]\nmatch=\"X\"\nworkloads=[\"Exchange\"]\n",
+        )
+        .unwrap();
+        let file = InputFile {
+            path: path.clone(),
+            display: "b.csv".into(),
+            size: 0,
+        };
+        let opened = crate::ingest::open_billing(&file).unwrap();
+        let pau = billing_pau(&[file], &[opened], &rules).unwrap();
+        let get = |w: &str, m: u32| {
+            pau.get(&(
+                "t1".to_string(),
+                w.to_string(),
+                Month::of(NaiveDate::from_ymd_opt(2026, m, 1).unwrap()),
+            ))
+            .copied()
+        };
+        // 10/15-11/14 covers Oct 31 only; 11/15-12/14 covers Nov 30; the credit too.
+        assert_eq!(get("teams", 10), Some(d("10")));
+        assert_eq!(get("teams", 11), Some(d("7")));
+        assert_eq!(get("teams", 12), None);
+        // The annual charge (by ProductId) counts in every month.
+        assert_eq!(get("exchange", 1), Some(d("5")));
+        assert_eq!(get("exchange", 12), Some(d("5")));
+    }
+
+    #[test]
     fn scores() {
         assert_eq!(score(d("7"), d("10"), d("20")), d("14"));
         assert_eq!(score(d("30"), d("10"), d("20")), d("20"));
