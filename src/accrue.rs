@@ -281,15 +281,45 @@ pub fn accrue_line<'a>(
     scratch: &mut Scratch<'a>,
     out: &mut Vec<Accrual<'a>>,
 ) -> Outcome {
+    accrue_line_with(
+        rules,
+        index,
+        designations_file,
+        None,
+        line,
+        customer_key,
+        scratch,
+        out,
+    )
+}
+
+/// [`accrue_line`] with the usage attainment table, which decides the rate of
+/// programs with `tiers` (see [`crate::attain::rate_for`]).
+#[allow(clippy::too_many_arguments)]
+pub fn accrue_line_with<'a>(
+    rules: &'a Rules,
+    index: &'a DesignationIndex,
+    designations_file: &str,
+    attainment: Option<&crate::attain::AttainmentTable>,
+    line: &BillingLine<'a>,
+    customer_key: &str,
+    scratch: &mut Scratch<'a>,
+    out: &mut Vec<Accrual<'a>>,
+) -> Outcome {
     let date = line.charge_start;
     let start = out.len();
     scratch.misses.clear();
     let designations = index.customer(customer_key);
     for (pi, p) in rules.programs.iter().enumerate() {
+        if p.basis == Basis::Usage {
+            // Earns from --usage rows (usage_accrue.rs), never from billing lines.
+            continue;
+        }
         if !p.in_force(date) {
             scratch.misses.push((pi, Reason::RuleNotInForce, None));
             continue;
         }
+        let rate = crate::attain::rate_for(p, pi, rules, line, customer_key, attainment);
         let is_excluded = excluded(p, line);
         let before = out.len();
         let mut window_miss = None;
@@ -321,15 +351,16 @@ pub fn accrue_line<'a>(
                     }
                     let basis = match p.basis {
                         Basis::BilledRevenue => seg.basis,
+                        Basis::Usage => continue,
                     };
                     out.push(Accrual {
                         program: pi,
                         partner_id: c.partner_id,
                         association: c.association,
                         basis,
-                        rate: p.rate,
+                        rate,
                         share: c.share,
-                        amount: basis * p.rate * c.share,
+                        amount: basis * rate * c.share,
                         designation: c.designation,
                         days: (total_days > 0).then_some((seg.days, total_days)),
                     });

@@ -229,6 +229,9 @@ struct SummaryJson<'a> {
     summary: &'a [SummaryRow],
     totals: Vec<CurrencyAmount>,
     rows: RowAccounting,
+    /// Usage rows, attainment and partner metrics (only with `--usage`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<crate::usage_accrue::UsageJson>,
 }
 
 fn accounting(inputs: &Inputs, streamed: &Streamed) -> RowAccounting {
@@ -367,10 +370,15 @@ fn load_fx(args: &RunArgs, inputs: &Inputs) -> Result<Option<Fx>, Fatal> {
 
 /// `porledger run`.
 pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
-    let inputs = pipeline::load_inputs(
+    let mut inputs = pipeline::load_inputs(
         &args.inputs.billing,
         &args.inputs.designations,
         &args.inputs.rules,
+    )?;
+    crate::attain::prepare(
+        &mut inputs,
+        &args.inputs.usage,
+        args.inputs.usage_tenant_map.as_deref(),
     )?;
     let n_threads = threads(&args.inputs);
     let pool = rayon::ThreadPoolBuilder::new()
@@ -387,6 +395,7 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     let staging = Staging::new(&args.out)?;
     let mut sink = FileSink::new(&staging.dir)?;
     let mut early_rejects = inputs.designations.rejects.clone();
+    early_rejects.extend(inputs.usage.rejects.iter().cloned());
     if let Some((_, _, r, _)) = &fx {
         early_rejects.extend(r.iter().cloned());
     }
@@ -403,7 +412,7 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     }
     let total_bytes: u64 = inputs.files.iter().map(|f| f.size).sum();
     let bar = Bar::new(total_bytes, !args.quiet);
-    let streamed = match pipeline::stream(&inputs, &settings, &mut sink, &bar, prior) {
+    let mut streamed = match pipeline::stream(&inputs, &settings, &mut sink, &bar, prior) {
         Ok(s) => s,
         Err(e) => {
             bar.bar.finish_and_clear();
@@ -412,14 +421,20 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     };
     bar.bar.finish_and_clear();
     let t_stream = bar.start.elapsed();
+    let mut usage_run = crate::usage_accrue::accrue_usage(&inputs, args.period);
+    sink.chunk(&usage_run.output)?;
     sink.finish()?;
+    // Usage accruals join the billing fold (their file counts are kept apart).
+    streamed
+        .fold
+        .merge(std::mem::take(&mut usage_run.output.fold));
     let reporting = fx
         .as_ref()
         .map(|(table, currency, _, _)| statements::Reporting {
             fx: table,
             currency: *currency,
         });
-    let set = statements::build(
+    let mut set = statements::build(
         &streamed.fold,
         &inputs.rules,
         &inputs.index,
@@ -437,8 +452,14 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
             m.from, m.to, m.on, m.from
         ),
     })?;
+    let partner_usage = if inputs.usage.files.is_empty() {
+        Vec::new()
+    } else {
+        crate::attain::partner_usage(&inputs, args.period)
+    };
+    crate::usage_accrue::attach(&mut set, &partner_usage, &inputs.attainment.tier_notes());
     let acc = accounting(&inputs, &streamed);
-    if !acc.total.balanced {
+    if !acc.total.balanced || !usage_run.total.balanced {
         return Err(Fatal::Input(
             "internal error: row accounting does not add up; nothing was published".into(),
         ));
@@ -446,6 +467,10 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     let dir = staging.dir.clone();
     pool.install(|| rcsv::write_statements(&dir, &set))?;
     rcsv::write_summary(&dir.join("summary.csv"), &set)?;
+    if !inputs.usage.files.is_empty() {
+        crate::usage_accrue::write_attainment(&dir, &inputs, args.period)?;
+        crate::usage_accrue::write_partner_attainment(&dir, &inputs, &partner_usage, args.period)?;
+    }
     publish::write_json(
         &dir.join("summary.json"),
         &SummaryJson {
@@ -455,6 +480,9 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
             summary: &set.summary,
             totals: totals_by_currency(&set),
             rows: accounting(&inputs, &streamed),
+            usage: (!inputs.usage.files.is_empty()).then(|| {
+                crate::usage_accrue::usage_json(&usage_run, &partner_usage, &inputs, args.period)
+            }),
         },
     )?;
     let mut extra = Vec::new();
@@ -480,6 +508,16 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     let rejected = prior + streamed.rejects;
     if !args.quiet {
         print_accounting(&acc);
+        if !inputs.usage.files.is_empty() {
+            let t = &usage_run.total;
+            eprintln!(
+                "usage rows: {} read = {} accrued + {} not eligible + {} rejected",
+                group(t.rows),
+                group(t.accrued),
+                group(t.not_eligible),
+                group(t.rejected)
+            );
+        }
         let mut samples = early_rejects.iter().take(20).cloned().collect::<Vec<_>>();
         samples.extend(
             streamed
@@ -528,6 +566,15 @@ fn write_manifest(
             format: Some(o.layout.format.as_str().into()),
         });
     }
+    for u in &inputs.usage.files {
+        ins.push(FileEntry {
+            path: u.input.display.clone(),
+            sha256: u.digest.sha256.clone(),
+            bytes: u.digest.bytes,
+            role: Some("usage".into()),
+            format: Some(u.format.as_str().into()),
+        });
+    }
     ins.push(FileEntry {
         path: inputs.designations_display.clone(),
         sha256: inputs.designations_digest.sha256.clone(),
@@ -566,10 +613,15 @@ fn write_manifest(
 
 /// `porledger validate`: prints a data-quality report to stdout.
 pub fn validate(args: &ValidateArgs) -> Result<Finish, Fatal> {
-    let inputs = pipeline::load_inputs(
+    let mut inputs = pipeline::load_inputs(
         &args.inputs.billing,
         &args.inputs.designations,
         &args.inputs.rules,
+    )?;
+    crate::attain::prepare(
+        &mut inputs,
+        &args.inputs.usage,
+        args.inputs.usage_tenant_map.as_deref(),
     )?;
     let settings = StreamSettings {
         threads: threads(&args.inputs),
@@ -646,11 +698,48 @@ pub fn validate(args: &ValidateArgs) -> Result<Finish, Fatal> {
             group(d.rejected)
         ),
     );
+    if !inputs.usage.files.is_empty() {
+        let counts = match args.period {
+            Some(p) => crate::usage_accrue::accrue_usage(&inputs, p).files,
+            None => crate::usage_accrue::read_counts(&inputs),
+        };
+        w(&mut o, String::new());
+        w(&mut o, "usage files:".into());
+        for c in &counts {
+            let mut line = format!(
+                "  {}: {}, {} rows, {} rejected",
+                c.file,
+                c.format,
+                group(c.rows),
+                group(c.rejected)
+            );
+            if args.period.is_some() {
+                let reasons: Vec<String> = c
+                    .not_eligible_by_reason
+                    .iter()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(r, n)| format!("{r} {}", group(*n)))
+                    .collect();
+                line.push_str(&format!(
+                    ", {} would accrue, {} not eligible{}",
+                    group(c.accrued),
+                    group(c.not_eligible),
+                    if reasons.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", reasons.join(", "))
+                    }
+                ));
+            }
+            w(&mut o, line);
+        }
+    }
     let mut problems: Vec<String> = Vec::new();
     for r in inputs
         .designations
         .rejects
         .iter()
+        .chain(&inputs.usage.rejects)
         .chain(&streamed.reject_samples)
     {
         problems.push(format!(
@@ -661,8 +750,10 @@ pub fn validate(args: &ValidateArgs) -> Result<Finish, Fatal> {
     for i in &issues {
         problems.push(i.to_string());
     }
-    let n_problems =
-        inputs.designations.rejects.len() as u64 + streamed.rejects + issues.len() as u64;
+    let n_problems = inputs.designations.rejects.len() as u64
+        + inputs.usage.rejects.len() as u64
+        + streamed.rejects
+        + issues.len() as u64;
     w(&mut o, String::new());
     if n_problems == 0 {
         w(&mut o, "no problems found".into());

@@ -83,6 +83,15 @@ pub struct InputArgs {
     /// Bytes per chunk of billing input handed to a worker.
     #[arg(long, value_name = "BYTES", default_value_t = 8 * 1024 * 1024, hide = true)]
     pub chunk_bytes: usize,
+    /// Usage files: Partner Center CPOR / Microsoft 365 usage reports, or Graph
+    /// getOffice365ServicesUserCounts exports (one per tenant). Files or
+    /// directories (every *.csv inside). Repeatable.
+    #[arg(long, num_args = 1.., value_name = "FILE|DIR")]
+    pub usage: Vec<PathBuf>,
+    /// CSV `file,customer_id` naming the tenant of each Graph export (otherwise
+    /// the file must be named <tenant-guid>.csv).
+    #[arg(long, value_name = "FILE")]
+    pub usage_tenant_map: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -16,6 +16,7 @@
 
 pub mod accrue;
 pub mod app;
+pub mod attain;
 pub mod attribute;
 pub mod cli;
 pub mod dates;
@@ -30,3 +31,5 @@ pub mod render;
 pub mod rules;
 pub mod sample;
 pub mod statements;
+pub mod usage_accrue;
+pub mod usage_rules;

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use crate::accrue::{accrue_line, Accrual, Outcome, Scratch};
+use crate::accrue::{Accrual, Outcome, Scratch};
 use crate::attribute::DesignationIndex;
 use crate::dates::Period;
 use crate::error::Fatal;
@@ -38,6 +38,10 @@ pub struct Inputs {
     pub index: DesignationIndex,
     pub files: Vec<InputFile>,
     pub opened: Vec<OpenedBilling>,
+    /// `--usage` files, loaded by [`crate::attain::prepare`] (empty without).
+    pub usage: crate::ingest::usage::UsageInput,
+    /// Attainment per tenant, workload and month, from `usage`.
+    pub attainment: crate::attain::AttainmentTable,
 }
 
 /// Reads rules and designations and opens every billing file's header, so that
@@ -75,6 +79,8 @@ pub fn load_inputs(
         designations_digest,
         files,
         opened,
+        usage: Default::default(),
+        attainment: Default::default(),
     })
 }
 
@@ -222,10 +228,11 @@ pub fn process_chunk(
         }
         let mut accruals: Vec<Accrual<'_>> = recycle(std::mem::take(&mut acc_store));
         let mut scratch: Scratch<'_> = std::mem::take(&mut scratch_store).recycle();
-        let outcome = accrue_line(
+        let outcome = crate::accrue::accrue_line_with(
             &inputs.rules,
             &inputs.index,
             &inputs.designations_display,
+            Some(&inputs.attainment),
             &line,
             &ckey,
             &mut scratch,

@@ -75,12 +75,15 @@ impl fmt::Display for Association {
 pub enum Basis {
     /// The line's pre-tax `Subtotal` in billing currency.
     BilledRevenue,
+    /// Compensable units of usage rows (`--usage`), times a unit rate.
+    Usage,
 }
 
 impl Basis {
     pub fn as_str(&self) -> &'static str {
         match self {
             Basis::BilledRevenue => "billed-revenue",
+            Basis::Usage => "usage",
         }
     }
 }
@@ -108,6 +111,12 @@ pub struct Program {
     /// Pay a partner that holds several of the program's associations on a line
     /// only through the first in [`PRIORITY`] order.
     pub dedupe_by_priority: bool,
+    /// Usage programs: rates per workload (see `usage_rules`).
+    pub workloads: Vec<crate::usage_rules::WorkloadRate>,
+    /// Revenue programs: rate by attainment (empty = always `rate`).
+    pub tiers: Vec<crate::usage_rules::Tier>,
+    /// Usage programs: currency of the unit rates.
+    pub usage_currency: Option<crate::money::Currency>,
 }
 
 impl Program {
@@ -163,6 +172,10 @@ pub struct Rules {
     pub conflicts: ConflictPolicy,
     /// Currency of the converted totals when an FX table is given.
     pub reporting_currency: Option<crate::money::Currency>,
+    /// `[[product]]`: which workloads a charged product stands for.
+    pub products: Vec<crate::usage_rules::ProductMap>,
+    /// `[usage]`: attainment targets, competency and capability settings.
+    pub usage: crate::usage_rules::UsageSettings,
 }
 
 /// A rules file problem, naming the key.
@@ -185,6 +198,10 @@ struct RawRules {
     reporting_currency: Option<String>,
     #[serde(default)]
     program: Vec<RawProgram>,
+    #[serde(default)]
+    product: Vec<crate::usage_rules::RawProduct>,
+    #[serde(default)]
+    usage: Option<crate::usage_rules::RawUsage>,
 }
 
 #[derive(Deserialize)]
@@ -196,7 +213,8 @@ struct RawProgram {
     associations: Vec<String>,
     #[serde(default)]
     basis: Option<String>,
-    rate: String,
+    #[serde(default)]
+    rate: Option<String>,
     #[serde(default)]
     window_months: Option<u32>,
     #[serde(default)]
@@ -211,6 +229,12 @@ struct RawProgram {
     description: Option<String>,
     #[serde(default)]
     dedupe: Option<String>,
+    #[serde(default)]
+    workload: Vec<crate::usage_rules::RawWorkload>,
+    #[serde(default)]
+    tiers: Vec<crate::usage_rules::RawTier>,
+    #[serde(default)]
+    currency: Option<String>,
 }
 
 fn invalid(key: String, problem: impl Into<String>) -> RulesError {
@@ -255,6 +279,8 @@ pub fn parse_rules(text: &str) -> Result<Rules, RulesError> {
             "no [[program]] defined: nothing could ever accrue",
         ));
     }
+    let usage = crate::usage_rules::usage_settings(raw.usage)?;
+    let products = crate::usage_rules::products(raw.product)?;
     let mut programs: Vec<Program> = Vec::new();
     for (i, p) in raw.program.into_iter().enumerate() {
         let key = |k: &str| format!("program[{i}].{k}");
@@ -296,6 +322,7 @@ pub fn parse_rules(text: &str) -> Result<Rules, RulesError> {
         associations.sort();
         let basis = match p.basis.as_deref().unwrap_or("billed-revenue") {
             "billed-revenue" => Basis::BilledRevenue,
+            "usage" => Basis::Usage,
             other => {
                 return Err(invalid(
                     key("basis"),
@@ -303,8 +330,10 @@ pub fn parse_rules(text: &str) -> Result<Rules, RulesError> {
                 ))
             }
         };
-        let rate = parse_rate(&p.rate)
-            .map_err(|_| invalid(key("rate"), format!("'{}' is not a decimal number", p.rate)))?;
+        let p_rate = crate::usage_rules::rate_text(&p.rate, basis, !p.tiers.is_empty())
+            .map_err(|m| invalid(key("rate"), m))?;
+        let rate = parse_rate(&p_rate)
+            .map_err(|_| invalid(key("rate"), format!("'{}' is not a decimal number", p_rate)))?;
         if rate.is_sign_negative() || rate > Decimal::ONE {
             return Err(invalid(
                 key("rate"),
@@ -345,6 +374,14 @@ pub fn parse_rules(text: &str) -> Result<Rules, RulesError> {
                 ))
             }
         };
+        let ext = crate::usage_rules::program_ext(
+            i,
+            basis,
+            p.workload,
+            p.tiers,
+            p.currency,
+            &usage.targets,
+        )?;
         programs.push(Program {
             dedupe_by_priority,
             name: p.name.unwrap_or_else(|| id.clone()),
@@ -366,6 +403,9 @@ pub fn parse_rules(text: &str) -> Result<Rules, RulesError> {
                 .map(|s| s.trim().to_lowercase())
                 .collect(),
             description: p.description.unwrap_or_default().trim().to_string(),
+            workloads: ext.workloads,
+            tiers: ext.tiers,
+            usage_currency: ext.currency,
         });
     }
     Ok(Rules {
@@ -373,6 +413,8 @@ pub fn parse_rules(text: &str) -> Result<Rules, RulesError> {
         programs,
         conflicts,
         reporting_currency,
+        products,
+        usage,
     })
 }
 

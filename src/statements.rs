@@ -120,6 +120,11 @@ pub struct PartnerStatement {
     pub customers: Vec<CustomerStatement>,
     /// With an FX table: the sum of the converted totals, in the reporting currency.
     pub reporting_total: Option<(Currency, Decimal)>,
+    /// Usage attainment of every tenant-workload the partner holds in the
+    /// period (filled by `attain`; empty without `--usage`).
+    pub attainment: Vec<crate::attain::AttainmentLine>,
+    /// How tiered revenue rates were chosen for this partner's customers.
+    pub tier_notes: Vec<crate::attain::TierNote>,
 }
 
 /// One row of `summary.csv`.
@@ -348,5 +353,7 @@ fn partner_statement(
         lines,
         customers,
         reporting_total: None,
+        attainment: Vec::new(),
+        tier_notes: Vec::new(),
     }
 }

@@ -48,9 +48,13 @@ pub enum Field {
     ProductId,
     ProductName,
     ReferenceId,
+    /// Seats of a license charge (paid available units for usage attainment).
+    Quantity,
+    /// Matched against the rules' product table besides ProductName.
+    SkuName,
 }
 
-const N_FIELDS: usize = 15;
+const N_FIELDS: usize = 17;
 
 impl Field {
     const ALL: [Field; N_FIELDS] = [
@@ -69,6 +73,8 @@ impl Field {
         Field::ProductId,
         Field::ProductName,
         Field::ReferenceId,
+        Field::Quantity,
+        Field::SkuName,
     ];
 
     /// Header names that mean this field, normalised (lower case, letters and
@@ -97,6 +103,8 @@ impl Field {
             (Field::ProductName, DailyRatedUsage) => &["productname", "metername"],
             (Field::ProductName, _) => &["productname", "skuname"],
             (Field::ReferenceId, _) => &["referenceid"],
+            (Field::Quantity, _) => &["quantity", "billablequantity"],
+            (Field::SkuName, _) => &["skuname"],
         }
     }
 
@@ -123,6 +131,8 @@ impl Field {
             (Field::ProductId, _) => "ProductId",
             (Field::ProductName, _) => "ProductName",
             (Field::ReferenceId, _) => "ReferenceId",
+            (Field::Quantity, _) => "Quantity",
+            (Field::SkuName, _) => "SkuName",
         }
     }
 

@@ -10,6 +10,7 @@ pub mod billing;
 pub mod designations;
 pub mod fx;
 pub mod split;
+pub mod usage;
 
 use std::fs::File;
 use std::io::{self, Read};

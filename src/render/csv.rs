@@ -232,7 +232,10 @@ pub fn partner_statement_csv(p: &PartnerStatement, set: &StatementSet) -> csv::R
     if let Some((c, total)) = &p.reporting_total {
         w.row(&["total_converted", c.as_str(), "", &amount(*total)])?;
     }
-    w.finish()
+    let mut out = w.finish()?;
+    // Usage attainment and tier-rate sections (empty without --usage).
+    out.extend(crate::usage_accrue::statement_sections(p)?);
+    Ok(out)
 }
 
 /// The customer transparency statement as CSV: what this partner earned from

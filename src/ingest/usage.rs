@@ -1,0 +1,661 @@
+//! Usage files (`--usage`): Partner Center's CPOR / Microsoft 365 usage report and
+//! Microsoft Graph `getOffice365ServicesUserCounts` exports.
+//!
+//! The format is recognised from the header; headers are matched by name through
+//! an alias table (case, spaces and `_` ignored; a UTF-8 BOM is skipped); dates
+//! are read like billing dates. A record that cannot be used is rejected with
+//! file, line, column, value and reason. Every accepted record yields one
+//! [`UsageObs`] per workload (one for the CPOR report, up to seven for Graph).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+
+use crate::dates::parse_date;
+use crate::error::Fatal;
+use crate::money::parse_amount;
+use crate::usage_rules::{workload_display, workload_key, Month};
+
+use super::billing::normalize_header;
+use super::designations::Reject;
+use super::{discover, parse_header, FileDigest, InputFile};
+
+/// The usage file formats porledger reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UsageFormat {
+    /// One row per tenant, workload and month, with MAU and PAU.
+    CporReport,
+    /// One row per refresh date of one tenant, MAU per workload; PAU from billing.
+    GraphUserCounts,
+}
+
+impl UsageFormat {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            UsageFormat::CporReport => "Partner Center CPOR usage report",
+            UsageFormat::GraphUserCounts => "Graph getOffice365ServicesUserCounts",
+        }
+    }
+}
+
+/// One usage observation: a tenant's workload in one month.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UsageObs {
+    /// Index into [`UsageInput::files`].
+    pub file: usize,
+    pub line: u64,
+    /// Lower-cased tenant ID.
+    pub customer_id: String,
+    /// [`workload_key`] of the workload.
+    pub workload: String,
+    /// Display name of the workload.
+    pub workload_name: String,
+    /// The row's date (CPOR `Date`, Graph `Report Refresh Date`).
+    pub date: NaiveDate,
+    pub month: Month,
+    pub mau: Decimal,
+    /// `None`: the file has no paid units (Graph); they come from billing.
+    pub pau: Option<Decimal>,
+}
+
+/// One usage file as read.
+#[derive(Clone, Debug)]
+pub struct UsageFile {
+    pub input: InputFile,
+    pub format: UsageFormat,
+    pub digest: FileDigest,
+    /// Data records read.
+    pub rows: u64,
+    /// Of which rejected.
+    pub rejected: u64,
+    /// Graph files: the tenant, and where it came from.
+    pub tenant: Option<(String, &'static str)>,
+}
+
+/// Every usage file, loaded.
+#[derive(Clone, Debug, Default)]
+pub struct UsageInput {
+    pub files: Vec<UsageFile>,
+    pub obs: Vec<UsageObs>,
+    pub rejects: Vec<Reject>,
+    /// Tenant (lower case) -> name from the CPOR report, first seen.
+    pub customer_names: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Col {
+    Tenant,
+    Name,
+    Workload,
+    Mau,
+    Pau,
+    Date,
+}
+
+const CPOR_COLS: [(Col, &str, &[&str], bool); 6] = [
+    (
+        Col::Tenant,
+        "CustomerTenantId",
+        &["customertenantid", "tenantid", "customerid"],
+        true,
+    ),
+    (Col::Name, "CustomerName", &["customername"], false),
+    (
+        Col::Workload,
+        "WorkloadName",
+        &["workloadname", "workload"],
+        true,
+    ),
+    (
+        Col::Mau,
+        "MonthlyActiveUsers",
+        &["monthlyactiveusers", "mau", "activeusers"],
+        true,
+    ),
+    (
+        Col::Pau,
+        "PaidAvailableUnits",
+        &["paidavailableunits", "pau", "paidunits"],
+        true,
+    ),
+    (
+        Col::Date,
+        "Date",
+        &["date", "month", "reportdate", "usagedate"],
+        true,
+    ),
+];
+
+/// Graph workloads: the `<Workload> Active` column prefix (normalised).
+const GRAPH_WORKLOADS: [&str; 7] = [
+    "exchange",
+    "onedrive",
+    "sharepoint",
+    "skypeforbusiness",
+    "yammer",
+    "teams",
+    "office365",
+];
+
+/// How one usage file is read.
+#[derive(Clone, Debug)]
+struct Layout {
+    format: UsageFormat,
+    header: Vec<String>,
+    cpor: [Option<usize>; 6],
+    /// Graph: (workload display name, column).
+    graph: Vec<(String, usize)>,
+    refresh: Option<usize>,
+    period: Option<usize>,
+    decimal_comma: bool,
+}
+
+fn layout(header: &[String], delimiter: u8) -> Result<Layout, String> {
+    let norm: Vec<String> = header.iter().map(|h| normalize_header(h)).collect();
+    let find = |names: &[&str]| names.iter().find_map(|n| norm.iter().position(|h| h == n));
+    let mut l = Layout {
+        format: UsageFormat::CporReport,
+        header: header.to_vec(),
+        cpor: [None; 6],
+        graph: Vec::new(),
+        refresh: find(&["reportrefreshdate"]),
+        period: find(&["reportperiod"]),
+        decimal_comma: delimiter == b';',
+    };
+    if l.refresh.is_some() {
+        l.format = UsageFormat::GraphUserCounts;
+        for w in GRAPH_WORKLOADS {
+            if let Some(i) = find(&[&format!("{w}active")]) {
+                let name = header[i].trim_start_matches('\u{feff}').trim();
+                let name = name[..name.len().saturating_sub(6)].trim();
+                l.graph.push((workload_display(name), i));
+            }
+        }
+        if l.graph.is_empty() {
+            return Err(
+                "Graph user-count export without any '<Workload> Active' column \
+                        (expected e.g. 'Exchange Active', 'Teams Active')"
+                    .into(),
+            );
+        }
+        return Ok(l);
+    }
+    if find(&["monthlyactiveusers", "mau"]).is_none() {
+        let mut found = header.iter().take(8).cloned().collect::<Vec<_>>().join(",");
+        if header.len() > 8 {
+            found.push_str(",...");
+        }
+        return Err(format!(
+            "not a usage export: the header has neither the CPOR usage report's \
+             MonthlyActiveUsers nor Graph's 'Report Refresh Date'; it starts: {found}"
+        ));
+    }
+    for (slot, (_, name, aliases, required)) in l.cpor.iter_mut().zip(CPOR_COLS) {
+        *slot = find(aliases);
+        if slot.is_none() && required {
+            return Err(format!(
+                "required column '{name}' is missing (accepted spellings: {})",
+                aliases.join(", ")
+            ));
+        }
+    }
+    Ok(l)
+}
+
+type RowErr = (String, String, String);
+
+impl Layout {
+    fn col_name(&self, i: usize) -> String {
+        self.header[i].trim_start_matches('\u{feff}').to_string()
+    }
+
+    fn get<'r>(&self, rec: &'r csv::StringRecord, c: Col) -> (&'r str, String) {
+        match self.cpor[c as usize] {
+            Some(i) => (rec.get(i).unwrap_or("").trim(), self.col_name(i)),
+            None => ("", String::new()),
+        }
+    }
+
+    fn count(&self, raw: &str, col: String) -> Result<Decimal, RowErr> {
+        let v = parse_amount(raw, self.decimal_comma).map_err(|_| {
+            (
+                col.clone(),
+                raw.to_string(),
+                "not a number of users".to_string(),
+            )
+        })?;
+        if v.is_sign_negative() && !v.is_zero() {
+            return Err((col, raw.into(), "a user count cannot be negative".into()));
+        }
+        if !v.fract().is_zero() {
+            return Err((col, raw.into(), "not a whole number of users".into()));
+        }
+        Ok(v.trunc().normalize())
+    }
+
+    fn date(&self, raw: &str, col: String) -> Result<NaiveDate, RowErr> {
+        parse_date(raw).map_err(|_| {
+            (
+                col,
+                raw.to_string(),
+                "not a date (expected M/D/YYYY, M/D/YYYY H:MM:SS or YYYY-MM-DD)".to_string(),
+            )
+        })
+    }
+}
+
+/// Is this a tenant GUID (`8-4-4-4-12` hex digits)?
+pub fn is_guid(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() == 5
+        && parts
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Reads the `--usage-tenant-map` CSV: `file,customer_id`. Keys are file names
+/// (or paths as given), compared case-sensitively after trimming.
+pub fn parse_tenant_map(path: &Path) -> Result<BTreeMap<String, String>, Fatal> {
+    let display = path.to_string_lossy().into_owned();
+    let bytes = std::fs::read(path).map_err(|e| Fatal::io(path, e))?;
+    let data_err = |line: u64, column: Option<String>, message: String| Fatal::Data {
+        file: display.clone(),
+        line,
+        column,
+        message,
+    };
+    let h = parse_header(&bytes)
+        .ok_or_else(|| data_err(1, None, "file is empty: no header line".into()))?;
+    let norm: Vec<String> = h.fields.iter().map(|f| normalize_header(f)).collect();
+    let fi = norm
+        .iter()
+        .position(|n| n == "file" || n == "filename" || n == "path");
+    let ci = norm
+        .iter()
+        .position(|n| n == "customerid" || n == "customertenantid" || n == "tenantid");
+    let (Some(fi), Some(ci)) = (fi, ci) else {
+        return Err(data_err(
+            1,
+            None,
+            "expected the header file,customer_id".into(),
+        ));
+    };
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(h.delimiter)
+        .from_reader(&bytes[h.byte_len..]);
+    let mut out = BTreeMap::new();
+    let mut lines = super::LineTracker::new(h.next_line);
+    for rec in rdr.records() {
+        let rec = rec.map_err(|e| data_err(1, None, format!("unreadable CSV: {e}")))?;
+        let line = lines.line(
+            &bytes[h.byte_len..],
+            rec.position().map(|p| p.byte()).unwrap_or(0),
+        );
+        let f = rec.get(fi).unwrap_or("").trim();
+        let c = rec.get(ci).unwrap_or("").trim();
+        if f.is_empty() && c.is_empty() {
+            continue;
+        }
+        if f.is_empty() || c.is_empty() {
+            return Err(data_err(
+                line,
+                None,
+                "both file and customer_id are needed".into(),
+            ));
+        }
+        if out.insert(f.to_string(), c.to_lowercase()).is_some() {
+            return Err(data_err(line, None, format!("'{f}' is listed twice")));
+        }
+    }
+    Ok(out)
+}
+
+fn tenant_of(file: &InputFile, map: &BTreeMap<String, String>) -> Option<(String, &'static str)> {
+    let name = file
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if let Some(t) = map.get(&file.display).or_else(|| map.get(&name)) {
+        return Some((t.clone(), "tenant map"));
+    }
+    let stem = file
+        .path
+        .file_stem()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    is_guid(&stem).then(|| (stem.to_lowercase(), "file name"))
+}
+
+/// Loads every usage file. Unknown formats, and Graph files whose tenant cannot be
+/// told, are fatal; bad records are rejects.
+pub fn load_usage(paths: &[PathBuf], tenant_map: Option<&Path>) -> Result<UsageInput, Fatal> {
+    let mut out = UsageInput::default();
+    if paths.is_empty() {
+        if let Some(m) = tenant_map {
+            return Err(Fatal::Input(format!(
+                "--usage-tenant-map {} given without --usage",
+                m.display()
+            )));
+        }
+        return Ok(out);
+    }
+    let map = match tenant_map {
+        Some(p) => parse_tenant_map(p)?,
+        None => BTreeMap::new(),
+    };
+    for f in discover(paths, "--usage")? {
+        let bytes = std::fs::read(&f.path).map_err(|e| Fatal::io(&f.path, e))?;
+        let digest = FileDigest {
+            sha256: super::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
+            bytes: bytes.len() as u64,
+        };
+        let idx = out.files.len();
+        let file = parse_usage_file(idx, f, &bytes, digest, &map, &mut out)?;
+        out.files.push(file);
+    }
+    Ok(out)
+}
+
+/// Parses one usage file's bytes, appending observations and rejects to `out`.
+fn parse_usage_file(
+    idx: usize,
+    input: InputFile,
+    bytes: &[u8],
+    digest: FileDigest,
+    map: &BTreeMap<String, String>,
+    out: &mut UsageInput,
+) -> Result<UsageFile, Fatal> {
+    let data_err = |line: u64, message: String| Fatal::Data {
+        file: input.display.clone(),
+        line,
+        column: None,
+        message,
+    };
+    let h =
+        parse_header(bytes).ok_or_else(|| data_err(1, "file is empty: no header line".into()))?;
+    let l = layout(&h.fields, h.delimiter).map_err(|m| data_err(1, m))?;
+    let tenant = match l.format {
+        UsageFormat::CporReport => None,
+        UsageFormat::GraphUserCounts => Some(tenant_of(&input, map).ok_or_else(|| {
+            data_err(
+                1,
+                "a Graph user-count export does not name its tenant: name the file \
+                 <tenant-guid>.csv or list it in --usage-tenant-map (file,customer_id)"
+                    .into(),
+            )
+        })?),
+    };
+    let mut file = UsageFile {
+        input,
+        format: l.format,
+        digest,
+        rows: 0,
+        rejected: 0,
+        tenant,
+    };
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(h.delimiter)
+        .from_reader(&bytes[h.byte_len..]);
+    let mut rec = csv::StringRecord::new();
+    let body = &bytes[h.byte_len..];
+    let mut lines = super::LineTracker::new(h.next_line);
+    loop {
+        let r = rdr.read_record(&mut rec);
+        let line = lines.line(body, rec.position().map(|p| p.byte()).unwrap_or(0));
+        let (line, res) = match r {
+            Ok(false) => break,
+            Ok(true) => (line, parse_record(idx, &l, &rec, line, &file, out)),
+            Err(e) => (
+                e.position()
+                    .map(|p| lines.line(body, p.byte()))
+                    .unwrap_or(line),
+                Err((
+                    "(row)".to_string(),
+                    String::new(),
+                    format!("unreadable CSV record: {e}"),
+                )),
+            ),
+        };
+        file.rows += 1;
+        if let Err((column, value, reason)) = res {
+            file.rejected += 1;
+            out.rejects.push(Reject {
+                file: file.input.display.clone(),
+                line,
+                column,
+                value,
+                reason,
+            });
+        }
+    }
+    Ok(file)
+}
+
+fn parse_record(
+    idx: usize,
+    l: &Layout,
+    rec: &csv::StringRecord,
+    line: u64,
+    file: &UsageFile,
+    out: &mut UsageInput,
+) -> Result<(), RowErr> {
+    let n = l.header.len();
+    if rec.len() != n {
+        return Err((
+            "(row)".into(),
+            String::new(),
+            format!("has {} fields, the header has {n}", rec.len()),
+        ));
+    }
+    match l.format {
+        UsageFormat::CporReport => {
+            let (tenant, col) = l.get(rec, Col::Tenant);
+            if tenant.is_empty() {
+                return Err((col, String::new(), "customer tenant ID is empty".into()));
+            }
+            let (wl, col) = l.get(rec, Col::Workload);
+            if workload_key(wl).is_empty() {
+                return Err((col, wl.into(), "workload name is empty".into()));
+            }
+            let (d, col) = l.get(rec, Col::Date);
+            let date = l.date(d, col)?;
+            let (m, col) = l.get(rec, Col::Mau);
+            let mau = l.count(m, col)?;
+            let (p, col) = l.get(rec, Col::Pau);
+            let pau = l.count(p, col)?;
+            let customer_id = tenant.to_lowercase();
+            let (name, _) = l.get(rec, Col::Name);
+            if !name.is_empty() && !out.customer_names.contains_key(&customer_id) {
+                out.customer_names
+                    .insert(customer_id.clone(), name.to_string());
+            }
+            out.obs.push(UsageObs {
+                file: idx,
+                line,
+                customer_id,
+                workload: workload_key(wl),
+                workload_name: workload_display(wl),
+                date,
+                month: Month::of(date),
+                mau,
+                pau: Some(pau),
+            });
+        }
+        UsageFormat::GraphUserCounts => {
+            let ri = l.refresh.unwrap_or(0);
+            let raw = rec.get(ri).unwrap_or("").trim();
+            let date = l.date(raw, l.col_name(ri))?;
+            if let Some(pi) = l.period {
+                let raw = rec.get(pi).unwrap_or("").trim();
+                let days = raw.trim_start_matches(['D', 'd']);
+                if !raw.is_empty() && days != "28" && days != "30" {
+                    return Err((
+                        l.col_name(pi),
+                        raw.into(),
+                        "monthly active users need a 30-day report (period D30)".into(),
+                    ));
+                }
+            }
+            let tenant = file
+                .tenant
+                .as_ref()
+                .map(|t| t.0.clone())
+                .unwrap_or_default();
+            let mut found = Vec::new();
+            for (name, ci) in &l.graph {
+                let raw = rec.get(*ci).unwrap_or("").trim();
+                if raw.is_empty() {
+                    continue;
+                }
+                let mau = l.count(raw, l.col_name(*ci))?;
+                found.push(UsageObs {
+                    file: idx,
+                    line,
+                    customer_id: tenant.clone(),
+                    workload: workload_key(name),
+                    workload_name: name.clone(),
+                    date,
+                    month: Month::of(date),
+                    mau,
+                    pau: None,
+                });
+            }
+            if found.is_empty() {
+                return Err((
+                    "(row)".into(),
+                    String::new(),
+                    "no '<Workload> Active' count on this row".into(),
+                ));
+            }
+            out.obs.extend(found);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(name: &str, text: &str, map: &[(&str, &str)]) -> Result<UsageInput, Fatal> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        let m = if map.is_empty() {
+            None
+        } else {
+            let mp = dir.path().join("map.csv");
+            let mut t = String::from("file,customer_id\n");
+            for (f, c) in map {
+                t.push_str(&format!("{f},{c}\n"));
+            }
+            std::fs::write(&mp, t).unwrap();
+            Some(mp)
+        };
+        load_usage(&[p], m.as_deref())
+    }
+
+    #[test]
+    fn cpor_report_with_bom_aliases_and_rejects() {
+        let text =
+            "\u{feff}customerTenantId;Customer Name;Workload;MAU;PaidAvailableUnits;Date;Extra\n\
+            AAA;Contoso;Exchange Online;15;100;2026-10-01;x\n\
+            bbb;Fabrikam;Teams;1,5;10;10/1/2026;\n\
+            ccc;X;Teams;-3;10;10/1/2026;\n\
+            ddd;X;Teams;3;10;31/10/2026;\n\
+            ;X;Teams;3;10;10/1/2026;\n\
+            eee;X\n";
+        let u = load("report.csv", text, &[]).unwrap();
+        assert_eq!(u.files[0].format, UsageFormat::CporReport);
+        assert_eq!(u.files[0].rows, 6);
+        assert_eq!(u.files[0].rejected, 5);
+        assert_eq!(u.obs.len(), 1);
+        assert_eq!(u.obs[0].customer_id, "aaa");
+        assert_eq!(u.obs[0].workload_name, "Exchange");
+        assert_eq!(u.obs[0].pau, Some(Decimal::from(100)));
+        let r: Vec<(u64, &str)> = u
+            .rejects
+            .iter()
+            .map(|r| (r.line, r.column.as_str()))
+            .collect();
+        assert_eq!(
+            r,
+            [
+                (3, "MAU"),
+                (4, "MAU"),
+                (5, "Date"),
+                (6, "customerTenantId"),
+                (7, "(row)")
+            ]
+        );
+        assert_eq!(u.rejects[0].value, "1,5");
+        assert!(u.rejects[0].reason.contains("whole"));
+    }
+
+    const GRAPH: &str = "Report Refresh Date,Exchange Active,Exchange Inactive,OneDrive Active,OneDrive Inactive,SharePoint Active,SharePoint Inactive,Skype For Business Active,Skype For Business Inactive,Yammer Active,Yammer Inactive,Teams Active,Teams Inactive,Office 365 Active,Office 365 Inactive,Report Period\n\
+        2026-10-31,40,60,10,90,,,0,0,,,25,75,45,55,30\n\
+        2026-10-31,40,60,10,90,,,0,0,,,25,75,45,55,7\n";
+
+    #[test]
+    fn graph_tenant_from_file_name_and_map() {
+        let g = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
+        let u = load(&format!("{}.csv", g.to_uppercase()), GRAPH, &[]).unwrap();
+        assert_eq!(u.files[0].tenant.as_ref().unwrap().0, g);
+        assert_eq!(u.files[0].tenant.as_ref().unwrap().1, "file name");
+        let wl: Vec<(&str, String)> = u
+            .obs
+            .iter()
+            .map(|o| (o.workload_name.as_str(), o.mau.to_string()))
+            .collect();
+        assert_eq!(
+            wl,
+            [
+                ("Exchange", "40".to_string()),
+                ("OneDrive", "10".into()),
+                ("Skype For Business", "0".into()),
+                ("Teams", "25".into()),
+                ("Office 365", "45".into())
+            ]
+        );
+        assert!(u.obs.iter().all(|o| o.pau.is_none() && o.line == 2));
+        assert_eq!(u.rejects.len(), 1);
+        assert_eq!(u.rejects[0].column, "Report Period");
+        let u = load("contoso-usage.csv", GRAPH, &[("contoso-usage.csv", "T-1")]).unwrap();
+        assert_eq!(u.files[0].tenant, Some(("t-1".to_string(), "tenant map")));
+        let e = load("contoso-usage.csv", GRAPH, &[]).unwrap_err();
+        assert!(e.to_string().contains("does not name its tenant"), "{e}");
+    }
+
+    #[test]
+    fn crlf_line_numbers() {
+        let text = "CustomerTenantId,WorkloadName,MonthlyActiveUsers,PaidAvailableUnits,Date\r\n\
+            a,Teams,1,10,2026-10-01\r\n\
+            b,Teams,x,10,2026-10-01\r\n\
+            c,Teams,1,10,2026-10-01\r\n\
+            d,Teams,y,10,2026-10-01\r\n";
+        let u = load("r.csv", text, &[]).unwrap();
+        let lines: Vec<u64> = u.obs.iter().map(|o| o.line).collect();
+        assert_eq!(lines, [2, 4]);
+        let lines: Vec<u64> = u.rejects.iter().map(|r| r.line).collect();
+        assert_eq!(lines, [3, 5]);
+    }
+
+    #[test]
+    fn unknown_header_is_fatal() {
+        let e = load("x.csv", "a,b\n1,2\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("not a usage export"), "{e}");
+        let e = load("x.csv", "MonthlyActiveUsers,Date\n1,2\n", &[]).unwrap_err();
+        assert!(
+            e.to_string().contains("'CustomerTenantId' is missing"),
+            "{e}"
+        );
+    }
+}
