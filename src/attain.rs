@@ -410,8 +410,8 @@ pub fn holds(d: &Designation, workload: &str, month: Month) -> bool {
         d.association,
         Association::Cpor | Association::Dpor | Association::Por
     ) && (d.workload.is_empty() || workload_key(&d.workload) == workload)
-        && d.valid_from.map_or(true, |f| f <= month.last_day())
-        && d.valid_to.map_or(true, |t| t > month.first_day())
+        && d.valid_from.is_none_or(|f| f <= month.last_day())
+        && d.valid_to.is_none_or(|t| t > month.first_day())
 }
 
 /// An attainment row as shown to one partner.

@@ -434,7 +434,7 @@ pub fn accrue_usage(inputs: &Inputs, period: Period) -> UsageRun {
                 }
                 ObsOutcome::NotEligible(r, d) => {
                     details.push(d);
-                    if worst.as_ref().map_or(true, |w| r > w.0) {
+                    if worst.as_ref().is_none_or(|w| r > w.0) {
                         worst = Some((r, vec![o.workload_name.clone()]));
                     } else if let Some(w) = worst.as_mut().filter(|w| w.0 == r) {
                         w.1.push(o.workload_name.clone());
