@@ -381,7 +381,7 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
         args.inputs.usage_tenant_map.as_deref(),
     )?;
     let n_threads = threads(&args.inputs);
-    let pool = rayon::ThreadPoolBuilder::new()
+    let _pool = rayon::ThreadPoolBuilder::new()
         .num_threads(n_threads)
         .build()
         .map_err(|e| Fatal::Input(format!("cannot start {n_threads} threads: {e}")))?;
@@ -465,7 +465,12 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
         ));
     }
     let dir = staging.dir.clone();
-    pool.install(|| rcsv::write_statements(&dir, &set))?;
+    // Writing thousands of small files waits on the disk, not the CPU.
+    let io_pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(publish::IO_THREADS)
+        .build()
+        .map_err(|e| Fatal::Input(format!("cannot start I/O threads: {e}")))?;
+    io_pool.install(|| rcsv::write_statements(&dir, &set))?;
     rcsv::write_summary(&dir.join("summary.csv"), &set)?;
     if !inputs.usage.files.is_empty() {
         crate::usage_accrue::write_attainment(&dir, &inputs, args.period)?;
@@ -498,10 +503,11 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     }
     let t_statements = bar.start.elapsed();
     write_manifest(&dir, &inputs, &streamed, &set, args.period, extra)?;
+    let t_manifest = bar.start.elapsed();
     staging.commit()?;
     if std::env::var_os("PORLEDGER_TIMINGS").is_some() {
         eprintln!(
-            "timings: stream {t_stream:?}, statements {t_statements:?}, total {:?}",
+            "timings: stream {t_stream:?}, statements {t_statements:?}, manifest {t_manifest:?}, total {:?}",
             bar.start.elapsed()
         );
     }

@@ -6,8 +6,6 @@
 //! (partner, customer, program, association, subscription, rate, share, currency)
 //! groups, never with the number of rows.
 
-use std::collections::HashMap as StdHashMap;
-
 use hashbrown::{Equivalent, HashMap};
 use rust_decimal::Decimal;
 
@@ -15,23 +13,101 @@ use crate::accrue::{Accrual, Reason};
 use crate::money::Currency;
 use crate::rules::Association;
 
-/// The finest grouping of accruals that statements show.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// The finest grouping of accruals that statements show: (partner, customer,
+/// program, currency, association, subscription, rate, share).
+///
+/// The three IDs live in one allocation, and the key carries its hash, so a
+/// chunk's fold merges into the run's without hashing strings again.
+#[derive(Clone, Debug)]
 pub struct DetailKey {
-    pub partner_id: Box<str>,
-    pub customer_id: Box<str>,
+    hash: u64,
+    /// partner ID, customer ID and subscription ID, concatenated.
+    text: Box<str>,
+    partner_len: u32,
+    customer_len: u32,
     pub program: u16,
     pub currency: Currency,
     pub association: Association,
-    pub subscription_id: Box<str>,
     pub rate: Decimal,
     pub share: Decimal,
 }
 
-/// A borrowed [`DetailKey`] for allocation-free lookups. Field order and types
-/// hash exactly like `DetailKey` (a `Box<str>` hashes as its `str`).
-#[derive(Hash)]
+impl DetailKey {
+    pub fn partner_id(&self) -> &str {
+        &self.text[..self.partner_len as usize]
+    }
+
+    pub fn customer_id(&self) -> &str {
+        let p = self.partner_len as usize;
+        &self.text[p..p + self.customer_len as usize]
+    }
+
+    pub fn subscription_id(&self) -> &str {
+        &self.text[(self.partner_len + self.customer_len) as usize..]
+    }
+
+    fn sort_key(
+        &self,
+    ) -> (
+        &str,
+        &str,
+        u16,
+        Currency,
+        Association,
+        &str,
+        Decimal,
+        Decimal,
+    ) {
+        (
+            self.partner_id(),
+            self.customer_id(),
+            self.program,
+            self.currency,
+            self.association,
+            self.subscription_id(),
+            self.rate,
+            self.share,
+        )
+    }
+}
+
+impl PartialEq for DetailKey {
+    fn eq(&self, o: &DetailKey) -> bool {
+        self.hash == o.hash
+            && self.partner_len == o.partner_len
+            && self.customer_len == o.customer_len
+            && self.program == o.program
+            && self.currency == o.currency
+            && self.association == o.association
+            && self.rate == o.rate
+            && self.share == o.share
+            && self.text == o.text
+    }
+}
+
+impl Eq for DetailKey {}
+
+impl std::hash::Hash for DetailKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl PartialOrd for DetailKey {
+    fn partial_cmp(&self, o: &DetailKey) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+impl Ord for DetailKey {
+    fn cmp(&self, o: &DetailKey) -> std::cmp::Ordering {
+        self.sort_key().cmp(&o.sort_key())
+    }
+}
+
+/// A borrowed [`DetailKey`] for allocation-free look-ups.
 struct DetailRef<'a> {
+    hash: u64,
     partner_id: &'a str,
     customer_id: &'a str,
     program: u16,
@@ -42,18 +118,101 @@ struct DetailRef<'a> {
     share: Decimal,
 }
 
-impl Equivalent<DetailKey> for DetailRef<'_> {
-    fn equivalent(&self, k: &DetailKey) -> bool {
-        self.program == k.program
-            && self.association == k.association
-            && self.currency == k.currency
-            && *self.partner_id == *k.partner_id
-            && *self.customer_id == *k.customer_id
-            && *self.subscription_id == *k.subscription_id
-            && self.rate == k.rate
-            && self.share == k.share
+impl<'a> DetailRef<'a> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        partner_id: &'a str,
+        customer_id: &'a str,
+        program: u16,
+        currency: Currency,
+        association: Association,
+        subscription_id: &'a str,
+        rate: Decimal,
+        share: Decimal,
+    ) -> DetailRef<'a> {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let mut h = foldhash::fast::FixedState::with_seed(0x5eed_0f_90_1d).build_hasher();
+        partner_id.hash(&mut h);
+        customer_id.hash(&mut h);
+        subscription_id.hash(&mut h);
+        (program, currency, association).hash(&mut h);
+        rate.hash(&mut h);
+        share.hash(&mut h);
+        DetailRef {
+            hash: h.finish(),
+            partner_id,
+            customer_id,
+            program,
+            currency,
+            association,
+            subscription_id,
+            rate,
+            share,
+        }
+    }
+
+    fn to_key(&self) -> DetailKey {
+        let mut text = String::with_capacity(
+            self.partner_id.len() + self.customer_id.len() + self.subscription_id.len(),
+        );
+        text.push_str(self.partner_id);
+        text.push_str(self.customer_id);
+        text.push_str(self.subscription_id);
+        DetailKey {
+            hash: self.hash,
+            text: text.into_boxed_str(),
+            partner_len: self.partner_id.len() as u32,
+            customer_len: self.customer_id.len() as u32,
+            program: self.program,
+            currency: self.currency,
+            association: self.association,
+            rate: self.rate,
+            share: self.share,
+        }
     }
 }
+
+impl std::hash::Hash for DetailRef<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl Equivalent<DetailKey> for DetailRef<'_> {
+    fn equivalent(&self, k: &DetailKey) -> bool {
+        self.hash == k.hash
+            && self.program == k.program
+            && self.association == k.association
+            && self.currency == k.currency
+            && self.rate == k.rate
+            && self.share == k.share
+            && self.partner_id == k.partner_id()
+            && self.customer_id == k.customer_id()
+            && self.subscription_id == k.subscription_id()
+    }
+}
+
+/// A hasher for keys that carry their own hash.
+#[derive(Default, Clone, Copy)]
+pub struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used by the keys; fold anything else in safely.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(5) ^ b as u64;
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// The fold's map type.
+pub type DetailMap = HashMap<DetailKey, Sums, std::hash::BuildHasherDefault<KeyHasher>>;
 
 /// Sums for one group.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -113,9 +272,9 @@ impl FileCounts {
 /// The mergeable result of folding any number of lines.
 #[derive(Debug, Default)]
 pub struct Fold {
-    pub details: HashMap<DetailKey, Sums>,
+    pub details: DetailMap,
     /// Customer ID (lower case) -> name, first seen in input order.
-    pub customer_names: StdHashMap<String, String>,
+    pub customer_names: HashMap<String, String>,
     /// Indexed by input file.
     pub files: Vec<FileCounts>,
 }
@@ -136,16 +295,16 @@ impl Fold {
         subscription_key: &str,
         currency: Currency,
     ) {
-        let r = DetailRef {
-            partner_id: a.partner_id,
-            customer_id: customer_key,
-            program: a.program as u16,
+        let r = DetailRef::new(
+            a.partner_id,
+            customer_key,
+            a.program as u16,
             currency,
-            association: a.association,
-            subscription_id: subscription_key,
-            rate: a.rate,
-            share: a.share,
-        };
+            a.association,
+            subscription_key,
+            a.rate,
+            a.share,
+        );
         let s = Sums {
             lines: 1,
             basis: a.basis,
@@ -154,19 +313,7 @@ impl Fold {
         match self.details.get_mut(&r) {
             Some(v) => v.add(&s),
             None => {
-                self.details.insert(
-                    DetailKey {
-                        partner_id: a.partner_id.into(),
-                        customer_id: customer_key.into(),
-                        program: a.program as u16,
-                        currency,
-                        association: a.association,
-                        subscription_id: subscription_key.into(),
-                        rate: a.rate,
-                        share: a.share,
-                    },
-                    s,
-                );
+                self.details.insert(r.to_key(), s);
             }
         }
     }

@@ -211,9 +211,9 @@ pub fn build(
     let mut partners: Vec<PartnerStatement> = Vec::new();
     let mut i = 0;
     while i < details.len() {
-        let pid = &details[i].0.partner_id;
+        let pid = details[i].0.partner_id();
         let mut j = i;
-        while j < details.len() && details[j].0.partner_id == *pid {
+        while j < details.len() && details[j].0.partner_id() == pid {
             j += 1;
         }
         partners.push(partner_statement(
@@ -264,13 +264,13 @@ fn partner_statement(
     names: &BTreeMap<String, String>,
     customer_name: &dyn Fn(&str) -> String,
 ) -> PartnerStatement {
-    let partner_id = details[0].0.partner_id.to_string();
+    let partner_id = details[0].0.partner_id().to_string();
     // Group details by (customer, program, currency) -> one statement line.
     type LineKey<'a> = (&'a str, u16, Currency);
     let mut grouped: BTreeMap<LineKey, Vec<(&DetailKey, &Sums)>> = BTreeMap::new();
     for &(k, s) in details {
         grouped
-            .entry((&k.customer_id, k.program, k.currency))
+            .entry((k.customer_id(), k.program, k.currency))
             .or_default()
             .push((k, s));
     }
@@ -325,7 +325,7 @@ fn partner_statement(
                 program_id: program.id.clone(),
                 program_name: program.name.clone(),
                 association: k.association,
-                subscription_id: k.subscription_id.to_string(),
+                subscription_id: k.subscription_id().to_string(),
                 currency,
                 rate: k.rate,
                 share: k.share,

