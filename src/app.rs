@@ -10,7 +10,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::accrue::Reason;
-use crate::cli::{InputArgs, RunArgs, ValidateArgs};
+use crate::cli::{InputArgs, PdfArgs, RenderArgs, RunArgs, ValidateArgs};
 use crate::dates::Period;
 use crate::error::Fatal;
 use crate::fold::FileCounts;
@@ -18,6 +18,7 @@ use crate::ingest::designations::Reject;
 use crate::pipeline::{self, ChunkOutput, Inputs, Progress, Sink, StreamSettings, Streamed};
 use crate::quality;
 use crate::render::csv::{self as rcsv, row, writer};
+use crate::render::pdf::{self, PdfManifest, PdfOptions, Renderer};
 use crate::render::publish::{self, FileEntry, Staging};
 use crate::statements::{self, StatementSet, SummaryRow};
 
@@ -288,6 +289,8 @@ struct Manifest {
     inputs: Vec<FileEntry>,
     outputs: Vec<FileEntry>,
     counts: Counts,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pdf: Option<PdfManifest>,
 }
 
 fn print_rejects(samples: &[Reject], total: u64) {
@@ -341,8 +344,22 @@ fn print_accounting(acc: &RowAccounting) {
     );
 }
 
+/// Loads the PDF template before any work, so a broken template fails fast.
+fn renderer(a: &PdfArgs) -> Result<(Renderer, PdfOptions), Fatal> {
+    let r = Renderer::load(a.template.as_deref(), &a.locale)?;
+    let o = PdfOptions {
+        transparency_by_customer: a.transparency_by_customer,
+    };
+    Ok((r, o))
+}
+
 /// `porledger run`.
 pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
+    let renderer = if args.no_pdf {
+        None
+    } else {
+        Some(renderer(&args.pdf)?)
+    };
     let inputs = pipeline::load_inputs(
         &args.inputs.billing,
         &args.inputs.designations,
@@ -396,6 +413,11 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     let dir = staging.dir.clone();
     pool.install(|| rcsv::write_statements(&dir, &set))?;
     rcsv::write_summary(&dir.join("summary.csv"), &set)?;
+    publish::write_json(&dir.join("statements.json"), &set)?;
+    let pdf_manifest = match &renderer {
+        Some((r, o)) => Some(pool.install(|| pdf::render_run(&dir, &set, r, *o))?),
+        None => None,
+    };
     publish::write_json(
         &dir.join("summary.json"),
         &SummaryJson {
@@ -407,7 +429,7 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
             rows: accounting(&inputs, &streamed),
         },
     )?;
-    write_manifest(&dir, &inputs, &streamed, &set, args.period)?;
+    write_manifest(&dir, &inputs, &streamed, &set, args.period, pdf_manifest)?;
     staging.commit()?;
     let rejected = prior + streamed.rejects;
     if !args.quiet {
@@ -449,6 +471,7 @@ fn write_manifest(
     streamed: &Streamed,
     set: &StatementSet,
     period: Period,
+    pdf: Option<PdfManifest>,
 ) -> Result<(), Fatal> {
     let mut ins = Vec::new();
     for ((f, d), o) in inputs
@@ -496,8 +519,37 @@ fn write_manifest(
             partners: set.partners.len(),
             customer_statements: set.partners.iter().map(|p| p.customers.len()).sum(),
         },
+        pdf,
     };
     publish::write_json(&dir.join("manifest.json"), &manifest)
+}
+
+/// `porledger render`: re-renders the PDFs of a finished run.
+pub fn render(args: &RenderArgs) -> Result<Finish, Fatal> {
+    let (r, o) = renderer(&args.pdf)?;
+    let n = args
+        .threads
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+        .max(1);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build()
+        .map_err(|e| Fatal::Input(format!("cannot start {n} threads: {e}")))?;
+    let m = pdf::rerender(&args.out, &r, o, &pool)?;
+    if !args.quiet {
+        eprintln!(
+            "rendered {} PDF statements ({}, template {}) to {}",
+            m.documents,
+            m.template.locale,
+            m.template.name,
+            args.out.display()
+        );
+    }
+    Ok(Finish::Clean)
 }
 
 /// `porledger validate`: prints a data-quality report to stdout.

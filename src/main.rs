@@ -22,6 +22,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Run(a) => app::run(a),
         Command::Validate(a) => app::validate(a),
+        Command::Render(a) => app::render(a),
         Command::Sample(a) => porledger::sample::command(a).map(|_| Finish::Clean),
     };
     match result {
