@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::bounded;
 
 use crate::accrue::{accrue_line, Accrual, Outcome, Scratch};
 use crate::attribute::DesignationIndex;
@@ -328,7 +328,7 @@ pub fn stream(
 ) -> Result<Streamed, Fatal> {
     let threads = settings.threads.max(1);
     let in_flight = 2 * threads + 2;
-    let (chunk_tx, chunk_rx): (Sender<(u64, Chunk)>, Receiver<(u64, Chunk)>) = bounded(in_flight);
+    let (chunk_tx, chunk_rx) = bounded::<(u64, Chunk)>(in_flight);
     let (res_tx, res_rx) = bounded::<ChunkOutput>(in_flight);
     let (permit_tx, permit_rx) = bounded::<()>(in_flight);
     for _ in 0..in_flight {

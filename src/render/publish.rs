@@ -108,11 +108,11 @@ pub struct FileEntry {
 /// Every file below `dir` except the manifest itself, sorted by relative path
 /// (`/`-separated), with its SHA-256.
 pub fn hash_outputs(dir: &Path) -> Result<Vec<FileEntry>, Fatal> {
-    fn walk(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Fatal> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Fatal> {
         for e in std::fs::read_dir(dir).map_err(|e| Fatal::io(dir, e))? {
             let p = e.map_err(|e| Fatal::io(dir, e))?.path();
             if p.is_dir() {
-                walk(base, &p, out)?;
+                walk(&p, out)?;
             } else {
                 out.push(p);
             }
@@ -120,7 +120,7 @@ pub fn hash_outputs(dir: &Path) -> Result<Vec<FileEntry>, Fatal> {
         Ok(())
     }
     let mut files = Vec::new();
-    walk(dir, dir, &mut files)?;
+    walk(dir, &mut files)?;
     let mut entries: Vec<FileEntry> = files
         .iter()
         .filter_map(|p| {
