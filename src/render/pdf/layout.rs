@@ -471,8 +471,19 @@ impl<'a> Canvas<'a> {
                     let base = self.y + (rh - st.size) / 2.0 + st.size * 0.2;
                     let face = self.face(bold);
                     let mut x = self.g.left;
-                    for (c, s) in cols.iter().zip(&cells) {
-                        let s = face.shorten(s, st.size, c.width - 4.0);
+                    for (i, (c, s)) in cols.iter().zip(&cells).enumerate() {
+                        // A left-aligned label may run into the empty cells
+                        // after it (subtotal labels), never into text.
+                        let mut w = c.width;
+                        if c.align == Align::Left {
+                            for (c2, s2) in cols.iter().zip(&cells).skip(i + 1) {
+                                if !s2.is_empty() {
+                                    break;
+                                }
+                                w += c2.width;
+                            }
+                        }
+                        let s = face.shorten(s, st.size, w - 4.0);
                         match c.align {
                             Align::Left => self.text_at(x + 2.0, base, &s, bold, st.size, BLACK),
                             Align::Right => {
