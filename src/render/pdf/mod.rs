@@ -180,6 +180,7 @@ impl Renderer {
     /// The title block shared by both documents: logo, title.
     fn title(&self, cv: &mut Canvas<'_>, title: &str) {
         let st = &self.t.spec.style;
+        let title_w = self.bold.width(title, st.title_size);
         if let Some(logo) = &self.t.spec.logo {
             let y = cv.y - logo.size;
             let w = self.bold.width(&logo.text, logo.size);
@@ -189,7 +190,8 @@ impl Renderer {
                 LogoPosition::TopRight => cv.g.width - cv.g.right - w,
             };
             cv.text_at(x, y, &logo.text, true, logo.size, self.accent);
-            if logo.position != LogoPosition::TopRight || w > cv.text_width() / 3.0 {
+            // A logo beside the title only where they cannot overlap.
+            if logo.position != LogoPosition::TopRight || title_w + w + 12.0 > cv.text_width() {
                 cv.space(cv.lh(logo.size));
             }
         }
