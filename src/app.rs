@@ -10,7 +10,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::accrue::Reason;
-use crate::cli::{InputArgs, RunArgs, ValidateArgs};
+use crate::cli::{InputArgs, PdfArgs, RenderArgs, RunArgs, ValidateArgs};
 use crate::dates::Period;
 use crate::error::Fatal;
 use crate::fold::FileCounts;
@@ -18,6 +18,7 @@ use crate::ingest::designations::Reject;
 use crate::pipeline::{self, ChunkOutput, Inputs, Progress, Sink, StreamSettings, Streamed};
 use crate::quality;
 use crate::render::csv::{self as rcsv, row, writer};
+use crate::render::pdf::{self, PdfManifest, PdfOptions, Renderer};
 use crate::render::publish::{self, FileEntry, Staging};
 use crate::statements::{self, StatementSet, SummaryRow};
 
@@ -162,7 +163,7 @@ pub fn group(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -291,6 +292,8 @@ struct Manifest {
     inputs: Vec<FileEntry>,
     outputs: Vec<FileEntry>,
     counts: Counts,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pdf: Option<PdfManifest>,
 }
 
 fn print_rejects(samples: &[Reject], total: u64) {
@@ -368,8 +371,22 @@ fn load_fx(args: &RunArgs, inputs: &Inputs) -> Result<Option<Fx>, Fatal> {
     Ok(Some((table, currency, rejects, rows)))
 }
 
+/// Loads the PDF template before any work, so a broken template fails fast.
+fn renderer(a: &PdfArgs) -> Result<(Renderer, PdfOptions), Fatal> {
+    let r = Renderer::load(a.template.as_deref(), &a.locale)?;
+    let o = PdfOptions {
+        transparency_by_customer: a.transparency_by_customer,
+    };
+    Ok((r, o))
+}
+
 /// `porledger run`.
 pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
+    let renderer = if args.no_pdf {
+        None
+    } else {
+        Some(renderer(&args.pdf)?)
+    };
     let mut inputs = pipeline::load_inputs(
         &args.inputs.billing,
         &args.inputs.designations,
@@ -381,7 +398,7 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
         args.inputs.usage_tenant_map.as_deref(),
     )?;
     let n_threads = threads(&args.inputs);
-    let _pool = rayon::ThreadPoolBuilder::new()
+    let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(n_threads)
         .build()
         .map_err(|e| Fatal::Input(format!("cannot start {n_threads} threads: {e}")))?;
@@ -476,6 +493,11 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
         crate::usage_accrue::write_attainment(&dir, &inputs, args.period)?;
         crate::usage_accrue::write_partner_attainment(&dir, &inputs, &partner_usage, args.period)?;
     }
+    publish::write_json(&dir.join("statements.json"), &set)?;
+    let pdf_manifest = match &renderer {
+        Some((r, o)) => Some(pool.install(|| pdf::render_run(&dir, &set, r, *o))?),
+        None => None,
+    };
     publish::write_json(
         &dir.join("summary.json"),
         &SummaryJson {
@@ -502,7 +524,15 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
         });
     }
     let t_statements = bar.start.elapsed();
-    write_manifest(&dir, &inputs, &streamed, &set, args.period, extra)?;
+    write_manifest(
+        &dir,
+        &inputs,
+        &streamed,
+        &set,
+        args.period,
+        extra,
+        pdf_manifest,
+    )?;
     let t_manifest = bar.start.elapsed();
     staging.commit()?;
     if std::env::var_os("PORLEDGER_TIMINGS").is_some() {
@@ -556,6 +586,7 @@ fn write_manifest(
     set: &StatementSet,
     period: Period,
     extra_inputs: Vec<FileEntry>,
+    pdf: Option<PdfManifest>,
 ) -> Result<(), Fatal> {
     let mut ins = Vec::new();
     for ((f, d), o) in inputs
@@ -613,8 +644,37 @@ fn write_manifest(
             partners: set.partners.len(),
             customer_statements: set.partners.iter().map(|p| p.customers.len()).sum(),
         },
+        pdf,
     };
     publish::write_json(&dir.join("manifest.json"), &manifest)
+}
+
+/// `porledger render`: re-renders the PDFs of a finished run.
+pub fn render(args: &RenderArgs) -> Result<Finish, Fatal> {
+    let (r, o) = renderer(&args.pdf)?;
+    let n = args
+        .threads
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+        .max(1);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build()
+        .map_err(|e| Fatal::Input(format!("cannot start {n} threads: {e}")))?;
+    let m = pdf::rerender(&args.out, &r, o, &pool)?;
+    if !args.quiet {
+        eprintln!(
+            "rendered {} PDF statements ({}, template {}) to {}",
+            m.documents,
+            m.template.locale,
+            m.template.name,
+            args.out.display()
+        );
+    }
+    Ok(Finish::Clean)
 }
 
 /// `porledger validate`: prints a data-quality report to stdout.

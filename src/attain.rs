@@ -31,7 +31,7 @@ use crate::rules::{Association, Program, Rules};
 use crate::usage_rules::{product_for, workload_key, Month};
 
 /// Where a row's paid available units come from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum PauSource {
     /// `PaidAvailableUnits` of the CPOR usage report.
     Report,
@@ -49,7 +49,7 @@ impl PauSource {
 }
 
 /// One tenant, workload and month.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Attainment {
     pub customer_id: String,
     pub workload: String,
@@ -84,7 +84,7 @@ pub fn ratio(mau: Decimal, pau: Decimal) -> Option<Decimal> {
 }
 
 /// How a tiered revenue rate was chosen (printed on statements).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TierNote {
     pub customer_id: String,
     pub program_id: String,
@@ -415,7 +415,7 @@ pub fn holds(d: &Designation, workload: &str, month: Month) -> bool {
 }
 
 /// An attainment row as shown to one partner.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AttainmentLine {
     pub customer_id: String,
     pub customer_name: String,

@@ -53,6 +53,12 @@ pub enum Command {
     /// rate, share and proration days, then the sums and the rounding step that
     /// give each statement line, so one statement line can be checked by hand.
     Explain(ExplainArgs),
+    /// Re-render the PDF statements of a finished run from its statements.json.
+    ///
+    /// Nothing is recomputed: the amounts are those of the run. Use it to
+    /// change the locale or template. The output directory is updated
+    /// atomically and its manifest.json lists the new PDFs.
+    Render(RenderArgs),
     /// Write a realistic, deterministic input set (billing, designations, rules).
     ///
     /// Same --rows and --seed give the same bytes. Billing files use the real
@@ -119,6 +125,43 @@ pub struct RunArgs {
     /// Reporting currency for --fx [default: the rules' reporting_currency].
     #[arg(long, value_name = "CUR", requires = "fx")]
     pub reporting_currency: Option<String>,
+    /// Do not render PDF statements (CSV and statements.json only).
+    #[arg(long)]
+    pub no_pdf: bool,
+    #[command(flatten)]
+    pub pdf: PdfArgs,
+}
+
+/// How PDF statements are rendered (shared by `run` and `render`).
+#[derive(Args, Debug, Clone)]
+pub struct PdfArgs {
+    /// Language and formats of the PDF statements: a file locales/<LOCALE>.toml
+    /// of the template (built in: de, en).
+    #[arg(long, value_name = "LOCALE", default_value = "en")]
+    pub locale: String,
+    /// Template directory (template.toml, locales/, fonts/) [default: the
+    /// built-in template, a copy of the repository's templates/].
+    #[arg(long, value_name = "DIR")]
+    pub template: Option<PathBuf>,
+    /// Also write customers/<customer_id>.pdf: one transparency statement per
+    /// customer listing every partner that earned on it.
+    #[arg(long)]
+    pub transparency_by_customer: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RenderArgs {
+    /// Output directory of a finished `porledger run` (with statements.json).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub pdf: PdfArgs,
+    /// Worker threads [default: number of CPUs]. Output is identical for any value.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// No summary on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Args, Debug)]

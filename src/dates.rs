@@ -124,7 +124,9 @@ pub fn add_months(d: NaiveDate, months: u32) -> NaiveDate {
 }
 
 /// A reporting period: one calendar month or an inclusive range of months.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Serialised as its label (`2026-10`, `2025-11..2026-10`), which parses back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct Period {
     /// First day of the first month.
     pub start: NaiveDate,
@@ -152,6 +154,19 @@ impl Period {
 
     pub fn contains(&self, d: NaiveDate) -> bool {
         self.start <= d && d < self.end
+    }
+}
+
+impl From<Period> for String {
+    fn from(p: Period) -> String {
+        p.label()
+    }
+}
+
+impl TryFrom<String> for Period {
+    type Error = String;
+    fn try_from(s: String) -> Result<Period, String> {
+        s.parse()
     }
 }
 

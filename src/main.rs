@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Command::Run(a) => app::run(a),
         Command::Validate(a) => app::validate(a),
         Command::Explain(a) => app::explain(a),
+        Command::Render(a) => app::render(a),
         Command::Sample(a) => porledger::sample::command(a).map(|_| Finish::Clean),
     };
     match result {

@@ -11,9 +11,16 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
 /// An ISO 4217 currency code, stored as three upper-case ASCII letters.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(into = "String")]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct Currency([u8; 3]);
+
+impl TryFrom<String> for Currency {
+    type Error = String;
+    fn try_from(s: String) -> Result<Currency, String> {
+        Currency::parse(&s).ok_or_else(|| format!("'{s}' is not a three-letter currency code"))
+    }
+}
 
 impl Currency {
     /// Parses a three-letter code, case-insensitively. Returns `None` for anything else.

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::bounded;
 
 use crate::accrue::{Accrual, Outcome, Scratch};
 use crate::attribute::DesignationIndex;
@@ -335,7 +335,7 @@ pub fn stream(
 ) -> Result<Streamed, Fatal> {
     let threads = settings.threads.max(1);
     let in_flight = 2 * threads + 2;
-    let (chunk_tx, chunk_rx): (Sender<Job>, Receiver<Job>) = bounded(in_flight);
+    let (chunk_tx, chunk_rx) = bounded::<Job>(in_flight);
     let (res_tx, res_rx) = bounded::<ChunkOutput>(in_flight);
     let (permit_tx, permit_rx) = bounded::<()>(in_flight);
     // Recycled buffers: chunk data (workers -> reader) and outputs (collector -> workers).

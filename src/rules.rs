@@ -13,7 +13,11 @@ use crate::dates::parse_date;
 use crate::money::{parse_rate, RoundingMode};
 
 /// Who a program pays: the kinds of credit relationship.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Serialised as its code (`DPOR`, `TIER1`), as in the CSV outputs.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, Deserialize,
+)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum Association {
     /// Partner of Record (designations file).
     Por,

@@ -19,8 +19,10 @@ use crate::ingest::fx::FxTable;
 use crate::money::{round_money, Currency, RoundingMode};
 use crate::rules::{Association, Rules};
 
+use serde::{Deserialize, Serialize};
+
 /// One (customer, program, currency) line of a partner statement.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StatementLine {
     pub customer_id: String,
     pub customer_name: String,
@@ -37,7 +39,7 @@ pub struct StatementLine {
 }
 
 /// The detail behind statement lines, for transparency statements.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DetailLine {
     pub program_id: String,
     pub program_name: String,
@@ -52,7 +54,7 @@ pub struct DetailLine {
 }
 
 /// A designation as printed to the customer: who, how, since when.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DesignationInfo {
     pub association: Association,
     pub subscription_id: Option<String>,
@@ -64,7 +66,7 @@ pub struct DesignationInfo {
 }
 
 /// A total converted into the reporting currency.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Conversion {
     pub currency: Currency,
     pub rate: Decimal,
@@ -75,7 +77,7 @@ pub struct Conversion {
 }
 
 /// Total of one currency.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CurrencyTotal {
     pub currency: Currency,
     pub basis: Decimal,
@@ -99,7 +101,7 @@ pub struct MissingRate {
 }
 
 /// What one partner earned from one customer, and how.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CustomerStatement {
     pub customer_id: String,
     pub customer_name: String,
@@ -111,7 +113,7 @@ pub struct CustomerStatement {
 }
 
 /// One partner's statement.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PartnerStatement {
     pub partner_id: String,
     pub partner_name: String,
@@ -128,7 +130,7 @@ pub struct PartnerStatement {
 }
 
 /// One row of `summary.csv`.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SummaryRow {
     pub partner_id: String,
     pub partner_name: String,
@@ -141,13 +143,29 @@ pub struct SummaryRow {
     pub accrual_amount: Decimal,
 }
 
-/// Everything a run publishes about money.
-#[derive(Clone, Debug, PartialEq)]
+/// A program as explained to readers of a statement (the transparency statement
+/// describes every program a partner earned from). Carried in the model so that
+/// `porledger render` can re-render without the rules file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProgramInfo {
+    pub id: String,
+    pub name: String,
+    /// Free text from the rules file (`description`); may be empty.
+    pub description: String,
+    /// What the rate applies to (`billed-revenue`).
+    pub basis: String,
+}
+
+/// Everything a run publishes about money. Serialised as `statements.json`, the
+/// input of `porledger render`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StatementSet {
     pub period: Period,
     pub rounding: RoundingMode,
     pub partners: Vec<PartnerStatement>,
     pub summary: Vec<SummaryRow>,
+    #[serde(default)]
+    pub programs: Vec<ProgramInfo>,
 }
 
 fn totals(lines: &[StatementLine]) -> Vec<CurrencyTotal> {
@@ -254,6 +272,16 @@ pub fn build(
         rounding: rules.rounding,
         partners,
         summary: summary.into_values().collect(),
+        programs: rules
+            .programs
+            .iter()
+            .map(|p| ProgramInfo {
+                id: p.id.clone(),
+                name: p.name.clone(),
+                description: p.description.clone(),
+                basis: p.basis.as_str().to_string(),
+            })
+            .collect(),
     })
 }
 

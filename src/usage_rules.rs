@@ -18,7 +18,9 @@ use crate::rules::{Association, Basis, RulesError};
 
 /// A calendar month as a single number (`year * 12 + month - 1`): hashable,
 /// ordered, and `m - 12` is the same month a year earlier.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Month(pub i32);
 
 impl Month {

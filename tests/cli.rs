@@ -339,7 +339,11 @@ fn hand_computed_fixture() {
         "another partner's data leaked:\n{cs}"
     );
     // Isolation: partner 100001's statements never mention other partners' customers.
+    // (The PDFs are checked through pdftotext in tests/pdf.rs.)
     for (path, bytes) in tree(&f.p("out/partners/100001")) {
+        if path.ends_with(".pdf") {
+            continue;
+        }
         let text = String::from_utf8(bytes).unwrap();
         assert!(
             !text.contains("c-gamma") && !text.contains("c-none"),

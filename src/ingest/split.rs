@@ -25,7 +25,7 @@ pub fn last_record_end(buf: &[u8], quote: u8) -> Option<usize> {
     let mut nl = memchr::memrchr(b'\n', &buf[..end])?;
     let mut quotes = count_byte(&buf[..nl], quote);
     loop {
-        if quotes % 2 == 0 {
+        if quotes.is_multiple_of(2) {
             return Some(nl + 1);
         }
         end = nl;
@@ -82,7 +82,7 @@ pub fn first_record_end_after(buf: &[u8], from: usize, quote: u8) -> Option<usiz
     while let Some(i) = memchr::memchr(b'\n', &buf[pos..]) {
         let nl = pos + i;
         quotes += count_byte(&buf[pos..nl], quote);
-        if quotes % 2 == 0 {
+        if quotes.is_multiple_of(2) {
             return Some(nl + 1);
         }
         pos = nl + 1;

@@ -1,10 +1,13 @@
 //! Render: the only stage (with ingest) that writes files.
 //!
 //! - [`csv`] formats ledger, not-eligible and reject rows and writes statements;
+//! - [`pdf`] lays out partner and customer transparency statements as PDF
+//!   from a template;
 //! - [`publish`] stages a run's outputs in a temporary directory beside `--out`,
 //!   writes the manifest and moves the whole set into place at once.
 
 pub mod csv;
+pub mod pdf;
 pub mod publish;
 
 use std::borrow::Cow;

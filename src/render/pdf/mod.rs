@@ -1,0 +1,1031 @@
+//! PDF statements (printpdf): the partner statement and the customer
+//! transparency statement, laid out from a template.
+//!
+//! - [`template`] loads `templates/` (embedded) or `--template DIR`;
+//! - [`format`] formats numbers, amounts and dates per locale;
+//! - [`layout`] measures text and flows blocks and tables over pages;
+//! - this module builds the two documents from the statement model and writes
+//!   them.
+//!
+//! A [`Renderer`] parses the fonts and the template once per run and is shared
+//! by reference across rayon threads. Output is deterministic: fixed font
+//! resource ids, dates from the period, and a document ID derived from the
+//! hash of the drawn content, so two runs give byte-identical files.
+
+pub mod format;
+pub mod layout;
+pub mod template;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use printpdf::{Mm, OffsetDateTime, Op, ParsedFont, PdfDocument, PdfFont, PdfPage, PdfSaveOptions};
+use rayon::prelude::*;
+use sha2::Digest;
+
+use self::format::{fill, Formatter};
+use self::layout::{Canvas, Col, Face, Geometry, Row, RowKind, TableStyle, PT_PER_MM};
+use self::template::{
+    parse_color, Align, Column, DesignationField, LineField, Loaded, LogoPosition, PartnerSection,
+    SummaryField, TemplateInfo, TransparencySection,
+};
+use super::sanitize_file_name;
+use crate::error::Fatal;
+use crate::rules::Association;
+use crate::statements::{CustomerStatement, DetailLine, PartnerStatement, StatementSet};
+
+/// Everything needed to render documents, loaded once per run.
+pub struct Renderer {
+    t: Loaded,
+    fmt: Formatter,
+    regular: Face,
+    bold: Face,
+    accent: [f32; 3],
+    rule: [f32; 3],
+    header_fill: [f32; 3],
+    subtotal_fill: [f32; 3],
+}
+
+/// Which PDFs to write.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PdfOptions {
+    /// Also write one transparency statement per customer at the top level
+    /// (`customers/<id>.pdf`) listing every partner that earned on it.
+    pub transparency_by_customer: bool,
+}
+
+const GREY: [f32; 3] = [0.35, 0.38, 0.42];
+const BLACK: [f32; 3] = [0.0, 0.0, 0.0];
+
+impl Renderer {
+    /// Loads the template (`None`: the built-in one) for `locale` and parses
+    /// its fonts.
+    pub fn load(template_dir: Option<&Path>, locale: &str) -> Result<Renderer, Fatal> {
+        let t = template::load(template_dir, locale)?;
+        let parse = |bytes: &[u8], key: &str, path: &str| {
+            ParsedFont::from_bytes(bytes, 0, &mut Vec::new())
+                .ok_or_else(|| template::font_error(template_dir, key, path))
+        };
+        let regular = Face::new(
+            parse(&t.regular_font, "fonts.regular", &t.spec.fonts.regular)?,
+            "PLREGU",
+        );
+        let bold = Face::new(
+            parse(&t.bold_font, "fonts.bold", &t.spec.fonts.bold)?,
+            "PLBOLD",
+        );
+        // Colours were validated when the template was loaded.
+        let c = |s: &str| parse_color(s).unwrap_or(BLACK);
+        Ok(Renderer {
+            fmt: Formatter::new(t.locale.format.clone()),
+            accent: c(&t.spec.style.accent_color),
+            rule: c(&t.spec.style.rule_color),
+            header_fill: c(&t.spec.style.header_fill),
+            subtotal_fill: c(&t.spec.style.subtotal_fill),
+            regular,
+            bold,
+            t,
+        })
+    }
+
+    /// What the manifest records about the template.
+    pub fn info(&self) -> &TemplateInfo {
+        &self.t.info
+    }
+
+    fn canvas(&self) -> Canvas<'_> {
+        let p = &self.t.spec.page;
+        Canvas::new(Geometry {
+            regular: &self.regular,
+            bold: &self.bold,
+            width: p.width_mm * PT_PER_MM,
+            height: p.height_mm * PT_PER_MM,
+            left: p.margin_left_mm * PT_PER_MM,
+            right: p.margin_right_mm * PT_PER_MM,
+            top: p.margin_top_mm * PT_PER_MM,
+            bottom: p.margin_bottom_mm * PT_PER_MM,
+            line_height: self.t.spec.style.line_height,
+        })
+    }
+
+    fn table_style(&self) -> TableStyle {
+        TableStyle {
+            size: self.t.spec.style.table_size,
+            header_fill: self.header_fill,
+            subtotal_fill: self.subtotal_fill,
+            rule: self.rule,
+            caption_color: self.accent,
+        }
+    }
+
+    fn association(&self, a: Association) -> &str {
+        let l = &self.t.locale.associations;
+        match a {
+            Association::Por => &l.POR,
+            Association::Dpor => &l.DPOR,
+            Association::Cpor => &l.CPOR,
+            Association::Pal => &l.PAL,
+            Association::Reseller => &l.RESELLER,
+            Association::Tier1 => &l.TIER1,
+        }
+    }
+
+    fn period_text(&self, set: &StatementSet) -> String {
+        format!(
+            "{} – {}",
+            self.fmt.date(set.period.start),
+            self.fmt.date(set.period.last_day())
+        )
+    }
+
+    /// Columns scaled to the text width.
+    fn cols<F: Copy>(
+        &self,
+        c: &[Column<F>],
+        width: f32,
+        header: impl Fn(F) -> String,
+        numeric: impl Fn(F) -> bool,
+    ) -> Vec<Col> {
+        let total: f32 = c.iter().map(|c| c.width).sum();
+        c.iter()
+            .map(|col| Col {
+                width: col.width / total * width,
+                align: col.align.unwrap_or(if numeric(col.field) {
+                    Align::Right
+                } else {
+                    Align::Left
+                }),
+                header: header(col.field),
+            })
+            .collect()
+    }
+
+    fn line_header(&self, f: LineField) -> String {
+        let c = &self.t.locale.columns;
+        match f {
+            LineField::Subscription => &c.subscription,
+            LineField::Program => &c.program,
+            LineField::Association => &c.association,
+            LineField::Currency => &c.currency,
+            LineField::Lines => &c.lines,
+            LineField::Basis => &c.basis,
+            LineField::Rate => &c.rate,
+            LineField::Share => &c.share,
+            LineField::Amount => &c.amount,
+        }
+        .clone()
+    }
+
+    /// The title block shared by both documents: logo, title.
+    fn title(&self, cv: &mut Canvas<'_>, title: &str) {
+        let st = &self.t.spec.style;
+        let title_w = self.bold.width(title, st.title_size);
+        if let Some(logo) = &self.t.spec.logo {
+            let y = cv.y - logo.size;
+            let w = self.bold.width(&logo.text, logo.size);
+            let x = match logo.position {
+                LogoPosition::TopLeft => cv.g.left,
+                LogoPosition::TopCenter => (cv.g.width - w) / 2.0,
+                LogoPosition::TopRight => cv.g.width - cv.g.right - w,
+            };
+            cv.text_at(x, y, &logo.text, true, logo.size, self.accent);
+            // A logo beside the title only where they cannot overlap.
+            if logo.position != LogoPosition::TopRight || title_w + w + 12.0 > cv.text_width() {
+                cv.space(cv.lh(logo.size));
+            }
+        }
+        cv.paragraph(title, true, st.title_size, self.accent);
+        let x1 = cv.g.width - cv.g.right;
+        let (x0, y) = (cv.g.left, cv.y - 3.0);
+        cv.hline(x0, x1, y, 0.8, self.accent);
+        cv.space(8.0);
+    }
+
+    /// Renders one partner statement.
+    pub fn partner_statement(&self, set: &StatementSet, p: &PartnerStatement) -> Vec<u8> {
+        let l = &self.t.locale.labels;
+        let st = &self.t.spec.style;
+        let mut cv = self.canvas();
+        let width = cv.text_width();
+        let ts = self.table_style();
+        let program_names: BTreeMap<&str, &str> = p
+            .lines
+            .iter()
+            .map(|l| (l.program_id.as_str(), l.program_name.as_str()))
+            .collect();
+        let program_name = |id: &str| -> String {
+            match program_names.get(id) {
+                Some(n) if !n.is_empty() => n.to_string(),
+                _ => id.to_string(),
+            }
+        };
+        for section in &self.t.spec.partner_statement.sections {
+            match section {
+                PartnerSection::Header => {
+                    self.title(&mut cv, &l.partner_statement_title);
+                    let currencies: Vec<&str> =
+                        p.totals.iter().map(|t| t.currency.as_str()).collect();
+                    let pairs = vec![
+                        (l.partner.clone(), p.partner_name.clone()),
+                        (l.partner_id.clone(), p.partner_id.clone()),
+                        (l.period.clone(), self.period_text(set)),
+                        (
+                            l.statement_date.clone(),
+                            self.fmt.date(set.period.last_day()),
+                        ),
+                        (l.currencies.clone(), currencies.join(", ")),
+                    ];
+                    cv.key_values(&pairs, st.body_size, width * 0.25);
+                    cv.space(6.0);
+                    let v = self.vars(set, Some(p), None);
+                    let refs: Vec<(&str, &str)> = v.iter().map(|(k, s)| (*k, s.as_str())).collect();
+                    let intro = fill(&self.t.locale.paragraphs.partner_intro, &refs);
+                    cv.paragraph(&intro, false, st.body_size, GREY);
+                }
+                PartnerSection::Summary => {
+                    let rows: Vec<Row> = set
+                        .summary
+                        .iter()
+                        .filter(|s| s.partner_id == p.partner_id)
+                        .map(|s| {
+                            let cells = self
+                                .t
+                                .spec
+                                .partner_statement
+                                .summary_columns
+                                .iter()
+                                .map(|c| match c.field {
+                                    SummaryField::Program => program_name(&s.program_id),
+                                    SummaryField::Currency => s.currency.to_string(),
+                                    SummaryField::Lines => self.fmt.count(s.lines),
+                                    SummaryField::Basis => {
+                                        self.fmt.amount(s.basis_amount, s.currency)
+                                    }
+                                    SummaryField::Amount => {
+                                        self.fmt.amount(s.accrual_amount, s.currency)
+                                    }
+                                })
+                                .collect();
+                            Row::Cells(cells, RowKind::Normal)
+                        })
+                        .collect();
+                    if rows.is_empty() {
+                        continue;
+                    }
+                    cv.heading(&l.summary, st.heading_size, self.accent, 40.0);
+                    let c = &self.t.locale.columns;
+                    let cols = self.cols(
+                        &self.t.spec.partner_statement.summary_columns,
+                        width,
+                        |f| {
+                            match f {
+                                SummaryField::Program => &c.program,
+                                SummaryField::Currency => &c.currency,
+                                SummaryField::Lines => &c.lines,
+                                SummaryField::Basis => &c.basis,
+                                SummaryField::Amount => &c.amount,
+                            }
+                            .clone()
+                        },
+                        |f| {
+                            matches!(
+                                f,
+                                SummaryField::Lines | SummaryField::Basis | SummaryField::Amount
+                            )
+                        },
+                    );
+                    cv.table(&cols, rows, &ts, &l.continued);
+                    cv.space(6.0);
+                }
+                PartnerSection::Customers => {
+                    if p.customers.is_empty() {
+                        continue;
+                    }
+                    cv.heading(&l.customers, st.heading_size, self.accent, 60.0);
+                    let spec = &self.t.spec.partner_statement.customer_columns;
+                    let cols = self.cols(spec, width, |f| self.line_header(f), numeric_line);
+                    let rows = p.customers.iter().flat_map(|c| {
+                        std::iter::once(Row::Caption(format!(
+                            "{} · {}: {}",
+                            display_name(&c.customer_name, &c.customer_id),
+                            l.tenant_id,
+                            c.customer_id
+                        )))
+                        .chain(self.line_rows(c, spec))
+                    });
+                    cv.table(&cols, rows, &ts, &l.continued);
+                    cv.space(6.0);
+                }
+                PartnerSection::Attainment => {
+                    // Filled by a later version; a section without data is omitted.
+                }
+                PartnerSection::Totals => {
+                    self.totals(&mut cv, &p.totals, width);
+                }
+            }
+        }
+        let footer = format!("{} · {} {}", p.partner_name, l.partner_id, p.partner_id);
+        let title = format!(
+            "{} {} {}",
+            l.partner_statement_title,
+            p.partner_id,
+            set.period.label()
+        );
+        self.save(cv, &footer, &title, set.period.last_day())
+    }
+
+    fn totals(&self, cv: &mut Canvas<'_>, totals: &[crate::statements::CurrencyTotal], width: f32) {
+        if totals.is_empty() {
+            return;
+        }
+        let l = &self.t.locale.labels;
+        let c = &self.t.locale.columns;
+        let st = &self.t.spec.style;
+        cv.heading(&l.totals, st.heading_size, self.accent, 30.0);
+        let cols = vec![
+            Col {
+                width: width * 0.5,
+                align: Align::Left,
+                header: String::new(),
+            },
+            Col {
+                width: width * 0.25,
+                align: Align::Right,
+                header: c.basis.clone(),
+            },
+            Col {
+                width: width * 0.25,
+                align: Align::Right,
+                header: c.amount.clone(),
+            },
+        ];
+        let rows = totals.iter().map(|t| {
+            Row::Cells(
+                vec![
+                    fill(&l.total_in, &[("currency", t.currency.as_str())]),
+                    self.fmt.amount(t.basis, t.currency),
+                    self.fmt.amount(t.amount, t.currency),
+                ],
+                RowKind::Subtotal,
+            )
+        });
+        cv.table(&cols, rows, &self.table_style(), &l.continued);
+        cv.space(6.0);
+    }
+
+    /// Detail rows of one customer, each program line closed by a subtotal row
+    /// carrying the line's rounded amount (the only amounts printed: the model's).
+    fn line_rows<'s>(
+        &'s self,
+        c: &'s CustomerStatement,
+        spec: &'s [Column<LineField>],
+    ) -> impl Iterator<Item = Row> + 's {
+        let l = &self.t.locale.labels;
+        // Details are in the order of the lines (grouped by program and
+        // currency), so one forward pass pairs them: linear.
+        let mut di = 0;
+        c.lines.iter().flat_map(move |line| {
+            let start = di;
+            while di < c.details.len()
+                && c.details[di].program_id == line.program_id
+                && c.details[di].currency == line.currency
+            {
+                di += 1;
+            }
+            let details = &c.details[start..di];
+            let detail_rows = details.iter().map(move |d| {
+                Row::Cells(
+                    spec.iter()
+                        .map(|col| self.detail_cell(d, col.field))
+                        .collect(),
+                    RowKind::Normal,
+                )
+            });
+            let name = if line.program_name.is_empty() {
+                &line.program_id
+            } else {
+                &line.program_name
+            };
+            let subtotal: Vec<String> = spec
+                .iter()
+                .enumerate()
+                .map(|(i, col)| match col.field {
+                    LineField::Amount => self.fmt.amount(line.amount, line.currency),
+                    LineField::Basis => self.fmt.amount(line.basis, line.currency),
+                    LineField::Currency => line.currency.to_string(),
+                    LineField::Lines => self.fmt.count(line.lines),
+                    LineField::Rate => line
+                        .rate
+                        .map(|r| self.fmt.percent(r))
+                        .unwrap_or_else(|| l.various.clone()),
+                    _ if i == 0 => fill(&l.program_total, &[("program", name)]),
+                    _ => String::new(),
+                })
+                .collect();
+            detail_rows.chain(std::iter::once(Row::Cells(subtotal, RowKind::Subtotal)))
+        })
+    }
+
+    fn detail_cell(&self, d: &DetailLine, f: LineField) -> String {
+        match f {
+            LineField::Subscription => d.subscription_id.clone(),
+            LineField::Program => {
+                if d.program_name.is_empty() {
+                    d.program_id.clone()
+                } else {
+                    d.program_name.clone()
+                }
+            }
+            LineField::Association => d.association.as_str().to_string(),
+            LineField::Currency => d.currency.to_string(),
+            LineField::Lines => self.fmt.count(d.lines),
+            LineField::Basis => self.fmt.amount(d.basis, d.currency),
+            LineField::Rate => self.fmt.percent(d.rate),
+            LineField::Share => self.fmt.percent(d.share),
+            // Detail accruals are exact (unrounded); the rounded amount is on
+            // the program's subtotal row.
+            LineField::Amount => String::new(),
+        }
+    }
+
+    fn vars<'v>(
+        &self,
+        set: &StatementSet,
+        p: Option<&'v PartnerStatement>,
+        c: Option<&'v CustomerStatement>,
+    ) -> Vec<(&'static str, String)> {
+        let mut v = vec![
+            ("period", self.period_text(set)),
+            ("date", self.fmt.date(set.period.last_day())),
+        ];
+        if let Some(p) = p {
+            v.push(("partner_name", display_name(&p.partner_name, &p.partner_id)));
+            v.push(("partner_id", p.partner_id.clone()));
+        }
+        if let Some(c) = c {
+            v.push((
+                "customer_name",
+                display_name(&c.customer_name, &c.customer_id),
+            ));
+            v.push(("customer_id", c.customer_id.clone()));
+        }
+        v
+    }
+
+    /// Renders a transparency statement for one customer: `entries` are the
+    /// partners that earned on it (one for `partners/<id>/customers/<cid>.pdf`,
+    /// all of them for `customers/<cid>.pdf`).
+    pub fn transparency(
+        &self,
+        set: &StatementSet,
+        entries: &[(&PartnerStatement, &CustomerStatement)],
+    ) -> Vec<u8> {
+        let l = &self.t.locale.labels;
+        let para = &self.t.locale.paragraphs;
+        let st = &self.t.spec.style;
+        let mut cv = self.canvas();
+        let width = cv.text_width();
+        let ts = self.table_style();
+        let Some(&(_, first)) = entries.first() else {
+            return self.save(cv, "", "", set.period.last_day());
+        };
+        let fillv = |t: &str, p: Option<&PartnerStatement>| {
+            let v = self.vars(set, p, Some(first));
+            let refs: Vec<(&str, &str)> = v.iter().map(|(k, s)| (*k, s.as_str())).collect();
+            fill(t, &refs)
+        };
+        let sections = &self.t.spec.transparency.sections;
+        let per_partner = |s: &TransparencySection| {
+            matches!(
+                s,
+                TransparencySection::Designations | TransparencySection::Earnings
+            )
+        };
+        let mut i = 0;
+        while i < sections.len() {
+            let s = sections[i];
+            if per_partner(&s) {
+                let mut j = i;
+                while j < sections.len() && per_partner(&sections[j]) {
+                    j += 1;
+                }
+                for &(p, c) in entries {
+                    if entries.len() > 1 {
+                        let h = format!(
+                            "{}: {} ({} {})",
+                            l.partner,
+                            display_name(&p.partner_name, &p.partner_id),
+                            l.partner_id,
+                            p.partner_id
+                        );
+                        cv.heading(&h, st.heading_size + 1.0, BLACK, 60.0);
+                    }
+                    for s in &sections[i..j] {
+                        match s {
+                            TransparencySection::Designations => {
+                                cv.heading(&l.designations, st.heading_size, self.accent, 30.0);
+                                if c.designations.is_empty() {
+                                    cv.paragraph(
+                                        &fillv(&para.no_designation, Some(p)),
+                                        false,
+                                        st.body_size,
+                                        BLACK,
+                                    );
+                                } else {
+                                    cv.paragraph(
+                                        &fillv(&para.designations_intro, Some(p)),
+                                        false,
+                                        st.body_size,
+                                        BLACK,
+                                    );
+                                    cv.space(2.0);
+                                    self.designation_table(&mut cv, c, width, &ts);
+                                }
+                                cv.space(6.0);
+                            }
+                            TransparencySection::Earnings => {
+                                cv.heading(&l.earnings, st.heading_size, self.accent, 40.0);
+                                cv.paragraph(
+                                    &fillv(&para.earnings_intro, Some(p)),
+                                    false,
+                                    st.body_size,
+                                    GREY,
+                                );
+                                cv.space(2.0);
+                                let spec = &self.t.spec.transparency.earning_columns;
+                                let cols =
+                                    self.cols(spec, width, |f| self.line_header(f), numeric_line);
+                                let totals = c.totals.iter().map(|t| {
+                                    let cells = spec
+                                        .iter()
+                                        .enumerate()
+                                        .map(|(k, col)| match col.field {
+                                            LineField::Amount => {
+                                                self.fmt.amount(t.amount, t.currency)
+                                            }
+                                            LineField::Basis => {
+                                                self.fmt.amount(t.basis, t.currency)
+                                            }
+                                            LineField::Currency => t.currency.to_string(),
+                                            _ if k == 0 => fill(
+                                                &l.total_in,
+                                                &[("currency", t.currency.as_str())],
+                                            ),
+                                            _ => String::new(),
+                                        })
+                                        .collect();
+                                    Row::Cells(cells, RowKind::Subtotal)
+                                });
+                                cv.table(
+                                    &cols,
+                                    self.line_rows(c, spec).chain(totals),
+                                    &ts,
+                                    &l.continued,
+                                );
+                                cv.space(6.0);
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                i = j;
+                continue;
+            }
+            match s {
+                TransparencySection::Address => {
+                    self.title(&mut cv, &l.transparency_title);
+                    let mut pairs = vec![
+                        (
+                            l.addressed_to.clone(),
+                            display_name(&first.customer_name, &first.customer_id),
+                        ),
+                        (l.tenant_id.clone(), first.customer_id.clone()),
+                    ];
+                    if entries.len() == 1 {
+                        let p = entries[0].0;
+                        pairs.push((
+                            l.partner.clone(),
+                            format!(
+                                "{} ({} {})",
+                                display_name(&p.partner_name, &p.partner_id),
+                                l.partner_id,
+                                p.partner_id
+                            ),
+                        ));
+                    }
+                    pairs.push((l.period.clone(), self.period_text(set)));
+                    pairs.push((
+                        l.statement_date.clone(),
+                        self.fmt.date(set.period.last_day()),
+                    ));
+                    cv.key_values(&pairs, st.body_size, width * 0.25);
+                    cv.space(6.0);
+                }
+                TransparencySection::Intro => {
+                    cv.paragraph(
+                        &fillv(&para.transparency_intro, None),
+                        false,
+                        st.body_size,
+                        BLACK,
+                    );
+                    cv.space(4.0);
+                }
+                TransparencySection::Programs => {
+                    let mut ids: Vec<&str> = entries
+                        .iter()
+                        .flat_map(|(_, c)| c.lines.iter().map(|l| l.program_id.as_str()))
+                        .collect();
+                    ids.sort_unstable();
+                    ids.dedup();
+                    if ids.is_empty() {
+                        continue;
+                    }
+                    cv.heading(&l.programs, st.heading_size, self.accent, 30.0);
+                    cv.paragraph(&para.programs_intro, false, st.body_size, BLACK);
+                    cv.space(2.0);
+                    for id in ids {
+                        let info = set.programs.iter().find(|p| p.id == id);
+                        let name = info
+                            .map(|p| p.name.as_str())
+                            .filter(|n| !n.is_empty())
+                            .unwrap_or(id);
+                        cv.space(2.0);
+                        cv.paragraph(name, true, st.body_size, BLACK);
+                        let desc = info
+                            .map(|p| p.description.trim())
+                            .filter(|d| !d.is_empty())
+                            .unwrap_or(&para.no_description);
+                        cv.paragraph(desc, false, st.body_size, BLACK);
+                        if info.map(|p| p.basis == "billed-revenue").unwrap_or(false) {
+                            cv.paragraph(&para.basis_billed_revenue, false, st.body_size, GREY);
+                        }
+                    }
+                    cv.space(6.0);
+                }
+                TransparencySection::Closing => {
+                    cv.space(4.0);
+                    cv.paragraph(&fillv(&para.closing, None), false, st.body_size, GREY);
+                }
+                TransparencySection::Designations | TransparencySection::Earnings => {}
+            }
+            i += 1;
+        }
+        let footer = format!(
+            "{} · {} {}",
+            display_name(&first.customer_name, &first.customer_id),
+            l.tenant_id,
+            first.customer_id
+        );
+        let title = format!(
+            "{} {} {}",
+            l.transparency_title,
+            first.customer_id,
+            set.period.label()
+        );
+        self.save(cv, &footer, &title, set.period.last_day())
+    }
+
+    fn designation_table(
+        &self,
+        cv: &mut Canvas<'_>,
+        c: &CustomerStatement,
+        width: f32,
+        ts: &TableStyle,
+    ) {
+        let l = &self.t.locale.labels;
+        let cl = &self.t.locale.columns;
+        let spec = &self.t.spec.transparency.designation_columns;
+        let cols = self.cols(
+            spec,
+            width,
+            |f| {
+                match f {
+                    DesignationField::Association => &cl.association,
+                    DesignationField::Subscription => &cl.subscription,
+                    DesignationField::Workload => &cl.workload,
+                    DesignationField::Share => &cl.share,
+                    DesignationField::ValidFrom => &cl.valid_from,
+                    DesignationField::ValidTo => &cl.valid_to,
+                }
+                .clone()
+            },
+            |f| matches!(f, DesignationField::Share),
+        );
+        let date = |d: Option<NaiveDate>, none: &str| {
+            d.map(|d| self.fmt.date(d))
+                .unwrap_or_else(|| none.to_string())
+        };
+        let rows = c.designations.iter().map(|d| {
+            let cells = spec
+                .iter()
+                .map(|col| match col.field {
+                    DesignationField::Association => self.association(d.association).to_string(),
+                    DesignationField::Subscription => d
+                        .subscription_id
+                        .clone()
+                        .unwrap_or_else(|| l.all_subscriptions.clone()),
+                    DesignationField::Workload => {
+                        if d.workload.is_empty() {
+                            l.all_workloads.clone()
+                        } else {
+                            d.workload.clone()
+                        }
+                    }
+                    DesignationField::Share => d
+                        .share
+                        .map(|s| self.fmt.percent(s))
+                        .unwrap_or_else(|| l.equal_split.clone()),
+                    DesignationField::ValidFrom => date(d.valid_from, &l.not_recorded),
+                    // valid_to is exclusive; print the last day it applies.
+                    DesignationField::ValidTo => {
+                        date(d.valid_to.and_then(|t| t.pred_opt()), &l.open_ended)
+                    }
+                })
+                .collect();
+            Row::Cells(cells, RowKind::Normal)
+        });
+        cv.table(&cols, rows, ts, &l.continued);
+    }
+
+    /// Adds footers and serialises the pages. Dates come from the period and
+    /// the document ID from the content hash: no clock, no randomness.
+    fn save(&self, cv: Canvas<'_>, footer: &str, title: &str, date: NaiveDate) -> Vec<u8> {
+        let st = &self.t.spec.style;
+        let label = &self.t.locale.labels.page;
+        let (pages, hash) = cv.finish(
+            footer,
+            |i, n| {
+                fill(
+                    label,
+                    &[("page", &i.to_string()), ("pages", &n.to_string())],
+                )
+            },
+            st.footer_size,
+            GREY,
+        );
+        let p = &self.t.spec.page;
+        let pages: Vec<PdfPage> = pages
+            .into_iter()
+            .map(|ops: Vec<Op>| PdfPage::new(Mm(p.width_mm), Mm(p.height_mm), ops))
+            .collect();
+        let mut doc = PdfDocument::new(title);
+        let ts = date
+            .and_hms_opt(0, 0, 0)
+            .map(|d| d.and_utc().timestamp())
+            .unwrap_or(0);
+        if let Ok(t) = OffsetDateTime::from_unix_timestamp(ts) {
+            doc.metadata.info.creation_date = t;
+            doc.metadata.info.modification_date = t;
+            doc.metadata.info.metadata_date = t;
+        }
+        doc.metadata.info.producer = format!("porledger {}", env!("CARGO_PKG_VERSION"));
+        doc.metadata.info.creator = format!("porledger template {}", self.t.info.name);
+        for face in [&self.regular, &self.bold] {
+            doc.resources
+                .fonts
+                .map
+                .insert(face.id.clone(), PdfFont::new(face.font.clone()));
+        }
+        doc.with_pages(pages);
+        let mut warnings = Vec::new();
+        let mut lo = doc.to_lopdf_document(&PdfSaveOptions::default(), &mut warnings);
+        let id = crate::ingest::hex(&hash[..16]);
+        lo.trailer.set(
+            "ID",
+            lopdf::Object::Array(vec![
+                lopdf::Object::String(id.clone().into_bytes(), lopdf::StringFormat::Literal),
+                lopdf::Object::String(id.into_bytes(), lopdf::StringFormat::Literal),
+            ]),
+        );
+        lo.compress();
+        let mut out = Vec::new();
+        // Writing into a Vec cannot fail.
+        let _ = lo.save_to(&mut out);
+        out
+    }
+}
+
+fn numeric_line(f: LineField) -> bool {
+    matches!(
+        f,
+        LineField::Lines
+            | LineField::Basis
+            | LineField::Rate
+            | LineField::Share
+            | LineField::Amount
+    )
+}
+
+/// A name, or the ID when the name is empty.
+fn display_name(name: &str, id: &str) -> String {
+    if name.trim().is_empty() {
+        id.to_string()
+    } else {
+        name.to_string()
+    }
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), Fatal> {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).map_err(|e| Fatal::io(d, e))?;
+    }
+    std::fs::write(path, bytes).map_err(|e| Fatal::io(path, e))
+}
+
+/// Writes every PDF of `set` under `dir` (in parallel on the current rayon
+/// pool) and returns the written paths relative to `dir`, sorted:
+/// `partners/<id>/statement.pdf`, `partners/<id>/customers/<cid>.pdf` and,
+/// with [`PdfOptions::transparency_by_customer`], `customers/<cid>.pdf`.
+pub fn write_all(
+    dir: &Path,
+    set: &StatementSet,
+    r: &Renderer,
+    opts: PdfOptions,
+) -> Result<Vec<PathBuf>, Fatal> {
+    let mut written: Vec<PathBuf> = set
+        .partners
+        .par_iter()
+        .map(|p| -> Result<Vec<PathBuf>, Fatal> {
+            let mut out = Vec::new();
+            let pdir = PathBuf::from("partners").join(sanitize_file_name(&p.partner_id));
+            let rel = pdir.join("statement.pdf");
+            write(&dir.join(&rel), &r.partner_statement(set, p))?;
+            out.push(rel);
+            for c in &p.customers {
+                let rel = pdir
+                    .join("customers")
+                    .join(format!("{}.pdf", sanitize_file_name(&c.customer_id)));
+                write(&dir.join(&rel), &r.transparency(set, &[(p, c)]))?;
+                out.push(rel);
+            }
+            Ok(out)
+        })
+        .collect::<Result<Vec<_>, Fatal>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    if opts.transparency_by_customer {
+        let mut by_customer: BTreeMap<&str, Vec<(&PartnerStatement, &CustomerStatement)>> =
+            BTreeMap::new();
+        for p in &set.partners {
+            for c in &p.customers {
+                by_customer.entry(&c.customer_id).or_default().push((p, c));
+            }
+        }
+        let by_customer: Vec<_> = by_customer.into_iter().collect();
+        let more = by_customer
+            .par_iter()
+            .map(|(cid, entries)| -> Result<PathBuf, Fatal> {
+                let rel =
+                    PathBuf::from("customers").join(format!("{}.pdf", sanitize_file_name(cid)));
+                write(&dir.join(&rel), &r.transparency(set, entries))?;
+                Ok(rel)
+            })
+            .collect::<Result<Vec<_>, Fatal>>()?;
+        written.extend(more);
+    }
+    written.sort();
+    Ok(written)
+}
+
+/// What the manifest records about the PDFs of a run (`"pdf"`).
+#[derive(serde::Serialize, Clone, Debug)]
+pub struct PdfManifest {
+    pub template: TemplateInfo,
+    pub transparency_by_customer: bool,
+    pub documents: usize,
+}
+
+/// Renders the PDFs of a run into its staging directory (`run` calls this after
+/// the CSV statements are written).
+pub fn render_run(
+    dir: &Path,
+    set: &StatementSet,
+    r: &Renderer,
+    opts: PdfOptions,
+) -> Result<PdfManifest, Fatal> {
+    let written = write_all(dir, set, r, opts)?;
+    Ok(PdfManifest {
+        template: r.info().clone(),
+        transparency_by_customer: opts.transparency_by_customer,
+        documents: written.len(),
+    })
+}
+
+/// `porledger render`: re-renders the PDFs of a finished run from its
+/// `statements.json`, publishing atomically: the run's other files are
+/// hard-linked (or copied) into a staging directory, the PDFs are written
+/// there, the manifest is updated and the set is moved into place.
+pub fn rerender(
+    out: &Path,
+    r: &Renderer,
+    opts: PdfOptions,
+    pool: &rayon::ThreadPool,
+) -> Result<PdfManifest, Fatal> {
+    let json_path = out.join("statements.json");
+    let text = std::fs::read_to_string(&json_path).map_err(|e| {
+        Fatal::Input(format!(
+            "{}: {e} (render needs the output directory of a finished `porledger run`)",
+            json_path.display()
+        ))
+    })?;
+    let set: StatementSet = serde_json::from_str(&text).map_err(|e| Fatal::Data {
+        file: json_path.display().to_string(),
+        line: e.line() as u64,
+        column: None,
+        message: format!("cannot read the statement model: {e}"),
+    })?;
+    let manifest_path = out.join("manifest.json");
+    let manifest_text =
+        std::fs::read_to_string(&manifest_path).map_err(|e| Fatal::io(&manifest_path, e))?;
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&manifest_text).map_err(|e| Fatal::Data {
+            file: manifest_path.display().to_string(),
+            line: e.line() as u64,
+            column: None,
+            message: e.to_string(),
+        })?;
+    let staging = super::publish::Staging::new(out)?;
+    link_tree(out, &staging.dir, Path::new(""))?;
+    let written = pool.install(|| write_all(&staging.dir, &set, r, opts))?;
+    // Keep the hashes of the files that did not change (re-hashing a large
+    // ledger would cost more than the rendering) and add the new PDFs.
+    let mut outputs: Vec<serde_json::Value> = manifest
+        .get("outputs")
+        .and_then(|o| o.as_array())
+        .map(|a| {
+            a.iter()
+                .filter(|e| {
+                    e.get("path")
+                        .and_then(|p| p.as_str())
+                        .is_some_and(|p| !p.ends_with(".pdf"))
+                })
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    for rel in &written {
+        let p = staging.dir.join(rel);
+        let bytes = std::fs::read(&p).map_err(|e| Fatal::io(&p, e))?;
+        let rel: Vec<String> = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        outputs.push(serde_json::json!({
+            "path": rel.join("/"),
+            "sha256": crate::ingest::hex(&sha2::Sha256::digest(&bytes)),
+            "bytes": bytes.len(),
+        }));
+    }
+    outputs.sort_by(|a, b| {
+        let k = |v: &serde_json::Value| {
+            v.get("path")
+                .and_then(|p| p.as_str())
+                .unwrap_or("")
+                .to_string()
+        };
+        k(a).cmp(&k(b))
+    });
+    let info = PdfManifest {
+        template: r.info().clone(),
+        transparency_by_customer: opts.transparency_by_customer,
+        documents: written.len(),
+    };
+    if let Some(m) = manifest.as_object_mut() {
+        m.insert("outputs".into(), serde_json::Value::Array(outputs));
+        m.insert(
+            "pdf".into(),
+            serde_json::to_value(&info).unwrap_or(serde_json::Value::Null),
+        );
+    }
+    super::publish::write_json(&staging.dir.join("manifest.json"), &manifest)?;
+    staging.commit()?;
+    Ok(info)
+}
+
+/// Hard-links (or, where the file system refuses, copies) every file of
+/// `from` into `to`, except PDFs (re-rendered) and the manifest (rewritten).
+fn link_tree(from: &Path, to: &Path, rel: &Path) -> Result<(), Fatal> {
+    let src_dir = from.join(rel);
+    for e in std::fs::read_dir(&src_dir).map_err(|e| Fatal::io(&src_dir, e))? {
+        let e = e.map_err(|e| Fatal::io(&src_dir, e))?;
+        let name = e.file_name();
+        let r = rel.join(&name);
+        let src = from.join(&r);
+        let dst = to.join(&r);
+        if src.is_dir() {
+            std::fs::create_dir_all(&dst).map_err(|e| Fatal::io(&dst, e))?;
+            link_tree(from, to, &r)?;
+        } else {
+            let is_pdf = src.extension().is_some_and(|x| x == "pdf");
+            if is_pdf || (rel.as_os_str().is_empty() && name == "manifest.json") {
+                continue;
+            }
+            if std::fs::hard_link(&src, &dst).is_err() {
+                std::fs::copy(&src, &dst).map_err(|e| Fatal::io(&src, e))?;
+            }
+        }
+    }
+    Ok(())
+}
