@@ -131,7 +131,7 @@ impl<'a> DetailRef<'a> {
         share: Decimal,
     ) -> DetailRef<'a> {
         use std::hash::{BuildHasher, Hash, Hasher};
-        let mut h = foldhash::fast::FixedState::with_seed(0x5eed_0f_90_1d).build_hasher();
+        let mut h = foldhash::fast::FixedState::with_seed(0x005e_ed0f_901d).build_hasher();
         partner_id.hash(&mut h);
         customer_id.hash(&mut h);
         subscription_id.hash(&mut h);

@@ -568,7 +568,7 @@ struct Partner {
 /// digits, the others 7.
 fn mpn_id(seed: u64, i: usize) -> String {
     let mut rng = SplitMix64::stream(seed, TAG_PARTNER, i as u64);
-    let (lo, hi) = if i % 3 == 0 {
+    let (lo, hi) = if i.is_multiple_of(3) {
         (100_000u64, 1_000_000u64)
     } else {
         (1_000_000, 10_000_000)
