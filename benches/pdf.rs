@@ -74,6 +74,7 @@ fn partner(i: usize, customers: usize, subs: usize) -> PartnerStatement {
                 currency: eur,
                 basis: line.basis,
                 amount: line.amount,
+                converted: None,
             }],
             lines: vec![line],
             details,
@@ -83,6 +84,7 @@ fn partner(i: usize, customers: usize, subs: usize) -> PartnerStatement {
         currency: eur,
         basis: lines.iter().map(|l| l.basis).sum(),
         amount: lines.iter().map(|l| l.amount).sum(),
+        converted: None,
     };
     PartnerStatement {
         partner_id: format!("P{i:06}"),
@@ -90,6 +92,9 @@ fn partner(i: usize, customers: usize, subs: usize) -> PartnerStatement {
         lines,
         totals: vec![total],
         customers: cs,
+        reporting_total: None,
+        attainment: Vec::new(),
+        tier_notes: Vec::new(),
     }
 }
 
