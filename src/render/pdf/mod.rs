@@ -798,11 +798,35 @@ impl Renderer {
                 lopdf::Object::String(id.into_bytes(), lopdf::StringFormat::Literal),
             ]),
         );
-        lo.compress();
+        compress_streams(&mut lo);
         let mut out = Vec::new();
         // Writing into a Vec cannot fail.
         let _ = lo.save_to(&mut out);
         out
+    }
+}
+
+/// Deflates every stream that is not yet filtered, at flate2's fast level.
+/// lopdf's own `compress` uses the best (slowest) level: that was a third of
+/// the run time of thousands of statements, for files a few percent smaller.
+fn compress_streams(doc: &mut lopdf::Document) {
+    use std::io::Write as _;
+    for object in doc.objects.values_mut() {
+        if let lopdf::Object::Stream(stream) = object {
+            if !stream.allows_compression || stream.dict.get(b"Filter").is_ok() {
+                continue;
+            }
+            let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+            if enc.write_all(&stream.content).is_err() {
+                continue;
+            }
+            if let Ok(compressed) = enc.finish() {
+                if compressed.len() + 19 < stream.content.len() {
+                    stream.dict.set("Filter", "FlateDecode");
+                    stream.set_content(compressed);
+                }
+            }
+        }
     }
 }
 
