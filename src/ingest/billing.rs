@@ -436,8 +436,8 @@ impl BillingLayout {
         let customer_id = self.text(rec, Field::CustomerId)?;
         if customer_id.is_empty() {
             let reason = if focus {
-                "customer ID is empty: FOCUS rows need x_CustomerId (the customer's tenant), \
-                 which only Microsoft partner exports carry"
+                "customer ID is empty: FOCUS rows need x_CustomerId (the customer's tenant; \
+                 only Microsoft partner exports carry it)"
             } else {
                 "customer ID is empty"
             };

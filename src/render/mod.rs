@@ -1,10 +1,12 @@
 //! Render: the only stage (with ingest) that writes files.
 //!
 //! - [`csv`] formats ledger, not-eligible and reject rows and writes statements;
+//! - [`parquet`] turns the ledger into `ledger.parquet` (`--ledger-format parquet`);
 //! - [`publish`] stages a run's outputs in a temporary directory beside `--out`,
 //!   writes the manifest and moves the whole set into place at once.
 
 pub mod csv;
+pub mod parquet;
 pub mod publish;
 
 use std::borrow::Cow;
