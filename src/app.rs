@@ -387,6 +387,12 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     } else {
         Some(renderer(&args.pdf)?)
     };
+    let parquet_ledger = args.ledger_format == crate::cli::LedgerFormat::Parquet;
+    if parquet_ledger && !crate::render::parquet::AVAILABLE {
+        return Err(crate::ingest::parquet::feature_missing(
+            "--ledger-format parquet",
+        ));
+    }
     let mut inputs = pipeline::load_inputs(
         &args.inputs.billing,
         &args.inputs.designations,
@@ -441,6 +447,9 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     let mut usage_run = crate::usage_accrue::accrue_usage(&inputs, args.period);
     sink.chunk(&usage_run.output)?;
     sink.finish()?;
+    if parquet_ledger {
+        crate::render::parquet::convert_ledger(&staging.dir)?;
+    }
     // Usage accruals join the billing fold (their file counts are kept apart).
     streamed
         .fold
@@ -706,17 +715,18 @@ pub fn validate(args: &ValidateArgs) -> Result<Finish, Fatal> {
     w(&mut o, "porledger data-quality report".into());
     w(&mut o, String::new());
     w(&mut o, "billing files:".into());
-    for (f, op) in acc.billing.iter().zip(&inputs.opened) {
+    for ((f, op), input) in acc.billing.iter().zip(&inputs.opened).zip(&inputs.files) {
         w(
             &mut o,
             format!(
-                "  {}: {} ({}-separated{}), {} rows: {} would accrue, {} not eligible, {} rejected",
+                "  {}: {} ({}{}), {} rows: {} would accrue, {} not eligible, {} rejected",
                 f.file,
                 f.format,
                 match op.layout.delimiter {
-                    b';' => "semicolon",
-                    b'\t' => "tab",
-                    _ => "comma",
+                    _ if crate::ingest::parquet::is_parquet(&input.path) => "Parquet",
+                    b';' => "semicolon-separated",
+                    b'\t' => "tab-separated",
+                    _ => "comma-separated",
                 },
                 if op.layout.decimal_comma {
                     ", decimal commas"

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::dates::Period;
 
@@ -70,10 +70,12 @@ pub enum Command {
 /// Inputs shared by `run` and `validate`.
 #[derive(Args, Debug, Clone)]
 pub struct InputArgs {
-    /// Billing exports: files, or directories (every *.csv inside). Repeatable.
+    /// Billing exports: files, or directories (every *.csv and *.parquet
+    /// inside). Repeatable.
     ///
     /// Partner Center new-commerce invoice reconciliation, legacy license-based
-    /// or daily rated usage CSV, recognised from the header.
+    /// or daily rated usage, or FOCUS cost and usage (x_CustomerId, BilledCost),
+    /// recognised from the header. *.parquet files need the `parquet` feature.
     #[arg(long, required = true, num_args = 1.., value_name = "FILE|DIR")]
     pub billing: Vec<PathBuf>,
     /// Designations CSV: customer_id,partner_id,partner_name,association,
@@ -130,6 +132,11 @@ pub struct RunArgs {
     pub no_pdf: bool,
     #[command(flatten)]
     pub pdf: PdfArgs,
+    /// Format of the ledger: csv (ledger.csv) or parquet (ledger.parquet with
+    /// typed columns, for BI tools, DuckDB, Spark, DataFusion; needs the
+    /// `parquet` feature).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LedgerFormat::Csv)]
+    pub ledger_format: LedgerFormat,
 }
 
 /// How PDF statements are rendered (shared by `run` and `render`).
@@ -162,6 +169,16 @@ pub struct RenderArgs {
     /// No summary on stderr.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// The file format of the ledger output.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LedgerFormat {
+    /// ledger.csv
+    #[default]
+    Csv,
+    /// ledger.parquet (cargo feature `parquet`)
+    Parquet,
 }
 
 #[derive(Args, Debug)]

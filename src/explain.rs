@@ -88,6 +88,14 @@ pub fn load(out: &Path, filter: &Filter) -> Result<RunRecord, Fatal> {
         .to_string();
 
     let ledger_path = out.join("ledger.csv");
+    if !ledger_path.exists() && out.join("ledger.parquet").exists() {
+        return Err(data_err(
+            &ledger_path,
+            "this run wrote ledger.parquet (--ledger-format parquet); explain reads \
+             ledger.csv: run again with --ledger-format csv"
+                .to_string(),
+        ));
+    }
     let mut rdr =
         csv::Reader::from_path(&ledger_path).map_err(|e| data_err(&ledger_path, e.to_string()))?;
     let mut rows = Vec::new();

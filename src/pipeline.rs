@@ -64,7 +64,7 @@ pub fn load_inputs(
         sha256: ingest::hex(&<sha2::Sha256 as sha2::Digest>::digest(&d_bytes)),
         bytes: d_bytes.len() as u64,
     };
-    let files = ingest::discover(billing, "--billing")?;
+    let files = ingest::discover_billing(billing)?;
     let opened = files
         .iter()
         .map(ingest::open_billing)

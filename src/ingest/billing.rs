@@ -18,6 +18,10 @@ pub enum BillingFormat {
     LegacyLicense,
     /// New-commerce daily rated usage (Azure; basis `BillingPreTaxTotal`, dated by `UsageDate`).
     DailyRatedUsage,
+    /// FOCUS (FinOps Open Cost and Usage Specification) cost and usage, e.g.
+    /// Azure Cost Management's `FocusCost` export: basis `BilledCost`, customer
+    /// `x_CustomerId`, half-open charge periods, `NULL` for nulls.
+    Focus,
 }
 
 impl BillingFormat {
@@ -26,6 +30,7 @@ impl BillingFormat {
             BillingFormat::InvoiceReconciliation => "new-commerce invoice reconciliation",
             BillingFormat::LegacyLicense => "legacy license-based reconciliation",
             BillingFormat::DailyRatedUsage => "new-commerce daily rated usage",
+            BillingFormat::Focus => "FOCUS cost and usage",
         }
     }
 }
@@ -57,7 +62,7 @@ pub enum Field {
 const N_FIELDS: usize = 17;
 
 impl Field {
-    const ALL: [Field; N_FIELDS] = [
+    pub const ALL: [Field; N_FIELDS] = [
         Field::CustomerId,
         Field::CustomerName,
         Field::SubscriptionId,
@@ -82,6 +87,21 @@ impl Field {
     fn aliases(self, format: BillingFormat) -> &'static [&'static str] {
         use BillingFormat::*;
         match (self, format) {
+            // FOCUS: the customer is Microsoft's x_CustomerId (the tenant). There is
+            // no fallback to SubAccountId: that is a subscription (or another
+            // provider's account), not the customer that designations name.
+            (Field::CustomerId, Focus) => &["xcustomerid"],
+            (Field::CustomerName, Focus) => &["xcustomername"],
+            (Field::SubscriptionId, Focus) => &["subaccountid", "xsubscriptionid"],
+            (Field::ChargeStartDate, Focus) => &["chargeperiodstart"],
+            (Field::ChargeEndDate, Focus) => &["chargeperiodend"],
+            (Field::Subtotal, Focus) => &["billedcost"],
+            (Field::Currency, Focus) => &["billingcurrency"],
+            (Field::ResellerMpnId, Focus) => &["xresellerid", "xresellermpnid"],
+            (Field::ChargeType, Focus) => &["chargecategory"],
+            (Field::ProductId, Focus) => &["skuid"],
+            (Field::ProductName, Focus) => &["servicename", "xskudescription"],
+            (Field::SkuName, Focus) => &["xskudescription"],
             (Field::CustomerId, _) => &["customerid", "customertenantid"],
             (Field::CustomerName, _) => &["customername", "customercompanyname"],
             (Field::SubscriptionId, _) => &["subscriptionid"],
@@ -116,6 +136,18 @@ impl Field {
             (Field::Subtotal, DailyRatedUsage) => "BillingPreTaxTotal",
             (Field::ProductId, LegacyLicense) => "OfferId",
             (Field::ProductName, LegacyLicense) => "OfferName",
+            (Field::CustomerId, Focus) => "x_CustomerId",
+            (Field::CustomerName, Focus) => "x_CustomerName",
+            (Field::SubscriptionId, Focus) => "SubAccountId",
+            (Field::ChargeStartDate, Focus) => "ChargePeriodStart",
+            (Field::ChargeEndDate, Focus) => "ChargePeriodEnd",
+            (Field::Subtotal, Focus) => "BilledCost",
+            (Field::Currency, Focus) => "BillingCurrency",
+            (Field::ResellerMpnId, Focus) => "x_ResellerId",
+            (Field::ChargeType, Focus) => "ChargeCategory",
+            (Field::ProductId, Focus) => "SkuId",
+            (Field::ProductName, Focus) => "ServiceName",
+            (Field::SkuName, Focus) => "x_SkuDescription",
             (Field::CustomerId, _) => "CustomerId",
             (Field::CustomerName, _) => "CustomerName",
             (Field::SubscriptionId, _) => "SubscriptionId",
@@ -136,7 +168,13 @@ impl Field {
         }
     }
 
-    fn required(self) -> bool {
+    /// Whether a file without the column is unusable. A FOCUS file without
+    /// `x_CustomerId` (any non-Microsoft provider) is read, and each of its rows
+    /// is rejected naming the column, so that the rows are counted and reported.
+    fn required(self, format: BillingFormat) -> bool {
+        if (self, format) == (Field::CustomerId, BillingFormat::Focus) {
+            return false;
+        }
         matches!(
             self,
             Field::CustomerId
@@ -189,10 +227,14 @@ impl fmt::Display for LayoutError {
                 f,
                 "not a Partner Center billing export: the header has none of the column sets of \
                  invoice reconciliation (Subtotal, ChargeStartDate), legacy license-based \
-                 (OfferId, Subtotal) or daily rated usage (BillingPreTaxTotal, UsageDate); it starts: {found}"
+                 (OfferId, Subtotal), daily rated usage (BillingPreTaxTotal, UsageDate) or FOCUS \
+                 (BilledCost, ChargePeriodStart, BillingCurrency); it starts: {found}"
             ),
             LayoutError::MissingColumn { column, aliases } => {
-                write!(f, "required column '{column}' is missing (accepted spellings: {aliases})")
+                write!(
+                    f,
+                    "required column '{column}' is missing (accepted spellings: {aliases})"
+                )
             }
         }
     }
@@ -203,7 +245,9 @@ impl BillingLayout {
     pub fn from_header(header: &[String], delimiter: u8) -> Result<BillingLayout, LayoutError> {
         let norm: Vec<String> = header.iter().map(|h| normalize_header(h)).collect();
         let has = |n: &str| norm.iter().any(|h| h == n);
-        let format = if has("billingpretaxtotal") && has("usagedate") {
+        let format = if has("billedcost") && has("chargeperiodstart") && has("billingcurrency") {
+            BillingFormat::Focus
+        } else if has("billingpretaxtotal") && has("usagedate") {
             BillingFormat::DailyRatedUsage
         } else if (has("offerid") || has("durableofferid")) && has("subtotal") {
             BillingFormat::LegacyLicense
@@ -222,7 +266,7 @@ impl BillingLayout {
                 .aliases(format)
                 .iter()
                 .find_map(|a| norm.iter().position(|h| h == a));
-            if slot.is_none() && field.required() {
+            if slot.is_none() && field.required(format) {
                 return Err(LayoutError::MissingColumn {
                     column: field.name(format),
                     aliases: field.aliases(format).join(", "),
@@ -280,6 +324,69 @@ pub struct RowError {
     pub reason: String,
 }
 
+/// `s` without `prefix` (compared ASCII case-insensitively), or `s`.
+fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> &'a str {
+    match s.get(..prefix.len()) {
+        Some(head) if head.eq_ignore_ascii_case(prefix) => &s[prefix.len()..],
+        _ => s,
+    }
+}
+
+/// FOCUS periods are half-open: `ChargePeriodEnd` is the first instant *after*
+/// the charge. porledger's charge end is the last day charged, inclusive. So an
+/// end at midnight (or a bare date) means the day before; an end later in a day
+/// (an hourly usage row ending 23:00) means that day. A zero-length period
+/// (end = start) is taken as its start day.
+pub fn focus_inclusive_end(end: NaiveDate, raw: &str, start: NaiveDate) -> NaiveDate {
+    if !is_midnight(raw) {
+        return end;
+    }
+    match end.pred_opt() {
+        Some(prev) if prev >= start => prev,
+        // end == start: a zero-length period, taken as its start day; an end
+        // before the start is rejected by the caller.
+        _ => end,
+    }
+}
+
+/// Whether a date-time text (as accepted by `parse_date`) has no time part or
+/// a time of exactly 00:00:00 (or 12:00:00 AM).
+fn is_midnight(raw: &str) -> bool {
+    let raw = raw.trim();
+    let time = if raw.len() > 10 && raw.as_bytes()[4] == b'-' {
+        raw[10..].trim_start_matches(['T', ' '])
+    } else {
+        match raw.find(' ') {
+            Some(i) => raw[i + 1..].trim(),
+            None => "",
+        }
+    };
+    if time.is_empty() {
+        return true;
+    }
+    let upper = time.to_ascii_uppercase();
+    let (clock, am) = match upper
+        .strip_suffix("AM")
+        .or_else(|| upper.strip_suffix("PM"))
+    {
+        Some(c) => (c.trim(), Some(upper.ends_with("AM"))),
+        None => (upper.as_str(), None),
+    };
+    // Drop a zone (`Z`, `+hh:mm`, `-hh:mm`) after the seconds.
+    let clock = clock
+        .find(['Z', '+', '-'])
+        .map(|i| &clock[..i])
+        .unwrap_or(clock);
+    let mut parts = clock.split([':', '.']).map(|p| p.parse::<u32>().ok());
+    let hour = parts.next().flatten();
+    let rest_zero = parts.all(|p| p == Some(0));
+    match (hour, am) {
+        (Some(0), None) => rest_zero,
+        (Some(12), Some(true)) => rest_zero,
+        _ => false,
+    }
+}
+
 fn partner_ref(s: &str) -> Option<&str> {
     match s.trim() {
         "" | "0" | "-1" => None,
@@ -301,20 +408,46 @@ impl BillingLayout {
             None => Ok(""),
             Some(i) => {
                 let raw = rec.get(i).unwrap_or(b"");
-                std::str::from_utf8(raw)
+                let t = std::str::from_utf8(raw)
                     .map(str::trim)
-                    .map_err(|_| self.err(f, raw, "not valid UTF-8 text"))
+                    .map_err(|_| self.err(f, raw, "not valid UTF-8 text"))?;
+                // FOCUS CSV writes nulls as the literal NULL.
+                if self.format == BillingFormat::Focus && t.eq_ignore_ascii_case("null") {
+                    return Ok("");
+                }
+                Ok(t)
             }
         }
     }
 
     /// Parses one record. The caller has checked the field count.
     pub fn parse<'r>(&self, rec: &'r csv::ByteRecord) -> Result<BillingLine<'r>, RowError> {
+        let focus = self.format == BillingFormat::Focus;
+        if focus {
+            let category = self.text(rec, Field::ChargeType)?;
+            if category.eq_ignore_ascii_case("tax") {
+                return Err(self.err(
+                    Field::ChargeType,
+                    category.as_bytes(),
+                    "tax row: not revenue (incentives accrue on pre-tax charges)",
+                ));
+            }
+        }
         let customer_id = self.text(rec, Field::CustomerId)?;
         if customer_id.is_empty() {
-            return Err(self.err(Field::CustomerId, b"", "customer ID is empty"));
+            let reason = if focus {
+                "customer ID is empty: FOCUS rows need x_CustomerId (the customer's tenant; \
+                 only Microsoft partner exports carry it)"
+            } else {
+                "customer ID is empty"
+            };
+            return Err(self.err(Field::CustomerId, b"", reason));
         }
-        let subscription_id = self.text(rec, Field::SubscriptionId)?;
+        let mut subscription_id = self.text(rec, Field::SubscriptionId)?;
+        if focus {
+            // Azure's SubAccountId is the resource path `/subscriptions/<id>`.
+            subscription_id = strip_prefix_ci(subscription_id, "/subscriptions/");
+        }
         if subscription_id.is_empty() {
             return Err(self.err(Field::SubscriptionId, b"", "subscription ID is empty"));
         }
@@ -337,6 +470,11 @@ impl BillingLayout {
                     "not a date (expected M/D/YYYY, M/D/YYYY H:MM:SS or YYYY-MM-DD)",
                 )
             })?;
+            let d = if focus {
+                focus_inclusive_end(d, end_raw, charge_start)
+            } else {
+                d
+            };
             if d < charge_start {
                 return Err(self.err(
                     Field::ChargeEndDate,
@@ -520,6 +658,112 @@ mod tests {
                 .contains("not a Partner Center billing export"),
             "{e}"
         );
+    }
+
+    fn focus_layout() -> BillingLayout {
+        BillingLayout::from_header(
+            &hdr(&[
+                "BilledCost",
+                "BillingCurrency",
+                "ChargeCategory",
+                "ChargePeriodStart",
+                "ChargePeriodEnd",
+                "SubAccountId",
+                "x_CustomerId",
+                "PublisherName",
+                "x_ResellerId",
+            ]),
+            b',',
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn focus_is_recognised_and_mapped() {
+        let l = focus_layout();
+        assert_eq!(l.format, BillingFormat::Focus);
+        assert_eq!(l.column(Field::Subtotal), Some(0));
+        assert_eq!(l.column(Field::CustomerId), Some(6));
+        assert_eq!(l.column(Field::ResellerMpnId), Some(8));
+        let rec = csv::ByteRecord::from(vec![
+            "12.3400",
+            "EUR",
+            "Purchase",
+            "2026-10-01T00:00:00Z",
+            "2026-11-01T00:00:00Z",
+            "/subscriptions/S1",
+            "C1",
+            "Microsoft",
+            "NULL",
+        ]);
+        let line = l.parse(&rec).unwrap();
+        assert_eq!(line.subscription_id, "S1");
+        assert_eq!(line.charge_end, NaiveDate::from_ymd_opt(2026, 10, 31));
+        assert_eq!(line.reseller_mpn_id, None, "NULL is empty");
+        assert_eq!(line.subtotal.to_string(), "12.3400");
+    }
+
+    #[test]
+    fn focus_without_customer_column_rejects_rows_not_the_file() {
+        let l = BillingLayout::from_header(
+            &hdr(&[
+                "BilledCost",
+                "BillingCurrency",
+                "ChargePeriodStart",
+                "SubAccountId",
+            ]),
+            b',',
+        )
+        .unwrap();
+        let rec = csv::ByteRecord::from(vec!["1", "USD", "2024-09-18 22:00:00", "acct"]);
+        let e = l.parse(&rec).unwrap_err();
+        assert_eq!(e.column, "x_CustomerId");
+        assert!(e.reason.contains("x_CustomerId"), "{}", e.reason);
+    }
+
+    #[test]
+    fn focus_tax_rows_are_rejected_as_not_revenue() {
+        let l = focus_layout();
+        let rec = csv::ByteRecord::from(vec![
+            "1.90",
+            "EUR",
+            "Tax",
+            "2026-10-01",
+            "2026-11-01",
+            "S1",
+            "C1",
+            "Microsoft",
+            "",
+        ]);
+        let e = l.parse(&rec).unwrap_err();
+        assert_eq!(
+            (e.column.as_str(), e.value.as_str()),
+            ("ChargeCategory", "Tax")
+        );
+        assert!(e.reason.starts_with("tax row: not revenue"), "{}", e.reason);
+    }
+
+    #[test]
+    fn focus_half_open_periods_become_inclusive_days() {
+        let d = |s: &str| parse_date(s).unwrap();
+        let start = d("2026-10-01");
+        for (end, want) in [
+            ("2026-11-01", "2026-10-31"),
+            ("2026-11-01 00:00:00", "2026-10-31"),
+            ("2026-11-01T00:00:00.000Z", "2026-10-31"),
+            ("2026-11-01T00:00:00+00:00", "2026-10-31"),
+            ("11/1/2026 12:00:00 AM", "2026-10-31"),
+            ("11/1/2026 0:00:00", "2026-10-31"),
+            ("2026-10-01 23:00:00", "2026-10-01"),
+            ("10/1/2026 11:00:00 PM", "2026-10-01"),
+            ("2026-10-01T00:00:00Z", "2026-10-01"),
+        ] {
+            assert_eq!(
+                focus_inclusive_end(d(end), end, start).to_string(),
+                want,
+                "{end}"
+            );
+        }
     }
 
     #[test]

@@ -1,14 +1,17 @@
 //! Ingest: the only stage (with render) that reads files.
 //!
-//! - [`discover`] expands `--billing` arguments into an ordered list of files;
+//! - [`discover_billing`] expands `--billing` arguments into an ordered list of files;
 //! - [`open_billing`] reads a file's header and recognises its [`BillingLayout`];
 //! - [`read_chunks`] streams a file as chunks of whole records (quote-aware, see
 //!   [`split`]), each tagged with the line number it starts at, while hashing it;
+//!   a Parquet file (feature `parquet`) is rendered into the same CSV chunks by
+//!   [`parquet`], so both go through one validation path;
 //! - [`designations`] loads the designations file into typed rows and rejects.
 
 pub mod billing;
 pub mod designations;
 pub mod fx;
+pub mod parquet;
 pub mod split;
 pub mod usage;
 
@@ -36,6 +39,16 @@ pub struct InputFile {
 /// name) into a list of input files, in argument order. A file named twice is
 /// read once. An argument that is neither is a fatal error.
 pub fn discover(args: &[PathBuf], what: &str) -> Result<Vec<InputFile>, Fatal> {
+    discover_ext(args, what, &["csv"])
+}
+
+/// [`discover`] for `--billing`: directories also give their `*.parquet` files
+/// (read with the `parquet` feature; without it, they fail with a clear error).
+pub fn discover_billing(args: &[PathBuf]) -> Result<Vec<InputFile>, Fatal> {
+    discover_ext(args, "--billing", &["csv", "parquet"])
+}
+
+fn discover_ext(args: &[PathBuf], what: &str, exts: &[&str]) -> Result<Vec<InputFile>, Fatal> {
     let mut out: Vec<InputFile> = Vec::new();
     let push = |path: PathBuf, out: &mut Vec<InputFile>| -> Result<(), Fatal> {
         let meta = std::fs::metadata(&path).map_err(|e| Fatal::io(&path, e))?;
@@ -63,15 +76,17 @@ pub fn discover(args: &[PathBuf], what: &str) -> Result<Vec<InputFile>, Fatal> {
                 .filter(|p| {
                     p.is_file()
                         && p.extension()
-                            .map(|x| x.eq_ignore_ascii_case("csv"))
+                            .map(|x| exts.iter().any(|e| x.eq_ignore_ascii_case(e)))
                             .unwrap_or(false)
                 })
                 .collect();
             files.sort();
             if files.is_empty() {
+                let globs: Vec<String> = exts.iter().map(|e| format!("*.{e}")).collect();
                 return Err(Fatal::Input(format!(
-                    "{}: directory given as {what} holds no *.csv file",
-                    arg.display()
+                    "{}: directory given as {what} holds no {} file",
+                    arg.display(),
+                    globs.join(" or ")
                 )));
             }
             for f in files {
@@ -212,6 +227,9 @@ pub struct OpenedBilling {
 
 /// Reads the header of a billing file and recognises its format.
 pub fn open_billing(file: &InputFile) -> Result<OpenedBilling, Fatal> {
+    if parquet::is_parquet(&file.path) {
+        return parquet::open(file);
+    }
     let mut f = File::open(&file.path).map_err(|e| Fatal::io(&file.path, e))?;
     let mut buf = Vec::new();
     // Headers are short; 64 KiB holds any real one.
@@ -266,6 +284,9 @@ pub fn read_chunks(
     mut spare: impl FnMut() -> Vec<u8>,
     mut emit: impl FnMut(Chunk) -> bool,
 ) -> Result<FileDigest, Fatal> {
+    if parquet::is_parquet(&file.path) {
+        return parquet::read_chunks(file_idx, file, header, chunk_size, spare, emit);
+    }
     let io_err = |e| Fatal::io(&file.path, e);
     let mut f = File::open(&file.path).map_err(io_err)?;
     let mut hasher = Sha256::new();

@@ -3,10 +3,12 @@
 //! - [`csv`] formats ledger, not-eligible and reject rows and writes statements;
 //! - [`pdf`] lays out partner and customer transparency statements as PDF
 //!   from a template;
+//! - [`parquet`] turns the ledger into `ledger.parquet` (`--ledger-format parquet`);
 //! - [`publish`] stages a run's outputs in a temporary directory beside `--out`,
 //!   writes the manifest and moves the whole set into place at once.
 
 pub mod csv;
+pub mod parquet;
 pub mod pdf;
 pub mod publish;
 
