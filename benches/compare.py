@@ -587,30 +587,10 @@ def compare_totals(summary: dict, duck: dict) -> list[str]:
     return problems
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rows", type=int, default=5_000_000)
-    ap.add_argument("--data", type=Path, help="input dir [default: bench-data/<rows>]")
-    ap.add_argument("--bin", type=Path, help="porledger binary [default: cargo build --release]")
-    ap.add_argument("--runs", type=int, default=3, help="best of this many runs")
-    ap.add_argument("--check", action="store_true", help="exit 1 when a correctness check fails")
-    ap.add_argument("--memory-scaling", action="store_true", help="also run 20,000,000 rows")
-    ap.add_argument("--duckdb-worker", choices=["core", "exact"], help=argparse.SUPPRESS)
-    ap.add_argument("--threads", type=int, default=DUCKDB_THREADS, help=argparse.SUPPRESS)
-    ap.add_argument("--result", help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.duckdb_worker:
-        duckdb_worker(args)
-        return 0
-
-    ensure_time()
-    data = (args.data or REPO / "bench-data" / str(args.rows)).resolve()
-    bin_ = (args.bin or build_binary()).resolve()
-    ensure_data(bin_, data, args.rows)
-    py = duckdb_python()
+def comparison(args, data: Path, bin_: Path, py: str) -> list[str]:
+    """Times every engine, runs the checks, prints the table; returns the failed checks."""
     files = billing_files(data)
     nbytes = sum(p.stat().st_size for p in files)
-    load_programs(data / "rules.toml")  # fail early on rules the SQL does not model
     failures: list[str] = []
     table = []
 
@@ -686,26 +666,59 @@ def main() -> int:
             f"{engine:<14} {threads:>7} {wall:>8.2f} {args.rows / wall:>11,.0f} {nbytes / 1e6 / wall:>7,.0f}"
             f" {rss:>11,.0f} {wall / duck_exact:>14.2f} {wall / duck_core:>13.2f} {wall / floor:>8.1f}"
         )
-    print("DuckDB query time alone (in-process): "
+    print("DuckDB query time alone, in-process, last run: "
           + ", ".join(f"{k} {v['query_s']:.2f} s" for k, v in duck_results.items()))  # fmt: skip
     print()
     for name, ok, detail in checks:
         print(f"{'ok  ' if ok else 'FAIL'} {name}" + (f": {detail}" if detail and not ok else ""))
 
+    return failures
+
+
+def memory_scaling(args, data: Path, bin_: Path) -> None:
+    """Peak RSS of porledger --threads 2 on --rows and on 20,000,000 rows (generated if missing)."""
+    print()
+    big_rows = 20_000_000
+    big = REPO / "bench-data" / str(big_rows)
+    ensure_data(bin_, big, big_rows)
+    with tempfile.TemporaryDirectory(prefix="porledger-bench-", dir=REPO / "bench-data") as t:
+        rss = {}
+        for rows, d in ((args.rows, data), (big_rows, big)):
+            log(f"porledger --threads 2 on {rows:,} rows (memory)")
+            cmd = porledger_cmd(bin_, d / "billing", d, Path(t) / f"out-{rows}", 2)
+            wall, rss[rows] = timed(cmd, PORLEDGER_OK)
+            print(f"porledger --threads 2, {rows:>12,} rows: {wall:8.2f} s, peak RSS {rss[rows]:,.0f} MB")
+    ratio = rss[big_rows] / rss[args.rows]
+    print(f"peak RSS {big_rows:,} / {args.rows:,} rows: {ratio:.2f} (goal <= 1.20, and < 1024 MB)")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", type=int, default=5_000_000)
+    ap.add_argument("--data", type=Path, help="input dir [default: bench-data/<rows>]")
+    ap.add_argument("--bin", type=Path, help="porledger binary [default: cargo build --release]")
+    ap.add_argument("--runs", type=int, default=3, help="best of this many runs")
+    ap.add_argument("--check", action="store_true", help="exit 1 when a correctness check fails")
+    ap.add_argument("--memory-scaling", action="store_true", help="also run 20,000,000 rows")
+    ap.add_argument("--memory-only", action="store_true",
+                    help="with --memory-scaling: skip the timing table and checks")  # fmt: skip
+    ap.add_argument("--duckdb-worker", choices=["core", "exact"], help=argparse.SUPPRESS)
+    ap.add_argument("--threads", type=int, default=DUCKDB_THREADS, help=argparse.SUPPRESS)
+    ap.add_argument("--result", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.duckdb_worker:
+        duckdb_worker(args)
+        return 0
+
+    ensure_time()
+    data = (args.data or REPO / "bench-data" / str(args.rows)).resolve()
+    bin_ = (args.bin or build_binary()).resolve()
+    ensure_data(bin_, data, args.rows)
+    load_programs(data / "rules.toml")  # fail early on rules the SQL does not model
+    failures = [] if args.memory_only else comparison(args, data, bin_, duckdb_python())
+
     if args.memory_scaling:
-        print()
-        big_rows = 20_000_000
-        big = REPO / "bench-data" / str(big_rows)
-        ensure_data(bin_, big, big_rows)
-        with tempfile.TemporaryDirectory(prefix="porledger-bench-", dir=REPO / "bench-data") as t:
-            rss = {}
-            for rows, d in ((args.rows, data), (big_rows, big)):
-                log(f"porledger --threads 2 on {rows:,} rows (memory)")
-                cmd = porledger_cmd(bin_, d / "billing", d, Path(t) / f"out-{rows}", 2)
-                wall, rss[rows] = timed(cmd, PORLEDGER_OK)
-                print(f"porledger --threads 2, {rows:>12,} rows: {wall:8.2f} s, peak RSS {rss[rows]:,.0f} MB")
-        ratio = rss[big_rows] / rss[args.rows]
-        print(f"peak RSS {big_rows:,} / {args.rows:,} rows: {ratio:.2f} (goal <= 1.20, and < 1024 MB)")
+        memory_scaling(args, data, bin_)
 
     if failures:
         print("\n" + "\n".join(f"FAIL {f}" for f in failures), file=sys.stderr)
