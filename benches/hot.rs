@@ -132,8 +132,10 @@ fn hot(c: &mut Criterion) {
     g.bench_function("fold_merge", |b| {
         b.iter_batched(
             || {
-                let a = pipeline::process_chunk(&inputs, &settings(), 0, &chunk0, OutBufs::default());
-                let b = pipeline::process_chunk(&inputs, &settings(), 1, &chunk1, OutBufs::default());
+                let a =
+                    pipeline::process_chunk(&inputs, &settings(), 0, &chunk0, OutBufs::default());
+                let b =
+                    pipeline::process_chunk(&inputs, &settings(), 1, &chunk1, OutBufs::default());
                 (a.fold, b.fold)
             },
             |(mut a, b)| {

@@ -502,7 +502,7 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
         crate::usage_accrue::write_attainment(&dir, &inputs, args.period)?;
         crate::usage_accrue::write_partner_attainment(&dir, &inputs, &partner_usage, args.period)?;
     }
-    publish::write_json(&dir.join("statements.json"), &set)?;
+    publish::write_json_compact(&dir.join("statements.json"), &set)?;
     let pdf_manifest = match &renderer {
         Some((r, o)) => Some(pool.install(|| pdf::render_run(&dir, &set, r, *o))?),
         None => None,
@@ -546,8 +546,10 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     staging.commit()?;
     if std::env::var_os("PORLEDGER_TIMINGS").is_some() {
         eprintln!(
-            "timings: stream {t_stream:?}, statements {t_statements:?}, manifest {t_manifest:?}, total {:?}",
-            bar.start.elapsed()
+            "timings: stream {t_stream:?}, statements {t_statements:?}, manifest {t_manifest:?}, total {:?}, groups {}, customers {}",
+            bar.start.elapsed(),
+            streamed.fold.details.len(),
+            streamed.fold.customer_names.len()
         );
     }
     let rejected = prior + streamed.rejects;

@@ -5,10 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::error::Fatal;
-use crate::ingest::hex;
 
 /// A directory being filled; removed on drop unless committed.
 pub struct Staging {
@@ -172,11 +170,12 @@ pub fn hash_outputs(dir: &Path) -> Result<Vec<FileEntry>, Fatal> {
         })
         .filter(|(_, rel)| rel != MARKER)
         .map(|(p, rel)| {
-            let bytes = std::fs::read(p).map_err(|e| Fatal::io(p, e))?;
+            // Streamed: the ledger can be gigabytes.
+            let d = crate::ingest::sha256_file(p)?;
             Ok(FileEntry {
                 path: rel,
-                sha256: hex(&Sha256::digest(&bytes)),
-                bytes: bytes.len() as u64,
+                sha256: d.sha256,
+                bytes: d.bytes,
                 role: None,
                 format: None,
             })
@@ -186,14 +185,33 @@ pub fn hash_outputs(dir: &Path) -> Result<Vec<FileEntry>, Fatal> {
     Ok(entries)
 }
 
-/// Writes a value as pretty JSON with a trailing newline.
-pub fn write_json(path: &Path, value: &impl Serialize) -> Result<(), Fatal> {
-    let mut text = serde_json::to_string_pretty(value).map_err(|e| Fatal::Io {
+/// Writes a value as compact JSON with a trailing newline (machine-read files
+/// such as `statements.json`, which can hold hundreds of thousands of lines).
+pub fn write_json_compact(path: &Path, value: &impl Serialize) -> Result<(), Fatal> {
+    use std::io::Write as _;
+    let f = std::fs::File::create(path).map_err(|e| Fatal::io(path, e))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, f);
+    serde_json::to_writer(&mut w, value).map_err(|e| Fatal::Io {
         path: path.display().to_string(),
         source: std::io::Error::other(e),
     })?;
-    text.push('\n');
-    std::fs::write(path, text).map_err(|e| Fatal::io(path, e))
+    w.write_all(b"\n")
+        .and_then(|_| w.flush())
+        .map_err(|e| Fatal::io(path, e))
+}
+
+/// Writes a value as pretty JSON with a trailing newline.
+pub fn write_json(path: &Path, value: &impl Serialize) -> Result<(), Fatal> {
+    use std::io::Write as _;
+    let f = std::fs::File::create(path).map_err(|e| Fatal::io(path, e))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, f);
+    serde_json::to_writer_pretty(&mut w, value).map_err(|e| Fatal::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e),
+    })?;
+    w.write_all(b"\n")
+        .and_then(|_| w.flush())
+        .map_err(|e| Fatal::io(path, e))
 }
 
 #[cfg(test)]
