@@ -495,7 +495,7 @@ def ensure_data(bin_: Path, data: Path, rows: int) -> None:
 
 def porledger_cmd(bin_: Path, billing: Path, data: Path, out: Path, threads: int) -> list[str]:
     return [
-        str(bin_), "run", "--quiet", "--period", PERIOD,
+        str(bin_), "run", "--quiet", "--no-pdf", "--period", PERIOD,
         "--billing", str(billing),
         "--designations", str(data / "designations.csv"),
         "--rules", str(data / "rules.toml"),
