@@ -185,3 +185,57 @@ fn sample_command_is_deterministic_and_runs_clean() {
     assert_eq!(t["rejected"], 0);
     assert!(t["accrued"].as_u64().unwrap() > 1000, "{t}");
 }
+
+/// `sample-data/hard-cases/`: the expectations of its README table.
+#[test]
+fn hard_cases_sample_matches_its_readme() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_porledger"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["run", "--period", "2026-10", "--quiet", "--no-pdf"])
+        .args(["--billing", "sample-data/hard-cases/billing-2026-10.csv"])
+        .args(["--designations", "sample-data/hard-cases/designations.csv"])
+        .args([
+            "--rules",
+            "sample-data/hard-cases/rules.toml",
+            "--fx",
+            "sample-data/hard-cases/fx.csv",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    let expected = "partner_id,partner_name,program_id,currency,lines,basis_amount,accrual_amount\r
+P-A,Amsel IT,por-core,EUR,1,1000.00,40.00\r
+P-B,Buchfink Cloud,por-core,EUR,1,2100.00,84.00\r
+P-C,Cirrus Partner,por-core,EUR,1,3100.00,124.00\r
+P-D,Dohle Digital,por-core,EUR,1,100.00,4.00\r
+P-E,Eisvogel Systems,por-core,EUR,1,3000.00,120.00\r
+P-F,Falke Services,por-core,EUR,1,322.580645,12.90\r
+P-G,Gimpel GmbH,por-core,EUR,1,677.419355,27.10\r
+P-H,Habicht AG,por-core,EUR,1,1000.00,20.00\r
+P-I,Ibis Solutions,por-core,EUR,1,1000.00,20.00\r
+P-J,Johannes Sperling KG,por-core,EUR,1,-500.00,-20.00\r
+P-K,Kranich Cloud,por-core,EUR,1,1000.00,40.00\r
+P-L,Lerche & Co.,engagement,EUR,1,1000.00,10.00\r
+P-L,Lerche & Co.,por-core,EUR,1,1000.00,40.00\r
+P-M,Möwe Managed Services,por-core,EUR,1,500.00,20.00\r
+P-M,Möwe Managed Services,por-core,USD,1,1000.00,40.00\r
+";
+    assert_eq!(summary, expected);
+    let st = std::fs::read_to_string(out.join("partners/P-M/statement.csv")).unwrap();
+    assert!(
+        st.ends_with(
+            "total,USD,1000.00,40.00,EUR,0.9,2026-10-15,36.00\r\ntotal_converted,EUR,,56.00\r\n"
+        ),
+        "{st}"
+    );
+}
