@@ -50,6 +50,8 @@ pub struct RunRecord {
     pub rows: Vec<LedgerRow>,
     /// (customer, program, currency) -> amount printed on the partner statement.
     pub statement: BTreeMap<(String, String, String), String>,
+    /// (customer, program) -> how tiered rates were chosen (`tier_rate` rows).
+    pub tiers: BTreeMap<(String, String), Vec<String>>,
     /// designation line -> the designation row's text, when the designations
     /// file named in the manifest is still there unchanged.
     pub designations: BTreeMap<String, String>,
@@ -135,6 +137,7 @@ pub fn load(out: &Path, filter: &Filter) -> Result<RunRecord, Fatal> {
     }
 
     let mut statement = BTreeMap::new();
+    let mut tiers: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     let st_path = out
         .join("partners")
         .join(crate::render::sanitize_file_name(&filter.partner))
@@ -145,8 +148,17 @@ pub fn load(out: &Path, filter: &Filter) -> Result<RunRecord, Fatal> {
             .flexible(true)
             .from_reader(&text[..]);
         for rec in rdr.records().flatten() {
-            if rec.len() == 10 && rec.get(0) != Some("customer_id") {
-                let g = |i: usize| rec.get(i).unwrap_or("").to_string();
+            let g = |i: usize| rec.get(i).unwrap_or("").to_string();
+            if rec.get(0) == Some("tier_rate") && rec.get(1) != Some("customer_id") {
+                tiers.entry((g(1), g(2))).or_default().push(format!(
+                    "product {}, month {}: workloads {}; rate {}: {}",
+                    g(3),
+                    g(4),
+                    g(5),
+                    g(7),
+                    g(8)
+                ));
+            } else if rec.len() == 10 && rec.get(0) != Some("customer_id") {
                 statement.insert((g(0), g(2), g(4)), g(9));
             }
         }
@@ -180,6 +192,7 @@ pub fn load(out: &Path, filter: &Filter) -> Result<RunRecord, Fatal> {
         partner_name,
         rows,
         statement,
+        tiers,
         designations,
         designations_file,
     })
@@ -218,6 +231,14 @@ pub fn render_explanation(r: &RunRecord, filter: &Filter) -> String {
     let mut totals: BTreeMap<Currency, Decimal> = BTreeMap::new();
     for ((customer, program, currency), rows) in &groups {
         let _ = writeln!(s, "\ncustomer {customer}, program {program}, {currency}");
+        for t in r
+            .tiers
+            .get(&(customer.to_string(), program.to_string()))
+            .into_iter()
+            .flatten()
+        {
+            let _ = writeln!(s, "  attainment tier: {t}");
+        }
         let mut sum = Decimal::ZERO;
         for row in rows {
             let designation = match row.designation_line.as_str() {

@@ -428,6 +428,9 @@ pub fn accrue_usage(inputs: &Inputs, period: Period) -> UsageRun {
                                 &a.designation
                                     .map(|d| d.line.to_string())
                                     .unwrap_or_default(),
+                                // credited_days, charge_days: no proration for usage.
+                                "",
+                                "",
                             ],
                         );
                     }

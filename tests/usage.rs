@@ -352,6 +352,23 @@ fn usage_run_end_to_end() {
         st.contains("lowest attainment of the product's workloads: Teams 0.3"),
         "{st}"
     );
+    // explain prints the attainment tier behind the tiered rate.
+    let ex = Command::new(env!("CARGO_BIN_EXE_porledger"))
+        .args(["explain", "--out", &f.p("out"), "--partner", "500003"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&ex.stderr).into_owned();
+    let ex = String::from_utf8_lossy(&ex.stdout);
+    assert!(ex.contains("attainment tier: product "), "{ex}{err}");
+    assert!(
+        ex.contains("lowest attainment of the product's workloads: Teams 0.3"),
+        "{ex}"
+    );
+    assert!(ex.contains("x rate 0.02 x share"), "{ex}");
+    // Every ledger row has the header's 16 columns (usage rows included).
+    for l in csv_rows(&f.read("ledger.csv")) {
+        assert_eq!(l.len(), 16, "{l:?}");
+    }
 
     // Partner metrics.
     let pa = csv_rows(&f.read("partners/500002/attainment.csv"));
