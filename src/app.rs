@@ -393,16 +393,7 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
             "--ledger-format parquet",
         ));
     }
-    let mut inputs = pipeline::load_inputs(
-        &args.inputs.billing,
-        &args.inputs.designations,
-        &args.inputs.rules,
-    )?;
-    crate::attain::prepare(
-        &mut inputs,
-        &args.inputs.usage,
-        args.inputs.usage_tenant_map.as_deref(),
-    )?;
+    let inputs = load(&args.inputs)?;
     let n_threads = threads(&args.inputs);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(n_threads)
@@ -688,18 +679,17 @@ pub fn render(args: &RenderArgs) -> Result<Finish, Fatal> {
     Ok(Finish::Clean)
 }
 
+/// Reads rules, designations, billing headers and usage: everything `run` and
+/// `validate` need before streaming.
+fn load(a: &InputArgs) -> Result<Inputs, Fatal> {
+    let mut inputs = pipeline::load_inputs(&a.billing, &a.designations, &a.rules)?;
+    crate::attain::prepare(&mut inputs, &a.usage, a.usage_tenant_map.as_deref())?;
+    Ok(inputs)
+}
+
 /// `porledger validate`: prints a data-quality report to stdout.
 pub fn validate(args: &ValidateArgs) -> Result<Finish, Fatal> {
-    let mut inputs = pipeline::load_inputs(
-        &args.inputs.billing,
-        &args.inputs.designations,
-        &args.inputs.rules,
-    )?;
-    crate::attain::prepare(
-        &mut inputs,
-        &args.inputs.usage,
-        args.inputs.usage_tenant_map.as_deref(),
-    )?;
+    let inputs = load(&args.inputs)?;
     let settings = StreamSettings {
         threads: threads(&args.inputs),
         chunk_size: args.inputs.chunk_bytes.max(4096),

@@ -185,27 +185,28 @@ pub fn hash_outputs(dir: &Path) -> Result<Vec<FileEntry>, Fatal> {
     Ok(entries)
 }
 
+/// Writes a value as pretty JSON with a trailing newline.
+pub fn write_json(path: &Path, value: &impl Serialize) -> Result<(), Fatal> {
+    write_json_as(path, value, true)
+}
+
 /// Writes a value as compact JSON with a trailing newline (machine-read files
 /// such as `statements.json`, which can hold hundreds of thousands of lines).
 pub fn write_json_compact(path: &Path, value: &impl Serialize) -> Result<(), Fatal> {
-    use std::io::Write as _;
-    let f = std::fs::File::create(path).map_err(|e| Fatal::io(path, e))?;
-    let mut w = std::io::BufWriter::with_capacity(1 << 16, f);
-    serde_json::to_writer(&mut w, value).map_err(|e| Fatal::Io {
-        path: path.display().to_string(),
-        source: std::io::Error::other(e),
-    })?;
-    w.write_all(b"\n")
-        .and_then(|_| w.flush())
-        .map_err(|e| Fatal::io(path, e))
+    write_json_as(path, value, false)
 }
 
-/// Writes a value as pretty JSON with a trailing newline.
-pub fn write_json(path: &Path, value: &impl Serialize) -> Result<(), Fatal> {
+/// Streams JSON into the file (never a whole string in memory).
+fn write_json_as(path: &Path, value: &impl Serialize, pretty: bool) -> Result<(), Fatal> {
     use std::io::Write as _;
     let f = std::fs::File::create(path).map_err(|e| Fatal::io(path, e))?;
     let mut w = std::io::BufWriter::with_capacity(1 << 16, f);
-    serde_json::to_writer_pretty(&mut w, value).map_err(|e| Fatal::Io {
+    let written = if pretty {
+        serde_json::to_writer_pretty(&mut w, value)
+    } else {
+        serde_json::to_writer(&mut w, value)
+    };
+    written.map_err(|e| Fatal::Io {
         path: path.display().to_string(),
         source: std::io::Error::other(e),
     })?;
