@@ -239,3 +239,49 @@ P-M,Möwe Managed Services,por-core,USD,1,1000.00,40.00\r
         "{st}"
     );
 }
+
+/// `sample-data/usage/`: the expectations of its README table.
+#[test]
+fn usage_sample_matches_its_readme() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_porledger"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["run", "--period", "2026-10", "--quiet", "--no-pdf"])
+        .args(["--billing", "sample-data/usage/billing-usage-demo.csv"])
+        .args(["--designations", "sample-data/usage/designations-usage.csv"])
+        .args([
+            "--rules",
+            "sample-data/usage/rules-usage.toml",
+            "--usage",
+            "sample-data/usage/cpor-usage.csv",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("summary.csv")).unwrap(),
+        "partner_id,partner_name,program_id,currency,lines,basis_amount,accrual_amount\r\n\
+         5000101,Fourth Coffee Consulting,cpor-usage,USD,3,62.00,140.00\r\n\
+         5000202,Tailspin Partners,dpor-tiered,USD,1,43200.00,864.00\r\n"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let t = &json["usage"]["total"];
+    assert_eq!(
+        (
+            t["rows"].as_u64(),
+            t["accrued"].as_u64(),
+            t["not_eligible"].as_u64(),
+            t["rejected"].as_u64()
+        ),
+        (Some(126), Some(3), Some(123), Some(0))
+    );
+}
