@@ -326,22 +326,29 @@ impl Fold {
     }
 
     /// Merges a fold of *later* input into this one (earlier names win).
-    pub fn merge(&mut self, later: Fold) {
+    pub fn merge(&mut self, mut later: Fold) {
+        self.merge_from(&mut later);
+    }
+
+    /// Like [`Fold::merge`], but leaves `later` empty with its capacity, so a
+    /// worker can fold its next chunk into the same maps without allocating.
+    pub fn merge_from(&mut self, later: &mut Fold) {
         if self.details.is_empty() {
-            self.details = later.details;
+            std::mem::swap(&mut self.details, &mut later.details);
         } else {
-            for (k, v) in later.details {
+            for (k, v) in later.details.drain() {
                 self.details.entry(k).or_default().add(&v);
             }
         }
-        for (k, v) in later.customer_names {
+        for (k, v) in later.customer_names.drain() {
             self.customer_names.entry(k).or_insert(v);
         }
         if self.files.len() < later.files.len() {
             self.files.resize(later.files.len(), FileCounts::default());
         }
-        for (a, b) in self.files.iter_mut().zip(&later.files) {
+        for (a, b) in self.files.iter_mut().zip(later.files.iter_mut()) {
             a.add(b);
+            *b = FileCounts::default();
         }
     }
 

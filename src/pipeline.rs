@@ -131,6 +131,8 @@ pub(crate) fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
 /// Output buffers handed back by the collector for reuse.
 #[derive(Default)]
 pub struct OutBufs {
+    /// An emptied fold whose maps keep their capacity.
+    pub fold: Option<Fold>,
     pub ledger: Vec<u8>,
     pub not_eligible: Vec<u8>,
     pub rejects: Vec<u8>,
@@ -147,7 +149,10 @@ pub fn process_chunk(
     let file = &inputs.files[chunk.file];
     let layout = &inputs.opened[chunk.file].layout;
     let n_fields = layout.header.len();
-    let mut fold = Fold::new(inputs.files.len());
+    let mut fold = match bufs.fold {
+        Some(f) if f.files.len() == inputs.files.len() => f,
+        _ => Fold::new(inputs.files.len()),
+    };
     let mut counts = crate::fold::FileCounts::default();
     let mut ledger = RowBuf::with_buffer(bufs.ledger);
     let mut not_eligible = RowBuf::with_buffer(bufs.not_eligible);
@@ -218,9 +223,11 @@ pub fn process_chunk(
             }
         };
         ckey.clear();
-        ckey.extend(line.customer_id.chars().map(|c| c.to_ascii_lowercase()));
+        ckey.push_str(line.customer_id);
+        ckey.make_ascii_lowercase();
         skey.clear();
-        skey.extend(line.subscription_id.chars().map(|c| c.to_ascii_lowercase()));
+        skey.push_str(line.subscription_id);
+        skey.make_ascii_lowercase();
         if let Some(p) = settings.period {
             if line.charge_start >= p.end {
                 counts.dated_after_period += 1;
@@ -438,12 +445,14 @@ pub fn stream(
                 }
                 let rows: u64 = out.fold.files.iter().map(|f| f.rows).sum();
                 progress.advance(out.bytes, rows);
-                fold.merge(out.fold);
+                let mut chunk_fold = out.fold;
+                fold.merge_from(&mut chunk_fold);
                 let clear = |mut v: Vec<u8>| {
                     v.clear();
                     v
                 };
                 let _ = spare_out_tx.try_send(OutBufs {
+                    fold: Some(chunk_fold),
                     ledger: clear(out.ledger),
                     not_eligible: clear(out.not_eligible),
                     rejects: clear(out.rejects),
