@@ -231,16 +231,21 @@ mod imp {
 
         #[test]
         fn decimals_fit_exactly_or_not_at_all() {
+            // Decimal(38, 24): 24 decimals, 14 integer digits.
             let d = |s: &str| s.parse::<Decimal>().unwrap();
-            assert_eq!(decimal_to_i128(d("1.5")), Some(15 * 10i128.pow(17)));
-            assert_eq!(decimal_to_i128(d("-0.000000000000000001")), Some(-1));
+            assert_eq!(decimal_to_i128(d("1.5")), Some(15 * 10i128.pow(23)));
+            assert_eq!(decimal_to_i128(d("-0.000000000000000000000001")), Some(-1));
             assert_eq!(
-                decimal_to_i128(d("2.5000000000000000000000")),
-                Some(25 * 10i128.pow(17))
+                decimal_to_i128(d("2.500000000000000000000000000")),
+                Some(25 * 10i128.pow(23))
             );
-            assert_eq!(decimal_to_i128(d("0.0000000000000000001")), None);
-            assert_eq!(decimal_to_i128(d("123456789012345678901")), None);
-            assert!(decimal_to_i128(d("12345678901234567890")).is_some());
+            assert_eq!(decimal_to_i128(d("0.0000000000000000000000001")), None);
+            assert_eq!(decimal_to_i128(d("123456789012345")), None);
+            assert!(decimal_to_i128(d("12345678901234")).is_some());
+            // A prorated basis (6) x an equal-split share (10) x a rate (4 decimals).
+            let exact = d("322.580645") * d("0.3333333333") * d("0.0125");
+            assert_eq!(exact.scale(), 20);
+            assert!(decimal_to_i128(exact).is_some());
         }
     }
 }
