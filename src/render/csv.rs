@@ -190,6 +190,14 @@ impl Sections {
     }
 }
 
+/// The end of a statement's header block: period, statement date, rounding.
+fn period_block(w: &mut Sections, set: &StatementSet) -> csv::Result<()> {
+    w.row(&["period", &set.period.label()])?;
+    w.row(&["statement_date", &set.period.last_day().to_string()])?;
+    w.row(&["rounding", set.rounding.as_str()])?;
+    w.blank()
+}
+
 /// The partner statement as CSV: a header block, one line per customer, program
 /// and currency, then totals per currency.
 pub fn partner_statement_csv(p: &PartnerStatement, set: &StatementSet) -> csv::Result<Vec<u8>> {
@@ -197,10 +205,7 @@ pub fn partner_statement_csv(p: &PartnerStatement, set: &StatementSet) -> csv::R
     w.row(&["porledger partner statement"])?;
     w.row(&["partner_id", &p.partner_id])?;
     w.row(&["partner_name", &p.partner_name])?;
-    w.row(&["period", &set.period.label()])?;
-    w.row(&["statement_date", &set.period.last_day().to_string()])?;
-    w.row(&["rounding", set.rounding.as_str()])?;
-    w.blank()?;
+    period_block(&mut w, set)?;
     w.row(&[
         "customer_id",
         "customer_name",
@@ -251,10 +256,7 @@ pub fn customer_statement_csv(
     w.row(&["customer_name", &c.customer_name])?;
     w.row(&["partner_id", &p.partner_id])?;
     w.row(&["partner_name", &p.partner_name])?;
-    w.row(&["period", &set.period.label()])?;
-    w.row(&["statement_date", &set.period.last_day().to_string()])?;
-    w.row(&["rounding", set.rounding.as_str()])?;
-    w.blank()?;
+    period_block(&mut w, set)?;
     w.row(&[
         "designation",
         "association",
