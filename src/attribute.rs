@@ -55,7 +55,7 @@ pub fn is_exclusive(a: Association) -> bool {
 pub struct DesignationIndex {
     rows: Vec<Designation>,
     /// Each customer's designations (lower-case key), sorted by partner and line.
-    by_customer: hashbrown::HashMap<Box<str>, Box<[Designation]>>,
+    by_customer: hashbrown::HashMap<crate::text::IdText, Box<[Designation]>>,
     names: BTreeMap<String, String>,
 }
 
@@ -76,7 +76,7 @@ impl DesignationIndex {
             .into_iter()
             .map(|(k, mut v)| {
                 v.sort_by(|a, b| (&a.partner_id, a.line).cmp(&(&b.partner_id, b.line)));
-                (Box::from(k), v.into_boxed_slice())
+                (k.into(), v.into_boxed_slice())
             })
             .collect();
         DesignationIndex {

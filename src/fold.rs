@@ -12,17 +12,19 @@ use rust_decimal::Decimal;
 use crate::accrue::{Accrual, Reason};
 use crate::money::Currency;
 use crate::rules::Association;
+use crate::text::{IdText, Text};
 
 /// The finest grouping of accruals that statements show: (partner, customer,
 /// program, currency, association, subscription, rate, share).
 ///
-/// The three IDs live in one allocation, and the key carries its hash, so a
-/// chunk's fold merges into the run's without hashing strings again.
+/// The three IDs are stored together inline (see [`crate::text`]), and the key
+/// carries its hash, so a look-up touches one bucket and folds merge without
+/// hashing strings again.
 #[derive(Clone, Debug)]
 pub struct DetailKey {
     hash: u64,
     /// partner ID, customer ID and subscription ID, concatenated.
-    text: Box<str>,
+    text: Text<KEY_INLINE>,
     partner_len: u32,
     customer_len: u32,
     pub program: u16,
@@ -32,18 +34,21 @@ pub struct DetailKey {
     pub share: Decimal,
 }
 
+/// Inline room for an MPN ID and two GUIDs.
+const KEY_INLINE: usize = 112;
+
 impl DetailKey {
     pub fn partner_id(&self) -> &str {
-        &self.text[..self.partner_len as usize]
+        &self.text.as_str()[..self.partner_len as usize]
     }
 
     pub fn customer_id(&self) -> &str {
         let p = self.partner_len as usize;
-        &self.text[p..p + self.customer_len as usize]
+        &self.text.as_str()[p..p + self.customer_len as usize]
     }
 
     pub fn subscription_id(&self) -> &str {
-        &self.text[(self.partner_len + self.customer_len) as usize..]
+        &self.text.as_str()[(self.partner_len + self.customer_len) as usize..]
     }
 
     fn sort_key(
@@ -152,15 +157,9 @@ impl<'a> DetailRef<'a> {
     }
 
     fn to_key(&self) -> DetailKey {
-        let mut text = String::with_capacity(
-            self.partner_id.len() + self.customer_id.len() + self.subscription_id.len(),
-        );
-        text.push_str(self.partner_id);
-        text.push_str(self.customer_id);
-        text.push_str(self.subscription_id);
         DetailKey {
             hash: self.hash,
-            text: text.into_boxed_str(),
+            text: Text::concat(&[self.partner_id, self.customer_id, self.subscription_id]),
             partner_len: self.partner_id.len() as u32,
             customer_len: self.customer_id.len() as u32,
             program: self.program,
@@ -186,9 +185,16 @@ impl Equivalent<DetailKey> for DetailRef<'_> {
             && self.currency == k.currency
             && self.rate == k.rate
             && self.share == k.share
-            && self.partner_id == k.partner_id()
-            && self.customer_id == k.customer_id()
-            && self.subscription_id == k.subscription_id()
+            && self.partner_id.len() == k.partner_len as usize
+            && self.customer_id.len() == k.customer_len as usize
+            && {
+                let t = k.text.as_bytes();
+                let (p, rest) = t.split_at(k.partner_len as usize);
+                let (c, s) = rest.split_at(k.customer_len as usize);
+                p == self.partner_id.as_bytes()
+                    && c == self.customer_id.as_bytes()
+                    && s == self.subscription_id.as_bytes()
+            }
     }
 }
 
@@ -225,9 +231,25 @@ pub struct Sums {
 impl Sums {
     pub fn add(&mut self, o: &Sums) {
         self.lines += o.lines;
-        self.basis += o.basis;
-        self.accrual += o.accrual;
+        self.basis = sum_exact(self.basis, o.basis);
+        self.accrual = sum_exact(self.accrual, o.accrual);
     }
+}
+
+/// `a + b` at the larger of the two scales.
+///
+/// `Decimal` addition returns the other operand unchanged when one is zero, so
+/// the scale of a running sum (`58.00` or `58.000000`) would depend on the order
+/// of the additions, and folds are merged in whatever order threads finish.
+/// Pinning the scale to the largest seen makes the exact sums, and the
+/// statements that print them, the same whatever the order.
+pub fn sum_exact(a: Decimal, b: Decimal) -> Decimal {
+    let scale = a.scale().max(b.scale());
+    let mut s = a + b;
+    if s.scale() < scale {
+        s.rescale(scale);
+    }
+    s
 }
 
 /// Where the rows of one input file went. `rows = accrued + not eligible + rejected`.
@@ -269,12 +291,20 @@ impl FileCounts {
     }
 }
 
+/// Orders input lines across files: file index first, then line number.
+/// Positions of other inputs (usage files) use `u64::MAX`, after every billing line.
+pub fn input_order(file: usize, line: u64) -> u64 {
+    ((file as u64) << 40) | line.min((1 << 40) - 1)
+}
+
 /// The mergeable result of folding any number of lines.
 #[derive(Debug, Default)]
 pub struct Fold {
     pub details: DetailMap,
-    /// Customer ID (lower case) -> name, first seen in input order.
-    pub customer_names: HashMap<String, String>,
+    /// Customer ID (lower case) -> (name, where it was first seen). The
+    /// position orders input lines (see [`input_order`]); merging keeps the
+    /// earliest, so the name does not depend on which thread saw which chunk.
+    pub customer_names: HashMap<IdText, (String, u64)>,
     /// Indexed by input file.
     pub files: Vec<FileCounts>,
 }
@@ -318,14 +348,27 @@ impl Fold {
         }
     }
 
-    pub fn note_customer(&mut self, customer_key: &str, name: &str) {
+    /// Records a customer's name at input position `at` (see [`input_order`]).
+    /// Lines must be noted in increasing order within one fold; merged folds
+    /// keep the name of the earliest position.
+    pub fn note_customer(&mut self, customer_key: &str, name: &str, at: u64) {
         if !name.is_empty() && !self.customer_names.contains_key(customer_key) {
             self.customer_names
-                .insert(customer_key.to_string(), name.to_string());
+                .insert(customer_key.into(), (name.to_string(), at));
         }
     }
 
-    /// Merges a fold of *later* input into this one (earlier names win).
+    /// The customer's name, first seen in input order ("" when unknown).
+    pub fn customer_name(&self, customer_key: &str) -> String {
+        self.customer_names
+            .get(customer_key)
+            .map(|n| n.0.clone())
+            .unwrap_or_default()
+    }
+
+    /// Merges another fold into this one: sums add up (exactly, so the order of
+    /// merging does not matter), and each customer keeps the name seen at the
+    /// earliest input position (this fold's on a tie).
     pub fn merge(&mut self, mut later: Fold) {
         self.merge_from(&mut later);
     }
@@ -341,7 +384,16 @@ impl Fold {
             }
         }
         for (k, v) in later.customer_names.drain() {
-            self.customer_names.entry(k).or_insert(v);
+            match self.customer_names.entry(k) {
+                hashbrown::hash_map::Entry::Occupied(mut e) => {
+                    if v.1 < e.get().1 {
+                        e.insert(v);
+                    }
+                }
+                hashbrown::hash_map::Entry::Vacant(e) => {
+                    e.insert(v);
+                }
+            }
         }
         if self.files.len() < later.files.len() {
             self.files.resize(later.files.len(), FileCounts::default());
@@ -377,6 +429,21 @@ mod tests {
             designation: None,
             days: None,
         }
+    }
+
+    #[test]
+    fn exact_sums_keep_the_largest_scale_whatever_the_order() {
+        let d = |s: &str| s.parse::<Decimal>().unwrap();
+        let parts = [d("580.00"), d("-372.857143"), d("-207.142857"), d("58.00")];
+        let mut seen = std::collections::BTreeSet::new();
+        for order in [[0, 1, 2, 3], [1, 2, 0, 3], [3, 0, 1, 2], [0, 2, 1, 3]] {
+            let mut total = Decimal::ZERO;
+            for i in order {
+                total = sum_exact(total, parts[i]);
+            }
+            seen.insert(total.to_string());
+        }
+        assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["58.000000"]);
     }
 
     #[test]

@@ -31,5 +31,6 @@ pub mod render;
 pub mod rules;
 pub mod sample;
 pub mod statements;
+pub mod text;
 pub mod usage_accrue;
 pub mod usage_rules;

@@ -131,14 +131,12 @@ pub(crate) fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
 /// Output buffers handed back by the collector for reuse.
 #[derive(Default)]
 pub struct OutBufs {
-    /// An emptied fold whose maps keep their capacity.
-    pub fold: Option<Fold>,
     pub ledger: Vec<u8>,
     pub not_eligible: Vec<u8>,
     pub rejects: Vec<u8>,
 }
 
-/// Processes one chunk: pure, deterministic, no I/O.
+/// Processes one chunk into a fold of its own: pure, deterministic, no I/O.
 pub fn process_chunk(
     inputs: &Inputs,
     settings: &StreamSettings,
@@ -146,25 +144,42 @@ pub fn process_chunk(
     chunk: &Chunk,
     bufs: OutBufs,
 ) -> ChunkOutput {
+    let mut fold = Fold::new(inputs.files.len());
+    let mut out = process_chunk_into(inputs, settings, seq, chunk, &mut fold, bufs);
+    fold.files = std::mem::take(&mut out.fold.files);
+    out.fold = fold;
+    out
+}
+
+/// Processes one chunk, adding its accruals and customer names to `fold` (a
+/// worker's running fold: chunks must come in increasing input order). The
+/// returned output's fold holds only the chunk's row counts. Pure, no I/O.
+pub fn process_chunk_into(
+    inputs: &Inputs,
+    settings: &StreamSettings,
+    seq: u64,
+    chunk: &Chunk,
+    fold: &mut Fold,
+    bufs: OutBufs,
+) -> ChunkOutput {
     let file = &inputs.files[chunk.file];
     let layout = &inputs.opened[chunk.file].layout;
     let n_fields = layout.header.len();
-    let mut fold = match bufs.fold {
-        Some(f) if f.files.len() == inputs.files.len() => f,
-        _ => Fold::new(inputs.files.len()),
-    };
     let mut counts = crate::fold::FileCounts::default();
     let mut ledger = RowBuf::with_buffer(bufs.ledger);
     let mut not_eligible = RowBuf::with_buffer(bufs.not_eligible);
     let mut rejects = RowBuf::with_buffer(bufs.rejects);
     let mut reject_samples = Vec::new();
     let mut n_rejects = 0u64;
-    let mut rdr = csv::ReaderBuilder::new()
+    // simd-csv splits records with SIMD searches for the delimiter, quote and
+    // newline: 2-3x the csv crate's speed on Partner Center exports. Like the
+    // chunk splitter, it treats every quote as opening or closing a quoted run.
+    let mut rdr = simd_csv::ReaderBuilder::with_capacity(64 * 1024)
         .has_headers(false)
         .flexible(true)
         .delimiter(layout.delimiter)
         .from_reader(&chunk.data[..]);
-    let mut rec = csv::ByteRecord::new();
+    let mut rec = simd_csv::ByteRecord::new();
     let mut lines = ingest::LineTracker::new(chunk.first_line);
     let mut ckey = String::new();
     let mut skey = String::new();
@@ -189,8 +204,13 @@ pub fn process_chunk(
         w.end();
     };
     loop {
+        // The record starts after any blank lines the reader skips.
+        let mut start = rdr.position() as usize;
         let ok = rdr.read_byte_record(&mut rec);
-        let line_no = lines.line(&chunk.data, rec.position().map(|p| p.byte()).unwrap_or(0));
+        while start < chunk.data.len() && matches!(chunk.data[start], b'\r' | b'\n') {
+            start += 1;
+        }
+        let line_no = lines.line(&chunk.data, start as u64);
         match ok {
             Ok(false) => break,
             Ok(true) => {}
@@ -249,7 +269,11 @@ pub fn process_chunk(
         match outcome {
             Outcome::Accrued => {
                 counts.accrued += 1;
-                fold.note_customer(&ckey, line.customer_name);
+                fold.note_customer(
+                    &ckey,
+                    line.customer_name,
+                    crate::fold::input_order(chunk.file, line_no),
+                );
                 for a in &accruals {
                     fold.add(a, &ckey, &skey, line.currency);
                     let w = &mut ledger;
@@ -285,7 +309,11 @@ pub fn process_chunk(
             }
             Outcome::NotEligible { reason, detail } => {
                 counts.note_not_eligible(reason);
-                fold.note_customer(&ckey, line.customer_name);
+                fold.note_customer(
+                    &ckey,
+                    line.customer_name,
+                    crate::fold::input_order(chunk.file, line_no),
+                );
                 let w = &mut not_eligible;
                 w.text(&file.display);
                 w.num(line_no);
@@ -310,11 +338,15 @@ pub fn process_chunk(
         acc_store = recycle(accruals);
         scratch_store = scratch.recycle();
     }
-    fold.files[chunk.file] = counts;
+    let mut files = vec![crate::fold::FileCounts::default(); inputs.files.len()];
+    files[chunk.file] = counts;
     ChunkOutput {
         seq,
         bytes: chunk.data.len() as u64,
-        fold,
+        fold: Fold {
+            files,
+            ..Fold::default()
+        },
         ledger: ledger.buf,
         not_eligible: not_eligible.buf,
         rejects: rejects.buf,
@@ -393,9 +425,13 @@ pub fn stream(
             let spare_in = spare_in_tx.clone();
             let spare_out = spare_out_rx.clone();
             workers.push(s.spawn(move || {
+                // Each worker folds all of its chunks into one running fold,
+                // merged with the others' at the end: one key allocation per
+                // group and worker instead of one per group and chunk.
+                let mut fold = Fold::new(inputs.files.len());
                 while let Ok((seq, chunk)) = rx.recv() {
                     let bufs = spare_out.try_recv().unwrap_or_default();
-                    let out = process_chunk(inputs, settings, seq, &chunk, bufs);
+                    let out = process_chunk_into(inputs, settings, seq, &chunk, &mut fold, bufs);
                     let mut data = chunk.data;
                     data.clear();
                     let _ = spare_in.try_send(data);
@@ -403,6 +439,7 @@ pub fn stream(
                         break;
                     }
                 }
+                fold
             }));
         }
         drop(chunk_rx);
@@ -452,7 +489,6 @@ pub fn stream(
                     v
                 };
                 let _ = spare_out_tx.try_send(OutBufs {
-                    fold: Some(chunk_fold),
                     ledger: clear(out.ledger),
                     not_eligible: clear(out.not_eligible),
                     rejects: clear(out.rejects),
@@ -465,8 +501,12 @@ pub fn stream(
                 }
             }
         }
+        let mut panicked = false;
         for w in workers {
-            let _ = w.join();
+            match w.join() {
+                Ok(mut f) => fold.merge_from(&mut f),
+                Err(_) => panicked = true,
+            }
         }
         let digests = match reader.join() {
             Ok(r) => r,
@@ -476,6 +516,11 @@ pub fn stream(
         };
         if let Some(f) = failure {
             return Err(f);
+        }
+        if panicked {
+            return Err(Fatal::Input(
+                "internal error: a worker thread panicked".into(),
+            ));
         }
         let digests = digests?;
         Ok(Streamed {

@@ -225,7 +225,7 @@ pub fn build(
     let mut details: Vec<(&DetailKey, &Sums)> = fold.details.iter().collect();
     details.sort_by(|a, b| a.0.cmp(b.0));
     let names = index.partner_names();
-    let customer_name = |c: &str| fold.customer_names.get(c).cloned().unwrap_or_default();
+    let customer_name = |c: &str| fold.customer_name(c);
     let mut partners: Vec<PartnerStatement> = Vec::new();
     let mut i = 0;
     while i < details.len() {

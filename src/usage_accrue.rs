@@ -404,7 +404,7 @@ pub fn accrue_usage(inputs: &Inputs, period: Period) -> UsageRun {
                             .unwrap_or_else(|| crate::money::Currency::parse("USD").expect("USD"))
                     };
                     if let Some(n) = usage.customer_names.get(&o.customer_id) {
-                        fold.note_customer(&o.customer_id, n);
+                        fold.note_customer(&o.customer_id, n, u64::MAX);
                     }
                     for a in &acc {
                         let c = currency(a.program);

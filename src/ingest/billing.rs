@@ -394,6 +394,31 @@ fn partner_ref(s: &str) -> Option<&str> {
     }
 }
 
+/// A parsed CSV record's fields: the csv crate's records (tests, small
+/// inputs) and simd-csv's (the streaming hot path) both qualify.
+pub trait Fields {
+    fn field(&self, i: usize) -> Option<&[u8]>;
+    fn count(&self) -> usize;
+}
+
+impl Fields for csv::ByteRecord {
+    fn field(&self, i: usize) -> Option<&[u8]> {
+        self.get(i)
+    }
+    fn count(&self) -> usize {
+        self.len()
+    }
+}
+
+impl Fields for simd_csv::ByteRecord {
+    fn field(&self, i: usize) -> Option<&[u8]> {
+        self.get(i)
+    }
+    fn count(&self) -> usize {
+        self.len()
+    }
+}
+
 impl BillingLayout {
     fn err(&self, f: Field, value: &[u8], reason: impl Into<String>) -> RowError {
         RowError {
@@ -403,11 +428,11 @@ impl BillingLayout {
         }
     }
 
-    fn text<'r>(&self, rec: &'r csv::ByteRecord, f: Field) -> Result<&'r str, RowError> {
+    fn text<'r, R: Fields>(&self, rec: &'r R, f: Field) -> Result<&'r str, RowError> {
         match self.column(f) {
             None => Ok(""),
             Some(i) => {
-                let raw = rec.get(i).unwrap_or(b"");
+                let raw = rec.field(i).unwrap_or(b"");
                 let t = std::str::from_utf8(raw)
                     .map(str::trim)
                     .map_err(|_| self.err(f, raw, "not valid UTF-8 text"))?;
@@ -421,7 +446,7 @@ impl BillingLayout {
     }
 
     /// Parses one record. The caller has checked the field count.
-    pub fn parse<'r>(&self, rec: &'r csv::ByteRecord) -> Result<BillingLine<'r>, RowError> {
+    pub fn parse<'r, R: Fields>(&self, rec: &'r R) -> Result<BillingLine<'r>, RowError> {
         let focus = self.format == BillingFormat::Focus;
         if focus {
             let category = self.text(rec, Field::ChargeType)?;

@@ -1,0 +1,117 @@
+//! Short strings kept inline, so hash-map keys compare without following a
+//! pointer.
+//!
+//! The fold's and the designation index's keys are IDs: GUIDs (36 bytes) and
+//! MPN IDs (a few digits). With a key on the heap, every look-up in a map of
+//! 200,000 groups costs two cache misses (the bucket, then the key's text);
+//! inline, one. Longer text falls back to the heap, so any input still works.
+
+use std::borrow::Borrow;
+use std::hash::{Hash, Hasher};
+
+/// Text of at most `N` bytes stored inline, longer text on the heap.
+#[derive(Clone)]
+pub enum Text<const N: usize> {
+    Inline { len: u8, buf: [u8; N] },
+    Heap(Box<str>),
+}
+
+impl<const N: usize> Text<N> {
+    /// The concatenation of `parts`.
+    pub fn concat(parts: &[&str]) -> Text<N> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len <= N && len <= u8::MAX as usize {
+            let mut buf = [0u8; N];
+            let mut at = 0;
+            for p in parts {
+                buf[at..at + p.len()].copy_from_slice(p.as_bytes());
+                at += p.len();
+            }
+            Text::Inline {
+                len: len as u8,
+                buf,
+            }
+        } else {
+            Text::Heap(parts.concat().into_boxed_str())
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Text::Inline { len, buf } => &buf[..*len as usize],
+            Text::Heap(s) => s.as_bytes(),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            // Built only from `&str` parts, so always valid UTF-8.
+            Text::Inline { len, buf } => {
+                std::str::from_utf8(&buf[..*len as usize]).expect("inline text is UTF-8")
+            }
+            Text::Heap(s) => s,
+        }
+    }
+}
+
+impl<const N: usize> From<&str> for Text<N> {
+    fn from(s: &str) -> Text<N> {
+        Text::concat(&[s])
+    }
+}
+
+impl<const N: usize> PartialEq for Text<N> {
+    fn eq(&self, o: &Text<N>) -> bool {
+        self.as_bytes() == o.as_bytes()
+    }
+}
+
+impl<const N: usize> Eq for Text<N> {}
+
+/// Hashes like `str`, so that maps keyed by `Text` are searched with a `&str`.
+impl<const N: usize> Hash for Text<N> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
+impl<const N: usize> Borrow<str> for Text<N> {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl<const N: usize> std::fmt::Debug for Text<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+/// Room for a GUID (36 bytes).
+pub type IdText = Text<40>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_text_is_inline_long_text_on_the_heap() {
+        let t = Text::<8>::concat(&["ab", "cd"]);
+        assert!(matches!(t, Text::Inline { len: 4, .. }));
+        assert_eq!(t.as_str(), "abcd");
+        let long = Text::<8>::concat(&["abcdef", "ghijk"]);
+        assert!(matches!(long, Text::Heap(_)));
+        assert_eq!(long.as_str(), "abcdefghijk");
+        assert_eq!(Text::<8>::from("abcdefghijk"), long);
+    }
+
+    #[test]
+    fn maps_keyed_by_text_are_searched_with_str() {
+        let mut m: hashbrown::HashMap<IdText, u32> = hashbrown::HashMap::new();
+        m.insert("71adb96f-6821-417f-b5c4-21c407c62906".into(), 1);
+        m.insert("x".repeat(100).as_str().into(), 2);
+        assert_eq!(m.get("71adb96f-6821-417f-b5c4-21c407c62906"), Some(&1));
+        assert_eq!(m.get("x".repeat(100).as_str()), Some(&2));
+        assert_eq!(m.get("y"), None);
+    }
+}
