@@ -19,7 +19,7 @@ use crate::pipeline::{self, ChunkOutput, Inputs, Progress, Sink, StreamSettings,
 use crate::quality;
 use crate::render::csv::{self as rcsv, row, writer};
 use crate::render::pdf::{self, PdfManifest, PdfOptions, Renderer};
-use crate::render::publish::{self, FileEntry, Staging};
+use crate::render::publish::{self, FileEntry, HashingWriter, Staging};
 use crate::statements::{self, StatementSet, SummaryRow};
 
 /// How a command ended when it did not fail.
@@ -43,18 +43,18 @@ fn threads(i: &InputArgs) -> usize {
 
 /// Writes chunk rows into the staging directory's CSV files.
 struct FileSink {
-    ledger: BufWriter<File>,
-    not_eligible: BufWriter<File>,
-    rejects: BufWriter<File>,
+    ledger: BufWriter<HashingWriter<File>>,
+    not_eligible: BufWriter<HashingWriter<File>>,
+    rejects: BufWriter<HashingWriter<File>>,
     dir: std::path::PathBuf,
 }
 
 impl FileSink {
     fn new(dir: &Path) -> Result<FileSink, Fatal> {
-        let open = |name: &str, header: &[&str]| -> Result<BufWriter<File>, Fatal> {
+        let open = |name: &str, header: &[&str]| -> Result<BufWriter<HashingWriter<File>>, Fatal> {
             let p = dir.join(name);
             let f = File::create(&p).map_err(|e| Fatal::io(&p, e))?;
-            let mut w = BufWriter::with_capacity(1 << 20, f);
+            let mut w = BufWriter::with_capacity(1 << 20, HashingWriter::new(&p, f));
             let mut h = writer(Vec::new());
             let _ = row(&mut h, header);
             let bytes = h.into_inner().unwrap_or_default();
@@ -82,13 +82,15 @@ impl FileSink {
         self.rejects.write_all(&bytes).map_err(|e| Fatal::io(&p, e))
     }
 
-    fn finish(mut self) -> Result<(), Fatal> {
+    fn finish(self) -> Result<(), Fatal> {
         for (w, name) in [
-            (&mut self.ledger, "ledger.csv"),
-            (&mut self.not_eligible, "not-eligible.csv"),
-            (&mut self.rejects, "rejects.csv"),
+            (self.ledger, "ledger.csv"),
+            (self.not_eligible, "not-eligible.csv"),
+            (self.rejects, "rejects.csv"),
         ] {
-            w.flush().map_err(|e| Fatal::io(&self.dir.join(name), e))?;
+            w.into_inner()
+                .map_err(|e| Fatal::io(&self.dir.join(name), e.into_error()))?
+                .finish()?;
         }
         Ok(())
     }

@@ -346,11 +346,11 @@ pub fn write_statements(dir: &Path, set: &StatementSet) -> Result<(), Fatal> {
         std::fs::create_dir_all(&cdir).map_err(|e| Fatal::io(&cdir, e))?;
         let path = pdir.join("statement.csv");
         let bytes = partner_statement_csv(p, set).map_err(csv_err(&path))?;
-        std::fs::write(&path, bytes).map_err(|e| Fatal::io(&path, e))?;
+        crate::render::publish::write_file(&path, &bytes)?;
         for c in &p.customers {
             let path = cdir.join(format!("{}.csv", sanitize_file_name(&c.customer_id)));
             let bytes = customer_statement_csv(p, c, set).map_err(csv_err(&path))?;
-            std::fs::write(&path, bytes).map_err(|e| Fatal::io(&path, e))?;
+            crate::render::publish::write_file(&path, &bytes)?;
         }
         Ok(())
     })

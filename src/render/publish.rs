@@ -2,11 +2,89 @@
 //! only a complete set of outputs is moved into place. A failed or killed run
 //! leaves the previous good output untouched.
 
+use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use crate::error::Fatal;
+use crate::ingest::FileDigest;
+
+/// SHA-256 digests of the files this process wrote, taken while writing them,
+/// so that the manifest does not read gigabytes of output a second time.
+/// [`hash_outputs`] takes an entry only when the file's size still matches.
+static WRITTEN: Mutex<Option<HashMap<PathBuf, FileDigest>>> = Mutex::new(None);
+
+fn remember(path: &Path, digest: FileDigest) {
+    let mut w = WRITTEN.lock().unwrap_or_else(|e| e.into_inner());
+    w.get_or_insert_with(HashMap::new)
+        .insert(path.to_path_buf(), digest);
+}
+
+fn recall(path: &Path) -> Option<FileDigest> {
+    let mut w = WRITTEN.lock().unwrap_or_else(|e| e.into_inner());
+    w.as_mut()?.remove(path)
+}
+
+/// Writes `bytes` to `path` and remembers their digest for the manifest.
+pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Fatal> {
+    std::fs::write(path, bytes).map_err(|e| Fatal::io(path, e))?;
+    remember(
+        path,
+        FileDigest {
+            sha256: crate::ingest::hex(&Sha256::digest(bytes)),
+            bytes: bytes.len() as u64,
+        },
+    );
+    Ok(())
+}
+
+/// A writer that hashes what passes through it; [`HashingWriter::finish`]
+/// flushes and remembers the digest of the whole file for the manifest.
+pub struct HashingWriter<W: Write> {
+    inner: W,
+    hasher: Sha256,
+    bytes: u64,
+    path: PathBuf,
+}
+
+impl<W: Write> HashingWriter<W> {
+    pub fn new(path: &Path, inner: W) -> HashingWriter<W> {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+            path: path.to_path_buf(),
+        }
+    }
+
+    pub fn finish(mut self) -> Result<(), Fatal> {
+        self.inner.flush().map_err(|e| Fatal::io(&self.path, e))?;
+        remember(
+            &self.path,
+            FileDigest {
+                sha256: crate::ingest::hex(&self.hasher.finalize()),
+                bytes: self.bytes,
+            },
+        );
+        Ok(())
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
 
 /// A directory being filled; removed on drop unless committed.
 pub struct Staging {
@@ -170,8 +248,13 @@ pub fn hash_outputs(dir: &Path) -> Result<Vec<FileEntry>, Fatal> {
         })
         .filter(|(_, rel)| rel != MARKER)
         .map(|(p, rel)| {
-            // Streamed: the ledger can be gigabytes.
-            let d = crate::ingest::sha256_file(p)?;
+            let len = std::fs::metadata(p).map_err(|e| Fatal::io(p, e))?.len();
+            let d = match recall(p) {
+                Some(d) if d.bytes == len => d,
+                // Not written through this module (or changed since): read it,
+                // streamed, as the ledger can be gigabytes.
+                _ => crate::ingest::sha256_file(p)?,
+            };
             Ok(FileEntry {
                 path: rel,
                 sha256: d.sha256,
@@ -198,9 +281,8 @@ pub fn write_json_compact(path: &Path, value: &impl Serialize) -> Result<(), Fat
 
 /// Streams JSON into the file (never a whole string in memory).
 fn write_json_as(path: &Path, value: &impl Serialize, pretty: bool) -> Result<(), Fatal> {
-    use std::io::Write as _;
     let f = std::fs::File::create(path).map_err(|e| Fatal::io(path, e))?;
-    let mut w = std::io::BufWriter::with_capacity(1 << 16, f);
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, HashingWriter::new(path, f));
     let written = if pretty {
         serde_json::to_writer_pretty(&mut w, value)
     } else {
@@ -210,9 +292,10 @@ fn write_json_as(path: &Path, value: &impl Serialize, pretty: bool) -> Result<()
         path: path.display().to_string(),
         source: std::io::Error::other(e),
     })?;
-    w.write_all(b"\n")
-        .and_then(|_| w.flush())
-        .map_err(|e| Fatal::io(path, e))
+    w.write_all(b"\n").map_err(|e| Fatal::io(path, e))?;
+    w.into_inner()
+        .map_err(|e| Fatal::io(path, e.into_error()))?
+        .finish()
 }
 
 #[cfg(test)]

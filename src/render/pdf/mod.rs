@@ -854,7 +854,7 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), Fatal> {
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d).map_err(|e| Fatal::io(d, e))?;
     }
-    std::fs::write(path, bytes).map_err(|e| Fatal::io(path, e))
+    super::publish::write_file(path, bytes)
 }
 
 /// Writes every PDF of `set` under `dir` (in parallel on the current rayon
