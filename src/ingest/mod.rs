@@ -201,22 +201,10 @@ impl LineTracker {
 
 /// Reads up to `n` bytes (fewer only at end of file).
 fn read_up_to(r: &mut impl Read, buf: &mut Vec<u8>, n: usize) -> io::Result<usize> {
-    let start = buf.len();
-    buf.resize(start + n, 0);
-    let mut got = 0;
-    while got < n {
-        match r.read(&mut buf[start + got..]) {
-            Ok(0) => break,
-            Ok(k) => got += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                buf.truncate(start + got);
-                return Err(e);
-            }
-        }
-    }
-    buf.truncate(start + got);
-    Ok(got)
+    // `read_to_end` reads into the spare capacity without zeroing it first
+    // (zeroing 8 MiB per chunk cost half a second over 3.4 GB).
+    buf.reserve(n);
+    r.take(n as u64).read_to_end(buf)
 }
 
 /// An opened billing file: its layout and header, positioned after the header.
