@@ -26,7 +26,8 @@ What it does, in one run, on the same files:
    Each DuckDB run is a separate process, timed like porledger (wall clock and
    peak RSS from `/usr/bin/time`), so Python start-up and `import duckdb`
    (about 0.1 s) are included, as porledger's start-up and output writing are.
-4. Times `porledger run` (all CSV outputs) at --threads 1 and --threads 2.
+4. Times `porledger run` (all CSV outputs) at --threads 1 and --threads 2,
+   each run into a fresh --out directory (deleted at the end).
 5. Checks: summary.csv byte-identical between --threads 1 and 2; between the
    same rows as one big file and split into 10 files; per (partner, program,
    currency) `lines`, `basis_amount` and `accrual_amount` equal to DuckDB's.
@@ -439,9 +440,11 @@ def timed(cmd: list[str], ok=(0,)) -> tuple[float, float]:
     return wall, int(kb) / 1024
 
 
-def best_of(runs: int, cmd: list[str], ok=(0,)) -> tuple[float, float]:
-    """Best wall time of `runs` runs, with the peak RSS of that run."""
-    results = [timed(cmd, ok) for _ in range(runs)]
+def best_of(runs: int, cmd, ok=(0,)) -> tuple[float, float]:
+    """Best wall time of `runs` runs, with the peak RSS of that run.
+
+    `cmd` is a command, or a function of the run number (0, 1, ...) returning one."""
+    results = [timed(cmd(k) if callable(cmd) else cmd, ok) for k in range(runs)]
     return min(results)
 
 
@@ -612,13 +615,20 @@ def comparison(args, data: Path, bin_: Path, py: str) -> list[str]:
             table.append((f"duckdb {kind}", DUCKDB_THREADS, *best_of(args.runs, cmd)))
             duck_results[kind] = json.loads(res.read_text())
 
-        # porledger at 1 and 2 threads.
+        # porledger at 1 and 2 threads. Every run writes a fresh --out, as a
+        # monthly run writes a new period's folder, and the outputs are deleted
+        # only at the end: right after a mass delete, a journal-less ext4 (this
+        # machine's) creates files several times slower for minutes, which would
+        # charge the 30,000 statement files of one run to the next.
         outs = {}
         for threads in (1, 2):
             log(f"porledger --threads {threads}")
-            outs[threads] = tmp / f"out-t{threads}"
-            cmd = porledger_cmd(bin_, data / "billing", data, outs[threads], threads)
+
+            def cmd(k: int, threads=threads) -> list[str]:
+                return porledger_cmd(bin_, data / "billing", data, tmp / f"out-t{threads}-{k}", threads)
+
             table.append(("porledger", threads, *best_of(args.runs, cmd, PORLEDGER_OK)))
+            outs[threads] = tmp / f"out-t{threads}-{args.runs - 1}"
 
         # Correctness.
         checks = []
