@@ -477,6 +477,9 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
         crate::attain::partner_usage(&inputs, args.period)
     };
     crate::usage_accrue::attach(&mut set, &partner_usage, &inputs.attainment.tier_notes());
+    // The statements hold everything the groups said; free them before the
+    // writing starts, so peak memory is the larger of the two, not their sum.
+    let (groups, customers) = streamed.fold.release_groups();
     let acc = accounting(&inputs, &streamed);
     if !acc.total.balanced || !usage_run.total.balanced {
         return Err(Fatal::Input(
@@ -541,8 +544,8 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
         eprintln!(
             "timings: stream {t_stream:?}, statements {t_statements:?}, manifest {t_manifest:?}, total {:?}, groups {}, customers {}",
             bar.start.elapsed(),
-            streamed.fold.details.len(),
-            streamed.fold.customer_names.len()
+            groups,
+            customers
         );
     }
     let rejected = prior + streamed.rejects;

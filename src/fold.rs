@@ -6,7 +6,7 @@
 //! (partner, customer, program, association, subscription, rate, share, currency)
 //! groups, never with the number of rows.
 
-use hashbrown::{Equivalent, HashMap};
+use hashbrown::HashMap;
 use rust_decimal::Decimal;
 
 use crate::accrue::{Accrual, Reason};
@@ -34,8 +34,9 @@ pub struct DetailKey {
     pub share: Decimal,
 }
 
-/// Inline room for an MPN ID and two GUIDs.
-const KEY_INLINE: usize = 112;
+/// Inline room for an MPN ID and two GUIDs (7 + 36 + 36 bytes); longer keys
+/// (a GUID partner ID, say) go to the heap.
+const KEY_INLINE: usize = 80;
 
 impl DetailKey {
     pub fn partner_id(&self) -> &str {
@@ -91,12 +92,6 @@ impl PartialEq for DetailKey {
 }
 
 impl Eq for DetailKey {}
-
-impl std::hash::Hash for DetailKey {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash);
-    }
-}
 
 impl PartialOrd for DetailKey {
     fn partial_cmp(&self, o: &DetailKey) -> Option<std::cmp::Ordering> {
@@ -171,13 +166,7 @@ impl<'a> DetailRef<'a> {
     }
 }
 
-impl std::hash::Hash for DetailRef<'_> {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash);
-    }
-}
-
-impl Equivalent<DetailKey> for DetailRef<'_> {
+impl DetailRef<'_> {
     fn equivalent(&self, k: &DetailKey) -> bool {
         self.hash == k.hash
             && self.program == k.program
@@ -198,27 +187,104 @@ impl Equivalent<DetailKey> for DetailRef<'_> {
     }
 }
 
-/// A hasher for keys that carry their own hash.
-#[derive(Default, Clone, Copy)]
-pub struct KeyHasher(u64);
-
-impl std::hash::Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used by the keys; fold anything else in safely.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(5) ^ b as u64;
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
+/// The fold's groups: a dense vector of (key, sums) in insertion order, and a
+/// hash index of positions into it.
+///
+/// A hash map holding the entries themselves spreads them over all of its
+/// buckets, so every page of a table at most 7/8 full is touched, and each
+/// doubling (at 229,377 groups, say) adds its full size to the resident memory.
+/// Here only the 4-byte positions live in the table; the entries are packed,
+/// so memory follows the number of groups.
+#[derive(Debug, Default)]
+pub struct DetailMap {
+    index: hashbrown::HashTable<u32>,
+    /// Fixed-size segments, never reallocated: growing one vector by doubling
+    /// would copy it, and the freed copy stays resident in the allocator.
+    segments: Vec<Vec<(DetailKey, Sums)>>,
+    len: usize,
 }
 
-/// The fold's map type.
-pub type DetailMap = HashMap<DetailKey, Sums, std::hash::BuildHasherDefault<KeyHasher>>;
+/// Groups per segment (about 2.5 MB).
+const SEGMENT: usize = 1 << 14;
+
+impl DetailMap {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Every group, in insertion order (sort before output).
+    pub fn iter(&self) -> impl Iterator<Item = (&DetailKey, &Sums)> {
+        self.segments.iter().flatten().map(|(k, v)| (k, v))
+    }
+
+    fn at(segments: &[Vec<(DetailKey, Sums)>], i: u32) -> &(DetailKey, Sums) {
+        let i = i as usize;
+        &segments[i / SEGMENT][i % SEGMENT]
+    }
+
+    fn push(&mut self, k: DetailKey, s: Sums) -> u32 {
+        let i = u32::try_from(self.len).expect("fewer than 2^32 groups");
+        if self.len.is_multiple_of(SEGMENT) {
+            self.segments.push(Vec::with_capacity(SEGMENT));
+        }
+        self.segments
+            .last_mut()
+            .expect("a segment with room")
+            .push((k, s));
+        self.len += 1;
+        i
+    }
+
+    fn add_ref(&mut self, r: &DetailRef<'_>, s: &Sums) {
+        let found = self
+            .index
+            .find(r.hash, |&i| r.equivalent(&Self::at(&self.segments, i).0))
+            .copied();
+        match found {
+            Some(i) => {
+                let i = i as usize;
+                self.segments[i / SEGMENT][i % SEGMENT].1.add(s)
+            }
+            None => {
+                let i = self.push(r.to_key(), *s);
+                let segments = &self.segments;
+                self.index
+                    .insert_unique(r.hash, i, |&j| Self::at(segments, j).0.hash);
+            }
+        }
+    }
+
+    fn add_key(&mut self, k: DetailKey, s: &Sums) {
+        let found = self
+            .index
+            .find(k.hash, |&i| Self::at(&self.segments, i).0 == k)
+            .copied();
+        match found {
+            Some(i) => {
+                let i = i as usize;
+                self.segments[i / SEGMENT][i % SEGMENT].1.add(s)
+            }
+            None => {
+                let h = k.hash;
+                let i = self.push(k, *s);
+                let segments = &self.segments;
+                self.index
+                    .insert_unique(h, i, |&j| Self::at(segments, j).0.hash);
+            }
+        }
+    }
+
+    /// Removes every group, returning them in insertion order.
+    fn take_all(&mut self) -> impl Iterator<Item = (DetailKey, Sums)> {
+        self.index = hashbrown::HashTable::new();
+        self.len = 0;
+        std::mem::take(&mut self.segments).into_iter().flatten()
+    }
+}
 
 /// Sums for one group.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -340,12 +406,7 @@ impl Fold {
             basis: a.basis,
             accrual: a.amount,
         };
-        match self.details.get_mut(&r) {
-            Some(v) => v.add(&s),
-            None => {
-                self.details.insert(r.to_key(), s);
-            }
-        }
+        self.details.add_ref(&r, &s);
     }
 
     /// Records a customer's name at input position `at` (see [`input_order`]).
@@ -379,8 +440,8 @@ impl Fold {
         if self.details.is_empty() {
             std::mem::swap(&mut self.details, &mut later.details);
         } else {
-            for (k, v) in later.details.drain() {
-                self.details.entry(k).or_default().add(&v);
+            for (k, v) in later.details.take_all() {
+                self.details.add_key(k, &v);
             }
         }
         for (k, v) in later.customer_names.drain() {
@@ -402,6 +463,15 @@ impl Fold {
             a.add(b);
             *b = FileCounts::default();
         }
+    }
+
+    /// Frees the groups and customer names (keeping the row counts); returns
+    /// how many there were.
+    pub fn release_groups(&mut self) -> (usize, usize) {
+        let counts = (self.details.len(), self.customer_names.len());
+        self.details = DetailMap::default();
+        self.customer_names = HashMap::new();
+        counts
     }
 
     pub fn totals(&self) -> FileCounts {
@@ -444,6 +514,37 @@ mod tests {
             seen.insert(total.to_string());
         }
         assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["58.000000"]);
+    }
+
+    #[test]
+    fn groups_span_segments_and_merge_across_them() {
+        let eur = Currency::parse("EUR").unwrap();
+        let n = 2 * SEGMENT + 7;
+        let subs: Vec<String> = (0..n).map(|i| format!("sub-{i}")).collect();
+        let mut a = Fold::new(1);
+        let mut b = Fold::new(1);
+        for (i, s) in subs.iter().enumerate() {
+            a.add(&acc("p1", "1"), "c", s, eur);
+            if i % 2 == 0 {
+                b.add(&acc("p1", "2"), "c", s, eur);
+            }
+        }
+        b.add(&acc("p2", "5"), "c", &subs[0], eur);
+        assert_eq!(a.details.len(), n);
+        a.merge(b);
+        assert_eq!(a.details.len(), n + 1);
+        let mut lines = 0;
+        let mut total = Decimal::ZERO;
+        for (k, v) in a.details.iter() {
+            lines += v.lines;
+            total += v.accrual;
+            if k.partner_id() == "p1" {
+                let i: usize = k.subscription_id()[4..].parse().unwrap();
+                assert_eq!(v.lines, if i.is_multiple_of(2) { 2 } else { 1 });
+            }
+        }
+        assert_eq!(lines as usize, n + n.div_ceil(2) + 1);
+        assert_eq!(total, Decimal::from(n + 2 * n.div_ceil(2) + 5));
     }
 
     #[test]

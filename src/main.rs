@@ -7,7 +7,25 @@ use clap::Parser;
 use porledger::app::{self, Finish};
 use porledger::cli::{Cli, Command};
 
+/// glibc adapts its mmap threshold upwards as large blocks are freed, after
+/// which freed 8 MiB chunk buffers and fold segments stay resident in its
+/// arenas: peak memory then grew with the input (390 MB at 20M rows against
+/// 247 MB at 5M). A fixed 1 MiB threshold returns every large block to the
+/// system when freed (293 MB at 20M, 234 MB at 5M) at no measurable cost.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn tune_allocator() {
+    // SAFETY: mallopt only sets a tunable of the allocator; it is called once,
+    // before any thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_allocator() {}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
