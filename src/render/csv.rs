@@ -430,7 +430,9 @@ impl RowBuf {
         if n.is_zero() {
             n.set_sign_positive(true);
         }
-        let _ = write!(self.buf, "{n}");
+        if !push_decimal_fast(&mut self.buf, n) {
+            let _ = write!(self.buf, "{n}");
+        }
     }
 
     /// A date as `YYYY-MM-DD`.
@@ -469,6 +471,38 @@ impl RowBuf {
     }
 }
 
+/// Writes `d` as `Display` would, for mantissas that fit in a `u64` (every
+/// ledger amount in practice); returns false, writing nothing, otherwise.
+/// `Decimal`'s own formatting was a tenth of the ledger writers' time.
+fn push_decimal_fast(buf: &mut Vec<u8>, d: Decimal) -> bool {
+    let m = d.mantissa();
+    let Ok(mut u) = u64::try_from(m.unsigned_abs()) else {
+        return false;
+    };
+    let scale = d.scale() as usize;
+    let mut tmp = [0u8; 48];
+    let mut i = tmp.len();
+    let mut digits = 0;
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (u % 10) as u8;
+        u /= 10;
+        digits += 1;
+        if digits == scale {
+            i -= 1;
+            tmp[i] = b'.';
+        }
+        if u == 0 && digits > scale {
+            break;
+        }
+    }
+    if m < 0 {
+        buf.push(b'-');
+    }
+    buf.extend_from_slice(&tmp[i..]);
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -490,6 +524,22 @@ mod tests {
             // The csv crate quotes a lone empty field ("") to keep the record.
             if !(fields.len() == 1 && fields[0].is_empty()) {
                 prop_assert_eq!(String::from_utf8_lossy(&rb.buf), String::from_utf8_lossy(&expected));
+            }
+        }
+    }
+
+    proptest! {
+        /// The fast decimal path writes exactly what `Decimal`'s Display writes.
+        #[test]
+        fn fast_decimals_match_display(m in any::<i64>(), wide in any::<i128>(), scale in 0u32..=28) {
+            for mantissa in [m as i128, wide % 79_228_162_514_264_337_593_543_950_335] {
+                let d = Decimal::from_i128_with_scale(mantissa, scale);
+                let mut buf = Vec::new();
+                if !push_decimal_fast(&mut buf, d) {
+                    prop_assert!(mantissa.unsigned_abs() > u64::MAX as u128);
+                    continue;
+                }
+                prop_assert_eq!(String::from_utf8(buf).unwrap(), d.to_string());
             }
         }
     }
