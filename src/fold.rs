@@ -1,8 +1,9 @@
 //! Fold: mergeable aggregates of accruals and row counts.
 //!
-//! Each chunk of input is folded into its own [`Fold`]; folds are merged in input
-//! order. Merging is exact decimal addition, so one thread or many, one file or
-//! ten, the merged fold is the same. Memory grows with the number of distinct
+//! Each worker folds the chunks it gets into its own [`Fold`]; the folds are
+//! merged at the end. Merging is exact decimal addition at a pinned scale, and
+//! customer names keep the earliest input position, so one thread or many, one
+//! file or ten, in whatever order the folds merge, the result is the same. Memory grows with the number of distinct
 //! (partner, customer, program, association, subscription, rate, share, currency)
 //! groups, never with the number of rows.
 

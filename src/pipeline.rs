@@ -1,15 +1,17 @@
 //! The run: load inputs, stream billing chunks through parallel workers
-//! (parse -> attribute -> accrue -> fold), merge in input order, hand each
-//! chunk's rows to a [`Sink`].
+//! (parse -> attribute -> accrue -> fold), hand each chunk's rows to a
+//! [`Sink`] in input order, merge the workers' folds at the end.
 //!
 //! ```text
-//! reader thread --chunks--> N workers --results--> collector (this thread)
-//!      ^                                               |  reorders by sequence,
-//!      +------------- permits (bounded) ---------------+  merges folds, writes rows
+//! reader thread --chunks--> N workers --rows--> collector (this thread)
+//!      ^                    (each with               |  reorders by sequence,
+//!      |                     its own fold)           |  counts, writes rows
+//!      +------------- permits (bounded) -------------+
 //! ```
 //! At most `2 x threads + 2` chunks are in memory at once, whatever the input
 //! size. The output does not depend on the number of threads: every chunk is
-//! processed the same way, and results are consumed in input order.
+//! processed the same way, rows are written in input order, and the folds'
+//! merge is exact and order-free (see [`crate::fold`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
