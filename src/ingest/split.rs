@@ -123,6 +123,16 @@ mod tests {
     }
 
     #[test]
+    fn simd_reads_a_last_record_without_newline_and_blank_lines() {
+        assert_eq!(simd_records(b"a,\"b\nc\",d"), records(b"a,\"b\nc\",d"));
+        assert_eq!(
+            simd_records(b"x\r\n\r\ny,1"),
+            vec![vec!["x"], vec!["y", "1"]]
+        );
+        assert_eq!(simd_records(b""), Vec::<Vec<String>>::new());
+    }
+
+    #[test]
     fn newline_inside_quotes_is_not_a_boundary() {
         let data = b"a,\"x\ny\",1\nb,\"\"\"q\"\"\n\",2\nc,z,3\n";
         assert_eq!(last_record_end(data, b'"'), Some(data.len()));
