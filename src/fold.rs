@@ -227,7 +227,16 @@ impl DetailMap {
         &segments[i / SEGMENT][i % SEGMENT]
     }
 
-    fn push(&mut self, k: DetailKey, s: Sums) -> u32 {
+    /// The sums of the group with this hash for which `eq` holds.
+    fn find_mut(&mut self, hash: u64, eq: impl Fn(&DetailKey) -> bool) -> Option<&mut Sums> {
+        let i = *self
+            .index
+            .find(hash, |&i| eq(&Self::at(&self.segments, i).0))? as usize;
+        Some(&mut self.segments[i / SEGMENT][i % SEGMENT].1)
+    }
+
+    /// Appends a group not in the map yet.
+    fn insert_new(&mut self, hash: u64, k: DetailKey, s: Sums) {
         let i = u32::try_from(self.len).expect("fewer than 2^32 groups");
         if self.len.is_multiple_of(SEGMENT) {
             self.segments.push(Vec::with_capacity(SEGMENT));
@@ -237,45 +246,22 @@ impl DetailMap {
             .expect("a segment with room")
             .push((k, s));
         self.len += 1;
-        i
+        let segments = &self.segments;
+        self.index
+            .insert_unique(hash, i, |&j| Self::at(segments, j).0.hash);
     }
 
     fn add_ref(&mut self, r: &DetailRef<'_>, s: &Sums) {
-        let found = self
-            .index
-            .find(r.hash, |&i| r.equivalent(&Self::at(&self.segments, i).0))
-            .copied();
-        match found {
-            Some(i) => {
-                let i = i as usize;
-                self.segments[i / SEGMENT][i % SEGMENT].1.add(s)
-            }
-            None => {
-                let i = self.push(r.to_key(), *s);
-                let segments = &self.segments;
-                self.index
-                    .insert_unique(r.hash, i, |&j| Self::at(segments, j).0.hash);
-            }
+        match self.find_mut(r.hash, |k| r.equivalent(k)) {
+            Some(v) => v.add(s),
+            None => self.insert_new(r.hash, r.to_key(), *s),
         }
     }
 
     fn add_key(&mut self, k: DetailKey, s: &Sums) {
-        let found = self
-            .index
-            .find(k.hash, |&i| Self::at(&self.segments, i).0 == k)
-            .copied();
-        match found {
-            Some(i) => {
-                let i = i as usize;
-                self.segments[i / SEGMENT][i % SEGMENT].1.add(s)
-            }
-            None => {
-                let h = k.hash;
-                let i = self.push(k, *s);
-                let segments = &self.segments;
-                self.index
-                    .insert_unique(h, i, |&j| Self::at(segments, j).0.hash);
-            }
+        match self.find_mut(k.hash, |x| *x == k) {
+            Some(v) => v.add(s),
+            None => self.insert_new(k.hash, k, *s),
         }
     }
 
