@@ -186,32 +186,38 @@ fn sample_command_is_deterministic_and_runs_clean() {
     assert!(t["accrued"].as_u64().unwrap() > 1000, "{t}");
 }
 
-/// `sample-data/hard-cases/`: the expectations of its README table.
-#[test]
-fn hard_cases_sample_matches_its_readme() {
+/// Runs `porledger run --period 2026-10 --quiet --no-pdf` from the repository
+/// with `inputs`, into `out` of the returned directory, and requires exit 0.
+fn run_sample(inputs: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_porledger"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["run", "--period", "2026-10", "--quiet", "--no-pdf"])
-        .args(["--billing", "sample-data/hard-cases/billing-2026-10.csv"])
-        .args(["--designations", "sample-data/hard-cases/designations.csv"])
-        .args([
-            "--rules",
-            "sample-data/hard-cases/rules.toml",
-            "--fx",
-            "sample-data/hard-cases/fx.csv",
-        ])
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let mut args = vec!["run", "--period", "2026-10", "--quiet", "--no-pdf"];
+    args.extend_from_slice(inputs);
+    args.extend(["--out", out.to_str().unwrap()]);
+    let o = porledger(&repo(), &args);
     assert_eq!(
         o.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    dir
+}
+
+/// `sample-data/hard-cases/`: the expectations of its README table.
+#[test]
+fn hard_cases_sample_matches_its_readme() {
+    let dir = run_sample(&[
+        "--billing",
+        "sample-data/hard-cases/billing-2026-10.csv",
+        "--designations",
+        "sample-data/hard-cases/designations.csv",
+        "--rules",
+        "sample-data/hard-cases/rules.toml",
+        "--fx",
+        "sample-data/hard-cases/fx.csv",
+    ]);
+    let out = dir.path().join("out");
     let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
     let expected = "partner_id,partner_name,program_id,currency,lines,basis_amount,accrual_amount\r
 P-A,Amsel IT,por-core,EUR,1,1000.00,40.00\r
@@ -243,38 +249,24 @@ P-M,Möwe Managed Services,por-core,USD,1,1000.00,40.00\r
 /// `sample-data/usage/`: the expectations of its README table.
 #[test]
 fn usage_sample_matches_its_readme() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = run_sample(&[
+        "--billing",
+        "sample-data/usage/billing-usage-demo.csv",
+        "--designations",
+        "sample-data/usage/designations-usage.csv",
+        "--rules",
+        "sample-data/usage/rules-usage.toml",
+        "--usage",
+        "sample-data/usage/cpor-usage.csv",
+    ]);
     let out = dir.path().join("out");
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_porledger"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["run", "--period", "2026-10", "--quiet", "--no-pdf"])
-        .args(["--billing", "sample-data/usage/billing-usage-demo.csv"])
-        .args(["--designations", "sample-data/usage/designations-usage.csv"])
-        .args([
-            "--rules",
-            "sample-data/usage/rules-usage.toml",
-            "--usage",
-            "sample-data/usage/cpor-usage.csv",
-        ])
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
     assert_eq!(
         std::fs::read_to_string(out.join("summary.csv")).unwrap(),
         "partner_id,partner_name,program_id,currency,lines,basis_amount,accrual_amount\r\n\
          5000101,Fourth Coffee Consulting,cpor-usage,USD,3,62.00,140.00\r\n\
          5000202,Tailspin Partners,dpor-tiered,USD,1,43200.00,864.00\r\n"
     );
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
-    let t = &json["usage"]["total"];
+    let t = &json(&out.join("summary.json"))["usage"]["total"];
     assert_eq!(
         (
             t["rows"].as_u64(),
