@@ -421,8 +421,8 @@ impl Fold {
         self.merge_from(&mut later);
     }
 
-    /// Like [`Fold::merge`], but leaves `later` empty with its capacity, so a
-    /// worker can fold its next chunk into the same maps without allocating.
+    /// Like [`Fold::merge`], through a reference: `later` is left empty (its
+    /// groups are moved or freed as they are merged, its row counts zeroed).
     pub fn merge_from(&mut self, later: &mut Fold) {
         if self.details.is_empty() {
             std::mem::swap(&mut self.details, &mut later.details);
