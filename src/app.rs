@@ -396,6 +396,7 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
         ));
     }
     let inputs = load(&args.inputs)?;
+    crate::pipeline::phase_memory("inputs loaded");
     let n_threads = threads(&args.inputs);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(n_threads)
@@ -437,6 +438,7 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     };
     bar.bar.finish_and_clear();
     let t_stream = bar.start.elapsed();
+    crate::pipeline::phase_memory("streamed");
     let mut usage_run = crate::usage_accrue::accrue_usage(&inputs, args.period);
     sink.chunk(&usage_run.output)?;
     sink.finish()?;
@@ -471,6 +473,7 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
             m.from, m.to, m.on, m.from
         ),
     })?;
+    crate::pipeline::phase_memory("statements built");
     let partner_usage = if inputs.usage.files.is_empty() {
         Vec::new()
     } else {
@@ -480,6 +483,7 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     // The statements hold everything the groups said; free them before the
     // writing starts, so peak memory is the larger of the two, not their sum.
     let (groups, customers) = streamed.fold.release_groups();
+    crate::pipeline::phase_memory("groups released");
     let acc = accounting(&inputs, &streamed);
     if !acc.total.balanced || !usage_run.total.balanced {
         return Err(Fatal::Input(
@@ -529,6 +533,7 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
         });
     }
     let t_statements = bar.start.elapsed();
+    crate::pipeline::phase_memory("written");
     write_manifest(
         &dir,
         &inputs,

@@ -1,9 +1,11 @@
 //! Fold: mergeable aggregates of accruals and row counts.
 //!
-//! Each worker folds the chunks it gets into its own [`Fold`]; the folds are
-//! merged at the end. Merging is exact decimal addition at a pinned scale, and
-//! customer names keep the earliest input position, so one thread or many, one
-//! file or ten, in whatever order the folds merge, the result is the same. Memory grows with the number of distinct
+//! Workers add their accruals to one set of groups shared by all of them
+//! ([`SharedDetails`]) and keep the customer names they saw in a [`Fold`] of
+//! their own, merged at the end. Sums are exact decimal additions at a pinned
+//! scale, and customer names keep the earliest input position, so one thread or
+//! many, one file or ten, in whatever order the adds and merges happen, the
+//! result is the same. Memory grows with the number of distinct
 //! (partner, customer, program, association, subscription, rate, share, currency)
 //! groups, never with the number of rows.
 
@@ -273,6 +275,91 @@ impl DetailMap {
     }
 }
 
+fn accrual_ref<'a>(
+    a: &Accrual<'a>,
+    customer_key: &'a str,
+    subscription_key: &'a str,
+    currency: Currency,
+) -> (DetailRef<'a>, Sums) {
+    let r = DetailRef::new(
+        a.partner_id,
+        customer_key,
+        a.program as u16,
+        currency,
+        a.association,
+        subscription_key,
+        a.rate,
+        a.share,
+    );
+    let s = Sums {
+        lines: 1,
+        basis: a.basis,
+        accrual: a.amount,
+    };
+    (r, s)
+}
+
+/// The groups of a run, shared by all workers: [`SHARDS`] maps, each behind a
+/// lock, a group's shard chosen by its hash.
+///
+/// Each worker keeping a fold of its own would hold nearly every group once
+/// per worker (customers' lines are spread over all chunks), so memory would
+/// grow with groups x threads. Shared, each group is held once. With two
+/// workers and 16 shards, two adds rarely meet on one lock. Sums are exact and
+/// order-free ([`sum_exact`]), so which worker adds first does not matter.
+pub struct SharedDetails {
+    shards: Vec<std::sync::Mutex<DetailMap>>,
+}
+
+/// Shards of [`SharedDetails`].
+pub const SHARDS: usize = 16;
+
+impl Default for SharedDetails {
+    fn default() -> Self {
+        SharedDetails {
+            shards: (0..SHARDS).map(|_| Default::default()).collect(),
+        }
+    }
+}
+
+impl SharedDetails {
+    /// Adds one accrual (see [`Fold::add`]).
+    pub fn add(
+        &self,
+        a: &Accrual<'_>,
+        customer_key: &str,
+        subscription_key: &str,
+        currency: Currency,
+    ) {
+        let (r, s) = accrual_ref(a, customer_key, subscription_key, currency);
+        // Bits the shard's own table does not use: it indexes by the low bits
+        // and tags by the top seven.
+        let shard = &self.shards[(r.hash >> 40) as usize % SHARDS];
+        shard
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .add_ref(&r, &s);
+    }
+
+    /// All groups in one map (the shards hold disjoint groups).
+    pub fn into_map(self) -> DetailMap {
+        let mut all = DetailMap::default();
+        for shard in self.shards {
+            let mut m = shard
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if all.is_empty() {
+                all = m;
+            } else {
+                for (k, v) in m.take_all() {
+                    all.insert_new(k.hash, k, v);
+                }
+            }
+        }
+        all
+    }
+}
+
 /// Sums for one group.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Sums {
@@ -378,21 +465,7 @@ impl Fold {
         subscription_key: &str,
         currency: Currency,
     ) {
-        let r = DetailRef::new(
-            a.partner_id,
-            customer_key,
-            a.program as u16,
-            currency,
-            a.association,
-            subscription_key,
-            a.rate,
-            a.share,
-        );
-        let s = Sums {
-            lines: 1,
-            basis: a.basis,
-            accrual: a.amount,
-        };
+        let (r, s) = accrual_ref(a, customer_key, subscription_key, currency);
         self.details.add_ref(&r, &s);
     }
 
@@ -532,6 +605,48 @@ mod tests {
         }
         assert_eq!(lines as usize, n + n.div_ceil(2) + 1);
         assert_eq!(total, Decimal::from(n + 2 * n.div_ceil(2) + 5));
+    }
+
+    #[test]
+    fn shared_groups_from_many_threads_equal_one_fold() {
+        let eur = Currency::parse("EUR").unwrap();
+        let subs: Vec<String> = (0..5_000).map(|i| format!("sub-{i}")).collect();
+        let amounts = ["4", "1.5", "-4", "0.0001", "58.00", "-0.000001"];
+        let accrual = |i: usize| acc(["p1", "p2", "p3"][i % 3], amounts[i % amounts.len()]);
+        let mut one = Fold::new(1);
+        for i in 0..20_000 {
+            one.add(&accrual(i), "c", &subs[i % subs.len()], eur);
+        }
+        let shared = SharedDetails::default();
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let (shared, subs) = (&shared, &subs);
+                s.spawn(move || {
+                    // Each thread takes every fourth accrual, backwards.
+                    for i in (0..20_000).rev().filter(|i| i % 4 == t) {
+                        shared.add(&accrual(i), "c", &subs[i % subs.len()], eur);
+                    }
+                });
+            }
+        });
+        let map = shared.into_map();
+        let sorted = |m: &DetailMap| {
+            let mut v: Vec<_> = m.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            v.sort_by(|x, y| x.0.cmp(&y.0));
+            v.into_iter()
+                .map(|(k, v)| {
+                    (
+                        k.sort_key().0.to_string(),
+                        k.subscription_id().to_string(),
+                        v.lines,
+                        v.basis.to_string(),
+                        v.accrual.to_string(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(map.len(), one.details.len());
+        assert_eq!(sorted(&map), sorted(&one.details));
     }
 
     #[test]

@@ -1,17 +1,17 @@
 //! The run: load inputs, stream billing chunks through parallel workers
 //! (parse -> attribute -> accrue -> fold), hand each chunk's rows to a
-//! [`Sink`] in input order, merge the workers' folds at the end.
+//! [`Sink`] in input order; the groups are shared by the workers.
 //!
 //! ```text
 //! reader thread --chunks--> N workers --rows--> collector (this thread)
-//!      ^                    (each with               |  reorders by sequence,
-//!      |                     its own fold)           |  counts, writes rows
+//!      ^                   (adding to one            |  reorders by sequence,
+//!      |                    shared set of groups)    |  counts, writes rows
 //!      +------------- permits (bounded) -------------+
 //! ```
 //! At most `2 x threads + 2` chunks are in memory at once, whatever the input
 //! size. The output does not depend on the number of threads: every chunk is
-//! processed the same way, rows are written in input order, and the folds'
-//! merge is exact and order-free (see [`crate::fold`]).
+//! processed the same way, rows are written in input order, and sums are
+//! exact and order-free (see [`crate::fold`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -23,7 +23,7 @@ use crate::accrue::{Accrual, Outcome, Scratch};
 use crate::attribute::DesignationIndex;
 use crate::dates::Period;
 use crate::error::Fatal;
-use crate::fold::Fold;
+use crate::fold::{Fold, SharedDetails};
 use crate::ingest::designations::{parse_designations, Designations, Reject};
 use crate::ingest::{self, Chunk, FileDigest, InputFile, OpenedBilling};
 use crate::render::csv::RowBuf;
@@ -147,21 +147,25 @@ pub fn process_chunk(
     bufs: OutBufs,
 ) -> ChunkOutput {
     let mut fold = Fold::new(inputs.files.len());
-    let mut out = process_chunk_into(inputs, settings, seq, chunk, &mut fold, bufs);
+    let details = SharedDetails::default();
+    let mut out = process_chunk_into(inputs, settings, seq, chunk, &mut fold, &details, bufs);
     fold.files = std::mem::take(&mut out.fold.files);
+    fold.details = details.into_map();
     out.fold = fold;
     out
 }
 
-/// Processes one chunk, adding its accruals and customer names to `fold` (a
-/// worker's running fold: chunks must come in increasing input order). The
-/// returned output's fold holds only the chunk's row counts. Pure, no I/O.
+/// Processes one chunk, adding its accruals to `details` (the run's groups,
+/// shared by all workers) and its customer names to `fold` (a worker's
+/// running fold: chunks must come in increasing input order). The returned
+/// output's fold holds only the chunk's row counts. Pure, no I/O.
 pub fn process_chunk_into(
     inputs: &Inputs,
     settings: &StreamSettings,
     seq: u64,
     chunk: &Chunk,
     fold: &mut Fold,
+    details: &SharedDetails,
     bufs: OutBufs,
 ) -> ChunkOutput {
     let file = &inputs.files[chunk.file];
@@ -264,7 +268,7 @@ pub fn process_chunk_into(
                     crate::fold::input_order(chunk.file, line_no),
                 );
                 for a in &accruals {
-                    fold.add(a, &ckey, &skey, line.currency);
+                    details.add(a, &ckey, &skey, line.currency);
                     let w = &mut ledger;
                     w.text(a.partner_id);
                     w.text(&ckey);
@@ -373,8 +377,9 @@ pub fn stream(
         let _ = permit_tx.send(());
     }
     let cancel = AtomicBool::new(false);
+    let details = SharedDetails::default();
 
-    std::thread::scope(|s| {
+    let mut streamed = std::thread::scope(|s| {
         let reader = s.spawn(|| -> Result<Vec<FileDigest>, Fatal> {
             let chunk_tx = chunk_tx;
             let mut seq = 0u64;
@@ -413,14 +418,17 @@ pub fn stream(
             let tx = res_tx.clone();
             let spare_in = spare_in_tx.clone();
             let spare_out = spare_out_rx.clone();
+            let details = &details;
             workers.push(s.spawn(move || {
-                // Each worker folds all of its chunks into one running fold,
-                // merged with the others' at the end: one key allocation per
-                // group and worker instead of one per group and chunk.
+                // Each worker adds the accruals of all its chunks to the shared
+                // groups (one key allocation per group, not per group and chunk)
+                // and keeps the customer names it saw in a fold of its own,
+                // merged with the others' at the end.
                 let mut fold = Fold::new(inputs.files.len());
                 while let Ok((seq, chunk)) = rx.recv() {
                     let bufs = spare_out.try_recv().unwrap_or_default();
-                    let out = process_chunk_into(inputs, settings, seq, &chunk, &mut fold, bufs);
+                    let out =
+                        process_chunk_into(inputs, settings, seq, &chunk, &mut fold, details, bufs);
                     let mut data = chunk.data;
                     data.clear();
                     let _ = spare_in.try_send(data);
@@ -490,6 +498,7 @@ pub fn stream(
                 }
             }
         }
+        phase_memory("stream read");
         let mut panicked = false;
         for w in workers {
             match w.join() {
@@ -518,5 +527,28 @@ pub fn stream(
             rejects: rejects - prior_rejects,
             reject_samples: samples,
         })
-    })
+    })?;
+    streamed.fold.details = details.into_map();
+    Ok(streamed)
+}
+
+/// With `PORLEDGER_TIMINGS` set, prints the resident and peak memory at the end
+/// of a phase (Linux; elsewhere nothing).
+pub fn phase_memory(phase: &str) {
+    if std::env::var_os("PORLEDGER_TIMINGS").is_none() {
+        return;
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    eprintln!(
+        "memory: {phase}: rss {}, peak {}",
+        field("VmRSS:"),
+        field("VmHWM:")
+    );
 }
