@@ -255,7 +255,7 @@ fn accounting(inputs: &Inputs, streamed: &Streamed) -> RowAccounting {
         designations: DesignationRows {
             file: inputs.designations_display.clone(),
             rows: inputs.designations.rows_read,
-            accepted: inputs.designations.rows.len() as u64,
+            accepted: inputs.index.len() as u64,
             rejected: inputs.designations.rejects.len() as u64,
         },
     }

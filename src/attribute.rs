@@ -5,7 +5,7 @@
 //! every subscription) and charge date. Reseller (`ResellerMpnId`) and Tier 1
 //! (`MpnId`) credit come from the line itself.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -50,44 +50,79 @@ pub fn is_exclusive(a: Association) -> bool {
     matches!(a, Association::Por | Association::Dpor | Association::Cpor)
 }
 
-/// The designations, indexed by customer.
+/// The designations, indexed by customer. Each row is held once: sorted by
+/// customer, partner and file line, with each customer's rows one slice.
 #[derive(Debug, Default)]
 pub struct DesignationIndex {
-    rows: Vec<Designation>,
-    /// Each customer's designations (lower-case key), sorted by partner and line.
-    by_customer: hashbrown::HashMap<crate::text::IdText, Box<[Designation]>>,
+    /// Sorted by (customer, partner, line).
+    sorted: Vec<Designation>,
+    /// Positions in `sorted`, in file order.
+    file_order: Vec<u32>,
+    /// Each customer's slice of `sorted` (lower-case key).
+    by_customer: hashbrown::HashMap<crate::text::IdText, (u32, u32)>,
     names: BTreeMap<String, String>,
 }
 
 impl DesignationIndex {
     pub fn new(rows: Vec<Designation>) -> DesignationIndex {
-        let mut grouped: HashMap<&str, Vec<Designation>> = HashMap::new();
         let mut names = BTreeMap::new();
         for d in &rows {
-            grouped.entry(&d.customer_id).or_default().push(d.clone());
-            if !d.partner_name.is_empty() {
-                names
-                    .entry(d.partner_id.clone())
-                    .or_insert_with(|| d.partner_name.clone());
+            if !d.partner_name.is_empty() && !names.contains_key(&d.partner_id) {
+                names.insert(d.partner_id.clone(), d.partner_name.clone());
             }
         }
-        // Deterministic order within a customer: by partner, then file line.
-        let by_customer = grouped
-            .into_iter()
-            .map(|(k, mut v)| {
-                v.sort_by(|a, b| (&a.partner_id, a.line).cmp(&(&b.partner_id, b.line)));
-                (k.into(), v.into_boxed_slice())
-            })
+        // Deterministic order within a customer: by partner, then file line
+        // (then input position, for rows built without a line).
+        let mut order: Vec<u32> = (0..rows.len() as u32).collect();
+        order.sort_by(|&a, &b| {
+            let (x, y) = (&rows[a as usize], &rows[b as usize]);
+            (&x.customer_id, &x.partner_id, x.line, a).cmp(&(
+                &y.customer_id,
+                &y.partner_id,
+                y.line,
+                b,
+            ))
+        });
+        let mut file_order = vec![0u32; rows.len()];
+        for (at, &i) in order.iter().enumerate() {
+            file_order[i as usize] = at as u32;
+        }
+        let mut slots: Vec<Option<Designation>> = rows.into_iter().map(Some).collect();
+        let sorted: Vec<Designation> = order
+            .iter()
+            .map(|&i| slots[i as usize].take().expect("each row moved once"))
             .collect();
+        let mut by_customer = hashbrown::HashMap::new();
+        let mut start = 0;
+        while start < sorted.len() {
+            let c = &sorted[start].customer_id;
+            let mut end = start + 1;
+            while end < sorted.len() && sorted[end].customer_id == *c {
+                end += 1;
+            }
+            by_customer.insert(c.as_str().into(), (start as u32, end as u32));
+            start = end;
+        }
         DesignationIndex {
-            rows,
+            sorted,
+            file_order,
             by_customer,
             names,
         }
     }
 
-    pub fn rows(&self) -> &[Designation] {
-        &self.rows
+    /// Every designation, in file order.
+    pub fn rows(&self) -> impl ExactSizeIterator<Item = &Designation> + Clone {
+        self.file_order.iter().map(|&i| &self.sorted[i as usize])
+    }
+
+    /// How many designations there are.
+    pub fn len(&self) -> usize {
+        self.sorted.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sorted.is_empty()
     }
 
     /// Partner names from the designations file (first non-empty name per partner).
@@ -99,7 +134,7 @@ impl DesignationIndex {
     pub fn customer(&self, customer_key: &str) -> &[Designation] {
         self.by_customer
             .get(customer_key)
-            .map(|b| &b[..])
+            .map(|&(a, b)| &self.sorted[a as usize..b as usize])
             .unwrap_or(&[])
     }
 
@@ -326,6 +361,25 @@ mod tests {
             product_name: "",
             reference_id: "",
         }
+    }
+
+    #[test]
+    fn index_holds_rows_once_by_customer_and_in_file_order() {
+        let mut rows = vec![
+            dsg(1, "b", Association::Pal, None, None),
+            dsg(2, "a", Association::Pal, None, None),
+            dsg(3, "b", Association::Dpor, Some("s1"), None),
+            dsg(4, "a", Association::Dpor, None, None),
+        ];
+        rows[1].customer_id = "c2".into();
+        let idx = DesignationIndex::new(rows);
+        assert_eq!(idx.len(), 4);
+        assert_eq!(idx.rows().map(|d| d.line).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        // A customer's rows: by partner, then line.
+        let c1: Vec<u64> = idx.customer("c1").iter().map(|d| d.line).collect();
+        assert_eq!(c1, [4, 1, 3]);
+        assert_eq!(idx.customer("c2").len(), 1);
+        assert!(idx.customer("c3").is_empty());
     }
 
     #[test]

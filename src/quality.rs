@@ -49,7 +49,10 @@ fn same_scope(a: &Designation, b: &Designation) -> bool {
 }
 
 /// Checks all designations; rows must be valid individually already.
-pub fn check_designations(rows: &[Designation], file: &str) -> Vec<Issue> {
+pub fn check_designations<'a>(
+    rows: impl IntoIterator<Item = &'a Designation>,
+    file: &str,
+) -> Vec<Issue> {
     let mut by_group: BTreeMap<(&str, Association), Vec<&Designation>> = BTreeMap::new();
     for d in rows {
         by_group
