@@ -8,6 +8,7 @@
 //! line (association, subscription, rate, share) with exact amounts.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -24,10 +25,10 @@ use serde::{Deserialize, Serialize};
 /// One (customer, program, currency) line of a partner statement.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StatementLine {
-    pub customer_id: String,
-    pub customer_name: String,
-    pub program_id: String,
-    pub program_name: String,
+    pub customer_id: Arc<str>,
+    pub customer_name: Arc<str>,
+    pub program_id: Arc<str>,
+    pub program_name: Arc<str>,
     pub currency: Currency,
     pub lines: u64,
     pub basis: Decimal,
@@ -41,10 +42,10 @@ pub struct StatementLine {
 /// The detail behind statement lines, for transparency statements.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DetailLine {
-    pub program_id: String,
-    pub program_name: String,
+    pub program_id: Arc<str>,
+    pub program_name: Arc<str>,
     pub association: Association,
-    pub subscription_id: String,
+    pub subscription_id: Box<str>,
     pub currency: Currency,
     pub rate: Decimal,
     pub share: Decimal,
@@ -226,6 +227,12 @@ pub fn build(
     details.sort_by(|a, b| a.0.cmp(b.0));
     let names = index.partner_names();
     let customer_name = |c: &str| fold.customer_name(c);
+    // Shared by every line that names the program.
+    let programs: Vec<(Arc<str>, Arc<str>)> = rules
+        .programs
+        .iter()
+        .map(|p| (Arc::from(p.id.as_str()), Arc::from(p.name.as_str())))
+        .collect();
     let mut partners: Vec<PartnerStatement> = Vec::new();
     let mut i = 0;
     while i < details.len() {
@@ -237,6 +244,7 @@ pub fn build(
         partners.push(partner_statement(
             &details[i..j],
             rules,
+            &programs,
             index,
             names,
             &customer_name,
@@ -252,11 +260,11 @@ pub fn build(
     for p in &partners {
         for l in &p.lines {
             let row = summary
-                .entry((p.partner_id.clone(), l.program_id.clone(), l.currency))
+                .entry((p.partner_id.clone(), l.program_id.to_string(), l.currency))
                 .or_insert_with(|| SummaryRow {
                     partner_id: p.partner_id.clone(),
                     partner_name: p.partner_name.clone(),
-                    program_id: l.program_id.clone(),
+                    program_id: l.program_id.to_string(),
                     currency: l.currency,
                     lines: 0,
                     basis_amount: Decimal::ZERO,
@@ -288,6 +296,7 @@ pub fn build(
 fn partner_statement(
     details: &[(&DetailKey, &Sums)],
     rules: &Rules,
+    programs: &[(Arc<str>, Arc<str>)],
     index: &DesignationIndex,
     names: &BTreeMap<String, String>,
     customer_name: &dyn Fn(&str) -> String,
@@ -304,8 +313,18 @@ fn partner_statement(
     }
     let mut customers: BTreeMap<String, CustomerStatement> = BTreeMap::new();
     let mut lines = Vec::new();
+    // The customer's ID and name, shared by its lines (grouped by customer first).
+    let mut current: Option<(Arc<str>, Arc<str>)> = None;
     for ((cust, prog, currency), ds) in grouped {
-        let program = &rules.programs[prog as usize];
+        let (program_id, program_name) = &programs[prog as usize];
+        let (customer_id, name) = match &current {
+            Some((id, name)) if **id == *cust => (id.clone(), name.clone()),
+            _ => {
+                let c = (Arc::from(cust), Arc::from(customer_name(cust).as_str()));
+                current = Some(c.clone());
+                c
+            }
+        };
         let mut sums = Sums::default();
         let mut rate = Some(ds[0].0.rate);
         for (k, s) in &ds {
@@ -315,10 +334,10 @@ fn partner_statement(
             }
         }
         let line = StatementLine {
-            customer_id: cust.to_string(),
-            customer_name: customer_name(cust),
-            program_id: program.id.clone(),
-            program_name: program.name.clone(),
+            customer_id,
+            customer_name: name,
+            program_id: program_id.clone(),
+            program_name: program_name.clone(),
             currency,
             lines: sums.lines,
             basis: sums.basis,
@@ -330,7 +349,7 @@ fn partner_statement(
             .entry(cust.to_string())
             .or_insert_with(|| CustomerStatement {
                 customer_id: cust.to_string(),
-                customer_name: line.customer_name.clone(),
+                customer_name: line.customer_name.to_string(),
                 designations: index
                     .of_customer(cust)
                     .filter(|d| d.partner_id == partner_id)
@@ -348,12 +367,13 @@ fn partner_statement(
                 details: Vec::new(),
                 totals: Vec::new(),
             });
+        cs.details.reserve_exact(ds.len());
         for (k, s) in &ds {
             cs.details.push(DetailLine {
-                program_id: program.id.clone(),
-                program_name: program.name.clone(),
+                program_id: program_id.clone(),
+                program_name: program_name.clone(),
                 association: k.association,
-                subscription_id: k.subscription_id().to_string(),
+                subscription_id: k.subscription_id().into(),
                 currency,
                 rate: k.rate,
                 share: k.share,

@@ -519,7 +519,7 @@ pub fn attach(set: &mut StatementSet, partners: &[PartnerUsage], notes: &[TierNo
             .filter(|n| {
                 p.lines
                     .iter()
-                    .any(|l| l.customer_id == n.customer_id && l.program_id == n.program_id)
+                    .any(|l| *l.customer_id == *n.customer_id && *l.program_id == *n.program_id)
             })
             .cloned()
             .collect();

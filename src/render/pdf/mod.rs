@@ -212,7 +212,7 @@ impl Renderer {
         let program_names: BTreeMap<&str, &str> = p
             .lines
             .iter()
-            .map(|l| (l.program_id.as_str(), l.program_name.as_str()))
+            .map(|l| (&*l.program_id, &*l.program_name))
             .collect();
         let program_name = |id: &str| -> String {
             match program_names.get(id) {
@@ -429,12 +429,12 @@ impl Renderer {
 
     fn detail_cell(&self, d: &DetailLine, f: LineField) -> String {
         match f {
-            LineField::Subscription => d.subscription_id.clone(),
+            LineField::Subscription => d.subscription_id.to_string(),
             LineField::Program => {
                 if d.program_name.is_empty() {
-                    d.program_id.clone()
+                    d.program_id.to_string()
                 } else {
-                    d.program_name.clone()
+                    d.program_name.to_string()
                 }
             }
             LineField::Association => d.association.as_str().to_string(),
@@ -634,7 +634,7 @@ impl Renderer {
                 TransparencySection::Programs => {
                     let mut ids: Vec<&str> = entries
                         .iter()
-                        .flat_map(|(_, c)| c.lines.iter().map(|l| l.program_id.as_str()))
+                        .flat_map(|(_, c)| c.lines.iter().map(|l| &*l.program_id))
                         .collect();
                     ids.sort_unstable();
                     ids.dedup();
