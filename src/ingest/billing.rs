@@ -399,6 +399,8 @@ fn partner_ref(s: &str) -> Option<&str> {
 pub trait Fields {
     fn field(&self, i: usize) -> Option<&[u8]>;
     fn count(&self) -> usize;
+    /// The bytes every field is a sub-slice of.
+    fn whole(&self) -> &[u8];
 }
 
 impl Fields for csv::ByteRecord {
@@ -408,6 +410,9 @@ impl Fields for csv::ByteRecord {
     fn count(&self) -> usize {
         self.len()
     }
+    fn whole(&self) -> &[u8] {
+        self.as_slice()
+    }
 }
 
 impl Fields for simd_csv::ByteRecord {
@@ -416,6 +421,29 @@ impl Fields for simd_csv::ByteRecord {
     }
     fn count(&self) -> usize {
         self.len()
+    }
+    fn whole(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+/// `field` as a `&str`, when it is a sub-slice of `whole` (text already
+/// checked as UTF-8). Fields are cut at ASCII delimiters and quotes, so they
+/// start and end on character boundaries; `str::get` checks that anyway.
+fn within<'r>(whole: &'r str, field: &[u8]) -> Option<&'r str> {
+    let start = (field.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    whole.get(start..start.checked_add(field.len())?)
+}
+
+/// `str::trim`, without its Unicode search when the text starts and ends with
+/// a printable ASCII character (white space is at most U+0020 in ASCII and
+/// multi-byte otherwise).
+fn trim(t: &str) -> &str {
+    let printable = |b: &u8| (0x21..0x7f).contains(b);
+    let b = t.as_bytes();
+    match (b.first(), b.last()) {
+        (Some(first), Some(last)) if printable(first) && printable(last) => t,
+        _ => t.trim(),
     }
 }
 
@@ -428,14 +456,24 @@ impl BillingLayout {
         }
     }
 
-    fn text<'r, R: Fields>(&self, rec: &'r R, f: Field) -> Result<&'r str, RowError> {
+    /// Field `f` as trimmed text. `whole` is the record's bytes when they are
+    /// all valid UTF-8 (checked once per record: much cheaper than per field).
+    fn text<'r, R: Fields>(
+        &self,
+        rec: &'r R,
+        whole: Option<&'r str>,
+        f: Field,
+    ) -> Result<&'r str, RowError> {
         match self.column(f) {
             None => Ok(""),
             Some(i) => {
                 let raw = rec.field(i).unwrap_or(b"");
-                let t = std::str::from_utf8(raw)
-                    .map(str::trim)
-                    .map_err(|_| self.err(f, raw, "not valid UTF-8 text"))?;
+                let t = match whole.and_then(|w| within(w, raw)) {
+                    Some(t) => t,
+                    None => std::str::from_utf8(raw)
+                        .map_err(|_| self.err(f, raw, "not valid UTF-8 text"))?,
+                };
+                let t = trim(t);
                 // FOCUS CSV writes nulls as the literal NULL.
                 if self.format == BillingFormat::Focus && t.eq_ignore_ascii_case("null") {
                     return Ok("");
@@ -448,8 +486,9 @@ impl BillingLayout {
     /// Parses one record. The caller has checked the field count.
     pub fn parse<'r, R: Fields>(&self, rec: &'r R) -> Result<BillingLine<'r>, RowError> {
         let focus = self.format == BillingFormat::Focus;
+        let whole = simdutf8::basic::from_utf8(rec.whole()).ok();
         if focus {
-            let category = self.text(rec, Field::ChargeType)?;
+            let category = self.text(rec, whole, Field::ChargeType)?;
             if category.eq_ignore_ascii_case("tax") {
                 return Err(self.err(
                     Field::ChargeType,
@@ -458,7 +497,7 @@ impl BillingLayout {
                 ));
             }
         }
-        let customer_id = self.text(rec, Field::CustomerId)?;
+        let customer_id = self.text(rec, whole, Field::CustomerId)?;
         if customer_id.is_empty() {
             let reason = if focus {
                 "customer ID is empty: FOCUS rows need x_CustomerId (the customer's tenant; \
@@ -468,7 +507,7 @@ impl BillingLayout {
             };
             return Err(self.err(Field::CustomerId, b"", reason));
         }
-        let mut subscription_id = self.text(rec, Field::SubscriptionId)?;
+        let mut subscription_id = self.text(rec, whole, Field::SubscriptionId)?;
         if focus {
             // Azure's SubAccountId is the resource path `/subscriptions/<id>`.
             subscription_id = strip_prefix_ci(subscription_id, "/subscriptions/");
@@ -476,7 +515,7 @@ impl BillingLayout {
         if subscription_id.is_empty() {
             return Err(self.err(Field::SubscriptionId, b"", "subscription ID is empty"));
         }
-        let start_raw = self.text(rec, Field::ChargeStartDate)?;
+        let start_raw = self.text(rec, whole, Field::ChargeStartDate)?;
         let charge_start = parse_date(start_raw).map_err(|_| {
             self.err(
                 Field::ChargeStartDate,
@@ -484,7 +523,7 @@ impl BillingLayout {
                 "not a date (expected M/D/YYYY, M/D/YYYY H:MM:SS or YYYY-MM-DD)",
             )
         })?;
-        let end_raw = self.text(rec, Field::ChargeEndDate)?;
+        let end_raw = self.text(rec, whole, Field::ChargeEndDate)?;
         let charge_end = if end_raw.is_empty() {
             None
         } else {
@@ -509,7 +548,7 @@ impl BillingLayout {
             }
             Some(d)
         };
-        let sub_raw = self.text(rec, Field::Subtotal)?;
+        let sub_raw = self.text(rec, whole, Field::Subtotal)?;
         let subtotal = parse_amount(sub_raw, self.decimal_comma).map_err(|_| {
             let what = if self.decimal_comma {
                 "not an amount (this ';'-separated file uses decimal commas: 1.234,56)"
@@ -518,7 +557,7 @@ impl BillingLayout {
             };
             self.err(Field::Subtotal, sub_raw.as_bytes(), what)
         })?;
-        let cur_raw = self.text(rec, Field::Currency)?;
+        let cur_raw = self.text(rec, whole, Field::Currency)?;
         let currency = Currency::parse(cur_raw).ok_or_else(|| {
             self.err(
                 Field::Currency,
@@ -528,25 +567,25 @@ impl BillingLayout {
         })?;
         Ok(BillingLine {
             customer_id,
-            customer_name: self.text(rec, Field::CustomerName)?,
+            customer_name: self.text(rec, whole, Field::CustomerName)?,
             subscription_id,
             charge_start,
             charge_end,
             subtotal,
             currency,
-            mpn_id: partner_ref(self.text(rec, Field::MpnId)?),
-            reseller_mpn_id: partner_ref(self.text(rec, Field::ResellerMpnId)?),
+            mpn_id: partner_ref(self.text(rec, whole, Field::MpnId)?),
+            reseller_mpn_id: partner_ref(self.text(rec, whole, Field::ResellerMpnId)?),
             publisher: match (self.column(Field::PublisherName), self.format) {
                 // Legacy license-based files predate third-party offers in CSP and
                 // carry no publisher column: every line is a Microsoft offer.
                 (None, BillingFormat::LegacyLicense) => "Microsoft Corporation",
-                _ => self.text(rec, Field::PublisherName)?,
+                _ => self.text(rec, whole, Field::PublisherName)?,
             },
-            qualifiers: self.text(rec, Field::ProductQualifiers)?,
-            charge_type: self.text(rec, Field::ChargeType)?,
-            product_id: self.text(rec, Field::ProductId)?,
-            product_name: self.text(rec, Field::ProductName)?,
-            reference_id: self.text(rec, Field::ReferenceId)?,
+            qualifiers: self.text(rec, whole, Field::ProductQualifiers)?,
+            charge_type: self.text(rec, whole, Field::ChargeType)?,
+            product_id: self.text(rec, whole, Field::ProductId)?,
+            product_name: self.text(rec, whole, Field::ProductName)?,
+            reference_id: self.text(rec, whole, Field::ReferenceId)?,
         })
     }
 }
@@ -818,5 +857,56 @@ mod tests {
         assert_eq!(l.parse(&rec).unwrap_err().column, "ChargeStartDate");
         let rec = csv::ByteRecord::from(vec!["c1", "s1", "2026-10-01", "1", "EURO", ""]);
         assert_eq!(l.parse(&rec).unwrap_err().column, "Currency");
+    }
+
+    #[test]
+    fn invalid_utf8_is_rejected_only_in_a_column_that_is_read() {
+        let l = BillingLayout::from_header(
+            &hdr(&[
+                "CustomerId",
+                "SubscriptionId",
+                "ChargeStartDate",
+                "Subtotal",
+                "Currency",
+                "Unused",
+            ]),
+            b',',
+        )
+        .unwrap();
+        let bad: &[u8] = b"caf\xe9";
+        let row = |c: &[u8], u: &[u8]| {
+            let fields: Vec<&[u8]> = vec![c, b" s1 ", b"2026-10-01", b"1", b"EUR", u];
+            csv::ByteRecord::from(fields)
+        };
+        // The record is not UTF-8 as a whole, so each field read is checked alone.
+        let rec = row(b"c1", bad);
+        let line = l.parse(&rec).unwrap();
+        assert_eq!((line.customer_id, line.subscription_id), ("c1", "s1"));
+        let e = l.parse(&row(bad, b"")).unwrap_err();
+        assert_eq!(
+            (e.column.as_str(), e.reason.as_str()),
+            ("CustomerId", "not valid UTF-8 text")
+        );
+        // Valid records take the fields from the record's text, trimmed.
+        let rec = row("\u{a0}Müller ".as_bytes(), b"x");
+        assert_eq!(l.parse(&rec).unwrap().customer_id, "Müller");
+    }
+
+    proptest::proptest! {
+        /// The fast path of `trim` trims exactly what `str::trim` trims.
+        #[test]
+        fn trim_matches_str_trim(t in "[ \t\r\n\u{0b}\u{a0}\u{2003}a-z0-9é,\"-]{0,8}") {
+            proptest::prop_assert_eq!(trim(&t), t.trim());
+        }
+
+        /// A field of a record is found in the record's text at its own bytes.
+        #[test]
+        fn fields_are_found_within_the_record(fields in proptest::collection::vec("[a-zé€ ,\"]{0,6}", 1..6)) {
+            let rec = csv::ByteRecord::from(fields.clone());
+            let whole = std::str::from_utf8(rec.as_slice()).unwrap();
+            for (i, f) in fields.iter().enumerate() {
+                proptest::prop_assert_eq!(within(whole, rec.get(i).unwrap()), Some(f.as_str()));
+            }
+        }
     }
 }
