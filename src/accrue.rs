@@ -284,6 +284,7 @@ pub fn accrue_line<'a>(
     accrue_line_with(
         rules,
         index,
+        index.customer(customer_key),
         designations_file,
         None,
         line,
@@ -294,11 +295,13 @@ pub fn accrue_line<'a>(
 }
 
 /// [`accrue_line`] with the usage attainment table, which decides the rate of
-/// programs with `tiers` (see [`crate::attain::rate_for`]).
+/// programs with `tiers` (see [`crate::attain::rate_for`]), and the customer's
+/// designations already looked up (`index.customer(customer_key)`).
 #[allow(clippy::too_many_arguments)]
 pub fn accrue_line_with<'a>(
     rules: &'a Rules,
     index: &'a DesignationIndex,
+    designations: &'a [Designation],
     designations_file: &str,
     attainment: Option<&crate::attain::AttainmentTable>,
     line: &BillingLine<'a>,
@@ -309,7 +312,6 @@ pub fn accrue_line_with<'a>(
     let date = line.charge_start;
     let start = out.len();
     scratch.misses.clear();
-    let designations = index.customer(customer_key);
     for (pi, p) in rules.programs.iter().enumerate() {
         if p.basis == Basis::Usage {
             // Earns from --usage rows (usage_accrue.rs), never from billing lines.

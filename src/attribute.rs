@@ -132,10 +132,17 @@ impl DesignationIndex {
 
     /// The designations of one customer (key lower-cased), sorted by partner and line.
     pub fn customer(&self, customer_key: &str) -> &[Designation] {
-        self.by_customer
-            .get(customer_key)
-            .map(|&(a, b)| &self.sorted[a as usize..b as usize])
-            .unwrap_or(&[])
+        self.customer_slot(customer_key).1
+    }
+
+    /// [`DesignationIndex::customer`], with a number for the customer that is
+    /// unique among the designated customers and below [`DesignationIndex::len`]
+    /// (`None` for a customer without designations).
+    pub fn customer_slot(&self, customer_key: &str) -> (Option<u32>, &[Designation]) {
+        match self.by_customer.get(customer_key) {
+            Some(&(a, b)) => (Some(a), &self.sorted[a as usize..b as usize]),
+            None => (None, &[]),
+        }
     }
 
     /// The designations of one customer (key lower-cased).

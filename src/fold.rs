@@ -55,25 +55,31 @@ impl DetailKey {
         &self.text.as_str()[(self.partner_len + self.customer_len) as usize..]
     }
 
+    /// The key in output order. IDs compare as bytes, which for UTF-8 is the
+    /// order of `str` (and skips re-checking the inline text as UTF-8 on every
+    /// comparison of a sort).
     fn sort_key(
         &self,
     ) -> (
-        &str,
-        &str,
+        &[u8],
+        &[u8],
         u16,
         Currency,
         Association,
-        &str,
+        &[u8],
         Decimal,
         Decimal,
     ) {
+        let t = self.text.as_bytes();
+        let (p, rest) = t.split_at(self.partner_len as usize);
+        let (c, s) = rest.split_at(self.customer_len as usize);
         (
-            self.partner_id(),
-            self.customer_id(),
+            p,
+            c,
             self.program,
             self.currency,
             self.association,
-            self.subscription_id(),
+            s,
             self.rate,
             self.share,
         )
@@ -447,6 +453,9 @@ pub struct Fold {
     pub customer_names: HashMap<IdText, (String, u64)>,
     /// Indexed by input file.
     pub files: Vec<FileCounts>,
+    /// Customers (by designation-index slot) whose name is in `customer_names`:
+    /// a look-up per line in this vector instead of in the map.
+    noted: Vec<bool>,
 }
 
 impl Fold {
@@ -477,6 +486,28 @@ impl Fold {
             self.customer_names
                 .insert(customer_key.into(), (name.to_string(), at));
         }
+    }
+
+    /// [`Fold::note_customer`] for a customer with designation-index slot
+    /// `slot` (see [`crate::attribute::DesignationIndex::customer_slot`]).
+    pub fn note_customer_slot(
+        &mut self,
+        slot: Option<u32>,
+        customer_key: &str,
+        name: &str,
+        at: u64,
+    ) {
+        let Some(slot) = slot.map(|s| s as usize) else {
+            return self.note_customer(customer_key, name, at);
+        };
+        if self.noted.get(slot) == Some(&true) || name.is_empty() {
+            return;
+        }
+        self.note_customer(customer_key, name, at);
+        if self.noted.len() <= slot {
+            self.noted.resize(slot + 1, false);
+        }
+        self.noted[slot] = true;
     }
 
     /// The customer's name, first seen in input order ("" when unknown).
@@ -531,6 +562,7 @@ impl Fold {
         let counts = (self.details.len(), self.customer_names.len());
         self.details = DetailMap::default();
         self.customer_names = HashMap::new();
+        self.noted = Vec::new();
         counts
     }
 
@@ -636,7 +668,7 @@ mod tests {
             v.into_iter()
                 .map(|(k, v)| {
                     (
-                        k.sort_key().0.to_string(),
+                        k.partner_id().to_string(),
                         k.subscription_id().to_string(),
                         v.lines,
                         v.basis.to_string(),
@@ -647,6 +679,24 @@ mod tests {
         };
         assert_eq!(map.len(), one.details.len());
         assert_eq!(sorted(&map), sorted(&one.details));
+    }
+
+    #[test]
+    fn customer_names_by_slot_keep_the_first_non_empty_name() {
+        let mut f = Fold::new(1);
+        f.note_customer_slot(Some(3), "c3", "", 1);
+        f.note_customer_slot(Some(3), "c3", "Contoso", 2);
+        f.note_customer_slot(Some(3), "c3", "Contoso Ltd", 3);
+        f.note_customer_slot(None, "x", "Fabrikam", 4);
+        f.note_customer_slot(None, "x", "Fabrikam AG", 5);
+        assert_eq!(f.customer_name("c3"), "Contoso");
+        assert_eq!(f.customer_name("x"), "Fabrikam");
+        // A merged fold's earlier name wins, whatever the slots said.
+        let mut earlier = Fold::new(1);
+        earlier.note_customer_slot(Some(3), "c3", "Contoso GmbH", 0);
+        earlier.merge(f);
+        assert_eq!(earlier.customer_name("c3"), "Contoso GmbH");
+        assert_eq!(earlier.customer_name("x"), "Fabrikam");
     }
 
     #[test]

@@ -249,9 +249,11 @@ pub fn process_chunk_into(
         }
         let mut accruals: Vec<Accrual<'_>> = recycle(std::mem::take(&mut acc_store));
         let mut scratch: Scratch<'_> = std::mem::take(&mut scratch_store).recycle();
+        let (slot, designations) = inputs.index.customer_slot(&ckey);
         let outcome = crate::accrue::accrue_line_with(
             &inputs.rules,
             &inputs.index,
+            designations,
             &inputs.designations_display,
             Some(&inputs.attainment),
             &line,
@@ -263,7 +265,8 @@ pub fn process_chunk_into(
         match outcome {
             Outcome::Accrued => {
                 counts.accrued += 1;
-                fold.note_customer(
+                fold.note_customer_slot(
+                    slot,
                     &ckey,
                     line.customer_name,
                     crate::fold::input_order(chunk.file, line_no),
@@ -303,7 +306,8 @@ pub fn process_chunk_into(
             }
             Outcome::NotEligible { reason, detail } => {
                 counts.note_not_eligible(reason);
-                fold.note_customer(
+                fold.note_customer_slot(
+                    slot,
                     &ckey,
                     line.customer_name,
                     crate::fold::input_order(chunk.file, line_no),
@@ -332,15 +336,12 @@ pub fn process_chunk_into(
         acc_store = recycle(accruals);
         scratch_store = scratch.recycle();
     }
-    let mut files = vec![crate::fold::FileCounts::default(); inputs.files.len()];
-    files[chunk.file] = counts;
+    let mut counted = Fold::new(inputs.files.len());
+    counted.files[chunk.file] = counts;
     ChunkOutput {
         seq,
         bytes: chunk.data.len() as u64,
-        fold: Fold {
-            files,
-            ..Fold::default()
-        },
+        fold: counted,
         ledger: ledger.buf,
         not_eligible: not_eligible.buf,
         rejects: rejects.buf,
