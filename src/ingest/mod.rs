@@ -207,6 +207,34 @@ fn read_up_to(r: &mut impl Read, buf: &mut Vec<u8>, n: usize) -> io::Result<usiz
     r.take(n as u64).read_to_end(buf)
 }
 
+/// Bytes read (and hashed) at once: the hash reads each piece while the copy
+/// out of the page cache has left it in the CPU's cache. Hashing 8 MiB after
+/// reading 8 MiB read it from memory again (SHA-256 here: 1.4 GB/s from memory,
+/// 1.65 GB/s from cache).
+pub(crate) const HASH_PIECE: usize = 256 * 1024;
+
+/// [`read_up_to`], feeding what was read to `hasher` piece by piece.
+fn read_hashing(
+    r: &mut impl Read,
+    buf: &mut Vec<u8>,
+    n: usize,
+    hasher: &mut Sha256,
+) -> io::Result<usize> {
+    buf.reserve(n);
+    let mut got = 0;
+    while got < n {
+        let want = (n - got).min(HASH_PIECE);
+        let before = buf.len();
+        let k = read_up_to(r, buf, want)?;
+        hasher.update(&buf[before..]);
+        got += k;
+        if k < want {
+            break;
+        }
+    }
+    Ok(got)
+}
+
 /// An opened billing file: its layout and header, positioned after the header.
 pub struct OpenedBilling {
     pub layout: BillingLayout,
@@ -287,9 +315,7 @@ pub fn read_chunks(
     let mut buf: Vec<u8> = spare();
     let mut want = chunk_size;
     loop {
-        let before = buf.len();
-        let got = read_up_to(&mut f, &mut buf, want).map_err(io_err)?;
-        hasher.update(&buf[before..]);
+        let got = read_hashing(&mut f, &mut buf, want, &mut hasher).map_err(io_err)?;
         total += got as u64;
         let eof = got < want;
         if buf.is_empty() {

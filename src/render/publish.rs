@@ -76,7 +76,11 @@ impl<W: Write> HashingWriter<W> {
 
 impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
+        // At most a piece at a time, hashed right after the write has read it:
+        // from the CPU's cache, not from memory (see `ingest::HASH_PIECE`).
+        let n = self
+            .inner
+            .write(&buf[..buf.len().min(crate::ingest::HASH_PIECE)])?;
         self.hasher.update(&buf[..n]);
         self.bytes += n as u64;
         Ok(n)
