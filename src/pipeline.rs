@@ -131,6 +131,20 @@ pub(crate) fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
     v.into_iter().map(|_| unreachable!()).collect()
 }
 
+/// An output buffer emptied for the next chunk. A buffer keeps the memory of
+/// the largest output it ever held, so one far larger than its last output
+/// (a ledger buffer now carrying a file of not-eligible rows, say) is first
+/// shrunk to that: otherwise each of the `2 x threads + 2` buffer sets would
+/// keep the largest ledger *and* the largest not-eligible output of the run.
+fn reuse(mut v: Vec<u8>) -> Vec<u8> {
+    let used = v.len();
+    v.clear();
+    if v.capacity() > 2 * used + (1 << 20) {
+        v.shrink_to(used);
+    }
+    v
+}
+
 /// Output buffers handed back by the collector for reuse.
 #[derive(Default)]
 pub struct OutBufs {
@@ -483,10 +497,7 @@ pub fn stream(
                 progress.advance(out.bytes, rows);
                 let mut chunk_fold = out.fold;
                 fold.merge_from(&mut chunk_fold);
-                let clear = |mut v: Vec<u8>| {
-                    v.clear();
-                    v
-                };
+                let clear = |v: Vec<u8>| reuse(v);
                 let _ = spare_out_tx.try_send(OutBufs {
                     ledger: clear(out.ledger),
                     not_eligible: clear(out.not_eligible),
