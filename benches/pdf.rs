@@ -35,7 +35,7 @@ fn partner(i: usize, customers: usize, subs: usize) -> PartnerStatement {
                 program_id: "dpor".into(),
                 program_name: "Digital Partner of Record".into(),
                 association: Association::Dpor,
-                subscription_id: format!("sub-{c}-{s}-aaaaaaaa-bbbb"),
+                subscription_id: format!("sub-{c}-{s}-aaaaaaaa-bbbb").into(),
                 currency: eur,
                 rate,
                 share: Decimal::ONE,
@@ -46,8 +46,8 @@ fn partner(i: usize, customers: usize, subs: usize) -> PartnerStatement {
         }
         let exact = basis * rate;
         let line = StatementLine {
-            customer_id: cid.clone(),
-            customer_name: format!("Kunde {c} Müller & Söhne GmbH"),
+            customer_id: cid.as_str().into(),
+            customer_name: format!("Kunde {c} Müller & Söhne GmbH").into(),
             program_id: "dpor".into(),
             program_name: "Digital Partner of Record".into(),
             currency: eur,
@@ -60,7 +60,7 @@ fn partner(i: usize, customers: usize, subs: usize) -> PartnerStatement {
         lines.push(line.clone());
         cs.push(CustomerStatement {
             customer_id: cid,
-            customer_name: line.customer_name.clone(),
+            customer_name: line.customer_name.to_string(),
             designations: vec![DesignationInfo {
                 association: Association::Dpor,
                 subscription_id: None,

@@ -455,8 +455,9 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
             fx: table,
             currency: *currency,
         });
+    let groups = streamed.fold.details.len();
     let mut set = statements::build(
-        &streamed.fold,
+        &mut streamed.fold,
         &inputs.rules,
         &inputs.index,
         args.period,
@@ -480,9 +481,9 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
         crate::attain::partner_usage(&inputs, args.period)
     };
     crate::usage_accrue::attach(&mut set, &partner_usage, &inputs.attainment.tier_notes());
-    // The statements hold everything the groups said; free them before the
-    // writing starts, so peak memory is the larger of the two, not their sum.
-    let (groups, customers) = streamed.fold.release_groups();
+    // The statements hold everything the groups said (`build` took the groups);
+    // free the customer names too before the writing starts.
+    let (_, customers) = streamed.fold.release_groups();
     crate::pipeline::phase_memory("groups released");
     let acc = accounting(&inputs, &streamed);
     if !acc.total.balanced || !usage_run.total.balanced {

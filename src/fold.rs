@@ -58,18 +58,7 @@ impl DetailKey {
     /// The key in output order. IDs compare as bytes, which for UTF-8 is the
     /// order of `str` (and skips re-checking the inline text as UTF-8 on every
     /// comparison of a sort).
-    fn sort_key(
-        &self,
-    ) -> (
-        &[u8],
-        &[u8],
-        u16,
-        Currency,
-        Association,
-        &[u8],
-        Decimal,
-        Decimal,
-    ) {
+    fn sort_key(&self) -> SortKey<'_> {
         let t = self.text.as_bytes();
         let (p, rest) = t.split_at(self.partner_len as usize);
         let (c, s) = rest.split_at(self.customer_len as usize);
@@ -113,6 +102,18 @@ impl Ord for DetailKey {
         self.sort_key().cmp(&o.sort_key())
     }
 }
+
+/// (partner, customer, program, currency, association, subscription, rate, share).
+type SortKey<'a> = (
+    &'a [u8],
+    &'a [u8],
+    u16,
+    Currency,
+    Association,
+    &'a [u8],
+    Decimal,
+    Decimal,
+);
 
 /// A borrowed [`DetailKey`] for allocation-free look-ups.
 struct DetailRef<'a> {
@@ -273,8 +274,9 @@ impl DetailMap {
         }
     }
 
-    /// Removes every group, returning them in insertion order.
-    fn take_all(&mut self) -> impl Iterator<Item = (DetailKey, Sums)> {
+    /// Removes every group, returning them in insertion order (each segment
+    /// is freed once its groups are taken).
+    pub fn take_all(&mut self) -> impl Iterator<Item = (DetailKey, Sums)> {
         self.index = hashbrown::HashTable::new();
         self.len = 0;
         std::mem::take(&mut self.segments).into_iter().flatten()

@@ -214,17 +214,25 @@ fn convert(
     Ok(())
 }
 
-/// Builds every statement from a finished fold; with `reporting`, adds totals
+/// Builds every statement from a finished fold, taking its groups (the fold
+/// keeps its customer names and row counts); with `reporting`, adds totals
 /// converted into the reporting currency.
+///
+/// The groups are sorted, then turned into statements partner by partner from
+/// the last, each partner's groups freed once its statement is built: peak
+/// memory is about the larger of the groups and the statements, not their sum.
 pub fn build(
-    fold: &Fold,
+    fold: &mut Fold,
     rules: &Rules,
     index: &DesignationIndex,
     period: Period,
     reporting: Option<&Reporting<'_>>,
 ) -> Result<StatementSet, MissingRate> {
-    let mut details: Vec<(&DetailKey, &Sums)> = fold.details.iter().collect();
-    details.sort_by(|a, b| a.0.cmp(b.0));
+    let mut groups: Vec<(DetailKey, Sums)> = Vec::with_capacity(fold.details.len());
+    groups.extend(fold.details.take_all());
+    // Keys are unique, so an unstable sort gives one order.
+    groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let fold: &Fold = fold;
     let names = index.partner_names();
     let customer_name = |c: &str| fold.customer_name(c);
     // Shared by every line that names the program.
@@ -234,23 +242,28 @@ pub fn build(
         .map(|p| (Arc::from(p.id.as_str()), Arc::from(p.name.as_str())))
         .collect();
     let mut partners: Vec<PartnerStatement> = Vec::new();
-    let mut i = 0;
-    while i < details.len() {
-        let pid = details[i].0.partner_id();
-        let mut j = i;
-        while j < details.len() && details[j].0.partner_id() == pid {
-            j += 1;
+    let mut end = groups.len();
+    while end > 0 {
+        let pid = groups[end - 1].0.partner_id();
+        let mut start = end - 1;
+        while start > 0 && groups[start - 1].0.partner_id() == pid {
+            start -= 1;
         }
+        let details: Vec<(&DetailKey, &Sums)> =
+            groups[start..end].iter().map(|(k, s)| (k, s)).collect();
         partners.push(partner_statement(
-            &details[i..j],
+            &details,
             rules,
             &programs,
             index,
             names,
             &customer_name,
         ));
-        i = j;
+        groups.truncate(start);
+        groups.shrink_to_fit();
+        end = start;
     }
+    partners.reverse();
     if let Some(r) = reporting {
         for p in &mut partners {
             convert(p, r, period.last_day(), rules.rounding)?;
