@@ -830,20 +830,25 @@ mod tests {
         }
     }
 
-    #[test]
-    fn parses_and_rejects_rows() {
-        let l = BillingLayout::from_header(
+    /// The five columns a line needs, then `sixth`.
+    fn minimal_layout(sixth: &str) -> BillingLayout {
+        BillingLayout::from_header(
             &hdr(&[
                 "CustomerId",
                 "SubscriptionId",
                 "ChargeStartDate",
                 "Subtotal",
                 "Currency",
-                "ResellerMpnId",
+                sixth,
             ]),
             b',',
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn parses_and_rejects_rows() {
+        let l = minimal_layout("ResellerMpnId");
         let rec =
             csv::ByteRecord::from(vec!["c1", "s1", "10/1/2026 0:00:00", "-12.50", "eur", "-1"]);
         let line = l.parse(&rec).unwrap();
@@ -861,18 +866,7 @@ mod tests {
 
     #[test]
     fn invalid_utf8_is_rejected_only_in_a_column_that_is_read() {
-        let l = BillingLayout::from_header(
-            &hdr(&[
-                "CustomerId",
-                "SubscriptionId",
-                "ChargeStartDate",
-                "Subtotal",
-                "Currency",
-                "Unused",
-            ]),
-            b',',
-        )
-        .unwrap();
+        let l = minimal_layout("Unused");
         let bad: &[u8] = b"caf\xe9";
         let row = |c: &[u8], u: &[u8]| {
             let fields: Vec<&[u8]> = vec![c, b" s1 ", b"2026-10-01", b"1", b"EUR", u];
