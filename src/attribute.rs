@@ -72,35 +72,21 @@ impl DesignationIndex {
             }
         }
         // Deterministic order within a customer: by partner, then file line
-        // (then input position, for rows built without a line).
-        let mut order: Vec<u32> = (0..rows.len() as u32).collect();
-        order.sort_by(|&a, &b| {
-            let (x, y) = (&rows[a as usize], &rows[b as usize]);
-            (&x.customer_id, &x.partner_id, x.line, a).cmp(&(
-                &y.customer_id,
-                &y.partner_id,
-                y.line,
-                b,
-            ))
+        // (a stable sort keeps input order among equals).
+        let mut indexed: Vec<(u32, Designation)> = (0..).zip(rows).collect();
+        indexed.sort_by(|(_, x), (_, y)| {
+            (&x.customer_id, &x.partner_id, x.line).cmp(&(&y.customer_id, &y.partner_id, y.line))
         });
-        let mut file_order = vec![0u32; rows.len()];
-        for (at, &i) in order.iter().enumerate() {
-            file_order[i as usize] = at as u32;
+        let mut file_order = vec![0u32; indexed.len()];
+        for (at, (i, _)) in (0..).zip(&indexed) {
+            file_order[*i as usize] = at;
         }
-        let mut slots: Vec<Option<Designation>> = rows.into_iter().map(Some).collect();
-        let sorted: Vec<Designation> = order
-            .iter()
-            .map(|&i| slots[i as usize].take().expect("each row moved once"))
-            .collect();
+        let sorted: Vec<Designation> = indexed.into_iter().map(|(_, d)| d).collect();
         let mut by_customer = hashbrown::HashMap::new();
-        let mut start = 0;
-        while start < sorted.len() {
-            let c = &sorted[start].customer_id;
-            let mut end = start + 1;
-            while end < sorted.len() && sorted[end].customer_id == *c {
-                end += 1;
-            }
-            by_customer.insert(c.as_str().into(), (start as u32, end as u32));
+        let mut start = 0u32;
+        for rows in sorted.chunk_by(|a, b| a.customer_id == b.customer_id) {
+            let end = start + rows.len() as u32;
+            by_customer.insert(rows[0].customer_id.as_str().into(), (start, end));
             start = end;
         }
         DesignationIndex {

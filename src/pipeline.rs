@@ -497,11 +497,10 @@ pub fn stream(
                 progress.advance(out.bytes, rows);
                 let mut chunk_fold = out.fold;
                 fold.merge_from(&mut chunk_fold);
-                let clear = |v: Vec<u8>| reuse(v);
                 let _ = spare_out_tx.try_send(OutBufs {
-                    ledger: clear(out.ledger),
-                    not_eligible: clear(out.not_eligible),
-                    rejects: clear(out.rejects),
+                    ledger: reuse(out.ledger),
+                    not_eligible: reuse(out.not_eligible),
+                    rejects: reuse(out.rejects),
                 });
                 if failure.is_some() {
                     cancel.store(true, Ordering::Relaxed);

@@ -249,10 +249,8 @@ pub fn build(
         while start > 0 && groups[start - 1].0.partner_id() == pid {
             start -= 1;
         }
-        let details: Vec<(&DetailKey, &Sums)> =
-            groups[start..end].iter().map(|(k, s)| (k, s)).collect();
         partners.push(partner_statement(
-            &details,
+            &groups[start..end],
             rules,
             &programs,
             index,
@@ -307,7 +305,7 @@ pub fn build(
 }
 
 fn partner_statement(
-    details: &[(&DetailKey, &Sums)],
+    details: &[(DetailKey, Sums)],
     rules: &Rules,
     programs: &[(Arc<str>, Arc<str>)],
     index: &DesignationIndex,
@@ -318,7 +316,7 @@ fn partner_statement(
     // Group details by (customer, program, currency) -> one statement line.
     type LineKey<'a> = (&'a str, u16, Currency);
     let mut grouped: BTreeMap<LineKey, Vec<(&DetailKey, &Sums)>> = BTreeMap::new();
-    for &(k, s) in details {
+    for (k, s) in details {
         grouped
             .entry((k.customer_id(), k.program, k.currency))
             .or_default()

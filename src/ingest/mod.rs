@@ -308,9 +308,7 @@ pub fn read_chunks(
     let mut hasher = Sha256::new();
     let mut total: u64 = 0;
     let mut head = Vec::new();
-    read_up_to(&mut f, &mut head, header.byte_len).map_err(io_err)?;
-    hasher.update(&head);
-    total += head.len() as u64;
+    total += read_hashing(&mut f, &mut head, header.byte_len, &mut hasher).map_err(io_err)? as u64;
     let mut line = header.next_line;
     let mut buf: Vec<u8> = spare();
     let mut want = chunk_size;
