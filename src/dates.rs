@@ -206,6 +206,43 @@ impl FromStr for Period {
     }
 }
 
+/// A calendar month as a single number (`year * 12 + month - 1`): hashable,
+/// ordered, and `m - 12` is the same month a year earlier.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct Month(pub i32);
+
+impl Month {
+    pub fn of(d: NaiveDate) -> Month {
+        Month(d.year() * 12 + d.month0() as i32)
+    }
+    pub fn first_day(self) -> NaiveDate {
+        NaiveDate::from_ymd_opt(self.0.div_euclid(12), self.0.rem_euclid(12) as u32 + 1, 1)
+            .unwrap_or(NaiveDate::MIN)
+    }
+    pub fn last_day(self) -> NaiveDate {
+        self.next().first_day().pred_opt().unwrap_or(NaiveDate::MIN)
+    }
+    pub fn next(self) -> Month {
+        Month(self.0 + 1)
+    }
+    pub fn minus(self, months: u32) -> Month {
+        Month(self.0 - months as i32)
+    }
+}
+
+impl fmt::Display for Month {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:04}-{:02}",
+            self.0.div_euclid(12),
+            self.0.rem_euclid(12) + 1
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,54 +4,15 @@
 //!
 //! Kept apart from [`crate::rules`] so that the base rules stay small; the
 //! base parser calls [`program_ext`] and [`rules_ext`] for the new keys.
-//! Also home of the two small value types every usage stage shares:
-//! [`Month`] and the workload name normaliser [`workload_key`].
+//! Also home of the workload name normaliser [`workload_key`]; [`Month`] is
+//! re-exported from [`crate::dates`].
 
-use std::fmt;
-
-use chrono::{Datelike, NaiveDate};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
+pub use crate::dates::Month;
 use crate::money::{parse_rate, Currency};
 use crate::rules::{Association, Basis, RulesError};
-
-/// A calendar month as a single number (`year * 12 + month - 1`): hashable,
-/// ordered, and `m - 12` is the same month a year earlier.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-pub struct Month(pub i32);
-
-impl Month {
-    pub fn of(d: NaiveDate) -> Month {
-        Month(d.year() * 12 + d.month0() as i32)
-    }
-    pub fn first_day(self) -> NaiveDate {
-        NaiveDate::from_ymd_opt(self.0.div_euclid(12), self.0.rem_euclid(12) as u32 + 1, 1)
-            .unwrap_or(NaiveDate::MIN)
-    }
-    pub fn last_day(self) -> NaiveDate {
-        self.next().first_day().pred_opt().unwrap_or(NaiveDate::MIN)
-    }
-    pub fn next(self) -> Month {
-        Month(self.0 + 1)
-    }
-    pub fn minus(self, months: u32) -> Month {
-        Month(self.0 - months as i32)
-    }
-}
-
-impl fmt::Display for Month {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:04}-{:02}",
-            self.0.div_euclid(12),
-            self.0.rem_euclid(12) + 1
-        )
-    }
-}
 
 /// Known workloads: normalised spellings -> display name.
 const WORKLOADS: [(&[&str], &str); 10] = [
