@@ -247,6 +247,19 @@ impl fmt::Display for Month {
 mod tests {
     use super::*;
 
+    #[test]
+    fn months() {
+        let m = Month::of(NaiveDate::from_ymd_opt(2026, 1, 17).unwrap());
+        assert_eq!(m.to_string(), "2026-01");
+        assert_eq!(m.minus(12).to_string(), "2025-01");
+        assert_eq!(m.minus(1).to_string(), "2025-12");
+        assert_eq!(m.last_day(), NaiveDate::from_ymd_opt(2026, 1, 31).unwrap());
+        assert_eq!(
+            Month::of(NaiveDate::from_ymd_opt(2024, 2, 1).unwrap()).last_day(),
+            NaiveDate::from_ymd_opt(2024, 2, 29).unwrap()
+        );
+    }
+
     fn d(y: i32, m: u32, dd: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, dd).unwrap()
     }

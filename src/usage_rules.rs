@@ -548,19 +548,6 @@ pub fn products(raw: Vec<RawProduct>) -> Result<Vec<ProductMap>, RulesError> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn months() {
-        let m = Month::of(NaiveDate::from_ymd_opt(2026, 1, 17).unwrap());
-        assert_eq!(m.to_string(), "2026-01");
-        assert_eq!(m.minus(12).to_string(), "2025-01");
-        assert_eq!(m.minus(1).to_string(), "2025-12");
-        assert_eq!(m.last_day(), NaiveDate::from_ymd_opt(2026, 1, 31).unwrap());
-        assert_eq!(
-            Month::of(NaiveDate::from_ymd_opt(2024, 2, 1).unwrap()).last_day(),
-            NaiveDate::from_ymd_opt(2024, 2, 29).unwrap()
-        );
-    }
-
     const RULES: &str = r#"
 [[program]]
 id = "cpor-usage"
