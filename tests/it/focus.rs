@@ -3,8 +3,10 @@
 //! with file, line and column) and a hand-made Microsoft partner file with
 //! hand-computed amounts. Also: what a build without the `parquet` feature says.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
+
+use crate::common::{fixture, porledger_in, read as read_file, stderr};
 
 pub const DESIGNATIONS: &str = "\
 customer_id,partner_id,partner_name,association,workload,subscription_id,share,valid_from,valid_to
@@ -25,12 +27,6 @@ associations = ["RESELLER"]
 rate = "0.01"
 "#;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
 fn setup() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("d.csv"), DESIGNATIONS).unwrap();
@@ -39,26 +35,23 @@ fn setup() -> tempfile::TempDir {
 }
 
 fn run(dir: &Path, billing: &Path, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_porledger"))
-        .current_dir(dir)
-        .args(["run", "--period", "2026-10", "--billing"])
-        .arg(billing)
-        .args([
-            "--designations",
-            "d.csv",
-            "--rules",
-            "r.toml",
-            "--out",
-            "out",
-            "-q",
-        ])
-        .args(extra)
-        .output()
-        .unwrap()
+    let mut args = vec!["run", "--period", "2026-10", "--billing"];
+    args.push(billing.to_str().unwrap());
+    args.extend([
+        "--designations",
+        "d.csv",
+        "--rules",
+        "r.toml",
+        "--out",
+        "out",
+        "-q",
+    ]);
+    args.extend_from_slice(extra);
+    porledger_in(dir, args)
 }
 
 fn read(dir: &Path, rel: &str) -> String {
-    std::fs::read_to_string(dir.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    read_file(dir.join(rel))
 }
 
 #[test]
@@ -167,7 +160,7 @@ fn without_the_feature_parquet_is_a_clear_fatal_error() {
     std::fs::write(dir.path().join("b.parquet"), b"PAR1").unwrap();
     let out = run(dir.path(), Path::new("b.parquet"), &[]);
     assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(
         err.contains("b.parquet") && err.contains("cargo build --release --features parquet"),
         "{err}"
@@ -178,7 +171,7 @@ fn without_the_feature_parquet_is_a_clear_fatal_error() {
         &["--ledger-format", "parquet"],
     );
     assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(
         err.contains("--ledger-format parquet")
             && err.contains("cargo build --release --features parquet"),
