@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{code, csv_rows, porledger, read, stderr, write};
+use crate::common::{
+    assert_code, assert_same_tree, code, csv_rows, porledger, read, stderr, write,
+};
 
 const T1: &str = "11111111-1111-1111-1111-111111111111";
 const T2: &str = "22222222-2222-2222-2222-222222222222";
@@ -381,14 +383,26 @@ fn usage_run_end_to_end() {
     assert_eq!(partners[1]["capability_points"], "20");
 }
 
+/// The usage run with 1, 2 and 4 threads (and small chunks), each into a
+/// fresh folder: the same exit code and every output file byte for byte the same.
 #[test]
 fn output_is_deterministic_across_threads() {
     let f = Fixture::new();
-    f.run(&[]);
-    let a = f.read("attainment.csv") + &f.read("ledger.csv") + &f.read("summary.json");
-    f.run(&["--chunk-bytes", "4096"]);
-    let b = f.read("attainment.csv") + &f.read("ledger.csv") + &f.read("summary.json");
-    assert_eq!(a, b);
+    let runs = [
+        ("t1", "1", &[][..]),
+        ("t2", "2", &[][..]),
+        ("t4", "4", &[][..]),
+        ("t4-small-chunks", "4", &["--chunk-bytes", "4096"][..]),
+    ];
+    for (out, threads, extra) in runs {
+        assert!(!f.root.join(out).exists());
+        // Two usage rows are rejected (see usage_run_end_to_end): exit 1.
+        assert_code(&f.run_into(out, threads, extra), 1);
+        assert!(f.root.join(out).join("attainment.csv").is_file(), "{out}");
+    }
+    for (out, _, _) in &runs[1..] {
+        assert_same_tree(&f.root.join("t1"), &f.root.join(out));
+    }
 }
 
 #[test]
