@@ -323,3 +323,14 @@ pub fn assert_crlf(name: &str, text: &str) {
         "{name}: does not end in CRLF"
     );
 }
+
+/// The snapshots rely on [`assert_crlf`] for line ends: it must accept CRLF
+/// records with a line break inside a quoted value, and refuse a bare LF.
+#[test]
+fn assert_crlf_refuses_a_bare_lf_outside_quotes() {
+    assert_crlf("ok", "a,b\r\n\"two\nlines\",\"x\"\"y\"\r\n");
+    for bad in ["a,b\nc,d\r\n", "a,b\r\nc,d", "a,\"b\"\nc\r\n"] {
+        let r = std::panic::catch_unwind(|| assert_crlf("bad", bad));
+        assert!(r.is_err(), "accepted {bad:?}");
+    }
+}
