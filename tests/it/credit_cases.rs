@@ -2,7 +2,9 @@
 //! day proration, conflicting designations under each policy, credits after a
 //! designation moved, priority de-duplication, several currencies and FX.
 
-use std::process::{Command, Output};
+use std::process::Output;
+
+use crate::common::{porledger_in, read};
 
 const HEADER: &str = "CustomerId,CustomerName,SubscriptionId,ChargeStartDate,ChargeEndDate,Subtotal,Currency,PublisherName,ProductQualifiers\n";
 const DHEADER: &str = "customer_id,partner_id,partner_name,association,workload,subscription_id,share,valid_from,valid_to\n";
@@ -27,29 +29,26 @@ impl Case {
     }
 
     fn run(&self, extra: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_porledger"))
-            .current_dir(self.dir.path())
-            .args([
-                "run",
-                "--period",
-                "2026-10",
-                "--billing",
-                "b.csv",
-                "--designations",
-                "d.csv",
-                "--rules",
-                "r.toml",
-                "--out",
-                "out",
-                "-q",
-            ])
-            .args(extra)
-            .output()
-            .unwrap()
+        let mut args = vec![
+            "run",
+            "--period",
+            "2026-10",
+            "--billing",
+            "b.csv",
+            "--designations",
+            "d.csv",
+            "--rules",
+            "r.toml",
+            "--out",
+            "out",
+            "-q",
+        ];
+        args.extend_from_slice(extra);
+        porledger_in(self.dir.path(), args)
     }
 
     fn read(&self, rel: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+        read(self.dir.path().join(rel))
     }
 
     /// `partner:amount` for every summary row.
@@ -145,9 +144,9 @@ fn conflicting_dpor_under_each_policy() {
     let rejects = c.read("out/rejects.csv");
     assert!(rejects.contains("b.csv,2,association,DPOR,\"partners P-H, P-I all hold DPOR for this subscription on the charge date (d.csv lines 2, 3)"), "{rejects}");
     // validate names both rows.
-    let o = Command::new(env!("CARGO_BIN_EXE_porledger"))
-        .current_dir(c.dir.path())
-        .args([
+    let o = porledger_in(
+        c.dir.path(),
+        [
             "validate",
             "--billing",
             "b.csv",
@@ -155,9 +154,8 @@ fn conflicting_dpor_under_each_policy() {
             "d.csv",
             "--rules",
             "r.toml",
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     let report = String::from_utf8_lossy(&o.stdout);
     assert!(
         report.contains("d.csv lines 2 and 3: two DPOR partners (P-H and P-I)"),

@@ -1,10 +1,13 @@
 //! FOCUS (FinOps Open Cost and Usage Specification) billing input, as CSV: the
 //! FinOps Foundation's public sample (no `x_CustomerId`: every row rejected,
 //! with file, line and column) and a hand-made Microsoft partner file with
-//! hand-computed amounts. Also: what a build without the `parquet` feature says.
+//! hand-computed amounts. Also: Parquet in a build with and without the
+//! `parquet` feature.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
+
+use crate::common::{assert_code, fixture, porledger_in, read as read_file, stderr};
 
 pub const DESIGNATIONS: &str = "\
 customer_id,partner_id,partner_name,association,workload,subscription_id,share,valid_from,valid_to
@@ -25,12 +28,6 @@ associations = ["RESELLER"]
 rate = "0.01"
 "#;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
 fn setup() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("d.csv"), DESIGNATIONS).unwrap();
@@ -39,26 +36,23 @@ fn setup() -> tempfile::TempDir {
 }
 
 fn run(dir: &Path, billing: &Path, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_porledger"))
-        .current_dir(dir)
-        .args(["run", "--period", "2026-10", "--billing"])
-        .arg(billing)
-        .args([
-            "--designations",
-            "d.csv",
-            "--rules",
-            "r.toml",
-            "--out",
-            "out",
-            "-q",
-        ])
-        .args(extra)
-        .output()
-        .unwrap()
+    let mut args = vec!["run", "--period", "2026-10", "--billing"];
+    args.push(billing.to_str().unwrap());
+    args.extend([
+        "--designations",
+        "d.csv",
+        "--rules",
+        "r.toml",
+        "--out",
+        "out",
+        "-q",
+    ]);
+    args.extend_from_slice(extra);
+    porledger_in(dir, args)
 }
 
 fn read(dir: &Path, rel: &str) -> String {
-    std::fs::read_to_string(dir.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    read_file(dir.join(rel))
 }
 
 #[test]
@@ -160,29 +154,51 @@ fn focus_handmade_accrues_hand_computed_amounts() {
     );
 }
 
-#[cfg(not(feature = "parquet"))]
+/// Parquet billing input and `--ledger-format parquet` in both feature
+/// configurations: without the feature both are a clear fatal error that says
+/// how to build it; with it, a file that is not Parquet is a fatal error naming
+/// the file, and the ledger is written as Parquet. Both branches compile in
+/// every build (`cfg!`, not `#[cfg]`), and CI runs the test in both.
 #[test]
-fn without_the_feature_parquet_is_a_clear_fatal_error() {
+fn parquet_is_served_with_the_feature_and_a_clear_fatal_error_without_it() {
     let dir = setup();
     std::fs::write(dir.path().join("b.parquet"), b"PAR1").unwrap();
     let out = run(dir.path(), Path::new("b.parquet"), &[]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("b.parquet") && err.contains("cargo build --release --features parquet"),
-        "{err}"
-    );
+    assert_code(&out, 2);
+    let err = stderr(&out);
+    if cfg!(feature = "parquet") {
+        assert!(
+            err.contains("b.parquet") && err.contains("cannot read Parquet"),
+            "{err}"
+        );
+    } else {
+        assert!(
+            err.contains("b.parquet") && err.contains("cargo build --release --features parquet"),
+            "{err}"
+        );
+    }
+    assert!(!dir.path().join("out").exists(), "nothing published");
+
     let out = run(
         dir.path(),
         &fixture("focus_handmade.csv"),
         &["--ledger-format", "parquet"],
     );
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("--ledger-format parquet")
-            && err.contains("cargo build --release --features parquet"),
-        "{err}"
-    );
-    assert!(!dir.path().join("out").exists(), "nothing published");
+    if cfg!(feature = "parquet") {
+        // Two rows of the fixture are rejected (see above): exit 1, published.
+        assert_code(&out, 1);
+        let ledger = std::fs::read(dir.path().join("out/ledger.parquet")).unwrap();
+        assert!(ledger.starts_with(b"PAR1"), "not a Parquet file");
+        assert!(!dir.path().join("out/ledger.csv").exists());
+        assert_eq!(read(dir.path(), "out/summary.csv"), HANDMADE_SUMMARY);
+    } else {
+        assert_code(&out, 2);
+        let err = stderr(&out);
+        assert!(
+            err.contains("--ledger-format parquet")
+                && err.contains("cargo build --release --features parquet"),
+            "{err}"
+        );
+        assert!(!dir.path().join("out").exists(), "nothing published");
+    }
 }

@@ -6,23 +6,14 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use polars::prelude::*;
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn porledger(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_porledger"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap()
-}
+use crate::common::{assert_published as ok, porledger_in as porledger, repo as root};
+use crate::focus::{DESIGNATIONS, HANDMADE_SUMMARY, RULES};
 
 /// `porledger run` on the committed sample's designations and rules.
 fn run_sample(dir: &Path, billing: &Path, out: &str, extra: &[&str]) -> Output {
@@ -42,17 +33,7 @@ fn run_sample(dir: &Path, billing: &Path, out: &str, extra: &[&str]) -> Output {
         "-q".into(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    porledger(dir, &args)
-}
-
-fn ok(out: &Output) {
-    assert!(
-        out.status.code() == Some(0) || out.status.code() == Some(1),
-        "exit {:?}: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    porledger(dir, args)
 }
 
 /// How to store a money column in a test Parquet file.
@@ -237,21 +218,12 @@ fn focus_parquet_with_timestamps_and_decimals_gives_the_hand_computed_summary() 
     ParquetWriter::new(File::create(&pq).unwrap())
         .finish(&mut df)
         .unwrap();
-    std::fs::write(
-        tmp.path().join("d.csv"),
-        "customer_id,partner_id,partner_name,association,workload,subscription_id,share,valid_from,valid_to\n\
-         C1,P-A,Alpha,DPOR,,,,2026-10-11,\nC2,P-B,Beta,DPOR,,,,2024-01-01,\n",
-    )
-    .unwrap();
-    std::fs::write(
-        tmp.path().join("r.toml"),
-        "[[program]]\nid = \"por-core\"\nassociations = [\"POR\", \"DPOR\"]\nrate = \"0.04\"\nwindow_months = 36\n\n\
-         [[program]]\nid = \"reseller\"\nassociations = [\"RESELLER\"]\nrate = \"0.01\"\n",
-    )
-    .unwrap();
+    // The designations and rules of the CSV test in `focus.rs`.
+    std::fs::write(tmp.path().join("d.csv"), DESIGNATIONS).unwrap();
+    std::fs::write(tmp.path().join("r.toml"), RULES).unwrap();
     let out = porledger(
         tmp.path(),
-        &[
+        [
             "run",
             "--period",
             "2026-10",
@@ -273,13 +245,8 @@ fn focus_parquet_with_timestamps_and_decimals_gives_the_hand_computed_summary() 
         String::from_utf8_lossy(&out.stderr)
     );
     let read = |p: &str| std::fs::read_to_string(tmp.path().join(p)).unwrap();
-    assert_eq!(
-        read("out/summary.csv"),
-        "partner_id,partner_name,program_id,currency,lines,basis_amount,accrual_amount\r\n\
-         P-A,Alpha,por-core,EUR,1,2100.00,84.00\r\n\
-         P-B,Beta,por-core,EUR,2,-990.00,-39.60\r\n\
-         R-7,,reseller,EUR,1,-1000.00,-10.00\r\n"
-    );
+    // The hand-computed summary of the CSV fixture (see `focus.rs`).
+    assert_eq!(read("out/summary.csv"), HANDMADE_SUMMARY);
     // Same lines as the CSV fixture: data row n is line n + 1.
     let rejects = read("out/rejects.csv");
     assert!(

@@ -4,10 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use porledger::ingest::billing::INVOICE_RECONCILIATION_COLUMNS;
 use proptest::prelude::*;
+
+use crate::common::{code, command, output, tree};
 
 const RULES: &str = r#"
 [[program]]
@@ -114,7 +115,7 @@ fn csv(lines: &[Line]) -> String {
 }
 
 fn run(dir: &Path, billing: &[&str], out: &str, extra: &[&str]) -> i32 {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_porledger"));
+    let mut c = command();
     c.current_dir(dir)
         .args([
             "run",
@@ -131,7 +132,7 @@ fn run(dir: &Path, billing: &[&str], out: &str, extra: &[&str]) -> i32 {
         .arg("--billing")
         .args(billing)
         .args(extra);
-    c.status().unwrap().code().unwrap_or(-1)
+    code(&output(&mut c))
 }
 
 fn setup() -> tempfile::TempDir {
@@ -139,25 +140,6 @@ fn setup() -> tempfile::TempDir {
     std::fs::write(d.path().join("designations.csv"), DESIGNATIONS).unwrap();
     std::fs::write(d.path().join("rules.toml"), RULES).unwrap();
     d
-}
-
-fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(base: &Path, d: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-        for e in std::fs::read_dir(d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(base, &p, out);
-            } else {
-                out.insert(
-                    p.strip_prefix(base).unwrap().to_string_lossy().into_owned(),
-                    std::fs::read(&p).unwrap(),
-                );
-            }
-        }
-    }
-    let mut m = BTreeMap::new();
-    walk(dir, dir, &mut m);
-    m
 }
 
 proptest! {

@@ -2,7 +2,10 @@
 //! results were computed by hand (see the comments next to each number).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use crate::common::{
+    assert_code, assert_same_tree, code, csv_rows, porledger, read, stderr, write,
+};
 
 const T1: &str = "11111111-1111-1111-1111-111111111111";
 const T2: &str = "22222222-2222-2222-2222-222222222222";
@@ -132,11 +135,7 @@ impl Fixture {
     fn new() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_path_buf();
-        let w = |p: &str, t: &str| {
-            let p = root.join(p);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, t).unwrap();
-        };
+        let w = |p: &str, t: &str| write(root.join(p), t);
         w("rules.toml", RULES);
         w("designations.csv", &designations());
         w("billing/invoice.csv", &billing());
@@ -155,6 +154,12 @@ impl Fixture {
     }
 
     fn run(&self, extra: &[&str]) -> (i32, String) {
+        let out = self.run_into("out", "2", extra);
+        (code(&out), stderr(&out))
+    }
+
+    /// The usage run into `<root>/<out>` with `--threads <threads>`.
+    fn run_into(&self, out: &str, threads: &str, extra: &[&str]) -> std::process::Output {
         let mut args: Vec<String> = vec![
             "run".into(),
             "--period".into(),
@@ -166,9 +171,9 @@ impl Fixture {
             "--rules".into(),
             self.p("rules.toml"),
             "--out".into(),
-            self.p("out"),
+            self.p(out),
             "--threads".into(),
-            "2".into(),
+            threads.into(),
             "--usage".into(),
             self.p("usage/cpor.csv"),
             self.p(&format!("graph/{T3}.csv")),
@@ -177,30 +182,12 @@ impl Fixture {
             self.p("tenant-map.csv"),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let out = Command::new(env!("CARGO_BIN_EXE_porledger"))
-            .args(&args)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        porledger(&args)
     }
 
     fn read(&self, rel: &str) -> String {
-        std::fs::read_to_string(self.root.join("out").join(rel))
-            .unwrap_or_else(|e| panic!("{rel}: {e}"))
+        read(self.root.join("out").join(rel))
     }
-}
-
-fn csv_rows(text: &str) -> Vec<Vec<String>> {
-    csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(text.as_bytes())
-        .records()
-        .map(|r| r.unwrap().iter().map(str::to_string).collect())
-        .collect()
 }
 
 fn find<'a>(rows: &'a [Vec<String>], pred: &dyn Fn(&[String]) -> bool) -> &'a Vec<String> {
@@ -353,11 +340,8 @@ fn usage_run_end_to_end() {
         "{st}"
     );
     // explain prints the attainment tier behind the tiered rate.
-    let ex = Command::new(env!("CARGO_BIN_EXE_porledger"))
-        .args(["explain", "--out", &f.p("out"), "--partner", "500003"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&ex.stderr).into_owned();
+    let ex = porledger(["explain", "--out", &f.p("out"), "--partner", "500003"]);
+    let err = stderr(&ex);
     let ex = String::from_utf8_lossy(&ex.stdout);
     assert!(ex.contains("attainment tier: product "), "{ex}{err}");
     assert!(
@@ -399,14 +383,26 @@ fn usage_run_end_to_end() {
     assert_eq!(partners[1]["capability_points"], "20");
 }
 
+/// The usage run with 1, 2 and 4 threads (and small chunks), each into a
+/// fresh folder: the same exit code and every output file byte for byte the same.
 #[test]
 fn output_is_deterministic_across_threads() {
     let f = Fixture::new();
-    f.run(&[]);
-    let a = f.read("attainment.csv") + &f.read("ledger.csv") + &f.read("summary.json");
-    f.run(&["--chunk-bytes", "4096"]);
-    let b = f.read("attainment.csv") + &f.read("ledger.csv") + &f.read("summary.json");
-    assert_eq!(a, b);
+    let runs = [
+        ("t1", "1", &[][..]),
+        ("t2", "2", &[][..]),
+        ("t4", "4", &[][..]),
+        ("t4-small-chunks", "4", &["--chunk-bytes", "4096"][..]),
+    ];
+    for (out, threads, extra) in runs {
+        assert!(!f.root.join(out).exists());
+        // Two usage rows are rejected (see usage_run_end_to_end): exit 1.
+        assert_code(&f.run_into(out, threads, extra), 1);
+        assert!(f.root.join(out).join("attainment.csv").is_file(), "{out}");
+    }
+    for (out, _, _) in &runs[1..] {
+        assert_same_tree(&f.root.join("t1"), &f.root.join(out));
+    }
 }
 
 #[test]
@@ -414,40 +410,34 @@ fn graph_without_tenant_is_fatal_and_validate_reports_usage() {
     let f = Fixture::new();
     let bad = Path::new(&f.root).join("graph/unknown.csv");
     std::fs::write(&bad, graph_t3()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_porledger"))
-        .args([
-            "validate",
-            "--billing",
-            &f.p("billing"),
-            "--designations",
-            &f.p("designations.csv"),
-            "--rules",
-            &f.p("rules.toml"),
-            "--usage",
-            &bad.to_string_lossy(),
-        ])
-        .output()
-        .unwrap();
+    let out = porledger([
+        "validate",
+        "--billing",
+        &f.p("billing"),
+        "--designations",
+        &f.p("designations.csv"),
+        "--rules",
+        &f.p("rules.toml"),
+        "--usage",
+        &bad.to_string_lossy(),
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("does not name its tenant"), "{err}");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_porledger"))
-        .args([
-            "validate",
-            "--period",
-            "2026-10",
-            "--billing",
-            &f.p("billing"),
-            "--designations",
-            &f.p("designations.csv"),
-            "--rules",
-            &f.p("rules.toml"),
-            "--usage",
-            &f.p("usage/cpor.csv"),
-        ])
-        .output()
-        .unwrap();
+    let out = porledger([
+        "validate",
+        "--period",
+        "2026-10",
+        "--billing",
+        &f.p("billing"),
+        "--designations",
+        &f.p("designations.csv"),
+        "--rules",
+        &f.p("rules.toml"),
+        "--usage",
+        &f.p("usage/cpor.csv"),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(

@@ -2,9 +2,9 @@
 //! checked through `pdftotext -layout` (Debian `poppler-utils`).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-const BIN: &str = env!("CARGO_BIN_EXE_porledger");
+use crate::common::{assert_code, command, output, pdftext, repo};
 
 const RULES: &str = r#"
 rounding = "half-up"
@@ -78,8 +78,8 @@ fn run(dir: &Path, out: &Path, extra: &[&str]) -> Output {
 }
 
 fn run_with(b: &Path, d: &Path, r: &Path, out: &Path, extra: &[&str]) -> Output {
-    let o = Command::new(BIN)
-        .args(["run", "--period", "2026-10", "--quiet", "--billing"])
+    let mut c = command();
+    c.args(["run", "--period", "2026-10", "--quiet", "--billing"])
         .arg(b)
         .arg("--designations")
         .arg(d)
@@ -87,35 +87,8 @@ fn run_with(b: &Path, d: &Path, r: &Path, out: &Path, extra: &[&str]) -> Output 
         .arg(r)
         .arg("--out")
         .arg(out)
-        .args(extra)
-        .output()
-        .unwrap();
-    o
-}
-
-fn ok(o: &Output) {
-    assert!(
-        o.status.success(),
-        "exit {:?}\nstderr: {}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-/// Text of a PDF via `pdftotext -layout`. Fails (never skips) without poppler-utils.
-fn pdftext(pdf: &Path) -> String {
-    let o = Command::new("pdftotext")
-        .arg("-layout")
-        .arg(pdf)
-        .arg("-")
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run pdftotext ({e}): install poppler-utils (apt-get install -y poppler-utils)"
-            )
-        });
-    assert!(o.status.success(), "pdftotext failed on {}", pdf.display());
-    String::from_utf8(o.stdout).unwrap()
+        .args(extra);
+    output(&mut c)
 }
 
 /// `1234.56` -> `€1,234.56` (en) or `1.234,56 €` (de).
@@ -176,7 +149,7 @@ fn partner_statement_shows_every_csv_amount_in_both_locales() {
     let tmp = tempfile::tempdir().unwrap();
     for (locale, de) in [("en", false), ("de", true)] {
         let out = tmp.path().join(format!("out-{locale}"));
-        ok(&run(tmp.path(), &out, &["--locale", locale]));
+        assert_code(&run(tmp.path(), &out, &["--locale", locale]), 0);
         let p = out.join("partners/100001");
         let text = pdftext(&p.join("statement.pdf"));
         let (lines, totals) = csv_amounts(&p.join("statement.csv"));
@@ -213,11 +186,14 @@ fn partner_statement_shows_every_csv_amount_in_both_locales() {
 fn transparency_statement_discloses_one_partner_to_one_customer() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    ok(&run(
-        tmp.path(),
-        &out,
-        &["--locale", "de", "--transparency-by-customer"],
-    ));
+    assert_code(
+        &run(
+            tmp.path(),
+            &out,
+            &["--locale", "de", "--transparency-by-customer"],
+        ),
+        0,
+    );
     let t = pdftext(&out.join(format!("partners/100001/customers/{C_MUELLER}.pdf")));
     for want in [
         "Müller & Söhne Gärtnerei GmbH",
@@ -250,9 +226,12 @@ fn page_numbers_run_across_page_breaks() {
     let tmp = tempfile::tempdir().unwrap();
     let (b, d, r) = fixture(tmp.path(), 120);
     let out = tmp.path().join("out");
-    ok(&run_with(&b, &d, &r, &out, &["--locale", "en", "--no-pdf"]));
+    assert_code(
+        &run_with(&b, &d, &r, &out, &["--locale", "en", "--no-pdf"]),
+        0,
+    );
     assert!(!out.join("partners/300003/statement.pdf").exists());
-    ok(&run_with(&b, &d, &r, &out, &["--locale", "en"]));
+    assert_code(&run_with(&b, &d, &r, &out, &["--locale", "en"]), 0);
     let text = pdftext(&out.join("partners/300003/statement.pdf"));
     let pages: Vec<&str> = text
         .split('\u{c}')
@@ -293,20 +272,26 @@ fn output_is_byte_identical_across_runs_and_thread_counts() {
     let (b, d, r) = fixture(tmp.path(), 40);
     let a = tmp.path().join("a");
     let c = tmp.path().join("c");
-    ok(&run_with(
-        &b,
-        &d,
-        &r,
-        &a,
-        &["--threads", "1", "--transparency-by-customer"],
-    ));
-    ok(&run_with(
-        &b,
-        &d,
-        &r,
-        &c,
-        &["--threads", "2", "--transparency-by-customer"],
-    ));
+    assert_code(
+        &run_with(
+            &b,
+            &d,
+            &r,
+            &a,
+            &["--threads", "1", "--transparency-by-customer"],
+        ),
+        0,
+    );
+    assert_code(
+        &run_with(
+            &b,
+            &d,
+            &r,
+            &c,
+            &["--threads", "2", "--transparency-by-customer"],
+        ),
+        0,
+    );
     let ma = std::fs::read_to_string(a.join("manifest.json")).unwrap();
     let mc = std::fs::read_to_string(c.join("manifest.json")).unwrap();
     let va: serde_json::Value = serde_json::from_str(&ma).unwrap();
@@ -327,21 +312,20 @@ fn output_is_byte_identical_across_runs_and_thread_counts() {
 fn render_re_renders_a_finished_run_atomically() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    ok(&run(tmp.path(), &out, &["--locale", "en"]));
+    assert_code(&run(tmp.path(), &out, &["--locale", "en"]), 0);
     let csv_before = std::fs::read(out.join("partners/100001/statement.csv")).unwrap();
-    let o = Command::new(BIN)
-        .args([
-            "render",
-            "--quiet",
-            "--locale",
-            "de",
-            "--transparency-by-customer",
-            "--out",
-        ])
-        .arg(&out)
-        .output()
-        .unwrap();
-    ok(&o);
+    let mut c = command();
+    c.args([
+        "render",
+        "--quiet",
+        "--locale",
+        "de",
+        "--transparency-by-customer",
+        "--out",
+    ])
+    .arg(&out);
+    let o = output(&mut c);
+    assert_code(&o, 0);
     let text = pdftext(&out.join("partners/100001/statement.pdf"));
     assert!(text.contains("5.250,00 €"), "{text}");
     assert!(out.join(format!("customers/{C_MUELLER}.pdf")).is_file());
@@ -374,10 +358,7 @@ fn render_re_renders_a_finished_run_atomically() {
 fn a_broken_template_names_file_and_key_and_exits_2() {
     let tmp = tempfile::tempdir().unwrap();
     let tpl = tmp.path().join("tpl");
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("templates"),
-        &tpl,
-    );
+    copy_dir(&repo().join("templates"), &tpl);
     let f = tpl.join("template.toml");
     let text = std::fs::read_to_string(&f).unwrap();
     std::fs::write(&f, text.replace("margin_top_mm", "margin_tpo_mm")).unwrap();

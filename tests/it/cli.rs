@@ -1,23 +1,12 @@
 //! End-to-end tests of the `porledger` binary on small hand-made fixtures with
 //! hand-computed expectations. See the fixture comments for the arithmetic.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Output;
 
 use porledger::ingest::billing::{INVOICE_RECONCILIATION_COLUMNS, LEGACY_LICENSE_COLUMNS};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_porledger"))
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().unwrap_or(-1)
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use crate::common::{code, command, output, porledger, porledger_in, read, stderr, tree};
 
 /// One billing row: the fields we care about; the other columns get neutral values.
 #[derive(Clone)]
@@ -217,7 +206,7 @@ impl Fixture {
     }
 
     fn run(&self, out: &str, extra: &[&str]) -> Output {
-        let mut c = bin();
+        let mut c = command();
         c.current_dir(self.dir.path())
             .args(["run", "--period", "2026-10", "--billing", "billing"])
             .args([
@@ -230,34 +219,12 @@ impl Fixture {
                 "--quiet",
             ])
             .args(extra);
-        c.output().unwrap()
+        output(&mut c)
     }
 
     fn read(&self, rel: &str) -> String {
-        std::fs::read_to_string(self.p(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+        read(self.p(rel))
     }
-}
-
-/// Every file under `dir`, relative path -> bytes.
-fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(base: &Path, d: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-        for e in std::fs::read_dir(d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(base, &p, out);
-            } else {
-                let rel = p
-                    .strip_prefix(base)
-                    .unwrap()
-                    .to_string_lossy()
-                    .replace('\\', "/");
-                out.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    let mut m = BTreeMap::new();
-    walk(dir, dir, &mut m);
-    m
 }
 
 #[test]
@@ -339,7 +306,7 @@ fn hand_computed_fixture() {
         "another partner's data leaked:\n{cs}"
     );
     // Isolation: partner 100001's statements never mention other partners' customers.
-    // (The PDFs are checked through pdftotext in tests/pdf.rs.)
+    // (The PDFs are checked through pdftotext in tests/it/pdf.rs.)
     for (path, bytes) in tree(&f.p("out/partners/100001")) {
         if path.ends_with(".pdf") {
             continue;
@@ -395,10 +362,9 @@ fn seed_example_960_eur_a_year() {
         })
         .collect();
     let f = Fixture::new(&[("year.csv", invoice(&rows))]);
-    let mut c = bin();
-    let o = c
-        .current_dir(f.dir.path())
-        .args([
+    let o = porledger_in(
+        f.dir.path(),
+        [
             "run",
             "--period",
             "2026-01..2026-12",
@@ -406,10 +372,13 @@ fn seed_example_960_eur_a_year() {
             "billing/year.csv",
             "--designations",
             "designations.csv",
-        ])
-        .args(["--rules", "rules.toml", "--out", "out", "--quiet"])
-        .output()
-        .unwrap();
+            "--rules",
+            "rules.toml",
+            "--out",
+            "out",
+            "--quiet",
+        ],
+    );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(
         f.read("out/summary.csv"),
@@ -561,25 +530,22 @@ fn exit_codes() {
     let o = f.run("clean", &[]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     // 2: bad arguments.
-    let o = bin().args(["run", "--billing", "x"]).output().unwrap();
+    let o = porledger(["run", "--billing", "x"]);
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("--period"), "{}", stderr(&o));
-    let o = bin()
-        .args([
-            "run",
-            "--period",
-            "2026-13",
-            "--billing",
-            "x",
-            "--designations",
-            "d",
-            "--rules",
-            "r",
-            "--out",
-            "o",
-        ])
-        .output()
-        .unwrap();
+    let o = porledger([
+        "run",
+        "--period",
+        "2026-13",
+        "--billing",
+        "x",
+        "--designations",
+        "d",
+        "--rules",
+        "r",
+        "--out",
+        "o",
+    ]);
     assert_eq!(code(&o), 2);
     // 2: unreadable rules.
     std::fs::write(f.p("rules.toml"), "rounding = \"nearest\"\n").unwrap();
@@ -600,9 +566,9 @@ fn exit_codes() {
     assert!(stderr(&o).contains("rules.toml"), "{}", stderr(&o));
     // 2: missing input file.
     std::fs::write(f.p("rules.toml"), RULES).unwrap();
-    let o = bin()
-        .current_dir(f.dir.path())
-        .args([
+    let o = porledger_in(
+        f.dir.path(),
+        [
             "run",
             "--period",
             "2026-10",
@@ -614,9 +580,8 @@ fn exit_codes() {
             "rules.toml",
             "--out",
             "o",
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("nope.csv"), "{}", stderr(&o));
 }
@@ -725,9 +690,9 @@ fn refuses_to_overwrite_a_directory_it_did_not_write() {
 #[test]
 fn validate_reports_and_writes_nothing() {
     let f = Fixture::standard();
-    let o = bin()
-        .current_dir(f.dir.path())
-        .args([
+    let o = porledger_in(
+        f.dir.path(),
+        [
             "validate",
             "--billing",
             "billing",
@@ -737,9 +702,8 @@ fn validate_reports_and_writes_nothing() {
             "rules.toml",
             "--period",
             "2026-09",
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert_eq!(code(&o), 1, "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     for needle in [
@@ -773,7 +737,7 @@ fn partner_ids_become_safe_directory_names() {
 
 #[test]
 fn help_teaches() {
-    let o = bin().args(["run", "--help"]).output().unwrap();
+    let o = porledger(["run", "--help"]);
     let h = String::from_utf8_lossy(&o.stdout);
     for flag in [
         "--period",
@@ -787,7 +751,7 @@ fn help_teaches() {
     ] {
         assert!(h.contains(flag), "{flag}");
     }
-    let o = bin().arg("--help").output().unwrap();
+    let o = porledger(["--help"]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("Exit codes"));
 }
 
@@ -795,9 +759,9 @@ fn help_teaches() {
 fn explain_traces_a_statement_line_to_source_rows() {
     let f = Fixture::standard();
     f.run("out", &[]);
-    let o = bin()
-        .current_dir(f.dir.path())
-        .args([
+    let o = porledger_in(
+        f.dir.path(),
+        [
             "explain",
             "--out",
             "out",
@@ -805,9 +769,8 @@ fn explain_traces_a_statement_line_to_source_rows() {
             "100001",
             "--customer",
             "c-alpha",
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let text = String::from_utf8_lossy(&o.stdout);
     for needle in [
@@ -822,11 +785,10 @@ fn explain_traces_a_statement_line_to_source_rows() {
         assert!(text.contains(needle), "{needle} not in\n{text}");
     }
     assert!(!text.contains("c-beta"), "filtered by customer");
-    let o = bin()
-        .current_dir(f.dir.path())
-        .args(["explain", "--out", "out", "--partner", "100003"])
-        .output()
-        .unwrap();
+    let o = porledger_in(
+        f.dir.path(),
+        ["explain", "--out", "out", "--partner", "100003"],
+    );
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(
         text.contains("333.33 x rate 0.015 x share 0.7 = 3.499965"),
@@ -838,11 +800,10 @@ fn explain_traces_a_statement_line_to_source_rows() {
         ),
         "{text}"
     );
-    let o = bin()
-        .current_dir(f.dir.path())
-        .args(["explain", "--out", "nowhere", "--partner", "1"])
-        .output()
-        .unwrap();
+    let o = porledger_in(
+        f.dir.path(),
+        ["explain", "--out", "nowhere", "--partner", "1"],
+    );
     assert_eq!(code(&o), 2);
 }
 
