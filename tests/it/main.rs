@@ -5,6 +5,7 @@
 mod common;
 
 mod cli;
+mod cmd_settings;
 mod credit_cases;
 mod focus;
 #[cfg(feature = "parquet")]

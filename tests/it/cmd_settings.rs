@@ -2,15 +2,9 @@
 //! naming the flag (exit 2), never a panic, a hang or a half-written output.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn porledger(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_porledger"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("porledger runs")
-}
+use crate::common::porledger;
 
 fn run_with_threads(out: &Path, threads: &str) -> Output {
     porledger(&[
