@@ -26,6 +26,10 @@ use crate::error::Fatal;
 use crate::fold::{Fold, SharedDetails};
 use crate::ingest::designations::{parse_designations, Designations, Reject};
 use crate::ingest::{self, Chunk, FileDigest, InputFile, OpenedBilling};
+use crate::ledger::{
+    write_ledger_row, write_not_eligible_row, write_reject_row, LedgerRow, NotEligibleRow,
+    RejectRow,
+};
 use crate::render::csv::RowBuf;
 use crate::rules::{parse_rules, Rules};
 
@@ -217,12 +221,16 @@ pub fn process_chunk_into(
                 reason: reason.to_string(),
             });
         }
-        w.text(&file.display);
-        w.num(line);
-        w.text(column);
-        w.text(value);
-        w.text(reason);
-        w.end();
+        write_reject_row(
+            w,
+            &RejectRow {
+                source_file: &file.display,
+                source_line: line,
+                column,
+                value,
+                reason,
+            },
+        );
     };
     loop {
         // The record starts after any blank lines the reader skips.
@@ -287,35 +295,28 @@ pub fn process_chunk_into(
                 );
                 for a in &accruals {
                     details.add(a, &ckey, &skey, line.currency);
-                    let w = &mut ledger;
-                    w.text(a.partner_id);
-                    w.text(&ckey);
-                    w.text(&inputs.rules.programs[a.program].id);
-                    w.text(a.association.as_str());
-                    w.text(&skey);
-                    w.date(line.charge_start);
-                    w.text(&file.display);
-                    w.num(line_no);
-                    w.decimal(a.basis, dp);
-                    w.decimal(a.rate, 1);
-                    w.decimal(a.share, 1);
-                    w.decimal(a.amount, dp);
-                    w.text(line.currency.as_str());
-                    match a.designation {
-                        Some(d) => w.num(d.line),
-                        None => w.empty(),
-                    }
-                    match a.days {
-                        Some((c, t)) => {
-                            w.num(c as u64);
-                            w.num(t as u64);
-                        }
-                        None => {
-                            w.empty();
-                            w.empty();
-                        }
-                    }
-                    w.end();
+                    write_ledger_row(
+                        &mut ledger,
+                        &LedgerRow {
+                            partner_id: a.partner_id,
+                            customer_id: &ckey,
+                            program_id: &inputs.rules.programs[a.program].id,
+                            association: a.association.as_str(),
+                            subscription_id: &skey,
+                            charge_date: line.charge_start,
+                            source_file: &file.display,
+                            source_line: line_no,
+                            basis_amount: a.basis,
+                            basis_min_dp: dp,
+                            rate: a.rate,
+                            share: a.share,
+                            accrual_amount: a.amount,
+                            currency: line.currency,
+                            designation_line: a.designation.map(|d| d.line),
+                            credited_days: a.days.map(|(c, _)| c as u64),
+                            charge_days: a.days.map(|(_, t)| t as u64),
+                        },
+                    );
                 }
             }
             Outcome::NotEligible { reason, detail } => {
@@ -326,17 +327,21 @@ pub fn process_chunk_into(
                     line.customer_name,
                     crate::fold::input_order(chunk.file, line_no),
                 );
-                let w = &mut not_eligible;
-                w.text(&file.display);
-                w.num(line_no);
-                w.text(&ckey);
-                w.text(&skey);
-                w.date(line.charge_start);
-                w.decimal(line.subtotal, dp);
-                w.text(line.currency.as_str());
-                w.text(reason.as_str());
-                w.text(&detail);
-                w.end();
+                write_not_eligible_row(
+                    &mut not_eligible,
+                    &NotEligibleRow {
+                        source_file: &file.display,
+                        source_line: line_no,
+                        customer_id: &ckey,
+                        subscription_id: &skey,
+                        charge_date: line.charge_start,
+                        basis_amount: line.subtotal,
+                        basis_min_dp: dp,
+                        currency: Some(line.currency),
+                        reason: reason.as_str(),
+                        detail: &detail,
+                    },
+                );
             }
             Outcome::Rejected {
                 column,

@@ -20,9 +20,10 @@ use crate::error::Fatal;
 use crate::fold::Fold;
 use crate::ingest::designations::Designation;
 use crate::ingest::usage::UsageObs;
-use crate::money::{format_exact, format_exact_dp};
+use crate::ledger::{write_ledger_row, write_not_eligible_row, LedgerRow, NotEligibleRow};
+use crate::money::format_exact_dp;
 use crate::pipeline::{ChunkOutput, Inputs};
-use crate::render::csv::{ratio, row, writer};
+use crate::render::csv::{ratio, row, writer, RowBuf};
 use crate::render::sanitize_file_name;
 use crate::rules::Basis;
 use crate::statements::StatementSet;
@@ -378,8 +379,8 @@ pub fn accrue_usage(inputs: &Inputs, period: Period) -> UsageRun {
         })
         .collect();
     let mut fold = Fold::new(0);
-    let mut ledger = writer(Vec::new());
-    let mut not_eligible = writer(Vec::new());
+    let mut ledger = RowBuf::default();
+    let mut not_eligible = RowBuf::default();
     let mut i = 0;
     let obs = &usage.obs;
     while i < obs.len() {
@@ -409,29 +410,28 @@ pub fn accrue_usage(inputs: &Inputs, period: Period) -> UsageRun {
                     for a in &acc {
                         let c = currency(a.program);
                         fold.add(a, &o.customer_id, &cur, c);
-                        let _ = row(
+                        write_ledger_row(
                             &mut ledger,
-                            &[
-                                a.partner_id,
-                                &o.customer_id,
-                                &inputs.rules.programs[a.program].id,
-                                a.association.as_str(),
-                                &cur,
-                                &o.date.to_string(),
-                                &file.input.display,
-                                &o.line.to_string(),
-                                &format_exact_dp(a.basis, 0),
-                                &ratio(a.rate),
-                                &ratio(a.share),
-                                &format_exact(a.amount, c),
-                                c.as_str(),
-                                &a.designation
-                                    .map(|d| d.line.to_string())
-                                    .unwrap_or_default(),
-                                // credited_days, charge_days: no proration for usage.
-                                "",
-                                "",
-                            ],
+                            &LedgerRow {
+                                partner_id: a.partner_id,
+                                customer_id: &o.customer_id,
+                                program_id: &inputs.rules.programs[a.program].id,
+                                association: a.association.as_str(),
+                                subscription_id: &cur,
+                                charge_date: o.date,
+                                source_file: &file.input.display,
+                                source_line: o.line,
+                                basis_amount: a.basis,
+                                basis_min_dp: 0,
+                                rate: a.rate,
+                                share: a.share,
+                                accrual_amount: a.amount,
+                                currency: c,
+                                designation_line: a.designation.map(|d| d.line),
+                                // No proration for usage.
+                                credited_days: None,
+                                charge_days: None,
+                            },
                         );
                     }
                 }
@@ -452,19 +452,20 @@ pub fn accrue_usage(inputs: &Inputs, period: Period) -> UsageRun {
             counts.not_eligible += 1;
             *counts.not_eligible_by_reason.entry(r.as_str()).or_default() += 1;
             let mau: Decimal = obs[i..j].iter().map(|o| o.mau).sum();
-            let _ = row(
+            write_not_eligible_row(
                 &mut not_eligible,
-                &[
-                    &file.input.display,
-                    &first.line.to_string(),
-                    &first.customer_id,
-                    &workloads.join(";"),
-                    &first.date.to_string(),
-                    &format_exact_dp(mau, 0),
-                    "",
-                    r.as_str(),
-                    &details.join("; "),
-                ],
+                &NotEligibleRow {
+                    source_file: &file.input.display,
+                    source_line: first.line,
+                    customer_id: &first.customer_id,
+                    subscription_id: &workloads.join(";"),
+                    charge_date: first.date,
+                    basis_amount: mau,
+                    basis_min_dp: 0,
+                    currency: None,
+                    reason: r.as_str(),
+                    detail: &details.join("; "),
+                },
             );
         }
         i = j;
@@ -475,14 +476,13 @@ pub fn accrue_usage(inputs: &Inputs, period: Period) -> UsageRun {
         total.add(f);
     }
     total.check();
-    let inner = |w: csv::Writer<Vec<u8>>| w.into_inner().unwrap_or_default();
     UsageRun {
         output: ChunkOutput {
             seq: 0,
             bytes: 0,
             fold,
-            ledger: inner(ledger),
-            not_eligible: inner(not_eligible),
+            ledger: ledger.buf,
+            not_eligible: not_eligible.buf,
             rejects: Vec::new(),
             reject_samples: Vec::new(),
             n_rejects: 0,

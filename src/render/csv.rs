@@ -12,38 +12,9 @@ use crate::error::Fatal;
 use crate::money::{format_exact, format_exact_dp, Currency};
 use crate::statements::{CurrencyTotal, CustomerStatement, PartnerStatement, StatementSet};
 
-pub const LEDGER_HEADER: [&str; 16] = [
-    "partner_id",
-    "customer_id",
-    "program_id",
-    "association",
-    "subscription_id",
-    "charge_date",
-    "source_file",
-    "source_line",
-    "basis_amount",
-    "rate",
-    "share",
-    "accrual_amount",
-    "currency",
-    "designation_line",
-    "credited_days",
-    "charge_days",
-];
-
-pub const NOT_ELIGIBLE_HEADER: [&str; 9] = [
-    "source_file",
-    "source_line",
-    "customer_id",
-    "subscription_id",
-    "charge_date",
-    "basis_amount",
-    "currency",
-    "reason",
-    "detail",
-];
-
-pub const REJECTS_HEADER: [&str; 5] = ["source_file", "source_line", "column", "value", "reason"];
+// The row files of a run (ledger, not-eligible, rejects) are defined in
+// [`crate::ledger`]; their headers stay reachable here.
+pub use crate::ledger::{LEDGER_HEADER, NOT_ELIGIBLE_HEADER, REJECTS_HEADER};
 
 pub const SUMMARY_HEADER: [&str; 7] = [
     "partner_id",
