@@ -222,6 +222,7 @@ impl Month {
         Month(y * 12 + m as i32 - 1)
     }
     /// Day `d` of the month, if the month has that day.
+    #[inline]
     pub fn day(self, d: u32) -> Option<NaiveDate> {
         NaiveDate::from_ymd_opt(self.0.div_euclid(12), self.0.rem_euclid(12) as u32 + 1, d)
     }

@@ -443,6 +443,7 @@ impl RowBuf {
 }
 
 /// Appends `n` in decimal digits (also used by `porledger sample`).
+#[inline]
 pub fn push_uint(buf: &mut Vec<u8>, mut n: u64) {
     let mut tmp = [0u8; 20];
     let mut i = tmp.len();
@@ -458,26 +459,23 @@ pub fn push_uint(buf: &mut Vec<u8>, mut n: u64) {
 }
 
 /// Appends `d` as `YYYY-MM-DD` (years 0 to 9999; also used by `porledger sample`).
+#[inline]
 pub fn push_date(buf: &mut Vec<u8>, d: NaiveDate) {
     use chrono::Datelike;
     let (y, m, dd) = (d.year() as u32, d.month(), d.day());
-    let digits = [
-        y / 1000 % 10,
-        y / 100 % 10,
-        y / 10 % 10,
-        y % 10,
-        10,
-        m / 10,
-        m % 10,
-        10,
-        dd / 10,
-        dd % 10,
-    ];
-    buf.extend(
-        digits
-            .iter()
-            .map(|&x| if x == 10 { b'-' } else { b'0' + x as u8 }),
-    );
+    let digit = |x: u32| b'0' + (x % 10) as u8;
+    buf.extend_from_slice(&[
+        digit(y / 1000),
+        digit(y / 100),
+        digit(y / 10),
+        digit(y),
+        b'-',
+        digit(m / 10),
+        digit(m),
+        b'-',
+        digit(dd / 10),
+        digit(dd),
+    ]);
 }
 
 /// Writes `d` as `Display` would, for mantissas that fit in a `u64` (every

@@ -139,7 +139,7 @@ impl World {
         let cust = &self.customers[slot.customer as usize];
         let product = &PRODUCTS[slot.product as usize];
         let mut rng = SplitMix64::stream(plan.seed, TAG_ROW, r);
-        let ch = charge(slot, cust.usd, month, &mut rng);
+        let ch = charge(&self.calendar, slot, cust.usd, month, &mut rng);
         let g = ch.generation;
         let currency = if cust.usd { "USD" } else { "EUR" };
         let subtotal = ch.subtotal();
@@ -184,7 +184,7 @@ impl World {
         w.text("Monthly");
         w.ascii(currency.as_bytes());
         w.ascii(b"1");
-        w.date(month.first_day(), ds);
+        w.date(self.calendar.on(month, 1), ds);
         w.text("");
         w.text("");
         w.text(if ch.kind == ChargeType::CustomerCredit {

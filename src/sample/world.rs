@@ -6,6 +6,7 @@ use super::catalogue::{
     FIXED_CUSTOMERS, NAME_SECOND_LINES, PARTNER_FORMS, PARTNER_STEMS, PRODUCTS, PRODUCT_WEIGHTS,
     REGIONS,
 };
+use super::charges::Calendar;
 use super::rng::{
     alphanumeric, guid, Guid, SplitMix64, TAG_CUSTOMER, TAG_PARTNER, TAG_SLOT, TAG_WORLD,
 };
@@ -64,6 +65,8 @@ pub(super) struct World {
     pub(super) slots: Vec<Slot>,
     /// Invoice number per month of the timeline, EUR and USD.
     pub(super) invoices: Vec<[[u8; 10]; 2]>,
+    /// The dates billing rows carry.
+    pub(super) calendar: Calendar,
 }
 
 impl World {
@@ -88,6 +91,7 @@ impl World {
             .map(|m| [invoice(base + 2 * m), invoice(base + 2 * m + 1)])
             .collect();
         World {
+            calendar: Calendar::new(plan.first_month()),
             plan,
             provider,
             distributors,
