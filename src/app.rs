@@ -50,11 +50,11 @@ struct FileSink {
 }
 
 impl FileSink {
-    fn new(dir: &Path) -> Result<FileSink, Fatal> {
+    fn new(dir: &Path, files: &publish::Written) -> Result<FileSink, Fatal> {
         let open = |name: &str, header: &[&str]| -> Result<BufWriter<HashingWriter<File>>, Fatal> {
             let p = dir.join(name);
             let f = File::create(&p).map_err(|e| Fatal::io(&p, e))?;
-            let mut w = BufWriter::with_capacity(1 << 20, HashingWriter::new(&p, f));
+            let mut w = BufWriter::with_capacity(1 << 20, HashingWriter::new(&p, f, files));
             let mut h = writer(Vec::new());
             let _ = row(&mut h, header);
             let bytes = h.into_inner().unwrap_or_default();
@@ -410,7 +410,7 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     };
     let fx = load_fx(args, &inputs)?;
     let staging = Staging::new(&args.out)?;
-    let mut sink = FileSink::new(&staging.dir)?;
+    let mut sink = FileSink::new(&staging.dir, &staging.files)?;
     let mut early_rejects = inputs.designations.rejects.clone();
     early_rejects.extend(inputs.usage.rejects.iter().cloned());
     if let Some((_, _, r, _)) = &fx {
@@ -497,18 +497,19 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
         .num_threads(publish::IO_THREADS)
         .build()
         .map_err(|e| Fatal::Input(format!("cannot start I/O threads: {e}")))?;
-    io_pool.install(|| rcsv::write_statements(&dir, &set))?;
+    io_pool.install(|| rcsv::write_statements(&dir, &set, &staging.files))?;
     rcsv::write_summary(&dir.join("summary.csv"), &set)?;
     if !inputs.usage.files.is_empty() {
         crate::usage_accrue::write_attainment(&dir, &inputs, args.period)?;
         crate::usage_accrue::write_partner_attainment(&dir, &inputs, &partner_usage, args.period)?;
     }
-    publish::write_json_compact(&dir.join("statements.json"), &set)?;
+    publish::write_json_compact(&staging.files, &dir.join("statements.json"), &set)?;
     let pdf_manifest = match &renderer {
-        Some((r, o)) => Some(pool.install(|| pdf::render_run(&dir, &set, r, *o))?),
+        Some((r, o)) => Some(pool.install(|| pdf::render_run(&dir, &set, r, *o, &staging.files))?),
         None => None,
     };
     publish::write_json(
+        &staging.files,
         &dir.join("summary.json"),
         &SummaryJson {
             period: args.period.label(),
@@ -537,6 +538,7 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     crate::pipeline::phase_memory("written");
     write_manifest(
         &dir,
+        &staging.files,
         &inputs,
         &streamed,
         &set,
@@ -594,6 +596,7 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
 
 fn write_manifest(
     dir: &Path,
+    files: &publish::Written,
     inputs: &Inputs,
     streamed: &Streamed,
     set: &StatementSet,
@@ -647,7 +650,7 @@ fn write_manifest(
         period: period.label(),
         rounding: set.rounding.as_str(),
         inputs: ins,
-        outputs: publish::hash_outputs(dir)?,
+        outputs: publish::hash_outputs(dir, files)?,
         counts: Counts {
             billing_rows: t.rows,
             accrued: t.accrued,
@@ -659,7 +662,7 @@ fn write_manifest(
         },
         pdf,
     };
-    publish::write_json(&dir.join("manifest.json"), &manifest)
+    publish::write_json(files, &dir.join("manifest.json"), &manifest)
 }
 
 /// `porledger render`: re-renders the PDFs of a finished run.
