@@ -537,8 +537,7 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     let t_statements = bar.start.elapsed();
     crate::pipeline::phase_memory("written");
     write_manifest(
-        &dir,
-        &staging.files,
+        &staging,
         &inputs,
         &streamed,
         &set,
@@ -595,8 +594,7 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
 }
 
 fn write_manifest(
-    dir: &Path,
-    files: &publish::Written,
+    staging: &Staging,
     inputs: &Inputs,
     streamed: &Streamed,
     set: &StatementSet,
@@ -604,6 +602,7 @@ fn write_manifest(
     extra_inputs: Vec<FileEntry>,
     pdf: Option<PdfManifest>,
 ) -> Result<(), Fatal> {
+    let (dir, files) = (&staging.dir, &staging.files);
     let mut ins = Vec::new();
     for ((f, d), o) in inputs
         .files

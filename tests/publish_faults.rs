@@ -388,7 +388,7 @@ fn stale_staging_from_a_dead_pid_is_removed() {
     let o = env.run("out", true, None);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(
-        stderr(&o).contains(&format!("removed {}", env.p(&stale).display())),
+        stderr(&o).contains(&format!("{stale}, left by an interrupted run (pid {dead})")),
         "{}",
         stderr(&o)
     );
