@@ -5,6 +5,7 @@
 //!
 //! Kills and failures come from the publish module's test hook
 //! `PORLEDGER_FAULT_AT` (see `src/render/publish.rs`).
+#![cfg(unix)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -34,6 +34,9 @@
 //! pid is not running, or is a zombie; directories of live runs are left
 //! alone), puts an `old` one back when `--out` is missing, and says on stderr
 //! what it did. Older versions' `.<name>.porledger-tmp-<pid>.old` count as `old`.
+//! A pid that was reused by an unrelated live process keeps its leftover
+//! until that process is gone (never the other way round). Durability across
+//! power loss (fsync) is not part of this guarantee.
 //! SIGINT, SIGTERM and SIGHUP are caught by a thread that removes the staging
 //! directory before the process dies with the signal; the thread waits while
 //! a commit is under way, so a signal never splits one.
