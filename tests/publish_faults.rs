@@ -562,3 +562,49 @@ fn render_checks_every_kept_file_and_lists_exactly_the_new_output() {
     // And it can be rendered again.
     assert_eq!(code(&env.render("out")), 0);
 }
+
+/// `nohup` or a script's background job ignores SIGINT: the run must too.
+#[test]
+fn an_ignored_sigint_stays_ignored() {
+    let env = Env::new();
+    let run = env.cmd("out", true, Some("sleep:staged"));
+    let args: Vec<String> = run
+        .get_args()
+        .map(|a| format!("'{}'", a.to_string_lossy()))
+        .collect();
+    let script = format!(
+        "trap '' INT; exec '{}' {}",
+        run.get_program().to_string_lossy(),
+        args.join(" ")
+    );
+    let mut child = Command::new("sh")
+        .args(["-c", &script])
+        .current_dir(env.dir.path())
+        .env("PORLEDGER_FAULT_AT", "sleep:staged")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let staging = env.p(&format!(".out.porledger-tmp-{}", child.id()));
+    let start = std::time::Instant::now();
+    while !staging.exists() {
+        assert!(start.elapsed().as_secs() < 60, "no staging directory");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(child.try_wait().unwrap().is_none(), "SIGINT ended the run");
+    assert!(staging.exists());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let o = child.wait_with_output().unwrap();
+    assert!(killed(&o));
+    assert!(!staging.exists());
+}

@@ -793,7 +793,12 @@ fn exchange_unsupported(e: &std::io::Error) -> bool {
 #[cfg(unix)]
 fn watch_signals(s: &Staging) {
     use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGTERM};
-    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+    // A signal the process was told to ignore (`nohup`, a background job of a
+    // script) stays ignored.
+    let wanted = [SIGINT, SIGTERM, SIGHUP]
+        .into_iter()
+        .filter(|&s| !ignored(s));
+    let Ok(mut signals) = signal_hook::iterator::Signals::new(wanted) else {
         return;
     };
     let (dir, created, phase, shown) = (
@@ -829,6 +834,21 @@ fn watch_signals(s: &Staging) {
 
 #[cfg(not(unix))]
 fn watch_signals(_: &Staging) {}
+
+/// Whether `sig` is set to be ignored.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn ignored(sig: i32) -> bool {
+    // SAFETY: a query only (no new action); `old` is a valid, zeroed sigaction.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(sig, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN
+    }
+}
+
+#[cfg(all(unix, not(all(target_os = "linux", target_env = "gnu"))))]
+fn ignored(_: i32) -> bool {
+    false
+}
 
 /// Threads for file-system work that waits on the disk rather than the CPU.
 pub const IO_THREADS: usize = 16;
