@@ -1,7 +1,5 @@
 //! `porledger run`: load -> stream -> build statements -> render -> publish.
 
-use std::path::Path;
-
 use crate::attain::PartnerUsage;
 use crate::cli::RunArgs;
 use crate::cmd::{load, pool, renderer, Finish};
@@ -47,7 +45,7 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     let pool = pool(s.inputs.threads)?;
     let fx = load_fx(&s, &inputs)?;
     let staging = Staging::new(&s.out)?;
-    let mut rows = stream_rows(&s, &inputs, fx.as_ref(), &staging.dir)?;
+    let mut rows = stream_rows(&s, &inputs, fx.as_ref(), &staging)?;
     let bar = &rows.bar;
     let t_stream = bar.elapsed();
     let (set, partner_usage) = build_statements(&s, &inputs, &mut rows.streamed, fx.as_ref())?;
@@ -67,18 +65,18 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
         partner_usage: &partner_usage,
         accounting: &acc,
     };
-    write_outputs(&s, &inputs, &written, &dir)?;
+    write_outputs(&s, &inputs, &written, &staging)?;
     let pdf_manifest = match &renderer {
-        Some((r, o)) => Some(pool.install(|| pdf::render_run(&dir, &set, r, *o))?),
+        Some((r, o)) => Some(pool.install(|| pdf::render_run(&dir, &set, r, *o, &staging.files))?),
         None => None,
     };
-    write_summary_json(&s, &inputs, &rows, &written, &dir)?;
+    write_summary_json(&s, &inputs, &rows, &written, &staging)?;
     let extra = fx_entry(&s)?;
     let t_statements = bar.elapsed();
     console::phase_memory("written");
     let period = s.period;
     summary::write_manifest(
-        &dir,
+        &staging,
         &inputs,
         &rows.streamed,
         &set,
@@ -133,9 +131,9 @@ fn stream_rows(
     s: &RunSettings,
     inputs: &Inputs,
     fx: Option<&Fx>,
-    dir: &Path,
+    staging: &Staging,
 ) -> Result<Rows, Fatal> {
-    let mut sink = FileSink::new(dir)?;
+    let mut sink = FileSink::new(&staging.dir, &staging.files)?;
     let mut early_rejects = inputs.designations.rejects.clone();
     early_rejects.extend(inputs.usage.rejects.iter().cloned());
     if let Some(fx) = fx {
@@ -162,7 +160,7 @@ fn stream_rows(
     sink.chunk(&usage.output)?;
     sink.finish()?;
     if s.parquet_ledger {
-        crate::render::parquet::convert_ledger(dir)?;
+        crate::render::parquet::convert_ledger(&staging.dir)?;
     }
     // Usage accruals join the billing fold (their file counts are kept apart).
     streamed.fold.merge(std::mem::take(&mut usage.output.fold));
@@ -225,19 +223,25 @@ struct Written<'a> {
 
 /// Writes the statement CSVs, summary.csv, the attainment files (with
 /// `--usage`) and statements.json (the PDFs come after, on the worker pool).
-fn write_outputs(s: &RunSettings, inputs: &Inputs, w: &Written, dir: &Path) -> Result<(), Fatal> {
+fn write_outputs(
+    s: &RunSettings,
+    inputs: &Inputs,
+    w: &Written,
+    staging: &Staging,
+) -> Result<(), Fatal> {
+    let (dir, files) = (&staging.dir, &staging.files);
     // Writing thousands of small files waits on the disk, not the CPU.
     let io_pool = rayon::ThreadPoolBuilder::new()
         .num_threads(publish::IO_THREADS)
         .build()
         .map_err(|e| Fatal::Input(format!("cannot start I/O threads: {e}")))?;
-    io_pool.install(|| rcsv::write_statements(dir, w.set))?;
+    io_pool.install(|| rcsv::write_statements(dir, w.set, files))?;
     rcsv::write_summary(&dir.join("summary.csv"), w.set)?;
     if !inputs.usage.files.is_empty() {
         usage_accrue::write_attainment(dir, inputs, s.period)?;
         usage_accrue::write_partner_attainment(dir, inputs, w.partner_usage, s.period)?;
     }
-    publish::write_json_compact(&dir.join("statements.json"), w.set)
+    publish::write_json_compact(files, &dir.join("statements.json"), w.set)
 }
 
 /// summary.json.
@@ -246,12 +250,13 @@ fn write_summary_json(
     inputs: &Inputs,
     rows: &Rows,
     w: &Written,
-    dir: &Path,
+    staging: &Staging,
 ) -> Result<(), Fatal> {
     let usage = (!inputs.usage.files.is_empty())
         .then(|| usage_accrue::usage_json(&rows.usage, w.partner_usage, inputs, s.period));
     publish::write_json(
-        &dir.join("summary.json"),
+        &staging.files,
+        &staging.dir.join("summary.json"),
         &SummaryJson {
             period: s.period.label(),
             statement_date: s.period.last_day().to_string(),

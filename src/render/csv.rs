@@ -309,7 +309,11 @@ pub fn customer_statement_csv(
 
 /// Writes `partners/<id>/statement.csv` and `partners/<id>/customers/<cid>.csv`
 /// for every partner under `dir`.
-pub fn write_statements(dir: &Path, set: &StatementSet) -> Result<(), Fatal> {
+pub fn write_statements(
+    dir: &Path,
+    set: &StatementSet,
+    files: &crate::render::publish::Written,
+) -> Result<(), Fatal> {
     use rayon::prelude::*;
     set.partners.par_iter().try_for_each(|p| {
         let pdir = dir.join("partners").join(sanitize_file_name(&p.partner_id));
@@ -317,11 +321,11 @@ pub fn write_statements(dir: &Path, set: &StatementSet) -> Result<(), Fatal> {
         std::fs::create_dir_all(&cdir).map_err(|e| Fatal::io(&cdir, e))?;
         let path = pdir.join("statement.csv");
         let bytes = partner_statement_csv(p, set).map_err(csv_err(&path))?;
-        crate::render::publish::write_file(&path, &bytes)?;
+        crate::render::publish::write_file(files, &path, &bytes)?;
         for c in &p.customers {
             let path = cdir.join(format!("{}.csv", sanitize_file_name(&c.customer_id)));
             let bytes = customer_statement_csv(p, c, set).map_err(csv_err(&path))?;
-            crate::render::publish::write_file(&path, &bytes)?;
+            crate::render::publish::write_file(files, &path, &bytes)?;
         }
         Ok(())
     })

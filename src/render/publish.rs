@@ -1,38 +1,143 @@
-//! Atomic publishing: a run writes into a staging directory beside `--out` and
-//! only a complete set of outputs is moved into place. A failed or killed run
-//! leaves the previous good output untouched.
+//! Publishing: a run's outputs appear in `--out` all at once or not at all, and
+//! porledger never replaces or deletes a directory that is not its own.
+//!
+//! # How a run publishes
+//!
+//! 1. [`Staging::new`] resolves `--out` (a symbolic link to a directory is
+//!    followed: the directory it points to is what gets replaced, the link stays),
+//!    cleans up after interrupted runs (below), checks that an existing `--out`
+//!    is porledger's (below) and creates the staging directory
+//!    `.<name>.porledger-tmp-<pid>` beside it. Everything is written there.
+//! 2. [`Staging::commit`] checks ownership again (the run may have taken hours)
+//!    and swaps the staging directory with `--out`:
+//!    - on Linux, with one `renameat2(RENAME_EXCHANGE)`: the two directory
+//!      entries trade places atomically, so at every instant `--out` is either
+//!      the complete old or the complete new output. Afterwards the old output
+//!      sits under the staging name and is removed;
+//!    - where the file system or the OS has no exchange, with two renames:
+//!      `--out` -> `.<name>.porledger-old-<pid>`, then staging -> `--out`. A
+//!      failure of the second rename moves the old output back. Between the
+//!      two renames `--out` is missing for a moment; a kill exactly there
+//!      leaves the old output under the `old` name, and the next run puts it
+//!      back (the names are the recovery journal);
+//!    - with no previous output, with one rename.
+//!
+//! A failed run (exit 2) removes its staging directory and the parent
+//! directories it created, and leaves `--out` as it was. Once the new output
+//! is in place, failing to remove the old one is only a warning.
+//!
+//! # After a kill
+//!
+//! A run killed at any instant leaves `--out` complete (old or new) and at most
+//! a `.<name>.porledger-{tmp,old}-<pid>` directory beside it. The next run on
+//! the same `--out` removes every such directory whose process is gone (the
+//! pid is not running, or is a zombie; directories of live runs are left
+//! alone), puts an `old` one back when `--out` is missing, and says on stderr
+//! what it did. Older versions' `.<name>.porledger-tmp-<pid>.old` count as `old`.
+//! A pid that was reused by an unrelated live process keeps its leftover
+//! until that process is gone (never the other way round). Durability across
+//! power loss (fsync) is not part of this guarantee.
+//! SIGINT, SIGTERM and SIGHUP are caught by a thread that removes the staging
+//! directory before the process dies with the signal; the thread waits while
+//! a commit is under way, so a signal never splits one.
+//!
+//! # What is porledger's
+//!
+//! An existing `--out` is replaced only when it is empty or when it holds a
+//! `manifest.json` written by porledger (`"tool": "porledger"`, a version and
+//! an `outputs` list of relative paths with SHA-256 and size) and every other
+//! file below it is listed there with its size. Extra files, symbolic links,
+//! changed files and write-protected files or directories make the run refuse
+//! with exit 2, naming the path, before anything changes.
+//!
+//! # Test hook
+//!
+//! `PORLEDGER_FAULT_AT`, read once per [`Staging`], is a comma-separated list:
+//! a step name makes the process `abort()` there (a real kill: no cleanup runs);
+//! `fail:<op>` makes that file-system operation fail with an injected error;
+//! `sleep:<step>` sleeps 60 s at the step (to deliver a signal at a known
+//! point); `no-exchange` takes the two-rename path. Steps: `staged`,
+//! `before-commit`, `exchanged`, `moved-old`, `renamed-new`, `removing-old`.
+//! Operations: `exchange`, `move-old`, `rename-new`, `restore-old`,
+//! `first-rename`, `remove-old`. `tests/publish_faults.rs` runs the binary once
+//! per step and operation.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::Fatal;
 use crate::ingest::FileDigest;
 
-/// SHA-256 digests of the files this process wrote, taken while writing them,
-/// so that the manifest does not read gigabytes of output a second time.
-/// [`hash_outputs`] takes an entry only when the file's size still matches.
-static WRITTEN: Mutex<Option<HashMap<PathBuf, FileDigest>>> = Mutex::new(None);
+/// The files a run wrote: their SHA-256 digests, taken while writing, so that
+/// the manifest does not read gigabytes of output a second time, and their
+/// paths, so that no two outputs ever share a file. Owned by the [`Staging`]
+/// of the run and handed to whatever writes into it; clones share one record.
+#[derive(Clone, Default)]
+pub struct Written(Arc<Mutex<WrittenState>>);
 
-fn remember(path: &Path, digest: FileDigest) {
-    let mut w = WRITTEN.lock().unwrap_or_else(|e| e.into_inner());
-    w.get_or_insert_with(HashMap::new)
-        .insert(path.to_path_buf(), digest);
+#[derive(Default)]
+struct WrittenState {
+    digests: HashMap<PathBuf, FileDigest>,
+    /// Every path claimed, keyed by its lower-cased text.
+    claimed: HashMap<String, PathBuf>,
 }
 
-fn recall(path: &Path) -> Option<FileDigest> {
-    let mut w = WRITTEN.lock().unwrap_or_else(|e| e.into_inner());
-    w.as_mut()?.remove(path)
+impl Written {
+    pub fn new() -> Written {
+        Written::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, WrittenState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Claims `path` for one file of this run. A second file to the same path,
+    /// or to one that differs only in letter case (one file on a
+    /// case-insensitive file system), is a fatal error: two IDs must never
+    /// share a file.
+    pub fn claim(&self, path: &Path) -> Result<(), Fatal> {
+        let key = path.to_string_lossy().to_lowercase();
+        let mut w = self.lock();
+        if let Some(first) = w.claimed.get(&key) {
+            let why = if first == path {
+                "this run already wrote this file: two IDs map to one file name".to_string()
+            } else {
+                format!(
+                    "differs only in letter case from {}, which this run already wrote: \
+                     on a case-insensitive file system they are one file",
+                    first.display()
+                )
+            };
+            return Err(Fatal::Input(format!(
+                "{}: {why}; nothing was published",
+                path.display()
+            )));
+        }
+        w.claimed.insert(key, path.to_path_buf());
+        Ok(())
+    }
+
+    /// Records the digest of a file (written or verified) for the manifest.
+    pub fn remember(&self, path: &Path, digest: FileDigest) {
+        self.lock().digests.insert(path.to_path_buf(), digest);
+    }
+
+    fn recall(&self, path: &Path) -> Option<FileDigest> {
+        self.lock().digests.remove(path)
+    }
 }
 
-/// Writes `bytes` to `path` and remembers their digest for the manifest.
-pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Fatal> {
+/// Writes `bytes` to `path` (which no other file of the run may have) and
+/// remembers their digest for the manifest.
+pub fn write_file(files: &Written, path: &Path, bytes: &[u8]) -> Result<(), Fatal> {
+    files.claim(path)?;
     std::fs::write(path, bytes).map_err(|e| Fatal::io(path, e))?;
-    remember(
+    files.remember(
         path,
         FileDigest {
             sha256: crate::ingest::hex(&Sha256::digest(bytes)),
@@ -43,27 +148,30 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), Fatal> {
 }
 
 /// A writer that hashes what passes through it; [`HashingWriter::finish`]
-/// flushes and remembers the digest of the whole file for the manifest.
+/// flushes, claims the path and remembers the digest of the whole file.
 pub struct HashingWriter<W: Write> {
     inner: W,
     hasher: Sha256,
     bytes: u64,
     path: PathBuf,
+    files: Written,
 }
 
 impl<W: Write> HashingWriter<W> {
-    pub fn new(path: &Path, inner: W) -> HashingWriter<W> {
+    pub fn new(path: &Path, inner: W, files: &Written) -> HashingWriter<W> {
         HashingWriter {
             inner,
             hasher: Sha256::new(),
             bytes: 0,
             path: path.to_path_buf(),
+            files: files.clone(),
         }
     }
 
     pub fn finish(mut self) -> Result<(), Fatal> {
         self.inner.flush().map_err(|e| Fatal::io(&self.path, e))?;
-        remember(
+        self.files.claim(&self.path)?;
+        self.files.remember(
             &self.path,
             FileDigest {
                 sha256: crate::ingest::hex(&self.hasher.finalize()),
@@ -90,79 +198,656 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+const MARKER: &str = "manifest.json";
+
+/// The test hook `PORLEDGER_FAULT_AT` (see the module doc).
+#[derive(Default)]
+struct Faults {
+    abort_at: Vec<String>,
+    sleep_at: Vec<String>,
+    fail: Vec<String>,
+    no_exchange: bool,
+}
+
+impl Faults {
+    fn from_env() -> Faults {
+        let mut f = Faults::default();
+        let Some(v) = std::env::var_os("PORLEDGER_FAULT_AT") else {
+            return f;
+        };
+        for item in v.to_string_lossy().split(',').map(str::trim) {
+            if let Some(op) = item.strip_prefix("fail:") {
+                f.fail.push(op.to_string());
+            } else if let Some(step) = item.strip_prefix("sleep:") {
+                f.sleep_at.push(step.to_string());
+            } else if item == "no-exchange" {
+                f.no_exchange = true;
+            } else if !item.is_empty() {
+                f.abort_at.push(item.to_string());
+            }
+        }
+        f
+    }
+
+    /// A point between two file-system operations.
+    fn step(&self, name: &str) {
+        if self.sleep_at.iter().any(|s| s == name) {
+            std::thread::sleep(std::time::Duration::from_secs(60));
+        }
+        if self.abort_at.iter().any(|s| s == name) {
+            std::process::abort();
+        }
+    }
+
+    /// A file-system operation that the hook can make fail.
+    fn op(&self, name: &str, f: impl FnOnce() -> std::io::Result<()>) -> std::io::Result<()> {
+        if self.fail.iter().any(|s| s == name) {
+            return Err(std::io::Error::other(format!("injected failure ({name})")));
+        }
+        f()
+    }
+}
+
+/// Where a run is, for the signal thread.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Writing into the staging directory: a signal removes it.
+    Filling,
+    /// Swapping with `--out`: a signal waits for the swap to finish.
+    Committing,
+    /// Nothing of ours to clean up: a signal just ends the process.
+    Done,
+}
+
 /// A directory being filled; removed on drop unless committed.
 pub struct Staging {
     pub dir: PathBuf,
+    /// The record of the files written into `dir`.
+    pub files: Written,
+    /// The directory that gets replaced (`--out`, or where its link points).
     target: PathBuf,
+    /// `--out` as given, for messages.
+    shown: PathBuf,
+    name: String,
+    parent: PathBuf,
+    /// Parent directories this run created, outermost first.
+    created: Vec<PathBuf>,
+    faults: Faults,
+    phase: Arc<Mutex<Phase>>,
     committed: bool,
 }
 
-const MARKER: &str = "manifest.json";
-
 impl Staging {
-    /// Creates `.<name>.porledger-tmp-<pid>` next to `out` (creating `out`'s parent).
+    /// Checks `out`, cleans up after interrupted runs and creates
+    /// `.<name>.porledger-tmp-<pid>` next to it (creating `out`'s parent).
     pub fn new(out: &Path) -> Result<Staging, Fatal> {
-        let name = out
+        let target = resolve_out(out)?;
+        let name = target
             .file_name()
+            .and_then(|n| n.to_str())
+            .filter(|n| !n.is_empty() && *n != "." && *n != "..")
             .ok_or_else(|| Fatal::Input(format!("--out {}: not a directory name", out.display())))?
-            .to_string_lossy()
-            .into_owned();
-        let parent = match out.parent() {
+            .to_string();
+        let parent = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        std::fs::create_dir_all(&parent).map_err(|e| Fatal::io(&parent, e))?;
-        if out.exists() {
-            let is_ours = out.join(MARKER).is_file()
-                || std::fs::read_dir(out)
-                    .map(|mut d| d.next().is_none())
-                    .unwrap_or(false);
-            if !out.is_dir() || !is_ours {
-                return Err(Fatal::Input(format!(
-                    "--out {}: exists and is not a porledger output directory (no {MARKER}); \
-                     refusing to replace it",
-                    out.display()
-                )));
-            }
-        }
-        let dir = parent.join(format!(".{name}.porledger-tmp-{}", std::process::id()));
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(|e| Fatal::io(&dir, e))?;
-        }
-        std::fs::create_dir(&dir).map_err(|e| Fatal::io(&dir, e))?;
-        Ok(Staging {
-            dir,
-            target: out.to_path_buf(),
+        let created = create_parents(&parent)?;
+        let mut s = Staging {
+            dir: parent.join(format!(".{name}.porledger-tmp-{}", std::process::id())),
+            files: Written::new(),
+            target,
+            shown: out.to_path_buf(),
+            name,
+            parent,
+            created,
+            faults: Faults::from_env(),
+            phase: Arc::new(Mutex::new(Phase::Filling)),
             committed: false,
-        })
+        };
+        // Until the staging directory exists, dropping `s` must not touch it:
+        // a directory of that name was left by an earlier process of this pid.
+        s.committed = true;
+        recover(&s.parent, &s.name, &s.target, &s.shown)?;
+        if exists(&s.target) {
+            check_ours(&s.shown, &s.target)?;
+        }
+        std::fs::create_dir(&s.dir).map_err(|e| Fatal::io(&s.dir, e))?;
+        s.committed = false;
+        watch_signals(&s);
+        s.faults.step("staged");
+        Ok(s)
     }
 
     /// Moves the staged outputs into place, replacing a previous run's.
     pub fn commit(mut self) -> Result<(), Fatal> {
-        let old = self.dir.with_file_name(format!(
-            "{}.old",
-            self.dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        ));
-        let had_old = self.target.exists();
-        if had_old {
-            std::fs::rename(&self.target, &old).map_err(|e| Fatal::io(&self.target, e))?;
-        }
-        if let Err(e) = std::fs::rename(&self.dir, &self.target) {
-            if had_old {
-                // Put the previous output back before failing.
-                let _ = std::fs::rename(&old, &self.target);
-            }
-            return Err(Fatal::io(&self.target, e));
-        }
+        self.faults.step("before-commit");
+        let mut phase = self.phase.lock().unwrap_or_else(|e| e.into_inner());
+        *phase = Phase::Committing;
+        let swapped = self.swap();
+        *phase = if swapped.is_ok() {
+            Phase::Done
+        } else {
+            Phase::Filling
+        };
+        drop(phase);
+        let old = swapped?;
         self.committed = true;
-        if had_old {
-            remove_tree(&old)?;
+        if let Some(old) = old {
+            self.remove_old(&old);
         }
         Ok(())
     }
+
+    /// Puts the staging directory at `--out`; returns where the previous
+    /// output now is, if there was one.
+    fn swap(&self) -> Result<Option<PathBuf>, Fatal> {
+        let (target, dir, f) = (&self.target, &self.dir, &self.faults);
+        if !exists(target) {
+            f.op("first-rename", || std::fs::rename(dir, target))
+                .map_err(|e| Fatal::io(target, e))?;
+            return Ok(None);
+        }
+        // The run may have taken hours: is `--out` still ours?
+        check_ours(&self.shown, target)?;
+        let exchanged = if f.no_exchange {
+            Err(std::io::ErrorKind::Unsupported.into())
+        } else {
+            f.op("exchange", || exchange(dir, target))
+        };
+        match exchanged {
+            Ok(()) => {
+                f.step("exchanged");
+                return Ok(Some(dir.clone()));
+            }
+            Err(e) if !exchange_unsupported(&e) => return Err(Fatal::io(target, e)),
+            Err(_) => {}
+        }
+        let old = self.parent.join(format!(
+            ".{}.porledger-old-{}",
+            self.name,
+            std::process::id()
+        ));
+        f.op("move-old", || std::fs::rename(target, &old))
+            .map_err(|e| Fatal::io(target, e))?;
+        f.step("moved-old");
+        if let Err(e) = f.op("rename-new", || std::fs::rename(dir, target)) {
+            return match f.op("restore-old", || std::fs::rename(&old, target)) {
+                Ok(()) => Err(Fatal::io(target, e)),
+                Err(e2) => Err(Fatal::Input(format!(
+                    "{}: could not move the new output into place ({e}) nor the previous one \
+                     back ({e2}): the previous output is in {}; the next run puts it back",
+                    self.shown.display(),
+                    old.display()
+                ))),
+            };
+        }
+        f.step("renamed-new");
+        Ok(Some(old))
+    }
+
+    /// Removes the replaced output. It was checked before the swap; should a
+    /// foreign file have appeared in between, the directory is kept under a
+    /// name that no cleanup touches.
+    fn remove_old(&self, old: &Path) {
+        if let Err(e) = check_ours(&self.shown, old) {
+            let keep = self.parent.join(format!(
+                "{}.porledger-kept-{}",
+                self.name,
+                std::process::id()
+            ));
+            let kept = std::fs::rename(old, &keep);
+            eprintln!(
+                "porledger: warning: the previous output changed during the commit ({e}); \
+                 it was not deleted and is now {}",
+                if kept.is_ok() { &keep } else { old }.display()
+            );
+            return;
+        }
+        let f = &self.faults;
+        let removed = f.op("remove-old", || {
+            remove_tree_with(old, || f.step("removing-old")).map_err(std::io::Error::other)
+        });
+        if let Err(e) = removed {
+            eprintln!(
+                "porledger: warning: published {}, but could not remove the previous output \
+                 in {}: {e}; the next run removes it",
+                self.shown.display(),
+                old.display()
+            );
+        }
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let mut phase = self.phase.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.committed {
+            let _ = std::fs::remove_dir_all(&self.dir);
+            remove_created(&self.created);
+        }
+        *phase = Phase::Done;
+    }
+}
+
+fn exists(p: &Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok()
+}
+
+/// The directory `--out` names: itself, or the directory its symbolic link
+/// points to. Anything else that exists there is refused.
+fn resolve_out(out: &Path) -> Result<PathBuf, Fatal> {
+    match std::fs::symlink_metadata(out) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(out.to_path_buf()),
+        Err(e) => Err(Fatal::io(out, e)),
+        Ok(m) if m.file_type().is_symlink() => {
+            let real = std::fs::canonicalize(out).map_err(|e| {
+                Fatal::Input(format!(
+                    "--out {}: a symbolic link that does not lead to a directory ({e}); \
+                     refusing to publish through it",
+                    out.display()
+                ))
+            })?;
+            if !real.is_dir() {
+                return Err(Fatal::Input(format!(
+                    "--out {}: a symbolic link to {}, which is not a directory; refusing to replace it",
+                    out.display(),
+                    real.display()
+                )));
+            }
+            Ok(real)
+        }
+        Ok(m) if m.is_dir() => Ok(out.to_path_buf()),
+        Ok(_) => Err(Fatal::Input(format!(
+            "--out {}: exists and is not a directory; refusing to replace it",
+            out.display()
+        ))),
+    }
+}
+
+/// Creates `dir` and its missing ancestors; returns those it created.
+fn create_parents(dir: &Path) -> Result<Vec<PathBuf>, Fatal> {
+    let mut missing = Vec::new();
+    let mut d = Some(dir);
+    while let Some(p) = d.filter(|p| !p.as_os_str().is_empty() && !exists(p)) {
+        missing.push(p.to_path_buf());
+        d = p.parent();
+    }
+    missing.reverse();
+    std::fs::create_dir_all(dir).map_err(|e| Fatal::io(dir, e))?;
+    Ok(missing)
+}
+
+/// Removes the directories [`create_parents`] made, if they are still empty.
+fn remove_created(created: &[PathBuf]) {
+    for d in created.iter().rev() {
+        let _ = std::fs::remove_dir(d);
+    }
+}
+
+/// What a porledger-named directory beside `--out` is.
+#[derive(Debug, PartialEq, Eq)]
+enum Leftover {
+    /// A staging directory: partial, or (after an exchange) the old output.
+    Tmp(u32),
+    /// The previous output, moved aside by the two-rename commit.
+    Old(u32),
+}
+
+fn parse_leftover(file_name: &str, name: &str) -> Option<Leftover> {
+    let rest = file_name
+        .strip_prefix('.')?
+        .strip_prefix(name)?
+        .strip_prefix(".porledger-")?;
+    let pid = |s: &str| -> Option<u32> {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    if let Some(t) = rest.strip_prefix("tmp-") {
+        match t.strip_suffix(".old") {
+            Some(p) => pid(p).map(Leftover::Old),
+            None => pid(t).map(Leftover::Tmp),
+        }
+    } else {
+        rest.strip_prefix("old-").and_then(pid).map(Leftover::Old)
+    }
+}
+
+/// Whether process `pid` may still be using its staging directory. Without a
+/// way to tell, it is assumed alive (its directory is left alone).
+fn pid_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return false;
+    }
+    if Path::new("/proc/self/stat").exists() {
+        return match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            // The state follows the command name in parentheses; a zombie
+            // (Z) or dead (X) process writes nothing any more.
+            Ok(stat) => !matches!(
+                stat.rsplit_once(')')
+                    .and_then(|(_, r)| r.trim_start().chars().next()),
+                Some('Z' | 'X')
+            ),
+            Err(_) => false,
+        };
+    }
+    match std::process::Command::new("kill")
+        .args(["-0", &pid.to_string()])
+        .stderr(std::process::Stdio::piped())
+        .output()
+    {
+        Ok(o) => o.status.success() || !String::from_utf8_lossy(&o.stderr).contains("No such"),
+        Err(_) => true,
+    }
+}
+
+/// Cleans up after interrupted runs on the same `--out`: puts a moved-aside
+/// previous output back when `--out` is missing and removes the staging and
+/// old directories of processes that are gone. Says on stderr what it did.
+fn recover(parent: &Path, name: &str, target: &Path, shown: &Path) -> Result<(), Fatal> {
+    let mut olds = Vec::new();
+    let mut rest = Vec::new();
+    for e in std::fs::read_dir(parent).map_err(|e| Fatal::io(parent, e))? {
+        let e = e.map_err(|e| Fatal::io(parent, e))?;
+        let Some(kind) = e.file_name().to_str().and_then(|n| parse_leftover(n, name)) else {
+            continue;
+        };
+        let path = e.path();
+        let is_dir = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+        let pid = match kind {
+            Leftover::Tmp(p) | Leftover::Old(p) => p,
+        };
+        if !is_dir || pid_alive(pid) {
+            continue;
+        }
+        match kind {
+            Leftover::Old(_) => olds.push((path, pid)),
+            Leftover::Tmp(_) => rest.push((path, pid)),
+        }
+    }
+    if !exists(target) && !olds.is_empty() {
+        // The newest one is the output that was at `--out`.
+        olds.sort_by_key(|(p, _)| std::fs::symlink_metadata(p).and_then(|m| m.modified()).ok());
+        let (old, pid) = olds.pop().expect("not empty");
+        std::fs::rename(&old, target).map_err(|e| {
+            Fatal::Input(format!(
+                "{}: missing after an interrupted run (pid {pid}), and its previous output \
+                 could not be put back from {}: {e}",
+                shown.display(),
+                old.display()
+            ))
+        })?;
+        eprintln!(
+            "porledger: {} was missing after an interrupted run (pid {pid}): put the previous \
+             output back from {}",
+            shown.display(),
+            old.display()
+        );
+    }
+    for (p, pid) in olds.into_iter().chain(rest) {
+        match remove_tree(&p) {
+            Ok(()) => eprintln!(
+                "porledger: removed {}, left by an interrupted run (pid {pid})",
+                p.display()
+            ),
+            Err(e) => eprintln!(
+                "porledger: warning: could not remove {}, left by an interrupted run (pid {pid}): {e}",
+                p.display()
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// The `outputs` of a porledger manifest, as far as publishing needs them.
+#[derive(Deserialize)]
+struct OwnManifest {
+    tool: String,
+    #[allow(dead_code)]
+    version: String,
+    outputs: Vec<OwnEntry>,
+}
+
+#[derive(Deserialize)]
+struct OwnEntry {
+    path: String,
+    sha256: String,
+    bytes: u64,
+}
+
+/// A relative `/`-separated path that stays inside the directory.
+fn inside(rel: &str) -> bool {
+    !rel.is_empty()
+        && !rel.contains('\\')
+        && !rel.contains('\0')
+        && rel
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+        && !rel.contains(':')
+}
+
+/// Reads the manifest of a porledger output directory: the files it lists,
+/// relative path -> digest. Refuses a manifest that porledger did not write.
+pub fn manifest_outputs(dir: &Path) -> Result<HashMap<String, FileDigest>, Fatal> {
+    let path = dir.join(MARKER);
+    let not_ours = |why: String| {
+        Fatal::Input(format!(
+            "{}: not a porledger manifest ({why}); refusing to replace or delete {}",
+            path.display(),
+            dir.display()
+        ))
+    };
+    let meta = std::fs::symlink_metadata(&path).map_err(|_| {
+        Fatal::Input(format!(
+            "{}: exists and is not a porledger output directory (no {MARKER}); \
+             refusing to replace it",
+            dir.display()
+        ))
+    })?;
+    if !meta.is_file() {
+        return Err(not_ours("not a regular file".into()));
+    }
+    let bytes = std::fs::read(&path).map_err(|e| Fatal::io(&path, e))?;
+    let m: OwnManifest = serde_json::from_slice(&bytes).map_err(|e| not_ours(format!("{e}")))?;
+    if m.tool != "porledger" {
+        return Err(not_ours(format!("\"tool\" is \"{}\"", m.tool)));
+    }
+    let mut out = HashMap::with_capacity(m.outputs.len());
+    for e in m.outputs {
+        if !inside(&e.path) || e.path == MARKER {
+            return Err(not_ours(format!(
+                "it lists \"{}\", a path outside the output",
+                e.path
+            )));
+        }
+        let hex = e.sha256.len() == 64
+            && e.sha256
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !hex {
+            return Err(not_ours(format!("\"{}\" has no SHA-256", e.path)));
+        }
+        let d = FileDigest {
+            sha256: e.sha256,
+            bytes: e.bytes,
+        };
+        if out.insert(e.path.clone(), d).is_some() {
+            return Err(not_ours(format!("it lists \"{}\" twice", e.path)));
+        }
+    }
+    Ok(out)
+}
+
+/// Refuses unless `dir` is empty or a porledger output that porledger may
+/// replace: its manifest is porledger's, it lists every other file below
+/// `dir` with its current size, there is no symbolic link or special file,
+/// and nothing is write-protected.
+fn check_ours(shown: &Path, dir: &Path) -> Result<(), Fatal> {
+    let empty = std::fs::read_dir(dir)
+        .map_err(|e| Fatal::io(dir, e))?
+        .next()
+        .is_none();
+    if empty {
+        return Ok(());
+    }
+    let listed = manifest_outputs(dir).map_err(|e| match e {
+        Fatal::Input(m) => Fatal::Input(format!("--out {}: {m}", shown.display())),
+        e => e,
+    })?;
+    let refuse = |p: &Path, why: &str| {
+        Fatal::Input(format!(
+            "--out {}: {}: {why}; porledger replaces only its own output, so nothing was \
+             changed (move it away or choose another --out)",
+            shown.display(),
+            p.display()
+        ))
+    };
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        let meta = std::fs::symlink_metadata(&d).map_err(|e| Fatal::io(&d, e))?;
+        if meta.permissions().readonly() {
+            return Err(refuse(&d, "write-protected"));
+        }
+        for e in std::fs::read_dir(&d).map_err(|e| Fatal::io(&d, e))? {
+            let p = e.map_err(|e| Fatal::io(&d, e))?.path();
+            let m = std::fs::symlink_metadata(&p).map_err(|e| Fatal::io(&p, e))?;
+            if m.is_dir() {
+                dirs.push(p);
+                continue;
+            }
+            if !m.is_file() {
+                return Err(refuse(&p, "not a regular file (porledger writes none)"));
+            }
+            let rel = rel_path(dir, &p);
+            if rel == MARKER {
+                continue;
+            }
+            match listed.get(&rel) {
+                None => return Err(refuse(&p, "not listed in its manifest.json")),
+                Some(d) if d.bytes != m.len() => {
+                    return Err(refuse(
+                        &p,
+                        "changed since porledger wrote it (size differs)",
+                    ))
+                }
+                Some(_) if m.permissions().readonly() => return Err(refuse(&p, "write-protected")),
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `p` relative to `dir`, `/`-separated.
+fn rel_path(dir: &Path, p: &Path) -> String {
+    let rel: Vec<String> = p
+        .strip_prefix(dir)
+        .unwrap_or(p)
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    rel.join("/")
+}
+
+/// Swaps two directory entries in one atomic step.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
+    };
+    let (a, b) = (c(a)?, c(b)?);
+    // SAFETY: both paths are valid NUL-terminated strings that outlive the call.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn exchange(_: &Path, _: &Path) -> std::io::Result<()> {
+    Err(std::io::ErrorKind::Unsupported.into())
+}
+
+/// The exchange is not available here (old kernel, file system without it):
+/// the two-rename commit takes over.
+fn exchange_unsupported(e: &std::io::Error) -> bool {
+    // EINVAL, ENOSYS, EOPNOTSUPP on Linux.
+    e.kind() == std::io::ErrorKind::Unsupported || matches!(e.raw_os_error(), Some(22 | 38 | 95))
+}
+
+/// Starts the thread that removes the staging directory on SIGINT, SIGTERM or
+/// SIGHUP and then ends the process as the signal would have.
+#[cfg(unix)]
+fn watch_signals(s: &Staging) {
+    use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGTERM};
+    // A signal the process was told to ignore (`nohup`, a background job of a
+    // script) stays ignored.
+    let wanted = [SIGINT, SIGTERM, SIGHUP]
+        .into_iter()
+        .filter(|&s| !ignored(s));
+    let Ok(mut signals) = signal_hook::iterator::Signals::new(wanted) else {
+        return;
+    };
+    let (dir, created, phase, shown) = (
+        s.dir.clone(),
+        s.created.clone(),
+        s.phase.clone(),
+        s.shown.clone(),
+    );
+    std::thread::spawn(move || {
+        let Some(sig) = signals.forever().next() else {
+            return;
+        };
+        // Held until the process ends: no commit starts after this.
+        let p = phase.lock().unwrap_or_else(|e| e.into_inner());
+        if *p == Phase::Filling {
+            // Writers may still be adding files: try a few times.
+            for _ in 0..5 {
+                if std::fs::remove_dir_all(&dir).is_ok() || !exists(&dir) {
+                    break;
+                }
+            }
+            remove_created(&created);
+            eprintln!(
+                "porledger: interrupted: removed {}; {} is unchanged",
+                dir.display(),
+                shown.display()
+            );
+        }
+        let _ = signal_hook::low_level::emulate_default_handler(sig);
+        std::process::exit(128 + sig);
+    });
+}
+
+#[cfg(not(unix))]
+fn watch_signals(_: &Staging) {}
+
+/// Whether `sig` is set to be ignored.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn ignored(sig: i32) -> bool {
+    // SAFETY: a query only (no new action); `old` is a valid, zeroed sigaction.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(sig, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN
+    }
+}
+
+#[cfg(all(unix, not(all(target_os = "linux", target_env = "gnu"))))]
+fn ignored(_: i32) -> bool {
+    false
 }
 
 /// Threads for file-system work that waits on the disk rather than the CPU.
@@ -172,6 +857,12 @@ pub const IO_THREADS: usize = 16;
 /// file systems mounted with `discard` each unlink waits for the device, and a
 /// previous run's thousands of statements took 20 s one by one, 1 s in parallel.
 pub fn remove_tree(dir: &Path) -> Result<(), Fatal> {
+    remove_tree_with(dir, || {})
+}
+
+/// [`remove_tree`], calling `after_first` once the first file is gone (the
+/// fault hook's `removing-old` step).
+fn remove_tree_with(dir: &Path, after_first: impl Fn()) -> Result<(), Fatal> {
     use rayon::prelude::*;
     let mut files = Vec::new();
     let mut dirs = vec![dir.to_path_buf()];
@@ -193,6 +884,10 @@ pub fn remove_tree(dir: &Path) -> Result<(), Fatal> {
         .num_threads(IO_THREADS)
         .build()
         .map_err(|e| Fatal::Input(format!("cannot start I/O threads: {e}")))?;
+    if let Some(f) = files.pop() {
+        std::fs::remove_file(&f).map_err(|e| Fatal::io(&f, e))?;
+        after_first();
+    }
     pool.install(|| {
         files
             .par_iter()
@@ -202,14 +897,6 @@ pub fn remove_tree(dir: &Path) -> Result<(), Fatal> {
         std::fs::remove_dir(d).map_err(|e| Fatal::io(d, e))?;
     }
     Ok(())
-}
-
-impl Drop for Staging {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
 }
 
 /// One file in the manifest.
@@ -226,11 +913,14 @@ pub struct FileEntry {
 
 /// Every file below `dir` except the manifest itself, sorted by relative path
 /// (`/`-separated), with its SHA-256.
-pub fn hash_outputs(dir: &Path) -> Result<Vec<FileEntry>, Fatal> {
+/// Digests that `files` recorded are used while the size still matches.
+pub fn hash_outputs(dir: &Path, files: &Written) -> Result<Vec<FileEntry>, Fatal> {
+    let record = files;
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Fatal> {
         for e in std::fs::read_dir(dir).map_err(|e| Fatal::io(dir, e))? {
-            let p = e.map_err(|e| Fatal::io(dir, e))?.path();
-            if p.is_dir() {
+            let e = e.map_err(|e| Fatal::io(dir, e))?;
+            let p = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
                 walk(&p, out)?;
             } else {
                 out.push(p);
@@ -253,7 +943,7 @@ pub fn hash_outputs(dir: &Path) -> Result<Vec<FileEntry>, Fatal> {
         .filter(|(_, rel)| rel != MARKER)
         .map(|(p, rel)| {
             let len = std::fs::metadata(p).map_err(|e| Fatal::io(p, e))?.len();
-            let d = match recall(p) {
+            let d = match record.recall(p) {
                 Some(d) if d.bytes == len => d,
                 // Not written through this module (or changed since): read it,
                 // streamed, as the ledger can be gigabytes.
@@ -273,20 +963,29 @@ pub fn hash_outputs(dir: &Path) -> Result<Vec<FileEntry>, Fatal> {
 }
 
 /// Writes a value as pretty JSON with a trailing newline.
-pub fn write_json(path: &Path, value: &impl Serialize) -> Result<(), Fatal> {
-    write_json_as(path, value, true)
+pub fn write_json(files: &Written, path: &Path, value: &impl Serialize) -> Result<(), Fatal> {
+    write_json_as(files, path, value, true)
 }
 
 /// Writes a value as compact JSON with a trailing newline (machine-read files
 /// such as `statements.json`, which can hold hundreds of thousands of lines).
-pub fn write_json_compact(path: &Path, value: &impl Serialize) -> Result<(), Fatal> {
-    write_json_as(path, value, false)
+pub fn write_json_compact(
+    files: &Written,
+    path: &Path,
+    value: &impl Serialize,
+) -> Result<(), Fatal> {
+    write_json_as(files, path, value, false)
 }
 
 /// Streams JSON into the file (never a whole string in memory).
-fn write_json_as(path: &Path, value: &impl Serialize, pretty: bool) -> Result<(), Fatal> {
+fn write_json_as(
+    files: &Written,
+    path: &Path,
+    value: &impl Serialize,
+    pretty: bool,
+) -> Result<(), Fatal> {
     let f = std::fs::File::create(path).map_err(|e| Fatal::io(path, e))?;
-    let mut w = std::io::BufWriter::with_capacity(1 << 16, HashingWriter::new(path, f));
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, HashingWriter::new(path, f, files));
     let written = if pretty {
         serde_json::to_writer_pretty(&mut w, value)
     } else {
@@ -306,28 +1005,52 @@ fn write_json_as(path: &Path, value: &impl Serialize, pretty: bool) -> Result<()
 mod tests {
     use super::*;
 
+    /// Publishes `files` (relative path, text) to `out` with a porledger manifest.
+    fn publish(out: &Path, files: &[(&str, &str)]) -> Result<(), Fatal> {
+        let s = Staging::new(out)?;
+        for (rel, text) in files {
+            let p = s.dir.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            write_file(&s.files, &p, text.as_bytes())?;
+        }
+        let outputs = hash_outputs(&s.dir, &s.files)?;
+        let m = serde_json::json!({"tool": "porledger", "version": "0", "outputs": outputs});
+        write_json(&s.files, &s.dir.join(MARKER), &m)?;
+        s.commit()
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
     #[test]
     fn failed_staging_leaves_previous_output() {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("out");
+        publish(&out, &[("a.csv", "1")]).unwrap();
+        assert_eq!(std::fs::read_to_string(out.join("a.csv")).unwrap(), "1");
         let s = Staging::new(&out).unwrap();
-        std::fs::write(s.dir.join(MARKER), "1").unwrap();
-        s.commit().unwrap();
-        assert_eq!(std::fs::read_to_string(out.join(MARKER)).unwrap(), "1");
-        let s = Staging::new(&out).unwrap();
-        std::fs::write(s.dir.join(MARKER), "2").unwrap();
+        std::fs::write(s.dir.join("a.csv"), "2").unwrap();
         drop(s); // a failed run
-        assert_eq!(std::fs::read_to_string(out.join(MARKER)).unwrap(), "1");
-        assert_eq!(
-            std::fs::read_dir(tmp.path()).unwrap().count(),
-            1,
-            "staging removed"
-        );
-        let s = Staging::new(&out).unwrap();
-        std::fs::write(s.dir.join(MARKER), "3").unwrap();
-        s.commit().unwrap();
-        assert_eq!(std::fs::read_to_string(out.join(MARKER)).unwrap(), "3");
-        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
+        assert_eq!(std::fs::read_to_string(out.join("a.csv")).unwrap(), "1");
+        assert_eq!(names(tmp.path()), ["out"], "staging removed");
+        publish(&out, &[("b/c.csv", "3")]).unwrap();
+        assert_eq!(std::fs::read_to_string(out.join("b/c.csv")).unwrap(), "3");
+        assert!(!out.join("a.csv").exists());
+        assert_eq!(names(tmp.path()), ["out"]);
+    }
+
+    #[test]
+    fn a_failed_run_removes_the_parents_it_created() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = Staging::new(&tmp.path().join("x/y/out")).unwrap();
+        drop(s);
+        assert!(names(tmp.path()).is_empty());
     }
 
     #[test]
@@ -335,5 +1058,100 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(tmp.path().join("precious.txt"), "x").unwrap();
         assert!(Staging::new(tmp.path()).is_err());
+        // A manifest.json of someone else's.
+        std::fs::write(tmp.path().join(MARKER), r#"{"name": "app"}"#).unwrap();
+        assert!(Staging::new(tmp.path()).is_err());
+        std::fs::write(
+            tmp.path().join(MARKER),
+            r#"{"tool": "porledger", "version": "1", "outputs": []}"#,
+        )
+        .unwrap();
+        let e = Staging::new(tmp.path()).err().unwrap().to_string();
+        assert!(
+            e.contains("precious.txt") && e.contains("not listed"),
+            "{e}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(tmp.path().join("precious.txt")).unwrap(),
+            "x"
+        );
+    }
+
+    #[test]
+    fn a_file_dropped_in_during_the_run_stops_the_commit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        publish(&out, &[("a.csv", "1")]).unwrap();
+        let s = Staging::new(&out).unwrap();
+        std::fs::write(out.join("mine.txt"), "user").unwrap();
+        assert!(s.commit().is_err());
+        assert_eq!(
+            std::fs::read_to_string(out.join("mine.txt")).unwrap(),
+            "user"
+        );
+        assert_eq!(std::fs::read_to_string(out.join("a.csv")).unwrap(), "1");
+        assert_eq!(names(tmp.path()), ["out"]);
+    }
+
+    #[test]
+    fn manifest_paths_must_stay_inside() {
+        for bad in [
+            "../x",
+            "/etc/passwd",
+            "a/../../x",
+            "a//b",
+            "",
+            "c:x",
+            "a\\b",
+            ".",
+        ] {
+            assert!(!inside(bad), "{bad}");
+        }
+        for good in ["ledger.csv", "partners/%2E.%2Fx/statement.pdf", ".hidden"] {
+            assert!(inside(good), "{good}");
+        }
+    }
+
+    #[test]
+    fn leftover_names() {
+        assert_eq!(
+            parse_leftover(".out.porledger-tmp-12", "out"),
+            Some(Leftover::Tmp(12))
+        );
+        assert_eq!(
+            parse_leftover(".out.porledger-old-7", "out"),
+            Some(Leftover::Old(7))
+        );
+        assert_eq!(
+            parse_leftover(".out.porledger-tmp-7.old", "out"),
+            Some(Leftover::Old(7))
+        );
+        for other in [
+            ".out.porledger-tmp-",
+            ".out.porledger-tmp-1x",
+            ".out2.porledger-tmp-1",
+            "out.porledger-tmp-1",
+            ".out.porledger-kept-1",
+            ".out.porledger-tmp-+1",
+        ] {
+            assert_eq!(parse_leftover(other, "out"), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_path_is_written_once_in_any_letter_case() {
+        let tmp = tempfile::tempdir().unwrap();
+        let w = Written::new();
+        write_file(&w, &tmp.path().join("P-A.csv"), b"1").unwrap();
+        let e = write_file(&w, &tmp.path().join("P-A.csv"), b"2").unwrap_err();
+        assert!(
+            e.to_string().contains("two IDs map to one file name"),
+            "{e}"
+        );
+        let e = write_file(&w, &tmp.path().join("p-a.csv"), b"3").unwrap_err();
+        assert!(e.to_string().contains("letter case"), "{e}");
+        assert_eq!(std::fs::read(tmp.path().join("P-A.csv")).unwrap(), b"1");
+        // Records are per run: another run's record knows nothing of it.
+        write_file(&Written::new(), &tmp.path().join("P-A.csv"), b"4").unwrap();
     }
 }

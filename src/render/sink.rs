@@ -9,7 +9,7 @@ use crate::error::Fatal;
 use crate::ingest::designations::Reject;
 use crate::pipeline::{ChunkOutput, Sink};
 use crate::render::csv::{self as rcsv, row, writer};
-use crate::render::publish::HashingWriter;
+use crate::render::publish::{HashingWriter, Written};
 
 type Out = BufWriter<HashingWriter<File>>;
 
@@ -22,10 +22,10 @@ pub struct FileSink {
 }
 
 /// Creates `dir/name` and writes the CSV header.
-fn open(dir: &Path, name: &str, header: &[&str]) -> Result<Out, Fatal> {
+fn open(dir: &Path, files: &Written, name: &str, header: &[&str]) -> Result<Out, Fatal> {
     let p = dir.join(name);
     let f = File::create(&p).map_err(|e| Fatal::io(&p, e))?;
-    let mut w = BufWriter::with_capacity(1 << 20, HashingWriter::new(&p, f));
+    let mut w = BufWriter::with_capacity(1 << 20, HashingWriter::new(&p, f, files));
     let mut h = writer(Vec::new());
     let _ = row(&mut h, header);
     let bytes = h.into_inner().unwrap_or_default();
@@ -34,11 +34,11 @@ fn open(dir: &Path, name: &str, header: &[&str]) -> Result<Out, Fatal> {
 }
 
 impl FileSink {
-    pub fn new(dir: &Path) -> Result<FileSink, Fatal> {
+    pub fn new(dir: &Path, files: &Written) -> Result<FileSink, Fatal> {
         Ok(FileSink {
-            ledger: open(dir, "ledger.csv", &rcsv::LEDGER_HEADER)?,
-            not_eligible: open(dir, "not-eligible.csv", &rcsv::NOT_ELIGIBLE_HEADER)?,
-            rejects: open(dir, "rejects.csv", &rcsv::REJECTS_HEADER)?,
+            ledger: open(dir, files, "ledger.csv", &rcsv::LEDGER_HEADER)?,
+            not_eligible: open(dir, files, "not-eligible.csv", &rcsv::NOT_ELIGIBLE_HEADER)?,
+            rejects: open(dir, files, "rejects.csv", &rcsv::REJECTS_HEADER)?,
             dir: dir.to_path_buf(),
         })
     }

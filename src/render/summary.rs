@@ -2,7 +2,6 @@
 //! accounting they (and the console) report.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use serde::Serialize;
 
@@ -12,7 +11,7 @@ use crate::error::Fatal;
 use crate::fold::FileCounts;
 use crate::pipeline::{Inputs, Streamed};
 use crate::render::pdf::PdfManifest;
-use crate::render::publish::{self, FileEntry};
+use crate::render::publish::{self, FileEntry, Staging};
 use crate::statements::{StatementSet, SummaryRow};
 
 /// Where the rows of one billing file (or of all) went.
@@ -194,7 +193,7 @@ fn input_entries(inputs: &Inputs, streamed: &Streamed) -> Vec<FileEntry> {
 /// Writes `dir/manifest.json`: every input, every output already in `dir`
 /// (hashed), the counts and the PDF manifest.
 pub fn write_manifest(
-    dir: &Path,
+    staging: &Staging,
     inputs: &Inputs,
     streamed: &Streamed,
     set: &StatementSet,
@@ -202,6 +201,7 @@ pub fn write_manifest(
     extra_inputs: Vec<FileEntry>,
     pdf: Option<PdfManifest>,
 ) -> Result<(), Fatal> {
+    let (dir, files) = (&staging.dir, &staging.files);
     let mut ins = input_entries(inputs, streamed);
     ins.extend(extra_inputs);
     let t = streamed.fold.totals();
@@ -211,7 +211,7 @@ pub fn write_manifest(
         period: period.label(),
         rounding: set.rounding.as_str(),
         inputs: ins,
-        outputs: publish::hash_outputs(dir)?,
+        outputs: publish::hash_outputs(dir, files)?,
         counts: Counts {
             billing_rows: t.rows,
             accrued: t.accrued,
@@ -223,5 +223,5 @@ pub fn write_manifest(
         },
         pdf,
     };
-    publish::write_json(&dir.join("manifest.json"), &manifest)
+    publish::write_json(files, &dir.join("manifest.json"), &manifest)
 }

@@ -727,9 +727,9 @@ fn partner_ids_become_safe_directory_names() {
     std::fs::write(f.p("designations.csv"), "customer_id,partner_id,partner_name,association,workload,subscription_id,share,valid_from,valid_to\nc-alpha,../../evil,Evil,DPOR,,,,2024-01-01,\n").unwrap();
     f.run("out", &[]);
     let files: Vec<String> = tree(&f.p("out")).into_keys().collect();
-    // `../../evil` keeps no path separator and gets a hash suffix.
+    // `../../evil` keeps no path separator: `/` and the leading dot are escaped.
     assert!(
-        files.contains(&"partners/_.._evil-0fbfd372/statement.csv".to_string()),
+        files.contains(&"partners/%2E.%2F..%2Fevil/statement.csv".to_string()),
         "{files:?}"
     );
     assert!(!f.p("evil").exists());

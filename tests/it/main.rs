@@ -13,6 +13,7 @@ mod ledger_roundtrip;
 mod parquet;
 mod pdf;
 mod properties;
+mod publish_faults;
 mod sample_data;
 mod snapshots;
 mod usage;

@@ -30,6 +30,7 @@ use self::template::{
     parse_color, Align, Column, DesignationField, LineField, Loaded, LogoPosition, PartnerSection,
     SummaryField, TemplateInfo, TransparencySection,
 };
+use super::publish::Written;
 use super::sanitize_file_name;
 use crate::error::Fatal;
 use crate::rules::Association;
@@ -850,11 +851,11 @@ fn display_name(name: &str, id: &str) -> String {
     }
 }
 
-fn write(path: &Path, bytes: &[u8]) -> Result<(), Fatal> {
+fn write(files: &Written, path: &Path, bytes: &[u8]) -> Result<(), Fatal> {
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d).map_err(|e| Fatal::io(d, e))?;
     }
-    super::publish::write_file(path, bytes)
+    super::publish::write_file(files, path, bytes)
 }
 
 /// Writes every PDF of `set` under `dir` (in parallel on the current rayon
@@ -866,6 +867,7 @@ pub fn write_all(
     set: &StatementSet,
     r: &Renderer,
     opts: PdfOptions,
+    files: &Written,
 ) -> Result<Vec<PathBuf>, Fatal> {
     let mut written: Vec<PathBuf> = set
         .partners
@@ -874,13 +876,13 @@ pub fn write_all(
             let mut out = Vec::new();
             let pdir = PathBuf::from("partners").join(sanitize_file_name(&p.partner_id));
             let rel = pdir.join("statement.pdf");
-            write(&dir.join(&rel), &r.partner_statement(set, p))?;
+            write(files, &dir.join(&rel), &r.partner_statement(set, p))?;
             out.push(rel);
             for c in &p.customers {
                 let rel = pdir
                     .join("customers")
                     .join(format!("{}.pdf", sanitize_file_name(&c.customer_id)));
-                write(&dir.join(&rel), &r.transparency(set, &[(p, c)]))?;
+                write(files, &dir.join(&rel), &r.transparency(set, &[(p, c)]))?;
                 out.push(rel);
             }
             Ok(out)
@@ -903,7 +905,7 @@ pub fn write_all(
             .map(|(cid, entries)| -> Result<PathBuf, Fatal> {
                 let rel =
                     PathBuf::from("customers").join(format!("{}.pdf", sanitize_file_name(cid)));
-                write(&dir.join(&rel), &r.transparency(set, entries))?;
+                write(files, &dir.join(&rel), &r.transparency(set, entries))?;
                 Ok(rel)
             })
             .collect::<Result<Vec<_>, Fatal>>()?;
@@ -928,8 +930,9 @@ pub fn render_run(
     set: &StatementSet,
     r: &Renderer,
     opts: PdfOptions,
+    files: &Written,
 ) -> Result<PdfManifest, Fatal> {
-    let written = write_all(dir, set, r, opts)?;
+    let written = write_all(dir, set, r, opts, files)?;
     Ok(PdfManifest {
         template: r.info().clone(),
         transparency_by_customer: opts.transparency_by_customer,
@@ -941,6 +944,12 @@ pub fn render_run(
 /// `statements.json`, publishing atomically: the run's other files are
 /// hard-linked (or copied) into a staging directory, the PDFs are written
 /// there, the manifest is updated and the set is moved into place.
+///
+/// Nothing read is trusted: `--out` must be porledger's (see
+/// [`super::publish`]), `statements.json` must match the SHA-256 the manifest
+/// gives for it (the bytes that are parsed are the bytes that are hashed), and
+/// so must every file carried over; a mismatch refuses with nothing changed.
+/// The new manifest lists exactly the files of the new output.
 pub fn rerender(
     out: &Path,
     r: &Renderer,
@@ -948,17 +957,11 @@ pub fn rerender(
     pool: &rayon::ThreadPool,
 ) -> Result<PdfManifest, Fatal> {
     let json_path = out.join("statements.json");
-    let text = std::fs::read_to_string(&json_path).map_err(|e| {
+    let text = std::fs::read(&json_path).map_err(|e| {
         Fatal::Input(format!(
             "{}: {e} (render needs the output directory of a finished `porledger run`)",
             json_path.display()
         ))
-    })?;
-    let set: StatementSet = serde_json::from_str(&text).map_err(|e| Fatal::Data {
-        file: json_path.display().to_string(),
-        line: e.line() as u64,
-        column: None,
-        message: format!("cannot read the statement model: {e}"),
     })?;
     let manifest_path = out.join("manifest.json");
     let manifest_text =
@@ -970,86 +973,98 @@ pub fn rerender(
             column: None,
             message: e.to_string(),
         })?;
+    // Refuses a directory (or a manifest) that is not porledger's.
     let staging = super::publish::Staging::new(out)?;
-    link_tree(out, &staging.dir, Path::new(""))?;
-    let written = pool.install(|| write_all(&staging.dir, &set, r, opts))?;
-    // Keep the hashes of the files that did not change (re-hashing a large
-    // ledger would cost more than the rendering) and add the new PDFs.
-    let mut outputs: Vec<serde_json::Value> = manifest
-        .get("outputs")
-        .and_then(|o| o.as_array())
-        .map(|a| {
-            a.iter()
-                .filter(|e| {
-                    e.get("path")
-                        .and_then(|p| p.as_str())
-                        .is_some_and(|p| !p.ends_with(".pdf"))
-                })
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default();
-    for rel in &written {
-        let p = staging.dir.join(rel);
-        let bytes = std::fs::read(&p).map_err(|e| Fatal::io(&p, e))?;
-        let rel: Vec<String> = rel
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned())
-            .collect();
-        outputs.push(serde_json::json!({
-            "path": rel.join("/"),
-            "sha256": crate::ingest::hex(&sha2::Sha256::digest(&bytes)),
-            "bytes": bytes.len(),
-        }));
+    let listed = super::publish::manifest_outputs(&staging_source(out))?;
+    let changed = |rel: &str, why: &str| {
+        Fatal::Input(format!(
+            "{}: {why}; the output was changed after porledger wrote it, so render refuses \
+             to publish from it (nothing was changed; run `porledger run` again)",
+            out.join(rel).display()
+        ))
+    };
+    let digest = crate::ingest::FileDigest {
+        sha256: crate::ingest::hex(&sha2::Sha256::digest(&text)),
+        bytes: text.len() as u64,
+    };
+    match listed.get("statements.json") {
+        None => return Err(changed("statements.json", "not listed in manifest.json")),
+        Some(d) if (&d.sha256, d.bytes) != (&digest.sha256, digest.bytes) => {
+            return Err(changed(
+                "statements.json",
+                "its SHA-256 differs from the one in manifest.json",
+            ))
+        }
+        Some(_) => {}
     }
-    outputs.sort_by(|a, b| {
-        let k = |v: &serde_json::Value| {
-            v.get("path")
-                .and_then(|p| p.as_str())
-                .unwrap_or("")
-                .to_string()
-        };
-        k(a).cmp(&k(b))
-    });
+    let set: StatementSet = serde_json::from_slice(&text).map_err(|e| Fatal::Data {
+        file: json_path.display().to_string(),
+        line: e.line() as u64,
+        column: None,
+        message: format!("cannot read the statement model: {e}"),
+    })?;
+    // Carry over every listed file but the PDFs, and check each copy.
+    let mut keep: Vec<(&String, &crate::ingest::FileDigest)> = listed
+        .iter()
+        .filter(|(rel, _)| !rel.ends_with(".pdf"))
+        .collect();
+    keep.sort_by(|a, b| a.0.cmp(b.0));
+    for (rel, _) in &keep {
+        let src = out.join(rel.as_str());
+        let dst = staging.dir.join(rel.as_str());
+        if !src.is_file() {
+            return Err(changed(rel, "listed in manifest.json but missing"));
+        }
+        if let Some(d) = dst.parent() {
+            std::fs::create_dir_all(d).map_err(|e| Fatal::io(d, e))?;
+        }
+        if std::fs::hard_link(&src, &dst).is_err() {
+            std::fs::copy(&src, &dst).map_err(|e| Fatal::io(&src, e))?;
+        }
+    }
+    pool.install(|| {
+        keep.par_iter().try_for_each(|(rel, want)| {
+            let dst = staging.dir.join(rel.as_str());
+            let got = crate::ingest::sha256_file(&dst)?;
+            if (&got.sha256, got.bytes) != (&want.sha256, want.bytes) {
+                return Err(changed(
+                    rel,
+                    "its SHA-256 differs from the one in manifest.json",
+                ));
+            }
+            staging.files.claim(&dst)?;
+            staging.files.remember(&dst, got);
+            Ok(())
+        })
+    })?;
+    let written = pool.install(|| write_all(&staging.dir, &set, r, opts, &staging.files))?;
     let info = PdfManifest {
         template: r.info().clone(),
         transparency_by_customer: opts.transparency_by_customer,
         documents: written.len(),
     };
+    // Exactly the files of the new output (the digests were taken above).
+    let outputs = super::publish::hash_outputs(&staging.dir, &staging.files)?;
     if let Some(m) = manifest.as_object_mut() {
-        m.insert("outputs".into(), serde_json::Value::Array(outputs));
+        m.insert(
+            "outputs".into(),
+            serde_json::to_value(&outputs).unwrap_or(serde_json::Value::Null),
+        );
         m.insert(
             "pdf".into(),
             serde_json::to_value(&info).unwrap_or(serde_json::Value::Null),
         );
     }
-    super::publish::write_json(&staging.dir.join("manifest.json"), &manifest)?;
+    super::publish::write_json(
+        &staging.files,
+        &staging.dir.join("manifest.json"),
+        &manifest,
+    )?;
     staging.commit()?;
     Ok(info)
 }
 
-/// Hard-links (or, where the file system refuses, copies) every file of
-/// `from` into `to`, except PDFs (re-rendered) and the manifest (rewritten).
-fn link_tree(from: &Path, to: &Path, rel: &Path) -> Result<(), Fatal> {
-    let src_dir = from.join(rel);
-    for e in std::fs::read_dir(&src_dir).map_err(|e| Fatal::io(&src_dir, e))? {
-        let e = e.map_err(|e| Fatal::io(&src_dir, e))?;
-        let name = e.file_name();
-        let r = rel.join(&name);
-        let src = from.join(&r);
-        let dst = to.join(&r);
-        if src.is_dir() {
-            std::fs::create_dir_all(&dst).map_err(|e| Fatal::io(&dst, e))?;
-            link_tree(from, to, &r)?;
-        } else {
-            let is_pdf = src.extension().is_some_and(|x| x == "pdf");
-            if is_pdf || (rel.as_os_str().is_empty() && name == "manifest.json") {
-                continue;
-            }
-            if std::fs::hard_link(&src, &dst).is_err() {
-                std::fs::copy(&src, &dst).map_err(|e| Fatal::io(&src, e))?;
-            }
-        }
-    }
-    Ok(())
+/// The directory `--out` names (through a symbolic link, where it is one).
+fn staging_source(out: &Path) -> PathBuf {
+    std::fs::canonicalize(out).unwrap_or_else(|_| out.to_path_buf())
 }
