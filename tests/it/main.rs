@@ -12,6 +12,7 @@ mod ledger_roundtrip;
 #[cfg(feature = "parquet")]
 mod parquet;
 mod pdf;
+mod pdf_parity;
 mod properties;
 mod publish_faults;
 mod sample_data;

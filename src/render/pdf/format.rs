@@ -6,7 +6,7 @@
 //! amount and its CSV amount are the same number to the cent.
 
 use chrono::NaiveDate;
-use rust_decimal::Decimal;
+use rust_decimal::{Decimal, RoundingStrategy};
 
 use super::template::FormatSpec;
 use crate::money::{format_exact, format_exact_dp, Currency};
@@ -115,6 +115,28 @@ impl Formatter {
         fill(&self.spec.percent, &[("value", &self.digits(&v))])
     }
 
+    /// A ratio rounded for people: two decimals of a percent, half away from
+    /// zero (`0.516666…` -> `51.67 %` / `51.67%`). Display only: the CSV keeps
+    /// the exact value, and a ratio is not money (no `round_money`).
+    pub fn ratio_rounded(&self, d: Decimal) -> String {
+        let mut p = (d * Decimal::ONE_HUNDRED)
+            .round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
+        p.rescale(2);
+        if p.is_zero() {
+            p.set_sign_positive(true);
+        }
+        fill(
+            &self.spec.percent,
+            &[("value", &self.digits(&p.to_string()))],
+        )
+    }
+
+    /// A decimal count (usage units, active users) with grouping; exact, no
+    /// trailing zeros (`22.00` -> `22`, `1234.5` -> `1,234.5`).
+    pub fn units(&self, d: Decimal) -> String {
+        self.digits(&format_exact_dp(d, 0))
+    }
+
     pub fn date(&self, d: NaiveDate) -> String {
         // The format was checked when the template was loaded.
         d.format(&self.spec.date).to_string()
@@ -182,6 +204,18 @@ mod tests {
         assert_eq!(de().date(day), "24.11.2026");
         assert_eq!(en().date(day), "2026-11-24");
         assert_eq!(de().count(1234567), "1.234.567");
+    }
+
+    #[test]
+    fn ratios_for_people_and_units() {
+        let a = d("0.5166666666666666666666666667");
+        assert_eq!(de().ratio_rounded(a), "51,67 %");
+        assert_eq!(en().ratio_rounded(a), "51.67%");
+        assert_eq!(en().ratio_rounded(d("0.76")), "76.00%");
+        assert_eq!(en().ratio_rounded(d("0.000049")), "0.00%");
+        assert_eq!(de().ratio_rounded(d("0.00005")), "0,01 %");
+        assert_eq!(de().units(d("22.00")), "22");
+        assert_eq!(en().units(d("1234.50")), "1,234.5");
     }
 
     #[test]

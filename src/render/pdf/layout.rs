@@ -435,10 +435,24 @@ impl<'a> Canvas<'a> {
         st: &TableStyle,
         continued: &str,
     ) {
+        self.table_under(cols, rows, st, continued, None);
+    }
+
+    /// [`Canvas::table`] for a table that continues the group of `caption`
+    /// (drawn before, with another table): its own column header comes first,
+    /// and on a new page the caption is repeated with `continued`.
+    pub fn table_under<I: IntoIterator<Item = Row>>(
+        &mut self,
+        cols: &[Col],
+        rows: I,
+        st: &TableStyle,
+        continued: &str,
+        caption: Option<&str>,
+    ) {
         let rh = self.lh(st.size) + 2.0;
         let caption_h = self.lh(st.size + 1.0) * 2.0 + 4.0;
         let header_h = self.lh(st.size) + 3.0;
-        let mut caption: Option<String> = None;
+        let mut caption: Option<String> = caption.map(str::to_string);
         let mut header_pending = true;
         for row in rows {
             match row {

@@ -15,6 +15,7 @@
 pub mod format;
 pub mod layout;
 pub mod template;
+mod usage;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 use printpdf::{Mm, OffsetDateTime, Op, ParsedFont, PdfDocument, PdfFont, PdfPage, PdfSaveOptions};
 use rayon::prelude::*;
+use rust_decimal::Decimal;
 use sha2::Digest;
 
 use self::format::{fill, Formatter};
@@ -30,9 +32,11 @@ use self::template::{
     parse_color, Align, Column, DesignationField, LineField, Loaded, LogoPosition, PartnerSection,
     SummaryField, TemplateInfo, TransparencySection,
 };
+use self::usage::{LineWithDetails, UsagePrograms};
 use super::publish::Written;
 use super::sanitize_file_name;
 use crate::error::Fatal;
+use crate::money::Currency;
 use crate::rules::Association;
 use crate::statements::{CustomerStatement, DetailLine, PartnerStatement, StatementSet};
 
@@ -206,123 +210,21 @@ impl Renderer {
     /// Renders one partner statement.
     pub fn partner_statement(&self, set: &StatementSet, p: &PartnerStatement) -> Vec<u8> {
         let l = &self.t.locale.labels;
-        let st = &self.t.spec.style;
         let mut cv = self.canvas();
         let width = cv.text_width();
-        let ts = self.table_style();
-        let program_names: BTreeMap<&str, &str> = p
-            .lines
-            .iter()
-            .map(|l| (&*l.program_id, &*l.program_name))
-            .collect();
-        let program_name = |id: &str| -> String {
-            match program_names.get(id) {
-                Some(n) if !n.is_empty() => n.to_string(),
-                _ => id.to_string(),
-            }
-        };
+        let usage = UsagePrograms::of(set);
         for section in &self.t.spec.partner_statement.sections {
             match section {
-                PartnerSection::Header => {
-                    self.title(&mut cv, &l.partner_statement_title);
-                    let currencies: Vec<&str> =
-                        p.totals.iter().map(|t| t.currency.as_str()).collect();
-                    let pairs = vec![
-                        (l.partner.clone(), p.partner_name.clone()),
-                        (l.partner_id.clone(), p.partner_id.clone()),
-                        (l.period.clone(), self.period_text(set)),
-                        (
-                            l.statement_date.clone(),
-                            self.fmt.date(set.period.last_day()),
-                        ),
-                        (l.currencies.clone(), currencies.join(", ")),
-                    ];
-                    cv.key_values(&pairs, st.body_size, width * 0.25);
-                    cv.space(6.0);
-                    let v = self.vars(set, Some(p), None);
-                    let refs: Vec<(&str, &str)> = v.iter().map(|(k, s)| (*k, s.as_str())).collect();
-                    let intro = fill(&self.t.locale.paragraphs.partner_intro, &refs);
-                    cv.paragraph(&intro, false, st.body_size, GREY);
-                }
-                PartnerSection::Summary => {
-                    let rows: Vec<Row> = set
-                        .summary
-                        .iter()
-                        .filter(|s| s.partner_id == p.partner_id)
-                        .map(|s| {
-                            let cells = self
-                                .t
-                                .spec
-                                .partner_statement
-                                .summary_columns
-                                .iter()
-                                .map(|c| match c.field {
-                                    SummaryField::Program => program_name(&s.program_id),
-                                    SummaryField::Currency => s.currency.to_string(),
-                                    SummaryField::Lines => self.fmt.count(s.lines),
-                                    SummaryField::Basis => {
-                                        self.fmt.amount(s.basis_amount, s.currency)
-                                    }
-                                    SummaryField::Amount => {
-                                        self.fmt.amount(s.accrual_amount, s.currency)
-                                    }
-                                })
-                                .collect();
-                            Row::Cells(cells, RowKind::Normal)
-                        })
-                        .collect();
-                    if rows.is_empty() {
-                        continue;
-                    }
-                    cv.heading(&l.summary, st.heading_size, self.accent, 40.0);
-                    let c = &self.t.locale.columns;
-                    let cols = self.cols(
-                        &self.t.spec.partner_statement.summary_columns,
-                        width,
-                        |f| {
-                            match f {
-                                SummaryField::Program => &c.program,
-                                SummaryField::Currency => &c.currency,
-                                SummaryField::Lines => &c.lines,
-                                SummaryField::Basis => &c.basis,
-                                SummaryField::Amount => &c.amount,
-                            }
-                            .clone()
-                        },
-                        |f| {
-                            matches!(
-                                f,
-                                SummaryField::Lines | SummaryField::Basis | SummaryField::Amount
-                            )
-                        },
-                    );
-                    cv.table(&cols, rows, &ts, &l.continued);
-                    cv.space(6.0);
-                }
-                PartnerSection::Customers => {
-                    if p.customers.is_empty() {
-                        continue;
-                    }
-                    cv.heading(&l.customers, st.heading_size, self.accent, 60.0);
-                    let spec = &self.t.spec.partner_statement.customer_columns;
-                    let cols = self.cols(spec, width, |f| self.line_header(f), numeric_line);
-                    let rows = p.customers.iter().flat_map(|c| {
-                        std::iter::once(Row::Caption(format!(
-                            "{} · {}: {}",
-                            display_name(&c.customer_name, &c.customer_id),
-                            l.tenant_id,
-                            c.customer_id
-                        )))
-                        .chain(self.line_rows(c, spec))
-                    });
-                    cv.table(&cols, rows, &ts, &l.continued);
-                    cv.space(6.0);
-                }
+                PartnerSection::Header => self.partner_header(&mut cv, set, p),
+                PartnerSection::Summary => self.summary(&mut cv, set, p, &usage, width),
+                PartnerSection::Customers => self.customers(&mut cv, p, &usage, width),
                 PartnerSection::Attainment => {
-                    // Filled by a later version; a section without data is omitted.
+                    self.attainment(&mut cv, p, width);
+                    self.tier_rates(&mut cv, p, width);
                 }
                 PartnerSection::Totals => {
-                    self.totals(&mut cv, &p.totals, width);
+                    let kinds = usage.by_currency(&p.lines);
+                    self.totals(&mut cv, &p.totals, &kinds, width);
                 }
             }
         }
@@ -336,7 +238,158 @@ impl Renderer {
         self.save(cv, &footer, &title, set.period.last_day())
     }
 
-    fn totals(&self, cv: &mut Canvas<'_>, totals: &[crate::statements::CurrencyTotal], width: f32) {
+    fn partner_header(&self, cv: &mut Canvas<'_>, set: &StatementSet, p: &PartnerStatement) {
+        let l = &self.t.locale.labels;
+        let st = &self.t.spec.style;
+        self.title(cv, &l.partner_statement_title);
+        let currencies: Vec<&str> = p.totals.iter().map(|t| t.currency.as_str()).collect();
+        let pairs = vec![
+            (l.partner.clone(), p.partner_name.clone()),
+            (l.partner_id.clone(), p.partner_id.clone()),
+            (l.period.clone(), self.period_text(set)),
+            (
+                l.statement_date.clone(),
+                self.fmt.date(set.period.last_day()),
+            ),
+            (l.currencies.clone(), currencies.join(", ")),
+        ];
+        let width = cv.text_width();
+        cv.key_values(&pairs, st.body_size, width * 0.25);
+        cv.space(6.0);
+        let intro = self.fill_vars(&self.t.locale.paragraphs.partner_intro, set, Some(p), None);
+        cv.paragraph(&intro, false, st.body_size, GREY);
+    }
+
+    /// One row per program and currency; a usage program's basis is a count
+    /// of units.
+    fn summary(
+        &self,
+        cv: &mut Canvas<'_>,
+        set: &StatementSet,
+        p: &PartnerStatement,
+        usage: &UsagePrograms<'_>,
+        width: f32,
+    ) {
+        let l = &self.t.locale.labels;
+        let program_names: BTreeMap<&str, &str> = p
+            .lines
+            .iter()
+            .map(|l| (&*l.program_id, &*l.program_name))
+            .collect();
+        let program_name = |id: &str| -> String {
+            match program_names.get(id) {
+                Some(n) if !n.is_empty() => n.to_string(),
+                _ => id.to_string(),
+            }
+        };
+        let spec = &self.t.spec.partner_statement.summary_columns;
+        let rows: Vec<Row> = set
+            .summary
+            .iter()
+            .filter(|s| s.partner_id == p.partner_id)
+            .map(|s| {
+                let cells = spec
+                    .iter()
+                    .map(|c| match c.field {
+                        SummaryField::Program => program_name(&s.program_id),
+                        SummaryField::Currency => s.currency.to_string(),
+                        SummaryField::Lines => self.fmt.count(s.lines),
+                        SummaryField::Basis if usage.is(&s.program_id) => {
+                            self.units_text(s.basis_amount)
+                        }
+                        SummaryField::Basis => self.fmt.amount(s.basis_amount, s.currency),
+                        SummaryField::Amount => self.fmt.amount(s.accrual_amount, s.currency),
+                    })
+                    .collect();
+                Row::Cells(cells, RowKind::Normal)
+            })
+            .collect();
+        if rows.is_empty() {
+            return;
+        }
+        cv.heading(
+            &l.summary,
+            self.t.spec.style.heading_size,
+            self.accent,
+            40.0,
+        );
+        let c = &self.t.locale.columns;
+        let cols = self.cols(
+            spec,
+            width,
+            |f| {
+                match f {
+                    SummaryField::Program => &c.program,
+                    SummaryField::Currency => &c.currency,
+                    SummaryField::Lines => &c.lines,
+                    SummaryField::Basis => &c.basis,
+                    SummaryField::Amount => &c.amount,
+                }
+                .clone()
+            },
+            |f| {
+                matches!(
+                    f,
+                    SummaryField::Lines | SummaryField::Basis | SummaryField::Amount
+                )
+            },
+        );
+        cv.table(&cols, rows, &self.table_style(), &l.continued);
+        cv.space(6.0);
+    }
+
+    /// Per customer a caption and its lines; usage-program lines get their
+    /// own column header (units, amount per unit).
+    fn customers(
+        &self,
+        cv: &mut Canvas<'_>,
+        p: &PartnerStatement,
+        usage: &UsagePrograms<'_>,
+        width: f32,
+    ) {
+        if p.customers.is_empty() {
+            return;
+        }
+        let l = &self.t.locale.labels;
+        let ts = self.table_style();
+        cv.heading(
+            &l.customers,
+            self.t.spec.style.heading_size,
+            self.accent,
+            60.0,
+        );
+        let spec = &self.t.spec.partner_statement.customer_columns;
+        for c in &p.customers {
+            let caption = format!(
+                "{} · {}: {}",
+                display_name(&c.customer_name, &c.customer_id),
+                l.tenant_id,
+                c.customer_id
+            );
+            for (k, (is_usage, run)) in usage.runs(c).into_iter().enumerate() {
+                let cols = self.line_cols(spec, width, is_usage);
+                let rows = self.line_rows(&run, spec, is_usage);
+                if k == 0 {
+                    let caption = std::iter::once(Row::Caption(caption.clone()));
+                    cv.table(&cols, caption.chain(rows), &ts, &l.continued);
+                } else {
+                    cv.table_under(&cols, rows, &ts, &l.continued, Some(&caption));
+                }
+            }
+        }
+        cv.space(6.0);
+    }
+
+    /// Totals per currency. `kinds` tells, per currency, whether every line
+    /// is a usage-program line (basis in units), none is, or both are (`None`:
+    /// the basis adds units and money and is left blank).
+    fn totals(
+        &self,
+        cv: &mut Canvas<'_>,
+        totals: &[crate::statements::CurrencyTotal],
+        kinds: &BTreeMap<Currency, Option<bool>>,
+        width: f32,
+    ) {
         if totals.is_empty() {
             return;
         }
@@ -365,7 +418,7 @@ impl Renderer {
             Row::Cells(
                 vec![
                     fill(&l.total_in, &[("currency", t.currency.as_str())]),
-                    self.fmt.amount(t.basis, t.currency),
+                    self.total_basis(t, kinds),
                     self.fmt.amount(t.amount, t.currency),
                 ],
                 RowKind::Subtotal,
@@ -375,30 +428,62 @@ impl Renderer {
         cv.space(6.0);
     }
 
-    /// Detail rows of one customer, each program line closed by a subtotal row
+    fn total_basis(
+        &self,
+        t: &crate::statements::CurrencyTotal,
+        kinds: &BTreeMap<Currency, Option<bool>>,
+    ) -> String {
+        match kinds.get(&t.currency) {
+            Some(Some(true)) => self.units_text(t.basis),
+            Some(None) => String::new(),
+            _ => self.fmt.amount(t.basis, t.currency),
+        }
+    }
+
+    /// `22` -> `22 units`: a usage basis in a column headed "Basis".
+    fn units_text(&self, d: Decimal) -> String {
+        fill(
+            &self.t.locale.labels.units,
+            &[("units", &self.fmt.units(d))],
+        )
+    }
+
+    /// Columns of a table of lines; a usage run's basis and rate columns are
+    /// headed as units and amount per unit.
+    fn line_cols(&self, spec: &[Column<LineField>], width: f32, usage: bool) -> Vec<Col> {
+        let c = &self.t.locale.columns;
+        let mut cols = self.cols(
+            spec,
+            width,
+            |f| match f {
+                // A usage line's "subscription" is the workload.
+                LineField::Subscription if usage => c.workload.clone(),
+                LineField::Basis if usage => c.compensable_units.clone(),
+                LineField::Rate if usage => c.per_unit.clone(),
+                f => self.line_header(f),
+            },
+            numeric_line,
+        );
+        if usage {
+            widen_usage_columns(spec, &mut cols);
+        }
+        cols
+    }
+
+    /// Detail rows of a run of lines, each line closed by a subtotal row
     /// carrying the line's rounded amount (the only amounts printed: the model's).
     fn line_rows<'s>(
         &'s self,
-        c: &'s CustomerStatement,
+        run: &'s [LineWithDetails<'s>],
         spec: &'s [Column<LineField>],
+        usage: bool,
     ) -> impl Iterator<Item = Row> + 's {
         let l = &self.t.locale.labels;
-        // Details are in the order of the lines (grouped by program and
-        // currency), so one forward pass pairs them: linear.
-        let mut di = 0;
-        c.lines.iter().flat_map(move |line| {
-            let start = di;
-            while di < c.details.len()
-                && c.details[di].program_id == line.program_id
-                && c.details[di].currency == line.currency
-            {
-                di += 1;
-            }
-            let details = &c.details[start..di];
+        run.iter().flat_map(move |&(line, details)| {
             let detail_rows = details.iter().map(move |d| {
                 Row::Cells(
                     spec.iter()
-                        .map(|col| self.detail_cell(d, col.field))
+                        .map(|col| self.detail_cell(d, col.field, usage))
                         .collect(),
                     RowKind::Normal,
                 )
@@ -413,12 +498,12 @@ impl Renderer {
                 .enumerate()
                 .map(|(i, col)| match col.field {
                     LineField::Amount => self.fmt.amount(line.amount, line.currency),
-                    LineField::Basis => self.fmt.amount(line.basis, line.currency),
+                    LineField::Basis => self.basis_cell(line.basis, line.currency, usage),
                     LineField::Currency => line.currency.to_string(),
                     LineField::Lines => self.fmt.count(line.lines),
                     LineField::Rate => line
                         .rate
-                        .map(|r| self.fmt.percent(r))
+                        .map(|r| self.rate_cell(r, line.currency, usage))
                         .unwrap_or_else(|| l.various.clone()),
                     _ if i == 0 => fill(&l.program_total, &[("program", name)]),
                     _ => String::new(),
@@ -428,7 +513,25 @@ impl Renderer {
         })
     }
 
-    fn detail_cell(&self, d: &DetailLine, f: LineField) -> String {
+    /// A basis: money, or for a usage program a count of units.
+    fn basis_cell(&self, d: Decimal, c: Currency, usage: bool) -> String {
+        if usage {
+            self.fmt.units(d)
+        } else {
+            self.fmt.amount(d, c)
+        }
+    }
+
+    /// A rate: a percentage, or for a usage program an amount per unit.
+    fn rate_cell(&self, d: Decimal, c: Currency, usage: bool) -> String {
+        if usage {
+            self.fmt.amount(d, c)
+        } else {
+            self.fmt.percent(d)
+        }
+    }
+
+    fn detail_cell(&self, d: &DetailLine, f: LineField, usage: bool) -> String {
         match f {
             LineField::Subscription => d.subscription_id.to_string(),
             LineField::Program => {
@@ -441,8 +544,8 @@ impl Renderer {
             LineField::Association => d.association.as_str().to_string(),
             LineField::Currency => d.currency.to_string(),
             LineField::Lines => self.fmt.count(d.lines),
-            LineField::Basis => self.fmt.amount(d.basis, d.currency),
-            LineField::Rate => self.fmt.percent(d.rate),
+            LineField::Basis => self.basis_cell(d.basis, d.currency, usage),
+            LineField::Rate => self.rate_cell(d.rate, d.currency, usage),
             LineField::Share => self.fmt.percent(d.share),
             // Detail accruals are exact (unrounded); the rounded amount is on
             // the program's subtotal row.
@@ -474,6 +577,19 @@ impl Renderer {
         v
     }
 
+    /// A paragraph of the locale with its placeholders filled in.
+    fn fill_vars(
+        &self,
+        text: &str,
+        set: &StatementSet,
+        p: Option<&PartnerStatement>,
+        c: Option<&CustomerStatement>,
+    ) -> String {
+        let v = self.vars(set, p, c);
+        let refs: Vec<(&str, &str)> = v.iter().map(|(k, s)| (*k, s.as_str())).collect();
+        fill(text, &refs)
+    }
+
     /// Renders a transparency statement for one customer: `entries` are the
     /// partners that earned on it (one for `partners/<id>/customers/<cid>.pdf`,
     /// all of them for `customers/<cid>.pdf`).
@@ -486,187 +602,33 @@ impl Renderer {
         let para = &self.t.locale.paragraphs;
         let st = &self.t.spec.style;
         let mut cv = self.canvas();
-        let width = cv.text_width();
-        let ts = self.table_style();
         let Some(&(_, first)) = entries.first() else {
             return self.save(cv, "", "", set.period.last_day());
         };
-        let fillv = |t: &str, p: Option<&PartnerStatement>| {
-            let v = self.vars(set, p, Some(first));
-            let refs: Vec<(&str, &str)> = v.iter().map(|(k, s)| (*k, s.as_str())).collect();
-            fill(t, &refs)
-        };
         let sections = &self.t.spec.transparency.sections;
-        let per_partner = |s: &TransparencySection| {
-            matches!(
-                s,
-                TransparencySection::Designations | TransparencySection::Earnings
-            )
-        };
         let mut i = 0;
         while i < sections.len() {
-            let s = sections[i];
-            if per_partner(&s) {
+            if per_partner(sections[i]) {
                 let mut j = i;
-                while j < sections.len() && per_partner(&sections[j]) {
+                while j < sections.len() && per_partner(sections[j]) {
                     j += 1;
                 }
-                for &(p, c) in entries {
-                    if entries.len() > 1 {
-                        let h = format!(
-                            "{}: {} ({} {})",
-                            l.partner,
-                            display_name(&p.partner_name, &p.partner_id),
-                            l.partner_id,
-                            p.partner_id
-                        );
-                        cv.heading(&h, st.heading_size + 1.0, BLACK, 60.0);
-                    }
-                    for s in &sections[i..j] {
-                        match s {
-                            TransparencySection::Designations => {
-                                cv.heading(&l.designations, st.heading_size, self.accent, 30.0);
-                                if c.designations.is_empty() {
-                                    cv.paragraph(
-                                        &fillv(&para.no_designation, Some(p)),
-                                        false,
-                                        st.body_size,
-                                        BLACK,
-                                    );
-                                } else {
-                                    cv.paragraph(
-                                        &fillv(&para.designations_intro, Some(p)),
-                                        false,
-                                        st.body_size,
-                                        BLACK,
-                                    );
-                                    cv.space(2.0);
-                                    self.designation_table(&mut cv, c, width, &ts);
-                                }
-                                cv.space(6.0);
-                            }
-                            TransparencySection::Earnings => {
-                                cv.heading(&l.earnings, st.heading_size, self.accent, 40.0);
-                                cv.paragraph(
-                                    &fillv(&para.earnings_intro, Some(p)),
-                                    false,
-                                    st.body_size,
-                                    GREY,
-                                );
-                                cv.space(2.0);
-                                let spec = &self.t.spec.transparency.earning_columns;
-                                let cols =
-                                    self.cols(spec, width, |f| self.line_header(f), numeric_line);
-                                let totals = c.totals.iter().map(|t| {
-                                    let cells = spec
-                                        .iter()
-                                        .enumerate()
-                                        .map(|(k, col)| match col.field {
-                                            LineField::Amount => {
-                                                self.fmt.amount(t.amount, t.currency)
-                                            }
-                                            LineField::Basis => {
-                                                self.fmt.amount(t.basis, t.currency)
-                                            }
-                                            LineField::Currency => t.currency.to_string(),
-                                            _ if k == 0 => fill(
-                                                &l.total_in,
-                                                &[("currency", t.currency.as_str())],
-                                            ),
-                                            _ => String::new(),
-                                        })
-                                        .collect();
-                                    Row::Cells(cells, RowKind::Subtotal)
-                                });
-                                cv.table(
-                                    &cols,
-                                    self.line_rows(c, spec).chain(totals),
-                                    &ts,
-                                    &l.continued,
-                                );
-                                cv.space(6.0);
-                            }
-                            _ => {}
-                        }
-                    }
-                }
+                self.per_partner_sections(&mut cv, set, entries, &sections[i..j]);
                 i = j;
                 continue;
             }
-            match s {
-                TransparencySection::Address => {
-                    self.title(&mut cv, &l.transparency_title);
-                    let mut pairs = vec![
-                        (
-                            l.addressed_to.clone(),
-                            display_name(&first.customer_name, &first.customer_id),
-                        ),
-                        (l.tenant_id.clone(), first.customer_id.clone()),
-                    ];
-                    if entries.len() == 1 {
-                        let p = entries[0].0;
-                        pairs.push((
-                            l.partner.clone(),
-                            format!(
-                                "{} ({} {})",
-                                display_name(&p.partner_name, &p.partner_id),
-                                l.partner_id,
-                                p.partner_id
-                            ),
-                        ));
-                    }
-                    pairs.push((l.period.clone(), self.period_text(set)));
-                    pairs.push((
-                        l.statement_date.clone(),
-                        self.fmt.date(set.period.last_day()),
-                    ));
-                    cv.key_values(&pairs, st.body_size, width * 0.25);
-                    cv.space(6.0);
-                }
+            match sections[i] {
+                TransparencySection::Address => self.address(&mut cv, set, entries),
                 TransparencySection::Intro => {
-                    cv.paragraph(
-                        &fillv(&para.transparency_intro, None),
-                        false,
-                        st.body_size,
-                        BLACK,
-                    );
+                    let intro = self.fill_vars(&para.transparency_intro, set, None, Some(first));
+                    cv.paragraph(&intro, false, st.body_size, BLACK);
                     cv.space(4.0);
                 }
-                TransparencySection::Programs => {
-                    let mut ids: Vec<&str> = entries
-                        .iter()
-                        .flat_map(|(_, c)| c.lines.iter().map(|l| &*l.program_id))
-                        .collect();
-                    ids.sort_unstable();
-                    ids.dedup();
-                    if ids.is_empty() {
-                        continue;
-                    }
-                    cv.heading(&l.programs, st.heading_size, self.accent, 30.0);
-                    cv.paragraph(&para.programs_intro, false, st.body_size, BLACK);
-                    cv.space(2.0);
-                    for id in ids {
-                        let info = set.programs.iter().find(|p| p.id == id);
-                        let name = info
-                            .map(|p| p.name.as_str())
-                            .filter(|n| !n.is_empty())
-                            .unwrap_or(id);
-                        cv.space(2.0);
-                        cv.paragraph(name, true, st.body_size, BLACK);
-                        let desc = info
-                            .map(|p| p.description.trim())
-                            .filter(|d| !d.is_empty())
-                            .unwrap_or(&para.no_description);
-                        cv.paragraph(desc, false, st.body_size, BLACK);
-                        if info.map(|p| p.basis == "billed-revenue").unwrap_or(false) {
-                            cv.paragraph(&para.basis_billed_revenue, false, st.body_size, GREY);
-                        }
-                    }
-                    cv.space(6.0);
-                }
+                TransparencySection::Programs => self.programs(&mut cv, set, entries),
                 TransparencySection::Closing => {
                     cv.space(4.0);
-                    cv.paragraph(&fillv(&para.closing, None), false, st.body_size, GREY);
+                    let closing = self.fill_vars(&para.closing, set, None, Some(first));
+                    cv.paragraph(&closing, false, st.body_size, GREY);
                 }
                 TransparencySection::Designations | TransparencySection::Earnings => {}
             }
@@ -685,6 +647,221 @@ impl Renderer {
             set.period.label()
         );
         self.save(cv, &footer, &title, set.period.last_day())
+    }
+
+    /// The per-partner sections (designations, earnings), repeated for every
+    /// partner, under the partner's name when there are several.
+    fn per_partner_sections(
+        &self,
+        cv: &mut Canvas<'_>,
+        set: &StatementSet,
+        entries: &[(&PartnerStatement, &CustomerStatement)],
+        sections: &[TransparencySection],
+    ) {
+        let l = &self.t.locale.labels;
+        let st = &self.t.spec.style;
+        for &(p, c) in entries {
+            if entries.len() > 1 {
+                let h = format!(
+                    "{}: {} ({} {})",
+                    l.partner,
+                    display_name(&p.partner_name, &p.partner_id),
+                    l.partner_id,
+                    p.partner_id
+                );
+                cv.heading(&h, st.heading_size + 1.0, BLACK, 60.0);
+            }
+            for s in sections {
+                match s {
+                    TransparencySection::Designations => self.designations(cv, set, p, c, entries),
+                    TransparencySection::Earnings => self.earnings(cv, set, p, c, entries),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn designations(
+        &self,
+        cv: &mut Canvas<'_>,
+        set: &StatementSet,
+        p: &PartnerStatement,
+        c: &CustomerStatement,
+        entries: &[(&PartnerStatement, &CustomerStatement)],
+    ) {
+        let l = &self.t.locale.labels;
+        let para = &self.t.locale.paragraphs;
+        let st = &self.t.spec.style;
+        // Placeholders name the document's customer (the first entry's).
+        let first = entries.first().map(|e| e.1).unwrap_or(c);
+        cv.heading(&l.designations, st.heading_size, self.accent, 30.0);
+        if c.designations.is_empty() {
+            let text = self.fill_vars(&para.no_designation, set, Some(p), Some(first));
+            cv.paragraph(&text, false, st.body_size, BLACK);
+        } else {
+            let text = self.fill_vars(&para.designations_intro, set, Some(p), Some(first));
+            cv.paragraph(&text, false, st.body_size, BLACK);
+            cv.space(2.0);
+            let width = cv.text_width();
+            self.designation_table(cv, c, width, &self.table_style());
+        }
+        cv.space(6.0);
+    }
+
+    /// What the partner earned from the customer: the lines with their
+    /// details, then totals per currency.
+    fn earnings(
+        &self,
+        cv: &mut Canvas<'_>,
+        set: &StatementSet,
+        p: &PartnerStatement,
+        c: &CustomerStatement,
+        entries: &[(&PartnerStatement, &CustomerStatement)],
+    ) {
+        let l = &self.t.locale.labels;
+        let st = &self.t.spec.style;
+        let first = entries.first().map(|e| e.1).unwrap_or(c);
+        cv.heading(&l.earnings, st.heading_size, self.accent, 40.0);
+        let intro = self.fill_vars(
+            &self.t.locale.paragraphs.earnings_intro,
+            set,
+            Some(p),
+            Some(first),
+        );
+        cv.paragraph(&intro, false, st.body_size, GREY);
+        cv.space(2.0);
+        let usage = UsagePrograms::of(set);
+        let kinds = usage.by_currency(&c.lines);
+        let spec = &self.t.spec.transparency.earning_columns;
+        let width = cv.text_width();
+        let ts = self.table_style();
+        let runs = usage.runs(c);
+        for (k, (is_usage, run)) in runs.iter().enumerate() {
+            let cols = self.line_cols(spec, width, *is_usage);
+            let rows = self.line_rows(run, spec, *is_usage);
+            if k + 1 < runs.len() {
+                cv.table(&cols, rows, &ts, &l.continued);
+            } else {
+                let totals = c
+                    .totals
+                    .iter()
+                    .map(|t| self.earnings_total(t, spec, &kinds, *is_usage));
+                cv.table(&cols, rows.chain(totals), &ts, &l.continued);
+            }
+        }
+        cv.space(6.0);
+    }
+
+    /// The total row of a currency in the earnings table.
+    fn earnings_total(
+        &self,
+        t: &crate::statements::CurrencyTotal,
+        spec: &[Column<LineField>],
+        kinds: &BTreeMap<Currency, Option<bool>>,
+        units_column: bool,
+    ) -> Row {
+        let l = &self.t.locale.labels;
+        let cells = spec
+            .iter()
+            .enumerate()
+            .map(|(k, col)| match col.field {
+                LineField::Amount => self.fmt.amount(t.amount, t.currency),
+                LineField::Basis => match kinds.get(&t.currency) {
+                    // Under a "Compensable units" header the bare count.
+                    Some(Some(true)) if units_column => self.fmt.units(t.basis),
+                    _ => self.total_basis(t, kinds),
+                },
+                LineField::Currency => t.currency.to_string(),
+                _ if k == 0 => fill(&l.total_in, &[("currency", t.currency.as_str())]),
+                _ => String::new(),
+            })
+            .collect();
+        Row::Cells(cells, RowKind::Subtotal)
+    }
+
+    fn address(
+        &self,
+        cv: &mut Canvas<'_>,
+        set: &StatementSet,
+        entries: &[(&PartnerStatement, &CustomerStatement)],
+    ) {
+        let l = &self.t.locale.labels;
+        let first = entries[0].1;
+        self.title(cv, &l.transparency_title);
+        let mut pairs = vec![
+            (
+                l.addressed_to.clone(),
+                display_name(&first.customer_name, &first.customer_id),
+            ),
+            (l.tenant_id.clone(), first.customer_id.clone()),
+        ];
+        if entries.len() == 1 {
+            let p = entries[0].0;
+            pairs.push((
+                l.partner.clone(),
+                format!(
+                    "{} ({} {})",
+                    display_name(&p.partner_name, &p.partner_id),
+                    l.partner_id,
+                    p.partner_id
+                ),
+            ));
+        }
+        pairs.push((l.period.clone(), self.period_text(set)));
+        pairs.push((
+            l.statement_date.clone(),
+            self.fmt.date(set.period.last_day()),
+        ));
+        let width = cv.text_width();
+        cv.key_values(&pairs, self.t.spec.style.body_size, width * 0.25);
+        cv.space(6.0);
+    }
+
+    /// Name, description and basis of every program the partners earned from.
+    fn programs(
+        &self,
+        cv: &mut Canvas<'_>,
+        set: &StatementSet,
+        entries: &[(&PartnerStatement, &CustomerStatement)],
+    ) {
+        let l = &self.t.locale.labels;
+        let para = &self.t.locale.paragraphs;
+        let st = &self.t.spec.style;
+        let mut ids: Vec<&str> = entries
+            .iter()
+            .flat_map(|(_, c)| c.lines.iter().map(|l| &*l.program_id))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
+            return;
+        }
+        cv.heading(&l.programs, st.heading_size, self.accent, 30.0);
+        cv.paragraph(&para.programs_intro, false, st.body_size, BLACK);
+        cv.space(2.0);
+        for id in ids {
+            let info = set.programs.iter().find(|p| p.id == id);
+            let name = info
+                .map(|p| p.name.as_str())
+                .filter(|n| !n.is_empty())
+                .unwrap_or(id);
+            cv.space(2.0);
+            cv.paragraph(name, true, st.body_size, BLACK);
+            let desc = info
+                .map(|p| p.description.trim())
+                .filter(|d| !d.is_empty())
+                .unwrap_or(&para.no_description);
+            cv.paragraph(desc, false, st.body_size, BLACK);
+            let basis = match info.map(|p| p.basis.as_str()) {
+                Some("billed-revenue") => Some(&para.basis_billed_revenue),
+                Some(usage::USAGE_BASIS) => Some(&para.basis_usage),
+                _ => None,
+            };
+            if let Some(b) = basis {
+                cv.paragraph(b, false, st.body_size, GREY);
+            }
+        }
+        cv.space(6.0);
     }
 
     fn designation_table(
@@ -829,6 +1006,31 @@ fn compress_streams(doc: &mut lopdf::Document) {
             }
         }
     }
+}
+
+/// Workload names are short and the usage headers long: a usage table gives
+/// part of the subscription column to the units and per-unit columns.
+fn widen_usage_columns(spec: &[Column<LineField>], cols: &mut [Col]) {
+    let find = |f: LineField| spec.iter().position(|c| c.field == f);
+    let (Some(sub), Some(basis), Some(rate)) = (
+        find(LineField::Subscription),
+        find(LineField::Basis),
+        find(LineField::Rate),
+    ) else {
+        return;
+    };
+    let spare = (cols[sub].width - 60.0).max(0.0);
+    cols[sub].width -= spare;
+    cols[basis].width += spare * 0.55;
+    cols[rate].width += spare * 0.45;
+}
+
+/// Sections printed once per partner in a customer-level document.
+fn per_partner(s: TransparencySection) -> bool {
+    matches!(
+        s,
+        TransparencySection::Designations | TransparencySection::Earnings
+    )
 }
 
 fn numeric_line(f: LineField) -> bool {

@@ -307,6 +307,16 @@ pub struct Labels {
     pub earnings: String,
     pub programs: String,
     pub attainment: String,
+    /// Heading of the tier-rate table (how attainment chose a tiered rate).
+    pub tier_rates: String,
+    /// `{program}`: the closing row of a tier decision.
+    pub tier_rate: String,
+    /// `{units}`: a usage program's basis where the column says "Basis".
+    pub units: String,
+    /// Attainment when the paid seats are 0.
+    pub not_computable: String,
+    /// No usage target reached.
+    pub no_target: String,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -324,6 +334,19 @@ pub struct ColumnLabels {
     pub workload: String,
     pub valid_from: String,
     pub valid_to: String,
+    /// Basis column of a usage program's lines (a count of units).
+    pub compensable_units: String,
+    /// Rate column of a usage program's lines (an amount per unit).
+    pub per_unit: String,
+    pub month: String,
+    pub product: String,
+    /// Compensable units in the attainment table.
+    pub units: String,
+    pub mau: String,
+    pub pau: String,
+    pub attainment: String,
+    pub target: String,
+    pub prior_high: String,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -349,6 +372,9 @@ pub struct Paragraphs {
     pub programs_intro: String,
     pub no_description: String,
     pub basis_billed_revenue: String,
+    pub basis_usage: String,
+    pub attainment_intro: String,
+    pub tier_intro: String,
     pub closing: String,
 }
 
