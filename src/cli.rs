@@ -1,5 +1,9 @@
 //! Command-line flags (clap derive). Raw flags are turned into settings by the
 //! commands through [`crate::settings`]; nothing here does work.
+//!
+//! The doc comments below are the `--help` text, where `<VALUE>` placeholders
+//! are literal, not HTML.
+#![allow(rustdoc::invalid_html_tags)]
 
 use std::path::PathBuf;
 

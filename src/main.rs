@@ -13,6 +13,7 @@ use porledger::cmd::{self, Finish};
 /// 247 MB at 5M). A fixed 1 MiB threshold returns every large block to the
 /// system when freed (293 MB at 20M, 234 MB at 5M) at no measurable cost.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)] // mallopt: one allocator tunable, see above
 fn tune_allocator() {
     // SAFETY: mallopt only sets a tunable of the allocator; it is called once,
     // before any thread exists.

@@ -2,7 +2,7 @@
 //!
 //! A Parquet file goes through the same validation as a CSV file: its rows are
 //! rendered, a row group at a time, into CSV [`Chunk`]s (comma-separated, CRLF,
-//! one line per row) that the pipeline parses with [`BillingLayout::parse`]
+//! one line per row) that the pipeline parses with [`BillingLayout::parse`](crate::ingest::billing::BillingLayout::parse)
 //! like any other chunk. So rejects, row accounting and provenance are the same
 //! for both. Line numbers: data row `n` (1-based) of a Parquet file is reported
 //! as line `n + 1`, as if the file were a CSV with a header line.

@@ -752,6 +752,7 @@ fn rel_path(dir: &Path, p: &Path) -> String {
 
 /// Swaps two directory entries in one atomic step.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)] // renameat2: the one atomic swap of two directories
 fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let c = |p: &Path| {
@@ -837,6 +838,7 @@ fn watch_signals(_: &Staging) {}
 
 /// Whether `sig` is set to be ignored.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)] // sigaction query: is the signal ignored?
 fn ignored(sig: i32) -> bool {
     // SAFETY: a query only (no new action); `old` is a valid, zeroed sigaction.
     unsafe {

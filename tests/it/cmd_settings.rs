@@ -7,7 +7,7 @@ use std::process::Output;
 use crate::common::porledger;
 
 fn run_with_threads(out: &Path, threads: &str) -> Output {
-    porledger(&[
+    porledger([
         "run",
         "--period",
         "2026-10",
@@ -54,7 +54,7 @@ fn run_rejects_threads_out_of_range() {
 fn validate_and_render_reject_threads_out_of_range() {
     let tmp = tempfile::tempdir().unwrap();
     for value in ["0", "20000"] {
-        let o = porledger(&[
+        let o = porledger([
             "validate",
             "--billing",
             "sample-data/billing",
@@ -66,7 +66,7 @@ fn validate_and_render_reject_threads_out_of_range() {
             value,
         ]);
         assert_threads_rejected(&o, value);
-        let o = porledger(&[
+        let o = porledger([
             "render",
             "--out",
             tmp.path().to_str().unwrap(),

@@ -2,6 +2,9 @@
 //! harness instead of one per file), one module per area, shared helpers in
 //! [`common`]. See `tests/README.md` for how to run them and review snapshots.
 
+// Tests fail by panicking: unwrap is how a test says "this must work".
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 mod cli;

@@ -2,7 +2,7 @@
 //! transparency statement, laid out from a template.
 //!
 //! - [`template`] loads `templates/` (embedded) or `--template DIR`;
-//! - [`format`] formats numbers, amounts and dates per locale;
+//! - [`format`](mod@format) formats numbers, amounts and dates per locale;
 //! - [`layout`] measures text and flows blocks and tables over pages;
 //! - this module builds the two documents from the statement model and writes
 //!   them.
