@@ -479,6 +479,13 @@ fn check_locale_name(locale: &str) -> Result<(), Fatal> {
 }
 
 fn validate_spec(src: &Source, t: &TemplateSpec) -> Result<(), Fatal> {
+    validate_page(src, t)?;
+    validate_style(src, t)?;
+    validate_layout(src, t)
+}
+
+/// `[page]`: size and margins in mm.
+fn validate_page(src: &Source, t: &TemplateSpec) -> Result<(), Fatal> {
     let f = "template.toml";
     let p = &t.page;
     for (k, v) in [
@@ -519,6 +526,12 @@ fn validate_spec(src: &Source, t: &TemplateSpec) -> Result<(), Fatal> {
             "the margins leave less than 60 mm of text width or height",
         ));
     }
+    Ok(())
+}
+
+/// `[style]` and `[logo]`: font sizes, line height, colours.
+fn validate_style(src: &Source, t: &TemplateSpec) -> Result<(), Fatal> {
+    let f = "template.toml";
     let s = &t.style;
     for (k, v) in [
         ("style.title_size", s.title_size),
@@ -564,6 +577,12 @@ fn validate_spec(src: &Source, t: &TemplateSpec) -> Result<(), Fatal> {
             ));
         }
     }
+    Ok(())
+}
+
+/// Table columns, sections and font paths.
+fn validate_layout(src: &Source, t: &TemplateSpec) -> Result<(), Fatal> {
+    let f = "template.toml";
     fn cols<F>(src: &Source, key: &str, c: &[Column<F>]) -> Result<(), Fatal> {
         if c.is_empty() {
             return Err(bad(src, "template.toml", key, "needs at least one column"));
