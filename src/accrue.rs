@@ -12,10 +12,10 @@ use rust_decimal::Decimal;
 use chrono::NaiveDate;
 
 use crate::attribute::{AttributionError, Credit, DesignationIndex};
+use crate::config::{Association, Basis, Program, Rules, PRIORITY};
 use crate::dates::add_months;
 use crate::ingest::designations::Designation;
 use crate::ingest::BillingLine;
-use crate::rules::{Association, Basis, Program, Rules, PRIORITY};
 
 /// One accrual: a partner's exact earning on one line under one program.
 #[derive(Clone, Debug, PartialEq)]
@@ -313,7 +313,7 @@ pub fn accrue_line_with<'a>(
     let start = out.len();
     scratch.misses.clear();
     for (pi, p) in rules.programs.iter().enumerate() {
-        if p.basis == Basis::Usage {
+        if p.basis() == Basis::Usage {
             // Earns from --usage rows (usage_accrue.rs), never from billing lines.
             continue;
         }
@@ -351,7 +351,7 @@ pub fn accrue_line_with<'a>(
                             continue;
                         }
                     }
-                    let basis = match p.basis {
+                    let basis = match p.basis() {
                         Basis::BilledRevenue => seg.basis,
                         Basis::Usage => continue,
                     };
@@ -435,8 +435,8 @@ pub fn accrue_line_with<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::parse_rules;
     use crate::money::Currency;
-    use crate::rules::parse_rules;
 
     const RULES: &str = r#"
 [[program]]

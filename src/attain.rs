@@ -19,6 +19,8 @@ use std::sync::Mutex;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
+use crate::config::{product_for, workload_key, Month};
+use crate::config::{Association, Program, Rules};
 use crate::dates::Period;
 use crate::error::Fatal;
 use crate::ingest::billing::Field;
@@ -27,8 +29,6 @@ use crate::ingest::usage::{load_usage, UsageInput};
 use crate::ingest::{self, BillingLine, InputFile, OpenedBilling};
 use crate::money::parse_amount;
 use crate::pipeline::Inputs;
-use crate::rules::{Association, Program, Rules};
-use crate::usage_rules::{product_for, workload_key, Month};
 
 /// Where a row's paid available units come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -222,7 +222,7 @@ pub fn rate_for(
     customer_key: &str,
     table: Option<&AttainmentTable>,
 ) -> Decimal {
-    if p.tiers.is_empty() {
+    if p.tiers().is_empty() {
         return p.rate;
     }
     let Some(prod) = product_for(&rules.products, &[line.product_name, line.product_id]) else {
@@ -247,7 +247,7 @@ pub fn rate_for(
     } else {
         workloads.iter().filter_map(|w| w.1).min()
     };
-    let tier = decisive.and_then(|a| p.tiers.iter().rev().find(|t| a >= t.min_attainment));
+    let tier = decisive.and_then(|a| p.tiers().iter().rev().find(|t| a >= t.min_attainment));
     let rate = tier.map(|t| t.rate).unwrap_or(p.rate);
     if let Some(table) = table {
         let key: TierKey = (
@@ -599,7 +599,7 @@ pub fn partner_usage(inputs: &Inputs, period: Period) -> Vec<PartnerUsage> {
             let assoc_s: Vec<&str> = m.associations.iter().map(|a| a.as_str()).collect();
             let held_now = customers_held(&ds, &m.associations, day);
             let (actual, detail) = match m.metric {
-                crate::usage_rules::Metric::NetCustomerAdds => {
+                crate::config::Metric::NetCustomerAdds => {
                     let before = customers_held(&ds, &m.associations, back.last_day());
                     let now = Decimal::from(held_now.len() as u64);
                     let then = Decimal::from(before.len() as u64);
@@ -613,7 +613,7 @@ pub fn partner_usage(inputs: &Inputs, period: Period) -> Vec<PartnerUsage> {
                         ),
                     )
                 }
-                crate::usage_rules::Metric::UsageGrowth => {
+                crate::config::Metric::UsageGrowth => {
                     let mut total = Decimal::ZERO;
                     let mut n = 0;
                     for ((c, w, mo), row) in &table.rows {
@@ -654,7 +654,7 @@ pub fn partner_usage(inputs: &Inputs, period: Period) -> Vec<PartnerUsage> {
                         ),
                     )
                 }
-                crate::usage_rules::Metric::Deployments => {
+                crate::config::Metric::Deployments => {
                     let deployed: BTreeSet<&str> = table
                         .rows
                         .iter()
@@ -798,7 +798,7 @@ mod tests {
 
     #[test]
     fn tier_rate_uses_the_lowest_workload_and_reaches_on_the_boundary() {
-        let rules = crate::rules::parse_rules(
+        let rules = crate::config::parse_rules(
             r#"
 [[program]]
 id = "t"
@@ -881,7 +881,7 @@ workloads = ["Exchange", "Teams"]
              T1,s,1/1/2026,12/31/2026,X,Annual,,5,500,EUR\n",
         )
         .unwrap();
-        let rules = crate::rules::parse_rules(
+        let rules = crate::config::parse_rules(
             "[[program]]\nid=\"p\"\nassociations=[\"DPOR\"]\nrate=\"0.01\"\n\
              [[product]]\nmatch=\"m365 e3\"\nworkloads=[\"Teams\"]\n\
              [[product]]\nmatch=\"X\"\nworkloads=[\"Exchange\"]\n",

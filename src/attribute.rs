@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
+use crate::config::{Association, ConflictPolicy};
 use crate::ingest::designations::Designation;
 use crate::ingest::BillingLine;
-use crate::rules::{Association, ConflictPolicy};
 
 /// Shares computed by equal split are kept to this many decimals; the last
 /// partner in the split takes the remainder so the shares sum to exactly 1.

@@ -13,8 +13,8 @@ use hashbrown::HashMap;
 use rust_decimal::Decimal;
 
 use crate::accrue::{Accrual, Reason};
+use crate::config::Association;
 use crate::money::Currency;
-use crate::rules::Association;
 use crate::text::{IdText, Text};
 
 /// The finest grouping of accruals that statements show: (partner, customer,

@@ -19,6 +19,7 @@ pub mod app;
 pub mod attain;
 pub mod attribute;
 pub mod cli;
+pub mod config;
 pub mod dates;
 pub mod error;
 pub mod explain;

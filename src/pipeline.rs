@@ -21,13 +21,13 @@ use crossbeam_channel::bounded;
 
 use crate::accrue::{Accrual, Outcome, Scratch};
 use crate::attribute::DesignationIndex;
+use crate::config::{parse_rules, Rules};
 use crate::dates::Period;
 use crate::error::Fatal;
 use crate::fold::{Fold, SharedDetails};
 use crate::ingest::designations::{parse_designations, Designations, Reject};
 use crate::ingest::{self, Chunk, FileDigest, InputFile, OpenedBilling};
 use crate::render::csv::RowBuf;
-use crate::rules::{parse_rules, Rules};
 
 /// Everything a run reads before streaming billing lines.
 pub struct Inputs {

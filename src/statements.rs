@@ -14,11 +14,11 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
 use crate::attribute::DesignationIndex;
+use crate::config::{Association, Rules};
 use crate::dates::Period;
 use crate::fold::{DetailKey, Fold, Sums};
 use crate::ingest::fx::FxTable;
 use crate::money::{round_money, Currency, RoundingMode};
-use crate::rules::{Association, Rules};
 
 use serde::{Deserialize, Serialize};
 
@@ -298,7 +298,7 @@ pub fn build(
                 id: p.id.clone(),
                 name: p.name.clone(),
                 description: p.description.clone(),
-                basis: p.basis.as_str().to_string(),
+                basis: p.basis().as_str().to_string(),
             })
             .collect(),
     })

@@ -15,6 +15,8 @@ use rust_decimal::Decimal;
 
 use crate::accrue::Accrual;
 use crate::attain::{highest_target, Attainment, PartnerUsage, TierNote};
+use crate::config::workload_key;
+use crate::config::Basis;
 use crate::dates::{add_months, Period};
 use crate::error::Fatal;
 use crate::fold::Fold;
@@ -24,9 +26,7 @@ use crate::money::{format_exact, format_exact_dp};
 use crate::pipeline::{ChunkOutput, Inputs};
 use crate::render::csv::{ratio, row, writer};
 use crate::render::sanitize_file_name;
-use crate::rules::Basis;
 use crate::statements::StatementSet;
-use crate::usage_rules::workload_key;
 
 /// Why a usage record earned nothing. Ordered from "furthest from paying" to
 /// "closest"; a record's reason is the closest of its workloads and programs.
@@ -206,7 +206,7 @@ fn accrue_obs<'a>(inputs: &'a Inputs, oi: usize, o: &UsageObs, period: Period) -
     let rules = &inputs.rules;
     let date = o.date;
     for (pi, p) in rules.programs.iter().enumerate() {
-        if p.basis != Basis::Usage {
+        if p.basis() != Basis::Usage {
             continue;
         }
         let miss = |r: R, d: String| (r, format!("{}: {}: {d}", p.id, o.workload_name));
@@ -217,7 +217,7 @@ fn accrue_obs<'a>(inputs: &'a Inputs, oi: usize, o: &UsageObs, period: Period) -
             ));
             continue;
         }
-        let Some(wr) = p.workloads.iter().find(|w| w.workload == o.workload) else {
+        let Some(wr) = p.workloads().iter().find(|w| w.workload == o.workload) else {
             misses.push(miss(
                 R::WorkloadNotCovered,
                 "workload not in the program".into(),
@@ -400,7 +400,7 @@ pub fn accrue_usage(inputs: &Inputs, period: Period) -> UsageRun {
                     let cur = o.workload_name.as_str().to_string();
                     let currency = |pi: usize| {
                         inputs.rules.programs[pi]
-                            .usage_currency
+                            .usage_currency()
                             .unwrap_or_else(|| crate::money::Currency::parse("USD").expect("USD"))
                     };
                     if let Some(n) = usage.customer_names.get(&o.customer_id) {
@@ -894,7 +894,7 @@ pub fn usage_json(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::Association;
+    use crate::config::Association;
 
     fn dsg(share: Option<&str>) -> Designation {
         Designation {
