@@ -33,38 +33,103 @@ pub struct Accrual<'a> {
     pub days: Option<(u32, u32)>,
 }
 
-/// Why no program pays a line. Ordered from "furthest from paying" to
-/// "closest": a program checks, in this order, that it is in force on the charge
+/// Why no program pays a record (a billing line or a usage record), for both
+/// kinds of program. Ordered from "furthest from paying" to "closest": a
+/// record's reason is the closest of its programs' (and workloads') misses.
+///
+/// A revenue program checks, in this order, that it is in force on the charge
 /// date, that some partner holds credit, that the charge is inside the window,
-/// and that the product is covered.
+/// and that the product is covered. A usage program also checks the period,
+/// the report, the workload, and attainment and growth.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Reason {
-    /// No program is in force on the charge date.
-    RuleNotInForce = 0,
+    /// Usage: dated outside the period: history (high-water mark, usage growth).
+    OutsidePeriod = 0,
+    /// Usage: a later report for the same tenant, workload and month replaced it.
+    Superseded,
+    /// No program is in force on the record's date.
+    RuleNotInForce,
+    /// Usage: no usage program lists the workload.
+    WorkloadNotCovered,
     /// No partner holds an association the programs pay.
-    NoDesignation = 1,
-    /// Designated, but the charge falls outside the program's window.
-    OutsideWindow = 2,
-    /// A partner would earn, but the publisher is not covered or a product
-    /// qualifier (e.g. Trial) is excluded.
-    ExcludedProduct = 3,
+    NoDesignation,
+    /// Usage: the designation starts after the usage date (CPOR: usage before the claim).
+    BeforeAssociation,
+    /// Designated, but the date falls outside the program's window.
+    OutsideWindow,
+    /// Billing: a partner would earn, but the publisher is not covered or a
+    /// product qualifier (e.g. Trial) is excluded.
+    ExcludedProduct,
+    /// Usage: paid available units are 0: attainment not computable.
+    PauZero,
+    /// Usage: attainment below the program's first target.
+    BelowTarget,
+    /// Usage: nothing above the prior high-water mark (compensable units 0).
+    NoGrowth,
+    /// Usage: explicit designation shares above 1.
+    ShareConflict,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 4] = [
+    /// Every reason, in rank order (`r as usize` indexes this array).
+    pub const ALL: [Reason; 12] = [
+        Reason::OutsidePeriod,
+        Reason::Superseded,
+        Reason::RuleNotInForce,
+        Reason::WorkloadNotCovered,
+        Reason::NoDesignation,
+        Reason::BeforeAssociation,
+        Reason::OutsideWindow,
+        Reason::ExcludedProduct,
+        Reason::PauZero,
+        Reason::BelowTarget,
+        Reason::NoGrowth,
+        Reason::ShareConflict,
+    ];
+
+    /// The reasons a billing line can have, in the order reports list them.
+    pub const BILLING: [Reason; 4] = [
         Reason::RuleNotInForce,
         Reason::NoDesignation,
         Reason::OutsideWindow,
         Reason::ExcludedProduct,
     ];
 
+    /// The reasons a usage record can have, in the order reports list them.
+    pub const USAGE: [Reason; 11] = [
+        Reason::OutsidePeriod,
+        Reason::Superseded,
+        Reason::RuleNotInForce,
+        Reason::WorkloadNotCovered,
+        Reason::NoDesignation,
+        Reason::BeforeAssociation,
+        Reason::OutsideWindow,
+        Reason::PauZero,
+        Reason::BelowTarget,
+        Reason::NoGrowth,
+        Reason::ShareConflict,
+    ];
+
     pub fn as_str(&self) -> &'static str {
         match self {
+            Reason::OutsidePeriod => "outside-period",
+            Reason::Superseded => "superseded",
             Reason::RuleNotInForce => "rule-not-in-force",
-            Reason::ExcludedProduct => "excluded-product",
+            Reason::WorkloadNotCovered => "workload-not-covered",
             Reason::NoDesignation => "no-designation",
+            Reason::BeforeAssociation => "before-association",
             Reason::OutsideWindow => "outside-window",
+            Reason::ExcludedProduct => "excluded-product",
+            Reason::PauZero => "pau-zero",
+            Reason::BelowTarget => "below-target",
+            Reason::NoGrowth => "no-growth",
+            Reason::ShareConflict => "share-conflict",
         }
+    }
+
+    /// The reason named `s` ([`Reason::as_str`]).
+    pub fn parse(s: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.as_str() == s)
     }
 }
 
@@ -427,6 +492,8 @@ pub fn accrue_line_with<'a>(
                     dline.unwrap_or(0)
                 );
             }
+            // The usage-only reasons: a billing line never gets them.
+            other => detail.push_str(other.as_str()),
         }
     }
     Outcome::NotEligible { reason, detail }
@@ -436,6 +503,32 @@ pub fn accrue_line_with<'a>(
 mod tests {
     use super::*;
     use crate::config::parse_rules;
+
+    #[test]
+    fn every_reason_has_its_own_name_and_each_kind_lists_its_own_in_rank_order() {
+        let mut names: Vec<&str> = Reason::ALL.iter().map(Reason::as_str).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), Reason::ALL.len(), "duplicate reason name");
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            assert_eq!(Reason::parse(r.as_str()), Some(*r));
+            assert_eq!(*r as usize, i, "ALL is indexed by the discriminant");
+            assert!(
+                Reason::BILLING.contains(r) || Reason::USAGE.contains(r),
+                "{r:?} unused"
+            );
+        }
+        for kind in [&Reason::BILLING[..], &Reason::USAGE[..]] {
+            assert!(
+                kind.windows(2).all(|w| w[0] < w[1]),
+                "not in rank order: {kind:?}"
+            );
+        }
+        // A usage record's reason never shows in a billing file's counts, and back.
+        assert!(!Reason::BILLING.contains(&Reason::PauZero));
+        assert!(!Reason::USAGE.contains(&Reason::ExcludedProduct));
+        assert_eq!(Reason::parse("no-such-reason"), None);
+    }
     use crate::money::Currency;
 
     const RULES: &str = r#"

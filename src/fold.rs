@@ -9,6 +9,8 @@
 //! (partner, customer, program, association, subscription, rate, share, currency)
 //! groups, never with the number of rows.
 
+use std::collections::BTreeMap;
+
 use hashbrown::HashMap;
 use rust_decimal::Decimal;
 
@@ -400,13 +402,15 @@ pub fn sum_exact(a: Decimal, b: Decimal) -> Decimal {
     s
 }
 
-/// Where the rows of one input file went. `rows = accrued + not eligible + rejected`.
+/// Where the records of one input file (billing or usage) went.
+/// `rows = accrued + not eligible + rejected`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct FileCounts {
     pub rows: u64,
     pub accrued: u64,
     pub not_eligible: u64,
-    pub not_eligible_by_reason: [u64; 4],
+    /// Indexed by `reason as usize` ([`Reason::ALL`]).
+    pub not_eligible_by_reason: [u64; Reason::ALL.len()],
     pub rejected: u64,
     /// Data-quality warning: charges dated after the end of the period.
     pub dated_after_period: u64,
@@ -437,6 +441,42 @@ impl FileCounts {
         self.not_eligible += 1;
         self.not_eligible_by_reason[r as usize] += 1;
     }
+
+    /// How many records were not eligible for reason `r`.
+    pub fn by_reason(&self, r: Reason) -> u64 {
+        self.not_eligible_by_reason[r as usize]
+    }
+
+    /// The counts as reported (summary.json, validate), with the reasons of the
+    /// file's kind ([`Reason::BILLING`] or [`Reason::USAGE`]) by name.
+    pub fn report(&self, file: String, format: String, reasons: &[Reason]) -> CountsReport {
+        CountsReport {
+            file,
+            format,
+            rows: self.rows,
+            accrued: self.accrued,
+            not_eligible: self.not_eligible,
+            not_eligible_by_reason: reasons
+                .iter()
+                .map(|r| (r.as_str(), self.by_reason(*r)))
+                .collect(),
+            rejected: self.rejected,
+            balanced: self.balanced(),
+        }
+    }
+}
+
+/// One file's [`FileCounts`] as reported, reasons by name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CountsReport {
+    pub file: String,
+    pub format: String,
+    pub rows: u64,
+    pub accrued: u64,
+    pub not_eligible: u64,
+    pub not_eligible_by_reason: BTreeMap<&'static str, u64>,
+    pub rejected: u64,
+    pub balanced: bool,
 }
 
 /// Orders input lines across files: file index first, then line number.

@@ -8,18 +8,18 @@
 //! the usage file and line as provenance. Also writes `attainment.csv` and
 //! `partners/<id>/attainment.csv`, and the usage part of `summary.json`.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use rust_decimal::Decimal;
 
-use crate::accrue::Accrual;
+use crate::accrue::{Accrual, Reason};
 use crate::attain::{highest_target, Attainment, PartnerUsage, TierNote};
+use crate::attribute::split_shares;
 use crate::config::workload_key;
 use crate::config::Basis;
 use crate::dates::{add_months, Period};
 use crate::error::Fatal;
-use crate::fold::Fold;
+use crate::fold::{CountsReport, FileCounts, Fold};
 use crate::ingest::designations::Designation;
 use crate::ingest::usage::UsageObs;
 use crate::money::{format_exact, format_exact_dp};
@@ -28,152 +28,21 @@ use crate::render::csv::{ratio, row, writer};
 use crate::render::sanitize_file_name;
 use crate::statements::StatementSet;
 
-/// Why a usage record earned nothing. Ordered from "furthest from paying" to
-/// "closest"; a record's reason is the closest of its workloads and programs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum UsageReason {
-    /// Dated outside the period: history (high-water mark, usage growth).
-    OutsidePeriod = 0,
-    /// A later report for the same tenant, workload and month replaced it.
-    Superseded,
-    /// No usage program is in force on the row's date.
-    RuleNotInForce,
-    /// No usage program lists the workload.
-    WorkloadNotCovered,
-    /// No partner holds one of the program's associations for the tenant and workload.
-    NoDesignation,
-    /// The designation starts after the usage date (CPOR: usage before the claim).
-    BeforeAssociation,
-    /// After the program's window from the designation's valid_from.
-    OutsideWindow,
-    /// Paid available units are 0: attainment not computable.
-    PauZero,
-    /// Attainment below the program's first target.
-    BelowTarget,
-    /// Nothing above the prior high-water mark (compensable units 0).
-    NoGrowth,
-    /// Explicit designation shares above 1.
-    ShareConflict,
-}
-
-impl UsageReason {
-    pub const ALL: [UsageReason; 11] = [
-        UsageReason::OutsidePeriod,
-        UsageReason::Superseded,
-        UsageReason::RuleNotInForce,
-        UsageReason::WorkloadNotCovered,
-        UsageReason::NoDesignation,
-        UsageReason::BeforeAssociation,
-        UsageReason::OutsideWindow,
-        UsageReason::PauZero,
-        UsageReason::BelowTarget,
-        UsageReason::NoGrowth,
-        UsageReason::ShareConflict,
-    ];
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            UsageReason::OutsidePeriod => "outside-period",
-            UsageReason::Superseded => "superseded",
-            UsageReason::RuleNotInForce => "rule-not-in-force",
-            UsageReason::WorkloadNotCovered => "workload-not-covered",
-            UsageReason::NoDesignation => "no-designation",
-            UsageReason::BeforeAssociation => "before-association",
-            UsageReason::OutsideWindow => "outside-window",
-            UsageReason::PauZero => "pau-zero",
-            UsageReason::BelowTarget => "below-target",
-            UsageReason::NoGrowth => "no-growth",
-            UsageReason::ShareConflict => "share-conflict",
-        }
-    }
-}
-
-/// Where the records of one usage file went: `rows = accrued + not_eligible + rejected`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct UsageCounts {
-    pub file: String,
-    pub format: String,
-    pub rows: u64,
-    pub accrued: u64,
-    pub not_eligible: u64,
-    pub not_eligible_by_reason: BTreeMap<&'static str, u64>,
-    pub rejected: u64,
-    pub balanced: bool,
-}
-
-impl UsageCounts {
-    fn new(file: String, format: String) -> UsageCounts {
-        UsageCounts {
-            file,
-            format,
-            not_eligible_by_reason: UsageReason::ALL.iter().map(|r| (r.as_str(), 0)).collect(),
-            ..UsageCounts::default()
-        }
-    }
-    fn add(&mut self, o: &UsageCounts) {
-        self.rows += o.rows;
-        self.accrued += o.accrued;
-        self.not_eligible += o.not_eligible;
-        self.rejected += o.rejected;
-        for (k, v) in &o.not_eligible_by_reason {
-            *self.not_eligible_by_reason.entry(k).or_default() += v;
-        }
-    }
-    fn check(&mut self) {
-        self.balanced = self.rows == self.accrued + self.not_eligible + self.rejected
-            && self.not_eligible == self.not_eligible_by_reason.values().sum::<u64>();
-    }
-}
-
 /// What accruing the usage records produced.
 pub struct UsageRun {
     /// Ledger and not-eligible rows, for the run's sink (rejects were written before).
     pub output: ChunkOutput,
-    pub files: Vec<UsageCounts>,
-    pub total: UsageCounts,
+    pub files: Vec<CountsReport>,
+    pub total: CountsReport,
 }
 
 enum ObsOutcome<'a> {
     Accrued(Vec<Accrual<'a>>),
-    NotEligible(UsageReason, String),
-}
-
-/// Splits credit among the designations of one association: explicit shares,
-/// the rest equally (the last blank takes the remainder).
-fn shares(ds: &[&Designation]) -> Result<Vec<Decimal>, Decimal> {
-    let explicit: Decimal = ds.iter().filter_map(|d| d.share).sum();
-    if explicit > Decimal::ONE {
-        return Err(explicit);
-    }
-    let blanks = ds.iter().filter(|d| d.share.is_none()).count() as u32;
-    let left = Decimal::ONE - explicit;
-    let each = if blanks > 0 {
-        (left / Decimal::from(blanks)).round_dp_with_strategy(
-            crate::attribute::SHARE_DP,
-            rust_decimal::RoundingStrategy::ToZero,
-        )
-    } else {
-        Decimal::ZERO
-    };
-    let mut seen = 0;
-    Ok(ds
-        .iter()
-        .map(|d| match d.share {
-            Some(s) => s,
-            None => {
-                seen += 1;
-                if seen == blanks {
-                    left - each * Decimal::from(blanks - 1)
-                } else {
-                    each
-                }
-            }
-        })
-        .collect())
+    NotEligible(Reason, String),
 }
 
 fn accrue_obs<'a>(inputs: &'a Inputs, oi: usize, o: &UsageObs, period: Period) -> ObsOutcome<'a> {
-    use UsageReason as R;
+    use Reason as R;
     if !period.contains(o.date) {
         return ObsOutcome::NotEligible(
             R::OutsidePeriod,
@@ -251,8 +120,12 @@ fn accrue_obs<'a>(inputs: &'a Inputs, oi: usize, o: &UsageObs, period: Period) -
                 }
                 ds.push(d);
             }
-            match shares(&ds) {
-                Ok(s) => credits.extend(ds.into_iter().zip(s)),
+            let mut split: Vec<(&Designation, Decimal)> = ds
+                .into_iter()
+                .map(|d| (d, d.share.unwrap_or_default()))
+                .collect();
+            match split_shares(&mut split, |c| c.0.share, |c, s| c.1 = s) {
+                Ok(_) => credits.extend(split),
                 Err(sum) => conflict = Some((a, sum)),
             }
         }
@@ -367,16 +240,7 @@ fn accrue_obs<'a>(inputs: &'a Inputs, oi: usize, o: &UsageObs, period: Period) -
 /// order; the output does not depend on threads (there are none here).
 pub fn accrue_usage(inputs: &Inputs, period: Period) -> UsageRun {
     let usage = &inputs.usage;
-    let mut files: Vec<UsageCounts> = usage
-        .files
-        .iter()
-        .map(|f| {
-            let mut c = UsageCounts::new(f.input.display.clone(), f.format.as_str().into());
-            c.rows = f.rows;
-            c.rejected = f.rejected;
-            c
-        })
-        .collect();
+    let mut files = read_file_counts(inputs);
     let mut fold = Fold::new(0);
     let mut ledger = writer(Vec::new());
     let mut not_eligible = writer(Vec::new());
@@ -391,7 +255,7 @@ pub fn accrue_usage(inputs: &Inputs, period: Period) -> UsageRun {
         let first = &obs[i];
         let file = &usage.files[first.file];
         let mut accrued = false;
-        let mut worst: Option<(UsageReason, Vec<String>)> = None;
+        let mut worst: Option<(Reason, Vec<String>)> = None;
         let mut details = Vec::new();
         for (k, o) in obs.iter().enumerate().take(j).skip(i) {
             match accrue_obs(inputs, k, o, period) {
@@ -449,8 +313,7 @@ pub fn accrue_usage(inputs: &Inputs, period: Period) -> UsageRun {
         if accrued {
             counts.accrued += 1;
         } else if let Some((r, workloads)) = worst {
-            counts.not_eligible += 1;
-            *counts.not_eligible_by_reason.entry(r.as_str()).or_default() += 1;
+            counts.note_not_eligible(r);
             let mau: Decimal = obs[i..j].iter().map(|o| o.mau).sum();
             let _ = row(
                 &mut not_eligible,
@@ -469,12 +332,10 @@ pub fn accrue_usage(inputs: &Inputs, period: Period) -> UsageRun {
         }
         i = j;
     }
-    let mut total = UsageCounts::new("(all usage files)".into(), String::new());
-    for f in files.iter_mut() {
-        f.check();
+    let mut total = FileCounts::default();
+    for f in &files {
         total.add(f);
     }
-    total.check();
     let inner = |w: csv::Writer<Vec<u8>>| w.into_inner().unwrap_or_default();
     UsageRun {
         output: ChunkOutput {
@@ -487,24 +348,45 @@ pub fn accrue_usage(inputs: &Inputs, period: Period) -> UsageRun {
             reject_samples: Vec::new(),
             n_rejects: 0,
         },
-        files,
-        total,
+        files: reports(inputs, &files),
+        total: total.report("(all usage files)".into(), String::new(), &Reason::USAGE),
     }
 }
 
-/// Counts of usage files without a period (`validate`): read, usable, rejected.
-pub fn read_counts(inputs: &Inputs) -> Vec<UsageCounts> {
+/// Each usage file's counts before accruing: rows read and rejected.
+fn read_file_counts(inputs: &Inputs) -> Vec<FileCounts> {
     inputs
         .usage
         .files
         .iter()
-        .map(|f| {
-            let mut c = UsageCounts::new(f.input.display.clone(), f.format.as_str().into());
-            c.rows = f.rows;
-            c.rejected = f.rejected;
-            c
+        .map(|f| FileCounts {
+            rows: f.rows,
+            rejected: f.rejected,
+            ..FileCounts::default()
         })
         .collect()
+}
+
+/// Each usage file's counts as reported (usage reasons by name).
+fn reports(inputs: &Inputs, counts: &[FileCounts]) -> Vec<CountsReport> {
+    inputs
+        .usage
+        .files
+        .iter()
+        .zip(counts)
+        .map(|(f, c)| {
+            c.report(
+                f.input.display.clone(),
+                f.format.as_str().into(),
+                &Reason::USAGE,
+            )
+        })
+        .collect()
+}
+
+/// Counts of usage files without a period (`validate`): read, usable, rejected.
+pub fn read_counts(inputs: &Inputs) -> Vec<CountsReport> {
+    reports(inputs, &read_file_counts(inputs))
 }
 
 /// Puts the partner usage views on the statements (partners without a statement
@@ -843,8 +725,8 @@ pub fn write_partner_attainment(
 /// The usage part of `summary.json`.
 #[derive(serde::Serialize)]
 pub struct UsageJson {
-    pub files: Vec<UsageCounts>,
-    pub total: UsageCounts,
+    pub files: Vec<CountsReport>,
+    pub total: CountsReport,
     pub attainment_rows: usize,
     pub partners: Vec<PartnerUsageJson>,
 }
@@ -888,49 +770,5 @@ pub fn usage_json(
                 capability_points: p.capability_points.normalize(),
             })
             .collect(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::Association;
-
-    fn dsg(share: Option<&str>) -> Designation {
-        Designation {
-            line: 2,
-            customer_id: "c".into(),
-            partner_id: "p".into(),
-            partner_name: String::new(),
-            association: Association::Cpor,
-            workload: "teams".into(),
-            subscription_id: None,
-            share: share.map(|s| s.parse().unwrap()),
-            valid_from: None,
-            valid_to: None,
-        }
-    }
-
-    #[test]
-    fn shares_split_and_conflict() {
-        let (a, b, c) = (dsg(None), dsg(None), dsg(None));
-        let s = shares(&[&a, &b, &c]).unwrap();
-        assert_eq!(s.iter().sum::<Decimal>(), Decimal::ONE);
-        assert_eq!(s[0].to_string(), "0.3333333333");
-        let x = dsg(Some("0.7"));
-        assert_eq!(
-            shares(&[&x, &a]).unwrap(),
-            ["0.7".parse::<Decimal>().unwrap(), "0.3".parse().unwrap()]
-        );
-        let y = dsg(Some("0.5"));
-        assert!(shares(&[&x, &y]).is_err());
-        assert_eq!(shares(&[]).unwrap(), Vec::<Decimal>::new());
-    }
-
-    #[test]
-    fn reasons_rank_from_far_to_close() {
-        assert!(UsageReason::OutsidePeriod < UsageReason::NoDesignation);
-        assert!(UsageReason::BeforeAssociation < UsageReason::BelowTarget);
-        assert_eq!(UsageReason::ALL.len(), 11);
     }
 }
