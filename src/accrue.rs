@@ -16,6 +16,7 @@ use crate::config::{Association, Basis, Program, Rules, PRIORITY};
 use crate::dates::add_months;
 use crate::ingest::designations::Designation;
 use crate::ingest::BillingLine;
+use crate::model::TierNotes;
 
 /// One accrual: a partner's exact earning on one line under one program.
 #[derive(Clone, Debug, PartialEq)]
@@ -156,15 +157,26 @@ pub struct Scratch<'a> {
     credits: Vec<Credit<'a>>,
     segments: Vec<Segment>,
     misses: Vec<(usize, Reason, Option<u64>)>,
+    /// Tier decisions of the lines accrued with this scratch (a worker's).
+    pub tier_notes: TierNotes,
 }
 
 impl Scratch<'_> {
+    /// Empty buffers that add tier decisions to `tier_notes`.
+    pub fn with_notes(tier_notes: TierNotes) -> Self {
+        Scratch {
+            tier_notes,
+            ..Scratch::default()
+        }
+    }
+
     /// The same buffers, for borrowing from another record.
     pub fn recycle<'b>(self) -> Scratch<'b> {
         Scratch {
             credits: crate::pipeline::recycle(self.credits),
             segments: self.segments,
             misses: self.misses,
+            tier_notes: self.tier_notes,
         }
     }
 }
@@ -386,7 +398,15 @@ pub fn accrue_line_with<'a>(
             scratch.misses.push((pi, Reason::RuleNotInForce, None));
             continue;
         }
-        let rate = crate::attain::rate_for(p, pi, rules, line, customer_key, attainment);
+        let rate = crate::attain::rate_for(
+            p,
+            pi,
+            rules,
+            line,
+            customer_key,
+            attainment,
+            &mut scratch.tier_notes,
+        );
         let is_excluded = excluded(p, line);
         let before = out.len();
         let mut window_miss = None;

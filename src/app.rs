@@ -480,7 +480,7 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     } else {
         crate::attain::partner_usage(&inputs, args.period)
     };
-    crate::usage_accrue::attach(&mut set, &partner_usage, &inputs.attainment.tier_notes());
+    crate::usage_accrue::attach(&mut set, &partner_usage, &streamed.fold.tier_notes.to_vec());
     // The statements hold everything the groups said (`build` took the groups);
     // free the customer names too before the writing starts.
     let (_, customers) = streamed.fold.release_groups();
@@ -694,7 +694,7 @@ pub fn render(args: &RenderArgs) -> Result<Finish, Fatal> {
 /// `validate` need before streaming.
 fn load(a: &InputArgs) -> Result<Inputs, Fatal> {
     let mut inputs = pipeline::load_inputs(&a.billing, &a.designations, &a.rules)?;
-    crate::attain::prepare(&mut inputs, &a.usage, a.usage_tenant_map.as_deref())?;
+    pipeline::prepare_usage(&mut inputs, &a.usage, a.usage_tenant_map.as_deref())?;
     Ok(inputs)
 }
 

@@ -5,16 +5,17 @@
 //!
 //! ```text
 //!  usage files ──▶ observations ──(latest report per tenant/workload/month)──▶ AttainmentTable
-//!  billing (pre-pass, only for Graph rows) ──▶ paid seats by product table ──┘      │
-//!        accrue.rs (tiered rate) ◀── rate_for ─────────────────────────────────────┤
+//!  billing lines (pipeline pre-pass, only for Graph rows) ──▶ add_paid_seats ──┘  │
+//!        accrue.rs (tiered rate, + a TierNote kept by the caller) ◀── rate_for ────┤
 //!        usage_accrue.rs (unit rates) ◀────────────────────────────────────────────┤
 //!        statements (attainment section), partners/<id>/attainment.csv ◀── partner_usage
 //! ```
-//! Everything here is exact [`Decimal`]; nothing is rounded.
+//! Everything here is exact [`Decimal`]; nothing is rounded. Nothing here reads
+//! files or keeps state between calls: the engine ([`crate::pipeline`]) reads
+//! the usage and billing files, and `rate_for` adds its tier decisions to the
+//! caller's [`TierNotes`] (a worker's, merged in the fold).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -22,55 +23,12 @@ use rust_decimal::Decimal;
 use crate::config::{product_for, workload_key, Month};
 use crate::config::{Association, Program, Rules};
 use crate::dates::Period;
-use crate::error::Fatal;
-use crate::ingest::billing::Field;
 use crate::ingest::designations::Designation;
-use crate::ingest::usage::{load_usage, UsageInput};
-use crate::ingest::{self, BillingLine, InputFile, OpenedBilling};
-use crate::money::parse_amount;
+use crate::ingest::usage::UsageInput;
+use crate::ingest::BillingLine;
+use crate::model::TierKey;
+pub use crate::model::{Attainment, AttainmentLine, PauSource, TierNote, TierNotes};
 use crate::pipeline::Inputs;
-
-/// Where a row's paid available units come from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum PauSource {
-    /// `PaidAvailableUnits` of the CPOR usage report.
-    Report,
-    /// Sum of billed `Quantity` of products mapped to the workload.
-    Billing,
-}
-
-impl PauSource {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            PauSource::Report => "usage-report",
-            PauSource::Billing => "billing",
-        }
-    }
-}
-
-/// One tenant, workload and month.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Attainment {
-    pub customer_id: String,
-    pub workload: String,
-    pub workload_name: String,
-    pub month: Month,
-    pub date: NaiveDate,
-    pub mau: Decimal,
-    pub pau: Decimal,
-    pub pau_source: PauSource,
-    /// `MAU / PAU`, exact; `None` when PAU is 0 (not computable).
-    pub attainment: Option<Decimal>,
-    /// The highest of the rules' `[usage] targets` reached.
-    pub target_reached: Option<Decimal>,
-    /// Highest MAU of the months before this one (0 when none).
-    pub prior_hwm: Decimal,
-    /// `max(0, min(MAU, PAU) - prior_hwm)`.
-    pub compensable: Decimal,
-    /// Provenance: usage file (as given) and line.
-    pub source_file: String,
-    pub line: u64,
-}
 
 /// The index of the highest target reached (`attainment >= target`).
 pub fn highest_target(attainment: Option<Decimal>, targets: &[Decimal]) -> Option<usize> {
@@ -83,23 +41,6 @@ pub fn ratio(mau: Decimal, pau: Decimal) -> Option<Decimal> {
     (pau > Decimal::ZERO).then(|| (mau / pau).normalize())
 }
 
-/// How a tiered revenue rate was chosen (printed on statements).
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TierNote {
-    pub customer_id: String,
-    pub program_id: String,
-    pub product: String,
-    pub month: Month,
-    /// Every workload of the product and its attainment.
-    pub workloads: Vec<(String, Option<Decimal>)>,
-    /// The attainment that decided (the lowest); `None` = not computable.
-    pub decisive: Option<Decimal>,
-    pub rate: Decimal,
-    pub explanation: String,
-}
-
-type TierKey = (String, u16, String, Month);
-
 /// Every attainment row, keyed by (customer, workload key, month).
 #[derive(Debug, Default)]
 pub struct AttainmentTable {
@@ -108,21 +49,12 @@ pub struct AttainmentTable {
     pub superseded: HashMap<usize, usize>,
     /// Observation index -> row key, for the winning observations.
     pub winner_of: HashMap<usize, (String, String, Month)>,
-    notes: Mutex<BTreeMap<TierKey, TierNote>>,
 }
 
 impl AttainmentTable {
     pub fn get(&self, customer: &str, workload: &str, month: Month) -> Option<&Attainment> {
         self.rows
             .get(&(customer.to_string(), workload.to_string(), month))
-    }
-
-    /// The tier decisions recorded while accruing billing lines, sorted.
-    pub fn tier_notes(&self) -> Vec<TierNote> {
-        self.notes
-            .lock()
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default()
     }
 
     /// Builds the table from usage observations. `billing_pau` gives paid
@@ -221,6 +153,7 @@ pub fn rate_for(
     line: &BillingLine<'_>,
     customer_key: &str,
     table: Option<&AttainmentTable>,
+    notes: &mut TierNotes,
 ) -> Decimal {
     if p.tiers().is_empty() {
         return p.rate;
@@ -249,157 +182,98 @@ pub fn rate_for(
     };
     let tier = decisive.and_then(|a| p.tiers().iter().rev().find(|t| a >= t.min_attainment));
     let rate = tier.map(|t| t.rate).unwrap_or(p.rate);
-    if let Some(table) = table {
+    if table.is_some() {
         let key: TierKey = (
             customer_key.to_string(),
             program_index as u16,
             prod.matches.clone(),
             month,
         );
-        if let Ok(mut m) = table.notes.lock() {
-            m.entry(key).or_insert_with(|| {
-                let lowest = workloads
-                    .iter()
-                    .filter(|w| w.1 == decisive || w.1.is_none())
-                    .map(|w| w.0.as_str())
-                    .next()
-                    .unwrap_or("");
-                let several = workloads.len() > 1;
-                let mut explanation = match decisive {
-                    None => format!(
-                        "attainment of {lowest} in {month} not computable (no usage row or PAU 0)"
-                    ),
-                    Some(a) if several => {
-                        format!("lowest attainment of the product's workloads: {lowest} {a}")
-                    }
-                    Some(a) => format!("attainment of {lowest}: {a}"),
-                };
-                match tier {
-                    Some(t) => explanation.push_str(&format!(
-                        "; tier min_attainment {} reached: rate {}",
-                        t.min_attainment, t.rate
-                    )),
-                    None => {
-                        explanation.push_str(&format!("; no tier reached: base rate {}", p.rate))
-                    }
+        notes.0.entry(key).or_insert_with(|| {
+            let lowest = workloads
+                .iter()
+                .filter(|w| w.1 == decisive || w.1.is_none())
+                .map(|w| w.0.as_str())
+                .next()
+                .unwrap_or("");
+            let several = workloads.len() > 1;
+            let mut explanation = match decisive {
+                None => format!(
+                    "attainment of {lowest} in {month} not computable (no usage row or PAU 0)"
+                ),
+                Some(a) if several => {
+                    format!("lowest attainment of the product's workloads: {lowest} {a}")
                 }
-                TierNote {
-                    customer_id: customer_key.to_string(),
-                    program_id: p.id.clone(),
-                    product: prod.matches.clone(),
-                    month,
-                    workloads: workloads.clone(),
-                    decisive,
-                    rate,
-                    explanation,
-                }
-            });
-        }
+                Some(a) => format!("attainment of {lowest}: {a}"),
+            };
+            match tier {
+                Some(t) => explanation.push_str(&format!(
+                    "; tier min_attainment {} reached: rate {}",
+                    t.min_attainment, t.rate
+                )),
+                None => explanation.push_str(&format!("; no tier reached: base rate {}", p.rate)),
+            }
+            TierNote {
+                customer_id: customer_key.to_string(),
+                program_id: p.id.clone(),
+                product: prod.matches.clone(),
+                month,
+                workloads: workloads.clone(),
+                decisive,
+                rate,
+                explanation,
+            }
+        });
     }
     rate
 }
 
-/// Paid seats per (customer, workload, month) from the billing files: the signed
-/// `Quantity` (negative when the line's Subtotal is negative) of every charge of
-/// a product in the rules' product table, counted in each month whose last day
-/// the charge covers (`ChargeStartDate <= last day <= ChargeEndDate`; a charge
-/// without end date counts in its start month).
-pub fn billing_pau(
-    files: &[InputFile],
-    opened: &[OpenedBilling],
-    rules: &Rules,
-) -> Result<HashMap<(String, String, Month), Decimal>, Fatal> {
-    let mut out: HashMap<(String, String, Month), Decimal> = HashMap::new();
-    if rules.products.is_empty() {
-        return Ok(out);
-    }
-    for (fi, (f, o)) in files.iter().zip(opened).enumerate() {
-        let layout = &o.layout;
-        let Some(qcol) = layout.column(Field::Quantity) else {
-            continue;
-        };
-        let scol = layout.column(Field::SkuName);
-        let n = layout.header.len();
-        ingest::read_chunks(fi, f, &o.header, 8 << 20, Vec::new, |chunk| {
-            let mut rdr = csv::ReaderBuilder::new()
-                .has_headers(false)
-                .flexible(true)
-                .delimiter(layout.delimiter)
-                .from_reader(&chunk.data[..]);
-            let mut rec = csv::ByteRecord::new();
-            while let Ok(true) = rdr.read_byte_record(&mut rec) {
-                if rec.len() != n {
-                    continue;
-                }
-                let Ok(line) = layout.parse(&rec) else {
-                    continue;
-                };
-                let sku = scol
-                    .and_then(|i| rec.get(i))
-                    .and_then(|b| std::str::from_utf8(b).ok())
-                    .unwrap_or("")
-                    .trim();
-                let Some(prod) =
-                    product_for(&rules.products, &[line.product_name, sku, line.product_id])
-                else {
-                    continue;
-                };
-                let Some(q) = rec
-                    .get(qcol)
-                    .and_then(|b| std::str::from_utf8(b).ok())
-                    .and_then(|s| parse_amount(s, layout.decimal_comma).ok())
-                else {
-                    continue;
-                };
-                let q = if line.subtotal.is_sign_negative() && !line.subtotal.is_zero() {
-                    -q.abs()
-                } else {
-                    q.abs()
-                };
-                let ckey = line.customer_id.to_lowercase();
-                let first = Month::of(line.charge_start);
-                let months: Vec<Month> = match line.charge_end {
-                    None => vec![first],
-                    Some(end) => {
-                        let mut v = Vec::new();
-                        let mut m = first;
-                        while m <= Month::of(end) {
-                            if line.charge_start <= m.last_day() && m.last_day() <= end {
-                                v.push(m);
-                            }
-                            m = m.next();
-                        }
-                        v
-                    }
-                };
-                for m in months {
-                    for w in &prod.workloads {
-                        *out.entry((ckey.clone(), w.clone(), m)).or_default() += q;
-                    }
-                }
-            }
-            true
-        })?;
-    }
-    Ok(out)
-}
+/// Paid seats per (customer, workload, month), from billing lines.
+pub type PaidSeats = HashMap<(String, String, Month), Decimal>;
 
-/// Loads the usage files into `inputs` and builds the attainment table (with a
-/// billing pre-pass for paid seats when a Graph export is among them).
-pub fn prepare(
-    inputs: &mut Inputs,
-    usage: &[PathBuf],
-    tenant_map: Option<&Path>,
-) -> Result<(), Fatal> {
-    let u = load_usage(usage, tenant_map)?;
-    let pau = if u.obs.iter().any(|o| o.pau.is_none()) {
-        billing_pau(&inputs.files, &inputs.opened, &inputs.rules)?
-    } else {
-        HashMap::new()
+/// Adds one billing line's paid seats to `out`: the signed `Quantity`
+/// (negative when the line's Subtotal is negative) of a charge of a product in
+/// the rules' product table (by ProductName, SkuName or ProductId), counted in
+/// each month whose last day the charge covers (`ChargeStartDate <= last day
+/// <= ChargeEndDate`; a charge without end date counts in its start month).
+/// The billing files are read by [`crate::pipeline::billing_pau`].
+pub fn add_paid_seats(
+    out: &mut PaidSeats,
+    rules: &Rules,
+    line: &BillingLine<'_>,
+    sku: &str,
+    quantity: Decimal,
+) {
+    let Some(prod) = product_for(&rules.products, &[line.product_name, sku, line.product_id])
+    else {
+        return;
     };
-    inputs.attainment = AttainmentTable::build(&u, &pau, &inputs.rules.usage.targets);
-    inputs.usage = u;
-    Ok(())
+    let q = if line.subtotal.is_sign_negative() && !line.subtotal.is_zero() {
+        -quantity.abs()
+    } else {
+        quantity.abs()
+    };
+    let ckey = line.customer_id.to_lowercase();
+    let first = Month::of(line.charge_start);
+    let months: Vec<Month> = match line.charge_end {
+        None => vec![first],
+        Some(end) => {
+            let mut v = Vec::new();
+            let mut m = first;
+            while m <= Month::of(end) {
+                if line.charge_start <= m.last_day() && m.last_day() <= end {
+                    v.push(m);
+                }
+                m = m.next();
+            }
+            v
+        }
+    };
+    for m in months {
+        for w in &prod.workloads {
+            *out.entry((ckey.clone(), w.clone(), m)).or_default() += q;
+        }
+    }
 }
 
 /// Does designation `d` give its partner `workload` of its customer in `month`?
@@ -412,16 +286,6 @@ pub fn holds(d: &Designation, workload: &str, month: Month) -> bool {
     ) && (d.workload.is_empty() || workload_key(&d.workload) == workload)
         && d.valid_from.is_none_or(|f| f <= month.last_day())
         && d.valid_to.is_none_or(|t| t > month.first_day())
-}
-
-/// An attainment row as shown to one partner.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct AttainmentLine {
-    pub customer_id: String,
-    pub customer_name: String,
-    /// The partner's associations giving it this tenant-workload (`CPOR`, `DPOR+POR`).
-    pub associations: String,
-    pub row: Attainment,
 }
 
 /// Seats and customers of one workload for one partner.
@@ -842,9 +706,10 @@ workloads = ["Exchange", "Teams"]
             };
             let t = AttainmentTable::build(&u, &HashMap::new(), &[d("0.15"), d("0.40")]);
             let p = &rules.programs[0];
+            let mut notes = TierNotes::default();
             (
-                rate_for(p, 0, &rules, &line(product), "t1", Some(&t)),
-                t.tier_notes(),
+                rate_for(p, 0, &rules, &line(product), "t1", Some(&t), &mut notes),
+                notes.to_vec(),
             )
         };
         assert_eq!(
@@ -866,49 +731,6 @@ workloads = ["Exchange", "Teams"]
         );
         assert!(notes[0].explanation.contains("Exchange 0.14"), "{notes:?}");
         assert_eq!(rate("90", "90", "Other product").0, d("0.01"));
-    }
-
-    #[test]
-    fn billing_pau_counts_each_month_whose_last_day_is_covered() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("b.csv");
-        std::fs::write(
-            &path,
-            "CustomerId,SubscriptionId,ChargeStartDate,ChargeEndDate,ProductId,ProductName,SkuName,Quantity,Subtotal,Currency\n\
-             T1,s,10/15/2026,11/14/2026,CFQ7,Other,M365 E3,10,100,EUR\n\
-             T1,s,11/15/2026,12/14/2026,CFQ7,Other,M365 E3,10,100,EUR\n\
-             T1,s,11/20/2026,12/14/2026,CFQ7,Other,M365 E3,3,-30,EUR\n\
-             T1,s,1/1/2026,12/31/2026,X,Annual,,5,500,EUR\n",
-        )
-        .unwrap();
-        let rules = crate::config::parse_rules(
-            "[[program]]\nid=\"p\"\nassociations=[\"DPOR\"]\nrate=\"0.01\"\n\
-             [[product]]\nmatch=\"m365 e3\"\nworkloads=[\"Teams\"]\n\
-             [[product]]\nmatch=\"X\"\nworkloads=[\"Exchange\"]\n",
-        )
-        .unwrap();
-        let file = InputFile {
-            path: path.clone(),
-            display: "b.csv".into(),
-            size: 0,
-        };
-        let opened = crate::ingest::open_billing(&file).unwrap();
-        let pau = billing_pau(&[file], &[opened], &rules).unwrap();
-        let get = |w: &str, m: u32| {
-            pau.get(&(
-                "t1".to_string(),
-                w.to_string(),
-                Month::of(NaiveDate::from_ymd_opt(2026, m, 1).unwrap()),
-            ))
-            .copied()
-        };
-        // 10/15-11/14 covers Oct 31 only; 11/15-12/14 covers Nov 30; the credit too.
-        assert_eq!(get("teams", 10), Some(d("10")));
-        assert_eq!(get("teams", 11), Some(d("7")));
-        assert_eq!(get("teams", 12), None);
-        // The annual charge (by ProductId) counts in every month.
-        assert_eq!(get("exchange", 1), Some(d("5")));
-        assert_eq!(get("exchange", 12), Some(d("5")));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use rust_decimal::Decimal;
 
 use crate::accrue::{Accrual, Reason};
 use crate::config::Association;
+use crate::model::TierNotes;
 use crate::money::Currency;
 use crate::text::{IdText, Text};
 
@@ -495,6 +496,8 @@ pub struct Fold {
     pub customer_names: HashMap<IdText, (String, u64)>,
     /// Indexed by input file.
     pub files: Vec<FileCounts>,
+    /// How tiered revenue rates were chosen (see [`crate::attain::rate_for`]).
+    pub tier_notes: TierNotes,
     /// Customers (by designation-index slot) whose name is in `customer_names`:
     /// a look-up per line in this vector instead of in the map.
     noted: Vec<bool>,
@@ -596,6 +599,7 @@ impl Fold {
             a.add(b);
             *b = FileCounts::default();
         }
+        self.tier_notes.merge(std::mem::take(&mut later.tier_notes));
     }
 
     /// Frees the groups and customer names (keeping the row counts); returns

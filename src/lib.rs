@@ -25,6 +25,7 @@ pub mod error;
 pub mod explain;
 pub mod fold;
 pub mod ingest;
+pub mod model;
 pub mod money;
 pub mod pipeline;
 pub mod quality;

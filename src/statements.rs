@@ -125,9 +125,9 @@ pub struct PartnerStatement {
     pub reporting_total: Option<(Currency, Decimal)>,
     /// Usage attainment of every tenant-workload the partner holds in the
     /// period (filled by `attain`; empty without `--usage`).
-    pub attainment: Vec<crate::attain::AttainmentLine>,
+    pub attainment: Vec<crate::model::AttainmentLine>,
     /// How tiered revenue rates were chosen for this partner's customers.
-    pub tier_notes: Vec<crate::attain::TierNote>,
+    pub tier_notes: Vec<crate::model::TierNote>,
 }
 
 /// One row of `summary.csv`.
