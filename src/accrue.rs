@@ -173,7 +173,7 @@ impl Scratch<'_> {
     /// The same buffers, for borrowing from another record.
     pub fn recycle<'b>(self) -> Scratch<'b> {
         Scratch {
-            credits: crate::pipeline::recycle(self.credits),
+            credits: crate::util::recycle(self.credits),
             segments: self.segments,
             misses: self.misses,
             tier_notes: self.tier_notes,
@@ -358,12 +358,15 @@ pub fn accrue_line<'a>(
     scratch: &mut Scratch<'a>,
     out: &mut Vec<Accrual<'a>>,
 ) -> Outcome {
-    accrue_line_with(
+    let ctx = Context {
         rules,
         index,
-        index.customer(customer_key),
         designations_file,
-        None,
+        attainment: None,
+    };
+    accrue_line_with(
+        &ctx,
+        index.customer(customer_key),
         line,
         customer_key,
         scratch,
@@ -371,21 +374,35 @@ pub fn accrue_line<'a>(
     )
 }
 
-/// [`accrue_line`] with the usage attainment table, which decides the rate of
-/// programs with `tiers` (see [`crate::attain::rate_for`]), and the customer's
-/// designations already looked up (`index.customer(customer_key)`).
-#[allow(clippy::too_many_arguments)]
+/// What accruing a record reads besides the record: the same for every record
+/// of a run.
+#[derive(Clone, Copy)]
+pub struct Context<'a, 'f> {
+    pub rules: &'a Rules,
+    pub index: &'a DesignationIndex,
+    /// The designations file as given (named in details and rejects).
+    pub designations_file: &'f str,
+    /// Decides the rate of programs with `tiers` (see [`crate::attain::rate_for`]).
+    pub attainment: Option<&'f crate::attain::AttainmentTable>,
+}
+
+/// [`accrue_line`] with a [`Context`] (which may carry the attainment table)
+/// and the customer's designations already looked up
+/// (`index.customer(customer_key)`).
 pub fn accrue_line_with<'a>(
-    rules: &'a Rules,
-    index: &'a DesignationIndex,
+    ctx: &Context<'a, '_>,
     designations: &'a [Designation],
-    designations_file: &str,
-    attainment: Option<&crate::attain::AttainmentTable>,
     line: &BillingLine<'a>,
     customer_key: &str,
     scratch: &mut Scratch<'a>,
     out: &mut Vec<Accrual<'a>>,
 ) -> Outcome {
+    let Context {
+        rules,
+        index,
+        designations_file,
+        attainment,
+    } = *ctx;
     let date = line.charge_start;
     let start = out.len();
     scratch.misses.clear();
@@ -476,8 +493,20 @@ pub fn accrue_line_with<'a>(
         .map(|m| m.1)
         .max()
         .unwrap_or(Reason::RuleNotInForce);
+    let detail = miss_detail(rules, &scratch.misses, line, designations_file);
+    Outcome::NotEligible { reason, detail }
+}
+
+/// The not-eligible detail of a billing line: every program's miss, in rules order.
+fn miss_detail(
+    rules: &Rules,
+    misses: &[(usize, Reason, Option<u64>)],
+    line: &BillingLine<'_>,
+    designations_file: &str,
+) -> String {
+    let date = line.charge_start;
     let mut detail = String::new();
-    for &(pi, r, dline) in &scratch.misses {
+    for &(pi, r, dline) in misses {
         let p = &rules.programs[pi];
         if !detail.is_empty() {
             detail.push_str("; ");
@@ -516,7 +545,7 @@ pub fn accrue_line_with<'a>(
             other => detail.push_str(other.as_str()),
         }
     }
-    Outcome::NotEligible { reason, detail }
+    detail
 }
 
 #[cfg(test)]

@@ -478,7 +478,7 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     let partner_usage = if inputs.usage.files.is_empty() {
         Vec::new()
     } else {
-        crate::attain::partner_usage(&inputs, args.period)
+        crate::attain::partner_usage(&inputs.usage_view(), args.period)
     };
     crate::usage_accrue::attach(&mut set, &partner_usage, &streamed.fold.tier_notes.to_vec());
     // The statements hold everything the groups said (`build` took the groups);
@@ -500,8 +500,13 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     io_pool.install(|| rcsv::write_statements(&dir, &set))?;
     rcsv::write_summary(&dir.join("summary.csv"), &set)?;
     if !inputs.usage.files.is_empty() {
-        crate::usage_accrue::write_attainment(&dir, &inputs, args.period)?;
-        crate::usage_accrue::write_partner_attainment(&dir, &inputs, &partner_usage, args.period)?;
+        crate::render::attainment::write_attainment(
+            &dir,
+            &inputs.attainment,
+            &inputs.usage.customer_names,
+            args.period,
+        )?;
+        crate::render::attainment::write_partner_attainment(&dir, &partner_usage, args.period)?;
     }
     publish::write_json_compact(&dir.join("statements.json"), &set)?;
     let pdf_manifest = match &renderer {

@@ -20,15 +20,15 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
+use crate::attribute::DesignationIndex;
 use crate::config::{product_for, workload_key, Month};
-use crate::config::{Association, Program, Rules};
+use crate::config::{Association, CapabilityMetric, Metric, Program, Rules, UsageSettings};
 use crate::dates::Period;
 use crate::ingest::designations::Designation;
 use crate::ingest::usage::UsageInput;
 use crate::ingest::BillingLine;
 use crate::model::TierKey;
 pub use crate::model::{Attainment, AttainmentLine, PauSource, TierNote, TierNotes};
-use crate::pipeline::Inputs;
 
 /// The index of the highest target reached (`attainment >= target`).
 pub fn highest_target(attainment: Option<Decimal>, targets: &[Decimal]) -> Option<usize> {
@@ -358,16 +358,23 @@ fn customers_held(ds: &[&Designation], assoc: &[Association], day: NaiveDate) ->
         .collect()
 }
 
+/// What [`partner_usage`] reads: the attainment table, the designations, the
+/// customers' names from the usage files and the `[usage]` settings.
+pub struct UsageView<'a> {
+    pub table: &'a AttainmentTable,
+    pub designations: &'a DesignationIndex,
+    pub customer_names: &'a BTreeMap<String, String>,
+    pub settings: &'a UsageSettings,
+}
+
 /// The usage view of every partner that holds a tenant-workload with usage data,
 /// for `period` (metrics as of the period's last month).
-pub fn partner_usage(inputs: &Inputs, period: Period) -> Vec<PartnerUsage> {
-    let table = &inputs.attainment;
-    let settings = &inputs.rules.usage;
+pub fn partner_usage(v: &UsageView<'_>, period: Period) -> Vec<PartnerUsage> {
     let last = Month::of(period.last_day());
     let first = Month::of(period.start);
     let mut by_partner: BTreeMap<&str, Vec<&Designation>> = BTreeMap::new();
-    let usage_customers: BTreeSet<&str> = table.rows.keys().map(|k| k.0.as_str()).collect();
-    for d in inputs.index.rows() {
+    let usage_customers: BTreeSet<&str> = v.table.rows.keys().map(|k| k.0.as_str()).collect();
+    for d in v.designations.rows() {
         if matches!(
             d.association,
             Association::Cpor | Association::Dpor | Association::Por
@@ -376,68 +383,12 @@ pub fn partner_usage(inputs: &Inputs, period: Period) -> Vec<PartnerUsage> {
             by_partner.entry(&d.partner_id).or_default().push(d);
         }
     }
-    let name_of = |c: &str| {
-        inputs
-            .usage
-            .customer_names
-            .get(c)
-            .cloned()
-            .unwrap_or_default()
-    };
     let mut out = Vec::new();
     for (pid, ds) in by_partner {
-        let mut lines = Vec::new();
-        let customers: BTreeSet<&str> = ds.iter().map(|d| d.customer_id.as_str()).collect();
-        for c in &customers {
-            let lo = (c.to_string(), String::new(), Month(i32::MIN));
-            for ((rc, w, m), row) in table.rows.range(lo..) {
-                if rc != c {
-                    break;
-                }
-                if *m < first || *m > last {
-                    continue;
-                }
-                let mut assoc: Vec<&str> = ds
-                    .iter()
-                    .filter(|d| d.customer_id == *rc && holds(d, w, *m))
-                    .map(|d| d.association.as_str())
-                    .collect();
-                assoc.sort();
-                assoc.dedup();
-                if assoc.is_empty() {
-                    continue;
-                }
-                lines.push(AttainmentLine {
-                    customer_id: rc.clone(),
-                    customer_name: name_of(rc),
-                    associations: assoc.join("+"),
-                    row: row.clone(),
-                });
-            }
-        }
-        // Seats per workload: each tenant's latest month within the period.
-        let mut latest: BTreeMap<(&str, &str), &AttainmentLine> = BTreeMap::new();
-        for l in &lines {
-            latest.insert((&l.row.workload, &l.customer_id), l);
-        }
-        let mut seats: BTreeMap<&str, WorkloadSeats> = BTreeMap::new();
-        for ((_, _), l) in &latest {
-            let e = seats
-                .entry(l.row.workload.as_str())
-                .or_insert_with(|| WorkloadSeats {
-                    workload: l.row.workload_name.clone(),
-                    month: last.to_string(),
-                    customers: 0,
-                    seats: Decimal::ZERO,
-                    active: Decimal::ZERO,
-                });
-            if l.row.pau > Decimal::ZERO {
-                e.customers += 1;
-            }
-            e.seats += l.row.pau;
-            e.active += l.row.mau;
-        }
-        let competencies = settings
+        let lines = attainment_lines(v, &ds, first, last);
+        let seats = workload_seats(&lines, last);
+        let competencies = v
+            .settings
             .competencies
             .iter()
             .map(|c| {
@@ -456,111 +407,18 @@ pub fn partner_usage(inputs: &Inputs, period: Period) -> Vec<PartnerUsage> {
                 }
             })
             .collect();
-        let mut capability = Vec::new();
-        let day = last.last_day();
-        let back = last.minus(settings.lookback_months);
-        for m in &settings.capability {
-            let assoc_s: Vec<&str> = m.associations.iter().map(|a| a.as_str()).collect();
-            let held_now = customers_held(&ds, &m.associations, day);
-            let (actual, detail) = match m.metric {
-                crate::config::Metric::NetCustomerAdds => {
-                    let before = customers_held(&ds, &m.associations, back.last_day());
-                    let now = Decimal::from(held_now.len() as u64);
-                    let then = Decimal::from(before.len() as u64);
-                    (
-                        now - then,
-                        format!(
-                            "{} customers on {day} minus {} on {}",
-                            held_now.len(),
-                            before.len(),
-                            back.last_day()
-                        ),
-                    )
-                }
-                crate::config::Metric::UsageGrowth => {
-                    let mut total = Decimal::ZERO;
-                    let mut n = 0;
-                    for ((c, w, mo), row) in &table.rows {
-                        if *mo != last || !held_now.contains(c) {
-                            continue;
-                        }
-                        let held: Vec<&&Designation> = ds
-                            .iter()
-                            .filter(|d| {
-                                d.customer_id == *c
-                                    && m.associations.contains(&d.association)
-                                    && d.valid_on(day)
-                                    && holds(d, w, last)
-                            })
-                            .collect();
-                        if held.is_empty() {
-                            continue;
-                        }
-                        let start = held
-                            .iter()
-                            .map(|d| d.valid_from.map(Month::of).unwrap_or(Month(i32::MIN)))
-                            .min()
-                            .unwrap_or(Month(i32::MIN));
-                        let base_month = back.max(start);
-                        let base = table
-                            .rows
-                            .range((c.clone(), w.clone(), base_month)..(c.clone(), w.clone(), last))
-                            .next()
-                            .map(|(_, r)| r.mau)
-                            .unwrap_or(row.mau);
-                        total += row.mau - base;
-                        n += 1;
-                    }
-                    (
-                        total,
-                        format!(
-                            "MAU in {last} minus {back} (or the association's first month) over {n} tenant-workloads"
-                        ),
-                    )
-                }
-                crate::config::Metric::Deployments => {
-                    let deployed: BTreeSet<&str> = table
-                        .rows
-                        .iter()
-                        .filter(|((c, w, mo), r)| {
-                            *mo == last
-                                && held_now.contains(c)
-                                && r.attainment
-                                    .is_some_and(|a| a >= settings.deployment_target)
-                                && ds.iter().any(|d| {
-                                    d.customer_id == *c
-                                        && m.associations.contains(&d.association)
-                                        && d.valid_on(day)
-                                        && holds(d, w, last)
-                                })
-                        })
-                        .map(|((c, _, _), _)| c.as_str())
-                        .collect();
-                    (
-                        Decimal::from(deployed.len() as u64),
-                        format!(
-                            "tenants with a workload at >= {} of paid seats active in {last}",
-                            settings.deployment_target
-                        ),
-                    )
-                }
-            };
-            capability.push(MetricScore {
-                metric: m.metric.as_str(),
-                associations: assoc_s.join("+"),
-                actual,
-                threshold: m.threshold,
-                max_points: m.max_points,
-                points: score(actual, m.threshold, m.max_points),
-                detail,
-            });
-        }
+        let capability: Vec<MetricScore> = v
+            .settings
+            .capability
+            .iter()
+            .map(|m| metric_score(v, &ds, m, last))
+            .collect();
         let capability_points = capability.iter().map(|m| m.points).sum();
         let workloads: Vec<WorkloadSeats> = seats.into_values().collect();
         out.push(PartnerUsage {
             partner_id: pid.to_string(),
-            partner_name: inputs
-                .index
+            partner_name: v
+                .designations
                 .partner_names()
                 .get(pid)
                 .cloned()
@@ -573,6 +431,176 @@ pub fn partner_usage(inputs: &Inputs, period: Period) -> Vec<PartnerUsage> {
         });
     }
     out
+}
+
+/// The attainment rows of the months `first..=last` of the tenant-workloads a
+/// partner (designations `ds`) holds.
+fn attainment_lines(
+    v: &UsageView<'_>,
+    ds: &[&Designation],
+    first: Month,
+    last: Month,
+) -> Vec<AttainmentLine> {
+    let mut lines = Vec::new();
+    let customers: BTreeSet<&str> = ds.iter().map(|d| d.customer_id.as_str()).collect();
+    for c in &customers {
+        let lo = (c.to_string(), String::new(), Month(i32::MIN));
+        for ((rc, w, m), row) in v.table.rows.range(lo..) {
+            if rc != c {
+                break;
+            }
+            if *m < first || *m > last {
+                continue;
+            }
+            let mut assoc: Vec<&str> = ds
+                .iter()
+                .filter(|d| d.customer_id == *rc && holds(d, w, *m))
+                .map(|d| d.association.as_str())
+                .collect();
+            assoc.sort();
+            assoc.dedup();
+            if assoc.is_empty() {
+                continue;
+            }
+            lines.push(AttainmentLine {
+                customer_id: rc.clone(),
+                customer_name: v.customer_names.get(rc).cloned().unwrap_or_default(),
+                associations: assoc.join("+"),
+                row: row.clone(),
+            });
+        }
+    }
+    lines
+}
+
+/// Seats per workload (by workload key): each tenant's latest month within
+/// the period.
+fn workload_seats(lines: &[AttainmentLine], last: Month) -> BTreeMap<&str, WorkloadSeats> {
+    let mut latest: BTreeMap<(&str, &str), &AttainmentLine> = BTreeMap::new();
+    for l in lines {
+        latest.insert((&l.row.workload, &l.customer_id), l);
+    }
+    let mut seats: BTreeMap<&str, WorkloadSeats> = BTreeMap::new();
+    for l in latest.into_values() {
+        let e = seats
+            .entry(l.row.workload.as_str())
+            .or_insert_with(|| WorkloadSeats {
+                workload: l.row.workload_name.clone(),
+                month: last.to_string(),
+                customers: 0,
+                seats: Decimal::ZERO,
+                active: Decimal::ZERO,
+            });
+        if l.row.pau > Decimal::ZERO {
+            e.customers += 1;
+        }
+        e.seats += l.row.pau;
+        e.active += l.row.mau;
+    }
+    seats
+}
+
+/// One capability-score metric of a partner (designations `ds`) as of `last`.
+fn metric_score(
+    v: &UsageView<'_>,
+    ds: &[&Designation],
+    m: &CapabilityMetric,
+    last: Month,
+) -> MetricScore {
+    let day = last.last_day();
+    let back = last.minus(v.settings.lookback_months);
+    let assoc_s: Vec<&str> = m.associations.iter().map(|a| a.as_str()).collect();
+    let held_now = customers_held(ds, &m.associations, day);
+    // Does one of the partner's designations of the metric's associations
+    // give it this tenant-workload now?
+    let holds_now = |c: &str, w: &str| {
+        ds.iter().any(|d| {
+            d.customer_id == c
+                && m.associations.contains(&d.association)
+                && d.valid_on(day)
+                && holds(d, w, last)
+        })
+    };
+    let (actual, detail) = match m.metric {
+        Metric::NetCustomerAdds => {
+            let before = customers_held(ds, &m.associations, back.last_day());
+            let now = Decimal::from(held_now.len() as u64);
+            let then = Decimal::from(before.len() as u64);
+            (
+                now - then,
+                format!(
+                    "{} customers on {day} minus {} on {}",
+                    held_now.len(),
+                    before.len(),
+                    back.last_day()
+                ),
+            )
+        }
+        Metric::UsageGrowth => {
+            let mut total = Decimal::ZERO;
+            let mut n = 0;
+            for ((c, w, mo), row) in &v.table.rows {
+                if *mo != last || !held_now.contains(c) || !holds_now(c, w) {
+                    continue;
+                }
+                let start = ds
+                    .iter()
+                    .filter(|d| {
+                        d.customer_id == *c
+                            && m.associations.contains(&d.association)
+                            && d.valid_on(day)
+                            && holds(d, w, last)
+                    })
+                    .map(|d| d.valid_from.map(Month::of).unwrap_or(Month(i32::MIN)))
+                    .min()
+                    .unwrap_or(Month(i32::MIN));
+                let base_month = back.max(start);
+                let base = v
+                    .table
+                    .rows
+                    .range((c.clone(), w.clone(), base_month)..(c.clone(), w.clone(), last))
+                    .next()
+                    .map(|(_, r)| r.mau)
+                    .unwrap_or(row.mau);
+                total += row.mau - base;
+                n += 1;
+            }
+            (
+                total,
+                format!(
+                    "MAU in {last} minus {back} (or the association's first month) over {n} tenant-workloads"
+                ),
+            )
+        }
+        Metric::Deployments => {
+            let target = v.settings.deployment_target;
+            let deployed: BTreeSet<&str> = v
+                .table
+                .rows
+                .iter()
+                .filter(|((c, w, mo), r)| {
+                    *mo == last
+                        && held_now.contains(c)
+                        && r.attainment.is_some_and(|a| a >= target)
+                        && holds_now(c, w)
+                })
+                .map(|((c, _, _), _)| c.as_str())
+                .collect();
+            (
+                Decimal::from(deployed.len() as u64),
+                format!("tenants with a workload at >= {target} of paid seats active in {last}"),
+            )
+        }
+    };
+    MetricScore {
+        metric: m.metric.as_str(),
+        associations: assoc_s.join("+"),
+        actual,
+        threshold: m.threshold,
+        max_points: m.max_points,
+        points: score(actual, m.threshold, m.max_points),
+        detail,
+    }
 }
 
 #[cfg(test)]

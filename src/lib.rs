@@ -36,3 +36,4 @@ pub mod statements;
 pub mod text;
 pub mod usage_accrue;
 pub mod usage_rules;
+pub mod util;

@@ -31,6 +31,7 @@ use crate::ingest::designations::{parse_designations, Designations, Reject};
 use crate::ingest::{self, Chunk, FileDigest, InputFile, OpenedBilling};
 use crate::money::parse_amount;
 use crate::render::csv::RowBuf;
+use crate::util::recycle;
 
 /// Everything a run reads before streaming billing lines.
 pub struct Inputs {
@@ -47,6 +48,18 @@ pub struct Inputs {
     pub usage: crate::ingest::usage::UsageInput,
     /// Attainment per tenant, workload and month, from `usage`.
     pub attainment: AttainmentTable,
+}
+
+impl Inputs {
+    /// What the partner usage views read (see [`crate::attain::partner_usage`]).
+    pub fn usage_view(&self) -> crate::attain::UsageView<'_> {
+        crate::attain::UsageView {
+            table: &self.attainment,
+            designations: &self.index,
+            customer_names: &self.usage.customer_names,
+            settings: &self.rules.usage,
+        }
+    }
 }
 
 /// Reads rules and designations and opens every billing file's header, so that
@@ -195,12 +208,6 @@ pub struct Streamed {
 
 const SAMPLES: usize = 20;
 
-/// Reuses a vector's allocation for a vector of another lifetime.
-pub(crate) fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
-    v.clear();
-    v.into_iter().map(|_| unreachable!()).collect()
-}
-
 /// An output buffer emptied for the next chunk. A buffer keeps the memory of
 /// the largest output it ever held, so one far larger than its last output
 /// (a ledger buffer now carrying a file of not-eligible rows, say) is first
@@ -305,6 +312,12 @@ pub fn process_chunk_into(
     let mut reject_samples = Vec::new();
     let mut n_rejects = 0u64;
     let mut records = Records::new(chunk, layout.delimiter);
+    let ctx = crate::accrue::Context {
+        rules: &inputs.rules,
+        index: &inputs.index,
+        designations_file: &inputs.designations_display,
+        attainment: Some(&inputs.attainment),
+    };
     let mut ckey = String::new();
     let mut skey = String::new();
     let mut acc_store: Vec<Accrual<'static>> = Vec::new();
@@ -360,11 +373,8 @@ pub fn process_chunk_into(
         let mut scratch: Scratch<'_> = std::mem::take(&mut scratch_store).recycle();
         let (slot, designations) = inputs.index.customer_slot(&ckey);
         let outcome = crate::accrue::accrue_line_with(
-            &inputs.rules,
-            &inputs.index,
+            &ctx,
             designations,
-            &inputs.designations_display,
-            Some(&inputs.attainment),
             &line,
             &ckey,
             &mut scratch,
