@@ -1,5 +1,5 @@
 //! Command-line flags (clap derive). Raw flags are turned into settings by the
-//! commands in [`crate::app`]; nothing here does work.
+//! commands through [`crate::settings`]; nothing here does work.
 
 use std::path::PathBuf;
 

@@ -15,11 +15,12 @@
 //! [`rust_decimal::Decimal`], rounded only by [`money::round_money`].
 
 pub mod accrue;
-pub mod app;
 pub mod attain;
 pub mod attribute;
 pub mod cli;
+pub mod cmd;
 pub mod config;
+pub mod console;
 pub mod dates;
 pub mod error;
 pub mod explain;
@@ -32,6 +33,7 @@ pub mod quality;
 pub mod render;
 pub mod rules;
 pub mod sample;
+pub mod settings;
 pub mod statements;
 pub mod text;
 pub mod usage_accrue;

@@ -4,8 +4,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use porledger::app::{self, Finish};
 use porledger::cli::{Cli, Command};
+use porledger::cmd::{self, Finish};
 
 /// glibc adapts its mmap threshold upwards as large blocks are freed, after
 /// which freed 8 MiB chunk buffers and fold segments stay resident in its
@@ -38,11 +38,11 @@ fn main() -> ExitCode {
         }
     };
     let result = match &cli.command {
-        Command::Run(a) => app::run(a),
-        Command::Validate(a) => app::validate(a),
-        Command::Explain(a) => app::explain(a),
-        Command::Render(a) => app::render(a),
-        Command::Sample(a) => porledger::sample::command(a).map(|_| Finish::Clean),
+        Command::Run(a) => cmd::run::run(a),
+        Command::Validate(a) => cmd::validate::validate(a),
+        Command::Explain(a) => cmd::explain::explain(a),
+        Command::Render(a) => cmd::render::render(a),
+        Command::Sample(a) => cmd::sample::sample(a),
     };
     match result {
         Ok(Finish::Clean) => ExitCode::SUCCESS,

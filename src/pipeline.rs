@@ -473,6 +473,8 @@ pub fn process_chunk_into(
 /// Progress reporting hooks (the CLI draws a bar; tests pass `()`).
 pub trait Progress: Sync {
     fn advance(&self, _bytes: u64, _rows: u64) {}
+    /// A phase of the stream ended (the console may report memory).
+    fn phase(&self, _name: &str) {}
 }
 impl Progress for () {}
 
@@ -616,7 +618,7 @@ pub fn stream(
                 }
             }
         }
-        phase_memory("stream read");
+        progress.phase("stream read");
         let mut panicked = false;
         for w in workers {
             match w.join() {
@@ -648,27 +650,6 @@ pub fn stream(
     })?;
     streamed.fold.details = details.into_map();
     Ok(streamed)
-}
-
-/// With `PORLEDGER_TIMINGS` set, prints the resident and peak memory at the end
-/// of a phase (Linux; elsewhere nothing).
-pub fn phase_memory(phase: &str) {
-    if std::env::var_os("PORLEDGER_TIMINGS").is_none() {
-        return;
-    }
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.trim().to_string())
-            .unwrap_or_default()
-    };
-    eprintln!(
-        "memory: {phase}: rss {}, peak {}",
-        field("VmRSS:"),
-        field("VmHWM:")
-    );
 }
 
 #[cfg(test)]

@@ -38,7 +38,6 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::cli::SampleArgs;
 use crate::error::Fatal;
 use crate::ingest::billing::INVOICE_RECONCILIATION_COLUMNS;
 
@@ -1546,28 +1545,6 @@ pub fn generate(out: &Path, plan: Plan) -> Result<Written, Fatal> {
         last_month: month_label(LAST_MONTH),
         plan: plan.clone(),
     })
-}
-
-/// `porledger sample`.
-pub fn command(args: &SampleArgs) -> Result<(), Fatal> {
-    let plan = Plan::new(args.rows, args.seed, args.files)?;
-    let w = generate(&args.out, plan)?;
-    let g = crate::app::group;
-    eprintln!(
-        "sample: wrote {} billing file{} with {} rows ({} customers, {} subscription slots, \
-         {} partners, charges {}..{}), {} bytes in all, to {}",
-        w.plan.files,
-        if w.plan.files == 1 { "" } else { "s" },
-        g(w.plan.rows),
-        g(w.plan.customers as u64),
-        g(w.plan.slots as u64),
-        w.plan.partners,
-        w.first_month,
-        w.last_month,
-        g(w.bytes),
-        args.out.display()
-    );
-    Ok(())
 }
 
 #[cfg(test)]

@@ -12,6 +12,8 @@ pub mod csv;
 pub mod parquet;
 pub mod pdf;
 pub mod publish;
+pub mod sink;
+pub mod summary;
 
 use std::borrow::Cow;
 

@@ -1,0 +1,19 @@
+//! `porledger render`: re-renders the PDFs of a finished run.
+
+use crate::cli::RenderArgs;
+use crate::cmd::{pool, renderer, Finish};
+use crate::console;
+use crate::error::Fatal;
+use crate::render::pdf;
+use crate::settings::RenderSettings;
+
+pub fn render(args: &RenderArgs) -> Result<Finish, Fatal> {
+    let s = RenderSettings::new(args)?;
+    let (r, o) = renderer(&s.pdf)?;
+    let pool = pool(s.threads)?;
+    let m = pdf::rerender(&s.out, &r, o, &pool)?;
+    if !s.quiet {
+        console::print_rendered(m.documents, &m.template.locale, &m.template.name, &s.out);
+    }
+    Ok(Finish::Clean)
+}

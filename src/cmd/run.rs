@@ -1,0 +1,303 @@
+//! `porledger run`: load -> stream -> build statements -> render -> publish.
+
+use std::path::Path;
+
+use crate::attain::PartnerUsage;
+use crate::cli::RunArgs;
+use crate::cmd::{load, pool, renderer, Finish};
+use crate::console::{self, Bar, RunSummary, Timings};
+use crate::error::Fatal;
+use crate::ingest::designations::Reject;
+use crate::ingest::fx::FxTable;
+use crate::money::Currency;
+use crate::pipeline::{self, Inputs, Sink, Streamed};
+use crate::render::attainment;
+use crate::render::csv as rcsv;
+use crate::render::pdf;
+use crate::render::publish::{self, FileEntry, Staging};
+use crate::render::sink::FileSink;
+use crate::render::summary::{self, RowAccounting, SummaryJson};
+use crate::settings::RunSettings;
+use crate::statements::{self, StatementSet};
+use crate::usage_accrue::{self, UsageRun};
+
+/// The FX table and the reporting currency, with the table's rejects.
+struct Fx {
+    table: FxTable,
+    currency: Currency,
+    rejects: Vec<Reject>,
+}
+
+/// What the stream and the usage accruals left for the statements.
+struct Rows {
+    streamed: Streamed,
+    usage: UsageRun,
+    /// Rejects before the stream (designations, usage, FX).
+    early_rejects: Vec<Reject>,
+    /// Billing groups before the statements took them (timings).
+    groups: usize,
+    /// The progress bar, finished; its clock times the phases.
+    bar: Bar,
+}
+
+pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
+    let s = RunSettings::new(args)?;
+    let renderer = s.pdf.as_ref().map(renderer).transpose()?;
+    let inputs = load(&s.inputs)?;
+    console::phase_memory("inputs loaded");
+    let pool = pool(s.inputs.threads)?;
+    let fx = load_fx(&s, &inputs)?;
+    let staging = Staging::new(&s.out)?;
+    let mut rows = stream_rows(&s, &inputs, fx.as_ref(), &staging.dir)?;
+    let bar = &rows.bar;
+    let t_stream = bar.elapsed();
+    let (set, partner_usage) = build_statements(&s, &inputs, &mut rows.streamed, fx.as_ref())?;
+    // The statements hold everything the groups said (`build` took the groups);
+    // free the customer names too before the writing starts.
+    let (_, customers) = rows.streamed.fold.release_groups();
+    console::phase_memory("groups released");
+    let acc = summary::accounting(&inputs, &rows.streamed);
+    if !acc.total.balanced || !rows.usage.total.balanced {
+        return Err(Fatal::Input(
+            "internal error: row accounting does not add up; nothing was published".into(),
+        ));
+    }
+    let dir = staging.dir.clone();
+    let written = Written {
+        set: &set,
+        partner_usage: &partner_usage,
+        accounting: &acc,
+    };
+    write_outputs(&s, &inputs, &written, &dir)?;
+    let pdf_manifest = match &renderer {
+        Some((r, o)) => Some(pool.install(|| pdf::render_run(&dir, &set, r, *o))?),
+        None => None,
+    };
+    write_summary_json(&s, &inputs, &rows, &written, &dir)?;
+    let extra = fx_entry(&s)?;
+    let t_statements = bar.elapsed();
+    console::phase_memory("written");
+    let period = s.period;
+    summary::write_manifest(
+        &dir,
+        &inputs,
+        &rows.streamed,
+        &set,
+        period,
+        extra,
+        pdf_manifest,
+    )?;
+    let t_manifest = bar.elapsed();
+    staging.commit()?;
+    console::timings(&Timings {
+        stream: t_stream,
+        statements: t_statements,
+        manifest: t_manifest,
+        total: bar.elapsed(),
+        groups: rows.groups,
+        customers,
+    });
+    let rejected = rows.early_rejects.len() as u64 + rows.streamed.rejects;
+    if !s.quiet {
+        print_summary(&s, &inputs, &rows, &written, rejected);
+    }
+    Ok(if rejected > 0 {
+        Finish::WithRejects
+    } else {
+        Finish::Clean
+    })
+}
+
+/// `--fx`: reads the FX table and settles the reporting currency.
+fn load_fx(s: &RunSettings, inputs: &Inputs) -> Result<Option<Fx>, Fatal> {
+    let Some(fx) = &s.fx else {
+        return Ok(None);
+    };
+    let currency = match fx.currency {
+        Some(c) => c,
+        None => inputs.rules.reporting_currency.ok_or_else(|| {
+            Fatal::Input("--fx needs a reporting currency: --reporting-currency EUR or reporting_currency in the rules".into())
+        })?,
+    };
+    let bytes = std::fs::read(&fx.path).map_err(|e| Fatal::io(&fx.path, e))?;
+    let (table, rejects, _rows) = crate::ingest::fx::parse_fx(&fx.path.to_string_lossy(), &bytes)?;
+    Ok(Some(Fx {
+        table,
+        currency,
+        rejects,
+    }))
+}
+
+/// Streams the billing rows and the usage accruals into the row files of the
+/// staging directory; usage accruals join the billing fold.
+fn stream_rows(
+    s: &RunSettings,
+    inputs: &Inputs,
+    fx: Option<&Fx>,
+    dir: &Path,
+) -> Result<Rows, Fatal> {
+    let mut sink = FileSink::new(dir)?;
+    let mut early_rejects = inputs.designations.rejects.clone();
+    early_rejects.extend(inputs.usage.rejects.iter().cloned());
+    if let Some(fx) = fx {
+        early_rejects.extend(fx.rejects.iter().cloned());
+    }
+    sink.rejects(&early_rejects)?;
+    let prior = early_rejects.len() as u64;
+    if prior > s.max_rejects {
+        if !s.quiet {
+            console::print_rejects(&early_rejects[..early_rejects.len().min(20)], prior);
+        }
+        return Err(Fatal::TooManyRejects {
+            count: prior,
+            max: s.max_rejects,
+        });
+    }
+    let bar = Bar::new(inputs.files.iter().map(|f| f.size).sum(), !s.quiet);
+    let settings = s.inputs.stream(Some(s.period), Some(s.max_rejects));
+    let streamed = pipeline::stream(inputs, &settings, &mut sink, &bar, prior);
+    bar.finish();
+    let mut streamed = streamed?;
+    console::phase_memory("streamed");
+    let mut usage = usage_accrue::accrue_usage(inputs, s.period);
+    sink.chunk(&usage.output)?;
+    sink.finish()?;
+    if s.parquet_ledger {
+        crate::render::parquet::convert_ledger(dir)?;
+    }
+    // Usage accruals join the billing fold (their file counts are kept apart).
+    streamed.fold.merge(std::mem::take(&mut usage.output.fold));
+    let groups = streamed.fold.details.len();
+    Ok(Rows {
+        streamed,
+        usage,
+        early_rejects,
+        groups,
+        bar,
+    })
+}
+
+/// Builds the statements from the fold (converted with `--fx`) and attaches
+/// the partners' usage attainment.
+fn build_statements(
+    s: &RunSettings,
+    inputs: &Inputs,
+    streamed: &mut Streamed,
+    fx: Option<&Fx>,
+) -> Result<(StatementSet, Vec<PartnerUsage>), Fatal> {
+    let reporting = fx.map(|f| statements::Reporting {
+        fx: &f.table,
+        currency: f.currency,
+    });
+    let mut set = statements::build(
+        &mut streamed.fold,
+        &inputs.rules,
+        &inputs.index,
+        s.period,
+        reporting.as_ref(),
+    )
+    .map_err(|m| Fatal::Config {
+        file: s
+            .fx
+            .as_ref()
+            .map(|f| f.path.display().to_string())
+            .unwrap_or_default(),
+        message: format!(
+            "no {}->{} rate on or before {} (the statement date): add one to convert the {} totals",
+            m.from, m.to, m.on, m.from
+        ),
+    })?;
+    console::phase_memory("statements built");
+    let partner_usage = if inputs.usage.files.is_empty() {
+        Vec::new()
+    } else {
+        crate::attain::partner_usage(&inputs.usage_view(), s.period)
+    };
+    usage_accrue::attach(&mut set, &partner_usage, &streamed.fold.tier_notes.to_vec());
+    Ok((set, partner_usage))
+}
+
+/// The statements and what was counted, ready to be written.
+struct Written<'a> {
+    set: &'a StatementSet,
+    partner_usage: &'a [PartnerUsage],
+    accounting: &'a RowAccounting,
+}
+
+/// Writes the statement CSVs, summary.csv, the attainment files (with
+/// `--usage`) and statements.json (the PDFs come after, on the worker pool).
+fn write_outputs(s: &RunSettings, inputs: &Inputs, w: &Written, dir: &Path) -> Result<(), Fatal> {
+    // Writing thousands of small files waits on the disk, not the CPU.
+    let io_pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(publish::IO_THREADS)
+        .build()
+        .map_err(|e| Fatal::Input(format!("cannot start I/O threads: {e}")))?;
+    io_pool.install(|| rcsv::write_statements(dir, w.set))?;
+    rcsv::write_summary(&dir.join("summary.csv"), w.set)?;
+    if !inputs.usage.files.is_empty() {
+        attainment::write_attainment(
+            dir,
+            &inputs.attainment,
+            &inputs.usage.customer_names,
+            s.period,
+        )?;
+        attainment::write_partner_attainment(dir, w.partner_usage, s.period)?;
+    }
+    publish::write_json_compact(&dir.join("statements.json"), w.set)
+}
+
+/// summary.json.
+fn write_summary_json(
+    s: &RunSettings,
+    inputs: &Inputs,
+    rows: &Rows,
+    w: &Written,
+    dir: &Path,
+) -> Result<(), Fatal> {
+    let usage = (!inputs.usage.files.is_empty())
+        .then(|| usage_accrue::usage_json(&rows.usage, w.partner_usage, inputs, s.period));
+    publish::write_json(
+        &dir.join("summary.json"),
+        &SummaryJson {
+            period: s.period.label(),
+            statement_date: s.period.last_day().to_string(),
+            rounding: w.set.rounding.as_str(),
+            summary: &w.set.summary,
+            totals: summary::totals_by_currency(w.set),
+            rows: w.accounting,
+            usage,
+        },
+    )
+}
+
+/// The manifest entry of the `--fx` table.
+fn fx_entry(s: &RunSettings) -> Result<Vec<FileEntry>, Fatal> {
+    let Some(fx) = &s.fx else {
+        return Ok(Vec::new());
+    };
+    let d = crate::ingest::sha256_file(&fx.path)?;
+    Ok(vec![FileEntry {
+        path: fx.path.to_string_lossy().into_owned(),
+        sha256: d.sha256,
+        bytes: d.bytes,
+        role: Some("fx".into()),
+        format: None,
+    }])
+}
+
+/// The run summary on stderr.
+fn print_summary(s: &RunSettings, inputs: &Inputs, rows: &Rows, w: &Written, rejected: u64) {
+    let mut samples: Vec<Reject> = rows.early_rejects.iter().take(20).cloned().collect();
+    let room = 20 - samples.len();
+    samples.extend(rows.streamed.reject_samples.iter().take(room).cloned());
+    let totals = summary::totals_by_currency(w.set);
+    console::print_run_summary(&RunSummary {
+        accounting: w.accounting,
+        usage: (!inputs.usage.files.is_empty()).then_some(&rows.usage.total),
+        reject_samples: &samples,
+        rejected,
+        totals: &totals,
+        partners: w.set.partners.len(),
+        out: &s.out,
+    });
+}

@@ -1,0 +1,90 @@
+//! `porledger validate`: streams the inputs without writing anything and
+//! prints a data-quality report to stdout.
+
+use crate::cli::ValidateArgs;
+use crate::cmd::{load, stdout_result, Finish};
+use crate::console::{self, Layout, Report};
+use crate::error::Fatal;
+use crate::fold::CountsReport;
+use crate::pipeline::{self, Inputs, Streamed};
+use crate::quality;
+use crate::render::sink::NullSink;
+use crate::render::summary::accounting;
+use crate::settings::ValidateSettings;
+use crate::usage_accrue;
+
+pub fn validate(args: &ValidateArgs) -> Result<Finish, Fatal> {
+    let s = ValidateSettings::new(args)?;
+    let inputs = load(&s.inputs)?;
+    let stream = s.inputs.stream(s.period, None);
+    let streamed = pipeline::stream(&inputs, &stream, &mut NullSink, &console::NoBar, 0)?;
+    let acc = accounting(&inputs, &streamed);
+    let (problems, n_problems) = problems(&inputs, &streamed);
+    let report = Report {
+        accounting: &acc,
+        layouts: layouts(&inputs),
+        usage: usage_counts(&inputs, &s),
+        with_period: s.period.is_some(),
+        problems,
+        n_problems,
+        show: s.show,
+    };
+    stdout_result(console::write_report(
+        &mut std::io::stdout().lock(),
+        &report,
+    ))?;
+    Ok(if n_problems == 0 {
+        Finish::Clean
+    } else {
+        Finish::WithRejects
+    })
+}
+
+/// How each billing file is laid out.
+fn layouts(inputs: &Inputs) -> Vec<Layout> {
+    inputs
+        .opened
+        .iter()
+        .zip(&inputs.files)
+        .map(|(op, input)| Layout {
+            kind: match op.layout.delimiter {
+                _ if crate::ingest::parquet::is_parquet(&input.path) => "Parquet",
+                b';' => "semicolon-separated",
+                b'\t' => "tab-separated",
+                _ => "comma-separated",
+            },
+            decimal_comma: op.layout.decimal_comma,
+        })
+        .collect()
+}
+
+/// The usage files' counts (what would accrue, with a period), with `--usage`.
+fn usage_counts(inputs: &Inputs, s: &ValidateSettings) -> Option<Vec<CountsReport>> {
+    if inputs.usage.files.is_empty() {
+        return None;
+    }
+    Some(match s.period {
+        Some(p) => usage_accrue::accrue_usage(inputs, p).files,
+        None => usage_accrue::read_counts(inputs),
+    })
+}
+
+/// The problems to list (rejects, then designation issues) and how many
+/// there are in all.
+fn problems(inputs: &Inputs, streamed: &Streamed) -> (Vec<String>, u64) {
+    let issues = quality::check_designations(inputs.index.rows(), &inputs.designations_display);
+    let mut problems: Vec<String> = inputs
+        .designations
+        .rejects
+        .iter()
+        .chain(&inputs.usage.rejects)
+        .chain(&streamed.reject_samples)
+        .map(console::reject_line)
+        .collect();
+    problems.extend(issues.iter().map(|i| i.to_string()));
+    let n = inputs.designations.rejects.len() as u64
+        + inputs.usage.rejects.len() as u64
+        + streamed.rejects
+        + issues.len() as u64;
+    (problems, n)
+}

@@ -1,0 +1,560 @@
+//! Everything the commands print for a person: the progress bar, the run
+//! summary on stderr, reject samples, the `validate` report, and the
+//! `PORLEDGER_TIMINGS` lines. Fatal errors are printed by `main` alone.
+
+use std::io::{self, IsTerminal, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::fold::CountsReport;
+use crate::ingest::designations::Reject;
+use crate::pipeline::Progress;
+use crate::render::summary::{CurrencyAmount, RowAccounting};
+
+/// `1234567` -> `1,234,567`.
+pub fn group(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Whether `PORLEDGER_TIMINGS` asks for timing and memory lines.
+fn timings_wanted() -> bool {
+    std::env::var_os("PORLEDGER_TIMINGS").is_some()
+}
+
+/// With `PORLEDGER_TIMINGS` set, prints the resident and peak memory at the end
+/// of a phase (Linux; elsewhere nothing).
+pub fn phase_memory(phase: &str) {
+    if !timings_wanted() {
+        return;
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    eprintln!("{}", memory_line(phase, &status));
+}
+
+/// The `memory:` line of a phase from the text of /proc/self/status.
+fn memory_line(phase: &str, status: &str) -> String {
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    format!(
+        "memory: {phase}: rss {}, peak {}",
+        field("VmRSS:"),
+        field("VmHWM:")
+    )
+}
+
+/// Where the time of a run went (`PORLEDGER_TIMINGS`).
+pub struct Timings {
+    pub stream: Duration,
+    pub statements: Duration,
+    pub manifest: Duration,
+    pub total: Duration,
+    pub groups: usize,
+    pub customers: usize,
+}
+
+/// With `PORLEDGER_TIMINGS` set, prints the run's `timings:` line.
+pub fn timings(t: &Timings) {
+    if timings_wanted() {
+        eprintln!(
+            "timings: stream {:?}, statements {:?}, manifest {:?}, total {:?}, groups {}, customers {}",
+            t.stream, t.statements, t.manifest, t.total, t.groups, t.customers
+        );
+    }
+}
+
+/// A progress hook that draws nothing but still reports phase memory
+/// (`validate`).
+pub struct NoBar;
+
+impl Progress for NoBar {
+    fn phase(&self, name: &str) {
+        phase_memory(name);
+    }
+}
+
+/// The progress bar on stderr: drawn only when stderr is a terminal and the
+/// command is not `--quiet`.
+pub struct Bar {
+    bar: indicatif::ProgressBar,
+    rows: AtomicU64,
+    start: Instant,
+}
+
+impl Bar {
+    pub fn new(total_bytes: u64, visible: bool) -> Bar {
+        let target = if visible && io::stderr().is_terminal() {
+            indicatif::ProgressDrawTarget::stderr()
+        } else {
+            indicatif::ProgressDrawTarget::hidden()
+        };
+        let bar = indicatif::ProgressBar::with_draw_target(Some(total_bytes), target);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {msg} eta {eta}",
+        ) {
+            bar.set_style(style);
+        }
+        Bar {
+            bar,
+            rows: AtomicU64::new(0),
+            start: Instant::now(),
+        }
+    }
+
+    /// Removes the bar from the terminal.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+
+    /// Time since the bar was created (the start of the stream).
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+}
+
+impl Progress for Bar {
+    fn advance(&self, bytes: u64, rows: u64) {
+        let total = self.rows.fetch_add(rows, Ordering::Relaxed) + rows;
+        let secs = self.start.elapsed().as_secs_f64().max(1e-3);
+        self.bar.inc(bytes);
+        self.bar.set_message(format!(
+            "{} rows ({:.0} rows/s)",
+            group(total),
+            total as f64 / secs
+        ));
+    }
+
+    fn phase(&self, name: &str) {
+        phase_memory(name);
+    }
+}
+
+/// `file:line column 'c' value 'v': reason`.
+pub fn reject_line(r: &Reject) -> String {
+    format!(
+        "{}:{} column '{}' value '{}': {}",
+        r.file, r.line, r.column, r.value, r.reason
+    )
+}
+
+/// The first rejects, and how many there are in all.
+pub fn print_rejects(samples: &[Reject], total: u64) {
+    if samples.is_empty() {
+        return;
+    }
+    eprintln!("first rejects ({} in all):", group(total));
+    for r in samples {
+        eprintln!("  {}", reject_line(r));
+    }
+}
+
+/// `a 1, b 2` for the non-zero counts of a reason map.
+fn reasons<'a>(by_reason: impl IntoIterator<Item = (&'a &'static str, &'a u64)>) -> Vec<String> {
+    by_reason
+        .into_iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(r, n)| format!("{r} {}", group(*n)))
+        .collect()
+}
+
+/// The row accounting lines of a run.
+pub fn accounting_lines(acc: &RowAccounting) -> Vec<String> {
+    let t = &acc.total;
+    let mut lines = vec![format!(
+        "rows: {} read = {} accrued + {} not eligible + {} rejected{}",
+        group(t.rows),
+        group(t.accrued),
+        group(t.not_eligible),
+        group(t.rejected),
+        if t.balanced {
+            ""
+        } else {
+            "  (DOES NOT ADD UP: please report)"
+        }
+    )];
+    let r = reasons(&t.not_eligible_by_reason);
+    if !r.is_empty() {
+        lines.push(format!("not eligible: {}", r.join(", ")));
+    }
+    if t.dated_after_period > 0 {
+        lines.push(format!(
+            "warning: {} charges are dated after the end of the period",
+            group(t.dated_after_period)
+        ));
+    }
+    let d = &acc.designations;
+    lines.push(format!(
+        "designations: {} rows = {} accepted + {} rejected",
+        group(d.rows),
+        group(d.accepted),
+        group(d.rejected)
+    ));
+    lines
+}
+
+/// What `run` tells a person at the end (unless `--quiet`).
+pub struct RunSummary<'a> {
+    pub accounting: &'a RowAccounting,
+    /// The usage rows, with `--usage`.
+    pub usage: Option<&'a CountsReport>,
+    pub reject_samples: &'a [Reject],
+    pub rejected: u64,
+    pub totals: &'a [CurrencyAmount],
+    pub partners: usize,
+    pub out: &'a Path,
+}
+
+/// The lines of the run summary.
+pub fn run_summary_lines(s: &RunSummary) -> Vec<String> {
+    let mut lines = accounting_lines(s.accounting);
+    if let Some(t) = s.usage {
+        lines.push(format!(
+            "usage rows: {} read = {} accrued + {} not eligible + {} rejected",
+            group(t.rows),
+            group(t.accrued),
+            group(t.not_eligible),
+            group(t.rejected)
+        ));
+    }
+    if !s.reject_samples.is_empty() {
+        lines.push(format!("first rejects ({} in all):", group(s.rejected)));
+        lines.extend(
+            s.reject_samples
+                .iter()
+                .map(|r| format!("  {}", reject_line(r))),
+        );
+    }
+    for t in s.totals {
+        lines.push(format!("accrued: {} {}", t.currency, t.accrual_amount));
+    }
+    lines.push(format!(
+        "published {} partner statements to {}",
+        s.partners,
+        s.out.display()
+    ));
+    lines
+}
+
+/// Prints the run summary on stderr.
+pub fn print_run_summary(s: &RunSummary) {
+    for l in run_summary_lines(s) {
+        eprintln!("{l}");
+    }
+}
+
+/// `porledger render`'s line.
+pub fn print_rendered(documents: usize, locale: &str, template: &str, out: &Path) {
+    eprintln!(
+        "rendered {documents} PDF statements ({locale}, template {template}) to {}",
+        out.display()
+    );
+}
+
+/// `porledger sample`'s line.
+pub fn print_sample(w: &crate::sample::Written, out: &Path) {
+    let g = group;
+    eprintln!(
+        "sample: wrote {} billing file{} with {} rows ({} customers, {} subscription slots, \
+         {} partners, charges {}..{}), {} bytes in all, to {}",
+        w.plan.files,
+        if w.plan.files == 1 { "" } else { "s" },
+        g(w.plan.rows),
+        g(w.plan.customers as u64),
+        g(w.plan.slots as u64),
+        w.plan.partners,
+        w.first_month,
+        w.last_month,
+        g(w.bytes),
+        out.display()
+    );
+}
+
+/// How one billing file is laid out, for the `validate` report.
+pub struct Layout {
+    /// `comma-separated`, `semicolon-separated`, `tab-separated` or `Parquet`.
+    pub kind: &'static str,
+    pub decimal_comma: bool,
+}
+
+/// The `validate` report, computed; [`write_report`] prints it.
+pub struct Report<'a> {
+    pub accounting: &'a RowAccounting,
+    /// One per billing file, in the order of `accounting.billing`.
+    pub layouts: Vec<Layout>,
+    /// The usage files' counts, with `--usage`.
+    pub usage: Option<Vec<CountsReport>>,
+    /// Whether a period was given (usage counts then say what would accrue).
+    pub with_period: bool,
+    /// The problems to list (at least the first `show` of them).
+    pub problems: Vec<String>,
+    /// How many problems there are in all.
+    pub n_problems: u64,
+    /// `--show`.
+    pub show: usize,
+}
+
+/// The billing section of the report.
+fn billing_lines(r: &Report, lines: &mut Vec<String>) {
+    lines.push("billing files:".into());
+    for (f, l) in r.accounting.billing.iter().zip(&r.layouts) {
+        lines.push(format!(
+            "  {}: {} ({}{}), {} rows: {} would accrue, {} not eligible, {} rejected",
+            f.file,
+            f.format,
+            l.kind,
+            if l.decimal_comma {
+                ", decimal commas"
+            } else {
+                ""
+            },
+            group(f.rows),
+            group(f.accrued),
+            group(f.not_eligible),
+            group(f.rejected)
+        ));
+    }
+    let t = &r.accounting.total;
+    let reasons = reasons(&t.not_eligible_by_reason);
+    if !reasons.is_empty() {
+        lines.push(format!("  not eligible by reason: {}", reasons.join(", ")));
+    }
+    if t.dated_after_period > 0 {
+        lines.push(format!(
+            "  warning: {} charges dated after the end of the period",
+            group(t.dated_after_period)
+        ));
+    }
+}
+
+/// One usage file's line of the report.
+fn usage_line(c: &CountsReport, with_period: bool) -> String {
+    let mut line = format!(
+        "  {}: {}, {} rows, {} rejected",
+        c.file,
+        c.format,
+        group(c.rows),
+        group(c.rejected)
+    );
+    if with_period {
+        let reasons = reasons(&c.not_eligible_by_reason);
+        line.push_str(&format!(
+            ", {} would accrue, {} not eligible{}",
+            group(c.accrued),
+            group(c.not_eligible),
+            if reasons.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", reasons.join(", "))
+            }
+        ));
+    }
+    line
+}
+
+/// The problems section of the report.
+fn problem_lines(r: &Report, lines: &mut Vec<String>) {
+    lines.push(String::new());
+    if r.n_problems == 0 {
+        lines.push("no problems found".into());
+        return;
+    }
+    lines.push(format!("{} problems:", group(r.n_problems)));
+    for p in r.problems.iter().take(r.show) {
+        lines.push(format!("  {p}"));
+    }
+    if (r.show as u64) < r.n_problems {
+        lines.push(format!(
+            "  ... {} more (raise --show to list them)",
+            group(r.n_problems - r.show.min(r.problems.len()) as u64)
+        ));
+    }
+}
+
+/// The lines of the `validate` report.
+pub fn report_lines(r: &Report) -> Vec<String> {
+    let mut lines = vec!["porledger data-quality report".into(), String::new()];
+    billing_lines(r, &mut lines);
+    let d = &r.accounting.designations;
+    lines.push(String::new());
+    lines.push(format!(
+        "designations: {}: {} rows, {} usable, {} rejected",
+        d.file,
+        group(d.rows),
+        group(d.accepted),
+        group(d.rejected)
+    ));
+    if let Some(usage) = &r.usage {
+        lines.push(String::new());
+        lines.push("usage files:".into());
+        lines.extend(usage.iter().map(|c| usage_line(c, r.with_period)));
+    }
+    problem_lines(r, &mut lines);
+    lines
+}
+
+/// Writes the `validate` report.
+pub fn write_report(o: &mut impl Write, r: &Report) -> io::Result<()> {
+    for l in report_lines(r) {
+        writeln!(o, "{l}")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::summary::{DesignationRows, FileRows};
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn group_inserts_thousands_separators() {
+        assert_eq!(group(0), "0");
+        assert_eq!(group(7), "7");
+        assert_eq!(group(999), "999");
+        assert_eq!(group(1000), "1,000");
+        assert_eq!(group(123_456), "123,456");
+        assert_eq!(group(1_234_567), "1,234,567");
+        assert_eq!(group(u64::MAX), "18,446,744,073,709,551,615");
+    }
+
+    #[test]
+    fn memory_line_reads_rss_and_peak() {
+        let status = "Name:\tporledger\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\n";
+        assert_eq!(
+            memory_line("streamed", status),
+            "memory: streamed: rss 1024 kB, peak 2048 kB"
+        );
+        assert_eq!(memory_line("x", ""), "memory: x: rss , peak ");
+    }
+
+    fn rows(file: &str, n: u64, rejected: u64) -> FileRows {
+        let mut by_reason = BTreeMap::new();
+        by_reason.insert("expired", 1);
+        by_reason.insert("zero", 0);
+        FileRows {
+            file: file.into(),
+            format: "new-commerce".into(),
+            rows: n,
+            accrued: n - 1 - rejected,
+            not_eligible: 1,
+            not_eligible_by_reason: by_reason,
+            rejected,
+            dated_after_period: 0,
+            balanced: true,
+        }
+    }
+
+    fn accounting() -> RowAccounting {
+        RowAccounting {
+            billing: vec![rows("a.csv", 1500, 2)],
+            total: rows("(all billing files)", 1500, 2),
+            designations: DesignationRows {
+                file: "d.csv".into(),
+                rows: 10,
+                accepted: 9,
+                rejected: 1,
+            },
+        }
+    }
+
+    fn reject() -> Reject {
+        Reject {
+            file: "a.csv".into(),
+            line: 7,
+            column: "Quantity".into(),
+            value: "x".into(),
+            reason: "not a number".into(),
+        }
+    }
+
+    #[test]
+    fn run_summary_reads_like_before() {
+        let acc = accounting();
+        let samples = [reject()];
+        let totals = [CurrencyAmount {
+            currency: "EUR".into(),
+            accrual_amount: "12.50".into(),
+        }];
+        let s = RunSummary {
+            accounting: &acc,
+            usage: None,
+            reject_samples: &samples,
+            rejected: 3,
+            totals: &totals,
+            partners: 4,
+            out: Path::new("out"),
+        };
+        assert_eq!(
+            run_summary_lines(&s),
+            [
+                "rows: 1,500 read = 1,497 accrued + 1 not eligible + 2 rejected",
+                "not eligible: expired 1",
+                "designations: 10 rows = 9 accepted + 1 rejected",
+                "first rejects (3 in all):",
+                "  a.csv:7 column 'Quantity' value 'x': not a number",
+                "accrued: EUR 12.50",
+                "published 4 partner statements to out",
+            ]
+        );
+    }
+
+    #[test]
+    fn report_lists_problems_up_to_show() {
+        let acc = accounting();
+        let r = Report {
+            accounting: &acc,
+            layouts: vec![Layout {
+                kind: "semicolon-separated",
+                decimal_comma: true,
+            }],
+            usage: None,
+            with_period: false,
+            problems: vec!["p1".into(), "p2".into(), "p3".into()],
+            n_problems: 3,
+            show: 2,
+        };
+        let mut out = Vec::new();
+        write_report(&mut out, &r).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "porledger data-quality report\n\nbilling files:\n  \
+             a.csv: new-commerce (semicolon-separated, decimal commas), 1,500 rows: \
+             1,497 would accrue, 1 not eligible, 2 rejected\n  \
+             not eligible by reason: expired 1\n\n\
+             designations: d.csv: 10 rows, 9 usable, 1 rejected\n\n\
+             3 problems:\n  p1\n  p2\n  ... 1 more (raise --show to list them)\n"
+        );
+    }
+
+    #[test]
+    fn report_without_problems_says_so() {
+        let acc = accounting();
+        let r = Report {
+            accounting: &acc,
+            layouts: vec![Layout {
+                kind: "comma-separated",
+                decimal_comma: false,
+            }],
+            usage: None,
+            with_period: false,
+            problems: Vec::new(),
+            n_problems: 0,
+            show: 50,
+        };
+        let lines = report_lines(&r);
+        assert_eq!(lines.last().map(String::as_str), Some("no problems found"));
+    }
+}

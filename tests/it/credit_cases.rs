@@ -1,0 +1,236 @@
+//! The hard cases of credit, end to end, with hand-computed results:
+//! day proration, conflicting designations under each policy, credits after a
+//! designation moved, priority de-duplication, several currencies and FX.
+
+use std::process::Output;
+
+use crate::common::{porledger_in, read};
+
+const HEADER: &str = "CustomerId,CustomerName,SubscriptionId,ChargeStartDate,ChargeEndDate,Subtotal,Currency,PublisherName,ProductQualifiers\n";
+const DHEADER: &str = "customer_id,partner_id,partner_name,association,workload,subscription_id,share,valid_from,valid_to\n";
+
+fn rules(extra_top: &str, extra_program: &str) -> String {
+    format!(
+        "{extra_top}\n[[program]]\nid = \"por-core\"\nassociations = [\"POR\", \"DPOR\"]\nrate = \"0.04\"\nwindow_months = 36\n{extra_program}\n"
+    )
+}
+
+struct Case {
+    dir: tempfile::TempDir,
+}
+
+impl Case {
+    fn new(billing: &str, designations: &str, rules: &str) -> Case {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.csv"), format!("{HEADER}{billing}")).unwrap();
+        std::fs::write(dir.path().join("d.csv"), format!("{DHEADER}{designations}")).unwrap();
+        std::fs::write(dir.path().join("r.toml"), rules).unwrap();
+        Case { dir }
+    }
+
+    fn run(&self, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "run",
+            "--period",
+            "2026-10",
+            "--billing",
+            "b.csv",
+            "--designations",
+            "d.csv",
+            "--rules",
+            "r.toml",
+            "--out",
+            "out",
+            "-q",
+        ];
+        args.extend_from_slice(extra);
+        porledger_in(self.dir.path(), args)
+    }
+
+    fn read(&self, rel: &str) -> String {
+        read(self.dir.path().join(rel))
+    }
+
+    /// `partner:amount` for every summary row.
+    fn amounts(&self) -> Vec<String> {
+        self.read("out/summary.csv")
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                format!("{}:{}:{}", f[0], f[2], f[6])
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn day_proration_on_first_last_and_inner_days() {
+    // Each line: October, 31 days. 3100.00 EUR = 100.00 a day; 4% = 4.00 a day.
+    let billing = "\
+c1,C1,s1,10/1/2026,10/31/2026,3100.00,EUR,Microsoft Corporation,[]
+c2,C2,s2,10/1/2026,10/31/2026,3100.00,EUR,Microsoft Corporation,[]
+c3,C3,s3,10/1/2026,10/31/2026,3100.00,EUR,Microsoft Corporation,[]
+c4,C4,s4,10/1/2026,10/31/2026,3100.00,EUR,Microsoft Corporation,[]
+c5,C5,s5,10/1/2026,10/31/2026,1000.00,EUR,Microsoft Corporation,[]
+";
+    let designations = "\
+c1,P-A,A,DPOR,,,,2024-01-01,2026-10-11
+c1,P-B,B,DPOR,,,,2026-10-11,
+c2,P-C,C,DPOR,,,,2026-10-01,
+c3,P-D,D,DPOR,,,,2026-10-31,
+c4,P-E,E,DPOR,,,,2024-01-01,2026-10-31
+c5,P-F,F,DPOR,,,,2024-01-01,2026-10-11
+c5,P-G,G,DPOR,,,,2026-10-11,
+";
+    let c = Case::new(billing, designations, &rules("", ""));
+    let o = c.run(&[]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // A: Oct 1-10 (10 days) 40.00; B: Oct 11-31 (21 days) 84.00; C from the first
+    // day: all 31 days 124.00; D only the last day 4.00; E ends (exclusive) on the
+    // last day: 30 days 120.00; F/G: 1000.00 x 10/31 = 322.580645 (6 dp) -> 12.90,
+    // the rest 677.419355 -> 27.10; together exactly 40.00.
+    assert_eq!(
+        c.amounts(),
+        [
+            "P-A:por-core:40.00",
+            "P-B:por-core:84.00",
+            "P-C:por-core:124.00",
+            "P-D:por-core:4.00",
+            "P-E:por-core:120.00",
+            "P-F:por-core:12.90",
+            "P-G:por-core:27.10"
+        ]
+    );
+    let ledger = c.read("out/ledger.csv");
+    assert!(ledger.contains("P-F,c5,por-core,DPOR,s5,2026-10-01,b.csv,6,322.580645,0.04,1.0,12.9032258,EUR,7,10,31\r\n"), "{ledger}");
+    assert!(ledger.contains("P-G,c5,por-core,DPOR,s5,2026-10-01,b.csv,6,677.419355,0.04,1.0,27.0967742,EUR,8,21,31\r\n"), "{ledger}");
+    assert!(
+        ledger.contains(
+            "P-D,c3,por-core,DPOR,s3,2026-10-01,b.csv,4,100.00,0.04,1.0,4.00,EUR,5,1,31\r\n"
+        ),
+        "{ledger}"
+    );
+    assert!(
+        ledger.contains(
+            "P-C,c2,por-core,DPOR,s2,2026-10-01,b.csv,3,3100.00,0.04,1.0,124.00,EUR,4,31,31\r\n"
+        ),
+        "{ledger}"
+    );
+}
+
+#[test]
+fn conflicting_dpor_under_each_policy() {
+    let billing = "c6,C6,s6,10/1/2026,10/1/2026,1000.00,EUR,Microsoft Corporation,[]\n";
+    let designations = "c6,P-H,H,DPOR,,,,2024-01-01,\nc6,P-I,I,DPOR,,,,2025-01-01,\n";
+    let c = Case::new(billing, designations, &rules("conflicts = \"split\"", ""));
+    assert_eq!(c.run(&[]).status.code(), Some(0));
+    assert_eq!(c.amounts(), ["P-H:por-core:20.00", "P-I:por-core:20.00"]);
+    let c = Case::new(
+        billing,
+        designations,
+        &rules("conflicts = \"latest-wins\"", ""),
+    );
+    assert_eq!(c.run(&[]).status.code(), Some(0));
+    assert_eq!(c.amounts(), ["P-I:por-core:40.00"]);
+    let c = Case::new(billing, designations, &rules("conflicts = \"reject\"", ""));
+    assert_eq!(c.run(&[]).status.code(), Some(1));
+    assert!(c.amounts().is_empty());
+    let rejects = c.read("out/rejects.csv");
+    assert!(rejects.contains("b.csv,2,association,DPOR,\"partners P-H, P-I all hold DPOR for this subscription on the charge date (d.csv lines 2, 3)"), "{rejects}");
+    // validate names both rows.
+    let o = porledger_in(
+        c.dir.path(),
+        [
+            "validate",
+            "--billing",
+            "b.csv",
+            "--designations",
+            "d.csv",
+            "--rules",
+            "r.toml",
+        ],
+    );
+    let report = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        report.contains("d.csv lines 2 and 3: two DPOR partners (P-H and P-I)"),
+        "{report}"
+    );
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn a_credit_follows_the_designation_in_force_at_the_date_it_refers_to() {
+    // The designation moved from J to K on 2026-09-01. October's invoice holds
+    // October's charge (K earns) and a credit for August (J carries the reversal).
+    let billing = "\
+c7,C7,s7,10/1/2026,10/31/2026,1000.00,EUR,Microsoft Corporation,[]
+c7,C7,s7,8/1/2026,8/31/2026,-500.00,EUR,Microsoft Corporation,[]
+";
+    let designations = "c7,P-J,J,DPOR,,,,2024-01-01,2026-09-01\nc7,P-K,K,DPOR,,,,2026-09-01,\n";
+    let c = Case::new(billing, designations, &rules("", ""));
+    assert_eq!(c.run(&[]).status.code(), Some(0));
+    assert_eq!(c.amounts(), ["P-J:por-core:-20.00", "P-K:por-core:40.00"]);
+}
+
+#[test]
+fn priority_deduplication_pays_a_partner_once() {
+    let billing = "c8,C8,s8,10/1/2026,10/1/2026,1000.00,EUR,Microsoft Corporation,[]\n";
+    let designations = "c8,P-L,L,PAL,,,,2024-01-01,\nc8,P-L,L,DPOR,,,,2024-01-01,\n";
+    let program =
+        "[[program]]\nid = \"combo\"\nassociations = [\"PAL\", \"DPOR\"]\nrate = \"0.01\"\n";
+    let c = Case::new(
+        billing,
+        designations,
+        &format!("{program}dedupe = \"priority\"\n"),
+    );
+    assert_eq!(c.run(&[]).status.code(), Some(0));
+    assert_eq!(c.amounts(), ["P-L:combo:10.00"]);
+    assert!(c.read("out/ledger.csv").contains("P-L,c8,combo,PAL,"));
+    let c = Case::new(billing, designations, program);
+    assert_eq!(c.run(&[]).status.code(), Some(0));
+    assert_eq!(c.amounts(), ["P-L:combo:20.00"]);
+}
+
+#[test]
+fn currencies_are_never_added_and_fx_converts_totals() {
+    let billing = "\
+c9,C9,s9,10/1/2026,10/1/2026,1000.00,USD,Microsoft Corporation,[]
+c10,C10,s10,10/1/2026,10/1/2026,500.00,EUR,Microsoft Corporation,[]
+";
+    let designations = "c9,P-M,M,DPOR,,,,2024-01-01,\nc10,P-M,M,DPOR,,,,2024-01-01,\n";
+    let c = Case::new(
+        billing,
+        designations,
+        &rules("reporting_currency = \"EUR\"", ""),
+    );
+    std::fs::write(
+        c.dir.path().join("fx.csv"),
+        "date,from,to,rate\n2026-10-15,USD,EUR,0.9\n2026-11-01,USD,EUR,0.92\n",
+    )
+    .unwrap();
+    let o = c.run(&["--fx", "fx.csv"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(c.amounts(), ["P-M:por-core:20.00", "P-M:por-core:40.00"]);
+    let st = c.read("out/partners/P-M/statement.csv");
+    assert!(st.contains("total,EUR,500.00,20.00,EUR,1.0,,20.00\r\ntotal,USD,1000.00,40.00,EUR,0.9,2026-10-15,36.00\r\ntotal_converted,EUR,,56.00\r\n"), "{st}");
+    // Without a rate on or before the statement date: exit 2, nothing published.
+    std::fs::write(
+        c.dir.path().join("fx.csv"),
+        "date,from,to,rate\n2026-11-01,USD,EUR,0.92\n",
+    )
+    .unwrap();
+    let o = c.run(&["--fx", "fx.csv"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no USD->EUR rate on or before 2026-10-31"));
+}

@@ -1,0 +1,17 @@
+//! The integration tests: one test crate (one link of the binary's test
+//! harness instead of one per file), one module per area, shared helpers in
+//! [`common`]. See `tests/README.md` for how to run them and review snapshots.
+
+mod common;
+
+mod cli;
+mod cmd_settings;
+mod credit_cases;
+mod focus;
+#[cfg(feature = "parquet")]
+mod parquet;
+mod pdf;
+mod properties;
+mod sample_data;
+mod snapshots;
+mod usage;
