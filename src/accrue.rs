@@ -11,12 +11,13 @@ use rust_decimal::Decimal;
 
 use chrono::NaiveDate;
 
-use crate::attribute::{AttributionError, Credit, DesignationIndex};
-use crate::config::{Association, Basis, Program, Rules, PRIORITY};
-use crate::dates::add_months;
+use crate::attribute::{split_shares, AttributionError, Credit, DesignationIndex};
+use crate::config::{workload_key, Association, Basis, Program, Rules, WorkloadRate, PRIORITY};
+use crate::dates::{add_months, Period};
 use crate::ingest::designations::Designation;
+use crate::ingest::usage::{UsageInput, UsageObs};
 use crate::ingest::BillingLine;
-use crate::model::TierNotes;
+use crate::model::{Attainment, TierNotes};
 
 /// One accrual: a partner's exact earning on one line under one program.
 #[derive(Clone, Debug, PartialEq)]
@@ -495,6 +496,234 @@ pub fn accrue_line_with<'a>(
         .unwrap_or(Reason::RuleNotInForce);
     let detail = miss_detail(rules, &scratch.misses, line, designations_file);
     Outcome::NotEligible { reason, detail }
+}
+
+/// The usage arm of the accrue stage: applies every usage program to one usage
+/// observation `o` (index `oi` in `usage`), appending accruals to `out`.
+/// Programs pay, per tenant, workload and month of the period,
+/// `min(compensable units, cap_units) x unit rate` of the highest target
+/// reached, times the designation's share ([`split_shares`], as for billing).
+pub fn accrue_observation<'a>(
+    ctx: &Context<'a, '_>,
+    usage: &UsageInput,
+    oi: usize,
+    o: &UsageObs,
+    period: Period,
+    out: &mut Vec<Accrual<'a>>,
+) -> Outcome {
+    let not_eligible = |reason: Reason, detail: String| Outcome::NotEligible { reason, detail };
+    if !period.contains(o.date) {
+        return not_eligible(
+            Reason::OutsidePeriod,
+            format!(
+                "{}: {} is outside the period {period} (kept as history for the high-water mark and usage growth)",
+                o.workload_name, o.date
+            ),
+        );
+    }
+    let Some(table) = ctx.attainment else {
+        return not_eligible(Reason::Superseded, "no attainment row".into());
+    };
+    if let Some(&w) = table.superseded.get(&oi) {
+        let wo = &usage.obs[w];
+        return not_eligible(
+            Reason::Superseded,
+            format!(
+                "{}: replaced by the later report {}:{} for {} {}",
+                o.workload_name,
+                usage.files[wo.file].input.display,
+                wo.line,
+                o.workload_name,
+                o.month
+            ),
+        );
+    }
+    let Some(att) = table.winner_of.get(&oi).and_then(|k| table.rows.get(k)) else {
+        return not_eligible(Reason::Superseded, "no attainment row".into());
+    };
+    let start = out.len();
+    let mut misses: Vec<(Reason, String)> = Vec::new();
+    for (pi, p) in ctx.rules.programs.iter().enumerate() {
+        if p.basis() != Basis::Usage {
+            continue;
+        }
+        let paid = usage_program(ctx, p, o).and_then(|(wr, credits)| {
+            let (units, rate) = usage_units(att, wr)?;
+            Ok((units, rate, credits))
+        });
+        match paid {
+            Ok((units, rate, credits)) => {
+                for (d, share) in credits {
+                    out.push(Accrual {
+                        program: pi,
+                        partner_id: &d.partner_id,
+                        association: d.association,
+                        basis: units,
+                        rate,
+                        share,
+                        amount: units * rate * share,
+                        designation: Some(d),
+                        days: None,
+                    });
+                }
+            }
+            Err((r, d)) => misses.push((r, format!("{}: {}: {d}", p.id, o.workload_name))),
+        }
+    }
+    if out.len() > start {
+        return Outcome::Accrued;
+    }
+    if misses.is_empty() {
+        return not_eligible(
+            Reason::RuleNotInForce,
+            format!("{}: the rules have no usage program", o.workload_name),
+        );
+    }
+    let reason = misses
+        .iter()
+        .map(|m| m.0)
+        .max()
+        .unwrap_or(Reason::RuleNotInForce);
+    let detail = misses
+        .into_iter()
+        .map(|m| m.1)
+        .collect::<Vec<_>>()
+        .join("; ");
+    not_eligible(reason, detail)
+}
+
+/// A usage miss: the reason and its detail (without the program and workload).
+type UsageMiss = (Reason, String);
+
+/// Usage program `p` for observation `o`: the workload's rates and the
+/// partners credited (designations of the program's associations for the
+/// tenant and workload, valid on the date, inside the window, shares split);
+/// or why none is.
+#[allow(clippy::type_complexity)]
+fn usage_program<'a, 'p>(
+    ctx: &Context<'a, '_>,
+    p: &'p Program,
+    o: &UsageObs,
+) -> Result<(&'p WorkloadRate, Vec<(&'a Designation, Decimal)>), UsageMiss> {
+    let date = o.date;
+    if !p.in_force(date) {
+        return Err((
+            Reason::RuleNotInForce,
+            format!("rule not in force on {date}"),
+        ));
+    }
+    let Some(wr) = p.workloads().iter().find(|w| w.workload == o.workload) else {
+        return Err((
+            Reason::WorkloadNotCovered,
+            "workload not in the program".into(),
+        ));
+    };
+    let mut credits: Vec<(&'a Designation, Decimal)> = Vec::new();
+    let mut before: Option<&Designation> = None;
+    let mut window: Option<&Designation> = None;
+    let mut conflict = None;
+    for &a in &p.associations {
+        let mut split: Vec<(&'a Designation, Decimal)> = Vec::new();
+        for d in ctx.index.of_customer(&o.customer_id) {
+            if d.association != a
+                || !(d.workload.is_empty() || workload_key(&d.workload) == o.workload)
+            {
+                continue;
+            }
+            if d.valid_from.is_some_and(|f| date < f) {
+                before = before.or(Some(d));
+                continue;
+            }
+            if !d.valid_on(date) {
+                continue;
+            }
+            if let (Some(w), Some(f)) = (p.window_months, d.valid_from) {
+                if date >= add_months(f, w) {
+                    window = window.or(Some(d));
+                    continue;
+                }
+            }
+            split.push((d, d.share.unwrap_or_default()));
+        }
+        match split_shares(&mut split, |c| c.0.share, |c, s| c.1 = s) {
+            Ok(_) => credits.extend(split),
+            Err(sum) => conflict = Some((a, sum)),
+        }
+    }
+    if let Some((a, sum)) = conflict {
+        return Err((
+            Reason::ShareConflict,
+            format!("{a} shares add up to {} (more than 1)", sum.normalize()),
+        ));
+    }
+    if !credits.is_empty() {
+        return Ok((wr, credits));
+    }
+    let file = ctx.designations_file;
+    Err(match (window, before) {
+        (Some(d), _) => (
+            Reason::OutsideWindow,
+            format!(
+                "outside the {}-month window of the designation ({file} line {})",
+                p.window_months.unwrap_or(0),
+                d.line
+            ),
+        ),
+        (None, Some(d)) => (
+            Reason::BeforeAssociation,
+            format!(
+                "usage dated {date} is before the {} designation's valid_from {} ({file} line {})",
+                d.association,
+                d.valid_from.map(|f| f.to_string()).unwrap_or_default(),
+                d.line
+            ),
+        ),
+        (None, None) => {
+            let assoc: Vec<&str> = p.associations.iter().map(|a| a.as_str()).collect();
+            (
+                Reason::NoDesignation,
+                format!("no {} credit on {date}", assoc.join("/")),
+            )
+        }
+    })
+}
+
+/// The compensable units and unit rate of a tenant-workload-month: attainment
+/// must be computable and reach the first target, and usage must grow above
+/// the prior high-water mark (capped at `cap_units`).
+fn usage_units(att: &Attainment, wr: &WorkloadRate) -> Result<(Decimal, Decimal), UsageMiss> {
+    let Some(a) = att.attainment else {
+        return Err((
+            Reason::PauZero,
+            format!(
+                "paid available units are 0 ({}): attainment not computable",
+                att.pau_source.as_str()
+            ),
+        ));
+    };
+    let Some(level) = crate::attain::highest_target(Some(a), &wr.targets) else {
+        return Err((
+            Reason::BelowTarget,
+            format!(
+                "attainment {}/{} = {a} is below the first target {}",
+                att.mau, att.pau, wr.targets[0]
+            ),
+        ));
+    };
+    let units = match wr.cap_units {
+        Some(c) => att.compensable.min(Decimal::from(c)),
+        None => att.compensable,
+    };
+    if units <= Decimal::ZERO {
+        return Err((
+            Reason::NoGrowth,
+            format!(
+                "min(MAU {}, PAU {}) does not exceed the prior high-water mark {}",
+                att.mau, att.pau, att.prior_hwm
+            ),
+        ));
+    }
+    Ok((units, wr.unit_rates[level]))
 }
 
 /// The not-eligible detail of a billing line: every program's miss, in rules order.

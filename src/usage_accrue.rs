@@ -10,15 +10,10 @@
 
 use rust_decimal::Decimal;
 
-use crate::accrue::{Accrual, Reason};
-use crate::attain::{highest_target, PartnerUsage, TierNote};
-use crate::attribute::split_shares;
-use crate::config::workload_key;
-use crate::config::Basis;
-use crate::dates::{add_months, Period};
+use crate::accrue::{accrue_observation, Accrual, Context, Outcome, Reason};
+use crate::attain::{PartnerUsage, TierNote};
+use crate::dates::Period;
 use crate::fold::{CountsReport, FileCounts, Fold};
-use crate::ingest::designations::Designation;
-use crate::ingest::usage::UsageObs;
 use crate::money::{format_exact, format_exact_dp};
 use crate::pipeline::{ChunkOutput, Inputs};
 use crate::render::csv::{ratio, row, writer};
@@ -32,206 +27,6 @@ pub struct UsageRun {
     pub total: CountsReport,
 }
 
-enum ObsOutcome<'a> {
-    Accrued(Vec<Accrual<'a>>),
-    NotEligible(Reason, String),
-}
-
-fn accrue_obs<'a>(inputs: &'a Inputs, oi: usize, o: &UsageObs, period: Period) -> ObsOutcome<'a> {
-    use Reason as R;
-    if !period.contains(o.date) {
-        return ObsOutcome::NotEligible(
-            R::OutsidePeriod,
-            format!(
-                "{}: {} is outside the period {period} (kept as history for the high-water mark and usage growth)",
-                o.workload_name, o.date
-            ),
-        );
-    }
-    let table = &inputs.attainment;
-    if let Some(&w) = table.superseded.get(&oi) {
-        let wo = &inputs.usage.obs[w];
-        return ObsOutcome::NotEligible(
-            R::Superseded,
-            format!(
-                "{}: replaced by the later report {}:{} for {} {}",
-                o.workload_name,
-                inputs.usage.files[wo.file].input.display,
-                wo.line,
-                o.workload_name,
-                o.month
-            ),
-        );
-    }
-    let Some(att) = table.winner_of.get(&oi).and_then(|k| table.rows.get(k)) else {
-        return ObsOutcome::NotEligible(R::Superseded, "no attainment row".into());
-    };
-    let mut misses: Vec<(R, String)> = Vec::new();
-    let mut out = Vec::new();
-    let rules = &inputs.rules;
-    let date = o.date;
-    for (pi, p) in rules.programs.iter().enumerate() {
-        if p.basis() != Basis::Usage {
-            continue;
-        }
-        let miss = |r: R, d: String| (r, format!("{}: {}: {d}", p.id, o.workload_name));
-        if !p.in_force(date) {
-            misses.push(miss(
-                R::RuleNotInForce,
-                format!("rule not in force on {date}"),
-            ));
-            continue;
-        }
-        let Some(wr) = p.workloads().iter().find(|w| w.workload == o.workload) else {
-            misses.push(miss(
-                R::WorkloadNotCovered,
-                "workload not in the program".into(),
-            ));
-            continue;
-        };
-        let mut credits: Vec<(&Designation, Decimal)> = Vec::new();
-        let mut before: Option<&Designation> = None;
-        let mut window: Option<&Designation> = None;
-        let mut conflict = None;
-        for &a in &p.associations {
-            let mut ds: Vec<&Designation> = Vec::new();
-            for d in inputs.index.of_customer(&o.customer_id) {
-                if d.association != a
-                    || !(d.workload.is_empty() || workload_key(&d.workload) == o.workload)
-                {
-                    continue;
-                }
-                if d.valid_from.is_some_and(|f| date < f) {
-                    before = before.or(Some(d));
-                    continue;
-                }
-                if !d.valid_on(date) {
-                    continue;
-                }
-                if let (Some(w), Some(f)) = (p.window_months, d.valid_from) {
-                    if date >= add_months(f, w) {
-                        window = window.or(Some(d));
-                        continue;
-                    }
-                }
-                ds.push(d);
-            }
-            let mut split: Vec<(&Designation, Decimal)> = ds
-                .into_iter()
-                .map(|d| (d, d.share.unwrap_or_default()))
-                .collect();
-            match split_shares(&mut split, |c| c.0.share, |c, s| c.1 = s) {
-                Ok(_) => credits.extend(split),
-                Err(sum) => conflict = Some((a, sum)),
-            }
-        }
-        if let Some((a, sum)) = conflict {
-            misses.push(miss(
-                R::ShareConflict,
-                format!("{a} shares add up to {} (more than 1)", sum.normalize()),
-            ));
-            continue;
-        }
-        if credits.is_empty() {
-            let assoc: Vec<&str> = p.associations.iter().map(|a| a.as_str()).collect();
-            misses.push(match (window, before) {
-                (Some(d), _) => miss(
-                    R::OutsideWindow,
-                    format!(
-                        "outside the {}-month window of the designation ({} line {})",
-                        p.window_months.unwrap_or(0),
-                        inputs.designations_display,
-                        d.line
-                    ),
-                ),
-                (None, Some(d)) => miss(
-                    R::BeforeAssociation,
-                    format!(
-                        "usage dated {date} is before the {} designation's valid_from {} ({} line {})",
-                        d.association,
-                        d.valid_from.map(|f| f.to_string()).unwrap_or_default(),
-                        inputs.designations_display,
-                        d.line
-                    ),
-                ),
-                (None, None) => miss(
-                    R::NoDesignation,
-                    format!("no {} credit on {date}", assoc.join("/")),
-                ),
-            });
-            continue;
-        }
-        let Some(a) = att.attainment else {
-            misses.push(miss(
-                R::PauZero,
-                format!(
-                    "paid available units are 0 ({}): attainment not computable",
-                    att.pau_source.as_str()
-                ),
-            ));
-            continue;
-        };
-        let Some(level) = highest_target(Some(a), &wr.targets) else {
-            misses.push(miss(
-                R::BelowTarget,
-                format!(
-                    "attainment {}/{} = {a} is below the first target {}",
-                    att.mau, att.pau, wr.targets[0]
-                ),
-            ));
-            continue;
-        };
-        let units = match wr.cap_units {
-            Some(c) => att.compensable.min(Decimal::from(c)),
-            None => att.compensable,
-        };
-        if units <= Decimal::ZERO {
-            misses.push(miss(
-                R::NoGrowth,
-                format!(
-                    "min(MAU {}, PAU {}) does not exceed the prior high-water mark {}",
-                    att.mau, att.pau, att.prior_hwm
-                ),
-            ));
-            continue;
-        }
-        let rate = wr.unit_rates[level];
-        for (d, share) in credits {
-            out.push(Accrual {
-                program: pi,
-                partner_id: &d.partner_id,
-                association: d.association,
-                basis: units,
-                rate,
-                share,
-                amount: units * rate * share,
-                designation: Some(d),
-                days: None,
-            });
-        }
-    }
-    if !out.is_empty() {
-        return ObsOutcome::Accrued(out);
-    }
-    if misses.is_empty() {
-        return ObsOutcome::NotEligible(
-            R::RuleNotInForce,
-            format!("{}: the rules have no usage program", o.workload_name),
-        );
-    }
-    let reason = misses
-        .iter()
-        .map(|m| m.0)
-        .max()
-        .unwrap_or(R::RuleNotInForce);
-    let detail = misses
-        .into_iter()
-        .map(|m| m.1)
-        .collect::<Vec<_>>()
-        .join("; ");
-    ObsOutcome::NotEligible(reason, detail)
-}
-
 /// Accrues every usage observation of the period. Records are processed in input
 /// order; the output does not depend on threads (there are none here).
 pub fn accrue_usage(inputs: &Inputs, period: Period) -> UsageRun {
@@ -242,6 +37,13 @@ pub fn accrue_usage(inputs: &Inputs, period: Period) -> UsageRun {
     let mut not_eligible = writer(Vec::new());
     let mut i = 0;
     let obs = &usage.obs;
+    let ctx = Context {
+        rules: &inputs.rules,
+        index: &inputs.index,
+        designations_file: &inputs.designations_display,
+        attainment: Some(&inputs.attainment),
+    };
+    let mut acc: Vec<Accrual<'_>> = Vec::new();
     while i < obs.len() {
         // One record = the observations of one (file, line).
         let mut j = i;
@@ -254,8 +56,9 @@ pub fn accrue_usage(inputs: &Inputs, period: Period) -> UsageRun {
         let mut worst: Option<(Reason, Vec<String>)> = None;
         let mut details = Vec::new();
         for (k, o) in obs.iter().enumerate().take(j).skip(i) {
-            match accrue_obs(inputs, k, o, period) {
-                ObsOutcome::Accrued(acc) => {
+            acc.clear();
+            match accrue_observation(&ctx, usage, k, o, period, &mut acc) {
+                Outcome::Accrued => {
                     accrued = true;
                     let cur = o.workload_name.as_str().to_string();
                     let currency = |pi: usize| {
@@ -295,7 +98,10 @@ pub fn accrue_usage(inputs: &Inputs, period: Period) -> UsageRun {
                         );
                     }
                 }
-                ObsOutcome::NotEligible(r, d) => {
+                Outcome::NotEligible {
+                    reason: r,
+                    detail: d,
+                } => {
                     details.push(d);
                     if worst.as_ref().is_none_or(|w| r > w.0) {
                         worst = Some((r, vec![o.workload_name.clone()]));
@@ -303,6 +109,8 @@ pub fn accrue_usage(inputs: &Inputs, period: Period) -> UsageRun {
                         w.1.push(o.workload_name.clone());
                     }
                 }
+                // Attribution of usage never rejects (share conflicts are a reason).
+                Outcome::Rejected { .. } => {}
             }
         }
         let counts = &mut files[first.file];
