@@ -19,19 +19,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::bounded;
 
-use crate::accrue::{Accrual, Outcome, Scratch};
+use crate::accrue::{accrue_observation, Accrual, Context, Outcome, Reason, Scratch};
 use crate::attain::{add_paid_seats, AttainmentTable, PaidSeats};
 use crate::attribute::DesignationIndex;
 use crate::config::{parse_rules, Rules};
 use crate::dates::Period;
 use crate::error::Fatal;
-use crate::fold::{Fold, SharedDetails};
+use crate::fold::{CountsReport, FileCounts, Fold, SharedDetails};
 use crate::ingest::billing::Field;
 use crate::ingest::designations::{parse_designations, Designations, Reject};
 use crate::ingest::{self, Chunk, FileDigest, InputFile, OpenedBilling};
-use crate::money::parse_amount;
+use crate::money::{format_exact, format_exact_dp, parse_amount};
 use crate::render::csv::RowBuf;
+use crate::render::csv::{ratio, row, writer};
 use crate::util::recycle;
+use rust_decimal::Decimal;
 
 /// Everything a run reads before streaming billing lines.
 pub struct Inputs {
@@ -181,6 +183,7 @@ pub struct StreamSettings {
 }
 
 /// The rows of one chunk, already formatted, plus its fold.
+#[derive(Default)]
 pub struct ChunkOutput {
     pub seq: u64,
     pub bytes: u64,
@@ -200,7 +203,11 @@ pub trait Sink {
 
 /// What the streaming stage returns.
 pub struct Streamed {
+    /// Billing and usage accruals; the billing files' counts.
     pub fold: Fold,
+    /// The usage files' counts (with a period: after accruing their records,
+    /// whose rows went to the sink after the billing rows).
+    pub usage: UsageRun,
     pub digests: Vec<FileDigest>,
     pub rejects: u64,
     pub reject_samples: Vec<Reject>,
@@ -470,6 +477,181 @@ pub fn process_chunk_into(
     }
 }
 
+/// What accruing the usage records produced.
+#[derive(Default)]
+pub struct UsageRun {
+    /// Ledger and not-eligible rows, for the run's sink (rejects were written before).
+    pub output: ChunkOutput,
+    pub files: Vec<CountsReport>,
+    pub total: CountsReport,
+}
+
+/// Accrues every usage observation of the period. Records are processed in input
+/// order; the output does not depend on threads (there are none here).
+pub fn accrue_usage(inputs: &Inputs, period: Period) -> UsageRun {
+    let usage = &inputs.usage;
+    let mut files = read_file_counts(inputs);
+    let mut fold = Fold::new(0);
+    let mut ledger = writer(Vec::new());
+    let mut not_eligible = writer(Vec::new());
+    let mut i = 0;
+    let obs = &usage.obs;
+    let ctx = Context {
+        rules: &inputs.rules,
+        index: &inputs.index,
+        designations_file: &inputs.designations_display,
+        attainment: Some(&inputs.attainment),
+    };
+    let mut acc: Vec<Accrual<'_>> = Vec::new();
+    while i < obs.len() {
+        // One record = the observations of one (file, line).
+        let mut j = i;
+        while j < obs.len() && obs[j].file == obs[i].file && obs[j].line == obs[i].line {
+            j += 1;
+        }
+        let first = &obs[i];
+        let file = &usage.files[first.file];
+        let mut accrued = false;
+        let mut worst: Option<(Reason, Vec<String>)> = None;
+        let mut details = Vec::new();
+        for (k, o) in obs.iter().enumerate().take(j).skip(i) {
+            acc.clear();
+            match accrue_observation(&ctx, usage, k, o, period, &mut acc) {
+                Outcome::Accrued => {
+                    accrued = true;
+                    let cur = o.workload_name.as_str().to_string();
+                    let currency = |pi: usize| {
+                        inputs.rules.programs[pi]
+                            .usage_currency()
+                            .unwrap_or_else(|| crate::money::Currency::parse("USD").expect("USD"))
+                    };
+                    if let Some(n) = usage.customer_names.get(&o.customer_id) {
+                        fold.note_customer(&o.customer_id, n, u64::MAX);
+                    }
+                    for a in &acc {
+                        let c = currency(a.program);
+                        fold.add(a, &o.customer_id, &cur, c);
+                        let _ = row(
+                            &mut ledger,
+                            &[
+                                a.partner_id,
+                                &o.customer_id,
+                                &inputs.rules.programs[a.program].id,
+                                a.association.as_str(),
+                                &cur,
+                                &o.date.to_string(),
+                                &file.input.display,
+                                &o.line.to_string(),
+                                &format_exact_dp(a.basis, 0),
+                                &ratio(a.rate),
+                                &ratio(a.share),
+                                &format_exact(a.amount, c),
+                                c.as_str(),
+                                &a.designation
+                                    .map(|d| d.line.to_string())
+                                    .unwrap_or_default(),
+                                // credited_days, charge_days: no proration for usage.
+                                "",
+                                "",
+                            ],
+                        );
+                    }
+                }
+                Outcome::NotEligible {
+                    reason: r,
+                    detail: d,
+                } => {
+                    details.push(d);
+                    if worst.as_ref().is_none_or(|w| r > w.0) {
+                        worst = Some((r, vec![o.workload_name.clone()]));
+                    } else if let Some(w) = worst.as_mut().filter(|w| w.0 == r) {
+                        w.1.push(o.workload_name.clone());
+                    }
+                }
+                // Attribution of usage never rejects (share conflicts are a reason).
+                Outcome::Rejected { .. } => {}
+            }
+        }
+        let counts = &mut files[first.file];
+        if accrued {
+            counts.accrued += 1;
+        } else if let Some((r, workloads)) = worst {
+            counts.note_not_eligible(r);
+            let mau: Decimal = obs[i..j].iter().map(|o| o.mau).sum();
+            let _ = row(
+                &mut not_eligible,
+                &[
+                    &file.input.display,
+                    &first.line.to_string(),
+                    &first.customer_id,
+                    &workloads.join(";"),
+                    &first.date.to_string(),
+                    &format_exact_dp(mau, 0),
+                    "",
+                    r.as_str(),
+                    &details.join("; "),
+                ],
+            );
+        }
+        i = j;
+    }
+    let mut total = FileCounts::default();
+    for f in &files {
+        total.add(f);
+    }
+    let inner = |w: csv::Writer<Vec<u8>>| w.into_inner().unwrap_or_default();
+    UsageRun {
+        output: ChunkOutput {
+            seq: 0,
+            bytes: 0,
+            fold,
+            ledger: inner(ledger),
+            not_eligible: inner(not_eligible),
+            rejects: Vec::new(),
+            reject_samples: Vec::new(),
+            n_rejects: 0,
+        },
+        files: reports(inputs, &files),
+        total: total.report("(all usage files)".into(), String::new(), &Reason::USAGE),
+    }
+}
+
+/// Each usage file's counts before accruing: rows read and rejected.
+fn read_file_counts(inputs: &Inputs) -> Vec<FileCounts> {
+    inputs
+        .usage
+        .files
+        .iter()
+        .map(|f| FileCounts {
+            rows: f.rows,
+            rejected: f.rejected,
+            ..FileCounts::default()
+        })
+        .collect()
+}
+
+/// Each usage file's counts as reported (usage reasons by name).
+fn reports(inputs: &Inputs, counts: &[FileCounts]) -> Vec<CountsReport> {
+    inputs
+        .usage
+        .files
+        .iter()
+        .zip(counts)
+        .map(|(f, c)| {
+            c.report(
+                f.input.display.clone(),
+                f.format.as_str().into(),
+                &Reason::USAGE,
+            )
+        })
+        .collect()
+}
+
+/// Counts of usage files without a period (`validate`): read, usable, rejected.
+pub fn usage_read_counts(inputs: &Inputs) -> Vec<CountsReport> {
+    reports(inputs, &read_file_counts(inputs))
+}
+
 /// Progress reporting hooks (the CLI draws a bar; tests pass `()`).
 pub trait Progress: Sync {
     fn advance(&self, _bytes: u64, _rows: u64) {}
@@ -646,9 +828,24 @@ pub fn stream(
             digests,
             rejects: rejects - prior_rejects,
             reject_samples: samples,
+            usage: UsageRun::default(),
         })
     })?;
     streamed.fold.details = details.into_map();
+    // The usage records follow the billing lines, through the same accrue
+    // stage, fold and sink.
+    streamed.usage = match settings.period {
+        Some(p) => {
+            let mut usage = accrue_usage(inputs, p);
+            sink.chunk(&usage.output)?;
+            streamed.fold.merge(std::mem::take(&mut usage.output.fold));
+            usage
+        }
+        None => UsageRun {
+            files: usage_read_counts(inputs),
+            ..UsageRun::default()
+        },
+    };
     Ok(streamed)
 }
 

@@ -10,7 +10,7 @@ use crate::error::Fatal;
 use crate::ingest::designations::Reject;
 use crate::ingest::fx::FxTable;
 use crate::money::Currency;
-use crate::pipeline::{self, Inputs, Sink, Streamed};
+use crate::pipeline::{self, Inputs, Streamed};
 use crate::render::attainment;
 use crate::render::csv as rcsv;
 use crate::render::pdf;
@@ -159,14 +159,11 @@ fn stream_rows(
     bar.finish();
     let mut streamed = streamed?;
     console::phase_memory("streamed");
-    let mut usage = usage_accrue::accrue_usage(inputs, s.period);
-    sink.chunk(&usage.output)?;
+    let usage = std::mem::take(&mut streamed.usage);
     sink.finish()?;
     if s.parquet_ledger {
         crate::render::parquet::convert_ledger(dir)?;
     }
-    // Usage accruals join the billing fold (their file counts are kept apart).
-    streamed.fold.merge(std::mem::take(&mut usage.output.fold));
     let groups = streamed.fold.details.len();
     Ok(Rows {
         streamed,

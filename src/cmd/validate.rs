@@ -11,7 +11,6 @@ use crate::quality;
 use crate::render::sink::NullSink;
 use crate::render::summary::accounting;
 use crate::settings::ValidateSettings;
-use crate::usage_accrue;
 
 pub fn validate(args: &ValidateArgs) -> Result<Finish, Fatal> {
     let s = ValidateSettings::new(args)?;
@@ -23,7 +22,7 @@ pub fn validate(args: &ValidateArgs) -> Result<Finish, Fatal> {
     let report = Report {
         accounting: &acc,
         layouts: layouts(&inputs),
-        usage: usage_counts(&inputs, &s),
+        usage: usage_counts(&inputs, &streamed),
         with_period: s.period.is_some(),
         problems,
         n_problems,
@@ -59,14 +58,8 @@ fn layouts(inputs: &Inputs) -> Vec<Layout> {
 }
 
 /// The usage files' counts (what would accrue, with a period), with `--usage`.
-fn usage_counts(inputs: &Inputs, s: &ValidateSettings) -> Option<Vec<CountsReport>> {
-    if inputs.usage.files.is_empty() {
-        return None;
-    }
-    Some(match s.period {
-        Some(p) => usage_accrue::accrue_usage(inputs, p).files,
-        None => usage_accrue::read_counts(inputs),
-    })
+fn usage_counts(inputs: &Inputs, streamed: &Streamed) -> Option<Vec<CountsReport>> {
+    (!inputs.usage.files.is_empty()).then(|| streamed.usage.files.clone())
 }
 
 /// The problems to list (rejects, then designation issues) and how many
