@@ -217,6 +217,15 @@ impl Month {
     pub fn of(d: NaiveDate) -> Month {
         Month(d.year() * 12 + d.month0() as i32)
     }
+    /// Month `m` (1..=12) of year `y`.
+    pub const fn from_ym(y: i32, m: u32) -> Month {
+        Month(y * 12 + m as i32 - 1)
+    }
+    /// Day `d` of the month, if the month has that day.
+    #[inline]
+    pub fn day(self, d: u32) -> Option<NaiveDate> {
+        NaiveDate::from_ymd_opt(self.0.div_euclid(12), self.0.rem_euclid(12) as u32 + 1, d)
+    }
     pub fn first_day(self) -> NaiveDate {
         NaiveDate::from_ymd_opt(self.0.div_euclid(12), self.0.rem_euclid(12) as u32 + 1, 1)
             .unwrap_or(NaiveDate::MIN)
@@ -229,6 +238,9 @@ impl Month {
     }
     pub fn minus(self, months: u32) -> Month {
         Month(self.0 - months as i32)
+    }
+    pub fn plus(self, months: u32) -> Month {
+        Month(self.0 + months as i32)
     }
 }
 
@@ -258,6 +270,12 @@ mod tests {
             Month::of(NaiveDate::from_ymd_opt(2024, 2, 1).unwrap()).last_day(),
             NaiveDate::from_ymd_opt(2024, 2, 29).unwrap()
         );
+        let m = Month::from_ym(2024, 2);
+        assert_eq!(m, Month::of(NaiveDate::from_ymd_opt(2024, 2, 10).unwrap()));
+        assert_eq!(m.day(29), NaiveDate::from_ymd_opt(2024, 2, 29));
+        assert_eq!((m.day(30), m.plus(12).day(29)), (None, None));
+        assert_eq!(m.plus(11).to_string(), "2025-01");
+        assert_eq!(Month::from_ym(2026, 10).to_string(), "2026-10");
     }
 
     fn d(y: i32, m: u32, dd: u32) -> NaiveDate {

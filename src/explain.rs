@@ -11,28 +11,12 @@ use std::path::Path;
 use rust_decimal::Decimal;
 
 use crate::error::Fatal;
+use crate::ledger::{LedgerColumn as C, LedgerReader};
 use crate::money::{format_exact, round_money, Currency, RoundingMode};
+use crate::render::excel_unescape;
 
-/// One ledger row, as written by `run`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LedgerRow {
-    pub partner_id: String,
-    pub customer_id: String,
-    pub program_id: String,
-    pub association: String,
-    pub subscription_id: String,
-    pub charge_date: String,
-    pub source_file: String,
-    pub source_line: String,
-    pub basis: Decimal,
-    pub rate: String,
-    pub share: String,
-    pub amount: Decimal,
-    pub currency: Currency,
-    pub designation_line: String,
-    pub credited_days: String,
-    pub charge_days: String,
-}
+/// One ledger row, as written by `run` (read by [`crate::ledger::LedgerReader`]).
+pub use crate::ledger::LedgerRecord as LedgerRow;
 
 /// What to explain.
 #[derive(Clone, Debug, Default)]
@@ -98,42 +82,23 @@ pub fn load(out: &Path, filter: &Filter) -> Result<RunRecord, Fatal> {
                 .to_string(),
         ));
     }
-    let mut rdr =
-        csv::Reader::from_path(&ledger_path).map_err(|e| data_err(&ledger_path, e.to_string()))?;
+    // By column name; IDs come back unescaped (`-P1` is stored as `'-P1`).
+    let mut rdr = LedgerReader::open(&ledger_path)?;
     let mut rows = Vec::new();
-    for rec in rdr.records() {
-        let rec = rec.map_err(|e| data_err(&ledger_path, e.to_string()))?;
-        let g = |i: usize| rec.get(i).unwrap_or("").to_string();
-        if g(0) != filter.partner
+    while let Some(row) = rdr.next_row()? {
+        if row.get(C::PartnerId) != filter.partner
             || filter
                 .customer
                 .as_ref()
-                .is_some_and(|c| !c.eq_ignore_ascii_case(&g(1)))
-            || filter.program.as_ref().is_some_and(|p| *p != g(2))
+                .is_some_and(|c| !c.eq_ignore_ascii_case(row.get(C::CustomerId)))
+            || filter
+                .program
+                .as_ref()
+                .is_some_and(|p| p != row.get(C::ProgramId))
         {
             continue;
         }
-        let line = rec.position().map(|p| p.line()).unwrap_or(0);
-        let bad =
-            |what: &str| data_err(&ledger_path, format!("line {line}: {what} is not readable"));
-        rows.push(LedgerRow {
-            partner_id: g(0),
-            customer_id: g(1),
-            program_id: g(2),
-            association: g(3),
-            subscription_id: g(4),
-            charge_date: g(5),
-            source_file: g(6),
-            source_line: g(7),
-            basis: g(8).parse().map_err(|_| bad("basis_amount"))?,
-            rate: g(9),
-            share: g(10),
-            amount: g(11).parse().map_err(|_| bad("accrual_amount"))?,
-            currency: Currency::parse(&g(12)).ok_or_else(|| bad("currency"))?,
-            designation_line: g(13),
-            credited_days: g(14),
-            charge_days: g(15),
-        });
+        rows.push(row.record()?);
     }
 
     let mut statement = BTreeMap::new();
@@ -148,7 +113,8 @@ pub fn load(out: &Path, filter: &Filter) -> Result<RunRecord, Fatal> {
             .flexible(true)
             .from_reader(&text[..]);
         for rec in rdr.records().flatten() {
-            let g = |i: usize| rec.get(i).unwrap_or("").to_string();
+            // Keys as written, like the ledger's (the statement escapes them too).
+            let g = |i: usize| excel_unescape(rec.get(i).unwrap_or("")).to_string();
             if rec.get(0) == Some("tier_rate") && rec.get(1) != Some("customer_id") {
                 tiers.entry((g(1), g(2))).or_default().push(format!(
                     "product {}, month {}: workloads {}; rate {}: {}",

@@ -26,6 +26,7 @@ pub mod error;
 pub mod explain;
 pub mod fold;
 pub mod ingest;
+pub mod ledger;
 pub mod model;
 pub mod money;
 pub mod pipeline;

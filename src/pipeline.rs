@@ -29,9 +29,12 @@ use crate::fold::{CountsReport, FileCounts, Fold, SharedDetails};
 use crate::ingest::billing::Field;
 use crate::ingest::designations::{parse_designations, Designations, Reject};
 use crate::ingest::{self, Chunk, FileDigest, InputFile, OpenedBilling};
-use crate::money::{format_exact, format_exact_dp, parse_amount};
+use crate::ledger::{
+    write_ledger_row, write_not_eligible_row, write_reject_row, LedgerRow, NotEligibleRow,
+    RejectRow,
+};
+use crate::money::parse_amount;
 use crate::render::csv::RowBuf;
-use crate::render::csv::{ratio, row, writer};
 use crate::util::recycle;
 use rust_decimal::Decimal;
 
@@ -341,12 +344,16 @@ pub fn process_chunk_into(
                 reason: reason.to_string(),
             });
         }
-        w.text(&file.display);
-        w.num(line);
-        w.text(column);
-        w.text(value);
-        w.text(reason);
-        w.end();
+        write_reject_row(
+            w,
+            &RejectRow {
+                source_file: &file.display,
+                source_line: line,
+                column,
+                value,
+                reason,
+            },
+        );
     };
     while let Some(line_no) = records.advance() {
         let rec = &records.rec;
@@ -399,35 +406,28 @@ pub fn process_chunk_into(
                 );
                 for a in &accruals {
                     details.add(a, &ckey, &skey, line.currency);
-                    let w = &mut ledger;
-                    w.text(a.partner_id);
-                    w.text(&ckey);
-                    w.text(&inputs.rules.programs[a.program].id);
-                    w.text(a.association.as_str());
-                    w.text(&skey);
-                    w.date(line.charge_start);
-                    w.text(&file.display);
-                    w.num(line_no);
-                    w.decimal(a.basis, dp);
-                    w.decimal(a.rate, 1);
-                    w.decimal(a.share, 1);
-                    w.decimal(a.amount, dp);
-                    w.text(line.currency.as_str());
-                    match a.designation {
-                        Some(d) => w.num(d.line),
-                        None => w.empty(),
-                    }
-                    match a.days {
-                        Some((c, t)) => {
-                            w.num(c as u64);
-                            w.num(t as u64);
-                        }
-                        None => {
-                            w.empty();
-                            w.empty();
-                        }
-                    }
-                    w.end();
+                    write_ledger_row(
+                        &mut ledger,
+                        &LedgerRow {
+                            partner_id: a.partner_id,
+                            customer_id: &ckey,
+                            program_id: &inputs.rules.programs[a.program].id,
+                            association: a.association.as_str(),
+                            subscription_id: &skey,
+                            charge_date: line.charge_start,
+                            source_file: &file.display,
+                            source_line: line_no,
+                            basis_amount: a.basis,
+                            basis_min_dp: dp,
+                            rate: a.rate,
+                            share: a.share,
+                            accrual_amount: a.amount,
+                            currency: line.currency,
+                            designation_line: a.designation.map(|d| d.line),
+                            credited_days: a.days.map(|(c, _)| c as u64),
+                            charge_days: a.days.map(|(_, t)| t as u64),
+                        },
+                    );
                 }
             }
             Outcome::NotEligible { reason, detail } => {
@@ -438,17 +438,21 @@ pub fn process_chunk_into(
                     line.customer_name,
                     crate::fold::input_order(chunk.file, line_no),
                 );
-                let w = &mut not_eligible;
-                w.text(&file.display);
-                w.num(line_no);
-                w.text(&ckey);
-                w.text(&skey);
-                w.date(line.charge_start);
-                w.decimal(line.subtotal, dp);
-                w.text(line.currency.as_str());
-                w.text(reason.as_str());
-                w.text(&detail);
-                w.end();
+                write_not_eligible_row(
+                    &mut not_eligible,
+                    &NotEligibleRow {
+                        source_file: &file.display,
+                        source_line: line_no,
+                        customer_id: &ckey,
+                        subscription_id: &skey,
+                        charge_date: line.charge_start,
+                        basis_amount: line.subtotal,
+                        basis_min_dp: dp,
+                        currency: Some(line.currency),
+                        reason: reason.as_str(),
+                        detail: &detail,
+                    },
+                );
             }
             Outcome::Rejected {
                 column,
@@ -492,8 +496,8 @@ pub fn accrue_usage(inputs: &Inputs, period: Period) -> UsageRun {
     let usage = &inputs.usage;
     let mut files = read_file_counts(inputs);
     let mut fold = Fold::new(0);
-    let mut ledger = writer(Vec::new());
-    let mut not_eligible = writer(Vec::new());
+    let mut ledger = RowBuf::default();
+    let mut not_eligible = RowBuf::default();
     let mut i = 0;
     let obs = &usage.obs;
     let ctx = Context {
@@ -531,29 +535,28 @@ pub fn accrue_usage(inputs: &Inputs, period: Period) -> UsageRun {
                     for a in &acc {
                         let c = currency(a.program);
                         fold.add(a, &o.customer_id, &cur, c);
-                        let _ = row(
+                        write_ledger_row(
                             &mut ledger,
-                            &[
-                                a.partner_id,
-                                &o.customer_id,
-                                &inputs.rules.programs[a.program].id,
-                                a.association.as_str(),
-                                &cur,
-                                &o.date.to_string(),
-                                &file.input.display,
-                                &o.line.to_string(),
-                                &format_exact_dp(a.basis, 0),
-                                &ratio(a.rate),
-                                &ratio(a.share),
-                                &format_exact(a.amount, c),
-                                c.as_str(),
-                                &a.designation
-                                    .map(|d| d.line.to_string())
-                                    .unwrap_or_default(),
-                                // credited_days, charge_days: no proration for usage.
-                                "",
-                                "",
-                            ],
+                            &LedgerRow {
+                                partner_id: a.partner_id,
+                                customer_id: &o.customer_id,
+                                program_id: &inputs.rules.programs[a.program].id,
+                                association: a.association.as_str(),
+                                subscription_id: &cur,
+                                charge_date: o.date,
+                                source_file: &file.input.display,
+                                source_line: o.line,
+                                basis_amount: a.basis,
+                                basis_min_dp: 0,
+                                rate: a.rate,
+                                share: a.share,
+                                accrual_amount: a.amount,
+                                currency: c,
+                                designation_line: a.designation.map(|d| d.line),
+                                // No proration for usage.
+                                credited_days: None,
+                                charge_days: None,
+                            },
                         );
                     }
                 }
@@ -578,19 +581,20 @@ pub fn accrue_usage(inputs: &Inputs, period: Period) -> UsageRun {
         } else if let Some((r, workloads)) = worst {
             counts.note_not_eligible(r);
             let mau: Decimal = obs[i..j].iter().map(|o| o.mau).sum();
-            let _ = row(
+            write_not_eligible_row(
                 &mut not_eligible,
-                &[
-                    &file.input.display,
-                    &first.line.to_string(),
-                    &first.customer_id,
-                    &workloads.join(";"),
-                    &first.date.to_string(),
-                    &format_exact_dp(mau, 0),
-                    "",
-                    r.as_str(),
-                    &details.join("; "),
-                ],
+                &NotEligibleRow {
+                    source_file: &file.input.display,
+                    source_line: first.line,
+                    customer_id: &first.customer_id,
+                    subscription_id: &workloads.join(";"),
+                    charge_date: first.date,
+                    basis_amount: mau,
+                    basis_min_dp: 0,
+                    currency: None,
+                    reason: r.as_str(),
+                    detail: &details.join("; "),
+                },
             );
         }
         i = j;
@@ -599,14 +603,13 @@ pub fn accrue_usage(inputs: &Inputs, period: Period) -> UsageRun {
     for f in &files {
         total.add(f);
     }
-    let inner = |w: csv::Writer<Vec<u8>>| w.into_inner().unwrap_or_default();
     UsageRun {
         output: ChunkOutput {
             seq: 0,
             bytes: 0,
             fold,
-            ledger: inner(ledger),
-            not_eligible: inner(not_eligible),
+            ledger: ledger.buf,
+            not_eligible: not_eligible.buf,
             rejects: Vec::new(),
             reject_samples: Vec::new(),
             n_rejects: 0,

@@ -12,38 +12,9 @@ use crate::error::Fatal;
 use crate::money::{format_exact, format_exact_dp, Currency};
 use crate::statements::{CurrencyTotal, CustomerStatement, PartnerStatement, StatementSet};
 
-pub const LEDGER_HEADER: [&str; 16] = [
-    "partner_id",
-    "customer_id",
-    "program_id",
-    "association",
-    "subscription_id",
-    "charge_date",
-    "source_file",
-    "source_line",
-    "basis_amount",
-    "rate",
-    "share",
-    "accrual_amount",
-    "currency",
-    "designation_line",
-    "credited_days",
-    "charge_days",
-];
-
-pub const NOT_ELIGIBLE_HEADER: [&str; 9] = [
-    "source_file",
-    "source_line",
-    "customer_id",
-    "subscription_id",
-    "charge_date",
-    "basis_amount",
-    "currency",
-    "reason",
-    "detail",
-];
-
-pub const REJECTS_HEADER: [&str; 5] = ["source_file", "source_line", "column", "value", "reason"];
+// The row files of a run (ledger, not-eligible, rejects) are defined in
+// [`crate::ledger`]; their headers stay reachable here.
+pub use crate::ledger::{LEDGER_HEADER, NOT_ELIGIBLE_HEADER, REJECTS_HEADER};
 
 pub const SUMMARY_HEADER: [&str; 7] = [
     "partner_id",
@@ -405,18 +376,7 @@ impl RowBuf {
     /// An unsigned integer.
     pub fn num(&mut self, n: u64) {
         self.sep();
-        let mut tmp = [0u8; 20];
-        let mut i = tmp.len();
-        let mut n = n;
-        loop {
-            i -= 1;
-            tmp[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        self.buf.extend_from_slice(&tmp[i..]);
+        push_uint(&mut self.buf, n);
     }
 
     /// An exact decimal, with at least `min_dp` decimals (see [`format_exact_dp`]).
@@ -437,26 +397,8 @@ impl RowBuf {
 
     /// A date as `YYYY-MM-DD`.
     pub fn date(&mut self, d: NaiveDate) {
-        use chrono::Datelike;
         self.sep();
-        let (y, m, dd) = (d.year() as u32, d.month(), d.day());
-        let digits = [
-            y / 1000 % 10,
-            y / 100 % 10,
-            y / 10 % 10,
-            y % 10,
-            10,
-            m / 10,
-            m % 10,
-            10,
-            dd / 10,
-            dd % 10,
-        ];
-        self.buf.extend(
-            digits
-                .iter()
-                .map(|&x| if x == 10 { b'-' } else { b'0' + x as u8 }),
-        );
+        push_date(&mut self.buf, d);
     }
 
     /// An empty field.
@@ -469,6 +411,42 @@ impl RowBuf {
         self.buf.extend_from_slice(b"\r\n");
         self.fields = 0;
     }
+}
+
+/// Appends `n` in decimal digits (also used by `porledger sample`).
+#[inline]
+pub fn push_uint(buf: &mut Vec<u8>, mut n: u64) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&tmp[i..]);
+}
+
+/// Appends `d` as `YYYY-MM-DD` (years 0 to 9999; also used by `porledger sample`).
+#[inline]
+pub fn push_date(buf: &mut Vec<u8>, d: NaiveDate) {
+    use chrono::Datelike;
+    let (y, m, dd) = (d.year() as u32, d.month(), d.day());
+    let digit = |x: u32| b'0' + (x % 10) as u8;
+    buf.extend_from_slice(&[
+        digit(y / 1000),
+        digit(y / 100),
+        digit(y / 10),
+        digit(y),
+        b'-',
+        digit(m / 10),
+        digit(m),
+        b'-',
+        digit(dd / 10),
+        digit(dd),
+    ]);
 }
 
 /// Writes `d` as `Display` would, for mantissas that fit in a `u64` (every

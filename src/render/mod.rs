@@ -23,10 +23,29 @@ use sha2::{Digest, Sha256};
 /// `=`, `+`, `-`, `@`, TAB or CR gets a `'` in front, unless the value is a
 /// plain number (`-12.50` stays a number).
 pub fn excel_safe(s: &str) -> Cow<'_, str> {
+    if needs_escape(s) {
+        Cow::Owned(format!("'{s}"))
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+fn needs_escape(s: &str) -> bool {
     match s.as_bytes().first() {
-        Some(b'=' | b'@' | b'\t' | b'\r') => Cow::Owned(format!("'{s}")),
-        Some(b'+' | b'-') if !is_number(s) => Cow::Owned(format!("'{s}")),
-        _ => Cow::Borrowed(s),
+        Some(b'=' | b'@' | b'\t' | b'\r') => true,
+        Some(b'+' | b'-') => !is_number(s),
+        _ => false,
+    }
+}
+
+/// Undoes [`excel_safe`]: `'-P1` reads back as `-P1`. A value that
+/// `excel_safe` leaves alone is returned unchanged (so is a `'` that
+/// `excel_safe` would not have added, as in `'quoted'`). For reading back
+/// keys from porledger's own outputs; see [`crate::ledger`].
+pub fn excel_unescape(s: &str) -> &str {
+    match s.strip_prefix('\'') {
+        Some(rest) if needs_escape(rest) => rest,
+        _ => s,
     }
 }
 
@@ -79,6 +98,24 @@ mod tests {
         assert_eq!(excel_safe("+3"), "+3");
         assert_eq!(excel_safe("Contoso"), "Contoso");
         assert_eq!(excel_safe(""), "");
+    }
+
+    #[test]
+    fn unescape_undoes_the_escape() {
+        for v in [
+            "=HYPERLINK(\"x\")",
+            "@SUM(A1)",
+            "+49 30",
+            "-cmd",
+            "-P1",
+            "\tx",
+            "-12.50",
+        ] {
+            assert_eq!(excel_unescape(&excel_safe(v)), v);
+        }
+        for v in ["'quoted'", "'", "''-x", "Contoso", "", "'-12.50"] {
+            assert_eq!(excel_unescape(v), v);
+        }
     }
 
     #[test]

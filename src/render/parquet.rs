@@ -5,7 +5,8 @@
 //! typed Parquet file; the CSV is removed. So both formats hold the same rows,
 //! in the same order, with the same values.
 //!
-//! Schema (column order of `ledger.csv`):
+//! Schema (column order of `ledger.csv`; names and types from
+//! [`crate::ledger::LEDGER_COLUMNS`]):
 //!
 //! | column | type |
 //! |---|---|
@@ -63,11 +64,10 @@ mod imp {
 
     use super::*;
     use crate::error::Fatal;
-    use crate::render::csv::LEDGER_HEADER;
-
-    const DECIMALS: [usize; 4] = [8, 9, 10, 11];
-    const DATE: usize = 5;
-    const INTS: [usize; 4] = [7, 13, 14, 15];
+    // Columns and their types come from the one ledger definition.
+    use crate::ledger::{
+        DATE_COLUMN as DATE, DECIMAL_COLUMNS as DECIMALS, INT_COLUMNS as INTS, LEDGER_HEADER,
+    };
 
     /// `d` as an integer scaled by 10^[`LEDGER_SCALE`], or `None` when it
     /// cannot be held exactly in `Decimal(38, 24)`.

@@ -8,6 +8,7 @@ mod cli;
 mod cmd_settings;
 mod credit_cases;
 mod focus;
+mod ledger_roundtrip;
 #[cfg(feature = "parquet")]
 mod parquet;
 mod pdf;

@@ -1,0 +1,686 @@
+//! The row files of a run, defined once: `ledger.csv` (one row per accrual),
+//! `not-eligible.csv` (one row per line that earned nothing) and `rejects.csv`
+//! (one row per unreadable line).
+//!
+//! - [`LEDGER_COLUMNS`] names and types the ledger's columns, in file order;
+//!   the CSV header, the Parquet schema ([`crate::render::parquet`]) and the
+//!   reader all come from it.
+//! - [`write_ledger_row`], [`write_not_eligible_row`] and [`write_reject_row`]
+//!   format plain row structs into a reusable [`RowBuf`] (no allocation per
+//!   row: the billing path writes millions of them). Billing and usage
+//!   accruals go through the same writers.
+//! - [`LedgerReader`] reads a ledger back **by column name** (used by
+//!   `explain`): columns may come in any order, a missing one is an error
+//!   naming the file and the column.
+//!
+//! # Escaping of text values
+//!
+//! Every text value is written through [`crate::render::excel_safe`], so that a
+//! spreadsheet does not run a value such as `-P1` or `=1+1` as a formula: it is
+//! stored as `'-P1`. That escape is for display only. The reader undoes it
+//! ([`crate::render::excel_unescape`]), so a key read back (a partner,
+//! customer or program ID) is the value that was written: `explain
+//! --partner=-P1` finds the rows stored as `'-P1`. Values that are not escaped
+//! (every normal ID) are written and read unchanged, byte for byte. The one
+//! value that does not survive the round trip is a text that itself starts
+//! with `'` followed by a formula character (`'-P1` written as is, read back
+//! as `-P1`); no Partner Center ID looks like that.
+
+use std::io::Read;
+use std::path::Path;
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+
+use crate::error::Fatal;
+use crate::money::Currency;
+use crate::render::csv::RowBuf;
+use crate::render::excel_unescape;
+
+/// How a ledger column is typed (in `ledger.parquet`; `ledger.csv` is text).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColumnKind {
+    /// Text (an ID, a name, a currency code).
+    Text,
+    /// A date, `YYYY-MM-DD`.
+    Date,
+    /// An integer, empty (null) when it does not apply.
+    Int,
+    /// An exact decimal.
+    Decimal,
+}
+
+/// One column of the ledger.
+#[derive(Clone, Copy, Debug)]
+pub struct Column {
+    pub name: &'static str,
+    pub kind: ColumnKind,
+}
+
+const fn col(name: &'static str, kind: ColumnKind) -> Column {
+    Column { name, kind }
+}
+
+/// A ledger column, by name; `LedgerColumn::X as usize` is its position in
+/// [`LEDGER_COLUMNS`] (and in `ledger.csv`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LedgerColumn {
+    PartnerId,
+    CustomerId,
+    ProgramId,
+    Association,
+    SubscriptionId,
+    ChargeDate,
+    SourceFile,
+    SourceLine,
+    BasisAmount,
+    Rate,
+    Share,
+    AccrualAmount,
+    Currency,
+    DesignationLine,
+    CreditedDays,
+    ChargeDays,
+}
+
+/// The ledger's columns, in the order of `ledger.csv`.
+pub const LEDGER_COLUMNS: [Column; 16] = {
+    use ColumnKind::*;
+    [
+        col("partner_id", Text),
+        col("customer_id", Text),
+        col("program_id", Text),
+        col("association", Text),
+        col("subscription_id", Text),
+        col("charge_date", Date),
+        col("source_file", Text),
+        col("source_line", Int),
+        col("basis_amount", Decimal),
+        col("rate", Decimal),
+        col("share", Decimal),
+        col("accrual_amount", Decimal),
+        col("currency", Text),
+        col("designation_line", Int),
+        col("credited_days", Int),
+        col("charge_days", Int),
+    ]
+};
+
+const fn names<const N: usize>(cols: &[Column; N]) -> [&'static str; N] {
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = cols[i].name;
+        i += 1;
+    }
+    out
+}
+
+/// The header of `ledger.csv`.
+pub const LEDGER_HEADER: [&str; 16] = names(&LEDGER_COLUMNS);
+
+/// The positions of the ledger columns of `kind`, in file order; `N` must be
+/// their number (checked at compile time when used in a const).
+pub const fn columns_of<const N: usize>(kind: ColumnKind) -> [usize; N] {
+    let mut out = [0; N];
+    let mut n = 0;
+    let mut i = 0;
+    while i < LEDGER_COLUMNS.len() {
+        if LEDGER_COLUMNS[i].kind as u8 == kind as u8 {
+            assert!(n < N, "more ledger columns of this kind than N");
+            out[n] = i;
+            n += 1;
+        }
+        i += 1;
+    }
+    assert!(n == N, "fewer ledger columns of this kind than N");
+    out
+}
+
+/// Positions of the decimal columns (`Decimal(38, 24)` in `ledger.parquet`).
+pub const DECIMAL_COLUMNS: [usize; 4] = columns_of(ColumnKind::Decimal);
+/// Positions of the integer columns (`Int64`, null when empty, in `ledger.parquet`).
+pub const INT_COLUMNS: [usize; 4] = columns_of(ColumnKind::Int);
+/// Position of the date column (`Date` in `ledger.parquet`).
+pub const DATE_COLUMN: usize = columns_of::<1>(ColumnKind::Date)[0];
+
+/// The header of `not-eligible.csv`.
+pub const NOT_ELIGIBLE_HEADER: [&str; 9] = [
+    "source_file",
+    "source_line",
+    "customer_id",
+    "subscription_id",
+    "charge_date",
+    "basis_amount",
+    "currency",
+    "reason",
+    "detail",
+];
+
+/// The header of `rejects.csv`.
+pub const REJECTS_HEADER: [&str; 5] = ["source_file", "source_line", "column", "value", "reason"];
+
+/// One ledger row to write: one accrual of one partner for one program.
+/// Plain values, not tied to billing or usage types.
+#[derive(Clone, Copy, Debug)]
+pub struct LedgerRow<'a> {
+    pub partner_id: &'a str,
+    pub customer_id: &'a str,
+    pub program_id: &'a str,
+    pub association: &'a str,
+    /// A subscription ID (billing) or the workload (usage).
+    pub subscription_id: &'a str,
+    pub charge_date: NaiveDate,
+    pub source_file: &'a str,
+    pub source_line: u64,
+    pub basis_amount: Decimal,
+    /// Fewest decimals written for `basis_amount`: the currency's minor unit
+    /// for money, 0 for a count (monthly active users).
+    pub basis_min_dp: u32,
+    pub rate: Decimal,
+    pub share: Decimal,
+    /// Written with at least the currency's minor unit of decimals.
+    pub accrual_amount: Decimal,
+    pub currency: Currency,
+    pub designation_line: Option<u64>,
+    pub credited_days: Option<u64>,
+    pub charge_days: Option<u64>,
+}
+
+/// Appends one `ledger.csv` record to `w` (columns of [`LEDGER_COLUMNS`]).
+#[inline]
+pub fn write_ledger_row(w: &mut RowBuf, r: &LedgerRow) {
+    w.text(r.partner_id);
+    w.text(r.customer_id);
+    w.text(r.program_id);
+    w.text(r.association);
+    w.text(r.subscription_id);
+    w.date(r.charge_date);
+    w.text(r.source_file);
+    w.num(r.source_line);
+    w.decimal(r.basis_amount, r.basis_min_dp);
+    w.decimal(r.rate, 1);
+    w.decimal(r.share, 1);
+    w.decimal(r.accrual_amount, r.currency.minor_units());
+    w.text(r.currency.as_str());
+    opt_num(w, r.designation_line);
+    opt_num(w, r.credited_days);
+    opt_num(w, r.charge_days);
+    w.end();
+}
+
+#[inline]
+fn opt_num(w: &mut RowBuf, n: Option<u64>) {
+    match n {
+        Some(n) => w.num(n),
+        None => w.empty(),
+    }
+}
+
+/// One `not-eligible.csv` row: a line that earned nothing, and why.
+#[derive(Clone, Copy, Debug)]
+pub struct NotEligibleRow<'a> {
+    pub source_file: &'a str,
+    pub source_line: u64,
+    pub customer_id: &'a str,
+    /// A subscription ID (billing) or the workloads (usage).
+    pub subscription_id: &'a str,
+    pub charge_date: NaiveDate,
+    pub basis_amount: Decimal,
+    /// Fewest decimals written for `basis_amount` (see [`LedgerRow`]).
+    pub basis_min_dp: u32,
+    /// Empty for usage records (a count, not money).
+    pub currency: Option<Currency>,
+    pub reason: &'a str,
+    pub detail: &'a str,
+}
+
+/// Appends one `not-eligible.csv` record to `w` (columns of [`NOT_ELIGIBLE_HEADER`]).
+#[inline]
+pub fn write_not_eligible_row(w: &mut RowBuf, r: &NotEligibleRow) {
+    w.text(r.source_file);
+    w.num(r.source_line);
+    w.text(r.customer_id);
+    w.text(r.subscription_id);
+    w.date(r.charge_date);
+    w.decimal(r.basis_amount, r.basis_min_dp);
+    match &r.currency {
+        Some(c) => w.text(c.as_str()),
+        None => w.empty(),
+    }
+    w.text(r.reason);
+    w.text(r.detail);
+    w.end();
+}
+
+/// One `rejects.csv` row: a line that could not be read.
+#[derive(Clone, Copy, Debug)]
+pub struct RejectRow<'a> {
+    pub source_file: &'a str,
+    pub source_line: u64,
+    pub column: &'a str,
+    pub value: &'a str,
+    pub reason: &'a str,
+}
+
+/// Appends one `rejects.csv` record to `w` (columns of [`REJECTS_HEADER`]).
+#[inline]
+pub fn write_reject_row(w: &mut RowBuf, r: &RejectRow) {
+    w.text(r.source_file);
+    w.num(r.source_line);
+    w.text(r.column);
+    w.text(r.value);
+    w.text(r.reason);
+    w.end();
+}
+
+/// A ledger row read back from `ledger.csv`: text as written (unescaped, see
+/// the module documentation), amounts and currency parsed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LedgerRecord {
+    pub partner_id: String,
+    pub customer_id: String,
+    pub program_id: String,
+    pub association: String,
+    pub subscription_id: String,
+    pub charge_date: String,
+    pub source_file: String,
+    pub source_line: String,
+    pub basis: Decimal,
+    pub rate: String,
+    pub share: String,
+    pub amount: Decimal,
+    pub currency: Currency,
+    pub designation_line: String,
+    pub credited_days: String,
+    pub charge_days: String,
+}
+
+/// Reads `ledger.csv` by column name.
+pub struct LedgerReader<R> {
+    rdr: csv::Reader<R>,
+    file: String,
+    /// Position in the file of each column of [`LEDGER_COLUMNS`].
+    pos: [usize; 16],
+    rec: csv::StringRecord,
+    /// The file line the next record starts on (the csv crate's own count is
+    /// off by one with CRLF line ends, which porledger writes).
+    next_line: u64,
+}
+
+impl LedgerReader<std::fs::File> {
+    /// Opens `path` and maps its header.
+    pub fn open(path: &Path) -> Result<Self, Fatal> {
+        let f = std::fs::File::open(path).map_err(|e| data_err(path, e.to_string()))?;
+        LedgerReader::new(&path.display().to_string(), f)
+    }
+}
+
+fn data_err(file: &Path, message: String) -> Fatal {
+    Fatal::Data {
+        file: file.display().to_string(),
+        line: 0,
+        column: None,
+        message,
+    }
+}
+
+impl<R: Read> LedgerReader<R> {
+    /// Reads the header of `input` (named `file` in errors) and finds every
+    /// ledger column in it, in any order; extra columns are ignored.
+    pub fn new(file: &str, input: R) -> Result<Self, Fatal> {
+        let mut rdr = csv::Reader::from_reader(input);
+        let header = rdr.headers().map_err(|e| Fatal::Data {
+            file: file.to_string(),
+            line: 1,
+            column: None,
+            message: e.to_string(),
+        })?;
+        let mut pos = [0; 16];
+        for (p, c) in pos.iter_mut().zip(LEDGER_COLUMNS.iter()) {
+            *p = header
+                .iter()
+                .position(|h| h == c.name)
+                .ok_or_else(|| Fatal::Data {
+                    file: file.to_string(),
+                    line: 1,
+                    column: Some(c.name.to_string()),
+                    message: "the ledger header has no such column: not a porledger ledger"
+                        .to_string(),
+                })?;
+        }
+        Ok(LedgerReader {
+            rdr,
+            file: file.to_string(),
+            pos,
+            rec: csv::StringRecord::new(),
+            next_line: 2,
+        })
+    }
+
+    /// The next row, or `None` at the end of the file.
+    pub fn next_row(&mut self) -> Result<Option<LedgerLine<'_>>, Fatal> {
+        let more = self
+            .rdr
+            .read_record(&mut self.rec)
+            .map_err(|e| Fatal::Data {
+                file: self.file.clone(),
+                line: 0,
+                column: None,
+                message: e.to_string(),
+            })?;
+        let line = self.next_line;
+        // A record takes one line plus one per newline inside its values.
+        self.next_line += 1 + self
+            .rec
+            .iter()
+            .map(|f| f.bytes().filter(|&b| b == b'\n').count() as u64)
+            .sum::<u64>();
+        Ok(more.then_some(LedgerLine {
+            file: &self.file,
+            pos: &self.pos,
+            rec: &self.rec,
+            line,
+        }))
+    }
+}
+
+/// One row of a ledger being read: fields by column, unescaped.
+pub struct LedgerLine<'r> {
+    file: &'r str,
+    pos: &'r [usize; 16],
+    rec: &'r csv::StringRecord,
+    line: u64,
+}
+
+impl<'r> LedgerLine<'r> {
+    /// The value of `c`, as it was written (display escape undone).
+    pub fn get(&self, c: LedgerColumn) -> &'r str {
+        excel_unescape(self.rec.get(self.pos[c as usize]).unwrap_or(""))
+    }
+
+    /// The row's line number in the file.
+    pub fn line(&self) -> u64 {
+        self.line
+    }
+
+    /// The whole row, with amounts and currency parsed.
+    pub fn record(&self) -> Result<LedgerRecord, Fatal> {
+        use LedgerColumn as C;
+        let g = |c: LedgerColumn| self.get(c).to_string();
+        let bad = |c: LedgerColumn| Fatal::Data {
+            file: self.file.to_string(),
+            line: self.line(),
+            column: Some(LEDGER_COLUMNS[c as usize].name.to_string()),
+            message: format!("'{}' is not readable", self.get(c)),
+        };
+        Ok(LedgerRecord {
+            partner_id: g(C::PartnerId),
+            customer_id: g(C::CustomerId),
+            program_id: g(C::ProgramId),
+            association: g(C::Association),
+            subscription_id: g(C::SubscriptionId),
+            charge_date: g(C::ChargeDate),
+            source_file: g(C::SourceFile),
+            source_line: g(C::SourceLine),
+            basis: self
+                .get(C::BasisAmount)
+                .parse()
+                .map_err(|_| bad(C::BasisAmount))?,
+            rate: g(C::Rate),
+            share: g(C::Share),
+            amount: self
+                .get(C::AccrualAmount)
+                .parse()
+                .map_err(|_| bad(C::AccrualAmount))?,
+            currency: Currency::parse(self.get(C::Currency)).ok_or_else(|| bad(C::Currency))?,
+            designation_line: g(C::DesignationLine),
+            credited_days: g(C::CreditedDays),
+            charge_days: g(C::ChargeDays),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Decimal {
+        s.parse().unwrap()
+    }
+
+    fn eur() -> Currency {
+        Currency::parse("EUR").unwrap()
+    }
+
+    fn header() -> Vec<u8> {
+        let mut w = RowBuf::default();
+        for h in LEDGER_HEADER {
+            w.text(h);
+        }
+        w.end();
+        w.buf
+    }
+
+    fn rows() -> Vec<LedgerRow<'static>> {
+        let base = LedgerRow {
+            partner_id: "500275",
+            customer_id: "c1",
+            program_id: "csp-core",
+            association: "PartnerOfRecord",
+            subscription_id: "s1",
+            charge_date: NaiveDate::from_ymd_opt(2026, 10, 3).unwrap(),
+            source_file: "billing/a.csv",
+            source_line: 12,
+            basis_amount: d("100.5"),
+            basis_min_dp: 2,
+            rate: d("0.04"),
+            share: d("1"),
+            accrual_amount: d("4.02"),
+            currency: eur(),
+            designation_line: Some(7),
+            credited_days: Some(10),
+            charge_days: Some(31),
+        };
+        vec![
+            base,
+            LedgerRow {
+                partner_id: "-P1",
+                customer_id: "a, \"quoted\"\r\nmulti-line",
+                program_id: "=SUM(A1)",
+                subscription_id: "",
+                source_file: "dir/b,c.csv",
+                basis_amount: d("-3"),
+                basis_min_dp: 0,
+                designation_line: None,
+                credited_days: None,
+                charge_days: None,
+                ..base
+            },
+        ]
+    }
+
+    fn written(rows: &[LedgerRow]) -> Vec<u8> {
+        let mut w = RowBuf::with_buffer(header());
+        for r in rows {
+            write_ledger_row(&mut w, r);
+        }
+        w.buf
+    }
+
+    fn read_all(file: &[u8]) -> Result<Vec<LedgerRecord>, Fatal> {
+        let mut rdr = LedgerReader::new("ledger.csv", file)?;
+        let mut out = Vec::new();
+        while let Some(l) = rdr.next_row()? {
+            out.push(l.record()?);
+        }
+        Ok(out)
+    }
+
+    fn opt(n: Option<u64>) -> String {
+        n.map(|n| n.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn rows_read_back_field_by_field() {
+        let rows = rows();
+        let back = read_all(&written(&rows)).unwrap();
+        assert_eq!(back.len(), rows.len());
+        for (r, b) in rows.iter().zip(&back) {
+            assert_eq!(b.partner_id, r.partner_id);
+            assert_eq!(b.customer_id, r.customer_id);
+            assert_eq!(b.program_id, r.program_id);
+            assert_eq!(b.association, r.association);
+            assert_eq!(b.subscription_id, r.subscription_id);
+            assert_eq!(b.charge_date, r.charge_date.to_string());
+            assert_eq!(b.source_file, r.source_file);
+            assert_eq!(b.source_line, r.source_line.to_string());
+            assert_eq!(b.basis, r.basis_amount);
+            assert_eq!(b.rate, "0.04");
+            assert_eq!(b.share, "1.0");
+            assert_eq!(b.amount, r.accrual_amount);
+            assert_eq!(b.currency, r.currency);
+            assert_eq!(b.designation_line, opt(r.designation_line));
+            assert_eq!(b.credited_days, opt(r.credited_days));
+            assert_eq!(b.charge_days, opt(r.charge_days));
+        }
+    }
+
+    #[test]
+    fn the_bytes_are_those_of_the_csv_files() {
+        let text = String::from_utf8(written(&rows())).unwrap();
+        let lines: Vec<&str> = text.split("\r\n").collect();
+        assert_eq!(lines[0], LEDGER_HEADER.join(","));
+        assert_eq!(
+            lines[1],
+            "500275,c1,csp-core,PartnerOfRecord,s1,2026-10-03,billing/a.csv,12,\
+             100.50,0.04,1.0,4.02,EUR,7,10,31"
+        );
+        // Formula-like text is escaped for spreadsheets, quoted when needed.
+        assert!(text.contains(
+            "'-P1,\"a, \"\"quoted\"\"\r\nmulti-line\",'=SUM(A1),PartnerOfRecord,,\
+             2026-10-03,\"dir/b,c.csv\",12,-3,0.04,1.0,4.02,EUR,,,\r\n"
+        ));
+    }
+
+    #[test]
+    fn columns_in_another_order_read_the_same() {
+        let rows = rows();
+        let file = written(&rows);
+        // Reverse the columns of every record (and add an unknown one).
+        let mut rdr = csv::Reader::from_reader(&file[..]);
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let mut h: Vec<String> = rdr.headers().unwrap().iter().map(String::from).collect();
+        h.reverse();
+        h.push("extra".into());
+        w.write_record(&h).unwrap();
+        for rec in rdr.records() {
+            let mut f: Vec<String> = rec.unwrap().iter().map(String::from).collect();
+            f.reverse();
+            f.push("x".into());
+            w.write_record(&f).unwrap();
+        }
+        let reordered = w.into_inner().unwrap();
+        assert_eq!(read_all(&reordered).unwrap(), read_all(&file).unwrap());
+    }
+
+    #[test]
+    fn a_missing_column_is_named() {
+        let file = b"partner_id,customer_id\r\n1,2\r\n";
+        let e = LedgerReader::new("out/ledger.csv", &file[..])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.starts_with("out/ledger.csv:1 column 'program_id'"), "{e}");
+    }
+
+    #[test]
+    fn an_unreadable_amount_is_named() {
+        let mut file = written(&rows()[..1]);
+        let text = String::from_utf8(file.clone())
+            .unwrap()
+            .replace("4.02", "x");
+        file = text.into_bytes();
+        let e = read_all(&file).unwrap_err().to_string();
+        assert!(
+            e.starts_with("ledger.csv:2 column 'accrual_amount': 'x'"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn lines_count_newlines_inside_values() {
+        // rows()[1] holds one newline: the row after it starts two lines on.
+        let mut r = rows();
+        r.push(r[0]);
+        let mut file = String::from_utf8(written(&r)).unwrap();
+        let last = file.rfind("EUR").unwrap();
+        file.replace_range(last..last + 3, "E?");
+        let e = read_all(file.as_bytes()).unwrap_err().to_string();
+        assert!(e.starts_with("ledger.csv:5 column 'currency'"), "{e}");
+    }
+
+    #[test]
+    fn not_eligible_and_reject_rows() {
+        let mut w = RowBuf::default();
+        write_not_eligible_row(
+            &mut w,
+            &NotEligibleRow {
+                source_file: "a.csv",
+                source_line: 3,
+                customer_id: "c",
+                subscription_id: "s",
+                charge_date: NaiveDate::from_ymd_opt(2026, 1, 2).unwrap(),
+                basis_amount: d("5"),
+                basis_min_dp: 2,
+                currency: Some(eur()),
+                reason: "no_designation",
+                detail: "x, y",
+            },
+        );
+        write_not_eligible_row(
+            &mut w,
+            &NotEligibleRow {
+                source_file: "u.csv",
+                source_line: 4,
+                customer_id: "c",
+                subscription_id: "w1;w2",
+                charge_date: NaiveDate::from_ymd_opt(2026, 1, 2).unwrap(),
+                basis_amount: d("120"),
+                basis_min_dp: 0,
+                currency: None,
+                reason: "below_threshold",
+                detail: "",
+            },
+        );
+        write_reject_row(
+            &mut w,
+            &RejectRow {
+                source_file: "a.csv",
+                source_line: 5,
+                column: "Subtotal",
+                value: "-x",
+                reason: "not an amount",
+            },
+        );
+        assert_eq!(
+            String::from_utf8(w.buf).unwrap(),
+            "a.csv,3,c,s,2026-01-02,5.00,EUR,no_designation,\"x, y\"\r\n\
+             u.csv,4,c,w1;w2,2026-01-02,120,,below_threshold,\r\n\
+             a.csv,5,Subtotal,'-x,not an amount\r\n"
+        );
+    }
+
+    #[test]
+    fn column_kinds() {
+        // As `ledger.parquet` has always had them.
+        assert_eq!(DECIMAL_COLUMNS, [8, 9, 10, 11]);
+        assert_eq!(INT_COLUMNS, [7, 13, 14, 15]);
+        assert_eq!(DATE_COLUMN, 5);
+        assert_eq!(
+            LEDGER_HEADER[LedgerColumn::ChargeDays as usize],
+            "charge_days"
+        );
+        assert_eq!(LEDGER_HEADER[LedgerColumn::Currency as usize], "currency");
+    }
+}
