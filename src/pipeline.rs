@@ -28,6 +28,7 @@ use crate::error::Fatal;
 use crate::fold::{CountsReport, FileCounts, Fold, SharedDetails};
 use crate::ingest::billing::Field;
 use crate::ingest::designations::{parse_designations, Designations, Reject};
+use crate::ingest::usage::UsageObs;
 use crate::ingest::{self, Chunk, FileDigest, InputFile, OpenedBilling};
 use crate::ledger::{
     write_ledger_row, write_not_eligible_row, write_reject_row, LedgerRow, NotEligibleRow,
@@ -523,42 +524,8 @@ pub fn accrue_usage(inputs: &Inputs, period: Period) -> UsageRun {
             match accrue_observation(&ctx, usage, k, o, period, &mut acc) {
                 Outcome::Accrued => {
                     accrued = true;
-                    let cur = o.workload_name.as_str().to_string();
-                    let currency = |pi: usize| {
-                        inputs.rules.programs[pi]
-                            .usage_currency()
-                            .unwrap_or_else(|| crate::money::Currency::parse("USD").expect("USD"))
-                    };
-                    if let Some(n) = usage.customer_names.get(&o.customer_id) {
-                        fold.note_customer(&o.customer_id, n, u64::MAX);
-                    }
-                    for a in &acc {
-                        let c = currency(a.program);
-                        fold.add(a, &o.customer_id, &cur, c);
-                        write_ledger_row(
-                            &mut ledger,
-                            &LedgerRow {
-                                partner_id: a.partner_id,
-                                customer_id: &o.customer_id,
-                                program_id: &inputs.rules.programs[a.program].id,
-                                association: a.association.as_str(),
-                                subscription_id: &cur,
-                                charge_date: o.date,
-                                source_file: &file.input.display,
-                                source_line: o.line,
-                                basis_amount: a.basis,
-                                basis_min_dp: 0,
-                                rate: a.rate,
-                                share: a.share,
-                                accrual_amount: a.amount,
-                                currency: c,
-                                designation_line: a.designation.map(|d| d.line),
-                                // No proration for usage.
-                                credited_days: None,
-                                charge_days: None,
-                            },
-                        );
-                    }
+                    let display = &file.input.display;
+                    usage_rows(inputs, o, display, &acc, &mut fold, &mut ledger);
                 }
                 Outcome::NotEligible {
                     reason: r,
@@ -616,6 +583,54 @@ pub fn accrue_usage(inputs: &Inputs, period: Period) -> UsageRun {
         },
         files: reports(inputs, &files),
         total: total.report("(all usage files)".into(), String::new(), &Reason::USAGE),
+    }
+}
+
+/// Adds an accrued usage observation's accruals to `fold` and writes their
+/// ledger rows (the workload stands where billing has the subscription).
+fn usage_rows(
+    inputs: &Inputs,
+    o: &UsageObs,
+    source_file: &str,
+    acc: &[Accrual<'_>],
+    fold: &mut Fold,
+    ledger: &mut RowBuf,
+) {
+    let cur = o.workload_name.as_str();
+    let currency = |pi: usize| {
+        inputs.rules.programs[pi]
+            .usage_currency()
+            .unwrap_or_else(|| crate::money::Currency::parse("USD").expect("USD"))
+    };
+    if let Some(n) = inputs.usage.customer_names.get(&o.customer_id) {
+        fold.note_customer(&o.customer_id, n, u64::MAX);
+    }
+    for a in acc {
+        let c = currency(a.program);
+        fold.add(a, &o.customer_id, cur, c);
+        write_ledger_row(
+            ledger,
+            &LedgerRow {
+                partner_id: a.partner_id,
+                customer_id: &o.customer_id,
+                program_id: &inputs.rules.programs[a.program].id,
+                association: a.association.as_str(),
+                subscription_id: cur,
+                charge_date: o.date,
+                source_file,
+                source_line: o.line,
+                basis_amount: a.basis,
+                basis_min_dp: 0,
+                rate: a.rate,
+                share: a.share,
+                accrual_amount: a.amount,
+                currency: c,
+                designation_line: a.designation.map(|d| d.line),
+                // No proration for usage.
+                credited_days: None,
+                charge_days: None,
+            },
+        );
     }
 }
 
