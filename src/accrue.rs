@@ -11,11 +11,13 @@ use rust_decimal::Decimal;
 
 use chrono::NaiveDate;
 
-use crate::attribute::{AttributionError, Credit, DesignationIndex};
-use crate::dates::add_months;
+use crate::attribute::{split_shares, AttributionError, Credit, DesignationIndex};
+use crate::config::{workload_key, Association, Basis, Program, Rules, WorkloadRate, PRIORITY};
+use crate::dates::{add_months, Period};
 use crate::ingest::designations::Designation;
+use crate::ingest::usage::{UsageInput, UsageObs};
 use crate::ingest::BillingLine;
-use crate::rules::{Association, Basis, Program, Rules, PRIORITY};
+use crate::model::{Attainment, TierNotes};
 
 /// One accrual: a partner's exact earning on one line under one program.
 #[derive(Clone, Debug, PartialEq)]
@@ -33,38 +35,103 @@ pub struct Accrual<'a> {
     pub days: Option<(u32, u32)>,
 }
 
-/// Why no program pays a line. Ordered from "furthest from paying" to
-/// "closest": a program checks, in this order, that it is in force on the charge
+/// Why no program pays a record (a billing line or a usage record), for both
+/// kinds of program. Ordered from "furthest from paying" to "closest": a
+/// record's reason is the closest of its programs' (and workloads') misses.
+///
+/// A revenue program checks, in this order, that it is in force on the charge
 /// date, that some partner holds credit, that the charge is inside the window,
-/// and that the product is covered.
+/// and that the product is covered. A usage program also checks the period,
+/// the report, the workload, and attainment and growth.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Reason {
-    /// No program is in force on the charge date.
-    RuleNotInForce = 0,
+    /// Usage: dated outside the period: history (high-water mark, usage growth).
+    OutsidePeriod = 0,
+    /// Usage: a later report for the same tenant, workload and month replaced it.
+    Superseded,
+    /// No program is in force on the record's date.
+    RuleNotInForce,
+    /// Usage: no usage program lists the workload.
+    WorkloadNotCovered,
     /// No partner holds an association the programs pay.
-    NoDesignation = 1,
-    /// Designated, but the charge falls outside the program's window.
-    OutsideWindow = 2,
-    /// A partner would earn, but the publisher is not covered or a product
-    /// qualifier (e.g. Trial) is excluded.
-    ExcludedProduct = 3,
+    NoDesignation,
+    /// Usage: the designation starts after the usage date (CPOR: usage before the claim).
+    BeforeAssociation,
+    /// Designated, but the date falls outside the program's window.
+    OutsideWindow,
+    /// Billing: a partner would earn, but the publisher is not covered or a
+    /// product qualifier (e.g. Trial) is excluded.
+    ExcludedProduct,
+    /// Usage: paid available units are 0: attainment not computable.
+    PauZero,
+    /// Usage: attainment below the program's first target.
+    BelowTarget,
+    /// Usage: nothing above the prior high-water mark (compensable units 0).
+    NoGrowth,
+    /// Usage: explicit designation shares above 1.
+    ShareConflict,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 4] = [
+    /// Every reason, in rank order (`r as usize` indexes this array).
+    pub const ALL: [Reason; 12] = [
+        Reason::OutsidePeriod,
+        Reason::Superseded,
+        Reason::RuleNotInForce,
+        Reason::WorkloadNotCovered,
+        Reason::NoDesignation,
+        Reason::BeforeAssociation,
+        Reason::OutsideWindow,
+        Reason::ExcludedProduct,
+        Reason::PauZero,
+        Reason::BelowTarget,
+        Reason::NoGrowth,
+        Reason::ShareConflict,
+    ];
+
+    /// The reasons a billing line can have, in the order reports list them.
+    pub const BILLING: [Reason; 4] = [
         Reason::RuleNotInForce,
         Reason::NoDesignation,
         Reason::OutsideWindow,
         Reason::ExcludedProduct,
     ];
 
+    /// The reasons a usage record can have, in the order reports list them.
+    pub const USAGE: [Reason; 11] = [
+        Reason::OutsidePeriod,
+        Reason::Superseded,
+        Reason::RuleNotInForce,
+        Reason::WorkloadNotCovered,
+        Reason::NoDesignation,
+        Reason::BeforeAssociation,
+        Reason::OutsideWindow,
+        Reason::PauZero,
+        Reason::BelowTarget,
+        Reason::NoGrowth,
+        Reason::ShareConflict,
+    ];
+
     pub fn as_str(&self) -> &'static str {
         match self {
+            Reason::OutsidePeriod => "outside-period",
+            Reason::Superseded => "superseded",
             Reason::RuleNotInForce => "rule-not-in-force",
-            Reason::ExcludedProduct => "excluded-product",
+            Reason::WorkloadNotCovered => "workload-not-covered",
             Reason::NoDesignation => "no-designation",
+            Reason::BeforeAssociation => "before-association",
             Reason::OutsideWindow => "outside-window",
+            Reason::ExcludedProduct => "excluded-product",
+            Reason::PauZero => "pau-zero",
+            Reason::BelowTarget => "below-target",
+            Reason::NoGrowth => "no-growth",
+            Reason::ShareConflict => "share-conflict",
         }
+    }
+
+    /// The reason named `s` ([`Reason::as_str`]).
+    pub fn parse(s: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.as_str() == s)
     }
 }
 
@@ -91,15 +158,26 @@ pub struct Scratch<'a> {
     credits: Vec<Credit<'a>>,
     segments: Vec<Segment>,
     misses: Vec<(usize, Reason, Option<u64>)>,
+    /// Tier decisions of the lines accrued with this scratch (a worker's).
+    pub tier_notes: TierNotes,
 }
 
 impl Scratch<'_> {
+    /// Empty buffers that add tier decisions to `tier_notes`.
+    pub fn with_notes(tier_notes: TierNotes) -> Self {
+        Scratch {
+            tier_notes,
+            ..Scratch::default()
+        }
+    }
+
     /// The same buffers, for borrowing from another record.
     pub fn recycle<'b>(self) -> Scratch<'b> {
         Scratch {
-            credits: crate::pipeline::recycle(self.credits),
+            credits: crate::util::recycle(self.credits),
             segments: self.segments,
             misses: self.misses,
+            tier_notes: self.tier_notes,
         }
     }
 }
@@ -281,12 +359,15 @@ pub fn accrue_line<'a>(
     scratch: &mut Scratch<'a>,
     out: &mut Vec<Accrual<'a>>,
 ) -> Outcome {
-    accrue_line_with(
+    let ctx = Context {
         rules,
         index,
-        index.customer(customer_key),
         designations_file,
-        None,
+        attainment: None,
+    };
+    accrue_line_with(
+        &ctx,
+        index.customer(customer_key),
         line,
         customer_key,
         scratch,
@@ -294,26 +375,40 @@ pub fn accrue_line<'a>(
     )
 }
 
-/// [`accrue_line`] with the usage attainment table, which decides the rate of
-/// programs with `tiers` (see [`crate::attain::rate_for`]), and the customer's
-/// designations already looked up (`index.customer(customer_key)`).
-#[allow(clippy::too_many_arguments)]
+/// What accruing a record reads besides the record: the same for every record
+/// of a run.
+#[derive(Clone, Copy)]
+pub struct Context<'a, 'f> {
+    pub rules: &'a Rules,
+    pub index: &'a DesignationIndex,
+    /// The designations file as given (named in details and rejects).
+    pub designations_file: &'f str,
+    /// Decides the rate of programs with `tiers` (see [`crate::attain::rate_for`]).
+    pub attainment: Option<&'f crate::attain::AttainmentTable>,
+}
+
+/// [`accrue_line`] with a [`Context`] (which may carry the attainment table)
+/// and the customer's designations already looked up
+/// (`index.customer(customer_key)`).
 pub fn accrue_line_with<'a>(
-    rules: &'a Rules,
-    index: &'a DesignationIndex,
+    ctx: &Context<'a, '_>,
     designations: &'a [Designation],
-    designations_file: &str,
-    attainment: Option<&crate::attain::AttainmentTable>,
     line: &BillingLine<'a>,
     customer_key: &str,
     scratch: &mut Scratch<'a>,
     out: &mut Vec<Accrual<'a>>,
 ) -> Outcome {
+    let Context {
+        rules,
+        index,
+        designations_file,
+        attainment,
+    } = *ctx;
     let date = line.charge_start;
     let start = out.len();
     scratch.misses.clear();
     for (pi, p) in rules.programs.iter().enumerate() {
-        if p.basis == Basis::Usage {
+        if p.basis() == Basis::Usage {
             // Earns from --usage rows (usage_accrue.rs), never from billing lines.
             continue;
         }
@@ -321,7 +416,15 @@ pub fn accrue_line_with<'a>(
             scratch.misses.push((pi, Reason::RuleNotInForce, None));
             continue;
         }
-        let rate = crate::attain::rate_for(p, pi, rules, line, customer_key, attainment);
+        let rate = crate::attain::rate_for(
+            p,
+            pi,
+            rules,
+            line,
+            customer_key,
+            attainment,
+            &mut scratch.tier_notes,
+        );
         let is_excluded = excluded(p, line);
         let before = out.len();
         let mut window_miss = None;
@@ -351,7 +454,7 @@ pub fn accrue_line_with<'a>(
                             continue;
                         }
                     }
-                    let basis = match p.basis {
+                    let basis = match p.basis() {
                         Basis::BilledRevenue => seg.basis,
                         Basis::Usage => continue,
                     };
@@ -391,8 +494,248 @@ pub fn accrue_line_with<'a>(
         .map(|m| m.1)
         .max()
         .unwrap_or(Reason::RuleNotInForce);
+    let detail = miss_detail(rules, &scratch.misses, line, designations_file);
+    Outcome::NotEligible { reason, detail }
+}
+
+/// The usage arm of the accrue stage: applies every usage program to one usage
+/// observation `o` (index `oi` in `usage`), appending accruals to `out`.
+/// Programs pay, per tenant, workload and month of the period,
+/// `min(compensable units, cap_units) x unit rate` of the highest target
+/// reached, times the designation's share ([`split_shares`], as for billing).
+pub fn accrue_observation<'a>(
+    ctx: &Context<'a, '_>,
+    usage: &UsageInput,
+    oi: usize,
+    o: &UsageObs,
+    period: Period,
+    out: &mut Vec<Accrual<'a>>,
+) -> Outcome {
+    let not_eligible = |reason: Reason, detail: String| Outcome::NotEligible { reason, detail };
+    if !period.contains(o.date) {
+        return not_eligible(
+            Reason::OutsidePeriod,
+            format!(
+                "{}: {} is outside the period {period} (kept as history for the high-water mark and usage growth)",
+                o.workload_name, o.date
+            ),
+        );
+    }
+    let Some(table) = ctx.attainment else {
+        return not_eligible(Reason::Superseded, "no attainment row".into());
+    };
+    if let Some(&w) = table.superseded.get(&oi) {
+        let wo = &usage.obs[w];
+        return not_eligible(
+            Reason::Superseded,
+            format!(
+                "{}: replaced by the later report {}:{} for {} {}",
+                o.workload_name,
+                usage.files[wo.file].input.display,
+                wo.line,
+                o.workload_name,
+                o.month
+            ),
+        );
+    }
+    let Some(att) = table.winner_of.get(&oi).and_then(|k| table.rows.get(k)) else {
+        return not_eligible(Reason::Superseded, "no attainment row".into());
+    };
+    let start = out.len();
+    let mut misses: Vec<(Reason, String)> = Vec::new();
+    for (pi, p) in ctx.rules.programs.iter().enumerate() {
+        if p.basis() != Basis::Usage {
+            continue;
+        }
+        let paid = usage_program(ctx, p, o).and_then(|(wr, credits)| {
+            let (units, rate) = usage_units(att, wr)?;
+            Ok((units, rate, credits))
+        });
+        match paid {
+            Ok((units, rate, credits)) => {
+                for (d, share) in credits {
+                    out.push(Accrual {
+                        program: pi,
+                        partner_id: &d.partner_id,
+                        association: d.association,
+                        basis: units,
+                        rate,
+                        share,
+                        amount: units * rate * share,
+                        designation: Some(d),
+                        days: None,
+                    });
+                }
+            }
+            Err((r, d)) => misses.push((r, format!("{}: {}: {d}", p.id, o.workload_name))),
+        }
+    }
+    if out.len() > start {
+        return Outcome::Accrued;
+    }
+    if misses.is_empty() {
+        return not_eligible(
+            Reason::RuleNotInForce,
+            format!("{}: the rules have no usage program", o.workload_name),
+        );
+    }
+    let reason = misses
+        .iter()
+        .map(|m| m.0)
+        .max()
+        .unwrap_or(Reason::RuleNotInForce);
+    let detail = misses
+        .into_iter()
+        .map(|m| m.1)
+        .collect::<Vec<_>>()
+        .join("; ");
+    not_eligible(reason, detail)
+}
+
+/// A usage miss: the reason and its detail (without the program and workload).
+type UsageMiss = (Reason, String);
+
+/// Usage program `p` for observation `o`: the workload's rates and the
+/// partners credited (designations of the program's associations for the
+/// tenant and workload, valid on the date, inside the window, shares split);
+/// or why none is.
+#[allow(clippy::type_complexity)]
+fn usage_program<'a, 'p>(
+    ctx: &Context<'a, '_>,
+    p: &'p Program,
+    o: &UsageObs,
+) -> Result<(&'p WorkloadRate, Vec<(&'a Designation, Decimal)>), UsageMiss> {
+    let date = o.date;
+    if !p.in_force(date) {
+        return Err((
+            Reason::RuleNotInForce,
+            format!("rule not in force on {date}"),
+        ));
+    }
+    let Some(wr) = p.workloads().iter().find(|w| w.workload == o.workload) else {
+        return Err((
+            Reason::WorkloadNotCovered,
+            "workload not in the program".into(),
+        ));
+    };
+    let mut credits: Vec<(&'a Designation, Decimal)> = Vec::new();
+    let mut before: Option<&Designation> = None;
+    let mut window: Option<&Designation> = None;
+    let mut conflict = None;
+    for &a in &p.associations {
+        let mut split: Vec<(&'a Designation, Decimal)> = Vec::new();
+        for d in ctx.index.of_customer(&o.customer_id) {
+            if d.association != a
+                || !(d.workload.is_empty() || workload_key(&d.workload) == o.workload)
+            {
+                continue;
+            }
+            if d.valid_from.is_some_and(|f| date < f) {
+                before = before.or(Some(d));
+                continue;
+            }
+            if !d.valid_on(date) {
+                continue;
+            }
+            if let (Some(w), Some(f)) = (p.window_months, d.valid_from) {
+                if date >= add_months(f, w) {
+                    window = window.or(Some(d));
+                    continue;
+                }
+            }
+            split.push((d, d.share.unwrap_or_default()));
+        }
+        match split_shares(&mut split, |c| c.0.share, |c, s| c.1 = s) {
+            Ok(_) => credits.extend(split),
+            Err(sum) => conflict = Some((a, sum)),
+        }
+    }
+    if let Some((a, sum)) = conflict {
+        return Err((
+            Reason::ShareConflict,
+            format!("{a} shares add up to {} (more than 1)", sum.normalize()),
+        ));
+    }
+    if !credits.is_empty() {
+        return Ok((wr, credits));
+    }
+    let file = ctx.designations_file;
+    Err(match (window, before) {
+        (Some(d), _) => (
+            Reason::OutsideWindow,
+            format!(
+                "outside the {}-month window of the designation ({file} line {})",
+                p.window_months.unwrap_or(0),
+                d.line
+            ),
+        ),
+        (None, Some(d)) => (
+            Reason::BeforeAssociation,
+            format!(
+                "usage dated {date} is before the {} designation's valid_from {} ({file} line {})",
+                d.association,
+                d.valid_from.map(|f| f.to_string()).unwrap_or_default(),
+                d.line
+            ),
+        ),
+        (None, None) => {
+            let assoc: Vec<&str> = p.associations.iter().map(|a| a.as_str()).collect();
+            (
+                Reason::NoDesignation,
+                format!("no {} credit on {date}", assoc.join("/")),
+            )
+        }
+    })
+}
+
+/// The compensable units and unit rate of a tenant-workload-month: attainment
+/// must be computable and reach the first target, and usage must grow above
+/// the prior high-water mark (capped at `cap_units`).
+fn usage_units(att: &Attainment, wr: &WorkloadRate) -> Result<(Decimal, Decimal), UsageMiss> {
+    let Some(a) = att.attainment else {
+        return Err((
+            Reason::PauZero,
+            format!(
+                "paid available units are 0 ({}): attainment not computable",
+                att.pau_source.as_str()
+            ),
+        ));
+    };
+    let Some(level) = crate::attain::highest_target(Some(a), &wr.targets) else {
+        return Err((
+            Reason::BelowTarget,
+            format!(
+                "attainment {}/{} = {a} is below the first target {}",
+                att.mau, att.pau, wr.targets[0]
+            ),
+        ));
+    };
+    let units = match wr.cap_units {
+        Some(c) => att.compensable.min(Decimal::from(c)),
+        None => att.compensable,
+    };
+    if units <= Decimal::ZERO {
+        return Err((
+            Reason::NoGrowth,
+            format!(
+                "min(MAU {}, PAU {}) does not exceed the prior high-water mark {}",
+                att.mau, att.pau, att.prior_hwm
+            ),
+        ));
+    }
+    Ok((units, wr.unit_rates[level]))
+}
+
+/// The not-eligible detail of a billing line: every program's miss, in rules order.
+fn miss_detail(
+    rules: &Rules,
+    misses: &[(usize, Reason, Option<u64>)],
+    line: &BillingLine<'_>,
+    designations_file: &str,
+) -> String {
+    let date = line.charge_start;
     let mut detail = String::new();
-    for &(pi, r, dline) in &scratch.misses {
+    for &(pi, r, dline) in misses {
         let p = &rules.programs[pi];
         if !detail.is_empty() {
             detail.push_str("; ");
@@ -427,16 +770,44 @@ pub fn accrue_line_with<'a>(
                     dline.unwrap_or(0)
                 );
             }
+            // The usage-only reasons: a billing line never gets them.
+            other => detail.push_str(other.as_str()),
         }
     }
-    Outcome::NotEligible { reason, detail }
+    detail
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::parse_rules;
+
+    #[test]
+    fn every_reason_has_its_own_name_and_each_kind_lists_its_own_in_rank_order() {
+        let mut names: Vec<&str> = Reason::ALL.iter().map(Reason::as_str).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), Reason::ALL.len(), "duplicate reason name");
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            assert_eq!(Reason::parse(r.as_str()), Some(*r));
+            assert_eq!(*r as usize, i, "ALL is indexed by the discriminant");
+            assert!(
+                Reason::BILLING.contains(r) || Reason::USAGE.contains(r),
+                "{r:?} unused"
+            );
+        }
+        for kind in [&Reason::BILLING[..], &Reason::USAGE[..]] {
+            assert!(
+                kind.windows(2).all(|w| w[0] < w[1]),
+                "not in rank order: {kind:?}"
+            );
+        }
+        // A usage record's reason never shows in a billing file's counts, and back.
+        assert!(!Reason::BILLING.contains(&Reason::PauZero));
+        assert!(!Reason::USAGE.contains(&Reason::ExcludedProduct));
+        assert_eq!(Reason::parse("no-such-reason"), None);
+    }
     use crate::money::Currency;
-    use crate::rules::parse_rules;
 
     const RULES: &str = r#"
 [[program]]

@@ -5,72 +5,30 @@
 //!
 //! ```text
 //!  usage files ──▶ observations ──(latest report per tenant/workload/month)──▶ AttainmentTable
-//!  billing (pre-pass, only for Graph rows) ──▶ paid seats by product table ──┘      │
-//!        accrue.rs (tiered rate) ◀── rate_for ─────────────────────────────────────┤
+//!  billing lines (pipeline pre-pass, only for Graph rows) ──▶ add_paid_seats ──┘  │
+//!        accrue.rs (tiered rate, + a TierNote kept by the caller) ◀── rate_for ────┤
 //!        usage_accrue.rs (unit rates) ◀────────────────────────────────────────────┤
 //!        statements (attainment section), partners/<id>/attainment.csv ◀── partner_usage
 //! ```
-//! Everything here is exact [`Decimal`]; nothing is rounded.
+//! Everything here is exact [`Decimal`]; nothing is rounded. Nothing here reads
+//! files or keeps state between calls: the engine ([`crate::pipeline`]) reads
+//! the usage and billing files, and `rate_for` adds its tier decisions to the
+//! caller's [`TierNotes`] (a worker's, merged in the fold).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
+use crate::attribute::DesignationIndex;
+use crate::config::{product_for, workload_key, Month};
+use crate::config::{Association, CapabilityMetric, Metric, Program, Rules, UsageSettings};
 use crate::dates::Period;
-use crate::error::Fatal;
-use crate::ingest::billing::Field;
 use crate::ingest::designations::Designation;
-use crate::ingest::usage::{load_usage, UsageInput};
-use crate::ingest::{self, BillingLine, InputFile, OpenedBilling};
-use crate::money::parse_amount;
-use crate::pipeline::Inputs;
-use crate::rules::{Association, Program, Rules};
-use crate::usage_rules::{product_for, workload_key, Month};
-
-/// Where a row's paid available units come from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum PauSource {
-    /// `PaidAvailableUnits` of the CPOR usage report.
-    Report,
-    /// Sum of billed `Quantity` of products mapped to the workload.
-    Billing,
-}
-
-impl PauSource {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            PauSource::Report => "usage-report",
-            PauSource::Billing => "billing",
-        }
-    }
-}
-
-/// One tenant, workload and month.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Attainment {
-    pub customer_id: String,
-    pub workload: String,
-    pub workload_name: String,
-    pub month: Month,
-    pub date: NaiveDate,
-    pub mau: Decimal,
-    pub pau: Decimal,
-    pub pau_source: PauSource,
-    /// `MAU / PAU`, exact; `None` when PAU is 0 (not computable).
-    pub attainment: Option<Decimal>,
-    /// The highest of the rules' `[usage] targets` reached.
-    pub target_reached: Option<Decimal>,
-    /// Highest MAU of the months before this one (0 when none).
-    pub prior_hwm: Decimal,
-    /// `max(0, min(MAU, PAU) - prior_hwm)`.
-    pub compensable: Decimal,
-    /// Provenance: usage file (as given) and line.
-    pub source_file: String,
-    pub line: u64,
-}
+use crate::ingest::usage::UsageInput;
+use crate::ingest::BillingLine;
+use crate::model::TierKey;
+pub use crate::model::{Attainment, AttainmentLine, PauSource, TierNote, TierNotes};
 
 /// The index of the highest target reached (`attainment >= target`).
 pub fn highest_target(attainment: Option<Decimal>, targets: &[Decimal]) -> Option<usize> {
@@ -83,23 +41,6 @@ pub fn ratio(mau: Decimal, pau: Decimal) -> Option<Decimal> {
     (pau > Decimal::ZERO).then(|| (mau / pau).normalize())
 }
 
-/// How a tiered revenue rate was chosen (printed on statements).
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TierNote {
-    pub customer_id: String,
-    pub program_id: String,
-    pub product: String,
-    pub month: Month,
-    /// Every workload of the product and its attainment.
-    pub workloads: Vec<(String, Option<Decimal>)>,
-    /// The attainment that decided (the lowest); `None` = not computable.
-    pub decisive: Option<Decimal>,
-    pub rate: Decimal,
-    pub explanation: String,
-}
-
-type TierKey = (String, u16, String, Month);
-
 /// Every attainment row, keyed by (customer, workload key, month).
 #[derive(Debug, Default)]
 pub struct AttainmentTable {
@@ -108,21 +49,12 @@ pub struct AttainmentTable {
     pub superseded: HashMap<usize, usize>,
     /// Observation index -> row key, for the winning observations.
     pub winner_of: HashMap<usize, (String, String, Month)>,
-    notes: Mutex<BTreeMap<TierKey, TierNote>>,
 }
 
 impl AttainmentTable {
     pub fn get(&self, customer: &str, workload: &str, month: Month) -> Option<&Attainment> {
         self.rows
             .get(&(customer.to_string(), workload.to_string(), month))
-    }
-
-    /// The tier decisions recorded while accruing billing lines, sorted.
-    pub fn tier_notes(&self) -> Vec<TierNote> {
-        self.notes
-            .lock()
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default()
     }
 
     /// Builds the table from usage observations. `billing_pau` gives paid
@@ -221,8 +153,9 @@ pub fn rate_for(
     line: &BillingLine<'_>,
     customer_key: &str,
     table: Option<&AttainmentTable>,
+    notes: &mut TierNotes,
 ) -> Decimal {
-    if p.tiers.is_empty() {
+    if p.tiers().is_empty() {
         return p.rate;
     }
     let Some(prod) = product_for(&rules.products, &[line.product_name, line.product_id]) else {
@@ -247,159 +180,100 @@ pub fn rate_for(
     } else {
         workloads.iter().filter_map(|w| w.1).min()
     };
-    let tier = decisive.and_then(|a| p.tiers.iter().rev().find(|t| a >= t.min_attainment));
+    let tier = decisive.and_then(|a| p.tiers().iter().rev().find(|t| a >= t.min_attainment));
     let rate = tier.map(|t| t.rate).unwrap_or(p.rate);
-    if let Some(table) = table {
+    if table.is_some() {
         let key: TierKey = (
             customer_key.to_string(),
             program_index as u16,
             prod.matches.clone(),
             month,
         );
-        if let Ok(mut m) = table.notes.lock() {
-            m.entry(key).or_insert_with(|| {
-                let lowest = workloads
-                    .iter()
-                    .filter(|w| w.1 == decisive || w.1.is_none())
-                    .map(|w| w.0.as_str())
-                    .next()
-                    .unwrap_or("");
-                let several = workloads.len() > 1;
-                let mut explanation = match decisive {
-                    None => format!(
-                        "attainment of {lowest} in {month} not computable (no usage row or PAU 0)"
-                    ),
-                    Some(a) if several => {
-                        format!("lowest attainment of the product's workloads: {lowest} {a}")
-                    }
-                    Some(a) => format!("attainment of {lowest}: {a}"),
-                };
-                match tier {
-                    Some(t) => explanation.push_str(&format!(
-                        "; tier min_attainment {} reached: rate {}",
-                        t.min_attainment, t.rate
-                    )),
-                    None => {
-                        explanation.push_str(&format!("; no tier reached: base rate {}", p.rate))
-                    }
+        notes.0.entry(key).or_insert_with(|| {
+            let lowest = workloads
+                .iter()
+                .filter(|w| w.1 == decisive || w.1.is_none())
+                .map(|w| w.0.as_str())
+                .next()
+                .unwrap_or("");
+            let several = workloads.len() > 1;
+            let mut explanation = match decisive {
+                None => format!(
+                    "attainment of {lowest} in {month} not computable (no usage row or PAU 0)"
+                ),
+                Some(a) if several => {
+                    format!("lowest attainment of the product's workloads: {lowest} {a}")
                 }
-                TierNote {
-                    customer_id: customer_key.to_string(),
-                    program_id: p.id.clone(),
-                    product: prod.matches.clone(),
-                    month,
-                    workloads: workloads.clone(),
-                    decisive,
-                    rate,
-                    explanation,
-                }
-            });
-        }
+                Some(a) => format!("attainment of {lowest}: {a}"),
+            };
+            match tier {
+                Some(t) => explanation.push_str(&format!(
+                    "; tier min_attainment {} reached: rate {}",
+                    t.min_attainment, t.rate
+                )),
+                None => explanation.push_str(&format!("; no tier reached: base rate {}", p.rate)),
+            }
+            TierNote {
+                customer_id: customer_key.to_string(),
+                program_id: p.id.clone(),
+                product: prod.matches.clone(),
+                month,
+                workloads: workloads.clone(),
+                decisive,
+                rate,
+                explanation,
+            }
+        });
     }
     rate
 }
 
-/// Paid seats per (customer, workload, month) from the billing files: the signed
-/// `Quantity` (negative when the line's Subtotal is negative) of every charge of
-/// a product in the rules' product table, counted in each month whose last day
-/// the charge covers (`ChargeStartDate <= last day <= ChargeEndDate`; a charge
-/// without end date counts in its start month).
-pub fn billing_pau(
-    files: &[InputFile],
-    opened: &[OpenedBilling],
-    rules: &Rules,
-) -> Result<HashMap<(String, String, Month), Decimal>, Fatal> {
-    let mut out: HashMap<(String, String, Month), Decimal> = HashMap::new();
-    if rules.products.is_empty() {
-        return Ok(out);
-    }
-    for (fi, (f, o)) in files.iter().zip(opened).enumerate() {
-        let layout = &o.layout;
-        let Some(qcol) = layout.column(Field::Quantity) else {
-            continue;
-        };
-        let scol = layout.column(Field::SkuName);
-        let n = layout.header.len();
-        ingest::read_chunks(fi, f, &o.header, 8 << 20, Vec::new, |chunk| {
-            let mut rdr = csv::ReaderBuilder::new()
-                .has_headers(false)
-                .flexible(true)
-                .delimiter(layout.delimiter)
-                .from_reader(&chunk.data[..]);
-            let mut rec = csv::ByteRecord::new();
-            while let Ok(true) = rdr.read_byte_record(&mut rec) {
-                if rec.len() != n {
-                    continue;
-                }
-                let Ok(line) = layout.parse(&rec) else {
-                    continue;
-                };
-                let sku = scol
-                    .and_then(|i| rec.get(i))
-                    .and_then(|b| std::str::from_utf8(b).ok())
-                    .unwrap_or("")
-                    .trim();
-                let Some(prod) =
-                    product_for(&rules.products, &[line.product_name, sku, line.product_id])
-                else {
-                    continue;
-                };
-                let Some(q) = rec
-                    .get(qcol)
-                    .and_then(|b| std::str::from_utf8(b).ok())
-                    .and_then(|s| parse_amount(s, layout.decimal_comma).ok())
-                else {
-                    continue;
-                };
-                let q = if line.subtotal.is_sign_negative() && !line.subtotal.is_zero() {
-                    -q.abs()
-                } else {
-                    q.abs()
-                };
-                let ckey = line.customer_id.to_lowercase();
-                let first = Month::of(line.charge_start);
-                let months: Vec<Month> = match line.charge_end {
-                    None => vec![first],
-                    Some(end) => {
-                        let mut v = Vec::new();
-                        let mut m = first;
-                        while m <= Month::of(end) {
-                            if line.charge_start <= m.last_day() && m.last_day() <= end {
-                                v.push(m);
-                            }
-                            m = m.next();
-                        }
-                        v
-                    }
-                };
-                for m in months {
-                    for w in &prod.workloads {
-                        *out.entry((ckey.clone(), w.clone(), m)).or_default() += q;
-                    }
-                }
-            }
-            true
-        })?;
-    }
-    Ok(out)
-}
+/// Paid seats per (customer, workload, month), from billing lines.
+pub type PaidSeats = HashMap<(String, String, Month), Decimal>;
 
-/// Loads the usage files into `inputs` and builds the attainment table (with a
-/// billing pre-pass for paid seats when a Graph export is among them).
-pub fn prepare(
-    inputs: &mut Inputs,
-    usage: &[PathBuf],
-    tenant_map: Option<&Path>,
-) -> Result<(), Fatal> {
-    let u = load_usage(usage, tenant_map)?;
-    let pau = if u.obs.iter().any(|o| o.pau.is_none()) {
-        billing_pau(&inputs.files, &inputs.opened, &inputs.rules)?
-    } else {
-        HashMap::new()
+/// Adds one billing line's paid seats to `out`: the signed `Quantity`
+/// (negative when the line's Subtotal is negative) of a charge of a product in
+/// the rules' product table (by ProductName, SkuName or ProductId), counted in
+/// each month whose last day the charge covers (`ChargeStartDate <= last day
+/// <= ChargeEndDate`; a charge without end date counts in its start month).
+/// The billing files are read by [`crate::pipeline::billing_pau`].
+pub fn add_paid_seats(
+    out: &mut PaidSeats,
+    rules: &Rules,
+    line: &BillingLine<'_>,
+    sku: &str,
+    quantity: Decimal,
+) {
+    let Some(prod) = product_for(&rules.products, &[line.product_name, sku, line.product_id])
+    else {
+        return;
     };
-    inputs.attainment = AttainmentTable::build(&u, &pau, &inputs.rules.usage.targets);
-    inputs.usage = u;
-    Ok(())
+    let q = if line.subtotal.is_sign_negative() && !line.subtotal.is_zero() {
+        -quantity.abs()
+    } else {
+        quantity.abs()
+    };
+    let ckey = line.customer_id.to_lowercase();
+    let first = Month::of(line.charge_start);
+    let months: Vec<Month> = match line.charge_end {
+        None => vec![first],
+        Some(end) => {
+            let mut v = Vec::new();
+            let mut m = first;
+            while m <= Month::of(end) {
+                if line.charge_start <= m.last_day() && m.last_day() <= end {
+                    v.push(m);
+                }
+                m = m.next();
+            }
+            v
+        }
+    };
+    for m in months {
+        for w in &prod.workloads {
+            *out.entry((ckey.clone(), w.clone(), m)).or_default() += q;
+        }
+    }
 }
 
 /// Does designation `d` give its partner `workload` of its customer in `month`?
@@ -412,16 +286,6 @@ pub fn holds(d: &Designation, workload: &str, month: Month) -> bool {
     ) && (d.workload.is_empty() || workload_key(&d.workload) == workload)
         && d.valid_from.is_none_or(|f| f <= month.last_day())
         && d.valid_to.is_none_or(|t| t > month.first_day())
-}
-
-/// An attainment row as shown to one partner.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct AttainmentLine {
-    pub customer_id: String,
-    pub customer_name: String,
-    /// The partner's associations giving it this tenant-workload (`CPOR`, `DPOR+POR`).
-    pub associations: String,
-    pub row: Attainment,
 }
 
 /// Seats and customers of one workload for one partner.
@@ -494,16 +358,23 @@ fn customers_held(ds: &[&Designation], assoc: &[Association], day: NaiveDate) ->
         .collect()
 }
 
+/// What [`partner_usage`] reads: the attainment table, the designations, the
+/// customers' names from the usage files and the `[usage]` settings.
+pub struct UsageView<'a> {
+    pub table: &'a AttainmentTable,
+    pub designations: &'a DesignationIndex,
+    pub customer_names: &'a BTreeMap<String, String>,
+    pub settings: &'a UsageSettings,
+}
+
 /// The usage view of every partner that holds a tenant-workload with usage data,
 /// for `period` (metrics as of the period's last month).
-pub fn partner_usage(inputs: &Inputs, period: Period) -> Vec<PartnerUsage> {
-    let table = &inputs.attainment;
-    let settings = &inputs.rules.usage;
+pub fn partner_usage(v: &UsageView<'_>, period: Period) -> Vec<PartnerUsage> {
     let last = Month::of(period.last_day());
     let first = Month::of(period.start);
     let mut by_partner: BTreeMap<&str, Vec<&Designation>> = BTreeMap::new();
-    let usage_customers: BTreeSet<&str> = table.rows.keys().map(|k| k.0.as_str()).collect();
-    for d in inputs.index.rows() {
+    let usage_customers: BTreeSet<&str> = v.table.rows.keys().map(|k| k.0.as_str()).collect();
+    for d in v.designations.rows() {
         if matches!(
             d.association,
             Association::Cpor | Association::Dpor | Association::Por
@@ -512,68 +383,12 @@ pub fn partner_usage(inputs: &Inputs, period: Period) -> Vec<PartnerUsage> {
             by_partner.entry(&d.partner_id).or_default().push(d);
         }
     }
-    let name_of = |c: &str| {
-        inputs
-            .usage
-            .customer_names
-            .get(c)
-            .cloned()
-            .unwrap_or_default()
-    };
     let mut out = Vec::new();
     for (pid, ds) in by_partner {
-        let mut lines = Vec::new();
-        let customers: BTreeSet<&str> = ds.iter().map(|d| d.customer_id.as_str()).collect();
-        for c in &customers {
-            let lo = (c.to_string(), String::new(), Month(i32::MIN));
-            for ((rc, w, m), row) in table.rows.range(lo..) {
-                if rc != c {
-                    break;
-                }
-                if *m < first || *m > last {
-                    continue;
-                }
-                let mut assoc: Vec<&str> = ds
-                    .iter()
-                    .filter(|d| d.customer_id == *rc && holds(d, w, *m))
-                    .map(|d| d.association.as_str())
-                    .collect();
-                assoc.sort();
-                assoc.dedup();
-                if assoc.is_empty() {
-                    continue;
-                }
-                lines.push(AttainmentLine {
-                    customer_id: rc.clone(),
-                    customer_name: name_of(rc),
-                    associations: assoc.join("+"),
-                    row: row.clone(),
-                });
-            }
-        }
-        // Seats per workload: each tenant's latest month within the period.
-        let mut latest: BTreeMap<(&str, &str), &AttainmentLine> = BTreeMap::new();
-        for l in &lines {
-            latest.insert((&l.row.workload, &l.customer_id), l);
-        }
-        let mut seats: BTreeMap<&str, WorkloadSeats> = BTreeMap::new();
-        for ((_, _), l) in &latest {
-            let e = seats
-                .entry(l.row.workload.as_str())
-                .or_insert_with(|| WorkloadSeats {
-                    workload: l.row.workload_name.clone(),
-                    month: last.to_string(),
-                    customers: 0,
-                    seats: Decimal::ZERO,
-                    active: Decimal::ZERO,
-                });
-            if l.row.pau > Decimal::ZERO {
-                e.customers += 1;
-            }
-            e.seats += l.row.pau;
-            e.active += l.row.mau;
-        }
-        let competencies = settings
+        let lines = attainment_lines(v, &ds, first, last);
+        let seats = workload_seats(&lines, last);
+        let competencies = v
+            .settings
             .competencies
             .iter()
             .map(|c| {
@@ -592,111 +407,18 @@ pub fn partner_usage(inputs: &Inputs, period: Period) -> Vec<PartnerUsage> {
                 }
             })
             .collect();
-        let mut capability = Vec::new();
-        let day = last.last_day();
-        let back = last.minus(settings.lookback_months);
-        for m in &settings.capability {
-            let assoc_s: Vec<&str> = m.associations.iter().map(|a| a.as_str()).collect();
-            let held_now = customers_held(&ds, &m.associations, day);
-            let (actual, detail) = match m.metric {
-                crate::usage_rules::Metric::NetCustomerAdds => {
-                    let before = customers_held(&ds, &m.associations, back.last_day());
-                    let now = Decimal::from(held_now.len() as u64);
-                    let then = Decimal::from(before.len() as u64);
-                    (
-                        now - then,
-                        format!(
-                            "{} customers on {day} minus {} on {}",
-                            held_now.len(),
-                            before.len(),
-                            back.last_day()
-                        ),
-                    )
-                }
-                crate::usage_rules::Metric::UsageGrowth => {
-                    let mut total = Decimal::ZERO;
-                    let mut n = 0;
-                    for ((c, w, mo), row) in &table.rows {
-                        if *mo != last || !held_now.contains(c) {
-                            continue;
-                        }
-                        let held: Vec<&&Designation> = ds
-                            .iter()
-                            .filter(|d| {
-                                d.customer_id == *c
-                                    && m.associations.contains(&d.association)
-                                    && d.valid_on(day)
-                                    && holds(d, w, last)
-                            })
-                            .collect();
-                        if held.is_empty() {
-                            continue;
-                        }
-                        let start = held
-                            .iter()
-                            .map(|d| d.valid_from.map(Month::of).unwrap_or(Month(i32::MIN)))
-                            .min()
-                            .unwrap_or(Month(i32::MIN));
-                        let base_month = back.max(start);
-                        let base = table
-                            .rows
-                            .range((c.clone(), w.clone(), base_month)..(c.clone(), w.clone(), last))
-                            .next()
-                            .map(|(_, r)| r.mau)
-                            .unwrap_or(row.mau);
-                        total += row.mau - base;
-                        n += 1;
-                    }
-                    (
-                        total,
-                        format!(
-                            "MAU in {last} minus {back} (or the association's first month) over {n} tenant-workloads"
-                        ),
-                    )
-                }
-                crate::usage_rules::Metric::Deployments => {
-                    let deployed: BTreeSet<&str> = table
-                        .rows
-                        .iter()
-                        .filter(|((c, w, mo), r)| {
-                            *mo == last
-                                && held_now.contains(c)
-                                && r.attainment
-                                    .is_some_and(|a| a >= settings.deployment_target)
-                                && ds.iter().any(|d| {
-                                    d.customer_id == *c
-                                        && m.associations.contains(&d.association)
-                                        && d.valid_on(day)
-                                        && holds(d, w, last)
-                                })
-                        })
-                        .map(|((c, _, _), _)| c.as_str())
-                        .collect();
-                    (
-                        Decimal::from(deployed.len() as u64),
-                        format!(
-                            "tenants with a workload at >= {} of paid seats active in {last}",
-                            settings.deployment_target
-                        ),
-                    )
-                }
-            };
-            capability.push(MetricScore {
-                metric: m.metric.as_str(),
-                associations: assoc_s.join("+"),
-                actual,
-                threshold: m.threshold,
-                max_points: m.max_points,
-                points: score(actual, m.threshold, m.max_points),
-                detail,
-            });
-        }
+        let capability: Vec<MetricScore> = v
+            .settings
+            .capability
+            .iter()
+            .map(|m| metric_score(v, &ds, m, last))
+            .collect();
         let capability_points = capability.iter().map(|m| m.points).sum();
         let workloads: Vec<WorkloadSeats> = seats.into_values().collect();
         out.push(PartnerUsage {
             partner_id: pid.to_string(),
-            partner_name: inputs
-                .index
+            partner_name: v
+                .designations
                 .partner_names()
                 .get(pid)
                 .cloned()
@@ -709,6 +431,176 @@ pub fn partner_usage(inputs: &Inputs, period: Period) -> Vec<PartnerUsage> {
         });
     }
     out
+}
+
+/// The attainment rows of the months `first..=last` of the tenant-workloads a
+/// partner (designations `ds`) holds.
+fn attainment_lines(
+    v: &UsageView<'_>,
+    ds: &[&Designation],
+    first: Month,
+    last: Month,
+) -> Vec<AttainmentLine> {
+    let mut lines = Vec::new();
+    let customers: BTreeSet<&str> = ds.iter().map(|d| d.customer_id.as_str()).collect();
+    for c in &customers {
+        let lo = (c.to_string(), String::new(), Month(i32::MIN));
+        for ((rc, w, m), row) in v.table.rows.range(lo..) {
+            if rc != c {
+                break;
+            }
+            if *m < first || *m > last {
+                continue;
+            }
+            let mut assoc: Vec<&str> = ds
+                .iter()
+                .filter(|d| d.customer_id == *rc && holds(d, w, *m))
+                .map(|d| d.association.as_str())
+                .collect();
+            assoc.sort();
+            assoc.dedup();
+            if assoc.is_empty() {
+                continue;
+            }
+            lines.push(AttainmentLine {
+                customer_id: rc.clone(),
+                customer_name: v.customer_names.get(rc).cloned().unwrap_or_default(),
+                associations: assoc.join("+"),
+                row: row.clone(),
+            });
+        }
+    }
+    lines
+}
+
+/// Seats per workload (by workload key): each tenant's latest month within
+/// the period.
+fn workload_seats(lines: &[AttainmentLine], last: Month) -> BTreeMap<&str, WorkloadSeats> {
+    let mut latest: BTreeMap<(&str, &str), &AttainmentLine> = BTreeMap::new();
+    for l in lines {
+        latest.insert((&l.row.workload, &l.customer_id), l);
+    }
+    let mut seats: BTreeMap<&str, WorkloadSeats> = BTreeMap::new();
+    for l in latest.into_values() {
+        let e = seats
+            .entry(l.row.workload.as_str())
+            .or_insert_with(|| WorkloadSeats {
+                workload: l.row.workload_name.clone(),
+                month: last.to_string(),
+                customers: 0,
+                seats: Decimal::ZERO,
+                active: Decimal::ZERO,
+            });
+        if l.row.pau > Decimal::ZERO {
+            e.customers += 1;
+        }
+        e.seats += l.row.pau;
+        e.active += l.row.mau;
+    }
+    seats
+}
+
+/// One capability-score metric of a partner (designations `ds`) as of `last`.
+fn metric_score(
+    v: &UsageView<'_>,
+    ds: &[&Designation],
+    m: &CapabilityMetric,
+    last: Month,
+) -> MetricScore {
+    let day = last.last_day();
+    let back = last.minus(v.settings.lookback_months);
+    let assoc_s: Vec<&str> = m.associations.iter().map(|a| a.as_str()).collect();
+    let held_now = customers_held(ds, &m.associations, day);
+    // Does one of the partner's designations of the metric's associations
+    // give it this tenant-workload now?
+    let holds_now = |c: &str, w: &str| {
+        ds.iter().any(|d| {
+            d.customer_id == c
+                && m.associations.contains(&d.association)
+                && d.valid_on(day)
+                && holds(d, w, last)
+        })
+    };
+    let (actual, detail) = match m.metric {
+        Metric::NetCustomerAdds => {
+            let before = customers_held(ds, &m.associations, back.last_day());
+            let now = Decimal::from(held_now.len() as u64);
+            let then = Decimal::from(before.len() as u64);
+            (
+                now - then,
+                format!(
+                    "{} customers on {day} minus {} on {}",
+                    held_now.len(),
+                    before.len(),
+                    back.last_day()
+                ),
+            )
+        }
+        Metric::UsageGrowth => {
+            let mut total = Decimal::ZERO;
+            let mut n = 0;
+            for ((c, w, mo), row) in &v.table.rows {
+                if *mo != last || !held_now.contains(c) || !holds_now(c, w) {
+                    continue;
+                }
+                let start = ds
+                    .iter()
+                    .filter(|d| {
+                        d.customer_id == *c
+                            && m.associations.contains(&d.association)
+                            && d.valid_on(day)
+                            && holds(d, w, last)
+                    })
+                    .map(|d| d.valid_from.map(Month::of).unwrap_or(Month(i32::MIN)))
+                    .min()
+                    .unwrap_or(Month(i32::MIN));
+                let base_month = back.max(start);
+                let base = v
+                    .table
+                    .rows
+                    .range((c.clone(), w.clone(), base_month)..(c.clone(), w.clone(), last))
+                    .next()
+                    .map(|(_, r)| r.mau)
+                    .unwrap_or(row.mau);
+                total += row.mau - base;
+                n += 1;
+            }
+            (
+                total,
+                format!(
+                    "MAU in {last} minus {back} (or the association's first month) over {n} tenant-workloads"
+                ),
+            )
+        }
+        Metric::Deployments => {
+            let target = v.settings.deployment_target;
+            let deployed: BTreeSet<&str> = v
+                .table
+                .rows
+                .iter()
+                .filter(|((c, w, mo), r)| {
+                    *mo == last
+                        && held_now.contains(c)
+                        && r.attainment.is_some_and(|a| a >= target)
+                        && holds_now(c, w)
+                })
+                .map(|((c, _, _), _)| c.as_str())
+                .collect();
+            (
+                Decimal::from(deployed.len() as u64),
+                format!("tenants with a workload at >= {target} of paid seats active in {last}"),
+            )
+        }
+    };
+    MetricScore {
+        metric: m.metric.as_str(),
+        associations: assoc_s.join("+"),
+        actual,
+        threshold: m.threshold,
+        max_points: m.max_points,
+        points: score(actual, m.threshold, m.max_points),
+        detail,
+    }
 }
 
 #[cfg(test)]
@@ -798,7 +690,7 @@ mod tests {
 
     #[test]
     fn tier_rate_uses_the_lowest_workload_and_reaches_on_the_boundary() {
-        let rules = crate::rules::parse_rules(
+        let rules = crate::config::parse_rules(
             r#"
 [[program]]
 id = "t"
@@ -842,9 +734,10 @@ workloads = ["Exchange", "Teams"]
             };
             let t = AttainmentTable::build(&u, &HashMap::new(), &[d("0.15"), d("0.40")]);
             let p = &rules.programs[0];
+            let mut notes = TierNotes::default();
             (
-                rate_for(p, 0, &rules, &line(product), "t1", Some(&t)),
-                t.tier_notes(),
+                rate_for(p, 0, &rules, &line(product), "t1", Some(&t), &mut notes),
+                notes.to_vec(),
             )
         };
         assert_eq!(
@@ -866,49 +759,6 @@ workloads = ["Exchange", "Teams"]
         );
         assert!(notes[0].explanation.contains("Exchange 0.14"), "{notes:?}");
         assert_eq!(rate("90", "90", "Other product").0, d("0.01"));
-    }
-
-    #[test]
-    fn billing_pau_counts_each_month_whose_last_day_is_covered() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("b.csv");
-        std::fs::write(
-            &path,
-            "CustomerId,SubscriptionId,ChargeStartDate,ChargeEndDate,ProductId,ProductName,SkuName,Quantity,Subtotal,Currency\n\
-             T1,s,10/15/2026,11/14/2026,CFQ7,Other,M365 E3,10,100,EUR\n\
-             T1,s,11/15/2026,12/14/2026,CFQ7,Other,M365 E3,10,100,EUR\n\
-             T1,s,11/20/2026,12/14/2026,CFQ7,Other,M365 E3,3,-30,EUR\n\
-             T1,s,1/1/2026,12/31/2026,X,Annual,,5,500,EUR\n",
-        )
-        .unwrap();
-        let rules = crate::rules::parse_rules(
-            "[[program]]\nid=\"p\"\nassociations=[\"DPOR\"]\nrate=\"0.01\"\n\
-             [[product]]\nmatch=\"m365 e3\"\nworkloads=[\"Teams\"]\n\
-             [[product]]\nmatch=\"X\"\nworkloads=[\"Exchange\"]\n",
-        )
-        .unwrap();
-        let file = InputFile {
-            path: path.clone(),
-            display: "b.csv".into(),
-            size: 0,
-        };
-        let opened = crate::ingest::open_billing(&file).unwrap();
-        let pau = billing_pau(&[file], &[opened], &rules).unwrap();
-        let get = |w: &str, m: u32| {
-            pau.get(&(
-                "t1".to_string(),
-                w.to_string(),
-                Month::of(NaiveDate::from_ymd_opt(2026, m, 1).unwrap()),
-            ))
-            .copied()
-        };
-        // 10/15-11/14 covers Oct 31 only; 11/15-12/14 covers Nov 30; the credit too.
-        assert_eq!(get("teams", 10), Some(d("10")));
-        assert_eq!(get("teams", 11), Some(d("7")));
-        assert_eq!(get("teams", 12), None);
-        // The annual charge (by ProductId) counts in every month.
-        assert_eq!(get("exchange", 1), Some(d("5")));
-        assert_eq!(get("exchange", 12), Some(d("5")));
     }
 
     #[test]

@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
+use crate::config::{Association, ConflictPolicy};
 use crate::ingest::designations::Designation;
 use crate::ingest::BillingLine;
-use crate::rules::{Association, ConflictPolicy};
 
 /// Shares computed by equal split are kept to this many decimals; the last
 /// partner in the split takes the remainder so the shares sum to exactly 1.
@@ -199,41 +199,31 @@ impl DesignationIndex {
         if out.len() - start > 1 {
             sole_winner = resolve(out, start, a, policy)?;
         }
-        let mut explicit = Decimal::ZERO;
-        let mut blanks = 0u32;
-        for c in &out[start..] {
-            match c.designation.and_then(|d| d.share).filter(|_| !sole_winner) {
-                Some(s) => explicit += s,
-                None if !sole_winner => blanks += 1,
-                None => {}
+        if sole_winner {
+            return Ok(());
+        }
+        let split = split_shares(
+            &mut out[start..],
+            |c| c.designation.and_then(|d| d.share),
+            |c, s| c.share = s.normalize(),
+        );
+        let blanks = match split {
+            Ok(blanks) => blanks,
+            Err(sum) => {
+                let lines = out[start..]
+                    .iter()
+                    .filter(|c| c.designation.is_some_and(|d| d.share.is_some()))
+                    .filter_map(|c| c.designation.map(|d| d.line))
+                    .collect();
+                out.truncate(start);
+                return Err(AttributionError::SharesAboveOne {
+                    association: a,
+                    sum,
+                    lines,
+                });
             }
-        }
-        if explicit > Decimal::ONE {
-            let lines = out[start..]
-                .iter()
-                .filter(|c| c.designation.is_some_and(|d| d.share.is_some()))
-                .filter_map(|c| c.designation.map(|d| d.line))
-                .collect();
-            out.truncate(start);
-            return Err(AttributionError::SharesAboveOne {
-                association: a,
-                sum: explicit,
-                lines,
-            });
-        }
+        };
         if blanks > 0 {
-            let left = Decimal::ONE - explicit;
-            let each = (left / Decimal::from(blanks))
-                .round_dp_with_strategy(SHARE_DP, rust_decimal::RoundingStrategy::ToZero);
-            let mut given = Decimal::ZERO;
-            let mut seen = 0;
-            for c in out[start..].iter_mut() {
-                if c.designation.is_some_and(|d| d.share.is_none()) {
-                    seen += 1;
-                    c.share = if seen == blanks { left - given } else { each }.normalize();
-                    given += c.share;
-                }
-            }
             // Rows left with no share (explicit shares already took all) earn nothing.
             let mut i = start;
             while i < out.len() {
@@ -246,6 +236,51 @@ impl DesignationIndex {
         }
         Ok(())
     }
+}
+
+/// The one share splitter, for billing credits and usage credits alike: the
+/// credits of one association get their explicit `share`, and what is left of
+/// 1 goes to the blank ones equally, rounded down to [`SHARE_DP`] decimals, the
+/// last blank taking the remainder (so the shares sum to exactly 1).
+/// `explicit` reads a credit's explicit share; `assign` gives a blank credit
+/// its share. Returns the number of blank credits, or `Err(sum)` when the
+/// explicit shares sum to more than 1.
+/// No allocation: it runs once per billing line and association.
+pub fn split_shares<T>(
+    credits: &mut [T],
+    explicit: impl Fn(&T) -> Option<Decimal>,
+    mut assign: impl FnMut(&mut T, Decimal),
+) -> Result<u32, Decimal> {
+    let mut given = Decimal::ZERO;
+    let mut blanks = 0u32;
+    for c in credits.iter() {
+        match explicit(c) {
+            Some(s) => given += s,
+            None => blanks += 1,
+        }
+    }
+    if given > Decimal::ONE {
+        return Err(given);
+    }
+    if blanks == 0 {
+        return Ok(0);
+    }
+    let left = Decimal::ONE - given;
+    let each = (left / Decimal::from(blanks))
+        .round_dp_with_strategy(SHARE_DP, rust_decimal::RoundingStrategy::ToZero);
+    let mut seen = 0;
+    for c in credits.iter_mut() {
+        if explicit(c).is_none() {
+            seen += 1;
+            let share = if seen == blanks {
+                left - each * Decimal::from(blanks - 1)
+            } else {
+                each
+            };
+            assign(c, share);
+        }
+    }
+    Ok(blanks)
 }
 
 /// Applies subscription precedence and the conflict policy to `out[start..]`
@@ -313,6 +348,26 @@ fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn split_shares_gives_blanks_the_rest_and_refuses_above_one() {
+        let d = |s: &str| s.parse::<Decimal>().unwrap();
+        let split = |explicit: &[Option<&str>]| {
+            let mut v: Vec<(Option<Decimal>, Decimal)> = explicit
+                .iter()
+                .map(|e| (e.map(d), e.map(d).unwrap_or_default()))
+                .collect();
+            split_shares(&mut v, |c| c.0, |c, s| c.1 = s)
+                .map(|_| v.into_iter().map(|c| c.1).collect::<Vec<_>>())
+        };
+        let thirds = split(&[None, None, None]).unwrap();
+        assert_eq!(thirds.iter().sum::<Decimal>(), Decimal::ONE);
+        assert_eq!(thirds[0].to_string(), "0.3333333333");
+        assert_eq!(thirds[2].to_string(), "0.3333333334");
+        assert_eq!(split(&[Some("0.7"), None]).unwrap(), [d("0.7"), d("0.3")]);
+        assert_eq!(split(&[Some("0.7"), Some("0.5")]), Err(d("1.2")));
+        assert_eq!(split(&[]).unwrap(), Vec::<Decimal>::new());
+    }
     use crate::money::Currency;
 
     fn dsg(

@@ -7,10 +7,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::fold::CountsReport;
 use crate::ingest::designations::Reject;
 use crate::pipeline::Progress;
 use crate::render::summary::{CurrencyAmount, RowAccounting};
-use crate::usage_accrue::UsageCounts;
 
 /// `1234567` -> `1,234,567`.
 pub fn group(n: u64) -> String {
@@ -209,7 +209,7 @@ pub fn accounting_lines(acc: &RowAccounting) -> Vec<String> {
 pub struct RunSummary<'a> {
     pub accounting: &'a RowAccounting,
     /// The usage rows, with `--usage`.
-    pub usage: Option<&'a UsageCounts>,
+    pub usage: Option<&'a CountsReport>,
     pub reject_samples: &'a [Reject],
     pub rejected: u64,
     pub totals: &'a [CurrencyAmount],
@@ -295,7 +295,7 @@ pub struct Report<'a> {
     /// One per billing file, in the order of `accounting.billing`.
     pub layouts: Vec<Layout>,
     /// The usage files' counts, with `--usage`.
-    pub usage: Option<Vec<UsageCounts>>,
+    pub usage: Option<Vec<CountsReport>>,
     /// Whether a period was given (usage counts then say what would accrue).
     pub with_period: bool,
     /// The problems to list (at least the first `show` of them).
@@ -340,7 +340,7 @@ fn billing_lines(r: &Report, lines: &mut Vec<String>) {
 }
 
 /// One usage file's line of the report.
-fn usage_line(c: &UsageCounts, with_period: bool) -> String {
+fn usage_line(c: &CountsReport, with_period: bool) -> String {
     let mut line = format!(
         "  {}: {}, {} rows, {} rejected",
         c.file,

@@ -9,12 +9,15 @@
 //! (partner, customer, program, association, subscription, rate, share, currency)
 //! groups, never with the number of rows.
 
+use std::collections::BTreeMap;
+
 use hashbrown::HashMap;
 use rust_decimal::Decimal;
 
 use crate::accrue::{Accrual, Reason};
+use crate::config::Association;
+use crate::model::TierNotes;
 use crate::money::Currency;
-use crate::rules::Association;
 use crate::text::{IdText, Text};
 
 /// The finest grouping of accruals that statements show: (partner, customer,
@@ -400,13 +403,15 @@ pub fn sum_exact(a: Decimal, b: Decimal) -> Decimal {
     s
 }
 
-/// Where the rows of one input file went. `rows = accrued + not eligible + rejected`.
+/// Where the records of one input file (billing or usage) went.
+/// `rows = accrued + not eligible + rejected`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct FileCounts {
     pub rows: u64,
     pub accrued: u64,
     pub not_eligible: u64,
-    pub not_eligible_by_reason: [u64; 4],
+    /// Indexed by `reason as usize` ([`Reason::ALL`]).
+    pub not_eligible_by_reason: [u64; Reason::ALL.len()],
     pub rejected: u64,
     /// Data-quality warning: charges dated after the end of the period.
     pub dated_after_period: u64,
@@ -437,6 +442,42 @@ impl FileCounts {
         self.not_eligible += 1;
         self.not_eligible_by_reason[r as usize] += 1;
     }
+
+    /// How many records were not eligible for reason `r`.
+    pub fn by_reason(&self, r: Reason) -> u64 {
+        self.not_eligible_by_reason[r as usize]
+    }
+
+    /// The counts as reported (summary.json, validate), with the reasons of the
+    /// file's kind ([`Reason::BILLING`] or [`Reason::USAGE`]) by name.
+    pub fn report(&self, file: String, format: String, reasons: &[Reason]) -> CountsReport {
+        CountsReport {
+            file,
+            format,
+            rows: self.rows,
+            accrued: self.accrued,
+            not_eligible: self.not_eligible,
+            not_eligible_by_reason: reasons
+                .iter()
+                .map(|r| (r.as_str(), self.by_reason(*r)))
+                .collect(),
+            rejected: self.rejected,
+            balanced: self.balanced(),
+        }
+    }
+}
+
+/// One file's [`FileCounts`] as reported, reasons by name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CountsReport {
+    pub file: String,
+    pub format: String,
+    pub rows: u64,
+    pub accrued: u64,
+    pub not_eligible: u64,
+    pub not_eligible_by_reason: BTreeMap<&'static str, u64>,
+    pub rejected: u64,
+    pub balanced: bool,
 }
 
 /// Orders input lines across files: file index first, then line number.
@@ -455,6 +496,8 @@ pub struct Fold {
     pub customer_names: HashMap<IdText, (String, u64)>,
     /// Indexed by input file.
     pub files: Vec<FileCounts>,
+    /// How tiered revenue rates were chosen (see [`crate::attain::rate_for`]).
+    pub tier_notes: TierNotes,
     /// Customers (by designation-index slot) whose name is in `customer_names`:
     /// a look-up per line in this vector instead of in the map.
     noted: Vec<bool>,
@@ -556,6 +599,7 @@ impl Fold {
             a.add(b);
             *b = FileCounts::default();
         }
+        self.tier_notes.merge(std::mem::take(&mut later.tier_notes));
     }
 
     /// Frees the groups and customer names (keeping the row counts); returns

@@ -19,19 +19,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::bounded;
 
-use crate::accrue::{Accrual, Outcome, Scratch};
+use crate::accrue::{accrue_observation, Accrual, Context, Outcome, Reason, Scratch};
+use crate::attain::{add_paid_seats, AttainmentTable, PaidSeats};
 use crate::attribute::DesignationIndex;
+use crate::config::{parse_rules, Rules};
 use crate::dates::Period;
 use crate::error::Fatal;
-use crate::fold::{Fold, SharedDetails};
+use crate::fold::{CountsReport, FileCounts, Fold, SharedDetails};
+use crate::ingest::billing::Field;
 use crate::ingest::designations::{parse_designations, Designations, Reject};
+use crate::ingest::usage::UsageObs;
 use crate::ingest::{self, Chunk, FileDigest, InputFile, OpenedBilling};
 use crate::ledger::{
     write_ledger_row, write_not_eligible_row, write_reject_row, LedgerRow, NotEligibleRow,
     RejectRow,
 };
+use crate::money::parse_amount;
 use crate::render::csv::RowBuf;
-use crate::rules::{parse_rules, Rules};
+use crate::util::recycle;
+use rust_decimal::Decimal;
 
 /// Everything a run reads before streaming billing lines.
 pub struct Inputs {
@@ -44,10 +50,22 @@ pub struct Inputs {
     pub index: DesignationIndex,
     pub files: Vec<InputFile>,
     pub opened: Vec<OpenedBilling>,
-    /// `--usage` files, loaded by [`crate::attain::prepare`] (empty without).
+    /// `--usage` files, loaded by [`prepare_usage`] (empty without).
     pub usage: crate::ingest::usage::UsageInput,
     /// Attainment per tenant, workload and month, from `usage`.
-    pub attainment: crate::attain::AttainmentTable,
+    pub attainment: AttainmentTable,
+}
+
+impl Inputs {
+    /// What the partner usage views read (see [`crate::attain::partner_usage`]).
+    pub fn usage_view(&self) -> crate::attain::UsageView<'_> {
+        crate::attain::UsageView {
+            table: &self.attainment,
+            designations: &self.index,
+            customer_names: &self.usage.customer_names,
+            settings: &self.rules.usage,
+        }
+    }
 }
 
 /// Reads rules and designations and opens every billing file's header, so that
@@ -91,6 +109,73 @@ pub fn load_inputs(
     })
 }
 
+/// Loads the `--usage` files into `inputs` and builds the attainment table
+/// (with a billing pre-pass for paid seats when a Graph export, which has
+/// none, is among them).
+pub fn prepare_usage(
+    inputs: &mut Inputs,
+    usage: &[PathBuf],
+    tenant_map: Option<&std::path::Path>,
+) -> Result<(), Fatal> {
+    let u = crate::ingest::usage::load_usage(usage, tenant_map)?;
+    let pau = if u.obs.iter().any(|o| o.pau.is_none()) {
+        billing_pau(&inputs.files, &inputs.opened, &inputs.rules)?
+    } else {
+        Default::default()
+    };
+    inputs.attainment = AttainmentTable::build(&u, &pau, &inputs.rules.usage.targets);
+    inputs.usage = u;
+    Ok(())
+}
+
+/// Paid seats from the billing files ([`crate::attain::add_paid_seats`] of
+/// every line), read the way the stream reads them: the same chunks, record
+/// splitter and [`crate::ingest::BillingLayout::parse`]. A row the stream
+/// rejects (wrong field count, a bad value) is left out here and reported by
+/// the stream with its file, line and column; a `Quantity` that is not a
+/// number counts no seats.
+pub fn billing_pau(
+    files: &[InputFile],
+    opened: &[OpenedBilling],
+    rules: &Rules,
+) -> Result<PaidSeats, Fatal> {
+    let mut out = PaidSeats::default();
+    if rules.products.is_empty() {
+        return Ok(out);
+    }
+    for (fi, (f, o)) in files.iter().zip(opened).enumerate() {
+        let layout = &o.layout;
+        let Some(qcol) = layout.column(Field::Quantity) else {
+            continue;
+        };
+        let scol = layout.column(Field::SkuName);
+        let n = layout.header.len();
+        fn text(rec: &simd_csv::ByteRecord, i: usize) -> Option<&str> {
+            rec.get(i).and_then(|b| std::str::from_utf8(b).ok())
+        }
+        ingest::read_chunks(fi, f, &o.header, 8 << 20, Vec::new, |chunk| {
+            let mut records = Records::new(&chunk, layout.delimiter);
+            while records.advance().is_some() {
+                let rec = &records.rec;
+                if rec.len() != n {
+                    continue;
+                }
+                let Ok(line) = layout.parse(rec) else {
+                    continue;
+                };
+                let Some(Ok(q)) = text(rec, qcol).map(|s| parse_amount(s, layout.decimal_comma))
+                else {
+                    continue;
+                };
+                let sku = scol.and_then(|i| text(rec, i)).unwrap_or("").trim();
+                add_paid_seats(&mut out, rules, &line, sku, q);
+            }
+            true
+        })?;
+    }
+    Ok(out)
+}
+
 /// Settings of the streaming stage.
 #[derive(Clone, Debug)]
 pub struct StreamSettings {
@@ -102,6 +187,7 @@ pub struct StreamSettings {
 }
 
 /// The rows of one chunk, already formatted, plus its fold.
+#[derive(Default)]
 pub struct ChunkOutput {
     pub seq: u64,
     pub bytes: u64,
@@ -121,19 +207,17 @@ pub trait Sink {
 
 /// What the streaming stage returns.
 pub struct Streamed {
+    /// Billing and usage accruals; the billing files' counts.
     pub fold: Fold,
+    /// The usage files' counts (with a period: after accruing their records,
+    /// whose rows went to the sink after the billing rows).
+    pub usage: UsageRun,
     pub digests: Vec<FileDigest>,
     pub rejects: u64,
     pub reject_samples: Vec<Reject>,
 }
 
 const SAMPLES: usize = 20;
-
-/// Reuses a vector's allocation for a vector of another lifetime.
-pub(crate) fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
-    v.clear();
-    v.into_iter().map(|_| unreachable!()).collect()
-}
 
 /// An output buffer emptied for the next chunk. A buffer keeps the memory of
 /// the largest output it ever held, so one far larger than its last output
@@ -155,6 +239,48 @@ pub struct OutBufs {
     pub ledger: Vec<u8>,
     pub not_eligible: Vec<u8>,
     pub rejects: Vec<u8>,
+}
+
+/// The records of one chunk, split the way every pass over billing files
+/// splits them, with their line numbers in the file.
+///
+/// simd-csv splits records with SIMD searches for the delimiter, quote and
+/// newline: 2-3x the csv crate's speed on Partner Center exports. Like the
+/// chunk splitter, it treats every quote as opening or closing a quoted run.
+/// `TotalReader` reads the chunk in place (no copy into a buffer).
+pub(crate) struct Records<'c> {
+    rdr: simd_csv::TotalReader<'c>,
+    data: &'c [u8],
+    lines: ingest::LineTracker,
+    /// The record [`Records::advance`] read last.
+    pub rec: simd_csv::ByteRecord,
+}
+
+impl<'c> Records<'c> {
+    pub fn new(chunk: &'c Chunk, delimiter: u8) -> Records<'c> {
+        Records {
+            rdr: simd_csv::TotalReaderBuilder::new()
+                .has_headers(false)
+                .delimiter(delimiter)
+                .from_bytes(&chunk.data[..]),
+            data: &chunk.data[..],
+            lines: ingest::LineTracker::new(chunk.first_line),
+            rec: simd_csv::ByteRecord::new(),
+        }
+    }
+
+    /// Reads the next record into `self.rec`; returns its line number, or
+    /// `None` at the end of the chunk.
+    pub fn advance(&mut self) -> Option<u64> {
+        // The record starts after any blank lines the reader skips.
+        let mut start = self.rdr.position() as usize;
+        let more = self.rdr.read_byte_record(&mut self.rec);
+        while start < self.data.len() && matches!(self.data[start], b'\r' | b'\n') {
+            start += 1;
+        }
+        let line_no = self.lines.line(self.data, start as u64);
+        more.then_some(line_no)
+    }
 }
 
 /// Processes one chunk into a fold of its own: pure, deterministic, no I/O.
@@ -196,20 +322,18 @@ pub fn process_chunk_into(
     let mut rejects = RowBuf::with_buffer(bufs.rejects);
     let mut reject_samples = Vec::new();
     let mut n_rejects = 0u64;
-    // simd-csv splits records with SIMD searches for the delimiter, quote and
-    // newline: 2-3x the csv crate's speed on Partner Center exports. Like the
-    // chunk splitter, it treats every quote as opening or closing a quoted run.
-    // `TotalReader` reads the chunk in place (no copy into a buffer).
-    let mut rdr = simd_csv::TotalReaderBuilder::new()
-        .has_headers(false)
-        .delimiter(layout.delimiter)
-        .from_bytes(&chunk.data[..]);
-    let mut rec = simd_csv::ByteRecord::new();
-    let mut lines = ingest::LineTracker::new(chunk.first_line);
+    let mut records = Records::new(chunk, layout.delimiter);
+    let ctx = crate::accrue::Context {
+        rules: &inputs.rules,
+        index: &inputs.index,
+        designations_file: &inputs.designations_display,
+        attainment: Some(&inputs.attainment),
+    };
     let mut ckey = String::new();
     let mut skey = String::new();
     let mut acc_store: Vec<Accrual<'static>> = Vec::new();
-    let mut scratch_store: Scratch<'static> = Scratch::default();
+    let mut scratch_store: Scratch<'static> =
+        Scratch::with_notes(std::mem::take(&mut fold.tier_notes));
     let mut reject = |line: u64, column: &str, value: &str, reason: &str, w: &mut RowBuf| {
         n_rejects += 1;
         if reject_samples.len() < SAMPLES {
@@ -232,17 +356,8 @@ pub fn process_chunk_into(
             },
         );
     };
-    loop {
-        // The record starts after any blank lines the reader skips.
-        let mut start = rdr.position() as usize;
-        let more = rdr.read_byte_record(&mut rec);
-        while start < chunk.data.len() && matches!(chunk.data[start], b'\r' | b'\n') {
-            start += 1;
-        }
-        let line_no = lines.line(&chunk.data, start as u64);
-        if !more {
-            break;
-        }
+    while let Some(line_no) = records.advance() {
+        let rec = &records.rec;
         counts.rows += 1;
         if rec.len() != n_fields {
             counts.rejected += 1;
@@ -250,7 +365,7 @@ pub fn process_chunk_into(
             reject(line_no, "(row)", "", &reason, &mut rejects);
             continue;
         }
-        let line = match layout.parse(&rec) {
+        let line = match layout.parse(rec) {
             Ok(l) => l,
             Err(e) => {
                 counts.rejected += 1;
@@ -273,11 +388,8 @@ pub fn process_chunk_into(
         let mut scratch: Scratch<'_> = std::mem::take(&mut scratch_store).recycle();
         let (slot, designations) = inputs.index.customer_slot(&ckey);
         let outcome = crate::accrue::accrue_line_with(
-            &inputs.rules,
-            &inputs.index,
+            &ctx,
             designations,
-            &inputs.designations_display,
-            Some(&inputs.attainment),
             &line,
             &ckey,
             &mut scratch,
@@ -355,6 +467,7 @@ pub fn process_chunk_into(
         acc_store = recycle(accruals);
         scratch_store = scratch.recycle();
     }
+    fold.tier_notes = std::mem::take(&mut scratch_store.tier_notes);
     let mut counted = Fold::new(inputs.files.len());
     counted.files[chunk.file] = counts;
     ChunkOutput {
@@ -367,6 +480,194 @@ pub fn process_chunk_into(
         reject_samples,
         n_rejects,
     }
+}
+
+/// What accruing the usage records produced.
+#[derive(Default)]
+pub struct UsageRun {
+    /// Ledger and not-eligible rows, for the run's sink (rejects were written before).
+    pub output: ChunkOutput,
+    pub files: Vec<CountsReport>,
+    pub total: CountsReport,
+}
+
+/// Accrues every usage observation of the period. Records are processed in input
+/// order; the output does not depend on threads (there are none here).
+pub fn accrue_usage(inputs: &Inputs, period: Period) -> UsageRun {
+    let usage = &inputs.usage;
+    let mut files = read_file_counts(inputs);
+    let mut fold = Fold::new(0);
+    let mut ledger = RowBuf::default();
+    let mut not_eligible = RowBuf::default();
+    let mut i = 0;
+    let obs = &usage.obs;
+    let ctx = Context {
+        rules: &inputs.rules,
+        index: &inputs.index,
+        designations_file: &inputs.designations_display,
+        attainment: Some(&inputs.attainment),
+    };
+    let mut acc: Vec<Accrual<'_>> = Vec::new();
+    while i < obs.len() {
+        // One record = the observations of one (file, line).
+        let mut j = i;
+        while j < obs.len() && obs[j].file == obs[i].file && obs[j].line == obs[i].line {
+            j += 1;
+        }
+        let first = &obs[i];
+        let file = &usage.files[first.file];
+        let mut accrued = false;
+        let mut worst: Option<(Reason, Vec<String>)> = None;
+        let mut details = Vec::new();
+        for (k, o) in obs.iter().enumerate().take(j).skip(i) {
+            acc.clear();
+            match accrue_observation(&ctx, usage, k, o, period, &mut acc) {
+                Outcome::Accrued => {
+                    accrued = true;
+                    let display = &file.input.display;
+                    usage_rows(inputs, o, display, &acc, &mut fold, &mut ledger);
+                }
+                Outcome::NotEligible {
+                    reason: r,
+                    detail: d,
+                } => {
+                    details.push(d);
+                    if worst.as_ref().is_none_or(|w| r > w.0) {
+                        worst = Some((r, vec![o.workload_name.clone()]));
+                    } else if let Some(w) = worst.as_mut().filter(|w| w.0 == r) {
+                        w.1.push(o.workload_name.clone());
+                    }
+                }
+                // Attribution of usage never rejects (share conflicts are a reason).
+                Outcome::Rejected { .. } => {}
+            }
+        }
+        let counts = &mut files[first.file];
+        if accrued {
+            counts.accrued += 1;
+        } else if let Some((r, workloads)) = worst {
+            counts.note_not_eligible(r);
+            let mau: Decimal = obs[i..j].iter().map(|o| o.mau).sum();
+            write_not_eligible_row(
+                &mut not_eligible,
+                &NotEligibleRow {
+                    source_file: &file.input.display,
+                    source_line: first.line,
+                    customer_id: &first.customer_id,
+                    subscription_id: &workloads.join(";"),
+                    charge_date: first.date,
+                    basis_amount: mau,
+                    basis_min_dp: 0,
+                    currency: None,
+                    reason: r.as_str(),
+                    detail: &details.join("; "),
+                },
+            );
+        }
+        i = j;
+    }
+    let mut total = FileCounts::default();
+    for f in &files {
+        total.add(f);
+    }
+    UsageRun {
+        output: ChunkOutput {
+            seq: 0,
+            bytes: 0,
+            fold,
+            ledger: ledger.buf,
+            not_eligible: not_eligible.buf,
+            rejects: Vec::new(),
+            reject_samples: Vec::new(),
+            n_rejects: 0,
+        },
+        files: reports(inputs, &files),
+        total: total.report("(all usage files)".into(), String::new(), &Reason::USAGE),
+    }
+}
+
+/// Adds an accrued usage observation's accruals to `fold` and writes their
+/// ledger rows (the workload stands where billing has the subscription).
+fn usage_rows(
+    inputs: &Inputs,
+    o: &UsageObs,
+    source_file: &str,
+    acc: &[Accrual<'_>],
+    fold: &mut Fold,
+    ledger: &mut RowBuf,
+) {
+    let cur = o.workload_name.as_str();
+    let currency = |pi: usize| {
+        inputs.rules.programs[pi]
+            .usage_currency()
+            .unwrap_or_else(|| crate::money::Currency::parse("USD").expect("USD"))
+    };
+    if let Some(n) = inputs.usage.customer_names.get(&o.customer_id) {
+        fold.note_customer(&o.customer_id, n, u64::MAX);
+    }
+    for a in acc {
+        let c = currency(a.program);
+        fold.add(a, &o.customer_id, cur, c);
+        write_ledger_row(
+            ledger,
+            &LedgerRow {
+                partner_id: a.partner_id,
+                customer_id: &o.customer_id,
+                program_id: &inputs.rules.programs[a.program].id,
+                association: a.association.as_str(),
+                subscription_id: cur,
+                charge_date: o.date,
+                source_file,
+                source_line: o.line,
+                basis_amount: a.basis,
+                basis_min_dp: 0,
+                rate: a.rate,
+                share: a.share,
+                accrual_amount: a.amount,
+                currency: c,
+                designation_line: a.designation.map(|d| d.line),
+                // No proration for usage.
+                credited_days: None,
+                charge_days: None,
+            },
+        );
+    }
+}
+
+/// Each usage file's counts before accruing: rows read and rejected.
+fn read_file_counts(inputs: &Inputs) -> Vec<FileCounts> {
+    inputs
+        .usage
+        .files
+        .iter()
+        .map(|f| FileCounts {
+            rows: f.rows,
+            rejected: f.rejected,
+            ..FileCounts::default()
+        })
+        .collect()
+}
+
+/// Each usage file's counts as reported (usage reasons by name).
+fn reports(inputs: &Inputs, counts: &[FileCounts]) -> Vec<CountsReport> {
+    inputs
+        .usage
+        .files
+        .iter()
+        .zip(counts)
+        .map(|(f, c)| {
+            c.report(
+                f.input.display.clone(),
+                f.format.as_str().into(),
+                &Reason::USAGE,
+            )
+        })
+        .collect()
+}
+
+/// Counts of usage files without a period (`validate`): read, usable, rejected.
+pub fn usage_read_counts(inputs: &Inputs) -> Vec<CountsReport> {
+    reports(inputs, &read_file_counts(inputs))
 }
 
 /// Progress reporting hooks (the CLI draws a bar; tests pass `()`).
@@ -545,8 +846,78 @@ pub fn stream(
             digests,
             rejects: rejects - prior_rejects,
             reject_samples: samples,
+            usage: UsageRun::default(),
         })
     })?;
     streamed.fold.details = details.into_map();
+    // The usage records follow the billing lines, through the same accrue
+    // stage, fold and sink.
+    streamed.usage = match settings.period {
+        Some(p) => {
+            let mut usage = accrue_usage(inputs, p);
+            sink.chunk(&usage.output)?;
+            streamed.fold.merge(std::mem::take(&mut usage.output.fold));
+            usage
+        }
+        None => UsageRun {
+            files: usage_read_counts(inputs),
+            ..UsageRun::default()
+        },
+    };
     Ok(streamed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dates::Month;
+    use chrono::NaiveDate;
+    use rust_decimal::Decimal;
+
+    fn d(s: &str) -> Decimal {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn billing_pau_counts_each_month_whose_last_day_is_covered() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.csv");
+        std::fs::write(
+            &path,
+            "CustomerId,SubscriptionId,ChargeStartDate,ChargeEndDate,ProductId,ProductName,SkuName,Quantity,Subtotal,Currency\n\
+             T1,s,10/15/2026,11/14/2026,CFQ7,Other,M365 E3,10,100,EUR\n\
+             T1,s,11/15/2026,12/14/2026,CFQ7,Other,M365 E3,10,100,EUR\n\
+             T1,s,11/20/2026,12/14/2026,CFQ7,Other,M365 E3,3,-30,EUR\n\
+             T1,s,1/1/2026,12/31/2026,X,Annual,,5,500,EUR\n",
+        )
+        .unwrap();
+        let rules = crate::config::parse_rules(
+            "[[program]]\nid=\"p\"\nassociations=[\"DPOR\"]\nrate=\"0.01\"\n\
+             [[product]]\nmatch=\"m365 e3\"\nworkloads=[\"Teams\"]\n\
+             [[product]]\nmatch=\"X\"\nworkloads=[\"Exchange\"]\n",
+        )
+        .unwrap();
+        let file = InputFile {
+            path: path.clone(),
+            display: "b.csv".into(),
+            size: 0,
+        };
+        let opened = crate::ingest::open_billing(&file).unwrap();
+        let pau = billing_pau(&[file], &[opened], &rules).unwrap();
+        let get = |w: &str, m: u32| {
+            pau.get(&(
+                "t1".to_string(),
+                w.to_string(),
+                Month::of(NaiveDate::from_ymd_opt(2026, m, 1).unwrap()),
+            ))
+            .copied()
+        };
+        // 10/15-11/14 covers Oct 31 only; 11/15-12/14 covers Nov 30; the credit too.
+        assert_eq!(get("teams", 10), Some(d("10")));
+        assert_eq!(get("teams", 11), Some(d("7")));
+        assert_eq!(get("teams", 12), None);
+        // The annual charge (by ProductId) counts in every month.
+        assert_eq!(get("exchange", 1), Some(d("5")));
+        assert_eq!(get("exchange", 12), Some(d("5")));
+    }
 }

@@ -8,8 +8,8 @@ use std::fmt;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
+use crate::config::Association;
 use crate::ingest::designations::Designation;
-use crate::rules::Association;
 
 /// A problem found across designation rows.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -14,11 +14,11 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
 use crate::attribute::DesignationIndex;
+use crate::config::{Association, Rules};
 use crate::dates::Period;
 use crate::fold::{DetailKey, Fold, Sums};
 use crate::ingest::fx::FxTable;
 use crate::money::{round_money, Currency, RoundingMode};
-use crate::rules::{Association, Rules};
 
 use serde::{Deserialize, Serialize};
 
@@ -125,9 +125,9 @@ pub struct PartnerStatement {
     pub reporting_total: Option<(Currency, Decimal)>,
     /// Usage attainment of every tenant-workload the partner holds in the
     /// period (filled by `attain`; empty without `--usage`).
-    pub attainment: Vec<crate::attain::AttainmentLine>,
+    pub attainment: Vec<crate::model::AttainmentLine>,
     /// How tiered revenue rates were chosen for this partner's customers.
-    pub tier_notes: Vec<crate::attain::TierNote>,
+    pub tier_notes: Vec<crate::model::TierNote>,
 }
 
 /// One row of `summary.csv`.
@@ -298,7 +298,7 @@ pub fn build(
                 id: p.id.clone(),
                 name: p.name.clone(),
                 description: p.description.clone(),
-                basis: p.basis.as_str().to_string(),
+                basis: p.basis().as_str().to_string(),
             })
             .collect(),
     })
@@ -414,5 +414,161 @@ fn partner_statement(
         reporting_total: None,
         attainment: Vec::new(),
         tier_notes: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accrue::Accrual;
+    use crate::config::parse_rules;
+
+    fn d(s: &str) -> Decimal {
+        s.parse().unwrap()
+    }
+
+    fn cur(c: &str) -> Currency {
+        Currency::parse(c).unwrap()
+    }
+
+    /// A statement set from accruals `(partner, customer, amount, currency)`
+    /// of one program, under `rounding`.
+    fn statements(rounding: &str, accruals: &[(&'static str, &str, &str, &str)]) -> StatementSet {
+        let rules = parse_rules(&format!(
+            "rounding = \"{rounding}\"\n[[program]]\nid = \"p\"\nassociations = [\"RESELLER\"]\nrate = \"0.01\"\n"
+        ))
+        .unwrap();
+        let mut fold = Fold::new(1);
+        for (i, (partner, customer, amount, currency)) in accruals.iter().enumerate() {
+            let a = Accrual {
+                program: 0,
+                partner_id: partner,
+                association: Association::Reseller,
+                basis: d(amount) * Decimal::from(100),
+                rate: d("0.01"),
+                share: Decimal::ONE,
+                amount: d(amount),
+                designation: None,
+                days: None,
+            };
+            // Each accrual on its own subscription: one group each, summed per line.
+            fold.add(&a, customer, &format!("s{i}"), cur(currency));
+        }
+        let period: Period = "2026-10".parse().unwrap();
+        build(
+            &mut fold,
+            &rules,
+            &DesignationIndex::new(Vec::new()),
+            period,
+            None,
+        )
+        .unwrap()
+    }
+
+    fn line<'s>(set: &'s StatementSet, customer: &str, currency: &str) -> &'s StatementLine {
+        set.partners[0]
+            .lines
+            .iter()
+            .find(|l| &*l.customer_id == customer && l.currency == cur(currency))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_line_sums_exactly_then_rounds_once() {
+        // Three accruals of 0.4 cent: rounded one by one they would pay 0.
+        let set = statements(
+            "half-up",
+            &[
+                ("r1", "c1", "0.004", "EUR"),
+                ("r1", "c1", "0.004", "EUR"),
+                ("r1", "c1", "0.004", "EUR"),
+            ],
+        );
+        let l = line(&set, "c1", "EUR");
+        assert_eq!(l.accrual_exact, d("0.012"));
+        assert_eq!(l.amount, d("0.01"));
+        assert_eq!(l.lines, 3);
+    }
+
+    #[test]
+    fn half_a_cent_follows_the_rounding_mode() {
+        let cases = [
+            ("half-up", "0.125", "0.13"),
+            ("half-up", "-0.125", "-0.13"),
+            ("half-even", "0.125", "0.12"),
+            ("half-even", "0.135", "0.14"),
+            ("down", "0.125", "0.12"),
+            ("down", "0.129", "0.12"),
+            ("down", "-0.129", "-0.12"),
+        ];
+        for (mode, exact, want) in cases {
+            let set = statements(mode, &[("r1", "c1", exact, "EUR")]);
+            assert_eq!(line(&set, "c1", "EUR").amount, d(want), "{mode} {exact}");
+        }
+        // Two accruals of 0.0625 are summed (0.125) before rounding: half-up
+        // gives 0.13, where rounding each (0.06 + 0.06) would give 0.12.
+        let set = statements(
+            "half-up",
+            &[("r1", "c1", "0.0625", "EUR"), ("r1", "c1", "0.0625", "EUR")],
+        );
+        assert_eq!(line(&set, "c1", "EUR").amount, d("0.13"));
+        // Currencies without minor units round to whole units.
+        let set = statements("half-even", &[("r1", "c1", "2.5", "JPY")]);
+        assert_eq!(line(&set, "c1", "JPY").amount, d("2"));
+    }
+
+    #[test]
+    fn currencies_are_never_added_together() {
+        let set = statements(
+            "half-up",
+            &[
+                ("r1", "c1", "10.001", "EUR"),
+                ("r1", "c1", "20.004", "USD"),
+                ("r1", "c2", "1.004", "EUR"),
+            ],
+        );
+        let p = &set.partners[0];
+        assert_eq!(p.lines.len(), 3);
+        let totals: Vec<(String, Decimal)> = p
+            .totals
+            .iter()
+            .map(|t| (t.currency.as_str().to_string(), t.amount))
+            .collect();
+        assert_eq!(
+            totals,
+            [
+                ("EUR".to_string(), d("11.00")),
+                ("USD".to_string(), d("20.00"))
+            ]
+        );
+        assert!(
+            p.reporting_total.is_none(),
+            "no FX table: no converted total"
+        );
+    }
+
+    #[test]
+    fn a_currency_total_is_the_sum_of_its_rounded_lines() {
+        // Two customers of half a cent each: each line rounds up to 0.01, and the
+        // total is 0.02 (what the statement shows adds up), not round(0.010).
+        let set = statements(
+            "half-up",
+            &[("r1", "c1", "0.005", "EUR"), ("r1", "c2", "0.005", "EUR")],
+        );
+        let p = &set.partners[0];
+        let lines: Decimal = p.lines.iter().map(|l| l.amount).sum();
+        assert_eq!(lines, d("0.02"));
+        assert_eq!(p.totals[0].amount, d("0.02"));
+        let exact: Decimal = p.lines.iter().map(|l| l.accrual_exact).sum();
+        assert_eq!(exact, d("0.010"));
+        // The summary row of the partner and program adds the same rounded lines.
+        assert_eq!(set.summary[0].accrual_amount, d("0.02"));
+        // Partners are separate statements with their own totals.
+        let set = statements(
+            "half-up",
+            &[("r1", "c1", "0.005", "EUR"), ("r2", "c1", "0.004", "EUR")],
+        );
+        let amounts: Vec<Decimal> = set.partners.iter().map(|p| p.totals[0].amount).collect();
+        assert_eq!(amounts, [d("0.01"), d("0.00")]);
     }
 }

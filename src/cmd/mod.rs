@@ -30,7 +30,7 @@ pub enum Finish {
 /// `validate` need before streaming.
 fn load(a: &InputSettings) -> Result<Inputs, Fatal> {
     let mut inputs = pipeline::load_inputs(&a.billing, &a.designations, &a.rules)?;
-    crate::attain::prepare(&mut inputs, &a.usage, a.usage_tenant_map.as_deref())?;
+    crate::pipeline::prepare_usage(&mut inputs, &a.usage, a.usage_tenant_map.as_deref())?;
     Ok(inputs)
 }
 

@@ -8,7 +8,8 @@ use crate::error::Fatal;
 use crate::ingest::designations::Reject;
 use crate::ingest::fx::FxTable;
 use crate::money::Currency;
-use crate::pipeline::{self, Inputs, Sink, Streamed};
+use crate::pipeline::{self, Inputs, Streamed};
+use crate::render::attainment;
 use crate::render::csv as rcsv;
 use crate::render::pdf;
 use crate::render::publish::{self, FileEntry, Staging};
@@ -156,14 +157,11 @@ fn stream_rows(
     bar.finish();
     let mut streamed = streamed?;
     console::phase_memory("streamed");
-    let mut usage = usage_accrue::accrue_usage(inputs, s.period);
-    sink.chunk(&usage.output)?;
+    let usage = std::mem::take(&mut streamed.usage);
     sink.finish()?;
     if s.parquet_ledger {
         crate::render::parquet::convert_ledger(&staging.dir)?;
     }
-    // Usage accruals join the billing fold (their file counts are kept apart).
-    streamed.fold.merge(std::mem::take(&mut usage.output.fold));
     let groups = streamed.fold.details.len();
     Ok(Rows {
         streamed,
@@ -208,9 +206,9 @@ fn build_statements(
     let partner_usage = if inputs.usage.files.is_empty() {
         Vec::new()
     } else {
-        crate::attain::partner_usage(inputs, s.period)
+        crate::attain::partner_usage(&inputs.usage_view(), s.period)
     };
-    usage_accrue::attach(&mut set, &partner_usage, &inputs.attainment.tier_notes());
+    usage_accrue::attach(&mut set, &partner_usage, &streamed.fold.tier_notes.to_vec());
     Ok((set, partner_usage))
 }
 
@@ -238,8 +236,13 @@ fn write_outputs(
     io_pool.install(|| rcsv::write_statements(dir, w.set, files))?;
     rcsv::write_summary(&dir.join("summary.csv"), w.set)?;
     if !inputs.usage.files.is_empty() {
-        usage_accrue::write_attainment(dir, inputs, s.period)?;
-        usage_accrue::write_partner_attainment(dir, inputs, w.partner_usage, s.period)?;
+        attainment::write_attainment(
+            dir,
+            &inputs.attainment,
+            &inputs.usage.customer_names,
+            s.period,
+        )?;
+        attainment::write_partner_attainment(dir, w.partner_usage, s.period)?;
     }
     publish::write_json_compact(files, &dir.join("statements.json"), w.set)
 }

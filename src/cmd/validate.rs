@@ -5,12 +5,12 @@ use crate::cli::ValidateArgs;
 use crate::cmd::{load, stdout_result, Finish};
 use crate::console::{self, Layout, Report};
 use crate::error::Fatal;
+use crate::fold::CountsReport;
 use crate::pipeline::{self, Inputs, Streamed};
 use crate::quality;
 use crate::render::sink::NullSink;
 use crate::render::summary::accounting;
 use crate::settings::ValidateSettings;
-use crate::usage_accrue::{self, UsageCounts};
 
 pub fn validate(args: &ValidateArgs) -> Result<Finish, Fatal> {
     let s = ValidateSettings::new(args)?;
@@ -22,7 +22,7 @@ pub fn validate(args: &ValidateArgs) -> Result<Finish, Fatal> {
     let report = Report {
         accounting: &acc,
         layouts: layouts(&inputs),
-        usage: usage_counts(&inputs, &s),
+        usage: usage_counts(&inputs, &streamed),
         with_period: s.period.is_some(),
         problems,
         n_problems,
@@ -58,14 +58,8 @@ fn layouts(inputs: &Inputs) -> Vec<Layout> {
 }
 
 /// The usage files' counts (what would accrue, with a period), with `--usage`.
-fn usage_counts(inputs: &Inputs, s: &ValidateSettings) -> Option<Vec<UsageCounts>> {
-    if inputs.usage.files.is_empty() {
-        return None;
-    }
-    Some(match s.period {
-        Some(p) => usage_accrue::accrue_usage(inputs, p).files,
-        None => usage_accrue::read_counts(inputs),
-    })
+fn usage_counts(inputs: &Inputs, streamed: &Streamed) -> Option<Vec<CountsReport>> {
+    (!inputs.usage.files.is_empty()).then(|| streamed.usage.files.clone())
 }
 
 /// The problems to list (rejects, then designation issues) and how many

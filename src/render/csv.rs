@@ -210,7 +210,7 @@ pub fn partner_statement_csv(p: &PartnerStatement, set: &StatementSet) -> csv::R
     }
     let mut out = w.finish()?;
     // Usage attainment and tier-rate sections (empty without --usage).
-    out.extend(crate::usage_accrue::statement_sections(p)?);
+    out.extend(super::attainment::statement_sections(p)?);
     Ok(out)
 }
 

@@ -35,7 +35,7 @@ fn file_rows(file: String, format: String, c: &FileCounts) -> FileRows {
         rows: c.rows,
         accrued: c.accrued,
         not_eligible: c.not_eligible,
-        not_eligible_by_reason: Reason::ALL
+        not_eligible_by_reason: Reason::BILLING
             .iter()
             .map(|r| (r.as_str(), c.not_eligible_by_reason[*r as usize]))
             .collect(),
