@@ -205,6 +205,27 @@ fn excluded(p: &Program, line: &BillingLine<'_>) -> bool {
 /// the remainder so the parts sum to exactly the line.
 pub const PRORATION_DP: u32 = 6;
 
+/// A line amount that cannot be computed exactly (it would exceed
+/// `Decimal::MAX`): the row is rejected, naming its `Subtotal`.
+fn amount_rejected(line: &BillingLine<'_>, what: &str) -> Outcome {
+    Outcome::Rejected {
+        column: "Subtotal".into(),
+        value: line.subtotal.to_string(),
+        reason: format!(
+            "{what} cannot be computed: it would exceed the largest decimal (about 7.9e28)"
+        ),
+    }
+}
+
+/// `basis x rate x share`, or `None` when it exceeds `Decimal::MAX`.
+///
+/// A product with more than 28 significant digits is rounded by `Decimal` to
+/// 28 significant digits, half to even (see "Precision" in docs/accruals.md):
+/// a function of this line alone, the same on every thread.
+pub fn accrual_amount(basis: Decimal, rate: Decimal, share: Decimal) -> Option<Decimal> {
+    basis.checked_mul(rate)?.checked_mul(share)
+}
+
 /// A part of a line's charge period in which the same designations hold.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Segment {
@@ -217,13 +238,14 @@ struct Segment {
 /// inclusive) where a designation of one of the program's associations starts
 /// or ends, or where its window closes. Each part gets its days' share of the
 /// basis. Without a charge end date, or without such a date inside the period,
-/// there is one part: the whole line.
+/// there is one part: the whole line. `None` when a part cannot be computed
+/// (a `Subtotal` so large that `Subtotal x days` exceeds `Decimal::MAX`).
 fn segments(
     p: &Program,
     designations: &[Designation],
     line: &BillingLine<'_>,
     out: &mut Vec<Segment>,
-) -> u32 {
+) -> Option<u32> {
     out.clear();
     let start = line.charge_start;
     let end = match line.charge_end {
@@ -235,7 +257,7 @@ fn segments(
                 days,
                 basis: line.subtotal,
             });
-            return days;
+            return Some(days);
         }
     };
     let total = (end - start).num_days() as u32 + 1;
@@ -260,7 +282,7 @@ fn segments(
             days: total,
             basis: line.subtotal,
         });
-        return total;
+        return Some(total);
     }
     cuts.sort();
     cuts.dedup();
@@ -281,16 +303,19 @@ fn segments(
     let last = out.len() - 1;
     for (i, seg) in out.iter_mut().enumerate() {
         seg.basis = if i == last {
-            line.subtotal - given
+            line.subtotal.checked_sub(given)?
         } else {
-            (line.subtotal * Decimal::from(seg.days) / Decimal::from(total)).round_dp_with_strategy(
-                PRORATION_DP,
-                rust_decimal::RoundingStrategy::MidpointNearestEven,
-            )
+            line.subtotal
+                .checked_mul(Decimal::from(seg.days))?
+                .checked_div(Decimal::from(total))?
+                .round_dp_with_strategy(
+                    PRORATION_DP,
+                    rust_decimal::RoundingStrategy::MidpointNearestEven,
+                )
         };
-        given += seg.basis;
+        given = given.checked_add(seg.basis)?;
     }
-    total
+    Some(total)
 }
 
 /// Keeps, for each partner, only the accruals of its highest-priority
@@ -428,7 +453,10 @@ pub fn accrue_line_with<'a>(
         let is_excluded = excluded(p, line);
         let before = out.len();
         let mut window_miss = None;
-        let total_days = segments(p, designations, line, &mut scratch.segments);
+        let Some(total_days) = segments(p, designations, line, &mut scratch.segments) else {
+            out.truncate(start);
+            return amount_rejected(line, "the prorated part of the charge (Subtotal x days)");
+        };
         for si in 0..scratch.segments.len() {
             let seg = scratch.segments[si];
             let seg_start = out.len();
@@ -458,6 +486,13 @@ pub fn accrue_line_with<'a>(
                         Basis::BilledRevenue => seg.basis,
                         Basis::Usage => continue,
                     };
+                    let Some(amount) = accrual_amount(basis, rate, c.share) else {
+                        out.truncate(start);
+                        return amount_rejected(
+                            line,
+                            &format!("the accrual {basis} x {rate} x {}", c.share),
+                        );
+                    };
                     out.push(Accrual {
                         program: pi,
                         partner_id: c.partner_id,
@@ -465,7 +500,7 @@ pub fn accrue_line_with<'a>(
                         basis,
                         rate,
                         share: c.share,
-                        amount: basis * rate * c.share,
+                        amount,
                         designation: c.designation,
                         days: (total_days > 0).then_some((seg.days, total_days)),
                     });
@@ -554,6 +589,17 @@ pub fn accrue_observation<'a>(
         match paid {
             Ok((units, rate, credits)) => {
                 for (d, share) in credits {
+                    let Some(amount) = accrual_amount(units, rate, share) else {
+                        out.truncate(start);
+                        return Outcome::Rejected {
+                            column: "units".into(),
+                            value: units.to_string(),
+                            reason: format!(
+                                "{}: the accrual {units} x {rate} x {share} would exceed the largest decimal (about 7.9e28)",
+                                o.workload_name
+                            ),
+                        };
+                    };
                     out.push(Accrual {
                         program: pi,
                         partner_id: &d.partner_id,
@@ -561,7 +607,7 @@ pub fn accrue_observation<'a>(
                         basis: units,
                         rate,
                         share,
-                        amount: units * rate * share,
+                        amount,
                         designation: Some(d),
                         days: None,
                     });
@@ -986,7 +1032,7 @@ rate = "0.01"
             l.subtotal = Decimal::new(cents, 2);
             l.charge_end = Some(start + chrono::Days::new(len as u64));
             let mut segs = Vec::new();
-            let total = segments(&rules.programs[0], idx.customer("c1"), &l, &mut segs);
+            let total = segments(&rules.programs[0], idx.customer("c1"), &l, &mut segs).unwrap();
             proptest::prop_assert_eq!(segs.iter().map(|s| s.basis).sum::<Decimal>(), l.subtotal);
             proptest::prop_assert_eq!(segs.iter().map(|s| s.days).sum::<u32>(), total);
             proptest::prop_assert_eq!(total, len + 1);

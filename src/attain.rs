@@ -185,7 +185,7 @@ pub fn rate_for(
     if table.is_some() {
         let key: TierKey = (
             customer_key.to_string(),
-            program_index as u16,
+            program_index as u32,
             prod.matches.clone(),
             month,
         );

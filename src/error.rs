@@ -22,6 +22,13 @@ pub enum Fatal {
     },
     #[error("{file}: {message}")]
     Config { file: String, message: String },
+    /// A sum or conversion of accruals whose exact result is not a decimal:
+    /// what it is about (partner, customer, program, currency) and why.
+    #[error("{what}: {cause}: nothing was published")]
+    Overflow { what: String, cause: String },
+    /// A worker thread failed (a bug): the run cannot be trusted.
+    #[error("internal error: {0}: nothing was published")]
+    Worker(String),
     #[error("{count} rows rejected, more than --max-rejects {max}: nothing was published (see the first rejects above; raise --max-rejects to publish anyway)")]
     TooManyRejects { count: u64, max: u64 },
 }

@@ -33,7 +33,7 @@ pub struct DetailKey {
     text: Text<KEY_INLINE>,
     partner_len: u32,
     customer_len: u32,
-    pub program: u16,
+    pub program: u32,
     pub currency: Currency,
     pub association: Association,
     pub rate: Decimal,
@@ -110,7 +110,7 @@ impl Ord for DetailKey {
 type SortKey<'a> = (
     &'a [u8],
     &'a [u8],
-    u16,
+    u32,
     Currency,
     Association,
     &'a [u8],
@@ -123,7 +123,7 @@ struct DetailRef<'a> {
     hash: u64,
     partner_id: &'a str,
     customer_id: &'a str,
-    program: u16,
+    program: u32,
     currency: Currency,
     association: Association,
     subscription_id: &'a str,
@@ -136,7 +136,7 @@ impl<'a> DetailRef<'a> {
     fn new(
         partner_id: &'a str,
         customer_id: &'a str,
-        program: u16,
+        program: u32,
         currency: Currency,
         association: Association,
         subscription_id: &'a str,
@@ -295,7 +295,7 @@ fn accrual_ref<'a>(
     let r = DetailRef::new(
         a.partner_id,
         customer_key,
-        a.program as u16,
+        a.program as u32,
         currency,
         a.association,
         subscription_key,
@@ -304,8 +304,8 @@ fn accrual_ref<'a>(
     );
     let s = Sums {
         lines: 1,
-        basis: a.basis,
-        accrual: a.amount,
+        basis: ExactSum::of(a.basis),
+        accrual: ExactSum::of(a.amount),
     };
     (r, s)
 }
@@ -371,36 +371,145 @@ impl SharedDetails {
     }
 }
 
-/// Sums for one group.
+/// Sums for one group: exact ([`ExactSum`]), so the same whatever the order
+/// of the additions.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Sums {
     pub lines: u64,
-    pub basis: Decimal,
-    pub accrual: Decimal,
+    pub basis: ExactSum,
+    pub accrual: ExactSum,
 }
 
 impl Sums {
     pub fn add(&mut self, o: &Sums) {
         self.lines += o.lines;
-        self.basis = sum_exact(self.basis, o.basis);
-        self.accrual = sum_exact(self.accrual, o.accrual);
+        self.basis = self.basis.add(o.basis);
+        self.accrual = self.accrual.add(o.accrual);
     }
 }
 
-/// `a + b` at the larger of the two scales.
+/// An exact sum of decimals: an `i128` mantissa at the largest scale of its
+/// terms.
+///
+/// `Decimal` addition rounds when the result needs more than 28 significant
+/// digits (`1e6 + 1e-23`), and then the order of the additions changes the
+/// result: threads finishing in another order gave other statements. Here
+/// every addition is an exact integer addition after aligning both terms to
+/// the larger scale, so any order, split or merge of the same terms gives the
+/// same sum (the scale is pinned to the largest seen, as before: `58.00 +
+/// 0.000000` is `58.000000` in any order). An addition whose result does not
+/// fit 128 bits marks the sum as overflowed; overflow is sticky, and
+/// [`ExactSum::to_decimal`] reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExactSum {
+    mantissa: i128,
+    scale: u32,
+    overflow: bool,
+}
+
+/// Why an [`ExactSum`] cannot be shown as a `Decimal`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SumError {
+    /// A partial sum needed more than 128 bits.
+    Overflow,
+    /// The sum's integer part has more than 28 digits (above `Decimal::MAX`).
+    TooLarge,
+}
+
+impl std::fmt::Display for SumError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SumError::Overflow => "a partial sum needs more than 38 significant digits",
+            SumError::TooLarge => "the sum is larger than the largest decimal (about 7.9e28)",
+        })
+    }
+}
+
+impl ExactSum {
+    pub fn of(d: Decimal) -> ExactSum {
+        ExactSum {
+            mantissa: d.mantissa(),
+            scale: d.scale(),
+            overflow: false,
+        }
+    }
+
+    /// `self + o`, exact at the larger scale (or overflowed).
+    #[must_use]
+    pub fn add(self, o: ExactSum) -> ExactSum {
+        let scale = self.scale.max(o.scale);
+        let sum = (|| {
+            if self.overflow || o.overflow {
+                return None;
+            }
+            let a = self
+                .mantissa
+                .checked_mul(10i128.checked_pow(scale - self.scale)?)?;
+            let b = o
+                .mantissa
+                .checked_mul(10i128.checked_pow(scale - o.scale)?)?;
+            a.checked_add(b)
+        })();
+        match sum {
+            Some(mantissa) => ExactSum {
+                mantissa,
+                scale,
+                overflow: false,
+            },
+            None => ExactSum {
+                mantissa: 0,
+                scale,
+                overflow: true,
+            },
+        }
+    }
+
+    /// Adds a decimal.
+    #[must_use]
+    pub fn add_decimal(self, d: Decimal) -> ExactSum {
+        self.add(ExactSum::of(d))
+    }
+
+    /// The sum as a `Decimal` at its scale when it fits (at most 28 digits,
+    /// at most `Decimal::MAX`), which is always the case for sums of amounts
+    /// with few decimals. A sum with more significant digits than that is
+    /// rounded once, half to even, to the largest scale at which it fits: a
+    /// function of the exact sum alone, so still the same for any order (see
+    /// "Precision" in docs/accruals.md).
+    pub fn to_decimal(self) -> Result<Decimal, SumError> {
+        if self.overflow {
+            return Err(SumError::Overflow);
+        }
+        let (m, scale) = (self.mantissa, self.scale);
+        for drop in 0..=scale {
+            // One rounding of the exact sum, half to even, `drop` decimals fewer.
+            let Some(p) = 10i128.checked_pow(drop) else {
+                break;
+            };
+            let (q, r) = (m / p, m % p);
+            let twice = r.unsigned_abs() * 2;
+            let up = twice > p.unsigned_abs() || (twice == p.unsigned_abs() && q % 2 != 0);
+            let q = if up { q + r.signum() } else { q };
+            if let Ok(d) = Decimal::try_from_i128_with_scale(q, scale - drop) {
+                return Ok(d);
+            }
+        }
+        Err(SumError::TooLarge)
+    }
+}
+
+/// `a + b` at the larger of the two scales, exact, or `None` when the exact
+/// sum is not a `Decimal` of that scale (see [`ExactSum`]).
 ///
 /// `Decimal` addition returns the other operand unchanged when one is zero, so
 /// the scale of a running sum (`58.00` or `58.000000`) would depend on the order
 /// of the additions, and folds are merged in whatever order threads finish.
 /// Pinning the scale to the largest seen makes the exact sums, and the
 /// statements that print them, the same whatever the order.
-pub fn sum_exact(a: Decimal, b: Decimal) -> Decimal {
-    let scale = a.scale().max(b.scale());
-    let mut s = a + b;
-    if s.scale() < scale {
-        s.rescale(scale);
-    }
-    s
+pub fn sum_exact(a: Decimal, b: Decimal) -> Option<Decimal> {
+    let s = ExactSum::of(a).add_decimal(b);
+    let d = s.to_decimal().ok()?;
+    (d.scale() == s.scale).then_some(d)
 }
 
 /// Where the records of one input file (billing or usage) went.
@@ -647,11 +756,125 @@ mod tests {
         for order in [[0, 1, 2, 3], [1, 2, 0, 3], [3, 0, 1, 2], [0, 2, 1, 3]] {
             let mut total = Decimal::ZERO;
             for i in order {
-                total = sum_exact(total, parts[i]);
+                total = sum_exact(total, parts[i]).unwrap();
             }
             seen.insert(total.to_string());
         }
         assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["58.000000"]);
+    }
+
+    fn dec(s: &str) -> Decimal {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn exact_sum_is_exact_where_decimal_addition_rounds() {
+        // Decimal: 1000000 + 1e-23 needs 30 digits and is rounded, so
+        // (1e6 + 1e-23) - 1e6 is 0 one way and 1e-23 the other.
+        let (big, tiny) = (dec("1000000"), dec("0.00000000000000000000001"));
+        let a = ExactSum::of(big).add_decimal(tiny).add_decimal(-big);
+        let b = ExactSum::of(big).add_decimal(-big).add_decimal(tiny);
+        assert_eq!(a, b);
+        assert_eq!(a.to_decimal().unwrap(), tiny);
+        assert_eq!(a.to_decimal().unwrap().scale(), 23);
+    }
+
+    #[test]
+    fn exact_sum_rounds_once_half_even_only_past_28_digits() {
+        // 29 significant digits: rounded once to 28, half to even.
+        let s = ExactSum::of(dec("100000000000000000000")).add_decimal(dec("0.00000000045"));
+        assert_eq!(
+            s.to_decimal().unwrap().to_string(),
+            "100000000000000000000.00000000"
+        );
+        let s = ExactSum::of(dec("100000000000000000000")).add_decimal(dec("0.00000000451"));
+        assert_eq!(
+            s.to_decimal().unwrap().to_string(),
+            "100000000000000000000.00000000"
+        );
+        let s = ExactSum::of(dec("100000000000000000000")).add_decimal(dec("0.000000005"));
+        assert_eq!(
+            s.to_decimal().unwrap().to_string(),
+            "100000000000000000000.00000000"
+        );
+        let s = ExactSum::of(dec("100000000000000000000")).add_decimal(dec("0.000000015"));
+        assert_eq!(
+            s.to_decimal().unwrap().to_string(),
+            "100000000000000000000.00000002"
+        );
+        let s = ExactSum::of(dec("-100000000000000000000")).add_decimal(dec("-0.000000015"));
+        assert_eq!(
+            s.to_decimal().unwrap().to_string(),
+            "-100000000000000000000.00000002"
+        );
+        // Exactly 28 digits: kept.
+        let s = ExactSum::of(dec("10000000000000000000")).add_decimal(dec("0.000000001"));
+        assert_eq!(
+            s.to_decimal().unwrap().to_string(),
+            "10000000000000000000.000000001"
+        );
+    }
+
+    #[test]
+    fn exact_sum_beyond_decimal_max_or_128_bits_is_an_error() {
+        let s = ExactSum::of(Decimal::MAX).add_decimal(Decimal::MAX);
+        assert_eq!(s.to_decimal(), Err(SumError::TooLarge));
+        // Back in range: exact again (the sum never lost a digit).
+        assert_eq!(s.add_decimal(-Decimal::MAX).to_decimal(), Ok(Decimal::MAX));
+        let mut s = ExactSum::of(dec("0.0000000000000000000000000001"));
+        for _ in 0..20 {
+            s = s.add_decimal(Decimal::MAX);
+        }
+        assert_eq!(s.to_decimal(), Err(SumError::Overflow));
+        // Sticky.
+        assert_eq!(
+            s.add(ExactSum::default()).to_decimal(),
+            Err(SumError::Overflow)
+        );
+        assert_eq!(sum_exact(Decimal::MAX, Decimal::ONE), None);
+    }
+
+    proptest::proptest! {
+        /// Any order and any split into partial sums merged in any order give
+        /// the same sum, bit for bit (scale included).
+        #[test]
+        fn exact_sums_do_not_depend_on_order_or_splits(
+            terms in proptest::collection::vec((proptest::num::i64::ANY, 0u32..=28), 1..40),
+            perm in proptest::collection::vec(proptest::num::usize::ANY, 40),
+            cuts in proptest::collection::vec(0usize..40, 0..5),
+        ) {
+            let terms: Vec<Decimal> = terms.iter().map(|&(m, s)| Decimal::new(m, s)).collect();
+            let mut forward = ExactSum::default();
+            for t in &terms {
+                forward = forward.add_decimal(*t);
+            }
+            let mut order: Vec<usize> = (0..terms.len()).collect();
+            for (i, p) in perm.iter().enumerate().take(terms.len()) {
+                order.swap(i, p % terms.len());
+            }
+            let shuffled: Vec<Decimal> = order.iter().map(|&i| terms[i]).collect();
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (terms.len() + 1)).collect();
+            cuts.extend([0, terms.len()]);
+            cuts.sort();
+            cuts.dedup();
+            let parts: Vec<ExactSum> = cuts
+                .windows(2)
+                .map(|w| shuffled[w[0]..w[1]].iter().fold(ExactSum::default(), |s, t| s.add_decimal(*t)))
+                .collect();
+            let merged = parts.iter().rev().fold(ExactSum::default(), |s, p| s.add(*p));
+            proptest::prop_assert_eq!(merged, forward);
+            let d = forward.to_decimal();
+            proptest::prop_assert_eq!(merged.to_decimal(), d);
+            if let Ok(d) = d {
+                // Never more than 28 digits from the exact sum: within half a unit
+                // of the last kept decimal.
+                let at28 = |m: i128, s: u32| m.checked_mul(10i128.pow(28 - s));
+                let exact = terms.iter().try_fold(0i128, |a, t| a.checked_add(at28(t.mantissa(), t.scale())?));
+                if let (Some(exact), Some(shown)) = (exact, at28(d.mantissa(), d.scale())) {
+                    proptest::prop_assert!((exact - shown).abs() * 2 <= 10i128.pow(28 - d.scale()));
+                }
+            }
+        }
     }
 
     #[test]
@@ -675,7 +898,7 @@ mod tests {
         let mut total = Decimal::ZERO;
         for (k, v) in a.details.iter() {
             lines += v.lines;
-            total += v.accrual;
+            total += v.accrual.to_decimal().unwrap();
             if k.partner_id() == "p1" {
                 let i: usize = k.subscription_id()[4..].parse().unwrap();
                 assert_eq!(v.lines, if i.is_multiple_of(2) { 2 } else { 1 });
@@ -717,8 +940,8 @@ mod tests {
                         k.partner_id().to_string(),
                         k.subscription_id().to_string(),
                         v.lines,
-                        v.basis.to_string(),
-                        v.accrual.to_string(),
+                        v.basis.to_decimal().unwrap().to_string(),
+                        v.accrual.to_decimal().unwrap().to_string(),
                     )
                 })
                 .collect::<Vec<_>>()
@@ -771,7 +994,7 @@ mod tests {
         assert_eq!(sorted(&one), sorted(&a));
         let p1 = sorted(&a)[0].1;
         assert_eq!(
-            (p1.lines, p1.accrual.to_string()),
+            (p1.lines, p1.accrual.to_decimal().unwrap().to_string()),
             (3, "0.0001".to_string())
         );
     }

@@ -69,7 +69,7 @@ pub struct TierNote {
 }
 
 /// A tier decision's key: customer, program index, product, month.
-pub type TierKey = (String, u16, String, Month);
+pub type TierKey = (String, u32, String, Month);
 
 /// The tier decisions made while accruing billing lines, one per key. Each
 /// worker keeps its own; merging keeps the first of a key, and every decision

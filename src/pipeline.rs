@@ -499,6 +499,7 @@ pub fn accrue_usage(inputs: &Inputs, period: Period) -> UsageRun {
     let mut fold = Fold::new(0);
     let mut ledger = RowBuf::default();
     let mut not_eligible = RowBuf::default();
+    let mut rejects = RowBuf::default();
     let mut i = 0;
     let obs = &usage.obs;
     let ctx = Context {
@@ -518,6 +519,7 @@ pub fn accrue_usage(inputs: &Inputs, period: Period) -> UsageRun {
         let file = &usage.files[first.file];
         let mut accrued = false;
         let mut worst: Option<(Reason, Vec<String>)> = None;
+        let mut failed: Option<(String, String, String)> = None;
         let mut details = Vec::new();
         for (k, o) in obs.iter().enumerate().take(j).skip(i) {
             acc.clear();
@@ -538,12 +540,30 @@ pub fn accrue_usage(inputs: &Inputs, period: Period) -> UsageRun {
                         w.1.push(o.workload_name.clone());
                     }
                 }
-                // Attribution of usage never rejects (share conflicts are a reason).
-                Outcome::Rejected { .. } => {}
+                // Attribution of usage never rejects (share conflicts are a
+                // reason): an accrual too large for a decimal does.
+                Outcome::Rejected {
+                    column,
+                    value,
+                    reason,
+                } => failed = failed.or(Some((column, value, reason))),
             }
         }
         let counts = &mut files[first.file];
-        if accrued {
+        if let Some((column, value, reason)) = failed {
+            // The whole record, even when another workload of it accrued.
+            counts.rejected += 1;
+            write_reject_row(
+                &mut rejects,
+                &RejectRow {
+                    source_file: &file.input.display,
+                    source_line: first.line,
+                    column: &column,
+                    value: &value,
+                    reason: &reason,
+                },
+            );
+        } else if accrued {
             counts.accrued += 1;
         } else if let Some((r, workloads)) = worst {
             counts.note_not_eligible(r);
@@ -577,7 +597,7 @@ pub fn accrue_usage(inputs: &Inputs, period: Period) -> UsageRun {
             fold,
             ledger: ledger.buf,
             not_eligible: not_eligible.buf,
-            rejects: Vec::new(),
+            rejects: rejects.buf,
             reject_samples: Vec::new(),
             n_rejects: 0,
         },
@@ -681,6 +701,268 @@ impl Progress for () {}
 /// A chunk and its position in the input.
 type Job = (u64, Chunk);
 
+/// A worker's result for one chunk: its output, or why the worker failed on it.
+type ChunkResult = Result<ChunkOutput, Fatal>;
+
+/// The channels and flags the reader, the workers and the collector share.
+struct Lanes {
+    chunk_tx: crossbeam_channel::Sender<Job>,
+    chunk_rx: crossbeam_channel::Receiver<Job>,
+    permit_tx: crossbeam_channel::Sender<()>,
+    permit_rx: crossbeam_channel::Receiver<()>,
+    /// Recycled chunk data (workers -> reader).
+    spare_in_tx: crossbeam_channel::Sender<Vec<u8>>,
+    spare_in_rx: crossbeam_channel::Receiver<Vec<u8>>,
+    /// Recycled output buffers (collector -> workers).
+    spare_out_tx: crossbeam_channel::Sender<OutBufs>,
+    spare_out_rx: crossbeam_channel::Receiver<OutBufs>,
+    /// Set once the run failed: the reader stops, workers skip their chunks.
+    cancel: AtomicBool,
+}
+
+impl Lanes {
+    /// The lanes, and the two ends of the results channel (kept out of the
+    /// lanes: the collector's loop ends when every worker dropped its sender).
+    fn new(
+        threads: usize,
+    ) -> (
+        Lanes,
+        crossbeam_channel::Sender<ChunkResult>,
+        crossbeam_channel::Receiver<ChunkResult>,
+    ) {
+        let in_flight = 2 * threads + 2;
+        let (chunk_tx, chunk_rx) = bounded(in_flight);
+        let (res_tx, res_rx) = bounded(in_flight);
+        let (permit_tx, permit_rx) = bounded(in_flight);
+        let (spare_in_tx, spare_in_rx) = bounded(in_flight + threads);
+        let (spare_out_tx, spare_out_rx) = bounded(in_flight + threads);
+        for _ in 0..in_flight {
+            let _ = permit_tx.send(());
+        }
+        let lanes = Lanes {
+            chunk_tx,
+            chunk_rx,
+            permit_tx,
+            permit_rx,
+            spare_in_tx,
+            spare_in_rx,
+            spare_out_tx,
+            spare_out_rx,
+            cancel: AtomicBool::new(false),
+        };
+        (lanes, res_tx, res_rx)
+    }
+
+    /// Stops the run: the reader stops at its next chunk (a permit is freed
+    /// in case it waits for one) and workers skip what they still receive.
+    fn stop(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+        while self.permit_tx.try_send(()).is_ok() {}
+    }
+
+    fn stopped(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+}
+
+/// The test hook `PORLEDGER_FAULT_AT` (see [`crate::render::publish`]):
+/// `worker-panic` makes a worker panic on its first chunk, to test that a
+/// failed worker ends the run (exit 2, nothing published) instead of hanging it.
+fn worker_panic_fault() -> bool {
+    std::env::var_os("PORLEDGER_FAULT_AT").is_some_and(|v| {
+        v.to_string_lossy()
+            .split(',')
+            .any(|i| i.trim() == "worker-panic")
+    })
+}
+
+/// The reader: cuts every billing file into chunks, each sent when a permit
+/// (a free place in flight) is available. Returns the files' digests.
+fn read_stage(
+    inputs: &Inputs,
+    settings: &StreamSettings,
+    lanes: &Lanes,
+    chunk_tx: crossbeam_channel::Sender<Job>,
+) -> Result<Vec<FileDigest>, Fatal> {
+    let mut seq = 0u64;
+    let mut digests = Vec::with_capacity(inputs.files.len());
+    for (i, f) in inputs.files.iter().enumerate() {
+        let spare = || {
+            lanes
+                .spare_in_rx
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(settings.chunk_size + 64 * 1024))
+        };
+        let d = ingest::read_chunks(
+            i,
+            f,
+            &inputs.opened[i].header,
+            settings.chunk_size,
+            spare,
+            |c| {
+                if lanes.stopped() || lanes.permit_rx.recv().is_err() || lanes.stopped() {
+                    return false;
+                }
+                let ok = chunk_tx.send((seq, c)).is_ok();
+                seq += 1;
+                ok
+            },
+        )?;
+        digests.push(d);
+        if lanes.stopped() {
+            break;
+        }
+    }
+    Ok(digests)
+}
+
+/// A worker: processes chunks until there are no more, adding the accruals
+/// of all its chunks to the shared groups (one key allocation per group, not
+/// per group and chunk) and keeping the customer names it saw in a fold of its
+/// own, merged with the others' at the end.
+///
+/// A panic while processing a chunk is caught and sent to the collector as
+/// that chunk's result, so the collector never waits for a sequence number
+/// that will not come; the run then stops.
+fn work_stage(
+    inputs: &Inputs,
+    settings: &StreamSettings,
+    lanes: &Lanes,
+    details: &SharedDetails,
+    res_tx: crossbeam_channel::Sender<ChunkResult>,
+    fault: bool,
+) -> Fold {
+    let mut fold = Fold::new(inputs.files.len());
+    while let Ok((seq, chunk)) = lanes.chunk_rx.recv() {
+        if lanes.stopped() {
+            continue; // drain, so that the reader never blocks on a full channel
+        }
+        let bufs = lanes.spare_out_rx.try_recv().unwrap_or_default();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if fault {
+                panic!("PORLEDGER_FAULT_AT=worker-panic");
+            }
+            process_chunk_into(inputs, settings, seq, &chunk, &mut fold, details, bufs)
+        }));
+        let mut data = chunk.data;
+        data.clear();
+        let _ = lanes.spare_in_tx.try_send(data);
+        let failed = result.is_err();
+        let result = result.map_err(|p| {
+            let what = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Fatal::Worker(format!(
+                "a worker failed on billing chunk {seq} of {}: {what}",
+                inputs.files[chunk.file].display
+            ))
+        });
+        if failed {
+            // Keeps draining (skipping) chunks, so the reader can finish.
+            lanes.stop();
+        }
+        if res_tx.send(result).is_err() {
+            lanes.stop();
+        }
+    }
+    fold
+}
+
+/// What the collector gathered, in input order.
+struct Collected {
+    fold: Fold,
+    rejects: u64,
+    samples: Vec<Reject>,
+    failure: Option<Fatal>,
+}
+
+/// The collector: takes the chunk outputs in sequence order, counts them and
+/// hands them to the sink; stops the run on the first failure (a worker's,
+/// the sink's, or too many rejects), then drains until every worker is done.
+fn collect_stage(
+    inputs: &Inputs,
+    settings: &StreamSettings,
+    lanes: &Lanes,
+    res_rx: crossbeam_channel::Receiver<ChunkResult>,
+    sink: &mut dyn Sink,
+    progress: &dyn Progress,
+    prior_rejects: u64,
+) -> Collected {
+    let mut c = Collected {
+        fold: Fold::new(inputs.files.len()),
+        rejects: prior_rejects,
+        samples: Vec::new(),
+        failure: None,
+    };
+    let mut pending: BTreeMap<u64, ChunkOutput> = BTreeMap::new();
+    let mut next = 0u64;
+    for out in res_rx.iter() {
+        if c.failure.is_some() {
+            continue; // drain so that workers finish
+        }
+        match out {
+            Ok(out) => {
+                pending.insert(out.seq, out);
+            }
+            Err(e) => c.failure = Some(e),
+        }
+        while c.failure.is_none() {
+            let Some(out) = pending.remove(&next) else {
+                break;
+            };
+            next += 1;
+            let _ = lanes.permit_tx.try_send(());
+            collect_one(settings, lanes, &mut c, out, sink, progress);
+        }
+        if c.failure.is_some() {
+            lanes.stop();
+        }
+    }
+    c
+}
+
+/// Counts one chunk output (in sequence order), hands it to the sink, merges
+/// its fold and recycles its buffers.
+fn collect_one(
+    settings: &StreamSettings,
+    lanes: &Lanes,
+    c: &mut Collected,
+    out: ChunkOutput,
+    sink: &mut dyn Sink,
+    progress: &dyn Progress,
+) {
+    c.rejects += out.n_rejects;
+    for r in &out.reject_samples {
+        if c.samples.len() < SAMPLES {
+            c.samples.push(r.clone());
+        }
+    }
+    if let Some(max) = settings.max_rejects {
+        if c.rejects > max {
+            c.failure = Some(Fatal::TooManyRejects {
+                count: c.rejects,
+                max,
+            });
+        }
+    }
+    if c.failure.is_none() {
+        if let Err(e) = sink.chunk(&out) {
+            c.failure = Some(e);
+        }
+    }
+    let rows: u64 = out.fold.files.iter().map(|f| f.rows).sum();
+    progress.advance(out.bytes, rows);
+    let mut chunk_fold = out.fold;
+    c.fold.merge_from(&mut chunk_fold);
+    let _ = lanes.spare_out_tx.try_send(OutBufs {
+        ledger: reuse(out.ledger),
+        not_eligible: reuse(out.not_eligible),
+        rejects: reuse(out.rejects),
+    });
+}
+
 /// Streams every billing file through the workers and the sink.
 pub fn stream(
     inputs: &Inputs,
@@ -690,162 +972,55 @@ pub fn stream(
     prior_rejects: u64,
 ) -> Result<Streamed, Fatal> {
     let threads = settings.threads.max(1);
-    let in_flight = 2 * threads + 2;
-    let (chunk_tx, chunk_rx) = bounded::<Job>(in_flight);
-    let (res_tx, res_rx) = bounded::<ChunkOutput>(in_flight);
-    let (permit_tx, permit_rx) = bounded::<()>(in_flight);
-    // Recycled buffers: chunk data (workers -> reader) and outputs (collector -> workers).
-    let (spare_in_tx, spare_in_rx) = bounded::<Vec<u8>>(in_flight + threads);
-    let (spare_out_tx, spare_out_rx) = bounded::<OutBufs>(in_flight + threads);
-    for _ in 0..in_flight {
-        let _ = permit_tx.send(());
-    }
-    let cancel = AtomicBool::new(false);
+    let (mut lanes, res_tx, res_rx) = Lanes::new(threads);
     let details = SharedDetails::default();
+    let fault = worker_panic_fault();
+    // The chunks' sender is the reader's alone: the workers stop when it ends.
+    let (chunk_tx, _) = bounded(0);
+    let chunk_tx = std::mem::replace(&mut lanes.chunk_tx, chunk_tx);
+    let lanes = &lanes;
 
     let mut streamed = std::thread::scope(|s| {
-        let reader = s.spawn(|| -> Result<Vec<FileDigest>, Fatal> {
-            let chunk_tx = chunk_tx;
-            let mut seq = 0u64;
-            let mut digests = Vec::with_capacity(inputs.files.len());
-            for (i, f) in inputs.files.iter().enumerate() {
-                let spare = || {
-                    spare_in_rx
-                        .try_recv()
-                        .unwrap_or_else(|_| Vec::with_capacity(settings.chunk_size + 64 * 1024))
-                };
-                let d = ingest::read_chunks(
-                    i,
-                    f,
-                    &inputs.opened[i].header,
-                    settings.chunk_size,
-                    spare,
-                    |c| {
-                        if cancel.load(Ordering::Relaxed) || permit_rx.recv().is_err() {
-                            return false;
-                        }
-                        let ok = chunk_tx.send((seq, c)).is_ok();
-                        seq += 1;
-                        ok
-                    },
-                )?;
-                digests.push(d);
-                if cancel.load(Ordering::Relaxed) {
-                    break;
-                }
-            }
-            Ok(digests)
-        });
-        let mut workers = Vec::new();
-        for _ in 0..threads {
-            let rx = chunk_rx.clone();
-            let tx = res_tx.clone();
-            let spare_in = spare_in_tx.clone();
-            let spare_out = spare_out_rx.clone();
-            let details = &details;
-            workers.push(s.spawn(move || {
-                // Each worker adds the accruals of all its chunks to the shared
-                // groups (one key allocation per group, not per group and chunk)
-                // and keeps the customer names it saw in a fold of its own,
-                // merged with the others' at the end.
-                let mut fold = Fold::new(inputs.files.len());
-                while let Ok((seq, chunk)) = rx.recv() {
-                    let bufs = spare_out.try_recv().unwrap_or_default();
-                    let out =
-                        process_chunk_into(inputs, settings, seq, &chunk, &mut fold, details, bufs);
-                    let mut data = chunk.data;
-                    data.clear();
-                    let _ = spare_in.try_send(data);
-                    if tx.send(out).is_err() {
-                        break;
-                    }
-                }
-                fold
-            }));
-        }
-        drop(chunk_rx);
+        let reader = s.spawn(|| read_stage(inputs, settings, lanes, chunk_tx));
+        let details = &details;
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let tx = res_tx.clone();
+                s.spawn(move || work_stage(inputs, settings, lanes, details, tx, fault))
+            })
+            .collect();
         drop(res_tx);
-        drop(spare_in_tx);
-
-        // Collector: consume results in sequence order.
-        let mut fold = Fold::new(inputs.files.len());
-        let mut pending: BTreeMap<u64, ChunkOutput> = BTreeMap::new();
-        let mut next = 0u64;
-        let mut rejects = prior_rejects;
-        let mut samples = Vec::new();
-        let mut failure: Option<Fatal> = None;
-        for out in res_rx.iter() {
-            if failure.is_some() {
-                continue; // drain so that workers finish
-            }
-            pending.insert(out.seq, out);
-            while let Some(out) = pending.remove(&next) {
-                next += 1;
-                let _ = permit_tx.try_send(());
-                rejects += out.n_rejects;
-                for r in &out.reject_samples {
-                    if samples.len() < SAMPLES {
-                        samples.push(r.clone());
-                    }
-                }
-                if let Some(max) = settings.max_rejects {
-                    if rejects > max {
-                        failure = Some(Fatal::TooManyRejects {
-                            count: rejects,
-                            max,
-                        });
-                    }
-                }
-                if failure.is_none() {
-                    if let Err(e) = sink.chunk(&out) {
-                        failure = Some(e);
-                    }
-                }
-                let rows: u64 = out.fold.files.iter().map(|f| f.rows).sum();
-                progress.advance(out.bytes, rows);
-                let mut chunk_fold = out.fold;
-                fold.merge_from(&mut chunk_fold);
-                let _ = spare_out_tx.try_send(OutBufs {
-                    ledger: reuse(out.ledger),
-                    not_eligible: reuse(out.not_eligible),
-                    rejects: reuse(out.rejects),
-                });
-                if failure.is_some() {
-                    cancel.store(true, Ordering::Relaxed);
-                    // Unblock the reader if it waits for a permit.
-                    while permit_tx.try_send(()).is_ok() {}
-                    break;
-                }
-            }
-        }
+        let mut c = collect_stage(
+            inputs,
+            settings,
+            lanes,
+            res_rx,
+            sink,
+            progress,
+            prior_rejects,
+        );
         progress.phase("stream read");
         let mut panicked = false;
         for w in workers {
             match w.join() {
-                Ok(mut f) => fold.merge_from(&mut f),
+                Ok(mut f) => c.fold.merge_from(&mut f),
                 Err(_) => panicked = true,
             }
         }
-        let digests = match reader.join() {
-            Ok(r) => r,
-            Err(_) => Err(Fatal::Input(
-                "internal error: the reader thread panicked".into(),
-            )),
-        };
-        if let Some(f) = failure {
+        let digests = reader
+            .join()
+            .unwrap_or_else(|_| Err(Fatal::Worker("the reader thread panicked".into())));
+        if let Some(f) = c.failure {
             return Err(f);
         }
         if panicked {
-            return Err(Fatal::Input(
-                "internal error: a worker thread panicked".into(),
-            ));
+            return Err(Fatal::Worker("a worker thread panicked".into()));
         }
-        let digests = digests?;
         Ok(Streamed {
-            fold,
-            digests,
-            rejects: rejects - prior_rejects,
-            reject_samples: samples,
+            fold: c.fold,
+            digests: digests?,
+            rejects: c.rejects - prior_rejects,
+            reject_samples: c.samples,
             usage: UsageRun::default(),
         })
     })?;

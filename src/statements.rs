@@ -93,6 +93,43 @@ pub struct Reporting<'a> {
     pub currency: Currency,
 }
 
+/// Why statements cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatementError {
+    /// A rate the FX table does not have.
+    MissingRate(MissingRate),
+    /// A sum or conversion whose exact result is not a decimal.
+    Overflow(Overflow),
+}
+
+/// An amount of a statement that cannot be computed: what and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overflow {
+    /// The partner, customer, program and currency (or the FX pair) concerned.
+    pub what: String,
+    pub cause: String,
+}
+
+impl From<MissingRate> for StatementError {
+    fn from(m: MissingRate) -> Self {
+        StatementError::MissingRate(m)
+    }
+}
+
+impl From<Overflow> for StatementError {
+    fn from(o: Overflow) -> Self {
+        StatementError::Overflow(o)
+    }
+}
+
+/// `a + b`, or an [`Overflow`] about `what`.
+fn add(a: Decimal, b: Decimal, what: impl FnOnce() -> String) -> Result<Decimal, Overflow> {
+    a.checked_add(b).ok_or_else(|| Overflow {
+        what: what(),
+        cause: format!("{a} + {b} is larger than the largest decimal (about 7.9e28)"),
+    })
+}
+
 /// A rate the FX table does not have.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MissingRate {
@@ -169,21 +206,23 @@ pub struct StatementSet {
     pub programs: Vec<ProgramInfo>,
 }
 
-fn totals(lines: &[StatementLine]) -> Vec<CurrencyTotal> {
+/// Totals per currency of `lines` (of partner `partner`, for errors).
+fn totals(lines: &[StatementLine], partner: &str) -> Result<Vec<CurrencyTotal>, Overflow> {
     let mut m: BTreeMap<Currency, (Decimal, Decimal)> = BTreeMap::new();
     for l in lines {
         let e = m.entry(l.currency).or_default();
-        e.0 += l.basis;
-        e.1 += l.amount;
+        let what = || format!("partner {partner}: {} total", l.currency);
+        e.0 = add(e.0, l.basis, what)?;
+        e.1 = add(e.1, l.amount, what)?;
     }
-    m.into_iter()
+    Ok(m.into_iter()
         .map(|(currency, (basis, amount))| CurrencyTotal {
             currency,
             basis,
             amount,
             converted: None,
         })
-        .collect()
+        .collect())
 }
 
 /// Converts a partner's currency totals (rounded once per currency, with the
@@ -193,7 +232,7 @@ fn convert(
     r: &Reporting<'_>,
     on: NaiveDate,
     mode: RoundingMode,
-) -> Result<(), MissingRate> {
+) -> Result<(), StatementError> {
     let mut sum = Decimal::ZERO;
     for t in &mut p.totals {
         let (rate, rate_date) = r.fx.rate(t.currency, r.currency, on).ok_or(MissingRate {
@@ -201,8 +240,26 @@ fn convert(
             to: r.currency,
             on,
         })?;
-        let amount = round_money(t.amount * rate, r.currency, mode);
-        sum += amount;
+        let what = || {
+            format!(
+                "partner {}: {} total converted to {} at the {}->{} rate {rate}{}",
+                p.partner_id,
+                t.currency,
+                r.currency,
+                t.currency,
+                r.currency,
+                rate_date.map(|d| format!(" of {d}")).unwrap_or_default()
+            )
+        };
+        let product = t.amount.checked_mul(rate).ok_or_else(|| Overflow {
+            what: what(),
+            cause: format!(
+                "{} x {rate} is larger than the largest decimal (about 7.9e28)",
+                t.amount
+            ),
+        })?;
+        let amount = round_money(product, r.currency, mode);
+        sum = add(sum, amount, what)?;
         t.converted = Some(Conversion {
             currency: r.currency,
             rate,
@@ -227,7 +284,7 @@ pub fn build(
     index: &DesignationIndex,
     period: Period,
     reporting: Option<&Reporting<'_>>,
-) -> Result<StatementSet, MissingRate> {
+) -> Result<StatementSet, StatementError> {
     let mut groups: Vec<(DetailKey, Sums)> = Vec::with_capacity(fold.details.len());
     groups.extend(fold.details.take_all());
     // Keys are unique, so an unstable sort gives one order.
@@ -256,7 +313,7 @@ pub fn build(
             index,
             names,
             &customer_name,
-        ));
+        )?);
         groups.truncate(start);
         groups.shrink_to_fit();
         end = start;
@@ -282,8 +339,14 @@ pub fn build(
                     accrual_amount: Decimal::ZERO,
                 });
             row.lines += l.lines;
-            row.basis_amount += l.basis;
-            row.accrual_amount += l.amount;
+            let what = || {
+                format!(
+                    "partner {}: program {} summary ({})",
+                    p.partner_id, l.program_id, l.currency
+                )
+            };
+            row.basis_amount = add(row.basis_amount, l.basis, what)?;
+            row.accrual_amount = add(row.accrual_amount, l.amount, what)?;
         }
     }
     Ok(StatementSet {
@@ -311,10 +374,10 @@ fn partner_statement(
     index: &DesignationIndex,
     names: &BTreeMap<String, String>,
     customer_name: &dyn Fn(&str) -> String,
-) -> PartnerStatement {
+) -> Result<PartnerStatement, Overflow> {
     let partner_id = details[0].0.partner_id().to_string();
     // Group details by (customer, program, currency) -> one statement line.
-    type LineKey<'a> = (&'a str, u16, Currency);
+    type LineKey<'a> = (&'a str, u32, Currency);
     let mut grouped: BTreeMap<LineKey, Vec<(&DetailKey, &Sums)>> = BTreeMap::new();
     for (k, s) in details {
         grouped
@@ -344,6 +407,16 @@ fn partner_statement(
                 rate = None;
             }
         }
+        let what =
+            || format!("partner {partner_id}, customer {cust}, program {program_id} ({currency})");
+        let exact = |s: crate::fold::ExactSum, of: &str| {
+            s.to_decimal().map_err(|e| Overflow {
+                what: what(),
+                cause: format!("sum of the {of} amounts: {e}"),
+            })
+        };
+        let basis = exact(sums.basis, "basis")?;
+        let accrual = exact(sums.accrual, "accrual")?;
         let line = StatementLine {
             customer_id,
             customer_name: name,
@@ -351,10 +424,10 @@ fn partner_statement(
             program_name: program_name.clone(),
             currency,
             lines: sums.lines,
-            basis: sums.basis,
+            basis,
             rate,
-            accrual_exact: sums.accrual,
-            amount: round_money(sums.accrual, currency, rules.rounding),
+            accrual_exact: accrual,
+            amount: round_money(accrual, currency, rules.rounding),
         };
         let cs = customers
             .entry(cust.to_string())
@@ -389,8 +462,8 @@ fn partner_statement(
                 rate: k.rate,
                 share: k.share,
                 lines: s.lines,
-                basis: s.basis,
-                accrual_exact: s.accrual,
+                basis: exact(s.basis, "basis")?,
+                accrual_exact: exact(s.accrual, "accrual")?,
             });
         }
         cs.lines.push(line.clone());
@@ -401,20 +474,20 @@ fn partner_statement(
         .map(|mut c| {
             c.designations
                 .sort_by_key(|d| (d.valid_from, d.source_line));
-            c.totals = totals(&c.lines);
-            c
+            c.totals = totals(&c.lines, &partner_id)?;
+            Ok(c)
         })
-        .collect();
-    PartnerStatement {
+        .collect::<Result<_, Overflow>>()?;
+    Ok(PartnerStatement {
         partner_name: names.get(&partner_id).cloned().unwrap_or_default(),
+        totals: totals(&lines, &partner_id)?,
         partner_id,
-        totals: totals(&lines),
         lines,
         customers,
         reporting_total: None,
         attainment: Vec::new(),
         tier_notes: Vec::new(),
-    }
+    })
 }
 
 #[cfg(test)]

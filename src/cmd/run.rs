@@ -191,16 +191,27 @@ fn build_statements(
         s.period,
         reporting.as_ref(),
     )
-    .map_err(|m| Fatal::Config {
-        file: s
-            .fx
-            .as_ref()
-            .map(|f| f.path.display().to_string())
-            .unwrap_or_default(),
-        message: format!(
-            "no {}->{} rate on or before {} (the statement date): add one to convert the {} totals",
-            m.from, m.to, m.on, m.from
-        ),
+    .map_err(|e| match e {
+        statements::StatementError::MissingRate(m) => Fatal::Config {
+            file: s
+                .fx
+                .as_ref()
+                .map(|f| f.path.display().to_string())
+                .unwrap_or_default(),
+            message: format!(
+                "no {}->{} rate on or before {} (the statement date): add one to convert the {} totals",
+                m.from, m.to, m.on, m.from
+            ),
+        },
+        statements::StatementError::Overflow(o) => Fatal::Overflow {
+            what: match &s.fx {
+                Some(f) if o.what.contains(" rate ") => {
+                    format!("{} ({})", o.what, f.path.display())
+                }
+                _ => o.what,
+            },
+            cause: o.cause,
+        },
     })?;
     console::phase_memory("statements built");
     let partner_usage = if inputs.usage.files.is_empty() {

@@ -253,6 +253,10 @@ pub(crate) fn invalid(key: String, problem: impl Into<String>) -> RulesError {
     }
 }
 
+/// The most programs a rules file may define: a program's index is a `u32` in
+/// the fold's keys and tier notes (see [`crate::fold::DetailKey`]).
+pub const MAX_PROGRAMS: usize = 1 << 20;
+
 /// Parses and validates the rules file's text.
 pub fn parse_rules(text: &str) -> Result<Rules, RulesError> {
     let raw: RawRules = toml::from_str(text).map_err(|e| RulesError::Toml(e.to_string()))?;
@@ -286,6 +290,15 @@ pub fn parse_rules(text: &str) -> Result<Rules, RulesError> {
         return Err(invalid(
             "program".into(),
             "no [[program]] defined: nothing could ever accrue",
+        ));
+    }
+    if raw.program.len() > MAX_PROGRAMS {
+        return Err(invalid(
+            "program".into(),
+            format!(
+                "{} programs defined; at most {MAX_PROGRAMS} are supported",
+                raw.program.len()
+            ),
         ));
     }
     let usage = usage::usage_settings(raw.usage)?;
@@ -376,7 +389,8 @@ fn parse_program(
             ))
         }
     };
-    let lower = |v: &[String]| v.iter().map(|s| s.trim().to_lowercase()).collect();
+    let exclude_qualifiers = non_empty_list(&key("exclude_qualifiers"), &p.exclude_qualifiers)?;
+    let publishers = non_empty_list(&key("publishers"), &p.publishers)?;
     Ok(Program {
         dedupe_by_priority,
         name: p.name.clone().unwrap_or_else(|| id.clone()),
@@ -386,11 +400,38 @@ fn parse_program(
         window_months: p.window_months,
         valid_from,
         valid_to,
-        exclude_qualifiers: lower(&p.exclude_qualifiers),
-        publishers: lower(&p.publishers),
+        exclude_qualifiers,
+        publishers,
         description: p.description.clone().unwrap_or_default().trim().to_string(),
         kind: program_kind(i, basis, p, default_targets)?,
     })
+}
+
+/// A list of names, trimmed and lower-cased; an empty name is an error (an
+/// empty qualifier is contained in every line's qualifiers: it would exclude
+/// every line).
+fn non_empty_list(key: &str, raw: &[String]) -> Result<Vec<String>, RulesError> {
+    raw.iter()
+        .enumerate()
+        .map(|(j, s)| {
+            let s = s.trim();
+            if s.is_empty() {
+                Err(invalid(
+                    format!("{key}[{j}]"),
+                    "is empty: remove it (an empty entry would match every line)",
+                ))
+            } else if let Some(c) = s.chars().find(|c| ",;[]|\"'".contains(*c)) {
+                Err(invalid(
+                    format!("{key}[{j}]"),
+                    format!(
+                        "'{s}' contains '{c}', which separates names: list each name on its own"
+                    ),
+                ))
+            } else {
+                Ok(s.to_lowercase())
+            }
+        })
+        .collect()
 }
 
 /// The program's associations: known codes, deduplicated, sorted.

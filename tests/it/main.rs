@@ -7,6 +7,7 @@
 
 mod common;
 
+mod arithmetic;
 mod cli;
 mod cmd_settings;
 mod credit_cases;
