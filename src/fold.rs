@@ -383,8 +383,8 @@ pub struct Sums {
 impl Sums {
     pub fn add(&mut self, o: &Sums) {
         self.lines += o.lines;
-        self.basis = self.basis.add(o.basis);
-        self.accrual = self.accrual.add(o.accrual);
+        self.basis = self.basis.plus(o.basis);
+        self.accrual = self.accrual.plus(o.accrual);
     }
 }
 
@@ -436,7 +436,7 @@ impl ExactSum {
 
     /// `self + o`, exact at the larger scale (or overflowed).
     #[must_use]
-    pub fn add(self, o: ExactSum) -> ExactSum {
+    pub fn plus(self, o: ExactSum) -> ExactSum {
         let scale = self.scale.max(o.scale);
         let sum = (|| {
             if self.overflow || o.overflow {
@@ -466,8 +466,8 @@ impl ExactSum {
 
     /// Adds a decimal.
     #[must_use]
-    pub fn add_decimal(self, d: Decimal) -> ExactSum {
-        self.add(ExactSum::of(d))
+    pub fn plus_decimal(self, d: Decimal) -> ExactSum {
+        self.plus(ExactSum::of(d))
     }
 
     /// The sum as a `Decimal` at its scale when it fits (at most 28 digits,
@@ -507,7 +507,7 @@ impl ExactSum {
 /// Pinning the scale to the largest seen makes the exact sums, and the
 /// statements that print them, the same whatever the order.
 pub fn sum_exact(a: Decimal, b: Decimal) -> Option<Decimal> {
-    let s = ExactSum::of(a).add_decimal(b);
+    let s = ExactSum::of(a).plus_decimal(b);
     let d = s.to_decimal().ok()?;
     (d.scale() == s.scale).then_some(d)
 }
@@ -772,8 +772,8 @@ mod tests {
         // Decimal: 1000000 + 1e-23 needs 30 digits and is rounded, so
         // (1e6 + 1e-23) - 1e6 is 0 one way and 1e-23 the other.
         let (big, tiny) = (dec("1000000"), dec("0.00000000000000000000001"));
-        let a = ExactSum::of(big).add_decimal(tiny).add_decimal(-big);
-        let b = ExactSum::of(big).add_decimal(-big).add_decimal(tiny);
+        let a = ExactSum::of(big).plus_decimal(tiny).plus_decimal(-big);
+        let b = ExactSum::of(big).plus_decimal(-big).plus_decimal(tiny);
         assert_eq!(a, b);
         assert_eq!(a.to_decimal().unwrap(), tiny);
         assert_eq!(a.to_decimal().unwrap().scale(), 23);
@@ -782,33 +782,33 @@ mod tests {
     #[test]
     fn exact_sum_rounds_once_half_even_only_past_28_digits() {
         // 29 significant digits: rounded once to 28, half to even.
-        let s = ExactSum::of(dec("100000000000000000000")).add_decimal(dec("0.00000000045"));
+        let s = ExactSum::of(dec("100000000000000000000")).plus_decimal(dec("0.00000000045"));
         assert_eq!(
             s.to_decimal().unwrap().to_string(),
             "100000000000000000000.00000000"
         );
-        let s = ExactSum::of(dec("100000000000000000000")).add_decimal(dec("0.00000000451"));
+        let s = ExactSum::of(dec("100000000000000000000")).plus_decimal(dec("0.00000000451"));
         assert_eq!(
             s.to_decimal().unwrap().to_string(),
             "100000000000000000000.00000000"
         );
-        let s = ExactSum::of(dec("100000000000000000000")).add_decimal(dec("0.000000005"));
+        let s = ExactSum::of(dec("100000000000000000000")).plus_decimal(dec("0.000000005"));
         assert_eq!(
             s.to_decimal().unwrap().to_string(),
             "100000000000000000000.00000000"
         );
-        let s = ExactSum::of(dec("100000000000000000000")).add_decimal(dec("0.000000015"));
+        let s = ExactSum::of(dec("100000000000000000000")).plus_decimal(dec("0.000000015"));
         assert_eq!(
             s.to_decimal().unwrap().to_string(),
             "100000000000000000000.00000002"
         );
-        let s = ExactSum::of(dec("-100000000000000000000")).add_decimal(dec("-0.000000015"));
+        let s = ExactSum::of(dec("-100000000000000000000")).plus_decimal(dec("-0.000000015"));
         assert_eq!(
             s.to_decimal().unwrap().to_string(),
             "-100000000000000000000.00000002"
         );
         // Exactly 28 digits: kept.
-        let s = ExactSum::of(dec("10000000000000000000")).add_decimal(dec("0.000000001"));
+        let s = ExactSum::of(dec("10000000000000000000")).plus_decimal(dec("0.000000001"));
         assert_eq!(
             s.to_decimal().unwrap().to_string(),
             "10000000000000000000.000000001"
@@ -817,18 +817,18 @@ mod tests {
 
     #[test]
     fn exact_sum_beyond_decimal_max_or_128_bits_is_an_error() {
-        let s = ExactSum::of(Decimal::MAX).add_decimal(Decimal::MAX);
+        let s = ExactSum::of(Decimal::MAX).plus_decimal(Decimal::MAX);
         assert_eq!(s.to_decimal(), Err(SumError::TooLarge));
         // Back in range: exact again (the sum never lost a digit).
-        assert_eq!(s.add_decimal(-Decimal::MAX).to_decimal(), Ok(Decimal::MAX));
+        assert_eq!(s.plus_decimal(-Decimal::MAX).to_decimal(), Ok(Decimal::MAX));
         let mut s = ExactSum::of(dec("0.0000000000000000000000000001"));
         for _ in 0..20 {
-            s = s.add_decimal(Decimal::MAX);
+            s = s.plus_decimal(Decimal::MAX);
         }
         assert_eq!(s.to_decimal(), Err(SumError::Overflow));
         // Sticky.
         assert_eq!(
-            s.add(ExactSum::default()).to_decimal(),
+            s.plus(ExactSum::default()).to_decimal(),
             Err(SumError::Overflow)
         );
         assert_eq!(sum_exact(Decimal::MAX, Decimal::ONE), None);
@@ -846,7 +846,7 @@ mod tests {
             let terms: Vec<Decimal> = terms.iter().map(|&(m, s)| Decimal::new(m, s)).collect();
             let mut forward = ExactSum::default();
             for t in &terms {
-                forward = forward.add_decimal(*t);
+                forward = forward.plus_decimal(*t);
             }
             let mut order: Vec<usize> = (0..terms.len()).collect();
             for (i, p) in perm.iter().enumerate().take(terms.len()) {
@@ -859,9 +859,9 @@ mod tests {
             cuts.dedup();
             let parts: Vec<ExactSum> = cuts
                 .windows(2)
-                .map(|w| shuffled[w[0]..w[1]].iter().fold(ExactSum::default(), |s, t| s.add_decimal(*t)))
+                .map(|w| shuffled[w[0]..w[1]].iter().fold(ExactSum::default(), |s, t| s.plus_decimal(*t)))
                 .collect();
-            let merged = parts.iter().rev().fold(ExactSum::default(), |s, p| s.add(*p));
+            let merged = parts.iter().rev().fold(ExactSum::default(), |s, p| s.plus(*p));
             proptest::prop_assert_eq!(merged, forward);
             let d = forward.to_decimal();
             proptest::prop_assert_eq!(merged.to_decimal(), d);
