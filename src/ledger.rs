@@ -27,7 +27,6 @@
 //! as `-P1`); no Partner Center ID looks like that.
 
 use std::io::Read;
-use std::path::Path;
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -306,23 +305,6 @@ pub struct LedgerReader<R> {
     /// The file line the next record starts on (the csv crate's own count is
     /// off by one with CRLF line ends, which porledger writes).
     next_line: u64,
-}
-
-impl LedgerReader<std::fs::File> {
-    /// Opens `path` and maps its header.
-    pub fn open(path: &Path) -> Result<Self, Fatal> {
-        let f = std::fs::File::open(path).map_err(|e| data_err(path, e.to_string()))?;
-        LedgerReader::new(&path.display().to_string(), f)
-    }
-}
-
-fn data_err(file: &Path, message: String) -> Fatal {
-    Fatal::Data {
-        file: file.display().to_string(),
-        line: 0,
-        column: None,
-        message,
-    }
 }
 
 impl<R: Read> LedgerReader<R> {

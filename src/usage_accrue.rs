@@ -4,7 +4,7 @@
 //!
 //! Every usage record (a CPOR report row, or a Graph row with all its workloads)
 //! ends up accrued, not eligible (with a reason) or rejected; the accruals go into
-//! the same [`Fold`] as billing accruals, the ledger gets a row per accrual with
+//! the same [`Fold`](crate::fold::Fold) as billing accruals, the ledger gets a row per accrual with
 //! the usage file and line as provenance. Also writes `attainment.csv` and
 //! `partners/<id>/attainment.csv`, and the usage part of `summary.json`.
 
