@@ -41,12 +41,14 @@
 //! porledger.
 
 mod billing;
+mod calendar;
 mod catalogue;
 mod charges;
 mod designations;
 mod rng;
 mod rowbuf;
 mod rules;
+mod style;
 mod world;
 
 use std::path::{Path, PathBuf};
