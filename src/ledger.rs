@@ -15,10 +15,10 @@
 //!
 //! # Escaping of text values
 //!
-//! Every text value is written through [`crate::render::excel_safe`], so that a
+//! Every text value is written through [`crate::csv_text::excel_safe`], so that a
 //! spreadsheet does not run a value such as `-P1` or `=1+1` as a formula: it is
 //! stored as `'-P1`. That escape is for display only. The reader undoes it
-//! ([`crate::render::excel_unescape`]), so a key read back (a partner,
+//! ([`crate::csv_text::excel_unescape`]), so a key read back (a partner,
 //! customer or program ID) is the value that was written: `explain
 //! --partner=-P1` finds the rows stored as `'-P1`. Values that are not escaped
 //! (every normal ID) are written and read unchanged, byte for byte. The one
@@ -31,10 +31,9 @@ use std::io::Read;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
+use crate::csv_text::{excel_unescape, RowBuf};
 use crate::error::Fatal;
 use crate::money::Currency;
-use crate::render::csv::RowBuf;
-use crate::render::excel_unescape;
 
 /// How a ledger column is typed (in `ledger.parquet`; `ledger.csv` is text).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -21,6 +21,7 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod console;
+pub mod csv_text;
 pub mod dates;
 pub mod error;
 pub mod explain;
