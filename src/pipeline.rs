@@ -23,6 +23,7 @@ use crate::accrue::{accrue_observation, Accrual, Context, Outcome, Reason, Scrat
 use crate::attain::{add_paid_seats, AttainmentTable, PaidSeats};
 use crate::attribute::DesignationIndex;
 use crate::config::{parse_rules, Rules};
+use crate::csv_text::RowBuf;
 use crate::dates::Period;
 use crate::error::Fatal;
 use crate::fold::{CountsReport, FileCounts, Fold, SharedDetails};
@@ -35,7 +36,6 @@ use crate::ledger::{
     RejectRow,
 };
 use crate::money::parse_amount;
-use crate::render::csv::RowBuf;
 use crate::util::recycle;
 use rust_decimal::Decimal;
 
