@@ -409,7 +409,7 @@ pub fn accrue_line_with<'a>(
     scratch.misses.clear();
     for (pi, p) in rules.programs.iter().enumerate() {
         if p.basis() == Basis::Usage {
-            // Earns from --usage rows (usage_accrue.rs), never from billing lines.
+            // Earns from --usage rows (accrue_observation), never from billing lines.
             continue;
         }
         if !p.in_force(date) {

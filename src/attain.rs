@@ -7,7 +7,7 @@
 //!  usage files ──▶ observations ──(latest report per tenant/workload/month)──▶ AttainmentTable
 //!  billing lines (pipeline pre-pass, only for Graph rows) ──▶ add_paid_seats ──┘  │
 //!        accrue.rs (tiered rate, + a TierNote kept by the caller) ◀── rate_for ────┤
-//!        usage_accrue.rs (unit rates) ◀────────────────────────────────────────────┤
+//!        accrue_observation (unit rates) ◀─────────────────────────────────────────┤
 //!        statements (attainment section), partners/<id>/attainment.csv ◀── partner_usage
 //! ```
 //! Everything here is exact [`Decimal`]; nothing is rounded. Nothing here reads

@@ -38,6 +38,5 @@ pub mod sample;
 pub mod settings;
 pub mod statements;
 pub mod text;
-pub mod usage_accrue;
 pub mod usage_rules;
 pub mod util;
