@@ -16,10 +16,10 @@ use std::path::Path;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 use porledger::accrue::{accrue_line, Accrual, Outcome, Scratch};
+use porledger::cmd::sample::{generate, Plan};
 use porledger::fold::Fold;
 use porledger::ingest::Chunk;
 use porledger::pipeline::{self, Inputs, OutBufs, StreamSettings};
-use porledger::sample::{generate, Plan};
 
 /// Bytes of billing input per chunk, as `porledger run` (--chunk-bytes) uses.
 const CHUNK: usize = 8 * 1024 * 1024;

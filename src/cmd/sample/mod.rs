@@ -198,5 +198,23 @@ pub fn generate(out: &Path, plan: Plan) -> Result<Written, Fatal> {
     })
 }
 
+/// `porledger sample`: writes the input set and says what it wrote.
+pub fn sample(args: &crate::cli::SampleArgs) -> Result<crate::cmd::Finish, Fatal> {
+    let plan = Plan::new(args.rows, args.seed, args.files)?;
+    let w = generate(&args.out, plan)?;
+    let line = crate::console::SampleWritten {
+        files: w.plan.files,
+        rows: w.plan.rows,
+        customers: w.plan.customers as u64,
+        slots: w.plan.slots as u64,
+        partners: w.plan.partners,
+        first_month: &w.first_month,
+        last_month: &w.last_month,
+        bytes: w.bytes,
+    };
+    crate::console::print_sample(&line, &args.out);
+    Ok(crate::cmd::Finish::Clean)
+}
+
 #[cfg(test)]
 mod tests;
