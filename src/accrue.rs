@@ -48,14 +48,17 @@ pub enum Reason {
     /// A partner would earn, but the publisher is not covered or a product
     /// qualifier (e.g. Trial) is excluded.
     ExcludedProduct = 3,
+    /// Not a charge: a tax row (FOCUS `ChargeCategory = Tax`).
+    NotRevenue = 4,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 4] = [
+    pub const ALL: [Reason; 5] = [
         Reason::RuleNotInForce,
         Reason::NoDesignation,
         Reason::OutsideWindow,
         Reason::ExcludedProduct,
+        Reason::NotRevenue,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -64,6 +67,7 @@ impl Reason {
             Reason::ExcludedProduct => "excluded-product",
             Reason::NoDesignation => "no-designation",
             Reason::OutsideWindow => "outside-window",
+            Reason::NotRevenue => "not-revenue",
         }
     }
 }
@@ -117,7 +121,7 @@ fn excluded(p: &Program, line: &BillingLine<'_>) -> bool {
         && !p
             .publishers
             .iter()
-            .any(|x| x.eq_ignore_ascii_case(line.publisher)))
+            .any(|x| crate::ingest::billing::same_publisher(x, line.publisher)))
         || p.exclude_qualifiers
             .iter()
             .any(|q| has_qualifier(line.qualifiers, q))
@@ -309,6 +313,12 @@ pub fn accrue_line_with<'a>(
     scratch: &mut Scratch<'a>,
     out: &mut Vec<Accrual<'a>>,
 ) -> Outcome {
+    if line.tax {
+        return Outcome::NotEligible {
+            reason: Reason::NotRevenue,
+            detail: "tax row: incentives accrue on pre-tax charges".into(),
+        };
+    }
     let date = line.charge_start;
     let start = out.len();
     scratch.misses.clear();
@@ -407,13 +417,14 @@ pub fn accrue_line_with<'a>(
                     && !p
                         .publishers
                         .iter()
-                        .any(|x| x.eq_ignore_ascii_case(line.publisher))
+                        .any(|x| crate::ingest::billing::same_publisher(x, line.publisher))
                 {
                     let _ = write!(detail, "publisher '{}' not covered", line.publisher);
                 } else {
                     let _ = write!(detail, "product qualifiers {} excluded", line.qualifiers);
                 }
             }
+            Reason::NotRevenue => detail.push_str("tax row"),
             Reason::NoDesignation => {
                 let assoc: Vec<&str> = p.associations.iter().map(|a| a.as_str()).collect();
                 let _ = write!(detail, "no {} credit on {date}", assoc.join("/"));
@@ -489,6 +500,10 @@ rate = "0.01"
             product_id: "",
             product_name: "",
             reference_id: "",
+            entitlement_id: None,
+            syndication_id: None,
+            billable_quantity: None,
+            tax: false,
         }
     }
 

@@ -368,8 +368,7 @@ fn load_fx(args: &RunArgs, inputs: &Inputs) -> Result<Option<Fx>, Fatal> {
             Fatal::Input("--fx needs a reporting currency: --reporting-currency EUR or reporting_currency in the rules".into())
         })?,
     };
-    let bytes = std::fs::read(path).map_err(|e| Fatal::io(path, e))?;
-    let (table, rejects, rows) = crate::ingest::fx::parse_fx(&path.to_string_lossy(), &bytes)?;
+    let (table, rejects, rows) = crate::ingest::fx::load_fx(path)?;
     Ok(Some((table, currency, rejects, rows)))
 }
 
@@ -694,6 +693,9 @@ pub fn render(args: &RenderArgs) -> Result<Finish, Fatal> {
 /// `validate` need before streaming.
 fn load(a: &InputArgs) -> Result<Inputs, Fatal> {
     let mut inputs = pipeline::load_inputs(&a.billing, &a.designations, &a.rules)?;
+    if !a.allow_duplicate_inputs {
+        crate::ingest::check_duplicate_inputs(&inputs.files)?;
+    }
     crate::attain::prepare(&mut inputs, &a.usage, a.usage_tenant_map.as_deref())?;
     Ok(inputs)
 }

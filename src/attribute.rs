@@ -184,7 +184,7 @@ impl DesignationIndex {
                 || !d
                     .subscription_id
                     .as_deref()
-                    .is_none_or(|s| s.eq_ignore_ascii_case(line.subscription_id))
+                    .is_none_or(|s| crate::ingest::id_matches(s, line.subscription_id))
             {
                 continue;
             }
@@ -353,6 +353,10 @@ mod tests {
             product_id: "",
             product_name: "",
             reference_id: "",
+            entitlement_id: None,
+            syndication_id: None,
+            billable_quantity: None,
+            tax: false,
         }
     }
 

@@ -406,7 +406,7 @@ pub struct FileCounts {
     pub rows: u64,
     pub accrued: u64,
     pub not_eligible: u64,
-    pub not_eligible_by_reason: [u64; 4],
+    pub not_eligible_by_reason: [u64; Reason::ALL.len()],
     pub rejected: u64,
     /// Data-quality warning: charges dated after the end of the period.
     pub dated_after_period: u64,

@@ -53,13 +53,13 @@ pub fn load_inputs(
     designations: &std::path::Path,
     rules: &std::path::Path,
 ) -> Result<Inputs, Fatal> {
-    let rules_text = ingest::read_text(rules)?;
+    let rules_text = ingest::read_text_limited(rules, ingest::limits::RULES, "rules")?;
     let parsed_rules = parse_rules(&rules_text).map_err(|e| Fatal::Config {
         file: rules.display().to_string(),
         message: e.to_string(),
     })?;
     let rules_digest = ingest::sha256_file(rules)?;
-    let d_bytes = std::fs::read(designations).map_err(|e| Fatal::io(designations, e))?;
+    let d_bytes = ingest::read_limited(designations, ingest::limits::DESIGNATIONS, "designations")?;
     let designations_display = designations.to_string_lossy().into_owned();
     let mut parsed = parse_designations(&designations_display, &d_bytes)?;
     let designations_digest = FileDigest {
@@ -192,16 +192,7 @@ pub fn process_chunk_into(
     let mut rejects = RowBuf::with_buffer(bufs.rejects);
     let mut reject_samples = Vec::new();
     let mut n_rejects = 0u64;
-    // simd-csv splits records with SIMD searches for the delimiter, quote and
-    // newline: 2-3x the csv crate's speed on Partner Center exports. Like the
-    // chunk splitter, it treats every quote as opening or closing a quoted run.
-    // `TotalReader` reads the chunk in place (no copy into a buffer).
-    let mut rdr = simd_csv::TotalReaderBuilder::new()
-        .has_headers(false)
-        .delimiter(layout.delimiter)
-        .from_bytes(&chunk.data[..]);
     let mut rec = simd_csv::ByteRecord::new();
-    let mut lines = ingest::LineTracker::new(chunk.first_line);
     let mut ckey = String::new();
     let mut skey = String::new();
     let mut acc_store: Vec<Accrual<'static>> = Vec::new();
@@ -224,38 +215,43 @@ pub fn process_chunk_into(
         w.text(reason);
         w.end();
     };
-    loop {
-        // The record starts after any blank lines the reader skips.
-        let mut start = rdr.position() as usize;
-        let more = rdr.read_byte_record(&mut rec);
-        while start < chunk.data.len() && matches!(chunk.data[start], b'\r' | b'\n') {
-            start += 1;
-        }
-        let line_no = lines.line(&chunk.data, start as u64);
-        if !more {
-            break;
-        }
+    // Records are split by simd-csv (SIMD searches for the delimiter, quote and
+    // newline: 2-3x the csv crate's speed on Partner Center exports), in place;
+    // a record that spans lines implausibly is read line by line (see
+    // `ingest::records`), so every physical line is one row or part of one.
+    let format = ingest::records::RecordFormat {
+        delimiter: layout.delimiter,
+        header: &layout.header,
+        max_record: ingest::records::MAX_RECORD_BYTES,
+    };
+    let mut handle = |row: ingest::records::Row<'_>| {
+        let line_no = row.line;
+        let rec = match row.record {
+            Ok(rec) => rec,
+            Err(p) => {
+                counts.rows += 1;
+                counts.rejected += 1;
+                reject(line_no, &p.column, &p.value, &p.reason, &mut rejects);
+                return;
+            }
+        };
         counts.rows += 1;
         if rec.len() != n_fields {
             counts.rejected += 1;
             let reason = format!("has {} fields, the header has {n_fields}", rec.len());
             reject(line_no, "(row)", "", &reason, &mut rejects);
-            continue;
+            return;
         }
-        let line = match layout.parse(&rec) {
+        let line = match layout.parse(rec) {
             Ok(l) => l,
             Err(e) => {
                 counts.rejected += 1;
                 reject(line_no, &e.column, &e.value, &e.reason, &mut rejects);
-                continue;
+                return;
             }
         };
-        ckey.clear();
-        ckey.push_str(line.customer_id);
-        ckey.make_ascii_lowercase();
-        skey.clear();
-        skey.push_str(line.subscription_id);
-        skey.make_ascii_lowercase();
+        ingest::id_key_into(line.customer_id, &mut ckey);
+        ingest::id_key_into(line.subscription_id, &mut skey);
         if let Some(p) = settings.period {
             if line.charge_start >= p.end {
                 counts.dated_after_period += 1;
@@ -349,7 +345,15 @@ pub fn process_chunk_into(
         }
         acc_store = recycle(accruals);
         scratch_store = scratch.recycle();
-    }
+    };
+    ingest::records::for_each_row(
+        &chunk.data,
+        chunk.first_line,
+        chunk.kind,
+        format,
+        &mut rec,
+        &mut handle,
+    );
     let mut counted = Fold::new(inputs.files.len());
     counted.files[chunk.file] = counts;
     ChunkOutput {
