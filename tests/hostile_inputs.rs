@@ -119,8 +119,11 @@ fn write(dir: &Path, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
     p
 }
 
+/// A change to one data line (0-based) of the invoice fixture.
+type Change<'a> = (usize, &'a dyn Fn(&str) -> String);
+
 /// The invoice fixture with data line `i` (0-based) changed by `f`.
-fn invoice_with(changes: &[(usize, &dyn Fn(&str) -> String)]) -> String {
+fn invoice_with(changes: &[Change<'_>]) -> String {
     let mut lines = invoice_lines();
     for (i, f) in changes {
         lines[1 + i] = f(&lines[1 + i]);

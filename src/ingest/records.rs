@@ -336,10 +336,7 @@ fn each_line(
     rec: &mut simd_csv::ByteRecord,
     f: &mut dyn FnMut(Row<'_>),
 ) {
-    let mut line = first_line;
-    for raw in data.split_inclusive(|&b| b == b'\n') {
-        let this = line;
-        line += 1;
+    for (this, raw) in (first_line..).zip(data.split_inclusive(|&b| b == b'\n')) {
         let content = raw.strip_suffix(b"\n").unwrap_or(raw);
         let content = content.strip_suffix(b"\r").unwrap_or(content);
         if content.iter().all(|&b| b == b'\r') {
