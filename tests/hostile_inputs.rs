@@ -548,3 +548,21 @@ d1a5e3c2-7b4f-4c1e-9a8d-2f6b0c3e5a71,Seed Example AG,plan-1,419b86a5-5768-43d2-9
     assert_eq!(o.code, Some(0), "{}", o.stderr);
     assert_eq!(o.totals(), (1, 1, 0, 0));
 }
+
+#[test]
+fn a_designation_on_the_azure_subscription_matches_entitlement_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = write(
+        dir.path(),
+        "d.csv",
+        "customer_id,partner_id,partner_name,association,workload,subscription_id,share,valid_from,valid_to\n\
+         c-azure,500275,Contoso,DPOR,,azure-sub-1,,2025-01-01,\n",
+    );
+    let text = "CustomerId,SubscriptionId,EntitlementId,UsageDate,ChargeStartDate,BillingPreTaxTotal,BillingCurrency,PublisherName\n\
+                c-azure,plan-1,AZURE-SUB-1,10/3/2026,10/1/2026,12.50,EUR,Microsoft\n\
+                c-azure,plan-1,other-sub,10/3/2026,10/1/2026,7.50,EUR,Microsoft\n";
+    let b = write(dir.path(), "daily.csv", text);
+    let o = run(dir.path(), &[&b], &d, &sample_rules(), &[]);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert_eq!(o.totals(), (2, 1, 1, 0));
+}
