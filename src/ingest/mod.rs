@@ -589,7 +589,10 @@ pub fn read_chunks(
                     buf.truncate(end);
                     let lines = split::count_byte(&buf, b'\n') as u64;
                     let mut data = std::mem::replace(&mut buf, next);
-                    if kind == records::ChunkKind::Oversized {
+                    if matches!(
+                        kind,
+                        records::ChunkKind::Oversized | records::ChunkKind::Blank
+                    ) {
                         data.clear();
                     }
                     let chunk = Chunk {
