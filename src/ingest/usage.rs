@@ -175,7 +175,13 @@ fn layout(header: &[String], delimiter: u8) -> Result<Layout, String> {
         for w in GRAPH_WORKLOADS {
             if let Some(i) = find(&[&format!("{w}active")]) {
                 let name = header[i].trim_start_matches('\u{feff}').trim();
-                let name = name[..name.len().saturating_sub(6)].trim();
+                // Drop the trailing "Active" (char-safe: the header may hold
+                // anything between the letters that normalise to `<w>active`).
+                let cut = name.len().saturating_sub(6);
+                let name = match name.get(cut..) {
+                    Some(tail) if tail.eq_ignore_ascii_case("active") => name[..cut].trim(),
+                    _ => name,
+                };
                 l.graph.push((workload_display(name), i));
             }
         }
@@ -667,6 +673,18 @@ mod tests {
         assert_eq!(lines, [2, 4]);
         let lines: Vec<u64> = u.rejects.iter().map(|r| r.line).collect();
         assert_eq!(lines, [3, 5]);
+    }
+
+    /// Found by fuzzing (usage): a Graph header whose `Teams Active` has
+    /// non-UTF-8 bytes inside normalised to `teamsactive`, and cutting off
+    /// "Active" by byte count split a character: a panic.
+    #[test]
+    fn fuzz_graph_header_with_bytes_inside_active_does_not_panic() {
+        let mut bytes =
+            b"Report Refresh Date,Teams Acti\xaa\xaa\xaa\xaave,Report Period\n".to_vec();
+        bytes.extend_from_slice(b"2026-10-31,25,30\n");
+        let u = parse_usage_bytes("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0.csv", &bytes).unwrap();
+        assert_eq!(u.obs.len(), 1);
     }
 
     #[test]
