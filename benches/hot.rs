@@ -51,6 +51,7 @@ fn chunk(inputs: &Inputs, skip: usize) -> Chunk {
         file: 0,
         first_line: 2,
         data: bytes[from..from + end].to_vec(),
+        kind: porledger::ingest::records::ChunkKind::Records,
     }
 }
 

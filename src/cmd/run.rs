@@ -117,8 +117,7 @@ fn load_fx(s: &RunSettings, inputs: &Inputs) -> Result<Option<Fx>, Fatal> {
             Fatal::Input("--fx needs a reporting currency: --reporting-currency EUR or reporting_currency in the rules".into())
         })?,
     };
-    let bytes = std::fs::read(&fx.path).map_err(|e| Fatal::io(&fx.path, e))?;
-    let (table, rejects, _rows) = crate::ingest::fx::parse_fx(&fx.path.to_string_lossy(), &bytes)?;
+    let (table, rejects, _rows) = crate::ingest::fx::load_fx(&fx.path)?;
     Ok(Some(Fx {
         table,
         currency,
