@@ -7,10 +7,10 @@
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
+use crate::config::Association;
 use crate::dates::parse_date;
 use crate::error::Fatal;
 use crate::money::parse_amount;
-use crate::rules::Association;
 
 use super::billing::normalize_header;
 use super::{read_header, Header};

@@ -13,10 +13,11 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
+use crate::config::products::{workload_display, workload_key};
 use crate::dates::parse_date;
+use crate::dates::Month;
 use crate::error::Fatal;
 use crate::money::parse_amount;
-use crate::usage_rules::{workload_display, workload_key, Month};
 
 use super::billing::normalize_header;
 use super::designations::Reject;

@@ -1,10 +1,10 @@
 //! Whole-sample tests: determinism, sizes, and porledger reading what it wrote.
 
 use super::*;
+use crate::config::parse_rules;
 use crate::ingest::designations::parse_designations;
 use crate::ingest::{self, open_billing, read_chunks, InputFile};
 use crate::pipeline::{self, ChunkOutput, Sink, StreamSettings};
-use crate::rules::parse_rules;
 use rust_decimal::Decimal;
 
 fn read_all(dir: &Path) -> Vec<(String, Vec<u8>)> {
