@@ -145,7 +145,12 @@ pub fn billing_pau(
     }
     for (fi, (f, o)) in files.iter().zip(opened).enumerate() {
         let layout = &o.layout;
-        let Some(qcol) = layout.column(Field::Quantity) else {
+        // Paid seats are the billed quantity: `BillableQuantity` where the
+        // export has it (license lines reconcile on it), else `Quantity`.
+        let Some(qcol) = layout
+            .column(Field::BillableQuantity)
+            .or(layout.column(Field::Quantity))
+        else {
             continue;
         };
         let scol = layout.column(Field::SkuName);
@@ -914,5 +919,35 @@ mod tests {
         // The annual charge (by ProductId) counts in every month.
         assert_eq!(get("exchange", 1), Some(d("5")));
         assert_eq!(get("exchange", 12), Some(d("5")));
+    }
+
+    #[test]
+    fn billing_pau_counts_billable_quantity_where_the_export_has_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.csv");
+        std::fs::write(
+            &path,
+            "CustomerId,SubscriptionId,ChargeStartDate,ChargeEndDate,ProductName,Quantity,BillableQuantity,Subtotal,Currency\n\
+             T1,s,10/1/2026,10/31/2026,M365 E3,1,25,500,EUR\n",
+        )
+        .unwrap();
+        let rules = crate::config::parse_rules(
+            "[[program]]\nid=\"p\"\nassociations=[\"DPOR\"]\nrate=\"0.01\"\n\
+             [[product]]\nmatch=\"m365 e3\"\nworkloads=[\"Teams\"]\n",
+        )
+        .unwrap();
+        let file = InputFile {
+            path: path.clone(),
+            display: "b.csv".into(),
+            size: 0,
+        };
+        let opened = crate::ingest::open_billing(&file).unwrap();
+        let pau = billing_pau(&[file], &[opened], &rules).unwrap();
+        let oct = Month::of(NaiveDate::from_ymd_opt(2026, 10, 1).unwrap());
+        assert_eq!(
+            pau.get(&("t1".to_string(), "teams".to_string(), oct))
+                .copied(),
+            Some(d("25"))
+        );
     }
 }

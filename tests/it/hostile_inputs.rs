@@ -564,3 +564,55 @@ fn a_designation_on_the_azure_subscription_matches_entitlement_id() {
     assert_eq!(o.code, Some(0), "{}", o.stderr);
     assert_eq!(o.totals(), (2, 1, 1, 0));
 }
+
+/// B8: a template directory whose fonts are `/dev/zero` (or any endless or
+/// special file) is refused at once, not read until memory runs out.
+#[cfg(unix)]
+#[test]
+fn b8_endless_template_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let tpl = dir.path().join("tpl");
+    std::fs::create_dir_all(tpl.join("locales")).unwrap();
+    std::fs::create_dir_all(tpl.join("fonts")).unwrap();
+    let src = crate::common::repo().join("templates");
+    std::fs::copy(src.join("template.toml"), tpl.join("template.toml")).unwrap();
+    for l in ["en.toml", "de.toml"] {
+        std::fs::copy(src.join("locales").join(l), tpl.join("locales").join(l)).unwrap();
+    }
+    for f in ["DejaVuSans.ttf", "DejaVuSans-Bold.ttf"] {
+        std::os::unix::fs::symlink("/dev/zero", tpl.join("fonts").join(f)).unwrap();
+    }
+    let start = Instant::now();
+    let mut child = crate::common::command()
+        .args(["render", "--out"])
+        .arg(dir.path().join("out"))
+        .arg("--template")
+        .arg(&tpl)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("porledger read /dev/zero as a template for 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("DejaVuSans") && stderr.contains("not a regular file"),
+        "{stderr}"
+    );
+}
