@@ -74,7 +74,7 @@ pub enum Command {
 /// Inputs shared by `run` and `validate`.
 #[derive(Args, Debug, Clone)]
 pub struct InputArgs {
-    /// Billing exports: files, or directories (every *.csv and *.parquet
+    /// Billing exports: files, or directories (every *.csv, *.tsv and *.parquet
     /// inside). Repeatable.
     ///
     /// Partner Center new-commerce invoice reconciliation, legacy license-based
@@ -97,7 +97,7 @@ pub struct InputArgs {
     pub chunk_bytes: usize,
     /// Usage files: Partner Center CPOR / Microsoft 365 usage reports, or Graph
     /// getOffice365ServicesUserCounts exports (one per tenant). Files or
-    /// directories (every *.csv inside). Repeatable.
+    /// directories (every *.csv and *.tsv inside). Repeatable.
     #[arg(long, num_args = 1.., value_name = "FILE|DIR")]
     pub usage: Vec<PathBuf>,
     /// CSV `file,customer_id` naming the tenant of each Graph export (otherwise

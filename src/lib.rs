@@ -13,7 +13,9 @@
 //!                               Parquet)     per customer)              sharded)
 //! ```
 //!
-//! The layers, top to bottom (a module only uses modules below it):
+//! The layers, top to bottom (a module uses modules below it; the core also
+//! takes ingest's typed records, `BillingLine`, `Designation`, `UsageObs`, and
+//! its ID normalisation, as its input types):
 //! - **commands**: [`cli`] (flags) -> [`settings`] (validated once) -> [`cmd`]
 //!   (one module per subcommand, thin glue) and [`console`] (every line printed
 //!   to the terminal). `main.rs` picks every exit code.
