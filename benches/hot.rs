@@ -16,10 +16,10 @@ use std::path::Path;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 use porledger::accrue::{accrue_line, Accrual, Outcome, Scratch};
+use porledger::cmd::sample::{generate, Plan};
 use porledger::fold::Fold;
 use porledger::ingest::Chunk;
 use porledger::pipeline::{self, Inputs, OutBufs, StreamSettings};
-use porledger::sample::{generate, Plan};
 
 /// Bytes of billing input per chunk, as `porledger run` (--chunk-bytes) uses.
 const CHUNK: usize = 8 * 1024 * 1024;
@@ -51,6 +51,7 @@ fn chunk(inputs: &Inputs, skip: usize) -> Chunk {
         file: 0,
         first_line: 2,
         data: bytes[from..from + end].to_vec(),
+        kind: porledger::ingest::records::ChunkKind::Records,
     }
 }
 

@@ -7,10 +7,10 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use porledger::config::Association;
 use porledger::dates::Period;
 use porledger::money::{Currency, RoundingMode};
 use porledger::render::pdf::Renderer;
-use porledger::rules::Association;
 use porledger::statements::{
     CurrencyTotal, CustomerStatement, DesignationInfo, DetailLine, PartnerStatement, ProgramInfo,
     StatementLine, StatementSet,

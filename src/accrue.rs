@@ -70,11 +70,13 @@ pub enum Reason {
     NoGrowth,
     /// Usage: explicit designation shares above 1.
     ShareConflict,
+    /// Billing: not a charge: a tax row (FOCUS `ChargeCategory = Tax`).
+    NotRevenue,
 }
 
 impl Reason {
     /// Every reason, in rank order (`r as usize` indexes this array).
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 13] = [
         Reason::OutsidePeriod,
         Reason::Superseded,
         Reason::RuleNotInForce,
@@ -87,14 +89,16 @@ impl Reason {
         Reason::BelowTarget,
         Reason::NoGrowth,
         Reason::ShareConflict,
+        Reason::NotRevenue,
     ];
 
     /// The reasons a billing line can have, in the order reports list them.
-    pub const BILLING: [Reason; 4] = [
+    pub const BILLING: [Reason; 5] = [
         Reason::RuleNotInForce,
         Reason::NoDesignation,
         Reason::OutsideWindow,
         Reason::ExcludedProduct,
+        Reason::NotRevenue,
     ];
 
     /// The reasons a usage record can have, in the order reports list them.
@@ -126,6 +130,7 @@ impl Reason {
             Reason::BelowTarget => "below-target",
             Reason::NoGrowth => "no-growth",
             Reason::ShareConflict => "share-conflict",
+            Reason::NotRevenue => "not-revenue",
         }
     }
 
@@ -195,7 +200,7 @@ fn excluded(p: &Program, line: &BillingLine<'_>) -> bool {
         && !p
             .publishers
             .iter()
-            .any(|x| x.eq_ignore_ascii_case(line.publisher)))
+            .any(|x| crate::ingest::billing::same_publisher(x, line.publisher)))
         || p.exclude_qualifiers
             .iter()
             .any(|q| has_qualifier(line.qualifiers, q))
@@ -423,6 +428,12 @@ pub fn accrue_line_with<'a>(
     scratch: &mut Scratch<'a>,
     out: &mut Vec<Accrual<'a>>,
 ) -> Outcome {
+    if line.tax {
+        return Outcome::NotEligible {
+            reason: Reason::NotRevenue,
+            detail: "tax row: incentives accrue on pre-tax charges".into(),
+        };
+    }
     let Context {
         rules,
         index,
@@ -434,7 +445,7 @@ pub fn accrue_line_with<'a>(
     scratch.misses.clear();
     for (pi, p) in rules.programs.iter().enumerate() {
         if p.basis() == Basis::Usage {
-            // Earns from --usage rows (usage_accrue.rs), never from billing lines.
+            // Earns from --usage rows (accrue_observation), never from billing lines.
             continue;
         }
         if !p.in_force(date) {
@@ -796,13 +807,14 @@ fn miss_detail(
                     && !p
                         .publishers
                         .iter()
-                        .any(|x| x.eq_ignore_ascii_case(line.publisher))
+                        .any(|x| crate::ingest::billing::same_publisher(x, line.publisher))
                 {
                     let _ = write!(detail, "publisher '{}' not covered", line.publisher);
                 } else {
                     let _ = write!(detail, "product qualifiers {} excluded", line.qualifiers);
                 }
             }
+            Reason::NotRevenue => detail.push_str("tax row"),
             Reason::NoDesignation => {
                 let assoc: Vec<&str> = p.associations.iter().map(|a| a.as_str()).collect();
                 let _ = write!(detail, "no {} credit on {date}", assoc.join("/"));
@@ -906,6 +918,10 @@ rate = "0.01"
             product_id: "",
             product_name: "",
             reference_id: "",
+            entitlement_id: None,
+            syndication_id: None,
+            billable_quantity: None,
+            tax: false,
         }
     }
 

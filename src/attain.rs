@@ -7,7 +7,7 @@
 //!  usage files ──▶ observations ──(latest report per tenant/workload/month)──▶ AttainmentTable
 //!  billing lines (pipeline pre-pass, only for Graph rows) ──▶ add_paid_seats ──┘  │
 //!        accrue.rs (tiered rate, + a TierNote kept by the caller) ◀── rate_for ────┤
-//!        usage_accrue.rs (unit rates) ◀────────────────────────────────────────────┤
+//!        accrue_observation (unit rates) ◀─────────────────────────────────────────┤
 //!        statements (attainment section), partners/<id>/attainment.csv ◀── partner_usage
 //! ```
 //! Everything here is exact [`Decimal`]; nothing is rounded. Nothing here reads
@@ -253,7 +253,7 @@ pub fn add_paid_seats(
     } else {
         quantity.abs()
     };
-    let ckey = line.customer_id.to_lowercase();
+    let ckey = crate::ingest::id_key(line.customer_id);
     let first = Month::of(line.charge_start);
     let months: Vec<Month> = match line.charge_end {
         None => vec![first],
@@ -726,6 +726,10 @@ workloads = ["Exchange", "Teams"]
             product_id: "",
             product_name: name,
             reference_id: "",
+            entitlement_id: None,
+            syndication_id: None,
+            billable_quantity: None,
+            tax: false,
         };
         let rate = |ex: &str, te: &str, product: &'static str| {
             let u = UsageInput {

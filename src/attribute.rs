@@ -184,7 +184,7 @@ impl DesignationIndex {
                 || !d
                     .subscription_id
                     .as_deref()
-                    .is_none_or(|s| s.eq_ignore_ascii_case(line.subscription_id))
+                    .is_none_or(|s| subscription_matches(s, line))
             {
                 continue;
             }
@@ -281,6 +281,21 @@ pub fn split_shares<T>(
         }
     }
     Ok(blanks)
+}
+
+/// Whether a designation's subscription (normalised) names the line's: its
+/// `SubscriptionId`, or the Azure subscription of a daily-usage line
+/// (`EntitlementId`; `SubscriptionId` is the Azure plan there), or the ID a
+/// legacy license line shows in the console (`SyndicationPartnerSubscriptionNumber`).
+fn subscription_matches(designated: &str, line: &BillingLine<'_>) -> bool {
+    use crate::ingest::id_matches;
+    id_matches(designated, line.subscription_id)
+        || line
+            .entitlement_id
+            .is_some_and(|e| id_matches(designated, e))
+        || line
+            .syndication_id
+            .is_some_and(|e| id_matches(designated, e))
 }
 
 /// Applies subscription precedence and the conflict policy to `out[start..]`
@@ -408,6 +423,10 @@ mod tests {
             product_id: "",
             product_name: "",
             reference_id: "",
+            entitlement_id: None,
+            syndication_id: None,
+            billable_quantity: None,
+            tax: false,
         }
     }
 

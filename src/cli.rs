@@ -74,7 +74,7 @@ pub enum Command {
 /// Inputs shared by `run` and `validate`.
 #[derive(Args, Debug, Clone)]
 pub struct InputArgs {
-    /// Billing exports: files, or directories (every *.csv and *.parquet
+    /// Billing exports: files, or directories (every *.csv, *.tsv and *.parquet
     /// inside). Repeatable.
     ///
     /// Partner Center new-commerce invoice reconciliation, legacy license-based
@@ -97,13 +97,17 @@ pub struct InputArgs {
     pub chunk_bytes: usize,
     /// Usage files: Partner Center CPOR / Microsoft 365 usage reports, or Graph
     /// getOffice365ServicesUserCounts exports (one per tenant). Files or
-    /// directories (every *.csv inside). Repeatable.
+    /// directories (every *.csv and *.tsv inside). Repeatable.
     #[arg(long, num_args = 1.., value_name = "FILE|DIR")]
     pub usage: Vec<PathBuf>,
     /// CSV `file,customer_id` naming the tenant of each Graph export (otherwise
     /// the file must be named <tenant-guid>.csv).
     #[arg(long, value_name = "FILE")]
     pub usage_tenant_map: Option<PathBuf>,
+    /// Accept billing files with identical content (by default an error: the
+    /// same export under two names would be counted twice).
+    #[arg(long)]
+    pub allow_duplicate_inputs: bool,
 }
 
 #[derive(Args, Debug)]

@@ -263,18 +263,30 @@ pub fn print_rendered(documents: usize, locale: &str, template: &str, out: &Path
     );
 }
 
+/// What `porledger sample` wrote, for its summary line.
+pub struct SampleWritten<'a> {
+    pub files: usize,
+    pub rows: u64,
+    pub customers: u64,
+    pub slots: u64,
+    pub partners: usize,
+    pub first_month: &'a str,
+    pub last_month: &'a str,
+    pub bytes: u64,
+}
+
 /// `porledger sample`'s line.
-pub fn print_sample(w: &crate::sample::Written, out: &Path) {
+pub fn print_sample(w: &SampleWritten, out: &Path) {
     let g = group;
     eprintln!(
         "sample: wrote {} billing file{} with {} rows ({} customers, {} subscription slots, \
          {} partners, charges {}..{}), {} bytes in all, to {}",
-        w.plan.files,
-        if w.plan.files == 1 { "" } else { "s" },
-        g(w.plan.rows),
-        g(w.plan.customers as u64),
-        g(w.plan.slots as u64),
-        w.plan.partners,
+        w.files,
+        if w.files == 1 { "" } else { "s" },
+        g(w.rows),
+        g(w.customers),
+        g(w.slots),
+        w.partners,
         w.first_month,
         w.last_month,
         g(w.bytes),

@@ -15,10 +15,10 @@
 //!
 //! # Escaping of text values
 //!
-//! Every text value is written through [`crate::render::excel_safe`], so that a
+//! Every text value is written through [`crate::csv_text::excel_safe`], so that a
 //! spreadsheet does not run a value such as `-P1` or `=1+1` as a formula: it is
 //! stored as `'-P1`. That escape is for display only. The reader undoes it
-//! ([`crate::render::excel_unescape`]), so a key read back (a partner,
+//! ([`crate::csv_text::excel_unescape`]), so a key read back (a partner,
 //! customer or program ID) is the value that was written: `explain
 //! --partner=-P1` finds the rows stored as `'-P1`. Values that are not escaped
 //! (every normal ID) are written and read unchanged, byte for byte. The one
@@ -27,15 +27,13 @@
 //! as `-P1`); no Partner Center ID looks like that.
 
 use std::io::Read;
-use std::path::Path;
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
+use crate::csv_text::{excel_unescape, RowBuf};
 use crate::error::Fatal;
 use crate::money::Currency;
-use crate::render::csv::RowBuf;
-use crate::render::excel_unescape;
 
 /// How a ledger column is typed (in `ledger.parquet`; `ledger.csv` is text).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -306,23 +304,6 @@ pub struct LedgerReader<R> {
     /// The file line the next record starts on (the csv crate's own count is
     /// off by one with CRLF line ends, which porledger writes).
     next_line: u64,
-}
-
-impl LedgerReader<std::fs::File> {
-    /// Opens `path` and maps its header.
-    pub fn open(path: &Path) -> Result<Self, Fatal> {
-        let f = std::fs::File::open(path).map_err(|e| data_err(path, e.to_string()))?;
-        LedgerReader::new(&path.display().to_string(), f)
-    }
-}
-
-fn data_err(file: &Path, message: String) -> Fatal {
-    Fatal::Data {
-        file: file.display().to_string(),
-        line: 0,
-        column: None,
-        message,
-    }
 }
 
 impl<R: Read> LedgerReader<R> {

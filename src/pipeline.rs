@@ -23,6 +23,7 @@ use crate::accrue::{accrue_observation, Accrual, Context, Outcome, Reason, Scrat
 use crate::attain::{add_paid_seats, AttainmentTable, PaidSeats};
 use crate::attribute::DesignationIndex;
 use crate::config::{parse_rules, Rules};
+use crate::csv_text::RowBuf;
 use crate::dates::Period;
 use crate::error::Fatal;
 use crate::fold::{CountsReport, FileCounts, Fold, SharedDetails};
@@ -35,7 +36,6 @@ use crate::ledger::{
     RejectRow,
 };
 use crate::money::parse_amount;
-use crate::render::csv::RowBuf;
 use crate::util::recycle;
 use rust_decimal::Decimal;
 
@@ -75,13 +75,13 @@ pub fn load_inputs(
     designations: &std::path::Path,
     rules: &std::path::Path,
 ) -> Result<Inputs, Fatal> {
-    let rules_text = ingest::read_text(rules)?;
+    let rules_text = ingest::read_text_limited(rules, ingest::limits::RULES, "rules")?;
     let parsed_rules = parse_rules(&rules_text).map_err(|e| Fatal::Config {
         file: rules.display().to_string(),
         message: e.to_string(),
     })?;
     let rules_digest = ingest::sha256_file(rules)?;
-    let d_bytes = std::fs::read(designations).map_err(|e| Fatal::io(designations, e))?;
+    let d_bytes = ingest::read_limited(designations, ingest::limits::DESIGNATIONS, "designations")?;
     let designations_display = designations.to_string_lossy().into_owned();
     let mut parsed = parse_designations(&designations_display, &d_bytes)?;
     let designations_digest = FileDigest {
@@ -145,7 +145,12 @@ pub fn billing_pau(
     }
     for (fi, (f, o)) in files.iter().zip(opened).enumerate() {
         let layout = &o.layout;
-        let Some(qcol) = layout.column(Field::Quantity) else {
+        // Paid seats are the billed quantity: `BillableQuantity` where the
+        // export has it (license lines reconcile on it), else `Quantity`.
+        let Some(qcol) = layout
+            .column(Field::BillableQuantity)
+            .or(layout.column(Field::Quantity))
+        else {
             continue;
         };
         let scol = layout.column(Field::SkuName);
@@ -154,22 +159,37 @@ pub fn billing_pau(
             rec.get(i).and_then(|b| std::str::from_utf8(b).ok())
         }
         ingest::read_chunks(fi, f, &o.header, 8 << 20, Vec::new, |chunk| {
-            let mut records = Records::new(&chunk, layout.delimiter);
-            while records.advance().is_some() {
-                let rec = &records.rec;
+            let format = ingest::records::RecordFormat {
+                delimiter: layout.delimiter,
+                header: &layout.header,
+                max_record: ingest::records::MAX_RECORD_BYTES,
+            };
+            let mut rec = simd_csv::ByteRecord::new();
+            let mut seats = |row: ingest::records::Row<'_>| {
+                let Ok(rec) = row.record else {
+                    return;
+                };
                 if rec.len() != n {
-                    continue;
+                    return;
                 }
                 let Ok(line) = layout.parse(rec) else {
-                    continue;
+                    return;
                 };
                 let Some(Ok(q)) = text(rec, qcol).map(|s| parse_amount(s, layout.decimal_comma))
                 else {
-                    continue;
+                    return;
                 };
                 let sku = scol.and_then(|i| text(rec, i)).unwrap_or("").trim();
                 add_paid_seats(&mut out, rules, &line, sku, q);
-            }
+            };
+            ingest::records::for_each_row(
+                &chunk.data,
+                chunk.first_line,
+                chunk.kind,
+                format,
+                &mut rec,
+                &mut seats,
+            );
             true
         })?;
     }
@@ -241,48 +261,6 @@ pub struct OutBufs {
     pub rejects: Vec<u8>,
 }
 
-/// The records of one chunk, split the way every pass over billing files
-/// splits them, with their line numbers in the file.
-///
-/// simd-csv splits records with SIMD searches for the delimiter, quote and
-/// newline: 2-3x the csv crate's speed on Partner Center exports. Like the
-/// chunk splitter, it treats every quote as opening or closing a quoted run.
-/// `TotalReader` reads the chunk in place (no copy into a buffer).
-pub(crate) struct Records<'c> {
-    rdr: simd_csv::TotalReader<'c>,
-    data: &'c [u8],
-    lines: ingest::LineTracker,
-    /// The record [`Records::advance`] read last.
-    pub rec: simd_csv::ByteRecord,
-}
-
-impl<'c> Records<'c> {
-    pub fn new(chunk: &'c Chunk, delimiter: u8) -> Records<'c> {
-        Records {
-            rdr: simd_csv::TotalReaderBuilder::new()
-                .has_headers(false)
-                .delimiter(delimiter)
-                .from_bytes(&chunk.data[..]),
-            data: &chunk.data[..],
-            lines: ingest::LineTracker::new(chunk.first_line),
-            rec: simd_csv::ByteRecord::new(),
-        }
-    }
-
-    /// Reads the next record into `self.rec`; returns its line number, or
-    /// `None` at the end of the chunk.
-    pub fn advance(&mut self) -> Option<u64> {
-        // The record starts after any blank lines the reader skips.
-        let mut start = self.rdr.position() as usize;
-        let more = self.rdr.read_byte_record(&mut self.rec);
-        while start < self.data.len() && matches!(self.data[start], b'\r' | b'\n') {
-            start += 1;
-        }
-        let line_no = self.lines.line(self.data, start as u64);
-        more.then_some(line_no)
-    }
-}
-
 /// Processes one chunk into a fold of its own: pure, deterministic, no I/O.
 pub fn process_chunk(
     inputs: &Inputs,
@@ -322,13 +300,13 @@ pub fn process_chunk_into(
     let mut rejects = RowBuf::with_buffer(bufs.rejects);
     let mut reject_samples = Vec::new();
     let mut n_rejects = 0u64;
-    let mut records = Records::new(chunk, layout.delimiter);
     let ctx = crate::accrue::Context {
         rules: &inputs.rules,
         index: &inputs.index,
         designations_file: &inputs.designations_display,
         attainment: Some(&inputs.attainment),
     };
+    let mut rec = simd_csv::ByteRecord::new();
     let mut ckey = String::new();
     let mut skey = String::new();
     let mut acc_store: Vec<Accrual<'static>> = Vec::new();
@@ -356,29 +334,43 @@ pub fn process_chunk_into(
             },
         );
     };
-    while let Some(line_no) = records.advance() {
-        let rec = &records.rec;
+    // Records are split by simd-csv (SIMD searches for the delimiter, quote and
+    // newline: 2-3x the csv crate's speed on Partner Center exports), in place;
+    // a record that spans lines implausibly is read line by line (see
+    // `ingest::records`), so every physical line is one row or part of one.
+    let format = ingest::records::RecordFormat {
+        delimiter: layout.delimiter,
+        header: &layout.header,
+        max_record: ingest::records::MAX_RECORD_BYTES,
+    };
+    let mut handle = |row: ingest::records::Row<'_>| {
+        let line_no = row.line;
+        let rec = match row.record {
+            Ok(rec) => rec,
+            Err(p) => {
+                counts.rows += 1;
+                counts.rejected += 1;
+                reject(line_no, &p.column, &p.value, &p.reason, &mut rejects);
+                return;
+            }
+        };
         counts.rows += 1;
         if rec.len() != n_fields {
             counts.rejected += 1;
             let reason = format!("has {} fields, the header has {n_fields}", rec.len());
             reject(line_no, "(row)", "", &reason, &mut rejects);
-            continue;
+            return;
         }
         let line = match layout.parse(rec) {
             Ok(l) => l,
             Err(e) => {
                 counts.rejected += 1;
                 reject(line_no, &e.column, &e.value, &e.reason, &mut rejects);
-                continue;
+                return;
             }
         };
-        ckey.clear();
-        ckey.push_str(line.customer_id);
-        ckey.make_ascii_lowercase();
-        skey.clear();
-        skey.push_str(line.subscription_id);
-        skey.make_ascii_lowercase();
+        ingest::id_key_into(line.customer_id, &mut ckey);
+        ingest::id_key_into(line.subscription_id, &mut skey);
         if let Some(p) = settings.period {
             if line.charge_start >= p.end {
                 counts.dated_after_period += 1;
@@ -466,7 +458,15 @@ pub fn process_chunk_into(
         }
         acc_store = recycle(accruals);
         scratch_store = scratch.recycle();
-    }
+    };
+    ingest::records::for_each_row(
+        &chunk.data,
+        chunk.first_line,
+        chunk.kind,
+        format,
+        &mut rec,
+        &mut handle,
+    );
     fold.tier_notes = std::mem::take(&mut scratch_store.tier_notes);
     let mut counted = Fold::new(inputs.files.len());
     counted.files[chunk.file] = counts;
@@ -1094,5 +1094,35 @@ mod tests {
         // The annual charge (by ProductId) counts in every month.
         assert_eq!(get("exchange", 1), Some(d("5")));
         assert_eq!(get("exchange", 12), Some(d("5")));
+    }
+
+    #[test]
+    fn billing_pau_counts_billable_quantity_where_the_export_has_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.csv");
+        std::fs::write(
+            &path,
+            "CustomerId,SubscriptionId,ChargeStartDate,ChargeEndDate,ProductName,Quantity,BillableQuantity,Subtotal,Currency\n\
+             T1,s,10/1/2026,10/31/2026,M365 E3,1,25,500,EUR\n",
+        )
+        .unwrap();
+        let rules = crate::config::parse_rules(
+            "[[program]]\nid=\"p\"\nassociations=[\"DPOR\"]\nrate=\"0.01\"\n\
+             [[product]]\nmatch=\"m365 e3\"\nworkloads=[\"Teams\"]\n",
+        )
+        .unwrap();
+        let file = InputFile {
+            path: path.clone(),
+            display: "b.csv".into(),
+            size: 0,
+        };
+        let opened = crate::ingest::open_billing(&file).unwrap();
+        let pau = billing_pau(&[file], &[opened], &rules).unwrap();
+        let oct = Month::of(NaiveDate::from_ymd_opt(2026, 10, 1).unwrap());
+        assert_eq!(
+            pau.get(&("t1".to_string(), "teams".to_string(), oct))
+                .copied(),
+            Some(d("25"))
+        );
     }
 }

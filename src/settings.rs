@@ -66,6 +66,9 @@ pub struct InputSettings {
     pub rules: PathBuf,
     pub usage: Vec<PathBuf>,
     pub usage_tenant_map: Option<PathBuf>,
+    /// `--allow-duplicate-inputs`: the same billing content under two names is
+    /// counted twice instead of refused.
+    pub allow_duplicate_inputs: bool,
     pub threads: usize,
     pub chunk_size: usize,
 }
@@ -78,6 +81,7 @@ impl InputSettings {
             rules: a.rules.clone(),
             usage: a.usage.clone(),
             usage_tenant_map: a.usage_tenant_map.clone(),
+            allow_duplicate_inputs: a.allow_duplicate_inputs,
             threads: threads(a.threads)?,
             chunk_size: chunk_size(a.chunk_bytes)?,
         })

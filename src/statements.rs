@@ -13,11 +13,13 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
+use crate::attain::PartnerUsage;
 use crate::attribute::DesignationIndex;
 use crate::config::{Association, Rules};
 use crate::dates::Period;
 use crate::fold::{DetailKey, Fold, Sums};
 use crate::ingest::fx::FxTable;
+use crate::model::TierNote;
 use crate::money::{round_money, Currency, RoundingMode};
 
 use serde::{Deserialize, Serialize};
@@ -488,6 +490,34 @@ fn partner_statement(
         attainment: Vec::new(),
         tier_notes: Vec::new(),
     })
+}
+
+/// Puts the partner usage views on the statements (partners without a statement
+/// keep theirs only in `partners/<id>/attainment.csv`).
+pub fn attach_usage(set: &mut StatementSet, partners: &[PartnerUsage], notes: &[TierNote]) {
+    for p in set.partners.iter_mut() {
+        if let Some(u) = partners.iter().find(|u| u.partner_id == p.partner_id) {
+            p.attainment = u.lines.clone();
+        }
+        let mut ns: Vec<TierNote> = notes
+            .iter()
+            .filter(|n| {
+                p.lines
+                    .iter()
+                    .any(|l| *l.customer_id == *n.customer_id && *l.program_id == *n.program_id)
+            })
+            .cloned()
+            .collect();
+        ns.sort_by(|a, b| {
+            (&a.customer_id, &a.program_id, &a.product, a.month).cmp(&(
+                &b.customer_id,
+                &b.program_id,
+                &b.product,
+                b.month,
+            ))
+        });
+        p.tier_notes = ns;
+    }
 }
 
 #[cfg(test)]

@@ -30,6 +30,9 @@ pub enum Finish {
 /// `validate` need before streaming.
 fn load(a: &InputSettings) -> Result<Inputs, Fatal> {
     let mut inputs = pipeline::load_inputs(&a.billing, &a.designations, &a.rules)?;
+    if !a.allow_duplicate_inputs {
+        crate::ingest::check_duplicate_inputs(&inputs.files)?;
+    }
     crate::pipeline::prepare_usage(&mut inputs, &a.usage, a.usage_tenant_map.as_deref())?;
     Ok(inputs)
 }

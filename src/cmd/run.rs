@@ -8,6 +8,7 @@ use crate::error::Fatal;
 use crate::ingest::designations::Reject;
 use crate::ingest::fx::FxTable;
 use crate::money::Currency;
+use crate::pipeline::UsageRun;
 use crate::pipeline::{self, Inputs, Streamed};
 use crate::render::attainment;
 use crate::render::csv as rcsv;
@@ -17,7 +18,6 @@ use crate::render::sink::FileSink;
 use crate::render::summary::{self, RowAccounting, SummaryJson};
 use crate::settings::RunSettings;
 use crate::statements::{self, StatementSet};
-use crate::usage_accrue::{self, UsageRun};
 
 /// The FX table and the reporting currency, with the table's rejects.
 struct Fx {
@@ -117,8 +117,7 @@ fn load_fx(s: &RunSettings, inputs: &Inputs) -> Result<Option<Fx>, Fatal> {
             Fatal::Input("--fx needs a reporting currency: --reporting-currency EUR or reporting_currency in the rules".into())
         })?,
     };
-    let bytes = std::fs::read(&fx.path).map_err(|e| Fatal::io(&fx.path, e))?;
-    let (table, rejects, _rows) = crate::ingest::fx::parse_fx(&fx.path.to_string_lossy(), &bytes)?;
+    let (table, rejects, _rows) = crate::ingest::fx::load_fx(&fx.path)?;
     Ok(Some(Fx {
         table,
         currency,
@@ -219,7 +218,7 @@ fn build_statements(
     } else {
         crate::attain::partner_usage(&inputs.usage_view(), s.period)
     };
-    usage_accrue::attach(&mut set, &partner_usage, &streamed.fold.tier_notes.to_vec());
+    statements::attach_usage(&mut set, &partner_usage, &streamed.fold.tier_notes.to_vec());
     Ok((set, partner_usage))
 }
 
@@ -267,7 +266,7 @@ fn write_summary_json(
     staging: &Staging,
 ) -> Result<(), Fatal> {
     let usage = (!inputs.usage.files.is_empty())
-        .then(|| usage_accrue::usage_json(&rows.usage, w.partner_usage, inputs, s.period));
+        .then(|| summary::usage_json(&rows.usage, w.partner_usage, inputs, s.period));
     publish::write_json(
         &staging.files,
         &staging.dir.join("summary.json"),

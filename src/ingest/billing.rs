@@ -57,9 +57,15 @@ pub enum Field {
     Quantity,
     /// Matched against the rules' product table besides ProductName.
     SkuName,
+    /// Daily rated usage: the Azure subscription (`SubscriptionId` is the Azure plan).
+    EntitlementId,
+    /// Legacy license-based: the subscription ID the partner sees in the console.
+    SyndicationPartnerSubscriptionNumber,
+    /// Units billed (reconciliation of license lines uses it, not `Quantity`).
+    BillableQuantity,
 }
 
-const N_FIELDS: usize = 17;
+const N_FIELDS: usize = 20;
 
 impl Field {
     pub const ALL: [Field; N_FIELDS] = [
@@ -80,6 +86,9 @@ impl Field {
         Field::ReferenceId,
         Field::Quantity,
         Field::SkuName,
+        Field::EntitlementId,
+        Field::SyndicationPartnerSubscriptionNumber,
+        Field::BillableQuantity,
     ];
 
     /// Header names that mean this field, normalised (lower case, letters and
@@ -125,7 +134,34 @@ impl Field {
             (Field::ReferenceId, _) => &["referenceid"],
             (Field::Quantity, _) => &["quantity", "billablequantity"],
             (Field::SkuName, _) => &["skuname"],
+            (Field::EntitlementId, _) => &["entitlementid"],
+            (Field::SyndicationPartnerSubscriptionNumber, _) => {
+                &["syndicationpartnersubscriptionnumber"]
+            }
+            (Field::BillableQuantity, _) => &["billablequantity"],
         }
+    }
+
+    /// Whether the aliases are spellings of one column (so that two of them in
+    /// one header are ambiguous), rather than distinct columns tried in order
+    /// of preference (`UsageDate` before `ChargeStartDate`).
+    fn synonyms(self, format: BillingFormat) -> bool {
+        use BillingFormat::*;
+        matches!(
+            (self, format),
+            (
+                Field::CustomerId | Field::CustomerName | Field::Currency,
+                InvoiceReconciliation
+            ) | (
+                Field::CustomerId | Field::CustomerName | Field::Currency,
+                LegacyLicense
+            ) | (Field::CustomerId | Field::CustomerName, DailyRatedUsage)
+                | (Field::MpnId, _)
+                | (
+                    Field::ResellerMpnId,
+                    InvoiceReconciliation | LegacyLicense | DailyRatedUsage
+                )
+        )
     }
 
     /// The documented header name, for messages.
@@ -165,6 +201,11 @@ impl Field {
             (Field::ReferenceId, _) => "ReferenceId",
             (Field::Quantity, _) => "Quantity",
             (Field::SkuName, _) => "SkuName",
+            (Field::EntitlementId, _) => "EntitlementId",
+            (Field::SyndicationPartnerSubscriptionNumber, _) => {
+                "SyndicationPartnerSubscriptionNumber"
+            }
+            (Field::BillableQuantity, _) => "BillableQuantity",
         }
     }
 
@@ -218,6 +259,10 @@ pub enum LayoutError {
         column: &'static str,
         aliases: String,
     },
+    /// Two columns name one field.
+    Ambiguous {
+        message: String,
+    },
 }
 
 impl fmt::Display for LayoutError {
@@ -236,6 +281,7 @@ impl fmt::Display for LayoutError {
                     "required column '{column}' is missing (accepted spellings: {aliases})"
                 )
             }
+            LayoutError::Ambiguous { message } => f.write_str(message),
         }
     }
 }
@@ -247,7 +293,8 @@ impl BillingLayout {
         let has = |n: &str| norm.iter().any(|h| h == n);
         let format = if has("billedcost") && has("chargeperiodstart") && has("billingcurrency") {
             BillingFormat::Focus
-        } else if has("billingpretaxtotal") && has("usagedate") {
+        } else if has("billingpretaxtotal") && (has("usagedate") || has("chargestartdate")) {
+            // Graph's `basic` attribute set may leave out UsageDate.
             BillingFormat::DailyRatedUsage
         } else if (has("offerid") || has("durableofferid")) && has("subtotal") {
             BillingFormat::LegacyLicense
@@ -262,10 +309,10 @@ impl BillingLayout {
         };
         let mut idx = [None; N_FIELDS];
         for (slot, field) in idx.iter_mut().zip(Field::ALL) {
-            *slot = field
-                .aliases(format)
-                .iter()
-                .find_map(|a| norm.iter().position(|h| h == a));
+            *slot = super::find_column(&norm, field.aliases(format), field.synonyms(format))
+                .map_err(|(i, j)| LayoutError::Ambiguous {
+                    message: super::ambiguous_columns(header, i, j),
+                })?;
             if slot.is_none() && field.required(format) {
                 return Err(LayoutError::MissingColumn {
                     column: field.name(format),
@@ -314,6 +361,14 @@ pub struct BillingLine<'r> {
     pub product_id: &'r str,
     pub product_name: &'r str,
     pub reference_id: &'r str,
+    /// Daily rated usage: the Azure subscription a PAL or DPOR link is made on.
+    pub entitlement_id: Option<&'r str>,
+    /// Legacy license-based: the subscription ID shown in the console.
+    pub syndication_id: Option<&'r str>,
+    /// Units billed, when the file has the column and the value is a number.
+    pub billable_quantity: Option<Decimal>,
+    /// A tax row (FOCUS `ChargeCategory = Tax`): not revenue, never accrues.
+    pub tax: bool,
 }
 
 /// A rejected record: which column, what value, why.
@@ -384,6 +439,40 @@ fn is_midnight(raw: &str) -> bool {
         (Some(0), None) => rest_zero,
         (Some(12), Some(true)) => rest_zero,
         _ => false,
+    }
+}
+
+/// Whether two publisher names name the same publisher. Exports spell
+/// Microsoft's own lines `Microsoft` (daily rated usage, FOCUS), `Microsoft
+/// Corporation` (invoice reconciliation, sample rules) or `Microsoft Corp.`:
+/// all are one publisher. Other names compare case-insensitively, trimmed, so a
+/// third-party marketplace publisher never matches Microsoft.
+pub fn same_publisher(a: &str, b: &str) -> bool {
+    let (a, b) = (a.trim(), b.trim());
+    a.eq_ignore_ascii_case(b) || (is_microsoft(a) && is_microsoft(b))
+}
+
+/// `Microsoft`, `Microsoft Corporation`, `Microsoft Corp.` (any case,
+/// punctuation and spacing).
+pub fn is_microsoft(publisher: &str) -> bool {
+    let letters = || {
+        publisher
+            .bytes()
+            .filter(|b| b.is_ascii_alphanumeric())
+            .map(|b| b.to_ascii_lowercase())
+    };
+    ["microsoft", "microsoftcorporation", "microsoftcorp"]
+        .iter()
+        .any(|m| letters().eq(m.bytes()))
+}
+
+/// The canonical spelling of a publisher: Microsoft's spellings become
+/// `Microsoft Corporation`; any other name is returned trimmed.
+pub fn canonical_publisher(publisher: &str) -> &str {
+    if is_microsoft(publisher) {
+        "Microsoft Corporation"
+    } else {
+        publisher.trim()
     }
 }
 
@@ -487,18 +576,14 @@ impl BillingLayout {
     pub fn parse<'r, R: Fields>(&self, rec: &'r R) -> Result<BillingLine<'r>, RowError> {
         let focus = self.format == BillingFormat::Focus;
         let whole = simdutf8::basic::from_utf8(rec.whole()).ok();
-        if focus {
-            let category = self.text(rec, whole, Field::ChargeType)?;
-            if category.eq_ignore_ascii_case("tax") {
-                return Err(self.err(
-                    Field::ChargeType,
-                    category.as_bytes(),
-                    "tax row: not revenue (incentives accrue on pre-tax charges)",
-                ));
-            }
-        }
+        // FOCUS tax rows are not revenue: read (so that they are counted as not
+        // eligible, with their amount) even without a customer or subscription.
+        let tax = focus
+            && self
+                .text(rec, whole, Field::ChargeType)?
+                .eq_ignore_ascii_case("tax");
         let customer_id = self.text(rec, whole, Field::CustomerId)?;
-        if customer_id.is_empty() {
+        if customer_id.is_empty() && !tax {
             let reason = if focus {
                 "customer ID is empty: FOCUS rows need x_CustomerId (the customer's tenant; \
                  only Microsoft partner exports carry it)"
@@ -512,7 +597,7 @@ impl BillingLayout {
             // Azure's SubAccountId is the resource path `/subscriptions/<id>`.
             subscription_id = strip_prefix_ci(subscription_id, "/subscriptions/");
         }
-        if subscription_id.is_empty() {
+        if subscription_id.is_empty() && !tax {
             return Err(self.err(Field::SubscriptionId, b"", "subscription ID is empty"));
         }
         let start_raw = self.text(rec, whole, Field::ChargeStartDate)?;
@@ -562,9 +647,21 @@ impl BillingLayout {
             self.err(
                 Field::Currency,
                 cur_raw.as_bytes(),
-                "not a three-letter currency code",
+                "not an ISO 4217 currency code (e.g. EUR, USD, JPY)",
             )
         })?;
+        let optional = |f: Field| -> Result<Option<&'r str>, RowError> {
+            let t = self.text(rec, whole, f)?;
+            Ok((!t.is_empty()).then_some(t))
+        };
+        let billable_quantity = match self.column(Field::BillableQuantity) {
+            None => None,
+            Some(_) => parse_amount(
+                self.text(rec, whole, Field::BillableQuantity)?,
+                self.decimal_comma,
+            )
+            .ok(),
+        };
         Ok(BillingLine {
             customer_id,
             customer_name: self.text(rec, whole, Field::CustomerName)?,
@@ -586,6 +683,10 @@ impl BillingLayout {
             product_id: self.text(rec, whole, Field::ProductId)?,
             product_name: self.text(rec, whole, Field::ProductName)?,
             reference_id: self.text(rec, whole, Field::ReferenceId)?,
+            entitlement_id: optional(Field::EntitlementId)?,
+            syndication_id: optional(Field::SyndicationPartnerSubscriptionNumber)?,
+            billable_quantity,
+            tax,
         })
     }
 }
@@ -786,7 +887,7 @@ mod tests {
     }
 
     #[test]
-    fn focus_tax_rows_are_rejected_as_not_revenue() {
+    fn focus_tax_rows_are_read_as_tax() {
         let l = focus_layout();
         let rec = csv::ByteRecord::from(vec![
             "1.90",
@@ -799,12 +900,9 @@ mod tests {
             "Microsoft",
             "",
         ]);
-        let e = l.parse(&rec).unwrap_err();
-        assert_eq!(
-            (e.column.as_str(), e.value.as_str()),
-            ("ChargeCategory", "Tax")
-        );
-        assert!(e.reason.starts_with("tax row: not revenue"), "{}", e.reason);
+        let line = l.parse(&rec).unwrap();
+        assert!(line.tax);
+        assert_eq!(line.subtotal.to_string(), "1.90");
     }
 
     #[test]

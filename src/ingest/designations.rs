@@ -7,13 +7,13 @@
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
+use crate::config::Association;
 use crate::dates::parse_date;
 use crate::error::Fatal;
-use crate::money::parse_rate;
-use crate::rules::Association;
+use crate::money::parse_amount;
 
 use super::billing::normalize_header;
-use super::{parse_header, Header};
+use super::{read_header, Header};
 
 /// One credit relationship.
 #[derive(Clone, Debug, PartialEq)]
@@ -87,12 +87,12 @@ pub fn parse_designations(file: &str, bytes: &[u8]) -> Result<Designations, Fata
         delimiter,
         byte_len,
         next_line,
-    } = parse_header(bytes)
-        .ok_or_else(|| data_err(1, None, "file is empty: no header line".into()))?;
+    } = read_header(file, bytes)?;
     let norm: Vec<String> = fields.iter().map(|h| normalize_header(h)).collect();
     let mut idx = [None; 9];
     for (slot, name) in idx.iter_mut().zip(COLUMNS) {
-        *slot = norm.iter().position(|h| *h == normalize_header(name));
+        *slot = super::find_column(&norm, &[normalize_header(name).as_str()], true)
+            .map_err(|(i, j)| data_err(1, None, super::ambiguous_columns(&fields, i, j)))?;
     }
     for r in REQUIRED {
         let i = COLUMNS.iter().position(|c| *c == r).unwrap_or(0);
@@ -107,40 +107,27 @@ pub fn parse_designations(file: &str, bytes: &[u8]) -> Result<Designations, Fata
             ));
         }
     }
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .delimiter(delimiter)
-        .from_reader(&bytes[byte_len..]);
     let mut out = Designations::default();
-    let mut rec = csv::StringRecord::new();
     let body = &bytes[byte_len..];
-    let mut lines = super::LineTracker::new(next_line);
-    loop {
-        match rdr.read_record(&mut rec) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                let line = e
-                    .position()
-                    .map(|p| p.line() + next_line - 1)
-                    .unwrap_or(next_line);
-                return Err(data_err(line, None, format!("unreadable CSV: {e}")));
-            }
-        }
+    let decimal_comma = delimiter == b';';
+    super::records::for_each_text_row(body, next_line, delimiter, &fields, &mut |line, rec| {
         out.rows_read += 1;
-        let line = lines.line(body, rec.position().map(|p| p.byte()).unwrap_or(0));
-        match parse_row(&rec, &idx, fields.len(), line) {
+        let res = match rec {
+            Ok(rec) => parse_row(rec, &idx, fields.len(), line, decimal_comma)
+                .map_err(|(c, v, r)| (c.to_string(), v, r)),
+            Err(p) => Err((p.column, p.value, p.reason)),
+        };
+        match res {
             Ok(d) => out.rows.push(d),
-            Err((col, value, reason)) => out.rejects.push(Reject {
+            Err((column, value, reason)) => out.rejects.push(Reject {
                 file: file.to_string(),
                 line,
-                column: col.to_string(),
+                column,
                 value,
                 reason,
             }),
         }
-    }
+    });
     Ok(out)
 }
 
@@ -151,6 +138,7 @@ fn parse_row(
     idx: &[Option<usize>; 9],
     n_fields: usize,
     line: u64,
+    decimal_comma: bool,
 ) -> Result<Designation, RowErr> {
     if rec.len() != n_fields {
         return Err((
@@ -190,12 +178,15 @@ fn parse_row(
     let share = if share_raw.is_empty() {
         None
     } else {
-        let s = parse_rate(share_raw).map_err(|_| {
-            (
-                "share",
-                share_raw.to_string(),
-                "not a decimal number".to_string(),
-            )
+        // `;`-separated files come from a German Excel: decimal commas (0,5),
+        // as in billing files.
+        let s = parse_amount(share_raw, decimal_comma).map_err(|_| {
+            let what = if decimal_comma {
+                "not a decimal number (this ';'-separated file uses decimal commas: 0,5)"
+            } else {
+                "not a decimal number"
+            };
+            ("share", share_raw.to_string(), what.to_string())
         })?;
         if s <= Decimal::ZERO || s > Decimal::ONE {
             return Err((
@@ -232,11 +223,11 @@ fn parse_row(
     }
     let subscription_id = match get(5) {
         "" => None,
-        s => Some(s.to_lowercase()),
+        s => Some(super::id_key(s)),
     };
     Ok(Designation {
         line,
-        customer_id: customer_id.to_lowercase(),
+        customer_id: super::id_key(customer_id),
         partner_id: partner_id.to_string(),
         partner_name: get(2).to_string(),
         association,

@@ -9,10 +9,10 @@ use rust_decimal::Decimal;
 
 use super::billing::normalize_header;
 use super::designations::Reject;
-use super::parse_header;
+use super::read_header;
 use crate::dates::parse_date;
 use crate::error::Fatal;
-use crate::money::{parse_rate, Currency};
+use crate::money::{parse_amount, Currency};
 
 /// Rates by (from, to), each a list of (date, rate) sorted by date.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -38,19 +38,25 @@ impl FxTable {
     }
 }
 
+/// Reads and parses the FX file (`--fx`), of at most [`super::limits::FX`] bytes.
+pub fn load_fx(path: &std::path::Path) -> Result<(FxTable, Vec<Reject>, u64), Fatal> {
+    let bytes = super::read_limited(path, super::limits::FX, "FX")?;
+    parse_fx(&path.to_string_lossy(), &bytes)
+}
+
 /// Parses the FX file. Rows that cannot be used are returned as rejects; two
 /// different rates for the same day and pair are a fatal error (ambiguous).
 pub fn parse_fx(file: &str, bytes: &[u8]) -> Result<(FxTable, Vec<Reject>, u64), Fatal> {
-    let header = parse_header(bytes).ok_or_else(|| Fatal::Data {
-        file: file.into(),
-        line: 1,
-        column: None,
-        message: "file is empty: no header line".into(),
-    })?;
+    let header = read_header(file, bytes)?;
     let norm: Vec<String> = header.fields.iter().map(|h| normalize_header(h)).collect();
     let col = |name: &str| -> Result<usize, Fatal> {
-        norm.iter()
-            .position(|h| h == name)
+        super::find_column(&norm, &[name], true)
+            .map_err(|(i, j)| Fatal::Data {
+                file: file.into(),
+                line: 1,
+                column: None,
+                message: super::ambiguous_columns(&header.fields, i, j),
+            })?
             .ok_or_else(|| Fatal::Data {
                 file: file.into(),
                 line: 1,
@@ -59,69 +65,70 @@ pub fn parse_fx(file: &str, bytes: &[u8]) -> Result<(FxTable, Vec<Reject>, u64),
             })
     };
     let (cd, cf, ct, cr) = (col("date")?, col("from")?, col("to")?, col("rate")?);
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .delimiter(header.delimiter)
-        .from_reader(&bytes[header.byte_len..]);
     let mut table = FxTable::default();
     let mut rejects = Vec::new();
     let mut rows = 0;
     let body = &bytes[header.byte_len..];
-    let mut lines = super::LineTracker::new(header.next_line);
-    for rec in rdr.records() {
-        let rec = rec.map_err(|e| Fatal::Data {
-            file: file.into(),
-            line: 0,
-            column: None,
-            message: e.to_string(),
-        })?;
-        rows += 1;
-        let line = lines.line(body, rec.position().map(|p| p.byte()).unwrap_or(0));
-        let get = |i: usize| rec.get(i).unwrap_or("").trim();
-        let mut reject = |column: &str, value: &str, reason: &str| {
-            rejects.push(Reject {
-                file: file.into(),
-                line,
-                column: column.into(),
-                value: value.into(),
-                reason: reason.into(),
-            })
-        };
-        let Ok(date) = parse_date(get(cd)) else {
-            reject("date", get(cd), "not a date");
-            continue;
-        };
-        let (Some(from), Some(to)) = (Currency::parse(get(cf)), Currency::parse(get(ct))) else {
-            reject(
-                "from",
-                &format!("{}/{}", get(cf), get(ct)),
-                "not a pair of three-letter currency codes",
-            );
-            continue;
-        };
-        let rate = match parse_rate(get(cr)) {
-            Ok(r) if r > Decimal::ZERO => r.normalize(),
-            _ => {
-                reject("rate", get(cr), "not a positive decimal number");
-                continue;
+    let decimal_comma = header.delimiter == b';';
+    let mut fatal = None;
+    super::records::for_each_text_row(
+        body,
+        header.next_line,
+        header.delimiter,
+        &header.fields,
+        &mut |line, rec| {
+            rows += 1;
+            if fatal.is_some() {
+                return;
             }
-        };
-        let list = table.rates.entry((from, to)).or_default();
-        if let Some((_, r)) = list.iter().find(|(d, _)| *d == date) {
-            if *r != rate {
-                return Err(Fatal::Data {
+            let mut reject = |column: &str, value: &str, reason: &str| {
+                rejects.push(Reject {
                     file: file.into(),
                     line,
-                    column: Some("rate".into()),
-                    message: format!(
-                        "a different {from}->{to} rate for {date} was given earlier ({r})"
-                    ),
-                });
+                    column: column.into(),
+                    value: value.into(),
+                    reason: reason.into(),
+                })
+            };
+            let rec = match rec {
+                Ok(r) => r,
+                Err(p) => return reject(&p.column, &p.value, &p.reason),
+            };
+            let get = |i: usize| rec.get(i).unwrap_or("").trim();
+            let Ok(date) = parse_date(get(cd)) else {
+                return reject("date", get(cd), "not a date");
+            };
+            let (Some(from), Some(to)) = (Currency::parse(get(cf)), Currency::parse(get(ct)))
+            else {
+                return reject(
+                    "from",
+                    &format!("{}/{}", get(cf), get(ct)),
+                    "not a pair of ISO 4217 currency codes",
+                );
+            };
+            let rate = match parse_amount(get(cr), decimal_comma) {
+                Ok(r) if r > Decimal::ZERO => r.normalize(),
+                _ => return reject("rate", get(cr), "not a positive decimal number"),
+            };
+            let list = table.rates.entry((from, to)).or_default();
+            if let Some((_, r)) = list.iter().find(|(d, _)| *d == date) {
+                if *r != rate {
+                    fatal = Some(Fatal::Data {
+                        file: file.into(),
+                        line,
+                        column: Some("rate".into()),
+                        message: format!(
+                            "a different {from}->{to} rate for {date} was given earlier ({r})"
+                        ),
+                    });
+                }
+                return;
             }
-            continue;
-        }
-        list.push((date, rate));
+            list.push((date, rate));
+        },
+    );
+    if let Some(f) = fatal {
+        return Err(f);
     }
     for list in table.rates.values_mut() {
         list.sort();

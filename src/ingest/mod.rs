@@ -12,6 +12,7 @@ pub mod billing;
 pub mod designations;
 pub mod fx;
 pub mod parquet;
+pub mod records;
 pub mod split;
 pub mod usage;
 
@@ -35,23 +36,23 @@ pub struct InputFile {
     pub size: u64,
 }
 
-/// Expands files and directories (every `*.csv` inside, not recursive, sorted by
+/// Expands files and directories (every `*.csv` and `*.tsv` inside, not recursive, sorted by
 /// name) into a list of input files, in argument order. A file named twice is
 /// read once. An argument that is neither is a fatal error.
 pub fn discover(args: &[PathBuf], what: &str) -> Result<Vec<InputFile>, Fatal> {
-    discover_ext(args, what, &["csv"])
+    discover_ext(args, what, &["csv", "tsv"])
 }
 
 /// [`discover`] for `--billing`: directories also give their `*.parquet` files
 /// (read with the `parquet` feature; without it, they fail with a clear error).
 pub fn discover_billing(args: &[PathBuf]) -> Result<Vec<InputFile>, Fatal> {
-    discover_ext(args, "--billing", &["csv", "parquet"])
+    discover_ext(args, "--billing", &["csv", "tsv", "parquet"])
 }
 
 fn discover_ext(args: &[PathBuf], what: &str, exts: &[&str]) -> Result<Vec<InputFile>, Fatal> {
     let mut out: Vec<InputFile> = Vec::new();
     let push = |path: PathBuf, out: &mut Vec<InputFile>| -> Result<(), Fatal> {
-        let meta = std::fs::metadata(&path).map_err(|e| Fatal::io(&path, e))?;
+        let meta = regular_metadata(&path)?;
         let canon = std::fs::canonicalize(&path).map_err(|e| Fatal::io(&path, e))?;
         let dup = out.iter().any(|f| {
             std::fs::canonicalize(&f.path)
@@ -100,6 +101,264 @@ fn discover_ext(args: &[PathBuf], what: &str, exts: &[&str]) -> Result<Vec<Input
         return Err(Fatal::Input(format!("no {what} file given")));
     }
     Ok(out)
+}
+
+/// Limits on what is read whole into memory (a larger file is a fatal error
+/// naming the file and the limit; `/dev/zero` given as a file stops at once,
+/// being no regular file).
+pub mod limits {
+    /// Rules (TOML): real ones are a few KB.
+    pub const RULES: u64 = 1 << 20;
+    /// Designations: 37,500 rows are ~3 MB; 256 MiB is ~3 million rows.
+    pub const DESIGNATIONS: u64 = 256 << 20;
+    /// FX table: one row per day and pair; 64 MiB is a million rows.
+    pub const FX: u64 = 64 << 20;
+    /// `--usage-tenant-map`: one row per Graph file.
+    pub const TENANT_MAP: u64 = 16 << 20;
+    /// One usage file (read whole): 512 MiB.
+    pub const USAGE: u64 = 512 << 20;
+    /// One file of a PDF template (TOML, fonts).
+    pub const TEMPLATE_FILE: u64 = 64 << 20;
+}
+
+/// What kind of file system object `meta` is, for messages.
+fn kind_of(meta: &std::fs::Metadata) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        if t.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+    }
+    if meta.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// The metadata of `path`, which must be a regular file (checked before
+/// opening: opening a FIFO blocks until a writer comes, `/dev/zero` never ends).
+pub fn regular_metadata(path: &Path) -> Result<std::fs::Metadata, Fatal> {
+    let meta = std::fs::metadata(path).map_err(|e| Fatal::io(path, e))?;
+    if !meta.is_file() {
+        return Err(Fatal::Input(format!(
+            "{}: is {}, not a regular file: give a file (a pipe, device or directory \
+             cannot be read as an input)",
+            path.display(),
+            kind_of(&meta)
+        )));
+    }
+    Ok(meta)
+}
+
+/// Opens `path` for reading after checking that it is a regular file.
+pub fn open_regular(path: &Path) -> Result<File, Fatal> {
+    regular_metadata(path)?;
+    File::open(path).map_err(|e| Fatal::io(path, e))
+}
+
+/// Reads a whole regular file of at most `limit` bytes; `what` names it in
+/// the error (`rules`, `designations`, ...).
+pub fn read_limited(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>, Fatal> {
+    let too_big = |size: String| {
+        Fatal::Input(format!(
+            "{}: the {what} file is {size}, more than the limit of {} MiB for it",
+            path.display(),
+            limit >> 20
+        ))
+    };
+    let meta = regular_metadata(path)?;
+    if meta.len() > limit {
+        return Err(too_big(format!("{} bytes", meta.len())));
+    }
+    let f = File::open(path).map_err(|e| Fatal::io(path, e))?;
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    // The file may grow while read: never read past the limit.
+    f.take(limit + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| Fatal::io(path, e))?;
+    if buf.len() as u64 > limit {
+        return Err(too_big("growing".into()));
+    }
+    Ok(buf)
+}
+
+/// Checks that `head` (the first bytes of a text file) is UTF-8-compatible
+/// text with LF or CRLF line ends; the message says what is wrong otherwise.
+pub fn check_text_start(head: &[u8]) -> Result<(), String> {
+    let resave = "re-save it as UTF-8 (in Excel: \"CSV UTF-8 (Comma delimited)\")";
+    if head.starts_with(b"\xFF\xFE") || head.starts_with(b"\xFE\xFF") {
+        let endian = if head[0] == 0xFF { "little" } else { "big" };
+        return Err(format!(
+            "the file is UTF-16 ({endian}-endian, with a byte order mark), not UTF-8: {resave}"
+        ));
+    }
+    // UTF-16 without a BOM: ASCII text with a NUL byte beside every character.
+    let probe = &head[..head.len().min(512)];
+    if probe.len() >= 4 {
+        let even_nul = probe.iter().step_by(2).filter(|&&b| b == 0).count();
+        let odd_nul = probe.iter().skip(1).step_by(2).filter(|&&b| b == 0).count();
+        let half = probe.len() / 2;
+        if odd_nul * 10 >= half * 8 && even_nul * 10 < half {
+            return Err(format!(
+                "the file is UTF-16 (little-endian, no byte order mark), not UTF-8: {resave}"
+            ));
+        }
+        if even_nul * 10 >= half * 8 && odd_nul * 10 < half {
+            return Err(format!(
+                "the file is UTF-16 (big-endian, no byte order mark), not UTF-8: {resave}"
+            ));
+        }
+    }
+    if memchr::memchr(0, probe).is_some() {
+        return Err("the file holds NUL bytes: it is binary, or UTF-32, not UTF-8 CSV text".into());
+    }
+    // CR-only line ends (old Mac): the whole file would be one header line.
+    let first_line = match memchr::memchr(b'\n', head) {
+        Some(i) => &head[..i],
+        None => head,
+    };
+    if let Some(i) = memchr::memchr(b'\r', first_line) {
+        if i + 1 < first_line.len() {
+            return Err(
+                "lines end in a bare carriage return (CR, classic Mac OS), not LF or CRLF: \
+                 re-save the file with Windows (CRLF) or Unix (LF) line ends"
+                    .into(),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// [`parse_header`] with the checks of [`check_text_start`]; `file` names the
+/// file in errors.
+pub fn read_header(file: &str, buf: &[u8]) -> Result<Header, Fatal> {
+    let err = |message: String| Fatal::Data {
+        file: file.to_string(),
+        line: 1,
+        column: None,
+        message,
+    };
+    check_text_start(buf).map_err(err)?;
+    parse_header(buf).ok_or_else(|| err("file is empty: no header line".into()))
+}
+
+/// The column of the first of `aliases` (normalised names) that `norm` (the
+/// normalised header) holds. Two columns under one alias, or (when the aliases
+/// are `synonyms`, spellings of one field) two columns under two of them, are
+/// ambiguous: `Err((i, j))` gives both.
+pub fn find_column(
+    norm: &[String],
+    aliases: &[&str],
+    synonyms: bool,
+) -> Result<Option<usize>, (usize, usize)> {
+    if synonyms {
+        let mut hits = norm
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| aliases.contains(&h.as_str()))
+            .map(|(i, _)| i);
+        if let (Some(i), Some(j)) = (hits.next(), hits.next()) {
+            return Err((i, j));
+        }
+    }
+    for a in aliases {
+        let mut hits = norm
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h == a)
+            .map(|(i, _)| i);
+        if let Some(i) = hits.next() {
+            if let Some(j) = hits.next() {
+                return Err((i, j));
+            }
+            return Ok(Some(i));
+        }
+    }
+    Ok(None)
+}
+
+/// The message for two columns `i` and `j` of `fields` that name one field.
+pub fn ambiguous_columns(fields: &[String], i: usize, j: usize) -> String {
+    format!(
+        "ambiguous header: column {} '{}' and column {} '{}' name the same field; \
+         remove or rename one of them",
+        i + 1,
+        fields[i].trim_start_matches('\u{feff}').trim(),
+        j + 1,
+        fields[j].trim_start_matches('\u{feff}').trim()
+    )
+}
+
+/// Refuses the same content given twice as billing input (two names for one
+/// export would double every accrual): files of equal size are hashed, and
+/// equal digests are a fatal error naming both paths.
+pub fn check_duplicate_inputs(files: &[InputFile]) -> Result<(), Fatal> {
+    let mut by_size: std::collections::BTreeMap<u64, Vec<usize>> = Default::default();
+    for (i, f) in files.iter().enumerate() {
+        by_size.entry(f.size).or_default().push(i);
+    }
+    for idx in by_size.values().filter(|v| v.len() > 1) {
+        let mut seen: Vec<(String, usize)> = Vec::new();
+        for &i in idx {
+            let d = sha256_file(&files[i].path)?;
+            if let Some((_, j)) = seen.iter().find(|(h, _)| *h == d.sha256) {
+                return Err(Fatal::Input(format!(
+                    "{} and {} have the same content (SHA-256 {}): the same export given \
+                     twice would be counted twice; give it once, or pass \
+                     --allow-duplicate-inputs if this is intended",
+                    files[*j].display, files[i].display, d.sha256
+                )));
+            }
+            seen.push((d.sha256, i));
+        }
+    }
+    Ok(())
+}
+
+/// The one normalisation of customer and subscription IDs for matching:
+/// trimmed by the readers, then lower-cased (ASCII fast path; other text with
+/// Unicode's rules, so `MÜLLER-01` and `müller-01` are one ID). Writes into
+/// `out` (cleared first), so the hot path does not allocate.
+pub fn id_key_into(raw: &str, out: &mut String) {
+    out.clear();
+    if raw.is_ascii() {
+        out.push_str(raw);
+        out.make_ascii_lowercase();
+    } else {
+        for c in raw.chars() {
+            out.extend(c.to_lowercase());
+        }
+    }
+}
+
+/// Whether `key` (an ID normalised by [`id_key`]) names the raw ID `raw`,
+/// without allocating.
+pub fn id_matches(key: &str, raw: &str) -> bool {
+    if raw.is_ascii() {
+        key.eq_ignore_ascii_case(raw.trim())
+    } else {
+        key.chars()
+            .eq(raw.trim().chars().flat_map(char::to_lowercase))
+    }
+}
+
+/// [`id_key_into`] into a new string.
+pub fn id_key(raw: &str) -> String {
+    let mut s = String::with_capacity(raw.len());
+    id_key_into(raw, &mut s);
+    s
 }
 
 /// Guesses the delimiter from the header line: the most frequent of `,` `;` TAB
@@ -246,16 +505,11 @@ pub fn open_billing(file: &InputFile) -> Result<OpenedBilling, Fatal> {
     if parquet::is_parquet(&file.path) {
         return parquet::open(file);
     }
-    let mut f = File::open(&file.path).map_err(|e| Fatal::io(&file.path, e))?;
+    let mut f = open_regular(&file.path)?;
     let mut buf = Vec::new();
     // Headers are short; 64 KiB holds any real one.
     read_up_to(&mut f, &mut buf, 64 * 1024).map_err(|e| Fatal::io(&file.path, e))?;
-    let header = parse_header(&buf).ok_or_else(|| Fatal::Data {
-        file: file.display.clone(),
-        line: 1,
-        column: None,
-        message: "file is empty: no header line".into(),
-    })?;
+    let header = read_header(&file.display, &buf)?;
     let layout =
         BillingLayout::from_header(&header.fields, header.delimiter).map_err(|e| Fatal::Data {
             file: file.display.clone(),
@@ -273,6 +527,8 @@ pub struct Chunk {
     /// Line number (1-based) of the chunk's first byte in the file.
     pub first_line: u64,
     pub data: Vec<u8>,
+    /// Whole records, or lines of an implausible record (see [`records`]).
+    pub kind: records::ChunkKind,
 }
 
 /// What reading a whole file tells: its digest and size.
@@ -304,50 +560,51 @@ pub fn read_chunks(
         return parquet::read_chunks(file_idx, file, header, chunk_size, spare, emit);
     }
     let io_err = |e| Fatal::io(&file.path, e);
-    let mut f = File::open(&file.path).map_err(io_err)?;
+    let mut f = open_regular(&file.path)?;
     let mut hasher = Sha256::new();
     let mut total: u64 = 0;
     let mut head = Vec::new();
     total += read_hashing(&mut f, &mut head, header.byte_len, &mut hasher).map_err(io_err)? as u64;
     let mut line = header.next_line;
     let mut buf: Vec<u8> = spare();
-    let mut want = chunk_size;
+    let mut cutter = records::Cutter::new(records::MAX_RECORD_BYTES);
+    let done = |total| FileDigest {
+        sha256: String::new(),
+        bytes: total,
+    };
     loop {
+        let want = chunk_size.max(1);
         let got = read_hashing(&mut f, &mut buf, want, &mut hasher).map_err(io_err)?;
         total += got as u64;
         let eof = got < want;
-        if buf.is_empty() {
-            break;
-        }
-        let end = if eof {
-            Some(buf.len())
-        } else {
-            split::last_record_end(&buf, b'"')
-        };
-        match end {
-            None => {
-                // One record longer than the buffer: read more before cutting.
-                want = buf.len().max(chunk_size);
-                continue;
-            }
-            Some(end) => {
-                let mut next = spare();
-                next.extend_from_slice(&buf[end..]);
-                buf.truncate(end);
-                let lines = split::count_byte(&buf, b'\n') as u64;
-                let data = std::mem::replace(&mut buf, next);
-                let chunk = Chunk {
-                    file: file_idx,
-                    first_line: line,
-                    data,
-                };
-                line += lines;
-                want = chunk_size;
-                if !emit(chunk) {
-                    return Ok(FileDigest {
-                        sha256: String::new(),
-                        bytes: total,
-                    });
+        while !buf.is_empty() {
+            match cutter.step(&buf, eof) {
+                records::Step::More => break,
+                records::Step::Drop { end } => {
+                    buf.drain(..end);
+                }
+                records::Step::Emit { end, kind } => {
+                    let mut next = spare();
+                    next.extend_from_slice(&buf[end..]);
+                    buf.truncate(end);
+                    let lines = split::count_byte(&buf, b'\n') as u64;
+                    let mut data = std::mem::replace(&mut buf, next);
+                    if matches!(
+                        kind,
+                        records::ChunkKind::Oversized | records::ChunkKind::Blank
+                    ) {
+                        data.clear();
+                    }
+                    let chunk = Chunk {
+                        file: file_idx,
+                        first_line: line,
+                        data,
+                        kind,
+                    };
+                    line += lines;
+                    if !emit(chunk) {
+                        return Ok(done(total));
+                    }
                 }
             }
         }
@@ -363,7 +620,7 @@ pub fn read_chunks(
 
 /// SHA-256 of a whole file (for the rules and designations files).
 pub fn sha256_file(path: &Path) -> Result<FileDigest, Fatal> {
-    let mut f = File::open(path).map_err(|e| Fatal::io(path, e))?;
+    let mut f = open_regular(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     let mut total = 0u64;
@@ -381,9 +638,20 @@ pub fn sha256_file(path: &Path) -> Result<FileDigest, Fatal> {
     })
 }
 
-/// Reads a whole (small) text file.
+/// Reads a whole (small) text file, of at most [`limits::DESIGNATIONS`] bytes.
 pub fn read_text(path: &Path) -> Result<String, Fatal> {
-    let bytes = std::fs::read(path).map_err(|e| Fatal::io(path, e))?;
+    read_text_limited(path, limits::DESIGNATIONS, "input")
+}
+
+/// Reads a whole text file of at most `limit` bytes (see [`read_limited`]).
+pub fn read_text_limited(path: &Path, limit: u64, what: &str) -> Result<String, Fatal> {
+    let bytes = read_limited(path, limit, what)?;
+    check_text_start(&bytes).map_err(|message| Fatal::Data {
+        file: path.to_string_lossy().into_owned(),
+        line: 1,
+        column: None,
+        message,
+    })?;
     let bytes = bytes.strip_prefix(BOM).unwrap_or(&bytes);
     String::from_utf8(bytes.to_vec()).map_err(|e| Fatal::Data {
         file: path.to_string_lossy().into_owned(),

@@ -338,6 +338,7 @@ mod imp {
                         file: file_idx,
                         first_line,
                         data,
+                        kind: super::super::records::ChunkKind::Records,
                     };
                     first_line = line;
                     if !emit(chunk) {
@@ -350,6 +351,7 @@ mod imp {
                     file: file_idx,
                     first_line,
                     data: buf,
+                    kind: super::super::records::ChunkKind::Records,
                 };
                 if !emit(chunk) {
                     return Ok(digest);

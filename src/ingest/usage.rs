@@ -13,14 +13,15 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
+use crate::config::products::{workload_display, workload_key};
 use crate::dates::parse_date;
+use crate::dates::Month;
 use crate::error::Fatal;
 use crate::money::parse_amount;
-use crate::usage_rules::{workload_display, workload_key, Month};
 
 use super::billing::normalize_header;
 use super::designations::Reject;
-use super::{discover, parse_header, FileDigest, InputFile};
+use super::{discover, read_header, FileDigest, InputFile};
 
 /// The usage file formats porledger reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,6 +155,12 @@ struct Layout {
 
 fn layout(header: &[String], delimiter: u8) -> Result<Layout, String> {
     let norm: Vec<String> = header.iter().map(|h| normalize_header(h)).collect();
+    // Two columns under one name are ambiguous (which holds the data?).
+    for (j, n) in norm.iter().enumerate() {
+        if let Some(i) = norm[..j].iter().position(|m| m == n && !m.is_empty()) {
+            return Err(super::ambiguous_columns(header, i, j));
+        }
+    }
     let find = |names: &[&str]| names.iter().find_map(|n| norm.iter().position(|h| h == n));
     let mut l = Layout {
         format: UsageFormat::CporReport,
@@ -169,7 +176,13 @@ fn layout(header: &[String], delimiter: u8) -> Result<Layout, String> {
         for w in GRAPH_WORKLOADS {
             if let Some(i) = find(&[&format!("{w}active")]) {
                 let name = header[i].trim_start_matches('\u{feff}').trim();
-                let name = name[..name.len().saturating_sub(6)].trim();
+                // Drop the trailing "Active" (char-safe: the header may hold
+                // anything between the letters that normalise to `<w>active`).
+                let cut = name.len().saturating_sub(6);
+                let name = match name.get(cut..) {
+                    Some(tail) if tail.eq_ignore_ascii_case("active") => name[..cut].trim(),
+                    _ => name,
+                };
                 l.graph.push((workload_display(name), i));
             }
         }
@@ -260,15 +273,14 @@ pub fn is_guid(s: &str) -> bool {
 /// (or paths as given), compared case-sensitively after trimming.
 pub fn parse_tenant_map(path: &Path) -> Result<BTreeMap<String, String>, Fatal> {
     let display = path.to_string_lossy().into_owned();
-    let bytes = std::fs::read(path).map_err(|e| Fatal::io(path, e))?;
+    let bytes = super::read_limited(path, super::limits::TENANT_MAP, "usage tenant map")?;
     let data_err = |line: u64, column: Option<String>, message: String| Fatal::Data {
         file: display.clone(),
         line,
         column,
         message,
     };
-    let h = parse_header(&bytes)
-        .ok_or_else(|| data_err(1, None, "file is empty: no header line".into()))?;
+    let h = read_header(&display, &bytes)?;
     let norm: Vec<String> = h.fields.iter().map(|f| normalize_header(f)).collect();
     let fi = norm
         .iter()
@@ -283,36 +295,47 @@ pub fn parse_tenant_map(path: &Path) -> Result<BTreeMap<String, String>, Fatal> 
             "expected the header file,customer_id".into(),
         ));
     };
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .delimiter(h.delimiter)
-        .from_reader(&bytes[h.byte_len..]);
     let mut out = BTreeMap::new();
-    let mut lines = super::LineTracker::new(h.next_line);
-    for rec in rdr.records() {
-        let rec = rec.map_err(|e| data_err(1, None, format!("unreadable CSV: {e}")))?;
-        let line = lines.line(
-            &bytes[h.byte_len..],
-            rec.position().map(|p| p.byte()).unwrap_or(0),
-        );
-        let f = rec.get(fi).unwrap_or("").trim();
-        let c = rec.get(ci).unwrap_or("").trim();
-        if f.is_empty() && c.is_empty() {
-            continue;
-        }
-        if f.is_empty() || c.is_empty() {
-            return Err(data_err(
-                line,
-                None,
-                "both file and customer_id are needed".into(),
-            ));
-        }
-        if out.insert(f.to_string(), c.to_lowercase()).is_some() {
-            return Err(data_err(line, None, format!("'{f}' is listed twice")));
-        }
+    let mut fatal = None;
+    let body = &bytes[h.byte_len..];
+    super::records::for_each_text_row(
+        body,
+        h.next_line,
+        h.delimiter,
+        &h.fields,
+        &mut |line, rec| {
+            if fatal.is_some() {
+                return;
+            }
+            let rec = match rec {
+                Ok(r) => r,
+                Err(p) => {
+                    fatal = Some(data_err(line, Some(p.column), p.reason));
+                    return;
+                }
+            };
+            let f = rec.get(fi).unwrap_or("").trim();
+            let c = rec.get(ci).unwrap_or("").trim();
+            if f.is_empty() && c.is_empty() {
+                return;
+            }
+            if f.is_empty() || c.is_empty() {
+                fatal = Some(data_err(
+                    line,
+                    None,
+                    "both file and customer_id are needed".into(),
+                ));
+                return;
+            }
+            if out.insert(f.to_string(), super::id_key(c)).is_some() {
+                fatal = Some(data_err(line, None, format!("'{f}' is listed twice")));
+            }
+        },
+    );
+    match fatal {
+        Some(e) => Err(e),
+        None => Ok(out),
     }
-    Ok(out)
 }
 
 fn tenant_of(file: &InputFile, map: &BTreeMap<String, String>) -> Option<(String, &'static str)> {
@@ -329,7 +352,7 @@ fn tenant_of(file: &InputFile, map: &BTreeMap<String, String>) -> Option<(String
         .file_stem()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    is_guid(&stem).then(|| (stem.to_lowercase(), "file name"))
+    is_guid(&stem).then(|| (super::id_key(&stem), "file name"))
 }
 
 /// Loads every usage file. Unknown formats, and Graph files whose tenant cannot be
@@ -350,7 +373,7 @@ pub fn load_usage(paths: &[PathBuf], tenant_map: Option<&Path>) -> Result<UsageI
         None => BTreeMap::new(),
     };
     for f in discover(paths, "--usage")? {
-        let bytes = std::fs::read(&f.path).map_err(|e| Fatal::io(&f.path, e))?;
+        let bytes = super::read_limited(&f.path, super::limits::USAGE, "usage")?;
         let digest = FileDigest {
             sha256: super::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
             bytes: bytes.len() as u64,
@@ -359,6 +382,25 @@ pub fn load_usage(paths: &[PathBuf], tenant_map: Option<&Path>) -> Result<UsageI
         let file = parse_usage_file(idx, f, &bytes, digest, &map, &mut out)?;
         out.files.push(file);
     }
+    Ok(out)
+}
+
+/// Parses the bytes of one usage file named `name` (its tenant, for a Graph
+/// export, from a `<tenant-guid>.csv` name): an entry point for tests and
+/// fuzzing, without touching the file system.
+pub fn parse_usage_bytes(name: &str, bytes: &[u8]) -> Result<UsageInput, Fatal> {
+    let input = InputFile {
+        path: PathBuf::from(name),
+        display: name.to_string(),
+        size: bytes.len() as u64,
+    };
+    let digest = FileDigest {
+        sha256: String::new(),
+        bytes: bytes.len() as u64,
+    };
+    let mut out = UsageInput::default();
+    let file = parse_usage_file(0, input, bytes, digest, &BTreeMap::new(), &mut out)?;
+    out.files.push(file);
     Ok(out)
 }
 
@@ -377,8 +419,7 @@ fn parse_usage_file(
         column: None,
         message,
     };
-    let h =
-        parse_header(bytes).ok_or_else(|| data_err(1, "file is empty: no header line".into()))?;
+    let h = read_header(&input.display, bytes)?;
     let l = layout(&h.fields, h.delimiter).map_err(|m| data_err(1, m))?;
     let tenant = match l.format {
         UsageFormat::CporReport => None,
@@ -399,43 +440,30 @@ fn parse_usage_file(
         rejected: 0,
         tenant,
     };
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .delimiter(h.delimiter)
-        .from_reader(&bytes[h.byte_len..]);
-    let mut rec = csv::StringRecord::new();
     let body = &bytes[h.byte_len..];
-    let mut lines = super::LineTracker::new(h.next_line);
-    loop {
-        let r = rdr.read_record(&mut rec);
-        let line = lines.line(body, rec.position().map(|p| p.byte()).unwrap_or(0));
-        let (line, res) = match r {
-            Ok(false) => break,
-            Ok(true) => (line, parse_record(idx, &l, &rec, line, &file, out)),
-            Err(e) => (
-                e.position()
-                    .map(|p| lines.line(body, p.byte()))
-                    .unwrap_or(line),
-                Err((
-                    "(row)".to_string(),
-                    String::new(),
-                    format!("unreadable CSV record: {e}"),
-                )),
-            ),
-        };
-        file.rows += 1;
-        if let Err((column, value, reason)) = res {
-            file.rejected += 1;
-            out.rejects.push(Reject {
-                file: file.input.display.clone(),
-                line,
-                column,
-                value,
-                reason,
-            });
-        }
-    }
+    super::records::for_each_text_row(
+        body,
+        h.next_line,
+        h.delimiter,
+        &h.fields,
+        &mut |line, rec| {
+            let res = match rec {
+                Ok(rec) => parse_record(idx, &l, rec, line, &file, out),
+                Err(p) => Err((p.column, p.value, p.reason)),
+            };
+            file.rows += 1;
+            if let Err((column, value, reason)) = res {
+                file.rejected += 1;
+                out.rejects.push(Reject {
+                    file: file.input.display.clone(),
+                    line,
+                    column,
+                    value,
+                    reason,
+                });
+            }
+        },
+    );
     Ok(file)
 }
 
@@ -471,7 +499,7 @@ fn parse_record(
             let mau = l.count(m, col)?;
             let (p, col) = l.get(rec, Col::Pau);
             let pau = l.count(p, col)?;
-            let customer_id = tenant.to_lowercase();
+            let customer_id = super::id_key(tenant);
             let (name, _) = l.get(rec, Col::Name);
             if !name.is_empty() && !out.customer_names.contains_key(&customer_id) {
                 out.customer_names
@@ -646,6 +674,18 @@ mod tests {
         assert_eq!(lines, [2, 4]);
         let lines: Vec<u64> = u.rejects.iter().map(|r| r.line).collect();
         assert_eq!(lines, [3, 5]);
+    }
+
+    /// Found by fuzzing (usage): a Graph header whose `Teams Active` has
+    /// non-UTF-8 bytes inside normalised to `teamsactive`, and cutting off
+    /// "Active" by byte count split a character: a panic.
+    #[test]
+    fn fuzz_graph_header_with_bytes_inside_active_does_not_panic() {
+        let mut bytes =
+            b"Report Refresh Date,Teams Acti\xaa\xaa\xaa\xaave,Report Period\n".to_vec();
+        bytes.extend_from_slice(b"2026-10-31,25,30\n");
+        let u = parse_usage_bytes("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0.csv", &bytes).unwrap();
+        assert_eq!(u.obs.len(), 1);
     }
 
     #[test]

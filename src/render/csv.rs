@@ -8,6 +8,7 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
 use super::{excel_safe, sanitize_file_name};
+pub use crate::csv_text::{push_date, push_uint, RowBuf};
 use crate::error::Fatal;
 use crate::money::{format_exact, format_exact_dp, Currency};
 use crate::statements::{CurrencyTotal, CustomerStatement, PartnerStatement, StatementSet};
@@ -336,155 +337,6 @@ pub fn exact(d: Decimal, c: Currency) -> String {
     format_exact(d, c)
 }
 
-/// A fast writer for the hot, row-per-line outputs (ledger, not-eligible,
-/// rejects): writes straight into a byte buffer with the same quoting as the
-/// csv crate (a field is quoted when it holds `,`, `"`, CR or LF) and the same
-/// formula neutralisation as every other output, without allocating per field.
-#[derive(Default)]
-pub struct RowBuf {
-    pub buf: Vec<u8>,
-    fields: usize,
-}
-
-impl RowBuf {
-    pub fn with_buffer(buf: Vec<u8>) -> RowBuf {
-        RowBuf { buf, fields: 0 }
-    }
-
-    fn sep(&mut self) {
-        if self.fields > 0 {
-            self.buf.push(b',');
-        }
-        self.fields += 1;
-    }
-
-    /// A text field: neutralised and quoted as needed.
-    pub fn text(&mut self, s: &str) {
-        self.sep();
-        let s = excel_safe(s);
-        let b = s.as_bytes();
-        if b.iter().any(|&c| matches!(c, b',' | b'"' | b'\r' | b'\n')) {
-            self.buf.push(b'"');
-            for &c in b {
-                if c == b'"' {
-                    self.buf.push(b'"');
-                }
-                self.buf.push(c);
-            }
-            self.buf.push(b'"');
-        } else {
-            self.buf.extend_from_slice(b);
-        }
-    }
-
-    /// An unsigned integer.
-    pub fn num(&mut self, n: u64) {
-        self.sep();
-        push_uint(&mut self.buf, n);
-    }
-
-    /// An exact decimal, with at least `min_dp` decimals (see [`format_exact_dp`]).
-    pub fn decimal(&mut self, d: Decimal, min_dp: u32) {
-        use std::io::Write as _;
-        self.sep();
-        let mut n = d.normalize();
-        if n.scale() < min_dp {
-            n.rescale(min_dp);
-        }
-        if n.is_zero() {
-            n.set_sign_positive(true);
-        }
-        if !push_decimal_fast(&mut self.buf, n) {
-            let _ = write!(self.buf, "{n}");
-        }
-    }
-
-    /// A date as `YYYY-MM-DD`.
-    pub fn date(&mut self, d: NaiveDate) {
-        self.sep();
-        push_date(&mut self.buf, d);
-    }
-
-    /// An empty field.
-    pub fn empty(&mut self) {
-        self.sep();
-    }
-
-    /// Ends the record (CRLF, like every porledger CSV).
-    pub fn end(&mut self) {
-        self.buf.extend_from_slice(b"\r\n");
-        self.fields = 0;
-    }
-}
-
-/// Appends `n` in decimal digits (also used by `porledger sample`).
-#[inline]
-pub fn push_uint(buf: &mut Vec<u8>, mut n: u64) {
-    let mut tmp = [0u8; 20];
-    let mut i = tmp.len();
-    loop {
-        i -= 1;
-        tmp[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    buf.extend_from_slice(&tmp[i..]);
-}
-
-/// Appends `d` as `YYYY-MM-DD` (years 0 to 9999; also used by `porledger sample`).
-#[inline]
-pub fn push_date(buf: &mut Vec<u8>, d: NaiveDate) {
-    use chrono::Datelike;
-    let (y, m, dd) = (d.year() as u32, d.month(), d.day());
-    let digit = |x: u32| b'0' + (x % 10) as u8;
-    buf.extend_from_slice(&[
-        digit(y / 1000),
-        digit(y / 100),
-        digit(y / 10),
-        digit(y),
-        b'-',
-        digit(m / 10),
-        digit(m),
-        b'-',
-        digit(dd / 10),
-        digit(dd),
-    ]);
-}
-
-/// Writes `d` as `Display` would, for mantissas that fit in a `u64` (every
-/// ledger amount in practice); returns false, writing nothing, otherwise.
-/// `Decimal`'s own formatting was a tenth of the ledger writers' time.
-fn push_decimal_fast(buf: &mut Vec<u8>, d: Decimal) -> bool {
-    let m = d.mantissa();
-    let Ok(mut u) = u64::try_from(m.unsigned_abs()) else {
-        return false;
-    };
-    let scale = d.scale() as usize;
-    let mut tmp = [0u8; 48];
-    let mut i = tmp.len();
-    let mut digits = 0;
-    loop {
-        i -= 1;
-        tmp[i] = b'0' + (u % 10) as u8;
-        u /= 10;
-        digits += 1;
-        if digits == scale {
-            i -= 1;
-            tmp[i] = b'.';
-        }
-        if u == 0 && digits > scale {
-            break;
-        }
-    }
-    if m < 0 {
-        buf.push(b'-');
-    }
-    buf.extend_from_slice(&tmp[i..]);
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -508,38 +360,5 @@ mod tests {
                 prop_assert_eq!(String::from_utf8_lossy(&rb.buf), String::from_utf8_lossy(&expected));
             }
         }
-    }
-
-    proptest! {
-        /// The fast decimal path writes exactly what `Decimal`'s Display writes.
-        #[test]
-        fn fast_decimals_match_display(m in any::<i64>(), wide in any::<i128>(), scale in 0u32..=28) {
-            for mantissa in [m as i128, wide % 79_228_162_514_264_337_593_543_950_335] {
-                let d = Decimal::from_i128_with_scale(mantissa, scale);
-                let mut buf = Vec::new();
-                if !push_decimal_fast(&mut buf, d) {
-                    prop_assert!(mantissa.unsigned_abs() > u64::MAX as u128);
-                    continue;
-                }
-                prop_assert_eq!(String::from_utf8(buf).unwrap(), d.to_string());
-            }
-        }
-    }
-
-    #[test]
-    fn numbers_dates_decimals() {
-        let mut rb = RowBuf::default();
-        rb.num(0);
-        rb.num(18446744073709551615);
-        rb.date(NaiveDate::from_ymd_opt(2026, 3, 9).unwrap());
-        rb.decimal("1.5000".parse().unwrap(), 2);
-        rb.decimal("-0.000".parse().unwrap(), 2);
-        rb.decimal("0.0123400".parse().unwrap(), 1);
-        rb.empty();
-        rb.end();
-        assert_eq!(
-            String::from_utf8(rb.buf).unwrap(),
-            "0,18446744073709551615,2026-03-09,1.50,0.00,0.01234,\r\n"
-        );
     }
 }

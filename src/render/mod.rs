@@ -15,47 +15,9 @@ pub mod publish;
 pub mod sink;
 pub mod summary;
 
-use std::borrow::Cow;
-
 use sha2::{Digest, Sha256};
 
-/// Neutralises a text value that a spreadsheet would run as a formula: a leading
-/// `=`, `+`, `-`, `@`, TAB or CR gets a `'` in front, unless the value is a
-/// plain number (`-12.50` stays a number).
-pub fn excel_safe(s: &str) -> Cow<'_, str> {
-    if needs_escape(s) {
-        Cow::Owned(format!("'{s}"))
-    } else {
-        Cow::Borrowed(s)
-    }
-}
-
-fn needs_escape(s: &str) -> bool {
-    match s.as_bytes().first() {
-        Some(b'=' | b'@' | b'\t' | b'\r') => true,
-        Some(b'+' | b'-') => !is_number(s),
-        _ => false,
-    }
-}
-
-/// Undoes [`excel_safe`]: `'-P1` reads back as `-P1`. A value that
-/// `excel_safe` leaves alone is returned unchanged (so is a `'` that
-/// `excel_safe` would not have added, as in `'quoted'`). For reading back
-/// keys from porledger's own outputs; see [`crate::ledger`].
-pub fn excel_unescape(s: &str) -> &str {
-    match s.strip_prefix('\'') {
-        Some(rest) if needs_escape(rest) => rest,
-        _ => s,
-    }
-}
-
-fn is_number(s: &str) -> bool {
-    let t = s.strip_prefix(['+', '-']).unwrap_or(s);
-    !t.is_empty()
-        && t.bytes().filter(|&b| b == b'.').count() <= 1
-        && t.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-        && t.bytes().any(|b| b.is_ascii_digit())
-}
+pub use crate::csv_text::{excel_safe, excel_unescape};
 
 /// The escape byte of [`sanitize_file_name`]: `%` followed by two upper-case
 /// hex digits stands for one byte of the ID (as in URLs).

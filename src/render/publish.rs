@@ -59,7 +59,7 @@
 //! point); `no-exchange` takes the two-rename path. Steps: `staged`,
 //! `before-commit`, `exchanged`, `moved-old`, `renamed-new`, `removing-old`.
 //! Operations: `exchange`, `move-old`, `rename-new`, `restore-old`,
-//! `first-rename`, `remove-old`. `tests/publish_faults.rs` runs the binary once
+//! `first-rename`, `remove-old`. `tests/it/publish_faults.rs` runs the binary once
 //! per step and operation.
 
 use std::collections::HashMap;

@@ -3,13 +3,15 @@
 
 use std::collections::BTreeMap;
 
+use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::accrue::Reason;
+use crate::attain::PartnerUsage;
 use crate::dates::Period;
 use crate::error::Fatal;
-use crate::fold::FileCounts;
-use crate::pipeline::{Inputs, Streamed};
+use crate::fold::{CountsReport, FileCounts};
+use crate::pipeline::{Inputs, Streamed, UsageRun};
 use crate::render::pdf::PdfManifest;
 use crate::render::publish::{self, FileEntry, Staging};
 use crate::statements::{StatementSet, SummaryRow};
@@ -119,7 +121,7 @@ pub struct SummaryJson<'a> {
     pub rows: &'a RowAccounting,
     /// Usage rows, attainment and partner metrics (only with `--usage`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub usage: Option<crate::usage_accrue::UsageJson>,
+    pub usage: Option<UsageJson>,
 }
 
 #[derive(Serialize)]
@@ -224,4 +226,55 @@ pub fn write_manifest(
         pdf,
     };
     publish::write_json(files, &dir.join("manifest.json"), &manifest)
+}
+
+/// The usage part of `summary.json`.
+#[derive(serde::Serialize)]
+pub struct UsageJson {
+    pub files: Vec<CountsReport>,
+    pub total: CountsReport,
+    pub attainment_rows: usize,
+    pub partners: Vec<PartnerUsageJson>,
+}
+
+#[derive(serde::Serialize)]
+pub struct PartnerUsageJson {
+    pub partner_id: String,
+    pub partner_name: String,
+    pub tenant_workloads: usize,
+    pub workloads: Vec<crate::attain::WorkloadSeats>,
+    pub competencies: Vec<crate::attain::CompetencyResult>,
+    pub capability: Vec<crate::attain::MetricScore>,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub capability_points: Decimal,
+}
+
+pub fn usage_json(
+    run: &UsageRun,
+    partners: &[PartnerUsage],
+    inputs: &Inputs,
+    period: Period,
+) -> UsageJson {
+    UsageJson {
+        files: run.files.clone(),
+        total: run.total.clone(),
+        attainment_rows: inputs
+            .attainment
+            .rows
+            .values()
+            .filter(|a| period.contains(a.month.first_day()))
+            .count(),
+        partners: partners
+            .iter()
+            .map(|p| PartnerUsageJson {
+                partner_id: p.partner_id.clone(),
+                partner_name: p.partner_name.clone(),
+                tenant_workloads: p.lines.len(),
+                workloads: p.workloads.clone(),
+                competencies: p.competencies.clone(),
+                capability: p.capability.clone(),
+                capability_points: p.capability_points.normalize(),
+            })
+            .collect(),
+    }
 }

@@ -35,9 +35,9 @@ use self::template::{
 use self::usage::{LineWithDetails, UsagePrograms};
 use super::publish::Written;
 use super::sanitize_file_name;
+use crate::config::Association;
 use crate::error::Fatal;
 use crate::money::Currency;
-use crate::rules::Association;
 use crate::statements::{CustomerStatement, DetailLine, PartnerStatement, StatementSet};
 
 /// Everything needed to render documents, loaded once per run.

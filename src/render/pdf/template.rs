@@ -73,11 +73,14 @@ impl Source {
                     message: "the built-in template has no such file".into(),
                 }),
             Source::Dir(d) => {
+                // Bounded, regular files only: a template directory given by
+                // the user could hold a FIFO or /dev/zero under a font's name.
                 let p = d.join(rel);
-                std::fs::read(&p).map_err(|e| Fatal::Config {
-                    file: p.display().to_string(),
-                    message: format!("cannot read template file: {e}"),
-                })
+                crate::ingest::read_limited(&p, crate::ingest::limits::TEMPLATE_FILE, "template")
+                    .map_err(|e| Fatal::Config {
+                        file: p.display().to_string(),
+                        message: format!("cannot read template file: {e}"),
+                    })
             }
         }
     }

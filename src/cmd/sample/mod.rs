@@ -41,12 +41,14 @@
 //! porledger.
 
 mod billing;
+mod calendar;
 mod catalogue;
 mod charges;
 mod designations;
 mod rng;
 mod rowbuf;
 mod rules;
+mod style;
 mod world;
 
 use std::path::{Path, PathBuf};
@@ -194,6 +196,24 @@ pub fn generate(out: &Path, plan: Plan) -> Result<Written, Fatal> {
         last_month: LAST_MONTH.to_string(),
         plan: plan.clone(),
     })
+}
+
+/// `porledger sample`: writes the input set and says what it wrote.
+pub fn sample(args: &crate::cli::SampleArgs) -> Result<crate::cmd::Finish, Fatal> {
+    let plan = Plan::new(args.rows, args.seed, args.files)?;
+    let w = generate(&args.out, plan)?;
+    let line = crate::console::SampleWritten {
+        files: w.plan.files,
+        rows: w.plan.rows,
+        customers: w.plan.customers as u64,
+        slots: w.plan.slots as u64,
+        partners: w.plan.partners,
+        first_month: &w.first_month,
+        last_month: &w.last_month,
+        bytes: w.bytes,
+    };
+    crate::console::print_sample(&line, &args.out);
+    Ok(crate::cmd::Finish::Clean)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 
 use chrono::{Datelike, NaiveDate};
 
-use super::billing::{DateStyle, FileStyle};
+use super::style::{DateStyle, FileStyle};
 use crate::render::csv::{push_date, push_uint};
 
 /// Builds one CSV record at a time into a reusable buffer, without allocating

@@ -43,7 +43,7 @@ description = "1 % of billed revenue to the reseller on the billing line (Resell
 mod tests {
     #[test]
     fn rules_parse() {
-        let rules = crate::rules::parse_rules(super::RULES_TOML).unwrap();
+        let rules = crate::config::parse_rules(super::RULES_TOML).unwrap();
         assert_eq!(rules.programs.len(), 3);
     }
 }

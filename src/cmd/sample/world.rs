@@ -1,12 +1,12 @@
 //! The world: partners, customers and subscription slots, decided before the
 //! first row is written.
 
+use super::calendar::Calendar;
 use super::catalogue::{
     vat_per_mille, CITIES, CUSTOMER_FORMS, CUSTOMER_STEMS, EUR_COUNTRIES, EUR_COUNTRY_WEIGHTS,
     FIXED_CUSTOMERS, NAME_SECOND_LINES, PARTNER_FORMS, PARTNER_STEMS, PRODUCTS, PRODUCT_WEIGHTS,
     REGIONS,
 };
-use super::charges::Calendar;
 use super::rng::{
     alphanumeric, guid, Guid, SplitMix64, TAG_CUSTOMER, TAG_PARTNER, TAG_SLOT, TAG_WORLD,
 };

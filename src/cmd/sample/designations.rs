@@ -2,11 +2,11 @@
 
 use chrono::{Datelike, NaiveDate};
 
-use super::billing::{DateStyle, FileStyle, HeaderStyle};
+use super::calendar::on;
 use super::catalogue::WORKLOADS;
-use super::charges::on;
 use super::rng::{Guid, SplitMix64, TAG_DESIGNATION};
 use super::rowbuf::RowBuf;
+use super::style::{DateStyle, FileStyle, HeaderStyle};
 use super::world::{Customer, Partner, World};
 use super::LAST_MONTH;
 use crate::dates::Month;

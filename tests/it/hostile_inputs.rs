@@ -1,0 +1,618 @@
+//! Hostile and real-world inputs: each test is named after the defect class it
+//! guards (B1 quotes swallowing rows, B6 wrong accept/reject, B8 endless
+//! inputs, B10 duplicate inputs, A real exports). Fixtures are small files
+//! under tests/fixtures/hostile/, varied in temporary directories.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use porledger::ingest::designations::parse_designations;
+use porledger::money::Currency;
+
+use crate::common::repo as root;
+
+fn fixture(name: &str) -> PathBuf {
+    crate::common::fixture("hostile").join(name)
+}
+
+fn sample_rules() -> PathBuf {
+    root().join("sample-data/rules.toml")
+}
+
+/// The invoice fixture: header + 10 data lines (CRLF), as lines without ends.
+fn invoice_lines() -> Vec<String> {
+    std::fs::read_to_string(fixture("invoice-10.csv"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+struct Outcome {
+    code: Option<i32>,
+    stderr: String,
+    out: PathBuf,
+    elapsed: Duration,
+}
+
+impl Outcome {
+    fn summary(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.out.join("summary.json"))
+            .unwrap_or_else(|e| panic!("no summary.json ({e}); stderr: {}", self.stderr));
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// (rows, accrued, not eligible, rejected) of all billing files.
+    fn totals(&self) -> (u64, u64, u64, u64) {
+        let s = self.summary();
+        let t = &s["rows"]["total"];
+        let n = |k: &str| t[k].as_u64().unwrap();
+        (n("rows"), n("accrued"), n("not_eligible"), n("rejected"))
+    }
+}
+
+/// Runs `porledger run` with a 30 s timeout (a hang fails the test instead of
+/// blocking it), quietly, without PDFs.
+fn run(
+    dir: &Path,
+    billing: &[&Path],
+    designations: &Path,
+    rules: &Path,
+    extra: &[&str],
+) -> Outcome {
+    let out = dir.join("out");
+    let mut cmd = crate::common::command();
+    cmd.args([
+        "run",
+        "--period",
+        "2026-10",
+        "--quiet",
+        "--no-pdf",
+        "--billing",
+    ])
+    .args(billing)
+    .arg("--designations")
+    .arg(designations)
+    .arg("--rules")
+    .arg(rules)
+    .arg("--out")
+    .arg(&out)
+    .args(extra)
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    let start = Instant::now();
+    let mut child = cmd.spawn().unwrap();
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("porledger did not finish within 30 s (hang)");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    Outcome {
+        code,
+        stderr,
+        out,
+        elapsed: start.elapsed(),
+    }
+}
+
+fn write(dir: &Path, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+/// A change to one data line (0-based) of the invoice fixture.
+type Change<'a> = (usize, &'a dyn Fn(&str) -> String);
+
+/// The invoice fixture with data line `i` (0-based) changed by `f`.
+fn invoice_with(changes: &[Change<'_>]) -> String {
+    let mut lines = invoice_lines();
+    for (i, f) in changes {
+        lines[1 + i] = f(&lines[1 + i]);
+    }
+    lines.join("\r\n") + "\r\n"
+}
+
+fn run_invoice(text: &str) -> (tempfile::TempDir, Outcome) {
+    let dir = tempfile::tempdir().unwrap();
+    let b = write(dir.path(), "billing.csv", text);
+    let o = run(
+        dir.path(),
+        &[&b],
+        &fixture("designations.csv"),
+        &sample_rules(),
+        &[],
+    );
+    (dir, o)
+}
+
+fn rejects_csv(o: &Outcome) -> String {
+    std::fs::read_to_string(o.out.join("rejects.csv")).unwrap_or_default()
+}
+
+#[test]
+fn clean_fixture_accrues_every_line() {
+    let (_d, o) = run_invoice(&invoice_with(&[]));
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert_eq!(o.totals(), (10, 10, 0, 0));
+}
+
+#[test]
+fn b1_open_quote_on_line_2_of_10_accounts_for_every_line() {
+    let text = invoice_with(&[(0, &|l: &str| {
+        l.replace("Seed Example AG", "\"Seed Example AG")
+    })]);
+    let (_d, o) = run_invoice(&text);
+    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    let (rows, acc, ne, rej) = o.totals();
+    assert_eq!((rows, acc + ne + rej), (10, 10));
+    assert_eq!((acc, rej), (9, 1));
+    let r = rejects_csv(&o);
+    assert!(r.contains(",2,CustomerName,"), "{r}");
+    assert!(r.contains("never closed"), "{r}");
+}
+
+#[test]
+fn b1_open_quote_on_the_last_line_and_in_a_large_file() {
+    // An open quote on line 2 of a file of 3000 lines: still one row per line.
+    let lines = invoice_lines();
+    let mut text = lines[0].clone() + "\r\n";
+    text.push_str(&lines[1].replace("Seed Example AG", "\"Seed Example AG"));
+    text.push_str("\r\n");
+    for _ in 0..2999 {
+        text.push_str(&lines[2]);
+        text.push_str("\r\n");
+    }
+    let (_d, o) = run_invoice(&text);
+    assert_eq!(o.totals(), (3000, 2999, 0, 1));
+    let text = invoice_with(&[(9, &|l: &str| {
+        l.replace("Office 365 E4,419b", "\"Office 365 E4,419b")
+    })]);
+    let (_d, o) = run_invoice(&text);
+    assert_eq!(o.totals(), (10, 9, 0, 1));
+}
+
+#[test]
+fn b1_stray_quotes_inside_unquoted_fields() {
+    let pizza = |l: &str| l.replace("Seed Example AG", "Joe 12\" Pizza");
+    let text = invoice_with(&[(2, &pizza), (5, &pizza)]);
+    let (_d, o) = run_invoice(&text);
+    let (rows, acc, ne, rej) = o.totals();
+    assert_eq!(rows, 10, "{}", o.stderr);
+    assert_eq!(acc + ne + rej, 10);
+    // The lines between the two stray quotes are read as they are.
+    assert_eq!(acc, 8);
+    let r = rejects_csv(&o);
+    assert!(
+        r.contains(",4,CustomerName,") && r.contains(",7,CustomerName,"),
+        "{r}"
+    );
+}
+
+#[test]
+fn b1_plausible_multiline_names_stay_one_row() {
+    let text = invoice_with(&[(3, &|l: &str| {
+        l.replace("Seed Example AG", "\"Seed\r\nExample AG\"")
+    })]);
+    let (_d, o) = run_invoice(&text);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert_eq!(o.totals(), (10, 10, 0, 0));
+}
+
+#[test]
+fn b1_oversized_record_is_rejected_not_read() {
+    let huge = "x".repeat(2 << 20);
+    let text = invoice_with(&[(4, &|l: &str| {
+        l.replace("Seed Example AG", &format!("\"{huge}\""))
+    })]);
+    let (_d, o) = run_invoice(&text);
+    assert_eq!(o.totals(), (10, 9, 0, 1), "{}", o.stderr);
+    let r = rejects_csv(&o);
+    assert!(
+        r.contains(",6,(row),") && r.contains("limit"),
+        "{}",
+        &r[..r.len().min(400)]
+    );
+}
+
+#[test]
+fn b1_designations_with_an_open_quote_keep_their_lines() {
+    let text = "customer_id,partner_id,partner_name,association\n\
+                c1,1,\"Open Quote GmbH,DPOR\n\
+                c2,2,B,DPOR\n\
+                c3,3,C,PAL\n";
+    let d = parse_designations("d.csv", text.as_bytes()).unwrap();
+    assert_eq!(d.rows_read, 3);
+    assert_eq!(d.rows.len(), 2);
+    assert_eq!(
+        (d.rejects[0].line, d.rejects[0].column.as_str()),
+        (2, "partner_name")
+    );
+}
+
+#[test]
+fn b6_unknown_currencies_are_rejected_and_minor_units_are_iso() {
+    for bad in ["EUT", "ABC", "XXX"] {
+        assert!(Currency::parse(bad).is_none(), "{bad}");
+        let text = invoice_with(&[(1, &|l: &str| l.replace(",EUR,", &format!(",{bad},")))]);
+        let (_d, o) = run_invoice(&text);
+        assert_eq!(o.code, Some(1), "{bad}: {}", o.stderr);
+        assert_eq!(o.totals().3, 1, "{bad}");
+        assert!(rejects_csv(&o).contains("ISO 4217"));
+    }
+    assert_eq!(Currency::parse("JPY").unwrap().minor_units(), 0);
+    assert_eq!(Currency::parse("KWD").unwrap().minor_units(), 3);
+}
+
+#[test]
+fn b6_duplicate_subtotal_column_is_fatal_naming_both() {
+    let mut lines = invoice_lines();
+    lines[0] = lines[0].replace("TaxTotal", "Subtotal");
+    let (_d, o) = run_invoice(&(lines.join("\r\n") + "\r\n"));
+    assert_eq!(o.code, Some(2));
+    assert!(o.stderr.contains("ambiguous"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("column 19 'Subtotal'") && o.stderr.contains("column 20 'Subtotal'"),
+        "{}",
+        o.stderr
+    );
+    // Two spellings of one field.
+    let mut lines = invoice_lines();
+    lines[0] = lines[0].replace("CustomerCountry", "Tier2MpnId");
+    let (_d, o) = run_invoice(&(lines.join("\r\n") + "\r\n"));
+    assert_eq!(o.code, Some(2));
+    assert!(
+        o.stderr.contains("'Tier2MpnId'") && o.stderr.contains("'ResellerMpnId'"),
+        "{}",
+        o.stderr
+    );
+}
+
+#[test]
+fn b6_cr_only_line_ends_are_fatal() {
+    let (_d, o) = run_invoice(&invoice_lines().join("\r"));
+    assert_eq!(o.code, Some(2));
+    assert!(o.stderr.contains("carriage return"), "{}", o.stderr);
+}
+
+#[test]
+fn b6_utf16_is_fatal_naming_the_encoding() {
+    let text = invoice_with(&[]);
+    let le: Vec<u8> = text.encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+    let be: Vec<u8> = text.encode_utf16().flat_map(|u| u.to_be_bytes()).collect();
+    for (bytes, what) in [
+        ([&[0xFF, 0xFE][..], &le].concat(), "UTF-16 (little-endian"),
+        (le.clone(), "UTF-16 (little-endian"),
+        ([&[0xFE, 0xFF][..], &be].concat(), "UTF-16 (big-endian"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let b = write(dir.path(), "b.csv", &bytes);
+        let o = run(
+            dir.path(),
+            &[&b],
+            &fixture("designations.csv"),
+            &sample_rules(),
+            &[],
+        );
+        assert_eq!(o.code, Some(2));
+        assert!(
+            o.stderr.contains(what) && o.stderr.contains("UTF-8"),
+            "{}",
+            o.stderr
+        );
+        // The designations file too.
+        let d = write(dir.path(), "d.csv", &bytes);
+        let b = write(dir.path(), "b2.csv", invoice_with(&[]));
+        let o = run(dir.path(), &[&b], &d, &sample_rules(), &[]);
+        assert_eq!(o.code, Some(2));
+        assert!(o.stderr.contains("UTF-16"), "{}", o.stderr);
+    }
+}
+
+#[test]
+fn b6_semicolon_designations_accept_decimal_comma_shares() {
+    let text = "customer_id;partner_id;partner_name;association;workload;subscription_id;share;valid_from;valid_to\n\
+                c1;1;\"A; B\";PAL;;;0,5;01.01.2025;\n\
+                c1;2;C;PAL;;;0,25;2025-01-01;\n";
+    let d = parse_designations("d.csv", text.as_bytes()).unwrap();
+    // 01.01.2025 is no accepted date; the shares are read.
+    assert_eq!(d.rejects.len(), 1, "{:?}", d.rejects);
+    assert_eq!(d.rejects[0].column, "valid_from");
+    assert_eq!(d.rows[0].share.unwrap().to_string(), "0.25");
+    let d = parse_designations("d.csv", text.replace("01.01.2025", "").as_bytes()).unwrap();
+    assert!(d.rejects.is_empty(), "{:?}", d.rejects);
+    assert_eq!(d.rows[0].share.unwrap().to_string(), "0.5");
+}
+
+#[test]
+fn b6_non_ascii_customer_id_matches_between_files() {
+    let text = invoice_with(&[(0, &|l: &str| {
+        l.replace(
+            "d1a5e3c2-7b4f-4c1e-9a8d-2f6b0c3e5a71",
+            "MÜLLER-ÖSTERREICH-01",
+        )
+    })]);
+    let (_d, o) = run_invoice(&text);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert_eq!(o.totals(), (10, 10, 0, 0));
+}
+
+#[test]
+fn b8_endless_inputs_stop_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = fixture("invoice-10.csv");
+    let d = fixture("designations.csv");
+    let r = sample_rules();
+    let zero = Path::new("/dev/zero");
+    for (what, o) in [
+        ("rules", run(dir.path(), &[&b], &d, zero, &[])),
+        ("designations", run(dir.path(), &[&b], zero, &r, &[])),
+        ("billing", run(dir.path(), &[zero], &d, &r, &[])),
+        (
+            "fx",
+            run(
+                dir.path(),
+                &[&b],
+                &d,
+                &r,
+                &["--fx", "/dev/zero", "--reporting-currency", "EUR"],
+            ),
+        ),
+    ] {
+        assert_eq!(o.code, Some(2), "{what}: {}", o.stderr);
+        assert!(
+            o.stderr.contains("/dev/zero") && o.stderr.contains("not a regular file"),
+            "{what}: {}",
+            o.stderr
+        );
+        assert!(
+            o.elapsed < Duration::from_secs(10),
+            "{what}: {:?}",
+            o.elapsed
+        );
+    }
+    // A rules file over its limit.
+    let big = write(dir.path(), "big.toml", vec![b'#'; 2 << 20]);
+    let o = run(dir.path(), &[&b], &d, &big, &[]);
+    assert_eq!(o.code, Some(2));
+    assert!(
+        o.stderr.contains("big.toml") && o.stderr.contains("limit of 1 MiB"),
+        "{}",
+        o.stderr
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn b10_fifo_and_directory_inputs_are_refused_not_waited_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.csv");
+    let ok = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(ok.success());
+    let b = fixture("invoice-10.csv");
+    let d = fixture("designations.csv");
+    let r = sample_rules();
+    for o in [
+        run(dir.path(), &[&fifo], &d, &r, &[]),
+        run(dir.path(), &[&b], &fifo, &r, &[]),
+        run(dir.path(), &[&b], &d, &fifo, &[]),
+        run(dir.path(), &[&b], dir.path(), &r, &[]),
+    ] {
+        assert_eq!(o.code, Some(2), "{}", o.stderr);
+        assert!(o.stderr.contains("not a regular file"), "{}", o.stderr);
+        assert!(o.elapsed < Duration::from_secs(10));
+    }
+}
+
+#[test]
+fn b10_the_same_file_twice_is_an_error_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = invoice_with(&[]);
+    let a = write(dir.path(), "october.csv", &text);
+    let b = write(dir.path(), "october-copy.csv", &text);
+    let d = fixture("designations.csv");
+    let o = run(dir.path(), &[&a, &b], &d, &sample_rules(), &[]);
+    assert_eq!(o.code, Some(2));
+    assert!(
+        o.stderr.contains("october.csv") && o.stderr.contains("october-copy.csv"),
+        "{}",
+        o.stderr
+    );
+    let o = run(
+        dir.path(),
+        &[&a, &b],
+        &d,
+        &sample_rules(),
+        &["--allow-duplicate-inputs"],
+    );
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert_eq!(o.totals().0, 20);
+}
+
+#[test]
+fn a_tsv_exports_are_discovered_and_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let bdir = dir.path().join("billing");
+    std::fs::create_dir(&bdir).unwrap();
+    // Tab-separated, camelCase headers as the APIs write them.
+    let lines = invoice_lines();
+    let mut text = String::new();
+    for (i, l) in lines.iter().enumerate() {
+        let mut fields: Vec<String> = l.split(',').map(str::to_string).collect();
+        if i == 0 {
+            for f in &mut fields {
+                let mut c = f.chars();
+                let first = c.next().unwrap().to_ascii_lowercase();
+                *f = first.to_string() + c.as_str();
+            }
+        }
+        text.push_str(&fields.join("\t"));
+        text.push_str("\r\n");
+    }
+    write(&bdir, "invoice.tsv", text);
+    let o = run(
+        dir.path(),
+        &[&bdir],
+        &fixture("designations.csv"),
+        &sample_rules(),
+        &[],
+    );
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert_eq!(o.totals(), (10, 10, 0, 0));
+}
+
+const FOCUS_HEADER: &str =
+    "BilledCost,BillingCurrency,ChargeCategory,ChargePeriodStart,ChargePeriodEnd,\
+SubAccountId,x_CustomerId,PublisherName,x_ResellerId,ServiceName";
+
+#[test]
+fn a_focus_tax_rows_are_not_eligible_and_a_clean_file_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{FOCUS_HEADER}\n\
+         100.00,EUR,Purchase,2026-10-01T00:00:00Z,2026-11-01T00:00:00Z,/subscriptions/s1,d1a5e3c2-7b4f-4c1e-9a8d-2f6b0c3e5a71,Microsoft,NULL,Microsoft 365\n\
+         19.00,EUR,Tax,2026-10-01T00:00:00Z,2026-11-01T00:00:00Z,NULL,NULL,Microsoft,NULL,NULL\n"
+    );
+    let b = write(dir.path(), "focus.csv", text);
+    let o = run(
+        dir.path(),
+        &[&b],
+        &fixture("designations.csv"),
+        &sample_rules(),
+        &[],
+    );
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert_eq!(o.totals(), (2, 1, 1, 0));
+    let s = o.summary();
+    assert_eq!(
+        s["rows"]["total"]["not_eligible_by_reason"]["not-revenue"],
+        1
+    );
+}
+
+#[test]
+fn a_publisher_microsoft_accrues_and_third_parties_do_not() {
+    let ms = |l: &str| l.replace(",Microsoft Corporation,,", ",Microsoft,,");
+    let third = |l: &str| {
+        l.replace(
+            ",Microsoft Corporation,,",
+            ",Contoso Marketplace Ltd,12345,",
+        )
+    };
+    let corp = |l: &str| l.replace(",Microsoft Corporation,,", ",Microsoft Corp.,,");
+    let text = invoice_with(&[(0, &ms), (1, &third), (2, &corp)]);
+    let (_d, o) = run_invoice(&text);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert_eq!(o.totals(), (10, 9, 1, 0));
+    let ne = std::fs::read_to_string(o.out.join("not-eligible.csv")).unwrap();
+    assert!(
+        ne.contains("excluded-product") && ne.contains("Contoso Marketplace Ltd"),
+        "{ne}"
+    );
+}
+
+#[test]
+fn a_graph_basic_attribute_set_is_read() {
+    // Daily rated usage through Graph's `basic` set: no UsageDate, no MpnId,
+    // Quantity or PublisherId; the columns porledger needs are there.
+    let dir = tempfile::tempdir().unwrap();
+    let text = "CustomerId,CustomerName,SubscriptionId,EntitlementId,ChargeStartDate,ChargeEndDate,\
+ChargeType,BillingPreTaxTotal,BillingCurrency,PublisherName,ProductName\n\
+d1a5e3c2-7b4f-4c1e-9a8d-2f6b0c3e5a71,Seed Example AG,plan-1,419b86a5-5768-43d2-9596-37879d202fdb,10/1/2026,10/31/2026,new,7.10833E-05,EUR,Microsoft,Azure plan\n";
+    let b = write(dir.path(), "graph-basic.csv", text);
+    let o = run(
+        dir.path(),
+        &[&b],
+        &fixture("designations.csv"),
+        &sample_rules(),
+        &[],
+    );
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert_eq!(o.totals(), (1, 1, 0, 0));
+}
+
+#[test]
+fn a_designation_on_the_azure_subscription_matches_entitlement_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = write(
+        dir.path(),
+        "d.csv",
+        "customer_id,partner_id,partner_name,association,workload,subscription_id,share,valid_from,valid_to\n\
+         c-azure,500275,Contoso,DPOR,,azure-sub-1,,2025-01-01,\n",
+    );
+    let text = "CustomerId,SubscriptionId,EntitlementId,UsageDate,ChargeStartDate,BillingPreTaxTotal,BillingCurrency,PublisherName\n\
+                c-azure,plan-1,AZURE-SUB-1,10/3/2026,10/1/2026,12.50,EUR,Microsoft\n\
+                c-azure,plan-1,other-sub,10/3/2026,10/1/2026,7.50,EUR,Microsoft\n";
+    let b = write(dir.path(), "daily.csv", text);
+    let o = run(dir.path(), &[&b], &d, &sample_rules(), &[]);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert_eq!(o.totals(), (2, 1, 1, 0));
+}
+
+/// B8: a template directory whose fonts are `/dev/zero` (or any endless or
+/// special file) is refused at once, not read until memory runs out.
+#[cfg(unix)]
+#[test]
+fn b8_endless_template_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let tpl = dir.path().join("tpl");
+    std::fs::create_dir_all(tpl.join("locales")).unwrap();
+    std::fs::create_dir_all(tpl.join("fonts")).unwrap();
+    let src = crate::common::repo().join("templates");
+    std::fs::copy(src.join("template.toml"), tpl.join("template.toml")).unwrap();
+    for l in ["en.toml", "de.toml"] {
+        std::fs::copy(src.join("locales").join(l), tpl.join("locales").join(l)).unwrap();
+    }
+    for f in ["DejaVuSans.ttf", "DejaVuSans-Bold.ttf"] {
+        std::os::unix::fs::symlink("/dev/zero", tpl.join("fonts").join(f)).unwrap();
+    }
+    let start = Instant::now();
+    let mut child = crate::common::command()
+        .args(["render", "--out"])
+        .arg(dir.path().join("out"))
+        .arg("--template")
+        .arg(&tpl)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("porledger read /dev/zero as a template for 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("DejaVuSans") && stderr.contains("not a regular file"),
+        "{stderr}"
+    );
+}
