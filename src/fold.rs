@@ -397,12 +397,18 @@ impl Sums {
 /// every addition is an exact integer addition after aligning both terms to
 /// the larger scale, so any order, split or merge of the same terms gives the
 /// same sum (the scale is pinned to the largest seen, as before: `58.00 +
-/// 0.000000` is `58.000000` in any order). An addition whose result does not
-/// fit 128 bits marks the sum as overflowed; overflow is sticky, and
+/// 0.000000` is `58.000000` in any order). When the terms' absolute values,
+/// aligned, add up to more than `i128::MAX` (38 digits), the sum is marked
+/// overflowed, whatever the order; overflow is sticky, and
 /// [`ExactSum::to_decimal`] reports it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ExactSum {
     mantissa: i128,
+    /// The sum of the terms' absolute values at `scale`: overflow is decided
+    /// on it (above `i128::MAX`), so it does not depend on the order of the
+    /// terms either (a partial sum of signed terms could overflow in one
+    /// order and not in another).
+    magnitude: u128,
     scale: u32,
     overflow: bool,
 }
@@ -410,7 +416,7 @@ pub struct ExactSum {
 /// Why an [`ExactSum`] cannot be shown as a `Decimal`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SumError {
-    /// A partial sum needed more than 128 bits.
+    /// The terms' absolute values, aligned, add up to more than `i128::MAX`.
     Overflow,
     /// The sum's integer part has more than 28 digits (above `Decimal::MAX`).
     TooLarge,
@@ -419,7 +425,9 @@ pub enum SumError {
 impl std::fmt::Display for SumError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            SumError::Overflow => "a partial sum needs more than 38 significant digits",
+            SumError::Overflow => {
+                "the terms, at the finest scale among them, need more than 38 digits"
+            }
             SumError::TooLarge => "the sum is larger than the largest decimal (about 7.9e28)",
         })
     }
@@ -429,6 +437,7 @@ impl ExactSum {
     pub fn of(d: Decimal) -> ExactSum {
         ExactSum {
             mantissa: d.mantissa(),
+            magnitude: d.mantissa().unsigned_abs(),
             scale: d.scale(),
             overflow: false,
         }
@@ -442,22 +451,32 @@ impl ExactSum {
             if self.overflow || o.overflow {
                 return None;
             }
-            let a = self
-                .mantissa
-                .checked_mul(10i128.checked_pow(scale - self.scale)?)?;
-            let b = o
-                .mantissa
-                .checked_mul(10i128.checked_pow(scale - o.scale)?)?;
-            a.checked_add(b)
+            let (fa, fb) = (
+                10u128.checked_pow(scale - self.scale)?,
+                10u128.checked_pow(scale - o.scale)?,
+            );
+            let magnitude = self
+                .magnitude
+                .checked_mul(fa)?
+                .checked_add(o.magnitude.checked_mul(fb)?)?;
+            if magnitude > i128::MAX as u128 {
+                return None;
+            }
+            // |each aligned term| <= magnitude <= i128::MAX: no overflow below.
+            let a = self.mantissa * fa as i128;
+            let b = o.mantissa * fb as i128;
+            Some((a + b, magnitude))
         })();
         match sum {
-            Some(mantissa) => ExactSum {
+            Some((mantissa, magnitude)) => ExactSum {
                 mantissa,
+                magnitude,
                 scale,
                 overflow: false,
             },
             None => ExactSum {
                 mantissa: 0,
+                magnitude: 0,
                 scale,
                 overflow: true,
             },
@@ -875,6 +894,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn program_indexes_above_65535_keep_their_groups_apart() {
+        let eur = Currency::parse("EUR").unwrap();
+        let mut f = Fold::new(1);
+        for program in [3usize, 65_539, 69_999] {
+            f.add(
+                &Accrual {
+                    program,
+                    ..acc("p1", "1")
+                },
+                "c",
+                "s",
+                eur,
+            );
+        }
+        let mut programs: Vec<u32> = f.details.iter().map(|(k, _)| k.program).collect();
+        programs.sort();
+        assert_eq!(programs, [3, 65_539, 69_999]);
     }
 
     #[test]

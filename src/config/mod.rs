@@ -610,6 +610,29 @@ publishers = ["Microsoft Corporation"]
         }
     }
 
+    #[test]
+    fn seventy_thousand_programs_keep_their_order_and_empty_names_are_refused() {
+        let mut text = String::new();
+        for i in 0..70_000 {
+            text.push_str(&format!(
+                "[[program]]\nid = \"p{i}\"\nassociations = [\"PAL\"]\nrate = \"0.01\"\n"
+            ));
+        }
+        let r = parse_rules(&text).unwrap();
+        assert_eq!(r.programs[69_999].id, "p69999");
+        let base = "[[program]]\nid = \"p\"\nassociations = [\"PAL\"]\nrate = \"0.01\"\n";
+        for (field, value) in [
+            ("exclude_qualifiers", "[\"\"]"),
+            ("publishers", "[\" \"]"),
+            ("exclude_qualifiers", "[\"Trial,AddOn\"]"),
+        ] {
+            let e = parse_rules(&format!("{base}{field} = {value}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("program[0].{field}[0]")), "{e}");
+        }
+    }
+
     const USAGE_RULES: &str = r#"
 [[program]]
 id = "cpor-usage"
