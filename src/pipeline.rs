@@ -291,15 +291,9 @@ pub fn process_chunk_into(
     details: &SharedDetails,
     bufs: OutBufs,
 ) -> ChunkOutput {
-    let file = &inputs.files[chunk.file];
     let layout = &inputs.opened[chunk.file].layout;
     let n_fields = layout.header.len();
-    let mut counts = crate::fold::FileCounts::default();
-    let mut ledger = RowBuf::with_buffer(bufs.ledger);
-    let mut not_eligible = RowBuf::with_buffer(bufs.not_eligible);
-    let mut rejects = RowBuf::with_buffer(bufs.rejects);
-    let mut reject_samples = Vec::new();
-    let mut n_rejects = 0u64;
+    let mut rows = ChunkRows::new(&inputs.files[chunk.file], bufs);
     let ctx = crate::accrue::Context {
         rules: &inputs.rules,
         index: &inputs.index,
@@ -307,33 +301,10 @@ pub fn process_chunk_into(
         attainment: Some(&inputs.attainment),
     };
     let mut rec = simd_csv::ByteRecord::new();
-    let mut ckey = String::new();
-    let mut skey = String::new();
+    let mut keys = (String::new(), String::new());
     let mut acc_store: Vec<Accrual<'static>> = Vec::new();
     let mut scratch_store: Scratch<'static> =
         Scratch::with_notes(std::mem::take(&mut fold.tier_notes));
-    let mut reject = |line: u64, column: &str, value: &str, reason: &str, w: &mut RowBuf| {
-        n_rejects += 1;
-        if reject_samples.len() < SAMPLES {
-            reject_samples.push(Reject {
-                file: file.display.clone(),
-                line,
-                column: column.to_string(),
-                value: value.to_string(),
-                reason: reason.to_string(),
-            });
-        }
-        write_reject_row(
-            w,
-            &RejectRow {
-                source_file: &file.display,
-                source_line: line,
-                column,
-                value,
-                reason,
-            },
-        );
-    };
     // Records are split by simd-csv (SIMD searches for the delimiter, quote and
     // newline: 2-3x the csv crate's speed on Partner Center exports), in place;
     // a record that spans lines implausibly is read line by line (see
@@ -345,116 +316,62 @@ pub fn process_chunk_into(
     };
     let mut handle = |row: ingest::records::Row<'_>| {
         let line_no = row.line;
+        rows.counts.rows += 1;
+        // Parse.
         let rec = match row.record {
             Ok(rec) => rec,
-            Err(p) => {
-                counts.rows += 1;
-                counts.rejected += 1;
-                reject(line_no, &p.column, &p.value, &p.reason, &mut rejects);
-                return;
-            }
+            Err(p) => return rows.reject(line_no, &p.column, &p.value, &p.reason),
         };
-        counts.rows += 1;
         if rec.len() != n_fields {
-            counts.rejected += 1;
             let reason = format!("has {} fields, the header has {n_fields}", rec.len());
-            reject(line_no, "(row)", "", &reason, &mut rejects);
-            return;
+            return rows.reject(line_no, "(row)", "", &reason);
         }
         let line = match layout.parse(rec) {
             Ok(l) => l,
-            Err(e) => {
-                counts.rejected += 1;
-                reject(line_no, &e.column, &e.value, &e.reason, &mut rejects);
-                return;
-            }
+            Err(e) => return rows.reject(line_no, &e.column, &e.value, &e.reason),
         };
-        ingest::id_key_into(line.customer_id, &mut ckey);
-        ingest::id_key_into(line.subscription_id, &mut skey);
-        if let Some(p) = settings.period {
-            if line.charge_start >= p.end {
-                counts.dated_after_period += 1;
-            }
+        let (ckey, skey) = (&mut keys.0, &mut keys.1);
+        ingest::id_key_into(line.customer_id, ckey);
+        ingest::id_key_into(line.subscription_id, skey);
+        if settings.period.is_some_and(|p| line.charge_start >= p.end) {
+            rows.counts.dated_after_period += 1;
         }
+        // Accrue.
         let mut accruals: Vec<Accrual<'_>> = recycle(std::mem::take(&mut acc_store));
         let mut scratch: Scratch<'_> = std::mem::take(&mut scratch_store).recycle();
-        let (slot, designations) = inputs.index.customer_slot(&ckey);
+        let (slot, designations) = inputs.index.customer_slot(ckey);
         let outcome = crate::accrue::accrue_line_with(
             &ctx,
             designations,
             &line,
-            &ckey,
+            ckey,
             &mut scratch,
             &mut accruals,
         );
-        let dp = line.currency.minor_units();
+        // Write rows.
+        let at = crate::fold::input_order(chunk.file, line_no);
+        let row = LineRow {
+            line: &line,
+            line_no,
+            ckey,
+            skey,
+        };
         match outcome {
             Outcome::Accrued => {
-                counts.accrued += 1;
-                fold.note_customer_slot(
-                    slot,
-                    &ckey,
-                    line.customer_name,
-                    crate::fold::input_order(chunk.file, line_no),
-                );
-                for a in &accruals {
-                    details.add(a, &ckey, &skey, line.currency);
-                    write_ledger_row(
-                        &mut ledger,
-                        &LedgerRow {
-                            partner_id: a.partner_id,
-                            customer_id: &ckey,
-                            program_id: &inputs.rules.programs[a.program].id,
-                            association: a.association.as_str(),
-                            subscription_id: &skey,
-                            charge_date: line.charge_start,
-                            source_file: &file.display,
-                            source_line: line_no,
-                            basis_amount: a.basis,
-                            basis_min_dp: dp,
-                            rate: a.rate,
-                            share: a.share,
-                            accrual_amount: a.amount,
-                            currency: line.currency,
-                            designation_line: a.designation.map(|d| d.line),
-                            credited_days: a.days.map(|(c, _)| c as u64),
-                            charge_days: a.days.map(|(_, t)| t as u64),
-                        },
-                    );
-                }
+                rows.counts.accrued += 1;
+                fold.note_customer_slot(slot, ckey, line.customer_name, at);
+                rows.accrued(inputs, &row, &accruals, details);
             }
             Outcome::NotEligible { reason, detail } => {
-                counts.note_not_eligible(reason);
-                fold.note_customer_slot(
-                    slot,
-                    &ckey,
-                    line.customer_name,
-                    crate::fold::input_order(chunk.file, line_no),
-                );
-                write_not_eligible_row(
-                    &mut not_eligible,
-                    &NotEligibleRow {
-                        source_file: &file.display,
-                        source_line: line_no,
-                        customer_id: &ckey,
-                        subscription_id: &skey,
-                        charge_date: line.charge_start,
-                        basis_amount: line.subtotal,
-                        basis_min_dp: dp,
-                        currency: Some(line.currency),
-                        reason: reason.as_str(),
-                        detail: &detail,
-                    },
-                );
+                rows.counts.note_not_eligible(reason);
+                fold.note_customer_slot(slot, ckey, line.customer_name, at);
+                rows.not_eligible(&row, reason, &detail);
             }
             Outcome::Rejected {
                 column,
                 value,
                 reason,
-            } => {
-                counts.rejected += 1;
-                reject(line_no, &column, &value, &reason, &mut rejects);
-            }
+            } => rows.reject(line_no, &column, &value, &reason),
         }
         acc_store = recycle(accruals);
         scratch_store = scratch.recycle();
@@ -468,17 +385,138 @@ pub fn process_chunk_into(
         &mut handle,
     );
     fold.tier_notes = std::mem::take(&mut scratch_store.tier_notes);
-    let mut counted = Fold::new(inputs.files.len());
-    counted.files[chunk.file] = counts;
-    ChunkOutput {
-        seq,
-        bytes: chunk.data.len() as u64,
-        fold: counted,
-        ledger: ledger.buf,
-        not_eligible: not_eligible.buf,
-        rejects: rejects.buf,
-        reject_samples,
-        n_rejects,
+    rows.output(inputs, seq, chunk)
+}
+
+/// One parsed billing line and its keys (lower case), for its output rows.
+struct LineRow<'l, 'a> {
+    line: &'l crate::ingest::BillingLine<'a>,
+    line_no: u64,
+    ckey: &'l str,
+    skey: &'l str,
+}
+
+/// A chunk's counts and output rows, written as its lines are read.
+struct ChunkRows<'i> {
+    file: &'i InputFile,
+    counts: FileCounts,
+    ledger: RowBuf,
+    not_eligible: RowBuf,
+    rejects: RowBuf,
+    /// The first few rejects of the chunk, for the console.
+    reject_samples: Vec<Reject>,
+    n_rejects: u64,
+}
+
+impl<'i> ChunkRows<'i> {
+    fn new(file: &'i InputFile, bufs: OutBufs) -> ChunkRows<'i> {
+        ChunkRows {
+            file,
+            counts: FileCounts::default(),
+            ledger: RowBuf::with_buffer(bufs.ledger),
+            not_eligible: RowBuf::with_buffer(bufs.not_eligible),
+            rejects: RowBuf::with_buffer(bufs.rejects),
+            reject_samples: Vec::new(),
+            n_rejects: 0,
+        }
+    }
+
+    /// Counts a rejected row and writes its reject row.
+    fn reject(&mut self, line: u64, column: &str, value: &str, reason: &str) {
+        self.counts.rejected += 1;
+        self.n_rejects += 1;
+        if self.reject_samples.len() < SAMPLES {
+            self.reject_samples.push(Reject {
+                file: self.file.display.clone(),
+                line,
+                column: column.to_string(),
+                value: value.to_string(),
+                reason: reason.to_string(),
+            });
+        }
+        write_reject_row(
+            &mut self.rejects,
+            &RejectRow {
+                source_file: &self.file.display,
+                source_line: line,
+                column,
+                value,
+                reason,
+            },
+        );
+    }
+
+    /// Adds an accrued line's accruals to the shared groups and writes their
+    /// ledger rows.
+    fn accrued(
+        &mut self,
+        inputs: &Inputs,
+        r: &LineRow<'_, '_>,
+        accruals: &[Accrual<'_>],
+        details: &SharedDetails,
+    ) {
+        let line = r.line;
+        for a in accruals {
+            details.add(a, r.ckey, r.skey, line.currency);
+            write_ledger_row(
+                &mut self.ledger,
+                &LedgerRow {
+                    partner_id: a.partner_id,
+                    customer_id: r.ckey,
+                    program_id: &inputs.rules.programs[a.program].id,
+                    association: a.association.as_str(),
+                    subscription_id: r.skey,
+                    charge_date: line.charge_start,
+                    source_file: &self.file.display,
+                    source_line: r.line_no,
+                    basis_amount: a.basis,
+                    basis_min_dp: line.currency.minor_units(),
+                    rate: a.rate,
+                    share: a.share,
+                    accrual_amount: a.amount,
+                    currency: line.currency,
+                    designation_line: a.designation.map(|d| d.line),
+                    credited_days: a.days.map(|(c, _)| c as u64),
+                    charge_days: a.days.map(|(_, t)| t as u64),
+                },
+            );
+        }
+    }
+
+    /// Writes a not-eligible line's row.
+    fn not_eligible(&mut self, r: &LineRow<'_, '_>, reason: Reason, detail: &str) {
+        let line = r.line;
+        write_not_eligible_row(
+            &mut self.not_eligible,
+            &NotEligibleRow {
+                source_file: &self.file.display,
+                source_line: r.line_no,
+                customer_id: r.ckey,
+                subscription_id: r.skey,
+                charge_date: line.charge_start,
+                basis_amount: line.subtotal,
+                basis_min_dp: line.currency.minor_units(),
+                currency: Some(line.currency),
+                reason: reason.as_str(),
+                detail,
+            },
+        );
+    }
+
+    /// The chunk's output: its rows, and a fold holding only its counts.
+    fn output(self, inputs: &Inputs, seq: u64, chunk: &Chunk) -> ChunkOutput {
+        let mut counted = Fold::new(inputs.files.len());
+        counted.files[chunk.file] = self.counts;
+        ChunkOutput {
+            seq,
+            bytes: chunk.data.len() as u64,
+            fold: counted,
+            ledger: self.ledger.buf,
+            not_eligible: self.not_eligible.buf,
+            rejects: self.rejects.buf,
+            reject_samples: self.reject_samples,
+            n_rejects: self.n_rejects,
+        }
     }
 }
 
@@ -706,7 +744,6 @@ type ChunkResult = Result<ChunkOutput, Fatal>;
 
 /// The channels and flags the reader, the workers and the collector share.
 struct Lanes {
-    chunk_tx: crossbeam_channel::Sender<Job>,
     chunk_rx: crossbeam_channel::Receiver<Job>,
     permit_tx: crossbeam_channel::Sender<()>,
     permit_rx: crossbeam_channel::Receiver<()>,
@@ -721,15 +758,8 @@ struct Lanes {
 }
 
 impl Lanes {
-    /// The lanes, and the two ends of the results channel (kept out of the
-    /// lanes: the collector's loop ends when every worker dropped its sender).
-    fn new(
-        threads: usize,
-    ) -> (
-        Lanes,
-        crossbeam_channel::Sender<ChunkResult>,
-        crossbeam_channel::Receiver<ChunkResult>,
-    ) {
+    /// The lanes, and the ends each held by one stage only (see [`Ends`]).
+    fn new(threads: usize) -> (Lanes, Ends) {
         let in_flight = 2 * threads + 2;
         let (chunk_tx, chunk_rx) = bounded(in_flight);
         let (res_tx, res_rx) = bounded(in_flight);
@@ -740,7 +770,6 @@ impl Lanes {
             let _ = permit_tx.send(());
         }
         let lanes = Lanes {
-            chunk_tx,
             chunk_rx,
             permit_tx,
             permit_rx,
@@ -750,7 +779,12 @@ impl Lanes {
             spare_out_rx,
             cancel: AtomicBool::new(false),
         };
-        (lanes, res_tx, res_rx)
+        let ends = Ends {
+            chunk_tx,
+            res_tx,
+            res_rx,
+        };
+        (lanes, ends)
     }
 
     /// Stops the run: the reader stops at its next chunk (a permit is freed
@@ -763,6 +797,15 @@ impl Lanes {
     fn stopped(&self) -> bool {
         self.cancel.load(Ordering::Relaxed)
     }
+}
+
+/// The channel ends a stage closes by ending: the reader's chunk sender (the
+/// workers stop when it is dropped), the workers' result senders (the
+/// collector's loop ends when all are dropped) and the collector's receiver.
+struct Ends {
+    chunk_tx: crossbeam_channel::Sender<Job>,
+    res_tx: crossbeam_channel::Sender<ChunkResult>,
+    res_rx: crossbeam_channel::Receiver<ChunkResult>,
 }
 
 /// The test hook `PORLEDGER_FAULT_AT` (see [`crate::render::publish`]):
@@ -972,12 +1015,14 @@ pub fn stream(
     prior_rejects: u64,
 ) -> Result<Streamed, Fatal> {
     let threads = settings.threads.max(1);
-    let (mut lanes, res_tx, res_rx) = Lanes::new(threads);
+    let (lanes, ends) = Lanes::new(threads);
+    let Ends {
+        chunk_tx,
+        res_tx,
+        res_rx,
+    } = ends;
     let details = SharedDetails::default();
     let fault = worker_panic_fault();
-    // The chunks' sender is the reader's alone: the workers stop when it ends.
-    let (chunk_tx, _) = bounded(0);
-    let chunk_tx = std::mem::replace(&mut lanes.chunk_tx, chunk_tx);
     let lanes = &lanes;
 
     let mut streamed = std::thread::scope(|s| {
