@@ -417,6 +417,45 @@ pub struct Context<'a, 'f> {
     pub attainment: Option<&'f crate::attain::AttainmentTable>,
 }
 
+/// What one credit earns on one segment of a billing line under program `p`
+/// (index `pi`): `Ok(Some(accrual))`; `Ok(None)` when the segment is past the
+/// program's window for the credit's designation (noted in `window_miss`);
+/// `Err(what)` naming the amount that cannot be computed exactly.
+fn credit_accrual<'a>(
+    p: &Program,
+    pi: usize,
+    seg: Segment,
+    rate: Decimal,
+    total_days: u32,
+    c: Credit<'a>,
+    window_miss: &mut Option<u64>,
+) -> Result<Option<Accrual<'a>>, String> {
+    if let (Some(w), Some(from)) = (p.window_months, c.designation.and_then(|d| d.valid_from)) {
+        if seg.from >= add_months(from, w) {
+            *window_miss = c.designation.map(|d| d.line);
+            return Ok(None);
+        }
+    }
+    let basis = match p.basis() {
+        Basis::BilledRevenue => seg.basis,
+        Basis::Usage => return Ok(None),
+    };
+    let Some(amount) = accrual_amount(basis, rate, c.share) else {
+        return Err(format!("the accrual {basis} x {rate} x {}", c.share));
+    };
+    Ok(Some(Accrual {
+        program: pi,
+        partner_id: c.partner_id,
+        association: c.association,
+        basis,
+        rate,
+        share: c.share,
+        amount,
+        designation: c.designation,
+        days: (total_days > 0).then_some((seg.days, total_days)),
+    }))
+}
+
 /// [`accrue_line`] with a [`Context`] (which may carry the attainment table)
 /// and the customer's designations already looked up
 /// (`index.customer(customer_key)`).
@@ -485,36 +524,14 @@ pub fn accrue_line_with<'a>(
                     return rejected(e, designations_file);
                 }
                 for c in scratch.credits.drain(..) {
-                    if let (Some(w), Some(from)) =
-                        (p.window_months, c.designation.and_then(|d| d.valid_from))
-                    {
-                        if seg.from >= add_months(from, w) {
-                            window_miss = c.designation.map(|d| d.line);
-                            continue;
+                    match credit_accrual(p, pi, seg, rate, total_days, c, &mut window_miss) {
+                        Ok(Some(a)) => out.push(a),
+                        Ok(None) => {}
+                        Err(what) => {
+                            out.truncate(start);
+                            return amount_rejected(line, &what);
                         }
                     }
-                    let basis = match p.basis() {
-                        Basis::BilledRevenue => seg.basis,
-                        Basis::Usage => continue,
-                    };
-                    let Some(amount) = accrual_amount(basis, rate, c.share) else {
-                        out.truncate(start);
-                        return amount_rejected(
-                            line,
-                            &format!("the accrual {basis} x {rate} x {}", c.share),
-                        );
-                    };
-                    out.push(Accrual {
-                        program: pi,
-                        partner_id: c.partner_id,
-                        association: c.association,
-                        basis,
-                        rate,
-                        share: c.share,
-                        amount,
-                        designation: c.designation,
-                        days: (total_days > 0).then_some((seg.days, total_days)),
-                    });
                 }
             }
             if p.dedupe_by_priority {

@@ -369,6 +369,36 @@ pub fn build(
     })
 }
 
+/// A customer's statement before its lines: the customer and the partner's
+/// designations for it.
+fn new_customer(
+    index: &DesignationIndex,
+    partner_id: &str,
+    cust: &str,
+    name: &str,
+) -> CustomerStatement {
+    CustomerStatement {
+        customer_id: cust.to_string(),
+        customer_name: name.to_string(),
+        designations: index
+            .of_customer(cust)
+            .filter(|d| d.partner_id == partner_id)
+            .map(|d| DesignationInfo {
+                association: d.association,
+                subscription_id: d.subscription_id.clone(),
+                workload: d.workload.clone(),
+                share: d.share,
+                valid_from: d.valid_from,
+                valid_to: d.valid_to,
+                source_line: d.line,
+            })
+            .collect(),
+        lines: Vec::new(),
+        details: Vec::new(),
+        totals: Vec::new(),
+    }
+}
+
 fn partner_statement(
     details: &[(DetailKey, Sums)],
     rules: &Rules,
@@ -433,26 +463,7 @@ fn partner_statement(
         };
         let cs = customers
             .entry(cust.to_string())
-            .or_insert_with(|| CustomerStatement {
-                customer_id: cust.to_string(),
-                customer_name: line.customer_name.to_string(),
-                designations: index
-                    .of_customer(cust)
-                    .filter(|d| d.partner_id == partner_id)
-                    .map(|d| DesignationInfo {
-                        association: d.association,
-                        subscription_id: d.subscription_id.clone(),
-                        workload: d.workload.clone(),
-                        share: d.share,
-                        valid_from: d.valid_from,
-                        valid_to: d.valid_to,
-                        source_line: d.line,
-                    })
-                    .collect(),
-                lines: Vec::new(),
-                details: Vec::new(),
-                totals: Vec::new(),
-            });
+            .or_insert_with(|| new_customer(index, &partner_id, cust, &line.customer_name));
         cs.details.reserve_exact(ds.len());
         for (k, s) in &ds {
             cs.details.push(DetailLine {
