@@ -547,6 +547,7 @@ pub fn accrue_usage(inputs: &Inputs, period: Period) -> UsageRun {
         attainment: Some(&inputs.attainment),
     };
     let mut acc: Vec<Accrual<'_>> = Vec::new();
+    let (mut n_rejects, mut reject_samples) = (0u64, Vec::new());
     while i < obs.len() {
         // One record = the observations of one (file, line).
         let mut j = i;
@@ -559,13 +560,15 @@ pub fn accrue_usage(inputs: &Inputs, period: Period) -> UsageRun {
         let mut worst: Option<(Reason, Vec<String>)> = None;
         let mut failed: Option<(String, String, String)> = None;
         let mut details = Vec::new();
+        // A record's accruals are kept until all its workloads are through:
+        // a record rejected for one workload leaves no ledger row for another.
+        let mut paid: Vec<(usize, Vec<Accrual<'_>>)> = Vec::new();
         for (k, o) in obs.iter().enumerate().take(j).skip(i) {
             acc.clear();
             match accrue_observation(&ctx, usage, k, o, period, &mut acc) {
                 Outcome::Accrued => {
                     accrued = true;
-                    let display = &file.input.display;
-                    usage_rows(inputs, o, display, &acc, &mut fold, &mut ledger);
+                    paid.push((k, acc.clone()));
                 }
                 Outcome::NotEligible {
                     reason: r,
@@ -591,6 +594,16 @@ pub fn accrue_usage(inputs: &Inputs, period: Period) -> UsageRun {
         if let Some((column, value, reason)) = failed {
             // The whole record, even when another workload of it accrued.
             counts.rejected += 1;
+            n_rejects += 1;
+            if reject_samples.len() < SAMPLES {
+                reject_samples.push(Reject {
+                    file: file.input.display.clone(),
+                    line: first.line,
+                    column: column.clone(),
+                    value: value.clone(),
+                    reason: reason.clone(),
+                });
+            }
             write_reject_row(
                 &mut rejects,
                 &RejectRow {
@@ -603,6 +616,16 @@ pub fn accrue_usage(inputs: &Inputs, period: Period) -> UsageRun {
             );
         } else if accrued {
             counts.accrued += 1;
+            for (k, a) in &paid {
+                usage_rows(
+                    inputs,
+                    &obs[*k],
+                    &file.input.display,
+                    a,
+                    &mut fold,
+                    &mut ledger,
+                );
+            }
         } else if let Some((r, workloads)) = worst {
             counts.note_not_eligible(r);
             let mau: Decimal = obs[i..j].iter().map(|o| o.mau).sum();
@@ -636,8 +659,8 @@ pub fn accrue_usage(inputs: &Inputs, period: Period) -> UsageRun {
             ledger: ledger.buf,
             not_eligible: not_eligible.buf,
             rejects: rejects.buf,
-            reject_samples: Vec::new(),
-            n_rejects: 0,
+            reject_samples,
+            n_rejects,
         },
         files: reports(inputs, &files),
         total: total.report("(all usage files)".into(), String::new(), &Reason::USAGE),
@@ -1076,6 +1099,18 @@ pub fn stream(
         Some(p) => {
             let mut usage = accrue_usage(inputs, p);
             sink.chunk(&usage.output)?;
+            streamed.rejects += usage.output.n_rejects;
+            for r in &usage.output.reject_samples {
+                if streamed.reject_samples.len() < SAMPLES {
+                    streamed.reject_samples.push(r.clone());
+                }
+            }
+            if let Some(max) = settings.max_rejects {
+                let total = prior_rejects + streamed.rejects;
+                if total > max {
+                    return Err(Fatal::TooManyRejects { count: total, max });
+                }
+            }
             streamed.fold.merge(std::mem::take(&mut usage.output.fold));
             usage
         }

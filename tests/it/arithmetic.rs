@@ -343,3 +343,43 @@ fn b9_fx_rate_too_large_exits_2_naming_the_fx_file() {
     );
     assert!(!d.path().join("out").exists());
 }
+
+/// B2 for usage records: a usage accrual too large for a decimal rejects its
+/// record, the reject counts (exit 1, `--max-rejects`), and the record leaves
+/// no ledger row.
+#[test]
+fn b2_usage_accrual_overflow_rejects_the_record_and_counts() {
+    let t1 = "11111111-1111-1111-1111-111111111111";
+    let t2 = "22222222-2222-2222-2222-222222222222";
+    let rules = "[[program]]\nid = \"usage\"\nassociations = [\"CPOR\"]\nbasis = \"usage\"\n\
+                 [[program.workload]]\nname = \"Exchange\"\nunit_rates = [\"0.50\", \"2.00\"]\n";
+    let designations = format!(
+        "customer_id,partner_id,partner_name,association,workload,subscription_id,share,valid_from,valid_to\n\
+         {t1},P1,Alpha,CPOR,Exchange,,,2026-01-01,\n\
+         {t2},P1,Alpha,CPOR,Exchange,,,2026-01-01,\n"
+    );
+    let d = setup(
+        &(HEADER.to_string() + &line("c9", "s9", "10.00", "")),
+        rules,
+        &designations,
+    );
+    // 5e28 units x 2.00 is above the largest decimal; t2's 50 units pay 100.
+    let big = "50000000000000000000000000000";
+    write(
+        d.path().join("usage.csv"),
+        format!(
+            "CustomerTenantId,CustomerName,WorkloadName,MonthlyActiveUsers,PaidAvailableUnits,ClaimId,MpnId,DateAssociated,PartnerAttributionType,Date\n\
+             {t1},Big,Exchange,{big},{big},c1,P1,2026-01-01,CPOR,2026-10-01\n\
+             {t2},Small,Exchange,50,100,c2,P1,2026-01-01,CPOR,2026-10-01\n"
+        ),
+    );
+    let o = run_in(d.path(), &["--usage", "usage.csv"]);
+    assert_code(&o, 1);
+    let rejects = read(d.path().join("out/rejects.csv"));
+    assert!(rejects.contains("usage.csv,2,"), "{rejects}");
+    let ledger = read(d.path().join("out/ledger.csv"));
+    assert!(!ledger.contains(t1), "{ledger}");
+    assert!(ledger.contains(t2), "{ledger}");
+    let o = run_in(d.path(), &["--usage", "usage.csv", "--max-rejects", "0"]);
+    assert_code(&o, 2);
+}
