@@ -105,7 +105,7 @@ fn focus_sample_rows_without_x_customer_id_are_rejected_with_file_line_column() 
 /// - line 2: C1, 3100.00 EUR, 2026-10-01 to 2026-11-01 exclusive = 31 days;
 ///   P-A holds DPOR from 2026-10-11: 21 of 31 days = 2100.00, 4 % = 84.00;
 /// - line 3: C2, hourly usage ending 23:00 the same day = 1 day, 10.00 -> 0.40;
-/// - line 4: ChargeCategory Tax: rejected, not revenue;
+/// - line 4: ChargeCategory Tax: not eligible (not-revenue);
 /// - line 5: x_CustomerId NULL: rejected;
 /// - line 6: C2 credit -1000.00 (1 day): P-B -40.00, reseller R-7 1 % -10.00.
 pub const HANDMADE_SUMMARY: &str = "\
