@@ -140,6 +140,17 @@ impl Reason {
     }
 }
 
+/// The billing columns (a bit per `MatchedId as usize`) through which the
+/// subscription designations behind `accruals` named `line`: 0 when every
+/// accrual came from a customer-wide designation or the bill itself.
+pub fn matched_columns(line: &BillingLine<'_>, accruals: &[Accrual<'_>]) -> u8 {
+    accruals
+        .iter()
+        .filter_map(|a| a.designation?.subscription_id.as_deref())
+        .filter_map(|s| crate::attribute::matched_id(s, line))
+        .fold(0, |bits, m| bits | 1 << m as u8)
+}
+
 /// What happened to one line.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {

@@ -283,19 +283,65 @@ pub fn split_shares<T>(
     Ok(blanks)
 }
 
-/// Whether a designation's subscription (normalised) names the line's: its
-/// `SubscriptionId`, or the Azure subscription of a daily-usage line
-/// (`EntitlementId`; `SubscriptionId` is the Azure plan there), or the ID a
-/// legacy license line shows in the console (`SyndicationPartnerSubscriptionNumber`).
-fn subscription_matches(designated: &str, line: &BillingLine<'_>) -> bool {
+/// The billing column through which a subscription designation named a line.
+///
+/// Real exports put the ID a partner sees in different columns: the
+/// subscription itself (`SubscriptionId`), the Azure subscription of an Azure
+/// plan line (`EntitlementId`; `SubscriptionId` is the plan there), or the
+/// console ID of a legacy license line (`SyndicationPartnerSubscriptionNumber`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MatchedId {
+    SubscriptionId,
+    EntitlementId,
+    SyndicationPartnerSubscriptionNumber,
+}
+
+impl MatchedId {
+    /// Every column, in the order they are tried.
+    pub const ALL: [MatchedId; 3] = [
+        MatchedId::SubscriptionId,
+        MatchedId::EntitlementId,
+        MatchedId::SyndicationPartnerSubscriptionNumber,
+    ];
+
+    /// The billing column's name, as in the export's header.
+    pub fn column(self) -> &'static str {
+        match self {
+            MatchedId::SubscriptionId => "SubscriptionId",
+            MatchedId::EntitlementId => "EntitlementId",
+            MatchedId::SyndicationPartnerSubscriptionNumber => {
+                "SyndicationPartnerSubscriptionNumber"
+            }
+        }
+    }
+}
+
+/// Which of the line's IDs a designation's subscription (normalised) names:
+/// its `SubscriptionId`, else the Azure subscription of a daily-usage line
+/// (`EntitlementId`), else the ID a legacy license line shows in the console
+/// (`SyndicationPartnerSubscriptionNumber`); `None` when it names none.
+pub fn matched_id(designated: &str, line: &BillingLine<'_>) -> Option<MatchedId> {
     use crate::ingest::id_matches;
-    id_matches(designated, line.subscription_id)
-        || line
-            .entitlement_id
-            .is_some_and(|e| id_matches(designated, e))
-        || line
-            .syndication_id
-            .is_some_and(|e| id_matches(designated, e))
+    if id_matches(designated, line.subscription_id) {
+        Some(MatchedId::SubscriptionId)
+    } else if line
+        .entitlement_id
+        .is_some_and(|e| id_matches(designated, e))
+    {
+        Some(MatchedId::EntitlementId)
+    } else if line
+        .syndication_id
+        .is_some_and(|e| id_matches(designated, e))
+    {
+        Some(MatchedId::SyndicationPartnerSubscriptionNumber)
+    } else {
+        None
+    }
+}
+
+/// Whether a designation's subscription names the line (see [`matched_id`]).
+fn subscription_matches(designated: &str, line: &BillingLine<'_>) -> bool {
+    matched_id(designated, line).is_some()
 }
 
 /// Applies subscription precedence and the conflict policy to `out[start..]`

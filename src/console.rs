@@ -343,6 +343,18 @@ fn billing_lines(r: &Report, lines: &mut Vec<String>) {
     if !reasons.is_empty() {
         lines.push(format!("  not eligible by reason: {}", reasons.join(", ")));
     }
+    let matched: Vec<String> = t
+        .designation_matched_on
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(column, n)| format!("{column} {}", group(*n)))
+        .collect();
+    if !matched.is_empty() {
+        lines.push(format!(
+            "  subscription designations matched lines on: {}",
+            matched.join(", ")
+        ));
+    }
     if t.dated_after_period > 0 {
         lines.push(format!(
             "  warning: {} charges dated after the end of the period",
@@ -465,6 +477,7 @@ mod tests {
             not_eligible_by_reason: by_reason,
             rejected,
             dated_after_period: 0,
+            designation_matched_on: BTreeMap::from([("EntitlementId", 3), ("SubscriptionId", 0)]),
             balanced: true,
         }
     }
@@ -545,7 +558,8 @@ mod tests {
             "porledger data-quality report\n\nbilling files:\n  \
              a.csv: new-commerce (semicolon-separated, decimal commas), 1,500 rows: \
              1,497 would accrue, 1 not eligible, 2 rejected\n  \
-             not eligible by reason: expired 1\n\n\
+             not eligible by reason: expired 1\n  \
+             subscription designations matched lines on: EntitlementId 3\n\n\
              designations: d.csv: 10 rows, 9 usable, 1 rejected\n\n\
              3 problems:\n  p1\n  p2\n  ... 1 more (raise --show to list them)\n"
         );

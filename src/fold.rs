@@ -15,6 +15,7 @@ use hashbrown::HashMap;
 use rust_decimal::Decimal;
 
 use crate::accrue::{Accrual, Reason};
+use crate::attribute::MatchedId;
 use crate::config::Association;
 use crate::model::TierNotes;
 use crate::money::Currency;
@@ -543,6 +544,11 @@ pub struct FileCounts {
     pub rejected: u64,
     /// Data-quality warning: charges dated after the end of the period.
     pub dated_after_period: u64,
+    /// Accrued billing lines credited through a subscription designation, by
+    /// the billing column that named the subscription (indexed by
+    /// `MatchedId as usize`, [`MatchedId::ALL`]). A line credited through
+    /// several columns counts once under each.
+    pub matched_on: [u64; MatchedId::ALL.len()],
 }
 
 impl FileCounts {
@@ -559,6 +565,27 @@ impl FileCounts {
         }
         self.rejected += o.rejected;
         self.dated_after_period += o.dated_after_period;
+        for (a, b) in self.matched_on.iter_mut().zip(o.matched_on) {
+            *a += b;
+        }
+    }
+
+    /// Counts the billing columns (a bit per `MatchedId as usize`) through
+    /// which subscription designations credited one accrued line.
+    pub fn note_matched_on(&mut self, columns: u8) {
+        for m in MatchedId::ALL {
+            if columns & (1 << m as u8) != 0 {
+                self.matched_on[m as usize] += 1;
+            }
+        }
+    }
+
+    /// [`FileCounts::matched_on`] by billing column name.
+    pub fn matched_on_report(&self) -> BTreeMap<&'static str, u64> {
+        MatchedId::ALL
+            .iter()
+            .map(|m| (m.column(), self.matched_on[*m as usize]))
+            .collect()
     }
 
     pub fn balanced(&self) -> bool {

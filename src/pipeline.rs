@@ -359,6 +359,8 @@ pub fn process_chunk_into(
         match outcome {
             Outcome::Accrued => {
                 rows.counts.accrued += 1;
+                rows.counts
+                    .note_matched_on(crate::accrue::matched_columns(&line, &accruals));
                 fold.note_customer_slot(slot, ckey, line.customer_name, at);
                 rows.accrued(inputs, &row, &accruals, details);
             }

@@ -27,6 +27,9 @@ pub struct FileRows {
     pub not_eligible_by_reason: BTreeMap<&'static str, u64>,
     pub rejected: u64,
     pub dated_after_period: u64,
+    /// Accrued lines credited through a subscription designation, by the
+    /// billing column that named the subscription.
+    pub designation_matched_on: BTreeMap<&'static str, u64>,
     pub balanced: bool,
 }
 
@@ -43,6 +46,7 @@ fn file_rows(file: String, format: String, c: &FileCounts) -> FileRows {
             .collect(),
         rejected: c.rejected,
         dated_after_period: c.dated_after_period,
+        designation_matched_on: c.matched_on_report(),
         balanced: c.balanced(),
     }
 }

@@ -573,6 +573,59 @@ fn a_designation_on_the_azure_subscription_matches_entitlement_id() {
     assert_eq!(o.totals(), (2, 1, 1, 0));
 }
 
+/// `validate` and summary.json say through which billing column each
+/// subscription designation named its lines: a designation on the Azure
+/// subscription (`EntitlementId`), on the console ID of a legacy license
+/// (`SyndicationPartnerSubscriptionNumber`) and on `SubscriptionId` itself.
+#[test]
+fn validate_and_summary_name_the_column_a_subscription_designation_matched() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = write(
+        dir.path(),
+        "d.csv",
+        "customer_id,partner_id,partner_name,association,workload,subscription_id,share,valid_from,valid_to\n\
+         c1,500275,Contoso,DPOR,,azure-sub-1,,2025-01-01,\n\
+         c1,500275,Contoso,DPOR,,console-7,,2025-01-01,\n\
+         c1,500275,Contoso,DPOR,,sub-3,,2025-01-01,\n",
+    );
+    let text = "CustomerId,SubscriptionId,EntitlementId,SyndicationPartnerSubscriptionNumber,UsageDate,ChargeStartDate,BillingPreTaxTotal,BillingCurrency,PublisherName\n\
+                c1,plan-1,AZURE-SUB-1,,10/3/2026,10/1/2026,12.50,EUR,Microsoft\n\
+                c1,plan-1,azure-sub-1,,10/4/2026,10/1/2026,2.50,EUR,Microsoft\n\
+                c1,lic-9,,CONSOLE-7,10/3/2026,10/1/2026,7.50,EUR,Microsoft\n\
+                c1,sub-3,,,10/3/2026,10/1/2026,1.00,EUR,Microsoft\n\
+                c1,plan-1,other-sub,,10/3/2026,10/1/2026,7.50,EUR,Microsoft\n";
+    let b = write(dir.path(), "mixed.csv", text);
+    let o = run(dir.path(), &[&b], &d, &sample_rules(), &[]);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert_eq!(o.totals(), (5, 4, 1, 0));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(o.out.join("summary.json")).unwrap())
+            .unwrap();
+    let m = &summary["rows"]["total"]["designation_matched_on"];
+    assert_eq!(m["EntitlementId"], 2, "{summary}");
+    assert_eq!(m["SyndicationPartnerSubscriptionNumber"], 1, "{summary}");
+    assert_eq!(m["SubscriptionId"], 1, "{summary}");
+
+    let v = crate::common::command()
+        .current_dir(dir.path())
+        .args(["validate", "--billing"])
+        .arg(&b)
+        .arg("--designations")
+        .arg(&d)
+        .arg("--rules")
+        .arg(sample_rules())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&v.stdout);
+    assert!(
+        stdout.contains(
+            "subscription designations matched lines on: EntitlementId 2, \
+             SubscriptionId 1, SyndicationPartnerSubscriptionNumber 1"
+        ),
+        "{stdout}"
+    );
+}
+
 /// B8: a template directory whose fonts are `/dev/zero` (or any endless or
 /// special file) is refused at once, not read until memory runs out.
 #[cfg(unix)]
