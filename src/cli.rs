@@ -104,8 +104,8 @@ pub struct InputArgs {
     /// the file must be named <tenant-guid>.csv).
     #[arg(long, value_name = "FILE")]
     pub usage_tenant_map: Option<PathBuf>,
-    /// Accept billing files with identical content (by default an error: the
-    /// same export under two names would be counted twice).
+    /// Accept billing or usage files with identical content (by default an
+    /// error: the same export under two names would be counted twice).
     #[arg(long)]
     pub allow_duplicate_inputs: bool,
 }

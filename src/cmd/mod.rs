@@ -34,6 +34,15 @@ fn load(a: &InputSettings) -> Result<Inputs, Fatal> {
         crate::ingest::check_duplicate_inputs(&inputs.files)?;
     }
     crate::pipeline::prepare_usage(&mut inputs, &a.usage, a.usage_tenant_map.as_deref())?;
+    if !a.allow_duplicate_inputs {
+        crate::ingest::check_duplicate_digests(
+            inputs
+                .usage
+                .files
+                .iter()
+                .map(|f| (f.input.display.as_str(), f.digest.sha256.as_str())),
+        )?;
+    }
     Ok(inputs)
 }
 

@@ -314,17 +314,35 @@ pub fn check_duplicate_inputs(files: &[InputFile]) -> Result<(), Fatal> {
         for &i in idx {
             let d = sha256_file(&files[i].path)?;
             if let Some((_, j)) = seen.iter().find(|(h, _)| *h == d.sha256) {
-                return Err(Fatal::Input(format!(
-                    "{} and {} have the same content (SHA-256 {}): the same export given \
-                     twice would be counted twice; give it once, or pass \
-                     --allow-duplicate-inputs if this is intended",
-                    files[*j].display, files[i].display, d.sha256
-                )));
+                return Err(duplicate(&files[*j].display, &files[i].display, &d.sha256));
             }
             seen.push((d.sha256, i));
         }
     }
     Ok(())
+}
+
+/// Refuses the same content given twice as usage input (it would count its
+/// active users twice): `files` are `(name, SHA-256)` of files already read.
+pub fn check_duplicate_digests<'a>(
+    files: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<(), Fatal> {
+    let mut seen: std::collections::BTreeMap<&str, &str> = Default::default();
+    for (name, sha256) in files {
+        if let Some(first) = seen.insert(sha256, name) {
+            return Err(duplicate(first, name, sha256));
+        }
+    }
+    Ok(())
+}
+
+/// The error for one content under two names.
+fn duplicate(first: &str, second: &str, sha256: &str) -> Fatal {
+    Fatal::Input(format!(
+        "{first} and {second} have the same content (SHA-256 {sha256}): the same export \
+         given twice would be counted twice; give it once, or pass \
+         --allow-duplicate-inputs if this is intended"
+    ))
 }
 
 /// The one normalisation of customer and subscription IDs for matching:

@@ -454,6 +454,40 @@ fn b10_the_same_file_twice_is_an_error_unless_allowed() {
 }
 
 #[test]
+fn b10_the_same_usage_file_twice_is_an_error_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let usage = crate::common::repo().join("sample-data/usage");
+    let first = usage.join("cpor-usage.csv");
+    let copy = dir.path().join("usage-copy.csv");
+    std::fs::copy(&first, &copy).unwrap();
+    let b = write(dir.path(), "october.csv", &invoice_with(&[]));
+    let d = fixture("designations.csv");
+    let usage_args = |extra: &[&str]| -> Vec<String> {
+        let mut v = vec![
+            "--usage".to_string(),
+            first.display().to_string(),
+            "--usage".to_string(),
+            copy.display().to_string(),
+        ];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let args = usage_args(&[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = run(dir.path(), &[&b], &d, &sample_rules(), &args);
+    assert_eq!(o.code, Some(2), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("usage-copy.csv") && o.stderr.contains("same content"),
+        "{}",
+        o.stderr
+    );
+    let args = usage_args(&["--allow-duplicate-inputs"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = run(dir.path(), &[&b], &d, &sample_rules(), &args);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+}
+
+#[test]
 fn a_tsv_exports_are_discovered_and_read() {
     let dir = tempfile::tempdir().unwrap();
     let bdir = dir.path().join("billing");
