@@ -460,7 +460,7 @@ fn b10_the_same_usage_file_twice_is_an_error_unless_allowed() {
     let first = usage.join("cpor-usage.csv");
     let copy = dir.path().join("usage-copy.csv");
     std::fs::copy(&first, &copy).unwrap();
-    let b = write(dir.path(), "october.csv", &invoice_with(&[]));
+    let b = write(dir.path(), "october.csv", invoice_with(&[]));
     let d = fixture("designations.csv");
     let usage_args = |extra: &[&str]| -> Vec<String> {
         let mut v = vec![
