@@ -242,15 +242,20 @@ fn convert(
             to: r.currency,
             on,
         })?;
+        let source = r.fx.source(t.currency, r.currency, on);
         let what = || {
             format!(
-                "partner {}: {} total converted to {} at the {}->{} rate {rate}{}",
+                "partner {}: {} total converted to {} at the {}->{} rate {rate}{}{}",
                 p.partner_id,
                 t.currency,
                 r.currency,
                 t.currency,
                 r.currency,
-                rate_date.map(|d| format!(" of {d}")).unwrap_or_default()
+                rate_date.map(|d| format!(" of {d}")).unwrap_or_default(),
+                source
+                    .as_ref()
+                    .map(|s| format!(" ({s})"))
+                    .unwrap_or_default()
             )
         };
         let product = t.amount.checked_mul(rate).ok_or_else(|| Overflow {

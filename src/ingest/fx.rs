@@ -14,10 +14,13 @@ use crate::dates::parse_date;
 use crate::error::Fatal;
 use crate::money::{parse_amount, Currency};
 
-/// Rates by (from, to), each a list of (date, rate) sorted by date.
+/// Rates by (from, to), each a list of (date, rate, line in the FX file)
+/// sorted by date.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FxTable {
-    rates: BTreeMap<(Currency, Currency), Vec<(NaiveDate, Decimal)>>,
+    rates: BTreeMap<(Currency, Currency), Vec<(NaiveDate, Decimal, u64)>>,
+    /// The FX file, as named in messages.
+    file: String,
 }
 
 impl FxTable {
@@ -32,9 +35,29 @@ impl FxTable {
         if from == to {
             return Some((Decimal::ONE, None));
         }
+        let (date, rate, _) = self.entry(from, to, on)?;
+        Some((rate, Some(date)))
+    }
+
+    /// Where the rate [`FxTable::rate`] gives came from (`fx.csv:12`), for
+    /// messages; `None` for the same currency or a missing rate.
+    pub fn source(&self, from: Currency, to: Currency, on: NaiveDate) -> Option<String> {
+        if from == to {
+            return None;
+        }
+        let (_, _, line) = self.entry(from, to, on)?;
+        Some(format!("{}:{line}", self.file))
+    }
+
+    fn entry(
+        &self,
+        from: Currency,
+        to: Currency,
+        on: NaiveDate,
+    ) -> Option<(NaiveDate, Decimal, u64)> {
         let list = self.rates.get(&(from, to))?;
-        let i = list.partition_point(|(d, _)| *d <= on);
-        (i > 0).then(|| (list[i - 1].1, Some(list[i - 1].0)))
+        let i = list.partition_point(|(d, _, _)| *d <= on);
+        (i > 0).then(|| list[i - 1])
     }
 }
 
@@ -65,7 +88,10 @@ pub fn parse_fx(file: &str, bytes: &[u8]) -> Result<(FxTable, Vec<Reject>, u64),
             })
     };
     let (cd, cf, ct, cr) = (col("date")?, col("from")?, col("to")?, col("rate")?);
-    let mut table = FxTable::default();
+    let mut table = FxTable {
+        file: file.to_string(),
+        ..FxTable::default()
+    };
     let mut rejects = Vec::new();
     let mut rows = 0;
     let body = &bytes[header.byte_len..];
@@ -111,7 +137,7 @@ pub fn parse_fx(file: &str, bytes: &[u8]) -> Result<(FxTable, Vec<Reject>, u64),
                 _ => return reject("rate", get(cr), "not a positive decimal number"),
             };
             let list = table.rates.entry((from, to)).or_default();
-            if let Some((_, r)) = list.iter().find(|(d, _)| *d == date) {
+            if let Some((_, r, _)) = list.iter().find(|(d, _, _)| *d == date) {
                 if *r != rate {
                     fatal = Some(Fatal::Data {
                         file: file.into(),
@@ -124,7 +150,7 @@ pub fn parse_fx(file: &str, bytes: &[u8]) -> Result<(FxTable, Vec<Reject>, u64),
                 }
                 return;
             }
-            list.push((date, rate));
+            list.push((date, rate, line));
         },
     );
     if let Some(f) = fatal {

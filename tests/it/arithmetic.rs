@@ -324,7 +324,7 @@ fn b9_70000_programs_book_under_the_right_program() {
 }
 
 #[test]
-fn b9_fx_rate_too_large_exits_2_naming_the_fx_file() {
+fn b9_fx_rate_too_large_exits_2_naming_the_fx_file_and_line() {
     let d = setup(
         &format!("{HEADER}{}", line("c8", "s1", "1000.00", "R8")),
         RULES,
@@ -338,7 +338,7 @@ fn b9_fx_rate_too_large_exits_2_naming_the_fx_file() {
     assert_code(&o, 2);
     let e = stderr(&o);
     assert!(
-        e.contains("fx.csv") && e.contains("EUR->USD") && e.contains("2026-10-01"),
+        e.contains("fx.csv:2") && e.contains("EUR->USD") && e.contains("2026-10-01"),
         "{e}"
     );
     assert!(!d.path().join("out").exists());
