@@ -14,11 +14,13 @@ use crate::dates::parse_date;
 use crate::error::Fatal;
 use crate::money::{parse_amount, Currency};
 
-/// Rates by (from, to), each a list of (date, rate, line in the FX file)
-/// sorted by date.
+/// One rate: its date, the rate, and its line in the FX file.
+type Dated = (NaiveDate, Decimal, u64);
+
+/// Rates by (from, to), each a list sorted by date.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FxTable {
-    rates: BTreeMap<(Currency, Currency), Vec<(NaiveDate, Decimal, u64)>>,
+    rates: BTreeMap<(Currency, Currency), Vec<Dated>>,
     /// The FX file, as named in messages.
     file: String,
 }
