@@ -9,7 +9,9 @@
 //!      +------------- permits (bounded) -------------+
 //! ```
 //! At most `2 x threads + 2` chunks are in memory at once, whatever the input
-//! size. The output does not depend on the number of threads: every chunk is
+//! size. With one thread there are no other threads: each chunk is read,
+//! processed and written in turn (`stream_inline`). The output does not
+//! depend on the number of threads: every chunk is
 //! processed the same way, rows are written in input order, and sums are
 //! exact and order-free (see [`crate::fold`]).
 
