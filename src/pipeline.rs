@@ -9,7 +9,9 @@
 //!      +------------- permits (bounded) -------------+
 //! ```
 //! At most `2 x threads + 2` chunks are in memory at once, whatever the input
-//! size. The output does not depend on the number of threads: every chunk is
+//! size. With one thread there are no other threads: each chunk is read,
+//! processed and written in turn (`stream_inline`). The output does not
+//! depend on the number of threads: every chunk is
 //! processed the same way, rows are written in input order, and sums are
 //! exact and order-free (see [`crate::fold`]).
 
@@ -916,17 +918,7 @@ fn work_stage(
         data.clear();
         let _ = lanes.spare_in_tx.try_send(data);
         let failed = result.is_err();
-        let result = result.map_err(|p| {
-            let what = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            Fatal::Worker(format!(
-                "a worker failed on billing chunk {seq} of {}: {what}",
-                inputs.files[chunk.file].display
-            ))
-        });
+        let result = result.map_err(|p| worker_failure(inputs, seq, chunk.file, p.as_ref()));
         if failed {
             // Keeps draining (skipping) chunks, so the reader can finish.
             lanes.stop();
@@ -936,6 +928,24 @@ fn work_stage(
         }
     }
     fold
+}
+
+/// The error of a worker that panicked on chunk `seq` of file `file`.
+fn worker_failure(
+    inputs: &Inputs,
+    seq: u64,
+    file: usize,
+    payload: &(dyn std::any::Any + Send),
+) -> Fatal {
+    let what = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    Fatal::Worker(format!(
+        "a worker failed on billing chunk {seq} of {}: {what}",
+        inputs.files[file].display
+    ))
 }
 
 /// What the collector gathered, in input order.
@@ -982,7 +992,8 @@ fn collect_stage(
             };
             next += 1;
             let _ = lanes.permit_tx.try_send(());
-            collect_one(settings, lanes, &mut c, out, sink, progress);
+            let bufs = collect_one(settings, &mut c, out, sink, progress);
+            let _ = lanes.spare_out_tx.try_send(bufs);
         }
         if c.failure.is_some() {
             lanes.stop();
@@ -995,12 +1006,11 @@ fn collect_stage(
 /// its fold and recycles its buffers.
 fn collect_one(
     settings: &StreamSettings,
-    lanes: &Lanes,
     c: &mut Collected,
     out: ChunkOutput,
     sink: &mut dyn Sink,
     progress: &dyn Progress,
-) {
+) -> OutBufs {
     c.rejects += out.n_rejects;
     for r in &out.reject_samples {
         if c.samples.len() < SAMPLES {
@@ -1024,35 +1034,106 @@ fn collect_one(
     progress.advance(out.bytes, rows);
     let mut chunk_fold = out.fold;
     c.fold.merge_from(&mut chunk_fold);
-    let _ = lanes.spare_out_tx.try_send(OutBufs {
+    OutBufs {
         ledger: reuse(out.ledger),
         not_eligible: reuse(out.not_eligible),
         rejects: reuse(out.rejects),
-    });
+    }
 }
 
-/// Streams every billing file through the workers and the sink.
-pub fn stream(
+/// `--threads 1`: reads, processes and writes each chunk in turn on this
+/// thread, with no reader, worker or collector thread and no channels. The
+/// same chunks, in the same order, through the same [`process_chunk_into`]
+/// and [`collect_one`] as the threaded path, so the outputs are the same
+/// bytes; one thread of CPU is what `--threads 1` asks for (the threaded
+/// path would add a reader and a collector thread competing for the cores).
+fn stream_inline(
     inputs: &Inputs,
     settings: &StreamSettings,
+    details: &SharedDetails,
+    sink: &mut dyn Sink,
+    progress: &dyn Progress,
+    prior_rejects: u64,
+    fault: bool,
+) -> (Collected, Result<Vec<FileDigest>, Fatal>) {
+    let mut c = Collected {
+        fold: Fold::new(inputs.files.len()),
+        rejects: prior_rejects,
+        samples: Vec::new(),
+        failure: None,
+    };
+    let mut fold = Fold::new(inputs.files.len());
+    // The chunk buffer just processed, handed back to the reader.
+    let spare_in: std::cell::Cell<Option<Vec<u8>>> = std::cell::Cell::new(None);
+    let mut bufs = OutBufs::default();
+    let mut seq = 0u64;
+    let mut digests = Vec::with_capacity(inputs.files.len());
+    for (i, f) in inputs.files.iter().enumerate() {
+        let spare = || {
+            spare_in
+                .take()
+                .unwrap_or_else(|| Vec::with_capacity(settings.chunk_size + 64 * 1024))
+        };
+        let emit = |chunk: Chunk| {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                if fault {
+                    panic!("PORLEDGER_FAULT_AT=worker-panic");
+                }
+                let bufs = std::mem::take(&mut bufs);
+                process_chunk_into(inputs, settings, seq, &chunk, &mut fold, details, bufs)
+            }));
+            match result {
+                Ok(out) => bufs = collect_one(settings, &mut c, out, sink, progress),
+                Err(p) => c.failure = Some(worker_failure(inputs, seq, chunk.file, p.as_ref())),
+            }
+            seq += 1;
+            let mut data = chunk.data;
+            data.clear();
+            spare_in.set(Some(data));
+            c.failure.is_none()
+        };
+        match ingest::read_chunks(
+            i,
+            f,
+            &inputs.opened[i].header,
+            settings.chunk_size,
+            spare,
+            emit,
+        ) {
+            Ok(d) => digests.push(d),
+            Err(e) => return (c, Err(e)),
+        }
+        if c.failure.is_some() {
+            break;
+        }
+    }
+    progress.phase("stream read");
+    c.fold.merge_from(&mut fold);
+    (c, Ok(digests))
+}
+
+/// `--threads 2` and more: a reader thread (reading and hashing the files in
+/// order), `threads` workers and the collector (this thread, writing).
+#[allow(clippy::too_many_arguments)]
+fn stream_threads(
+    inputs: &Inputs,
+    settings: &StreamSettings,
+    threads: usize,
+    details: &SharedDetails,
+    fault: bool,
     sink: &mut dyn Sink,
     progress: &dyn Progress,
     prior_rejects: u64,
 ) -> Result<Streamed, Fatal> {
-    let threads = settings.threads.max(1);
     let (lanes, ends) = Lanes::new(threads);
     let Ends {
         chunk_tx,
         res_tx,
         res_rx,
     } = ends;
-    let details = SharedDetails::default();
-    let fault = worker_panic_fault();
     let lanes = &lanes;
-
-    let mut streamed = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         let reader = s.spawn(|| read_stage(inputs, settings, lanes, chunk_tx));
-        let details = &details;
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 let tx = res_tx.clone();
@@ -1093,7 +1174,52 @@ pub fn stream(
             reject_samples: c.samples,
             usage: UsageRun::default(),
         })
-    })?;
+    })
+}
+
+/// Streams every billing file through the workers and the sink.
+pub fn stream(
+    inputs: &Inputs,
+    settings: &StreamSettings,
+    sink: &mut dyn Sink,
+    progress: &dyn Progress,
+    prior_rejects: u64,
+) -> Result<Streamed, Fatal> {
+    let threads = settings.threads.max(1);
+    let details = SharedDetails::default();
+    let fault = worker_panic_fault();
+    let mut streamed = if threads == 1 {
+        let (c, digests) = stream_inline(
+            inputs,
+            settings,
+            &details,
+            sink,
+            progress,
+            prior_rejects,
+            fault,
+        );
+        if let Some(f) = c.failure {
+            return Err(f);
+        }
+        Streamed {
+            fold: c.fold,
+            digests: digests?,
+            rejects: c.rejects - prior_rejects,
+            reject_samples: c.samples,
+            usage: UsageRun::default(),
+        }
+    } else {
+        stream_threads(
+            inputs,
+            settings,
+            threads,
+            &details,
+            fault,
+            sink,
+            progress,
+            prior_rejects,
+        )?
+    };
     streamed.fold.details = details.into_map();
     // The usage records follow the billing lines, through the same accrue
     // stage, fold and sink.
