@@ -339,6 +339,11 @@ impl<R: Read> LedgerReader<R> {
         })
     }
 
+    /// The underlying reader (after the last row: everything was read).
+    pub fn get_ref(&self) -> &R {
+        self.rdr.get_ref()
+    }
+
     /// The next row, or `None` at the end of the file.
     pub fn next_row(&mut self) -> Result<Option<LedgerLine<'_>>, Fatal> {
         let more = self

@@ -7,6 +7,7 @@
 //! - [`publish`] stages a run's outputs in a temporary directory beside `--out`,
 //!   writes the manifest and moves the whole set into place at once.
 
+pub mod adjustment;
 pub mod attainment;
 pub mod csv;
 pub mod parquet;

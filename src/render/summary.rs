@@ -147,10 +147,13 @@ struct Manifest {
     counts: Counts,
     #[serde(skip_serializing_if = "Option::is_none")]
     pdf: Option<PdfManifest>,
+    /// With `run --history`: what the run found in the history.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    history: Option<crate::history::RunHistory>,
 }
 
 /// The manifest entries of the billing, usage, designations and rules files.
-fn input_entries(inputs: &Inputs, streamed: &Streamed) -> Vec<FileEntry> {
+pub fn input_entries(inputs: &Inputs, streamed: &Streamed) -> Vec<FileEntry> {
     let mut ins = Vec::new();
     for ((f, d), o) in inputs
         .files
@@ -202,6 +205,7 @@ pub fn write_manifest(
     period: Period,
     extra_inputs: Vec<FileEntry>,
     pdf: Option<PdfManifest>,
+    history: Option<crate::history::RunHistory>,
 ) -> Result<(), Fatal> {
     let (dir, files) = (&staging.dir, &staging.files);
     let mut ins = input_entries(inputs, streamed);
@@ -224,6 +228,7 @@ pub fn write_manifest(
             customer_statements: set.partners.iter().map(|p| p.customers.len()).sum(),
         },
         pdf,
+        history,
     };
     publish::write_json(files, &dir.join("manifest.json"), &manifest)
 }

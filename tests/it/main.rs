@@ -12,6 +12,7 @@ mod cli;
 mod cmd_settings;
 mod credit_cases;
 mod focus;
+mod history;
 mod hostile_inputs;
 mod ledger_roundtrip;
 #[cfg(feature = "parquet")]
