@@ -341,7 +341,11 @@ impl History {
     /// the file does not exist. Never writes.
     pub fn open_read(path: &Path) -> Result<Option<History>, HistoryError> {
         match probe(path)? {
-            Probe::Missing | Probe::Blank => Ok(None),
+            Probe::Missing => Ok(None),
+            Probe::Blank => {
+                blank_is_empty(path)?;
+                Ok(None)
+            }
             Probe::Ours { version } if version < SCHEMA_VERSION => Err(HistoryError::Refused {
                 path: path.display().to_string(),
                 message: format!(

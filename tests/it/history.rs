@@ -204,7 +204,7 @@ fn a_second_process_waits_then_fails_clearly() {
     let mut first = close_paused(&u, &h);
     // Readers are not blocked by the writer (WAL), and see the committed state.
     let text = listing(&h, &[]);
-    assert!(!text.contains("2026-10 version"), "{text}");
+    assert!(!text.contains("\n2026-10 version"), "{text}");
     let mut c = command();
     c.args(Sample::Usage.args())
         .arg("--out")
