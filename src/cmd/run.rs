@@ -92,9 +92,11 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
         &rows.streamed,
         &set,
         period,
-        extra,
-        pdf_manifest,
-        run_history,
+        summary::ManifestExtras {
+            inputs: extra,
+            pdf: pdf_manifest,
+            history: run_history,
+        },
     )?;
     let t_manifest = bar.elapsed();
     staging.commit()?;

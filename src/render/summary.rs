@@ -195,6 +195,15 @@ pub fn input_entries(inputs: &Inputs, streamed: &Streamed) -> Vec<FileEntry> {
     ins
 }
 
+/// What the manifest holds besides the billing inputs and the outputs.
+pub struct ManifestExtras {
+    /// Inputs read outside the stream (the `--fx` table).
+    pub inputs: Vec<FileEntry>,
+    pub pdf: Option<PdfManifest>,
+    /// With `--history`: what the run found in the history.
+    pub history: Option<crate::history::RunHistory>,
+}
+
 /// Writes `dir/manifest.json`: every input, every output already in `dir`
 /// (hashed), the counts and the PDF manifest.
 pub fn write_manifest(
@@ -203,10 +212,13 @@ pub fn write_manifest(
     streamed: &Streamed,
     set: &StatementSet,
     period: Period,
-    extra_inputs: Vec<FileEntry>,
-    pdf: Option<PdfManifest>,
-    history: Option<crate::history::RunHistory>,
+    extra: ManifestExtras,
 ) -> Result<(), Fatal> {
+    let ManifestExtras {
+        inputs: extra_inputs,
+        pdf,
+        history,
+    } = extra;
     let (dir, files) = (&staging.dir, &staging.files);
     let mut ins = input_entries(inputs, streamed);
     ins.extend(extra_inputs);

@@ -115,7 +115,8 @@ fn a_changed_output_is_not_recorded() {
     run_usage(&out, &[]);
     let ledger = out.join("ledger.csv");
     let mut text = read(&ledger);
-    text.push_str(&text.lines().nth(1).unwrap().to_string());
+    let dup = text.lines().nth(1).unwrap().to_owned();
+    text.push_str(&dup);
     text.push_str("\r\n");
     write(&ledger, text);
     let o = close(&out, &h, &[]);
