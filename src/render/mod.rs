@@ -9,6 +9,7 @@
 
 pub mod attainment;
 pub mod csv;
+pub mod journal;
 pub mod parquet;
 pub mod pdf;
 pub mod publish;

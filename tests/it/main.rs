@@ -14,6 +14,7 @@ mod credit_cases;
 mod focus;
 mod hostile_inputs;
 mod ledger_roundtrip;
+mod months;
 #[cfg(feature = "parquet")]
 mod parquet;
 mod pdf;
