@@ -242,7 +242,7 @@ struct Written<'a> {
     accounting: &'a RowAccounting,
 }
 
-/// Writes the statement CSVs, summary.csv, the attainment files (with
+/// Writes the statement CSVs, summary.csv, journal.csv, the attainment files (with
 /// `--usage`) and statements.json (the PDFs come after, on the worker pool).
 fn write_outputs(
     s: &RunSettings,
@@ -258,6 +258,7 @@ fn write_outputs(
         .map_err(|e| Fatal::Input(format!("cannot start I/O threads: {e}")))?;
     io_pool.install(|| rcsv::write_statements(dir, w.set, files))?;
     rcsv::write_summary(&dir.join("summary.csv"), w.set)?;
+    crate::render::journal::write_journal(dir, w.set, &inputs.rules.journal, files)?;
     if !inputs.usage.files.is_empty() {
         attainment::write_attainment(
             dir,

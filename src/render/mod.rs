@@ -10,6 +10,7 @@
 pub mod adjustment;
 pub mod attainment;
 pub mod csv;
+pub mod journal;
 pub mod parquet;
 pub mod pdf;
 pub mod publish;
