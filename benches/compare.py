@@ -330,8 +330,14 @@ lp AS (SELECT l.ck, l.sk, l.s, l.e, l.amt, l.cur, l.rsl, p.pid, p.rate_u, p.win
 -- program's associations starts, ends or leaves its window cut the charge period.
 cb AS (SELECT ck, pid, list_sort(list_distinct(list(b))) AS bl
        FROM ({bounds}) WHERE b IS NOT NULL GROUP BY ck, pid),
+-- Calendar months cut it too: every part lies in one accrual month.
 lpc AS (SELECT lp.*, CASE WHEN lp.e > lp.s
-                          THEN list_filter(coalesce(cb.bl, []), lambda b: b > lp.s AND b <= lp.e)
+                          THEN list_sort(list_distinct(list_concat(
+                                 list_filter(coalesce(cb.bl, []), lambda b: b > lp.s AND b <= lp.e),
+                                 list_transform(generate_series(
+                                     CAST(date_trunc('month', lp.s) + INTERVAL 1 MONTH AS TIMESTAMP),
+                                     CAST(lp.e AS TIMESTAMP), INTERVAL 1 MONTH),
+                                   lambda x: CAST(x AS DATE)))))
                           ELSE [] END AS cuts
         FROM lp LEFT JOIN cb ON cb.ck = lp.ck AND cb.pid = lp.pid),
 seg1 AS (SELECT ck, sk, cur, rsl, pid, rate_u, win, s AS f,
@@ -356,17 +362,19 @@ segs AS (SELECT * FROM seg1 UNION ALL SELECT * FROM segn),
 sa AS (SELECT segs.*, pa.a FROM segs JOIN pa ON pa.pid = segs.pid),
 credited AS (
   -- RESELLER: the line's ResellerMpnId, whole share.
-  SELECT rsl AS partner, ck, pid, cur, bu, rate_u, {one} AS share_u
+  SELECT rsl AS partner, ck, pid, cur, date_trunc('month', f) AS m, bu, rate_u, {one} AS share_u
   FROM sa WHERE a = 'RESELLER' AND rsl IS NOT NULL
   UNION ALL
   -- The subscription's own designations.
-  SELECT cr.partner, sa.ck, sa.pid, sa.cur, sa.bu, sa.rate_u, cr.share_u
+  SELECT cr.partner, sa.ck, sa.pid, sa.cur, date_trunc('month', sa.f) AS m, sa.bu, sa.rate_u,
+         cr.share_u
   FROM sa JOIN cr ON cr.ck = sa.ck AND cr.a = sa.a AND cr.sub = sa.sk
                  AND cr.lo <= sa.f AND sa.f < cr.hi
   WHERE sa.win IS NULL OR cr.vf IS NULL OR sa.f < CAST(cr.vf + to_months(sa.win) AS DATE)
   UNION ALL
   -- Customer-wide designations, where the subscription has none of its own.
-  SELECT cr.partner, sa.ck, sa.pid, sa.cur, sa.bu, sa.rate_u, cr.share_u
+  SELECT cr.partner, sa.ck, sa.pid, sa.cur, date_trunc('month', sa.f) AS m, sa.bu, sa.rate_u,
+         cr.share_u
   FROM sa JOIN cr ON cr.ck = sa.ck AND cr.a = sa.a AND cr.sub IS NULL
                  AND cr.lo <= sa.f AND sa.f < cr.hi
   WHERE (sa.win IS NULL OR cr.vf IS NULL OR sa.f < CAST(cr.vf + to_months(sa.win) AS DATE))
@@ -374,9 +382,9 @@ credited AS (
                     WHERE k.ck = sa.ck AND k.a = sa.a AND k.sub = sa.sk
                       AND k.lo <= sa.f AND sa.f < k.hi)
 ),
--- Statement lines: exact sum per (partner, customer, program, currency),
--- rounded half-up (away from zero) to the cent.
-stmt AS (SELECT partner, ck, pid, cur, count(*) AS n, sum(bu) AS b,
+-- Statement lines: exact sum per (partner, customer, program, currency,
+-- accrual month), rounded half-up (away from zero) to the cent.
+stmt AS (SELECT partner, ck, pid, cur, m, count(*) AS n, sum(bu) AS b,
                 sum(bu * rate_u * share_u) AS a
          FROM credited GROUP BY ALL)
 SELECT partner, pid, cur, sum(n)::BIGINT AS lines, sum(b)::VARCHAR AS basis_u,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use porledger::config::Association;
-use porledger::dates::Period;
+use porledger::dates::{Month, Period};
 use porledger::money::{Currency, RoundingMode};
 use porledger::render::pdf::Renderer;
 use porledger::statements::{
@@ -34,6 +34,7 @@ fn partner(i: usize, customers: usize, subs: usize) -> PartnerStatement {
             details.push(DetailLine {
                 program_id: "dpor".into(),
                 program_name: "Digital Partner of Record".into(),
+                month: Month::from_ym(2026, 10),
                 association: Association::Dpor,
                 subscription_id: format!("sub-{c}-{s}-aaaaaaaa-bbbb").into(),
                 currency: eur,
@@ -50,6 +51,7 @@ fn partner(i: usize, customers: usize, subs: usize) -> PartnerStatement {
             customer_name: format!("Kunde {c} Müller & Söhne GmbH").into(),
             program_id: "dpor".into(),
             program_name: "Digital Partner of Record".into(),
+            month: Month::from_ym(2026, 10),
             currency: eur,
             lines: 3 * subs as u64,
             basis,
@@ -77,6 +79,7 @@ fn partner(i: usize, customers: usize, subs: usize) -> PartnerStatement {
                 converted: None,
             }],
             lines: vec![line],
+            program_totals: Vec::new(),
             details,
         });
     }
@@ -90,6 +93,7 @@ fn partner(i: usize, customers: usize, subs: usize) -> PartnerStatement {
         partner_id: format!("P{i:06}"),
         partner_name: format!("Partner {i} Beratung AG"),
         lines,
+        program_totals: Vec::new(),
         totals: vec![total],
         customers: cs,
         reporting_total: None,

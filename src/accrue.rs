@@ -13,7 +13,7 @@ use chrono::NaiveDate;
 
 use crate::attribute::{split_shares, AttributionError, Credit, DesignationIndex};
 use crate::config::{workload_key, Association, Basis, Program, Rules, WorkloadRate, PRIORITY};
-use crate::dates::{add_months, Period};
+use crate::dates::{add_months, Month, Period};
 use crate::ingest::designations::Designation;
 use crate::ingest::usage::{UsageInput, UsageObs};
 use crate::ingest::BillingLine;
@@ -33,6 +33,10 @@ pub struct Accrual<'a> {
     /// Days of the charge period credited and the period's days, when the line
     /// has a charge end date (day proration).
     pub days: Option<(u32, u32)>,
+    /// The accrual month: the month of the charge days this accrual pays for
+    /// (a billing line is cut at month boundaries, so its days lie in one
+    /// month), or the month of the usage record.
+    pub month: Month,
 }
 
 /// Why no program pays a record (a billing line or a usage record), for both
@@ -242,7 +246,8 @@ pub fn accrual_amount(basis: Decimal, rate: Decimal, share: Decimal) -> Option<D
     basis.checked_mul(rate)?.checked_mul(share)
 }
 
-/// A part of a line's charge period in which the same designations hold.
+/// A part of a line's charge period in which the same designations hold, inside
+/// one calendar month.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Segment {
     from: NaiveDate,
@@ -252,10 +257,13 @@ struct Segment {
 
 /// Splits the line's charge period `[ChargeStartDate, ChargeEndDate]` (both
 /// inclusive) where a designation of one of the program's associations starts
-/// or ends, or where its window closes. Each part gets its days' share of the
-/// basis. Without a charge end date, or without such a date inside the period,
-/// there is one part: the whole line. `None` when a part cannot be computed
-/// (a `Subtotal` so large that `Subtotal x days` exceeds `Decimal::MAX`).
+/// or ends, where its window closes, and where a calendar month starts (so each
+/// part has one accrual month). Each part gets its days' share of the basis,
+/// kept to [`PRORATION_DP`] decimals; the last part takes the remainder, so the
+/// parts sum to exactly the line. Without a charge end date, or without such a
+/// date inside the period, there is one part: the whole line. `None` when a
+/// part cannot be computed (a `Subtotal` so large that `Subtotal x days`
+/// exceeds `Decimal::MAX`).
 fn segments(
     p: &Program,
     designations: &[Designation],
@@ -292,6 +300,7 @@ fn segments(
             }
         }
     }
+    month_cuts(start, end, &mut cuts);
     if cuts.is_empty() {
         out.push(Segment {
             from: start,
@@ -332,6 +341,20 @@ fn segments(
         given = given.checked_add(seg.basis)?;
     }
     Some(total)
+}
+
+/// Appends to `cuts` the first day of every calendar month that starts inside
+/// `(start, end]`: the month boundaries of a charge period.
+pub fn month_cuts(start: NaiveDate, end: NaiveDate, cuts: &mut Vec<NaiveDate>) {
+    let mut m = Month::of(start).next();
+    loop {
+        let first = m.first_day();
+        if first > end || first <= start {
+            break;
+        }
+        cuts.push(first);
+        m = m.next();
+    }
 }
 
 /// Keeps, for each partner, only the accruals of its highest-priority
@@ -464,6 +487,7 @@ fn credit_accrual<'a>(
         amount,
         designation: c.designation,
         days: (total_days > 0).then_some((seg.days, total_days)),
+        month: Month::of(seg.from),
     }))
 }
 
@@ -649,6 +673,7 @@ pub fn accrue_observation<'a>(
                         amount,
                         designation: Some(d),
                         days: None,
+                        month: o.month,
                     });
                 }
             }
@@ -1080,6 +1105,11 @@ rate = "0.01"
             proptest::prop_assert_eq!(segs.iter().map(|s| s.basis).sum::<Decimal>(), l.subtotal);
             proptest::prop_assert_eq!(segs.iter().map(|s| s.days).sum::<u32>(), total);
             proptest::prop_assert_eq!(total, len + 1);
+            for s in &segs {
+                // Each part lies in one month.
+                let last = s.from + chrono::Days::new(u64::from(s.days.max(1)) - 1);
+                proptest::prop_assert_eq!(Month::of(s.from), Month::of(last));
+            }
             let mut out = Vec::new();
             let mut sc = Scratch::default();
             if accrue_line(&rules, &idx, "d.csv", &l, "c1", &mut sc, &mut out) == Outcome::Accrued {
@@ -1087,6 +1117,116 @@ rate = "0.01"
                 proptest::prop_assert!(por.abs() <= (l.subtotal * rules.programs[0].rate).abs(), "{} > line", por);
                 let basis: Decimal = out.iter().filter(|a| a.program == 0).map(|a| a.basis * a.share).sum();
                 proptest::prop_assert!(basis.abs() <= l.subtotal.abs());
+            }
+        }
+    }
+
+    /// The accrual months and amounts of a line from `from` to `to` (EUR, no
+    /// designations: the reseller program pays it).
+    fn months_of(
+        from: (i32, u32, u32),
+        to: (i32, u32, u32),
+        amount: &str,
+    ) -> Vec<(String, Decimal, Decimal, Option<(u32, u32)>)> {
+        let rules = parse_rules(RULES).unwrap();
+        let idx = DesignationIndex::new(Vec::new());
+        let mut l = line(from, amount, Some("r9"));
+        l.charge_end = NaiveDate::from_ymd_opt(to.0, to.1, to.2);
+        let mut out = Vec::new();
+        let mut sc = Scratch::default();
+        assert_eq!(
+            accrue_line(&rules, &idx, "d.csv", &l, "c1", &mut sc, &mut out),
+            Outcome::Accrued
+        );
+        out.iter()
+            .map(|a| (a.month.to_string(), a.basis, a.amount, a.days))
+            .collect()
+    }
+
+    #[test]
+    fn a_line_spanning_three_months_is_cut_at_each_month() {
+        // 15 Oct to 14 Dec: 17 + 30 + 14 = 61 days; 6100.00 is 100.00 a day.
+        let m = months_of((2026, 10, 15), (2026, 12, 14), "6100.00");
+        let d = |s: &str| s.parse::<Decimal>().unwrap();
+        assert_eq!(
+            m,
+            [
+                (
+                    "2026-10".to_string(),
+                    d("1700.000000"),
+                    d("17.00000000"),
+                    Some((17, 61))
+                ),
+                (
+                    "2026-11".to_string(),
+                    d("3000.000000"),
+                    d("30.00000000"),
+                    Some((30, 61))
+                ),
+                (
+                    "2026-12".to_string(),
+                    d("1400.00"),
+                    d("14.0000"),
+                    Some((14, 61))
+                ),
+            ]
+        );
+        // A credit spanning the same months mirrors it.
+        let c = months_of((2026, 10, 15), (2026, 12, 14), "-6100.00");
+        assert_eq!(c.iter().map(|x| x.2).sum::<Decimal>(), d("-61"));
+        assert_eq!(
+            c.iter().map(|x| x.0.as_str()).collect::<Vec<_>>(),
+            ["2026-10", "2026-11", "2026-12"]
+        );
+        // Uneven days: the last month takes the remainder, the parts sum to the line.
+        let m = months_of((2026, 10, 20), (2026, 11, 11), "1000.00");
+        assert_eq!(m[0].1, d("521.739130"));
+        assert_eq!(m[1].1, d("478.260870"));
+        assert_eq!(m.iter().map(|x| x.1).sum::<Decimal>(), d("1000.00"));
+        // Inside one month, or without an end date: one accrual, the line's month.
+        assert_eq!(months_of((2026, 10, 1), (2026, 10, 31), "10").len(), 1);
+        assert_eq!(months_of((2026, 2, 1), (2026, 2, 1), "10")[0].0, "2026-02");
+    }
+
+    #[test]
+    fn month_cuts_are_the_first_days_inside_the_period() {
+        let d = |y, m, dd| NaiveDate::from_ymd_opt(y, m, dd).unwrap();
+        let mut cuts = Vec::new();
+        month_cuts(d(2024, 12, 31), d(2025, 3, 1), &mut cuts);
+        assert_eq!(cuts, [d(2025, 1, 1), d(2025, 2, 1), d(2025, 3, 1)]);
+        cuts.clear();
+        month_cuts(d(2025, 1, 1), d(2025, 1, 31), &mut cuts);
+        assert!(cuts.is_empty());
+    }
+
+    proptest::proptest! {
+        /// Month-boundary proration over random charge periods and amounts: the
+        /// parts sum exactly to the line (basis and accrual), each lies in one
+        /// month, and the months follow each other without gaps.
+        #[test]
+        fn month_proration_sums_to_the_line(
+            start in 0u32..3000,
+            len in 0u32..800,
+            cents in -100_000_000_000i64..100_000_000_000,
+        ) {
+            let rules = parse_rules(RULES).unwrap();
+            let idx = DesignationIndex::new(Vec::new());
+            let from = NaiveDate::from_ymd_opt(2020, 1, 1).unwrap() + chrono::Days::new(u64::from(start));
+            let mut l = line((2020, 1, 1), "0", Some("r9"));
+            l.charge_start = from;
+            l.charge_end = Some(from + chrono::Days::new(u64::from(len)));
+            l.subtotal = Decimal::new(cents, 2);
+            let mut out = Vec::new();
+            let mut sc = Scratch::default();
+            proptest::prop_assert_eq!(accrue_line(&rules, &idx, "d.csv", &l, "c1", &mut sc, &mut out), Outcome::Accrued);
+            proptest::prop_assert_eq!(out.iter().map(|a| a.basis).sum::<Decimal>(), l.subtotal);
+            proptest::prop_assert_eq!(out.iter().map(|a| a.amount).sum::<Decimal>(), l.subtotal * rules.programs[1].rate);
+            proptest::prop_assert_eq!(out.iter().map(|a| a.days.unwrap().0).sum::<u32>(), len + 1);
+            let end = l.charge_end.unwrap();
+            proptest::prop_assert_eq!(out.first().unwrap().month, Month::of(from));
+            proptest::prop_assert_eq!(out.last().unwrap().month, Month::of(end));
+            for w in out.windows(2) {
+                proptest::prop_assert_eq!(w[1].month, w[0].month.next());
             }
         }
     }

@@ -63,6 +63,32 @@ pub enum Command {
     /// change the locale or template. The output directory is updated
     /// atomically and its manifest.json lists the new PDFs.
     Render(RenderArgs),
+    /// Record a published run as the issued statements of its period.
+    ///
+    /// Reads the run in --out (manifest.json, statements.json, ledger.csv,
+    /// attainment.csv, each checked against its SHA-256 in the manifest) and
+    /// stores, in one transaction, the statements, the accruals at ledger
+    /// grain, the input files' SHA-256s and the usage of the period. The
+    /// history file is created on first use.
+    ///
+    /// Issued is issued: closing a period that is already closed is refused
+    /// (exit 2), unless the run in --out is a restatement (the period run again
+    /// with --history, which publishes adjustment statements): that run is
+    /// recorded as the next version. A close that fails or is killed leaves
+    /// the history as it was.
+    ///
+    /// The monthly routine:
+    ///   porledger run --period 2026-10 ... --history history.db --out out/2026-10
+    ///   (check the statements)
+    ///   porledger close --out out/2026-10 --history history.db
+    Close(CloseArgs),
+    /// Show what the history holds: closed periods, versions, totals.
+    ///
+    /// One line per issued version (period, version, what it restates,
+    /// accruals, partners), then the issued totals per partner and currency;
+    /// with --partner, that partner's statement lines per customer, program
+    /// and currency. Reads the history only.
+    History(HistoryArgs),
     /// Write a realistic, deterministic input set (billing, designations, rules).
     ///
     /// Same --rows and --seed give the same bytes. Billing files use the real
@@ -145,6 +171,13 @@ pub struct RunArgs {
     /// `parquet` feature).
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LedgerFormat::Csv)]
     pub ledger_format: LedgerFormat,
+    /// The history database of closed periods (see `porledger close`); read
+    /// only, never written by `run`. When --period is already closed, the
+    /// run is a restatement: it publishes adjustment statements
+    /// (partners/<id>/adjustment.csv) with what was issued, what it is now,
+    /// the difference and why, and `close` records it as the next version.
+    #[arg(long, value_name = "FILE")]
+    pub history: Option<PathBuf>,
 }
 
 /// How PDF statements are rendered (shared by `run` and `render`).
@@ -199,6 +232,37 @@ pub struct ValidateArgs {
     /// How many problems to list in the report (all are counted).
     #[arg(long, value_name = "N", default_value_t = 50)]
     pub show: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct CloseArgs {
+    /// Output directory of a finished `porledger run` (the run to issue).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The history database (SQLite); created on first use. A file that is
+    /// not a porledger history is refused and left unchanged.
+    #[arg(long, value_name = "FILE")]
+    pub history: PathBuf,
+    /// Seconds to wait for another process that is writing the history
+    /// before failing.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub wait: u64,
+    /// No summary on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    /// The history database (SQLite), as given to `close`.
+    #[arg(long, value_name = "FILE")]
+    pub history: PathBuf,
+    /// Only this period (as it was run: 2026-10 or 2025-11..2026-10).
+    #[arg(long, value_name = "PERIOD")]
+    pub period: Option<String>,
+    /// Only this partner; also lists its issued statement lines.
+    #[arg(long, value_name = "ID")]
+    pub partner: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -118,6 +118,13 @@ impl RowBuf {
         push_date(&mut self.buf, d);
     }
 
+    /// A month, `YYYY-MM`.
+    pub fn month(&mut self, m: crate::dates::Month) {
+        self.sep();
+        push_date(&mut self.buf, m.first_day());
+        self.buf.truncate(self.buf.len() - 3);
+    }
+
     /// An empty field.
     pub fn empty(&mut self) {
         self.sep();

@@ -29,6 +29,9 @@ pub enum Fatal {
     /// A worker thread failed (a bug): the run cannot be trusted.
     #[error("internal error: {0}: nothing was published")]
     Worker(String),
+    /// The `--history` database cannot be used, or refused a close.
+    #[error(transparent)]
+    History(#[from] crate::history::HistoryError),
     #[error("{count} rows rejected, more than --max-rejects {max}: nothing was published (see the first rejects above; raise --max-rejects to publish anyway)")]
     TooManyRejects { count: u64, max: u64 },
 }

@@ -29,8 +29,9 @@ pub struct RunRecord {
     pub rounding: RoundingMode,
     pub partner_name: String,
     pub rows: Vec<LedgerRow>,
-    /// (customer, program, currency) -> amount printed on the partner statement.
-    pub statement: BTreeMap<(String, String, String), String>,
+    /// (customer, program, accrual month or `total`, currency) -> amount
+    /// printed on the partner statement.
+    pub statement: BTreeMap<(String, String, String, String), String>,
     /// (customer, program) -> how tiered rates were chosen (`tier_rate` rows).
     pub tiers: BTreeMap<(String, String), Vec<String>>,
     /// designation line -> the designation row's text, when the designations
@@ -62,16 +63,43 @@ pub fn render_explanation(r: &RunRecord, filter: &Filter) -> String {
         );
         return s;
     }
-    let mut groups: BTreeMap<(&str, &str, Currency), Vec<&LedgerRow>> = BTreeMap::new();
+    // One group per statement line: customer, program, currency, accrual month.
+    type Key<'a> = (&'a str, &'a str, Currency, &'a str);
+    let mut groups: BTreeMap<Key, Vec<&LedgerRow>> = BTreeMap::new();
     for row in &r.rows {
         groups
-            .entry((&row.customer_id, &row.program_id, row.currency))
+            .entry((
+                &row.customer_id,
+                &row.program_id,
+                row.currency,
+                &row.accrual_month,
+            ))
             .or_default()
             .push(row);
     }
+    let statement_says = |customer: &str, program: &str, month: &str, currency: Currency| {
+        r.statement.get(&(
+            customer.to_string(),
+            program.to_string(),
+            month.to_string(),
+            currency.to_string(),
+        ))
+    };
+    let check = |says: Option<&String>, rounded: Decimal| match says {
+        Some(v) if *v == rounded.to_string() => "matches the statement".to_string(),
+        Some(v) => format!("STATEMENT SAYS {v}: the outputs were changed after the run"),
+        None if filter.customer.is_some() || filter.program.is_some() => "statement line".into(),
+        None => "statement not found".into(),
+    };
     let mut totals: BTreeMap<Currency, Decimal> = BTreeMap::new();
-    for ((customer, program, currency), rows) in &groups {
-        let _ = writeln!(s, "\ncustomer {customer}, program {program}, {currency}");
+    // The months of the current customer, program and currency so far.
+    let mut months: (usize, Decimal) = (0, Decimal::ZERO);
+    let keys: Vec<&Key> = groups.keys().collect();
+    for (gi, ((customer, program, currency, month), rows)) in groups.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "\ncustomer {customer}, program {program}, {currency}, accrual month {month}"
+        );
         for t in r
             .tiers
             .get(&(customer.to_string(), program.to_string()))
@@ -96,16 +124,17 @@ pub fn render_explanation(r: &RunRecord, filter: &Filter) -> String {
                 String::new()
             } else {
                 format!(
-                    ", prorated {} of {} days",
-                    row.credited_days, row.charge_days
+                    ", prorated {} of {} days (the line's days in {})",
+                    row.credited_days, row.charge_days, row.accrual_month
                 )
             };
             let _ = writeln!(
                 s,
-                "  {}:{}  charge {}  subscription {}  {designation}\n      {} x rate {} x share {} = {}{days}",
+                "  {}:{}  charge {}  accrual month {}  subscription {}  {designation}\n      {} x rate {} x share {} = {}{days}",
                 row.source_file,
                 row.source_line,
                 row.charge_date,
+                row.accrual_month,
                 row.subscription_id,
                 format_exact(row.basis, row.currency),
                 row.rate,
@@ -116,26 +145,36 @@ pub fn render_explanation(r: &RunRecord, filter: &Filter) -> String {
         }
         let rounded = round_money(sum, *currency, r.rounding);
         *totals.entry(*currency).or_default() += rounded;
-        let check = match r.statement.get(&(
-            customer.to_string(),
-            program.to_string(),
-            currency.to_string(),
-        )) {
-            Some(v) if *v == rounded.to_string() => "matches the statement".to_string(),
-            Some(v) => format!("STATEMENT SAYS {v}: the outputs were changed after the run"),
-            None if filter.customer.is_some() || filter.program.is_some() => {
-                "statement line".into()
-            }
-            None => "statement not found".into(),
-        };
+        let says = check(
+            statement_says(*customer, *program, *month, *currency),
+            rounded,
+        );
         let _ = writeln!(
             s,
-            "  sum of {} exact amounts {} -> rounded {} {} = {rounded} ({check})",
+            "  sum of {} exact amounts {} -> rounded {} {} = {rounded} ({says})",
             rows.len(),
             format_exact(sum, *currency),
             r.rounding.as_str(),
             currency
         );
+        months = (months.0 + 1, months.1 + rounded);
+        let last = keys
+            .get(gi + 1)
+            .is_none_or(|n| (n.0, n.1, n.2) != (*customer, *program, *currency));
+        if last {
+            if months.0 > 1 {
+                let says = check(
+                    statement_says(*customer, *program, "total", *currency),
+                    months.1,
+                );
+                let _ = writeln!(
+                    s,
+                    "\ncustomer {customer}, program {program}, {currency}: total of {} months = {} ({says})",
+                    months.0, months.1
+                );
+            }
+            months = (0, Decimal::ZERO);
+        }
     }
     for (c, t) in totals {
         let _ = writeln!(s, "\ntotal {c}: {t} (the sum of the rounded lines above)");

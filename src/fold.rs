@@ -6,8 +6,8 @@
 //! scale, and customer names keep the earliest input position, so one thread or
 //! many, one file or ten, in whatever order the adds and merges happen, the
 //! result is the same. Memory grows with the number of distinct
-//! (partner, customer, program, association, subscription, rate, share, currency)
-//! groups, never with the number of rows.
+//! (partner, customer, program, accrual month, association, subscription, rate,
+//! share, currency) groups, never with the number of rows.
 
 use std::collections::BTreeMap;
 
@@ -17,12 +17,13 @@ use rust_decimal::Decimal;
 use crate::accrue::{Accrual, Reason};
 use crate::attribute::MatchedId;
 use crate::config::Association;
+use crate::dates::Month;
 use crate::model::TierNotes;
 use crate::money::Currency;
 use crate::text::{IdText, Text};
 
 /// The finest grouping of accruals that statements show: (partner, customer,
-/// program, currency, association, subscription, rate, share).
+/// program, accrual month, currency, association, subscription, rate, share).
 ///
 /// The three IDs are stored together inline (see [`crate::text`]), and the key
 /// carries its hash, so a look-up touches one bucket and folds merge without
@@ -35,6 +36,8 @@ pub struct DetailKey {
     partner_len: u32,
     customer_len: u32,
     pub program: u32,
+    /// The accrual month ([`Accrual::month`]).
+    pub month: Month,
     pub currency: Currency,
     pub association: Association,
     pub rate: Decimal,
@@ -70,6 +73,7 @@ impl DetailKey {
             p,
             c,
             self.program,
+            self.month,
             self.currency,
             self.association,
             s,
@@ -85,6 +89,7 @@ impl PartialEq for DetailKey {
             && self.partner_len == o.partner_len
             && self.customer_len == o.customer_len
             && self.program == o.program
+            && self.month == o.month
             && self.currency == o.currency
             && self.association == o.association
             && self.rate == o.rate
@@ -107,11 +112,13 @@ impl Ord for DetailKey {
     }
 }
 
-/// (partner, customer, program, currency, association, subscription, rate, share).
+/// (partner, customer, program, month, currency, association, subscription,
+/// rate, share).
 type SortKey<'a> = (
     &'a [u8],
     &'a [u8],
     u32,
+    Month,
     Currency,
     Association,
     &'a [u8],
@@ -125,6 +132,7 @@ struct DetailRef<'a> {
     partner_id: &'a str,
     customer_id: &'a str,
     program: u32,
+    month: Month,
     currency: Currency,
     association: Association,
     subscription_id: &'a str,
@@ -138,6 +146,7 @@ impl<'a> DetailRef<'a> {
         partner_id: &'a str,
         customer_id: &'a str,
         program: u32,
+        month: Month,
         currency: Currency,
         association: Association,
         subscription_id: &'a str,
@@ -149,7 +158,7 @@ impl<'a> DetailRef<'a> {
         partner_id.hash(&mut h);
         customer_id.hash(&mut h);
         subscription_id.hash(&mut h);
-        (program, currency, association).hash(&mut h);
+        (program, month, currency, association).hash(&mut h);
         rate.hash(&mut h);
         share.hash(&mut h);
         DetailRef {
@@ -157,6 +166,7 @@ impl<'a> DetailRef<'a> {
             partner_id,
             customer_id,
             program,
+            month,
             currency,
             association,
             subscription_id,
@@ -172,6 +182,7 @@ impl<'a> DetailRef<'a> {
             partner_len: self.partner_id.len() as u32,
             customer_len: self.customer_id.len() as u32,
             program: self.program,
+            month: self.month,
             currency: self.currency,
             association: self.association,
             rate: self.rate,
@@ -184,6 +195,7 @@ impl DetailRef<'_> {
     fn equivalent(&self, k: &DetailKey) -> bool {
         self.hash == k.hash
             && self.program == k.program
+            && self.month == k.month
             && self.association == k.association
             && self.currency == k.currency
             && self.rate == k.rate
@@ -297,6 +309,7 @@ fn accrual_ref<'a>(
         a.partner_id,
         customer_key,
         a.program as u32,
+        a.month,
         currency,
         a.association,
         subscription_key,
@@ -791,6 +804,7 @@ mod tests {
             amount: amount.parse().unwrap(),
             designation: None,
             days: None,
+            month: Month::from_ym(2026, 10),
         }
     }
 

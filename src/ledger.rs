@@ -32,6 +32,7 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
 use crate::csv_text::{excel_unescape, RowBuf};
+use crate::dates::Month;
 use crate::error::Fatal;
 use crate::money::Currency;
 
@@ -69,6 +70,7 @@ pub enum LedgerColumn {
     Association,
     SubscriptionId,
     ChargeDate,
+    AccrualMonth,
     SourceFile,
     SourceLine,
     BasisAmount,
@@ -82,7 +84,7 @@ pub enum LedgerColumn {
 }
 
 /// The ledger's columns, in the order of `ledger.csv`.
-pub const LEDGER_COLUMNS: [Column; 16] = {
+pub const LEDGER_COLUMNS: [Column; 17] = {
     use ColumnKind::*;
     [
         col("partner_id", Text),
@@ -91,6 +93,7 @@ pub const LEDGER_COLUMNS: [Column; 16] = {
         col("association", Text),
         col("subscription_id", Text),
         col("charge_date", Date),
+        col("accrual_month", Text),
         col("source_file", Text),
         col("source_line", Int),
         col("basis_amount", Decimal),
@@ -115,7 +118,7 @@ const fn names<const N: usize>(cols: &[Column; N]) -> [&'static str; N] {
 }
 
 /// The header of `ledger.csv`.
-pub const LEDGER_HEADER: [&str; 16] = names(&LEDGER_COLUMNS);
+pub const LEDGER_HEADER: [&str; 17] = names(&LEDGER_COLUMNS);
 
 /// The positions of the ledger columns of `kind`, in file order; `N` must be
 /// their number (checked at compile time when used in a const).
@@ -169,6 +172,8 @@ pub struct LedgerRow<'a> {
     /// A subscription ID (billing) or the workload (usage).
     pub subscription_id: &'a str,
     pub charge_date: NaiveDate,
+    /// The month of the charge days the accrual pays for (`YYYY-MM`).
+    pub accrual_month: Month,
     pub source_file: &'a str,
     pub source_line: u64,
     pub basis_amount: Decimal,
@@ -194,6 +199,7 @@ pub fn write_ledger_row(w: &mut RowBuf, r: &LedgerRow) {
     w.text(r.association);
     w.text(r.subscription_id);
     w.date(r.charge_date);
+    w.month(r.accrual_month);
     w.text(r.source_file);
     w.num(r.source_line);
     w.decimal(r.basis_amount, r.basis_min_dp);
@@ -282,6 +288,7 @@ pub struct LedgerRecord {
     pub association: String,
     pub subscription_id: String,
     pub charge_date: String,
+    pub accrual_month: String,
     pub source_file: String,
     pub source_line: String,
     pub basis: Decimal,
@@ -299,7 +306,7 @@ pub struct LedgerReader<R> {
     rdr: csv::Reader<R>,
     file: String,
     /// Position in the file of each column of [`LEDGER_COLUMNS`].
-    pos: [usize; 16],
+    pos: [usize; 17],
     rec: csv::StringRecord,
     /// The file line the next record starts on (the csv crate's own count is
     /// off by one with CRLF line ends, which porledger writes).
@@ -317,7 +324,7 @@ impl<R: Read> LedgerReader<R> {
             column: None,
             message: e.to_string(),
         })?;
-        let mut pos = [0; 16];
+        let mut pos = [0; 17];
         for (p, c) in pos.iter_mut().zip(LEDGER_COLUMNS.iter()) {
             *p = header
                 .iter()
@@ -337,6 +344,11 @@ impl<R: Read> LedgerReader<R> {
             rec: csv::StringRecord::new(),
             next_line: 2,
         })
+    }
+
+    /// The underlying reader (after the last row: everything was read).
+    pub fn get_ref(&self) -> &R {
+        self.rdr.get_ref()
     }
 
     /// The next row, or `None` at the end of the file.
@@ -369,7 +381,7 @@ impl<R: Read> LedgerReader<R> {
 /// One row of a ledger being read: fields by column, unescaped.
 pub struct LedgerLine<'r> {
     file: &'r str,
-    pos: &'r [usize; 16],
+    pos: &'r [usize; 17],
     rec: &'r csv::StringRecord,
     line: u64,
 }
@@ -402,6 +414,7 @@ impl<'r> LedgerLine<'r> {
             association: g(C::Association),
             subscription_id: g(C::SubscriptionId),
             charge_date: g(C::ChargeDate),
+            accrual_month: g(C::AccrualMonth),
             source_file: g(C::SourceFile),
             source_line: g(C::SourceLine),
             basis: self
@@ -451,6 +464,7 @@ mod tests {
             association: "PartnerOfRecord",
             subscription_id: "s1",
             charge_date: NaiveDate::from_ymd_opt(2026, 10, 3).unwrap(),
+            accrual_month: Month::from_ym(2026, 10),
             source_file: "billing/a.csv",
             source_line: 12,
             basis_amount: d("100.5"),
@@ -514,6 +528,7 @@ mod tests {
             assert_eq!(b.association, r.association);
             assert_eq!(b.subscription_id, r.subscription_id);
             assert_eq!(b.charge_date, r.charge_date.to_string());
+            assert_eq!(b.accrual_month, r.accrual_month.to_string());
             assert_eq!(b.source_file, r.source_file);
             assert_eq!(b.source_line, r.source_line.to_string());
             assert_eq!(b.basis, r.basis_amount);
@@ -534,13 +549,13 @@ mod tests {
         assert_eq!(lines[0], LEDGER_HEADER.join(","));
         assert_eq!(
             lines[1],
-            "500275,c1,csp-core,PartnerOfRecord,s1,2026-10-03,billing/a.csv,12,\
+            "500275,c1,csp-core,PartnerOfRecord,s1,2026-10-03,2026-10,billing/a.csv,12,\
              100.50,0.04,1.0,4.02,EUR,7,10,31"
         );
         // Formula-like text is escaped for spreadsheets, quoted when needed.
         assert!(text.contains(
             "'-P1,\"a, \"\"quoted\"\"\r\nmulti-line\",'=SUM(A1),PartnerOfRecord,,\
-             2026-10-03,\"dir/b,c.csv\",12,-3,0.04,1.0,4.02,EUR,,,\r\n"
+             2026-10-03,2026-10,\"dir/b,c.csv\",12,-3,0.04,1.0,4.02,EUR,,,\r\n"
         ));
     }
 
@@ -654,14 +669,22 @@ mod tests {
 
     #[test]
     fn column_kinds() {
-        // As `ledger.parquet` has always had them.
-        assert_eq!(DECIMAL_COLUMNS, [8, 9, 10, 11]);
-        assert_eq!(INT_COLUMNS, [7, 13, 14, 15]);
+        // Positions in `ledger.csv` and `ledger.parquet`.
+        assert_eq!(DECIMAL_COLUMNS, [9, 10, 11, 12]);
+        assert_eq!(INT_COLUMNS, [8, 14, 15, 16]);
         assert_eq!(DATE_COLUMN, 5);
         assert_eq!(
             LEDGER_HEADER[LedgerColumn::ChargeDays as usize],
             "charge_days"
         );
         assert_eq!(LEDGER_HEADER[LedgerColumn::Currency as usize], "currency");
+        assert_eq!(
+            LEDGER_HEADER[LedgerColumn::AccrualMonth as usize],
+            "accrual_month"
+        );
+        assert_eq!(
+            LEDGER_HEADER[LedgerColumn::AccrualMonth as usize - 1],
+            "charge_date"
+        );
     }
 }

@@ -51,6 +51,7 @@ pub mod dates;
 pub mod error;
 pub mod explain;
 pub mod fold;
+pub mod history;
 pub mod ingest;
 pub mod ledger;
 pub mod model;

@@ -44,6 +44,8 @@ fn main() -> ExitCode {
         Command::Explain(a) => cmd::explain::explain(a),
         Command::Render(a) => cmd::render::render(a),
         Command::Sample(a) => cmd::sample::sample(a),
+        Command::Close(a) => cmd::close::close(a),
+        Command::History(a) => cmd::history::history(a),
     };
     match result {
         Ok(Finish::Clean) => ExitCode::SUCCESS,

@@ -118,6 +118,8 @@ pub struct RunSettings {
     /// `None` with `--no-pdf`.
     pub pdf: Option<PdfArgs>,
     pub parquet_ledger: bool,
+    /// `--history`: read only.
+    pub history: Option<PathBuf>,
 }
 
 impl RunSettings {
@@ -138,6 +140,7 @@ impl RunSettings {
             fx: a.fx.clone().map(|path| FxSettings { path, currency }),
             pdf: (!a.no_pdf).then(|| a.pdf.clone()),
             parquet_ledger,
+            history: a.history.clone(),
         })
     }
 }

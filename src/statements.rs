@@ -1,10 +1,11 @@
 //! Statements: the rounded, per-partner view of a fold. Both renderers (CSV and
 //! PDF) print this model and nothing else, so they agree to the cent.
 //!
-//! A statement line is one (partner, customer, program, currency): its exact
-//! accruals are summed, then rounded once with [`round_money`]. A partner's
-//! total per currency is the sum of its rounded lines, so every statement adds
-//! up on paper. The customer transparency statement shows the detail behind each
+//! A statement line is one (partner, customer, program, currency, accrual
+//! month): its exact accruals are summed, then rounded once with
+//! [`round_money`]. A customer and program's total over the months
+//! ([`ProgramTotal`]) and a partner's total per currency are sums of rounded
+//! lines, so every statement adds up on paper. The customer transparency statement shows the detail behind each
 //! line (association, subscription, rate, share) with exact amounts.
 
 use std::collections::BTreeMap;
@@ -16,7 +17,7 @@ use rust_decimal::Decimal;
 use crate::attain::PartnerUsage;
 use crate::attribute::DesignationIndex;
 use crate::config::{Association, Rules};
-use crate::dates::Period;
+use crate::dates::{Month, Period};
 use crate::fold::{DetailKey, Fold, Sums};
 use crate::ingest::fx::FxTable;
 use crate::model::TierNote;
@@ -24,13 +25,16 @@ use crate::money::{round_money, Currency, RoundingMode};
 
 use serde::{Deserialize, Serialize};
 
-/// One (customer, program, currency) line of a partner statement.
+/// One (customer, program, currency, accrual month) line of a partner statement.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StatementLine {
     pub customer_id: Arc<str>,
     pub customer_name: Arc<str>,
     pub program_id: Arc<str>,
     pub program_name: Arc<str>,
+    /// The accrual month of the line's accruals (`YYYY-MM` in JSON).
+    #[serde(with = "month_label")]
+    pub month: Month,
     pub currency: Currency,
     pub lines: u64,
     pub basis: Decimal,
@@ -41,11 +45,49 @@ pub struct StatementLine {
     pub amount: Decimal,
 }
 
+/// A customer and program's total in one currency over its accrual months:
+/// the sum of its rounded statement lines.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProgramTotal {
+    pub customer_id: Arc<str>,
+    pub program_id: Arc<str>,
+    pub currency: Currency,
+    /// Statement lines (accrual months) summed.
+    pub months: u32,
+    pub lines: u64,
+    pub basis: Decimal,
+    pub amount: Decimal,
+}
+
+/// Serialises a [`Month`] as its label, `YYYY-MM`.
+pub mod month_label {
+    use crate::dates::Month;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(m: &Month, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(m)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Month, D::Error> {
+        let s = String::deserialize(d)?;
+        let p: crate::dates::Period = s.parse().map_err(serde::de::Error::custom)?;
+        if s.contains("..") || p.label() != s {
+            return Err(serde::de::Error::custom(format!(
+                "'{s}' is not a month YYYY-MM"
+            )));
+        }
+        Ok(Month::of(p.start))
+    }
+}
+
 /// The detail behind statement lines, for transparency statements.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DetailLine {
     pub program_id: Arc<str>,
     pub program_name: Arc<str>,
+    /// The accrual month (`YYYY-MM` in JSON).
+    #[serde(with = "month_label")]
+    pub month: Month,
     pub association: Association,
     pub subscription_id: Box<str>,
     pub currency: Currency,
@@ -148,6 +190,9 @@ pub struct CustomerStatement {
     pub designations: Vec<DesignationInfo>,
     /// The partner-statement lines of this customer.
     pub lines: Vec<StatementLine>,
+    /// The totals over months of this customer's programs.
+    #[serde(default)]
+    pub program_totals: Vec<ProgramTotal>,
     pub details: Vec<DetailLine>,
     pub totals: Vec<CurrencyTotal>,
 }
@@ -158,6 +203,9 @@ pub struct PartnerStatement {
     pub partner_id: String,
     pub partner_name: String,
     pub lines: Vec<StatementLine>,
+    /// Per customer, program and currency: the sum of its month lines.
+    #[serde(default)]
+    pub program_totals: Vec<ProgramTotal>,
     pub totals: Vec<CurrencyTotal>,
     pub customers: Vec<CustomerStatement>,
     /// With an FX table: the sum of the converted totals, in the reporting currency.
@@ -399,9 +447,46 @@ fn new_customer(
             })
             .collect(),
         lines: Vec::new(),
+        program_totals: Vec::new(),
         details: Vec::new(),
         totals: Vec::new(),
     }
+}
+
+/// The totals over months of `lines` (sorted by customer, program, currency,
+/// month), of partner `partner` for errors.
+fn program_totals(lines: &[StatementLine], partner: &str) -> Result<Vec<ProgramTotal>, Overflow> {
+    let mut out: Vec<ProgramTotal> = Vec::new();
+    for l in lines {
+        match out.last_mut() {
+            Some(t)
+                if t.customer_id == l.customer_id
+                    && t.program_id == l.program_id
+                    && t.currency == l.currency =>
+            {
+                let what = || {
+                    format!(
+                        "partner {partner}, customer {}, program {} ({}): total over months",
+                        l.customer_id, l.program_id, l.currency
+                    )
+                };
+                t.months += 1;
+                t.lines += l.lines;
+                t.basis = add(t.basis, l.basis, what)?;
+                t.amount = add(t.amount, l.amount, what)?;
+            }
+            _ => out.push(ProgramTotal {
+                customer_id: l.customer_id.clone(),
+                program_id: l.program_id.clone(),
+                currency: l.currency,
+                months: 1,
+                lines: l.lines,
+                basis: l.basis,
+                amount: l.amount,
+            }),
+        }
+    }
+    Ok(out)
 }
 
 fn partner_statement(
@@ -413,12 +498,12 @@ fn partner_statement(
     customer_name: &dyn Fn(&str) -> String,
 ) -> Result<PartnerStatement, Overflow> {
     let partner_id = details[0].0.partner_id().to_string();
-    // Group details by (customer, program, currency) -> one statement line.
-    type LineKey<'a> = (&'a str, u32, Currency);
+    // Group details by (customer, program, currency, month) -> one statement line.
+    type LineKey<'a> = (&'a str, u32, Currency, Month);
     let mut grouped: BTreeMap<LineKey, Vec<(&DetailKey, &Sums)>> = BTreeMap::new();
     for (k, s) in details {
         grouped
-            .entry((k.customer_id(), k.program, k.currency))
+            .entry((k.customer_id(), k.program, k.currency, k.month))
             .or_default()
             .push((k, s));
     }
@@ -426,7 +511,7 @@ fn partner_statement(
     let mut lines = Vec::new();
     // The customer's ID and name, shared by its lines (grouped by customer first).
     let mut current: Option<(Arc<str>, Arc<str>)> = None;
-    for ((cust, prog, currency), ds) in grouped {
+    for ((cust, prog, currency, month), ds) in grouped {
         let (program_id, program_name) = &programs[prog as usize];
         let (customer_id, name) = match &current {
             Some((id, name)) if **id == *cust => (id.clone(), name.clone()),
@@ -444,8 +529,11 @@ fn partner_statement(
                 rate = None;
             }
         }
-        let what =
-            || format!("partner {partner_id}, customer {cust}, program {program_id} ({currency})");
+        let what = || {
+            format!(
+                "partner {partner_id}, customer {cust}, program {program_id}, month {month} ({currency})"
+            )
+        };
         let exact = |s: crate::fold::ExactSum, of: &str| {
             s.to_decimal().map_err(|e| Overflow {
                 what: what(),
@@ -459,6 +547,7 @@ fn partner_statement(
             customer_name: name,
             program_id: program_id.clone(),
             program_name: program_name.clone(),
+            month,
             currency,
             lines: sums.lines,
             basis,
@@ -474,6 +563,7 @@ fn partner_statement(
             cs.details.push(DetailLine {
                 program_id: program_id.clone(),
                 program_name: program_name.clone(),
+                month,
                 association: k.association,
                 subscription_id: k.subscription_id().into(),
                 currency,
@@ -493,12 +583,14 @@ fn partner_statement(
             c.designations
                 .sort_by_key(|d| (d.valid_from, d.source_line));
             c.totals = totals(&c.lines, &partner_id)?;
+            c.program_totals = program_totals(&c.lines, &partner_id)?;
             Ok(c)
         })
         .collect::<Result<_, Overflow>>()?;
     Ok(PartnerStatement {
         partner_name: names.get(&partner_id).cloned().unwrap_or_default(),
         totals: totals(&lines, &partner_id)?,
+        program_totals: program_totals(&lines, &partner_id)?,
         partner_id,
         lines,
         customers,
@@ -569,6 +661,7 @@ mod tests {
                 amount: d(amount),
                 designation: None,
                 days: None,
+                month: Month::from_ym(2026, 10),
             };
             // Each accrual on its own subscription: one group each, summed per line.
             fold.add(&a, customer, &format!("s{i}"), cur(currency));

@@ -113,8 +113,9 @@ pub fn load(out: &Path, filter: &Filter) -> Result<RunRecord, Fatal> {
                     g(7),
                     g(8)
                 ));
-            } else if rec.len() == 10 && rec.get(0) != Some("customer_id") {
-                statement.insert((g(0), g(2), g(4)), g(9));
+            } else if rec.len() == 11 && rec.get(0) != Some("customer_id") {
+                // A month line, or the customer and program's `total` row.
+                statement.insert((g(0), g(2), g(4), g(5)), g(10));
             }
         }
     }

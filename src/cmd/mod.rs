@@ -3,7 +3,9 @@
 //! ([`crate::console`]). One module per subcommand; `main` turns a command's
 //! [`Finish`] or error into the exit code.
 
+pub mod close;
 pub mod explain;
+pub mod history;
 pub mod render;
 pub mod run;
 pub mod sample;

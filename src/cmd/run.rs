@@ -5,6 +5,7 @@ use crate::cli::RunArgs;
 use crate::cmd::{load, pool, renderer, Finish};
 use crate::console::{self, Bar, RunSummary, Timings};
 use crate::error::Fatal;
+use crate::history::{FileRec, History, RunHistory};
 use crate::ingest::designations::Reject;
 use crate::ingest::fx::FxTable;
 use crate::money::Currency;
@@ -40,6 +41,11 @@ struct Rows {
 
 pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     let s = RunSettings::new(args)?;
+    // A history that cannot be used fails before any work.
+    let history = match &s.history {
+        Some(p) => Some(History::open_read(p)?),
+        None => None,
+    };
     let renderer = s.pdf.as_ref().map(renderer).transpose()?;
     let inputs = load(&s.inputs)?;
     console::phase_memory("inputs loaded");
@@ -61,6 +67,10 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
         ));
     }
     let dir = staging.dir.clone();
+    let run_history = match &history {
+        None => None,
+        Some(h) => Some(restatement(&s, &inputs, &rows, &set, h.as_ref(), &staging)?),
+    };
     let written = Written {
         set: &set,
         partner_usage: &partner_usage,
@@ -82,8 +92,11 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
         &rows.streamed,
         &set,
         period,
-        extra,
-        pdf_manifest,
+        summary::ManifestExtras {
+            inputs: extra,
+            pdf: pdf_manifest,
+            history: run_history,
+        },
     )?;
     let t_manifest = bar.elapsed();
     staging.commit()?;
@@ -229,7 +242,7 @@ struct Written<'a> {
     accounting: &'a RowAccounting,
 }
 
-/// Writes the statement CSVs, summary.csv, the attainment files (with
+/// Writes the statement CSVs, summary.csv, journal.csv, the attainment files (with
 /// `--usage`) and statements.json (the PDFs come after, on the worker pool).
 fn write_outputs(
     s: &RunSettings,
@@ -245,6 +258,7 @@ fn write_outputs(
         .map_err(|e| Fatal::Input(format!("cannot start I/O threads: {e}")))?;
     io_pool.install(|| rcsv::write_statements(dir, w.set, files))?;
     rcsv::write_summary(&dir.join("summary.csv"), w.set)?;
+    crate::render::journal::write_journal(dir, w.set, &inputs.rules.journal, files)?;
     if !inputs.usage.files.is_empty() {
         attainment::write_attainment(
             dir,
@@ -280,6 +294,56 @@ fn write_summary_json(
             usage,
         },
     )
+}
+
+/// With `--history`: when the period is closed, the adjustment statements
+/// against its latest issued version.
+fn restatement(
+    s: &RunSettings,
+    inputs: &Inputs,
+    rows: &Rows,
+    set: &StatementSet,
+    history: Option<&History>,
+    staging: &Staging,
+) -> Result<RunHistory, Fatal> {
+    let period = s.period.label();
+    let Some(h) = history else {
+        return Ok(RunHistory { restates: None });
+    };
+    let Some(version) = h.latest(&period)? else {
+        return Ok(RunHistory { restates: None });
+    };
+    let mut now_inputs: Vec<FileRec> = summary::input_entries(inputs, &rows.streamed)
+        .into_iter()
+        .chain(fx_entry(s)?)
+        .map(|f| FileRec {
+            path: f.path,
+            role: f.role.unwrap_or_default(),
+            sha256: f.sha256,
+            bytes: f.bytes,
+        })
+        .collect();
+    now_inputs.sort_by(|a, b| (&a.role, &a.path).cmp(&(&b.role, &b.path)));
+    let a = crate::history::adjust::compare(
+        version,
+        &h.lines(&period, version, None)?,
+        &h.inputs(&period, version)?,
+        &h.designations(&period, version)?,
+        set,
+        &now_inputs,
+        &crate::history::adjust::designations_of(set),
+    );
+    crate::render::adjustment::write_adjustments(&staging.dir, &a, &staging.files)?;
+    if !s.quiet {
+        eprintln!(
+            "porledger: {period} is closed (version {version}): this run restates it; {} statement lines differ (partners/<id>/adjustment.csv); `porledger close` records it as version {}",
+            a.lines.len(),
+            version + 1
+        );
+    }
+    Ok(RunHistory {
+        restates: Some(version),
+    })
 }
 
 /// The manifest entry of the `--fx` table.

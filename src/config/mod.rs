@@ -8,6 +8,7 @@
 //! (per-workload unit rates and caps). [`products`] is the product-to-workload
 //! table; [`usage`] the `[usage]` settings.
 
+pub mod journal;
 pub mod products;
 pub mod raw;
 pub mod usage;
@@ -21,6 +22,7 @@ use serde::Deserialize;
 use crate::dates::parse_date;
 pub use crate::dates::Month;
 use crate::money::{parse_rate, Currency, RoundingMode};
+pub use journal::{JournalAccounts, JournalSettings};
 pub use products::{product_for, workload_display, workload_key, ProductMap};
 use raw::{RawProgram, RawRules};
 pub use usage::{CapabilityMetric, Competency, Metric, Tier, UsageSettings, WorkloadRate};
@@ -235,6 +237,8 @@ pub struct Rules {
     pub products: Vec<ProductMap>,
     /// `[usage]`: attainment targets, competency and capability settings.
     pub usage: UsageSettings,
+    /// `[journal]`: the accounts of `journal.csv`.
+    pub journal: JournalSettings,
 }
 
 /// A rules file problem, naming the key.
@@ -308,8 +312,10 @@ pub fn parse_rules(text: &str) -> Result<Rules, RulesError> {
         let program = parse_program(i, p, &programs, &usage.targets)?;
         programs.push(program);
     }
+    let journal = journal::journal_settings(raw.journal, &programs)?;
     Ok(Rules {
         rounding,
+        journal,
         programs,
         conflicts,
         reporting_currency,

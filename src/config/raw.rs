@@ -18,6 +18,34 @@ pub struct RawRules {
     pub product: Vec<RawProduct>,
     #[serde(default)]
     pub usage: Option<RawUsage>,
+    #[serde(default)]
+    pub journal: Option<RawJournal>,
+}
+
+/// `[journal]`: accounts of `journal.csv`, with `[journal.program.<id>]` overrides.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJournal {
+    #[serde(default)]
+    pub debit_account: Option<String>,
+    #[serde(default)]
+    pub credit_account: Option<String>,
+    #[serde(default)]
+    pub cost_centre: Option<String>,
+    #[serde(default)]
+    pub program: std::collections::BTreeMap<String, RawJournalAccounts>,
+}
+
+/// `[journal.program.<id>]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJournalAccounts {
+    #[serde(default)]
+    pub debit_account: Option<String>,
+    #[serde(default)]
+    pub credit_account: Option<String>,
+    #[serde(default)]
+    pub cost_centre: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -11,7 +11,9 @@ use super::{excel_safe, sanitize_file_name};
 pub use crate::csv_text::{push_date, push_uint, RowBuf};
 use crate::error::Fatal;
 use crate::money::{format_exact, format_exact_dp, Currency};
-use crate::statements::{CurrencyTotal, CustomerStatement, PartnerStatement, StatementSet};
+use crate::statements::{
+    CurrencyTotal, CustomerStatement, PartnerStatement, ProgramTotal, StatementLine, StatementSet,
+};
 
 // The row files of a run (ledger, not-eligible, rejects) are defined in
 // [`crate::ledger`]; their headers stay reachable here.
@@ -170,8 +172,29 @@ fn period_block(w: &mut Sections, set: &StatementSet) -> csv::Result<()> {
     w.blank()
 }
 
-/// The partner statement as CSV: a header block, one line per customer, program
-/// and currency, then totals per currency.
+/// The total over months to print after line `i` of `lines`: the customer and
+/// program's [`ProgramTotal`] when line `i` is its last month line and it has
+/// more than one month (`totals` walks [`PartnerStatement::program_totals`], in
+/// the order of the lines).
+pub fn month_total_after<'t>(
+    lines: &[StatementLine],
+    i: usize,
+    totals: &mut std::slice::Iter<'t, ProgramTotal>,
+) -> Option<&'t ProgramTotal> {
+    let l = &lines[i];
+    let last = lines.get(i + 1).is_none_or(|n| {
+        n.customer_id != l.customer_id || n.program_id != l.program_id || n.currency != l.currency
+    });
+    if !last {
+        return None;
+    }
+    let t = totals.next()?;
+    (t.months > 1).then_some(t)
+}
+
+/// The partner statement as CSV: a header block, one line per customer,
+/// program, currency and accrual month (and a `total` row per customer and
+/// program of more than one month), then totals per currency.
 pub fn partner_statement_csv(p: &PartnerStatement, set: &StatementSet) -> csv::Result<Vec<u8>> {
     let mut w = Sections::new();
     w.row(&["porledger partner statement"])?;
@@ -183,6 +206,7 @@ pub fn partner_statement_csv(p: &PartnerStatement, set: &StatementSet) -> csv::R
         "customer_name",
         "program_id",
         "program_name",
+        "accrual_month",
         "currency",
         "lines",
         "basis_amount",
@@ -190,12 +214,14 @@ pub fn partner_statement_csv(p: &PartnerStatement, set: &StatementSet) -> csv::R
         "accrual_exact",
         "accrual_amount",
     ])?;
-    for l in &p.lines {
+    let mut totals = p.program_totals.iter();
+    for (i, l) in p.lines.iter().enumerate() {
         w.row(&[
             &l.customer_id,
             &l.customer_name,
             &l.program_id,
             &l.program_name,
+            &l.month.to_string(),
             l.currency.as_str(),
             &l.lines.to_string(),
             &format_exact(l.basis, l.currency),
@@ -203,6 +229,21 @@ pub fn partner_statement_csv(p: &PartnerStatement, set: &StatementSet) -> csv::R
             &format_exact(l.accrual_exact, l.currency),
             &amount(l.amount),
         ])?;
+        if let Some(t) = month_total_after(&p.lines, i, &mut totals) {
+            w.row(&[
+                &t.customer_id,
+                &l.customer_name,
+                &t.program_id,
+                &l.program_name,
+                "total",
+                t.currency.as_str(),
+                &t.lines.to_string(),
+                &format_exact(t.basis, t.currency),
+                "",
+                "",
+                &amount(t.amount),
+            ])?;
+        }
     }
     w.blank()?;
     write_totals(&mut w, &p.totals)?;
@@ -259,6 +300,7 @@ pub fn customer_statement_csv(
     w.row(&[
         "program_id",
         "program_name",
+        "accrual_month",
         "association",
         "subscription_id",
         "currency",
@@ -272,6 +314,7 @@ pub fn customer_statement_csv(
         w.row(&[
             &d.program_id,
             &d.program_name,
+            &d.month.to_string(),
             d.association.as_str(),
             &d.subscription_id,
             d.currency.as_str(),
@@ -286,22 +329,37 @@ pub fn customer_statement_csv(
     w.row(&[
         "program_id",
         "program_name",
+        "accrual_month",
         "currency",
         "lines",
         "basis_amount",
         "accrual_exact",
         "accrual_amount",
     ])?;
-    for l in &c.lines {
+    let mut totals = c.program_totals.iter();
+    for (i, l) in c.lines.iter().enumerate() {
         w.row(&[
             &l.program_id,
             &l.program_name,
+            &l.month.to_string(),
             l.currency.as_str(),
             &l.lines.to_string(),
             &format_exact(l.basis, l.currency),
             &format_exact(l.accrual_exact, l.currency),
             &amount(l.amount),
         ])?;
+        if let Some(t) = month_total_after(&c.lines, i, &mut totals) {
+            w.row(&[
+                &t.program_id,
+                &l.program_name,
+                "total",
+                t.currency.as_str(),
+                &t.lines.to_string(),
+                &format_exact(t.basis, t.currency),
+                "",
+                &amount(t.amount),
+            ])?;
+        }
     }
     w.blank()?;
     write_totals(&mut w, &c.totals)?;

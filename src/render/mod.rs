@@ -7,8 +7,10 @@
 //! - [`publish`] stages a run's outputs in a temporary directory beside `--out`,
 //!   writes the manifest and moves the whole set into place at once.
 
+pub mod adjustment;
 pub mod attainment;
 pub mod csv;
+pub mod journal;
 pub mod parquet;
 pub mod pdf;
 pub mod publish;

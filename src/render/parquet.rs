@@ -12,6 +12,7 @@
 //! |---|---|
 //! | partner_id, customer_id, program_id, association, subscription_id, source_file, currency | String |
 //! | charge_date | Date |
+//! | accrual_month | String, `YYYY-MM` |
 //! | source_line | Int64 |
 //! | basis_amount, rate, share, accrual_amount | Decimal(38, 24) |
 //! | designation_line, credited_days, charge_days | Int64, null when empty |

@@ -151,10 +151,13 @@ struct Manifest {
     counts: Counts,
     #[serde(skip_serializing_if = "Option::is_none")]
     pdf: Option<PdfManifest>,
+    /// With `run --history`: what the run found in the history.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    history: Option<crate::history::RunHistory>,
 }
 
 /// The manifest entries of the billing, usage, designations and rules files.
-fn input_entries(inputs: &Inputs, streamed: &Streamed) -> Vec<FileEntry> {
+pub fn input_entries(inputs: &Inputs, streamed: &Streamed) -> Vec<FileEntry> {
     let mut ins = Vec::new();
     for ((f, d), o) in inputs
         .files
@@ -196,6 +199,15 @@ fn input_entries(inputs: &Inputs, streamed: &Streamed) -> Vec<FileEntry> {
     ins
 }
 
+/// What the manifest holds besides the billing inputs and the outputs.
+pub struct ManifestExtras {
+    /// Inputs read outside the stream (the `--fx` table).
+    pub inputs: Vec<FileEntry>,
+    pub pdf: Option<PdfManifest>,
+    /// With `--history`: what the run found in the history.
+    pub history: Option<crate::history::RunHistory>,
+}
+
 /// Writes `dir/manifest.json`: every input, every output already in `dir`
 /// (hashed), the counts and the PDF manifest.
 pub fn write_manifest(
@@ -204,9 +216,13 @@ pub fn write_manifest(
     streamed: &Streamed,
     set: &StatementSet,
     period: Period,
-    extra_inputs: Vec<FileEntry>,
-    pdf: Option<PdfManifest>,
+    extra: ManifestExtras,
 ) -> Result<(), Fatal> {
+    let ManifestExtras {
+        inputs: extra_inputs,
+        pdf,
+        history,
+    } = extra;
     let (dir, files) = (&staging.dir, &staging.files);
     let mut ins = input_entries(inputs, streamed);
     ins.extend(extra_inputs);
@@ -228,6 +244,7 @@ pub fn write_manifest(
             customer_statements: set.partners.iter().map(|p| p.customers.len()).sum(),
         },
         pdf,
+        history,
     };
     publish::write_json(files, &dir.join("manifest.json"), &manifest)
 }

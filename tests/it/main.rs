@@ -12,8 +12,10 @@ mod cli;
 mod cmd_settings;
 mod credit_cases;
 mod focus;
+mod history;
 mod hostile_inputs;
 mod ledger_roundtrip;
+mod months;
 #[cfg(feature = "parquet")]
 mod parquet;
 mod pdf;

@@ -295,17 +295,19 @@ fn usage_run_end_to_end() {
         (
             &t6[0][..],
             &t6[4][..],
-            &t6[7][..],
             &t6[8][..],
             &t6[9][..],
-            &t6[11][..]
+            &t6[10][..],
+            &t6[12][..]
         ),
         ("500002", "Teams", "10", "50", "2.5", "125.00")
     );
-    assert!(t6[6].ends_with("cpor.csv"));
+    assert!(t6[7].ends_with("cpor.csv"));
+    // A usage accrual's month is the month of its usage record.
+    assert_eq!(t6[6], t6[5][..7]);
     let t3 = find(&ledger, &|r| r[1] == T3 && r[2] == "cpor-usage");
-    assert!(t3[6].ends_with(&format!("{T3}.csv")));
-    assert_eq!((&t3[7][..], &t3[8][..]), ("3", "7"));
+    assert!(t3[7].ends_with(&format!("{T3}.csv")));
+    assert_eq!((&t3[8][..], &t3[9][..]), ("3", "7"));
 
     // attainment.csv: every tenant-workload of the period, sorted.
     let att = csv_rows(&f.read("attainment.csv"));
@@ -349,9 +351,9 @@ fn usage_run_end_to_end() {
         "{ex}"
     );
     assert!(ex.contains("x rate 0.02 x share"), "{ex}");
-    // Every ledger row has the header's 16 columns (usage rows included).
+    // Every ledger row has the header's 17 columns (usage rows included).
     for l in csv_rows(&f.read("ledger.csv")) {
-        assert_eq!(l.len(), 16, "{l:?}");
+        assert_eq!(l.len(), 17, "{l:?}");
     }
 
     // Partner metrics.

@@ -12,6 +12,7 @@
 //! resource ids, dates from the period, and a document ID derived from the
 //! hash of the drawn content, so two runs give byte-identical files.
 
+mod chart;
 pub mod format;
 pub mod layout;
 pub mod template;
@@ -38,7 +39,9 @@ use super::sanitize_file_name;
 use crate::config::Association;
 use crate::error::Fatal;
 use crate::money::Currency;
-use crate::statements::{CustomerStatement, DetailLine, PartnerStatement, StatementSet};
+use crate::statements::{
+    CustomerStatement, DetailLine, PartnerStatement, ProgramTotal, StatementSet,
+};
 
 /// Everything needed to render documents, loaded once per run.
 pub struct Renderer {
@@ -171,6 +174,7 @@ impl Renderer {
         match f {
             LineField::Subscription => &c.subscription,
             LineField::Program => &c.program,
+            LineField::Month => &c.month,
             LineField::Association => &c.association,
             LineField::Currency => &c.currency,
             LineField::Lines => &c.lines,
@@ -216,7 +220,10 @@ impl Renderer {
         for section in &self.t.spec.partner_statement.sections {
             match section {
                 PartnerSection::Header => self.partner_header(&mut cv, set, p),
-                PartnerSection::Summary => self.summary(&mut cv, set, p, &usage, width),
+                PartnerSection::Summary => {
+                    self.summary(&mut cv, set, p, &usage, width);
+                    self.month_chart(&mut cv, p, set.period);
+                }
                 PartnerSection::Customers => self.customers(&mut cv, p, &usage, width),
                 PartnerSection::Attainment => {
                     self.attainment(&mut cv, p, width);
@@ -368,7 +375,7 @@ impl Renderer {
             );
             for (k, (is_usage, run)) in usage.runs(c).into_iter().enumerate() {
                 let cols = self.line_cols(spec, width, is_usage);
-                let rows = self.line_rows(&run, spec, is_usage);
+                let rows = self.line_rows(&run, &c.program_totals, spec, is_usage);
                 if k == 0 {
                     let caption = std::iter::once(Row::Caption(caption.clone()));
                     cv.table(&cols, caption.chain(rows), &ts, &l.continued);
@@ -471,46 +478,80 @@ impl Renderer {
     }
 
     /// Detail rows of a run of lines, each line closed by a subtotal row
-    /// carrying the line's rounded amount (the only amounts printed: the model's).
+    /// carrying the line's rounded amount (the only amounts printed: the model's);
+    /// a program of several accrual months is closed by its total over the
+    /// months (from `totals`, the customer's [`ProgramTotal`]s).
     fn line_rows<'s>(
         &'s self,
         run: &'s [LineWithDetails<'s>],
+        totals: &'s [ProgramTotal],
         spec: &'s [Column<LineField>],
         usage: bool,
     ) -> impl Iterator<Item = Row> + 's {
         let l = &self.t.locale.labels;
-        run.iter().flat_map(move |&(line, details)| {
-            let detail_rows = details.iter().map(move |d| {
-                Row::Cells(
-                    spec.iter()
-                        .map(|col| self.detail_cell(d, col.field, usage))
-                        .collect(),
-                    RowKind::Normal,
-                )
-            });
-            let name = if line.program_name.is_empty() {
-                &line.program_id
-            } else {
-                &line.program_name
-            };
-            let subtotal: Vec<String> = spec
-                .iter()
-                .enumerate()
-                .map(|(i, col)| match col.field {
-                    LineField::Amount => self.fmt.amount(line.amount, line.currency),
-                    LineField::Basis => self.basis_cell(line.basis, line.currency, usage),
-                    LineField::Currency => line.currency.to_string(),
-                    LineField::Lines => self.fmt.count(line.lines),
-                    LineField::Rate => line
-                        .rate
-                        .map(|r| self.rate_cell(r, line.currency, usage))
-                        .unwrap_or_else(|| l.various.clone()),
-                    _ if i == 0 => fill(&l.program_total, &[("program", name)]),
-                    _ => String::new(),
-                })
-                .collect();
-            detail_rows.chain(std::iter::once(Row::Cells(subtotal, RowKind::Subtotal)))
-        })
+        run.iter()
+            .enumerate()
+            .flat_map(move |(k, &(line, details))| {
+                let detail_rows = details.iter().map(move |d| {
+                    Row::Cells(
+                        spec.iter()
+                            .map(|col| self.detail_cell(d, col.field, usage))
+                            .collect(),
+                        RowKind::Normal,
+                    )
+                });
+                let name = if line.program_name.is_empty() {
+                    &line.program_id
+                } else {
+                    &line.program_name
+                };
+                let subtotal: Vec<String> = spec
+                    .iter()
+                    .enumerate()
+                    .map(|(i, col)| match col.field {
+                        LineField::Amount => self.fmt.amount(line.amount, line.currency),
+                        LineField::Basis => self.basis_cell(line.basis, line.currency, usage),
+                        LineField::Currency => line.currency.to_string(),
+                        LineField::Month => line.month.to_string(),
+                        LineField::Lines => self.fmt.count(line.lines),
+                        LineField::Rate => line
+                            .rate
+                            .map(|r| self.rate_cell(r, line.currency, usage))
+                            .unwrap_or_else(|| l.various.clone()),
+                        _ if i == 0 => fill(&l.program_total, &[("program", name)]),
+                        _ => String::new(),
+                    })
+                    .collect();
+                // After a program's last month line: its total over the months.
+                let months_total = totals
+                    .iter()
+                    .find(|t| {
+                        t.months > 1
+                            && t.program_id == line.program_id
+                            && t.currency == line.currency
+                            && run.get(k + 1).is_none_or(|(n, _)| {
+                                n.program_id != line.program_id || n.currency != line.currency
+                            })
+                    })
+                    .map(|t| {
+                        let cells = spec
+                            .iter()
+                            .enumerate()
+                            .map(|(i, col)| match col.field {
+                                LineField::Amount => self.fmt.amount(t.amount, t.currency),
+                                LineField::Basis => self.basis_cell(t.basis, t.currency, usage),
+                                LineField::Currency => t.currency.to_string(),
+                                LineField::Lines => self.fmt.count(t.lines),
+                                _ if i == 0 => fill(&l.months_total, &[("program", name)]),
+                                _ => String::new(),
+                            })
+                            .collect();
+                        Row::Cells(cells, RowKind::Subtotal)
+                    });
+                detail_rows
+                    .chain(std::iter::once(Row::Cells(subtotal, RowKind::Subtotal)))
+                    .chain(months_total)
+            })
     }
 
     /// A basis: money, or for a usage program a count of units.
@@ -541,6 +582,7 @@ impl Renderer {
                     d.program_name.to_string()
                 }
             }
+            LineField::Month => d.month.to_string(),
             LineField::Association => d.association.as_str().to_string(),
             LineField::Currency => d.currency.to_string(),
             LineField::Lines => self.fmt.count(d.lines),
@@ -738,7 +780,7 @@ impl Renderer {
         let runs = usage.runs(c);
         for (k, (is_usage, run)) in runs.iter().enumerate() {
             let cols = self.line_cols(spec, width, *is_usage);
-            let rows = self.line_rows(run, spec, *is_usage);
+            let rows = self.line_rows(run, &c.program_totals, spec, *is_usage);
             if k + 1 < runs.len() {
                 cv.table(&cols, rows, &ts, &l.continued);
             } else {

@@ -189,6 +189,8 @@ pub enum SummaryField {
 pub enum LineField {
     Subscription,
     Program,
+    /// The accrual month.
+    Month,
     Association,
     Currency,
     Lines,
@@ -320,6 +322,21 @@ pub struct Labels {
     pub not_computable: String,
     /// No usage target reached.
     pub no_target: String,
+    /// `{program}`: the row closing a program's month lines (the sum of its
+    /// rounded months), when it has more than one.
+    #[serde(default = "default_months_total")]
+    pub months_total: String,
+    /// Heading of the bar chart of the amount accrued per month.
+    #[serde(default = "default_by_month")]
+    pub by_month: String,
+}
+
+fn default_months_total() -> String {
+    "Total {program}, all months".into()
+}
+
+fn default_by_month() -> String {
+    "Accrued by month".into()
 }
 
 #[derive(Deserialize, Debug, Clone)]

@@ -61,7 +61,7 @@ impl<'a> UsagePrograms<'a> {
 
     /// A customer's lines with their details, in runs of one kind (usage or
     /// not), in statement order. Details follow the order of the lines
-    /// (grouped by program and currency), so one forward pass pairs them.
+    /// (grouped by program, currency and month), so one forward pass pairs them.
     pub fn runs<'c>(&self, c: &'c CustomerStatement) -> Vec<(bool, Vec<LineWithDetails<'c>>)> {
         let mut runs: Vec<(bool, Vec<LineWithDetails<'c>>)> = Vec::new();
         let mut di = 0;
@@ -70,6 +70,7 @@ impl<'a> UsagePrograms<'a> {
             while di < c.details.len()
                 && c.details[di].program_id == line.program_id
                 && c.details[di].currency == line.currency
+                && c.details[di].month == line.month
             {
                 di += 1;
             }

@@ -1,0 +1,81 @@
+//! `porledger history`: what the history holds, on stdout. Reads only.
+
+use std::fmt::Write as _;
+use std::io::Write;
+
+use crate::cli::HistoryArgs;
+use crate::cmd::{stdout_result, Finish};
+use crate::error::Fatal;
+use crate::history::History;
+
+pub fn history(args: &HistoryArgs) -> Result<Finish, Fatal> {
+    let Some(h) = History::open_read(&args.history)? else {
+        return Err(Fatal::Input(format!(
+            "{}: no such history (`porledger close` creates it)",
+            args.history.display()
+        )));
+    };
+    let text = render(&h, args.period.as_deref(), args.partner.as_deref())?;
+    stdout_result(std::io::stdout().lock().write_all(text.as_bytes()))?;
+    Ok(Finish::Clean)
+}
+
+/// The listing, as text.
+pub fn render(h: &History, period: Option<&str>, partner: Option<&str>) -> Result<String, Fatal> {
+    let closes = h.closes(period)?;
+    let mut s = String::new();
+    let _ = writeln!(s, "history {}", h.path().display());
+    if closes.is_empty() {
+        let _ = writeln!(
+            s,
+            "no closed period{}",
+            period.map(|p| format!(" {p}")).unwrap_or_default()
+        );
+        return Ok(s);
+    }
+    for c in &closes {
+        let latest = h.latest(&c.period)? == Some(c.version);
+        let _ = writeln!(
+            s,
+            "\n{} version {}{}{}: {} accruals, {} partners, porledger {}, rounding {}, manifest sha256 {}",
+            c.period,
+            c.version,
+            c.restates
+                .map(|r| format!(" (restates version {r})"))
+                .unwrap_or_default(),
+            if latest { " [current]" } else { "" },
+            c.accruals,
+            c.partners,
+            c.tool_version,
+            c.rounding,
+            c.manifest_sha256
+        );
+        for t in h.totals(&c.period, c.version, partner)? {
+            let _ = writeln!(
+                s,
+                "  {:<20} {:<30} {} {}",
+                t.partner_id, t.partner_name, t.currency, t.amount
+            );
+        }
+        if partner.is_some() {
+            for l in h.lines(&c.period, c.version, partner)? {
+                let _ = writeln!(
+                    s,
+                    "    {} {} {} {} {} (basis {}, {} lines)",
+                    l.customer_id,
+                    l.program_id,
+                    if l.accrual_month.is_empty() {
+                        "-"
+                    } else {
+                        &l.accrual_month
+                    },
+                    l.currency,
+                    l.amount,
+                    l.basis,
+                    l.lines
+                );
+            }
+        }
+    }
+    Ok(s)
+}

@@ -1,0 +1,281 @@
+//! Restatements: what changed between an issued version of a period and a
+//! new run of it, per partner, customer, program, accrual month and
+//! currency, with the reason traced to the inputs. Pure: takes what the
+//! history returned and the new statements, reads and writes nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rust_decimal::Decimal;
+
+use super::{DesignationRec, FileRec, LineRec};
+use crate::statements::StatementSet;
+
+/// The key of an adjustment line.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LineKey {
+    pub partner_id: String,
+    pub customer_id: String,
+    pub program_id: String,
+    pub accrual_month: String,
+    pub currency: String,
+}
+
+/// One line of an adjustment statement: issued, now, difference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdjustmentLine {
+    pub key: LineKey,
+    pub partner_name: String,
+    pub customer_name: String,
+    pub issued: Decimal,
+    pub now: Decimal,
+    pub difference: Decimal,
+    /// Why, traced: the designation rows of this partner and customer that
+    /// changed, then the input files that changed.
+    pub reason: String,
+}
+
+/// The adjustments of a restatement.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Adjustments {
+    /// The issued version compared against.
+    pub version: u32,
+    /// Lines whose amount differs, by partner, customer, program, month,
+    /// currency.
+    pub lines: Vec<AdjustmentLine>,
+    /// The input files that changed (role: what), for every line.
+    pub inputs_changed: Vec<String>,
+}
+
+/// A line's amount as issued (text in the history) or now.
+fn parse(s: &str) -> Decimal {
+    s.parse().unwrap_or_default()
+}
+
+/// Compares the issued lines (`version`) with `now`. `issued_inputs` and
+/// `now_inputs` are the manifests' input files; `issued_designations` and
+/// `now_designations` the designation rows shown on the customer statements.
+pub fn compare(
+    version: u32,
+    issued: &[LineRec],
+    issued_inputs: &[FileRec],
+    issued_designations: &[DesignationRec],
+    now: &StatementSet,
+    now_inputs: &[FileRec],
+    now_designations: &[DesignationRec],
+) -> Adjustments {
+    type Side = (String, String, Decimal);
+    let mut both: BTreeMap<LineKey, (Option<Side>, Option<Side>)> = BTreeMap::new();
+    for l in issued {
+        let k = LineKey {
+            partner_id: l.partner_id.clone(),
+            customer_id: l.customer_id.clone(),
+            program_id: l.program_id.clone(),
+            accrual_month: l.accrual_month.clone(),
+            currency: l.currency.clone(),
+        };
+        let e = both.entry(k).or_default();
+        let prev = e.0.as_ref().map(|s| s.2).unwrap_or_default();
+        e.0 = Some((
+            l.partner_name.clone(),
+            l.customer_name.clone(),
+            prev + parse(&l.amount),
+        ));
+    }
+    for p in &now.partners {
+        for l in &p.lines {
+            let k = LineKey {
+                partner_id: p.partner_id.clone(),
+                customer_id: l.customer_id.to_string(),
+                program_id: l.program_id.to_string(),
+                accrual_month: String::new(),
+                currency: l.currency.as_str().to_string(),
+            };
+            let e = both.entry(k).or_default();
+            let prev = e.1.as_ref().map(|s| s.2).unwrap_or_default();
+            e.1 = Some((
+                p.partner_name.clone(),
+                l.customer_name.to_string(),
+                prev + l.amount,
+            ));
+        }
+    }
+    let inputs_changed = input_changes(issued_inputs, now_inputs);
+    let by_customer = |rows: &[DesignationRec]| {
+        let mut m: BTreeMap<(String, String), BTreeSet<DesignationRec>> = BTreeMap::new();
+        for d in rows {
+            m.entry((d.partner_id.clone(), d.customer_id.clone()))
+                .or_default()
+                .insert(d.clone());
+        }
+        m
+    };
+    let (di, dn) = (
+        by_customer(issued_designations),
+        by_customer(now_designations),
+    );
+    let empty = BTreeSet::new();
+    let mut lines = Vec::new();
+    for (key, (was, is)) in both {
+        let issued_amount = was.as_ref().map(|s| s.2).unwrap_or_default();
+        let now_amount = is.as_ref().map(|s| s.2).unwrap_or_default();
+        if issued_amount == now_amount && was.is_some() == is.is_some() {
+            continue;
+        }
+        let names = is.as_ref().or(was.as_ref());
+        let pc = (key.partner_id.clone(), key.customer_id.clone());
+        let (a, b) = (di.get(&pc).unwrap_or(&empty), dn.get(&pc).unwrap_or(&empty));
+        let mut why = Vec::new();
+        for d in a.difference(b) {
+            why.push(format!(
+                "designation row {} no longer applies ({} {}{})",
+                d.source_line,
+                d.association,
+                d.valid_from,
+                if d.valid_to.is_empty() {
+                    String::new()
+                } else {
+                    format!("..{}", d.valid_to)
+                }
+            ));
+        }
+        for d in b.difference(a) {
+            why.push(format!(
+                "designation row {} now applies ({} {}{})",
+                d.source_line,
+                d.association,
+                d.valid_from,
+                if d.valid_to.is_empty() {
+                    String::new()
+                } else {
+                    format!("..{}", d.valid_to)
+                }
+            ));
+        }
+        why.extend(inputs_changed.iter().cloned());
+        lines.push(AdjustmentLine {
+            partner_name: names.map(|s| s.0.clone()).unwrap_or_default(),
+            customer_name: names.map(|s| s.1.clone()).unwrap_or_default(),
+            issued: issued_amount,
+            now: now_amount,
+            difference: now_amount - issued_amount,
+            reason: why.join("; "),
+            key,
+        });
+    }
+    Adjustments {
+        version,
+        lines,
+        inputs_changed,
+    }
+}
+
+/// The input files that differ, by role and path, as text.
+fn input_changes(issued: &[FileRec], now: &[FileRec]) -> Vec<String> {
+    let key = |f: &FileRec| (f.role.clone(), f.path.clone());
+    let a: BTreeMap<_, _> = issued.iter().map(|f| (key(f), &f.sha256)).collect();
+    let b: BTreeMap<_, _> = now.iter().map(|f| (key(f), &f.sha256)).collect();
+    let mut out = Vec::new();
+    for ((role, path), sha) in &a {
+        match b.get(&(role.clone(), path.clone())) {
+            None => out.push(format!("{role} file {path} removed")),
+            Some(s) if s != sha => out.push(format!(
+                "{role} file {path} changed (sha256 {} -> {})",
+                short(sha),
+                short(s)
+            )),
+            Some(_) => {}
+        }
+    }
+    for (role, path) in b.keys() {
+        if !a.contains_key(&(role.clone(), path.clone())) {
+            out.push(format!("{role} file {path} added"));
+        }
+    }
+    out
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..12).unwrap_or(sha)
+}
+
+/// The designation rows shown on the customer statements of `set`.
+pub fn designations_of(set: &StatementSet) -> Vec<DesignationRec> {
+    let mut v = Vec::new();
+    for p in &set.partners {
+        for c in &p.customers {
+            for d in &c.designations {
+                v.push(DesignationRec {
+                    partner_id: p.partner_id.clone(),
+                    customer_id: c.customer_id.clone(),
+                    association: d.association.as_str().to_string(),
+                    subscription_id: d.subscription_id.clone().unwrap_or_default(),
+                    workload: d.workload.clone(),
+                    share: d.share.map(|s| s.to_string()).unwrap_or_default(),
+                    valid_from: d.valid_from.map(|s| s.to_string()).unwrap_or_default(),
+                    valid_to: d.valid_to.map(|s| s.to_string()).unwrap_or_default(),
+                    source_line: d.source_line,
+                });
+            }
+        }
+    }
+    v.sort();
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(p: &str, c: &str, amount: &str) -> LineRec {
+        LineRec {
+            partner_id: p.into(),
+            partner_name: p.into(),
+            customer_id: c.into(),
+            customer_name: c.into(),
+            program_id: "prog".into(),
+            accrual_month: String::new(),
+            currency: "USD".into(),
+            lines: 1,
+            basis: "0".into(),
+            amount: amount.into(),
+        }
+    }
+
+    fn file(role: &str, sha: &str) -> FileRec {
+        FileRec {
+            path: format!("{role}.csv"),
+            role: role.into(),
+            sha256: sha.into(),
+            bytes: 1,
+        }
+    }
+
+    #[test]
+    fn differences_per_line_with_the_reason() {
+        let issued = vec![line("P1", "C1", "10.00"), line("P1", "C2", "5.00")];
+        let now = StatementSet {
+            period: "2026-10".parse().unwrap(),
+            rounding: crate::money::RoundingMode::HalfEven,
+            partners: vec![],
+            summary: vec![],
+            programs: vec![],
+        };
+        let a = compare(
+            1,
+            &issued,
+            &[file("designations", "aaaaaaaaaaaaaaaa")],
+            &[],
+            &now,
+            &[file("designations", "bbbbbbbbbbbbbbbb")],
+            &[],
+        );
+        assert_eq!(a.lines.len(), 2);
+        assert_eq!(a.lines[0].difference, Decimal::new(-1000, 2));
+        assert_eq!(a.lines[1].issued, Decimal::new(500, 2));
+        assert!(a.lines[0].reason.contains(
+            "designations file designations.csv changed (sha256 aaaaaaaaaaaa -> bbbbbbbbbbbb)"
+        ));
+        let same = compare(1, &[], &[], &[], &now, &[], &[]);
+        assert!(same.lines.is_empty());
+    }
+}

@@ -1,0 +1,91 @@
+//! Adjustment statements of a restatement (`run --history` on a closed
+//! period): `partners/<id>/adjustment.csv` (every line of the partner whose
+//! amount differs from the issued version) and
+//! `partners/<id>/adjustments/<customer_id>.csv` (the same, per customer).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::csv::{row, writer};
+use super::publish::{write_file, Written};
+use super::sanitize_file_name;
+use crate::error::Fatal;
+use crate::history::adjust::{AdjustmentLine, Adjustments};
+
+/// The header of an adjustment statement.
+pub const ADJUSTMENT_HEADER: [&str; 11] = [
+    "partner_id",
+    "customer_id",
+    "customer_name",
+    "program_id",
+    "accrual_month",
+    "currency",
+    "issued_version",
+    "issued_amount",
+    "now_amount",
+    "difference",
+    "reason",
+];
+
+fn csv_bytes(version: u32, lines: &[&AdjustmentLine]) -> Result<Vec<u8>, csv::Error> {
+    let mut w = writer(Vec::new());
+    row(&mut w, &ADJUSTMENT_HEADER)?;
+    let v = version.to_string();
+    for l in lines {
+        let (i, n, d) = (
+            l.issued.to_string(),
+            l.now.to_string(),
+            l.difference.to_string(),
+        );
+        row(
+            &mut w,
+            &[
+                &l.key.partner_id,
+                &l.key.customer_id,
+                &l.customer_name,
+                &l.key.program_id,
+                &l.key.accrual_month,
+                &l.key.currency,
+                &v,
+                &i,
+                &n,
+                &d,
+                &l.reason,
+            ],
+        )?;
+    }
+    w.into_inner().map_err(|e| csv::Error::from(e.into_error()))
+}
+
+/// Writes the adjustment statements of `a` into `dir`.
+pub fn write_adjustments(dir: &Path, a: &Adjustments, files: &Written) -> Result<(), Fatal> {
+    let mut by_partner: BTreeMap<&str, Vec<&AdjustmentLine>> = BTreeMap::new();
+    for l in &a.lines {
+        by_partner.entry(&l.key.partner_id).or_default().push(l);
+    }
+    let err = |path: &Path| {
+        let p = path.display().to_string();
+        move |e: csv::Error| Fatal::Io {
+            path: p.clone(),
+            source: std::io::Error::other(e.to_string()),
+        }
+    };
+    for (partner, lines) in by_partner {
+        let pdir = dir.join("partners").join(sanitize_file_name(partner));
+        let cdir = pdir.join("adjustments");
+        std::fs::create_dir_all(&cdir).map_err(|e| Fatal::io(&cdir, e))?;
+        let path = pdir.join("adjustment.csv");
+        let bytes = csv_bytes(a.version, &lines).map_err(err(&path))?;
+        write_file(files, &path, &bytes)?;
+        let mut by_customer: BTreeMap<&str, Vec<&AdjustmentLine>> = BTreeMap::new();
+        for l in lines {
+            by_customer.entry(&l.key.customer_id).or_default().push(l);
+        }
+        for (customer, lines) in by_customer {
+            let path = cdir.join(format!("{}.csv", sanitize_file_name(customer)));
+            let bytes = csv_bytes(a.version, &lines).map_err(err(&path))?;
+            write_file(files, &path, &bytes)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,410 @@
+//! `--history`, `close` and `history`: issued is issued. A close is atomic
+//! (also under kill -9), a period is closed once, a restatement is the next
+//! version with adjustment statements, two processes never corrupt the file,
+//! and a file that is not a porledger history is refused and left unchanged.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use crate::common::*;
+
+/// Runs the usage sample (period 2026-10) into `out`, with `extra` args.
+fn run_usage(out: &Path, extra: &[&str]) {
+    let mut c = command();
+    c.args(Sample::Usage.args())
+        .arg("--out")
+        .arg(out)
+        .args(["--no-pdf", "--quiet"])
+        .args(extra);
+    assert_published(&output(&mut c));
+}
+
+/// Runs the main sample (period 2025-11..2026-10) into `out`.
+fn run_main(out: &Path, extra: &[&str]) {
+    let mut c = command();
+    c.args(Sample::Main.args())
+        .arg("--out")
+        .arg(out)
+        .args(["--no-pdf", "--quiet"])
+        .args(extra);
+    assert_published(&output(&mut c));
+}
+
+fn close(out: &Path, history: &Path, extra: &[&str]) -> std::process::Output {
+    let mut c = command();
+    c.arg("close")
+        .arg("--out")
+        .arg(out)
+        .arg("--history")
+        .arg(history)
+        .args(extra);
+    output(&mut c)
+}
+
+fn listing(history: &Path, extra: &[&str]) -> String {
+    let mut c = command();
+    c.arg("history").arg("--history").arg(history).args(extra);
+    let o = output(&mut c);
+    assert_code(&o, 0);
+    stdout(&o)
+}
+
+/// `PRAGMA integrity_check` of the file, and its closes as (period, version).
+fn inspect(history: &Path) -> Vec<(String, u32)> {
+    let db = rusqlite::Connection::open(history).unwrap();
+    let ok: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok");
+    let mut st = db
+        .prepare("SELECT period, version FROM closes ORDER BY period, version")
+        .unwrap();
+    let rows = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    rows
+}
+
+fn accrual_count(history: &Path) -> i64 {
+    let db = rusqlite::Connection::open(history).unwrap();
+    db.query_row("SELECT count(*) FROM accruals", [], |r| r.get(0))
+        .unwrap()
+}
+
+fn ledger_rows(out: &Path) -> i64 {
+    read(out.join("ledger.csv")).lines().count() as i64 - 1
+}
+
+#[test]
+fn close_records_the_run_once_and_history_lists_it() {
+    let d = tempfile::tempdir().unwrap();
+    let (out, h) = (d.path().join("out"), d.path().join("history.db"));
+    run_usage(&out, &["--history", h.to_str().unwrap()]);
+    assert!(!h.exists(), "run never writes the history");
+    let o = close(&out, &h, &[]);
+    assert_code(&o, 0);
+    assert!(
+        stderr(&o).contains("closed 2026-10 as version 1"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(inspect(&h), vec![("2026-10".to_string(), 1)]);
+    assert_eq!(accrual_count(&h), ledger_rows(&out));
+    let text = listing(&h, &[]);
+    assert!(text.contains("2026-10 version 1 [current]"), "{text}");
+    // Closing it again is refused, and changes nothing.
+    let o = close(&out, &h, &[]);
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("already closed (version 1)"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(inspect(&h), vec![("2026-10".to_string(), 1)]);
+    assert_eq!(listing(&h, &[]), text);
+}
+
+#[test]
+fn a_changed_output_is_not_recorded() {
+    let d = tempfile::tempdir().unwrap();
+    let (out, h) = (d.path().join("out"), d.path().join("history.db"));
+    run_usage(&out, &[]);
+    let ledger = out.join("ledger.csv");
+    let mut text = read(&ledger);
+    let dup = text.lines().nth(1).unwrap().to_owned();
+    text.push_str(&dup);
+    text.push_str("\r\n");
+    write(&ledger, text);
+    let o = close(&out, &h, &[]);
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("differs from the one in manifest.json"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(inspect(&h).is_empty());
+}
+
+/// Starts `close` with the test hook that sleeps inside the transaction, and
+/// returns once it is there (holding the write lock).
+fn close_paused(out: &Path, h: &Path) -> Child {
+    let mut c = command();
+    c.arg("close")
+        .arg("--out")
+        .arg(out)
+        .arg("--history")
+        .arg(h)
+        .env("PORLEDGER_FAULT_AT", "sleep:close-before-commit")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "close ended early");
+        if line.contains("sleeping before the commit") {
+            break;
+        }
+    }
+    child
+}
+
+#[test]
+fn close_killed_before_commit_leaves_the_history_as_it_was() {
+    let d = tempfile::tempdir().unwrap();
+    let (m, u, h) = (
+        d.path().join("main"),
+        d.path().join("usage"),
+        d.path().join("history.db"),
+    );
+    run_main(&m, &[]);
+    run_usage(&u, &[]);
+    assert_code(&close(&m, &h, &["--quiet"]), 0);
+    let before = listing(&h, &[]);
+    let accruals = accrual_count(&h);
+    // kill -9 while every row is written but not committed.
+    let mut child = close_paused(&u, &h);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(inspect(&h), vec![("2025-11..2026-10".to_string(), 1)]);
+    assert_eq!(accrual_count(&h), accruals);
+    assert_eq!(listing(&h, &[]), before);
+    // abort() at the same point.
+    let mut c = command();
+    c.arg("close")
+        .arg("--out")
+        .arg(&u)
+        .arg("--history")
+        .arg(&h)
+        .env("PORLEDGER_FAULT_AT", "close-before-commit");
+    let o = output(&mut c);
+    assert_ne!(code(&o), 0);
+    assert_eq!(listing(&h, &[]), before);
+    // The same close, not interrupted, then goes through.
+    assert_code(&close(&u, &h, &["--quiet"]), 0);
+    assert_eq!(inspect(&h).len(), 2);
+    assert_eq!(accrual_count(&h), accruals + ledger_rows(&u));
+}
+
+#[test]
+fn a_second_process_waits_then_fails_clearly() {
+    let d = tempfile::tempdir().unwrap();
+    let (m, u, h) = (
+        d.path().join("main"),
+        d.path().join("usage"),
+        d.path().join("history.db"),
+    );
+    run_main(&m, &[]);
+    run_usage(&u, &[]);
+    assert_code(&close(&m, &h, &["--quiet"]), 0);
+    let mut first = close_paused(&u, &h);
+    // Readers are not blocked by the writer (WAL), and see the committed state.
+    let text = listing(&h, &[]);
+    assert!(!text.contains("\n2026-10 version"), "{text}");
+    let mut c = command();
+    c.args(Sample::Usage.args())
+        .arg("--out")
+        .arg(d.path().join("again"))
+        .args(["--no-pdf", "--quiet", "--history"])
+        .arg(&h);
+    assert_published(&output(&mut c));
+    // A second closer waits --wait seconds, then fails naming the reason.
+    let t = std::time::Instant::now();
+    let o = close(&u, &h, &["--wait", "1"]);
+    assert_code(&o, 2);
+    assert!(t.elapsed() >= Duration::from_millis(900));
+    assert!(
+        stderr(&o).contains("in use by another porledger process"),
+        "{}",
+        stderr(&o)
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_eq!(inspect(&h).len(), 1);
+    assert_code(&close(&u, &h, &["--quiet"]), 0);
+    assert_eq!(inspect(&h).len(), 2);
+}
+
+#[test]
+fn two_closers_at_once_record_one_version() {
+    let d = tempfile::tempdir().unwrap();
+    let (u, h) = (d.path().join("usage"), d.path().join("history.db"));
+    run_usage(&u, &[]);
+    // The file exists (created by the first close of another period would be
+    // the usual case; here an empty history).
+    let m = d.path().join("main");
+    run_main(&m, &[]);
+    assert_code(&close(&m, &h, &["--quiet"]), 0);
+    let spawn = || {
+        let mut c = command();
+        c.arg("close")
+            .arg("--out")
+            .arg(&u)
+            .arg("--history")
+            .arg(&h)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let mut codes = vec![code(&a), code(&b)];
+    codes.sort();
+    assert_eq!(codes, vec![0, 2], "{} / {}", stderr(&a), stderr(&b));
+    let refused = if code(&a) == 2 {
+        stderr(&a)
+    } else {
+        stderr(&b)
+    };
+    assert!(refused.contains("already closed (version 1)"), "{refused}");
+    assert_eq!(inspect(&h).len(), 2);
+}
+
+#[test]
+fn restatement_is_the_next_version_with_adjustments() {
+    let d = tempfile::tempdir().unwrap();
+    let (v1, h) = (d.path().join("v1"), d.path().join("history.db"));
+    let hs = h.to_str().unwrap();
+    run_usage(&v1, &["--history", hs]);
+    assert_code(&close(&v1, &h, &["--quiet"]), 0);
+    // A late designation fix: the first designation row moves to another partner.
+    let des = read(repo().join("sample-data/usage/designations-usage.csv"));
+    let mut lines: Vec<String> = des.lines().map(str::to_string).collect();
+    let cells: Vec<&str> = lines[1].split(',').collect();
+    let moved_from = cells[1].to_string();
+    let mut moved: Vec<String> = cells.iter().map(|s| s.to_string()).collect();
+    moved[1] = "9999999".into();
+    moved[2] = "Late Fix Partner".into();
+    lines[1] = moved.join(",");
+    let fixed = d.path().join("designations-fixed.csv");
+    write(&fixed, lines.join("\n") + "\n");
+    let v2 = d.path().join("v2");
+    let mut c = command();
+    c.args([
+        "run",
+        "--period",
+        "2026-10",
+        "--billing",
+        "sample-data/usage/billing-usage-demo.csv",
+        "--designations",
+    ])
+    .arg(&fixed)
+    .args([
+        "--rules",
+        "sample-data/usage/rules-usage.toml",
+        "--usage",
+        "sample-data/usage/cpor-usage.csv",
+        "--no-pdf",
+        "--history",
+        hs,
+        "--out",
+    ])
+    .arg(&v2);
+    let o = output(&mut c);
+    assert_published(&o);
+    assert!(
+        stderr(&o).contains("this run restates it"),
+        "{}",
+        stderr(&o)
+    );
+    let manifest = read_json(v2.join("manifest.json"));
+    assert_eq!(manifest["history"]["restates"], 1);
+    // The adjustments: issued, now and the difference, which add up per partner.
+    let adj = v2.join("partners").join(&moved_from).join("adjustment.csv");
+    let rows = csv_rows(&read(&adj));
+    assert_eq!(
+        rows[0][7..10],
+        ["issued_amount", "now_amount", "difference"]
+    );
+    assert!(rows.len() > 1);
+    for r in &rows[1..] {
+        let (i, n, diff): (f64, f64, f64) = (
+            r[7].parse().unwrap(),
+            r[8].parse().unwrap(),
+            r[9].parse().unwrap(),
+        );
+        assert!((n - i - diff).abs() < 1e-9, "{r:?}");
+        assert_eq!(r[6], "1");
+        assert!(
+            r[10].contains("designation row 2 no longer applies"),
+            "{r:?}"
+        );
+        assert!(r[10].contains("designations file"), "{r:?}");
+    }
+    assert!(v2.join("partners/9999999/adjustment.csv").exists());
+    // Nothing changed in the issued version, and close records version 2.
+    assert_code(&close(&v2, &h, &["--quiet"]), 0);
+    assert_eq!(
+        inspect(&h),
+        vec![("2026-10".to_string(), 1), ("2026-10".to_string(), 2)]
+    );
+    let text = listing(&h, &["--period", "2026-10"]);
+    assert!(
+        text.contains("2026-10 version 2 (restates version 1) [current]"),
+        "{text}"
+    );
+    // The run of v1 cannot be closed again (it restates nothing), nor v2 twice.
+    assert_code(&close(&v1, &h, &["--quiet"]), 2);
+    let o = close(&v2, &h, &["--quiet"]);
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("version 2 has been issued since"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// A file that is not a porledger history: every command refuses it with
+/// exit 2, naming it, and its bytes do not change.
+#[test]
+fn foreign_or_newer_history_files_are_refused_untouched() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("out");
+    run_usage(&out, &[]);
+    let junk = d.path().join("junk.db");
+    write(
+        &junk,
+        (0..4096u32)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect::<Vec<_>>(),
+    );
+    let other = d.path().join("other.db");
+    rusqlite::Connection::open(&other)
+        .unwrap()
+        .execute_batch("CREATE TABLE accounts(id INTEGER); INSERT INTO accounts VALUES (1);")
+        .unwrap();
+    let newer = d.path().join("newer.db");
+    assert_code(&close(&out, &newer, &["--quiet"]), 0);
+    rusqlite::Connection::open(&newer)
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    for (file, why) in [
+        (&junk, "not an SQLite database"),
+        (&other, "another application"),
+        (&newer, "schema version 99 is newer"),
+    ] {
+        let before = std::fs::read(file).unwrap();
+        let f = file.to_str().unwrap();
+        let o = close(&out, file, &[]);
+        assert_code(&o, 2);
+        let e = stderr(&o);
+        assert!(e.contains(f) && e.contains(why), "{e}");
+        let mut c = command();
+        c.args(Sample::Usage.args())
+            .arg("--out")
+            .arg(d.path().join("o2"))
+            .args(["--no-pdf", "--quiet", "--history", f]);
+        let o = output(&mut c);
+        assert_code(&o, 2);
+        assert!(stderr(&o).contains(why), "{}", stderr(&o));
+        let o = porledger(["history", "--history", f]);
+        assert_code(&o, 2);
+        assert_eq!(std::fs::read(file).unwrap(), before, "{f} was modified");
+    }
+}
