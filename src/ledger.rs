@@ -304,6 +304,8 @@ pub struct LedgerReader<R> {
     /// The file line the next record starts on (the csv crate's own count is
     /// off by one with CRLF line ends, which porledger writes).
     next_line: u64,
+    /// The header as read (for columns other readers look up by name).
+    header: csv::StringRecord,
 }
 
 impl<R: Read> LedgerReader<R> {
@@ -317,6 +319,7 @@ impl<R: Read> LedgerReader<R> {
             column: None,
             message: e.to_string(),
         })?;
+        let header = header.clone();
         let mut pos = [0; 16];
         for (p, c) in pos.iter_mut().zip(LEDGER_COLUMNS.iter()) {
             *p = header
@@ -336,7 +339,14 @@ impl<R: Read> LedgerReader<R> {
             pos,
             rec: csv::StringRecord::new(),
             next_line: 2,
+            header,
         })
+    }
+
+    /// The position of a column that is not one of [`LEDGER_COLUMNS`] (or
+    /// not in every ledger version), by name; read with [`LedgerLine::field`].
+    pub fn position_of(&self, name: &str) -> Option<usize> {
+        self.header.iter().position(|h| h == name)
     }
 
     /// The next row, or `None` at the end of the file.
@@ -378,6 +388,12 @@ impl<'r> LedgerLine<'r> {
     /// The value of `c`, as it was written (display escape undone).
     pub fn get(&self, c: LedgerColumn) -> &'r str {
         excel_unescape(self.rec.get(self.pos[c as usize]).unwrap_or(""))
+    }
+
+    /// The value at position `i` (see [`LedgerReader::position_of`]),
+    /// unescaped; empty when the row is shorter.
+    pub fn field(&self, i: usize) -> &'r str {
+        excel_unescape(self.rec.get(i).unwrap_or(""))
     }
 
     /// The row's line number in the file.

@@ -61,4 +61,5 @@ pub mod render;
 pub mod settings;
 pub mod statements;
 pub mod text;
+pub mod tieout;
 pub mod util;

@@ -44,10 +44,11 @@ fn main() -> ExitCode {
         Command::Explain(a) => cmd::explain::explain(a),
         Command::Render(a) => cmd::render::render(a),
         Command::Sample(a) => cmd::sample::sample(a),
+        Command::Tieout(a) => cmd::tieout::tieout(a),
     };
     match result {
         Ok(Finish::Clean) => ExitCode::SUCCESS,
-        Ok(Finish::WithRejects) => ExitCode::from(1),
+        Ok(Finish::WithRejects | Finish::Differences) => ExitCode::from(1),
         Err(e) => {
             eprintln!("porledger: error: {e}");
             ExitCode::from(2)

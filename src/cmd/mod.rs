@@ -7,6 +7,7 @@ pub mod explain;
 pub mod render;
 pub mod run;
 pub mod sample;
+pub mod tieout;
 pub mod validate;
 
 use std::io;
@@ -24,6 +25,8 @@ pub enum Finish {
     Clean,
     /// Done, but some rows were rejected (or, for `validate`, problems found).
     WithRejects,
+    /// `tieout`: published, and differences (or unreadable earnings rows) found.
+    Differences,
 }
 
 /// Reads rules, designations, billing headers and usage: everything `run` and
