@@ -112,7 +112,7 @@ fn tieout(run: &Path, extra: &[&str]) -> std::process::Output {
     c.arg("tieout")
         .arg("--out")
         .arg(run)
-        .args(["--as-of", "2026-11-20", "--quiet"])
+        .args(["--as-of", "2026-11-10", "--quiet"])
         .args(extra);
     output(&mut c)
 }
@@ -176,21 +176,61 @@ fn the_committed_sample_export_shows_every_class() {
         ],
     );
     assert_code(&o, 1);
+    // The numbers of sample-data/earnings/README.md, derived by hand.
     let j = read_json(out_dir.join("tieout.json"));
     let classes = &j["classes"];
-    for c in [
-        "matched",
-        "underpaid",
-        "overpaid",
-        "rate-differs",
-        "expected-not-paid",
-        "paid-not-expected",
-        "adjustment",
+    for (c, n) in [
+        ("matched", 315),
+        ("underpaid", 1),
+        ("overpaid", 1),
+        ("rate-differs", 1),
+        ("expected-not-paid", 8),
+        ("paid-not-expected", 1),
+        ("adjustment", 1),
     ] {
-        assert!(classes[c].as_u64().unwrap() > 0, "class {c}: {classes}");
+        assert_eq!(classes[c], n, "class {c}: {classes}");
     }
-    assert_eq!(j["accounting"]["balanced"], true);
-    assert!(j["accounting"]["duplicates"].as_u64().unwrap() > 0);
+    assert_eq!(j["differences"], 5);
+    let a = &j["accounting"];
+    for (k, n) in [
+        ("rows_read", 321),
+        ("duplicates", 1),
+        ("rows", 320),
+        ("matched", 318),
+        ("unmatched", 1),
+        ("adjustments", 1),
+        ("rejected", 0),
+    ] {
+        assert_eq!(a[k], n, "{k}: {a}");
+    }
+    assert_eq!(a["balanced"], true);
+    let diff = |p: &str, cur: &str| {
+        j["partners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["partner_id"] == p && t["currency"] == cur)
+            .map(|t| t["difference"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(diff("500275", "EUR"), "-76.49");
+    assert_eq!(diff("612884", "EUR"), "-14.67");
+    assert_eq!(diff("845002", "EUR"), "-60.61");
+    assert_eq!(diff("731150", "EUR"), "0.00");
+    assert_eq!(diff("1093377", "USD"), "0.00");
+    let rows = csv_rows(&read(out_dir.join("tieout.csv")));
+    let col = |n: &str| rows[0].iter().position(|c| c == n).unwrap();
+    let (class, reason) = (col("class"), col("reason"));
+    let find = |c: &str| rows.iter().find(|r| r[class] == c).unwrap();
+    assert_eq!(find("paid-not-expected")[reason], "no-designation");
+    assert!(find("paid-not-expected")[col("explanation")].contains("sample-data/billing/2025-11.csv:17"));
+    assert_eq!(find("rate-differs")[col("difference")], "-2.53");
+    assert_eq!(find("adjustment")[col("month")], "2026-06");
+    let not_yet = rows
+        .iter()
+        .filter(|r| r[class] == "expected-not-paid" && r[reason] == "not-yet-due")
+        .count();
+    assert_eq!(not_yet, 7);
     // Every partner gets its one-page answer.
     for p in ["500275", "612884", "731150"] {
         let pdf = out_dir.join("partners").join(p).join("tieout.pdf");
@@ -198,8 +238,6 @@ fn the_committed_sample_export_shows_every_class() {
         assert!(out_dir.join("partners").join(p).join("tieout.csv").exists());
     }
     // A row explains itself, down to the billing lines.
-    let rows = csv_rows(&read(out_dir.join("tieout.csv")));
-    let class = rows[0].iter().position(|c| c == "class").unwrap();
     let under = rows
         .iter()
         .find(|r| r[class] == "rate-differs")
