@@ -32,6 +32,11 @@ What it does, in one run, on the same files:
    same rows as one big file and split into 10 files; per (partner, program,
    currency) `lines`, `basis_amount` and `accrual_amount` equal to DuckDB's.
 
+With --tieout, also: writes an earnings export with one earning per ledger row of
+the run (benches/earnings_from_ledger.py --per-line: the same size as the run),
+and times `porledger tieout` on it against `porledger run` (both --threads 2,
+--no-pdf); every row must tie out (exit 0). `--tieout-only` skips everything else.
+
 Every timing is the best of --runs runs (default 3). Timings on a machine
 shared with other work are noisy: compare ratios taken in the same run.
 
@@ -693,6 +698,65 @@ def comparison(args, data: Path, bin_: Path, py: str) -> list[str]:
     return failures
 
 
+def rules_with_earnings(rules: str) -> str:
+    """The rules with a `[[program.earnings]]` table (programName = the program's
+    id) in every program, inserted before the program's first sub-table or the
+    next table: what the generated earnings export names."""
+    out, pending = [], None
+    for line in rules.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("[") and pending:
+            out += ["[[program.earnings]]", f'programName = "{pending}"', ""]
+            pending = None
+        if stripped == "[[program]]":
+            pending = ""
+        elif pending == "" and stripped.startswith("id"):
+            pending = stripped.split("=", 1)[1].strip().strip('"')
+        out.append(line)
+    if pending:
+        out += ["[[program.earnings]]", f'programName = "{pending}"']
+    return "\n".join(out) + "\n"
+
+
+def tieout_timing(args, data: Path, bin_: Path) -> list[str]:
+    """Times `tieout` against `run` on an earnings export of the run's size."""
+    failures = []
+    with tempfile.TemporaryDirectory(prefix="porledger-bench-", dir=REPO / "bench-data") as t:
+        tmp = Path(t)
+        log("porledger run --threads 2 (for tieout)")
+        run_wall, run_rss = best_of(
+            args.runs, lambda k: porledger_cmd(bin_, data / "billing", data, tmp / f"run-{k}", 2), PORLEDGER_OK
+        )
+        out = tmp / f"run-{args.runs - 1}"
+        earnings = tmp / "earnings.csv"
+        log("earnings export from the ledger (one earning per ledger row)")
+        subprocess.run(
+            [sys.executable, str(Path(__file__).resolve().parent / "earnings_from_ledger.py"),
+             "--ledger", str(out / "ledger.csv"), "--out", str(earnings), "--per-line"],
+            check=True,
+        )  # fmt: skip
+        rules = tmp / "rules-earnings.toml"
+        rules.write_text(rules_with_earnings((data / "rules.toml").read_text()))
+        n_earnings = sum(1 for _ in open(earnings, "rb")) - 1
+        log(f"porledger tieout ({n_earnings:,} earnings rows)")
+
+        def cmd(k: int) -> list[str]:
+            return [str(bin_), "tieout", "--quiet", "--no-pdf", "--out", str(out),
+                    "--earnings", str(earnings), "--rules", str(rules), "--as-of", "2100-01-01",
+                    "--tieout-out", str(tmp / f"tie-{k}")]  # fmt: skip
+
+        tie_wall, tie_rss = best_of(args.runs, cmd, (0,))
+        print()
+        print(f"tie-out: {args.rows:,} billing rows, {n_earnings:,} earnings rows; best of {args.runs}")
+        print(f"{'command':<10} {'wall s':>8} {'peak RSS MB':>11}")
+        print(f"{'run':<10} {run_wall:>8.2f} {run_rss:>11,.0f}")
+        print(f"{'tieout':<10} {tie_wall:>8.2f} {tie_rss:>11,.0f}")
+        print(f"tieout / run: {tie_wall / run_wall:.2f} (goal <= 1.00)")
+        if tie_wall > run_wall:
+            failures.append(f"tieout {tie_wall:.2f} s slower than run {run_wall:.2f} s")
+    return failures
+
+
 def memory_scaling(args, data: Path, bin_: Path) -> None:
     """Peak RSS of porledger --threads 2 on --rows and on 20,000,000 rows (generated if missing)."""
     print()
@@ -720,6 +784,8 @@ def main() -> int:
     ap.add_argument("--memory-scaling", action="store_true", help="also run 20,000,000 rows")
     ap.add_argument("--memory-only", action="store_true",
                     help="with --memory-scaling: skip the timing table and checks")  # fmt: skip
+    ap.add_argument("--tieout", action="store_true", help="also time tieout against run")
+    ap.add_argument("--tieout-only", action="store_true", help="only time tieout against run")
     ap.add_argument("--duckdb-worker", choices=["core", "exact"], help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=DUCKDB_THREADS, help=argparse.SUPPRESS)
     ap.add_argument("--result", help=argparse.SUPPRESS)
@@ -733,7 +799,12 @@ def main() -> int:
     bin_ = (args.bin or build_binary()).resolve()
     ensure_data(bin_, data, args.rows)
     load_programs(data / "rules.toml")  # fail early on rules the SQL does not model
-    failures = [] if args.memory_only else comparison(args, data, bin_, duckdb_python())
+    if args.tieout_only:
+        failures = tieout_timing(args, data, bin_)
+    else:
+        failures = [] if args.memory_only else comparison(args, data, bin_, duckdb_python())
+        if args.tieout:
+            failures += tieout_timing(args, data, bin_)
 
     if args.memory_scaling:
         memory_scaling(args, data, bin_)

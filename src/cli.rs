@@ -95,6 +95,30 @@ pub enum Command {
     /// Partner Center header layouts with a mix of header spellings and quoting,
     /// and are split into several files for large --rows.
     Sample(SampleArgs),
+    /// Tie a finished run out against Microsoft's earnings export: was every
+    /// partner paid what it earned?
+    ///
+    /// Reads the run's ledger.csv and not-eligible.csv and Microsoft's earnings
+    /// export(s) (Partner Center: Earnings > Reports, Default, Summarized or
+    /// Growth report, .csv or .tsv), sums both sides per partner, program,
+    /// customer, subscription, month of the transaction and currency, and
+    /// gives every such grain a class: matched, underpaid, overpaid,
+    /// rate-differs, expected-not-paid (overdue or not-yet-due),
+    /// paid-not-expected (with porledger's closest reason) or adjustment
+    /// (Microsoft's corrections, listed per month). Earnings map to porledger
+    /// programs through the rules' [[program.earnings]] tables
+    /// (docs/rules.md); an earning no table maps is reported, never dropped.
+    ///
+    /// Writes tieout.csv, tieout.json, rejects.csv and partners/<id>/tieout.csv
+    /// and .pdf into --tieout-out, atomically, like a run.
+    #[command(after_help = "Example, on the committed sample:\n  \
+porledger run --period 2025-11..2026-10 --billing sample-data/billing \\\n    \
+--designations sample-data/designations.csv --rules sample-data/rules.toml --out out\n  \
+porledger tieout --out out --earnings sample-data/earnings --as-of 2026-11-20\n\n\
+Exit codes: 0 everything ties out within --tolerance; 1 differences found (or\n\
+unreadable earnings rows), published; 2 fatal: nothing published.\n\
+Details: docs/tieout.md")]
+    Tieout(TieoutArgs),
 }
 
 /// Inputs shared by `run` and `validate`.
@@ -282,17 +306,66 @@ pub struct SampleArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct TieoutArgs {
+    /// Output directory of a finished `porledger run` (ledger.csv, summary.json,
+    /// manifest.json, not-eligible.csv).
+    #[arg(long, value_name = "RUN_DIR")]
+    pub out: PathBuf,
+    /// Earnings exports: files, or directories (every *.csv and *.tsv inside).
+    /// Repeatable. Columns are read by name (camelCase, any order, extra
+    /// columns ignored); rows repeating an earningId are counted once.
+    #[arg(long, required = true, num_args = 1.., value_name = "FILE|DIR")]
+    pub earnings: Vec<PathBuf>,
+    /// Largest difference, in the currency, that still ties out (inclusive).
+    #[arg(long, value_name = "AMOUNT", default_value = "0.01")]
+    pub tolerance: String,
+    /// Where the tie-out is published [default: <RUN_DIR>-tieout beside the run].
+    /// Replaced atomically; only porledger's own output is ever replaced.
+    #[arg(long, value_name = "DIR")]
+    pub tieout_out: Option<PathBuf>,
+    /// Rules file with the [[program.earnings]] tables [default: the rules file
+    /// the run's manifest names, which must be unchanged since the run].
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    /// The day of the tie-out: an accrual whose payment date (month of the
+    /// transaction + the program's earnings_due_months, on earnings_due_day) is
+    /// after it is `not-yet-due` rather than overdue [default: today, UTC].
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub as_of: Option<chrono::NaiveDate>,
+    /// Do not render the partners' tieout.pdf.
+    #[arg(long)]
+    pub no_pdf: bool,
+    /// Language of number and date formats in the PDFs (see `run --locale`).
+    #[arg(long, value_name = "LOCALE", default_value = "en")]
+    pub locale: String,
+    /// Template directory for the PDFs (see `run --template`).
+    #[arg(long, value_name = "DIR")]
+    pub template: Option<PathBuf>,
+    /// No summary on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct ExplainArgs {
     /// Output directory of a finished `porledger run`.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Partner ID to explain.
-    #[arg(long, value_name = "ID")]
-    pub partner: String,
+    #[arg(long, value_name = "ID", required_unless_present = "tieout_row")]
+    pub partner: Option<String>,
     /// Only this customer (tenant ID).
     #[arg(long, value_name = "ID")]
     pub customer: Option<String>,
     /// Only this program.
     #[arg(long, value_name = "ID")]
     pub program: Option<String>,
+    /// Explain one row of a tie-out (`porledger tieout`) of this run instead:
+    /// its class and explanation, every ledger line behind it with its billing
+    /// source, and the earnings rows behind it.
+    #[arg(long, value_name = "ROW", conflicts_with_all = ["partner", "customer", "program"])]
+    pub tieout_row: Option<String>,
+    /// The tie-out directory of --tieout-row [default: <DIR>-tieout].
+    #[arg(long, value_name = "DIR", requires = "tieout_row")]
+    pub tieout_out: Option<PathBuf>,
 }

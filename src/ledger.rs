@@ -306,11 +306,13 @@ pub struct LedgerReader<R> {
     rdr: csv::Reader<R>,
     file: String,
     /// Position in the file of each column of [`LEDGER_COLUMNS`].
-    pos: [usize; 17],
+    pos: [usize; LEDGER_COLUMNS.len()],
     rec: csv::StringRecord,
     /// The file line the next record starts on (the csv crate's own count is
     /// off by one with CRLF line ends, which porledger writes).
     next_line: u64,
+    /// The header as read (for columns other readers look up by name).
+    header: csv::StringRecord,
 }
 
 impl<R: Read> LedgerReader<R> {
@@ -324,7 +326,8 @@ impl<R: Read> LedgerReader<R> {
             column: None,
             message: e.to_string(),
         })?;
-        let mut pos = [0; 17];
+        let header = header.clone();
+        let mut pos = [0; LEDGER_COLUMNS.len()];
         for (p, c) in pos.iter_mut().zip(LEDGER_COLUMNS.iter()) {
             *p = header
                 .iter()
@@ -343,12 +346,19 @@ impl<R: Read> LedgerReader<R> {
             pos,
             rec: csv::StringRecord::new(),
             next_line: 2,
+            header,
         })
     }
 
     /// The underlying reader (after the last row: everything was read).
     pub fn get_ref(&self) -> &R {
         self.rdr.get_ref()
+    }
+
+    /// The position of a column that is not one of [`LEDGER_COLUMNS`] (or
+    /// not in every ledger version), by name; read with [`LedgerLine::field`].
+    pub fn position_of(&self, name: &str) -> Option<usize> {
+        self.header.iter().position(|h| h == name)
     }
 
     /// The next row, or `None` at the end of the file.
@@ -390,6 +400,12 @@ impl<'r> LedgerLine<'r> {
     /// The value of `c`, as it was written (display escape undone).
     pub fn get(&self, c: LedgerColumn) -> &'r str {
         excel_unescape(self.rec.get(self.pos[c as usize]).unwrap_or(""))
+    }
+
+    /// The value at position `i` (see [`LedgerReader::position_of`]),
+    /// unescaped; empty when the row is shorter.
+    pub fn field(&self, i: usize) -> &'r str {
+        excel_unescape(self.rec.get(i).unwrap_or(""))
     }
 
     /// The row's line number in the file.

@@ -28,7 +28,8 @@
 //!   [`attribute`] (who gets credit), [`accrue`] (one accrual type, one reason
 //!   enum), [`attain`] (usage attainment, tiers), [`fold`] (exact sums per
 //!   group), [`statements`] (the statement model, rounded once), [`explain`],
-//!   [`quality`] (designation checks), [`model`] (shared attainment types).
+//!   [`quality`] (designation checks), [`model`] (shared attainment types),
+//!   [`tieout`] (a finished run against Microsoft's earnings export).
 //! - **foundations**: [`money`] (the one rounding function), [`dates`] (one
 //!   `Month`, one `Period`), [`ledger`] (the row files' columns, writers and
 //!   reader), [`csv_text`], [`text`], [`error`], [`util`].
@@ -62,4 +63,5 @@ pub mod render;
 pub mod settings;
 pub mod statements;
 pub mod text;
+pub mod tieout;
 pub mod util;

@@ -46,10 +46,11 @@ fn main() -> ExitCode {
         Command::Sample(a) => cmd::sample::sample(a),
         Command::Close(a) => cmd::close::close(a),
         Command::History(a) => cmd::history::history(a),
+        Command::Tieout(a) => cmd::tieout::tieout(a),
     };
     match result {
         Ok(Finish::Clean) => ExitCode::SUCCESS,
-        Ok(Finish::WithRejects) => ExitCode::from(1),
+        Ok(Finish::WithRejects | Finish::Differences) => ExitCode::from(1),
         Err(e) => {
             eprintln!("porledger: error: {e}");
             ExitCode::from(2)

@@ -18,8 +18,17 @@ use crate::money::RoundingMode;
 use crate::render::excel_unescape;
 
 pub fn explain(args: &ExplainArgs) -> Result<Finish, Fatal> {
+    if let Some(row) = &args.tieout_row {
+        let dir = match &args.tieout_out {
+            Some(d) => d.clone(),
+            None => crate::cmd::tieout::default_tieout_dir(&args.out)?,
+        };
+        let text = crate::cmd::tieout::explain_row(&args.out, &dir, row)?;
+        stdout_result(std::io::stdout().lock().write_all(text.as_bytes()))?;
+        return Ok(Finish::Clean);
+    }
     let filter = Filter {
-        partner: args.partner.clone(),
+        partner: args.partner.clone().unwrap_or_default(),
         customer: args.customer.clone(),
         program: args.program.clone(),
     };

@@ -9,6 +9,7 @@ pub mod history;
 pub mod render;
 pub mod run;
 pub mod sample;
+pub mod tieout;
 pub mod validate;
 
 use std::io;
@@ -26,6 +27,8 @@ pub enum Finish {
     Clean,
     /// Done, but some rows were rejected (or, for `validate`, problems found).
     WithRejects,
+    /// `tieout`: published, and differences (or unreadable earnings rows) found.
+    Differences,
 }
 
 /// Reads rules, designations, billing headers and usage: everything `run` and

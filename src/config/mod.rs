@@ -9,6 +9,7 @@
 //! table; [`usage`] the `[usage]` settings.
 
 pub mod journal;
+pub mod earnings;
 pub mod products;
 pub mod raw;
 pub mod usage;
@@ -147,6 +148,14 @@ pub struct Program {
     /// Pay a partner that holds several of the program's associations on a line
     /// only through the first in [`PRIORITY`] order.
     pub dedupe_by_priority: bool,
+    /// `[[program.earnings]]`: the rows of Microsoft's earnings export that
+    /// pay this program (`porledger tieout`); empty: none.
+    pub earnings: Vec<earnings::EarningsMatch>,
+    /// When Microsoft pays an earning of a transaction month: this many months
+    /// later (default 1) ...
+    pub earnings_due_months: u32,
+    /// ... by this day of that month (default 16).
+    pub earnings_due_day: u32,
 }
 
 impl Program {
@@ -397,7 +406,25 @@ fn parse_program(
     };
     let exclude_qualifiers = non_empty_list(&key("exclude_qualifiers"), &p.exclude_qualifiers)?;
     let publishers = non_empty_list(&key("publishers"), &p.publishers)?;
+    let earnings = earnings::earnings_matches(&format!("program[{i}]"), &p.earnings)?;
+    let earnings_due_months = p.earnings_due_months.unwrap_or(1);
+    if earnings_due_months > 24 {
+        return Err(invalid(
+            key("earnings_due_months"),
+            format!("{earnings_due_months}: at most 24 months"),
+        ));
+    }
+    let earnings_due_day = p.earnings_due_day.unwrap_or(16);
+    if !(1..=28).contains(&earnings_due_day) {
+        return Err(invalid(
+            key("earnings_due_day"),
+            format!("{earnings_due_day}: a day from 1 to 28 (every month has it)"),
+        ));
+    }
     Ok(Program {
+        earnings,
+        earnings_due_months,
+        earnings_due_day,
         dedupe_by_priority,
         name: p.name.clone().unwrap_or_else(|| id.clone()),
         id,

@@ -79,6 +79,12 @@ pub struct RawProgram {
     pub tiers: Vec<RawTier>,
     #[serde(default)]
     pub currency: Option<String>,
+    #[serde(default)]
+    pub earnings: Vec<super::earnings::RawEarnings>,
+    #[serde(default)]
+    pub earnings_due_months: Option<u32>,
+    #[serde(default)]
+    pub earnings_due_day: Option<u32>,
 }
 
 #[derive(Deserialize)]

@@ -10,6 +10,7 @@
 
 pub mod billing;
 pub mod designations;
+pub mod earnings;
 pub mod fx;
 pub mod parquet;
 pub mod records;

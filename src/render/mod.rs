@@ -16,6 +16,7 @@ pub mod pdf;
 pub mod publish;
 pub mod sink;
 pub mod summary;
+pub mod tieout;
 
 use sha2::{Digest, Sha256};
 

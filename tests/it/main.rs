@@ -24,4 +24,5 @@ mod properties;
 mod publish_faults;
 mod sample_data;
 mod snapshots;
+mod tieout;
 mod usage;

@@ -16,6 +16,7 @@ mod chart;
 pub mod format;
 pub mod layout;
 pub mod template;
+pub mod tieout;
 mod usage;
 
 use std::collections::BTreeMap;
@@ -63,7 +64,7 @@ pub struct PdfOptions {
     pub transparency_by_customer: bool,
 }
 
-const GREY: [f32; 3] = [0.35, 0.38, 0.42];
+pub(crate) const GREY: [f32; 3] = [0.35, 0.38, 0.42];
 const BLACK: [f32; 3] = [0.0, 0.0, 0.0];
 
 impl Renderer {

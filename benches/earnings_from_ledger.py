@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Write a Partner Center earnings export (Default report layout) from a
+porledger run's ledger.csv: what Microsoft would list if it paid exactly what
+porledger accrued.
+
+Used by benches/compare.py (--tieout) for an export of the same size as the
+run, and as the starting point of sample-data/earnings/ (whose committed files
+were then edited by hand: see its README).
+
+  python3 benches/earnings_from_ledger.py --ledger out/ledger.csv --out earnings.csv
+      [--per-line]       one earning per ledger row (exact amounts; the default
+                         is one earning per partner, program, customer,
+                         subscription, month and currency, rounded half-up)
+      [--tsv]            tab-separated
+      [--program-map por-core='CSP Indirect Provider|Core|POR' ...]
+                         programName|lever|partnerAssociation written for a
+                         program (default: programName = the program ID)
+
+Standard library only. Amounts are computed with decimal.Decimal, never float.
+"""
+import argparse
+import csv
+import uuid
+from collections import OrderedDict
+from decimal import Decimal, ROUND_HALF_UP
+
+COLUMNS = [
+    "earningId", "participantId", "participantIdType", "participantName",
+    "programName", "engagementName", "lever", "partnerAssociation",
+    "transactionId", "transactionDate", "transactionAmount", "transactionCurrency",
+    "earningRate", "earningAmount", "earningType", "earningDate", "paymentStatus",
+    "customerTenantId", "customerName", "subscriptionId", "invoiceNumber",
+    "productId", "reasonCode",
+]
+
+
+def month_of(row):
+    m = row.get("accrual_month") or ""
+    return m if m else row["charge_date"][:7]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--ledger", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--per-line", action="store_true")
+    ap.add_argument("--tsv", action="store_true")
+    ap.add_argument("--program-map", nargs="*", default=[])
+    a = ap.parse_args()
+    pmap = {}
+    for m in a.program_map:
+        pid, spec = m.split("=", 1)
+        parts = (spec.split("|") + ["", "", ""])[:3]
+        pmap[pid] = parts
+    seq = [0]
+
+    def eid():
+        seq[0] += 1
+        return str(uuid.UUID(int=seq[0]))
+
+    delim = "\t" if a.tsv else ","
+    with open(a.ledger, newline="", encoding="utf-8") as f, open(
+        a.out, "w", newline="", encoding="utf-8"
+    ) as o:
+        w = csv.writer(o, delimiter=delim, lineterminator="\r\n")
+        w.writerow(COLUMNS)
+
+        def write(key, basis, amount, rate):
+            partner, program, customer, sub, month, cur = key
+            name, lever, assoc = pmap.get(program, [program, "", ""])
+            pct = (Decimal(rate) * 100).normalize()
+            w.writerow([
+                eid(), partner, "PartnerID", "", name, "", lever, assoc,
+                "", month + "-01", basis, cur, format(pct, "f"), amount, "REBATE",
+                month + "-28", "Sent", customer, "", sub, "", "", "",
+            ])
+
+        if a.per_line:
+            for row in csv.DictReader(f):
+                key = (row["partner_id"], row["program_id"], row["customer_id"],
+                       row["subscription_id"], month_of(row), row["currency"])
+                write(key, row["basis_amount"], row["accrual_amount"], row["rate"])
+            return
+        groups = OrderedDict()
+        for row in csv.DictReader(f):
+            key = (row["partner_id"], row["program_id"], row["customer_id"],
+                   row["subscription_id"], month_of(row), row["currency"])
+            g = groups.setdefault(key, [Decimal(0), Decimal(0), row["rate"]])
+            g[0] += Decimal(row["basis_amount"])
+            g[1] += Decimal(row["accrual_amount"])
+        for key, (basis, amount, rate) in groups.items():
+            q = Decimal("0.01")
+            write(key, basis.quantize(q, ROUND_HALF_UP), amount.quantize(q, ROUND_HALF_UP), rate)
+
+
+if __name__ == "__main__":
+    main()

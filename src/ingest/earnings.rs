@@ -1,0 +1,519 @@
+//! Microsoft's earnings export (Partner Center Earnings > Reports, or the
+//! payouts `transactionhistory` API): what Microsoft says it paid.
+//!
+//! - Default, Summarized or Growth report, `.csv` or `.tsv`: the delimiter is
+//!   sniffed from the header line (a `.tsv` file is read as TAB-separated when
+//!   its header holds a TAB); a UTF-8 BOM is skipped.
+//! - Columns are camelCase and read **by name** (any order, any spelling of
+//!   case, `_` or spaces: see [`super::billing::normalize_header`]); unknown
+//!   columns are ignored. A missing required column is a fatal error naming
+//!   the file and the column.
+//! - Records are cut by the billing reader's machinery ([`super::read_chunks`],
+//!   [`super::records`]): quote-aware, bounded, with exact line numbers.
+//! - Amounts are exact decimals ([`crate::money::parse_amount`], E-notation
+//!   included); a row whose amount, date, currency or partner cannot be read
+//!   is a reject naming file, line, column and value.
+//! - Rows are de-duplicated by `earningId` where present: the Growth report
+//!   repeats one earning on every transaction row it was computed from.
+//!
+//! The reader hands each usable row to a callback ([`read_earnings`]), so a
+//! five-million-row export is never held in memory; the matching itself is
+//! pure ([`crate::tieout`]).
+
+use std::collections::HashSet;
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+
+use super::billing::normalize_header;
+use super::records::{for_each_row, RecordFormat, MAX_RECORD_BYTES};
+use super::{read_chunks, read_header, InputFile};
+use crate::dates::parse_date;
+use crate::error::Fatal;
+use crate::money::{parse_amount, Currency};
+
+/// The fields porledger reads, with the header spellings that name them
+/// (normalised: lower case, letters and digits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EField {
+    EarningId,
+    ParticipantId,
+    EarningParticipantId,
+    ParticipantName,
+    ProgramName,
+    EngagementName,
+    Lever,
+    PartnerAssociation,
+    Customer,
+    CustomerName,
+    SubscriptionId,
+    InvoiceNumber,
+    ProductId,
+    TransactionDate,
+    EarningDate,
+    TransactionCurrency,
+    EarningAmount,
+    EarningRate,
+    ReasonCode,
+    EarningType,
+}
+
+const FIELDS: [(EField, &[&str]); 20] = [
+    (EField::EarningId, &["earningid"]),
+    (EField::ParticipantId, &["participantid"]),
+    (EField::EarningParticipantId, &["earningparticipantid"]),
+    (EField::ParticipantName, &["participantname"]),
+    (EField::ProgramName, &["programname"]),
+    (EField::EngagementName, &["engagementname"]),
+    (EField::Lever, &["lever"]),
+    (EField::PartnerAssociation, &["partnerassociation"]),
+    (EField::Customer, &["customertenantid", "customerid"]),
+    (EField::CustomerName, &["customername"]),
+    (EField::SubscriptionId, &["subscriptionid"]),
+    (EField::InvoiceNumber, &["invoicenumber"]),
+    (EField::ProductId, &["productid"]),
+    (EField::TransactionDate, &["transactiondate"]),
+    (EField::EarningDate, &["earningdate"]),
+    (EField::TransactionCurrency, &["transactioncurrency"]),
+    (EField::EarningAmount, &["earningamount"]),
+    (EField::EarningRate, &["earningrate"]),
+    (EField::ReasonCode, &["reasoncode"]),
+    (EField::EarningType, &["earningtype"]),
+];
+
+/// Where each field is in one file (`None`: the file has no such column).
+#[derive(Clone, Debug)]
+pub struct EarningsLayout {
+    pos: [Option<usize>; 20],
+    pub delimiter: u8,
+}
+
+impl EarningsLayout {
+    /// Finds the fields in `header`; `file` names the file in errors. Needed:
+    /// `earningAmount`, `transactionCurrency`, a partner (`participantId` or
+    /// `earningParticipantId`) and a date (`transactionDate` or `earningDate`).
+    pub fn from_header(file: &str, header: &[String], delimiter: u8) -> Result<Self, Fatal> {
+        let norm: Vec<String> = header.iter().map(|h| normalize_header(h)).collect();
+        let mut pos = [None; 20];
+        for (i, (_, aliases)) in FIELDS.iter().enumerate() {
+            pos[i] = super::find_column(&norm, aliases, true).map_err(|(a, b)| Fatal::Data {
+                file: file.to_string(),
+                line: 1,
+                column: None,
+                message: super::ambiguous_columns(header, a, b),
+            })?;
+        }
+        let l = EarningsLayout { pos, delimiter };
+        let need = |ok: bool, what: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(Fatal::Data {
+                    file: file.to_string(),
+                    line: 1,
+                    column: Some(what.to_string()),
+                    message: format!(
+                        "the earnings export has no column {what}: not a Partner Center \
+                         earnings export, or its header was damaged (header: {})",
+                        header.join(",")
+                    ),
+                })
+            }
+        };
+        need(l.has(EField::EarningAmount), "earningAmount")?;
+        need(l.has(EField::TransactionCurrency), "transactionCurrency")?;
+        need(
+            l.has(EField::ParticipantId) || l.has(EField::EarningParticipantId),
+            "participantId (or earningParticipantId)",
+        )?;
+        need(
+            l.has(EField::TransactionDate) || l.has(EField::EarningDate),
+            "transactionDate (or earningDate)",
+        )?;
+        Ok(l)
+    }
+
+    fn has(&self, f: EField) -> bool {
+        self.pos[f as usize].is_some()
+    }
+}
+
+/// One usable earnings row, borrowed from the reader.
+#[derive(Clone, Debug)]
+pub struct EarningRow<'a> {
+    /// Index of the file in the list given to [`read_earnings`].
+    pub file: u32,
+    pub line: u64,
+    pub earning_id: &'a str,
+    /// `participantId`, or `earningParticipantId` where that is empty.
+    pub participant_id: &'a str,
+    pub participant_name: &'a str,
+    pub program_name: &'a str,
+    pub engagement_name: &'a str,
+    pub lever: &'a str,
+    pub partner_association: &'a str,
+    /// `customerTenantId` (older exports: `customerId`); empty for adjustments.
+    pub customer_id: &'a str,
+    pub customer_name: &'a str,
+    pub subscription_id: &'a str,
+    pub invoice_number: &'a str,
+    pub product_id: &'a str,
+    /// `transactionDate`, or `earningDate` where that is empty.
+    pub date: NaiveDate,
+    pub currency: Currency,
+    pub amount: Decimal,
+    /// `earningRate` as a fraction (the export writes a percentage: `4` is 4 %).
+    pub rate: Option<Decimal>,
+    pub reason_code: &'a str,
+    pub earning_type: &'a str,
+}
+
+/// A row that could not be used: file, line, column, value and reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EarningsReject {
+    pub file: String,
+    pub line: u64,
+    pub column: String,
+    pub value: String,
+    pub reason: String,
+}
+
+/// What reading the earnings files counted.
+#[derive(Clone, Debug, Default)]
+pub struct EarningsRead {
+    /// Per file: its name as given, and its SHA-256 and size.
+    pub files: Vec<(String, super::FileDigest)>,
+    /// Data rows read (every physical record, duplicates and rejects included).
+    pub rows_read: u64,
+    /// Rows skipped because an earlier row had the same `earningId`.
+    pub duplicates: u64,
+    pub rejects: Vec<EarningsReject>,
+}
+
+/// A compact, exact key of an `earningId` for de-duplication: a GUID or a
+/// number as 128 bits, anything else as its text.
+#[derive(Hash, PartialEq, Eq)]
+enum IdKey {
+    Num(u128),
+    Text(Box<str>),
+}
+
+fn id_key(s: &str) -> IdKey {
+    let hex: String = s.chars().filter(|&c| c != '-').collect();
+    let is_guid = s.len() == 36 && hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+    if is_guid {
+        if let Ok(n) = u128::from_str_radix(&hex, 16) {
+            return IdKey::Num(n);
+        }
+    }
+    // A plain number without leading zeros maps to itself one-to-one.
+    if !s.is_empty()
+        && s.len() <= 38
+        && s.bytes().all(|b| b.is_ascii_digit())
+        && !s.starts_with('0')
+    {
+        if let Ok(n) = s.parse::<u128>() {
+            // Numbers and GUIDs share the space: keep numbers apart by the top bit.
+            if n < 1 << 127 {
+                return IdKey::Num(n | 1 << 127);
+            }
+        }
+    }
+    IdKey::Text(s.to_ascii_lowercase().into_boxed_str())
+}
+
+/// Reads every earnings file in order and hands each usable, first-seen row to
+/// `f`; rejects and counts are returned.
+pub fn read_earnings(
+    files: &[InputFile],
+    f: &mut dyn FnMut(&EarningRow<'_>),
+) -> Result<EarningsRead, Fatal> {
+    let mut out = EarningsRead::default();
+    let mut seen: HashSet<IdKey> = HashSet::new();
+    for (idx, file) in files.iter().enumerate() {
+        let mut head = Vec::new();
+        {
+            use std::io::Read;
+            let fh = super::open_regular(&file.path)?;
+            fh.take(64 * 1024)
+                .read_to_end(&mut head)
+                .map_err(|e| Fatal::io(&file.path, e))?;
+        }
+        // The delimiter is sniffed from the header line (`,` `;` or TAB, the
+        // most frequent outside quotes), whatever the extension says.
+        let header = read_header(&file.display, &head)?;
+        let layout = EarningsLayout::from_header(&file.display, &header.fields, header.delimiter)?;
+        let fmt = RecordFormat {
+            delimiter: header.delimiter,
+            header: &header.fields,
+            max_record: MAX_RECORD_BYTES,
+        };
+        let mut rec = simd_csv::ByteRecord::new();
+        let mut text: Vec<String> = Vec::new();
+        let digest = read_chunks(idx, file, &header, 8 << 20, Vec::new, |chunk| {
+            for_each_row(
+                &chunk.data,
+                chunk.first_line,
+                chunk.kind,
+                fmt,
+                &mut rec,
+                &mut |row| {
+                    out.rows_read += 1;
+                    let r = match row.record {
+                        Err(p) => {
+                            out.rejects.push(EarningsReject {
+                                file: file.display.clone(),
+                                line: row.line,
+                                column: p.column,
+                                value: p.value,
+                                reason: p.reason,
+                            });
+                            return;
+                        }
+                        Ok(r) => r,
+                    };
+                    text.clear();
+                    for field in r.iter() {
+                        match std::str::from_utf8(field) {
+                            Ok(s) => text.push(s.trim().to_string()),
+                            Err(_) => {
+                                out.rejects.push(EarningsReject {
+                                    file: file.display.clone(),
+                                    line: row.line,
+                                    column: "(row)".into(),
+                                    value: String::from_utf8_lossy(field).into_owned(),
+                                    reason: "not valid UTF-8 text".into(),
+                                });
+                                return;
+                            }
+                        }
+                    }
+                    match parse_row(&layout, idx as u32, row.line, &text) {
+                        Err((column, value, reason)) => {
+                            out.rejects.push(EarningsReject {
+                                file: file.display.clone(),
+                                line: row.line,
+                                column: column.to_string(),
+                                value,
+                                reason,
+                            });
+                        }
+                        Ok(e) => {
+                            if !e.earning_id.is_empty() && !seen.insert(id_key(e.earning_id)) {
+                                out.duplicates += 1;
+                                return;
+                            }
+                            f(&e);
+                        }
+                    }
+                },
+            );
+            true
+        })?;
+        out.files.push((file.display.clone(), digest));
+    }
+    Ok(out)
+}
+
+type RowError = (&'static str, String, String);
+
+fn parse_row<'a>(
+    l: &EarningsLayout,
+    file: u32,
+    line: u64,
+    t: &'a [String],
+) -> Result<EarningRow<'a>, RowError> {
+    let get = |f: EField| -> &'a str {
+        l.pos[f as usize]
+            .and_then(|i| t.get(i))
+            .map(|s| s.as_str())
+            .unwrap_or("")
+    };
+    let name = |f: EField| -> &'static str {
+        match f {
+            EField::ParticipantId => "participantId",
+            EField::EarningParticipantId => "earningParticipantId",
+            EField::TransactionDate => "transactionDate",
+            EField::EarningDate => "earningDate",
+            EField::TransactionCurrency => "transactionCurrency",
+            EField::EarningAmount => "earningAmount",
+            EField::EarningRate => "earningRate",
+            _ => "",
+        }
+    };
+    let participant_id = match get(EField::ParticipantId) {
+        "" => get(EField::EarningParticipantId),
+        p => p,
+    };
+    if participant_id.is_empty() {
+        return Err((
+            name(EField::ParticipantId),
+            String::new(),
+            "no partner: participantId and earningParticipantId are both empty".into(),
+        ));
+    }
+    let (date_field, date_text) = match get(EField::TransactionDate) {
+        "" => (EField::EarningDate, get(EField::EarningDate)),
+        d => (EField::TransactionDate, d),
+    };
+    let date = parse_date(date_text).map_err(|_| {
+        (
+            name(date_field),
+            date_text.to_string(),
+            "not a date (expected YYYY-MM-DD, an ISO timestamp or M/D/YYYY)".to_string(),
+        )
+    })?;
+    let cur_text = get(EField::TransactionCurrency);
+    let currency = Currency::parse(cur_text).ok_or_else(|| {
+        (
+            name(EField::TransactionCurrency),
+            cur_text.to_string(),
+            "not an ISO 4217 currency code".to_string(),
+        )
+    })?;
+    let amount_text = get(EField::EarningAmount);
+    let amount = parse_amount(amount_text, false).map_err(|_| {
+        (
+            name(EField::EarningAmount),
+            amount_text.to_string(),
+            "not an exact decimal amount".to_string(),
+        )
+    })?;
+    let rate_text = get(EField::EarningRate);
+    let rate = match rate_text.trim_end_matches('%').trim() {
+        "" => None,
+        r => {
+            let pct = parse_amount(r, false).map_err(|_| {
+                (
+                    name(EField::EarningRate),
+                    rate_text.to_string(),
+                    "not a decimal percentage".to_string(),
+                )
+            })?;
+            Some(
+                pct.checked_div(Decimal::ONE_HUNDRED)
+                    .ok_or_else(|| {
+                        (
+                            name(EField::EarningRate),
+                            rate_text.to_string(),
+                            "percentage out of range".to_string(),
+                        )
+                    })?
+                    .normalize(),
+            )
+        }
+    };
+    Ok(EarningRow {
+        file,
+        line,
+        earning_id: get(EField::EarningId),
+        participant_id,
+        participant_name: get(EField::ParticipantName),
+        program_name: get(EField::ProgramName),
+        engagement_name: get(EField::EngagementName),
+        lever: get(EField::Lever),
+        partner_association: get(EField::PartnerAssociation),
+        customer_id: get(EField::Customer),
+        customer_name: get(EField::CustomerName),
+        subscription_id: get(EField::SubscriptionId),
+        invoice_number: get(EField::InvoiceNumber),
+        product_id: get(EField::ProductId),
+        date,
+        currency,
+        amount,
+        rate,
+        reason_code: get(EField::ReasonCode),
+        earning_type: get(EField::EarningType),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(name: &str, bytes: &[u8]) -> (Vec<(u64, String, String, Decimal)>, EarningsRead) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        let files = vec![InputFile {
+            path: p.clone(),
+            display: name.to_string(),
+            size: bytes.len() as u64,
+        }];
+        let mut rows = Vec::new();
+        let r = read_earnings(&files, &mut |e| {
+            rows.push((
+                e.line,
+                e.participant_id.to_string(),
+                e.customer_id.to_string(),
+                e.amount,
+            ))
+        })
+        .unwrap();
+        (rows, r)
+    }
+
+    #[test]
+    fn csv_with_bom_any_column_order_extra_columns_and_e_notation() {
+        let text = "\u{feff}extra,earningAmount,transactionCurrency,customerTenantId,transactionDate,participantId\r\n\
+                    x,1.5E-01,EUR,C1,2026-01-05,500275\r\n\
+                    y,\"2,5\",EUR,C1,2026-01-05,500275\r\n";
+        let (rows, r) = read("e.csv", text.as_bytes());
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            rows[0],
+            (2, "500275".into(), "C1".into(), "0.15".parse().unwrap())
+        );
+        assert_eq!(r.rejects.len(), 1);
+        assert_eq!(r.rejects[0].line, 3);
+        assert_eq!(r.rejects[0].column, "earningAmount");
+        assert_eq!(r.rows_read, 2);
+    }
+
+    #[test]
+    fn tsv_and_dedupe_by_earning_id() {
+        let text = "earningId\tparticipantId\ttransactionDate\ttransactionCurrency\tearningAmount\tearningRate\n\
+                    E1\t1\t11/3/2025\tUSD\t4\t4\n\
+                    E1\t1\t11/3/2025\tUSD\t4\t4\n\
+                    e1\t1\t11/3/2025\tUSD\t4\t4\n\
+                    3f2b8c1e-5d4a-4e6b-9c7d-8a1f2e3b4c5d\t1\t2025-11-03\tUSD\t1\t\n\
+                    3F2B8C1E-5D4A-4E6B-9C7D-8A1F2E3B4C5D\t1\t2025-11-03\tUSD\t1\t\n\
+                    \t1\t2025-11-03\tUSD\t1\t\n\
+                    \t1\t2025-11-03\tUSD\t1\t\n";
+        let (rows, r) = read("e.tsv", text.as_bytes());
+        assert_eq!(rows.len(), 4, "{rows:?}");
+        assert_eq!(r.duplicates, 3);
+        assert_eq!(r.rows_read, 7);
+    }
+
+    #[test]
+    fn missing_column_is_named() {
+        let text = "participantId,transactionDate,earningAmount\n1,2026-01-01,1\n";
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("e.csv");
+        std::fs::write(&p, text).unwrap();
+        let files = vec![InputFile {
+            path: p,
+            display: "e.csv".into(),
+            size: 0,
+        }];
+        let e = read_earnings(&files, &mut |_| {}).unwrap_err().to_string();
+        assert!(e.contains("transactionCurrency"), "{e}");
+    }
+
+    #[test]
+    fn rate_is_a_percentage() {
+        let text = "participantId,transactionDate,transactionCurrency,earningAmount,earningRate\n1,2026-01-01,EUR,3,3.75\n";
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("e.csv");
+        std::fs::write(&p, text).unwrap();
+        let files = vec![InputFile {
+            path: p,
+            display: "e.csv".into(),
+            size: 0,
+        }];
+        let mut rate = None;
+        read_earnings(&files, &mut |e| rate = e.rate).unwrap();
+        assert_eq!(rate, Some("0.0375".parse().unwrap()));
+    }
+}

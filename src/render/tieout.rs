@@ -1,0 +1,387 @@
+//! The files of a tie-out (`porledger tieout`): `tieout.csv` (one row per
+//! grain), `tieout.json` (totals and the row accounting), `rejects.csv` (the
+//! earnings rows that could not be read) and, per partner,
+//! `partners/<id>/tieout.csv` (the partner's totals, then its rows).
+
+use std::io::Write;
+use std::path::Path;
+
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use crate::csv_text::RowBuf;
+use crate::error::Fatal;
+use crate::ingest::earnings::EarningsRead;
+use crate::money::Currency;
+use crate::render::publish::{self, HashingWriter, Written};
+use crate::tieout::{Class, Report, TieRow, Totals};
+
+/// The header of `tieout.csv` (and of the rows of a partner's `tieout.csv`).
+pub const TIEOUT_HEADER: [&str; 20] = [
+    "id",
+    "class",
+    "reason",
+    "partner_id",
+    "partner_name",
+    "program_id",
+    "customer_id",
+    "customer_name",
+    "subscription_id",
+    "month",
+    "currency",
+    "expected",
+    "paid",
+    "difference",
+    "porledger_rate",
+    "microsoft_rate",
+    "due",
+    "explanation",
+    "ledger_lines",
+    "earnings_rows",
+];
+
+/// The header of a partner's totals block.
+pub const PARTNER_TOTALS_HEADER: [&str; 8] = [
+    "currency",
+    "expected",
+    "paid",
+    "adjustments",
+    "difference",
+    "rows",
+    "differences",
+    "answer",
+];
+
+/// The header of `rejects.csv` of a tie-out.
+pub const REJECTS_HEADER: [&str; 5] = ["source_file", "source_line", "column", "value", "reason"];
+
+fn rates(r: &[Decimal]) -> String {
+    r.iter()
+        .map(|d| d.normalize().to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The earnings rows behind a tie-out row, as `file:line` separated by `; `.
+pub fn earnings_refs(rows: &[(u32, u64)], files: &[String]) -> String {
+    rows.iter()
+        .map(|(f, l)| {
+            format!(
+                "{}:{l}",
+                files.get(*f as usize).map(|s| s.as_str()).unwrap_or("?")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn header(w: &mut RowBuf, h: &[&str]) {
+    for c in h {
+        w.text(c);
+    }
+    w.end();
+}
+
+/// Appends one tie-out row (columns of [`TIEOUT_HEADER`]).
+pub fn write_row(w: &mut RowBuf, r: &TieRow, files: &[String]) {
+    let dp = r.currency.minor_units();
+    w.text(&r.id);
+    w.text(r.class.as_str());
+    w.text(&r.reason);
+    w.text(&r.partner_id);
+    w.text(&r.partner_name);
+    w.text(&r.program_id);
+    w.text(&r.customer_id);
+    w.text(&r.customer_name);
+    w.text(&r.subscription_id);
+    w.text(&r.month.to_string());
+    w.text(r.currency.as_str());
+    w.decimal(r.expected, dp);
+    w.decimal(r.paid, dp);
+    w.decimal(r.difference, dp);
+    w.text(&rates(&r.porledger_rates));
+    w.text(&rates(&r.microsoft_rates));
+    match r.due {
+        Some(d) => w.date(d),
+        None => w.empty(),
+    }
+    w.text(&r.explanation);
+    w.text(
+        &r.ledger_lines
+            .iter()
+            .map(|l| l.to_string())
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    w.text(&earnings_refs(&r.earnings_rows, files));
+    w.end();
+}
+
+/// The one-sentence answer for a partner's currency: does it tie out?
+pub fn answer(t: &Totals, currency: Currency) -> String {
+    let dp = currency.minor_units();
+    let diff = t.difference.round_dp(dp.max(2));
+    if t.differences == 0 {
+        format!("ties out: every row within the tolerance ({} rows)", t.rows)
+    } else {
+        format!(
+            "{} of {} rows differ; Microsoft paid {} {currency} {} than porledger expected \
+             (adjustments included)",
+            t.differences,
+            t.rows,
+            diff.abs(),
+            if diff < Decimal::ZERO { "less" } else { "more" }
+        )
+    }
+}
+
+fn write_bytes(files: &Written, path: &Path, buf: &[u8]) -> Result<(), Fatal> {
+    let f = std::fs::File::create(path).map_err(|e| Fatal::io(path, e))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, HashingWriter::new(path, f, files));
+    w.write_all(buf).map_err(|e| Fatal::io(path, e))?;
+    let inner = w
+        .into_inner()
+        .map_err(|e| Fatal::io(path, e.into_error()))?;
+    inner.finish()
+}
+
+/// Writes `tieout.csv` into `dir`, streaming.
+pub fn write_tieout_csv(
+    files: &Written,
+    dir: &Path,
+    report: &Report,
+    earnings_files: &[String],
+) -> Result<(), Fatal> {
+    let path = dir.join("tieout.csv");
+    let f = std::fs::File::create(&path).map_err(|e| Fatal::io(&path, e))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, HashingWriter::new(&path, f, files));
+    let mut w = RowBuf::default();
+    header(&mut w, &TIEOUT_HEADER);
+    for r in &report.rows {
+        write_row(&mut w, r, earnings_files);
+        if w.buf.len() > 1 << 16 {
+            out.write_all(&w.buf).map_err(|e| Fatal::io(&path, e))?;
+            w.buf.clear();
+        }
+    }
+    out.write_all(&w.buf).map_err(|e| Fatal::io(&path, e))?;
+    let inner = out
+        .into_inner()
+        .map_err(|e| Fatal::io(&path, e.into_error()))?;
+    inner.finish()
+}
+
+/// Writes `partners/<id>/tieout.csv`: the totals per currency, a blank line,
+/// then the partner's rows. `rows` are the partner's, in report order.
+pub fn write_partner_csv(
+    files: &Written,
+    path: &Path,
+    report: &Report,
+    partner_id: &str,
+    rows: &[&TieRow],
+    earnings_files: &[String],
+) -> Result<(), Fatal> {
+    let mut w = RowBuf::default();
+    header(&mut w, &PARTNER_TOTALS_HEADER);
+    let none = std::collections::BTreeMap::new();
+    let totals = report.partner_totals.get(partner_id).unwrap_or(&none);
+    for (cur, t) in totals {
+        let dp = cur.minor_units();
+        w.text(cur.as_str());
+        w.decimal(t.expected, dp);
+        w.decimal(t.paid, dp);
+        w.decimal(t.adjustments, dp);
+        w.decimal(t.difference, dp);
+        w.num(t.rows);
+        w.num(t.differences);
+        w.text(&answer(t, *cur));
+        w.end();
+    }
+    w.buf.extend_from_slice(b"\r\n");
+    header(&mut w, &TIEOUT_HEADER);
+    for r in rows {
+        write_row(&mut w, r, earnings_files);
+    }
+    write_bytes(files, path, &w.buf)
+}
+
+/// Writes the earnings rows that could not be read.
+pub fn write_rejects(files: &Written, path: &Path, read: &EarningsRead) -> Result<(), Fatal> {
+    let mut w = RowBuf::default();
+    header(&mut w, &REJECTS_HEADER);
+    for r in &read.rejects {
+        w.text(&r.file);
+        w.num(r.line);
+        w.text(&r.column);
+        w.text(&r.value);
+        w.text(&r.reason);
+        w.end();
+    }
+    write_bytes(files, path, &w.buf)
+}
+
+/// The row accounting of the earnings files.
+#[derive(Serialize, Clone, Debug)]
+pub struct Accounting {
+    /// Data rows in the files.
+    pub rows_read: u64,
+    /// Rows repeating an earlier `earningId` (Growth report): counted once.
+    pub duplicates: u64,
+    /// rows_read - duplicates = matched + unmatched + adjustments + rejected.
+    pub rows: u64,
+    /// Rows in a grain where porledger accrued.
+    pub matched: u64,
+    /// Rows in a grain where porledger accrued nothing (paid-not-expected).
+    pub unmatched: u64,
+    pub adjustments: u64,
+    pub rejected: u64,
+    pub balanced: bool,
+}
+
+impl Accounting {
+    pub fn of(read: &EarningsRead, report: &Report) -> Accounting {
+        let rows = read.rows_read - read.duplicates;
+        let rejected = read.rejects.len() as u64;
+        Accounting {
+            rows_read: read.rows_read,
+            duplicates: read.duplicates,
+            rows,
+            matched: report.earnings_matched,
+            unmatched: report.earnings_unmatched,
+            adjustments: report.earnings_adjustments,
+            rejected,
+            balanced: rows
+                == report.earnings_matched
+                    + report.earnings_unmatched
+                    + report.earnings_adjustments
+                    + rejected,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct FileJson<'a> {
+    path: &'a str,
+    sha256: &'a str,
+    bytes: u64,
+}
+
+#[derive(Serialize)]
+struct TotalJson<'a> {
+    partner_id: &'a str,
+    partner_name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    program_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    month: Option<String>,
+    currency: &'a str,
+    expected: String,
+    paid: String,
+    adjustments: String,
+    difference: String,
+    rows: u64,
+    differences: u64,
+}
+
+fn total_json<'a>(
+    partner_id: &'a str,
+    name: &'a str,
+    program_id: Option<&'a str>,
+    month: Option<String>,
+    cur: &'a Currency,
+    t: &Totals,
+) -> TotalJson<'a> {
+    let f = |d: Decimal| crate::money::format_exact(d, *cur);
+    TotalJson {
+        partner_id,
+        partner_name: name,
+        program_id,
+        month,
+        currency: cur.as_str(),
+        expected: f(t.expected),
+        paid: f(t.paid),
+        adjustments: f(t.adjustments),
+        difference: f(t.difference),
+        rows: t.rows,
+        differences: t.differences,
+    }
+}
+
+/// What `tieout.json` says besides the totals.
+pub struct JsonHead<'a> {
+    pub run: &'a str,
+    pub period: &'a str,
+    pub as_of: String,
+    pub tolerance: Decimal,
+    pub read: &'a EarningsRead,
+}
+
+/// Writes `tieout.json`.
+pub fn write_tieout_json(
+    files: &Written,
+    dir: &Path,
+    head: &JsonHead<'_>,
+    report: &Report,
+) -> Result<(), Fatal> {
+    #[derive(Serialize)]
+    struct Json<'a> {
+        tool: &'static str,
+        version: &'static str,
+        run: &'a str,
+        period: &'a str,
+        as_of: &'a str,
+        tolerance: String,
+        earnings_files: Vec<FileJson<'a>>,
+        accounting: Accounting,
+        classes: std::collections::BTreeMap<&'static str, u64>,
+        differences: u64,
+        partners: Vec<TotalJson<'a>>,
+        totals: Vec<TotalJson<'a>>,
+    }
+    let name = |p: &str| -> &str {
+        report
+            .partner_names
+            .get(p)
+            .map(|s| s.as_str())
+            .unwrap_or("")
+    };
+    let classes = Class::ALL
+        .iter()
+        .map(|c| (c.as_str(), report.classes.get(c).copied().unwrap_or(0)))
+        .collect();
+    let json = Json {
+        tool: "porledger",
+        version: env!("CARGO_PKG_VERSION"),
+        run: head.run,
+        period: head.period,
+        as_of: &head.as_of,
+        tolerance: head.tolerance.normalize().to_string(),
+        earnings_files: head
+            .read
+            .files
+            .iter()
+            .map(|(p, d)| FileJson {
+                path: p,
+                sha256: &d.sha256,
+                bytes: d.bytes,
+            })
+            .collect(),
+        accounting: Accounting::of(head.read, report),
+        classes,
+        differences: report.differences,
+        partners: report
+            .partner_totals
+            .iter()
+            .flat_map(|(p, by)| by.iter().map(move |(c, t)| (p, c, t)))
+            .map(|(p, c, t)| total_json(p, name(p), None, None, c, t))
+            .collect(),
+        totals: report
+            .totals
+            .iter()
+            .map(|((p, prog, m, c), t)| {
+                total_json(p, name(p), Some(prog.as_str()), Some(m.to_string()), c, t)
+            })
+            .collect(),
+    };
+    publish::write_json(files, &dir.join("tieout.json"), &json)
+}

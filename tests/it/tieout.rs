@@ -1,0 +1,272 @@
+//! `porledger tieout`: the committed sample export (every class, derived by
+//! hand in sample-data/earnings/README.md), and exports generated from a run's
+//! own ledger (only `matched`, whatever the layout).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use rust_decimal::Decimal;
+
+use crate::common::{
+    assert_code, command, csv_rows, output, read, read_json, run_sample, stderr, stdout, write,
+    Sample,
+};
+
+/// One earning per partner, program, customer, subscription, month and
+/// currency of `ledger`, rounded half-up to the cent: what Microsoft pays when
+/// it pays exactly what porledger accrued. `delim` `,` or TAB; `reverse`
+/// writes the columns in reverse order; `repeat` writes every row that many
+/// times (a Growth report repeating the earningId).
+fn export_from_ledger(ledger: &Path, delim: char, reverse: bool, repeat: usize) -> String {
+    let rows = csv_rows(&read(ledger));
+    let h = &rows[0];
+    let col = |n: &str| h.iter().position(|c| c == n).unwrap();
+    let (p, prog, c, s, d, amt, cur) = (
+        col("partner_id"),
+        col("program_id"),
+        col("customer_id"),
+        col("subscription_id"),
+        col("charge_date"),
+        col("accrual_amount"),
+        col("currency"),
+    );
+    let assoc = |program: &str| match program {
+        "por-core" => ("CSP", "DPOR"),
+        "pal" => ("CSP", "PAL.Owner"),
+        _ => ("CSP Indirect Reseller", "reseller"),
+    };
+    let mut grains: BTreeMap<(String, String, String, String, String, String), Decimal> =
+        BTreeMap::new();
+    for r in &rows[1..] {
+        let month = h
+            .iter()
+            .position(|c| c == "accrual_month")
+            .map(|i| r[i].clone())
+            .unwrap_or_else(|| r[d][..7].to_string());
+        let k = (
+            r[p].clone(),
+            r[prog].clone(),
+            r[c].clone(),
+            r[s].clone(),
+            month,
+            r[cur].clone(),
+        );
+        *grains.entry(k).or_default() += r[amt].parse::<Decimal>().unwrap();
+    }
+    let mut header = vec![
+        "earningId",
+        "participantId",
+        "programName",
+        "partnerAssociation",
+        "customerTenantId",
+        "subscriptionId",
+        "transactionDate",
+        "transactionCurrency",
+        "earningAmount",
+        "earningRate",
+        "paymentStatus",
+    ];
+    if reverse {
+        header.reverse();
+    }
+    let sep = delim.to_string();
+    let mut out = format!("\u{feff}{}\r\n", header.join(&sep));
+    for (i, ((partner, program, customer, sub, month, cur), amount)) in grains.iter().enumerate() {
+        let (name, assoc) = assoc(program);
+        let rate = match program.as_str() {
+            "por-core" => "4",
+            "pal" => "1.5",
+            _ => "1",
+        };
+        let paid =
+            amount.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+        let id = format!("E{i:05}");
+        let date = format!("{month}-15");
+        let paid = paid.to_string();
+        let mut cells = vec![
+            id.as_str(),
+            partner,
+            name,
+            assoc,
+            customer,
+            sub,
+            date.as_str(),
+            cur,
+            paid.as_str(),
+            rate,
+            "Sent",
+        ];
+        if reverse {
+            cells.reverse();
+        }
+        for _ in 0..repeat {
+            out.push_str(&cells.join(&sep));
+            out.push_str("\r\n");
+        }
+    }
+    out
+}
+
+fn tieout(run: &Path, extra: &[&str]) -> std::process::Output {
+    let mut c = command();
+    c.arg("tieout")
+        .arg("--out")
+        .arg(run)
+        .args(["--as-of", "2026-11-10", "--quiet"])
+        .args(extra);
+    output(&mut c)
+}
+
+#[test]
+fn an_export_of_the_runs_own_ledger_ties_out_in_every_layout() {
+    let dir = run_sample(Sample::Main, &["--no-pdf", "--quiet"]);
+    let run = dir.path().join("out");
+    let ledger = run.join("ledger.csv");
+    for (name, delim, reverse, repeat) in [
+        ("default.csv", ',', false, 1),
+        ("reversed.tsv", '\t', true, 1),
+        ("growth.csv", ',', false, 3),
+    ] {
+        let file = dir.path().join("earnings").join(name);
+        write(&file, export_from_ledger(&ledger, delim, reverse, repeat));
+        let out_dir = dir.path().join(format!("t-{name}"));
+        let o = tieout(
+            &run,
+            &[
+                "--earnings",
+                file.to_str().unwrap(),
+                "--tieout-out",
+                out_dir.to_str().unwrap(),
+                "--no-pdf",
+            ],
+        );
+        assert_code(&o, 0);
+        let rows = csv_rows(&read(out_dir.join("tieout.csv")));
+        let class = rows[0].iter().position(|c| c == "class").unwrap();
+        assert!(rows.len() > 100, "{name}: {} rows", rows.len());
+        assert!(
+            rows[1..].iter().all(|r| r[class] == "matched"),
+            "{name}: {:?}",
+            rows.iter().find(|r| r[class] != "matched")
+        );
+        let j = read_json(out_dir.join("tieout.json"));
+        let a = &j["accounting"];
+        assert_eq!(a["balanced"], true, "{name}: {a}");
+        assert_eq!(a["unmatched"], 0, "{name}");
+        assert_eq!(
+            a["duplicates"].as_u64().unwrap(),
+            a["rows"].as_u64().unwrap() * (repeat as u64 - 1),
+            "{name}: {a}"
+        );
+    }
+}
+
+#[test]
+fn the_committed_sample_export_shows_every_class() {
+    let dir = run_sample(Sample::Main, &["--no-pdf", "--quiet"]);
+    let run = dir.path().join("out");
+    let out_dir = dir.path().join("t");
+    let o = tieout(
+        &run,
+        &[
+            "--earnings",
+            "sample-data/earnings",
+            "--tieout-out",
+            out_dir.to_str().unwrap(),
+        ],
+    );
+    assert_code(&o, 1);
+    // The numbers of sample-data/earnings/README.md, derived by hand.
+    let j = read_json(out_dir.join("tieout.json"));
+    let classes = &j["classes"];
+    for (c, n) in [
+        ("matched", 315),
+        ("underpaid", 1),
+        ("overpaid", 1),
+        ("rate-differs", 1),
+        ("expected-not-paid", 8),
+        ("paid-not-expected", 1),
+        ("adjustment", 1),
+    ] {
+        assert_eq!(classes[c], n, "class {c}: {classes}");
+    }
+    assert_eq!(j["differences"], 5);
+    let a = &j["accounting"];
+    for (k, n) in [
+        ("rows_read", 321),
+        ("duplicates", 1),
+        ("rows", 320),
+        ("matched", 318),
+        ("unmatched", 1),
+        ("adjustments", 1),
+        ("rejected", 0),
+    ] {
+        assert_eq!(a[k], n, "{k}: {a}");
+    }
+    assert_eq!(a["balanced"], true);
+    let diff = |p: &str, cur: &str| {
+        j["partners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["partner_id"] == p && t["currency"] == cur)
+            .map(|t| t["difference"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(diff("500275", "EUR"), "-76.49");
+    assert_eq!(diff("612884", "EUR"), "-14.67");
+    assert_eq!(diff("845002", "EUR"), "-60.61");
+    assert_eq!(diff("731150", "EUR"), "0.00");
+    assert_eq!(diff("1093377", "USD"), "0.00");
+    let rows = csv_rows(&read(out_dir.join("tieout.csv")));
+    let col = |n: &str| rows[0].iter().position(|c| c == n).unwrap();
+    let (class, reason) = (col("class"), col("reason"));
+    let find = |c: &str| rows.iter().find(|r| r[class] == c).unwrap();
+    assert_eq!(find("paid-not-expected")[reason], "no-designation");
+    assert!(find("paid-not-expected")[col("explanation")].contains("sample-data/billing/2025-11.csv:17"));
+    assert_eq!(find("rate-differs")[col("difference")], "-2.53");
+    assert_eq!(find("adjustment")[col("month")], "2026-06");
+    let not_yet = rows
+        .iter()
+        .filter(|r| r[class] == "expected-not-paid" && r[reason] == "not-yet-due")
+        .count();
+    assert_eq!(not_yet, 7);
+    // Every partner gets its one-page answer.
+    for p in ["500275", "612884", "731150"] {
+        let pdf = out_dir.join("partners").join(p).join("tieout.pdf");
+        assert!(pdf.exists(), "{}", pdf.display());
+        assert!(out_dir.join("partners").join(p).join("tieout.csv").exists());
+    }
+    // A row explains itself, down to the billing lines.
+    let under = rows
+        .iter()
+        .find(|r| r[class] == "rate-differs")
+        .unwrap()
+        .clone();
+    let mut c = command();
+    c.args(["explain", "--out"])
+        .arg(&run)
+        .args(["--tieout-row", &under[0], "--tieout-out"])
+        .arg(&out_dir);
+    let o = output(&mut c);
+    assert_code(&o, 0);
+    let text = stdout(&o);
+    assert!(text.contains("rate-differs"), "{text}");
+    assert!(text.contains("sample-data/billing/"), "{text}");
+    assert!(text.contains("sample-data/earnings/"), "{text}");
+}
+
+#[test]
+fn a_missing_column_is_fatal_and_names_it() {
+    let dir = run_sample(Sample::Main, &["--no-pdf", "--quiet"]);
+    let run = dir.path().join("out");
+    let file = dir.path().join("e.csv");
+    write(
+        &file,
+        "participantId,transactionDate,earningAmount\r\n1,2026-01-01,1\r\n",
+    );
+    let o = tieout(&run, &["--earnings", file.to_str().unwrap()]);
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("transactionCurrency"), "{}", stderr(&o));
+    assert!(!dir.path().join("out-tieout").exists());
+}
