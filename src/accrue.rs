@@ -1123,11 +1123,10 @@ rate = "0.01"
 
     /// The accrual months and amounts of a line from `from` to `to` (EUR, no
     /// designations: the reseller program pays it).
-    fn months_of(
-        from: (i32, u32, u32),
-        to: (i32, u32, u32),
-        amount: &str,
-    ) -> Vec<(String, Decimal, Decimal, Option<(u32, u32)>)> {
+    /// (accrual month, basis, amount, days) of each accrual.
+    type MonthPart = (String, Decimal, Decimal, Option<(u32, u32)>);
+
+    fn months_of(from: (i32, u32, u32), to: (i32, u32, u32), amount: &str) -> Vec<MonthPart> {
         let rules = parse_rules(RULES).unwrap();
         let idx = DesignationIndex::new(Vec::new());
         let mut l = line(from, amount, Some("r9"));

@@ -145,10 +145,7 @@ pub fn render_explanation(r: &RunRecord, filter: &Filter) -> String {
         }
         let rounded = round_money(sum, *currency, r.rounding);
         *totals.entry(*currency).or_default() += rounded;
-        let says = check(
-            statement_says(*customer, *program, *month, *currency),
-            rounded,
-        );
+        let says = check(statement_says(customer, program, month, *currency), rounded);
         let _ = writeln!(
             s,
             "  sum of {} exact amounts {} -> rounded {} {} = {rounded} ({says})",
@@ -164,7 +161,7 @@ pub fn render_explanation(r: &RunRecord, filter: &Filter) -> String {
         if last {
             if months.0 > 1 {
                 let says = check(
-                    statement_says(*customer, *program, "total", *currency),
+                    statement_says(customer, program, "total", *currency),
                     months.1,
                 );
                 let _ = writeln!(

@@ -280,14 +280,14 @@ fn hand_computed_fixture() {
 
     // Ledger: provenance of every accrual, exact amounts.
     let ledger = f.read("out/ledger.csv");
-    assert!(ledger.contains("100003,c-gamma,pal,PAL,sub-g1,2026-10-01,billing/2026-10.csv,6,333.33,0.015,0.7,3.499965,USD,5,1,1\r\n"), "{ledger}");
-    assert!(ledger.contains("100001,c-alpha,por-core,DPOR,sub-a1,2026-10-15,billing/2026-10.csv,3,-250.00,0.04,1.0,-10.00,EUR,2,1,1\r\n"), "{ledger}");
+    assert!(ledger.contains("100003,c-gamma,pal,PAL,sub-g1,2026-10-01,2026-10,billing/2026-10.csv,6,333.33,0.015,0.7,3.499965,USD,5,1,1\r\n"), "{ledger}");
+    assert!(ledger.contains("100001,c-alpha,por-core,DPOR,sub-a1,2026-10-15,2026-10,billing/2026-10.csv,3,-250.00,0.04,1.0,-10.00,EUR,2,1,1\r\n"), "{ledger}");
     assert_eq!(ledger.lines().count(), 1 + 8);
 
     // Partner statement adds up on paper; the customer statement shows the detail.
     let st = f.read("out/partners/100001/statement.csv");
-    assert!(st.contains("c-alpha,Customer,por-core,Partner of Record incentive,EUR,2,750.00,0.04,30.00,30.00\r\n"), "{st}");
-    assert!(st.contains("c-beta,Customer,por-core,Partner of Record incentive,EUR,1,500.00,0.04,20.00,20.00\r\n"), "{st}");
+    assert!(st.contains("c-alpha,Customer,por-core,Partner of Record incentive,2026-10,EUR,2,750.00,0.04,30.00,30.00\r\n"), "{st}");
+    assert!(st.contains("c-beta,Customer,por-core,Partner of Record incentive,2026-10,EUR,1,500.00,0.04,20.00,20.00\r\n"), "{st}");
     assert!(
         st.ends_with("total,currency,basis_amount,accrual_amount\r\ntotal,EUR,1250.00,50.00\r\n"),
         "{st}"
@@ -298,7 +298,9 @@ fn hand_computed_fixture() {
         "{cs}"
     );
     assert!(
-        cs.contains("pal,Partner Admin Link,PAL,sub-g1,USD,1,333.33,0.015,0.7,3.499965\r\n"),
+        cs.contains(
+            "pal,Partner Admin Link,2026-10,PAL,sub-g1,USD,1,333.33,0.015,0.7,3.499965\r\n"
+        ),
         "{cs}"
     );
     assert!(
@@ -775,8 +777,8 @@ fn explain_traces_a_statement_line_to_source_rows() {
     let text = String::from_utf8_lossy(&o.stdout);
     for needle in [
         "Partner 100001 (Alpha Partner), period 2026-10, rounding half-up",
-        "customer c-alpha, program por-core, EUR",
-        "billing/2026-10.csv:2  charge 2026-10-01  subscription sub-a1  DPOR by designations.csv:2 [c-alpha,100001,Alpha Partner,DPOR,,,,2024-01-01,]",
+        "customer c-alpha, program por-core, EUR, accrual month 2026-10",
+        "billing/2026-10.csv:2  charge 2026-10-01  accrual month 2026-10  subscription sub-a1  DPOR by designations.csv:2 [c-alpha,100001,Alpha Partner,DPOR,,,,2024-01-01,]",
         "1000.00 x rate 0.04 x share 1.0 = 40.00",
         "-250.00 x rate 0.04 x share 1.0 = -10.00",
         "sum of 2 exact amounts 30.00 -> rounded half-up EUR = 30.00 (matches the statement)",

@@ -199,7 +199,7 @@ proptest! {
         let strip = |t: &BTreeMap<String, Vec<u8>>| -> Vec<String> {
             let mut rows: Vec<String> = String::from_utf8(t["ledger.csv"].clone()).unwrap()
                 .lines()
-                .map(|l| { let mut f: Vec<&str> = l.split(',').collect(); if f.len() > 8 { f.drain(6..8); } f.join(",") })
+                .map(|l| { let mut f: Vec<&str> = l.split(',').collect(); if f.len() > 9 { f.drain(7..9); } f.join(",") })
                 .collect();
             rows.sort();
             rows

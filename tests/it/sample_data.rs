@@ -37,15 +37,15 @@ fn committed_sample_gives_the_readme_results() {
         amounts(&read(out.join("summary.csv"))),
         expect(&[
             "1093377 por-core EUR 12 7128.00 285.12",
-            "1093377 por-core USD 24 6840.00 273.60",
-            "1093377 reseller USD 24 6840.00 68.40",
-            "500275 por-core EUR 46 31430.80 1257.23",
-            "612884 por-core EUR 26 12020.50 480.82",
-            "612884 reseller EUR 88 23294.50 232.95",
-            "731150 pal EUR 24 16372.80 122.80",
-            "731150 por-core EUR 12 4852.80 194.11",
-            "845002 pal EUR 24 16372.80 122.80",
-            "845002 por-core EUR 53 13668.80 546.75",
+            "1093377 por-core USD 48 6840.00 273.60",
+            "1093377 reseller USD 48 6840.00 68.40",
+            "500275 por-core EUR 72 31430.80 1257.24",
+            "612884 por-core EUR 52 12020.50 480.82",
+            "612884 reseller EUR 176 23294.50 232.94",
+            "731150 pal EUR 48 16372.80 122.80",
+            "731150 por-core EUR 24 4852.80 194.11",
+            "845002 pal EUR 48 16372.80 122.80",
+            "845002 por-core EUR 78 13668.80 546.75",
         ])
     );
 
