@@ -580,13 +580,13 @@ impl<'r> TieOut<'r> {
             (
                 &a.partner_key,
                 a.month,
-                &a.class == &Class::Adjustment,
+                a.class == Class::Adjustment,
                 &a.program_id,
             )
                 .cmp(&(
                     &b.partner_key,
                     b.month,
-                    &b.class == &Class::Adjustment,
+                    b.class == Class::Adjustment,
                     &b.program_id,
                 ))
                 .then_with(|| {

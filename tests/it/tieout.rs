@@ -223,7 +223,8 @@ fn the_committed_sample_export_shows_every_class() {
     let (class, reason) = (col("class"), col("reason"));
     let find = |c: &str| rows.iter().find(|r| r[class] == c).unwrap();
     assert_eq!(find("paid-not-expected")[reason], "no-designation");
-    assert!(find("paid-not-expected")[col("explanation")].contains("sample-data/billing/2025-11.csv:17"));
+    assert!(find("paid-not-expected")[col("explanation")]
+        .contains("sample-data/billing/2025-11.csv:17"));
     assert_eq!(find("rate-differs")[col("difference")], "-2.53");
     assert_eq!(find("adjustment")[col("month")], "2026-06");
     let not_yet = rows
