@@ -87,7 +87,7 @@ pub fn compare(
                 partner_id: p.partner_id.clone(),
                 customer_id: l.customer_id.to_string(),
                 program_id: l.program_id.to_string(),
-                accrual_month: String::new(),
+                accrual_month: l.month.to_string(),
                 currency: l.currency.as_str().to_string(),
             };
             let e = both.entry(k).or_default();

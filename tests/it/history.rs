@@ -330,6 +330,7 @@ fn restatement_is_the_next_version_with_adjustments() {
         );
         assert!((n - i - diff).abs() < 1e-9, "{r:?}");
         assert_eq!(r[6], "1");
+        assert_eq!(r[4], "2026-10", "accrual month: {r:?}");
         assert!(
             r[10].contains("designation row 2 no longer applies"),
             "{r:?}"
