@@ -8,8 +8,8 @@
 //! (per-workload unit rates and caps). [`products`] is the product-to-workload
 //! table; [`usage`] the `[usage]` settings.
 
-pub mod journal;
 pub mod earnings;
+pub mod journal;
 pub mod products;
 pub mod raw;
 pub mod usage;
