@@ -10,7 +10,9 @@ were then edited by hand: see its README).
   python3 benches/earnings_from_ledger.py --ledger out/ledger.csv --out earnings.csv
       [--per-line]       one earning per ledger row (exact amounts; the default
                          is one earning per partner, program, customer,
-                         subscription, month and currency, rounded half-up)
+                         subscription, accrual month and currency, the exact
+                         sum rounded once half-up, as the tie-out's grain;
+                         ledgers without accrual_month: month of charge_date)
       [--tsv]            tab-separated
       [--program-map por-core='CSP Indirect Provider|Core|POR' ...]
                          programName|lever|partnerAssociation written for a

@@ -180,11 +180,11 @@ fn the_committed_sample_export_shows_every_class() {
     let j = read_json(out_dir.join("tieout.json"));
     let classes = &j["classes"];
     for (c, n) in [
-        ("matched", 315),
+        ("matched", 317),
         ("underpaid", 1),
         ("overpaid", 1),
         ("rate-differs", 1),
-        ("expected-not-paid", 8),
+        ("expected-not-paid", 30),
         ("paid-not-expected", 1),
         ("adjustment", 1),
     ] {
@@ -193,10 +193,10 @@ fn the_committed_sample_export_shows_every_class() {
     assert_eq!(j["differences"], 5);
     let a = &j["accounting"];
     for (k, n) in [
-        ("rows_read", 321),
+        ("rows_read", 323),
         ("duplicates", 1),
-        ("rows", 320),
-        ("matched", 318),
+        ("rows", 322),
+        ("matched", 320),
         ("unmatched", 1),
         ("adjustments", 1),
         ("rejected", 0),
@@ -213,11 +213,12 @@ fn the_committed_sample_export_shows_every_class() {
             .map(|t| t["difference"].as_str().unwrap().to_string())
             .unwrap()
     };
-    assert_eq!(diff("500275", "EUR"), "-76.49");
-    assert_eq!(diff("612884", "EUR"), "-14.67");
-    assert_eq!(diff("845002", "EUR"), "-60.61");
-    assert_eq!(diff("731150", "EUR"), "0.00");
-    assert_eq!(diff("1093377", "USD"), "0.00");
+    assert_eq!(diff("500275", "EUR"), "-87.07");
+    assert_eq!(diff("612884", "EUR"), "-34.42");
+    assert_eq!(diff("845002", "EUR"), "-71.82");
+    assert_eq!(diff("731150", "EUR"), "-7.07");
+    assert_eq!(diff("1093377", "EUR"), "0.00");
+    assert_eq!(diff("1093377", "USD"), "-5.53");
     let rows = csv_rows(&read(out_dir.join("tieout.csv")));
     let col = |n: &str| rows[0].iter().position(|c| c == n).unwrap();
     let (class, reason) = (col("class"), col("reason"));
@@ -225,13 +226,19 @@ fn the_committed_sample_export_shows_every_class() {
     assert_eq!(find("paid-not-expected")[reason], "no-designation");
     assert!(find("paid-not-expected")[col("explanation")]
         .contains("sample-data/billing/2025-11.csv:17"));
-    assert_eq!(find("rate-differs")[col("difference")], "-2.53");
+    assert_eq!(find("rate-differs")[col("difference")], "-2.66");
+    assert_eq!(find("underpaid")[col("difference")], "-1.00");
+    assert_eq!(find("overpaid")[col("difference")], "0.40");
     assert_eq!(find("adjustment")[col("month")], "2026-06");
-    let not_yet = rows
-        .iter()
-        .filter(|r| r[class] == "expected-not-paid" && r[reason] == "not-yet-due")
-        .count();
-    assert_eq!(not_yet, 7);
+    // Not yet due: 845002's October (edit 8) and every grain of accrual month
+    // 2026-11 (the last charge periods run into November; due 2026-12-16).
+    let not_yet = |m: &str| {
+        rows.iter()
+            .filter(|r| r[class] == "expected-not-paid" && r[reason] == "not-yet-due")
+            .filter(|r| r[col("month")] == m)
+            .count()
+    };
+    assert_eq!((not_yet("2026-10"), not_yet("2026-11")), (7, 22));
     // Every partner gets its one-page answer.
     for p in ["500275", "612884", "731150"] {
         let pdf = out_dir.join("partners").join(p).join("tieout.pdf");
