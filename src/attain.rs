@@ -59,10 +59,16 @@ impl AttainmentTable {
 
     /// Builds the table from usage observations. `billing_pau` gives paid
     /// seats for observations without them (Graph exports).
+    ///
+    /// `closed` holds the monthly active users of closed months (`--history`):
+    /// a month's prior high-water mark is the highest MAU of the earlier months
+    /// in the usage files and in `closed`, so a monthly run needs only its own
+    /// month's usage file.
     pub fn build(
         usage: &UsageInput,
         billing_pau: &HashMap<(String, String, Month), Decimal>,
         targets: &[Decimal],
+        closed: &ClosedMarks,
     ) -> AttainmentTable {
         let mut t = AttainmentTable::default();
         // The latest report (by date, then input order) per tenant/workload/month wins.
@@ -108,7 +114,8 @@ impl AttainmentTable {
             let prior = match &hwm {
                 Some((c, w, h)) if *c == k.0 && *w == k.1 => *h,
                 _ => Decimal::ZERO,
-            };
+            }
+            .max(closed.highest_before(&k.0, &k.1, k.2));
             let attainment = ratio(o.mau, pau);
             let compensable = (o.mau.min(pau) - prior).max(Decimal::ZERO);
             t.rows.insert(
@@ -138,6 +145,41 @@ impl AttainmentTable {
             hwm = Some((k.0.clone(), k.1.clone(), prior.max(o.mau)));
         }
         t
+    }
+}
+
+/// The monthly active users of closed months, from the history: by tenant and
+/// workload key, `(month, MAU)` pairs.
+#[derive(Clone, Debug, Default)]
+pub struct ClosedMarks(BTreeMap<(String, String), Vec<(Month, Decimal)>>);
+
+impl ClosedMarks {
+    /// Records the MAU of `tenant` (an ID key) and workload (any spelling) in `month`.
+    pub fn insert(&mut self, tenant: &str, workload: &str, month: Month, mau: Decimal) {
+        let key = (
+            crate::ingest::id_key(tenant),
+            crate::config::products::workload_key(workload),
+        );
+        self.0.entry(key).or_default().push((month, mau));
+    }
+
+    /// The highest MAU recorded for `tenant` and `workload` (keys) before `month`
+    /// (zero when none).
+    pub fn highest_before(&self, tenant: &str, workload: &str, month: Month) -> Decimal {
+        if self.0.is_empty() {
+            return Decimal::ZERO;
+        }
+        self.0
+            .get(&(tenant.to_string(), workload.to_string()))
+            .into_iter()
+            .flatten()
+            .filter(|(m, _)| *m < month)
+            .map(|(_, mau)| *mau)
+            .fold(Decimal::ZERO, Decimal::max)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -639,6 +681,36 @@ mod tests {
     }
 
     #[test]
+    fn closed_marks_give_the_highest_mau_before_a_month_by_key() {
+        let mut c = ClosedMarks::default();
+        c.insert(
+            "TENANT-1",
+            "Exchange Online",
+            Month::from_ym(2026, 8),
+            d("70"),
+        );
+        c.insert("tenant-1", "exchange", Month::from_ym(2026, 9), d("50"));
+        c.insert("tenant-1", "Teams", Month::from_ym(2026, 7), d("90"));
+        let ex = crate::config::products::workload_key("Exchange");
+        assert_eq!(
+            c.highest_before("tenant-1", &ex, Month::from_ym(2026, 10)),
+            d("70")
+        );
+        assert_eq!(
+            c.highest_before("tenant-1", &ex, Month::from_ym(2026, 9)),
+            d("70")
+        );
+        assert_eq!(
+            c.highest_before("tenant-1", &ex, Month::from_ym(2026, 8)),
+            d("0")
+        );
+        assert_eq!(
+            c.highest_before("tenant-2", &ex, Month::from_ym(2026, 10)),
+            d("0")
+        );
+    }
+
+    #[test]
     fn hwm_compensable_supersede_and_billing_pau() {
         let u = UsageInput {
             obs: vec![
@@ -660,7 +732,7 @@ mod tests {
             ),
             d("200"),
         );
-        let t = AttainmentTable::build(&u, &pau, &[d("0.15"), d("0.40")]);
+        let t = AttainmentTable::build(&u, &pau, &[d("0.15"), d("0.40")], &ClosedMarks::default());
         let rows: Vec<(String, String, String, String)> = t
             .rows
             .values()
@@ -736,7 +808,12 @@ workloads = ["Exchange", "Teams"]
                 obs: vec![mk("exchange", ex, "100"), mk("teams", te, "100")],
                 ..UsageInput::default()
             };
-            let t = AttainmentTable::build(&u, &HashMap::new(), &[d("0.15"), d("0.40")]);
+            let t = AttainmentTable::build(
+                &u,
+                &HashMap::new(),
+                &[d("0.15"), d("0.40")],
+                &ClosedMarks::default(),
+            );
             let p = &rules.programs[0];
             let mut notes = TierNotes::default();
             (

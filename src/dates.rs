@@ -217,6 +217,10 @@ impl Month {
     pub fn of(d: NaiveDate) -> Month {
         Month(d.year() * 12 + d.month0() as i32)
     }
+    /// A month written `YYYY-MM`.
+    pub fn parse(s: &str) -> Option<Month> {
+        parse_month(s).ok().map(Month::of)
+    }
     /// Month `m` (1..=12) of year `y`.
     pub const fn from_ym(y: i32, m: u32) -> Month {
         Month(y * 12 + m as i32 - 1)

@@ -118,6 +118,7 @@ pub fn prepare_usage(
     inputs: &mut Inputs,
     usage: &[PathBuf],
     tenant_map: Option<&std::path::Path>,
+    closed: &crate::attain::ClosedMarks,
 ) -> Result<(), Fatal> {
     let u = crate::ingest::usage::load_usage(usage, tenant_map)?;
     let pau = if u.obs.iter().any(|o| o.pau.is_none()) {
@@ -125,7 +126,7 @@ pub fn prepare_usage(
     } else {
         Default::default()
     };
-    inputs.attainment = AttainmentTable::build(&u, &pau, &inputs.rules.usage.targets);
+    inputs.attainment = AttainmentTable::build(&u, &pau, &inputs.rules.usage.targets, closed);
     inputs.usage = u;
     Ok(())
 }

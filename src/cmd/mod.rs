@@ -33,12 +33,14 @@ pub enum Finish {
 
 /// Reads rules, designations, billing headers and usage: everything `run` and
 /// `validate` need before streaming.
-fn load(a: &InputSettings) -> Result<Inputs, Fatal> {
+/// `closed`: the usage marks of closed months (`run --history`), for the
+/// prior high-water marks.
+fn load(a: &InputSettings, closed: &crate::attain::ClosedMarks) -> Result<Inputs, Fatal> {
     let mut inputs = pipeline::load_inputs(&a.billing, &a.designations, &a.rules)?;
     if !a.allow_duplicate_inputs {
         crate::ingest::check_duplicate_inputs(&inputs.files)?;
     }
-    crate::pipeline::prepare_usage(&mut inputs, &a.usage, a.usage_tenant_map.as_deref())?;
+    crate::pipeline::prepare_usage(&mut inputs, &a.usage, a.usage_tenant_map.as_deref(), closed)?;
     if !a.allow_duplicate_inputs {
         crate::ingest::check_duplicate_digests(
             inputs

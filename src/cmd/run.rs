@@ -47,7 +47,8 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
         None => None,
     };
     let renderer = s.pdf.as_ref().map(renderer).transpose()?;
-    let inputs = load(&s.inputs)?;
+    let closed = closed_marks(history.as_ref().and_then(Option::as_ref))?;
+    let inputs = load(&s.inputs, &closed)?;
     console::phase_memory("inputs loaded");
     let pool = pool(s.inputs.threads)?;
     let fx = load_fx(&s, &inputs)?;
@@ -294,6 +295,32 @@ fn write_summary_json(
             usage,
         },
     )
+}
+
+/// The monthly active users the history recorded for closed months (empty
+/// without `--history`): the prior high-water marks of this run's months.
+fn closed_marks(history: Option<&History>) -> Result<crate::attain::ClosedMarks, Fatal> {
+    let mut closed = crate::attain::ClosedMarks::default();
+    let Some(h) = history else {
+        return Ok(closed);
+    };
+    for m in h.usage_marks()? {
+        let month = crate::dates::Month::parse(&m.month);
+        let mau = m.mau.parse::<rust_decimal::Decimal>();
+        let (Some(month), Ok(mau)) = (month, mau) else {
+            return Err(Fatal::Input(format!(
+                "{}: the usage mark of {} / {} / {} has MAU '{}': not a month and a count; \
+                 the history is damaged",
+                h.path().display(),
+                m.customer_id,
+                m.workload,
+                m.month,
+                m.mau
+            )));
+        };
+        closed.insert(&m.customer_id, &m.workload, month, mau);
+    }
+    Ok(closed)
 }
 
 /// With `--history`: when the period is closed, the adjustment statements

@@ -14,7 +14,7 @@ use crate::settings::ValidateSettings;
 
 pub fn validate(args: &ValidateArgs) -> Result<Finish, Fatal> {
     let s = ValidateSettings::new(args)?;
-    let inputs = load(&s.inputs)?;
+    let inputs = load(&s.inputs, &crate::attain::ClosedMarks::default())?;
     let stream = s.inputs.stream(s.period, None);
     let streamed = pipeline::stream(&inputs, &stream, &mut NullSink, &console::NoBar, 0)?;
     let acc = accounting(&inputs, &streamed);

@@ -409,3 +409,106 @@ fn foreign_or_newer_history_files_are_refused_untouched() {
         assert_eq!(std::fs::read(file).unwrap(), before, "{f} was modified");
     }
 }
+
+/// The columns of `attainment.csv` that say what was computed (not which file
+/// line it came from), row by row.
+fn attainment_values(out: &Path) -> Vec<String> {
+    let text = read(out.join("attainment.csv"));
+    let mut rdr = csv::Reader::from_reader(text.as_bytes());
+    let header = rdr.headers().unwrap().clone();
+    let keep = [
+        "customer_id",
+        "workload",
+        "month",
+        "mau",
+        "pau",
+        "attainment",
+        "target_reached",
+        "prior_hwm",
+        "compensable_units",
+    ];
+    let pos: Vec<usize> = keep
+        .iter()
+        .map(|k| header.iter().position(|h| h == *k).unwrap())
+        .collect();
+    rdr.records()
+        .map(|r| {
+            let r = r.unwrap();
+            pos.iter().map(|&i| &r[i]).collect::<Vec<_>>().join(",")
+        })
+        .collect()
+}
+
+/// A monthly run given only its own month's usage file and `--history` gets
+/// the same prior high-water marks, attainment and statements as a run given
+/// every month's usage: `close` remembered the monthly active users.
+#[test]
+fn high_water_marks_from_history_equal_those_from_every_usage_file() {
+    let d = tempfile::tempdir().unwrap();
+    let usage = read(repo().join("sample-data/usage/cpor-usage.csv"));
+    let mut lines = usage.lines();
+    let header = lines.next().unwrap();
+    let (mut earlier, mut october) = (format!("{header}\n"), format!("{header}\n"));
+    for l in lines {
+        let target = if l.ends_with(",10/1/2026") {
+            &mut october
+        } else {
+            &mut earlier
+        };
+        target.push_str(l);
+        target.push('\n');
+    }
+    assert!(october.lines().count() > 1 && earlier.lines().count() > october.lines().count());
+    let earlier_csv = d.path().join("usage-to-2026-09.csv");
+    let october_csv = d.path().join("usage-2026-10.csv");
+    std::fs::write(&earlier_csv, &earlier).unwrap();
+    std::fs::write(&october_csv, &october).unwrap();
+    let history = d.path().join("history.db");
+    // With every month's usage, as the sample runs.
+    let full = d.path().join("full");
+    run_usage(&full, &[]);
+    // Close the months before October, given their usage.
+    let args = |period: &str, usage: &Path, out: &Path| {
+        let mut c = command();
+        // The sample's arguments with another period and usage file.
+        let a = Sample::Usage.args();
+        let mut i = 0;
+        while i < a.len() {
+            match a[i] {
+                "--period" => c.args(["--period", period]),
+                "--usage" => c.arg("--usage").arg(usage),
+                x => {
+                    c.arg(x);
+                    i += 1;
+                    continue;
+                }
+            };
+            i += 2;
+        }
+        c.args(["--no-pdf", "--quiet", "--out"]).arg(out);
+        c
+    };
+    let before = d.path().join("before");
+    let mut c = args("2025-09..2026-09", &earlier_csv, &before);
+    assert_published(&output(&mut c));
+    assert_code(&close(&before, &history, &[]), 0);
+    // October alone, with the history.
+    let monthly = d.path().join("monthly");
+    let mut c = args("2026-10", &october_csv, &monthly);
+    c.arg("--history").arg(&history);
+    assert_published(&output(&mut c));
+    let want = attainment_values(&full);
+    assert!(want
+        .iter()
+        .any(|r| !r.split(',').nth(7).unwrap().starts_with('0')));
+    assert_eq!(attainment_values(&monthly), want);
+    assert_eq!(
+        read(monthly.join("summary.csv")),
+        read(full.join("summary.csv"))
+    );
+    // Without the history the same October file has no prior marks: not equal.
+    let alone = d.path().join("alone");
+    let mut c = args("2026-10", &october_csv, &alone);
+    assert_published(&output(&mut c));
+    assert_ne!(attainment_values(&alone), want);
+}
