@@ -368,4 +368,10 @@ pub struct ExplainArgs {
     /// The tie-out directory of --tieout-row [default: <DIR>-tieout].
     #[arg(long, value_name = "DIR", requires = "tieout_row")]
     pub tieout_out: Option<PathBuf>,
+    /// The history of closed periods (`porledger close`): also show, per
+    /// customer, program and accrual month, what was issued for this period
+    /// against this run, and the issued computation of every line that
+    /// differs (the version this run restates, else the latest). Read only.
+    #[arg(long, value_name = "FILE", conflicts_with = "tieout_row")]
+    pub history: Option<PathBuf>,
 }

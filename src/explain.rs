@@ -178,3 +178,173 @@ pub fn render_explanation(r: &RunRecord, filter: &Filter) -> String {
     }
     s
 }
+
+/// One accrual of an issued version of a closed period (from the history), for
+/// [`render_issued`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct IssuedAccrual {
+    pub customer_id: String,
+    pub program_id: String,
+    pub accrual_month: String,
+    pub currency: Currency,
+    pub association: String,
+    pub subscription_id: String,
+    pub source: String,
+    pub basis: String,
+    pub rate: String,
+    pub share: String,
+    pub amount: Decimal,
+    pub designation_line: Option<u64>,
+}
+
+/// Group key: customer, program, accrual month, currency.
+type LineKey = (String, String, String, Currency);
+
+/// Per line: the issued exact sum, this run's, and the issued rows.
+type Compared<'a> = (Option<Decimal>, Option<Decimal>, Vec<&'a IssuedAccrual>);
+
+/// `explain --history`: this run's exact sums next to those of the issued
+/// `version` of `period`, per customer, program, accrual month and currency;
+/// for a line whose exact sum differs, the issued computation row by row (the
+/// current one is above, in [`render_explanation`]).
+pub fn render_issued(
+    period: &str,
+    version: u32,
+    issued: &[IssuedAccrual],
+    now: &[LedgerRow],
+) -> String {
+    let mut lines: BTreeMap<LineKey, Compared<'_>> = BTreeMap::new();
+    let add = |a: Option<Decimal>, b: Decimal| match a {
+        None => Some(Some(b)),
+        Some(x) => x.checked_add(b).map(Some),
+    };
+    let mut overflow = false;
+    for a in issued {
+        let key = (
+            a.customer_id.clone(),
+            a.program_id.clone(),
+            a.accrual_month.clone(),
+            a.currency,
+        );
+        let e = lines.entry(key).or_default();
+        match add(e.0, a.amount) {
+            Some(v) => e.0 = v,
+            None => overflow = true,
+        }
+        e.2.push(a);
+    }
+    for r in now {
+        let key = (
+            r.customer_id.clone(),
+            r.program_id.clone(),
+            r.accrual_month.clone(),
+            r.currency,
+        );
+        let e = lines.entry(key).or_default();
+        match add(e.1, r.amount) {
+            Some(v) => e.1 = v,
+            None => overflow = true,
+        }
+    }
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "\nIssued: version {version} of period {period} (from the history), against this run, \
+         exact sums per customer, program, accrual month and currency:"
+    );
+    if lines.is_empty() {
+        let _ = writeln!(s, "  nothing issued and nothing accrued for this selection");
+    }
+    let mut differ = 0;
+    for ((customer, program, month, currency), (was, now, rows)) in &lines {
+        let show = |v: &Option<Decimal>| {
+            v.map(|d| format_exact(d, *currency))
+                .unwrap_or_else(|| "-".to_string())
+        };
+        let same = was.unwrap_or_default() == now.unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "  customer {customer}  program {program}  {month}  {currency}: issued {}  now {}  {}",
+            show(was),
+            show(now),
+            if same { "same" } else { "DIFFERS" }
+        );
+        if same {
+            continue;
+        }
+        differ += 1;
+        if rows.is_empty() {
+            let _ = writeln!(s, "    nothing was issued for this line");
+        }
+        for a in rows {
+            let _ = writeln!(
+                s,
+                "    issued: {}  {}  subscription {}  {} x rate {} x share {} = {}{}",
+                a.source,
+                a.association,
+                a.subscription_id,
+                a.basis,
+                a.rate,
+                a.share,
+                format_exact(a.amount, a.currency),
+                a.designation_line
+                    .map(|l| format!("  (designation line {l})"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "  {differ} of {} lines differ from the issued version{}",
+        lines.len(),
+        if overflow {
+            "; a sum was too large for a decimal and is left out"
+        } else {
+            ""
+        }
+    );
+    s
+}
+
+#[cfg(test)]
+mod issued_tests {
+    use super::*;
+
+    fn d(s: &str) -> Decimal {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn issued_and_current_sums_per_line_with_the_issued_rows_of_a_changed_line() {
+        let eur = Currency::parse("EUR").unwrap();
+        let issued = vec![IssuedAccrual {
+            customer_id: "c1".into(),
+            program_id: "por".into(),
+            accrual_month: "2026-10".into(),
+            currency: eur,
+            association: "DPOR".into(),
+            subscription_id: "s1".into(),
+            source: "b.csv:2".into(),
+            basis: "1000.00".into(),
+            rate: "0.04".into(),
+            share: "1.0".into(),
+            amount: d("40.00"),
+            designation_line: Some(2),
+        }];
+        let text = render_issued("2026-10", 1, &issued, &[]);
+        assert!(
+            text.contains("customer c1  program por  2026-10  EUR: issued 40.00  now -  DIFFERS"),
+            "{text}"
+        );
+        assert!(
+            text.contains("issued: b.csv:2  DPOR  subscription s1  1000.00 x rate 0.04 x share 1.0 = 40.00  (designation line 2)"),
+            "{text}"
+        );
+        assert!(text.contains("1 of 1 lines differ"), "{text}");
+        let same = render_issued("2026-10", 1, &[], &[]);
+        assert!(
+            same.contains("nothing issued and nothing accrued"),
+            "{same}"
+        );
+    }
+}

@@ -12,7 +12,7 @@ use std::path::Path;
 use crate::cli::ExplainArgs;
 use crate::cmd::{stdout_result, Finish};
 use crate::error::Fatal;
-use crate::explain::{render_explanation, Filter, RunRecord};
+use crate::explain::{render_explanation, render_issued, Filter, IssuedAccrual, RunRecord};
 use crate::ledger::{LedgerColumn as C, LedgerReader};
 use crate::money::RoundingMode;
 use crate::render::excel_unescape;
@@ -33,9 +33,84 @@ pub fn explain(args: &ExplainArgs) -> Result<Finish, Fatal> {
         program: args.program.clone(),
     };
     let record = load(&args.out, &filter)?;
-    let text = render_explanation(&record, &filter);
+    let mut text = render_explanation(&record, &filter);
+    if let Some(path) = &args.history {
+        text.push_str(&issued(&args.out, path, &record, &filter)?);
+    }
     stdout_result(std::io::stdout().lock().write_all(text.as_bytes()))?;
     Ok(Finish::Clean)
+}
+
+/// `--history`: the issued version this run restates (from its manifest), or
+/// the latest issued version of its period, against this run.
+fn issued(out: &Path, path: &Path, record: &RunRecord, filter: &Filter) -> Result<String, Fatal> {
+    let Some(h) = crate::history::History::open_read(path)? else {
+        return Err(Fatal::Input(format!(
+            "{}: no such history (`porledger close` creates it)",
+            path.display()
+        )));
+    };
+    let manifest_path = out.join("manifest.json");
+    let manifest: serde_json::Value = std::fs::read(&manifest_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let restates = manifest["history"]["restates"]
+        .as_u64()
+        .and_then(|v| u32::try_from(v).ok());
+    let version = match restates {
+        Some(v) => v,
+        None => match h.latest(&record.period)? {
+            Some(v) => v,
+            None => {
+                return Ok(format!(
+                    "\nPeriod {} is not closed in {}: nothing issued to compare with.\n",
+                    record.period,
+                    path.display()
+                ))
+            }
+        },
+    };
+    let mut rows = Vec::new();
+    for a in h.accruals(&record.period, version, &filter.partner)? {
+        if filter
+            .customer
+            .as_ref()
+            .is_some_and(|c| !c.eq_ignore_ascii_case(&a.customer_id))
+            || filter.program.as_ref().is_some_and(|p| *p != a.program_id)
+        {
+            continue;
+        }
+        let bad = |what: &str, value: &str| {
+            Fatal::Input(format!(
+                "{}: an issued accrual of {}:{} has {what} '{value}': the history is damaged",
+                path.display(),
+                a.source_file,
+                a.source_line
+            ))
+        };
+        let amount = a
+            .amount
+            .parse::<rust_decimal::Decimal>()
+            .map_err(|_| bad("amount", &a.amount))?;
+        let currency = crate::money::Currency::parse(&a.currency)
+            .ok_or_else(|| bad("currency", &a.currency))?;
+        rows.push(IssuedAccrual {
+            source: format!("{}:{}", a.source_file, a.source_line),
+            customer_id: a.customer_id,
+            program_id: a.program_id,
+            accrual_month: a.accrual_month,
+            currency,
+            association: a.association,
+            subscription_id: a.subscription_id,
+            basis: a.basis,
+            rate: a.rate,
+            share: a.share,
+            amount,
+            designation_line: a.designation_line,
+        });
+    }
+    Ok(render_issued(&record.period, version, &rows, &record.rows))
 }
 
 fn data_err(file: &Path, message: String) -> Fatal {

@@ -338,6 +338,23 @@ fn restatement_is_the_next_version_with_adjustments() {
         assert!(r[10].contains("designations file"), "{r:?}");
     }
     assert!(v2.join("partners/9999999/adjustment.csv").exists());
+    // explain shows both computations of a changed line: now (above) and issued.
+    let mut c = command();
+    c.args(["explain", "--out"])
+        .arg(&v2)
+        .args(["--partner", &moved_from, "--history", hs]);
+    let o = output(&mut c);
+    assert_code(&o, 0);
+    let text = stdout(&o);
+    assert!(
+        text.contains("Issued: version 1 of period 2026-10 (from the history)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("DIFFERS") && text.contains("    issued: "),
+        "{text}"
+    );
+    assert!(text.contains("(designation line 2)"), "{text}");
     // Nothing changed in the issued version, and close records version 2.
     assert_code(&close(&v2, &h, &["--quiet"]), 0);
     assert_eq!(
