@@ -422,11 +422,9 @@ fn signal_during_a_run(sig: &str) {
     assert_eq!(code(&env.run("out", false, None)), 0);
     let before = env.tree("out");
     // The hook holds the run right after the staging directory is made.
-    let child = env
-        .cmd("out", true, Some("sleep:staged"))
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut cmd = env.cmd("out", true, Some("sleep:staged"));
+    default_signal_actions(&mut cmd);
+    let child = cmd.stderr(std::process::Stdio::piped()).spawn().unwrap();
     let staging = env.p(&format!(".out.porledger-tmp-{}", child.id()));
     let start = std::time::Instant::now();
     while !staging.exists() {
@@ -445,6 +443,29 @@ fn signal_during_a_run(sig: &str) {
     assert_eq!(env.tree("out"), before, "{sig}");
     assert_eq!(env.leftovers(), Vec::<String>::new());
 }
+
+/// Gives the run the default actions for SIGINT and SIGTERM, whatever this
+/// test process inherited: a test suite started as a background job of a
+/// script (`bash .ci/run &`) has SIGINT ignored, the run inherits that and
+/// rightly keeps ignoring it (as `nohup` asks), and the signal would test
+/// nothing.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)] // pre_exec: two signal() calls between fork and exec
+fn default_signal_actions(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: signal() is async-signal-safe; nothing else runs in the child
+    // before exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGTERM, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn default_signal_actions(_: &mut Command) {}
 
 #[test]
 fn sigint_during_a_run_removes_the_staging_directory() {
