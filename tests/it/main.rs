@@ -15,6 +15,7 @@ mod focus;
 mod history;
 mod hostile_inputs;
 mod ledger_roundtrip;
+mod month_close;
 mod months;
 #[cfg(feature = "parquet")]
 mod parquet;

@@ -1,0 +1,142 @@
+//! `sample-data/month-close/`: the three-month story of the sample README,
+//! run exactly in its order, gives the numbers derived there by hand (a
+//! close, a credit for a closed month after the customer moved, a
+//! restatement as the next version).
+
+use std::path::Path;
+
+use crate::common::*;
+
+const D: &str = "sample-data/month-close";
+
+/// `porledger run` of one step of the story, with the history.
+fn run_step(period: &str, billing: &str, designations: &str, history: &Path, out: &Path) -> String {
+    let mut c = command();
+    c.args(["run", "--period", period, "--billing"])
+        .arg(format!("{D}/{billing}"))
+        .arg("--designations")
+        .arg(format!("{D}/{designations}"))
+        .args(["--rules", "sample-data/rules.toml", "--history"])
+        .arg(history)
+        .arg("--out")
+        .arg(out);
+    let o = output(&mut c);
+    assert_published(&o);
+    stderr(&o)
+}
+
+fn close(out: &Path, history: &Path) {
+    let mut c = command();
+    c.arg("close")
+        .arg("--out")
+        .arg(out)
+        .arg("--history")
+        .arg(history);
+    assert_code(&output(&mut c), 0);
+}
+
+/// The partner's statement total in `currency` (the `total` row).
+fn total(out: &Path, partner: &str, currency: &str) -> String {
+    let text = read(out.join("partners").join(partner).join("statement.csv"));
+    let rows = csv_rows(&text);
+    let row = rows
+        .iter()
+        .find(|r| r.len() == 4 && r[0] == "total" && r[1] == currency)
+        .unwrap_or_else(|| panic!("no {currency} total for {partner}:\n{text}"));
+    row[3].clone()
+}
+
+fn ledger(out: &Path) -> Vec<Vec<String>> {
+    csv_rows(&read(out.join("ledger.csv")))
+}
+
+#[test]
+fn the_month_close_story_gives_the_hand_computed_numbers() {
+    let d = tempfile::tempdir().unwrap();
+    let h = d.path().join("history.db");
+    let (oct, nov, oct2) = (
+        d.path().join("2026-10"),
+        d.path().join("2026-11"),
+        d.path().join("2026-10-v2"),
+    );
+
+    // 1. October, version 1.
+    run_step(
+        "2026-10",
+        "billing-2026-10.csv",
+        "designations-2026-10.csv",
+        &h,
+        &oct,
+    );
+    assert_eq!(total(&oct, "P-A", "EUR"), "248.00");
+    close(&oct, &h);
+
+    // 2. November: the credit for half of October reverses P-A's closed accrual.
+    run_step(
+        "2026-11",
+        "billing-2026-11.csv",
+        "designations-2026-11.csv",
+        &h,
+        &nov,
+    );
+    assert_eq!(total(&nov, "P-A", "EUR"), "-62.00");
+    assert_eq!(total(&nov, "P-B", "EUR"), "60.00");
+    assert_eq!(total(&nov, "P-C", "EUR"), "120.00");
+    let rows = ledger(&nov);
+    let col = |name: &str| rows[0].iter().position(|c| c == name).unwrap();
+    let (partner, line, month, amount, reverses) = (
+        col("partner_id"),
+        col("source_line"),
+        col("accrual_month"),
+        col("accrual_amount"),
+        col("reverses"),
+    );
+    let reversal: Vec<_> = rows[1..]
+        .iter()
+        .filter(|r| !r[reverses].is_empty())
+        .collect();
+    assert_eq!(reversal.len(), 1, "{rows:?}");
+    let r = reversal[0];
+    assert_eq!((r[partner].as_str(), r[line].as_str()), ("P-A", "4"));
+    assert_eq!(r[month], "2026-10");
+    assert_eq!(r[amount].parse::<f64>().unwrap(), -62.0, "{r:?}");
+    assert!(r[reverses].contains("2026-10"), "{r:?}");
+    assert!(r[reverses].contains("billing-2026-10.csv"), "{r:?}");
+    let summary = read_json(nov.join("summary.json"));
+    let credits = &summary["rows"]["credits_against_history"];
+    assert_eq!(credits["matched"], 1, "{credits}");
+    assert_eq!(credits["unmatched"], 1, "{credits}");
+    close(&nov, &h);
+
+    // 3. October again after the late designation fix: version 2, adjustments.
+    let said = run_step(
+        "2026-10",
+        "billing-2026-10.csv",
+        "designations-2026-10-fixed.csv",
+        &h,
+        &oct2,
+    );
+    assert!(said.contains("this run restates it"), "{said}");
+    assert_eq!(total(&oct2, "P-A", "EUR"), "184.00");
+    assert_eq!(total(&oct2, "P-C", "EUR"), "64.00");
+    for (p, issued, now, diff) in [
+        ("P-A", "124.00", "60.00", "-64.00"),
+        ("P-C", "0", "64.00", "64.00"),
+    ] {
+        let adj = csv_rows(&read(oct2.join("partners").join(p).join("adjustment.csv")));
+        assert_eq!(adj.len(), 2, "{p}: {adj:?}");
+        assert_eq!(adj[1][1], "c2000000-0000-4000-8000-000000000002");
+        assert_eq!(adj[1][7..10], [issued, now, diff], "{p}");
+    }
+    close(&oct2, &h);
+    let mut c = command();
+    c.arg("history").arg("--history").arg(&h);
+    let o = output(&mut c);
+    assert_code(&o, 0);
+    let text = stdout(&o);
+    assert!(
+        text.contains("2026-10 version 2 (restates version 1) [current]"),
+        "{text}"
+    );
+    assert!(text.contains("2026-11 version 1 [current]"), "{text}");
+}
