@@ -8,8 +8,8 @@ use std::path::Path;
 use rust_decimal::Decimal;
 
 use crate::common::{
-    assert_code, command, csv_rows, output, read, read_json, run_sample, stderr, stdout, write,
-    Sample,
+    assert_code, command, csv_rows, output, pdftext, read, read_json, run_sample, stderr, stdout,
+    write, Sample,
 };
 
 /// One earning per partner, program, customer, subscription, month and
@@ -277,4 +277,55 @@ fn a_missing_column_is_fatal_and_names_it() {
     assert_code(&o, 2);
     assert!(stderr(&o).contains("transactionCurrency"), "{}", stderr(&o));
     assert!(!dir.path().join("out-tieout").exists());
+}
+
+/// The one-page tie-out speaks the run's language: `--locale de` gives German
+/// words, German numbers and German class names; the default is English.
+#[test]
+fn the_tieout_page_speaks_the_locale() {
+    let dir = run_sample(Sample::Main, &["--no-pdf", "--quiet"]);
+    let run = dir.path().join("out");
+    for (locale, words) in [
+        (
+            "en",
+            &[
+                "Tie-out: was this partner paid",
+                "Expected",
+                "Paid",
+                "underpaid",
+            ][..],
+        ),
+        (
+            "de",
+            &[
+                "Abgleich: Hat Microsoft",
+                "Erwartet",
+                "Ausgezahlt",
+                "zu wenig gezahlt",
+            ][..],
+        ),
+    ] {
+        let out_dir = dir.path().join(format!("t-{locale}"));
+        let o = tieout(
+            &run,
+            &[
+                "--earnings",
+                "sample-data/earnings",
+                "--locale",
+                locale,
+                "--tieout-out",
+                out_dir.to_str().unwrap(),
+            ],
+        );
+        assert_code(&o, 1);
+        // Every partner's page together: the underpaid row is one partner's.
+        let mut text = String::new();
+        for e in std::fs::read_dir(out_dir.join("partners")).unwrap() {
+            let pdf = e.unwrap().path().join("tieout.pdf");
+            text.push_str(&pdftext(&pdf));
+        }
+        for w in words {
+            assert!(text.contains(w), "{locale}: no '{w}' in\n{text}");
+        }
+    }
 }

@@ -263,6 +263,91 @@ pub struct LocaleSpec {
     pub columns: ColumnLabels,
     pub associations: AssociationLabels,
     pub paragraphs: Paragraphs,
+    /// The tie-out page (`porledger tieout`); English when a locale file
+    /// has no `[tieout]` table.
+    #[serde(default)]
+    pub tieout: TieoutLabels,
+}
+
+/// The words of the tie-out page. Placeholders: `{n}` and `{of}` counts,
+/// `{partner}` and `{period}`.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct TieoutLabels {
+    pub title: String,
+    pub run_period: String,
+    pub as_of: String,
+    pub tolerance: String,
+    pub intro: String,
+    pub expected: String,
+    pub paid: String,
+    pub adjustments: String,
+    pub difference: String,
+    pub rows_differing: String,
+    /// `{n}` of `{of}` rows.
+    pub n_of: String,
+    pub all_tie: String,
+    pub differences: String,
+    pub row: String,
+    pub class: String,
+    pub customer_reason: String,
+    /// `{n}` more differing rows (plural form; `more_one` for one).
+    pub more: String,
+    pub more_one: String,
+    pub explain_hint: String,
+    /// `{partner}`, `{period}`: the PDF's document title.
+    pub document_title: String,
+    /// The classes of `tieout.csv`, in words.
+    pub matched: String,
+    pub underpaid: String,
+    pub overpaid: String,
+    pub rate_differs: String,
+    pub expected_not_paid: String,
+    pub paid_not_expected: String,
+    pub adjustment: String,
+}
+
+impl Default for TieoutLabels {
+    fn default() -> Self {
+        let s = |x: &str| x.to_string();
+        TieoutLabels {
+            title: s("Tie-out: was this partner paid what it earned?"),
+            run_period: s("Run period"),
+            as_of: s("As of"),
+            tolerance: s("Tolerance"),
+            intro: s(
+                "Paid is what Microsoft's earnings export lists; expected is what porledger \
+                 accrued from the billing lines (rounded as on the statement). Adjustments are \
+                 Microsoft's corrections without billing lines. The difference is paid plus \
+                 adjustments minus expected.",
+            ),
+            expected: s("Expected"),
+            paid: s("Paid"),
+            adjustments: s("Adjustments"),
+            difference: s("Difference"),
+            rows_differing: s("Rows differing"),
+            n_of: s("{n} of {of}"),
+            all_tie: s("Everything ties out: no row differs beyond the tolerance."),
+            differences: s("Differences, largest first"),
+            row: s("Row"),
+            class: s("Class"),
+            customer_reason: s("Customer / reason"),
+            more: s("{n} more differing rows in tieout.csv."),
+            more_one: s("1 more differing row in tieout.csv."),
+            explain_hint: s(
+                "Each row's explanation and the ledger and earnings lines behind it: \
+                 tieout.csv, or `porledger explain --tieout-row <row>`.",
+            ),
+            document_title: s("Tie-out {partner} {period}"),
+            matched: s("matched"),
+            underpaid: s("underpaid"),
+            overpaid: s("overpaid"),
+            rate_differs: s("rate differs"),
+            expected_not_paid: s("expected, not paid"),
+            paid_not_expected: s("paid, not expected"),
+            adjustment: s("adjustment"),
+        }
+    }
 }
 
 #[derive(Deserialize, Debug, Clone)]

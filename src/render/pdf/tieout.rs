@@ -1,17 +1,18 @@
 //! The one-page tie-out of a partner (`partners/<id>/tieout.pdf`): per
 //! currency what Microsoft paid, what porledger expected and the difference,
 //! then the rows behind the differences, largest first, as many as fit on
-//! the page (every row is in `tieout.csv`). Labels are English for now; numbers
-//! and dates follow the `--locale`.
+//! the page (every row is in `tieout.csv`). Words come from the locale's
+//! `[tieout]` table, numbers and dates from its formats (`--locale`).
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
+use super::format::fill;
 use super::layout::{Col, Row, RowKind};
 use super::template::Align;
 use super::{Renderer, GREY};
 use crate::money::Currency;
-use crate::tieout::{TieRow, Totals};
+use crate::tieout::{Class, TieRow, Totals};
 
 /// What the page shows about the tie-out as a whole.
 pub struct TieoutPage<'a> {
@@ -28,27 +29,21 @@ impl Renderer {
     /// Renders the one-page tie-out of a partner.
     pub fn tieout_statement(&self, t: &TieoutPage<'_>) -> Vec<u8> {
         let st = &self.t.spec.style;
+        let l = &self.t.locale.tieout;
+        let labels = &self.t.locale.labels;
         let mut cv = self.canvas();
         let width = cv.text_width();
-        self.title(&mut cv, "Tie-out: was this partner paid what it earned?");
+        self.title(&mut cv, &l.title);
         let pairs = vec![
-            ("Partner".to_string(), t.partner_name.to_string()),
-            ("Partner ID".to_string(), t.partner_id.to_string()),
-            ("Run period".to_string(), t.period.to_string()),
-            ("As of".to_string(), self.fmt.date(t.as_of)),
-            ("Tolerance".to_string(), t.tolerance.normalize().to_string()),
+            (labels.partner.clone(), t.partner_name.to_string()),
+            (labels.partner_id.clone(), t.partner_id.to_string()),
+            (l.run_period.clone(), t.period.to_string()),
+            (l.as_of.clone(), self.fmt.date(t.as_of)),
+            (l.tolerance.clone(), self.fmt.units(t.tolerance)),
         ];
         cv.key_values(&pairs, st.body_size, width * 0.25);
         cv.space(6.0);
-        cv.paragraph(
-            "Paid is what Microsoft's earnings export lists; expected is what porledger \
-             accrued from the billing lines (rounded as on the statement). Adjustments are \
-             Microsoft's corrections without billing lines. The difference is paid plus \
-             adjustments minus expected.",
-            false,
-            st.body_size,
-            GREY,
-        );
+        cv.paragraph(&l.intro, false, st.body_size, GREY);
         cv.space(4.0);
         let col = |w: f32, align: Align, h: &str| Col {
             width: width * w,
@@ -56,12 +51,12 @@ impl Renderer {
             header: h.to_string(),
         };
         let cols = [
-            col(0.10, Align::Left, "Currency"),
-            col(0.16, Align::Right, "Expected"),
-            col(0.16, Align::Right, "Paid"),
-            col(0.16, Align::Right, "Adjustments"),
-            col(0.16, Align::Right, "Difference"),
-            col(0.26, Align::Right, "Rows differing"),
+            col(0.10, Align::Left, &self.t.locale.columns.currency),
+            col(0.16, Align::Right, &l.expected),
+            col(0.16, Align::Right, &l.paid),
+            col(0.16, Align::Right, &l.adjustments),
+            col(0.16, Align::Right, &l.difference),
+            col(0.26, Align::Right, &l.rows_differing),
         ];
         let rows = t.totals.iter().map(|(c, x)| {
             Row::Cells(
@@ -71,10 +66,12 @@ impl Renderer {
                     self.fmt.amount(x.paid, *c),
                     self.fmt.amount(x.adjustments, *c),
                     self.fmt.amount(x.difference, *c),
-                    format!(
-                        "{} of {}",
-                        self.fmt.count(x.differences),
-                        self.fmt.count(x.rows)
+                    fill(
+                        &l.n_of,
+                        &[
+                            ("n", &self.fmt.count(x.differences)),
+                            ("of", &self.fmt.count(x.rows)),
+                        ],
                     ),
                 ],
                 RowKind::Subtotal,
@@ -90,31 +87,21 @@ impl Renderer {
                 .then_with(|| a.id.cmp(&b.id))
         });
         if diffs.is_empty() {
-            cv.paragraph(
-                "Everything ties out: no row differs beyond the tolerance.",
-                true,
-                st.body_size,
-                self.accent,
-            );
+            cv.paragraph(&l.all_tie, true, st.body_size, self.accent);
         } else {
-            cv.heading(
-                "Differences, largest first",
-                st.heading_size,
-                self.accent,
-                40.0,
-            );
+            cv.heading(&l.differences, st.heading_size, self.accent, 40.0);
             // As many rows as fit on this page (each row: two lines of text).
             let row_h = cv.lh(st.table_size) * 2.0 + 4.0;
             let room = ((cv.y - cv.g.bottom - 3.0 * row_h) / row_h).max(1.0) as usize;
             let shown = diffs.len().min(room);
             let cols = [
-                col(0.09, Align::Left, "Row"),
-                col(0.15, Align::Left, "Class"),
-                col(0.09, Align::Left, "Month"),
-                col(0.28, Align::Left, "Customer / reason"),
-                col(0.13, Align::Right, "Expected"),
-                col(0.13, Align::Right, "Paid"),
-                col(0.13, Align::Right, "Difference"),
+                col(0.09, Align::Left, &l.row),
+                col(0.15, Align::Left, &l.class),
+                col(0.09, Align::Left, &self.t.locale.columns.month),
+                col(0.28, Align::Left, &l.customer_reason),
+                col(0.13, Align::Right, &l.expected),
+                col(0.13, Align::Right, &l.paid),
+                col(0.13, Align::Right, &l.difference),
             ];
             let rows: Vec<Row> = diffs[..shown]
                 .iter()
@@ -129,7 +116,7 @@ impl Renderer {
                     Row::Cells(
                         vec![
                             r.id.clone(),
-                            r.class.as_str().to_string(),
+                            class_label(l, r.class).to_string(),
                             r.month.to_string(),
                             who,
                             self.fmt.amount(r.expected, r.currency),
@@ -143,22 +130,38 @@ impl Renderer {
             cv.table(&cols, rows, &self.table_style(), "");
             cv.space(4.0);
             let more = diffs.len() - shown;
-            let note = if more > 0 {
-                format!(
-                    "{more} more differing row{} in tieout.csv. Each row's explanation and the \
-                     ledger and earnings lines behind it: tieout.csv, or `porledger explain \
-                     --tieout-row <row>`.",
-                    if more == 1 { "" } else { "s" }
-                )
-            } else {
-                "Each row's explanation and the ledger and earnings lines behind it: \
-                 tieout.csv, or `porledger explain --tieout-row <row>`."
-                    .to_string()
+            let note = match more {
+                0 => l.explain_hint.clone(),
+                1 => format!("{} {}", l.more_one, l.explain_hint),
+                n => format!(
+                    "{} {}",
+                    fill(&l.more, &[("n", &self.fmt.count(n as u64))]),
+                    l.explain_hint
+                ),
             };
             cv.paragraph(&note, false, st.body_size, GREY);
         }
-        let footer = format!("{} · Partner ID {}", t.partner_name, t.partner_id);
-        let title = format!("Tie-out {} {}", t.partner_id, t.period);
+        let footer = format!(
+            "{} · {} {}",
+            t.partner_name, labels.partner_id, t.partner_id
+        );
+        let title = fill(
+            &l.document_title,
+            &[("partner", t.partner_id), ("period", t.period)],
+        );
         self.save(cv, &footer, &title, t.as_of)
+    }
+}
+
+/// A class of `tieout.csv` in the locale's words.
+fn class_label(l: &super::template::TieoutLabels, c: Class) -> &str {
+    match c {
+        Class::Matched => &l.matched,
+        Class::Underpaid => &l.underpaid,
+        Class::Overpaid => &l.overpaid,
+        Class::RateDiffers => &l.rate_differs,
+        Class::ExpectedNotPaid => &l.expected_not_paid,
+        Class::PaidNotExpected => &l.paid_not_expected,
+        Class::Adjustment => &l.adjustment,
     }
 }
