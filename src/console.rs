@@ -195,6 +195,13 @@ pub fn accounting_lines(acc: &RowAccounting) -> Vec<String> {
             group(t.dated_after_period)
         ));
     }
+    if let Some(c) = &t.credits_against_history {
+        lines.push(format!(
+            "credits against closed months: {} matched a closed charge, {} matched none",
+            group(c.matched),
+            group(c.unmatched)
+        ));
+    }
     let d = &acc.designations;
     lines.push(format!(
         "designations: {} rows = {} accepted + {} rejected",
@@ -479,6 +486,7 @@ mod tests {
             dated_after_period: 0,
             designation_matched_on: BTreeMap::from([("EntitlementId", 3), ("SubscriptionId", 0)]),
             balanced: true,
+            credits_against_history: None,
         }
     }
 
