@@ -368,6 +368,16 @@ fn billing_lines(r: &Report, lines: &mut Vec<String>) {
             group(t.dated_after_period)
         ));
     }
+    for f in r.accounting.billing.iter().chain([t]) {
+        if let Some(c) = &f.credits_against_history {
+            lines.push(format!(
+                "  credits against closed months, {}: {} match a closed charge, {} match none",
+                f.file,
+                group(c.matched),
+                group(c.unmatched)
+            ));
+        }
+    }
 }
 
 /// One usage file's line of the report.

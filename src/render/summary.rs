@@ -78,6 +78,9 @@ pub struct RowAccounting {
 
 /// The row accounting of a streamed set of inputs.
 pub fn accounting(inputs: &Inputs, streamed: &Streamed) -> RowAccounting {
+    // With a history (`run` or `validate --history`) the credit counts are
+    // shown, zeros included.
+    let history = inputs.source_keys || inputs.closed.is_some();
     let billing: Vec<FileRows> = inputs
         .files
         .iter()
@@ -88,7 +91,7 @@ pub fn accounting(inputs: &Inputs, streamed: &Streamed) -> RowAccounting {
                 f.display.clone(),
                 o.layout.format.as_str().into(),
                 c,
-                inputs.source_keys,
+                history,
             )
         })
         .collect();
@@ -98,7 +101,7 @@ pub fn accounting(inputs: &Inputs, streamed: &Streamed) -> RowAccounting {
             "(all billing files)".into(),
             String::new(),
             &streamed.fold.totals(),
-            inputs.source_keys,
+            history,
         ),
         designations: DesignationRows {
             file: inputs.designations_display.clone(),

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Output;
 
-use crate::common::{assert_code, csv_rows, porledger_in, read, read_json, stderr};
+use crate::common::{assert_code, csv_rows, porledger_in, read, read_json, stderr, stdout};
 
 const HEADER: &str = "CustomerId,CustomerName,SubscriptionId,ChargeStartDate,ChargeEndDate,Subtotal,Currency,PublisherName,ProductQualifiers,ProductId,SkuId,ReferenceId\n";
 const DHEADER: &str = "customer_id,partner_id,partner_name,association,workload,subscription_id,share,valid_from,valid_to\n";
@@ -19,6 +19,17 @@ fn write(dir: &Path, name: &str, text: String) {
 
 /// `run --period PERIOD --billing BILLING --designations DESIGNATIONS --history h.db --out OUT`.
 fn run(dir: &Path, period: &str, billing: &str, designations: &str, out: &str) -> Output {
+    run_with(dir, period, billing, designations, out, &[])
+}
+
+fn run_with(
+    dir: &Path,
+    period: &str,
+    billing: &str,
+    designations: &str,
+    out: &str,
+    extra: &[&str],
+) -> Output {
     porledger_in(
         dir,
         [
@@ -37,7 +48,9 @@ fn run(dir: &Path, period: &str, billing: &str, designations: &str, out: &str) -
             out,
             "--no-pdf",
             "-q",
-        ],
+        ]
+        .iter()
+        .chain(extra),
     )
 }
 
@@ -181,6 +194,49 @@ c1,C1,s1,11/1/2026,11/30/2026,1000.00,EUR,Microsoft Corporation,[],PRD1,0001,REF
     assert_eq!(s["rows"]["total"]["credits_against_history"], *credits);
     let summary = read(dir.join("out-nov/summary.csv"));
     assert!(summary.contains("P-A"), "{summary}");
+    // Deterministic: one thread or several, the same bytes.
+    let o = run_with(
+        dir,
+        "2026-11",
+        "nov.csv",
+        "d-nov.csv",
+        "out-nov-1",
+        &["--threads", "1"],
+    );
+    assert_code(&o, 0);
+    for f in [
+        "ledger.csv",
+        "source-keys.csv",
+        "summary.csv",
+        "statements.json",
+    ] {
+        assert_eq!(
+            read(dir.join("out-nov").join(f)),
+            read(dir.join("out-nov-1").join(f)),
+            "{f}"
+        );
+    }
+    // validate --history counts the same credits, writing nothing.
+    let o = porledger_in(
+        dir,
+        [
+            "validate",
+            "--billing",
+            "nov.csv",
+            "--designations",
+            "d-nov.csv",
+            "--rules",
+            "r.toml",
+            "--history",
+            "h.db",
+        ],
+    );
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o).contains("credits against closed months, (all billing files): 2 match a closed charge, 1 match none"),
+        "{}",
+        stdout(&o)
+    );
     close(dir, "out-nov");
 
     // December: what the November credits took is gone.
