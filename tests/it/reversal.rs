@@ -194,6 +194,15 @@ c1,C1,s1,11/1/2026,11/30/2026,1000.00,EUR,Microsoft Corporation,[],PRD1,0001,REF
     assert_eq!(s["rows"]["total"]["credits_against_history"], *credits);
     let summary = read(dir.join("out-nov/summary.csv"));
     assert!(summary.contains("P-A"), "{summary}");
+    // explain traces each reversal to the closed accrual it reverses.
+    let o = porledger_in(dir, ["explain", "--out", "out-nov", "--partner", "P-A"]);
+    assert_code(&o, 0);
+    let ex = stdout(&o);
+    assert!(
+        ex.contains("DPOR as issued: reverses the closed accrual 2026-10 v1 oct.csv:2")
+            && ex.contains("reverses the closed accrual 2026-10 v1 oct.csv:3"),
+        "{ex}"
+    );
     // Deterministic: one thread or several, the same bytes.
     let o = run_with(
         dir,
@@ -277,5 +286,74 @@ c2,C2,s2,10/1/2026,10/31/2026,-450.00,EUR,Microsoft Corporation,[],PRD2,0001,
         stderr(&o).is_empty() || !stderr(&o).contains("error"),
         "{}",
         stderr(&o)
+    );
+}
+
+/// A period closed from a run without `--history` recorded no source keys:
+/// `close` says so, and a later credit of its charges matches nothing.
+#[test]
+fn a_period_closed_without_source_keys_cannot_be_credited_against() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    write(dir, "r.toml", RULES.into());
+    write(
+        dir,
+        "oct.csv",
+        format!(
+            "{HEADER}c1,C1,s1,10/1/2026,10/31/2026,1000.00,EUR,Microsoft Corporation,[],PRD1,0001,REF-1\n"
+        ),
+    );
+    write(
+        dir,
+        "d.csv",
+        format!("{DHEADER}c1,P-A,Alpha,DPOR,,,,2024-01-01,\n"),
+    );
+    let o = porledger_in(
+        dir,
+        [
+            "run",
+            "--period",
+            "2026-10",
+            "--billing",
+            "oct.csv",
+            "--designations",
+            "d.csv",
+            "--rules",
+            "r.toml",
+            "--out",
+            "out-oct",
+            "--no-pdf",
+            "-q",
+        ],
+    );
+    assert_code(&o, 0);
+    assert!(!dir.join("out-oct/source-keys.csv").exists());
+    let o = porledger_in(dir, ["close", "--out", "out-oct", "--history", "h.db"]);
+    assert_code(&o, 0);
+    assert!(
+        stderr(&o).contains("made without --history, so it recorded no source keys"),
+        "{}",
+        stderr(&o)
+    );
+    write(
+        dir,
+        "nov.csv",
+        format!(
+            "{HEADER}c1,C1,s1,10/1/2026,10/31/2026,-1000.00,EUR,Microsoft Corporation,[],PRD1,0001,REF-1\n"
+        ),
+    );
+    let o = run(dir, "2026-11", "nov.csv", "d.csv", "out-nov");
+    assert_code(&o, 0);
+    let s = read_json(dir.join("out-nov/summary.json"));
+    let credits = &s["rows"]["total"]["credits_against_history"];
+    assert_eq!(
+        (credits["matched"].as_u64(), credits["unmatched"].as_u64()),
+        (Some(0), Some(1))
+    );
+    assert_eq!(
+        ledger(dir, "out-nov"),
+        vec![row([
+            "P-A", "c1", "2026-10", "-1000.00", "0.04", "1.0", "-40.00", ""
+        ])]
     );
 }
