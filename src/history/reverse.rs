@@ -7,7 +7,7 @@
 //! and SKU with an overlapping charge period. It reverses each recorded
 //! accrual of that charge in proportion to the credited amount: the recorded
 //! basis x (credit / the charge's line amount), kept to
-//! [`PRORATION_DP`](crate::accrue::PRORATION_DP) decimals like a prorated
+//! [`PRORATION_DP`] decimals like a prorated
 //! basis (a full credit reverses the recorded basis exactly). Money is still
 //! rounded once, at the statement lines.
 
