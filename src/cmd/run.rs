@@ -56,7 +56,7 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     // their own, in one read transaction for the whole run.
     if let Some(p) = &s.history {
         if let Some(h) = History::open_read(p)? {
-            inputs.closed = Some(Box::new(ClosedLookup::new(h)?));
+            inputs.closed = Some(Box::new(ClosedLookup::new(h, Some(s.period.label()))?));
         }
     }
     console::phase_memory("inputs loaded");

@@ -17,7 +17,10 @@ pub fn validate(args: &ValidateArgs) -> Result<Finish, Fatal> {
     let mut inputs = load(&s.inputs, &crate::attain::ClosedMarks::default())?;
     if let Some(p) = &args.history {
         if let Some(h) = crate::history::History::open_read(p)? {
-            inputs.closed = Some(Box::new(crate::history::ClosedLookup::new(h)?));
+            inputs.closed = Some(Box::new(crate::history::ClosedLookup::new(
+                h,
+                s.period.map(|p| p.label()),
+            )?));
         }
     }
     let stream = s.inputs.stream(s.period, None);

@@ -947,26 +947,37 @@ fn accrual_rec(r: &rusqlite::Row<'_>) -> rusqlite::Result<AccrualRec> {
 /// The history as the engine's [`reverse::ClosedCharges`]: one read-only
 /// connection, asked once per credit line (credits are few) through the
 /// indexes, under a lock shared by the workers.
-pub struct ClosedLookup(std::sync::Mutex<History>);
+pub struct ClosedLookup {
+    history: std::sync::Mutex<History>,
+    /// The period being run: a restatement re-accrues it from its own
+    /// files, so its credits never reverse its own issued charges.
+    own_period: Option<String>,
+}
 
 impl ClosedLookup {
     /// Holds one read transaction for the whole run, so that every credit
     /// sees the same history even if a `close` commits meanwhile.
-    pub fn new(h: History) -> Result<ClosedLookup, HistoryError> {
+    /// `own_period`: the period label of the run (`None` for `validate`
+    /// without `--period`).
+    pub fn new(h: History, own_period: Option<String>) -> Result<ClosedLookup, HistoryError> {
         h.conn
             .execute_batch("BEGIN DEFERRED")
             .map_err(|e| sql(&h.path, e))?;
-        Ok(ClosedLookup(std::sync::Mutex::new(h)))
+        Ok(ClosedLookup {
+            history: std::sync::Mutex::new(h),
+            own_period,
+        })
     }
 }
 
 impl reverse::ClosedCharges for ClosedLookup {
     fn charge(&self, key: &reverse::ChargeKey) -> Result<Option<reverse::Charge>, String> {
         let h = self
-            .0
+            .history
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let found = h.closed_charges(key).map_err(|e| e.to_string())?;
+        let mut found = h.closed_charges(key).map_err(|e| e.to_string())?;
+        found.retain(|c| Some(&c.period) != self.own_period.as_ref());
         let Some(accruals) = reverse::one_charge(found)? else {
             return Ok(None);
         };

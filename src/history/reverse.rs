@@ -46,9 +46,14 @@ impl ChargeKey {
 /// matches it); otherwise the same subscription, product and SKU and
 /// overlapping charge periods (both ends included). A recorded accrual
 /// without source keys (its run recorded none) never matches; neither does a
-/// reversal row (a credit reverses charges, not other credits).
+/// reversal row or the accrual of a credit line (a negative line amount): a
+/// credit reverses charges, not other credits.
 pub fn matches(key: &ChargeKey, rec: &AccrualRec) -> bool {
-    if rec.reverses.is_some() {
+    let credit = rec
+        .line_amount
+        .as_deref()
+        .is_some_and(|a| a.trim_start().starts_with('-'));
+    if rec.reverses.is_some() || credit {
         return false;
     }
     if let Some(r) = key.reference() {
@@ -328,6 +333,12 @@ mod tests {
         assert!(!matches(
             &key("", Some("0001"), "2026-10-01", "2026-10-31"),
             &bare
+        ));
+        let mut earlier_credit = r.clone();
+        earlier_credit.line_amount = Some("-20.00".into());
+        assert!(!matches(
+            &key("", Some("0001"), "2026-10-01", "2026-10-31"),
+            &earlier_credit
         ));
         let mut reversal = r;
         reversal.reverses = Some("2026-09 v1 sep.csv:3".into());

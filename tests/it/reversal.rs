@@ -99,6 +99,7 @@ fn a_credit_reverses_the_closed_charge_at_the_original_partner_rate_and_share() 
             "{HEADER}\
 c1,C1,s1,10/1/2026,10/31/2026,1000.00,EUR,Microsoft Corporation,[],PRD1,0001,REF-1
 c2,C2,s2,10/1/2026,10/31/2026,600.00,EUR,Microsoft Corporation,[],PRD2,0001,
+c2,C2,s2,10/1/2026,10/31/2026,-60.00,EUR,Microsoft Corporation,[],PRD2,0001,
 "
         ),
     );
@@ -118,6 +119,17 @@ c3,P-A,Alpha,DPOR,,,,2024-01-01,
     assert_code(&o, 0);
     assert!(dir.join("out-oct/source-keys.csv").exists());
     close(dir, "out-oct");
+    // A restatement of October re-accrues it from its own files: its credit
+    // does not reverse October's own issued charge.
+    let o = run(dir, "2026-10", "oct.csv", "d-oct.csv", "out-oct-2");
+    assert_code(&o, 0);
+    assert_eq!(ledger(dir, "out-oct-2"), ledger(dir, "out-oct"));
+    let s = read_json(dir.join("out-oct-2/summary.json"));
+    let credits = &s["rows"]["total"]["credits_against_history"];
+    assert_eq!(
+        (credits["matched"].as_u64(), credits["unmatched"].as_u64()),
+        (Some(0), Some(1))
+    );
 
     // November: every customer is P-B's now.
     write(
