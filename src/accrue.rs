@@ -971,6 +971,7 @@ rate = "0.01"
             product_id: "",
             product_name: "",
             reference_id: "",
+            sku_id: None,
             entitlement_id: None,
             syndication_id: None,
             billable_quantity: None,

@@ -798,6 +798,7 @@ workloads = ["Exchange", "Teams"]
             product_id: "",
             product_name: name,
             reference_id: "",
+            sku_id: None,
             entitlement_id: None,
             syndication_id: None,
             billable_quantity: None,

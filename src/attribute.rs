@@ -469,6 +469,7 @@ mod tests {
             product_id: "",
             product_name: "",
             reference_id: "",
+            sku_id: None,
             entitlement_id: None,
             syndication_id: None,
             billable_quantity: None,

@@ -256,6 +256,11 @@ pub struct ValidateArgs {
     /// How many problems to list in the report (all are counted).
     #[arg(long, value_name = "N", default_value_t = 50)]
     pub show: usize,
+    /// The history of closed periods (read only): also count the credit
+    /// lines that refer to a charge of a closed period and those that do
+    /// not, as `run --history` would treat them.
+    #[arg(long, value_name = "FILE")]
+    pub history: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

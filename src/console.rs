@@ -195,6 +195,13 @@ pub fn accounting_lines(acc: &RowAccounting) -> Vec<String> {
             group(t.dated_after_period)
         ));
     }
+    if let Some(c) = &t.credits_against_history {
+        lines.push(format!(
+            "credits against closed months: {} matched a closed charge, {} matched none",
+            group(c.matched),
+            group(c.unmatched)
+        ));
+    }
     let d = &acc.designations;
     lines.push(format!(
         "designations: {} rows = {} accepted + {} rejected",
@@ -361,6 +368,16 @@ fn billing_lines(r: &Report, lines: &mut Vec<String>) {
             group(t.dated_after_period)
         ));
     }
+    for f in r.accounting.billing.iter().chain([t]) {
+        if let Some(c) = &f.credits_against_history {
+            lines.push(format!(
+                "  credits against closed months, {}: {} match a closed charge, {} match none",
+                f.file,
+                group(c.matched),
+                group(c.unmatched)
+            ));
+        }
+    }
 }
 
 /// One usage file's line of the report.
@@ -479,6 +496,7 @@ mod tests {
             dated_after_period: 0,
             designation_matched_on: BTreeMap::from([("EntitlementId", 3), ("SubscriptionId", 0)]),
             balanced: true,
+            credits_against_history: None,
         }
     }
 

@@ -111,6 +111,12 @@ pub fn render_explanation(r: &RunRecord, filter: &Filter) -> String {
         let mut sum = Decimal::ZERO;
         for row in rows {
             let designation = match row.designation_line.as_str() {
+                // A credit of a closed charge: the partner, rate and share of
+                // the issued accrual it reverses.
+                "" if !row.reverses.is_empty() => format!(
+                    "{} as issued: reverses the closed accrual {}",
+                    row.association, row.reverses
+                ),
                 "" => format!("{} from the billing line", row.association),
                 l => match r.designations.get(l) {
                     Some(text) => format!(

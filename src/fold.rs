@@ -562,6 +562,11 @@ pub struct FileCounts {
     /// `MatchedId as usize`, [`MatchedId::ALL`]). A line credited through
     /// several columns counts once under each.
     pub matched_on: [u64; MatchedId::ALL.len()],
+    /// `run --history`: credit lines (negative, not tax) that referred to a
+    /// charge of a closed period (reversed, or rejected as an over-credit)
+    /// and those that matched nothing (accrued as any other line).
+    pub credits_matched: u64,
+    pub credits_unmatched: u64,
 }
 
 impl FileCounts {
@@ -578,6 +583,8 @@ impl FileCounts {
         }
         self.rejected += o.rejected;
         self.dated_after_period += o.dated_after_period;
+        self.credits_matched += o.credits_matched;
+        self.credits_unmatched += o.credits_unmatched;
         for (a, b) in self.matched_on.iter_mut().zip(o.matched_on) {
             *a += b;
         }
@@ -631,8 +638,22 @@ impl FileCounts {
                 .collect(),
             rejected: self.rejected,
             balanced: self.balanced(),
+            credits_against_history: (self.credits_matched + self.credits_unmatched > 0).then_some(
+                CreditCounts {
+                    matched: self.credits_matched,
+                    unmatched: self.credits_unmatched,
+                },
+            ),
         }
     }
+}
+
+/// Credit lines looked up in the history (`run --history`): how many
+/// referred to a charge of a closed period and how many did not.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CreditCounts {
+    pub matched: u64,
+    pub unmatched: u64,
 }
 
 /// One file's [`FileCounts`] as reported, reasons by name.
@@ -646,6 +667,9 @@ pub struct CountsReport {
     pub not_eligible_by_reason: BTreeMap<&'static str, u64>,
     pub rejected: u64,
     pub balanced: bool,
+    /// Present when the file had credit lines looked up in the history.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credits_against_history: Option<CreditCounts>,
 }
 
 /// Orders input lines across files: file index first, then line number.

@@ -81,10 +81,14 @@ pub enum LedgerColumn {
     DesignationLine,
     CreditedDays,
     ChargeDays,
+    /// A reversal row: the closed accrual it reverses, `PERIOD vVERSION
+    /// FILE:LINE`; empty for every other row. Optional when reading (a
+    /// ledger written before it reads as all empty).
+    Reverses,
 }
 
 /// The ledger's columns, in the order of `ledger.csv`.
-pub const LEDGER_COLUMNS: [Column; 17] = {
+pub const LEDGER_COLUMNS: [Column; 18] = {
     use ColumnKind::*;
     [
         col("partner_id", Text),
@@ -104,6 +108,7 @@ pub const LEDGER_COLUMNS: [Column; 17] = {
         col("designation_line", Int),
         col("credited_days", Int),
         col("charge_days", Int),
+        col("reverses", Text),
     ]
 };
 
@@ -118,7 +123,7 @@ const fn names<const N: usize>(cols: &[Column; N]) -> [&'static str; N] {
 }
 
 /// The header of `ledger.csv`.
-pub const LEDGER_HEADER: [&str; 17] = names(&LEDGER_COLUMNS);
+pub const LEDGER_HEADER: [&str; 18] = names(&LEDGER_COLUMNS);
 
 /// The positions of the ledger columns of `kind`, in file order; `N` must be
 /// their number (checked at compile time when used in a const).
@@ -188,6 +193,8 @@ pub struct LedgerRow<'a> {
     pub designation_line: Option<u64>,
     pub credited_days: Option<u64>,
     pub charge_days: Option<u64>,
+    /// The closed accrual a reversal row reverses (`PERIOD vVERSION FILE:LINE`).
+    pub reverses: Option<&'a str>,
 }
 
 /// Appends one `ledger.csv` record to `w` (columns of [`LEDGER_COLUMNS`]).
@@ -210,6 +217,10 @@ pub fn write_ledger_row(w: &mut RowBuf, r: &LedgerRow) {
     opt_num(w, r.designation_line);
     opt_num(w, r.credited_days);
     opt_num(w, r.charge_days);
+    match r.reverses {
+        Some(t) => w.text(t),
+        None => w.empty(),
+    }
     w.end();
 }
 
@@ -299,6 +310,8 @@ pub struct LedgerRecord {
     pub designation_line: String,
     pub credited_days: String,
     pub charge_days: String,
+    /// Empty unless a reversal row.
+    pub reverses: String,
 }
 
 /// Reads `ledger.csv` by column name.
@@ -328,17 +341,19 @@ impl<R: Read> LedgerReader<R> {
         })?;
         let header = header.clone();
         let mut pos = [0; LEDGER_COLUMNS.len()];
-        for (p, c) in pos.iter_mut().zip(LEDGER_COLUMNS.iter()) {
-            *p = header
-                .iter()
-                .position(|h| h == c.name)
-                .ok_or_else(|| Fatal::Data {
-                    file: file.to_string(),
-                    line: 1,
-                    column: Some(c.name.to_string()),
-                    message: "the ledger header has no such column: not a porledger ledger"
-                        .to_string(),
-                })?;
+        for (i, (p, c)) in pos.iter_mut().zip(LEDGER_COLUMNS.iter()).enumerate() {
+            let found = header.iter().position(|h| h == c.name);
+            if found.is_none() && i == LedgerColumn::Reverses as usize {
+                // A ledger from before reversals: no row reverses anything.
+                *p = usize::MAX;
+                continue;
+            }
+            *p = found.ok_or_else(|| Fatal::Data {
+                file: file.to_string(),
+                line: 1,
+                column: Some(c.name.to_string()),
+                message: "the ledger header has no such column: not a porledger ledger".to_string(),
+            })?;
         }
         Ok(LedgerReader {
             rdr,
@@ -391,7 +406,7 @@ impl<R: Read> LedgerReader<R> {
 /// One row of a ledger being read: fields by column, unescaped.
 pub struct LedgerLine<'r> {
     file: &'r str,
-    pos: &'r [usize; 17],
+    pos: &'r [usize; LEDGER_COLUMNS.len()],
     rec: &'r csv::StringRecord,
     line: u64,
 }
@@ -447,6 +462,7 @@ impl<'r> LedgerLine<'r> {
             designation_line: g(C::DesignationLine),
             credited_days: g(C::CreditedDays),
             charge_days: g(C::ChargeDays),
+            reverses: g(C::Reverses),
         })
     }
 }
@@ -492,6 +508,7 @@ mod tests {
             designation_line: Some(7),
             credited_days: Some(10),
             charge_days: Some(31),
+            reverses: None,
         };
         vec![
             base,
@@ -506,6 +523,7 @@ mod tests {
                 designation_line: None,
                 credited_days: None,
                 charge_days: None,
+                reverses: Some("2026-10 v1 billing/oct.csv:7"),
                 ..base
             },
         ]
@@ -555,6 +573,7 @@ mod tests {
             assert_eq!(b.designation_line, opt(r.designation_line));
             assert_eq!(b.credited_days, opt(r.credited_days));
             assert_eq!(b.charge_days, opt(r.charge_days));
+            assert_eq!(b.reverses, r.reverses.unwrap_or(""));
         }
     }
 
@@ -566,13 +585,25 @@ mod tests {
         assert_eq!(
             lines[1],
             "500275,c1,csp-core,PartnerOfRecord,s1,2026-10-03,2026-10,billing/a.csv,12,\
-             100.50,0.04,1.0,4.02,EUR,7,10,31"
+             100.50,0.04,1.0,4.02,EUR,7,10,31,"
         );
         // Formula-like text is escaped for spreadsheets, quoted when needed.
         assert!(text.contains(
             "'-P1,\"a, \"\"quoted\"\"\r\nmulti-line\",'=SUM(A1),PartnerOfRecord,,\
-             2026-10-03,2026-10,\"dir/b,c.csv\",12,-3,0.04,1.0,4.02,EUR,,,\r\n"
+             2026-10-03,2026-10,\"dir/b,c.csv\",12,-3,0.04,1.0,4.02,EUR,,,,2026-10 v1 billing/oct.csv:7\r\n"
         ));
+    }
+
+    #[test]
+    fn a_ledger_without_the_reverses_column_reads_as_before() {
+        let file = String::from_utf8(written(&rows()[..1])).unwrap();
+        let old = file
+            .replace(",reverses\r\n", "\r\n")
+            .replace(",31,\r\n", ",31\r\n");
+        assert!(!old.contains("reverses"));
+        let back = read_all(old.as_bytes()).unwrap();
+        assert_eq!(back, read_all(file.as_bytes()).unwrap());
+        assert_eq!(back[0].reverses, "");
     }
 
     #[test]

@@ -56,6 +56,12 @@ pub struct Inputs {
     pub usage: crate::ingest::usage::UsageInput,
     /// Attainment per tenant, workload and month, from `usage`.
     pub attainment: AttainmentTable,
+    /// Write each accrued billing line's source keys (`source-keys.csv`,
+    /// `run --history`) so that `close` records them for later credits.
+    pub source_keys: bool,
+    /// `run --history`: the closed charges credit lines are looked up in
+    /// (a credit of a closed charge reverses its recorded accruals).
+    pub closed: Option<Box<dyn crate::history::reverse::ClosedCharges>>,
 }
 
 impl Inputs {
@@ -108,6 +114,8 @@ pub fn load_inputs(
         opened,
         usage: Default::default(),
         attainment: Default::default(),
+        source_keys: false,
+        closed: None,
     })
 }
 
@@ -218,6 +226,9 @@ pub struct ChunkOutput {
     pub ledger: Vec<u8>,
     pub not_eligible: Vec<u8>,
     pub rejects: Vec<u8>,
+    /// The source keys of the accrued billing lines (empty unless
+    /// [`Inputs::source_keys`]).
+    pub keys: Vec<u8>,
     /// The first few rejects of the chunk, for the console.
     pub reject_samples: Vec<Reject>,
     pub n_rejects: u64,
@@ -262,6 +273,7 @@ pub struct OutBufs {
     pub ledger: Vec<u8>,
     pub not_eligible: Vec<u8>,
     pub rejects: Vec<u8>,
+    pub keys: Vec<u8>,
 }
 
 /// Processes one chunk into a fold of its own: pure, deterministic, no I/O.
@@ -296,7 +308,7 @@ pub fn process_chunk_into(
 ) -> ChunkOutput {
     let layout = &inputs.opened[chunk.file].layout;
     let n_fields = layout.header.len();
-    let mut rows = ChunkRows::new(&inputs.files[chunk.file], bufs);
+    let mut rows = ChunkRows::new(&inputs.files[chunk.file], bufs, inputs.source_keys);
     let ctx = crate::accrue::Context {
         rules: &inputs.rules,
         index: &inputs.index,
@@ -338,6 +350,43 @@ pub fn process_chunk_into(
         ingest::id_key_into(line.subscription_id, skey);
         if settings.period.is_some_and(|p| line.charge_start >= p.end) {
             rows.counts.dated_after_period += 1;
+        }
+        // A credit of a charge of a closed period reverses what that charge
+        // accrued, instead of accruing under today's designations.
+        if let Some(closed) = inputs.closed.as_deref() {
+            if line.subtotal.is_sign_negative() && !line.tax {
+                let row = LineRow {
+                    line: &line,
+                    line_no,
+                    ckey,
+                    skey,
+                };
+                match credit_of_closed(closed, &row) {
+                    Ok(None) => rows.counts.credits_unmatched += 1,
+                    Ok(Some(charge)) => {
+                        rows.counts.credits_matched += 1;
+                        match reversal_accruals(inputs, &row, &charge) {
+                            Ok(rev) => {
+                                rows.counts.accrued += 1;
+                                let (slot, _) = inputs.index.customer_slot(ckey);
+                                let at = crate::fold::input_order(chunk.file, line_no);
+                                fold.note_customer_slot(slot, ckey, line.customer_name, at);
+                                rows.reversed(&row, &rev, details);
+                            }
+                            Err(why) => {
+                                let value = line.subtotal.to_string();
+                                rows.reject(line_no, "Subtotal", &value, &why)
+                            }
+                        }
+                        return;
+                    }
+                    Err(why) => {
+                        rows.counts.credits_matched += 1;
+                        let value = line.reference_id.to_string();
+                        return rows.reject(line_no, "ReferenceId", &value, &why);
+                    }
+                }
+            }
         }
         // Accrue.
         let mut accruals: Vec<Accrual<'_>> = recycle(std::mem::take(&mut acc_store));
@@ -408,19 +457,22 @@ struct ChunkRows<'i> {
     ledger: RowBuf,
     not_eligible: RowBuf,
     rejects: RowBuf,
+    /// Source keys of accrued lines, when the run records them.
+    keys: Option<RowBuf>,
     /// The first few rejects of the chunk, for the console.
     reject_samples: Vec<Reject>,
     n_rejects: u64,
 }
 
 impl<'i> ChunkRows<'i> {
-    fn new(file: &'i InputFile, bufs: OutBufs) -> ChunkRows<'i> {
+    fn new(file: &'i InputFile, bufs: OutBufs, keys: bool) -> ChunkRows<'i> {
         ChunkRows {
             file,
             counts: FileCounts::default(),
             ledger: RowBuf::with_buffer(bufs.ledger),
             not_eligible: RowBuf::with_buffer(bufs.not_eligible),
             rejects: RowBuf::with_buffer(bufs.rejects),
+            keys: keys.then(|| RowBuf::with_buffer(bufs.keys)),
             reject_samples: Vec::new(),
             n_rejects: 0,
         }
@@ -461,6 +513,9 @@ impl<'i> ChunkRows<'i> {
         details: &SharedDetails,
     ) {
         let line = r.line;
+        if let Some(k) = self.keys.as_mut() {
+            write_source_keys_row(k, &self.file.display, r);
+        }
         for a in accruals {
             details.add(a, r.ckey, r.skey, line.currency);
             write_ledger_row(
@@ -484,6 +539,44 @@ impl<'i> ChunkRows<'i> {
                     designation_line: a.designation.map(|d| d.line),
                     credited_days: a.days.map(|(c, _)| c as u64),
                     charge_days: a.days.map(|(_, t)| t as u64),
+                    reverses: None,
+                },
+            );
+        }
+    }
+
+    /// Adds a credit line's reversals to the shared groups (under the
+    /// recorded partner, customer, program, subscription, association, rate
+    /// and share) and writes their ledger rows, each naming what it reverses.
+    fn reversed(&mut self, r: &LineRow<'_, '_>, rev: &[ReversalRow<'_>], details: &SharedDetails) {
+        if let Some(k) = self.keys.as_mut() {
+            write_source_keys_row(k, &self.file.display, r);
+        }
+        for x in rev {
+            let a = &x.accrual;
+            details.add(a, x.customer_id, x.subscription_id, r.line.currency);
+            write_ledger_row(
+                &mut self.ledger,
+                &LedgerRow {
+                    partner_id: a.partner_id,
+                    customer_id: x.customer_id,
+                    program_id: x.program_id,
+                    association: a.association.as_str(),
+                    subscription_id: x.subscription_id,
+                    charge_date: r.line.charge_start,
+                    accrual_month: a.month,
+                    source_file: &self.file.display,
+                    source_line: r.line_no,
+                    basis_amount: a.basis,
+                    basis_min_dp: r.line.currency.minor_units(),
+                    rate: a.rate,
+                    share: a.share,
+                    accrual_amount: a.amount,
+                    currency: r.line.currency,
+                    designation_line: None,
+                    credited_days: None,
+                    charge_days: None,
+                    reverses: Some(&x.reverses),
                 },
             );
         }
@@ -520,10 +613,140 @@ impl<'i> ChunkRows<'i> {
             ledger: self.ledger.buf,
             not_eligible: self.not_eligible.buf,
             rejects: self.rejects.buf,
+            keys: self.keys.map(|k| k.buf).unwrap_or_default(),
             reject_samples: self.reject_samples,
             n_rejects: self.n_rejects,
         }
     }
+}
+
+/// Looks a credit line up in the closed periods: the one charge it refers
+/// to, if any.
+fn credit_of_closed(
+    closed: &dyn crate::history::reverse::ClosedCharges,
+    r: &LineRow<'_, '_>,
+) -> Result<Option<crate::history::reverse::Charge>, String> {
+    let line = r.line;
+    let key = crate::history::reverse::ChargeKey {
+        reference_id: line.reference_id.trim().to_string(),
+        subscription_id: r.skey.to_string(),
+        product_id: line.product_id.to_string(),
+        sku_id: line.sku_id.map(str::to_string),
+        charge_start: line.charge_start,
+        charge_end: line.charge_end.unwrap_or(line.charge_start),
+    };
+    closed.charge(&key)
+}
+
+/// One reversal of a recorded accrual, as the fold and the ledger take it.
+struct ReversalRow<'c> {
+    accrual: Accrual<'c>,
+    customer_id: &'c str,
+    subscription_id: &'c str,
+    program_id: &'c str,
+    reverses: String,
+}
+
+/// The reversals of a credit line against its closed charge, or why it is
+/// rejected: an over-credit, a currency other than the charge's, a program
+/// no longer in the rules, a damaged history row. All or nothing: a credit
+/// line is reversed entirely or rejected.
+fn reversal_accruals<'c>(
+    inputs: &'c Inputs,
+    r: &LineRow<'_, '_>,
+    charge: &'c crate::history::reverse::Charge,
+) -> Result<Vec<ReversalRow<'c>>, String> {
+    let rev =
+        crate::history::reverse::reversals(r.line.subtotal, charge.credited, &charge.accruals)
+            .map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(rev.len());
+    for (x, c) in rev.into_iter().zip(&charge.accruals) {
+        let rec = &c.accrual;
+        let at = &x.reverses;
+        if rec.currency != r.line.currency.as_str() {
+            return Err(format!(
+                "the credit is in {}, the closed charge {at} in {}: a credit reverses its charge in the charge's currency",
+                r.line.currency.as_str(),
+                rec.currency
+            ));
+        }
+        let program = inputs
+            .rules
+            .programs
+            .iter()
+            .position(|p| p.id == rec.program_id)
+            .ok_or_else(|| {
+                format!(
+                    "the closed charge {at} accrued under program '{}', which the rules no longer have",
+                    rec.program_id
+                )
+            })?;
+        let association = crate::config::Association::parse(&rec.association).ok_or_else(|| {
+            format!(
+                "the closed charge {at} has the association '{}': the history is damaged",
+                rec.association
+            )
+        })?;
+        let month = crate::dates::Month::parse(&rec.accrual_month).ok_or_else(|| {
+            format!(
+                "the closed charge {at} has the accrual month '{}': the history is damaged",
+                rec.accrual_month
+            )
+        })?;
+        out.push(ReversalRow {
+            accrual: Accrual {
+                program,
+                partner_id: &rec.partner_id,
+                association,
+                basis: x.basis,
+                rate: x.rate,
+                share: x.share,
+                amount: x.amount,
+                designation: None,
+                days: None,
+                month,
+            },
+            customer_id: &rec.customer_id,
+            subscription_id: &rec.subscription_id,
+            program_id: &inputs.rules.programs[program].id,
+            reverses: x.reverses,
+        });
+    }
+    Ok(out)
+}
+
+/// The columns of `source-keys.csv`: one row per accrued billing line, what
+/// `close` records with its accruals so that a later credit can find them.
+pub const SOURCE_KEYS_HEADER: [&str; 9] = [
+    "source_file",
+    "source_line",
+    "reference_id",
+    "subscription_id",
+    "product_id",
+    "sku_id",
+    "charge_start",
+    "charge_end",
+    "line_amount",
+];
+
+/// One row of `source-keys.csv` (see [`SOURCE_KEYS_HEADER`]); the
+/// subscription as its key, like the ledger; `line_amount` is the line's
+/// whole `Subtotal`, exact.
+fn write_source_keys_row(w: &mut RowBuf, source_file: &str, r: &LineRow<'_, '_>) {
+    let line = r.line;
+    w.text(source_file);
+    w.num(r.line_no);
+    w.text(line.reference_id.trim());
+    w.text(r.skey);
+    w.text(line.product_id);
+    w.text(line.sku_id.unwrap_or(""));
+    w.date(line.charge_start);
+    match line.charge_end {
+        Some(d) => w.date(d),
+        None => w.empty(),
+    }
+    w.decimal(line.subtotal, line.currency.minor_units());
+    w.end();
 }
 
 /// What accruing the usage records produced.
@@ -665,6 +888,7 @@ pub fn accrue_usage(inputs: &Inputs, period: Period) -> UsageRun {
             ledger: ledger.buf,
             not_eligible: not_eligible.buf,
             rejects: rejects.buf,
+            keys: Vec::new(),
             reject_samples,
             n_rejects,
         },
@@ -717,6 +941,7 @@ fn usage_rows(
                 // No proration for usage.
                 credited_days: None,
                 charge_days: None,
+                reverses: None,
             },
         );
     }
@@ -1041,6 +1266,7 @@ fn collect_one(
         ledger: reuse(out.ledger),
         not_eligible: reuse(out.not_eligible),
         rejects: reuse(out.rejects),
+        keys: reuse(out.keys),
     }
 }
 

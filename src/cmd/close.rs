@@ -5,7 +5,10 @@
 //! SHA-256 that `manifest.json` gives for it (the bytes stored are the bytes
 //! that were hashed): `manifest.json` (period, inputs, outputs),
 //! `statements.json` (lines, totals, designation rows), `ledger.csv` (the
-//! accruals, by column name) and `attainment.csv` when the run read usage
+//! accruals, by column name), `source-keys.csv` when the run had `--history`
+//! (each accrued billing line's reference, subscription, product and SKU IDs,
+//! charge dates and whole amount, recorded with its accruals so that later
+//! credits can find them) and `attainment.csv` when the run read usage
 //! (monthly active users, for later high-water marks).
 
 use std::collections::HashMap;
@@ -23,7 +26,9 @@ use crate::history::{
 };
 use crate::ingest::FileDigest;
 use crate::ledger::{LedgerColumn as C, LedgerReader};
+use crate::pipeline::SOURCE_KEYS_HEADER;
 use crate::render::publish;
+use crate::render::sink::SOURCE_KEYS;
 use crate::statements::StatementSet;
 
 pub fn close(args: &CloseArgs) -> Result<Finish, Fatal> {
@@ -72,10 +77,16 @@ pub fn close(args: &CloseArgs) -> Result<Finish, Fatal> {
         hash: Sha256::new(),
         bytes: 0,
     };
+    let keys = match listed.get(SOURCE_KEYS) {
+        Some(d) => Some(SourceKeys::open(&out.join(SOURCE_KEYS), d.clone())?),
+        None => None,
+    };
+    let without_keys = keys.is_none();
     let rows = LedgerRows {
         rdr: LedgerReader::new(&ledger_path.display().to_string(), hashing)?,
         expected: listed.get("ledger.csv").cloned(),
         path: ledger_path.clone(),
+        keys,
         done: false,
     };
     let version = history.close(&rec, rows, fault_hook).map_err(|e| match e {
@@ -91,6 +102,13 @@ pub fn close(args: &CloseArgs) -> Result<Finish, Fatal> {
             rec.totals.len(),
             rec.usage.len()
         );
+        if without_keys {
+            eprintln!(
+                "porledger: the run in {} was made without --history, so it recorded no source keys: credits in later months cannot find the charges of {} and are accrued as new lines",
+                out.display(),
+                rec.period
+            );
+        }
     }
     Ok(Finish::Clean)
 }
@@ -280,6 +298,8 @@ struct LedgerRows<R: Read> {
     rdr: LedgerReader<HashingReader<R>>,
     expected: Option<FileDigest>,
     path: PathBuf,
+    /// `source-keys.csv`, read in step with the ledger.
+    keys: Option<SourceKeys<std::io::BufReader<std::fs::File>>>,
     done: bool,
 }
 
@@ -301,6 +321,13 @@ impl<R: Read> LedgerRows<R> {
                 message: format!("'{v}' is not a whole number"),
             })
         };
+        let source_file = row.get(C::SourceFile);
+        let source_line = num(C::SourceLine)?.unwrap_or(0);
+        let key = match self.keys.as_mut() {
+            Some(k) => k.of(source_file, source_line)?.cloned(),
+            None => None,
+        };
+        let key = key.unwrap_or_default();
         Ok(Some(AccrualRec {
             partner_id: row.get(C::PartnerId).to_string(),
             customer_id: row.get(C::CustomerId).to_string(),
@@ -309,19 +336,23 @@ impl<R: Read> LedgerRows<R> {
             subscription_id: row.get(C::SubscriptionId).to_string(),
             charge_date: row.get(C::ChargeDate).to_string(),
             accrual_month: row.get(C::AccrualMonth).to_string(),
-            source_file: row.get(C::SourceFile).to_string(),
-            source_line: num(C::SourceLine)?.unwrap_or(0),
-            reference_id: None,
-            product_id: None,
-            sku_id: None,
-            charge_start: None,
-            charge_end: None,
+            source_file: source_file.to_string(),
+            source_line,
+            reference_id: key.reference_id,
+            product_id: key.product_id,
+            sku_id: key.sku_id,
+            charge_start: key.charge_start,
+            charge_end: key.charge_end,
             basis: row.get(C::BasisAmount).to_string(),
             rate: row.get(C::Rate).to_string(),
             share: row.get(C::Share).to_string(),
             amount: row.get(C::AccrualAmount).to_string(),
             currency: row.get(C::Currency).to_string(),
             designation_line: num(C::DesignationLine)?,
+            line_amount: key.line_amount,
+            reverses: Some(row.get(C::Reverses))
+                .filter(|r| !r.is_empty())
+                .map(str::to_string),
         }))
     }
 }
@@ -340,8 +371,12 @@ impl<R: Read> Iterator for LedgerRows<R> {
                 let h = self.rdr.get_ref();
                 let sha = crate::ingest::hex(&h.hash.clone().finalize());
                 match &self.expected {
-                    Some(d) if d.sha256 == sha && d.bytes == h.bytes => None,
-                    _ => Some(Err(changed(&self.path))),
+                    Some(d) if d.sha256 == sha && d.bytes == h.bytes => {}
+                    _ => return Some(Err(changed(&self.path))),
+                }
+                match self.keys.as_mut().map(SourceKeys::finish) {
+                    Some(Err(e)) => Some(Err(e)),
+                    _ => None,
                 }
             }
             Err(e) => {
@@ -349,5 +384,148 @@ impl<R: Read> Iterator for LedgerRows<R> {
                 Some(Err(e))
             }
         }
+    }
+}
+
+/// The source keys of one accrued billing line (empty text is `None`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct KeyRow {
+    source_file: String,
+    source_line: u64,
+    reference_id: Option<String>,
+    subscription_id: Option<String>,
+    product_id: Option<String>,
+    sku_id: Option<String>,
+    charge_start: Option<String>,
+    charge_end: Option<String>,
+    line_amount: Option<String>,
+}
+
+/// `source-keys.csv`, read in step with `ledger.csv`: both are in input
+/// order, one keys row per accrued billing line and one ledger row or more
+/// per accrued line (usage rows, after them, have no keys). Holds two rows
+/// at a time; checked against the manifest at the end, and every keys row
+/// must have been used.
+struct SourceKeys<R: Read> {
+    rdr: csv::Reader<HashingReader<R>>,
+    path: PathBuf,
+    expected: FileDigest,
+    rec: csv::StringRecord,
+    line: u64,
+    cur: Option<KeyRow>,
+    next: Option<KeyRow>,
+    ended: bool,
+}
+
+impl SourceKeys<std::io::BufReader<std::fs::File>> {
+    fn open(path: &Path, expected: FileDigest) -> Result<Self, Fatal> {
+        let file = std::fs::File::open(path).map_err(|e| Fatal::io(path, e))?;
+        let mut rdr = csv::Reader::from_reader(HashingReader {
+            inner: std::io::BufReader::with_capacity(1 << 20, file),
+            hash: Sha256::new(),
+            bytes: 0,
+        });
+        let header = rdr.headers().map_err(|e| data_err(path, e.to_string()))?;
+        if header.iter().ne(SOURCE_KEYS_HEADER.iter().copied()) {
+            return Err(Fatal::Data {
+                file: path.display().to_string(),
+                line: 1,
+                column: None,
+                message: format!(
+                    "the header is not {}: not a porledger source-keys.csv",
+                    SOURCE_KEYS_HEADER.join(",")
+                ),
+            });
+        }
+        Ok(SourceKeys {
+            rdr,
+            path: path.to_path_buf(),
+            expected,
+            rec: csv::StringRecord::new(),
+            line: 1,
+            cur: None,
+            next: None,
+            ended: false,
+        })
+    }
+}
+
+impl<R: Read> SourceKeys<R> {
+    /// Reads the next row into `self.next` (unless at the end).
+    fn peek(&mut self) -> Result<(), Fatal> {
+        if self.next.is_some() || self.ended {
+            return Ok(());
+        }
+        let more = self
+            .rdr
+            .read_record(&mut self.rec)
+            .map_err(|e| data_err(&self.path, e.to_string()))?;
+        if !more {
+            self.ended = true;
+            return Ok(());
+        }
+        self.line += 1;
+        let g = |i: usize| {
+            let v = crate::render::excel_unescape(self.rec.get(i).unwrap_or(""));
+            (!v.is_empty()).then(|| v.to_string())
+        };
+        let source_line = self.rec.get(1).unwrap_or("");
+        let source_line = source_line.parse().map_err(|_| Fatal::Data {
+            file: self.path.display().to_string(),
+            line: self.line,
+            column: Some("source_line".into()),
+            message: format!("'{source_line}' is not a whole number"),
+        })?;
+        self.next = Some(KeyRow {
+            source_file: g(0).unwrap_or_default(),
+            source_line,
+            reference_id: g(2),
+            subscription_id: g(3),
+            product_id: g(4),
+            sku_id: g(5),
+            charge_start: g(6),
+            charge_end: g(7),
+            line_amount: g(8),
+        });
+        Ok(())
+    }
+
+    /// The keys of the billing line `file:line`, if it has any.
+    fn of(&mut self, file: &str, line: u64) -> Result<Option<&KeyRow>, Fatal> {
+        let is = |k: &Option<KeyRow>| {
+            k.as_ref()
+                .is_some_and(|k| k.source_line == line && k.source_file == file)
+        };
+        if !is(&self.cur) {
+            self.peek()?;
+            if !is(&self.next) {
+                return Ok(None);
+            }
+            self.cur = self.next.take();
+        }
+        Ok(self.cur.as_ref())
+    }
+
+    /// After the ledger's last row: every keys row was used and the file is
+    /// the one the manifest lists.
+    fn finish(&mut self) -> Result<(), Fatal> {
+        self.peek()?;
+        if let Some(k) = &self.next {
+            return Err(Fatal::Data {
+                file: self.path.display().to_string(),
+                line: self.line,
+                column: None,
+                message: format!(
+                    "the keys of {}:{} match no row of ledger.csv: the two files are not of the same run",
+                    k.source_file, k.source_line
+                ),
+            });
+        }
+        let h = self.rdr.get_ref();
+        let sha = crate::ingest::hex(&h.hash.clone().finalize());
+        if self.expected.sha256 != sha || self.expected.bytes != h.bytes {
+            return Err(changed(&self.path));
+        }
+        Ok(())
     }
 }

@@ -5,7 +5,7 @@ use crate::cli::RunArgs;
 use crate::cmd::{load, pool, renderer, Finish};
 use crate::console::{self, Bar, RunSummary, Timings};
 use crate::error::Fatal;
-use crate::history::{FileRec, History, RunHistory};
+use crate::history::{ClosedLookup, FileRec, History, RunHistory};
 use crate::ingest::designations::Reject;
 use crate::ingest::fx::FxTable;
 use crate::money::Currency;
@@ -48,7 +48,17 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     };
     let renderer = s.pdf.as_ref().map(renderer).transpose()?;
     let closed = closed_marks(history.as_ref().and_then(Option::as_ref))?;
-    let inputs = load(&s.inputs, &closed)?;
+    let mut inputs = load(&s.inputs, &closed)?;
+    // With a history, each accrued billing line's source keys are published
+    // for `close` (a run without one pays nothing for them).
+    inputs.source_keys = history.is_some();
+    // Credits are looked up in the closed periods through a connection of
+    // their own, in one read transaction for the whole run.
+    if let Some(p) = &s.history {
+        if let Some(h) = History::open_read(p)? {
+            inputs.closed = Some(Box::new(ClosedLookup::new(h, Some(s.period.label()))?));
+        }
+    }
     console::phase_memory("inputs loaded");
     let pool = pool(s.inputs.threads)?;
     let fx = load_fx(&s, &inputs)?;
@@ -147,7 +157,7 @@ fn stream_rows(
     fx: Option<&Fx>,
     staging: &Staging,
 ) -> Result<Rows, Fatal> {
-    let mut sink = FileSink::new(&staging.dir, &staging.files)?;
+    let mut sink = FileSink::new(&staging.dir, &staging.files, inputs.source_keys)?;
     let mut early_rejects = inputs.designations.rejects.clone();
     early_rejects.extend(inputs.usage.rejects.iter().cloned());
     if let Some(fx) = fx {

@@ -14,7 +14,15 @@ use crate::settings::ValidateSettings;
 
 pub fn validate(args: &ValidateArgs) -> Result<Finish, Fatal> {
     let s = ValidateSettings::new(args)?;
-    let inputs = load(&s.inputs, &crate::attain::ClosedMarks::default())?;
+    let mut inputs = load(&s.inputs, &crate::attain::ClosedMarks::default())?;
+    if let Some(p) = &args.history {
+        if let Some(h) = crate::history::History::open_read(p)? {
+            inputs.closed = Some(Box::new(crate::history::ClosedLookup::new(
+                h,
+                s.period.map(|p| p.label()),
+            )?));
+        }
+    }
     let stream = s.inputs.stream(s.period, None);
     let streamed = pipeline::stream(&inputs, &stream, &mut NullSink, &console::NoBar, 0)?;
     let acc = accounting(&inputs, &streamed);

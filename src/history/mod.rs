@@ -32,6 +32,7 @@
 //! writer waits up to `busy_timeout` and then fails with a clear error.
 
 pub mod adjust;
+pub mod reverse;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -43,7 +44,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 pub const APPLICATION_ID: i32 = 0x504F_524C;
 
 /// The schema version this build reads and writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Why the history cannot be used. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -243,6 +244,22 @@ pub struct AccrualRec {
     pub amount: String,
     pub currency: String,
     pub designation_line: Option<u64>,
+    /// The billing line's whole amount (its `Subtotal`), exact text: what a
+    /// later credit is a proportion of. `None` where the run did not record
+    /// source keys, or in a schema version 1 history.
+    pub line_amount: Option<String>,
+    /// For a reversal row: the closed accrual it reverses,
+    /// `PERIOD vVERSION FILE:LINE`; `None` for every other row.
+    pub reverses: Option<String>,
+}
+
+/// A recorded accrual of a closed period, with the issued version it
+/// belongs to (the latest of its period).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosedAccrual {
+    pub period: String,
+    pub version: u32,
+    pub accrual: AccrualRec,
 }
 
 /// Monthly active users of one tenant and workload in one month.
@@ -281,6 +298,10 @@ pub struct History {
     path: PathBuf,
     /// How long a writer waits for another one.
     wait: Duration,
+    /// The schema version of the file: [`SCHEMA_VERSION`] once written by
+    /// this build; an older one when opened read-only (its readers then
+    /// return `None` for the columns it lacks).
+    schema: i32,
 }
 
 const SCHEMA_V1: &str = "
@@ -329,9 +350,24 @@ CREATE TABLE usage_marks(customer_id TEXT NOT NULL, workload TEXT NOT NULL,
   PRIMARY KEY(customer_id, workload, month)) WITHOUT ROWID;
 ";
 
+/// Version 2: credits against closed months. Each accrual keeps the whole
+/// amount of its billing line (a credit reverses a proportion of it) and,
+/// for a reversal row, which closed accrual it reverses.
+const SCHEMA_V2: &str = "
+ALTER TABLE accruals ADD COLUMN line_amount TEXT;
+ALTER TABLE accruals ADD COLUMN reverses TEXT;
+CREATE INDEX accruals_reverses ON accruals(reverses) WHERE reverses IS NOT NULL;
+";
+
 /// The migrations, in order: `MIGRATIONS[i]` takes schema version `i` to
 /// `i + 1`.
-const MIGRATIONS: &[(&str, &str)] = &[("porledger history v1", SCHEMA_V1)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("porledger history v1", SCHEMA_V1),
+    (
+        "accruals.line_amount and accruals.reverses (credits against closed months)",
+        SCHEMA_V2,
+    ),
+];
 
 /// The busy timeout of readers (a writer holds the lock for one close).
 const READ_WAIT: Duration = Duration::from_secs(60);
@@ -346,13 +382,17 @@ impl History {
                 blank_is_empty(path)?;
                 Ok(None)
             }
-            Probe::Ours { version } if version < SCHEMA_VERSION => Err(HistoryError::Refused {
+            // Version 0 (a file between creation and its first migration)
+            // holds nothing a reader could use.
+            Probe::Ours { version } if version < 1 => Err(HistoryError::Refused {
                 path: path.display().to_string(),
                 message: format!(
                     "history schema version {version} is older than this porledger's ({SCHEMA_VERSION}); the next `porledger close` upgrades it"
                 ),
             }),
-            Probe::Ours { .. } => {
+            // An older schema is read as it is (never upgraded by a reader):
+            // the next `porledger close` upgrades it.
+            Probe::Ours { version } => {
                 let conn = Connection::open_with_flags(
                     path,
                     OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -363,6 +403,7 @@ impl History {
                     conn,
                     path: path.to_path_buf(),
                     wait: READ_WAIT,
+                    schema: version,
                 };
                 h.check_ids()?;
                 Ok(Some(h))
@@ -384,6 +425,7 @@ impl History {
             conn,
             path: path.to_path_buf(),
             wait,
+            schema: SCHEMA_VERSION,
         };
         let current = matches!(found, Probe::Ours { version } if version == SCHEMA_VERSION);
         if !current {
@@ -658,43 +700,125 @@ impl History {
         partner: &str,
     ) -> Result<Vec<AccrualRec>, HistoryError> {
         let id = self.close_id(period, version)?;
+        let sql_text = format!(
+            "SELECT {ACCRUAL_COLUMNS}, {} FROM accruals WHERE close_id = ?1 AND partner_id = ?2 ORDER BY rowid",
+            self.v2_columns()
+        );
         let mut st = self
             .conn
-            .prepare(
-                "SELECT partner_id, customer_id, program_id, association, subscription_id, charge_date,
-                        accrual_month, source_file, source_line, reference_id, product_id, sku_id,
-                        charge_start, charge_end, basis, rate, share, amount, currency, designation_line
-                 FROM accruals WHERE close_id = ?1 AND partner_id = ?2 ORDER BY rowid",
-            )
+            .prepare(&sql_text)
             .map_err(|e| sql(&self.path, e))?;
         let rows = st
-            .query_map(params![id, partner], |r| {
-                Ok(AccrualRec {
-                    partner_id: r.get(0)?,
-                    customer_id: r.get(1)?,
-                    program_id: r.get(2)?,
-                    association: r.get(3)?,
-                    subscription_id: r.get(4)?,
-                    charge_date: r.get(5)?,
-                    accrual_month: r.get(6)?,
-                    source_file: r.get(7)?,
-                    source_line: r.get::<_, i64>(8)? as u64,
-                    reference_id: r.get(9)?,
-                    product_id: r.get(10)?,
-                    sku_id: r.get(11)?,
-                    charge_start: r.get(12)?,
-                    charge_end: r.get(13)?,
-                    basis: r.get(14)?,
-                    rate: r.get(15)?,
-                    share: r.get(16)?,
-                    amount: r.get(17)?,
-                    currency: r.get(18)?,
-                    designation_line: r.get::<_, Option<i64>>(19)?.map(|n| n as u64),
-                })
-            })
+            .query_map(params![id, partner], accrual_rec)
             .map_err(|e| sql(&self.path, e))?;
         rows.collect::<Result<_, _>>()
             .map_err(|e| sql(&self.path, e))
+    }
+
+    /// The columns of schema version 2 in `accruals`, or NULLs in their
+    /// place in an older file.
+    fn v2_columns(&self) -> &'static str {
+        if self.schema >= 2 {
+            "line_amount, reverses"
+        } else {
+            "NULL, NULL"
+        }
+    }
+
+    /// The recorded accruals of the charges `key` may credit, in the latest
+    /// issued version of every closed period: by reference ID when the
+    /// credit has one, otherwise by subscription, product and SKU with
+    /// overlapping charge dates (see [`reverse::matches`]). Each comes with
+    /// its period and version, ordered by period, then as recorded. Uses the
+    /// indexes on `accruals`: the cost is per credit, not per closed row.
+    /// Empty in a schema version 1 history (it recorded no source keys).
+    pub fn closed_charges(
+        &self,
+        key: &reverse::ChargeKey,
+    ) -> Result<Vec<ClosedAccrual>, HistoryError> {
+        if self.schema < 2 {
+            return Ok(Vec::new());
+        }
+        let latest = "c.version = (SELECT max(version) FROM closes c2 WHERE c2.period = c.period)";
+        let cols = ACCRUAL_COLUMNS
+            .split(", ")
+            .map(|c| format!("a.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let (cond, args): (&str, Vec<Option<&str>>) = match key.reference() {
+            Some(r) => ("a.reference_id = ?1", vec![Some(r)]),
+            None => (
+                "a.subscription_id = ?1 AND a.product_id = ?2 AND a.sku_id IS ?3",
+                vec![
+                    Some(key.subscription_id.as_str()),
+                    Some(key.product_id.as_str()),
+                    key.sku_id.as_deref(),
+                ],
+            ),
+        };
+        let sql_text = format!(
+            "SELECT {cols}, a.line_amount, a.reverses, c.period, c.version
+             FROM accruals a JOIN closes c ON c.id = a.close_id
+             WHERE {cond} AND {latest}
+             ORDER BY c.period, a.rowid"
+        );
+        let mut st = self
+            .conn
+            .prepare(&sql_text)
+            .map_err(|e| sql(&self.path, e))?;
+        let rows = st
+            .query_map(rusqlite::params_from_iter(args), |r| {
+                Ok(ClosedAccrual {
+                    accrual: accrual_rec(r)?,
+                    period: r.get(22)?,
+                    version: r.get(23)?,
+                })
+            })
+            .map_err(|e| sql(&self.path, e))?;
+        let found: Vec<ClosedAccrual> = rows
+            .collect::<Result<_, _>>()
+            .map_err(|e| sql(&self.path, e))?;
+        Ok(found
+            .into_iter()
+            .filter(|c| reverse::matches(key, &c.accrual))
+            .collect())
+    }
+
+    /// The sum of the closed credits recorded against the charge `label`
+    /// (`PERIOD vVERSION FILE:LINE`): each credit line's whole amount once,
+    /// from the latest version of the period that recorded it.
+    pub fn credited(&self, label: &str) -> Result<rust_decimal::Decimal, HistoryError> {
+        if self.schema < 2 {
+            return Ok(rust_decimal::Decimal::ZERO);
+        }
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT DISTINCT c.period, a.source_file, a.source_line, a.line_amount
+                 FROM accruals a JOIN closes c ON c.id = a.close_id
+                 WHERE a.reverses = ?1
+                   AND c.version = (SELECT max(version) FROM closes c2 WHERE c2.period = c.period)",
+            )
+            .map_err(|e| sql(&self.path, e))?;
+        let amounts = st
+            .query_map(params![label], |r| r.get::<_, Option<String>>(3))
+            .map_err(|e| sql(&self.path, e))?;
+        let mut sum = rust_decimal::Decimal::ZERO;
+        for a in amounts {
+            let a = a.map_err(|e| sql(&self.path, e))?.unwrap_or_default();
+            let d = a
+                .parse::<rust_decimal::Decimal>()
+                .ok()
+                .and_then(|d| sum.checked_add(d))
+                .ok_or_else(|| HistoryError::Refused {
+                    path: self.path.display().to_string(),
+                    message: format!(
+                        "a credit recorded against {label} has the amount '{a}': not an exact decimal; the history is damaged"
+                    ),
+                })?;
+            sum = d;
+        }
+        Ok(sum)
     }
 
     /// Every usage mark, by tenant, workload and month.
@@ -782,6 +906,88 @@ impl History {
         pause();
         tx.commit().map_err(s)?;
         Ok(version)
+    }
+}
+
+/// The columns of `accruals` read into an [`AccrualRec`] (then `line_amount`
+/// and `reverses`).
+const ACCRUAL_COLUMNS: &str =
+    "partner_id, customer_id, program_id, association, subscription_id, charge_date, \
+     accrual_month, source_file, source_line, reference_id, product_id, sku_id, \
+     charge_start, charge_end, basis, rate, share, amount, currency, designation_line";
+
+/// A row of `SELECT {ACCRUAL_COLUMNS}, line_amount, reverses`.
+fn accrual_rec(r: &rusqlite::Row<'_>) -> rusqlite::Result<AccrualRec> {
+    Ok(AccrualRec {
+        partner_id: r.get(0)?,
+        customer_id: r.get(1)?,
+        program_id: r.get(2)?,
+        association: r.get(3)?,
+        subscription_id: r.get(4)?,
+        charge_date: r.get(5)?,
+        accrual_month: r.get(6)?,
+        source_file: r.get(7)?,
+        source_line: r.get::<_, i64>(8)? as u64,
+        reference_id: r.get(9)?,
+        product_id: r.get(10)?,
+        sku_id: r.get(11)?,
+        charge_start: r.get(12)?,
+        charge_end: r.get(13)?,
+        basis: r.get(14)?,
+        rate: r.get(15)?,
+        share: r.get(16)?,
+        amount: r.get(17)?,
+        currency: r.get(18)?,
+        designation_line: r.get::<_, Option<i64>>(19)?.map(|n| n as u64),
+        line_amount: r.get(20)?,
+        reverses: r.get(21)?,
+    })
+}
+
+/// The history as the engine's [`reverse::ClosedCharges`]: one read-only
+/// connection, asked once per credit line (credits are few) through the
+/// indexes, under a lock shared by the workers.
+pub struct ClosedLookup {
+    history: std::sync::Mutex<History>,
+    /// The period being run: a restatement re-accrues it from its own
+    /// files, so its credits never reverse its own issued charges.
+    own_period: Option<String>,
+}
+
+impl ClosedLookup {
+    /// Holds one read transaction for the whole run, so that every credit
+    /// sees the same history even if a `close` commits meanwhile.
+    /// `own_period`: the period label of the run (`None` for `validate`
+    /// without `--period`).
+    pub fn new(h: History, own_period: Option<String>) -> Result<ClosedLookup, HistoryError> {
+        h.conn
+            .execute_batch("BEGIN DEFERRED")
+            .map_err(|e| sql(&h.path, e))?;
+        Ok(ClosedLookup {
+            history: std::sync::Mutex::new(h),
+            own_period,
+        })
+    }
+}
+
+impl reverse::ClosedCharges for ClosedLookup {
+    fn charge(&self, key: &reverse::ChargeKey) -> Result<Option<reverse::Charge>, String> {
+        let h = self
+            .history
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut found = h.closed_charges(key).map_err(|e| e.to_string())?;
+        found.retain(|c| Some(&c.period) != self.own_period.as_ref());
+        let Some(accruals) = reverse::one_charge(found)? else {
+            return Ok(None);
+        };
+        let credited = match accruals.first() {
+            Some(a) => h
+                .credited(&reverse::reverses_label(a))
+                .map_err(|e| e.to_string())?,
+            None => rust_decimal::Decimal::ZERO,
+        };
+        Ok(Some(reverse::Charge { accruals, credited }))
     }
 }
 
@@ -917,8 +1123,8 @@ where
             "INSERT INTO accruals(close_id, partner_id, customer_id, program_id, association,
                subscription_id, charge_date, accrual_month, source_file, source_line, reference_id,
                product_id, sku_id, charge_start, charge_end, basis, rate, share, amount, currency,
-               designation_line)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
+               designation_line, line_amount, reverses)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
         )
         .map_err(s)?;
     let mut n = 0u64;
@@ -945,7 +1151,9 @@ where
             a.share,
             a.amount,
             a.currency,
-            a.designation_line.map(|n| n as i64)
+            a.designation_line.map(|n| n as i64),
+            a.line_amount,
+            a.reverses
         ])
         .map_err(s)?;
         n += 1;
@@ -1051,7 +1259,12 @@ mod tests {
         })];
         assert_eq!(h.close(&record("2026-10", None), rows, || {}).unwrap(), 1);
         drop(h);
-        assert_eq!(probe(&p).unwrap(), Probe::Ours { version: 1 });
+        assert_eq!(
+            probe(&p).unwrap(),
+            Probe::Ours {
+                version: SCHEMA_VERSION
+            }
+        );
         let h = History::open_read(&p).unwrap().unwrap();
         let c = h.closes(None).unwrap();
         assert_eq!(c.len(), 1);
@@ -1152,5 +1365,140 @@ mod tests {
         assert!(matches!(e, HistoryError::Newer { .. }), "{e}");
         assert!(History::open_read(&p).is_err());
         assert_eq!(std::fs::read(&p).unwrap(), before);
+    }
+
+    fn charge(partner: &str, reference: Option<&str>, sku: Option<&str>, line: u64) -> AccrualRec {
+        AccrualRec {
+            partner_id: partner.into(),
+            customer_id: "c1".into(),
+            program_id: "prog".into(),
+            subscription_id: "sub-1".into(),
+            source_file: "oct.csv".into(),
+            source_line: line,
+            reference_id: reference.map(Into::into),
+            product_id: Some("CFQ7".into()),
+            sku_id: sku.map(Into::into),
+            charge_start: Some("2026-10-01".into()),
+            charge_end: Some("2026-10-31".into()),
+            basis: "100.00".into(),
+            rate: "0.05".into(),
+            share: "1".into(),
+            amount: "5.0000".into(),
+            currency: "USD".into(),
+            line_amount: Some("100.00".into()),
+            ..AccrualRec::default()
+        }
+    }
+
+    fn key(reference: &str, sku: Option<&str>) -> reverse::ChargeKey {
+        let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        reverse::ChargeKey {
+            reference_id: reference.into(),
+            subscription_id: "sub-1".into(),
+            product_id: "CFQ7".into(),
+            sku_id: sku.map(Into::into),
+            charge_start: day("2026-10-10"),
+            charge_end: day("2026-11-09"),
+        }
+    }
+
+    #[test]
+    fn closed_charges_come_from_the_latest_version_of_each_period() {
+        let d = tmp();
+        let p = d.path().join("h.db");
+        let mut h = History::open_write(&p, Duration::from_secs(1)).unwrap();
+        let v1 = vec![
+            Ok::<_, ()>(charge("P1", Some("REF-1"), Some("0001"), 2)),
+            Ok(charge("P1", None, Some("0001"), 3)),
+        ];
+        h.close(&record("2026-10", None), v1, || {}).unwrap();
+        let by_ref = h.closed_charges(&key("REF-1", None)).unwrap();
+        assert_eq!(by_ref.len(), 1);
+        assert_eq!(
+            (by_ref[0].period.as_str(), by_ref[0].version),
+            ("2026-10", 1)
+        );
+        assert_eq!(by_ref[0].accrual.line_amount.as_deref(), Some("100.00"));
+        let by_keys = h.closed_charges(&key("", Some("0001"))).unwrap();
+        assert_eq!(
+            by_keys.len(),
+            2,
+            "both lines have the subscription, product and SKU"
+        );
+        assert!(h.closed_charges(&key("", None)).unwrap().is_empty());
+        assert!(h
+            .closed_charges(&key("REF-2", Some("0001")))
+            .unwrap()
+            .is_empty());
+        // A restatement moves the charge to P2: only version 2 is looked at.
+        let v2 = vec![Ok::<_, ()>(charge("P2", Some("REF-1"), Some("0001"), 2))];
+        h.close(&record("2026-10", Some(1)), v2, || {}).unwrap();
+        let by_ref = h.closed_charges(&key("REF-1", None)).unwrap();
+        assert_eq!(by_ref.len(), 1);
+        assert_eq!(
+            (by_ref[0].version, by_ref[0].accrual.partner_id.as_str()),
+            (2, "P2")
+        );
+    }
+
+    /// A schema version 1 file, as porledger 0.x wrote it.
+    fn v1_file(p: &Path) {
+        let c = Connection::open(p).unwrap();
+        c.execute_batch(SCHEMA_V1).unwrap();
+        c.execute(
+            "INSERT INTO migrations(version, description) VALUES (1, 'porledger history v1')",
+            [],
+        )
+        .unwrap();
+        c.execute_batch(
+            "INSERT INTO closes(period, version, manifest_sha256, tool_version, rounding, accruals, partners)
+               VALUES ('2026-09', 1, 'ab', '0', 'half-even', 1, 1);
+             INSERT INTO accruals(close_id, partner_id, customer_id, program_id, association, subscription_id,
+               charge_date, accrual_month, source_file, source_line, basis, rate, share, amount, currency)
+               VALUES (1, 'P1', 'c1', 'prog', 'dpor', 'sub-1', '2026-09-01', '2026-09', 'sep.csv', 2,
+               '10', '0.05', '1', '0.50', 'USD');",
+        )
+        .unwrap();
+        c.pragma_update(None, "application_id", APPLICATION_ID)
+            .unwrap();
+        c.pragma_update(None, "user_version", 1).unwrap();
+    }
+
+    #[test]
+    fn a_version_1_file_is_read_as_it_is_and_upgraded_by_the_next_close() {
+        let d = tmp();
+        let p = d.path().join("h.db");
+        v1_file(&p);
+        assert_eq!(probe(&p).unwrap(), Probe::Ours { version: 1 });
+        let before = std::fs::read(&p).unwrap();
+        {
+            let h = History::open_read(&p).unwrap().unwrap();
+            let a = h.accruals("2026-09", 1, "P1").unwrap();
+            assert_eq!((a.len(), a[0].line_amount.as_ref()), (1, None));
+            assert!(h.closed_charges(&key("", None)).unwrap().is_empty());
+        }
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            before,
+            "a reader never upgrades"
+        );
+        let mut h = History::open_write(&p, Duration::from_secs(1)).unwrap();
+        let rows = vec![Ok::<_, ()>(charge("P1", Some("REF-1"), None, 2))];
+        h.close(&record("2026-10", None), rows, || {}).unwrap();
+        drop(h);
+        assert_eq!(probe(&p).unwrap(), Probe::Ours { version: 2 });
+        let h = History::open_read(&p).unwrap().unwrap();
+        // The version 1 rows are kept, without the new columns.
+        let old = h.accruals("2026-09", 1, "P1").unwrap();
+        assert_eq!(
+            (old[0].amount.as_str(), old[0].line_amount.as_ref()),
+            ("0.50", None)
+        );
+        assert_eq!(h.closed_charges(&key("REF-1", None)).unwrap().len(), 1);
+        let n: i64 = h
+            .conn
+            .query_row("SELECT count(*) FROM migrations", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 2);
     }
 }

@@ -63,9 +63,13 @@ pub enum Field {
     SyndicationPartnerSubscriptionNumber,
     /// Units billed (reconciliation of license lines uses it, not `Quantity`).
     BillableQuantity,
+    /// The SKU of the product (new commerce), one of the keys a credit
+    /// without `ReferenceId` is matched on. FOCUS files carry the SKU as
+    /// the product (`SkuId` is [`Field::ProductId`] there).
+    SkuId,
 }
 
-const N_FIELDS: usize = 20;
+const N_FIELDS: usize = 21;
 
 impl Field {
     pub const ALL: [Field; N_FIELDS] = [
@@ -89,6 +93,7 @@ impl Field {
         Field::EntitlementId,
         Field::SyndicationPartnerSubscriptionNumber,
         Field::BillableQuantity,
+        Field::SkuId,
     ];
 
     /// Header names that mean this field, normalised (lower case, letters and
@@ -111,6 +116,7 @@ impl Field {
             (Field::ProductId, Focus) => &["skuid"],
             (Field::ProductName, Focus) => &["servicename", "xskudescription"],
             (Field::SkuName, Focus) => &["xskudescription"],
+            (Field::SkuId, Focus) => &[],
             (Field::CustomerId, _) => &["customerid", "customertenantid"],
             (Field::CustomerName, _) => &["customername", "customercompanyname"],
             (Field::SubscriptionId, _) => &["subscriptionid"],
@@ -139,6 +145,7 @@ impl Field {
                 &["syndicationpartnersubscriptionnumber"]
             }
             (Field::BillableQuantity, _) => &["billablequantity"],
+            (Field::SkuId, _) => &["skuid"],
         }
     }
 
@@ -206,6 +213,7 @@ impl Field {
                 "SyndicationPartnerSubscriptionNumber"
             }
             (Field::BillableQuantity, _) => "BillableQuantity",
+            (Field::SkuId, _) => "SkuId",
         }
     }
 
@@ -369,6 +377,8 @@ pub struct BillingLine<'r> {
     pub billable_quantity: Option<Decimal>,
     /// A tax row (FOCUS `ChargeCategory = Tax`): not revenue, never accrues.
     pub tax: bool,
+    /// `SkuId`, when the file has the column and the line a value.
+    pub sku_id: Option<&'r str>,
 }
 
 /// A rejected record: which column, what value, why.
@@ -687,6 +697,7 @@ impl BillingLayout {
             syndication_id: optional(Field::SyndicationPartnerSubscriptionNumber)?,
             billable_quantity,
             tax,
+            sku_id: optional(Field::SkuId)?,
         })
     }
 }

@@ -10,7 +10,7 @@
 //!
 //! | column | type |
 //! |---|---|
-//! | partner_id, customer_id, program_id, association, subscription_id, source_file, currency | String |
+//! | partner_id, customer_id, program_id, association, subscription_id, source_file, currency, reverses | String |
 //! | charge_date | Date |
 //! | accrual_month | String, `YYYY-MM` |
 //! | source_line | Int64 |

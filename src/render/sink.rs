@@ -13,11 +13,17 @@ use crate::render::publish::{HashingWriter, Written};
 
 type Out = BufWriter<HashingWriter<File>>;
 
+/// The source keys of the accrued billing lines (`run --history`), read by
+/// `close`.
+pub const SOURCE_KEYS: &str = "source-keys.csv";
+
 /// Writes chunk rows into the staging directory's CSV files.
 pub struct FileSink {
     ledger: Out,
     not_eligible: Out,
     rejects: Out,
+    /// `source-keys.csv`, when the run records source keys (`--history`).
+    keys: Option<Out>,
     dir: PathBuf,
 }
 
@@ -34,11 +40,22 @@ fn open(dir: &Path, files: &Written, name: &str, header: &[&str]) -> Result<Out,
 }
 
 impl FileSink {
-    pub fn new(dir: &Path, files: &Written) -> Result<FileSink, Fatal> {
+    /// `keys`: also write `source-keys.csv`.
+    pub fn new(dir: &Path, files: &Written, keys: bool) -> Result<FileSink, Fatal> {
         Ok(FileSink {
             ledger: open(dir, files, "ledger.csv", &rcsv::LEDGER_HEADER)?,
             not_eligible: open(dir, files, "not-eligible.csv", &rcsv::NOT_ELIGIBLE_HEADER)?,
             rejects: open(dir, files, "rejects.csv", &rcsv::REJECTS_HEADER)?,
+            keys: keys
+                .then(|| {
+                    open(
+                        dir,
+                        files,
+                        SOURCE_KEYS,
+                        &crate::pipeline::SOURCE_KEYS_HEADER,
+                    )
+                })
+                .transpose()?,
             dir: dir.to_path_buf(),
         })
     }
@@ -57,13 +74,17 @@ impl FileSink {
         self.rejects.write_all(&bytes).map_err(|e| Fatal::io(&p, e))
     }
 
-    /// Flushes and closes the three files.
+    /// Flushes and closes the files.
     pub fn finish(self) -> Result<(), Fatal> {
+        let keys = self.keys.map(|k| (k, SOURCE_KEYS));
         for (w, name) in [
             (self.ledger, "ledger.csv"),
             (self.not_eligible, "not-eligible.csv"),
             (self.rejects, "rejects.csv"),
-        ] {
+        ]
+        .into_iter()
+        .chain(keys)
+        {
             w.into_inner()
                 .map_err(|e| Fatal::io(&self.dir.join(name), e.into_error()))?
                 .finish()?;
@@ -81,6 +102,10 @@ impl Sink for FileSink {
         self.not_eligible
             .write_all(&out.not_eligible)
             .map_err(|e| Fatal::io(&d.join("not-eligible.csv"), e))?;
+        if let Some(k) = self.keys.as_mut() {
+            k.write_all(&out.keys)
+                .map_err(|e| Fatal::io(&d.join(SOURCE_KEYS), e))?;
+        }
         self.rejects
             .write_all(&out.rejects)
             .map_err(|e| Fatal::io(&d.join("rejects.csv"), e))

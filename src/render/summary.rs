@@ -10,7 +10,7 @@ use crate::accrue::Reason;
 use crate::attain::PartnerUsage;
 use crate::dates::Period;
 use crate::error::Fatal;
-use crate::fold::{CountsReport, FileCounts};
+use crate::fold::{CountsReport, CreditCounts, FileCounts};
 use crate::pipeline::{Inputs, Streamed, UsageRun};
 use crate::render::pdf::PdfManifest;
 use crate::render::publish::{self, FileEntry, Staging};
@@ -31,9 +31,13 @@ pub struct FileRows {
     /// billing column that named the subscription.
     pub designation_matched_on: BTreeMap<&'static str, u64>,
     pub balanced: bool,
+    /// `run --history`: credit lines that referred to a charge of a closed
+    /// period and those that did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credits_against_history: Option<CreditCounts>,
 }
 
-fn file_rows(file: String, format: String, c: &FileCounts) -> FileRows {
+fn file_rows(file: String, format: String, c: &FileCounts, history: bool) -> FileRows {
     FileRows {
         file,
         format,
@@ -48,6 +52,10 @@ fn file_rows(file: String, format: String, c: &FileCounts) -> FileRows {
         dated_after_period: c.dated_after_period,
         designation_matched_on: c.matched_on_report(),
         balanced: c.balanced(),
+        credits_against_history: history.then_some(CreditCounts {
+            matched: c.credits_matched,
+            unmatched: c.credits_unmatched,
+        }),
     }
 }
 
@@ -70,12 +78,22 @@ pub struct RowAccounting {
 
 /// The row accounting of a streamed set of inputs.
 pub fn accounting(inputs: &Inputs, streamed: &Streamed) -> RowAccounting {
+    // With a history (`run` or `validate --history`) the credit counts are
+    // shown, zeros included.
+    let history = inputs.source_keys || inputs.closed.is_some();
     let billing: Vec<FileRows> = inputs
         .files
         .iter()
         .zip(&streamed.fold.files)
         .zip(&inputs.opened)
-        .map(|((f, c), o)| file_rows(f.display.clone(), o.layout.format.as_str().into(), c))
+        .map(|((f, c), o)| {
+            file_rows(
+                f.display.clone(),
+                o.layout.format.as_str().into(),
+                c,
+                history,
+            )
+        })
         .collect();
     RowAccounting {
         billing,
@@ -83,6 +101,7 @@ pub fn accounting(inputs: &Inputs, streamed: &Streamed) -> RowAccounting {
             "(all billing files)".into(),
             String::new(),
             &streamed.fold.totals(),
+            history,
         ),
         designations: DesignationRows {
             file: inputs.designations_display.clone(),

@@ -23,6 +23,7 @@ mod pdf;
 mod pdf_parity;
 mod properties;
 mod publish_faults;
+mod reversal;
 mod sample_data;
 mod snapshots;
 mod tieout;

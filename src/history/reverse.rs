@@ -1,0 +1,426 @@
+//! Credits against closed months: which recorded accruals a credit line
+//! reverses, and by how much. Pure: takes what the history returned, reads
+//! and writes nothing.
+//!
+//! A credit (a negative billing line) refers to a charge of a closed period
+//! by its `ReferenceId` when it has one, otherwise by subscription, product
+//! and SKU with an overlapping charge period. It reverses each recorded
+//! accrual of that charge in proportion to the credited amount: the recorded
+//! basis x (credit / the charge's line amount), kept to
+//! [`PRORATION_DP`] decimals like a prorated
+//! basis (a full credit reverses the recorded basis exactly). Money is still
+//! rounded once, at the statement lines.
+
+use chrono::NaiveDate;
+use rust_decimal::{Decimal, RoundingStrategy};
+
+use super::{AccrualRec, ClosedAccrual};
+use crate::accrue::PRORATION_DP;
+
+/// What identifies the charge a credit line refers to. IDs as the ledger
+/// writes them: the subscription as its key (lower case), the others as
+/// read.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ChargeKey {
+    /// Empty when the line has none.
+    pub reference_id: String,
+    pub subscription_id: String,
+    pub product_id: String,
+    /// `None` when the file has no `SkuId` column or the line leaves it empty.
+    pub sku_id: Option<String>,
+    pub charge_start: NaiveDate,
+    /// The start date when the line has no end date.
+    pub charge_end: NaiveDate,
+}
+
+impl ChargeKey {
+    /// The reference ID, when the line has one: then it alone decides.
+    pub fn reference(&self) -> Option<&str> {
+        let r = self.reference_id.trim();
+        (!r.is_empty()).then_some(r)
+    }
+}
+
+/// Whether `rec` is an accrual of the charge `key` refers to: the same
+/// reference ID when the credit has one (a recorded accrual without one never
+/// matches it); otherwise the same subscription, product and SKU and
+/// overlapping charge periods (both ends included). A recorded accrual
+/// without source keys (its run recorded none) never matches; neither does a
+/// reversal row or the accrual of a credit line (a negative line amount): a
+/// credit reverses charges, not other credits.
+pub fn matches(key: &ChargeKey, rec: &AccrualRec) -> bool {
+    let credit = rec
+        .line_amount
+        .as_deref()
+        .is_some_and(|a| a.trim_start().starts_with('-'));
+    if rec.reverses.is_some() || credit {
+        return false;
+    }
+    if let Some(r) = key.reference() {
+        return rec.reference_id.as_deref().map(str::trim) == Some(r);
+    }
+    if rec.subscription_id != key.subscription_id
+        || rec.product_id.as_deref() != Some(key.product_id.as_str())
+        || rec.sku_id.as_deref() != key.sku_id.as_deref()
+    {
+        return false;
+    }
+    let date = |s: &Option<String>| {
+        s.as_deref()
+            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+    };
+    let Some(start) = date(&rec.charge_start) else {
+        return false;
+    };
+    let end = date(&rec.charge_end).unwrap_or(start);
+    start <= key.charge_end && key.charge_start <= end
+}
+
+/// The one closed charge a credit refers to: its recorded accruals (one
+/// billing line's) and what closed credits already took from it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Charge {
+    pub accruals: Vec<ClosedAccrual>,
+    /// The sum of the earlier credits recorded against it (zero or
+    /// negative for a positive charge).
+    pub credited: Decimal,
+}
+
+/// What the engine asks the history about a credit line (implemented over
+/// the history by [`super::ClosedLookup`]). `Ok(None)`: the credit refers to
+/// no closed charge. `Err`: it cannot be decided (several charges match, or
+/// the history cannot be read), the reason for the credit line's reject.
+pub trait ClosedCharges: Send + Sync {
+    fn charge(&self, key: &ChargeKey) -> Result<Option<Charge>, String>;
+}
+
+/// The matched accruals grouped by the charge (billing line) they belong
+/// to: exactly one group, or an error naming the candidates.
+pub fn one_charge(found: Vec<ClosedAccrual>) -> Result<Option<Vec<ClosedAccrual>>, String> {
+    let Some(first) = found.first() else {
+        return Ok(None);
+    };
+    let label = reverses_label(first);
+    let mut others: Vec<String> = found
+        .iter()
+        .map(reverses_label)
+        .filter(|l| *l != label)
+        .collect();
+    if others.is_empty() {
+        return Ok(Some(found));
+    }
+    others.dedup();
+    Err(format!(
+        "the credit matches {} closed charges ({label}, {}): give it the ReferenceId of the charge it credits",
+        others.len() + 1,
+        others.join(", ")
+    ))
+}
+
+/// `PERIOD vVERSION FILE:LINE`: the `reverses` value of a reversal row.
+pub fn reverses_label(c: &ClosedAccrual) -> String {
+    format!(
+        "{} v{} {}:{}",
+        c.period, c.version, c.accrual.source_file, c.accrual.source_line
+    )
+}
+
+/// Why a credit cannot reverse the charge it matched. Each becomes a reject
+/// of the credit line, naming it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReverseError {
+    #[error("the closed accrual {0} has no line amount recorded, so the credit's proportion cannot be computed")]
+    NoLineAmount(String),
+    #[error("the closed accrual {at} has {what} '{value}': not an exact decimal; the history is damaged")]
+    Damaged {
+        at: String,
+        what: &'static str,
+        value: String,
+    },
+    #[error("the credit {credit} exceeds what is left of the charge it reverses ({at}: {left} of {line} not yet credited)")]
+    OverCredit {
+        at: String,
+        credit: Decimal,
+        left: Decimal,
+        line: Decimal,
+    },
+    #[error("the reversal of {at} cannot be computed: it would exceed the largest decimal (about 7.9e28)")]
+    Overflow { at: String },
+}
+
+/// One reversal: the recorded accrual and the basis and amount that undo
+/// the credited part of it (negative for a credit of a positive charge).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reversal {
+    pub of: ClosedAccrual,
+    /// `PERIOD vVERSION FILE:LINE`.
+    pub reverses: String,
+    pub basis: Decimal,
+    pub rate: Decimal,
+    pub share: Decimal,
+    /// `basis x rate x share`, exact (rounded once later, at the statement
+    /// line, like every accrual).
+    pub amount: Decimal,
+}
+
+fn exact(c: &ClosedAccrual, what: &'static str, v: &str) -> Result<Decimal, ReverseError> {
+    v.parse::<Decimal>().map_err(|_| ReverseError::Damaged {
+        at: reverses_label(c),
+        what,
+        value: v.to_string(),
+    })
+}
+
+/// The reversals of `credit` (a negative amount) against the recorded
+/// accruals `charge` of one charge (all from one billing line), given what
+/// earlier credits already took from it (`credited`, negative or zero).
+/// A credit larger than what is left of the charge reverses nothing: it is
+/// an error naming the charge (the credit line is then rejected).
+pub fn reversals(
+    credit: Decimal,
+    credited: Decimal,
+    charge: &[ClosedAccrual],
+) -> Result<Vec<Reversal>, ReverseError> {
+    let mut out = Vec::with_capacity(charge.len());
+    for c in charge {
+        let at = reverses_label(c);
+        let overflow = || ReverseError::Overflow { at: at.clone() };
+        let line = match &c.accrual.line_amount {
+            Some(l) => exact(c, "line_amount", l)?,
+            None => return Err(ReverseError::NoLineAmount(at)),
+        };
+        let left = line.checked_add(credited).ok_or_else(overflow)?;
+        // A credit is the opposite sign of its charge and at most what is
+        // left of it.
+        let fits = !line.is_zero()
+            && credit.is_sign_negative() != line.is_sign_negative()
+            && credit.abs() <= left.abs()
+            && (left.is_zero() || left.is_sign_negative() == line.is_sign_negative());
+        if !fits {
+            return Err(ReverseError::OverCredit {
+                at,
+                credit,
+                left,
+                line,
+            });
+        }
+        let recorded = exact(c, "basis", &c.accrual.basis)?;
+        let rate = exact(c, "rate", &c.accrual.rate)?;
+        let share = exact(c, "share", &c.accrual.share)?;
+        let basis = if credit.checked_add(line) == Some(Decimal::ZERO) {
+            // The whole line: exactly the recorded basis.
+            -recorded
+        } else {
+            recorded
+                .checked_mul(credit)
+                .and_then(|b| b.checked_div(line))
+                .ok_or_else(overflow)?
+                .round_dp_with_strategy(PRORATION_DP, RoundingStrategy::MidpointNearestEven)
+        };
+        let amount = crate::accrue::accrual_amount(basis, rate, share).ok_or_else(overflow)?;
+        out.push(Reversal {
+            of: c.clone(),
+            reverses: at,
+            basis,
+            rate,
+            share,
+            amount,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Decimal {
+        s.parse().unwrap()
+    }
+
+    fn date(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    fn rec(reference: Option<&str>, sku: Option<&str>, from: &str, to: &str) -> AccrualRec {
+        AccrualRec {
+            partner_id: "P1".into(),
+            subscription_id: "sub-1".into(),
+            source_file: "oct.csv".into(),
+            source_line: 7,
+            reference_id: reference.map(Into::into),
+            product_id: Some("CFQ7".into()),
+            sku_id: sku.map(Into::into),
+            charge_start: Some(from.into()),
+            charge_end: Some(to.into()),
+            basis: "100.00".into(),
+            rate: "0.05".into(),
+            share: "1".into(),
+            line_amount: Some("100.00".into()),
+            ..AccrualRec::default()
+        }
+    }
+
+    fn key(reference: &str, sku: Option<&str>, from: &str, to: &str) -> ChargeKey {
+        ChargeKey {
+            reference_id: reference.into(),
+            subscription_id: "sub-1".into(),
+            product_id: "CFQ7".into(),
+            sku_id: sku.map(Into::into),
+            charge_start: date(from),
+            charge_end: date(to),
+        }
+    }
+
+    #[test]
+    fn a_reference_id_alone_decides() {
+        let r = rec(Some("REF-9"), Some("0001"), "2026-10-01", "2026-10-31");
+        // Same reference, other subscription and dates: matches.
+        let mut k = key("REF-9", None, "2026-11-01", "2026-11-30");
+        k.subscription_id = "other".into();
+        assert!(matches(&k, &r));
+        // Another reference: no match, even on the same charge keys.
+        assert!(!matches(
+            &key("REF-8", Some("0001"), "2026-10-01", "2026-10-31"),
+            &r
+        ));
+        // A recorded accrual without a reference never matches a credit that has one.
+        let none = rec(None, Some("0001"), "2026-10-01", "2026-10-31");
+        assert!(!matches(
+            &key("REF-9", Some("0001"), "2026-10-01", "2026-10-31"),
+            &none
+        ));
+    }
+
+    #[test]
+    fn without_reference_subscription_product_sku_and_overlapping_dates() {
+        let r = rec(None, Some("0001"), "2026-10-01", "2026-10-31");
+        assert!(matches(
+            &key("", Some("0001"), "2026-10-15", "2026-10-31"),
+            &r
+        ));
+        assert!(matches(
+            &key(" ", Some("0001"), "2026-10-31", "2026-11-30"),
+            &r
+        ));
+        assert!(!matches(
+            &key("", Some("0001"), "2026-11-01", "2026-11-30"),
+            &r
+        ));
+        assert!(!matches(
+            &key("", Some("0002"), "2026-10-01", "2026-10-31"),
+            &r
+        ));
+        assert!(!matches(&key("", None, "2026-10-01", "2026-10-31"), &r));
+        let mut k = key("", Some("0001"), "2026-10-01", "2026-10-31");
+        k.product_id = "OTHER".into();
+        assert!(!matches(&k, &r));
+        // No end date recorded: the charge is its start day.
+        let mut one_day = r.clone();
+        one_day.charge_end = None;
+        assert!(matches(
+            &key("", Some("0001"), "2026-09-01", "2026-10-01"),
+            &one_day
+        ));
+        assert!(!matches(
+            &key("", Some("0001"), "2026-10-02", "2026-10-31"),
+            &one_day
+        ));
+        // No source keys recorded, or a reversal row: never.
+        let mut bare = r.clone();
+        bare.product_id = None;
+        bare.charge_start = None;
+        assert!(!matches(
+            &key("", Some("0001"), "2026-10-01", "2026-10-31"),
+            &bare
+        ));
+        let mut earlier_credit = r.clone();
+        earlier_credit.line_amount = Some("-20.00".into());
+        assert!(!matches(
+            &key("", Some("0001"), "2026-10-01", "2026-10-31"),
+            &earlier_credit
+        ));
+        let mut reversal = r;
+        reversal.reverses = Some("2026-09 v1 sep.csv:3".into());
+        assert!(!matches(
+            &key("", Some("0001"), "2026-10-01", "2026-10-31"),
+            &reversal
+        ));
+    }
+
+    fn closed(r: AccrualRec) -> ClosedAccrual {
+        ClosedAccrual {
+            period: "2026-10".into(),
+            version: 1,
+            accrual: r,
+        }
+    }
+
+    #[test]
+    fn a_full_credit_reverses_exactly_a_partial_one_proportionally() {
+        let mut prorated = rec(None, None, "2026-10-01", "2026-10-31");
+        prorated.basis = "45.161290".into();
+        prorated.share = "0.5".into();
+        let charge = vec![
+            closed(rec(None, None, "2026-10-01", "2026-10-31")),
+            closed(prorated),
+        ];
+        let full = reversals(d("-100.00"), Decimal::ZERO, &charge).unwrap();
+        assert_eq!(full[0].basis, d("-100.00"));
+        assert_eq!(full[0].amount, d("-5.0000"));
+        assert_eq!(full[1].basis, d("-45.161290"));
+        assert_eq!(full[1].amount, d("-1.12903225"));
+        assert_eq!(full[0].reverses, "2026-10 v1 oct.csv:7");
+        let part = reversals(d("-25.00"), Decimal::ZERO, &charge).unwrap();
+        assert_eq!(part[0].basis, d("-25"));
+        assert_eq!(part[0].amount, d("-1.25"));
+        // 45.161290 x 0.25 = 11.2903225, kept to 6 decimals half-even.
+        assert_eq!(part[1].basis, d("-11.290322"));
+        // 1/3 of the line: 33.333333 (not exact: kept to 6 decimals).
+        let third = reversals(d("-33.333333"), Decimal::ZERO, &charge[..1]).unwrap();
+        assert_eq!(third[0].basis, d("-33.333333"));
+    }
+
+    #[test]
+    fn one_charge_or_an_error_naming_the_candidates() {
+        assert_eq!(one_charge(Vec::new()), Ok(None));
+        let a = closed(rec(None, None, "2026-10-01", "2026-10-31"));
+        let mut b = a.clone();
+        b.accrual.partner_id = "P2".into();
+        assert_eq!(
+            one_charge(vec![a.clone(), b.clone()])
+                .unwrap()
+                .unwrap()
+                .len(),
+            2
+        );
+        let mut other = a.clone();
+        other.accrual.source_line = 8;
+        let e = one_charge(vec![a, b, other]).unwrap_err();
+        assert!(
+            e.contains("2 closed charges (2026-10 v1 oct.csv:7, 2026-10 v1 oct.csv:8)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_over_credit_is_refused_naming_the_charge() {
+        let charge = vec![closed(rec(None, None, "2026-10-01", "2026-10-31"))];
+        let e = reversals(d("-100.01"), Decimal::ZERO, &charge).unwrap_err();
+        assert!(e.to_string().contains("2026-10 v1 oct.csv:7"), "{e}");
+        // 60 credited before: 40 left.
+        assert!(reversals(d("-40"), d("-60"), &charge).is_ok());
+        assert!(matches!(
+            reversals(d("-40.01"), d("-60"), &charge),
+            Err(ReverseError::OverCredit { .. })
+        ));
+        // A positive "credit" does not reverse a positive charge.
+        assert!(reversals(d("10"), Decimal::ZERO, &charge).is_err());
+        let mut unknown = rec(None, None, "2026-10-01", "2026-10-31");
+        unknown.line_amount = None;
+        assert!(matches!(
+            reversals(d("-1"), Decimal::ZERO, &[closed(unknown)]),
+            Err(ReverseError::NoLineAmount(_))
+        ));
+    }
+}

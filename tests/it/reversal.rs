@@ -1,0 +1,371 @@
+//! Credits against closed months: a credit of a charge of a closed period
+//! reverses exactly what that charge accrued (same partner, association,
+//! rate and share, even after a designation moved), in proportion to the
+//! credited amount; what a credit cannot take is rejected naming the charge;
+//! a credit that matches nothing accrues as any other line.
+
+use std::path::Path;
+use std::process::Output;
+
+use crate::common::{assert_code, csv_rows, porledger_in, read, read_json, stderr, stdout};
+
+const HEADER: &str = "CustomerId,CustomerName,SubscriptionId,ChargeStartDate,ChargeEndDate,Subtotal,Currency,PublisherName,ProductQualifiers,ProductId,SkuId,ReferenceId\n";
+const DHEADER: &str = "customer_id,partner_id,partner_name,association,workload,subscription_id,share,valid_from,valid_to\n";
+const RULES: &str = "[[program]]\nid = \"por-core\"\nassociations = [\"POR\", \"DPOR\"]\nrate = \"0.04\"\nwindow_months = 36\n";
+
+fn write(dir: &Path, name: &str, text: String) {
+    std::fs::write(dir.join(name), text).unwrap();
+}
+
+/// `run --period PERIOD --billing BILLING --designations DESIGNATIONS --history h.db --out OUT`.
+fn run(dir: &Path, period: &str, billing: &str, designations: &str, out: &str) -> Output {
+    run_with(dir, period, billing, designations, out, &[])
+}
+
+fn run_with(
+    dir: &Path,
+    period: &str,
+    billing: &str,
+    designations: &str,
+    out: &str,
+    extra: &[&str],
+) -> Output {
+    porledger_in(
+        dir,
+        [
+            "run",
+            "--period",
+            period,
+            "--billing",
+            billing,
+            "--designations",
+            designations,
+            "--rules",
+            "r.toml",
+            "--history",
+            "h.db",
+            "--out",
+            out,
+            "--no-pdf",
+            "-q",
+        ]
+        .iter()
+        .chain(extra),
+    )
+}
+
+fn close(dir: &Path, out: &str) {
+    let o = porledger_in(dir, ["close", "--out", out, "--history", "h.db", "-q"]);
+    assert_code(&o, 0);
+}
+
+/// The ledger rows as (partner, customer, accrual month, basis, rate, share,
+/// amount, reverses).
+fn ledger(dir: &Path, out: &str) -> Vec<[String; 8]> {
+    let rows = csv_rows(&read(dir.join(out).join("ledger.csv")));
+    let h = &rows[0];
+    let at = |name: &str| h.iter().position(|c| c == name).unwrap();
+    let cols = [
+        at("partner_id"),
+        at("customer_id"),
+        at("accrual_month"),
+        at("basis_amount"),
+        at("rate"),
+        at("share"),
+        at("accrual_amount"),
+        at("reverses"),
+    ];
+    rows[1..]
+        .iter()
+        .map(|r| cols.map(|c| r[c].clone()))
+        .collect()
+}
+
+fn row(v: [&str; 8]) -> [String; 8] {
+    v.map(str::to_string)
+}
+
+/// October closed with P-A designated; November with the customers moved to
+/// P-B: the credits of October charges go back to P-A, exactly.
+#[test]
+fn a_credit_reverses_the_closed_charge_at_the_original_partner_rate_and_share() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    write(dir, "r.toml", RULES.into());
+    write(
+        dir,
+        "oct.csv",
+        format!(
+            "{HEADER}\
+c1,C1,s1,10/1/2026,10/31/2026,1000.00,EUR,Microsoft Corporation,[],PRD1,0001,REF-1
+c2,C2,s2,10/1/2026,10/31/2026,600.00,EUR,Microsoft Corporation,[],PRD2,0001,
+c2,C2,s2,10/1/2026,10/31/2026,-60.00,EUR,Microsoft Corporation,[],PRD2,0001,
+"
+        ),
+    );
+    write(
+        dir,
+        "d-oct.csv",
+        format!(
+            "{DHEADER}\
+c1,P-A,Alpha,DPOR,,,0.5,2024-01-01,
+c1,P-C,Gamma,DPOR,,,0.5,2024-01-01,
+c2,P-A,Alpha,DPOR,,,,2024-01-01,
+c3,P-A,Alpha,DPOR,,,,2024-01-01,
+"
+        ),
+    );
+    let o = run(dir, "2026-10", "oct.csv", "d-oct.csv", "out-oct");
+    assert_code(&o, 0);
+    assert!(dir.join("out-oct/source-keys.csv").exists());
+    close(dir, "out-oct");
+    // A restatement of October re-accrues it from its own files: its credit
+    // does not reverse October's own issued charge.
+    let o = run(dir, "2026-10", "oct.csv", "d-oct.csv", "out-oct-2");
+    assert_code(&o, 0);
+    assert_eq!(ledger(dir, "out-oct-2"), ledger(dir, "out-oct"));
+    let s = read_json(dir.join("out-oct-2/summary.json"));
+    let credits = &s["rows"]["total"]["credits_against_history"];
+    assert_eq!(
+        (credits["matched"].as_u64(), credits["unmatched"].as_u64()),
+        (Some(0), Some(1))
+    );
+
+    // November: every customer is P-B's now.
+    write(
+        dir,
+        "d-nov.csv",
+        format!(
+            "{DHEADER}\
+c1,P-B,Beta,DPOR,,,,2024-01-01,
+c2,P-B,Beta,DPOR,,,,2024-01-01,
+c3,P-B,Beta,DPOR,,,,2024-01-01,
+"
+        ),
+    );
+    write(
+        dir,
+        "nov.csv",
+        format!(
+            "{HEADER}\
+c1,C1,s1,10/1/2026,10/31/2026,-1000.00,EUR,Microsoft Corporation,[],PRD1,0001,REF-1
+c2,C2,s2,10/15/2026,10/31/2026,-150.00,EUR,Microsoft Corporation,[],PRD2,0001,
+c3,C3,s3,11/1/2026,11/30/2026,-30.00,EUR,Microsoft Corporation,[],PRD3,0001,
+c1,C1,s1,11/1/2026,11/30/2026,1000.00,EUR,Microsoft Corporation,[],PRD1,0001,REF-2
+"
+        ),
+    );
+    let o = run(dir, "2026-11", "nov.csv", "d-nov.csv", "out-nov");
+    assert_code(&o, 0);
+    assert_eq!(
+        ledger(dir, "out-nov"),
+        vec![
+            // The full credit by ReferenceId: both October shares, reversed.
+            row([
+                "P-A",
+                "c1",
+                "2026-10",
+                "-1000.00",
+                "0.04",
+                "0.5",
+                "-20.00",
+                "2026-10 v1 oct.csv:2"
+            ]),
+            row([
+                "P-C",
+                "c1",
+                "2026-10",
+                "-1000.00",
+                "0.04",
+                "0.5",
+                "-20.00",
+                "2026-10 v1 oct.csv:2"
+            ]),
+            // The partial credit by subscription + product + SKU: 150/600 of it.
+            row([
+                "P-A",
+                "c2",
+                "2026-10",
+                "-150.00",
+                "0.04",
+                "1.0",
+                "-6.00",
+                "2026-10 v1 oct.csv:3"
+            ]),
+            // Matches nothing closed: accrued as today, to P-B.
+            row(["P-B", "c3", "2026-11", "-30.00", "0.04", "1.0", "-1.20", ""]),
+            row(["P-B", "c1", "2026-11", "1000.00", "0.04", "1.0", "40.00", ""]),
+        ]
+    );
+    let s = read_json(dir.join("out-nov/summary.json"));
+    let credits = &s["rows"]["billing"][0]["credits_against_history"];
+    assert_eq!(
+        (credits["matched"].as_u64(), credits["unmatched"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(s["rows"]["total"]["credits_against_history"], *credits);
+    let summary = read(dir.join("out-nov/summary.csv"));
+    assert!(summary.contains("P-A"), "{summary}");
+    // explain traces each reversal to the closed accrual it reverses.
+    let o = porledger_in(dir, ["explain", "--out", "out-nov", "--partner", "P-A"]);
+    assert_code(&o, 0);
+    let ex = stdout(&o);
+    assert!(
+        ex.contains("DPOR as issued: reverses the closed accrual 2026-10 v1 oct.csv:2")
+            && ex.contains("reverses the closed accrual 2026-10 v1 oct.csv:3"),
+        "{ex}"
+    );
+    // Deterministic: one thread or several, the same bytes.
+    let o = run_with(
+        dir,
+        "2026-11",
+        "nov.csv",
+        "d-nov.csv",
+        "out-nov-1",
+        &["--threads", "1"],
+    );
+    assert_code(&o, 0);
+    for f in [
+        "ledger.csv",
+        "source-keys.csv",
+        "summary.csv",
+        "statements.json",
+    ] {
+        assert_eq!(
+            read(dir.join("out-nov").join(f)),
+            read(dir.join("out-nov-1").join(f)),
+            "{f}"
+        );
+    }
+    // validate --history counts the same credits, writing nothing.
+    let o = porledger_in(
+        dir,
+        [
+            "validate",
+            "--billing",
+            "nov.csv",
+            "--designations",
+            "d-nov.csv",
+            "--rules",
+            "r.toml",
+            "--history",
+            "h.db",
+        ],
+    );
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o).contains("credits against closed months, (all billing files): 2 match a closed charge, 1 match none"),
+        "{}",
+        stdout(&o)
+    );
+    close(dir, "out-nov");
+
+    // December: what the November credits took is gone.
+    write(
+        dir,
+        "dec.csv",
+        format!(
+            "{HEADER}\
+c1,C1,s1,10/1/2026,10/31/2026,-10.00,EUR,Microsoft Corporation,[],PRD1,0001,REF-1
+c2,C2,s2,10/1/2026,10/31/2026,-450.01,EUR,Microsoft Corporation,[],PRD2,0001,
+c2,C2,s2,10/1/2026,10/31/2026,-450.00,EUR,Microsoft Corporation,[],PRD2,0001,
+"
+        ),
+    );
+    let o = run(dir, "2026-12", "dec.csv", "d-nov.csv", "out-dec");
+    assert_code(&o, 1);
+    let rejects = read(dir.join("out-dec/rejects.csv"));
+    assert!(
+        rejects.contains("dec.csv,2,Subtotal,-10.00,")
+            && rejects.contains("exceeds what is left of the charge it reverses (2026-10 v1 oct.csv:2: 0.00 of 1000.00"),
+        "{rejects}"
+    );
+    assert!(rejects.contains("dec.csv,3,Subtotal,-450.01,"), "{rejects}");
+    assert_eq!(
+        ledger(dir, "out-dec"),
+        vec![row([
+            "P-A",
+            "c2",
+            "2026-10",
+            "-450.00",
+            "0.04",
+            "1.0",
+            "-18.00",
+            "2026-10 v1 oct.csv:3"
+        ])]
+    );
+    assert!(
+        stderr(&o).is_empty() || !stderr(&o).contains("error"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// A period closed from a run without `--history` recorded no source keys:
+/// `close` says so, and a later credit of its charges matches nothing.
+#[test]
+fn a_period_closed_without_source_keys_cannot_be_credited_against() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    write(dir, "r.toml", RULES.into());
+    write(
+        dir,
+        "oct.csv",
+        format!(
+            "{HEADER}c1,C1,s1,10/1/2026,10/31/2026,1000.00,EUR,Microsoft Corporation,[],PRD1,0001,REF-1\n"
+        ),
+    );
+    write(
+        dir,
+        "d.csv",
+        format!("{DHEADER}c1,P-A,Alpha,DPOR,,,,2024-01-01,\n"),
+    );
+    let o = porledger_in(
+        dir,
+        [
+            "run",
+            "--period",
+            "2026-10",
+            "--billing",
+            "oct.csv",
+            "--designations",
+            "d.csv",
+            "--rules",
+            "r.toml",
+            "--out",
+            "out-oct",
+            "--no-pdf",
+            "-q",
+        ],
+    );
+    assert_code(&o, 0);
+    assert!(!dir.join("out-oct/source-keys.csv").exists());
+    let o = porledger_in(dir, ["close", "--out", "out-oct", "--history", "h.db"]);
+    assert_code(&o, 0);
+    assert!(
+        stderr(&o).contains("made without --history, so it recorded no source keys"),
+        "{}",
+        stderr(&o)
+    );
+    write(
+        dir,
+        "nov.csv",
+        format!(
+            "{HEADER}c1,C1,s1,10/1/2026,10/31/2026,-1000.00,EUR,Microsoft Corporation,[],PRD1,0001,REF-1\n"
+        ),
+    );
+    let o = run(dir, "2026-11", "nov.csv", "d.csv", "out-nov");
+    assert_code(&o, 0);
+    let s = read_json(dir.join("out-nov/summary.json"));
+    let credits = &s["rows"]["total"]["credits_against_history"];
+    assert_eq!(
+        (credits["matched"].as_u64(), credits["unmatched"].as_u64()),
+        (Some(0), Some(1))
+    );
+    assert_eq!(
+        ledger(dir, "out-nov"),
+        vec![row([
+            "P-A", "c1", "2026-10", "-1000.00", "0.04", "1.0", "-40.00", ""
+        ])]
+    );
+}
