@@ -17,8 +17,8 @@ use crate::config::earnings::EarningsLabels;
 use crate::config::{parse_rules, Rules};
 use crate::dates::{parse_date, Month};
 use crate::error::Fatal;
+use crate::ingest;
 use crate::ingest::earnings::{read_earnings, EarningsRead};
-use crate::ingest::{self, id_key};
 use crate::ledger::{LedgerColumn as C, LedgerReader};
 use crate::money::{Currency, RoundingMode};
 use crate::render::pdf::tieout::TieoutPage;
@@ -215,7 +215,6 @@ fn read_not_eligible(out: &Path, tie: &mut TieOut<'_>) -> Result<(), Fatal> {
         // Older or partial runs: no closest reason from billing lines.
         return Ok(());
     };
-    let customers = tie.earning_customers();
     let mut rdr = csv::Reader::from_reader(std::io::BufReader::with_capacity(1 << 20, f));
     let header = rdr
         .headers()
@@ -247,14 +246,20 @@ fn read_not_eligible(out: &Path, tie: &mut TieOut<'_>) -> Result<(), Fatal> {
         .map_err(|e| data_err(&path, 0, e.to_string()))?
     {
         let g = |i: usize| excel_unescape(rec.get(i).unwrap_or(""));
-        if !customers.contains(&id_key(g(cust))) {
+        if !tie.names_customer(g(cust)) {
             continue;
         }
         let Ok(d) = parse_date(g(date)) else {
             continue;
         };
-        let source = format!("{}:{}", g(file), g(line));
-        tie.add_not_eligible(g(cust), g(sub), Month::of(d), g(reason), g(detail), &source);
+        tie.add_not_eligible(
+            g(cust),
+            g(sub),
+            Month::of(d),
+            g(reason),
+            g(detail),
+            (g(file), g(line)),
+        )?;
     }
     Ok(())
 }
@@ -319,10 +324,17 @@ pub fn tieout(args: &TieoutArgs) -> Result<Finish, Fatal> {
     };
     let mut tie = TieOut::new(&rules, settings);
     for (id, name) in &info.partner_names {
-        tie.add_partner_name(id, name);
+        tie.add_partner_name(id, name)?;
     }
-    let read = read_earnings_into(args, &mut tie)?;
-    read_ledger(&args.out, &mut tie)?;
+    // The two sides are read at once, each into its own accumulator.
+    let mut ledger_side = TieOut::new(&rules, settings);
+    let (read, ledger) = rayon::join(
+        || read_earnings_into(args, &mut tie),
+        || read_ledger(&args.out, &mut ledger_side),
+    );
+    let read = read?;
+    ledger?;
+    tie.add_accruals_of(ledger_side)?;
     read_not_eligible(&args.out, &mut tie)?;
     let report = tie.finish()?;
     let accounting = rt::Accounting::of(&read, &report);
@@ -336,7 +348,6 @@ pub fn tieout(args: &TieoutArgs) -> Result<Finish, Fatal> {
     let staging = Staging::new(&target)?;
     let dir = staging.dir.clone();
     let files = &staging.files;
-    rt::write_tieout_csv(files, &dir, &report, &names)?;
     let head = rt::JsonHead {
         run: &args.out.display().to_string(),
         period: &info.period,
@@ -391,20 +402,24 @@ fn write_partners(
     if !by_partner.is_empty() {
         std::fs::create_dir(&partners).map_err(|e| Fatal::io(&partners, e))?;
     }
-    let none = BTreeMap::new();
-    for (id, rows) in by_partner {
+    for id in by_partner.keys() {
         let dir = partners.join(sanitize_file_name(id));
         if !dir.exists() {
             std::fs::create_dir(&dir).map_err(|e| Fatal::io(&dir, e))?;
         }
-        rt::write_partner_csv(
-            &staging.files,
-            &dir.join("tieout.csv"),
-            report,
-            id,
-            &rows,
-            names,
-        )?;
+    }
+    // tieout.csv and every partner's tieout.csv, each row formatted once.
+    let partner_file = |id: &str| partners.join(sanitize_file_name(id)).join("tieout.csv");
+    rt::write_tieout_csvs(
+        &staging.files,
+        &staging.dir,
+        report,
+        names,
+        Some(&partner_file),
+    )?;
+    let none = BTreeMap::new();
+    for (id, rows) in by_partner {
+        let dir = partners.join(sanitize_file_name(id));
         if let Some(r) = renderer {
             let totals = report.partner_totals.get(id).unwrap_or(&none);
             let page = TieoutPage {

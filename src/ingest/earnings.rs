@@ -249,7 +249,6 @@ pub fn read_earnings(
             max_record: MAX_RECORD_BYTES,
         };
         let mut rec = simd_csv::ByteRecord::new();
-        let mut text: Vec<String> = Vec::new();
         let digest = read_chunks(idx, file, &header, 8 << 20, Vec::new, |chunk| {
             for_each_row(
                 &chunk.data,
@@ -272,10 +271,11 @@ pub fn read_earnings(
                         }
                         Ok(r) => r,
                     };
-                    text.clear();
+                    // Borrowed, trimmed fields: nothing is copied per field.
+                    let mut text: Vec<&str> = Vec::with_capacity(r.len());
                     for field in r.iter() {
                         match std::str::from_utf8(field) {
-                            Ok(s) => text.push(s.trim().to_string()),
+                            Ok(s) => text.push(s.trim()),
                             Err(_) => {
                                 out.rejects.push(EarningsReject {
                                     file: file.display.clone(),
@@ -321,12 +321,12 @@ fn parse_row<'a>(
     l: &EarningsLayout,
     file: u32,
     line: u64,
-    t: &'a [String],
+    t: &[&'a str],
 ) -> Result<EarningRow<'a>, RowError> {
     let get = |f: EField| -> &'a str {
         l.pos[f as usize]
             .and_then(|i| t.get(i))
-            .map(|s| s.as_str())
+            .copied()
             .unwrap_or("")
     };
     let name = |f: EField| -> &'static str {

@@ -64,15 +64,20 @@ fn rates(r: &[Decimal]) -> String {
 
 /// The earnings rows behind a tie-out row, as `file:line` separated by `; `.
 pub fn earnings_refs(rows: &[(u32, u64)], files: &[String]) -> String {
-    rows.iter()
-        .map(|(f, l)| {
-            format!(
-                "{}:{l}",
-                files.get(*f as usize).map(|s| s.as_str()).unwrap_or("?")
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
+    let mut s = String::new();
+    push_earnings_refs(&mut s, rows, files);
+    s
+}
+
+fn push_earnings_refs(s: &mut String, rows: &[(u32, u64)], files: &[String]) {
+    use std::fmt::Write as _;
+    for (i, (f, l)) in rows.iter().enumerate() {
+        if i > 0 {
+            s.push_str("; ");
+        }
+        s.push_str(files.get(*f as usize).map(|s| s.as_str()).unwrap_or("?"));
+        let _ = write!(s, ":{l}");
+    }
 }
 
 fn header(w: &mut RowBuf, h: &[&str]) {
@@ -84,6 +89,12 @@ fn header(w: &mut RowBuf, h: &[&str]) {
 
 /// Appends one tie-out row (columns of [`TIEOUT_HEADER`]).
 pub fn write_row(w: &mut RowBuf, r: &TieRow, files: &[String]) {
+    write_row_with(w, r, files, &mut String::new());
+}
+
+/// [`write_row`] with a reusable buffer for the joined columns.
+fn write_row_with(w: &mut RowBuf, r: &TieRow, files: &[String], scratch: &mut String) {
+    use std::fmt::Write as _;
     let dp = r.currency.minor_units();
     w.text(&r.id);
     w.text(r.class.as_str());
@@ -106,14 +117,17 @@ pub fn write_row(w: &mut RowBuf, r: &TieRow, files: &[String]) {
         None => w.empty(),
     }
     w.text(&r.explanation);
-    w.text(
-        &r.ledger_lines
-            .iter()
-            .map(|l| l.to_string())
-            .collect::<Vec<_>>()
-            .join(" "),
-    );
-    w.text(&earnings_refs(&r.earnings_rows, files));
+    scratch.clear();
+    for (i, l) in r.ledger_lines.iter().enumerate() {
+        if i > 0 {
+            scratch.push(' ');
+        }
+        let _ = write!(scratch, "{l}");
+    }
+    w.text(scratch);
+    scratch.clear();
+    push_earnings_refs(scratch, &r.earnings_rows, files);
+    w.text(scratch);
     w.end();
 }
 
@@ -145,6 +159,23 @@ fn write_bytes(files: &Written, path: &Path, buf: &[u8]) -> Result<(), Fatal> {
     inner.finish()
 }
 
+type Out = std::io::BufWriter<HashingWriter<std::fs::File>>;
+
+fn create(files: &Written, path: &Path) -> Result<Out, Fatal> {
+    let f = std::fs::File::create(path).map_err(|e| Fatal::io(path, e))?;
+    Ok(std::io::BufWriter::with_capacity(
+        1 << 16,
+        HashingWriter::new(path, f, files),
+    ))
+}
+
+fn close(out: Out, path: &Path) -> Result<(), Fatal> {
+    let inner = out
+        .into_inner()
+        .map_err(|e| Fatal::io(path, e.into_error()))?;
+    inner.finish()
+}
+
 /// Writes `tieout.csv` into `dir`, streaming.
 pub fn write_tieout_csv(
     files: &Written,
@@ -152,37 +183,82 @@ pub fn write_tieout_csv(
     report: &Report,
     earnings_files: &[String],
 ) -> Result<(), Fatal> {
-    let path = dir.join("tieout.csv");
-    let f = std::fs::File::create(&path).map_err(|e| Fatal::io(&path, e))?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, HashingWriter::new(&path, f, files));
-    let mut w = RowBuf::default();
-    header(&mut w, &TIEOUT_HEADER);
-    for r in &report.rows {
-        write_row(&mut w, r, earnings_files);
-        if w.buf.len() > 1 << 16 {
-            out.write_all(&w.buf).map_err(|e| Fatal::io(&path, e))?;
-            w.buf.clear();
-        }
-    }
-    out.write_all(&w.buf).map_err(|e| Fatal::io(&path, e))?;
-    let inner = out
-        .into_inner()
-        .map_err(|e| Fatal::io(&path, e.into_error()))?;
-    inner.finish()
+    write_tieout_csvs(files, dir, report, earnings_files, None)
 }
 
-/// Writes `partners/<id>/tieout.csv`: the totals per currency, a blank line,
-/// then the partner's rows. `rows` are the partner's, in report order.
-pub fn write_partner_csv(
+/// Writes `tieout.csv` into `dir` and, with `partner_file` (a partner's ID
+/// -> the path of its `tieout.csv`, whose directory exists), every partner's
+/// `tieout.csv` (see [`write_partner_csv`]), in one pass: each row is
+/// formatted once and written to both files. A partner whose rows are not
+/// one block of the report (two spellings of one ID) is written afterwards.
+pub fn write_tieout_csvs(
     files: &Written,
-    path: &Path,
+    dir: &Path,
     report: &Report,
-    partner_id: &str,
-    rows: &[&TieRow],
     earnings_files: &[String],
+    partner_file: Option<&dyn Fn(&str) -> std::path::PathBuf>,
 ) -> Result<(), Fatal> {
+    // Partners whose rows are one contiguous block are streamed.
+    let mut blocks: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+    let mut last: Option<&str> = None;
+    for r in &report.rows {
+        let id = r.partner_id.as_str();
+        if last != Some(id) {
+            *blocks.entry(id).or_default() += 1;
+            last = Some(id);
+        }
+    }
+    let path = dir.join("tieout.csv");
+    let mut out = create(files, &path)?;
     let mut w = RowBuf::default();
-    header(&mut w, &PARTNER_TOTALS_HEADER);
+    header(&mut w, &TIEOUT_HEADER);
+    out.write_all(&w.buf).map_err(|e| Fatal::io(&path, e))?;
+    let mut row = RowBuf::default();
+    let mut scratch = String::new();
+    let mut partner: Option<(&str, std::path::PathBuf, Out)> = None;
+    let mut later: std::collections::BTreeMap<&str, Vec<&TieRow>> = Default::default();
+    for r in &report.rows {
+        row.buf.clear();
+        write_row_with(&mut row, r, earnings_files, &mut scratch);
+        out.write_all(&row.buf).map_err(|e| Fatal::io(&path, e))?;
+        let Some(partner_file) = partner_file else {
+            continue;
+        };
+        let id = r.partner_id.as_str();
+        if blocks.get(id).copied().unwrap_or(0) != 1 {
+            later.entry(id).or_default().push(r);
+            continue;
+        }
+        if partner.as_ref().map(|p| p.0) != Some(id) {
+            if let Some((_, p, o)) = partner.take() {
+                close(o, &p)?;
+            }
+            let p = partner_file(id);
+            let mut o = create(files, &p)?;
+            let mut head = RowBuf::default();
+            partner_head(&mut head, report, id);
+            o.write_all(&head.buf).map_err(|e| Fatal::io(&p, e))?;
+            partner = Some((id, p, o));
+        }
+        if let Some((_, p, o)) = partner.as_mut() {
+            o.write_all(&row.buf).map_err(|e| Fatal::io(p, e))?;
+        }
+    }
+    if let Some((_, p, o)) = partner.take() {
+        close(o, &p)?;
+    }
+    close(out, &path)?;
+    if let Some(partner_file) = partner_file {
+        for (id, rows) in later {
+            write_partner_csv(files, &partner_file(id), report, id, &rows, earnings_files)?;
+        }
+    }
+    Ok(())
+}
+
+/// A partner's totals per currency, a blank line and the rows' header.
+fn partner_head(w: &mut RowBuf, report: &Report, partner_id: &str) {
+    header(w, &PARTNER_TOTALS_HEADER);
     let none = std::collections::BTreeMap::new();
     let totals = report.partner_totals.get(partner_id).unwrap_or(&none);
     for (cur, t) in totals {
@@ -198,11 +274,32 @@ pub fn write_partner_csv(
         w.end();
     }
     w.buf.extend_from_slice(b"\r\n");
-    header(&mut w, &TIEOUT_HEADER);
+    header(w, &TIEOUT_HEADER);
+}
+
+/// Writes `partners/<id>/tieout.csv`: the totals per currency, a blank line,
+/// then the partner's rows. `rows` are the partner's, in report order.
+pub fn write_partner_csv(
+    files: &Written,
+    path: &Path,
+    report: &Report,
+    partner_id: &str,
+    rows: &[&TieRow],
+    earnings_files: &[String],
+) -> Result<(), Fatal> {
+    let mut out = create(files, path)?;
+    let mut w = RowBuf::default();
+    partner_head(&mut w, report, partner_id);
+    let mut scratch = String::new();
     for r in rows {
-        write_row(&mut w, r, earnings_files);
+        write_row_with(&mut w, r, earnings_files, &mut scratch);
+        if w.buf.len() > 1 << 16 {
+            out.write_all(&w.buf).map_err(|e| Fatal::io(path, e))?;
+            w.buf.clear();
+        }
     }
-    write_bytes(files, path, &w.buf)
+    out.write_all(&w.buf).map_err(|e| Fatal::io(path, e))?;
+    close(out, path)
 }
 
 /// Writes the earnings rows that could not be read.
