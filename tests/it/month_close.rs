@@ -103,7 +103,7 @@ fn the_month_close_story_gives_the_hand_computed_numbers() {
     assert!(r[reverses].contains("2026-10"), "{r:?}");
     assert!(r[reverses].contains("billing-2026-10.csv"), "{r:?}");
     let summary = read_json(nov.join("summary.json"));
-    let credits = &summary["rows"]["credits_against_history"];
+    let credits = &summary["rows"]["total"]["credits_against_history"];
     assert_eq!(credits["matched"], 1, "{credits}");
     assert_eq!(credits["unmatched"], 1, "{credits}");
     close(&nov, &h);
