@@ -199,6 +199,16 @@ impl Strings {
         r
     }
 
+    /// The ids of the normalised form of `raw` and of `raw` as given: one
+    /// look-up where they are the same text.
+    fn key_and_shown(&mut self, raw: &str) -> Result<(u32, u32), Fatal> {
+        if raw.is_ascii() && !raw.bytes().any(|b| b.is_ascii_uppercase()) {
+            let i = self.id(raw)?;
+            return Ok((i, i));
+        }
+        Ok((self.key_id(raw)?, self.id(raw)?))
+    }
+
     /// Like [`Strings::key_id`], without interning.
     fn find_key(&self, raw: &str) -> Option<u32> {
         if raw.is_ascii() && !raw.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -515,21 +525,24 @@ impl<'r> TieOut<'r> {
 
     pub fn add_accrual(&mut self, a: &Accrual<'_>) -> Result<(), Fatal> {
         let s = &mut self.strings;
+        let (partner, shown_partner) = s.key_and_shown(a.partner_id)?;
+        let (customer, shown_customer) = s.key_and_shown(a.customer_id)?;
+        let (subscription, shown_subscription) = s.key_and_shown(a.subscription_id)?;
         let key = Key {
-            partner: s.key_id(a.partner_id)?,
+            partner,
             month: a.month,
             program: s.id(a.program_id)?,
-            customer: s.key_id(a.customer_id)?,
-            subscription: s.key_id(a.subscription_id)?,
+            customer,
+            subscription,
             currency: a.currency,
         };
         let e = match self.expected.entry(key) {
             Entry::Occupied(o) => o.into_mut(),
             Entry::Vacant(v) => v.insert(Expected {
                 shown: Shown {
-                    partner: s.id(a.partner_id)?,
-                    customer: s.id(a.customer_id)?,
-                    subscription: s.id(a.subscription_id)?,
+                    partner: shown_partner,
+                    customer: shown_customer,
+                    subscription: shown_subscription,
                 },
                 ..Expected::default()
             }),
@@ -692,12 +705,15 @@ impl<'r> TieOut<'r> {
             p.rows.push((e.file, e.line));
             return Ok(());
         }
+        let (partner, shown_partner) = s.key_and_shown(e.participant_id)?;
+        let (customer, shown_customer) = s.key_and_shown(e.customer_id)?;
+        let (subscription, shown_subscription) = s.key_and_shown(e.subscription_id)?;
         let key = Key {
-            partner: s.key_id(e.participant_id)?,
+            partner,
             month: e.month,
             program,
-            customer: s.key_id(e.customer_id)?,
-            subscription: s.key_id(e.subscription_id)?,
+            customer,
+            subscription,
             currency: e.currency,
         };
         let p = match self.paid.entry(key) {
@@ -706,9 +722,9 @@ impl<'r> TieOut<'r> {
                 self.earning_customers.insert(key.customer);
                 v.insert(Paid {
                     shown: Shown {
-                        partner: s.id(e.participant_id)?,
-                        customer: s.id(e.customer_id)?,
-                        subscription: s.id(e.subscription_id)?,
+                        partner: shown_partner,
+                        customer: shown_customer,
+                        subscription: shown_subscription,
                     },
                     partner_name: s.id(e.participant_name)?,
                     customer_name: s.id(e.customer_name)?,
