@@ -256,6 +256,27 @@ pub struct StatementSet {
     pub programs: Vec<ProgramInfo>,
 }
 
+/// Names partners that the designations no longer name (a partner paid only
+/// through a credit's reversal of a closed accrual, after the customer moved)
+/// with `known` (the name the history issued them under). A name from the
+/// designations always wins.
+pub fn fill_partner_names(set: &mut StatementSet, known: &BTreeMap<String, String>) {
+    for p in set
+        .partners
+        .iter_mut()
+        .filter(|p| p.partner_name.is_empty())
+    {
+        if let Some(n) = known.get(&p.partner_id) {
+            p.partner_name.clone_from(n);
+        }
+    }
+    for r in set.summary.iter_mut().filter(|r| r.partner_name.is_empty()) {
+        if let Some(n) = known.get(&r.partner_id) {
+            r.partner_name.clone_from(n);
+        }
+    }
+}
+
 /// Totals per currency of `lines` (of partner `partner`, for errors).
 fn totals(lines: &[StatementLine], partner: &str) -> Result<Vec<CurrencyTotal>, Overflow> {
     let mut m: BTreeMap<Currency, (Decimal, Decimal)> = BTreeMap::new();

@@ -66,7 +66,12 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     let mut rows = stream_rows(&s, &inputs, fx.as_ref(), &staging)?;
     let bar = &rows.bar;
     let t_stream = bar.elapsed();
-    let (set, partner_usage) = build_statements(&s, &inputs, &mut rows.streamed, fx.as_ref())?;
+    let (mut set, partner_usage) = build_statements(&s, &inputs, &mut rows.streamed, fx.as_ref())?;
+    // A partner paid only through a reversal may be in no designation any
+    // more: its statement carries the name the history issued it under.
+    if let Some(Some(h)) = &history {
+        statements::fill_partner_names(&mut set, &h.partner_names()?);
+    }
     // The statements hold everything the groups said (`build` took the groups);
     // free the customer names too before the writing starts.
     let (_, customers) = rows.streamed.fold.release_groups();

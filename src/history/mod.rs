@@ -34,6 +34,7 @@
 pub mod adjust;
 pub mod reverse;
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -628,6 +629,27 @@ impl History {
             .map_err(|e| sql(&self.path, e))?;
         rows.collect::<Result<_, _>>()
             .map_err(|e| sql(&self.path, e))
+    }
+
+    /// Every partner's name as last issued (the newest close that names it).
+    pub fn partner_names(&self) -> Result<BTreeMap<String, String>, HistoryError> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT t.partner_id, t.partner_name FROM statement_totals t
+                 JOIN closes c ON c.id = t.close_id
+                 WHERE t.partner_name <> '' ORDER BY c.id, t.rowid",
+            )
+            .map_err(|e| sql(&self.path, e))?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(|e| sql(&self.path, e))?;
+        let mut names = BTreeMap::new();
+        for r in rows {
+            let (id, name) = r.map_err(|e| sql(&self.path, e))?;
+            names.insert(id, name);
+        }
+        Ok(names)
     }
 
     /// The input files of one version (role, path, SHA-256).

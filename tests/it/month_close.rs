@@ -80,6 +80,9 @@ fn the_month_close_story_gives_the_hand_computed_numbers() {
         &nov,
     );
     assert_eq!(total(&nov, "P-A", "EUR"), "-62.00");
+    // November's designations no longer name P-A: its name is the issued one.
+    let pa = read(nov.join("partners/P-A/statement.csv"));
+    assert!(pa.contains("partner_name,Amsel IT"), "{pa}");
     assert_eq!(total(&nov, "P-B", "EUR"), "60.00");
     assert_eq!(total(&nov, "P-C", "EUR"), "120.00");
     let rows = ledger(&nov);
