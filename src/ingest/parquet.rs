@@ -1,7 +1,7 @@
 //! Parquet billing input (cargo feature `parquet`, via polars).
 //!
 //! A Parquet file goes through the same validation as a CSV file: its rows are
-//! rendered, a row group at a time, into CSV [`Chunk`](crate::ingest::Chunk)s (comma-separated, CRLF,
+//! rendered, a row group at a time, into CSV chunks ([`crate::ingest::Chunk`]; comma-separated, CRLF,
 //! one line per row) that the pipeline parses with [`BillingLayout::parse`](crate::ingest::billing::BillingLayout::parse)
 //! like any other chunk. So rejects, row accounting and provenance are the same
 //! for both. Line numbers: data row `n` (1-based) of a Parquet file is reported
