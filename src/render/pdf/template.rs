@@ -300,7 +300,7 @@ impl Default for AdjustmentLabels {
         let s = |t: &str| t.to_string();
         AdjustmentLabels {
             title: s("Adjustment statement"),
-            intro: s("The statement of {partner_name} for the period {period} was issued as version {version}. This run computes the period again: the lines below differ from what was issued. The difference is now minus previously issued; it is settled with the next payment. The numbers in the last column point to the reasons below."),
+            intro: s("The statement of {partner_name} for the period {period} was issued as version {version}. This run computes the period again: the lines below differ from what was issued. The difference is now minus previously issued. The numbers in the last column point to the reasons below."),
             issued_version: s("Issued version"),
             this_run: s("This run"),
             this_run_value: s("restates version {version}; closed, it is version {next}"),
