@@ -83,9 +83,12 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
         ));
     }
     let dir = staging.dir.clone();
-    let run_history = match &history {
-        None => None,
-        Some(h) => Some(restatement(&s, &inputs, &rows, &set, h.as_ref(), &staging)?),
+    let (run_history, adjustments) = match &history {
+        None => (None, None),
+        Some(h) => {
+            let (rh, a) = restatement(&s, &inputs, &rows, &set, h.as_ref(), &staging)?;
+            (Some(rh), a)
+        }
     };
     let written = Written {
         set: &set,
@@ -94,7 +97,21 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     };
     write_outputs(&s, &inputs, &written, &staging)?;
     let pdf_manifest = match &renderer {
-        Some((r, o)) => Some(pool.install(|| pdf::render_run(&dir, &set, r, *o, &staging.files))?),
+        Some((r, o)) => {
+            let mut m = pool.install(|| pdf::render_run(&dir, &set, r, *o, &staging.files))?;
+            if let Some(a) = &adjustments {
+                m.documents += pool.install(|| {
+                    crate::render::adjustment::write_adjustment_pdfs(
+                        &dir,
+                        a,
+                        &set,
+                        r,
+                        &staging.files,
+                    )
+                })?;
+            }
+            Some(m)
+        }
         None => None,
     };
     write_summary_json(&s, &inputs, &rows, &written, &staging)?;
@@ -339,7 +356,8 @@ fn closed_marks(history: Option<&History>) -> Result<crate::attain::ClosedMarks,
 }
 
 /// With `--history`: when the period is closed, the adjustment statements
-/// against its latest issued version.
+/// against its latest issued version (the CSVs; the PDFs come with the
+/// others), and the adjustments for the PDFs.
 fn restatement(
     s: &RunSettings,
     inputs: &Inputs,
@@ -347,13 +365,13 @@ fn restatement(
     set: &StatementSet,
     history: Option<&History>,
     staging: &Staging,
-) -> Result<RunHistory, Fatal> {
+) -> Result<(RunHistory, Option<crate::history::adjust::Adjustments>), Fatal> {
     let period = s.period.label();
     let Some(h) = history else {
-        return Ok(RunHistory { restates: None });
+        return Ok((RunHistory { restates: None }, None));
     };
     let Some(version) = h.latest(&period)? else {
-        return Ok(RunHistory { restates: None });
+        return Ok((RunHistory { restates: None }, None));
     };
     let mut now_inputs: Vec<FileRec> = summary::input_entries(inputs, &rows.streamed)
         .into_iter()
@@ -383,9 +401,12 @@ fn restatement(
             version + 1
         );
     }
-    Ok(RunHistory {
-        restates: Some(version),
-    })
+    Ok((
+        RunHistory {
+            restates: Some(version),
+        },
+        Some(a),
+    ))
 }
 
 /// The manifest entry of the `--fx` table.

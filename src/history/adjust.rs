@@ -31,7 +31,69 @@ pub struct AdjustmentLine {
     pub difference: Decimal,
     /// Why, traced: the designation rows of this partner and customer that
     /// changed, then the input files that changed.
+    pub reasons: Vec<Reason>,
+    /// The reasons in English, joined by `; ` (the CSV's `reason` column).
     pub reason: String,
+}
+
+/// One traced reason of an adjustment line: a designation row or an input
+/// file that changed between the issued version and this run.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Reason {
+    /// A designation row shown on the issued statement no longer applies.
+    DesignationGone {
+        line: u64,
+        association: String,
+        /// `from` or `from..to` (ISO dates).
+        valid: String,
+    },
+    /// A designation row applies now that the issued statement did not show.
+    DesignationNew {
+        line: u64,
+        association: String,
+        valid: String,
+    },
+    InputRemoved {
+        role: String,
+        path: String,
+    },
+    /// An input file's content changed (first 12 hex digits of the SHA-256s).
+    InputChanged {
+        role: String,
+        path: String,
+        from: String,
+        to: String,
+    },
+    InputAdded {
+        role: String,
+        path: String,
+    },
+}
+
+impl Reason {
+    /// The reason in English, as the CSV writes it.
+    pub fn english(&self) -> String {
+        match self {
+            Reason::DesignationGone {
+                line,
+                association,
+                valid,
+            } => format!("designation row {line} no longer applies ({association} {valid})"),
+            Reason::DesignationNew {
+                line,
+                association,
+                valid,
+            } => format!("designation row {line} now applies ({association} {valid})"),
+            Reason::InputRemoved { role, path } => format!("{role} file {path} removed"),
+            Reason::InputChanged {
+                role,
+                path,
+                from,
+                to,
+            } => format!("{role} file {path} changed (sha256 {from} -> {to})"),
+            Reason::InputAdded { role, path } => format!("{role} file {path} added"),
+        }
+    }
 }
 
 /// The adjustments of a restatement.
@@ -99,7 +161,7 @@ pub fn compare(
             ));
         }
     }
-    let inputs_changed = input_changes(issued_inputs, now_inputs);
+    let input_reasons = input_changes(issued_inputs, now_inputs);
     let by_customer = |rows: &[DesignationRec]| {
         let mut m: BTreeMap<(String, String), BTreeSet<DesignationRec>> = BTreeMap::new();
         for d in rows {
@@ -124,71 +186,76 @@ pub fn compare(
         let names = is.as_ref().or(was.as_ref());
         let pc = (key.partner_id.clone(), key.customer_id.clone());
         let (a, b) = (di.get(&pc).unwrap_or(&empty), dn.get(&pc).unwrap_or(&empty));
+        let valid = |d: &DesignationRec| {
+            if d.valid_to.is_empty() {
+                d.valid_from.clone()
+            } else {
+                format!("{}..{}", d.valid_from, d.valid_to)
+            }
+        };
         let mut why = Vec::new();
         for d in a.difference(b) {
-            why.push(format!(
-                "designation row {} no longer applies ({} {}{})",
-                d.source_line,
-                d.association,
-                d.valid_from,
-                if d.valid_to.is_empty() {
-                    String::new()
-                } else {
-                    format!("..{}", d.valid_to)
-                }
-            ));
+            why.push(Reason::DesignationGone {
+                line: d.source_line,
+                association: d.association.clone(),
+                valid: valid(d),
+            });
         }
         for d in b.difference(a) {
-            why.push(format!(
-                "designation row {} now applies ({} {}{})",
-                d.source_line,
-                d.association,
-                d.valid_from,
-                if d.valid_to.is_empty() {
-                    String::new()
-                } else {
-                    format!("..{}", d.valid_to)
-                }
-            ));
+            why.push(Reason::DesignationNew {
+                line: d.source_line,
+                association: d.association.clone(),
+                valid: valid(d),
+            });
         }
-        why.extend(inputs_changed.iter().cloned());
+        why.extend(input_reasons.iter().cloned());
         lines.push(AdjustmentLine {
             partner_name: names.map(|s| s.0.clone()).unwrap_or_default(),
             customer_name: names.map(|s| s.1.clone()).unwrap_or_default(),
             issued: issued_amount,
             now: now_amount,
             difference: now_amount - issued_amount,
-            reason: why.join("; "),
+            reason: why
+                .iter()
+                .map(Reason::english)
+                .collect::<Vec<_>>()
+                .join("; "),
+            reasons: why,
             key,
         });
     }
     Adjustments {
         version,
         lines,
-        inputs_changed,
+        inputs_changed: input_reasons.iter().map(Reason::english).collect(),
     }
 }
 
-/// The input files that differ, by role and path, as text.
-fn input_changes(issued: &[FileRec], now: &[FileRec]) -> Vec<String> {
+/// The input files that differ, by role and path.
+fn input_changes(issued: &[FileRec], now: &[FileRec]) -> Vec<Reason> {
     let key = |f: &FileRec| (f.role.clone(), f.path.clone());
     let a: BTreeMap<_, _> = issued.iter().map(|f| (key(f), &f.sha256)).collect();
     let b: BTreeMap<_, _> = now.iter().map(|f| (key(f), &f.sha256)).collect();
     let mut out = Vec::new();
     for ((role, path), sha) in &a {
+        let (role, path) = (role.clone(), path.clone());
         match b.get(&(role.clone(), path.clone())) {
-            None => out.push(format!("{role} file {path} removed")),
-            Some(s) if s != sha => out.push(format!(
-                "{role} file {path} changed (sha256 {} -> {})",
-                short(sha),
-                short(s)
-            )),
+            None => out.push(Reason::InputRemoved { role, path }),
+            Some(s) if s != sha => out.push(Reason::InputChanged {
+                role,
+                path,
+                from: short(sha).to_string(),
+                to: short(s).to_string(),
+            }),
             Some(_) => {}
         }
     }
     for (role, path) in b.keys() {
         if !a.contains_key(&(role.clone(), path.clone())) {
-            out.push(format!("{role} file {path} added"));
+            out.push(Reason::InputAdded {
+                role: role.clone(),
+                path: path.clone(),
+            });
         }
     }
     out
@@ -275,6 +342,15 @@ mod tests {
         assert!(a.lines[0].reason.contains(
             "designations file designations.csv changed (sha256 aaaaaaaaaaaa -> bbbbbbbbbbbb)"
         ));
+        assert_eq!(
+            a.lines[0].reasons,
+            vec![Reason::InputChanged {
+                role: "designations".into(),
+                path: "designations.csv".into(),
+                from: "aaaaaaaaaaaa".into(),
+                to: "bbbbbbbbbbbb".into(),
+            }]
+        );
         let same = compare(1, &[], &[], &[], &now, &[], &[]);
         assert!(same.lines.is_empty());
     }

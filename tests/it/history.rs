@@ -273,16 +273,7 @@ fn restatement_is_the_next_version_with_adjustments() {
     run_usage(&v1, &["--history", hs]);
     assert_code(&close(&v1, &h, &["--quiet"]), 0);
     // A late designation fix: the first designation row moves to another partner.
-    let des = read(repo().join("sample-data/usage/designations-usage.csv"));
-    let mut lines: Vec<String> = des.lines().map(str::to_string).collect();
-    let cells: Vec<&str> = lines[1].split(',').collect();
-    let moved_from = cells[1].to_string();
-    let mut moved: Vec<String> = cells.iter().map(|s| s.to_string()).collect();
-    moved[1] = "9999999".into();
-    moved[2] = "Late Fix Partner".into();
-    lines[1] = moved.join(",");
-    let fixed = d.path().join("designations-fixed.csv");
-    write(&fixed, lines.join("\n") + "\n");
+    let (fixed, moved_from) = moved_designation(d.path());
     let v2 = d.path().join("v2");
     let mut c = command();
     c.args([
@@ -375,6 +366,163 @@ fn restatement_is_the_next_version_with_adjustments() {
         "{}",
         stderr(&o)
     );
+}
+
+/// Writes the usage sample's designations with the first row moved to a new
+/// partner (a late designation fix) into `dir`; returns the file and the
+/// partner the row moved from.
+fn moved_designation(dir: &Path) -> (std::path::PathBuf, String) {
+    let des = read(repo().join("sample-data/usage/designations-usage.csv"));
+    let mut lines: Vec<String> = des.lines().map(str::to_string).collect();
+    let cells: Vec<&str> = lines[1].split(',').collect();
+    let moved_from = cells[1].to_string();
+    let mut moved: Vec<String> = cells.iter().map(|s| s.to_string()).collect();
+    moved[1] = "9999999".into();
+    moved[2] = "Late Fix Partner".into();
+    lines[1] = moved.join(",");
+    let fixed = dir.join("designations-fixed.csv");
+    write(&fixed, lines.join("\n") + "\n");
+    (fixed, moved_from)
+}
+
+/// Runs the usage sample with `designations` and PDFs into `out`.
+fn run_usage_pdf(designations: &Path, out: &Path, extra: &[&str]) {
+    let mut c = command();
+    c.args([
+        "run",
+        "--period",
+        "2026-10",
+        "--billing",
+        "sample-data/usage/billing-usage-demo.csv",
+        "--designations",
+    ])
+    .arg(designations)
+    .args([
+        "--rules",
+        "sample-data/usage/rules-usage.toml",
+        "--usage",
+        "sample-data/usage/cpor-usage.csv",
+        "--quiet",
+        "--out",
+    ])
+    .arg(out)
+    .args(extra);
+    assert_published(&output(&mut c));
+}
+
+/// `-1234.5` -> `-$1,234.5` (the English amount format, as far as the CSV's
+/// digits go).
+fn usd(plain: &str) -> String {
+    let (sign, abs) = match plain.strip_prefix('-') {
+        Some(a) => ("-", a),
+        None => ("", plain),
+    };
+    let (int, frac) = abs.split_once('.').unwrap_or((abs, ""));
+    let mut grouped = String::new();
+    for (i, ch) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(ch);
+    }
+    if frac.is_empty() {
+        format!("{sign}${grouped}")
+    } else {
+        format!("{sign}${grouped}.{frac}")
+    }
+}
+
+/// A restatement publishes the adjustments as PDF too, per partner and per
+/// customer, in the language of the run, listed in the manifest; a partner
+/// without adjustments gets none; the bytes do not depend on the threads.
+#[test]
+fn restatement_publishes_adjustment_pdfs() {
+    let d = tempfile::tempdir().unwrap();
+    let (v1, h) = (d.path().join("v1"), d.path().join("history.db"));
+    let hs = h.to_str().unwrap();
+    run_usage(&v1, &[]);
+    assert_code(&close(&v1, &h, &["--quiet"]), 0);
+    let (fixed, moved_from) = moved_designation(d.path());
+    let (a, b, de) = (d.path().join("a"), d.path().join("b"), d.path().join("de"));
+    run_usage_pdf(&fixed, &a, &["--history", hs, "--threads", "1"]);
+    run_usage_pdf(&fixed, &b, &["--history", hs, "--threads", "2"]);
+    run_usage_pdf(&fixed, &de, &["--history", hs, "--locale", "de"]);
+    let pdir = a.join("partners").join(&moved_from);
+    let pdf = pdir.join("adjustment.pdf");
+    assert!(pdf.exists());
+    // The PDF shows the CSV's lines: previously issued, now, the difference.
+    let rows = csv_rows(&read(pdir.join("adjustment.csv")));
+    let text = pdftext(&pdf);
+    assert!(text.contains("Adjustment statement"), "{text}");
+    assert!(text.contains("Issued version"), "{text}");
+    assert!(
+        text.contains("restates version 1; closed, it is version 2"),
+        "{text}"
+    );
+    for r in &rows[1..] {
+        for plain in [&r[7], &r[8], &r[9]] {
+            assert!(text.contains(&usd(plain)), "{plain}: {text}");
+        }
+    }
+    assert!(text.contains("Total USD"), "{text}");
+    assert!(
+        text.contains("1. designation row 2 no longer applies (CPOR 2025-11-03)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("designations file") && text.contains("designations-fixed.csv added"),
+        "{text}"
+    );
+    // Per customer: only that customer's lines.
+    let customer = &rows[1][1];
+    let cpdf = pdir.join("adjustments").join(format!("{customer}.pdf"));
+    let ctext = pdftext(&cpdf);
+    assert!(ctext.contains(customer.as_str()), "{ctext}");
+    // The partner the row moved to has one; the untouched partner none.
+    assert!(a.join("partners/9999999/adjustment.pdf").exists());
+    assert!(a.join("partners/5000202/statement.pdf").exists());
+    assert!(!a.join("partners/5000202/adjustment.pdf").exists());
+    assert!(!a.join("partners/5000202/adjustments").exists());
+    // Listed in the manifest; byte-identical across thread counts.
+    let m = read_json(a.join("manifest.json"));
+    let listed: Vec<&str> = m["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    let rel = format!("partners/{moved_from}/adjustment.pdf");
+    assert!(listed.contains(&rel.as_str()), "{listed:?}");
+    let crel = format!("partners/{moved_from}/adjustments/{customer}.pdf");
+    assert!(listed.contains(&crel.as_str()), "{listed:?}");
+    let mb = read_json(b.join("manifest.json"));
+    assert_eq!(m["outputs"], mb["outputs"]);
+    assert_eq!(
+        std::fs::read(&pdf).unwrap(),
+        std::fs::read(b.join(&rel)).unwrap()
+    );
+    // German: the labels and the reasons in the run's language.
+    let gtext = pdftext(&de.join(&rel));
+    assert!(gtext.contains("Korrekturabrechnung"), "{gtext}");
+    assert!(gtext.contains("Bisher ausgestellt"), "{gtext}");
+    assert!(
+        gtext.contains("Zuordnungszeile 2 gilt nicht mehr"),
+        "{gtext}"
+    );
+    // `render` keeps them (their lines come from the history).
+    let mut c = command();
+    c.args(["render", "--out"]).arg(&a).args(["--locale", "de"]);
+    assert_code(&output(&mut c), 0);
+    assert_eq!(
+        std::fs::read(&pdf).unwrap(),
+        std::fs::read(b.join(&rel)).unwrap()
+    );
+    let m = read_json(a.join("manifest.json"));
+    assert!(m["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["path"].as_str() == Some(rel.as_str())));
 }
 
 /// A file that is not a porledger history: every command refuses it with

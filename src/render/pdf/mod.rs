@@ -12,6 +12,7 @@
 //! resource ids, dates from the period, and a document ID derived from the
 //! hash of the drawn content, so two runs give byte-identical files.
 
+mod adjustment;
 mod chart;
 pub mod format;
 pub mod layout;
@@ -1248,10 +1249,13 @@ pub fn rerender(
         column: None,
         message: format!("cannot read the statement model: {e}"),
     })?;
-    // Carry over every listed file but the PDFs, and check each copy.
+    // Carry over every listed file but the statement PDFs, and check each
+    // copy. The adjustment PDFs of a restatement are carried over as the run
+    // wrote them: their lines come from the history, not from
+    // statements.json.
     let mut keep: Vec<(&String, &crate::ingest::FileDigest)> = listed
         .iter()
-        .filter(|(rel, _)| !rel.ends_with(".pdf"))
+        .filter(|(rel, _)| !rel.ends_with(".pdf") || super::adjustment::is_adjustment_pdf(rel))
         .collect();
     keep.sort_by(|a, b| a.0.cmp(b.0));
     for (rel, _) in &keep {
@@ -1283,10 +1287,11 @@ pub fn rerender(
         })
     })?;
     let written = pool.install(|| write_all(&staging.dir, &set, r, opts, &staging.files))?;
+    let carried = keep.iter().filter(|(rel, _)| rel.ends_with(".pdf")).count();
     let info = PdfManifest {
         template: r.info().clone(),
         transparency_by_customer: opts.transparency_by_customer,
-        documents: written.len(),
+        documents: written.len() + carried,
     };
     // Exactly the files of the new output (the digests were taken above).
     let outputs = super::publish::hash_outputs(&staging.dir, &staging.files)?;

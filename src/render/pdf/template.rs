@@ -263,6 +263,10 @@ pub struct LocaleSpec {
     pub columns: ColumnLabels,
     pub associations: AssociationLabels,
     pub paragraphs: Paragraphs,
+    /// The adjustment statement of a restatement (`run --history`); a locale
+    /// file without this table gets the English wording.
+    #[serde(default)]
+    pub adjustment: AdjustmentLabels,
     /// The tie-out page (`porledger tieout`); English when a locale file
     /// has no `[tieout]` table.
     #[serde(default)]
@@ -346,6 +350,57 @@ impl Default for TieoutLabels {
             expected_not_paid: s("expected, not paid"),
             paid_not_expected: s("paid, not expected"),
             adjustment: s("adjustment"),
+        }
+    }
+}
+
+/// `[adjustment]`: wording of the adjustment statement. Placeholders:
+/// `{partner_name}`, `{period}`, `{version}` (the issued version),
+/// `{next}` (the version a close of this run records); in the reasons
+/// `{line}`, `{association}`, `{valid}`, `{role}`, `{path}`, `{from}`, `{to}`.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdjustmentLabels {
+    pub title: String,
+    pub intro: String,
+    pub issued_version: String,
+    pub this_run: String,
+    pub this_run_value: String,
+    pub lines: String,
+    pub previously: String,
+    pub now: String,
+    pub difference: String,
+    pub reasons_column: String,
+    pub reasons: String,
+    pub untraced: String,
+    pub designation_gone: String,
+    pub designation_new: String,
+    pub input_removed: String,
+    pub input_changed: String,
+    pub input_added: String,
+}
+
+impl Default for AdjustmentLabels {
+    fn default() -> Self {
+        let s = |t: &str| t.to_string();
+        AdjustmentLabels {
+            title: s("Adjustment statement"),
+            intro: s("The statement of {partner_name} for the period {period} was issued as version {version}. This run computes the period again: the lines below differ from what was issued. The difference is now minus previously issued. The numbers in the last column point to the reasons below."),
+            issued_version: s("Issued version"),
+            this_run: s("This run"),
+            this_run_value: s("restates version {version}; closed, it is version {next}"),
+            lines: s("Lines that differ"),
+            previously: s("Previously issued"),
+            now: s("Now"),
+            difference: s("Difference"),
+            reasons_column: s("Reasons"),
+            reasons: s("Why the lines differ"),
+            untraced: s("no designation row or input file changed"),
+            designation_gone: s("designation row {line} no longer applies ({association} {valid})"),
+            designation_new: s("designation row {line} now applies ({association} {valid})"),
+            input_removed: s("{role} file {path} removed"),
+            input_changed: s("{role} file {path} changed (SHA-256 {from} -> {to})"),
+            input_added: s("{role} file {path} added"),
         }
     }
 }
