@@ -354,9 +354,24 @@ CREATE TABLE usage_marks(customer_id TEXT NOT NULL, workload TEXT NOT NULL,
 /// Version 2: credits against closed months. Each accrual keeps the whole
 /// amount of its billing line (a credit reverses a proportion of it) and,
 /// for a reversal row, which closed accrual it reverses.
+///
+/// A billing line's accruals are recorded as one run of consecutive rows.
+/// Only the first row of the run (the charge's *head*) carries the line's
+/// source keys (reference, product, SKU, charge dates) and `charge_rows`,
+/// the length of the run; the indexes hold heads only and lead with
+/// `close_id`, so a close inserts into its own part of each index (a working
+/// set of one month, whatever the history's size) and the history stores
+/// each key once per billing line, not once per accrual.
 const SCHEMA_V2: &str = "
 ALTER TABLE accruals ADD COLUMN line_amount TEXT;
 ALTER TABLE accruals ADD COLUMN reverses TEXT;
+ALTER TABLE accruals ADD COLUMN charge_rows INTEGER;
+DROP INDEX accruals_reference;
+DROP INDEX accruals_subscription;
+CREATE INDEX charges_reference ON accruals(close_id, reference_id)
+  WHERE charge_rows IS NOT NULL AND reference_id IS NOT NULL;
+CREATE INDEX charges_subscription ON accruals(close_id, subscription_id, product_id, sku_id)
+  WHERE charge_rows IS NOT NULL;
 CREATE INDEX accruals_reverses ON accruals(reverses) WHERE reverses IS NOT NULL;
 ";
 
@@ -770,48 +785,101 @@ impl History {
         if self.schema < 2 {
             return Ok(Vec::new());
         }
-        let latest = "c.version = (SELECT max(version) FROM closes c2 WHERE c2.period = c.period)";
-        let cols = ACCRUAL_COLUMNS
-            .split(", ")
-            .map(|c| format!("a.{}", c.trim()))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let (cond, args): (&str, Vec<Option<&str>>) = match key.reference() {
-            Some(r) => ("a.reference_id = ?1", vec![Some(r)]),
-            None => (
-                "a.subscription_id = ?1 AND a.product_id = ?2 AND a.sku_id IS ?3",
-                vec![
-                    Some(key.subscription_id.as_str()),
-                    Some(key.product_id.as_str()),
-                    key.sku_id.as_deref(),
-                ],
+        // The latest version of every closed period (few rows), then per
+        // close the heads of the matching charges through its part of an
+        // index, then each matching charge's run of rows by rowid.
+        let closes: Vec<(i64, String, u32)> = {
+            let mut st = self
+                .conn
+                .prepare(
+                    "SELECT c.id, c.period, c.version FROM closes c
+                     WHERE c.version = (SELECT max(version) FROM closes c2 WHERE c2.period = c.period)
+                     ORDER BY c.period",
+                )
+                .map_err(|e| sql(&self.path, e))?;
+            let rows = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(|e| sql(&self.path, e))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(|e| sql(&self.path, e))?
+        };
+        let cols = format!("{ACCRUAL_COLUMNS}, line_amount, reverses, rowid, charge_rows");
+        let head_sql = match key.reference() {
+            Some(_) => format!(
+                "SELECT {cols} FROM accruals
+                 WHERE close_id = ?1 AND reference_id = ?2 AND charge_rows IS NOT NULL ORDER BY rowid"
+            ),
+            None => format!(
+                "SELECT {cols} FROM accruals
+                 WHERE close_id = ?1 AND subscription_id = ?2 AND product_id = ?3 AND sku_id IS ?4
+                   AND charge_rows IS NOT NULL ORDER BY rowid"
             ),
         };
-        let sql_text = format!(
-            "SELECT {cols}, a.line_amount, a.reverses, c.period, c.version
-             FROM accruals a JOIN closes c ON c.id = a.close_id
-             WHERE {cond} AND {latest}
-             ORDER BY c.period, a.rowid"
-        );
-        let mut st = self
+        let mut heads = self
             .conn
-            .prepare(&sql_text)
+            .prepare(&head_sql)
             .map_err(|e| sql(&self.path, e))?;
-        let rows = st
-            .query_map(rusqlite::params_from_iter(args), |r| {
-                Ok(ClosedAccrual {
-                    accrual: accrual_rec(r)?,
-                    period: r.get(22)?,
-                    version: r.get(23)?,
-                })
-            })
+        let mut rest = self
+            .conn
+            .prepare(&format!(
+                "SELECT {cols} FROM accruals WHERE rowid > ?1 AND rowid < ?1 + ?2 ORDER BY rowid"
+            ))
             .map_err(|e| sql(&self.path, e))?;
-        let found: Vec<ClosedAccrual> = rows
-            .collect::<Result<_, _>>()
+        let with_rowid = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(AccrualRec, i64, i64)> {
+            Ok((
+                accrual_rec(r)?,
+                r.get(22)?,
+                r.get::<_, Option<i64>>(23)?.unwrap_or(1),
+            ))
+        };
+        let mut found = Vec::new();
+        for (id, period, version) in closes {
+            let rows = match key.reference() {
+                Some(r) => heads.query_map(params![id, r], with_rowid),
+                None => heads.query_map(
+                    params![id, key.subscription_id, key.product_id, key.sku_id],
+                    with_rowid,
+                ),
+            }
             .map_err(|e| sql(&self.path, e))?;
+            let matching: Vec<(AccrualRec, i64, i64)> = rows
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| sql(&self.path, e))?
+                .into_iter()
+                .filter(|(a, _, _)| reverse::matches(key, a))
+                .collect();
+            for (head, rowid, n) in matching {
+                let tail = rest
+                    .query_map(params![rowid, n], with_rowid)
+                    .map_err(|e| sql(&self.path, e))?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| sql(&self.path, e))?;
+                let keys = (
+                    head.reference_id.clone(),
+                    head.product_id.clone(),
+                    head.sku_id.clone(),
+                    head.charge_start.clone(),
+                    head.charge_end.clone(),
+                );
+                found.push((head, period.clone(), version));
+                for (mut a, _, _) in tail {
+                    // The run's rows share the head's source keys.
+                    a.reference_id.clone_from(&keys.0);
+                    a.product_id.clone_from(&keys.1);
+                    a.sku_id.clone_from(&keys.2);
+                    a.charge_start.clone_from(&keys.3);
+                    a.charge_end.clone_from(&keys.4);
+                    found.push((a, period.clone(), version));
+                }
+            }
+        }
         Ok(found
             .into_iter()
-            .filter(|c| reverse::matches(key, &c.accrual))
+            .map(|(accrual, period, version)| ClosedAccrual {
+                accrual,
+                period,
+                version,
+            })
             .collect())
     }
 
@@ -1154,41 +1222,68 @@ where
             "INSERT INTO accruals(close_id, partner_id, customer_id, program_id, association,
                subscription_id, charge_date, accrual_month, source_file, source_line, reference_id,
                product_id, sku_id, charge_start, charge_end, basis, rate, share, amount, currency,
-               designation_line, line_amount, reverses)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
+               designation_line, line_amount, reverses, charge_rows)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
         )
         .map_err(s)?;
+    // One billing line's accruals, recorded as one run (see SCHEMA_V2).
+    let mut run: Vec<AccrualRec> = Vec::new();
+    let mut flush = |run: &mut Vec<AccrualRec>| -> Result<(), rusqlite::Error> {
+        let keyed = run
+            .first()
+            .is_some_and(|h| h.reference_id.is_some() || h.product_id.is_some());
+        let n = run.len() as i64;
+        for (i, a) in run.drain(..).enumerate() {
+            let head = i == 0;
+            let key = |v: Option<String>| if head { v } else { None };
+            st.execute(params![
+                id,
+                a.partner_id,
+                a.customer_id,
+                a.program_id,
+                a.association,
+                a.subscription_id,
+                a.charge_date,
+                a.accrual_month,
+                a.source_file,
+                a.source_line as i64,
+                key(a.reference_id),
+                key(a.product_id),
+                key(a.sku_id),
+                key(a.charge_start),
+                key(a.charge_end),
+                a.basis,
+                a.rate,
+                a.share,
+                a.amount,
+                a.currency,
+                a.designation_line.map(|n| n as i64),
+                a.line_amount,
+                a.reverses,
+                (head && keyed).then_some(n)
+            ])?;
+        }
+        Ok(())
+    };
     let mut n = 0u64;
     for r in rows {
         let a = r.map_err(CloseError::Source)?;
-        st.execute(params![
-            id,
-            a.partner_id,
-            a.customer_id,
-            a.program_id,
-            a.association,
-            a.subscription_id,
-            a.charge_date,
-            a.accrual_month,
-            a.source_file,
-            a.source_line as i64,
-            a.reference_id,
-            a.product_id,
-            a.sku_id,
-            a.charge_start,
-            a.charge_end,
-            a.basis,
-            a.rate,
-            a.share,
-            a.amount,
-            a.currency,
-            a.designation_line.map(|n| n as i64),
-            a.line_amount,
-            a.reverses
-        ])
-        .map_err(s)?;
+        let same = run.first().is_some_and(|h| {
+            h.source_line == a.source_line
+                && h.source_file == a.source_file
+                && h.reference_id == a.reference_id
+                && h.product_id == a.product_id
+                && h.sku_id == a.sku_id
+                && h.charge_start == a.charge_start
+                && h.charge_end == a.charge_end
+        });
+        if !same {
+            flush(&mut run).map_err(s)?;
+        }
+        run.push(a);
         n += 1;
     }
+    flush(&mut run).map_err(s)?;
     Ok(n)
 }
 
@@ -1470,6 +1565,55 @@ mod tests {
             (by_ref[0].version, by_ref[0].accrual.partner_id.as_str()),
             (2, "P2")
         );
+    }
+
+    /// A billing line with several accruals (two partners, two months) is
+    /// recorded as one run: its keys once, on the head; a look-up returns
+    /// the whole run with the keys on every row, in recorded order.
+    #[test]
+    fn a_charge_is_recorded_once_and_found_whole() {
+        let d = tmp();
+        let p = d.path().join("h.db");
+        let mut h = History::open_write(&p, Duration::from_secs(1)).unwrap();
+        let mut a = charge("P1", Some("REF-1"), Some("0001"), 2);
+        let mut b = charge("P2", Some("REF-1"), Some("0001"), 2);
+        let mut c = charge("P1", Some("REF-1"), Some("0001"), 2);
+        a.accrual_month = "2026-10".into();
+        b.accrual_month = "2026-10".into();
+        c.accrual_month = "2026-11".into();
+        let other = charge("P1", Some("REF-2"), Some("0001"), 3);
+        let rows = vec![Ok::<_, ()>(a), Ok(b), Ok(c), Ok(other)];
+        h.close(&record("2026-10", None), rows, || {}).unwrap();
+        let db = Connection::open(&p).unwrap();
+        let keyed: Vec<(i64, Option<i64>)> = db
+            .prepare("SELECT source_line, charge_rows FROM accruals WHERE reference_id IS NOT NULL ORDER BY rowid")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(keyed, vec![(2, Some(3)), (3, Some(1))]);
+        let found = h.closed_charges(&key("REF-1", None)).unwrap();
+        let got: Vec<(&str, &str, Option<&str>)> = found
+            .iter()
+            .map(|c| {
+                (
+                    c.accrual.partner_id.as_str(),
+                    c.accrual.accrual_month.as_str(),
+                    c.accrual.reference_id.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("P1", "2026-10", Some("REF-1")),
+                ("P2", "2026-10", Some("REF-1")),
+                ("P1", "2026-11", Some("REF-1")),
+            ]
+        );
+        assert!(found.iter().all(|c| c.accrual.charge_start.is_some()));
+        assert_eq!(h.closed_charges(&key("", Some("0001"))).unwrap().len(), 4);
     }
 
     /// A schema version 1 file, as porledger 0.x wrote it.
