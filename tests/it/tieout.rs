@@ -298,10 +298,10 @@ fn the_tieout_page_speaks_the_locale() {
         (
             "de",
             &[
-                "Abgleich: Hat Microsoft",
+                "Abgleich mit Microsofts Auszahlungen",
                 "Erwartet",
                 "Ausgezahlt",
-                "zu wenig gezahlt",
+                "zu wenig",
             ][..],
         ),
     ] {
