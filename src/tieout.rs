@@ -789,34 +789,27 @@ impl<'r> TieOut<'r> {
         let r = |i: u32| rank[i as usize];
         let mut sources: Vec<(SortKey, Source)> =
             Vec::with_capacity(self.expected.len() + self.paid.len() + self.adjustments.len());
-        for (k, e) in &self.expected {
+        // A grain sorts by its key and the customer and subscription shown.
+        let grain = |k: &Key, shown: &Shown| -> (SortKey, Source) {
             let sk = (
                 r(k.partner),
                 k.month,
                 false,
                 r(k.program),
-                r(e.shown.customer),
-                r(e.shown.subscription),
+                r(shown.customer),
+                r(shown.subscription),
                 k.currency,
                 0,
             );
-            sources.push((sk, Source::Grain(*k)));
+            (sk, Source::Grain(*k))
+        };
+        for (k, e) in &self.expected {
+            sources.push(grain(k, &e.shown));
         }
         for (k, p) in &self.paid {
-            if self.expected.contains_key(k) {
-                continue;
+            if !self.expected.contains_key(k) {
+                sources.push(grain(k, &p.shown));
             }
-            let sk = (
-                r(k.partner),
-                k.month,
-                false,
-                r(k.program),
-                r(p.shown.customer),
-                r(p.shown.subscription),
-                k.currency,
-                0,
-            );
-            sources.push((sk, Source::Grain(*k)));
         }
         for k in self.adjustments.keys() {
             let sk = (
