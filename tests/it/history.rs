@@ -275,28 +275,7 @@ fn restatement_is_the_next_version_with_adjustments() {
     // A late designation fix: the first designation row moves to another partner.
     let (fixed, moved_from) = moved_designation(d.path());
     let v2 = d.path().join("v2");
-    let mut c = command();
-    c.args([
-        "run",
-        "--period",
-        "2026-10",
-        "--billing",
-        "sample-data/usage/billing-usage-demo.csv",
-        "--designations",
-    ])
-    .arg(&fixed)
-    .args([
-        "--rules",
-        "sample-data/usage/rules-usage.toml",
-        "--usage",
-        "sample-data/usage/cpor-usage.csv",
-        "--no-pdf",
-        "--history",
-        hs,
-        "--out",
-    ])
-    .arg(&v2);
-    let o = output(&mut c);
+    let o = usage_run(&fixed, &v2, &["--no-pdf", "--history", hs]);
     assert_published(&o);
     assert!(
         stderr(&o).contains("this run restates it"),
@@ -387,6 +366,13 @@ fn moved_designation(dir: &Path) -> (std::path::PathBuf, String) {
 
 /// Runs the usage sample with `designations` and PDFs into `out`.
 fn run_usage_pdf(designations: &Path, out: &Path, extra: &[&str]) {
+    let mut args = vec!["--quiet"];
+    args.extend_from_slice(extra);
+    assert_published(&usage_run(designations, out, &args));
+}
+
+/// `porledger run` of the usage sample with `designations` into `out`.
+fn usage_run(designations: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     let mut c = command();
     c.args([
         "run",
@@ -402,12 +388,11 @@ fn run_usage_pdf(designations: &Path, out: &Path, extra: &[&str]) {
         "sample-data/usage/rules-usage.toml",
         "--usage",
         "sample-data/usage/cpor-usage.csv",
-        "--quiet",
         "--out",
     ])
     .arg(out)
     .args(extra);
-    assert_published(&output(&mut c));
+    output(&mut c)
 }
 
 /// `-1234.5` -> `-$1,234.5` (the English amount format, as far as the CSV's
