@@ -1268,15 +1268,11 @@ where
     let mut n = 0u64;
     for r in rows {
         let a = r.map_err(CloseError::Source)?;
-        let same = run.first().is_some_and(|h| {
-            h.source_line == a.source_line
-                && h.source_file == a.source_file
-                && h.reference_id == a.reference_id
-                && h.product_id == a.product_id
-                && h.sku_id == a.sku_id
-                && h.charge_start == a.charge_start
-                && h.charge_end == a.charge_end
-        });
+        // The keys are the source line's (joined by file and line), so the
+        // line alone says where a run ends.
+        let same = run
+            .first()
+            .is_some_and(|h| h.source_line == a.source_line && h.source_file == a.source_file);
         if !same {
             flush(&mut run).map_err(s)?;
         }
