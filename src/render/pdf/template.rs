@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use toml::Spanned;
 
 use crate::error::Fatal;
 use crate::ingest::hex;
@@ -263,20 +264,29 @@ pub struct LocaleSpec {
     pub columns: ColumnLabels,
     pub associations: AssociationLabels,
     pub paragraphs: Paragraphs,
-    /// The adjustment statement of a restatement (`run --history`); a locale
-    /// file without this table gets the English wording.
-    #[serde(default)]
+    /// The adjustment statement of a restatement (`run --history`); what a
+    /// locale file leaves out is English (see [`ENGLISH_FALLBACK`]).
     pub adjustment: AdjustmentLabels,
-    /// The tie-out page (`porledger tieout`); English when a locale file
-    /// has no `[tieout]` table.
-    #[serde(default)]
+    /// The tie-out page (`porledger tieout`); what a locale file leaves out
+    /// is English.
     pub tieout: TieoutLabels,
 }
+
+/// What a locale file may leave out, taken then from the built-in
+/// `locales/en.toml`: whole tables (`[tieout]`, `[adjustment]`: every key a
+/// table leaves out) and single keys of `[labels]` added after the first
+/// templates were written. The wording exists once, in en.toml.
+const ENGLISH_FALLBACK: &[(&str, Option<&str>)] = &[
+    ("tieout", None),
+    ("adjustment", None),
+    ("labels", Some("months_total")),
+    ("labels", Some("by_month")),
+];
 
 /// The words of the tie-out page. Placeholders: `{n}` and `{of}` counts,
 /// `{partner}` and `{period}`.
 #[derive(Deserialize, Debug, Clone)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct TieoutLabels {
     pub title: String,
     pub run_period: String,
@@ -311,55 +321,12 @@ pub struct TieoutLabels {
     pub adjustment: String,
 }
 
-impl Default for TieoutLabels {
-    fn default() -> Self {
-        let s = |x: &str| x.to_string();
-        TieoutLabels {
-            title: s("Tie-out: was this partner paid what it earned?"),
-            run_period: s("Run period"),
-            as_of: s("As of"),
-            tolerance: s("Tolerance"),
-            intro: s(
-                "Paid is what Microsoft's earnings export lists; expected is what porledger \
-                 accrued from the billing lines (rounded as on the statement). Adjustments are \
-                 Microsoft's corrections without billing lines. The difference is paid plus \
-                 adjustments minus expected.",
-            ),
-            expected: s("Expected"),
-            paid: s("Paid"),
-            adjustments: s("Adjustments"),
-            difference: s("Difference"),
-            rows_differing: s("Rows differing"),
-            n_of: s("{n} of {of}"),
-            all_tie: s("Everything ties out: no row differs beyond the tolerance."),
-            differences: s("Differences, largest first"),
-            row: s("Row"),
-            class: s("Class"),
-            customer_reason: s("Customer / reason"),
-            more: s("{n} more differing rows in tieout.csv."),
-            more_one: s("1 more differing row in tieout.csv."),
-            explain_hint: s(
-                "Each row's explanation and the ledger and earnings lines behind it: \
-                 tieout.csv, or `porledger explain --tieout-row <row>`.",
-            ),
-            document_title: s("Tie-out {partner} {period}"),
-            matched: s("matched"),
-            underpaid: s("underpaid"),
-            overpaid: s("overpaid"),
-            rate_differs: s("rate differs"),
-            expected_not_paid: s("expected, not paid"),
-            paid_not_expected: s("paid, not expected"),
-            adjustment: s("adjustment"),
-        }
-    }
-}
-
 /// `[adjustment]`: wording of the adjustment statement. Placeholders:
 /// `{partner_name}`, `{period}`, `{version}` (the issued version),
 /// `{next}` (the version a close of this run records); in the reasons
 /// `{line}`, `{association}`, `{valid}`, `{role}`, `{path}`, `{from}`, `{to}`.
 #[derive(Deserialize, Debug, Clone)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct AdjustmentLabels {
     pub title: String,
     pub intro: String,
@@ -378,31 +345,6 @@ pub struct AdjustmentLabels {
     pub input_removed: String,
     pub input_changed: String,
     pub input_added: String,
-}
-
-impl Default for AdjustmentLabels {
-    fn default() -> Self {
-        let s = |t: &str| t.to_string();
-        AdjustmentLabels {
-            title: s("Adjustment statement"),
-            intro: s("The statement of {partner_name} for the period {period} was issued as version {version}. This run computes the period again: the lines below differ from what was issued. The difference is now minus previously issued. The numbers in the last column point to the reasons below."),
-            issued_version: s("Issued version"),
-            this_run: s("This run"),
-            this_run_value: s("restates version {version}; closed, it is version {next}"),
-            lines: s("Lines that differ"),
-            previously: s("Previously issued"),
-            now: s("Now"),
-            difference: s("Difference"),
-            reasons_column: s("Reasons"),
-            reasons: s("Why the lines differ"),
-            untraced: s("no designation row or input file changed"),
-            designation_gone: s("designation row {line} no longer applies ({association} {valid})"),
-            designation_new: s("designation row {line} now applies ({association} {valid})"),
-            input_removed: s("{role} file {path} removed"),
-            input_changed: s("{role} file {path} changed (SHA-256 {from} -> {to})"),
-            input_added: s("{role} file {path} added"),
-        }
-    }
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -464,19 +406,9 @@ pub struct Labels {
     pub no_target: String,
     /// `{program}`: the row closing a program's month lines (the sum of its
     /// rounded months), when it has more than one.
-    #[serde(default = "default_months_total")]
     pub months_total: String,
     /// Heading of the bar chart of the amount accrued per month.
-    #[serde(default = "default_by_month")]
     pub by_month: String,
-}
-
-fn default_months_total() -> String {
-    "Total {program}, all months".into()
-}
-
-fn default_by_month() -> String {
-    "Accrued by month".into()
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -582,24 +514,70 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 fn parse_toml<T: DeserializeOwned>(src: &Source, rel: &str, bytes: &[u8]) -> Result<T, Fatal> {
-    let file = src.display(rel);
-    let text = std::str::from_utf8(bytes).map_err(|_| Fatal::Config {
-        file: file.clone(),
+    let text = utf8(src, rel, bytes)?;
+    toml::from_str(text).map_err(|e| toml_error(src, rel, text, &e))
+}
+
+fn utf8<'a>(src: &Source, rel: &str, bytes: &'a [u8]) -> Result<&'a str, Fatal> {
+    std::str::from_utf8(bytes).map_err(|_| Fatal::Config {
+        file: src.display(rel),
         message: "not valid UTF-8".into(),
-    })?;
-    toml::from_str(text).map_err(|e| {
-        let at = e
-            .span()
-            .map(|s| {
-                let (l, c) = line_col(text, s.start);
-                format!("line {l}, column {c}: ")
-            })
-            .unwrap_or_default();
-        Fatal::Config {
-            file,
-            message: format!("{at}{}", e.message().trim()),
-        }
     })
+}
+
+/// A TOML error with the line and column of its span in `text`.
+fn toml_error(src: &Source, rel: &str, text: &str, e: &toml::de::Error) -> Fatal {
+    let at = e
+        .span()
+        .map(|s| {
+            let (l, c) = line_col(text, s.start);
+            format!("line {l}, column {c}: ")
+        })
+        .unwrap_or_default();
+    Fatal::Config {
+        file: src.display(rel),
+        message: format!("{at}{}", e.message().trim()),
+    }
+}
+
+/// A locale file, with what it may leave out ([`ENGLISH_FALLBACK`]) taken
+/// from the built-in en.toml. The merge happens on the parsed document, so
+/// an error in the file still names its line and column.
+fn parse_locale(src: &Source, rel: &str, bytes: &[u8]) -> Result<LocaleSpec, Fatal> {
+    use toml::de::{DeTable, DeValue};
+    let en_rel = "locales/en.toml";
+    let en_bytes = Source::Embedded.read(en_rel)?;
+    let en_text = utf8(&Source::Embedded, en_rel, &en_bytes)?;
+    let en = DeTable::parse(en_text)
+        .map_err(|e| toml_error(&Source::Embedded, en_rel, en_text, &e))?
+        .into_inner();
+    let text = utf8(src, rel, bytes)?;
+    let mut doc = DeTable::parse(text).map_err(|e| toml_error(src, rel, text, &e))?;
+    for (table, key) in ENGLISH_FALLBACK {
+        let Some((en_name, en_value)) = en.get_key_value(*table) else {
+            continue;
+        };
+        let DeValue::Table(en_table) = en_value.get_ref() else {
+            continue;
+        };
+        let doc = doc.get_mut();
+        if !doc.contains_key(*table) {
+            let empty = Spanned::new(en_value.span(), DeValue::Table(DeTable::new()));
+            doc.insert(en_name.clone(), empty);
+        }
+        // A `tieout = 3` stays as it is: deserializing reports it.
+        let Some(DeValue::Table(t)) = doc.get_mut(*table).map(Spanned::get_mut) else {
+            continue;
+        };
+        for (k, v) in en_table.iter() {
+            let wanted = key.is_none_or(|only| k.get_ref() == only);
+            if wanted && !t.contains_key(k.get_ref().as_ref()) {
+                t.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    LocaleSpec::deserialize(toml::de::Deserializer::from(doc))
+        .map_err(|e| toml_error(src, rel, text, &e))
 }
 
 fn bad(src: &Source, rel: &str, key: &str, problem: impl std::fmt::Display) -> Fatal {
@@ -881,7 +859,7 @@ pub fn load(dir: Option<&Path>, locale: &str) -> Result<Loaded, Fatal> {
         },
         e => e,
     })?;
-    let loc: LocaleSpec = parse_toml(&src, &loc_rel, &loc_bytes)?;
+    let loc = parse_locale(&src, &loc_rel, &loc_bytes)?;
     validate_locale(&src, &loc_rel, &loc)?;
     files.push((loc_rel, loc_bytes));
     let regular_font = src.read(&spec.fonts.regular)?;
@@ -970,6 +948,88 @@ mod tests {
         assert!(e.contains("en.toml"), "{e}");
         assert!(e.contains("decimal_seperator"), "{e}");
         assert!(e.contains("line "), "{e}");
+    }
+
+    /// A copy of the built-in template whose `locales/xx.toml` is the German
+    /// locale changed by `edit`.
+    fn custom_locale(edit: impl Fn(&str) -> String) -> tempfile::TempDir {
+        let tmp = tempfile::tempdir().unwrap();
+        for (rel, bytes) in EMBEDDED {
+            let p = tmp.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, bytes).unwrap();
+        }
+        let de = std::fs::read_to_string(tmp.path().join("locales/de.toml")).unwrap();
+        std::fs::write(tmp.path().join("locales/xx.toml"), edit(&de)).unwrap();
+        tmp
+    }
+
+    /// `text` without the table `[name]` (up to the next table header).
+    fn without_table(text: &str, name: &str) -> String {
+        let mut out = String::new();
+        let mut skip = false;
+        for line in text.lines() {
+            if line.starts_with('[') {
+                skip = line.trim() == format!("[{name}]");
+            }
+            if !skip {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn what_a_locale_leaves_out_is_english_from_en_toml() {
+        let en = load(None, "en").unwrap().locale;
+        // No [tieout], no [adjustment], no labels.months_total.
+        let tmp = custom_locale(|de| {
+            let t = without_table(&without_table(de, "tieout"), "adjustment");
+            t.lines()
+                .filter(|l| !l.starts_with("months_total"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        });
+        let xx = load(Some(tmp.path()), "xx").unwrap().locale;
+        assert_eq!(xx.tieout.title, en.tieout.title);
+        assert_eq!(xx.tieout.underpaid, en.tieout.underpaid);
+        assert_eq!(xx.adjustment.intro, en.adjustment.intro);
+        assert_eq!(xx.labels.months_total, en.labels.months_total);
+        // The rest stays German.
+        assert_eq!(xx.labels.by_month, "Abgegrenzt nach Monat");
+        assert_eq!(xx.format.decimal_separator, ",");
+    }
+
+    #[test]
+    fn a_partial_table_keeps_its_keys_and_gets_the_missing_ones_in_english() {
+        let en = load(None, "en").unwrap().locale;
+        let tmp = custom_locale(|de| {
+            de.lines()
+                .filter(|l| !l.starts_with("underpaid ") && !l.starts_with("untraced "))
+                .collect::<Vec<_>>()
+                .join("\n")
+        });
+        let xx = load(Some(tmp.path()), "xx").unwrap().locale;
+        assert_eq!(xx.tieout.underpaid, en.tieout.underpaid);
+        assert_eq!(xx.tieout.overpaid, "zu viel");
+        assert_eq!(xx.adjustment.untraced, en.adjustment.untraced);
+        assert_eq!(xx.adjustment.title, "Korrekturabrechnung");
+    }
+
+    #[test]
+    fn a_misspelt_key_in_a_table_with_english_fallback_names_its_line() {
+        let tmp = custom_locale(|de| de.replace("\nunderpaid =", "\nunderpayed ="));
+        let e = load(Some(tmp.path()), "xx").unwrap_err().to_string();
+        assert!(e.contains("xx.toml"), "{e}");
+        assert!(e.contains("underpayed"), "{e}");
+        let text = std::fs::read_to_string(tmp.path().join("locales/xx.toml")).unwrap();
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("underpayed"))
+            .unwrap()
+            + 1;
+        assert!(e.contains(&format!("line {line},")), "{e}");
     }
 
     #[test]
