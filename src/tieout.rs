@@ -322,37 +322,91 @@ struct Expected {
     /// Lines of this run's `ledger.csv`.
     lines: Vec<u64>,
     shown: Shown,
-    /// The part of `amount` from this run (the rest is issued).
-    run_amount: Decimal,
-    /// Issued accruals: (index into [`TieOut::sources`], source line).
-    issued: Vec<(u32, u64)>,
-    /// The issued part of `amount` per issued version (index into
-    /// [`TieOut::closes`]), in first-seen order.
-    by_close: Vec<(u32, Decimal)>,
+    /// What of it was issued in closed periods (`tieout --history`); boxed:
+    /// a grain of the run alone pays one pointer for it.
+    issued: Option<Box<IssuedPart>>,
 }
 
-impl Expected {
-    /// Adds `other` (the same grain) in.
-    fn merge(&mut self, other: Expected) -> Result<(), Fatal> {
-        self.amount = add_checked(self.amount, other.amount, || "expected amount".into())?;
-        self.run_amount = add_checked(self.run_amount, other.run_amount, || {
-            "expected amount".into()
-        })?;
-        self.rates.extend(other.rates);
-        self.lines.extend(other.lines);
-        self.issued.extend(other.issued);
-        for (c, d) in other.by_close {
-            self.add_issued(c, d)?;
-        }
-        Ok(())
-    }
+/// The issued accruals of a grain.
+#[derive(Clone, Debug, Default)]
+struct IssuedPart {
+    /// (index into [`TieOut::sources`], source line).
+    lines: Vec<(u32, u64)>,
+    /// The issued amount per issued version (index into [`TieOut::closes`]).
+    by_close: Vec<(u32, Decimal)>,
+    /// The grain's amount from this run's ledger.
+    run_amount: Decimal,
+}
 
-    fn add_issued(&mut self, close: u32, amount: Decimal) -> Result<(), Fatal> {
+impl IssuedPart {
+    fn add(&mut self, close: u32, amount: Decimal) -> Result<(), Fatal> {
         match self.by_close.iter_mut().find(|(c, _)| *c == close) {
             Some((_, sum)) => *sum = add_checked(*sum, amount, || "issued amount".into())?,
             None => self.by_close.push((close, amount)),
         }
         Ok(())
+    }
+}
+
+impl Expected {
+    /// Adds an amount of this run's ledger.
+    fn add_run(&mut self, amount: Decimal) -> Result<(), Fatal> {
+        let what = || "expected amount".to_string();
+        self.amount = add_checked(self.amount, amount, what)?;
+        if let Some(i) = &mut self.issued {
+            i.run_amount = add_checked(i.run_amount, amount, what)?;
+        }
+        Ok(())
+    }
+
+    /// Adds an issued amount of `close`, at `source`:`line`.
+    fn add_issued(
+        &mut self,
+        close: u32,
+        source: u32,
+        line: u64,
+        amount: Decimal,
+    ) -> Result<(), Fatal> {
+        // Everything summed before the first issued accrual is this run's.
+        let run = self.amount;
+        self.amount = add_checked(self.amount, amount, || "expected amount".into())?;
+        let i = self.issued.get_or_insert_with(|| {
+            Box::new(IssuedPart {
+                run_amount: run,
+                ..IssuedPart::default()
+            })
+        });
+        i.lines.push((source, line));
+        i.add(close, amount)
+    }
+
+    /// Adds `other` (the same grain) in.
+    fn merge(&mut self, other: Expected) -> Result<(), Fatal> {
+        let what = || "expected amount".to_string();
+        let run = |e: &Expected| match &e.issued {
+            Some(i) => i.run_amount,
+            None => e.amount,
+        };
+        if self.issued.is_some() || other.issued.is_some() {
+            let run_amount = add_checked(run(self), run(&other), what)?;
+            let i = self.issued.get_or_insert_with(Box::default);
+            i.run_amount = run_amount;
+            if let Some(o) = other.issued {
+                i.lines.extend(o.lines);
+                for (c, d) in o.by_close {
+                    i.add(c, d)?;
+                }
+            }
+        }
+        self.amount = add_checked(self.amount, other.amount, what)?;
+        self.rates.extend(other.rates);
+        self.lines.extend(other.lines);
+        Ok(())
+    }
+
+    /// The issued accruals' references.
+    fn issued_lines(&self) -> &[(u32, u64)] {
+        self.issued.as_ref().map_or(&[], |i| &i.lines)
     }
 }
 
@@ -658,23 +712,24 @@ impl<'r> TieOut<'r> {
                 ..Expected::default()
             }),
         };
-        let what = || {
-            format!(
-                "expected amount of partner {}, customer {}",
-                a.partner_id, a.customer_id
-            )
+        let named = |r: Result<(), Fatal>| {
+            r.map_err(|_| Fatal::Overflow {
+                what: format!(
+                    "expected amount of partner {}, customer {}",
+                    a.partner_id, a.customer_id
+                ),
+                cause: "the sum exceeds the decimal range".into(),
+            })
         };
-        e.amount = add_checked(e.amount, a.amount, what)?;
         e.rates.insert(a.rate.normalize());
         match a.origin {
             Origin::Ledger(line) => {
-                e.run_amount = add_checked(e.run_amount, a.amount, what)?;
+                named(e.add_run(a.amount))?;
                 e.lines.push(line);
             }
             Origin::Issued { source_line, .. } => {
                 let (close, source) = issued.unwrap_or_default();
-                e.issued.push((source, source_line));
-                e.add_issued(close, a.amount)?;
+                named(e.add_issued(close, source, source_line, a.amount))?;
             }
         }
         Ok(())
@@ -710,11 +765,13 @@ impl<'r> TieOut<'r> {
                 customer: m(e.shown.customer),
                 subscription: m(e.shown.subscription),
             };
-            for (s, _) in &mut e.issued {
-                *s = source_map[*s as usize];
-            }
-            for (c, _) in &mut e.by_close {
-                *c = close_map[*c as usize];
+            if let Some(i) = &mut e.issued {
+                for (s, _) in &mut i.lines {
+                    *s = source_map[*s as usize];
+                }
+                for (c, _) in &mut i.by_close {
+                    *c = close_map[*c as usize];
+                }
             }
             match self.expected.entry(key) {
                 Entry::Vacant(v) => {
@@ -1266,7 +1323,7 @@ impl<'r> TieOut<'r> {
             issued_lines: e
                 .map(|e| {
                     sorted(
-                        e.issued
+                        e.issued_lines()
                             .iter()
                             .map(|&(s, l)| (source_rank[s as usize], l))
                             .collect(),
@@ -1283,13 +1340,16 @@ impl<'r> TieOut<'r> {
     /// or, from several, each part's exact amount (`2 billing lines: 124.00
     /// EUR issued in 2026-10 v1 and -62.00 EUR from this run`).
     fn basis_text(&self, e: &Expected, cur: Currency) -> String {
-        let n = e.lines.len() + e.issued.len();
+        let n = e.lines.len() + e.issued_lines().len();
         let mut t = format!("{n} billing line{}", if n == 1 { "" } else { "s" });
+        let Some(issued) = &e.issued else {
+            return t;
+        };
         let version = |c: u32| {
             let (p, v) = self.closes[c as usize];
             format!("{} v{v}", self.strings.str(p))
         };
-        match (e.lines.is_empty(), e.by_close.as_slice()) {
+        match (e.lines.is_empty(), issued.by_close.as_slice()) {
             (_, []) => {}
             (true, [(c, _)]) => {
                 t.push_str(" issued in ");
@@ -1306,7 +1366,7 @@ impl<'r> TieOut<'r> {
                 if !e.lines.is_empty() {
                     words.push(format!(
                         "{} {cur} from this run",
-                        format_exact(e.run_amount, cur)
+                        format_exact(issued.run_amount, cur)
                     ));
                 }
                 t.push_str(": ");
@@ -1905,6 +1965,17 @@ lever = "*usage*"
     #[test]
     fn issued_accruals_are_expected_and_say_where_they_come_from() {
         let r = rules();
+        // Either order of the two sides gives the same report.
+        let a = {
+            let mut t = TieOut::new(&r, settings("0.01"));
+            t.add_accrual(&accrual("1", "C", "S", JAN, "-4", 3))
+                .unwrap();
+            t.add_accrual(&issued("1", "C", JAN, "10", "2026-01", 2, "jan.csv", 7))
+                .unwrap();
+            t.add_earning(&earning("1", "C", "S", JAN, "6", None, 2))
+                .unwrap();
+            t.finish().unwrap()
+        };
         let mut t = TieOut::new(&r, settings("0.01"));
         // January: issued in 2026-01 v2, plus this run's reversal of part of it.
         t.add_accrual(&issued("1", "C", JAN, "10", "2026-01", 2, "jan.csv", 7))
@@ -1951,6 +2022,7 @@ lever = "*usage*"
         );
         assert_eq!(feb.issued_lines, vec![(1, 4), (1, 5)]);
         assert!(feb.ledger_lines.is_empty());
+        assert_eq!(a.rows[0].explanation, jan.explanation);
     }
 
     #[test]
