@@ -347,8 +347,8 @@ fn read_issued(
         if mode != info.rounding {
             return Err(Fatal::Input(format!(
                 "--history {}: {} v{} was issued with rounding {}, this run rounds {}: the \
-                 expected amounts of one tie-out are rounded one way; run the tie-out on a run \
-                 with --rounding {} (or tie out the months separately)",
+                 expected amounts of one tie-out are rounded one way; tie out a run made with \
+                 the rules' rounding = \"{}\" (or an export of the other months only)",
                 path.display(),
                 v.period,
                 v.version,
@@ -1092,6 +1092,10 @@ mod tests {
             ("2026-10", "2026-10"),
             |_| -> Result<(), HistoryError> { Ok(()) },
         );
-        assert!(missing.is_err());
+        let e = missing.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            e.contains("period 2026-10 version 3 is not in this history"),
+            "{e}"
+        );
     }
 }

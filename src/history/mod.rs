@@ -802,10 +802,20 @@ impl History {
     ) -> Result<(), E> {
         let mut ids = BTreeMap::new();
         for (period, version) in versions {
-            ids.insert(
-                self.close_id(period, *version)?,
-                (period.as_str(), *version),
-            );
+            let id: Option<i64> = self
+                .conn
+                .query_row(
+                    "SELECT id FROM closes WHERE period = ?1 AND version = ?2",
+                    params![period, version],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(|e| sql(&self.path, e))?;
+            let id = id.ok_or_else(|| HistoryError::Refused {
+                path: self.path.display().to_string(),
+                message: format!("period {period} version {version} is not in this history"),
+            })?;
+            ids.insert(id, (period.as_str(), *version));
         }
         if ids.is_empty() {
             return Ok(());
