@@ -115,6 +115,8 @@ pub enum Command {
 porledger run --period 2025-11..2026-10 --billing sample-data/billing \\\n    \
 --designations sample-data/designations.csv --rules sample-data/rules.toml --out out\n  \
 porledger tieout --out out --earnings sample-data/earnings --as-of 2026-11-20\n\n\
+An export that also covers closed months: add --history FILE (what was issued for\n\
+them is expected too).\n\n\
 Exit codes: 0 everything ties out within --tolerance; 1 differences found (or\n\
 unreadable earnings rows), published; 2 fatal: nothing published.\n\
 Details: docs/tieout.md")]

@@ -210,6 +210,32 @@ fn a_closed_month_is_expected_from_the_history() {
         "{text}"
     );
     assert!(text.contains("ledger.csv:"), "{text}");
+
+    // A moved history: explain says so, and reads it where it is told.
+    let moved = s.dir.path().join("moved.db");
+    std::fs::rename(&s.history, &moved).unwrap();
+    let explain = |extra: &[&str]| {
+        let mut c = command();
+        c.args(["explain", "--out"])
+            .arg(&s.nov)
+            .args(["--tieout-row", &pa[0], "--tieout-out"])
+            .arg(&with)
+            .args(extra);
+        output(&mut c)
+    };
+    let o = explain(&[]);
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("no porledger history"),
+        "{}",
+        stderr(&o)
+    );
+    let o = explain(&["--history", moved.to_str().unwrap()]);
+    assert_code(&o, 0);
+    assert_eq!(
+        stdout(&o).replace(moved.to_str().unwrap(), "H"),
+        text.replace(s.history.to_str().unwrap(), "H")
+    );
 }
 
 #[test]
