@@ -115,6 +115,8 @@ pub enum Command {
 porledger run --period 2025-11..2026-10 --billing sample-data/billing \\\n    \
 --designations sample-data/designations.csv --rules sample-data/rules.toml --out out\n  \
 porledger tieout --out out --earnings sample-data/earnings --as-of 2026-11-20\n\n\
+An export that also covers closed months: add --history FILE (what was issued for\n\
+them is expected too).\n\n\
 Exit codes: 0 everything ties out within --tolerance; 1 differences found (or\n\
 unreadable earnings rows), published; 2 fatal: nothing published.\n\
 Details: docs/tieout.md")]
@@ -328,6 +330,12 @@ pub struct TieoutArgs {
     /// Replaced atomically; only porledger's own output is ever replaced.
     #[arg(long, value_name = "DIR")]
     pub tieout_out: Option<PathBuf>,
+    /// The history of closed periods (`porledger close`), read only: what was
+    /// issued for every other closed period (its latest version) is expected
+    /// too, for the months the earnings cover. The run's own period comes
+    /// from the run.
+    #[arg(long, value_name = "FILE")]
+    pub history: Option<PathBuf>,
     /// Rules file with the [[program.earnings]] tables [default: the rules file
     /// the run's manifest names, which must be unchanged since the run].
     #[arg(long, value_name = "FILE")]
@@ -377,6 +385,8 @@ pub struct ExplainArgs {
     /// customer, program and accrual month, what was issued for this period
     /// against this run, and the issued computation of every line that
     /// differs (the version this run restates, else the latest). Read only.
-    #[arg(long, value_name = "FILE", conflicts_with = "tieout_row")]
+    /// With --tieout-row: the history the tie-out read [default: the one
+    /// its tieout.json names].
+    #[arg(long, value_name = "FILE")]
     pub history: Option<PathBuf>,
 }

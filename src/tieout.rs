@@ -2,8 +2,11 @@
 //! ledger) against what Microsoft says it paid (the earnings export).
 //!
 //! Pure: [`TieOut`] is an accumulator fed by the command with ledger rows
-//! ([`TieOut::add_accrual`]), not-eligible rows ([`TieOut::add_not_eligible`])
-//! and earnings rows ([`TieOut::add_earning`]); [`TieOut::finish`] classifies.
+//! and, with `--history`, the issued accruals of closed periods
+//! ([`TieOut::add_accrual`], each with its [`Origin`]), not-eligible rows
+//! ([`TieOut::add_not_eligible`]) and earnings rows ([`TieOut::add_earning`]);
+//! [`TieOut::finish`] classifies. Which issued versions make the expected
+//! side is decided by [`expected_versions`].
 //!
 //! # The grain
 //!
@@ -98,7 +101,23 @@ pub struct TieSettings {
     pub rounding: RoundingMode,
 }
 
-/// One ledger row, as the tie-out needs it.
+/// Where an expected amount comes from.
+#[derive(Clone, Copy, Debug)]
+pub enum Origin<'a> {
+    /// A row of this run's `ledger.csv`, at this line.
+    Ledger(u64),
+    /// An issued accrual of a closed period (`tieout --history`): the
+    /// version it was issued in and its billing source line.
+    Issued {
+        period: &'a str,
+        version: u32,
+        source_file: &'a str,
+        source_line: u64,
+    },
+}
+
+/// One expected accrual (a ledger row, or an issued one of the history), as
+/// the tie-out needs it.
 #[derive(Clone, Copy, Debug)]
 pub struct Accrual<'a> {
     pub partner_id: &'a str,
@@ -109,8 +128,7 @@ pub struct Accrual<'a> {
     pub currency: Currency,
     pub amount: Decimal,
     pub rate: Decimal,
-    /// Line of the row in `ledger.csv`.
-    pub ledger_line: u64,
+    pub origin: Origin<'a>,
 }
 
 /// One earnings row, as the tie-out needs it (see
@@ -301,8 +319,95 @@ impl Rates {
 struct Expected {
     amount: Decimal,
     rates: Rates,
+    /// Lines of this run's `ledger.csv`.
     lines: Vec<u64>,
     shown: Shown,
+    /// What of it was issued in closed periods (`tieout --history`); boxed:
+    /// a grain of the run alone pays one pointer for it.
+    issued: Option<Box<IssuedPart>>,
+}
+
+/// The issued accruals of a grain.
+#[derive(Clone, Debug, Default)]
+struct IssuedPart {
+    /// (index into [`TieOut::sources`], source line).
+    lines: Vec<(u32, u64)>,
+    /// The issued amount per issued version (index into [`TieOut::closes`]).
+    by_close: Vec<(u32, Decimal)>,
+    /// The grain's amount from this run's ledger.
+    run_amount: Decimal,
+}
+
+impl IssuedPart {
+    fn add(&mut self, close: u32, amount: Decimal) -> Result<(), Fatal> {
+        match self.by_close.iter_mut().find(|(c, _)| *c == close) {
+            Some((_, sum)) => *sum = add_checked(*sum, amount, || "issued amount".into())?,
+            None => self.by_close.push((close, amount)),
+        }
+        Ok(())
+    }
+}
+
+impl Expected {
+    /// Adds an amount of this run's ledger.
+    fn add_run(&mut self, amount: Decimal) -> Result<(), Fatal> {
+        let what = || "expected amount".to_string();
+        self.amount = add_checked(self.amount, amount, what)?;
+        if let Some(i) = &mut self.issued {
+            i.run_amount = add_checked(i.run_amount, amount, what)?;
+        }
+        Ok(())
+    }
+
+    /// Adds an issued amount of `close`, at `source`:`line`.
+    fn add_issued(
+        &mut self,
+        close: u32,
+        source: u32,
+        line: u64,
+        amount: Decimal,
+    ) -> Result<(), Fatal> {
+        // Everything summed before the first issued accrual is this run's.
+        let run = self.amount;
+        self.amount = add_checked(self.amount, amount, || "expected amount".into())?;
+        let i = self.issued.get_or_insert_with(|| {
+            Box::new(IssuedPart {
+                run_amount: run,
+                ..IssuedPart::default()
+            })
+        });
+        i.lines.push((source, line));
+        i.add(close, amount)
+    }
+
+    /// Adds `other` (the same grain) in.
+    fn merge(&mut self, other: Expected) -> Result<(), Fatal> {
+        let what = || "expected amount".to_string();
+        let run = |e: &Expected| match &e.issued {
+            Some(i) => i.run_amount,
+            None => e.amount,
+        };
+        if self.issued.is_some() || other.issued.is_some() {
+            let run_amount = add_checked(run(self), run(&other), what)?;
+            let i = self.issued.get_or_insert_with(Box::default);
+            i.run_amount = run_amount;
+            if let Some(o) = other.issued {
+                i.lines.extend(o.lines);
+                for (c, d) in o.by_close {
+                    i.add(c, d)?;
+                }
+            }
+        }
+        self.amount = add_checked(self.amount, other.amount, what)?;
+        self.rates.extend(other.rates);
+        self.lines.extend(other.lines);
+        Ok(())
+    }
+
+    /// The issued accruals' references.
+    fn issued_lines(&self) -> &[(u32, u64)] {
+        self.issued.as_ref().map_or(&[], |i| &i.lines)
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -353,6 +458,13 @@ pub struct TieOut<'r> {
     /// -> (program or "", the labels as explanations name them).
     label_cache: FastMap<[u32; 4], (u32, u32)>,
     earnings_rows: u64,
+    /// The first and last transaction month of the earnings read.
+    earnings_months: Option<(Month, Month)>,
+    /// Issued versions expected amounts come from: (period, version).
+    closes: Vec<(u32, u32)>,
+    /// Billing files of issued accruals: (index into `closes`, file).
+    sources: Vec<(u32, u32)>,
+    source_index: FastMap<(u32, u32), u32>,
 }
 
 /// One row of `tieout.csv`.
@@ -384,6 +496,9 @@ pub struct TieRow {
     pub explanation: String,
     /// Lines of `ledger.csv` behind the expected amount.
     pub ledger_lines: Vec<u64>,
+    /// Issued accruals of the history behind the expected amount: (index
+    /// into [`Report::issued_sources`], source line), sorted.
+    pub issued_lines: Vec<(u32, u64)>,
     /// Earnings rows behind the paid amount: (file index, line).
     pub earnings_rows: Vec<(u32, u64)>,
 }
@@ -450,6 +565,9 @@ pub struct Report {
     pub differences: u64,
     /// Partner display ID -> name.
     pub partner_names: BTreeMap<String, String>,
+    /// The issued versions and billing files of [`TieRow::issued_lines`],
+    /// `PERIOD vVERSION FILE`, sorted (an index sorts as its text).
+    pub issued_sources: Vec<String>,
 }
 
 fn percent(r: Decimal) -> String {
@@ -498,7 +616,41 @@ impl<'r> TieOut<'r> {
             partner_names: FastMap::default(),
             label_cache: FastMap::default(),
             earnings_rows: 0,
+            earnings_months: None,
+            closes: Vec::new(),
+            sources: Vec::new(),
+            source_index: FastMap::default(),
         }
+    }
+
+    /// The first and last transaction month of the earnings added so far.
+    pub fn earnings_months(&self) -> Option<(Month, Month)> {
+        self.earnings_months
+    }
+
+    /// The index of an issued version in `closes`.
+    fn close_idx(&mut self, period: &str, version: u32) -> Result<u32, Fatal> {
+        let p = self.strings.id(period)?;
+        if let Some(i) = self.closes.iter().position(|&c| c == (p, version)) {
+            return Ok(i as u32);
+        }
+        self.closes.push((p, version));
+        Ok(self.closes.len() as u32 - 1)
+    }
+
+    /// The index of a billing file of an issued version in `sources`.
+    fn source_idx(&mut self, close: u32, file: &str) -> Result<u32, Fatal> {
+        let f = self.strings.id(file)?;
+        if let Some(&i) = self.source_index.get(&(close, f)) {
+            return Ok(i);
+        }
+        let i = u32::try_from(self.sources.len()).map_err(|_| Fatal::Overflow {
+            what: "tie-out issued billing files".into(),
+            cause: "more than 4,294,967,295".into(),
+        })?;
+        self.sources.push((close, f));
+        self.source_index.insert((close, f), i);
+        Ok(i)
     }
 
     /// A partner's name (from the run's summary).
@@ -524,6 +676,19 @@ impl<'r> TieOut<'r> {
     }
 
     pub fn add_accrual(&mut self, a: &Accrual<'_>) -> Result<(), Fatal> {
+        // The issued version and billing file: (close, source).
+        let issued = match a.origin {
+            Origin::Ledger(_) => None,
+            Origin::Issued {
+                period,
+                version,
+                source_file,
+                ..
+            } => {
+                let close = self.close_idx(period, version)?;
+                Some((close, self.source_idx(close, source_file)?))
+            }
+        };
         let s = &mut self.strings;
         let (partner, shown_partner) = s.key_and_shown(a.partner_id)?;
         let (customer, shown_customer) = s.key_and_shown(a.customer_id)?;
@@ -547,14 +712,26 @@ impl<'r> TieOut<'r> {
                 ..Expected::default()
             }),
         };
-        e.amount = add_checked(e.amount, a.amount, || {
-            format!(
-                "expected amount of partner {}, customer {}",
-                a.partner_id, a.customer_id
-            )
-        })?;
+        let named = |r: Result<(), Fatal>| {
+            r.map_err(|_| Fatal::Overflow {
+                what: format!(
+                    "expected amount of partner {}, customer {}",
+                    a.partner_id, a.customer_id
+                ),
+                cause: "the sum exceeds the decimal range".into(),
+            })
+        };
         e.rates.insert(a.rate.normalize());
-        e.lines.push(a.ledger_line);
+        match a.origin {
+            Origin::Ledger(line) => {
+                named(e.add_run(a.amount))?;
+                e.lines.push(line);
+            }
+            Origin::Issued { source_line, .. } => {
+                let (close, source) = issued.unwrap_or_default();
+                named(e.add_issued(close, source, source_line, a.amount))?;
+            }
+        }
         Ok(())
     }
 
@@ -564,6 +741,14 @@ impl<'r> TieOut<'r> {
         let mut map = Vec::with_capacity(other.strings.text.len());
         for t in &other.strings.text {
             map.push(self.strings.id(t)?);
+        }
+        let mut close_map = Vec::with_capacity(other.closes.len());
+        for &(p, v) in &other.closes {
+            close_map.push(self.close_idx(other.strings.str(p), v)?);
+        }
+        let mut source_map = Vec::with_capacity(other.sources.len());
+        for &(c, f) in &other.sources {
+            source_map.push(self.source_idx(close_map[c as usize], other.strings.str(f))?);
         }
         let m = |i: u32| map[i as usize];
         self.expected.reserve(other.expected.len());
@@ -580,16 +765,19 @@ impl<'r> TieOut<'r> {
                 customer: m(e.shown.customer),
                 subscription: m(e.shown.subscription),
             };
+            if let Some(i) = &mut e.issued {
+                for (s, _) in &mut i.lines {
+                    *s = source_map[*s as usize];
+                }
+                for (c, _) in &mut i.by_close {
+                    *c = close_map[*c as usize];
+                }
+            }
             match self.expected.entry(key) {
                 Entry::Vacant(v) => {
                     v.insert(e);
                 }
-                Entry::Occupied(mut o) => {
-                    let a = o.get_mut();
-                    a.amount = add_checked(a.amount, e.amount, || "expected amount".into())?;
-                    a.rates.extend(e.rates);
-                    a.lines.extend(e.lines);
-                }
+                Entry::Occupied(mut o) => o.get_mut().merge(e)?,
             }
         }
         Ok(())
@@ -673,6 +861,10 @@ impl<'r> TieOut<'r> {
 
     pub fn add_earning(&mut self, e: &Earning<'_>) -> Result<(), Fatal> {
         self.earnings_rows += 1;
+        self.earnings_months = Some(match self.earnings_months {
+            None => (e.month, e.month),
+            Some((a, b)) => (a.min(e.month), b.max(e.month)),
+        });
         let (program, labels) = self.labels_of(&e.labels)?;
         let what = || format!("earnings of partner {} in {}", e.participant_id, e.currency);
         let s = &mut self.strings;
@@ -755,12 +947,7 @@ impl<'r> TieOut<'r> {
                 std::mem::take(&mut self.expected),
                 &coarse,
                 |e| e.shown.subscription = EMPTY,
-                |a, b| {
-                    a.amount = add_checked(a.amount, b.amount, || "expected amount".into())?;
-                    a.rates.extend(b.rates);
-                    a.lines.extend(b.lines);
-                    Ok(())
-                },
+                Expected::merge,
             )?;
             self.paid = collapse(
                 std::mem::take(&mut self.paid),
@@ -827,13 +1014,29 @@ impl<'r> TieOut<'r> {
         // Total order: no two sources share a sort key.
         sources.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
         drop(rank);
+        // The issued billing files by text; a row's lines sort by it.
+        let source_text: Vec<String> = self
+            .sources
+            .iter()
+            .map(|&(c, f)| {
+                let (p, v) = self.closes[c as usize];
+                format!("{} v{v} {}", self.strings.str(p), self.strings.str(f))
+            })
+            .collect();
+        let mut order: Vec<u32> = (0..source_text.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| source_text[a as usize].cmp(&source_text[b as usize]));
+        let mut source_rank = vec![0u32; order.len()];
+        for (r, &i) in order.iter().enumerate() {
+            source_rank[i as usize] = r as u32;
+        }
         let this = &self;
         let credited = &credited;
+        let source_rank = &source_rank;
         let built: Vec<(TieRow, u64, u64, u64)> = sources
             .par_iter()
             .map(|(_, s)| match s {
                 Source::Grain(k) => {
-                    let (row, matched, unmatched) = this.classify(k, credited);
+                    let (row, matched, unmatched) = this.classify(k, credited, source_rank);
                     (row, matched, unmatched, 0)
                 }
                 Source::Adjustment(k) => {
@@ -844,7 +1047,13 @@ impl<'r> TieOut<'r> {
             })
             .collect();
         drop(sources);
-        let mut report = Report::default();
+        let mut report = Report {
+            issued_sources: order
+                .iter()
+                .map(|&i| source_text[i as usize].clone())
+                .collect(),
+            ..Report::default()
+        };
         let mut rows = Vec::with_capacity(built.len());
         for (mut r, matched, unmatched, adjustments) in built {
             report.earnings_matched += matched;
@@ -927,6 +1136,7 @@ impl<'r> TieOut<'r> {
                 program
             ),
             ledger_lines: Vec::new(),
+            issued_lines: Vec::new(),
             earnings_rows: sorted(p.rows.clone()),
         }
     }
@@ -948,7 +1158,7 @@ impl<'r> TieOut<'r> {
     }
 
     /// The row of a grain, and the earnings rows it counts as matched and unmatched.
-    fn classify(&self, k: &Key, credited: &Credited) -> (TieRow, u64, u64) {
+    fn classify(&self, k: &Key, credited: &Credited, source_rank: &[u32]) -> (TieRow, u64, u64) {
         let s = &self.strings;
         let tol = self.settings.tolerance;
         let e = self.expected.get(k);
@@ -964,9 +1174,8 @@ impl<'r> TieOut<'r> {
             .or(p.map(|p| p.shown))
             .unwrap_or_default();
         let money = |d: Decimal| format!("{} {}", format_exact(d, cur), cur);
-        let lines = e.map(|e| e.lines.len()).unwrap_or(0);
+        let lines_text = e.map(|e| self.basis_text(e, cur)).unwrap_or_default();
         let n_rows = p.map(|p| p.rows.len()).unwrap_or(0);
-        let lines_text = format!("{lines} billing line{}", if lines == 1 { "" } else { "s" });
         let rows_text = format!(
             "{n_rows} earnings row{}",
             if n_rows == 1 { "" } else { "s" }
@@ -1111,9 +1320,60 @@ impl<'r> TieOut<'r> {
             due,
             explanation,
             ledger_lines: e.map(|e| sorted(e.lines.clone())).unwrap_or_default(),
+            issued_lines: e
+                .map(|e| {
+                    sorted(
+                        e.issued_lines()
+                            .iter()
+                            .map(|&(s, l)| (source_rank[s as usize], l))
+                            .collect(),
+                    )
+                })
+                .unwrap_or_default(),
             earnings_rows: p.map(|p| sorted(p.rows.clone())).unwrap_or_default(),
         };
         (row, matched, unmatched)
+    }
+
+    /// What the expected amount of a grain was computed from, in words:
+    /// `3 billing lines` (this run), `3 billing lines issued in 2026-10 v1`,
+    /// or, from several, each part's exact amount (`2 billing lines: 124.00
+    /// EUR issued in 2026-10 v1 and -62.00 EUR from this run`).
+    fn basis_text(&self, e: &Expected, cur: Currency) -> String {
+        let n = e.lines.len() + e.issued_lines().len();
+        let mut t = format!("{n} billing line{}", if n == 1 { "" } else { "s" });
+        let Some(issued) = &e.issued else {
+            return t;
+        };
+        let version = |c: u32| {
+            let (p, v) = self.closes[c as usize];
+            format!("{} v{v}", self.strings.str(p))
+        };
+        match (e.lines.is_empty(), issued.by_close.as_slice()) {
+            (_, []) => {}
+            (true, [(c, _)]) => {
+                t.push_str(" issued in ");
+                t.push_str(&version(*c));
+            }
+            (_, parts) => {
+                let mut parts: Vec<(String, Decimal)> =
+                    parts.iter().map(|&(c, d)| (version(c), d)).collect();
+                parts.sort_unstable();
+                let mut words: Vec<String> = parts
+                    .into_iter()
+                    .map(|(v, d)| format!("{} {cur} issued in {v}", format_exact(d, cur)))
+                    .collect();
+                if !e.lines.is_empty() {
+                    words.push(format!(
+                        "{} {cur} from this run",
+                        format_exact(issued.run_amount, cur)
+                    ));
+                }
+                t.push_str(": ");
+                t.push_str(&words.join(" and "));
+            }
+        }
+        t
     }
 
     /// Why porledger expected nothing for an earning: a code and words.
@@ -1218,6 +1478,71 @@ impl<'r> TieOut<'r> {
     }
 }
 
+/// One issued version of a closed period, as the history lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssuedVersion {
+    pub period: String,
+    pub version: u32,
+    /// The rounding of the run that was closed (`half-up`, ...).
+    pub rounding: String,
+}
+
+/// Which issued versions make the expected side (see [`expected_versions`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExpectedVersions {
+    /// The latest version of every closed period but the run's own.
+    pub used: Vec<IssuedVersion>,
+    /// The latest version of the run's own period, if it is closed: the run
+    /// is its restatement (or the run that was closed), so the run's ledger
+    /// is expected in its place.
+    pub replaced: Option<IssuedVersion>,
+}
+
+/// The rule of `tieout --history`: the expected side is the run's own
+/// ledger plus the issued accruals of the **latest version of every other
+/// closed period**. The run's own period (same label) is never taken from
+/// the history: the run re-accrued it from its files. Months are not the
+/// unit, periods are: a later period's reversal of a closed month's accrual
+/// (accrual month of the closed month) adds to what was issued for that
+/// month, it does not replace it. A closed period that overlaps the run's
+/// period without being it (`2026-10` against a run of `2026-09..2026-10`)
+/// is refused: its months would be counted twice. `closes`: every issued
+/// version, any order.
+pub fn expected_versions(
+    run_period: &str,
+    closes: &[IssuedVersion],
+) -> Result<ExpectedVersions, String> {
+    let run: crate::dates::Period = run_period.parse().map_err(|e| {
+        format!("the run's period '{run_period}' cannot be read ({e}); tie out without --history")
+    })?;
+    let mut latest: BTreeMap<&str, &IssuedVersion> = BTreeMap::new();
+    for c in closes {
+        let e = latest.entry(c.period.as_str()).or_insert(c);
+        if c.version > e.version {
+            *e = c;
+        }
+    }
+    let mut out = ExpectedVersions::default();
+    for (label, c) in latest {
+        if label == run_period {
+            out.replaced = Some(c.clone());
+            continue;
+        }
+        let p: crate::dates::Period = label.parse().map_err(|e| {
+            format!("closed period '{label}' cannot be read ({e}); the history is damaged")
+        })?;
+        if p.start < run.end && run.start < p.end {
+            return Err(format!(
+                "closed period {label} overlaps this run's period {run_period} without being it: \
+                 its months would be expected twice; tie out a run of {label} (or of periods \
+                 that do not overlap it)"
+            ));
+        }
+        out.used.push(c.clone());
+    }
+    Ok(out)
+}
+
 fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
     v.sort_unstable();
     v
@@ -1308,7 +1633,7 @@ lever = "*usage*"
             currency: eur(),
             amount: d(amount),
             rate: d("0.04"),
-            ledger_line: line,
+            origin: Origin::Ledger(line),
         }
     }
 
@@ -1613,6 +1938,160 @@ lever = "*usage*"
         assert_eq!(format!("{:?}", a.rows), format!("{:?}", b.rows));
         assert_eq!(a.rows.len(), 5);
         assert_eq!(a.differences, b.differences);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn issued<'a>(
+        partner: &'a str,
+        customer: &'a str,
+        m: Month,
+        amount: &str,
+        period: &'a str,
+        version: u32,
+        file: &'a str,
+        line: u64,
+    ) -> Accrual<'a> {
+        Accrual {
+            origin: Origin::Issued {
+                period,
+                version,
+                source_file: file,
+                source_line: line,
+            },
+            ..accrual(partner, customer, "S", m, amount, 0)
+        }
+    }
+
+    #[test]
+    fn issued_accruals_are_expected_and_say_where_they_come_from() {
+        let r = rules();
+        // Either order of the two sides gives the same report.
+        let a = {
+            let mut t = TieOut::new(&r, settings("0.01"));
+            t.add_accrual(&accrual("1", "C", "S", JAN, "-4", 3))
+                .unwrap();
+            t.add_accrual(&issued("1", "C", JAN, "10", "2026-01", 2, "jan.csv", 7))
+                .unwrap();
+            t.add_earning(&earning("1", "C", "S", JAN, "6", None, 2))
+                .unwrap();
+            t.finish().unwrap()
+        };
+        let mut t = TieOut::new(&r, settings("0.01"));
+        // January: issued in 2026-01 v2, plus this run's reversal of part of it.
+        t.add_accrual(&issued("1", "C", JAN, "10", "2026-01", 2, "jan.csv", 7))
+            .unwrap();
+        t.add_accrual(&accrual("1", "C", "S", JAN, "-4", 3))
+            .unwrap();
+        // February: issued only.
+        t.add_accrual(&issued("1", "C", FEB, "3", "2026-02", 1, "feb.csv", 5))
+            .unwrap();
+        t.add_accrual(&issued("1", "C", FEB, "2", "2026-02", 1, "feb.csv", 4))
+            .unwrap();
+        t.add_earning(&earning("1", "C", "S", JAN, "6", None, 2))
+            .unwrap();
+        t.add_earning(&earning("1", "C", "S", FEB, "5", None, 3))
+            .unwrap();
+        let rep = t.finish().unwrap();
+        assert_eq!(rep.rows.len(), 2, "{:#?}", rep.rows);
+        let (jan, feb) = (&rep.rows[0], &rep.rows[1]);
+        assert_eq!((jan.class, feb.class), (Class::Matched, Class::Matched));
+        assert_eq!(jan.expected, d("6.00"));
+        assert!(
+            jan.explanation.contains(
+                "2 billing lines: 10.00 EUR issued in 2026-01 v2 and -4.00 EUR from this run"
+            ),
+            "{}",
+            jan.explanation
+        );
+        assert!(
+            feb.explanation
+                .contains("2 billing lines issued in 2026-02 v1"),
+            "{}",
+            feb.explanation
+        );
+        assert_eq!(
+            rep.issued_sources,
+            vec![
+                "2026-01 v2 jan.csv".to_string(),
+                "2026-02 v1 feb.csv".to_string()
+            ]
+        );
+        assert_eq!(
+            (jan.ledger_lines.clone(), jan.issued_lines.clone()),
+            (vec![3], vec![(0, 7)])
+        );
+        assert_eq!(feb.issued_lines, vec![(1, 4), (1, 5)]);
+        assert!(feb.ledger_lines.is_empty());
+        assert_eq!(a.rows[0].explanation, jan.explanation);
+    }
+
+    #[test]
+    fn issued_accruals_read_on_another_accumulator_give_the_same_report() {
+        let r = rules();
+        let feed = |t: &mut TieOut<'_>, reversed: bool| {
+            let mut rows = vec![
+                issued("1", "C", JAN, "1", "2026-01", 1, "a.csv", 2),
+                issued("1", "C", JAN, "2", "2026-01", 1, "b.csv", 3),
+                issued("2", "D", FEB, "4", "2026-02", 3, "a.csv", 9),
+            ];
+            if reversed {
+                rows.reverse();
+            }
+            for a in &rows {
+                t.add_accrual(a).unwrap();
+            }
+        };
+        let mut one = TieOut::new(&r, settings("0.01"));
+        one.add_accrual(&accrual("1", "C", "S", JAN, "5", 2))
+            .unwrap();
+        feed(&mut one, false);
+        let mut two = TieOut::new(&r, settings("0.01"));
+        two.add_accrual(&accrual("1", "C", "S", JAN, "5", 2))
+            .unwrap();
+        let mut side = TieOut::new(&r, settings("0.01"));
+        // Another order of first sight: other indexes, the same report.
+        feed(&mut side, true);
+        two.add_accruals_of(side).unwrap();
+        let (a, b) = (one.finish().unwrap(), two.finish().unwrap());
+        assert_eq!(format!("{:?}", a.rows), format!("{:?}", b.rows));
+        assert_eq!(a.issued_sources, b.issued_sources);
+        assert_eq!(a.issued_sources.len(), 3);
+    }
+
+    fn version(period: &str, version: u32) -> IssuedVersion {
+        IssuedVersion {
+            period: period.into(),
+            version,
+            rounding: "half-up".into(),
+        }
+    }
+
+    #[test]
+    fn the_latest_version_of_every_other_closed_period_is_expected() {
+        let closes = [
+            version("2026-09", 1),
+            version("2026-10", 2),
+            version("2026-10", 1),
+            version("2026-11", 1),
+            version("2026-09", 3),
+            version("2026-09", 2),
+        ];
+        let v = expected_versions("2026-11", &closes).unwrap();
+        assert_eq!(v.used, vec![version("2026-09", 3), version("2026-10", 2)]);
+        assert_eq!(v.replaced, Some(version("2026-11", 1)));
+        // An open period: nothing replaced.
+        let v = expected_versions("2026-12", &closes).unwrap();
+        assert_eq!(v.used.len(), 3);
+        assert_eq!(v.replaced, None);
+        // A run of a range overlapping a closed month is refused, naming both.
+        let e = expected_versions("2026-10..2026-12", &closes).unwrap_err();
+        assert!(
+            e.contains("2026-10") && e.contains("2026-10..2026-12"),
+            "{e}"
+        );
+        // A closed range overlapping the run's month, too.
+        let e = expected_versions("2026-02", &[version("2026-01..2026-03", 1)]).unwrap_err();
+        assert!(e.contains("overlaps"), "{e}");
     }
 
     proptest! {

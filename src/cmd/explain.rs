@@ -23,7 +23,7 @@ pub fn explain(args: &ExplainArgs) -> Result<Finish, Fatal> {
             Some(d) => d.clone(),
             None => crate::cmd::tieout::default_tieout_dir(&args.out)?,
         };
-        let text = crate::cmd::tieout::explain_row(&args.out, &dir, row)?;
+        let text = crate::cmd::tieout::explain_row(&args.out, &dir, row, args.history.as_deref())?;
         stdout_result(std::io::stdout().lock().write_all(text.as_bytes()))?;
         return Ok(Finish::Clean);
     }

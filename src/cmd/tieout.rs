@@ -1,8 +1,10 @@
 //! `porledger tieout`: a finished run against Microsoft's earnings export.
 //!
 //! Glue only: reads the run (summary.json, manifest.json, ledger.csv and
-//! not-eligible.csv, by column name), the rules and the earnings files
-//! ([`crate::ingest::earnings`]), feeds the pure [`crate::tieout::TieOut`],
+//! not-eligible.csv, by column name), the rules, the earnings files
+//! ([`crate::ingest::earnings`]) and, with `--history`, the issued accruals
+//! of the closed periods ([`crate::history::History::issued_accruals`]),
+//! feeds the pure [`crate::tieout::TieOut`],
 //! and publishes its [`crate::tieout::Report`] through
 //! [`crate::render::publish::Staging`] like a run.
 
@@ -17,6 +19,7 @@ use crate::config::earnings::EarningsLabels;
 use crate::config::{parse_rules, Rules};
 use crate::dates::{parse_date, Month};
 use crate::error::Fatal;
+use crate::history::History;
 use crate::ingest;
 use crate::ingest::earnings::{read_earnings, EarningsRead};
 use crate::ledger::{LedgerColumn as C, LedgerReader};
@@ -26,7 +29,10 @@ use crate::render::pdf::Renderer;
 use crate::render::publish::{self, Staging};
 use crate::render::tieout as rt;
 use crate::render::{excel_unescape, sanitize_file_name};
-use crate::tieout::{Accrual, Earning, Report, TieOut, TieRow, TieSettings};
+use crate::tieout::{
+    expected_versions, Accrual, Earning, ExpectedVersions, IssuedVersion, Origin, Report, TieOut,
+    TieRow, TieSettings,
+};
 
 /// The run a tie-out reads.
 pub struct RunInfo {
@@ -196,7 +202,7 @@ fn read_ledger(out: &Path, tie: &mut TieOut<'_>) -> Result<(), Fatal> {
             currency,
             amount,
             rate,
-            ledger_line: row.line(),
+            origin: Origin::Ledger(row.line()),
         })?;
     }
     Ok(())
@@ -206,6 +212,158 @@ fn parse_month(s: &str) -> Option<Month> {
     let (y, m) = s.split_once('-')?;
     let (y, m): (i32, u32) = (y.parse().ok()?, m.parse().ok()?);
     (y > 0 && (1..=12).contains(&m) && s.len() == 7).then(|| Month::from_ym(y, m))
+}
+
+/// `--history`: the history (read only) and the issued versions the expected
+/// side takes from it (see [`expected_versions`]). A missing or empty file is
+/// a user error: a tie-out against nothing issued.
+fn open_history(path: &Path, info: &RunInfo) -> Result<(History, ExpectedVersions), Fatal> {
+    let Some(h) = History::open_read(path)? else {
+        return Err(Fatal::Input(format!(
+            "--history {}: no porledger history there (`porledger close --history FILE` \
+             creates it); nothing issued to tie out against",
+            path.display()
+        )));
+    };
+    let closes: Vec<IssuedVersion> = h
+        .closes(None)?
+        .into_iter()
+        .map(|c| IssuedVersion {
+            period: c.period,
+            version: c.version,
+            rounding: c.rounding,
+        })
+        .collect();
+    if closes.is_empty() {
+        return Err(Fatal::Input(format!(
+            "--history {}: no period is closed in it; nothing issued to tie out against",
+            path.display()
+        )));
+    }
+    let versions = expected_versions(&info.period, &closes)
+        .map_err(|e| Fatal::Input(format!("--history {}: {e}", path.display())))?;
+    Ok((h, versions))
+}
+
+/// What the expected side took from the history (for tieout.json).
+pub struct HistoryUse {
+    pub path: String,
+    /// The earnings' first and last transaction month: the issued accruals
+    /// of these accrual months are expected.
+    pub months: Option<(Month, Month)>,
+    pub versions: ExpectedVersions,
+    /// Issued accruals taken, per used version (period, version).
+    pub rows: BTreeMap<(String, u32), u64>,
+}
+
+/// Feeds the issued accruals of `versions` of the accrual months the
+/// earnings cover into `tie`, and refuses a used version whose rounding is
+/// not the run's (one grain would be rounded two ways).
+fn read_issued(
+    path: &Path,
+    h: &History,
+    versions: ExpectedVersions,
+    info: &RunInfo,
+    tie: &mut TieOut<'_>,
+) -> Result<HistoryUse, Fatal> {
+    let mut rows: BTreeMap<(String, u32), u64> = BTreeMap::new();
+    let months = tie.earnings_months();
+    if let Some((first, last)) = months {
+        let list: Vec<(String, u32)> = versions
+            .used
+            .iter()
+            .map(|v| (v.period.clone(), v.version))
+            .collect();
+        let (from, to) = (first.to_string(), last.to_string());
+        // Counted per version as a run of rows: rows of a version come together.
+        let mut current: Option<((String, u32), u64)> = None;
+        h.issued_accruals(&list, (&from, &to), |r| -> Result<(), Fatal> {
+            let bad = |what: &str, value: &str| {
+                Fatal::Input(format!(
+                    "--history {}: the accrual issued in {} v{} for {}:{} has {what} '{value}': \
+                     the history is damaged",
+                    path.display(),
+                    r.period,
+                    r.version,
+                    r.source_file,
+                    r.source_line
+                ))
+            };
+            let month = if r.accrual_month.is_empty() {
+                Month::of(parse_date(r.charge_date).map_err(|_| bad("charge_date", r.charge_date))?)
+            } else {
+                parse_month(r.accrual_month).ok_or_else(|| bad("accrual_month", r.accrual_month))?
+            };
+            if month < first || month > last {
+                return Ok(());
+            }
+            let amount: Decimal = r.amount.parse().map_err(|_| bad("amount", r.amount))?;
+            let rate: Decimal = r.rate.parse().map_err(|_| bad("rate", r.rate))?;
+            let currency =
+                Currency::parse(r.currency).ok_or_else(|| bad("currency", r.currency))?;
+            tie.add_accrual(&Accrual {
+                partner_id: r.partner_id,
+                customer_id: r.customer_id,
+                program_id: r.program_id,
+                subscription_id: r.subscription_id,
+                month,
+                currency,
+                amount,
+                rate,
+                origin: Origin::Issued {
+                    period: r.period,
+                    version: r.version,
+                    source_file: r.source_file,
+                    source_line: r.source_line,
+                },
+            })?;
+            match &mut current {
+                Some((k, n)) if k.0 == r.period && k.1 == r.version => *n += 1,
+                _ => {
+                    if let Some((k, n)) = current.take() {
+                        *rows.entry(k).or_default() += n;
+                    }
+                    current = Some(((r.period.to_string(), r.version), 1));
+                }
+            }
+            Ok(())
+        })?;
+        if let Some((k, n)) = current {
+            *rows.entry(k).or_default() += n;
+        }
+    }
+    for v in &versions.used {
+        if !rows.contains_key(&(v.period.clone(), v.version)) {
+            continue;
+        }
+        let mode: RoundingMode = v.rounding.parse().map_err(|e: String| {
+            Fatal::Input(format!(
+                "--history {}: {} v{}: {e}; the history is damaged",
+                path.display(),
+                v.period,
+                v.version
+            ))
+        })?;
+        if mode != info.rounding {
+            return Err(Fatal::Input(format!(
+                "--history {}: {} v{} was issued with rounding {}, this run rounds {}: the \
+                 expected amounts of one tie-out are rounded one way; tie out a run made with \
+                 the rules' rounding = \"{}\" (or an export of the other months only)",
+                path.display(),
+                v.period,
+                v.version,
+                v.rounding,
+                info.rounding.as_str(),
+                v.rounding
+            )));
+        }
+    }
+    Ok(HistoryUse {
+        path: path.display().to_string(),
+        months,
+        versions,
+        rows,
+    })
 }
 
 /// Feeds the not-eligible rows of the customers the earnings name.
@@ -306,6 +464,11 @@ pub fn tieout(args: &TieoutArgs) -> Result<Finish, Fatal> {
     let tolerance = parse_tolerance(&args.tolerance)?;
     let info = run_info(&args.out)?;
     let rules = load_rules(args, &info)?;
+    // A history that cannot be used fails before any reading.
+    let history = match &args.history {
+        Some(p) => Some((p, open_history(p, &info)?)),
+        None => None,
+    };
     let renderer = if args.no_pdf {
         None
     } else {
@@ -326,6 +489,12 @@ pub fn tieout(args: &TieoutArgs) -> Result<Finish, Fatal> {
     for (id, name) in &info.partner_names {
         tie.add_partner_name(id, name)?;
     }
+    // A partner paid only for closed periods: the name it was issued under.
+    if let Some((_, (h, _))) = &history {
+        for (id, name) in h.partner_names()? {
+            tie.add_partner_name(&id, &name)?;
+        }
+    }
     // The two sides are read at once, each into its own accumulator.
     let mut ledger_side = TieOut::new(&rules, settings);
     let (read, ledger) = rayon::join(
@@ -335,6 +504,11 @@ pub fn tieout(args: &TieoutArgs) -> Result<Finish, Fatal> {
     let read = read?;
     ledger?;
     tie.add_accruals_of(ledger_side)?;
+    // The issued side needs the months the earnings cover: after them.
+    let history_use = match history {
+        Some((p, (h, versions))) => Some(read_issued(p, &h, versions, &info, &mut tie)?),
+        None => None,
+    };
     read_not_eligible(&args.out, &mut tie)?;
     let report = tie.finish()?;
     let accounting = rt::Accounting::of(&read, &report);
@@ -354,6 +528,7 @@ pub fn tieout(args: &TieoutArgs) -> Result<Finish, Fatal> {
         as_of: as_of.to_string(),
         tolerance,
         read: &read,
+        history: history_use.as_ref().map(history_json),
     };
     rt::write_tieout_json(files, &dir, &head, &report)?;
     rt::write_rejects(files, &dir.join("rejects.csv"), &read)?;
@@ -366,22 +541,49 @@ pub fn tieout(args: &TieoutArgs) -> Result<Finish, Fatal> {
         as_of,
         tolerance,
     )?;
-    let manifest = serde_json::json!({
+    let mut manifest = serde_json::json!({
         "tool": "porledger",
         "version": env!("CARGO_PKG_VERSION"),
         "kind": "tieout",
         "run": args.out.display().to_string(),
         "outputs": publish::hash_outputs(&dir, files)?,
     });
+    if let Some(h) = &history_use {
+        manifest["history"] = serde_json::Value::String(h.path.clone());
+    }
     publish::write_json(files, &dir.join("manifest.json"), &manifest)?;
     staging.commit()?;
     if !args.quiet {
+        if let Some(h) = &history_use {
+            eprintln!("{}", history_summary(h));
+        }
         eprintln!("{}", console_summary(&report, &accounting, &target));
     }
     Ok(if report.differences > 0 || accounting.rejected > 0 {
         Finish::Differences
     } else {
         Finish::Clean
+    })
+}
+
+/// The `history` object of tieout.json.
+fn history_json(h: &HistoryUse) -> serde_json::Value {
+    let version = |v: &IssuedVersion| {
+        serde_json::json!({
+            "period": v.period,
+            "version": v.version,
+            "rounding": v.rounding,
+            "accruals": h.rows.get(&(v.period.clone(), v.version)).copied().unwrap_or(0),
+        })
+    };
+    serde_json::json!({
+        "path": h.path,
+        "accrual_months": h.months.map(|(a, b)| format!("{a}..{b}")),
+        "versions": h.versions.used.iter().map(version).collect::<Vec<_>>(),
+        "replaced_by_this_run": h.versions.replaced.as_ref().map(|v| serde_json::json!({
+            "period": v.period,
+            "version": v.version,
+        })),
     })
 }
 
@@ -442,6 +644,34 @@ fn write_partners(
     Ok(())
 }
 
+/// What `--history` added to the expected side, for the console.
+fn history_summary(h: &HistoryUse) -> String {
+    let used: Vec<String> = h
+        .rows
+        .iter()
+        .map(|((p, v), n)| format!("{p} v{v} ({n} accruals)"))
+        .collect();
+    let mut s = match h.months {
+        Some((a, b)) => format!(
+            "history {}: expected for accrual months {a}..{b} also what was issued in {}",
+            h.path,
+            if used.is_empty() {
+                "no closed period".to_string()
+            } else {
+                used.join(", ")
+            }
+        ),
+        None => format!("history {}: no earnings, nothing issued expected", h.path),
+    };
+    if let Some(v) = &h.versions.replaced {
+        s.push_str(&format!(
+            "; {} v{} is this run's period: the run is expected in its place",
+            v.period, v.version
+        ));
+    }
+    s
+}
+
 fn console_summary(r: &Report, a: &rt::Accounting, target: &Path) -> String {
     let mut s = format!(
         "earnings: {} rows read = {} duplicate earningId + {} matched + {} unmatched + {} \
@@ -472,9 +702,15 @@ fn console_summary(r: &Report, a: &rt::Accounting, target: &Path) -> String {
 }
 
 /// `porledger explain --tieout-row ROW`: the row of `tieout_dir/tieout.csv`,
-/// then every ledger line behind it (with its billing source) and the
-/// earnings rows behind it.
-pub fn explain_row(run: &Path, tieout_dir: &Path, id: &str) -> Result<String, Fatal> {
+/// then every ledger line behind it (with its billing source), every issued
+/// accrual of the history behind it (`history`, else the history the
+/// tie-out's `tieout.json` names) and the earnings rows behind it.
+pub fn explain_row(
+    run: &Path,
+    tieout_dir: &Path,
+    id: &str,
+    history: Option<&Path>,
+) -> Result<String, Fatal> {
     use std::fmt::Write as _;
     let path = tieout_dir.join("tieout.csv");
     let f = ingest::open_regular(&path)?;
@@ -580,6 +816,18 @@ pub fn explain_row(run: &Path, tieout_dir: &Path, id: &str) -> Result<String, Fa
             );
         }
     }
+    let issued = get("issued_lines");
+    if !issued.is_empty() {
+        let grain = Grain {
+            partner: crate::ingest::id_key(get("partner_id")),
+            program: get("program_id"),
+            customer: crate::ingest::id_key(get("customer_id")),
+            subscription: crate::ingest::id_key(get("subscription_id")),
+            month: get("month"),
+            currency: get("currency"),
+        };
+        explain_issued(&mut out, tieout_dir, history, issued, &grain)?;
+    }
     let refs = get("earnings_rows");
     if !refs.is_empty() {
         let list: Vec<&str> = refs.split("; ").collect();
@@ -591,6 +839,146 @@ pub fn explain_row(run: &Path, tieout_dir: &Path, id: &str) -> Result<String, Fa
     Ok(out)
 }
 
+/// The grain of a tie-out row, IDs normalised (an empty subscription: all).
+struct Grain<'a> {
+    partner: String,
+    program: &'a str,
+    customer: String,
+    subscription: String,
+    month: &'a str,
+    currency: &'a str,
+}
+
+/// The issued accruals of `refs` (`PERIOD vVERSION FILE:LINE; ...`, the
+/// `issued_lines` of a row), read from the history again: one pass over the
+/// row's accrual month of the versions named.
+fn explain_issued(
+    out: &mut String,
+    tieout_dir: &Path,
+    history: Option<&Path>,
+    refs: &str,
+    grain: &Grain<'_>,
+) -> Result<(), Fatal> {
+    use std::collections::BTreeSet;
+    use std::fmt::Write as _;
+    let mut wanted: BTreeSet<(String, u32, String, u64)> = BTreeSet::new();
+    for r in refs.split("; ") {
+        let parsed = r.split_once(' ').and_then(|(period, rest)| {
+            let (v, rest) = rest.split_once(' ')?;
+            let version: u32 = v.strip_prefix('v')?.parse().ok()?;
+            let (file, line) = rest.rsplit_once(':')?;
+            Some((
+                period.to_string(),
+                version,
+                file.to_string(),
+                line.parse().ok()?,
+            ))
+        });
+        wanted.insert(parsed.ok_or_else(|| {
+            Fatal::Input(format!(
+                "{}: issued line '{r}' is not PERIOD vVERSION FILE:LINE",
+                tieout_dir.join("tieout.csv").display()
+            ))
+        })?);
+    }
+    let path = match history {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let json_path = tieout_dir.join("tieout.json");
+            let json: serde_json::Value = serde_json::from_slice(
+                &std::fs::read(&json_path).map_err(|e| Fatal::io(&json_path, e))?,
+            )
+            .map_err(|e| data_err(&json_path, 0, format!("not a porledger tie-out: {e}")))?;
+            match json["history"]["path"].as_str() {
+                Some(p) => PathBuf::from(p),
+                None => {
+                    return Err(Fatal::Input(format!(
+                    "{} names no history: give the tie-out's --history to explain its issued lines",
+                    json_path.display()
+                )))
+                }
+            }
+        }
+    };
+    let Some(h) = History::open_read(&path)? else {
+        return Err(Fatal::Input(format!(
+            "--history {}: no porledger history there; give the tie-out's --history",
+            path.display()
+        )));
+    };
+    let versions: Vec<(String, u32)> = wanted
+        .iter()
+        .map(|(p, v, _, _)| (p.clone(), *v))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut lines: Vec<((String, u32, String, u64), String)> = Vec::new();
+    h.issued_accruals(&versions, (grain.month, grain.month), |r| -> Result<(), Fatal> {
+        let month_ok = if r.accrual_month.is_empty() {
+            parse_date(r.charge_date)
+                .map(|d| Month::of(d).to_string() == grain.month)
+                .unwrap_or(false)
+        } else {
+            r.accrual_month == grain.month
+        };
+        let key = (
+            r.period.to_string(),
+            r.version,
+            r.source_file.to_string(),
+            r.source_line,
+        );
+        if !month_ok
+            || r.program_id != grain.program
+            || !r.currency.eq_ignore_ascii_case(grain.currency)
+            || crate::ingest::id_key(r.partner_id) != grain.partner
+            || crate::ingest::id_key(r.customer_id) != grain.customer
+            || (!grain.subscription.is_empty()
+                && crate::ingest::id_key(r.subscription_id) != grain.subscription)
+            || !wanted.contains(&key)
+        {
+            return Ok(());
+        }
+        let text = format!(
+            "  {} v{}  {}:{}  charge {}  {} {}  subscription {}\n      {} x rate {} x share {} = {} {}",
+            r.period,
+            r.version,
+            r.source_file,
+            r.source_line,
+            r.charge_date,
+            r.program_id,
+            r.association,
+            r.subscription_id,
+            r.basis,
+            r.rate,
+            r.share,
+            r.amount,
+            r.currency,
+        );
+        lines.push((key, text));
+        Ok(())
+    })?;
+    lines.sort();
+    let _ = writeln!(
+        out,
+        "\nissued accruals of closed periods ({}; {}):",
+        lines.len(),
+        path.display()
+    );
+    for (_, t) in &lines {
+        let _ = writeln!(out, "{t}");
+    }
+    let found = lines.iter().map(|(k, _)| k).collect::<BTreeSet<_>>().len();
+    if found < wanted.len() {
+        let _ = writeln!(
+            out,
+            "  ({} of the {} issued lines are not in this history: was the tie-out made with another one?)",
+            wanted.len() - found,
+            wanted.len()
+        );
+    }
+    Ok(())
+}
+
 /// Today's date in UTC, from the system clock (the one place tieout reads it).
 fn today_utc() -> chrono::NaiveDate {
     let secs = std::time::SystemTime::now()
@@ -600,4 +988,114 @@ fn today_utc() -> chrono::NaiveDate {
     chrono::DateTime::from_timestamp(secs, 0)
         .map(|t| t.date_naive())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{AccrualRec, CloseRecord, HistoryError};
+
+    fn row(month: &str, line: u64, amount: &str) -> Result<AccrualRec, ()> {
+        Ok(AccrualRec {
+            partner_id: "P1".into(),
+            customer_id: "C1".into(),
+            program_id: "prog".into(),
+            association: "DPOR".into(),
+            subscription_id: "S1".into(),
+            charge_date: format!("{month}-01"),
+            accrual_month: month.into(),
+            source_file: "b.csv".into(),
+            source_line: line,
+            basis: "100".into(),
+            rate: "0.05".into(),
+            share: "1".into(),
+            amount: amount.into(),
+            currency: "EUR".into(),
+            ..AccrualRec::default()
+        })
+    }
+
+    fn close(
+        h: &mut History,
+        period: &str,
+        restates: Option<u32>,
+        rows: Vec<Result<AccrualRec, ()>>,
+    ) {
+        let rec = CloseRecord {
+            period: period.into(),
+            manifest_sha256: "ab".into(),
+            tool_version: "0".into(),
+            rounding: "half-up".into(),
+            restates,
+            ..CloseRecord::default()
+        };
+        assert!(h.close(&rec, rows, || {}).is_ok());
+    }
+
+    /// The issued accruals the tie-out reads: only the versions asked for,
+    /// only the accrual months asked for, in recorded order, borrowed.
+    #[test]
+    fn issued_accruals_stream_the_versions_and_months_asked_for() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("h.db");
+        let mut h = History::open_write(&p, std::time::Duration::from_secs(1)).unwrap();
+        close(
+            &mut h,
+            "2026-10",
+            None,
+            vec![row("2026-10", 2, "5"), row("2026-11", 3, "1")],
+        );
+        close(
+            &mut h,
+            "2026-10",
+            Some(1),
+            vec![row("2026-10", 2, "6"), row("2026-11", 3, "2")],
+        );
+        close(
+            &mut h,
+            "2026-11",
+            None,
+            vec![row("2026-10", 9, "-3"), row("2026-12", 4, "7")],
+        );
+        drop(h);
+        let h = History::open_read(&p).unwrap().unwrap();
+        let read = |versions: &[(&str, u32)], months: (&str, &str)| {
+            let versions: Vec<(String, u32)> =
+                versions.iter().map(|(p, v)| (p.to_string(), *v)).collect();
+            let mut got = Vec::new();
+            h.issued_accruals(&versions, months, |r| -> Result<(), HistoryError> {
+                got.push(format!(
+                    "{} v{} {} {}:{} {}",
+                    r.period, r.version, r.accrual_month, r.source_file, r.source_line, r.amount
+                ));
+                Ok(())
+            })
+            .unwrap();
+            got
+        };
+        assert_eq!(
+            read(&[("2026-10", 2), ("2026-11", 1)], ("2026-10", "2026-11")),
+            vec![
+                "2026-10 v2 2026-10 b.csv:2 6",
+                "2026-10 v2 2026-11 b.csv:3 2",
+                "2026-11 v1 2026-10 b.csv:9 -3",
+            ]
+        );
+        assert_eq!(
+            read(&[("2026-10", 1)], ("2026-11", "2026-12")),
+            vec!["2026-10 v1 2026-11 b.csv:3 1"]
+        );
+        assert!(read(&[], ("2026-01", "2026-12")).is_empty());
+        // A version the history does not hold is an error, not nothing.
+        let missing = h.issued_accruals(
+            &[("2026-10".to_string(), 3)],
+            ("2026-10", "2026-10"),
+            |_| -> Result<(), HistoryError> { Ok(()) },
+        );
+        let e = missing.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            e.contains("period 2026-10 version 3 is not in this history"),
+            "{e}"
+        );
+    }
 }

@@ -17,7 +17,7 @@ use crate::render::publish::{self, HashingWriter, Written};
 use crate::tieout::{Class, Report, TieRow, Totals};
 
 /// The header of `tieout.csv` (and of the rows of a partner's `tieout.csv`).
-pub const TIEOUT_HEADER: [&str; 20] = [
+pub const TIEOUT_HEADER: [&str; 21] = [
     "id",
     "class",
     "reason",
@@ -38,6 +38,7 @@ pub const TIEOUT_HEADER: [&str; 20] = [
     "explanation",
     "ledger_lines",
     "earnings_rows",
+    "issued_lines",
 ];
 
 /// The header of a partner's totals block.
@@ -87,13 +88,20 @@ fn header(w: &mut RowBuf, h: &[&str]) {
     w.end();
 }
 
-/// Appends one tie-out row (columns of [`TIEOUT_HEADER`]).
-pub fn write_row(w: &mut RowBuf, r: &TieRow, files: &[String]) {
-    write_row_with(w, r, files, &mut String::new());
+/// Appends one tie-out row (columns of [`TIEOUT_HEADER`]); `issued`: the
+/// report's [`Report::issued_sources`].
+pub fn write_row(w: &mut RowBuf, r: &TieRow, files: &[String], issued: &[String]) {
+    write_row_with(w, r, files, issued, &mut String::new());
 }
 
 /// [`write_row`] with a reusable buffer for the joined columns.
-fn write_row_with(w: &mut RowBuf, r: &TieRow, files: &[String], scratch: &mut String) {
+fn write_row_with(
+    w: &mut RowBuf,
+    r: &TieRow,
+    files: &[String],
+    issued: &[String],
+    scratch: &mut String,
+) {
     use std::fmt::Write as _;
     let dp = r.currency.minor_units();
     w.text(&r.id);
@@ -127,6 +135,9 @@ fn write_row_with(w: &mut RowBuf, r: &TieRow, files: &[String], scratch: &mut St
     w.text(scratch);
     scratch.clear();
     push_earnings_refs(scratch, &r.earnings_rows, files);
+    w.text(scratch);
+    scratch.clear();
+    push_earnings_refs(scratch, &r.issued_lines, issued);
     w.text(scratch);
     w.end();
 }
@@ -219,7 +230,13 @@ pub fn write_tieout_csvs(
     let mut later: std::collections::BTreeMap<&str, Vec<&TieRow>> = Default::default();
     for r in &report.rows {
         row.buf.clear();
-        write_row_with(&mut row, r, earnings_files, &mut scratch);
+        write_row_with(
+            &mut row,
+            r,
+            earnings_files,
+            &report.issued_sources,
+            &mut scratch,
+        );
         out.write_all(&row.buf).map_err(|e| Fatal::io(&path, e))?;
         let Some(partner_file) = partner_file else {
             continue;
@@ -292,7 +309,13 @@ pub fn write_partner_csv(
     partner_head(&mut w, report, partner_id);
     let mut scratch = String::new();
     for r in rows {
-        write_row_with(&mut w, r, earnings_files, &mut scratch);
+        write_row_with(
+            &mut w,
+            r,
+            earnings_files,
+            &report.issued_sources,
+            &mut scratch,
+        );
         if w.buf.len() > 1 << 16 {
             out.write_all(&w.buf).map_err(|e| Fatal::io(path, e))?;
             w.buf.clear();
@@ -411,6 +434,9 @@ pub struct JsonHead<'a> {
     pub as_of: String,
     pub tolerance: Decimal,
     pub read: &'a EarningsRead,
+    /// `--history`: the file, the accrual months and the issued versions
+    /// the expected side took (see `docs/tieout.md`).
+    pub history: Option<serde_json::Value>,
 }
 
 /// Writes `tieout.json`.
@@ -428,6 +454,8 @@ pub fn write_tieout_json(
         period: &'a str,
         as_of: &'a str,
         tolerance: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        history: Option<&'a serde_json::Value>,
         earnings_files: Vec<FileJson<'a>>,
         accounting: Accounting,
         classes: std::collections::BTreeMap<&'static str, u64>,
@@ -453,6 +481,7 @@ pub fn write_tieout_json(
         period: head.period,
         as_of: &head.as_of,
         tolerance: head.tolerance.normalize().to_string(),
+        history: head.history.as_ref(),
         earnings_files: head
             .read
             .files

@@ -27,4 +27,5 @@ mod reversal;
 mod sample_data;
 mod snapshots;
 mod tieout;
+mod tieout_history;
 mod usage;

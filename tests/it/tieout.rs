@@ -18,6 +18,28 @@ use crate::common::{
 /// writes the columns in reverse order; `repeat` writes every row that many
 /// times (a Growth report repeating the earningId).
 fn export_from_ledger(ledger: &Path, delim: char, reverse: bool, repeat: usize) -> String {
+    export_from_ledgers(&[ledger], delim, reverse, repeat)
+}
+
+/// [`export_from_ledger`] of several runs' ledgers together: one earning per
+/// grain of their sum (a later run's reversal of a closed month nets with
+/// the closed month's accrual, as Microsoft pays it).
+pub(crate) fn export_from_ledgers(
+    ledgers: &[&Path],
+    delim: char,
+    reverse: bool,
+    repeat: usize,
+) -> String {
+    let mut grains = Grains::new();
+    for ledger in ledgers {
+        add_grains(ledger, &mut grains);
+    }
+    export_of_grains(&grains, delim, reverse, repeat)
+}
+
+type Grains = BTreeMap<(String, String, String, String, String, String), Decimal>;
+
+fn add_grains(ledger: &Path, grains: &mut Grains) {
     let rows = csv_rows(&read(ledger));
     let h = &rows[0];
     let col = |n: &str| h.iter().position(|c| c == n).unwrap();
@@ -30,13 +52,6 @@ fn export_from_ledger(ledger: &Path, delim: char, reverse: bool, repeat: usize) 
         col("accrual_amount"),
         col("currency"),
     );
-    let assoc = |program: &str| match program {
-        "por-core" => ("CSP", "DPOR"),
-        "pal" => ("CSP", "PAL.Owner"),
-        _ => ("CSP Indirect Reseller", "reseller"),
-    };
-    let mut grains: BTreeMap<(String, String, String, String, String, String), Decimal> =
-        BTreeMap::new();
     for r in &rows[1..] {
         let month = h
             .iter()
@@ -53,6 +68,14 @@ fn export_from_ledger(ledger: &Path, delim: char, reverse: bool, repeat: usize) 
         );
         *grains.entry(k).or_default() += r[amt].parse::<Decimal>().unwrap();
     }
+}
+
+fn export_of_grains(grains: &Grains, delim: char, reverse: bool, repeat: usize) -> String {
+    let assoc = |program: &str| match program {
+        "por-core" => ("CSP", "DPOR"),
+        "pal" => ("CSP", "PAL.Owner"),
+        _ => ("CSP Indirect Reseller", "reseller"),
+    };
     let mut header = vec![
         "earningId",
         "participantId",

@@ -1,0 +1,407 @@
+//! `porledger tieout --history`: an earnings export covering a closed month
+//! and the month being run ties out only when the closed month's issued
+//! accruals are expected too; a restatement in the run takes the place of
+//! the issued version; a missing, foreign or differently rounded history is
+//! refused before anything is published.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::*;
+use crate::tieout::export_from_ledgers;
+
+const D: &str = "sample-data/month-close";
+
+/// `porledger run` of one month of the month-close story, with the history.
+fn run_month(period: &str, designations: &str, rules: &Path, history: &Path, out: &Path) {
+    let mut c = command();
+    c.args(["run", "--period", period, "--billing"])
+        .arg(format!("{D}/billing-{period}.csv"))
+        .arg("--designations")
+        .arg(format!("{D}/{designations}"))
+        .arg("--rules")
+        .arg(rules)
+        .arg("--history")
+        .arg(history)
+        .arg("--out")
+        .arg(out)
+        .args(["--no-pdf", "--quiet"]);
+    assert_published(&output(&mut c));
+}
+
+fn close(out: &Path, history: &Path) {
+    let mut c = command();
+    c.arg("close")
+        .arg("--out")
+        .arg(out)
+        .arg("--history")
+        .arg(history);
+    assert_code(&output(&mut c), 0);
+}
+
+fn tieout(run: &Path, earnings: &Path, to: &Path, extra: &[&str]) -> std::process::Output {
+    let mut c = command();
+    c.arg("tieout")
+        .arg("--out")
+        .arg(run)
+        .arg("--earnings")
+        .arg(earnings)
+        .arg("--tieout-out")
+        .arg(to)
+        .args(["--as-of", "2026-12-01", "--quiet", "--no-pdf"])
+        .args(extra);
+    output(&mut c)
+}
+
+/// October run and closed (version 1), November run (its credit reverses
+/// October's closed accrual of P-A).
+struct Story {
+    dir: tempfile::TempDir,
+    history: PathBuf,
+    oct: PathBuf,
+    nov: PathBuf,
+}
+
+fn story() -> Story {
+    let dir = tempfile::tempdir().unwrap();
+    let history = dir.path().join("history.db");
+    let (oct, nov) = (dir.path().join("2026-10"), dir.path().join("2026-11"));
+    let rules = PathBuf::from("sample-data/rules.toml");
+    run_month(
+        "2026-10",
+        "designations-2026-10.csv",
+        &rules,
+        &history,
+        &oct,
+    );
+    close(&oct, &history);
+    run_month(
+        "2026-11",
+        "designations-2026-11.csv",
+        &rules,
+        &history,
+        &nov,
+    );
+    Story {
+        dir,
+        history,
+        oct,
+        nov,
+    }
+}
+
+/// `tieout.csv` as rows; the column index of `name`.
+fn table(dir: &Path) -> (Vec<Vec<String>>, impl Fn(&str) -> usize) {
+    let rows = csv_rows(&read(dir.join("tieout.csv")));
+    let header = rows[0].clone();
+    (rows, move |name: &str| {
+        header.iter().position(|c| c == name).unwrap()
+    })
+}
+
+#[test]
+fn a_closed_month_is_expected_from_the_history() {
+    let s = story();
+    let earnings = s.dir.path().join("earnings.csv");
+    write(
+        &earnings,
+        export_from_ledgers(
+            &[&s.oct.join("ledger.csv"), &s.nov.join("ledger.csv")],
+            ',',
+            false,
+            1,
+        ),
+    );
+
+    // Without the history, October's earnings are not expected.
+    let without = s.dir.path().join("t-without");
+    let o = tieout(&s.nov, &earnings, &without, &[]);
+    assert_code(&o, 1);
+    let (rows, col) = table(&without);
+    let october: Vec<&Vec<String>> = rows[1..]
+        .iter()
+        .filter(|r| r[col("month")] == "2026-10")
+        .collect();
+    assert!(!october.is_empty());
+    assert!(
+        october
+            .iter()
+            .any(|r| r[col("class")] == "paid-not-expected"),
+        "{october:?}"
+    );
+
+    // With it, every grain of both months ties out.
+    let with = s.dir.path().join("t-with");
+    let o = tieout(
+        &s.nov,
+        &earnings,
+        &with,
+        &["--history", s.history.to_str().unwrap()],
+    );
+    assert_code(&o, 0);
+    let (rows, col) = table(&with);
+    assert!(
+        rows[1..].iter().all(|r| r[col("class")] == "matched"),
+        "{:?}",
+        rows.iter().find(|r| r[col("class")] != "matched")
+    );
+    let october: Vec<&Vec<String>> = rows[1..]
+        .iter()
+        .filter(|r| r[col("month")] == "2026-10")
+        .collect();
+    assert!(!october.is_empty());
+    for r in &october {
+        assert!(
+            r[col("explanation")].contains("issued in 2026-10 v1"),
+            "{r:?}"
+        );
+        assert!(
+            r[col("issued_lines")]
+                .contains("2026-10 v1 sample-data/month-close/billing-2026-10.csv:"),
+            "{r:?}"
+        );
+    }
+    // P-A's October grain: issued in October, partly reversed by this run's
+    // credit; the explanation gives both parts.
+    let pa = october
+        .iter()
+        .find(|r| r[col("partner_id")] == "P-A" && !r[col("ledger_lines")].is_empty())
+        .unwrap_or_else(|| panic!("no October row of P-A with a ledger line: {october:?}"));
+    let why = &pa[col("explanation")];
+    assert!(why.contains("EUR issued in 2026-10 v1"), "{why}");
+    assert!(why.contains("-62"), "{why}");
+    assert!(why.contains("EUR from this run"), "{why}");
+    // November's rows come from the run alone.
+    assert!(rows[1..]
+        .iter()
+        .filter(|r| r[col("month")] == "2026-11")
+        .all(|r| r[col("issued_lines")].is_empty() && !r[col("ledger_lines")].is_empty()));
+
+    // tieout.json says what was taken from where.
+    let j = read_json(with.join("tieout.json"));
+    let h = &j["history"];
+    assert_eq!(h["path"], s.history.to_str().unwrap(), "{h}");
+    assert_eq!(h["accrual_months"], "2026-10..2026-11", "{h}");
+    let versions = h["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 1, "{h}");
+    assert_eq!(
+        (&versions[0]["period"], &versions[0]["version"]),
+        (&"2026-10".into(), &1.into())
+    );
+    assert!(versions[0]["accruals"].as_u64().unwrap() > 0, "{h}");
+    assert!(h["replaced_by_this_run"].is_null(), "{h}");
+    assert_eq!(j["accounting"]["balanced"], true);
+    assert_eq!(j["accounting"]["unmatched"], 0);
+    assert!(read_json(without.join("tieout.json"))
+        .get("history")
+        .is_none());
+
+    // A history row explains itself down to the issued billing lines.
+    let mut c = command();
+    c.args(["explain", "--out"])
+        .arg(&s.nov)
+        .args(["--tieout-row", &pa[0], "--tieout-out"])
+        .arg(&with);
+    let o = output(&mut c);
+    assert_code(&o, 0);
+    let text = stdout(&o);
+    assert!(text.contains("issued accruals of closed periods"), "{text}");
+    assert!(
+        text.contains("2026-10 v1  sample-data/month-close/billing-2026-10.csv:"),
+        "{text}"
+    );
+    assert!(text.contains("ledger.csv:"), "{text}");
+
+    // A moved history: explain says so, and reads it where it is told.
+    let moved = s.dir.path().join("moved.db");
+    std::fs::rename(&s.history, &moved).unwrap();
+    let explain = |extra: &[&str]| {
+        let mut c = command();
+        c.args(["explain", "--out"])
+            .arg(&s.nov)
+            .args(["--tieout-row", &pa[0], "--tieout-out"])
+            .arg(&with)
+            .args(extra);
+        output(&mut c)
+    };
+    let o = explain(&[]);
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("no porledger history"),
+        "{}",
+        stderr(&o)
+    );
+    let o = explain(&["--history", moved.to_str().unwrap()]);
+    assert_code(&o, 0);
+    assert_eq!(
+        stdout(&o).replace(moved.to_str().unwrap(), "H"),
+        text.replace(s.history.to_str().unwrap(), "H")
+    );
+}
+
+#[test]
+fn a_restatement_in_the_run_takes_the_place_of_the_issued_version() {
+    let s = story();
+    close(&s.nov, &s.history);
+    // October again after the late designation fix: it restates version 1.
+    let oct2 = s.dir.path().join("2026-10-v2");
+    run_month(
+        "2026-10",
+        "designations-2026-10-fixed.csv",
+        Path::new("sample-data/rules.toml"),
+        &s.history,
+        &oct2,
+    );
+    let earnings = s.dir.path().join("earnings.csv");
+    write(
+        &earnings,
+        export_from_ledgers(
+            &[&oct2.join("ledger.csv"), &s.nov.join("ledger.csv")],
+            ',',
+            false,
+            1,
+        ),
+    );
+    let to = s.dir.path().join("t");
+    let o = tieout(
+        &oct2,
+        &earnings,
+        &to,
+        &["--history", s.history.to_str().unwrap()],
+    );
+    // Had October's version 1 been expected as well, October would be twice.
+    assert_code(&o, 0);
+    let j = read_json(to.join("tieout.json"));
+    let h = &j["history"];
+    assert_eq!(h["replaced_by_this_run"]["period"], "2026-10", "{h}");
+    assert_eq!(h["replaced_by_this_run"]["version"], 1, "{h}");
+    let used: Vec<(String, u64)> = h["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["period"].as_str().unwrap().to_string(),
+                v["version"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(used, vec![("2026-11".to_string(), 1)]);
+    let (rows, col) = table(&to);
+    assert!(rows[1..]
+        .iter()
+        .all(|r| !r[col("issued_lines")].contains("2026-10 v1")));
+}
+
+#[test]
+fn the_output_is_the_same_for_any_thread_count() {
+    let s = story();
+    let earnings = s.dir.path().join("earnings.csv");
+    write(
+        &earnings,
+        export_from_ledgers(
+            &[&s.oct.join("ledger.csv"), &s.nov.join("ledger.csv")],
+            ',',
+            false,
+            1,
+        ),
+    );
+    let mut dirs = Vec::new();
+    for threads in ["1", "3"] {
+        let to = s.dir.path().join(format!("t{threads}"));
+        let mut c = command();
+        c.env("RAYON_NUM_THREADS", threads)
+            .arg("tieout")
+            .arg("--out")
+            .arg(&s.nov)
+            .arg("--earnings")
+            .arg(&earnings)
+            .arg("--tieout-out")
+            .arg(&to)
+            .arg("--history")
+            .arg(&s.history)
+            .args(["--as-of", "2026-12-01", "--quiet"]);
+        assert_code(&output(&mut c), 0);
+        dirs.push(to);
+    }
+    assert_same_tree(&dirs[0], &dirs[1]);
+}
+
+#[test]
+fn a_missing_foreign_or_differently_rounded_history_is_refused() {
+    let s = story();
+    let earnings = s.dir.path().join("earnings.csv");
+    write(
+        &earnings,
+        export_from_ledgers(&[&s.nov.join("ledger.csv")], ',', false, 1),
+    );
+    let to = s.dir.path().join("t");
+    let missing = s.dir.path().join("nothing.db");
+    let o = tieout(
+        &s.nov,
+        &earnings,
+        &to,
+        &["--history", missing.to_str().unwrap()],
+    );
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("no porledger history"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!missing.exists(), "a tie-out never creates the history");
+    let foreign = s.dir.path().join("foreign.db");
+    write(&foreign, "this is not a database, and it has more than 100 bytes so the probe reads a whole header of it, really");
+    let before = read(&foreign);
+    let o = tieout(
+        &s.nov,
+        &earnings,
+        &to,
+        &["--history", foreign.to_str().unwrap()],
+    );
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("not a porledger history"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(read(&foreign), before);
+    assert!(!to.exists(), "nothing is published");
+
+    // November run with half-even rounding against October issued half-up.
+    let rules = s.dir.path().join("rules-half-even.toml");
+    let text = read("sample-data/rules.toml")
+        .replace("rounding = \"half-up\"", "rounding = \"half-even\"");
+    assert!(text.contains("half-even"));
+    write(&rules, text);
+    let nov = s.dir.path().join("2026-11-even");
+    run_month(
+        "2026-11",
+        "designations-2026-11.csv",
+        &rules,
+        &s.history,
+        &nov,
+    );
+    let both = s.dir.path().join("both.csv");
+    write(
+        &both,
+        export_from_ledgers(
+            &[&s.oct.join("ledger.csv"), &nov.join("ledger.csv")],
+            ',',
+            false,
+            1,
+        ),
+    );
+    let o = tieout(
+        &nov,
+        &both,
+        &to,
+        &["--history", s.history.to_str().unwrap()],
+    );
+    assert_code(&o, 2);
+    let err = stderr(&o);
+    assert!(
+        err.contains("2026-10 v1") && err.contains("half-up") && err.contains("half-even"),
+        "{err}"
+    );
+    assert!(!to.exists(), "nothing is published");
+}
