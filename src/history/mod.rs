@@ -32,6 +32,7 @@
 //! writer waits up to `busy_timeout` and then fails with a clear error.
 
 pub mod adjust;
+mod filter;
 pub mod reverse;
 
 use std::collections::BTreeMap;
@@ -329,7 +330,13 @@ pub struct History {
     /// this build; an older one when opened read-only (its readers then
     /// return `None` for the columns it lacks).
     schema: i32,
+    /// The key filters of the closes asked so far (a close never changes):
+    /// `None` when a close has none.
+    filters: std::cell::RefCell<BTreeMap<i64, Option<CloseFilters>>>,
 }
+
+/// A close's key filters: references, and subscription + product + SKU.
+type CloseFilters = (filter::KeyFilter, filter::KeyFilter);
 
 const SCHEMA_V1: &str = "
 CREATE TABLE migrations(version INTEGER PRIMARY KEY, description TEXT NOT NULL);
@@ -394,7 +401,9 @@ CREATE TABLE usage_marks(customer_id TEXT NOT NULL, workload TEXT NOT NULL,
 /// appending at the end of its B-tree (an index on `accruals` would take a
 /// million random inserts per close, which cost a 1M-row close about 40 %
 /// of its time). A missing SKU is stored as '' (key columns cannot be NULL);
-/// the head row itself says what was recorded.
+/// the head row itself says what was recorded. `charge_filters` holds a
+/// Bloom filter of each close's keys (see `filter.rs`): a credit seeks only
+/// the closes whose filter may hold its key.
 const SCHEMA_V2: &str = "
 ALTER TABLE accruals ADD COLUMN line_amount TEXT;
 ALTER TABLE accruals ADD COLUMN reverses TEXT;
@@ -406,6 +415,8 @@ CREATE TABLE charge_references(close_id INTEGER NOT NULL, reference_id TEXT NOT 
 CREATE TABLE charge_subscriptions(close_id INTEGER NOT NULL, subscription_id TEXT NOT NULL,
   product_id TEXT NOT NULL, sku_id TEXT NOT NULL, head INTEGER NOT NULL,
   PRIMARY KEY(close_id, subscription_id, product_id, sku_id, head)) WITHOUT ROWID;
+CREATE TABLE charge_filters(close_id INTEGER PRIMARY KEY REFERENCES closes(id),
+  references_filter BLOB NOT NULL, subscriptions_filter BLOB NOT NULL);
 CREATE INDEX accruals_reverses ON accruals(reverses) WHERE reverses IS NOT NULL;
 ";
 
@@ -449,11 +460,17 @@ impl History {
                 )
                 .map_err(|e| sql(path, e))?;
                 conn.busy_timeout(READ_WAIT).map_err(|e| sql(path, e))?;
+                // Credit look-ups seek each closed period's key tables: keep
+                // their upper pages in memory (SQLite's default is 2 MB;
+                // pages are allocated as used).
+                conn.pragma_update(None, "cache_size", -65_536)
+                    .map_err(|e| sql(path, e))?;
                 let h = History {
                     conn,
                     path: path.to_path_buf(),
                     wait: READ_WAIT,
                     schema: version,
+                    filters: Default::default(),
                 };
                 h.check_ids()?;
                 Ok(Some(h))
@@ -476,6 +493,7 @@ impl History {
             path: path.to_path_buf(),
             wait,
             schema: SCHEMA_VERSION,
+            filters: Default::default(),
         };
         let current = matches!(found, Probe::Ours { version } if version == SCHEMA_VERSION);
         if !current {
@@ -897,7 +915,7 @@ impl History {
     /// credit has one, otherwise by subscription, product and SKU with
     /// overlapping charge dates (see [`reverse::matches`]). Each comes with
     /// its period and version, ordered by period, then as recorded. Uses the
-    /// key tables (see [`SCHEMA_V2`]): the cost is per credit and closed
+    /// key tables (see `SCHEMA_V2`): the cost is per credit and closed
     /// period, not per closed row.
     /// Empty in a schema version 1 history (it recorded no source keys).
     pub fn closed_charges(
@@ -908,12 +926,13 @@ impl History {
             return Ok(Vec::new());
         }
         // The latest version of every closed period (few rows), then per
-        // close the heads of the matching charges through its part of an
-        // index, then each matching charge's run of rows by rowid.
+        // close the heads of the matching charges through its part of a key
+        // table, then each matching charge's run of rows by rowid. Asked once
+        // per credit line: the statements are prepared once per connection.
         let closes: Vec<(i64, String, u32)> = {
             let mut st = self
                 .conn
-                .prepare(
+                .prepare_cached(
                     "SELECT c.id, c.period, c.version FROM closes c
                      WHERE c.version = (SELECT max(version) FROM closes c2 WHERE c2.period = c.period)
                      ORDER BY c.period",
@@ -928,7 +947,7 @@ impl History {
         let cols = format!("{ACCRUAL_COLUMNS}, line_amount, reverses, rowid, charge_rows");
         let mut heads = self
             .conn
-            .prepare(match key.reference() {
+            .prepare_cached(match key.reference() {
                 Some(_) => {
                     "SELECT head FROM charge_references
                      WHERE close_id = ?1 AND reference_id = ?2 ORDER BY head"
@@ -942,11 +961,11 @@ impl History {
             .map_err(|e| sql(&self.path, e))?;
         let mut head_row = self
             .conn
-            .prepare(&format!("SELECT {cols} FROM accruals WHERE rowid = ?1"))
+            .prepare_cached(&format!("SELECT {cols} FROM accruals WHERE rowid = ?1"))
             .map_err(|e| sql(&self.path, e))?;
         let mut rest = self
             .conn
-            .prepare(&format!(
+            .prepare_cached(&format!(
                 "SELECT {cols} FROM accruals WHERE rowid > ?1 AND rowid < ?1 + ?2 ORDER BY rowid"
             ))
             .map_err(|e| sql(&self.path, e))?;
@@ -959,6 +978,9 @@ impl History {
         };
         let mut found = Vec::new();
         for (id, period, version) in closes {
+            if !self.may_hold(id, key)? {
+                continue;
+            }
             let rowid = |r: &rusqlite::Row<'_>| r.get::<_, i64>(0);
             let rowids = match key.reference() {
                 Some(r) => heads.query_map(params![id, r], rowid),
@@ -1020,6 +1042,42 @@ impl History {
             .collect())
     }
 
+    /// Whether close `id` may hold a charge with `key`, by its key filter
+    /// (loaded once per close); `true` when the close has no filter.
+    fn may_hold(&self, id: i64, key: &reverse::ChargeKey) -> Result<bool, HistoryError> {
+        let mut filters = self.filters.borrow_mut();
+        let f = match filters.entry(id) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let blobs: Option<(Vec<u8>, Vec<u8>)> = self
+                    .conn
+                    .prepare_cached(
+                        "SELECT references_filter, subscriptions_filter FROM charge_filters WHERE close_id = ?1",
+                    )
+                    .and_then(|mut st| {
+                        st.query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+                            .optional()
+                    })
+                    .map_err(|e| sql(&self.path, e))?;
+                e.insert(blobs.and_then(|(r, s)| {
+                    Some((
+                        filter::KeyFilter::from_bytes(&r)?,
+                        filter::KeyFilter::from_bytes(&s)?,
+                    ))
+                }))
+            }
+        };
+        Ok(match (f, key.reference()) {
+            (None, _) => true,
+            (Some((refs, _)), Some(r)) => refs.may_contain(&[r]),
+            (Some((_, subs)), None) => subs.may_contain(&[
+                &key.subscription_id,
+                &key.product_id,
+                key.sku_id.as_deref().unwrap_or(""),
+            ]),
+        })
+    }
+
     /// The sum of the closed credits recorded against the charge `label`
     /// (`PERIOD vVERSION FILE:LINE`): each credit line's whole amount once,
     /// from the latest version of the period that recorded it.
@@ -1029,7 +1087,7 @@ impl History {
         }
         let mut st = self
             .conn
-            .prepare(
+            .prepare_cached(
                 "SELECT DISTINCT c.period, a.source_file, a.source_line, a.line_amount
                  FROM accruals a JOIN closes c ON c.id = a.close_id
                  WHERE a.reverses = ?1
@@ -1142,6 +1200,7 @@ impl History {
             .map_err(s)?;
         let n = insert_accruals(&tx, id, accruals)?;
         index_charges(&tx, id, before).map_err(s)?;
+        store_filters(&tx, id).map_err(s)?;
         tx.execute(
             "UPDATE closes SET accruals = ?1 WHERE id = ?2",
             params![n as i64, id],
@@ -1446,6 +1505,42 @@ fn index_charges(tx: &Transaction, id: i64, after: i64) -> rusqlite::Result<()> 
          WHERE rowid > ?2 AND charge_rows IS NOT NULL AND product_id IS NOT NULL
          ORDER BY 2, 3, 4, 5",
         params![id, after],
+    )?;
+    Ok(())
+}
+
+/// Builds and stores close `id`'s key filters from its part of the key
+/// tables (read in key order, one range each).
+fn store_filters(tx: &Transaction, id: i64) -> rusqlite::Result<()> {
+    let count = |table: &str| -> rusqlite::Result<usize> {
+        tx.query_row(
+            &format!("SELECT count(*) FROM {table} WHERE close_id = ?1"),
+            params![id],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| usize::try_from(n).unwrap_or(0))
+    };
+    let mut refs = filter::KeyFilter::with_capacity(count("charge_references")?);
+    let mut st = tx.prepare("SELECT reference_id FROM charge_references WHERE close_id = ?1")?;
+    let mut rows = st.query(params![id])?;
+    while let Some(r) = rows.next()? {
+        refs.insert(&[r.get_ref(0)?.as_str()?]);
+    }
+    let mut subs = filter::KeyFilter::with_capacity(count("charge_subscriptions")?);
+    let mut st = tx.prepare(
+        "SELECT subscription_id, product_id, sku_id FROM charge_subscriptions WHERE close_id = ?1",
+    )?;
+    let mut rows = st.query(params![id])?;
+    while let Some(r) = rows.next()? {
+        subs.insert(&[
+            r.get_ref(0)?.as_str()?,
+            r.get_ref(1)?.as_str()?,
+            r.get_ref(2)?.as_str()?,
+        ]);
+    }
+    tx.execute(
+        "INSERT INTO charge_filters(close_id, references_filter, subscriptions_filter) VALUES (?1, ?2, ?3)",
+        params![id, refs.to_bytes(), subs.to_bytes()],
     )?;
     Ok(())
 }
@@ -1794,6 +1889,19 @@ mod tests {
             ]
         );
         assert!(found.iter().all(|c| c.accrual.charge_start.is_some()));
+        assert_eq!(h.closed_charges(&key("", Some("0001"))).unwrap().len(), 4);
+        assert!(h.closed_charges(&key("REF-9", None)).unwrap().is_empty());
+        assert!(h.closed_charges(&key("", Some("0002"))).unwrap().is_empty());
+        // The close's key filters hold its keys; without them (a close whose
+        // filter row is missing) the key tables alone still find the charges.
+        let f: i64 = db
+            .query_row("SELECT count(*) FROM charge_filters", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(f, 1);
+        drop(h);
+        db.execute("DELETE FROM charge_filters", []).unwrap();
+        let h = History::open_read(&p).unwrap().unwrap();
+        assert_eq!(h.closed_charges(&key("REF-1", None)).unwrap().len(), 3);
         assert_eq!(h.closed_charges(&key("", Some("0001"))).unwrap().len(), 4);
     }
 

@@ -265,7 +265,7 @@ pub struct LocaleSpec {
     pub associations: AssociationLabels,
     pub paragraphs: Paragraphs,
     /// The adjustment statement of a restatement (`run --history`); what a
-    /// locale file leaves out is English (see [`ENGLISH_FALLBACK`]).
+    /// locale file leaves out is English (see `ENGLISH_FALLBACK`).
     pub adjustment: AdjustmentLabels,
     /// The tie-out page (`porledger tieout`); what a locale file leaves out
     /// is English.
