@@ -32,17 +32,6 @@ fn run_main(out: &Path, extra: &[&str]) {
     assert_published(&output(&mut c));
 }
 
-fn close(out: &Path, history: &Path, extra: &[&str]) -> std::process::Output {
-    let mut c = command();
-    c.arg("close")
-        .arg("--out")
-        .arg(out)
-        .arg("--history")
-        .arg(history)
-        .args(extra);
-    output(&mut c)
-}
-
 fn listing(history: &Path, extra: &[&str]) -> String {
     let mut c = command();
     c.arg("history").arg("--history").arg(history).args(extra);

@@ -28,16 +28,6 @@ fn run_month(period: &str, designations: &str, rules: &Path, history: &Path, out
     assert_published(&output(&mut c));
 }
 
-fn close(out: &Path, history: &Path) {
-    let mut c = command();
-    c.arg("close")
-        .arg("--out")
-        .arg(out)
-        .arg("--history")
-        .arg(history);
-    assert_code(&output(&mut c), 0);
-}
-
 fn tieout(run: &Path, earnings: &Path, to: &Path, extra: &[&str]) -> std::process::Output {
     let mut c = command();
     c.arg("tieout")
@@ -73,7 +63,7 @@ fn story() -> Story {
         &history,
         &oct,
     );
-    close(&oct, &history);
+    close_ok(&oct, &history);
     run_month(
         "2026-11",
         "designations-2026-11.csv",
@@ -241,7 +231,7 @@ fn a_closed_month_is_expected_from_the_history() {
 #[test]
 fn a_restatement_in_the_run_takes_the_place_of_the_issued_version() {
     let s = story();
-    close(&s.nov, &s.history);
+    close_ok(&s.nov, &s.history);
     // October again after the late designation fix: it restates version 1.
     let oct2 = s.dir.path().join("2026-10-v2");
     run_month(

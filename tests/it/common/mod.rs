@@ -13,6 +13,7 @@
 //! | [`run_ok`]`(&args)` | [`porledger`] and requires exit 0 |
 //! | [`assert_code`]`(&out, n)` | requires exit code `n`, shows stderr otherwise |
 //! | [`assert_published`]`(&out)` | requires exit 0 or 1 (outputs written; 1 = some rows rejected) |
+//! | [`close`]`(out, history, &extra)`, [`close_ok`]`(out, history)` | `porledger close` of a finished run into a history; `close_ok` requires exit 0 |
 //! | [`code`], [`stdout`], [`stderr`] | exit code (-1 if killed) and lossy text of an `Output` |
 //! | [`run_sample`]`(Sample::Main, &extra)` | one of the committed sample runs into a fresh `TempDir` (`<dir>/out`) |
 //! | [`repo`]`()`, [`fixture`]`(name)` | the repository root, `tests/fixtures/<name>` |
@@ -333,4 +334,22 @@ fn assert_crlf_refuses_a_bare_lf_outside_quotes() {
         let r = std::panic::catch_unwind(|| assert_crlf("bad", bad));
         assert!(r.is_err(), "accepted {bad:?}");
     }
+}
+
+/// `porledger close --out OUT --history HISTORY [EXTRA...]`.
+pub fn close(out: &Path, history: &Path, extra: &[&str]) -> Output {
+    let mut c = command();
+    c.arg("close")
+        .arg("--out")
+        .arg(out)
+        .arg("--history")
+        .arg(history)
+        .args(extra);
+    output(&mut c)
+}
+
+/// [`close`], which must succeed.
+#[track_caller]
+pub fn close_ok(out: &Path, history: &Path) {
+    assert_code(&close(out, history, &[]), 0);
 }
