@@ -112,6 +112,17 @@ impl RowBuf {
         }
     }
 
+    /// A decimal exactly as its `Display` writes it (scale kept: a rounded
+    /// amount `12.50` stays `12.50`).
+    pub fn display(&mut self, d: Decimal) {
+        use std::io::Write as _;
+        self.sep();
+        // A negative zero keeps its sign in `Display`; the fast path would drop it.
+        if d.is_zero() || !push_decimal_fast(&mut self.buf, d) {
+            let _ = write!(self.buf, "{d}");
+        }
+    }
+
     /// A date as `YYYY-MM-DD`.
     pub fn date(&mut self, d: NaiveDate) {
         self.sep();

@@ -90,10 +90,58 @@ pub fn write_summary(path: &Path, set: &StatementSet) -> Result<(), Fatal> {
     w.flush().map_err(|e| Fatal::io(path, e))
 }
 
-fn write_totals(w: &mut Sections, totals: &[CurrencyTotal]) -> csv::Result<()> {
+/// A CSV document of several sections separated by truly empty lines, written
+/// field by field into one buffer ([`RowBuf`]: the csv crate's quoting and
+/// formula neutralisation, without a `String` per field; statements hold one
+/// row per group, millions in a large run).
+struct Sections {
+    b: RowBuf,
+}
+
+impl Sections {
+    fn new() -> Sections {
+        Sections {
+            b: RowBuf::default(),
+        }
+    }
+
+    /// A row of text fields.
+    fn row(&mut self, fields: &[&str]) {
+        for f in fields {
+            self.b.text(f);
+        }
+        self.b.end();
+    }
+
+    /// An empty line between sections.
+    fn blank(&mut self) {
+        self.b.end();
+    }
+
+    /// An exact amount, with at least the currency's minor digits ([`format_exact`]).
+    fn exact(&mut self, d: Decimal, c: Currency) {
+        self.b.decimal(d, c.minor_units());
+    }
+
+    /// A rate or share ([`ratio`]).
+    fn ratio(&mut self, d: Decimal) {
+        self.b.decimal(d, 1);
+    }
+
+    /// A rounded amount as it is ([`amount`]).
+    fn amount(&mut self, d: Decimal) {
+        self.b.display(d);
+    }
+
+    fn finish(self) -> Vec<u8> {
+        self.b.buf
+    }
+}
+
+fn write_totals(w: &mut Sections, totals: &[CurrencyTotal]) {
     let converted = totals.iter().any(|t| t.converted.is_some());
     if !converted {
-        w.row(&["total", "currency", "basis_amount", "accrual_amount"])?;
+        w.row(&["total", "currency", "basis_amount", "accrual_amount"]);
     } else {
         w.row(&[
             "total",
@@ -104,72 +152,29 @@ fn write_totals(w: &mut Sections, totals: &[CurrencyTotal]) -> csv::Result<()> {
             "fx_rate",
             "fx_rate_date",
             "converted_amount",
-        ])?;
+        ]);
     }
     for t in totals {
-        let mut fields = vec![
-            "total".to_string(),
-            t.currency.to_string(),
-            format_exact(t.basis, t.currency),
-            amount(t.amount),
-        ];
+        w.b.text("total");
+        w.b.text(t.currency.as_str());
+        w.exact(t.basis, t.currency);
+        w.amount(t.amount);
         if let Some(c) = &t.converted {
-            fields.push(c.currency.to_string());
-            fields.push(ratio(c.rate));
-            fields.push(date(c.rate_date));
-            fields.push(amount(c.amount));
+            w.b.text(c.currency.as_str());
+            w.ratio(c.rate);
+            w.b.text(&date(c.rate_date));
+            w.amount(c.amount);
         }
-        let refs: Vec<&str> = fields.iter().map(String::as_str).collect();
-        w.row(&refs)?;
-    }
-    Ok(())
-}
-
-/// A CSV document of several sections separated by truly empty lines (a csv
-/// writer would print an empty record as `""`).
-struct Sections {
-    done: Vec<u8>,
-    w: csv::Writer<Vec<u8>>,
-}
-
-impl Sections {
-    fn new() -> Sections {
-        Sections {
-            done: Vec::new(),
-            w: writer(Vec::new()),
-        }
-    }
-
-    fn row(&mut self, fields: &[&str]) -> csv::Result<()> {
-        row(&mut self.w, fields)
-    }
-
-    fn blank(&mut self) -> csv::Result<()> {
-        let w = std::mem::replace(&mut self.w, writer(Vec::new()));
-        self.done.extend(
-            w.into_inner()
-                .map_err(|e| csv::Error::from(e.into_error()))?,
-        );
-        self.done.extend_from_slice(b"\r\n");
-        Ok(())
-    }
-
-    fn finish(mut self) -> csv::Result<Vec<u8>> {
-        self.done.extend(
-            self.w
-                .into_inner()
-                .map_err(|e| csv::Error::from(e.into_error()))?,
-        );
-        Ok(self.done)
+        w.b.end();
     }
 }
 
 /// The end of a statement's header block: period, statement date, rounding.
-fn period_block(w: &mut Sections, set: &StatementSet) -> csv::Result<()> {
-    w.row(&["period", &set.period.label()])?;
-    w.row(&["statement_date", &set.period.last_day().to_string()])?;
-    w.row(&["rounding", set.rounding.as_str()])?;
-    w.blank()
+fn period_block(w: &mut Sections, set: &StatementSet) {
+    w.row(&["period", &set.period.label()]);
+    w.row(&["statement_date", &set.period.last_day().to_string()]);
+    w.row(&["rounding", set.rounding.as_str()]);
+    w.blank();
 }
 
 /// The total over months to print after line `i` of `lines`: the customer and
@@ -197,10 +202,10 @@ pub fn month_total_after<'t>(
 /// program of more than one month), then totals per currency.
 pub fn partner_statement_csv(p: &PartnerStatement, set: &StatementSet) -> csv::Result<Vec<u8>> {
     let mut w = Sections::new();
-    w.row(&["porledger partner statement"])?;
-    w.row(&["partner_id", &p.partner_id])?;
-    w.row(&["partner_name", &p.partner_name])?;
-    period_block(&mut w, set)?;
+    w.row(&["porledger partner statement"]);
+    w.row(&["partner_id", &p.partner_id]);
+    w.row(&["partner_name", &p.partner_name]);
+    period_block(&mut w, set);
     w.row(&[
         "customer_id",
         "customer_name",
@@ -213,44 +218,49 @@ pub fn partner_statement_csv(p: &PartnerStatement, set: &StatementSet) -> csv::R
         "rate",
         "accrual_exact",
         "accrual_amount",
-    ])?;
+    ]);
     let mut totals = p.program_totals.iter();
     for (i, l) in p.lines.iter().enumerate() {
-        w.row(&[
-            &l.customer_id,
-            &l.customer_name,
-            &l.program_id,
-            &l.program_name,
-            &l.month.to_string(),
-            l.currency.as_str(),
-            &l.lines.to_string(),
-            &format_exact(l.basis, l.currency),
-            &l.rate.map(ratio).unwrap_or_else(|| "various".into()),
-            &format_exact(l.accrual_exact, l.currency),
-            &amount(l.amount),
-        ])?;
+        w.b.text(&l.customer_id);
+        w.b.text(&l.customer_name);
+        w.b.text(&l.program_id);
+        w.b.text(&l.program_name);
+        w.b.month(l.month);
+        w.b.text(l.currency.as_str());
+        w.b.num(l.lines);
+        w.exact(l.basis, l.currency);
+        match l.rate {
+            Some(r) => w.ratio(r),
+            None => w.b.text("various"),
+        }
+        w.exact(l.accrual_exact, l.currency);
+        w.amount(l.amount);
+        w.b.end();
         if let Some(t) = month_total_after(&p.lines, i, &mut totals) {
-            w.row(&[
-                &t.customer_id,
-                &l.customer_name,
-                &t.program_id,
-                &l.program_name,
-                "total",
-                t.currency.as_str(),
-                &t.lines.to_string(),
-                &format_exact(t.basis, t.currency),
-                "",
-                "",
-                &amount(t.amount),
-            ])?;
+            w.b.text(&t.customer_id);
+            w.b.text(&l.customer_name);
+            w.b.text(&t.program_id);
+            w.b.text(&l.program_name);
+            w.b.text("total");
+            w.b.text(t.currency.as_str());
+            w.b.num(t.lines);
+            w.exact(t.basis, t.currency);
+            w.b.empty();
+            w.b.empty();
+            w.amount(t.amount);
+            w.b.end();
         }
     }
-    w.blank()?;
-    write_totals(&mut w, &p.totals)?;
+    w.blank();
+    write_totals(&mut w, &p.totals);
     if let Some((c, total)) = &p.reporting_total {
-        w.row(&["total_converted", c.as_str(), "", &amount(*total)])?;
+        w.b.text("total_converted");
+        w.b.text(c.as_str());
+        w.b.empty();
+        w.amount(*total);
+        w.b.end();
     }
-    let mut out = w.finish()?;
+    let mut out = w.finish();
     // Usage attainment and tier-rate sections (empty without --usage).
     out.extend(super::attainment::statement_sections(p)?);
     Ok(out)
@@ -262,14 +272,14 @@ pub fn customer_statement_csv(
     p: &PartnerStatement,
     c: &CustomerStatement,
     set: &StatementSet,
-) -> csv::Result<Vec<u8>> {
+) -> Vec<u8> {
     let mut w = Sections::new();
-    w.row(&["porledger customer transparency statement"])?;
-    w.row(&["customer_id", &c.customer_id])?;
-    w.row(&["customer_name", &c.customer_name])?;
-    w.row(&["partner_id", &p.partner_id])?;
-    w.row(&["partner_name", &p.partner_name])?;
-    period_block(&mut w, set)?;
+    w.row(&["porledger customer transparency statement"]);
+    w.row(&["customer_id", &c.customer_id]);
+    w.row(&["customer_name", &c.customer_name]);
+    w.row(&["partner_id", &p.partner_id]);
+    w.row(&["partner_name", &p.partner_name]);
+    period_block(&mut w, set);
     w.row(&[
         "designation",
         "association",
@@ -278,25 +288,27 @@ pub fn customer_statement_csv(
         "share",
         "valid_from",
         "valid_to",
-    ])?;
+    ]);
     for d in &c.designations {
-        w.row(&[
-            "designation",
-            d.association.as_str(),
-            d.subscription_id.as_deref().unwrap_or("(all)"),
-            &d.workload,
-            &d.share.map(ratio).unwrap_or_else(|| "equal split".into()),
-            &date(d.valid_from),
-            &date(d.valid_to),
-        ])?;
+        w.b.text("designation");
+        w.b.text(d.association.as_str());
+        w.b.text(d.subscription_id.as_deref().unwrap_or("(all)"));
+        w.b.text(&d.workload);
+        match d.share {
+            Some(s) => w.ratio(s),
+            None => w.b.text("equal split"),
+        }
+        w.b.text(&date(d.valid_from));
+        w.b.text(&date(d.valid_to));
+        w.b.end();
     }
     if c.designations.is_empty() {
         w.row(&[
             "designation",
             "(none: credit from the billing file, reseller or Tier 1)",
-        ])?;
+        ]);
     }
-    w.blank()?;
+    w.blank();
     w.row(&[
         "program_id",
         "program_name",
@@ -309,23 +321,22 @@ pub fn customer_statement_csv(
         "rate",
         "share",
         "accrual_exact",
-    ])?;
+    ]);
     for d in &c.details {
-        w.row(&[
-            &d.program_id,
-            &d.program_name,
-            &d.month.to_string(),
-            d.association.as_str(),
-            &d.subscription_id,
-            d.currency.as_str(),
-            &d.lines.to_string(),
-            &format_exact(d.basis, d.currency),
-            &ratio(d.rate),
-            &ratio(d.share),
-            &format_exact(d.accrual_exact, d.currency),
-        ])?;
+        w.b.text(&d.program_id);
+        w.b.text(&d.program_name);
+        w.b.month(d.month);
+        w.b.text(d.association.as_str());
+        w.b.text(&d.subscription_id);
+        w.b.text(d.currency.as_str());
+        w.b.num(d.lines);
+        w.exact(d.basis, d.currency);
+        w.ratio(d.rate);
+        w.ratio(d.share);
+        w.exact(d.accrual_exact, d.currency);
+        w.b.end();
     }
-    w.blank()?;
+    w.blank();
     w.row(&[
         "program_id",
         "program_name",
@@ -335,34 +346,32 @@ pub fn customer_statement_csv(
         "basis_amount",
         "accrual_exact",
         "accrual_amount",
-    ])?;
+    ]);
     let mut totals = c.program_totals.iter();
     for (i, l) in c.lines.iter().enumerate() {
-        w.row(&[
-            &l.program_id,
-            &l.program_name,
-            &l.month.to_string(),
-            l.currency.as_str(),
-            &l.lines.to_string(),
-            &format_exact(l.basis, l.currency),
-            &format_exact(l.accrual_exact, l.currency),
-            &amount(l.amount),
-        ])?;
+        w.b.text(&l.program_id);
+        w.b.text(&l.program_name);
+        w.b.month(l.month);
+        w.b.text(l.currency.as_str());
+        w.b.num(l.lines);
+        w.exact(l.basis, l.currency);
+        w.exact(l.accrual_exact, l.currency);
+        w.amount(l.amount);
+        w.b.end();
         if let Some(t) = month_total_after(&c.lines, i, &mut totals) {
-            w.row(&[
-                &t.program_id,
-                &l.program_name,
-                "total",
-                t.currency.as_str(),
-                &t.lines.to_string(),
-                &format_exact(t.basis, t.currency),
-                "",
-                &amount(t.amount),
-            ])?;
+            w.b.text(&t.program_id);
+            w.b.text(&l.program_name);
+            w.b.text("total");
+            w.b.text(t.currency.as_str());
+            w.b.num(t.lines);
+            w.exact(t.basis, t.currency);
+            w.b.empty();
+            w.amount(t.amount);
+            w.b.end();
         }
     }
-    w.blank()?;
-    write_totals(&mut w, &c.totals)?;
+    w.blank();
+    write_totals(&mut w, &c.totals);
     w.finish()
 }
 
@@ -383,7 +392,7 @@ pub fn write_statements(
         crate::render::publish::write_file(files, &path, &bytes)?;
         for c in &p.customers {
             let path = cdir.join(format!("{}.csv", sanitize_file_name(&c.customer_id)));
-            let bytes = customer_statement_csv(p, c, set).map_err(csv_err(&path))?;
+            let bytes = customer_statement_csv(p, c, set);
             crate::render::publish::write_file(files, &path, &bytes)?;
         }
         Ok(())
