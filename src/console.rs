@@ -30,14 +30,27 @@ fn timings_wanted() -> bool {
     std::env::var_os("PORLEDGER_TIMINGS").is_some()
 }
 
+/// When the process started its work ([`start_clock`]), for the phase lines.
+static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+/// Starts the clock the `memory:` phase lines are timed by (`main`, first).
+pub fn start_clock() {
+    START.get_or_init(Instant::now);
+}
+
 /// With `PORLEDGER_TIMINGS` set, prints the resident and peak memory at the end
-/// of a phase (Linux; elsewhere nothing).
+/// of a phase (Linux; elsewhere nothing) and the time since [`start_clock`].
 pub fn phase_memory(phase: &str) {
     if !timings_wanted() {
         return;
     }
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    eprintln!("{}", memory_line(phase, &status));
+    let at = START.get_or_init(Instant::now).elapsed();
+    eprintln!(
+        "{} at {:.2} s",
+        memory_line(phase, &status),
+        at.as_secs_f64()
+    );
 }
 
 /// The `memory:` line of a phase from the text of /proc/self/status.

@@ -26,6 +26,7 @@ fn tune_allocator() {
 fn tune_allocator() {}
 
 fn main() -> ExitCode {
+    porledger::console::start_clock();
     tune_allocator();
     let cli = match Cli::try_parse() {
         Ok(c) => c,

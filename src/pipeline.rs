@@ -1449,7 +1449,9 @@ pub fn stream(
             prior_rejects,
         )?
     };
+    progress.phase("workers joined");
     streamed.fold.details = details.into_map();
+    progress.phase("groups merged");
     // The usage records follow the billing lines, through the same accrue
     // stage, fold and sink.
     streamed.usage = match settings.period {

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
+use rayon::prelude::*;
 use rust_decimal::Decimal;
 
 use crate::attain::PartnerUsage;
@@ -352,8 +353,9 @@ fn convert(
 /// converted into the reporting currency.
 ///
 /// The groups are sorted, then turned into statements partner by partner from
-/// the last, each partner's groups freed once its statement is built: peak
-/// memory is about the larger of the groups and the statements, not their sum.
+/// the last, a few partners at once on the current rayon pool, each batch's
+/// groups freed once its statements are built: peak memory is about the
+/// larger of the groups and the statements, not their sum.
 pub fn build(
     fold: &mut Fold,
     rules: &Rules,
@@ -364,7 +366,7 @@ pub fn build(
     let mut groups: Vec<(DetailKey, Sums)> = Vec::with_capacity(fold.details.len());
     groups.extend(fold.details.take_all());
     // Keys are unique, so an unstable sort gives one order.
-    groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    groups.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let fold: &Fold = fold;
     let names = index.partner_names();
     let customer_name = |c: &str| fold.customer_name(c);
@@ -374,25 +376,38 @@ pub fn build(
         .iter()
         .map(|p| (Arc::from(p.id.as_str()), Arc::from(p.name.as_str())))
         .collect();
-    let mut partners: Vec<PartnerStatement> = Vec::new();
-    let mut end = groups.len();
-    while end > 0 {
-        let pid = groups[end - 1].0.partner_id();
-        let mut start = end - 1;
-        while start > 0 && groups[start - 1].0.partner_id() == pid {
-            start -= 1;
+    // Each partner's groups: a run of the sorted groups.
+    let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
+    for (i, g) in groups.iter().enumerate() {
+        match runs.last_mut() {
+            Some(r) if groups[r.start].0.partner_id() == g.0.partner_id() => r.end = i + 1,
+            _ => runs.push(i..i + 1),
         }
-        partners.push(partner_statement(
-            &groups[start..end],
-            rules,
-            &programs,
-            index,
-            names,
-            &customer_name,
-        )?);
-        groups.truncate(start);
+    }
+    // A batch of partners at a time, from the last, one partner per worker;
+    // the batch's groups are freed before the next.
+    let batch = rayon::current_num_threads().max(1);
+    let mut partners: Vec<PartnerStatement> = Vec::with_capacity(runs.len());
+    while !runs.is_empty() {
+        let from = runs.len().saturating_sub(batch);
+        let built = runs[from..]
+            .par_iter()
+            .rev()
+            .map(|r| {
+                partner_statement(
+                    &groups[r.clone()],
+                    rules,
+                    &programs,
+                    index,
+                    names,
+                    &customer_name,
+                )
+            })
+            .collect::<Result<Vec<_>, Overflow>>()?;
+        partners.extend(built);
+        groups.truncate(runs[from].start);
         groups.shrink_to_fit();
-        end = start;
+        runs.truncate(from);
     }
     partners.reverse();
     if let Some(r) = reporting {
@@ -519,20 +534,22 @@ fn partner_statement(
     customer_name: &dyn Fn(&str) -> String,
 ) -> Result<PartnerStatement, Overflow> {
     let partner_id = details[0].0.partner_id().to_string();
-    // Group details by (customer, program, currency, month) -> one statement line.
-    type LineKey<'a> = (&'a str, u32, Currency, Month);
-    let mut grouped: BTreeMap<LineKey, Vec<(&DetailKey, &Sums)>> = BTreeMap::new();
-    for (k, s) in details {
-        grouped
-            .entry((k.customer_id(), k.program, k.currency, k.month))
-            .or_default()
-            .push((k, s));
-    }
-    let mut customers: BTreeMap<String, CustomerStatement> = BTreeMap::new();
+    // Groups are sorted by customer, program, currency and month first: each
+    // run of equal (customer, program, currency, month) is one statement line.
+    let mut customers: Vec<CustomerStatement> = Vec::new();
     let mut lines = Vec::new();
     // The customer's ID and name, shared by its lines (grouped by customer first).
     let mut current: Option<(Arc<str>, Arc<str>)> = None;
-    for ((cust, prog, currency, month), ds) in grouped {
+    fn line_key(k: &DetailKey) -> (&str, u32, Currency, Month) {
+        (k.customer_id(), k.program, k.currency, k.month)
+    }
+    let mut rest = details;
+    while let Some((first, _)) = rest.first() {
+        let key = line_key(first);
+        let n = rest.iter().take_while(|(k, _)| line_key(k) == key).count();
+        let (ds, later) = rest.split_at(n);
+        rest = later;
+        let (cust, prog, currency, month) = key;
         let (program_id, program_name) = &programs[prog as usize];
         let (customer_id, name) = match &current {
             Some((id, name)) if **id == *cust => (id.clone(), name.clone()),
@@ -544,7 +561,7 @@ fn partner_statement(
         };
         let mut sums = Sums::default();
         let mut rate = Some(ds[0].0.rate);
-        for (k, s) in &ds {
+        for (k, s) in ds {
             sums.add(s);
             if rate != Some(k.rate) {
                 rate = None;
@@ -576,11 +593,12 @@ fn partner_statement(
             accrual_exact: accrual,
             amount: round_money(accrual, currency, rules.rounding),
         };
-        let cs = customers
-            .entry(cust.to_string())
-            .or_insert_with(|| new_customer(index, &partner_id, cust, &line.customer_name));
-        cs.details.reserve_exact(ds.len());
-        for (k, s) in &ds {
+        if customers.last().is_none_or(|c| c.customer_id != cust) {
+            customers.push(new_customer(index, &partner_id, cust, &line.customer_name));
+        }
+        let cs = customers.last_mut().expect("the line's customer");
+        cs.details.reserve(ds.len());
+        for (k, s) in ds {
             cs.details.push(DetailLine {
                 program_id: program_id.clone(),
                 program_name: program_name.clone(),
@@ -599,7 +617,7 @@ fn partner_statement(
         lines.push(line);
     }
     let customers: Vec<CustomerStatement> = customers
-        .into_values()
+        .into_iter()
         .map(|mut c| {
             c.designations
                 .sort_by_key(|d| (d.valid_from, d.source_line));

@@ -66,7 +66,8 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     let mut rows = stream_rows(&s, &inputs, fx.as_ref(), &staging)?;
     let bar = &rows.bar;
     let t_stream = bar.elapsed();
-    let (mut set, partner_usage) = build_statements(&s, &inputs, &mut rows.streamed, fx.as_ref())?;
+    let (mut set, partner_usage) =
+        pool.install(|| build_statements(&s, &inputs, &mut rows.streamed, fx.as_ref()))?;
     // A partner paid only through a reversal may be in no designation any
     // more: its statement carries the name the history issued it under.
     if let Some(Some(h)) = &history {
@@ -95,7 +96,7 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
         partner_usage: &partner_usage,
         accounting: &acc,
     };
-    write_outputs(&s, &inputs, &written, &staging)?;
+    write_outputs(&s, &inputs, &written, &staging, &pool)?;
     let pdf_manifest = match &renderer {
         Some((r, o)) => {
             let mut m = pool.install(|| pdf::render_run(&dir, &set, r, *o, &staging.files))?;
@@ -114,6 +115,7 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
         }
         None => None,
     };
+    console::phase_memory("PDFs written");
     write_summary_json(&s, &inputs, &rows, &written, &staging)?;
     let extra = fx_entry(&s)?;
     let t_statements = bar.elapsed();
@@ -276,12 +278,14 @@ struct Written<'a> {
 }
 
 /// Writes the statement CSVs, summary.csv, journal.csv, the attainment files (with
-/// `--usage`) and statements.json (the PDFs come after, on the worker pool).
+/// `--usage`) and statements.json (serialised on the worker pool; the PDFs
+/// come after, on it too).
 fn write_outputs(
     s: &RunSettings,
     inputs: &Inputs,
     w: &Written,
     staging: &Staging,
+    pool: &rayon::ThreadPool,
 ) -> Result<(), Fatal> {
     let (dir, files) = (&staging.dir, &staging.files);
     // Writing thousands of small files waits on the disk, not the CPU.
@@ -290,6 +294,7 @@ fn write_outputs(
         .build()
         .map_err(|e| Fatal::Input(format!("cannot start I/O threads: {e}")))?;
     io_pool.install(|| rcsv::write_statements(dir, w.set, files))?;
+    console::phase_memory("statement CSVs written");
     rcsv::write_summary(&dir.join("summary.csv"), w.set)?;
     crate::render::journal::write_journal(dir, w.set, &inputs.rules.journal, files)?;
     if !inputs.usage.files.is_empty() {
@@ -301,7 +306,12 @@ fn write_outputs(
         )?;
         attainment::write_partner_attainment(dir, w.partner_usage, s.period)?;
     }
-    publish::write_json_compact(files, &dir.join("statements.json"), w.set)
+    console::phase_memory("summary, journal and attainment written");
+    pool.install(|| {
+        crate::render::json::write_statements_json(files, &dir.join("statements.json"), w.set)
+    })?;
+    console::phase_memory("statements.json written");
+    Ok(())
 }
 
 /// summary.json.

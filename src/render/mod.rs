@@ -11,6 +11,7 @@ pub mod adjustment;
 pub mod attainment;
 pub mod csv;
 pub mod journal;
+pub mod json;
 pub mod parquet;
 pub mod pdf;
 pub mod publish;

@@ -964,36 +964,13 @@ pub fn hash_outputs(dir: &Path, files: &Written) -> Result<Vec<FileEntry>, Fatal
     Ok(entries)
 }
 
-/// Writes a value as pretty JSON with a trailing newline.
+/// Writes a value as pretty JSON with a trailing newline, streamed into the
+/// file (never a whole string in memory). `statements.json`, compact and
+/// large, has a writer of its own ([`crate::render::json`]).
 pub fn write_json(files: &Written, path: &Path, value: &impl Serialize) -> Result<(), Fatal> {
-    write_json_as(files, path, value, true)
-}
-
-/// Writes a value as compact JSON with a trailing newline (machine-read files
-/// such as `statements.json`, which can hold hundreds of thousands of lines).
-pub fn write_json_compact(
-    files: &Written,
-    path: &Path,
-    value: &impl Serialize,
-) -> Result<(), Fatal> {
-    write_json_as(files, path, value, false)
-}
-
-/// Streams JSON into the file (never a whole string in memory).
-fn write_json_as(
-    files: &Written,
-    path: &Path,
-    value: &impl Serialize,
-    pretty: bool,
-) -> Result<(), Fatal> {
     let f = std::fs::File::create(path).map_err(|e| Fatal::io(path, e))?;
     let mut w = std::io::BufWriter::with_capacity(1 << 16, HashingWriter::new(path, f, files));
-    let written = if pretty {
-        serde_json::to_writer_pretty(&mut w, value)
-    } else {
-        serde_json::to_writer(&mut w, value)
-    };
-    written.map_err(|e| Fatal::Io {
+    serde_json::to_writer_pretty(&mut w, value).map_err(|e| Fatal::Io {
         path: path.display().to_string(),
         source: std::io::Error::other(e),
     })?;
