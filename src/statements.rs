@@ -30,8 +30,13 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StatementLine {
     pub customer_id: Arc<str>,
+    /// The customer's name (in `statements.json` once per customer: see
+    /// [`StatementSet::from_json`]).
+    #[serde(skip_serializing, default)]
     pub customer_name: Arc<str>,
     pub program_id: Arc<str>,
+    /// The program's name (in `statements.json` once, in `programs`).
+    #[serde(skip_serializing, default)]
     pub program_name: Arc<str>,
     /// The accrual month of the line's accruals (`YYYY-MM` in JSON).
     #[serde(with = "month_label")]
@@ -85,6 +90,8 @@ pub mod month_label {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DetailLine {
     pub program_id: Arc<str>,
+    /// The program's name (in `statements.json` once, in `programs`).
+    #[serde(skip_serializing, default)]
     pub program_name: Arc<str>,
     /// The accrual month (`YYYY-MM` in JSON).
     #[serde(with = "month_label")]
@@ -203,6 +210,9 @@ pub struct CustomerStatement {
 pub struct PartnerStatement {
     pub partner_id: String,
     pub partner_name: String,
+    /// Every customer's lines, in customer order (in `statements.json` only
+    /// under each customer).
+    #[serde(skip_serializing, default)]
     pub lines: Vec<StatementLine>,
     /// Per customer, program and currency: the sum of its month lines.
     #[serde(default)]
@@ -246,7 +256,9 @@ pub struct ProgramInfo {
 }
 
 /// Everything a run publishes about money. Serialised as `statements.json`, the
-/// input of `porledger render`.
+/// input of `porledger render` and `porledger close`, without what it would
+/// repeat (a partner's lines, which are its customers' lines; customer and
+/// program names on every line): read it with [`StatementSet::from_json`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StatementSet {
     pub period: Period,
@@ -255,6 +267,41 @@ pub struct StatementSet {
     pub summary: Vec<SummaryRow>,
     #[serde(default)]
     pub programs: Vec<ProgramInfo>,
+}
+
+impl StatementSet {
+    /// Reads `statements.json` and puts back what it leaves out: each
+    /// partner's lines (its customers' lines, in order) and the customer and
+    /// program names of every line. A file written before names were left out
+    /// reads the same.
+    pub fn from_json(bytes: &[u8]) -> serde_json::Result<StatementSet> {
+        let mut set: StatementSet = serde_json::from_slice(bytes)?;
+        let names: BTreeMap<&str, Arc<str>> = set
+            .programs
+            .iter()
+            .map(|p| (p.id.as_str(), Arc::from(p.name.as_str())))
+            .collect();
+        let name = |id: &str, old: &mut Arc<str>| {
+            if let Some(n) = names.get(id) {
+                old.clone_from(n);
+            }
+        };
+        for p in &mut set.partners {
+            p.lines.clear();
+            for c in &mut p.customers {
+                let customer: Arc<str> = Arc::from(c.customer_name.as_str());
+                for l in &mut c.lines {
+                    l.customer_name = customer.clone();
+                    name(&l.program_id, &mut l.program_name);
+                }
+                for d in &mut c.details {
+                    name(&d.program_id, &mut d.program_name);
+                }
+                p.lines.extend(c.lines.iter().cloned());
+            }
+        }
+        Ok(set)
+    }
 }
 
 /// Names partners that the designations no longer name (a partner paid only

@@ -198,7 +198,7 @@ fn read_statements(
     listed: &HashMap<String, FileDigest>,
 ) -> Result<StatementSet, Fatal> {
     let bytes = read_checked(out, "statements.json", listed)?;
-    serde_json::from_slice(&bytes).map_err(|e| Fatal::Data {
+    StatementSet::from_json(&bytes).map_err(|e| Fatal::Data {
         file: out.join("statements.json").display().to_string(),
         line: e.line() as u64,
         column: None,

@@ -1243,7 +1243,7 @@ pub fn rerender(
         }
         Some(_) => {}
     }
-    let set: StatementSet = serde_json::from_slice(&text).map_err(|e| Fatal::Data {
+    let set = StatementSet::from_json(&text).map_err(|e| Fatal::Data {
         file: json_path.display().to_string(),
         line: e.line() as u64,
         column: None,
