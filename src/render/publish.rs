@@ -251,6 +251,8 @@ impl Faults {
 /// Where a run is, for the signal thread.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Phase {
+    /// Before the staging directory exists: a signal just ends the process.
+    Preparing,
     /// Writing into the staging directory: a signal removes it.
     Filling,
     /// Swapping with `--out`: a signal waits for the swap to finish.
@@ -302,7 +304,7 @@ impl Staging {
             parent,
             created,
             faults: Faults::from_env(),
-            phase: Arc::new(Mutex::new(Phase::Filling)),
+            phase: Arc::new(Mutex::new(Phase::Preparing)),
             committed: false,
         };
         // Until the staging directory exists, dropping `s` must not touch it:
@@ -312,9 +314,17 @@ impl Staging {
         if exists(&s.target) {
             check_ours(&s.shown, &s.target)?;
         }
-        std::fs::create_dir(&s.dir).map_err(|e| Fatal::io(&s.dir, e))?;
-        s.committed = false;
+        // Signals are watched before the directory exists, and it is made
+        // under the phase lock: a signal that comes as it appears finds it
+        // either not there yet (nothing to remove) or there and Filling
+        // (removed), never there and unknown to the watcher.
         watch_signals(&s);
+        {
+            let mut phase = s.phase.lock().unwrap_or_else(|e| e.into_inner());
+            std::fs::create_dir(&s.dir).map_err(|e| Fatal::io(&s.dir, e))?;
+            *phase = Phase::Filling;
+        }
+        s.committed = false;
         s.faults.step("staged");
         Ok(s)
     }
