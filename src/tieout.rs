@@ -550,7 +550,10 @@ impl Totals {
 /// The result.
 #[derive(Clone, Debug, Default)]
 pub struct Report {
+    /// The rows ([`TieOut::finish`]; empty after [`TieOut::finish_with`]).
     pub rows: Vec<TieRow>,
+    /// How many rows the report has.
+    pub row_count: u64,
     /// Per partner (display ID), program, month, currency.
     pub totals: BTreeMap<(String, String, Month, Currency), Totals>,
     /// Per partner (display ID) and currency.
@@ -569,6 +572,48 @@ pub struct Report {
     /// `PERIOD vVERSION FILE`, sorted (an index sorts as its text).
     pub issued_sources: Vec<String>,
 }
+
+impl Report {
+    /// Counts `r` (a row of this report, in order) into the totals.
+    fn count(
+        &mut self,
+        r: &TieRow,
+        matched: u64,
+        unmatched: u64,
+        adjustments: u64,
+    ) -> Result<(), Fatal> {
+        self.row_count += 1;
+        self.earnings_matched += matched;
+        self.earnings_unmatched += unmatched;
+        self.earnings_adjustments += adjustments;
+        *self.classes.entry(r.class).or_default() += 1;
+        self.differences += r.is_difference() as u64;
+        let key = (
+            r.partner_id.clone(),
+            r.program_id.clone(),
+            r.month,
+            r.currency,
+        );
+        self.totals.entry(key).or_default().add(r)?;
+        match self.partner_totals.get_mut(r.partner_id.as_str()) {
+            Some(by) => by.entry(r.currency).or_default().add(r)?,
+            None => {
+                let mut t = Totals::default();
+                t.add(r)?;
+                self.partner_totals
+                    .insert(r.partner_id.clone(), BTreeMap::from([(r.currency, t)]));
+            }
+        }
+        if !self.partner_names.contains_key(r.partner_id.as_str()) {
+            self.partner_names
+                .insert(r.partner_id.clone(), r.partner_name.clone());
+        }
+        Ok(())
+    }
+}
+
+/// Rows classified and handed on at a time by [`TieOut::finish_with`].
+pub const BATCH: usize = 1 << 15;
 
 fn percent(r: Decimal) -> String {
     let p = (r * Decimal::ONE_HUNDRED).normalize();
@@ -933,8 +978,36 @@ impl<'r> TieOut<'r> {
         Ok(())
     }
 
-    /// Compares and classifies.
-    pub fn finish(mut self) -> Result<Report, Fatal> {
+    /// Compares and classifies: the report with every row in it.
+    pub fn finish(self) -> Result<Report, Fatal> {
+        let mut rows = Vec::new();
+        let mut report = self.finish_with(|_, batch, _| {
+            rows.extend(batch);
+            Ok(())
+        })?;
+        report.rows = rows;
+        Ok(report)
+    }
+
+    /// Compares and classifies, handing the rows to `sink` in report order,
+    /// [`BATCH`] at a time, instead of keeping them: `sink(report, rows,
+    /// done)`, where `report` already counts `rows` and `done` names the
+    /// partners (display IDs) whose every row has now been handed over (their
+    /// totals in `report` are final). The next batch is classified while
+    /// `sink` works on one. The returned report has no rows.
+    pub fn finish_with(
+        self,
+        sink: impl FnMut(&Report, Vec<TieRow>, Vec<String>) -> Result<(), Fatal> + Send,
+    ) -> Result<Report, Fatal> {
+        self.finish_in(BATCH, sink)
+    }
+
+    /// [`TieOut::finish_with`], `batch` rows at a time.
+    fn finish_in(
+        mut self,
+        batch: usize,
+        mut sink: impl FnMut(&Report, Vec<TieRow>, Vec<String>) -> Result<(), Fatal> + Send,
+    ) -> Result<Report, Fatal> {
         // Groups where an earning has no subscription are compared without.
         let coarse: FastSet<Coarse> = self
             .paid
@@ -1032,21 +1105,22 @@ impl<'r> TieOut<'r> {
         let this = &self;
         let credited = &credited;
         let source_rank = &source_rank;
-        let built: Vec<(TieRow, u64, u64, u64)> = sources
-            .par_iter()
-            .map(|(_, s)| match s {
-                Source::Grain(k) => {
-                    let (row, matched, unmatched) = this.classify(k, credited, source_rank);
-                    (row, matched, unmatched, 0)
-                }
-                Source::Adjustment(k) => {
-                    let row = this.adjustment_row(k);
-                    let n = row.earnings_rows.len() as u64;
-                    (row, 0, 0, n)
-                }
-            })
-            .collect();
-        drop(sources);
+        let classify = |chunk: &[(SortKey, Source)]| -> Vec<(TieRow, u64, u64, u64)> {
+            chunk
+                .par_iter()
+                .map(|(_, s)| match s {
+                    Source::Grain(k) => {
+                        let (row, matched, unmatched) = this.classify(k, credited, source_rank);
+                        (row, matched, unmatched, 0)
+                    }
+                    Source::Adjustment(k) => {
+                        let row = this.adjustment_row(k);
+                        let n = row.earnings_rows.len() as u64;
+                        (row, 0, 0, n)
+                    }
+                })
+                .collect()
+        };
         let mut report = Report {
             issued_sources: order
                 .iter()
@@ -1054,43 +1128,46 @@ impl<'r> TieOut<'r> {
                 .collect(),
             ..Report::default()
         };
-        let mut rows = Vec::with_capacity(built.len());
-        for (mut r, matched, unmatched, adjustments) in built {
-            report.earnings_matched += matched;
-            report.earnings_unmatched += unmatched;
-            report.earnings_adjustments += adjustments;
-            r.id = format!("T{:06}", rows.len() + 1);
-            *report.classes.entry(r.class).or_default() += 1;
-            report.differences += r.is_difference() as u64;
-            report
-                .totals
-                .entry((
-                    r.partner_id.clone(),
-                    r.program_id.clone(),
-                    r.month,
-                    r.currency,
-                ))
-                .or_default()
-                .add(&r)?;
-            match report.partner_totals.get_mut(r.partner_id.as_str()) {
-                Some(by) => by.entry(r.currency).or_default().add(&r)?,
-                None => {
-                    let mut by = BTreeMap::new();
-                    by.insert(r.currency, Totals::default());
-                    if let Some(t) = by.get_mut(&r.currency) {
-                        t.add(&r)?;
-                    }
-                    report.partner_totals.insert(r.partner_id.clone(), by);
+        let mut count = 0u64;
+        // The partner (rank of the normalised ID) of the rows counted last,
+        // and the display IDs seen in it.
+        let mut block: Option<u32> = None;
+        let mut block_ids: Vec<String> = Vec::new();
+        let mut pending: Option<(Vec<TieRow>, Vec<String>)> = None;
+        let mut chunks = sources.chunks(batch.max(1)).peekable();
+        while let Some(chunk) = chunks.next() {
+            let report_now = &report;
+            let (built, sunk) = rayon::join(
+                || classify(chunk),
+                || match pending.take() {
+                    Some((rows, done)) => sink(report_now, rows, done),
+                    None => Ok(()),
+                },
+            );
+            sunk?;
+            let mut rows = Vec::with_capacity(built.len());
+            let mut done = Vec::new();
+            for ((sk, _), (mut r, matched, unmatched, adjustments)) in chunk.iter().zip(built) {
+                if block != Some(sk.0) {
+                    done.append(&mut block_ids);
+                    block = Some(sk.0);
                 }
+                if !block_ids.contains(&r.partner_id) {
+                    block_ids.push(r.partner_id.clone());
+                }
+                count += 1;
+                r.id = format!("T{count:06}");
+                report.count(&r, matched, unmatched, adjustments)?;
+                rows.push(r);
             }
-            if !report.partner_names.contains_key(r.partner_id.as_str()) {
-                report
-                    .partner_names
-                    .insert(r.partner_id.clone(), r.partner_name.clone());
+            if chunks.peek().is_none() {
+                done.append(&mut block_ids);
             }
-            rows.push(r);
+            pending = Some((rows, done));
         }
-        report.rows = rows;
+        if let Some((rows, done)) = pending {
+            sink(&report, rows, done)?;
+        }
         Ok(report)
     }
 
@@ -1674,6 +1751,75 @@ lever = "*usage*"
     fn one(report: &Report) -> &TieRow {
         assert_eq!(report.rows.len(), 1, "{:#?}", report.rows);
         &report.rows[0]
+    }
+
+    /// A tie-out over three partners (one under two spellings), with
+    /// adjustments and grains on either side only.
+    fn three_partners(r: &Rules) -> TieOut<'_> {
+        let mut t = TieOut::new(r, settings("0.01"));
+        let mut line = 1;
+        for (p, shown) in [("P1", "P1"), ("P2", "P2"), ("P3", "p3"), ("P3", "P3")] {
+            for (c, m) in [("C1", JAN), ("C2", JAN), ("C1", FEB), ("C3", FEB)] {
+                line += 1;
+                t.add_accrual(&accrual(p, c, "S1", m, "10.00", line))
+                    .unwrap();
+                if c != "C3" {
+                    t.add_earning(&earning(shown, c, "s1", m, "0.40", Some("0.04"), line))
+                        .unwrap();
+                }
+            }
+            let mut adj = earning(shown, "", "", FEB, "-1.00", None, line + 100);
+            adj.reason_code = "Ops Adjustment";
+            t.add_earning(&adj).unwrap();
+            t.add_earning(&earning(shown, "C9", "S9", JAN, "0.70", None, line + 200))
+                .unwrap();
+        }
+        t
+    }
+
+    #[test]
+    fn streamed_rows_are_the_report_in_any_batch_size() {
+        let r = rules();
+        let whole = three_partners(&r).finish().unwrap();
+        assert!(whole.rows.len() > 10);
+        for batch in [1, 2, 3, 5, 7, whole.rows.len(), 1000] {
+            let mut rows: Vec<TieRow> = Vec::new();
+            let mut done_at: Vec<(String, usize)> = Vec::new();
+            let rep = three_partners(&r)
+                .finish_in(batch, |report, b, done| {
+                    assert!(b.len() <= batch);
+                    rows.extend(b);
+                    assert_eq!(report.row_count, rows.len() as u64);
+                    for id in done {
+                        // Final totals: every row of the partner is counted.
+                        let n = rows.iter().filter(|x| x.partner_id == id).count() as u64;
+                        let t: u64 = report.partner_totals[&id].values().map(|t| t.rows).sum();
+                        assert_eq!(t, n, "{id} at batch {batch}");
+                        done_at.push((id, rows.len()));
+                    }
+                    Ok(())
+                })
+                .unwrap();
+            assert!(rep.rows.is_empty());
+            assert_eq!(rep.row_count, whole.row_count);
+            assert_eq!(
+                format!("{rows:?}"),
+                format!("{:?}", whole.rows),
+                "batch {batch}"
+            );
+            assert_eq!(format!("{:?}", rep.totals), format!("{:?}", whole.totals));
+            // Every display ID is done once, after its last row.
+            let mut ids: Vec<&str> = whole.rows.iter().map(|x| x.partner_id.as_str()).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            assert_eq!(done_at.len(), ids.len(), "{done_at:?}");
+            for (id, at) in &done_at {
+                assert!(
+                    !rows[*at..].iter().any(|x| &x.partner_id == id),
+                    "{id} after done"
+                );
+            }
+        }
     }
 
     #[test]

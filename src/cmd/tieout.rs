@@ -17,6 +17,7 @@ use crate::cli::TieoutArgs;
 use crate::cmd::Finish;
 use crate::config::earnings::EarningsLabels;
 use crate::config::{parse_rules, Rules};
+use crate::console;
 use crate::dates::{parse_date, Month};
 use crate::error::Fatal;
 use crate::history::History;
@@ -31,7 +32,7 @@ use crate::render::tieout as rt;
 use crate::render::{excel_unescape, sanitize_file_name};
 use crate::tieout::{
     expected_versions, Accrual, Earning, ExpectedVersions, IssuedVersion, Origin, Report, TieOut,
-    TieRow, TieSettings,
+    TieSettings,
 };
 
 /// The run a tie-out reads.
@@ -503,14 +504,31 @@ pub fn tieout(args: &TieoutArgs) -> Result<Finish, Fatal> {
     );
     let read = read?;
     ledger?;
+    console::phase_memory("earnings and ledger read");
     tie.add_accruals_of(ledger_side)?;
+    console::phase_memory("sides joined");
     // The issued side needs the months the earnings cover: after them.
     let history_use = match history {
         Some((p, (h, versions))) => Some(read_issued(p, &h, versions, &info, &mut tie)?),
         None => None,
     };
     read_not_eligible(&args.out, &mut tie)?;
-    let report = tie.finish()?;
+    console::phase_memory("not-eligible read");
+    let names: Vec<String> = read.files.iter().map(|(n, _)| n.clone()).collect();
+    let staging = Staging::new(&target)?;
+    let dir = staging.dir.clone();
+    let files = &staging.files;
+    // The rows are written as they are classified, never all held.
+    let report = write_rows(
+        &staging,
+        tie,
+        &names,
+        &info,
+        renderer.as_ref(),
+        as_of,
+        tolerance,
+    )?;
+    console::phase_memory("classified, rows written");
     let accounting = rt::Accounting::of(&read, &report);
     if !accounting.balanced {
         return Err(Fatal::Input(
@@ -518,10 +536,6 @@ pub fn tieout(args: &TieoutArgs) -> Result<Finish, Fatal> {
                 .into(),
         ));
     }
-    let names: Vec<String> = read.files.iter().map(|(n, _)| n.clone()).collect();
-    let staging = Staging::new(&target)?;
-    let dir = staging.dir.clone();
-    let files = &staging.files;
     let head = rt::JsonHead {
         run: &args.out.display().to_string(),
         period: &info.period,
@@ -532,15 +546,6 @@ pub fn tieout(args: &TieoutArgs) -> Result<Finish, Fatal> {
     };
     rt::write_tieout_json(files, &dir, &head, &report)?;
     rt::write_rejects(files, &dir.join("rejects.csv"), &read)?;
-    write_partners(
-        &staging,
-        &report,
-        &names,
-        &info,
-        renderer.as_ref(),
-        as_of,
-        tolerance,
-    )?;
     let mut manifest = serde_json::json!({
         "tool": "porledger",
         "version": env!("CARGO_PKG_VERSION"),
@@ -553,6 +558,7 @@ pub fn tieout(args: &TieoutArgs) -> Result<Finish, Fatal> {
     }
     publish::write_json(files, &dir.join("manifest.json"), &manifest)?;
     staging.commit()?;
+    console::phase_memory("published");
     if !args.quiet {
         if let Some(h) = &history_use {
             eprintln!("{}", history_summary(h));
@@ -587,42 +593,39 @@ fn history_json(h: &HistoryUse) -> serde_json::Value {
     })
 }
 
-fn write_partners(
+/// Classifies `tie` and writes `tieout.csv` and each partner's `tieout.csv`
+/// (and `tieout.pdf` with a renderer) into the staging directory while the
+/// rows are classified, a batch at a time; returns the report (no rows).
+fn write_rows(
     staging: &Staging,
-    report: &Report,
+    tie: TieOut<'_>,
     names: &[String],
     info: &RunInfo,
     renderer: Option<&Renderer>,
     as_of: chrono::NaiveDate,
     tolerance: Decimal,
-) -> Result<(), Fatal> {
-    let mut by_partner: BTreeMap<&str, Vec<&TieRow>> = BTreeMap::new();
-    for r in &report.rows {
-        by_partner.entry(&r.partner_id).or_default().push(r);
-    }
+) -> Result<Report, Fatal> {
     let partners = staging.dir.join("partners");
-    if !by_partner.is_empty() {
-        std::fs::create_dir(&partners).map_err(|e| Fatal::io(&partners, e))?;
-    }
-    for id in by_partner.keys() {
-        let dir = partners.join(sanitize_file_name(id));
-        if !dir.exists() {
-            std::fs::create_dir(&dir).map_err(|e| Fatal::io(&dir, e))?;
-        }
-    }
-    // tieout.csv and every partner's tieout.csv, each row formatted once.
     let partner_file = |id: &str| partners.join(sanitize_file_name(id)).join("tieout.csv");
-    rt::write_tieout_csvs(
-        &staging.files,
-        &staging.dir,
-        report,
-        names,
-        Some(&partner_file),
-    )?;
+    let mut writer =
+        rt::TieoutWriter::create(&staging.files, &staging.dir, names, Some(&partner_file))?;
     let none = BTreeMap::new();
-    for (id, rows) in by_partner {
-        let dir = partners.join(sanitize_file_name(id));
-        if let Some(r) = renderer {
+    let report = tie.finish_with(|report, rows, done| {
+        if !done.is_empty() && !partners.exists() {
+            std::fs::create_dir(&partners).map_err(|e| Fatal::io(&partners, e))?;
+        }
+        for id in &done {
+            let dir = partners.join(sanitize_file_name(id));
+            if !dir.exists() {
+                std::fs::create_dir(&dir).map_err(|e| Fatal::io(&dir, e))?;
+            }
+        }
+        let finished = writer.rows(report, rows, done)?;
+        let Some(r) = renderer else {
+            return Ok(());
+        };
+        for p in finished {
+            let id = p.partner_id.as_str();
             let totals = report.partner_totals.get(id).unwrap_or(&none);
             let page = TieoutPage {
                 partner_id: id,
@@ -635,13 +638,16 @@ fn write_partners(
                 as_of,
                 tolerance,
                 totals: totals.iter().map(|(c, t)| (*c, t)).collect(),
-                rows: &rows,
+                differences: &p.differences,
             };
             let pdf = r.tieout_statement(&page);
-            publish::write_file(&staging.files, &dir.join("tieout.pdf"), &pdf)?;
+            let path = partners.join(sanitize_file_name(id)).join("tieout.pdf");
+            publish::write_file(&staging.files, &path, &pdf)?;
         }
-    }
-    Ok(())
+        Ok(())
+    })?;
+    writer.finish()?;
+    Ok(report)
 }
 
 /// What `--history` added to the expected side, for the console.
@@ -685,7 +691,7 @@ fn console_summary(r: &Report, a: &rt::Accounting, target: &Path) -> String {
         .collect();
     s.push_str(&format!(
         "tie-out: {} rows ({}); {} differ\n",
-        r.rows.len(),
+        r.row_count,
         classes.join(", "),
         r.differences
     ));

@@ -187,90 +187,176 @@ fn close(out: Out, path: &Path) -> Result<(), Fatal> {
     inner.finish()
 }
 
-/// Writes `tieout.csv` into `dir`, streaming.
-pub fn write_tieout_csv(
-    files: &Written,
-    dir: &Path,
-    report: &Report,
-    earnings_files: &[String],
-) -> Result<(), Fatal> {
-    write_tieout_csvs(files, dir, report, earnings_files, None)
+/// How many of a partner's difference rows are kept for its PDF page, which
+/// shows the largest that fit on it (far fewer) and counts the rest.
+pub const PDF_ROWS: usize = 256;
+
+/// A partner's part of the tie-out while its rows arrive.
+#[derive(Default)]
+struct PartnerPart {
+    /// Its rows, formatted.
+    body: Vec<u8>,
+    /// Its largest differences (see [`PDF_ROWS`]).
+    differences: Vec<TieRow>,
 }
 
-/// Writes `tieout.csv` into `dir` and, with `partner_file` (a partner's ID
-/// -> the path of its `tieout.csv`, whose directory exists), every partner's
-/// `tieout.csv` (see [`write_partner_csv`]), in one pass: each row is
-/// formatted once and written to both files. A partner whose rows are not
-/// one block of the report (two spellings of one ID) is written afterwards.
-pub fn write_tieout_csvs(
-    files: &Written,
-    dir: &Path,
-    report: &Report,
-    earnings_files: &[String],
-    partner_file: Option<&dyn Fn(&str) -> std::path::PathBuf>,
-) -> Result<(), Fatal> {
-    // Partners whose rows are one contiguous block are streamed.
-    let mut blocks: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
-    let mut last: Option<&str> = None;
-    for r in &report.rows {
-        let id = r.partner_id.as_str();
-        if last != Some(id) {
-            *blocks.entry(id).or_default() += 1;
-            last = Some(id);
-        }
-    }
-    let path = dir.join("tieout.csv");
-    let mut out = create(files, &path)?;
-    let mut w = RowBuf::default();
-    header(&mut w, &TIEOUT_HEADER);
-    out.write_all(&w.buf).map_err(|e| Fatal::io(&path, e))?;
-    let mut row = RowBuf::default();
-    let mut scratch = String::new();
-    let mut partner: Option<(&str, std::path::PathBuf, Out)> = None;
-    let mut later: std::collections::BTreeMap<&str, Vec<&TieRow>> = Default::default();
-    for r in &report.rows {
-        row.buf.clear();
-        write_row_with(
-            &mut row,
-            r,
+/// A partner whose rows have all been written: what its PDF page needs.
+pub struct PartnerDone {
+    pub partner_id: String,
+    /// Its largest differences, largest first (at most [`PDF_ROWS`]).
+    pub differences: Vec<TieRow>,
+}
+
+/// The largest difference first; the row id breaks ties.
+fn by_difference(a: &TieRow, b: &TieRow) -> std::cmp::Ordering {
+    b.difference
+        .abs()
+        .cmp(&a.difference.abs())
+        .then_with(|| a.id.cmp(&b.id))
+}
+
+/// Writes `tieout.csv` and, with a partner file (a partner's display ID ->
+/// the path of its `tieout.csv`, whose directory exists), every partner's
+/// `tieout.csv`, from the rows as [`crate::tieout::TieOut::finish_with`]
+/// hands them over: each batch's rows are formatted on the worker pool, once,
+/// and written to both files. A partner's rows wait in memory, as formatted
+/// bytes, until its totals are final (its file starts with them).
+pub struct TieoutWriter<'a> {
+    files: &'a Written,
+    path: std::path::PathBuf,
+    out: Out,
+    earnings_files: &'a [String],
+    partner_file: Option<&'a (dyn Fn(&str) -> std::path::PathBuf + Sync)>,
+    partners: std::collections::HashMap<String, PartnerPart>,
+}
+
+impl<'a> TieoutWriter<'a> {
+    /// Creates `dir/tieout.csv` and writes its header.
+    pub fn create(
+        files: &'a Written,
+        dir: &Path,
+        earnings_files: &'a [String],
+        partner_file: Option<&'a (dyn Fn(&str) -> std::path::PathBuf + Sync)>,
+    ) -> Result<TieoutWriter<'a>, Fatal> {
+        let path = dir.join("tieout.csv");
+        let mut out = create(files, &path)?;
+        let mut w = RowBuf::default();
+        header(&mut w, &TIEOUT_HEADER);
+        out.write_all(&w.buf).map_err(|e| Fatal::io(&path, e))?;
+        Ok(TieoutWriter {
+            files,
+            path,
+            out,
             earnings_files,
-            &report.issued_sources,
-            &mut scratch,
+            partner_file,
+            partners: Default::default(),
+        })
+    }
+
+    /// Writes `rows` (the next rows of `report`, which counts them), then
+    /// the files of the partners in `done`; returns those partners, for
+    /// their PDFs.
+    pub fn rows(
+        &mut self,
+        report: &Report,
+        rows: Vec<TieRow>,
+        done: Vec<String>,
+    ) -> Result<Vec<PartnerDone>, Fatal> {
+        use rayon::prelude::*;
+        const CHUNK: usize = 1024;
+        let files = self.earnings_files;
+        let issued = &report.issued_sources;
+        // Each chunk of rows formatted into one buffer; `ends[i]`: where row i ends.
+        let formatted: Vec<(Vec<u8>, Vec<usize>)> = rows
+            .par_chunks(CHUNK)
+            .map(|chunk| {
+                let mut w = RowBuf::default();
+                let mut scratch = String::new();
+                let mut ends = Vec::with_capacity(chunk.len());
+                for r in chunk {
+                    write_row_with(&mut w, r, files, issued, &mut scratch);
+                    ends.push(w.buf.len());
+                }
+                (w.buf, ends)
+            })
+            .collect();
+        // `tieout.csv` on one thread, the partners' files on another.
+        let TieoutWriter {
+            files,
+            path,
+            out,
+            partner_file,
+            partners,
+            ..
+        } = self;
+        let (written, finished) = rayon::join(
+            || -> Result<(), Fatal> {
+                for (buf, _) in &formatted {
+                    out.write_all(buf).map_err(|e| Fatal::io(&*path, e))?;
+                }
+                Ok(())
+            },
+            || -> Result<Vec<PartnerDone>, Fatal> {
+                let Some(partner_file) = *partner_file else {
+                    return Ok(Vec::new());
+                };
+                for ((buf, ends), chunk) in formatted.iter().zip(rows.chunks(CHUNK)) {
+                    let mut start = 0;
+                    for (r, &end) in chunk.iter().zip(ends) {
+                        let part = match partners.get_mut(r.partner_id.as_str()) {
+                            Some(p) => p,
+                            None => partners.entry(r.partner_id.clone()).or_default(),
+                        };
+                        part.body.extend_from_slice(&buf[start..end]);
+                        start = end;
+                    }
+                }
+                for r in rows {
+                    if !r.is_difference() {
+                        continue;
+                    }
+                    if let Some(part) = partners.get_mut(r.partner_id.as_str()) {
+                        part.differences.push(r);
+                        if part.differences.len() >= 2 * PDF_ROWS {
+                            part.differences.sort_by(by_difference);
+                            part.differences.truncate(PDF_ROWS);
+                        }
+                    }
+                }
+                let mut finished = Vec::with_capacity(done.len());
+                for id in done {
+                    let part = partners.remove(&id).unwrap_or_default();
+                    let p = partner_file(&id);
+                    let mut o = create(files, &p)?;
+                    let mut head = RowBuf::default();
+                    partner_head(&mut head, report, &id);
+                    o.write_all(&head.buf).map_err(|e| Fatal::io(&p, e))?;
+                    o.write_all(&part.body).map_err(|e| Fatal::io(&p, e))?;
+                    close(o, &p)?;
+                    let mut differences = part.differences;
+                    differences.sort_by(by_difference);
+                    differences.truncate(PDF_ROWS);
+                    finished.push(PartnerDone {
+                        partner_id: id,
+                        differences,
+                    });
+                }
+                Ok(finished)
+            },
         );
-        out.write_all(&row.buf).map_err(|e| Fatal::io(&path, e))?;
-        let Some(partner_file) = partner_file else {
-            continue;
-        };
-        let id = r.partner_id.as_str();
-        if blocks.get(id).copied().unwrap_or(0) != 1 {
-            later.entry(id).or_default().push(r);
-            continue;
-        }
-        if partner.as_ref().map(|p| p.0) != Some(id) {
-            if let Some((_, p, o)) = partner.take() {
-                close(o, &p)?;
-            }
-            let p = partner_file(id);
-            let mut o = create(files, &p)?;
-            let mut head = RowBuf::default();
-            partner_head(&mut head, report, id);
-            o.write_all(&head.buf).map_err(|e| Fatal::io(&p, e))?;
-            partner = Some((id, p, o));
-        }
-        if let Some((_, p, o)) = partner.as_mut() {
-            o.write_all(&row.buf).map_err(|e| Fatal::io(p, e))?;
-        }
+        written?;
+        finished
     }
-    if let Some((_, p, o)) = partner.take() {
-        close(o, &p)?;
-    }
-    close(out, &path)?;
-    if let Some(partner_file) = partner_file {
-        for (id, rows) in later {
-            write_partner_csv(files, &partner_file(id), report, id, &rows, earnings_files)?;
+
+    /// Finishes `tieout.csv`.
+    pub fn finish(self) -> Result<(), Fatal> {
+        if let Some(id) = self.partners.keys().next() {
+            return Err(Fatal::Input(format!(
+                "internal error: the tie-out rows of partner {id} were never finished"
+            )));
         }
+        close(self.out, &self.path)
     }
-    Ok(())
 }
 
 /// A partner's totals per currency, a blank line and the rows' header.
@@ -292,37 +378,6 @@ fn partner_head(w: &mut RowBuf, report: &Report, partner_id: &str) {
     }
     w.buf.extend_from_slice(b"\r\n");
     header(w, &TIEOUT_HEADER);
-}
-
-/// Writes `partners/<id>/tieout.csv`: the totals per currency, a blank line,
-/// then the partner's rows. `rows` are the partner's, in report order.
-pub fn write_partner_csv(
-    files: &Written,
-    path: &Path,
-    report: &Report,
-    partner_id: &str,
-    rows: &[&TieRow],
-    earnings_files: &[String],
-) -> Result<(), Fatal> {
-    let mut out = create(files, path)?;
-    let mut w = RowBuf::default();
-    partner_head(&mut w, report, partner_id);
-    let mut scratch = String::new();
-    for r in rows {
-        write_row_with(
-            &mut w,
-            r,
-            earnings_files,
-            &report.issued_sources,
-            &mut scratch,
-        );
-        if w.buf.len() > 1 << 16 {
-            out.write_all(&w.buf).map_err(|e| Fatal::io(path, e))?;
-            w.buf.clear();
-        }
-    }
-    out.write_all(&w.buf).map_err(|e| Fatal::io(path, e))?;
-    close(out, path)
 }
 
 /// Writes the earnings rows that could not be read.

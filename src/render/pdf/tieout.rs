@@ -22,7 +22,9 @@ pub struct TieoutPage<'a> {
     pub as_of: NaiveDate,
     pub tolerance: Decimal,
     pub totals: Vec<(Currency, &'a Totals)>,
-    pub rows: &'a [&'a TieRow],
+    /// The partner's differences, at least as many as fit on the page
+    /// (more are counted from `totals`).
+    pub differences: &'a [TieRow],
 }
 
 impl Renderer {
@@ -79,7 +81,7 @@ impl Renderer {
         });
         cv.table(&cols, rows.collect::<Vec<_>>(), &self.table_style(), "");
         cv.space(8.0);
-        let mut diffs: Vec<&&TieRow> = t.rows.iter().filter(|r| r.is_difference()).collect();
+        let mut diffs: Vec<&TieRow> = t.differences.iter().filter(|r| r.is_difference()).collect();
         diffs.sort_by(|a, b| {
             b.difference
                 .abs()
@@ -129,7 +131,8 @@ impl Renderer {
                 .collect();
             cv.table(&cols, rows, &self.table_style(), "");
             cv.space(4.0);
-            let more = diffs.len() - shown;
+            let all: u64 = t.totals.iter().map(|(_, x)| x.differences).sum();
+            let more = (all as usize).max(diffs.len()) - shown;
             let note = match more {
                 0 => l.explain_hint.clone(),
                 1 => format!("{} {}", l.more_one, l.explain_hint),
