@@ -1104,4 +1104,57 @@ mod tests {
             "{e}"
         );
     }
+
+    /// Each version is read as its own range of rows, whatever the sizes of
+    /// the closes around it (none, one, many rows); rows that are not where
+    /// a close put them, or fewer than it recorded, refuse the history.
+    #[test]
+    fn issued_accruals_read_each_version_as_its_range_and_refuse_a_damaged_one() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("h.db");
+        let mut h = History::open_write(&p, std::time::Duration::from_secs(1)).unwrap();
+        let sizes = [3usize, 0, 1, 17, 2, 0, 64, 1];
+        for (v, n) in sizes.iter().enumerate() {
+            let rows = (0..*n)
+                .map(|i| row("2026-10", (v * 100 + i) as u64, "1"))
+                .collect();
+            close(&mut h, "2026-10", (v > 0).then_some(v as u32), rows);
+        }
+        drop(h);
+        let read = |p: &std::path::Path, versions: &[u32]| {
+            let h = History::open_read(p).unwrap().unwrap();
+            let versions: Vec<(String, u32)> = versions
+                .iter()
+                .map(|v| ("2026-10".to_string(), *v))
+                .collect();
+            let mut got = Vec::new();
+            h.issued_accruals(&versions, ("2026-10", "2026-10"), |r| {
+                got.push((r.version, r.source_line));
+                Ok::<(), HistoryError>(())
+            })
+            .map(|()| got)
+            .map_err(|e| e.to_string())
+        };
+        for (v, n) in sizes.iter().enumerate() {
+            let version = v as u32 + 1;
+            let want: Vec<(u32, u64)> = (0..*n).map(|i| (version, (v * 100 + i) as u64)).collect();
+            assert_eq!(read(&p, &[version]).unwrap(), want, "version {version}");
+        }
+        let all: Vec<u32> = (1..=sizes.len() as u32).collect();
+        assert_eq!(read(&p, &all).unwrap().len(), sizes.iter().sum::<usize>());
+        // A row of version 4 moved to version 7 (ids are versions here).
+        let c = rusqlite::Connection::open(&p).unwrap();
+        c.execute(
+            "UPDATE accruals SET close_id = 7 WHERE rowid = (SELECT max(rowid) FROM accruals WHERE close_id = 4)",
+            [],
+        )
+        .unwrap();
+        let e = read(&p, &[4]).unwrap_err();
+        assert!(
+            e.contains("period 2026-10 version 4") && e.contains("the history is damaged"),
+            "{e}"
+        );
+        // Versions whose rows are where the close put them still read.
+        assert_eq!(read(&p, &[3]).unwrap().len(), 1);
+    }
 }

@@ -817,85 +817,137 @@ impl History {
     /// version) whose accrual month is in `months` (`YYYY-MM` first and
     /// last, inclusive; a row without accrual month is passed on for the
     /// caller to date by its charge date), in recorded order, one row at a
-    /// time into `f` (`porledger tieout --history`). One statement, so one
-    /// consistent read; one pass over the table. A version the history does
-    /// not hold is an error.
+    /// time into `f` (`porledger tieout --history`). One read transaction,
+    /// so one consistent read. A version the history does not hold is an
+    /// error.
+    ///
+    /// Each version's rows are read as their own range of rowids (a close
+    /// appends its accruals, see `close`), found by a binary search on the
+    /// close of a rowid: the read costs the versions' rows, not the table.
+    /// Every row of the range must belong to the close and their number must
+    /// be the one it recorded, or the history is refused as damaged.
     pub fn issued_accruals<E: From<HistoryError>>(
         &self,
         versions: &[(String, u32)],
         months: (&str, &str),
         mut f: impl FnMut(&IssuedRow<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
+        let path = &self.path;
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(|e| sql(path, e))?;
         let mut ids = BTreeMap::new();
         for (period, version) in versions {
-            let id: Option<i64> = self
-                .conn
+            let id: Option<(i64, i64)> = tx
                 .query_row(
-                    "SELECT id FROM closes WHERE period = ?1 AND version = ?2",
+                    "SELECT id, accruals FROM closes WHERE period = ?1 AND version = ?2",
                     params![period, version],
-                    |r| r.get(0),
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()
-                .map_err(|e| sql(&self.path, e))?;
-            let id = id.ok_or_else(|| HistoryError::Refused {
-                path: self.path.display().to_string(),
+                .map_err(|e| sql(path, e))?;
+            let (id, recorded) = id.ok_or_else(|| HistoryError::Refused {
+                path: path.display().to_string(),
                 message: format!("period {period} version {version} is not in this history"),
             })?;
-            ids.insert(id, (period.as_str(), *version));
+            ids.insert(id, (period.as_str(), *version, recorded));
         }
         if ids.is_empty() {
             return Ok(());
         }
-        let list = ids
-            .keys()
-            .map(i64::to_string)
-            .collect::<Vec<_>>()
-            .join(", ");
-        // No index leads with close_id: one scan in rowid order (no sort).
-        let mut st = self
-            .conn
-            .prepare(&format!(
+        let damaged = |period: &str, version: u32, what: String| HistoryError::Refused {
+            path: path.display().to_string(),
+            message: format!(
+                "the accruals of period {period} version {version} {what}: the history is damaged"
+            ),
+        };
+        let mut probe = tx
+            .prepare(
+                "SELECT rowid, close_id FROM accruals WHERE rowid >= ?1 ORDER BY rowid LIMIT 1",
+            )
+            .map_err(|e| sql(path, e))?;
+        let mut row_at = |x: i64| -> Result<Option<(i64, i64)>, HistoryError> {
+            probe
+                .query_row([x], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map_err(|e| sql(path, e))
+        };
+        let (min, max): (i64, i64) = tx
+            .query_row(
+                "SELECT coalesce(min(rowid), 1), coalesce(max(rowid), 0) FROM accruals",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|e| sql(path, e))?;
+        // The first rowid of close `id` or a later one (max + 1 when none):
+        // closes hold increasing ids and append their rows.
+        let mut first_of = |id: i64| -> Result<i64, HistoryError> {
+            let (mut lo, mut hi) = (min, max + 1);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                match row_at(mid)? {
+                    Some((r, c)) if c < id => lo = r + 1,
+                    _ => hi = mid,
+                }
+            }
+            Ok(row_at(lo)?.map_or(max + 1, |(r, _)| r))
+        };
+        let mut st = tx
+            .prepare(
                 "SELECT close_id, partner_id, customer_id, program_id, association, subscription_id,
                         charge_date, accrual_month, source_file, source_line, basis, rate, share,
                         amount, currency
-                 FROM accruals WHERE close_id IN ({list})
-                   AND (accrual_month BETWEEN ?1 AND ?2 OR accrual_month = '')
-                 ORDER BY rowid"
-            ))
-            .map_err(|e| sql(&self.path, e))?;
-        let mut rows = st
-            .query(params![months.0, months.1])
-            .map_err(|e| sql(&self.path, e))?;
-        let path = &self.path;
-        while let Some(r) = rows.next().map_err(|e| sql(path, e))? {
-            let text = move |i: usize| -> Result<&str, HistoryError> {
-                r.get_ref(i)
-                    .and_then(|v| v.as_str().map_err(Into::into))
-                    .map_err(|e| sql(path, e))
-            };
-            let close: i64 = r.get(0).map_err(|e| sql(path, e))?;
-            let Some(&(period, version)) = ids.get(&close) else {
-                continue;
-            };
-            let line: i64 = r.get(9).map_err(|e| sql(path, e))?;
-            f(&IssuedRow {
-                period,
-                version,
-                partner_id: text(1)?,
-                customer_id: text(2)?,
-                program_id: text(3)?,
-                association: text(4)?,
-                subscription_id: text(5)?,
-                charge_date: text(6)?,
-                accrual_month: text(7)?,
-                source_file: text(8)?,
-                source_line: u64::try_from(line).unwrap_or(0),
-                basis: text(10)?,
-                rate: text(11)?,
-                share: text(12)?,
-                amount: text(13)?,
-                currency: text(14)?,
-            })?;
+                 FROM accruals WHERE rowid >= ?1 AND rowid < ?2 ORDER BY rowid",
+            )
+            .map_err(|e| sql(path, e))?;
+        for (&id, &(period, version, recorded)) in &ids {
+            let (start, end) = (first_of(id)?, first_of(id + 1)?);
+            let mut rows = st.query(params![start, end]).map_err(|e| sql(path, e))?;
+            let mut n = 0i64;
+            while let Some(r) = rows.next().map_err(|e| sql(path, e))? {
+                let text = move |i: usize| -> Result<&str, HistoryError> {
+                    r.get_ref(i)
+                        .and_then(|v| v.as_str().map_err(Into::into))
+                        .map_err(|e| sql(path, e))
+                };
+                let close: i64 = r.get(0).map_err(|e| sql(path, e))?;
+                if close != id {
+                    return Err(damaged(period, version, "are not one run of rows".into()).into());
+                }
+                n += 1;
+                let month = text(7)?;
+                if !month.is_empty() && (month < months.0 || month > months.1) {
+                    continue;
+                }
+                let line: i64 = r.get(9).map_err(|e| sql(path, e))?;
+                f(&IssuedRow {
+                    period,
+                    version,
+                    partner_id: text(1)?,
+                    customer_id: text(2)?,
+                    program_id: text(3)?,
+                    association: text(4)?,
+                    subscription_id: text(5)?,
+                    charge_date: text(6)?,
+                    accrual_month: month,
+                    source_file: text(8)?,
+                    source_line: u64::try_from(line).unwrap_or(0),
+                    basis: text(10)?,
+                    rate: text(11)?,
+                    share: text(12)?,
+                    amount: text(13)?,
+                    currency: text(14)?,
+                })?;
+            }
+            if n != recorded {
+                return Err(damaged(
+                    period,
+                    version,
+                    format!("number {n} where the close recorded {recorded}"),
+                )
+                .into());
+            }
         }
         Ok(())
     }
