@@ -190,33 +190,48 @@ pub struct EarningsRead {
     pub rejects: Vec<EarningsReject>,
 }
 
-/// A compact, exact key of an `earningId` for de-duplication: a GUID or a
-/// number as 128 bits, anything else as its text.
-#[derive(Hash, PartialEq, Eq)]
+/// A compact, exact key of an `earningId` for de-duplication: a GUID (any
+/// case) or a plain number as 128 bits, anything else as its lower-case
+/// text. Distinct IDs get distinct keys: the three kinds never meet (a GUID
+/// and a number of the same value are different IDs).
+#[derive(Debug, Hash, PartialEq, Eq)]
 enum IdKey {
+    Guid(u128),
     Num(u128),
     Text(Box<str>),
 }
 
-fn id_key(s: &str) -> IdKey {
-    let hex: String = s.chars().filter(|&c| c != '-').collect();
-    let is_guid = s.len() == 36 && hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit());
-    if is_guid {
-        if let Ok(n) = u128::from_str_radix(&hex, 16) {
-            return IdKey::Num(n);
+/// The value of a GUID in its 8-4-4-4-12 form, hex digits of any case.
+fn guid_value(s: &str) -> Option<u128> {
+    let b = s.as_bytes();
+    if b.len() != 36 {
+        return None;
+    }
+    let mut n: u128 = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            if c != b'-' {
+                return None;
+            }
+            continue;
         }
+        n = n << 4 | u128::from(char::from(c).to_digit(16)?);
+    }
+    Some(n)
+}
+
+fn id_key(s: &str) -> IdKey {
+    if let Some(n) = guid_value(s) {
+        return IdKey::Guid(n);
     }
     // A plain number without leading zeros maps to itself one-to-one.
     if !s.is_empty()
-        && s.len() <= 38
+        && s.len() <= 39
         && s.bytes().all(|b| b.is_ascii_digit())
         && !s.starts_with('0')
     {
         if let Ok(n) = s.parse::<u128>() {
-            // Numbers and GUIDs share the space: keep numbers apart by the top bit.
-            if n < 1 << 127 {
-                return IdKey::Num(n | 1 << 127);
-            }
+            return IdKey::Num(n);
         }
     }
     IdKey::Text(s.to_ascii_lowercase().into_boxed_str())
@@ -468,6 +483,52 @@ mod tests {
         assert_eq!(r.rejects[0].line, 3);
         assert_eq!(r.rejects[0].column, "earningAmount");
         assert_eq!(r.rows_read, 2);
+    }
+
+    /// Only the same ID is a duplicate: a GUID and a number of the same
+    /// value, or a GUID with its dashes moved, are other IDs.
+    #[test]
+    fn earning_id_keys_are_injective() {
+        let same = [
+            (
+                "3f2b8c1e-5d4a-4e6b-9c7d-8a1f2e3b4c5d",
+                "3F2B8C1E-5D4A-4E6B-9C7D-8A1F2E3B4C5D",
+            ),
+            ("E1", "e1"),
+            ("123", "123"),
+        ];
+        for (a, b) in same {
+            assert_eq!(id_key(a), id_key(b), "{a} {b}");
+        }
+        let other = [
+            ("80000000-0000-0000-0000-000000000005", "5"),
+            ("00000000-0000-0000-0000-000000000005", "5"),
+            (
+                "00000000-0000-0000-0000-000000000005",
+                "0000000-00000-0000-0000-000000000005",
+            ),
+            (
+                "00000000-0000-0000-0000-000000000005",
+                "00000000000000000000000000000005",
+            ),
+            ("0123", "123"),
+            (
+                "340282366920938463463374607431768211455",
+                "ffffffff-ffff-ffff-ffff-ffffffffffff",
+            ),
+        ];
+        for (a, b) in other {
+            assert_ne!(id_key(a), id_key(b), "{a} {b}");
+        }
+        // The largest number is a number; one more is text.
+        assert_eq!(
+            id_key("340282366920938463463374607431768211455"),
+            IdKey::Num(u128::MAX)
+        );
+        assert!(matches!(
+            id_key("340282366920938463463374607431768211456"),
+            IdKey::Text(_)
+        ));
     }
 
     #[test]
