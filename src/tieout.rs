@@ -504,6 +504,15 @@ pub struct TieRow {
 }
 
 impl TieRow {
+    /// The order of differences on a partner's page: the largest first,
+    /// the row id breaking ties.
+    pub fn by_difference(a: &TieRow, b: &TieRow) -> std::cmp::Ordering {
+        b.difference
+            .abs()
+            .cmp(&a.difference.abs())
+            .then_with(|| a.id.cmp(&b.id))
+    }
+
     /// Whether this row is a difference someone must look at (exit code 1).
     pub fn is_difference(&self) -> bool {
         match self.class {
@@ -1128,7 +1137,6 @@ impl<'r> TieOut<'r> {
                 .collect(),
             ..Report::default()
         };
-        let mut count = 0u64;
         // The partner (rank of the normalised ID) of the rows counted last,
         // and the display IDs seen in it.
         let mut block: Option<u32> = None;
@@ -1155,8 +1163,7 @@ impl<'r> TieOut<'r> {
                 if !block_ids.contains(&r.partner_id) {
                     block_ids.push(r.partner_id.clone());
                 }
-                count += 1;
-                r.id = format!("T{count:06}");
+                r.id = format!("T{:06}", report.row_count + 1);
                 report.count(&r, matched, unmatched, adjustments)?;
                 rows.push(r);
             }

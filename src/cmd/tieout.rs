@@ -607,8 +607,7 @@ fn write_rows(
 ) -> Result<Report, Fatal> {
     let partners = staging.dir.join("partners");
     let partner_file = |id: &str| partners.join(sanitize_file_name(id)).join("tieout.csv");
-    let mut writer =
-        rt::TieoutWriter::create(&staging.files, &staging.dir, names, Some(&partner_file))?;
+    let mut writer = rt::TieoutWriter::create(&staging.files, &staging.dir, names, &partner_file)?;
     let none = BTreeMap::new();
     let report = tie.finish_with(|report, rows, done| {
         if !done.is_empty() && !partners.exists() {

@@ -207,17 +207,8 @@ pub struct PartnerDone {
     pub differences: Vec<TieRow>,
 }
 
-/// The largest difference first; the row id breaks ties.
-fn by_difference(a: &TieRow, b: &TieRow) -> std::cmp::Ordering {
-    b.difference
-        .abs()
-        .cmp(&a.difference.abs())
-        .then_with(|| a.id.cmp(&b.id))
-}
-
-/// Writes `tieout.csv` and, with a partner file (a partner's display ID ->
-/// the path of its `tieout.csv`, whose directory exists), every partner's
-/// `tieout.csv`, from the rows as [`crate::tieout::TieOut::finish_with`]
+/// Writes `tieout.csv` and every partner's `tieout.csv` (`partner_file`: a
+/// partner's display ID -> the path of its file, whose directory exists), from the rows as [`crate::tieout::TieOut::finish_with`]
 /// hands them over: each batch's rows are formatted on the worker pool, once,
 /// and written to both files. A partner's rows wait in memory, as formatted
 /// bytes, until its totals are final (its file starts with them).
@@ -226,7 +217,7 @@ pub struct TieoutWriter<'a> {
     path: std::path::PathBuf,
     out: Out,
     earnings_files: &'a [String],
-    partner_file: Option<&'a (dyn Fn(&str) -> std::path::PathBuf + Sync)>,
+    partner_file: &'a (dyn Fn(&str) -> std::path::PathBuf + Sync),
     partners: std::collections::HashMap<String, PartnerPart>,
 }
 
@@ -236,7 +227,7 @@ impl<'a> TieoutWriter<'a> {
         files: &'a Written,
         dir: &Path,
         earnings_files: &'a [String],
-        partner_file: Option<&'a (dyn Fn(&str) -> std::path::PathBuf + Sync)>,
+        partner_file: &'a (dyn Fn(&str) -> std::path::PathBuf + Sync),
     ) -> Result<TieoutWriter<'a>, Fatal> {
         let path = dir.join("tieout.csv");
         let mut out = create(files, &path)?;
@@ -297,9 +288,6 @@ impl<'a> TieoutWriter<'a> {
                 Ok(())
             },
             || -> Result<Vec<PartnerDone>, Fatal> {
-                let Some(partner_file) = *partner_file else {
-                    return Ok(Vec::new());
-                };
                 for ((buf, ends), chunk) in formatted.iter().zip(rows.chunks(CHUNK)) {
                     let mut start = 0;
                     for (r, &end) in chunk.iter().zip(ends) {
@@ -318,7 +306,7 @@ impl<'a> TieoutWriter<'a> {
                     if let Some(part) = partners.get_mut(r.partner_id.as_str()) {
                         part.differences.push(r);
                         if part.differences.len() >= 2 * PDF_ROWS {
-                            part.differences.sort_by(by_difference);
+                            part.differences.sort_by(TieRow::by_difference);
                             part.differences.truncate(PDF_ROWS);
                         }
                     }
@@ -334,7 +322,7 @@ impl<'a> TieoutWriter<'a> {
                     o.write_all(&part.body).map_err(|e| Fatal::io(&p, e))?;
                     close(o, &p)?;
                     let mut differences = part.differences;
-                    differences.sort_by(by_difference);
+                    differences.sort_by(TieRow::by_difference);
                     differences.truncate(PDF_ROWS);
                     finished.push(PartnerDone {
                         partner_id: id,

@@ -82,12 +82,7 @@ impl Renderer {
         cv.table(&cols, rows.collect::<Vec<_>>(), &self.table_style(), "");
         cv.space(8.0);
         let mut diffs: Vec<&TieRow> = t.differences.iter().filter(|r| r.is_difference()).collect();
-        diffs.sort_by(|a, b| {
-            b.difference
-                .abs()
-                .cmp(&a.difference.abs())
-                .then_with(|| a.id.cmp(&b.id))
-        });
+        diffs.sort_by(|a, b| TieRow::by_difference(a, b));
         if diffs.is_empty() {
             cv.paragraph(&l.all_tie, true, st.body_size, self.accent);
         } else {
