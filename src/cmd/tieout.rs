@@ -1141,10 +1141,11 @@ mod tests {
         }
         let all: Vec<u32> = (1..=sizes.len() as u32).collect();
         assert_eq!(read(&p, &all).unwrap().len(), sizes.iter().sum::<usize>());
-        // A row of version 4 moved to version 7 (ids are versions here).
+        // The rows of version 4 moved to version 7, after its own (ids are
+        // versions here).
         let c = rusqlite::Connection::open(&p).unwrap();
         c.execute(
-            "UPDATE accruals SET close_id = 7 WHERE rowid = (SELECT max(rowid) FROM accruals WHERE close_id = 4)",
+            "UPDATE accrual_blocks SET close_id = 7, first = 1000 WHERE close_id = 4",
             [],
         )
         .unwrap();

@@ -29,9 +29,19 @@ impl KeyFilter {
         }
     }
 
+    #[cfg(test)]
     pub fn insert(&mut self, key: &[&str]) {
         let m = self.bits.len() as u64 * 64;
         for bit in probes(key, m) {
+            self.bits[(bit / 64) as usize] |= 1 << (bit % 64);
+        }
+    }
+
+    /// Inserts a key given as its parts joined by the byte 0xff (the same
+    /// key as `insert` of the parts).
+    pub fn insert_joined(&mut self, key: &[u8]) {
+        let m = self.bits.len() as u64 * 64;
+        for bit in probes_of(fnv(key.iter().copied()), m) {
             self.bits[(bit / 64) as usize] |= 1 << (bit % 64);
         }
     }
@@ -62,15 +72,21 @@ impl KeyFilter {
 
 /// The bit positions of `key` in a filter of `m` bits (double hashing).
 fn probes(key: &[&str], m: u64) -> impl Iterator<Item = u64> {
-    let mut h = 0xcbf2_9ce4_8422_2325_u64;
-    for (i, part) in key.iter().enumerate() {
-        if i > 0 {
-            h = (h ^ 0xff).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        for b in part.bytes() {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
+    let joined = key
+        .iter()
+        .enumerate()
+        .flat_map(|(i, part)| (i > 0).then_some(0xff).into_iter().chain(part.bytes()));
+    probes_of(fnv(joined), m)
+}
+
+/// FNV-1a of the key's bytes (its parts joined by 0xff).
+fn fnv(bytes: impl Iterator<Item = u8>) -> u64 {
+    bytes.fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+fn probes_of(h: u64, m: u64) -> impl Iterator<Item = u64> {
     let h1 = h;
     let h2 = splitmix64(h) | 1;
     (0..u64::from(PROBES)).map(move |j| h1.wrapping_add(j.wrapping_mul(h2)) % m)
@@ -111,6 +127,9 @@ mod tests {
         assert_eq!(f, g);
         assert!(KeyFilter::from_bytes(&[]).is_none());
         assert!(KeyFilter::from_bytes(&[1, 2, 3]).is_none());
+        let mut j = KeyFilter::with_capacity(10);
+        j.insert_joined(b"sub-1\xffCFQ7\xff0001");
+        assert_eq!(f, j, "a joined key is the same key as its parts");
     }
 
     #[test]

@@ -32,6 +32,7 @@
 //! writer waits up to `busy_timeout` and then fails with a clear error.
 
 pub mod adjust;
+mod block;
 mod filter;
 pub mod reverse;
 
@@ -46,7 +47,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 pub const APPLICATION_ID: i32 = 0x504F_524C;
 
 /// The schema version this build reads and writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Why the history cannot be used. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -420,6 +421,38 @@ CREATE TABLE charge_filters(close_id INTEGER PRIMARY KEY REFERENCES closes(id),
 CREATE INDEX accruals_reverses ON accruals(reverses) WHERE reverses IS NOT NULL;
 ";
 
+/// Version 3: a close's accruals as compressed blocks of rows (see
+/// `block.rs`), not one SQL row each: a 1M-row close took twice as long as
+/// its run, most of it SQLite's per-row work.
+///
+/// - `accrual_blocks`: the close's accruals in recorded order, a few hundred
+///   rows per blob; `first` is the ordinal (from 0, within the close) of the
+///   block's first row. A billing line's accruals (a *run*) never straddle
+///   two blocks.
+/// - `charge_keys`: the key tables of version 2 as sorted, blocked key
+///   lists: `kind` 0 holds reference IDs, 1 subscription + product + SKU
+///   (the parts joined by the byte 0xff, which UTF-8 never contains); each
+///   entry is a key and the ordinal of the head of its run. A key's entries
+///   never straddle two blocks, so a look-up reads the one block whose
+///   `first_key` is the largest not above the key.
+/// - `reversals`: the few rows that reverse a closed accrual, indexed by what
+///   they reverse.
+///
+/// The data of older closes is converted by the upgrade (in Rust, see
+/// `History::convert_v2`), after which the version 2 tables are dropped.
+const SCHEMA_V3: &str = "
+CREATE TABLE accrual_blocks(close_id INTEGER NOT NULL REFERENCES closes(id),
+  first INTEGER NOT NULL, rows INTEGER NOT NULL, data BLOB NOT NULL,
+  PRIMARY KEY(close_id, first));
+CREATE TABLE charge_keys(close_id INTEGER NOT NULL REFERENCES closes(id),
+  kind INTEGER NOT NULL, first_key BLOB NOT NULL, entries INTEGER NOT NULL, data BLOB NOT NULL,
+  PRIMARY KEY(close_id, kind, first_key));
+CREATE TABLE reversals(close_id INTEGER NOT NULL REFERENCES closes(id),
+  reverses TEXT NOT NULL, source_file TEXT NOT NULL, source_line INTEGER NOT NULL,
+  line_amount TEXT);
+CREATE INDEX reversals_reverses ON reversals(reverses);
+";
+
 /// The migrations, in order: `MIGRATIONS[i]` takes schema version `i` to
 /// `i + 1`.
 const MIGRATIONS: &[(&str, &str)] = &[
@@ -427,6 +460,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "accruals.line_amount and accruals.reverses (credits against closed months)",
         SCHEMA_V2,
+    ),
+    (
+        "accruals as compressed blocks of rows (accrual_blocks, charge_keys, reversals)",
+        SCHEMA_V3,
     ),
 ];
 
@@ -566,6 +603,9 @@ impl History {
             let (what, ddl) = MIGRATIONS[version as usize];
             tx.execute_batch(ddl).map_err(|e| sql(&path, e))?;
             version += 1;
+            if version == 3 {
+                convert_v2(&tx, &path)?;
+            }
             tx.execute(
                 "INSERT INTO migrations(version, description) VALUES (?1, ?2)",
                 params![version, what],
@@ -798,6 +838,18 @@ impl History {
         partner: &str,
     ) -> Result<Vec<AccrualRec>, HistoryError> {
         let id = self.close_id(period, version)?;
+        if self.schema >= 3 {
+            let mut found = Vec::new();
+            self.each_block(id, (period, version), |b| {
+                for i in 0..b.rows() {
+                    if b.bytes(i, 0) == Some(partner.as_bytes()) {
+                        found.push(accrual_at(b, i).map_err(|e| self.damaged(period, version, e))?);
+                    }
+                }
+                Ok(())
+            })?;
+            return Ok(found);
+        }
         let sql_text = format!(
             "SELECT {ACCRUAL_COLUMNS}, {} FROM accruals WHERE close_id = ?1 AND partner_id = ?2 ORDER BY rowid",
             self.v2_columns()
@@ -854,6 +906,58 @@ impl History {
             ids.insert(id, (period.as_str(), *version, recorded));
         }
         if ids.is_empty() {
+            return Ok(());
+        }
+        if self.schema >= 3 {
+            for (&id, &(period, version, recorded)) in &ids {
+                let mut n = 0i64;
+                self.each_block::<E>(id, (period, version), |b| {
+                    let bad = |m: String| E::from(self.damaged(period, version, m));
+                    for i in 0..b.rows() {
+                        n += 1;
+                        let t = |c: usize| {
+                            b.text(i, c)
+                                .and_then(|v| v.ok_or_else(|| format!("row {i} has no field {c}")))
+                                .map_err(bad)
+                        };
+                        let month = t(6)?;
+                        if !month.is_empty() && (month < months.0 || month > months.1) {
+                            continue;
+                        }
+                        let line = t(8)?;
+                        f(&IssuedRow {
+                            period,
+                            version,
+                            partner_id: t(0)?,
+                            customer_id: t(1)?,
+                            program_id: t(2)?,
+                            association: t(3)?,
+                            subscription_id: t(4)?,
+                            charge_date: t(5)?,
+                            accrual_month: month,
+                            source_file: t(7)?,
+                            source_line: line.parse().map_err(|_| {
+                                bad(format!("row {i}: '{line}' is not a whole number"))
+                            })?,
+                            basis: t(14)?,
+                            rate: t(15)?,
+                            share: t(16)?,
+                            amount: t(17)?,
+                            currency: t(18)?,
+                        })?;
+                    }
+                    Ok(())
+                })?;
+                if n != recorded {
+                    return Err(self
+                        .damaged(
+                            period,
+                            version,
+                            format!("{n} rows where the close recorded {recorded}"),
+                        )
+                        .into());
+                }
+            }
             return Ok(());
         }
         let damaged = |period: &str, version: u32, what: String| HistoryError::Refused {
@@ -952,6 +1056,50 @@ impl History {
         Ok(())
     }
 
+    /// The history is damaged: `what` is wrong with the accruals of a version.
+    fn damaged(&self, period: &str, version: u32, what: impl std::fmt::Display) -> HistoryError {
+        HistoryError::Refused {
+            path: self.path.display().to_string(),
+            message: format!(
+                "the accruals of period {period} version {version}: {what}: the history is damaged"
+            ),
+        }
+    }
+
+    /// Calls `f` with each accrual block of close `id` (`period`, `version`)
+    /// in order (schema version 3); the blocks must follow each other
+    /// without gaps.
+    fn each_block<E: From<HistoryError>>(
+        &self,
+        id: i64,
+        (period, version): (&str, u32),
+        mut f: impl FnMut(&block::Block) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let s = |e| sql(&self.path, e);
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT first, rows, data FROM accrual_blocks WHERE close_id = ?1 ORDER BY first",
+            )
+            .map_err(s)?;
+        let mut rows = st.query([id]).map_err(s)?;
+        let mut next = 0i64;
+        while let Some(r) = rows.next().map_err(s)? {
+            let first: i64 = r.get(0).map_err(s)?;
+            let count: i64 = r.get(1).map_err(s)?;
+            if first != next {
+                let what = format!("a block starts at row {first} where row {next} was expected");
+                return Err(self.damaged(period, version, what).into());
+            }
+            let b = block_at(r, count).map_err(|e| {
+                self.damaged(period, version, format!("the block at row {first}: {e}"))
+            })?;
+            f(&b)?;
+            next = first + count;
+        }
+        Ok(())
+    }
+
     /// The columns of schema version 2 in `accruals`, or NULLs in their
     /// place in an older file.
     fn v2_columns(&self) -> &'static str {
@@ -976,6 +1124,9 @@ impl History {
     ) -> Result<Vec<ClosedAccrual>, HistoryError> {
         if self.schema < 2 {
             return Ok(Vec::new());
+        }
+        if self.schema >= 3 {
+            return self.closed_charges_v3(key);
         }
         // The latest version of every closed period (few rows), then per
         // close the heads of the matching charges through its part of a key
@@ -1094,6 +1245,135 @@ impl History {
             .collect())
     }
 
+    /// The latest issued version of every closed period: (close id, period,
+    /// version), by period.
+    fn latest_closes(&self) -> Result<Vec<(i64, String, u32)>, HistoryError> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT c.id, c.period, c.version FROM closes c
+                 WHERE c.version = (SELECT max(version) FROM closes c2 WHERE c2.period = c.period)
+                 ORDER BY c.period",
+            )
+            .map_err(|e| sql(&self.path, e))?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(|e| sql(&self.path, e))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(|e| sql(&self.path, e))
+    }
+
+    /// [`History::closed_charges`] in schema version 3: per close whose
+    /// filter may hold the key, the one key block that would hold it, then
+    /// each matching head's accrual block.
+    fn closed_charges_v3(
+        &self,
+        key: &reverse::ChargeKey,
+    ) -> Result<Vec<ClosedAccrual>, HistoryError> {
+        let s = |e| sql(&self.path, e);
+        let (kind, wanted) = match key.reference() {
+            Some(r) => (0, r.as_bytes().to_vec()),
+            None => (
+                1,
+                joined_key(
+                    &key.subscription_id,
+                    &key.product_id,
+                    key.sku_id.as_deref().unwrap_or(""),
+                ),
+            ),
+        };
+        let mut keys = self
+            .conn
+            .prepare_cached(
+                "SELECT entries, data FROM charge_keys
+                 WHERE close_id = ?1 AND kind = ?2 AND first_key <= ?3
+                 ORDER BY first_key DESC LIMIT 1",
+            )
+            .map_err(s)?;
+        let mut blocks = self
+            .conn
+            .prepare_cached(
+                "SELECT first, rows, data FROM accrual_blocks
+                 WHERE close_id = ?1 AND first <= ?2 ORDER BY first DESC LIMIT 1",
+            )
+            .map_err(s)?;
+        let mut found = Vec::new();
+        for (id, period, version) in self.latest_closes()? {
+            if !self.may_hold(id, key)? {
+                continue;
+            }
+            let bad = |what: String| self.damaged(&period, version, what);
+            let heads: Vec<u64> = {
+                let mut rows = keys.query(params![id, kind, wanted]).map_err(s)?;
+                let Some(r) = rows.next().map_err(s)? else {
+                    continue;
+                };
+                let entries: i64 = r.get(0).map_err(s)?;
+                let blob = r
+                    .get_ref(1)
+                    .and_then(|v| v.as_blob().map_err(Into::into))
+                    .map_err(s)?;
+                let entries = usize::try_from(entries)
+                    .map_err(|_| bad(format!("a key block of {entries} entries")))?;
+                let b = block::Block::decode(blob, 2, entries)
+                    .map_err(|e| bad(format!("a key block: {e}")))?;
+                let mut heads = Vec::new();
+                for i in 0..b.rows() {
+                    if b.bytes(i, 0) == Some(&wanted[..]) {
+                        let at = b.text(i, 1).map_err(&bad)?.and_then(|t| t.parse().ok());
+                        heads.push(at.ok_or_else(|| bad(format!("key entry {i} has no row")))?);
+                    }
+                }
+                heads
+            };
+            for head in heads {
+                let at =
+                    i64::try_from(head).map_err(|_| bad(format!("a key points at row {head}")))?;
+                let b = blocks
+                    .query_row(params![id, at], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, i64>(1)?,
+                            block_at(r, r.get(1)?),
+                        ))
+                    })
+                    .optional()
+                    .map_err(s)?;
+                let Some((first, count, b)) = b else {
+                    return Err(bad(format!(
+                        "a key points at row {head}, which no block holds"
+                    )));
+                };
+                let b = b.map_err(|e| bad(format!("the block at row {first}: {e}")))?;
+                let i = usize::try_from(at - first)
+                    .ok()
+                    .filter(|_| at < first + count);
+                let i = i.ok_or_else(|| {
+                    bad(format!("a key points at row {head}, which no block holds"))
+                })?;
+                let head = accrual_at(&b, i).map_err(&bad)?;
+                // The key blocks find candidates; the head row decides.
+                if !reverse::matches(key, &head) {
+                    continue;
+                }
+                let mut run = vec![head];
+                for j in i + 1..b.rows() {
+                    let a = accrual_at(&b, j).map_err(&bad)?;
+                    if a.source_line != run[0].source_line || a.source_file != run[0].source_file {
+                        break;
+                    }
+                    run.push(a);
+                }
+                found.extend(run.into_iter().map(|accrual| ClosedAccrual {
+                    period: period.clone(),
+                    version,
+                    accrual,
+                }));
+            }
+        }
+        Ok(found)
+    }
+
     /// Whether close `id` may hold a charge with `key`, by its key filter
     /// (loaded once per close); `true` when the close has no filter.
     fn may_hold(&self, id: i64, key: &reverse::ChargeKey) -> Result<bool, HistoryError> {
@@ -1137,14 +1417,19 @@ impl History {
         if self.schema < 2 {
             return Ok(rust_decimal::Decimal::ZERO);
         }
+        let table = if self.schema >= 3 {
+            "reversals"
+        } else {
+            "accruals"
+        };
         let mut st = self
             .conn
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT DISTINCT c.period, a.source_file, a.source_line, a.line_amount
-                 FROM accruals a JOIN closes c ON c.id = a.close_id
+                 FROM {table} a JOIN closes c ON c.id = a.close_id
                  WHERE a.reverses = ?1
-                   AND c.version = (SELECT max(version) FROM closes c2 WHERE c2.period = c.period)",
-            )
+                   AND c.version = (SELECT max(version) FROM closes c2 WHERE c2.period = c.period)"
+            ))
             .map_err(|e| sql(&self.path, e))?;
         let amounts = st
             .query_map(params![label], |r| r.get::<_, Option<String>>(3))
@@ -1202,6 +1487,20 @@ impl History {
     where
         I: IntoIterator<Item = Result<AccrualRec, E>>,
     {
+        self.close_encoded(rec, encode(accruals), pause)
+    }
+
+    /// [`History::close`] of accruals already encoded (by [`encode`] or an
+    /// [`AccrualEncoder`], e.g. on another thread while this one writes).
+    pub fn close_encoded<I, E>(
+        &mut self,
+        rec: &CloseRecord,
+        parts: I,
+        pause: impl FnOnce(),
+    ) -> Result<u32, CloseError<E>>
+    where
+        I: IntoIterator<Item = Result<StoredPart, E>>,
+    {
         let path = self.path.clone();
         let wait = self.wait;
         let tx = self
@@ -1243,16 +1542,7 @@ impl History {
             }
         };
         let id = insert_close(&tx, rec, version).map_err(s)?;
-        // Rowids are appended: this close's rows are the ones above the
-        // largest rowid before it.
-        let before: i64 = tx
-            .query_row("SELECT coalesce(max(rowid), 0) FROM accruals", [], |r| {
-                r.get(0)
-            })
-            .map_err(s)?;
-        let n = insert_accruals(&tx, id, accruals)?;
-        index_charges(&tx, id, before).map_err(s)?;
-        store_filters(&tx, id).map_err(s)?;
+        let n = store_parts(&tx, id, parts)?;
         tx.execute(
             "UPDATE closes SET accruals = ?1 WHERE id = ?2",
             params![n as i64, id],
@@ -1462,9 +1752,242 @@ fn insert_close(tx: &Transaction, rec: &CloseRecord, version: u32) -> rusqlite::
     Ok(id)
 }
 
-fn insert_accruals<I, E>(tx: &Transaction, id: i64, rows: I) -> Result<u64, CloseError<E>>
+/// An accrual block ends at the first run boundary after this many rows.
+const BLOCK_ROWS: u32 = 256;
+/// A key block ends at the first new key after this many entries.
+const KEY_ENTRIES: u32 = 256;
+/// The fields of an accrual row in a block (see [`accrual_fields`]).
+const ACCRUAL_WIDTH: usize = 22;
+
+/// `a`'s fields in block order: the columns of [`ACCRUAL_COLUMNS`], then
+/// `line_amount` and `reverses`. `line` and `designation` are the two
+/// numbers as text.
+fn accrual_fields<'a>(
+    a: &'a AccrualRec,
+    line: &'a str,
+    designation: &'a str,
+) -> [Option<&'a [u8]>; ACCRUAL_WIDTH] {
+    let t = |s: &'a str| Some(s.as_bytes());
+    let o = |s: &'a Option<String>| s.as_deref().map(str::as_bytes);
+    [
+        t(&a.partner_id),
+        t(&a.customer_id),
+        t(&a.program_id),
+        t(&a.association),
+        t(&a.subscription_id),
+        t(&a.charge_date),
+        t(&a.accrual_month),
+        t(&a.source_file),
+        t(line),
+        o(&a.reference_id),
+        o(&a.product_id),
+        o(&a.sku_id),
+        o(&a.charge_start),
+        o(&a.charge_end),
+        t(&a.basis),
+        t(&a.rate),
+        t(&a.share),
+        t(&a.amount),
+        t(&a.currency),
+        a.designation_line.map(|_| designation.as_bytes()),
+        o(&a.line_amount),
+        o(&a.reverses),
+    ]
+}
+
+/// The accrual block in column 2 (`data`) of `r`, a row of `first, rows,
+/// data`, holding `count` rows.
+fn block_at(r: &rusqlite::Row<'_>, count: i64) -> Result<block::Block, String> {
+    let rows = usize::try_from(count).map_err(|_| format!("{count} rows"))?;
+    let blob = r
+        .get_ref(2)
+        .map_err(|e| e.to_string())?
+        .as_blob()
+        .map_err(|e| e.to_string())?;
+    block::Block::decode(blob, ACCRUAL_WIDTH, rows)
+}
+
+/// Row `i` of an accrual block; the error names what is missing or wrong.
+fn accrual_at(b: &block::Block, i: usize) -> Result<AccrualRec, String> {
+    let o = |c: usize| b.text(i, c).map(|v| v.map(str::to_string));
+    let t = |c: usize| o(c)?.ok_or_else(|| format!("row {i} has no field {c}"));
+    let n = |c: usize| -> Result<Option<u64>, String> {
+        o(c)?
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| format!("row {i}: '{v}' is not a whole number"))
+            })
+            .transpose()
+    };
+    Ok(AccrualRec {
+        partner_id: t(0)?,
+        customer_id: t(1)?,
+        program_id: t(2)?,
+        association: t(3)?,
+        subscription_id: t(4)?,
+        charge_date: t(5)?,
+        accrual_month: t(6)?,
+        source_file: t(7)?,
+        source_line: n(8)?.ok_or_else(|| format!("row {i} has no source line"))?,
+        reference_id: o(9)?,
+        product_id: o(10)?,
+        sku_id: o(11)?,
+        charge_start: o(12)?,
+        charge_end: o(13)?,
+        basis: t(14)?,
+        rate: t(15)?,
+        share: t(16)?,
+        amount: t(17)?,
+        currency: t(18)?,
+        designation_line: n(19)?,
+        line_amount: o(20)?,
+        reverses: o(21)?,
+    })
+}
+
+/// A part of a close's accruals as stored (schema version 3), built by
+/// [`AccrualEncoder`] without SQL (so on any thread) and written by
+/// [`History::close_encoded`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredPart {
+    /// A block of accruals: the ordinal of its first row in the close, its
+    /// rows, its uncompressed bytes (compressed by the writer, which has
+    /// time for it while the encoder reads the next rows).
+    Block { first: u64, rows: u32, raw: Vec<u8> },
+    /// An accrual that reverses a closed one: what it reverses, its billing
+    /// line and the line's amount.
+    Reversal {
+        reverses: String,
+        source_file: String,
+        source_line: u64,
+        line_amount: Option<String>,
+    },
+    /// A block of charge keys of `kind` (0 references, 1 subscription +
+    /// product + SKU), starting at `first_key`, uncompressed.
+    Keys {
+        kind: u8,
+        first_key: Vec<u8>,
+        entries: u32,
+        raw: Vec<u8>,
+    },
+    /// The last part: the key filters and the number of accruals.
+    End {
+        references: Vec<u8>,
+        subscriptions: Vec<u8>,
+        accruals: u64,
+    },
+}
+
+/// Turns a close's accruals, in recorded order, into [`StoredPart`]s.
+pub struct AccrualEncoder {
+    w: block::Writer,
+    keys: ChargeKeys,
+    /// Ordinal of the open block's first row; rows so far.
+    first: u64,
+    n: u64,
+    /// The source file and line of the current run.
+    run: Option<(String, u64)>,
+}
+
+impl Default for AccrualEncoder {
+    fn default() -> Self {
+        AccrualEncoder {
+            w: block::Writer::new(ACCRUAL_WIDTH),
+            keys: ChargeKeys::default(),
+            first: 0,
+            n: 0,
+            run: None,
+        }
+    }
+}
+
+impl AccrualEncoder {
+    /// Adds the next accrual; `emit` gets the parts it completes.
+    pub fn push(&mut self, a: &AccrualRec, emit: &mut impl FnMut(StoredPart)) {
+        // The keys are the source line's (joined by file and line), so the
+        // line alone says where a run ends.
+        let same = self
+            .run
+            .as_ref()
+            .is_some_and(|(f, l)| *l == a.source_line && *f == a.source_file);
+        if !same {
+            if self.w.rows() >= BLOCK_ROWS {
+                self.flush(emit);
+                self.first = self.n;
+            }
+            self.keys.head(a, self.n);
+            self.run = Some((a.source_file.clone(), a.source_line));
+        }
+        if let Some(rev) = &a.reverses {
+            emit(StoredPart::Reversal {
+                reverses: rev.clone(),
+                source_file: a.source_file.clone(),
+                source_line: a.source_line,
+                line_amount: a.line_amount.clone(),
+            });
+        }
+        let line = a.source_line.to_string();
+        let designation = a
+            .designation_line
+            .map(|d| d.to_string())
+            .unwrap_or_default();
+        self.w.push(&accrual_fields(a, &line, &designation));
+        self.n += 1;
+    }
+
+    fn flush(&mut self, emit: &mut impl FnMut(StoredPart)) {
+        let rows = self.w.rows();
+        emit(StoredPart::Block {
+            first: self.first,
+            rows,
+            raw: self.w.take(),
+        });
+    }
+
+    /// The last block, the key blocks and [`StoredPart::End`].
+    pub fn finish(mut self, emit: &mut impl FnMut(StoredPart)) {
+        if self.w.rows() > 0 {
+            self.flush(emit);
+        }
+        let (references, subscriptions) = self.keys.encode(emit);
+        emit(StoredPart::End {
+            references,
+            subscriptions,
+            accruals: self.n,
+        });
+    }
+}
+
+/// The parts of `rows` ([`AccrualEncoder`] as an iterator adapter); an
+/// error of the source is passed on and ends the parts.
+pub fn encode<I, E>(rows: I) -> impl Iterator<Item = Result<StoredPart, E>>
 where
     I: IntoIterator<Item = Result<AccrualRec, E>>,
+{
+    let mut rows = rows.into_iter();
+    let mut enc = Some(AccrualEncoder::default());
+    let mut ready = std::collections::VecDeque::new();
+    std::iter::from_fn(move || loop {
+        if let Some(p) = ready.pop_front() {
+            return Some(Ok(p));
+        }
+        let e = enc.as_mut()?;
+        match rows.next() {
+            Some(Ok(a)) => e.push(&a, &mut |p| ready.push_back(p)),
+            Some(Err(err)) => {
+                enc = None;
+                return Some(Err(err));
+            }
+            None => enc.take()?.finish(&mut |p| ready.push_back(p)),
+        }
+    })
+}
+
+/// Writes the parts of close `id`; returns the number of accruals (from
+/// [`StoredPart::End`], which must come last).
+fn store_parts<I, E>(tx: &Transaction, id: i64, parts: I) -> Result<u64, CloseError<E>>
+where
+    I: IntoIterator<Item = Result<StoredPart, E>>,
 {
     let path = tx.path().unwrap_or("history").to_string();
     let s = |e| {
@@ -1473,128 +1996,201 @@ where
             source: e,
         })
     };
-    let mut st = tx
+    let mut blocks = tx
+        .prepare("INSERT INTO accrual_blocks(close_id, first, rows, data) VALUES (?1, ?2, ?3, ?4)")
+        .map_err(s)?;
+    let mut reversals = tx
         .prepare(
-            "INSERT INTO accruals(close_id, partner_id, customer_id, program_id, association,
-               subscription_id, charge_date, accrual_month, source_file, source_line, reference_id,
-               product_id, sku_id, charge_start, charge_end, basis, rate, share, amount, currency,
-               designation_line, line_amount, reverses, charge_rows)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
+            "INSERT INTO reversals(close_id, reverses, source_file, source_line, line_amount)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
         )
         .map_err(s)?;
-    // One billing line's accruals, recorded as one run (see SCHEMA_V2).
-    let mut run: Vec<AccrualRec> = Vec::new();
-    let mut flush = |run: &mut Vec<AccrualRec>| -> Result<(), rusqlite::Error> {
-        let keyed = run
-            .first()
-            .is_some_and(|h| h.reference_id.is_some() || h.product_id.is_some());
-        let n = run.len() as i64;
-        for (i, a) in run.drain(..).enumerate() {
-            let head = i == 0;
-            let key = |v: Option<String>| if head { v } else { None };
-            st.execute(params![
-                id,
-                a.partner_id,
-                a.customer_id,
-                a.program_id,
-                a.association,
-                a.subscription_id,
-                a.charge_date,
-                a.accrual_month,
-                a.source_file,
-                a.source_line as i64,
-                key(a.reference_id),
-                key(a.product_id),
-                key(a.sku_id),
-                key(a.charge_start),
-                key(a.charge_end),
-                a.basis,
-                a.rate,
-                a.share,
-                a.amount,
-                a.currency,
-                a.designation_line.map(|n| n as i64),
-                a.line_amount,
-                a.reverses,
-                (head && keyed).then_some(n)
-            ])?;
-        }
-        Ok(())
-    };
-    let mut n = 0u64;
-    for r in rows {
-        let a = r.map_err(CloseError::Source)?;
-        // The keys are the source line's (joined by file and line), so the
-        // line alone says where a run ends.
-        let same = run
-            .first()
-            .is_some_and(|h| h.source_line == a.source_line && h.source_file == a.source_file);
-        if !same {
-            flush(&mut run).map_err(s)?;
-        }
-        run.push(a);
-        n += 1;
-    }
-    flush(&mut run).map_err(s)?;
-    Ok(n)
-}
-
-/// Fills the key tables with the heads of close `id`, whose accruals are the
-/// rows above rowid `after`. Sorted by key, so that each table's part for
-/// this close (the newest close: the end of its B-tree) is built by appending.
-fn index_charges(tx: &Transaction, id: i64, after: i64) -> rusqlite::Result<()> {
-    tx.execute(
-        "INSERT INTO charge_references(close_id, reference_id, head)
-         SELECT ?1, trim(reference_id), rowid FROM accruals
-         WHERE rowid > ?2 AND charge_rows IS NOT NULL AND reference_id IS NOT NULL
-           AND trim(reference_id) <> ''
-         ORDER BY 2, 3",
-        params![id, after],
-    )?;
-    tx.execute(
-        "INSERT INTO charge_subscriptions(close_id, subscription_id, product_id, sku_id, head)
-         SELECT ?1, subscription_id, product_id, coalesce(sku_id, ''), rowid FROM accruals
-         WHERE rowid > ?2 AND charge_rows IS NOT NULL AND product_id IS NOT NULL
-         ORDER BY 2, 3, 4, 5",
-        params![id, after],
-    )?;
-    Ok(())
-}
-
-/// Builds and stores close `id`'s key filters from its part of the key
-/// tables (read in key order, one range each).
-fn store_filters(tx: &Transaction, id: i64) -> rusqlite::Result<()> {
-    let count = |table: &str| -> rusqlite::Result<usize> {
-        tx.query_row(
-            &format!("SELECT count(*) FROM {table} WHERE close_id = ?1"),
-            params![id],
-            |r| r.get::<_, i64>(0),
+    let mut keys = tx
+        .prepare(
+            "INSERT INTO charge_keys(close_id, kind, first_key, entries, data) VALUES (?1, ?2, ?3, ?4, ?5)",
         )
-        .map(|n| usize::try_from(n).unwrap_or(0))
+        .map_err(s)?;
+    let mut sealer = block::Sealer::default();
+    for part in parts {
+        match part.map_err(CloseError::Source)? {
+            StoredPart::Block { first, rows, raw } => {
+                blocks.execute(params![id, first as i64, rows, sealer.seal(&raw)])
+            }
+            StoredPart::Reversal {
+                reverses,
+                source_file,
+                source_line,
+                line_amount,
+            } => reversals.execute(params![id, reverses, source_file, source_line as i64, line_amount]),
+            StoredPart::Keys {
+                kind,
+                first_key,
+                entries,
+                raw,
+            } => keys.execute(params![id, kind, first_key, entries, sealer.seal(&raw)]),
+            StoredPart::End {
+                references,
+                subscriptions,
+                accruals,
+            } => {
+                tx.execute(
+                    "INSERT OR REPLACE INTO charge_filters(close_id, references_filter, subscriptions_filter)
+                     VALUES (?1, ?2, ?3)",
+                    params![id, references, subscriptions],
+                )
+                .map_err(s)?;
+                return Ok(accruals);
+            }
+        }
+        .map_err(s)?;
+    }
+    Err(CloseError::History(HistoryError::Refused {
+        path: path.clone(),
+        message: "the accruals ended before their last part: nothing was recorded".into(),
+    }))
+}
+
+/// The heads of a close's runs by key, for [`ChargeKeys::encode`].
+#[derive(Default)]
+struct ChargeKeys {
+    /// (trimmed reference ID, ordinal of the head)
+    refs: Vec<(Vec<u8>, u64)>,
+    /// (subscription, product, SKU joined by 0xff, ordinal of the head)
+    subs: Vec<(Vec<u8>, u64)>,
+}
+
+/// A key of kind 1: its parts joined by 0xff (see `SCHEMA_V3`).
+fn joined_key(subscription: &str, product: &str, sku: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(subscription.len() + product.len() + sku.len() + 2);
+    for (i, p) in [subscription, product, sku].iter().enumerate() {
+        if i > 0 {
+            k.push(0xff);
+        }
+        k.extend_from_slice(p.as_bytes());
+    }
+    k
+}
+
+impl ChargeKeys {
+    /// Notes the head of a run, at ordinal `at` of its close, under its
+    /// keys, if a later credit can match it at all (see
+    /// [`reverse::matches`]: not a reversal, not a credit, source keys
+    /// recorded).
+    fn head(&mut self, a: &AccrualRec, at: u64) {
+        let credit = a
+            .line_amount
+            .as_deref()
+            .is_none_or(|x| x.trim_start().starts_with('-'));
+        if a.reverses.is_some() || credit {
+            return;
+        }
+        if let Some(r) = a
+            .reference_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+        {
+            self.refs.push((r.as_bytes().to_vec(), at));
+        }
+        if let Some(p) = &a.product_id {
+            let sku = a.sku_id.as_deref().unwrap_or("");
+            self.subs.push((joined_key(&a.subscription_id, p, sku), at));
+        }
+    }
+
+    /// Emits both key lists, sorted, as key blocks; returns their filters
+    /// (references, subscriptions).
+    fn encode(mut self, emit: &mut impl FnMut(StoredPart)) -> (Vec<u8>, Vec<u8>) {
+        let mut filters = Vec::with_capacity(2);
+        for (kind, list) in [(0, &mut self.refs), (1, &mut self.subs)] {
+            list.sort_unstable();
+            let mut f = filter::KeyFilter::with_capacity(list.len());
+            let mut w = block::Writer::new(2);
+            let mut start = 0usize;
+            let mut flush = |w: &mut block::Writer, first_key: &[u8]| {
+                emit(StoredPart::Keys {
+                    kind,
+                    first_key: first_key.to_vec(),
+                    entries: w.rows(),
+                    raw: w.take(),
+                });
+            };
+            for (i, (k, at)) in list.iter().enumerate() {
+                if i == 0 || list[i - 1].0 != *k {
+                    f.insert_joined(k);
+                    if w.rows() >= KEY_ENTRIES {
+                        flush(&mut w, &list[start].0);
+                        start = i;
+                    }
+                }
+                w.push(&[Some(k), Some(at.to_string().as_bytes())]);
+            }
+            if w.rows() > 0 {
+                flush(&mut w, &list[start].0);
+            }
+            filters.push(f.to_bytes());
+        }
+        let subscriptions = filters.pop().unwrap_or_default();
+        let references = filters.pop().unwrap_or_default();
+        (references, subscriptions)
+    }
+}
+
+/// Converts the accruals of the closes recorded under schema version 1 or 2
+/// (one SQL row each) into blocks, then drops the tables they were in. Part
+/// of the upgrade's transaction.
+fn convert_v2(tx: &Transaction, path: &Path) -> Result<(), HistoryError> {
+    let ids: Vec<i64> = {
+        let mut st = tx
+            .prepare("SELECT id FROM closes ORDER BY id")
+            .map_err(|e| sql(path, e))?;
+        let ids = st
+            .query_map([], |r| r.get(0))
+            .map_err(|e| sql(path, e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| sql(path, e))?;
+        ids
     };
-    let mut refs = filter::KeyFilter::with_capacity(count("charge_references")?);
-    let mut st = tx.prepare("SELECT reference_id FROM charge_references WHERE close_id = ?1")?;
-    let mut rows = st.query(params![id])?;
-    while let Some(r) = rows.next()? {
-        refs.insert(&[r.get_ref(0)?.as_str()?]);
+    let mut st = tx
+        .prepare(&format!(
+            "SELECT {ACCRUAL_COLUMNS}, line_amount, reverses FROM accruals WHERE close_id = ?1 ORDER BY rowid"
+        ))
+        .map_err(|e| sql(path, e))?;
+    for id in ids {
+        // Version 2 kept a run's source keys on its head row only.
+        let mut head: Option<AccrualRec> = None;
+        let rows = st
+            .query_map([id], accrual_rec)
+            .map_err(|e| sql(path, e))?
+            .map(|r| {
+                r.map(|mut a| {
+                    match &head {
+                        Some(h)
+                            if h.source_line == a.source_line && h.source_file == a.source_file =>
+                        {
+                            if a.reference_id.is_none() && a.product_id.is_none() {
+                                a.reference_id.clone_from(&h.reference_id);
+                                a.product_id.clone_from(&h.product_id);
+                                a.sku_id.clone_from(&h.sku_id);
+                                a.charge_start.clone_from(&h.charge_start);
+                                a.charge_end.clone_from(&h.charge_end);
+                            }
+                        }
+                        _ => head = Some(a.clone()),
+                    }
+                    a
+                })
+            });
+        store_parts(tx, id, encode(rows)).map_err(|e| match e {
+            CloseError::History(h) => h,
+            CloseError::Source(e) => sql(path, e),
+        })?;
     }
-    let mut subs = filter::KeyFilter::with_capacity(count("charge_subscriptions")?);
-    let mut st = tx.prepare(
-        "SELECT subscription_id, product_id, sku_id FROM charge_subscriptions WHERE close_id = ?1",
-    )?;
-    let mut rows = st.query(params![id])?;
-    while let Some(r) = rows.next()? {
-        subs.insert(&[
-            r.get_ref(0)?.as_str()?,
-            r.get_ref(1)?.as_str()?,
-            r.get_ref(2)?.as_str()?,
-        ]);
-    }
-    tx.execute(
-        "INSERT INTO charge_filters(close_id, references_filter, subscriptions_filter) VALUES (?1, ?2, ?3)",
-        params![id, refs.to_bytes(), subs.to_bytes()],
-    )?;
-    Ok(())
+    drop(st);
+    tx.execute_batch(
+        "DROP TABLE accruals; DROP TABLE charge_references; DROP TABLE charge_subscriptions;",
+    )
+    .map_err(|e| sql(path, e))
 }
 
 /// A blank file is taken only if SQLite sees no table in it (checked
@@ -1895,32 +2491,35 @@ mod tests {
         let rows = vec![Ok::<_, ()>(a), Ok(b), Ok(c), Ok(other)];
         h.close(&record("2026-10", None), rows, || {}).unwrap();
         let db = Connection::open(&p).unwrap();
-        let keyed: Vec<(i64, Option<i64>)> = db
-            .prepare("SELECT source_line, charge_rows FROM accruals WHERE reference_id IS NOT NULL ORDER BY rowid")
+        let blocks: Vec<(i64, i64)> = db
+            .prepare("SELECT first, rows FROM accrual_blocks ORDER BY close_id, first")
             .unwrap()
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(keyed, vec![(2, Some(3)), (3, Some(1))]);
-        // The key tables hold the heads only, by key.
-        let refs: Vec<(String, i64)> = db
-            .prepare("SELECT reference_id, head FROM charge_references ORDER BY close_id, reference_id, head")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(
-            refs,
-            vec![("REF-1".to_string(), 1), ("REF-2".to_string(), 4)]
-        );
-        let subs: i64 = db
-            .query_row("SELECT count(*) FROM charge_subscriptions", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
-        assert_eq!(subs, 2);
+        assert_eq!(blocks, vec![(0, 4)]);
+        // The key blocks hold the heads only, by key: (key, ordinal).
+        let entries = |kind: i64| -> Vec<(String, String)> {
+            let (n, data): (i64, Vec<u8>) = db
+                .query_row(
+                    "SELECT entries, data FROM charge_keys WHERE kind = ?1",
+                    [kind],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap();
+            let b = block::Block::decode(&data, 2, n as usize).unwrap();
+            (0..b.rows())
+                .map(|i| {
+                    let t = |c| String::from_utf8_lossy(b.bytes(i, c).unwrap()).into_owned();
+                    (t(0), t(1))
+                })
+                .collect()
+        };
+        let pair = |k: &str, at: &str| (k.to_string(), at.to_string());
+        assert_eq!(entries(0), vec![pair("REF-1", "0"), pair("REF-2", "3")]);
+        let sub = "sub-1\u{fffd}CFQ7\u{fffd}0001";
+        assert_eq!(entries(1), vec![pair(sub, "0"), pair(sub, "3")]);
         let found = h.closed_charges(&key("REF-1", None)).unwrap();
         let got: Vec<(&str, &str, Option<&str>)> = found
             .iter()
@@ -2002,7 +2601,12 @@ mod tests {
         let rows = vec![Ok::<_, ()>(charge("P1", Some("REF-1"), None, 2))];
         h.close(&record("2026-10", None), rows, || {}).unwrap();
         drop(h);
-        assert_eq!(probe(&p).unwrap(), Probe::Ours { version: 2 });
+        assert_eq!(
+            probe(&p).unwrap(),
+            Probe::Ours {
+                version: SCHEMA_VERSION
+            }
+        );
         let h = History::open_read(&p).unwrap().unwrap();
         // The version 1 rows are kept, without the new columns.
         let old = h.accruals("2026-09", 1, "P1").unwrap();
@@ -2015,6 +2619,204 @@ mod tests {
             .conn
             .query_row("SELECT count(*) FROM migrations", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(n, 2);
+        assert_eq!(n, i64::from(SCHEMA_VERSION));
+    }
+
+    /// A schema version 2 file: one row per accrual, a run's keys on its
+    /// head only, the key tables pointing at rowids.
+    fn v2_file(p: &Path) {
+        v1_file(p);
+        let c = Connection::open(p).unwrap();
+        c.execute_batch(SCHEMA_V2).unwrap();
+        c.execute_batch(
+            "INSERT INTO migrations(version, description) VALUES (2, 'v2');
+             INSERT INTO closes(period, version, manifest_sha256, tool_version, rounding, accruals, partners)
+               VALUES ('2026-10', 1, 'cd', '0', 'half-even', 3, 2);
+             INSERT INTO accruals(close_id, partner_id, customer_id, program_id, association, subscription_id,
+               charge_date, accrual_month, source_file, source_line, reference_id, product_id, sku_id,
+               charge_start, charge_end, basis, rate, share, amount, currency, line_amount, charge_rows)
+               VALUES (2, 'P1', 'c1', 'prog', 'dpor', 'sub-1', '2026-10-01', '2026-10', 'oct.csv', 2,
+               'REF-1', 'CFQ7', '0001', '2026-10-01', '2026-10-31', '100.00', '0.05', '1', '5.00', 'USD',
+               '100.00', 2);
+             INSERT INTO accruals(close_id, partner_id, customer_id, program_id, association, subscription_id,
+               charge_date, accrual_month, source_file, source_line, basis, rate, share, amount, currency,
+               line_amount)
+               VALUES (2, 'P2', 'c1', 'prog', 'cpor', 'sub-1', '2026-10-01', '2026-10', 'oct.csv', 2,
+               '100.00', '0.02', '1', '2.00', 'USD', '100.00');
+             INSERT INTO accruals(close_id, partner_id, customer_id, program_id, association, subscription_id,
+               charge_date, accrual_month, source_file, source_line, basis, rate, share, amount, currency,
+               line_amount, reverses)
+               VALUES (2, 'P1', 'c9', 'prog', 'dpor', 'sub-9', '2026-10-02', '2026-10', 'oct.csv', 3,
+               '-10.00', '0.05', '1', '-0.50', 'USD', '-10.00', '2026-09 v1 sep.csv:2');
+             INSERT INTO charge_references VALUES (2, 'REF-1', 2);
+             INSERT INTO charge_subscriptions VALUES (2, 'sub-1', 'CFQ7', '0001', 2);",
+        )
+        .unwrap();
+        c.pragma_update(None, "user_version", 2).unwrap();
+    }
+
+    #[test]
+    fn a_version_2_file_is_read_as_it_is_and_converted_by_the_next_close() {
+        let d = tmp();
+        let p = d.path().join("h.db");
+        v2_file(&p);
+        assert_eq!(probe(&p).unwrap(), Probe::Ours { version: 2 });
+        let before = std::fs::read(&p).unwrap();
+        let look = |h: &History| {
+            let found = h.closed_charges(&key("REF-1", None)).unwrap();
+            let by_keys = h.closed_charges(&key("", Some("0001"))).unwrap();
+            assert_eq!(found, by_keys);
+            let credited = h.credited("2026-09 v1 sep.csv:2").unwrap();
+            let mut issued = Vec::new();
+            h.issued_accruals(&[("2026-10".to_string(), 1)], ("2026-10", "2026-10"), |r| {
+                issued.push((r.partner_id.to_string(), r.amount.to_string()));
+                Ok::<(), HistoryError>(())
+            })
+            .unwrap();
+            let explained = h.accruals("2026-10", 1, "P1").unwrap();
+            (found, credited, issued, explained)
+        };
+        let (found, credited, issued, explained) = {
+            let h = History::open_read(&p).unwrap().unwrap();
+            look(&h)
+        };
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            before,
+            "a reader never upgrades"
+        );
+        assert_eq!(found.len(), 2);
+        assert!(found
+            .iter()
+            .all(|c| c.accrual.reference_id.as_deref() == Some("REF-1")));
+        assert_eq!(credited, rust_decimal::Decimal::new(-1000, 2));
+        assert_eq!(issued.len(), 3);
+        assert_eq!(explained.len(), 2);
+
+        let mut h = History::open_write(&p, Duration::from_secs(1)).unwrap();
+        h.close(&record("2026-11", None), no_rows(), || {}).unwrap();
+        drop(h);
+        assert_eq!(probe(&p).unwrap(), Probe::Ours { version: 3 });
+        let h = History::open_read(&p).unwrap().unwrap();
+        let after = look(&h);
+        assert_eq!(
+            after,
+            (found, credited, issued, explained),
+            "the conversion keeps every row"
+        );
+        assert_eq!(h.accruals("2026-09", 1, "P1").unwrap().len(), 1);
+        let old: i64 = h
+            .conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name IN ('accruals', 'charge_references', 'charge_subscriptions')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(old, 0, "the version 2 tables are gone");
+    }
+
+    /// Runs longer than a block, keys with more entries than a key block:
+    /// every charge is found whole, and read back in order.
+    #[test]
+    fn many_charges_span_blocks_and_are_all_found() {
+        let d = tmp();
+        let p = d.path().join("h.db");
+        let mut h = History::open_write(&p, Duration::from_secs(1)).unwrap();
+        let lines = 3 * KEY_ENTRIES as u64;
+        let mut rows = Vec::new();
+        for line in 2..2 + lines {
+            // Line n has n % 5 + 1 accruals; every line shares the
+            // subscription, product and SKU; references are unique.
+            for k in 0..line % 5 + 1 {
+                let reference = format!("REF-{line}");
+                let mut a = charge(&format!("P{k}"), Some(&reference), Some("0001"), line);
+                a.amount = format!("{line}.{k}");
+                rows.push(a);
+            }
+        }
+        let total = rows.len();
+        let input: Vec<Result<AccrualRec, ()>> = rows.iter().cloned().map(Ok).collect();
+        h.close(&record("2026-10", None), input, || {}).unwrap();
+        drop(h);
+        let h = History::open_read(&p).unwrap().unwrap();
+        let blocks: i64 = h
+            .conn
+            .query_row("SELECT count(*) FROM accrual_blocks", [], |r| r.get(0))
+            .unwrap();
+        assert!(blocks > 3, "{blocks} blocks");
+        let keys: Vec<i64> = h
+            .conn
+            .prepare("SELECT entries FROM charge_keys ORDER BY kind, first_key")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(keys.len() >= 4, "{keys:?}");
+        assert_eq!(
+            *keys.last().unwrap(),
+            lines as i64,
+            "one key's entries stay together"
+        );
+        for line in [2, 3, 257, 258, lines / 2, lines + 1] {
+            let found = h
+                .closed_charges(&key(&format!("REF-{line}"), None))
+                .unwrap();
+            let want: Vec<&AccrualRec> = rows.iter().filter(|a| a.source_line == line).collect();
+            let got: Vec<&AccrualRec> = found.iter().map(|c| &c.accrual).collect();
+            assert_eq!(got, want, "line {line}");
+        }
+        assert_eq!(
+            h.closed_charges(&key("", Some("0001"))).unwrap().len(),
+            total
+        );
+        let mut n = 0;
+        h.issued_accruals(&[("2026-10".to_string(), 1)], ("2026-10", "2026-10"), |r| {
+            assert_eq!(r.amount, rows[n].amount);
+            n += 1;
+            Ok::<(), HistoryError>(())
+        })
+        .unwrap();
+        assert_eq!(n, total);
+    }
+
+    /// A damaged block is a clear refusal that names the version, never a
+    /// panic or a silently short read.
+    #[test]
+    fn damaged_blocks_are_refused() {
+        let d = tmp();
+        let p = d.path().join("h.db");
+        let mut h = History::open_write(&p, Duration::from_secs(1)).unwrap();
+        let rows: Vec<Result<AccrualRec, ()>> = (2..600)
+            .map(|l| Ok(charge("P1", Some(&format!("REF-{l}")), None, l)))
+            .collect();
+        h.close(&record("2026-10", None), rows, || {}).unwrap();
+        drop(h);
+        let read = || {
+            let h = History::open_read(&p).unwrap().unwrap();
+            let r = h.issued_accruals(
+                &[("2026-10".to_string(), 1)],
+                ("2026-10", "2026-10"),
+                |_| Ok::<(), HistoryError>(()),
+            );
+            let e = h.accruals("2026-10", 1, "P1").map(|_| ());
+            (r.map_err(|e| e.to_string()), e.map_err(|e| e.to_string()))
+        };
+        assert!(read().0.is_ok());
+        let c = Connection::open(&p).unwrap();
+        for damage in [
+            "UPDATE accrual_blocks SET data = substr(data, 1, 20) WHERE first = 256",
+            "DELETE FROM accrual_blocks WHERE first = 0",
+        ] {
+            c.execute(damage, []).unwrap();
+            let (a, b) = read();
+            for e in [a.unwrap_err(), b.unwrap_err()] {
+                assert!(
+                    e.contains("period 2026-10 version 1") && e.contains("the history is damaged"),
+                    "{damage}: {e}"
+                );
+            }
+        }
     }
 }

@@ -60,8 +60,12 @@ fn inspect(history: &Path) -> Vec<(String, u32)> {
 
 fn accrual_count(history: &Path) -> i64 {
     let db = rusqlite::Connection::open(history).unwrap();
-    db.query_row("SELECT count(*) FROM accruals", [], |r| r.get(0))
-        .unwrap()
+    db.query_row(
+        "SELECT coalesce(sum(rows), 0) FROM accrual_blocks",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
 }
 
 fn ledger_rows(out: &Path) -> i64 {
