@@ -23,7 +23,8 @@ use crate::cmd::Finish;
 use crate::console;
 use crate::error::Fatal;
 use crate::history::{
-    AccrualRec, CloseError, CloseRecord, FileRec, History, LineRec, RunHistory, TotalRec, UsageMark,
+    AccrualEncoder, AccrualView, CloseError, CloseRecord, FileRec, History, LineRec, RunHistory,
+    StoredPart, TotalRec, UsageMark,
 };
 use crate::ingest::FileDigest;
 use crate::ledger::{LedgerColumn as C, LedgerReader};
@@ -82,38 +83,57 @@ pub fn close(args: &CloseArgs) -> Result<Finish, Fatal> {
         expected: listed.get("ledger.csv").cloned(),
         path: ledger_path.clone(),
         keys,
-        done: false,
     };
-    // The ledger is read and encoded into blocks on a second thread while
-    // this one reads the statements and writes the history (the parts wait
-    // in the channel meanwhile: compressed, ~25 bytes per accrual).
-    let (parts_tx, parts_rx) = crossbeam_channel::unbounded();
+    // Three things at once: a thread reads and encodes the ledger into
+    // blocks, another reads the statements, and this one writes the blocks
+    // into the history as they come, then the statements (one transaction).
+    let (parts_tx, parts_rx) = crossbeam_channel::bounded(PARTS_IN_FLIGHT);
     let version = std::thread::scope(|scope| {
         scope.spawn(move || {
-            for part in crate::history::encode(rows) {
-                if parts_tx.send(part).is_err() {
-                    break;
-                }
-            }
+            rows.encode_into(&parts_tx);
             console::phase_memory("close: ledger encoded");
         });
         // Owned here, so that an early return drops it and the encoder stops.
         let parts_rx = parts_rx;
-        let set = read_statements(out, &listed)?;
-        console::phase_memory("close: statements.json read");
-        statement_records(&set, &mut rec);
-        drop(set);
-        if listed.contains_key("attainment.csv") {
-            rec.usage = read_usage(out, &listed)?;
-        }
+        let listed = &listed;
+        let statements = scope.spawn(move || -> Result<CloseRecord, Fatal> {
+            let mut part = CloseRecord::default();
+            let set = read_statements(out, listed)?;
+            statement_records(&set, &mut part);
+            drop(set);
+            if listed.contains_key("attainment.csv") {
+                part.usage = read_usage(out, listed)?;
+            }
+            console::phase_memory("close: statements read");
+            Ok(part)
+        });
+        let join = |h: std::thread::ScopedJoinHandle<'_, Result<CloseRecord, Fatal>>| {
+            h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+        };
+        // A close that would create the history reads the statements first,
+        // so that a run whose statements cannot be read leaves no file.
+        let statements = match crate::history::probe(&args.history) {
+            Ok(crate::history::Probe::Ours { .. }) => Err(statements),
+            _ => Ok(join(statements)?),
+        };
         let mut history = History::open_write(&args.history, Duration::from_secs(args.wait))?;
-        console::phase_memory("close: history open");
         let pause = || {
             console::phase_memory("close: rows written");
             fault_hook();
         };
+        let statements = |rec: &mut CloseRecord| -> Result<(), Fatal> {
+            let part = match statements {
+                Ok(part) => part,
+                Err(h) => join(h)?,
+            };
+            rec.lines = part.lines;
+            rec.totals = part.totals;
+            rec.designations = part.designations;
+            rec.usage = part.usage;
+            Ok(())
+        };
         history
-            .close_encoded(&rec, parts_rx.iter(), pause)
+            .close_encoded(&mut rec, parts_rx.iter(), statements, pause)
             .map_err(|e| match e {
                 CloseError::History(h) => Fatal::History(h),
                 CloseError::Source(f) => f,
@@ -139,6 +159,10 @@ pub fn close(args: &CloseArgs) -> Result<Finish, Fatal> {
     }
     Ok(Finish::Clean)
 }
+
+/// Encoded parts waiting for the writer: ~256 ledger rows each (~28 KB), so
+/// at most ~15 MB.
+const PARTS_IN_FLIGHT: usize = 512;
 
 /// The test hook: `PORLEDGER_FAULT_AT=close-before-commit` aborts the process
 /// inside the transaction after every row is written (a real kill: nothing
@@ -327,88 +351,94 @@ struct LedgerRows<R: Read> {
     path: PathBuf,
     /// `source-keys.csv`, read in step with the ledger.
     keys: Option<SourceKeys<std::io::BufReader<std::fs::File>>>,
-    done: bool,
 }
 
 impl<R: Read> LedgerRows<R> {
-    fn next_rec(&mut self) -> Result<Option<AccrualRec>, Fatal> {
-        let Some(row) = self.rdr.next_row()? else {
-            return Ok(None);
-        };
-        let line = row.line();
-        let num = |c: C| -> Result<Option<u64>, Fatal> {
-            let v = row.get(c);
-            if v.is_empty() {
-                return Ok(None);
+    /// Hands each row to `f` as an accrual, borrowed (nothing is copied
+    /// per row); stops early when `f` returns `false`. At the end, checks
+    /// that the ledger and the keys are the files the manifest lists.
+    fn each(&mut self, mut f: impl FnMut(&AccrualView<'_>) -> bool) -> Result<(), Fatal> {
+        let path = self.path.display().to_string();
+        while let Some(row) = self.rdr.next_row()? {
+            let line = row.line();
+            let num = |c: C| -> Result<Option<u64>, Fatal> {
+                let v = row.get(c);
+                if v.is_empty() {
+                    return Ok(None);
+                }
+                v.parse().map(Some).map_err(|_| Fatal::Data {
+                    file: path.clone(),
+                    line,
+                    column: Some(crate::ledger::LEDGER_COLUMNS[c as usize].name.into()),
+                    message: format!("'{v}' is not a whole number"),
+                })
+            };
+            let source_file = row.get(C::SourceFile);
+            let source_line = num(C::SourceLine)?.unwrap_or(0);
+            let key = match self.keys.as_mut() {
+                Some(k) => k.of(source_file, source_line)?,
+                None => None,
+            };
+            let k = |f: fn(&KeyRow) -> &Option<String>| key.and_then(|k| f(k).as_deref());
+            let more = f(&AccrualView {
+                partner_id: row.get(C::PartnerId),
+                customer_id: row.get(C::CustomerId),
+                program_id: row.get(C::ProgramId),
+                association: row.get(C::Association),
+                subscription_id: row.get(C::SubscriptionId),
+                charge_date: row.get(C::ChargeDate),
+                accrual_month: row.get(C::AccrualMonth),
+                source_file,
+                source_line,
+                reference_id: k(|k| &k.reference_id),
+                product_id: k(|k| &k.product_id),
+                sku_id: k(|k| &k.sku_id),
+                charge_start: k(|k| &k.charge_start),
+                charge_end: k(|k| &k.charge_end),
+                basis: row.get(C::BasisAmount),
+                rate: row.get(C::Rate),
+                share: row.get(C::Share),
+                amount: row.get(C::AccrualAmount),
+                currency: row.get(C::Currency),
+                designation_line: num(C::DesignationLine)?,
+                line_amount: k(|k| &k.line_amount),
+                reverses: Some(row.get(C::Reverses)).filter(|r| !r.is_empty()),
+            });
+            if !more {
+                return Ok(());
             }
-            v.parse().map(Some).map_err(|_| Fatal::Data {
-                file: self.path.display().to_string(),
-                line,
-                column: Some(crate::ledger::LEDGER_COLUMNS[c as usize].name.into()),
-                message: format!("'{v}' is not a whole number"),
-            })
-        };
-        let source_file = row.get(C::SourceFile);
-        let source_line = num(C::SourceLine)?.unwrap_or(0);
-        let key = match self.keys.as_mut() {
-            Some(k) => k.of(source_file, source_line)?.cloned(),
-            None => None,
-        };
-        let key = key.unwrap_or_default();
-        Ok(Some(AccrualRec {
-            partner_id: row.get(C::PartnerId).to_string(),
-            customer_id: row.get(C::CustomerId).to_string(),
-            program_id: row.get(C::ProgramId).to_string(),
-            association: row.get(C::Association).to_string(),
-            subscription_id: row.get(C::SubscriptionId).to_string(),
-            charge_date: row.get(C::ChargeDate).to_string(),
-            accrual_month: row.get(C::AccrualMonth).to_string(),
-            source_file: source_file.to_string(),
-            source_line,
-            reference_id: key.reference_id,
-            product_id: key.product_id,
-            sku_id: key.sku_id,
-            charge_start: key.charge_start,
-            charge_end: key.charge_end,
-            basis: row.get(C::BasisAmount).to_string(),
-            rate: row.get(C::Rate).to_string(),
-            share: row.get(C::Share).to_string(),
-            amount: row.get(C::AccrualAmount).to_string(),
-            currency: row.get(C::Currency).to_string(),
-            designation_line: num(C::DesignationLine)?,
-            line_amount: key.line_amount,
-            reverses: Some(row.get(C::Reverses))
-                .filter(|r| !r.is_empty())
-                .map(str::to_string),
-        }))
-    }
-}
-
-impl<R: Read> Iterator for LedgerRows<R> {
-    type Item = Result<AccrualRec, Fatal>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
         }
-        match self.next_rec() {
-            Ok(Some(r)) => Some(Ok(r)),
-            Ok(None) => {
-                self.done = true;
-                let h = self.rdr.get_ref();
-                let sha = crate::ingest::hex(&h.hash.clone().finalize());
-                match &self.expected {
-                    Some(d) if d.sha256 == sha && d.bytes == h.bytes => {}
-                    _ => return Some(Err(changed(&self.path))),
-                }
-                match self.keys.as_mut().map(SourceKeys::finish) {
-                    Some(Err(e)) => Some(Err(e)),
-                    _ => None,
-                }
+        let h = self.rdr.get_ref();
+        let sha = crate::ingest::hex(&h.hash.clone().finalize());
+        match &self.expected {
+            Some(d) if d.sha256 == sha && d.bytes == h.bytes => {}
+            _ => return Err(changed(&self.path)),
+        }
+        match self.keys.as_mut() {
+            Some(k) => k.finish(),
+            None => Ok(()),
+        }
+    }
+
+    /// Encodes every row ([`AccrualEncoder`]) and sends the parts, then
+    /// [`StoredPart::End`]; an error is sent as the last item. Stops when
+    /// the receiver is gone.
+    fn encode_into(mut self, parts: &crossbeam_channel::Sender<Result<StoredPart, Fatal>>) {
+        let mut enc = AccrualEncoder::default();
+        let open = std::cell::Cell::new(true);
+        let mut emit = |p| {
+            if open.get() && parts.send(Ok(p)).is_err() {
+                open.set(false);
             }
+        };
+        match self.each(|a| {
+            enc.push(a, &mut emit);
+            open.get()
+        }) {
+            Ok(()) if open.get() => enc.finish(&mut emit),
+            Ok(()) => {}
             Err(e) => {
-                self.done = true;
-                Some(Err(e))
+                let _ = parts.send(Err(e));
             }
         }
     }

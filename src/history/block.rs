@@ -6,18 +6,17 @@
 //! ahead log) was most of it. A block holds a few hundred rows of text fields
 //! in one blob: each field is written once, or as "same as the row above"
 //! (the accruals of one billing line share most of their fields), and the
-//! block is deflated. Reading a row means reading its block.
+//! block is compressed (Snappy: fast enough that a close's writer keeps
+//! up with its reader). Reading a row means reading its block.
 //!
-//! Layout of a blob: one format byte ([`DEFLATE`]), the length of the
-//! uncompressed bytes (u32, little-endian), then the raw deflate stream of
+//! Layout of a blob: one format byte ([`SNAPPY`]), the length of the
+//! uncompressed bytes (u32, little-endian), then the raw Snappy block of
 //! the uncompressed bytes: for every row, for every column, a tag (LEB128):
 //! `0` no value, `1` the value of the row above in this column, `n + 2` a
 //! value of `n` bytes, which follow.
 
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
-
-/// The only format so far: deflate (raw, no zlib header).
-const DEFLATE: u8 = 1;
+/// The only format so far: Snappy (raw, no framing).
+const SNAPPY: u8 = 1;
 /// The largest uncompressed block a reader accepts (a damaged length must
 /// not allocate gigabytes).
 const MAX_RAW: usize = 64 << 20;
@@ -84,16 +83,15 @@ impl Writer {
     }
 }
 
-/// Compresses blocks into blobs, reusing its compressor (whose state is
-/// large to set up).
+/// Compresses blocks into blobs, reusing its compressor's table.
 pub struct Sealer {
-    deflate: Compress,
+    snappy: snap::raw::Encoder,
 }
 
 impl Default for Sealer {
     fn default() -> Self {
         Sealer {
-            deflate: Compress::new(Compression::fast(), false),
+            snappy: snap::raw::Encoder::new(),
         }
     }
 }
@@ -101,25 +99,15 @@ impl Default for Sealer {
 impl Sealer {
     /// The blob of a block's uncompressed bytes.
     pub fn seal(&mut self, raw: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(5 + raw.len() / 2 + 64);
-        out.push(DEFLATE);
-        out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
-        self.deflate.reset();
-        let mut input = raw;
-        loop {
-            if out.capacity() - out.len() < 4096 {
-                out.reserve(out.capacity().max(4096));
-            }
-            let before = self.deflate.total_in();
-            let status = self
-                .deflate
-                .compress_vec(input, &mut out, FlushCompress::Finish)
-                .expect("deflate of an in-memory buffer");
-            input = &input[(self.deflate.total_in() - before) as usize..];
-            if status == Status::StreamEnd {
-                return out;
-            }
-        }
+        let mut out = vec![0; 5 + snap::raw::max_compress_len(raw.len())];
+        out[0] = SNAPPY;
+        out[1..5].copy_from_slice(&(raw.len() as u32).to_le_bytes());
+        let n = self
+            .snappy
+            .compress(raw, &mut out[5..])
+            .expect("a block is far below Snappy's limit");
+        out.truncate(5 + n);
+        out
     }
 }
 
@@ -213,7 +201,7 @@ fn read_leb128(raw: &[u8], at: &mut usize) -> Option<u64> {
 
 fn inflate(blob: &[u8]) -> Result<Vec<u8>, String> {
     let (&format, rest) = blob.split_first().ok_or("an empty block")?;
-    if format != DEFLATE {
+    if format != SNAPPY {
         return Err(format!(
             "block format {format}, not one this porledger reads"
         ));
@@ -227,15 +215,17 @@ fn inflate(blob: &[u8]) -> Result<Vec<u8>, String> {
             "a block of {len} bytes, more than any close writes"
         ));
     }
-    let mut raw = Vec::with_capacity(len);
-    let mut d = Decompress::new(false);
-    let status = d
-        .decompress_vec(stream, &mut raw, FlushDecompress::Finish)
-        .map_err(|e| format!("not a deflate stream: {e}"))?;
-    if status != Status::StreamEnd || raw.len() != len || d.total_in() != stream.len() as u64 {
-        return Err(format!(
-            "the block does not inflate to the {len} bytes it says it holds"
-        ));
+    let inner =
+        snap::raw::decompress_len(stream).map_err(|e| format!("not a Snappy block: {e}"))?;
+    if inner != len {
+        return Err(format!("the block holds {inner} bytes where it says {len}"));
+    }
+    let mut raw = vec![0; len];
+    let n = snap::raw::Decoder::new()
+        .decompress(stream, &mut raw)
+        .map_err(|e| format!("not a Snappy block: {e}"))?;
+    if n != len {
+        return Err(format!("the block holds {n} bytes where it says {len}"));
     }
     Ok(raw)
 }

@@ -256,6 +256,64 @@ pub struct AccrualRec {
     pub reverses: Option<String>,
 }
 
+/// An accrual as [`AccrualEncoder::push`] takes it: the fields of an
+/// [`AccrualRec`], borrowed, so that `close` hands each ledger row over
+/// without copying it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccrualView<'a> {
+    pub partner_id: &'a str,
+    pub customer_id: &'a str,
+    pub program_id: &'a str,
+    pub association: &'a str,
+    pub subscription_id: &'a str,
+    pub charge_date: &'a str,
+    pub accrual_month: &'a str,
+    pub source_file: &'a str,
+    pub source_line: u64,
+    pub reference_id: Option<&'a str>,
+    pub product_id: Option<&'a str>,
+    pub sku_id: Option<&'a str>,
+    pub charge_start: Option<&'a str>,
+    pub charge_end: Option<&'a str>,
+    pub basis: &'a str,
+    pub rate: &'a str,
+    pub share: &'a str,
+    pub amount: &'a str,
+    pub currency: &'a str,
+    pub designation_line: Option<u64>,
+    pub line_amount: Option<&'a str>,
+    pub reverses: Option<&'a str>,
+}
+
+impl AccrualRec {
+    pub fn view(&self) -> AccrualView<'_> {
+        AccrualView {
+            partner_id: &self.partner_id,
+            customer_id: &self.customer_id,
+            program_id: &self.program_id,
+            association: &self.association,
+            subscription_id: &self.subscription_id,
+            charge_date: &self.charge_date,
+            accrual_month: &self.accrual_month,
+            source_file: &self.source_file,
+            source_line: self.source_line,
+            reference_id: self.reference_id.as_deref(),
+            product_id: self.product_id.as_deref(),
+            sku_id: self.sku_id.as_deref(),
+            charge_start: self.charge_start.as_deref(),
+            charge_end: self.charge_end.as_deref(),
+            basis: &self.basis,
+            rate: &self.rate,
+            share: &self.share,
+            amount: &self.amount,
+            currency: &self.currency,
+            designation_line: self.designation_line,
+            line_amount: self.line_amount.as_deref(),
+            reverses: self.reverses.as_deref(),
+        }
+    }
+}
+
 /// A recorded accrual of a closed period, with the issued version it
 /// belongs to (the latest of its period).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -545,14 +603,12 @@ impl History {
         h.conn
             .pragma_update(None, "synchronous", "FULL")
             .map_err(busy)?;
-        // A close inserts millions of accruals in one transaction; their
-        // index takes them in random order. With SQLite's default 2 MB page
-        // cache the index pages spill to the WAL and are read back from it
-        // over and over (a 1M-row month: 35 s, mostly that). 256 MB keeps
-        // them in memory (pages are allocated as used: a small close stays
-        // small).
+        // A close appends its blocks and statement lines in key order, so
+        // its pages are written once; 32 MB holds the upper B-tree pages
+        // and the few tables inserted out of order (designations, usage
+        // marks). Pages are allocated as used: a small close stays small.
         h.conn
-            .pragma_update(None, "cache_size", -262_144)
+            .pragma_update(None, "cache_size", -32_768)
             .map_err(busy)?;
         h.check_ids()?;
         if !current {
@@ -1487,15 +1543,22 @@ impl History {
     where
         I: IntoIterator<Item = Result<AccrualRec, E>>,
     {
-        self.close_encoded(rec, encode(accruals), pause)
+        let mut rec = rec.clone();
+        self.close_encoded(&mut rec, encode(accruals), |_| Ok(()), pause)
     }
 
     /// [`History::close`] of accruals already encoded (by [`encode`] or an
-    /// [`AccrualEncoder`], e.g. on another thread while this one writes).
+    /// [`AccrualEncoder`], e.g. on another thread while this one writes),
+    /// with the statements coming last: `statements` fills `rec`'s lines,
+    /// totals, designations and usage marks after the accruals are written
+    /// (`close` reads them on another thread meanwhile). The period, the
+    /// restated version, the manifest and the files must be in `rec` from
+    /// the start.
     pub fn close_encoded<I, E>(
         &mut self,
-        rec: &CloseRecord,
+        rec: &mut CloseRecord,
         parts: I,
+        statements: impl FnOnce(&mut CloseRecord) -> Result<(), E>,
         pause: impl FnOnce(),
     ) -> Result<u32, CloseError<E>>
     where
@@ -1543,11 +1606,8 @@ impl History {
         };
         let id = insert_close(&tx, rec, version).map_err(s)?;
         let n = store_parts(&tx, id, parts)?;
-        tx.execute(
-            "UPDATE closes SET accruals = ?1 WHERE id = ?2",
-            params![n as i64, id],
-        )
-        .map_err(s)?;
+        statements(rec).map_err(CloseError::Source)?;
+        insert_statements(&tx, id, rec, n).map_err(s)?;
         pause();
         tx.commit().map_err(s)?;
         Ok(version)
@@ -1653,16 +1713,12 @@ fn latest(conn: &Connection, period: &str) -> rusqlite::Result<Option<u32>> {
     .map(Option::flatten)
 }
 
+/// Inserts the close's row (its counts are set by [`insert_statements`]),
+/// inputs and outputs; returns its id.
 fn insert_close(tx: &Transaction, rec: &CloseRecord, version: u32) -> rusqlite::Result<i64> {
-    let partners = rec
-        .totals
-        .iter()
-        .map(|t| t.partner_id.as_str())
-        .collect::<std::collections::BTreeSet<_>>()
-        .len();
     tx.execute(
         "INSERT INTO closes(period, version, restates, manifest_sha256, tool_version, rounding, accruals, partners)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 0)",
         params![
             rec.period,
             version,
@@ -1670,23 +1726,42 @@ fn insert_close(tx: &Transaction, rec: &CloseRecord, version: u32) -> rusqlite::
             rec.manifest_sha256,
             rec.tool_version,
             rec.rounding,
-            partners as i64
         ],
     )?;
     let id = tx.last_insert_rowid();
+    let mut st = tx.prepare(
+        "INSERT INTO inputs(close_id, path, role, sha256, bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for f in &rec.inputs {
+        st.execute(params![id, f.path, f.role, f.sha256, f.bytes as i64])?;
+    }
+    let mut st =
+        tx.prepare("INSERT INTO outputs(close_id, path, sha256, bytes) VALUES (?1, ?2, ?3, ?4)")?;
+    for f in &rec.outputs {
+        st.execute(params![id, f.path, f.sha256, f.bytes as i64])?;
+    }
+    Ok(id)
+}
+
+/// Inserts the statement lines, totals, designations and usage marks of
+/// close `id` and sets its counts.
+fn insert_statements(
+    tx: &Transaction,
+    id: i64,
+    rec: &CloseRecord,
+    accruals: u64,
+) -> rusqlite::Result<()> {
+    let partners = rec
+        .totals
+        .iter()
+        .map(|t| t.partner_id.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    tx.execute(
+        "UPDATE closes SET accruals = ?1, partners = ?2 WHERE id = ?3",
+        params![accruals as i64, partners as i64, id],
+    )?;
     {
-        let mut st = tx.prepare(
-            "INSERT INTO inputs(close_id, path, role, sha256, bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        for f in &rec.inputs {
-            st.execute(params![id, f.path, f.role, f.sha256, f.bytes as i64])?;
-        }
-        let mut st = tx.prepare(
-            "INSERT INTO outputs(close_id, path, sha256, bytes) VALUES (?1, ?2, ?3, ?4)",
-        )?;
-        for f in &rec.outputs {
-            st.execute(params![id, f.path, f.sha256, f.bytes as i64])?;
-        }
         let mut st = tx.prepare(
             "INSERT INTO statement_lines(close_id, partner_id, partner_name, customer_id, customer_name,
                program_id, accrual_month, currency, lines, basis, amount)
@@ -1749,7 +1824,7 @@ fn insert_close(tx: &Transaction, rec: &CloseRecord, version: u32) -> rusqlite::
             st.execute(params![u.customer_id, u.workload, u.month, u.mau, id])?;
         }
     }
-    Ok(id)
+    Ok(())
 }
 
 /// An accrual block ends at the first run boundary after this many rows.
@@ -1763,35 +1838,35 @@ const ACCRUAL_WIDTH: usize = 22;
 /// `line_amount` and `reverses`. `line` and `designation` are the two
 /// numbers as text.
 fn accrual_fields<'a>(
-    a: &'a AccrualRec,
+    a: &AccrualView<'a>,
     line: &'a str,
     designation: &'a str,
 ) -> [Option<&'a [u8]>; ACCRUAL_WIDTH] {
     let t = |s: &'a str| Some(s.as_bytes());
-    let o = |s: &'a Option<String>| s.as_deref().map(str::as_bytes);
+    let o = |s: Option<&'a str>| s.map(str::as_bytes);
     [
-        t(&a.partner_id),
-        t(&a.customer_id),
-        t(&a.program_id),
-        t(&a.association),
-        t(&a.subscription_id),
-        t(&a.charge_date),
-        t(&a.accrual_month),
-        t(&a.source_file),
+        t(a.partner_id),
+        t(a.customer_id),
+        t(a.program_id),
+        t(a.association),
+        t(a.subscription_id),
+        t(a.charge_date),
+        t(a.accrual_month),
+        t(a.source_file),
         t(line),
-        o(&a.reference_id),
-        o(&a.product_id),
-        o(&a.sku_id),
-        o(&a.charge_start),
-        o(&a.charge_end),
-        t(&a.basis),
-        t(&a.rate),
-        t(&a.share),
-        t(&a.amount),
-        t(&a.currency),
+        o(a.reference_id),
+        o(a.product_id),
+        o(a.sku_id),
+        o(a.charge_start),
+        o(a.charge_end),
+        t(a.basis),
+        t(a.rate),
+        t(a.share),
+        t(a.amount),
+        t(a.currency),
         a.designation_line.map(|_| designation.as_bytes()),
-        o(&a.line_amount),
-        o(&a.reverses),
+        o(a.line_amount),
+        o(a.reverses),
     ]
 }
 
@@ -1805,6 +1880,22 @@ fn block_at(r: &rusqlite::Row<'_>, count: i64) -> Result<block::Block, String> {
         .as_blob()
         .map_err(|e| e.to_string())?;
     block::Block::decode(blob, ACCRUAL_WIDTH, rows)
+}
+
+/// `line` and `designation` (empty when `None`) as decimal text in `buf`,
+/// without allocating.
+fn two_numbers(buf: &mut [u8; 40], line: u64, designation: Option<u64>) -> (&str, &str) {
+    use std::io::Write;
+    let mut cur = std::io::Cursor::new(&mut buf[..]);
+    write!(cur, "{line}").expect("20 digits fit");
+    let mid = cur.position() as usize;
+    if let Some(d) = designation {
+        write!(cur, "{d}").expect("20 digits fit");
+    }
+    let end = cur.position() as usize;
+    let (a, b) = buf[..end].split_at(mid);
+    let text = |b| std::str::from_utf8(b).expect("digits are ASCII");
+    (text(a), text(b))
 }
 
 /// Row `i` of an accrual block; the error names what is missing or wrong.
@@ -1903,35 +1994,39 @@ impl Default for AccrualEncoder {
 
 impl AccrualEncoder {
     /// Adds the next accrual; `emit` gets the parts it completes.
-    pub fn push(&mut self, a: &AccrualRec, emit: &mut impl FnMut(StoredPart)) {
+    pub fn push(&mut self, a: &AccrualView<'_>, emit: &mut impl FnMut(StoredPart)) {
         // The keys are the source line's (joined by file and line), so the
         // line alone says where a run ends.
         let same = self
             .run
             .as_ref()
-            .is_some_and(|(f, l)| *l == a.source_line && *f == a.source_file);
+            .is_some_and(|(f, l)| *l == a.source_line && f == a.source_file);
         if !same {
             if self.w.rows() >= BLOCK_ROWS {
                 self.flush(emit);
                 self.first = self.n;
             }
             self.keys.head(a, self.n);
-            self.run = Some((a.source_file.clone(), a.source_line));
+            match &mut self.run {
+                Some((f, l)) => {
+                    f.clear();
+                    f.push_str(a.source_file);
+                    *l = a.source_line;
+                }
+                None => self.run = Some((a.source_file.to_string(), a.source_line)),
+            }
         }
-        if let Some(rev) = &a.reverses {
+        if let Some(rev) = a.reverses {
             emit(StoredPart::Reversal {
-                reverses: rev.clone(),
-                source_file: a.source_file.clone(),
+                reverses: rev.to_string(),
+                source_file: a.source_file.to_string(),
                 source_line: a.source_line,
-                line_amount: a.line_amount.clone(),
+                line_amount: a.line_amount.map(str::to_string),
             });
         }
-        let line = a.source_line.to_string();
-        let designation = a
-            .designation_line
-            .map(|d| d.to_string())
-            .unwrap_or_default();
-        self.w.push(&accrual_fields(a, &line, &designation));
+        let mut digits = [0u8; 40];
+        let (line, designation) = two_numbers(&mut digits, a.source_line, a.designation_line);
+        self.w.push(&accrual_fields(a, line, designation));
         self.n += 1;
     }
 
@@ -1973,7 +2068,7 @@ where
         }
         let e = enc.as_mut()?;
         match rows.next() {
-            Some(Ok(a)) => e.push(&a, &mut |p| ready.push_back(p)),
+            Some(Ok(a)) => e.push(&a.view(), &mut |p| ready.push_back(p)),
             Some(Err(err)) => {
                 enc = None;
                 return Some(Err(err));
@@ -2076,25 +2171,19 @@ impl ChargeKeys {
     /// keys, if a later credit can match it at all (see
     /// [`reverse::matches`]: not a reversal, not a credit, source keys
     /// recorded).
-    fn head(&mut self, a: &AccrualRec, at: u64) {
+    fn head(&mut self, a: &AccrualView<'_>, at: u64) {
         let credit = a
             .line_amount
-            .as_deref()
             .is_none_or(|x| x.trim_start().starts_with('-'));
         if a.reverses.is_some() || credit {
             return;
         }
-        if let Some(r) = a
-            .reference_id
-            .as_deref()
-            .map(str::trim)
-            .filter(|r| !r.is_empty())
-        {
+        if let Some(r) = a.reference_id.map(str::trim).filter(|r| !r.is_empty()) {
             self.refs.push((r.as_bytes().to_vec(), at));
         }
-        if let Some(p) = &a.product_id {
-            let sku = a.sku_id.as_deref().unwrap_or("");
-            self.subs.push((joined_key(&a.subscription_id, p, sku), at));
+        if let Some(p) = a.product_id {
+            let sku = a.sku_id.unwrap_or("");
+            self.subs.push((joined_key(a.subscription_id, p, sku), at));
         }
     }
 

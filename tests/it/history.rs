@@ -122,6 +122,37 @@ fn a_changed_output_is_not_recorded() {
     assert!(inspect(&h).is_empty());
 }
 
+/// `close` reads the statements beside the ledger: when they cannot be
+/// read, nothing is recorded, and a first close leaves no history file.
+#[test]
+fn changed_statements_record_nothing_and_create_no_history() {
+    let d = tempfile::tempdir().unwrap();
+    let (out, h) = (d.path().join("out"), d.path().join("history.db"));
+    run_usage(&out, &[]);
+    let statements = out.join("statements.json");
+    let mut text = read(&statements);
+    text.insert(0, ' ');
+    write(&statements, text);
+    let o = close(&out, &h, &[]);
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("statements.json")
+            && stderr(&o).contains("differs from the one in manifest.json"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!h.exists(), "a failed first close leaves no history file");
+    let main = d.path().join("main");
+    run_main(&main, &[]);
+    assert_code(&close(&main, &h, &[]), 0);
+    let before = inspect(&h);
+    let o = close(&out, &h, &[]);
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("statements.json"), "{}", stderr(&o));
+    assert_eq!(inspect(&h), before);
+    assert_eq!(accrual_count(&h), ledger_rows(&main));
+}
+
 /// Starts `close` with the test hook that sleeps inside the transaction, and
 /// returns once it is there (holding the write lock).
 fn close_paused(out: &Path, h: &Path) -> Child {
