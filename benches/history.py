@@ -33,7 +33,7 @@ All runs use `--threads 2 --no-pdf`, like compare.py's porledger rows. The
 generated data and the outputs live in a temporary directory under
 `bench-data/` and are deleted at the end (`--keep` keeps them). Disk: one
 month's input (~0.7 GB at 1M rows) and output at a time, plus the history
-(~1 GB per closed 1M-row month: ~12 GB for the default 12 months).
+(~0.3 GB per closed 1M-row month: ~3.6 GB for the default 12 months).
 """
 
 from __future__ import annotations

@@ -87,7 +87,19 @@ pub fn close(args: &CloseArgs) -> Result<Finish, Fatal> {
     // Three things at once: a thread reads and encodes the ledger into
     // blocks, another reads the statements, and this one writes the blocks
     // into the history as they come, then the statements (one transaction).
-    let (parts_tx, parts_rx) = crossbeam_channel::bounded(PARTS_IN_FLIGHT);
+    // A close that would create the history reads the statements before it
+    // creates the file, so that a run whose statements cannot be read leaves
+    // none; meanwhile the encoded blocks wait in memory (~110 bytes per
+    // accrual), once per history.
+    let exists = matches!(
+        crate::history::probe(&args.history),
+        Ok(crate::history::Probe::Ours { .. })
+    );
+    let (parts_tx, parts_rx) = if exists {
+        crossbeam_channel::bounded(PARTS_IN_FLIGHT)
+    } else {
+        crossbeam_channel::unbounded()
+    };
     let version = std::thread::scope(|scope| {
         scope.spawn(move || {
             rows.encode_into(&parts_tx);
@@ -110,11 +122,9 @@ pub fn close(args: &CloseArgs) -> Result<Finish, Fatal> {
         let join = |h: std::thread::ScopedJoinHandle<'_, Result<CloseRecord, Fatal>>| {
             h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
         };
-        // A close that would create the history reads the statements first,
-        // so that a run whose statements cannot be read leaves no file.
-        let statements = match crate::history::probe(&args.history) {
-            Ok(crate::history::Probe::Ours { .. }) => Err(statements),
-            _ => Ok(join(statements)?),
+        let statements = match exists {
+            true => Err(statements),
+            false => Ok(join(statements)?),
         };
         let mut history = History::open_write(&args.history, Duration::from_secs(args.wait))?;
         let pause = || {
