@@ -1188,21 +1188,7 @@ impl History {
         // close the heads of the matching charges through its part of a key
         // table, then each matching charge's run of rows by rowid. Asked once
         // per credit line: the statements are prepared once per connection.
-        let closes: Vec<(i64, String, u32)> = {
-            let mut st = self
-                .conn
-                .prepare_cached(
-                    "SELECT c.id, c.period, c.version FROM closes c
-                     WHERE c.version = (SELECT max(version) FROM closes c2 WHERE c2.period = c.period)
-                     ORDER BY c.period",
-                )
-                .map_err(|e| sql(&self.path, e))?;
-            let rows = st
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .map_err(|e| sql(&self.path, e))?;
-            rows.collect::<Result<_, _>>()
-                .map_err(|e| sql(&self.path, e))?
-        };
+        let closes = self.latest_closes()?;
         let cols = format!("{ACCRUAL_COLUMNS}, line_amount, reverses, rowid, charge_rows");
         let mut heads = self
             .conn
