@@ -95,6 +95,14 @@ pub fn close(args: &CloseArgs) -> Result<Finish, Fatal> {
         crate::history::probe(&args.history),
         Ok(crate::history::Probe::Ours { .. })
     );
+    // A close the history would refuse (the period closed, a stale
+    // restatement) fails before reading anything; the transaction decides
+    // again, in case another close came in between.
+    if exists {
+        if let Some(h) = History::open_read(&args.history)? {
+            h.next_version(&rec.period, rec.restates)?;
+        }
+    }
     let (parts_tx, parts_rx) = if exists {
         crossbeam_channel::bounded(PARTS_IN_FLIGHT)
     } else {

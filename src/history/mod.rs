@@ -725,6 +725,14 @@ impl History {
         latest(&self.conn, period).map_err(|e| sql(&self.path, e))
     }
 
+    /// The version a close of `period` would record now (the run restating
+    /// version `restates`, if any), or why it would be refused: what
+    /// [`History::close`] decides in its transaction, asked before the work
+    /// (`close` asks first so that a refused close fails at once).
+    pub fn next_version(&self, period: &str, restates: Option<u32>) -> Result<u32, HistoryError> {
+        next_version(&self.path, period, self.latest(period)?, restates)
+    }
+
     fn close_id(&self, period: &str, version: u32) -> Result<i64, HistoryError> {
         self.conn
             .query_row(
@@ -1558,38 +1566,8 @@ impl History {
             .map_err(|e| CloseError::History(busy_or(&path, wait, e)))?;
         let s = |e| CloseError::History(sql(&path, e));
         let issued = latest(&tx, &rec.period).map_err(s)?;
-        let version = match (issued, rec.restates) {
-            (None, None) => 1,
-            (Some(n), Some(r)) if n == r => n + 1,
-            (Some(n), None) => {
-                return Err(CloseError::History(HistoryError::Refused {
-                    path: path.display().to_string(),
-                    message: format!(
-                        "period {} is already closed (version {n}); issued statements never change. To correct it, run the period again with --history so the run publishes adjustment statements, then close that run (version {})",
-                        rec.period,
-                        n + 1
-                    ),
-                }))
-            }
-            (Some(n), Some(r)) => {
-                return Err(CloseError::History(HistoryError::Refused {
-                    path: path.display().to_string(),
-                    message: format!(
-                        "the run in --out restates version {r} of period {}, but version {n} has been issued since; run the period again with --history",
-                        rec.period
-                    ),
-                }))
-            }
-            (None, Some(r)) => {
-                return Err(CloseError::History(HistoryError::Refused {
-                    path: path.display().to_string(),
-                    message: format!(
-                        "the run in --out restates version {r} of period {}, which this history does not hold: was it run with another --history?",
-                        rec.period
-                    ),
-                }))
-            }
-        };
+        let version =
+            next_version(&path, &rec.period, issued, rec.restates).map_err(CloseError::History)?;
         let id = insert_close(&tx, rec, version).map_err(s)?;
         let n = store_parts(&tx, id, parts)?;
         statements(rec).map_err(CloseError::Source)?;
@@ -1687,6 +1665,35 @@ impl reverse::ClosedCharges for ClosedLookup {
 pub enum CloseError<E> {
     History(HistoryError),
     Source(E),
+}
+
+/// The version to record for `period`, whose latest issued version is
+/// `issued`, by a run restating `restates`; refused when the run does not
+/// restate the latest version, or restates one where none is issued.
+fn next_version(
+    path: &Path,
+    period: &str,
+    issued: Option<u32>,
+    restates: Option<u32>,
+) -> Result<u32, HistoryError> {
+    let refused = |message: String| HistoryError::Refused {
+        path: path.display().to_string(),
+        message,
+    };
+    match (issued, restates) {
+        (None, None) => Ok(1),
+        (Some(n), Some(r)) if n == r => Ok(n + 1),
+        (Some(n), None) => Err(refused(format!(
+            "period {period} is already closed (version {n}); issued statements never change. To correct it, run the period again with --history so the run publishes adjustment statements, then close that run (version {})",
+            n + 1
+        ))),
+        (Some(n), Some(r)) => Err(refused(format!(
+            "the run in --out restates version {r} of period {period}, but version {n} has been issued since; run the period again with --history"
+        ))),
+        (None, Some(r)) => Err(refused(format!(
+            "the run in --out restates version {r} of period {period}, which this history does not hold: was it run with another --history?"
+        ))),
+    }
 }
 
 fn latest(conn: &Connection, period: &str) -> rusqlite::Result<Option<u32>> {

@@ -99,6 +99,17 @@ fn close_records_the_run_once_and_history_lists_it() {
     );
     assert_eq!(inspect(&h), vec![("2026-10".to_string(), 1)]);
     assert_eq!(listing(&h, &[]), text);
+    // The refusal comes before the run's files are read: even a statements
+    // file that no longer matches the manifest gets the same answer.
+    let statements = out.join("statements.json");
+    write(&statements, format!(" {}", read(&statements)));
+    let o = close(&out, &h, &[]);
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("already closed (version 1)"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
