@@ -84,13 +84,6 @@ pub fn close(args: &CloseArgs) -> Result<Finish, Fatal> {
         path: ledger_path.clone(),
         keys,
     };
-    // Three things at once: a thread reads and encodes the ledger into
-    // blocks, another reads the statements, and this one writes the blocks
-    // into the history as they come, then the statements (one transaction).
-    // A close that would create the history reads the statements before it
-    // creates the file, so that a run whose statements cannot be read leaves
-    // none; meanwhile the encoded blocks wait in memory (~110 bytes per
-    // accrual), once per history.
     let exists = matches!(
         crate::history::probe(&args.history),
         Ok(crate::history::Probe::Ours { .. })
@@ -103,6 +96,13 @@ pub fn close(args: &CloseArgs) -> Result<Finish, Fatal> {
             h.next_version(&rec.period, rec.restates)?;
         }
     }
+    // Three things at once: a thread reads and encodes the ledger into
+    // blocks, another reads the statements, and this one writes the blocks
+    // into the history as they come, then the statements (one transaction).
+    // A close that would create the history reads the statements before it
+    // creates the file, so that a run whose statements cannot be read leaves
+    // none; meanwhile the encoded blocks wait in memory (~110 bytes per
+    // accrual), once per history.
     let (parts_tx, parts_rx) = if exists {
         crossbeam_channel::bounded(PARTS_IN_FLIGHT)
     } else {
@@ -130,9 +130,10 @@ pub fn close(args: &CloseArgs) -> Result<Finish, Fatal> {
         let join = |h: std::thread::ScopedJoinHandle<'_, Result<CloseRecord, Fatal>>| {
             h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
         };
-        let statements = match exists {
-            true => Err(statements),
-            false => Ok(join(statements)?),
+        let statements = if exists {
+            Err(statements)
+        } else {
+            Ok(join(statements)?)
         };
         let mut history = History::open_write(&args.history, Duration::from_secs(args.wait))?;
         let pause = || {
