@@ -1376,39 +1376,50 @@ impl History {
                 }
                 heads
             };
+            // Heads come in row order: consecutive ones often share a block.
+            let mut last: Option<(i64, i64, block::Block)> = None;
             for head in heads {
                 let at =
                     i64::try_from(head).map_err(|_| bad(format!("a key points at row {head}")))?;
-                let b = blocks
-                    .query_row(params![id, at], |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, i64>(1)?,
-                            block_at(r, r.get(1)?),
-                        ))
-                    })
-                    .optional()
-                    .map_err(s)?;
-                let Some((first, count, b)) = b else {
-                    return Err(bad(format!(
-                        "a key points at row {head}, which no block holds"
-                    )));
+                let cached = last
+                    .take()
+                    .filter(|(first, count, _)| *first <= at && at < first + count);
+                let (first, count, b) = match cached {
+                    Some(hit) => last.insert(hit),
+                    None => {
+                        let b = blocks
+                            .query_row(params![id, at], |r| {
+                                Ok((
+                                    r.get::<_, i64>(0)?,
+                                    r.get::<_, i64>(1)?,
+                                    block_at(r, r.get(1)?),
+                                ))
+                            })
+                            .optional()
+                            .map_err(s)?;
+                        let Some((first, count, b)) = b else {
+                            return Err(bad(format!(
+                                "a key points at row {head}, which no block holds"
+                            )));
+                        };
+                        let b = b.map_err(|e| bad(format!("the block at row {first}: {e}")))?;
+                        last.insert((first, count, b))
+                    }
                 };
-                let b = b.map_err(|e| bad(format!("the block at row {first}: {e}")))?;
-                let i = usize::try_from(at - first)
+                let i = usize::try_from(at - *first)
                     .ok()
-                    .filter(|_| at < first + count);
+                    .filter(|_| at < *first + *count);
                 let i = i.ok_or_else(|| {
                     bad(format!("a key points at row {head}, which no block holds"))
                 })?;
-                let head = accrual_at(&b, i).map_err(&bad)?;
+                let head = accrual_at(b, i).map_err(&bad)?;
                 // The key blocks find candidates; the head row decides.
                 if !reverse::matches(key, &head) {
                     continue;
                 }
                 let mut run = vec![head];
                 for j in i + 1..b.rows() {
-                    let a = accrual_at(&b, j).map_err(&bad)?;
+                    let a = accrual_at(b, j).map_err(&bad)?;
                     if a.source_line != run[0].source_line || a.source_file != run[0].source_file {
                         break;
                     }
