@@ -15,9 +15,13 @@
 //! - `statement_lines` / `statement_totals`: the issued statements per
 //!   partner, customer, program, accrual month and currency;
 //! - `designations`: the designation rows each customer statement showed;
-//! - `accruals`: the ledger rows of the period at ledger grain, with their
-//!   source line key (file, line; reference, product and SKU IDs and charge
-//!   dates where the run recorded them) for matching later credits;
+//! - `accrual_blocks`: the ledger rows of the period at ledger grain, with
+//!   their source line key (file, line; reference, product and SKU IDs and
+//!   charge dates where the run recorded them) for matching later credits,
+//!   stored as compressed blocks of a few hundred rows (`block.rs`; read
+//!   through this module, not with plain SQL); `charge_keys` and
+//!   `charge_filters` find a credit's charge, `reversals` the credits
+//!   already taken from it (see `SCHEMA_V3`);
 //! - `usage_marks`: the monthly active users per tenant, workload and month,
 //!   from which the usage high-water marks of later months are computed.
 //!
