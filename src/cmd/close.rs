@@ -101,13 +101,12 @@ pub fn close(args: &CloseArgs) -> Result<Finish, Fatal> {
     // into the history as they come, then the statements (one transaction).
     // A close that would create the history reads the statements before it
     // creates the file, so that a run whose statements cannot be read leaves
-    // none; meanwhile the encoded blocks wait in memory (~110 bytes per
-    // accrual), once per history.
-    let (parts_tx, parts_rx) = if exists {
-        crossbeam_channel::bounded(PARTS_IN_FLIGHT)
+    // none; meanwhile more encoded blocks may wait (once per history).
+    let (parts_tx, parts_rx) = crossbeam_channel::bounded(if exists {
+        PARTS_IN_FLIGHT
     } else {
-        crossbeam_channel::unbounded()
-    };
+        PARTS_IN_FLIGHT_FIRST
+    });
     let version = std::thread::scope(|scope| {
         scope.spawn(move || {
             rows.encode_into(&parts_tx);
@@ -182,6 +181,11 @@ pub fn close(args: &CloseArgs) -> Result<Finish, Fatal> {
 /// Encoded parts waiting for the writer: ~256 ledger rows each (~28 KB), so
 /// at most ~15 MB.
 const PARTS_IN_FLIGHT: usize = 512;
+/// The same for a close that creates the history, whose writer starts only
+/// once the statements are read: ~230 MB at most, about 60 % of a 1M-line
+/// month (whose statements take about as long to read); a larger month's
+/// encoder waits for the writer beyond that.
+const PARTS_IN_FLIGHT_FIRST: usize = 8192;
 
 /// The test hook: `PORLEDGER_FAULT_AT=close-before-commit` aborts the process
 /// inside the transaction after every row is written (a real kill: nothing
