@@ -84,14 +84,16 @@ pub fn close(args: &CloseArgs) -> Result<Finish, Fatal> {
         path: ledger_path.clone(),
         keys,
     };
-    let exists = matches!(
+    // A history of this build's schema; otherwise this close creates or
+    // upgrades it.
+    let current = matches!(
         crate::history::probe(&args.history),
-        Ok(crate::history::Probe::Ours { .. })
+        Ok(crate::history::Probe::Ours { version }) if version == crate::history::SCHEMA_VERSION
     );
     // A close the history would refuse (the period closed, a stale
     // restatement) fails before reading anything; the transaction decides
     // again, in case another close came in between.
-    if exists {
+    if current {
         if let Some(h) = History::open_read(&args.history)? {
             h.next_version(&rec.period, rec.restates)?;
         }
@@ -99,10 +101,11 @@ pub fn close(args: &CloseArgs) -> Result<Finish, Fatal> {
     // Three things at once: a thread reads and encodes the ledger into
     // blocks, another reads the statements, and this one writes the blocks
     // into the history as they come, then the statements (one transaction).
-    // A close that would create the history reads the statements before it
-    // creates the file, so that a run whose statements cannot be read leaves
-    // none; meanwhile more encoded blocks may wait (once per history).
-    let (parts_tx, parts_rx) = crossbeam_channel::bounded(if exists {
+    // A close that would create or upgrade the history reads the statements
+    // before it touches the file, so that a run whose statements cannot be
+    // read leaves no file, or the file as it was; meanwhile more encoded
+    // blocks may wait (once per history and upgrade).
+    let (parts_tx, parts_rx) = crossbeam_channel::bounded(if current {
         PARTS_IN_FLIGHT
     } else {
         PARTS_IN_FLIGHT_FIRST
@@ -129,7 +132,7 @@ pub fn close(args: &CloseArgs) -> Result<Finish, Fatal> {
         let join = |h: std::thread::ScopedJoinHandle<'_, Result<CloseRecord, Fatal>>| {
             h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
         };
-        let statements = if exists {
+        let statements = if current {
             Err(statements)
         } else {
             Ok(join(statements)?)

@@ -18,8 +18,8 @@
 /// The only format so far: Snappy (raw, no framing).
 const SNAPPY: u8 = 1;
 /// The largest uncompressed block a reader accepts (a damaged length must
-/// not allocate gigabytes).
-const MAX_RAW: usize = 64 << 20;
+/// not allocate gigabytes), and so the largest a close writes.
+pub const MAX_RAW: usize = 64 << 20;
 
 /// Builds one block at a time.
 pub struct Writer {
@@ -139,7 +139,8 @@ impl Block {
         // Every field takes a byte at least.
         let n = rows.checked_mul(width).filter(|&n| n <= raw.len());
         let n = n.ok_or_else(|| format!("{} bytes cannot hold {rows} rows", raw.len()))?;
-        let mut fields = Vec::with_capacity(n);
+        // Grown as filled: a damaged count must not reserve memory up front.
+        let mut fields = Vec::with_capacity(n.min(1 << 16));
         let mut at = 0usize;
         for r in 0..rows {
             for c in 0..width {

@@ -494,9 +494,11 @@ CREATE INDEX accruals_reverses ON accruals(reverses) WHERE reverses IS NOT NULL;
 /// - `charge_keys`: the key tables of version 2 as sorted, blocked key
 ///   lists: `kind` 0 holds reference IDs, 1 subscription + product + SKU
 ///   (the parts joined by the byte 0xff, which UTF-8 never contains); each
-///   entry is a key and the ordinal of the head of its run. A key's entries
-///   never straddle two blocks, so a look-up reads the one block whose
-///   `first_key` is the largest not above the key.
+///   entry is a key and the ordinal of the head of its run. Blocks are
+///   numbered (`seq`) in key order and hold at most a few hundred entries,
+///   so one key's entries may run over several blocks: a look-up reads the
+///   blocks from the last one starting below the key to the last one
+///   starting at or below it (two index seeks, then a range).
 /// - `reversals`: the few rows that reverse a closed accrual, indexed by what
 ///   they reverse.
 ///
@@ -507,8 +509,10 @@ CREATE TABLE accrual_blocks(close_id INTEGER NOT NULL REFERENCES closes(id),
   first INTEGER NOT NULL, rows INTEGER NOT NULL, data BLOB NOT NULL,
   PRIMARY KEY(close_id, first));
 CREATE TABLE charge_keys(close_id INTEGER NOT NULL REFERENCES closes(id),
-  kind INTEGER NOT NULL, first_key BLOB NOT NULL, entries INTEGER NOT NULL, data BLOB NOT NULL,
-  PRIMARY KEY(close_id, kind, first_key));
+  kind INTEGER NOT NULL, seq INTEGER NOT NULL, first_key BLOB NOT NULL,
+  entries INTEGER NOT NULL, data BLOB NOT NULL,
+  PRIMARY KEY(close_id, kind, seq));
+CREATE INDEX charge_keys_first ON charge_keys(close_id, kind, first_key, seq);
 CREATE TABLE reversals(close_id INTEGER NOT NULL REFERENCES closes(id),
   reverses TEXT NOT NULL, source_file TEXT NOT NULL, source_line INTEGER NOT NULL,
   line_amount TEXT);
@@ -564,7 +568,7 @@ impl History {
                 // pages are allocated as used).
                 conn.pragma_update(None, "cache_size", -65_536)
                     .map_err(|e| sql(path, e))?;
-                let h = History {
+                let mut h = History {
                     conn,
                     path: path.to_path_buf(),
                     wait: READ_WAIT,
@@ -572,6 +576,7 @@ impl History {
                     filters: Default::default(),
                 };
                 h.check_ids()?;
+                h.read_schema()?;
                 Ok(Some(h))
             }
         }
@@ -675,6 +680,34 @@ impl History {
                 .map_err(|e| sql(&path, e))?;
         }
         tx.commit().map_err(|e| sql(&path, e))
+    }
+
+    /// Takes the schema version from SQLite, not from the file's header
+    /// (which `probe` read): an upgrade whose checkpoint is still pending
+    /// lives in the write-ahead log, and a reader must use the layout of the
+    /// snapshot it reads (version 3 dropped tables that version 2 readers
+    /// query). Called again when a reader starts its long read transaction.
+    fn read_schema(&mut self) -> Result<(), HistoryError> {
+        let version: i32 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| sql(&self.path, e))?;
+        if version > SCHEMA_VERSION {
+            return Err(HistoryError::Newer {
+                path: self.path.display().to_string(),
+                found: version,
+            });
+        }
+        if version < 1 {
+            return Err(HistoryError::Refused {
+                path: self.path.display().to_string(),
+                message: format!(
+                    "history schema version {version} is older than this porledger's ({SCHEMA_VERSION}); the next `porledger close` upgrades it"
+                ),
+            });
+        }
+        self.schema = version;
+        Ok(())
     }
 
     /// Re-checks the ids through SQLite (the probe read the header only).
@@ -907,8 +940,15 @@ impl History {
     ) -> Result<Vec<AccrualRec>, HistoryError> {
         let id = self.close_id(period, version)?;
         if self.schema >= 3 {
-            let mut found = Vec::new();
+            let recorded: i64 = self
+                .conn
+                .query_row("SELECT accruals FROM closes WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })
+                .map_err(|e| sql(&self.path, e))?;
+            let (mut found, mut n) = (Vec::new(), 0i64);
             self.each_block(id, (period, version), |b| {
+                n += b.rows() as i64;
                 for i in 0..b.rows() {
                     if b.bytes(i, 0) == Some(partner.as_bytes()) {
                         found.push(accrual_at(b, i).map_err(|e| self.damaged(period, version, e))?);
@@ -916,6 +956,10 @@ impl History {
                 }
                 Ok(())
             })?;
+            if n != recorded {
+                let what = format!("{n} rows where the close recorded {recorded}");
+                return Err(self.damaged(period, version, what));
+            }
             return Ok(found);
         }
         let sql_text = format!(
@@ -957,6 +1001,10 @@ impl History {
             .conn
             .unchecked_transaction()
             .map_err(|e| sql(path, e))?;
+        // The layout of this transaction's snapshot (see `read_schema`).
+        let schema: i32 = tx
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| sql(path, e))?;
         let mut ids = BTreeMap::new();
         for (period, version) in versions {
             let id: Option<(i64, i64)> = tx
@@ -976,7 +1024,7 @@ impl History {
         if ids.is_empty() {
             return Ok(());
         }
-        if self.schema >= 3 {
+        if schema >= 3 {
             for (&id, &(period, version, recorded)) in &ids {
                 let mut n = 0i64;
                 self.each_block::<E>(id, (period, version), |b| {
@@ -1336,12 +1384,28 @@ impl History {
                 ),
             ),
         };
+        // The blocks that may hold `wanted`: from the last one starting
+        // below it (it may end with `wanted`'s first entries; the first block
+        // when none starts below) to the last one starting at or below it.
+        let mut last_below = self
+            .conn
+            .prepare_cached(
+                "SELECT seq FROM charge_keys WHERE close_id = ?1 AND kind = ?2 AND first_key < ?3
+                 ORDER BY first_key DESC, seq DESC LIMIT 1",
+            )
+            .map_err(s)?;
+        let mut last_at = self
+            .conn
+            .prepare_cached(
+                "SELECT seq FROM charge_keys WHERE close_id = ?1 AND kind = ?2 AND first_key <= ?3
+                 ORDER BY first_key DESC, seq DESC LIMIT 1",
+            )
+            .map_err(s)?;
         let mut keys = self
             .conn
             .prepare_cached(
                 "SELECT entries, data FROM charge_keys
-                 WHERE close_id = ?1 AND kind = ?2 AND first_key <= ?3
-                 ORDER BY first_key DESC LIMIT 1",
+                 WHERE close_id = ?1 AND kind = ?2 AND seq >= ?3 AND seq <= ?4 ORDER BY seq",
             )
             .map_err(s)?;
         let mut blocks = self
@@ -1357,11 +1421,18 @@ impl History {
                 continue;
             }
             let bad = |what: String| self.damaged(&period, version, what);
-            let heads: Vec<u64> = {
-                let mut rows = keys.query(params![id, kind, wanted]).map_err(s)?;
-                let Some(r) = rows.next().map_err(s)? else {
-                    continue;
-                };
+            let seq = |st: &mut rusqlite::CachedStatement<'_>| {
+                st.query_row(params![id, kind, wanted], |r| r.get::<_, i64>(0))
+                    .optional()
+                    .map_err(s)
+            };
+            let Some(to) = seq(&mut last_at)? else {
+                continue;
+            };
+            let from = seq(&mut last_below)?.unwrap_or(0);
+            let mut heads: Vec<u64> = Vec::new();
+            let mut rows = keys.query(params![id, kind, from, to]).map_err(s)?;
+            while let Some(r) = rows.next().map_err(s)? {
                 let entries: i64 = r.get(0).map_err(s)?;
                 let blob = r
                     .get_ref(1)
@@ -1371,15 +1442,14 @@ impl History {
                     .map_err(|_| bad(format!("a key block of {entries} entries")))?;
                 let b = block::Block::decode(blob, 2, entries)
                     .map_err(|e| bad(format!("a key block: {e}")))?;
-                let mut heads = Vec::new();
                 for i in 0..b.rows() {
                     if b.bytes(i, 0) == Some(&wanted[..]) {
                         let at = b.text(i, 1).map_err(&bad)?.and_then(|t| t.parse().ok());
                         heads.push(at.ok_or_else(|| bad(format!("key entry {i} has no row")))?);
                     }
                 }
-                heads
-            };
+            }
+            drop(rows);
             // Heads come in row order: consecutive ones often share a block.
             let mut last: Option<(i64, i64, block::Block)> = None;
             for head in heads {
@@ -1643,10 +1713,13 @@ impl ClosedLookup {
     /// sees the same history even if a `close` commits meanwhile.
     /// `own_period`: the period label of the run (`None` for `validate`
     /// without `--period`).
-    pub fn new(h: History, own_period: Option<String>) -> Result<ClosedLookup, HistoryError> {
+    pub fn new(mut h: History, own_period: Option<String>) -> Result<ClosedLookup, HistoryError> {
         h.conn
             .execute_batch("BEGIN DEFERRED")
             .map_err(|e| sql(&h.path, e))?;
+        // The first read starts the transaction's snapshot: its layout is
+        // the one every look-up uses.
+        h.read_schema()?;
         Ok(ClosedLookup {
             history: std::sync::Mutex::new(h),
             own_period,
@@ -1837,7 +1910,7 @@ fn insert_statements(
 
 /// An accrual block ends at the first run boundary after this many rows.
 const BLOCK_ROWS: u32 = 256;
-/// A key block ends at the first new key after this many entries.
+/// Entries per key block.
 const KEY_ENTRIES: u32 = 256;
 /// The fields of an accrual row in a block (see [`accrual_fields`]).
 const ACCRUAL_WIDTH: usize = 22;
@@ -1961,10 +2034,11 @@ pub enum StoredPart {
         source_line: u64,
         line_amount: Option<String>,
     },
-    /// A block of charge keys of `kind` (0 references, 1 subscription +
-    /// product + SKU), starting at `first_key`, uncompressed.
+    /// Block `seq` of the charge keys of `kind` (0 references, 1
+    /// subscription + product + SKU), starting at `first_key`, uncompressed.
     Keys {
         kind: u8,
+        seq: u32,
         first_key: Vec<u8>,
         entries: u32,
         raw: Vec<u8>,
@@ -2110,13 +2184,23 @@ where
         .map_err(s)?;
     let mut keys = tx
         .prepare(
-            "INSERT INTO charge_keys(close_id, kind, first_key, entries, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO charge_keys(close_id, kind, seq, first_key, entries, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )
         .map_err(s)?;
     let mut sealer = block::Sealer::default();
     for part in parts {
         match part.map_err(CloseError::Source)? {
             StoredPart::Block { first, rows, raw } => {
+                if raw.len() > block::MAX_RAW {
+                    return Err(CloseError::History(HistoryError::Refused {
+                        path: path.clone(),
+                        message: format!(
+                            "{rows} accruals from row {first} take {} bytes, more than a block may hold ({}): nothing was recorded",
+                            raw.len(),
+                            block::MAX_RAW
+                        ),
+                    }));
+                }
                 blocks.execute(params![id, first as i64, rows, sealer.seal(&raw)])
             }
             StoredPart::Reversal {
@@ -2127,10 +2211,11 @@ where
             } => reversals.execute(params![id, reverses, source_file, source_line as i64, line_amount]),
             StoredPart::Keys {
                 kind,
+                seq,
                 first_key,
                 entries,
                 raw,
-            } => keys.execute(params![id, kind, first_key, entries, sealer.seal(&raw)]),
+            } => keys.execute(params![id, kind, seq, first_key, entries, sealer.seal(&raw)]),
             StoredPart::End {
                 references,
                 subscriptions,
@@ -2178,7 +2263,10 @@ impl ChargeKeys {
     /// Notes the head of a run, at ordinal `at` of its close, under its
     /// keys, if a later credit can match it at all (see
     /// [`reverse::matches`]: not a reversal, not a credit, source keys
-    /// recorded).
+    /// recorded). A head without the line's amount is left out too: only a
+    /// version 1 close recorded such rows (a run's keys always come with its
+    /// amount), and version 2 never indexed those, so converted rows match
+    /// what they matched before: nothing.
     fn head(&mut self, a: &AccrualView<'_>, at: u64) {
         let credit = a
             .line_amount
@@ -2203,27 +2291,29 @@ impl ChargeKeys {
             list.sort_unstable();
             let mut f = filter::KeyFilter::with_capacity(list.len());
             let mut w = block::Writer::new(2);
-            let mut start = 0usize;
-            let mut flush = |w: &mut block::Writer, first_key: &[u8]| {
+            let (mut start, mut seq) = (0usize, 0u32);
+            let mut flush = |w: &mut block::Writer, first_key: &[u8], seq: &mut u32| {
                 emit(StoredPart::Keys {
                     kind,
+                    seq: *seq,
                     first_key: first_key.to_vec(),
                     entries: w.rows(),
                     raw: w.take(),
                 });
+                *seq += 1;
             };
             for (i, (k, at)) in list.iter().enumerate() {
                 if i == 0 || list[i - 1].0 != *k {
                     f.insert_joined(k);
-                    if w.rows() >= KEY_ENTRIES {
-                        flush(&mut w, &list[start].0);
-                        start = i;
-                    }
+                }
+                if w.rows() >= KEY_ENTRIES {
+                    flush(&mut w, &list[start].0, &mut seq);
+                    start = i;
                 }
                 w.push(&[Some(k), Some(at.to_string().as_bytes())]);
             }
             if w.rows() > 0 {
-                flush(&mut w, &list[start].0);
+                flush(&mut w, &list[start].0, &mut seq);
             }
             filters.push(f.to_bytes());
         }
@@ -2237,52 +2327,64 @@ impl ChargeKeys {
 /// (one SQL row each) into blocks, then drops the tables they were in. Part
 /// of the upgrade's transaction.
 fn convert_v2(tx: &Transaction, path: &Path) -> Result<(), HistoryError> {
-    let ids: Vec<i64> = {
-        let mut st = tx
-            .prepare("SELECT id FROM closes ORDER BY id")
-            .map_err(|e| sql(path, e))?;
-        let ids = st
-            .query_map([], |r| r.get(0))
-            .map_err(|e| sql(path, e))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| sql(path, e))?;
-        ids
-    };
+    // One pass in rowid order (version 2 has no index on the close): each
+    // close's rows are one run of rowids, appended by its close.
     let mut st = tx
         .prepare(&format!(
-            "SELECT {ACCRUAL_COLUMNS}, line_amount, reverses FROM accruals WHERE close_id = ?1 ORDER BY rowid"
+            "SELECT {ACCRUAL_COLUMNS}, line_amount, reverses, close_id FROM accruals ORDER BY rowid"
         ))
         .map_err(|e| sql(path, e))?;
-    for id in ids {
+    let mut rows = st
+        .query_map([], |r| Ok((r.get::<_, i64>(22)?, accrual_rec(r)?)))
+        .map_err(|e| sql(path, e))?;
+    let mut next = rows.next();
+    let mut done = std::collections::BTreeSet::new();
+    while let Some(first) = next.take() {
+        let (id, first) = first.map_err(|e| sql(path, e))?;
+        if !done.insert(id) {
+            return Err(HistoryError::Refused {
+                path: path.display().to_string(),
+                message: format!(
+                    "the accruals of close {id} are not one run of rows: the history is damaged; it was not upgraded"
+                ),
+            });
+        }
+        // This close's rows: the first, then the next ones of the same
+        // close; the first row of the next close waits in `next`.
+        let rest = std::iter::from_fn(|| match rows.next() {
+            Some(Ok((c, a))) if c == id => Some(Ok(a)),
+            Some(Ok(other)) => {
+                next = Some(Ok(other));
+                None
+            }
+            Some(Err(e)) => Some(Err(e)),
+            None => None,
+        });
         // Version 2 kept a run's source keys on its head row only.
         let mut head: Option<AccrualRec> = None;
-        let rows = st
-            .query_map([id], accrual_rec)
-            .map_err(|e| sql(path, e))?
-            .map(|r| {
-                r.map(|mut a| {
-                    match &head {
-                        Some(h)
-                            if h.source_line == a.source_line && h.source_file == a.source_file =>
-                        {
-                            if a.reference_id.is_none() && a.product_id.is_none() {
-                                a.reference_id.clone_from(&h.reference_id);
-                                a.product_id.clone_from(&h.product_id);
-                                a.sku_id.clone_from(&h.sku_id);
-                                a.charge_start.clone_from(&h.charge_start);
-                                a.charge_end.clone_from(&h.charge_end);
-                            }
+        let group = std::iter::once(Ok(first)).chain(rest).map(|r| {
+            r.map(|mut a| {
+                match &head {
+                    Some(h) if h.source_line == a.source_line && h.source_file == a.source_file => {
+                        if a.reference_id.is_none() && a.product_id.is_none() {
+                            a.reference_id.clone_from(&h.reference_id);
+                            a.product_id.clone_from(&h.product_id);
+                            a.sku_id.clone_from(&h.sku_id);
+                            a.charge_start.clone_from(&h.charge_start);
+                            a.charge_end.clone_from(&h.charge_end);
                         }
-                        _ => head = Some(a.clone()),
                     }
-                    a
-                })
-            });
-        store_parts(tx, id, encode(rows)).map_err(|e| match e {
+                    _ => head = Some(a.clone()),
+                }
+                a
+            })
+        });
+        store_parts(tx, id, encode(group)).map_err(|e| match e {
             CloseError::History(h) => h,
             CloseError::Source(e) => sql(path, e),
         })?;
     }
+    drop(rows);
     drop(st);
     tx.execute_batch(
         "DROP TABLE accruals; DROP TABLE charge_references; DROP TABLE charge_subscriptions;",
@@ -2813,6 +2915,33 @@ mod tests {
         assert_eq!(old, 0, "the version 2 tables are gone");
     }
 
+    /// A version 2 file whose closes' rows are interleaved (not as any close
+    /// wrote them) is refused by the upgrade and left as it was.
+    #[test]
+    fn an_upgrade_refuses_interleaved_closes_and_changes_nothing() {
+        let d = tmp();
+        let p = d.path().join("h.db");
+        v2_file(&p);
+        Connection::open(&p)
+            .unwrap()
+            .execute_batch(
+                "INSERT INTO accruals(close_id, partner_id, customer_id, program_id, association,
+                   subscription_id, charge_date, accrual_month, source_file, source_line, basis, rate,
+                   share, amount, currency)
+                 VALUES (1, 'P1', 'c1', 'prog', 'dpor', 'sub-1', '2026-09-02', '2026-09', 'sep.csv', 3,
+                   '10', '0.05', '1', '0.50', 'USD');",
+            )
+            .unwrap();
+        let e = History::open_write(&p, Duration::from_secs(1))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("close 1 are not one run of rows"), "{e}");
+        assert_eq!(probe(&p).unwrap(), Probe::Ours { version: 2 });
+        let h = History::open_read(&p).unwrap().unwrap();
+        assert_eq!(h.accruals("2026-09", 1, "P1").unwrap().len(), 2);
+    }
+
     /// Runs longer than a block, keys with more entries than a key block:
     /// every charge is found whole, and read back in order.
     #[test]
@@ -2842,20 +2971,26 @@ mod tests {
             .query_row("SELECT count(*) FROM accrual_blocks", [], |r| r.get(0))
             .unwrap();
         assert!(blocks > 3, "{blocks} blocks");
-        let keys: Vec<i64> = h
+        let keys: Vec<(i64, i64)> = h
             .conn
-            .prepare("SELECT entries FROM charge_keys ORDER BY kind, first_key")
+            .prepare("SELECT kind, entries FROM charge_keys ORDER BY kind, seq")
             .unwrap()
-            .query_map([], |r| r.get(0))
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert!(keys.len() >= 4, "{keys:?}");
-        assert_eq!(
-            *keys.last().unwrap(),
-            lines as i64,
-            "one key's entries stay together"
+        assert!(
+            keys.iter().all(|(_, n)| *n <= i64::from(KEY_ENTRIES)),
+            "{keys:?}"
         );
+        // One key (the shared subscription) over several blocks.
+        let subs: Vec<i64> = keys
+            .iter()
+            .filter(|(k, _)| *k == 1)
+            .map(|(_, n)| *n)
+            .collect();
+        assert!(subs.len() >= 3, "{subs:?}");
+        assert_eq!(subs.iter().sum::<i64>(), lines as i64);
         for line in [2, 3, 257, 258, lines / 2, lines + 1] {
             let found = h
                 .closed_charges(&key(&format!("REF-{line}"), None))
@@ -2903,6 +3038,7 @@ mod tests {
         assert!(read().0.is_ok());
         let c = Connection::open(&p).unwrap();
         for damage in [
+            "DELETE FROM accrual_blocks WHERE first = (SELECT max(first) FROM accrual_blocks)",
             "UPDATE accrual_blocks SET data = substr(data, 1, 20) WHERE first = 256",
             "DELETE FROM accrual_blocks WHERE first = 0",
         ] {
