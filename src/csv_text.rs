@@ -7,9 +7,36 @@
 //! for these.
 
 use std::borrow::Cow;
+use std::path::Path;
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
+
+use crate::error::Fatal;
+
+/// Where each of `names` is in the header of one of porledger's own files
+/// (`what`, e.g. `attainment.csv`, read from `file`), in any order; extra
+/// columns are ignored. A missing column is an error on line 1 naming it.
+pub fn columns<const N: usize>(
+    header: &csv::StringRecord,
+    file: &Path,
+    what: &str,
+    names: [&str; N],
+) -> Result<[usize; N], Fatal> {
+    let mut pos = [0; N];
+    for (p, name) in pos.iter_mut().zip(names) {
+        *p = header
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| Fatal::Data {
+                file: file.display().to_string(),
+                line: 1,
+                column: Some(name.to_string()),
+                message: format!("no such column: not a porledger {what}"),
+            })?;
+    }
+    Ok(pos)
+}
 
 /// Neutralises a text value that a spreadsheet would run as a formula: a leading
 /// `=`, `+`, `-`, `@`, TAB or CR gets a `'` in front, unless the value is a
@@ -220,6 +247,31 @@ fn push_decimal_fast(buf: &mut Vec<u8>, d: Decimal) -> bool {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn columns_are_found_by_name_in_any_order_and_a_missing_one_is_named() {
+        let header = csv::StringRecord::from(vec!["b", "extra", "a"]);
+        let file = Path::new("out/attainment.csv");
+        assert_eq!(
+            columns(&header, file, "attainment.csv", ["a", "b"]).unwrap(),
+            [2, 0]
+        );
+        let e = columns(&header, file, "attainment.csv", ["a", "mau"]).unwrap_err();
+        match e {
+            Fatal::Data {
+                file,
+                line,
+                column,
+                message,
+            } => {
+                assert_eq!(file, "out/attainment.csv");
+                assert_eq!(line, 1);
+                assert_eq!(column.as_deref(), Some("mau"));
+                assert_eq!(message, "no such column: not a porledger attainment.csv");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 
     proptest! {
         /// The fast decimal path writes exactly what `Decimal`'s Display writes.

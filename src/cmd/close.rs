@@ -322,23 +322,12 @@ fn read_usage(out: &Path, listed: &HashMap<String, FileDigest>) -> Result<Vec<Us
         .headers()
         .map_err(|e| data_err(&path, e.to_string()))?
         .clone();
-    let pos = |name: &str| {
-        header
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| Fatal::Data {
-                file: path.display().to_string(),
-                line: 1,
-                column: Some(name.into()),
-                message: "no such column: not a porledger attainment.csv".into(),
-            })
-    };
-    let (c, w, m, u) = (
-        pos("customer_id")?,
-        pos("workload")?,
-        pos("month")?,
-        pos("mau")?,
-    );
+    let [c, w, m, u] = crate::csv_text::columns(
+        &header,
+        &path,
+        "attainment.csv",
+        ["customer_id", "workload", "month", "mau"],
+    )?;
     let mut marks = Vec::new();
     for r in rdr.records() {
         let r = r.map_err(|e| data_err(&path, e.to_string()))?;

@@ -379,26 +379,20 @@ fn read_not_eligible(out: &Path, tie: &mut TieOut<'_>) -> Result<(), Fatal> {
         .headers()
         .map_err(|e| data_err(&path, 1, e.to_string()))?
         .clone();
-    let pos = |name: &str| {
-        header
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| Fatal::Data {
-                file: path.display().to_string(),
-                line: 1,
-                column: Some(name.to_string()),
-                message: "not-eligible.csv has no such column".into(),
-            })
-    };
-    let (cust, sub, date, reason, detail, file, line) = (
-        pos("customer_id")?,
-        pos("subscription_id")?,
-        pos("charge_date")?,
-        pos("reason")?,
-        pos("detail")?,
-        pos("source_file")?,
-        pos("source_line")?,
-    );
+    let [cust, sub, date, reason, detail, file, line] = crate::csv_text::columns(
+        &header,
+        &path,
+        "not-eligible.csv",
+        [
+            "customer_id",
+            "subscription_id",
+            "charge_date",
+            "reason",
+            "detail",
+            "source_file",
+            "source_line",
+        ],
+    )?;
     let mut rec = csv::StringRecord::new();
     while rdr
         .read_record(&mut rec)
