@@ -1449,7 +1449,11 @@ pub fn stream(
             prior_rejects,
         )?
     };
-    progress.phase("workers joined");
+    progress.phase(if threads == 1 {
+        "lines streamed"
+    } else {
+        "workers joined"
+    });
     streamed.fold.details = details.into_map();
     progress.phase("groups merged");
     // The usage records follow the billing lines, through the same accrue
