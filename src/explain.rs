@@ -49,7 +49,7 @@ pub fn render_explanation(r: &RunRecord, filter: &Filter) -> String {
         "Partner {} ({}), period {}, rounding {} to the currency's minor unit",
         filter.partner,
         if r.partner_name.is_empty() {
-            "no name in the designations"
+            "no name on record"
         } else {
             &r.partner_name
         },
