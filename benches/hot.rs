@@ -68,6 +68,7 @@ fn settings() -> StreamSettings {
         chunk_size: CHUNK,
         period: None,
         max_rejects: None,
+        outputs: true,
     }
 }
 

@@ -215,6 +215,11 @@ pub struct StreamSettings {
     pub period: Option<Period>,
     /// Stop (fatal) once more rows than this are rejected.
     pub max_rejects: Option<u64>,
+    /// Keep what the outputs need: the statement groups and the formatted
+    /// ledger and not-eligible rows. `false` for `validate`, which writes
+    /// nothing and builds no statement: every line is still read, attributed,
+    /// accrued and counted, and rejects are still reported.
+    pub outputs: bool,
 }
 
 /// The rows of one chunk, already formatted, plus its fold.
@@ -308,7 +313,12 @@ pub fn process_chunk_into(
 ) -> ChunkOutput {
     let layout = &inputs.opened[chunk.file].layout;
     let n_fields = layout.header.len();
-    let mut rows = ChunkRows::new(&inputs.files[chunk.file], bufs, inputs.source_keys);
+    let mut rows = ChunkRows::new(
+        &inputs.files[chunk.file],
+        bufs,
+        inputs.source_keys,
+        settings.outputs,
+    );
     let ctx = crate::accrue::Context {
         rules: &inputs.rules,
         index: &inputs.index,
@@ -459,15 +469,19 @@ struct ChunkRows<'i> {
     rejects: RowBuf,
     /// Source keys of accrued lines, when the run records them.
     keys: Option<RowBuf>,
+    /// Whether groups are kept and ledger and not-eligible rows written
+    /// ([`StreamSettings::outputs`]).
+    outputs: bool,
     /// The first few rejects of the chunk, for the console.
     reject_samples: Vec<Reject>,
     n_rejects: u64,
 }
 
 impl<'i> ChunkRows<'i> {
-    fn new(file: &'i InputFile, bufs: OutBufs, keys: bool) -> ChunkRows<'i> {
+    fn new(file: &'i InputFile, bufs: OutBufs, keys: bool, outputs: bool) -> ChunkRows<'i> {
         ChunkRows {
             file,
+            outputs,
             counts: FileCounts::default(),
             ledger: RowBuf::with_buffer(bufs.ledger),
             not_eligible: RowBuf::with_buffer(bufs.not_eligible),
@@ -516,6 +530,9 @@ impl<'i> ChunkRows<'i> {
         if let Some(k) = self.keys.as_mut() {
             write_source_keys_row(k, &self.file.display, r);
         }
+        if !self.outputs {
+            return;
+        }
         for a in accruals {
             details.add(a, r.ckey, r.skey, line.currency);
             write_ledger_row(
@@ -552,6 +569,9 @@ impl<'i> ChunkRows<'i> {
         if let Some(k) = self.keys.as_mut() {
             write_source_keys_row(k, &self.file.display, r);
         }
+        if !self.outputs {
+            return;
+        }
         for x in rev {
             let a = &x.accrual;
             details.add(a, x.customer_id, x.subscription_id, r.line.currency);
@@ -584,6 +604,9 @@ impl<'i> ChunkRows<'i> {
 
     /// Writes a not-eligible line's row.
     fn not_eligible(&mut self, r: &LineRow<'_, '_>, reason: Reason, detail: &str) {
+        if !self.outputs {
+            return;
+        }
         let line = r.line;
         write_not_eligible_row(
             &mut self.not_eligible,

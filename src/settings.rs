@@ -94,6 +94,7 @@ impl InputSettings {
             chunk_size: self.chunk_size,
             period,
             max_rejects,
+            outputs: true,
         }
     }
 }

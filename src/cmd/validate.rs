@@ -6,7 +6,7 @@ use crate::cmd::{load, stdout_result, Finish};
 use crate::console::{self, Layout, Report};
 use crate::error::Fatal;
 use crate::fold::CountsReport;
-use crate::pipeline::{self, Inputs, Streamed};
+use crate::pipeline::{self, Inputs, StreamSettings, Streamed};
 use crate::quality;
 use crate::render::sink::NullSink;
 use crate::render::summary::accounting;
@@ -23,7 +23,11 @@ pub fn validate(args: &ValidateArgs) -> Result<Finish, Fatal> {
             )?));
         }
     }
-    let stream = s.inputs.stream(s.period, None);
+    // Nothing is written and no statement built: no groups, no output rows.
+    let stream = StreamSettings {
+        outputs: false,
+        ..s.inputs.stream(s.period, None)
+    };
     let streamed = pipeline::stream(&inputs, &stream, &mut NullSink, &console::NoBar, 0)?;
     let acc = accounting(&inputs, &streamed);
     let (problems, n_problems) = problems(&inputs, &streamed);

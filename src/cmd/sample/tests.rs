@@ -153,6 +153,7 @@ fn pipeline_rejects_nothing() {
         chunk_size: 1 << 16,
         period: None,
         max_rejects: None,
+        outputs: true,
     };
     let mut sink = Count(0);
     let s = pipeline::stream(&inputs, &settings, &mut sink, &(), 0).unwrap();
@@ -172,6 +173,49 @@ fn pipeline_rejects_nothing() {
                 "{reason:?}: {t:?}"
             );
         }
+    }
+}
+
+/// Counts the bytes of output rows the stream hands over.
+struct Bytes(usize);
+impl Sink for Bytes {
+    fn chunk(&mut self, out: &ChunkOutput) -> Result<(), Fatal> {
+        self.0 += out.ledger.len() + out.not_eligible.len();
+        Ok(())
+    }
+}
+
+/// Without outputs (`validate`), the stream counts every row exactly as a
+/// run does, whatever the threads, but holds no group and formats no row.
+#[test]
+fn a_stream_without_outputs_counts_the_same_and_keeps_nothing() {
+    let (dir, _) = sample(4_000, 3, Some(4));
+    let inputs = pipeline::load_inputs(
+        &[dir.path().join("billing")],
+        &dir.path().join("designations.csv"),
+        &dir.path().join("rules.toml"),
+    )
+    .unwrap();
+    let settings = |threads, outputs| StreamSettings {
+        threads,
+        chunk_size: 1 << 15,
+        period: None,
+        max_rejects: None,
+        outputs,
+    };
+    let mut full = Bytes(0);
+    let run = pipeline::stream(&inputs, &settings(2, true), &mut full, &(), 0).unwrap();
+    assert!(full.0 > 0 && !run.fold.details.is_empty());
+    for threads in [1, 2] {
+        let mut none = Bytes(0);
+        let v = pipeline::stream(&inputs, &settings(threads, false), &mut none, &(), 0).unwrap();
+        assert_eq!(none.0, 0);
+        assert!(v.fold.details.is_empty());
+        assert_eq!(
+            format!("{:?}", v.fold.totals()),
+            format!("{:?}", run.fold.totals())
+        );
+        assert_eq!(v.rejects, run.rejects);
     }
 }
 
