@@ -643,6 +643,14 @@ def comparison(args, data: Path, bin_: Path, py: str) -> list[str]:
             table.append(("porledger", threads, *best_of(args.runs, cmd, PORLEDGER_OK)))
             outs[threads] = tmp / f"out-t{threads}-{args.runs - 1}"
 
+        # `validate`: the same reading and computing of every line, nothing
+        # written (its target is DuckDB's core query).
+        log("porledger validate --threads 2")
+        validate = [str(bin_), "validate", "--period", PERIOD, "--billing", str(data / "billing"),
+                    "--designations", str(data / "designations.csv"),
+                    "--rules", str(data / "rules.toml"), "--threads", "2"]  # fmt: skip
+        table.append(("validate", 2, *best_of(args.runs, validate, PORLEDGER_OK)))
+
         # Correctness.
         checks = []
 
