@@ -127,6 +127,19 @@ fn output_parses_with_porledger_ingest() {
     parse_rules(RULES_TOML).unwrap();
 }
 
+/// A generated sample of `rows` rows in 4 files, loaded as a run loads it
+/// (the directory must outlive the inputs' use).
+fn sample_inputs(rows: u64) -> (tempfile::TempDir, pipeline::Inputs) {
+    let (dir, _) = sample(rows, 3, Some(4));
+    let inputs = pipeline::load_inputs(
+        &[dir.path().join("billing")],
+        &dir.path().join("designations.csv"),
+        &dir.path().join("rules.toml"),
+    )
+    .unwrap();
+    (dir, inputs)
+}
+
 struct Count(u64);
 impl Sink for Count {
     fn chunk(&mut self, out: &ChunkOutput) -> Result<(), Fatal> {
@@ -139,13 +152,7 @@ impl Sink for Count {
 /// the sample shows every kind of outcome.
 #[test]
 fn pipeline_rejects_nothing() {
-    let (dir, _) = sample(6_000, 3, Some(4));
-    let inputs = pipeline::load_inputs(
-        &[dir.path().join("billing")],
-        &dir.path().join("designations.csv"),
-        &dir.path().join("rules.toml"),
-    )
-    .unwrap();
+    let (_dir, inputs) = sample_inputs(6_000);
     assert!(inputs.designations.rejects.is_empty());
     assert!(crate::quality::check_designations(inputs.index.rows(), "d").is_empty());
     let settings = StreamSettings {
@@ -189,13 +196,7 @@ impl Sink for Bytes {
 /// run does, whatever the threads, but holds no group and formats no row.
 #[test]
 fn a_stream_without_outputs_counts_the_same_and_keeps_nothing() {
-    let (dir, _) = sample(4_000, 3, Some(4));
-    let inputs = pipeline::load_inputs(
-        &[dir.path().join("billing")],
-        &dir.path().join("designations.csv"),
-        &dir.path().join("rules.toml"),
-    )
-    .unwrap();
+    let (_dir, inputs) = sample_inputs(4_000);
     let settings = |threads, outputs| StreamSettings {
         threads,
         chunk_size: 1 << 15,
