@@ -301,14 +301,14 @@ impl DetailMap {
     fn add_ref(&mut self, r: &DetailRef<'_>, s: &Sums) {
         match self.find_mut(r.hash, |k| r.equivalent(k)) {
             Some(v) => v.add(s),
-            None => self.insert_new(r.hash, r.to_key(), *s),
+            None => self.insert_new(r.hash, r.to_key(), s.clone()),
         }
     }
 
     fn add_key(&mut self, k: DetailKey, s: &Sums) {
         match self.find_mut(k.hash, |x| *x == k) {
             Some(v) => v.add(s),
-            None => self.insert_new(k.hash, k, *s),
+            None => self.insert_new(k.hash, k, s.clone()),
         }
     }
 
@@ -414,7 +414,7 @@ impl SharedDetails {
 
 /// Sums for one group: exact ([`ExactSum`]), so the same whatever the order
 /// of the additions.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Sums {
     pub lines: u64,
     pub basis: ExactSum,
@@ -424,8 +424,8 @@ pub struct Sums {
 impl Sums {
     pub fn add(&mut self, o: &Sums) {
         self.lines += o.lines;
-        self.basis = self.basis.plus(o.basis);
-        self.accrual = self.accrual.plus(o.accrual);
+        self.basis.add(&o.basis);
+        self.accrual.add(&o.accrual);
     }
 }
 
@@ -442,8 +442,39 @@ impl Sums {
 /// aligned, add up to more than `i128::MAX` (38 digits), the sum is marked
 /// overflowed, whatever the order; overflow is sticky, and
 /// [`ExactSum::to_decimal`] reports it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ExactSum {
+///
+/// Held in 24 bytes: a sum whose mantissa and magnitude fit 64 bits (every
+/// sum of money amounts below 92 billion at six decimals) is kept inline, a
+/// larger or overflowed one in a box. The form is a function of the value
+/// alone, so equal sums are equal whatever their history. A run holds two
+/// per statement group (millions of them): 48 bytes each in the wide form
+/// were a third of a group's memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExactSum(Repr);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Repr {
+    Small {
+        mantissa: i64,
+        magnitude: u64,
+        scale: u8,
+    },
+    Wide(Box<Wide>),
+}
+
+impl Default for ExactSum {
+    fn default() -> ExactSum {
+        ExactSum(Repr::Small {
+            mantissa: 0,
+            magnitude: 0,
+            scale: 0,
+        })
+    }
+}
+
+/// The value of an [`ExactSum`], whatever its form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Wide {
     mantissa: i128,
     /// The sum of the terms' absolute values at `scale`: overflow is decided
     /// on it (above `i128::MAX`), so it does not depend on the order of the
@@ -476,58 +507,122 @@ impl std::fmt::Display for SumError {
 
 impl ExactSum {
     pub fn of(d: Decimal) -> ExactSum {
-        ExactSum {
+        ExactSum::from_wide(Wide {
             mantissa: d.mantissa(),
             magnitude: d.mantissa().unsigned_abs(),
             scale: d.scale(),
             overflow: false,
+        })
+    }
+
+    fn wide(&self) -> Wide {
+        match &self.0 {
+            &Repr::Small {
+                mantissa,
+                magnitude,
+                scale,
+            } => Wide {
+                mantissa: mantissa.into(),
+                magnitude: magnitude.into(),
+                scale: scale.into(),
+                overflow: false,
+            },
+            Repr::Wide(w) => **w,
+        }
+    }
+
+    /// The one form of a value: inline when it fits, boxed otherwise.
+    fn from_wide(w: Wide) -> ExactSum {
+        match (
+            i64::try_from(w.mantissa),
+            u64::try_from(w.magnitude),
+            u8::try_from(w.scale),
+        ) {
+            (Ok(mantissa), Ok(magnitude), Ok(scale)) if !w.overflow => ExactSum(Repr::Small {
+                mantissa,
+                magnitude,
+                scale,
+            }),
+            _ => ExactSum(Repr::Wide(Box::new(w))),
         }
     }
 
     /// `self + o`, exact at the larger scale (or overflowed).
     #[must_use]
-    pub fn plus(self, o: ExactSum) -> ExactSum {
-        let scale = self.scale.max(o.scale);
+    pub fn plus(&self, o: &ExactSum) -> ExactSum {
+        let (a, b) = (self.wide(), o.wide());
+        let scale = a.scale.max(b.scale);
         let sum = (|| {
-            if self.overflow || o.overflow {
+            if a.overflow || b.overflow {
                 return None;
             }
             let (fa, fb) = (
-                10u128.checked_pow(scale - self.scale)?,
-                10u128.checked_pow(scale - o.scale)?,
+                10u128.checked_pow(scale - a.scale)?,
+                10u128.checked_pow(scale - b.scale)?,
             );
-            let magnitude = self
+            let magnitude = a
                 .magnitude
                 .checked_mul(fa)?
-                .checked_add(o.magnitude.checked_mul(fb)?)?;
+                .checked_add(b.magnitude.checked_mul(fb)?)?;
             if magnitude > i128::MAX as u128 {
                 return None;
             }
             // |each aligned term| <= magnitude <= i128::MAX: no overflow below.
-            let a = self.mantissa * fa as i128;
-            let b = o.mantissa * fb as i128;
-            Some((a + b, magnitude))
+            let x = a.mantissa * fa as i128;
+            let y = b.mantissa * fb as i128;
+            Some((x + y, magnitude))
         })();
-        match sum {
-            Some((mantissa, magnitude)) => ExactSum {
+        ExactSum::from_wide(match sum {
+            Some((mantissa, magnitude)) => Wide {
                 mantissa,
                 magnitude,
                 scale,
                 overflow: false,
             },
-            None => ExactSum {
+            None => Wide {
                 mantissa: 0,
                 magnitude: 0,
                 scale,
                 overflow: true,
             },
+        })
+    }
+
+    /// Adds `o` in place.
+    pub fn add(&mut self, o: &ExactSum) {
+        // The common case, two inline sums at one scale, without widening.
+        if let (
+            Repr::Small {
+                mantissa,
+                magnitude,
+                scale,
+            },
+            Repr::Small {
+                mantissa: m2,
+                magnitude: g2,
+                scale: s2,
+            },
+        ) = (&mut self.0, &o.0)
+        {
+            if *scale == *s2 {
+                if let (Some(g), Some(m)) = (magnitude.checked_add(*g2), mantissa.checked_add(*m2))
+                {
+                    // |m| <= g: a magnitude that fits i64 keeps the mantissa in range too.
+                    if g <= i64::MAX as u64 {
+                        *magnitude = g;
+                        *mantissa = m;
+                        return;
+                    }
+                }
+            }
         }
+        *self = self.plus(o);
     }
 
     /// Adds a decimal.
     #[must_use]
-    pub fn plus_decimal(self, d: Decimal) -> ExactSum {
-        self.plus(ExactSum::of(d))
+    pub fn plus_decimal(&self, d: Decimal) -> ExactSum {
+        self.plus(&ExactSum::of(d))
     }
 
     /// The sum as a `Decimal` at its scale when it fits (at most 28 digits,
@@ -536,11 +631,12 @@ impl ExactSum {
     /// rounded once, half to even, to the largest scale at which it fits: a
     /// function of the exact sum alone, so still the same for any order (see
     /// "Precision" in docs/accruals.md).
-    pub fn to_decimal(self) -> Result<Decimal, SumError> {
-        if self.overflow {
+    pub fn to_decimal(&self) -> Result<Decimal, SumError> {
+        let w = self.wide();
+        if w.overflow {
             return Err(SumError::Overflow);
         }
-        let (m, scale) = (self.mantissa, self.scale);
+        let (m, scale) = (w.mantissa, w.scale);
         for drop in 0..=scale {
             // One rounding of the exact sum, half to even, `drop` decimals fewer.
             let Some(p) = 10i128.checked_pow(drop) else {
@@ -569,7 +665,7 @@ impl ExactSum {
 pub fn sum_exact(a: Decimal, b: Decimal) -> Option<Decimal> {
     let s = ExactSum::of(a).plus_decimal(b);
     let d = s.to_decimal().ok()?;
-    (d.scale() == s.scale).then_some(d)
+    (d.scale() == s.wide().scale).then_some(d)
 }
 
 /// Where the records of one input file (billing or usage) went.
@@ -939,10 +1035,33 @@ mod tests {
         assert_eq!(s.to_decimal(), Err(SumError::Overflow));
         // Sticky.
         assert_eq!(
-            s.plus(ExactSum::default()).to_decimal(),
+            s.plus(&ExactSum::default()).to_decimal(),
             Err(SumError::Overflow)
         );
         assert_eq!(sum_exact(Decimal::MAX, Decimal::ONE), None);
+    }
+
+    #[test]
+    fn exact_sums_are_small_and_their_form_follows_the_value() {
+        assert_eq!(std::mem::size_of::<ExactSum>(), 24);
+        assert_eq!(std::mem::size_of::<Sums>(), 56);
+        // Across the inline limit and back: the same values, the same sums,
+        // whether added in place (the fast path) or through `plus`.
+        let half = Decimal::from(i64::MAX / 2 + 1);
+        let mut in_place = ExactSum::of(half);
+        in_place.add(&ExactSum::of(half));
+        let through = ExactSum::of(half).plus(&ExactSum::of(half));
+        assert_eq!(in_place, through);
+        assert!(matches!(in_place.0, Repr::Wide(_)));
+        assert_eq!(in_place.to_decimal().unwrap(), half * Decimal::TWO);
+        let mut small = ExactSum::of(dec("1.50"));
+        small.add(&ExactSum::of(dec("-0.25")));
+        assert!(matches!(small.0, Repr::Small { .. }));
+        assert_eq!(small, ExactSum::of(dec("1.50")).plus_decimal(dec("-0.25")));
+        assert_eq!(small.to_decimal().unwrap().to_string(), "1.25");
+        // Scales differ: aligned to the larger.
+        small.add(&ExactSum::of(dec("0.001")));
+        assert_eq!(small.to_decimal().unwrap().to_string(), "1.251");
     }
 
     proptest::proptest! {
@@ -972,8 +1091,8 @@ mod tests {
                 .windows(2)
                 .map(|w| shuffled[w[0]..w[1]].iter().fold(ExactSum::default(), |s, t| s.plus_decimal(*t)))
                 .collect();
-            let merged = parts.iter().rev().fold(ExactSum::default(), |s, p| s.plus(*p));
-            proptest::prop_assert_eq!(merged, forward);
+            let merged = parts.iter().rev().fold(ExactSum::default(), |s, p| s.plus(p));
+            proptest::prop_assert_eq!(&merged, &forward);
             let d = forward.to_decimal();
             proptest::prop_assert_eq!(merged.to_decimal(), d);
             if let Ok(d) = d {
@@ -1063,7 +1182,7 @@ mod tests {
         });
         let map = shared.into_map();
         let sorted = |m: &DetailMap| {
-            let mut v: Vec<_> = m.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            let mut v: Vec<_> = m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             v.sort_by(|x, y| x.0.cmp(&y.0));
             v.into_iter()
                 .map(|(k, v)| {
@@ -1118,12 +1237,16 @@ mod tests {
         }
         a.merge(b);
         let sorted = |f: &Fold| {
-            let mut v: Vec<_> = f.details.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            let mut v: Vec<_> = f
+                .details
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             v.sort_by(|x, y| x.0.cmp(&y.0));
             v
         };
         assert_eq!(sorted(&one), sorted(&a));
-        let p1 = sorted(&a)[0].1;
+        let p1 = sorted(&a)[0].1.clone();
         assert_eq!(
             (p1.lines, p1.accrual.to_decimal().unwrap().to_string()),
             (3, "0.0001".to_string())

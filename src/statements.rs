@@ -619,14 +619,14 @@ fn partner_statement(
                 "partner {partner_id}, customer {cust}, program {program_id}, month {month} ({currency})"
             )
         };
-        let exact = |s: crate::fold::ExactSum, of: &str| {
+        let exact = |s: &crate::fold::ExactSum, of: &str| {
             s.to_decimal().map_err(|e| Overflow {
                 what: what(),
                 cause: format!("sum of the {of} amounts: {e}"),
             })
         };
-        let basis = exact(sums.basis, "basis")?;
-        let accrual = exact(sums.accrual, "accrual")?;
+        let basis = exact(&sums.basis, "basis")?;
+        let accrual = exact(&sums.accrual, "accrual")?;
         let line = StatementLine {
             customer_id,
             customer_name: name,
@@ -656,8 +656,8 @@ fn partner_statement(
                 rate: k.rate,
                 share: k.share,
                 lines: s.lines,
-                basis: exact(s.basis, "basis")?,
-                accrual_exact: exact(s.accrual, "accrual")?,
+                basis: exact(&s.basis, "basis")?,
+                accrual_exact: exact(&s.accrual, "accrual")?,
             });
         }
         cs.lines.push(line.clone());
