@@ -92,7 +92,6 @@ fn partner(i: usize, customers: usize, subs: usize) -> PartnerStatement {
     PartnerStatement {
         partner_id: format!("P{i:06}"),
         partner_name: format!("Partner {i} Beratung AG"),
-        lines,
         program_totals: Vec::new(),
         totals: vec![total],
         customers: cs,

@@ -11,6 +11,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use hashbrown::HashMap;
+
 use chrono::NaiveDate;
 use rayon::prelude::*;
 use rust_decimal::Decimal;
@@ -97,7 +99,9 @@ pub struct DetailLine {
     #[serde(with = "month_label")]
     pub month: Month,
     pub association: Association,
-    pub subscription_id: Box<str>,
+    /// Shared by the partner's details of one subscription (months,
+    /// programs): a run holds one detail per statement group, millions.
+    pub subscription_id: Arc<str>,
     pub currency: Currency,
     pub rate: Decimal,
     pub share: Decimal,
@@ -210,10 +214,6 @@ pub struct CustomerStatement {
 pub struct PartnerStatement {
     pub partner_id: String,
     pub partner_name: String,
-    /// Every customer's lines, in customer order (in `statements.json` only
-    /// under each customer).
-    #[serde(skip_serializing, default)]
-    pub lines: Vec<StatementLine>,
     /// Per customer, program and currency: the sum of its month lines.
     #[serde(default)]
     pub program_totals: Vec<ProgramTotal>,
@@ -226,6 +226,13 @@ pub struct PartnerStatement {
     pub attainment: Vec<crate::model::AttainmentLine>,
     /// How tiered revenue rates were chosen for this partner's customers.
     pub tier_notes: Vec<crate::model::TierNote>,
+}
+
+impl PartnerStatement {
+    /// Every customer's lines, in customer order.
+    pub fn lines(&self) -> impl Iterator<Item = &StatementLine> + Clone {
+        self.customers.iter().flat_map(|c| c.lines.iter())
+    }
 }
 
 /// One row of `summary.csv`.
@@ -287,7 +294,6 @@ impl StatementSet {
             }
         };
         for p in &mut set.partners {
-            p.lines.clear();
             for c in &mut p.customers {
                 let customer: Arc<str> = Arc::from(c.customer_name.as_str());
                 for l in &mut c.lines {
@@ -297,7 +303,6 @@ impl StatementSet {
                 for d in &mut c.details {
                     name(&d.program_id, &mut d.program_name);
                 }
-                p.lines.extend(c.lines.iter().cloned());
             }
         }
         Ok(set)
@@ -326,7 +331,10 @@ pub fn fill_partner_names(set: &mut StatementSet, known: &BTreeMap<String, Strin
 }
 
 /// Totals per currency of `lines` (of partner `partner`, for errors).
-fn totals(lines: &[StatementLine], partner: &str) -> Result<Vec<CurrencyTotal>, Overflow> {
+fn totals<'a>(
+    lines: impl IntoIterator<Item = &'a StatementLine>,
+    partner: &str,
+) -> Result<Vec<CurrencyTotal>, Overflow> {
     let mut m: BTreeMap<Currency, (Decimal, Decimal)> = BTreeMap::new();
     for l in lines {
         let e = m.entry(l.currency).or_default();
@@ -464,7 +472,7 @@ pub fn build(
     }
     let mut summary: BTreeMap<(String, String, Currency), SummaryRow> = BTreeMap::new();
     for p in &partners {
-        for l in &p.lines {
+        for l in p.lines() {
             let row = summary
                 .entry((p.partner_id.clone(), l.program_id.to_string(), l.currency))
                 .or_insert_with(|| SummaryRow {
@@ -538,7 +546,10 @@ fn new_customer(
 
 /// The totals over months of `lines` (sorted by customer, program, currency,
 /// month), of partner `partner` for errors.
-fn program_totals(lines: &[StatementLine], partner: &str) -> Result<Vec<ProgramTotal>, Overflow> {
+fn program_totals<'a>(
+    lines: impl IntoIterator<Item = &'a StatementLine>,
+    partner: &str,
+) -> Result<Vec<ProgramTotal>, Overflow> {
     let mut out: Vec<ProgramTotal> = Vec::new();
     for l in lines {
         match out.last_mut() {
@@ -584,9 +595,9 @@ fn partner_statement(
     // Groups are sorted by customer, program, currency and month first: each
     // run of equal (customer, program, currency, month) is one statement line.
     let mut customers: Vec<CustomerStatement> = Vec::new();
-    let mut lines = Vec::new();
     // The customer's ID and name, shared by its lines (grouped by customer first).
     let mut current: Option<(Arc<str>, Arc<str>)> = None;
+    let mut subscriptions: HashMap<&str, Arc<str>> = HashMap::new();
     fn line_key(k: &DetailKey) -> (&str, u32, Currency, Month) {
         (k.customer_id(), k.program, k.currency, k.month)
     }
@@ -651,7 +662,10 @@ fn partner_statement(
                 program_name: program_name.clone(),
                 month,
                 association: k.association,
-                subscription_id: k.subscription_id().into(),
+                subscription_id: subscriptions
+                    .entry(k.subscription_id())
+                    .or_insert_with_key(|s| Arc::from(*s))
+                    .clone(),
                 currency,
                 rate: k.rate,
                 share: k.share,
@@ -660,8 +674,7 @@ fn partner_statement(
                 accrual_exact: exact(&s.accrual, "accrual")?,
             });
         }
-        cs.lines.push(line.clone());
-        lines.push(line);
+        cs.lines.push(line);
     }
     let customers: Vec<CustomerStatement> = customers
         .into_iter()
@@ -675,10 +688,9 @@ fn partner_statement(
         .collect::<Result<_, Overflow>>()?;
     Ok(PartnerStatement {
         partner_name: names.get(&partner_id).cloned().unwrap_or_default(),
-        totals: totals(&lines, &partner_id)?,
-        program_totals: program_totals(&lines, &partner_id)?,
+        totals: totals(customers.iter().flat_map(|c| &c.lines), &partner_id)?,
+        program_totals: program_totals(customers.iter().flat_map(|c| &c.lines), &partner_id)?,
         partner_id,
-        lines,
         customers,
         reporting_total: None,
         attainment: Vec::new(),
@@ -696,8 +708,7 @@ pub fn attach_usage(set: &mut StatementSet, partners: &[PartnerUsage], notes: &[
         let mut ns: Vec<TierNote> = notes
             .iter()
             .filter(|n| {
-                p.lines
-                    .iter()
+                p.lines()
                     .any(|l| *l.customer_id == *n.customer_id && *l.program_id == *n.program_id)
             })
             .cloned()
@@ -765,8 +776,7 @@ mod tests {
 
     fn line<'s>(set: &'s StatementSet, customer: &str, currency: &str) -> &'s StatementLine {
         set.partners[0]
-            .lines
-            .iter()
+            .lines()
             .find(|l| &*l.customer_id == customer && l.currency == cur(currency))
             .unwrap()
     }
@@ -826,7 +836,7 @@ mod tests {
             ],
         );
         let p = &set.partners[0];
-        assert_eq!(p.lines.len(), 3);
+        assert_eq!(p.lines().count(), 3);
         let totals: Vec<(String, Decimal)> = p
             .totals
             .iter()
@@ -854,10 +864,10 @@ mod tests {
             &[("r1", "c1", "0.005", "EUR"), ("r1", "c2", "0.005", "EUR")],
         );
         let p = &set.partners[0];
-        let lines: Decimal = p.lines.iter().map(|l| l.amount).sum();
+        let lines: Decimal = p.lines().map(|l| l.amount).sum();
         assert_eq!(lines, d("0.02"));
         assert_eq!(p.totals[0].amount, d("0.02"));
-        let exact: Decimal = p.lines.iter().map(|l| l.accrual_exact).sum();
+        let exact: Decimal = p.lines().map(|l| l.accrual_exact).sum();
         assert_eq!(exact, d("0.010"));
         // The summary row of the partner and program adds the same rounded lines.
         assert_eq!(set.summary[0].accrual_amount, d("0.02"));

@@ -286,7 +286,7 @@ fn read_statements(
 /// The statement lines, totals and designation rows of `set` into `rec`.
 fn statement_records(set: &StatementSet, rec: &mut CloseRecord) {
     for p in &set.partners {
-        for l in &p.lines {
+        for l in p.lines() {
             rec.lines.push(LineRec {
                 partner_id: p.partner_id.clone(),
                 partner_name: p.partner_name.clone(),

@@ -144,7 +144,7 @@ pub fn compare(
         ));
     }
     for p in &now.partners {
-        for l in &p.lines {
+        for l in p.lines() {
             let k = LineKey {
                 partner_id: p.partner_id.clone(),
                 customer_id: l.customer_id.to_string(),

@@ -220,7 +220,13 @@ pub fn partner_statement_csv(p: &PartnerStatement, set: &StatementSet) -> csv::R
         "accrual_amount",
     ]);
     let mut totals = p.program_totals.iter();
-    for (i, l) in p.lines.iter().enumerate() {
+    // A program's months are a run of one customer's lines.
+    let each = p
+        .customers
+        .iter()
+        .flat_map(|c| (0..c.lines.len()).map(|i| (&c.lines, i)));
+    for (lines, i) in each {
+        let l = &lines[i];
         w.b.text(&l.customer_id);
         w.b.text(&l.customer_name);
         w.b.text(&l.program_id);
@@ -236,7 +242,7 @@ pub fn partner_statement_csv(p: &PartnerStatement, set: &StatementSet) -> csv::R
         w.exact(l.accrual_exact, l.currency);
         w.amount(l.amount);
         w.b.end();
-        if let Some(t) = month_total_after(&p.lines, i, &mut totals) {
+        if let Some(t) = month_total_after(lines, i, &mut totals) {
             w.b.text(&t.customer_id);
             w.b.text(&l.customer_name);
             w.b.text(&t.program_id);

@@ -59,7 +59,7 @@ pub fn entries(set: &StatementSet) -> Result<Vec<JournalEntry<'_>>, Fatal> {
     let mut out = Vec::new();
     for p in &set.partners {
         let mut m: BTreeMap<(&str, Month, Currency), Decimal> = BTreeMap::new();
-        for l in &p.lines {
+        for l in p.lines() {
             let e = m
                 .entry((&*l.program_id, l.month, l.currency))
                 .or_insert(Decimal::ZERO);

@@ -39,7 +39,7 @@ pub fn monthly_amounts(
 ) -> BTreeMap<Currency, Option<BTreeMap<Month, Decimal>>> {
     let months = period_months(period);
     let mut out: BTreeMap<Currency, Option<BTreeMap<Month, Decimal>>> = BTreeMap::new();
-    for l in &p.lines {
+    for l in p.lines() {
         let e = out
             .entry(l.currency)
             .or_insert_with(|| Some(months.iter().map(|m| (*m, Decimal::ZERO)).collect()));

@@ -232,7 +232,7 @@ impl Renderer {
                     self.tier_rates(&mut cv, p, width);
                 }
                 PartnerSection::Totals => {
-                    let kinds = usage.by_currency(&p.lines);
+                    let kinds = usage.by_currency(p.lines());
                     self.totals(&mut cv, &p.totals, &kinds, width);
                 }
             }
@@ -281,8 +281,7 @@ impl Renderer {
     ) {
         let l = &self.t.locale.labels;
         let program_names: BTreeMap<&str, &str> = p
-            .lines
-            .iter()
+            .lines()
             .map(|l| (&*l.program_id, &*l.program_name))
             .collect();
         let program_name = |id: &str| -> String {

@@ -47,7 +47,10 @@ impl<'a> UsagePrograms<'a> {
 
     /// Per currency: are all lines usage lines (`Some(true)`), none
     /// (`Some(false)`), or some (`None`: their basis adds units to money).
-    pub fn by_currency(&self, lines: &[StatementLine]) -> BTreeMap<Currency, Option<bool>> {
+    pub fn by_currency<'l>(
+        &self,
+        lines: impl IntoIterator<Item = &'l StatementLine>,
+    ) -> BTreeMap<Currency, Option<bool>> {
         let mut m: BTreeMap<Currency, Option<bool>> = BTreeMap::new();
         for l in lines {
             let u = self.is(&l.program_id);
@@ -139,8 +142,7 @@ fn tier_rows(p: &PartnerStatement) -> Vec<TierRow<'_>> {
             .unwrap_or_else(|| id.to_string())
     };
     let program = |id: &str| {
-        p.lines
-            .iter()
+        p.lines()
             .find(|l| &*l.program_id == id && !l.program_name.is_empty())
             .map(|l| l.program_name.to_string())
             .unwrap_or_else(|| id.to_string())
