@@ -20,21 +20,18 @@ use crate::config::Association;
 use crate::dates::Month;
 use crate::model::TierNotes;
 use crate::money::Currency;
-use crate::text::{IdText, Text};
+use crate::text::IdText;
 
 /// The finest grouping of accruals that statements show: (partner, customer,
 /// program, accrual month, currency, association, subscription, rate, share).
 ///
-/// The three IDs are stored together inline (see [`crate::text`]), and the key
-/// carries its hash, so a look-up touches one bucket and folds merge without
-/// hashing strings again.
+/// The three IDs are stored together inline ([`PackedIds`]: a GUID in 17
+/// bytes instead of 36), and the key carries its hash, so a look-up touches
+/// one bucket and folds merge without hashing again.
 #[derive(Clone, Debug)]
 pub struct DetailKey {
     hash: u64,
-    /// partner ID, customer ID and subscription ID, concatenated.
-    text: Text<KEY_INLINE>,
-    partner_len: u32,
-    customer_len: u32,
+    ids: PackedIds,
     pub program: u32,
     /// The accrual month ([`Accrual::month`]).
     pub month: Month,
@@ -44,57 +41,75 @@ pub struct DetailKey {
     pub share: Decimal,
 }
 
-/// Inline room for an MPN ID and two GUIDs (7 + 36 + 36 bytes); longer keys
-/// (a GUID partner ID, say) go to the heap.
-const KEY_INLINE: usize = 80;
-
 impl DetailKey {
-    pub fn partner_id(&self) -> &str {
-        &self.text.as_str()[..self.partner_len as usize]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        partner_id: &str,
+        customer_id: &str,
+        program: u32,
+        month: Month,
+        currency: Currency,
+        association: Association,
+        subscription_id: &str,
+        rate: Decimal,
+        share: Decimal,
+    ) -> DetailKey {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let ids = PackedIds::new([partner_id, customer_id, subscription_id]);
+        let mut h = foldhash::fast::FixedState::with_seed(0x005e_ed0f_901d).build_hasher();
+        ids.bytes().hash(&mut h);
+        (ids.ends, program, month, currency, association).hash(&mut h);
+        rate.hash(&mut h);
+        share.hash(&mut h);
+        DetailKey {
+            hash: h.finish(),
+            ids,
+            program,
+            month,
+            currency,
+            association,
+            rate,
+            share,
+        }
     }
 
-    pub fn customer_id(&self) -> &str {
-        let p = self.partner_len as usize;
-        &self.text.as_str()[p..p + self.customer_len as usize]
+    pub fn partner_id(&self) -> Id<'_> {
+        Id::unpack(self.ids.part(0))
     }
 
-    pub fn subscription_id(&self) -> &str {
-        &self.text.as_str()[(self.partner_len + self.customer_len) as usize..]
+    pub fn customer_id(&self) -> Id<'_> {
+        Id::unpack(self.ids.part(1))
     }
 
-    /// The key in output order. IDs compare as bytes, which for UTF-8 is the
-    /// order of `str` (and skips re-checking the inline text as UTF-8 on every
-    /// comparison of a sort).
-    fn sort_key(&self) -> SortKey<'_> {
-        let t = self.text.as_bytes();
-        let (p, rest) = t.split_at(self.partner_len as usize);
-        let (c, s) = rest.split_at(self.customer_len as usize);
-        (
-            p,
-            c,
-            self.program,
-            self.currency,
-            self.month,
-            self.association,
-            s,
-            self.rate,
-            self.share,
-        )
+    pub fn subscription_id(&self) -> Id<'_> {
+        Id::unpack(self.ids.part(2))
+    }
+
+    /// The IDs packed: equal exactly when the IDs are (see [`PackedIds`]), and
+    /// cheaper to compare than the text.
+    pub fn packed_partner(&self) -> &[u8] {
+        self.ids.part(0)
+    }
+
+    pub fn packed_customer(&self) -> &[u8] {
+        self.ids.part(1)
+    }
+
+    pub fn packed_subscription(&self) -> &[u8] {
+        self.ids.part(2)
     }
 }
 
 impl PartialEq for DetailKey {
     fn eq(&self, o: &DetailKey) -> bool {
         self.hash == o.hash
-            && self.partner_len == o.partner_len
-            && self.customer_len == o.customer_len
             && self.program == o.program
             && self.month == o.month
             && self.currency == o.currency
             && self.association == o.association
             && self.rate == o.rate
             && self.share == o.share
-            && self.text == o.text
+            && self.ids == o.ids
     }
 }
 
@@ -106,111 +121,205 @@ impl PartialOrd for DetailKey {
     }
 }
 
+/// In output order: (partner, customer, program, currency, month,
+/// association, subscription, rate, share), IDs in the order of their text;
+/// each statement line's groups (customer, program, currency, month) are one
+/// run of the sorted groups.
 impl Ord for DetailKey {
     fn cmp(&self, o: &DetailKey) -> std::cmp::Ordering {
-        self.sort_key().cmp(&o.sort_key())
+        cmp_packed(self.ids.part(0), o.ids.part(0))
+            .then_with(|| cmp_packed(self.ids.part(1), o.ids.part(1)))
+            .then_with(|| {
+                (self.program, self.currency, self.month, self.association).cmp(&(
+                    o.program,
+                    o.currency,
+                    o.month,
+                    o.association,
+                ))
+            })
+            .then_with(|| cmp_packed(self.ids.part(2), o.ids.part(2)))
+            .then_with(|| (self.rate, self.share).cmp(&(o.rate, o.share)))
     }
 }
 
-/// (partner, customer, program, currency, month, association, subscription,
-/// rate, share): each statement line's groups (customer, program, currency,
-/// month) are one run of the sorted groups.
-type SortKey<'a> = (
-    &'a [u8],
-    &'a [u8],
-    u32,
-    Currency,
-    Month,
-    Association,
-    &'a [u8],
-    Decimal,
-    Decimal,
-);
+/// Marks a packed GUID: no UTF-8 text starts with this byte, so a packed
+/// GUID never equals an ID kept as text.
+const GUID_TAG: u8 = 0xFF;
+/// The tag and a GUID's 16 bytes.
+const PACKED_GUID: usize = 17;
+/// The text of a GUID: `8-4-4-4-12` lower-case hex digits.
+const GUID_TEXT: usize = 36;
 
-/// A borrowed [`DetailKey`] for allocation-free look-ups.
-struct DetailRef<'a> {
-    hash: u64,
-    partner_id: &'a str,
-    customer_id: &'a str,
-    program: u32,
-    month: Month,
-    currency: Currency,
-    association: Association,
-    subscription_id: &'a str,
-    rate: Decimal,
-    share: Decimal,
-}
-
-impl<'a> DetailRef<'a> {
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        partner_id: &'a str,
-        customer_id: &'a str,
-        program: u32,
-        month: Month,
-        currency: Currency,
-        association: Association,
-        subscription_id: &'a str,
-        rate: Decimal,
-        share: Decimal,
-    ) -> DetailRef<'a> {
-        use std::hash::{BuildHasher, Hash, Hasher};
-        let mut h = foldhash::fast::FixedState::with_seed(0x005e_ed0f_901d).build_hasher();
-        partner_id.hash(&mut h);
-        customer_id.hash(&mut h);
-        subscription_id.hash(&mut h);
-        (program, month, currency, association).hash(&mut h);
-        rate.hash(&mut h);
-        share.hash(&mut h);
-        DetailRef {
-            hash: h.finish(),
-            partner_id,
-            customer_id,
-            program,
-            month,
-            currency,
-            association,
-            subscription_id,
-            rate,
-            share,
-        }
+/// A lower-case GUID in its canonical text form as its 16 bytes, after
+/// [`GUID_TAG`]; `None` for any other text (kept as it is).
+///
+/// Tenant and subscription IDs are GUIDs, and the fold's keys hold two of
+/// them: packed, a statement group takes 38 bytes less. Packing is
+/// one-to-one (only the canonical form is packed, upper case or braces are
+/// kept as text), so packed keys are equal exactly when the IDs are, and two
+/// packed GUIDs compare as their text does (hex digits in order, dashes in the
+/// same places).
+fn pack_guid(id: &str) -> Option<[u8; PACKED_GUID]> {
+    let b = id.as_bytes();
+    if b.len() != GUID_TEXT {
+        return None;
     }
-
-    fn to_key(&self) -> DetailKey {
-        DetailKey {
-            hash: self.hash,
-            text: Text::concat(&[self.partner_id, self.customer_id, self.subscription_id]),
-            partner_len: self.partner_id.len() as u32,
-            customer_len: self.customer_id.len() as u32,
-            program: self.program,
-            month: self.month,
-            currency: self.currency,
-            association: self.association,
-            rate: self.rate,
-            share: self.share,
-        }
-    }
-}
-
-impl DetailRef<'_> {
-    fn equivalent(&self, k: &DetailKey) -> bool {
-        self.hash == k.hash
-            && self.program == k.program
-            && self.month == k.month
-            && self.association == k.association
-            && self.currency == k.currency
-            && self.rate == k.rate
-            && self.share == k.share
-            && self.partner_id.len() == k.partner_len as usize
-            && self.customer_id.len() == k.customer_len as usize
-            && {
-                let t = k.text.as_bytes();
-                let (p, rest) = t.split_at(k.partner_len as usize);
-                let (c, s) = rest.split_at(k.customer_len as usize);
-                p == self.partner_id.as_bytes()
-                    && c == self.customer_id.as_bytes()
-                    && s == self.subscription_id.as_bytes()
+    let mut out = [0u8; PACKED_GUID];
+    out[0] = GUID_TAG;
+    let mut nibbles = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            if c != b'-' {
+                return None;
             }
+            continue;
+        }
+        let v = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => return None,
+        };
+        out[1 + nibbles / 2] |= if nibbles % 2 == 0 { v << 4 } else { v };
+        nibbles += 1;
+    }
+    Some(out)
+}
+
+/// The text of a packed GUID.
+fn unpack_guid(p: &[u8]) -> [u8; GUID_TEXT] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [b'-'; GUID_TEXT];
+    let mut at = 0;
+    for &byte in &p[1..PACKED_GUID] {
+        if matches!(at, 8 | 13 | 18 | 23) {
+            at += 1;
+        }
+        out[at] = HEX[(byte >> 4) as usize];
+        out[at + 1] = HEX[(byte & 15) as usize];
+        at += 2;
+        if matches!(at, 8 | 13 | 18 | 23) {
+            at += 1;
+        }
+    }
+    out
+}
+
+/// Two packed IDs in the order of their text.
+fn cmp_packed(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    let guid = |p: &[u8]| p.first() == Some(&GUID_TAG);
+    match (guid(a), guid(b)) {
+        (true, false) => unpack_guid(a)[..].cmp(b),
+        (false, true) => a.cmp(&unpack_guid(b)[..]),
+        _ => a.cmp(b),
+    }
+}
+
+/// A key's ID: borrowed text, or a packed GUID's text.
+pub struct Id<'a>(IdRepr<'a>);
+
+enum IdRepr<'a> {
+    Text(&'a str),
+    Guid([u8; GUID_TEXT]),
+}
+
+impl Id<'_> {
+    fn unpack(p: &[u8]) -> Id<'_> {
+        if p.first() == Some(&GUID_TAG) {
+            Id(IdRepr::Guid(unpack_guid(p)))
+        } else {
+            // Parts not packed are copies of `&str`s.
+            Id(IdRepr::Text(
+                std::str::from_utf8(p).expect("an ID kept as text is UTF-8"),
+            ))
+        }
+    }
+}
+
+impl std::ops::Deref for Id<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match &self.0 {
+            IdRepr::Text(s) => s,
+            IdRepr::Guid(b) => std::str::from_utf8(b).expect("hex digits and dashes"),
+        }
+    }
+}
+
+impl std::fmt::Display for Id<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl std::fmt::Debug for Id<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
+}
+
+/// The partner, customer and subscription IDs of a [`DetailKey`], each a
+/// GUID packed to 17 bytes ([`pack_guid`]) or its text, concatenated; inline
+/// up to [`IDS_INLINE`] bytes (an MPN ID and two GUIDs take 7 + 17 + 17),
+/// on the heap beyond, so any input still works.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct PackedIds {
+    bytes: IdBytes,
+    /// Where the partner's and the customer's parts end.
+    ends: [u32; 2],
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum IdBytes {
+    Inline { len: u8, buf: [u8; IDS_INLINE] },
+    Heap(Box<[u8]>),
+}
+
+const IDS_INLINE: usize = 46;
+
+impl PackedIds {
+    fn new(ids: [&str; 3]) -> PackedIds {
+        let packed = ids.map(pack_guid);
+        let part = |i: usize| -> &[u8] {
+            match &packed[i] {
+                Some(p) => p,
+                None => ids[i].as_bytes(),
+            }
+        };
+        let lens = [part(0).len(), part(1).len(), part(2).len()];
+        let len: usize = lens.iter().sum();
+        let ends = [lens[0] as u32, (lens[0] + lens[1]) as u32];
+        let bytes = if len <= IDS_INLINE {
+            let mut buf = [0u8; IDS_INLINE];
+            let mut at = 0;
+            for i in 0..3 {
+                buf[at..at + lens[i]].copy_from_slice(part(i));
+                at += lens[i];
+            }
+            IdBytes::Inline {
+                len: len as u8,
+                buf,
+            }
+        } else {
+            IdBytes::Heap([part(0), part(1), part(2)].concat().into_boxed_slice())
+        };
+        PackedIds { bytes, ends }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match &self.bytes {
+            IdBytes::Inline { len, buf } => &buf[..*len as usize],
+            IdBytes::Heap(b) => b,
+        }
+    }
+
+    fn part(&self, i: usize) -> &[u8] {
+        let b = self.bytes();
+        let (from, to) = match i {
+            0 => (0, self.ends[0] as usize),
+            1 => (self.ends[0] as usize, self.ends[1] as usize),
+            _ => (self.ends[1] as usize, b.len()),
+        };
+        &b[from..to]
     }
 }
 
@@ -298,17 +407,10 @@ impl DetailMap {
         self.len += other.len;
     }
 
-    fn add_ref(&mut self, r: &DetailRef<'_>, s: &Sums) {
-        match self.find_mut(r.hash, |k| r.equivalent(k)) {
-            Some(v) => v.add(s),
-            None => self.insert_new(r.hash, r.to_key(), s.clone()),
-        }
-    }
-
-    fn add_key(&mut self, k: DetailKey, s: &Sums) {
+    fn add_key(&mut self, k: DetailKey, s: Sums) {
         match self.find_mut(k.hash, |x| *x == k) {
-            Some(v) => v.add(s),
-            None => self.insert_new(k.hash, k, s.clone()),
+            Some(v) => v.add(&s),
+            None => self.insert_new(k.hash, k, s),
         }
     }
 
@@ -321,13 +423,13 @@ impl DetailMap {
     }
 }
 
-fn accrual_ref<'a>(
-    a: &Accrual<'a>,
-    customer_key: &'a str,
-    subscription_key: &'a str,
+fn accrual_key(
+    a: &Accrual<'_>,
+    customer_key: &str,
+    subscription_key: &str,
     currency: Currency,
-) -> (DetailRef<'a>, Sums) {
-    let r = DetailRef::new(
+) -> (DetailKey, Sums) {
+    let r = DetailKey::new(
         a.partner_id,
         customer_key,
         a.program as u32,
@@ -378,14 +480,14 @@ impl SharedDetails {
         subscription_key: &str,
         currency: Currency,
     ) {
-        let (r, s) = accrual_ref(a, customer_key, subscription_key, currency);
+        let (k, s) = accrual_key(a, customer_key, subscription_key, currency);
         // Bits the shard's own table does not use: it indexes by the low bits
         // and tags by the top seven.
-        let shard = &self.shards[(r.hash >> 40) as usize % SHARDS];
+        let shard = &self.shards[(k.hash >> 40) as usize % SHARDS];
         shard
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .add_ref(&r, &s);
+            .add_key(k, s);
     }
 
     /// All groups in one map (the shards hold disjoint groups).
@@ -834,8 +936,8 @@ impl Fold {
         subscription_key: &str,
         currency: Currency,
     ) {
-        let (r, s) = accrual_ref(a, customer_key, subscription_key, currency);
-        self.details.add_ref(&r, &s);
+        let (k, s) = accrual_key(a, customer_key, subscription_key, currency);
+        self.details.add_key(k, s);
     }
 
     /// Records a customer's name at input position `at` (see [`input_order`]).
@@ -892,7 +994,7 @@ impl Fold {
             std::mem::swap(&mut self.details, &mut later.details);
         } else {
             for (k, v) in later.details.take_all() {
-                self.details.add_key(k, &v);
+                self.details.add_key(k, v);
             }
         }
         for (k, v) in later.customer_names.drain() {
@@ -1041,6 +1143,72 @@ mod tests {
         assert_eq!(sum_exact(Decimal::MAX, Decimal::ONE), None);
     }
 
+    fn key(p: &str, c: &str, s: &str) -> DetailKey {
+        let d = Decimal::ONE;
+        let m = Month::from_ym(2026, 10);
+        let eur = Currency::parse("EUR").unwrap();
+        DetailKey::new(p, c, 0, m, eur, Association::Dpor, s, d, d)
+    }
+
+    #[test]
+    fn guids_are_packed_and_read_back() {
+        let g = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
+        assert_eq!(pack_guid(g).unwrap()[1..4], [0x0f, 0x1e, 0x2d]);
+        assert_eq!(&unpack_guid(&pack_guid(g).unwrap()), g.as_bytes());
+        // Not the canonical form: kept as text.
+        for other in [
+            "0F1E2D3C-4B5A-6978-8796-A5B4C3D2E1F0",
+            "{0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f}",
+            "0f1e2d3c-4b5a-6978-8796_a5b4c3d2e1f0",
+            "0f1e2d3c4b5a697887960a5b4c3d2e1f0aaa",
+            "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1fg",
+        ] {
+            assert_eq!(pack_guid(other), None, "{other}");
+        }
+        let k = key("1234567", g, "ABC");
+        assert_eq!(
+            (&*k.partner_id(), &*k.customer_id(), &*k.subscription_id()),
+            ("1234567", g, "ABC")
+        );
+        assert_eq!(std::mem::size_of::<DetailKey>(), 112);
+        assert!(matches!(k.ids.bytes, IdBytes::Inline { .. }));
+    }
+
+    proptest::proptest! {
+        /// Keys built from packed IDs are equal, and sort, exactly as their
+        /// text does, whatever mix of GUIDs and other text they hold.
+        #[test]
+        fn packed_keys_compare_as_their_text(
+            ids in proptest::collection::vec(
+                proptest::prop_oneof![
+                    "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+                    "[0-9a-f]{0,3}",
+                    "[0-9a-fA-F-]{36}",
+                    "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}[0-9a-zé-]{0,2}",
+                    "\\PC{0,40}",
+                ],
+                6,
+            ),
+        ) {
+            let a = key(&ids[0], &ids[1], &ids[2]);
+            let b = key(&ids[3], &ids[4], &ids[5]);
+            let text = |k: &DetailKey| {
+                (k.partner_id().to_string(), k.customer_id().to_string(), k.subscription_id().to_string())
+            };
+            proptest::prop_assert_eq!(text(&a), (ids[0].clone(), ids[1].clone(), ids[2].clone()));
+            proptest::prop_assert_eq!(text(&b), (ids[3].clone(), ids[4].clone(), ids[5].clone()));
+            let want = (&ids[0], &ids[1], &ids[2]).cmp(&(&ids[3], &ids[4], &ids[5]));
+            proptest::prop_assert_eq!(a.cmp(&b), want);
+            proptest::prop_assert_eq!(a == b, want.is_eq());
+            // A GUID's prefix or extension against the GUID itself.
+            let mut shorter = ids[1].clone();
+            shorter.pop();
+            let c = key(&ids[0], &shorter, &ids[2]);
+            proptest::prop_assert_eq!(a.cmp(&c), ids[1].cmp(&shorter));
+            proptest::prop_assert_eq!(c.cmp(&a), shorter.cmp(&ids[1]));
+        }
+    }
+
     #[test]
     fn exact_sums_are_small_and_their_form_follows_the_value() {
         assert_eq!(std::mem::size_of::<ExactSum>(), 24);
@@ -1149,7 +1317,7 @@ mod tests {
         for (k, v) in a.details.iter() {
             lines += v.lines;
             total += v.accrual.to_decimal().unwrap();
-            if k.partner_id() == "p1" {
+            if &*k.partner_id() == "p1" {
                 let i: usize = k.subscription_id()[4..].parse().unwrap();
                 assert_eq!(v.lines, if i.is_multiple_of(2) { 2 } else { 1 });
             }

@@ -435,7 +435,7 @@ pub fn build(
     let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
     for (i, g) in groups.iter().enumerate() {
         match runs.last_mut() {
-            Some(r) if groups[r.start].0.partner_id() == g.0.partner_id() => r.end = i + 1,
+            Some(r) if groups[r.start].0.packed_partner() == g.0.packed_partner() => r.end = i + 1,
             _ => runs.push(i..i + 1),
         }
     }
@@ -597,9 +597,9 @@ fn partner_statement(
     let mut customers: Vec<CustomerStatement> = Vec::new();
     // The customer's ID and name, shared by its lines (grouped by customer first).
     let mut current: Option<(Arc<str>, Arc<str>)> = None;
-    let mut subscriptions: HashMap<&str, Arc<str>> = HashMap::new();
-    fn line_key(k: &DetailKey) -> (&str, u32, Currency, Month) {
-        (k.customer_id(), k.program, k.currency, k.month)
+    let mut subscriptions: HashMap<&[u8], Arc<str>> = HashMap::new();
+    fn line_key(k: &DetailKey) -> (&[u8], u32, Currency, Month) {
+        (k.packed_customer(), k.program, k.currency, k.month)
     }
     let mut rest = details;
     while let Some((first, _)) = rest.first() {
@@ -607,7 +607,8 @@ fn partner_statement(
         let n = rest.iter().take_while(|(k, _)| line_key(k) == key).count();
         let (ds, later) = rest.split_at(n);
         rest = later;
-        let (cust, prog, currency, month) = key;
+        let (_, prog, currency, month) = key;
+        let cust = &*first.customer_id();
         let (program_id, program_name) = &programs[prog as usize];
         let (customer_id, name) = match &current {
             Some((id, name)) if **id == *cust => (id.clone(), name.clone()),
@@ -663,8 +664,8 @@ fn partner_statement(
                 month,
                 association: k.association,
                 subscription_id: subscriptions
-                    .entry(k.subscription_id())
-                    .or_insert_with_key(|s| Arc::from(*s))
+                    .entry(k.packed_subscription())
+                    .or_insert_with(|| Arc::from(&*k.subscription_id()))
                     .clone(),
                 currency,
                 rate: k.rate,
