@@ -3,8 +3,10 @@
 //! The bytes are exactly `serde_json::to_writer(set)` plus a newline (a test
 //! holds them to it), but the partners, which are nearly all of it (one entry
 //! per statement line and per group: hundreds of megabytes in a large run),
-//! are serialised a few at a time on the worker pool while the previous ones
-//! are written and hashed. Only two batches are held at once.
+//! are cut into pieces of a few thousand customers' details, serialised a
+//! few pieces at a time on the worker pool while the previous ones are
+//! written and hashed. Only two batches are held at once, however large one
+//! partner's statement is.
 
 use std::io::Write;
 use std::path::Path;
@@ -13,7 +15,7 @@ use rayon::prelude::*;
 
 use crate::error::Fatal;
 use crate::render::publish::{HashingWriter, Written};
-use crate::statements::{PartnerStatement, StatementSet};
+use crate::statements::{CustomerStatement, PartnerStatement, StatementSet};
 
 /// Writes `set` to `path` as compact JSON with a trailing newline, on the
 /// current rayon pool.
@@ -34,13 +36,21 @@ pub fn write_statements_json(
 }
 
 fn write_set(w: &mut (impl Write + Send), set: &StatementSet) -> std::io::Result<()> {
+    write_set_in(w, set, PIECE_DETAILS)
+}
+
+fn write_set_in(
+    w: &mut (impl Write + Send),
+    set: &StatementSet,
+    max_details: usize,
+) -> std::io::Result<()> {
     // The fields in `StatementSet`'s order, as serde's derive writes them.
     w.write_all(b"{\"period\":")?;
     serde_json::to_writer(&mut *w, &set.period)?;
     w.write_all(b",\"rounding\":")?;
     serde_json::to_writer(&mut *w, &set.rounding)?;
     w.write_all(b",\"partners\":[")?;
-    write_partners(w, &set.partners)?;
+    write_partners(w, &set.partners, max_details)?;
     w.write_all(b"],\"summary\":")?;
     serde_json::to_writer(&mut *w, &set.summary)?;
     w.write_all(b",\"programs\":")?;
@@ -48,42 +58,123 @@ fn write_set(w: &mut (impl Write + Send), set: &StatementSet) -> std::io::Result
     w.write_all(b"}\n")
 }
 
-/// The partners, comma-separated: each batch serialised in parallel while the
-/// one before it is written. The batches' buffers are reused (two sets): a
-/// fresh buffer of several megabytes per partner is fresh memory for the
-/// kernel to fault in and zero, which cost as much as writing it.
+/// Details per piece of the partners' JSON (about 8 MB of text).
+const PIECE_DETAILS: usize = 30_000;
+
+/// A piece of the partners' JSON: a partner's fields before its customers
+/// (and the comma before it, unless it is the first), a run of its customers,
+/// or its fields after them. Field order is serde's derive order for
+/// [`PartnerStatement`].
+enum Piece<'a> {
+    Head(&'a PartnerStatement, bool),
+    /// Customers, and whether the first is the partner's first.
+    Customers(&'a [CustomerStatement], bool),
+    Tail(&'a PartnerStatement),
+}
+
+/// The partners cut into pieces of at most `max_details` details (at least
+/// one customer each): a large partner's JSON (tens of megabytes) is never
+/// held whole, and its customers are serialised on every thread.
+fn pieces(partners: &[PartnerStatement], max_details: usize) -> Vec<Piece<'_>> {
+    let mut out = Vec::new();
+    for (i, p) in partners.iter().enumerate() {
+        out.push(Piece::Head(p, i == 0));
+        let mut from = 0;
+        while from < p.customers.len() {
+            let mut to = from + 1;
+            let mut n = p.customers[from].details.len();
+            while to < p.customers.len() && n + p.customers[to].details.len() <= max_details {
+                n += p.customers[to].details.len();
+                to += 1;
+            }
+            out.push(Piece::Customers(&p.customers[from..to], from == 0));
+            from = to;
+        }
+        out.push(Piece::Tail(p));
+    }
+    out
+}
+
+fn render_piece(b: &mut Vec<u8>, piece: &Piece<'_>) -> serde_json::Result<()> {
+    b.clear();
+    match *piece {
+        Piece::Head(p, first) => {
+            if !first {
+                b.push(b',');
+            }
+            b.extend_from_slice(b"{\"partner_id\":");
+            serde_json::to_writer(&mut *b, &p.partner_id)?;
+            b.extend_from_slice(b",\"partner_name\":");
+            serde_json::to_writer(&mut *b, &p.partner_name)?;
+            b.extend_from_slice(b",\"program_totals\":");
+            serde_json::to_writer(&mut *b, &p.program_totals)?;
+            b.extend_from_slice(b",\"totals\":");
+            serde_json::to_writer(&mut *b, &p.totals)?;
+            b.extend_from_slice(b",\"customers\":[");
+        }
+        Piece::Customers(cs, first) => {
+            for (j, c) in cs.iter().enumerate() {
+                if j > 0 || !first {
+                    b.push(b',');
+                }
+                serde_json::to_writer(&mut *b, c)?;
+            }
+        }
+        Piece::Tail(p) => {
+            b.extend_from_slice(b"],\"reporting_total\":");
+            serde_json::to_writer(&mut *b, &p.reporting_total)?;
+            b.extend_from_slice(b",\"attainment\":");
+            serde_json::to_writer(&mut *b, &p.attainment)?;
+            b.extend_from_slice(b",\"tier_notes\":");
+            serde_json::to_writer(&mut *b, &p.tier_notes)?;
+            b.push(b'}');
+        }
+    }
+    Ok(())
+}
+
+/// The partners, comma-separated: each batch of pieces serialised in
+/// parallel while the one before it is written. The batches' buffers are
+/// reused (two sets): a fresh buffer of several megabytes is fresh memory for
+/// the kernel to fault in and zero, which cost as much as writing it.
 fn write_partners(
     w: &mut (impl Write + Send),
     partners: &[PartnerStatement],
+    max_details: usize,
 ) -> std::io::Result<()> {
-    let render =
-        |ps: &[PartnerStatement], mut bufs: Vec<Vec<u8>>| -> serde_json::Result<Vec<Vec<u8>>> {
-            bufs.resize_with(ps.len(), Vec::new);
-            bufs.par_iter_mut()
-                .zip(ps.par_iter())
-                .try_for_each(|(b, p)| {
-                    b.clear();
-                    serde_json::to_writer(&mut *b, p)
-                })?;
-            Ok(bufs)
-        };
-    let batch = rayon::current_num_threads().max(1);
-    let mut batches = partners.chunks(batch);
+    let render = |ps: &[Piece<'_>], mut bufs: Vec<Vec<u8>>| -> serde_json::Result<Vec<Vec<u8>>> {
+        bufs.resize_with(ps.len(), Vec::new);
+        bufs.par_iter_mut()
+            .zip(ps.par_iter())
+            .try_for_each(|(b, p)| render_piece(b, p))?;
+        Ok(bufs)
+    };
+    let pieces = pieces(partners, max_details);
+    // A batch holds as many runs of customers as there are threads (and the
+    // heads and tails between them).
+    let threads = rayon::current_num_threads().max(1);
+    let mut batches = Vec::new();
+    let (mut from, mut runs) = (0, 0);
+    for (i, p) in pieces.iter().enumerate() {
+        if matches!(p, Piece::Customers(..)) {
+            runs += 1;
+        }
+        if runs == threads || i + 1 == pieces.len() {
+            batches.push(&pieces[from..=i]);
+            (from, runs) = (i + 1, 0);
+        }
+    }
+    let mut batches = batches.into_iter();
     let mut ready = match batches.next() {
         Some(ps) => render(ps, Vec::new())?,
         None => return Ok(()),
     };
     let mut spare = Vec::new();
-    let mut first = true;
     loop {
         let next = batches.next();
         let (written, rendered) = rayon::join(
             || -> std::io::Result<()> {
                 for j in &ready {
-                    if !first {
-                        w.write_all(b",")?;
-                    }
-                    first = false;
                     w.write_all(j)?;
                 }
                 Ok(())
@@ -185,13 +276,17 @@ mod tests {
                     .num_threads(threads)
                     .build()
                     .unwrap();
-                let mut got = Vec::new();
-                pool.install(|| write_set(&mut got, &set)).unwrap();
-                assert_eq!(
-                    String::from_utf8(got).unwrap(),
-                    String::from_utf8(want.clone()).unwrap(),
-                    "{partners} partners, {threads} threads"
-                );
+                // Customers one, two or three at a time, or a partner's all.
+                for max_details in [0, 2, 5, PIECE_DETAILS] {
+                    let mut got = Vec::new();
+                    pool.install(|| write_set_in(&mut got, &set, max_details))
+                        .unwrap();
+                    assert_eq!(
+                        String::from_utf8(got).unwrap(),
+                        String::from_utf8(want.clone()).unwrap(),
+                        "{partners} partners, {threads} threads, {max_details} details"
+                    );
+                }
             }
         }
     }
