@@ -1,7 +1,7 @@
 //! Short strings kept inline, so hash-map keys compare without following a
 //! pointer.
 //!
-//! The fold's and the designation index's keys are IDs: GUIDs (36 bytes) and
+//! The designation index's and customer names' keys are IDs: GUIDs (36 bytes) and
 //! MPN IDs (a few digits). With a key on the heap, every look-up in a map of
 //! 200,000 groups costs two cache misses (the bucket, then the key's text);
 //! inline, one. Longer text falls back to the heap, so any input still works.
