@@ -23,17 +23,30 @@ pub fn columns<const N: usize>(
     what: &str,
     names: [&str; N],
 ) -> Result<[usize; N], Fatal> {
-    let mut pos = [0; N];
+    let found = columns_or_absent(header, file, what, names, &[])?;
+    Ok(found.map(|p| p.expect("every column is required")))
+}
+
+/// [`columns`], where the columns named in `optional` (added in a later
+/// version of the file) may be absent: `None`.
+pub fn columns_or_absent<const N: usize>(
+    header: &csv::StringRecord,
+    file: &Path,
+    what: &str,
+    names: [&str; N],
+    optional: &[&str],
+) -> Result<[Option<usize>; N], Fatal> {
+    let mut pos = [None; N];
     for (p, name) in pos.iter_mut().zip(names) {
-        *p = header
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| Fatal::Data {
+        *p = header.iter().position(|h| h == name);
+        if p.is_none() && !optional.contains(&name) {
+            return Err(Fatal::Data {
                 file: file.display().to_string(),
                 line: 1,
                 column: Some(name.to_string()),
                 message: format!("no such column: not a porledger {what}"),
-            })?;
+            });
+        }
     }
     Ok(pos)
 }
@@ -256,6 +269,12 @@ mod tests {
             columns(&header, file, "attainment.csv", ["a", "b"]).unwrap(),
             [2, 0]
         );
+        // A column of a later version may be absent, no other.
+        assert_eq!(
+            columns_or_absent(&header, file, "ledger", ["a", "reverses"], &["reverses"]).unwrap(),
+            [Some(2), None]
+        );
+        assert!(columns_or_absent(&header, file, "ledger", ["mau", "a"], &["reverses"]).is_err());
         let e = columns(&header, file, "attainment.csv", ["a", "mau"]).unwrap_err();
         match e {
             Fatal::Data {

@@ -340,21 +340,15 @@ impl<R: Read> LedgerReader<R> {
             message: e.to_string(),
         })?;
         let header = header.clone();
-        let mut pos = [0; LEDGER_COLUMNS.len()];
-        for (i, (p, c)) in pos.iter_mut().zip(LEDGER_COLUMNS.iter()).enumerate() {
-            let found = header.iter().position(|h| h == c.name);
-            if found.is_none() && i == LedgerColumn::Reverses as usize {
-                // A ledger from before reversals: no row reverses anything.
-                *p = usize::MAX;
-                continue;
-            }
-            *p = found.ok_or_else(|| Fatal::Data {
-                file: file.to_string(),
-                line: 1,
-                column: Some(c.name.to_string()),
-                message: "the ledger header has no such column: not a porledger ledger".to_string(),
-            })?;
-        }
+        // A ledger from before reversals has no `reverses`: no row reverses anything.
+        let pos = crate::csv_text::columns_or_absent(
+            &header,
+            std::path::Path::new(file),
+            "ledger",
+            LEDGER_COLUMNS.map(|c| c.name),
+            &[LEDGER_COLUMNS[LedgerColumn::Reverses as usize].name],
+        )?
+        .map(|p| p.unwrap_or(usize::MAX));
         Ok(LedgerReader {
             rdr,
             file: file.to_string(),
