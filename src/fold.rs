@@ -26,12 +26,14 @@ use crate::text::IdText;
 /// program, accrual month, currency, association, subscription, rate, share).
 ///
 /// The three IDs are stored together inline ([`PackedIds`]: a GUID in 17
-/// bytes instead of 36), and the key carries its hash, so a look-up touches
-/// one bucket and folds merge without hashing again.
+/// bytes instead of 36), and the key carries 32 bits of its hash, so a
+/// look-up touches one bucket and folds merge and tables grow without hashing
+/// again (hashing normalises the two decimals). 96 bytes: a run holds one key
+/// per group, millions of them.
 #[derive(Clone, Debug)]
 pub struct DetailKey {
-    hash: u64,
     ids: PackedIds,
+    hash32: u32,
     pub program: u32,
     /// The accrual month ([`Accrual::month`]).
     pub month: Month,
@@ -54,16 +56,18 @@ impl DetailKey {
         rate: Decimal,
         share: Decimal,
     ) -> DetailKey {
-        use std::hash::{BuildHasher, Hash, Hasher};
         let ids = PackedIds::new([partner_id, customer_id, subscription_id]);
-        let mut h = foldhash::fast::FixedState::with_seed(0x005e_ed0f_901d).build_hasher();
-        ids.bytes().hash(&mut h);
-        (ids.ends, program, month, currency, association).hash(&mut h);
-        rate.hash(&mut h);
-        share.hash(&mut h);
+        let hash32 = {
+            use std::hash::{BuildHasher, Hash, Hasher};
+            let mut h = foldhash::fast::FixedState::with_seed(0x005e_ed0f_901d).build_hasher();
+            ids.bytes().hash(&mut h);
+            (ids.ends(), program, month, currency).hash(&mut h);
+            (association, rate, share).hash(&mut h);
+            (h.finish() >> 32) as u32
+        };
         DetailKey {
-            hash: h.finish(),
             ids,
+            hash32,
             program,
             month,
             currency,
@@ -71,6 +75,13 @@ impl DetailKey {
             rate,
             share,
         }
+    }
+
+    /// The key's hash for the tables: its 32 kept bits spread over 64 (an
+    /// odd multiplier: one-to-one), so the tables' bucket bits (low) and tag
+    /// bits (top seven) both vary.
+    fn hash(&self) -> u64 {
+        u64::from(self.hash32).wrapping_mul(0x9e37_79b9_7f4a_7c15)
     }
 
     pub fn partner_id(&self) -> Id<'_> {
@@ -102,7 +113,7 @@ impl DetailKey {
 
 impl PartialEq for DetailKey {
     fn eq(&self, o: &DetailKey) -> bool {
-        self.hash == o.hash
+        self.hash32 == o.hash32
             && self.program == o.program
             && self.month == o.month
             && self.currency == o.currency
@@ -258,23 +269,29 @@ impl std::fmt::Debug for Id<'_> {
 }
 
 /// The partner, customer and subscription IDs of a [`DetailKey`], each a
-/// GUID packed to 17 bytes ([`pack_guid`]) or its text, concatenated; inline
-/// up to [`IDS_INLINE`] bytes (an MPN ID and two GUIDs take 7 + 17 + 17),
-/// on the heap beyond, so any input still works.
+/// GUID packed to 17 bytes ([`pack_guid`]) or its text, concatenated, with
+/// where the partner's and the customer's parts end; inline up to
+/// [`IDS_INLINE`] bytes (an MPN ID and two GUIDs take 7 + 17 + 17), on the
+/// heap beyond, so any input still works. 48 bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct PackedIds {
     bytes: IdBytes,
-    /// Where the partner's and the customer's parts end.
-    ends: [u32; 2],
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum IdBytes {
-    Inline { len: u8, buf: [u8; IDS_INLINE] },
-    Heap(Box<[u8]>),
+    Inline {
+        len: u8,
+        ends: [u8; 2],
+        buf: [u8; IDS_INLINE],
+    },
+    Heap {
+        ends: [u32; 2],
+        bytes: Box<[u8]>,
+    },
 }
 
-const IDS_INLINE: usize = 46;
+const IDS_INLINE: usize = 44;
 
 impl PackedIds {
     fn new(ids: [&str; 3]) -> PackedIds {
@@ -287,7 +304,7 @@ impl PackedIds {
         };
         let lens = [part(0).len(), part(1).len(), part(2).len()];
         let len: usize = lens.iter().sum();
-        let ends = [lens[0] as u32, (lens[0] + lens[1]) as u32];
+        let ends = [lens[0], lens[0] + lens[1]];
         let bytes = if len <= IDS_INLINE {
             let mut buf = [0u8; IDS_INLINE];
             let mut at = 0;
@@ -297,29 +314,40 @@ impl PackedIds {
             }
             IdBytes::Inline {
                 len: len as u8,
+                ends: ends.map(|e| e as u8),
                 buf,
             }
         } else {
-            IdBytes::Heap([part(0), part(1), part(2)].concat().into_boxed_slice())
+            IdBytes::Heap {
+                ends: ends.map(|e| u32::try_from(e).expect("IDs shorter than 4 GB")),
+                bytes: [part(0), part(1), part(2)].concat().into_boxed_slice(),
+            }
         };
-        PackedIds { bytes, ends }
+        PackedIds { bytes }
     }
 
     fn bytes(&self) -> &[u8] {
         match &self.bytes {
-            IdBytes::Inline { len, buf } => &buf[..*len as usize],
-            IdBytes::Heap(b) => b,
+            IdBytes::Inline { len, buf, .. } => &buf[..*len as usize],
+            IdBytes::Heap { bytes, .. } => bytes,
+        }
+    }
+
+    /// Where the partner's and the customer's parts end.
+    fn ends(&self) -> [usize; 2] {
+        match &self.bytes {
+            IdBytes::Inline { ends, .. } => ends.map(usize::from),
+            IdBytes::Heap { ends, .. } => ends.map(|e| e as usize),
         }
     }
 
     fn part(&self, i: usize) -> &[u8] {
-        let b = self.bytes();
-        let (from, to) = match i {
-            0 => (0, self.ends[0] as usize),
-            1 => (self.ends[0] as usize, self.ends[1] as usize),
-            _ => (self.ends[1] as usize, b.len()),
-        };
-        &b[from..to]
+        let (b, [p, c]) = (self.bytes(), self.ends());
+        match i {
+            0 => &b[..p],
+            1 => &b[p..c],
+            _ => &b[c..],
+        }
     }
 }
 
@@ -382,7 +410,7 @@ impl DetailMap {
         self.len += 1;
         let segments = &self.segments;
         self.index
-            .insert_unique(hash, i, |&j| Self::at(segments, j).0.hash);
+            .insert_unique(hash, i, |&j| Self::at(segments, j).0.hash());
     }
 
     /// Adds the groups of `other`, which holds none of this map's keys,
@@ -392,15 +420,15 @@ impl DetailMap {
     fn absorb(&mut self, other: DetailMap) {
         let segments = &mut self.segments;
         let index = &mut self.index;
-        index.reserve(other.len, |&j| Self::at(segments, j).0.hash);
+        index.reserve(other.len, |&j| Self::at(segments, j).0.hash());
         for g in other.segments.into_iter().filter(|g| !g.is_empty()) {
             let n = segments.len();
             u32::try_from(n * SEGMENT + g.len()).expect("fewer than 2^32 groups");
             segments.push(g);
             let segments = &*segments;
             for (off, (k, _)) in segments[n].iter().enumerate() {
-                index.insert_unique(k.hash, (n * SEGMENT + off) as u32, |&j| {
-                    Self::at(segments, j).0.hash
+                index.insert_unique(k.hash(), (n * SEGMENT + off) as u32, |&j| {
+                    Self::at(segments, j).0.hash()
                 });
             }
         }
@@ -408,9 +436,14 @@ impl DetailMap {
     }
 
     fn add_key(&mut self, k: DetailKey, s: Sums) {
-        match self.find_mut(k.hash, |x| *x == k) {
+        self.add_hashed(k.hash(), k, s)
+    }
+
+    /// [`DetailMap::add_key`] with the key's hash computed already.
+    fn add_hashed(&mut self, hash: u64, k: DetailKey, s: Sums) {
+        match self.find_mut(hash, |x| *x == k) {
             Some(v) => v.add(&s),
-            None => self.insert_new(k.hash, k, s),
+            None => self.insert_new(hash, k, s),
         }
     }
 
@@ -483,11 +516,12 @@ impl SharedDetails {
         let (k, s) = accrual_key(a, customer_key, subscription_key, currency);
         // Bits the shard's own table does not use: it indexes by the low bits
         // and tags by the top seven.
-        let shard = &self.shards[(k.hash >> 40) as usize % SHARDS];
+        let hash = k.hash();
+        let shard = &self.shards[(hash >> 40) as usize % SHARDS];
         shard
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .add_key(k, s);
+            .add_hashed(hash, k, s);
     }
 
     /// All groups in one map (the shards hold disjoint groups).
@@ -1170,7 +1204,7 @@ mod tests {
             (&*k.partner_id(), &*k.customer_id(), &*k.subscription_id()),
             ("1234567", g, "ABC")
         );
-        assert_eq!(std::mem::size_of::<DetailKey>(), 112);
+        assert_eq!(std::mem::size_of::<DetailKey>(), 96);
         assert!(matches!(k.ids.bytes, IdBytes::Inline { .. }));
     }
 
