@@ -25,7 +25,7 @@ use crate::text::IdText;
 /// The finest grouping of accruals that statements show: (partner, customer,
 /// program, accrual month, currency, association, subscription, rate, share).
 ///
-/// The three IDs are stored together inline ([`PackedIds`]: a GUID in 17
+/// The three IDs are stored together inline (`PackedIds`: a GUID in 17
 /// bytes instead of 36), and the key carries 32 bits of its hash, so a
 /// look-up touches one bucket and folds merge and tables grow without hashing
 /// again (hashing normalises the two decimals). 96 bytes: a run holds one key
@@ -96,7 +96,7 @@ impl DetailKey {
         Id::unpack(self.ids.part(2))
     }
 
-    /// The IDs packed: equal exactly when the IDs are (see [`PackedIds`]), and
+    /// The IDs packed: equal exactly when the IDs are (see `PackedIds`), and
     /// cheaper to compare than the text.
     pub fn packed_partner(&self) -> &[u8] {
         self.ids.part(0)
