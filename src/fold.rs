@@ -168,51 +168,22 @@ const GUID_TEXT: usize = 36;
 /// them: packed, a statement group takes 38 bytes less. Packing is
 /// one-to-one (only the canonical form is packed, upper case or braces are
 /// kept as text), so packed keys are equal exactly when the IDs are, and two
-/// packed GUIDs compare as their text does (hex digits in order, dashes in the
-/// same places).
+/// packed GUIDs compare as their text does (the value's bytes big-endian:
+/// hex digits in order, dashes in the same places).
 fn pack_guid(id: &str) -> Option<[u8; PACKED_GUID]> {
-    let b = id.as_bytes();
-    if b.len() != GUID_TEXT {
+    if id.bytes().any(|b| b.is_ascii_uppercase()) {
         return None;
     }
-    let mut out = [0u8; PACKED_GUID];
-    out[0] = GUID_TAG;
-    let mut nibbles = 0;
-    for (i, &c) in b.iter().enumerate() {
-        if matches!(i, 8 | 13 | 18 | 23) {
-            if c != b'-' {
-                return None;
-            }
-            continue;
-        }
-        let v = match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            _ => return None,
-        };
-        out[1 + nibbles / 2] |= if nibbles % 2 == 0 { v << 4 } else { v };
-        nibbles += 1;
-    }
+    let n = crate::text::guid_value(id)?;
+    let mut out = [GUID_TAG; PACKED_GUID];
+    out[1..].copy_from_slice(&n.to_be_bytes());
     Some(out)
 }
 
 /// The text of a packed GUID.
 fn unpack_guid(p: &[u8]) -> [u8; GUID_TEXT] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = [b'-'; GUID_TEXT];
-    let mut at = 0;
-    for &byte in &p[1..PACKED_GUID] {
-        if matches!(at, 8 | 13 | 18 | 23) {
-            at += 1;
-        }
-        out[at] = HEX[(byte >> 4) as usize];
-        out[at + 1] = HEX[(byte & 15) as usize];
-        at += 2;
-        if matches!(at, 8 | 13 | 18 | 23) {
-            at += 1;
-        }
-    }
-    out
+    let bytes: [u8; 16] = p[1..PACKED_GUID].try_into().expect("a packed GUID");
+    crate::text::guid_text(u128::from_be_bytes(bytes))
 }
 
 /// Two packed IDs in the order of their text.

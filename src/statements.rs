@@ -11,9 +11,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use hashbrown::HashMap;
-
 use chrono::NaiveDate;
+use hashbrown::HashMap;
 use rayon::prelude::*;
 use rust_decimal::Decimal;
 
@@ -691,16 +690,19 @@ fn partner_statement(
             Ok(c)
         })
         .collect::<Result<_, Overflow>>()?;
-    Ok(PartnerStatement {
+    let mut p = PartnerStatement {
         partner_name: names.get(&partner_id).cloned().unwrap_or_default(),
-        totals: totals(customers.iter().flat_map(|c| &c.lines), &partner_id)?,
-        program_totals: program_totals(customers.iter().flat_map(|c| &c.lines), &partner_id)?,
+        totals: Vec::new(),
+        program_totals: Vec::new(),
         partner_id,
         customers,
         reporting_total: None,
         attainment: Vec::new(),
         tier_notes: Vec::new(),
-    })
+    };
+    p.totals = totals(p.lines(), &p.partner_id)?;
+    p.program_totals = program_totals(p.lines(), &p.partner_id)?;
+    Ok(p)
 }
 
 /// Puts the partner usage views on the statements (partners without a statement

@@ -90,9 +90,60 @@ impl<const N: usize> std::fmt::Debug for Text<N> {
 /// Room for a GUID (36 bytes).
 pub type IdText = Text<40>;
 
+/// The value of a GUID in its 8-4-4-4-12 form, hex digits of any case.
+pub fn guid_value(s: &str) -> Option<u128> {
+    let b = s.as_bytes();
+    if b.len() != 36 {
+        return None;
+    }
+    let mut n: u128 = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            if c != b'-' {
+                return None;
+            }
+            continue;
+        }
+        n = n << 4 | u128::from(char::from(c).to_digit(16)?);
+    }
+    Some(n)
+}
+
+/// The 8-4-4-4-12 text of a GUID's value, lower case ([`guid_value`] read
+/// back).
+pub fn guid_text(n: u128) -> [u8; 36] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [b'-'; 36];
+    let mut digit = 0;
+    for (i, c) in out.iter_mut().enumerate() {
+        if !matches!(i, 8 | 13 | 18 | 23) {
+            *c = HEX[(n >> (124 - 4 * digit)) as usize & 15];
+            digit += 1;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guids_read_and_written_back() {
+        let g = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
+        let n = guid_value(g).unwrap();
+        assert_eq!(n, 0x0f1e2d3c_4b5a_6978_8796_a5b4c3d2e1f0);
+        assert_eq!(&guid_text(n), g.as_bytes());
+        assert_eq!(guid_value(&g.to_uppercase()), Some(n));
+        for other in [
+            "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f",
+            "0f1e2d3c-4b5a-6978-8796_a5b4c3d2e1f0",
+            "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1fg",
+            "{0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f}",
+        ] {
+            assert_eq!(guid_value(other), None, "{other}");
+        }
+    }
 
     #[test]
     fn short_text_is_inline_long_text_on_the_heap() {

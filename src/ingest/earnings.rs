@@ -201,27 +201,8 @@ enum IdKey {
     Text(Box<str>),
 }
 
-/// The value of a GUID in its 8-4-4-4-12 form, hex digits of any case.
-fn guid_value(s: &str) -> Option<u128> {
-    let b = s.as_bytes();
-    if b.len() != 36 {
-        return None;
-    }
-    let mut n: u128 = 0;
-    for (i, &c) in b.iter().enumerate() {
-        if matches!(i, 8 | 13 | 18 | 23) {
-            if c != b'-' {
-                return None;
-            }
-            continue;
-        }
-        n = n << 4 | u128::from(char::from(c).to_digit(16)?);
-    }
-    Some(n)
-}
-
 fn id_key(s: &str) -> IdKey {
-    if let Some(n) = guid_value(s) {
+    if let Some(n) = crate::text::guid_value(s) {
         return IdKey::Guid(n);
     }
     // A plain number without leading zeros maps to itself one-to-one.

@@ -261,12 +261,7 @@ impl Layout {
 
 /// Is this a tenant GUID (`8-4-4-4-12` hex digits)?
 pub fn is_guid(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('-').collect();
-    parts.len() == 5
-        && parts
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
+    crate::text::guid_value(s).is_some()
 }
 
 /// Reads the `--usage-tenant-map` CSV: `file,customer_id`. Keys are file names
