@@ -440,6 +440,19 @@ struct Miss {
     source: String,
 }
 
+/// A cached mapping of earnings labels (see [`TieOut::labels_of`]).
+struct LabelEntry {
+    text: [Box<str>; 4],
+    program: u32,
+    labels: u32,
+}
+
+impl LabelEntry {
+    fn is(&self, text: &[&str; 4]) -> bool {
+        self.text.iter().zip(text).all(|(a, b)| **a == **b)
+    }
+}
+
 /// The accumulator.
 pub struct TieOut<'r> {
     rules: &'r Rules,
@@ -455,8 +468,9 @@ pub struct TieOut<'r> {
     /// Partner (normalised) -> name, from the run's summary.
     partner_names: FastMap<u32, u32>,
     /// Earnings labels (programName, lever, engagementName, partnerAssociation)
-    /// -> (program or "", the labels as explanations name them).
-    label_cache: FastMap<[u32; 4], (u32, u32)>,
+    /// as read -> (program or "", the labels as explanations name them): a
+    /// few distinct labels, looked up by their text without interning it.
+    label_cache: HashTable<LabelEntry>,
     earnings_rows: u64,
     /// The first and last transaction month of the earnings read.
     earnings_months: Option<(Month, Month)>,
@@ -668,7 +682,7 @@ impl<'r> TieOut<'r> {
             not_eligible: FastMap::default(),
             earning_customers: FastSet::default(),
             partner_names: FastMap::default(),
-            label_cache: FastMap::default(),
+            label_cache: HashTable::new(),
             earnings_rows: 0,
             earnings_months: None,
             closes: Vec::new(),
@@ -890,26 +904,32 @@ impl<'r> TieOut<'r> {
 
     /// The program (or "") and the labels text of an earning's labels.
     fn labels_of(&mut self, l: &EarningsLabels<'_>) -> Result<(u32, u32), Fatal> {
-        let s = &mut self.strings;
-        let k = [
-            s.id(l.program_name)?,
-            s.id(l.lever)?,
-            s.id(l.engagement_name)?,
-            s.id(l.partner_association)?,
+        use std::hash::BuildHasher;
+        let text = [
+            l.program_name,
+            l.lever,
+            l.engagement_name,
+            l.partner_association,
         ];
-        if let Some(&v) = self.label_cache.get(&k) {
-            return Ok(v);
+        let h = self.strings.hasher.hash_one(text);
+        if let Some(e) = self.label_cache.find(h, |e| e.is(&text)) {
+            return Ok((e.program, e.labels));
         }
         let program = self.program_of(l).unwrap_or("");
         let s = &mut self.strings;
-        let v = (
-            s.id(program)?,
-            s.id(&format!(
+        let entry = LabelEntry {
+            text: text.map(Box::from),
+            program: s.id(program)?,
+            labels: s.id(&format!(
                 "programName '{}', lever '{}'",
                 l.program_name, l.lever
             ))?,
-        );
-        self.label_cache.insert(k, v);
+        };
+        let v = (entry.program, entry.labels);
+        let hasher = self.strings.hasher.clone();
+        self.label_cache.insert_unique(h, entry, |e| {
+            hasher.hash_one(e.text.each_ref().map(|t| &**t))
+        });
         Ok(v)
     }
 

@@ -225,7 +225,9 @@ pub fn read_earnings(
     f: &mut dyn FnMut(&EarningRow<'_>),
 ) -> Result<EarningsRead, Fatal> {
     let mut out = EarningsRead::default();
-    let mut seen: HashSet<IdKey> = HashSet::new();
+    // Randomly seeded: IDs come from the file, and a fixed seed would let a
+    // crafted file collide them; only membership is asked, never order.
+    let mut seen: HashSet<IdKey, foldhash::fast::RandomState> = HashSet::default();
     for (idx, file) in files.iter().enumerate() {
         let mut head = Vec::new();
         {
