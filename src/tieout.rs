@@ -550,22 +550,23 @@ pub struct Totals {
 }
 
 impl Totals {
-    fn add(&mut self, r: &TieRow) -> Result<(), Fatal> {
+    /// Counts a row of partner `partner_id` with verdict `v`.
+    fn add(&mut self, v: &Verdict, partner_id: &str) -> Result<(), Fatal> {
         let sum = |a: Decimal, b: Decimal| {
             a.checked_add(b).ok_or_else(|| Fatal::Overflow {
-                what: format!("tie-out totals of partner {}", r.partner_id),
+                what: format!("tie-out totals of partner {partner_id}"),
                 cause: "the sum exceeds the decimal range".into(),
             })
         };
-        if r.class == Class::Adjustment {
-            self.adjustments = sum(self.adjustments, r.paid)?;
+        if let Case::Adjustment(_) = v.case {
+            self.adjustments = sum(self.adjustments, v.paid)?;
         } else {
-            self.expected = sum(self.expected, r.expected)?;
-            self.paid = sum(self.paid, r.paid)?;
+            self.expected = sum(self.expected, v.expected)?;
+            self.paid = sum(self.paid, v.paid)?;
         }
-        self.difference = sum(self.difference, r.difference)?;
+        self.difference = sum(self.difference, v.difference)?;
         self.rows += 1;
-        self.differences += r.is_difference() as u64;
+        self.differences += v.case.is_difference() as u64;
         Ok(())
     }
 }
@@ -573,7 +574,8 @@ impl Totals {
 /// The result.
 #[derive(Clone, Debug, Default)]
 pub struct Report {
-    /// The rows ([`TieOut::finish`]; empty after [`TieOut::finish_with`]).
+    /// The rows ([`TieOut::finish`]; empty after [`TieOut::finish_with`],
+    /// where everything else is final before the first row is handed over).
     pub rows: Vec<TieRow>,
     /// How many rows the report has.
     pub row_count: u64,
@@ -594,45 +596,6 @@ pub struct Report {
     /// The issued versions and billing files of [`TieRow::issued_lines`],
     /// `PERIOD vVERSION FILE`, sorted (an index sorts as its text).
     pub issued_sources: Vec<String>,
-}
-
-impl Report {
-    /// Counts `r` (a row of this report, in order) into the totals.
-    fn count(
-        &mut self,
-        r: &TieRow,
-        matched: u64,
-        unmatched: u64,
-        adjustments: u64,
-    ) -> Result<(), Fatal> {
-        self.row_count += 1;
-        self.earnings_matched += matched;
-        self.earnings_unmatched += unmatched;
-        self.earnings_adjustments += adjustments;
-        *self.classes.entry(r.class).or_default() += 1;
-        self.differences += r.is_difference() as u64;
-        let key = (
-            r.partner_id.clone(),
-            r.program_id.clone(),
-            r.month,
-            r.currency,
-        );
-        self.totals.entry(key).or_default().add(r)?;
-        match self.partner_totals.get_mut(r.partner_id.as_str()) {
-            Some(by) => by.entry(r.currency).or_default().add(r)?,
-            None => {
-                let mut t = Totals::default();
-                t.add(r)?;
-                self.partner_totals
-                    .insert(r.partner_id.clone(), BTreeMap::from([(r.currency, t)]));
-            }
-        }
-        if !self.partner_names.contains_key(r.partner_id.as_str()) {
-            self.partner_names
-                .insert(r.partner_id.clone(), r.partner_name.clone());
-        }
-        Ok(())
-    }
 }
 
 /// Rows classified and handed on at a time by [`TieOut::finish_with`].
@@ -666,6 +629,60 @@ enum Source {
 
 /// The order of the report's rows (see [`TieOut::finish`]).
 type SortKey = (u32, Month, bool, u32, u32, u32, Currency, u32);
+
+/// How a row's class was reached (see [`TieOut::verdict`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Case {
+    /// Both sides, within the tolerance.
+    Within,
+    RateDiffers,
+    Underpaid,
+    Overpaid,
+    /// Expected only, within the tolerance of nothing.
+    ExpectedWithin,
+    NotYetDue,
+    Overdue,
+    /// Paid only, within the tolerance of nothing.
+    PaidWithin,
+    PaidNotExpected,
+    /// An adjustment of this many earnings rows.
+    Adjustment(u64),
+    Nothing,
+}
+
+impl Case {
+    fn class(self) -> Class {
+        match self {
+            Case::Within | Case::ExpectedWithin | Case::PaidWithin | Case::Nothing => {
+                Class::Matched
+            }
+            Case::RateDiffers => Class::RateDiffers,
+            Case::Underpaid => Class::Underpaid,
+            Case::Overpaid => Class::Overpaid,
+            Case::NotYetDue | Case::Overdue => Class::ExpectedNotPaid,
+            Case::PaidNotExpected => Class::PaidNotExpected,
+            Case::Adjustment(_) => Class::Adjustment,
+        }
+    }
+
+    /// [`TieRow::is_difference`] of its row.
+    fn is_difference(self) -> bool {
+        !matches!(self.class(), Class::Matched | Class::Adjustment) && self != Case::NotYetDue
+    }
+}
+
+/// A row's class and amounts, before any text: what the report counts.
+#[derive(Clone, Copy, Debug)]
+struct Verdict {
+    case: Case,
+    expected: Decimal,
+    paid: Decimal,
+    difference: Decimal,
+    due: Option<NaiveDate>,
+    /// Earnings rows it counts as matched / unmatched.
+    matched: u64,
+    unmatched: u64,
+}
 
 /// Who porledger credits per customer and month: (partner as shown, program).
 type Credited = FastMap<(u32, Month), Vec<(u32, u32)>>;
@@ -1020,10 +1037,12 @@ impl<'r> TieOut<'r> {
 
     /// Compares and classifies, handing the rows to `sink` in report order,
     /// [`BATCH`] at a time, instead of keeping them: `sink(report, rows,
-    /// done)`, where `report` already counts `rows` and `done` names the
-    /// partners (display IDs) whose every row has now been handed over (their
-    /// totals in `report` are final). The next batch is classified while
-    /// `sink` works on one. The returned report has no rows.
+    /// done)`, where `report` is final from the first call (every row is
+    /// counted first, from its verdict, before any row's text is built: a
+    /// partner's file can start with its totals and stream its rows) and
+    /// `done` names the partners (display IDs) whose every row has now been
+    /// handed over. The next batch is classified while `sink` works on one.
+    /// The returned report has no rows.
     pub fn finish_with(
         self,
         sink: impl FnMut(&Report, Vec<TieRow>, Vec<String>) -> Result<(), Fatal> + Send,
@@ -1131,25 +1150,6 @@ impl<'r> TieOut<'r> {
         for (r, &i) in order.iter().enumerate() {
             source_rank[i as usize] = r as u32;
         }
-        let this = &self;
-        let credited = &credited;
-        let source_rank = &source_rank;
-        let classify = |chunk: &[(SortKey, Source)]| -> Vec<(TieRow, u64, u64, u64)> {
-            chunk
-                .par_iter()
-                .map(|(_, s)| match s {
-                    Source::Grain(k) => {
-                        let (row, matched, unmatched) = this.classify(k, credited, source_rank);
-                        (row, matched, unmatched, 0)
-                    }
-                    Source::Adjustment(k) => {
-                        let row = this.adjustment_row(k);
-                        let n = row.earnings_rows.len() as u64;
-                        (row, 0, 0, n)
-                    }
-                })
-                .collect()
-        };
         let mut report = Report {
             issued_sources: order
                 .iter()
@@ -1157,35 +1157,52 @@ impl<'r> TieOut<'r> {
                 .collect(),
             ..Report::default()
         };
-        // The partner (rank of the normalised ID) of the rows counted last,
-        // and the display IDs seen in it.
+        // Every row counted from its verdict first (no text built), a batch
+        // at a time: the totals are final before the first row is handed on.
+        self.count_into(&mut report, &sources, batch)?;
+        let this = &self;
+        let credited = &credited;
+        let source_rank = &source_rank;
+        let classify = |first: usize, chunk: &[(SortKey, Source)]| -> Vec<TieRow> {
+            chunk
+                .par_iter()
+                .enumerate()
+                .map(|(i, (_, s))| {
+                    let mut row = match s {
+                        Source::Grain(k) => this.classify(k, credited, source_rank),
+                        Source::Adjustment(k) => this.adjustment_row(k),
+                    };
+                    row.id = format!("T{:06}", first + i + 1);
+                    row
+                })
+                .collect()
+        };
+        // The partner (rank of the normalised ID) of the rows handed on
+        // last, and the display IDs seen in it.
         let mut block: Option<u32> = None;
         let mut block_ids: Vec<String> = Vec::new();
         let mut pending: Option<(Vec<TieRow>, Vec<String>)> = None;
-        let mut chunks = sources.chunks(batch.max(1)).peekable();
-        while let Some(chunk) = chunks.next() {
+        let step = batch.max(1);
+        let mut chunks = sources.chunks(step).enumerate().peekable();
+        while let Some((n, chunk)) = chunks.next() {
             let report_now = &report;
-            let (built, sunk) = rayon::join(
-                || classify(chunk),
+            let (rows, sunk) = rayon::join(
+                || classify(n * step, chunk),
                 || match pending.take() {
                     Some((rows, done)) => sink(report_now, rows, done),
                     None => Ok(()),
                 },
             );
             sunk?;
-            let mut rows = Vec::with_capacity(built.len());
             let mut done = Vec::new();
-            for ((sk, _), (mut r, matched, unmatched, adjustments)) in chunk.iter().zip(built) {
+            for ((sk, _), r) in chunk.iter().zip(&rows) {
                 if block != Some(sk.0) {
                     done.append(&mut block_ids);
                     block = Some(sk.0);
                 }
-                if !block_ids.contains(&r.partner_id) {
+                if block_ids.last() != Some(&r.partner_id) && !block_ids.contains(&r.partner_id) {
                     block_ids.push(r.partner_id.clone());
                 }
-                r.id = format!("T{:06}", report.row_count + 1);
-                report.count(&r, matched, unmatched, adjustments)?;
-                rows.push(r);
             }
             if chunks.peek().is_none() {
                 done.append(&mut block_ids);
@@ -1196,6 +1213,69 @@ impl<'r> TieOut<'r> {
             sink(&report, rows, done)?;
         }
         Ok(report)
+    }
+
+    /// Counts every row of `sources` (in report order) into `report`: row
+    /// count, classes, the earnings row accounting, differences and the
+    /// totals per partner (display ID), program, month and currency.
+    fn count_into(
+        &self,
+        report: &mut Report,
+        sources: &[(SortKey, Source)],
+        batch: usize,
+    ) -> Result<(), Fatal> {
+        type TotalsKey = (u32, u32, Month, Currency);
+        let mut totals: FastMap<TotalsKey, Totals> = FastMap::default();
+        let mut partner_totals: FastMap<u32, BTreeMap<Currency, Totals>> = FastMap::default();
+        let mut names: FastMap<u32, u32> = FastMap::default();
+        let s = &self.strings;
+        for chunk in sources.chunks(batch.max(1)) {
+            let verdicts: Vec<(Verdict, u32, u32, u32)> = chunk
+                .par_iter()
+                .map(|(_, src)| self.verdict_of(src))
+                .collect();
+            for ((_, src), (v, partner, name, program)) in chunk.iter().zip(verdicts) {
+                let currency;
+                let month;
+                match src {
+                    Source::Grain(k) => (currency, month) = (k.currency, k.month),
+                    Source::Adjustment(k) => (currency, month) = (k.currency, k.month),
+                }
+                report.row_count += 1;
+                report.earnings_matched += v.matched;
+                report.earnings_unmatched += v.unmatched;
+                if let Case::Adjustment(n) = v.case {
+                    report.earnings_adjustments += n;
+                }
+                *report.classes.entry(v.case.class()).or_default() += 1;
+                report.differences += v.case.is_difference() as u64;
+                let id = s.str(partner);
+                totals
+                    .entry((partner, program, month, currency))
+                    .or_default()
+                    .add(&v, id)?;
+                partner_totals
+                    .entry(partner)
+                    .or_default()
+                    .entry(currency)
+                    .or_default()
+                    .add(&v, id)?;
+                names.entry(partner).or_insert(name);
+            }
+        }
+        report.totals = totals
+            .into_iter()
+            .map(|((p, g, m, c), t)| ((s.str(p).to_string(), s.str(g).to_string(), m, c), t))
+            .collect();
+        report.partner_totals = partner_totals
+            .into_iter()
+            .map(|(p, t)| (s.str(p).to_string(), t))
+            .collect();
+        report.partner_names = names
+            .into_iter()
+            .map(|(p, n)| (s.str(p).to_string(), s.str(n).to_string()))
+            .collect();
+        Ok(())
     }
 
     fn adjustment_row(&self, k: &AdjKey) -> TieRow {
@@ -1246,8 +1326,17 @@ impl<'r> TieOut<'r> {
     }
 
     fn name_of(&self, partner_key: u32, fallback: u32) -> String {
-        let n = self.partner_names.get(&partner_key).copied();
-        self.strings.str(n.unwrap_or(fallback)).to_string()
+        self.strings
+            .str(self.name_id(partner_key, fallback))
+            .to_string()
+    }
+
+    /// The name of a partner (normalised ID): the run's, else `fallback`.
+    fn name_id(&self, partner_key: u32, fallback: u32) -> u32 {
+        self.partner_names
+            .get(&partner_key)
+            .copied()
+            .unwrap_or(fallback)
     }
 
     fn due(&self, program: &str, month: Month) -> NaiveDate {
@@ -1261,9 +1350,8 @@ impl<'r> TieOut<'r> {
         month.plus(months).day(day).unwrap_or(month.last_day())
     }
 
-    /// The row of a grain, and the earnings rows it counts as matched and unmatched.
-    fn classify(&self, k: &Key, credited: &Credited, source_rank: &[u32]) -> (TieRow, u64, u64) {
-        let s = &self.strings;
+    /// A grain's verdict: its class and amounts, without any text.
+    fn verdict(&self, k: &Key) -> Verdict {
         let tol = self.settings.tolerance;
         let e = self.expected.get(k);
         let p = self.paid.get(k);
@@ -1273,6 +1361,93 @@ impl<'r> TieOut<'r> {
             .unwrap_or_default();
         let paid = p.map(|p| p.amount).unwrap_or_default();
         let difference = paid - expected;
+        let n_rows = p.map(|p| p.rows.len() as u64).unwrap_or(0);
+        let (matched, unmatched) = match e {
+            Some(_) => (n_rows, 0),
+            None => (0, n_rows),
+        };
+        let mut due = None;
+        let case = match (e, p) {
+            (Some(_), Some(_)) if difference.abs() <= tol => Case::Within,
+            (Some(e), Some(p)) if !p.rates.0.is_empty() && !p.rates.is_subset(&e.rates) => {
+                Case::RateDiffers
+            }
+            (Some(_), Some(_)) if difference < Decimal::ZERO => Case::Underpaid,
+            (Some(_), Some(_)) => Case::Overpaid,
+            (Some(_), None) if expected.abs() <= tol => Case::ExpectedWithin,
+            (Some(_), None) => {
+                let d = self.due(self.strings.str(k.program), k.month);
+                due = Some(d);
+                if self.settings.as_of < d {
+                    Case::NotYetDue
+                } else {
+                    Case::Overdue
+                }
+            }
+            (None, Some(_)) if paid.abs() <= tol => Case::PaidWithin,
+            (None, Some(_)) => Case::PaidNotExpected,
+            (None, None) => Case::Nothing,
+        };
+        Verdict {
+            case,
+            expected,
+            paid,
+            difference,
+            due,
+            matched,
+            unmatched,
+        }
+    }
+
+    /// The verdict of a row of the report, and who it counts for: (display
+    /// partner, fallback name, program).
+    fn verdict_of(&self, s: &Source) -> (Verdict, u32, u32, u32) {
+        match s {
+            Source::Grain(k) => {
+                let v = self.verdict(k);
+                let (shown, name) = match (self.expected.get(k), self.paid.get(k)) {
+                    (Some(e), p) => (e.shown.partner, p.map_or(EMPTY, |p| p.partner_name)),
+                    (None, Some(p)) => (p.shown.partner, p.partner_name),
+                    (None, None) => (EMPTY, EMPTY),
+                };
+                (v, shown, self.name_id(k.partner, name), k.program)
+            }
+            Source::Adjustment(k) => {
+                let p = &self.adjustments[k];
+                let v = Verdict {
+                    case: Case::Adjustment(p.rows.len() as u64),
+                    expected: Decimal::ZERO,
+                    paid: p.amount,
+                    difference: p.amount,
+                    due: None,
+                    matched: 0,
+                    unmatched: 0,
+                };
+                (
+                    v,
+                    p.shown.partner,
+                    self.name_id(k.partner, p.partner_name),
+                    k.program,
+                )
+            }
+        }
+    }
+
+    /// The row of a grain.
+    fn classify(&self, k: &Key, credited: &Credited, source_rank: &[u32]) -> TieRow {
+        let s = &self.strings;
+        let tol = self.settings.tolerance;
+        let e = self.expected.get(k);
+        let p = self.paid.get(k);
+        let cur = k.currency;
+        let Verdict {
+            case,
+            expected,
+            paid,
+            difference,
+            due,
+            ..
+        } = self.verdict(k);
         let shown = e
             .map(|e| e.shown)
             .or(p.map(|p| p.shown))
@@ -1284,33 +1459,25 @@ impl<'r> TieOut<'r> {
             "{n_rows} earnings row{}",
             if n_rows == 1 { "" } else { "s" }
         );
-        let (matched, unmatched) = match (e.is_some(), p.is_some()) {
-            (true, _) => (n_rows as u64, 0),
-            _ => (0, n_rows as u64),
-        };
         let no_rates = Rates::default();
         let e_rates = e.map(|e| &e.rates).unwrap_or(&no_rates);
         let p_rates = p.map(|p| &p.rates).unwrap_or(&no_rates);
         let program = s.str(k.program);
-        let mut due = None;
-        let (class, reason, explanation) =
-            match (e, p) {
-                (Some(_), Some(_)) if difference.abs() <= tol => (
-                    Class::Matched,
-                    String::new(),
-                    format!(
-                        "Microsoft paid {} and porledger expected {} ({lines_text}, {rows_text}): \
+        let d = due.unwrap_or_default();
+        let (reason, explanation) = match (case, p) {
+            (Case::Within, _) => (
+                String::new(),
+                format!(
+                    "Microsoft paid {} and porledger expected {} ({lines_text}, {rows_text}): \
                      the difference {} is within the tolerance of {tol}.",
-                        money(paid),
-                        money(expected),
-                        money(difference)
-                    ),
+                    money(paid),
+                    money(expected),
+                    money(difference)
                 ),
-                (Some(_), Some(_)) if !p_rates.0.is_empty() && !p_rates.is_subset(e_rates) => {
-                    (
-                        Class::RateDiffers,
-                        "rate".to_string(),
-                        format!(
+            ),
+            (Case::RateDiffers, _) => (
+                "rate".to_string(),
+                format!(
                     "Microsoft paid {} at an earning rate of {}; porledger's rule pays {} and \
                      expected {} ({lines_text}): Microsoft paid {} {}.",
                     money(paid),
@@ -1318,93 +1485,80 @@ impl<'r> TieOut<'r> {
                     percents(e_rates),
                     money(expected),
                     money(difference.abs()),
-                    if difference < Decimal::ZERO { "less" } else { "more" }
-                ),
-                    )
-                }
-                (Some(_), Some(_)) => {
-                    let under = difference < Decimal::ZERO;
-                    (
-                        if under {
-                            Class::Underpaid
-                        } else {
-                            Class::Overpaid
-                        },
-                        String::new(),
-                        format!(
-                            "Microsoft paid {} ({rows_text}), {} {} than porledger expected: {} \
-                         from {lines_text} at {}.",
-                            money(paid),
-                            money(difference.abs()),
-                            if under { "less" } else { "more" },
-                            money(expected),
-                            percents(e_rates)
-                        ),
-                    )
-                }
-                (Some(_), None) if expected.abs() <= tol => (
-                    Class::Matched,
-                    String::new(),
-                    format!(
-                        "porledger expected {} ({lines_text}), within the tolerance of {tol} of \
-                     nothing, and Microsoft paid nothing.",
-                        money(expected)
-                    ),
-                ),
-                (Some(_), None) => {
-                    let d = self.due(program, k.month);
-                    due = Some(d);
-                    if self.settings.as_of < d {
-                        (
-                            Class::ExpectedNotPaid,
-                            "not-yet-due".to_string(),
-                            format!(
-                            "porledger expected {} for {} ({lines_text}); Microsoft pays it by \
-                             {d}, which is after {}: not yet due.",
-                            money(expected),
-                            k.month,
-                            self.settings.as_of
-                        ),
-                        )
+                    if difference < Decimal::ZERO {
+                        "less"
                     } else {
-                        (
-                            Class::ExpectedNotPaid,
-                            "overdue".to_string(),
-                            format!(
-                                "porledger expected {} for {} ({lines_text}) and Microsoft paid \
-                             nothing; it was due by {d}.",
-                                money(expected),
-                                k.month
-                            ),
-                        )
+                        "more"
                     }
-                }
-                (None, Some(p)) if paid.abs() <= tol => (
-                    Class::Matched,
-                    String::new(),
-                    format!(
-                        "Microsoft paid {} ({rows_text}, {}), within the tolerance of {tol} of \
-                     nothing, and porledger expected nothing.",
-                        money(paid),
-                        s.str(p.labels)
-                    ),
                 ),
-                (None, Some(p)) => {
-                    let (reason, why) = self.closest_reason(k, p, credited);
-                    (
-                        Class::PaidNotExpected,
-                        reason,
-                        format!(
-                            "Microsoft paid {} ({rows_text}) that porledger did not expect: {why}",
-                            money(paid)
-                        ),
-                    )
-                }
-                (None, None) => (Class::Matched, String::new(), String::new()),
-            };
-        let row = TieRow {
+            ),
+            (Case::Underpaid | Case::Overpaid, _) => (
+                String::new(),
+                format!(
+                    "Microsoft paid {} ({rows_text}), {} {} than porledger expected: {} \
+                     from {lines_text} at {}.",
+                    money(paid),
+                    money(difference.abs()),
+                    if case == Case::Underpaid {
+                        "less"
+                    } else {
+                        "more"
+                    },
+                    money(expected),
+                    percents(e_rates)
+                ),
+            ),
+            (Case::ExpectedWithin, _) => (
+                String::new(),
+                format!(
+                    "porledger expected {} ({lines_text}), within the tolerance of {tol} of \
+                     nothing, and Microsoft paid nothing.",
+                    money(expected)
+                ),
+            ),
+            (Case::NotYetDue, _) => (
+                "not-yet-due".to_string(),
+                format!(
+                    "porledger expected {} for {} ({lines_text}); Microsoft pays it by \
+                     {d}, which is after {}: not yet due.",
+                    money(expected),
+                    k.month,
+                    self.settings.as_of
+                ),
+            ),
+            (Case::Overdue, _) => (
+                "overdue".to_string(),
+                format!(
+                    "porledger expected {} for {} ({lines_text}) and Microsoft paid \
+                     nothing; it was due by {d}.",
+                    money(expected),
+                    k.month
+                ),
+            ),
+            (Case::PaidWithin, Some(p)) => (
+                String::new(),
+                format!(
+                    "Microsoft paid {} ({rows_text}, {}), within the tolerance of {tol} of \
+                     nothing, and porledger expected nothing.",
+                    money(paid),
+                    s.str(p.labels)
+                ),
+            ),
+            (Case::PaidNotExpected, Some(p)) => {
+                let (reason, why) = self.closest_reason(k, p, credited);
+                (
+                    reason,
+                    format!(
+                        "Microsoft paid {} ({rows_text}) that porledger did not expect: {why}",
+                        money(paid)
+                    ),
+                )
+            }
+            _ => (String::new(), String::new()),
+        };
+        TieRow {
             id: String::new(),
-            class,
+            class: case.class(),
             reason,
             partner_name: self.name_of(k.partner, p.map(|p| p.partner_name).unwrap_or(EMPTY)),
             partner_id: s.str(shown.partner).to_string(),
@@ -1435,8 +1589,7 @@ impl<'r> TieOut<'r> {
                 })
                 .unwrap_or_default(),
             earnings_rows: p.map(|p| sorted(p.rows.clone())).unwrap_or_default(),
-        };
-        (row, matched, unmatched)
+        }
     }
 
     /// What the expected amount of a grain was computed from, in words:
@@ -1815,8 +1968,18 @@ lever = "*usage*"
             let rep = three_partners(&r)
                 .finish_in(batch, |report, b, done| {
                     assert!(b.len() <= batch);
+                    // The report is final from the first batch on.
+                    assert_eq!(report.row_count, whole.row_count);
+                    assert_eq!(
+                        format!("{:?}", report.totals),
+                        format!("{:?}", whole.totals)
+                    );
+                    assert_eq!(
+                        format!("{:?}", report.partner_totals),
+                        format!("{:?}", whole.partner_totals)
+                    );
+                    assert_eq!(report.partner_names, whole.partner_names);
                     rows.extend(b);
-                    assert_eq!(report.row_count, rows.len() as u64);
                     for id in done {
                         // Final totals: every row of the partner is counted.
                         let n = rows.iter().filter(|x| x.partner_id == id).count() as u64;

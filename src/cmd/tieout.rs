@@ -604,15 +604,7 @@ fn write_rows(
     let mut writer = rt::TieoutWriter::create(&staging.files, &staging.dir, names, &partner_file)?;
     let none = BTreeMap::new();
     let report = tie.finish_with(|report, rows, done| {
-        if !done.is_empty() && !partners.exists() {
-            std::fs::create_dir(&partners).map_err(|e| Fatal::io(&partners, e))?;
-        }
-        for id in &done {
-            let dir = partners.join(sanitize_file_name(id));
-            if !dir.exists() {
-                std::fs::create_dir(&dir).map_err(|e| Fatal::io(&dir, e))?;
-            }
-        }
+        // The writer creates each partner's directory with its file.
         let finished = writer.rows(report, rows, done)?;
         let Some(r) = renderer else {
             return Ok(());

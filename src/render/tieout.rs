@@ -192,10 +192,10 @@ fn close(out: Out, path: &Path) -> Result<(), Fatal> {
 pub const PDF_ROWS: usize = 256;
 
 /// A partner's part of the tie-out while its rows arrive.
-#[derive(Default)]
 struct PartnerPart {
-    /// Its rows, formatted.
-    body: Vec<u8>,
+    /// Its `tieout.csv`, open: totals and header written, rows so far.
+    out: Out,
+    path: std::path::PathBuf,
     /// Its largest differences (see [`PDF_ROWS`]).
     differences: Vec<TieRow>,
 }
@@ -208,10 +208,12 @@ pub struct PartnerDone {
 }
 
 /// Writes `tieout.csv` and every partner's `tieout.csv` (`partner_file`: a
-/// partner's display ID -> the path of its file, whose directory exists), from the rows as [`crate::tieout::TieOut::finish_with`]
-/// hands them over: each batch's rows are formatted on the worker pool, once,
-/// and written to both files. A partner's rows wait in memory, as formatted
-/// bytes, until its totals are final (its file starts with them).
+/// partner's display ID -> the path of its file; its directory is created),
+/// from the rows as [`crate::tieout::TieOut::finish_with`] hands them over:
+/// each batch's rows are formatted on the worker pool, once, and written to
+/// both files. The report is final before the first row arrives, so a
+/// partner's file starts with its totals and its rows stream after them:
+/// nothing waits in memory but the partner's largest differences (its PDF).
 pub struct TieoutWriter<'a> {
     files: &'a Written,
     path: std::path::PathBuf,
@@ -244,9 +246,9 @@ impl<'a> TieoutWriter<'a> {
         })
     }
 
-    /// Writes `rows` (the next rows of `report`, which counts them), then
-    /// the files of the partners in `done`; returns those partners, for
-    /// their PDFs.
+    /// Writes `rows` (the next rows of `report`, whose totals are final),
+    /// then closes the files of the partners in `done`; returns those
+    /// partners, for their PDFs.
     pub fn rows(
         &mut self,
         report: &Report,
@@ -293,9 +295,14 @@ impl<'a> TieoutWriter<'a> {
                     for (r, &end) in chunk.iter().zip(ends) {
                         let part = match partners.get_mut(r.partner_id.as_str()) {
                             Some(p) => p,
-                            None => partners.entry(r.partner_id.clone()).or_default(),
+                            None => {
+                                let p = open_partner(files, report, &r.partner_id, partner_file)?;
+                                partners.entry(r.partner_id.clone()).or_insert(p)
+                            }
                         };
-                        part.body.extend_from_slice(&buf[start..end]);
+                        part.out
+                            .write_all(&buf[start..end])
+                            .map_err(|e| Fatal::io(&part.path, e))?;
                         start = end;
                     }
                 }
@@ -313,15 +320,18 @@ impl<'a> TieoutWriter<'a> {
                 }
                 let mut finished = Vec::with_capacity(done.len());
                 for id in done {
-                    let part = partners.remove(&id).unwrap_or_default();
-                    let p = partner_file(&id);
-                    let mut o = create(files, &p)?;
-                    let mut head = RowBuf::default();
-                    partner_head(&mut head, report, &id);
-                    o.write_all(&head.buf).map_err(|e| Fatal::io(&p, e))?;
-                    o.write_all(&part.body).map_err(|e| Fatal::io(&p, e))?;
-                    close(o, &p)?;
-                    let mut differences = part.differences;
+                    let mut differences = match partners.remove(&id) {
+                        Some(part) => {
+                            close(part.out, &part.path)?;
+                            part.differences
+                        }
+                        None => {
+                            // Not reached: a done partner had rows. Its file all the same.
+                            let part = open_partner(files, report, &id, partner_file)?;
+                            close(part.out, &part.path)?;
+                            Vec::new()
+                        }
+                    };
                     differences.sort_by(TieRow::by_difference);
                     differences.truncate(PDF_ROWS);
                     finished.push(PartnerDone {
@@ -345,6 +355,29 @@ impl<'a> TieoutWriter<'a> {
         }
         close(self.out, &self.path)
     }
+}
+
+/// Creates a partner's `tieout.csv` (and its directory) and writes its
+/// totals and the rows' header.
+fn open_partner(
+    files: &Written,
+    report: &Report,
+    id: &str,
+    partner_file: &(dyn Fn(&str) -> std::path::PathBuf + Sync),
+) -> Result<PartnerPart, Fatal> {
+    let path = partner_file(id);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Fatal::io(dir, e))?;
+    }
+    let mut out = create(files, &path)?;
+    let mut head = RowBuf::default();
+    partner_head(&mut head, report, id);
+    out.write_all(&head.buf).map_err(|e| Fatal::io(&path, e))?;
+    Ok(PartnerPart {
+        out,
+        path,
+        differences: Vec::new(),
+    })
 }
 
 /// A partner's totals per currency, a blank line and the rows' header.
