@@ -90,14 +90,14 @@ fn header(w: &mut RowBuf, h: &[&str]) {
 
 /// Appends one tie-out row (columns of [`TIEOUT_HEADER`]); `issued`: the
 /// report's [`Report::issued_sources`].
-pub fn write_row(w: &mut RowBuf, r: &TieRow, files: &[String], issued: &[String]) {
+pub fn write_row(w: &mut RowBuf, r: &TieRow<'_>, files: &[String], issued: &[String]) {
     write_row_with(w, r, files, issued, &mut String::new());
 }
 
 /// [`write_row`] with a reusable buffer for the joined columns.
 fn write_row_with(
     w: &mut RowBuf,
-    r: &TieRow,
+    r: &TieRow<'_>,
     files: &[String],
     issued: &[String],
     scratch: &mut String,
@@ -197,14 +197,14 @@ struct PartnerPart {
     out: Out,
     path: std::path::PathBuf,
     /// Its largest differences (see [`PDF_ROWS`]).
-    differences: Vec<TieRow>,
+    differences: Vec<TieRow<'static>>,
 }
 
 /// A partner whose rows have all been written: what its PDF page needs.
 pub struct PartnerDone {
     pub partner_id: String,
     /// Its largest differences, largest first (at most [`PDF_ROWS`]).
-    pub differences: Vec<TieRow>,
+    pub differences: Vec<TieRow<'static>>,
 }
 
 /// Writes `tieout.csv` and every partner's `tieout.csv` (`partner_file`: a
@@ -252,7 +252,7 @@ impl<'a> TieoutWriter<'a> {
     pub fn rows(
         &mut self,
         report: &Report,
-        rows: Vec<TieRow>,
+        rows: Vec<TieRow<'_>>,
         done: Vec<String>,
     ) -> Result<Vec<PartnerDone>, Fatal> {
         use rayon::prelude::*;
@@ -293,11 +293,11 @@ impl<'a> TieoutWriter<'a> {
                 for ((buf, ends), chunk) in formatted.iter().zip(rows.chunks(CHUNK)) {
                     let mut start = 0;
                     for (r, &end) in chunk.iter().zip(ends) {
-                        let part = match partners.get_mut(r.partner_id.as_str()) {
+                        let part = match partners.get_mut(&*r.partner_id) {
                             Some(p) => p,
                             None => {
                                 let p = open_partner(files, report, &r.partner_id, partner_file)?;
-                                partners.entry(r.partner_id.clone()).or_insert(p)
+                                partners.entry(r.partner_id.to_string()).or_insert(p)
                             }
                         };
                         part.out
@@ -310,8 +310,8 @@ impl<'a> TieoutWriter<'a> {
                     if !r.is_difference() {
                         continue;
                     }
-                    if let Some(part) = partners.get_mut(r.partner_id.as_str()) {
-                        part.differences.push(r);
+                    if let Some(part) = partners.get_mut(&*r.partner_id) {
+                        part.differences.push(r.into_owned());
                         if part.differences.len() >= 2 * PDF_ROWS {
                             part.differences.sort_by(TieRow::by_difference);
                             part.differences.truncate(PDF_ROWS);

@@ -24,7 +24,7 @@ pub struct TieoutPage<'a> {
     pub totals: Vec<(Currency, &'a Totals)>,
     /// The partner's differences, at least as many as fit on the page
     /// (more are counted from `totals`).
-    pub differences: &'a [TieRow],
+    pub differences: &'a [TieRow<'a>],
 }
 
 impl Renderer {
@@ -81,7 +81,8 @@ impl Renderer {
         });
         cv.table(&cols, rows.collect::<Vec<_>>(), &self.table_style(), "");
         cv.space(8.0);
-        let mut diffs: Vec<&TieRow> = t.differences.iter().filter(|r| r.is_difference()).collect();
+        let mut diffs: Vec<&TieRow<'_>> =
+            t.differences.iter().filter(|r| r.is_difference()).collect();
         diffs.sort_by(|a, b| TieRow::by_difference(a, b));
         if diffs.is_empty() {
             cv.paragraph(&l.all_tie, true, st.body_size, self.accent);
@@ -104,9 +105,9 @@ impl Renderer {
                 .iter()
                 .map(|r| {
                     let who = if r.customer_id.is_empty() {
-                        r.reason.clone()
+                        r.reason.to_string()
                     } else if r.reason.is_empty() {
-                        r.customer_id.clone()
+                        r.customer_id.to_string()
                     } else {
                         format!("{} ({})", r.customer_id, r.reason)
                     };
