@@ -345,14 +345,32 @@ pub fn format_exact(amount: Decimal, currency: Currency) -> String {
 
 /// Like [`format_exact`] with an explicit minimum number of decimals.
 pub fn format_exact_dp(amount: Decimal, min_dp: u32) -> String {
-    let mut n = amount.normalize();
-    if n.scale() < min_dp {
-        n.rescale(min_dp);
+    Exact(amount, min_dp).to_string()
+}
+
+/// [`format_exact_dp`] as a `Display` (written in place, nothing allocated):
+/// the amount and the minimum number of decimals.
+#[derive(Clone, Copy, Debug)]
+pub struct Exact(pub Decimal, pub u32);
+
+impl Exact {
+    /// An exact amount of `currency`, as [`format_exact`] writes it.
+    pub fn of(amount: Decimal, currency: Currency) -> Exact {
+        Exact(amount, currency.minor_units())
     }
-    if n.is_zero() {
-        n.set_sign_positive(true);
+}
+
+impl std::fmt::Display for Exact {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut n = self.0.normalize();
+        if n.scale() < self.1 {
+            n.rescale(self.1);
+        }
+        if n.is_zero() {
+            n.set_sign_positive(true);
+        }
+        std::fmt::Display::fmt(&n, f)
     }
-    n.to_string()
 }
 
 /// Error of [`parse_amount`].

@@ -56,11 +56,16 @@ pub const PARTNER_TOTALS_HEADER: [&str; 8] = [
 /// The header of `rejects.csv` of a tie-out.
 pub const REJECTS_HEADER: [&str; 5] = ["source_file", "source_line", "column", "value", "reason"];
 
-fn rates(r: &[Decimal]) -> String {
-    r.iter()
-        .map(|d| d.normalize().to_string())
-        .collect::<Vec<_>>()
-        .join(" ")
+/// Rates (fractions) separated by spaces, into `out` (cleared first).
+fn rates_into(out: &mut String, r: &[Decimal]) {
+    use std::fmt::Write as _;
+    out.clear();
+    for (i, d) in r.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        let _ = write!(out, "{}", d.normalize());
+    }
 }
 
 /// The earnings rows behind a tie-out row, as `file:line` separated by `; `.
@@ -113,13 +118,17 @@ fn write_row_with(
     w.text(&r.customer_id);
     w.text(&r.customer_name);
     w.text(&r.subscription_id);
-    w.text(&r.month.to_string());
+    scratch.clear();
+    let _ = write!(scratch, "{}", r.month);
+    w.text(scratch);
     w.text(r.currency.as_str());
     w.decimal(r.expected, dp);
     w.decimal(r.paid, dp);
     w.decimal(r.difference, dp);
-    w.text(&rates(&r.porledger_rates));
-    w.text(&rates(&r.microsoft_rates));
+    rates_into(scratch, &r.porledger_rates);
+    w.text(scratch);
+    rates_into(scratch, &r.microsoft_rates);
+    w.text(scratch);
     match r.due {
         Some(d) => w.date(d),
         None => w.empty(),
