@@ -81,25 +81,11 @@ pub(super) type Guid = [u8; 36];
 
 /// A random (version 4, RFC 4122 variant) GUID.
 pub(super) fn guid(rng: &mut SplitMix64) -> Guid {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let hi = rng.next_u64();
     let lo = rng.next_u64();
     let hi = (hi & !0xF000) | 0x4000;
     let lo = (lo & !(0xC << 60)) | (0x8 << 60);
-    let mut nibbles = [0u8; 32];
-    for i in 0..16 {
-        nibbles[i] = ((hi >> (60 - 4 * i)) & 0xF) as u8;
-        nibbles[16 + i] = ((lo >> (60 - 4 * i)) & 0xF) as u8;
-    }
-    let mut out = [b'-'; 36];
-    let mut n = 0;
-    for (i, slot) in out.iter_mut().enumerate() {
-        if !matches!(i, 8 | 13 | 18 | 23) {
-            *slot = HEX[nibbles[n] as usize];
-            n += 1;
-        }
-    }
-    out
+    crate::text::guid_text(u128::from(hi) << 64 | u128::from(lo))
 }
 
 /// `N` characters of `[0-9A-Za-z]`, like Partner Center order IDs.
