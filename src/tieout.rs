@@ -39,7 +39,7 @@ use crate::config::Rules;
 use crate::dates::Month;
 use crate::error::Fatal;
 use crate::ingest::{id_key, id_key_into};
-use crate::money::{format_exact, round_money, Currency, Exact, RoundingMode};
+use crate::money::{round_money, Currency, Exact, RoundingMode};
 
 /// A fast, deterministic hasher for the grain maps. Output order never
 /// depends on it: rows are sorted by the text of their IDs.
@@ -562,11 +562,20 @@ impl TieRow<'_> {
 
     /// Whether this row is a difference someone must look at (exit code 1).
     pub fn is_difference(&self) -> bool {
-        match self.class {
-            Class::Matched | Class::Adjustment => false,
-            Class::ExpectedNotPaid => self.reason != "not-yet-due",
-            _ => true,
-        }
+        is_difference(self.class, self.reason == NOT_YET_DUE)
+    }
+}
+
+/// The reason code of an expected earning Microsoft does not owe yet.
+const NOT_YET_DUE: &str = "not-yet-due";
+
+/// Whether a row of `class` is a difference someone must look at: not a
+/// match, not an adjustment, not an earning that is not yet due.
+fn is_difference(class: Class, not_yet_due: bool) -> bool {
+    match class {
+        Class::Matched | Class::Adjustment => false,
+        Class::ExpectedNotPaid => !not_yet_due,
+        _ => true,
     }
 }
 
@@ -664,11 +673,11 @@ enum Source {
 type SortKey = (u32, Month, bool, u32, u32, u32, Currency, u32);
 
 /// An amount and its currency in an explanation (`12.50 EUR`).
-struct Money(Exact, Currency);
+struct Money(Decimal, Currency);
 
 impl std::fmt::Display for Money {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.0, self.1)
+        write!(f, "{} {}", Exact::of(self.0, self.1), self.1)
     }
 }
 
@@ -719,7 +728,7 @@ impl Case {
 
     /// [`TieRow::is_difference`] of its row.
     fn is_difference(self) -> bool {
-        !matches!(self.class(), Class::Matched | Class::Adjustment) && self != Case::NotYetDue
+        is_difference(self.class(), self == Case::NotYetDue)
     }
 }
 
@@ -1266,9 +1275,7 @@ impl<'r> TieOut<'r> {
                     block = Some(sk.0);
                 }
                 let id = &*r.partner_id;
-                if block_ids.last().map(|b| b.as_str()) != Some(id)
-                    && !block_ids.iter().any(|b| b == id)
-                {
+                if !block_ids.iter().any(|b| b == id) {
                     block_ids.push(id.to_string());
                 }
             }
@@ -1389,14 +1396,12 @@ impl<'r> TieOut<'r> {
             microsoft_rates: Cow::Borrowed(&[]),
             due: None,
             explanation: format!(
-                "Microsoft adjustment '{}' of {} {} for {} ({} row{}, {}): a correction \
+                "Microsoft adjustment '{}' of {} for {} ({}, {}): a correction \
                  Microsoft makes without naming billing lines; listed, not matched.",
                 reason,
-                format_exact(amount, k.currency),
-                k.currency,
+                Money(amount, k.currency),
                 k.month,
-                p.rows.len(),
-                if p.rows.len() == 1 { "" } else { "s" },
+                Plural(p.rows.len(), "row"),
                 program
             ),
             ledger_lines: Cow::Borrowed(&[]),
@@ -1425,10 +1430,8 @@ impl<'r> TieOut<'r> {
     }
 
     /// A grain's verdict: its class and amounts, without any text.
-    fn verdict(&self, k: &Key) -> Verdict {
+    fn verdict(&self, k: &Key, e: Option<&Expected>, p: Option<&Paid>) -> Verdict {
         let tol = self.settings.tolerance;
-        let e = self.expected.get(k);
-        let p = self.paid.get(k);
         let cur = k.currency;
         let expected = e
             .map(|e| round_money(e.amount, cur, self.settings.rounding))
@@ -1478,8 +1481,9 @@ impl<'r> TieOut<'r> {
     fn verdict_of(&self, s: &Source) -> (Verdict, u32, u32, u32) {
         match s {
             Source::Grain(k) => {
-                let v = self.verdict(k);
-                let (shown, name) = match (self.expected.get(k), self.paid.get(k)) {
+                let (e, p) = (self.expected.get(k), self.paid.get(k));
+                let v = self.verdict(k, e, p);
+                let (shown, name) = match (e, p) {
                     (Some(e), p) => (e.shown.partner, p.map_or(EMPTY, |p| p.partner_name)),
                     (None, Some(p)) => (p.shown.partner, p.partner_name),
                     (None, None) => (EMPTY, EMPTY),
@@ -1521,12 +1525,12 @@ impl<'r> TieOut<'r> {
             difference,
             due,
             ..
-        } = self.verdict(k);
+        } = self.verdict(k, e, p);
         let shown = e
             .map(|e| e.shown)
             .or(p.map(|p| p.shown))
             .unwrap_or_default();
-        let money = |d: Decimal| Money(Exact::of(d, cur), cur);
+        let money = |d: Decimal| Money(d, cur);
         let lines_text = e.map(|e| self.basis_text(e, cur)).unwrap_or_default();
         let n_rows = p.map(|p| p.rows.len()).unwrap_or(0);
         let rows_text = Plural(n_rows, "earnings row");
@@ -1588,7 +1592,7 @@ impl<'r> TieOut<'r> {
                 ),
             ),
             (Case::NotYetDue, _) => (
-                Cow::Borrowed("not-yet-due"),
+                Cow::Borrowed(NOT_YET_DUE),
                 format!(
                     "porledger expected {} for {} ({lines_text}); Microsoft pays it by \
                      {d}, which is after {}: not yet due.",
@@ -1689,13 +1693,10 @@ impl<'r> TieOut<'r> {
                 parts.sort_unstable();
                 let mut words: Vec<String> = parts
                     .into_iter()
-                    .map(|(v, d)| format!("{} {cur} issued in {v}", format_exact(d, cur)))
+                    .map(|(v, d)| format!("{} issued in {v}", Money(d, cur)))
                     .collect();
                 if !e.lines.is_empty() {
-                    words.push(format!(
-                        "{} {cur} from this run",
-                        format_exact(issued.run_amount, cur)
-                    ));
+                    words.push(format!("{} from this run", Money(issued.run_amount, cur)));
                 }
                 t.push_str(": ");
                 t.push_str(&words.join(" and "));
