@@ -972,6 +972,7 @@ rate = "0.01"
             product_name: "",
             reference_id: "",
             sku_id: None,
+            invoice_number: "",
             entitlement_id: None,
             syndication_id: None,
             billable_quantity: None,

@@ -799,6 +799,7 @@ workloads = ["Exchange", "Teams"]
             product_name: name,
             reference_id: "",
             sku_id: None,
+            invoice_number: "",
             entitlement_id: None,
             syndication_id: None,
             billable_quantity: None,

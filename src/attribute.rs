@@ -470,6 +470,7 @@ mod tests {
             product_name: "",
             reference_id: "",
             sku_id: None,
+            invoice_number: "",
             entitlement_id: None,
             syndication_id: None,
             billable_quantity: None,

@@ -134,9 +134,10 @@ pub fn render_explanation(r: &RunRecord, filter: &Filter) -> String {
                     row.credited_days, row.charge_days, row.accrual_month
                 )
             };
+            let billed = billed(&row.invoice_number, &row.product_id, "  ");
             let _ = writeln!(
                 s,
-                "  {}:{}  charge {}  accrual month {}  subscription {}  {designation}\n      {} x rate {} x share {} = {}{days}",
+                "  {}:{}  charge {}  accrual month {}  subscription {}{billed}  {designation}\n      {} x rate {} x share {} = {}{days}",
                 row.source_file,
                 row.source_line,
                 row.charge_date,
@@ -181,6 +182,19 @@ pub fn render_explanation(r: &RunRecord, filter: &Filter) -> String {
     }
     for (c, t) in totals {
         let _ = writeln!(s, "\ntotal {c}: {t} (the sum of the rounded lines above)");
+    }
+    s
+}
+
+/// `invoice X` and `product Y`, each after `sep`, where not empty: a ledger
+/// line's billing keys (the tie-out's grain); usage rows and ledgers written
+/// before these columns have neither.
+pub fn billed(invoice: &str, product: &str, sep: &str) -> String {
+    let mut s = String::new();
+    for (what, v) in [("invoice", invoice), ("product", product)] {
+        if !v.is_empty() {
+            let _ = write!(s, "{sep}{what} {v}");
+        }
     }
     s
 }

@@ -85,10 +85,17 @@ pub enum LedgerColumn {
     /// FILE:LINE`; empty for every other row. Optional when reading (a
     /// ledger written before it reads as all empty).
     Reverses,
+    /// The billing line's invoice number; empty for usage rows and billing
+    /// files without one. Optional when reading, like `reverses`.
+    InvoiceNumber,
+    /// The billing line's product (`ProductId`; `OfferId` in legacy
+    /// license-based files, `SkuId` in FOCUS); empty for usage rows.
+    /// Optional when reading, like `reverses`.
+    ProductId,
 }
 
 /// The ledger's columns, in the order of `ledger.csv`.
-pub const LEDGER_COLUMNS: [Column; 18] = {
+pub const LEDGER_COLUMNS: [Column; 20] = {
     use ColumnKind::*;
     [
         col("partner_id", Text),
@@ -109,6 +116,8 @@ pub const LEDGER_COLUMNS: [Column; 18] = {
         col("credited_days", Int),
         col("charge_days", Int),
         col("reverses", Text),
+        col("invoice_number", Text),
+        col("product_id", Text),
     ]
 };
 
@@ -123,7 +132,7 @@ const fn names<const N: usize>(cols: &[Column; N]) -> [&'static str; N] {
 }
 
 /// The header of `ledger.csv`.
-pub const LEDGER_HEADER: [&str; 18] = names(&LEDGER_COLUMNS);
+pub const LEDGER_HEADER: [&str; 20] = names(&LEDGER_COLUMNS);
 
 /// The positions of the ledger columns of `kind`, in file order; `N` must be
 /// their number (checked at compile time when used in a const).
@@ -195,6 +204,9 @@ pub struct LedgerRow<'a> {
     pub charge_days: Option<u64>,
     /// The closed accrual a reversal row reverses (`PERIOD vVERSION FILE:LINE`).
     pub reverses: Option<&'a str>,
+    /// The billing line's invoice number and product; empty for usage.
+    pub invoice_number: &'a str,
+    pub product_id: &'a str,
 }
 
 /// Appends one `ledger.csv` record to `w` (columns of [`LEDGER_COLUMNS`]).
@@ -221,6 +233,8 @@ pub fn write_ledger_row(w: &mut RowBuf, r: &LedgerRow) {
         Some(t) => w.text(t),
         None => w.empty(),
     }
+    w.text(r.invoice_number);
+    w.text(r.product_id);
     w.end();
 }
 
@@ -312,6 +326,9 @@ pub struct LedgerRecord {
     pub charge_days: String,
     /// Empty unless a reversal row.
     pub reverses: String,
+    /// Empty for usage rows and in a ledger written before these columns.
+    pub invoice_number: String,
+    pub product_id: String,
 }
 
 /// Reads `ledger.csv` by column name.
@@ -340,13 +357,18 @@ impl<R: Read> LedgerReader<R> {
             message: e.to_string(),
         })?;
         let header = header.clone();
-        // A ledger from before reversals has no `reverses`: no row reverses anything.
+        // A ledger from before reversals has no `reverses`: no row reverses
+        // anything; one from before invoice and product has neither.
         let pos = crate::csv_text::columns_or_absent(
             &header,
             std::path::Path::new(file),
             "ledger",
             LEDGER_COLUMNS.map(|c| c.name),
-            &[LEDGER_COLUMNS[LedgerColumn::Reverses as usize].name],
+            &[
+                LEDGER_COLUMNS[LedgerColumn::Reverses as usize].name,
+                LEDGER_COLUMNS[LedgerColumn::InvoiceNumber as usize].name,
+                LEDGER_COLUMNS[LedgerColumn::ProductId as usize].name,
+            ],
         )?
         .map(|p| p.unwrap_or(usize::MAX));
         Ok(LedgerReader {
@@ -457,6 +479,8 @@ impl<'r> LedgerLine<'r> {
             credited_days: g(C::CreditedDays),
             charge_days: g(C::ChargeDays),
             reverses: g(C::Reverses),
+            invoice_number: g(C::InvoiceNumber),
+            product_id: g(C::ProductId),
         })
     }
 }
@@ -503,6 +527,8 @@ mod tests {
             credited_days: Some(10),
             charge_days: Some(31),
             reverses: None,
+            invoice_number: "G012345678",
+            product_id: "CFQ7TTC0LF8Q",
         };
         vec![
             base,
@@ -518,6 +544,7 @@ mod tests {
                 credited_days: None,
                 charge_days: None,
                 reverses: Some("2026-10 v1 billing/oct.csv:7"),
+                invoice_number: "",
                 ..base
             },
         ]
@@ -568,6 +595,8 @@ mod tests {
             assert_eq!(b.credited_days, opt(r.credited_days));
             assert_eq!(b.charge_days, opt(r.charge_days));
             assert_eq!(b.reverses, r.reverses.unwrap_or(""));
+            assert_eq!(b.invoice_number, r.invoice_number);
+            assert_eq!(b.product_id, r.product_id);
         }
     }
 
@@ -579,25 +608,31 @@ mod tests {
         assert_eq!(
             lines[1],
             "500275,c1,csp-core,PartnerOfRecord,s1,2026-10-03,2026-10,billing/a.csv,12,\
-             100.50,0.04,1.0,4.02,EUR,7,10,31,"
+             100.50,0.04,1.0,4.02,EUR,7,10,31,,G012345678,CFQ7TTC0LF8Q"
         );
         // Formula-like text is escaped for spreadsheets, quoted when needed.
         assert!(text.contains(
             "'-P1,\"a, \"\"quoted\"\"\r\nmulti-line\",'=SUM(A1),PartnerOfRecord,,\
-             2026-10-03,2026-10,\"dir/b,c.csv\",12,-3,0.04,1.0,4.02,EUR,,,,2026-10 v1 billing/oct.csv:7\r\n"
+             2026-10-03,2026-10,\"dir/b,c.csv\",12,-3,0.04,1.0,4.02,EUR,,,,2026-10 v1 billing/oct.csv:7,,\
+             CFQ7TTC0LF8Q\r\n"
         ));
     }
 
     #[test]
     fn a_ledger_without_the_reverses_column_reads_as_before() {
-        let file = String::from_utf8(written(&rows()[..1])).unwrap();
+        let mut first = rows()[0];
+        first.invoice_number = "";
+        first.product_id = "";
+        let file = String::from_utf8(written(&[first])).unwrap();
         let old = file
-            .replace(",reverses\r\n", "\r\n")
-            .replace(",31,\r\n", ",31\r\n");
+            .replace(",reverses,invoice_number,product_id\r\n", "\r\n")
+            .replace(",31,,,\r\n", ",31\r\n");
         assert!(!old.contains("reverses"));
         let back = read_all(old.as_bytes()).unwrap();
         assert_eq!(back, read_all(file.as_bytes()).unwrap());
         assert_eq!(back[0].reverses, "");
+        assert_eq!(back[0].invoice_number, "");
+        assert_eq!(back[0].product_id, "");
     }
 
     #[test]

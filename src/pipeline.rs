@@ -557,6 +557,8 @@ impl<'i> ChunkRows<'i> {
                     credited_days: a.days.map(|(c, _)| c as u64),
                     charge_days: a.days.map(|(_, t)| t as u64),
                     reverses: None,
+                    invoice_number: line.invoice_number,
+                    product_id: line.product_id,
                 },
             );
         }
@@ -597,6 +599,8 @@ impl<'i> ChunkRows<'i> {
                     credited_days: None,
                     charge_days: None,
                     reverses: Some(&x.reverses),
+                    invoice_number: r.line.invoice_number,
+                    product_id: r.line.product_id,
                 },
             );
         }
@@ -965,6 +969,8 @@ fn usage_rows(
                 credited_days: None,
                 charge_days: None,
                 reverses: None,
+                invoice_number: "",
+                product_id: "",
             },
         );
     }

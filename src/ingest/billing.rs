@@ -67,9 +67,13 @@ pub enum Field {
     /// without `ReferenceId` is matched on. FOCUS files carry the SKU as
     /// the product (`SkuId` is [`Field::ProductId`] there).
     SkuId,
+    /// The invoice the line is billed on (new commerce `G...`; FOCUS
+    /// `InvoiceId`); legacy license-based files have none. Carried to the
+    /// ledger for the tie-out's grain.
+    InvoiceNumber,
 }
 
-const N_FIELDS: usize = 21;
+const N_FIELDS: usize = 22;
 
 impl Field {
     pub const ALL: [Field; N_FIELDS] = [
@@ -94,6 +98,7 @@ impl Field {
         Field::SyndicationPartnerSubscriptionNumber,
         Field::BillableQuantity,
         Field::SkuId,
+        Field::InvoiceNumber,
     ];
 
     /// Header names that mean this field, normalised (lower case, letters and
@@ -117,6 +122,7 @@ impl Field {
             (Field::ProductName, Focus) => &["servicename", "xskudescription"],
             (Field::SkuName, Focus) => &["xskudescription"],
             (Field::SkuId, Focus) => &[],
+            (Field::InvoiceNumber, Focus) => &["invoiceid", "xinvoiceid"],
             (Field::CustomerId, _) => &["customerid", "customertenantid"],
             (Field::CustomerName, _) => &["customername", "customercompanyname"],
             (Field::SubscriptionId, _) => &["subscriptionid"],
@@ -146,6 +152,7 @@ impl Field {
             }
             (Field::BillableQuantity, _) => &["billablequantity"],
             (Field::SkuId, _) => &["skuid"],
+            (Field::InvoiceNumber, _) => &["invoicenumber"],
         }
     }
 
@@ -191,6 +198,7 @@ impl Field {
             (Field::ProductId, Focus) => "SkuId",
             (Field::ProductName, Focus) => "ServiceName",
             (Field::SkuName, Focus) => "x_SkuDescription",
+            (Field::InvoiceNumber, Focus) => "InvoiceId",
             (Field::CustomerId, _) => "CustomerId",
             (Field::CustomerName, _) => "CustomerName",
             (Field::SubscriptionId, _) => "SubscriptionId",
@@ -214,6 +222,7 @@ impl Field {
             }
             (Field::BillableQuantity, _) => "BillableQuantity",
             (Field::SkuId, _) => "SkuId",
+            (Field::InvoiceNumber, _) => "InvoiceNumber",
         }
     }
 
@@ -379,6 +388,8 @@ pub struct BillingLine<'r> {
     pub tax: bool,
     /// `SkuId`, when the file has the column and the line a value.
     pub sku_id: Option<&'r str>,
+    /// The invoice number; empty when the file has no such column.
+    pub invoice_number: &'r str,
 }
 
 /// A rejected record: which column, what value, why.
@@ -698,6 +709,7 @@ impl BillingLayout {
             billable_quantity,
             tax,
             sku_id: optional(Field::SkuId)?,
+            invoice_number: self.text(rec, whole, Field::InvoiceNumber)?,
         })
     }
 }
@@ -877,6 +889,30 @@ mod tests {
         assert_eq!(line.charge_end, NaiveDate::from_ymd_opt(2026, 10, 31));
         assert_eq!(line.reseller_mpn_id, None, "NULL is empty");
         assert_eq!(line.subtotal.to_string(), "12.3400");
+    }
+
+    #[test]
+    fn invoice_numbers_are_read_where_the_file_has_them() {
+        let l = BillingLayout::from_header(&hdr(&INVOICE_RECONCILIATION_COLUMNS), b',').unwrap();
+        assert_eq!(l.column(Field::InvoiceNumber), Some(5));
+        // FOCUS names it InvoiceId; legacy license-based files have none.
+        let mut cols: Vec<&str> = vec!["BilledCost", "BillingCurrency", "ChargePeriodStart"];
+        cols.extend(["SubAccountId", "x_CustomerId", "InvoiceId"]);
+        let l = BillingLayout::from_header(&hdr(&cols), b',').unwrap();
+        assert_eq!(l.format, BillingFormat::Focus);
+        assert_eq!(l.column(Field::InvoiceNumber), Some(5));
+        assert_eq!(Field::InvoiceNumber.name(BillingFormat::Focus), "InvoiceId");
+        let rec = csv::ByteRecord::from(vec![
+            "1",
+            "EUR",
+            "2026-10-01T00:00:00Z",
+            "S1",
+            "C1",
+            " G012345678 ",
+        ]);
+        assert_eq!(l.parse(&rec).unwrap().invoice_number, "G012345678");
+        let l = BillingLayout::from_header(&hdr(&LEGACY_LICENSE_COLUMNS), b',').unwrap();
+        assert_eq!(l.column(Field::InvoiceNumber), None);
     }
 
     #[test]

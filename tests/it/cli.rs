@@ -280,8 +280,8 @@ fn hand_computed_fixture() {
 
     // Ledger: provenance of every accrual, exact amounts.
     let ledger = f.read("out/ledger.csv");
-    assert!(ledger.contains("100003,c-gamma,pal,PAL,sub-g1,2026-10-01,2026-10,billing/2026-10.csv,6,333.33,0.015,0.7,3.499965,USD,5,1,1,\r\n"), "{ledger}");
-    assert!(ledger.contains("100001,c-alpha,por-core,DPOR,sub-a1,2026-10-15,2026-10,billing/2026-10.csv,3,-250.00,0.04,1.0,-10.00,EUR,2,1,1,\r\n"), "{ledger}");
+    assert!(ledger.contains("100003,c-gamma,pal,PAL,sub-g1,2026-10-01,2026-10,billing/2026-10.csv,6,333.33,0.015,0.7,3.499965,USD,5,1,1,,,\r\n"), "{ledger}");
+    assert!(ledger.contains("100001,c-alpha,por-core,DPOR,sub-a1,2026-10-15,2026-10,billing/2026-10.csv,3,-250.00,0.04,1.0,-10.00,EUR,2,1,1,,,\r\n"), "{ledger}");
     assert_eq!(ledger.lines().count(), 1 + 8);
 
     // Partner statement adds up on paper; the customer statement shows the detail.

@@ -108,17 +108,17 @@ c5,P-G,G,DPOR,,,,2026-10-11,
         ]
     );
     let ledger = c.read("out/ledger.csv");
-    assert!(ledger.contains("P-F,c5,por-core,DPOR,s5,2026-10-01,2026-10,b.csv,6,322.580645,0.04,1.0,12.9032258,EUR,7,10,31,\r\n"), "{ledger}");
-    assert!(ledger.contains("P-G,c5,por-core,DPOR,s5,2026-10-01,2026-10,b.csv,6,677.419355,0.04,1.0,27.0967742,EUR,8,21,31,\r\n"), "{ledger}");
+    assert!(ledger.contains("P-F,c5,por-core,DPOR,s5,2026-10-01,2026-10,b.csv,6,322.580645,0.04,1.0,12.9032258,EUR,7,10,31,,,\r\n"), "{ledger}");
+    assert!(ledger.contains("P-G,c5,por-core,DPOR,s5,2026-10-01,2026-10,b.csv,6,677.419355,0.04,1.0,27.0967742,EUR,8,21,31,,,\r\n"), "{ledger}");
     assert!(
         ledger.contains(
-            "P-D,c3,por-core,DPOR,s3,2026-10-01,2026-10,b.csv,4,100.00,0.04,1.0,4.00,EUR,5,1,31,\r\n"
+            "P-D,c3,por-core,DPOR,s3,2026-10-01,2026-10,b.csv,4,100.00,0.04,1.0,4.00,EUR,5,1,31,,,\r\n"
         ),
         "{ledger}"
     );
     assert!(
         ledger.contains(
-            "P-C,c2,por-core,DPOR,s2,2026-10-01,2026-10,b.csv,3,3100.00,0.04,1.0,124.00,EUR,4,31,31,\r\n"
+            "P-C,c2,por-core,DPOR,s2,2026-10-01,2026-10,b.csv,3,3100.00,0.04,1.0,124.00,EUR,4,31,31,,,\r\n"
         ),
         "{ledger}"
     );

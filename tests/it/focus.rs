@@ -130,7 +130,7 @@ fn focus_handmade_accrues_hand_computed_amounts() {
     let l: Vec<&str> = ledger.lines().collect();
     assert_eq!(l.len(), 5, "{ledger}");
     assert!(
-        l[1].starts_with("P-A,c1,por-core,DPOR,s1,2026-10-01,") && l[1].ends_with(",2,21,31,"),
+        l[1].starts_with("P-A,c1,por-core,DPOR,s1,2026-10-01,") && l[1].ends_with(",2,21,31,,,"),
         "{}",
         l[1]
     );

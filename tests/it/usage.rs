@@ -351,9 +351,9 @@ fn usage_run_end_to_end() {
         "{ex}"
     );
     assert!(ex.contains("x rate 0.02 x share"), "{ex}");
-    // Every ledger row has the header's 18 columns (usage rows included).
+    // Every ledger row has the header's 20 columns (usage rows included).
     for l in csv_rows(&f.read("ledger.csv")) {
-        assert_eq!(l.len(), 18, "{l:?}");
+        assert_eq!(l.len(), 20, "{l:?}");
     }
 
     // Partner metrics.
