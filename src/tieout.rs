@@ -17,8 +17,17 @@
 //! [`crate::ingest::id_key`] normalises them (trimmed, case-insensitive).
 //! Where an earning of a (partner, program, customer, month, currency) carries
 //! no subscription, that whole group is compared without subscriptions.
-//! porledger's ledger carries neither invoice number nor product, so those
-//! columns of the export are shown but not part of the grain.
+//!
+//! The **invoice number and product** refine the grain where both sides
+//! carry them: the ledger's `invoice_number` and `product_id` (from the
+//! billing line) against the export's `invoiceNumber` and `productId`. Where
+//! a row of either side of a group lacks one (an adjustment-like earning
+//! without invoice, a usage accrual, a ledger written before these columns,
+//! an issued accrual of the history), that whole group is compared without
+//! it, as for a missing subscription; where no earning of the export has
+//! one, it is compared nowhere. Invoice numbers and products
+//! are compared case-insensitively and shown in upper case, as Partner
+//! Center writes them (`G012345678`, `CFQ7TTC0LF8Q`).
 //!
 //! # Classes
 //!
@@ -125,6 +134,9 @@ pub struct Accrual<'a> {
     pub customer_id: &'a str,
     pub program_id: &'a str,
     pub subscription_id: &'a str,
+    /// The billing line's invoice number and product; empty where unknown.
+    pub invoice_number: &'a str,
+    pub product_id: &'a str,
     pub month: Month,
     pub currency: Currency,
     pub amount: Decimal,
@@ -144,6 +156,9 @@ pub struct Earning<'a> {
     pub customer_id: &'a str,
     pub customer_name: &'a str,
     pub subscription_id: &'a str,
+    /// `invoiceNumber` and `productId`; empty where the export has none.
+    pub invoice_number: &'a str,
+    pub product_id: &'a str,
     pub month: Month,
     pub currency: Currency,
     pub amount: Decimal,
@@ -228,6 +243,24 @@ impl Strings {
         Ok((self.key_id(raw)?, self.id(raw)?))
     }
 
+    /// The id of an invoice number or product as compared and shown:
+    /// trimmed, in upper case (one look-up for the usual upper-case text).
+    fn upper_id(&mut self, raw: &str) -> Result<u32, Fatal> {
+        let t = raw.trim();
+        if t.is_empty() {
+            return Ok(EMPTY);
+        }
+        if !t.bytes().any(|b| b.is_ascii_lowercase()) && t.is_ascii() {
+            return self.id(t);
+        }
+        let mut k = std::mem::take(&mut self.scratch);
+        k.clear();
+        k.extend(t.chars().flat_map(char::to_uppercase));
+        let r = self.id(&k);
+        self.scratch = k;
+        r
+    }
+
     /// Like [`Strings::key_id`], without interning.
     fn find_key(&self, raw: &str) -> Option<u32> {
         if raw.is_ascii() && !raw.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -253,7 +286,8 @@ impl Strings {
     }
 }
 
-/// The grain (ids of normalised IDs; program as given).
+/// The grain (ids of normalised IDs; program as given; invoice and product
+/// in upper case, [`EMPTY`] where unknown or not compared).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Key {
     partner: u32,
@@ -261,10 +295,62 @@ struct Key {
     program: u32,
     customer: u32,
     subscription: u32,
+    invoice: u32,
+    product: u32,
     currency: Currency,
 }
 
-/// A grain without the subscription.
+/// The optional parts of the grain a group is compared without (bits).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Dims(u8);
+
+impl Dims {
+    const SUBSCRIPTION: u8 = 1;
+    const INVOICE: u8 = 2;
+    const PRODUCT: u8 = 4;
+
+    /// What `k` lacks: the subscription counts on the earnings side only
+    /// (`paid`; an accrual always has one), invoice and product on both.
+    fn missing(k: &Key, paid: bool) -> Dims {
+        let counted = if paid { Dims::SUBSCRIPTION } else { 0 } | Dims::INVOICE | Dims::PRODUCT;
+        Dims(!Dims::present(k).0 & counted)
+    }
+
+    /// What `k` has.
+    fn present(k: &Key) -> Dims {
+        let mut d = 0;
+        if k.subscription != EMPTY {
+            d |= Dims::SUBSCRIPTION;
+        }
+        if k.invoice != EMPTY {
+            d |= Dims::INVOICE;
+        }
+        if k.product != EMPTY {
+            d |= Dims::PRODUCT;
+        }
+        Dims(d)
+    }
+
+    /// `k` without these parts.
+    fn clear(self, k: &mut Key) {
+        if self.0 & Dims::SUBSCRIPTION != 0 {
+            k.subscription = EMPTY;
+        }
+        if self.0 & Dims::INVOICE != 0 {
+            k.invoice = EMPTY;
+        }
+        if self.0 & Dims::PRODUCT != 0 {
+            k.product = EMPTY;
+        }
+    }
+
+    fn has(self, bit: u8) -> bool {
+        self.0 & bit != 0
+    }
+}
+
+/// A grain without subscription, invoice and product: the group whose
+/// optional parts are compared or dropped together ([`Dims`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Coarse {
     partner: u32,
@@ -473,6 +559,9 @@ pub struct TieOut<'r> {
     /// few distinct labels, looked up by their text without interning it.
     label_cache: HashTable<LabelEntry>,
     earnings_rows: u64,
+    /// The optional parts of the grain some earning (not an adjustment)
+    /// has: a part no earning has is compared nowhere.
+    earnings_parts: Dims,
     /// The first and last transaction month of the earnings read.
     earnings_months: Option<(Month, Month)>,
     /// Issued versions expected amounts come from: (period, version).
@@ -498,6 +587,10 @@ pub struct TieRow<'a> {
     pub customer_id: Cow<'a, str>,
     pub customer_name: Cow<'a, str>,
     pub subscription_id: Cow<'a, str>,
+    /// The grain's invoice number and product; empty where the grain is
+    /// compared without them (see the module documentation).
+    pub invoice_number: Cow<'a, str>,
+    pub product_id: Cow<'a, str>,
     pub month: Month,
     pub currency: Currency,
     /// Expected, rounded as statement lines are.
@@ -536,6 +629,8 @@ impl TieRow<'_> {
             customer_id: own(self.customer_id),
             customer_name: own(self.customer_name),
             subscription_id: own(self.subscription_id),
+            invoice_number: own(self.invoice_number),
+            product_id: own(self.product_id),
             month: self.month,
             currency: self.currency,
             expected: self.expected,
@@ -669,8 +764,10 @@ enum Source {
     Adjustment(AdjKey),
 }
 
-/// The order of the report's rows (see [`TieOut::finish`]).
-type SortKey = (u32, Month, bool, u32, u32, u32, Currency, u32);
+/// The order of the report's rows (see [`TieOut::finish`]): partner,
+/// month, adjustment, program, customer, subscription, invoice, product,
+/// currency, reason.
+type SortKey = (u32, Month, bool, u32, u32, u32, u32, u32, Currency, u32);
 
 /// An amount and its currency in an explanation (`12.50 EUR`).
 struct Money(Decimal, Currency);
@@ -762,6 +859,7 @@ impl<'r> TieOut<'r> {
             partner_names: FastMap::default(),
             label_cache: HashTable::new(),
             earnings_rows: 0,
+            earnings_parts: Dims::default(),
             earnings_months: None,
             closes: Vec::new(),
             sources: Vec::new(),
@@ -845,6 +943,8 @@ impl<'r> TieOut<'r> {
             program: s.id(a.program_id)?,
             customer,
             subscription,
+            invoice: s.upper_id(a.invoice_number)?,
+            product: s.upper_id(a.product_id)?,
             currency: a.currency,
         };
         let e = match self.expected.entry(key) {
@@ -882,8 +982,12 @@ impl<'r> TieOut<'r> {
     }
 
     /// Takes in the accruals of `other` (a tie-out fed only with ledger rows,
-    /// read on another thread): the same as having added them here.
+    /// read on another thread): the same as having added them here. Call it
+    /// after the earnings are read: a part of the grain no earning has is
+    /// dropped from the keys as they are taken in (one pass, instead of
+    /// regrouping every grain in [`TieOut::finish`]).
     pub fn add_accruals_of(&mut self, other: TieOut<'_>) -> Result<(), Fatal> {
+        let absent = self.absent_parts();
         let mut map = Vec::with_capacity(other.strings.text.len());
         for t in &other.strings.text {
             map.push(self.strings.id(t)?);
@@ -899,13 +1003,16 @@ impl<'r> TieOut<'r> {
         let m = |i: u32| map[i as usize];
         self.expected.reserve(other.expected.len());
         for (k, mut e) in other.expected {
-            let key = Key {
+            let mut key = Key {
                 partner: m(k.partner),
                 program: m(k.program),
                 customer: m(k.customer),
                 subscription: m(k.subscription),
+                invoice: m(k.invoice),
+                product: m(k.product),
                 ..k
             };
+            absent.clear(&mut key);
             e.shown = Shown {
                 partner: m(e.shown.partner),
                 customer: m(e.shown.customer),
@@ -927,6 +1034,12 @@ impl<'r> TieOut<'r> {
             }
         }
         Ok(())
+    }
+
+    /// The parts of the grain (invoice, product) no earning has: compared
+    /// nowhere.
+    fn absent_parts(&self) -> Dims {
+        Dims((Dims::INVOICE | Dims::PRODUCT) & !self.earnings_parts.0)
     }
 
     /// Whether some earning (not an adjustment) names this customer: only
@@ -1058,8 +1171,11 @@ impl<'r> TieOut<'r> {
             program,
             customer,
             subscription,
+            invoice: s.upper_id(e.invoice_number)?,
+            product: s.upper_id(e.product_id)?,
             currency: e.currency,
         };
+        self.earnings_parts.0 |= Dims::present(&key).0;
         let p = match self.paid.entry(key) {
             Entry::Occupied(o) => o.into_mut(),
             Entry::Vacant(v) => {
@@ -1117,24 +1233,75 @@ impl<'r> TieOut<'r> {
         batch: usize,
         mut sink: impl FnMut(&Report, Vec<TieRow<'_>>, Vec<String>) -> Result<(), Fatal> + Send,
     ) -> Result<Report, Fatal> {
-        // Groups where an earning has no subscription are compared without.
-        let coarse: FastSet<Coarse> = self
-            .paid
-            .keys()
-            .filter(|k| k.subscription == EMPTY)
-            .map(Key::coarse)
+        // An export without invoice numbers (or products) compares none:
+        // they are dropped from every key (accruals taken in by
+        // `add_accruals_of` have lost them already).
+        let absent = self.absent_parts();
+        if self.expected.keys().any(|k| {
+            let mut c = *k;
+            absent.clear(&mut c);
+            c != *k
+        }) {
+            let none = FastMap::default();
+            self.expected = collapse(
+                std::mem::take(&mut self.expected),
+                &none,
+                Some(absent),
+                |_, _| {},
+                Expected::merge,
+            )?;
+        }
+        // Groups where an earning has no subscription, or a row of either
+        // side no invoice or product, are compared without it.
+        // (missing, present) per group; a part no row of the group has
+        // changes nothing, so a group is only regrouped for a part that some
+        // of its rows have and some lack.
+        let mut coarse: FastMap<Coarse, (Dims, Dims)> = FastMap::default();
+        let keys = || {
+            self.paid
+                .keys()
+                .map(|k| (k, true))
+                .chain(self.expected.keys().map(|k| (k, false)))
+        };
+        for (k, paid) in keys() {
+            let d = Dims::missing(k, paid).0 & !absent.0;
+            if d != 0 {
+                coarse.entry(k.coarse()).or_default().0 .0 |= d;
+            }
+        }
+        if !coarse.is_empty() {
+            for (k, _) in keys() {
+                if let Some((_, present)) = coarse.get_mut(&k.coarse()) {
+                    present.0 |= Dims::present(k).0;
+                }
+            }
+        }
+        let coarse: FastMap<Coarse, Dims> = coarse
+            .into_iter()
+            .map(|(c, (missing, present))| (c, Dims(missing.0 & present.0)))
+            .filter(|(_, d)| *d != Dims::default())
             .collect();
         if !coarse.is_empty() {
             self.expected = collapse(
                 std::mem::take(&mut self.expected),
                 &coarse,
-                |e| e.shown.subscription = EMPTY,
+                None,
+                |e, d| {
+                    if d.has(Dims::SUBSCRIPTION) {
+                        e.shown.subscription = EMPTY
+                    }
+                },
                 Expected::merge,
             )?;
             self.paid = collapse(
                 std::mem::take(&mut self.paid),
                 &coarse,
-                |p| p.shown.subscription = EMPTY,
+                None,
+                |p, d| {
+                    if d.has(Dims::SUBSCRIPTION) {
+                        p.shown.subscription = EMPTY
+                    }
+                },
                 |a, b| {
                     a.amount = add_checked(a.amount, b.amount, || "paid amount".into())?;
                     a.rates.extend(b.rates);
@@ -1166,7 +1333,8 @@ impl<'r> TieOut<'r> {
             }
         }
         // The order of the rows: partner, month, adjustments last, program,
-        // customer and subscription as shown, currency, reason; by text.
+        // customer and subscription as shown, invoice, product, currency,
+        // reason; by text.
         let rank = self.strings.ranks();
         let r = |i: u32| rank[i as usize];
         let mut sources: Vec<(SortKey, Source)> =
@@ -1180,6 +1348,8 @@ impl<'r> TieOut<'r> {
                 r(k.program),
                 r(shown.customer),
                 r(shown.subscription),
+                r(k.invoice),
+                r(k.product),
                 k.currency,
                 0,
             );
@@ -1199,6 +1369,8 @@ impl<'r> TieOut<'r> {
                 k.month,
                 true,
                 r(k.program),
+                r(EMPTY),
+                r(EMPTY),
                 r(EMPTY),
                 r(EMPTY),
                 k.currency,
@@ -1387,6 +1559,8 @@ impl<'r> TieOut<'r> {
             customer_id: Cow::Borrowed(""),
             customer_name: Cow::Borrowed(""),
             subscription_id: Cow::Borrowed(""),
+            invoice_number: Cow::Borrowed(""),
+            product_id: Cow::Borrowed(""),
             month: k.month,
             currency: k.currency,
             expected: Decimal::ZERO,
@@ -1643,6 +1817,8 @@ impl<'r> TieOut<'r> {
             customer_id: Cow::Borrowed(s.str(shown.customer)),
             customer_name: Cow::Borrowed(s.str(p.map(|p| p.customer_name).unwrap_or(EMPTY))),
             subscription_id: Cow::Borrowed(s.str(shown.subscription)),
+            invoice_number: Cow::Borrowed(s.str(k.invoice)),
+            product_id: Cow::Borrowed(s.str(k.product)),
             month: k.month,
             currency: cur,
             expected,
@@ -1877,19 +2053,21 @@ fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
     v
 }
 
-/// Moves every entry whose coarse key is in `coarse` to the key without
-/// subscription (`clear` drops the shown subscription), merging with `merge`.
+/// Moves every entry whose group is in `coarse` (every entry, with `all`)
+/// to the key without the parts its group is compared without (`clear`
+/// drops them from what the entry shows), merging with `merge`.
 fn collapse<V>(
     map: FastMap<Key, V>,
-    coarse: &FastSet<Coarse>,
-    clear: impl Fn(&mut V),
+    coarse: &FastMap<Coarse, Dims>,
+    all: Option<Dims>,
+    clear: impl Fn(&mut V, Dims),
     mut merge: impl FnMut(&mut V, V) -> Result<(), Fatal>,
 ) -> Result<FastMap<Key, V>, Fatal> {
     let mut out: FastMap<Key, V> = FastMap::with_capacity_and_hasher(map.len(), Fast::default());
     for (mut k, mut v) in map {
-        if coarse.contains(&k.coarse()) {
-            k.subscription = EMPTY;
-            clear(&mut v);
+        if let Some(d) = all.or_else(|| coarse.get(&k.coarse()).copied()) {
+            d.clear(&mut k);
+            clear(&mut v, d);
         }
         match out.get_mut(&k) {
             Some(a) => merge(a, v)?,
@@ -1958,6 +2136,8 @@ lever = "*usage*"
             customer_id: customer,
             program_id: "core",
             subscription_id: sub,
+            invoice_number: "",
+            product_id: "",
             month: m,
             currency: eur(),
             amount: d(amount),
@@ -1989,6 +2169,8 @@ lever = "*usage*"
             customer_id: customer,
             customer_name: "",
             subscription_id: sub,
+            invoice_number: "",
+            product_id: "",
             month: m,
             currency: eur(),
             amount: d(amount),
@@ -2291,6 +2473,163 @@ lever = "*usage*"
         assert_eq!(row.ledger_lines, vec![2, 3]);
     }
 
+    /// An accrual and an earning with invoice number and product.
+    fn billed_accrual<'a>(
+        sub: &'a str,
+        invoice: &'a str,
+        product: &'a str,
+        amount: &str,
+        line: u64,
+    ) -> Accrual<'a> {
+        Accrual {
+            invoice_number: invoice,
+            product_id: product,
+            ..accrual("1", "C", sub, JAN, amount, line)
+        }
+    }
+
+    fn billed_earning<'a>(
+        sub: &'a str,
+        invoice: &'a str,
+        product: &'a str,
+        amount: &str,
+        line: u64,
+    ) -> Earning<'a> {
+        Earning {
+            invoice_number: invoice,
+            product_id: product,
+            ..earning("1", "C", sub, JAN, amount, Some("0.04"), line)
+        }
+    }
+
+    fn classes(rep: &Report) -> Vec<(Class, &str, &str, String, String)> {
+        rep.rows
+            .iter()
+            .map(|r| {
+                (
+                    r.class,
+                    &*r.invoice_number,
+                    &*r.product_id,
+                    r.expected.normalize().to_string(),
+                    r.paid.normalize().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn invoice_and_product_split_the_grain_where_both_sides_have_them() {
+        let r = rules();
+        let mut t = TieOut::new(&r, settings("0.01"));
+        // One subscription, one month: two invoices, two products.
+        for (inv, prod, amount, line) in [
+            ("G001", "P-A", "5", 2),
+            ("G001", "P-B", "3", 3),
+            ("G002", "P-A", "2", 4),
+        ] {
+            t.add_accrual(&billed_accrual("S1", inv, prod, amount, line))
+                .unwrap();
+        }
+        // Case and spaces do not matter; the first is paid short.
+        t.add_earning(&billed_earning("S1", " g001 ", "p-a", "4", 1))
+            .unwrap();
+        t.add_earning(&billed_earning("S1", "G001", "P-B", "3", 2))
+            .unwrap();
+        t.add_earning(&billed_earning("S1", "G002", "P-A", "2", 3))
+            .unwrap();
+        let rep = t.finish().unwrap();
+        assert_eq!(
+            classes(&rep),
+            [
+                (Class::Underpaid, "G001", "P-A", "5".into(), "4".into()),
+                (Class::Matched, "G001", "P-B", "3".into(), "3".into()),
+                (Class::Matched, "G002", "P-A", "2".into(), "2".into()),
+            ]
+        );
+        assert_eq!(rep.rows[0].ledger_lines, vec![2]);
+        assert_eq!(rep.rows[0].earnings_rows, vec![(0, 1)]);
+    }
+
+    #[test]
+    fn a_row_without_invoice_compares_its_group_without_invoices() {
+        let r = rules();
+        let mut t = TieOut::new(&r, settings("0.01"));
+        t.add_accrual(&billed_accrual("S1", "G001", "P-A", "5", 2))
+            .unwrap();
+        t.add_accrual(&billed_accrual("S1", "G002", "P-A", "2", 3))
+            .unwrap();
+        // An earning of the group without invoice number: the group is
+        // compared per product only. Another customer keeps its invoices.
+        t.add_earning(&billed_earning("S1", "", "P-A", "7", 1))
+            .unwrap();
+        t.add_accrual(&Accrual {
+            customer_id: "D",
+            ..billed_accrual("S9", "G009", "P-A", "1", 4)
+        })
+        .unwrap();
+        t.add_earning(&Earning {
+            customer_id: "D",
+            ..billed_earning("S9", "G009", "P-A", "1", 2)
+        })
+        .unwrap();
+        let rep = t.finish().unwrap();
+        assert_eq!(
+            classes(&rep),
+            [
+                (Class::Matched, "", "P-A", "7".into(), "7".into()),
+                (Class::Matched, "G009", "P-A", "1".into(), "1".into()),
+            ]
+        );
+        assert_eq!(rep.rows[0].ledger_lines, vec![2, 3]);
+        // A ledger written before the columns (no invoice, no product) ties
+        // out against an export that has them, at the coarser grain.
+        let mut t = TieOut::new(&r, settings("0.01"));
+        t.add_accrual(&accrual("1", "C", "S1", JAN, "7", 2))
+            .unwrap();
+        t.add_earning(&billed_earning("S1", "G001", "P-A", "5", 1))
+            .unwrap();
+        t.add_earning(&billed_earning("S1", "G002", "P-B", "2", 2))
+            .unwrap();
+        let rep = t.finish().unwrap();
+        assert_eq!(
+            classes(&rep),
+            [(Class::Matched, "", "", "7".into(), "7".into())]
+        );
+    }
+
+    #[test]
+    fn an_export_without_invoices_splits_no_expected_row_by_invoice() {
+        let r = rules();
+        let mut t = TieOut::new(&r, settings("0.01"));
+        // Paid (without invoice or product) and unpaid groups alike are
+        // compared without them: one row per subscription and month.
+        t.add_accrual(&billed_accrual("S1", "G001", "P-A", "5", 2))
+            .unwrap();
+        t.add_accrual(&billed_accrual("S1", "G002", "P-B", "2", 3))
+            .unwrap();
+        t.add_accrual(&Accrual {
+            customer_id: "D",
+            ..billed_accrual("S9", "G009", "P-A", "1", 4)
+        })
+        .unwrap();
+        t.add_accrual(&Accrual {
+            customer_id: "D",
+            ..billed_accrual("S9", "G010", "P-A", "1", 5)
+        })
+        .unwrap();
+        t.add_earning(&earning("1", "C", "S1", JAN, "7", Some("0.04"), 1))
+            .unwrap();
+        let rep = t.finish().unwrap();
+        assert_eq!(
+            classes(&rep),
+            [
+                (Class::Matched, "", "", "7".into(), "7".into()),
+                (Class::ExpectedNotPaid, "", "", "2".into(), "0".into()),
+            ]
+        );
+        assert_eq!(rep.rows[1].ledger_lines, vec![4, 5]);
+    }
+
     #[test]
     fn programs_map_by_the_earnings_tables_and_due_dates_follow_the_program() {
         let r = rules();
@@ -2462,6 +2801,57 @@ lever = "*usage*"
         assert_eq!(a.issued_sources.len(), 3);
     }
 
+    #[test]
+    fn ledger_rows_taken_in_from_another_accumulator_give_the_same_report() {
+        let r = rules();
+        // With and without invoice numbers in the export.
+        for billed in [false, true] {
+            let rows = [
+                billed_accrual("S1", "G001", "P-A", "5", 2),
+                billed_accrual("S1", "G002", "P-A", "2", 3),
+                billed_accrual("S2", "G002", "P-B", "1", 4),
+            ];
+            let earn = |t: &mut TieOut<'_>| {
+                let (i1, i2) = if billed { ("G001", "G002") } else { ("", "") };
+                for e in [
+                    billed_earning("S1", i1, "P-A", "5", 1),
+                    billed_earning("S1", i2, "P-A", "1", 2),
+                    billed_earning("S2", i2, "P-B", "1", 3),
+                ] {
+                    t.add_earning(&e).unwrap();
+                }
+            };
+            let mut one = TieOut::new(&r, settings("0.01"));
+            earn(&mut one);
+            for a in &rows {
+                one.add_accrual(a).unwrap();
+            }
+            let mut two = TieOut::new(&r, settings("0.01"));
+            earn(&mut two);
+            let mut side = TieOut::new(&r, settings("0.01"));
+            for a in rows.iter().rev() {
+                side.add_accrual(a).unwrap();
+            }
+            two.add_accruals_of(side).unwrap();
+            let (a, b) = (one.finish().unwrap(), two.finish().unwrap());
+            assert_eq!(format!("{:?}", a.rows), format!("{:?}", b.rows));
+            let want: &[(Class, &str, &str, String, String)] = if billed {
+                &[
+                    (Class::Matched, "G001", "P-A", "5".into(), "5".into()),
+                    (Class::Underpaid, "G002", "P-A", "2".into(), "1".into()),
+                    (Class::Matched, "G002", "P-B", "1".into(), "1".into()),
+                ]
+            } else {
+                &[
+                    // Products are still on both sides.
+                    (Class::Underpaid, "", "P-A", "7".into(), "6".into()),
+                    (Class::Matched, "", "P-B", "1".into(), "1".into()),
+                ]
+            };
+            assert_eq!(classes(&a), want);
+        }
+    }
+
     fn version(period: &str, version: u32) -> IssuedVersion {
         IssuedVersion {
             period: period.into(),
@@ -2504,30 +2894,48 @@ lever = "*usage*"
         #[test]
         fn an_export_of_the_runs_own_accruals_only_matches(
             lines in proptest::collection::vec(
-                (0u8..3, 0u8..4, 0u8..3, 0u8..3, 0u8..2, -100_000i64..1_000_000, 1u32..4),
+                (0u8..3, 0u8..4, 0u8..3, 0u8..3, 0u8..2, -100_000i64..1_000_000, 1u32..4, 0u8..4),
                 1..60,
-            )
+            ),
+            billed in any::<bool>(),
         ) {
             let r = rules();
             let mut t = TieOut::new(&r, settings("0.01"));
             let ids = ["a", "b", "c", "d"];
+            // With `billed`, both sides carry invoice and product (the
+            // export's in another case): each of them a grain of its own.
+            let invoices = ["G1", "g2"];
+            let products = ["P1", "p2"];
+            let billing = |ip: u8| -> (&str, &str) {
+                if billed {
+                    (invoices[(ip & 1) as usize], products[(ip >> 1) as usize])
+                } else {
+                    ("", "")
+                }
+            };
             let curs = [eur(), Currency::parse("USD").unwrap()];
-            let mut grains: BTreeMap<(u8, u8, u8, u8, u8), Decimal> = BTreeMap::new();
-            for (n, &(p, c, s, m, cur, cents, scale)) in lines.iter().enumerate() {
+            let mut grains: BTreeMap<(u8, u8, u8, u8, u8, u8), Decimal> = BTreeMap::new();
+            for (n, &(p, c, s, m, cur, cents, scale, ip)) in lines.iter().enumerate() {
                 let amount = Decimal::new(cents, scale);
                 let mut a = accrual(ids[p as usize], ids[c as usize], ids[s as usize],
                     Month::from_ym(2026, 1 + m as u32), "0", n as u64 + 2);
                 a.amount = amount;
                 a.currency = curs[cur as usize];
+                (a.invoice_number, a.product_id) = billing(ip);
                 t.add_accrual(&a).unwrap();
-                *grains.entry((p, c, s, m, cur)).or_default() += amount;
+                let ip = if billed { ip } else { 0 };
+                *grains.entry((p, c, s, m, cur, ip)).or_default() += amount;
             }
-            for (n, (&(p, c, s, m, cur), amount)) in grains.iter().enumerate() {
+            for (n, (&(p, c, s, m, cur, ip), amount)) in grains.iter().enumerate() {
                 let cur = curs[cur as usize];
                 let paid = round_money(*amount, cur, RoundingMode::HalfUp).to_string();
                 let mut e = earning(ids[p as usize], ids[c as usize], ids[s as usize],
                     Month::from_ym(2026, 1 + m as u32), &paid, Some("0.04"), n as u64 + 2);
                 e.currency = cur;
+                let (inv, prod) = billing(ip);
+                let (inv, prod) = (inv.to_ascii_uppercase(), prod.to_ascii_lowercase());
+                e.invoice_number = &inv;
+                e.product_id = &prod;
                 t.add_earning(&e).unwrap();
             }
             let rep = t.finish().unwrap();

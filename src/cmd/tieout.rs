@@ -157,7 +157,10 @@ pub fn parse_tolerance(s: &str) -> Result<Decimal, Fatal> {
 
 /// Feeds the ledger of `out` into `tie`. The month is `accrual_month` where
 /// the ledger has that column, else the month of `charge_date`.
-fn read_ledger(out: &Path, tie: &mut TieOut<'_>) -> Result<(), Fatal> {
+/// Feeds the run's ledger rows into `tie`; `billed` says whether the export
+/// can carry invoice numbers and products (its columns): where it cannot,
+/// the ledger's are not read, and the grains are not split by them.
+fn read_ledger(out: &Path, tie: &mut TieOut<'_>, billed: (bool, bool)) -> Result<(), Fatal> {
     let path = out.join("ledger.csv");
     if !path.exists() && out.join("ledger.parquet").exists() {
         return Err(data_err(
@@ -199,6 +202,12 @@ fn read_ledger(out: &Path, tie: &mut TieOut<'_>) -> Result<(), Fatal> {
             customer_id: row.get(C::CustomerId),
             program_id: row.get(C::ProgramId),
             subscription_id: row.get(C::SubscriptionId),
+            invoice_number: if billed.0 {
+                row.get(C::InvoiceNumber)
+            } else {
+                ""
+            },
+            product_id: if billed.1 { row.get(C::ProductId) } else { "" },
             month,
             currency,
             amount,
@@ -307,6 +316,10 @@ fn read_issued(
                 customer_id: r.customer_id,
                 program_id: r.program_id,
                 subscription_id: r.subscription_id,
+                // The history keeps neither: such a grain is compared
+                // without them.
+                invoice_number: "",
+                product_id: "",
                 month,
                 currency,
                 amount,
@@ -418,10 +431,12 @@ fn read_not_eligible(out: &Path, tie: &mut TieOut<'_>) -> Result<(), Fatal> {
 }
 
 /// Reads the earnings files into `tie`.
-fn read_earnings_into(args: &TieoutArgs, tie: &mut TieOut<'_>) -> Result<EarningsRead, Fatal> {
-    let files = ingest::discover(&args.earnings, "--earnings")?;
+fn read_earnings_into(
+    files: &[ingest::InputFile],
+    tie: &mut TieOut<'_>,
+) -> Result<EarningsRead, Fatal> {
     let mut failed = None;
-    let read = read_earnings(&files, &mut |e| {
+    let read = read_earnings(files, &mut |e| {
         if failed.is_some() {
             return;
         }
@@ -439,6 +454,8 @@ fn read_earnings_into(args: &TieoutArgs, tie: &mut TieOut<'_>) -> Result<Earning
             customer_id: e.customer_id,
             customer_name: e.customer_name,
             subscription_id: e.subscription_id,
+            invoice_number: e.invoice_number,
+            product_id: e.product_id,
             month: Month::of(e.date),
             currency: e.currency,
             amount: e.amount,
@@ -491,10 +508,12 @@ pub fn tieout(args: &TieoutArgs) -> Result<Finish, Fatal> {
         }
     }
     // The two sides are read at once, each into its own accumulator.
+    let files = ingest::discover(&args.earnings, "--earnings")?;
+    let billed = ingest::earnings::grain_columns(&files);
     let mut ledger_side = TieOut::new(&rules, settings);
     let (read, ledger) = rayon::join(
-        || read_earnings_into(args, &mut tie),
-        || read_ledger(&args.out, &mut ledger_side),
+        || read_earnings_into(&files, &mut tie),
+        || read_ledger(&args.out, &mut ledger_side, billed),
     );
     let read = read?;
     ledger?;
@@ -737,7 +756,7 @@ pub fn explain_row(
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Tie-out row {} ({}{}): partner {} ({}), program {}, customer {}{}, {} {}",
+        "Tie-out row {} ({}{}): partner {} ({}), program {}, customer {}{}{}, {} {}",
         get("id"),
         get("class"),
         if get("reason").is_empty() {
@@ -762,6 +781,7 @@ pub fn explain_row(
         } else {
             format!(", subscription {}", get("subscription_id"))
         },
+        crate::explain::billed(get("invoice_number"), get("product_id"), ", "),
         get("month"),
         get("currency"),
     );
@@ -791,7 +811,7 @@ pub fn explain_row(
             }
             let _ = writeln!(
                 out,
-                "  ledger.csv:{}  {}:{}  charge {}  {} {}  subscription {}\n      {} x rate {} x share {} = {} {}",
+                "  ledger.csv:{}  {}:{}  charge {}  {} {}  subscription {}{}\n      {} x rate {} x share {} = {} {}",
                 row.line(),
                 row.get(C::SourceFile),
                 row.get(C::SourceLine),
@@ -799,6 +819,7 @@ pub fn explain_row(
                 row.get(C::ProgramId),
                 row.get(C::Association),
                 row.get(C::SubscriptionId),
+                crate::explain::billed(row.get(C::InvoiceNumber), row.get(C::ProductId), "  "),
                 row.get(C::BasisAmount),
                 row.get(C::Rate),
                 row.get(C::Share),

@@ -238,6 +238,40 @@ impl Seen {
     }
 }
 
+/// The first 64 KiB of `file` (its header line is in it).
+fn head_of(file: &InputFile) -> Result<Vec<u8>, Fatal> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    super::open_regular(&file.path)?
+        .take(64 * 1024)
+        .read_to_end(&mut head)
+        .map_err(|e| Fatal::io(&file.path, e))?;
+    Ok(head)
+}
+
+/// Whether some file of `files` has an `invoiceNumber` column, and whether
+/// some has a `productId` column, from their headers alone (the tie-out's
+/// grain leaves out what no file can carry before the rows are read). A
+/// file whose header cannot be read counts as having both: [`read_earnings`]
+/// reports its error.
+pub fn grain_columns(files: &[InputFile]) -> (bool, bool) {
+    let mut has = (false, false);
+    for file in files {
+        let layout = head_of(file).and_then(|head| {
+            let header = read_header(&file.display, &head)?;
+            EarningsLayout::from_header(&file.display, &header.fields, header.delimiter)
+        });
+        match layout {
+            Ok(l) => {
+                has.0 |= l.has(EField::InvoiceNumber);
+                has.1 |= l.has(EField::ProductId);
+            }
+            Err(_) => return (true, true),
+        }
+    }
+    has
+}
+
 /// Reads every earnings file in order and hands each usable, first-seen row to
 /// `f`; rejects and counts are returned.
 pub fn read_earnings(
@@ -247,14 +281,7 @@ pub fn read_earnings(
     let mut out = EarningsRead::default();
     let mut seen = Seen::default();
     for (idx, file) in files.iter().enumerate() {
-        let mut head = Vec::new();
-        {
-            use std::io::Read;
-            let fh = super::open_regular(&file.path)?;
-            fh.take(64 * 1024)
-                .read_to_end(&mut head)
-                .map_err(|e| Fatal::io(&file.path, e))?;
-        }
+        let head = head_of(file)?;
         // The delimiter is sniffed from the header line (`,` `;` or TAB, the
         // most frequent outside quotes), whatever the extension says.
         let header = read_header(&file.display, &head)?;
@@ -577,5 +604,35 @@ mod tests {
         let mut rate = None;
         read_earnings(&files, &mut |e| rate = e.rate).unwrap();
         assert_eq!(rate, Some("0.0375".parse().unwrap()));
+    }
+
+    #[test]
+    fn the_grain_columns_are_known_from_the_headers() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            InputFile {
+                path: p,
+                display: name.into(),
+                size: 0,
+            }
+        };
+        let base = "participantId,transactionDate,transactionCurrency,earningAmount";
+        let plain = file("a.csv", &format!("{base}\n1,2026-01-01,EUR,3\n"));
+        let invoiced = file(
+            "b.tsv",
+            &format!("{}\tInvoice_Number\n", base.replace(',', "\t")),
+        );
+        let both = file(
+            "c.csv",
+            &format!("\u{feff}{base},productId,invoiceNumber\n"),
+        );
+        let broken = file("d.csv", "no,header,here\n");
+        assert_eq!(grain_columns(std::slice::from_ref(&plain)), (false, false));
+        assert_eq!(grain_columns(&[plain.clone(), invoiced]), (true, false));
+        assert_eq!(grain_columns(&[both]), (true, true));
+        // Unreadable: the reader reports it; nothing is left out meanwhile.
+        assert_eq!(grain_columns(&[plain, broken]), (true, true));
     }
 }

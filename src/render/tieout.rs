@@ -17,7 +17,7 @@ use crate::render::publish::{self, HashingWriter, Written};
 use crate::tieout::{Class, Report, TieRow, Totals};
 
 /// The header of `tieout.csv` (and of the rows of a partner's `tieout.csv`).
-pub const TIEOUT_HEADER: [&str; 21] = [
+pub const TIEOUT_HEADER: [&str; 23] = [
     "id",
     "class",
     "reason",
@@ -27,6 +27,8 @@ pub const TIEOUT_HEADER: [&str; 21] = [
     "customer_id",
     "customer_name",
     "subscription_id",
+    "invoice_number",
+    "product_id",
     "month",
     "currency",
     "expected",
@@ -118,6 +120,8 @@ fn write_row_with(
     w.text(&r.customer_id);
     w.text(&r.customer_name);
     w.text(&r.subscription_id);
+    w.text(&r.invoice_number);
+    w.text(&r.product_id);
     scratch.clear();
     let _ = write!(scratch, "{}", r.month);
     w.text(scratch);

@@ -32,14 +32,35 @@ pub(crate) fn export_from_ledgers(
 ) -> String {
     let mut grains = Grains::new();
     for ledger in ledgers {
-        add_grains(ledger, &mut grains);
+        add_grains(ledger, &mut grains, false);
     }
-    export_of_grains(&grains, delim, reverse, repeat)
+    export_of_grains(&grains, delim, reverse, repeat, false)
 }
 
-type Grains = BTreeMap<(String, String, String, String, String, String), Decimal>;
+/// [`export_from_ledger`] with `invoiceNumber` and `productId`: one earning
+/// per invoice and product of each grain.
+fn billed_export_from_ledger(ledger: &Path) -> String {
+    let mut grains = Grains::new();
+    add_grains(ledger, &mut grains, true);
+    export_of_grains(&grains, ',', false, 1, true)
+}
 
-fn add_grains(ledger: &Path, grains: &mut Grains) {
+/// (partner, program, customer, subscription, month, currency, invoice, product).
+type Grains = BTreeMap<
+    (
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+    ),
+    Decimal,
+>;
+
+fn add_grains(ledger: &Path, grains: &mut Grains, billed: bool) {
     let rows = csv_rows(&read(ledger));
     let h = &rows[0];
     let col = |n: &str| h.iter().position(|c| c == n).unwrap();
@@ -52,6 +73,7 @@ fn add_grains(ledger: &Path, grains: &mut Grains) {
         col("accrual_amount"),
         col("currency"),
     );
+    let (inv, prod) = (col("invoice_number"), col("product_id"));
     for r in &rows[1..] {
         let month = h
             .iter()
@@ -65,12 +87,28 @@ fn add_grains(ledger: &Path, grains: &mut Grains) {
             r[s].clone(),
             month,
             r[cur].clone(),
+            if billed {
+                r[inv].clone()
+            } else {
+                String::new()
+            },
+            if billed {
+                r[prod].clone()
+            } else {
+                String::new()
+            },
         );
         *grains.entry(k).or_default() += r[amt].parse::<Decimal>().unwrap();
     }
 }
 
-fn export_of_grains(grains: &Grains, delim: char, reverse: bool, repeat: usize) -> String {
+fn export_of_grains(
+    grains: &Grains,
+    delim: char,
+    reverse: bool,
+    repeat: usize,
+    billed: bool,
+) -> String {
     let assoc = |program: &str| match program {
         "por-core" => ("CSP", "DPOR"),
         "pal" => ("CSP", "PAL.Owner"),
@@ -89,12 +127,17 @@ fn export_of_grains(grains: &Grains, delim: char, reverse: bool, repeat: usize) 
         "earningRate",
         "paymentStatus",
     ];
+    if billed {
+        header.extend(["invoiceNumber", "productId"]);
+    }
     if reverse {
         header.reverse();
     }
     let sep = delim.to_string();
     let mut out = format!("\u{feff}{}\r\n", header.join(&sep));
-    for (i, ((partner, program, customer, sub, month, cur), amount)) in grains.iter().enumerate() {
+    for (i, ((partner, program, customer, sub, month, cur, inv, prod), amount)) in
+        grains.iter().enumerate()
+    {
         let (name, assoc) = assoc(program);
         let rate = match program.as_str() {
             "por-core" => "4",
@@ -119,6 +162,9 @@ fn export_of_grains(grains: &Grains, delim: char, reverse: bool, repeat: usize) 
             rate,
             "Sent",
         ];
+        if billed {
+            cells.extend([inv.as_str(), prod.as_str()]);
+        }
         if reverse {
             cells.reverse();
         }
@@ -140,6 +186,30 @@ fn tieout(run: &Path, extra: &[&str]) -> std::process::Output {
     output(&mut c)
 }
 
+/// Writes `text` as `dir/earnings/NAME` and ties `run` out against it into
+/// `dir/t-NAME` (no PDFs): the output and that directory.
+fn tie_export(
+    dir: &Path,
+    run: &Path,
+    name: &str,
+    text: &str,
+) -> (std::process::Output, std::path::PathBuf) {
+    let file = dir.join("earnings").join(name);
+    write(&file, text);
+    let out_dir = dir.join(format!("t-{name}"));
+    let o = tieout(
+        run,
+        &[
+            "--earnings",
+            file.to_str().unwrap(),
+            "--tieout-out",
+            out_dir.to_str().unwrap(),
+            "--no-pdf",
+        ],
+    );
+    (o, out_dir)
+}
+
 #[test]
 fn an_export_of_the_runs_own_ledger_ties_out_in_every_layout() {
     let dir = run_sample(Sample::Main, &["--no-pdf", "--quiet"]);
@@ -150,19 +220,8 @@ fn an_export_of_the_runs_own_ledger_ties_out_in_every_layout() {
         ("reversed.tsv", '\t', true, 1),
         ("growth.csv", ',', false, 3),
     ] {
-        let file = dir.path().join("earnings").join(name);
-        write(&file, export_from_ledger(&ledger, delim, reverse, repeat));
-        let out_dir = dir.path().join(format!("t-{name}"));
-        let o = tieout(
-            &run,
-            &[
-                "--earnings",
-                file.to_str().unwrap(),
-                "--tieout-out",
-                out_dir.to_str().unwrap(),
-                "--no-pdf",
-            ],
-        );
+        let export = export_from_ledger(&ledger, delim, reverse, repeat);
+        let (o, out_dir) = tie_export(dir.path(), &run, name, &export);
         assert_code(&o, 0);
         let rows = csv_rows(&read(out_dir.join("tieout.csv")));
         let class = rows[0].iter().position(|c| c == "class").unwrap();
@@ -285,6 +344,59 @@ fn the_committed_sample_export_shows_every_class() {
     assert!(text.contains("rate-differs"), "{text}");
     assert!(text.contains("sample-data/billing/"), "{text}");
     assert!(text.contains("sample-data/earnings/"), "{text}");
+}
+
+#[test]
+fn invoice_and_product_refine_the_grain_and_name_an_underpaid_line() {
+    let dir = run_sample(Sample::Main, &["--no-pdf", "--quiet"]);
+    let run = dir.path().join("out");
+    let export = billed_export_from_ledger(&run.join("ledger.csv"));
+    let tie = |name: &str, text: &str| tie_export(dir.path(), &run, name, text);
+    // Paid exactly, per invoice and product: every row matched, at that grain.
+    let (o, out_dir) = tie("billed.csv", &export);
+    assert_code(&o, 0);
+    let rows = csv_rows(&read(out_dir.join("tieout.csv")));
+    let col = |n: &str| rows[0].iter().position(|c| c == n).unwrap();
+    let (class, inv, prod) = (col("class"), col("invoice_number"), col("product_id"));
+    assert!(rows[1..].iter().all(|r| r[class] == "matched"));
+    assert!(rows[1..]
+        .iter()
+        .all(|r| r[inv].starts_with('G') && !r[prod].is_empty()));
+    // More rows than grains of partner, program, customer, subscription,
+    // month and currency: a subscription's month can span two invoices.
+    let plain = export_from_ledger(&run.join("ledger.csv"), ',', false, 1);
+    assert!(export.lines().count() > plain.lines().count());
+
+    // One earning paid 1.00 short: the row names its invoice and product.
+    let mut lines: Vec<String> = export.lines().map(str::to_string).collect();
+    let mut cells: Vec<String> = lines[1].split(',').map(str::to_string).collect();
+    let (want_inv, want_prod) = (cells[11].clone(), cells[12].clone());
+    let paid: Decimal = cells[8].parse().unwrap();
+    cells[8] = (paid - Decimal::ONE).to_string();
+    lines[1] = cells.join(",");
+    let (o, out_dir) = tie("short.csv", &(lines.join("\r\n") + "\r\n"));
+    assert_code(&o, 1);
+    let rows = csv_rows(&read(out_dir.join("tieout.csv")));
+    let off: Vec<&Vec<String>> = rows[1..].iter().filter(|r| r[class] != "matched").collect();
+    assert_eq!(off.len(), 1, "{off:?}");
+    assert_eq!(
+        (
+            off[0][class].as_str(),
+            off[0][inv].as_str(),
+            off[0][prod].as_str()
+        ),
+        ("underpaid", want_inv.as_str(), want_prod.as_str())
+    );
+    let mut c = command();
+    c.args(["explain", "--out"])
+        .arg(&run)
+        .args(["--tieout-row", &off[0][0], "--tieout-out"])
+        .arg(&out_dir);
+    let o = output(&mut c);
+    assert_code(&o, 0);
+    let text = stdout(&o);
+    assert!(text.contains(&format!("invoice {want_inv}")), "{text}");
+    assert!(text.contains(&format!("product {want_prod}")), "{text}");
 }
 
 #[test]
