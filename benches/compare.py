@@ -33,7 +33,8 @@ What it does, in one run, on the same files:
    currency) `lines`, `basis_amount` and `accrual_amount` equal to DuckDB's.
 
 With --tieout, also: writes an earnings export with one earning per ledger row of
-the run (benches/earnings_from_ledger.py --per-line: the same size as the run),
+the run (benches/earnings_from_ledger.py --per-line --billed: the same size as the
+run, with invoice numbers and products, so the tie-out matches at its finest grain),
 and times `porledger tieout` on it against `porledger run` (both --threads 2,
 --no-pdf); every row must tie out (exit 0). `--tieout-only` skips everything else.
 
@@ -740,7 +741,7 @@ def tieout_timing(args, data: Path, bin_: Path) -> list[str]:
         log("earnings export from the ledger (one earning per ledger row)")
         subprocess.run(
             [sys.executable, str(Path(__file__).resolve().parent / "earnings_from_ledger.py"),
-             "--ledger", str(out / "ledger.csv"), "--out", str(earnings), "--per-line"],
+             "--ledger", str(out / "ledger.csv"), "--out", str(earnings), "--per-line", "--billed"],
             check=True,
         )  # fmt: skip
         rules = tmp / "rules-earnings.toml"

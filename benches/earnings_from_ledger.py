@@ -13,6 +13,9 @@ were then edited by hand: see its README).
                          subscription, accrual month and currency, the exact
                          sum rounded once half-up, as the tie-out's grain;
                          ledgers without accrual_month: month of charge_date)
+      [--billed]         also per invoice number and product (the ledger's
+                         invoice_number and product_id, written as invoiceNumber
+                         and productId), as Microsoft's Default report lists them
       [--tsv]            tab-separated
       [--program-map por-core='CSP Indirect Provider|Core|POR' ...]
                          programName|lever|partnerAssociation written for a
@@ -46,6 +49,7 @@ def main():
     ap.add_argument("--ledger", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--per-line", action="store_true")
+    ap.add_argument("--billed", action="store_true")
     ap.add_argument("--tsv", action="store_true")
     ap.add_argument("--program-map", nargs="*", default=[])
     a = ap.parse_args()
@@ -67,27 +71,30 @@ def main():
         w = csv.writer(o, delimiter=delim, lineterminator="\r\n")
         w.writerow(COLUMNS)
 
+        def key_of(row):
+            k = (row["partner_id"], row["program_id"], row["customer_id"],
+                 row["subscription_id"], month_of(row), row["currency"])
+            if a.billed:
+                return k + (row.get("invoice_number") or "", row.get("product_id") or "")
+            return k + ("", "")
+
         def write(key, basis, amount, rate):
-            partner, program, customer, sub, month, cur = key
+            partner, program, customer, sub, month, cur, invoice, product = key
             name, lever, assoc = pmap.get(program, [program, "", ""])
             pct = (Decimal(rate) * 100).normalize()
             w.writerow([
                 eid(), partner, "PartnerID", "", name, "", lever, assoc,
                 "", month + "-01", basis, cur, format(pct, "f"), amount, "REBATE",
-                month + "-28", "Sent", customer, "", sub, "", "", "",
+                month + "-28", "Sent", customer, "", sub, invoice, product, "",
             ])
 
         if a.per_line:
             for row in csv.DictReader(f):
-                key = (row["partner_id"], row["program_id"], row["customer_id"],
-                       row["subscription_id"], month_of(row), row["currency"])
-                write(key, row["basis_amount"], row["accrual_amount"], row["rate"])
+                write(key_of(row), row["basis_amount"], row["accrual_amount"], row["rate"])
             return
         groups = OrderedDict()
         for row in csv.DictReader(f):
-            key = (row["partner_id"], row["program_id"], row["customer_id"],
-                   row["subscription_id"], month_of(row), row["currency"])
-            g = groups.setdefault(key, [Decimal(0), Decimal(0), row["rate"]])
+            g = groups.setdefault(key_of(row), [Decimal(0), Decimal(0), row["rate"]])
             g[0] += Decimal(row["basis_amount"])
             g[1] += Decimal(row["accrual_amount"])
         for key, (basis, amount, rate) in groups.items():
