@@ -42,6 +42,7 @@ use hashbrown::{HashMap, HashSet, HashTable};
 use rayon::prelude::*;
 use rust_decimal::Decimal;
 use serde::Serialize;
+use smallvec::SmallVec;
 
 use crate::config::earnings::{EarningsLabels, EarningsMatch};
 use crate::config::Rules;
@@ -380,9 +381,10 @@ struct Shown {
     subscription: u32,
 }
 
-/// A small sorted set of (normalised) rates: one or two per grain.
+/// A small sorted set of (normalised) rates: one or two per grain, the
+/// first held inline.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct Rates(Vec<Decimal>);
+struct Rates(SmallVec<[Decimal; 1]>);
 
 impl Rates {
     fn insert(&mut self, r: Decimal) {
@@ -406,8 +408,8 @@ impl Rates {
 struct Expected {
     amount: Decimal,
     rates: Rates,
-    /// Lines of this run's `ledger.csv`.
-    lines: Vec<u64>,
+    /// Lines of this run's `ledger.csv` (usually one or two: held inline).
+    lines: SmallVec<[u64; 2]>,
     shown: Shown,
     /// What of it was issued in closed periods (`tieout --history`); boxed:
     /// a grain of the run alone pays one pointer for it.
@@ -501,7 +503,8 @@ impl Expected {
 struct Paid {
     amount: Decimal,
     rates: Rates,
-    rows: Vec<(u32, u64)>,
+    /// (earnings file, line): usually one, held inline.
+    rows: SmallVec<[(u32, u64); 1]>,
     shown: Shown,
     partner_name: u32,
     customer_name: u32,
@@ -743,8 +746,8 @@ fn percent(r: Decimal) -> String {
     format!("{p} %")
 }
 
-fn percents(rs: &Rates) -> String {
-    rs.0.iter()
+fn percents(rs: &[Decimal]) -> String {
+    rs.iter()
         .map(|r| percent(*r))
         .collect::<Vec<_>>()
         .join(", ")
@@ -1311,15 +1314,18 @@ impl<'r> TieOut<'r> {
             )?;
         }
         // Every grain's lines and rows in order, once: the rows borrow them.
-        let mut lines: Vec<&mut Vec<u64>> =
-            self.expected.values_mut().map(|e| &mut e.lines).collect();
+        let mut lines: Vec<&mut [u64]> = self
+            .expected
+            .values_mut()
+            .map(|e| &mut e.lines[..])
+            .collect();
         lines.par_iter_mut().for_each(|l| l.sort_unstable());
         drop(lines);
-        let mut rows: Vec<&mut Vec<(u32, u64)>> = self
+        let mut rows: Vec<&mut [(u32, u64)]> = self
             .paid
             .values_mut()
             .chain(self.adjustments.values_mut())
-            .map(|p| &mut p.rows)
+            .map(|p| &mut p.rows[..])
             .collect();
         rows.par_iter_mut().for_each(|r| r.sort_unstable());
         drop(rows);
@@ -1708,9 +1714,8 @@ impl<'r> TieOut<'r> {
         let lines_text = e.map(|e| self.basis_text(e, cur)).unwrap_or_default();
         let n_rows = p.map(|p| p.rows.len()).unwrap_or(0);
         let rows_text = Plural(n_rows, "earnings row");
-        static NO_RATES: Rates = Rates(Vec::new());
-        let e_rates = e.map_or(&NO_RATES, |e| &e.rates);
-        let p_rates = p.map_or(&NO_RATES, |p| &p.rates);
+        let e_rates: &[Decimal] = e.map_or(&[], |e| &e.rates.0);
+        let p_rates: &[Decimal] = p.map_or(&[], |p| &p.rates.0);
         let program = s.str(k.program);
         let d = due.unwrap_or_default();
         let (reason, explanation) = match (case, p) {
@@ -1824,8 +1829,8 @@ impl<'r> TieOut<'r> {
             expected,
             paid,
             difference,
-            porledger_rates: Cow::Borrowed(&e_rates.0),
-            microsoft_rates: Cow::Borrowed(&p_rates.0),
+            porledger_rates: Cow::Borrowed(e_rates),
+            microsoft_rates: Cow::Borrowed(p_rates),
             due,
             explanation,
             ledger_lines: Cow::Borrowed(e.map_or(&[], |e| &e.lines)),
