@@ -767,6 +767,10 @@ enum Source {
     Adjustment(AdjKey),
 }
 
+/// A grain's entries (either side may be missing), moved out of the maps
+/// into the report's order ([`TieOut::finish_in`]); none for an adjustment.
+type Entries = (Option<Expected>, Option<Paid>);
+
 /// The order of the report's rows (see [`TieOut::finish`]): partner,
 /// month, adjustment, program, customer, subscription, invoice, product,
 /// currency, reason.
@@ -1387,6 +1391,23 @@ impl<'r> TieOut<'r> {
         // Total order: no two sources share a sort key.
         sources.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
         drop(rank);
+        // Each grain's entries moved out of the two maps into the rows'
+        // order, once: counting, classifying and writing then read them in
+        // sequence, where each look-up in a table of hundreds of MB was a
+        // cache miss (four per row, and more where the written row reads
+        // the entries' rates and lines).
+        let entries: Vec<Entries> = sources
+            .iter()
+            .map(|(_, s)| match s {
+                Source::Grain(k) => (self.expected.remove(k), self.paid.remove(k)),
+                Source::Adjustment(_) => (None, None),
+            })
+            .collect();
+        let maps = (
+            std::mem::take(&mut self.expected),
+            std::mem::take(&mut self.paid),
+        );
+        rayon::spawn(move || drop(maps));
         // The issued billing files by text; a row's lines sort by it.
         let source_text: Vec<String> = self
             .sources
@@ -1411,17 +1432,19 @@ impl<'r> TieOut<'r> {
         };
         // Every row counted from its verdict first (no text built), a batch
         // at a time: the totals are final before the first row is handed on.
-        self.count_into(&mut report, &sources, batch)?;
+        self.count_into(&mut report, &sources, &entries, batch)?;
         let this = &self;
         let credited = &credited;
         let source_rank = &source_rank;
+        let all_entries = &entries;
         let classify = |first: usize, chunk: &[(SortKey, Source)]| -> Vec<TieRow<'_>> {
             chunk
                 .par_iter()
+                .zip(&all_entries[first..first + chunk.len()])
                 .enumerate()
-                .map(|(i, (_, s))| {
+                .map(|(i, ((_, s), en))| {
                     let mut row = match s {
-                        Source::Grain(k) => this.classify(k, credited, source_rank),
+                        Source::Grain(k) => this.classify(k, en, credited, source_rank),
                         Source::Adjustment(k) => this.adjustment_row(k),
                     };
                     row.id = format!("T{:06}", first + i + 1);
@@ -1475,7 +1498,7 @@ impl<'r> TieOut<'r> {
             not_eligible,
             ..
         } = self;
-        let heavy = (strings, expected, paid, adjustments, not_eligible);
+        let heavy = (strings, expected, paid, adjustments, not_eligible, entries);
         rayon::spawn(move || drop(heavy));
         Ok(report)
     }
@@ -1487,6 +1510,7 @@ impl<'r> TieOut<'r> {
         &self,
         report: &mut Report,
         sources: &[(SortKey, Source)],
+        entries: &[Entries],
         batch: usize,
     ) -> Result<(), Fatal> {
         type TotalsKey = (u32, u32, Month, Currency);
@@ -1494,10 +1518,12 @@ impl<'r> TieOut<'r> {
         let mut partner_totals: FastMap<u32, BTreeMap<Currency, Totals>> = FastMap::default();
         let mut names: FastMap<u32, u32> = FastMap::default();
         let s = &self.strings;
-        for chunk in sources.chunks(batch.max(1)) {
+        let step = batch.max(1);
+        for (chunk, entries) in sources.chunks(step).zip(entries.chunks(step)) {
             let verdicts: Vec<(Verdict, u32, u32, u32)> = chunk
                 .par_iter()
-                .map(|(_, src)| self.verdict_of(src))
+                .zip(entries)
+                .map(|((_, src), en)| self.verdict_of(src, en))
                 .collect();
             for ((_, src), (v, partner, name, program)) in chunk.iter().zip(verdicts) {
                 let currency;
@@ -1658,10 +1684,10 @@ impl<'r> TieOut<'r> {
 
     /// The verdict of a row of the report, and who it counts for: (display
     /// partner, fallback name, program).
-    fn verdict_of(&self, s: &Source) -> (Verdict, u32, u32, u32) {
+    fn verdict_of(&self, s: &Source, (e, p): &Entries) -> (Verdict, u32, u32, u32) {
         match s {
             Source::Grain(k) => {
-                let (e, p) = (self.expected.get(k), self.paid.get(k));
+                let (e, p) = (e.as_ref(), p.as_ref());
                 let v = self.verdict(k, e, p);
                 let (shown, name) = match (e, p) {
                     (Some(e), p) => (e.shown.partner, p.map_or(EMPTY, |p| p.partner_name)),
@@ -1692,11 +1718,16 @@ impl<'r> TieOut<'r> {
     }
 
     /// The row of a grain.
-    fn classify(&self, k: &Key, credited: &Credited, source_rank: &[u32]) -> TieRow<'_> {
+    fn classify<'a>(
+        &'a self,
+        k: &Key,
+        (e, p): &'a Entries,
+        credited: &Credited,
+        source_rank: &[u32],
+    ) -> TieRow<'a> {
         let s = &self.strings;
         let tol = self.settings.tolerance;
-        let e = self.expected.get(k);
-        let p = self.paid.get(k);
+        let (e, p) = (e.as_ref(), p.as_ref());
         let cur = k.currency;
         let Verdict {
             case,
