@@ -767,9 +767,20 @@ enum Source {
     Adjustment(AdjKey),
 }
 
-/// A grain's entries (either side may be missing), moved out of the maps
-/// into the report's order ([`TieOut::finish_in`]); none for an adjustment.
-type Entries = (Option<Expected>, Option<Paid>);
+/// Each grain's entries (either side may be missing), moved out of the
+/// maps into the report's order ([`TieOut::finish_in`]); none for an
+/// adjustment. One side at a time: each map is freed when moved.
+struct Gathered {
+    expected: Vec<Option<Expected>>,
+    paid: Vec<Option<Paid>>,
+}
+
+impl Gathered {
+    /// The entries of the report's `i`-th row.
+    fn at(&self, i: usize) -> (Option<&Expected>, Option<&Paid>) {
+        (self.expected[i].as_ref(), self.paid[i].as_ref())
+    }
+}
 
 /// The order of the report's rows (see [`TieOut::finish`]): partner,
 /// month, adjustment, program, customer, subscription, invoice, product,
@@ -1396,18 +1407,19 @@ impl<'r> TieOut<'r> {
         // sequence, where each look-up in a table of hundreds of MB was a
         // cache miss (four per row, and more where the written row reads
         // the entries' rates and lines).
-        let entries: Vec<Entries> = sources
-            .iter()
-            .map(|(_, s)| match s {
-                Source::Grain(k) => (self.expected.remove(k), self.paid.remove(k)),
-                Source::Adjustment(_) => (None, None),
-            })
-            .collect();
-        let maps = (
-            std::mem::take(&mut self.expected),
-            std::mem::take(&mut self.paid),
-        );
-        rayon::spawn(move || drop(maps));
+        fn gather<V>(sources: &[(SortKey, Source)], mut map: FastMap<Key, V>) -> Vec<Option<V>> {
+            sources
+                .iter()
+                .map(|(_, s)| match s {
+                    Source::Grain(k) => map.remove(k),
+                    Source::Adjustment(_) => None,
+                })
+                .collect()
+        }
+        let entries = Gathered {
+            expected: gather(&sources, std::mem::take(&mut self.expected)),
+            paid: gather(&sources, std::mem::take(&mut self.paid)),
+        };
         // The issued billing files by text; a row's lines sort by it.
         let source_text: Vec<String> = self
             .sources
@@ -1436,15 +1448,16 @@ impl<'r> TieOut<'r> {
         let this = &self;
         let credited = &credited;
         let source_rank = &source_rank;
-        let all_entries = &entries;
+        let gathered = &entries;
         let classify = |first: usize, chunk: &[(SortKey, Source)]| -> Vec<TieRow<'_>> {
             chunk
                 .par_iter()
-                .zip(&all_entries[first..first + chunk.len()])
                 .enumerate()
-                .map(|(i, ((_, s), en))| {
+                .map(|(i, (_, s))| {
                     let mut row = match s {
-                        Source::Grain(k) => this.classify(k, en, credited, source_rank),
+                        Source::Grain(k) => {
+                            this.classify(k, gathered.at(first + i), credited, source_rank)
+                        }
                         Source::Adjustment(k) => this.adjustment_row(k),
                     };
                     row.id = format!("T{:06}", first + i + 1);
@@ -1510,7 +1523,7 @@ impl<'r> TieOut<'r> {
         &self,
         report: &mut Report,
         sources: &[(SortKey, Source)],
-        entries: &[Entries],
+        entries: &Gathered,
         batch: usize,
     ) -> Result<(), Fatal> {
         type TotalsKey = (u32, u32, Month, Currency);
@@ -1519,11 +1532,11 @@ impl<'r> TieOut<'r> {
         let mut names: FastMap<u32, u32> = FastMap::default();
         let s = &self.strings;
         let step = batch.max(1);
-        for (chunk, entries) in sources.chunks(step).zip(entries.chunks(step)) {
+        for (n, chunk) in sources.chunks(step).enumerate() {
             let verdicts: Vec<(Verdict, u32, u32, u32)> = chunk
                 .par_iter()
-                .zip(entries)
-                .map(|((_, src), en)| self.verdict_of(src, en))
+                .enumerate()
+                .map(|(i, (_, src))| self.verdict_of(src, entries.at(n * step + i)))
                 .collect();
             for ((_, src), (v, partner, name, program)) in chunk.iter().zip(verdicts) {
                 let currency;
@@ -1684,10 +1697,13 @@ impl<'r> TieOut<'r> {
 
     /// The verdict of a row of the report, and who it counts for: (display
     /// partner, fallback name, program).
-    fn verdict_of(&self, s: &Source, (e, p): &Entries) -> (Verdict, u32, u32, u32) {
+    fn verdict_of(
+        &self,
+        s: &Source,
+        (e, p): (Option<&Expected>, Option<&Paid>),
+    ) -> (Verdict, u32, u32, u32) {
         match s {
             Source::Grain(k) => {
-                let (e, p) = (e.as_ref(), p.as_ref());
                 let v = self.verdict(k, e, p);
                 let (shown, name) = match (e, p) {
                     (Some(e), p) => (e.shown.partner, p.map_or(EMPTY, |p| p.partner_name)),
@@ -1721,13 +1737,12 @@ impl<'r> TieOut<'r> {
     fn classify<'a>(
         &'a self,
         k: &Key,
-        (e, p): &'a Entries,
+        (e, p): (Option<&'a Expected>, Option<&'a Paid>),
         credited: &Credited,
         source_rank: &[u32],
     ) -> TieRow<'a> {
         let s = &self.strings;
         let tol = self.settings.tolerance;
-        let (e, p) = (e.as_ref(), p.as_ref());
         let cur = k.currency;
         let Verdict {
             case,
