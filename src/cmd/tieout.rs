@@ -156,10 +156,10 @@ pub fn parse_tolerance(s: &str) -> Result<Decimal, Fatal> {
 }
 
 /// Feeds the ledger of `out` into `tie`. The month is `accrual_month` where
-/// the ledger has that column, else the month of `charge_date`.
-/// Feeds the run's ledger rows into `tie`; `billed` says whether the export
-/// can carry invoice numbers and products (its columns): where it cannot,
-/// the ledger's are not read, and the grains are not split by them.
+/// the ledger has that column, else the month of `charge_date`. `billed`
+/// says whether the export can carry invoice numbers and products (its
+/// columns): where it cannot, the ledger's are not read, and the grains are
+/// not split by them.
 fn read_ledger(out: &Path, tie: &mut TieOut<'_>, billed: (bool, bool)) -> Result<(), Fatal> {
     let path = out.join("ledger.csv");
     if !path.exists() && out.join("ledger.parquet").exists() {
