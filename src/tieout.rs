@@ -687,6 +687,10 @@ pub struct Totals {
     pub difference: Decimal,
     pub rows: u64,
     pub differences: u64,
+    /// Rows `expected-not-paid` that are not yet due (not differences, but
+    /// part of `difference`), and what porledger expects of them.
+    pub not_yet_due: u64,
+    pub not_yet_due_amount: Decimal,
 }
 
 impl Totals {
@@ -705,6 +709,10 @@ impl Totals {
             self.paid = sum(self.paid, v.paid)?;
         }
         self.difference = sum(self.difference, v.difference)?;
+        if v.case == Case::NotYetDue {
+            self.not_yet_due += 1;
+            self.not_yet_due_amount = sum(self.not_yet_due_amount, v.expected)?;
+        }
         self.rows += 1;
         self.differences += v.case.is_difference() as u64;
         Ok(())
@@ -2411,6 +2419,47 @@ lever = "*usage*"
         assert_eq!(rep.rows[1].due, NaiveDate::from_ymd_opt(2026, 3, 16));
         assert!(!rep.rows[1].is_difference());
         assert_eq!(rep.differences, 1);
+        // The totals count the row not yet due apart: it is in the
+        // difference, not among the differences, and the answer says so.
+        let t = &rep.partner_totals["1"][&eur()];
+        assert_eq!((t.rows, t.differences, t.not_yet_due), (2, 1, 1));
+        assert_eq!(t.not_yet_due_amount, d("5"));
+        assert_eq!(t.difference, d("-10"));
+        let a = crate::render::tieout::answer(t, eur());
+        assert_eq!(
+            a,
+            "1 of 2 rows differ; Microsoft paid 10.00 EUR less than porledger expected \
+             (adjustments included; 5.00 EUR of it is expected in 1 row not yet due)"
+        );
+    }
+
+    #[test]
+    fn only_rows_not_yet_due_tie_out_so_far() {
+        let r = rules();
+        let mut t = TieOut::new(&r, settings("0.01"));
+        t.add_accrual(&accrual("1", "C", "S", JAN, "5", 2)).unwrap();
+        t.add_earning(&earning("1", "C", "S", JAN, "5", None, 2))
+            .unwrap();
+        t.add_accrual(&accrual("1", "C", "S", FEB, "2.5", 3))
+            .unwrap();
+        t.add_accrual(&accrual("1", "D", "S", FEB, "1", 4)).unwrap();
+        let rep = t.finish().unwrap();
+        assert_eq!(rep.differences, 0);
+        let t = &rep.partner_totals["1"][&eur()];
+        assert_eq!((t.rows, t.differences, t.not_yet_due), (3, 0, 2));
+        assert_eq!(t.not_yet_due_amount, d("3.5"));
+        assert_eq!(
+            crate::render::tieout::answer(t, eur()),
+            "ties out so far: every row due is within the tolerance, and 3.50 EUR expected \
+             in 2 rows is not yet due (3 rows)"
+        );
+        // A partner with no row open: the plain answer.
+        let mut done = Totals::default();
+        done.rows = 4;
+        assert_eq!(
+            crate::render::tieout::answer(&done, eur()),
+            "ties out: every row within the tolerance (4 rows)"
+        );
     }
 
     #[test]

@@ -156,15 +156,36 @@ fn write_row_with(
 }
 
 /// The one-sentence answer for a partner's currency: does it tie out?
+/// Rows not yet due are part of the difference but are not differences, so
+/// the answer says how much of the difference they are.
 pub fn answer(t: &Totals, currency: Currency) -> String {
     let dp = currency.minor_units();
     let diff = t.difference.round_dp(dp.max(2));
-    if t.differences == 0 {
+    let pending = crate::money::format_exact(t.not_yet_due_amount, currency);
+    let rows = |n: u64| if n == 1 { "row" } else { "rows" };
+    if t.differences == 0 && t.not_yet_due == 0 {
         format!("ties out: every row within the tolerance ({} rows)", t.rows)
+    } else if t.differences == 0 {
+        format!(
+            "ties out so far: every row due is within the tolerance, and {pending} {currency} \
+             expected in {} {} is not yet due ({} rows)",
+            t.not_yet_due,
+            rows(t.not_yet_due),
+            t.rows
+        )
     } else {
+        let of_which = if t.not_yet_due == 0 {
+            String::new()
+        } else {
+            format!(
+                "; {pending} {currency} of it is expected in {} {} not yet due",
+                t.not_yet_due,
+                rows(t.not_yet_due)
+            )
+        };
         format!(
             "{} of {} rows differ; Microsoft paid {} {currency} {} than porledger expected \
-             (adjustments included)",
+             (adjustments included{of_which})",
             t.differences,
             t.rows,
             diff.abs(),
@@ -490,6 +511,8 @@ struct TotalJson<'a> {
     difference: String,
     rows: u64,
     differences: u64,
+    not_yet_due: u64,
+    not_yet_due_amount: String,
 }
 
 fn total_json<'a>(
@@ -513,6 +536,8 @@ fn total_json<'a>(
         difference: f(t.difference),
         rows: t.rows,
         differences: t.differences,
+        not_yet_due: t.not_yet_due,
+        not_yet_due_amount: f(t.not_yet_due_amount),
     }
 }
 

@@ -327,6 +327,15 @@ fn the_committed_sample_export_shows_every_class() {
         assert!(pdf.exists(), "{}", pdf.display());
         assert!(out_dir.join("partners").join(p).join("tieout.csv").exists());
     }
+    // 1093377's only open rows are not yet due: it ties out so far.
+    let p = read(out_dir.join("partners/1093377/tieout.csv"));
+    assert!(
+        p.contains(
+            "USD,342.00,336.47,0.00,-5.53,52,0,\"ties out so far: every row due is within the \
+             tolerance, and 5.53 USD expected in 4 rows is not yet due (52 rows)\""
+        ),
+        "{p}"
+    );
     // A row explains itself, down to the billing lines.
     let under = rows
         .iter()
@@ -428,6 +437,7 @@ fn the_tieout_page_speaks_the_locale() {
                 "Expected",
                 "Paid",
                 "underpaid",
+                "not yet due",
             ][..],
         ),
         (
@@ -437,6 +447,7 @@ fn the_tieout_page_speaks_the_locale() {
                 "Erwartet",
                 "Ausgezahlt",
                 "zu wenig",
+                "noch nicht fällig",
             ][..],
         ),
     ] {

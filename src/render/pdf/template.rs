@@ -308,6 +308,9 @@ pub struct TieoutLabels {
     /// `{n}` more differing rows (plural form; `more_one` for one).
     pub more: String,
     pub more_one: String,
+    /// `{n}` expected rows not yet due (plural; `not_yet_due_one` for one).
+    pub not_yet_due: String,
+    pub not_yet_due_one: String,
     pub explain_hint: String,
     /// `{partner}`, `{period}`: the PDF's document title.
     pub document_title: String,

@@ -80,6 +80,16 @@ impl Renderer {
             )
         });
         cv.table(&cols, rows.collect::<Vec<_>>(), &self.table_style(), "");
+        // Rows not yet due are in the difference but are not differences.
+        let pending: u64 = t.totals.iter().map(|(_, x)| x.not_yet_due).sum();
+        if pending > 0 {
+            cv.space(4.0);
+            let note = match pending {
+                1 => l.not_yet_due_one.clone(),
+                n => fill(&l.not_yet_due, &[("n", &self.fmt.count(n))]),
+            };
+            cv.paragraph(&note, false, st.body_size, GREY);
+        }
         cv.space(8.0);
         let mut diffs: Vec<&TieRow<'_>> =
             t.differences.iter().filter(|r| r.is_difference()).collect();
