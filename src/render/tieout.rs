@@ -1,7 +1,8 @@
 //! The files of a tie-out (`porledger tieout`): `tieout.csv` (one row per
 //! grain), `tieout.json` (totals and the row accounting), `rejects.csv` (the
 //! earnings rows that could not be read) and, per partner,
-//! `partners/<id>/tieout.csv` (the partner's totals, then its rows).
+//! `partners/<id>/tieout.csv` (the partner's totals, then its rows that are not
+//! `matched`).
 
 use std::io::Write;
 use std::path::Path;
@@ -245,7 +246,8 @@ pub struct PartnerDone {
 /// partner's display ID -> the path of its file; its directory is created),
 /// from the rows as [`crate::tieout::TieOut::finish_with`] hands them over:
 /// each batch's rows are formatted on the worker pool, once, and written to
-/// both files. The report is final before the first row arrives, so a
+/// `tieout.csv`, and those not `matched` (the rows behind the partner's
+/// difference) to the partner's file as well. The report is final before the first row arrives, so a
 /// partner's file starts with its totals and its rows stream after them:
 /// nothing waits in memory but the partner's largest differences (its PDF).
 pub struct TieoutWriter<'a> {
@@ -334,9 +336,13 @@ impl<'a> TieoutWriter<'a> {
                                 partners.entry(r.partner_id.to_string()).or_insert(p)
                             }
                         };
-                        part.out
-                            .write_all(&buf[start..end])
-                            .map_err(|e| Fatal::io(&part.path, e))?;
+                        // A partner's file holds the rows behind its
+                        // difference; its matched rows are in `tieout.csv`.
+                        if r.class != Class::Matched {
+                            part.out
+                                .write_all(&buf[start..end])
+                                .map_err(|e| Fatal::io(&part.path, e))?;
+                        }
                         start = end;
                     }
                 }

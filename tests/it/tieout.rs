@@ -327,6 +327,21 @@ fn the_committed_sample_export_shows_every_class() {
         assert!(pdf.exists(), "{}", pdf.display());
         assert!(out_dir.join("partners").join(p).join("tieout.csv").exists());
     }
+    // A partner's file: its totals, then exactly its rows that are not
+    // matched (the rows behind its difference), as in `tieout.csv`.
+    for p in ["1093377", "500275", "612884", "731150", "845002"] {
+        let text = read(out_dir.join("partners").join(p).join("tieout.csv"));
+        let (totals, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(totals.starts_with("currency,expected,paid,"), "{totals}");
+        let mine = csv_rows(body);
+        assert_eq!(mine[0], rows[0]);
+        let all: Vec<&Vec<String>> = rows[1..]
+            .iter()
+            .filter(|r| r[col("partner_id")] == p && r[class] != "matched")
+            .collect();
+        assert!(!all.is_empty(), "{p}");
+        assert_eq!(mine[1..].iter().collect::<Vec<_>>(), all, "{p}");
+    }
     // 1093377's only open rows are not yet due: it ties out so far.
     let p = read(out_dir.join("partners/1093377/tieout.csv"));
     assert!(
