@@ -169,40 +169,49 @@ pub fn billing_pau(
         fn text(rec: &simd_csv::ByteRecord, i: usize) -> Option<&str> {
             rec.get(i).and_then(|b| std::str::from_utf8(b).ok())
         }
-        ingest::read_chunks(fi, f, &o.header, 8 << 20, Vec::new, |chunk| {
-            let format = ingest::records::RecordFormat {
-                delimiter: layout.delimiter,
-                header: &layout.header,
-                max_record: ingest::records::MAX_RECORD_BYTES,
-            };
-            let mut rec = simd_csv::ByteRecord::new();
-            let mut seats = |row: ingest::records::Row<'_>| {
-                let Ok(rec) = row.record else {
-                    return;
+        ingest::read_chunks(
+            fi,
+            f,
+            &o.header,
+            8 << 20,
+            ingest::Hashing::Skip,
+            Vec::new,
+            |chunk| {
+                let format = ingest::records::RecordFormat {
+                    delimiter: layout.delimiter,
+                    header: &layout.header,
+                    max_record: ingest::records::MAX_RECORD_BYTES,
                 };
-                if rec.len() != n {
-                    return;
-                }
-                let Ok(line) = layout.parse(rec) else {
-                    return;
+                let mut rec = simd_csv::ByteRecord::new();
+                let mut seats = |row: ingest::records::Row<'_>| {
+                    let Ok(rec) = row.record else {
+                        return;
+                    };
+                    if rec.len() != n {
+                        return;
+                    }
+                    let Ok(line) = layout.parse(rec) else {
+                        return;
+                    };
+                    let Some(Ok(q)) =
+                        text(rec, qcol).map(|s| parse_amount(s, layout.decimal_comma))
+                    else {
+                        return;
+                    };
+                    let sku = scol.and_then(|i| text(rec, i)).unwrap_or("").trim();
+                    add_paid_seats(&mut out, rules, &line, sku, q);
                 };
-                let Some(Ok(q)) = text(rec, qcol).map(|s| parse_amount(s, layout.decimal_comma))
-                else {
-                    return;
-                };
-                let sku = scol.and_then(|i| text(rec, i)).unwrap_or("").trim();
-                add_paid_seats(&mut out, rules, &line, sku, q);
-            };
-            ingest::records::for_each_row(
-                &chunk.data,
-                chunk.first_line,
-                chunk.kind,
-                format,
-                &mut rec,
-                &mut seats,
-            );
-            true
-        })?;
+                ingest::records::for_each_row(
+                    &chunk.data,
+                    chunk.first_line,
+                    chunk.kind,
+                    format,
+                    &mut rec,
+                    &mut seats,
+                );
+                true
+            },
+        )?;
     }
     Ok(out)
 }
@@ -220,6 +229,18 @@ pub struct StreamSettings {
     /// nothing and builds no statement: every line is still read, attributed,
     /// accrued and counted, and rejects are still reported.
     pub outputs: bool,
+}
+
+impl StreamSettings {
+    /// Billing files are hashed for the manifest; without outputs there is
+    /// none (`validate`), so reading does not pay for it.
+    fn hashing(&self) -> ingest::Hashing {
+        if self.outputs {
+            ingest::Hashing::Sha256
+        } else {
+            ingest::Hashing::Skip
+        }
+    }
 }
 
 /// The rows of one chunk, already formatted, plus its fold.
@@ -1125,6 +1146,7 @@ fn read_stage(
             f,
             &inputs.opened[i].header,
             settings.chunk_size,
+            settings.hashing(),
             spare,
             |c| {
                 if lanes.stopped() || lanes.permit_rx.recv().is_err() || lanes.stopped() {
@@ -1355,6 +1377,7 @@ fn stream_inline(
             f,
             &inputs.opened[i].header,
             settings.chunk_size,
+            settings.hashing(),
             spare,
             emit,
         ) {

@@ -27,7 +27,7 @@ use rust_decimal::Decimal;
 
 use super::billing::normalize_header;
 use super::records::{for_each_row, RecordFormat, MAX_RECORD_BYTES};
-use super::{read_chunks, read_header, InputFile};
+use super::{read_chunks, read_header, Hashing, InputFile};
 use crate::dates::parse_date;
 use crate::error::Fatal;
 use crate::money::{parse_amount, Currency};
@@ -292,67 +292,75 @@ pub fn read_earnings(
             max_record: MAX_RECORD_BYTES,
         };
         let mut rec = simd_csv::ByteRecord::new();
-        let digest = read_chunks(idx, file, &header, 8 << 20, Vec::new, |chunk| {
-            for_each_row(
-                &chunk.data,
-                chunk.first_line,
-                chunk.kind,
-                fmt,
-                &mut rec,
-                &mut |row| {
-                    out.rows_read += 1;
-                    let r = match row.record {
-                        Err(p) => {
-                            out.rejects.push(EarningsReject {
-                                file: file.display.clone(),
-                                line: row.line,
-                                column: p.column,
-                                value: p.value,
-                                reason: p.reason,
-                            });
-                            return;
-                        }
-                        Ok(r) => r,
-                    };
-                    // Borrowed, trimmed fields: nothing is copied per field.
-                    let mut text: Vec<&str> = Vec::with_capacity(r.len());
-                    for field in r.iter() {
-                        match std::str::from_utf8(field) {
-                            Ok(s) => text.push(s.trim()),
-                            Err(_) => {
+        let digest = read_chunks(
+            idx,
+            file,
+            &header,
+            8 << 20,
+            Hashing::Sha256,
+            Vec::new,
+            |chunk| {
+                for_each_row(
+                    &chunk.data,
+                    chunk.first_line,
+                    chunk.kind,
+                    fmt,
+                    &mut rec,
+                    &mut |row| {
+                        out.rows_read += 1;
+                        let r = match row.record {
+                            Err(p) => {
                                 out.rejects.push(EarningsReject {
                                     file: file.display.clone(),
                                     line: row.line,
-                                    column: "(row)".into(),
-                                    value: String::from_utf8_lossy(field).into_owned(),
-                                    reason: "not valid UTF-8 text".into(),
+                                    column: p.column,
+                                    value: p.value,
+                                    reason: p.reason,
                                 });
                                 return;
                             }
-                        }
-                    }
-                    match parse_row(&layout, idx as u32, row.line, &text) {
-                        Err((column, value, reason)) => {
-                            out.rejects.push(EarningsReject {
-                                file: file.display.clone(),
-                                line: row.line,
-                                column: column.to_string(),
-                                value,
-                                reason,
-                            });
-                        }
-                        Ok(e) => {
-                            if !e.earning_id.is_empty() && !seen.insert(id_key(e.earning_id)) {
-                                out.duplicates += 1;
-                                return;
+                            Ok(r) => r,
+                        };
+                        // Borrowed, trimmed fields: nothing is copied per field.
+                        let mut text: Vec<&str> = Vec::with_capacity(r.len());
+                        for field in r.iter() {
+                            match std::str::from_utf8(field) {
+                                Ok(s) => text.push(s.trim()),
+                                Err(_) => {
+                                    out.rejects.push(EarningsReject {
+                                        file: file.display.clone(),
+                                        line: row.line,
+                                        column: "(row)".into(),
+                                        value: String::from_utf8_lossy(field).into_owned(),
+                                        reason: "not valid UTF-8 text".into(),
+                                    });
+                                    return;
+                                }
                             }
-                            f(&e);
                         }
-                    }
-                },
-            );
-            true
-        })?;
+                        match parse_row(&layout, idx as u32, row.line, &text) {
+                            Err((column, value, reason)) => {
+                                out.rejects.push(EarningsReject {
+                                    file: file.display.clone(),
+                                    line: row.line,
+                                    column: column.to_string(),
+                                    value,
+                                    reason,
+                                });
+                            }
+                            Ok(e) => {
+                                if !e.earning_id.is_empty() && !seen.insert(id_key(e.earning_id)) {
+                                    out.duplicates += 1;
+                                    return;
+                                }
+                                f(&e);
+                            }
+                        }
+                    },
+                );
+                true
+            },
+        )?;
         out.files.push((file.display.clone(), digest));
     }
     Ok(out)

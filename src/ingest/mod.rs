@@ -496,8 +496,11 @@ fn read_hashing(
     r: &mut impl Read,
     buf: &mut Vec<u8>,
     n: usize,
-    hasher: &mut Sha256,
+    hasher: Option<&mut Sha256>,
 ) -> io::Result<usize> {
+    let Some(hasher) = hasher else {
+        return read_up_to(r, buf, n);
+    };
     buf.reserve(n);
     let mut got = 0;
     while got < n {
@@ -550,6 +553,16 @@ pub struct Chunk {
     pub kind: records::ChunkKind,
 }
 
+/// Whether [`read_chunks`] hashes what it reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hashing {
+    /// SHA-256 of the whole file, for the manifest.
+    Sha256,
+    /// None (`validate`, which writes no manifest): the digest's `sha256`
+    /// is empty.
+    Skip,
+}
+
 /// What reading a whole file tells: its digest and size.
 #[derive(Clone, Debug)]
 pub struct FileDigest {
@@ -564,26 +577,29 @@ pub fn hex(d: &[u8]) -> String {
 
 /// Streams the records of `file` after its header as chunks of about
 /// `chunk_size` bytes, each ending at a record boundary. `emit` returns `false`
-/// to stop early (a cancelled run). The whole file, header included, is hashed.
-/// `spare` hands out empty buffers for the next chunk (recycled ones, so that
-/// the kernel does not zero fresh pages for every chunk).
+/// to stop early (a cancelled run). With [`Hashing::Sha256`] the whole file,
+/// header included, is hashed. `spare` hands out empty buffers for the next
+/// chunk (recycled ones, so that the kernel does not zero fresh pages for
+/// every chunk).
 pub fn read_chunks(
     file_idx: usize,
     file: &InputFile,
     header: &Header,
     chunk_size: usize,
+    hashing: Hashing,
     mut spare: impl FnMut() -> Vec<u8>,
     mut emit: impl FnMut(Chunk) -> bool,
 ) -> Result<FileDigest, Fatal> {
     if parquet::is_parquet(&file.path) {
-        return parquet::read_chunks(file_idx, file, header, chunk_size, spare, emit);
+        return parquet::read_chunks(file_idx, file, header, chunk_size, hashing, spare, emit);
     }
     let io_err = |e| Fatal::io(&file.path, e);
     let mut f = open_regular(&file.path)?;
-    let mut hasher = Sha256::new();
+    let mut hasher = (hashing == Hashing::Sha256).then(Sha256::new);
     let mut total: u64 = 0;
     let mut head = Vec::new();
-    total += read_hashing(&mut f, &mut head, header.byte_len, &mut hasher).map_err(io_err)? as u64;
+    total +=
+        read_hashing(&mut f, &mut head, header.byte_len, hasher.as_mut()).map_err(io_err)? as u64;
     let mut line = header.next_line;
     let mut buf: Vec<u8> = spare();
     let mut cutter = records::Cutter::new(records::MAX_RECORD_BYTES);
@@ -593,7 +609,7 @@ pub fn read_chunks(
     };
     loop {
         let want = chunk_size.max(1);
-        let got = read_hashing(&mut f, &mut buf, want, &mut hasher).map_err(io_err)?;
+        let got = read_hashing(&mut f, &mut buf, want, hasher.as_mut()).map_err(io_err)?;
         total += got as u64;
         let eof = got < want;
         while !buf.is_empty() {
@@ -632,7 +648,7 @@ pub fn read_chunks(
         }
     }
     Ok(FileDigest {
-        sha256: hex(&hasher.finalize()),
+        sha256: hasher.map(|h| hex(&h.finalize())).unwrap_or_default(),
         bytes: total,
     })
 }
@@ -731,7 +747,7 @@ mod tests {
         };
         let header = parse_header(text.as_bytes()).unwrap();
         let mut seen = Vec::new();
-        let digest = read_chunks(0, &file, &header, 100, Vec::new, |c| {
+        let digest = read_chunks(0, &file, &header, 100, Hashing::Sha256, Vec::new, |c| {
             let mut rdr = csv::ReaderBuilder::new()
                 .has_headers(false)
                 .from_reader(&c.data[..]);
@@ -750,5 +766,21 @@ mod tests {
         }
         assert_eq!(digest.bytes, text.len() as u64);
         assert_eq!(digest.sha256, sha256_file(&p).unwrap().sha256);
+        // Unhashed (`validate`): the same chunks, the size, no digest.
+        let mut again = Vec::new();
+        let plain = read_chunks(0, &file, &header, 100, Hashing::Skip, Vec::new, |c| {
+            again.push((c.first_line, c.data));
+            true
+        })
+        .unwrap();
+        assert_eq!(plain.bytes, text.len() as u64);
+        assert_eq!(plain.sha256, "");
+        let mut hashed = Vec::new();
+        read_chunks(0, &file, &header, 100, Hashing::Sha256, Vec::new, |c| {
+            hashed.push((c.first_line, c.data));
+            true
+        })
+        .unwrap();
+        assert_eq!(again, hashed);
     }
 }

@@ -50,6 +50,7 @@ pub fn read_chunks(
     file: &InputFile,
     _header: &Header,
     _chunk_size: usize,
+    _hashing: super::Hashing,
     _spare: impl FnMut() -> Vec<u8>,
     _emit: impl FnMut(Chunk) -> bool,
 ) -> Result<FileDigest, Fatal> {
@@ -70,7 +71,7 @@ mod imp {
     use polars::prelude::*;
 
     use super::super::billing::{BillingLayout, Field};
-    use super::super::{sha256_file, Chunk, FileDigest, Header, InputFile, OpenedBilling};
+    use super::super::{sha256_file, Chunk, FileDigest, Hashing, Header, InputFile, OpenedBilling};
     use crate::error::Fatal;
 
     fn polars_err(file: &InputFile) -> impl Fn(PolarsError) -> Fatal + '_ {
@@ -266,16 +267,23 @@ mod imp {
     }
 
     /// Streams a Parquet file's rows as CSV chunks, a row group at a time, and
-    /// hashes the file.
+    /// hashes the file (with [`Hashing::Sha256`]).
     pub fn read_chunks(
         file_idx: usize,
         file: &InputFile,
         header: &Header,
         chunk_size: usize,
+        hashing: Hashing,
         mut spare: impl FnMut() -> Vec<u8>,
         mut emit: impl FnMut(Chunk) -> bool,
     ) -> Result<FileDigest, Fatal> {
-        let digest = sha256_file(&file.path)?;
+        let digest = match hashing {
+            Hashing::Sha256 => sha256_file(&file.path)?,
+            Hashing::Skip => FileDigest {
+                sha256: String::new(),
+                bytes: file.size,
+            },
+        };
         let layout = BillingLayout::from_header(&header.fields, b',').map_err(|e| Fatal::Data {
             file: file.display.clone(),
             line: 1,

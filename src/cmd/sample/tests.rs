@@ -96,26 +96,34 @@ fn output_parses_with_porledger_ingest() {
             col(&["taxtotal"]),
             col(&["total", "totalforcustomer"]),
         );
-        read_chunks(0, &file, &opened.header, 1 << 16, Vec::new, |chunk| {
-            let mut rdr = csv::ReaderBuilder::new()
-                .has_headers(false)
-                .from_reader(&chunk.data[..]);
-            for rec in rdr.byte_records() {
-                let rec = rec.unwrap();
-                assert_eq!(rec.len(), 46);
-                let line = layout.parse(&rec).unwrap();
-                let num = |i: usize| -> Decimal {
-                    std::str::from_utf8(&rec[i]).unwrap().parse().unwrap()
-                };
-                assert_eq!(num(unit) * num(qty), line.subtotal);
-                assert_eq!(num(sub) + num(tax), num(total));
-                trials += line.qualifiers.contains("Trial") as u32;
-                negative += line.subtotal.is_sign_negative() as u32;
-                multi_line_names += line.customer_name.contains('\n') as u32;
-                seen += 1;
-            }
-            true
-        })
+        read_chunks(
+            0,
+            &file,
+            &opened.header,
+            1 << 16,
+            crate::ingest::Hashing::Sha256,
+            Vec::new,
+            |chunk| {
+                let mut rdr = csv::ReaderBuilder::new()
+                    .has_headers(false)
+                    .from_reader(&chunk.data[..]);
+                for rec in rdr.byte_records() {
+                    let rec = rec.unwrap();
+                    assert_eq!(rec.len(), 46);
+                    let line = layout.parse(&rec).unwrap();
+                    let num = |i: usize| -> Decimal {
+                        std::str::from_utf8(&rec[i]).unwrap().parse().unwrap()
+                    };
+                    assert_eq!(num(unit) * num(qty), line.subtotal);
+                    assert_eq!(num(sub) + num(tax), num(total));
+                    trials += line.qualifiers.contains("Trial") as u32;
+                    negative += line.subtotal.is_sign_negative() as u32;
+                    multi_line_names += line.customer_name.contains('\n') as u32;
+                    seen += 1;
+                }
+                true
+            },
+        )
         .unwrap();
     }
     assert_eq!(seen, rows);
