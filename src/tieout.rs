@@ -2454,8 +2454,10 @@ lever = "*usage*"
              in 2 rows is not yet due (3 rows)"
         );
         // A partner with no row open: the plain answer.
-        let mut done = Totals::default();
-        done.rows = 4;
+        let done = Totals {
+            rows: 4,
+            ..Totals::default()
+        };
         assert_eq!(
             crate::render::tieout::answer(&done, eur()),
             "ties out: every row within the tolerance (4 rows)"
