@@ -552,6 +552,8 @@ fn trim(t: &str) -> &str {
     let printable = |b: &u8| (0x21..0x7f).contains(b);
     let b = t.as_bytes();
     match (b.first(), b.last()) {
+        // Empty fields are common (a third of a usual row's): nothing to trim.
+        (None, _) => t,
         (Some(first), Some(last)) if printable(first) && printable(last) => t,
         _ => t.trim(),
     }
