@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Usage: fuzz/run.sh TARGET SECONDS
-# Fuzzes one target (billing_records, designations, rules, usage, fx) for
-# SECONDS seconds with libFuzzer, starting from the committed seed corpus.
+# Fuzzes one target (billing_records, designations, rules, usage, fx, earnings)
+# for SECONDS seconds with libFuzzer, starting from the committed seed corpus.
 # Works on a stable toolchain: cargo-fuzz needs nightly flags (-Z), which
 # RUSTC_BOOTSTRAP=1 allows. The address sanitizer is tried first; where its
 # runtime is missing the build is retried without a sanitizer (-s none; Rust
