@@ -24,6 +24,7 @@ use crate::fold::{DetailKey, Fold, Sums};
 use crate::ingest::fx::FxTable;
 use crate::model::TierNote;
 use crate::money::{round_money, Currency, RoundingMode};
+use crate::text::Shared;
 
 use serde::{Deserialize, Serialize};
 
@@ -90,17 +91,18 @@ pub mod month_label {
 /// The detail behind statement lines, for transparency statements.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DetailLine {
-    pub program_id: Arc<str>,
+    /// [`Shared`] text: a run holds one detail per statement group, millions,
+    /// and the program and subscription are shared by many of them.
+    pub program_id: Shared,
     /// The program's name (in `statements.json` once, in `programs`).
     #[serde(skip_serializing, default)]
-    pub program_name: Arc<str>,
+    pub program_name: Shared,
     /// The accrual month (`YYYY-MM` in JSON).
     #[serde(with = "month_label")]
     pub month: Month,
     pub association: Association,
-    /// Shared by the partner's details of one subscription (months,
-    /// programs): a run holds one detail per statement group, millions.
-    pub subscription_id: Arc<str>,
+    /// Shared by the partner's details of one subscription (months, programs).
+    pub subscription_id: Shared,
     pub currency: Currency,
     pub rate: Decimal,
     pub share: Decimal,
@@ -292,6 +294,11 @@ impl StatementSet {
                 old.clone_from(n);
             }
         };
+        let shared: BTreeMap<&str, Shared> = set
+            .programs
+            .iter()
+            .map(|p| (p.id.as_str(), Shared::new(&p.name)))
+            .collect();
         for p in &mut set.partners {
             for c in &mut p.customers {
                 let customer: Arc<str> = Arc::from(c.customer_name.as_str());
@@ -300,7 +307,9 @@ impl StatementSet {
                     name(&l.program_id, &mut l.program_name);
                 }
                 for d in &mut c.details {
-                    name(&d.program_id, &mut d.program_name);
+                    if let Some(n) = shared.get(&*d.program_id) {
+                        d.program_name.clone_from(n);
+                    }
                 }
             }
         }
@@ -425,10 +434,15 @@ pub fn build(
     let names = index.partner_names();
     let customer_name = |c: &str| fold.customer_name(c);
     // Shared by every line that names the program.
-    let programs: Vec<(Arc<str>, Arc<str>)> = rules
+    let programs: Vec<ProgramText> = rules
         .programs
         .iter()
-        .map(|p| (Arc::from(p.id.as_str()), Arc::from(p.name.as_str())))
+        .map(|p| ProgramText {
+            id: Arc::from(p.id.as_str()),
+            name: Arc::from(p.name.as_str()),
+            detail_id: Shared::new(&p.id),
+            detail_name: Shared::new(&p.name),
+        })
         .collect();
     // Each partner's groups: a run of the sorted groups.
     let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
@@ -582,10 +596,18 @@ fn program_totals<'a>(
     Ok(out)
 }
 
+/// A program's ID and name as statement lines and detail lines share them.
+struct ProgramText {
+    id: Arc<str>,
+    name: Arc<str>,
+    detail_id: Shared,
+    detail_name: Shared,
+}
+
 fn partner_statement(
     details: &[(DetailKey, Sums)],
     rules: &Rules,
-    programs: &[(Arc<str>, Arc<str>)],
+    programs: &[ProgramText],
     index: &DesignationIndex,
     names: &BTreeMap<String, String>,
     customer_name: &dyn Fn(&str) -> String,
@@ -596,7 +618,7 @@ fn partner_statement(
     let mut customers: Vec<CustomerStatement> = Vec::new();
     // The customer's ID and name, shared by its lines (grouped by customer first).
     let mut current: Option<(Arc<str>, Arc<str>)> = None;
-    let mut subscriptions: HashMap<&[u8], Arc<str>> = HashMap::new();
+    let mut subscriptions: HashMap<&[u8], Shared> = HashMap::new();
     fn line_key(k: &DetailKey) -> (&[u8], u32, Currency, Month) {
         (k.packed_customer(), k.program, k.currency, k.month)
     }
@@ -608,7 +630,8 @@ fn partner_statement(
         rest = later;
         let (_, prog, currency, month) = key;
         let cust = &*first.customer_id();
-        let (program_id, program_name) = &programs[prog as usize];
+        let program = &programs[prog as usize];
+        let program_id = &program.id;
         let (customer_id, name) = match &current {
             Some((id, name)) if **id == *cust => (id.clone(), name.clone()),
             _ => {
@@ -642,7 +665,7 @@ fn partner_statement(
             customer_id,
             customer_name: name,
             program_id: program_id.clone(),
-            program_name: program_name.clone(),
+            program_name: program.name.clone(),
             month,
             currency,
             lines: sums.lines,
@@ -658,13 +681,13 @@ fn partner_statement(
         cs.details.reserve(ds.len());
         for (k, s) in ds {
             cs.details.push(DetailLine {
-                program_id: program_id.clone(),
-                program_name: program_name.clone(),
+                program_id: program.detail_id.clone(),
+                program_name: program.detail_name.clone(),
                 month,
                 association: k.association,
                 subscription_id: subscriptions
                     .entry(k.packed_subscription())
-                    .or_insert_with(|| Arc::from(&*k.subscription_id()))
+                    .or_insert_with(|| Shared::new(&k.subscription_id()))
                     .clone(),
                 currency,
                 rate: k.rate,

@@ -129,6 +129,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn shared_text_is_one_pointer_and_reads_and_writes_as_a_string() {
+        assert_eq!(std::mem::size_of::<Shared>(), 8);
+        let s = Shared::from("CFQ7TTC0LF8Q");
+        assert_eq!(&*s, "CFQ7TTC0LF8Q");
+        assert_eq!(format!("{s} {s:?}"), "CFQ7TTC0LF8Q \"CFQ7TTC0LF8Q\"");
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(json, "\"CFQ7TTC0LF8Q\"");
+        assert_eq!(serde_json::from_str::<Shared>(&json).unwrap(), s);
+        // Escaped text cannot be borrowed from the input: read all the same.
+        assert_eq!(
+            &*serde_json::from_str::<Shared>("\"a\\\"b\"").unwrap(),
+            "a\"b"
+        );
+        assert!(Shared::default().is_empty());
+    }
+
+    #[test]
     fn guids_read_and_written_back() {
         let g = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
         let n = guid_value(g).unwrap();
@@ -164,5 +181,73 @@ mod tests {
         assert_eq!(m.get("71adb96f-6821-417f-b5c4-21c407c62906"), Some(&1));
         assert_eq!(m.get("x".repeat(100).as_str()), Some(&2));
         assert_eq!(m.get("y"), None);
+    }
+}
+
+/// Shared text in one pointer: 8 bytes where an `Arc<str>` takes 16 (a
+/// pointer and a length). A run holds a statement's detail lines by the
+/// million, each naming its program and subscription with text shared by
+/// many lines: the length is read through the pointer instead of being
+/// carried by every line.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Shared(std::sync::Arc<Box<str>>);
+
+impl Shared {
+    pub fn new(s: &str) -> Shared {
+        Shared(std::sync::Arc::new(Box::from(s)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for Shared {
+    fn default() -> Shared {
+        Shared::new("")
+    }
+}
+
+impl std::ops::Deref for Shared {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Shared {
+    fn from(s: &str) -> Shared {
+        Shared::new(s)
+    }
+}
+
+impl From<String> for Shared {
+    fn from(s: String) -> Shared {
+        Shared(std::sync::Arc::new(s.into_boxed_str()))
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for Shared {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Shared {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Shared, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Ok(Shared::new(&s))
     }
 }

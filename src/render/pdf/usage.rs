@@ -71,7 +71,7 @@ impl<'a> UsagePrograms<'a> {
         for line in &c.lines {
             let start = di;
             while di < c.details.len()
-                && c.details[di].program_id == line.program_id
+                && *c.details[di].program_id == *line.program_id
                 && c.details[di].currency == line.currency
                 && c.details[di].month == line.month
             {
