@@ -28,8 +28,9 @@ use crate::text::IdText;
 /// The three IDs are stored together inline (`PackedIds`: a GUID in 17
 /// bytes instead of 36), and the key carries 32 bits of its hash, so a
 /// look-up touches one bucket and folds merge and tables grow without hashing
-/// again (hashing normalises the two decimals). 96 bytes: a run holds one key
-/// per group, millions of them.
+/// again (hashing normalises the two decimals). The rate and share take 16
+/// bytes ([`RateShare`]). 80 bytes: a run holds one key per group, millions
+/// of them.
 #[derive(Clone, Debug)]
 pub struct DetailKey {
     ids: PackedIds,
@@ -39,8 +40,78 @@ pub struct DetailKey {
     pub month: Month,
     pub currency: Currency,
     pub association: Association,
-    pub rate: Decimal,
-    pub share: Decimal,
+    rate_share: RateShare,
+}
+
+/// A group's rate and share ([`DetailKey::rate`], [`DetailKey::share`]) in
+/// 16 bytes instead of two decimals' 32: both mantissas fit 32 bits for
+/// every rate and share but a computed split such as 1/3 (28 digits), kept
+/// whole in a box. The form is a function of the two decimals alone.
+#[derive(Clone, Debug)]
+enum RateShare {
+    Small {
+        rate: i32,
+        share: i32,
+        rate_scale: u8,
+        share_scale: u8,
+    },
+    Big(Box<(Decimal, Decimal)>),
+}
+
+impl RateShare {
+    fn new(rate: Decimal, share: Decimal) -> RateShare {
+        // A negative zero would come back positive: kept whole.
+        let small = |d: Decimal| {
+            let m = i32::try_from(d.mantissa()).ok()?;
+            (m != 0 || d.is_sign_positive()).then_some((m, d.scale() as u8))
+        };
+        match (small(rate), small(share)) {
+            (Some((rate, rate_scale)), Some((share, share_scale))) => RateShare::Small {
+                rate,
+                share,
+                rate_scale,
+                share_scale,
+            },
+            _ => RateShare::Big(Box::new((rate, share))),
+        }
+    }
+
+    /// Whether the two hold equal values (`0.15` equals `0.150`).
+    fn same(&self, o: &RateShare) -> bool {
+        match (self, o) {
+            (
+                RateShare::Small {
+                    rate,
+                    share,
+                    rate_scale,
+                    share_scale,
+                },
+                RateShare::Small {
+                    rate: r2,
+                    share: s2,
+                    rate_scale: rs2,
+                    share_scale: ss2,
+                },
+            ) if rate_scale == rs2 && share_scale == ss2 => rate == r2 && share == s2,
+            _ => self.get() == o.get(),
+        }
+    }
+
+    fn get(&self) -> (Decimal, Decimal) {
+        match self {
+            // A scale taken from a decimal: at most 28.
+            &RateShare::Small {
+                rate,
+                share,
+                rate_scale,
+                share_scale,
+            } => (
+                Decimal::new(rate.into(), rate_scale.into()),
+                Decimal::new(share.into(), share_scale.into()),
+            ),
+            RateShare::Big(b) => **b,
+        }
+    }
 }
 
 impl DetailKey {
@@ -72,9 +143,18 @@ impl DetailKey {
             month,
             currency,
             association,
-            rate,
-            share,
+            rate_share: RateShare::new(rate, share),
         }
+    }
+
+    /// The rate the group's accruals were computed at.
+    pub fn rate(&self) -> Decimal {
+        self.rate_share.get().0
+    }
+
+    /// The partner's share of the group's accruals.
+    pub fn share(&self) -> Decimal {
+        self.rate_share.get().1
     }
 
     /// The key's hash for the tables: its 32 kept bits spread over 64 (an
@@ -118,9 +198,8 @@ impl PartialEq for DetailKey {
             && self.month == o.month
             && self.currency == o.currency
             && self.association == o.association
-            && self.rate == o.rate
-            && self.share == o.share
             && self.ids == o.ids
+            && self.rate_share.same(&o.rate_share)
     }
 }
 
@@ -149,7 +228,7 @@ impl Ord for DetailKey {
                 ))
             })
             .then_with(|| cmp_packed(self.ids.part(2), o.ids.part(2)))
-            .then_with(|| (self.rate, self.share).cmp(&(o.rate, o.share)))
+            .then_with(|| self.rate_share.get().cmp(&o.rate_share.get()))
     }
 }
 
@@ -1156,6 +1235,60 @@ mod tests {
     }
 
     #[test]
+    fn rates_and_shares_read_back_whole_in_either_form() {
+        let d = |s: &str| s.parse::<Decimal>().unwrap();
+        let third = Decimal::ONE / Decimal::from(3);
+        let cases = [
+            ("0.04", "1"),
+            ("0.0375", "0.5"),
+            ("0.150", "1.00"),
+            ("2147483647", "-2147483648"),
+            ("2147483648", "1"),
+            ("-0", "1"),
+            ("0.0000000000000000000000000001", "1"),
+        ];
+        for (r, sh) in cases {
+            let rs = RateShare::new(d(r), d(sh));
+            let (r2, s2) = rs.get();
+            // Same value and same digits (the scale is kept).
+            assert_eq!(
+                (r2.to_string(), s2.to_string()),
+                (d(r).to_string(), d(sh).to_string())
+            );
+            assert_eq!(r2.is_sign_negative(), d(r).is_sign_negative(), "{r}");
+        }
+        assert!(matches!(
+            RateShare::new(d("0.04"), Decimal::ONE),
+            RateShare::Small { .. }
+        ));
+        assert!(matches!(
+            RateShare::new(d("0.04"), third),
+            RateShare::Big(_)
+        ));
+        assert_eq!(RateShare::new(d("0.04"), third).get(), (d("0.04"), third));
+        // Equal values in other digits are one group, in either form.
+        assert!(RateShare::new(d("0.15"), d("1")).same(&RateShare::new(d("0.150"), d("1.0"))));
+        assert!(!RateShare::new(d("0.15"), d("1")).same(&RateShare::new(d("0.16"), d("1"))));
+        assert!(RateShare::new(d("0.15"), third).same(&RateShare::new(d("0.150"), third)));
+        let (a, b) = (
+            key_at("p", "c", "s", d("0.15"), d("1")),
+            key_at("p", "c", "s", d("0.150"), d("1.00")),
+        );
+        assert_eq!(a, b);
+        assert_eq!(a.hash(), b.hash());
+        assert_eq!(a.cmp(&b), std::cmp::Ordering::Equal);
+        assert!(
+            key_at("p", "c", "s", d("0.15"), third) < key_at("p", "c", "s", d("0.15"), d("0.5"))
+        );
+    }
+
+    fn key_at(p: &str, c: &str, s: &str, rate: Decimal, share: Decimal) -> DetailKey {
+        let m = Month::from_ym(2026, 10);
+        let eur = Currency::parse("EUR").unwrap();
+        DetailKey::new(p, c, 0, m, eur, Association::Dpor, s, rate, share)
+    }
+
+    #[test]
     fn guids_are_packed_and_read_back() {
         let g = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
         assert_eq!(pack_guid(g).unwrap()[1..4], [0x0f, 0x1e, 0x2d]);
@@ -1175,7 +1308,7 @@ mod tests {
             (&*k.partner_id(), &*k.customer_id(), &*k.subscription_id()),
             ("1234567", g, "ABC")
         );
-        assert_eq!(std::mem::size_of::<DetailKey>(), 96);
+        assert_eq!(std::mem::size_of::<DetailKey>(), 80);
         assert!(matches!(k.ids.bytes, IdBytes::Inline { .. }));
     }
 

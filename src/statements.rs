@@ -641,10 +641,10 @@ fn partner_statement(
             }
         };
         let mut sums = Sums::default();
-        let mut rate = Some(ds[0].0.rate);
+        let mut rate = Some(ds[0].0.rate());
         for (k, s) in ds {
             sums.add(s);
-            if rate != Some(k.rate) {
+            if rate != Some(k.rate()) {
                 rate = None;
             }
         }
@@ -690,8 +690,8 @@ fn partner_statement(
                     .or_insert_with(|| Shared::new(&k.subscription_id()))
                     .clone(),
                 currency,
-                rate: k.rate,
-                share: k.share,
+                rate: k.rate(),
+                share: k.share(),
                 lines: s.lines,
                 basis: exact(&s.basis, "basis")?,
                 accrual_exact: exact(&s.accrual, "accrual")?,
