@@ -136,7 +136,22 @@ impl Sections {
     fn finish(self) -> Vec<u8> {
         self.b.buf
     }
+
+    /// Hands the rows buffered so far to `out` once they are [`SPILL`]
+    /// bytes or more: a large partner's statement is written as it is
+    /// formatted instead of whole in memory (several megabytes per partner,
+    /// on each of the I/O threads at once).
+    fn spill(&mut self, out: &mut dyn Write, at: usize) -> std::io::Result<()> {
+        if self.b.buf.len() >= at {
+            out.write_all(&self.b.buf)?;
+            self.b.buf.clear();
+        }
+        Ok(())
+    }
 }
+
+/// See [`Sections::spill`].
+const SPILL: usize = 256 * 1024;
 
 fn write_totals(w: &mut Sections, totals: &[CurrencyTotal]) {
     let converted = totals.iter().any(|t| t.converted.is_some());
@@ -201,6 +216,27 @@ pub fn month_total_after<'t>(
 /// program, currency and accrual month (and a `total` row per customer and
 /// program of more than one month), then totals per currency.
 pub fn partner_statement_csv(p: &PartnerStatement, set: &StatementSet) -> csv::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    write_partner_statement(p, set, &mut out)?;
+    Ok(out)
+}
+
+/// [`partner_statement_csv`] written to `out` as it is formatted.
+pub fn write_partner_statement(
+    p: &PartnerStatement,
+    set: &StatementSet,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    write_partner_statement_in(p, set, out, SPILL)
+}
+
+/// [`write_partner_statement`], handing rows on once `spill` bytes wait.
+fn write_partner_statement_in(
+    p: &PartnerStatement,
+    set: &StatementSet,
+    out: &mut dyn Write,
+    spill: usize,
+) -> std::io::Result<()> {
     let mut w = Sections::new();
     w.row(&["porledger partner statement"]);
     w.row(&["partner_id", &p.partner_id]);
@@ -226,6 +262,7 @@ pub fn partner_statement_csv(p: &PartnerStatement, set: &StatementSet) -> csv::R
         .iter()
         .flat_map(|c| (0..c.lines.len()).map(|i| (&c.lines, i)));
     for (lines, i) in each {
+        w.spill(out, spill)?;
         let l = &lines[i];
         w.b.text(&l.customer_id);
         w.b.text(&l.customer_name);
@@ -266,10 +303,10 @@ pub fn partner_statement_csv(p: &PartnerStatement, set: &StatementSet) -> csv::R
         w.amount(*total);
         w.b.end();
     }
-    let mut out = w.finish();
+    out.write_all(&w.finish())?;
     // Usage attainment and tier-rate sections (empty without --usage).
-    out.extend(super::attainment::statement_sections(p)?);
-    Ok(out)
+    let sections = super::attainment::statement_sections(p).map_err(std::io::Error::other)?;
+    out.write_all(&sections)
 }
 
 /// The customer transparency statement as CSV: what this partner earned from
@@ -394,8 +431,10 @@ pub fn write_statements(
         let cdir = pdir.join("customers");
         std::fs::create_dir_all(&cdir).map_err(|e| Fatal::io(&cdir, e))?;
         let path = pdir.join("statement.csv");
-        let bytes = partner_statement_csv(p, set).map_err(csv_err(&path))?;
-        crate::render::publish::write_file(files, &path, &bytes)?;
+        let f = std::fs::File::create(&path).map_err(|e| Fatal::io(&path, e))?;
+        let mut out = crate::render::publish::HashingWriter::new(&path, f, files);
+        write_partner_statement(p, set, &mut out).map_err(|e| Fatal::io(&path, e))?;
+        out.finish()?;
         for c in &p.customers {
             let path = cdir.join(format!("{}.csv", sanitize_file_name(&c.customer_id)));
             let bytes = customer_statement_csv(p, c, set);
@@ -414,6 +453,66 @@ pub fn exact(d: Decimal, c: Currency) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// A writer that counts the writes it is handed.
+    struct Counted(Vec<u8>, usize);
+
+    impl Write for Counted {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.1 += 1;
+            self.0.write(b)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_partner_statement_written_in_pieces_is_the_same_file() {
+        use crate::accrue::Accrual;
+        use crate::attribute::DesignationIndex;
+        use crate::config::{parse_rules, Association};
+        use crate::dates::{Month, Period};
+        use crate::fold::Fold;
+        let rules = parse_rules(
+            "rounding = \"half-up\"\n[[program]]\nid = \"p\"\nname = \"P\"\nassociations = [\"RESELLER\"]\nrate = \"0.01\"\n",
+        )
+        .unwrap();
+        let mut fold = Fold::new(1);
+        for i in 0..3000u32 {
+            for month in [10, 11] {
+                let amount = Decimal::new(i64::from(i) * 7 + 5, 3);
+                let a = Accrual {
+                    program: 0,
+                    partner_id: "r1",
+                    association: Association::Reseller,
+                    basis: amount * Decimal::from(100),
+                    rate: Decimal::new(1, 2),
+                    share: Decimal::ONE,
+                    amount,
+                    designation: None,
+                    days: None,
+                    month: Month::from_ym(2026, month),
+                };
+                let eur = Currency::parse("EUR").unwrap();
+                fold.add(&a, &format!("customer-{i}, Ltd."), "s", eur);
+            }
+        }
+        let period: Period = "2026-10..2026-11".parse().unwrap();
+        let index = DesignationIndex::new(Vec::new());
+        let set = crate::statements::build(&mut fold, &rules, &index, period, None).unwrap();
+        let p = &set.partners[0];
+        let whole = partner_statement_csv(p, &set).unwrap();
+        assert!(whole.len() > 2 * SPILL, "{} bytes", whole.len());
+        for at in [0, 1, 4096, SPILL, usize::MAX] {
+            let mut out = Counted(Vec::new(), 0);
+            write_partner_statement_in(p, &set, &mut out, at).unwrap();
+            assert!(out.0 == whole, "spilled at {at}");
+            if at <= SPILL {
+                assert!(out.1 > 2, "{} writes at {at}", out.1);
+            }
+        }
+    }
 
     proptest! {
         /// RowBuf writes exactly what the csv crate writes for the same fields.
