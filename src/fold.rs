@@ -29,7 +29,7 @@ use crate::text::IdText;
 /// bytes instead of 36), and the key carries 32 bits of its hash, so a
 /// look-up touches one bucket and folds merge and tables grow without hashing
 /// again (hashing normalises the two decimals). The rate and share take 16
-/// bytes ([`RateShare`]). 80 bytes: a run holds one key per group, millions
+/// bytes (`RateShare`). 80 bytes: a run holds one key per group, millions
 /// of them.
 #[derive(Clone, Debug)]
 pub struct DetailKey {
