@@ -8,6 +8,7 @@ use rust_decimal::Decimal;
 
 use crate::dates::parse_date;
 use crate::money::{parse_amount, Currency};
+use crate::text::trim;
 
 /// The billing file formats porledger reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -545,20 +546,6 @@ fn within<'r>(whole: &'r str, field: &[u8]) -> Option<&'r str> {
     whole.get(start..start.checked_add(field.len())?)
 }
 
-/// `str::trim`, without its Unicode search when the text starts and ends with
-/// a printable ASCII character (white space is at most U+0020 in ASCII and
-/// multi-byte otherwise).
-fn trim(t: &str) -> &str {
-    let printable = |b: &u8| (0x21..0x7f).contains(b);
-    let b = t.as_bytes();
-    match (b.first(), b.last()) {
-        // Empty fields are common (a third of a usual row's): nothing to trim.
-        (None, _) => t,
-        (Some(first), Some(last)) if printable(first) && printable(last) => t,
-        _ => t.trim(),
-    }
-}
-
 impl BillingLayout {
     fn err(&self, f: Field, value: &[u8], reason: impl Into<String>) -> RowError {
         RowError {
@@ -1034,12 +1021,6 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// The fast path of `trim` trims exactly what `str::trim` trims.
-        #[test]
-        fn trim_matches_str_trim(t in "[ \t\r\n\u{0b}\u{a0}\u{2003}a-z0-9é,\"-]{0,8}") {
-            proptest::prop_assert_eq!(trim(&t), t.trim());
-        }
-
         /// A field of a record is found in the record's text at its own bytes.
         #[test]
         fn fields_are_found_within_the_record(fields in proptest::collection::vec("[a-zé€ ,\"]{0,6}", 1..6)) {

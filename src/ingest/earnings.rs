@@ -292,6 +292,7 @@ pub fn read_earnings(
             max_record: MAX_RECORD_BYTES,
         };
         let mut rec = simd_csv::ByteRecord::new();
+        let mut spare: Vec<&'static str> = Vec::new();
         let digest = read_chunks(
             idx,
             file,
@@ -321,11 +322,12 @@ pub fn read_earnings(
                             }
                             Ok(r) => r,
                         };
-                        // Borrowed, trimmed fields: nothing is copied per field.
-                        let mut text: Vec<&str> = Vec::with_capacity(r.len());
+                        // Borrowed, trimmed fields: nothing is copied per field,
+                        // and the vector of one row serves the next.
+                        let mut text: Vec<&str> = crate::util::recycle(std::mem::take(&mut spare));
                         for field in r.iter() {
                             match std::str::from_utf8(field) {
-                                Ok(s) => text.push(s.trim()),
+                                Ok(s) => text.push(crate::text::trim(s)),
                                 Err(_) => {
                                     out.rejects.push(EarningsReject {
                                         file: file.display.clone(),
@@ -351,11 +353,12 @@ pub fn read_earnings(
                             Ok(e) => {
                                 if !e.earning_id.is_empty() && !seen.insert(id_key(e.earning_id)) {
                                     out.duplicates += 1;
-                                    return;
+                                } else {
+                                    f(&e);
                                 }
-                                f(&e);
                             }
                         }
+                        spare = crate::util::recycle(text);
                     },
                 );
                 true
