@@ -902,6 +902,24 @@ fn miss_detail(
     detail
 }
 
+/// For tests of the later stages: an accrual of program 0 to reseller
+/// `partner` of `amount` (at 1 %, the whole share) in `month` of 2026.
+#[cfg(test)]
+pub(crate) fn reseller_accrual(partner: &str, amount: Decimal, month: u32) -> Accrual<'_> {
+    Accrual {
+        program: 0,
+        partner_id: partner,
+        association: Association::Reseller,
+        basis: amount * Decimal::from(100),
+        rate: Decimal::new(1, 2),
+        share: Decimal::ONE,
+        amount,
+        designation: None,
+        days: None,
+        month: Month::from_ym(2026, month),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -469,10 +469,9 @@ mod tests {
 
     #[test]
     fn a_partner_statement_written_in_pieces_is_the_same_file() {
-        use crate::accrue::Accrual;
         use crate::attribute::DesignationIndex;
-        use crate::config::{parse_rules, Association};
-        use crate::dates::{Month, Period};
+        use crate::config::parse_rules;
+        use crate::dates::Period;
         use crate::fold::Fold;
         let rules = parse_rules(
             "rounding = \"half-up\"\n[[program]]\nid = \"p\"\nname = \"P\"\nassociations = [\"RESELLER\"]\nrate = \"0.01\"\n",
@@ -482,18 +481,7 @@ mod tests {
         for i in 0..3000u32 {
             for month in [10, 11] {
                 let amount = Decimal::new(i64::from(i) * 7 + 5, 3);
-                let a = Accrual {
-                    program: 0,
-                    partner_id: "r1",
-                    association: Association::Reseller,
-                    basis: amount * Decimal::from(100),
-                    rate: Decimal::new(1, 2),
-                    share: Decimal::ONE,
-                    amount,
-                    designation: None,
-                    days: None,
-                    month: Month::from_ym(2026, month),
-                };
+                let a = crate::accrue::reseller_accrual("r1", amount, month);
                 let eur = Currency::parse("EUR").unwrap();
                 fold.add(&a, &format!("customer-{i}, Ltd."), "s", eur);
             }

@@ -195,10 +195,9 @@ fn write_partners(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::accrue::Accrual;
     use crate::attribute::DesignationIndex;
-    use crate::config::{parse_rules, Association};
-    use crate::dates::{Month, Period};
+    use crate::config::parse_rules;
+    use crate::dates::Period;
     use crate::fold::Fold;
     use crate::money::Currency;
     use rust_decimal::Decimal;
@@ -223,18 +222,7 @@ mod tests {
             .enumerate()
             {
                 let amount = Decimal::new((i * 10 + j) as i64 + 5, 3);
-                let a = Accrual {
-                    program: 0,
-                    partner_id: partner,
-                    association: Association::Reseller,
-                    basis: amount * Decimal::from(100),
-                    rate: Decimal::new(1, 2),
-                    share: Decimal::ONE,
-                    amount,
-                    designation: None,
-                    days: None,
-                    month: Month::from_ym(2026, month),
-                };
+                let a = crate::accrue::reseller_accrual(partner, amount, month);
                 fold.add(
                     &a,
                     customer,
