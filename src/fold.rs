@@ -152,9 +152,9 @@ impl DetailKey {
         self.rate_share.get().0
     }
 
-    /// The partner's share of the group's accruals.
-    pub fn share(&self) -> Decimal {
-        self.rate_share.get().1
+    /// The rate and the partner's share of the group's accruals.
+    pub fn rate_and_share(&self) -> (Decimal, Decimal) {
+        self.rate_share.get()
     }
 
     /// The key's hash for the tables: its 32 kept bits spread over 64 (an

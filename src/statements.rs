@@ -284,30 +284,28 @@ impl StatementSet {
     /// reads the same.
     pub fn from_json(bytes: &[u8]) -> serde_json::Result<StatementSet> {
         let mut set: StatementSet = serde_json::from_slice(bytes)?;
-        let names: BTreeMap<&str, Arc<str>> = set
+        // Each program's name as lines and as detail lines hold it.
+        let names: BTreeMap<&str, (Arc<str>, Shared)> = set
             .programs
             .iter()
-            .map(|p| (p.id.as_str(), Arc::from(p.name.as_str())))
-            .collect();
-        let name = |id: &str, old: &mut Arc<str>| {
-            if let Some(n) = names.get(id) {
-                old.clone_from(n);
-            }
-        };
-        let shared: BTreeMap<&str, Shared> = set
-            .programs
-            .iter()
-            .map(|p| (p.id.as_str(), Shared::new(&p.name)))
+            .map(|p| {
+                (
+                    p.id.as_str(),
+                    (Arc::from(p.name.as_str()), Shared::new(&p.name)),
+                )
+            })
             .collect();
         for p in &mut set.partners {
             for c in &mut p.customers {
                 let customer: Arc<str> = Arc::from(c.customer_name.as_str());
                 for l in &mut c.lines {
                     l.customer_name = customer.clone();
-                    name(&l.program_id, &mut l.program_name);
+                    if let Some((n, _)) = names.get(&*l.program_id) {
+                        l.program_name.clone_from(n);
+                    }
                 }
                 for d in &mut c.details {
-                    if let Some(n) = shared.get(&*d.program_id) {
+                    if let Some((_, n)) = names.get(&*d.program_id) {
                         d.program_name.clone_from(n);
                     }
                 }
@@ -680,6 +678,7 @@ fn partner_statement(
         let cs = customers.last_mut().expect("the line's customer");
         cs.details.reserve(ds.len());
         for (k, s) in ds {
+            let (rate, share) = k.rate_and_share();
             cs.details.push(DetailLine {
                 program_id: program.detail_id.clone(),
                 program_name: program.detail_name.clone(),
@@ -690,8 +689,8 @@ fn partner_statement(
                     .or_insert_with(|| Shared::new(&k.subscription_id()))
                     .clone(),
                 currency,
-                rate: k.rate(),
-                share: k.share(),
+                rate,
+                share,
                 lines: s.lines,
                 basis: exact(&s.basis, "basis")?,
                 accrual_exact: exact(&s.accrual, "accrual")?,

@@ -124,74 +124,6 @@ pub fn guid_text(n: u128) -> [u8; 36] {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    proptest::proptest! {
-        /// The fast path of `trim` trims exactly what `str::trim` trims.
-        #[test]
-        fn trim_matches_str_trim(t in "[ \t\r\n\u{0b}\u{a0}\u{2003}a-z0-9é,\"-]{0,8}") {
-            proptest::prop_assert_eq!(trim(&t), t.trim());
-        }
-    }
-
-    #[test]
-    fn shared_text_is_one_pointer_and_reads_and_writes_as_a_string() {
-        assert_eq!(std::mem::size_of::<Shared>(), 8);
-        let s = Shared::from("CFQ7TTC0LF8Q");
-        assert_eq!(&*s, "CFQ7TTC0LF8Q");
-        assert_eq!(format!("{s} {s:?}"), "CFQ7TTC0LF8Q \"CFQ7TTC0LF8Q\"");
-        let json = serde_json::to_string(&s).unwrap();
-        assert_eq!(json, "\"CFQ7TTC0LF8Q\"");
-        assert_eq!(serde_json::from_str::<Shared>(&json).unwrap(), s);
-        // Escaped text cannot be borrowed from the input: read all the same.
-        assert_eq!(
-            &*serde_json::from_str::<Shared>("\"a\\\"b\"").unwrap(),
-            "a\"b"
-        );
-        assert!(Shared::default().is_empty());
-    }
-
-    #[test]
-    fn guids_read_and_written_back() {
-        let g = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
-        let n = guid_value(g).unwrap();
-        assert_eq!(n, 0x0f1e2d3c_4b5a_6978_8796_a5b4c3d2e1f0);
-        assert_eq!(&guid_text(n), g.as_bytes());
-        assert_eq!(guid_value(&g.to_uppercase()), Some(n));
-        for other in [
-            "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f",
-            "0f1e2d3c-4b5a-6978-8796_a5b4c3d2e1f0",
-            "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1fg",
-            "{0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f}",
-        ] {
-            assert_eq!(guid_value(other), None, "{other}");
-        }
-    }
-
-    #[test]
-    fn short_text_is_inline_long_text_on_the_heap() {
-        let t = Text::<8>::concat(&["ab", "cd"]);
-        assert!(matches!(t, Text::Inline { len: 4, .. }));
-        assert_eq!(t.as_str(), "abcd");
-        let long = Text::<8>::concat(&["abcdef", "ghijk"]);
-        assert!(matches!(long, Text::Heap(_)));
-        assert_eq!(long.as_str(), "abcdefghijk");
-        assert_eq!(Text::<8>::from("abcdefghijk"), long);
-    }
-
-    #[test]
-    fn maps_keyed_by_text_are_searched_with_str() {
-        let mut m: hashbrown::HashMap<IdText, u32> = hashbrown::HashMap::new();
-        m.insert("71adb96f-6821-417f-b5c4-21c407c62906".into(), 1);
-        m.insert("x".repeat(100).as_str().into(), 2);
-        assert_eq!(m.get("71adb96f-6821-417f-b5c4-21c407c62906"), Some(&1));
-        assert_eq!(m.get("x".repeat(100).as_str()), Some(&2));
-        assert_eq!(m.get("y"), None);
-    }
-}
-
 /// `str::trim`, without its Unicode search when the text starts and ends with
 /// a printable ASCII character (white space is at most U+0020 in ASCII and
 /// multi-byte otherwise): every field of every input row is trimmed.
@@ -271,5 +203,73 @@ impl<'de> serde::Deserialize<'de> for Shared {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Shared, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         Ok(Shared::new(&s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        /// The fast path of `trim` trims exactly what `str::trim` trims.
+        #[test]
+        fn trim_matches_str_trim(t in "[ \t\r\n\u{0b}\u{a0}\u{2003}a-z0-9é,\"-]{0,8}") {
+            proptest::prop_assert_eq!(trim(&t), t.trim());
+        }
+    }
+
+    #[test]
+    fn shared_text_is_one_pointer_and_reads_and_writes_as_a_string() {
+        assert_eq!(std::mem::size_of::<Shared>(), 8);
+        let s = Shared::from("CFQ7TTC0LF8Q");
+        assert_eq!(&*s, "CFQ7TTC0LF8Q");
+        assert_eq!(format!("{s} {s:?}"), "CFQ7TTC0LF8Q \"CFQ7TTC0LF8Q\"");
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(json, "\"CFQ7TTC0LF8Q\"");
+        assert_eq!(serde_json::from_str::<Shared>(&json).unwrap(), s);
+        // Escaped text cannot be borrowed from the input: read all the same.
+        assert_eq!(
+            &*serde_json::from_str::<Shared>("\"a\\\"b\"").unwrap(),
+            "a\"b"
+        );
+        assert!(Shared::default().is_empty());
+    }
+
+    #[test]
+    fn guids_read_and_written_back() {
+        let g = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
+        let n = guid_value(g).unwrap();
+        assert_eq!(n, 0x0f1e2d3c_4b5a_6978_8796_a5b4c3d2e1f0);
+        assert_eq!(&guid_text(n), g.as_bytes());
+        assert_eq!(guid_value(&g.to_uppercase()), Some(n));
+        for other in [
+            "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f",
+            "0f1e2d3c-4b5a-6978-8796_a5b4c3d2e1f0",
+            "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1fg",
+            "{0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f}",
+        ] {
+            assert_eq!(guid_value(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn short_text_is_inline_long_text_on_the_heap() {
+        let t = Text::<8>::concat(&["ab", "cd"]);
+        assert!(matches!(t, Text::Inline { len: 4, .. }));
+        assert_eq!(t.as_str(), "abcd");
+        let long = Text::<8>::concat(&["abcdef", "ghijk"]);
+        assert!(matches!(long, Text::Heap(_)));
+        assert_eq!(long.as_str(), "abcdefghijk");
+        assert_eq!(Text::<8>::from("abcdefghijk"), long);
+    }
+
+    #[test]
+    fn maps_keyed_by_text_are_searched_with_str() {
+        let mut m: hashbrown::HashMap<IdText, u32> = hashbrown::HashMap::new();
+        m.insert("71adb96f-6821-417f-b5c4-21c407c62906".into(), 1);
+        m.insert("x".repeat(100).as_str().into(), 2);
+        assert_eq!(m.get("71adb96f-6821-417f-b5c4-21c407c62906"), Some(&1));
+        assert_eq!(m.get("x".repeat(100).as_str()), Some(&2));
+        assert_eq!(m.get("y"), None);
     }
 }

@@ -215,13 +215,8 @@ pub fn month_total_after<'t>(
 /// The partner statement as CSV: a header block, one line per customer,
 /// program, currency and accrual month (and a `total` row per customer and
 /// program of more than one month), then totals per currency.
-pub fn partner_statement_csv(p: &PartnerStatement, set: &StatementSet) -> csv::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    write_partner_statement(p, set, &mut out)?;
-    Ok(out)
-}
-
-/// [`partner_statement_csv`] written to `out` as it is formatted.
+///
+/// Written to `out` as it is formatted, 256 KiB at a time.
 pub fn write_partner_statement(
     p: &PartnerStatement,
     set: &StatementSet,
@@ -490,7 +485,8 @@ mod tests {
         let index = DesignationIndex::new(Vec::new());
         let set = crate::statements::build(&mut fold, &rules, &index, period, None).unwrap();
         let p = &set.partners[0];
-        let whole = partner_statement_csv(p, &set).unwrap();
+        let mut whole = Vec::new();
+        write_partner_statement(p, &set, &mut whole).unwrap();
         assert!(whole.len() > 2 * SPILL, "{} bytes", whole.len());
         for at in [0, 1, 4096, SPILL, usize::MAX] {
             let mut out = Counted(Vec::new(), 0);
