@@ -411,12 +411,9 @@ fn convert(
 
 /// Builds every statement from a finished fold, taking its groups (the fold
 /// keeps its customer names and row counts); with `reporting`, adds totals
-/// converted into the reporting currency.
-///
-/// The groups are sorted, then turned into statements partner by partner from
-/// the last, a few partners at once on the current rayon pool, each batch's
-/// groups freed once its statements are built: peak memory is about the
-/// larger of the groups and the statements, not their sum.
+/// converted into the reporting currency. The whole set in memory: for
+/// `porledger run`, which writes each batch of partners and drops it, see
+/// [`build_each`].
 pub fn build(
     fold: &mut Fold,
     rules: &Rules,
@@ -424,15 +421,97 @@ pub fn build(
     period: Period,
     reporting: Option<&Reporting<'_>>,
 ) -> Result<StatementSet, StatementError> {
-    let mut groups: Vec<(DetailKey, Sums)> = Vec::with_capacity(fold.details.len());
-    groups.extend(fold.details.take_all());
-    // Keys are unique, so an unstable sort gives one order.
-    groups.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let groups = in_memory_partners(std::mem::take(&mut fold.details));
     let fold: &Fold = fold;
-    let names = index.partner_names();
-    let customer_name = |c: &str| fold.customer_name(c);
+    let mut set = StatementSet {
+        period,
+        rounding: rules.rounding,
+        partners: Vec::new(),
+        summary: Vec::new(),
+        programs: program_info(rules),
+    };
+    build_each(
+        groups.map(Ok),
+        &|c| fold.customer_name(c),
+        &Builder {
+            rules,
+            index,
+            period,
+            reporting,
+            batch_groups: BATCH_GROUPS,
+        },
+        |e| e,
+        |batch| {
+            set.partners.extend(batch.partners);
+            set.summary.extend(batch.summary);
+            Ok(())
+        },
+    )?;
+    sort_summary(&mut set.summary);
+    Ok(set)
+}
+
+/// The groups of `map` in statement order, one partner's per item.
+pub fn in_memory_partners(
+    map: crate::fold::DetailMap,
+) -> impl Iterator<Item = Vec<(DetailKey, Sums)>> {
+    let mut map = map;
+    let mut groups: Vec<(DetailKey, Sums)> = Vec::with_capacity(map.len());
+    groups.extend(map.take_all());
+    // Keys are unique, so an unstable sort gives one order; from the last,
+    // so each partner's groups are split off the end and their memory freed.
+    groups.par_sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    std::iter::from_fn(move || {
+        let last = groups.last()?.0.packed_partner().to_vec();
+        let n = groups
+            .iter()
+            .rev()
+            .take_while(|g| g.0.packed_partner() == last.as_slice())
+            .count();
+        let mut p = groups.split_off(groups.len() - n);
+        p.reverse();
+        if groups.capacity() > 2 * groups.len() + (1 << 16) {
+            groups.shrink_to_fit();
+        }
+        Some(p)
+    })
+}
+
+/// What statements are built with, besides the groups.
+pub struct Builder<'a> {
+    pub rules: &'a Rules,
+    pub index: &'a DesignationIndex,
+    pub period: Period,
+    /// With an FX table: totals converted into the reporting currency.
+    pub reporting: Option<&'a Reporting<'a>>,
+    /// Groups per batch of partners handed on at once ([`BATCH_GROUPS`]; a
+    /// batch holds at least one partner).
+    pub batch_groups: usize,
+}
+
+/// Groups per batch of partners handed to `emit` in [`build_each`] (a
+/// batch is at least one partner): about 20 MB of groups and 15 MB of
+/// statements, enough partners to keep every thread busy.
+pub const BATCH_GROUPS: usize = 1 << 17;
+
+/// Builds the statements from `groups`, one partner's groups per item in
+/// partner order (see [`crate::spill::partner_groups`]), a batch of
+/// partners at a time on the current rayon pool, and hands each batch to
+/// `emit` as a [`StatementSet`] of those partners and their summary rows.
+/// Memory holds one batch of groups and statements, whatever the number of
+/// partners. Summary rows come per batch; [`sort_summary`] puts the whole
+/// run's in the order of `summary.csv`.
+pub fn build_each<E>(
+    groups: impl Iterator<Item = Result<Vec<(DetailKey, Sums)>, E>>,
+    customer_name: &(dyn Fn(&str) -> String + Sync),
+    b: &Builder<'_>,
+    error: impl Fn(StatementError) -> E,
+    mut emit: impl FnMut(StatementSet) -> Result<(), E>,
+) -> Result<(), E> {
+    let names = b.index.partner_names();
     // Shared by every line that names the program.
-    let programs: Vec<ProgramText> = rules
+    let programs: Vec<ProgramText> = b
+        .rules
         .programs
         .iter()
         .map(|p| ProgramText {
@@ -442,50 +521,66 @@ pub fn build(
             detail_name: Shared::new(&p.name),
         })
         .collect();
-    // Each partner's groups: a run of the sorted groups.
-    let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
-    for (i, g) in groups.iter().enumerate() {
-        match runs.last_mut() {
-            Some(r) if groups[r.start].0.packed_partner() == g.0.packed_partner() => r.end = i + 1,
-            _ => runs.push(i..i + 1),
+    let info = program_info(b.rules);
+    let mut batch: Vec<Vec<(DetailKey, Sums)>> = Vec::new();
+    let mut held = 0;
+    let mut groups = groups.peekable();
+    while let Some(g) = groups.next() {
+        let g = g?;
+        held += g.len();
+        if !g.is_empty() {
+            batch.push(g);
         }
-    }
-    // A batch of partners at a time, from the last, one partner per worker;
-    // the batch's groups are freed before the next.
-    let batch = rayon::current_num_threads().max(1);
-    let mut partners: Vec<PartnerStatement> = Vec::with_capacity(runs.len());
-    while !runs.is_empty() {
-        let from = runs.len().saturating_sub(batch);
-        let built = runs[from..]
-            .par_iter()
-            .rev()
-            .map(|r| {
-                partner_statement(
-                    &groups[r.clone()],
-                    rules,
-                    &programs,
-                    index,
-                    names,
-                    &customer_name,
-                )
+        if held < b.batch_groups && groups.peek().is_some() {
+            continue;
+        }
+        let built = std::mem::take(&mut batch)
+            .into_par_iter()
+            .map(|g| {
+                let mut p =
+                    partner_statement(&g, b.rules, &programs, b.index, names, customer_name)?;
+                drop(g);
+                if let Some(r) = b.reporting {
+                    convert(&mut p, r, b.period.last_day(), b.rules.rounding)?;
+                }
+                Ok(p)
             })
-            .collect::<Result<Vec<_>, Overflow>>()?;
-        partners.extend(built);
-        groups.truncate(runs[from].start);
-        groups.shrink_to_fit();
-        runs.truncate(from);
+            .collect::<Result<Vec<PartnerStatement>, StatementError>>()
+            .map_err(&error)?;
+        held = 0;
+        let summary = summary_rows(&built).map_err(|o| error(o.into()))?;
+        emit(StatementSet {
+            period: b.period,
+            rounding: b.rules.rounding,
+            partners: built,
+            summary,
+            programs: info.clone(),
+        })?;
     }
-    partners.reverse();
-    if let Some(r) = reporting {
-        for p in &mut partners {
-            convert(p, r, period.last_day(), rules.rounding)?;
-        }
-    }
-    let mut summary: BTreeMap<(String, String, Currency), SummaryRow> = BTreeMap::new();
-    for p in &partners {
+    Ok(())
+}
+
+/// The programs of the rules as statements describe them.
+pub fn program_info(rules: &Rules) -> Vec<ProgramInfo> {
+    rules
+        .programs
+        .iter()
+        .map(|p| ProgramInfo {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            description: p.description.clone(),
+            basis: p.basis().as_str().to_string(),
+        })
+        .collect()
+}
+
+/// The `summary.csv` rows of `partners`: per partner, program and currency.
+fn summary_rows(partners: &[PartnerStatement]) -> Result<Vec<SummaryRow>, Overflow> {
+    let mut summary: BTreeMap<(&str, &str, Currency), SummaryRow> = BTreeMap::new();
+    for p in partners {
         for l in p.lines() {
             let row = summary
-                .entry((p.partner_id.clone(), l.program_id.to_string(), l.currency))
+                .entry((&p.partner_id, &*l.program_id, l.currency))
                 .or_insert_with(|| SummaryRow {
                     partner_id: p.partner_id.clone(),
                     partner_name: p.partner_name.clone(),
@@ -506,22 +601,14 @@ pub fn build(
             row.accrual_amount = add(row.accrual_amount, l.amount, what)?;
         }
     }
-    Ok(StatementSet {
-        period,
-        rounding: rules.rounding,
-        partners,
-        summary: summary.into_values().collect(),
-        programs: rules
-            .programs
-            .iter()
-            .map(|p| ProgramInfo {
-                id: p.id.clone(),
-                name: p.name.clone(),
-                description: p.description.clone(),
-                basis: p.basis().as_str().to_string(),
-            })
-            .collect(),
-    })
+    Ok(summary.into_values().collect())
+}
+
+/// Puts summary rows in the order of `summary.csv`: partner, program, currency.
+pub fn sort_summary(rows: &mut [SummaryRow]) {
+    rows.sort_by(|a, b| {
+        (&a.partner_id, &a.program_id, a.currency).cmp(&(&b.partner_id, &b.program_id, b.currency))
+    });
 }
 
 /// A customer's statement before its lines: the customer and the partner's
@@ -608,7 +695,7 @@ fn partner_statement(
     programs: &[ProgramText],
     index: &DesignationIndex,
     names: &BTreeMap<String, String>,
-    customer_name: &dyn Fn(&str) -> String,
+    customer_name: &(dyn Fn(&str) -> String + Sync),
 ) -> Result<PartnerStatement, Overflow> {
     let partner_id = details[0].0.partner_id().to_string();
     // Groups are sorted by customer, program, currency and month first: each
@@ -808,6 +895,64 @@ mod tests {
             .lines()
             .find(|l| &*l.customer_id == customer && l.currency == cur(currency))
             .unwrap()
+    }
+
+    /// A fold of three partners with two customers each, in two currencies.
+    fn three_partners() -> Fold {
+        let mut fold = Fold::new(1);
+        for (i, partner) in ["r3", "r1", "r2"].into_iter().enumerate() {
+            for (j, customer) in ["c2", "c1"].into_iter().enumerate() {
+                let amount = Decimal::new((i * 10 + j) as i64 + 5, 3);
+                let a = crate::accrue::reseller_accrual(partner, amount, 10);
+                let c = if j == 0 { "EUR" } else { "USD" };
+                fold.add(&a, customer, &format!("s{j}"), cur(c));
+            }
+        }
+        fold
+    }
+
+    #[test]
+    fn built_a_partner_at_a_time_the_statements_are_the_same() {
+        let rules = parse_rules(
+            "[[program]]\nid = \"p\"\nassociations = [\"RESELLER\"]\nrate = \"0.01\"\n",
+        )
+        .unwrap();
+        let index = DesignationIndex::new(Vec::new());
+        let period: Period = "2026-10".parse().unwrap();
+        let whole = build(&mut three_partners(), &rules, &index, period, None).unwrap();
+        assert_eq!(whole.partners.len(), 3);
+        let mut fold = three_partners();
+        let groups = in_memory_partners(std::mem::take(&mut fold.details));
+        let b = Builder {
+            rules: &rules,
+            index: &index,
+            period,
+            reporting: None,
+            batch_groups: 1,
+        };
+        let mut batches = Vec::new();
+        build_each(
+            groups.map(Ok),
+            &|c| fold.customer_name(c),
+            &b,
+            |e| e,
+            |batch| {
+                batches.push(batch);
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(batches.len(), 3, "one partner per batch");
+        let mut summary: Vec<SummaryRow> = batches
+            .iter()
+            .rev()
+            .flat_map(|b| b.summary.clone())
+            .collect();
+        sort_summary(&mut summary);
+        assert_eq!(summary, whole.summary);
+        let partners: Vec<PartnerStatement> =
+            batches.into_iter().flat_map(|b| b.partners).collect();
+        assert_eq!(partners, whole.partners);
     }
 
     #[test]

@@ -13,6 +13,8 @@ use crate::pipeline::UsageRun;
 use crate::pipeline::{self, Inputs, Streamed};
 use crate::render::attainment;
 use crate::render::csv as rcsv;
+use crate::render::journal::Journal;
+use crate::render::json::StatementsJson;
 use crate::render::pdf;
 use crate::render::publish::{self, FileEntry, Staging};
 use crate::render::sink::FileSink;
@@ -64,68 +66,97 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     let fx = load_fx(&s, &inputs)?;
     let staging = Staging::new(&s.out)?;
     let mut rows = stream_rows(&s, &inputs, fx.as_ref(), &staging)?;
-    let bar = &rows.bar;
-    let t_stream = bar.elapsed();
-    let (mut set, partner_usage) =
-        pool.install(|| build_statements(&s, &inputs, &mut rows.streamed, fx.as_ref()))?;
-    // A partner paid only through a reversal may be in no designation any
-    // more: its statement carries the name the history issued it under.
-    if let Some(Some(h)) = &history {
-        statements::fill_partner_names(&mut set, &h.partner_names()?);
-    }
-    // The statements hold everything the groups said (`build` took the groups);
-    // free the customer names too before the writing starts.
-    let (_, customers) = rows.streamed.fold.release_groups();
-    console::phase_memory("groups released");
+    let t_stream = rows.bar.elapsed();
     let acc = summary::accounting(&inputs, &rows.streamed);
     if !acc.total.balanced || !rows.usage.total.balanced {
         return Err(Fatal::Input(
             "internal error: row accounting does not add up; nothing was published".into(),
         ));
     }
+    let partner_usage = if inputs.usage.files.is_empty() {
+        Vec::new()
+    } else {
+        crate::attain::partner_usage(&inputs.usage_view(), s.period)
+    };
+    let h = history.as_ref().and_then(Option::as_ref);
+    // A partner paid only through a reversal may be in no designation any
+    // more: its statement carries the name the history issued it under.
+    let known_names = match h {
+        Some(h) => h.partner_names()?,
+        None => Default::default(),
+    };
+    let restates = match h {
+        Some(h) => h.latest(&s.period.label())?.is_some(),
+        None => false,
+    };
+    let by_customer = renderer
+        .as_ref()
+        .is_some_and(|(_, o)| o.transparency_by_customer);
+    let keep = if by_customer {
+        Keep::All
+    } else if restates {
+        Keep::Lines
+    } else {
+        Keep::Nothing
+    };
+    let out = Outputs {
+        staging: &staging,
+        renderer: renderer.as_ref().map(|(r, _)| r),
+        partner_usage: &partner_usage,
+        known_names: &known_names,
+        keep,
+    };
+    let mut issued =
+        pool.install(|| write_statements(&s, &inputs, &mut rows.streamed, fx.as_ref(), &out))?;
+    let (_, customers) = rows.streamed.fold.release_groups();
+    console::phase_memory("statements written");
+    let set = &issued.head;
     let dir = staging.dir.clone();
+    write_other_outputs(&s, &inputs, &partner_usage, &staging)?;
     let (run_history, adjustments) = match &history {
         None => (None, None),
         Some(h) => {
-            let (rh, a) = restatement(&s, &inputs, &rows, &set, h.as_ref(), &staging)?;
+            let (rh, a) = restatement(&s, &inputs, &rows, set, h.as_ref(), &staging)?;
             (Some(rh), a)
         }
     };
-    let written = Written {
-        set: &set,
-        partner_usage: &partner_usage,
-        accounting: &acc,
-    };
-    write_outputs(&s, &inputs, &written, &staging, &pool)?;
     let pdf_manifest = match &renderer {
         Some((r, o)) => {
-            let mut m = pool.install(|| pdf::render_run(&dir, &set, r, *o, &staging.files))?;
+            if o.transparency_by_customer {
+                issued.documents += pool
+                    .install(|| pdf::write_customer_pdfs(&dir, set, r, &staging.files))?
+                    .len();
+            }
             if let Some(a) = &adjustments {
-                m.documents += pool.install(|| {
+                issued.documents += pool.install(|| {
                     crate::render::adjustment::write_adjustment_pdfs(
                         &dir,
                         a,
-                        &set,
+                        set,
                         r,
                         &staging.files,
                     )
                 })?;
             }
-            Some(m)
+            Some(pdf::PdfManifest {
+                template: r.info().clone(),
+                transparency_by_customer: o.transparency_by_customer,
+                documents: issued.documents,
+            })
         }
         None => None,
     };
     console::phase_memory("PDFs written");
-    write_summary_json(&s, &inputs, &rows, &written, &staging)?;
+    write_summary_json(&s, &inputs, &rows, &acc, &partner_usage, set, &staging)?;
     let extra = fx_entry(&s)?;
-    let t_statements = bar.elapsed();
+    let t_statements = rows.bar.elapsed();
     console::phase_memory("written");
     let period = s.period;
     summary::write_manifest(
         &staging,
         &inputs,
         &rows.streamed,
-        &set,
+        &issued.counts,
         period,
         summary::ManifestExtras {
             inputs: extra,
@@ -133,19 +164,19 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
             history: run_history,
         },
     )?;
-    let t_manifest = bar.elapsed();
+    let t_manifest = rows.bar.elapsed();
     staging.commit()?;
     console::timings(&Timings {
         stream: t_stream,
         statements: t_statements,
         manifest: t_manifest,
-        total: bar.elapsed(),
+        total: rows.bar.elapsed(),
         groups: rows.groups,
         customers,
     });
     let rejected = rows.early_rejects.len() as u64 + rows.streamed.rejects;
     if !s.quiet {
-        print_summary(&s, &inputs, &rows, &written, rejected);
+        print_summary(&s, &inputs, &rows, &acc, &issued, rejected);
     }
     Ok(if rejected > 0 {
         Finish::WithRejects
@@ -219,26 +250,138 @@ fn stream_rows(
     })
 }
 
-/// Builds the statements from the fold (converted with `--fx`) and attaches
-/// the partners' usage attainment.
-fn build_statements(
+/// Which statements stay in memory after they are written: every one only
+/// for what needs them all at the end.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    /// Nothing (the default: memory holds one batch of partners).
+    Nothing,
+    /// Each partner's lines and designations, not its details: a restatement
+    /// compares them with the issued version.
+    Lines,
+    /// Everything: `--transparency-by-customer` prints each customer's
+    /// statements of every partner in one document.
+    All,
+}
+
+/// Where and how the statements are written.
+struct Outputs<'a> {
+    staging: &'a Staging,
+    renderer: Option<&'a pdf::Renderer>,
+    partner_usage: &'a [PartnerUsage],
+    known_names: &'a std::collections::BTreeMap<String, String>,
+    keep: Keep,
+}
+
+/// The statements as written.
+struct Issued {
+    /// The run's period, rounding, programs and summary rows, and the
+    /// partners [`Keep`] kept.
+    head: StatementSet,
+    counts: summary::Issued,
+    /// PDFs written.
+    documents: usize,
+}
+
+/// Builds the statements from the fold's groups (converted with `--fx`), a
+/// batch of partners at a time, and writes each batch before the next is
+/// built: the partner and customer statement CSVs, the batch's part of
+/// `statements.json` and `journal.csv`, and (with `--pdf`) its PDFs; then
+/// `summary.csv`. Memory holds one batch, not every statement of the run.
+fn write_statements(
     s: &RunSettings,
     inputs: &Inputs,
     streamed: &mut Streamed,
     fx: Option<&Fx>,
-) -> Result<(StatementSet, Vec<PartnerUsage>), Fatal> {
+    out: &Outputs<'_>,
+) -> Result<Issued, Fatal> {
+    let (dir, files) = (&out.staging.dir, &out.staging.files);
+    // Writing thousands of small files waits on the disk, not the CPU.
+    let io_pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(publish::IO_THREADS)
+        .build()
+        .map_err(|e| Fatal::Input(format!("cannot start I/O threads: {e}")))?;
     let reporting = fx.map(|f| statements::Reporting {
         fx: &f.table,
         currency: f.currency,
     });
-    let mut set = statements::build(
-        &mut streamed.fold,
-        &inputs.rules,
-        &inputs.index,
-        s.period,
-        reporting.as_ref(),
-    )
-    .map_err(|e| match e {
+    let builder = statements::Builder {
+        rules: &inputs.rules,
+        index: &inputs.index,
+        period: s.period,
+        reporting: reporting.as_ref(),
+        batch_groups: statements::BATCH_GROUPS,
+    };
+    let groups = statements::in_memory_partners(std::mem::take(&mut streamed.fold.details));
+    let fold = &streamed.fold;
+    let tier_notes = fold.tier_notes.to_vec();
+    let mut issued = Issued {
+        head: StatementSet {
+            period: s.period,
+            rounding: inputs.rules.rounding,
+            partners: Vec::new(),
+            summary: Vec::new(),
+            programs: statements::program_info(&inputs.rules),
+        },
+        counts: summary::Issued {
+            rounding: inputs.rules.rounding,
+            partners: 0,
+            customer_statements: 0,
+        },
+        documents: 0,
+    };
+    let mut json = StatementsJson::begin(files, &dir.join("statements.json"), &issued.head)?;
+    let mut journal = Journal::new(s.period, &inputs.rules.journal)?;
+    statements::build_each(
+        groups.map(Ok),
+        &|c| fold.customer_name(c),
+        &builder,
+        |e| statement_error(s, e),
+        |mut batch| {
+            statements::fill_partner_names(&mut batch, out.known_names);
+            statements::attach_usage(&mut batch, out.partner_usage, &tier_notes);
+            io_pool.install(|| rcsv::write_statements(dir, &batch, files))?;
+            json.partners(&batch.partners)?;
+            journal.add(&batch)?;
+            if let Some(r) = out.renderer {
+                issued.documents += pdf::write_partner_pdfs(dir, &batch, r, files)?.len();
+            }
+            let c = &mut issued.counts;
+            c.partners += batch.partners.len();
+            c.customer_statements += batch
+                .partners
+                .iter()
+                .map(|p| p.customers.len())
+                .sum::<usize>();
+            issued.head.summary.extend(batch.summary);
+            match out.keep {
+                Keep::Nothing => {}
+                Keep::Lines => {
+                    issued
+                        .head
+                        .partners
+                        .extend(batch.partners.into_iter().map(|mut p| {
+                            for c in &mut p.customers {
+                                c.details = Vec::new();
+                            }
+                            p
+                        }))
+                }
+                Keep::All => issued.head.partners.extend(batch.partners),
+            }
+            Ok(())
+        },
+    )?;
+    statements::sort_summary(&mut issued.head.summary);
+    json.finish(&issued.head)?;
+    journal.write(dir, files)?;
+    rcsv::write_summary(&dir.join("summary.csv"), &issued.head)?;
+    Ok(issued)
+}
+
+/// A statement that cannot be built, as the error `run` reports.
+fn statement_error(s: &RunSettings, e: statements::StatementError) -> Fatal {
+    match e {
         statements::StatementError::MissingRate(m) => Fatal::Config {
             file: s
                 .fx
@@ -259,58 +402,26 @@ fn build_statements(
             },
             cause: o.cause,
         },
-    })?;
-    console::phase_memory("statements built");
-    let partner_usage = if inputs.usage.files.is_empty() {
-        Vec::new()
-    } else {
-        crate::attain::partner_usage(&inputs.usage_view(), s.period)
-    };
-    statements::attach_usage(&mut set, &partner_usage, &streamed.fold.tier_notes.to_vec());
-    Ok((set, partner_usage))
+    }
 }
 
-/// The statements and what was counted, ready to be written.
-struct Written<'a> {
-    set: &'a StatementSet,
-    partner_usage: &'a [PartnerUsage],
-    accounting: &'a RowAccounting,
-}
-
-/// Writes the statement CSVs, summary.csv, journal.csv, the attainment files (with
-/// `--usage`) and statements.json (serialised on the worker pool; the PDFs
-/// come after, on it too).
-fn write_outputs(
+/// The attainment files (with `--usage`).
+fn write_other_outputs(
     s: &RunSettings,
     inputs: &Inputs,
-    w: &Written,
+    partner_usage: &[PartnerUsage],
     staging: &Staging,
-    pool: &rayon::ThreadPool,
 ) -> Result<(), Fatal> {
-    let (dir, files) = (&staging.dir, &staging.files);
-    // Writing thousands of small files waits on the disk, not the CPU.
-    let io_pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(publish::IO_THREADS)
-        .build()
-        .map_err(|e| Fatal::Input(format!("cannot start I/O threads: {e}")))?;
-    io_pool.install(|| rcsv::write_statements(dir, w.set, files))?;
-    console::phase_memory("statement CSVs written");
-    rcsv::write_summary(&dir.join("summary.csv"), w.set)?;
-    crate::render::journal::write_journal(dir, w.set, &inputs.rules.journal, files)?;
     if !inputs.usage.files.is_empty() {
         attainment::write_attainment(
-            dir,
+            &staging.dir,
             &inputs.attainment,
             &inputs.usage.customer_names,
             s.period,
         )?;
-        attainment::write_partner_attainment(dir, w.partner_usage, s.period)?;
+        attainment::write_partner_attainment(&staging.dir, partner_usage, s.period)?;
     }
-    console::phase_memory("summary, journal and attainment written");
-    pool.install(|| {
-        crate::render::json::write_statements_json(files, &dir.join("statements.json"), w.set)
-    })?;
-    console::phase_memory("statements.json written");
+    console::phase_memory("attainment written");
     Ok(())
 }
 
@@ -319,21 +430,23 @@ fn write_summary_json(
     s: &RunSettings,
     inputs: &Inputs,
     rows: &Rows,
-    w: &Written,
+    accounting: &RowAccounting,
+    partner_usage: &[PartnerUsage],
+    set: &StatementSet,
     staging: &Staging,
 ) -> Result<(), Fatal> {
     let usage = (!inputs.usage.files.is_empty())
-        .then(|| summary::usage_json(&rows.usage, w.partner_usage, inputs, s.period));
+        .then(|| summary::usage_json(&rows.usage, partner_usage, inputs, s.period));
     publish::write_json(
         &staging.files,
         &staging.dir.join("summary.json"),
         &SummaryJson {
             period: s.period.label(),
             statement_date: s.period.last_day().to_string(),
-            rounding: w.set.rounding.as_str(),
-            summary: &w.set.summary,
-            totals: summary::totals_by_currency(w.set),
-            rows: w.accounting,
+            rounding: set.rounding.as_str(),
+            summary: &set.summary,
+            totals: summary::totals_by_currency(set),
+            rows: accounting,
             usage,
         },
     )
@@ -435,18 +548,25 @@ fn fx_entry(s: &RunSettings) -> Result<Vec<FileEntry>, Fatal> {
 }
 
 /// The run summary on stderr.
-fn print_summary(s: &RunSettings, inputs: &Inputs, rows: &Rows, w: &Written, rejected: u64) {
+fn print_summary(
+    s: &RunSettings,
+    inputs: &Inputs,
+    rows: &Rows,
+    accounting: &RowAccounting,
+    issued: &Issued,
+    rejected: u64,
+) {
     let mut samples: Vec<Reject> = rows.early_rejects.iter().take(20).cloned().collect();
     let room = 20 - samples.len();
     samples.extend(rows.streamed.reject_samples.iter().take(room).cloned());
-    let totals = summary::totals_by_currency(w.set);
+    let totals = summary::totals_by_currency(&issued.head);
     console::print_run_summary(&RunSummary {
-        accounting: w.accounting,
+        accounting,
         usage: (!inputs.usage.files.is_empty()).then_some(&rows.usage.total),
         reject_samples: &samples,
         rejected,
         totals: &totals,
-        partners: w.set.partners.len(),
+        partners: issued.counts.partners,
         out: &s.out,
     });
 }

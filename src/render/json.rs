@@ -24,38 +24,85 @@ pub fn write_statements_json(
     path: &Path,
     set: &StatementSet,
 ) -> Result<(), Fatal> {
-    let f = std::fs::File::create(path).map_err(|e| Fatal::io(path, e))?;
-    let mut w = std::io::BufWriter::with_capacity(1 << 16, HashingWriter::new(path, f, files));
-    write_set(&mut w, set).map_err(|e| Fatal::Io {
-        path: path.display().to_string(),
-        source: e,
-    })?;
-    w.into_inner()
-        .map_err(|e| Fatal::io(path, e.into_error()))?
-        .finish()
+    let mut w = StatementsJson::begin(files, path, set)?;
+    w.partners(&set.partners)?;
+    w.finish(set)
 }
 
-fn write_set(w: &mut (impl Write + Send), set: &StatementSet) -> std::io::Result<()> {
-    write_set_in(w, set, PIECE_DETAILS)
-}
-
-fn write_set_in(
-    w: &mut (impl Write + Send),
-    set: &StatementSet,
+/// `statements.json` written a batch of partners at a time (`porledger run`
+/// drops each batch once written): the same bytes as the whole set at once.
+pub struct StatementsJson {
+    w: std::io::BufWriter<HashingWriter<std::fs::File>>,
+    path: std::path::PathBuf,
+    /// Whether a partner was written (the next one follows a comma).
+    any: bool,
     max_details: usize,
-) -> std::io::Result<()> {
+}
+
+impl StatementsJson {
+    /// Creates `path` and writes what comes before the partners: `head`'s
+    /// period and rounding (its partners are not written).
+    pub fn begin(files: &Written, path: &Path, head: &StatementSet) -> Result<Self, Fatal> {
+        let f = std::fs::File::create(path).map_err(|e| Fatal::io(path, e))?;
+        let mut s = StatementsJson {
+            w: std::io::BufWriter::with_capacity(1 << 16, HashingWriter::new(path, f, files)),
+            path: path.to_path_buf(),
+            any: false,
+            max_details: PIECE_DETAILS,
+        };
+        let r = write_head(&mut s.w, head);
+        s.check(r)?;
+        Ok(s)
+    }
+
+    fn check(&self, r: std::io::Result<()>) -> Result<(), Fatal> {
+        r.map_err(|e| Fatal::io(&self.path, e))
+    }
+
+    /// Writes `partners`, which follow those written before.
+    pub fn partners(&mut self, partners: &[PartnerStatement]) -> Result<(), Fatal> {
+        let r = write_partners(&mut self.w, partners, self.max_details, !self.any);
+        self.any |= !partners.is_empty();
+        self.check(r)
+    }
+
+    /// Writes what follows the partners: `tail`'s summary and programs.
+    pub fn finish(mut self, tail: &StatementSet) -> Result<(), Fatal> {
+        let r = write_tail(&mut self.w, tail);
+        self.check(r)?;
+        self.w
+            .into_inner()
+            .map_err(|e| Fatal::io(&self.path, e.into_error()))?
+            .finish()
+    }
+}
+
+fn write_head(w: &mut impl Write, set: &StatementSet) -> std::io::Result<()> {
     // The fields in `StatementSet`'s order, as serde's derive writes them.
     w.write_all(b"{\"period\":")?;
     serde_json::to_writer(&mut *w, &set.period)?;
     w.write_all(b",\"rounding\":")?;
     serde_json::to_writer(&mut *w, &set.rounding)?;
-    w.write_all(b",\"partners\":[")?;
-    write_partners(w, &set.partners, max_details)?;
+    w.write_all(b",\"partners\":[")
+}
+
+fn write_tail(w: &mut impl Write, set: &StatementSet) -> std::io::Result<()> {
     w.write_all(b"],\"summary\":")?;
     serde_json::to_writer(&mut *w, &set.summary)?;
     w.write_all(b",\"programs\":")?;
     serde_json::to_writer(&mut *w, &set.programs)?;
     w.write_all(b"}\n")
+}
+
+#[cfg(test)]
+fn write_set_in(
+    w: &mut (impl Write + Send),
+    set: &StatementSet,
+    max_details: usize,
+) -> std::io::Result<()> {
+    write_head(w, set)?;
+    write_partners(w, &set.partners, max_details, true)?;
+    write_tail(w, set)
 }
 
 /// Details per piece of the partners' JSON (about 8 MB of text).
@@ -75,10 +122,10 @@ enum Piece<'a> {
 /// The partners cut into pieces of at most `max_details` details (at least
 /// one customer each): a large partner's JSON (tens of megabytes) is never
 /// held whole, and its customers are serialised on every thread.
-fn pieces(partners: &[PartnerStatement], max_details: usize) -> Vec<Piece<'_>> {
+fn pieces(partners: &[PartnerStatement], max_details: usize, first: bool) -> Vec<Piece<'_>> {
     let mut out = Vec::new();
     for (i, p) in partners.iter().enumerate() {
-        out.push(Piece::Head(p, i == 0));
+        out.push(Piece::Head(p, first && i == 0));
         let mut from = 0;
         while from < p.customers.len() {
             let mut to = from + 1;
@@ -133,7 +180,8 @@ fn render_piece(b: &mut Vec<u8>, piece: &Piece<'_>) -> serde_json::Result<()> {
     Ok(())
 }
 
-/// The partners, comma-separated: each batch of pieces serialised in
+/// The partners, comma-separated (`first`: the first of them is the file's
+/// first, with no comma before it): each batch of pieces serialised in
 /// parallel while the one before it is written. The batches' buffers are
 /// reused (two sets): a fresh buffer of several megabytes is fresh memory for
 /// the kernel to fault in and zero, which cost as much as writing it.
@@ -141,6 +189,7 @@ fn write_partners(
     w: &mut (impl Write + Send),
     partners: &[PartnerStatement],
     max_details: usize,
+    first: bool,
 ) -> std::io::Result<()> {
     let render = |ps: &[Piece<'_>], mut bufs: Vec<Vec<u8>>| -> serde_json::Result<Vec<Vec<u8>>> {
         bufs.resize_with(ps.len(), Vec::new);
@@ -149,7 +198,7 @@ fn write_partners(
             .try_for_each(|(b, p)| render_piece(b, p))?;
         Ok(bufs)
     };
-    let pieces = pieces(partners, max_details);
+    let pieces = pieces(partners, max_details, first);
     // A batch holds as many runs of customers as there are threads (and the
     // heads and tails between them).
     let threads = rayon::current_num_threads().max(1);
@@ -251,6 +300,32 @@ mod tests {
         assert_eq!(text.matches("Program \\\"P\\\"").count(), 1, "{text}");
         assert_eq!(text.matches("\"program_name\"").count(), 0);
         assert_eq!(StatementSet::from_json(&json).unwrap(), set);
+    }
+
+    #[test]
+    fn written_a_batch_of_partners_at_a_time_the_file_is_the_same() {
+        let set = set(7);
+        let mut want = serde_json::to_vec(&set).unwrap();
+        want.push(b'\n');
+        let dir = tempfile::tempdir().unwrap();
+        // Batches of every size, an empty batch among them (no stray comma).
+        for size in [1, 2, 3, 7] {
+            let files = Written::new();
+            let path = dir.path().join(format!("statements-{size}.json"));
+            let mut w = StatementsJson::begin(&files, &path, &set).unwrap();
+            w.partners(&[]).unwrap();
+            for batch in set.partners.chunks(size) {
+                w.partners(batch).unwrap();
+                w.partners(&[]).unwrap();
+            }
+            w.finish(&set).unwrap();
+            let got = std::fs::read(&path).unwrap();
+            assert_eq!(
+                String::from_utf8(got).unwrap(),
+                String::from_utf8(want.clone()).unwrap(),
+                "batches of {size}"
+            );
+        }
     }
 
     #[test]

@@ -227,13 +227,21 @@ pub struct ManifestExtras {
     pub history: Option<crate::history::RunHistory>,
 }
 
+/// What a run's statements came to, counted as they were written.
+#[derive(Clone, Copy, Debug)]
+pub struct Issued {
+    pub rounding: crate::money::RoundingMode,
+    pub partners: usize,
+    pub customer_statements: usize,
+}
+
 /// Writes `dir/manifest.json`: every input, every output already in `dir`
 /// (hashed), the counts and the PDF manifest.
 pub fn write_manifest(
     staging: &Staging,
     inputs: &Inputs,
     streamed: &Streamed,
-    set: &StatementSet,
+    issued: &Issued,
     period: Period,
     extra: ManifestExtras,
 ) -> Result<(), Fatal> {
@@ -250,7 +258,7 @@ pub fn write_manifest(
         tool: "porledger",
         version: env!("CARGO_PKG_VERSION"),
         period: period.label(),
-        rounding: set.rounding.as_str(),
+        rounding: issued.rounding.as_str(),
         inputs: ins,
         outputs: publish::hash_outputs(dir, files)?,
         counts: Counts {
@@ -259,8 +267,8 @@ pub fn write_manifest(
             not_eligible: t.not_eligible,
             rejected_billing_rows: t.rejected,
             rejected_designation_rows: inputs.designations.rejects.len() as u64,
-            partners: set.partners.len(),
-            customer_statements: set.partners.iter().map(|p| p.customers.len()).sum(),
+            partners: issued.partners,
+            customer_statements: issued.customer_statements,
         },
         pdf,
         history,

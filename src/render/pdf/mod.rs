@@ -1114,7 +1114,26 @@ pub fn write_all(
     opts: PdfOptions,
     files: &Written,
 ) -> Result<Vec<PathBuf>, Fatal> {
-    let mut written: Vec<PathBuf> = set
+    let mut written = write_partner_pdfs(dir, set, r, files)?;
+    if opts.transparency_by_customer {
+        written.extend(write_customer_pdfs(dir, set, r, files)?);
+    }
+    written.sort();
+    Ok(written)
+}
+
+/// Writes each partner's PDFs of `set` (`partners/<id>/statement.pdf` and
+/// `partners/<id>/customers/<cid>.pdf`), in parallel on the current rayon
+/// pool; returns the written paths relative to `dir`. A partner's documents
+/// depend on that partner alone (and the set's period and programs), so a
+/// run can write them a batch of partners at a time.
+pub fn write_partner_pdfs(
+    dir: &Path,
+    set: &StatementSet,
+    r: &Renderer,
+    files: &Written,
+) -> Result<Vec<PathBuf>, Fatal> {
+    Ok(set
         .partners
         .par_iter()
         .map(|p| -> Result<Vec<PathBuf>, Fatal> {
@@ -1135,29 +1154,34 @@ pub fn write_all(
         .collect::<Result<Vec<_>, Fatal>>()?
         .into_iter()
         .flatten()
-        .collect();
-    if opts.transparency_by_customer {
-        let mut by_customer: BTreeMap<&str, Vec<(&PartnerStatement, &CustomerStatement)>> =
-            BTreeMap::new();
-        for p in &set.partners {
-            for c in &p.customers {
-                by_customer.entry(&c.customer_id).or_default().push((p, c));
-            }
+        .collect())
+}
+
+/// Writes one transparency statement per customer of `set`
+/// (`customers/<cid>.pdf`), listing every partner of `set` that earned on
+/// it; returns the written paths relative to `dir`.
+pub fn write_customer_pdfs(
+    dir: &Path,
+    set: &StatementSet,
+    r: &Renderer,
+    files: &Written,
+) -> Result<Vec<PathBuf>, Fatal> {
+    let mut by_customer: BTreeMap<&str, Vec<(&PartnerStatement, &CustomerStatement)>> =
+        BTreeMap::new();
+    for p in &set.partners {
+        for c in &p.customers {
+            by_customer.entry(&c.customer_id).or_default().push((p, c));
         }
-        let by_customer: Vec<_> = by_customer.into_iter().collect();
-        let more = by_customer
-            .par_iter()
-            .map(|(cid, entries)| -> Result<PathBuf, Fatal> {
-                let rel =
-                    PathBuf::from("customers").join(format!("{}.pdf", sanitize_file_name(cid)));
-                write(files, &dir.join(&rel), &r.transparency(set, entries))?;
-                Ok(rel)
-            })
-            .collect::<Result<Vec<_>, Fatal>>()?;
-        written.extend(more);
     }
-    written.sort();
-    Ok(written)
+    let by_customer: Vec<_> = by_customer.into_iter().collect();
+    by_customer
+        .par_iter()
+        .map(|(cid, entries)| -> Result<PathBuf, Fatal> {
+            let rel = PathBuf::from("customers").join(format!("{}.pdf", sanitize_file_name(cid)));
+            write(files, &dir.join(&rel), &r.transparency(set, entries))?;
+            Ok(rel)
+        })
+        .collect()
 }
 
 /// What the manifest records about the PDFs of a run (`"pdf"`).
@@ -1166,23 +1190,6 @@ pub struct PdfManifest {
     pub template: TemplateInfo,
     pub transparency_by_customer: bool,
     pub documents: usize,
-}
-
-/// Renders the PDFs of a run into its staging directory (`run` calls this after
-/// the CSV statements are written).
-pub fn render_run(
-    dir: &Path,
-    set: &StatementSet,
-    r: &Renderer,
-    opts: PdfOptions,
-    files: &Written,
-) -> Result<PdfManifest, Fatal> {
-    let written = write_all(dir, set, r, opts, files)?;
-    Ok(PdfManifest {
-        template: r.info().clone(),
-        transparency_by_customer: opts.transparency_by_customer,
-        documents: written.len(),
-    })
 }
 
 /// `porledger render`: re-renders the PDFs of a finished run from its
