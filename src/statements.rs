@@ -485,12 +485,12 @@ pub struct Builder<'a> {
     /// With an FX table: totals converted into the reporting currency.
     pub reporting: Option<&'a Reporting<'a>>,
     /// Groups per batch of partners handed on at once ([`BATCH_GROUPS`]; a
-    /// batch holds at least one partner).
+    /// batch holds at least one partner per thread of the current pool).
     pub batch_groups: usize,
 }
 
 /// Groups per batch of partners handed to `emit` in [`build_each`] (a
-/// batch is at least one partner): about 20 MB of groups and 15 MB of
+/// batch is at least one partner per thread): about 20 MB of groups and 15 MB of
 /// statements, enough partners to keep every thread busy.
 pub const BATCH_GROUPS: usize = 1 << 17;
 
@@ -524,6 +524,8 @@ pub fn build_each<E>(
     let info = program_info(b.rules);
     let mut batch: Vec<Vec<(DetailKey, Sums)>> = Vec::new();
     let mut held = 0;
+    // At least a partner per thread, however large each is.
+    let threads = rayon::current_num_threads();
     let mut groups = groups.peekable();
     while let Some(g) = groups.next() {
         let g = g?;
@@ -531,7 +533,7 @@ pub fn build_each<E>(
         if !g.is_empty() {
             batch.push(g);
         }
-        if held < b.batch_groups && groups.peek().is_some() {
+        if (held < b.batch_groups || batch.len() < threads) && groups.peek().is_some() {
             continue;
         }
         let built = std::mem::take(&mut batch)

@@ -430,12 +430,13 @@ pub fn write_statements(
         let mut out = crate::render::publish::HashingWriter::new(&path, f, files);
         write_partner_statement(p, set, &mut out).map_err(|e| Fatal::io(&path, e))?;
         out.finish()?;
-        for c in &p.customers {
+        // A run writes a few partners at a time: their customers' files
+        // keep the threads busy.
+        p.customers.par_iter().try_for_each(|c| {
             let path = cdir.join(format!("{}.csv", sanitize_file_name(&c.customer_id)));
             let bytes = customer_statement_csv(p, c, set);
-            crate::render::publish::write_file(files, &path, &bytes)?;
-        }
-        Ok(())
+            crate::render::publish::write_file(files, &path, &bytes)
+        })
     })
 }
 

@@ -1137,18 +1137,23 @@ pub fn write_partner_pdfs(
         .partners
         .par_iter()
         .map(|p| -> Result<Vec<PathBuf>, Fatal> {
-            let mut out = Vec::new();
             let pdir = PathBuf::from("partners").join(sanitize_file_name(&p.partner_id));
             let rel = pdir.join("statement.pdf");
             write(files, &dir.join(&rel), &r.partner_statement(set, p))?;
-            out.push(rel);
-            for c in &p.customers {
-                let rel = pdir
-                    .join("customers")
-                    .join(format!("{}.pdf", sanitize_file_name(&c.customer_id)));
-                write(files, &dir.join(&rel), &r.transparency(set, &[(p, c)]))?;
-                out.push(rel);
-            }
+            // A run renders a few partners at a time: their customers'
+            // documents keep the threads busy.
+            let mut out = p
+                .customers
+                .par_iter()
+                .map(|c| -> Result<PathBuf, Fatal> {
+                    let rel = pdir
+                        .join("customers")
+                        .join(format!("{}.pdf", sanitize_file_name(&c.customer_id)));
+                    write(files, &dir.join(&rel), &r.transparency(set, &[(p, c)]))?;
+                    Ok(rel)
+                })
+                .collect::<Result<Vec<_>, Fatal>>()?;
+            out.insert(0, rel);
             Ok(out)
         })
         .collect::<Result<Vec<_>, Fatal>>()?
