@@ -509,14 +509,21 @@ impl DetailMap {
     }
 
     fn add_key(&mut self, k: DetailKey, s: Sums) {
-        self.add_hashed(k.hash(), k, s)
+        self.add_hashed(k.hash(), k, s);
     }
 
-    /// [`DetailMap::add_key`] with the key's hash computed already.
-    fn add_hashed(&mut self, hash: u64, k: DetailKey, s: Sums) {
+    /// [`DetailMap::add_key`] with the key's hash computed already; whether
+    /// the group is new.
+    fn add_hashed(&mut self, hash: u64, k: DetailKey, s: Sums) -> bool {
         match self.find_mut(hash, |x| *x == k) {
-            Some(v) => v.add(&s),
-            None => self.insert_new(hash, k, s),
+            Some(v) => {
+                v.add(&s);
+                false
+            }
+            None => {
+                self.insert_new(hash, k, s);
+                true
+            }
         }
     }
 
@@ -562,8 +569,17 @@ fn accrual_key(
 /// grow with groups x threads. Shared, each group is held once. With two
 /// workers and 16 shards, two adds rarely meet on one lock. Sums are exact and
 /// order-free ([`sum_exact`]), so which worker adds first does not matter.
+///
+/// To bound memory the groups can be taken out while workers still add
+/// ([`SharedDetails::drain`], see [`crate::spill`]): a group added after that
+/// starts again from zero, and the two partial sums are added when the runs
+/// are merged, which gives the same exact sum.
 pub struct SharedDetails {
     shards: Vec<std::sync::Mutex<DetailMap>>,
+    /// Groups held by all shards, kept under the shards' locks (bumped by an
+    /// add that makes a group, lowered by a drain), so that reading it is
+    /// one load instead of sixteen locks.
+    len: std::sync::atomic::AtomicUsize,
 }
 
 /// Shards of [`SharedDetails`].
@@ -573,6 +589,7 @@ impl Default for SharedDetails {
     fn default() -> Self {
         SharedDetails {
             shards: (0..SHARDS).map(|_| Default::default()).collect(),
+            len: Default::default(),
         }
     }
 }
@@ -591,10 +608,48 @@ impl SharedDetails {
         // and tags by the top seven.
         let hash = k.hash();
         let shard = &self.shards[(hash >> 40) as usize % SHARDS];
-        shard
+        let mut map = shard
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .add_hashed(hash, k, s);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.add_hashed(hash, k, s) {
+            self.len.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// How many groups the shards hold: one atomic load, cheap enough to
+    /// ask after every chunk. Exact once the adds are done; while workers
+    /// add, it may lag their last few.
+    pub fn len(&self) -> usize {
+        self.len.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Takes every group out, in no particular order, leaving the shards
+    /// empty for the adds still to come (workers may keep adding meanwhile).
+    /// Each shard's lock is held only to swap its map for an empty one; the
+    /// groups are moved into one vector after.
+    pub fn drain(&self) -> Vec<(DetailKey, Sums)> {
+        let maps: Vec<DetailMap> = self
+            .shards
+            .iter()
+            .map(|shard| {
+                let mut map = shard
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let taken = std::mem::take(&mut *map);
+                self.len
+                    .fetch_sub(taken.len(), std::sync::atomic::Ordering::Relaxed);
+                taken
+            })
+            .collect();
+        let mut all = Vec::with_capacity(maps.iter().map(DetailMap::len).sum());
+        for mut m in maps {
+            all.extend(m.take_all());
+        }
+        all
     }
 
     /// All groups in one map (the shards hold disjoint groups).
@@ -1951,5 +2006,22 @@ mod tests {
         // 44 bytes of IDs, 12 of the rest of the key, 13 of sums (and one
         // of length in a run file).
         assert_eq!(round_trip(&k, &s).len(), 69);
+    }
+
+    #[test]
+    fn drained_groups_leave_the_shards_empty_and_counted() {
+        let eur = Currency::parse("EUR").unwrap();
+        let shared = SharedDetails::default();
+        for (i, sub) in ["a", "b", "a", "c"].iter().enumerate() {
+            shared.add(&acc("p1", &i.to_string()), "c", sub, eur);
+        }
+        assert_eq!(shared.len(), 3);
+        let mut drained = shared.drain();
+        assert_eq!((drained.len(), shared.len()), (3, 0));
+        drained.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(drained[0].1.lines, 2);
+        shared.add(&acc("p1", "1"), "c", "a", eur);
+        assert_eq!(shared.len(), 1);
+        assert_eq!(shared.into_map().len(), 1);
     }
 }
