@@ -69,6 +69,7 @@ fn settings() -> StreamSettings {
         period: None,
         max_rejects: None,
         outputs: true,
+        spill: None,
     }
 }
 

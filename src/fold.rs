@@ -7,7 +7,9 @@
 //! many, one file or ten, in whatever order the adds and merges happen, the
 //! result is the same. Memory grows with the number of distinct
 //! (partner, customer, program, accrual month, association, subscription, rate,
-//! share, currency) groups, never with the number of rows.
+//! share, currency) groups, never with the number of rows; past a budget the
+//! stream writes them to disk ([`crate::spill`], in the binary form of
+//! `encode_group`) and merges them back at the end.
 
 use std::collections::BTreeMap;
 
@@ -128,6 +130,21 @@ impl DetailKey {
         share: Decimal,
     ) -> DetailKey {
         let ids = PackedIds::new([partner_id, customer_id, subscription_id]);
+        DetailKey::of_packed(ids, program, month, currency, association, rate, share)
+    }
+
+    /// A key from IDs packed already: its hash is a function of the packed
+    /// IDs and the values, so a key read back from a spilled run hashes as
+    /// the one written.
+    fn of_packed(
+        ids: PackedIds,
+        program: u32,
+        month: Month,
+        currency: Currency,
+        association: Association,
+        rate: Decimal,
+        share: Decimal,
+    ) -> DetailKey {
         let hash32 = {
             use std::hash::{BuildHasher, Hash, Hasher};
             let mut h = foldhash::fast::FixedState::with_seed(0x005e_ed0f_901d).build_hasher();
@@ -352,6 +369,12 @@ impl PackedIds {
                 None => ids[i].as_bytes(),
             }
         };
+        PackedIds::from_parts([part(0), part(1), part(2)])
+    }
+
+    /// The IDs from their packed parts (each a packed GUID or an ID's text).
+    fn from_parts(parts: [&[u8]; 3]) -> PackedIds {
+        let part = |i: usize| parts[i];
         let lens = [part(0).len(), part(1).len(), part(2).len()];
         let len: usize = lens.iter().sum();
         let ends = [lens[0], lens[0] + lens[1]];
@@ -486,14 +509,21 @@ impl DetailMap {
     }
 
     fn add_key(&mut self, k: DetailKey, s: Sums) {
-        self.add_hashed(k.hash(), k, s)
+        self.add_hashed(k.hash(), k, s);
     }
 
-    /// [`DetailMap::add_key`] with the key's hash computed already.
-    fn add_hashed(&mut self, hash: u64, k: DetailKey, s: Sums) {
+    /// [`DetailMap::add_key`] with the key's hash computed already; whether
+    /// the group is new.
+    fn add_hashed(&mut self, hash: u64, k: DetailKey, s: Sums) -> bool {
         match self.find_mut(hash, |x| *x == k) {
-            Some(v) => v.add(&s),
-            None => self.insert_new(hash, k, s),
+            Some(v) => {
+                v.add(&s);
+                false
+            }
+            None => {
+                self.insert_new(hash, k, s);
+                true
+            }
         }
     }
 
@@ -539,8 +569,17 @@ fn accrual_key(
 /// grow with groups x threads. Shared, each group is held once. With two
 /// workers and 16 shards, two adds rarely meet on one lock. Sums are exact and
 /// order-free ([`sum_exact`]), so which worker adds first does not matter.
+///
+/// To bound memory the groups can be taken out while workers still add
+/// ([`SharedDetails::drain`], see [`crate::spill`]): a group added after that
+/// starts again from zero, and the two partial sums are added when the runs
+/// are merged, which gives the same exact sum.
 pub struct SharedDetails {
     shards: Vec<std::sync::Mutex<DetailMap>>,
+    /// Groups held by all shards, kept under the shards' locks (bumped by an
+    /// add that makes a group, lowered by a drain), so that reading it is
+    /// one load instead of sixteen locks.
+    len: std::sync::atomic::AtomicUsize,
 }
 
 /// Shards of [`SharedDetails`].
@@ -550,6 +589,7 @@ impl Default for SharedDetails {
     fn default() -> Self {
         SharedDetails {
             shards: (0..SHARDS).map(|_| Default::default()).collect(),
+            len: Default::default(),
         }
     }
 }
@@ -568,10 +608,48 @@ impl SharedDetails {
         // and tags by the top seven.
         let hash = k.hash();
         let shard = &self.shards[(hash >> 40) as usize % SHARDS];
-        shard
+        let mut map = shard
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .add_hashed(hash, k, s);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.add_hashed(hash, k, s) {
+            self.len.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// How many groups the shards hold: one atomic load, cheap enough to
+    /// ask after every chunk. Exact once the adds are done; while workers
+    /// add, it may lag their last few.
+    pub fn len(&self) -> usize {
+        self.len.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Takes every group out, in no particular order, leaving the shards
+    /// empty for the adds still to come (workers may keep adding meanwhile).
+    /// Each shard's lock is held only to swap its map for an empty one; the
+    /// groups are moved into one vector after.
+    pub fn drain(&self) -> Vec<(DetailKey, Sums)> {
+        let maps: Vec<DetailMap> = self
+            .shards
+            .iter()
+            .map(|shard| {
+                let mut map = shard
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let taken = std::mem::take(&mut *map);
+                self.len
+                    .fetch_sub(taken.len(), std::sync::atomic::Ordering::Relaxed);
+                taken
+            })
+            .collect();
+        let mut all = Vec::with_capacity(maps.iter().map(DetailMap::len).sum());
+        for mut m in maps {
+            all.extend(m.take_all());
+        }
+        all
     }
 
     /// All groups in one map (the shards hold disjoint groups).
@@ -852,6 +930,228 @@ pub fn sum_exact(a: Decimal, b: Decimal) -> Option<Decimal> {
     let s = ExactSum::of(a).plus_decimal(b);
     let d = s.to_decimal().ok()?;
     (d.scale() == s.wide().scale).then_some(d)
+}
+
+/// Why a spilled group could not be read back (see `decode_group`): the
+/// run file is truncated or not one porledger wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeError(&'static str);
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a spilled statement group is corrupt: {}", self.0)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Appends one group in the binary form of the spilled runs
+/// ([`crate::spill`]); [`decode_group`] reads it back.
+///
+/// A run holds millions of groups, so the form is compact: integers as
+/// LEB128 varints (signed ones zigzagged first), no padding, no field names.
+/// In order: the three packed IDs (each its length and bytes: a GUID stays
+/// its 17 packed bytes), the program, the month, the currency's three
+/// letters, the association's index in [`Association::ALL`], the rate and
+/// the share ([`put_decimal`]), then the line count and the two sums
+/// ([`put_exact`]). The key's hash and the inline or boxed forms are not
+/// written: each is a function of the values, so decoding rebuilds them as
+/// they were (an MPN ID and two GUIDs take about 70 bytes, against 136 in
+/// memory).
+pub(crate) fn encode_group(k: &DetailKey, s: &Sums, out: &mut Vec<u8>) {
+    for i in 0..3 {
+        let p = k.ids.part(i);
+        put_varint(out, p.len() as u128);
+        out.extend_from_slice(p);
+    }
+    put_varint(out, k.program.into());
+    put_varint(out, zigzag(k.month.0.into()));
+    out.extend_from_slice(k.currency.as_str().as_bytes());
+    let association = Association::ALL
+        .iter()
+        .position(|a| *a == k.association)
+        .unwrap_or_default();
+    out.push(association as u8);
+    let (rate, share) = k.rate_share.get();
+    put_decimal(out, rate);
+    put_decimal(out, share);
+    put_varint(out, s.lines.into());
+    put_exact(out, &s.basis);
+    put_exact(out, &s.accrual);
+}
+
+/// Reads one group written by [`encode_group`] from the front of `buf`,
+/// advancing it. Every field is checked (lengths, ranges, UTF-8, the
+/// invariants of the sums), so a damaged run gives an error and never a key
+/// that would panic or compare wrongly later.
+pub(crate) fn decode_group(buf: &mut &[u8]) -> Result<(DetailKey, Sums), DecodeError> {
+    let mut parts: [&[u8]; 3] = [&[]; 3];
+    for part in &mut parts {
+        let len = usize::try_from(get_varint(buf)?)
+            .ok()
+            .filter(|&n| n <= buf.len())
+            .ok_or(DecodeError("an ID runs past the end of the group"))?;
+        let (p, rest) = buf.split_at(len);
+        *buf = rest;
+        if p.first() == Some(&GUID_TAG) {
+            if p.len() != PACKED_GUID {
+                return Err(DecodeError("a packed GUID of the wrong length"));
+            }
+        } else {
+            // Text, and not a GUID the fold would have packed: otherwise the
+            // key would not equal the one made from the same ID.
+            let text = std::str::from_utf8(p).map_err(|_| DecodeError("an ID is not UTF-8"))?;
+            if pack_guid(text).is_some() {
+                return Err(DecodeError("a GUID kept as text"));
+            }
+        }
+        *part = p;
+    }
+    if parts.iter().map(|p| p.len()).sum::<usize>() > u32::MAX as usize {
+        return Err(DecodeError("IDs longer than 4 GB"));
+    }
+    let program = u32::try_from(get_varint(buf)?)
+        .map_err(|_| DecodeError("a program index beyond 32 bits"))?;
+    let month = i32::try_from(unzigzag(get_varint(buf)?))
+        .map_err(|_| DecodeError("a month beyond 32 bits"))?;
+    let code = take(buf, 3)?;
+    let currency = std::str::from_utf8(code)
+        .ok()
+        .and_then(Currency::parse)
+        .filter(|c| c.as_str().as_bytes() == code)
+        .ok_or(DecodeError("not a currency code"))?;
+    let association = *Association::ALL
+        .get(usize::from(take(buf, 1)?[0]))
+        .ok_or(DecodeError("not an association"))?;
+    let rate = get_decimal(buf)?;
+    let share = get_decimal(buf)?;
+    let lines =
+        u64::try_from(get_varint(buf)?).map_err(|_| DecodeError("a line count beyond 64 bits"))?;
+    let basis = get_exact(buf)?;
+    let accrual = get_exact(buf)?;
+    let key = DetailKey::of_packed(
+        PackedIds::from_parts(parts),
+        program,
+        Month(month),
+        currency,
+        association,
+        rate,
+        share,
+    );
+    let sums = Sums {
+        lines,
+        basis,
+        accrual,
+    };
+    Ok((key, sums))
+}
+
+/// The first `n` bytes of `buf`, which advances past them.
+fn take<'a>(buf: &mut &'a [u8], n: usize) -> Result<&'a [u8], DecodeError> {
+    if buf.len() < n {
+        return Err(DecodeError("the group is cut short"));
+    }
+    let (head, rest) = buf.split_at(n);
+    *buf = rest;
+    Ok(head)
+}
+
+/// LEB128: seven bits a byte, low first, the top bit set on all but the last.
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u128) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// A varint written by [`put_varint`]; at most 19 bytes, none beyond 128 bits.
+pub(crate) fn get_varint(buf: &mut &[u8]) -> Result<u128, DecodeError> {
+    let mut v = 0u128;
+    for i in 0..19 {
+        let b = take(buf, 1)?[0];
+        let bits = u128::from(b & 0x7f);
+        if i == 18 && bits > 0b11 {
+            return Err(DecodeError("a number beyond 128 bits"));
+        }
+        v |= bits << (7 * i);
+        if b & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err(DecodeError("a number beyond 128 bits"))
+}
+
+/// A signed number as an unsigned one, small magnitudes small: 0, -1, 1, -2 ...
+fn zigzag(n: i128) -> u128 {
+    ((n << 1) ^ (n >> 127)) as u128
+}
+
+fn unzigzag(u: u128) -> i128 {
+    (u >> 1) as i128 ^ -((u & 1) as i128)
+}
+
+/// A decimal as one byte (its scale, the top bit its sign: a negative zero
+/// stays negative) and its mantissa's magnitude as a varint.
+fn put_decimal(out: &mut Vec<u8>, d: Decimal) {
+    // A decimal's scale is at most 28: the top bit is free.
+    out.push(d.scale() as u8 | u8::from(d.is_sign_negative()) << 7);
+    put_varint(out, d.mantissa().unsigned_abs());
+}
+
+fn get_decimal(buf: &mut &[u8]) -> Result<Decimal, DecodeError> {
+    let b = take(buf, 1)?[0];
+    let m = i128::try_from(get_varint(buf)?).map_err(|_| DecodeError("a decimal too large"))?;
+    let mut d = Decimal::try_from_i128_with_scale(m, u32::from(b & 0x7f))
+        .map_err(|_| DecodeError("a decimal out of range"))?;
+    d.set_sign_negative(b & 0x80 != 0);
+    Ok(d)
+}
+
+/// Flags of a written [`ExactSum`].
+const SUM_OVERFLOW: u8 = 1;
+/// The magnitude is the mantissa's (no term of the other sign): not written.
+const SUM_ONE_SIGN: u8 = 2;
+
+/// An exact sum as a flag byte, its scale, its mantissa (zigzagged) and,
+/// when terms of both signs met, the sum of their magnitudes: all of
+/// [`Wide`], so the overflow flag and the magnitude that decides it come
+/// back too.
+fn put_exact(out: &mut Vec<u8>, s: &ExactSum) {
+    let w = s.wide();
+    let one_sign = w.magnitude == w.mantissa.unsigned_abs();
+    out.push(if w.overflow { SUM_OVERFLOW } else { 0 } | if one_sign { SUM_ONE_SIGN } else { 0 });
+    put_varint(out, w.scale.into());
+    put_varint(out, zigzag(w.mantissa));
+    if !one_sign {
+        put_varint(out, w.magnitude);
+    }
+}
+
+fn get_exact(buf: &mut &[u8]) -> Result<ExactSum, DecodeError> {
+    let flags = take(buf, 1)?[0];
+    if flags & !(SUM_OVERFLOW | SUM_ONE_SIGN) != 0 {
+        return Err(DecodeError("unknown flags on a sum"));
+    }
+    let scale =
+        u32::try_from(get_varint(buf)?).map_err(|_| DecodeError("a sum's scale beyond 32 bits"))?;
+    let mantissa = unzigzag(get_varint(buf)?);
+    let magnitude = if flags & SUM_ONE_SIGN != 0 {
+        mantissa.unsigned_abs()
+    } else {
+        get_varint(buf)?
+    };
+    let overflow = flags & SUM_OVERFLOW != 0;
+    // What `ExactSum::plus` relies on: |mantissa| <= magnitude <= i128::MAX.
+    if !overflow && (magnitude > i128::MAX as u128 || mantissa.unsigned_abs() > magnitude) {
+        return Err(DecodeError("a sum larger than its terms"));
+    }
+    Ok(ExactSum::from_wide(Wide {
+        mantissa,
+        magnitude,
+        scale,
+        overflow,
+    }))
 }
 
 /// Where the records of one input file (billing or usage) went.
@@ -1557,5 +1857,171 @@ mod tests {
             (p1.lines, p1.accrual.to_decimal().unwrap().to_string()),
             (3, "0.0001".to_string())
         );
+    }
+
+    /// A decimal from a mantissa (its magnitude below 2^96), a scale and a
+    /// sign kept even on zero.
+    fn decimal_of(m: i128, scale: u32, negative: bool) -> Decimal {
+        let mut d = Decimal::from_i128_with_scale(m % (1i128 << 96), scale);
+        if negative {
+            d.set_sign_negative(true);
+        }
+        d
+    }
+
+    fn any_id() -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::prop_oneof![
+            "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+            "[0-9]{7}",
+            "[0-9a-fA-F-]{36}",
+            "\\PC{0,60}",
+        ]
+    }
+
+    fn any_decimal() -> impl proptest::strategy::Strategy<Value = Decimal> {
+        use proptest::strategy::Strategy;
+        proptest::prop_oneof![
+            (proptest::num::i128::ANY, 0u32..=28, proptest::bool::ANY)
+                .prop_map(|(m, s, n)| decimal_of(m, s, n)),
+            (-1000i128..1000, 0u32..=6, proptest::bool::ANY)
+                .prop_map(|(m, s, n)| decimal_of(m, s, n)),
+            proptest::strategy::Just(Decimal::ONE / Decimal::from(3)),
+            proptest::strategy::Just(decimal_of(0, 0, true)),
+        ]
+    }
+
+    /// Sums of a few terms: inline, wide (beyond 64 bits) and overflowed.
+    fn any_sum() -> impl proptest::strategy::Strategy<Value = ExactSum> {
+        use proptest::strategy::Strategy;
+        proptest::collection::vec(any_decimal(), 0..4).prop_map(|terms| {
+            terms
+                .iter()
+                .fold(ExactSum::default(), |s, t| s.plus_decimal(*t))
+        })
+    }
+
+    fn round_trip(k: &DetailKey, s: &Sums) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        encode_group(k, s, &mut bytes);
+        let mut buf = &bytes[..];
+        let (k2, s2) = decode_group(&mut buf).unwrap();
+        assert!(buf.is_empty());
+        // The same form too (inline or not, small or big, hash kept).
+        assert_eq!(format!("{k:?}"), format!("{k2:?}"));
+        assert_eq!(&k2, k);
+        assert_eq!(k2.cmp(k), std::cmp::Ordering::Equal);
+        assert_eq!(k2.hash(), k.hash());
+        assert_eq!(&s2, s);
+        bytes
+    }
+
+    proptest::proptest! {
+        /// Every group reads back as it was written, in the same forms, and
+        /// any shorter piece of it is an error.
+        #[test]
+        fn groups_read_back_exactly_and_cut_groups_do_not(
+            ids in proptest::collection::vec(any_id(), 3),
+            program in proptest::num::u32::ANY,
+            month in proptest::num::i32::ANY,
+            currency in 0usize..4,
+            association in 0usize..Association::ALL.len(),
+            rate in any_decimal(),
+            share in any_decimal(),
+            lines in proptest::num::u64::ANY,
+            basis in any_sum(),
+            accrual in any_sum(),
+        ) {
+            let currency = Currency::parse(["EUR", "USD", "JPY", "BHD"][currency]).unwrap();
+            let k = DetailKey::new(
+                &ids[0], &ids[1], program, Month(month), currency,
+                Association::ALL[association], &ids[2], rate, share,
+            );
+            let s = Sums { lines, basis, accrual };
+            let bytes = round_trip(&k, &s);
+            for cut in 0..bytes.len() {
+                proptest::prop_assert!(decode_group(&mut &bytes[..cut]).is_err());
+            }
+        }
+
+        /// Damaged bytes give an error or some group, never a panic.
+        #[test]
+        fn damaged_groups_do_not_panic(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..120),
+            flips in proptest::collection::vec((0usize..200, proptest::num::u8::ANY), 0..4),
+        ) {
+            let _ = decode_group(&mut &bytes[..]);
+            let mut good = Vec::new();
+            let k = key("1234567", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", "x");
+            encode_group(&k, &Sums::default(), &mut good);
+            for (at, b) in flips {
+                let n = good.len();
+                good[at % n] ^= b;
+            }
+            if let Ok((k, s)) = decode_group(&mut &good[..]) {
+                // Whatever came back is a usable key.
+                let _ = (k.partner_id().to_string(), k.rate_and_share(), k.hash(), s.accrual.to_decimal());
+            }
+        }
+    }
+
+    #[test]
+    fn spilled_groups_keep_every_form() {
+        let g = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
+        let third = Decimal::ONE / Decimal::from(3);
+        let wide = ExactSum::of(Decimal::MAX).plus_decimal(Decimal::MAX);
+        let mut overflowed = ExactSum::of(dec("0.0000000000000000000000000001"));
+        for _ in 0..20 {
+            overflowed = overflowed.plus_decimal(Decimal::MAX);
+        }
+        let both_signs = ExactSum::of(dec("5.00")).plus_decimal(dec("-7"));
+        let long = "x".repeat(40);
+        let minus_zero = decimal_of(0, 3, true);
+        let cases = [
+            key(g, g, g),
+            key_at("1234567", &long, g, third, minus_zero),
+            key_at("P", "C", "S", minus_zero, Decimal::ONE),
+        ];
+        for k in &cases {
+            for s in [&wide, &overflowed, &both_signs, &ExactSum::default()] {
+                let sums = Sums {
+                    lines: u64::MAX,
+                    basis: s.clone(),
+                    accrual: both_signs.clone(),
+                };
+                round_trip(k, &sums);
+            }
+        }
+        assert!(matches!(wide.0, Repr::Wide(_)));
+        assert!(matches!(cases[0].rate_share, RateShare::Small { .. }));
+        assert!(matches!(cases[1].ids.bytes, IdBytes::Heap { .. }));
+        assert!(matches!(cases[2].rate_share, RateShare::Big(_)));
+        assert!(cases[2].rate().is_sign_negative());
+        // An MPN ID and two GUIDs, a rate, a share and sums of money.
+        let k = key_at("1234567", g, g, dec("0.04"), Decimal::ONE);
+        let s = Sums {
+            lines: 12,
+            basis: ExactSum::of(dec("123456.78")),
+            accrual: ExactSum::of(dec("4938.2712")),
+        };
+        // 44 bytes of IDs, 12 of the rest of the key, 13 of sums (and one
+        // of length in a run file).
+        assert_eq!(round_trip(&k, &s).len(), 69);
+    }
+
+    #[test]
+    fn drained_groups_leave_the_shards_empty_and_counted() {
+        let eur = Currency::parse("EUR").unwrap();
+        let shared = SharedDetails::default();
+        for (i, sub) in ["a", "b", "a", "c"].iter().enumerate() {
+            shared.add(&acc("p1", &i.to_string()), "c", sub, eur);
+        }
+        assert_eq!(shared.len(), 3);
+        let mut drained = shared.drain();
+        assert_eq!((drained.len(), shared.len()), (3, 0));
+        drained.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(drained[0].1.lines, 2);
+        shared.add(&acc("p1", "1"), "c", "a", eur);
+        assert_eq!(shared.len(), 1);
+        assert_eq!(shared.into_map().len(), 1);
     }
 }

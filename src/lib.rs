@@ -61,6 +61,7 @@ pub mod pipeline;
 pub mod quality;
 pub mod render;
 pub mod settings;
+pub mod spill;
 pub mod statements;
 pub mod text;
 pub mod tieout;

@@ -14,6 +14,10 @@
 //! depend on the number of threads: every chunk is
 //! processed the same way, rows are written in input order, and sums are
 //! exact and order-free (see [`crate::fold`]).
+//!
+//! With [`StreamSettings::spill`], the collector writes the shared groups to
+//! a sorted run file whenever they pass the budget, after a chunk
+//! ([`crate::spill`]); the runs are merged after the stream.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -38,6 +42,7 @@ use crate::ledger::{
     RejectRow,
 };
 use crate::money::parse_amount;
+use crate::spill::Runs;
 use crate::util::recycle;
 use rust_decimal::Decimal;
 
@@ -229,6 +234,20 @@ pub struct StreamSettings {
     /// nothing and builds no statement: every line is still read, attributed,
     /// accrued and counted, and rejects are still reported.
     pub outputs: bool,
+    /// Bound the memory of the statement groups by writing them to run
+    /// files ([`crate::spill`]); `None` keeps them all in memory.
+    pub spill: Option<SpillSettings>,
+}
+
+/// When and where the stream spills its statement groups.
+#[derive(Clone, Debug)]
+pub struct SpillSettings {
+    /// Where the run files go (made at the first run, removed with the last).
+    pub dir: PathBuf,
+    /// Spill once the groups in memory are more than this, checked after
+    /// each chunk: memory then holds about this many groups plus what one
+    /// chunk's lines add while the others are in flight.
+    pub after_groups: usize,
 }
 
 impl StreamSettings {
@@ -275,6 +294,10 @@ pub struct Streamed {
     pub digests: Vec<FileDigest>,
     pub rejects: u64,
     pub reject_samples: Vec<Reject>,
+    /// The statement groups spilled to disk (none without
+    /// [`StreamSettings::spill`]); the groups not spilled are in `fold`.
+    /// Merged by [`crate::spill::partner_groups`].
+    pub runs: Runs,
 }
 
 const SAMPLES: usize = 20;
@@ -1233,26 +1256,40 @@ struct Collected {
     rejects: u64,
     samples: Vec<Reject>,
     failure: Option<Fatal>,
+    runs: Runs,
+}
+
+impl Collected {
+    fn new(inputs: &Inputs, settings: &StreamSettings, prior_rejects: u64) -> Collected {
+        Collected {
+            fold: Fold::new(inputs.files.len()),
+            rejects: prior_rejects,
+            samples: Vec::new(),
+            failure: None,
+            runs: settings
+                .spill
+                .as_ref()
+                .map(|s| Runs::new(s.dir.clone()))
+                .unwrap_or_default(),
+        }
+    }
 }
 
 /// The collector: takes the chunk outputs in sequence order, counts them and
 /// hands them to the sink; stops the run on the first failure (a worker's,
 /// the sink's, or too many rejects), then drains until every worker is done.
+#[allow(clippy::too_many_arguments)]
 fn collect_stage(
     inputs: &Inputs,
     settings: &StreamSettings,
     lanes: &Lanes,
+    details: &SharedDetails,
     res_rx: crossbeam_channel::Receiver<ChunkResult>,
     sink: &mut dyn Sink,
     progress: &dyn Progress,
     prior_rejects: u64,
 ) -> Collected {
-    let mut c = Collected {
-        fold: Fold::new(inputs.files.len()),
-        rejects: prior_rejects,
-        samples: Vec::new(),
-        failure: None,
-    };
+    let mut c = Collected::new(inputs, settings, prior_rejects);
     let mut pending: BTreeMap<u64, ChunkOutput> = BTreeMap::new();
     let mut next = 0u64;
     for out in res_rx.iter() {
@@ -1271,7 +1308,7 @@ fn collect_stage(
             };
             next += 1;
             let _ = lanes.permit_tx.try_send(());
-            let bufs = collect_one(settings, &mut c, out, sink, progress);
+            let bufs = collect_one(settings, &mut c, details, out, sink, progress);
             let _ = lanes.spare_out_tx.try_send(bufs);
         }
         if c.failure.is_some() {
@@ -1282,10 +1319,12 @@ fn collect_stage(
 }
 
 /// Counts one chunk output (in sequence order), hands it to the sink, merges
-/// its fold and recycles its buffers.
+/// its fold, spills the shared groups when they pass the budget and recycles
+/// the chunk's buffers.
 fn collect_one(
     settings: &StreamSettings,
     c: &mut Collected,
+    details: &SharedDetails,
     out: ChunkOutput,
     sink: &mut dyn Sink,
     progress: &dyn Progress,
@@ -1313,12 +1352,29 @@ fn collect_one(
     progress.advance(out.bytes, rows);
     let mut chunk_fold = out.fold;
     c.fold.merge_from(&mut chunk_fold);
+    if let Some(spill) = &settings.spill {
+        if c.failure.is_none() && details.len() > spill.after_groups {
+            if let Err(e) = spill_groups(details, &mut c.runs) {
+                c.failure = Some(e);
+            }
+        }
+    }
     OutBufs {
         ledger: reuse(out.ledger),
         not_eligible: reuse(out.not_eligible),
         rejects: reuse(out.rejects),
         keys: reuse(out.keys),
     }
+}
+
+/// Writes every shared group as one run, sorted on this thread: the
+/// collector's time, while the workers go on adding to the emptied shards
+/// (up to the chunks in flight), and no more threads than the run asked for.
+fn spill_groups(details: &SharedDetails, runs: &mut Runs) -> Result<(), Fatal> {
+    let mut groups = details.drain();
+    // Keys are unique, so an unstable sort gives one order.
+    groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    runs.write(groups)
 }
 
 /// `--threads 1`: reads, processes and writes each chunk in turn on this
@@ -1336,12 +1392,7 @@ fn stream_inline(
     prior_rejects: u64,
     fault: bool,
 ) -> (Collected, Result<Vec<FileDigest>, Fatal>) {
-    let mut c = Collected {
-        fold: Fold::new(inputs.files.len()),
-        rejects: prior_rejects,
-        samples: Vec::new(),
-        failure: None,
-    };
+    let mut c = Collected::new(inputs, settings, prior_rejects);
     let mut fold = Fold::new(inputs.files.len());
     // The chunk buffer just processed, handed back to the reader.
     let spare_in: std::cell::Cell<Option<Vec<u8>>> = std::cell::Cell::new(None);
@@ -1363,7 +1414,7 @@ fn stream_inline(
                 process_chunk_into(inputs, settings, seq, &chunk, &mut fold, details, bufs)
             }));
             match result {
-                Ok(out) => bufs = collect_one(settings, &mut c, out, sink, progress),
+                Ok(out) => bufs = collect_one(settings, &mut c, details, out, sink, progress),
                 Err(p) => c.failure = Some(worker_failure(inputs, seq, chunk.file, p.as_ref())),
             }
             seq += 1;
@@ -1426,6 +1477,7 @@ fn stream_threads(
             inputs,
             settings,
             lanes,
+            details,
             res_rx,
             sink,
             progress,
@@ -1454,6 +1506,7 @@ fn stream_threads(
             rejects: c.rejects - prior_rejects,
             reject_samples: c.samples,
             usage: UsageRun::default(),
+            runs: c.runs,
         })
     })
 }
@@ -1488,6 +1541,7 @@ pub fn stream(
             rejects: c.rejects - prior_rejects,
             reject_samples: c.samples,
             usage: UsageRun::default(),
+            runs: c.runs,
         }
     } else {
         stream_threads(
@@ -1619,5 +1673,63 @@ mod tests {
                 .copied(),
             Some(d("25"))
         );
+    }
+
+    struct Nothing;
+    impl Sink for Nothing {
+        fn chunk(&mut self, _out: &ChunkOutput) -> Result<(), Fatal> {
+            Ok(())
+        }
+    }
+
+    /// Spilling after every chunk, on one thread or several, gives the same
+    /// merged groups as keeping them all in memory, and leaves no file.
+    #[test]
+    fn a_stream_spilling_every_chunk_merges_to_the_same_groups() {
+        use crate::cmd::sample::{generate, Plan};
+        let dir = tempfile::tempdir().unwrap();
+        generate(dir.path(), Plan::new(3_000, 5, Some(3)).unwrap()).unwrap();
+        let inputs = load_inputs(
+            &[dir.path().join("billing")],
+            &dir.path().join("designations.csv"),
+            &dir.path().join("rules.toml"),
+        )
+        .unwrap();
+        let spill_dir = dir.path().join("spill");
+        let settings = |threads, spill: Option<SpillSettings>| StreamSettings {
+            threads,
+            chunk_size: crate::settings::chunk_size(0).unwrap(),
+            period: None,
+            max_rejects: None,
+            outputs: true,
+            spill,
+        };
+        let merged = |s: Streamed| {
+            crate::spill::partner_groups(s.fold.details, s.runs)
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap()
+        };
+        let kept = stream(&inputs, &settings(2, None), &mut Nothing, &(), 0).unwrap();
+        assert!(kept.runs.is_empty());
+        let want = merged(kept);
+        assert!(want.len() > 1);
+        for threads in [1, 2] {
+            let spill = SpillSettings {
+                dir: spill_dir.clone(),
+                after_groups: 1,
+            };
+            let s = stream(
+                &inputs,
+                &settings(threads, Some(spill)),
+                &mut Nothing,
+                &(),
+                0,
+            )
+            .unwrap();
+            assert!(s.runs.len() > 10, "{} runs", s.runs.len());
+            assert!(spill_dir.is_dir());
+            assert_eq!(merged(s), want, "{threads} threads");
+            assert!(!spill_dir.exists());
+        }
     }
 }

@@ -95,6 +95,7 @@ impl InputSettings {
             period,
             max_rejects,
             outputs: true,
+            spill: None,
         }
     }
 }

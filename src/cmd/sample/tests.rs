@@ -169,6 +169,7 @@ fn pipeline_rejects_nothing() {
         period: None,
         max_rejects: None,
         outputs: true,
+        spill: None,
     };
     let mut sink = Count(0);
     let s = pipeline::stream(&inputs, &settings, &mut sink, &(), 0).unwrap();
@@ -211,6 +212,7 @@ fn a_stream_without_outputs_counts_the_same_and_keeps_nothing() {
         period: None,
         max_rejects: None,
         outputs,
+        spill: None,
     };
     let mut full = Bytes(0);
     let run = pipeline::stream(&inputs, &settings(2, true), &mut full, &(), 0).unwrap();
