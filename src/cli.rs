@@ -173,6 +173,14 @@ pub struct RunArgs {
     /// Output directory; replaced atomically when the run succeeds.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Statement groups held in memory before they are sorted into a file in
+    /// the output's staging directory, to be merged back at the end (and
+    /// removed). A group is one partner, customer, program, accrual month,
+    /// currency, association, subscription, rate and share: about 140 bytes
+    /// in memory, 70 on disk. The default keeps memory under about 600 MB
+    /// however large the month; the output is the same for any value.
+    #[arg(long, value_name = "GROUPS", default_value_t = 2_500_000)]
+    pub spill_after: usize,
     /// Fail (exit 2, publish nothing) when more rows than this are rejected.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub max_rejects: u64,

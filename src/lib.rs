@@ -23,7 +23,9 @@
 //!   rules, usage, FX); [`render`] writes every output (CSV, PDF, Parquet, JSON)
 //!   and [`render::publish`] moves a finished run into place; [`pipeline`] is
 //!   the engine that streams chunks from ingest through the stages on worker
-//!   threads and hands rows to a sink, in input order.
+//!   threads and hands rows to a sink, in input order; [`spill`] sorts the
+//!   groups into run files once they pass a budget, and merges them back one
+//!   partner at a time.
 //! - **the pure core**: [`config`] (validated rules, program kinds),
 //!   [`attribute`] (who gets credit), [`accrue`] (one accrual type, one reason
 //!   enum), [`attain`] (usage attainment, tiers), [`fold`] (exact sums per
@@ -34,7 +36,8 @@
 //!   `Month`, one `Period`), [`ledger`] (the row files' columns, writers and
 //!   reader), [`csv_text`], [`text`], [`error`], [`util`].
 //!
-//! Only the command layer, [`ingest`] and [`render`] touch the file system
+//! Only the command layer, [`ingest`], [`render`] and [`spill`] (its run
+//! files, in the run's staging directory) touch the file system
 //! (the engine calls ingest's chunk reader; [`cmd::sample`], the generator of
 //! realistic inputs, writes the files it generates); no stage reads the clock; there is no global mutable state.
 //! Money is [`rust_decimal::Decimal`], rounded only by [`money::round_money`].

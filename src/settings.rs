@@ -122,6 +122,8 @@ pub struct RunSettings {
     pub parquet_ledger: bool,
     /// `--history`: read only.
     pub history: Option<PathBuf>,
+    /// `--spill-after`: groups held in memory before a sorted run is written.
+    pub spill_after: usize,
 }
 
 impl RunSettings {
@@ -143,6 +145,7 @@ impl RunSettings {
             pdf: (!a.no_pdf).then(|| a.pdf.clone()),
             parquet_ledger,
             history: a.history.clone(),
+            spill_after: a.spill_after,
         })
     }
 }

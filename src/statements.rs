@@ -20,7 +20,7 @@ use crate::attain::PartnerUsage;
 use crate::attribute::DesignationIndex;
 use crate::config::{Association, Rules};
 use crate::dates::{Month, Period};
-use crate::fold::{DetailKey, Fold, Sums};
+use crate::fold::{DetailKey, Sums};
 use crate::ingest::fx::FxTable;
 use crate::model::TierNote;
 use crate::money::{round_money, Currency, RoundingMode};
@@ -411,18 +411,24 @@ fn convert(
 
 /// Builds every statement from a finished fold, taking its groups (the fold
 /// keeps its customer names and row counts); with `reporting`, adds totals
-/// converted into the reporting currency. The whole set in memory: for
-/// `porledger run`, which writes each batch of partners and drops it, see
-/// [`build_each`].
-pub fn build(
-    fold: &mut Fold,
+/// converted into the reporting currency. The whole set in memory, for
+/// tests: `porledger run` writes each batch of partners and drops it
+/// ([`build_each`]).
+#[cfg(test)]
+pub(crate) fn build(
+    fold: &mut crate::fold::Fold,
     rules: &Rules,
     index: &DesignationIndex,
     period: Period,
     reporting: Option<&Reporting<'_>>,
 ) -> Result<StatementSet, StatementError> {
-    let groups = in_memory_partners(std::mem::take(&mut fold.details));
-    let fold: &Fold = fold;
+    // Groups in memory only: no run file to fail on.
+    let groups = crate::spill::partner_groups(
+        std::mem::take(&mut fold.details),
+        crate::spill::Runs::default(),
+    )
+    .map(|g| Ok(g.expect("groups held in memory")));
+    let fold: &crate::fold::Fold = fold;
     let mut set = StatementSet {
         period,
         rounding: rules.rounding,
@@ -431,7 +437,7 @@ pub fn build(
         programs: program_info(rules),
     };
     build_each(
-        groups.map(Ok),
+        groups,
         &|c| fold.customer_name(c),
         &Builder {
             rules,
@@ -449,32 +455,6 @@ pub fn build(
     )?;
     sort_summary(&mut set.summary);
     Ok(set)
-}
-
-/// The groups of `map` in statement order, one partner's per item.
-pub fn in_memory_partners(
-    map: crate::fold::DetailMap,
-) -> impl Iterator<Item = Vec<(DetailKey, Sums)>> {
-    let mut map = map;
-    let mut groups: Vec<(DetailKey, Sums)> = Vec::with_capacity(map.len());
-    groups.extend(map.take_all());
-    // Keys are unique, so an unstable sort gives one order; from the last,
-    // so each partner's groups are split off the end and their memory freed.
-    groups.par_sort_unstable_by(|a, b| b.0.cmp(&a.0));
-    std::iter::from_fn(move || {
-        let last = groups.last()?.0.packed_partner().to_vec();
-        let n = groups
-            .iter()
-            .rev()
-            .take_while(|g| g.0.packed_partner() == last.as_slice())
-            .count();
-        let mut p = groups.split_off(groups.len() - n);
-        p.reverse();
-        if groups.capacity() > 2 * groups.len() + (1 << 16) {
-            groups.shrink_to_fit();
-        }
-        Some(p)
-    })
 }
 
 /// What statements are built with, besides the groups.
@@ -848,6 +828,7 @@ mod tests {
     use super::*;
     use crate::accrue::Accrual;
     use crate::config::parse_rules;
+    use crate::fold::Fold;
 
     fn d(s: &str) -> Decimal {
         s.parse().unwrap()
@@ -924,7 +905,8 @@ mod tests {
         let whole = build(&mut three_partners(), &rules, &index, period, None).unwrap();
         assert_eq!(whole.partners.len(), 3);
         let mut fold = three_partners();
-        let groups = in_memory_partners(std::mem::take(&mut fold.details));
+        let groups =
+            crate::spill::partner_groups(std::mem::take(&mut fold.details), Default::default());
         let b = Builder {
             rules: &rules,
             index: &index,
@@ -933,16 +915,23 @@ mod tests {
             batch_groups: 1,
         };
         let mut batches = Vec::new();
-        build_each(
-            groups.map(Ok),
-            &|c| fold.customer_name(c),
-            &b,
-            |e| e,
-            |batch| {
-                batches.push(batch);
-                Ok(())
-            },
-        )
+        // One thread: a batch holds at least a partner per thread.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            build_each(
+                groups.map(|g| Ok(g.unwrap())),
+                &|c| fold.customer_name(c),
+                &b,
+                |e| e,
+                |batch| {
+                    batches.push(batch);
+                    Ok(())
+                },
+            )
+        })
         .unwrap();
         assert_eq!(batches.len(), 3, "one partner per batch");
         let mut summary: Vec<SummaryRow> = batches

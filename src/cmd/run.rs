@@ -230,7 +230,13 @@ fn stream_rows(
         });
     }
     let bar = Bar::new(inputs.files.iter().map(|f| f.size).sum(), !s.quiet);
-    let settings = s.inputs.stream(Some(s.period), Some(s.max_rejects));
+    let mut settings = s.inputs.stream(Some(s.period), Some(s.max_rejects));
+    // Past the budget, groups are sorted into run files in the staging
+    // directory (porledger's own), removed once merged into the statements.
+    settings.spill = Some(pipeline::SpillSettings {
+        dir: staging.dir.join(".spill"),
+        after_groups: s.spill_after,
+    });
     let streamed = pipeline::stream(inputs, &settings, &mut sink, &bar, prior);
     bar.finish();
     let mut streamed = streamed?;
@@ -240,7 +246,8 @@ fn stream_rows(
     if s.parquet_ledger {
         crate::render::parquet::convert_ledger(&staging.dir)?;
     }
-    let groups = streamed.fold.details.len();
+    // Counted once per run file a group is in, and once in memory.
+    let groups = streamed.fold.details.len() + streamed.runs.groups() as usize;
     Ok(Rows {
         streamed,
         usage,
@@ -312,7 +319,11 @@ fn write_statements(
         reporting: reporting.as_ref(),
         batch_groups: statements::BATCH_GROUPS,
     };
-    let groups = statements::in_memory_partners(std::mem::take(&mut streamed.fold.details));
+    // The groups still in memory and the runs spilled to disk, merged.
+    let groups = crate::spill::partner_groups(
+        std::mem::take(&mut streamed.fold.details),
+        std::mem::take(&mut streamed.runs),
+    );
     let fold = &streamed.fold;
     let tier_notes = fold.tier_notes.to_vec();
     let mut issued = Issued {
@@ -333,7 +344,7 @@ fn write_statements(
     let mut json = StatementsJson::begin(files, &dir.join("statements.json"), &issued.head)?;
     let mut journal = Journal::new(s.period, &inputs.rules.journal)?;
     statements::build_each(
-        groups.map(Ok),
+        groups,
         &|c| fold.customer_name(c),
         &builder,
         |e| statement_error(s, e),

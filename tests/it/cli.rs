@@ -491,12 +491,33 @@ fn splitting_files_and_threads_change_no_output_byte() {
     ]);
     one.run("out", &["--threads", "1"]);
     one.run("out2", &["--threads", "2", "--chunk-bytes", "4096"]);
+    // Every group spilled to a sorted run file after each chunk, merged back.
+    one.run(
+        "out3",
+        &[
+            "--threads",
+            "1",
+            "--chunk-bytes",
+            "4096",
+            "--spill-after",
+            "0",
+        ],
+    );
     split.run("out", &["--threads", "2"]);
     let a = tree(&one.p("out"));
-    let b = tree(&one.p("out2"));
-    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
-    for (k, v) in &a {
-        assert!(v == &b[k], "{k} differs between --threads 1 and 2");
+    for (out, what) in [
+        ("out2", "--threads 1 and 2"),
+        ("out3", "spilling the groups"),
+    ] {
+        let b = tree(&one.p(out));
+        assert_eq!(
+            a.keys().collect::<Vec<_>>(),
+            b.keys().collect::<Vec<_>>(),
+            "{what}"
+        );
+        for (k, v) in &a {
+            assert!(v == &b[k], "{k} differs with {what}");
+        }
     }
     let c = tree(&split.p("out"));
     for (k, v) in &a {

@@ -162,12 +162,14 @@ proptest! {
     }
 
     /// One file, the same rows split into several files at arbitrary points, with
-    /// 1 or 2 threads and any chunk size: the statements are byte-identical.
+    /// 1 or 2 threads, any chunk size and any spill budget (groups sorted into
+    /// run files and merged back): the statements are byte-identical.
     #[test]
     fn splitting_threads_and_chunks_change_no_statement_byte(
         lines in proptest::collection::vec(line(), 1..60),
         cuts in proptest::collection::vec(0usize..60, 0..4),
         chunk in 4096usize..9000,
+        spill in 0usize..8,
     ) {
         let d = setup();
         std::fs::write(d.path().join("one.csv"), csv(&lines)).unwrap();
@@ -182,12 +184,16 @@ proptest! {
         }
         prop_assert_eq!(run(d.path(), &["one.csv"], "a", &["--threads", "1"]), 0);
         let chunk_s = chunk.to_string();
-        prop_assert_eq!(run(d.path(), &["one.csv"], "b", &["--threads", "2", "--chunk-bytes", &chunk_s]), 0);
+        let spill_s = spill.to_string();
+        prop_assert_eq!(
+            run(d.path(), &["one.csv"], "b", &["--threads", "2", "--chunk-bytes", &chunk_s, "--spill-after", &spill_s]),
+            0
+        );
         prop_assert_eq!(run(d.path(), &["split"], "c", &["--threads", "2"]), 0);
         let a = tree(&d.path().join("a"));
         let b = tree(&d.path().join("b"));
         let c = tree(&d.path().join("c"));
-        prop_assert_eq!(&a, &b, "--threads 1 and --threads 2 with small chunks differ");
+        prop_assert_eq!(&a, &b, "--threads 1 and --threads 2 with small chunks and spilled groups differ");
         let statements = |t: &BTreeMap<String, Vec<u8>>| -> BTreeMap<String, Vec<u8>> {
             t.iter()
                 .filter(|(k, _)| k.starts_with("partners") || *k == "summary.csv")

@@ -395,6 +395,11 @@ fn output_is_deterministic_across_threads() {
         ("t2", "2", &[][..]),
         ("t4", "4", &[][..]),
         ("t4-small-chunks", "4", &["--chunk-bytes", "4096"][..]),
+        (
+            "t2-spilled",
+            "2",
+            &["--chunk-bytes", "4096", "--spill-after", "1"][..],
+        ),
     ];
     for (out, threads, extra) in runs {
         assert!(!f.root.join(out).exists());
