@@ -32,7 +32,7 @@ use crate::config::{parse_rules, Rules};
 use crate::csv_text::RowBuf;
 use crate::dates::Period;
 use crate::error::Fatal;
-use crate::fold::{CountsReport, FileCounts, Fold, SharedDetails};
+use crate::fold::{CountsReport, DetailKey, FileCounts, Fold, SharedDetails, Sums};
 use crate::ingest::billing::Field;
 use crate::ingest::designations::{parse_designations, Designations, Reject};
 use crate::ingest::usage::UsageObs;
@@ -1257,6 +1257,10 @@ struct Collected {
     samples: Vec<Reject>,
     failure: Option<Fatal>,
     runs: Runs,
+    /// With threads: the spill thread, which sorts and writes what it is
+    /// sent into `runs` of its own (`None`: spills are written by the
+    /// collector, into `runs`).
+    spiller: Option<crossbeam_channel::Sender<Vec<(DetailKey, Sums)>>>,
 }
 
 impl Collected {
@@ -1271,8 +1275,26 @@ impl Collected {
                 .as_ref()
                 .map(|s| Runs::new(s.dir.clone()))
                 .unwrap_or_default(),
+            spiller: None,
         }
     }
+}
+
+/// The spill thread of a threaded stream: sorts each batch of groups it is
+/// sent and writes it as a run, while the collector goes on handing chunks
+/// to the sink (sorting millions of groups on the collector stalled the
+/// workers once the chunks in flight were used up). One batch waits at
+/// most, so memory holds at most the budget twice over.
+fn spill_stage(
+    mut runs: Runs,
+    rx: crossbeam_channel::Receiver<Vec<(DetailKey, Sums)>>,
+) -> Result<Runs, Fatal> {
+    for mut groups in rx {
+        // Keys are unique, so an unstable sort gives one order.
+        groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        runs.write(groups)?;
+    }
+    Ok(runs)
 }
 
 /// The collector: takes the chunk outputs in sequence order, counts them and
@@ -1288,8 +1310,10 @@ fn collect_stage(
     sink: &mut dyn Sink,
     progress: &dyn Progress,
     prior_rejects: u64,
+    spiller: Option<crossbeam_channel::Sender<Vec<(DetailKey, Sums)>>>,
 ) -> Collected {
     let mut c = Collected::new(inputs, settings, prior_rejects);
+    c.spiller = spiller;
     let mut pending: BTreeMap<u64, ChunkOutput> = BTreeMap::new();
     let mut next = 0u64;
     for out in res_rx.iter() {
@@ -1354,7 +1378,16 @@ fn collect_one(
     c.fold.merge_from(&mut chunk_fold);
     if let Some(spill) = &settings.spill {
         if c.failure.is_none() && details.len() > spill.after_groups {
-            if let Err(e) = spill_groups(details, &mut c.runs) {
+            let written = match &c.spiller {
+                // A closed channel: the spill thread stopped on an error,
+                // which its join reports.
+                Some(tx) => {
+                    let _ = tx.send(details.drain());
+                    Ok(())
+                }
+                None => spill_groups(details, &mut c.runs),
+            };
+            if let Err(e) = written {
                 c.failure = Some(e);
             }
         }
@@ -1473,6 +1506,12 @@ fn stream_threads(
             })
             .collect();
         drop(res_tx);
+        let (spill_tx, spill_rx) = crossbeam_channel::bounded(1);
+        let runs = match &settings.spill {
+            Some(sp) => Runs::new(sp.dir.clone()),
+            None => Runs::default(),
+        };
+        let spiller = s.spawn(move || spill_stage(runs, spill_rx));
         let mut c = collect_stage(
             inputs,
             settings,
@@ -1482,7 +1521,20 @@ fn stream_threads(
             sink,
             progress,
             prior_rejects,
+            Some(spill_tx),
         );
+        // Closes the channel: the spill thread finishes its last run.
+        c.spiller = None;
+        match spiller.join() {
+            Ok(Ok(runs)) => c.runs = runs,
+            Ok(Err(e)) => {
+                c.failure.get_or_insert(e);
+            }
+            Err(_) => {
+                c.failure
+                    .get_or_insert(Fatal::Worker("the spill thread panicked".into()));
+            }
+        }
         progress.phase("stream read");
         let mut panicked = false;
         for w in workers {

@@ -487,6 +487,52 @@ impl PartnerGroups {
     }
 }
 
+impl PartnerGroups {
+    /// Does now what the first `next` would start with: sorts the groups
+    /// left in memory (on the current rayon pool) and opens the runs. The
+    /// merge after it uses no pool, so it can go on on another thread
+    /// ([`merged_ahead`]).
+    pub fn prepare(&mut self) -> Result<(), Fatal> {
+        if let Some(rest) = self.rest.take() {
+            match self.start(rest) {
+                Ok(m) => self.merge = Some(m),
+                Err(e) => {
+                    self.done = true;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs `consume` over `groups`, merged on a thread of their own up to
+/// `ahead` partners ahead: the heap merge and the reading of the runs (one
+/// thread's work) overlap with building and writing the statements instead
+/// of alternating with them. `groups` must be [`PartnerGroups::prepare`]d
+/// (the merge thread is no pool thread).
+pub fn merged_ahead<R>(
+    groups: PartnerGroups,
+    ahead: usize,
+    consume: impl FnOnce(&mut dyn Iterator<Item = Result<Vec<(DetailKey, Sums)>, Fatal>>) -> R,
+) -> R {
+    let (tx, rx) = crossbeam_channel::bounded(ahead.max(1));
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            for g in groups {
+                // The consumer stopped (an error): so does the merge.
+                if tx.send(g).is_err() {
+                    break;
+                }
+            }
+        });
+        let r = consume(&mut rx.iter());
+        // Unblocks a merge still sending, before the scope joins it.
+        drop(rx);
+        r
+    })
+}
+
 fn open_all(paths: &[PathBuf]) -> Result<Vec<Source>, Fatal> {
     paths
         .iter()

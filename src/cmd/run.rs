@@ -320,10 +320,11 @@ fn write_statements(
         batch_groups: statements::BATCH_GROUPS,
     };
     // The groups still in memory and the runs spilled to disk, merged.
-    let groups = crate::spill::partner_groups(
+    let mut groups = crate::spill::partner_groups(
         std::mem::take(&mut streamed.fold.details),
         std::mem::take(&mut streamed.runs),
     );
+    groups.prepare()?;
     let fold = &streamed.fold;
     let tier_notes = fold.tier_notes.to_vec();
     let mut issued = Issued {
@@ -343,46 +344,55 @@ fn write_statements(
     };
     let mut json = StatementsJson::begin(files, &dir.join("statements.json"), &issued.head)?;
     let mut journal = Journal::new(s.period, &inputs.rules.journal)?;
-    statements::build_each(
-        groups,
-        &|c| fold.customer_name(c),
-        &builder,
-        |e| statement_error(s, e),
-        |mut batch| {
-            statements::fill_partner_names(&mut batch, out.known_names);
-            statements::attach_usage(&mut batch, out.partner_usage, &tier_notes);
-            io_pool.install(|| rcsv::write_statements(dir, &batch, files))?;
-            json.partners(&batch.partners)?;
-            journal.add(&batch)?;
-            if let Some(r) = out.renderer {
-                issued.documents += pdf::write_partner_pdfs(dir, &batch, r, files)?.len();
-            }
-            let c = &mut issued.counts;
-            c.partners += batch.partners.len();
-            c.customer_statements += batch
-                .partners
-                .iter()
-                .map(|p| p.customers.len())
-                .sum::<usize>();
-            issued.head.summary.extend(batch.summary);
-            match out.keep {
-                Keep::Nothing => {}
-                Keep::Lines => {
-                    issued
-                        .head
-                        .partners
-                        .extend(batch.partners.into_iter().map(|mut p| {
-                            for c in &mut p.customers {
-                                c.details = Vec::new();
-                            }
-                            p
-                        }))
+    let threads = rayon::current_num_threads();
+    let mut build = |groups: &mut dyn Iterator<Item = Result<Vec<_>, Fatal>>| {
+        statements::build_each(
+            groups,
+            &|c| fold.customer_name(c),
+            &builder,
+            |e| statement_error(s, e),
+            |mut batch| {
+                statements::fill_partner_names(&mut batch, out.known_names);
+                statements::attach_usage(&mut batch, out.partner_usage, &tier_notes);
+                io_pool.install(|| rcsv::write_statements(dir, &batch, files))?;
+                json.partners(&batch.partners)?;
+                journal.add(&batch)?;
+                if let Some(r) = out.renderer {
+                    issued.documents += pdf::write_partner_pdfs(dir, &batch, r, files)?.len();
                 }
-                Keep::All => issued.head.partners.extend(batch.partners),
-            }
-            Ok(())
-        },
-    )?;
+                let c = &mut issued.counts;
+                c.partners += batch.partners.len();
+                c.customer_statements += batch
+                    .partners
+                    .iter()
+                    .map(|p| p.customers.len())
+                    .sum::<usize>();
+                issued.head.summary.extend(batch.summary);
+                match out.keep {
+                    Keep::Nothing => {}
+                    Keep::Lines => {
+                        issued
+                            .head
+                            .partners
+                            .extend(batch.partners.into_iter().map(|mut p| {
+                                for c in &mut p.customers {
+                                    c.details = Vec::new();
+                                }
+                                p
+                            }))
+                    }
+                    Keep::All => issued.head.partners.extend(batch.partners),
+                }
+                Ok(())
+            },
+        )
+    };
+    // With more than one thread, the merge runs ahead on a thread of its own.
+    if threads > 1 {
+        crate::spill::merged_ahead(groups, 2 * threads, build)?;
+    } else {
+        build(&mut groups)?;
+    }
     statements::sort_summary(&mut issued.head.summary);
     json.finish(&issued.head)?;
     journal.write(dir, files)?;
