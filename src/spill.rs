@@ -16,7 +16,7 @@
 //! (an error, a run that stops half-way) goes when the [`Runs`] are dropped,
 //! so porledger leaves no temporary file behind.
 //!
-//! A run file: the 8 bytes [`MAGIC`], then each group as its length (a
+//! A run file: the 8 bytes `MAGIC`, then each group as its length (a
 //! varint) and its bytes (`crate::fold::encode_group`), then a zero length
 //! and the number of groups as 8 bytes little-endian. A file cut anywhere,
 //! even between two groups, is reported, never read as a shorter run.
