@@ -336,17 +336,69 @@ fn segments(
         seg.basis = if i == last {
             line.subtotal.checked_sub(given)?
         } else {
-            line.subtotal
-                .checked_mul(Decimal::from(seg.days))?
-                .checked_div(Decimal::from(total))?
-                .round_dp_with_strategy(
-                    PRORATION_DP,
-                    rust_decimal::RoundingStrategy::MidpointNearestEven,
-                )
+            prorate(line.subtotal, seg.days, total)?
         };
         given = given.checked_add(seg.basis)?;
     }
     Some(total)
+}
+
+/// `subtotal x days / total`, rounded half-even to [`PRORATION_DP`] decimals.
+fn prorate(subtotal: Decimal, days: u32, total: u32) -> Option<Decimal> {
+    match prorate_in_integers(subtotal, days, total) {
+        Some(d) => Some(d),
+        None => prorate_decimal(subtotal, days, total),
+    }
+}
+
+fn prorate_decimal(subtotal: Decimal, days: u32, total: u32) -> Option<Decimal> {
+    let quotient = subtotal
+        .checked_mul(Decimal::from(days))?
+        .checked_div(Decimal::from(total))?;
+    Some(quotient.round_dp_with_strategy(
+        PRORATION_DP,
+        rust_decimal::RoundingStrategy::MidpointNearestEven,
+    ))
+}
+
+/// [`prorate`] in 128-bit integers, where it gives the decimal division's
+/// value and scale: a subtotal of a real invoice (at most [`PRORATION_DP`]
+/// decimals, under 10^9) whose part does not come out exactly within
+/// [`PRORATION_DP`] decimals. The decimal division computes 28 digits before
+/// rounding (a tenth of `validate`'s time); its result then has more than
+/// six decimals, so the rounding gives scale six, and the same value: the
+/// digits of such a quotient past the sixth decimal hold no run of zeros or
+/// nines long enough for the 28th digit's rounding to move it across a half
+/// (its denominator is a number of days). `None` otherwise, the decimal
+/// division's case: an exact part keeps the scale that division gives it,
+/// and a negative part that rounds to zero keeps the decimal's sign.
+fn prorate_in_integers(subtotal: Decimal, days: u32, total: u32) -> Option<Decimal> {
+    let scale = subtotal.scale();
+    if scale > PRORATION_DP || total == 0 {
+        return None;
+    }
+    let m = subtotal.mantissa();
+    if m.unsigned_abs() >= 10u128.pow(9 + scale) {
+        return None;
+    }
+    let t = u128::from(total);
+    // At most 10^15 x 2^32: far inside 128 bits.
+    let n = m.unsigned_abs() * u128::from(days) * 10u128.pow(PRORATION_DP - scale);
+    let (mut q, r) = (n / t, n % t);
+    if r == 0 {
+        return None;
+    }
+    if 2 * r > t || (2 * r == t && q % 2 == 1) {
+        q += 1;
+    }
+    if q == 0 && m < 0 {
+        return None;
+    }
+    let q = i128::try_from(q).ok()?;
+    Some(Decimal::from_i128_with_scale(
+        if m < 0 { -q } else { q },
+        PRORATION_DP,
+    ))
 }
 
 /// Appends to `cuts` the first day of every calendar month that starts inside
@@ -923,6 +975,65 @@ pub(crate) fn reseller_accrual(partner: &str, amount: Decimal, month: u32) -> Ac
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 20_000, .. Default::default() })]
+
+        /// Wherever the integer proration answers, it gives the decimal
+        /// division's value and scale (the text printed in the ledger).
+        #[test]
+        fn proration_in_integers_is_the_decimal_divisions(
+            mantissa in -10_000_000_000_000i64..10_000_000_000_000i64,
+            scale in 0u32..9,
+            total in 1u32..400,
+            part in 0u32..400,
+        ) {
+            // Mostly inside the integer range (under 10^9), some beyond it.
+            let bound = 10i64.pow(9 + scale.min(PRORATION_DP));
+            let subtotal = Decimal::new(if part % 8 == 0 { mantissa } else { mantissa % bound }, scale);
+            let days = 1 + part % total;
+            let slow = prorate_decimal(subtotal, days, total).unwrap();
+            proptest::prop_assert_eq!(
+                prorate(subtotal, days, total).unwrap().to_string(),
+                slow.to_string(),
+                "{} x {}/{}", subtotal, days, total
+            );
+        }
+    }
+
+    #[test]
+    fn proration_in_integers_on_its_edges() {
+        for (subtotal, days, total, integers) in [
+            ("100", 1, 3, true),
+            ("999999999.999998", 30, 31, true),
+            ("0.000001", 1, 3, true),
+            ("0.000002", 1, 4, true),
+            ("0.000003", 1, 4, true),
+            ("-0.000003", 1, 4, true),
+            // Exact within six decimals: the division's scale decides.
+            ("1.1", 1, 2, false),
+            ("100.00", 15, 30, false),
+            // A negative part that rounds to zero keeps the decimal's sign.
+            ("-0.000001", 1, 3, false),
+            // Beyond the range of real invoices.
+            ("1000000000", 1, 3, false),
+            ("1.0000001", 1, 3, false),
+        ] {
+            let s: Decimal = subtotal.parse().unwrap();
+            let what = format!("{subtotal} x {days}/{total}");
+            assert_eq!(
+                prorate_in_integers(s, days, total).is_some(),
+                integers,
+                "{what}"
+            );
+            let slow = prorate_decimal(s, days, total).unwrap();
+            assert_eq!(
+                prorate(s, days, total).unwrap().to_string(),
+                slow.to_string(),
+                "{what}"
+            );
+        }
+    }
     use crate::config::parse_rules;
 
     #[test]
