@@ -177,8 +177,9 @@ pub struct RunArgs {
     /// the output's staging directory, to be merged back at the end (and
     /// removed). A group is one partner, customer, program, accrual month,
     /// currency, association, subscription, rate and share: about 140 bytes
-    /// in memory, 70 on disk. The default keeps memory under about 600 MB
-    /// however large the month; the output is the same for any value.
+    /// in memory, 70 on disk. With the default, a run of 5M generated rows
+    /// peaked at 0.6 GB and one of 20M at 0.7 GB; the output is the same for
+    /// any value.
     #[arg(long, value_name = "GROUPS", default_value_t = 2_500_000)]
     pub spill_after: usize,
     /// Fail (exit 2, publish nothing) when more rows than this are rejected.
