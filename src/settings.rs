@@ -124,6 +124,8 @@ pub struct RunSettings {
     pub history: Option<PathBuf>,
     /// `--spill-after`: groups held in memory before a sorted run is written.
     pub spill_after: usize,
+    /// `--batch-groups` (hidden): groups per batch of statements written at once.
+    pub batch_groups: usize,
 }
 
 impl RunSettings {
@@ -146,6 +148,7 @@ impl RunSettings {
             parquet_ledger,
             history: a.history.clone(),
             spill_after: a.spill_after,
+            batch_groups: a.batch_groups.max(1),
         })
     }
 }

@@ -317,7 +317,7 @@ fn write_statements(
         index: &inputs.index,
         period: s.period,
         reporting: reporting.as_ref(),
-        batch_groups: statements::BATCH_GROUPS,
+        batch_groups: s.batch_groups,
     };
     // The groups still in memory and the runs spilled to disk, merged.
     let mut groups = crate::spill::partner_groups(

@@ -491,7 +491,8 @@ fn splitting_files_and_threads_change_no_output_byte() {
     ]);
     one.run("out", &["--threads", "1"]);
     one.run("out2", &["--threads", "2", "--chunk-bytes", "4096"]);
-    // Every group spilled to a sorted run file after each chunk, merged back.
+    // Every group spilled to a sorted run file after each chunk, merged back,
+    // and the statements written a partner per batch.
     one.run(
         "out3",
         &[
@@ -501,13 +502,15 @@ fn splitting_files_and_threads_change_no_output_byte() {
             "4096",
             "--spill-after",
             "0",
+            "--batch-groups",
+            "1",
         ],
     );
     split.run("out", &["--threads", "2"]);
     let a = tree(&one.p("out"));
     for (out, what) in [
         ("out2", "--threads 1 and 2"),
-        ("out3", "spilling the groups"),
+        ("out3", "spilled groups and a partner per batch"),
     ] {
         let b = tree(&one.p(out));
         assert_eq!(

@@ -292,11 +292,34 @@ fn output_is_byte_identical_across_runs_and_thread_counts() {
         ),
         0,
     );
-    let ma = std::fs::read_to_string(a.join("manifest.json")).unwrap();
-    let mc = std::fs::read_to_string(c.join("manifest.json")).unwrap();
-    let va: serde_json::Value = serde_json::from_str(&ma).unwrap();
-    let vc: serde_json::Value = serde_json::from_str(&mc).unwrap();
-    assert_eq!(va["outputs"], vc["outputs"]);
+    // Spilled groups, merged back and written a partner per batch.
+    let e = tmp.path().join("e");
+    assert_code(
+        &run_with(
+            &b,
+            &d,
+            &r,
+            &e,
+            &[
+                "--threads",
+                "2",
+                "--transparency-by-customer",
+                "--chunk-bytes",
+                "4096",
+                "--spill-after",
+                "0",
+                "--batch-groups",
+                "1",
+            ],
+        ),
+        0,
+    );
+    let manifest = |dir: &std::path::Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap()
+    };
+    let va = manifest(&a);
+    assert_eq!(va["outputs"], manifest(&c)["outputs"]);
+    assert_eq!(va["outputs"], manifest(&e)["outputs"]);
     let pdfs = va["outputs"]
         .as_array()
         .unwrap()
