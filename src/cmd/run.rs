@@ -354,9 +354,18 @@ fn write_statements(
             |mut batch| {
                 statements::fill_partner_names(&mut batch, out.known_names);
                 statements::attach_usage(&mut batch, out.partner_usage, &tier_notes);
-                io_pool.install(|| rcsv::write_statements(dir, &batch, files))?;
-                json.partners(&batch.partners)?;
-                journal.add(&batch)?;
+                // The batch's CSVs (on the I/O threads, waiting on the disk) and
+                // its part of `statements.json` and the journal (on the pool) at
+                // the same time: each file is still written in one order.
+                let (csvs, rest) = rayon::join(
+                    || io_pool.install(|| rcsv::write_statements(dir, &batch, files)),
+                    || -> Result<(), Fatal> {
+                        json.partners(&batch.partners)?;
+                        journal.add(&batch)
+                    },
+                );
+                csvs?;
+                rest?;
                 if let Some(r) = out.renderer {
                     issued.documents += pdf::write_partner_pdfs(dir, &batch, r, files)?.len();
                 }
