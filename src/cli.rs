@@ -184,7 +184,7 @@ pub struct RunArgs {
     pub spill_after: usize,
     /// Statement groups built and written as one batch of partners (at least
     /// one partner per thread). For tests: the output is the same for any value.
-    #[arg(long, value_name = "GROUPS", default_value_t = crate::statements::BATCH_GROUPS, value_parser = clap::value_parser!(usize), hide = true)]
+    #[arg(long, value_name = "GROUPS", default_value_t = crate::statements::BATCH_GROUPS, hide = true)]
     pub batch_groups: usize,
     /// Fail (exit 2, publish nothing) when more rows than this are rejected.
     #[arg(long, value_name = "N", default_value_t = 1000)]

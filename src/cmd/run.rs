@@ -138,11 +138,7 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
                     )
                 })?;
             }
-            Some(pdf::PdfManifest {
-                template: r.info().clone(),
-                transparency_by_customer: o.transparency_by_customer,
-                documents: issued.documents,
-            })
+            Some(pdf::PdfManifest::new(r, *o, issued.documents))
         }
         None => None,
     };
@@ -336,7 +332,6 @@ fn write_statements(
             programs: statements::program_info(&inputs.rules),
         },
         counts: summary::Issued {
-            rounding: inputs.rules.rounding,
             partners: 0,
             customer_statements: 0,
         },

@@ -17,18 +17,6 @@ use crate::error::Fatal;
 use crate::render::publish::{HashingWriter, Written};
 use crate::statements::{CustomerStatement, PartnerStatement, StatementSet};
 
-/// Writes `set` to `path` as compact JSON with a trailing newline, on the
-/// current rayon pool.
-pub fn write_statements_json(
-    files: &Written,
-    path: &Path,
-    set: &StatementSet,
-) -> Result<(), Fatal> {
-    let mut w = StatementsJson::begin(files, path, set)?;
-    w.partners(&set.partners)?;
-    w.finish(set)
-}
-
 /// `statements.json` written a batch of partners at a time (`porledger run`
 /// drops each batch once written): the same bytes as the whole set at once.
 pub struct StatementsJson {

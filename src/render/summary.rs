@@ -230,7 +230,6 @@ pub struct ManifestExtras {
 /// What a run's statements came to, counted as they were written.
 #[derive(Clone, Copy, Debug)]
 pub struct Issued {
-    pub rounding: crate::money::RoundingMode,
     pub partners: usize,
     pub customer_statements: usize,
 }
@@ -258,7 +257,7 @@ pub fn write_manifest(
         tool: "porledger",
         version: env!("CARGO_PKG_VERSION"),
         period: period.label(),
-        rounding: issued.rounding.as_str(),
+        rounding: inputs.rules.rounding.as_str(),
         inputs: ins,
         outputs: publish::hash_outputs(dir, files)?,
         counts: Counts {

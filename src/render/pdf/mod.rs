@@ -1197,6 +1197,17 @@ pub struct PdfManifest {
     pub documents: usize,
 }
 
+impl PdfManifest {
+    /// The PDFs of a run: `documents` written with `r` and `opts`.
+    pub fn new(r: &Renderer, opts: PdfOptions, documents: usize) -> PdfManifest {
+        PdfManifest {
+            template: r.info().clone(),
+            transparency_by_customer: opts.transparency_by_customer,
+            documents,
+        }
+    }
+}
+
 /// `porledger render`: re-renders the PDFs of a finished run from its
 /// `statements.json`, publishing atomically: the run's other files are
 /// hard-linked (or copied) into a staging directory, the PDFs are written
@@ -1299,11 +1310,7 @@ pub fn rerender(
     })?;
     let written = pool.install(|| write_all(&staging.dir, &set, r, opts, &staging.files))?;
     let carried = keep.iter().filter(|(rel, _)| rel.ends_with(".pdf")).count();
-    let info = PdfManifest {
-        template: r.info().clone(),
-        transparency_by_customer: opts.transparency_by_customer,
-        documents: written.len() + carried,
-    };
+    let info = PdfManifest::new(r, opts, written.len() + carried);
     // Exactly the files of the new output (the digests were taken above).
     let outputs = super::publish::hash_outputs(&staging.dir, &staging.files)?;
     if let Some(m) = manifest.as_object_mut() {
