@@ -331,6 +331,52 @@ fn output_is_byte_identical_across_runs_and_thread_counts() {
     assert_eq!(va["pdf"]["template"]["sha256"].as_str().unwrap().len(), 64);
 }
 
+/// The bytes of every output, PDFs included, are the same in every build of
+/// porledger: CI runs this test with the default features and with every
+/// feature, against one snapshot. (A dependency that switches a shared crate's
+/// backend, as polars did with flate2's, changes the PDFs' compressed streams.)
+/// After a deliberate change to an output, `cargo insta review` updates it.
+#[test]
+fn output_bytes_do_not_depend_on_the_build_features() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path(), 3);
+    // Relative paths: the ledger and summary name the inputs as given.
+    let mut c = command();
+    c.current_dir(tmp.path()).args([
+        "run",
+        "--period",
+        "2026-10",
+        "--quiet",
+        "--billing",
+        "billing.csv",
+        "--designations",
+        "designations.csv",
+        "--rules",
+        "rules.toml",
+        "--out",
+        "out",
+        "--transparency-by-customer",
+    ]);
+    assert_code(&output(&mut c), 0);
+    let out = tmp.path().join("out");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    let listing: Vec<String> = manifest["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["sha256"].as_str().unwrap(),
+                e["path"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(listing.iter().any(|l| l.ends_with(".pdf")), "{listing:?}");
+    insta::assert_snapshot!("output_sha256", listing.join("\n"));
+}
+
 #[test]
 fn render_re_renders_a_finished_run_atomically() {
     let tmp = tempfile::tempdir().unwrap();
