@@ -613,6 +613,7 @@ def comparison(args, data: Path, bin_: Path, py: str) -> list[str]:
 
     with tempfile.TemporaryDirectory(prefix="porledger-bench-", dir=REPO / "bench-data") as t:
         tmp = Path(t)
+        disk_before = shutil.disk_usage(tmp)
 
         # The floor; the first run also warms the page cache.
         log("wc -l")
@@ -643,6 +644,8 @@ def comparison(args, data: Path, bin_: Path, py: str) -> list[str]:
 
             table.append(("porledger", threads, *best_of(args.runs, cmd, PORLEDGER_OK)))
             outs[threads] = tmp / f"out-t{threads}-{args.runs - 1}"
+        # A disk near full makes every writing run slower: say how full it got.
+        disk_after = shutil.disk_usage(tmp)
 
         # `validate`: the same reading and computing of every line, nothing
         # written (its target is DuckDB's core query).
@@ -702,6 +705,11 @@ def comparison(args, data: Path, bin_: Path, py: str) -> list[str]:
     duck_core = next(w for e, _, w, _ in table if e == "duckdb core")
     print()
     print(f"{args.rows:,} rows, {nbytes / 1e6:,.0f} MB in {len(files)} files; best of {args.runs}")
+    full = disk_after.used / (disk_after.used + disk_after.free)
+    print(f"disk: {disk_before.free / 1e9:,.1f} GB free before, {disk_after.free / 1e9:,.1f} GB"
+          f" ({100 * full:.0f} % used, as df counts) after porledger's timed runs")  # fmt: skip
+    if full > 0.9:
+        print("WARNING: the disk was over 90 % full: writing runs were timed on a slow disk")
     print(f"{'engine':<14} {'threads':>7} {'wall s':>8} {'rows/s':>11} {'MB/s':>7} {'peak RSS MB':>11}"
           f" {'/ duckdb exact':>14} {'/ duckdb core':>13} {'/ wc -l':>8}")  # fmt: skip
     for engine, threads, wall, rss in table:
