@@ -73,18 +73,37 @@ fn memory_line(phase: &str, status: &str) -> String {
 pub struct Timings {
     pub stream: Duration,
     pub statements: Duration,
+    pub statement_stages: StatementStages,
     pub manifest: Duration,
     pub total: Duration,
     pub groups: usize,
     pub customers: usize,
 }
 
-/// With `PORLEDGER_TIMINGS` set, prints the run's `timings:` line.
+/// The wall time of building and writing the partners' statements, split
+/// three ways that add up to it. (The `statements` time of [`Timings`] is
+/// since the start: it also holds the stream before them and the other
+/// outputs after them.)
+#[derive(Clone, Copy, Default)]
+pub struct StatementStages {
+    /// Waiting for the next partner's groups (the merge of the spilled runs).
+    pub merge: Duration,
+    /// Building statements from groups (on the pool).
+    pub build: Duration,
+    /// Writing a batch's CSVs, `statements.json` part, journal lines and PDFs,
+    /// then the files written once at the end.
+    pub write: Duration,
+}
+
+/// With `PORLEDGER_TIMINGS` set, prints the run's `timings:` line: times
+/// since the start, and in parentheses the merge, build and write time of
+/// the statements themselves.
 pub fn timings(t: &Timings) {
     if timings_wanted() {
+        let st = &t.statement_stages;
         eprintln!(
-            "timings: stream {:?}, statements {:?}, manifest {:?}, total {:?}, groups {}, customers {}",
-            t.stream, t.statements, t.manifest, t.total, t.groups, t.customers
+            "timings: stream {:?}, statements {:?} (merge {:?}, build {:?}, write {:?}), manifest {:?}, total {:?}, groups {}, customers {}",
+            t.stream, t.statements, st.merge, st.build, st.write, t.manifest, t.total, t.groups, t.customers
         );
     }
 }

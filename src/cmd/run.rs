@@ -1,5 +1,7 @@
 //! `porledger run`: load -> stream -> build statements -> render -> publish.
 
+use std::time::{Duration, Instant};
+
 use crate::attain::PartnerUsage;
 use crate::cli::RunArgs;
 use crate::cmd::{load, pool, renderer, Finish};
@@ -165,6 +167,7 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     console::timings(&Timings {
         stream: t_stream,
         statements: t_statements,
+        statement_stages: issued.stages,
         manifest: t_manifest,
         total: rows.bar.elapsed(),
         groups: rows.groups,
@@ -284,6 +287,8 @@ struct Issued {
     counts: summary::Issued,
     /// PDFs written.
     documents: usize,
+    /// Where the statement phase's wall time went.
+    stages: console::StatementStages,
 }
 
 /// Builds the statements from the fold's groups (converted with `--fx`), a
@@ -315,12 +320,17 @@ fn write_statements(
         reporting: reporting.as_ref(),
         batch_groups: s.batch_groups,
     };
+    let started = Instant::now();
     // The groups still in memory and the runs spilled to disk, merged.
     let mut groups = crate::spill::partner_groups(
         std::mem::take(&mut streamed.fold.details),
         std::mem::take(&mut streamed.runs),
     );
     groups.prepare()?;
+    // Wall time spent merging (here, and waiting for the next partner's
+    // groups), and writing.
+    let mut waited = started.elapsed();
+    let mut written = Duration::ZERO;
     let fold = &streamed.fold;
     let tier_notes = fold.tier_notes.to_vec();
     let mut issued = Issued {
@@ -336,17 +346,25 @@ fn write_statements(
             customer_statements: 0,
         },
         documents: 0,
+        stages: console::StatementStages::default(),
     };
     let mut json = StatementsJson::begin(files, &dir.join("statements.json"), &issued.head)?;
     let mut journal = Journal::new(s.period, &inputs.rules.journal)?;
     let threads = rayon::current_num_threads();
     let mut build = |groups: &mut dyn Iterator<Item = Result<Vec<_>, Fatal>>| {
+        let groups = std::iter::from_fn(|| {
+            let t = Instant::now();
+            let g = groups.next();
+            waited += t.elapsed();
+            g
+        });
         statements::build_each(
             groups,
             &|c| fold.customer_name(c),
             &builder,
             |e| statement_error(s, e),
             |mut batch| {
+                let t = Instant::now();
                 statements::fill_partner_names(&mut batch, out.known_names);
                 statements::attach_usage(&mut batch, out.partner_usage, &tier_notes);
                 // The batch's CSVs (on the I/O threads, waiting on the disk) and
@@ -387,6 +405,7 @@ fn write_statements(
                     }
                     Keep::All => issued.head.partners.extend(batch.partners),
                 }
+                written += t.elapsed();
                 Ok(())
             },
         )
@@ -397,10 +416,18 @@ fn write_statements(
     } else {
         build(&mut groups)?;
     }
+    let t = Instant::now();
     statements::sort_summary(&mut issued.head.summary);
     json.finish(&issued.head)?;
     journal.write(dir, files)?;
     rcsv::write_summary(&dir.join("summary.csv"), &issued.head)?;
+    written += t.elapsed();
+    let total = started.elapsed();
+    issued.stages = console::StatementStages {
+        merge: waited,
+        build: total.saturating_sub(waited + written),
+        write: written,
+    };
     Ok(issued)
 }
 

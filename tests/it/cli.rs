@@ -860,3 +860,30 @@ fn crlf_files_report_the_real_line_numbers() {
         .read("out/rejects.csv")
         .contains("designations.csv,9,association,XPOR"));
 }
+
+/// `PORLEDGER_TIMINGS` prints one `timings:` line on stderr, with the
+/// statement phase split into its merge, build and write time.
+#[test]
+fn timings_name_the_statement_stages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = command();
+    c.env("PORLEDGER_TIMINGS", "1")
+        .args(crate::common::Sample::Main.args())
+        .args(["--quiet", "--no-pdf", "--out"])
+        .arg(tmp.path().join("out"));
+    let o = output(&mut c);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let err = stderr(&o);
+    let line: Vec<&str> = err.lines().filter(|l| l.starts_with("timings: ")).collect();
+    assert_eq!(line.len(), 1, "{err}");
+    for stage in [
+        "stream ",
+        "statements ",
+        "(merge ",
+        ", build ",
+        ", write ",
+        "manifest ",
+    ] {
+        assert!(line[0].contains(stage), "{stage:?} missing: {}", line[0]);
+    }
+}
