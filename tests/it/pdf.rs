@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use crate::common::{assert_code, command, output, pdftext, repo};
+use crate::common::{assert_code, command, output, pdftext, porledger_in, repo};
 
 const RULES: &str = r#"
 rounding = "half-up"
@@ -341,23 +341,25 @@ fn output_bytes_do_not_depend_on_the_build_features() {
     let tmp = tempfile::tempdir().unwrap();
     fixture(tmp.path(), 3);
     // Relative paths: the ledger and summary name the inputs as given.
-    let mut c = command();
-    c.current_dir(tmp.path()).args([
-        "run",
-        "--period",
-        "2026-10",
-        "--quiet",
-        "--billing",
-        "billing.csv",
-        "--designations",
-        "designations.csv",
-        "--rules",
-        "rules.toml",
-        "--out",
-        "out",
-        "--transparency-by-customer",
-    ]);
-    assert_code(&output(&mut c), 0);
+    let o = porledger_in(
+        tmp.path(),
+        [
+            "run",
+            "--period",
+            "2026-10",
+            "--quiet",
+            "--billing",
+            "billing.csv",
+            "--designations",
+            "designations.csv",
+            "--rules",
+            "rules.toml",
+            "--out",
+            "out",
+            "--transparency-by-customer",
+        ],
+    );
+    assert_code(&o, 0);
     let out = tmp.path().join("out");
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
