@@ -108,6 +108,40 @@ pub fn timings(t: &Timings) {
     }
 }
 
+/// The wall time of each stage of `porledger tieout` (durations, not times
+/// since the start). The two sides are read at once, one on each thread.
+#[derive(Clone, Copy, Default)]
+pub struct TieoutTimings {
+    /// Reading the earnings files into the tie-out.
+    pub earnings: Duration,
+    /// Reading the run's ledger into its own accumulator, beside them.
+    pub ledger: Duration,
+    /// Taking the ledger's accruals into the tie-out (one thread).
+    pub join: Duration,
+    /// Reading the run's not-eligible rows (and the history's issued accruals).
+    pub rest: Duration,
+    /// Grouping, sorting and counting the grains, until the first rows are
+    /// handed to the writer.
+    pub sort: Duration,
+    /// Classifying the rows and writing them, batch by batch.
+    pub write: Duration,
+    /// tieout.json, rejects.csv, the manifest and the atomic publish.
+    pub publish: Duration,
+    pub total: Duration,
+    pub earnings_rows: u64,
+    pub rows: u64,
+}
+
+/// With `PORLEDGER_TIMINGS` set, prints the tie-out's `timings:` line.
+pub fn tieout_timings(t: &TieoutTimings) {
+    if timings_wanted() {
+        eprintln!(
+            "timings: tieout read (earnings {:?}, ledger {:?}), join {:?}, not-eligible and history {:?}, sort and count {:?}, classify and write {:?}, publish {:?}, total {:?}, earnings rows {}, tie-out rows {}",
+            t.earnings, t.ledger, t.join, t.rest, t.sort, t.write, t.publish, t.total, t.earnings_rows, t.rows
+        );
+    }
+}
+
 /// A progress hook that draws nothing but still reports phase memory
 /// (`validate`).
 pub struct NoBar;

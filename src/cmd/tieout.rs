@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use rust_decimal::Decimal;
 
@@ -473,6 +474,8 @@ fn read_earnings_into(
 }
 
 pub fn tieout(args: &TieoutArgs) -> Result<Finish, Fatal> {
+    let start = Instant::now();
+    let mut timings = console::TieoutTimings::default();
     let tolerance = parse_tolerance(&args.tolerance)?;
     let info = run_info(&args.out)?;
     let rules = load_rules(args, &info)?;
@@ -511,15 +514,28 @@ pub fn tieout(args: &TieoutArgs) -> Result<Finish, Fatal> {
     let files = ingest::discover(&args.earnings, "--earnings")?;
     let billed = ingest::earnings::grain_columns(&files);
     let mut ledger_side = TieOut::new(&rules, settings);
-    let (read, ledger) = rayon::join(
-        || read_earnings_into(&files, &mut tie),
-        || read_ledger(&args.out, &mut ledger_side, billed),
+    let ((read, earnings_time), (ledger, ledger_time)) = rayon::join(
+        || {
+            let t = Instant::now();
+            (read_earnings_into(&files, &mut tie), t.elapsed())
+        },
+        || {
+            let t = Instant::now();
+            (
+                read_ledger(&args.out, &mut ledger_side, billed),
+                t.elapsed(),
+            )
+        },
     );
     let read = read?;
     ledger?;
+    (timings.earnings, timings.ledger) = (earnings_time, ledger_time);
     console::phase_memory("earnings and ledger read");
+    let t = Instant::now();
     tie.add_accruals_of(ledger_side)?;
+    timings.join = t.elapsed();
     console::phase_memory("sides joined");
+    let t = Instant::now();
     // The issued side needs the months the earnings cover: after them.
     let history_use = match history {
         Some((p, (h, versions))) => Some(read_issued(p, &h, versions, &info, &mut tie)?),
@@ -527,11 +543,14 @@ pub fn tieout(args: &TieoutArgs) -> Result<Finish, Fatal> {
     };
     read_not_eligible(&args.out, &mut tie)?;
     console::phase_memory("not-eligible read");
+    timings.rest = t.elapsed();
     let names: Vec<String> = read.files.iter().map(|(n, _)| n.clone()).collect();
     let staging = Staging::new(&target)?;
     let dir = staging.dir.clone();
     let files = &staging.files;
     // The rows are written as they are classified, never all held.
+    let t = Instant::now();
+    let mut first_rows = None;
     let report = write_rows(
         &staging,
         tie,
@@ -540,7 +559,11 @@ pub fn tieout(args: &TieoutArgs) -> Result<Finish, Fatal> {
         renderer.as_ref(),
         as_of,
         tolerance,
+        &mut first_rows,
     )?;
+    let written = Instant::now();
+    let first_rows = first_rows.unwrap_or(written);
+    (timings.sort, timings.write) = (first_rows - t, written - first_rows);
     console::phase_memory("classified, rows written");
     let accounting = rt::Accounting::of(&read, &report);
     if !accounting.balanced {
@@ -572,6 +595,11 @@ pub fn tieout(args: &TieoutArgs) -> Result<Finish, Fatal> {
     publish::write_json(files, &dir.join("manifest.json"), &manifest)?;
     staging.commit()?;
     console::phase_memory("published");
+    timings.publish = written.elapsed();
+    timings.total = start.elapsed();
+    timings.earnings_rows = read.rows_read;
+    timings.rows = report.row_count;
+    console::tieout_timings(&timings);
     if !args.quiet {
         if let Some(h) = &history_use {
             eprintln!("{}", history_summary(h));
@@ -609,6 +637,8 @@ fn history_json(h: &HistoryUse) -> serde_json::Value {
 /// Classifies `tie` and writes `tieout.csv` and each partner's `tieout.csv`
 /// (and `tieout.pdf` with a renderer) into the staging directory while the
 /// rows are classified, a batch at a time; returns the report (no rows).
+/// `first_rows` is set to when the first rows reached the writer.
+#[allow(clippy::too_many_arguments)]
 fn write_rows(
     staging: &Staging,
     tie: TieOut<'_>,
@@ -617,12 +647,14 @@ fn write_rows(
     renderer: Option<&Renderer>,
     as_of: chrono::NaiveDate,
     tolerance: Decimal,
+    first_rows: &mut Option<Instant>,
 ) -> Result<Report, Fatal> {
     let partners = staging.dir.join("partners");
     let partner_file = |id: &str| partners.join(sanitize_file_name(id)).join("tieout.csv");
     let mut writer = rt::TieoutWriter::create(&staging.files, &staging.dir, names, &partner_file)?;
     let none = BTreeMap::new();
     let report = tie.finish_with(|report, rows, done| {
+        first_rows.get_or_insert_with(Instant::now);
         // The writer creates each partner's directory with its file.
         let finished = writer.rows(report, rows, done)?;
         let Some(r) = renderer else {

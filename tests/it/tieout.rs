@@ -490,3 +490,44 @@ fn the_tieout_page_speaks_the_locale() {
         }
     }
 }
+
+/// `PORLEDGER_TIMINGS` prints one `timings:` line for a tie-out: each stage
+/// named, and the earnings rows and tie-out rows counted.
+#[test]
+fn timings_name_the_tieout_stages() {
+    let dir = run_sample(Sample::Main, &["--no-pdf", "--quiet"]);
+    let run = dir.path().join("out");
+    let export = export_from_ledger(&run.join("ledger.csv"), ',', false, 1);
+    let file = dir.path().join("earnings.csv");
+    write(&file, &export);
+    let mut c = command();
+    c.env("PORLEDGER_TIMINGS", "1")
+        .arg("tieout")
+        .arg("--out")
+        .arg(&run)
+        .arg("--earnings")
+        .arg(&file)
+        .arg("--tieout-out")
+        .arg(dir.path().join("t"))
+        .args(["--as-of", "2026-11-10", "--quiet", "--no-pdf"]);
+    let o = output(&mut c);
+    assert_code(&o, 0);
+    let err = stderr(&o);
+    let line: Vec<&str> = err.lines().filter(|l| l.starts_with("timings: ")).collect();
+    assert_eq!(line.len(), 1, "{err}");
+    let rows = export.lines().count() - 1;
+    for stage in [
+        "tieout read (earnings ".to_string(),
+        ", ledger ".to_string(),
+        "), join ".to_string(),
+        "not-eligible and history ".to_string(),
+        "sort and count ".to_string(),
+        "classify and write ".to_string(),
+        "publish ".to_string(),
+        "total ".to_string(),
+        format!("earnings rows {rows},"),
+        "tie-out rows ".to_string(),
+    ] {
+        assert!(line[0].contains(&stage), "{stage:?} missing: {}", line[0]);
+    }
+}
