@@ -288,8 +288,9 @@ impl Strings {
 }
 
 /// The grain (ids of normalised IDs; program as given; invoice and product
-/// in upper case, [`EMPTY`] where unknown or not compared).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// in upper case, [`EMPTY`] where unknown or not compared). Ordered by its
+/// ids (not by text): the order the two sides are merge-joined in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct Key {
     partner: u32,
     month: Month,
@@ -549,6 +550,11 @@ pub struct TieOut<'r> {
     settings: TieSettings,
     strings: Strings,
     expected: FastMap<Key, Expected>,
+    /// Grains taken from another tie-out ([`TieOut::add_accruals_of`]) while
+    /// `expected` was empty, in the order taken: they come before every entry
+    /// of `expected` with the same key. Kept as a list, not put in the map:
+    /// [`TieOut::finish`] sorts and merges instead of hashing each grain again.
+    taken: Vec<(Key, Expected)>,
     paid: FastMap<Key, Paid>,
     adjustments: FastMap<AdjKey, Paid>,
     /// (customer, subscription or "", month) -> (reason, miss) in first-seen order.
@@ -776,8 +782,8 @@ enum Source {
 }
 
 /// Each grain's entries (either side may be missing), moved out of the
-/// maps into the report's order ([`TieOut::finish_in`]); none for an
-/// adjustment. One side at a time: each map is freed when moved.
+/// two sides' lists into the report's order ([`TieOut::finish_in`]); none
+/// for an adjustment. One side at a time: each list is freed when moved.
 struct Gathered {
     expected: Vec<Option<Expected>>,
     paid: Vec<Option<Paid>>,
@@ -789,6 +795,9 @@ impl Gathered {
         (self.expected[i].as_ref(), self.paid[i].as_ref())
     }
 }
+
+/// No entry on this side of a grain (an index into neither list).
+const NONE: u32 = u32::MAX;
 
 /// The order of the report's rows (see [`TieOut::finish`]): partner,
 /// month, adjustment, program, customer, subscription, invoice, product,
@@ -878,6 +887,7 @@ impl<'r> TieOut<'r> {
             settings,
             strings: Strings::new(),
             expected: FastMap::default(),
+            taken: Vec::new(),
             paid: FastMap::default(),
             adjustments: FastMap::default(),
             not_eligible: FastMap::default(),
@@ -1027,18 +1037,17 @@ impl<'r> TieOut<'r> {
             source_map.push(self.source_idx(close_map[c as usize], other.strings.str(f))?);
         }
         let m = |i: u32| map[i as usize];
-        self.expected.reserve(other.expected.len());
-        for (k, mut e) in other.expected {
-            let mut key = Key {
+        let remap = |k: &mut Key, e: &mut Expected| {
+            *k = Key {
                 partner: m(k.partner),
                 program: m(k.program),
                 customer: m(k.customer),
                 subscription: m(k.subscription),
                 invoice: m(k.invoice),
                 product: m(k.product),
-                ..k
+                ..*k
             };
-            absent.clear(&mut key);
+            absent.clear(k);
             e.shown = Shown {
                 partner: m(e.shown.partner),
                 customer: m(e.shown.customer),
@@ -1052,6 +1061,18 @@ impl<'r> TieOut<'r> {
                     *c = close_map[*c as usize];
                 }
             }
+        };
+        if self.expected.is_empty() {
+            // Nothing of this tie-out's own to merge into: the grains are
+            // re-keyed in place, on the pool, and kept in the order taken.
+            let mut entries: Vec<(Key, Expected)> = other.expected.into_iter().collect();
+            entries.par_iter_mut().for_each(|(k, e)| remap(k, e));
+            self.taken.append(&mut entries);
+            return Ok(());
+        }
+        self.expected.reserve(other.expected.len());
+        for (mut key, mut e) in other.expected {
+            remap(&mut key, &mut e);
             match self.expected.entry(key) {
                 Entry::Vacant(v) => {
                     v.insert(e);
@@ -1059,6 +1080,35 @@ impl<'r> TieOut<'r> {
                 Entry::Occupied(mut o) => o.get_mut().merge(e)?,
             }
         }
+        Ok(())
+    }
+
+    /// Moves the grains of `taken` into the map `expected`, each before the
+    /// map's entry of the same key (the order they were added in).
+    fn fold_taken(&mut self) -> Result<(), Fatal> {
+        if self.taken.is_empty() {
+            return Ok(());
+        }
+        let taken = std::mem::take(&mut self.taken);
+        let mut map: FastMap<Key, Expected> =
+            FastMap::with_capacity_and_hasher(taken.len() + self.expected.len(), Fast::default());
+        for (k, e) in taken {
+            match map.entry(k) {
+                Entry::Vacant(v) => {
+                    v.insert(e);
+                }
+                Entry::Occupied(mut o) => o.get_mut().merge(e)?,
+            }
+        }
+        for (k, e) in std::mem::take(&mut self.expected) {
+            match map.entry(k) {
+                Entry::Vacant(v) => {
+                    v.insert(e);
+                }
+                Entry::Occupied(mut o) => o.get_mut().merge(e)?,
+            }
+        }
+        self.expected = map;
         Ok(())
     }
 
@@ -1263,11 +1313,16 @@ impl<'r> TieOut<'r> {
         // they are dropped from every key (accruals taken in by
         // `add_accruals_of` have lost them already).
         let absent = self.absent_parts();
-        if self.expected.keys().any(|k| {
+        let loses_part = |k: &Key| {
             let mut c = *k;
             absent.clear(&mut c);
             c != *k
-        }) {
+        };
+        // (Taken grains lose a part only when earnings came after them.)
+        if self.taken.iter().any(|(k, _)| loses_part(k)) {
+            self.fold_taken()?;
+        }
+        if self.expected.keys().any(loses_part) {
             let none = FastMap::default();
             self.expected = collapse(
                 std::mem::take(&mut self.expected),
@@ -1288,6 +1343,7 @@ impl<'r> TieOut<'r> {
                 .keys()
                 .map(|k| (k, true))
                 .chain(self.expected.keys().map(|k| (k, false)))
+                .chain(self.taken.iter().map(|(k, _)| (k, false)))
         };
         for (k, paid) in keys() {
             let d = Dims::missing(k, paid).0 & !absent.0;
@@ -1308,6 +1364,7 @@ impl<'r> TieOut<'r> {
             .filter(|(_, d)| *d != Dims::default())
             .collect();
         if !coarse.is_empty() {
+            self.fold_taken()?;
             self.expected = collapse(
                 std::mem::take(&mut self.expected),
                 &coarse,
@@ -1336,27 +1393,99 @@ impl<'r> TieOut<'r> {
                 },
             )?;
         }
-        // Every grain's lines and rows in order, once: the rows borrow them.
-        let mut lines: Vec<&mut [u64]> = self
-            .expected
-            .values_mut()
-            .map(|e| &mut e.lines[..])
-            .collect();
-        lines.par_iter_mut().for_each(|l| l.sort_unstable());
-        drop(lines);
+        // Each side as a list: the grains taken from the ledger's side first,
+        // then the map's (an entry of both merges into the taken one).
+        let mut expected: Vec<(Key, Expected)> = std::mem::take(&mut self.taken);
+        expected.extend(std::mem::take(&mut self.expected));
+        let mut paid: Vec<(Key, Paid)> = std::mem::take(&mut self.paid).into_iter().collect();
+        if expected.len().max(paid.len()) >= NONE as usize {
+            return Err(Fatal::Overflow {
+                what: "tie-out grains".into(),
+                cause: "more than 4,294,967,294 grains on one side".into(),
+            });
+        }
+        // Both sides sorted by key (each on its own thread), then joined in
+        // one pass: no table of grains is looked up grain by grain.
+        // Each with the IDs shown, so that later steps need not look the
+        // entries up again.
+        fn by_key<V: Send>(side: &[(Key, V)], shown: fn(&V) -> Shown) -> Vec<(Key, u32, Shown)>
+        where
+            (Key, V): Sync,
+        {
+            let mut order: Vec<(Key, u32, Shown)> = side
+                .par_iter()
+                .enumerate()
+                .map(|(i, (k, v))| (*k, i as u32, shown(v)))
+                .collect();
+            // By key, then by position: the first of equal keys is the base.
+            order.par_sort_unstable_by_key(|&(k, i, _)| (k, i));
+            order
+        }
+        let (e_order, p_order) = rayon::join(
+            || by_key(&expected, |e: &Expected| e.shown),
+            || by_key(&paid, |p: &Paid| p.shown),
+        );
+        // The grains: key, expected entry and paid entry (or NONE), and the
+        // IDs shown (the expected side's where it has the grain), by key.
+        let mut grains: Vec<(Key, u32, u32, Shown)> =
+            Vec::with_capacity(e_order.len().max(p_order.len()));
+        let (mut i, mut j) = (0, 0);
+        while i < e_order.len() || j < p_order.len() {
+            let ek = e_order.get(i).map(|x| x.0);
+            let pk = p_order.get(j).map(|x| x.0);
+            let key = match (ek, pk) {
+                (Some(a), Some(b)) => a.min(b),
+                (Some(a), None) => a,
+                (None, Some(b)) => b,
+                (None, None) => break,
+            };
+            let mut e = NONE;
+            let mut shown = None;
+            if ek == Some(key) {
+                e = e_order[i].1;
+                shown = Some(e_order[i].2);
+                i += 1;
+                // Entries of the same key after the first merge into it.
+                while let Some(&(k, later, _)) = e_order.get(i) {
+                    if k != key {
+                        break;
+                    }
+                    let other = std::mem::take(&mut expected[later as usize].1);
+                    expected[e as usize].1.merge(other)?;
+                    i += 1;
+                }
+            }
+            let mut p = NONE;
+            if pk == Some(key) {
+                p = p_order[j].1;
+                shown = shown.or(Some(p_order[j].2));
+                j += 1;
+            }
+            grains.push((key, e, p, shown.unwrap_or_default()));
+        }
+        drop((e_order, p_order));
+        // Every grain's lines and rows in order, once (after the merges):
+        // the rows borrow them.
+        expected
+            .par_iter_mut()
+            .for_each(|(_, e)| e.lines.sort_unstable());
+        paid.par_iter_mut()
+            .for_each(|(_, p)| p.rows.sort_unstable());
         let mut rows: Vec<&mut [(u32, u64)]> = self
-            .paid
+            .adjustments
             .values_mut()
-            .chain(self.adjustments.values_mut())
             .map(|p| &mut p.rows[..])
             .collect();
         rows.par_iter_mut().for_each(|r| r.sort_unstable());
         drop(rows);
         // Who porledger credits per customer and month (for paid-not-expected).
         let mut credited: Credited = FastMap::default();
-        for (k, e) in &self.expected {
+        for &(k, e, _, shown) in &grains {
+            if e == NONE {
+                continue;
+            }
             let who = credited.entry((k.customer, k.month)).or_default();
-            let v = (e.shown.partner, k.program);
+            let v = (shown.partner, k.program);
             if !who.contains(&v) {
                 who.push(v);
             }
@@ -1366,32 +1495,27 @@ impl<'r> TieOut<'r> {
         // reason; by text.
         let rank = self.strings.ranks();
         let r = |i: u32| rank[i as usize];
-        let mut sources: Vec<(SortKey, Source)> =
-            Vec::with_capacity(self.expected.len() + self.paid.len() + self.adjustments.len());
-        // A grain sorts by its key and the customer and subscription shown.
-        let grain = |k: &Key, shown: &Shown| -> (SortKey, Source) {
-            let sk = (
-                r(k.partner),
-                k.month,
-                false,
-                r(k.program),
-                r(shown.customer),
-                r(shown.subscription),
-                r(k.invoice),
-                r(k.product),
-                k.currency,
-                0,
-            );
-            (sk, Source::Grain(*k))
-        };
-        for (k, e) in &self.expected {
-            sources.push(grain(k, &e.shown));
-        }
-        for (k, p) in &self.paid {
-            if !self.expected.contains_key(k) {
-                sources.push(grain(k, &p.shown));
-            }
-        }
+        // A grain sorts by its key and the customer and subscription shown
+        // (the expected side's where it has one).
+        let mut sources: Vec<(SortKey, Source, (u32, u32))> = grains
+            .par_iter()
+            .map(|&(k, e, p, shown)| {
+                let sk = (
+                    r(k.partner),
+                    k.month,
+                    false,
+                    r(k.program),
+                    r(shown.customer),
+                    r(shown.subscription),
+                    r(k.invoice),
+                    r(k.product),
+                    k.currency,
+                    0,
+                );
+                (sk, Source::Grain(k), (e, p))
+            })
+            .collect();
+        drop(grains);
         for k in self.adjustments.keys() {
             let sk = (
                 r(k.partner),
@@ -1405,29 +1529,31 @@ impl<'r> TieOut<'r> {
                 k.currency,
                 r(k.reason),
             );
-            sources.push((sk, Source::Adjustment(*k)));
+            sources.push((sk, Source::Adjustment(*k), (NONE, NONE)));
         }
         // Total order: no two sources share a sort key.
         sources.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
         drop(rank);
-        // Each grain's entries moved out of the two maps into the rows'
-        // order, once: counting, classifying and writing then read them in
-        // sequence, where each look-up in a table of hundreds of MB was a
-        // cache miss (four per row, and more where the written row reads
-        // the entries' rates and lines).
-        fn gather<V>(sources: &[(SortKey, Source)], mut map: FastMap<Key, V>) -> Vec<Option<V>> {
-            sources
-                .iter()
-                .map(|(_, s)| match s {
-                    Source::Grain(k) => map.remove(k),
-                    Source::Adjustment(_) => None,
-                })
+        // Each grain's entries moved into the rows' order, once: counting,
+        // classifying and writing then read them in sequence.
+        fn gather<V: Default>(
+            picks: impl Iterator<Item = u32>,
+            side: &mut [(Key, V)],
+        ) -> Vec<Option<V>> {
+            picks
+                .map(|i| (i != NONE).then(|| std::mem::take(&mut side[i as usize].1)))
                 .collect()
         }
+        // One side at a time: each list is freed before the next is gathered.
+        let expected_rows = gather(sources.iter().map(|s| s.2 .0), &mut expected);
+        drop(expected);
+        let paid_rows = gather(sources.iter().map(|s| s.2 .1), &mut paid);
+        drop(paid);
         let entries = Gathered {
-            expected: gather(&sources, std::mem::take(&mut self.expected)),
-            paid: gather(&sources, std::mem::take(&mut self.paid)),
+            expected: expected_rows,
+            paid: paid_rows,
         };
+        let sources: Vec<(SortKey, Source)> = sources.into_iter().map(|(k, s, _)| (k, s)).collect();
         // The issued billing files by text; a row's lines sort by it.
         let source_text: Vec<String> = self
             .sources
@@ -2901,6 +3027,54 @@ lever = "*usage*"
         assert_eq!(format!("{:?}", a.rows), format!("{:?}", b.rows));
         assert_eq!(a.issued_sources, b.issued_sources);
         assert_eq!(a.issued_sources.len(), 3);
+    }
+
+    /// Ledger rows taken in from another accumulator, then issued accruals
+    /// of the same grains (and of others) added here, as `tieout --history`
+    /// does: the same report as adding them all here in that order.
+    #[test]
+    fn issued_accruals_after_taken_ledger_rows_give_the_same_report() {
+        let r = rules();
+        let ledger = [
+            accrual("1", "C", "S", JAN, "5", 2),
+            // The same grain, its IDs in other cases: shown as first seen.
+            accrual("1", "c", "s", JAN, "1", 3),
+            accrual("2", "D", "S", FEB, "3", 4),
+        ];
+        let issued_rows = [
+            issued("1", "c", JAN, "10", "2026-01", 1, "jan.csv", 7),
+            issued("3", "E", JAN, "2", "2026-01", 1, "jan.csv", 8),
+        ];
+        let earn = |t: &mut TieOut<'_>| {
+            for e in [
+                earning("1", "C", "S", JAN, "16", None, 1),
+                earning("2", "D", "S", FEB, "3", None, 2),
+            ] {
+                t.add_earning(&e).unwrap();
+            }
+        };
+        let mut one = TieOut::new(&r, settings("0.01"));
+        earn(&mut one);
+        for a in ledger.iter().chain(&issued_rows) {
+            one.add_accrual(a).unwrap();
+        }
+        let mut two = TieOut::new(&r, settings("0.01"));
+        earn(&mut two);
+        let mut side = TieOut::new(&r, settings("0.01"));
+        for a in &ledger {
+            side.add_accrual(a).unwrap();
+        }
+        two.add_accruals_of(side).unwrap();
+        for a in &issued_rows {
+            two.add_accrual(a).unwrap();
+        }
+        let (a, b) = (one.finish().unwrap(), two.finish().unwrap());
+        assert_eq!(format!("{:?}", a.rows), format!("{:?}", b.rows));
+        assert_eq!(a.issued_sources, b.issued_sources);
+        assert_eq!(a.rows.len(), 3);
+        assert_eq!(a.rows[0].customer_id, "C");
+        assert_eq!(a.rows[0].expected, d("16.00"));
+        assert_eq!(&*a.rows[0].ledger_lines, &[2, 3]);
     }
 
     #[test]
