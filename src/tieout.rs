@@ -1092,15 +1092,7 @@ impl<'r> TieOut<'r> {
         let taken = std::mem::take(&mut self.taken);
         let mut map: FastMap<Key, Expected> =
             FastMap::with_capacity_and_hasher(taken.len() + self.expected.len(), Fast::default());
-        for (k, e) in taken {
-            match map.entry(k) {
-                Entry::Vacant(v) => {
-                    v.insert(e);
-                }
-                Entry::Occupied(mut o) => o.get_mut().merge(e)?,
-            }
-        }
-        for (k, e) in std::mem::take(&mut self.expected) {
+        for (k, e) in taken.into_iter().chain(std::mem::take(&mut self.expected)) {
             match map.entry(k) {
                 Entry::Vacant(v) => {
                     v.insert(e);

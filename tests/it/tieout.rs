@@ -176,14 +176,19 @@ fn export_of_grains(
     out
 }
 
-fn tieout(run: &Path, extra: &[&str]) -> std::process::Output {
+/// `porledger tieout --out RUN --as-of 2026-11-10 --quiet EXTRA...`.
+fn tieout_command(run: &Path, extra: &[&str]) -> std::process::Command {
     let mut c = command();
     c.arg("tieout")
         .arg("--out")
         .arg(run)
         .args(["--as-of", "2026-11-10", "--quiet"])
         .args(extra);
-    output(&mut c)
+    c
+}
+
+fn tieout(run: &Path, extra: &[&str]) -> std::process::Output {
+    output(&mut tieout_command(run, extra))
 }
 
 /// Writes `text` as `dir/earnings/NAME` and ties `run` out against it into
@@ -500,17 +505,18 @@ fn timings_name_the_tieout_stages() {
     let export = export_from_ledger(&run.join("ledger.csv"), ',', false, 1);
     let file = dir.path().join("earnings.csv");
     write(&file, &export);
-    let mut c = command();
-    c.env("PORLEDGER_TIMINGS", "1")
-        .arg("tieout")
-        .arg("--out")
-        .arg(&run)
-        .arg("--earnings")
-        .arg(&file)
-        .arg("--tieout-out")
-        .arg(dir.path().join("t"))
-        .args(["--as-of", "2026-11-10", "--quiet", "--no-pdf"]);
-    let o = output(&mut c);
+    let out_dir = dir.path().join("t");
+    let mut c = tieout_command(
+        &run,
+        &[
+            "--earnings",
+            file.to_str().unwrap(),
+            "--tieout-out",
+            out_dir.to_str().unwrap(),
+            "--no-pdf",
+        ],
+    );
+    let o = output(c.env("PORLEDGER_TIMINGS", "1"));
     assert_code(&o, 0);
     let err = stderr(&o);
     let line: Vec<&str> = err.lines().filter(|l| l.starts_with("timings: ")).collect();
