@@ -23,7 +23,7 @@ use crate::dates::{parse_date, Month};
 use crate::error::Fatal;
 use crate::history::History;
 use crate::ingest;
-use crate::ingest::earnings::{read_earnings, EarningsRead};
+use crate::ingest::earnings::{read_earnings, EarningRow, EarningsRead};
 use crate::ledger::{LedgerColumn as C, LedgerReader};
 use crate::money::{Currency, RoundingMode};
 use crate::render::pdf::tieout::TieoutPage;
@@ -431,46 +431,191 @@ fn read_not_eligible(out: &Path, tie: &mut TieOut<'_>) -> Result<(), Fatal> {
     Ok(())
 }
 
-/// Reads the earnings files into `tie`.
+/// The tie-out's view of an earnings row.
+fn earning_of<'a>(e: &EarningRow<'a>) -> Earning<'a> {
+    Earning {
+        file: e.file,
+        line: e.line,
+        participant_id: e.participant_id,
+        participant_name: e.participant_name,
+        labels: EarningsLabels {
+            program_name: e.program_name,
+            lever: e.lever,
+            engagement_name: e.engagement_name,
+            partner_association: e.partner_association,
+        },
+        customer_id: e.customer_id,
+        customer_name: e.customer_name,
+        subscription_id: e.subscription_id,
+        invoice_number: e.invoice_number,
+        product_id: e.product_id,
+        month: Month::of(e.date),
+        currency: e.currency,
+        amount: e.amount,
+        rate: e.rate,
+        reason_code: e.reason_code,
+    }
+}
+
+/// Earnings rows copied out of the reader's buffers (their texts one after
+/// another in `text`), to be added to the tie-out on another thread.
+#[derive(Default)]
+struct EarningsBatch {
+    text: String,
+    rows: Vec<BatchRow>,
+}
+
+/// One row of an [`EarningsBatch`]: where each of its texts ends in the
+/// batch's text (each starts where the one before ends), and the rest.
+struct BatchRow {
+    start: u32,
+    ends: [u32; 12],
+    file: u32,
+    line: u64,
+    month: Month,
+    currency: Currency,
+    amount: Decimal,
+    rate: Option<Decimal>,
+}
+
+impl EarningsBatch {
+    /// Rows per batch; a batch is also handed on once its text passes
+    /// [`EarningsBatch::TEXT`] bytes, so offsets stay far below `u32::MAX`
+    /// (a row is at most [`ingest::records::MAX_RECORD_BYTES`]).
+    const ROWS: usize = 4096;
+    const TEXT: usize = 4 << 20;
+
+    fn is_full(&self) -> bool {
+        self.rows.len() >= Self::ROWS || self.text.len() >= Self::TEXT
+    }
+
+    fn push(&mut self, e: &Earning<'_>) {
+        let start = self.text.len() as u32;
+        let texts = [
+            e.participant_id,
+            e.participant_name,
+            e.labels.program_name,
+            e.labels.lever,
+            e.labels.engagement_name,
+            e.labels.partner_association,
+            e.customer_id,
+            e.customer_name,
+            e.subscription_id,
+            e.invoice_number,
+            e.product_id,
+            e.reason_code,
+        ];
+        let mut ends = [0u32; 12];
+        for (end, t) in ends.iter_mut().zip(texts) {
+            self.text.push_str(t);
+            *end = self.text.len() as u32;
+        }
+        self.rows.push(BatchRow {
+            start,
+            ends,
+            file: e.file,
+            line: e.line,
+            month: e.month,
+            currency: e.currency,
+            amount: e.amount,
+            rate: e.rate,
+        });
+    }
+
+    /// Adds the batch's rows to `tie`, in order.
+    fn add_to(&self, tie: &mut TieOut<'_>) -> Result<(), Fatal> {
+        for r in &self.rows {
+            let mut at = r.start as usize;
+            let t = r.ends.map(|end| {
+                let s = &self.text[at..end as usize];
+                at = end as usize;
+                s
+            });
+            tie.add_earning(&Earning {
+                file: r.file,
+                line: r.line,
+                participant_id: t[0],
+                participant_name: t[1],
+                labels: EarningsLabels {
+                    program_name: t[2],
+                    lever: t[3],
+                    engagement_name: t[4],
+                    partner_association: t[5],
+                },
+                customer_id: t[6],
+                customer_name: t[7],
+                subscription_id: t[8],
+                invoice_number: t[9],
+                product_id: t[10],
+                month: r.month,
+                currency: r.currency,
+                amount: r.amount,
+                rate: r.rate,
+                reason_code: t[11],
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads the earnings files into `tie`. With more than one worker thread the
+/// reading (I/O, SHA-256, records, fields, `earningId`s) and the adding to
+/// `tie` run on two threads, rows handed over in batches, like `run`'s reader
+/// thread; with one, both on this thread.
 fn read_earnings_into(
     files: &[ingest::InputFile],
     tie: &mut TieOut<'_>,
 ) -> Result<EarningsRead, Fatal> {
-    let mut failed = None;
-    let read = read_earnings(files, &mut |e| {
-        if failed.is_some() {
-            return;
-        }
-        let r = tie.add_earning(&Earning {
-            file: e.file,
-            line: e.line,
-            participant_id: e.participant_id,
-            participant_name: e.participant_name,
-            labels: EarningsLabels {
-                program_name: e.program_name,
-                lever: e.lever,
-                engagement_name: e.engagement_name,
-                partner_association: e.partner_association,
-            },
-            customer_id: e.customer_id,
-            customer_name: e.customer_name,
-            subscription_id: e.subscription_id,
-            invoice_number: e.invoice_number,
-            product_id: e.product_id,
-            month: Month::of(e.date),
-            currency: e.currency,
-            amount: e.amount,
-            rate: e.rate,
-            reason_code: e.reason_code,
-        });
-        if let Err(err) = r {
-            failed = Some(err);
-        }
-    })?;
-    if let Some(e) = failed {
-        return Err(e);
+    if rayon::current_num_threads() < 2 {
+        let mut failed = None;
+        let read = read_earnings(files, &mut |e| {
+            if failed.is_none() {
+                failed = tie.add_earning(&earning_of(e)).err();
+            }
+        })?;
+        return match failed {
+            Some(e) => Err(e),
+            None => Ok(read),
+        };
     }
-    Ok(read)
+    std::thread::scope(|s| {
+        let (tx, rx) = crossbeam_channel::bounded::<EarningsBatch>(4);
+        let (spare_tx, spare_rx) = crossbeam_channel::unbounded::<EarningsBatch>();
+        let adder = s.spawn(move || -> Result<(), Fatal> {
+            for mut batch in rx {
+                batch.add_to(tie)?;
+                batch.text.clear();
+                batch.rows.clear();
+                // The reader may have finished: then the batch is dropped.
+                let _ = spare_tx.send(batch);
+            }
+            Ok(())
+        });
+        let mut batch = EarningsBatch::default();
+        let mut stopped = false;
+        let read = read_earnings(files, &mut |e| {
+            if stopped {
+                return;
+            }
+            batch.push(&earning_of(e));
+            if batch.is_full() {
+                let next = spare_rx.try_recv().unwrap_or_default();
+                // Fails only when the adder stopped on an error: it is
+                // reported below, and the rest is not worth handing over.
+                stopped = tx.send(std::mem::replace(&mut batch, next)).is_err();
+            }
+        });
+        if !stopped && !batch.rows.is_empty() {
+            let _ = tx.send(batch);
+        }
+        drop(tx);
+        let added = adder
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        let read = read?;
+        added?;
+        Ok(read)
+    })
 }
 
 pub fn tieout(args: &TieoutArgs) -> Result<Finish, Fatal> {

@@ -537,3 +537,120 @@ fn timings_name_the_tieout_stages() {
         assert!(line[0].contains(&stage), "{stage:?} missing: {}", line[0]);
     }
 }
+
+/// More earnings rows than the reader hands over at once (4,096 per batch),
+/// with Growth duplicates and a reject among them: one thread (rows read
+/// and added in turn) and two (read on one thread, added on another) give
+/// the same tie-out, byte for byte, and every row is accounted for.
+#[test]
+fn a_large_export_ties_out_the_same_on_one_thread_and_two() {
+    let dir = run_sample(Sample::Main, &["--no-pdf", "--quiet"]);
+    let run = dir.path().join("out");
+    let export = export_from_ledger(&run.join("ledger.csv"), ',', false, 1);
+    let mut lines = export.lines();
+    let header = lines.next().unwrap();
+    let mut text = format!("{header}\r\n");
+    let mut first_seen = 0usize;
+    for (i, row) in lines.enumerate() {
+        text.push_str(row);
+        text.push_str("\r\n");
+        let cells: Vec<&str> = row.split(',').collect();
+        // The same earning again (a Growth report), then 30 earnings of
+        // nothing under IDs of their own.
+        text.push_str(row);
+        text.push_str("\r\n");
+        for k in 0..30 {
+            let mut c = cells.clone();
+            let id = format!("Z{i:05}-{k:02}");
+            c[0] = &id;
+            c[8] = "0.00";
+            text.push_str(&c.join(","));
+            text.push_str("\r\n");
+        }
+        first_seen += 31;
+    }
+    text.push_str("Z-bad,426918,CSP,DPOR,C,S,2026-10-15,EUR,twelve,4,Sent\r\n");
+    assert!(first_seen > 2 * 4096, "{first_seen} rows");
+    let file = dir.path().join("earnings.csv");
+    write(&file, &text);
+    let mut dirs = Vec::new();
+    for threads in ["1", "2"] {
+        let to = dir.path().join(format!("t{threads}"));
+        let mut c = tieout_command(
+            &run,
+            &[
+                "--earnings",
+                file.to_str().unwrap(),
+                "--tieout-out",
+                to.to_str().unwrap(),
+                "--no-pdf",
+            ],
+        );
+        let o = output(c.env("RAYON_NUM_THREADS", threads));
+        assert_code(&o, 1);
+        let j = read_json(to.join("tieout.json"));
+        let a = &j["accounting"];
+        assert_eq!(a["balanced"], true, "{a}");
+        let read = first_seen as u64 / 31 * 32 + 1;
+        assert_eq!(a["rows_read"].as_u64(), Some(read), "{a}");
+        assert_eq!(a["rows"].as_u64(), Some(first_seen as u64 + 1), "{a}");
+        assert_eq!(a["matched"].as_u64(), Some(first_seen as u64), "{a}");
+        assert_eq!(
+            a["duplicates"].as_u64(),
+            Some(first_seen as u64 / 31),
+            "{a}"
+        );
+        assert_eq!(a["rejected"].as_u64(), Some(1), "{a}");
+        assert_eq!(a["unmatched"], 0, "{a}");
+        dirs.push(to);
+    }
+    crate::common::assert_same_tree(&dirs[0], &dirs[1]);
+}
+
+/// Earnings of one grain whose sum leaves the decimal range end the tie-out
+/// (exit 2, the sum named, nothing published), whether the rows are added
+/// on the reading thread or on another one, with many rows still to read.
+#[test]
+fn a_sum_out_of_range_is_fatal_on_one_thread_and_two() {
+    let dir = run_sample(Sample::Main, &["--no-pdf", "--quiet"]);
+    let run = dir.path().join("out");
+    let export = export_from_ledger(&run.join("ledger.csv"), ',', false, 1);
+    let mut lines = export.lines();
+    let mut text = format!("{}\r\n", lines.next().unwrap());
+    let huge = "79228162514264337593543950335";
+    for id in ["H1", "H2"] {
+        text.push_str(&format!(
+            "{id},426918,CSP,DPOR,C,S,2026-10-15,EUR,{huge},4,Sent\r\n"
+        ));
+    }
+    let rows: Vec<&str> = lines.collect();
+    for k in 0..30 {
+        for row in &rows {
+            let mut c: Vec<&str> = row.split(',').collect();
+            let id = format!("{}-{k}", c[0]);
+            c[0] = &id;
+            text.push_str(&c.join(","));
+            text.push_str("\r\n");
+        }
+    }
+    let file = dir.path().join("earnings.csv");
+    write(&file, &text);
+    for threads in ["1", "2"] {
+        let to = dir.path().join(format!("t{threads}"));
+        let mut c = tieout_command(
+            &run,
+            &[
+                "--earnings",
+                file.to_str().unwrap(),
+                "--tieout-out",
+                to.to_str().unwrap(),
+                "--no-pdf",
+            ],
+        );
+        let o = output(c.env("RAYON_NUM_THREADS", threads));
+        assert_code(&o, 2);
+        let err = stderr(&o);
+        assert!(err.contains("earnings of partner 426918 in EUR"), "{err}");
+        assert!(!to.exists(), "{threads} threads published");
+    }
+}
