@@ -658,7 +658,7 @@ pub fn tieout(args: &TieoutArgs) -> Result<Finish, Fatal> {
     // The two sides are read at once, each into its own accumulator.
     let files = ingest::discover(&args.earnings, "--earnings")?;
     let billed = ingest::earnings::grain_columns(&files);
-    let mut ledger_side = TieOut::new(&rules, settings);
+    let mut ledger_side = TieOut::for_ledger(&rules, settings);
     let ((read, earnings_time), (ledger, ledger_time)) = rayon::join(
         || {
             let t = Instant::now();
