@@ -516,6 +516,16 @@ struct Paid {
     labels: u32,
 }
 
+impl Paid {
+    /// Adds `other` (the same grain, or one regrouped with it) in.
+    fn merge(&mut self, other: Paid) -> Result<(), Fatal> {
+        self.amount = add_checked(self.amount, other.amount, || "paid amount".into())?;
+        self.rates.extend(other.rates);
+        self.rows.extend(other.rows);
+        Ok(())
+    }
+}
+
 /// An adjustment group: partner, month, currency, program (or ""), reason.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct AdjKey {
@@ -566,6 +576,14 @@ pub struct TieOut<'r> {
     /// small table of the last grain per slot (index into `taken`, plus
     /// one) has it; the rest are merged in [`TieOut::finish`].
     recent: Option<Box<[u32]>>,
+    /// The earnings' grains as added: appended, each folded into the entry
+    /// of a recent earning of the same grain where `paid_recent` has it (as
+    /// `recent` does for a ledger side); the rest are merged in
+    /// [`TieOut::finish`], in order.
+    paid_rows: Vec<(Key, Paid)>,
+    paid_recent: Box<[u32]>,
+    /// The earnings' grains as one map: only while [`TieOut::finish`]
+    /// regroups them.
     paid: FastMap<Key, Paid>,
     adjustments: FastMap<AdjKey, Paid>,
     /// (customer, subscription or "", month) -> (reason, miss) in first-seen order.
@@ -900,6 +918,8 @@ impl<'r> TieOut<'r> {
             expected: FastMap::default(),
             taken: Vec::new(),
             recent: None,
+            paid_rows: Vec::new(),
+            paid_recent: vec![0; RECENT_SLOTS].into_boxed_slice(),
             paid: FastMap::default(),
             adjustments: FastMap::default(),
             not_eligible: FastMap::default(),
@@ -924,10 +944,19 @@ impl<'r> TieOut<'r> {
         TieOut::with_recent(rules, settings, RECENT_SLOTS)
     }
 
-    /// [`TieOut::for_ledger`] with `slots` slots of recent grains.
+    /// [`TieOut::for_ledger`] with `slots` slots of recent grains (for the
+    /// ledger's rows and the earnings').
     fn with_recent(rules: &'r Rules, settings: TieSettings, slots: usize) -> TieOut<'r> {
         TieOut {
             recent: Some(vec![0; slots.max(1)].into_boxed_slice()),
+            ..TieOut::with_paid_slots(rules, settings, slots)
+        }
+    }
+
+    /// [`TieOut::new`] with `slots` slots of recent earnings' grains.
+    fn with_paid_slots(rules: &'r Rules, settings: TieSettings, slots: usize) -> TieOut<'r> {
+        TieOut {
+            paid_recent: vec![0; slots.max(1)].into_boxed_slice(),
             ..TieOut::new(rules, settings)
         }
     }
@@ -1154,6 +1183,22 @@ impl<'r> TieOut<'r> {
         Ok(())
     }
 
+    /// Moves the earnings' grains of `paid_rows` into the map `paid`, merged
+    /// in order: the map an earning at a time into it would have made.
+    fn fold_paid(&mut self) -> Result<(), Fatal> {
+        let mut map: FastMap<Key, Paid> = FastMap::default();
+        for (k, p) in std::mem::take(&mut self.paid_rows) {
+            match map.entry(k) {
+                Entry::Vacant(v) => {
+                    v.insert(p);
+                }
+                Entry::Occupied(mut o) => o.get_mut().merge(p)?,
+            }
+        }
+        self.paid = map;
+        Ok(())
+    }
+
     /// The parts of the grain (invoice, product) no earning has: compared
     /// nowhere.
     fn absent_parts(&self) -> Dims {
@@ -1294,21 +1339,30 @@ impl<'r> TieOut<'r> {
             currency: e.currency,
         };
         self.earnings_parts.0 |= Dims::present(&key).0;
-        let p = match self.paid.entry(key) {
-            Entry::Occupied(o) => o.into_mut(),
-            Entry::Vacant(v) => {
+        use std::hash::BuildHasher;
+        let slot = s.hasher.hash_one(key) as usize % self.paid_recent.len();
+        let p = match self.paid_recent[slot].checked_sub(1) {
+            Some(i) if self.paid_rows[i as usize].0 == key => &mut self.paid_rows[i as usize].1,
+            _ => {
                 self.earning_customers.insert(key.customer);
-                v.insert(Paid {
-                    shown: Shown {
-                        partner: shown_partner,
-                        customer: shown_customer,
-                        subscription: shown_subscription,
+                self.paid_rows.push((
+                    key,
+                    Paid {
+                        shown: Shown {
+                            partner: shown_partner,
+                            customer: shown_customer,
+                            subscription: shown_subscription,
+                        },
+                        partner_name: s.id(e.participant_name)?,
+                        customer_name: s.id(e.customer_name)?,
+                        labels,
+                        ..Paid::default()
                     },
-                    partner_name: s.id(e.participant_name)?,
-                    customer_name: s.id(e.customer_name)?,
-                    labels,
-                    ..Paid::default()
-                })
+                ));
+                // Past u32::MAX entries a grain is no longer remembered.
+                self.paid_recent[slot] = u32::try_from(self.paid_rows.len()).unwrap_or(0);
+                let last = self.paid_rows.len() - 1;
+                &mut self.paid_rows[last].1
             }
         };
         p.amount = add_checked(p.amount, e.amount, what)?;
@@ -1381,9 +1435,9 @@ impl<'r> TieOut<'r> {
         // of its rows have and some lack.
         let mut coarse: FastMap<Coarse, (Dims, Dims)> = FastMap::default();
         let keys = || {
-            self.paid
-                .keys()
-                .map(|k| (k, true))
+            self.paid_rows
+                .iter()
+                .map(|(k, _)| (k, true))
                 .chain(self.expected.keys().map(|k| (k, false)))
                 .chain(self.taken.iter().map(|(k, _)| (k, false)))
         };
@@ -1418,6 +1472,7 @@ impl<'r> TieOut<'r> {
                 },
                 Expected::merge,
             )?;
+            self.fold_paid()?;
             self.paid = collapse(
                 std::mem::take(&mut self.paid),
                 &coarse,
@@ -1427,19 +1482,15 @@ impl<'r> TieOut<'r> {
                         p.shown.subscription = EMPTY
                     }
                 },
-                |a, b| {
-                    a.amount = add_checked(a.amount, b.amount, || "paid amount".into())?;
-                    a.rates.extend(b.rates);
-                    a.rows.extend(b.rows);
-                    Ok(())
-                },
+                Paid::merge,
             )?;
+            self.paid_rows = std::mem::take(&mut self.paid).into_iter().collect();
         }
         // Each side as a list: the grains taken from the ledger's side first,
         // then the map's (an entry of both merges into the taken one).
         let mut expected: Vec<(Key, Expected)> = std::mem::take(&mut self.taken);
         expected.extend(std::mem::take(&mut self.expected));
-        let mut paid: Vec<(Key, Paid)> = std::mem::take(&mut self.paid).into_iter().collect();
+        let mut paid: Vec<(Key, Paid)> = std::mem::take(&mut self.paid_rows);
         if expected.len().max(paid.len()) >= NONE as usize {
             return Err(Fatal::Overflow {
                 what: "tie-out grains".into(),
@@ -1502,6 +1553,14 @@ impl<'r> TieOut<'r> {
                 p = p_order[j].1;
                 shown = shown.or(Some(p_order[j].2));
                 j += 1;
+                while let Some(&(k, later, _)) = p_order.get(j) {
+                    if k != key {
+                        break;
+                    }
+                    let other = std::mem::take(&mut paid[later as usize].1);
+                    paid[p as usize].1.merge(other)?;
+                    j += 1;
+                }
             }
             grains.push((key, e, p, shown.unwrap_or_default()));
         }
@@ -3121,9 +3180,9 @@ lever = "*usage*"
 
     /// A ledger side that appends its rows ([`TieOut::for_ledger`]), with
     /// any number of slots of recent grains (one: nearly every row its own
-    /// entry), taken in after the earnings, gives the report of adding
-    /// every row to one tie-out; so does taking it into a tie-out that has
-    /// grains of its own.
+    /// entry), taken in after the earnings (also appended, with as many
+    /// slots), gives the report of adding every row to one tie-out; so does
+    /// taking it into a tie-out that has grains of its own.
     #[test]
     fn a_ledger_side_that_appends_its_rows_gives_the_same_report() {
         const IDS: [&str; 4] = ["C", "c", "D", ""];
@@ -3189,7 +3248,7 @@ lever = "*usage*"
                 one.add_accrual(a).unwrap();
             }
             let taken = |slots: usize| {
-                let mut two = TieOut::new(&r, settings("0.01"));
+                let mut two = TieOut::with_paid_slots(&r, settings("0.01"), slots);
                 earn(&mut two);
                 let mut side = TieOut::with_recent(&r, settings("0.01"), slots);
                 for a in &rows {
