@@ -367,6 +367,12 @@ pub struct TieoutArgs {
     /// Template directory for the PDFs (see `run --template`).
     #[arg(long, value_name = "DIR")]
     pub template: Option<PathBuf>,
+    /// Worker threads [default: number of CPUs]. With 1, everything runs in
+    /// turn on one thread; with more, the earnings are read on one thread and
+    /// added on another while the ledger is read. Output is identical for any
+    /// value.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
     /// No summary on stderr.
     #[arg(long, short)]
     pub quiet: bool,

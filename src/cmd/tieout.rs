@@ -619,6 +619,12 @@ fn read_earnings_into(
 }
 
 pub fn tieout(args: &TieoutArgs) -> Result<Finish, Fatal> {
+    let threads = crate::settings::threads(args.threads)?;
+    crate::cmd::pool(threads)?.install(|| tieout_on_pool(args))
+}
+
+/// [`tieout`] on its worker pool.
+fn tieout_on_pool(args: &TieoutArgs) -> Result<Finish, Fatal> {
     let start = Instant::now();
     let mut timings = console::TieoutTimings::default();
     let tolerance = parse_tolerance(&args.tolerance)?;

@@ -586,7 +586,7 @@ fn a_large_export_ties_out_the_same_on_one_thread_and_two() {
                 "--no-pdf",
             ],
         );
-        let o = output(c.env("RAYON_NUM_THREADS", threads));
+        let o = output(c.args(["--threads", threads]));
         assert_code(&o, 1);
         let j = read_json(to.join("tieout.json"));
         let a = &j["accounting"];
@@ -647,7 +647,7 @@ fn a_sum_out_of_range_is_fatal_on_one_thread_and_two() {
                 "--no-pdf",
             ],
         );
-        let o = output(c.env("RAYON_NUM_THREADS", threads));
+        let o = output(c.args(["--threads", threads]));
         assert_code(&o, 2);
         let err = stderr(&o);
         assert!(err.contains("earnings of partner 426918 in EUR"), "{err}");

@@ -299,8 +299,8 @@ fn the_output_is_the_same_for_any_thread_count() {
     for threads in ["1", "3"] {
         let to = s.dir.path().join(format!("t{threads}"));
         let mut c = command();
-        c.env("RAYON_NUM_THREADS", threads)
-            .arg("tieout")
+        c.arg("tieout")
+            .args(["--threads", threads])
             .arg("--out")
             .arg(&s.nov)
             .arg("--earnings")
