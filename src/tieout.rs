@@ -56,8 +56,42 @@ use crate::money::{round_money, Currency, Exact, RoundingMode};
 type Fast = foldhash::fast::FixedState;
 type FastMap<K, V> = HashMap<K, V, Fast>;
 
-/// Slots of [`TieOut::for_ledger`]'s table of recent grains (256 KiB).
-const RECENT_SLOTS: usize = 1 << 16;
+/// Slots of a table of [`Recent`] grains (~700 KiB: it stays in cache).
+const RECENT_SLOTS: usize = 1 << 14;
+
+/// The last grain per slot of a list of grains (appended as rows come), with
+/// the index of its entry: a row of a grain seen shortly before is folded
+/// into that entry. The keys are held here, so a row of a new grain (the
+/// usual case) is told apart without touching the list.
+struct Recent(Box<[Option<(Key, u32)>]>);
+
+impl Recent {
+    fn new(slots: usize) -> Recent {
+        Recent(vec![None; slots.max(1)].into_boxed_slice())
+    }
+
+    /// The entry of `key` in `list`: the remembered one, or a new one made by
+    /// `fresh` (then `true`).
+    fn entry<'l, V>(
+        &mut self,
+        list: &'l mut Vec<(Key, V)>,
+        key: Key,
+        hash: u64,
+        fresh: impl FnOnce() -> Result<V, Fatal>,
+    ) -> Result<(&'l mut V, bool), Fatal> {
+        let slot = (hash % self.0.len() as u64) as usize;
+        if let Some((k, i)) = self.0[slot] {
+            if k == key {
+                return Ok((&mut list[i as usize].1, false));
+            }
+        }
+        let i = list.len();
+        list.push((key, fresh()?));
+        // Past u32::MAX entries a grain is no longer remembered.
+        self.0[slot] = u32::try_from(i).ok().map(|i| (key, i));
+        Ok((&mut list[i].1, true))
+    }
+}
 type FastSet<K> = HashSet<K, Fast>;
 
 /// The class of one tie-out row.
@@ -573,15 +607,14 @@ pub struct TieOut<'r> {
     /// [`TieOut::for_ledger`]: the run's accruals go to `taken` as they come
     /// (appended, not looked up in a table of every grain), each folded
     /// into the entry of a recent accrual of the same grain where this
-    /// small table of the last grain per slot (index into `taken`, plus
-    /// one) has it; the rest are merged in [`TieOut::finish`].
-    recent: Option<Box<[u32]>>,
+    /// small table has it; the rest are merged in [`TieOut::finish`].
+    recent: Option<Recent>,
     /// The earnings' grains as added: appended, each folded into the entry
     /// of a recent earning of the same grain where `paid_recent` has it (as
     /// `recent` does for a ledger side); the rest are merged in
     /// [`TieOut::finish`], in order.
     paid_rows: Vec<(Key, Paid)>,
-    paid_recent: Box<[u32]>,
+    paid_recent: Recent,
     /// The earnings' grains as one map: only while [`TieOut::finish`]
     /// regroups them.
     paid: FastMap<Key, Paid>,
@@ -919,7 +952,7 @@ impl<'r> TieOut<'r> {
             taken: Vec::new(),
             recent: None,
             paid_rows: Vec::new(),
-            paid_recent: vec![0; RECENT_SLOTS].into_boxed_slice(),
+            paid_recent: Recent::new(RECENT_SLOTS),
             paid: FastMap::default(),
             adjustments: FastMap::default(),
             not_eligible: FastMap::default(),
@@ -948,7 +981,7 @@ impl<'r> TieOut<'r> {
     /// ledger's rows and the earnings').
     fn with_recent(rules: &'r Rules, settings: TieSettings, slots: usize) -> TieOut<'r> {
         TieOut {
-            recent: Some(vec![0; slots.max(1)].into_boxed_slice()),
+            recent: Some(Recent::new(slots)),
             ..TieOut::with_paid_slots(rules, settings, slots)
         }
     }
@@ -956,7 +989,7 @@ impl<'r> TieOut<'r> {
     /// [`TieOut::new`] with `slots` slots of recent earnings' grains.
     fn with_paid_slots(rules: &'r Rules, settings: TieSettings, slots: usize) -> TieOut<'r> {
         TieOut {
-            paid_recent: vec![0; slots.max(1)].into_boxed_slice(),
+            paid_recent: Recent::new(slots),
             ..TieOut::new(rules, settings)
         }
     }
@@ -1052,17 +1085,8 @@ impl<'r> TieOut<'r> {
         let e = match (&mut self.recent, a.origin) {
             (Some(recent), Origin::Ledger(_)) => {
                 use std::hash::BuildHasher;
-                let slot = s.hasher.hash_one(key) as usize % recent.len();
-                match recent[slot].checked_sub(1) {
-                    Some(i) if self.taken[i as usize].0 == key => &mut self.taken[i as usize].1,
-                    _ => {
-                        self.taken.push((key, fresh()));
-                        // Past u32::MAX entries a grain is no longer remembered.
-                        recent[slot] = u32::try_from(self.taken.len()).unwrap_or(0);
-                        let last = self.taken.len() - 1;
-                        &mut self.taken[last].1
-                    }
-                }
+                let h = s.hasher.hash_one(key);
+                recent.entry(&mut self.taken, key, h, || Ok(fresh()))?.0
             }
             _ => match self.expected.entry(key) {
                 Entry::Occupied(o) => o.into_mut(),
@@ -1340,31 +1364,23 @@ impl<'r> TieOut<'r> {
         };
         self.earnings_parts.0 |= Dims::present(&key).0;
         use std::hash::BuildHasher;
-        let slot = s.hasher.hash_one(key) as usize % self.paid_recent.len();
-        let p = match self.paid_recent[slot].checked_sub(1) {
-            Some(i) if self.paid_rows[i as usize].0 == key => &mut self.paid_rows[i as usize].1,
-            _ => {
-                self.earning_customers.insert(key.customer);
-                self.paid_rows.push((
-                    key,
-                    Paid {
-                        shown: Shown {
-                            partner: shown_partner,
-                            customer: shown_customer,
-                            subscription: shown_subscription,
-                        },
-                        partner_name: s.id(e.participant_name)?,
-                        customer_name: s.id(e.customer_name)?,
-                        labels,
-                        ..Paid::default()
-                    },
-                ));
-                // Past u32::MAX entries a grain is no longer remembered.
-                self.paid_recent[slot] = u32::try_from(self.paid_rows.len()).unwrap_or(0);
-                let last = self.paid_rows.len() - 1;
-                &mut self.paid_rows[last].1
-            }
-        };
+        let h = s.hasher.hash_one(key);
+        let (p, new) = self.paid_recent.entry(&mut self.paid_rows, key, h, || {
+            Ok(Paid {
+                shown: Shown {
+                    partner: shown_partner,
+                    customer: shown_customer,
+                    subscription: shown_subscription,
+                },
+                partner_name: s.id(e.participant_name)?,
+                customer_name: s.id(e.customer_name)?,
+                labels,
+                ..Paid::default()
+            })
+        })?;
+        if new {
+            self.earning_customers.insert(key.customer);
+        }
         p.amount = add_checked(p.amount, e.amount, what)?;
         if let Some(r) = e.rate {
             p.rates.insert(r.normalize());
