@@ -766,10 +766,11 @@ def tieout_timing(args, data: Path, bin_: Path) -> list[str]:
         rules = tmp / "rules-earnings.toml"
         rules.write_text(rules_with_earnings((data / "rules.toml").read_text()))
         n_earnings = sum(1 for _ in open(earnings, "rb")) - 1
-        log(f"porledger tieout ({n_earnings:,} earnings rows)")
+        log(f"porledger tieout --threads 2 ({n_earnings:,} earnings rows)")
 
         def cmd(k: int) -> list[str]:
-            return [str(bin_), "tieout", "--quiet", "--no-pdf", "--out", str(out),
+            # The same threads as the run it is timed against.
+            return [str(bin_), "tieout", "--threads", "2", "--quiet", "--no-pdf", "--out", str(out),
                     "--earnings", str(earnings), "--rules", str(rules), "--as-of", "2100-01-01",
                     "--tieout-out", str(tmp / f"tie-{k}")]  # fmt: skip
 
