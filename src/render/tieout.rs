@@ -246,14 +246,15 @@ pub struct PartnerDone {
 /// partner's display ID -> the path of its file; its directory is created),
 /// from the rows as [`crate::tieout::TieOut::finish_with`] hands them over:
 /// each batch's rows are formatted on the worker pool, once, and written to
-/// `tieout.csv`, and those not `matched` (the rows behind the partner's
-/// difference) to the partner's file as well. The report is final before the first row arrives, so a
-/// partner's file starts with its totals and its rows stream after them:
-/// nothing waits in memory but the partner's largest differences (its PDF).
+/// `tieout.csv` (on a thread of its own while the next batch is formatted,
+/// see [`MainFile`]), and those not `matched` (the rows behind the partner's
+/// difference) to the partner's file as well. The report is final before the
+/// first row arrives, so a partner's file starts with its totals and its rows
+/// stream after them: nothing waits in memory but the partner's largest
+/// differences (its PDF).
 pub struct TieoutWriter<'a> {
     files: &'a Written,
-    path: std::path::PathBuf,
-    out: Out,
+    main: MainFile,
     earnings_files: &'a [String],
     partner_file: &'a (dyn Fn(&str) -> std::path::PathBuf + Sync),
     partners: std::collections::HashMap<String, PartnerPart>,
@@ -274,8 +275,7 @@ impl<'a> TieoutWriter<'a> {
         out.write_all(&w.buf).map_err(|e| Fatal::io(&path, e))?;
         Ok(TieoutWriter {
             files,
-            path,
-            out,
+            main: MainFile::open(out, path),
             earnings_files,
             partner_file,
             partners: Default::default(),
@@ -309,81 +309,70 @@ impl<'a> TieoutWriter<'a> {
                 (w.buf, ends)
             })
             .collect();
-        // `tieout.csv` on one thread, the partners' files on another.
+        // The partners' files here (the rows behind their differences, so
+        // few), then the batch to `tieout.csv`'s writer.
         let TieoutWriter {
             files,
-            path,
-            out,
             partner_file,
             partners,
+            main,
             ..
         } = self;
-        let (written, finished) = rayon::join(
-            || -> Result<(), Fatal> {
-                for (buf, _) in &formatted {
-                    out.write_all(buf).map_err(|e| Fatal::io(&*path, e))?;
-                }
-                Ok(())
-            },
-            || -> Result<Vec<PartnerDone>, Fatal> {
-                for ((buf, ends), chunk) in formatted.iter().zip(rows.chunks(CHUNK)) {
-                    let mut start = 0;
-                    for (r, &end) in chunk.iter().zip(ends) {
-                        let part = match partners.get_mut(&*r.partner_id) {
-                            Some(p) => p,
-                            None => {
-                                let p = open_partner(files, report, &r.partner_id, partner_file)?;
-                                partners.entry(r.partner_id.to_string()).or_insert(p)
-                            }
-                        };
-                        // A partner's file holds the rows behind its
-                        // difference; its matched rows are in `tieout.csv`.
-                        if r.class != Class::Matched {
-                            part.out
-                                .write_all(&buf[start..end])
-                                .map_err(|e| Fatal::io(&part.path, e))?;
-                        }
-                        start = end;
+        for ((buf, ends), chunk) in formatted.iter().zip(rows.chunks(CHUNK)) {
+            let mut start = 0;
+            for (r, &end) in chunk.iter().zip(ends) {
+                let part = match partners.get_mut(&*r.partner_id) {
+                    Some(p) => p,
+                    None => {
+                        let p = open_partner(files, report, &r.partner_id, partner_file)?;
+                        partners.entry(r.partner_id.to_string()).or_insert(p)
                     }
+                };
+                // A partner's file holds the rows behind its difference; its
+                // matched rows are in `tieout.csv`.
+                if r.class != Class::Matched {
+                    part.out
+                        .write_all(&buf[start..end])
+                        .map_err(|e| Fatal::io(&part.path, e))?;
                 }
-                for r in rows {
-                    if !r.is_difference() {
-                        continue;
-                    }
-                    if let Some(part) = partners.get_mut(&*r.partner_id) {
-                        part.differences.push(r.into_owned());
-                        if part.differences.len() >= 2 * PDF_ROWS {
-                            part.differences.sort_by(TieRow::by_difference);
-                            part.differences.truncate(PDF_ROWS);
-                        }
-                    }
+                start = end;
+            }
+        }
+        main.write(formatted.into_iter().map(|(buf, _)| buf).collect())?;
+        for r in rows {
+            if !r.is_difference() {
+                continue;
+            }
+            if let Some(part) = partners.get_mut(&*r.partner_id) {
+                part.differences.push(r.into_owned());
+                if part.differences.len() >= 2 * PDF_ROWS {
+                    part.differences.sort_by(TieRow::by_difference);
+                    part.differences.truncate(PDF_ROWS);
                 }
-                let mut finished = Vec::with_capacity(done.len());
-                for id in done {
-                    let mut differences = match partners.remove(&id) {
-                        Some(part) => {
-                            close(part.out, &part.path)?;
-                            part.differences
-                        }
-                        None => {
-                            // Not reached: a done partner had rows. Its file all the same.
-                            let part = open_partner(files, report, &id, partner_file)?;
-                            close(part.out, &part.path)?;
-                            Vec::new()
-                        }
-                    };
-                    differences.sort_by(TieRow::by_difference);
-                    differences.truncate(PDF_ROWS);
-                    finished.push(PartnerDone {
-                        partner_id: id,
-                        differences,
-                    });
+            }
+        }
+        let mut finished = Vec::with_capacity(done.len());
+        for id in done {
+            let mut differences = match partners.remove(&id) {
+                Some(part) => {
+                    close(part.out, &part.path)?;
+                    part.differences
                 }
-                Ok(finished)
-            },
-        );
-        written?;
-        finished
+                None => {
+                    // Not reached: a done partner had rows. Its file all the same.
+                    let part = open_partner(files, report, &id, partner_file)?;
+                    close(part.out, &part.path)?;
+                    Vec::new()
+                }
+            };
+            differences.sort_by(TieRow::by_difference);
+            differences.truncate(PDF_ROWS);
+            finished.push(PartnerDone {
+                partner_id: id,
+                differences,
+            });
+        }
+        Ok(finished)
     }
 
     /// Finishes `tieout.csv`.
@@ -393,7 +382,103 @@ impl<'a> TieoutWriter<'a> {
                 "internal error: the tie-out rows of partner {id} were never finished"
             )));
         }
-        close(self.out, &self.path)
+        self.main.finish()
+    }
+}
+
+/// `tieout.csv` while its rows arrive. With two worker threads or more it is
+/// written and hashed on a thread of its own (its bytes are most of a
+/// tie-out's output), so the pool formats and classifies the next rows
+/// meanwhile; with one, on the caller's thread.
+struct MainFile {
+    path: std::path::PathBuf,
+    /// Written here (one worker thread).
+    here: Option<Out>,
+    /// The writer thread and the batches to it, in order (two at most
+    /// waiting); it hands the file back when the batches end, or the first
+    /// error.
+    send: Option<crossbeam_channel::Sender<Vec<Vec<u8>>>>,
+    thread: Option<std::thread::JoinHandle<Result<Out, Fatal>>>,
+}
+
+impl MainFile {
+    fn open(out: Out, path: std::path::PathBuf) -> MainFile {
+        if rayon::current_num_threads() < 2 {
+            return MainFile {
+                path,
+                here: Some(out),
+                send: None,
+                thread: None,
+            };
+        }
+        let (send, batches) = crossbeam_channel::bounded::<Vec<Vec<u8>>>(2);
+        let at = path.clone();
+        let thread = std::thread::spawn(move || -> Result<Out, Fatal> {
+            let mut out = out;
+            for batch in batches {
+                for buf in &batch {
+                    out.write_all(buf).map_err(|e| Fatal::io(&at, e))?;
+                }
+            }
+            Ok(out)
+        });
+        MainFile {
+            path,
+            here: None,
+            send: Some(send),
+            thread: Some(thread),
+        }
+    }
+
+    /// Appends `bufs`, in order.
+    fn write(&mut self, bufs: Vec<Vec<u8>>) -> Result<(), Fatal> {
+        if let Some(out) = self.here.as_mut() {
+            for buf in &bufs {
+                out.write_all(buf).map_err(|e| Fatal::io(&self.path, e))?;
+            }
+            return Ok(());
+        }
+        let sent = match &self.send {
+            Some(send) => send.send(bufs).is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
+        }
+        // The writer stopped: on an error, which it returns.
+        self.join().map(|_| ())
+    }
+
+    /// Ends the batches and waits for the writer: the file back, or its error.
+    fn join(&mut self) -> Result<Out, Fatal> {
+        self.send = None;
+        match self.thread.take() {
+            Some(t) => t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            None => Err(Fatal::Input(format!(
+                "internal error: {} was written after it was closed",
+                self.path.display()
+            ))),
+        }
+    }
+
+    /// Flushes and closes the file, recording its digest.
+    fn finish(mut self) -> Result<(), Fatal> {
+        let out = match self.here.take() {
+            Some(out) => out,
+            None => self.join()?,
+        };
+        close(out, &self.path)
+    }
+}
+
+impl Drop for MainFile {
+    /// On an error elsewhere, the writer is waited for: no thread goes on
+    /// writing into a staging directory that is being removed.
+    fn drop(&mut self) {
+        self.send = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -630,4 +715,100 @@ pub fn write_tieout_json(
             .collect(),
     };
     publish::write_json(files, &dir.join("tieout.json"), &json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(threads: usize) -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+    }
+
+    /// Batches of rows bigger than the file's buffer, each byte telling
+    /// batch and position apart.
+    fn batches() -> Vec<Vec<Vec<u8>>> {
+        (0..7u8)
+            .map(|b| {
+                (0..5u8)
+                    .map(|i| vec![b'a' + b + i; 30_000 + usize::from(i) * 7_001])
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tieout_csv_is_written_in_order_and_hashed_with_one_thread_and_two() {
+        let want: Vec<u8> = batches().concat().concat();
+        for threads in [1, 2] {
+            let tmp = tempfile::tempdir().unwrap();
+            let path = tmp.path().join("tieout.csv");
+            let files = Written::new();
+            pool(threads).install(|| {
+                let mut main = MainFile::open(create(&files, &path).unwrap(), path.clone());
+                assert_eq!(main.thread.is_some(), threads > 1);
+                for b in batches() {
+                    main.write(b).unwrap();
+                }
+                main.finish().unwrap();
+            });
+            assert_eq!(std::fs::read(&path).unwrap(), want, "{threads} threads");
+            // The digest recorded while writing is the file's.
+            let recorded = publish::hash_outputs(tmp.path(), &files).unwrap();
+            let read = publish::hash_outputs(tmp.path(), &Written::new()).unwrap();
+            assert_eq!(recorded.len(), 1);
+            assert_eq!(recorded[0].sha256, read[0].sha256);
+            assert_eq!(recorded[0].bytes, want.len() as u64);
+        }
+    }
+
+    /// A device that is always full: every write fails as a full disk does.
+    #[test]
+    fn a_write_error_on_the_writer_thread_is_returned_naming_the_file() {
+        let full = Path::new("/dev/full");
+        if !full.exists() {
+            return;
+        }
+        for threads in [1, 2] {
+            let files = Written::new();
+            let err = pool(threads).install(|| -> Fatal {
+                let f = std::fs::OpenOptions::new().write(true).open(full).unwrap();
+                let out =
+                    std::io::BufWriter::with_capacity(1 << 16, HashingWriter::new(full, f, &files));
+                let mut main = MainFile::open(out, full.to_path_buf());
+                for b in batches() {
+                    if let Err(e) = main.write(b) {
+                        return e;
+                    }
+                }
+                main.finish().unwrap_err()
+            });
+            let msg = err.to_string();
+            assert!(
+                msg.contains("/dev/full") && msg.to_lowercase().contains("no space"),
+                "{threads} threads: {msg}"
+            );
+        }
+    }
+
+    /// Dropped on an error elsewhere: the writer thread ends before the drop
+    /// returns, with what it was given written.
+    #[test]
+    fn a_writer_dropped_midway_is_waited_for() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("tieout.csv");
+        let files = Written::new();
+        pool(2).install(|| {
+            let mut main = MainFile::open(create(&files, &path).unwrap(), path.clone());
+            for b in batches() {
+                main.write(b).unwrap();
+            }
+            drop(main);
+        });
+        let want: Vec<u8> = batches().concat().concat();
+        assert_eq!(std::fs::read(&path).unwrap(), want);
+    }
 }
