@@ -1171,16 +1171,15 @@ impl<'r> TieOut<'r> {
             return Ok(());
         }
         self.expected.reserve(other.expected.len());
-        for (mut key, mut e) in other.taken.into_iter().chain(other.expected) {
-            remap(&mut key, &mut e);
-            match self.expected.entry(key) {
-                Entry::Vacant(v) => {
-                    v.insert(e);
-                }
-                Entry::Occupied(mut o) => o.get_mut().merge(e)?,
-            }
-        }
-        Ok(())
+        let entries = other.taken.into_iter().chain(other.expected);
+        merge_in_order(
+            &mut self.expected,
+            entries.map(|(mut key, mut e)| {
+                remap(&mut key, &mut e);
+                (key, e)
+            }),
+            Expected::merge,
+        )
     }
 
     /// Moves the grains of `taken` into the map `expected`, each before the
@@ -1189,38 +1188,26 @@ impl<'r> TieOut<'r> {
         if self.taken.is_empty() {
             return Ok(());
         }
+        // Grown from empty (see `merge_in_order`): how many entries a ledger
+        // side kept of a grain does not change the map.
         let taken = std::mem::take(&mut self.taken);
-        // Grown as grains come, not sized by the list: the map's layout, and
-        // so the order a regrouping in `finish` merges grains in (which picks
-        // the IDs shown), depends on the grains alone, not on how many
-        // entries a ledger side kept of each.
-        let mut map: FastMap<Key, Expected> = FastMap::default();
-        for (k, e) in taken.into_iter().chain(std::mem::take(&mut self.expected)) {
-            match map.entry(k) {
-                Entry::Vacant(v) => {
-                    v.insert(e);
-                }
-                Entry::Occupied(mut o) => o.get_mut().merge(e)?,
-            }
-        }
-        self.expected = map;
-        Ok(())
+        let rest = std::mem::take(&mut self.expected);
+        merge_in_order(
+            &mut self.expected,
+            taken.into_iter().chain(rest),
+            Expected::merge,
+        )
     }
 
     /// Moves the earnings' grains of `paid_rows` into the map `paid`, merged
     /// in order: the map an earning at a time into it would have made.
     fn fold_paid(&mut self) -> Result<(), Fatal> {
-        let mut map: FastMap<Key, Paid> = FastMap::default();
-        for (k, p) in std::mem::take(&mut self.paid_rows) {
-            match map.entry(k) {
-                Entry::Vacant(v) => {
-                    v.insert(p);
-                }
-                Entry::Occupied(mut o) => o.get_mut().merge(p)?,
-            }
-        }
-        self.paid = map;
-        Ok(())
+        self.paid = FastMap::default();
+        merge_in_order(
+            &mut self.paid,
+            std::mem::take(&mut self.paid_rows),
+            Paid::merge,
+        )
     }
 
     /// The parts of the grain (invoice, product) no earning has: compared
@@ -2379,6 +2366,26 @@ pub fn expected_versions(
 fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
     v.sort_unstable();
     v
+}
+
+/// Adds `entries` to `map`, in the order given: an entry whose key the map
+/// has merges into it with `merge`. A map grown this way from empty, never
+/// sized up front, has a layout (and so an order a later regrouping merges
+/// entries in) that depends on the keys alone.
+fn merge_in_order<V>(
+    map: &mut FastMap<Key, V>,
+    entries: impl IntoIterator<Item = (Key, V)>,
+    mut merge: impl FnMut(&mut V, V) -> Result<(), Fatal>,
+) -> Result<(), Fatal> {
+    for (k, v) in entries {
+        match map.entry(k) {
+            Entry::Vacant(slot) => {
+                slot.insert(v);
+            }
+            Entry::Occupied(mut o) => merge(o.get_mut(), v)?,
+        }
+    }
+    Ok(())
 }
 
 /// Moves every entry whose group is in `coarse` (every entry, with `all`)

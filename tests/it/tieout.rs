@@ -576,17 +576,7 @@ fn a_large_export_ties_out_the_same_on_one_thread_and_two() {
     let mut dirs = Vec::new();
     for threads in ["1", "2"] {
         let to = dir.path().join(format!("t{threads}"));
-        let mut c = tieout_command(
-            &run,
-            &[
-                "--earnings",
-                file.to_str().unwrap(),
-                "--tieout-out",
-                to.to_str().unwrap(),
-                "--no-pdf",
-            ],
-        );
-        let o = output(c.args(["--threads", threads]));
+        let o = tieout_on_threads(&run, &file, &to, threads);
         assert_code(&o, 1);
         let j = read_json(to.join("tieout.json"));
         let a = &j["accounting"];
@@ -605,6 +595,27 @@ fn a_large_export_ties_out_the_same_on_one_thread_and_two() {
         dirs.push(to);
     }
     crate::common::assert_same_tree(&dirs[0], &dirs[1]);
+}
+
+/// `tieout` of `run` against `earnings` into `to`, without PDFs, on
+/// `threads` worker threads.
+fn tieout_on_threads(
+    run: &Path,
+    earnings: &Path,
+    to: &Path,
+    threads: &str,
+) -> std::process::Output {
+    let mut c = tieout_command(
+        run,
+        &[
+            "--earnings",
+            earnings.to_str().unwrap(),
+            "--tieout-out",
+            to.to_str().unwrap(),
+            "--no-pdf",
+        ],
+    );
+    output(c.args(["--threads", threads]))
 }
 
 /// Earnings of one grain whose sum leaves the decimal range end the tie-out
@@ -637,17 +648,7 @@ fn a_sum_out_of_range_is_fatal_on_one_thread_and_two() {
     write(&file, &text);
     for threads in ["1", "2"] {
         let to = dir.path().join(format!("t{threads}"));
-        let mut c = tieout_command(
-            &run,
-            &[
-                "--earnings",
-                file.to_str().unwrap(),
-                "--tieout-out",
-                to.to_str().unwrap(),
-                "--no-pdf",
-            ],
-        );
-        let o = output(c.args(["--threads", threads]));
+        let o = tieout_on_threads(&run, &file, &to, threads);
         assert_code(&o, 2);
         let err = stderr(&o);
         assert!(err.contains("earnings of partner 426918 in EUR"), "{err}");
