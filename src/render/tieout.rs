@@ -247,7 +247,7 @@ pub struct PartnerDone {
 /// from the rows as [`crate::tieout::TieOut::finish_with`] hands them over:
 /// each batch's rows are formatted on the worker pool, once, and written to
 /// `tieout.csv` (on a thread of its own while the next batch is formatted,
-/// see [`MainFile`]), and those not `matched` (the rows behind the partner's
+/// see `MainFile`), and those not `matched` (the rows behind the partner's
 /// difference) to the partner's file as well. The report is final before the
 /// first row arrives, so a partner's file starts with its totals and its rows
 /// stream after them: nothing waits in memory but the partner's largest
