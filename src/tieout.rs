@@ -595,6 +595,9 @@ impl LabelEntry {
 pub struct TieOut<'r> {
     rules: &'r Rules,
     settings: TieSettings,
+    /// The explanation of a grain of this run's lines paid within the
+    /// tolerance, not to the cent (see [`PAID_AS_EXPECTED`]).
+    paid_within: String,
     strings: Strings,
     expected: FastMap<Key, Expected>,
     /// Grains taken from another tie-out ([`TieOut::add_accruals_of`]) while
@@ -674,7 +677,7 @@ pub struct TieRow<'a> {
     pub microsoft_rates: Cow<'a, [Decimal]>,
     /// When Microsoft pays an expected earning (expected-not-paid).
     pub due: Option<NaiveDate>,
-    pub explanation: String,
+    pub explanation: Cow<'a, str>,
     /// Lines of `ledger.csv` behind the expected amount, sorted.
     pub ledger_lines: Cow<'a, [u64]>,
     /// Issued accruals of the history behind the expected amount: (index
@@ -710,7 +713,7 @@ impl TieRow<'_> {
             porledger_rates: own(self.porledger_rates),
             microsoft_rates: own(self.microsoft_rates),
             due: self.due,
-            explanation: self.explanation,
+            explanation: own(self.explanation),
             ledger_lines: own(self.ledger_lines),
             issued_lines: self.issued_lines,
             earnings_rows: own(self.earnings_rows),
@@ -734,6 +737,12 @@ impl TieRow<'_> {
 
 /// The reason code of an expected earning Microsoft does not owe yet.
 const NOT_YET_DUE: &str = "not-yet-due";
+
+/// The explanation of a grain paid to the cent as expected from this run's
+/// lines. Its amounts, lines and rows are in the row's other columns, and
+/// most rows of a tie-out are matched, so it is kept short (as is
+/// [`TieOut::paid_within`]).
+const PAID_AS_EXPECTED: &str = "Microsoft paid exactly what porledger expected.";
 
 /// Whether a row of `class` is a difference someone must look at: not a
 /// match, not an adjustment, not an earning that is not yet due.
@@ -946,6 +955,10 @@ impl<'r> TieOut<'r> {
     pub fn new(rules: &'r Rules, settings: TieSettings) -> TieOut<'r> {
         TieOut {
             rules,
+            paid_within: format!(
+                "Microsoft paid what porledger expected, within the tolerance of {}.",
+                settings.tolerance
+            ),
             settings,
             strings: Strings::new(),
             expected: FastMap::default(),
@@ -1878,7 +1891,7 @@ impl<'r> TieOut<'r> {
             porledger_rates: Cow::Borrowed(&[]),
             microsoft_rates: Cow::Borrowed(&[]),
             due: None,
-            explanation: format!(
+            explanation: Cow::Owned(format!(
                 "Microsoft adjustment '{}' of {} for {} ({}, {}): a correction \
                  Microsoft makes without naming billing lines; listed, not matched.",
                 reason,
@@ -1886,7 +1899,7 @@ impl<'r> TieOut<'r> {
                 k.month,
                 Plural(p.rows.len(), "row"),
                 program
-            ),
+            )),
             ledger_lines: Cow::Borrowed(&[]),
             issued_lines: Vec::new(),
             earnings_rows: Cow::Borrowed(&p.rows),
@@ -2021,14 +2034,29 @@ impl<'r> TieOut<'r> {
             .or(p.map(|p| p.shown))
             .unwrap_or_default();
         let money = |d: Decimal| Money(d, cur);
-        let lines_text = e.map(|e| self.basis_text(e, cur)).unwrap_or_default();
+        // Paid within the tolerance from this run's lines alone: the row's
+        // columns say the rest. From issued accruals, the explanation names
+        // the closes.
+        let short = case == Case::Within && e.is_some_and(|e| e.issued.is_none());
+        let lines_text = match e {
+            Some(e) if !short => self.basis_text(e, cur),
+            _ => String::new(),
+        };
         let n_rows = p.map(|p| p.rows.len()).unwrap_or(0);
         let rows_text = Plural(n_rows, "earnings row");
         let e_rates: &[Decimal] = e.map_or(&[], |e| &e.rates.0);
         let p_rates: &[Decimal] = p.map_or(&[], |p| &p.rates.0);
         let program = s.str(k.program);
         let d = due.unwrap_or_default();
-        let (reason, explanation) = match (case, p) {
+        let (reason, explanation): (_, Cow<'_, str>) = match (case, p) {
+            (Case::Within, _) if short => (
+                Cow::Borrowed(""),
+                Cow::Borrowed(if difference.is_zero() {
+                    PAID_AS_EXPECTED
+                } else {
+                    &self.paid_within
+                }),
+            ),
             (Case::Within, _) => (
                 Cow::Borrowed(""),
                 format!(
@@ -2037,7 +2065,8 @@ impl<'r> TieOut<'r> {
                     money(paid),
                     money(expected),
                     money(difference)
-                ),
+                )
+                .into(),
             ),
             (Case::RateDiffers, _) => (
                 Cow::Borrowed("rate"),
@@ -2054,7 +2083,8 @@ impl<'r> TieOut<'r> {
                     } else {
                         "more"
                     }
-                ),
+                )
+                .into(),
             ),
             (Case::Underpaid | Case::Overpaid, _) => (
                 Cow::Borrowed(""),
@@ -2070,7 +2100,8 @@ impl<'r> TieOut<'r> {
                     },
                     money(expected),
                     percents(e_rates)
-                ),
+                )
+                .into(),
             ),
             (Case::ExpectedWithin, _) => (
                 Cow::Borrowed(""),
@@ -2078,7 +2109,8 @@ impl<'r> TieOut<'r> {
                     "porledger expected {} ({lines_text}), within the tolerance of {tol} of \
                      nothing, and Microsoft paid nothing.",
                     money(expected)
-                ),
+                )
+                .into(),
             ),
             (Case::NotYetDue, _) => (
                 Cow::Borrowed(NOT_YET_DUE),
@@ -2088,7 +2120,8 @@ impl<'r> TieOut<'r> {
                     money(expected),
                     k.month,
                     self.settings.as_of
-                ),
+                )
+                .into(),
             ),
             (Case::Overdue, _) => (
                 Cow::Borrowed("overdue"),
@@ -2097,7 +2130,8 @@ impl<'r> TieOut<'r> {
                      nothing; it was due by {d}.",
                     money(expected),
                     k.month
-                ),
+                )
+                .into(),
             ),
             (Case::PaidWithin, Some(p)) => (
                 Cow::Borrowed(""),
@@ -2106,7 +2140,8 @@ impl<'r> TieOut<'r> {
                      nothing, and porledger expected nothing.",
                     money(paid),
                     s.str(p.labels)
-                ),
+                )
+                .into(),
             ),
             (Case::PaidNotExpected, Some(p)) => {
                 let (reason, why) = self.closest_reason(k, p, credited);
@@ -2115,10 +2150,11 @@ impl<'r> TieOut<'r> {
                     format!(
                         "Microsoft paid {} ({rows_text}) that porledger did not expect: {why}",
                         money(paid)
-                    ),
+                    )
+                    .into(),
                 )
             }
-            _ => (Cow::Borrowed(""), String::new()),
+            _ => (Cow::Borrowed(""), Cow::Borrowed("")),
         };
         TieRow {
             id: String::new(),
@@ -2621,6 +2657,8 @@ lever = "*usage*"
         assert_eq!(row.earnings_rows, vec![(0, 2), (0, 3)]);
         assert_eq!(rep.earnings_matched, 2);
         assert_eq!(rep.differences, 0);
+        // Paid to the cent: the row's columns say the rest.
+        assert_eq!(row.explanation, PAID_AS_EXPECTED);
     }
 
     #[test]
@@ -2638,7 +2676,15 @@ lever = "*usage*"
             t.add_earning(&earning("1", "C", "S", JAN, paid, Some("0.04"), 2))
                 .unwrap();
             let rep = t.finish().unwrap();
-            assert_eq!(one(&rep).class, class, "paid {paid}");
+            let row = one(&rep);
+            assert_eq!(row.class, class, "paid {paid}");
+            if class == Class::Matched {
+                // Not to the cent: the difference is in its column.
+                assert_eq!(
+                    row.explanation,
+                    "Microsoft paid what porledger expected, within the tolerance of 0.01."
+                );
+            }
         }
     }
 
@@ -3328,7 +3374,7 @@ lever = "*usage*"
                 let mut rows: Vec<String> = rep.rows.iter().map(|r| TieRow {
                     customer_id: r.customer_id.to_lowercase().into(),
                     subscription_id: r.subscription_id.to_lowercase().into(),
-                    explanation: r.explanation.to_lowercase(),
+                    explanation: r.explanation.to_lowercase().into(),
                     id: String::new(),
                     ..r.clone()
                 }).map(|r| format!("{r:?}")).collect();
