@@ -2432,21 +2432,17 @@ fn collapse<V>(
     coarse: &FastMap<Coarse, Dims>,
     all: Option<Dims>,
     clear: impl Fn(&mut V, Dims),
-    mut merge: impl FnMut(&mut V, V) -> Result<(), Fatal>,
+    merge: impl FnMut(&mut V, V) -> Result<(), Fatal>,
 ) -> Result<FastMap<Key, V>, Fatal> {
     let mut out: FastMap<Key, V> = FastMap::with_capacity_and_hasher(map.len(), Fast::default());
-    for (mut k, mut v) in map {
+    let rekeyed = map.into_iter().map(|(mut k, mut v)| {
         if let Some(d) = all.or_else(|| coarse.get(&k.coarse()).copied()) {
             d.clear(&mut k);
             clear(&mut v, d);
         }
-        match out.get_mut(&k) {
-            Some(a) => merge(a, v)?,
-            None => {
-                out.insert(k, v);
-            }
-        }
-    }
+        (k, v)
+    });
+    merge_in_order(&mut out, rekeyed, merge)?;
     Ok(out)
 }
 

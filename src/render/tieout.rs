@@ -392,13 +392,22 @@ impl<'a> TieoutWriter<'a> {
 /// meanwhile; with one, on the caller's thread.
 struct MainFile {
     path: std::path::PathBuf,
+    to: To,
+}
+
+/// Where [`MainFile`]'s rows go.
+enum To {
     /// Written here (one worker thread).
-    here: Option<Out>,
+    Here(Out),
     /// The writer thread and the batches to it, in order (two at most
     /// waiting); it hands the file back when the batches end, or the first
     /// error.
-    send: Option<crossbeam_channel::Sender<Vec<Vec<u8>>>>,
-    thread: Option<std::thread::JoinHandle<Result<Out, Fatal>>>,
+    Thread {
+        send: crossbeam_channel::Sender<Vec<Vec<u8>>>,
+        thread: std::thread::JoinHandle<Result<Out, Fatal>>,
+    },
+    /// Handed back, or its writer stopped.
+    Closed,
 }
 
 impl MainFile {
@@ -406,9 +415,7 @@ impl MainFile {
         if rayon::current_num_threads() < 2 {
             return MainFile {
                 path,
-                here: Some(out),
-                send: None,
-                thread: None,
+                to: To::Here(out),
             };
         }
         let (send, batches) = crossbeam_channel::bounded::<Vec<Vec<u8>>>(2);
@@ -424,37 +431,42 @@ impl MainFile {
         });
         MainFile {
             path,
-            here: None,
-            send: Some(send),
-            thread: Some(thread),
+            to: To::Thread { send, thread },
         }
     }
 
     /// Appends `bufs`, in order.
     fn write(&mut self, bufs: Vec<Vec<u8>>) -> Result<(), Fatal> {
-        if let Some(out) = self.here.as_mut() {
-            for buf in &bufs {
-                out.write_all(buf).map_err(|e| Fatal::io(&self.path, e))?;
+        match &mut self.to {
+            To::Here(out) => {
+                for buf in &bufs {
+                    out.write_all(buf).map_err(|e| Fatal::io(&self.path, e))?;
+                }
+                return Ok(());
             }
-            return Ok(());
-        }
-        let sent = match &self.send {
-            Some(send) => send.send(bufs).is_ok(),
-            None => false,
-        };
-        if sent {
-            return Ok(());
+            To::Thread { send, .. } => {
+                if send.send(bufs).is_ok() {
+                    return Ok(());
+                }
+            }
+            To::Closed => {}
         }
         // The writer stopped: on an error, which it returns.
-        self.join().map(|_| ())
+        self.take().map(|_| ())
     }
 
-    /// Ends the batches and waits for the writer: the file back, or its error.
-    fn join(&mut self) -> Result<Out, Fatal> {
-        self.send = None;
-        match self.thread.take() {
-            Some(t) => t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-            None => Err(Fatal::Input(format!(
+    /// The file back: at once, or when the writer has written every batch
+    /// (or its error).
+    fn take(&mut self) -> Result<Out, Fatal> {
+        match std::mem::replace(&mut self.to, To::Closed) {
+            To::Here(out) => Ok(out),
+            To::Thread { send, thread } => {
+                drop(send);
+                thread
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+            }
+            To::Closed => Err(Fatal::Input(format!(
                 "internal error: {} was written after it was closed",
                 self.path.display()
             ))),
@@ -463,10 +475,7 @@ impl MainFile {
 
     /// Flushes and closes the file, recording its digest.
     fn finish(mut self) -> Result<(), Fatal> {
-        let out = match self.here.take() {
-            Some(out) => out,
-            None => self.join()?,
-        };
+        let out = self.take()?;
         close(out, &self.path)
     }
 }
@@ -475,9 +484,9 @@ impl Drop for MainFile {
     /// On an error elsewhere, the writer is waited for: no thread goes on
     /// writing into a staging directory that is being removed.
     fn drop(&mut self) {
-        self.send = None;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let To::Thread { send, thread } = std::mem::replace(&mut self.to, To::Closed) {
+            drop(send);
+            let _ = thread.join();
         }
     }
 }
@@ -749,7 +758,7 @@ mod tests {
             let files = Written::new();
             pool(threads).install(|| {
                 let mut main = MainFile::open(create(&files, &path).unwrap(), path.clone());
-                assert_eq!(main.thread.is_some(), threads > 1);
+                assert_eq!(matches!(main.to, To::Thread { .. }), threads > 1);
                 for b in batches() {
                     main.write(b).unwrap();
                 }
