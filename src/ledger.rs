@@ -727,6 +727,50 @@ mod tests {
         assert!(e.starts_with("ledger.csv:5 column 'currency'"), "{e}");
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 500, .. Default::default() })]
+        /// Whatever text the ledger's IDs hold (delimiters, quotes, line
+        /// breaks, formula signs, other scripts), it reads back as written,
+        /// and each row's line is the file line it starts on.
+        #[test]
+        fn any_text_reads_back_on_its_line(
+            texts in proptest::collection::vec(
+                proptest::collection::vec("[a-z0-9 ,;\"\r\n=+@\\-\u{e9}\u{4e2d}]{0,12}", 6),
+                1..8,
+            ),
+        ) {
+            let base = rows()[0];
+            let rows: Vec<LedgerRow> = texts
+                .iter()
+                .map(|t| LedgerRow {
+                    partner_id: &t[0],
+                    customer_id: &t[1],
+                    program_id: &t[2],
+                    subscription_id: &t[3],
+                    source_file: &t[4],
+                    invoice_number: &t[5],
+                    ..base
+                })
+                .collect();
+            let file = written(&rows);
+            let mut rdr = LedgerReader::new("ledger.csv", &file[..]).unwrap();
+            let mut line = 2;
+            for (r, t) in rows.iter().zip(&texts) {
+                let row = rdr.next_row().unwrap().unwrap();
+                proptest::prop_assert_eq!(row.line(), line);
+                let b = row.record().unwrap();
+                proptest::prop_assert_eq!(&b.partner_id, r.partner_id);
+                proptest::prop_assert_eq!(&b.customer_id, r.customer_id);
+                proptest::prop_assert_eq!(&b.program_id, r.program_id);
+                proptest::prop_assert_eq!(&b.subscription_id, r.subscription_id);
+                proptest::prop_assert_eq!(&b.source_file, r.source_file);
+                proptest::prop_assert_eq!(&b.invoice_number, r.invoice_number);
+                line += 1 + t.iter().map(|f| f.matches('\n').count() as u64).sum::<u64>();
+            }
+            proptest::prop_assert!(rdr.next_row().unwrap().is_none());
+        }
+    }
+
     #[test]
     fn a_row_that_is_not_text_or_not_whole_is_named_by_line() {
         let r = rows();
