@@ -771,6 +771,48 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2_000, .. Default::default() })]
+        /// A damaged or hostile ledger (any bytes after a real header, or no
+        /// header at all) gives rows or an error naming the file, never a
+        /// panic, and every row's line moves forward.
+        #[test]
+        fn any_bytes_give_rows_or_an_error(
+            body in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just(b','),
+                    proptest::strategy::Just(b'"'),
+                    proptest::strategy::Just(b'\r'),
+                    proptest::strategy::Just(b'\n'),
+                    proptest::strategy::Just(b'\''),
+                    proptest::prelude::any::<u8>(),
+                ],
+                0..400,
+            ),
+            with_header in proptest::prelude::any::<bool>(),
+        ) {
+            let mut file = if with_header { header() } else { Vec::new() };
+            file.extend_from_slice(&body);
+            if let Ok(mut rdr) = LedgerReader::new("ledger.csv", &file[..]) {
+                let mut last = 1;
+                loop {
+                    match rdr.next_row() {
+                        Ok(Some(row)) => {
+                            proptest::prop_assert!(row.line() > last);
+                            last = row.line();
+                            let _ = row.record();
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            proptest::prop_assert!(e.to_string().starts_with("ledger.csv:"), "{e}");
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_row_that_is_not_text_or_not_whole_is_named_by_line() {
         let r = rows();
