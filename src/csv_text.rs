@@ -62,6 +62,15 @@ pub fn excel_safe(s: &str) -> Cow<'_, str> {
     }
 }
 
+/// `field` as a `&str`, when it is a sub-slice of `whole` (a record's bytes,
+/// checked as UTF-8 once). Fields are cut at ASCII delimiters and quotes, so
+/// they start and end on character boundaries in the file; `str::get` checks
+/// that anyway (`None` for a field that ends inside a character).
+pub fn within<'r>(whole: &'r str, field: &[u8]) -> Option<&'r str> {
+    let start = (field.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    whole.get(start..start.checked_add(field.len())?)
+}
+
 fn needs_escape(s: &str) -> bool {
     match s.as_bytes().first() {
         Some(b'=' | b'@' | b'\t' | b'\r') => true,

@@ -31,7 +31,7 @@ use std::io::Read;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
-use crate::csv_text::{excel_unescape, RowBuf};
+use crate::csv_text::{excel_unescape, within, RowBuf};
 use crate::dates::Month;
 use crate::error::Fatal;
 use crate::money::Currency;
@@ -333,7 +333,7 @@ pub struct LedgerRecord {
 
 /// Reads `ledger.csv` by column name. Records are cut by `simd-csv` (the
 /// billing reader's parser; the `csv` crate's took ~4.5 % of a tie-out's CPU
-/// for the same bytes, three times as much), and checked to be UTF-8 whole.
+/// for the same bytes, three times as much), and checked as UTF-8 once per row.
 pub struct LedgerReader<R> {
     rdr: simd_csv::Reader<R>,
     file: String,
@@ -417,22 +417,24 @@ impl<R: Read> LedgerReader<R> {
         if !more {
             return Ok(None);
         }
-        // Every field UTF-8 text: one check of the whole row when it is
-        // ASCII (the usual case), else field by field (a row of valid
-        // text may still split a character between two fields).
-        if !self.rec.as_slice().is_ascii() {
-            for (i, f) in self.rec.iter().enumerate() {
-                if std::str::from_utf8(f).is_err() {
-                    let name = self.header.get(i).unwrap_or("");
-                    return Err(Fatal::Data {
-                        file: self.file.clone(),
-                        line,
-                        column: Some(name.to_string()),
-                        message: "not UTF-8 text".into(),
-                    });
-                }
-            }
-        }
+        // Every field UTF-8 text: the row's bytes checked once, and each
+        // field a whole piece of that text (a row of valid text may still
+        // split a character between two fields).
+        let whole = simdutf8::basic::from_utf8(self.rec.as_slice())
+            .ok()
+            .filter(|w| self.rec.iter().all(|f| within(w, f).is_some()));
+        let Some(whole) = whole else {
+            let bad = self
+                .rec
+                .iter()
+                .position(|f| std::str::from_utf8(f).is_err());
+            return Err(Fatal::Data {
+                file: self.file.clone(),
+                line,
+                column: bad.map(|i| self.header.get(i).unwrap_or("").to_string()),
+                message: "not UTF-8 text".into(),
+            });
+        };
         // A record takes one line plus one per newline inside its values
         // (the fields lie one after another in one buffer: one count).
         self.next_line += 1 + bytecount::count(self.rec.as_slice(), b'\n') as u64;
@@ -440,6 +442,7 @@ impl<R: Read> LedgerReader<R> {
             file: &self.file,
             pos: &self.pos,
             rec: &self.rec,
+            whole,
             line,
         }))
     }
@@ -450,16 +453,18 @@ pub struct LedgerLine<'r> {
     file: &'r str,
     pos: &'r [usize; LEDGER_COLUMNS.len()],
     rec: &'r simd_csv::ByteRecord,
+    /// The row's fields, one after another, as text (checked when read).
+    whole: &'r str,
     line: u64,
 }
 
 impl<'r> LedgerLine<'r> {
-    /// The text of field `i` (checked to be UTF-8 when the row was read), or
-    /// "" past the row's end.
+    /// The text of field `i` (a piece of the row's text), or "" past the
+    /// row's end.
     fn text(&self, i: usize) -> &'r str {
         self.rec
             .get(i)
-            .and_then(|b| std::str::from_utf8(b).ok())
+            .and_then(|f| within(self.whole, f))
             .unwrap_or("")
     }
 

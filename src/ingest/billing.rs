@@ -6,6 +6,7 @@ use std::fmt;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
+use crate::csv_text::within;
 use crate::dates::parse_date;
 use crate::money::{parse_amount, Currency};
 use crate::text::trim;
@@ -536,14 +537,6 @@ impl Fields for simd_csv::ByteRecord {
     fn whole(&self) -> &[u8] {
         self.as_slice()
     }
-}
-
-/// `field` as a `&str`, when it is a sub-slice of `whole` (text already
-/// checked as UTF-8). Fields are cut at ASCII delimiters and quotes, so they
-/// start and end on character boundaries; `str::get` checks that anyway.
-fn within<'r>(whole: &'r str, field: &[u8]) -> Option<&'r str> {
-    let start = (field.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
-    whole.get(start..start.checked_add(field.len())?)
 }
 
 impl BillingLayout {
