@@ -60,9 +60,10 @@ mod huge {
         let page = 4096;
         let start = p as usize & !(page - 1);
         let end = (p as usize + size).div_ceil(page) * page;
-        // SAFETY: the range lies in the mapping of the block just allocated
-        // (page-rounded); MADV_HUGEPAGE sets a flag of the mapping and
-        // changes no byte of it. A failure leaves it as it was.
+        // SAFETY: the range is the pages of the block just allocated (its
+        // first and last page may hold other blocks of this process too);
+        // MADV_HUGEPAGE sets a flag of the mapping and changes no byte of
+        // it. A failure leaves it as it was.
         unsafe {
             libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
         }
