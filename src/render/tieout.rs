@@ -10,7 +10,7 @@ use std::path::Path;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-use crate::csv_text::RowBuf;
+use crate::csv_text::{push_decimal_str, push_uint_str, RowBuf};
 use crate::error::Fatal;
 use crate::ingest::earnings::EarningsRead;
 use crate::money::Currency;
@@ -61,13 +61,12 @@ pub const REJECTS_HEADER: [&str; 5] = ["source_file", "source_line", "column", "
 
 /// Rates (fractions) separated by spaces, into `out` (cleared first).
 fn rates_into(out: &mut String, r: &[Decimal]) {
-    use std::fmt::Write as _;
     out.clear();
     for (i, d) in r.iter().enumerate() {
         if i > 0 {
             out.push(' ');
         }
-        let _ = write!(out, "{}", d.normalize());
+        push_decimal_str(out, d.normalize());
     }
 }
 
@@ -79,13 +78,13 @@ pub fn earnings_refs(rows: &[(u32, u64)], files: &[String]) -> String {
 }
 
 fn push_earnings_refs(s: &mut String, rows: &[(u32, u64)], files: &[String]) {
-    use std::fmt::Write as _;
     for (i, (f, l)) in rows.iter().enumerate() {
         if i > 0 {
             s.push_str("; ");
         }
         s.push_str(files.get(*f as usize).map(|s| s.as_str()).unwrap_or("?"));
-        let _ = write!(s, ":{l}");
+        s.push(':');
+        push_uint_str(s, *l);
     }
 }
 
@@ -110,7 +109,6 @@ fn write_row_with(
     issued: &[String],
     scratch: &mut String,
 ) {
-    use std::fmt::Write as _;
     let dp = r.currency.minor_units();
     w.text(&r.id);
     w.text(r.class.as_str());
@@ -123,9 +121,7 @@ fn write_row_with(
     w.text(&r.subscription_id);
     w.text(&r.invoice_number);
     w.text(&r.product_id);
-    scratch.clear();
-    let _ = write!(scratch, "{}", r.month);
-    w.text(scratch);
+    w.month(r.month);
     w.text(r.currency.as_str());
     w.decimal(r.expected, dp);
     w.decimal(r.paid, dp);
@@ -144,7 +140,7 @@ fn write_row_with(
         if i > 0 {
             scratch.push(' ');
         }
-        let _ = write!(scratch, "{l}");
+        push_uint_str(scratch, *l);
     }
     w.text(scratch);
     scratch.clear();
