@@ -1021,6 +1021,20 @@ impl<'r> TieOut<'r> {
         }
     }
 
+    /// Room for about `rows` earnings rows (a hint, see
+    /// [`crate::ingest::rows_hint`]): their grains' list is allocated once,
+    /// not grown by copies (each copy of millions of grains also loses the
+    /// huge pages the list was given).
+    pub fn reserve_earnings(&mut self, rows: usize) {
+        let _ = self.paid_rows.try_reserve(rows);
+    }
+
+    /// Room for about `rows` ledger rows, for a ledger side
+    /// ([`TieOut::for_ledger`]), as [`TieOut::reserve_earnings`].
+    pub fn reserve_accruals(&mut self, rows: usize) {
+        let _ = self.taken.try_reserve(rows);
+    }
+
     /// The first and last transaction month of the earnings added so far.
     pub fn earnings_months(&self) -> Option<(Month, Month)> {
         self.earnings_months
@@ -1194,7 +1208,12 @@ impl<'r> TieOut<'r> {
             let mut entries: Vec<(Key, Expected)> = other.taken;
             entries.extend(other.expected);
             entries.par_iter_mut().for_each(|(k, e)| remap(k, e));
-            self.taken.append(&mut entries);
+            if self.taken.is_empty() {
+                // Moved, not copied (`append` copies every entry).
+                self.taken = entries;
+            } else {
+                self.taken.append(&mut entries);
+            }
             return Ok(());
         }
         self.expected.reserve(other.expected.len());

@@ -229,6 +229,12 @@ struct Seen {
 }
 
 impl Seen {
+    /// Room for about `n` more GUIDs (a hint: the set grows past it as
+    /// needed; a reservation that fails is no error).
+    fn reserve(&mut self, n: usize) {
+        let _ = self.guids.try_reserve(n);
+    }
+
     /// Whether `k` is new (and now seen).
     fn insert(&mut self, k: IdKey) -> bool {
         match k {
@@ -272,6 +278,15 @@ pub fn grain_columns(files: &[InputFile]) -> (bool, bool) {
     has
 }
 
+/// About how many rows `files` hold (see [`super::rows_hint`]; a file whose
+/// head cannot be read counts none).
+pub fn rows_hint(files: &[InputFile]) -> usize {
+    files
+        .iter()
+        .map(|f| head_of(f).map_or(0, |head| super::rows_hint(f.size, &head)))
+        .fold(0, usize::saturating_add)
+}
+
 /// Reads every earnings file in order and hands each usable, first-seen row to
 /// `f`; rejects and counts are returned.
 pub fn read_earnings(
@@ -286,6 +301,11 @@ pub fn read_earnings(
         // most frequent outside quotes), whatever the extension says.
         let header = read_header(&file.display, &head)?;
         let layout = EarningsLayout::from_header(&file.display, &header.fields, header.delimiter)?;
+        // Sized once for the file's rows: growing a set of millions of IDs
+        // moves every ID at each doubling.
+        if layout.has(EField::EarningId) {
+            seen.reserve(super::rows_hint(file.size, &head));
+        }
         let fmt = RecordFormat {
             delimiter: header.delimiter,
             header: &header.fields,

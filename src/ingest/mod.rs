@@ -104,6 +104,33 @@ fn discover_ext(args: &[PathBuf], what: &str, exts: &[&str]) -> Result<Vec<Input
     Ok(out)
 }
 
+/// About how many records a file of `size` bytes holds, from its first bytes
+/// `head` (the header line, then records): the file's size over the mean
+/// length of the head's whole lines. A hint for sizing lists before a read
+/// (one allocation, no copies as they grow), never a count: 0 when the head
+/// has no whole line after the header, and at most one record per 32 bytes
+/// (no file read this way has shorter ones) and [`MAX_ROWS_HINT`], so that a
+/// head of short lines cannot make a long file reserve too much.
+pub fn rows_hint(size: u64, head: &[u8]) -> usize {
+    let Some(header_end) = memchr::memchr(b'\n', head) else {
+        return 0;
+    };
+    let body = &head[header_end + 1..];
+    let Some(last) = memchr::memrchr(b'\n', body) else {
+        return 0;
+    };
+    let whole = &body[..=last];
+    let lines = split::count_byte(whole, b'\n') as u64;
+    let mean = (whole.len() as u64).div_ceil(lines).max(32);
+    let rest = size.saturating_sub(header_end as u64 + 1);
+    usize::try_from(rest / mean)
+        .unwrap_or(usize::MAX)
+        .min(MAX_ROWS_HINT)
+}
+
+/// The largest [`rows_hint`]: lists are grown beyond it as they fill.
+pub const MAX_ROWS_HINT: usize = 1 << 28;
+
 /// Limits on what is read whole into memory (a larger file is a fatal error
 /// naming the file and the limit; `/dev/zero` given as a file stops at once,
 /// being no regular file).
@@ -701,6 +728,28 @@ pub fn read_text_limited(path: &Path, limit: u64, what: &str) -> Result<String, 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_rows_hint_is_the_size_over_the_heads_mean_line() {
+        use super::rows_hint;
+        let line = [b'x'; 39].iter().chain(b"\n").copied();
+        let head: Vec<u8> = b"a,b\n"
+            .iter()
+            .copied()
+            .chain(line.clone())
+            .chain(line)
+            .chain(*b"5,")
+            .collect();
+        // Two whole lines of 40 bytes after a 4-byte header.
+        assert_eq!(rows_hint(4 + 4000, &head), 100);
+        assert_eq!(rows_hint(3, &head), 0);
+        // Lines shorter than 32 bytes count as 32.
+        assert_eq!(rows_hint(4 + 3200, b"a,b\n1,2\n3,4\n"), 100);
+        // No whole line after the header, or no header line: no hint.
+        assert_eq!(rows_hint(1 << 30, b"a,b\n1,2"), 0);
+        assert_eq!(rows_hint(1 << 30, b"a,b"), 0);
+        assert_eq!(rows_hint(u64::MAX, b"h\n\n"), super::MAX_ROWS_HINT);
+    }
+
     use super::*;
 
     #[test]
