@@ -174,19 +174,10 @@ fn read_ledger(out: &Path, tie: &mut TieOut<'_>, billed: (bool, bool)) -> Result
     }
     let f = ingest::open_regular(&path)?;
     let shown = path.display().to_string();
-    {
-        // The ledger's size over its first rows' mean length: the side's
-        // list is sized once for it.
-        use std::io::{Read as _, Seek as _};
-        let mut head = Vec::new();
-        (&f).take(64 * 1024)
-            .read_to_end(&mut head)
-            .map_err(|e| Fatal::io(&path, e))?;
-        let size = f.metadata().map_err(|e| Fatal::io(&path, e))?.len();
-        tie.reserve_accruals(ingest::rows_hint(size, &head));
-        (&f).seek(std::io::SeekFrom::Start(0))
-            .map_err(|e| Fatal::io(&path, e))?;
-    }
+    // The ledger's size over its first rows' mean length: the side's list
+    // is sized once for it.
+    let size = f.metadata().map_err(|e| Fatal::io(&path, e))?.len();
+    tie.reserve_accruals(ingest::rows_hint(size, &ingest::head(&path)?));
     let mut rdr = LedgerReader::new(&shown, std::io::BufReader::with_capacity(1 << 20, f))?;
     let month_col = rdr.position_of("accrual_month");
     while let Some(row) = rdr.next_row()? {

@@ -244,17 +244,6 @@ impl Seen {
     }
 }
 
-/// The first 64 KiB of `file` (its header line is in it).
-fn head_of(file: &InputFile) -> Result<Vec<u8>, Fatal> {
-    use std::io::Read;
-    let mut head = Vec::new();
-    super::open_regular(&file.path)?
-        .take(64 * 1024)
-        .read_to_end(&mut head)
-        .map_err(|e| Fatal::io(&file.path, e))?;
-    Ok(head)
-}
-
 /// Whether some file of `files` has an `invoiceNumber` column, and whether
 /// some has a `productId` column, from their headers alone (the tie-out's
 /// grain leaves out what no file can carry before the rows are read). A
@@ -263,7 +252,7 @@ fn head_of(file: &InputFile) -> Result<Vec<u8>, Fatal> {
 pub fn grain_columns(files: &[InputFile]) -> (bool, bool) {
     let mut has = (false, false);
     for file in files {
-        let layout = head_of(file).and_then(|head| {
+        let layout = super::head(&file.path).and_then(|head| {
             let header = read_header(&file.display, &head)?;
             EarningsLayout::from_header(&file.display, &header.fields, header.delimiter)
         });
@@ -283,7 +272,7 @@ pub fn grain_columns(files: &[InputFile]) -> (bool, bool) {
 pub fn rows_hint(files: &[InputFile]) -> usize {
     files
         .iter()
-        .map(|f| head_of(f).map_or(0, |head| super::rows_hint(f.size, &head)))
+        .map(|f| super::head(&f.path).map_or(0, |head| super::rows_hint(f.size, &head)))
         .fold(0, usize::saturating_add)
 }
 
@@ -296,7 +285,7 @@ pub fn read_earnings(
     let mut out = EarningsRead::default();
     let mut seen = Seen::default();
     for (idx, file) in files.iter().enumerate() {
-        let head = head_of(file)?;
+        let head = super::head(&file.path)?;
         // The delimiter is sniffed from the header line (`,` `;` or TAB, the
         // most frequent outside quotes), whatever the extension says.
         let header = read_header(&file.display, &head)?;

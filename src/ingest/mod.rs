@@ -104,6 +104,14 @@ fn discover_ext(args: &[PathBuf], what: &str, exts: &[&str]) -> Result<Vec<Input
     Ok(out)
 }
 
+/// The first 64 KiB of the regular file `path`: its header line (headers are
+/// short; 64 KiB holds any real one) and its first records.
+pub fn head(path: &Path) -> Result<Vec<u8>, Fatal> {
+    let mut buf = Vec::new();
+    read_up_to(&mut open_regular(path)?, &mut buf, 64 * 1024).map_err(|e| Fatal::io(path, e))?;
+    Ok(buf)
+}
+
 /// About how many records a file of `size` bytes holds, from its first bytes
 /// `head` (the header line, then records): the file's size over the mean
 /// length of the head's whole lines. A hint for sizing lists before a read
@@ -554,11 +562,7 @@ pub fn open_billing(file: &InputFile) -> Result<OpenedBilling, Fatal> {
     if parquet::is_parquet(&file.path) {
         return parquet::open(file);
     }
-    let mut f = open_regular(&file.path)?;
-    let mut buf = Vec::new();
-    // Headers are short; 64 KiB holds any real one.
-    read_up_to(&mut f, &mut buf, 64 * 1024).map_err(|e| Fatal::io(&file.path, e))?;
-    let header = read_header(&file.display, &buf)?;
+    let header = read_header(&file.display, &head(&file.path)?)?;
     let layout =
         BillingLayout::from_header(&header.fields, header.delimiter).map_err(|e| Fatal::Data {
             file: file.display.clone(),
