@@ -667,8 +667,9 @@ fn tieout_on_pool(args: &TieoutArgs) -> Result<Finish, Fatal> {
     }
     // The two sides are read at once, each into its own accumulator.
     let files = ingest::discover(&args.earnings, "--earnings")?;
-    let billed = ingest::earnings::grain_columns(&files);
-    tie.reserve_earnings(ingest::earnings::rows_hint(&files));
+    let heads = ingest::earnings::heads(&files);
+    let billed = heads.columns;
+    tie.reserve_earnings(heads.rows_hint);
     let mut ledger_side = TieOut::for_ledger(&rules, settings);
     let ((read, earnings_time), (ledger, ledger_time)) = rayon::join(
         || {

@@ -244,36 +244,43 @@ impl Seen {
     }
 }
 
-/// Whether some file of `files` has an `invoiceNumber` column, and whether
-/// some has a `productId` column, from their headers alone (the tie-out's
-/// grain leaves out what no file can carry before the rows are read). A
-/// file whose header cannot be read counts as having both: [`read_earnings`]
-/// reports its error.
-pub fn grain_columns(files: &[InputFile]) -> (bool, bool) {
-    let mut has = (false, false);
+/// What the tie-out needs of the earnings files before their rows are read,
+/// from their first 64 KiB alone (see [`heads`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Heads {
+    /// Whether some file has an `invoiceNumber` column, and whether some has
+    /// a `productId` column (the tie-out's grain leaves out what no file can
+    /// carry).
+    pub columns: (bool, bool),
+    /// About how many rows the files hold (see [`super::rows_hint`]).
+    pub rows_hint: usize,
+}
+
+/// The [`Heads`] of `files`, each file's head read once. A file whose header
+/// cannot be read counts as having both columns ([`read_earnings`] reports
+/// its error) and no rows.
+pub fn heads(files: &[InputFile]) -> Heads {
+    let mut out = Heads::default();
     for file in files {
-        let layout = super::head(&file.path).and_then(|head| {
-            let header = read_header(&file.display, &head)?;
+        let Ok(head) = super::head(&file.path) else {
+            out.columns = (true, true);
+            continue;
+        };
+        out.rows_hint = out
+            .rows_hint
+            .saturating_add(super::rows_hint(file.size, &head));
+        let layout = read_header(&file.display, &head).and_then(|header| {
             EarningsLayout::from_header(&file.display, &header.fields, header.delimiter)
         });
         match layout {
             Ok(l) => {
-                has.0 |= l.has(EField::InvoiceNumber);
-                has.1 |= l.has(EField::ProductId);
+                out.columns.0 |= l.has(EField::InvoiceNumber);
+                out.columns.1 |= l.has(EField::ProductId);
             }
-            Err(_) => return (true, true),
+            Err(_) => out.columns = (true, true),
         }
     }
-    has
-}
-
-/// About how many rows `files` hold (see [`super::rows_hint`]; a file whose
-/// head cannot be read counts none).
-pub fn rows_hint(files: &[InputFile]) -> usize {
-    files
-        .iter()
-        .map(|f| super::head(&f.path).map_or(0, |head| super::rows_hint(f.size, &head)))
-        .fold(0, usize::saturating_add)
+    out
 }
 
 /// Reads every earnings file in order and hands each usable, first-seen row to
@@ -649,6 +656,7 @@ mod tests {
             &format!("\u{feff}{base},productId,invoiceNumber\n"),
         );
         let broken = file("d.csv", "no,header,here\n");
+        let grain_columns = |files: &[InputFile]| heads(files).columns;
         assert_eq!(grain_columns(std::slice::from_ref(&plain)), (false, false));
         assert_eq!(grain_columns(&[plain.clone(), invoiced]), (true, false));
         assert_eq!(grain_columns(&[both]), (true, true));
