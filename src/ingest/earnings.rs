@@ -20,6 +20,7 @@
 //! five-million-row export is never held in memory; the matching itself is
 //! pure ([`crate::tieout`]).
 
+use std::cell::Cell;
 use std::collections::HashSet;
 
 use chrono::NaiveDate;
@@ -57,6 +58,9 @@ pub enum EField {
     ReasonCode,
     EarningType,
 }
+
+/// Bytes read per chunk of an earnings file.
+const CHUNK: usize = 8 << 20;
 
 const FIELDS: [(EField, &[&str]); 20] = [
     (EField::EarningId, &["earningid"]),
@@ -309,13 +313,20 @@ pub fn read_earnings(
         };
         let mut rec = simd_csv::ByteRecord::new();
         let mut spare: Vec<&'static str> = Vec::new();
+        // The chunk just read, handed back to the reader: a fresh 8 MiB
+        // block per chunk would be mapped, faulted in and zeroed each time.
+        let spare_chunk: Cell<Option<Vec<u8>>> = Cell::new(None);
         let digest = read_chunks(
             idx,
             file,
             &header,
-            8 << 20,
+            CHUNK,
             Hashing::Sha256,
-            Vec::new,
+            || {
+                spare_chunk
+                    .take()
+                    .unwrap_or_else(|| Vec::with_capacity(CHUNK + (64 << 10)))
+            },
             |chunk| {
                 for_each_row(
                     &chunk.data,
@@ -377,6 +388,9 @@ pub fn read_earnings(
                         spare = crate::util::recycle(text);
                     },
                 );
+                let mut data = chunk.data;
+                data.clear();
+                spare_chunk.set(Some(data));
                 true
             },
         )?;
