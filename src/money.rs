@@ -256,6 +256,12 @@ impl Currency {
         std::str::from_utf8(&self.0).unwrap_or("???")
     }
 
+    /// The code as a number that orders as the code does (`EUR` < `USD`
+    /// here as there): for keys compared as a few integers.
+    pub fn ordinal(self) -> u32 {
+        u32::from_be_bytes([0, self.0[0], self.0[1], self.0[2]])
+    }
+
     /// Digits after the decimal point of the currency's minor unit (ISO 4217).
     pub fn minor_units(&self) -> u32 {
         // Every Currency is in the table (see `parse`).

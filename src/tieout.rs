@@ -400,6 +400,26 @@ struct Coarse {
 }
 
 impl Key {
+    /// The key as two integers that order as the key does (field by field,
+    /// in the order declared): a sort of millions of keys compares these,
+    /// two comparisons where the fields took up to eight.
+    fn packed(&self) -> (u128, u128) {
+        let w = |a: u32, b: u32, c: u32, d: u32| {
+            (a as u128) << 96 | (b as u128) << 64 | (c as u128) << 32 | d as u128
+        };
+        // A month's number, moved so that unsigned order is signed order.
+        let month = (self.month.0 as u32) ^ (1 << 31);
+        (
+            w(self.partner, month, self.program, self.customer),
+            w(
+                self.subscription,
+                self.invoice,
+                self.product,
+                self.currency.ordinal(),
+            ),
+        )
+    }
+
     fn coarse(&self) -> Coarse {
         Coarse {
             partner: self.partner,
@@ -773,12 +793,7 @@ pub struct Totals {
 impl Totals {
     /// Counts a row of partner `partner_id` with verdict `v`.
     fn add(&mut self, v: &Verdict, partner_id: &str) -> Result<(), Fatal> {
-        let sum = |a: Decimal, b: Decimal| {
-            a.checked_add(b).ok_or_else(|| Fatal::Overflow {
-                what: format!("tie-out totals of partner {partner_id}"),
-                cause: "the sum exceeds the decimal range".into(),
-            })
-        };
+        let sum = |a: Decimal, b: Decimal| Totals::sum(a, b, partner_id);
         if let Case::Adjustment(_) = v.case {
             self.adjustments = sum(self.adjustments, v.paid)?;
         } else {
@@ -793,6 +808,27 @@ impl Totals {
         self.rows += 1;
         self.differences += v.case.is_difference() as u64;
         Ok(())
+    }
+
+    /// Adds the sums and counts of `o` (of the same partner) in.
+    fn merge(&mut self, o: &Totals, partner_id: &str) -> Result<(), Fatal> {
+        let sum = |a: Decimal, b: Decimal| Totals::sum(a, b, partner_id);
+        self.expected = sum(self.expected, o.expected)?;
+        self.paid = sum(self.paid, o.paid)?;
+        self.adjustments = sum(self.adjustments, o.adjustments)?;
+        self.difference = sum(self.difference, o.difference)?;
+        self.not_yet_due_amount = sum(self.not_yet_due_amount, o.not_yet_due_amount)?;
+        self.rows += o.rows;
+        self.differences += o.differences;
+        self.not_yet_due += o.not_yet_due;
+        Ok(())
+    }
+
+    fn sum(a: Decimal, b: Decimal, partner_id: &str) -> Result<Decimal, Fatal> {
+        a.checked_add(b).ok_or_else(|| Fatal::Overflow {
+            what: format!("tie-out totals of partner {partner_id}"),
+            cause: "the sum exceeds the decimal range".into(),
+        })
     }
 }
 
@@ -879,6 +915,27 @@ impl Gathered {
     fn at(&self, i: usize) -> (Option<&Expected>, Option<&Paid>) {
         (self.expected[i].as_ref(), self.paid[i].as_ref())
     }
+}
+
+/// A group of the report's totals: partner (display ID), program, month
+/// and currency (ids into [`Strings`]).
+type TotalsKey = (u32, u32, Month, Currency);
+
+/// What one batch of the report's rows counts ([`TieOut::count_into`]):
+/// the groups' sums in the order the rows reach them (a group may come
+/// more than once).
+#[derive(Default)]
+struct Counted {
+    rows: u64,
+    matched: u64,
+    unmatched: u64,
+    adjustments: u64,
+    differences: u64,
+    classes: BTreeMap<Class, u64>,
+    totals: Vec<(TotalsKey, Totals)>,
+    partner_totals: Vec<(u32, BTreeMap<Currency, Totals>)>,
+    /// (partner, fallback name) of each partner's first row in the batch.
+    names: Vec<(u32, u32)>,
 }
 
 /// No entry on this side of a grain (an index into neither list).
@@ -1560,7 +1617,7 @@ impl<'r> TieOut<'r> {
                 .map(|(i, (k, v))| (*k, i as u32, shown(v)))
                 .collect();
             // By key, then by position: the first of equal keys is the base.
-            order.par_sort_unstable_by_key(|&(k, i, _)| (k, i));
+            order.par_sort_unstable_by_key(|&(k, i, _)| (k.packed(), i));
             order
         }
         let (e_order, p_order) = rayon::join(
@@ -1808,6 +1865,10 @@ impl<'r> TieOut<'r> {
     /// Counts every row of `sources` (in report order) into `report`: row
     /// count, classes, the earnings row accounting, differences and the
     /// totals per partner (display ID), program, month and currency.
+    ///
+    /// Each `batch` of rows is counted on its own, on the pool, and the
+    /// batches' counts are then added up in order. The sums are the same
+    /// whatever the threads: batches are cut by position, not per thread.
     fn count_into(
         &self,
         report: &mut Report,
@@ -1815,67 +1876,38 @@ impl<'r> TieOut<'r> {
         entries: &Gathered,
         batch: usize,
     ) -> Result<(), Fatal> {
-        type TotalsKey = (u32, u32, Month, Currency);
+        let step = batch.max(1);
+        let counted: Vec<Result<Counted, Fatal>> = sources
+            .par_chunks(step)
+            .enumerate()
+            .map(|(n, chunk)| self.count_batch(chunk, n * step, entries))
+            .collect();
         let mut totals: FastMap<TotalsKey, Totals> = FastMap::default();
         let mut partner_totals: FastMap<u32, BTreeMap<Currency, Totals>> = FastMap::default();
         let mut names: FastMap<u32, u32> = FastMap::default();
-        let mut cur: Option<(TotalsKey, Totals)> = None;
-        let mut cur_partner: Option<(u32, BTreeMap<Currency, Totals>)> = None;
         let s = &self.strings;
-        let step = batch.max(1);
-        for (n, chunk) in sources.chunks(step).enumerate() {
-            let verdicts: Vec<(Verdict, u32, u32, u32)> = chunk
-                .par_iter()
-                .enumerate()
-                .map(|(i, (_, src))| self.verdict_of(src, entries.at(n * step + i)))
-                .collect();
-            for ((_, src), (v, partner, name, program)) in chunk.iter().zip(verdicts) {
-                let currency;
-                let month;
-                match src {
-                    Source::Grain(k) => (currency, month) = (k.currency, k.month),
-                    Source::Adjustment(k) => (currency, month) = (k.currency, k.month),
-                }
-                report.row_count += 1;
-                report.earnings_matched += v.matched;
-                report.earnings_unmatched += v.unmatched;
-                if let Case::Adjustment(n) = v.case {
-                    report.earnings_adjustments += n;
-                }
-                *report.classes.entry(v.case.class()).or_default() += 1;
-                report.differences += v.case.is_difference() as u64;
-                let id = s.str(partner);
-                // Rows come in report order, so one group's rows follow each
-                // other: its totals are taken out of the map while they do
-                // (the same sums, in the same order, fewer look-ups).
-                let key = (partner, program, month, currency);
-                if cur.as_ref().map(|c| c.0) != Some(key) {
-                    if let Some((k, t)) = cur.take() {
-                        totals.insert(k, t);
-                    }
-                    cur = Some((key, totals.remove(&key).unwrap_or_default()));
-                }
-                if let Some((_, t)) = &mut cur {
-                    t.add(&v, id)?;
-                }
-                if cur_partner.as_ref().map(|c| c.0) != Some(partner) {
-                    if let Some((p, t)) = cur_partner.take() {
-                        partner_totals.insert(p, t);
-                    }
-                    let t = partner_totals.remove(&partner).unwrap_or_default();
-                    cur_partner = Some((partner, t));
-                    names.entry(partner).or_insert(name);
-                }
-                if let Some((_, t)) = &mut cur_partner {
-                    t.entry(currency).or_default().add(&v, id)?;
+        for c in counted {
+            let c = c?;
+            report.row_count += c.rows;
+            report.earnings_matched += c.matched;
+            report.earnings_unmatched += c.unmatched;
+            report.earnings_adjustments += c.adjustments;
+            report.differences += c.differences;
+            for (class, n) in c.classes {
+                *report.classes.entry(class).or_default() += n;
+            }
+            for (k, t) in c.totals {
+                totals.entry(k).or_default().merge(&t, s.str(k.0))?;
+            }
+            for (p, by_currency) in c.partner_totals {
+                let into = partner_totals.entry(p).or_default();
+                for (currency, t) in by_currency {
+                    into.entry(currency).or_default().merge(&t, s.str(p))?;
                 }
             }
-        }
-        if let Some((k, t)) = cur {
-            totals.insert(k, t);
-        }
-        if let Some((p, t)) = cur_partner {
-            partner_totals.insert(p, t);
+            for (p, name) in c.names {
+                names.entry(p).or_insert(name);
+            }
         }
         report.totals = totals
             .into_iter()
@@ -1890,6 +1922,57 @@ impl<'r> TieOut<'r> {
             .map(|(p, n)| (s.str(p).to_string(), s.str(n).to_string()))
             .collect();
         Ok(())
+    }
+
+    /// The counts of one batch of rows, the report's rows from `first` on.
+    fn count_batch(
+        &self,
+        chunk: &[(SortKey, Source)],
+        first: usize,
+        entries: &Gathered,
+    ) -> Result<Counted, Fatal> {
+        let mut out = Counted::default();
+        let mut cur: Option<(TotalsKey, Totals)> = None;
+        let mut cur_partner: Option<(u32, BTreeMap<Currency, Totals>)> = None;
+        let s = &self.strings;
+        for (i, (_, src)) in chunk.iter().enumerate() {
+            let (v, partner, name, program) = self.verdict_of(src, entries.at(first + i));
+            let (currency, month) = match src {
+                Source::Grain(k) => (k.currency, k.month),
+                Source::Adjustment(k) => (k.currency, k.month),
+            };
+            out.rows += 1;
+            out.matched += v.matched;
+            out.unmatched += v.unmatched;
+            if let Case::Adjustment(n) = v.case {
+                out.adjustments += n;
+            }
+            *out.classes.entry(v.case.class()).or_default() += 1;
+            out.differences += v.case.is_difference() as u64;
+            let id = s.str(partner);
+            // Rows come in report order, so one group's rows follow each
+            // other: its totals are summed outside the list while they do
+            // (fewer look-ups; the list is summed up in order later).
+            let key = (partner, program, month, currency);
+            if cur.as_ref().map(|c| c.0) != Some(key) {
+                out.totals.extend(cur.take());
+                cur = Some((key, Totals::default()));
+            }
+            if let Some((_, t)) = &mut cur {
+                t.add(&v, id)?;
+            }
+            if cur_partner.as_ref().map(|c| c.0) != Some(partner) {
+                out.partner_totals.extend(cur_partner.take());
+                cur_partner = Some((partner, BTreeMap::new()));
+                out.names.push((partner, name));
+            }
+            if let Some((_, t)) = &mut cur_partner {
+                t.entry(currency).or_default().add(&v, id)?;
+            }
+        }
+        out.totals.extend(cur);
+        out.partner_totals.extend(cur_partner);
+        Ok(out)
     }
 
     fn adjustment_row(&self, k: &AdjKey) -> TieRow<'_> {
@@ -2609,6 +2692,34 @@ lever = "*usage*"
                 .unwrap();
         }
         t
+    }
+
+    proptest! {
+        #[test]
+        fn packed_keys_order_as_keys_do(
+            a in proptest::array::uniform8(0u32..4),
+            b in proptest::array::uniform8(0u32..4),
+            big in any::<[u32; 6]>(),
+            months in any::<(i32, i32)>(),
+        ) {
+            // Four values per field, so that equal fields are common: 0, 1,
+            // any value, the largest.
+            let codes = ["EUR", "USD", "CHF", "JPY"];
+            let v = |f: u32, j: usize| [0, 1, big[j], u32::MAX][f as usize];
+            let key = |f: [u32; 8], m: i32| Key {
+                partner: v(f[0], 0),
+                month: Month([0, -1, m, i32::MIN][f[1] as usize]),
+                program: v(f[2], 1),
+                customer: v(f[3], 2),
+                subscription: v(f[4], 3),
+                invoice: v(f[5], 4),
+                product: v(f[6], 5),
+                currency: Currency::parse(codes[f[7] as usize]).unwrap(),
+            };
+            let (x, y) = (key(a, months.0), key(b, months.1));
+            prop_assert_eq!(x.packed().cmp(&y.packed()), x.cmp(&y));
+            prop_assert_eq!(x.packed() == y.packed(), x == y);
+        }
     }
 
     #[test]
