@@ -167,12 +167,8 @@ impl RowBuf {
     /// A decimal exactly as its `Display` writes it (scale kept: a rounded
     /// amount `12.50` stays `12.50`).
     pub fn display(&mut self, d: Decimal) {
-        use std::io::Write as _;
         self.sep();
-        // A negative zero keeps its sign in `Display`; the fast path would drop it.
-        if d.is_zero() || !push_decimal_fast(&mut self.buf, d) {
-            let _ = write!(self.buf, "{d}");
-        }
+        push_decimal_display(&mut self.buf, d);
     }
 
     /// A date as `YYYY-MM-DD`.
@@ -183,16 +179,8 @@ impl RowBuf {
 
     /// A month, `YYYY-MM`, as its `Display` writes it.
     pub fn month(&mut self, m: crate::dates::Month) {
-        use chrono::Datelike as _;
-        use std::io::Write as _;
         self.sep();
-        let day = m.first_day();
-        if (0..=9999).contains(&day.year()) {
-            push_date(&mut self.buf, day);
-            self.buf.truncate(self.buf.len() - 3);
-        } else {
-            let _ = write!(self.buf, "{m}");
-        }
+        push_month(&mut self.buf, m);
     }
 
     /// An empty field.
@@ -271,6 +259,30 @@ pub fn push_decimal_str(s: &mut String, d: Decimal) {
         _ => {
             let _ = write!(s, "{d}");
         }
+    }
+}
+
+/// Appends `m` as its `Display` writes it (`YYYY-MM`).
+#[inline]
+pub fn push_month(buf: &mut Vec<u8>, m: crate::dates::Month) {
+    use chrono::Datelike as _;
+    use std::io::Write as _;
+    let day = m.first_day();
+    if (0..=9999).contains(&day.year()) {
+        push_date(buf, day);
+        buf.truncate(buf.len() - 3);
+    } else {
+        let _ = write!(buf, "{m}");
+    }
+}
+
+/// Appends `d` exactly as its `Display` writes it (scale kept, and the sign
+/// of a negative zero, which the fast path would drop).
+#[inline]
+pub fn push_decimal_display(buf: &mut Vec<u8>, d: Decimal) {
+    use std::io::Write as _;
+    if d.is_zero() || !push_decimal_fast(buf, d) {
+        let _ = write!(buf, "{d}");
     }
 }
 
