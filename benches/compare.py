@@ -36,7 +36,8 @@ With --tieout, also: writes an earnings export with one earning per ledger row o
 the run (benches/earnings_from_ledger.py --per-line --billed: the same size as the
 run, with invoice numbers and products, so the tie-out matches at its finest grain),
 and times `porledger tieout` on it against `porledger run` (both --threads 2,
---no-pdf); every row must tie out (exit 0). `--tieout-only` skips everything else.
+--no-pdf, taking turns: run, tieout, run, tieout, ...); every row must tie out
+(exit 0). `--tieout-only` skips everything else.
 
 Every timing is the best of --runs runs (default 3). Timings on a machine
 shared with other work are noisy: compare ratios taken in the same run.
@@ -752,10 +753,8 @@ def tieout_timing(args, data: Path, bin_: Path) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="porledger-bench-", dir=REPO / "bench-data") as t:
         tmp = Path(t)
         log("porledger run --threads 2 (for tieout)")
-        run_wall, run_rss = best_of(
-            args.runs, lambda k: porledger_cmd(bin_, data / "billing", data, tmp / f"run-{k}", 2), PORLEDGER_OK
-        )
-        out = tmp / f"run-{args.runs - 1}"
+        out = tmp / "run-0"
+        runs = [timed(porledger_cmd(bin_, data / "billing", data, out, 2), PORLEDGER_OK)]
         earnings = tmp / "earnings.csv"
         log("earnings export from the ledger (one earning per ledger row)")
         subprocess.run(
@@ -766,7 +765,7 @@ def tieout_timing(args, data: Path, bin_: Path) -> list[str]:
         rules = tmp / "rules-earnings.toml"
         rules.write_text(rules_with_earnings((data / "rules.toml").read_text()))
         n_earnings = sum(1 for _ in open(earnings, "rb")) - 1
-        log(f"porledger tieout --threads 2 ({n_earnings:,} earnings rows)")
+        log(f"porledger tieout --threads 2 ({n_earnings:,} earnings rows), alternated with run")
 
         def cmd(k: int) -> list[str]:
             # The same threads as the run it is timed against.
@@ -774,7 +773,18 @@ def tieout_timing(args, data: Path, bin_: Path) -> list[str]:
                     "--earnings", str(earnings), "--rules", str(rules), "--as-of", "2100-01-01",
                     "--tieout-out", str(tmp / f"tie-{k}")]  # fmt: skip
 
-        tie_wall, tie_rss = best_of(args.runs, cmd, (0,))
+        # tieout and run take turns (run, tieout, run, tieout, ...), so that a
+        # machine that slows down or speeds up meanwhile weighs on both; each
+        # output is deleted once timed (the first run's is the tie-out's input).
+        ties = []
+        for k in range(args.runs):
+            ties.append(timed(cmd(k), (0,)))
+            shutil.rmtree(tmp / f"tie-{k}", ignore_errors=True)
+            if k + 1 < args.runs:
+                again = tmp / f"run-{k + 1}"
+                runs.append(timed(porledger_cmd(bin_, data / "billing", data, again, 2), PORLEDGER_OK))
+                shutil.rmtree(again, ignore_errors=True)
+        (run_wall, run_rss), (tie_wall, tie_rss) = min(runs), min(ties)
         print()
         print(f"tie-out: {args.rows:,} billing rows, {n_earnings:,} earnings rows; best of {args.runs}")
         print(f"{'command':<10} {'wall s':>8} {'peak RSS MB':>11}")
