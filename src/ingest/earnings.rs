@@ -29,6 +29,7 @@ use rust_decimal::Decimal;
 use super::billing::normalize_header;
 use super::records::{for_each_row, RecordFormat, MAX_RECORD_BYTES};
 use super::{read_chunks, read_header, Hashing, InputFile};
+use crate::csv_text::within;
 use crate::dates::parse_date;
 use crate::error::Fatal;
 use crate::money::{parse_amount, Currency};
@@ -352,18 +353,32 @@ pub fn read_earnings(
                         // Borrowed, trimmed fields: nothing is copied per field,
                         // and the vector of one row serves the next.
                         let mut text: Vec<&str> = crate::util::recycle(std::mem::take(&mut spare));
-                        for field in r.iter() {
-                            match std::str::from_utf8(field) {
-                                Ok(s) => text.push(crate::text::trim(s)),
-                                Err(_) => {
-                                    out.rejects.push(EarningsReject {
-                                        file: file.display.clone(),
-                                        line: row.line,
-                                        column: "(row)".into(),
-                                        value: String::from_utf8_lossy(field).into_owned(),
-                                        reason: "not valid UTF-8 text".into(),
-                                    });
-                                    return;
+                        // The row's bytes checked as UTF-8 once, each field a
+                        // whole piece of that text (as the ledger reader does);
+                        // field by field only when that fails, to name the field.
+                        let whole = simdutf8::basic::from_utf8(r.as_slice())
+                            .ok()
+                            .filter(|w| r.iter().all(|f| within(w, f).is_some()));
+                        match whole {
+                            Some(whole) => text.extend(
+                                r.iter()
+                                    .map(|f| crate::text::trim(within(whole, f).unwrap_or(""))),
+                            ),
+                            None => {
+                                for field in r.iter() {
+                                    match std::str::from_utf8(field) {
+                                        Ok(s) => text.push(crate::text::trim(s)),
+                                        Err(_) => {
+                                            out.rejects.push(EarningsReject {
+                                                file: file.display.clone(),
+                                                line: row.line,
+                                                column: "(row)".into(),
+                                                value: String::from_utf8_lossy(field).into_owned(),
+                                                reason: "not valid UTF-8 text".into(),
+                                            });
+                                            return;
+                                        }
+                                    }
                                 }
                             }
                         }
@@ -598,6 +613,33 @@ mod tests {
             id_key("340282366920938463463374607431768211456"),
             IdKey::Text(_)
         ));
+    }
+
+    /// A row with bytes that are not UTF-8 is rejected, naming the value;
+    /// the rows around it, text in other scripts and quoted fields among
+    /// them, are read whole and trimmed.
+    #[test]
+    fn a_row_that_is_not_utf8_is_rejected_and_the_others_read() {
+        let mut text = b"participantId,customerTenantId,customerName,transactionDate,transactionCurrency,earningAmount\n".to_vec();
+        text.extend_from_slice(
+            " 1 ,C\u{e9}1,\"M\u{fc}ller, \"\"GmbH\"\"\",2026-01-05,EUR,1\n".as_bytes(),
+        );
+        text.extend_from_slice(b"2,C2,Bad \xff\xfe name,2026-01-05,EUR,2\n");
+        text.extend_from_slice("3,\u{65e5}\u{672c},x,2026-01-05,EUR,3\n".as_bytes());
+        let (rows, r) = read("e.csv", &text);
+        assert_eq!(
+            rows,
+            vec![
+                (2, "1".into(), "C\u{e9}1".into(), Decimal::ONE),
+                (4, "3".into(), "\u{65e5}\u{672c}".into(), Decimal::from(3)),
+            ]
+        );
+        assert_eq!(r.rows_read, 3);
+        assert_eq!(r.rejects.len(), 1);
+        let bad = &r.rejects[0];
+        assert_eq!((bad.line, bad.column.as_str()), (3, "(row)"));
+        assert_eq!(bad.value, "Bad \u{fffd}\u{fffd} name");
+        assert_eq!(bad.reason, "not valid UTF-8 text");
     }
 
     #[test]
