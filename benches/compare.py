@@ -774,16 +774,22 @@ def tieout_timing(args, data: Path, bin_: Path) -> list[str]:
                     "--tieout-out", str(tmp / f"tie-{k}")]  # fmt: skip
 
         # tieout and run take turns (run, tieout, run, tieout, ...), so that a
-        # machine that slows down or speeds up meanwhile weighs on both; each
-        # output is deleted once timed (the first run's is the tie-out's input).
-        ties = []
+        # machine that slows down or speeds up meanwhile weighs on both. Outputs
+        # are deleted only right before a tie-out, never right before a run:
+        # ext4 creates files slowly for minutes after a mass delete, and a run
+        # creates ~32,000 files, a tie-out a few dozen (so the deletes, if they
+        # weigh on either, weigh on the tie-out). The first run's output is the
+        # tie-out's input.
+        ties, stale = [], []
         for k in range(args.runs):
+            for d in stale:
+                shutil.rmtree(d, ignore_errors=True)
+            stale = [tmp / f"tie-{k}"]
             ties.append(timed(cmd(k), (0,)))
-            shutil.rmtree(tmp / f"tie-{k}", ignore_errors=True)
             if k + 1 < args.runs:
                 again = tmp / f"run-{k + 1}"
                 runs.append(timed(porledger_cmd(bin_, data / "billing", data, again, 2), PORLEDGER_OK))
-                shutil.rmtree(again, ignore_errors=True)
+                stale.append(again)
         (run_wall, run_rss), (tie_wall, tie_rss) = min(runs), min(ties)
         print()
         print(f"tie-out: {args.rows:,} billing rows, {n_earnings:,} earnings rows; best of {args.runs}")
