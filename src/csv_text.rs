@@ -71,6 +71,15 @@ pub fn within<'r>(whole: &'r str, field: &[u8]) -> Option<&'r str> {
     whole.get(start..start.checked_add(field.len())?)
 }
 
+/// A record's fields, one after another, as UTF-8 text when every field is
+/// a whole piece of it (see [`within`]); `None` otherwise (a byte that is not
+/// UTF-8, or a field that splits a character). Checked once per record.
+pub fn record_text(rec: &simd_csv::ByteRecord) -> Option<&str> {
+    simdutf8::basic::from_utf8(rec.as_slice())
+        .ok()
+        .filter(|w| rec.iter().all(|f| within(w, f).is_some()))
+}
+
 fn needs_escape(s: &str) -> bool {
     match s.as_bytes().first() {
         Some(b'=' | b'@' | b'\t' | b'\r') => true,

@@ -31,7 +31,7 @@ use std::io::Read;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
-use crate::csv_text::{excel_unescape, within, RowBuf};
+use crate::csv_text::{excel_unescape, record_text, within, RowBuf};
 use crate::dates::Month;
 use crate::error::Fatal;
 use crate::money::Currency;
@@ -420,9 +420,7 @@ impl<R: Read> LedgerReader<R> {
         // Every field UTF-8 text: the row's bytes checked once, and each
         // field a whole piece of that text (a row of valid text may still
         // split a character between two fields).
-        let whole = simdutf8::basic::from_utf8(self.rec.as_slice())
-            .ok()
-            .filter(|w| self.rec.iter().all(|f| within(w, f).is_some()));
+        let whole = record_text(&self.rec);
         let Some(whole) = whole else {
             let bad = self
                 .rec

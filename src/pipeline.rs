@@ -1162,7 +1162,7 @@ fn read_stage(
             lanes
                 .spare_in_rx
                 .try_recv()
-                .unwrap_or_else(|_| Vec::with_capacity(settings.chunk_size + 64 * 1024))
+                .unwrap_or_else(|_| ingest::chunk_buffer(settings.chunk_size))
         };
         let d = ingest::read_chunks(
             i,
@@ -1436,7 +1436,7 @@ fn stream_inline(
         let spare = || {
             spare_in
                 .take()
-                .unwrap_or_else(|| Vec::with_capacity(settings.chunk_size + 64 * 1024))
+                .unwrap_or_else(|| ingest::chunk_buffer(settings.chunk_size))
         };
         let emit = |chunk: Chunk| {
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

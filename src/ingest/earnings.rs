@@ -29,7 +29,7 @@ use rust_decimal::Decimal;
 use super::billing::normalize_header;
 use super::records::{for_each_row, RecordFormat, MAX_RECORD_BYTES};
 use super::{read_chunks, read_header, Hashing, InputFile};
-use crate::csv_text::within;
+use crate::csv_text::{record_text, within};
 use crate::dates::parse_date;
 use crate::error::Fatal;
 use crate::money::{parse_amount, Currency};
@@ -326,7 +326,7 @@ pub fn read_earnings(
             || {
                 spare_chunk
                     .take()
-                    .unwrap_or_else(|| Vec::with_capacity(CHUNK + (64 << 10)))
+                    .unwrap_or_else(|| super::chunk_buffer(CHUNK))
             },
             |chunk| {
                 for_each_row(
@@ -356,10 +356,7 @@ pub fn read_earnings(
                         // The row's bytes checked as UTF-8 once, each field a
                         // whole piece of that text (as the ledger reader does);
                         // field by field only when that fails, to name the field.
-                        let whole = simdutf8::basic::from_utf8(r.as_slice())
-                            .ok()
-                            .filter(|w| r.iter().all(|f| within(w, f).is_some()));
-                        match whole {
+                        match record_text(r) {
                             Some(whole) => text.extend(
                                 r.iter()
                                     .map(|f| crate::text::trim(within(whole, f).unwrap_or(""))),

@@ -606,6 +606,13 @@ pub fn hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// An empty buffer for [`read_chunks`] chunks of `chunk_size` bytes: room
+/// for a chunk and the start of the record it cuts (kept across chunks, so
+/// the buffer rarely grows).
+pub fn chunk_buffer(chunk_size: usize) -> Vec<u8> {
+    Vec::with_capacity(chunk_size + 64 * 1024)
+}
+
 /// Streams the records of `file` after its header as chunks of about
 /// `chunk_size` bytes, each ending at a record boundary. `emit` returns `false`
 /// to stop early (a cancelled run). With [`Hashing::Sha256`] the whole file,
