@@ -66,7 +66,7 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     console::phase_memory("inputs loaded");
     let pool = pool(s.inputs.threads)?;
     let fx = load_fx(&s, &inputs)?;
-    let staging = Staging::new(&s.out)?;
+    let staging = Staging::new(&s.out, publish::Kind::Run)?;
     let mut rows = stream_rows(&s, &inputs, fx.as_ref(), &staging)?;
     let t_stream = rows.bar.elapsed();
     let acc = summary::accounting(&inputs, &rows.streamed);

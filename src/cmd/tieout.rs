@@ -130,6 +130,45 @@ fn load_rules(args: &TieoutArgs, info: &RunInfo) -> Result<Rules, Fatal> {
     })
 }
 
+/// Refuses a tie-out directory that is the run directory or inside it: the
+/// tie-out is published beside the run it reads, never into it (a run's
+/// directory holds only what its manifest lists).
+fn outside_run(target: &Path, run: &Path) -> Result<(), Fatal> {
+    let run_dir = std::fs::canonicalize(run).map_err(|e| Fatal::io(run, e))?;
+    // The nearest part of `target` that exists, resolved, and the rest as given.
+    let mut rest = Vec::new();
+    let mut at = target;
+    let resolved = loop {
+        match std::fs::canonicalize(at) {
+            Ok(p) => break p,
+            Err(_) => match (at.parent(), at.file_name()) {
+                (Some(parent), Some(name)) => {
+                    rest.push(name.to_os_string());
+                    at = if parent.as_os_str().is_empty() {
+                        Path::new(".")
+                    } else {
+                        parent
+                    };
+                }
+                // `..` or a root that does not resolve: Staging names it.
+                _ => return Ok(()),
+            },
+        }
+    };
+    let full = rest.iter().rev().fold(resolved, |p, n| p.join(n));
+    if full.starts_with(&run_dir) {
+        return Err(Fatal::Input(format!(
+            "--tieout-out {}: {} the run directory --out {}; the tie-out is published beside \
+             the run it reads, never into it, so nothing was changed (choose another \
+             --tieout-out)",
+            target.display(),
+            if full == run_dir { "is" } else { "is inside" },
+            run.display()
+        )));
+    }
+    Ok(())
+}
+
 /// `--tieout-out`, or `<RUN_DIR>-tieout` beside the run.
 pub fn default_tieout_dir(out: &Path) -> Result<PathBuf, Fatal> {
     let name = out
@@ -648,6 +687,7 @@ fn tieout_on_pool(args: &TieoutArgs) -> Result<Finish, Fatal> {
         Some(d) => d.clone(),
         None => default_tieout_dir(&args.out)?,
     };
+    outside_run(&target, &args.out)?;
     // The clock is read here, at the edge; the core gets the day.
     let as_of = args.as_of.unwrap_or_else(today_utc);
     let settings = TieSettings {
@@ -702,7 +742,7 @@ fn tieout_on_pool(args: &TieoutArgs) -> Result<Finish, Fatal> {
     console::phase_memory("not-eligible read");
     timings.rest = t.elapsed();
     let names: Vec<String> = read.files.iter().map(|(n, _)| n.clone()).collect();
-    let staging = Staging::new(&target)?;
+    let staging = Staging::new(&target, publish::Kind::Tieout)?;
     let dir = staging.dir.clone();
     let files = &staging.files;
     // The rows are written as they are classified, never all held.

@@ -48,7 +48,10 @@
 //! an `outputs` list of relative paths with SHA-256 and size) and every other
 //! file below it is listed there with its size. Extra files, symbolic links,
 //! changed files and write-protected files or directories make the run refuse
-//! with exit 2, naming the path, before anything changes.
+//! with exit 2, naming the path, before anything changes. A command replaces
+//! only an earlier output of its own [`Kind`] (the manifest's `"kind"`; none
+//! for a run's): a tie-out never takes the place of a run, nor a run of a
+//! tie-out.
 //!
 //! # Test hook
 //!
@@ -261,6 +264,44 @@ enum Phase {
     Done,
 }
 
+/// What a command publishes. A manifest without `"kind"` is a run's (runs
+/// have always written theirs so); each command replaces only an earlier
+/// output of its own kind, so a tie-out can never take the place of the
+/// run it reads, or of any other run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `run` (and `render`, which publishes a run's directory again).
+    Run,
+    /// `tieout`.
+    Tieout,
+}
+
+impl Kind {
+    /// The `"kind"` its manifest names (none for a run).
+    fn manifest_name(self) -> Option<&'static str> {
+        match self {
+            Kind::Run => None,
+            Kind::Tieout => Some("tieout"),
+        }
+    }
+
+    /// The flag that names the directory.
+    fn flag(self) -> &'static str {
+        match self {
+            Kind::Run => "--out",
+            Kind::Tieout => "--tieout-out",
+        }
+    }
+
+    /// What an output of this kind is, in a sentence.
+    fn noun(self) -> &'static str {
+        match self {
+            Kind::Run => "the output of `porledger run`",
+            Kind::Tieout => "a tie-out",
+        }
+    }
+}
+
 /// A directory being filled; removed on drop unless committed.
 pub struct Staging {
     pub dir: PathBuf,
@@ -270,6 +311,8 @@ pub struct Staging {
     target: PathBuf,
     /// `--out` as given, for messages.
     shown: PathBuf,
+    /// What is published: only an earlier output of the same kind is replaced.
+    kind: Kind,
     name: String,
     parent: PathBuf,
     /// Parent directories this run created, outermost first.
@@ -280,15 +323,22 @@ pub struct Staging {
 }
 
 impl Staging {
-    /// Checks `out`, cleans up after interrupted runs and creates
-    /// `.<name>.porledger-tmp-<pid>` next to it (creating `out`'s parent).
-    pub fn new(out: &Path) -> Result<Staging, Fatal> {
+    /// Checks `out` (empty, new, or an earlier output of `kind`), cleans up
+    /// after interrupted runs and creates `.<name>.porledger-tmp-<pid>` next
+    /// to it (creating `out`'s parent).
+    pub fn new(out: &Path, kind: Kind) -> Result<Staging, Fatal> {
         let target = resolve_out(out)?;
         let name = target
             .file_name()
             .and_then(|n| n.to_str())
             .filter(|n| !n.is_empty() && *n != "." && *n != "..")
-            .ok_or_else(|| Fatal::Input(format!("--out {}: not a directory name", out.display())))?
+            .ok_or_else(|| {
+                Fatal::Input(format!(
+                    "{} {}: not a directory name",
+                    kind.flag(),
+                    out.display()
+                ))
+            })?
             .to_string();
         let parent = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -300,6 +350,7 @@ impl Staging {
             files: Written::new(),
             target,
             shown: out.to_path_buf(),
+            kind,
             name,
             parent,
             created,
@@ -312,7 +363,7 @@ impl Staging {
         s.committed = true;
         recover(&s.parent, &s.name, &s.target, &s.shown)?;
         if exists(&s.target) {
-            check_ours(&s.shown, &s.target)?;
+            check_ours(&s.shown, &s.target, s.kind)?;
         }
         // Signals are watched before the directory exists, and it is made
         // under the phase lock: a signal that comes as it appears finds it
@@ -359,7 +410,7 @@ impl Staging {
             return Ok(None);
         }
         // The run may have taken hours: is `--out` still ours?
-        check_ours(&self.shown, target)?;
+        check_ours(&self.shown, target, self.kind)?;
         let exchanged = if f.no_exchange {
             Err(std::io::ErrorKind::Unsupported.into())
         } else {
@@ -400,7 +451,7 @@ impl Staging {
     /// foreign file have appeared in between, the directory is kept under a
     /// name that no cleanup touches.
     fn remove_old(&self, old: &Path) {
-        if let Err(e) = check_ours(&self.shown, old) {
+        if let Err(e) = check_ours(&self.shown, old, self.kind) {
             let keep = self.parent.join(format!(
                 "{}.porledger-kept-{}",
                 self.name,
@@ -614,6 +665,9 @@ fn recover(parent: &Path, name: &str, target: &Path, shown: &Path) -> Result<(),
 #[derive(Deserialize)]
 struct OwnManifest {
     tool: String,
+    /// Absent in a run's manifest (see [`Kind`]).
+    #[serde(default)]
+    kind: Option<String>,
     #[allow(dead_code)]
     version: String,
     outputs: Vec<OwnEntry>,
@@ -640,6 +694,11 @@ fn inside(rel: &str) -> bool {
 /// Reads the manifest of a porledger output directory: the files it lists,
 /// relative path -> digest. Refuses a manifest that porledger did not write.
 pub fn manifest_outputs(dir: &Path) -> Result<HashMap<String, FileDigest>, Fatal> {
+    Ok(own_manifest(dir)?.0)
+}
+
+/// [`manifest_outputs`], and the manifest's `"kind"` (none for a run's).
+fn own_manifest(dir: &Path) -> Result<(HashMap<String, FileDigest>, Option<String>), Fatal> {
     let path = dir.join(MARKER);
     let not_ours = |why: String| {
         Fatal::Input(format!(
@@ -686,14 +745,14 @@ pub fn manifest_outputs(dir: &Path) -> Result<HashMap<String, FileDigest>, Fatal
             return Err(not_ours(format!("it lists \"{}\" twice", e.path)));
         }
     }
-    Ok(out)
+    Ok((out, m.kind))
 }
 
 /// Refuses unless `dir` is empty or a porledger output that porledger may
-/// replace: its manifest is porledger's, it lists every other file below
-/// `dir` with its current size, there is no symbolic link or special file,
-/// and nothing is write-protected.
-fn check_ours(shown: &Path, dir: &Path) -> Result<(), Fatal> {
+/// replace: its manifest is porledger's and of `kind`, it lists every other
+/// file below `dir` with its current size, there is no symbolic link or
+/// special file, and nothing is write-protected.
+fn check_ours(shown: &Path, dir: &Path, kind: Kind) -> Result<(), Fatal> {
     let empty = std::fs::read_dir(dir)
         .map_err(|e| Fatal::io(dir, e))?
         .next()
@@ -701,14 +760,28 @@ fn check_ours(shown: &Path, dir: &Path) -> Result<(), Fatal> {
     if empty {
         return Ok(());
     }
-    let listed = manifest_outputs(dir).map_err(|e| match e {
-        Fatal::Input(m) => Fatal::Input(format!("--out {}: {m}", shown.display())),
+    let flag = kind.flag();
+    let (listed, found) = own_manifest(dir).map_err(|e| match e {
+        Fatal::Input(m) => Fatal::Input(format!("{flag} {}: {m}", shown.display())),
         e => e,
     })?;
+    if found.as_deref() != kind.manifest_name() {
+        let holds = match found.as_deref() {
+            None => Kind::Run.noun().to_string(),
+            Some("tieout") => Kind::Tieout.noun().to_string(),
+            Some(other) => format!("a porledger output of kind \"{other}\""),
+        };
+        return Err(Fatal::Input(format!(
+            "{flag} {}: holds {holds} (see its {MARKER}); this command replaces only {}, \
+             so nothing was changed (choose another {flag})",
+            shown.display(),
+            kind.noun()
+        )));
+    }
     let refuse = |p: &Path, why: &str| {
         Fatal::Input(format!(
-            "--out {}: {}: {why}; porledger replaces only its own output, so nothing was \
-             changed (move it away or choose another --out)",
+            "{flag} {}: {}: {why}; porledger replaces only its own output, so nothing was \
+             changed (move it away or choose another {flag})",
             shown.display(),
             p.display()
         ))
@@ -996,7 +1069,7 @@ mod tests {
 
     /// Publishes `files` (relative path, text) to `out` with a porledger manifest.
     fn publish(out: &Path, files: &[(&str, &str)]) -> Result<(), Fatal> {
-        let s = Staging::new(out)?;
+        let s = Staging::new(out, Kind::Run)?;
         for (rel, text) in files {
             let p = s.dir.join(rel);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -1023,7 +1096,7 @@ mod tests {
         let out = tmp.path().join("out");
         publish(&out, &[("a.csv", "1")]).unwrap();
         assert_eq!(std::fs::read_to_string(out.join("a.csv")).unwrap(), "1");
-        let s = Staging::new(&out).unwrap();
+        let s = Staging::new(&out, Kind::Run).unwrap();
         std::fs::write(s.dir.join("a.csv"), "2").unwrap();
         drop(s); // a failed run
         assert_eq!(std::fs::read_to_string(out.join("a.csv")).unwrap(), "1");
@@ -1037,7 +1110,7 @@ mod tests {
     #[test]
     fn a_failed_run_removes_the_parents_it_created() {
         let tmp = tempfile::tempdir().unwrap();
-        let s = Staging::new(&tmp.path().join("x/y/out")).unwrap();
+        let s = Staging::new(&tmp.path().join("x/y/out"), Kind::Run).unwrap();
         drop(s);
         assert!(names(tmp.path()).is_empty());
     }
@@ -1046,16 +1119,19 @@ mod tests {
     fn refuses_to_replace_a_foreign_directory() {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(tmp.path().join("precious.txt"), "x").unwrap();
-        assert!(Staging::new(tmp.path()).is_err());
+        assert!(Staging::new(tmp.path(), Kind::Run).is_err());
         // A manifest.json of someone else's.
         std::fs::write(tmp.path().join(MARKER), r#"{"name": "app"}"#).unwrap();
-        assert!(Staging::new(tmp.path()).is_err());
+        assert!(Staging::new(tmp.path(), Kind::Run).is_err());
         std::fs::write(
             tmp.path().join(MARKER),
             r#"{"tool": "porledger", "version": "1", "outputs": []}"#,
         )
         .unwrap();
-        let e = Staging::new(tmp.path()).err().unwrap().to_string();
+        let e = Staging::new(tmp.path(), Kind::Run)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(
             e.contains("precious.txt") && e.contains("not listed"),
             "{e}"
@@ -1071,7 +1147,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("out");
         publish(&out, &[("a.csv", "1")]).unwrap();
-        let s = Staging::new(&out).unwrap();
+        let s = Staging::new(&out, Kind::Run).unwrap();
         std::fs::write(out.join("mine.txt"), "user").unwrap();
         assert!(s.commit().is_err());
         assert_eq!(

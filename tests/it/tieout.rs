@@ -9,7 +9,7 @@ use rust_decimal::Decimal;
 
 use crate::common::{
     assert_code, command, csv_rows, output, pdftext, read, read_json, run_sample, stderr, stdout,
-    write, Sample,
+    tree, write, Sample,
 };
 
 /// One earning per partner, program, customer, subscription, month and
@@ -246,6 +246,76 @@ fn an_export_of_the_runs_own_ledger_ties_out_in_every_layout() {
             "{name}: {a}"
         );
     }
+}
+
+/// A tie-out replaces only an earlier tie-out: never the run it reads (nor
+/// a directory inside it, nor a link to it), never another run's output; and
+/// a run never replaces a tie-out. Each refusal exits 2, names the flag and
+/// changes nothing.
+#[test]
+fn a_tieout_never_replaces_a_run_and_a_run_never_a_tieout() {
+    let dir = run_sample(Sample::Main, &["--no-pdf", "--quiet"]);
+    let run = dir.path().join("out");
+    let ran = tree(&run);
+    // Another run's output: a copy of this one (its manifest lists every file).
+    let other = dir.path().join("other");
+    for (rel, bytes) in &ran {
+        write(other.join(rel), bytes);
+    }
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&run, dir.path().join("link")).unwrap();
+    let earnings = ["--earnings", "sample-data/earnings", "--no-pdf"];
+    let mut targets = vec![
+        (run.clone(), "is the run directory"),
+        (run.join("partners/new"), "is inside the run directory"),
+        (run.join("partners"), "is inside the run directory"),
+        (other.clone(), "holds the output of `porledger run`"),
+    ];
+    if cfg!(unix) {
+        targets.push((dir.path().join("link"), "is the run directory"));
+    }
+    for (target, why) in targets {
+        let o = tieout(
+            &run,
+            &[&earnings[..], &["--tieout-out", target.to_str().unwrap()]].concat(),
+        );
+        assert_code(&o, 2);
+        let e = stderr(&o);
+        assert!(e.contains("--tieout-out") && e.contains(why), "{e}");
+        assert!(e.contains("nothing was changed"), "{e}");
+        assert!(tree(&run) == ran, "{}: the run changed", target.display());
+        assert!(
+            tree(&other) == ran,
+            "{}: the other run changed",
+            target.display()
+        );
+        assert!(!run.join("partners/new").exists());
+    }
+    // A tie-out beside the run, then a run asked to replace it.
+    let t = dir.path().join("t");
+    let o = tieout(
+        &run,
+        &[&earnings[..], &["--tieout-out", t.to_str().unwrap()]].concat(),
+    );
+    assert_code(&o, 1);
+    let tied = tree(&t);
+    let mut c = command();
+    c.args(Sample::Main.args())
+        .arg("--out")
+        .arg(&t)
+        .args(["--no-pdf", "--quiet"]);
+    let o = output(&mut c);
+    assert_code(&o, 2);
+    let e = stderr(&o);
+    assert!(e.contains("--out") && e.contains("holds a tie-out"), "{e}");
+    assert!(tree(&t) == tied, "the tie-out changed");
+    // An earlier tie-out is replaced by the next.
+    let o = tieout(
+        &run,
+        &[&earnings[..], &["--tieout-out", t.to_str().unwrap()]].concat(),
+    );
+    assert_code(&o, 1);
+    assert!(tree(&run) == ran);
 }
 
 #[test]

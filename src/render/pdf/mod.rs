@@ -1242,7 +1242,7 @@ pub fn rerender(
             message: e.to_string(),
         })?;
     // Refuses a directory (or a manifest) that is not porledger's.
-    let staging = super::publish::Staging::new(out)?;
+    let staging = super::publish::Staging::new(out, super::publish::Kind::Run)?;
     let listed = super::publish::manifest_outputs(&staging_source(out))?;
     let changed = |rel: &str, why: &str| {
         Fatal::Input(format!(
