@@ -25,7 +25,8 @@ use porledger::pipeline::{self, Inputs, OutBufs, StreamSettings};
 const CHUNK: usize = 8 * 1024 * 1024;
 
 fn inputs(dir: &Path) -> Inputs {
-    generate(dir, Plan::new(20_000, 1, Some(1)).expect("plan")).expect("generate sample");
+    let digests = porledger::render::publish::Written::new();
+    generate(dir, Plan::new(20_000, 1, Some(1)).expect("plan"), &digests).expect("generate sample");
     pipeline::load_inputs(
         &[dir.join("billing")],
         &dir.join("designations.csv"),

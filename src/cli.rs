@@ -311,7 +311,10 @@ pub struct HistoryArgs {
 
 #[derive(Args, Debug)]
 pub struct SampleArgs {
-    /// Directory to write billing/, designations.csv and rules.toml into.
+    /// Directory to write billing/, designations.csv, rules.toml and a
+    /// manifest.json into. Published atomically like a run's output: an
+    /// existing DIR is replaced only when empty or an earlier sample, never
+    /// when it holds files of yours.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Number of billing lines.

@@ -1740,7 +1740,8 @@ mod tests {
     fn a_stream_spilling_every_chunk_merges_to_the_same_groups() {
         use crate::cmd::sample::{generate, Plan};
         let dir = tempfile::tempdir().unwrap();
-        generate(dir.path(), Plan::new(3_000, 5, Some(3)).unwrap()).unwrap();
+        let digests = crate::render::publish::Written::new();
+        generate(dir.path(), Plan::new(3_000, 5, Some(3)).unwrap(), &digests).unwrap();
         let inputs = load_inputs(
             &[dir.path().join("billing")],
             &dir.path().join("designations.csv"),

@@ -274,6 +274,8 @@ pub enum Kind {
     Run,
     /// `tieout`.
     Tieout,
+    /// `sample` (an input set).
+    Sample,
 }
 
 impl Kind {
@@ -282,13 +284,14 @@ impl Kind {
         match self {
             Kind::Run => None,
             Kind::Tieout => Some("tieout"),
+            Kind::Sample => Some("sample"),
         }
     }
 
     /// The flag that names the directory.
     fn flag(self) -> &'static str {
         match self {
-            Kind::Run => "--out",
+            Kind::Run | Kind::Sample => "--out",
             Kind::Tieout => "--tieout-out",
         }
     }
@@ -298,6 +301,7 @@ impl Kind {
         match self {
             Kind::Run => "the output of `porledger run`",
             Kind::Tieout => "a tie-out",
+            Kind::Sample => "a sample input set (`porledger sample`)",
         }
     }
 }
@@ -769,6 +773,7 @@ fn check_ours(shown: &Path, dir: &Path, kind: Kind) -> Result<(), Fatal> {
         let holds = match found.as_deref() {
             None => Kind::Run.noun().to_string(),
             Some("tieout") => Kind::Tieout.noun().to_string(),
+            Some("sample") => Kind::Sample.noun().to_string(),
             Some(other) => format!("a porledger output of kind \"{other}\""),
         };
         return Err(Fatal::Input(format!(

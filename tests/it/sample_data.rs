@@ -119,6 +119,7 @@ fn sample_command_is_deterministic_and_runs_clean() {
         [
             "billing/invoice-reconciliation-0001.csv",
             "designations.csv",
+            "manifest.json",
             "rules.toml"
         ]
     );
@@ -151,6 +152,83 @@ fn sample_command_is_deterministic_and_runs_clean() {
     assert_eq!(t["rows"], 2000);
     assert_eq!(t["rejected"], 0);
     assert!(t["accrued"].as_u64().unwrap() > 1000, "{t}");
+}
+
+/// `porledger sample` publishes like a run: it writes over nothing of yours
+/// (a `rules.toml` or billing file of your own: exit 2, nothing changed),
+/// replaces an earlier sample, and neither it nor `run` replaces the other's
+/// output.
+#[test]
+fn sample_never_writes_over_files_it_did_not_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sample = |out: &str, rows: &str| {
+        porledger_in(
+            tmp.path(),
+            ["sample", "--out", out, "--rows", rows, "--seed", "7"],
+        )
+    };
+    let err = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    // A directory of yours: your rules.toml stays, nothing is added.
+    let mine = tmp.path().join("mine");
+    std::fs::create_dir_all(mine.join("billing")).unwrap();
+    std::fs::write(mine.join("rules.toml"), "# my own rules\n").unwrap();
+    let before = tree(&mine);
+    let o = sample("mine", "100");
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("mine"), "{}", err(&o));
+    assert!(tree(&mine) == before, "sample changed a directory of yours");
+    // An earlier sample is replaced by the next.
+    let o = sample("s", "100");
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let o = sample("s", "200");
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(json(tmp.path().join("s/manifest.json"))["rows"], 200);
+    // ... unless a file of yours was put in it.
+    let s = tmp.path().join("s");
+    std::fs::write(s.join("billing/old.csv"), "x\n").unwrap();
+    let before = tree(&s);
+    let o = sample("s", "100");
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("old.csv"), "{}", err(&o));
+    assert!(tree(&s) == before);
+    std::fs::remove_file(s.join("billing/old.csv")).unwrap();
+    // A run never replaces a sample, and a sample never a run.
+    let run = |out: &str| {
+        porledger_in(
+            tmp.path(),
+            [
+                "run",
+                "--period",
+                "2026-10",
+                "--billing",
+                "s/billing",
+                "--designations",
+                "s/designations.csv",
+                "--rules",
+                "s/rules.toml",
+                "--out",
+                out,
+                "--quiet",
+                "--no-pdf",
+            ],
+        )
+    };
+    let before = tree(&s);
+    let o = run("s");
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("holds a sample input set"), "{}", err(&o));
+    assert!(tree(&s) == before);
+    let o = run("out");
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let ran = tree(&tmp.path().join("out"));
+    let o = sample("out", "100");
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(
+        err(&o).contains("holds the output of `porledger run`"),
+        "{}",
+        err(&o)
+    );
+    assert!(tree(&tmp.path().join("out")) == ran);
 }
 
 /// `sample-data/hard-cases/`: the expectations of its README table.

@@ -12,6 +12,7 @@ use super::rowbuf::RowBuf;
 use super::style::FileStyle;
 use super::world::World;
 use crate::error::Fatal;
+use crate::render::publish::{HashingWriter, Written};
 
 impl World {
     /// Writes billing row `r` (global index) into `w`.
@@ -88,12 +89,18 @@ impl World {
         w.end();
     }
 
-    /// Writes billing file `k` into `dir`; returns its size in bytes.
-    pub(super) fn write_billing_file(&self, dir: &Path, k: usize) -> Result<u64, Fatal> {
+    /// Writes billing file `k` into `dir` (hashed as it is written, for the
+    /// manifest: `files`); returns its size in bytes.
+    pub(super) fn write_billing_file(
+        &self,
+        dir: &Path,
+        k: usize,
+        files: &Written,
+    ) -> Result<u64, Fatal> {
         let path = dir.join(self.plan.file_name(k));
         let style = FileStyle::of_file(k);
         let file = File::create(&path).map_err(|e| Fatal::io(&path, e))?;
-        let mut out = BufWriter::with_capacity(1 << 20, file);
+        let mut out = HashingWriter::new(&path, BufWriter::with_capacity(1 << 20, file), files);
         let mut w = RowBuf::new(&style);
         if style.bom {
             w.buf.extend_from_slice(b"\xEF\xBB\xBF");
@@ -114,7 +121,7 @@ impl World {
         }
         out.write_all(&w.buf).map_err(|e| Fatal::io(&path, e))?;
         bytes += w.buf.len() as u64;
-        out.flush().map_err(|e| Fatal::io(&path, e))?;
+        out.finish()?;
         Ok(bytes)
     }
 }

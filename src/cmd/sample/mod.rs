@@ -57,6 +57,7 @@ use rayon::prelude::*;
 
 use crate::dates::Month;
 use crate::error::Fatal;
+use crate::render::publish::{self, Kind, Staging};
 
 pub use rng::{mix, SplitMix64};
 pub use rules::RULES_TOML;
@@ -140,38 +141,15 @@ pub struct Written {
     pub last_month: String,
 }
 
-/// Refuses to mix with billing files of another run: porledger reads every
-/// `*.csv` in the directory.
-fn check_billing_dir(dir: &Path, plan: &Plan) -> Result<(), Fatal> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Fatal::io(dir, e)),
-    };
-    let ours: Vec<String> = (0..plan.files).map(|k| plan.file_name(k)).collect();
-    for e in entries {
-        let e = e.map_err(|e| Fatal::io(dir, e))?;
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.to_ascii_lowercase().ends_with(".csv") && !ours.contains(&name) {
-            return Err(Fatal::Input(format!(
-                "{} already holds {name}, which this run would not overwrite; \
-                 porledger reads every *.csv there, so choose an empty --out directory",
-                dir.display()
-            )));
-        }
-    }
-    Ok(())
-}
-
-fn write_file(path: &Path, bytes: &[u8]) -> Result<u64, Fatal> {
-    std::fs::write(path, bytes).map_err(|e| Fatal::io(path, e))?;
+fn write_file(files: &publish::Written, path: &Path, bytes: &[u8]) -> Result<u64, Fatal> {
+    publish::write_file(files, path, bytes)?;
     Ok(bytes.len() as u64)
 }
 
-/// Writes the whole sample into `out`. Billing files are written in parallel.
-pub fn generate(out: &Path, plan: Plan) -> Result<Written, Fatal> {
+/// Writes the whole sample into `out` (a new directory: see [`sample`]), each
+/// file's digest recorded in `files`. Billing files are written in parallel.
+pub fn generate(out: &Path, plan: Plan, files: &publish::Written) -> Result<Written, Fatal> {
     let billing = out.join("billing");
-    check_billing_dir(&billing, &plan)?;
     std::fs::create_dir_all(&billing).map_err(|e| Fatal::io(&billing, e))?;
     let world = World::new(plan);
     let plan = &world.plan;
@@ -180,13 +158,13 @@ pub fn generate(out: &Path, plan: Plan) -> Result<Written, Fatal> {
         || {
             (0..plan.files)
                 .into_par_iter()
-                .map(|k| world.write_billing_file(&billing, k))
+                .map(|k| world.write_billing_file(&billing, k, files))
                 .collect::<Result<Vec<u64>, Fatal>>()
         },
     );
     let mut bytes: u64 = sizes?.iter().sum();
-    bytes += write_file(&out.join("designations.csv"), &designations)?;
-    bytes += write_file(&out.join("rules.toml"), RULES_TOML.as_bytes())?;
+    bytes += write_file(files, &out.join("designations.csv"), &designations)?;
+    bytes += write_file(files, &out.join("rules.toml"), RULES_TOML.as_bytes())?;
     Ok(Written {
         billing_files: (0..plan.files)
             .map(|k| billing.join(plan.file_name(k)))
@@ -199,9 +177,30 @@ pub fn generate(out: &Path, plan: Plan) -> Result<Written, Fatal> {
 }
 
 /// `porledger sample`: writes the input set and says what it wrote.
+///
+/// Published like a run's output ([`publish`]): written beside `--out`, with
+/// a `manifest.json` (kind `sample`) listing every file, then swapped into
+/// place. An existing `--out` is replaced only when it is empty or an earlier
+/// sample whose every file its manifest lists: never a directory that holds
+/// files of yours (a `rules.toml` of your own, other billing files).
 pub fn sample(args: &crate::cli::SampleArgs) -> Result<crate::cmd::Finish, Fatal> {
     let plan = Plan::new(args.rows, args.seed, args.files)?;
-    let w = generate(&args.out, plan)?;
+    let staging = Staging::new(&args.out, Kind::Sample)?;
+    let w = generate(&staging.dir, plan, &staging.files)?;
+    let manifest = serde_json::json!({
+        "tool": "porledger",
+        "version": env!("CARGO_PKG_VERSION"),
+        "kind": "sample",
+        "rows": w.plan.rows,
+        "seed": w.plan.seed,
+        "outputs": publish::hash_outputs(&staging.dir, &staging.files)?,
+    });
+    publish::write_json(
+        &staging.files,
+        &staging.dir.join("manifest.json"),
+        &manifest,
+    )?;
+    staging.commit()?;
     let line = crate::console::SampleWritten {
         files: w.plan.files,
         rows: w.plan.rows,
