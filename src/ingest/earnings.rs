@@ -307,6 +307,7 @@ pub fn read_earnings(
         if layout.has(EField::EarningId) {
             seen.reserve(super::rows_hint(file.size, &head));
         }
+        let n_fields = header.fields.len();
         let fmt = RecordFormat {
             delimiter: header.delimiter,
             header: &header.fields,
@@ -350,6 +351,25 @@ pub fn read_earnings(
                             }
                             Ok(r) => r,
                         };
+                        // A row of more or fewer fields than the header is not
+                        // read field by field: its values would sit under other
+                        // columns' names (an unquoted comma in a name shifts a
+                        // subscription into the invoice number), and a row cut
+                        // short would lose its customer and pass as an
+                        // adjustment.
+                        if r.len() != n_fields {
+                            out.rejects.push(EarningsReject {
+                                file: file.display.clone(),
+                                line: row.line,
+                                column: "(row)".into(),
+                                value: String::new(),
+                                reason: format!(
+                                    "has {} fields, the header has {n_fields}",
+                                    r.len()
+                                ),
+                            });
+                            return;
+                        }
                         // Borrowed, trimmed fields: nothing is copied per field,
                         // and the vector of one row serves the next.
                         let mut text: Vec<&str> = crate::util::recycle(std::mem::take(&mut spare));
@@ -637,6 +657,41 @@ mod tests {
         assert_eq!((bad.line, bad.column.as_str()), (3, "(row)"));
         assert_eq!(bad.value, "Bad \u{fffd}\u{fffd} name");
         assert_eq!(bad.reason, "not valid UTF-8 text");
+    }
+
+    #[test]
+    fn a_row_of_more_or_fewer_fields_than_the_header_is_rejected() {
+        let text = "participantId,transactionDate,transactionCurrency,earningAmount,customerName,customerTenantId\n\
+                    1,2026-01-05,EUR,1,\"Contoso, Ltd\",C1\n\
+                    2,2026-01-05,EUR,2,Contoso, Ltd,C2\n\
+                    ,,,\n\
+                    3,2026-01-05,EUR,3,x,C3\n\
+                    4,2026-01-05,EUR,4";
+        let (rows, r) = read("e.csv", text.as_bytes());
+        assert_eq!(
+            rows,
+            vec![
+                (2, "1".into(), "C1".into(), Decimal::ONE),
+                (5, "3".into(), "C3".into(), Decimal::from(3)),
+            ]
+        );
+        assert_eq!(r.rows_read, 5);
+        let rejects: Vec<(u64, &str, &str)> = r
+            .rejects
+            .iter()
+            .map(|j| (j.line, j.column.as_str(), j.reason.as_str()))
+            .collect();
+        assert_eq!(
+            rejects,
+            vec![
+                // An unquoted comma in a name: the customer one column off.
+                (3, "(row)", "has 7 fields, the header has 6"),
+                (4, "(row)", "has 4 fields, the header has 6"),
+                // A last line cut short: without its customer it would have
+                // passed as an adjustment.
+                (6, "(row)", "has 4 fields, the header has 6"),
+            ]
+        );
     }
 
     #[test]
