@@ -392,8 +392,8 @@ pub fn process_chunk_into(
             Err(p) => return rows.reject(line_no, &p.column, &p.value, &p.reason),
         };
         if rec.len() != n_fields {
-            let reason = format!("has {} fields, the header has {n_fields}", rec.len());
-            return rows.reject(line_no, "(row)", "", &reason);
+            let p = ingest::records::LineProblem::field_count(rec.len(), n_fields);
+            return rows.reject(line_no, &p.column, &p.value, &p.reason);
         }
         let line = match layout.parse(rec) {
             Ok(l) => l,

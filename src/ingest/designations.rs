@@ -113,8 +113,9 @@ pub fn parse_designations(file: &str, bytes: &[u8]) -> Result<Designations, Fata
     super::records::for_each_text_row(body, next_line, delimiter, &fields, &mut |line, rec| {
         out.rows_read += 1;
         let res = match rec {
-            Ok(rec) => parse_row(rec, &idx, fields.len(), line, decimal_comma)
-                .map_err(|(c, v, r)| (c.to_string(), v, r)),
+            Ok(rec) => {
+                parse_row(rec, &idx, line, decimal_comma).map_err(|(c, v, r)| (c.to_string(), v, r))
+            }
             Err(p) => Err((p.column, p.value, p.reason)),
         };
         match res {
@@ -136,17 +137,9 @@ type RowErr = (&'static str, String, String);
 fn parse_row(
     rec: &csv::StringRecord,
     idx: &[Option<usize>; 9],
-    n_fields: usize,
     line: u64,
     decimal_comma: bool,
 ) -> Result<Designation, RowErr> {
-    if rec.len() != n_fields {
-        return Err((
-            "(row)",
-            String::new(),
-            format!("has {} fields, the header has {n_fields}", rec.len()),
-        ));
-    }
     let get = |i: usize| idx[i].and_then(|c| rec.get(c)).unwrap_or("").trim();
     let customer_id = get(0);
     if customer_id.is_empty() {

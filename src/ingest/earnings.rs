@@ -27,7 +27,7 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
 use super::billing::normalize_header;
-use super::records::{for_each_row, RecordFormat, MAX_RECORD_BYTES};
+use super::records::{for_each_row, LineProblem, RecordFormat, MAX_RECORD_BYTES};
 use super::{read_chunks, read_header, Hashing, InputFile};
 use crate::csv_text::{record_text, within};
 use crate::dates::parse_date;
@@ -358,15 +358,13 @@ pub fn read_earnings(
                         // short would lose its customer and pass as an
                         // adjustment.
                         if r.len() != n_fields {
+                            let p = LineProblem::field_count(r.len(), n_fields);
                             out.rejects.push(EarningsReject {
                                 file: file.display.clone(),
                                 line: row.line,
-                                column: "(row)".into(),
-                                value: String::new(),
-                                reason: format!(
-                                    "has {} fields, the header has {n_fields}",
-                                    r.len()
-                                ),
+                                column: p.column,
+                                value: p.value,
+                                reason: p.reason,
                             });
                             return;
                         }

@@ -191,4 +191,31 @@ mod tests {
         assert_eq!(t.rate(usd, eur, d(9, 1)), None);
         assert_eq!(t.rate(eur, eur, d(9, 1)), Some((Decimal::ONE, None)));
     }
+
+    /// A rate written with a decimal comma in a comma-separated file is two
+    /// fields: rejected, never read as its integer part (1 for 1,0833).
+    #[test]
+    fn a_row_of_another_field_count_is_rejected_not_read_in_part() {
+        let (t, rejects, rows) = parse_fx(
+            "fx.csv",
+            b"date,from,to,rate\n2026-10-31,USD,EUR,1,0833\n2026-10-31,GBP,EUR\n",
+        )
+        .unwrap();
+        assert_eq!(rows, 2);
+        let got: Vec<(u64, &str, &str)> = rejects
+            .iter()
+            .map(|r| (r.line, r.column.as_str(), r.reason.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (2, "(row)", "has 5 fields, the header has 4"),
+                (3, "(row)", "has 3 fields, the header has 4"),
+            ]
+        );
+        let usd = Currency::parse("USD").unwrap();
+        let eur = Currency::parse("EUR").unwrap();
+        let d = NaiveDate::from_ymd_opt(2026, 10, 31).unwrap();
+        assert_eq!(t.rate(usd, eur, d), None);
+    }
 }

@@ -196,6 +196,20 @@ pub struct LineProblem {
     pub reason: String,
 }
 
+impl LineProblem {
+    /// A record of `found` fields under a header of `header`: never read
+    /// field by field, since its values would sit under other columns' names
+    /// (an unquoted comma shifts every later field) or be missing (a line cut
+    /// short).
+    pub fn field_count(found: usize, header: usize) -> LineProblem {
+        LineProblem {
+            column: "(row)".into(),
+            value: String::new(),
+            reason: format!("has {found} fields, the header has {header}"),
+        }
+    }
+}
+
 /// One row handed to the caller of [`for_each_row`].
 pub struct Row<'a> {
     /// The line the row starts on.
@@ -440,7 +454,8 @@ fn unbalanced_quote(content: &[u8], fmt: RecordFormat<'_>) -> LineProblem {
 /// Reads the records of a whole (small) file body, after its header, as text
 /// rows: the readers of designations, FX, usage and the tenant map. Every
 /// physical line that holds data gets one call (or is part of a plausible
-/// multi-line record); a record that is not UTF-8 is a problem of its line.
+/// multi-line record); a record that is not UTF-8, or not of the header's
+/// field count ([`LineProblem::field_count`]), is a problem of its line.
 pub fn for_each_text_row(
     body: &[u8],
     first_line: u64,
@@ -464,6 +479,10 @@ pub fn for_each_text_row(
         &mut rec,
         &mut |row: Row<'_>| match row.record {
             Err(p) => f(row.line, Err(p)),
+            Ok(r) if r.len() != header.len() => f(
+                row.line,
+                Err(LineProblem::field_count(r.len(), header.len())),
+            ),
             Ok(r) => {
                 text.clear();
                 let mut bad = None;

@@ -470,14 +470,6 @@ fn parse_record(
     file: &UsageFile,
     out: &mut UsageInput,
 ) -> Result<(), RowErr> {
-    let n = l.header.len();
-    if rec.len() != n {
-        return Err((
-            "(row)".into(),
-            String::new(),
-            format!("has {} fields, the header has {n}", rec.len()),
-        ));
-    }
     match l.format {
         UsageFormat::CporReport => {
             let (tenant, col) = l.get(rec, Col::Tenant);
