@@ -38,7 +38,7 @@ pub fn close(args: &CloseArgs) -> Result<Finish, Fatal> {
     let listed = publish::manifest_outputs(out)?;
     console::phase_memory("close: manifest read");
     let manifest_path = out.join("manifest.json");
-    let manifest_bytes = std::fs::read(&manifest_path).map_err(|e| Fatal::io(&manifest_path, e))?;
+    let manifest_bytes = crate::ingest::read_regular(&manifest_path)?;
     let manifest: serde_json::Value = serde_json::from_slice(&manifest_bytes)
         .map_err(|e| data_err(&manifest_path, format!("not a porledger manifest: {e}")))?;
     let mut rec = CloseRecord {
@@ -67,7 +67,7 @@ pub fn close(args: &CloseArgs) -> Result<Finish, Fatal> {
         };
         return Err(data_err(&ledger_path, why.into()));
     }
-    let file = std::fs::File::open(&ledger_path).map_err(|e| Fatal::io(&ledger_path, e))?;
+    let file = crate::ingest::open_regular(&ledger_path)?;
     let hashing = HashingReader {
         inner: std::io::BufReader::with_capacity(1 << 20, file),
         hash: Sha256::new(),
@@ -253,7 +253,7 @@ fn read_checked(
     listed: &HashMap<String, FileDigest>,
 ) -> Result<Vec<u8>, Fatal> {
     let path = out.join(rel);
-    let bytes = std::fs::read(&path).map_err(|e| Fatal::io(&path, e))?;
+    let bytes = crate::ingest::read_regular(&path)?;
     let d = listed
         .get(rel)
         .ok_or_else(|| data_err(&path, "not listed in manifest.json".into()))?;
@@ -491,7 +491,7 @@ struct SourceKeys<R: Read> {
 
 impl SourceKeys<std::io::BufReader<std::fs::File>> {
     fn open(path: &Path, expected: FileDigest) -> Result<Self, Fatal> {
-        let file = std::fs::File::open(path).map_err(|e| Fatal::io(path, e))?;
+        let file = crate::ingest::open_regular(path)?;
         let mut rdr = csv::Reader::from_reader(HashingReader {
             inner: std::io::BufReader::with_capacity(1 << 20, file),
             hash: Sha256::new(),

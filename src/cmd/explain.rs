@@ -51,7 +51,7 @@ fn issued(out: &Path, path: &Path, record: &RunRecord, filter: &Filter) -> Resul
         )));
     };
     let manifest_path = out.join("manifest.json");
-    let manifest: serde_json::Value = std::fs::read(&manifest_path)
+    let manifest: serde_json::Value = crate::ingest::read_regular(&manifest_path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
@@ -125,10 +125,9 @@ fn data_err(file: &Path, message: String) -> Fatal {
 /// Reads what [`render_explanation`] needs from `out`.
 pub fn load(out: &Path, filter: &Filter) -> Result<RunRecord, Fatal> {
     let summary_path = out.join("summary.json");
-    let summary: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(&summary_path).map_err(|e| Fatal::io(&summary_path, e))?,
-    )
-    .map_err(|e| data_err(&summary_path, format!("not a porledger summary: {e}")))?;
+    let summary: serde_json::Value =
+        serde_json::from_slice(&crate::ingest::read_regular(&summary_path)?)
+            .map_err(|e| data_err(&summary_path, format!("not a porledger summary: {e}")))?;
     let rounding: RoundingMode = summary["rounding"]
         .as_str()
         .unwrap_or("")
@@ -154,8 +153,7 @@ pub fn load(out: &Path, filter: &Filter) -> Result<RunRecord, Fatal> {
         ));
     }
     // By column name; IDs come back unescaped (`-P1` is stored as `'-P1`).
-    let ledger_file =
-        std::fs::File::open(&ledger_path).map_err(|e| data_err(&ledger_path, e.to_string()))?;
+    let ledger_file = crate::ingest::open_regular(&ledger_path)?;
     let mut rdr = LedgerReader::new(&ledger_path.display().to_string(), ledger_file)?;
     let mut rows = Vec::new();
     while let Some(row) = rdr.next_row()? {
@@ -180,7 +178,7 @@ pub fn load(out: &Path, filter: &Filter) -> Result<RunRecord, Fatal> {
         .join("partners")
         .join(crate::render::sanitize_file_name(&filter.partner))
         .join("statement.csv");
-    if let Ok(text) = std::fs::read(&st_path) {
+    if let Ok(text) = crate::ingest::read_regular(&st_path) {
         let mut rdr = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
@@ -207,7 +205,7 @@ pub fn load(out: &Path, filter: &Filter) -> Result<RunRecord, Fatal> {
     let mut designations = BTreeMap::new();
     let mut designations_file = String::new();
     let manifest_path = out.join("manifest.json");
-    if let Ok(bytes) = std::fs::read(&manifest_path) {
+    if let Ok(bytes) = crate::ingest::read_regular(&manifest_path) {
         let m: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
         if let Some(d) = m["inputs"]
             .as_array()

@@ -57,10 +57,8 @@ fn data_err(file: &Path, line: u64, message: String) -> Fatal {
 /// Reads summary.json and manifest.json of a finished run.
 pub fn run_info(out: &Path) -> Result<RunInfo, Fatal> {
     let summary_path = out.join("summary.json");
-    let summary: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(&summary_path).map_err(|e| Fatal::io(&summary_path, e))?,
-    )
-    .map_err(|e| data_err(&summary_path, 0, format!("not a porledger summary: {e}")))?;
+    let summary: serde_json::Value = serde_json::from_slice(&ingest::read_regular(&summary_path)?)
+        .map_err(|e| data_err(&summary_path, 0, format!("not a porledger summary: {e}")))?;
     let rounding: RoundingMode = summary["rounding"]
         .as_str()
         .unwrap_or("")
@@ -79,10 +77,9 @@ pub fn run_info(out: &Path) -> Result<RunInfo, Fatal> {
         })
         .collect();
     let manifest_path = out.join("manifest.json");
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(&manifest_path).map_err(|e| Fatal::io(&manifest_path, e))?,
-    )
-    .map_err(|e| data_err(&manifest_path, 0, format!("not a porledger manifest: {e}")))?;
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&ingest::read_regular(&manifest_path)?)
+            .map_err(|e| data_err(&manifest_path, 0, format!("not a porledger manifest: {e}")))?;
     let rules = manifest["inputs"]
         .as_array()
         .into_iter()
@@ -1126,10 +1123,10 @@ fn explain_issued(
         Some(p) => p.to_path_buf(),
         None => {
             let json_path = tieout_dir.join("tieout.json");
-            let json: serde_json::Value = serde_json::from_slice(
-                &std::fs::read(&json_path).map_err(|e| Fatal::io(&json_path, e))?,
-            )
-            .map_err(|e| data_err(&json_path, 0, format!("not a porledger tie-out: {e}")))?;
+            let json: serde_json::Value =
+                serde_json::from_slice(&ingest::read_regular(&json_path)?).map_err(|e| {
+                    data_err(&json_path, 0, format!("not a porledger tie-out: {e}"))
+                })?;
             match json["history"]["path"].as_str() {
                 Some(p) => PathBuf::from(p),
                 None => {

@@ -94,6 +94,30 @@ const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 /// not a porledger history this build understands.
 pub fn probe(path: &Path) -> Result<Probe, HistoryError> {
     let show = path.display().to_string();
+    // Looked at before it is opened: opening a FIFO waits for a writer that
+    // may never come, and a device never ends.
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Probe::Missing),
+        Err(e) => {
+            return Err(HistoryError::Io {
+                path: show,
+                source: e,
+            })
+        }
+        Ok(m) if m.is_dir() => {
+            return Err(HistoryError::Foreign {
+                path: show,
+                why: "it is a directory".into(),
+            })
+        }
+        Ok(m) if !m.is_file() => {
+            return Err(HistoryError::Foreign {
+                path: show,
+                why: format!("it is {}", crate::ingest::kind_of(&m)),
+            })
+        }
+        Ok(_) => {}
+    }
     let mut f = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Probe::Missing),
@@ -108,10 +132,11 @@ pub fn probe(path: &Path) -> Result<Probe, HistoryError> {
         path: show.clone(),
         source: e,
     })?;
-    if meta.is_dir() {
+    // Replaced between the look and the open: looked at again.
+    if !meta.is_file() {
         return Err(HistoryError::Foreign {
             path: show,
-            why: "it is a directory".into(),
+            why: "not a regular file".into(),
         });
     }
     let mut head = Vec::with_capacity(100);

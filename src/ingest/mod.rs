@@ -158,7 +158,7 @@ pub mod limits {
 }
 
 /// What kind of file system object `meta` is, for messages.
-fn kind_of(meta: &std::fs::Metadata) -> &'static str {
+pub fn kind_of(meta: &std::fs::Metadata) -> &'static str {
     #[cfg(unix)]
     {
         use std::os::unix::fs::FileTypeExt;
@@ -196,6 +196,14 @@ pub fn regular_metadata(path: &Path) -> Result<std::fs::Metadata, Fatal> {
         )));
     }
     Ok(meta)
+}
+
+/// Reads the whole of `path` after checking that it is a regular file: a file
+/// of a run's or tie-out's directory, which porledger wrote but someone may
+/// have replaced (with a FIFO, say, that would make the read wait forever).
+pub fn read_regular(path: &Path) -> Result<Vec<u8>, Fatal> {
+    regular_metadata(path)?;
+    std::fs::read(path).map_err(|e| Fatal::io(path, e))
 }
 
 /// Opens `path` for reading after checking that it is a regular file.

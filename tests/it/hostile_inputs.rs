@@ -428,6 +428,113 @@ fn b10_fifo_and_directory_inputs_are_refused_not_waited_on() {
     }
 }
 
+/// A file of a run's directory replaced by a FIFO, and a FIFO or device
+/// given as `--history`: every command that reads them refuses at once
+/// (exit 2, "not a regular file" or "is a FIFO"), none waits for a writer.
+#[cfg(unix)]
+#[test]
+fn b10_a_fifo_in_a_run_directory_or_as_history_is_refused_not_waited_on() {
+    use crate::common::{command, run_sample, Sample};
+    let dir = run_sample(Sample::Main, &["--no-pdf", "--quiet"]);
+    let run = dir.path().join("out");
+    let fifo = dir.path().join("fifo.db");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let earnings = ["--earnings", "sample-data/earnings", "--no-pdf", "--quiet"];
+    let tie_out = dir.path().join("t");
+    let tieout = |out: &Path, extra: &[&str]| {
+        let mut c = command();
+        c.arg("tieout")
+            .arg("--out")
+            .arg(out)
+            .args(earnings)
+            .arg("--tieout-out")
+            .arg(&tie_out)
+            .args(extra);
+        c
+    };
+    let fifo_s = fifo.to_str().unwrap();
+    // (what, command, whether it needs the file: exit 2, or only no hang)
+    let mut cases: Vec<(String, Command, bool)> = Vec::new();
+    for h in [fifo_s, "/dev/zero"] {
+        let mut c = command();
+        c.args(crate::common::Sample::Main.args())
+            .arg("--out")
+            .arg(dir.path().join("r2"))
+            .args(["--no-pdf", "--quiet", "--history", h]);
+        cases.push((format!("run --history {h}"), c, true));
+        let mut c = command();
+        c.arg("close").arg("--out").arg(&run).args(["--history", h]);
+        cases.push((format!("close --history {h}"), c, true));
+        let mut c = command();
+        c.args(["history", "--history", h]);
+        cases.push((format!("history --history {h}"), c, true));
+        cases.push((
+            format!("tieout --history {h}"),
+            tieout(&run, &["--history", h]),
+            true,
+        ));
+    }
+    for name in [
+        "manifest.json",
+        "summary.json",
+        "ledger.csv",
+        "statements.json",
+    ] {
+        let copy = dir.path().join(format!("run-{name}"));
+        for (rel, bytes) in crate::common::tree(&run) {
+            crate::common::write(copy.join(rel), bytes);
+        }
+        std::fs::remove_file(copy.join(name)).unwrap();
+        assert!(Command::new("mkfifo")
+            .arg(copy.join(name))
+            .status()
+            .unwrap()
+            .success());
+        let mut c = command();
+        c.arg("explain")
+            .arg("--out")
+            .arg(&copy)
+            .args(["--partner", "500275"]);
+        // explain reads the manifest only for what it adds, if it can.
+        let needs = matches!(name, "summary.json" | "ledger.csv");
+        cases.push((format!("explain, {name} a FIFO"), c, needs));
+        let needs = name != "statements.json";
+        cases.push((format!("tieout, {name} a FIFO"), tieout(&copy, &[]), needs));
+        let mut c = command();
+        c.arg("render").arg("--out").arg(&copy);
+        let needs = matches!(name, "manifest.json" | "statements.json");
+        cases.push((format!("render, {name} a FIFO"), c, needs));
+        let mut c = command();
+        c.arg("close")
+            .arg("--out")
+            .arg(&copy)
+            .arg("--history")
+            .arg(dir.path().join(format!("h-{name}.db")));
+        // close reads what it issues: the manifest, statements and ledger.
+        let needs = name != "summary.json";
+        cases.push((format!("close, {name} a FIFO"), c, needs));
+    }
+    for (what, mut c, needs) in cases {
+        c.stdout(Stdio::null()).stderr(Stdio::piped());
+        let (code, stderr) = finish_within_30s(&mut c);
+        if !needs {
+            assert!(code.is_some(), "{what}: {stderr}");
+            continue;
+        }
+        assert_eq!(code, Some(2), "{what}: {stderr}");
+        assert!(
+            stderr.contains("not a regular file")
+                || stderr.contains("is a FIFO")
+                || stderr.contains("a character device"),
+            "{what}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn b10_the_same_file_twice_is_an_error_unless_allowed() {
     let dir = tempfile::tempdir().unwrap();

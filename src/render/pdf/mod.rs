@@ -1225,15 +1225,19 @@ pub fn rerender(
     pool: &rayon::ThreadPool,
 ) -> Result<PdfManifest, Fatal> {
     let json_path = out.join("statements.json");
-    let text = std::fs::read(&json_path).map_err(|e| {
+    let text = crate::ingest::read_regular(&json_path).map_err(|e| {
         Fatal::Input(format!(
-            "{}: {e} (render needs the output directory of a finished `porledger run`)",
-            json_path.display()
+            "{e} (render needs the output directory of a finished `porledger run`)"
         ))
     })?;
     let manifest_path = out.join("manifest.json");
     let manifest_text =
-        std::fs::read_to_string(&manifest_path).map_err(|e| Fatal::io(&manifest_path, e))?;
+        String::from_utf8(crate::ingest::read_regular(&manifest_path)?).map_err(|e| {
+            Fatal::io(
+                &manifest_path,
+                std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            )
+        })?;
     let mut manifest: serde_json::Value =
         serde_json::from_str(&manifest_text).map_err(|e| Fatal::Data {
             file: manifest_path.display().to_string(),
