@@ -317,7 +317,7 @@ pub struct SampleArgs {
     /// when it holds files of yours.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// Number of billing lines.
+    /// Number of billing lines (at most 1,000,000,000: ~680 GB).
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub rows: u64,
     /// Seed of the generator; same seed, same bytes.

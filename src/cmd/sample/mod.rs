@@ -85,6 +85,14 @@ pub struct Plan {
 impl Plan {
     /// Derives the sizes; `files` = `None` means one file per 500,000 rows.
     pub fn new(rows: u64, seed: u64, files: Option<usize>) -> Result<Plan, Fatal> {
+        if rows > MAX_ROWS {
+            return Err(Fatal::Input(format!(
+                "--rows {rows}: at most {MAX_ROWS} (about {} GB of billing files); a larger \
+                 set would outgrow the disk, and its subscriptions the memory, before \
+                 it was written",
+                MAX_ROWS * BYTES_PER_ROW / 1_000_000_000
+            )));
+        }
         let files = match files {
             Some(0) => return Err(Fatal::Input("--files must be at least 1".into())),
             Some(k) if k as u64 > rows.max(1) => {
@@ -128,6 +136,12 @@ impl Plan {
         format!("invoice-reconciliation-{:0width$}.csv", k + 1)
     }
 }
+
+/// The largest `--rows`: ~680 GB of billing files, ~8M subscription slots.
+pub const MAX_ROWS: u64 = 1_000_000_000;
+
+/// About how many bytes a generated billing row takes (5,000,000 rows: 3.4 GB).
+const BYTES_PER_ROW: u64 = 680;
 
 /// What [`generate`] wrote.
 #[derive(Clone, Debug, PartialEq, Eq)]

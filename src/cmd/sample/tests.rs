@@ -230,3 +230,14 @@ fn a_stream_without_outputs_counts_the_same_and_keeps_nothing() {
         assert_eq!(v.rejects, run.rejects);
     }
 }
+
+#[test]
+fn rows_past_the_limit_are_refused_before_anything_is_planned() {
+    let e = Plan::new(MAX_ROWS + 1, 1, None).unwrap_err().to_string();
+    assert!(
+        e.contains("--rows") && e.contains("at most 1000000000"),
+        "{e}"
+    );
+    assert!(Plan::new(u64::MAX, 1, None).is_err());
+    assert!(Plan::new(MAX_ROWS, 1, None).is_ok());
+}
