@@ -339,11 +339,17 @@ pub struct TieoutArgs {
     /// columns ignored); rows repeating an earningId are counted once.
     #[arg(long, required = true, num_args = 1.., value_name = "FILE|DIR")]
     pub earnings: Vec<PathBuf>,
+    /// Accept earnings files with identical content (by default an error: the
+    /// same export under two names, without earningIds to tell its rows
+    /// apart, would be counted twice).
+    #[arg(long)]
+    pub allow_duplicate_inputs: bool,
     /// Largest difference, in the currency, that still ties out (inclusive).
     #[arg(long, value_name = "AMOUNT", default_value = "0.01")]
     pub tolerance: String,
     /// Where the tie-out is published [default: <RUN_DIR>-tieout beside the run].
-    /// Replaced atomically; only porledger's own output is ever replaced.
+    /// Replaced atomically, and only when it holds an earlier tie-out: never a
+    /// run's output, never the run directory or a directory inside it.
     #[arg(long, value_name = "DIR")]
     pub tieout_out: Option<PathBuf>,
     /// The history of closed periods (`porledger close`), read only: what was

@@ -723,6 +723,14 @@ fn tieout_on_pool(args: &TieoutArgs) -> Result<Finish, Fatal> {
     );
     let read = read?;
     ledger?;
+    // The files' digests are known once they are read.
+    if !args.allow_duplicate_inputs {
+        ingest::check_duplicate_digests(
+            read.files
+                .iter()
+                .map(|(name, d)| (name.as_str(), d.sha256.as_str())),
+        )?;
+    }
     (timings.earnings, timings.ledger) = (earnings_time, ledger_time);
     console::phase_memory("earnings and ledger read");
     let t = Instant::now();

@@ -366,8 +366,9 @@ pub fn check_duplicate_inputs(files: &[InputFile]) -> Result<(), Fatal> {
     Ok(())
 }
 
-/// Refuses the same content given twice as usage input (it would count its
-/// active users twice): `files` are `(name, SHA-256)` of files already read.
+/// Refuses the same content given twice as usage or earnings input (it would
+/// count its active users, or its earnings without earningId, twice): `files`
+/// are `(name, SHA-256)` of files already read.
 pub fn check_duplicate_digests<'a>(
     files: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Result<(), Fatal> {

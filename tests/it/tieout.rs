@@ -318,6 +318,44 @@ fn a_tieout_never_replaces_a_run_and_a_run_never_a_tieout() {
     assert!(tree(&run) == ran);
 }
 
+/// The same export under two names is refused (exit 2, both named, nothing
+/// published): without earningIds its rows would be counted twice. With
+/// `--allow-duplicate-inputs` it is read, its earningIds counted once.
+#[test]
+fn the_same_earnings_export_twice_is_an_error_unless_allowed() {
+    let dir = run_sample(Sample::Main, &["--no-pdf", "--quiet"]);
+    let run = dir.path().join("out");
+    let first = "sample-data/earnings/earnings-2025-11-to-2026-06.csv";
+    let copy = dir.path().join("copy.csv");
+    std::fs::copy(first, &copy).unwrap();
+    let t = dir.path().join("t");
+    let args = |extra: &'static str| {
+        let mut a = vec![
+            "--earnings".to_string(),
+            first.to_string(),
+            copy.display().to_string(),
+            "--tieout-out".into(),
+            t.display().to_string(),
+            "--no-pdf".into(),
+        ];
+        a.extend((!extra.is_empty()).then(|| extra.to_string()));
+        a
+    };
+    let a = args("");
+    let o = tieout(&run, &a.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    assert_code(&o, 2);
+    let e = stderr(&o);
+    assert!(e.contains(first) && e.contains("copy.csv"), "{e}");
+    assert!(e.contains("--allow-duplicate-inputs"), "{e}");
+    assert!(!t.exists());
+    let a = args("--allow-duplicate-inputs");
+    let o = tieout(&run, &a.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    assert_code(&o, 1);
+    let acc = &read_json(t.join("tieout.json"))["accounting"];
+    assert_eq!(acc["rows_read"].as_u64().unwrap(), 2 * 225, "{acc}");
+    assert_eq!(acc["duplicates"].as_u64().unwrap(), 225 + 1, "{acc}");
+}
+
 #[test]
 fn the_committed_sample_export_shows_every_class() {
     let dir = run_sample(Sample::Main, &["--no-pdf", "--quiet"]);
