@@ -72,16 +72,19 @@ fn discover_ext(args: &[PathBuf], what: &str, exts: &[&str]) -> Result<Vec<Input
     for arg in args {
         let meta = std::fs::metadata(arg).map_err(|e| Fatal::io(arg, e))?;
         if meta.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(arg)
-                .map_err(|e| Fatal::io(arg, e))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.is_file()
-                        && p.extension()
-                            .map(|x| exts.iter().any(|e| x.eq_ignore_ascii_case(e)))
-                            .unwrap_or(false)
-                })
-                .collect();
+            // Every entry named like an input is one: a FIFO, device or
+            // directory of that name is refused by `push`, not skipped (a
+            // file the user counts on is never left out without a word).
+            let mut files: Vec<PathBuf> = Vec::new();
+            for e in std::fs::read_dir(arg).map_err(|e| Fatal::io(arg, e))? {
+                let p = e.map_err(|e| Fatal::io(arg, e))?.path();
+                let named = p
+                    .extension()
+                    .is_some_and(|x| exts.iter().any(|e| x.eq_ignore_ascii_case(e)));
+                if named {
+                    files.push(p);
+                }
+            }
             files.sort();
             if files.is_empty() {
                 let globs: Vec<String> = exts.iter().map(|e| format!("*.{e}")).collect();

@@ -416,11 +416,22 @@ fn b10_fifo_and_directory_inputs_are_refused_not_waited_on() {
     let b = fixture("invoice-10.csv");
     let d = fixture("designations.csv");
     let r = sample_rules();
+    // A directory of billing files with a FIFO among them: refused, not
+    // skipped (it is named like an input, so the user counts on it).
+    let billing = dir.path().join("billing");
+    std::fs::create_dir(&billing).unwrap();
+    std::fs::copy(&b, billing.join("a.csv")).unwrap();
+    let ok = Command::new("mkfifo")
+        .arg(billing.join("b.csv"))
+        .status()
+        .unwrap();
+    assert!(ok.success());
     for o in [
         run(dir.path(), &[&fifo], &d, &r, &[]),
         run(dir.path(), &[&b], &fifo, &r, &[]),
         run(dir.path(), &[&b], &d, &fifo, &[]),
         run(dir.path(), &[&b], dir.path(), &r, &[]),
+        run(dir.path(), &[&billing], &d, &r, &[]),
     ] {
         assert_eq!(o.code, Some(2), "{}", o.stderr);
         assert!(o.stderr.contains("not a regular file"), "{}", o.stderr);
