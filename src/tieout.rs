@@ -1824,22 +1824,23 @@ impl<'r> TieOut<'r> {
         let credited = &credited;
         let source_rank = &source_rank;
         let gathered = &entries;
-        let classify = |first: usize, chunk: &[(SortKey, Source)]| -> Vec<TieRow<'_>> {
-            chunk
-                .par_iter()
-                .enumerate()
-                .map(|(i, (_, s))| {
-                    let mut row = match s {
-                        Source::Grain(k) => {
-                            this.classify(k, gathered.at(first + i), credited, source_rank)
-                        }
-                        Source::Adjustment(k) => this.adjustment_row(k),
-                    };
-                    row.id = row_id(first + i + 1);
-                    row
-                })
-                .collect()
-        };
+        let classify =
+            |first: usize, chunk: &[(SortKey, Source)]| -> Result<Vec<TieRow<'_>>, Fatal> {
+                chunk
+                    .par_iter()
+                    .enumerate()
+                    .map(|(i, (_, s))| {
+                        let mut row = match s {
+                            Source::Grain(k) => {
+                                this.classify(k, gathered.at(first + i), credited, source_rank)?
+                            }
+                            Source::Adjustment(k) => this.adjustment_row(k),
+                        };
+                        row.id = row_id(first + i + 1);
+                        Ok(row)
+                    })
+                    .collect()
+            };
         // The partner (rank of the normalised ID) of the rows handed on
         // last, and the display IDs seen in it.
         let mut block: Option<u32> = None;
@@ -1857,6 +1858,7 @@ impl<'r> TieOut<'r> {
                 },
             );
             sunk?;
+            let rows = rows?;
             let mut done = Vec::new();
             for ((sk, _), r) in chunk.iter().zip(&rows) {
                 if block != Some(sk.0) {
@@ -1965,7 +1967,7 @@ impl<'r> TieOut<'r> {
         let mut cur_partner: Option<(u32, BTreeMap<Currency, Totals>)> = None;
         let s = &self.strings;
         for (i, (_, src)) in chunk.iter().enumerate() {
-            let (v, partner, name, program) = self.verdict_of(src, entries.at(first + i));
+            let (v, partner, name, program) = self.verdict_of(src, entries.at(first + i))?;
             let (currency, month) = match src {
                 Source::Grain(k) => (k.currency, k.month),
                 Source::Adjustment(k) => (k.currency, k.month),
@@ -2071,14 +2073,25 @@ impl<'r> TieOut<'r> {
     }
 
     /// A grain's verdict: its class and amounts, without any text.
-    fn verdict(&self, k: &Key, e: Option<&Expected>, p: Option<&Paid>) -> Verdict {
+    fn verdict(&self, k: &Key, e: Option<&Expected>, p: Option<&Paid>) -> Result<Verdict, Fatal> {
         let tol = self.settings.tolerance;
         let cur = k.currency;
         let expected = e
             .map(|e| round_money(e.amount, cur, self.settings.rounding))
             .unwrap_or_default();
         let paid = p.map(|p| p.amount).unwrap_or_default();
-        let difference = paid - expected;
+        // Both sums are exact; their difference may not fit (an export paying
+        // near the decimal range): the grain is named, nothing is published.
+        let difference = paid.checked_sub(expected).ok_or_else(|| Fatal::Overflow {
+            what: format!(
+                "the tie-out difference of partner {}, customer {}, {} {}",
+                self.strings.str(k.partner),
+                self.strings.str(k.customer),
+                k.month,
+                cur
+            ),
+            cause: format!("paid {paid} minus expected {expected} exceeds the decimal range"),
+        })?;
         let n_rows = p.map(|p| p.rows.len() as u64).unwrap_or(0);
         let (matched, unmatched) = match e {
             Some(_) => (n_rows, 0),
@@ -2106,7 +2119,7 @@ impl<'r> TieOut<'r> {
             (None, Some(_)) => Case::PaidNotExpected,
             (None, None) => Case::Nothing,
         };
-        Verdict {
+        Ok(Verdict {
             case,
             expected,
             paid,
@@ -2114,7 +2127,7 @@ impl<'r> TieOut<'r> {
             due,
             matched,
             unmatched,
-        }
+        })
     }
 
     /// The verdict of a row of the report, and who it counts for: (display
@@ -2123,10 +2136,10 @@ impl<'r> TieOut<'r> {
         &self,
         s: &Source,
         (e, p): (Option<&Expected>, Option<&Paid>),
-    ) -> (Verdict, u32, u32, u32) {
-        match s {
+    ) -> Result<(Verdict, u32, u32, u32), Fatal> {
+        Ok(match s {
             Source::Grain(k) => {
-                let v = self.verdict(k, e, p);
+                let v = self.verdict(k, e, p)?;
                 let (shown, name) = match (e, p) {
                     (Some(e), p) => (e.shown.partner, p.map_or(EMPTY, |p| p.partner_name)),
                     (None, Some(p)) => (p.shown.partner, p.partner_name),
@@ -2152,7 +2165,7 @@ impl<'r> TieOut<'r> {
                     k.program,
                 )
             }
-        }
+        })
     }
 
     /// The row of a grain.
@@ -2162,7 +2175,7 @@ impl<'r> TieOut<'r> {
         (e, p): (Option<&'a Expected>, Option<&'a Paid>),
         credited: &Credited,
         source_rank: &[u32],
-    ) -> TieRow<'a> {
+    ) -> Result<TieRow<'a>, Fatal> {
         let s = &self.strings;
         let tol = self.settings.tolerance;
         let cur = k.currency;
@@ -2173,7 +2186,7 @@ impl<'r> TieOut<'r> {
             difference,
             due,
             ..
-        } = self.verdict(k, e, p);
+        } = self.verdict(k, e, p)?;
         let shown = e
             .map(|e| e.shown)
             .or(p.map(|p| p.shown))
@@ -2301,7 +2314,7 @@ impl<'r> TieOut<'r> {
             }
             _ => (Cow::Borrowed(""), Cow::Borrowed("")),
         };
-        TieRow {
+        Ok(TieRow {
             id: String::new(),
             class: case.class(),
             reason,
@@ -2336,7 +2349,7 @@ impl<'r> TieOut<'r> {
                 })
                 .unwrap_or_default(),
             earnings_rows: Cow::Borrowed(p.map_or(&[], |p| &p.rows)),
-        }
+        })
     }
 
     /// What the expected amount of a grain was computed from, in words:

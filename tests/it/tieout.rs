@@ -729,6 +729,40 @@ fn tieout_on_threads(
 /// Earnings of one grain whose sum leaves the decimal range end the tie-out
 /// (exit 2, the sum named, nothing published), whether the rows are added
 /// on the reading thread or on another one, with many rows still to read.
+/// Paid and expected each fit, their difference does not (a payment near
+/// the lower end of the decimal range against an expected amount): fatal,
+/// naming the grain, nothing published; never a panic.
+#[test]
+fn a_difference_out_of_range_is_fatal_not_a_panic() {
+    let dir = run_sample(Sample::Main, &["--no-pdf", "--quiet"]);
+    let run = dir.path().join("out");
+    let export = export_from_ledger(&run.join("ledger.csv"), ',', false, 1);
+    let mut lines = export.lines();
+    let mut text = format!("{}\n", lines.next().unwrap());
+    let mut changed = false;
+    for row in lines {
+        let mut c: Vec<String> = row.split(',').map(String::from).collect();
+        if !changed && c[8].parse::<Decimal>().unwrap() > Decimal::ZERO {
+            c[8] = "-79228162514264337593543950335".into();
+            changed = true;
+        }
+        text.push_str(&c.join(","));
+        text.push('\n');
+    }
+    assert!(changed);
+    let file = dir.path().join("earnings.csv");
+    write(&file, &text);
+    for threads in ["1", "2"] {
+        let to = dir.path().join(format!("t{threads}"));
+        let o = tieout_on_threads(&run, &file, &to, threads);
+        assert_code(&o, 2);
+        let err = stderr(&o);
+        assert!(err.contains("the tie-out difference of partner"), "{err}");
+        assert!(err.contains("exceeds the decimal range"), "{err}");
+        assert!(!to.exists(), "{threads} threads published");
+    }
+}
+
 #[test]
 fn a_sum_out_of_range_is_fatal_on_one_thread_and_two() {
     let dir = run_sample(Sample::Main, &["--no-pdf", "--quiet"]);
