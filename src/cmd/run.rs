@@ -567,7 +567,7 @@ fn restatement(
         set,
         &now_inputs,
         &crate::history::adjust::designations_of(set),
-    );
+    )?;
     crate::render::adjustment::write_adjustments(&staging.dir, &a, &staging.files)?;
     if !s.quiet {
         eprintln!(

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rust_decimal::Decimal;
 
 use super::{DesignationRec, FileRec, LineRec};
+use crate::error::Fatal;
 use crate::statements::StatementSet;
 
 /// The key of an adjustment line.
@@ -108,9 +109,28 @@ pub struct Adjustments {
     pub inputs_changed: Vec<String>,
 }
 
-/// A line's amount as issued (text in the history) or now.
-fn parse(s: &str) -> Decimal {
-    s.parse().unwrap_or_default()
+/// A line's amount as issued (its text in the history): a text that is not
+/// a decimal is a damaged history, never read as 0.
+fn parse(s: &str, l: &LineRec) -> Result<Decimal, Fatal> {
+    s.parse().map_err(|_| {
+        Fatal::Input(format!(
+            "the history's issued line of partner {}, customer {}, program {}, {} {} has \
+             the amount '{s}', not a decimal: the history is damaged",
+            l.partner_id, l.customer_id, l.program_id, l.accrual_month, l.currency
+        ))
+    })
+}
+
+/// `a + b` (or `a - b`), checked: a line's amounts near the decimal range are
+/// an error naming the line, never a panic.
+fn checked(a: Option<Decimal>, k: &LineKey, what: &str) -> Result<Decimal, Fatal> {
+    a.ok_or_else(|| Fatal::Overflow {
+        what: format!(
+            "the {what} of partner {}, customer {}, program {}, {} {}",
+            k.partner_id, k.customer_id, k.program_id, k.accrual_month, k.currency
+        ),
+        cause: "it exceeds the decimal range".into(),
+    })
 }
 
 /// Compares the issued lines (`version`) with `now`. `issued_inputs` and
@@ -124,7 +144,7 @@ pub fn compare(
     now: &StatementSet,
     now_inputs: &[FileRec],
     now_designations: &[DesignationRec],
-) -> Adjustments {
+) -> Result<Adjustments, Fatal> {
     type Side = (String, String, Decimal);
     let mut both: BTreeMap<LineKey, (Option<Side>, Option<Side>)> = BTreeMap::new();
     for l in issued {
@@ -135,13 +155,12 @@ pub fn compare(
             accrual_month: l.accrual_month.clone(),
             currency: l.currency.clone(),
         };
+        let amount = parse(&l.amount, l)?;
+        let sum = |prev: Decimal| checked(prev.checked_add(amount), &k, "issued amount");
+        let prev = both.get(&k).and_then(|e| e.0.as_ref()).map(|s| s.2);
+        let total = sum(prev.unwrap_or_default())?;
         let e = both.entry(k).or_default();
-        let prev = e.0.as_ref().map(|s| s.2).unwrap_or_default();
-        e.0 = Some((
-            l.partner_name.clone(),
-            l.customer_name.clone(),
-            prev + parse(&l.amount),
-        ));
+        e.0 = Some((l.partner_name.clone(), l.customer_name.clone(), total));
     }
     for p in &now.partners {
         for l in p.lines() {
@@ -152,13 +171,14 @@ pub fn compare(
                 accrual_month: l.month.to_string(),
                 currency: l.currency.as_str().to_string(),
             };
+            let prev = both.get(&k).and_then(|e| e.1.as_ref()).map(|s| s.2);
+            let total = checked(
+                prev.unwrap_or_default().checked_add(l.amount),
+                &k,
+                "amount now",
+            )?;
             let e = both.entry(k).or_default();
-            let prev = e.1.as_ref().map(|s| s.2).unwrap_or_default();
-            e.1 = Some((
-                p.partner_name.clone(),
-                l.customer_name.to_string(),
-                prev + l.amount,
-            ));
+            e.1 = Some((p.partner_name.clone(), l.customer_name.to_string(), total));
         }
     }
     let input_reasons = input_changes(issued_inputs, now_inputs);
@@ -183,6 +203,11 @@ pub fn compare(
         if issued_amount == now_amount && was.is_some() == is.is_some() {
             continue;
         }
+        let difference = checked(
+            now_amount.checked_sub(issued_amount),
+            &key,
+            "restated difference",
+        )?;
         let names = is.as_ref().or(was.as_ref());
         let pc = (key.partner_id.clone(), key.customer_id.clone());
         let (a, b) = (di.get(&pc).unwrap_or(&empty), dn.get(&pc).unwrap_or(&empty));
@@ -214,7 +239,7 @@ pub fn compare(
             customer_name: names.map(|s| s.1.clone()).unwrap_or_default(),
             issued: issued_amount,
             now: now_amount,
-            difference: now_amount - issued_amount,
+            difference,
             reason: why
                 .iter()
                 .map(Reason::english)
@@ -224,11 +249,11 @@ pub fn compare(
             key,
         });
     }
-    Adjustments {
+    Ok(Adjustments {
         version,
         lines,
         inputs_changed: input_reasons.iter().map(Reason::english).collect(),
-    }
+    })
 }
 
 /// The input files that differ, by role and path.
@@ -335,7 +360,8 @@ mod tests {
             &now,
             &[file("designations", "bbbbbbbbbbbbbbbb")],
             &[],
-        );
+        )
+        .unwrap();
         assert_eq!(a.lines.len(), 2);
         assert_eq!(a.lines[0].difference, Decimal::new(-1000, 2));
         assert_eq!(a.lines[1].issued, Decimal::new(500, 2));
@@ -351,7 +377,39 @@ mod tests {
                 to: "bbbbbbbbbbbb".into(),
             }]
         );
-        let same = compare(1, &[], &[], &[], &now, &[], &[]);
+        let same = compare(1, &[], &[], &[], &now, &[], &[]).unwrap();
         assert!(same.lines.is_empty());
+    }
+
+    /// Issued amounts that are not decimals, or whose sum leaves the decimal
+    /// range, are errors naming the line: never read as 0, never a panic.
+    #[test]
+    fn a_damaged_or_out_of_range_issued_amount_is_an_error() {
+        let now = StatementSet {
+            period: "2026-10".parse().unwrap(),
+            rounding: crate::money::RoundingMode::HalfEven,
+            partners: vec![],
+            summary: vec![],
+            programs: vec![],
+        };
+        let e = compare(1, &[line("P1", "C1", "ten")], &[], &[], &now, &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("'ten'") && e.contains("P1") && e.contains("C1"),
+            "{e}"
+        );
+        let max = Decimal::MAX.to_string();
+        let two = [line("P1", "C1", &max), line("P1", "C1", &max)];
+        let e = compare(1, &two, &[], &[], &now, &[], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("issued amount") && e.contains("decimal range"),
+            "{e}"
+        );
+        // The sum fits; nothing now, so the difference is -MAX: fine.
+        let a = compare(1, &two[..1], &[], &[], &now, &[], &[]).unwrap();
+        assert_eq!(a.lines[0].difference, -Decimal::MAX);
     }
 }
