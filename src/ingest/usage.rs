@@ -41,6 +41,9 @@ impl UsageFormat {
     }
 }
 
+/// The largest user count read (a tenant has at most a few million users).
+pub const MAX_USERS: u64 = 1_000_000_000;
+
 /// One usage observation: a tenant's workload in one month.
 #[derive(Clone, Debug, PartialEq)]
 pub struct UsageObs {
@@ -244,6 +247,15 @@ impl Layout {
         }
         if !v.fract().is_zero() {
             return Err((col, raw.into(), "not a whole number of users".into()));
+        }
+        // Bounded, so that the sums and differences of counts over a run
+        // (attainment, high-water marks) stay far inside the decimal range.
+        if v > Decimal::from(MAX_USERS) {
+            return Err((
+                col,
+                raw.into(),
+                format!("more than {MAX_USERS} users: not a count of one tenant's users"),
+            ));
         }
         Ok(v.trunc().normalize())
     }
@@ -613,6 +625,31 @@ mod tests {
         );
         assert_eq!(u.rejects[0].value, "1,5");
         assert!(u.rejects[0].reason.contains("whole"));
+    }
+
+    /// Counts past MAX_USERS are rejected: sums and differences of counts
+    /// over a run then stay far inside the decimal range.
+    #[test]
+    fn a_user_count_past_the_limit_is_rejected() {
+        let text = "customerTenantId,Workload,MAU,PaidAvailableUnits,Date\n\
+            aaa,Teams,1000000000,1000000000,2026-10-01\n\
+            bbb,Teams,1000000001,10,2026-10-01\n\
+            ccc,Teams,3,79228162514264337593543950335,2026-10-01\n";
+        let u = load("report.csv", text, &[]).unwrap();
+        assert_eq!(u.obs.len(), 1);
+        let r: Vec<(u64, &str, &str)> = u
+            .rejects
+            .iter()
+            .map(|r| (r.line, r.column.as_str(), r.value.as_str()))
+            .collect();
+        assert_eq!(
+            r,
+            [
+                (3, "MAU", "1000000001"),
+                (4, "PaidAvailableUnits", "79228162514264337593543950335")
+            ]
+        );
+        assert!(u.rejects[0].reason.contains("more than 1000000000 users"));
     }
 
     const GRAPH: &str = "Report Refresh Date,Exchange Active,Exchange Inactive,OneDrive Active,OneDrive Inactive,SharePoint Active,SharePoint Inactive,Skype For Business Active,Skype For Business Inactive,Yammer Active,Yammer Inactive,Teams Active,Teams Inactive,Office 365 Active,Office 365 Inactive,Report Period\n\
