@@ -26,7 +26,7 @@ use crate::history::{
     AccrualEncoder, AccrualView, CloseError, CloseRecord, FileRec, History, LineRec, RunHistory,
     StoredPart, TotalRec, UsageMark,
 };
-use crate::ingest::FileDigest;
+use crate::ingest::{FileDigest, HashingReader};
 use crate::ledger::{LedgerColumn as C, LedgerReader};
 use crate::pipeline::SOURCE_KEYS_HEADER;
 use crate::render::publish;
@@ -68,11 +68,7 @@ pub fn close(args: &CloseArgs) -> Result<Finish, Fatal> {
         return Err(data_err(&ledger_path, why.into()));
     }
     let file = crate::ingest::open_regular(&ledger_path)?;
-    let hashing = HashingReader {
-        inner: std::io::BufReader::with_capacity(1 << 20, file),
-        hash: Sha256::new(),
-        bytes: 0,
-    };
+    let hashing = HashingReader::new(std::io::BufReader::with_capacity(1 << 20, file));
     let keys = match listed.get(SOURCE_KEYS) {
         Some(d) => Some(SourceKeys::open(&out.join(SOURCE_KEYS), d.clone())?),
         None => None,
@@ -342,22 +338,6 @@ fn read_usage(out: &Path, listed: &HashMap<String, FileDigest>) -> Result<Vec<Us
     Ok(marks)
 }
 
-/// Hashes what it reads.
-struct HashingReader<R> {
-    inner: R,
-    hash: Sha256,
-    bytes: u64,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hash.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-}
-
 /// The ledger's rows as accruals; at the end, the bytes read are checked
 /// against the manifest (an error then rolls the close back).
 struct LedgerRows<R: Read> {
@@ -423,10 +403,8 @@ impl<R: Read> LedgerRows<R> {
                 return Ok(());
             }
         }
-        let h = self.rdr.get_ref();
-        let sha = crate::ingest::hex(&h.hash.clone().finalize());
         match &self.expected {
-            Some(d) if d.sha256 == sha && d.bytes == h.bytes => {}
+            Some(d) if self.rdr.get_ref().is(d) => {}
             _ => return Err(changed(&self.path)),
         }
         match self.keys.as_mut() {
@@ -492,11 +470,9 @@ struct SourceKeys<R: Read> {
 impl SourceKeys<std::io::BufReader<std::fs::File>> {
     fn open(path: &Path, expected: FileDigest) -> Result<Self, Fatal> {
         let file = crate::ingest::open_regular(path)?;
-        let mut rdr = csv::Reader::from_reader(HashingReader {
-            inner: std::io::BufReader::with_capacity(1 << 20, file),
-            hash: Sha256::new(),
-            bytes: 0,
-        });
+        let mut rdr = csv::Reader::from_reader(HashingReader::new(
+            std::io::BufReader::with_capacity(1 << 20, file),
+        ));
         let header = rdr.headers().map_err(|e| data_err(path, e.to_string()))?;
         if header.iter().ne(SOURCE_KEYS_HEADER.iter().copied()) {
             return Err(Fatal::Data {
@@ -593,9 +569,7 @@ impl<R: Read> SourceKeys<R> {
                 ),
             });
         }
-        let h = self.rdr.get_ref();
-        let sha = crate::ingest::hex(&h.hash.clone().finalize());
-        if self.expected.sha256 != sha || self.expected.bytes != h.bytes {
+        if !self.rdr.get_ref().is(&self.expected) {
             return Err(changed(&self.path));
         }
         Ok(())

@@ -124,6 +124,12 @@ fn data_err(file: &Path, message: String) -> Fatal {
 
 /// Reads what [`render_explanation`] needs from `out`.
 pub fn load(out: &Path, filter: &Filter) -> Result<RunRecord, Fatal> {
+    // What is read of the run is checked against its manifest: a changed run
+    // is never explained as if porledger had written it.
+    use crate::render::publish;
+    const REFUSAL: &str = "explain refuses to explain from it";
+    let listed = publish::manifest_outputs(out)?;
+    publish::check_listed(out, "summary.json", &listed, REFUSAL)?;
     let summary_path = out.join("summary.json");
     let summary: serde_json::Value =
         serde_json::from_slice(&crate::ingest::read_regular(&summary_path)?)
@@ -144,7 +150,7 @@ pub fn load(out: &Path, filter: &Filter) -> Result<RunRecord, Fatal> {
         .to_string();
 
     let ledger_path = out.join("ledger.csv");
-    if !ledger_path.exists() && out.join("ledger.parquet").exists() {
+    if !listed.contains_key("ledger.csv") && listed.contains_key("ledger.parquet") {
         return Err(data_err(
             &ledger_path,
             "this run wrote ledger.parquet (--ledger-format parquet); explain reads \
@@ -153,7 +159,11 @@ pub fn load(out: &Path, filter: &Filter) -> Result<RunRecord, Fatal> {
         ));
     }
     // By column name; IDs come back unescaped (`-P1` is stored as `'-P1`).
-    let ledger_file = crate::ingest::open_regular(&ledger_path)?;
+    let expected = publish::listed_digest(out, "ledger.csv", &listed)?;
+    let ledger_file = crate::ingest::HashingReader::new(std::io::BufReader::with_capacity(
+        1 << 20,
+        crate::ingest::open_regular(&ledger_path)?,
+    ));
     let mut rdr = LedgerReader::new(&ledger_path.display().to_string(), ledger_file)?;
     let mut rows = Vec::new();
     while let Some(row) = rdr.next_row()? {
@@ -171,14 +181,26 @@ pub fn load(out: &Path, filter: &Filter) -> Result<RunRecord, Fatal> {
         }
         rows.push(row.record()?);
     }
+    if !rdr.get_ref().is(expected) {
+        return Err(publish::changed_since_written(&ledger_path, REFUSAL));
+    }
 
     let mut statement = BTreeMap::new();
     let mut tiers: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
-    let st_path = out
-        .join("partners")
-        .join(crate::render::sanitize_file_name(&filter.partner))
-        .join("statement.csv");
-    if let Ok(text) = crate::ingest::read_regular(&st_path) {
+    let st_rel = format!(
+        "partners/{}/statement.csv",
+        crate::render::sanitize_file_name(&filter.partner)
+    );
+    let st_path = out.join(&st_rel);
+    // Read only as listed (a partner without a statement has none).
+    let listed_statement = listed.contains_key(&st_rel);
+    if listed_statement {
+        publish::check_listed(out, &st_rel, &listed, REFUSAL)?;
+    }
+    if let Some(text) = listed_statement
+        .then(|| crate::ingest::read_regular(&st_path))
+        .transpose()?
+    {
         let mut rdr = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)

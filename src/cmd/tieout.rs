@@ -8,7 +8,7 @@
 //! and publishes its [`crate::tieout::Report`] through
 //! [`crate::render::publish::Staging`] like a run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -24,6 +24,7 @@ use crate::error::Fatal;
 use crate::history::History;
 use crate::ingest;
 use crate::ingest::earnings::{read_earnings, EarningRow, EarningsRead};
+use crate::ingest::FileDigest;
 use crate::ledger::{LedgerColumn as C, LedgerReader};
 use crate::money::{Currency, RoundingMode};
 use crate::render::pdf::tieout::TieoutPage;
@@ -197,9 +198,21 @@ pub fn parse_tolerance(s: &str) -> Result<Decimal, Fatal> {
 /// says whether the export can carry invoice numbers and products (its
 /// columns): where it cannot, the ledger's are not read, and the grains are
 /// not split by them.
-fn read_ledger(out: &Path, tie: &mut TieOut<'_>, billed: (bool, bool)) -> Result<(), Fatal> {
+/// What tieout says it does not do with a changed run.
+const REFUSAL: &str = "tieout refuses to tie it out (nothing was published)";
+
+fn changed(path: &Path) -> Fatal {
+    publish::changed_since_written(path, REFUSAL)
+}
+
+fn read_ledger(
+    out: &Path,
+    listed: &HashMap<String, FileDigest>,
+    tie: &mut TieOut<'_>,
+    billed: (bool, bool),
+) -> Result<(), Fatal> {
     let path = out.join("ledger.csv");
-    if !path.exists() && out.join("ledger.parquet").exists() {
+    if !listed.contains_key("ledger.csv") && listed.contains_key("ledger.parquet") {
         return Err(data_err(
             &path,
             0,
@@ -208,13 +221,17 @@ fn read_ledger(out: &Path, tie: &mut TieOut<'_>, billed: (bool, bool)) -> Result
                 .into(),
         ));
     }
+    let expected = publish::listed_digest(out, "ledger.csv", listed)?;
     let f = ingest::open_regular(&path)?;
     let shown = path.display().to_string();
     // The ledger's size over its first rows' mean length: the side's list
     // is sized once for it.
     let size = f.metadata().map_err(|e| Fatal::io(&path, e))?.len();
     tie.reserve_accruals(ingest::rows_hint(size, &ingest::head(&path)?));
-    let mut rdr = LedgerReader::new(&shown, std::io::BufReader::with_capacity(1 << 20, f))?;
+    let mut rdr = LedgerReader::new(
+        &shown,
+        ingest::HashingReader::new(std::io::BufReader::with_capacity(1 << 20, f)),
+    )?;
     let month_col = rdr.position_of("accrual_month");
     while let Some(row) = rdr.next_row()? {
         let bad = |col: &str, v: &str| Fatal::Data {
@@ -255,6 +272,9 @@ fn read_ledger(out: &Path, tie: &mut TieOut<'_>, billed: (bool, bool)) -> Result
             rate,
             origin: Origin::Ledger(row.line()),
         })?;
+    }
+    if !rdr.get_ref().is(expected) {
+        return Err(changed(&path));
     }
     Ok(())
 }
@@ -422,13 +442,21 @@ fn read_issued(
 }
 
 /// Feeds the not-eligible rows of the customers the earnings name.
-fn read_not_eligible(out: &Path, tie: &mut TieOut<'_>) -> Result<(), Fatal> {
+fn read_not_eligible(
+    out: &Path,
+    listed: &HashMap<String, FileDigest>,
+    tie: &mut TieOut<'_>,
+) -> Result<(), Fatal> {
     let path = out.join("not-eligible.csv");
-    let Ok(f) = ingest::open_regular(&path) else {
-        // Older or partial runs: no closest reason from billing lines.
+    if !listed.contains_key("not-eligible.csv") && !path.exists() {
+        // Older runs: no closest reason from billing lines.
         return Ok(());
-    };
-    let mut rdr = csv::Reader::from_reader(std::io::BufReader::with_capacity(1 << 20, f));
+    }
+    let expected = publish::listed_digest(out, "not-eligible.csv", listed)?;
+    let f = ingest::open_regular(&path)?;
+    let mut rdr = csv::Reader::from_reader(ingest::HashingReader::new(
+        std::io::BufReader::with_capacity(1 << 20, f),
+    ));
     let header = rdr
         .headers()
         .map_err(|e| data_err(&path, 1, e.to_string()))?
@@ -467,6 +495,9 @@ fn read_not_eligible(out: &Path, tie: &mut TieOut<'_>) -> Result<(), Fatal> {
             g(detail),
             (g(file), g(line)),
         )?;
+    }
+    if !rdr.get_ref().is(expected) {
+        return Err(changed(&path));
     }
     Ok(())
 }
@@ -669,6 +700,11 @@ fn tieout_on_pool(args: &TieoutArgs) -> Result<Finish, Fatal> {
     let mut timings = console::TieoutTimings::default();
     let tolerance = parse_tolerance(&args.tolerance)?;
     let info = run_info(&args.out)?;
+    // The run as porledger wrote it: what is read of it is checked against
+    // its manifest (summary.json here, ledger.csv and not-eligible.csv as
+    // they are read), so a changed run is never tied out.
+    let listed = publish::manifest_outputs(&args.out)?;
+    publish::check_listed(&args.out, "summary.json", &listed, REFUSAL)?;
     let rules = load_rules(args, &info)?;
     // A history that cannot be used fails before any reading.
     let history = match &args.history {
@@ -716,7 +752,7 @@ fn tieout_on_pool(args: &TieoutArgs) -> Result<Finish, Fatal> {
         || {
             let t = Instant::now();
             (
-                read_ledger(&args.out, &mut ledger_side, billed),
+                read_ledger(&args.out, &listed, &mut ledger_side, billed),
                 t.elapsed(),
             )
         },
@@ -743,7 +779,7 @@ fn tieout_on_pool(args: &TieoutArgs) -> Result<Finish, Fatal> {
         Some((p, (h, versions))) => Some(read_issued(p, &h, versions, &info, &mut tie)?),
         None => None,
     };
-    read_not_eligible(&args.out, &mut tie)?;
+    read_not_eligible(&args.out, &listed, &mut tie)?;
     console::phase_memory("not-eligible read");
     timings.rest = t.elapsed();
     let names: Vec<String> = read.files.iter().map(|(n, _)| n.clone()).collect();

@@ -703,6 +703,39 @@ pub fn read_chunks(
     })
 }
 
+/// A reader that hashes what passes through it: a file of porledger's own
+/// output read once, and checked against its manifest at the end
+/// ([`HashingReader::is`]).
+pub struct HashingReader<R> {
+    inner: R,
+    hash: Sha256,
+    bytes: u64,
+}
+
+impl<R> HashingReader<R> {
+    pub fn new(inner: R) -> HashingReader<R> {
+        HashingReader {
+            inner,
+            hash: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Whether what was read so far is the file `d` describes.
+    pub fn is(&self, d: &FileDigest) -> bool {
+        d.bytes == self.bytes && d.sha256 == hex(&self.hash.clone().finalize())
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
 /// SHA-256 of a whole file (for the rules and designations files).
 pub fn sha256_file(path: &Path) -> Result<FileDigest, Fatal> {
     let mut f = open_regular(path)?;

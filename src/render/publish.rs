@@ -752,6 +752,50 @@ fn own_manifest(dir: &Path) -> Result<(HashMap<String, FileDigest>, Option<Strin
     Ok((out, m.kind))
 }
 
+/// A file of the porledger output `path` is in changed since porledger wrote
+/// it (its SHA-256 or size is not the manifest's); `refusal` says what the
+/// command therefore does not do.
+pub fn changed_since_written(path: &Path, refusal: &str) -> Fatal {
+    Fatal::Input(format!(
+        "{}: its SHA-256 differs from the one in manifest.json: the output was changed after \
+         porledger wrote it, so {refusal}; run `porledger run` again",
+        path.display()
+    ))
+}
+
+/// The manifest's record of `rel` in `dir` (`listed`, from
+/// [`manifest_outputs`]): a file that is not listed was not written there by
+/// porledger.
+pub fn listed_digest<'a>(
+    dir: &Path,
+    rel: &str,
+    listed: &'a HashMap<String, FileDigest>,
+) -> Result<&'a FileDigest, Fatal> {
+    listed.get(rel).ok_or_else(|| Fatal::Data {
+        file: dir.join(rel).display().to_string(),
+        line: 0,
+        column: None,
+        message: "not listed in manifest.json".into(),
+    })
+}
+
+/// Checks the (small) file `rel` of `dir` against its manifest record.
+pub fn check_listed(
+    dir: &Path,
+    rel: &str,
+    listed: &HashMap<String, FileDigest>,
+    refusal: &str,
+) -> Result<(), Fatal> {
+    let path = dir.join(rel);
+    let d = listed_digest(dir, rel, listed)?;
+    let mut r = crate::ingest::HashingReader::new(crate::ingest::open_regular(&path)?);
+    std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| Fatal::io(&path, e))?;
+    if !r.is(d) {
+        return Err(changed_since_written(&path, refusal));
+    }
+    Ok(())
+}
+
 /// Refuses unless `dir` is empty or a porledger output that porledger may
 /// replace: its manifest is porledger's and of `kind`, it lists every other
 /// file below `dir` with its current size, there is no symbolic link or

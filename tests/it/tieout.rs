@@ -318,6 +318,62 @@ fn a_tieout_never_replaces_a_run_and_a_run_never_a_tieout() {
     assert!(tree(&run) == ran);
 }
 
+/// A run changed after porledger wrote it (an amount in ledger.csv, a line
+/// of not-eligible.csv, summary.json; sizes unchanged) is never tied out
+/// (exit 2 naming the file, nothing published) nor explained.
+#[test]
+fn a_changed_run_is_refused_not_tied_out() {
+    let dir = run_sample(Sample::Main, &["--no-pdf", "--quiet"]);
+    let run = dir.path().join("out");
+    let original = tree(&run);
+    for name in ["ledger.csv", "not-eligible.csv", "summary.json"] {
+        for (rel, bytes) in &original {
+            write(run.join(rel), bytes);
+        }
+        let path = run.join(name);
+        let mut bytes = std::fs::read(&path).unwrap();
+        // One digit near the end changed: the same size.
+        let at = bytes.iter().rposition(|b| b.is_ascii_digit()).unwrap();
+        bytes[at] = if bytes[at] == b'9' {
+            b'8'
+        } else {
+            bytes[at] + 1
+        };
+        std::fs::write(&path, &bytes).unwrap();
+        let t = dir.path().join(format!("t-{name}"));
+        let o = tieout(
+            &run,
+            &[
+                "--earnings",
+                "sample-data/earnings",
+                "--tieout-out",
+                t.to_str().unwrap(),
+                "--no-pdf",
+            ],
+        );
+        assert_code(&o, 2);
+        let e = stderr(&o);
+        assert!(
+            e.contains(name) && e.contains("changed after porledger wrote it"),
+            "{e}"
+        );
+        assert!(!t.exists(), "{name}: published");
+        // explain reads the ledger and the summary: refused the same way.
+        if name != "not-eligible.csv" {
+            let o = output(
+                command()
+                    .arg("explain")
+                    .arg("--out")
+                    .arg(&run)
+                    .args(["--partner", "500275"]),
+            );
+            assert_code(&o, 2);
+            let e = stderr(&o);
+            assert!(e.contains(name) && e.contains("explain refuses"), "{e}");
+        }
+    }
+}
+
 /// The same export under two names is refused (exit 2, both named, nothing
 /// published): without earningIds its rows would be counted twice. With
 /// `--allow-duplicate-inputs` it is read, its earningIds counted once.
