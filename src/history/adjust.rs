@@ -342,16 +342,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn differences_per_line_with_the_reason() {
-        let issued = vec![line("P1", "C1", "10.00"), line("P1", "C2", "5.00")];
-        let now = StatementSet {
+    /// A period's statements with no line.
+    fn no_statements() -> StatementSet {
+        StatementSet {
             period: "2026-10".parse().unwrap(),
             rounding: crate::money::RoundingMode::HalfEven,
             partners: vec![],
             summary: vec![],
             programs: vec![],
-        };
+        }
+    }
+
+    #[test]
+    fn differences_per_line_with_the_reason() {
+        let issued = vec![line("P1", "C1", "10.00"), line("P1", "C2", "5.00")];
+        let now = no_statements();
         let a = compare(
             1,
             &issued,
@@ -385,13 +390,7 @@ mod tests {
     /// range, are errors naming the line: never read as 0, never a panic.
     #[test]
     fn a_damaged_or_out_of_range_issued_amount_is_an_error() {
-        let now = StatementSet {
-            period: "2026-10".parse().unwrap(),
-            rounding: crate::money::RoundingMode::HalfEven,
-            partners: vec![],
-            summary: vec![],
-            programs: vec![],
-        };
+        let now = no_statements();
         let e = compare(1, &[line("P1", "C1", "ten")], &[], &[], &now, &[], &[])
             .unwrap_err()
             .to_string();

@@ -338,7 +338,17 @@ pub fn read_earnings(
                     &mut rec,
                     &mut |row| {
                         out.rows_read += 1;
-                        let r = match row.record {
+                        // A row of more or fewer fields than the header is not
+                        // read field by field: its values would sit under other
+                        // columns' names (an unquoted comma in a name shifts a
+                        // subscription into the invoice number), and a row cut
+                        // short would lose its customer and pass as an
+                        // adjustment.
+                        let record = row.record.and_then(|r| match r.len() {
+                            n if n == n_fields => Ok(r),
+                            n => Err(LineProblem::field_count(n, n_fields)),
+                        });
+                        let r = match record {
                             Err(p) => {
                                 out.rejects.push(EarningsReject {
                                     file: file.display.clone(),
@@ -351,23 +361,6 @@ pub fn read_earnings(
                             }
                             Ok(r) => r,
                         };
-                        // A row of more or fewer fields than the header is not
-                        // read field by field: its values would sit under other
-                        // columns' names (an unquoted comma in a name shifts a
-                        // subscription into the invoice number), and a row cut
-                        // short would lose its customer and pass as an
-                        // adjustment.
-                        if r.len() != n_fields {
-                            let p = LineProblem::field_count(r.len(), n_fields);
-                            out.rejects.push(EarningsReject {
-                                file: file.display.clone(),
-                                line: row.line,
-                                column: p.column,
-                                value: p.value,
-                                reason: p.reason,
-                            });
-                            return;
-                        }
                         // Borrowed, trimmed fields: nothing is copied per field,
                         // and the vector of one row serves the next.
                         let mut text: Vec<&str> = crate::util::recycle(std::mem::take(&mut spare));

@@ -806,15 +806,30 @@ fn a_difference_out_of_range_is_fatal_not_a_panic() {
         text.push('\n');
     }
     assert!(changed);
-    let file = dir.path().join("earnings.csv");
-    write(&file, &text);
+    fatal_on_one_thread_and_two(
+        dir.path(),
+        &run,
+        &text,
+        &[
+            "the tie-out difference of partner",
+            "exceeds the decimal range",
+        ],
+    );
+}
+
+/// Ties `run` out against the export `text` on 1 and on 2 threads: each
+/// exits 2 saying every one of `says`, and publishes nothing.
+fn fatal_on_one_thread_and_two(dir: &Path, run: &Path, text: &str, says: &[&str]) {
+    let file = dir.join("earnings.csv");
+    write(&file, text);
     for threads in ["1", "2"] {
-        let to = dir.path().join(format!("t{threads}"));
-        let o = tieout_on_threads(&run, &file, &to, threads);
+        let to = dir.join(format!("t{threads}"));
+        let o = tieout_on_threads(run, &file, &to, threads);
         assert_code(&o, 2);
         let err = stderr(&o);
-        assert!(err.contains("the tie-out difference of partner"), "{err}");
-        assert!(err.contains("exceeds the decimal range"), "{err}");
+        for s in says {
+            assert!(err.contains(s), "{threads} threads: {err}");
+        }
         assert!(!to.exists(), "{threads} threads published");
     }
 }
@@ -842,14 +857,10 @@ fn a_sum_out_of_range_is_fatal_on_one_thread_and_two() {
             text.push_str("\r\n");
         }
     }
-    let file = dir.path().join("earnings.csv");
-    write(&file, &text);
-    for threads in ["1", "2"] {
-        let to = dir.path().join(format!("t{threads}"));
-        let o = tieout_on_threads(&run, &file, &to, threads);
-        assert_code(&o, 2);
-        let err = stderr(&o);
-        assert!(err.contains("earnings of partner 426918 in EUR"), "{err}");
-        assert!(!to.exists(), "{threads} threads published");
-    }
+    fatal_on_one_thread_and_two(
+        dir.path(),
+        &run,
+        &text,
+        &["earnings of partner 426918 in EUR"],
+    );
 }
