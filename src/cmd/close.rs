@@ -260,10 +260,10 @@ fn read_checked(
 }
 
 fn changed(path: &Path) -> Fatal {
-    Fatal::Input(format!(
-        "{}: its SHA-256 differs from the one in manifest.json: the output was changed after porledger wrote it, so close refuses to record it (the history was not changed; run `porledger run` again)",
-        path.display()
-    ))
+    publish::changed_since_written(
+        path,
+        "close refuses to record it (the history was not changed)",
+    )
 }
 
 fn read_statements(
