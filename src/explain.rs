@@ -38,6 +38,9 @@ pub struct RunRecord {
     /// file named in the manifest is still there unchanged.
     pub designations: BTreeMap<String, String>,
     pub designations_file: String,
+    /// The issued version this run restates (its manifest's
+    /// `history.restates`), if it restates one.
+    pub restates: Option<u32>,
 }
 
 /// The explanation as text: every ledger line, grouped by statement line, with

@@ -16,8 +16,6 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
 use crate::cli::CloseArgs;
 use crate::cmd::Finish;
 use crate::console;
@@ -35,15 +33,17 @@ use crate::statements::StatementSet;
 
 pub fn close(args: &CloseArgs) -> Result<Finish, Fatal> {
     let out = &args.out;
-    let listed = publish::manifest_outputs(out)?;
+    let publish::Manifest {
+        outputs: listed,
+        json: manifest,
+        sha256: manifest_sha256,
+        ..
+    } = publish::read_manifest(out)?;
     console::phase_memory("close: manifest read");
     let manifest_path = out.join("manifest.json");
-    let manifest_bytes = crate::ingest::read_regular(&manifest_path)?;
-    let manifest: serde_json::Value = serde_json::from_slice(&manifest_bytes)
-        .map_err(|e| data_err(&manifest_path, format!("not a porledger manifest: {e}")))?;
     let mut rec = CloseRecord {
         period: text(&manifest, "period", &manifest_path)?,
-        manifest_sha256: crate::ingest::hex(&Sha256::digest(&manifest_bytes)),
+        manifest_sha256,
         tool_version: text(&manifest, "version", &manifest_path)?,
         rounding: text(&manifest, "rounding", &manifest_path)?,
         restates: match manifest.get("history") {
@@ -243,34 +243,18 @@ fn files(v: &serde_json::Value, key: &str, file: &Path) -> Result<Vec<FileRec>, 
 }
 
 /// Reads `rel` in `out` and checks it against the manifest.
-fn read_checked(
-    out: &Path,
-    rel: &str,
-    listed: &HashMap<String, FileDigest>,
-) -> Result<Vec<u8>, Fatal> {
-    let path = out.join(rel);
-    let bytes = crate::ingest::read_regular(&path)?;
-    let d = listed
-        .get(rel)
-        .ok_or_else(|| data_err(&path, "not listed in manifest.json".into()))?;
-    if d.bytes != bytes.len() as u64 || d.sha256 != crate::ingest::hex(&Sha256::digest(&bytes)) {
-        return Err(changed(&path));
-    }
-    Ok(bytes)
-}
+/// What close does not do with a changed run.
+const REFUSAL: &str = "close refuses to record it (the history was not changed)";
 
 fn changed(path: &Path) -> Fatal {
-    publish::changed_since_written(
-        path,
-        "close refuses to record it (the history was not changed)",
-    )
+    publish::changed_since_written(path, REFUSAL)
 }
 
 fn read_statements(
     out: &Path,
     listed: &HashMap<String, FileDigest>,
 ) -> Result<StatementSet, Fatal> {
-    let bytes = read_checked(out, "statements.json", listed)?;
+    let bytes = publish::read_listed(out, "statements.json", listed, REFUSAL)?;
     StatementSet::from_json(&bytes).map_err(|e| Fatal::Data {
         file: out.join("statements.json").display().to_string(),
         line: e.line() as u64,
@@ -312,7 +296,7 @@ fn statement_records(set: &StatementSet, rec: &mut CloseRecord) {
 /// workload and month: the report that won).
 fn read_usage(out: &Path, listed: &HashMap<String, FileDigest>) -> Result<Vec<UsageMark>, Fatal> {
     let path = out.join("attainment.csv");
-    let bytes = read_checked(out, "attainment.csv", listed)?;
+    let bytes = publish::read_listed(out, "attainment.csv", listed, REFUSAL)?;
     let mut rdr = csv::Reader::from_reader(bytes.as_slice());
     let header = rdr
         .headers()

@@ -35,7 +35,7 @@ pub fn explain(args: &ExplainArgs) -> Result<Finish, Fatal> {
     let record = load(&args.out, &filter)?;
     let mut text = render_explanation(&record, &filter);
     if let Some(path) = &args.history {
-        text.push_str(&issued(&args.out, path, &record, &filter)?);
+        text.push_str(&issued(path, &record, &filter)?);
     }
     stdout_result(std::io::stdout().lock().write_all(text.as_bytes()))?;
     Ok(Finish::Clean)
@@ -43,22 +43,14 @@ pub fn explain(args: &ExplainArgs) -> Result<Finish, Fatal> {
 
 /// `--history`: the issued version this run restates (from its manifest), or
 /// the latest issued version of its period, against this run.
-fn issued(out: &Path, path: &Path, record: &RunRecord, filter: &Filter) -> Result<String, Fatal> {
+fn issued(path: &Path, record: &RunRecord, filter: &Filter) -> Result<String, Fatal> {
     let Some(h) = crate::history::History::open_read(path)? else {
         return Err(Fatal::Input(format!(
             "{}: no such history (`porledger close` creates it)",
             path.display()
         )));
     };
-    let manifest_path = out.join("manifest.json");
-    let manifest: serde_json::Value = crate::ingest::read_regular(&manifest_path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    let restates = manifest["history"]["restates"]
-        .as_u64()
-        .and_then(|v| u32::try_from(v).ok());
-    let version = match restates {
+    let version = match record.restates {
         Some(v) => v,
         None => match h.latest(&record.period)? {
             Some(v) => v,
@@ -128,11 +120,11 @@ pub fn load(out: &Path, filter: &Filter) -> Result<RunRecord, Fatal> {
     // is never explained as if porledger had written it.
     use crate::render::publish;
     const REFUSAL: &str = "explain refuses to explain from it";
-    let listed = publish::manifest_outputs(out)?;
-    publish::check_listed(out, "summary.json", &listed, REFUSAL)?;
+    let manifest = publish::read_manifest(out)?;
+    let listed = &manifest.outputs;
     let summary_path = out.join("summary.json");
     let summary: serde_json::Value =
-        serde_json::from_slice(&crate::ingest::read_regular(&summary_path)?)
+        serde_json::from_slice(&publish::read_listed(out, "summary.json", listed, REFUSAL)?)
             .map_err(|e| data_err(&summary_path, format!("not a porledger summary: {e}")))?;
     let rounding: RoundingMode = summary["rounding"]
         .as_str()
@@ -159,7 +151,7 @@ pub fn load(out: &Path, filter: &Filter) -> Result<RunRecord, Fatal> {
         ));
     }
     // By column name; IDs come back unescaped (`-P1` is stored as `'-P1`).
-    let expected = publish::listed_digest(out, "ledger.csv", &listed)?;
+    let expected = publish::listed_digest(out, "ledger.csv", listed)?;
     let ledger_file = crate::ingest::HashingReader::new(std::io::BufReader::with_capacity(
         1 << 20,
         crate::ingest::open_regular(&ledger_path)?,
@@ -191,14 +183,10 @@ pub fn load(out: &Path, filter: &Filter) -> Result<RunRecord, Fatal> {
         "partners/{}/statement.csv",
         crate::render::sanitize_file_name(&filter.partner)
     );
-    let st_path = out.join(&st_rel);
     // Read only as listed (a partner without a statement has none).
-    let listed_statement = listed.contains_key(&st_rel);
-    if listed_statement {
-        publish::check_listed(out, &st_rel, &listed, REFUSAL)?;
-    }
-    if let Some(text) = listed_statement
-        .then(|| crate::ingest::read_regular(&st_path))
+    if let Some(text) = listed
+        .contains_key(&st_rel)
+        .then(|| publish::read_listed(out, &st_rel, listed, REFUSAL))
         .transpose()?
     {
         let mut rdr = csv::ReaderBuilder::new()
@@ -226,22 +214,18 @@ pub fn load(out: &Path, filter: &Filter) -> Result<RunRecord, Fatal> {
 
     let mut designations = BTreeMap::new();
     let mut designations_file = String::new();
-    let manifest_path = out.join("manifest.json");
-    if let Ok(bytes) = crate::ingest::read_regular(&manifest_path) {
-        let m: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-        if let Some(d) = m["inputs"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|e| e["role"] == "designations")
-        {
-            designations_file = d["path"].as_str().unwrap_or("").to_string();
-            if let Ok(digest) = crate::ingest::sha256_file(Path::new(&designations_file)) {
-                if d["sha256"] == digest.sha256.as_str() {
-                    let text = crate::ingest::read_text(Path::new(&designations_file))?;
-                    for (i, l) in text.lines().enumerate() {
-                        designations.insert((i + 1).to_string(), l.trim_end().to_string());
-                    }
+    if let Some(d) = manifest.json["inputs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["role"] == "designations")
+    {
+        designations_file = d["path"].as_str().unwrap_or("").to_string();
+        if let Ok(digest) = crate::ingest::sha256_file(Path::new(&designations_file)) {
+            if d["sha256"] == digest.sha256.as_str() {
+                let text = crate::ingest::read_text(Path::new(&designations_file))?;
+                for (i, l) in text.lines().enumerate() {
+                    designations.insert((i + 1).to_string(), l.trim_end().to_string());
                 }
             }
         }
@@ -255,5 +239,8 @@ pub fn load(out: &Path, filter: &Filter) -> Result<RunRecord, Fatal> {
         tiers,
         designations,
         designations_file,
+        restates: manifest.json["history"]["restates"]
+            .as_u64()
+            .and_then(|v| u32::try_from(v).ok()),
     })
 }

@@ -55,10 +55,11 @@ fn data_err(file: &Path, line: u64, message: String) -> Fatal {
     }
 }
 
-/// Reads summary.json and manifest.json of a finished run.
-pub fn run_info(out: &Path) -> Result<RunInfo, Fatal> {
+/// What a tie-out needs of a finished run: its `summary.json` (the bytes
+/// checked against its manifest) and its manifest.
+fn run_info(out: &Path, summary: &[u8], manifest: &serde_json::Value) -> Result<RunInfo, Fatal> {
     let summary_path = out.join("summary.json");
-    let summary: serde_json::Value = serde_json::from_slice(&ingest::read_regular(&summary_path)?)
+    let summary: serde_json::Value = serde_json::from_slice(summary)
         .map_err(|e| data_err(&summary_path, 0, format!("not a porledger summary: {e}")))?;
     let rounding: RoundingMode = summary["rounding"]
         .as_str()
@@ -77,10 +78,6 @@ pub fn run_info(out: &Path) -> Result<RunInfo, Fatal> {
             ))
         })
         .collect();
-    let manifest_path = out.join("manifest.json");
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&ingest::read_regular(&manifest_path)?)
-            .map_err(|e| data_err(&manifest_path, 0, format!("not a porledger manifest: {e}")))?;
     let rules = manifest["inputs"]
         .as_array()
         .into_iter()
@@ -699,12 +696,13 @@ fn tieout_on_pool(args: &TieoutArgs) -> Result<Finish, Fatal> {
     let start = Instant::now();
     let mut timings = console::TieoutTimings::default();
     let tolerance = parse_tolerance(&args.tolerance)?;
-    let info = run_info(&args.out)?;
     // The run as porledger wrote it: what is read of it is checked against
     // its manifest (summary.json here, ledger.csv and not-eligible.csv as
     // they are read), so a changed run is never tied out.
-    let listed = publish::manifest_outputs(&args.out)?;
-    publish::check_listed(&args.out, "summary.json", &listed, REFUSAL)?;
+    let run_manifest = publish::read_manifest(&args.out)?;
+    let listed = &run_manifest.outputs;
+    let summary = publish::read_listed(&args.out, "summary.json", listed, REFUSAL)?;
+    let info = run_info(&args.out, &summary, &run_manifest.json)?;
     let rules = load_rules(args, &info)?;
     // A history that cannot be used fails before any reading.
     let history = match &args.history {
@@ -752,7 +750,7 @@ fn tieout_on_pool(args: &TieoutArgs) -> Result<Finish, Fatal> {
         || {
             let t = Instant::now();
             (
-                read_ledger(&args.out, &listed, &mut ledger_side, billed),
+                read_ledger(&args.out, listed, &mut ledger_side, billed),
                 t.elapsed(),
             )
         },
@@ -779,7 +777,7 @@ fn tieout_on_pool(args: &TieoutArgs) -> Result<Finish, Fatal> {
         Some((p, (h, versions))) => Some(read_issued(p, &h, versions, &info, &mut tie)?),
         None => None,
     };
-    read_not_eligible(&args.out, &listed, &mut tie)?;
+    read_not_eligible(&args.out, listed, &mut tie)?;
     console::phase_memory("not-eligible read");
     timings.rest = t.elapsed();
     let names: Vec<String> = read.files.iter().map(|(n, _)| n.clone()).collect();
@@ -825,6 +823,9 @@ fn tieout_on_pool(args: &TieoutArgs) -> Result<Finish, Fatal> {
         "version": env!("CARGO_PKG_VERSION"),
         "kind": "tieout",
         "run": args.out.display().to_string(),
+        // The run read, exactly: `explain --tieout-row` refuses a run
+        // written again since.
+        "run_manifest_sha256": run_manifest.sha256,
         "outputs": publish::hash_outputs(&dir, files)?,
     });
     if let Some(h) = &history_use {
@@ -981,6 +982,43 @@ fn console_summary(r: &Report, a: &rt::Accounting, target: &Path) -> String {
     s
 }
 
+/// What `explain --tieout-row` does not do with a changed tie-out or run.
+const EXPLAIN_REFUSAL: &str = "explain refuses to explain from it";
+
+/// The manifests of the tie-out `tieout_dir` and of the run `run`, once it
+/// is sure the tie-out read exactly this run: a run written again since
+/// (even into the same directory) is not the one whose ledger lines the
+/// tie-out's rows name.
+fn tieout_of_run(
+    tieout_dir: &Path,
+    run: &Path,
+) -> Result<(publish::Manifest, publish::Manifest), Fatal> {
+    let tieout = publish::read_manifest(tieout_dir)?;
+    if tieout.kind.as_deref() != Some("tieout") {
+        return Err(Fatal::Input(format!(
+            "{}: not a porledger tie-out (its manifest.json is not a tie-out's); give the \
+             tie-out's directory with --tieout-out",
+            tieout_dir.display()
+        )));
+    }
+    let ran = publish::read_manifest(run)?;
+    match tieout.json["run_manifest_sha256"].as_str() {
+        Some(sha) if sha == ran.sha256 => Ok((tieout, ran)),
+        Some(_) => Err(Fatal::Input(format!(
+            "{}: not the run the tie-out {} read (its manifest.json changed since: the run \
+             was written again), so the ledger lines the tie-out names may not be these; \
+             run `porledger tieout` again",
+            run.display(),
+            tieout_dir.display()
+        ))),
+        None => Err(Fatal::Input(format!(
+            "{}: its manifest.json does not say which run it read (written by an earlier \
+             porledger); run `porledger tieout` again",
+            tieout_dir.display()
+        ))),
+    }
+}
+
 /// `porledger explain --tieout-row ROW`: the row of `tieout_dir/tieout.csv`,
 /// then every ledger line behind it (with its billing source), every issued
 /// accrual of the history behind it (`history`, else the history the
@@ -992,9 +1030,16 @@ pub fn explain_row(
     history: Option<&Path>,
 ) -> Result<String, Fatal> {
     use std::fmt::Write as _;
+    // The tie-out and the run as porledger wrote them, and the run the one
+    // the tie-out read: every file read here is checked against its
+    // manifest, so a row is never explained from changed files.
+    let (tieout_manifest, run_manifest) = tieout_of_run(tieout_dir, run)?;
     let path = tieout_dir.join("tieout.csv");
+    let expected = publish::listed_digest(tieout_dir, "tieout.csv", &tieout_manifest.outputs)?;
     let f = ingest::open_regular(&path)?;
-    let mut rdr = csv::Reader::from_reader(std::io::BufReader::new(f));
+    let mut rdr = csv::Reader::from_reader(ingest::HashingReader::new(
+        std::io::BufReader::with_capacity(1 << 20, f),
+    ));
     let header = rdr
         .headers()
         .map_err(|e| data_err(&path, 1, e.to_string()))?
@@ -1012,6 +1057,12 @@ pub fn explain_row(
             found = Some(rec.clone());
             break;
         }
+    }
+    // The rest of the file is hashed, not parsed.
+    let mut rest = rdr.into_inner();
+    std::io::copy(&mut rest, &mut std::io::sink()).map_err(|e| Fatal::io(&path, e))?;
+    if !rest.is(expected) {
+        return Err(publish::changed_since_written(&path, EXPLAIN_REFUSAL));
     }
     let rec =
         found.ok_or_else(|| Fatal::Input(format!("{}: no tie-out row '{id}'", path.display())))?;
@@ -1073,8 +1124,12 @@ pub fn explain_row(
     if !wanted.is_empty() {
         let _ = writeln!(out, "\nporledger ledger lines ({}):", wanted.len());
         let lpath = run.join("ledger.csv");
+        let expected = publish::listed_digest(run, "ledger.csv", &run_manifest.outputs)?;
         let f = ingest::open_regular(&lpath)?;
-        let mut rdr = LedgerReader::new(&lpath.display().to_string(), std::io::BufReader::new(f))?;
+        let mut rdr = LedgerReader::new(
+            &lpath.display().to_string(),
+            ingest::HashingReader::new(std::io::BufReader::with_capacity(1 << 20, f)),
+        )?;
         while let Some(row) = rdr.next_row()? {
             if !wanted.contains(&row.line()) {
                 continue;
@@ -1097,6 +1152,9 @@ pub fn explain_row(
                 row.get(C::Currency),
             );
         }
+        if !rdr.get_ref().is(expected) {
+            return Err(publish::changed_since_written(&lpath, EXPLAIN_REFUSAL));
+        }
     }
     let issued = get("issued_lines");
     if !issued.is_empty() {
@@ -1108,7 +1166,14 @@ pub fn explain_row(
             month: get("month"),
             currency: get("currency"),
         };
-        explain_issued(&mut out, tieout_dir, history, issued, &grain)?;
+        explain_issued(
+            &mut out,
+            tieout_dir,
+            &tieout_manifest.outputs,
+            history,
+            issued,
+            &grain,
+        )?;
     }
     let refs = get("earnings_rows");
     if !refs.is_empty() {
@@ -1137,6 +1202,7 @@ struct Grain<'a> {
 fn explain_issued(
     out: &mut String,
     tieout_dir: &Path,
+    listed: &HashMap<String, FileDigest>,
     history: Option<&Path>,
     refs: &str,
     grain: &Grain<'_>,
@@ -1167,10 +1233,9 @@ fn explain_issued(
         Some(p) => p.to_path_buf(),
         None => {
             let json_path = tieout_dir.join("tieout.json");
-            let json: serde_json::Value =
-                serde_json::from_slice(&ingest::read_regular(&json_path)?).map_err(|e| {
-                    data_err(&json_path, 0, format!("not a porledger tie-out: {e}"))
-                })?;
+            let bytes = publish::read_listed(tieout_dir, "tieout.json", listed, EXPLAIN_REFUSAL)?;
+            let json: serde_json::Value = serde_json::from_slice(&bytes)
+                .map_err(|e| data_err(&json_path, 0, format!("not a porledger tie-out: {e}")))?;
             match json["history"]["path"].as_str() {
                 Some(p) => PathBuf::from(p),
                 None => {

@@ -695,14 +695,29 @@ fn inside(rel: &str) -> bool {
         && !rel.contains(':')
 }
 
+/// A porledger output directory's `manifest.json`, read once: the files it
+/// lists, its kind, the whole document, and its own SHA-256 (what a later
+/// command records to name exactly this output).
+pub struct Manifest {
+    /// Relative path -> digest, for every file it lists.
+    pub outputs: HashMap<String, FileDigest>,
+    /// `"kind"`: none for a run's (see [`Kind`]).
+    pub kind: Option<String>,
+    /// The whole manifest, for the fields a command reads besides `outputs`.
+    pub json: serde_json::Value,
+    /// The SHA-256 of the manifest's bytes, in hex.
+    pub sha256: String,
+}
+
 /// Reads the manifest of a porledger output directory: the files it lists,
 /// relative path -> digest. Refuses a manifest that porledger did not write.
 pub fn manifest_outputs(dir: &Path) -> Result<HashMap<String, FileDigest>, Fatal> {
-    Ok(own_manifest(dir)?.0)
+    Ok(read_manifest(dir)?.outputs)
 }
 
-/// [`manifest_outputs`], and the manifest's `"kind"` (none for a run's).
-fn own_manifest(dir: &Path) -> Result<(HashMap<String, FileDigest>, Option<String>), Fatal> {
+/// Reads and checks the manifest of a porledger output directory (refuses
+/// one that porledger did not write, or one that is not a regular file).
+pub fn read_manifest(dir: &Path) -> Result<Manifest, Fatal> {
     let path = dir.join(MARKER);
     let not_ours = |why: String| {
         Fatal::Input(format!(
@@ -722,11 +737,13 @@ fn own_manifest(dir: &Path) -> Result<(HashMap<String, FileDigest>, Option<Strin
         return Err(not_ours("not a regular file".into()));
     }
     let bytes = std::fs::read(&path).map_err(|e| Fatal::io(&path, e))?;
-    let m: OwnManifest = serde_json::from_slice(&bytes).map_err(|e| not_ours(format!("{e}")))?;
+    let json: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| not_ours(format!("{e}")))?;
+    let m = OwnManifest::deserialize(&json).map_err(|e| not_ours(format!("{e}")))?;
     if m.tool != "porledger" {
         return Err(not_ours(format!("\"tool\" is \"{}\"", m.tool)));
     }
-    let mut out = HashMap::with_capacity(m.outputs.len());
+    let mut outputs = HashMap::with_capacity(m.outputs.len());
     for e in m.outputs {
         if !inside(&e.path) || e.path == MARKER {
             return Err(not_ours(format!(
@@ -745,11 +762,16 @@ fn own_manifest(dir: &Path) -> Result<(HashMap<String, FileDigest>, Option<Strin
             sha256: e.sha256,
             bytes: e.bytes,
         };
-        if out.insert(e.path.clone(), d).is_some() {
+        if outputs.insert(e.path.clone(), d).is_some() {
             return Err(not_ours(format!("it lists \"{}\" twice", e.path)));
         }
     }
-    Ok((out, m.kind))
+    Ok(Manifest {
+        outputs,
+        kind: m.kind,
+        sha256: crate::ingest::hex(&Sha256::digest(&bytes)),
+        json,
+    })
 }
 
 /// A file of the porledger output `path` is in changed since porledger wrote
@@ -779,21 +801,21 @@ pub fn listed_digest<'a>(
     })
 }
 
-/// Checks the (small) file `rel` of `dir` against its manifest record.
-pub fn check_listed(
+/// Reads the (small) file `rel` of `dir`, checked against its manifest
+/// record: what the caller gets is what porledger wrote, read once.
+pub fn read_listed(
     dir: &Path,
     rel: &str,
     listed: &HashMap<String, FileDigest>,
     refusal: &str,
-) -> Result<(), Fatal> {
+) -> Result<Vec<u8>, Fatal> {
     let path = dir.join(rel);
     let d = listed_digest(dir, rel, listed)?;
-    let mut r = crate::ingest::HashingReader::new(crate::ingest::open_regular(&path)?);
-    std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| Fatal::io(&path, e))?;
-    if !r.is(d) {
+    let bytes = crate::ingest::read_regular(&path)?;
+    if d.bytes != bytes.len() as u64 || d.sha256 != crate::ingest::hex(&Sha256::digest(&bytes)) {
         return Err(changed_since_written(&path, refusal));
     }
-    Ok(())
+    Ok(bytes)
 }
 
 /// Refuses unless `dir` is empty or a porledger output that porledger may
@@ -809,7 +831,11 @@ fn check_ours(shown: &Path, dir: &Path, kind: Kind) -> Result<(), Fatal> {
         return Ok(());
     }
     let flag = kind.flag();
-    let (listed, found) = own_manifest(dir).map_err(|e| match e {
+    let Manifest {
+        outputs: listed,
+        kind: found,
+        ..
+    } = read_manifest(dir).map_err(|e| match e {
         Fatal::Input(m) => Fatal::Input(format!("{flag} {}: {m}", shown.display())),
         e => e,
     })?;

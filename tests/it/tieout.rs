@@ -374,6 +374,102 @@ fn a_changed_run_is_refused_not_tied_out() {
     }
 }
 
+/// `explain --tieout-row` explains only from files as porledger wrote them
+/// (tieout.csv, the run's ledger.csv; sizes unchanged), and only from the
+/// run the tie-out read: after the run is written again (here with its
+/// PDFs), the ledger lines a row names may not be the same, so it is
+/// refused (exit 2, naming the file or the run).
+#[test]
+fn a_tieout_row_is_explained_only_from_the_unchanged_run_it_read() {
+    let dir = run_sample(Sample::Main, &["--no-pdf", "--quiet"]);
+    let run = dir.path().join("out");
+    let t = dir.path().join("t");
+    let o = tieout(
+        &run,
+        &[
+            "--earnings",
+            "sample-data/earnings",
+            "--tieout-out",
+            t.to_str().unwrap(),
+            "--no-pdf",
+        ],
+    );
+    assert_code(&o, 1);
+    let rows = csv_rows(&read(t.join("tieout.csv")));
+    let class = rows[0].iter().position(|c| c == "class").unwrap();
+    let row = rows[1..]
+        .iter()
+        .find(|r| r[class] == "rate-differs")
+        .unwrap()[0]
+        .clone();
+    let explain = || {
+        output(
+            command()
+                .args(["explain", "--out"])
+                .arg(&run)
+                .args(["--tieout-row", &row, "--tieout-out"])
+                .arg(&t),
+        )
+    };
+    assert_code(&explain(), 0);
+    let (ran, tied) = (tree(&run), tree(&t));
+    for (changed, name) in [(&t, "tieout.csv"), (&run, "ledger.csv")] {
+        for (base, files) in [(&run, &ran), (&t, &tied)] {
+            for (rel, bytes) in files {
+                write(base.join(rel), bytes);
+            }
+        }
+        let path = changed.join(name);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes.iter().rposition(|b| b.is_ascii_digit()).unwrap();
+        bytes[at] = if bytes[at] == b'9' {
+            b'8'
+        } else {
+            bytes[at] + 1
+        };
+        std::fs::write(&path, &bytes).unwrap();
+        let o = explain();
+        assert_code(&o, 2);
+        let e = stderr(&o);
+        assert!(
+            e.contains(name) && e.contains("explain refuses to explain from it"),
+            "{e}"
+        );
+    }
+    for (rel, bytes) in &ran {
+        write(run.join(rel), bytes);
+    }
+    assert_code(&explain(), 0);
+    // The same run written again, with its PDFs: another manifest.
+    let mut c = command();
+    c.args(Sample::Main.args())
+        .arg("--out")
+        .arg(&run)
+        .arg("--quiet");
+    assert_code(&output(&mut c), 0);
+    let o = explain();
+    assert_code(&o, 2);
+    let e = stderr(&o);
+    assert!(
+        e.contains("not the run the tie-out") && e.contains("porledger tieout` again"),
+        "{e}"
+    );
+    // A run's directory given as the tie-out's.
+    let o = output(
+        command()
+            .args(["explain", "--out"])
+            .arg(&run)
+            .args(["--tieout-row", &row, "--tieout-out"])
+            .arg(&run),
+    );
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("not a porledger tie-out"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 /// The same export under two names is refused (exit 2, both named, nothing
 /// published): without earningIds its rows would be counted twice. With
 /// `--allow-duplicate-inputs` it is read, its earningIds counted once.
