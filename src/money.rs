@@ -438,7 +438,7 @@ fn parse_plain(t: &str) -> Result<Decimal, AmountError> {
         return Err(AmountError);
     }
     match exp_at {
-        None => Decimal::from_str(t).map_err(|_| AmountError),
+        None => exact(t),
         Some(e) => {
             let exp = &t[e + 1..];
             let exp_ok = !exp.is_empty()
@@ -450,9 +450,59 @@ fn parse_plain(t: &str) -> Result<Decimal, AmountError> {
             if !exp_ok {
                 return Err(AmountError);
             }
-            Decimal::from_scientific(t).map_err(|_| AmountError)
+            let exp: i32 = exp.parse().map_err(|_| AmountError)?;
+            exact(&without_exponent(&t[..e], exp))
         }
     }
+}
+
+/// `t` (sign, digits, at most one `.`) as a `Decimal`, exactly: a number
+/// with more digits than a `Decimal` holds (28 or 29 significant digits, at
+/// most 28 decimals) is an error, never rounded. Zeros ending the fraction
+/// beyond that are dropped: they change no value.
+fn exact(t: &str) -> Result<Decimal, AmountError> {
+    match Decimal::from_str_exact(t) {
+        Ok(d) => Ok(d),
+        Err(_) if t.contains('.') && t.ends_with('0') => {
+            let short = t.trim_end_matches('0').trim_end_matches('.');
+            if short.bytes().any(|b| b.is_ascii_digit()) {
+                Decimal::from_str_exact(short).map_err(|_| AmountError)
+            } else {
+                Ok(Decimal::ZERO)
+            }
+        }
+        Err(_) => Err(AmountError),
+    }
+}
+
+/// The mantissa `m` (sign, digits, at most one `.`) times 10^`exp`, written
+/// without an exponent (`1.5`, 3 -> `1500`; `7.1`, -5 -> `0.000071`), so that
+/// [`exact`] reads it.
+fn without_exponent(m: &str, exp: i32) -> String {
+    let (sign, m) = match m.as_bytes().first() {
+        Some(b'-') => ("-", &m[1..]),
+        Some(b'+') => ("", &m[1..]),
+        _ => ("", m),
+    };
+    let (int, frac) = m.split_once('.').unwrap_or((m, ""));
+    let digits: String = [int, frac].concat();
+    // Where the point goes, counted in digits from the left.
+    let point = int.len() as i64 + i64::from(exp);
+    let mut out = String::with_capacity(digits.len() + exp.unsigned_abs() as usize + 3);
+    out.push_str(sign);
+    if point <= 0 {
+        out.push_str("0.");
+        out.extend(std::iter::repeat_n('0', point.unsigned_abs() as usize));
+        out.push_str(&digits);
+    } else if point as usize >= digits.len() {
+        out.push_str(&digits);
+        out.extend(std::iter::repeat_n('0', point as usize - digits.len()));
+    } else {
+        out.push_str(&digits[..point as usize]);
+        out.push('.');
+        out.push_str(&digits[point as usize..]);
+    }
+    out
 }
 
 /// Parses a rate or share from configuration: a plain decimal string.
@@ -522,6 +572,49 @@ mod tests {
         ] {
             assert!(parse_amount(bad, false).is_err(), "{bad}");
         }
+    }
+
+    /// An amount with more digits than a Decimal holds is an error, never
+    /// a rounded number; zeros ending the fraction change nothing.
+    #[test]
+    fn amounts_are_read_exactly_or_not_at_all() {
+        for bad in [
+            "2000.000000000000000000000000001",
+            "0.00000000000000000000000000001",
+            "12345678901234567890123456789.1",
+            "7922816251426433759354395033.55",
+            "79228162514264337593543950336",
+            "1.00000000000000000000000000001E1",
+            "1E-29",
+            "2.5E-28",
+        ] {
+            assert!(parse_amount(bad, false).is_err(), "{bad}");
+        }
+        for (text, value) in [
+            ("2000.0000000000000000000000000000", "2000"),
+            (
+                "79228162514264337593543950335.0",
+                "79228162514264337593543950335",
+            ),
+            ("0.00000000000000000000000000000", "0"),
+            ("-.000000000000000000000000000000", "0"),
+            (
+                "2000.0000000000000000000000001",
+                "2000.0000000000000000000000001",
+            ),
+            ("1E-28", "0.0000000000000000000000000001"),
+            ("7.10833E-05", "0.0000710833"),
+            ("-1.5e3", "-1500"),
+            ("+1.50E+2", "150"),
+            (".5E1", "5"),
+            ("12.34e0", "12.34"),
+            ("1.2E10", "12000000000"),
+        ] {
+            assert_eq!(parse_amount(text, false), Ok(d(value)), "{text}");
+        }
+        // The scale of a plain amount is kept (a ledger shows it as given).
+        assert_eq!(parse_amount("2000.00", false).unwrap().scale(), 2);
+        assert_eq!(parse_amount("7.10833E-05", false).unwrap().scale(), 10);
     }
 
     #[test]

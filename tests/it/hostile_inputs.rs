@@ -268,6 +268,38 @@ fn b6_unknown_currencies_are_rejected_and_minor_units_are_iso() {
     assert_eq!(Currency::parse("KWD").unwrap().minor_units(), 3);
 }
 
+/// An amount with more digits than porledger computes with exactly (28 or
+/// 29 significant digits, 28 decimals) is rejected naming it, never rounded
+/// to a nearby number; zeros ending the fraction are fine.
+#[test]
+fn b6_amounts_beyond_exact_precision_are_rejected_not_rounded() {
+    for (bad, why) in [
+        ("200.000000000000000000000000001", "31 significant digits"),
+        ("0.00000000000000000000000000001", "29 decimals"),
+        (
+            "2.00000000000000000000000000001E2",
+            "rounded by the exponent",
+        ),
+    ] {
+        let text = invoice_with(&[(0, &|l: &str| {
+            l.replace(",200.00,0.00,", &format!(",{bad},0.00,"))
+        })]);
+        let (_d, o) = run_invoice(&text);
+        assert_eq!(o.code, Some(1), "{why}: {}", o.stderr);
+        assert_eq!(o.totals().3, 1, "{why}");
+        let r = rejects_csv(&o);
+        assert!(
+            r.contains(&format!("Subtotal,{bad},not an amount")),
+            "{why}: {r}"
+        );
+    }
+    let text = invoice_with(&[(0, &|l: &str| {
+        l.replace(",200.00,0.00,", ",200.0000000000000000000000000000,0.00,")
+    })]);
+    let (_d, o) = run_invoice(&text);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+}
+
 #[test]
 fn b6_duplicate_subtotal_column_is_fatal_naming_both() {
     let mut lines = invoice_lines();
