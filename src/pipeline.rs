@@ -41,7 +41,6 @@ use crate::ledger::{
     write_ledger_row, write_not_eligible_row, write_reject_row, LedgerRow, NotEligibleRow,
     RejectRow,
 };
-use crate::money::parse_amount;
 use crate::spill::Runs;
 use crate::util::recycle;
 use rust_decimal::Decimal;
@@ -161,14 +160,12 @@ pub fn billing_pau(
     }
     for (fi, (f, o)) in files.iter().zip(opened).enumerate() {
         let layout = &o.layout;
-        // Paid seats are the billed quantity: `BillableQuantity` where the
-        // export has it (license lines reconcile on it), else `Quantity`.
-        let Some(qcol) = layout
-            .column(Field::BillableQuantity)
-            .or(layout.column(Field::Quantity))
-        else {
+        // Paid seats are the billed quantity (`BillingLine::billable_quantity`).
+        if layout.column(Field::BillableQuantity).is_none()
+            && layout.column(Field::Quantity).is_none()
+        {
             continue;
-        };
+        }
         let scol = layout.column(Field::SkuName);
         let n = layout.header.len();
         fn text(rec: &simd_csv::ByteRecord, i: usize) -> Option<&str> {
@@ -195,12 +192,11 @@ pub fn billing_pau(
                     if rec.len() != n {
                         return;
                     }
+                    // A row the run rejects counts no seats either.
                     let Ok(line) = layout.parse(rec) else {
                         return;
                     };
-                    let Some(Ok(q)) =
-                        text(rec, qcol).map(|s| parse_amount(s, layout.decimal_comma))
-                    else {
+                    let Some(q) = line.billable_quantity else {
                         return;
                     };
                     let sku = scol.and_then(|i| text(rec, i)).unwrap_or("").trim();

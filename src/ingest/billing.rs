@@ -384,7 +384,8 @@ pub struct BillingLine<'r> {
     pub entitlement_id: Option<&'r str>,
     /// Legacy license-based: the subscription ID shown in the console.
     pub syndication_id: Option<&'r str>,
-    /// Units billed, when the file has the column and the value is a number.
+    /// Seats billed (`BillableQuantity`, else `Quantity`), when the file
+    /// has the column and the line a value.
     pub billable_quantity: Option<Decimal>,
     /// A tax row (FOCUS `ChargeCategory = Tax`): not revenue, never accrues.
     pub tax: bool,
@@ -657,13 +658,29 @@ impl BillingLayout {
             let t = self.text(rec, whole, f)?;
             Ok((!t.is_empty()).then_some(t))
         };
-        let billable_quantity = match self.column(Field::BillableQuantity) {
+        // The seats billed: `BillableQuantity` where the file has it
+        // (license lines reconcile on it), else `Quantity`. Usage attainment
+        // counts them, so a value that is not a number rejects the row
+        // rather than dropping its seats.
+        let seats_field = [Field::BillableQuantity, Field::Quantity]
+            .into_iter()
+            .find(|&f| self.column(f).is_some());
+        let billable_quantity = match seats_field {
             None => None,
-            Some(_) => parse_amount(
-                self.text(rec, whole, Field::BillableQuantity)?,
-                self.decimal_comma,
-            )
-            .ok(),
+            Some(f) => match self.text(rec, whole, f)? {
+                "" => None,
+                q => Some(parse_amount(q, self.decimal_comma).map_err(|_| {
+                    self.err(
+                        f,
+                        q.as_bytes(),
+                        if self.decimal_comma {
+                            "not a quantity (this ';'-separated file uses decimal commas: 1.234,5)"
+                        } else {
+                            "not a quantity (expected a plain number like 25 or 0.5)"
+                        },
+                    )
+                })?),
+            },
         };
         Ok(BillingLine {
             customer_id,

@@ -300,6 +300,36 @@ fn b6_amounts_beyond_exact_precision_are_rejected_not_rounded() {
     assert_eq!(o.code, Some(0), "{}", o.stderr);
 }
 
+/// The seats a line bills (`BillableQuantity`, else `Quantity`) count in
+/// usage attainment: a value that is not a number rejects the line naming
+/// the column, rather than dropping its seats without a word.
+#[test]
+fn b6_a_seat_count_that_is_not_a_number_is_rejected() {
+    let text = invoice_with(&[(0, &|l: &str| l.replace(",10,Monthly,", ",ten,Monthly,"))]);
+    let (_d, o) = run_invoice(&text);
+    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    assert_eq!(o.totals().3, 1);
+    let r = rejects_csv(&o);
+    assert!(r.contains("BillableQuantity,ten,not a quantity"), "{r}");
+    // Without `BillableQuantity`, `Quantity` is the seat count.
+    let mut lines = invoice_lines();
+    for l in &mut lines {
+        let mut cells: Vec<&str> = l.split(',').collect();
+        cells.remove(33);
+        *l = cells.join(",");
+    }
+    assert!(!lines[0].contains("BillableQuantity"));
+    let mut cells: Vec<String> = lines[1].split(',').map(str::to_string).collect();
+    assert_eq!(cells[17], "10");
+    cells[17] = "\"1,0\"".into();
+    lines[1] = cells.join(",");
+    let (_d, o) = run_invoice(&(lines.join("\r\n") + "\r\n"));
+    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    assert_eq!(o.totals().3, 1);
+    let r = rejects_csv(&o);
+    assert!(r.contains("Quantity,\"1,0\",not a quantity"), "{r}");
+}
+
 #[test]
 fn b6_duplicate_subtotal_column_is_fatal_naming_both() {
     let mut lines = invoice_lines();
