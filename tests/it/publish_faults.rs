@@ -546,14 +546,7 @@ fn render_checks_every_kept_file_and_lists_exactly_the_new_output() {
     assert_eq!(code(&env.run("out", true, None)), 0);
     // A kept file changed with its size unchanged: refused.
     let ledger = std::fs::read(env.p("out/ledger.csv")).unwrap();
-    let mut edited = ledger.clone();
-    let i = edited.iter().rposition(|b| b.is_ascii_digit()).unwrap();
-    edited[i] = if edited[i] == b'9' {
-        b'8'
-    } else {
-        edited[i] + 1
-    };
-    std::fs::write(env.p("out/ledger.csv"), &edited).unwrap();
+    crate::common::change_a_digit(env.p("out/ledger.csv"));
     let o = env.render("out");
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("ledger.csv"), "{}", stderr(&o));

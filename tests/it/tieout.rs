@@ -8,8 +8,8 @@ use std::path::Path;
 use rust_decimal::Decimal;
 
 use crate::common::{
-    assert_code, command, csv_rows, output, pdftext, read, read_json, run_sample, stderr, stdout,
-    tree, write, Sample,
+    assert_code, change_a_digit, command, csv_rows, output, pdftext, read, read_json, run_sample,
+    stderr, stdout, tree, write, Sample,
 };
 
 /// One earning per partner, program, customer, subscription, month and
@@ -191,6 +191,19 @@ fn tieout(run: &Path, extra: &[&str]) -> std::process::Output {
     output(&mut tieout_command(run, extra))
 }
 
+/// Ties `run` out against the committed sample export into `out_dir`,
+/// with `extra` flags.
+fn tie_sample(run: &Path, out_dir: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "--earnings",
+        "sample-data/earnings",
+        "--tieout-out",
+        out_dir.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    tieout(run, &args)
+}
+
 /// Writes `text` as `dir/earnings/NAME` and ties `run` out against it into
 /// `dir/t-NAME` (no PDFs): the output and that directory.
 fn tie_export(
@@ -330,27 +343,9 @@ fn a_changed_run_is_refused_not_tied_out() {
         for (rel, bytes) in &original {
             write(run.join(rel), bytes);
         }
-        let path = run.join(name);
-        let mut bytes = std::fs::read(&path).unwrap();
-        // One digit near the end changed: the same size.
-        let at = bytes.iter().rposition(|b| b.is_ascii_digit()).unwrap();
-        bytes[at] = if bytes[at] == b'9' {
-            b'8'
-        } else {
-            bytes[at] + 1
-        };
-        std::fs::write(&path, &bytes).unwrap();
+        change_a_digit(run.join(name));
         let t = dir.path().join(format!("t-{name}"));
-        let o = tieout(
-            &run,
-            &[
-                "--earnings",
-                "sample-data/earnings",
-                "--tieout-out",
-                t.to_str().unwrap(),
-                "--no-pdf",
-            ],
-        );
+        let o = tie_sample(&run, &t, &["--no-pdf"]);
         assert_code(&o, 2);
         let e = stderr(&o);
         assert!(
@@ -384,17 +379,7 @@ fn a_tieout_row_is_explained_only_from_the_unchanged_run_it_read() {
     let dir = run_sample(Sample::Main, &["--no-pdf", "--quiet"]);
     let run = dir.path().join("out");
     let t = dir.path().join("t");
-    let o = tieout(
-        &run,
-        &[
-            "--earnings",
-            "sample-data/earnings",
-            "--tieout-out",
-            t.to_str().unwrap(),
-            "--no-pdf",
-        ],
-    );
-    assert_code(&o, 1);
+    assert_code(&tie_sample(&run, &t, &["--no-pdf"]), 1);
     let rows = csv_rows(&read(t.join("tieout.csv")));
     let class = rows[0].iter().position(|c| c == "class").unwrap();
     let row = rows[1..]
@@ -419,15 +404,7 @@ fn a_tieout_row_is_explained_only_from_the_unchanged_run_it_read() {
                 write(base.join(rel), bytes);
             }
         }
-        let path = changed.join(name);
-        let mut bytes = std::fs::read(&path).unwrap();
-        let at = bytes.iter().rposition(|b| b.is_ascii_digit()).unwrap();
-        bytes[at] = if bytes[at] == b'9' {
-            b'8'
-        } else {
-            bytes[at] + 1
-        };
-        std::fs::write(&path, &bytes).unwrap();
+        change_a_digit(changed.join(name));
         let o = explain();
         assert_code(&o, 2);
         let e = stderr(&o);
@@ -513,16 +490,7 @@ fn the_committed_sample_export_shows_every_class() {
     let dir = run_sample(Sample::Main, &["--no-pdf", "--quiet"]);
     let run = dir.path().join("out");
     let out_dir = dir.path().join("t");
-    let o = tieout(
-        &run,
-        &[
-            "--earnings",
-            "sample-data/earnings",
-            "--tieout-out",
-            out_dir.to_str().unwrap(),
-        ],
-    );
-    assert_code(&o, 1);
+    assert_code(&tie_sample(&run, &out_dir, &[]), 1);
     // The numbers of sample-data/earnings/README.md, derived by hand.
     let j = read_json(out_dir.join("tieout.json"));
     let classes = &j["classes"];
@@ -732,17 +700,7 @@ fn the_tieout_page_speaks_the_locale() {
         ),
     ] {
         let out_dir = dir.path().join(format!("t-{locale}"));
-        let o = tieout(
-            &run,
-            &[
-                "--earnings",
-                "sample-data/earnings",
-                "--locale",
-                locale,
-                "--tieout-out",
-                out_dir.to_str().unwrap(),
-            ],
-        );
+        let o = tie_sample(&run, &out_dir, &["--locale", locale]);
         assert_code(&o, 1);
         // Every partner's page together: the underpaid row is one partner's.
         let mut text = String::new();

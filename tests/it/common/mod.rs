@@ -225,6 +225,20 @@ pub fn write(path: impl AsRef<Path>, text: impl AsRef<[u8]>) {
     std::fs::write(p, text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
 }
 
+/// Changes the last digit of the file at `path` (9 to 8, else one up): the
+/// same size, another SHA-256, as a hand edit of an amount would.
+pub fn change_a_digit(path: impl AsRef<Path>) {
+    let p = path.as_ref();
+    let mut bytes = std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let at = bytes.iter().rposition(|b| b.is_ascii_digit()).unwrap();
+    bytes[at] = if bytes[at] == b'9' {
+        b'8'
+    } else {
+        bytes[at] + 1
+    };
+    std::fs::write(p, &bytes).unwrap();
+}
+
 /// Every record of a CSV text (the header too) as cells; rows may be ragged
 /// (statements have several sections).
 pub fn csv_rows(text: &str) -> Vec<Vec<String>> {
