@@ -221,9 +221,15 @@ pub fn load(out: &Path, filter: &Filter) -> Result<RunRecord, Fatal> {
         .find(|e| e["role"] == "designations")
     {
         designations_file = d["path"].as_str().unwrap_or("").to_string();
-        if let Ok(digest) = crate::ingest::sha256_file(Path::new(&designations_file)) {
-            if d["sha256"] == digest.sha256.as_str() {
-                let text = crate::ingest::read_text(Path::new(&designations_file))?;
+        // Shown only as the run read it: read once, and used only when its
+        // SHA-256 is still the manifest's.
+        let path = Path::new(&designations_file);
+        let read =
+            crate::ingest::read_limited(path, crate::ingest::limits::DESIGNATIONS, "designations");
+        if let Ok(bytes) = read {
+            let sha256 = crate::ingest::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+            if d["sha256"] == sha256.as_str() {
+                let text = crate::ingest::text_of(path, bytes)?;
                 for (i, l) in text.lines().enumerate() {
                     designations.insert((i + 1).to_string(), l.trim_end().to_string());
                 }

@@ -92,25 +92,28 @@ fn run_info(out: &Path, summary: &[u8], manifest: &serde_json::Value) -> Result<
     })
 }
 
-/// The rules: `--rules`, or the run's own (unchanged) rules file.
+/// The rules: `--rules`, or the run's own (unchanged) rules file, read once
+/// and parsed from the bytes whose SHA-256 was checked.
 fn load_rules(args: &TieoutArgs, info: &RunInfo) -> Result<Rules, Fatal> {
-    let path = match (&args.rules, &info.rules_path) {
-        (Some(p), _) => p.clone(),
+    let read = |p: &Path| ingest::read_limited(p, ingest::limits::RULES, "rules");
+    let (path, bytes) = match (&args.rules, &info.rules_path) {
+        (Some(p), _) => (p.clone(), read(p)?),
         (None, Some(p)) => {
-            let digest = ingest::sha256_file(p).map_err(|e| {
+            let bytes = read(p).map_err(|e| {
                 Fatal::Input(format!(
                     "the run's rules file {} cannot be read ({e}); give it with --rules",
                     p.display()
                 ))
             })?;
-            if info.rules_sha256.as_deref() != Some(digest.sha256.as_str()) {
+            let sha256 = ingest::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+            if info.rules_sha256.as_deref() != Some(sha256.as_str()) {
                 return Err(Fatal::Input(format!(
                     "the run's rules file {} changed since the run (its SHA-256 differs from \
                      manifest.json): give the rules to tie out with --rules",
                     p.display()
                 )));
             }
-            p.clone()
+            (p.clone(), bytes)
         }
         (None, None) => {
             return Err(Fatal::Input(
@@ -118,7 +121,7 @@ fn load_rules(args: &TieoutArgs, info: &RunInfo) -> Result<Rules, Fatal> {
             ))
         }
     };
-    let text = ingest::read_text_limited(&path, ingest::limits::RULES, "rules")?;
+    let text = ingest::text_of(&path, bytes)?;
     parse_rules(&text).map_err(|e| Fatal::Config {
         file: path.display().to_string(),
         message: e.to_string(),

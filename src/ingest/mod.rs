@@ -756,14 +756,15 @@ pub fn sha256_file(path: &Path) -> Result<FileDigest, Fatal> {
     })
 }
 
-/// Reads a whole (small) text file, of at most [`limits::DESIGNATIONS`] bytes.
-pub fn read_text(path: &Path) -> Result<String, Fatal> {
-    read_text_limited(path, limits::DESIGNATIONS, "input")
-}
-
 /// Reads a whole text file of at most `limit` bytes (see [`read_limited`]).
 pub fn read_text_limited(path: &Path, limit: u64, what: &str) -> Result<String, Fatal> {
-    let bytes = read_limited(path, limit, what)?;
+    text_of(path, read_limited(path, limit, what)?)
+}
+
+/// The `bytes` read from `path` as text (a BOM dropped): the one check of
+/// text files read whole, so that a caller that checks the bytes first (their
+/// SHA-256) uses exactly the bytes it checked.
+pub fn text_of(path: &Path, bytes: Vec<u8>) -> Result<String, Fatal> {
     check_text_start(&bytes).map_err(|message| Fatal::Data {
         file: path.to_string_lossy().into_owned(),
         line: 1,
