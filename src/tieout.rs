@@ -824,6 +824,23 @@ impl Totals {
         Ok(())
     }
 
+    /// The same sums written canonically (trailing zeros dropped): a sum's
+    /// scale depends on the order its terms came in where some are zero
+    /// (`0.00 + 0` is `0`, `0 + 0.00` is `0.00`), and the rows of a group
+    /// may come in another order with other threads.
+    fn normalized(mut self) -> Totals {
+        for d in [
+            &mut self.expected,
+            &mut self.paid,
+            &mut self.adjustments,
+            &mut self.difference,
+            &mut self.not_yet_due_amount,
+        ] {
+            *d = d.normalize();
+        }
+        self
+    }
+
     fn sum(a: Decimal, b: Decimal, partner_id: &str) -> Result<Decimal, Fatal> {
         a.checked_add(b).ok_or_else(|| Fatal::Overflow {
             what: format!("tie-out totals of partner {partner_id}"),
@@ -1942,11 +1959,19 @@ impl<'r> TieOut<'r> {
         }
         report.totals = totals
             .into_iter()
-            .map(|((p, g, m, c), t)| ((s.str(p).to_string(), s.str(g).to_string(), m, c), t))
+            .map(|((p, g, m, c), t)| {
+                (
+                    (s.str(p).to_string(), s.str(g).to_string(), m, c),
+                    t.normalized(),
+                )
+            })
             .collect();
         report.partner_totals = partner_totals
             .into_iter()
-            .map(|(p, t)| (s.str(p).to_string(), t))
+            .map(|(p, t)| {
+                let t = t.into_iter().map(|(c, t)| (c, t.normalized())).collect();
+                (s.str(p).to_string(), t)
+            })
             .collect();
         report.partner_names = names
             .into_iter()

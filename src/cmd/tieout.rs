@@ -975,9 +975,13 @@ fn console_summary(r: &Report, a: &rt::Accounting, target: &Path) -> String {
     ));
     for (p, by) in &r.partner_totals {
         for (c, t) in by {
+            let m = |d: Decimal| crate::money::Exact::of(d, *c);
             s.push_str(&format!(
                 "  {p} {c}: expected {} paid {} adjustments {} difference {}\n",
-                t.expected, t.paid, t.adjustments, t.difference
+                m(t.expected),
+                m(t.paid),
+                m(t.adjustments),
+                m(t.difference)
             ));
         }
     }

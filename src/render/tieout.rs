@@ -156,8 +156,12 @@ fn write_row_with(
 /// Rows not yet due are part of the difference but are not differences, so
 /// the answer says how much of the difference they are.
 pub fn answer(t: &Totals, currency: Currency) -> String {
+    // Rounded to the cent (at least), shown with the currency's minor
+    // units: the text depends on the amount, never on how its sum was
+    // written (a sum's scale depends on the order of its zero terms).
     let dp = currency.minor_units();
     let diff = t.difference.round_dp(dp.max(2));
+    let shown = crate::money::format_exact(diff.abs(), currency);
     let pending = crate::money::format_exact(t.not_yet_due_amount, currency);
     let rows = |n: u64| if n == 1 { "row" } else { "rows" };
     if t.differences == 0 && t.not_yet_due == 0 {
@@ -185,7 +189,7 @@ pub fn answer(t: &Totals, currency: Currency) -> String {
              (adjustments included{of_which})",
             t.differences,
             t.rows,
-            diff.abs(),
+            shown,
             if diff < Decimal::ZERO { "less" } else { "more" }
         )
     }
