@@ -97,7 +97,7 @@ pub fn load_inputs(
     let designations_display = designations.to_string_lossy().into_owned();
     let mut parsed = parse_designations(&designations_display, &d_bytes)?;
     let designations_digest = FileDigest {
-        sha256: ingest::hex(&<sha2::Sha256 as sha2::Digest>::digest(&d_bytes)),
+        sha256: ingest::sha256_hex(&d_bytes),
         bytes: d_bytes.len() as u64,
     };
     let files = ingest::discover_billing(billing)?;

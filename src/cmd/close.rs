@@ -242,7 +242,6 @@ fn files(v: &serde_json::Value, key: &str, file: &Path) -> Result<Vec<FileRec>, 
         .collect()
 }
 
-/// Reads `rel` in `out` and checks it against the manifest.
 /// What close does not do with a changed run.
 const REFUSAL: &str = "close refuses to record it (the history was not changed)";
 

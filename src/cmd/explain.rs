@@ -227,7 +227,7 @@ pub fn load(out: &Path, filter: &Filter) -> Result<RunRecord, Fatal> {
         let read =
             crate::ingest::read_limited(path, crate::ingest::limits::DESIGNATIONS, "designations");
         if let Ok(bytes) = read {
-            let sha256 = crate::ingest::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+            let sha256 = crate::ingest::sha256_hex(&bytes);
             if d["sha256"] == sha256.as_str() {
                 let text = crate::ingest::text_of(path, bytes)?;
                 for (i, l) in text.lines().enumerate() {

@@ -105,7 +105,7 @@ fn load_rules(args: &TieoutArgs, info: &RunInfo) -> Result<Rules, Fatal> {
                     p.display()
                 ))
             })?;
-            let sha256 = ingest::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+            let sha256 = ingest::sha256_hex(&bytes);
             if info.rules_sha256.as_deref() != Some(sha256.as_str()) {
                 return Err(Fatal::Input(format!(
                     "the run's rules file {} changed since the run (its SHA-256 differs from \

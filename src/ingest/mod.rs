@@ -618,6 +618,11 @@ pub fn hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The SHA-256 of `bytes`, hex-encoded (as manifests record it).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&<Sha256 as sha2::Digest>::digest(bytes))
+}
+
 /// An empty buffer for [`read_chunks`] chunks of `chunk_size` bytes: room
 /// for a chunk and the start of the record it cuts (kept across chunks, so
 /// the buffer rarely grows).

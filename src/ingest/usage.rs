@@ -382,7 +382,7 @@ pub fn load_usage(paths: &[PathBuf], tenant_map: Option<&Path>) -> Result<UsageI
     for f in discover(paths, "--usage")? {
         let bytes = super::read_limited(&f.path, super::limits::USAGE, "usage")?;
         let digest = FileDigest {
-            sha256: super::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
+            sha256: super::sha256_hex(&bytes),
             bytes: bytes.len() as u64,
         };
         let idx = out.files.len();

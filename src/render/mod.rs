@@ -19,8 +19,6 @@ pub mod sink;
 pub mod summary;
 pub mod tieout;
 
-use sha2::{Digest, Sha256};
-
 pub use crate::csv_text::{excel_safe, excel_unescape};
 
 /// The escape byte of [`sanitize_file_name`]: `%` followed by two upper-case
@@ -87,7 +85,7 @@ pub fn sanitize_file_name(id: &str) -> String {
         }
         s.truncate(cut);
         s.push_str("%~");
-        s.push_str(&crate::ingest::hex(&Sha256::digest(bytes)));
+        s.push_str(&crate::ingest::sha256_hex(bytes));
     }
     s
 }
@@ -166,7 +164,7 @@ mod tests {
         assert_eq!(a, "%2E.%2Fetc%2Fpasswd");
         assert_ne!(sanitize_file_name("a/b"), sanitize_file_name("a_b"));
         // The collision found by testers: `a/b` used to become `a_b-<hash>`.
-        let old_name = format!("a_b-{}", crate::ingest::hex(&Sha256::digest(b"a/b")[..4]));
+        let old_name = format!("a_b-{}", &crate::ingest::sha256_hex(b"a/b")[..8]);
         assert_ne!(sanitize_file_name("a/b"), sanitize_file_name(&old_name));
         assert_eq!(sanitize_file_name("a%2Fb"), "a%252Fb");
         assert_ne!(sanitize_file_name(""), "");

@@ -143,7 +143,7 @@ pub fn write_file(files: &Written, path: &Path, bytes: &[u8]) -> Result<(), Fata
     files.remember(
         path,
         FileDigest {
-            sha256: crate::ingest::hex(&Sha256::digest(bytes)),
+            sha256: crate::ingest::sha256_hex(bytes),
             bytes: bytes.len() as u64,
         },
     );
@@ -769,7 +769,7 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, Fatal> {
     Ok(Manifest {
         outputs,
         kind: m.kind,
-        sha256: crate::ingest::hex(&Sha256::digest(&bytes)),
+        sha256: crate::ingest::sha256_hex(&bytes),
         json,
     })
 }
@@ -812,7 +812,7 @@ pub fn read_listed(
     let path = dir.join(rel);
     let d = listed_digest(dir, rel, listed)?;
     let bytes = crate::ingest::read_regular(&path)?;
-    if d.bytes != bytes.len() as u64 || d.sha256 != crate::ingest::hex(&Sha256::digest(&bytes)) {
+    if d.bytes != bytes.len() as u64 || d.sha256 != crate::ingest::sha256_hex(&bytes) {
         return Err(changed_since_written(&path, refusal));
     }
     Ok(bytes)

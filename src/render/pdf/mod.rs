@@ -27,7 +27,6 @@ use chrono::NaiveDate;
 use printpdf::{Mm, OffsetDateTime, Op, ParsedFont, PdfDocument, PdfFont, PdfPage, PdfSaveOptions};
 use rayon::prelude::*;
 use rust_decimal::Decimal;
-use sha2::Digest;
 
 use self::format::{fill, Formatter};
 use self::layout::{Canvas, Col, Face, Geometry, Row, RowKind, TableStyle, PT_PER_MM};
@@ -1256,7 +1255,7 @@ pub fn rerender(
         ))
     };
     let digest = crate::ingest::FileDigest {
-        sha256: crate::ingest::hex(&sha2::Sha256::digest(&text)),
+        sha256: crate::ingest::sha256_hex(&text),
         bytes: text.len() as u64,
     };
     match listed.get("statements.json") {

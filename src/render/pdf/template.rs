@@ -880,7 +880,7 @@ pub fn load(dir: Option<&Path>, locale: &str) -> Result<Loaded, Fatal> {
         all.update(bytes);
         listed.push(TemplateFile {
             path: path.clone(),
-            sha256: hex(&Sha256::digest(bytes)),
+            sha256: crate::ingest::sha256_hex(bytes),
         });
     }
     let info = TemplateInfo {
