@@ -522,6 +522,15 @@ impl LineTracker {
         }
         self.first_line + self.newlines
     }
+
+    /// The caller counted `newlines` in `data[..to]` since the last record
+    /// start asked of [`LineTracker::line`] (it read the record there): they
+    /// are not counted again.
+    pub fn counted(&mut self, to: usize, newlines: u64) {
+        debug_assert!(to >= self.counted_to);
+        self.counted_to = to;
+        self.newlines += newlines;
+    }
 }
 
 /// Reads up to `n` bytes (fewer only at end of file).
@@ -673,11 +682,11 @@ pub fn read_chunks(
                 records::Step::Drop { end } => {
                     buf.drain(..end);
                 }
-                records::Step::Emit { end, kind } => {
+                records::Step::Emit { end, kind, lines } => {
                     let mut next = spare();
                     next.extend_from_slice(&buf[end..]);
                     buf.truncate(end);
-                    let lines = split::count_byte(&buf, b'\n') as u64;
+                    let lines = lines.unwrap_or_else(|| split::count_byte(&buf, b'\n') as u64);
                     let mut data = std::mem::replace(&mut buf, next);
                     if matches!(
                         kind,

@@ -19,7 +19,7 @@
 //! where its quotes would close it. Both decisions depend only on the bytes of
 //! the record, so any chunk size gives the same rows.
 
-use super::split::{count_byte, last_record_end};
+use super::split::{count_byte, last_record_end_lines, record_end_lines};
 
 /// The longest record (and physical line) porledger reads: 1 MiB. Real
 /// Partner Center records are 0.5-3 KB; a record this long is a quote gone
@@ -45,8 +45,14 @@ pub enum ChunkKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
     /// Hand `buf[..end]` on as a chunk of this kind (for `Oversized`, drop
-    /// `buf[..end]` and hand on an empty chunk) and keep the rest.
-    Emit { end: usize, kind: ChunkKind },
+    /// `buf[..end]` and hand on an empty chunk) and keep the rest. `lines`:
+    /// the newlines in `buf[..end]`, when the cutter counted them on its way
+    /// (the caller counts them otherwise).
+    Emit {
+        end: usize,
+        kind: ChunkKind,
+        lines: Option<u64>,
+    },
     /// Drop `buf[..end]` (part of an over-long line) and step again.
     Drop { end: usize },
     /// Read more and step again.
@@ -96,12 +102,14 @@ impl Cutter {
                     return Step::Emit {
                         end: buf.len(),
                         kind: ChunkKind::Records,
+                        lines: None,
                     };
                 }
-                match last_record_end(buf, b'"') {
-                    Some(end) => Step::Emit {
+                match last_record_end_lines(buf, b'"') {
+                    Some((end, lines)) => Step::Emit {
                         end,
                         kind: ChunkKind::Records,
+                        lines: Some(lines as u64),
                     },
                     None if buf.len() > self.max_record => {
                         // No record end within the limit from this record start.
@@ -129,6 +137,7 @@ impl Cutter {
                         return Step::Emit {
                             end: pos,
                             kind: ChunkKind::Lines,
+                            lines: None,
                         };
                     }
                 }
@@ -139,6 +148,7 @@ impl Cutter {
                     return Step::Emit {
                         end,
                         kind: ChunkKind::Lines,
+                        lines: None,
                     };
                 }
                 // buf starts with a line without newline so far.
@@ -153,6 +163,7 @@ impl Cutter {
                     return Step::Emit {
                         end: buf.len(),
                         kind: ChunkKind::Lines,
+                        lines: None,
                     };
                 }
                 Step::More
@@ -178,6 +189,7 @@ impl Cutter {
                         } else {
                             ChunkKind::Oversized
                         },
+                        lines: None,
                     }
                 } else {
                     self.mode = Mode::Skip { odd, blank };
@@ -238,12 +250,6 @@ fn oversized(max_record: usize) -> LineProblem {
     }
 }
 
-/// Newlines inside `body`, not counting a final line terminator.
-fn inner_newlines(body: &[u8]) -> usize {
-    let trimmed = body.strip_suffix(b"\n").unwrap_or(body);
-    count_byte(trimmed, b'\n')
-}
-
 /// Splits a chunk into rows: every physical line that holds data is covered
 /// by exactly one row (blank lines by none), in order.
 pub fn for_each_row(
@@ -294,9 +300,14 @@ pub fn for_each_row(
                     line_start -= 1;
                 }
                 let rest = &data[line_start..];
-                let end = match super::split::first_record_end_after(rest, 0, b'"') {
-                    Some(e) => line_start + e,
-                    None if count_byte(rest, b'"').is_multiple_of(2) => data.len(),
+                // The newlines of the record come from the pass that finds its
+                // end: neither its inner newlines nor the line of the next
+                // record need another pass over its bytes.
+                let (end, newlines) = match record_end_lines(rest, b'"') {
+                    Some((e, n)) => (line_start + e, n),
+                    None if count_byte(rest, b'"').is_multiple_of(2) => {
+                        (data.len(), count_byte(rest, b'\n'))
+                    }
                     None => {
                         // A quote that is never closed: the record runs to the
                         // end of the data, and it is not plausible.
@@ -305,7 +316,10 @@ pub fn for_each_row(
                     }
                 };
                 let body = &data[line_start..end];
-                let inner = inner_newlines(body);
+                // Not counting a final line terminator.
+                let inner = newlines - body.ends_with(b"\n") as usize;
+                // Between the record's start and `line_start` are only CRs.
+                lines.counted(end, newlines as u64);
                 let agrees = simd_end == end;
                 if !agrees
                     || body.len() > fmt.max_record
@@ -535,8 +549,8 @@ pub fn cut_all(
                 Step::Drop { end } => {
                     buf.drain(..end);
                 }
-                Step::Emit { end, kind } => {
-                    let lines = count_byte(&buf[..end], b'\n') as u64;
+                Step::Emit { end, kind, lines } => {
+                    let lines = lines.unwrap_or_else(|| count_byte(&buf[..end], b'\n') as u64);
                     let rest = buf.split_off(end);
                     let chunk = std::mem::replace(&mut buf, rest);
                     match kind {
