@@ -206,11 +206,43 @@ pub struct Earning<'a> {
 
 /// Every text the tie-out keeps (normalised IDs, IDs as shown, names,
 /// labels, reasons), once; grains hold their small integer ids.
+///
+/// The texts lie one after another in one buffer, and the table holds each
+/// text's place beside its id: a look-up of a known text reads the table and
+/// the text. (A text of its own on the heap, reached through a list of
+/// them, was one more cache miss per look-up, and the look-ups of millions
+/// of IDs were the largest part of reading both sides.)
 struct Strings {
-    text: Vec<Box<str>>,
-    index: HashTable<u32>,
+    bytes: String,
+    /// Where each text lies in `bytes`, by id.
+    spans: Vec<Span>,
+    index: HashTable<Interned>,
     hasher: Fast,
     scratch: String,
+}
+
+/// Where a text lies in [`Strings::bytes`].
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    start: usize,
+    len: u32,
+}
+
+/// An entry of [`Strings::index`]: a text's place and its id (16 bytes).
+#[derive(Clone, Copy, Debug)]
+struct Interned {
+    start: usize,
+    len: u32,
+    id: u32,
+}
+
+impl Interned {
+    fn span(self) -> Span {
+        Span {
+            start: self.start,
+            len: self.len,
+        }
+    }
 }
 
 /// The id of the empty text (interned first).
@@ -219,7 +251,8 @@ const EMPTY: u32 = 0;
 impl Strings {
     fn new() -> Strings {
         let mut s = Strings {
-            text: Vec::new(),
+            bytes: String::new(),
+            spans: Vec::new(),
             index: HashTable::new(),
             hasher: Fast::default(),
             scratch: String::new(),
@@ -229,12 +262,16 @@ impl Strings {
         s
     }
 
+    fn at(bytes: &str, span: Span) -> &str {
+        &bytes[span.start..span.start + span.len as usize]
+    }
+
     fn get(&self, s: &str) -> Option<u32> {
         use std::hash::BuildHasher;
         let h = self.hasher.hash_one(s);
         self.index
-            .find(h, |&i| &*self.text[i as usize] == s)
-            .copied()
+            .find(h, |e| Self::at(&self.bytes, e.span()) == s)
+            .map(|e| e.id)
     }
 
     /// The id of `s`, interned if new.
@@ -242,21 +279,38 @@ impl Strings {
         use std::hash::BuildHasher;
         let h = self.hasher.hash_one(s);
         let Strings {
-            text,
+            bytes,
+            spans,
             index,
             hasher,
             ..
         } = self;
-        if let Some(&i) = index.find(h, |&i| &*text[i as usize] == s) {
-            return Ok(i);
+        if let Some(e) = index.find(h, |e| Self::at(bytes, e.span()) == s) {
+            return Ok(e.id);
         }
-        let i = u32::try_from(text.len()).map_err(|_| Fatal::Overflow {
+        let too_many = || Fatal::Overflow {
             what: "tie-out IDs and names".into(),
-            cause: "more than 4,294,967,295 distinct texts".into(),
-        })?;
-        text.push(s.into());
-        index.insert_unique(h, i, |&j| hasher.hash_one(&*text[j as usize]));
+            cause: "more than 4,294,967,295 distinct texts, or a text of 4 GiB".into(),
+        };
+        let i = u32::try_from(spans.len()).map_err(|_| too_many())?;
+        let span = Span {
+            start: bytes.len(),
+            len: u32::try_from(s.len()).map_err(|_| too_many())?,
+        };
+        bytes.push_str(s);
+        spans.push(span);
+        let entry = Interned {
+            start: span.start,
+            len: span.len,
+            id: i,
+        };
+        index.insert_unique(h, entry, |e| hasher.hash_one(Self::at(bytes, e.span())));
         Ok(i)
+    }
+
+    /// Every text, in id order.
+    fn texts(&self) -> impl Iterator<Item = &str> + '_ {
+        self.spans.iter().map(|&span| Self::at(&self.bytes, span))
     }
 
     /// The id of the normalised form of the raw ID `raw` (see [`id_key`]).
@@ -309,13 +363,13 @@ impl Strings {
     }
 
     fn str(&self, i: u32) -> &str {
-        &self.text[i as usize]
+        Self::at(&self.bytes, self.spans[i as usize])
     }
 
     /// Each text's position in byte order (ids sort as their texts do).
     fn ranks(&self) -> Vec<u32> {
-        let mut order: Vec<u32> = (0..self.text.len() as u32).collect();
-        order.par_sort_unstable_by(|&a, &b| self.text[a as usize].cmp(&self.text[b as usize]));
+        let mut order: Vec<u32> = (0..self.spans.len() as u32).collect();
+        order.par_sort_unstable_by(|&a, &b| self.str(a).cmp(self.str(b)));
         let mut rank = vec![0u32; order.len()];
         for (r, &i) in order.iter().enumerate() {
             rank[i as usize] = r as u32;
@@ -1267,8 +1321,8 @@ impl<'r> TieOut<'r> {
     /// regrouping every grain in [`TieOut::finish`]).
     pub fn add_accruals_of(&mut self, other: TieOut<'_>) -> Result<(), Fatal> {
         let absent = self.absent_parts();
-        let mut map = Vec::with_capacity(other.strings.text.len());
-        for t in &other.strings.text {
+        let mut map = Vec::with_capacity(other.strings.spans.len());
+        for t in other.strings.texts() {
             map.push(self.strings.id(t)?);
         }
         let mut close_map = Vec::with_capacity(other.closes.len());
