@@ -215,34 +215,19 @@ pub struct Earning<'a> {
 struct Strings {
     bytes: String,
     /// Where each text lies in `bytes`, by id.
-    spans: Vec<Span>,
+    spans: Vec<Interned>,
     index: HashTable<Interned>,
     hasher: Fast,
     scratch: String,
 }
 
-/// Where a text lies in [`Strings::bytes`].
-#[derive(Clone, Copy, Debug)]
-struct Span {
-    start: usize,
-    len: u32,
-}
-
-/// An entry of [`Strings::index`]: a text's place and its id (16 bytes).
+/// A text of [`Strings`]: where it lies in [`Strings::bytes`], and its id
+/// (16 bytes).
 #[derive(Clone, Copy, Debug)]
 struct Interned {
     start: usize,
     len: u32,
     id: u32,
-}
-
-impl Interned {
-    fn span(self) -> Span {
-        Span {
-            start: self.start,
-            len: self.len,
-        }
-    }
 }
 
 /// The id of the empty text (interned first).
@@ -262,15 +247,15 @@ impl Strings {
         s
     }
 
-    fn at(bytes: &str, span: Span) -> &str {
-        &bytes[span.start..span.start + span.len as usize]
+    fn at(bytes: &str, t: Interned) -> &str {
+        &bytes[t.start..t.start + t.len as usize]
     }
 
     fn get(&self, s: &str) -> Option<u32> {
         use std::hash::BuildHasher;
         let h = self.hasher.hash_one(s);
         self.index
-            .find(h, |e| Self::at(&self.bytes, e.span()) == s)
+            .find(h, |&t| Self::at(&self.bytes, t) == s)
             .map(|e| e.id)
     }
 
@@ -285,32 +270,27 @@ impl Strings {
             hasher,
             ..
         } = self;
-        if let Some(e) = index.find(h, |e| Self::at(bytes, e.span()) == s) {
-            return Ok(e.id);
+        if let Some(t) = index.find(h, |&t| Self::at(bytes, t) == s) {
+            return Ok(t.id);
         }
         let too_many = || Fatal::Overflow {
             what: "tie-out IDs and names".into(),
             cause: "more than 4,294,967,295 distinct texts, or a text of 4 GiB".into(),
         };
-        let i = u32::try_from(spans.len()).map_err(|_| too_many())?;
-        let span = Span {
+        let t = Interned {
             start: bytes.len(),
             len: u32::try_from(s.len()).map_err(|_| too_many())?,
+            id: u32::try_from(spans.len()).map_err(|_| too_many())?,
         };
         bytes.push_str(s);
-        spans.push(span);
-        let entry = Interned {
-            start: span.start,
-            len: span.len,
-            id: i,
-        };
-        index.insert_unique(h, entry, |e| hasher.hash_one(Self::at(bytes, e.span())));
-        Ok(i)
+        spans.push(t);
+        index.insert_unique(h, t, |&t| hasher.hash_one(Self::at(bytes, t)));
+        Ok(t.id)
     }
 
     /// Every text, in id order.
     fn texts(&self) -> impl Iterator<Item = &str> + '_ {
-        self.spans.iter().map(|&span| Self::at(&self.bytes, span))
+        self.spans.iter().map(|&t| Self::at(&self.bytes, t))
     }
 
     /// The id of the normalised form of the raw ID `raw` (see [`id_key`]).

@@ -117,8 +117,19 @@ pub fn split_records(buf: &[u8], target: usize, quote: u8) -> Vec<&[u8]> {
 /// record's line terminator and any inside its quotes), from the one pass
 /// that finds it.
 pub fn record_end_lines(buf: &[u8], quote: u8) -> Option<(usize, usize)> {
-    let mut quotes = 0;
-    let mut pos = 0;
+    record_end_from(buf, 0, quote)
+}
+
+/// The first record end at or after `from` in `buf` (which starts at a record start).
+pub fn first_record_end_after(buf: &[u8], from: usize, quote: u8) -> Option<usize> {
+    record_end_from(buf, from, quote).map(|(end, _)| end)
+}
+
+/// The first record end at or after `from` in `buf` (which starts at a record
+/// start), and the newlines in `buf[from..end]`.
+fn record_end_from(buf: &[u8], from: usize, quote: u8) -> Option<(usize, usize)> {
+    let mut quotes = count_byte(&buf[..from], quote);
+    let mut pos = from;
     let mut newlines = 0;
     while let Some(i) = memchr::memchr(b'\n', &buf[pos..]) {
         let nl = pos + i;
@@ -126,21 +137,6 @@ pub fn record_end_lines(buf: &[u8], quote: u8) -> Option<(usize, usize)> {
         quotes += count_byte(&buf[pos..nl], quote);
         if quotes.is_multiple_of(2) {
             return Some((nl + 1, newlines));
-        }
-        pos = nl + 1;
-    }
-    None
-}
-
-/// The first record end at or after `from` in `buf` (which starts at a record start).
-pub fn first_record_end_after(buf: &[u8], from: usize, quote: u8) -> Option<usize> {
-    let mut quotes = count_byte(&buf[..from], quote);
-    let mut pos = from;
-    while let Some(i) = memchr::memchr(b'\n', &buf[pos..]) {
-        let nl = pos + i;
-        quotes += count_byte(&buf[pos..nl], quote);
-        if quotes.is_multiple_of(2) {
-            return Some(nl + 1);
         }
         pos = nl + 1;
     }
