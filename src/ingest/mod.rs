@@ -412,11 +412,20 @@ pub fn id_key_into(raw: &str, out: &mut String) {
 /// Whether `key` (an ID normalised by [`id_key`]) names the raw ID `raw`,
 /// without allocating.
 pub fn id_matches(key: &str, raw: &str) -> bool {
+    let trimmed = raw.trim();
+    // Most IDs compared here are not the one looked for, and GUIDs differ in
+    // their first character 15 times in 16: two ASCII first bytes that differ
+    // in any case settle it before the whole text is read (an ASCII character
+    // lower-cases to one ASCII character, so neither branch below could match).
+    if let (Some(k), Some(r)) = (key.as_bytes().first(), trimmed.as_bytes().first()) {
+        if k.is_ascii() && r.is_ascii() && !k.eq_ignore_ascii_case(r) {
+            return false;
+        }
+    }
     if raw.is_ascii() {
-        key.eq_ignore_ascii_case(raw.trim())
+        key.eq_ignore_ascii_case(trimmed)
     } else {
-        key.chars()
-            .eq(raw.trim().chars().flat_map(char::to_lowercase))
+        key.chars().eq(trimmed.chars().flat_map(char::to_lowercase))
     }
 }
 
@@ -799,6 +808,30 @@ pub fn text_of(path: &Path, bytes: Vec<u8>) -> Result<String, Fatal> {
 
 #[cfg(test)]
 mod tests {
+    proptest::proptest! {
+        /// The first-byte shortcut of `id_matches` answers as the whole
+        /// comparison does: for any key and raw text (ASCII and other
+        /// letters in both cases, Unicode spaces that trim removes), and for
+        /// every key that a raw text normalises to.
+        #[test]
+        fn id_matches_answers_as_the_whole_comparison(
+            key in "[aAbB0İiıß \u{a0}\u{2003}-]{0,5}",
+            raw in "[aAbB0İiıß \u{a0}\u{2003}-]{0,5}",
+        ) {
+            fn whole(key: &str, raw: &str) -> bool {
+                if raw.is_ascii() {
+                    key.eq_ignore_ascii_case(raw.trim())
+                } else {
+                    key.chars().eq(raw.trim().chars().flat_map(char::to_lowercase))
+                }
+            }
+            proptest::prop_assert_eq!(super::id_matches(&key, &raw), whole(&key, &raw));
+            let own = super::id_key(raw.trim());
+            proptest::prop_assert_eq!(super::id_matches(&own, &raw), whole(&own, &raw));
+            proptest::prop_assert!(super::id_matches(&own, &raw));
+        }
+    }
+
     #[test]
     fn a_rows_hint_is_the_size_over_the_heads_mean_line() {
         use super::rows_hint;
