@@ -1890,6 +1890,12 @@ impl<'r> TieOut<'r> {
                         row.id = row_id(first + i + 1);
                         Ok(row)
                     })
+                    .collect::<Vec<_>>()
+                    // Collected by position first: an indexed collect writes
+                    // each row once, where a collect into a `Result` goes
+                    // through a list of growing vectors and moves every row
+                    // (hundreds of bytes) two or three times.
+                    .into_iter()
                     .collect()
             };
         // The partner (rank of the normalised ID) of the rows handed on
