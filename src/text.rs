@@ -134,10 +134,10 @@ pub fn guid_value(s: &str) -> Option<u128> {
         }
         (n, seen)
     };
-    let (hi, a) = half(&GUID_DIGITS[..16]);
-    let (lo, b) = half(&GUID_DIGITS[16..]);
+    let (hi, seen_hi) = half(&GUID_DIGITS[..16]);
+    let (lo, seen_lo) = half(&GUID_DIGITS[16..]);
     // A digit's value is at most 15; NOT_HEX has the high bits set.
-    if (a | b) & !15 != 0 {
+    if (seen_hi | seen_lo) & !15 != 0 {
         return None;
     }
     Some(u128::from(hi) << 64 | u128::from(lo))
