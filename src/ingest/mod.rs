@@ -532,9 +532,9 @@ impl LineTracker {
         self.first_line + self.newlines
     }
 
-    /// The caller counted `newlines` in `data[..to]` since the last record
-    /// start asked of [`LineTracker::line`] (it read the record there): they
-    /// are not counted again.
+    /// The caller counted `newlines` in `data[start..to]`, where `start` is
+    /// the last record start asked of [`LineTracker::line`] (it read the
+    /// record there): they are not counted again.
     pub fn counted(&mut self, to: usize, newlines: u64) {
         debug_assert!(to >= self.counted_to);
         self.counted_to = to;
