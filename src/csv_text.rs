@@ -54,6 +54,11 @@ pub fn columns_or_absent<const N: usize>(
 /// Neutralises a text value that a spreadsheet would run as a formula: a leading
 /// `=`, `+`, `-`, `@`, TAB or CR gets a `'` in front, unless the value is a
 /// plain number (`-12.50` stays a number).
+///
+/// A value that starts with `'`s before such a character gets one more `'`
+/// (`'=P1` is written `''=P1`), so that no two values are written alike and
+/// [`excel_unescape`] gives back every value written: `=P1` and `'=P1` are
+/// two partners, and read back as two.
 pub fn excel_safe(s: &str) -> Cow<'_, str> {
     if needs_escape(s) {
         Cow::Owned(format!("'{s}"))
@@ -80,7 +85,13 @@ pub fn record_text(rec: &simd_csv::ByteRecord) -> Option<&str> {
         .filter(|w| rec.iter().all(|f| within(w, f).is_some()))
 }
 
+/// Whether [`excel_safe`] puts a `'` in front of `s`: when `s` without its
+/// leading `'`s starts a formula.
 fn needs_escape(s: &str) -> bool {
+    starts_formula(s.trim_start_matches('\''))
+}
+
+fn starts_formula(s: &str) -> bool {
     match s.as_bytes().first() {
         Some(b'=' | b'@' | b'\t' | b'\r') => true,
         Some(b'+' | b'-') => !is_number(s),
@@ -88,10 +99,10 @@ fn needs_escape(s: &str) -> bool {
     }
 }
 
-/// Undoes [`excel_safe`]: `'-P1` reads back as `-P1`. A value that
-/// `excel_safe` leaves alone is returned unchanged (so is a `'` that
-/// `excel_safe` would not have added, as in `'quoted'`). For reading back
-/// keys from porledger's own outputs; see [`crate::ledger`].
+/// Undoes [`excel_safe`]: `'-P1` reads back as `-P1`, `''-P1` as `'-P1`. A
+/// value that `excel_safe` leaves alone is returned unchanged (so is a `'`
+/// that `excel_safe` would not have added, as in `'quoted'`). For reading
+/// back keys from porledger's own outputs; see [`crate::ledger`].
 pub fn excel_unescape(s: &str) -> &str {
     match s.strip_prefix('\'') {
         Some(rest) if needs_escape(rest) => rest,

@@ -21,10 +21,10 @@
 //! ([`crate::csv_text::excel_unescape`]), so a key read back (a partner,
 //! customer or program ID) is the value that was written: `explain
 //! --partner=-P1` finds the rows stored as `'-P1`. Values that are not escaped
-//! (every normal ID) are written and read unchanged, byte for byte. The one
-//! value that does not survive the round trip is a text that itself starts
-//! with `'` followed by a formula character (`'-P1` written as is, read back
-//! as `-P1`); no Partner Center ID looks like that.
+//! (every normal ID) are written and read unchanged, byte for byte. A text
+//! that itself starts with `'`s before a formula character gets one more
+//! (`'-P1` is written `''-P1`), so every value survives the round trip and no
+//! two keys are read back as one.
 
 use std::io::Read;
 
@@ -719,6 +719,28 @@ mod tests {
     }
 
     #[test]
+    fn an_escaped_spelling_is_an_id_of_its_own() {
+        // `-P1` is written `'-P1`; the ID `'-P1` must not read back as `-P1`.
+        let base = rows()[0];
+        let ids = ["-P1", "'-P1", "''-P1", "'P1", "'"];
+        let rows: Vec<LedgerRow> = ids
+            .iter()
+            .map(|&id| LedgerRow {
+                partner_id: id,
+                customer_id: id,
+                ..base
+            })
+            .collect();
+        let back = read_all(&written(&rows)).unwrap();
+        let got: Vec<(&str, &str)> = back
+            .iter()
+            .map(|b| (b.partner_id.as_str(), b.customer_id.as_str()))
+            .collect();
+        let want: Vec<(&str, &str)> = ids.iter().map(|&id| (id, id)).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
     fn lines_count_newlines_inside_values() {
         // rows()[1] holds one newline: the row after it starts two lines on.
         let mut r = rows();
@@ -738,7 +760,7 @@ mod tests {
         #[test]
         fn any_text_reads_back_on_its_line(
             texts in proptest::collection::vec(
-                proptest::collection::vec("[a-z0-9 ,;\"\r\n=+@\\-\u{e9}\u{4e2d}]{0,12}", 6),
+                proptest::collection::vec("[a-z0-9 ,;'\"\r\n=+@\\-\u{e9}\u{4e2d}]{0,12}", 6),
                 1..8,
             ),
         ) {
