@@ -820,8 +820,10 @@ pub fn read_listed(
 
 /// Refuses unless `dir` is empty or a porledger output that porledger may
 /// replace: its manifest is porledger's and of `kind`, it lists every other
-/// file below `dir` with its current size, there is no symbolic link or
-/// special file, and nothing is write-protected.
+/// file below `dir` with its current size, every directory below `dir` holds
+/// a file it lists (porledger makes no directory it writes nothing into, so an
+/// empty or foreign one is the user's), there is no symbolic link or special
+/// file, and nothing is write-protected.
 fn check_ours(shown: &Path, dir: &Path, kind: Kind) -> Result<(), Fatal> {
     let empty = std::fs::read_dir(dir)
         .map_err(|e| Fatal::io(dir, e))?
@@ -861,8 +863,19 @@ fn check_ours(shown: &Path, dir: &Path, kind: Kind) -> Result<(), Fatal> {
             p.display()
         ))
     };
+    // The directories porledger wrote: those on the path of a listed file.
+    let ours: std::collections::HashSet<&str> = listed
+        .keys()
+        .flat_map(|rel| rel.match_indices('/').map(move |(i, _)| &rel[..i]))
+        .collect();
     let mut dirs = vec![dir.to_path_buf()];
     while let Some(d) = dirs.pop() {
+        if d != dir && !ours.contains(rel_path(dir, &d).as_str()) {
+            return Err(refuse(
+                &d,
+                "a directory that holds no file of its manifest.json (porledger did not make it)",
+            ));
+        }
         let meta = std::fs::symlink_metadata(&d).map_err(|e| Fatal::io(&d, e))?;
         if meta.permissions().readonly() {
             return Err(refuse(&d, "write-protected"));

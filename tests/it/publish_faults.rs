@@ -315,6 +315,41 @@ fn extra_or_changed_files_in_a_previous_output_are_not_deleted() {
 }
 
 #[test]
+fn empty_directories_of_the_user_in_a_previous_output_are_not_deleted() {
+    let env = Env::new();
+    assert_eq!(code(&env.run("out", false, None)), 0);
+    let partner = std::fs::read_dir(env.p("out/partners"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name();
+    let drafts = format!("partners/{}/drafts", partner.to_str().unwrap());
+    // (made, named in the refusal, removed after)
+    for (made, named, made_top) in [
+        ("my-notes/keep", "my-notes", "my-notes"),
+        (drafts.as_str(), "drafts", drafts.as_str()),
+    ] {
+        let before = env.tree("out");
+        std::fs::create_dir_all(env.p(&format!("out/{made}"))).unwrap();
+        let o = env.run("out", true, None);
+        assert_eq!(code(&o), 2, "{made}");
+        assert!(stderr(&o).contains(named), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("holds no file of its manifest"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(env.p(&format!("out/{made}")).is_dir(), "{made} was removed");
+        assert_eq!(env.tree("out"), before);
+        std::fs::remove_dir_all(env.p(&format!("out/{made_top}"))).unwrap();
+    }
+    // Without them, the output is porledger's again and is replaced.
+    assert_eq!(code(&env.run("out", true, None)), 0);
+    assert_eq!(env.leftovers(), Vec::<String>::new());
+}
+
+#[test]
 fn symlink_out_replaces_the_directory_it_points_to() {
     let env = Env::new();
     let (_, new) = env.references();
