@@ -388,7 +388,7 @@ pub fn process_chunk_into(
             Err(p) => return rows.reject(line_no, &p.column, &p.value, &p.reason),
         };
         if rec.len() != n_fields {
-            let p = ingest::records::LineProblem::field_count(rec.len(), n_fields);
+            let p = ingest::records::LineProblem::field_count_of(rec, n_fields);
             return rows.reject(line_no, &p.column, &p.value, &p.reason);
         }
         let line = match layout.parse(rec) {

@@ -220,6 +220,27 @@ impl LineProblem {
             reason: format!("has {found} fields, the header has {header}"),
         }
     }
+
+    /// [`LineProblem::field_count`] of `rec`, saying so when it holds a
+    /// carriage return without a line feed: a line break of old Mac files
+    /// and of some spreadsheets, which is not one here (lines end in LF or
+    /// CRLF), so the rows it separates were read as one.
+    pub fn field_count_of(rec: &simd_csv::ByteRecord, header: usize) -> LineProblem {
+        let mut p = LineProblem::field_count(rec.len(), header);
+        let bytes = rec.as_slice();
+        let bare_cr = bytes
+            .iter()
+            .enumerate()
+            .any(|(i, &b)| b == b'\r' && bytes.get(i + 1) != Some(&b'\n'));
+        if bare_cr {
+            p.reason.push_str(
+                "; it holds a carriage return (CR) without a line feed, which is not a line \
+                 break here (lines end in LF or CRLF): the rows on either side of it were read \
+                 as one (save the file with Windows or Unix line endings)",
+            );
+        }
+        p
+    }
 }
 
 /// One row handed to the caller of [`for_each_row`].
@@ -493,10 +514,9 @@ pub fn for_each_text_row(
         &mut rec,
         &mut |row: Row<'_>| match row.record {
             Err(p) => f(row.line, Err(p)),
-            Ok(r) if r.len() != header.len() => f(
-                row.line,
-                Err(LineProblem::field_count(r.len(), header.len())),
-            ),
+            Ok(r) if r.len() != header.len() => {
+                f(row.line, Err(LineProblem::field_count_of(r, header.len())))
+            }
             Ok(r) => {
                 text.clear();
                 let mut bad = None;

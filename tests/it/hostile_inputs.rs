@@ -361,6 +361,26 @@ fn b6_cr_only_line_ends_are_fatal() {
     assert!(o.stderr.contains("carriage return"), "{}", o.stderr);
 }
 
+/// A bare CR between two rows of a CRLF file is not a line break: the two
+/// rows are one physical line, rejected, and the reject says why.
+#[test]
+fn b6_a_bare_cr_between_rows_is_rejected_naming_it() {
+    let lines = invoice_lines();
+    let mut text = lines[0].clone() + "\r\n";
+    text.push_str(&lines[1]);
+    text.push('\r');
+    text.push_str(&lines[1]);
+    text.push_str("\r\n");
+    let (_d, o) = run_invoice(&text);
+    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    assert_eq!(o.totals().3, 1);
+    let r = rejects_csv(&o);
+    assert!(
+        r.contains("carriage return (CR) without a line feed"),
+        "{r}"
+    );
+}
+
 #[test]
 fn b6_utf16_is_fatal_naming_the_encoding() {
     let text = invoice_with(&[]);
