@@ -458,6 +458,16 @@ fn rejected(e: AttributionError, designations_file: &str) -> Outcome {
                 join(&lines)
             ),
         },
+        AttributionError::PartnerTwice { association, partner, lines } => Outcome::Rejected {
+            column: "share".into(),
+            value: partner.clone(),
+            reason: format!(
+                "partner {partner} holds {association} for this customer on the charge date through \
+                 designations with different shares ({designations_file} lines {}); a partner's share \
+                 is given once",
+                join(&lines)
+            ),
+        },
         AttributionError::Conflict { association, partners, lines } => Outcome::Rejected {
             column: "association".into(),
             value: association.to_string(),
@@ -820,6 +830,24 @@ fn usage_program<'a, 'p>(
                 }
             }
             split.push((d, d.share.unwrap_or_default()));
+        }
+        if let Err((partner, lines)) = crate::attribute::one_per_partner(
+            &mut split,
+            0,
+            |c| c.0.partner_id.as_str(),
+            |c| c.0.share,
+            |c| c.0.line,
+        ) {
+            let lines: Vec<String> = lines.iter().map(u64::to_string).collect();
+            return Err((
+                Reason::ShareConflict,
+                format!(
+                    "partner {partner} holds {a} for this customer through designations with \
+                     different shares ({} lines {}); a partner's share is given once",
+                    ctx.designations_file,
+                    lines.join(", ")
+                ),
+            ));
         }
         match split_shares(&mut split, |c| c.0.share, |c, s| c.1 = s) {
             Ok(_) => credits.extend(split),

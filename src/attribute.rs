@@ -43,6 +43,13 @@ pub enum AttributionError {
         partners: Vec<String>,
         lines: Vec<u64>,
     },
+    /// One partner holds the association through several designations at
+    /// once, with different shares (see [`one_per_partner`]).
+    PartnerTwice {
+        association: Association,
+        partner: String,
+        lines: Vec<u64>,
+    },
 }
 
 /// POR, DPOR and CPOR (per workload) are held by one partner at a time.
@@ -198,6 +205,21 @@ impl DesignationIndex {
         let mut sole_winner = false;
         if out.len() - start > 1 {
             sole_winner = resolve(out, start, a, policy)?;
+            if !sole_winner {
+                let designation = |c: &Credit<'_>| c.designation.map(|d| (d.share, d.line));
+                one_per_partner(
+                    out,
+                    start,
+                    |c| c.partner_id,
+                    |c| designation(c).and_then(|d| d.0),
+                    |c| designation(c).map_or(0, |d| d.1),
+                )
+                .map_err(|(partner, lines)| AttributionError::PartnerTwice {
+                    association: a,
+                    partner,
+                    lines,
+                })?;
+            }
         }
         if sole_winner {
             return Ok(());
@@ -236,6 +258,46 @@ impl DesignationIndex {
         }
         Ok(())
     }
+}
+
+/// One credit per partner, for billing credits and usage credits alike: a
+/// partner that holds one association through several designations in force
+/// on the same date (a row repeated in the file, or two windows that overlap)
+/// is credited once, through the first of them, and does not take a second
+/// part of an equal split. Its rows must then give the same share (or none):
+/// different shares of one partner are `Err((partner, lines))`, as which one
+/// is meant cannot be told. `out[start..]` are the credits of one association;
+/// the first of a partner's credits is kept, in place.
+pub fn one_per_partner<T>(
+    out: &mut Vec<T>,
+    start: usize,
+    partner: impl Fn(&T) -> &str,
+    share: impl Fn(&T) -> Option<Decimal>,
+    line: impl Fn(&T) -> u64,
+) -> Result<(), (String, Vec<u64>)> {
+    let mut i = start;
+    while i < out.len() {
+        let mut j = i + 1;
+        while j < out.len() {
+            if partner(&out[j]) != partner(&out[i]) {
+                j += 1;
+                continue;
+            }
+            if share(&out[j]) != share(&out[i]) {
+                let p = partner(&out[i]).to_string();
+                let mut lines: Vec<u64> = out[start..]
+                    .iter()
+                    .filter(|c| partner(c) == p)
+                    .map(&line)
+                    .collect();
+                lines.sort_unstable();
+                return Err((p, lines));
+            }
+            out.remove(j);
+        }
+        i += 1;
+    }
+    Ok(())
 }
 
 /// The one share splitter, for billing credits and usage credits alike: the

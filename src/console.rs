@@ -478,7 +478,12 @@ fn problem_lines(r: &Report, lines: &mut Vec<String>) {
         lines.push("no problems found".into());
         return;
     }
-    lines.push(format!("{} problems:", group(r.n_problems)));
+    let noun = if r.n_problems == 1 {
+        "problem"
+    } else {
+        "problems"
+    };
+    lines.push(format!("{} {noun}:", group(r.n_problems)));
     for p in r.problems.iter().take(r.show) {
         lines.push(format!("  {p}"));
     }

@@ -1,6 +1,7 @@
 //! Data-quality checks on the designations that no single row shows: shares of
-//! one association summing above 1, and more than one DPOR partner on a
-//! subscription at the same time.
+//! one association summing above 1, more than one DPOR partner on a
+//! subscription at the same time, and one partner holding an association
+//! through two rows at once.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -40,12 +41,12 @@ fn overlaps(a: &Designation, b: &Designation) -> bool {
     a_from < b_to && b_from < a_to
 }
 
+/// Whether two rows credit the same lines: the same workload, and the same
+/// subscription or both customer-wide. (Where a subscription's own row
+/// applies, the customer-wide rows of its association do not: see
+/// `crate::attribute`.)
 fn same_scope(a: &Designation, b: &Designation) -> bool {
-    a.workload == b.workload
-        && match (&a.subscription_id, &b.subscription_id) {
-            (Some(x), Some(y)) => x == y,
-            _ => true,
-        }
+    a.workload == b.workload && a.subscription_id == b.subscription_id
 }
 
 /// Checks all designations; rows must be valid individually already.
@@ -90,6 +91,34 @@ pub fn check_designations<'a>(
                         ),
                     });
                     reported.push(lines);
+                }
+            }
+        }
+        for (i, a) in ds.iter().enumerate() {
+            for b in &ds[i + 1..] {
+                if a.partner_id == b.partner_id && overlaps(a, b) && same_scope(a, b) {
+                    let how = if a.share == b.share {
+                        "it counts once".to_string()
+                    } else {
+                        let s = |d: &Designation| {
+                            d.share
+                                .map_or("none".to_string(), |s| s.normalize().to_string())
+                        };
+                        format!(
+                            "with different shares ({} and {}), the lines they cover are rejected",
+                            s(a),
+                            s(b)
+                        )
+                    };
+                    issues.push(Issue {
+                        file: file.into(),
+                        lines: vec![a.line, b.line],
+                        message: format!(
+                            "partner {} holds {assoc} for customer {customer} through both rows at \
+                             the same time: {how}",
+                            a.partner_id
+                        ),
+                    });
                 }
             }
         }
@@ -163,6 +192,42 @@ mod tests {
                 .any(|t| t.contains("d.csv lines 4 and 5: two DPOR partners (x and y)")),
             "{text:?}"
         );
+    }
+
+    #[test]
+    fn one_partner_twice_at_once_is_named() {
+        let rows = vec![
+            d(2, "a", Association::Pal, None, None),
+            d(3, "a", Association::Pal, None, None),
+            d(4, "b", Association::Pal, None, None),
+            d(5, "x", Association::Dpor, Some("0.5"), None),
+            d(6, "x", Association::Dpor, None, Some((2025, 1, 1))),
+        ];
+        let text: Vec<String> = check_designations(&rows, "d.csv")
+            .iter()
+            .map(|i| i.to_string())
+            .collect();
+        assert_eq!(text.len(), 2, "{text:?}");
+        let has = |want: &[&str]| text.iter().any(|t| want.iter().all(|w| t.contains(w)));
+        assert!(
+            has(&["lines 2 and 3: partner a holds PAL for customer c through both rows at the same time: it counts once"]),
+            "{text:?}"
+        );
+        assert!(
+            has(&[
+                "lines 5 and 6: partner x holds DPOR",
+                "different shares (0.5 and none)"
+            ]),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn a_subscription_row_and_a_customer_wide_row_do_not_conflict() {
+        let mut a = d(2, "a", Association::Dpor, None, None);
+        a.subscription_id = Some("s5".into());
+        let b = d(3, "b", Association::Dpor, None, None);
+        assert!(check_designations(&[a, b], "d.csv").is_empty());
     }
 
     #[test]

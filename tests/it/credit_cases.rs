@@ -165,6 +165,69 @@ fn conflicting_dpor_under_each_policy() {
 }
 
 #[test]
+fn a_partner_holding_an_association_twice_is_credited_once() {
+    // PAL of P-M is in the file twice (and a second window of P-M overlaps
+    // October): the equal split is per partner, 50:50 with P-N, not 2:1.
+    let billing = "c9,C9,s9,10/1/2026,10/1/2026,1000.00,EUR,Microsoft Corporation,[]\n";
+    let program = "[[program]]\nid = \"pal\"\nassociations = [\"PAL\"]\nrate = \"0.1\"\n";
+    let designations = "\
+c9,P-M,M,PAL,,,,2024-01-01,
+c9,P-M,M,PAL,,,,2024-01-01,
+c9,P-M,M,PAL,,,,2026-06-01,2027-01-01
+c9,P-N,N,PAL,,,,2024-01-01,
+";
+    let c = Case::new(billing, designations, program);
+    assert_eq!(c.run(&[]).status.code(), Some(0));
+    assert_eq!(c.amounts(), ["P-M:pal:50.00", "P-N:pal:50.00"]);
+    let ledger = c.read("out/ledger.csv");
+    assert_eq!(
+        ledger.lines().filter(|l| l.starts_with("P-M,")).count(),
+        1,
+        "{ledger}"
+    );
+    // The same for an exclusive association of one partner: one ledger row.
+    let dpor = "c9,P-M,M,DPOR,,,,2024-01-01,\nc9,P-M,M,DPOR,,,,2024-01-01,\n";
+    let c = Case::new(billing, dpor, &rules("conflicts = \"reject\"", ""));
+    assert_eq!(c.run(&[]).status.code(), Some(0));
+    assert_eq!(c.amounts(), ["P-M:por-core:40.00"]);
+    assert_eq!(
+        c.read("out/ledger.csv")
+            .lines()
+            .filter(|l| l.starts_with("P-M,"))
+            .count(),
+        1
+    );
+    // Different shares of one partner: which is meant cannot be told.
+    let shares = "c9,P-M,M,PAL,,,0.3,2024-01-01,\nc9,P-M,M,PAL,,,0.2,2024-01-01,\n";
+    let c = Case::new(billing, shares, program);
+    assert_eq!(c.run(&[]).status.code(), Some(1));
+    assert!(c.amounts().is_empty());
+    let rejects = c.read("out/rejects.csv");
+    assert!(
+        rejects.contains("partner P-M holds PAL for this customer on the charge date through designations with different shares (d.csv lines 2, 3)"),
+        "{rejects}"
+    );
+    // validate names the rows either way.
+    let o = porledger_in(
+        c.dir.path(),
+        [
+            "validate",
+            "--billing",
+            "b.csv",
+            "--designations",
+            "d.csv",
+            "--rules",
+            "r.toml",
+        ],
+    );
+    let report = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        report.contains("d.csv lines 2 and 3: partner P-M holds PAL for customer c9 through both rows at the same time: with different shares (0.3 and 0.2)"),
+        "{report}"
+    );
+}
+
+#[test]
 fn a_credit_follows_the_designation_in_force_at_the_date_it_refers_to() {
     // The designation moved from J to K on 2026-09-01. October's invoice holds
     // October's charge (K earns) and a credit for August (J carries the reversal).

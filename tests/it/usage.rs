@@ -456,3 +456,25 @@ fn graph_without_tenant_is_fatal_and_validate_reports_usage() {
         "{text}"
     );
 }
+
+/// A CPOR row repeated in the designations file does not give its partner a
+/// second part of the split: two partners of one tenant and workload get
+/// half each, however often one of them is listed.
+#[test]
+fn a_repeated_cpor_row_does_not_double_a_partners_share() {
+    let f = Fixture::new();
+    let extra = format!(
+        "{T7},500002,Beta,CPOR,Teams,,,2026-01-01,\n{T7},500009,Iota,CPOR,Teams,,,2026-01-01,\n"
+    );
+    write(f.root.join("designations.csv"), &(designations() + &extra));
+    let (c, err) = f.run(&[]);
+    assert!(c <= 1, "{err}");
+    let ledger = csv_rows(&f.read("ledger.csv"));
+    let t7: Vec<&Vec<String>> = ledger
+        .iter()
+        .filter(|r| r[1] == T7 && r[2] == "cpor-usage")
+        .collect();
+    let got: Vec<(&str, &str)> = t7.iter().map(|r| (r[0].as_str(), r[11].as_str())).collect();
+    assert_eq!(got, [("500002", "0.5"), ("500009", "0.5")], "{t7:?}");
+    assert_eq!(t7[0][12], t7[1][12]);
+}
