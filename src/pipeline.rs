@@ -695,6 +695,7 @@ fn credit_of_closed(
 ) -> Result<Option<crate::history::reverse::Charge>, String> {
     let line = r.line;
     let key = crate::history::reverse::ChargeKey {
+        customer_id: r.ckey.to_string(),
         reference_id: line.reference_id.trim().to_string(),
         subscription_id: r.skey.to_string(),
         product_id: line.product_id.to_string(),

@@ -1763,6 +1763,7 @@ impl reverse::ClosedCharges for ClosedLookup {
         let Some(accruals) = reverse::one_charge(found)? else {
             return Ok(None);
         };
+        reverse::own_customer(key, &accruals)?;
         let credited = match accruals.first() {
             Some(a) => h
                 .credited(&reverse::reverses_label(a))
@@ -2649,6 +2650,7 @@ mod tests {
     fn key(reference: &str, sku: Option<&str>) -> reverse::ChargeKey {
         let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
         reverse::ChargeKey {
+            customer_id: "c1".into(),
             reference_id: reference.into(),
             subscription_id: "sub-1".into(),
             product_id: "CFQ7".into(),

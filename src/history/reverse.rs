@@ -22,6 +22,9 @@ use crate::accrue::PRORATION_DP;
 /// read.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ChargeKey {
+    /// The line's customer, as its key (trimmed, lower case): a credit
+    /// reverses a charge of its own customer only ([`own_customer`]).
+    pub customer_id: String,
     /// Empty when the line has none.
     pub reference_id: String,
     pub subscription_id: String,
@@ -114,6 +117,30 @@ pub fn one_charge(found: Vec<ClosedAccrual>) -> Result<Option<Vec<ClosedAccrual>
         "the credit matches {} closed charges ({label}, {}): give it the ReferenceId of the charge it credits",
         others.len() + 1,
         others.join(", ")
+    ))
+}
+
+/// Refuses a charge of another customer than the credit's: a `ReferenceId`
+/// (which alone decides the match) typed or reused across tenants would
+/// otherwise book one customer's credit on another customer's statements.
+pub fn own_customer(key: &ChargeKey, charge: &[ClosedAccrual]) -> Result<(), String> {
+    let Some(first) = charge.first() else {
+        return Ok(());
+    };
+    let theirs = crate::ingest::id_key(&first.accrual.customer_id);
+    if theirs == key.customer_id {
+        return Ok(());
+    }
+    let by = match key.reference() {
+        Some(r) => format!("its ReferenceId {r} names"),
+        None => "it matches".to_string(),
+    };
+    Err(format!(
+        "{by} a closed charge of customer {} ({}), not of this line's customer {}: a credit \
+         reverses its own customer's charges (correct the ReferenceId or the CustomerId)",
+        first.accrual.customer_id,
+        reverses_label(first),
+        key.customer_id
     ))
 }
 
@@ -263,6 +290,7 @@ mod tests {
 
     fn key(reference: &str, sku: Option<&str>, from: &str, to: &str) -> ChargeKey {
         ChargeKey {
+            customer_id: "c1".into(),
             reference_id: reference.into(),
             subscription_id: "sub-1".into(),
             product_id: "CFQ7".into(),
@@ -379,6 +407,21 @@ mod tests {
         // 1/3 of the line: 33.333333 (not exact: kept to 6 decimals).
         let third = reversals(d("-33.333333"), Decimal::ZERO, &charge[..1]).unwrap();
         assert_eq!(third[0].basis, d("-33.333333"));
+    }
+
+    #[test]
+    fn a_charge_of_another_customer_is_refused_naming_both() {
+        let mut a = closed(rec(Some("REF-9"), None, "2026-10-01", "2026-10-31"));
+        a.accrual.customer_id = "C1".into();
+        let k = key("REF-9", None, "2026-10-01", "2026-10-31");
+        assert_eq!(own_customer(&k, &[a.clone()]), Ok(()));
+        assert_eq!(own_customer(&k, &[]), Ok(()));
+        a.accrual.customer_id = "c2".into();
+        let e = own_customer(&k, &[a]).unwrap_err();
+        assert!(
+            e.contains("ReferenceId REF-9 names a closed charge of customer c2 (2026-10 v1 oct.csv:7), not of this line's customer c1"),
+            "{e}"
+        );
     }
 
     #[test]

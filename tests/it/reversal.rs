@@ -369,3 +369,46 @@ fn a_period_closed_without_source_keys_cannot_be_credited_against() {
         ])]
     );
 }
+
+/// A `ReferenceId` decides which closed charge a credit reverses, but only
+/// among its own customer's: a credit of customer c2 that carries c1's
+/// `ReferenceId` is rejected naming both, not booked on c1's statements.
+#[test]
+fn a_credit_never_reverses_another_customers_charge() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    write(dir, "r.toml", RULES.into());
+    write(
+        dir,
+        "oct.csv",
+        format!(
+            "{HEADER}\
+c1,C1,s1,10/1/2026,10/31/2026,1000.00,EUR,Microsoft Corporation,[],PRD1,0001,REF-1
+"
+        ),
+    );
+    write(
+        dir,
+        "d.csv",
+        format!("{DHEADER}c1,P-A,Alpha,DPOR,,,,2024-01-01,\nc2,P-B,Beta,DPOR,,,,2024-01-01,\n"),
+    );
+    assert_code(&run(dir, "2026-10", "oct.csv", "d.csv", "out-oct"), 0);
+    close(dir, "out-oct");
+    write(
+        dir,
+        "nov.csv",
+        format!(
+            "{HEADER}\
+C2,C2,s2,10/1/2026,10/31/2026,-1000.00,EUR,Microsoft Corporation,[],PRD1,0001,REF-1
+"
+        ),
+    );
+    let o = run(dir, "2026-11", "nov.csv", "d.csv", "out-nov");
+    assert_code(&o, 1);
+    assert!(ledger(dir, "out-nov").is_empty());
+    let rejects = read(dir.join("out-nov/rejects.csv"));
+    assert!(
+        rejects.contains("nov.csv,2,ReferenceId,REF-1,\"its ReferenceId REF-1 names a closed charge of customer c1 (2026-10 v1 oct.csv:2), not of this line's customer c2"),
+        "{rejects}"
+    );
+}
