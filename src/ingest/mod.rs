@@ -61,8 +61,18 @@ fn discover_ext(args: &[PathBuf], what: &str, exts: &[&str]) -> Result<Vec<Input
                 .unwrap_or(false)
         });
         if !dup {
+            // Outputs name each input by this text (ledger, manifest,
+            // summary): a name that is not UTF-8 would be shown with its
+            // bytes replaced, and two such names as one.
+            let Some(display) = path.to_str().map(str::to_string) else {
+                return Err(Fatal::Input(format!(
+                    "{}: the file name is not valid UTF-8; porledger names every {what} file \
+                     in its outputs as text, so rename the file",
+                    path.display()
+                )));
+            };
             out.push(InputFile {
-                display: path.to_string_lossy().into_owned(),
+                display,
                 path,
                 size: meta.len(),
             });
@@ -873,6 +883,20 @@ mod tests {
             }
             assert_eq!(got, vec![10, 11, 14], "{:?}", String::from_utf8_lossy(data));
         }
+    }
+
+    #[test]
+    fn a_file_name_that_is_not_utf8_is_refused() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        for name in [&b"x\xff.csv"[..], b"x\xfe.csv", b"ok.csv"] {
+            let p = dir.path().join(std::ffi::OsStr::from_bytes(name));
+            std::fs::write(p, "H\n1\n").unwrap();
+        }
+        let e = discover_billing(&[dir.path().to_path_buf()]).unwrap_err();
+        assert!(e.to_string().contains("not valid UTF-8"), "{e}");
+        let ok = discover_billing(&[dir.path().join("ok.csv")]).unwrap();
+        assert!(ok[0].display.ends_with("ok.csv"));
     }
 
     #[test]
