@@ -27,12 +27,12 @@ pub fn explain(args: &ExplainArgs) -> Result<Finish, Fatal> {
         stdout_result(std::io::stdout().lock().write_all(text.as_bytes()))?;
         return Ok(Finish::Clean);
     }
-    let filter = Filter {
+    let mut filter = Filter {
         partner: args.partner.clone().unwrap_or_default(),
         customer: args.customer.clone(),
         program: args.program.clone(),
     };
-    let record = load(&args.out, &filter)?;
+    let record = load(&args.out, &mut filter)?;
     let mut text = render_explanation(&record, &filter);
     if let Some(path) = &args.history {
         text.push_str(&issued(path, &record, &filter)?);
@@ -114,8 +114,11 @@ fn data_err(file: &Path, message: String) -> Fatal {
     }
 }
 
-/// Reads what [`render_explanation`] needs from `out`.
-pub fn load(out: &Path, filter: &Filter) -> Result<RunRecord, Fatal> {
+/// Reads what [`render_explanation`] needs from `out`. IDs are matched as
+/// everywhere, trimmed and case-insensitively: `filter.partner` becomes the
+/// run's spelling of the partner (a run holds no two partners that differ in
+/// case only).
+pub fn load(out: &Path, filter: &mut Filter) -> Result<RunRecord, Fatal> {
     // What is read of the run is checked against its manifest: a changed run
     // is never explained as if porledger had written it.
     use crate::render::publish;
@@ -132,11 +135,20 @@ pub fn load(out: &Path, filter: &Filter) -> Result<RunRecord, Fatal> {
         .parse()
         .map_err(|e: String| data_err(&summary_path, e))?;
     let period = summary["period"].as_str().unwrap_or("").to_string();
-    let partner_name = summary["summary"]
+    let wanted = crate::ingest::id_key(filter.partner.trim());
+    let partner_row = summary["summary"]
         .as_array()
         .into_iter()
         .flatten()
-        .find(|r| r["partner_id"] == filter.partner.as_str())
+        .find(|r| {
+            r["partner_id"]
+                .as_str()
+                .is_some_and(|p| crate::ingest::id_matches(&wanted, p))
+        });
+    if let Some(p) = partner_row.and_then(|r| r["partner_id"].as_str()) {
+        filter.partner = p.to_string();
+    }
+    let partner_name = partner_row
         .and_then(|r| r["partner_name"].as_str())
         .unwrap_or("")
         .to_string();

@@ -240,6 +240,12 @@ fn a_line_over_three_months_accrues_in_each_and_the_statement_shows_months_and_a
         "{text}"
     );
     assert!(!text.contains("STATEMENT SAYS"), "{text}");
+    // IDs are matched case-insensitively and trimmed, as everywhere.
+    let o = porledger_in(
+        c.dir.path(),
+        ["explain", "--out", "out", "--partner", " p-a"],
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), text);
 }
 
 #[test]
