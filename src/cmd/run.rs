@@ -362,7 +362,7 @@ fn write_statements(
             groups,
             &|c| fold.customer_name(c),
             &builder,
-            |e| statement_error(s, e),
+            |e| statement_error(s, fx, e),
             |mut batch| {
                 let t = Instant::now();
                 statements::fill_partner_names(&mut batch, out.known_names);
@@ -432,19 +432,41 @@ fn write_statements(
 }
 
 /// A statement that cannot be built, as the error `run` reports.
-fn statement_error(s: &RunSettings, e: statements::StatementError) -> Fatal {
+fn statement_error(s: &RunSettings, fx: Option<&Fx>, e: statements::StatementError) -> Fatal {
     match e {
-        statements::StatementError::MissingRate(m) => Fatal::Config {
-            file: s
-                .fx
-                .as_ref()
-                .map(|f| f.path.display().to_string())
-                .unwrap_or_default(),
-            message: format!(
-                "no {}->{} rate on or before {} (the statement date): add one to convert the {} totals",
-                m.from, m.to, m.on, m.from
-            ),
-        },
+        statements::StatementError::MissingRate(m) => {
+            // Nothing is published, so the FX rows that were rejected (and
+            // may be the missing rate) are named here.
+            let rejected: Vec<String> = fx
+                .map(|f| &f.rejects[..])
+                .unwrap_or_default()
+                .iter()
+                .take(3)
+                .map(|r| format!("line {} ({} '{}': {})", r.line, r.column, r.value, r.reason))
+                .collect();
+            let n = fx.map_or(0, |f| f.rejects.len());
+            let note = match n {
+                0 => String::new(),
+                _ => format!(
+                    "; {n} row{} of the FX file {} rejected: {}{}",
+                    if n == 1 { "" } else { "s" },
+                    if n == 1 { "was" } else { "were" },
+                    rejected.join("; "),
+                    if n > rejected.len() { "; ..." } else { "" }
+                ),
+            };
+            Fatal::Config {
+                file: s
+                    .fx
+                    .as_ref()
+                    .map(|f| f.path.display().to_string())
+                    .unwrap_or_default(),
+                message: format!(
+                    "no {}->{} rate on or before {} (the statement date): add one to convert the {} totals{note}",
+                    m.from, m.to, m.on, m.from
+                ),
+            }
+        }
         statements::StatementError::Overflow(o) => Fatal::Overflow {
             what: match &s.fx {
                 Some(f) if o.what.contains(" rate ") => {

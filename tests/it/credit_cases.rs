@@ -296,4 +296,19 @@ c10,C10,s10,10/1/2026,10/1/2026,500.00,EUR,Microsoft Corporation,[]
     let o = c.run(&["--fx", "fx.csv"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no USD->EUR rate on or before 2026-10-31"));
+    // A rate the FX file has but that was rejected is named: nothing is
+    // published, so no rejects.csv would say why.
+    std::fs::write(
+        c.dir.path().join("fx.csv"),
+        "date,from,to,rate\n2026-10-15,USD,EUR,0\n",
+    )
+    .unwrap();
+    let o = c.run(&["--fx", "fx.csv"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("no USD->EUR rate on or before 2026-10-31")
+            && err.contains("1 row of the FX file was rejected: line 2 (rate '0'"),
+        "{err}"
+    );
 }
