@@ -46,12 +46,12 @@ pub fn chunk_size(bytes: usize) -> Result<usize, Fatal> {
     Ok(bytes.max(MIN_CHUNK_BYTES))
 }
 
-/// `--reporting-currency`: a three-letter currency code.
+/// `--reporting-currency`: an ISO 4217 currency code.
 pub fn reporting_currency(flag: Option<&str>) -> Result<Option<Currency>, Fatal> {
     flag.map(|c| {
         Currency::parse(c).ok_or_else(|| {
             Fatal::Input(format!(
-                "--reporting-currency '{c}' is not a three-letter currency code"
+                "--reporting-currency '{c}' is not an ISO 4217 currency code (three letters, like EUR or USD)"
             ))
         })
     })

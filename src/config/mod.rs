@@ -295,7 +295,7 @@ pub fn parse_rules(text: &str) -> Result<Rules, RulesError> {
         Some(c) => Some(Currency::parse(c).ok_or_else(|| {
             invalid(
                 "reporting_currency".into(),
-                format!("'{c}' is not a three-letter currency code"),
+                format!("'{c}' is not an ISO 4217 currency code (three letters, like EUR or USD)"),
             )
         })?),
     };
