@@ -87,12 +87,19 @@ pub fn load_inputs(
     designations: &std::path::Path,
     rules: &std::path::Path,
 ) -> Result<Inputs, Fatal> {
-    let rules_text = ingest::read_text_limited(rules, ingest::limits::RULES, "rules")?;
+    // Read once: the digest in the manifest is of the very bytes parsed (a
+    // rules file saved again between a parse and a second read for the
+    // digest would be recorded as rules it did not run with).
+    let rules_bytes = ingest::read_limited(rules, ingest::limits::RULES, "rules")?;
+    let rules_digest = FileDigest {
+        sha256: ingest::sha256_hex(&rules_bytes),
+        bytes: rules_bytes.len() as u64,
+    };
+    let rules_text = ingest::text_of(rules, rules_bytes)?;
     let parsed_rules = parse_rules(&rules_text).map_err(|e| Fatal::Config {
         file: rules.display().to_string(),
         message: e.to_string(),
     })?;
-    let rules_digest = ingest::sha256_file(rules)?;
     let d_bytes = ingest::read_limited(designations, ingest::limits::DESIGNATIONS, "designations")?;
     let designations_display = designations.to_string_lossy().into_owned();
     let mut parsed = parse_designations(&designations_display, &d_bytes)?;
