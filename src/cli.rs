@@ -301,9 +301,10 @@ pub struct HistoryArgs {
     /// The history database (SQLite), as given to `close`.
     #[arg(long, value_name = "FILE")]
     pub history: PathBuf,
-    /// Only this period (as it was run: 2026-10 or 2025-11..2026-10).
-    #[arg(long, value_name = "PERIOD")]
-    pub period: Option<String>,
+    /// Only this period (as it was run: 2026-10 or 2025-11..2026-10; read
+    /// like `run --period`, so 2026-10..2026-10 is 2026-10).
+    #[arg(long, value_name = "YYYY-MM[..YYYY-MM]")]
+    pub period: Option<Period>,
     /// Only this partner; also lists its issued statement lines.
     #[arg(long, value_name = "ID")]
     pub partner: Option<String>,

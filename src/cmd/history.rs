@@ -15,7 +15,10 @@ pub fn history(args: &HistoryArgs) -> Result<Finish, Fatal> {
             args.history.display()
         )));
     };
-    let text = render(&h, args.period.as_deref(), args.partner.as_deref())?;
+    // The label `run` and `close` give the period (`2026-10..2026-10` is
+    // `2026-10`).
+    let period = args.period.map(|p| p.label());
+    let text = render(&h, period.as_deref(), args.partner.as_deref())?;
     stdout_result(std::io::stdout().lock().write_all(text.as_bytes()))?;
     Ok(Finish::Clean)
 }

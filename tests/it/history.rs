@@ -112,6 +112,31 @@ fn close_records_the_run_once_and_history_lists_it() {
     );
 }
 
+/// `history --period` reads the period as `run` and `close` do: a range of one
+/// month is that month, and what is not a period is refused.
+#[test]
+fn history_period_of_one_month_written_as_a_range_is_that_month() {
+    let d = tempfile::tempdir().unwrap();
+    let (out, h) = (d.path().join("out"), d.path().join("history.db"));
+    run_usage(&out, &["--history", h.to_str().unwrap()]);
+    assert_code(&close(&out, &h, &["--quiet"]), 0);
+    let plain = listing(&h, &["--period", "2026-10"]);
+    assert!(plain.contains("2026-10 version 1 [current]"), "{plain}");
+    assert_eq!(listing(&h, &["--period", "2026-10..2026-10"]), plain);
+    assert_eq!(listing(&h, &["--period", " 2026-10 .. 2026-10 "]), plain);
+    let other = listing(&h, &["--period", "2026-11"]);
+    assert!(other.contains("no closed period 2026-11"), "{other}");
+    let o = porledger([
+        "history",
+        "--history",
+        h.to_str().unwrap(),
+        "--period",
+        "2026-13",
+    ]);
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("2026-13"), "{}", stderr(&o));
+}
+
 #[test]
 fn a_changed_output_is_not_recorded() {
     let d = tempfile::tempdir().unwrap();
