@@ -74,8 +74,10 @@ pub enum Command {
     /// Issued is issued: closing a period that is already closed is refused
     /// (exit 2), unless the run in --out is a restatement (the period run again
     /// with --history, which publishes adjustment statements): that run is
-    /// recorded as the next version. A close that fails or is killed leaves
-    /// the history as it was.
+    /// recorded as the next version. A period that shares a month with a
+    /// closed period of another label (2026-09..2026-10 once 2026-10 is
+    /// closed) is refused: correct the closed period under its own label. A
+    /// close that fails or is killed leaves the history as it was.
     ///
     /// The monthly routine:
     ///   porledger run --period 2026-10 ... --history history.db --out out/2026-10
@@ -211,7 +213,9 @@ pub struct RunArgs {
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LedgerFormat::Csv)]
     pub ledger_format: LedgerFormat,
     /// The history database of closed periods (see `porledger close`); read
-    /// only, never written by `run`. When --period is already closed, the
+    /// only, never written by `run`. A --period that shares a month with a
+    /// closed period of another label is refused (it could never be
+    /// closed). When --period is already closed, the
     /// run is a restatement: it publishes adjustment statements
     /// (partners/<id>/adjustment.csv) with what was issued, what it is now,
     /// the difference and why, and `close` records it as the next version.

@@ -41,8 +41,15 @@ pub fn close(args: &CloseArgs) -> Result<Finish, Fatal> {
     } = publish::read_manifest(out)?;
     console::phase_memory("close: manifest read");
     let manifest_path = out.join("manifest.json");
+    // The period's label as `run` gives it (`2026-10..2026-10` is `2026-10`):
+    // the history compares periods by label and by month.
+    let period = text(&manifest, "period", &manifest_path)?;
+    let period = period
+        .parse::<crate::dates::Period>()
+        .map_err(|e| data_err(&manifest_path, format!("\"period\": {e}")))?
+        .label();
     let mut rec = CloseRecord {
-        period: text(&manifest, "period", &manifest_path)?,
+        period,
         manifest_sha256,
         tool_version: text(&manifest, "version", &manifest_path)?,
         rounding: text(&manifest, "rounding", &manifest_path)?,

@@ -50,6 +50,12 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
         Some(p) => Some(History::open_read(p)?),
         None => None,
     };
+    // A period that shares months with a closed period of another label can
+    // never be closed (its lines would be issued twice): refused before any
+    // work, as `close` would refuse it.
+    if let Some(Some(h)) = &history {
+        h.refuse_overlap(&s.period.label())?;
+    }
     let renderer = s.pdf.as_ref().map(renderer).transpose()?;
     let closed = closed_marks(history.as_ref().and_then(Option::as_ref))?;
     let mut inputs = load(&s.inputs, &closed)?;

@@ -792,7 +792,20 @@ impl History {
     /// [`History::close`] decides in its transaction, asked before the work
     /// (`close` asks first so that a refused close fails at once).
     pub fn next_version(&self, period: &str, restates: Option<u32>) -> Result<u32, HistoryError> {
-        next_version(&self.path, period, self.latest(period)?, restates)
+        let recorded = recorded(&self.conn).map_err(|e| sql(&self.path, e))?;
+        next_version(&self.path, &recorded, period, restates)
+    }
+
+    /// Refuses `period` when it shares a month with a closed period of
+    /// another label (see [`overlapping`]): such a run could never be
+    /// closed, so `run --history` refuses it before any work, with the
+    /// message `close` would give.
+    pub fn refuse_overlap(&self, period: &str) -> Result<(), HistoryError> {
+        let recorded = recorded(&self.conn).map_err(|e| sql(&self.path, e))?;
+        match overlapping(&self.path, &recorded, period)? {
+            None => Ok(()),
+            Some((closed, version)) => Err(overlap_refused(&self.path, period, closed, version)),
+        }
     }
 
     fn close_id(&self, period: &str, version: u32) -> Result<i64, HistoryError> {
@@ -1675,9 +1688,9 @@ impl History {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| CloseError::History(busy_or(&path, wait, e)))?;
         let s = |e| CloseError::History(sql(&path, e));
-        let issued = latest(&tx, &rec.period).map_err(s)?;
-        let version =
-            next_version(&path, &rec.period, issued, rec.restates).map_err(CloseError::History)?;
+        let recorded = recorded(&tx).map_err(s)?;
+        let version = next_version(&path, &recorded, &rec.period, rec.restates)
+            .map_err(CloseError::History)?;
         let id = insert_close(&tx, rec, version).map_err(s)?;
         let n = store_parts(&tx, id, parts)?;
         statements(rec).map_err(CloseError::Source)?;
@@ -1781,19 +1794,51 @@ pub enum CloseError<E> {
     Source(E),
 }
 
-/// The version to record for `period`, whose latest issued version is
-/// `issued`, by a run restating `restates`; refused when the run does not
-/// restate the latest version, or restates one where none is issued.
+/// A close as a new close is checked against it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Recorded {
+    period: String,
+    version: u32,
+    manifest_sha256: String,
+}
+
+/// Every close of the history, in the order recorded (a few rows: one per
+/// issued version).
+fn recorded(conn: &Connection) -> rusqlite::Result<Vec<Recorded>> {
+    let mut st =
+        conn.prepare_cached("SELECT period, version, manifest_sha256 FROM closes ORDER BY id")?;
+    let rows = st.query_map([], |r| {
+        Ok(Recorded {
+            period: r.get(0)?,
+            version: r.get(1)?,
+            manifest_sha256: r.get(2)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// The version to record for `period` in a history holding `recorded`, by a
+/// run restating `restates`; refused when the period shares a month with a
+/// closed period of another label, when the run does not restate the latest
+/// version, or restates one where none is issued.
 fn next_version(
     path: &Path,
+    recorded: &[Recorded],
     period: &str,
-    issued: Option<u32>,
     restates: Option<u32>,
 ) -> Result<u32, HistoryError> {
     let refused = |message: String| HistoryError::Refused {
         path: path.display().to_string(),
         message,
     };
+    if let Some((closed, version)) = overlapping(path, recorded, period)? {
+        return Err(overlap_refused(path, period, closed, version));
+    }
+    let issued = recorded
+        .iter()
+        .filter(|c| c.period == period)
+        .map(|c| c.version)
+        .max();
     match (issued, restates) {
         (None, None) => Ok(1),
         (Some(n), Some(r)) if n == r => Ok(n + 1),
@@ -1807,6 +1852,55 @@ fn next_version(
         (None, Some(r)) => Err(refused(format!(
             "the run in --out restates version {r} of period {period}, which this history does not hold: was it run with another --history?"
         ))),
+    }
+}
+
+/// The closed period of another label than `period` that shares a month
+/// with it (the first in label order), with its latest version. Periods are
+/// compared by their months, not their labels: `2026-09..2026-10` and
+/// `2026-10..2026-11` both overlap a closed `2026-10`, and a period that
+/// contains a closed one or lies inside one overlaps it too. Two periods
+/// that only touch (`2026-09` and `2026-10`) do not. A label that is not a
+/// period is refused: `period` as given, a recorded one as damage.
+fn overlapping<'a>(
+    path: &Path,
+    recorded: &'a [Recorded],
+    period: &str,
+) -> Result<Option<(&'a str, u32)>, HistoryError> {
+    let refused = |message: String| HistoryError::Refused {
+        path: path.display().to_string(),
+        message,
+    };
+    let p: crate::dates::Period = period
+        .parse()
+        .map_err(|e| refused(format!("period '{period}' cannot be closed: {e}")))?;
+    let mut found: BTreeMap<&str, u32> = BTreeMap::new();
+    for c in recorded.iter().filter(|c| c.period != period) {
+        let q: crate::dates::Period = c.period.parse().map_err(|e| {
+            refused(format!(
+                "the closed period '{}' cannot be read ({e}): the history is damaged",
+                c.period
+            ))
+        })?;
+        if p.start < q.end && q.start < p.end {
+            let v = found.entry(&c.period).or_default();
+            *v = (*v).max(c.version);
+        }
+    }
+    Ok(found.into_iter().next())
+}
+
+/// Why `period` cannot be closed (or run with `--history`): it shares months
+/// with `closed`, issued as `version`.
+fn overlap_refused(path: &Path, period: &str, closed: &str, version: u32) -> HistoryError {
+    HistoryError::Refused {
+        path: path.display().to_string(),
+        message: format!(
+            "period {period} shares months with the closed period {closed} (version {version}): \
+             their billing lines would be issued twice. Issued is issued: to correct {closed}, \
+             run it again as --period {closed} with --history (the run publishes adjustment \
+             statements) and close that run; a new period must leave out the months of {closed}"
+        ),
     }
 }
 
@@ -2556,6 +2650,98 @@ mod tests {
             .close(&record("2026-11", Some(1)), no_rows(), || {})
             .is_err());
         assert_eq!(h.latest("2026-10").unwrap(), Some(2));
+    }
+
+    fn recorded_of(closes: &[(&str, u32)]) -> Vec<Recorded> {
+        closes
+            .iter()
+            .map(|&(period, version)| Recorded {
+                period: period.into(),
+                version,
+                manifest_sha256: format!("{period} v{version}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_period_overlapping_a_closed_one_is_found_by_month_not_label() {
+        let p = Path::new("h.db");
+        let closed = recorded_of(&[("2026-10", 1), ("2026-10", 2)]);
+        for period in [
+            "2026-09..2026-10", // overlaps at its end
+            "2026-10..2026-11", // at its start
+            "2026-08..2026-12", // contains it
+        ] {
+            assert_eq!(
+                overlapping(p, &closed, period).unwrap(),
+                Some(("2026-10", 2)),
+                "{period}"
+            );
+            let e = next_version(p, &closed, period, None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(&format!(
+                    "period {period} shares months with the closed period 2026-10 (version 2)"
+                )) && e.contains("run it again as --period 2026-10 with --history"),
+                "{e}"
+            );
+        }
+        // The same label is the period itself: closed, or restated.
+        assert_eq!(overlapping(p, &closed, "2026-10").unwrap(), None);
+        assert_eq!(next_version(p, &closed, "2026-10", Some(2)).unwrap(), 3);
+        // Adjacent periods share no month.
+        for period in ["2026-09", "2026-11", "2026-01..2026-09", "2026-11..2027-10"] {
+            assert_eq!(overlapping(p, &closed, period).unwrap(), None, "{period}");
+            assert_eq!(next_version(p, &closed, period, None).unwrap(), 1);
+        }
+        // Inside a closed range; the first overlapping period by label.
+        let closed = recorded_of(&[("2026-11", 1), ("2025-11..2026-10", 1), ("2026-10", 3)]);
+        assert_eq!(
+            overlapping(p, &closed, "2026-03").unwrap(),
+            Some(("2025-11..2026-10", 1))
+        );
+        assert_eq!(
+            overlapping(p, &closed, "2026-10..2026-11").unwrap(),
+            Some(("2025-11..2026-10", 1))
+        );
+        assert_eq!(overlapping(p, &closed, "2026-12").unwrap(), None);
+        // A label that is not a period: the one asked about, or a damaged one.
+        assert!(overlapping(p, &closed, "2026-13").is_err());
+        let damaged = recorded_of(&[("October", 1)]);
+        let e = overlapping(p, &damaged, "2026-10").unwrap_err().to_string();
+        assert!(
+            e.contains("'October' cannot be read") && e.contains("damaged"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_overlapping_close_is_refused_and_records_nothing() {
+        let d = tmp();
+        let p = d.path().join("h.db");
+        let mut h = History::open_write(&p, Duration::from_secs(1)).unwrap();
+        h.close(&record("2026-10", None), no_rows(), || {}).unwrap();
+        h.close(&record("2026-11", None), no_rows(), || {}).unwrap();
+        for period in ["2026-09..2026-10", "2026-10..2026-11", "2026-11..2026-12"] {
+            let e = h
+                .close(&record(period, None), no_rows(), || {})
+                .unwrap_err();
+            match e {
+                CloseError::History(e) => {
+                    assert!(e.to_string().contains("shares months"), "{e}")
+                }
+                CloseError::Source(()) => panic!(),
+            }
+            assert!(h.refuse_overlap(period).is_err());
+            assert!(h.next_version(period, None).is_err());
+        }
+        assert!(h.refuse_overlap("2026-10").is_ok());
+        assert_eq!(h.closes(None).unwrap().len(), 2);
+        assert_eq!(
+            h.close(&record("2026-12", None), no_rows(), || {}).unwrap(),
+            1
+        );
     }
 
     #[test]

@@ -21,10 +21,22 @@ fn run_usage(out: &Path, extra: &[&str]) {
     assert_published(&output(&mut c));
 }
 
-/// Runs the main sample (period 2025-11..2026-10) into `out`.
+/// The period of [`run_main`]: the main sample's year without its last
+/// month, so that it shares no month with the usage sample's 2026-10 (a
+/// history never closes two periods that share a month).
+const MAIN_PERIOD: &str = "2025-11..2026-09";
+
+/// Runs the main sample for [`MAIN_PERIOD`] into `out`.
 fn run_main(out: &Path, extra: &[&str]) {
     let mut c = command();
-    c.args(Sample::Main.args())
+    let args = Sample::Main.args().iter().map(|&a| {
+        if a == "2025-11..2026-10" {
+            MAIN_PERIOD
+        } else {
+            a
+        }
+    });
+    c.args(args)
         .arg("--out")
         .arg(out)
         .args(["--no-pdf", "--quiet"])
@@ -231,7 +243,7 @@ fn close_killed_before_commit_leaves_the_history_as_it_was() {
     let mut child = close_paused(&u, &h);
     child.kill().unwrap();
     child.wait().unwrap();
-    assert_eq!(inspect(&h), vec![("2025-11..2026-10".to_string(), 1)]);
+    assert_eq!(inspect(&h), vec![(MAIN_PERIOD.to_string(), 1)]);
     assert_eq!(accrual_count(&h), accruals);
     assert_eq!(listing(&h, &[]), before);
     // abort() at the same point.

@@ -133,3 +133,125 @@ fn the_month_close_story_gives_the_hand_computed_numbers() {
     );
     assert!(text.contains("2026-11 version 1 [current]"), "{text}");
 }
+
+/// `porledger run` of `period` on `billing` (no history), which must publish.
+fn run_plain(period: &str, billing: &str, out: &Path) {
+    let mut c = command();
+    c.args(["run", "--period", period, "--billing"])
+        .arg(format!("{D}/{billing}"))
+        .args(["--designations"])
+        .arg(format!("{D}/designations-2026-10.csv"))
+        .args([
+            "--rules",
+            "sample-data/rules.toml",
+            "--no-pdf",
+            "--quiet",
+            "--out",
+        ])
+        .arg(out);
+    assert_published(&output(&mut c));
+}
+
+/// The closes of the history, as `history` lists them.
+fn closes(h: &Path) -> String {
+    let o = porledger(["history", "--history", h.to_str().unwrap()]);
+    assert_code(&o, 0);
+    stdout(&o)
+}
+
+/// A period that shares a month with a closed period of another label is
+/// refused by `close` (its billing lines would be issued twice) and by `run
+/// --history` before any work, naming both periods; the same label is a
+/// restatement, and adjacent periods are fine.
+#[test]
+fn a_period_overlapping_a_closed_period_is_never_closed() {
+    let d = tempfile::tempdir().unwrap();
+    let h = d.path().join("history.db");
+    let oct = d.path().join("2026-10");
+    run_step(
+        "2026-10",
+        "billing-2026-10.csv",
+        "designations-2026-10.csv",
+        &h,
+        &oct,
+    );
+    close_ok(&oct, &h);
+    let nov = d.path().join("2026-11");
+    run_step(
+        "2026-11",
+        "billing-2026-11.csv",
+        "designations-2026-11.csv",
+        &h,
+        &nov,
+    );
+    close_ok(&nov, &h);
+    let before = closes(&h);
+    // Overlap at either end, containment, and a range inside two closed months.
+    for (period, closed) in [
+        ("2026-09..2026-10", "2026-10"),
+        ("2026-11..2026-12", "2026-11"),
+        ("2026-08..2026-12", "2026-10"),
+        ("2026-10..2026-11", "2026-10"),
+    ] {
+        let said = format!("period {period} shares months with the closed period {closed}");
+        // close refuses the run made without the history.
+        let out = d.path().join(format!("plain-{period}"));
+        run_plain(period, "billing-2026-10.csv", &out);
+        let o = close(&out, &h, &[]);
+        assert_code(&o, 2);
+        let e = stderr(&o);
+        assert!(e.contains(&said), "{e}");
+        assert!(
+            e.contains(&format!("run it again as --period {closed} with --history")),
+            "{e}"
+        );
+        assert_eq!(closes(&h), before, "{period}: the history changed");
+        // run --history refuses it before any work: nothing is published.
+        let out = d.path().join(format!("with-history-{period}"));
+        let mut c = command();
+        c.args(["run", "--period", period, "--billing"])
+            .arg(format!("{D}/billing-2026-10.csv"))
+            .arg("--designations")
+            .arg(format!("{D}/designations-2026-10.csv"))
+            .args(["--rules", "sample-data/rules.toml", "--history"])
+            .arg(&h)
+            .arg("--out")
+            .arg(&out);
+        let o = output(&mut c);
+        assert_code(&o, 2);
+        assert!(stderr(&o).contains(&said), "{}", stderr(&o));
+        assert!(!out.exists(), "{period}: a refused run publishes nothing");
+    }
+    // The same label goes through the restatement path.
+    let oct2 = d.path().join("2026-10-v2");
+    let said = run_step(
+        "2026-10",
+        "billing-2026-10.csv",
+        "designations-2026-10-fixed.csv",
+        &h,
+        &oct2,
+    );
+    assert!(said.contains("this run restates it"), "{said}");
+    close_ok(&oct2, &h);
+    // Adjacent periods share no month: closed as their first version.
+    for period in ["2026-09", "2026-12..2027-01"] {
+        let out = d.path().join(format!("adjacent-{period}"));
+        run_step(
+            period,
+            "billing-2026-10.csv",
+            "designations-2026-10.csv",
+            &h,
+            &out,
+        );
+        close_ok(&out, &h);
+    }
+    let text = closes(&h);
+    for line in [
+        "2026-09 version 1 [current]",
+        "2026-10 version 2 (restates version 1) [current]",
+        "2026-11 version 1 [current]",
+        "2026-12..2027-01 version 1 [current]",
+    ] {
+        assert!(text.contains(line), "{line}: {text}");
+    }
+}
