@@ -21,8 +21,8 @@ use crate::cmd::Finish;
 use crate::console;
 use crate::error::Fatal;
 use crate::history::{
-    AccrualEncoder, AccrualView, CloseError, CloseRecord, FileRec, History, LineRec, RunHistory,
-    StoredPart, TotalRec, UsageMark,
+    check_close, AccrualEncoder, AccrualView, CloseError, CloseRecord, FileRec, History, LineRec,
+    Probe, RunHistory, StoredPart, TotalRec, UsageMark,
 };
 use crate::ingest::{FileDigest, HashingReader};
 use crate::ledger::{LedgerColumn as C, LedgerReader};
@@ -53,12 +53,11 @@ pub fn close(args: &CloseArgs) -> Result<Finish, Fatal> {
         manifest_sha256,
         tool_version: text(&manifest, "version", &manifest_path)?,
         rounding: text(&manifest, "rounding", &manifest_path)?,
-        restates: match manifest.get("history") {
-            Some(h) => {
+        run: match manifest.get("history") {
+            Some(h) => Some(
                 serde_json::from_value::<RunHistory>(h.clone())
-                    .map_err(|e| data_err(&manifest_path, format!("\"history\": {e}")))?
-                    .restates
-            }
+                    .map_err(|e| data_err(&manifest_path, format!("\"history\": {e}")))?,
+            ),
             None => None,
         },
         inputs: files(&manifest, "inputs", &manifest_path)?,
@@ -89,17 +88,25 @@ pub fn close(args: &CloseArgs) -> Result<Finish, Fatal> {
     };
     // A history of this build's schema; otherwise this close creates or
     // upgrades it.
+    let probed = crate::history::probe(&args.history);
     let current = matches!(
-        crate::history::probe(&args.history),
-        Ok(crate::history::Probe::Ours { version }) if version == crate::history::SCHEMA_VERSION
+        probed,
+        Ok(Probe::Ours { version }) if version == crate::history::SCHEMA_VERSION
     );
-    // A close the history would refuse (the period closed, a stale
-    // restatement) fails before reading anything; the transaction decides
-    // again, in case another close came in between.
-    if current {
-        if let Some(h) = History::open_read(&args.history)? {
-            h.next_version(&rec.period, rec.restates)?;
-        }
+    // A close the history would refuse (the period closed or overlapping a
+    // closed one, a stale restatement, a run of another history) fails
+    // before reading anything, and before a new history file is created;
+    // the transaction decides again, in case another close came in between.
+    // (A file that is not a readable history is left to `open_write`, which
+    // refuses it or upgrades a version 0 file.)
+    let readable = match probed {
+        Ok(Probe::Missing | Probe::Blank) => true,
+        Ok(Probe::Ours { version }) => version >= 1,
+        Err(_) => false,
+    };
+    if readable {
+        let h = History::open_read(&args.history)?;
+        check_close(&args.history, h.as_ref(), &rec)?;
     }
     // Three things at once: a thread reads and encodes the ledger into
     // blocks, another reads the statements, and this one writes the blocks

@@ -56,6 +56,20 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     if let Some(Some(h)) = &history {
         h.refuse_overlap(&s.period.label())?;
     }
+    // What the manifest records of the history for `close`: the closes read
+    // and, when the period is closed, the version this run restates (read
+    // once, here: the restatement below compares with that version).
+    let run_history = match (&s.history, &history) {
+        (Some(p), Some(h)) => {
+            let mut rh = match h {
+                Some(h) => h.run_history(&s.period.label())?,
+                None => RunHistory::empty(),
+            };
+            rh.file = Some(p.to_string_lossy().into_owned());
+            Some(rh)
+        }
+        _ => None,
+    };
     let renderer = s.pdf.as_ref().map(renderer).transpose()?;
     let closed = closed_marks(history.as_ref().and_then(Option::as_ref))?;
     let mut inputs = load(&s.inputs, &closed)?;
@@ -93,16 +107,13 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
         Some(h) => h.partner_names()?,
         None => Default::default(),
     };
-    let restates = match h {
-        Some(h) => h.latest(&s.period.label())?.is_some(),
-        None => false,
-    };
+    let restates = run_history.as_ref().and_then(|r| r.restates);
     let by_customer = renderer
         .as_ref()
         .is_some_and(|(_, o)| o.transparency_by_customer);
     let keep = if by_customer {
         Keep::All
-    } else if restates {
+    } else if restates.is_some() {
         Keep::Lines
     } else {
         Keep::Nothing
@@ -121,12 +132,11 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     let set = &issued.head;
     let dir = staging.dir.clone();
     write_other_outputs(&s, &inputs, &partner_usage, &staging)?;
-    let (run_history, adjustments) = match &history {
-        None => (None, None),
-        Some(h) => {
-            let (rh, a) = restatement(&s, &inputs, &rows, set, h.as_ref(), &staging)?;
-            (Some(rh), a)
+    let adjustments = match (h, restates) {
+        (Some(h), Some(version)) => {
+            Some(restatement(&s, &inputs, &rows, set, h, version, &staging)?)
         }
+        _ => None,
     };
     let pdf_manifest = match &renderer {
         Some((r, o)) => {
@@ -558,24 +568,19 @@ fn closed_marks(history: Option<&History>) -> Result<crate::attain::ClosedMarks,
     Ok(closed)
 }
 
-/// With `--history`: when the period is closed, the adjustment statements
-/// against its latest issued version (the CSVs; the PDFs come with the
-/// others), and the adjustments for the PDFs.
+/// With `--history`, when the period is closed: the adjustment statements
+/// against `version`, its latest issued version (the CSVs; the PDFs come
+/// with the others), and the adjustments for the PDFs.
 fn restatement(
     s: &RunSettings,
     inputs: &Inputs,
     rows: &Rows,
     set: &StatementSet,
-    history: Option<&History>,
+    h: &History,
+    version: u32,
     staging: &Staging,
-) -> Result<(RunHistory, Option<crate::history::adjust::Adjustments>), Fatal> {
+) -> Result<crate::history::adjust::Adjustments, Fatal> {
     let period = s.period.label();
-    let Some(h) = history else {
-        return Ok((RunHistory { restates: None }, None));
-    };
-    let Some(version) = h.latest(&period)? else {
-        return Ok((RunHistory { restates: None }, None));
-    };
     let mut now_inputs: Vec<FileRec> = summary::input_entries(inputs, &rows.streamed)
         .into_iter()
         .chain(fx_entry(s)?)
@@ -604,12 +609,7 @@ fn restatement(
             version + 1
         );
     }
-    Ok((
-        RunHistory {
-            restates: Some(version),
-        },
-        Some(a),
-    ))
+    Ok(a)
 }
 
 /// The manifest entry of the `--fx` table.

@@ -1375,12 +1375,18 @@ mod tests {
         restates: Option<u32>,
         rows: Vec<Result<AccrualRec, ()>>,
     ) {
+        // A restatement records the history it read, as `run` does.
+        let run = restates.map(|r| {
+            let run = h.run_history(period).unwrap();
+            assert_eq!(run.restates, Some(r));
+            run
+        });
         let rec = CloseRecord {
             period: period.into(),
             manifest_sha256: "ab".into(),
             tool_version: "0".into(),
             rounding: "half-up".into(),
-            restates,
+            run,
             ..CloseRecord::default()
         };
         assert!(h.close(&rec, rows, || {}).is_ok());

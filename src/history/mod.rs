@@ -179,13 +179,56 @@ pub fn probe(path: &Path) -> Result<Probe, HistoryError> {
 }
 
 /// What `run --history` writes into `manifest.json` under `"history"`, for
-/// `close` to read.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// `close` to read: which history the run was computed against, and the
+/// exact issued version it restates. `close` records the run only into a
+/// history whose first closes are the ones the run read (closes are only
+/// ever appended: a copy or another history holds other ones), so that the
+/// adjustments it publishes are against the version it replaces there.
+///
+/// A manifest of an older porledger has only `restates` (or nothing): see
+/// [`check_close`] for what `close` does with it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RunHistory {
+    /// The history file as `--history` named it (for messages only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// How many closes the history held when the run read it
+    /// ([`Seen::closes`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closes: Option<u64>,
+    /// The SHA-256 of those closes ([`Seen::sha256`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closes_sha256: Option<String>,
     /// The issued version this run restates (the period was closed when the
     /// run read the history), none when the period was open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restates: Option<u32>,
+    /// The SHA-256 of the restated version's `manifest.json`, as its close
+    /// recorded it: which version, not only its number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restates_manifest_sha256: Option<String>,
+}
+
+impl RunHistory {
+    /// What a run records of a history that does not exist yet (or holds
+    /// nothing): no closes, nothing restated.
+    pub fn empty() -> RunHistory {
+        let seen = seen_of(&[]);
+        RunHistory {
+            closes: Some(seen.closes),
+            closes_sha256: Some(seen.sha256),
+            ..RunHistory::default()
+        }
+    }
+}
+
+/// The closes of a history as a run saw them: how many, and the SHA-256 of
+/// their list in the order recorded, one line `PERIOD<TAB>VERSION<TAB>
+/// MANIFEST_SHA256<LF>` each (an empty history: the SHA-256 of nothing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub closes: u64,
+    pub sha256: String,
 }
 
 /// One issued version of a period.
@@ -397,15 +440,23 @@ pub struct CloseRecord {
     pub manifest_sha256: String,
     pub tool_version: String,
     pub rounding: String,
-    /// The version the run says it restates (it read the history and found
-    /// the period closed at this version); `None` for a first close.
-    pub restates: Option<u32>,
+    /// The manifest's `"history"`: what the run read of its `--history`
+    /// and the version it restates; `None` for a run without `--history`.
+    pub run: Option<RunHistory>,
     pub inputs: Vec<FileRec>,
     pub outputs: Vec<FileRec>,
     pub lines: Vec<LineRec>,
     pub totals: Vec<TotalRec>,
     pub designations: Vec<DesignationRec>,
     pub usage: Vec<UsageMark>,
+}
+
+impl CloseRecord {
+    /// The version the run says it restates (it read the history and found
+    /// the period closed at this version); `None` for a first close.
+    pub fn restates(&self) -> Option<u32> {
+        self.run.as_ref().and_then(|r| r.restates)
+    }
 }
 
 /// An open history.
@@ -787,13 +838,30 @@ impl History {
         latest(&self.conn, period).map_err(|e| sql(&self.path, e))
     }
 
-    /// The version a close of `period` would record now (the run restating
-    /// version `restates`, if any), or why it would be refused: what
-    /// [`History::close`] decides in its transaction, asked before the work
-    /// (`close` asks first so that a refused close fails at once).
-    pub fn next_version(&self, period: &str, restates: Option<u32>) -> Result<u32, HistoryError> {
+    /// The closes this history holds, as a run records them ([`Seen`]).
+    pub fn seen(&self) -> Result<Seen, HistoryError> {
         let recorded = recorded(&self.conn).map_err(|e| sql(&self.path, e))?;
-        next_version(&self.path, &recorded, period, restates)
+        Ok(seen_of(&recorded))
+    }
+
+    /// What a run of `period` with this history records in its manifest
+    /// (but the file's name): the closes it read and, when `period` is
+    /// closed, its latest version as the one the run restates. One read, so
+    /// the two agree.
+    pub fn run_history(&self, period: &str) -> Result<RunHistory, HistoryError> {
+        let recorded = recorded(&self.conn).map_err(|e| sql(&self.path, e))?;
+        let seen = seen_of(&recorded);
+        let restated = recorded
+            .iter()
+            .filter(|c| c.period == period)
+            .max_by_key(|c| c.version);
+        Ok(RunHistory {
+            file: None,
+            closes: Some(seen.closes),
+            closes_sha256: Some(seen.sha256),
+            restates: restated.map(|c| c.version),
+            restates_manifest_sha256: restated.map(|c| c.manifest_sha256.clone()),
+        })
     }
 
     /// Refuses `period` when it shares a month with a closed period of
@@ -1689,8 +1757,7 @@ impl History {
             .map_err(|e| CloseError::History(busy_or(&path, wait, e)))?;
         let s = |e| CloseError::History(sql(&path, e));
         let recorded = recorded(&tx).map_err(s)?;
-        let version = next_version(&path, &recorded, &rec.period, rec.restates)
-            .map_err(CloseError::History)?;
+        let version = next_version(&path, &recorded, rec).map_err(CloseError::History)?;
         let id = insert_close(&tx, rec, version).map_err(s)?;
         let n = store_parts(&tx, id, parts)?;
         statements(rec).map_err(CloseError::Source)?;
@@ -1817,31 +1884,68 @@ fn recorded(conn: &Connection) -> rusqlite::Result<Vec<Recorded>> {
     rows.collect()
 }
 
-/// The version to record for `period` in a history holding `recorded`, by a
-/// run restating `restates`; refused when the period shares a month with a
-/// closed period of another label, when the run does not restate the latest
-/// version, or restates one where none is issued.
+/// The version a close of `rec` would record in the history at `path`
+/// (`None`: it does not exist yet, or is empty), or why it would be refused:
+/// what [`History::close`] decides in its transaction, asked before the
+/// work (`close` asks first so that a refused close fails at once).
+///
+/// A run made with `--history` ([`RunHistory`]) is recorded only into a
+/// history whose first closes are the ones it read, and a restatement only
+/// when the version it restates is this history's latest version of its
+/// period, the very close (by its manifest's SHA-256). The manifest of a
+/// run made by an older porledger does not say which history it read: it
+/// is still recorded as a first close of its period (what that porledger
+/// did), but a restatement is refused (run it again).
+pub fn check_close(
+    path: &Path,
+    history: Option<&History>,
+    rec: &CloseRecord,
+) -> Result<u32, HistoryError> {
+    let recorded = match history {
+        Some(h) => recorded(&h.conn).map_err(|e| sql(&h.path, e))?,
+        None => Vec::new(),
+    };
+    next_version(path, &recorded, rec)
+}
+
+/// [`check_close`] against the closes `recorded`.
 fn next_version(
     path: &Path,
     recorded: &[Recorded],
-    period: &str,
-    restates: Option<u32>,
+    rec: &CloseRecord,
 ) -> Result<u32, HistoryError> {
+    let period = rec.period.as_str();
     let refused = |message: String| HistoryError::Refused {
         path: path.display().to_string(),
         message,
     };
+    if let Some(run) = &rec.run {
+        same_history(path, recorded, period, run)?;
+    }
     if let Some((closed, version)) = overlapping(path, recorded, period)? {
         return Err(overlap_refused(path, period, closed, version));
     }
     let issued = recorded
         .iter()
         .filter(|c| c.period == period)
-        .map(|c| c.version)
-        .max();
-    match (issued, restates) {
+        .max_by_key(|c| c.version);
+    let wanted = rec
+        .run
+        .as_ref()
+        .and_then(|r| r.restates_manifest_sha256.as_deref());
+    match (issued.map(|c| c.version), rec.restates()) {
         (None, None) => Ok(1),
-        (Some(n), Some(r)) if n == r => Ok(n + 1),
+        (Some(n), Some(r)) if n == r => match (issued, wanted) {
+            (Some(c), Some(w)) if c.manifest_sha256 != w => Err(refused(format!(
+                "the run in --out restates version {r} of period {period} as issued with manifest \
+                 sha256 {w}, but this history's version {r} has manifest sha256 {}: the run was \
+                 computed against another history. Run the period again with --history {}, then \
+                 close that run",
+                c.manifest_sha256,
+                path.display()
+            ))),
+            _ => Ok(n + 1),
+        },
         (Some(n), None) => Err(refused(format!(
             "period {period} is already closed (version {n}); issued statements never change. To correct it, run the period again with --history so the run publishes adjustment statements, then close that run (version {})",
             n + 1
@@ -1850,7 +1954,8 @@ fn next_version(
             "the run in --out restates version {r} of period {period}, but version {n} has been issued since; run the period again with --history"
         ))),
         (None, Some(r)) => Err(refused(format!(
-            "the run in --out restates version {r} of period {period}, which this history does not hold: was it run with another --history?"
+            "the run in --out restates version {r} of period {period}, which this history does not hold: it was computed against another history. Run the period again with --history {}, then close that run",
+            path.display()
         ))),
     }
 }
@@ -1904,6 +2009,90 @@ fn overlap_refused(path: &Path, period: &str, closed: &str, version: u32) -> His
     }
 }
 
+/// [`Seen`] of the closes `recorded`.
+fn seen_of(recorded: &[Recorded]) -> Seen {
+    let mut text = String::new();
+    for c in recorded {
+        text.push_str(&format!(
+            "{}\t{}\t{}\n",
+            c.period, c.version, c.manifest_sha256
+        ));
+    }
+    Seen {
+        closes: recorded.len() as u64,
+        sha256: crate::ingest::sha256_hex(text.as_bytes()),
+    }
+}
+
+/// Refuses the run `run` of `period` unless it was computed against this
+/// history (holding `recorded`): its first closes are the ones the run read.
+/// A run whose manifest does not say (an older porledger) is refused when
+/// it restates a version, which could be another history's.
+fn same_history(
+    path: &Path,
+    recorded: &[Recorded],
+    period: &str,
+    run: &RunHistory,
+) -> Result<(), HistoryError> {
+    let here = path.display().to_string();
+    let again = format!("run the period again with --history {here}, then close that run");
+    let refused = |message: String| HistoryError::Refused {
+        path: here.clone(),
+        message,
+    };
+    let (Some(n), Some(sha)) = (run.closes, run.closes_sha256.as_deref()) else {
+        return match run.restates {
+            Some(r) => Err(refused(format!(
+                "the run in --out restates version {r} of period {period} but does not say which \
+                 history it was computed against (its manifest was written by an older porledger), \
+                 so close cannot tell that it restates this history's version {r}; {again}"
+            ))),
+            None => Ok(()),
+        };
+    };
+    let held = recorded.len() as u64;
+    let same = usize::try_from(n)
+        .ok()
+        .and_then(|n| recorded.get(..n))
+        .is_some_and(|first| seen_of(first).sha256 == sha);
+    if same {
+        return Ok(());
+    }
+    let file = run.file.as_deref().unwrap_or("its --history");
+    let what = match (run.restates, &run.restates_manifest_sha256) {
+        (Some(r), Some(m)) => format!(
+            "restates version {r} of period {period} as issued in {file} (manifest sha256 {m}), \
+             not in this history"
+        ),
+        (Some(r), None) => {
+            format!(
+                "restates version {r} of period {period} as issued in {file}, not in this history"
+            )
+        }
+        (None, _) => format!("was computed against {file}, not against this history"),
+    };
+    let closes = |n: u64| match n {
+        1 => "1 close".to_string(),
+        n => format!("{n} closes"),
+    };
+    let why = if n > held {
+        format!(
+            "it held {} when the run read it, this history holds {}",
+            closes(n),
+            closes(held)
+        )
+    } else {
+        match n {
+            1 => "this history's first close is not the one the run read".to_string(),
+            n => format!("this history's first {n} closes are not the ones the run read"),
+        }
+    };
+    Err(refused(format!(
+        "the run in --out {what} ({why}): its adjustments and its credits against closed months \
+         were worked out from what that history issued; {again}"
+    )))
+}
+
 fn latest(conn: &Connection, period: &str) -> rusqlite::Result<Option<u32>> {
     conn.query_row(
         "SELECT max(version) FROM closes WHERE period = ?1",
@@ -1923,7 +2112,7 @@ fn insert_close(tx: &Transaction, rec: &CloseRecord, version: u32) -> rusqlite::
         params![
             rec.period,
             version,
-            rec.restates,
+            rec.restates(),
             rec.manifest_sha256,
             rec.tool_version,
             rec.rounding,
@@ -2557,13 +2746,13 @@ mod tests {
         tempfile::tempdir().unwrap()
     }
 
-    fn record(period: &str, restates: Option<u32>) -> CloseRecord {
+    fn record(period: &str, run: Option<RunHistory>) -> CloseRecord {
         CloseRecord {
             period: period.into(),
             manifest_sha256: "ab".into(),
             tool_version: "0".into(),
             rounding: "half-even".into(),
-            restates,
+            run,
             lines: vec![LineRec {
                 partner_id: "P1".into(),
                 partner_name: "One".into(),
@@ -2638,18 +2827,38 @@ mod tests {
             CloseError::History(e) => assert!(e.to_string().contains("already closed (version 1)")),
             CloseError::Source(()) => panic!(),
         }
+        let restating_1 = h.run_history("2026-10").unwrap();
+        assert_eq!(restating_1.restates, Some(1));
         assert_eq!(
-            h.close(&record("2026-10", Some(1)), no_rows(), || {})
-                .unwrap(),
+            h.close(
+                &record("2026-10", Some(restating_1.clone())),
+                no_rows(),
+                || {}
+            )
+            .unwrap(),
             2
         );
         assert!(h
-            .close(&record("2026-10", Some(1)), no_rows(), || {})
+            .close(&record("2026-10", Some(restating_1)), no_rows(), || {})
             .is_err());
+        let not_held = RunHistory {
+            restates: Some(1),
+            ..h.run_history("2026-11").unwrap()
+        };
         assert!(h
-            .close(&record("2026-11", Some(1)), no_rows(), || {})
+            .close(&record("2026-11", Some(not_held)), no_rows(), || {})
             .is_err());
         assert_eq!(h.latest("2026-10").unwrap(), Some(2));
+    }
+
+    /// What a run records of a history holding `recorded`.
+    fn run_history_of(recorded: &[Recorded]) -> RunHistory {
+        let seen = seen_of(recorded);
+        RunHistory {
+            closes: Some(seen.closes),
+            closes_sha256: Some(seen.sha256),
+            ..RunHistory::default()
+        }
     }
 
     fn recorded_of(closes: &[(&str, u32)]) -> Vec<Recorded> {
@@ -2677,7 +2886,7 @@ mod tests {
                 Some(("2026-10", 2)),
                 "{period}"
             );
-            let e = next_version(p, &closed, period, None)
+            let e = next_version(p, &closed, &record(period, None))
                 .unwrap_err()
                 .to_string();
             assert!(
@@ -2689,11 +2898,19 @@ mod tests {
         }
         // The same label is the period itself: closed, or restated.
         assert_eq!(overlapping(p, &closed, "2026-10").unwrap(), None);
-        assert_eq!(next_version(p, &closed, "2026-10", Some(2)).unwrap(), 3);
+        let restating = RunHistory {
+            restates: Some(2),
+            restates_manifest_sha256: Some("2026-10 v2".into()),
+            ..run_history_of(&closed)
+        };
+        assert_eq!(
+            next_version(p, &closed, &record("2026-10", Some(restating))).unwrap(),
+            3
+        );
         // Adjacent periods share no month.
         for period in ["2026-09", "2026-11", "2026-01..2026-09", "2026-11..2027-10"] {
             assert_eq!(overlapping(p, &closed, period).unwrap(), None, "{period}");
-            assert_eq!(next_version(p, &closed, period, None).unwrap(), 1);
+            assert_eq!(next_version(p, &closed, &record(period, None)).unwrap(), 1);
         }
         // Inside a closed range; the first overlapping period by label.
         let closed = recorded_of(&[("2026-11", 1), ("2025-11..2026-10", 1), ("2026-10", 3)]);
@@ -2734,13 +2951,236 @@ mod tests {
                 CloseError::Source(()) => panic!(),
             }
             assert!(h.refuse_overlap(period).is_err());
-            assert!(h.next_version(period, None).is_err());
+            assert!(check_close(&p, Some(&h), &record(period, None)).is_err());
         }
         assert!(h.refuse_overlap("2026-10").is_ok());
         assert_eq!(h.closes(None).unwrap().len(), 2);
         assert_eq!(
             h.close(&record("2026-12", None), no_rows(), || {}).unwrap(),
             1
+        );
+    }
+
+    /// A close of `period` whose run's manifest has the SHA-256 `manifest`.
+    fn issued(period: &str, manifest: &str, run: Option<RunHistory>) -> CloseRecord {
+        CloseRecord {
+            manifest_sha256: manifest.into(),
+            ..record(period, run)
+        }
+    }
+
+    fn refusal(e: CloseError<()>) -> String {
+        match e {
+            CloseError::History(e) => e.to_string(),
+            CloseError::Source(()) => panic!("not a refusal"),
+        }
+    }
+
+    #[test]
+    fn a_run_is_closed_only_into_the_history_it_was_computed_against() {
+        let d = tmp();
+        let (p1, p2) = (d.path().join("h1.db"), d.path().join("h2.db"));
+        let wait = Duration::from_secs(1);
+        let mut h1 = History::open_write(&p1, wait).unwrap();
+        let mut h2 = History::open_write(&p2, wait).unwrap();
+        h1.close(&issued("2026-10", "a1", None), no_rows(), || {})
+            .unwrap();
+        h2.close(&issued("2026-10", "b1", None), no_rows(), || {})
+            .unwrap();
+        // A restatement of h2's version 1 is not one of h1's version 1.
+        let of_h2 = RunHistory {
+            file: Some("h2.db".into()),
+            ..h2.run_history("2026-10").unwrap()
+        };
+        assert_eq!(of_h2.restates, Some(1));
+        assert_eq!(of_h2.restates_manifest_sha256.as_deref(), Some("b1"));
+        let e = h1
+            .close(
+                &issued("2026-10", "c", Some(of_h2.clone())),
+                no_rows(),
+                || {},
+            )
+            .unwrap_err();
+        let e = refusal(e);
+        assert!(
+            e.contains(
+                "restates version 1 of period 2026-10 as issued in h2.db (manifest sha256 b1)"
+            ) && e.contains("(this history's first close is not the one the run read)")
+                && e.contains(&format!("--history {}", p1.display())),
+            "{e}"
+        );
+        assert_eq!(h1.latest("2026-10").unwrap(), Some(1));
+        // A first close of a period h2 had open, computed against h2, neither.
+        let nov = RunHistory {
+            file: Some("h2.db".into()),
+            ..h2.run_history("2026-11").unwrap()
+        };
+        assert_eq!(nov.restates, None);
+        let e = refusal(
+            h1.close(&issued("2026-11", "d", Some(nov.clone())), no_rows(), || {})
+                .unwrap_err(),
+        );
+        assert!(e.contains("was computed against h2.db"), "{e}");
+        assert!(check_close(&p1, Some(&h1), &issued("2026-11", "d", Some(nov.clone()))).is_err());
+        // A history that holds fewer closes than the run read.
+        h2.close(&issued("2026-12", "b2", None), no_rows(), || {})
+            .unwrap();
+        let longer = h2.run_history("2027-01").unwrap();
+        let e = check_close(
+            &p1,
+            Some(&h1),
+            &issued("2027-01", "e", Some(longer.clone())),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("(it held 2 closes when the run read it, this history holds 1 close)"),
+            "{e}"
+        );
+        let e = check_close(&p1, None, &issued("2027-01", "e", Some(longer)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("this history holds 0 closes"), "{e}");
+        // Into the history it read: closes since the run are fine.
+        assert_eq!(
+            h2.close(&issued("2026-11", "d", Some(nov)), no_rows(), || {})
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            h2.close(&issued("2026-10", "c", Some(of_h2)), no_rows(), || {})
+                .unwrap(),
+            2
+        );
+        // A run that read a history without closes (or none at all) fits any.
+        let empty = RunHistory::empty();
+        assert_eq!(
+            check_close(&p1, Some(&h1), &issued("2027-02", "f", Some(empty.clone()))).unwrap(),
+            1
+        );
+        assert_eq!(
+            check_close(&p1, None, &issued("2027-02", "f", Some(empty))).unwrap(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_copy_of_the_history_is_the_same_history_until_they_differ() {
+        let d = tmp();
+        let (p1, copy) = (d.path().join("h1.db"), d.path().join("copy.db"));
+        let wait = Duration::from_secs(1);
+        let mut h1 = History::open_write(&p1, wait).unwrap();
+        h1.close(&issued("2026-10", "a1", None), no_rows(), || {})
+            .unwrap();
+        h1.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
+        std::fs::copy(&p1, &copy).unwrap();
+        let mut c = History::open_write(&copy, wait).unwrap();
+        assert_eq!(c.seen().unwrap(), h1.seen().unwrap());
+        // Computed against the copy, the restatement is of h1's very version 1.
+        let of_copy = c.run_history("2026-10").unwrap();
+        assert_eq!(
+            h1.close(
+                &issued("2026-10", "a2", Some(of_copy.clone())),
+                no_rows(),
+                || {}
+            )
+            .unwrap(),
+            2
+        );
+        // Once the copy has closes of its own, a run against it is refused.
+        c.close(&issued("2026-10", "x2", Some(of_copy)), no_rows(), || {})
+            .unwrap();
+        let diverged = c.run_history("2026-10").unwrap();
+        let e = refusal(
+            h1.close(&issued("2026-10", "x3", Some(diverged)), no_rows(), || {})
+                .unwrap_err(),
+        );
+        assert!(
+            e.contains("this history's first 2 closes are not the ones the run read"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_restated_version_is_checked_by_its_manifest_and_older_manifests_are_defined() {
+        let d = tmp();
+        let p = d.path().join("h.db");
+        let mut h = History::open_write(&p, Duration::from_secs(1)).unwrap();
+        h.close(&issued("2026-10", "a1", None), no_rows(), || {})
+            .unwrap();
+        // The closes the run read are this history's, but the restated
+        // manifest is not this history's version 1.
+        let other = RunHistory {
+            restates_manifest_sha256: Some("b1".into()),
+            ..h.run_history("2026-10").unwrap()
+        };
+        let e = refusal(
+            h.close(&issued("2026-10", "c", Some(other)), no_rows(), || {})
+                .unwrap_err(),
+        );
+        assert!(
+            e.contains("as issued with manifest sha256 b1, but this history's version 1 has manifest sha256 a1"),
+            "{e}"
+        );
+        // An older porledger's restatement ({"restates": 1}): refused, it
+        // could be another history's version 1.
+        let old = RunHistory {
+            restates: Some(1),
+            ..RunHistory::default()
+        };
+        let e = refusal(
+            h.close(&issued("2026-10", "c", Some(old)), no_rows(), || {})
+                .unwrap_err(),
+        );
+        assert!(
+            e.contains("does not say which history it was computed against")
+                && e.contains("older porledger")
+                && e.contains("run the period again with --history"),
+            "{e}"
+        );
+        // An older porledger's run of an open period ({}): a first close, as
+        // that porledger recorded it; of a closed period: already closed.
+        let e = refusal(
+            h.close(
+                &issued("2026-10", "c", Some(RunHistory::default())),
+                no_rows(),
+                || {},
+            )
+            .unwrap_err(),
+        );
+        assert!(e.contains("already closed (version 1)"), "{e}");
+        assert_eq!(
+            h.close(
+                &issued("2026-11", "d", Some(RunHistory::default())),
+                no_rows(),
+                || {}
+            )
+            .unwrap(),
+            1
+        );
+        assert_eq!(h.closes(None).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn the_manifest_field_reads_back_and_older_manifests_parse() {
+        let rh = RunHistory {
+            file: Some("h.db".into()),
+            closes: Some(2),
+            closes_sha256: Some("ff".into()),
+            restates: Some(1),
+            restates_manifest_sha256: Some("ab".into()),
+        };
+        let json = serde_json::to_value(&rh).unwrap();
+        assert_eq!(serde_json::from_value::<RunHistory>(json).unwrap(), rh);
+        let old: RunHistory = serde_json::from_str(r#"{"restates": 3}"#).unwrap();
+        assert_eq!((old.restates, old.closes), (Some(3), None));
+        let none: RunHistory = serde_json::from_str("{}").unwrap();
+        assert_eq!(none, RunHistory::default());
+        assert_eq!(
+            RunHistory::empty().closes_sha256.as_deref(),
+            Some("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
         );
     }
 
@@ -2876,7 +3316,9 @@ mod tests {
             .is_empty());
         // A restatement moves the charge to P2: only version 2 is looked at.
         let v2 = vec![Ok::<_, ()>(charge("P2", Some("REF-1"), Some("0001"), 2))];
-        h.close(&record("2026-10", Some(1)), v2, || {}).unwrap();
+        let restating = h.run_history("2026-10").unwrap();
+        h.close(&record("2026-10", Some(restating)), v2, || {})
+            .unwrap();
         let by_ref = h.closed_charges(&key("REF-1", None)).unwrap();
         assert_eq!(by_ref.len(), 1);
         assert_eq!(

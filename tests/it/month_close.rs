@@ -255,3 +255,128 @@ fn a_period_overlapping_a_closed_period_is_never_closed() {
         assert!(text.contains(line), "{line}: {text}");
     }
 }
+
+/// The history listing of `h` (`history --history h`).
+fn listed(h: &Path) -> String {
+    closes(h)
+}
+
+/// A restatement, or a first close, computed against one history is never
+/// recorded into another: the issued amounts there would change with no
+/// adjustment statement ever published against that history's version. A
+/// copy of the history is the same history until the two differ, and a
+/// manifest of an older porledger that restates a version is refused.
+#[test]
+fn a_run_computed_against_another_history_is_not_closed() {
+    let d = tempfile::tempdir().unwrap();
+    let p = |n: &str| d.path().join(n);
+    let (h1, h2) = (p("h1.db"), p("h2.db"));
+    // h1 issued October with the original designations, h2 with the fixed ones.
+    run_step(
+        "2026-10",
+        "billing-2026-10.csv",
+        "designations-2026-10.csv",
+        &h1,
+        &p("a"),
+    );
+    close_ok(&p("a"), &h1);
+    run_step(
+        "2026-10",
+        "billing-2026-10.csv",
+        "designations-2026-10-fixed.csv",
+        &h2,
+        &p("b"),
+    );
+    close_ok(&p("b"), &h2);
+    // Against h2 nothing differs: no adjustment statement.
+    run_step(
+        "2026-10",
+        "billing-2026-10.csv",
+        "designations-2026-10-fixed.csv",
+        &h2,
+        &p("c"),
+    );
+    assert!(!p("c/partners/P-A/adjustment.csv").exists());
+    let manifest = read_json(p("c/manifest.json"));
+    let rh = &manifest["history"];
+    assert_eq!(rh["restates"], 1, "{rh}");
+    assert_eq!(rh["closes"], 1, "{rh}");
+    assert_eq!(rh["file"], h2.to_str().unwrap(), "{rh}");
+    let b_sha = porledger::ingest::sha256_hex(&std::fs::read(p("b/manifest.json")).unwrap());
+    assert_eq!(rh["restates_manifest_sha256"], b_sha.as_str(), "{rh}");
+    let before = listed(&h1);
+    let o = close(&p("c"), &h1, &[]);
+    assert_code(&o, 2);
+    let e = stderr(&o);
+    assert!(
+        e.contains(&format!(
+            "restates version 1 of period 2026-10 as issued in {}",
+            h2.display()
+        )) && e.contains(&format!("--history {}", h1.display())),
+        "{e}"
+    );
+    assert_eq!(listed(&h1), before, "h1 is unchanged");
+    // November computed against h2 (October closed there) is not h1's either.
+    run_step(
+        "2026-11",
+        "billing-2026-11.csv",
+        "designations-2026-11.csv",
+        &h2,
+        &p("n2"),
+    );
+    let o = close(&p("n2"), &h1, &[]);
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains(&format!("was computed against {}", h2.display())),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(listed(&h1), before);
+    // A missing history is not created by a refused close.
+    let h3 = p("h3.db");
+    assert_code(&close(&p("n2"), &h3, &[]), 2);
+    assert!(!h3.exists());
+    // Each closes into the history it was computed against.
+    close_ok(&p("c"), &h2);
+    close_ok(&p("n2"), &h2);
+    // A copy of h1 is h1 as it was: a restatement computed against the copy
+    // restates h1's very version 1, with the adjustment statements of h1's.
+    let copy = p("h1-copy.db");
+    std::fs::copy(&h1, &copy).unwrap();
+    let said = run_step(
+        "2026-10",
+        "billing-2026-10.csv",
+        "designations-2026-10-fixed.csv",
+        &copy,
+        &p("r"),
+    );
+    assert!(said.contains("this run restates it"), "{said}");
+    assert!(p("r/partners/P-A/adjustment.csv").exists());
+    close_ok(&p("r"), &h1);
+    let text = listed(&h1);
+    assert!(
+        text.contains("2026-10 version 2 (restates version 1) [current]"),
+        "{text}"
+    );
+    // A manifest of an older porledger says only {"restates": N}: refused.
+    run_step(
+        "2026-10",
+        "billing-2026-10.csv",
+        "designations-2026-10.csv",
+        &h1,
+        &p("old"),
+    );
+    let path = p("old/manifest.json");
+    let mut m = read_json(&path);
+    assert_eq!(m["history"]["restates"], 2);
+    m["history"] = serde_json::json!({ "restates": 2 });
+    write(&path, serde_json::to_string_pretty(&m).unwrap());
+    let o = close(&p("old"), &h1, &[]);
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("does not say which history it was computed against"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(listed(&h1), text);
+}
