@@ -61,7 +61,8 @@ pub enum Command {
     ///
     /// Nothing is recomputed: the amounts are those of the run. Use it to
     /// change the locale or template. The output directory is updated
-    /// atomically and its manifest.json lists the new PDFs.
+    /// atomically and its manifest.json lists the new PDFs. A run that
+    /// `porledger close` issued (closed.json) is refused: render a copy.
     Render(RenderArgs),
     /// Record a published run as the issued statements of its period.
     ///
@@ -77,7 +78,9 @@ pub enum Command {
     /// recorded as the next version. A period that shares a month with a
     /// closed period of another label (2026-09..2026-10 once 2026-10 is
     /// closed) is refused: correct the closed period under its own label. A
-    /// close that fails or is killed leaves the history as it was.
+    /// close that fails or is killed leaves the history as it was. A
+    /// recorded run's directory gets closed.json: run and render then refuse
+    /// to replace its issued statements.
     ///
     /// The monthly routine:
     ///   porledger run --period 2026-10 ... --history history.db --out out/2026-10

@@ -27,8 +27,8 @@ use crate::history::{
 use crate::ingest::{FileDigest, HashingReader};
 use crate::ledger::{LedgerColumn as C, LedgerReader};
 use crate::pipeline::SOURCE_KEYS_HEADER;
-use crate::render::publish;
 use crate::render::sink::SOURCE_KEYS;
+use crate::render::{closed, publish};
 use crate::statements::StatementSet;
 
 pub fn close(args: &CloseArgs) -> Result<Finish, Fatal> {
@@ -120,6 +120,10 @@ pub fn close(args: &CloseArgs) -> Result<Finish, Fatal> {
     } else {
         PARTS_IN_FLIGHT_FIRST
     });
+    // `closed.json`, written inside the transaction and put in place once it
+    // is committed (see `render::closed`).
+    let mark = (rec.period.clone(), rec.manifest_sha256.clone());
+    let mut marker: Option<closed::Prepared> = None;
     let version = std::thread::scope(|scope| {
         scope.spawn(move || {
             rows.encode_into(&parts_tx);
@@ -148,9 +152,13 @@ pub fn close(args: &CloseArgs) -> Result<Finish, Fatal> {
             Ok(join(statements)?)
         };
         let mut history = History::open_write(&args.history, Duration::from_secs(args.wait))?;
-        let pause = || {
+        let before_commit = |version: u32| -> Result<(), Fatal> {
             console::phase_memory("close: rows written");
             fault_hook();
+            let (period, manifest_sha256) = &mark;
+            let m = closed::ClosedMark::new(period, version, &args.history, manifest_sha256);
+            marker = Some(closed::prepare(out, &m)?);
+            Ok(())
         };
         let statements = |rec: &mut CloseRecord| -> Result<(), Fatal> {
             let part = match statements {
@@ -164,13 +172,16 @@ pub fn close(args: &CloseArgs) -> Result<Finish, Fatal> {
             Ok(())
         };
         history
-            .close_encoded(&mut rec, parts_rx.iter(), statements, pause)
+            .close_encoded(&mut rec, parts_rx.iter(), statements, before_commit)
             .map_err(|e| match e {
                 CloseError::History(h) => Fatal::History(h),
                 CloseError::Source(f) => f,
             })
     })?;
     console::phase_memory("close: committed");
+    if let Some(m) = marker {
+        m.publish()?;
+    }
     if !args.quiet {
         eprintln!(
             "porledger: closed {} as version {version} in {}: {} statement lines, {} partner totals, {} usage marks",
@@ -179,6 +190,11 @@ pub fn close(args: &CloseArgs) -> Result<Finish, Fatal> {
             rec.lines.len(),
             rec.totals.len(),
             rec.usage.len()
+        );
+        eprintln!(
+            "porledger: {} now marks {} as issued: run and render refuse to replace it",
+            out.join(closed::CLOSED).display(),
+            out.display()
         );
         if without_keys {
             eprintln!(

@@ -9,6 +9,14 @@ use crate::settings::RenderSettings;
 
 pub fn render(args: &RenderArgs) -> Result<Finish, Fatal> {
     let s = RenderSettings::new(args)?;
+    // The PDFs of an issued output are the ones that were sent.
+    crate::render::closed::refuse_issued(
+        &s.out,
+        "render",
+        "its PDFs",
+        "To render the issued statements otherwise (another locale or template), copy the \
+         directory, remove closed.json from the copy and render the copy.",
+    )?;
     let (r, o) = renderer(&s.pdf)?;
     let pool = pool(s.threads)?;
     let m = pdf::rerender(&s.out, &r, o, &pool)?;

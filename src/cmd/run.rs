@@ -14,6 +14,7 @@ use crate::money::Currency;
 use crate::pipeline::UsageRun;
 use crate::pipeline::{self, Inputs, Streamed};
 use crate::render::attainment;
+use crate::render::closed;
 use crate::render::csv as rcsv;
 use crate::render::journal::Journal;
 use crate::render::json::StatementsJson;
@@ -55,6 +56,22 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     // work, as `close` would refuse it.
     if let Some(Some(h)) = &history {
         h.refuse_overlap(&s.period.label())?;
+    }
+    // An output `close` issued is never replaced: it holds the statements
+    // that were sent. `close` marks it (closed.json); with the history, an
+    // output whose manifest is a recorded close is known even unmarked.
+    let instead = "Write this run (a restatement too) to a new --out.";
+    closed::refuse_issued(&s.out, "run", "them", instead)?;
+    if let (Some(Some(h)), Some(sha)) = (&history, closed::manifest_sha256(&s.out)) {
+        if let Some((period, version)) = h.issued_as(&sha)? {
+            return Err(Fatal::Input(format!(
+                "--out {}: holds the statements issued as {period} version {version} in {} (its \
+                 manifest.json is the one close recorded); issued statements never change, so \
+                 run refuses to replace them and nothing was changed. {instead}",
+                s.out.display(),
+                h.path().display()
+            )));
+        }
     }
     // What the manifest records of the history for `close`: the closes read
     // and, when the period is closed, the version this run restates (read

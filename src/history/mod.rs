@@ -838,6 +838,16 @@ impl History {
         latest(&self.conn, period).map_err(|e| sql(&self.path, e))
     }
 
+    /// The issued version whose run's `manifest.json` has the SHA-256
+    /// `manifest_sha256` (period, version), if one has.
+    pub fn issued_as(&self, manifest_sha256: &str) -> Result<Option<(String, u32)>, HistoryError> {
+        let recorded = recorded(&self.conn).map_err(|e| sql(&self.path, e))?;
+        Ok(recorded
+            .into_iter()
+            .find(|c| c.manifest_sha256 == manifest_sha256)
+            .map(|c| (c.period, c.version)))
+    }
+
     /// The closes this history holds, as a run records them ([`Seen`]).
     pub fn seen(&self) -> Result<Seen, HistoryError> {
         let recorded = recorded(&self.conn).map_err(|e| sql(&self.path, e))?;
@@ -1714,11 +1724,9 @@ impl History {
     }
 
     /// Records `rec` and the accruals as the next issued version of its
-    /// period, in one transaction; returns the version. Refused when the
-    /// period is closed and `rec.restates` is not its latest version, or when
-    /// it is not closed and `rec.restates` is set. `pause` is called inside
-    /// the transaction after every row is written, before the commit (the
-    /// test hook).
+    /// period, in one transaction; returns the version. Refused as
+    /// [`check_close`] says. `pause` is called inside the transaction after
+    /// every row is written, before the commit (the test hook).
     pub fn close<I, E>(
         &mut self,
         rec: &CloseRecord,
@@ -1729,7 +1737,11 @@ impl History {
         I: IntoIterator<Item = Result<AccrualRec, E>>,
     {
         let mut rec = rec.clone();
-        self.close_encoded(&mut rec, encode(accruals), |_| Ok(()), pause)
+        let before_commit = |_| {
+            pause();
+            Ok(())
+        };
+        self.close_encoded(&mut rec, encode(accruals), |_| Ok(()), before_commit)
     }
 
     /// [`History::close`] of accruals already encoded (by [`encode`] or an
@@ -1738,13 +1750,14 @@ impl History {
     /// totals, designations and usage marks after the accruals are written
     /// (`close` reads them on another thread meanwhile). The period, the
     /// restated version, the manifest and the files must be in `rec` from
-    /// the start.
+    /// the start. `before_commit` is called with the version inside the
+    /// transaction after every row is written: an error rolls it back.
     pub fn close_encoded<I, E>(
         &mut self,
         rec: &mut CloseRecord,
         parts: I,
         statements: impl FnOnce(&mut CloseRecord) -> Result<(), E>,
-        pause: impl FnOnce(),
+        before_commit: impl FnOnce(u32) -> Result<(), E>,
     ) -> Result<u32, CloseError<E>>
     where
         I: IntoIterator<Item = Result<StoredPart, E>>,
@@ -1762,7 +1775,7 @@ impl History {
         let n = store_parts(&tx, id, parts)?;
         statements(rec).map_err(CloseError::Source)?;
         insert_statements(&tx, id, rec, n).map_err(s)?;
-        pause();
+        before_commit(version).map_err(CloseError::Source)?;
         tx.commit().map_err(s)?;
         Ok(version)
     }

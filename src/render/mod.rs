@@ -9,6 +9,7 @@
 
 pub mod adjustment;
 pub mod attainment;
+pub mod closed;
 pub mod csv;
 pub mod journal;
 pub mod json;

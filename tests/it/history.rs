@@ -168,6 +168,19 @@ fn a_changed_output_is_not_recorded() {
         stderr(&o)
     );
     assert!(inspect(&h).is_empty());
+    assert_unmarked(&out);
+}
+
+/// `out` has no `closed.json` (the mark of an issued output), nor a
+/// temporary one.
+#[track_caller]
+fn assert_unmarked(out: &Path) {
+    let marks: Vec<String> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("closed.json"))
+        .collect();
+    assert!(marks.is_empty(), "{marks:?}");
 }
 
 /// `close` reads the statements beside the ledger: when they cannot be
@@ -246,6 +259,7 @@ fn close_killed_before_commit_leaves_the_history_as_it_was() {
     assert_eq!(inspect(&h), vec![(MAIN_PERIOD.to_string(), 1)]);
     assert_eq!(accrual_count(&h), accruals);
     assert_eq!(listing(&h, &[]), before);
+    assert_unmarked(&u);
     // abort() at the same point.
     let mut c = command();
     c.arg("close")
@@ -257,8 +271,10 @@ fn close_killed_before_commit_leaves_the_history_as_it_was() {
     let o = output(&mut c);
     assert_ne!(code(&o), 0);
     assert_eq!(listing(&h, &[]), before);
-    // The same close, not interrupted, then goes through.
+    assert_unmarked(&u);
+    // The same close, not interrupted, then goes through and marks it.
     assert_code(&close(&u, &h, &["--quiet"]), 0);
+    assert_eq!(read_json(u.join("closed.json"))["period"], "2026-10");
     assert_eq!(inspect(&h).len(), 2);
     assert_eq!(accrual_count(&h), accruals + ledger_rows(&u));
 }

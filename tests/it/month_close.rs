@@ -380,3 +380,147 @@ fn a_run_computed_against_another_history_is_not_closed() {
     );
     assert_eq!(listed(&h1), text);
 }
+
+/// Every file below `dir` with the SHA-256 of its bytes, sorted.
+fn tree(dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().display().to_string();
+                out.push((
+                    rel,
+                    porledger::ingest::sha256_hex(&std::fs::read(&p).unwrap()),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The issued statements in a closed run's directory are never replaced:
+/// `close` marks it (`closed.json`, outside the manifest, which stays the
+/// one recorded), and `run` (with or without the history) and `render`
+/// refuse it, naming the period and version; with `--history`, `run` also
+/// knows an unmarked issued directory by its manifest.
+#[test]
+fn an_issued_output_is_never_replaced() {
+    let d = tempfile::tempdir().unwrap();
+    let h = d.path().join("history.db");
+    let oct = d.path().join("2026-10");
+    run_step(
+        "2026-10",
+        "billing-2026-10.csv",
+        "designations-2026-10.csv",
+        &h,
+        &oct,
+    );
+    let manifest = std::fs::read(oct.join("manifest.json")).unwrap();
+    let o = close(&oct, &h, &[]);
+    assert_code(&o, 0);
+    assert!(
+        stderr(&o).contains("closed.json now marks"),
+        "{}",
+        stderr(&o)
+    );
+    // The manifest is the one recorded; the marker says what was issued.
+    assert_eq!(std::fs::read(oct.join("manifest.json")).unwrap(), manifest);
+    let sha = porledger::ingest::sha256_hex(&manifest);
+    assert!(closes(&h).contains(&format!("manifest sha256 {sha}")));
+    let mark = read_json(oct.join("closed.json"));
+    assert_eq!(mark["period"], "2026-10", "{mark}");
+    assert_eq!(mark["version"], 1, "{mark}");
+    assert_eq!(mark["manifest_sha256"], sha.as_str(), "{mark}");
+    assert_eq!(mark["history"], h.to_str().unwrap(), "{mark}");
+    let issued = tree(&oct);
+    assert!(issued
+        .iter()
+        .any(|(p, _)| p == "partners/P-A/statement.pdf"));
+    let refused = |o: &std::process::Output, tree_now: Vec<(String, String)>| {
+        assert_code(o, 2);
+        let e = stderr(o);
+        assert!(
+            e.contains("holds the statements issued as 2026-10 version 1"),
+            "{e}"
+        );
+        assert_eq!(tree_now, issued, "the issued directory changed");
+    };
+    // A restatement into the issued directory, with or without the history.
+    for with_history in [true, false] {
+        let mut c = command();
+        c.args(["run", "--period", "2026-10", "--billing"])
+            .arg(format!("{D}/billing-2026-10.csv"))
+            .arg("--designations")
+            .arg(format!("{D}/designations-2026-10-fixed.csv"))
+            .args(["--rules", "sample-data/rules.toml", "--out"])
+            .arg(&oct);
+        if with_history {
+            c.arg("--history").arg(&h);
+        }
+        let o = output(&mut c);
+        refused(&o, tree(&oct));
+        assert!(stderr(&o).contains("to a new --out"), "{}", stderr(&o));
+    }
+    // Another month into it.
+    let mut c = command();
+    c.args(["run", "--period", "2026-11", "--billing"])
+        .arg(format!("{D}/billing-2026-11.csv"))
+        .arg("--designations")
+        .arg(format!("{D}/designations-2026-11.csv"))
+        .args(["--rules", "sample-data/rules.toml", "--no-pdf", "--out"])
+        .arg(&oct);
+    refused(&output(&mut c), tree(&oct));
+    // Re-rendering its PDFs (another locale would change the issued ones).
+    let o = porledger(["render", "--out", oct.to_str().unwrap(), "--locale", "de"]);
+    refused(&o, tree(&oct));
+    assert!(stderr(&o).contains("render the copy"), "{}", stderr(&o));
+    // Closing it again changes nothing.
+    assert_code(&close(&oct, &h, &[]), 2);
+    assert_eq!(tree(&oct), issued);
+    // Without the marker (a directory closed by an older porledger), run
+    // --history still knows the directory by its recorded manifest.
+    std::fs::remove_file(oct.join("closed.json")).unwrap();
+    let unmarked = tree(&oct);
+    let mut c = command();
+    c.args(["run", "--period", "2026-10", "--billing"])
+        .arg(format!("{D}/billing-2026-10.csv"))
+        .arg("--designations")
+        .arg(format!("{D}/designations-2026-10-fixed.csv"))
+        .args(["--rules", "sample-data/rules.toml", "--no-pdf", "--history"])
+        .arg(&h)
+        .arg("--out")
+        .arg(&oct);
+    let o = output(&mut c);
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains(&format!(
+            "holds the statements issued as 2026-10 version 1 in {} (its manifest.json is the one close recorded)",
+            h.display()
+        )),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(tree(&oct), unmarked);
+    // The restatement goes to a new directory, which its close marks.
+    let oct2 = d.path().join("2026-10-v2");
+    run_step(
+        "2026-10",
+        "billing-2026-10.csv",
+        "designations-2026-10-fixed.csv",
+        &h,
+        &oct2,
+    );
+    close_ok(&oct2, &h);
+    assert_eq!(read_json(oct2.join("closed.json"))["version"], 2);
+    let names: Vec<String> = std::fs::read_dir(&oct2)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("porledger-tmp"))
+        .collect();
+    assert!(names.is_empty(), "{names:?}");
+}
