@@ -3543,9 +3543,17 @@ mod tests {
             let explained = h.accruals("2026-10", 1, "P1").unwrap();
             (found, credited, issued, explained)
         };
-        let (found, credited, issued, explained) = {
+        let (found, credited, issued, explained, restating) = {
             let h = History::open_read(&p).unwrap().unwrap();
-            look(&h)
+            // A restatement computed against the version 2 file, and what
+            // close decides about it before upgrading.
+            let restating = h.run_history("2026-10").unwrap();
+            assert_eq!(restating.restates, Some(1));
+            let rec = record("2026-10", Some(restating.clone()));
+            assert_eq!(check_close(&p, Some(&h), &rec).unwrap(), 2);
+            assert!(check_close(&p, Some(&h), &record("2026-10..2026-11", None)).is_err());
+            let (found, credited, issued, explained) = look(&h);
+            (found, credited, issued, explained, restating)
         };
         assert_eq!(
             std::fs::read(&p).unwrap(),
@@ -3581,6 +3589,12 @@ mod tests {
             )
             .unwrap();
         assert_eq!(old, 0, "the version 2 tables are gone");
+        // The upgrade keeps the closes as they were: the restatement
+        // computed against the version 2 file is this history's.
+        drop(h);
+        let mut h = History::open_write(&p, Duration::from_secs(1)).unwrap();
+        let rec = record("2026-10", Some(restating));
+        assert_eq!(h.close(&rec, no_rows(), || {}).unwrap(), 2);
     }
 
     /// A version 2 file whose closes' rows are interleaved (not as any close
