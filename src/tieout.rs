@@ -645,6 +645,33 @@ impl LabelEntry {
     }
 }
 
+/// Where the spelling a partner's ID is shown in comes from, the first
+/// preferred: the run's own (its ledger: as its statements spell it), then
+/// a closed period's issued accruals, then the earnings export. Among
+/// spellings of one kind, the first read wins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Spelling {
+    Run,
+    Issued,
+    Earnings,
+}
+
+/// Notes `shown` (an id into [`Strings`]) as a spelling of the partner
+/// `key` from `from`: kept if no spelling preferred to it is known (see
+/// [`Spelling`]).
+fn note_spelling(map: &mut FastMap<u32, (Spelling, u32)>, key: u32, from: Spelling, shown: u32) {
+    match map.entry(key) {
+        Entry::Vacant(v) => {
+            v.insert((from, shown));
+        }
+        Entry::Occupied(mut o) => {
+            if from < o.get().0 {
+                *o.get_mut() = (from, shown);
+            }
+        }
+    }
+}
+
 /// The accumulator.
 pub struct TieOut<'r> {
     rules: &'r Rules,
@@ -682,6 +709,11 @@ pub struct TieOut<'r> {
     earning_customers: FastSet<u32>,
     /// Partner (normalised) -> name, from the run's summary.
     partner_names: FastMap<u32, u32>,
+    /// Partner (normalised) -> the one spelling of its ID every row, file
+    /// and total of it shows, and where that spelling comes from (see
+    /// [`Spelling`]): IDs are compared case-insensitively, so `P-A` in the
+    /// run and `p-a` in the export are one partner, shown one way.
+    partner_shown: FastMap<u32, (Spelling, u32)>,
     /// Earnings labels (programName, lever, engagementName, partnerAssociation)
     /// as read -> (program or "", the labels as explanations name them): a
     /// few distinct labels, looked up by their text without interning it.
@@ -1122,6 +1154,7 @@ impl<'r> TieOut<'r> {
             not_eligible: FastMap::default(),
             earning_customers: FastSet::default(),
             partner_names: FastMap::default(),
+            partner_shown: FastMap::default(),
             label_cache: HashTable::new(),
             earnings_rows: 0,
             earnings_parts: Dims::default(),
@@ -1260,17 +1293,26 @@ impl<'r> TieOut<'r> {
             },
             ..Expected::default()
         };
-        let e = match (&mut self.recent, a.origin) {
+        let (e, new) = match (&mut self.recent, a.origin) {
             (Some(recent), Origin::Ledger(_)) => {
                 use std::hash::BuildHasher;
                 let h = s.hasher.hash_one(key);
-                recent.entry(&mut self.taken, key, h, || Ok(fresh()))?.0
+                recent.entry(&mut self.taken, key, h, || Ok(fresh()))?
             }
             _ => match self.expected.entry(key) {
-                Entry::Occupied(o) => o.into_mut(),
-                Entry::Vacant(v) => v.insert(fresh()),
+                Entry::Occupied(o) => (o.into_mut(), false),
+                Entry::Vacant(v) => (v.insert(fresh()), true),
             },
         };
+        // A partner's first row is always a new grain's (the partner is part
+        // of the grain): its spelling is noted there, not looked up per row.
+        if new {
+            let from = match a.origin {
+                Origin::Ledger(_) => Spelling::Run,
+                Origin::Issued { .. } => Spelling::Issued,
+            };
+            note_spelling(&mut self.partner_shown, partner, from, shown_partner);
+        }
         let named = |r: Result<(), Fatal>| {
             r.map_err(|_| Fatal::Overflow {
                 what: format!(
@@ -1314,6 +1356,10 @@ impl<'r> TieOut<'r> {
             source_map.push(self.source_idx(close_map[c as usize], other.strings.str(f))?);
         }
         let m = |i: u32| map[i as usize];
+        // The other side's spellings count as read after this one's.
+        for (&k, &(from, shown)) in &other.partner_shown {
+            note_spelling(&mut self.partner_shown, m(k), from, m(shown));
+        }
         let remap = |k: &mut Key, e: &mut Expected| {
             *k = Key {
                 partner: m(k.partner),
@@ -1496,8 +1542,9 @@ impl<'r> TieOut<'r> {
             } else {
                 e.reason_code
             };
+            let (partner, shown_partner) = s.key_and_shown(e.participant_id)?;
             let k = AdjKey {
-                partner: s.key_id(e.participant_id)?,
+                partner,
                 month: e.month,
                 program,
                 currency: e.currency,
@@ -1505,15 +1552,23 @@ impl<'r> TieOut<'r> {
             };
             let p = match self.adjustments.entry(k) {
                 Entry::Occupied(o) => o.into_mut(),
-                Entry::Vacant(v) => v.insert(Paid {
-                    shown: Shown {
-                        partner: s.id(e.participant_id)?,
-                        ..Shown::default()
-                    },
-                    partner_name: s.id(e.participant_name)?,
-                    labels,
-                    ..Paid::default()
-                }),
+                Entry::Vacant(v) => {
+                    note_spelling(
+                        &mut self.partner_shown,
+                        partner,
+                        Spelling::Earnings,
+                        shown_partner,
+                    );
+                    v.insert(Paid {
+                        shown: Shown {
+                            partner: shown_partner,
+                            ..Shown::default()
+                        },
+                        partner_name: s.id(e.participant_name)?,
+                        labels,
+                        ..Paid::default()
+                    })
+                }
             };
             p.amount = add_checked(p.amount, e.amount, what)?;
             p.rows.push((e.file, e.line));
@@ -1550,6 +1605,12 @@ impl<'r> TieOut<'r> {
         })?;
         if new {
             self.earning_customers.insert(key.customer);
+            note_spelling(
+                &mut self.partner_shown,
+                partner,
+                Spelling::Earnings,
+                shown_partner,
+            );
         }
         p.amount = add_checked(p.amount, e.amount, what)?;
         if let Some(r) = e.rate {
@@ -1772,7 +1833,7 @@ impl<'r> TieOut<'r> {
                 continue;
             }
             let who = credited.entry((k.customer, k.month)).or_default();
-            let v = (shown.partner, k.program);
+            let v = (self.partner_id(k.partner, shown.partner), k.program);
             if !who.contains(&v) {
                 who.push(v);
             }
@@ -2087,7 +2148,7 @@ impl<'r> TieOut<'r> {
             id: String::new(),
             class: Class::Adjustment,
             reason: Cow::Borrowed(reason),
-            partner_id: Cow::Borrowed(s.str(p.shown.partner)),
+            partner_id: Cow::Borrowed(s.str(self.partner_id(k.partner, p.shown.partner))),
             partner_name: Cow::Borrowed(name),
             program_id: Cow::Borrowed(program_id),
             customer_id: Cow::Borrowed(""),
@@ -2116,6 +2177,14 @@ impl<'r> TieOut<'r> {
             issued_lines: Vec::new(),
             earnings_rows: Cow::Borrowed(&p.rows),
         }
+    }
+
+    /// How a partner (normalised ID) is shown: its one spelling (see
+    /// `partner_shown`), else `fallback`.
+    fn partner_id(&self, partner_key: u32, fallback: u32) -> u32 {
+        self.partner_shown
+            .get(&partner_key)
+            .map_or(fallback, |&(_, shown)| shown)
     }
 
     /// The name of a partner (normalised ID): the run's, else `fallback`.
@@ -2210,7 +2279,12 @@ impl<'r> TieOut<'r> {
                     (None, Some(p)) => (p.shown.partner, p.partner_name),
                     (None, None) => (EMPTY, EMPTY),
                 };
-                (v, shown, self.name_id(k.partner, name), k.program)
+                (
+                    v,
+                    self.partner_id(k.partner, shown),
+                    self.name_id(k.partner, name),
+                    k.program,
+                )
             }
             Source::Adjustment(k) => {
                 let p = &self.adjustments[k];
@@ -2225,7 +2299,7 @@ impl<'r> TieOut<'r> {
                 };
                 (
                     v,
-                    p.shown.partner,
+                    self.partner_id(k.partner, p.shown.partner),
                     self.name_id(k.partner, p.partner_name),
                     k.program,
                 )
@@ -2386,7 +2460,7 @@ impl<'r> TieOut<'r> {
             partner_name: Cow::Borrowed(
                 s.str(self.name_id(k.partner, p.map(|p| p.partner_name).unwrap_or(EMPTY))),
             ),
-            partner_id: Cow::Borrowed(s.str(shown.partner)),
+            partner_id: Cow::Borrowed(s.str(self.partner_id(k.partner, shown.partner))),
             program_id: Cow::Borrowed(program),
             customer_id: Cow::Borrowed(s.str(shown.customer)),
             customer_name: Cow::Borrowed(s.str(p.map(|p| p.customer_name).unwrap_or(EMPTY))),
@@ -3109,6 +3183,96 @@ lever = "*usage*"
         );
         assert_eq!(reason("X"), (Class::PaidNotExpected, "no-program".into()));
         assert_eq!(rep.earnings_unmatched, 4);
+    }
+
+    /// Two spellings of one partner that differ only in letter case are one
+    /// partner: every row, total and name shows one ID, the run's where the
+    /// run has the partner (whichever side is read first), else the first
+    /// in the export; non-ASCII letters too (IDs are lower-cased with
+    /// Unicode's rules).
+    #[test]
+    fn a_partner_spelled_in_two_cases_is_one_partner_shown_one_way() {
+        let r = rules();
+        let feed_accruals = |t: &mut TieOut<'_>| {
+            t.add_accrual(&accrual("P-A", "C1", "S1", JAN, "10", 2))
+                .unwrap();
+        };
+        let feed_earnings = |t: &mut TieOut<'_>| {
+            for (i, (p, c, amount)) in [
+                ("p-a", "C1", "10"),
+                ("p-a", "C9", "5"),
+                ("MÜLLER-01", "C1", "15"),
+                ("müller-01", "C2", "20"),
+                ("Müller-01", "C1", "5"),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                t.add_earning(&earning(p, c, "S1", JAN, amount, None, i as u64 + 2))
+                    .unwrap();
+            }
+            let mut adj = earning("P-a", "", "", FEB, "-1", None, 9);
+            adj.reason_code = "Ops Adjustment";
+            t.add_earning(&adj).unwrap();
+        };
+        // The run's ledger read before the earnings, after them, and on an
+        // accumulator of its own.
+        let mut before = TieOut::new(&r, settings("0.01"));
+        feed_accruals(&mut before);
+        feed_earnings(&mut before);
+        let mut after = TieOut::new(&r, settings("0.01"));
+        feed_earnings(&mut after);
+        feed_accruals(&mut after);
+        let mut joined = TieOut::new(&r, settings("0.01"));
+        feed_earnings(&mut joined);
+        let mut side = TieOut::for_ledger(&r, settings("0.01"));
+        feed_accruals(&mut side);
+        joined.add_accruals_of(side).unwrap();
+        for (what, t) in [("before", before), ("after", after), ("joined", joined)] {
+            let rep = t.finish().unwrap();
+            let ids: Vec<(&str, &str, Class)> = rep
+                .rows
+                .iter()
+                .map(|r| (&*r.partner_id, &*r.customer_id, r.class))
+                .collect();
+            assert_eq!(
+                ids,
+                [
+                    ("MÜLLER-01", "C1", Class::PaidNotExpected),
+                    ("MÜLLER-01", "C2", Class::PaidNotExpected),
+                    ("P-A", "C1", Class::Matched),
+                    ("P-A", "C9", Class::PaidNotExpected),
+                    ("P-A", "", Class::Adjustment),
+                ],
+                "{what}"
+            );
+            let totals: Vec<(&str, String, String, u64)> = rep
+                .partner_totals
+                .iter()
+                .flat_map(|(p, by)| {
+                    by.values().map(move |t| {
+                        (
+                            p.as_str(),
+                            t.paid.to_string(),
+                            t.adjustments.to_string(),
+                            t.rows,
+                        )
+                    })
+                })
+                .collect();
+            assert_eq!(
+                totals,
+                [
+                    ("MÜLLER-01", "40".into(), "0".into(), 2),
+                    ("P-A", "15".into(), "-1".into(), 3),
+                ],
+                "{what}"
+            );
+            let partners: Vec<&str> = rep.totals.keys().map(|k| k.0.as_str()).collect();
+            assert_eq!(partners, ["MÜLLER-01", "P-A", "P-A"], "{what}");
+            let named: Vec<&str> = rep.partner_names.keys().map(|k| k.as_str()).collect();
+            assert_eq!(named, ["MÜLLER-01", "P-A"], "{what}");
+        }
     }
 
     #[test]
