@@ -1134,6 +1134,24 @@ struct Verdict {
 /// Who porledger credits per customer and month: (partner as shown, program).
 type Credited = FastMap<(u32, Month), Vec<(u32, u32)>>;
 
+/// A partner, program, customer and month (normalised ids): the grains of
+/// one customer's billing lines of a month that pay one partner under one
+/// program, whatever their subscription, invoice, product or currency.
+type Group = (u32, u32, u32, Month);
+
+fn group_of(k: &Key) -> Group {
+    (k.partner, k.program, k.customer, k.month)
+}
+
+/// Per group with a grain Microsoft paid and porledger did not expect: the
+/// grains of the group porledger did expect (their keys, and their
+/// subscriptions as shown).
+type Elsewhere = FastMap<Group, Vec<(Key, u32)>>;
+
+/// The most grains a `paid-not-expected` row names as where porledger
+/// expected its earnings instead.
+const ELSEWHERE_ROWS: usize = 5;
+
 impl<'r> TieOut<'r> {
     pub fn new(rules: &'r Rules, settings: TieSettings) -> TieOut<'r> {
         TieOut {
@@ -1932,8 +1950,35 @@ impl<'r> TieOut<'r> {
         // Every row counted from its verdict first (no text built), a batch
         // at a time: the totals are final before the first row is handed on.
         self.count_into(&mut report, &sources, &entries, batch)?;
+        // Where a grain paid but not expected has grains of its partner,
+        // program, customer and month that porledger did expect: their rows
+        // (for its closest reason). Only groups with such a grain are kept.
+        let mut elsewhere: Elsewhere = FastMap::default();
+        for (i, (_, s)) in sources.iter().enumerate() {
+            if let (Source::Grain(k), (None, Some(_))) = (s, entries.at(i)) {
+                elsewhere.entry(group_of(k)).or_default();
+            }
+        }
+        if !elsewhere.is_empty() {
+            let found: Vec<(Key, u32)> = sources
+                .par_iter()
+                .enumerate()
+                .filter_map(|(i, (_, s))| match (s, &entries.expected[i]) {
+                    (Source::Grain(k), Some(e)) if elsewhere.contains_key(&group_of(k)) => {
+                        Some((*k, e.shown.subscription))
+                    }
+                    _ => None,
+                })
+                .collect();
+            for (k, sub) in found {
+                if let Some(rows) = elsewhere.get_mut(&group_of(&k)) {
+                    rows.push((k, sub));
+                }
+            }
+        }
         let this = &self;
         let credited = &credited;
+        let elsewhere = &elsewhere;
         let source_rank = &source_rank;
         let gathered = &entries;
         let classify =
@@ -1943,9 +1988,12 @@ impl<'r> TieOut<'r> {
                     .enumerate()
                     .map(|(i, (_, s))| {
                         let mut row = match s {
-                            Source::Grain(k) => {
-                                this.classify(k, gathered.at(first + i), credited, source_rank)?
-                            }
+                            Source::Grain(k) => this.classify(
+                                k,
+                                gathered.at(first + i),
+                                (credited, elsewhere),
+                                source_rank,
+                            )?,
                             Source::Adjustment(k) => this.adjustment_row(k),
                         };
                         row.id = row_id(first + i + 1);
@@ -2312,7 +2360,7 @@ impl<'r> TieOut<'r> {
         &'a self,
         k: &Key,
         (e, p): (Option<&'a Expected>, Option<&'a Paid>),
-        credited: &Credited,
+        (credited, elsewhere): (&Credited, &Elsewhere),
         source_rank: &[u32],
     ) -> Result<TieRow<'a>, Fatal> {
         let s = &self.strings;
@@ -2441,7 +2489,7 @@ impl<'r> TieOut<'r> {
                 .into(),
             ),
             (Case::PaidNotExpected, Some(p)) => {
-                let (reason, why) = self.closest_reason(k, p, credited);
+                let (reason, why) = self.closest_reason(k, p, credited, elsewhere);
                 (
                     reason,
                     format!(
@@ -2529,8 +2577,90 @@ impl<'r> TieOut<'r> {
         t
     }
 
+    /// Why an earning of grain `k` was not expected although porledger read
+    /// billing lines of its customer and month that pay its partner under
+    /// its program: they are on `rows` (grains porledger expected), which
+    /// differ from `k` in subscription, invoice, product or currency. Each
+    /// is named by what differs (not by its row number, which depends on
+    /// how IDs are spelled).
+    fn expected_elsewhere(&self, k: &Key, shown_sub: u32, rows: &[(Key, u32)]) -> String {
+        let s = &self.strings;
+        let differs = |f: &dyn Fn(&Key) -> bool| rows.iter().any(|(o, _)| f(o));
+        type Part = (&'static str, fn(&TieOut<'_>, &Key, u32) -> String);
+        let all: [(bool, Part); 4] = [
+            (
+                differs(&|o| o.subscription != k.subscription),
+                ("subscription", |t, k, sub| {
+                    t.strings
+                        .str(if k.subscription == EMPTY { EMPTY } else { sub })
+                        .to_string()
+                }),
+            ),
+            (
+                differs(&|o| o.invoice != k.invoice),
+                ("invoice number", |t, k, _| {
+                    t.strings.str(k.invoice).to_string()
+                }),
+            ),
+            (
+                differs(&|o| o.product != k.product),
+                ("product", |t, k, _| t.strings.str(k.product).to_string()),
+            ),
+            (
+                differs(&|o| o.currency != k.currency),
+                ("currency", |_, k, _| k.currency.as_str().to_string()),
+            ),
+        ];
+        let parts: Vec<Part> = all.into_iter().filter(|p| p.0).map(|p| p.1).collect();
+        let value = |v: String| {
+            if v.is_empty() {
+                "(none)".to_string()
+            } else {
+                v
+            }
+        };
+        let names: Vec<&str> = parts.iter().map(|p| p.0).collect();
+        let names = match names.split_last() {
+            None => "billing line".to_string(),
+            Some((last, [])) => (*last).to_string(),
+            Some((last, first)) => format!("{} or {last}", first.join(", ")),
+        };
+        let describe = |k: &Key, sub: u32| -> String {
+            parts
+                .iter()
+                .map(|(name, f)| format!("{name} {}", value(f(self, k, sub))))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut there: Vec<String> = rows.iter().map(|(o, sub)| describe(o, *sub)).collect();
+        // In an order that does not depend on how the IDs are spelled.
+        there.sort_by_cached_key(|t| (id_key(t), t.clone()));
+        there.dedup();
+        let more = there.len().saturating_sub(ELSEWHERE_ROWS);
+        there.truncate(ELSEWHERE_ROWS);
+        let mut there = there.join("; ");
+        if more > 0 {
+            there.push_str(&format!("; and {more} more"));
+        }
+        format!(
+            "porledger read this customer's billing lines of {} and expects this partner's \
+             earnings of them under {}, on another {names} ({there}); Microsoft's earning has \
+             {}, which none of these billing lines has: compare the rows of this customer \
+             and month.",
+            k.month,
+            s.str(k.program),
+            describe(k, shown_sub)
+        )
+    }
+
     /// Why porledger expected nothing for an earning: a code and words.
-    fn closest_reason(&self, k: &Key, p: &Paid, credited: &Credited) -> (Cow<'_, str>, String) {
+    fn closest_reason(
+        &self,
+        k: &Key,
+        p: &Paid,
+        credited: &Credited,
+        elsewhere: &Elsewhere,
+    ) -> (Cow<'_, str>, String) {
         let s = &self.strings;
         let program = s.str(k.program);
         if program.is_empty() {
@@ -2541,6 +2671,12 @@ impl<'r> TieOut<'r> {
                      for it to the rules (docs/rules.md).",
                     s.str(p.labels)
                 ),
+            );
+        }
+        if let Some(rows) = elsewhere.get(&group_of(k)).filter(|r| !r.is_empty()) {
+            return (
+                "other-billing-line".into(),
+                self.expected_elsewhere(k, p.shown.subscription, rows),
             );
         }
         if let Some(who) = credited.get(&(k.customer, k.month)) {
@@ -3183,6 +3319,54 @@ lever = "*usage*"
         );
         assert_eq!(reason("X"), (Class::PaidNotExpected, "no-program".into()));
         assert_eq!(rep.earnings_unmatched, 4);
+    }
+
+    /// An earning whose invoice number is not the billing line's: the
+    /// customer's billing lines of the month were read (they are the other
+    /// row), so the reason is not `no-billing-line`; it names the invoice
+    /// porledger expected the earnings on.
+    #[test]
+    fn paid_not_expected_on_another_invoice_names_the_expected_rows() {
+        let r = rules();
+        let mut t = TieOut::new(&r, settings("0.01"));
+        t.add_accrual(&billed_accrual("S1", "G001", "P-A", "5", 2))
+            .unwrap();
+        t.add_earning(&billed_earning("S1", "GXXX", "P-A", "5", 1))
+            .unwrap();
+        // Another customer of the same partner: nothing read of it.
+        t.add_earning(&Earning {
+            customer_id: "C2",
+            ..billed_earning("S1", "GXXX", "P-A", "5", 2)
+        })
+        .unwrap();
+        let rep = t.finish().unwrap();
+        let rows: Vec<(&str, Class, &str, &str)> = rep
+            .rows
+            .iter()
+            .map(|r| (&*r.id, r.class, &*r.reason, &*r.invoice_number))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("T000001", Class::ExpectedNotPaid, "overdue", "G001"),
+                (
+                    "T000002",
+                    Class::PaidNotExpected,
+                    "other-billing-line",
+                    "GXXX"
+                ),
+                ("T000003", Class::PaidNotExpected, "no-billing-line", "GXXX"),
+            ]
+        );
+        let why = &rep.rows[1].explanation;
+        assert!(
+            why.contains(
+                "under core, on another invoice number (invoice number G001); Microsoft's \
+                 earning has invoice number GXXX, which none"
+            ),
+            "{why}"
+        );
+        assert!(!why.contains("no billing line"), "{why}");
     }
 
     /// Two spellings of one partner that differ only in letter case are one
