@@ -14,14 +14,18 @@
 //!   included); a row whose amount, date, currency or partner cannot be read
 //!   is a reject naming file, line, column and value.
 //! - Rows are de-duplicated by `earningId` where present: the Growth report
-//!   repeats one earning on every transaction row it was computed from.
+//!   repeats one earning on every transaction row it was computed from. A
+//!   repeat is the same earning only if its earning columns
+//!   ([`EARNING_COLUMNS`]) are alike; one that differs there is another
+//!   earning under a used ID, and a reject naming the first row.
 //!
 //! The reader hands each usable row to a callback ([`read_earnings`]), so a
 //! five-million-row export is never held in memory; the matching itself is
 //! pure ([`crate::tieout`]).
 
 use std::cell::Cell;
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -152,6 +156,8 @@ pub struct EarningRow<'a> {
     pub earning_id: &'a str,
     /// `participantId`, or `earningParticipantId` where that is empty.
     pub participant_id: &'a str,
+    /// The column `participant_id` was read from.
+    pub participant_column: &'static str,
     pub participant_name: &'a str,
     pub program_name: &'a str,
     pub engagement_name: &'a str,
@@ -190,7 +196,9 @@ pub struct EarningsRead {
     pub files: Vec<(String, super::FileDigest)>,
     /// Data rows read (every physical record, duplicates and rejects included).
     pub rows_read: u64,
-    /// Rows skipped because an earlier row had the same `earningId`.
+    /// Rows skipped because an earlier row had the same `earningId` and
+    /// the same earning columns (a repeat of one earning; a row that
+    /// differs there is a reject).
     pub duplicates: u64,
     pub rejects: Vec<EarningsReject>,
 }
@@ -199,7 +207,7 @@ pub struct EarningsRead {
 /// case) or a plain number as 128 bits, anything else as its lower-case
 /// text. Distinct IDs get distinct keys: the three kinds never meet (a GUID
 /// and a number of the same value are different IDs).
-#[derive(Debug, Hash, PartialEq, Eq)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
 enum IdKey {
     Guid(u128),
     Num(u128),
@@ -223,30 +231,206 @@ fn id_key(s: &str) -> IdKey {
     IdKey::Text(s.to_ascii_lowercase().into_boxed_str())
 }
 
-/// The `earningId`s seen so far. GUIDs (the usual case) in a set of their
-/// values alone: half the bytes per ID, so more of the set stays in cache.
-/// Randomly seeded: IDs come from the file, and a fixed seed would let a
-/// crafted file collide them; only membership is asked, never order.
-#[derive(Default)]
+/// The columns of an earning (not of a transaction) that porledger reads,
+/// in the order a repeat is compared and named by: who earns, the program
+/// labels, the currency, amount and rate, the type and the reason code. The
+/// Growth report writes an earning on every transaction row it was computed
+/// from ("earning attributes are redundantly printed"), so a repeat of it
+/// has these alike; the transaction's columns (`transactionDate`,
+/// `customerTenantId`, `customerName`, `subscriptionId`, `invoiceNumber`,
+/// `productId`, and every column porledger does not read) may differ, and
+/// the earning is compared on its first row's. (`participantId` stands for
+/// `earningParticipantId` where a row has it from there.)
+pub const EARNING_COLUMNS: [&str; 10] = [
+    "participantId",
+    "programName",
+    "engagementName",
+    "lever",
+    "partnerAssociation",
+    "transactionCurrency",
+    "earningAmount",
+    "earningRate",
+    "earningType",
+    "reasonCode",
+];
+
+/// One value of [`EARNING_COLUMNS`], as compared: texts (IDs and labels)
+/// trimmed and case-insensitively, as the tie-out compares them; amounts
+/// and rates by value (`80.00` is `8.0E+01`).
+#[derive(Clone, Copy, Debug)]
+enum Same<'a> {
+    Text(&'a str),
+    Amount(Decimal),
+    Rate(Option<Decimal>),
+    Currency(Currency),
+}
+
+/// A decimal as compared: by value, one representation per value.
+fn canonical(d: Decimal) -> Decimal {
+    if d.is_zero() {
+        Decimal::ZERO
+    } else {
+        d.normalize()
+    }
+}
+
+impl Same<'_> {
+    /// Feeds the value as compared to `h` (`scratch`: a buffer for a text
+    /// in lower case).
+    fn hash_into(&self, h: &mut impl Hasher, scratch: &mut String) {
+        match *self {
+            Same::Text(t) => {
+                if t.is_ascii() && !t.bytes().any(|b| b.is_ascii_uppercase()) {
+                    h.write(t.as_bytes());
+                } else {
+                    super::id_key_into(t, scratch);
+                    h.write(scratch.as_bytes());
+                }
+                // Not UTF-8: no text ends where another begins.
+                h.write_u8(0xFF);
+            }
+            Same::Amount(d) => h.write(&canonical(d).serialize()),
+            Same::Rate(None) => h.write_u8(0),
+            Same::Rate(Some(r)) => {
+                h.write_u8(1);
+                h.write(&canonical(r).serialize());
+            }
+            Same::Currency(c) => h.write(c.as_str().as_bytes()),
+        }
+    }
+
+    /// The value as compared (equal for equal values only), and as shown.
+    fn owned(&self) -> (String, String) {
+        match *self {
+            Same::Text(t) => (super::id_key(t), t.to_string()),
+            Same::Amount(d) => (canonical(d).to_string(), d.to_string()),
+            Same::Rate(None) => (String::new(), "(empty)".to_string()),
+            Same::Rate(Some(r)) => {
+                let pct = canonical(r * Decimal::ONE_HUNDRED);
+                (pct.to_string(), pct.to_string())
+            }
+            Same::Currency(c) => (c.as_str().to_string(), c.as_str().to_string()),
+        }
+    }
+}
+
+/// The earning columns of `e` ([`EARNING_COLUMNS`]), with the column each
+/// is named by in a reject.
+fn earning_columns<'a>(e: &EarningRow<'a>) -> [(&'static str, Same<'a>); 10] {
+    [
+        (e.participant_column, Same::Text(e.participant_id)),
+        ("programName", Same::Text(e.program_name)),
+        ("engagementName", Same::Text(e.engagement_name)),
+        ("lever", Same::Text(e.lever)),
+        ("partnerAssociation", Same::Text(e.partner_association)),
+        ("transactionCurrency", Same::Currency(e.currency)),
+        ("earningAmount", Same::Amount(e.amount)),
+        ("earningRate", Same::Rate(e.rate)),
+        ("earningType", Same::Text(e.earning_type)),
+        ("reasonCode", Same::Text(e.reason_code)),
+    ]
+}
+
+/// The earning columns of a row, owned: (column, as compared, as shown).
+type Owned = Vec<(&'static str, String, String)>;
+
+fn owned_columns(e: &EarningRow<'_>) -> Owned {
+    earning_columns(e)
+        .iter()
+        .map(|(c, v)| {
+            let (cmp, shown) = v.owned();
+            (*c, cmp, shown)
+        })
+        .collect()
+}
+
+/// The `earningId`s seen so far, each with a fingerprint of its first row's
+/// earning columns ([`EARNING_COLUMNS`]): 64 bits, not the row, so the
+/// table of millions of IDs stays small. GUIDs (the usual case) are keyed
+/// by their value alone (as two words: no 16-byte alignment padding).
+/// Randomly seeded: IDs and values come from the file, and a fixed seed
+/// would let a crafted file collide them; only membership and equality are
+/// asked, never order.
 struct Seen {
-    guids: HashSet<u128, foldhash::fast::RandomState>,
-    other: HashSet<IdKey, foldhash::fast::RandomState>,
+    guids: HashMap<[u64; 2], u64, foldhash::fast::RandomState>,
+    other: HashMap<IdKey, u64, foldhash::fast::RandomState>,
+    fingerprints: foldhash::quality::RandomState,
+    scratch: String,
+}
+
+/// What [`Seen::insert`] finds.
+#[derive(Debug, PartialEq, Eq)]
+enum Repeat {
+    /// The first row of its `earningId`.
+    New,
+    /// The same earning again.
+    Same,
+    /// Other earning columns than the first row's.
+    Differs,
 }
 
 impl Seen {
+    fn new() -> Seen {
+        Seen {
+            guids: HashMap::default(),
+            other: HashMap::default(),
+            fingerprints: foldhash::quality::RandomState::default(),
+            scratch: String::new(),
+        }
+    }
+
     /// Room for about `n` more GUIDs (a hint: the set grows past it as
     /// needed; a reservation that fails is no error).
     fn reserve(&mut self, n: usize) {
         let _ = self.guids.try_reserve(n);
     }
 
-    /// Whether `k` is new (and now seen).
-    fn insert(&mut self, k: IdKey) -> bool {
-        match k {
-            IdKey::Guid(v) => self.guids.insert(v),
-            k => self.other.insert(k),
+    fn fingerprint(&mut self, e: &EarningRow<'_>) -> u64 {
+        let mut h = self.fingerprints.build_hasher();
+        for (_, v) in earning_columns(e) {
+            v.hash_into(&mut h, &mut self.scratch);
+        }
+        h.finish()
+    }
+
+    /// Notes the row `e` of `earningId` key `k`: whether it is the first
+    /// of its ID, a repeat of the same earning, or another one.
+    fn insert(&mut self, k: IdKey, e: &EarningRow<'_>) -> Repeat {
+        use std::collections::hash_map::Entry;
+        let fp = self.fingerprint(e);
+        let known = match k {
+            IdKey::Guid(v) => match self.guids.entry([(v >> 64) as u64, v as u64]) {
+                Entry::Vacant(s) => {
+                    s.insert(fp);
+                    return Repeat::New;
+                }
+                Entry::Occupied(o) => *o.get(),
+            },
+            k => match self.other.entry(k) {
+                Entry::Vacant(s) => {
+                    s.insert(fp);
+                    return Repeat::New;
+                }
+                Entry::Occupied(o) => *o.get(),
+            },
+        };
+        if known == fp {
+            Repeat::Same
+        } else {
+            Repeat::Differs
         }
     }
+}
+
+/// A row that repeats an `earningId` with other earning columns, while the
+/// files are read: its reject is completed once the first row of its ID is
+/// found again ([`name_conflicts`]).
+struct Conflict {
+    /// Index of its reject in [`EarningsRead::rejects`].
+    reject: usize,
+    earning_id: String,
+    key: IdKey,
+    columns: Owned,
 }
 
 /// What the tie-out needs of the earnings files before their rows are read,
@@ -290,22 +474,165 @@ pub fn heads(files: &[InputFile]) -> Heads {
 
 /// Reads every earnings file in order and hands each usable, first-seen row to
 /// `f`; rejects and counts are returned.
+///
+/// A row whose `earningId` was read before is counted once (a duplicate)
+/// when its earning columns ([`EARNING_COLUMNS`]) are those of the first row
+/// of the ID, and rejected otherwise, naming the first differing column,
+/// the first row (file and line) and its value there. Only a fingerprint of
+/// the first row is kept per ID; the first rows of the (rare) rejected
+/// repeats are read again at the end for their values.
 pub fn read_earnings(
     files: &[InputFile],
     f: &mut dyn FnMut(&EarningRow<'_>),
 ) -> Result<EarningsRead, Fatal> {
     let mut out = EarningsRead::default();
-    let mut seen = Seen::default();
+    let mut seen = Seen::new();
+    let mut conflicts: Vec<Conflict> = Vec::new();
+    let mut rejects = std::mem::take(&mut out.rejects);
+    let mut rows_read = 0u64;
+    let mut duplicates = 0u64;
+    out.files = read_rows(files, Hashing::Sha256, &mut |event| {
+        let row = match event {
+            // Sized once for the file's rows: growing a set of millions of
+            // IDs moves every ID at each doubling.
+            Read::File(layout, rows) => {
+                if layout.has(EField::EarningId) {
+                    seen.reserve(rows);
+                }
+                return true;
+            }
+            Read::Row(row) => row,
+        };
+        rows_read += 1;
+        match row {
+            Err(r) => rejects.push(r),
+            Ok(e) if e.earning_id.is_empty() => f(e),
+            Ok(e) => {
+                match seen.insert(id_key(e.earning_id), e) {
+                    Repeat::New => f(e),
+                    Repeat::Same => duplicates += 1,
+                    Repeat::Differs => {
+                        conflicts.push(Conflict {
+                            reject: rejects.len(),
+                            earning_id: e.earning_id.to_string(),
+                            key: id_key(e.earning_id),
+                            columns: owned_columns(e),
+                        });
+                        // Completed by `name_conflicts`.
+                        rejects.push(EarningsReject {
+                            file: files[e.file as usize].display.clone(),
+                            line: e.line,
+                            column: String::new(),
+                            value: String::new(),
+                            reason: String::new(),
+                        });
+                    }
+                }
+            }
+        }
+        true
+    })?;
+    drop(seen);
+    out.rows_read = rows_read;
+    out.duplicates = duplicates;
+    out.rejects = rejects;
+    if !conflicts.is_empty() {
+        name_conflicts(files, &conflicts, &mut out.rejects)?;
+    }
+    Ok(out)
+}
+
+/// Completes the rejects of `conflicts`: reads the files again up to the
+/// first row of each conflict's `earningId` (the row that was counted) and
+/// names the first earning column that differs from it.
+fn name_conflicts(
+    files: &[InputFile],
+    conflicts: &[Conflict],
+    rejects: &mut [EarningsReject],
+) -> Result<(), Fatal> {
+    let mut first: HashMap<IdKey, Option<(u32, u64, Owned)>> =
+        conflicts.iter().map(|c| (c.key.clone(), None)).collect();
+    let mut missing = first.len();
+    read_rows(files, Hashing::Skip, &mut |event| {
+        if let Read::Row(Ok(e)) = event {
+            if !e.earning_id.is_empty() {
+                if let Some(slot @ None) = first.get_mut(&id_key(e.earning_id)) {
+                    *slot = Some((e.file, e.line, owned_columns(e)));
+                    missing -= 1;
+                }
+            }
+        }
+        missing > 0
+    })?;
+    for c in conflicts {
+        let r = &mut rejects[c.reject];
+        let found = first.get(&c.key).and_then(|f| f.as_ref());
+        let differs = found.and_then(|(file, line, cols)| {
+            cols.iter()
+                .zip(&c.columns)
+                .find(|(a, b)| a.1 != b.1)
+                .map(|(a, b)| (*file, *line, a, b))
+        });
+        match differs {
+            Some((file, line, (column, _, was), (_, _, is))) => {
+                r.column = column.to_string();
+                r.value = is.clone();
+                r.reason = format!(
+                    "repeats earningId {} of {}:{}, whose {column} is {was}: a repeat of one \
+                     earning (the Growth report writes it on every transaction row it pays \
+                     for) has the same {column}, so this row is another earning under a used \
+                     earningId and is not counted (the first row is); ask Microsoft which \
+                     is right",
+                    c.earning_id, files[file as usize].display, line,
+                );
+            }
+            // The first row could not be found again alike (the file changed
+            // while it was read): the columns compared are named.
+            None => {
+                r.column = "(row)".into();
+                r.value = c.earning_id.clone();
+                r.reason = format!(
+                    "repeats earningId {} of an earlier row with other values in one of {}, \
+                     so it is another earning under a used earningId and is not counted \
+                     (the earlier row is; a file changed while it was read?)",
+                    c.earning_id,
+                    EARNING_COLUMNS.join(", ")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What [`read_rows`] hands on.
+enum Read<'r, 'a> {
+    /// A file's header was read: its layout, and about how many rows it holds.
+    File(&'r EarningsLayout, usize),
+    /// A row, usable or a reject.
+    Row(Result<&'r EarningRow<'a>, EarningsReject>),
+}
+
+/// Reads every row of every file in order and hands each file's layout,
+/// then its rows, to `f`, which returns `false` to stop reading. Returns
+/// each file's name and digest (of the files read to the end).
+fn read_rows(
+    files: &[InputFile],
+    hashing: Hashing,
+    f: &mut dyn FnMut(Read<'_, '_>) -> bool,
+) -> Result<Vec<(String, super::FileDigest)>, Fatal> {
+    let mut out = Vec::with_capacity(files.len());
+    let mut go = true;
     for (idx, file) in files.iter().enumerate() {
+        if !go {
+            break;
+        }
         let head = super::head(&file.path)?;
         // The delimiter is sniffed from the header line (`,` `;` or TAB, the
         // most frequent outside quotes), whatever the extension says.
         let header = read_header(&file.display, &head)?;
         let layout = EarningsLayout::from_header(&file.display, &header.fields, header.delimiter)?;
-        // Sized once for the file's rows: growing a set of millions of IDs
-        // moves every ID at each doubling.
-        if layout.has(EField::EarningId) {
-            seen.reserve(super::rows_hint(file.size, &head));
+        if !f(Read::File(&layout, super::rows_hint(file.size, &head))) {
+            break;
         }
         let n_fields = header.fields.len();
         let fmt = RecordFormat {
@@ -318,12 +645,19 @@ pub fn read_earnings(
         // The chunk just read, handed back to the reader: a fresh 8 MiB
         // block per chunk would be mapped, faulted in and zeroed each time.
         let spare_chunk: Cell<Option<Vec<u8>>> = Cell::new(None);
+        let reject = |line: u64, column: String, value: String, reason: String| EarningsReject {
+            file: file.display.clone(),
+            line,
+            column,
+            value,
+            reason,
+        };
         let digest = read_chunks(
             idx,
             file,
             &header,
             CHUNK,
-            Hashing::Sha256,
+            hashing,
             || {
                 spare_chunk
                     .take()
@@ -337,7 +671,9 @@ pub fn read_earnings(
                     fmt,
                     &mut rec,
                     &mut |row| {
-                        out.rows_read += 1;
+                        if !go {
+                            return;
+                        }
                         // A row of more or fewer fields than the header is not
                         // read field by field: its values would sit under other
                         // columns' names (an unquoted comma in a name shifts a
@@ -350,13 +686,9 @@ pub fn read_earnings(
                         });
                         let r = match record {
                             Err(p) => {
-                                out.rejects.push(EarningsReject {
-                                    file: file.display.clone(),
-                                    line: row.line,
-                                    column: p.column,
-                                    value: p.value,
-                                    reason: p.reason,
-                                });
+                                go = f(Read::Row(Err(reject(
+                                    row.line, p.column, p.value, p.reason,
+                                ))));
                                 return;
                             }
                             Ok(r) => r,
@@ -377,47 +709,37 @@ pub fn read_earnings(
                                     match std::str::from_utf8(field) {
                                         Ok(s) => text.push(crate::text::trim(s)),
                                         Err(_) => {
-                                            out.rejects.push(EarningsReject {
-                                                file: file.display.clone(),
-                                                line: row.line,
-                                                column: "(row)".into(),
-                                                value: String::from_utf8_lossy(field).into_owned(),
-                                                reason: "not valid UTF-8 text".into(),
-                                            });
+                                            go = f(Read::Row(Err(reject(
+                                                row.line,
+                                                "(row)".into(),
+                                                String::from_utf8_lossy(field).into_owned(),
+                                                "not valid UTF-8 text".into(),
+                                            ))));
                                             return;
                                         }
                                     }
                                 }
                             }
                         }
-                        match parse_row(&layout, idx as u32, row.line, &text) {
-                            Err((column, value, reason)) => {
-                                out.rejects.push(EarningsReject {
-                                    file: file.display.clone(),
-                                    line: row.line,
-                                    column: column.to_string(),
-                                    value,
-                                    reason,
-                                });
-                            }
-                            Ok(e) => {
-                                if !e.earning_id.is_empty() && !seen.insert(id_key(e.earning_id)) {
-                                    out.duplicates += 1;
-                                } else {
-                                    f(&e);
-                                }
-                            }
-                        }
+                        go = match parse_row(&layout, idx as u32, row.line, &text) {
+                            Err((column, value, reason)) => f(Read::Row(Err(reject(
+                                row.line,
+                                column.to_string(),
+                                value,
+                                reason,
+                            )))),
+                            Ok(e) => f(Read::Row(Ok(&e))),
+                        };
                         spare = crate::util::recycle(text);
                     },
                 );
                 let mut data = chunk.data;
                 data.clear();
                 spare_chunk.set(Some(data));
-                true
+                go
             },
         )?;
-        out.files.push((file.display.clone(), digest));
+        out.push((file.display.clone(), digest));
     }
     Ok(out)
 }
@@ -448,9 +770,12 @@ fn parse_row<'a>(
             _ => "",
         }
     };
-    let participant_id = match get(EField::ParticipantId) {
-        "" => get(EField::EarningParticipantId),
-        p => p,
+    let (participant_column, participant_id) = match get(EField::ParticipantId) {
+        "" => (
+            name(EField::EarningParticipantId),
+            get(EField::EarningParticipantId),
+        ),
+        p => (name(EField::ParticipantId), p),
     };
     if participant_id.is_empty() {
         return Err((
@@ -515,6 +840,7 @@ fn parse_row<'a>(
         line,
         earning_id: get(EField::EarningId),
         participant_id,
+        participant_column,
         participant_name: get(EField::ParticipantName),
         program_name: get(EField::ProgramName),
         engagement_name: get(EField::EngagementName),
@@ -699,6 +1025,113 @@ mod tests {
         assert_eq!(rows.len(), 4, "{rows:?}");
         assert_eq!(r.duplicates, 3);
         assert_eq!(r.rows_read, 7);
+    }
+
+    /// Reads `files` (name, bytes) in order: the lines handed on, and what
+    /// was counted.
+    fn read_all(files: &[(&str, &str)]) -> (Vec<u64>, EarningsRead) {
+        let dir = tempfile::tempdir().unwrap();
+        let inputs: Vec<InputFile> = files
+            .iter()
+            .map(|(name, text)| {
+                let p = dir.path().join(name);
+                std::fs::write(&p, text).unwrap();
+                InputFile {
+                    path: p,
+                    display: name.to_string(),
+                    size: text.len() as u64,
+                }
+            })
+            .collect();
+        let mut lines = Vec::new();
+        let r = read_earnings(&inputs, &mut |e| lines.push(e.line)).unwrap();
+        (lines, r)
+    }
+
+    /// A repeat of an earning (the Growth report's: one row per transaction,
+    /// the earning's columns alike) is counted once; a row that repeats an
+    /// `earningId` with another amount, partner or program label is another
+    /// earning under that ID: rejected, naming the first differing column,
+    /// the first row and its value there. Each is compared with the first
+    /// row, the one counted.
+    #[test]
+    fn a_repeat_with_other_earning_columns_is_rejected_naming_the_first_row() {
+        let text = "earningId,participantId,programName,lever,partnerAssociation,transactionDate,transactionCurrency,earningRate,earningAmount,customerTenantId,subscriptionId,invoiceNumber,transactionId\n\
+                    E1,500275,CSP,Core,DPOR,2025-11-01,EUR,4,80.00,C1,S1,G1,T1\n\
+                    E1,500275,CSP,Core,DPOR,2025-11-20,EUR,4,80.00,C2,S2,G2,T2\n\
+                    e1,P500275,CSP,Core,DPOR,2025-11-01,EUR,4,80.00,C1,S1,G1,T3\n\
+                    E1,500275,CSP,Core,DPOR,2025-11-01,EUR,4,999.00,C1,S1,G1,T4\n\
+                    E1,500275,csp,CORE,dpor,2025-12-01,eur,4.0 %,8.0E+01,C3,,,T5\n\
+                    E1,500275,CSP,Core,PAL,2025-11-01,EUR,4,80.00,C1,S1,G1,T6\n\
+                    E2,500275,CSP,Core,DPOR,2025-11-01,EUR,4,5.00,C1,S1,G1,T7\n";
+        let (lines, r) = read_all(&[("e.csv", text)]);
+        // Line 3 (other transaction, same earning) and line 6 (the same
+        // earning written otherwise) are repeats.
+        assert_eq!(lines, [2, 8]);
+        assert_eq!((r.rows_read, r.duplicates), (7, 2));
+        let rejects: Vec<(u64, &str, &str)> = r
+            .rejects
+            .iter()
+            .map(|j| (j.line, j.column.as_str(), j.value.as_str()))
+            .collect();
+        assert_eq!(
+            rejects,
+            [
+                (4, "participantId", "P500275"),
+                (5, "earningAmount", "999.00"),
+                (7, "partnerAssociation", "PAL"),
+            ]
+        );
+        assert!(
+            r.rejects[1]
+                .reason
+                .starts_with("repeats earningId E1 of e.csv:2, whose earningAmount is 80.00: "),
+            "{}",
+            r.rejects[1].reason
+        );
+        assert!(r.rejects[2]
+            .reason
+            .contains("whose partnerAssociation is DPOR"));
+        // Nothing lost: every row is handed on, a duplicate or a reject.
+        assert_eq!(
+            r.rows_read,
+            lines.len() as u64 + r.duplicates + r.rejects.len() as u64
+        );
+    }
+
+    /// Across files, and in a TSV with its columns in another order: the
+    /// first row named is in the other file.
+    #[test]
+    fn a_conflicting_repeat_in_another_file_names_the_first_file() {
+        let csv = "earningId,participantId,transactionDate,transactionCurrency,earningRate,earningAmount\n\
+                   x,1,2026-01-01,EUR,1,1\n\
+                   3f2b8c1e-5d4a-4e6b-9c7d-8a1f2e3b4c5d,1,2026-01-01,EUR,4,4\n";
+        let tsv = "earningAmount\tearningRate\ttransactionCurrency\ttransactionDate\tparticipantId\tearningId\n\
+                   4\t4\tEUR\t2026-02-01\t1\t3F2B8C1E-5D4A-4E6B-9C7D-8A1F2E3B4C5D\n\
+                   4\t3.75\tEUR\t2026-01-01\t1\t3f2b8c1e-5d4a-4e6b-9c7d-8a1f2e3b4c5d\n\
+                   4\t4\tUSD\t2026-01-01\t1\t3f2b8c1e-5d4a-4e6b-9c7d-8a1f2e3b4c5d\n";
+        let (lines, r) = read_all(&[("a.csv", csv), ("b.tsv", tsv)]);
+        assert_eq!(lines, [2, 3]);
+        assert_eq!((r.rows_read, r.duplicates), (5, 1));
+        let rejects: Vec<(&str, u64, &str, &str)> = r
+            .rejects
+            .iter()
+            .map(|j| (j.file.as_str(), j.line, j.column.as_str(), j.value.as_str()))
+            .collect();
+        assert_eq!(
+            rejects,
+            [
+                ("b.tsv", 3, "earningRate", "3.75"),
+                ("b.tsv", 4, "transactionCurrency", "USD"),
+            ]
+        );
+        assert!(
+            r.rejects[0]
+                .reason
+                .contains("of a.csv:3, whose earningRate is 4:"),
+            "{}",
+            r.rejects[0].reason
+        );
     }
 
     #[test]
