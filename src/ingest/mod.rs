@@ -252,8 +252,26 @@ pub fn read_limited(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>, Fata
 }
 
 /// Checks that `head` (the first bytes of a text file) is UTF-8-compatible
-/// text with LF or CRLF line ends; the message says what is wrong otherwise.
-pub fn check_text_start(head: &[u8]) -> Result<(), String> {
+/// text with LF or CRLF line ends; otherwise the line the problem was seen
+/// on (1 for what concerns the whole file: its encoding, its line ends) and
+/// a message saying what is wrong.
+pub fn check_text_start(head: &[u8]) -> Result<(), (u64, String)> {
+    check_encoding(head).map_err(|m| (1, m))?;
+    // NUL bytes near the start: binary data or UTF-32, not CSV text. Named
+    // at the line of the first one, as a row's problem is.
+    let probe = &head[..head.len().min(512)];
+    if let Some(i) = memchr::memchr(0, probe) {
+        let line = 1 + split::count_byte(&probe[..i], b'\n') as u64;
+        return Err((
+            line,
+            "the file holds NUL bytes: it is binary, or UTF-32, not UTF-8 CSV text".into(),
+        ));
+    }
+    check_line_ends(head).map_err(|m| (1, m))
+}
+
+/// The encoding part of [`check_text_start`]: UTF-16 is refused.
+fn check_encoding(head: &[u8]) -> Result<(), String> {
     let resave = "re-save it as UTF-8 (in Excel: \"CSV UTF-8 (Comma delimited)\")";
     if head.starts_with(b"\xFF\xFE") || head.starts_with(b"\xFE\xFF") {
         let endian = if head[0] == 0xFF { "little" } else { "big" };
@@ -278,9 +296,11 @@ pub fn check_text_start(head: &[u8]) -> Result<(), String> {
             ));
         }
     }
-    if memchr::memchr(0, probe).is_some() {
-        return Err("the file holds NUL bytes: it is binary, or UTF-32, not UTF-8 CSV text".into());
-    }
+    Ok(())
+}
+
+/// The line-end part of [`check_text_start`]: bare CRs are refused.
+fn check_line_ends(head: &[u8]) -> Result<(), String> {
     // CR-only line ends (old Mac): the whole file would be one header line.
     let first_line = match memchr::memchr(b'\n', head) {
         Some(i) => &head[..i],
@@ -301,14 +321,14 @@ pub fn check_text_start(head: &[u8]) -> Result<(), String> {
 /// [`parse_header`] with the checks of [`check_text_start`]; `file` names the
 /// file in errors.
 pub fn read_header(file: &str, buf: &[u8]) -> Result<Header, Fatal> {
-    let err = |message: String| Fatal::Data {
+    let err = |(line, message): (u64, String)| Fatal::Data {
         file: file.to_string(),
-        line: 1,
+        line,
         column: None,
         message,
     };
     check_text_start(buf).map_err(err)?;
-    parse_header(buf).ok_or_else(|| err("file is empty: no header line".into()))
+    parse_header(buf).ok_or_else(|| err((1, "file is empty: no header line".into())))
 }
 
 /// The column of the first of `aliases` (normalised names) that `norm` (the
@@ -798,9 +818,9 @@ pub fn read_text_limited(path: &Path, limit: u64, what: &str) -> Result<String, 
 /// text files read whole, so that a caller that checks the bytes first (their
 /// SHA-256) uses exactly the bytes it checked.
 pub fn text_of(path: &Path, bytes: Vec<u8>) -> Result<String, Fatal> {
-    check_text_start(&bytes).map_err(|message| Fatal::Data {
+    check_text_start(&bytes).map_err(|(line, message)| Fatal::Data {
         file: path.to_string_lossy().into_owned(),
-        line: 1,
+        line,
         column: None,
         message,
     })?;
@@ -906,6 +926,25 @@ mod tests {
         assert_eq!(h.delimiter, b';');
         assert_eq!(h.byte_len, 3 + 11);
         assert_eq!(h.next_line, 2);
+    }
+
+    /// A NUL byte near the start of a file (binary data, UTF-32) is fatal
+    /// at the line it is on, not always at the header's; billing, earnings
+    /// and the files read whole share the check.
+    #[test]
+    fn a_nul_byte_near_the_start_is_named_at_its_line() {
+        let line_of = |bytes: &[u8]| match read_header("f.csv", bytes) {
+            Err(Fatal::Data { line, message, .. }) => {
+                assert!(message.contains("NUL"), "{message}");
+                line
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(line_of(b"a,b\x00,c\n1,2,3\n"), 1);
+        assert_eq!(line_of(b"a,b,c\r\n1,2,3\r\n4,\x00,6\r\n"), 3);
+        assert_eq!(line_of(b"\xEF\xBB\xBFa,b\n\x00\n"), 2);
+        let e = text_of(Path::new("d.csv"), b"a,b\n1,\x002\n".to_vec()).unwrap_err();
+        assert!(e.to_string().contains("d.csv:2"), "{e}");
     }
 
     #[test]
