@@ -331,7 +331,7 @@ impl Staging {
     /// after interrupted runs and creates `.<name>.porledger-tmp-<pid>` next
     /// to it (creating `out`'s parent).
     pub fn new(out: &Path, kind: Kind) -> Result<Staging, Fatal> {
-        let target = resolve_out(out)?;
+        let target = resolve_out(out, kind.flag())?;
         let name = target
             .file_name()
             .and_then(|n| n.to_str())
@@ -499,23 +499,24 @@ fn exists(p: &Path) -> bool {
     std::fs::symlink_metadata(p).is_ok()
 }
 
-/// The directory `--out` names: itself, or the directory its symbolic link
-/// points to. Anything else that exists there is refused.
-fn resolve_out(out: &Path) -> Result<PathBuf, Fatal> {
+/// The directory `out` (given with the option `flag`, for messages) names:
+/// itself, or the directory its symbolic link points to. Anything else that
+/// exists there is refused.
+fn resolve_out(out: &Path, flag: &str) -> Result<PathBuf, Fatal> {
     match std::fs::symlink_metadata(out) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(out.to_path_buf()),
         Err(e) => Err(Fatal::io(out, e)),
         Ok(m) if m.file_type().is_symlink() => {
             let real = std::fs::canonicalize(out).map_err(|e| {
                 Fatal::Input(format!(
-                    "--out {}: a symbolic link that does not lead to a directory ({e}); \
+                    "{flag} {}: a symbolic link that does not lead to a directory ({e}); \
                      refusing to publish through it",
                     out.display()
                 ))
             })?;
             if !real.is_dir() {
                 return Err(Fatal::Input(format!(
-                    "--out {}: a symbolic link to {}, which is not a directory; refusing to replace it",
+                    "{flag} {}: a symbolic link to {}, which is not a directory; refusing to replace it",
                     out.display(),
                     real.display()
                 )));
@@ -524,7 +525,7 @@ fn resolve_out(out: &Path) -> Result<PathBuf, Fatal> {
         }
         Ok(m) if m.is_dir() => Ok(out.to_path_buf()),
         Ok(_) => Err(Fatal::Input(format!(
-            "--out {}: exists and is not a directory; refusing to replace it",
+            "{flag} {}: exists and is not a directory; refusing to replace it",
             out.display()
         ))),
     }
