@@ -1000,6 +1000,35 @@ fn tieout_of_run(
     tieout_dir: &Path,
     run: &Path,
 ) -> Result<(publish::Manifest, publish::Manifest), Fatal> {
+    // Read only: a missing or foreign directory is named as such (not as
+    // one that would be replaced), with how to make a tie-out.
+    let make = format!(
+        "make one with `porledger tieout --out {} --earnings FILE...` (it is written to \
+         <RUN_DIR>-tieout, or to --tieout-out DIR: give explain the same --tieout-out)",
+        run.display()
+    );
+    match std::fs::metadata(tieout_dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Fatal::Input(format!(
+                "{}: no tie-out there (the directory does not exist); {make}",
+                tieout_dir.display()
+            )))
+        }
+        Err(e) => return Err(Fatal::io(tieout_dir, e)),
+        Ok(m) if !m.is_dir() => {
+            return Err(Fatal::Input(format!(
+                "{}: not a tie-out (not a directory); {make}",
+                tieout_dir.display()
+            )))
+        }
+        Ok(_) => {}
+    }
+    if std::fs::symlink_metadata(tieout_dir.join("manifest.json")).is_err() {
+        return Err(Fatal::Input(format!(
+            "{}: not a tie-out's output directory (no manifest.json); {make}",
+            tieout_dir.display()
+        )));
+    }
     let tieout = publish::read_manifest(tieout_dir)?;
     if tieout.kind.as_deref() != Some("tieout") {
         return Err(Fatal::Input(format!(
