@@ -8,8 +8,8 @@ use std::path::Path;
 use rust_decimal::Decimal;
 
 use crate::common::{
-    assert_code, change_a_digit, command, csv_rows, output, pdftext, read, read_json, run_sample,
-    stderr, stdout, tree, write, Sample,
+    assert_code, assert_published, change_a_digit, command, csv_rows, output, pdftext, read,
+    read_json, run_sample, stderr, stdout, tree, write, Sample,
 };
 
 /// One earning per partner, program, customer, subscription, month and
@@ -917,4 +917,190 @@ fn a_sum_out_of_range_is_fatal_on_one_thread_and_two() {
         &text,
         &["earnings of partner 426918 in EUR"],
     );
+}
+
+/// The month-close October run (partner `P-A`, two customers) tied out
+/// against `text` (written as `e.csv`) into `t/`.
+fn tie_october(text: &str) -> (tempfile::TempDir, std::process::Output) {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let mut c = command();
+    c.args(["run", "--period", "2026-10", "--billing"])
+        .arg("sample-data/month-close/billing-2026-10.csv")
+        .args([
+            "--designations",
+            "sample-data/month-close/designations-2026-10.csv",
+            "--rules",
+            "sample-data/rules.toml",
+            "--no-pdf",
+            "--quiet",
+            "--out",
+        ])
+        .arg(&run);
+    assert_published(&output(&mut c));
+    let file = dir.path().join("e.csv");
+    write(&file, text);
+    let t = dir.path().join("t");
+    let mut c = command();
+    c.arg("tieout")
+        .arg("--out")
+        .arg(&run)
+        .arg("--earnings")
+        .arg(&file)
+        .arg("--tieout-out")
+        .arg(&t)
+        .args(["--as-of", "2026-12-20", "--quiet"]);
+    let o = output(&mut c);
+    (dir, o)
+}
+
+/// An export that spells the run's partner `P-A` as `p-a` (and a partner
+/// not in the run two ways, with non-ASCII letters): one partner each, in
+/// one file with one total, shown as the run spells it (else as first read).
+#[test]
+fn a_partner_spelled_in_another_letter_case_is_one_partner() {
+    let text = "earningId,participantId,transactionDate,transactionCurrency,earningAmount,customerTenantId,partnerAssociation\n\
+                E1,p-a,2026-10-01,EUR,124.00,c1000000-0000-4000-8000-000000000001,DPOR\n\
+                E2,p-a,2026-10-01,EUR,124.00,c2000000-0000-4000-8000-000000000002,DPOR\n\
+                E3,p-a,2026-10-01,EUR,5.00,c9000000-0000-4000-8000-000000000009,DPOR\n\
+                E4,MÜLLER-01,2026-10-01,EUR,15.00,cx,DPOR\n\
+                E5,müller-01,2026-10-01,EUR,20.00,cy,DPOR\n";
+    let (dir, o) = tie_october(text);
+    assert_code(&o, 1);
+    let t = dir.path().join("t");
+    let partners: Vec<String> = std::fs::read_dir(t.join("partners"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(partners, ["M%C3%9CLLER-01", "P-A"]);
+    let rows = csv_rows(&read(t.join("tieout.csv")));
+    let col = |n: &str| rows[0].iter().position(|c| c == n).unwrap();
+    let got: Vec<(&str, &str, &str)> = rows[1..]
+        .iter()
+        .map(|r| {
+            (
+                r[col("partner_id")].as_str(),
+                r[col("class")].as_str(),
+                r[col("paid")].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("MÜLLER-01", "paid-not-expected", "15.00"),
+            ("MÜLLER-01", "paid-not-expected", "20.00"),
+            ("P-A", "matched", "124.00"),
+            ("P-A", "matched", "124.00"),
+            ("P-A", "paid-not-expected", "5.00"),
+        ]
+    );
+    let json = read_json(t.join("tieout.json"));
+    let totals: Vec<(String, String)> = json["partners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["partner_id"].as_str().unwrap().to_string(),
+                p["paid"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        totals,
+        [
+            ("MÜLLER-01".to_string(), "35.00".to_string()),
+            ("P-A".to_string(), "253.00".to_string()),
+        ]
+    );
+    let mine = csv_rows(&read(t.join("partners/P-A/tieout.csv")));
+    assert!(
+        mine.iter()
+            .any(|r| r.iter().any(|c| c == "paid-not-expected")),
+        "{mine:?}"
+    );
+}
+
+/// A row repeating an `earningId` with another amount is a reject naming
+/// the first row, not a silent duplicate; the row accounting balances.
+#[test]
+fn a_conflicting_earning_id_repeat_is_rejected_not_dropped() {
+    let text = "earningId,participantId,transactionDate,transactionCurrency,earningAmount,customerTenantId,partnerAssociation,transactionId\n\
+                E1,P-A,2026-10-01,EUR,124.00,c1000000-0000-4000-8000-000000000001,DPOR,T1\n\
+                E1,P-A,2026-10-02,EUR,124.00,c1000000-0000-4000-8000-000000000001,DPOR,T2\n\
+                E1,P-A,2026-10-01,EUR,999.00,c1000000-0000-4000-8000-000000000001,DPOR,T3\n\
+                E2,P-A,2026-10-01,EUR,124.00,c2000000-0000-4000-8000-000000000002,DPOR,T4\n";
+    let (dir, o) = tie_october(text);
+    assert_code(&o, 1);
+    let t = dir.path().join("t");
+    let json = read_json(t.join("tieout.json"));
+    let a = &json["accounting"];
+    assert_eq!(
+        (
+            a["rows_read"].as_u64(),
+            a["duplicates"].as_u64(),
+            a["rejected"].as_u64(),
+            a["matched"].as_u64()
+        ),
+        (Some(4), Some(1), Some(1), Some(2)),
+        "{a}"
+    );
+    assert_eq!(a["balanced"], serde_json::Value::Bool(true), "{a}");
+    let rejects = csv_rows(&read(t.join("rejects.csv")));
+    assert_eq!(rejects.len(), 2, "{rejects:?}");
+    assert_eq!(rejects[1][1..4], ["4", "earningAmount", "999.00"]);
+    assert!(
+        rejects[1][4].contains("of ")
+            && rejects[1][4].contains("e.csv:2, whose earningAmount is 124.00"),
+        "{:?}",
+        rejects[1]
+    );
+}
+
+/// `--tieout-out` naming a file is named as `--tieout-out`; `explain` of a
+/// tie-out row without a tie-out says there is none and how to make one.
+#[test]
+fn messages_about_the_tieout_directory_name_the_right_flag_and_command() {
+    let dir = run_sample(Sample::Main, &["--no-pdf", "--quiet"]);
+    let run = dir.path().join("out");
+    let file = dir.path().join("f");
+    write(&file, "x\n");
+    let o = tieout(
+        &run,
+        &[
+            "--earnings",
+            "sample-data/earnings",
+            "--tieout-out",
+            file.to_str().unwrap(),
+            "--no-pdf",
+        ],
+    );
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains(&format!(
+            "--tieout-out {}: exists and is not a directory",
+            file.display()
+        )),
+        "{}",
+        stderr(&o)
+    );
+    for extra in [
+        vec![],
+        vec!["--tieout-out", "/nonexistent/porledger-tieout"],
+    ] {
+        let mut c = command();
+        c.args(["explain", "--out"])
+            .arg(&run)
+            .args(["--tieout-row", "T000001"])
+            .args(&extra);
+        let o = output(&mut c);
+        assert_code(&o, 2);
+        let e = stderr(&o);
+        assert!(e.contains("no tie-out there"), "{e}");
+        assert!(e.contains("porledger tieout --out"), "{e}");
+        assert!(!e.contains("replace"), "{e}");
+    }
 }
