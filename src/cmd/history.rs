@@ -53,6 +53,21 @@ pub fn render(h: &History, period: Option<&str>, partner: Option<&str>) -> Resul
             c.rounding,
             c.manifest_sha256
         );
+        // The partner as this close spells it: IDs are matched trimmed and
+        // case-insensitively, as everywhere (`p-a` lists `P-A`).
+        let spelled = match partner {
+            None => None,
+            Some(p) => {
+                let wanted = crate::ingest::id_key(p.trim());
+                let all = h.totals(&c.period, c.version, None)?;
+                Some(
+                    all.into_iter()
+                        .find(|t| crate::ingest::id_matches(&wanted, &t.partner_id))
+                        .map_or_else(|| p.to_string(), |t| t.partner_id),
+                )
+            }
+        };
+        let partner = spelled.as_deref();
         for t in h.totals(&c.period, c.version, partner)? {
             let _ = writeln!(
                 s,

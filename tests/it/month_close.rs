@@ -524,3 +524,38 @@ fn an_issued_output_is_never_replaced() {
         .collect();
     assert!(names.is_empty(), "{names:?}");
 }
+
+/// `history --partner` matches the partner trimmed and case-insensitively,
+/// like every ID: `p-a` lists `P-A`'s issued totals and lines.
+#[test]
+fn history_finds_a_partner_in_any_letter_case() {
+    let d = tempfile::tempdir().unwrap();
+    let (h, oct) = (d.path().join("history.db"), d.path().join("2026-10"));
+    run_step(
+        "2026-10",
+        "billing-2026-10.csv",
+        "designations-2026-10.csv",
+        &h,
+        &oct,
+    );
+    let mut c = command();
+    c.args(["close", "--quiet", "--out"])
+        .arg(&oct)
+        .arg("--history")
+        .arg(&h);
+    assert_code(&output(&mut c), 0);
+    let listing = |partner: &str| {
+        let mut c = command();
+        c.arg("history")
+            .arg("--history")
+            .arg(&h)
+            .args(["--partner", partner]);
+        let o = output(&mut c);
+        assert_code(&o, 0);
+        stdout(&o)
+    };
+    let exact = listing("P-A");
+    assert!(exact.contains("  P-A "), "{exact}");
+    assert!(exact.contains("    c1000000-"), "{exact}");
+    assert_eq!(listing(" p-a "), exact);
+}
