@@ -682,7 +682,7 @@ fn read_rows(
                         // adjustment.
                         let record = row.record.and_then(|r| match r.len() {
                             n if n == n_fields => Ok(r),
-                            n => Err(LineProblem::field_count(n, n_fields)),
+                            _ => Err(LineProblem::field_count_of(r, n_fields)),
                         });
                         let r = match record {
                             Err(p) => {
@@ -1147,6 +1147,31 @@ mod tests {
         }];
         let e = read_earnings(&files, &mut |_| {}).unwrap_err().to_string();
         assert!(e.contains("transactionCurrency"), "{e}");
+    }
+
+    #[test]
+    fn a_bare_cr_between_rows_is_one_rejected_row_that_says_so() {
+        let text = "participantId,transactionDate,transactionCurrency,earningAmount\r\n\
+                    1,2026-01-01,EUR,3\r\n1,2026-02-01,EUR,4\r1,2026-03-01,EUR,5\r\n";
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("e.csv");
+        std::fs::write(&p, text).unwrap();
+        let files = vec![InputFile {
+            path: p,
+            display: "e.csv".into(),
+            size: 0,
+        }];
+        let mut read = 0;
+        let got = read_earnings(&files, &mut |_| read += 1).unwrap();
+        assert_eq!((got.rows_read, read, got.rejects.len()), (2, 1, 1));
+        assert_eq!(got.rejects[0].line, 3);
+        assert!(
+            got.rejects[0]
+                .reason
+                .contains("carriage return (CR) without a line feed"),
+            "{}",
+            got.rejects[0].reason
+        );
     }
 
     #[test]
