@@ -875,7 +875,7 @@ impl History {
     }
 
     /// Refuses `period` when it shares a month with a closed period of
-    /// another label (see [`overlapping`]): such a run could never be
+    /// another label (compared month by month): such a run could never be
     /// closed, so `run --history` refuses it before any work, with the
     /// message `close` would give.
     pub fn refuse_overlap(&self, period: &str) -> Result<(), HistoryError> {
