@@ -1663,8 +1663,14 @@ impl History {
 
     /// The sum of the closed credits recorded against the charge `label`
     /// (`PERIOD vVERSION FILE:LINE`): each credit line's whole amount once,
-    /// from the latest version of the period that recorded it.
-    pub fn credited(&self, label: &str) -> Result<rust_decimal::Decimal, HistoryError> {
+    /// from the latest version of the period that recorded it, except the
+    /// credits of `restated` (the period a run restates: its credits are
+    /// the run's own lines again, not credits taken before them).
+    pub fn credited(
+        &self,
+        label: &str,
+        restated: Option<&str>,
+    ) -> Result<rust_decimal::Decimal, HistoryError> {
         if self.schema < 2 {
             return Ok(rust_decimal::Decimal::ZERO);
         }
@@ -1678,12 +1684,12 @@ impl History {
             .prepare_cached(&format!(
                 "SELECT DISTINCT c.period, a.source_file, a.source_line, a.line_amount
                  FROM {table} a JOIN closes c ON c.id = a.close_id
-                 WHERE a.reverses = ?1
+                 WHERE a.reverses = ?1 AND (?2 IS NULL OR c.period <> ?2)
                    AND c.version = (SELECT max(version) FROM closes c2 WHERE c2.period = c.period)"
             ))
             .map_err(|e| sql(&self.path, e))?;
         let amounts = st
-            .query_map(params![label], |r| r.get::<_, Option<String>>(3))
+            .query_map(params![label, restated], |r| r.get::<_, Option<String>>(3))
             .map_err(|e| sql(&self.path, e))?;
         let mut sum = rust_decimal::Decimal::ZERO;
         for a in amounts {
@@ -1859,7 +1865,7 @@ impl reverse::ClosedCharges for ClosedLookup {
         reverse::own_customer(key, &accruals)?;
         let credited = match accruals.first() {
             Some(a) => h
-                .credited(&reverse::reverses_label(a))
+                .credited(&reverse::reverses_label(a), self.own_period.as_deref())
                 .map_err(|e| e.to_string())?,
             None => rust_decimal::Decimal::ZERO,
         };
@@ -3533,7 +3539,7 @@ mod tests {
             let found = h.closed_charges(&key("REF-1", None)).unwrap();
             let by_keys = h.closed_charges(&key("", Some("0001"))).unwrap();
             assert_eq!(found, by_keys);
-            let credited = h.credited("2026-09 v1 sep.csv:2").unwrap();
+            let credited = h.credited("2026-09 v1 sep.csv:2", None).unwrap();
             let mut issued = Vec::new();
             h.issued_accruals(&[("2026-10".to_string(), 1)], ("2026-10", "2026-10"), |r| {
                 issued.push((r.partner_id.to_string(), r.amount.to_string()));

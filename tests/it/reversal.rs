@@ -412,3 +412,41 @@ C2,C2,s2,10/1/2026,10/31/2026,-1000.00,EUR,Microsoft Corporation,[],PRD1,0001,RE
         "{rejects}"
     );
 }
+
+/// A month that credits a closed month, restated with the same inputs: its
+/// credit is its own line again, not one taken before it, so it reverses
+/// the charge as the first version did (no over-credit, no adjustment).
+#[test]
+fn restating_a_month_that_credits_a_closed_month_gives_the_same_reversal() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    write(dir, "r.toml", RULES.into());
+    write(
+        dir,
+        "oct.csv",
+        format!("{HEADER}c1,C1,s1,10/1/2026,10/31/2026,3100.00,EUR,Microsoft Corporation,[],P1,0001,r-oct\n"),
+    );
+    write(
+        dir,
+        "nov.csv",
+        format!(
+            "{HEADER}\
+c1,C1,s1,11/1/2026,11/30/2026,3000.00,EUR,Microsoft Corporation,[],P1,0001,r-nov
+c1,C1,s1,10/1/2026,10/31/2026,-3100.00,EUR,Microsoft Corporation,[],P1,0001,r-oct
+"
+        ),
+    );
+    write(
+        dir,
+        "d.csv",
+        format!("{DHEADER}c1,P-A,Alpha,DPOR,,,,2024-01-01,\n"),
+    );
+    assert_code(&run(dir, "2026-10", "oct.csv", "d.csv", "out-oct"), 0);
+    close(dir, "out-oct");
+    assert_code(&run(dir, "2026-11", "nov.csv", "d.csv", "out-nov"), 0);
+    close(dir, "out-nov");
+    let o = run(dir, "2026-11", "nov.csv", "d.csv", "out-nov-2");
+    assert_code(&o, 0);
+    assert_eq!(ledger(dir, "out-nov-2"), ledger(dir, "out-nov"));
+    assert!(!dir.join("out-nov-2/partners/P-A/adjustment.csv").exists());
+}
