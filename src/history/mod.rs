@@ -1857,8 +1857,28 @@ impl reverse::ClosedCharges for ClosedLookup {
             .history
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut found = h.closed_charges(key).map_err(|e| e.to_string())?;
-        found.retain(|c| Some(&c.period) != self.own_period.as_ref());
+        let lookup = |key: &reverse::ChargeKey| {
+            let mut found = h.closed_charges(key).map_err(|e| e.to_string())?;
+            found.retain(|c| Some(&c.period) != self.own_period.as_ref());
+            Ok::<_, String>(found)
+        };
+        let mut found = lookup(key)?;
+        // IDs differ in letter case between exports (GUIDs above all): a
+        // `ReferenceId` found as written, else in lower, else in upper case.
+        if let (true, Some(r)) = (found.is_empty(), key.reference()) {
+            for spelled in [r.to_lowercase(), r.to_uppercase()] {
+                if spelled != r {
+                    let k = reverse::ChargeKey {
+                        reference_id: spelled,
+                        ..key.clone()
+                    };
+                    found = lookup(&k)?;
+                    if !found.is_empty() {
+                        break;
+                    }
+                }
+            }
+        }
         let Some(accruals) = reverse::one_charge(found)? else {
             return Ok(None);
         };

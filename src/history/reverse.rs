@@ -60,7 +60,11 @@ pub fn matches(key: &ChargeKey, rec: &AccrualRec) -> bool {
         return false;
     }
     if let Some(r) = key.reference() {
-        return rec.reference_id.as_deref().map(str::trim) == Some(r);
+        // Case-insensitively, like every ID (the look-up tries the spellings).
+        return rec
+            .reference_id
+            .as_deref()
+            .is_some_and(|x| crate::ingest::id_key(x.trim()) == crate::ingest::id_key(r));
     }
     if rec.subscription_id != key.subscription_id
         || rec.product_id.as_deref() != Some(key.product_id.as_str())

@@ -450,3 +450,34 @@ c1,C1,s1,10/1/2026,10/31/2026,-3100.00,EUR,Microsoft Corporation,[],P1,0001,r-oc
     assert_eq!(ledger(dir, "out-nov-2"), ledger(dir, "out-nov"));
     assert!(!dir.join("out-nov-2/partners/P-A/adjustment.csv").exists());
 }
+
+/// A `ReferenceId` is an ID like any other: a credit that spells it in
+/// another letter case than the closed charge reverses that charge.
+#[test]
+fn a_reference_id_in_another_letter_case_finds_its_charge() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    write(dir, "r.toml", RULES.into());
+    write(
+        dir,
+        "oct.csv",
+        format!("{HEADER}c1,C1,s1,10/1/2026,10/31/2026,1000.00,EUR,Microsoft Corporation,[],PRD1,0001,ref-7a\n"),
+    );
+    write(
+        dir,
+        "d.csv",
+        format!("{DHEADER}c1,P-A,Alpha,DPOR,,,,2024-01-01,\n"),
+    );
+    assert_code(&run(dir, "2026-10", "oct.csv", "d.csv", "out-oct"), 0);
+    close(dir, "out-oct");
+    write(
+        dir,
+        "nov.csv",
+        format!("{HEADER}c1,C1,s9,11/1/2026,11/30/2026,-1000.00,EUR,Microsoft Corporation,[],PRD9,0009,REF-7A\n"),
+    );
+    assert_code(&run(dir, "2026-11", "nov.csv", "d.csv", "out-nov"), 0);
+    let rows = ledger(dir, "out-nov");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0][6], "-40.00");
+    assert!(rows[0][7].starts_with("2026-10 v1 oct.csv:2"), "{rows:?}");
+}
