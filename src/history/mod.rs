@@ -1958,6 +1958,8 @@ fn next_version(
         path: path.display().to_string(),
         message,
     };
+    // A run made without --history says nothing about a history: it is
+    // closed as before (its credits accrued under today's designations).
     if let Some(run) = &rec.run {
         same_history(path, recorded, period, run)?;
     }
@@ -2063,6 +2065,41 @@ fn seen_of(recorded: &[Recorded]) -> Seen {
     }
 }
 
+/// Refuses a run of `period` that read the history when it held only the
+/// first `seen` closes of `recorded`, when a close it did not see is of an
+/// earlier period: that close may hold the charges the
+/// run's credits reverse and the usage marks its growth is measured from.
+/// (A later period changes nothing a run computes.)
+fn unseen_earlier(
+    path: &Path,
+    recorded: &[Recorded],
+    period: &str,
+    seen: usize,
+) -> Result<(), HistoryError> {
+    let p: Option<crate::dates::Period> = period.parse().ok();
+    let earlier = recorded.get(seen..).unwrap_or_default().iter().find(|c| {
+        let q: Option<crate::dates::Period> = c.period.parse().ok();
+        match (&p, q) {
+            (Some(p), Some(q)) => q.start < p.start,
+            _ => true,
+        }
+    });
+    let Some(c) = earlier else {
+        return Ok(());
+    };
+    let here = path.display();
+    let how = "it was closed after the run in --out read this history";
+    Err(HistoryError::Refused {
+        path: here.to_string(),
+        message: format!(
+            "period {} (version {}) is closed, and {how}: the run's credits against closed \
+             months and its usage growth were worked out without it; run the period again with \
+             --history {here}, then close that run",
+            c.period, c.version
+        ),
+    })
+}
+
 /// Refuses the run `run` of `period` unless it was computed against this
 /// history (holding `recorded`): its first closes are the ones the run read.
 /// A run whose manifest does not say (an older porledger) is refused when
@@ -2095,7 +2132,7 @@ fn same_history(
         .and_then(|n| recorded.get(..n))
         .is_some_and(|first| seen_of(first).sha256 == sha);
     if same {
-        return Ok(());
+        return unseen_earlier(path, recorded, period, n as usize);
     }
     let file = run.file.as_deref().unwrap_or("its --history");
     let what = match (run.restates, &run.restates_manifest_sha256) {
@@ -3091,11 +3128,20 @@ mod tests {
                 .unwrap(),
             2
         );
-        // A run that read a history without closes (or none at all) fits any.
+        // A run that read a history without closes (or none at all) fits any
+        // that holds no earlier period: a closed earlier period may hold the
+        // charges its credits reverse, which it did not see.
         let empty = RunHistory::empty();
         assert_eq!(
-            check_close(&p1, Some(&h1), &issued("2027-02", "f", Some(empty.clone()))).unwrap(),
+            check_close(&p1, Some(&h1), &issued("2026-01", "f", Some(empty.clone()))).unwrap(),
             1
+        );
+        let e = check_close(&p1, Some(&h1), &issued("2027-02", "f", Some(empty.clone())))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("period 2026-10 (version 1) is closed, and it was closed after the run"),
+            "{e}"
         );
         assert_eq!(
             check_close(&p1, None, &issued("2027-02", "f", Some(empty))).unwrap(),

@@ -336,9 +336,12 @@ fn a_run_computed_against_another_history_is_not_closed() {
     let h3 = p("h3.db");
     assert_code(&close(&p("n2"), &h3, &[]), 2);
     assert!(!h3.exists());
-    // Each closes into the history it was computed against.
-    close_ok(&p("c"), &h2);
+    // Each closes into the history it was computed against: November first,
+    // as it read October's version 1, which the restatement then supersedes
+    // (November closed after it would be refused: its credits reversed
+    // version 1).
     close_ok(&p("n2"), &h2);
+    close_ok(&p("c"), &h2);
     // A copy of h1 is h1 as it was: a restatement computed against the copy
     // restates h1's very version 1, with the adjustment statements of h1's.
     let copy = p("h1-copy.db");
@@ -558,4 +561,87 @@ fn history_finds_a_partner_in_any_letter_case() {
     assert!(exact.contains("  P-A "), "{exact}");
     assert!(exact.contains("    c1000000-"), "{exact}");
     assert_eq!(listing(" p-a "), exact);
+}
+
+/// A run made while an earlier month was still open is not closed after
+/// that month: its credits of that month's charges were never matched
+/// against what it issued. (A later month closed meanwhile changes nothing
+/// a run computes.)
+#[test]
+fn a_run_that_did_not_see_an_earlier_close_is_not_closed() {
+    let d = tempfile::tempdir().unwrap();
+    let h = d.path().join("history.db");
+    let (oct, nov) = (d.path().join("2026-10"), d.path().join("2026-11"));
+    run_step(
+        "2026-10",
+        "billing-2026-10.csv",
+        "designations-2026-10.csv",
+        &h,
+        &oct,
+    );
+    run_step(
+        "2026-11",
+        "billing-2026-11.csv",
+        "designations-2026-11.csv",
+        &h,
+        &nov,
+    );
+    let close = |out: &Path| {
+        let mut c = command();
+        c.args(["close", "--quiet", "--out"])
+            .arg(out)
+            .arg("--history")
+            .arg(&h);
+        output(&mut c)
+    };
+    assert_code(&close(&oct), 0);
+    let o = close(&nov);
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains(
+            "period 2026-10 (version 1) is closed, and it was closed after the run in --out read this history"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    // Run again, it sees October: its credit reverses October's charge.
+    let nov2 = d.path().join("2026-11-again");
+    run_step(
+        "2026-11",
+        "billing-2026-11.csv",
+        "designations-2026-11.csv",
+        &h,
+        &nov2,
+    );
+    assert!(ledger(&nov2)
+        .iter()
+        .any(|r| r.iter().any(|c| c.starts_with("2026-10 v1 "))));
+    assert_code(&close(&nov2), 0);
+    // The other way round is fine: November closed, then an October run
+    // made before it.
+    let d = tempfile::tempdir().unwrap();
+    let h2 = d.path().join("history.db");
+    let (oct, nov) = (d.path().join("2026-10"), d.path().join("2026-11"));
+    run_step(
+        "2026-10",
+        "billing-2026-10.csv",
+        "designations-2026-10.csv",
+        &h2,
+        &oct,
+    );
+    run_step(
+        "2026-11",
+        "billing-2026-11.csv",
+        "designations-2026-11.csv",
+        &h2,
+        &nov,
+    );
+    for out in [&nov, &oct] {
+        let mut c = command();
+        c.args(["close", "--quiet", "--out"])
+            .arg(out)
+            .arg("--history")
+            .arg(&h2);
+        assert_code(&output(&mut c), 0);
+    }
 }
