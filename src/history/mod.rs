@@ -2281,7 +2281,13 @@ fn insert_statements(
             ])?;
         }
         // The latest close of a month's usage wins (a restatement may carry a
-        // corrected usage report).
+        // corrected usage report); the marks of the version it restates go
+        // first, so that a row the restatement no longer has is not kept.
+        tx.execute(
+            "DELETE FROM usage_marks WHERE close_id IN
+               (SELECT id FROM closes WHERE period = ?1 AND id <> ?2)",
+            params![rec.period, id],
+        )?;
         let mut st = tx.prepare(
             "INSERT INTO usage_marks(customer_id, workload, month, mau, close_id) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT(customer_id, workload, month) DO UPDATE SET mau = excluded.mau, close_id = excluded.close_id",
@@ -2859,6 +2865,52 @@ mod tests {
 
     fn no_rows() -> Vec<Result<AccrualRec, ()>> {
         Vec::new()
+    }
+
+    #[test]
+    fn a_restatement_replaces_the_usage_marks_of_the_version_it_restates() {
+        let d = tmp();
+        let p = d.path().join("h.db");
+        let mut h = History::open_write(&p, Duration::from_secs(1)).unwrap();
+        let mark = |customer: &str, month: &str, mau: &str| UsageMark {
+            customer_id: customer.into(),
+            workload: "Teams".into(),
+            month: month.into(),
+            mau: mau.into(),
+        };
+        let sep = CloseRecord {
+            usage: vec![mark("C9", "2026-09", "70")],
+            ..record("2026-09", None)
+        };
+        h.close(&sep, no_rows(), || {}).unwrap();
+        let oct = CloseRecord {
+            usage: vec![mark("C1", "2026-10", "40"), mark("C2", "2026-10", "90")],
+            ..record("2026-10", None)
+        };
+        h.close(&oct, no_rows(), || {}).unwrap();
+        // Version 2 of October no longer has C2's row (it was C1's tenant's).
+        let restated = RunHistory {
+            file: None,
+            ..h.run_history("2026-10").unwrap()
+        };
+        let oct2 = CloseRecord {
+            manifest_sha256: "cd".into(),
+            usage: vec![mark("C1", "2026-10", "45")],
+            ..record("2026-10", Some(restated))
+        };
+        assert_eq!(h.close(&oct2, no_rows(), || {}).unwrap(), 2);
+        let marks: Vec<(String, String, String)> = h
+            .usage_marks()
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.customer_id, m.month, m.mau))
+            .collect();
+        let want = [("C1", "2026-10", "45"), ("C9", "2026-09", "70")];
+        let want: Vec<(String, String, String)> = want
+            .iter()
+            .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+            .collect();
+        assert_eq!(marks, want);
     }
 
     #[test]
