@@ -33,6 +33,10 @@ use crate::statements::StatementSet;
 
 pub fn close(args: &CloseArgs) -> Result<Finish, Fatal> {
     let out = &args.out;
+    // Held from reading the run to putting closed.json in place: a run or
+    // render published into `out` meanwhile would get the marker of
+    // statements it does not hold.
+    let _lock = publish::OutLock::of_out(out, "--out")?;
     let publish::Manifest {
         outputs: listed,
         json: manifest,

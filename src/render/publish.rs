@@ -306,6 +306,78 @@ impl Kind {
     }
 }
 
+/// The directories whose lock this process holds (see [`OutLock`]).
+static LOCKED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// An exclusive lock on the directory an output lives in (`--out`'s
+/// parent), held while a command reads an output it is going to replace or
+/// mark and until it has done so: `close` (from reading the run to putting
+/// `closed.json` in place), `render` (from reading the run to publishing),
+/// and every publish (checking and swapping the directory). Without it, a
+/// `run` published between `close`'s reading and its marker left the marker
+/// on statements that were never recorded, and a `render` published over a
+/// newer run a copy of the older one. The lock is the parent directory's own
+/// (`flock`), so no lock file is left anywhere; it is re-entrant within the
+/// process (a `render` publishing under the lock it holds) and released when
+/// dropped. Where the file system cannot lock (some network file systems),
+/// commands run as before, unlocked.
+pub struct OutLock {
+    held: Option<(std::fs::File, PathBuf)>,
+}
+
+impl OutLock {
+    /// Locks the directory `--out` (given as `out`) lives in, waiting for
+    /// another porledger that holds it; nothing to lock when that directory
+    /// does not exist yet.
+    pub fn of_out(out: &Path, flag: &str) -> Result<OutLock, Fatal> {
+        let target = resolve_out(out, flag)?;
+        let parent = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        OutLock::of_dir(&parent)
+    }
+
+    fn of_dir(dir: &Path) -> Result<OutLock, Fatal> {
+        let Ok(key) = std::fs::canonicalize(dir) else {
+            return Ok(OutLock { held: None });
+        };
+        let mut locked = LOCKED.lock().unwrap_or_else(|e| e.into_inner());
+        if locked.contains(&key) {
+            return Ok(OutLock { held: None });
+        }
+        let file = std::fs::File::open(&key).map_err(|e| Fatal::io(&key, e))?;
+        // Waiting for the other process while holding `LOCKED` keeps this
+        // process's threads out of each other's way too.
+        match file.lock() {
+            Ok(()) => {}
+            Err(e) if lock_unsupported(&e) => return Ok(OutLock { held: None }),
+            Err(e) => return Err(Fatal::io(&key, e)),
+        }
+        locked.push(key.clone());
+        Ok(OutLock {
+            held: Some((file, key)),
+        })
+    }
+}
+
+fn lock_unsupported(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOLCK) | Some(libc::EOPNOTSUPP) | Some(libc::EBADF)
+    ) || e.kind() == std::io::ErrorKind::Unsupported
+}
+
+impl Drop for OutLock {
+    fn drop(&mut self) {
+        if let Some((file, key)) = self.held.take() {
+            let mut locked = LOCKED.lock().unwrap_or_else(|e| e.into_inner());
+            locked.retain(|k| *k != key);
+            let _ = file.unlock();
+        }
+    }
+}
+
 /// A directory being filled; removed on drop unless committed.
 pub struct Staging {
     pub dir: PathBuf,
@@ -387,6 +459,9 @@ impl Staging {
     /// Moves the staged outputs into place, replacing a previous run's.
     pub fn commit(mut self) -> Result<(), Fatal> {
         self.faults.step("before-commit");
+        // No other porledger checks, swaps or marks an output next to this
+        // one meanwhile (see [`OutLock`]).
+        let _lock = OutLock::of_dir(&self.parent)?;
         let mut phase = self.phase.lock().unwrap_or_else(|e| e.into_inner());
         *phase = Phase::Committing;
         let swapped = self.swap();
@@ -896,6 +971,13 @@ fn check_ours(shown: &Path, dir: &Path, kind: Kind) -> Result<(), Fatal> {
                 continue;
             }
             match listed.get(&rel) {
+                None if rel == crate::render::closed::CLOSED => {
+                    return Err(refuse(
+                        &p,
+                        "the output was closed (its statements are issued) while this command \
+                         ran",
+                    ))
+                }
                 None => return Err(refuse(&p, "not listed in its manifest.json")),
                 Some(d) if d.bytes != m.len() => {
                     return Err(refuse(
@@ -1264,6 +1346,32 @@ mod tests {
         for good in ["ledger.csv", "partners/%2E.%2Fx/statement.pdf", ".hidden"] {
             assert!(inside(good), "{good}");
         }
+    }
+
+    #[test]
+    fn an_output_lock_excludes_others_and_is_reentrant() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("out");
+        // Another process's open of the directory (an open file description
+        // of its own, as another porledger has).
+        let other = std::fs::File::open(d.path()).unwrap();
+        let blocked =
+            |f: &std::fs::File| matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock));
+        let lock = OutLock::of_out(&out, "--out").unwrap();
+        assert!(lock.held.is_some());
+        assert!(blocked(&other));
+        // Within the process the lock is taken once (a render publishing
+        // under the lock it holds does not wait for itself).
+        let again = OutLock::of_dir(d.path()).unwrap();
+        assert!(again.held.is_none());
+        drop(again);
+        assert!(blocked(&other));
+        drop(lock);
+        other.try_lock().unwrap();
+        other.unlock().unwrap();
+        // A directory that does not exist yet has nothing to protect.
+        let none = OutLock::of_out(&d.path().join("new/out"), "--out").unwrap();
+        assert!(none.held.is_none());
     }
 
     #[test]
