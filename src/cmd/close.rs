@@ -36,7 +36,11 @@ pub fn close(args: &CloseArgs) -> Result<Finish, Fatal> {
     // Held from reading the run to putting closed.json in place: a run or
     // render published into `out` meanwhile would get the marker of
     // statements it does not hold.
-    let _lock = publish::OutLock::of_out(out, "--out")?;
+    let _lock = publish::OutLock::of_out(
+        out,
+        "--out",
+        Some(std::time::Duration::from_secs(args.wait)),
+    )?;
     let publish::Manifest {
         outputs: listed,
         json: manifest,

@@ -11,7 +11,7 @@ pub fn render(args: &RenderArgs) -> Result<Finish, Fatal> {
     let s = RenderSettings::new(args)?;
     // Held from reading the run to publishing: a run published meanwhile is
     // not replaced by a copy of the one read before it.
-    let _lock = crate::render::publish::OutLock::of_out(&s.out, "--out")?;
+    let _lock = crate::render::publish::OutLock::of_out(&s.out, "--out", None)?;
     // The PDFs of an issued output are the ones that were sent.
     crate::render::closed::refuse_issued(
         &s.out,

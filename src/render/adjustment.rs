@@ -38,11 +38,14 @@ fn csv_bytes(version: u32, lines: &[&AdjustmentLine]) -> Result<Vec<u8>, csv::Er
     row(&mut w, &ADJUSTMENT_HEADER)?;
     let v = version.to_string();
     for l in lines {
-        let (i, n, d) = (
-            l.issued.to_string(),
-            l.now.to_string(),
-            l.difference.to_string(),
-        );
+        // Each amount with its currency's decimals, a zero (a line issued
+        // or now without the other) as `0.00` like every amount.
+        let units = crate::money::Currency::parse(&l.key.currency).map(|c| c.minor_units());
+        let amount = |a: rust_decimal::Decimal| match units {
+            Some(u) => crate::money::Exact(a, u).to_string(),
+            None => a.to_string(),
+        };
+        let (i, n, d) = (amount(l.issued), amount(l.now), amount(l.difference));
         row(
             &mut w,
             &[

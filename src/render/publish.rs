@@ -306,57 +306,88 @@ impl Kind {
     }
 }
 
-/// The directories whose lock this process holds (see [`OutLock`]).
+/// The lock files this process holds (see [`OutLock`]).
 static LOCKED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
-/// An exclusive lock on the directory an output lives in (`--out`'s
-/// parent), held while a command reads an output it is going to replace or
-/// mark and until it has done so: `close` (from reading the run to putting
-/// `closed.json` in place), `render` (from reading the run to publishing),
-/// and every publish (checking and swapping the directory). Without it, a
-/// `run` published between `close`'s reading and its marker left the marker
-/// on statements that were never recorded, and a `render` published over a
-/// newer run a copy of the older one. The lock is the parent directory's own
-/// (`flock`), so no lock file is left anywhere; it is re-entrant within the
-/// process (a `render` publishing under the lock it holds) and released when
-/// dropped. Where the file system cannot lock (some network file systems),
-/// commands run as before, unlocked.
+/// An exclusive lock on one output, held while a command reads an output it
+/// is going to replace or mark and until it has done so: `close` (from
+/// reading the run to putting `closed.json` in place), `render` (from reading
+/// the run to publishing), and every publish (checking and swapping the
+/// directory). Without it, a `run` published between `close`'s reading and
+/// its marker left the marker on statements that were never recorded, and a
+/// `render` published over a newer run a copy of the older one. The lock is
+/// `flock` of `.<name>.porledger-lock` beside `--out` (an empty file, kept:
+/// removing it would let two processes lock two files of one name). It is
+/// re-entrant within the process (a `render` publishing under the lock it
+/// holds) and released when dropped. Where the file system cannot lock (some
+/// network file systems), commands run as before, unlocked.
 pub struct OutLock {
     held: Option<(std::fs::File, PathBuf)>,
 }
 
 impl OutLock {
-    /// Locks the directory `--out` (given as `out`) lives in, waiting for
-    /// another porledger that holds it; nothing to lock when that directory
-    /// does not exist yet.
-    pub fn of_out(out: &Path, flag: &str) -> Result<OutLock, Fatal> {
+    /// Locks the output `--out` (given as `out`), waiting up to `wait` (for
+    /// ever with `None`) for another porledger that holds it; nothing to lock
+    /// when the directory it would be in does not exist yet.
+    pub fn of_out(
+        out: &Path,
+        flag: &str,
+        wait: Option<std::time::Duration>,
+    ) -> Result<OutLock, Fatal> {
         let target = resolve_out(out, flag)?;
         let parent = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        OutLock::of_dir(&parent)
-    }
-
-    fn of_dir(dir: &Path) -> Result<OutLock, Fatal> {
-        let Ok(key) = std::fs::canonicalize(dir) else {
+        let Some(name) = target.file_name().and_then(|n| n.to_str()) else {
             return Ok(OutLock { held: None });
         };
+        OutLock::of(&parent, name, out, wait)
+    }
+
+    fn of(
+        parent: &Path,
+        name: &str,
+        shown: &Path,
+        wait: Option<std::time::Duration>,
+    ) -> Result<OutLock, Fatal> {
+        let Ok(parent) = std::fs::canonicalize(parent) else {
+            return Ok(OutLock { held: None });
+        };
+        let path = parent.join(format!(".{name}.porledger-lock"));
         let mut locked = LOCKED.lock().unwrap_or_else(|e| e.into_inner());
-        if locked.contains(&key) {
+        if locked.contains(&path) {
             return Ok(OutLock { held: None });
         }
-        let file = std::fs::File::open(&key).map_err(|e| Fatal::io(&key, e))?;
-        // Waiting for the other process while holding `LOCKED` keeps this
-        // process's threads out of each other's way too.
-        match file.lock() {
-            Ok(()) => {}
-            Err(e) if lock_unsupported(&e) => return Ok(OutLock { held: None }),
-            Err(e) => return Err(Fatal::io(&key, e)),
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Fatal::io(&path, e))?;
+        let deadline = wait.map(|w| std::time::Instant::now() + w);
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) => {}
+                Err(std::fs::TryLockError::Error(e)) if lock_unsupported(&e) => {
+                    return Ok(OutLock { held: None })
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(Fatal::io(&path, e)),
+            }
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                return Err(Fatal::Input(format!(
+                    "{}: in use by another porledger process (a run, render or close of this \
+                     output) for {} s; nothing was changed: try again when it is done",
+                    shown.display(),
+                    wait.unwrap_or_default().as_secs()
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        locked.push(key.clone());
+        locked.push(path.clone());
         Ok(OutLock {
-            held: Some((file, key)),
+            held: Some((file, path)),
         })
     }
 }
@@ -461,7 +492,7 @@ impl Staging {
         self.faults.step("before-commit");
         // No other porledger checks, swaps or marks an output next to this
         // one meanwhile (see [`OutLock`]).
-        let _lock = OutLock::of_dir(&self.parent)?;
+        let _lock = OutLock::of(&self.parent, &self.name, &self.shown, None)?;
         let mut phase = self.phase.lock().unwrap_or_else(|e| e.into_inner());
         *phase = Phase::Committing;
         let swapped = self.swap();
@@ -1252,10 +1283,12 @@ mod tests {
         s.commit()
     }
 
+    /// The names in `dir`, but the outputs' lock files (kept by design).
     fn names(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with(".porledger-lock"))
             .collect();
         v.sort();
         v
@@ -1352,25 +1385,34 @@ mod tests {
     fn an_output_lock_excludes_others_and_is_reentrant() {
         let d = tempfile::tempdir().unwrap();
         let out = d.path().join("out");
-        // Another process's open of the directory (an open file description
+        let lock = OutLock::of_out(&out, "--out", None).unwrap();
+        assert!(lock.held.is_some());
+        // Another process's open of the lock file (an open file description
         // of its own, as another porledger has).
-        let other = std::fs::File::open(d.path()).unwrap();
+        let other = std::fs::File::open(d.path().join(".out.porledger-lock")).unwrap();
         let blocked =
             |f: &std::fs::File| matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock));
-        let lock = OutLock::of_out(&out, "--out").unwrap();
-        assert!(lock.held.is_some());
         assert!(blocked(&other));
         // Within the process the lock is taken once (a render publishing
         // under the lock it holds does not wait for itself).
-        let again = OutLock::of_dir(d.path()).unwrap();
+        let again = OutLock::of_out(&out, "--out", Some(std::time::Duration::ZERO)).unwrap();
         assert!(again.held.is_none());
         drop(again);
         assert!(blocked(&other));
+        // Another output beside it is not locked.
+        let beside = OutLock::of_out(&d.path().join("out2"), "--out", None).unwrap();
+        assert!(beside.held.is_some());
         drop(lock);
         other.try_lock().unwrap();
+        // Held elsewhere: a wait that runs out names the output.
+        let e = OutLock::of_out(&out, "--out", Some(std::time::Duration::from_millis(100)))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("in use by another porledger process"), "{e}");
         other.unlock().unwrap();
         // A directory that does not exist yet has nothing to protect.
-        let none = OutLock::of_out(&d.path().join("new/out"), "--out").unwrap();
+        let none = OutLock::of_out(&d.path().join("new/out"), "--out", None).unwrap();
         assert!(none.held.is_none());
     }
 

@@ -114,7 +114,7 @@ fn the_month_close_story_gives_the_hand_computed_numbers() {
     assert_eq!(total(&oct2, "P-C", "EUR"), "64.00");
     for (p, issued, now, diff) in [
         ("P-A", "124.00", "60.00", "-64.00"),
-        ("P-C", "0", "64.00", "64.00"),
+        ("P-C", "0.00", "64.00", "64.00"),
     ] {
         let adj = csv_rows(&read(oct2.join("partners").join(p).join("adjustment.csv")));
         assert_eq!(adj.len(), 2, "{p}: {adj:?}");

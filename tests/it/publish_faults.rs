@@ -95,7 +95,8 @@ impl Env {
         let mut v: Vec<String> = std::fs::read_dir(self.dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.contains(".porledger-"))
+            // (An output's lock file is kept by design.)
+            .filter(|n| n.contains(".porledger-") && !n.ends_with(".porledger-lock"))
             .collect();
         v.sort();
         v
