@@ -335,10 +335,7 @@ impl OutLock {
         wait: Option<std::time::Duration>,
     ) -> Result<OutLock, Fatal> {
         let target = resolve_out(out, flag)?;
-        let parent = match target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        let parent = parent_of(&target);
         let Some(name) = target.file_name().and_then(|n| n.to_str()) else {
             return Ok(OutLock { held: None });
         };
@@ -389,6 +386,14 @@ impl OutLock {
         Ok(OutLock {
             held: Some((file, path)),
         })
+    }
+}
+
+/// The directory an output `target` lives in (`.` for a bare name).
+fn parent_of(target: &Path) -> PathBuf {
+    match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
     }
 }
 
@@ -447,10 +452,7 @@ impl Staging {
                 ))
             })?
             .to_string();
-        let parent = match target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        let parent = parent_of(&target);
         let created = create_parents(&parent)?;
         let mut s = Staging {
             dir: parent.join(format!(".{name}.porledger-tmp-{}", std::process::id())),
