@@ -78,9 +78,12 @@ pub enum Command {
     /// recorded as the next version. A period that shares a month with a
     /// closed period of another label (2026-09..2026-10 once 2026-10 is
     /// closed) is refused: correct the closed period under its own label. A
-    /// close that fails or is killed leaves the history as it was. A
-    /// recorded run's directory gets closed.json: run and render then refuse
-    /// to replace its issued statements.
+    /// close that fails or is killed leaves the history as it was. A run is
+    /// closed only into the history it read: once an earlier period is
+    /// closed, a run made without --history (or before that close) is
+    /// refused; run it again with --history. A recorded run's directory gets
+    /// closed.json: run and render then refuse to replace its issued
+    /// statements.
     ///
     /// The monthly routine:
     ///   porledger run --period 2026-10 ... --history history.db --out out/2026-10

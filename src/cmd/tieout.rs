@@ -1404,12 +1404,10 @@ mod tests {
         restates: Option<u32>,
         rows: Vec<Result<AccrualRec, ()>>,
     ) {
-        // A restatement records the history it read, as `run` does.
-        let run = restates.map(|r| {
-            let run = h.run_history(period).unwrap();
-            assert_eq!(run.restates, Some(r));
-            run
-        });
+        // The run read the history, as `run --history` does.
+        let run = h.run_history(period).unwrap();
+        assert_eq!(run.restates, restates);
+        let run = Some(run);
         let rec = CloseRecord {
             period: period.into(),
             manifest_sha256: "ab".into(),

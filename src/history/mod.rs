@@ -1958,13 +1958,19 @@ fn next_version(
         path: path.display().to_string(),
         message,
     };
-    // A run made without --history says nothing about a history: it is
-    // closed as before (its credits accrued under today's designations).
-    if let Some(run) = &rec.run {
-        same_history(path, recorded, period, run)?;
-    }
+    // A run made without --history read no closes: like a run that read
+    // this history before any of them, it is refused once an earlier
+    // period is closed (its credits of that period's charges and its usage
+    // growth were worked out without it); a first close, or a close of a
+    // period before every closed one, is as before.
+    // A period that shares months with a closed one can never be closed:
+    // said first, whatever history the run read.
     if let Some((closed, version)) = overlapping(path, recorded, period)? {
         return Err(overlap_refused(path, period, closed, version));
+    }
+    match &rec.run {
+        Some(run) => same_history(path, recorded, period, run)?,
+        None => unseen_earlier(path, recorded, period, 0, Unseen::NoHistory)?,
     }
     let issued = recorded
         .iter()
@@ -2065,16 +2071,26 @@ fn seen_of(recorded: &[Recorded]) -> Seen {
     }
 }
 
+/// Why a run did not see a close of an earlier period.
+#[derive(Clone, Copy)]
+enum Unseen {
+    /// The close was recorded after the run read the history.
+    ClosedSince,
+    /// The run read no history.
+    NoHistory,
+}
+
 /// Refuses a run of `period` that read the history when it held only the
-/// first `seen` closes of `recorded`, when a close it did not see is of an
-/// earlier period: that close may hold the charges the
-/// run's credits reverse and the usage marks its growth is measured from.
-/// (A later period changes nothing a run computes.)
+/// first `seen` closes of `recorded` (none: `why` is [`Unseen::NoHistory`]),
+/// when a close it did not see is of an earlier period: that close may hold
+/// the charges the run's credits reverse and the usage marks its growth is
+/// measured from. (A later period changes nothing a run computes.)
 fn unseen_earlier(
     path: &Path,
     recorded: &[Recorded],
     period: &str,
     seen: usize,
+    why: Unseen,
 ) -> Result<(), HistoryError> {
     let p: Option<crate::dates::Period> = period.parse().ok();
     let earlier = recorded.get(seen..).unwrap_or_default().iter().find(|c| {
@@ -2088,7 +2104,10 @@ fn unseen_earlier(
         return Ok(());
     };
     let here = path.display();
-    let how = "it was closed after the run in --out read this history";
+    let how = match why {
+        Unseen::ClosedSince => "it was closed after the run in --out read this history",
+        Unseen::NoHistory => "the run in --out was made without --history",
+    };
     Err(HistoryError::Refused {
         path: here.to_string(),
         message: format!(
@@ -2132,7 +2151,7 @@ fn same_history(
         .and_then(|n| recorded.get(..n))
         .is_some_and(|first| seen_of(first).sha256 == sha);
     if same {
-        return unseen_earlier(path, recorded, period, n as usize);
+        return unseen_earlier(path, recorded, period, n as usize, Unseen::ClosedSince);
     }
     let file = run.file.as_deref().unwrap_or("its --history");
     let what = match (run.restates, &run.restates_manifest_sha256) {
@@ -2828,6 +2847,11 @@ mod tests {
         tempfile::tempdir().unwrap()
     }
 
+    /// A close of `period` by a run that read `h` as it is now.
+    fn read(h: &History, period: &str) -> CloseRecord {
+        record(period, Some(h.run_history(period).unwrap()))
+    }
+
     fn record(period: &str, run: Option<RunHistory>) -> CloseRecord {
         CloseRecord {
             period: period.into(),
@@ -2885,7 +2909,7 @@ mod tests {
         h.close(&sep, no_rows(), || {}).unwrap();
         let oct = CloseRecord {
             usage: vec![mark("C1", "2026-10", "40"), mark("C2", "2026-10", "90")],
-            ..record("2026-10", None)
+            ..read(&h, "2026-10")
         };
         h.close(&oct, no_rows(), || {}).unwrap();
         // Version 2 of October no longer has C2's row (it was C1's tenant's).
@@ -3038,7 +3062,8 @@ mod tests {
         // Adjacent periods share no month.
         for period in ["2026-09", "2026-11", "2026-01..2026-09", "2026-11..2027-10"] {
             assert_eq!(overlapping(p, &closed, period).unwrap(), None, "{period}");
-            assert_eq!(next_version(p, &closed, &record(period, None)).unwrap(), 1);
+            let run = Some(run_history_of(&closed));
+            assert_eq!(next_version(p, &closed, &record(period, run)).unwrap(), 1);
         }
         // Inside a closed range; the first overlapping period by label.
         let closed = recorded_of(&[("2026-11", 1), ("2025-11..2026-10", 1), ("2026-10", 3)]);
@@ -3062,16 +3087,46 @@ mod tests {
     }
 
     #[test]
+    fn a_run_without_history_is_not_closed_after_an_earlier_period() {
+        let d = tmp();
+        let p = d.path().join("h.db");
+        let mut h = History::open_write(&p, Duration::from_secs(1)).unwrap();
+        // The first close of a history, as before.
+        h.close(&record("2026-10", None), no_rows(), || {}).unwrap();
+        // A later period's run that read no history never reversed October's
+        // charges nor measured growth from October's marks.
+        for period in ["2026-11", "2026-11..2026-12"] {
+            let e = refusal(
+                h.close(&record(period, None), no_rows(), || {})
+                    .unwrap_err(),
+            );
+            assert!(
+                e.contains("period 2026-10 (version 1) is closed")
+                    && e.contains("the run in --out was made without --history")
+                    && e.contains(&format!("--history {}", p.display())),
+                "{e}"
+            );
+            assert!(check_close(&p, Some(&h), &record(period, None)).is_err());
+        }
+        assert_eq!(h.closes(None).unwrap().len(), 1);
+        // An earlier period depends on nothing closed.
+        assert_eq!(
+            h.close(&record("2026-09", None), no_rows(), || {}).unwrap(),
+            1
+        );
+        // A run that read the history is closed.
+        assert_eq!(h.close(&read(&h, "2026-11"), no_rows(), || {}).unwrap(), 1);
+    }
+
+    #[test]
     fn an_overlapping_close_is_refused_and_records_nothing() {
         let d = tmp();
         let p = d.path().join("h.db");
         let mut h = History::open_write(&p, Duration::from_secs(1)).unwrap();
         h.close(&record("2026-10", None), no_rows(), || {}).unwrap();
-        h.close(&record("2026-11", None), no_rows(), || {}).unwrap();
+        h.close(&read(&h, "2026-11"), no_rows(), || {}).unwrap();
         for period in ["2026-09..2026-10", "2026-10..2026-11", "2026-11..2026-12"] {
-            let e = h
-                .close(&record(period, None), no_rows(), || {})
-                .unwrap_err();
+            let e = h.close(&read(&h, period), no_rows(), || {}).unwrap_err();
             match e {
                 CloseError::History(e) => {
                     assert!(e.to_string().contains("shares months"), "{e}")
@@ -3079,14 +3134,11 @@ mod tests {
                 CloseError::Source(()) => panic!(),
             }
             assert!(h.refuse_overlap(period).is_err());
-            assert!(check_close(&p, Some(&h), &record(period, None)).is_err());
+            assert!(check_close(&p, Some(&h), &read(&h, period)).is_err());
         }
         assert!(h.refuse_overlap("2026-10").is_ok());
         assert_eq!(h.closes(None).unwrap().len(), 2);
-        assert_eq!(
-            h.close(&record("2026-12", None), no_rows(), || {}).unwrap(),
-            1
-        );
+        assert_eq!(h.close(&read(&h, "2026-12"), no_rows(), || {}).unwrap(), 1);
     }
 
     /// A close of `period` whose run's manifest has the SHA-256 `manifest`.
@@ -3151,7 +3203,8 @@ mod tests {
         assert!(e.contains("was computed against h2.db"), "{e}");
         assert!(check_close(&p1, Some(&h1), &issued("2026-11", "d", Some(nov.clone()))).is_err());
         // A history that holds fewer closes than the run read.
-        h2.close(&issued("2026-12", "b2", None), no_rows(), || {})
+        let dec = h2.run_history("2026-12").unwrap();
+        h2.close(&issued("2026-12", "b2", Some(dec)), no_rows(), || {})
             .unwrap();
         let longer = h2.run_history("2027-01").unwrap();
         let e = check_close(
@@ -3590,7 +3643,7 @@ mod tests {
         );
         let mut h = History::open_write(&p, Duration::from_secs(1)).unwrap();
         let rows = vec![Ok::<_, ()>(charge("P1", Some("REF-1"), None, 2))];
-        h.close(&record("2026-10", None), rows, || {}).unwrap();
+        h.close(&read(&h, "2026-10"), rows, || {}).unwrap();
         drop(h);
         assert_eq!(
             probe(&p).unwrap(),
@@ -3693,7 +3746,7 @@ mod tests {
         assert_eq!(explained.len(), 2);
 
         let mut h = History::open_write(&p, Duration::from_secs(1)).unwrap();
-        h.close(&record("2026-11", None), no_rows(), || {}).unwrap();
+        h.close(&read(&h, "2026-11"), no_rows(), || {}).unwrap();
         drop(h);
         assert_eq!(probe(&p).unwrap(), Probe::Ours { version: 3 });
         let h = History::open_read(&p).unwrap().unwrap();

@@ -207,6 +207,13 @@ fn changed_statements_record_nothing_and_create_no_history() {
     run_main(&main, &[]);
     assert_code(&close(&main, &h, &[]), 0);
     let before = inspect(&h);
+    // Into a history with closes: a run that read it, then changed.
+    let out = d.path().join("out-2");
+    run_usage(&out, &["--history", h.to_str().unwrap()]);
+    let statements = out.join("statements.json");
+    let mut text = read(&statements);
+    text.insert(0, ' ');
+    write(&statements, text);
     let o = close(&out, &h, &[]);
     assert_code(&o, 2);
     assert!(stderr(&o).contains("statements.json"), "{}", stderr(&o));
@@ -248,8 +255,8 @@ fn close_killed_before_commit_leaves_the_history_as_it_was() {
         d.path().join("history.db"),
     );
     run_main(&m, &[]);
-    run_usage(&u, &[]);
     assert_code(&close(&m, &h, &["--quiet"]), 0);
+    run_usage(&u, &["--history", h.to_str().unwrap()]);
     let before = listing(&h, &[]);
     let accruals = accrual_count(&h);
     // kill -9 while every row is written but not committed.
@@ -288,8 +295,8 @@ fn a_second_process_waits_then_fails_clearly() {
         d.path().join("history.db"),
     );
     run_main(&m, &[]);
-    run_usage(&u, &[]);
     assert_code(&close(&m, &h, &["--quiet"]), 0);
+    run_usage(&u, &["--history", h.to_str().unwrap()]);
     let mut first = close_paused(&u, &h);
     // Readers are not blocked by the writer (WAL), and see the committed state.
     let text = listing(&h, &[]);
@@ -322,12 +329,10 @@ fn a_second_process_waits_then_fails_clearly() {
 fn two_closers_at_once_record_one_version() {
     let d = tempfile::tempdir().unwrap();
     let (u, h) = (d.path().join("usage"), d.path().join("history.db"));
-    run_usage(&u, &[]);
-    // The file exists (created by the first close of another period would be
-    // the usual case; here an empty history).
     let m = d.path().join("main");
     run_main(&m, &[]);
     assert_code(&close(&m, &h, &["--quiet"]), 0);
+    run_usage(&u, &["--history", h.to_str().unwrap()]);
     let spawn = || {
         let mut c = command();
         c.arg("close")

@@ -563,9 +563,9 @@ fn history_finds_a_partner_in_any_letter_case() {
     assert_eq!(listing(" p-a "), exact);
 }
 
-/// A run made while an earlier month was still open is not closed after
-/// that month: its credits of that month's charges were never matched
-/// against what it issued. (A later month closed meanwhile changes nothing
+/// A run made while an earlier month was still open (or made without
+/// `--history`) is not closed after that month: its credits of that month's
+/// charges were never matched against what it issued. (A later month closed meanwhile changes nothing
 /// a run computes.)
 #[test]
 fn a_run_that_did_not_see_an_earlier_close_is_not_closed() {
@@ -604,6 +604,32 @@ fn a_run_that_did_not_see_an_earlier_close_is_not_closed() {
         "{}",
         stderr(&o)
     );
+    // A run made without --history read no close at all: the same.
+    let plain = d.path().join("2026-11-plain");
+    let mut c = command();
+    c.args(["run", "--period", "2026-11", "--billing"])
+        .arg(format!("{D}/billing-2026-11.csv"))
+        .arg("--designations")
+        .arg(format!("{D}/designations-2026-11.csv"))
+        .args([
+            "--rules",
+            "sample-data/rules.toml",
+            "--no-pdf",
+            "--quiet",
+            "--out",
+        ])
+        .arg(&plain);
+    assert_published(&output(&mut c));
+    let o = close(&plain);
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains(
+            "period 2026-10 (version 1) is closed, and the run in --out was made without --history"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!plain.join("closed.json").exists());
     // Run again, it sees October: its credit reverses October's charge.
     let nov2 = d.path().join("2026-11-again");
     run_step(
