@@ -32,10 +32,29 @@ pub fn explain(args: &ExplainArgs) -> Result<Finish, Fatal> {
         customer: args.customer.clone(),
         program: args.program.clone(),
     };
-    let record = load(&args.out, &mut filter)?;
+    let mut record = load(&args.out, &mut filter)?;
+    let history = match &args.history {
+        Some(path) => Some((path, open_history(path)?)),
+        None => None,
+    };
+    // The partner as the history spells it (it may have earned nothing in
+    // this run, or be spelled otherwise there), and its name where the run
+    // has none.
+    let mut issued_to = filter.partner.clone();
+    if let Some((_, h)) = &history {
+        if let Some((id, name)) = h.partner(&filter.partner)? {
+            if record.partner_name.is_empty() {
+                record.partner_name = name;
+            }
+            if record.rows.is_empty() {
+                filter.partner = id.clone();
+            }
+            issued_to = id;
+        }
+    }
     let mut text = render_explanation(&record, &filter);
-    if let Some(path) = &args.history {
-        text.push_str(&issued(path, &record, &filter)?);
+    if let Some((path, h)) = &history {
+        text.push_str(&issued(path, h, &record, &filter, &issued_to)?);
     }
     stdout_result(std::io::stdout().lock().write_all(text.as_bytes()))?;
     Ok(Finish::Clean)
@@ -43,13 +62,13 @@ pub fn explain(args: &ExplainArgs) -> Result<Finish, Fatal> {
 
 /// `--history`: the issued version this run restates (from its manifest), or
 /// the latest issued version of its period, against this run.
-fn issued(path: &Path, record: &RunRecord, filter: &Filter) -> Result<String, Fatal> {
-    let Some(h) = crate::history::History::open_read(path)? else {
-        return Err(Fatal::Input(format!(
-            "{}: no such history (`porledger close` creates it)",
-            path.display()
-        )));
-    };
+fn issued(
+    path: &Path,
+    h: &crate::history::History,
+    record: &RunRecord,
+    filter: &Filter,
+    partner: &str,
+) -> Result<String, Fatal> {
     let version = match record.restates {
         Some(v) => v,
         None => match h.latest(&record.period)? {
@@ -64,7 +83,7 @@ fn issued(path: &Path, record: &RunRecord, filter: &Filter) -> Result<String, Fa
         },
     };
     let mut rows = Vec::new();
-    for a in h.accruals(&record.period, version, &filter.partner)? {
+    for a in h.accruals(&record.period, version, partner)? {
         if filter
             .customer
             .as_ref()
@@ -103,6 +122,17 @@ fn issued(path: &Path, record: &RunRecord, filter: &Filter) -> Result<String, Fa
         });
     }
     Ok(render_issued(&record.period, version, &rows, &record.rows))
+}
+
+/// The history `--history` names, read only.
+fn open_history(path: &Path) -> Result<crate::history::History, Fatal> {
+    match crate::history::History::open_read(path)? {
+        Some(h) => Ok(h),
+        None => Err(Fatal::Input(format!(
+            "{}: no such history (`porledger close` creates it)",
+            path.display()
+        ))),
+    }
 }
 
 fn data_err(file: &Path, message: String) -> Fatal {

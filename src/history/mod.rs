@@ -985,6 +985,36 @@ impl History {
         Ok(names)
     }
 
+    /// The partner `wanted` (compared trimmed and case-insensitively) as
+    /// last issued: its ID as spelled there and its newest non-empty name
+    /// (empty where no close names it); `None` when no close holds it.
+    pub fn partner(&self, wanted: &str) -> Result<Option<(String, String)>, HistoryError> {
+        let key = crate::ingest::id_key(wanted.trim());
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT t.partner_id, t.partner_name FROM statement_totals t
+                 JOIN closes c ON c.id = t.close_id ORDER BY c.id, t.rowid",
+            )
+            .map_err(|e| sql(&self.path, e))?;
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(|e| sql(&self.path, e))?;
+        let mut found: Option<(String, String)> = None;
+        for r in rows {
+            let (id, name) = r.map_err(|e| sql(&self.path, e))?;
+            if !crate::ingest::id_matches(&key, &id) {
+                continue;
+            }
+            let name = match (name.is_empty(), found.take()) {
+                (true, Some((_, older))) => older,
+                _ => name,
+            };
+            found = Some((id, name));
+        }
+        Ok(found)
+    }
+
     /// The input files of one version (role, path, SHA-256).
     pub fn inputs(&self, period: &str, version: u32) -> Result<Vec<FileRec>, HistoryError> {
         let id = self.close_id(period, version)?;

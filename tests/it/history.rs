@@ -440,6 +440,64 @@ fn restatement_is_the_next_version_with_adjustments() {
     );
 }
 
+/// A partner that earns nothing in a restatement exists only in the history:
+/// `explain --history` finds it in any letter case, names it, and shows what
+/// was issued to it against nothing now.
+#[test]
+fn explain_history_names_a_partner_only_the_history_holds() {
+    let d = tempfile::tempdir().unwrap();
+    let (v1, h) = (d.path().join("v1"), d.path().join("history.db"));
+    let hs = h.to_str().unwrap();
+    run_usage(&v1, &["--history", hs]);
+    assert_code(&close(&v1, &h, &["--quiet"]), 0);
+    // Every designation of the first partner moves to another one.
+    let des = read(repo().join("sample-data/usage/designations-usage.csv"));
+    let first: Vec<String> = des
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let (gone, name) = (first[1].clone(), first[2].clone());
+    let moved: String = des
+        .lines()
+        .map(|l| {
+            let mut cells: Vec<&str> = l.split(',').collect();
+            if cells[1] == gone {
+                cells[1] = "9999999";
+                cells[2] = "Late Fix Partner";
+            }
+            cells.join(",") + "\n"
+        })
+        .collect();
+    let fixed = d.path().join("designations-fixed.csv");
+    write(&fixed, moved);
+    let v2 = d.path().join("v2");
+    assert_published(&usage_run(&fixed, &v2, &["--no-pdf", "--history", hs]));
+    assert!(!read(v2.join("ledger.csv")).contains(&format!(",{gone},")));
+    let mut c = command();
+    c.args(["explain", "--out"]).arg(&v2).args([
+        "--partner",
+        &format!(" {gone} "),
+        "--history",
+        hs,
+    ]);
+    let o = output(&mut c);
+    assert_code(&o, 0);
+    let text = stdout(&o);
+    assert!(
+        text.starts_with(&format!("Partner {gone} ({name}), period 2026-10")),
+        "{text}"
+    );
+    assert!(text.contains("this partner earned nothing here"), "{text}");
+    assert!(
+        text.contains("Issued: version 1 of period 2026-10 (from the history)"),
+        "{text}"
+    );
+    assert!(text.contains("DIFFERS"), "{text}");
+}
+
 /// Writes the usage sample's designations with the first row moved to a new
 /// partner (a late designation fix) into `dir`; returns the file and the
 /// partner the row moved from.
