@@ -179,6 +179,14 @@ pub fn default_tieout_dir(out: &Path) -> Result<PathBuf, Fatal> {
                 out.display()
             ))
         })?;
+    // The longest file name of the usual file systems.
+    if name.len() + "-tieout".len() > 255 {
+        return Err(Fatal::Input(format!(
+            "--out {}: its name is too long to add -tieout to (more than 255 bytes): give \
+             --tieout-out",
+            out.display()
+        )));
+    }
     Ok(out.with_file_name(format!("{name}-tieout")))
 }
 
@@ -1376,6 +1384,22 @@ fn today_utc() -> chrono::NaiveDate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_tieout_dir_is_beside_the_run_or_asked_for() {
+        assert_eq!(
+            default_tieout_dir(Path::new("out/2026-10")).unwrap(),
+            Path::new("out/2026-10-tieout")
+        );
+        let fits = "m".repeat(255 - 7);
+        assert!(default_tieout_dir(Path::new(&fits)).is_ok());
+        let long = "m".repeat(255 - 6);
+        let e = default_tieout_dir(Path::new(&long))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("give --tieout-out"), "{e}");
+        assert!(default_tieout_dir(Path::new("..")).is_err());
+    }
     use crate::history::{AccrualRec, CloseRecord, HistoryError};
 
     fn row(month: &str, line: u64, amount: &str) -> Result<AccrualRec, ()> {

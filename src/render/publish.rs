@@ -351,7 +351,7 @@ impl OutLock {
         let Ok(parent) = std::fs::canonicalize(parent) else {
             return Ok(OutLock { held: None });
         };
-        let path = parent.join(format!(".{name}.porledger-lock"));
+        let path = parent.join(format!(".{}.porledger-lock", stem(name)));
         let mut locked = LOCKED.lock().unwrap_or_else(|e| e.into_inner());
         if locked.contains(&path) {
             return Ok(OutLock { held: None });
@@ -387,6 +387,27 @@ impl OutLock {
             held: Some((file, path)),
         })
     }
+}
+
+/// The longest output name porledger's own names beside it are built from
+/// as they are: `.` + name + `.porledger-tmp-4294967295.old` is then at
+/// most 255 bytes, the longest file name of the usual file systems.
+const STEM_MAX: usize = 255 - ".porledger-tmp-4294967295.old".len() - 1;
+
+/// What porledger's own names beside the output `name` (its lock, staging,
+/// old and kept directories) start from: `name` itself, or for a name too
+/// long to take a suffix, its first bytes and 16 hex digits of its SHA-256
+/// (so two long names still get names of their own).
+fn stem(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.len() <= STEM_MAX {
+        return name.into();
+    }
+    let digest = crate::ingest::sha256_hex(name.as_bytes());
+    let mut cut = STEM_MAX - 17;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}~{}", &name[..cut], &digest[..16]).into()
 }
 
 /// The directory an output `target` lives in (`.` for a bare name).
@@ -425,6 +446,8 @@ pub struct Staging {
     shown: PathBuf,
     /// What is published: only an earlier output of the same kind is replaced.
     kind: Kind,
+    /// The [`stem`] of `--out`'s name: what the names of porledger's own
+    /// directories beside it are built from.
     name: String,
     parent: PathBuf,
     /// Parent directories this run created, outermost first.
@@ -450,8 +473,8 @@ impl Staging {
                     kind.flag(),
                     out.display()
                 ))
-            })?
-            .to_string();
+            })?;
+        let name = stem(name).into_owned();
         let parent = parent_of(&target);
         let created = create_parents(&parent)?;
         let mut s = Staging {
@@ -1311,6 +1334,38 @@ mod tests {
         assert_eq!(std::fs::read_to_string(out.join("b/c.csv")).unwrap(), "3");
         assert!(!out.join("a.csv").exists());
         assert_eq!(names(tmp.path()), ["out"]);
+    }
+
+    #[test]
+    fn an_output_name_of_255_bytes_is_published_replaced_and_cleaned_up() {
+        let tmp = tempfile::tempdir().unwrap();
+        for name in [
+            "o".repeat(255),
+            format!("{}{}", "é".repeat(120), "x".repeat(15)),
+            "p".repeat(STEM_MAX + 1),
+        ] {
+            assert!(name.len() <= 255);
+            let out = tmp.path().join(&name);
+            publish(&out, &[("a.csv", "1")]).unwrap();
+            publish(&out, &[("a.csv", "2")]).unwrap();
+            assert_eq!(std::fs::read_to_string(out.join("a.csv")).unwrap(), "2");
+            // An interrupted run's staging directory is found and removed.
+            let s = Staging::new(&out, Kind::Run).unwrap();
+            assert!(s.dir.file_name().unwrap().len() <= 255);
+            std::mem::forget(s);
+            publish(&out, &[("a.csv", "3")]).unwrap();
+            assert_eq!(names(tmp.path()), [name.clone()]);
+            remove_tree(&out).unwrap();
+        }
+        // The long names' own names: bounded, of their own, and a short
+        // name's are as before.
+        let (a, b) = ("a".repeat(240), format!("{}b", "a".repeat(239)));
+        assert_ne!(stem(&a), stem(&b));
+        assert_eq!(stem(&a).len(), STEM_MAX);
+        assert_eq!(stem(&"a".repeat(STEM_MAX)), "a".repeat(STEM_MAX));
+        assert_eq!(stem("out"), "out");
+        let multi = "é".repeat(120);
+        assert!(stem(&multi).len() <= STEM_MAX && stem(&multi).starts_with('é'));
     }
 
     #[test]
