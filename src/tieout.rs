@@ -2402,6 +2402,15 @@ impl<'r> TieOut<'r> {
                     &self.paid_within
                 }),
             ),
+            (Case::Within, _) if difference.is_zero() => (
+                Cow::Borrowed(""),
+                format!(
+                    "Microsoft paid exactly what porledger expected: {} ({lines_text}, \
+                     {rows_text}).",
+                    money(paid),
+                )
+                .into(),
+            ),
             (Case::Within, _) => (
                 Cow::Borrowed(""),
                 format!(

@@ -139,11 +139,20 @@ fn a_closed_month_is_expected_from_the_history() {
         .filter(|r| r[col("month")] == "2026-10")
         .collect();
     assert!(!october.is_empty());
+    assert!(october.iter().any(|r| r[col("difference")] == "0.00"));
     for r in &october {
         assert!(
             r[col("explanation")].contains("issued in 2026-10 v1"),
             "{r:?}"
         );
+        // Paid to the cent is said as for the run's own lines.
+        if r[col("difference")] == "0.00" {
+            assert!(
+                r[col("explanation")]
+                    .starts_with("Microsoft paid exactly what porledger expected: "),
+                "{r:?}"
+            );
+        }
         assert!(
             r[col("issued_lines")]
                 .contains("2026-10 v1 sample-data/month-close/billing-2026-10.csv:"),
