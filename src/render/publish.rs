@@ -1354,7 +1354,7 @@ mod tests {
             assert!(s.dir.file_name().unwrap().len() <= 255);
             std::mem::forget(s);
             publish(&out, &[("a.csv", "3")]).unwrap();
-            assert_eq!(names(tmp.path()), [name.clone()]);
+            assert_eq!(names(tmp.path()), std::slice::from_ref(&name));
             remove_tree(&out).unwrap();
         }
         // The long names' own names: bounded, of their own, and a short
