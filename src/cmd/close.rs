@@ -164,6 +164,18 @@ pub fn close(args: &CloseArgs) -> Result<Finish, Fatal> {
             console::phase_memory("close: rows written");
             fault_hook();
             let (period, manifest_sha256) = &mark;
+            // The output still holds the run that was read: nothing else
+            // gets its marker (porledger's own publishes wait for the lock).
+            let now = publish::read_manifest(out)?;
+            if now.sha256 != *manifest_sha256 {
+                return Err(Fatal::Input(format!(
+                    "{}: manifest.json changed while close read the run (sha256 {} when read, \
+                     {} now): another process published into it; nothing was recorded",
+                    out.display(),
+                    manifest_sha256,
+                    now.sha256
+                )));
+            }
             let m = closed::ClosedMark::new(period, version, &args.history, manifest_sha256);
             marker = Some(closed::prepare(out, &m)?);
             Ok(())
@@ -226,7 +238,8 @@ const PARTS_IN_FLIGHT_FIRST: usize = 8192;
 
 /// The test hook: `PORLEDGER_FAULT_AT=close-before-commit` aborts the process
 /// inside the transaction after every row is written (a real kill: nothing
-/// is cleaned up); `sleep:close-before-commit` sleeps 60 s there, holding the
+/// is cleaned up); `sleep:close-before-commit` sleeps 60 s there (or
+/// `sleep:close-before-commit:<ms>`, that many milliseconds), holding the
 /// write lock (to kill it, or to race a second process against it).
 fn fault_hook() {
     let Some(v) = std::env::var_os("PORLEDGER_FAULT_AT") else {
@@ -236,9 +249,16 @@ fn fault_hook() {
         if item == "close-before-commit" {
             std::process::abort();
         }
-        if item == "sleep:close-before-commit" {
+        // `sleep:close-before-commit` sleeps 60 s; with `:<ms>` after it,
+        // that many milliseconds.
+        if let Some(rest) = item.strip_prefix("sleep:close-before-commit") {
+            let ms = match rest.strip_prefix(':') {
+                Some(ms) => ms.parse().unwrap_or(60_000),
+                None if rest.is_empty() => 60_000,
+                None => continue,
+            };
             eprintln!("porledger: test hook: sleeping before the commit of close");
-            std::thread::sleep(Duration::from_secs(60));
+            std::thread::sleep(Duration::from_millis(ms));
         }
     }
 }

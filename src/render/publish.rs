@@ -335,6 +335,9 @@ impl OutLock {
         wait: Option<std::time::Duration>,
     ) -> Result<OutLock, Fatal> {
         let target = resolve_out(out, flag)?;
+        // One lock however `--out` is spelled (`.`, `out/partners/..`, a
+        // path through a link): an existing output by its real path.
+        let target = std::fs::canonicalize(&target).unwrap_or(target);
         let parent = parent_of(&target);
         let Some(name) = target.file_name().and_then(|n| n.to_str()) else {
             return Ok(OutLock { held: None });

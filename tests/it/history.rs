@@ -246,6 +246,71 @@ fn close_paused(out: &Path, h: &Path) -> Child {
     child
 }
 
+/// The output's lock is one however `--out` is spelled: a run into the
+/// output waits for a close that names it `out/partners/..`. And a close
+/// never marks an output whose manifest changed while it read the run.
+#[test]
+fn close_locks_the_output_however_it_is_named() {
+    let d = tempfile::tempdir().unwrap();
+    let (u, h) = (d.path().join("usage"), d.path().join("history.db"));
+    run_usage(&u, &[]);
+    let before = read(u.join("manifest.json"));
+    let mut closing = close_paused(&u.join("partners").join(".."), &h);
+    let mut c = command();
+    c.args(Sample::Usage.args())
+        .arg("--out")
+        .arg(&u)
+        .args(["--no-pdf", "--quiet"]);
+    let mut run = c
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        run.try_wait().unwrap().is_none(),
+        "the run waits for the close"
+    );
+    assert_eq!(read(u.join("manifest.json")), before);
+    // The close is killed: nothing recorded, the lock released, the run
+    // publishes.
+    closing.kill().unwrap();
+    closing.wait().unwrap();
+    assert_eq!(run.wait().unwrap().code(), Some(0));
+    assert_unmarked(&u);
+
+    // Something other than porledger rewrites manifest.json during a close.
+    let mut c = command();
+    c.arg("close")
+        .arg("--out")
+        .arg(&u)
+        .arg("--history")
+        .arg(&h)
+        .env("PORLEDGER_FAULT_AT", "sleep:close-before-commit:3000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("sleeping before the commit") {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "close ended early");
+    }
+    let m = u.join("manifest.json");
+    let mut text = read(&m);
+    text.push(' ');
+    write(&m, text);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(2), "{rest}");
+    assert!(
+        rest.contains("manifest.json changed while close read the run"),
+        "{rest}"
+    );
+    assert_unmarked(&u);
+    assert!(!h.exists() || inspect(&h).is_empty());
+}
+
 #[test]
 fn close_killed_before_commit_leaves_the_history_as_it_was() {
     let d = tempfile::tempdir().unwrap();
