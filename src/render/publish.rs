@@ -326,9 +326,9 @@ pub struct OutLock {
 }
 
 impl OutLock {
-    /// Locks the output `--out` (given as `out`), waiting up to `wait` (for
-    /// ever with `None`) for another porledger that holds it; nothing to lock
-    /// when the directory it would be in does not exist yet.
+    /// Locks the existing output `--out` (given as `out`; `close` and
+    /// `render`), waiting up to `wait` (for ever with `None`) for another
+    /// porledger that holds it; nothing to lock when it does not exist.
     pub fn of_out(
         out: &Path,
         flag: &str,
@@ -337,7 +337,11 @@ impl OutLock {
         let target = resolve_out(out, flag)?;
         // One lock however `--out` is spelled (`.`, `out/partners/..`, a
         // path through a link): an existing output by its real path.
-        let target = std::fs::canonicalize(&target).unwrap_or(target);
+        let Ok(target) = std::fs::canonicalize(&target) else {
+            // Nothing there to close or render (the command says so): no
+            // lock file is left beside a mistyped name.
+            return Ok(OutLock { held: None });
+        };
         let parent = parent_of(&target);
         let Some(name) = target.file_name().and_then(|n| n.to_str()) else {
             return Ok(OutLock { held: None });
@@ -359,12 +363,20 @@ impl OutLock {
         if locked.contains(&path) {
             return Ok(OutLock { held: None });
         }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Fatal::io(&path, e))?;
+        let file = match open_lock_file(&path) {
+            Ok(f) => f,
+            // Another user's lock file we may not read, or a directory we
+            // may not create it in: like a file system that cannot lock.
+            Err(LockFileError::Denied(e)) => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "porledger: warning: {}: {e}; going on without the output's lock",
+                    path.display()
+                );
+                return Ok(OutLock { held: None });
+            }
+            Err(LockFileError::Fatal(f)) => return Err(f),
+        };
         let deadline = wait.map(|w| std::time::Instant::now() + w);
         loop {
             match file.try_lock() {
@@ -411,6 +423,66 @@ fn stem(name: &str) -> std::borrow::Cow<'_, str> {
         cut -= 1;
     }
     format!("{}~{}", &name[..cut], &digest[..16]).into()
+}
+
+enum LockFileError {
+    /// Permission denied: the lock is not taken.
+    Denied(std::io::Error),
+    Fatal(Fatal),
+}
+
+/// Opens (or creates, readable by everyone the umask allows) the lock file
+/// `path`: a regular file only. `flock` needs no write access, so an existing
+/// one is opened for reading (another user's lock works too); it is never
+/// followed through a symbolic link, and a FIFO or device there is refused,
+/// never opened in a way that could block.
+fn open_lock_file(path: &Path) -> Result<std::fs::File, LockFileError> {
+    let refused = |what: &str| {
+        LockFileError::Fatal(Fatal::Input(format!(
+            "{}: {what}, not porledger's lock file of this output; refusing to use it (remove it)",
+            path.display()
+        )))
+    };
+    let io = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+            LockFileError::Denied(e)
+        }
+        _ => LockFileError::Fatal(Fatal::io(path, e)),
+    };
+    let mut create = std::fs::OpenOptions::new();
+    create.write(true).create_new(true);
+    let mut existing = std::fs::OpenOptions::new();
+    existing.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        create.mode(0o666);
+        existing.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let file = match create.open(path) {
+        Ok(f) => f,
+        // (O_EXCL: a symbolic link there, even a dangling one, is "exists".)
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            match std::fs::symlink_metadata(path) {
+                Ok(m) if m.file_type().is_symlink() => return Err(refused("a symbolic link")),
+                Ok(m) if !m.is_file() => return Err(refused("not a regular file")),
+                _ => {}
+            }
+            existing.open(path).map_err(|e| {
+                if e.raw_os_error() == Some(libc::ELOOP) {
+                    refused("a symbolic link")
+                } else {
+                    io(e)
+                }
+            })?
+        }
+        Err(e) => return Err(io(e)),
+    };
+    match file.metadata() {
+        Ok(m) if m.is_file() => Ok(file),
+        Ok(_) => Err(refused("not a regular file")),
+        Err(e) => Err(io(e)),
+    }
 }
 
 /// The directory an output `target` lives in (`.` for a bare name).
@@ -1442,9 +1514,49 @@ mod tests {
     }
 
     #[test]
+    fn the_lock_file_is_a_regular_file_or_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let lock = d.path().join(".out.porledger-lock");
+        // A FIFO: refused at once (opening it could block for ever).
+        let made = std::process::Command::new("mkfifo").arg(&lock).status();
+        assert!(made.unwrap().success());
+        let e = OutLock::of_out(&out, "--out", Some(std::time::Duration::ZERO))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        std::fs::remove_file(&lock).unwrap();
+        // A symbolic link, dangling or not: nothing is created through it.
+        let elsewhere = d.path().join("elsewhere");
+        std::os::unix::fs::symlink(&elsewhere, &lock).unwrap();
+        let e = OutLock::of_out(&out, "--out", None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("a symbolic link"), "{e}");
+        assert!(!elsewhere.exists());
+        std::fs::write(&elsewhere, "keep").unwrap();
+        assert!(OutLock::of_out(&out, "--out", None).is_err());
+        assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "keep");
+        std::fs::remove_file(&lock).unwrap();
+        // A read-only lock file (another user's) is locked through a
+        // read-only open.
+        std::fs::write(&lock, "").unwrap();
+        let mut p = std::fs::metadata(&lock).unwrap().permissions();
+        p.set_readonly(true);
+        std::fs::set_permissions(&lock, p).unwrap();
+        let held = OutLock::of_out(&out, "--out", None).unwrap();
+        assert!(held.held.is_some());
+    }
+
+    #[test]
     fn an_output_lock_excludes_others_and_is_reentrant() {
         let d = tempfile::tempdir().unwrap();
         let out = d.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        std::fs::create_dir(d.path().join("out2")).unwrap();
         let lock = OutLock::of_out(&out, "--out", None).unwrap();
         assert!(lock.held.is_some());
         // Another process's open of the lock file (an open file description
@@ -1471,9 +1583,23 @@ mod tests {
             .to_string();
         assert!(e.contains("in use by another porledger process"), "{e}");
         other.unlock().unwrap();
-        // A directory that does not exist yet has nothing to protect.
+        // A directory that does not exist has nothing to protect, and gets
+        // no lock file.
         let none = OutLock::of_out(&d.path().join("new/out"), "--out", None).unwrap();
         assert!(none.held.is_none());
+        let none = OutLock::of_out(&d.path().join("typo"), "--out", None).unwrap();
+        assert!(none.held.is_none());
+        assert!(!d.path().join(".typo.porledger-lock").exists());
+        // One lock however the output is named.
+        let lock = OutLock::of_out(&out, "--out", None).unwrap();
+        let dotted = out.join("..").join("out").join(".");
+        let same = OutLock::of_out(&dotted, "--out", Some(std::time::Duration::ZERO)).unwrap();
+        assert!(same.held.is_none(), "the lock this process holds");
+        std::fs::create_dir(out.join("partners")).unwrap();
+        let parent = OutLock::of_out(&out.join("partners/.."), "--out", None);
+        assert!(parent.unwrap().held.is_none());
+        assert!(blocked(&other));
+        drop(lock);
     }
 
     #[test]
