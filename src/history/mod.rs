@@ -619,7 +619,7 @@ impl History {
         match probe(path)? {
             Probe::Missing => Ok(None),
             Probe::Blank => {
-                blank_is_empty(path)?;
+                blank_is_empty(path, READ_WAIT)?;
                 Ok(None)
             }
             // Version 0 (a file between creation and its first migration)
@@ -664,7 +664,7 @@ impl History {
     pub fn open_write(path: &Path, wait: Duration) -> Result<History, HistoryError> {
         let found = probe(path)?;
         if found == Probe::Blank {
-            blank_is_empty(path)?;
+            blank_is_empty(path, wait)?;
         }
         let conn = Connection::open(path).map_err(|e| sql(path, e))?;
         conn.busy_timeout(wait).map_err(|e| sql(path, e))?;
@@ -2834,12 +2834,21 @@ fn convert_v2(tx: &Transaction, path: &Path) -> Result<(), HistoryError> {
 
 /// A blank file is taken only if SQLite sees no table in it (checked
 /// read-only, before any write).
-fn blank_is_empty(path: &Path) -> Result<(), HistoryError> {
+fn blank_is_empty(path: &Path, wait: Duration) -> Result<(), HistoryError> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| sql(path, e))?;
+    conn.busy_timeout(wait).map_err(|e| sql(path, e))?;
+    // Another close may have created the history since the probe read the
+    // blank header: then it is ours (the migration sees it is current).
+    let app: i32 = conn
+        .pragma_query_value(None, "application_id", |r| r.get(0))
+        .map_err(|e| busy_or(path, wait, e))?;
+    if app == APPLICATION_ID {
+        return Ok(());
+    }
     let tables: i64 = conn
         .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
-        .map_err(|e| sql(path, e))?;
+        .map_err(|e| busy_or(path, wait, e))?;
     if tables != 0 {
         return Err(HistoryError::Foreign {
             path: path.display().to_string(),
@@ -3114,6 +3123,27 @@ mod tests {
             e.contains("'October' cannot be read") && e.contains("damaged"),
             "{e}"
         );
+    }
+
+    /// Two closes create one history at once: the one whose probe saw the
+    /// file blank finds it is porledger's by the time it looks inside.
+    #[test]
+    fn a_history_created_meanwhile_by_another_close_is_ours() {
+        let d = tmp();
+        let p = d.path().join("h.db");
+        std::fs::write(&p, "").unwrap();
+        assert_eq!(probe(&p).unwrap(), Probe::Blank);
+        let mut h = History::open_write(&p, Duration::from_secs(1)).unwrap();
+        h.close(&record("2026-10", None), no_rows(), || {}).unwrap();
+        drop(h);
+        blank_is_empty(&p, Duration::from_secs(1)).unwrap();
+        // Another application's database is still refused.
+        let other = d.path().join("other.db");
+        let c = Connection::open(&other).unwrap();
+        c.execute_batch("CREATE TABLE t(x)").unwrap();
+        drop(c);
+        let e = blank_is_empty(&other, Duration::from_secs(1)).unwrap_err();
+        assert!(e.to_string().contains("another application"), "{e}");
     }
 
     #[test]
