@@ -48,6 +48,27 @@ pub fn close(args: &CloseArgs) -> Result<Finish, Fatal> {
         ..
     } = publish::read_manifest(out)?;
     console::phase_memory("close: manifest read");
+    // A run closed into one history is issued there: closing it into
+    // another (a mistyped --history) would issue it twice and rewrite its
+    // mark. (Into the same history, the history says it is closed.)
+    if let Some(m) = closed::read(out) {
+        let here = match History::open_read(&args.history)? {
+            Some(h) => h.issued_as(&m.manifest_sha256)?.is_some(),
+            None => false,
+        };
+        if !here {
+            return Err(Fatal::Input(format!(
+                "{}: already issued as {} version {} in the history {} (see its {}); a run is \
+                 closed into one history, and {} holds no close of it, so nothing was recorded",
+                out.display(),
+                m.period,
+                m.version,
+                m.history,
+                closed::CLOSED,
+                args.history.display()
+            )));
+        }
+    }
     let manifest_path = out.join("manifest.json");
     // The period's label as `run` gives it (`2026-10..2026-10` is `2026-10`):
     // the history compares periods by label and by month.

@@ -934,11 +934,14 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, Fatal> {
         ))
     };
     let meta = std::fs::symlink_metadata(&path).map_err(|_| {
-        Fatal::Input(format!(
-            "{}: exists and is not a porledger output directory (no {MARKER}); \
-             refusing to replace it",
-            dir.display()
-        ))
+        Fatal::Input(if std::fs::metadata(dir).is_ok_and(|m| m.is_dir()) {
+            format!(
+                "{}: not a porledger output directory (no {MARKER})",
+                dir.display()
+            )
+        } else {
+            format!("{}: no such directory", dir.display())
+        })
     })?;
     if !meta.is_file() {
         return Err(not_ours("not a regular file".into()));
@@ -1045,7 +1048,13 @@ fn check_ours(shown: &Path, dir: &Path, kind: Kind) -> Result<(), Fatal> {
         kind: found,
         ..
     } = read_manifest(dir).map_err(|e| match e {
-        Fatal::Input(m) => Fatal::Input(format!("{flag} {}: {m}", shown.display())),
+        Fatal::Input(m) if m.contains("refusing") => {
+            Fatal::Input(format!("{flag} {}: {m}", shown.display()))
+        }
+        Fatal::Input(m) => Fatal::Input(format!(
+            "{flag} {}: {m}; refusing to replace it",
+            shown.display()
+        )),
         e => e,
     })?;
     if found.as_deref() != kind.manifest_name() {

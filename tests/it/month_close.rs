@@ -438,6 +438,28 @@ fn an_issued_output_is_never_replaced() {
     let mark = read_json(oct.join("closed.json"));
     assert_eq!(mark["period"], "2026-10", "{mark}");
     assert_eq!(mark["version"], 1, "{mark}");
+    // Issued once: not closed again into another history (a mistyped
+    // --history), whose file is not even created; the mark stays.
+    let marked = read(oct.join("closed.json"));
+    let other = d.path().join("other.db");
+    let o = close(&oct, &other, &[]);
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("already issued as 2026-10 version 1 in the history")
+            && stderr(&o).contains("holds no close of it"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!other.exists());
+    assert_eq!(read(oct.join("closed.json")), marked);
+    // Into its own history, the history says it is closed.
+    let o = close(&oct, &h, &[]);
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("already closed (version 1)"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(mark["manifest_sha256"], sha.as_str(), "{mark}");
     assert_eq!(mark["history"], h.to_str().unwrap(), "{mark}");
     let issued = tree(&oct);
