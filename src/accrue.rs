@@ -458,14 +458,15 @@ fn rejected(e: AttributionError, designations_file: &str) -> Outcome {
                 join(&lines)
             ),
         },
-        AttributionError::PartnerTwice { association, partner, lines } => Outcome::Rejected {
+        AttributionError::PartnerTwice { association, shares } => Outcome::Rejected {
             column: "share".into(),
-            value: partner.clone(),
+            value: shares.values(),
             reason: format!(
-                "partner {partner} holds {association} for this customer on the charge date through \
-                 designations with different shares ({designations_file} lines {}); a partner's share \
+                "partner {} holds {association} for this customer on the charge date through \
+                 designations with different shares ({designations_file} {}); a partner's share \
                  is given once",
-                join(&lines)
+                shares.partner,
+                shares.lines()
             ),
         },
         AttributionError::Conflict { association, partners, lines } => Outcome::Rejected {
@@ -831,21 +832,21 @@ fn usage_program<'a, 'p>(
             }
             split.push((d, d.share.unwrap_or_default()));
         }
-        if let Err((partner, lines)) = crate::attribute::one_per_partner(
+        if let Err(shares) = crate::attribute::one_per_partner(
             &mut split,
             0,
             |c| c.0.partner_id.as_str(),
             |c| c.0.share,
             |c| c.0.line,
         ) {
-            let lines: Vec<String> = lines.iter().map(u64::to_string).collect();
             return Err((
                 Reason::ShareConflict,
                 format!(
-                    "partner {partner} holds {a} for this customer through designations with \
-                     different shares ({} lines {}); a partner's share is given once",
+                    "partner {} holds {a} for this customer through designations with \
+                     different shares ({} {}); a partner's share is given once",
+                    shares.partner,
                     ctx.designations_file,
-                    lines.join(", ")
+                    shares.lines()
                 ),
             ));
         }

@@ -47,9 +47,44 @@ pub enum AttributionError {
     /// once, with different shares (see [`one_per_partner`]).
     PartnerTwice {
         association: Association,
-        partner: String,
-        lines: Vec<u64>,
+        shares: PartnerShares,
     },
+}
+
+/// A partner that holds one association through designations with
+/// different shares: its designation lines, each with its share (`None`:
+/// blank), in line order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PartnerShares {
+    pub partner: String,
+    pub rows: Vec<(u64, Option<Decimal>)>,
+}
+
+impl PartnerShares {
+    /// The shares, as a reject's value: `0.5, 0.6` (`blank` for none).
+    pub fn values(&self) -> String {
+        let mut v: Vec<String> = Vec::with_capacity(self.rows.len());
+        for (_, s) in &self.rows {
+            let t = s.map_or("blank".to_string(), |s| s.normalize().to_string());
+            if !v.contains(&t) {
+                v.push(t);
+            }
+        }
+        v.join(", ")
+    }
+
+    /// Each line with its share: `lines 2 (share 0.5), 3 (share 0.6)`.
+    pub fn lines(&self) -> String {
+        let each: Vec<String> = self
+            .rows
+            .iter()
+            .map(|(l, s)| match s {
+                Some(s) => format!("{l} (share {})", s.normalize()),
+                None => format!("{l} (share blank)"),
+            })
+            .collect();
+        format!("lines {}", each.join(", "))
+    }
 }
 
 /// POR, DPOR and CPOR (per workload) are held by one partner at a time.
@@ -214,10 +249,9 @@ impl DesignationIndex {
                     |c| designation(c).and_then(|d| d.0),
                     |c| designation(c).map_or(0, |d| d.1),
                 )
-                .map_err(|(partner, lines)| AttributionError::PartnerTwice {
+                .map_err(|shares| AttributionError::PartnerTwice {
                     association: a,
-                    partner,
-                    lines,
+                    shares,
                 })?;
             }
         }
@@ -265,7 +299,7 @@ impl DesignationIndex {
 /// on the same date (a row repeated in the file, or two windows that overlap)
 /// is credited once, through the first of them, and does not take a second
 /// part of an equal split. Its rows must then give the same share (or none):
-/// different shares of one partner are `Err((partner, lines))`, as which one
+/// different shares of one partner are an `Err` naming its rows, as which one
 /// is meant cannot be told. `out[start..]` are the credits of one association;
 /// the first of a partner's credits is kept, in place.
 pub fn one_per_partner<T>(
@@ -274,7 +308,7 @@ pub fn one_per_partner<T>(
     partner: impl Fn(&T) -> &str,
     share: impl Fn(&T) -> Option<Decimal>,
     line: impl Fn(&T) -> u64,
-) -> Result<(), (String, Vec<u64>)> {
+) -> Result<(), PartnerShares> {
     let mut i = start;
     while i < out.len() {
         let mut j = i + 1;
@@ -285,13 +319,13 @@ pub fn one_per_partner<T>(
             }
             if share(&out[j]) != share(&out[i]) {
                 let p = partner(&out[i]).to_string();
-                let mut lines: Vec<u64> = out[start..]
+                let mut rows: Vec<(u64, Option<Decimal>)> = out[start..]
                     .iter()
                     .filter(|c| partner(c) == p)
-                    .map(&line)
+                    .map(|c| (line(c), share(c)))
                     .collect();
-                lines.sort_unstable();
-                return Err((p, lines));
+                rows.sort_unstable_by_key(|r| r.0);
+                return Err(PartnerShares { partner: p, rows });
             }
             out.remove(j);
         }

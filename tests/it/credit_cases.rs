@@ -204,7 +204,7 @@ c9,P-N,N,PAL,,,,2024-01-01,
     assert!(c.amounts().is_empty());
     let rejects = c.read("out/rejects.csv");
     assert!(
-        rejects.contains("partner P-M holds PAL for this customer on the charge date through designations with different shares (d.csv lines 2, 3)"),
+        rejects.contains("b.csv,2,share,\"0.3, 0.2\",\"partner P-M holds PAL for this customer on the charge date through designations with different shares (d.csv lines 2 (share 0.3), 3 (share 0.2))"),
         "{rejects}"
     );
     // validate names the rows either way.
