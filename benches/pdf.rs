@@ -4,6 +4,8 @@
 //!
 //! `CARGO_TARGET_DIR=... cargo bench --bench pdf`
 
+#![allow(clippy::print_stderr)] // says where the sample statement is
+
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};

@@ -12,6 +12,18 @@ use crate::ingest::designations::Reject;
 use crate::pipeline::Progress;
 use crate::render::summary::{CurrencyAmount, RowAccounting};
 
+/// Writes one line to stderr, like `eprintln!`, but a line that cannot be
+/// written (stderr a closed pipe, a full disk) is dropped: what a command
+/// did, and its exit code, never depend on whether its messages could be
+/// shown (`eprintln!` panics there, exit 101, after or before publishing).
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// `1234567` -> `1,234,567`.
 pub fn group(n: u64) -> String {
     let s = n.to_string();
@@ -46,7 +58,7 @@ pub fn phase_memory(phase: &str) {
     }
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let at = START.get_or_init(Instant::now).elapsed();
-    eprintln!(
+    crate::say!(
         "{} at {:.2} s",
         memory_line(phase, &status),
         at.as_secs_f64()
@@ -101,7 +113,7 @@ pub struct StatementStages {
 pub fn timings(t: &Timings) {
     if timings_wanted() {
         let st = &t.statement_stages;
-        eprintln!(
+        crate::say!(
             "timings: stream {:?}, statements {:?} (merge {:?}, build {:?}, write {:?}), manifest {:?}, total {:?}, groups {}, customers {}",
             t.stream, t.statements, st.merge, st.build, st.write, t.manifest, t.total, t.groups, t.customers
         );
@@ -135,7 +147,7 @@ pub struct TieoutTimings {
 /// With `PORLEDGER_TIMINGS` set, prints the tie-out's `timings:` line.
 pub fn tieout_timings(t: &TieoutTimings) {
     if timings_wanted() {
-        eprintln!(
+        crate::say!(
             "timings: tieout read (earnings {:?}, ledger {:?}), join {:?}, not-eligible and history {:?}, sort and count {:?}, classify and write {:?}, publish {:?}, total {:?}, earnings rows {}, tie-out rows {}",
             t.earnings, t.ledger, t.join, t.rest, t.sort, t.write, t.publish, t.total, t.earnings_rows, t.rows
         );
@@ -221,9 +233,9 @@ pub fn print_rejects(samples: &[Reject], total: u64) {
     if samples.is_empty() {
         return;
     }
-    eprintln!("first rejects ({} in all):", group(total));
+    crate::say!("first rejects ({} in all):", group(total));
     for r in samples {
-        eprintln!("  {}", reject_line(r));
+        crate::say!("  {}", reject_line(r));
     }
 }
 
@@ -324,13 +336,13 @@ pub fn run_summary_lines(s: &RunSummary) -> Vec<String> {
 /// Prints the run summary on stderr.
 pub fn print_run_summary(s: &RunSummary) {
     for l in run_summary_lines(s) {
-        eprintln!("{l}");
+        crate::say!("{l}");
     }
 }
 
 /// `porledger render`'s line.
 pub fn print_rendered(documents: usize, locale: &str, template: &str, out: &Path) {
-    eprintln!(
+    crate::say!(
         "rendered {documents} PDF statements ({locale}, template {template}) to {}",
         out.display()
     );
@@ -351,7 +363,7 @@ pub struct SampleWritten<'a> {
 /// `porledger sample`'s line.
 pub fn print_sample(w: &SampleWritten, out: &Path) {
     let g = group;
-    eprintln!(
+    crate::say!(
         "sample: wrote {} billing file{} with {} rows ({} customers, {} subscription slots, \
          {} partners, charges {}..{}), {} bytes in all, to {}",
         w.files,

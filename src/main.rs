@@ -158,7 +158,7 @@ fn main() -> ExitCode {
         Ok(Finish::Clean) => ExitCode::SUCCESS,
         Ok(Finish::WithRejects | Finish::Differences) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("porledger: error: {e}");
+            porledger::say!("porledger: error: {e}");
             ExitCode::from(2)
         }
     }

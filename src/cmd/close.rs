@@ -224,7 +224,7 @@ pub fn close(args: &CloseArgs) -> Result<Finish, Fatal> {
         m.publish()?;
     }
     if !args.quiet {
-        eprintln!(
+        crate::say!(
             "porledger: closed {} as version {version} in {}: {} statement lines, {} partner totals, {} usage marks",
             rec.period,
             args.history.display(),
@@ -232,13 +232,13 @@ pub fn close(args: &CloseArgs) -> Result<Finish, Fatal> {
             rec.totals.len(),
             rec.usage.len()
         );
-        eprintln!(
+        crate::say!(
             "porledger: {} now marks {} as issued: run and render refuse to replace it",
             out.join(closed::CLOSED).display(),
             out.display()
         );
         if without_keys {
-            eprintln!(
+            crate::say!(
                 "porledger: the run in {} was made without --history, so it recorded no source keys: credits in later months cannot find the charges of {} and are accrued as new lines",
                 out.display(),
                 rec.period
@@ -278,7 +278,7 @@ fn fault_hook() {
                 None if rest.is_empty() => 60_000,
                 None => continue,
             };
-            eprintln!("porledger: test hook: sleeping before the commit of close");
+            crate::say!("porledger: test hook: sleeping before the commit of close");
             std::thread::sleep(Duration::from_millis(ms));
         }
     }

@@ -620,7 +620,7 @@ fn restatement(
     )?;
     crate::render::adjustment::write_adjustments(&staging.dir, &a, &staging.files)?;
     if !s.quiet {
-        eprintln!(
+        crate::say!(
             "porledger: {period} is closed (version {version}): this run restates it; {} statement lines differ (partners/<id>/adjustment.csv); `porledger close` records it as version {}",
             a.lines.len(),
             version + 1

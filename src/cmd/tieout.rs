@@ -852,9 +852,9 @@ fn tieout_on_pool(args: &TieoutArgs) -> Result<Finish, Fatal> {
     console::tieout_timings(&timings);
     if !args.quiet {
         if let Some(h) = &history_use {
-            eprintln!("{}", history_summary(h));
+            crate::say!("{}", history_summary(h));
         }
-        eprintln!("{}", console_summary(&report, &accounting, &target));
+        crate::say!("{}", console_summary(&report, &accounting, &target));
     }
     Ok(if report.differences > 0 || accounting.rejected > 0 {
         Finish::Differences

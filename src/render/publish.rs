@@ -668,7 +668,7 @@ impl Staging {
                 std::process::id()
             ));
             let kept = std::fs::rename(old, &keep);
-            eprintln!(
+            crate::say!(
                 "porledger: warning: the previous output changed during the commit ({e}); \
                  it was not deleted and is now {}",
                 if kept.is_ok() { &keep } else { old }.display()
@@ -680,7 +680,7 @@ impl Staging {
             remove_tree_with(old, || f.step("removing-old")).map_err(std::io::Error::other)
         });
         if let Err(e) = removed {
-            eprintln!(
+            crate::say!(
                 "porledger: warning: published {}, but could not remove the previous output \
                  in {}: {e}; the next run removes it",
                 self.shown.display(),
@@ -850,7 +850,7 @@ fn recover(parent: &Path, name: &str, target: &Path, shown: &Path) -> Result<(),
                 old.display()
             ))
         })?;
-        eprintln!(
+        crate::say!(
             "porledger: {} was missing after an interrupted run (pid {pid}): put the previous \
              output back from {}",
             shown.display(),
@@ -859,11 +859,11 @@ fn recover(parent: &Path, name: &str, target: &Path, shown: &Path) -> Result<(),
     }
     for (p, pid) in olds.into_iter().chain(rest) {
         match remove_tree(&p) {
-            Ok(()) => eprintln!(
+            Ok(()) => crate::say!(
                 "porledger: removed {}, left by an interrupted run (pid {pid})",
                 p.display()
             ),
-            Err(e) => eprintln!(
+            Err(e) => crate::say!(
                 "porledger: warning: could not remove {}, left by an interrupted run (pid {pid}): {e}",
                 p.display()
             ),
@@ -1216,7 +1216,7 @@ fn watch_signals(s: &Staging) {
                 }
             }
             remove_created(&created);
-            eprintln!(
+            crate::say!(
                 "porledger: interrupted: removed {}; {} is unchanged",
                 dir.display(),
                 shown.display()

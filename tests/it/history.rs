@@ -311,6 +311,55 @@ fn close_locks_the_output_however_it_is_named() {
     assert!(!h.exists() || inspect(&h).is_empty());
 }
 
+/// A message that cannot be written (stderr a full disk or a closed pipe)
+/// changes neither what a command does nor its exit code: the run publishes
+/// (after clearing an interrupted run's leftover, which it reports), the
+/// close records, and both exit 0.
+#[test]
+fn an_unwritable_stderr_changes_nothing() {
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    let d = tempfile::tempdir().unwrap();
+    let (u, h) = (d.path().join("usage"), d.path().join("history.db"));
+    // A staging directory of a process that is gone.
+    let leftover = d.path().join(".usage.porledger-tmp-4194303");
+    std::fs::create_dir(&leftover).unwrap();
+    let mut c = command();
+    c.args(Sample::Usage.args())
+        .arg("--out")
+        .arg(&u)
+        .arg("--no-pdf")
+        .stdout(Stdio::null())
+        .stderr(full());
+    assert_eq!(c.status().unwrap().code(), Some(0));
+    assert!(u.join("manifest.json").exists());
+    assert!(!leftover.exists());
+    let mut c = command();
+    c.arg("close")
+        .arg("--out")
+        .arg(&u)
+        .arg("--history")
+        .arg(&h)
+        .stdout(Stdio::null())
+        .stderr(full());
+    assert_eq!(c.status().unwrap().code(), Some(0));
+    assert_eq!(inspect(&h), vec![("2026-10".to_string(), 1)]);
+    assert!(u.join("closed.json").exists());
+    // A fatal error still exits 2.
+    let mut c = command();
+    c.arg("close")
+        .arg("--out")
+        .arg(d.path().join("missing"))
+        .arg("--history")
+        .arg(&h)
+        .stderr(full());
+    assert_eq!(c.status().unwrap().code(), Some(2));
+}
+
 #[test]
 fn close_killed_before_commit_leaves_the_history_as_it_was() {
     let d = tempfile::tempdir().unwrap();
