@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::{Child, ChildStderr, Stdio};
 use std::time::Duration;
 
 use crate::common::*;
@@ -224,13 +224,14 @@ fn changed_statements_record_nothing_and_create_no_history() {
 /// Starts `close` with the test hook that sleeps inside the transaction, and
 /// returns once it is there (holding the write lock).
 fn close_paused(out: &Path, h: &Path) -> Child {
-    let mut c = command();
-    c.arg("close")
-        .arg("--out")
-        .arg(out)
-        .arg("--history")
-        .arg(h)
-        .env("PORLEDGER_FAULT_AT", "sleep:close-before-commit")
+    close_paused_at(out, h, "sleep:close-before-commit").0
+}
+
+/// [`close_paused`] with the hook `hook` (`sleep:close-before-commit:<ms>`
+/// sleeps that long); also returns the rest of its stderr.
+fn close_paused_at(out: &Path, h: &Path, hook: &str) -> (Child, BufReader<ChildStderr>) {
+    let mut c = close_command(out, h);
+    c.env("PORLEDGER_FAULT_AT", hook)
         .stderr(Stdio::piped())
         .stdout(Stdio::null());
     let mut child = c.spawn().unwrap();
@@ -243,7 +244,7 @@ fn close_paused(out: &Path, h: &Path) -> Child {
             break;
         }
     }
-    child
+    (child, err)
 }
 
 /// The output's lock is one however `--out` is spelled: a run into the
@@ -280,22 +281,7 @@ fn close_locks_the_output_however_it_is_named() {
     assert_unmarked(&u);
 
     // Something other than porledger rewrites manifest.json during a close.
-    let mut c = command();
-    c.arg("close")
-        .arg("--out")
-        .arg(&u)
-        .arg("--history")
-        .arg(&h)
-        .env("PORLEDGER_FAULT_AT", "sleep:close-before-commit:3000")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("sleeping before the commit") {
-        line.clear();
-        assert!(err.read_line(&mut line).unwrap() > 0, "close ended early");
-    }
+    let (mut child, mut err) = close_paused_at(&u, &h, "sleep:close-before-commit:3000");
     let m = u.join("manifest.json");
     let mut text = read(&m);
     text.push(' ');
@@ -338,14 +324,8 @@ fn an_unwritable_stderr_changes_nothing() {
     assert_eq!(c.status().unwrap().code(), Some(0));
     assert!(u.join("manifest.json").exists());
     assert!(!leftover.exists());
-    let mut c = command();
-    c.arg("close")
-        .arg("--out")
-        .arg(&u)
-        .arg("--history")
-        .arg(&h)
-        .stdout(Stdio::null())
-        .stderr(full());
+    let mut c = close_command(&u, &h);
+    c.stdout(Stdio::null()).stderr(full());
     assert_eq!(c.status().unwrap().code(), Some(0));
     assert_eq!(inspect(&h), vec![("2026-10".to_string(), 1)]);
     assert!(u.join("closed.json").exists());
@@ -382,13 +362,8 @@ fn close_killed_before_commit_leaves_the_history_as_it_was() {
     assert_eq!(listing(&h, &[]), before);
     assert_unmarked(&u);
     // abort() at the same point.
-    let mut c = command();
-    c.arg("close")
-        .arg("--out")
-        .arg(&u)
-        .arg("--history")
-        .arg(&h)
-        .env("PORLEDGER_FAULT_AT", "close-before-commit");
+    let mut c = close_command(&u, &h);
+    c.env("PORLEDGER_FAULT_AT", "close-before-commit");
     let o = output(&mut c);
     assert_ne!(code(&o), 0);
     assert_eq!(listing(&h, &[]), before);
@@ -448,14 +423,8 @@ fn two_closers_at_once_record_one_version() {
     assert_code(&close(&m, &h, &["--quiet"]), 0);
     run_usage(&u, &["--history", h.to_str().unwrap()]);
     let spawn = || {
-        let mut c = command();
-        c.arg("close")
-            .arg("--out")
-            .arg(&u)
-            .arg("--history")
-            .arg(&h)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        let mut c = close_command(&u, &h);
+        c.stdout(Stdio::null()).stderr(Stdio::piped());
         c.spawn().unwrap()
     };
     let (a, b) = (spawn(), spawn());

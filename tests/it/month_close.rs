@@ -136,11 +136,16 @@ fn the_month_close_story_gives_the_hand_computed_numbers() {
 
 /// `porledger run` of `period` on `billing` (no history), which must publish.
 fn run_plain(period: &str, billing: &str, out: &Path) {
+    run_plain_with(period, billing, "designations-2026-10.csv", out);
+}
+
+/// [`run_plain`] with another designations file of the story.
+fn run_plain_with(period: &str, billing: &str, designations: &str, out: &Path) {
     let mut c = command();
     c.args(["run", "--period", period, "--billing"])
         .arg(format!("{D}/{billing}"))
         .args(["--designations"])
-        .arg(format!("{D}/designations-2026-10.csv"))
+        .arg(format!("{D}/{designations}"))
         .args([
             "--rules",
             "sample-data/rules.toml",
@@ -628,20 +633,12 @@ fn a_run_that_did_not_see_an_earlier_close_is_not_closed() {
     );
     // A run made without --history read no close at all: the same.
     let plain = d.path().join("2026-11-plain");
-    let mut c = command();
-    c.args(["run", "--period", "2026-11", "--billing"])
-        .arg(format!("{D}/billing-2026-11.csv"))
-        .arg("--designations")
-        .arg(format!("{D}/designations-2026-11.csv"))
-        .args([
-            "--rules",
-            "sample-data/rules.toml",
-            "--no-pdf",
-            "--quiet",
-            "--out",
-        ])
-        .arg(&plain);
-    assert_published(&output(&mut c));
+    run_plain_with(
+        "2026-11",
+        "billing-2026-11.csv",
+        "designations-2026-11.csv",
+        &plain,
+    );
     let o = close(&plain);
     assert_code(&o, 2);
     assert!(

@@ -352,14 +352,18 @@ fn assert_crlf_refuses_a_bare_lf_outside_quotes() {
 
 /// `porledger close --out OUT --history HISTORY [EXTRA...]`.
 pub fn close(out: &Path, history: &Path, extra: &[&str]) -> Output {
+    output(close_command(out, history).args(extra))
+}
+
+/// The command `porledger close --out OUT --history HISTORY`, to add to.
+pub fn close_command(out: &Path, history: &Path) -> Command {
     let mut c = command();
     c.arg("close")
         .arg("--out")
         .arg(out)
         .arg("--history")
-        .arg(history)
-        .args(extra);
-    output(&mut c)
+        .arg(history);
+    c
 }
 
 /// [`close`], which must succeed.
