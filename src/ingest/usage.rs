@@ -345,6 +345,42 @@ pub fn parse_tenant_map(path: &Path) -> Result<BTreeMap<String, String>, Fatal> 
     }
 }
 
+/// Refuses a tenant map entry keyed by a bare file name that more than one
+/// of `files` has (and that is not listed by its path): exports of several
+/// tenants often share a name (`usage.csv` in a folder per tenant), and each
+/// would be given the one tenant.
+fn ambiguous_names(
+    files: &[InputFile],
+    map: &BTreeMap<String, String>,
+    map_path: &Path,
+) -> Result<(), Fatal> {
+    let mut by_name: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for f in files {
+        if map.contains_key(&f.display) {
+            continue;
+        }
+        let name = f
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if map.contains_key(&name) {
+            by_name.entry(name).or_default().push(&f.display);
+        }
+    }
+    match by_name.into_iter().find(|(_, v)| v.len() > 1) {
+        None => Ok(()),
+        Some((name, shared)) => Err(Fatal::Input(format!(
+            "--usage-tenant-map {}: '{name}' names {} --usage files ({}), which would all be \
+             given tenant {}: list each of them by its path as given",
+            map_path.display(),
+            shared.len(),
+            shared.join(", "),
+            map[&name]
+        ))),
+    }
+}
+
 fn tenant_of(file: &InputFile, map: &BTreeMap<String, String>) -> Option<(String, &'static str)> {
     let name = file
         .path
@@ -379,7 +415,11 @@ pub fn load_usage(paths: &[PathBuf], tenant_map: Option<&Path>) -> Result<UsageI
         Some(p) => parse_tenant_map(p)?,
         None => BTreeMap::new(),
     };
-    for f in discover(paths, "--usage")? {
+    let files = discover(paths, "--usage")?;
+    if let Some(m) = tenant_map {
+        ambiguous_names(&files, &map, m)?;
+    }
+    for f in files {
         let bytes = super::read_limited(&f.path, super::limits::USAGE, "usage")?;
         let digest = FileDigest {
             sha256: super::sha256_hex(&bytes),
@@ -588,6 +628,44 @@ mod tests {
             Some(mp)
         };
         load_usage(&[p], m.as_deref())
+    }
+
+    /// A file name that two Graph exports share (one folder per tenant) is
+    /// not a key of one of them: refused, naming both; by path, each gets
+    /// its own tenant.
+    #[test]
+    fn a_tenant_map_name_shared_by_two_files_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let graph = "Report Refresh Date,Teams Active,Teams Inactive,Report Period\n\
+                     2026-10-30,30,1,30\n";
+        let mut files = Vec::new();
+        for t in ["contoso", "fabrikam"] {
+            std::fs::create_dir(dir.path().join(t)).unwrap();
+            let f = dir.path().join(t).join("usage.csv");
+            std::fs::write(&f, graph).unwrap();
+            files.push(f);
+        }
+        let map = dir.path().join("map.csv");
+        std::fs::write(&map, "file,customer_id\nusage.csv,t1\n").unwrap();
+        let e = load_usage(&files, Some(&map)).unwrap_err().to_string();
+        assert!(
+            e.contains("'usage.csv' names 2 --usage files")
+                && e.contains("contoso/usage.csv")
+                && e.contains("fabrikam/usage.csv"),
+            "{e}"
+        );
+        let by_path = format!(
+            "file,customer_id\n{},t1\n{},t2\n",
+            files[0].display(),
+            files[1].display()
+        );
+        std::fs::write(&map, by_path).unwrap();
+        let u = load_usage(&files, Some(&map)).unwrap();
+        let tenants: Vec<&str> = u.obs.iter().map(|o| o.customer_id.as_str()).collect();
+        assert_eq!(tenants, ["t1", "t2"]);
+        // One file by its name is as before.
+        std::fs::write(&map, "file,customer_id\nusage.csv,t1\n").unwrap();
+        assert!(load_usage(&files[..1], Some(&map)).is_ok());
     }
 
     #[test]
