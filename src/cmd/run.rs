@@ -30,6 +30,9 @@ struct Fx {
     table: FxTable,
     currency: Currency,
     rejects: Vec<Reject>,
+    /// Its rows (for the row accounting) and its name as given.
+    rows: u64,
+    file: String,
 }
 
 /// What the stream and the usage accruals left for the statements.
@@ -106,7 +109,13 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     let staging = Staging::new(&s.out, publish::Kind::Run)?;
     let mut rows = stream_rows(&s, &inputs, fx.as_ref(), &staging)?;
     let t_stream = rows.bar.elapsed();
-    let acc = summary::accounting(&inputs, &rows.streamed);
+    let mut acc = summary::accounting(&inputs, &rows.streamed);
+    acc.fx = fx.as_ref().map(|f| summary::DesignationRows {
+        file: f.file.clone(),
+        rows: f.rows,
+        accepted: f.rows.saturating_sub(f.rejects.len() as u64),
+        rejected: f.rejects.len() as u64,
+    });
     if !acc.total.balanced || !rows.usage.total.balanced {
         return Err(Fatal::Input(
             "internal error: row accounting does not add up; nothing was published".into(),
@@ -228,11 +237,13 @@ fn load_fx(s: &RunSettings, inputs: &Inputs) -> Result<Option<Fx>, Fatal> {
             Fatal::Input("--fx needs a reporting currency: --reporting-currency EUR or reporting_currency in the rules".into())
         })?,
     };
-    let (table, rejects, _rows) = crate::ingest::fx::load_fx(&fx.path)?;
+    let (table, rejects, rows) = crate::ingest::fx::load_fx(&fx.path)?;
     Ok(Some(Fx {
         table,
         currency,
         rejects,
+        rows,
+        file: fx.path.to_string_lossy().into_owned(),
     }))
 }
 

@@ -59,7 +59,7 @@ fn file_rows(file: String, format: String, c: &FileCounts, history: bool) -> Fil
     }
 }
 
-/// Where the rows of the designations file went.
+/// Where the rows of a table file (the designations, the FX rates) went.
 #[derive(Serialize)]
 pub struct DesignationRows {
     pub file: String,
@@ -74,6 +74,9 @@ pub struct RowAccounting {
     pub billing: Vec<FileRows>,
     pub total: FileRows,
     pub designations: DesignationRows,
+    /// `--fx`: the FX file's rows (`rows = accepted + rejected`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fx: Option<DesignationRows>,
 }
 
 /// The row accounting of a streamed set of inputs.
@@ -109,6 +112,7 @@ pub fn accounting(inputs: &Inputs, streamed: &Streamed) -> RowAccounting {
             accepted: inputs.index.len() as u64,
             rejected: inputs.designations.rejects.len() as u64,
         },
+        fx: None,
     }
 }
 

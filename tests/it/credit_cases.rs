@@ -287,6 +287,15 @@ c10,C10,s10,10/1/2026,10/1/2026,500.00,EUR,Microsoft Corporation,[]
     assert_eq!(c.amounts(), ["P-M:por-core:20.00", "P-M:por-core:40.00"]);
     let st = c.read("out/partners/P-M/statement.csv");
     assert!(st.contains("total,EUR,500.00,20.00,EUR,1.0,,20.00\r\ntotal,USD,1000.00,40.00,EUR,0.9,2026-10-15,36.00\r\ntotal_converted,EUR,,56.00\r\n"), "{st}");
+    // The FX file's rows are accounted for like the designations'.
+    let summary: serde_json::Value = serde_json::from_str(&c.read("out/summary.json")).unwrap();
+    let fx = &summary["rows"]["fx"];
+    assert_eq!(fx["file"], "fx.csv", "{fx}");
+    assert_eq!(
+        (&fx["rows"], &fx["accepted"], &fx["rejected"]),
+        (&2.into(), &2.into(), &0.into()),
+        "{fx}"
+    );
     // Without a rate on or before the statement date: exit 2, nothing published.
     std::fs::write(
         c.dir.path().join("fx.csv"),
