@@ -593,6 +593,7 @@ mod tests {
                 accepted: 9,
                 rejected: 1,
             },
+            fx: None,
         }
     }
 

@@ -32,7 +32,7 @@ pub enum Fatal {
     /// The `--history` database cannot be used, or refused a close.
     #[error(transparent)]
     History(#[from] crate::history::HistoryError),
-    #[error("{count} rows rejected, more than --max-rejects {max}: nothing was published (see the first rejects above; raise --max-rejects to publish anyway)")]
+    #[error("{count} rows rejected, more than --max-rejects {max}: nothing was published (the first of them are listed above, unless --quiet; `porledger validate --show N` lists them; raise --max-rejects to publish anyway)")]
     TooManyRejects { count: u64, max: u64 },
 }
 
