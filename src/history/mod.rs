@@ -20,8 +20,9 @@
 //!   charge dates where the run recorded them) for matching later credits,
 //!   stored as compressed blocks of a few hundred rows (`block.rs`; read
 //!   through this module, not with plain SQL); `charge_keys` and
-//!   `charge_filters` find a credit's charge, `reversals` the credits
-//!   already taken from it (see `SCHEMA_V3`);
+//!   `charge_filters` find a credit's charge (reference IDs folded to one
+//!   letter case, see `SCHEMA_V4`), `reversals` the credits already taken
+//!   from it (see `SCHEMA_V3`);
 //! - `usage_marks`: the monthly active users per tenant, workload and month,
 //!   from which the usage high-water marks of later months are computed.
 //!
@@ -51,7 +52,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 pub const APPLICATION_ID: i32 = 0x504F_524C;
 
 /// The schema version this build reads and writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// Why the history cannot be used. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -595,6 +596,19 @@ CREATE TABLE reversals(close_id INTEGER NOT NULL REFERENCES closes(id),
 CREATE INDEX reversals_reverses ON reversals(reverses);
 ";
 
+/// Version 4: the reference IDs of `charge_keys` (kind 0) and of the
+/// references filter are stored as their ID key (trimmed, lower case, see
+/// [`crate::ingest::id_key`]), so a credit finds its charge by a
+/// `ReferenceId` in any letter case with one look-up of its own key folded
+/// the same way. Version 3 stored them as written, and its look-up tried
+/// the credit's ID as written, in lower and in upper case only, which missed
+/// a charge written in mixed case. No table changes: the upgrade rewrites
+/// each close's reference key blocks and filter in Rust (see
+/// `fold_reference_keys`); the subscription keys stay as they are (their
+/// subscription is already its key, product and SKU are compared as
+/// written).
+const SCHEMA_V4: &str = "";
+
 /// The migrations, in order: `MIGRATIONS[i]` takes schema version `i` to
 /// `i + 1`.
 const MIGRATIONS: &[(&str, &str)] = &[
@@ -606,6 +620,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "accruals as compressed blocks of rows (accrual_blocks, charge_keys, reversals)",
         SCHEMA_V3,
+    ),
+    (
+        "reference keys folded to one letter case (credits match a ReferenceId in any case)",
+        SCHEMA_V4,
     ),
 ];
 
@@ -740,12 +758,19 @@ impl History {
             tx.pragma_update(None, "application_id", APPLICATION_ID)
                 .map_err(|e| sql(&path, e))?;
         }
+        // Whether the closes' keys were written by this build's encoder in
+        // this upgrade (then they are folded already).
+        let mut encoded = false;
         while version < SCHEMA_VERSION {
             let (what, ddl) = MIGRATIONS[version as usize];
             tx.execute_batch(ddl).map_err(|e| sql(&path, e))?;
             version += 1;
             if version == 3 {
                 convert_v2(&tx, &path)?;
+                encoded = true;
+            }
+            if version == 4 && !encoded {
+                fold_reference_keys(&tx, &path)?;
             }
             tx.execute(
                 "INSERT INTO migrations(version, description) VALUES (?1, ?2)",
@@ -1520,7 +1545,7 @@ impl History {
     ) -> Result<Vec<ClosedAccrual>, HistoryError> {
         let s = |e| sql(&self.path, e);
         let (kind, wanted) = match key.reference() {
-            Some(r) => (0, r.as_bytes().to_vec()),
+            Some(r) => (0, self.reference_key(r).as_bytes().to_vec()),
             None => (
                 1,
                 joined_key(
@@ -1655,6 +1680,17 @@ impl History {
         Ok(found)
     }
 
+    /// The key under which this history stores the (trimmed) reference ID
+    /// `r`: its ID key from schema version 4 on (see `SCHEMA_V4`), `r` as
+    /// written before.
+    fn reference_key<'a>(&self, r: &'a str) -> std::borrow::Cow<'a, str> {
+        if self.schema >= 4 {
+            std::borrow::Cow::Owned(crate::ingest::id_key(r))
+        } else {
+            std::borrow::Cow::Borrowed(r)
+        }
+    }
+
     /// Whether close `id` may hold a charge with `key`, by its key filter
     /// (loaded once per close); `true` when the close has no filter.
     fn may_hold(&self, id: i64, key: &reverse::ChargeKey) -> Result<bool, HistoryError> {
@@ -1682,7 +1718,7 @@ impl History {
         };
         Ok(match (f, key.reference()) {
             (None, _) => true,
-            (Some((refs, _)), Some(r)) => refs.may_contain(&[r]),
+            (Some((refs, _)), Some(r)) => refs.may_contain(&[&self.reference_key(r)]),
             (Some((_, subs)), None) => subs.may_contain(&[
                 &key.subscription_id,
                 &key.product_id,
@@ -1892,10 +1928,15 @@ impl reverse::ClosedCharges for ClosedLookup {
             found.retain(|c| Some(&c.period) != self.own_period.as_ref());
             Ok::<_, String>(found)
         };
+        // IDs differ in letter case between exports (GUIDs above all). From
+        // schema version 4 on, the history stores reference IDs folded and
+        // `closed_charges` folds the credit's: one look-up finds any case.
         let mut found = lookup(key)?;
-        // IDs differ in letter case between exports (GUIDs above all): a
-        // `ReferenceId` found as written, else in lower, else in upper case.
-        if let (true, Some(r)) = (found.is_empty(), key.reference()) {
+        // An older history (read as it is, never upgraded by a reader) has
+        // them as written: a `ReferenceId` found as written, else in lower,
+        // else in upper case.
+        let older = h.schema < 4;
+        if let (true, true, Some(r)) = (older, found.is_empty(), key.reference()) {
             for spelled in [r.to_lowercase(), r.to_uppercase()] {
                 if spelled != r {
                     let k = reverse::ChargeKey {
@@ -2681,7 +2722,7 @@ where
 /// The heads of a close's runs by key, for [`ChargeKeys::encode`].
 #[derive(Default)]
 struct ChargeKeys {
-    /// (trimmed reference ID, ordinal of the head)
+    /// (reference ID, trimmed and folded by `id_key`, ordinal of the head)
     refs: Vec<(Vec<u8>, u64)>,
     /// (subscription, product, SKU joined by 0xff, ordinal of the head)
     subs: Vec<(Vec<u8>, u64)>,
@@ -2715,7 +2756,8 @@ impl ChargeKeys {
             return;
         }
         if let Some(r) = a.reference_id.map(str::trim).filter(|r| !r.is_empty()) {
-            self.refs.push((r.as_bytes().to_vec(), at));
+            // Folded like every ID (see `SCHEMA_V4`).
+            self.refs.push((crate::ingest::id_key(r).into_bytes(), at));
         }
         if let Some(p) = a.product_id {
             let sku = a.sku_id.unwrap_or("");
@@ -2726,41 +2768,136 @@ impl ChargeKeys {
     /// Emits both key lists, sorted, as key blocks; returns their filters
     /// (references, subscriptions).
     fn encode(mut self, emit: &mut impl FnMut(StoredPart)) -> (Vec<u8>, Vec<u8>) {
-        let mut filters = Vec::with_capacity(2);
-        for (kind, list) in [(0, &mut self.refs), (1, &mut self.subs)] {
-            list.sort_unstable();
-            let mut f = filter::KeyFilter::with_capacity(list.len());
-            let mut w = block::Writer::new(2);
-            let (mut start, mut seq) = (0usize, 0u32);
-            let mut flush = |w: &mut block::Writer, first_key: &[u8], seq: &mut u32| {
-                emit(StoredPart::Keys {
-                    kind,
-                    seq: *seq,
-                    first_key: first_key.to_vec(),
-                    entries: w.rows(),
-                    raw: w.take(),
-                });
-                *seq += 1;
-            };
-            for (i, (k, at)) in list.iter().enumerate() {
-                if i == 0 || list[i - 1].0 != *k {
-                    f.insert_joined(k);
-                }
-                if w.rows() >= KEY_ENTRIES {
-                    flush(&mut w, &list[start].0, &mut seq);
-                    start = i;
-                }
-                w.push(&[Some(k), Some(at.to_string().as_bytes())]);
-            }
-            if w.rows() > 0 {
-                flush(&mut w, &list[start].0, &mut seq);
-            }
-            filters.push(f.to_bytes());
-        }
-        let subscriptions = filters.pop().unwrap_or_default();
-        let references = filters.pop().unwrap_or_default();
+        let references = encode_keys(0, &mut self.refs, emit);
+        let subscriptions = encode_keys(1, &mut self.subs, emit);
         (references, subscriptions)
     }
+}
+
+/// Sorts one kind's key list (key, ordinal of the head) and emits it as key
+/// blocks of at most [`KEY_ENTRIES`] entries, numbered from 0 in key order,
+/// each with its first key; returns the list's filter.
+fn encode_keys(
+    kind: u8,
+    list: &mut [(Vec<u8>, u64)],
+    emit: &mut impl FnMut(StoredPart),
+) -> Vec<u8> {
+    list.sort_unstable();
+    let mut f = filter::KeyFilter::with_capacity(list.len());
+    let mut w = block::Writer::new(2);
+    let (mut start, mut seq) = (0usize, 0u32);
+    let mut flush = |w: &mut block::Writer, first_key: &[u8], seq: &mut u32| {
+        emit(StoredPart::Keys {
+            kind,
+            seq: *seq,
+            first_key: first_key.to_vec(),
+            entries: w.rows(),
+            raw: w.take(),
+        });
+        *seq += 1;
+    };
+    for (i, (k, at)) in list.iter().enumerate() {
+        if i == 0 || list[i - 1].0 != *k {
+            f.insert_joined(k);
+        }
+        if w.rows() >= KEY_ENTRIES {
+            flush(&mut w, &list[start].0, &mut seq);
+            start = i;
+        }
+        w.push(&[Some(k), Some(at.to_string().as_bytes())]);
+    }
+    if w.rows() > 0 {
+        flush(&mut w, &list[start].0, &mut seq);
+    }
+    f.to_bytes()
+}
+
+/// Folds the reference keys of the closes recorded under schema version 3
+/// (stored as written) to their ID key (see `SCHEMA_V4`): per close, its
+/// kind 0 key blocks are decoded, each key folded, the list sorted and
+/// written again by [`encode_keys`] with its references filter, as a close
+/// of this build writes them. A close whose keys are folded already (all in
+/// lower case, as GUIDs mostly are) is left as it is; the subscription keys
+/// and everything else are never touched. Part of the upgrade's transaction.
+fn fold_reference_keys(tx: &Transaction, path: &Path) -> Result<(), HistoryError> {
+    let s = |e| sql(path, e);
+    let damaged = |id: i64, what: String| HistoryError::Refused {
+        path: path.display().to_string(),
+        message: format!("close {id}: {what}: the history is damaged; it was not upgraded"),
+    };
+    let ids: Vec<i64> = tx
+        .prepare("SELECT DISTINCT close_id FROM charge_keys WHERE kind = 0 ORDER BY close_id")
+        .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+        .map_err(s)?;
+    let mut blocks = tx
+        .prepare(
+            "SELECT entries, data FROM charge_keys WHERE close_id = ?1 AND kind = 0 ORDER BY seq",
+        )
+        .map_err(s)?;
+    let mut subscriptions = tx
+        .prepare("SELECT subscriptions_filter FROM charge_filters WHERE close_id = ?1")
+        .map_err(s)?;
+    for id in ids {
+        let mut list: Vec<(Vec<u8>, u64)> = Vec::new();
+        let mut changed = false;
+        let mut rows = blocks.query(params![id]).map_err(s)?;
+        while let Some(r) = rows.next().map_err(s)? {
+            let entries: i64 = r.get(0).map_err(s)?;
+            let blob = r
+                .get_ref(1)
+                .and_then(|v| v.as_blob().map_err(Into::into))
+                .map_err(s)?;
+            let entries = usize::try_from(entries)
+                .map_err(|_| damaged(id, format!("a key block of {entries} entries")))?;
+            let b = block::Block::decode(blob, 2, entries)
+                .map_err(|e| damaged(id, format!("a key block: {e}")))?;
+            for i in 0..b.rows() {
+                let key = b.text(i, 0).map_err(|e| damaged(id, e))?;
+                let at = b
+                    .text(i, 1)
+                    .map_err(|e| damaged(id, e))?
+                    .and_then(|t| t.parse().ok());
+                let (Some(key), Some(at)) = (key, at) else {
+                    return Err(damaged(id, format!("key entry {i} has no key or no row")));
+                };
+                let folded = crate::ingest::id_key(key.trim());
+                changed |= folded != key;
+                list.push((folded.into_bytes(), at));
+            }
+        }
+        drop(rows);
+        if !changed {
+            continue;
+        }
+        // The close's filter row keeps its subscriptions filter as it is.
+        let subs: Vec<u8> = subscriptions
+            .query_row(params![id], |r| r.get(0))
+            .optional()
+            .map_err(s)?
+            .ok_or_else(|| damaged(id, "reference keys without a filter".into()))?;
+        tx.execute(
+            "DELETE FROM charge_keys WHERE close_id = ?1 AND kind = 0",
+            params![id],
+        )
+        .map_err(s)?;
+        let mut parts = Vec::new();
+        let references = encode_keys(0, &mut list, &mut |p| parts.push(p));
+        parts.push(StoredPart::End {
+            references,
+            subscriptions: subs,
+            accruals: 0,
+        });
+        store_parts(
+            tx,
+            id,
+            parts.into_iter().map(Ok::<_, std::convert::Infallible>),
+        )
+        .map_err(|e| match e {
+            CloseError::History(h) => h,
+            CloseError::Source(never) => match never {},
+        })?;
+    }
+    Ok(())
 }
 
 /// Converts the accruals of the closes recorded under schema version 1 or 2
@@ -3621,7 +3758,8 @@ mod tests {
                 .collect()
         };
         let pair = |k: &str, at: &str| (k.to_string(), at.to_string());
-        assert_eq!(entries(0), vec![pair("REF-1", "0"), pair("REF-2", "3")]);
+        // Reference IDs by their ID key (the rows keep them as written).
+        assert_eq!(entries(0), vec![pair("ref-1", "0"), pair("ref-2", "3")]);
         let sub = "sub-1\u{fffd}CFQ7\u{fffd}0001";
         assert_eq!(entries(1), vec![pair(sub, "0"), pair(sub, "3")]);
         let found = h.closed_charges(&key("REF-1", None)).unwrap();
@@ -3808,7 +3946,12 @@ mod tests {
         let mut h = History::open_write(&p, Duration::from_secs(1)).unwrap();
         h.close(&read(&h, "2026-11"), no_rows(), || {}).unwrap();
         drop(h);
-        assert_eq!(probe(&p).unwrap(), Probe::Ours { version: 3 });
+        assert_eq!(
+            probe(&p).unwrap(),
+            Probe::Ours {
+                version: SCHEMA_VERSION
+            }
+        );
         let h = History::open_read(&p).unwrap().unwrap();
         let after = look(&h);
         assert_eq!(
@@ -3816,6 +3959,9 @@ mod tests {
             (found, credited, issued, explained),
             "the conversion keeps every row"
         );
+        // The converted reference keys are folded: any spelling finds them.
+        assert_eq!(reference_keys(&h.conn, 2), vec![("ref-1".into(), 0)]);
+        assert_eq!(h.closed_charges(&key("Ref-1", None)).unwrap(), after.0);
         assert_eq!(h.accruals("2026-09", 1, "P1").unwrap().len(), 1);
         let old: i64 = h
             .conn
@@ -3832,6 +3978,239 @@ mod tests {
         let mut h = History::open_write(&p, Duration::from_secs(1)).unwrap();
         let rec = record("2026-10", Some(restating));
         assert_eq!(h.close(&rec, no_rows(), || {}).unwrap(), 2);
+    }
+
+    /// The kind 0 (reference) key entries of close `id`: (key, ordinal).
+    fn reference_keys(c: &Connection, id: i64) -> Vec<(String, u64)> {
+        let mut st = c
+            .prepare("SELECT entries, data FROM charge_keys WHERE close_id = ?1 AND kind = 0 ORDER BY seq")
+            .unwrap();
+        let mut rows = st.query(params![id]).unwrap();
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().unwrap() {
+            let n: i64 = r.get(0).unwrap();
+            let data: Vec<u8> = r.get(1).unwrap();
+            let b = block::Block::decode(&data, 2, n as usize).unwrap();
+            for i in 0..b.rows() {
+                let key = b.text(i, 0).unwrap().unwrap().to_string();
+                out.push((key, b.text(i, 1).unwrap().unwrap().parse().unwrap()));
+            }
+        }
+        out
+    }
+
+    /// The stored rows of close `id` other than its reference keys, their
+    /// bytes in hex: accrual blocks, subscription key blocks,
+    /// subscriptions filter.
+    fn other_rows(c: &Connection, id: i64) -> Vec<String> {
+        let mut out = Vec::new();
+        for q in [
+            "SELECT first || ' ' || rows || ' ' || hex(data) FROM accrual_blocks
+             WHERE close_id = ?1 ORDER BY first",
+            "SELECT seq || ' ' || hex(first_key) || ' ' || entries || ' ' || hex(data) FROM charge_keys
+             WHERE close_id = ?1 AND kind = 1 ORDER BY seq",
+            "SELECT hex(subscriptions_filter) FROM charge_filters WHERE close_id = ?1",
+        ] {
+            let mut st = c.prepare(q).unwrap();
+            let rows = st.query_map(params![id], |r| r.get::<_, String>(0)).unwrap();
+            out.extend(rows.map(Result::unwrap));
+        }
+        out
+    }
+
+    /// The kind 0 key blocks and references filter of close `id`, with
+    /// the reference IDs of its heads as they were written (as schema
+    /// version 3 stored them); the rest as this build wrote it.
+    fn unfold_references(c: &Connection, id: i64, refs: &[(&str, u64)]) {
+        let tx = c.unchecked_transaction().unwrap();
+        let subs: Vec<u8> = tx
+            .query_row(
+                "SELECT subscriptions_filter FROM charge_filters WHERE close_id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        tx.execute(
+            "DELETE FROM charge_keys WHERE close_id = ?1 AND kind = 0",
+            params![id],
+        )
+        .unwrap();
+        let mut list: Vec<(Vec<u8>, u64)> = refs
+            .iter()
+            .map(|(k, at)| (k.as_bytes().to_vec(), *at))
+            .collect();
+        let mut parts = Vec::new();
+        let references = encode_keys(0, &mut list, &mut |p| parts.push(p));
+        parts.push(StoredPart::End {
+            references,
+            subscriptions: subs,
+            accruals: 0,
+        });
+        store_parts::<_, ()>(&tx, id, parts.into_iter().map(Ok)).unwrap();
+        tx.commit().unwrap();
+    }
+
+    /// A schema version 3 file: close 1 (2026-09) with a reference ID in
+    /// lower case, close 2 (2026-10) with one in mixed case (line 2, a run
+    /// of two accruals) and one in upper case (line 3), their reference
+    /// keys as written.
+    fn v3_file(p: &Path) {
+        let mut h = History::open_write(p, Duration::from_secs(1)).unwrap();
+        let mut sep = charge("P1", Some("ref-sep"), Some("0001"), 2);
+        sep.source_file = "sep.csv".into();
+        sep.charge_start = Some("2026-09-01".into());
+        sep.charge_end = Some("2026-09-30".into());
+        h.close(&record("2026-09", None), vec![Ok::<_, ()>(sep)], || {})
+            .unwrap();
+        let rows = vec![
+            Ok::<_, ()>(charge("P1", Some("Ref-C1-Oct"), Some("0001"), 2)),
+            Ok(charge("P2", Some("Ref-C1-Oct"), Some("0001"), 2)),
+            Ok(charge("P1", Some("REF-C2-OCT"), Some("0002"), 3)),
+        ];
+        h.close(&read(&h, "2026-10"), rows, || {}).unwrap();
+        drop(h);
+        let c = Connection::open(p).unwrap();
+        unfold_references(&c, 2, &[("Ref-C1-Oct", 0), ("REF-C2-OCT", 2)]);
+        c.execute("DELETE FROM migrations WHERE version = 4", [])
+            .unwrap();
+        c.pragma_update(None, "user_version", 3).unwrap();
+        c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
+    }
+
+    /// A close keeps its reference keys folded: a credit finds its charge
+    /// by the `ReferenceId` in any letter case, with blanks around it.
+    #[test]
+    fn a_reference_id_is_found_in_any_letter_case() {
+        use reverse::ClosedCharges;
+        let d = tmp();
+        let p = d.path().join("h.db");
+        let mut h = History::open_write(&p, Duration::from_secs(1)).unwrap();
+        let rows = vec![
+            Ok::<_, ()>(charge("P1", Some("Ref-C1-Oct"), Some("0001"), 2)),
+            Ok(charge("P2", Some("Ref-C1-Oct"), Some("0001"), 2)),
+            Ok(charge("P1", Some(" Müller-Ref "), Some("0002"), 3)),
+        ];
+        h.close(&record("2026-10", None), rows, || {}).unwrap();
+        assert_eq!(
+            reference_keys(&h.conn, 1),
+            vec![("müller-ref".into(), 2), ("ref-c1-oct".into(), 0)]
+        );
+        drop(h);
+        let lookup = ClosedLookup::new(History::open_read(&p).unwrap().unwrap(), None).unwrap();
+        for spelled in [
+            "Ref-C1-Oct",
+            "ref-c1-oct",
+            "REF-C1-OCT",
+            "rEF-c1-OcT",
+            "  ref-C1-OCT\t",
+        ] {
+            let c = lookup.charge(&key(spelled, None)).unwrap();
+            let c = c.unwrap_or_else(|| panic!("{spelled:?} finds no charge"));
+            let got: Vec<(&str, Option<&str>)> = c
+                .accruals
+                .iter()
+                .map(|a| {
+                    (
+                        a.accrual.partner_id.as_str(),
+                        a.accrual.reference_id.as_deref(),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                got,
+                vec![("P1", Some("Ref-C1-Oct")), ("P2", Some("Ref-C1-Oct"))],
+                "{spelled:?}"
+            );
+        }
+        for spelled in ["MÜLLER-REF", "müller-ref", "mÜller-rEF "] {
+            let c = lookup.charge(&key(spelled, None)).unwrap();
+            let c = c.unwrap_or_else(|| panic!("{spelled:?} finds no charge"));
+            assert_eq!(c.accruals.len(), 1, "{spelled:?}");
+            assert_eq!(c.accruals[0].accrual.source_line, 3);
+        }
+        assert!(lookup.charge(&key("ref-c1-nov", None)).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_version_3_file_is_read_as_it_is_and_its_reference_keys_folded_by_the_next_close() {
+        use reverse::ClosedCharges;
+        let d = tmp();
+        let p = d.path().join("h.db");
+        v3_file(&p);
+        assert_eq!(probe(&p).unwrap(), Probe::Ours { version: 3 });
+        let before = std::fs::read(&p).unwrap();
+        let (others, sep_keys) = {
+            let c = Connection::open_with_flags(&p, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+            assert_eq!(
+                reference_keys(&c, 2),
+                vec![("REF-C2-OCT".into(), 2), ("Ref-C1-Oct".into(), 0)]
+            );
+            (
+                [other_rows(&c, 1), other_rows(&c, 2)],
+                reference_keys(&c, 1),
+            )
+        };
+        let found = |lookup: &ClosedLookup, spelled: &str| {
+            lookup
+                .charge(&key(spelled, None))
+                .unwrap()
+                .map(|c| c.accruals.len())
+        };
+        {
+            // A reader finds what version 3 found: the reference as
+            // written, in lower or in upper case.
+            let lookup = ClosedLookup::new(History::open_read(&p).unwrap().unwrap(), None).unwrap();
+            assert_eq!(found(&lookup, "Ref-C1-Oct"), Some(2));
+            assert_eq!(found(&lookup, "ref-c2-oct"), Some(1));
+            assert_eq!(found(&lookup, "ReF-c2-OcT"), Some(1));
+            assert_eq!(found(&lookup, "REF-SEP"), Some(1));
+            assert_eq!(found(&lookup, "ref-c1-oct"), None);
+        }
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            before,
+            "a reader never upgrades"
+        );
+
+        let mut h = History::open_write(&p, Duration::from_secs(1)).unwrap();
+        h.close(&read(&h, "2026-11"), no_rows(), || {}).unwrap();
+        drop(h);
+        assert_eq!(
+            probe(&p).unwrap(),
+            Probe::Ours {
+                version: SCHEMA_VERSION
+            }
+        );
+        let h = History::open_read(&p).unwrap().unwrap();
+        assert_eq!(
+            reference_keys(&h.conn, 2),
+            vec![("ref-c1-oct".into(), 0), ("ref-c2-oct".into(), 2)]
+        );
+        assert_eq!(reference_keys(&h.conn, 1), sep_keys);
+        assert_eq!(
+            [other_rows(&h.conn, 1), other_rows(&h.conn, 2)],
+            others,
+            "only the reference keys change"
+        );
+        let description: String = h
+            .conn
+            .query_row(
+                "SELECT description FROM migrations WHERE version = 4",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(description.contains("letter case"), "{description}");
+        let lookup = ClosedLookup::new(h, None).unwrap();
+        for spelled in ["Ref-C1-Oct", "ref-c1-oct", "REF-C1-OCT", " rEF-c1-oCT "] {
+            assert_eq!(found(&lookup, spelled), Some(2), "{spelled:?}");
+        }
+        for spelled in ["REF-C2-OCT", "Ref-C2-Oct", "ref-sep", "Ref-Sep"] {
+            assert_eq!(found(&lookup, spelled), Some(1), "{spelled:?}");
+        }
+        let by_keys = lookup.charge(&key("", Some("0002"))).unwrap().unwrap();
+        assert_eq!(by_keys.accruals[0].accrual.source_line, 3);
     }
 
     /// A version 2 file whose closes' rows are interleaved (not as any close

@@ -60,7 +60,8 @@ pub fn matches(key: &ChargeKey, rec: &AccrualRec) -> bool {
         return false;
     }
     if let Some(r) = key.reference() {
-        // Case-insensitively, like every ID (the look-up tries the spellings).
+        // Case-insensitively, like every ID (the history stores reference
+        // IDs folded; in an older one the look-up tries three spellings).
         return rec
             .reference_id
             .as_deref()
