@@ -9,11 +9,12 @@ use crate::common::*;
 
 const D: &str = "sample-data/month-close";
 
-/// `porledger run` of one step of the story, with the history.
+/// `porledger run` of one step of the story, with the history (`billing`
+/// in the story's directory, or an absolute path).
 fn run_step(period: &str, billing: &str, designations: &str, history: &Path, out: &Path) -> String {
     let mut c = command();
     c.args(["run", "--period", period, "--billing"])
-        .arg(format!("{D}/{billing}"))
+        .arg(Path::new(D).join(billing))
         .arg("--designations")
         .arg(format!("{D}/{designations}"))
         .args(["--rules", "sample-data/rules.toml", "--history"])
@@ -132,6 +133,58 @@ fn the_month_close_story_gives_the_hand_computed_numbers() {
         "{text}"
     );
     assert!(text.contains("2026-11 version 1 [current]"), "{text}");
+}
+
+/// A credit finds its closed charge by `ReferenceId` in any letter case,
+/// also when the charge wrote it in mixed case: October's charge of c1
+/// written `Ref-C1-Oct`, November's half credit of it `ref-c1-oct` (the
+/// story's step 2 with these spellings) reverses P-A's accrual.
+#[test]
+fn a_credit_finds_a_charge_whose_reference_id_is_in_mixed_case() {
+    let d = tempfile::tempdir().unwrap();
+    let h = d.path().join("history.db");
+    let (oct, nov) = (d.path().join("2026-10"), d.path().join("2026-11"));
+    let spelled = |month: &str, reference: &str| {
+        let text = read(repo().join(D).join(format!("billing-{month}.csv")));
+        let changed = text.replace(",r-c1-2026-10\n", &format!(",{reference}\n"));
+        assert_eq!(changed.matches(reference).count(), 1, "{changed}");
+        let path = d.path().join(format!("billing-{month}.csv"));
+        write(&path, changed);
+        path.display().to_string()
+    };
+    let (oct_csv, nov_csv) = (
+        spelled("2026-10", "Ref-C1-Oct"),
+        spelled("2026-11", "ref-c1-oct"),
+    );
+    run_step("2026-10", &oct_csv, "designations-2026-10.csv", &h, &oct);
+    close_ok(&oct, &h);
+    run_step("2026-11", &nov_csv, "designations-2026-11.csv", &h, &nov);
+    assert_eq!(total(&nov, "P-A", "EUR"), "-62.00");
+    let rows = ledger(&nov);
+    let col = |name: &str| rows[0].iter().position(|c| c == name).unwrap();
+    let (partner, line, amount, reverses) = (
+        col("partner_id"),
+        col("source_line"),
+        col("accrual_amount"),
+        col("reverses"),
+    );
+    let reversal: Vec<_> = rows[1..]
+        .iter()
+        .filter(|r| !r[reverses].is_empty())
+        .collect();
+    assert_eq!(reversal.len(), 1, "{rows:?}");
+    let r = reversal[0];
+    assert_eq!((r[partner].as_str(), r[line].as_str()), ("P-A", "4"));
+    assert_eq!(r[amount].parse::<f64>().unwrap(), -62.0, "{r:?}");
+    assert!(r[reverses].starts_with("2026-10 v1 "), "{r:?}");
+    let skipped = csv_rows(&read(nov.join("not-eligible.csv")));
+    assert!(
+        !skipped[1..].iter().any(|r| r[1] == "4"),
+        "the credit is not left unpaid: {skipped:?}"
+    );
+    let summary = read_json(nov.join("summary.json"));
+    let credits = &summary["rows"]["total"]["credits_against_history"];
+    assert_eq!(credits["matched"], 1, "{credits}");
 }
 
 /// `porledger run` of `period` on `billing` (no history), which must publish.
