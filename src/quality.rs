@@ -1,7 +1,7 @@
 //! Data-quality checks on the designations that no single row shows: shares of
 //! one association summing above 1, more than one DPOR partner on a
-//! subscription at the same time, and one partner holding an association
-//! through two rows at once.
+//! subscription at the same time, one partner holding an association
+//! through two rows at once, and one partner ID spelled in two letter cases.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -49,11 +49,68 @@ fn same_scope(a: &Designation, b: &Designation) -> bool {
     a.workload == b.workload && a.subscription_id == b.subscription_id
 }
 
-/// Checks all designations; rows must be valid individually already.
-pub fn check_designations<'a>(
+/// Partner IDs that are one ID (equal under [`crate::ingest::id_key`]) but
+/// spelled differently on different rows (`P-A` and `p-a`): one issue per
+/// partner, naming the first row of each spelling, in file order. `run`
+/// refuses these before any work (the partner's statements would be written
+/// under two file names that differ only in letter case, one file on a
+/// case-insensitive file system); `validate` lists them with the other
+/// problems of [`check_designations`].
+pub fn partner_spellings<'a>(
     rows: impl IntoIterator<Item = &'a Designation>,
     file: &str,
 ) -> Vec<Issue> {
+    // Per partner (in the order first seen): each spelling with its first
+    // line and how many rows spell it so.
+    let mut order: Vec<String> = Vec::new();
+    let mut by_key: BTreeMap<String, Vec<(&str, u64, u64)>> = BTreeMap::new();
+    for d in rows {
+        let key = crate::ingest::id_key(&d.partner_id);
+        let spellings = by_key.entry(key).or_insert_with_key(|k| {
+            order.push(k.clone());
+            Vec::new()
+        });
+        match spellings.iter_mut().find(|s| s.0 == d.partner_id) {
+            Some(s) => s.2 += 1,
+            None => spellings.push((&d.partner_id, d.line, 1)),
+        }
+    }
+    let mut issues = Vec::new();
+    for key in order {
+        let spellings = &by_key[&key];
+        if spellings.len() < 2 {
+            continue;
+        }
+        let listed: Vec<String> = spellings
+            .iter()
+            .map(|&(id, line, n)| match n {
+                1 => format!("{id} (line {line})"),
+                2 => format!("{id} (line {line} and 1 more row)"),
+                n => format!("{id} (line {line} and {} more rows)", n - 1),
+            })
+            .collect();
+        let (last, rest) = listed.split_last().unwrap_or((&listed[0], &[]));
+        issues.push(Issue {
+            file: file.into(),
+            lines: spellings.iter().map(|s| s.1).collect(),
+            message: format!(
+                "the partner IDs {} and {last} differ only in letter case: IDs are \
+                 case-insensitive, so they are one partner, whose statements cannot be \
+                 written under two spellings (on a case-insensitive file system their file \
+                 names are one file); spell this partner ID the same way on every row",
+                rest.join(", ")
+            ),
+        });
+    }
+    issues
+}
+
+/// Checks all designations; rows must be valid individually already.
+pub fn check_designations<'a>(
+    rows: impl IntoIterator<Item = &'a Designation> + Clone,
+    file: &str,
+) -> Vec<Issue> {
+    let mut issues = partner_spellings(rows.clone(), file);
     let mut by_group: BTreeMap<(&str, Association), Vec<&Designation>> = BTreeMap::new();
     for d in rows {
         by_group
@@ -61,7 +118,6 @@ pub fn check_designations<'a>(
             .or_default()
             .push(d);
     }
-    let mut issues = Vec::new();
     for ((customer, assoc), ds) in by_group {
         // Shares: at the start of each row, the explicit shares active in its scope.
         let mut reported: Vec<Vec<u64>> = Vec::new();
@@ -220,6 +276,54 @@ mod tests {
             ]),
             "{text:?}"
         );
+    }
+
+    #[test]
+    fn one_partner_id_in_two_letter_cases_names_the_first_row_of_each_spelling() {
+        let mut rows = vec![
+            d(2, "P-A", Association::Dpor, None, None),
+            d(3, "b", Association::Pal, None, None),
+            d(4, "p-a", Association::Pal, None, None),
+            d(5, "p-a", Association::Pal, None, None),
+            d(6, "B", Association::Pal, None, None),
+            d(7, "P-a", Association::Pal, None, None),
+        ];
+        for (i, r) in rows.iter_mut().enumerate() {
+            r.customer_id = format!("c{i}");
+        }
+        let text: Vec<String> = partner_spellings(&rows, "d.csv")
+            .iter()
+            .map(|i| i.to_string())
+            .collect();
+        assert_eq!(
+            text,
+            vec![
+                "d.csv lines 2 and 4 and 7: the partner IDs P-A (line 2), p-a (line 4 and 1 \
+                 more row) and P-a (line 7) differ only in letter case: IDs are \
+                 case-insensitive, so they are one partner, whose statements cannot be \
+                 written under two spellings (on a case-insensitive file system their file \
+                 names are one file); spell this partner ID the same way on every row",
+                "d.csv lines 3 and 6: the partner IDs b (line 3) and B (line 6) differ only \
+                 in letter case: IDs are case-insensitive, so they are one partner, whose \
+                 statements cannot be written under two spellings (on a case-insensitive file \
+                 system their file names are one file); spell this partner ID the same way on \
+                 every row",
+            ]
+        );
+        // validate lists them with the other designation problems.
+        let all = check_designations(&rows, "d.csv");
+        assert_eq!(all.len(), 2, "{all:?}");
+        // One spelling throughout (and non-ASCII IDs lower-cased by Unicode's rules).
+        let same = vec![
+            d(2, "MÜLLER-01", Association::Pal, None, None),
+            d(3, "MÜLLER-01", Association::Dpor, None, None),
+        ];
+        assert!(partner_spellings(&same, "d.csv").is_empty());
+        let two = vec![
+            d(2, "MÜLLER-01", Association::Pal, None, None),
+            d(3, "müller-01", Association::Dpor, None, None),
+        ];
+        assert_eq!(partner_spellings(&two, "d.csv")[0].lines, vec![2, 3]);
     }
 
     #[test]

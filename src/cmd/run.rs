@@ -93,6 +93,7 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     let renderer = s.pdf.as_ref().map(renderer).transpose()?;
     let closed = closed_marks(history.as_ref().and_then(Option::as_ref))?;
     let mut inputs = load(&s.inputs, &closed)?;
+    refuse_partner_spellings(&inputs)?;
     // With a history, each accrued billing line's source keys are published
     // for `close` (a run without one pays nothing for them).
     inputs.source_keys = history.is_some();
@@ -224,6 +225,22 @@ pub fn run(args: &RunArgs) -> Result<Finish, Fatal> {
     } else {
         Finish::Clean
     })
+}
+
+/// A partner ID spelled in two letter cases in the designations is refused
+/// before any work: its statements could never be published (see
+/// [`crate::quality::partner_spellings`]; `validate` lists the same problem).
+fn refuse_partner_spellings(inputs: &Inputs) -> Result<(), Fatal> {
+    let issues =
+        crate::quality::partner_spellings(inputs.index.rows(), &inputs.designations_display);
+    if issues.is_empty() {
+        return Ok(());
+    }
+    let listed: Vec<String> = issues.iter().map(ToString::to_string).collect();
+    Err(Fatal::Input(format!(
+        "{}\nnothing was published (porledger validate lists these problems)",
+        listed.join("\n")
+    )))
 }
 
 /// `--fx`: reads the FX table and settles the reporting currency.
