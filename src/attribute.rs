@@ -103,6 +103,10 @@ pub struct DesignationIndex {
     /// Each customer's slice of `sorted` (lower-case key).
     by_customer: hashbrown::HashMap<crate::text::IdText, (u32, u32)>,
     names: BTreeMap<String, String>,
+    /// Each partner's ID as [`crate::ingest::id_key`] normalises it: the
+    /// position in `sorted` of its first row in file order (whose spelling
+    /// is the partner's, see [`DesignationIndex::partner_spelling`]).
+    spellings: hashbrown::HashMap<String, u32>,
 }
 
 impl DesignationIndex {
@@ -124,6 +128,11 @@ impl DesignationIndex {
             file_order[*i as usize] = at;
         }
         let sorted: Vec<Designation> = indexed.into_iter().map(|(_, d)| d).collect();
+        let mut spellings = hashbrown::HashMap::new();
+        for &at in &file_order {
+            let id = crate::ingest::id_key(&sorted[at as usize].partner_id);
+            spellings.entry(id).or_insert(at);
+        }
         let mut by_customer = hashbrown::HashMap::new();
         let mut start = 0u32;
         for rows in sorted.chunk_by(|a, b| a.customer_id == b.customer_id) {
@@ -136,6 +145,37 @@ impl DesignationIndex {
             file_order,
             by_customer,
             names,
+            spellings,
+        }
+    }
+
+    /// The designations' spelling of a partner ID read elsewhere (a billing
+    /// line's `ResellerMpnId` or `MpnId`, the partner of a closed accrual a
+    /// credit reverses): IDs are case-insensitive, so a `p-a` there is the
+    /// partner the designations spell `P-A`, and is credited as `P-A` (one
+    /// partner, one statement). Where the designations spell one partner in
+    /// two ways (which `run` refuses), the first row's spelling. An ID that
+    /// no designation names is returned as given. No allocation for an ASCII
+    /// ID of up to 64 bytes (it runs once per billing line and reseller or
+    /// Tier 1 credit).
+    pub fn partner_spelling<'s>(&'s self, id: &'s str) -> &'s str {
+        if self.spellings.is_empty() {
+            return id;
+        }
+        let mut buf = [0u8; 64];
+        let at = if id.is_ascii() && id.len() <= buf.len() {
+            let key = &mut buf[..id.len()];
+            key.copy_from_slice(id.as_bytes());
+            key.make_ascii_lowercase();
+            std::str::from_utf8(key)
+                .ok()
+                .and_then(|k| self.spellings.get(k))
+        } else {
+            self.spellings.get(crate::ingest::id_key(id).as_str())
+        };
+        match at {
+            Some(&at) => &self.sorted[at as usize].partner_id,
+            None => id,
         }
     }
 
@@ -184,8 +224,10 @@ impl DesignationIndex {
     /// A designation for the line's subscription takes precedence over the
     /// customer-wide designations of the same association. When several partners
     /// hold an exclusive association (POR, DPOR, CPOR) at once, `policy` decides.
+    /// A reseller or Tier 1 partner is credited under the designations'
+    /// spelling of its ID ([`DesignationIndex::partner_spelling`]).
     pub fn credits<'a>(
-        &self,
+        &'a self,
         line: &BillingLine<'a>,
         designations: &'a [Designation],
         date: NaiveDate,
@@ -197,7 +239,7 @@ impl DesignationIndex {
             Association::Reseller => {
                 if let Some(p) = line.reseller_mpn_id {
                     out.push(Credit {
-                        partner_id: p,
+                        partner_id: self.partner_spelling(p),
                         association: a,
                         share: Decimal::ONE,
                         designation: None,
@@ -208,7 +250,7 @@ impl DesignationIndex {
             Association::Tier1 => {
                 if let Some(p) = line.mpn_id {
                     out.push(Credit {
-                        partner_id: p,
+                        partner_id: self.partner_spelling(p),
                         association: a,
                         share: Decimal::ONE,
                         designation: None,
@@ -675,6 +717,50 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out[0].partner_id, "7");
+    }
+
+    #[test]
+    fn a_partner_id_from_the_line_takes_the_designations_spelling() {
+        let mut other = dsg(4, "P-A", Association::Pal, None, None);
+        other.customer_id = "c9".into();
+        let idx = DesignationIndex::new(vec![
+            dsg(2, "Ré-7", Association::Pal, None, None),
+            dsg(3, "p-9", Association::Pal, None, None),
+            other,
+            dsg(5, "p-a", Association::Pal, None, None),
+        ]);
+        assert_eq!(
+            idx.partner_spelling("p-a"),
+            "P-A",
+            "the first row's spelling"
+        );
+        assert_eq!(idx.partner_spelling("P-9"), "p-9");
+        assert_eq!(idx.partner_spelling("RÉ-7"), "Ré-7");
+        let long = "X".repeat(65);
+        assert_eq!(
+            idx.partner_spelling(&long),
+            long,
+            "no designation: as given"
+        );
+        assert_eq!(idx.partner_spelling("7"), "7");
+        assert_eq!(DesignationIndex::default().partner_spelling("p-a"), "p-a");
+        // The credits of the line's own partner IDs (RESELLER, TIER1).
+        let mut l = line();
+        (l.reseller_mpn_id, l.mpn_id) = (Some("P-a"), Some("P-9"));
+        let mut out = Vec::new();
+        for a in [Association::Reseller, Association::Tier1] {
+            idx.credits(
+                &l,
+                idx.customer("c1"),
+                l.charge_start,
+                a,
+                ConflictPolicy::Split,
+                &mut out,
+            )
+            .unwrap();
+        }
+        let got: Vec<&str> = out.iter().map(|c| c.partner_id).collect();
+        assert_eq!(got, ["P-A", "p-9"]);
     }
 
     #[test]

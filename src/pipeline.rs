@@ -771,7 +771,9 @@ fn reversal_accruals<'c>(
         out.push(ReversalRow {
             accrual: Accrual {
                 program,
-                partner_id: &rec.partner_id,
+                // The partner as issued, under the designations' spelling
+                // of its ID (one partner, one statement).
+                partner_id: inputs.index.partner_spelling(&rec.partner_id),
                 association,
                 basis: x.basis,
                 rate: x.rate,
