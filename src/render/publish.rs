@@ -88,11 +88,23 @@ struct WrittenState {
     digests: HashMap<PathBuf, FileDigest>,
     /// Every path claimed, keyed by its lower-cased text.
     claimed: HashMap<String, PathBuf>,
+    /// The staging directory and the directory it is published as (`--out`
+    /// as given): messages name a file by its published path, which the user
+    /// knows, not by the staging path, which is gone when they read it.
+    published_as: Option<(PathBuf, PathBuf)>,
 }
 
 impl Written {
     pub fn new() -> Written {
         Written::default()
+    }
+
+    /// A record of the files written into `staging`, which is published as
+    /// `shown` (`--out` as given).
+    fn published_as(staging: &Path, shown: &Path) -> Written {
+        let w = Written::default();
+        w.lock().published_as = Some((staging.to_path_buf(), shown.to_path_buf()));
+        w
     }
 
     fn lock(&self) -> MutexGuard<'_, WrittenState> {
@@ -102,23 +114,32 @@ impl Written {
     /// Claims `path` for one file of this run. A second file to the same path,
     /// or to one that differs only in letter case (one file on a
     /// case-insensitive file system), is a fatal error: two IDs must never
-    /// share a file.
+    /// share a file. The error names both files as they would be published
+    /// (below `--out`), not by their staging path.
     pub fn claim(&self, path: &Path) -> Result<(), Fatal> {
         let key = path.to_string_lossy().to_lowercase();
         let mut w = self.lock();
         if let Some(first) = w.claimed.get(&key) {
+            let shown = |p: &Path| match &w.published_as {
+                Some((staging, out)) => match p.strip_prefix(staging) {
+                    Ok(rel) => out.join(rel),
+                    Err(_) => p.to_path_buf(),
+                },
+                None => p.to_path_buf(),
+            };
             let why = if first == path {
-                "this run already wrote this file: two IDs map to one file name".to_string()
+                "this run would write this file twice: two IDs map to one file name".to_string()
             } else {
                 format!(
-                    "differs only in letter case from {}, which this run already wrote: \
-                     on a case-insensitive file system they are one file",
-                    first.display()
+                    "differs only in letter case from {}, which this run also writes: \
+                     on a case-insensitive file system they are one file (spell each \
+                     partner and customer ID the same way in every input)",
+                    shown(first).display()
                 )
             };
             return Err(Fatal::Input(format!(
                 "{}: {why}; nothing was published",
-                path.display()
+                shown(path).display()
             )));
         }
         w.claimed.insert(key, path.to_path_buf());
@@ -552,9 +573,10 @@ impl Staging {
         let name = stem(name).into_owned();
         let parent = parent_of(&target);
         let created = create_parents(&parent)?;
+        let dir = parent.join(format!(".{name}.porledger-tmp-{}", std::process::id()));
         let mut s = Staging {
-            dir: parent.join(format!(".{name}.porledger-tmp-{}", std::process::id())),
-            files: Written::new(),
+            files: Written::published_as(&dir, out),
+            dir,
             target,
             shown: out.to_path_buf(),
             kind,
@@ -1652,5 +1674,26 @@ mod tests {
         assert_eq!(std::fs::read(tmp.path().join("P-A.csv")).unwrap(), b"1");
         // Records are per run: another run's record knows nothing of it.
         write_file(&Written::new(), &tmp.path().join("P-A.csv"), b"4").unwrap();
+    }
+
+    #[test]
+    fn a_collision_names_the_published_paths_not_the_staging_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let staging = tmp.path().join(".out.porledger-tmp-1");
+        std::fs::create_dir_all(staging.join("partners/P-A")).unwrap();
+        std::fs::create_dir_all(staging.join("partners/p-a")).unwrap();
+        let w = Written::published_as(&staging, Path::new("runs/out"));
+        write_file(&w, &staging.join("partners/P-A/statement.csv"), b"1").unwrap();
+        let e = write_file(&w, &staging.join("partners/p-a/statement.csv"), b"2")
+            .unwrap_err()
+            .to_string();
+        let want = format!(
+            "{}: differs only in letter case from {}, which this run also writes",
+            Path::new("runs/out/partners/p-a/statement.csv").display(),
+            Path::new("runs/out/partners/P-A/statement.csv").display()
+        );
+        assert!(e.starts_with(&want), "{e}");
+        assert!(e.ends_with("nothing was published"), "{e}");
+        assert!(!e.contains("porledger-tmp"), "{e}");
     }
 }

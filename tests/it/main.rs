@@ -21,6 +21,7 @@ mod month_close;
 mod months;
 #[cfg(feature = "parquet")]
 mod parquet;
+mod partner_case;
 mod pdf;
 mod pdf_parity;
 mod properties;

@@ -1,0 +1,256 @@
+//! One partner ID in two letter cases (`P-A` and `p-a`): IDs are
+//! case-insensitive, so it is one partner. In the designations, `validate`
+//! names both rows (exit 1) and `run` refuses them before any work (exit 2);
+//! a billing line's reseller ID or a closed accrual's partner in another case
+//! is credited under the designations' spelling; a collision that is left
+//! names the published paths, never the staging directory.
+
+use std::path::Path;
+
+use crate::common::*;
+
+const D: &str = "sample-data/month-close";
+const HEADER: &str =
+    "customer_id,partner_id,partner_name,association,workload,subscription_id,share,valid_from,valid_to\n";
+const C1: &str = "c1000000-0000-4000-8000-000000000001";
+const C2: &str = "c2000000-0000-4000-8000-000000000002";
+
+/// `validate` or `run` (without PDFs, into `dir/out`) of `billing` with the
+/// sample rules, from `dir`; `extra` are more arguments.
+fn porledger_cmd(
+    dir: &Path,
+    cmd: &str,
+    billing: &Path,
+    designations: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut c = command();
+    c.current_dir(dir)
+        .arg(cmd)
+        .arg("--billing")
+        .arg(billing)
+        .args(["--designations", designations, "--rules"])
+        .arg(repo().join("sample-data/rules.toml"));
+    if cmd == "run" {
+        c.args(["--no-pdf", "--out", "out"]);
+    }
+    c.args(extra);
+    output(&mut c)
+}
+
+fn two_spellings(dir: &Path) {
+    write(
+        dir.join("des.csv"),
+        format!(
+            "{HEADER}{C1},P-A,Amsel IT,DPOR,,,,2024-01-01,\n{C2},p-a,Amsel IT,DPOR,,,,2024-01-01,\n"
+        ),
+    );
+}
+
+const NAMED: &str = "des.csv lines 2 and 3: the partner IDs P-A (line 2) and p-a (line 3) differ \
+                     only in letter case";
+
+#[test]
+fn validate_names_both_rows_of_a_partner_id_in_two_letter_cases() {
+    let d = tempfile::tempdir().unwrap();
+    two_spellings(d.path());
+    let billing = repo().join(D).join("billing-2026-10.csv");
+    let o = porledger_cmd(
+        d.path(),
+        "validate",
+        &billing,
+        "des.csv",
+        &["--period", "2026-10"],
+    );
+    assert_code(&o, 1);
+    let text = stdout(&o);
+    assert!(text.contains(NAMED), "{text}");
+    assert!(
+        text.contains("spell this partner ID the same way on every row"),
+        "{text}"
+    );
+    assert!(!text.contains("no problems found"), "{text}");
+}
+
+#[test]
+fn run_refuses_a_partner_id_in_two_letter_cases_before_any_work() {
+    let d = tempfile::tempdir().unwrap();
+    two_spellings(d.path());
+    let billing = repo().join(D).join("billing-2026-10.csv");
+    let o = porledger_cmd(
+        d.path(),
+        "run",
+        &billing,
+        "des.csv",
+        &["--period", "2026-10"],
+    );
+    assert_code(&o, 2);
+    let err = stderr(&o);
+    assert!(err.contains(NAMED), "{err}");
+    assert!(err.contains("nothing was published"), "{err}");
+    assert!(!err.contains("porledger-tmp"), "{err}");
+    // Nothing was written: no output, no staging directory, no lock.
+    let left: Vec<String> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "des.csv")
+        .collect();
+    assert_eq!(left, Vec::<String>::new());
+}
+
+/// The ledger's partner IDs (every row).
+fn ledger_partners(out: &Path) -> Vec<String> {
+    let rows = csv_rows(&read(out.join("ledger.csv")));
+    let col = rows[0].iter().position(|c| c == "partner_id").unwrap();
+    rows[1..].iter().map(|r| r[col].clone()).collect()
+}
+
+fn partner_dirs(out: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(out.join("partners"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_reseller_id_in_another_letter_case_is_the_designated_partner() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path().join("des.csv"),
+        format!("{HEADER}{C1},P-A,Amsel IT,DPOR,,,,2024-01-01,\n"),
+    );
+    // Customer 2's line names its reseller p-a: the partner designated as P-A.
+    let billing = read(repo().join(D).join("billing-2026-10.csv"));
+    let (head, rows) = billing.split_once('\n').unwrap();
+    let rows: Vec<String> = rows
+        .lines()
+        .map(|r| match r.starts_with(C2) {
+            true => r.replace(",[],,", ",[],p-a,"),
+            false => r.to_string(),
+        })
+        .collect();
+    assert!(rows.iter().any(|r| r.contains(",p-a,")), "{rows:?}");
+    write(
+        d.path().join("b.csv"),
+        format!("{head}\n{}\n", rows.join("\n")),
+    );
+    let b = d.path().join("b.csv");
+    let o = porledger_cmd(
+        d.path(),
+        "validate",
+        &b,
+        "des.csv",
+        &["--period", "2026-10"],
+    );
+    assert_code(&o, 0);
+    let o = porledger_cmd(d.path(), "run", &b, "des.csv", &["--period", "2026-10"]);
+    assert_code(&o, 0);
+    let out = d.path().join("out");
+    assert_eq!(partner_dirs(&out), ["P-A"]);
+    let partners = ledger_partners(&out);
+    assert_eq!(
+        partners,
+        ["P-A", "P-A"],
+        "DPOR of c1 and the reseller rebate of c2"
+    );
+    let statement = read(out.join("partners/P-A/statement.csv"));
+    assert!(statement.contains("reseller"), "{statement}");
+}
+
+#[test]
+fn a_credit_reverses_a_closed_accrual_under_the_designations_spelling() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    // October is closed with the designations spelling p-a ...
+    let oct = read(repo().join(D).join("designations-2026-10.csv")).replace(",P-A,", ",p-a,");
+    write(dir.join("d10.csv"), oct);
+    // ... November's spell it P-A.
+    write(
+        dir.join("d11.csv"),
+        format!(
+            "{HEADER}{C1},P-B,Buchfink Cloud,DPOR,,,,2026-11-01,\n{C2},P-A,Amsel IT,DPOR,,,,2024-01-01,\n"
+        ),
+    );
+    let h = ["--history", "h.db"];
+    let o = porledger_cmd(
+        dir,
+        "run",
+        &repo().join(D).join("billing-2026-10.csv"),
+        "d10.csv",
+        &[&["--period", "2026-10"][..], &h].concat(),
+    );
+    assert_code(&o, 0);
+    std::fs::rename(dir.join("out"), dir.join("oct")).unwrap();
+    close_ok(&dir.join("oct"), &dir.join("h.db"));
+    assert_eq!(partner_dirs(&dir.join("oct")), ["p-a"]);
+
+    let nov = repo().join(D).join("billing-2026-11.csv");
+    let args = [&["--period", "2026-11"][..], &h].concat();
+    let o = porledger_cmd(dir, "validate", &nov, "d11.csv", &args);
+    assert_code(&o, 0);
+    let o = porledger_cmd(dir, "run", &nov, "d11.csv", &args);
+    assert_code(&o, 0);
+    let out = dir.join("out");
+    // One partner, one statement: the reversal is P-A's.
+    assert_eq!(partner_dirs(&out), ["P-A", "P-B"]);
+    let rows = csv_rows(&read(out.join("ledger.csv")));
+    let col = |n: &str| rows[0].iter().position(|c| c == n).unwrap();
+    let reversals: Vec<&Vec<String>> = rows[1..]
+        .iter()
+        .filter(|r| !r[col("reverses")].is_empty())
+        .collect();
+    assert_eq!(reversals.len(), 1, "{rows:?}");
+    assert_eq!(reversals[0][col("partner_id")], "P-A");
+    assert!(ledger_partners(&out).iter().all(|p| p != "p-a"));
+    // 3000 x 4 % for customer 2's November, less half of October's 124.00.
+    let statement = csv_rows(&read(out.join("partners/P-A/statement.csv")));
+    let total = statement
+        .iter()
+        .find(|r| r.len() == 4 && r[0] == "total" && r[1] == "EUR")
+        .unwrap_or_else(|| panic!("{statement:?}"));
+    assert_eq!(total[3], "58.00");
+}
+
+/// Two billing lines that name one reseller in two letter cases, neither
+/// designated: the run stops when the second statement is written, naming
+/// both as they would be published below --out.
+#[test]
+fn a_collision_left_names_the_paths_below_out() {
+    let d = tempfile::tempdir().unwrap();
+    write(
+        d.path().join("des.csv"),
+        format!("{HEADER}{C1},P-A,Amsel IT,DPOR,,,,2024-01-01,\n"),
+    );
+    let billing = read(repo().join(D).join("billing-2026-10.csv"));
+    let (head, rows) = billing.split_once('\n').unwrap();
+    let rows: Vec<String> = rows
+        .lines()
+        .map(|r| {
+            let reseller = if r.starts_with(C1) {
+                ",[],R-X,"
+            } else {
+                ",[],r-x,"
+            };
+            r.replace(",[],,", reseller)
+        })
+        .collect();
+    write(
+        d.path().join("b.csv"),
+        format!("{head}\n{}\n", rows.join("\n")),
+    );
+    let b = d.path().join("b.csv");
+    let o = porledger_cmd(d.path(), "run", &b, "des.csv", &["--period", "2026-10"]);
+    assert_code(&o, 2);
+    let err = stderr(&o);
+    let path = |p: &str| Path::new("out/partners").join(p).join("statement.csv");
+    let (upper, lower) = (path("R-X"), path("r-x"));
+    assert!(
+        err.contains(&upper.display().to_string()) && err.contains(&lower.display().to_string()),
+        "{err}"
+    );
+    assert!(err.contains("differs only in letter case"), "{err}");
+    assert!(!err.contains("porledger-tmp"), "{err}");
+    assert!(!d.path().join("out").exists());
+}
