@@ -11,7 +11,9 @@ use rust_decimal::Decimal;
 
 use chrono::NaiveDate;
 
-use crate::attribute::{split_shares, AttributionError, Credit, DesignationIndex};
+use crate::attribute::{
+    resolve_conflict, split_shares, AttributionError, Credit, DesignationIndex,
+};
 use crate::config::{workload_key, Association, Basis, Program, Rules, WorkloadRate, PRIORITY};
 use crate::dates::{add_months, Month, Period};
 use crate::ingest::designations::Designation;
@@ -677,7 +679,9 @@ pub fn accrue_line_with<'a>(
 /// observation `o` (index `oi` in `usage`), appending accruals to `out`.
 /// Programs pay, per tenant, workload and month of the period,
 /// `min(compensable units, cap_units) x unit rate` of the highest target
-/// reached, times the designation's share ([`split_shares`], as for billing).
+/// reached, times the designation's share, as for billing: the rules'
+/// `conflicts` policy ([`resolve_conflict`]), then [`split_shares`], then
+/// `dedupe = "priority"` (`dedupe_by_priority`).
 pub fn accrue_observation<'a>(
     ctx: &Context<'a, '_>,
     usage: &UsageInput,
@@ -728,6 +732,7 @@ pub fn accrue_observation<'a>(
         });
         match paid {
             Ok((units, rate, credits)) => {
+                let program_start = out.len();
                 for (d, share) in credits {
                     let Some(amount) = accrual_amount(units, rate, share) else {
                         out.truncate(start);
@@ -752,6 +757,9 @@ pub fn accrue_observation<'a>(
                         days: None,
                         month: o.month,
                     });
+                }
+                if p.dedupe_by_priority {
+                    dedupe_by_priority(out, program_start);
                 }
             }
             Err((r, d)) => misses.push((r, format!("{}: {}: {d}", p.id, o.workload_name))),
@@ -784,8 +792,9 @@ type UsageMiss = (Reason, String);
 
 /// Usage program `p` for observation `o`: the workload's rates and the
 /// partners credited (designations of the program's associations for the
-/// tenant and workload, valid on the date, inside the window, shares split);
-/// or why none is.
+/// tenant and workload, valid on the date, inside the window; two partners
+/// of an exclusive association resolved by the rules' `conflicts`, as on a
+/// billing line; shares split); or why none is.
 #[allow(clippy::type_complexity)]
 fn usage_program<'a, 'p>(
     ctx: &Context<'a, '_>,
@@ -810,7 +819,7 @@ fn usage_program<'a, 'p>(
     let mut window: Option<&Designation> = None;
     let mut conflict = None;
     for &a in &p.associations {
-        let mut split: Vec<(&'a Designation, Decimal)> = Vec::new();
+        let mut split: Vec<Credit<'a>> = Vec::new();
         for d in ctx.index.of_customer(&o.customer_id) {
             if d.association != a
                 || !(d.workload.is_empty() || workload_key(&d.workload) == o.workload)
@@ -830,14 +839,30 @@ fn usage_program<'a, 'p>(
                     continue;
                 }
             }
-            split.push((d, d.share.unwrap_or_default()));
+            split.push(Credit {
+                partner_id: &d.partner_id,
+                association: a,
+                share: d.share.unwrap_or_default(),
+                designation: Some(d),
+            });
         }
+        // The rules' `conflicts` policy, as for a billing line: the partners
+        // that would share this tenant and workload.
+        match resolve_conflict(&mut split, 0, a, ctx.rules.conflicts) {
+            Ok(true) => {
+                credits.extend(split.iter().filter_map(|c| Some((c.designation?, c.share))));
+                continue;
+            }
+            Ok(false) => {}
+            Err(e) => return Err(usage_conflict(e, ctx.designations_file, date)),
+        }
+        let designation = |c: &Credit<'a>| c.designation.map(|d| (d.share, d.line));
         if let Err(shares) = crate::attribute::one_per_partner(
             &mut split,
             0,
-            |c| c.0.partner_id.as_str(),
-            |c| c.0.share,
-            |c| c.0.line,
+            |c| c.partner_id,
+            |c| designation(c).and_then(|d| d.0),
+            |c| designation(c).map_or(0, |d| d.1),
         ) {
             return Err((
                 Reason::ShareConflict,
@@ -850,8 +875,12 @@ fn usage_program<'a, 'p>(
                 ),
             ));
         }
-        match split_shares(&mut split, |c| c.0.share, |c, s| c.1 = s) {
-            Ok(_) => credits.extend(split),
+        match split_shares(
+            &mut split,
+            |c| c.designation.and_then(|d| d.share),
+            |c, s| c.share = s,
+        ) {
+            Ok(_) => credits.extend(split.iter().filter_map(|c| Some((c.designation?, c.share)))),
             Err(sum) => conflict = Some((a, sum)),
         }
     }
@@ -891,6 +920,34 @@ fn usage_program<'a, 'p>(
             )
         }
     })
+}
+
+/// The usage miss of a conflict the rules reject (`conflicts = "reject"`):
+/// the partners and their designation lines, like a billing line's reject.
+fn usage_conflict(e: AttributionError, designations_file: &str, date: NaiveDate) -> UsageMiss {
+    match e {
+        AttributionError::Conflict {
+            association,
+            partners,
+            lines,
+        } => {
+            let lines: Vec<String> = lines.iter().map(u64::to_string).collect();
+            (
+                Reason::ShareConflict,
+                format!(
+                    "partners {} all hold {association} for this tenant and workload on {date} \
+                     ({designations_file} lines {}); the rules say conflicts = \"reject\"",
+                    partners.join(", "),
+                    lines.join(", ")
+                ),
+            )
+        }
+        // Not a result of the policy step; worded as a billing line's reject.
+        other => match rejected(other, designations_file) {
+            Outcome::Rejected { reason, .. } => (Reason::ShareConflict, reason),
+            _ => (Reason::ShareConflict, String::new()),
+        },
+    }
 }
 
 /// The compensable units and unit rate of a tenant-workload-month: attainment
@@ -1409,5 +1466,101 @@ rate = "0.01"
                 proptest::prop_assert_eq!(w[1].month, w[0].month.next());
             }
         }
+    }
+
+    /// Usage program 0 of `rules` for a Teams row of tenant c1 dated
+    /// 2026-10-01: the partner, association and share of each credit, or the
+    /// miss.
+    fn usage_credits(
+        rules: &str,
+        designations: Vec<Designation>,
+    ) -> Result<Vec<String>, UsageMiss> {
+        let rules = parse_rules(rules).unwrap();
+        let index = DesignationIndex::new(designations);
+        let ctx = Context {
+            rules: &rules,
+            index: &index,
+            designations_file: "d.csv",
+            attainment: None,
+        };
+        let o = UsageObs {
+            file: 0,
+            line: 2,
+            customer_id: "c1".into(),
+            workload: workload_key("Teams"),
+            workload_name: "Teams".into(),
+            date: NaiveDate::from_ymd_opt(2026, 10, 1).unwrap(),
+            month: Month::from_ym(2026, 10),
+            mau: Decimal::from(40),
+            pau: Some(Decimal::from(100)),
+        };
+        usage_program(&ctx, &rules.programs[0], &o).map(|(_, credits)| {
+            credits
+                .iter()
+                .map(|(d, s)| format!("{}:{}:{}", d.partner_id, d.association, s.normalize()))
+                .collect()
+        })
+    }
+
+    fn cpor(line: u64, partner: &str, from: (i32, u32, u32)) -> Designation {
+        Designation {
+            line,
+            partner_id: partner.into(),
+            association: Association::Cpor,
+            workload: "Teams".into(),
+            ..dsg(from)
+        }
+    }
+
+    const USAGE_PROGRAM: &str = r#"
+[[program]]
+id = "usage"
+associations = ["CPOR"]
+basis = "usage"
+[[program.workload]]
+name = "Teams"
+unit_rates = ["1.00", "2.50"]
+"#;
+
+    #[test]
+    fn usage_credits_follow_the_conflicts_policy_like_billing() {
+        let two = || vec![cpor(2, "pa", (2025, 1, 1)), cpor(3, "pb", (2026, 6, 1))];
+        let rules = |policy: &str| format!("conflicts = \"{policy}\"\n{USAGE_PROGRAM}");
+        assert_eq!(
+            usage_credits(&rules("split"), two()).unwrap(),
+            ["pa:CPOR:0.5", "pb:CPOR:0.5"]
+        );
+        assert_eq!(
+            usage_credits(&rules("latest-wins"), two()).unwrap(),
+            ["pb:CPOR:1"]
+        );
+        // The same valid_from: the later file line wins, as on a billing line.
+        let tie = vec![cpor(3, "pa", (2026, 6, 1)), cpor(2, "pb", (2026, 6, 1))];
+        assert_eq!(
+            usage_credits(&rules("latest-wins"), tie).unwrap(),
+            ["pa:CPOR:1"]
+        );
+        let (reason, detail) = usage_credits(&rules("reject"), two()).unwrap_err();
+        assert_eq!(reason, Reason::ShareConflict);
+        assert_eq!(
+            detail,
+            "partners pa, pb all hold CPOR for this tenant and workload on 2026-10-01 \
+             (d.csv lines 2, 3); the rules say conflicts = \"reject\""
+        );
+        // One partner through two rows is no conflict under any policy.
+        let twice = || vec![cpor(2, "pa", (2025, 1, 1)), cpor(3, "pa", (2026, 6, 1))];
+        for policy in ["split", "latest-wins", "reject"] {
+            assert_eq!(
+                usage_credits(&rules(policy), twice()).unwrap(),
+                ["pa:CPOR:1"],
+                "{policy}"
+            );
+        }
+        // A designation that starts after the row takes no part.
+        let later = vec![cpor(2, "pa", (2025, 1, 1)), cpor(3, "pb", (2026, 10, 2))];
+        assert_eq!(
+            usage_credits(&rules("reject"), later).unwrap(),
+            ["pa:CPOR:1"]
+        );
     }
 }

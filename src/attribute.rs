@@ -502,6 +502,23 @@ fn resolve(
             }
         }
     }
+    resolve_conflict(out, start, a, policy)
+}
+
+/// The conflict policy, for billing credits and usage credits alike:
+/// `out[start..]` are the credits of association `a` that would share one
+/// record (a billing line, or a usage row's tenant and workload). When they
+/// name more than one partner and `a` is exclusive ([`is_exclusive`]),
+/// `Split` leaves them, `Reject` is an `Err` naming the partners and the
+/// designation lines, and `LatestWins` keeps the credit of the designation
+/// with the latest `valid_from` (then the latest line), with the whole share.
+/// Returns true when one winner was chosen.
+pub fn resolve_conflict(
+    out: &mut Vec<Credit<'_>>,
+    start: usize,
+    a: Association,
+    policy: ConflictPolicy,
+) -> Result<bool, AttributionError> {
     if !is_exclusive(a)
         || out[start..]
             .iter()

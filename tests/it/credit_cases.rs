@@ -321,3 +321,176 @@ c10,C10,s10,10/1/2026,10/1/2026,500.00,EUR,Microsoft Corporation,[]
         "{err}"
     );
 }
+
+/// A usage program (CPOR, Teams: 40 active users of 100 paid reach the 0.40
+/// target, so 40 units x 2.50 = 100.00 USD) next to `por-core`.
+const USAGE_PROGRAM: &str = "\
+[[program]]
+id = \"usage\"
+associations = [\"CPOR\"]
+basis = \"usage\"
+[[program.workload]]
+name = \"Teams\"
+unit_rates = [\"1.00\", \"2.50\"]
+";
+
+const USAGE: &str = "CustomerTenantId,CustomerName,WorkloadName,MonthlyActiveUsers,PaidAvailableUnits,Date\nt1,T1,Teams,40,100,10/1/2026\n";
+
+impl Case {
+    /// A case with the usage report [`USAGE`] as `u.csv`.
+    fn with_usage(billing: &str, designations: &str, rules: &str) -> Case {
+        let c = Case::new(billing, designations, rules);
+        std::fs::write(c.dir.path().join("u.csv"), USAGE).unwrap();
+        c
+    }
+
+    /// `validate` of the case's inputs, with the usage report, for 2026-10.
+    fn validate_usage(&self) -> Output {
+        porledger_in(
+            self.dir.path(),
+            [
+                "validate",
+                "--period",
+                "2026-10",
+                "--billing",
+                "b.csv",
+                "--designations",
+                "d.csv",
+                "--rules",
+                "r.toml",
+                "--usage",
+                "u.csv",
+            ],
+        )
+    }
+}
+
+/// Two CPOR partners of one tenant and workload: the usage row follows the
+/// rules' `conflicts` exactly as the billing line of the same two partners'
+/// DPOR does (split, latest `valid_from`, or neither paid, naming both rows).
+#[test]
+fn conflicting_cpor_usage_under_each_policy() {
+    let billing = "t1,T1,s1,10/1/2026,10/1/2026,1000.00,EUR,Microsoft Corporation,[]\n";
+    let designations = "\
+t1,P-A,A,CPOR,Teams,,,2025-01-01,
+t1,P-B,B,CPOR,Teams,,,2026-06-01,
+t1,P-A,A,DPOR,,,,2025-01-01,
+t1,P-B,B,DPOR,,,,2026-06-01,
+";
+    let case = |policy: &str| {
+        let c = Case::with_usage(
+            billing,
+            designations,
+            &rules(&format!("conflicts = \"{policy}\""), USAGE_PROGRAM),
+        );
+        let o = c.run(&["--usage", "u.csv"]);
+        (c, o)
+    };
+    let (c, o) = case("split");
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(
+        c.amounts(),
+        [
+            "P-A:por-core:20.00",
+            "P-A:usage:50.00",
+            "P-B:por-core:20.00",
+            "P-B:usage:50.00"
+        ]
+    );
+    let (c, o) = case("latest-wins");
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(c.amounts(), ["P-B:por-core:40.00", "P-B:usage:100.00"]);
+    assert!(c
+        .read("out/ledger.csv")
+        .contains("P-B,t1,usage,CPOR,Teams,2026-10-01,2026-10,u.csv,2,40,2.5,1.0,100.00,USD,3,"));
+
+    let (c, o) = case("reject");
+    // The billing line is rejected (exit 1); the usage row is not eligible.
+    assert_eq!(o.status.code(), Some(1));
+    assert!(c.amounts().is_empty());
+    let rejects = c.read("out/rejects.csv");
+    assert!(rejects.contains("b.csv,2,association,DPOR,"), "{rejects}");
+    assert!(!rejects.contains("u.csv"), "{rejects}");
+    let not_eligible = c.read("out/not-eligible.csv");
+    assert!(
+        not_eligible.contains(
+            "share-conflict,\"usage: Teams: partners P-A, P-B all hold CPOR for this tenant \
+             and workload on 2026-10-01 (d.csv lines 2, 3); the rules say conflicts = \"\"reject\"\"\""
+        ),
+        "{not_eligible}"
+    );
+    let summary = crate::common::read_json(c.dir.path().join("out/summary.json"));
+    let usage = &summary["usage"]["total"];
+    assert_eq!(
+        usage["not_eligible_by_reason"]["share-conflict"], 1,
+        "{usage}"
+    );
+    assert_eq!(usage["accrued"], 0, "{usage}");
+    // validate counts the row as run does, and names both CPOR rows.
+    let v = c.validate_usage();
+    let report = String::from_utf8_lossy(&v.stdout);
+    assert!(
+        report.contains("d.csv lines 2 and 3: two CPOR partners (P-A and P-B)"),
+        "{report}"
+    );
+    assert!(report.contains("share-conflict 1"), "{report}");
+
+    // The same outputs, byte for byte, with one thread and with two.
+    for threads in ["1", "2"] {
+        let out = format!("out-{threads}");
+        let o = porledger_in(
+            c.dir.path(),
+            [
+                "run",
+                "--period",
+                "2026-10",
+                "--billing",
+                "b.csv",
+                "--designations",
+                "d.csv",
+                "--rules",
+                "r.toml",
+                "--usage",
+                "u.csv",
+                "--out",
+                &out,
+                "-q",
+                "--threads",
+                threads,
+            ],
+        );
+        assert_eq!(o.status.code(), Some(1));
+    }
+    crate::common::assert_same_tree(&c.dir.path().join("out-1"), &c.dir.path().join("out-2"));
+}
+
+/// `dedupe = "priority"` on a usage program: a partner holding CPOR and DPOR
+/// for the tenant is paid the usage once, through DPOR, as a revenue
+/// program with the same key pays a billing line once.
+#[test]
+fn usage_priority_deduplication_pays_a_partner_once() {
+    let billing = "t1,T1,s1,10/1/2026,10/1/2026,1000.00,EUR,Microsoft Corporation,[]\n";
+    let designations = "\
+t1,P-A,A,CPOR,Teams,,,2025-01-01,
+t1,P-A,A,DPOR,,,,2025-01-01,
+t1,P-A,A,POR,,,,2025-01-01,
+";
+    let usage_program = USAGE_PROGRAM.replace("[\"CPOR\"]", "[\"CPOR\", \"DPOR\"]");
+    let deduped = usage_program.replace("basis", "dedupe = \"priority\"\nbasis");
+    let c = Case::with_usage(
+        billing,
+        designations,
+        &rules("", &format!("dedupe = \"priority\"\n{deduped}")),
+    );
+    assert_eq!(c.run(&["--usage", "u.csv"]).status.code(), Some(0));
+    assert_eq!(c.amounts(), ["P-A:por-core:40.00", "P-A:usage:100.00"]);
+    let ledger = c.read("out/ledger.csv");
+    assert!(ledger.contains("P-A,t1,usage,DPOR,Teams,"), "{ledger}");
+    assert!(!ledger.contains("P-A,t1,usage,CPOR,"), "{ledger}");
+    assert!(ledger.contains("P-A,t1,por-core,DPOR,s1,"), "{ledger}");
+    assert!(!ledger.contains("P-A,t1,por-core,POR,"), "{ledger}");
+    // Without the key, each association pays.
+    let c = Case::with_usage(billing, designations, &rules("", &usage_program));
+    assert_eq!(c.run(&["--usage", "u.csv"]).status.code(), Some(0));
+    assert_eq!(c.amounts(), ["P-A:por-core:80.00", "P-A:usage:200.00"]);
+}
