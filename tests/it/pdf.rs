@@ -477,3 +477,187 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Writes a billing file (simple export columns) with one line per
+/// `(customer, subscription, amount, currency)`, all in October 2026, and
+/// designations making partner P1 the POR of every customer.
+fn por_fixture(dir: &Path, lines: &[(&str, &str, &str, &str)]) -> (PathBuf, PathBuf, PathBuf) {
+    let mut billing = String::from(
+        "CustomerId,CustomerName,SubscriptionId,ChargeStartDate,ChargeEndDate,ChargeType,ProductName,Subtotal,Currency,PublisherName\n",
+    );
+    let mut desig = String::from(
+        "customer_id,partner_id,partner_name,association,workload,subscription_id,share,valid_from,valid_to\n",
+    );
+    for (customer, sub, amount, currency) in lines {
+        billing.push_str(&format!(
+            "{customer},Customer {customer},{sub},10/1/2026,10/31/2026,cycleCharge,Microsoft 365 E3,{amount},{currency},Microsoft Corporation\n"
+        ));
+        let row = format!("{customer},P1,One,POR,,,,2025-01-01,\n");
+        if !desig.contains(&row) {
+            desig.push_str(&row);
+        }
+    }
+    let (b, d, r) = (
+        dir.join("billing.csv"),
+        dir.join("des.csv"),
+        dir.join("r.toml"),
+    );
+    std::fs::write(&b, billing).unwrap();
+    std::fs::write(&d, desig).unwrap();
+    std::fs::write(
+        &r,
+        "reporting_currency = \"EUR\"\n[[program]]\nid = \"por\"\nassociations = [\"POR\"]\nrate = \"0.04\"\n",
+    )
+    .unwrap();
+    (b, d, r)
+}
+
+/// pdftotext's text with every run of white space one space (a paragraph
+/// may wrap anywhere).
+fn flat(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn large_amounts_are_printed_whole_in_both_locales() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (b, d, r) = por_fixture(
+        tmp.path(),
+        &[
+            ("c-id", "s-id", "250000000.00", "IDR"),
+            ("c-eu", "s-eu", "1250000000.00", "EUR"),
+        ],
+    );
+    for (locale, want) in [
+        (
+            "en",
+            [
+                "IDR 250,000,000.00",
+                "IDR 10,000,000.00",
+                "€1,250,000,000.00",
+                "€50,000,000.00",
+            ],
+        ),
+        (
+            "de",
+            [
+                "250.000.000,00 IDR",
+                "10.000.000,00 IDR",
+                "1.250.000.000,00 €",
+                "50.000.000,00 €",
+            ],
+        ),
+    ] {
+        let out = tmp.path().join(format!("out-{locale}"));
+        assert_code(&run_with(&b, &d, &r, &out, &["--locale", locale]), 0);
+        let p = out.join("partners/P1");
+        let statement = pdftext(&p.join("statement.pdf"));
+        for w in want {
+            assert!(
+                statement.contains(w),
+                "{locale}: {w} missing in:\n{statement}"
+            );
+        }
+        assert!(!statement.contains('…'), "{locale}:\n{statement}");
+        let (customer, amounts) = ("c-id", &want[..2]);
+        let t = pdftext(&p.join(format!("customers/{customer}.pdf")));
+        for w in amounts {
+            assert!(t.contains(w), "{locale}: {w} missing in:\n{t}");
+        }
+        assert!(!t.contains('…'), "{locale}:\n{t}");
+        let t = pdftext(&p.join("customers/c-eu.pdf"));
+        for w in &want[2..] {
+            assert!(t.contains(w), "{locale}: {w} missing in:\n{t}");
+        }
+        assert!(!t.contains('…'), "{locale}:\n{t}");
+    }
+}
+
+#[test]
+fn fx_converted_totals_are_on_the_pdf_and_in_render() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (b, d, r) = por_fixture(
+        tmp.path(),
+        &[
+            ("c1", "s1", "1000.00", "USD"),
+            ("c1", "s2", "500.00", "EUR"),
+        ],
+    );
+    let fx = tmp.path().join("fx.csv");
+    std::fs::write(&fx, "date,from,to,rate\n2026-10-15,USD,EUR,0.9000\n").unwrap();
+    let en = [
+        "Totals converted into EUR",
+        "Total USD $40.00 0.9 2026-10-15 €36.00",
+        "Total in EUR €56.00",
+    ];
+    let de = [
+        "Summen umgerechnet in EUR",
+        "Summe USD 40,00 $ 0,9 15.10.2026 36,00 €",
+        "Summe in EUR 56,00 €",
+    ];
+    for (locale, want) in [("en", en), ("de", de)] {
+        let out = tmp.path().join(format!("out-{locale}"));
+        let fx_arg = fx.to_str().unwrap();
+        assert_code(
+            &run_with(&b, &d, &r, &out, &["--locale", locale, "--fx", fx_arg]),
+            0,
+        );
+        let csv = std::fs::read_to_string(out.join("partners/P1/statement.csv")).unwrap();
+        assert!(
+            csv.contains("total,USD,1000.00,40.00,EUR,0.9,2026-10-15,36.00"),
+            "{csv}"
+        );
+        assert!(csv.contains("total_converted,EUR,,56.00"), "{csv}");
+        let text = flat(&pdftext(&out.join("partners/P1/statement.pdf")));
+        for w in want {
+            assert!(text.contains(w), "{locale}: {w} missing in:\n{text}");
+        }
+    }
+    // render of the English run in German shows them too.
+    let out = tmp.path().join("out-en");
+    let mut c = command();
+    c.args(["render", "--quiet", "--locale", "de", "--out"])
+        .arg(&out);
+    assert_code(&output(&mut c), 0);
+    let text = flat(&pdftext(&out.join("partners/P1/statement.pdf")));
+    for w in de {
+        assert!(text.contains(w), "render: {w} missing in:\n{text}");
+    }
+    // Without --fx there is no such section.
+    let out = tmp.path().join("out-plain");
+    assert_code(&run_with(&b, &d, &r, &out, &[]), 0);
+    let text = flat(&pdftext(&out.join("partners/P1/statement.pdf")));
+    assert!(!text.contains("converted"), "{text}");
+}
+
+#[test]
+fn the_rounding_sentence_names_each_currency_s_decimals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (b, d, r) = por_fixture(
+        tmp.path(),
+        &[
+            ("c1", "s1", "1000.00", "EUR"),
+            ("c1", "s2", "100000", "JPY"),
+            ("c1", "s3", "100.125", "KWD"),
+        ],
+    );
+    for (locale, want) in [
+        (
+            "en",
+            "to the smallest unit of their currency (EUR: 2 decimal places; JPY: 0 decimal places; KWD: 3 decimal places)",
+        ),
+        (
+            "de",
+            "auf die kleinste Einheit ihrer Währung gerundet (EUR: 2 Nachkommastellen; JPY: 0 Nachkommastellen; KWD: 3 Nachkommastellen)",
+        ),
+    ] {
+        let out = tmp.path().join(format!("out-{locale}"));
+        assert_code(&run_with(&b, &d, &r, &out, &["--locale", locale]), 0);
+        let text = flat(&pdftext(&out.join("partners/P1/statement.pdf")));
+        assert!(text.contains(want), "{locale}: {want} missing in:\n{text}");
+        assert!(
+            !text.contains("to the cent") && !text.contains("auf den Cent"),
+            "{text}"
+        );
+    }
+}

@@ -100,6 +100,7 @@ impl Renderer {
             width: width * w,
             align,
             header: h.to_string(),
+            numeric: align == Align::Right,
         };
         let cols = [
             col(0.19, Align::Left, &l.customer),

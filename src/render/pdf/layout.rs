@@ -96,6 +96,60 @@ impl Face {
         format!("{}…", s[..end].trim_end())
     }
 
+    /// Sets a numeric cell (an amount, rate, share, count or total) in `max`
+    /// pt without ever dropping a character: at `size` where it fits, else at
+    /// the largest size (in steps of 0.1 pt) down to `floor` at which it fits,
+    /// else at `floor` broken over lines, after a separator (`,` `.` or a
+    /// space) where one is on the line. Returns the size and the lines, whose
+    /// concatenation is `s`.
+    pub fn fit_numeric(&self, s: &str, size: f32, floor: f32, max: f32) -> (f32, Vec<String>) {
+        let w = self.width(s, size);
+        if w <= max {
+            return (size, vec![s.to_string()]);
+        }
+        let floor = floor.min(size);
+        // Widths scale with the size: start from the exact ratio.
+        let mut fit = (size * max / w * 10.0).floor() / 10.0;
+        while fit >= floor && self.width(s, fit) > max {
+            fit -= 0.1;
+        }
+        if fit >= floor {
+            return (fit, vec![s.to_string()]);
+        }
+        let mut lines = Vec::new();
+        let mut cur = String::new();
+        for c in s.chars() {
+            let mut next = cur.clone();
+            next.push(c);
+            if !cur.is_empty() && self.width(&next, floor) > max {
+                // Break after the last separator, if the line has one.
+                let at = cur
+                    .char_indices()
+                    .rev()
+                    .find(|&(_, c)| !c.is_alphanumeric())
+                    .map(|(i, c)| i + c.len_utf8());
+                match at {
+                    Some(i) => {
+                        lines.push(cur[..i].to_string());
+                        cur = cur[i..].to_string();
+                    }
+                    None => lines.push(std::mem::take(&mut cur)),
+                }
+                // The carried-over tail may still leave no room for `c`.
+                let mut next = cur.clone();
+                next.push(c);
+                if !cur.is_empty() && self.width(&next, floor) > max {
+                    lines.push(std::mem::take(&mut cur));
+                }
+            }
+            cur.push(c);
+        }
+        if !cur.is_empty() || lines.is_empty() {
+            lines.push(cur);
+        }
+        (floor, lines)
+    }
+
     /// Greedy word wrap into lines of at most `max` pt; a word longer than a
     /// line is broken between characters.
     pub fn wrap(&self, s: &str, size: f32, max: f32) -> Vec<String> {
@@ -156,6 +210,9 @@ pub struct Col {
     pub width: f32,
     pub align: Align,
     pub header: String,
+    /// Amounts, rates, shares, counts: never shortened (see
+    /// [`Canvas::table`]).
+    pub numeric: bool,
 }
 
 /// How a table row is drawn.
@@ -166,7 +223,8 @@ pub enum RowKind {
     Subtotal,
 }
 
-/// A row of a table: cells (shortened with an ellipsis to fit their column),
+/// A row of a table: cells (text shortened with an ellipsis to fit its
+/// column, numbers set whole: see [`Canvas::table`]),
 /// or a caption across the whole width that starts a group (a customer) and
 /// is followed by the column header.
 pub enum Row {
@@ -427,7 +485,11 @@ impl<'a> Canvas<'a> {
     /// Draws a table. The column header is drawn at the start, after every
     /// caption, and again on every new page (preceded by the current caption
     /// and `continued`), so no page shows numbers without their headings.
-    /// Cells never overlap the next column: text is shortened with an ellipsis.
+    /// Cells never overlap the next column. Text is shortened with an
+    /// ellipsis; a numeric cell ([`Col::numeric`]) never is: one that does not
+    /// fit is set smaller, down to [`numeric_floor`]; where even that does not
+    /// fit, the table's numeric columns are widened at the expense of its text
+    /// columns, and as a last resort the number is broken over lines.
     pub fn table<I: IntoIterator<Item = Row>>(
         &mut self,
         cols: &[Col],
@@ -449,7 +511,11 @@ impl<'a> Canvas<'a> {
         continued: &str,
         caption: Option<&str>,
     ) {
-        let rh = self.lh(st.size) + 2.0;
+        let rows: Vec<Row> = rows.into_iter().collect();
+        let widened = widen_numeric(cols, &rows, st.size, self.g.regular, self.g.bold);
+        let cols = widened.as_deref().unwrap_or(cols);
+        let floor = numeric_floor(st.size);
+        let rh1 = self.lh(st.size) + 2.0;
         let caption_h = self.lh(st.size + 1.0) * 2.0 + 4.0;
         let header_h = self.lh(st.size) + 3.0;
         let mut caption: Option<String> = caption.map(str::to_string);
@@ -458,12 +524,42 @@ impl<'a> Canvas<'a> {
             match row {
                 Row::Caption(s) => {
                     // Keep the caption with the header and one row.
-                    self.ensure(caption_h + header_h + rh);
+                    self.ensure(caption_h + header_h + rh1);
                     self.caption(&s, st);
                     caption = Some(s);
                     header_pending = true;
                 }
                 Row::Cells(cells, kind) => {
+                    let bold = kind == RowKind::Subtotal;
+                    let face = self.face(bold);
+                    // Each cell's size and lines.
+                    let set: Vec<(f32, Vec<String>)> = cols
+                        .iter()
+                        .zip(&cells)
+                        .enumerate()
+                        .map(|(i, (c, s))| {
+                            if c.numeric {
+                                return face.fit_numeric(s, st.size, floor, c.width - 4.0);
+                            }
+                            // A left-aligned label may run into the empty
+                            // cells after it (subtotal labels), never into text.
+                            let mut w = c.width;
+                            if c.align == Align::Left {
+                                for (c2, s2) in cols.iter().zip(&cells).skip(i + 1) {
+                                    if !s2.is_empty() {
+                                        break;
+                                    }
+                                    w += c2.width;
+                                }
+                            }
+                            (st.size, vec![face.shorten(s, st.size, w - 4.0)])
+                        })
+                        .collect();
+                    let extra = set
+                        .iter()
+                        .map(|(size, lines)| (lines.len() - 1) as f32 * self.lh(*size))
+                        .fold(0.0, f32::max);
+                    let rh = rh1 + extra;
                     let need = if header_pending { header_h + rh } else { rh };
                     if self.ensure(need) {
                         if let Some(c) = &caption {
@@ -477,32 +573,23 @@ impl<'a> Canvas<'a> {
                         header_pending = false;
                     }
                     self.y -= rh;
-                    let bold = kind == RowKind::Subtotal;
                     if bold {
                         let w = self.text_width();
                         self.rect(self.g.left, self.y, w, rh, st.subtotal_fill);
                     }
-                    let base = self.y + (rh - st.size) / 2.0 + st.size * 0.2;
-                    let face = self.face(bold);
+                    // The first line sits where a one-line row has it.
+                    let base = self.y + extra + (rh1 - st.size) / 2.0 + st.size * 0.2;
                     let mut x = self.g.left;
-                    for (i, (c, s)) in cols.iter().zip(&cells).enumerate() {
-                        // A left-aligned label may run into the empty cells
-                        // after it (subtotal labels), never into text.
-                        let mut w = c.width;
-                        if c.align == Align::Left {
-                            for (c2, s2) in cols.iter().zip(&cells).skip(i + 1) {
-                                if !s2.is_empty() {
-                                    break;
+                    for (c, (size, lines)) in cols.iter().zip(&set) {
+                        let mut y = base;
+                        for s in lines {
+                            match c.align {
+                                Align::Left => self.text_at(x + 2.0, y, s, bold, *size, BLACK),
+                                Align::Right => {
+                                    self.text_right(x + c.width - 2.0, y, s, bold, *size, BLACK)
                                 }
-                                w += c2.width;
                             }
-                        }
-                        let s = face.shorten(s, st.size, w - 4.0);
-                        match c.align {
-                            Align::Left => self.text_at(x + 2.0, base, &s, bold, st.size, BLACK),
-                            Align::Right => {
-                                self.text_right(x + c.width - 2.0, base, &s, bold, st.size, BLACK)
-                            }
+                            y -= self.lh(*size);
                         }
                         x += c.width;
                     }
@@ -547,6 +634,89 @@ impl<'a> Canvas<'a> {
     }
 }
 
+/// The smallest size a numeric cell of a table at `size` pt is set in
+/// before its columns are widened: three quarters of the table's size, but
+/// not below 4 pt (nor above `size`).
+pub fn numeric_floor(size: f32) -> f32 {
+    (size * 0.75).max(4.0).min(size)
+}
+
+/// The narrowest a text column gets when it gives width to numeric columns:
+/// this share of its template width.
+const TEXT_KEEP: f32 = 0.4;
+
+/// Widths for `cols` such that every numeric cell of `rows` fits at
+/// [`numeric_floor`], taken from the text columns (each keeps at least
+/// [`TEXT_KEEP`] of its width); `None` when every cell fits already (the
+/// template's widths stand). Numeric columns that still lack room after the
+/// text columns gave what they can get it in proportion to their need.
+fn widen_numeric(
+    cols: &[Col],
+    rows: &[Row],
+    size: f32,
+    regular: &Face,
+    bold: &Face,
+) -> Option<Vec<Col>> {
+    let floor = numeric_floor(size);
+    let mut need = vec![0.0f32; cols.len()];
+    for row in rows {
+        let Row::Cells(cells, kind) = row else {
+            continue;
+        };
+        let face = if *kind == RowKind::Subtotal {
+            bold
+        } else {
+            regular
+        };
+        for ((c, s), n) in cols.iter().zip(cells).zip(need.iter_mut()) {
+            if c.numeric && !s.is_empty() {
+                *n = n.max(face.width(s, floor) + 4.0);
+            }
+        }
+    }
+    let lack: Vec<f32> = cols
+        .iter()
+        .zip(&need)
+        .map(|(c, n)| {
+            if c.numeric {
+                (n - c.width).max(0.0)
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let lacking: f32 = lack.iter().sum();
+    if lacking <= 0.0 {
+        return None;
+    }
+    let spare: Vec<f32> = cols
+        .iter()
+        .map(|c| {
+            if c.numeric {
+                0.0
+            } else {
+                c.width * (1.0 - TEXT_KEEP)
+            }
+        })
+        .collect();
+    let available: f32 = spare.iter().sum();
+    let moved = lacking.min(available);
+    if moved <= 0.0 {
+        return None;
+    }
+    Some(
+        cols.iter()
+            .zip(spare.iter().zip(&lack))
+            .map(|(c, (sp, la))| Col {
+                width: c.width - moved * sp / available + moved * la / lacking,
+                align: c.align,
+                header: c.header.clone(),
+                numeric: c.numeric,
+            })
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -577,5 +747,220 @@ mod tests {
         let lines = f.wrap(&"x".repeat(200), 10.0, 60.0);
         assert!(lines.len() > 3 && lines.iter().all(|l| f.width(l, 10.0) <= 60.0));
         assert_eq!(f.wrap("", 10.0, 60.0), vec![String::new()]);
+    }
+
+    fn faces() -> (Face, Face, super::super::template::Loaded) {
+        let t = super::super::template::load(None, "en").unwrap();
+        let r = ParsedFont::from_bytes(&t.regular_font, 0, &mut Vec::new()).unwrap();
+        let b = ParsedFont::from_bytes(&t.bold_font, 0, &mut Vec::new()).unwrap();
+        (Face::new(r, "PLREGU"), Face::new(b, "PLBOLD"), t)
+    }
+
+    /// Every amount a statement can hold: each magnitude from 0 to the
+    /// largest decimal, at the currency's decimals, both signs.
+    fn amounts(dp: u32) -> Vec<rust_decimal::Decimal> {
+        use rust_decimal::Decimal;
+        let mut out = vec![Decimal::ZERO, Decimal::MAX, Decimal::MIN];
+        let mut m: i128 = 1;
+        for _ in 0..29 {
+            for v in [m, m * 25 / 10 + 1, m * 10 - 1] {
+                if let Ok(d) = Decimal::try_from_i128_with_scale(v, dp) {
+                    out.push(d);
+                    out.push(-d);
+                }
+            }
+            m *= 10;
+        }
+        // The largest mantissa at the currency's decimals.
+        out.push(Decimal::from_i128_with_scale(
+            79_228_162_514_264_337_593_543_950_335,
+            dp,
+        ));
+        out
+    }
+
+    #[test]
+    fn a_numeric_cell_is_never_shortened() {
+        let f = face();
+        for s in [
+            "€1,250,000,000.00",
+            "1.000.000.000,00 IDR",
+            "-79,228,162,514,264,337,593,543,950,335.000",
+        ] {
+            for max in [20.0, 40.0, 66.0, 120.0, 400.0] {
+                let (size, lines) = f.fit_numeric(s, 7.0, 5.25, max);
+                assert_eq!(lines.concat(), s, "{max}");
+                assert!((5.25..=7.0).contains(&size), "{size}");
+                assert!(!lines.concat().contains('…'));
+                for l in &lines {
+                    assert!(f.width(l, size) <= max + 0.01, "{l} {size} {max}");
+                }
+            }
+        }
+        // What fits stays as it was.
+        assert_eq!(
+            f.fit_numeric("€22.54", 7.0, 5.25, 60.0),
+            (7.0, vec!["€22.54".into()])
+        );
+        // Broken after a group separator, not inside a group.
+        let (_, lines) = f.fit_numeric(
+            "IDR 79,228,162,514,264,337,593,543,950,335.00",
+            7.0,
+            5.25,
+            60.0,
+        );
+        assert!(lines.len() > 1);
+        assert!(
+            lines[..lines.len() - 1]
+                .iter()
+                .all(|l| l.ends_with([',', ' ', '.'])),
+            "{lines:?}"
+        );
+    }
+
+    /// Draws tables of every magnitude and currency kind in both locales, at
+    /// the template's table size and a large one, and checks what was drawn:
+    /// each amount exactly (its lines in order), no ellipsis in a number, and
+    /// every text within the printable width.
+    #[test]
+    fn tables_draw_every_amount_whole_within_the_page() {
+        use super::super::format::Formatter;
+        use crate::money::Currency;
+        let (regular, bold, t) = faces();
+        let p = &t.spec.page;
+        let (left, right) = (p.margin_left_mm * PT_PER_MM, p.margin_right_mm * PT_PER_MM);
+        let page_w = p.width_mm * PT_PER_MM;
+        for locale in ["en", "de"] {
+            let fmt = Formatter::new(
+                super::super::template::load(None, locale)
+                    .unwrap()
+                    .locale
+                    .format,
+            );
+            for size in [t.spec.style.table_size, 14.0, 4.0] {
+                for code in ["EUR", "JPY", "KWD", "IDR", "VND", "USD"] {
+                    let c = Currency::parse(code).unwrap();
+                    let mut cv = Canvas::new(Geometry {
+                        regular: &regular,
+                        bold: &bold,
+                        width: page_w,
+                        height: p.height_mm * PT_PER_MM,
+                        left,
+                        right,
+                        top: p.margin_top_mm * PT_PER_MM,
+                        bottom: p.margin_bottom_mm * PT_PER_MM,
+                        line_height: t.spec.style.line_height,
+                    });
+                    let width = cv.text_width();
+                    // The default line table's proportions.
+                    let spec = [
+                        (3.1, false),
+                        (3.0, false),
+                        (1.4, false),
+                        (1.6, false),
+                        (2.1, true),
+                        (1.0, true),
+                        (1.0, true),
+                        (2.0, true),
+                    ];
+                    let total: f32 = spec.iter().map(|s| s.0).sum();
+                    let cols: Vec<Col> = spec
+                        .iter()
+                        .map(|&(w, numeric)| Col {
+                            width: w / total * width,
+                            align: if numeric { Align::Right } else { Align::Left },
+                            header: "Header".into(),
+                            numeric,
+                        })
+                        .collect();
+                    let values: Vec<String> = amounts(c.minor_units())
+                        .into_iter()
+                        .map(|d| fmt.amount(d, c))
+                        .collect();
+                    let rows = values.iter().flat_map(|v| {
+                        let normal = vec![
+                            "subscription".into(),
+                            "A program with a long name".into(),
+                            "October".into(),
+                            "DPOR".into(),
+                            v.clone(),
+                            "4%".into(),
+                            "100%".into(),
+                            v.clone(),
+                        ];
+                        let total = vec![
+                            "Total of a program with a long name".into(),
+                            String::new(),
+                            String::new(),
+                            String::new(),
+                            v.clone(),
+                            String::new(),
+                            String::new(),
+                            v.clone(),
+                        ];
+                        [
+                            Row::Cells(normal, RowKind::Normal),
+                            Row::Cells(total, RowKind::Subtotal),
+                        ]
+                    });
+                    let st = TableStyle {
+                        size,
+                        header_fill: BLACK,
+                        subtotal_fill: BLACK,
+                        rule: BLACK,
+                        caption_color: BLACK,
+                    };
+                    cv.table(&cols, rows, &st, "(continued)");
+                    let (pages, _) = cv.finish("", |_, _| String::new(), 7.0, BLACK);
+                    // The texts drawn, in order, with their font, size and x.
+                    let mut drawn: Vec<String> = Vec::new();
+                    let (mut font, mut pt, mut x) = (String::new(), 0.0, 0.0);
+                    for op in pages.iter().flatten() {
+                        match op {
+                            Op::SetFont {
+                                font: PdfFontHandle::External(id),
+                                size,
+                            } => {
+                                font = id.0.clone();
+                                pt = size.0;
+                            }
+                            Op::SetTextCursor { pos } => x = pos.x.0,
+                            Op::ShowText { items } => {
+                                for item in items {
+                                    if let TextItem::Text(s) = item {
+                                        let face = if font == "PLBOLD" { &bold } else { &regular };
+                                        let w = face.width(s, pt);
+                                        assert!(
+                                            x >= left - 0.01 && x + w <= page_w - right + 0.01,
+                                            "{locale} {code} {size}: {s:?} at {x}+{w}"
+                                        );
+                                        drawn.push(s.clone());
+                                    }
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    let all = drawn.concat();
+                    let mut at = 0;
+                    for v in &values {
+                        // Each value twice per row, two rows per value.
+                        for _ in 0..4 {
+                            let found = all[at..].find(v.as_str()).unwrap_or_else(|| {
+                                panic!("{locale} {code} {size}: {v} not drawn whole")
+                            });
+                            at += found + v.len();
+                        }
+                    }
+                    // Only text (no digits in it here) is shortened.
+                    for s in &drawn {
+                        assert!(
+                            !(s.contains('…') && s.chars().any(|c| c.is_ascii_digit())),
+                            "{locale} {code} {size}: a number shortened: {s}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

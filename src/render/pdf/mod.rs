@@ -166,6 +166,7 @@ impl Renderer {
                     Align::Left
                 }),
                 header: header(col.field),
+                numeric: numeric(col.field),
             })
             .collect()
     }
@@ -233,6 +234,7 @@ impl Renderer {
                 PartnerSection::Totals => {
                     let kinds = usage.by_currency(p.lines());
                     self.totals(&mut cv, &p.totals, &kinds, width);
+                    self.converted_totals(&mut cv, p, width);
                 }
             }
         }
@@ -409,16 +411,19 @@ impl Renderer {
                 width: width * 0.5,
                 align: Align::Left,
                 header: String::new(),
+                numeric: false,
             },
             Col {
                 width: width * 0.25,
                 align: Align::Right,
                 header: c.basis.clone(),
+                numeric: true,
             },
             Col {
                 width: width * 0.25,
                 align: Align::Right,
                 header: c.amount.clone(),
+                numeric: true,
             },
         ];
         let rows = totals.iter().map(|t| {
@@ -433,6 +438,90 @@ impl Renderer {
         });
         cv.table(&cols, rows, &self.table_style(), &l.continued);
         cv.space(6.0);
+    }
+
+    /// With an FX table (`--fx`): each currency's total converted into the
+    /// reporting currency, with the rate and its date, and the sum of the
+    /// converted totals: the `total` and `total_converted` rows of
+    /// `statement.csv`.
+    fn converted_totals(&self, cv: &mut Canvas<'_>, p: &PartnerStatement, width: f32) {
+        let Some((reporting, sum)) = p.reporting_total else {
+            return;
+        };
+        let l = &self.t.locale.labels;
+        let c = &self.t.locale.columns;
+        let st = &self.t.spec.style;
+        let code = [("currency", reporting.as_str())];
+        cv.heading(
+            &fill(&l.converted_totals, &code),
+            st.heading_size,
+            self.accent,
+            30.0,
+        );
+        let col = |w: f32, align: Align, header: String, numeric: bool| Col {
+            width: width * w,
+            align,
+            header,
+            numeric,
+        };
+        let cols = vec![
+            col(0.26, Align::Left, String::new(), false),
+            col(0.22, Align::Right, c.amount.clone(), true),
+            col(0.14, Align::Right, l.fx_rate.clone(), true),
+            col(0.14, Align::Right, l.fx_rate_date.clone(), true),
+            col(0.24, Align::Right, fill(&l.converted_amount, &code), true),
+        ];
+        let rows = p.totals.iter().filter_map(|t| {
+            let x = t.converted.as_ref()?;
+            Some(Row::Cells(
+                vec![
+                    fill(&l.total_in, &[("currency", t.currency.as_str())]),
+                    self.fmt.amount(t.amount, t.currency),
+                    self.fmt.digits(&crate::money::format_exact_dp(x.rate, 1)),
+                    x.rate_date.map(|d| self.fmt.date(d)).unwrap_or_default(),
+                    self.fmt.amount(x.amount, x.currency),
+                ],
+                RowKind::Normal,
+            ))
+        });
+        let total = Row::Cells(
+            vec![
+                fill(&l.converted_total, &code),
+                String::new(),
+                String::new(),
+                String::new(),
+                self.fmt.amount(sum, reporting),
+            ],
+            RowKind::Subtotal,
+        );
+        let rows = rows.chain(std::iter::once(total));
+        cv.table(&cols, rows, &self.table_style(), &l.continued);
+        cv.space(6.0);
+    }
+
+    /// The statement's currencies grouped by their number of decimals, for
+    /// the rounding sentence: `EUR, USD: 2 decimal places; JPY: 0 decimal
+    /// places`.
+    fn minor_units(&self, p: &PartnerStatement) -> String {
+        let mut by: BTreeMap<u32, Vec<&str>> = BTreeMap::new();
+        for t in &p.totals {
+            by.entry(t.currency.minor_units())
+                .or_default()
+                .push(t.currency.as_str());
+        }
+        // Most currencies have 2: list them first.
+        let mut groups: Vec<(u32, Vec<&str>)> = by.into_iter().collect();
+        groups.sort_by_key(|(d, _)| (*d != 2, *d));
+        groups
+            .iter()
+            .map(|(d, cs)| {
+                fill(
+                    &self.t.locale.labels.decimals,
+                    &[("currencies", &cs.join(", ")), ("decimals", &d.to_string())],
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     fn total_basis(
@@ -608,6 +697,7 @@ impl Renderer {
         if let Some(p) = p {
             v.push(("partner_name", display_name(&p.partner_name, &p.partner_id)));
             v.push(("partner_id", p.partner_id.clone()));
+            v.push(("minor_units", self.minor_units(p)));
         }
         if let Some(c) = c {
             v.push((

@@ -281,6 +281,12 @@ const ENGLISH_FALLBACK: &[(&str, Option<&str>)] = &[
     ("adjustment", None),
     ("labels", Some("months_total")),
     ("labels", Some("by_month")),
+    ("labels", Some("decimals")),
+    ("labels", Some("converted_totals")),
+    ("labels", Some("converted_total")),
+    ("labels", Some("fx_rate")),
+    ("labels", Some("fx_rate_date")),
+    ("labels", Some("converted_amount")),
 ];
 
 /// The words of the tie-out page. Placeholders: `{n}` and `{of}` counts,
@@ -412,6 +418,19 @@ pub struct Labels {
     pub months_total: String,
     /// Heading of the bar chart of the amount accrued per month.
     pub by_month: String,
+    /// `{currencies}`, `{decimals}`: how many decimals the statement's
+    /// currencies are rounded to (`{minor_units}` in `partner_intro`).
+    pub decimals: String,
+    /// `{currency}`: heading of the totals converted with `--fx`.
+    pub converted_totals: String,
+    /// `{currency}`: the sum of the converted totals.
+    pub converted_total: String,
+    /// Column of the FX rate of a converted total.
+    pub fx_rate: String,
+    /// Column of the date the FX rate was published.
+    pub fx_rate_date: String,
+    /// `{currency}`: column of a total in the reporting currency.
+    pub converted_amount: String,
 }
 
 #[derive(Deserialize, Debug, Clone)]

@@ -51,6 +51,7 @@ impl Renderer {
             width: width * w,
             align,
             header: h.to_string(),
+            numeric: align == Align::Right,
         };
         let cols = [
             col(0.10, Align::Left, &self.t.locale.columns.currency),

@@ -169,6 +169,7 @@ fn cols(spec: &[(f32, Align, &str)], width: f32) -> Vec<Col> {
             width: w / total * width,
             align,
             header: header.to_string(),
+            numeric: align == Align::Right,
         })
         .collect()
 }
