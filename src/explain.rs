@@ -41,6 +41,24 @@ pub struct RunRecord {
     /// The issued version this run restates (its manifest's
     /// `history.restates`), if it restates one.
     pub restates: Option<u32>,
+    /// (usage file, line) -> how `attainment.csv` counted that usage
+    /// record's units, for the usage rows of the ledger.
+    pub usage: BTreeMap<(String, String), UsageFacts>,
+}
+
+/// One row of `attainment.csv`, as `explain` shows it beside the usage
+/// ledger rows it paid (texts as written there).
+#[derive(Clone, Debug, Default)]
+pub struct UsageFacts {
+    pub workload: String,
+    pub month: String,
+    pub mau: String,
+    pub pau: String,
+    pub pau_source: String,
+    pub attainment: String,
+    pub target_reached: String,
+    pub prior_hwm: String,
+    pub compensable_units: String,
 }
 
 /// The explanation as text: every ledger line, grouped by statement line, with
@@ -137,6 +155,43 @@ pub fn render_explanation(r: &RunRecord, filter: &Filter) -> String {
                     row.credited_days, row.charge_days, row.accrual_month
                 )
             };
+            let usage = r
+                .usage
+                .get(&(row.source_file.clone(), row.source_line.clone()));
+            if let Some(u) = usage {
+                let prior = if u.prior_hwm.is_empty() {
+                    "no earlier high-water mark".to_string()
+                } else {
+                    format!("prior high-water mark {}", u.prior_hwm)
+                };
+                let target = if u.target_reached.is_empty() {
+                    "no target reached".to_string()
+                } else {
+                    format!("target {} reached", u.target_reached)
+                };
+                let _ = writeln!(
+                    s,
+                    "  {}:{}  usage of {}  accrual month {}  workload {}  {designation}\n      \
+                     {} monthly active users of {} paid units ({}): attainment {}, {target}; \
+                     {prior}: {} compensable units\n      {} units x rate {} x share {} = {}",
+                    row.source_file,
+                    row.source_line,
+                    u.month,
+                    row.accrual_month,
+                    u.workload,
+                    u.mau,
+                    u.pau,
+                    u.pau_source,
+                    u.attainment,
+                    u.compensable_units,
+                    row.basis.normalize(),
+                    row.rate,
+                    row.share,
+                    format_exact(row.amount, row.currency),
+                );
+                sum += row.amount;
+                continue;
+            }
             let billed = billed(&row.invoice_number, &row.product_id, "  ");
             let _ = writeln!(
                 s,

@@ -124,6 +124,69 @@ fn issued(
     Ok(render_issued(&record.period, version, &rows, &record.rows))
 }
 
+/// The rows of the run's `attainment.csv` (when it has one) that counted
+/// the usage records behind `rows`, by usage file and line.
+fn usage_facts(
+    out: &Path,
+    listed: &std::collections::HashMap<String, crate::ingest::FileDigest>,
+    rows: &[crate::explain::LedgerRow],
+) -> Result<BTreeMap<(String, String), crate::explain::UsageFacts>, Fatal> {
+    let mut facts = BTreeMap::new();
+    if rows.is_empty() || !listed.contains_key("attainment.csv") {
+        return Ok(facts);
+    }
+    let wanted: std::collections::BTreeSet<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r.source_file.as_str(), r.source_line.as_str()))
+        .collect();
+    let text = crate::render::publish::read_listed(
+        out,
+        "attainment.csv",
+        listed,
+        "explain refuses to explain from it",
+    )?;
+    let path = out.join("attainment.csv");
+    let mut rdr = csv::ReaderBuilder::new().from_reader(&text[..]);
+    let header = rdr
+        .headers()
+        .map_err(|e| data_err(&path, format!("not a porledger attainment file: {e}")))?
+        .clone();
+    let col = |name: &str| header.iter().position(|h| h == name);
+    let (Some(file), Some(line)) = (col("source_file"), col("source_line")) else {
+        return Ok(facts);
+    };
+    for rec in rdr.records() {
+        let rec =
+            rec.map_err(|e| data_err(&path, format!("not a porledger attainment file: {e}")))?;
+        let get = |name: &str| {
+            col(name)
+                .and_then(|i| rec.get(i))
+                .map(|v| excel_unescape(v).to_string())
+                .unwrap_or_default()
+        };
+        let source = excel_unescape(rec.get(file).unwrap_or("")).to_string();
+        let at = rec.get(line).unwrap_or("").to_string();
+        if !wanted.contains(&(source.as_str(), at.as_str())) {
+            continue;
+        }
+        facts.insert(
+            (source, at),
+            crate::explain::UsageFacts {
+                workload: get("workload"),
+                month: get("month"),
+                mau: get("mau"),
+                pau: get("pau"),
+                pau_source: get("pau_source"),
+                attainment: get("attainment"),
+                target_reached: get("target_reached"),
+                prior_hwm: get("prior_hwm"),
+                compensable_units: get("compensable_units"),
+            },
+        );
+    }
+    Ok(facts)
+}
+
 /// The history `--history` names, read only.
 fn open_history(path: &Path) -> Result<crate::history::History, Fatal> {
     match crate::history::History::open_read(path)? {
@@ -278,7 +341,9 @@ pub fn load(out: &Path, filter: &mut Filter) -> Result<RunRecord, Fatal> {
             }
         }
     }
+    let usage = usage_facts(out, listed, &rows)?;
     Ok(RunRecord {
+        usage,
         period,
         rounding,
         partner_name,

@@ -4,7 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use crate::common::{csv_rows, porledger_in, read, read_json as json, run_sample, tree, Sample};
+use crate::common::{
+    assert_code, csv_rows, porledger, porledger_in, read, read_json as json, run_sample, stdout,
+    tree, Sample,
+};
 
 /// `(partner_id, program_id, currency, lines, basis_amount, accrual_amount)`
 /// of every `summary.csv` row. The whole file (names, quoting, header) is a
@@ -296,4 +299,27 @@ fn usage_sample_matches_its_readme() {
         ),
         (Some(126), Some(3), Some(123), Some(0))
     );
+    // explain shows how each usage amount's units were counted, from
+    // attainment.csv: a line can be checked by hand.
+    let o = porledger([
+        "explain",
+        "--out",
+        out.to_str().unwrap(),
+        "--partner",
+        "5000101",
+    ]);
+    assert_code(&o, 0);
+    let text = stdout(&o);
+    assert!(
+        text.contains(
+            "sample-data/usage/cpor-usage.csv:15  usage of 2026-10  accrual month 2026-10  \
+             workload Exchange  CPOR by sample-data/usage/designations-usage.csv:2 ["
+        ) && text.contains(
+            "]\n      190 monthly active users of 250 paid units (usage-report): attainment \
+             0.76, target 0.40 reached; prior high-water mark 180: 10 compensable units\n      \
+             10 units x rate 1.0 x share 1.0 = 10.00\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("total USD: 140.00"), "{text}");
 }
