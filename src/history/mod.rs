@@ -3023,6 +3023,21 @@ mod tests {
         tempfile::tempdir().unwrap()
     }
 
+    /// Closes 2026-11 into the older history at `p` (the close upgrades it),
+    /// checks it is now of this build's schema, and opens it to read.
+    fn upgraded_by_a_close(p: &Path) -> History {
+        let mut h = History::open_write(p, Duration::from_secs(1)).unwrap();
+        h.close(&read(&h, "2026-11"), no_rows(), || {}).unwrap();
+        drop(h);
+        assert_eq!(
+            probe(p).unwrap(),
+            Probe::Ours {
+                version: SCHEMA_VERSION
+            }
+        );
+        History::open_read(p).unwrap().unwrap()
+    }
+
     /// A close of `period` by a run that read `h` as it is now.
     fn read(h: &History, period: &str) -> CloseRecord {
         record(period, Some(h.run_history(period).unwrap()))
@@ -3943,16 +3958,7 @@ mod tests {
         assert_eq!(issued.len(), 3);
         assert_eq!(explained.len(), 2);
 
-        let mut h = History::open_write(&p, Duration::from_secs(1)).unwrap();
-        h.close(&read(&h, "2026-11"), no_rows(), || {}).unwrap();
-        drop(h);
-        assert_eq!(
-            probe(&p).unwrap(),
-            Probe::Ours {
-                version: SCHEMA_VERSION
-            }
-        );
-        let h = History::open_read(&p).unwrap().unwrap();
+        let h = upgraded_by_a_close(&p);
         let after = look(&h);
         assert_eq!(
             after,
@@ -4173,16 +4179,7 @@ mod tests {
             "a reader never upgrades"
         );
 
-        let mut h = History::open_write(&p, Duration::from_secs(1)).unwrap();
-        h.close(&read(&h, "2026-11"), no_rows(), || {}).unwrap();
-        drop(h);
-        assert_eq!(
-            probe(&p).unwrap(),
-            Probe::Ours {
-                version: SCHEMA_VERSION
-            }
-        );
-        let h = History::open_read(&p).unwrap().unwrap();
+        let h = upgraded_by_a_close(&p);
         assert_eq!(
             reference_keys(&h.conn, 2),
             vec![("ref-c1-oct".into(), 0), ("ref-c2-oct".into(), 2)]
