@@ -145,8 +145,29 @@ pub fn compare(
     now_inputs: &[FileRec],
     now_designations: &[DesignationRec],
 ) -> Result<Adjustments, Fatal> {
-    type Side = (String, String, Decimal);
-    let mut both: BTreeMap<LineKey, (Option<Side>, Option<Side>)> = BTreeMap::new();
+    // One side of a line: the IDs as that side spells them, the names, the
+    // amount.
+    struct Side {
+        key: LineKey,
+        partner_name: String,
+        customer_name: String,
+        total: Decimal,
+    }
+    // Partner and customer IDs are case-insensitive: a line is found on both
+    // sides by its IDs as `id_key` folds them, so a partner issued as `P-A`
+    // and spelled `p-a` by the restatement's designations is one partner
+    // whose line is compared, not a line taken back and another added.
+    let fold = |k: &LineKey| {
+        (
+            crate::ingest::id_key(&k.partner_id),
+            crate::ingest::id_key(&k.customer_id),
+            k.program_id.clone(),
+            k.accrual_month.clone(),
+            k.currency.clone(),
+        )
+    };
+    type Both = (Option<Side>, Option<Side>);
+    let mut both: BTreeMap<(String, String, String, String, String), Both> = BTreeMap::new();
     for l in issued {
         let k = LineKey {
             partner_id: l.partner_id.clone(),
@@ -156,11 +177,15 @@ pub fn compare(
             currency: l.currency.clone(),
         };
         let amount = parse(&l.amount, l)?;
-        let sum = |prev: Decimal| checked(prev.checked_add(amount), &k, "issued amount");
-        let prev = both.get(&k).and_then(|e| e.0.as_ref()).map(|s| s.2);
-        let total = sum(prev.unwrap_or_default())?;
-        let e = both.entry(k).or_default();
-        e.0 = Some((l.partner_name.clone(), l.customer_name.clone(), total));
+        let e = both.entry(fold(&k)).or_default();
+        let prev = e.0.as_ref().map(|s| s.total).unwrap_or_default();
+        let total = checked(prev.checked_add(amount), &k, "issued amount")?;
+        e.0 = Some(Side {
+            key: k,
+            partner_name: l.partner_name.clone(),
+            customer_name: l.customer_name.clone(),
+            total,
+        });
     }
     for p in &now.partners {
         for l in p.lines() {
@@ -171,23 +196,31 @@ pub fn compare(
                 accrual_month: l.month.to_string(),
                 currency: l.currency.as_str().to_string(),
             };
-            let prev = both.get(&k).and_then(|e| e.1.as_ref()).map(|s| s.2);
-            let total = checked(
-                prev.unwrap_or_default().checked_add(l.amount),
-                &k,
-                "amount now",
-            )?;
-            let e = both.entry(k).or_default();
-            e.1 = Some((p.partner_name.clone(), l.customer_name.to_string(), total));
+            let e = both.entry(fold(&k)).or_default();
+            let prev = e.1.as_ref().map(|s| s.total).unwrap_or_default();
+            let total = checked(prev.checked_add(l.amount), &k, "amount now")?;
+            e.1 = Some(Side {
+                key: k,
+                partner_name: p.partner_name.clone(),
+                customer_name: l.customer_name.to_string(),
+                total,
+            });
         }
     }
     let input_reasons = input_changes(issued_inputs, now_inputs);
     let by_customer = |rows: &[DesignationRec]| {
         let mut m: BTreeMap<(String, String), BTreeSet<DesignationRec>> = BTreeMap::new();
         for d in rows {
-            m.entry((d.partner_id.clone(), d.customer_id.clone()))
-                .or_default()
-                .insert(d.clone());
+            let pc = (
+                crate::ingest::id_key(&d.partner_id),
+                crate::ingest::id_key(&d.customer_id),
+            );
+            // Compared as rows of one partner and customer: the IDs folded,
+            // so that a respelling alone is no designation gone and new.
+            let mut d = d.clone();
+            (d.partner_id, d.customer_id) = pc.clone();
+            d.subscription_id = crate::ingest::id_key(&d.subscription_id);
+            m.entry(pc).or_default().insert(d);
         }
         m
     };
@@ -197,19 +230,24 @@ pub fn compare(
     );
     let empty = BTreeSet::new();
     let mut lines = Vec::new();
-    for (key, (was, is)) in both {
-        let issued_amount = was.as_ref().map(|s| s.2).unwrap_or_default();
-        let now_amount = is.as_ref().map(|s| s.2).unwrap_or_default();
+    for ((partner, customer, ..), (was, is)) in both {
+        let issued_amount = was.as_ref().map(|s| s.total).unwrap_or_default();
+        let now_amount = is.as_ref().map(|s| s.total).unwrap_or_default();
         if issued_amount == now_amount && was.is_some() == is.is_some() {
             continue;
         }
+        // Shown as this run spells it, or as issued when the run has no
+        // such line.
+        let Some(shown) = is.as_ref().or(was.as_ref()) else {
+            continue;
+        };
+        let key = shown.key.clone();
         let difference = checked(
             now_amount.checked_sub(issued_amount),
             &key,
             "restated difference",
         )?;
-        let names = is.as_ref().or(was.as_ref());
-        let pc = (key.partner_id.clone(), key.customer_id.clone());
+        let pc = (partner, customer);
         let (a, b) = (di.get(&pc).unwrap_or(&empty), dn.get(&pc).unwrap_or(&empty));
         let valid = |d: &DesignationRec| {
             if d.valid_to.is_empty() {
@@ -235,8 +273,8 @@ pub fn compare(
         }
         why.extend(input_reasons.iter().cloned());
         lines.push(AdjustmentLine {
-            partner_name: names.map(|s| s.0.clone()).unwrap_or_default(),
-            customer_name: names.map(|s| s.1.clone()).unwrap_or_default(),
+            partner_name: shown.partner_name.clone(),
+            customer_name: shown.customer_name.clone(),
             issued: issued_amount,
             now: now_amount,
             difference,
@@ -249,6 +287,8 @@ pub fn compare(
             key,
         });
     }
+    // In the order of the lines' keys as shown, as before IDs were folded.
+    lines.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(Adjustments {
         version,
         lines,

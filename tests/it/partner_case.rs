@@ -254,3 +254,40 @@ fn a_collision_left_names_the_paths_below_out() {
     assert!(!err.contains("porledger-tmp"), "{err}");
     assert!(!d.path().join("out").exists());
 }
+
+/// A restatement whose designations spell a partner otherwise than the
+/// issued version did (`P-A` issued, `p-a` now) compares the partner's lines
+/// as one partner's: nothing changed, so nothing is adjusted, and the
+/// restatement is published and closed as the next version.
+#[test]
+fn a_restatement_compares_a_respelled_partner_as_one_partner() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let billing = repo().join(D).join("billing-2026-10.csv");
+    let issued = read(repo().join(D).join("designations-2026-10.csv"));
+    assert!(issued.contains(",P-A,"), "{issued}");
+    write(dir.join("d1.csv"), &issued);
+    write(dir.join("d2.csv"), issued.replace(",P-A,", ",p-a,"));
+    let args = ["--period", "2026-10", "--history", "h.db"];
+    let o = porledger_cmd(dir, "run", &billing, "d1.csv", &args);
+    assert_code(&o, 0);
+    std::fs::rename(dir.join("out"), dir.join("v1")).unwrap();
+    close_ok(&dir.join("v1"), &dir.join("h.db"));
+
+    let o = porledger_cmd(dir, "run", &billing, "d2.csv", &args);
+    assert_code(&o, 0);
+    assert!(
+        stderr(&o).contains("this run restates it"),
+        "{}",
+        stderr(&o)
+    );
+    let out = dir.join("out");
+    assert_eq!(partner_dirs(&out), ["p-a"]);
+    // The same amounts: no line taken back from P-A and added to p-a.
+    let adjustment = out.join("partners/p-a/adjustment.csv");
+    if adjustment.exists() {
+        let rows = csv_rows(&read(&adjustment));
+        assert_eq!(rows.len(), 1, "{rows:?}");
+    }
+    close_ok(&out, &dir.join("h.db"));
+}
