@@ -152,7 +152,7 @@ pub fn check_designations<'a>(
         }
         for (i, a) in ds.iter().enumerate() {
             for b in &ds[i + 1..] {
-                if a.partner_id == b.partner_id && overlaps(a, b) && same_scope(a, b) {
+                if same_partner(a, b) && overlaps(a, b) && same_scope(a, b) {
                     let how = if a.share == b.share {
                         "it counts once".to_string()
                     } else {
@@ -181,7 +181,7 @@ pub fn check_designations<'a>(
         if crate::attribute::is_exclusive(assoc) {
             for (i, a) in ds.iter().enumerate() {
                 for b in &ds[i + 1..] {
-                    if a.partner_id != b.partner_id && overlaps(a, b) && same_scope(a, b) {
+                    if !same_partner(a, b) && overlaps(a, b) && same_scope(a, b) {
                         issues.push(Issue {
                             file: file.into(),
                             lines: vec![a.line, b.line],
@@ -199,6 +199,14 @@ pub fn check_designations<'a>(
         }
     }
     issues
+}
+
+/// Whether two rows name one partner: IDs are case-insensitive, so `P-A`
+/// and `p-a` are one partner (whose two spellings are an issue of their
+/// own, [`partner_spellings`]), never two DPOR partners of one customer.
+fn same_partner(a: &Designation, b: &Designation) -> bool {
+    a.partner_id == b.partner_id
+        || crate::ingest::id_key(&a.partner_id) == crate::ingest::id_key(&b.partner_id)
 }
 
 #[cfg(test)]
@@ -324,6 +332,36 @@ mod tests {
             d(3, "müller-01", Association::Dpor, None, None),
         ];
         assert_eq!(partner_spellings(&two, "d.csv")[0].lines, vec![2, 3]);
+    }
+
+    /// `P-A` and `p-a` holding DPOR of one customer at once are one partner
+    /// holding it through two rows (and a spelling issue), not two DPOR
+    /// partners.
+    #[test]
+    fn two_spellings_of_one_partner_on_one_customer_are_one_partner() {
+        let rows = vec![
+            d(2, "P-A", Association::Dpor, None, None),
+            d(3, "p-a", Association::Dpor, None, None),
+        ];
+        let text: Vec<String> = check_designations(&rows, "d.csv")
+            .iter()
+            .map(|i| i.to_string())
+            .collect();
+        assert_eq!(text.len(), 2, "{text:?}");
+        assert!(
+            text.iter()
+                .any(|t| t.contains("differ only in letter case")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.contains("holds DPOR for customer c through both rows")),
+            "{text:?}"
+        );
+        assert!(
+            !text.iter().any(|t| t.contains("two DPOR partners")),
+            "{text:?}"
+        );
     }
 
     #[test]
