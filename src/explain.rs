@@ -41,9 +41,30 @@ pub struct RunRecord {
     /// The issued version this run restates (its manifest's
     /// `history.restates`), if it restates one.
     pub restates: Option<u32>,
-    /// (usage file, line) -> how `attainment.csv` counted that usage
-    /// record's units, for the usage rows of the ledger.
-    pub usage: BTreeMap<(String, String), UsageFacts>,
+    /// (usage file, line, workload) -> how `attainment.csv` counted that
+    /// usage record's units of the workload, for the usage rows of the
+    /// ledger.
+    pub usage: BTreeMap<UsageKey, UsageFacts>,
+}
+
+/// Which `attainment.csv` row explains a usage accrual: the usage file and
+/// line it was counted from and its workload (the ledger's
+/// `subscription_id` of a usage accrual; folded by `id_key`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct UsageKey {
+    pub source_file: String,
+    pub source_line: String,
+    pub workload: String,
+}
+
+impl UsageKey {
+    pub fn of(row: &LedgerRow) -> UsageKey {
+        UsageKey {
+            source_file: row.source_file.clone(),
+            source_line: row.source_line.clone(),
+            workload: crate::ingest::id_key(&row.subscription_id),
+        }
+    }
 }
 
 /// One row of `attainment.csv`, as `explain` shows it beside the usage
@@ -155,9 +176,7 @@ pub fn render_explanation(r: &RunRecord, filter: &Filter) -> String {
                     row.credited_days, row.charge_days, row.accrual_month
                 )
             };
-            let usage = r
-                .usage
-                .get(&(row.source_file.clone(), row.source_line.clone()));
+            let usage = r.usage.get(&UsageKey::of(row));
             if let Some(u) = usage {
                 let prior = if u.prior_hwm.is_empty() {
                     "no earlier high-water mark".to_string()

@@ -125,20 +125,19 @@ fn issued(
 }
 
 /// The rows of the run's `attainment.csv` (when it has one) that counted
-/// the usage records behind `rows`, by usage file and line.
+/// the usage records behind `rows`, by usage file, line and workload (a
+/// Graph export's row counts every workload: one attainment row each).
 fn usage_facts(
     out: &Path,
     listed: &std::collections::HashMap<String, crate::ingest::FileDigest>,
     rows: &[crate::explain::LedgerRow],
-) -> Result<BTreeMap<(String, String), crate::explain::UsageFacts>, Fatal> {
+) -> Result<BTreeMap<crate::explain::UsageKey, crate::explain::UsageFacts>, Fatal> {
     let mut facts = BTreeMap::new();
     if rows.is_empty() || !listed.contains_key("attainment.csv") {
         return Ok(facts);
     }
-    let wanted: std::collections::BTreeSet<(&str, &str)> = rows
-        .iter()
-        .map(|r| (r.source_file.as_str(), r.source_line.as_str()))
-        .collect();
+    let wanted: std::collections::BTreeSet<crate::explain::UsageKey> =
+        rows.iter().map(crate::explain::UsageKey::of).collect();
     let text = crate::render::publish::read_listed(
         out,
         "attainment.csv",
@@ -164,13 +163,16 @@ fn usage_facts(
                 .map(|v| excel_unescape(v).to_string())
                 .unwrap_or_default()
         };
-        let source = excel_unescape(rec.get(file).unwrap_or("")).to_string();
-        let at = rec.get(line).unwrap_or("").to_string();
-        if !wanted.contains(&(source.as_str(), at.as_str())) {
+        let key = crate::explain::UsageKey {
+            source_file: excel_unescape(rec.get(file).unwrap_or("")).to_string(),
+            source_line: rec.get(line).unwrap_or("").to_string(),
+            workload: crate::ingest::id_key(&get("workload")),
+        };
+        if !wanted.contains(&key) {
             continue;
         }
         facts.insert(
-            (source, at),
+            key,
             crate::explain::UsageFacts {
                 workload: get("workload"),
                 month: get("month"),

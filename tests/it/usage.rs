@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::common::{
-    assert_code, assert_same_tree, code, csv_rows, porledger, read, stderr, write,
+    assert_code, assert_same_tree, code, command, csv_rows, output, porledger, read, stderr,
+    stdout, write,
 };
 
 const T1: &str = "11111111-1111-1111-1111-111111111111";
@@ -477,4 +478,76 @@ fn a_repeated_cpor_row_does_not_double_a_partners_share() {
     let got: Vec<(&str, &str)> = t7.iter().map(|r| (r[0].as_str(), r[11].as_str())).collect();
     assert_eq!(got, [("500002", "0.5"), ("500009", "0.5")], "{t7:?}");
     assert_eq!(t7[0][12], t7[1][12]);
+}
+
+/// A Graph export's row counts every workload at once: `explain` shows each
+/// usage accrual with its own workload's attainment row (Exchange 80 of 100
+/// users, Teams 30), not the last workload's facts under both amounts.
+#[test]
+fn explain_shows_each_workload_of_a_graph_row_with_its_own_facts() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let t = "a1b2c3d4-0009-4000-8000-000000000009";
+    write(
+        dir.join("billing.csv"),
+        format!(
+            "CustomerId,CustomerName,SubscriptionId,ChargeStartDate,ChargeEndDate,ChargeType,ProductName,Subtotal,Currency,PublisherName,Quantity\n\
+             {t},Contoso,s1,10/1/2026,10/31/2026,cycleCharge,Microsoft 365 E3,3600.00,USD,Microsoft Corporation,100\n"
+        ),
+    );
+    write(
+        dir.join("des.csv"),
+        format!(
+            "customer_id,partner_id,partner_name,association,workload,subscription_id,share,valid_from,valid_to\n\
+             {t},PA,Alpha,CPOR,Exchange,,,2025-01-01,\n{t},PA,Alpha,CPOR,Teams,,,2025-01-01,\n"
+        ),
+    );
+    write(
+        dir.join("rules.toml"),
+        "[[program]]\nid = \"usage\"\nassociations = [\"CPOR\"]\nbasis = \"usage\"\ncurrency = \"USD\"\n\
+         [[program.workload]]\nname = \"Exchange\"\nunit_rates = [\"0.50\", \"1.00\"]\n\
+         [[program.workload]]\nname = \"Teams\"\nunit_rates = [\"1.00\", \"2.50\"]\n\
+         [[product]]\nmatch = \"Microsoft 365 E3\"\nworkloads = [\"Exchange\", \"Teams\"]\n",
+    );
+    write(
+        dir.join(format!("{t}.csv")),
+        "Report Refresh Date,Exchange Active,Exchange Inactive,Teams Active,Teams Inactive,Report Period\n\
+         2026-10-31,80,20,30,70,30\n",
+    );
+    let mut c = command();
+    c.current_dir(dir)
+        .args(["run", "--period", "2026-10", "--billing", "billing.csv"])
+        .args([
+            "--designations",
+            "des.csv",
+            "--rules",
+            "rules.toml",
+            "--no-pdf",
+        ])
+        .args(["--usage", &format!("{t}.csv"), "--out", "out", "-q"]);
+    assert_code(&output(&mut c), 0);
+    let mut c = command();
+    c.current_dir(dir)
+        .args(["explain", "--out", "out", "--partner", "PA"]);
+    let o = output(&mut c);
+    assert_code(&o, 0);
+    let text = stdout(&o);
+    let block = |workload: &str| {
+        let at = text
+            .find(&format!("workload {workload}"))
+            .unwrap_or_else(|| panic!("no {workload}: {text}"));
+        text[at..].lines().take(3).collect::<Vec<_>>().join("\n")
+    };
+    let exchange = block("Exchange");
+    assert!(
+        exchange.contains("80 monthly active users of 100 paid units")
+            && exchange.contains("80 units x rate 1.0"),
+        "{exchange}"
+    );
+    let teams = block("Teams");
+    assert!(
+        teams.contains("30 monthly active users of 100 paid units")
+            && teams.contains("30 units x rate 1.0"),
+        "{teams}"
+    );
 }
