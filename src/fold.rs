@@ -604,6 +604,25 @@ impl SharedDetails {
         currency: Currency,
     ) {
         let (k, s) = accrual_key(a, customer_key, subscription_key, currency);
+        self.add_keyed(k, s);
+    }
+
+    /// The group and sums [`SharedDetails::add`] adds for `a`, to be added
+    /// later with [`SharedDetails::add_keyed`] (a credit of a closed charge
+    /// is added once the collector has settled it against the run's earlier
+    /// credits of that charge).
+    pub fn keyed(
+        a: &Accrual<'_>,
+        customer_key: &str,
+        subscription_key: &str,
+        currency: Currency,
+    ) -> (DetailKey, Sums) {
+        accrual_key(a, customer_key, subscription_key, currency)
+    }
+
+    /// Adds a group's sums kept from [`SharedDetails::keyed`].
+    #[inline]
+    pub fn add_keyed(&self, k: DetailKey, s: Sums) {
         // Bits the shard's own table does not use: it indexes by the low bits
         // and tags by the top seven.
         let hash = k.hash();

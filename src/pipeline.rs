@@ -280,6 +280,132 @@ pub struct ChunkOutput {
     /// The first few rejects of the chunk, for the console.
     pub reject_samples: Vec<Reject>,
     pub n_rejects: u64,
+    /// The chunk's credits of closed charges, in line order, each checked
+    /// against the history alone: [`settle_credits`] checks them against
+    /// the run's earlier credits of the same charge before the chunk's rows
+    /// are written.
+    pub claims: Vec<CreditClaim>,
+}
+
+/// A credit line that reversed a closed charge, as its chunk wrote it: what
+/// [`settle_credits`] needs to take it back as a reject when the run's
+/// earlier credits of the same charge left too little of it.
+#[derive(Debug)]
+pub struct CreditClaim {
+    /// The charge credited (`PERIOD vVERSION FILE:LINE`).
+    pub charge: String,
+    /// The charge's line amount and what closed credits took from it.
+    pub line_amount: Decimal,
+    pub credited: Decimal,
+    /// The credit line's amount (negative for a charge).
+    pub credit: Decimal,
+    /// The input file (index) and line of the credit.
+    pub file: usize,
+    pub line: u64,
+    /// Its ledger and source-key rows in the chunk's buffers, and where in
+    /// its rejects a reject of it goes (line order).
+    pub ledger: std::ops::Range<usize>,
+    pub keys: std::ops::Range<usize>,
+    pub rejects_at: usize,
+    /// Its groups and sums, added to the run's groups once it is settled.
+    pub adds: Vec<(DetailKey, Sums)>,
+}
+
+/// What the run's credits of closed charges took so far, by charge, in
+/// input order (the collector's, which sees the chunks in that order).
+#[derive(Debug, Default)]
+pub struct CreditsInRun {
+    taken: std::collections::HashMap<String, Decimal>,
+}
+
+/// Settles `out`'s credits of closed charges against the run's earlier
+/// credits of the same charges (`taken`), in input order: a credit that
+/// fits what is left is kept (its groups are added to `details`); one that
+/// does not becomes a reject naming the charge, and its ledger and
+/// source-key rows are taken out of the chunk's output. Two credits of one
+/// charge in one run thus never reverse more than it accrued, whichever
+/// thread read them.
+pub fn settle_credits(
+    inputs: &Inputs,
+    out: &mut ChunkOutput,
+    taken: &mut CreditsInRun,
+    details: &SharedDetails,
+) {
+    if out.claims.is_empty() {
+        return;
+    }
+    // Cuts and inserts, applied from the end so that positions hold.
+    let mut cut_ledger = Vec::new();
+    let mut cut_keys = Vec::new();
+    let mut inserts: Vec<(usize, Vec<u8>)> = Vec::new();
+    for c in std::mem::take(&mut out.claims) {
+        // The first credit of a charge in the run was checked against the
+        // history by its worker.
+        let before = taken.taken.get(&c.charge).copied();
+        let left = c
+            .line_amount
+            .checked_add(c.credited)
+            .and_then(|l| l.checked_add(before.unwrap_or_default()));
+        let fits = before.is_none()
+            || left.is_some_and(|l| crate::history::reverse::fits(c.credit, c.line_amount, l));
+        if fits {
+            let t = taken.taken.entry(c.charge).or_default();
+            *t = t.checked_add(c.credit).unwrap_or(*t);
+            for (k, s) in c.adds {
+                details.add_keyed(k, s);
+            }
+            continue;
+        }
+        let file = &inputs.files[c.file];
+        let reason = match left {
+            Some(left) => format!(
+                "the credit {} exceeds what is left of the charge it reverses ({}: {left} of {} \
+                 not yet credited, after the credits of this run before it)",
+                c.credit, c.charge, c.line_amount
+            ),
+            None => format!(
+                "the credits of this run of {} exceed the largest decimal (about 7.9e28)",
+                c.charge
+            ),
+        };
+        let value = c.credit.to_string();
+        let mut row = RowBuf::default();
+        write_reject_row(
+            &mut row,
+            &RejectRow {
+                source_file: &file.display,
+                source_line: c.line,
+                column: "Subtotal",
+                value: &value,
+                reason: &reason,
+            },
+        );
+        inserts.push((c.rejects_at, row.buf));
+        cut_ledger.push(c.ledger);
+        cut_keys.push(c.keys);
+        let counts = &mut out.fold.files[c.file];
+        counts.accrued -= 1;
+        counts.rejected += 1;
+        out.n_rejects += 1;
+        if out.reject_samples.len() < SAMPLES {
+            out.reject_samples.push(Reject {
+                file: file.display.clone(),
+                line: c.line,
+                column: "Subtotal".into(),
+                value,
+                reason,
+            });
+        }
+    }
+    for r in cut_ledger.into_iter().rev() {
+        out.ledger.drain(r);
+    }
+    for r in cut_keys.into_iter().rev() {
+        out.keys.drain(r);
+    }
+    for (at, row) in inserts.into_iter().rev() {
+        out.rejects.splice(at..at, row);
+    }
 }
 
 /// Receives chunk outputs in input order.
@@ -339,6 +465,7 @@ pub fn process_chunk(
     let mut fold = Fold::new(inputs.files.len());
     let details = SharedDetails::default();
     let mut out = process_chunk_into(inputs, settings, seq, chunk, &mut fold, &details, bufs);
+    settle_credits(inputs, &mut out, &mut CreditsInRun::default(), &details);
     fold.files = std::mem::take(&mut out.fold.files);
     fold.details = details.into_map();
     out.fold = fold;
@@ -428,7 +555,7 @@ pub fn process_chunk_into(
                                 let (slot, _) = inputs.index.customer_slot(ckey);
                                 let at = crate::fold::input_order(chunk.file, line_no);
                                 fold.note_customer_slot(slot, ckey, line.customer_name, at);
-                                rows.reversed(&row, &rev, details);
+                                rows.reversed(&row, &rev, &charge, chunk.file);
                             }
                             Err(why) => {
                                 let value = line.subtotal.to_string();
@@ -522,6 +649,8 @@ struct ChunkRows<'i> {
     /// The first few rejects of the chunk, for the console.
     reject_samples: Vec<Reject>,
     n_rejects: u64,
+    /// Credits of closed charges, for [`settle_credits`].
+    claims: Vec<CreditClaim>,
 }
 
 impl<'i> ChunkRows<'i> {
@@ -536,6 +665,7 @@ impl<'i> ChunkRows<'i> {
             keys: keys.then(|| RowBuf::with_buffer(bufs.keys)),
             reject_samples: Vec::new(),
             n_rejects: 0,
+            claims: Vec::new(),
         }
     }
 
@@ -614,16 +744,65 @@ impl<'i> ChunkRows<'i> {
     /// Adds a credit line's reversals to the shared groups (under the
     /// recorded partner, customer, program, subscription, association, rate
     /// and share) and writes their ledger rows, each naming what it reverses.
-    fn reversed(&mut self, r: &LineRow<'_, '_>, rev: &[ReversalRow<'_>], details: &SharedDetails) {
+    fn reversed(
+        &mut self,
+        r: &LineRow<'_, '_>,
+        rev: &[ReversalRow<'_>],
+        charge: &crate::history::reverse::Charge,
+        file: usize,
+    ) {
+        let Some(first) = rev.first() else {
+            return;
+        };
+        let line_amount = charge
+            .accruals
+            .first()
+            .and_then(|c| c.accrual.line_amount.as_deref())
+            .and_then(|l| l.parse::<Decimal>().ok())
+            .unwrap_or_default();
+        let (ledger_at, keys_at) = (
+            self.ledger.buf.len(),
+            self.keys.as_ref().map_or(0, |k| k.buf.len()),
+        );
+        let mut claim = CreditClaim {
+            charge: first.reverses.clone(),
+            line_amount,
+            credited: charge.credited,
+            credit: r.line.subtotal,
+            file,
+            line: r.line_no,
+            ledger: ledger_at..ledger_at,
+            keys: keys_at..keys_at,
+            rejects_at: self.rejects.buf.len(),
+            adds: Vec::new(),
+        };
         if let Some(k) = self.keys.as_mut() {
             write_source_keys_row(k, &self.file.display, r);
+            claim.keys.end = k.buf.len();
         }
-        if !self.outputs {
-            return;
+        if self.outputs {
+            self.reversal_rows(r, rev, &mut claim.adds);
+            claim.ledger.end = self.ledger.buf.len();
         }
+        self.claims.push(claim);
+    }
+
+    /// The ledger rows of a credit line's reversals, and their groups and
+    /// sums into `adds`.
+    fn reversal_rows(
+        &mut self,
+        r: &LineRow<'_, '_>,
+        rev: &[ReversalRow<'_>],
+        adds: &mut Vec<(DetailKey, Sums)>,
+    ) {
         for x in rev {
             let a = &x.accrual;
-            details.add(a, x.customer_id, x.subscription_id, r.line.currency);
+            adds.push(SharedDetails::keyed(
+                a,
+                x.customer_id,
+                x.subscription_id,
+                r.line.currency,
+            ));
             write_ledger_row(
                 &mut self.ledger,
                 &LedgerRow {
@@ -690,6 +869,7 @@ impl<'i> ChunkRows<'i> {
             keys: self.keys.map(|k| k.buf).unwrap_or_default(),
             reject_samples: self.reject_samples,
             n_rejects: self.n_rejects,
+            claims: self.claims,
         }
     }
 }
@@ -968,6 +1148,7 @@ pub fn accrue_usage(inputs: &Inputs, period: Period) -> UsageRun {
             keys: Vec::new(),
             reject_samples,
             n_rejects,
+            claims: Vec::new(),
         },
         files: reports(inputs, &files),
         total: total.report("(all usage files)".into(), String::new(), &Reason::USAGE),
@@ -1267,6 +1448,8 @@ struct Collected {
     /// sent into `runs` of its own (`None`: spills are written by the
     /// collector, into `runs`).
     spiller: Option<crossbeam_channel::Sender<Vec<(DetailKey, Sums)>>>,
+    /// What the run's credits of closed charges took so far.
+    credits: CreditsInRun,
 }
 
 impl Collected {
@@ -1282,6 +1465,7 @@ impl Collected {
                 .map(|s| Runs::new(s.dir.clone()))
                 .unwrap_or_default(),
             spiller: None,
+            credits: CreditsInRun::default(),
         }
     }
 }
@@ -1338,7 +1522,7 @@ fn collect_stage(
             };
             next += 1;
             let _ = lanes.permit_tx.try_send(());
-            let bufs = collect_one(settings, &mut c, details, out, sink, progress);
+            let bufs = collect_one(inputs, settings, &mut c, details, out, sink, progress);
             let _ = lanes.spare_out_tx.try_send(bufs);
         }
         if c.failure.is_some() {
@@ -1352,13 +1536,15 @@ fn collect_stage(
 /// its fold, spills the shared groups when they pass the budget and recycles
 /// the chunk's buffers.
 fn collect_one(
+    inputs: &Inputs,
     settings: &StreamSettings,
     c: &mut Collected,
     details: &SharedDetails,
-    out: ChunkOutput,
+    mut out: ChunkOutput,
     sink: &mut dyn Sink,
     progress: &dyn Progress,
 ) -> OutBufs {
+    settle_credits(inputs, &mut out, &mut c.credits, details);
     c.rejects += out.n_rejects;
     for r in &out.reject_samples {
         if c.samples.len() < SAMPLES {
@@ -1453,7 +1639,9 @@ fn stream_inline(
                 process_chunk_into(inputs, settings, seq, &chunk, &mut fold, details, bufs)
             }));
             match result {
-                Ok(out) => bufs = collect_one(settings, &mut c, details, out, sink, progress),
+                Ok(out) => {
+                    bufs = collect_one(inputs, settings, &mut c, details, out, sink, progress)
+                }
                 Err(p) => c.failure = Some(worker_failure(inputs, seq, chunk.file, p.as_ref())),
             }
             seq += 1;

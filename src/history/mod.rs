@@ -1728,10 +1728,13 @@ impl History {
     }
 
     /// The sum of the closed credits recorded against the charge `label`
-    /// (`PERIOD vVERSION FILE:LINE`): each credit line's whole amount once,
-    /// from the latest version of the period that recorded it, except the
-    /// credits of `restated` (the period a run restates: its credits are
-    /// the run's own lines again, not credits taken before them).
+    /// (`PERIOD vVERSION FILE:LINE`) under any version of its period (a
+    /// credit taken against version 1 of a charge still counts once the
+    /// period is restated as version 2: it is the same billing line): each
+    /// credit line's whole amount once, from the latest version of the
+    /// period that recorded it, except the credits of `restated` (the period
+    /// a run restates: its credits are the run's own lines again, not
+    /// credits taken before them).
     pub fn credited(
         &self,
         label: &str,
@@ -1745,17 +1748,33 @@ impl History {
         } else {
             "accruals"
         };
+        // The charge's label under every version of its period: the
+        // period and `FILE:LINE` around the version (a label that is not
+        // porledger's is looked up as it is).
+        let (period, at) = match label.split_once(' ').and_then(|(p, rest)| {
+            let (v, at) = rest.split_once(' ')?;
+            v.strip_prefix('v')
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                .then_some((p, at))
+        }) {
+            Some((p, at)) => (Some(p), Some(at)),
+            None => (None, None),
+        };
         let mut st = self
             .conn
             .prepare_cached(&format!(
                 "SELECT DISTINCT c.period, a.source_file, a.source_line, a.line_amount
                  FROM {table} a JOIN closes c ON c.id = a.close_id
-                 WHERE a.reverses = ?1 AND (?2 IS NULL OR c.period <> ?2)
+                 WHERE (a.reverses = ?1 OR a.reverses IN
+                        (SELECT ?3 || ' v' || v.version || ' ' || ?4 FROM closes v WHERE v.period = ?3))
+                   AND (?2 IS NULL OR c.period <> ?2)
                    AND c.version = (SELECT max(version) FROM closes c2 WHERE c2.period = c.period)"
             ))
             .map_err(|e| sql(&self.path, e))?;
         let amounts = st
-            .query_map(params![label, restated], |r| r.get::<_, Option<String>>(3))
+            .query_map(params![label, restated, period, at], |r| {
+                r.get::<_, Option<String>>(3)
+            })
             .map_err(|e| sql(&self.path, e))?;
         let mut sum = rust_decimal::Decimal::ZERO;
         for a in amounts {

@@ -203,6 +203,16 @@ fn exact(c: &ClosedAccrual, what: &'static str, v: &str) -> Result<Decimal, Reve
     })
 }
 
+/// Whether `credit` can reverse a charge of the line amount `line` of which
+/// `left` is not yet credited: a credit is the opposite sign of its charge
+/// and at most what is left of it.
+pub fn fits(credit: Decimal, line: Decimal, left: Decimal) -> bool {
+    !line.is_zero()
+        && credit.is_sign_negative() != line.is_sign_negative()
+        && credit.abs() <= left.abs()
+        && (left.is_zero() || left.is_sign_negative() == line.is_sign_negative())
+}
+
 /// The reversals of `credit` (a negative amount) against the recorded
 /// accruals `charge` of one charge (all from one billing line), given what
 /// earlier credits already took from it (`credited`, negative or zero).
@@ -222,13 +232,7 @@ pub fn reversals(
             None => return Err(ReverseError::NoLineAmount(at)),
         };
         let left = line.checked_add(credited).ok_or_else(overflow)?;
-        // A credit is the opposite sign of its charge and at most what is
-        // left of it.
-        let fits = !line.is_zero()
-            && credit.is_sign_negative() != line.is_sign_negative()
-            && credit.abs() <= left.abs()
-            && (left.is_zero() || left.is_sign_negative() == line.is_sign_negative());
-        if !fits {
+        if !fits(credit, line, left) {
             return Err(ReverseError::OverCredit {
                 at,
                 credit,

@@ -481,3 +481,140 @@ fn a_reference_id_in_another_letter_case_finds_its_charge() {
     assert_eq!(rows[0][6], "-40.00");
     assert!(rows[0][7].starts_with("2026-10 v1 oct.csv:2"), "{rows:?}");
 }
+
+/// What closed credits took from a charge still counts once its period is
+/// restated: October's 3,100.00 charge, 2,000.00 of it credited in a closed
+/// November, October restated as version 2; December's credit of 1,500.00
+/// is more than the 1,100.00 left and is rejected, 1,100.00 is reversed.
+#[test]
+fn credits_taken_before_a_restatement_still_count_against_the_charge() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    write(dir, "r.toml", RULES.into());
+    write(
+        dir,
+        "oct.csv",
+        format!("{HEADER}c1,C1,s1,10/1/2026,10/31/2026,3100.00,EUR,Microsoft Corporation,[],P1,0001,r-oct\n"),
+    );
+    write(
+        dir,
+        "nov.csv",
+        format!("{HEADER}c1,C1,s1,10/1/2026,10/31/2026,-2000.00,EUR,Microsoft Corporation,[],P1,0001,r-oct\n"),
+    );
+    write(
+        dir,
+        "d.csv",
+        format!("{DHEADER}c1,P-A,Alpha,DPOR,,,,2024-01-01,\n"),
+    );
+    // The restatement: P-A until October 16, then P-C.
+    write(
+        dir,
+        "d2.csv",
+        format!("{DHEADER}c1,P-A,Alpha,DPOR,,,,2024-01-01,2026-10-16\nc1,P-C,Gamma,DPOR,,,,2026-10-16,\n"),
+    );
+    assert_code(&run(dir, "2026-10", "oct.csv", "d.csv", "out-oct"), 0);
+    close(dir, "out-oct");
+    assert_code(&run(dir, "2026-11", "nov.csv", "d.csv", "out-nov"), 0);
+    close(dir, "out-nov");
+    assert_code(&run(dir, "2026-10", "oct.csv", "d2.csv", "out-oct-2"), 0);
+    close(dir, "out-oct-2");
+    for (amount, code, reversed) in [("-1500.00", 1, false), ("-1100.00", 0, true)] {
+        write(
+            dir,
+            "dec.csv",
+            format!("{HEADER}c1,C1,s1,10/1/2026,10/31/2026,{amount},EUR,Microsoft Corporation,[],P1,0001,r-oct\n"),
+        );
+        let out = format!("out-dec{amount}");
+        let o = run(dir, "2026-12", "dec.csv", "d.csv", &out);
+        assert_code(&o, code);
+        let rows = ledger(dir, &out);
+        if reversed {
+            assert!(
+                rows.iter()
+                    .all(|r| r[7].starts_with("2026-10 v2 oct.csv:2")),
+                "{rows:?}"
+            );
+            let basis: rust_decimal::Decimal = rows
+                .iter()
+                .map(|r| r[3].parse::<rust_decimal::Decimal>().unwrap())
+                .sum();
+            assert_eq!(basis, "-1100.00".parse().unwrap(), "{rows:?}");
+        } else {
+            assert!(rows.is_empty(), "{rows:?}");
+            let rejects = read(dir.join(&out).join("rejects.csv"));
+            assert!(
+                rejects.contains("1100.00 of 3100.00 not yet credited"),
+                "{rejects}"
+            );
+        }
+    }
+}
+
+/// Two credits of one closed charge in one run never reverse more than it
+/// accrued: October's 310.00 charge, November credits -200.00 twice (in one
+/// file, or in two); the first is reversed, the second is more than the
+/// 110.00 left and is rejected naming the charge; whatever the thread count
+/// and chunk size, the same rows.
+#[test]
+fn two_credits_of_one_closed_charge_in_one_run_never_reverse_more_than_it_accrued() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    write(dir, "r.toml", RULES.into());
+    write(
+        dir,
+        "oct.csv",
+        format!("{HEADER}c1,C1,s1,10/1/2026,10/31/2026,310.00,EUR,Microsoft Corporation,[],P1,0001,ref-1\n"),
+    );
+    write(
+        dir,
+        "d.csv",
+        format!("{DHEADER}c1,P-A,Alpha,DPOR,,,,2024-01-01,\n"),
+    );
+    assert_code(&run(dir, "2026-10", "oct.csv", "d.csv", "out-oct"), 0);
+    close(dir, "out-oct");
+    let credit = "c1,C1,s1,10/1/2026,10/31/2026,-200.00,EUR,Microsoft Corporation,[],P1,0001,";
+    std::fs::create_dir(dir.join("two")).unwrap();
+    write(
+        dir,
+        "one.csv",
+        format!("{HEADER}{credit}ref-1\n{credit}ref-1\n"),
+    );
+    // Without a ReferenceId (matched by subscription, product and SKU), in
+    // two files of one run.
+    write(dir, "two/a.csv", format!("{HEADER}{credit}\n"));
+    let overlapping = credit.replace("10/1/2026,10/31/2026", "10/5/2026,10/20/2026");
+    write(dir, "two/b.csv", format!("{HEADER}{overlapping}\n"));
+    for (billing, second) in [("one.csv", "one.csv,3"), ("two", "b.csv,2")] {
+        let mut seen = Vec::new();
+        for threads in ["1", "2"] {
+            let out = format!("out-{billing}-{threads}");
+            let o = run_with(
+                dir,
+                "2026-11",
+                billing,
+                "d.csv",
+                &out,
+                &["--threads", threads, "--chunk-bytes", "4096"],
+            );
+            assert_code(&o, 1);
+            let rows = ledger(dir, &out);
+            assert_eq!(rows.len(), 1, "{rows:?}");
+            assert_eq!(rows[0][6], "-8.00");
+            let rejects = read(dir.join(&out).join("rejects.csv"));
+            assert!(
+                rejects.contains(second)
+                    && rejects.contains("110.00 of 310.00 not yet credited, after the credits of this run before it"),
+                "{rejects}"
+            );
+            let summary = read_json(dir.join(&out).join("summary.json"));
+            let total = &summary["rows"]["total"];
+            assert_eq!(total["accrued"], 1, "{total}");
+            assert_eq!(total["rejected"], 1, "{total}");
+            let statement = read(dir.join(&out).join("partners/P-A/statement.csv"));
+            assert!(statement.contains("-8.00"), "{statement}");
+            assert!(!statement.contains("-16.00"), "{statement}");
+            seen.push((rows, rejects));
+        }
+        assert_eq!(seen[0], seen[1], "--threads 1 and 2 differ");
+    }
+}
