@@ -245,8 +245,8 @@ fn amount_rejected(line: &BillingLine<'_>, what: &str) -> Outcome {
 
 /// `basis x rate x share`, or `None` when it exceeds `Decimal::MAX`.
 ///
-/// A product with more than 28 significant digits is rounded by `Decimal` to
-/// 28 significant digits, half to even (see "Precision" in docs/accruals.md):
+/// A product with more digits than a `Decimal` holds is rounded by `Decimal`
+/// to the digits its 96-bit mantissa holds (28 or 29), half to even (see "Precision" in docs/accruals.md):
 /// a function of this line alone, the same on every thread.
 pub fn accrual_amount(basis: Decimal, rate: Decimal, share: Decimal) -> Option<Decimal> {
     basis.checked_mul(rate)?.checked_mul(share)
