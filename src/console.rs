@@ -20,8 +20,33 @@ use crate::render::summary::{CurrencyAmount, RowAccounting};
 macro_rules! say {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
+        let line = format!($($arg)*);
+        let _ = writeln!(std::io::stderr(), "{}", $crate::console::shown(&line));
     }};
+}
+
+/// `text` as it may reach a terminal: control characters but newline and
+/// tab (an escape sequence in a partner name could clear the screen or
+/// recolour what follows) and the bidirectional overrides (which reorder
+/// what follows them) are written as `\u{..}` escapes. Names and IDs come
+/// from the inputs; the files porledger writes keep them as they are.
+pub fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    let hidden = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t')
+            || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(hidden) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if hidden(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// `1234567` -> `1,234,567`.
@@ -540,6 +565,23 @@ pub fn write_report(o: &mut impl Write, r: &Report) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What reaches a terminal: escape sequences and bidirectional overrides
+    /// from a name are shown escaped; newlines, tabs and other text as they
+    /// are.
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert_eq!(
+            shown("P1  Müller GmbH\tEUR 4.00\n"),
+            "P1  Müller GmbH\tEUR 4.00\n"
+        );
+        assert!(matches!(shown("plain"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(
+            shown("Evil\u{1b}[2J\u{1b}[31mRED\u{7}"),
+            "Evil\\u{1b}[2J\\u{1b}[31mRED\\u{7}"
+        );
+        assert_eq!(shown("a\u{202e}b\rc"), "a\\u{202e}b\\u{d}c");
+    }
     use crate::render::summary::{DesignationRows, FileRows};
     use std::collections::BTreeMap;
 

@@ -24,7 +24,11 @@ pub fn explain(args: &ExplainArgs) -> Result<Finish, Fatal> {
             None => crate::cmd::tieout::default_tieout_dir(&args.out)?,
         };
         let text = crate::cmd::tieout::explain_row(&args.out, &dir, row, args.history.as_deref())?;
-        stdout_result(std::io::stdout().lock().write_all(text.as_bytes()))?;
+        stdout_result(
+            std::io::stdout()
+                .lock()
+                .write_all(crate::console::shown(&text).as_bytes()),
+        )?;
         return Ok(Finish::Clean);
     }
     let mut filter = Filter {
@@ -56,7 +60,11 @@ pub fn explain(args: &ExplainArgs) -> Result<Finish, Fatal> {
     if let Some((path, h)) = &history {
         text.push_str(&issued(path, h, &record, &filter, &issued_to)?);
     }
-    stdout_result(std::io::stdout().lock().write_all(text.as_bytes()))?;
+    stdout_result(
+        std::io::stdout()
+            .lock()
+            .write_all(crate::console::shown(&text).as_bytes()),
+    )?;
     Ok(Finish::Clean)
 }
 

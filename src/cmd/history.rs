@@ -19,7 +19,11 @@ pub fn history(args: &HistoryArgs) -> Result<Finish, Fatal> {
     // `2026-10`).
     let period = args.period.map(|p| p.label());
     let text = render(&h, period.as_deref(), args.partner.as_deref())?;
-    stdout_result(std::io::stdout().lock().write_all(text.as_bytes()))?;
+    stdout_result(
+        std::io::stdout()
+            .lock()
+            .write_all(crate::console::shown(&text).as_bytes()),
+    )?;
     Ok(Finish::Clean)
 }
 

@@ -40,9 +40,13 @@ pub fn validate(args: &ValidateArgs) -> Result<Finish, Fatal> {
         n_problems,
         show: s.show,
     };
-    stdout_result(console::write_report(
+    // Names and IDs from the inputs reach the terminal escaped.
+    let mut text = Vec::new();
+    console::write_report(&mut text, &report).map_err(|e| Fatal::Input(e.to_string()))?;
+    let text = String::from_utf8_lossy(&text);
+    stdout_result(std::io::Write::write_all(
         &mut std::io::stdout().lock(),
-        &report,
+        console::shown(&text).as_bytes(),
     ))?;
     Ok(if n_problems == 0 {
         Finish::Clean

@@ -6,7 +6,9 @@ use std::process::Output;
 
 use porledger::ingest::billing::{INVOICE_RECONCILIATION_COLUMNS, LEGACY_LICENSE_COLUMNS};
 
-use crate::common::{code, command, output, porledger, porledger_in, read, stderr, tree};
+use crate::common::{
+    assert_code, code, command, output, porledger, porledger_in, read, stderr, stdout, tree,
+};
 
 /// One billing row: the fields we care about; the other columns get neutral values.
 #[derive(Clone)]
@@ -886,4 +888,72 @@ fn timings_name_the_statement_stages() {
     ] {
         assert!(line[0].contains(stage), "{stage:?} missing: {}", line[0]);
     }
+}
+
+/// A partner name with terminal escape sequences (clear screen, colours)
+/// reaches the terminal escaped through `explain` and `history`, never as a
+/// sequence the terminal would act on; the statement keeps it as it is.
+#[test]
+fn names_with_escape_sequences_reach_the_terminal_escaped() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    std::fs::write(
+        dir.join("billing.csv"),
+        "CustomerId,CustomerName,SubscriptionId,ChargeStartDate,ChargeEndDate,ChargeType,Subtotal,Currency,PublisherName,ProductName\n\
+         c1,A,s1,10/1/2026,10/31/2026,cycleCharge,100.00,EUR,Microsoft Corporation,M365\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("des.csv"),
+        "customer_id,partner_id,partner_name,association,workload,subscription_id,share,valid_from,valid_to\n\
+         c1,P1,\"Evil\u{1b}[2J\u{1b}[31mRED\u{1b}[0m\",POR,,,,2025-01-01,\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("rules.toml"),
+        "[[program]]\nid = \"por\"\nassociations = [\"POR\"]\nrate = \"0.04\"\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut c = command();
+        c.current_dir(dir).args(args);
+        output(&mut c)
+    };
+    let o = run(&[
+        "run",
+        "--period",
+        "2026-10",
+        "--billing",
+        "billing.csv",
+        "--designations",
+        "des.csv",
+        "--rules",
+        "rules.toml",
+        "--out",
+        "out",
+        "--history",
+        "h.db",
+        "--no-pdf",
+        "-q",
+    ]);
+    assert_code(&o, 0);
+    assert_code(
+        &run(&["close", "--out", "out", "--history", "h.db", "-q"]),
+        0,
+    );
+    for args in [
+        &["explain", "--out", "out", "--partner", "P1"][..],
+        &["history", "--history", "h.db"][..],
+    ] {
+        let o = run(args);
+        assert_code(&o, 0);
+        let text = stdout(&o);
+        assert!(!text.contains('\u{1b}'), "{args:?}: {text:?}");
+        assert!(
+            text.contains("Evil\\u{1b}[2J\\u{1b}[31mRED"),
+            "{args:?}: {text}"
+        );
+    }
+    let statement = std::fs::read_to_string(dir.join("out/partners/P1/statement.csv")).unwrap();
+    assert!(statement.contains("Evil\u{1b}[2J"), "{statement:?}");
 }
