@@ -148,13 +148,16 @@ impl Renderer {
         )
     }
 
-    /// Columns scaled to the text width.
+    /// Columns scaled to the text width: `numeric` ones aligned right by
+    /// default, and set whole like `whole` ones (months, currency codes,
+    /// dates: data a shortened cell would change; see [`Col::numeric`]).
     fn cols<F: Copy>(
         &self,
         c: &[Column<F>],
         width: f32,
         header: impl Fn(F) -> String,
         numeric: impl Fn(F) -> bool,
+        whole: impl Fn(F) -> bool,
     ) -> Vec<Col> {
         let total: f32 = c.iter().map(|c| c.width).sum();
         c.iter()
@@ -166,7 +169,7 @@ impl Renderer {
                     Align::Left
                 }),
                 header: header(col.field),
-                numeric: numeric(col.field),
+                numeric: numeric(col.field) || whole(col.field),
             })
             .collect()
     }
@@ -342,6 +345,7 @@ impl Renderer {
                     SummaryField::Lines | SummaryField::Basis | SummaryField::Amount
                 )
             },
+            |f| matches!(f, SummaryField::Currency),
         );
         cv.table(&cols, rows, &self.table_style(), &l.continued);
         cv.space(6.0);
@@ -559,6 +563,12 @@ impl Renderer {
                 f => self.line_header(f),
             },
             numeric_line,
+            |f| {
+                matches!(
+                    f,
+                    LineField::Month | LineField::Currency | LineField::Association
+                )
+            },
         );
         if usage {
             widen_usage_columns(spec, &mut cols);
@@ -1021,6 +1031,14 @@ impl Renderer {
                 .clone()
             },
             |f| matches!(f, DesignationField::Share),
+            |f| {
+                matches!(
+                    f,
+                    DesignationField::Association
+                        | DesignationField::ValidFrom
+                        | DesignationField::ValidTo
+                )
+            },
         );
         let date = |d: Option<NaiveDate>, none: &str| {
             d.map(|d| self.fmt.date(d))
