@@ -558,6 +558,21 @@ impl Staging {
     /// after interrupted runs and creates `.<name>.porledger-tmp-<pid>` next
     /// to it (creating `out`'s parent).
     pub fn new(out: &Path, kind: Kind) -> Result<Staging, Fatal> {
+        // `DIR/.` names DIR to `file_name`, but a rename onto it fails
+        // (EBUSY) after all the work: refused up front like `.`.
+        let written = out.to_string_lossy();
+        let last = written
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or("");
+        if last == "." || last == ".." {
+            return Err(Fatal::Input(format!(
+                "{} {}: not a directory name (name the directory itself)",
+                kind.flag(),
+                out.display()
+            )));
+        }
         let target = resolve_out(out, kind.flag())?;
         let name = target
             .file_name()
@@ -1523,6 +1538,25 @@ mod tests {
         );
         assert_eq!(std::fs::read_to_string(out.join("a.csv")).unwrap(), "1");
         assert_eq!(names(tmp.path()), ["out"]);
+    }
+
+    /// `DIR/.` and `DIR/..` (with or without a trailing slash) are refused
+    /// before any work, like `.`: a rename onto them fails only at the end.
+    #[test]
+    fn an_out_ending_in_a_dot_component_is_refused_up_front() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("dir");
+        std::fs::create_dir(&dir).unwrap();
+        for out in [
+            dir.join("."),
+            dir.join(".."),
+            PathBuf::from(format!("{}/./", dir.display())),
+        ] {
+            let e = Staging::new(&out, Kind::Sample).err().unwrap().to_string();
+            assert!(e.contains("not a directory name"), "{e}");
+        }
+        assert_eq!(names(d.path()), ["dir"]);
+        assert!(names(&dir).is_empty());
     }
 
     #[test]
