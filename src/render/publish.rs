@@ -587,6 +587,7 @@ impl Staging {
             })?;
         let name = stem(name).into_owned();
         let parent = parent_of(&target);
+        inside_no_output(&parent, out, kind)?;
         let created = create_parents(&parent)?;
         let dir = parent.join(format!(".{name}.porledger-tmp-{}", std::process::id()));
         let mut s = Staging {
@@ -772,6 +773,48 @@ fn resolve_out(out: &Path, flag: &str) -> Result<PathBuf, Fatal> {
             out.display()
         ))),
     }
+}
+
+/// Refuses to publish into another porledger output (a directory whose
+/// `manifest.json` is porledger's: a run, possibly closed and issued, a
+/// tie-out, a sample): `parent` (where `out` would be created) and every
+/// directory above it, as far as they exist, resolved. What porledger
+/// issued stays as it was issued; an output is published beside another.
+fn inside_no_output(parent: &Path, out: &Path, kind: Kind) -> Result<(), Fatal> {
+    let mut at = parent;
+    let resolved = loop {
+        let probe = if at.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            at
+        };
+        if let Ok(p) = std::fs::canonicalize(probe) {
+            break p;
+        }
+        match at.parent() {
+            Some(up) => at = up,
+            None => return Ok(()),
+        }
+    };
+    for dir in resolved.ancestors() {
+        let Ok(text) = std::fs::read(dir.join("manifest.json")) else {
+            continue;
+        };
+        let ours = serde_json::from_slice::<serde_json::Value>(&text)
+            .ok()
+            .is_some_and(|v| v["tool"] == "porledger");
+        if ours {
+            return Err(Fatal::Input(format!(
+                "{} {}: inside {}, an output porledger published (its manifest.json); \
+                 porledger never writes into another output, so nothing was changed: \
+                 publish beside it",
+                kind.flag(),
+                out.display(),
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Creates `dir` and its missing ancestors; returns those it created.
@@ -1557,6 +1600,34 @@ mod tests {
         }
         assert_eq!(names(d.path()), ["dir"]);
         assert!(names(&dir).is_empty());
+    }
+
+    /// No output is published inside another (a closed run's `partners/`,
+    /// say): refused before anything is created.
+    #[test]
+    fn an_output_is_never_published_inside_another() {
+        let d = tempfile::tempdir().unwrap();
+        let run = d.path().join("run");
+        std::fs::create_dir_all(run.join("partners/P1")).unwrap();
+        std::fs::write(
+            run.join("manifest.json"),
+            r#"{"tool":"porledger","outputs":{}}"#,
+        )
+        .unwrap();
+        for out in [
+            run.join("partners/P1/x"),
+            run.join("x"),
+            run.join("new/deeper/x"),
+        ] {
+            let e = Staging::new(&out, Kind::Tieout).err().unwrap().to_string();
+            assert!(e.contains("an output porledger published"), "{e}");
+        }
+        assert!(!run.join("new").exists());
+        assert_eq!(names(&run.join("partners/P1")), Vec::<String>::new());
+        // Beside it, or inside a directory whose manifest.json is not
+        // porledger's: published.
+        std::fs::write(d.path().join("manifest.json"), r#"{"tool":"other"}"#).unwrap();
+        assert!(Staging::new(&d.path().join("beside"), Kind::Tieout).is_ok());
     }
 
     #[test]
