@@ -72,7 +72,11 @@ pub fn render(h: &History, period: Option<&str>, partner: Option<&str>) -> Resul
             }
         };
         let partner = spelled.as_deref();
-        for t in h.totals(&c.period, c.version, partner)? {
+        let totals = h.totals(&c.period, c.version, partner)?;
+        if let (Some(p), true) = (partner, totals.is_empty()) {
+            let _ = writeln!(s, "  (nothing issued to partner {p} in this version)");
+        }
+        for t in totals {
             let _ = writeln!(
                 s,
                 "  {:<20} {:<30} {} {}",
@@ -97,6 +101,28 @@ pub fn render(h: &History, period: Option<&str>, partner: Option<&str>) -> Resul
                     l.lines
                 );
             }
+        }
+    }
+    if let Some(p) = partner {
+        let wanted = crate::ingest::id_key(p.trim());
+        let mut known = false;
+        for c in &closes {
+            known |= h
+                .totals(&c.period, c.version, None)?
+                .iter()
+                .any(|t| crate::ingest::id_matches(&wanted, &t.partner_id));
+        }
+        if !known {
+            let _ = writeln!(
+                s,
+                "\nno partner {p} in {}: nothing was issued to it in the closes listed (check \
+                 the ID)",
+                if period.is_some() {
+                    "these closes"
+                } else {
+                    "the history"
+                }
+            );
         }
     }
     Ok(s)

@@ -512,6 +512,16 @@ fn restatement_is_the_next_version_with_adjustments() {
         text.contains("2026-10 version 2 (restates version 1) [current]"),
         "{text}"
     );
+    // A partner the history never issued anything to is said so, not
+    // listed as versions with no line.
+    let text = listing(&h, &["--partner", "no-such-partner"]);
+    assert!(
+        text.contains("(nothing issued to partner no-such-partner in this version)")
+            && text.contains("no partner no-such-partner in the history"),
+        "{text}"
+    );
+    let text = listing(&h, &["--partner", &moved_from.to_uppercase()]);
+    assert!(!text.contains("no partner"), "{text}");
     // The run of v1 cannot be closed again (it restates nothing), nor v2 twice.
     assert_code(&close(&v1, &h, &["--quiet"]), 2);
     let o = close(&v2, &h, &["--quiet"]);
