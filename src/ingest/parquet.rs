@@ -63,6 +63,26 @@ pub fn read_chunks(
 #[cfg(feature = "parquet")]
 pub use imp::{open, read_chunks};
 
+/// The text of a `FLOAT`/`DOUBLE` cell of a column that is not money (money
+/// stored so is refused): pandas stores an integer ID column with blanks
+/// (`ResellerMpnId`) as `DOUBLE`, so `500275.0` is the ID `500275` and `0.0`
+/// the `0` of "no reseller", never the partner "500275.0"; NaN (pandas' blank)
+/// is an empty cell. A whole number is written without a fraction up to 2^53
+/// (every such integer is exact in a double); any other value as the shortest
+/// text that reads back as the same double.
+pub fn float_text(x: f64) -> Option<String> {
+    if x.is_nan() {
+        return None;
+    }
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    if x.fract() == 0.0 && x.abs() <= EXACT {
+        // Exact: |x| <= 2^53 fits an i64 and the cast drops no digit.
+        #[allow(clippy::cast_possible_truncation)]
+        return Some((x as i64).to_string());
+    }
+    Some(x.to_string())
+}
+
 #[cfg(feature = "parquet")]
 mod imp {
     use std::fs::File;
@@ -240,6 +260,15 @@ mod imp {
                         .collect(),
                 )
             }
+            DataType::Float32 | DataType::Float64 => {
+                let f = s.cast(&DataType::Float64)?;
+                Cells::Owned(
+                    f.f64()?
+                        .iter()
+                        .map(|v| v.and_then(super::float_text))
+                        .collect(),
+                )
+            }
             _ => {
                 let t = s.cast(&DataType::String)?;
                 Cells::Owned(t.str()?.iter().map(|v| v.map(str::to_string)).collect())
@@ -391,5 +420,25 @@ mod imp {
             push_field(&mut b, "a,\"b\"\r\nc");
             assert_eq!(b, b"\"a,\"\"b\"\"  c\"");
         }
+    }
+}
+
+#[cfg(test)]
+mod float_tests {
+    use super::float_text;
+
+    #[test]
+    fn a_float_id_is_its_whole_number() {
+        assert_eq!(float_text(500275.0).as_deref(), Some("500275"));
+        assert_eq!(float_text(0.0).as_deref(), Some("0"));
+        assert_eq!(float_text(-1.0).as_deref(), Some("-1"));
+        assert_eq!(float_text(f64::NAN), None);
+        assert_eq!(
+            float_text(9_007_199_254_740_992.0).as_deref(),
+            Some("9007199254740992")
+        );
+        assert_eq!(float_text(2.5).as_deref(), Some("2.5"));
+        assert_eq!(float_text(0.1).as_deref(), Some("0.1"));
+        assert_eq!(float_text(1e20).as_deref(), Some("100000000000000000000"));
     }
 }

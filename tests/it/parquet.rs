@@ -41,7 +41,12 @@ fn run_sample(dir: &Path, billing: &Path, out: &str, extra: &[&str]) -> Output {
 enum Money {
     Decimal,
     Float,
+    /// Decimal money, and the partner ID columns as Float64, as pandas
+    /// writes an integer column with blanks.
+    DecimalFloatIds,
 }
+
+const FLOAT_IDS: [&str; 2] = ["MpnId", "ResellerMpnId"];
 
 /// Converts a billing CSV into Parquet: text columns as String, the money
 /// columns as Decimal (exact, the column's largest scale) or as Float64.
@@ -66,7 +71,12 @@ fn csv_to_parquet(csv_path: &Path, pq_path: &Path, money_cols: &[&str], money: M
     for (name, values) in header.iter().zip(cols) {
         let bare = name.trim_start_matches('\u{feff}').to_ascii_lowercase();
         let is_money = money_cols.iter().any(|m| m.to_ascii_lowercase() == bare);
-        let s = if is_money && money == Money::Decimal {
+        let float_id = money == Money::DecimalFloatIds
+            && FLOAT_IDS.iter().any(|m| m.to_ascii_lowercase() == bare);
+        let s = if float_id {
+            let fs: Vec<Option<f64>> = values.iter().map(|v| v.parse::<f64>().ok()).collect();
+            Series::new(name.as_str().into(), fs)
+        } else if is_money && money != Money::Float {
             let ds: Vec<Option<Decimal>> = values
                 .iter()
                 .map(|v| (!v.is_empty()).then(|| v.parse::<Decimal>().unwrap()))
@@ -107,19 +117,38 @@ const MONEY: [&str; 4] = ["Subtotal", "Total", "UnitPrice", "TaxTotal"];
 
 /// sample-data/billing as Parquet files in `dir/billing-pq`.
 fn sample_as_parquet(dir: &Path) -> PathBuf {
-    let pq = dir.join("billing-pq");
+    sample_as_parquet_with(dir, "billing-pq", Money::Decimal)
+}
+
+fn sample_as_parquet_with(dir: &Path, name: &str, money: Money) -> PathBuf {
+    let pq = dir.join(name);
     std::fs::create_dir_all(&pq).unwrap();
     for e in std::fs::read_dir(root().join("sample-data/billing")).unwrap() {
         let p = e.unwrap().path();
         let name = p.file_stem().unwrap().to_string_lossy().into_owned();
-        csv_to_parquet(
-            &p,
-            &pq.join(format!("{name}.parquet")),
-            &MONEY,
-            Money::Decimal,
-        );
+        csv_to_parquet(&p, &pq.join(format!("{name}.parquet")), &MONEY, money);
     }
     pq
+}
+
+/// Partner ID columns stored as DOUBLE (pandas' way with blanks): read as
+/// the IDs they hold (`500275.0` is `500275`, a blank no reseller), so the
+/// results are the CSV's.
+#[test]
+fn partner_ids_stored_as_floats_are_the_ids_they_hold() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pq = sample_as_parquet_with(tmp.path(), "billing-float-ids", Money::DecimalFloatIds);
+    ok(&run_sample(
+        tmp.path(),
+        &root().join("sample-data/billing"),
+        "out-csv",
+        &[],
+    ));
+    ok(&run_sample(tmp.path(), &pq, "out-pq", &[]));
+    let read = |p: &str| std::fs::read_to_string(tmp.path().join(p)).unwrap();
+    let summary = read("out-pq/summary.csv");
+    assert_eq!(read("out-csv/summary.csv"), summary);
+    assert!(!summary.contains(".0,"), "{summary}");
 }
 
 #[test]
