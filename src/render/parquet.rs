@@ -135,11 +135,27 @@ mod imp {
             path: out_path.display().to_string(),
             source: std::io::Error::other(e.to_string()),
         };
-        let bad = |line: u64, column: &str, value: &str, why: &str| Fatal::Data {
-            file: csv_path.display().to_string(),
-            line,
-            column: Some(column.to_string()),
-            message: format!("value '{value}' cannot go into ledger.parquet: {why}"),
+        // Named as published (`ledger.csv`, not the staging directory's), with
+        // the input line the row comes from.
+        let source_at = |name: &str| LEDGER_HEADER.iter().position(|&c| c == name);
+        let (file_col, line_col) = (source_at("source_file"), source_at("source_line"));
+        let bad_in = |rec: &csv::StringRecord, line: u64, column: &str, value: &str, why: &str| {
+            let from = match (
+                file_col.and_then(|i| rec.get(i)),
+                line_col.and_then(|i| rec.get(i)),
+            ) {
+                (Some(f), Some(l)) if !f.is_empty() => format!(" (the accrual of {f}:{l})"),
+                _ => String::new(),
+            };
+            Fatal::Data {
+                file: "ledger.csv".into(),
+                line,
+                column: Some(column.to_string()),
+                message: format!(
+                    "value '{value}'{from} cannot go into ledger.parquet: {why}; \
+                     write this run's ledger as CSV (--ledger-format csv)"
+                ),
+            }
         };
         let f = File::open(csv_path).map_err(|e| Fatal::io(csv_path, e))?;
         let mut rdr = csv::ReaderBuilder::new()
@@ -172,10 +188,12 @@ mod imp {
                 for (i, v) in rec.iter().enumerate() {
                     let col = LEDGER_HEADER.get(i).copied().unwrap_or("(extra)");
                     if let Some(k) = DECIMALS.iter().position(|&c| c == i) {
-                        let d: Decimal =
-                            v.parse().map_err(|_| bad(line, col, v, "not a decimal"))?;
+                        let d: Decimal = v
+                            .parse()
+                            .map_err(|_| bad_in(&rec, line, col, v, "not a decimal"))?;
                         let x = decimal_to_i128(d).ok_or_else(|| {
-                            bad(
+                            bad_in(
+                                &rec,
                                 line,
                                 col,
                                 v,
@@ -190,22 +208,29 @@ mod imp {
                         } else {
                             Some(
                                 v.parse::<i64>()
-                                    .map_err(|_| bad(line, col, v, "not an integer"))?,
+                                    .map_err(|_| bad_in(&rec, line, col, v, "not an integer"))?,
                             )
                         };
                         batch.ints[k].push(n);
                     } else if i == DATE {
                         let d = NaiveDate::parse_from_str(v, "%Y-%m-%d")
-                            .map_err(|_| bad(line, col, v, "not a date"))?;
+                            .map_err(|_| bad_in(&rec, line, col, v, "not a date"))?;
                         batch.dates.push((d - epoch).num_days() as i32);
                     } else if i < LEDGER_HEADER.len() {
                         batch.text[i].push(v.to_string());
                     } else {
-                        return Err(bad(line, col, v, "more fields than the ledger header"));
+                        return Err(bad_in(
+                            &rec,
+                            line,
+                            col,
+                            v,
+                            "more fields than the ledger header",
+                        ));
                     }
                 }
                 if rec.len() != LEDGER_HEADER.len() {
-                    return Err(bad(
+                    return Err(bad_in(
+                        &rec,
                         line,
                         "(row)",
                         "",

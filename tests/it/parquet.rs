@@ -428,3 +428,59 @@ fn ledger_parquet_is_byte_identical_across_runs_and_threads() {
     assert!(files[0].starts_with(b"PAR1"));
     assert!(files[0] == files[1] && files[1] == files[2]);
 }
+
+/// An amount past `ledger.parquet`'s 14 integer digits (a VND line of 1e14)
+/// stops the run naming the ledger row as published and the billing line it
+/// comes from, never the staging directory; the CSV ledger holds it.
+#[test]
+fn an_amount_past_the_parquet_ledger_names_its_billing_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(
+        dir.join("billing.csv"),
+        "CustomerId,CustomerName,SubscriptionId,ChargeStartDate,ChargeEndDate,ChargeType,Subtotal,Currency,PublisherName,ProductName\n\
+         c1,Small,s1,10/1/2026,10/31/2026,cycleCharge,1000.00,EUR,Microsoft Corporation,M365\n\
+         c2,Big VN,s2,10/1/2026,10/31/2026,cycleCharge,100000000000000,VND,Microsoft Corporation,Azure plan\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("des.csv"),
+        "customer_id,partner_id,partner_name,association,workload,subscription_id,share,valid_from,valid_to\n\
+         c1,P1,One,POR,,,,2025-01-01,\nc2,P1,One,POR,,,,2025-01-01,\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("rules.toml"),
+        "[[program]]\nid = \"por\"\nassociations = [\"POR\"]\nrate = \"0.04\"\n",
+    )
+    .unwrap();
+    let args = |format: &'static str, out: &'static str| {
+        vec![
+            "run",
+            "--period",
+            "2026-10",
+            "--billing",
+            "billing.csv",
+            "--designations",
+            "des.csv",
+            "--rules",
+            "rules.toml",
+            "--no-pdf",
+            "-q",
+            "--ledger-format",
+            format,
+            "--out",
+            out,
+        ]
+    };
+    ok(&porledger(dir, args("csv", "o-csv")));
+    let o = porledger(dir, args("parquet", "o-pq"));
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("ledger.csv:3") && err.contains("the accrual of billing.csv:3"),
+        "{err}"
+    );
+    assert!(!err.contains("porledger-tmp"), "{err}");
+    assert!(!dir.join("o-pq").exists());
+}
