@@ -1321,6 +1321,11 @@ pub struct Fold {
     /// Customers (by designation-index slot) whose name is in `customer_names`:
     /// a look-up per line in this vector instead of in the map.
     noted: Vec<bool>,
+    /// Partner IDs with letters that billing lines name themselves (a
+    /// reseller or Tier 1 ID no designation spells) -> where each spelling
+    /// was first seen ([`input_order`]): two spellings of one ID would be
+    /// two statements of one partner ([`Fold::partner_spelling_clashes`]).
+    pub line_partners: HashMap<Box<str>, u64>,
 }
 
 impl Fold {
@@ -1392,6 +1397,45 @@ impl Fold {
 
     /// Like [`Fold::merge`], through a reference: `later` is left empty (its
     /// groups are moved or freed as they are merged, its row counts zeroed).
+    /// Notes a partner ID a billing line names itself (not through a
+    /// designation), at input position `at`. Only an ID with an ASCII
+    /// letter can be spelled otherwise; numeric partner IDs cost one scan.
+    #[inline]
+    pub fn note_line_partner(&mut self, id: &str, at: u64) {
+        if !id.bytes().any(|b| b.is_ascii_alphabetic()) && id.is_ascii() {
+            return;
+        }
+        match self.line_partners.get_mut(id) {
+            Some(first) => *first = (*first).min(at),
+            None => {
+                self.line_partners.insert(id.into(), at);
+            }
+        }
+    }
+
+    /// The partner IDs billing lines name in several letter cases: per ID
+    /// (by its [`crate::ingest::id_key`]), each spelling and where it was
+    /// first seen, in input order; IDs in the order of their first spelling.
+    pub fn partner_spelling_clashes(&self) -> Vec<Vec<(&str, u64)>> {
+        let mut by_key: HashMap<String, Vec<(&str, u64)>> = HashMap::new();
+        for (id, &at) in &self.line_partners {
+            by_key
+                .entry(crate::ingest::id_key(id))
+                .or_default()
+                .push((id, at));
+        }
+        let mut clashes: Vec<Vec<(&str, u64)>> = by_key
+            .into_values()
+            .filter(|v| v.len() > 1)
+            .map(|mut v| {
+                v.sort_by_key(|&(id, at)| (at, id));
+                v
+            })
+            .collect();
+        clashes.sort_by_key(|v| v[0].1);
+        clashes
+    }
+
     pub fn merge_from(&mut self, later: &mut Fold) {
         if self.details.is_empty() {
             std::mem::swap(&mut self.details, &mut later.details);
@@ -1420,6 +1464,14 @@ impl Fold {
             *b = FileCounts::default();
         }
         self.tier_notes.merge(std::mem::take(&mut later.tier_notes));
+        for (id, at) in later.line_partners.drain() {
+            match self.line_partners.get_mut(&id) {
+                Some(first) => *first = (*first).min(at),
+                None => {
+                    self.line_partners.insert(id, at);
+                }
+            }
+        }
     }
 
     /// Frees the groups and customer names (keeping the row counts); returns
@@ -1444,6 +1496,24 @@ impl Fold {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Spellings of one partner ID on billing lines: each spelling's first
+    /// line, whichever worker saw it first; numeric IDs are not kept.
+    #[test]
+    fn partner_spellings_on_billing_lines_merge_to_their_first_lines() {
+        let (mut a, mut b) = (Fold::default(), Fold::default());
+        a.note_line_partner("r-x", input_order(1, 9));
+        a.note_line_partner("500275", input_order(0, 2));
+        b.note_line_partner("R-X", input_order(0, 7));
+        b.note_line_partner("r-x", input_order(0, 3));
+        b.note_line_partner("Q-1", input_order(0, 4));
+        assert_eq!(a.line_partners.len(), 1, "numeric IDs are not kept");
+        a.merge_from(&mut b);
+        assert_eq!(
+            a.partner_spelling_clashes(),
+            vec![vec![("r-x", input_order(0, 3)), ("R-X", input_order(0, 7))]]
+        );
+    }
 
     fn acc(partner: &'static str, amount: &str) -> Accrual<'static> {
         Accrual {

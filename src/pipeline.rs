@@ -408,6 +408,33 @@ pub fn settle_credits(
     }
 }
 
+/// The partner IDs billing lines name in several letter cases (see
+/// [`Fold::partner_spelling_clashes`]), one sentence each naming every
+/// spelling's first file and line: one partner that would get two
+/// statements (one file on a case-insensitive file system).
+pub fn partner_spelling_problems(inputs: &Inputs, fold: &Fold) -> Vec<String> {
+    fold.partner_spelling_clashes()
+        .iter()
+        .map(|spellings| {
+            let each: Vec<String> = spellings
+                .iter()
+                .map(|&(id, at)| {
+                    let (file, line) = ((at >> 40) as usize, at & ((1 << 40) - 1));
+                    let name = inputs.files.get(file).map_or("?", |f| f.display.as_str());
+                    format!("{id} ({name}:{line})")
+                })
+                .collect();
+            format!(
+                "billing lines name one partner ID in {} letter cases: {}; IDs are \
+                 case-insensitive, so this is one partner, whose statements cannot be written \
+                 under two spellings: spell it one way in the billing files",
+                spellings.len(),
+                each.join(", ")
+            )
+        })
+        .collect()
+}
+
 /// Receives chunk outputs in input order.
 pub trait Sink {
     fn chunk(&mut self, out: &ChunkOutput) -> Result<(), Fatal>;
@@ -598,6 +625,9 @@ pub fn process_chunk_into(
                 rows.counts
                     .note_matched_on(crate::accrue::matched_columns(&line, &accruals));
                 fold.note_customer_slot(slot, ckey, line.customer_name, at);
+                for a in accruals.iter().filter(|a| a.designation.is_none()) {
+                    fold.note_line_partner(a.partner_id, at);
+                }
                 rows.accrued(inputs, &row, &accruals, details);
             }
             Outcome::NotEligible { reason, detail } => {

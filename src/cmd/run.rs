@@ -301,6 +301,14 @@ fn stream_rows(
     bar.finish();
     let mut streamed = streamed?;
     console::phase_memory("streamed");
+    // One partner in two letter cases on billing lines: refused before any
+    // statement is written, naming the lines.
+    if let Some(p) = crate::pipeline::partner_spelling_problems(inputs, &streamed.fold)
+        .into_iter()
+        .next()
+    {
+        return Err(Fatal::Input(format!("{p}; nothing was published")));
+    }
     let usage = std::mem::take(&mut streamed.usage);
     sink.finish()?;
     if s.parquet_ledger {

@@ -91,9 +91,12 @@ fn problems(inputs: &Inputs, streamed: &Streamed) -> (Vec<String>, u64) {
         .map(console::reject_line)
         .collect();
     problems.extend(issues.iter().map(|i| i.to_string()));
+    let spellings = crate::pipeline::partner_spelling_problems(inputs, &streamed.fold);
     let n = inputs.designations.rejects.len() as u64
         + inputs.usage.rejects.len() as u64
         + streamed.rejects
-        + issues.len() as u64;
+        + issues.len() as u64
+        + spellings.len() as u64;
+    problems.extend(spellings);
     (problems, n)
 }

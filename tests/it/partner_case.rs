@@ -214,10 +214,10 @@ fn a_credit_reverses_a_closed_accrual_under_the_designations_spelling() {
 }
 
 /// Two billing lines that name one reseller in two letter cases, neither
-/// designated: the run stops when the second statement is written, naming
-/// both as they would be published below --out.
+/// designated: `validate` reports it (exit 1) and the run stops before any
+/// statement is written (exit 2), both naming each spelling's first line.
 #[test]
-fn a_collision_left_names_the_paths_below_out() {
+fn two_spellings_of_an_undesignated_reseller_are_refused_naming_their_lines() {
     let d = tempfile::tempdir().unwrap();
     write(
         d.path().join("des.csv"),
@@ -241,16 +241,24 @@ fn a_collision_left_names_the_paths_below_out() {
         format!("{head}\n{}\n", rows.join("\n")),
     );
     let b = d.path().join("b.csv");
+    let named = format!(
+        "billing lines name one partner ID in 2 letter cases: R-X ({b}:2), r-x ({b}:3)",
+        b = b.display()
+    );
+    let o = porledger_cmd(
+        d.path(),
+        "validate",
+        &b,
+        "des.csv",
+        &["--period", "2026-10"],
+    );
+    assert_code(&o, 1);
+    assert!(stdout(&o).contains(&named), "{}", stdout(&o));
     let o = porledger_cmd(d.path(), "run", &b, "des.csv", &["--period", "2026-10"]);
     assert_code(&o, 2);
     let err = stderr(&o);
-    let path = |p: &str| Path::new("out/partners").join(p).join("statement.csv");
-    let (upper, lower) = (path("R-X"), path("r-x"));
-    assert!(
-        err.contains(&upper.display().to_string()) && err.contains(&lower.display().to_string()),
-        "{err}"
-    );
-    assert!(err.contains("differs only in letter case"), "{err}");
+    assert!(err.contains(&named), "{err}");
+    assert!(err.contains("nothing was published"), "{err}");
     assert!(!err.contains("porledger-tmp"), "{err}");
     assert!(!d.path().join("out").exists());
 }
