@@ -324,6 +324,76 @@ fn open_history(path: &Path, info: &RunInfo) -> Result<(History, ExpectedVersion
     Ok((h, versions))
 }
 
+/// Refuses to tie out a run of a closed period that is not the period's
+/// current version, when the run says which version it is: the run closed
+/// as an earlier version (its manifest's SHA-256 is that close's, or its
+/// `closed.json` names that version), or a restatement of an earlier
+/// version than the latest (its manifest's `history.restates`; a run made
+/// with `--history` while the period was open restates none). Its ledger
+/// would be expected in the place of what is issued now. A run that says
+/// nothing of the history (made without `--history`) is taken as the
+/// period's restatement. `closes`: the run's period's closes.
+fn refuse_superseded(
+    out: &Path,
+    history: &Path,
+    run_manifest: &publish::Manifest,
+    period: &str,
+    closes: &[crate::history::CloseInfo],
+) -> Result<(), Fatal> {
+    let Some(latest) = closes.iter().max_by_key(|c| c.version) else {
+        return Ok(());
+    };
+    if latest.manifest_sha256 == run_manifest.sha256 {
+        return Ok(());
+    }
+    let current = format!(
+        "the current version is {} (closed from the run whose manifest.json has SHA-256 {}; \
+         its directory holds closed.json with \"version\": {})",
+        latest.version, latest.manifest_sha256, latest.version
+    );
+    let what = "its ledger is not what is issued now, so tieout refuses to expect it in the \
+                place of the current version (nothing was published); tie out the current \
+                version's run, or run the period again with --history to restate it and tie \
+                out that run";
+    let closed_as = closes
+        .iter()
+        .find(|c| c.manifest_sha256 == run_manifest.sha256)
+        .map(|c| c.version)
+        .or_else(|| {
+            crate::render::closed::read(out)
+                .filter(|m| m.period == period && m.version < latest.version)
+                .map(|m| m.version)
+        });
+    if let Some(v) = closed_as {
+        return Err(Fatal::Input(format!(
+            "--out {}: holds {period} version {v} as it was closed, superseded in --history {} \
+             by version {}: {current}; {what}",
+            out.display(),
+            history.display(),
+            latest.version,
+        )));
+    }
+    let read = &run_manifest.json["history"];
+    if !read.is_object() {
+        return Ok(());
+    }
+    let restates = read["restates"].as_u64().unwrap_or(0);
+    if u64::from(latest.version) > restates {
+        let was = match restates {
+            0 => format!("was run while {period} was open (its manifest.json restates no version)"),
+            r => format!("restates {period} version {r} (its manifest.json)"),
+        };
+        return Err(Fatal::Input(format!(
+            "--out {}: {was}, but {period} version {} was closed since from another run \
+             (--history {}): {current}; {what}",
+            out.display(),
+            latest.version,
+            history.display(),
+        )));
+    }
+    Ok(())
+}
+
 /// What the expected side took from the history (for tieout.json).
 pub struct HistoryUse {
     pub path: String,
@@ -717,7 +787,14 @@ fn tieout_on_pool(args: &TieoutArgs) -> Result<Finish, Fatal> {
     let rules = load_rules(args, &info)?;
     // A history that cannot be used fails before any reading.
     let history = match &args.history {
-        Some(p) => Some((p, open_history(p, &info)?)),
+        Some(p) => {
+            let (h, versions) = open_history(p, &info)?;
+            if versions.replaced.is_some() {
+                let closes = h.closes(Some(&info.period))?;
+                refuse_superseded(&args.out, p, &run_manifest, &info.period, &closes)?;
+            }
+            Some((p, (h, versions)))
+        }
         None => None,
     };
     let renderer = if args.no_pdf {

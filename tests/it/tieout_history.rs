@@ -404,3 +404,60 @@ fn a_missing_foreign_or_differently_rounded_history_is_refused() {
     );
     assert!(!to.exists(), "nothing is published");
 }
+
+/// A run of a closed period that is not its current version (the run closed
+/// as version 1, or a restatement of version 1 made before version 2 was
+/// closed from another run) is refused: its ledger would be expected in the
+/// place of what is issued now.
+#[test]
+fn a_superseded_version_of_a_closed_period_is_refused() {
+    let s = story();
+    let rules = Path::new("sample-data/rules.toml");
+    let draft = s.dir.path().join("2026-10-draft");
+    run_month(
+        "2026-10",
+        "designations-2026-10.csv",
+        rules,
+        &s.history,
+        &draft,
+    );
+    let oct2 = s.dir.path().join("2026-10-v2");
+    run_month(
+        "2026-10",
+        "designations-2026-10-fixed.csv",
+        rules,
+        &s.history,
+        &oct2,
+    );
+    close_ok(&oct2, &s.history);
+    let earnings = s.dir.path().join("earnings.csv");
+    write(
+        &earnings,
+        export_from_ledgers(&[&oct2.join("ledger.csv")], ',', false, 1),
+    );
+    let to = s.dir.path().join("t");
+    let history = ["--history", s.history.to_str().unwrap()];
+    for (run, was) in [
+        (
+            &s.oct,
+            "holds 2026-10 version 1 as it was closed, superseded",
+        ),
+        (&draft, "restates 2026-10 version 1 (its manifest.json)"),
+    ] {
+        let o = tieout(run, &earnings, &to, &history);
+        assert_code(&o, 2);
+        let err = stderr(&o);
+        assert!(
+            err.contains(&format!("--out {}: {was}", run.display()))
+                && err.contains("the current version is 2")
+                && err.contains("tie out the current version's run"),
+            "{err}"
+        );
+        assert!(!to.exists(), "nothing is published");
+    }
+    // The current version's run ties out, in its own place.
+    let o = tieout(&oct2, &earnings, &to, &history);
+    assert_code(&o, 0);
+    let j = read_json(to.join("tieout.json"));
+    assert_eq!(j["history"]["replaced_by_this_run"]["version"], 2);
+}
