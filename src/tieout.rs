@@ -806,13 +806,35 @@ impl TieRow<'_> {
         }
     }
 
-    /// The order of differences on a partner's page: the largest first,
-    /// the row id breaking ties.
+    /// The order of differences on a partner's page: by currency (in the
+    /// order of its totals), then the largest first within the currency,
+    /// the row id breaking ties. Amounts of two currencies are never
+    /// compared: 100,000 VND is not more than 5,000.00 EUR.
     pub fn by_difference(a: &TieRow<'_>, b: &TieRow<'_>) -> std::cmp::Ordering {
-        b.difference
-            .abs()
-            .cmp(&a.difference.abs())
+        a.currency
+            .cmp(&b.currency)
+            .then_with(|| b.difference.abs().cmp(&a.difference.abs()))
             .then_with(|| a.id.cmp(&b.id))
+    }
+
+    /// Sorts `rows` [`TieRow::by_difference`] and keeps the `n` largest of
+    /// each currency.
+    pub fn keep_largest(rows: &mut Vec<TieRow<'_>>, n: usize) {
+        rows.sort_by(TieRow::by_difference);
+        let mut run: Option<(Currency, usize)> = None;
+        rows.retain(|r| {
+            let k = match &mut run {
+                Some((c, k)) if *c == r.currency => {
+                    *k += 1;
+                    *k
+                }
+                _ => {
+                    run = Some((r.currency, 1));
+                    1
+                }
+            };
+            k <= n
+        });
     }
 
     /// Whether this row is a difference someone must look at (exit code 1).

@@ -222,8 +222,9 @@ fn close(out: Out, path: &Path) -> Result<(), Fatal> {
     inner.finish()
 }
 
-/// How many of a partner's difference rows are kept for its PDF page, which
-/// shows the largest that fit on it (far fewer) and counts the rest.
+/// How many of a partner's difference rows are kept for its PDF page, per
+/// currency: the page shows the largest of each currency that fit on it (far
+/// fewer) and counts the rest.
 pub const PDF_ROWS: usize = 256;
 
 /// A partner's part of the tie-out while its rows arrive.
@@ -231,14 +232,17 @@ struct PartnerPart {
     /// Its `tieout.csv`, open: totals and header written, rows so far.
     out: Out,
     path: std::path::PathBuf,
-    /// Its largest differences (see [`PDF_ROWS`]).
+    /// Its largest differences of each currency (see [`PDF_ROWS`]).
     differences: Vec<TieRow<'static>>,
+    /// The length of `differences` at which it is cut back again.
+    cut_at: usize,
 }
 
 /// A partner whose rows have all been written: what its PDF page needs.
 pub struct PartnerDone {
     pub partner_id: String,
-    /// Its largest differences, largest first (at most [`PDF_ROWS`]).
+    /// Its largest differences of each currency, by currency, largest first
+    /// (at most [`PDF_ROWS`] of each, see [`TieRow::by_difference`]).
     pub differences: Vec<TieRow<'static>>,
 }
 
@@ -345,9 +349,9 @@ impl<'a> TieoutWriter<'a> {
             }
             if let Some(part) = partners.get_mut(&*r.partner_id) {
                 part.differences.push(r.into_owned());
-                if part.differences.len() >= 2 * PDF_ROWS {
-                    part.differences.sort_by(TieRow::by_difference);
-                    part.differences.truncate(PDF_ROWS);
+                if part.differences.len() >= part.cut_at {
+                    TieRow::keep_largest(&mut part.differences, PDF_ROWS);
+                    part.cut_at = (2 * part.differences.len()).max(2 * PDF_ROWS);
                 }
             }
         }
@@ -365,8 +369,7 @@ impl<'a> TieoutWriter<'a> {
                     Vec::new()
                 }
             };
-            differences.sort_by(TieRow::by_difference);
-            differences.truncate(PDF_ROWS);
+            TieRow::keep_largest(&mut differences, PDF_ROWS);
             finished.push(PartnerDone {
                 partner_id: id,
                 differences,
@@ -511,6 +514,7 @@ fn open_partner(
         out,
         path,
         differences: Vec::new(),
+        cut_at: 2 * PDF_ROWS,
     })
 }
 

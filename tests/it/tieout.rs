@@ -8,7 +8,7 @@ use std::path::Path;
 use rust_decimal::Decimal;
 
 use crate::common::{
-    assert_code, assert_published, change_a_digit, command, csv_rows, output, pdftext, read,
+    assert_code, assert_published, change_a_digit, code, command, csv_rows, output, pdftext, read,
     read_json, run_sample, stderr, stdout, tree, write, Sample,
 };
 
@@ -1103,4 +1103,127 @@ fn messages_about_the_tieout_directory_name_the_right_flag_and_command() {
         assert!(e.contains("porledger tieout --out"), "{e}");
         assert!(!e.contains("replace"), "{e}");
     }
+}
+
+/// Rules of one program `por` paying 4 % on POR designations, mapped to
+/// every earning of association POR.
+const POR_RULES: &str = "[[program]]\nid = \"por\"\nassociations = [\"POR\"]\nrate = \"0.04\"\n\
+                         [[program.earnings]]\npartnerAssociation = \"POR\"\n";
+
+/// A run of October 2026 of `billing` (rows after the header) with every
+/// customer of `customers` designated POR to partner P1, tied out against
+/// `earnings` (rows after the header) into `t/`, with its PDF.
+fn tie_por(billing: &[String], customers: &[&str], earnings: &[String]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d.join("billing.csv"),
+        format!(
+            "CustomerId,CustomerName,SubscriptionId,ChargeStartDate,ChargeEndDate,ChargeType,\
+             Subtotal,Currency,PublisherName,ProductName\n{}\n",
+            billing.join("\n")
+        ),
+    );
+    let des: Vec<String> = customers
+        .iter()
+        .map(|c| format!("{c},P1,Partner One,POR,,,,2025-01-01,"))
+        .collect();
+    write(
+        d.join("des.csv"),
+        format!(
+            "customer_id,partner_id,partner_name,association,workload,subscription_id,share,\
+             valid_from,valid_to\n{}\n",
+            des.join("\n")
+        ),
+    );
+    write(d.join("rules.toml"), POR_RULES);
+    write(
+        d.join("earn.csv"),
+        format!(
+            "earningId,participantId,programName,partnerAssociation,transactionDate,\
+             transactionCurrency,earningAmount,earningRate,customerTenantId,subscriptionId\n{}\n",
+            earnings.join("\n")
+        ),
+    );
+    let mut c = command();
+    c.current_dir(d).args([
+        "run",
+        "--period",
+        "2026-10",
+        "--billing",
+        "billing.csv",
+        "--designations",
+        "des.csv",
+        "--rules",
+        "rules.toml",
+        "--no-pdf",
+        "--quiet",
+        "--out",
+        "out",
+    ]);
+    assert_published(&output(&mut c));
+    let mut c = command();
+    c.current_dir(d).args([
+        "tieout",
+        "--out",
+        "out",
+        "--earnings",
+        "earn.csv",
+        "--tieout-out",
+        "t",
+        "--as-of",
+        "2026-12-31",
+        "--quiet",
+    ]);
+    let o = output(&mut c);
+    assert!(code(&o) < 2, "{}", stderr(&o));
+    dir
+}
+
+/// A partner underpaid by 5,000.00 EUR on one customer and by 100,000 VND
+/// (about 3.60 EUR) on each of 30: the page never ranks VND against EUR, so
+/// the EUR row is on it, with the largest VND rows, and the rest counted.
+#[test]
+fn the_tieout_page_shows_the_largest_differences_of_every_currency() {
+    let mut billing = vec![
+        "c-eur,Euro GmbH,s-eur,10/1/2026,10/31/2026,cycleCharge,250000.00,EUR,Microsoft Corporation,M365"
+            .to_string(),
+    ];
+    let mut customers = vec!["c-eur".to_string()];
+    let mut earnings = vec!["e0,P1,CSP,POR,2026-10-01,EUR,5000.00,4,c-eur,s-eur".to_string()];
+    for i in 1..=30 {
+        billing.push(format!(
+            "c-vn{i},Viet {i},s-vn{i},10/1/2026,10/31/2026,cycleCharge,25000000,VND,Microsoft Corporation,M365"
+        ));
+        customers.push(format!("c-vn{i}"));
+        earnings.push(format!(
+            "e{i},P1,CSP,POR,2026-10-01,VND,900000,4,c-vn{i},s-vn{i}"
+        ));
+    }
+    let customers: Vec<&str> = customers.iter().map(String::as_str).collect();
+    let dir = tie_por(&billing, &customers, &earnings);
+    let t = dir.path().join("t");
+    let csv = read(t.join("partners/P1/tieout.csv"));
+    assert_eq!(csv.matches(",underpaid,").count(), 31, "{csv}");
+    let text = pdftext(&t.join("partners/P1/tieout.pdf"));
+    let shown: Vec<&str> = text
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with("T0"))
+        .collect();
+    assert!(shown.len() > 2 && shown.len() < 31, "{text}");
+    // EUR first (the totals' order), then VND.
+    assert!(shown[0].contains("c-eur"), "{text}");
+    assert!(shown[1..].iter().all(|l| l.contains("c-vn")), "{text}");
+    assert!(
+        text.contains(&format!(
+            "{} more differing rows in tieout.csv",
+            31 - shown.len()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("Differences by currency, largest first"),
+        "{text}"
+    );
 }

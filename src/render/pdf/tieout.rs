@@ -1,7 +1,10 @@
 //! The one-page tie-out of a partner (`partners/<id>/tieout.pdf`): per
 //! currency what Microsoft paid, what porledger expected and the difference,
-//! then the rows behind the differences, largest first, as many as fit on
-//! the page (every row is in `tieout.csv`). Words come from the locale's
+//! then the rows behind the differences, per currency (in the order of the
+//! totals) and largest first within it, as many as fit on the page, shared
+//! out so that every currency shows its largest (every row is in
+//! `tieout.csv`). Amounts of two currencies are never ranked against each
+//! other. Words come from the locale's
 //! `[tieout]` table, numbers and dates from its formats (`--locale`).
 
 use chrono::NaiveDate;
@@ -95,6 +98,7 @@ impl Renderer {
         let mut diffs: Vec<&TieRow<'_>> =
             t.differences.iter().filter(|r| r.is_difference()).collect();
         diffs.sort_by(|a, b| TieRow::by_difference(a, b));
+        let listed = diffs.len();
         if diffs.is_empty() {
             cv.paragraph(&l.all_tie, true, st.body_size, self.accent);
         } else {
@@ -102,7 +106,8 @@ impl Renderer {
             // As many rows as fit on this page (each row: two lines of text).
             let row_h = cv.lh(st.table_size) * 2.0 + 4.0;
             let room = ((cv.y - cv.g.bottom - 3.0 * row_h) / row_h).max(1.0) as usize;
-            let shown = diffs.len().min(room);
+            let diffs = share_out(&diffs, room);
+            let shown = diffs.len();
             let cols = [
                 col(0.09, Align::Left, &l.row),
                 col(0.15, Align::Left, &l.class),
@@ -112,7 +117,7 @@ impl Renderer {
                 col(0.13, Align::Right, &l.paid),
                 col(0.13, Align::Right, &l.difference),
             ];
-            let rows: Vec<Row> = diffs[..shown]
+            let rows: Vec<Row> = diffs
                 .iter()
                 .map(|r| {
                     let who = if r.customer_id.is_empty() {
@@ -139,7 +144,7 @@ impl Renderer {
             cv.table(&cols, rows, &self.table_style(), "");
             cv.space(4.0);
             let all: u64 = t.totals.iter().map(|(_, x)| x.differences).sum();
-            let more = (all as usize).max(diffs.len()) - shown;
+            let more = (all as usize).max(listed) - shown;
             let note = match more {
                 0 => l.explain_hint.clone(),
                 1 => format!("{} {}", l.more_one, l.explain_hint),
@@ -163,6 +168,31 @@ impl Renderer {
     }
 }
 
+/// The rows of `diffs` (sorted [`TieRow::by_difference`]: by currency,
+/// largest first) that a page with room for `room` shows: the room is shared
+/// out among the currencies a row at a time, in turn, so every currency with
+/// differences shows its largest rows (as long as there is room for one row
+/// per currency) and no room is left unused while rows remain. In the order
+/// of `diffs`.
+fn share_out<'r, 'a>(diffs: &[&'r TieRow<'a>], room: usize) -> Vec<&'r TieRow<'a>> {
+    let groups: Vec<&[&TieRow<'a>]> = diffs.chunk_by(|a, b| a.currency == b.currency).collect();
+    let mut taken = vec![0usize; groups.len()];
+    let mut left = room.min(diffs.len());
+    while left > 0 {
+        for (g, t) in groups.iter().zip(taken.iter_mut()) {
+            if left > 0 && *t < g.len() {
+                *t += 1;
+                left -= 1;
+            }
+        }
+    }
+    groups
+        .iter()
+        .zip(taken)
+        .flat_map(|(g, t)| g[..t].iter().copied())
+        .collect()
+}
+
 /// A class of `tieout.csv` in the locale's words.
 fn class_label(l: &super::template::TieoutLabels, c: Class) -> &str {
     match c {
@@ -173,5 +203,68 @@ fn class_label(l: &super::template::TieoutLabels, c: Class) -> &str {
         Class::ExpectedNotPaid => &l.expected_not_paid,
         Class::PaidNotExpected => &l.paid_not_expected,
         Class::Adjustment => &l.adjustment,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    fn row(id: u32, currency: &str, difference: i64) -> TieRow<'static> {
+        TieRow {
+            id: format!("T{id:06}"),
+            class: Class::Underpaid,
+            reason: Cow::Borrowed(""),
+            partner_id: Cow::Borrowed("P1"),
+            partner_name: Cow::Borrowed(""),
+            program_id: Cow::Borrowed("por"),
+            customer_id: Cow::Borrowed("c"),
+            customer_name: Cow::Borrowed(""),
+            subscription_id: Cow::Borrowed(""),
+            invoice_number: Cow::Borrowed(""),
+            product_id: Cow::Borrowed(""),
+            month: crate::dates::Month::from_ym(2026, 10),
+            currency: Currency::parse(currency).unwrap(),
+            expected: Decimal::ZERO,
+            paid: Decimal::ZERO,
+            difference: Decimal::from(difference),
+            porledger_rates: Cow::Borrowed(&[]),
+            microsoft_rates: Cow::Borrowed(&[]),
+            due: None,
+            explanation: Cow::Borrowed(""),
+            ledger_lines: Cow::Borrowed(&[]),
+            issued_lines: Vec::new(),
+            earnings_rows: Cow::Borrowed(&[]),
+        }
+    }
+
+    /// 30 VND rows of -100,000 and one EUR row of -5,000: the EUR row is
+    /// shown whatever the room, the VND rows largest first after it, and
+    /// no room is left unused.
+    #[test]
+    fn every_currency_shows_its_largest_differences() {
+        let mut rows: Vec<TieRow<'static>> = (1..=30)
+            .map(|i| row(i + 1, "VND", -100_000 - i64::from(i)))
+            .collect();
+        rows.push(row(1, "EUR", -5000));
+        rows.push(row(40, "EUR", 1));
+        TieRow::keep_largest(&mut rows, 20);
+        assert_eq!(rows.len(), 22, "20 VND and both EUR rows kept");
+        let diffs: Vec<&TieRow<'_>> = rows.iter().collect();
+        let ids = |room: usize| -> Vec<String> {
+            share_out(&diffs, room)
+                .iter()
+                .map(|r| format!("{} {}", r.currency.as_str(), r.difference))
+                .collect()
+        };
+        assert_eq!(ids(1), vec!["EUR -5000"]);
+        assert_eq!(ids(3), vec!["EUR -5000", "EUR 1", "VND -100030"]);
+        let shown = ids(20);
+        assert_eq!(shown.len(), 20);
+        assert_eq!(&shown[..3], &["EUR -5000", "EUR 1", "VND -100030"]);
+        assert_eq!(shown.last().unwrap(), "VND -100013");
+        assert_eq!(ids(100).len(), 22);
+        assert!(share_out(&[], 5).is_empty());
     }
 }
