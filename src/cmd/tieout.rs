@@ -911,9 +911,11 @@ fn tieout_on_pool(args: &TieoutArgs) -> Result<Finish, Fatal> {
         "version": env!("CARGO_PKG_VERSION"),
         "kind": "tieout",
         "run": args.out.display().to_string(),
-        // The run read, exactly: `explain --tieout-row` refuses a run
-        // written again since.
+        // The run read, exactly, and its data without the PDFs:
+        // `explain --tieout-row` refuses a run written again since, not one
+        // whose PDFs were rendered again.
         "run_manifest_sha256": run_manifest.sha256,
+        "run_data_sha256": run_data_sha256(&run_manifest),
         "outputs": publish::hash_outputs(&dir, files)?,
     });
     if let Some(h) = &history_use {
@@ -1077,10 +1079,28 @@ fn console_summary(r: &Report, a: &rt::Accounting, target: &Path) -> String {
 /// What `explain --tieout-row` does not do with a changed tie-out or run.
 const EXPLAIN_REFUSAL: &str = "explain refuses to explain from it";
 
+/// What ties a tie-out to the run it read, the PDFs aside: the SHA-256 of
+/// the run's manifest (as JSON with sorted keys) without its `pdf` and the
+/// PDFs among its `outputs`. `render` changes only those, so a run whose
+/// PDFs were rendered again (in another locale) keeps it; a run written
+/// again has other inputs, counts or files (`ledger.csv`, `summary.json`,
+/// ...), so another.
+pub fn run_data_sha256(run: &publish::Manifest) -> String {
+    let mut data = run.json.clone();
+    if let Some(m) = data.as_object_mut() {
+        m.remove("pdf");
+        if let Some(outputs) = m.get_mut("outputs").and_then(|o| o.as_array_mut()) {
+            outputs.retain(|e| !e["path"].as_str().is_some_and(|p| p.ends_with(".pdf")));
+        }
+    }
+    crate::ingest::sha256_hex(&serde_json::to_vec(&data).unwrap_or_default())
+}
+
 /// The manifests of the tie-out `tieout_dir` and of the run `run`, once it
-/// is sure the tie-out read exactly this run: a run written again since
-/// (even into the same directory) is not the one whose ledger lines the
-/// tie-out's rows name.
+/// is sure the tie-out read this run: a run written again since (even into
+/// the same directory) is not the one whose ledger lines the tie-out's rows
+/// name. The same run with its PDFs rendered again is (see
+/// [`run_data_sha256`]).
 fn tieout_of_run(
     tieout_dir: &Path,
     run: &Path,
@@ -1123,12 +1143,14 @@ fn tieout_of_run(
         )));
     }
     let ran = publish::read_manifest(run)?;
+    let data = tieout.json["run_data_sha256"].as_str();
     match tieout.json["run_manifest_sha256"].as_str() {
         Some(sha) if sha == ran.sha256 => Ok((tieout, ran)),
+        Some(_) if data.is_some_and(|d| d == run_data_sha256(&ran)) => Ok((tieout, ran)),
         Some(_) => Err(Fatal::Input(format!(
-            "{}: not the run the tie-out {} read (its manifest.json changed since: the run \
-             was written again), so the ledger lines the tie-out names may not be these; \
-             run `porledger tieout` again",
+            "{}: not the run the tie-out {} read (its manifest.json changed since, and not \
+             only in its PDFs: the run was written again), so the ledger lines the tie-out \
+             names may not be these; run `porledger tieout` again",
             run.display(),
             tieout_dir.display()
         ))),

@@ -5,7 +5,9 @@
 //!   from a template;
 //! - [`parquet`] turns the ledger into `ledger.parquet` (`--ledger-format parquet`);
 //! - [`publish`] stages a run's outputs in a temporary directory beside `--out`,
-//!   writes the manifest and moves the whole set into place at once.
+//!   writes the manifest and moves the whole set into place at once;
+//! - [`ordered_json`] rewrites a few fields of a JSON file porledger wrote
+//!   and keeps the rest byte for byte (`render`'s manifest).
 
 pub mod adjustment;
 pub mod attainment;
@@ -13,6 +15,7 @@ pub mod closed;
 pub mod csv;
 pub mod journal;
 pub mod json;
+pub mod ordered_json;
 pub mod parquet;
 pub mod pdf;
 pub mod publish;

@@ -436,6 +436,50 @@ fn render_re_renders_a_finished_run_atomically() {
     assert_eq!(beside, 4);
 }
 
+/// `render` keeps the manifest's layout: with the run's locale and template
+/// it changes no byte of the output, `manifest.json` included; in another
+/// locale the manifest's fields stay in the order the run wrote them (only
+/// `outputs` and `pdf` change).
+#[test]
+fn render_with_the_runs_locale_changes_no_byte() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    assert_code(&run(tmp.path(), &out, &["--locale", "en"]), 0);
+    let before = crate::common::tree(&out);
+    let manifest = std::fs::read_to_string(out.join("manifest.json")).unwrap();
+    let render = |locale: &str| {
+        let mut c = command();
+        c.args(["render", "--quiet", "--locale", locale, "--out"])
+            .arg(&out);
+        assert_code(&output(&mut c), 0);
+    };
+    render("en");
+    assert!(
+        crate::common::tree(&out) == before,
+        "a render with the run's locale changed the output"
+    );
+    render("de");
+    let again = std::fs::read_to_string(out.join("manifest.json")).unwrap();
+    assert_ne!(again, manifest);
+    // The top-level keys, in order.
+    let keys = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("  \"") && !l.starts_with("   "))
+            .map(|l| l.split('"').nth(1).unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(keys(&again), keys(&manifest));
+    assert_eq!(keys(&manifest)[..3], ["tool", "version", "period"]);
+    // Everything before `outputs` is as the run wrote it.
+    let head = |text: &str| text.split("\"outputs\"").next().unwrap().to_string();
+    assert_eq!(head(&again), head(&manifest));
+    render("en");
+    assert!(
+        crate::common::tree(&out) == before,
+        "rendered back in English"
+    );
+}
+
 #[test]
 fn a_broken_template_names_file_and_key_and_exits_2() {
     let tmp = tempfile::tempdir().unwrap();

@@ -417,13 +417,33 @@ fn a_tieout_row_is_explained_only_from_the_unchanged_run_it_read() {
         write(run.join(rel), bytes);
     }
     assert_code(&explain(), 0);
-    // The same run written again, with its PDFs: another manifest.
+    // Its PDFs rendered in German: another manifest, but the same ledger,
+    // inputs and counts, which is what the tie-out ties itself to.
+    let o = output(
+        command()
+            .args(["render", "--locale", "de", "--quiet", "--out"])
+            .arg(&run),
+    );
+    assert_code(&o, 0);
+    assert_ne!(tree(&run)["manifest.json"], ran["manifest.json"]);
+    assert_code(&explain(), 0);
+    // The run written again from another designations file (the same rows
+    // and one more line end): refused, though its ledger is the same.
+    let designations = dir.path().join("designations.csv");
+    write(
+        &designations,
+        format!("{}\n", read("sample-data/designations.csv")),
+    );
     let mut c = command();
-    c.args(Sample::Main.args())
-        .arg("--out")
-        .arg(&run)
-        .arg("--quiet");
+    c.args(Sample::Main.args().iter().map(|a| match *a {
+        "sample-data/designations.csv" => designations.as_os_str(),
+        a => std::ffi::OsStr::new(a),
+    }))
+    .arg("--out")
+    .arg(&run)
+    .arg("--quiet");
     assert_code(&output(&mut c), 0);
+    assert_eq!(tree(&run)["ledger.csv"], ran["ledger.csv"]);
     let o = explain();
     assert_code(&o, 2);
     let e = stderr(&o);

@@ -35,6 +35,7 @@ use self::template::{
     SummaryField, TemplateInfo, TransparencySection,
 };
 use self::usage::{LineWithDetails, UsagePrograms};
+use super::ordered_json::OrderedJson;
 use super::publish::Written;
 use super::sanitize_file_name;
 use crate::config::Association;
@@ -1345,7 +1346,9 @@ pub fn rerender(
                 std::io::Error::new(std::io::ErrorKind::InvalidData, e),
             )
         })?;
-    let mut manifest: serde_json::Value =
+    // Read keeping its layout: only `outputs` and `pdf` are rewritten, so a
+    // render with the run's locale and template gives the same bytes.
+    let mut manifest: OrderedJson =
         serde_json::from_str(&manifest_text).map_err(|e| Fatal::Data {
             file: manifest_path.display().to_string(),
             line: e.line() as u64,
@@ -1424,15 +1427,22 @@ pub fn rerender(
     let info = PdfManifest::new(r, opts, written.len() + carried);
     // Exactly the files of the new output (the digests were taken above).
     let outputs = super::publish::hash_outputs(&staging.dir, &staging.files)?;
-    if let Some(m) = manifest.as_object_mut() {
-        m.insert(
-            "outputs".into(),
-            serde_json::to_value(&outputs).unwrap_or(serde_json::Value::Null),
-        );
-        m.insert(
-            "pdf".into(),
-            serde_json::to_value(&info).unwrap_or(serde_json::Value::Null),
-        );
+    let unwritable = |e: serde_json::Error| Fatal::Io {
+        path: manifest_path.display().to_string(),
+        source: std::io::Error::other(e),
+    };
+    let outputs = OrderedJson::of(&outputs).map_err(unwritable)?;
+    let info_json = OrderedJson::of(&info).map_err(unwritable)?;
+    // Where a run writes them: `pdf` after `counts`, before `history`.
+    if !(manifest.set("outputs", outputs, &["counts", "pdf", "history"])
+        && manifest.set("pdf", info_json, &["history"]))
+    {
+        return Err(Fatal::Data {
+            file: manifest_path.display().to_string(),
+            line: 1,
+            column: None,
+            message: "not a porledger manifest (not a JSON object)".into(),
+        });
     }
     super::publish::write_json(
         &staging.files,
