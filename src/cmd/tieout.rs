@@ -296,7 +296,7 @@ fn parse_month(s: &str) -> Option<Month> {
 /// `--history`: the history (read only) and the issued versions the expected
 /// side takes from it (see [`expected_versions`]). A missing or empty file is
 /// a user error: a tie-out against nothing issued.
-fn open_history(path: &Path, info: &RunInfo) -> Result<(History, ExpectedVersions), Fatal> {
+fn open_history(path: &Path, info: &RunInfo) -> Result<OpenHistory, Fatal> {
     let Some(h) = History::open_read(path)? else {
         return Err(Fatal::Input(format!(
             "--history {}: no porledger history there (`porledger close --history FILE` \
@@ -304,8 +304,12 @@ fn open_history(path: &Path, info: &RunInfo) -> Result<(History, ExpectedVersion
             path.display()
         )));
     };
-    let closes: Vec<IssuedVersion> = h
-        .closes(None)?
+    let all = h.closes(None)?;
+    let manifests = all
+        .iter()
+        .map(|c| ((c.period.clone(), c.version), c.manifest_sha256.clone()))
+        .collect();
+    let closes: Vec<IssuedVersion> = all
         .into_iter()
         .map(|c| IssuedVersion {
             period: c.period,
@@ -321,7 +325,25 @@ fn open_history(path: &Path, info: &RunInfo) -> Result<(History, ExpectedVersion
     }
     let versions = expected_versions(&info.period, &closes)
         .map_err(|e| Fatal::Input(format!("--history {}: {e}", path.display())))?;
-    Ok((h, versions))
+    // The file the tie-out read, wherever it is run from later.
+    let absolute = std::fs::canonicalize(path).map_err(|e| Fatal::io(path, e))?;
+    Ok(OpenHistory {
+        h,
+        versions,
+        manifests,
+        absolute,
+    })
+}
+
+/// A history opened for a tie-out.
+struct OpenHistory {
+    h: History,
+    versions: ExpectedVersions,
+    /// The SHA-256 of the manifest each close recorded, per (period, version):
+    /// which close a version is, not only its number.
+    manifests: BTreeMap<(String, u32), String>,
+    /// The history file's canonical path.
+    absolute: PathBuf,
 }
 
 /// Refuses to tie out a run of a closed period that is not the period's
@@ -396,7 +418,12 @@ fn refuse_superseded(
 
 /// What the expected side took from the history (for tieout.json).
 pub struct HistoryUse {
+    /// As `--history` gave it (for the console).
     pub path: String,
+    /// Its canonical path (for tieout.json and the manifest).
+    pub absolute: String,
+    /// The SHA-256 of the manifest each used version's close recorded.
+    pub manifests: BTreeMap<(String, u32), String>,
     /// The earnings' first and last transaction month: the issued accruals
     /// of these accrual months are expected.
     pub months: Option<(Month, Month)>,
@@ -410,11 +437,16 @@ pub struct HistoryUse {
 /// not the run's (one grain would be rounded two ways).
 fn read_issued(
     path: &Path,
-    h: &History,
-    versions: ExpectedVersions,
+    open: OpenHistory,
     info: &RunInfo,
     tie: &mut TieOut<'_>,
 ) -> Result<HistoryUse, Fatal> {
+    let OpenHistory {
+        h,
+        versions,
+        manifests,
+        absolute,
+    } = open;
     let mut rows: BTreeMap<(String, u32), u64> = BTreeMap::new();
     let months = tie.earnings_months();
     if let Some((first, last)) = months {
@@ -513,6 +545,8 @@ fn read_issued(
     }
     Ok(HistoryUse {
         path: path.display().to_string(),
+        absolute: absolute.display().to_string(),
+        manifests,
         months,
         versions,
         rows,
@@ -788,12 +822,12 @@ fn tieout_on_pool(args: &TieoutArgs) -> Result<Finish, Fatal> {
     // A history that cannot be used fails before any reading.
     let history = match &args.history {
         Some(p) => {
-            let (h, versions) = open_history(p, &info)?;
-            if versions.replaced.is_some() {
-                let closes = h.closes(Some(&info.period))?;
+            let open = open_history(p, &info)?;
+            if open.versions.replaced.is_some() {
+                let closes = open.h.closes(Some(&info.period))?;
                 refuse_superseded(&args.out, p, &run_manifest, &info.period, &closes)?;
             }
-            Some((p, (h, versions)))
+            Some((p, open))
         }
         None => None,
     };
@@ -819,8 +853,8 @@ fn tieout_on_pool(args: &TieoutArgs) -> Result<Finish, Fatal> {
         tie.add_partner_name(id, name)?;
     }
     // A partner paid only for closed periods: the name it was issued under.
-    if let Some((_, (h, _))) = &history {
-        for (id, name) in h.partner_names()? {
+    if let Some((_, open)) = &history {
+        for (id, name) in open.h.partner_names()? {
             tie.add_partner_name(&id, &name)?;
         }
     }
@@ -862,7 +896,7 @@ fn tieout_on_pool(args: &TieoutArgs) -> Result<Finish, Fatal> {
     let t = Instant::now();
     // The issued side needs the months the earnings cover: after them.
     let history_use = match history {
-        Some((p, (h, versions))) => Some(read_issued(p, &h, versions, &info, &mut tie)?),
+        Some((p, open)) => Some(read_issued(p, open, &info, &mut tie)?),
         None => None,
     };
     read_not_eligible(&args.out, listed, &mut tie)?;
@@ -919,7 +953,7 @@ fn tieout_on_pool(args: &TieoutArgs) -> Result<Finish, Fatal> {
         "outputs": publish::hash_outputs(&dir, files)?,
     });
     if let Some(h) = &history_use {
-        manifest["history"] = serde_json::Value::String(h.path.clone());
+        manifest["history"] = serde_json::Value::String(h.absolute.clone());
     }
     publish::write_json(files, &dir.join("manifest.json"), &manifest)?;
     staging.commit()?;
@@ -945,15 +979,19 @@ fn tieout_on_pool(args: &TieoutArgs) -> Result<Finish, Fatal> {
 /// The `history` object of tieout.json.
 fn history_json(h: &HistoryUse) -> serde_json::Value {
     let version = |v: &IssuedVersion| {
+        let key = (v.period.clone(), v.version);
         serde_json::json!({
             "period": v.period,
             "version": v.version,
             "rounding": v.rounding,
-            "accruals": h.rows.get(&(v.period.clone(), v.version)).copied().unwrap_or(0),
+            "accruals": h.rows.get(&key).copied().unwrap_or(0),
+            // Which close: `explain --tieout-row` refuses a history whose
+            // close of this version is another.
+            "manifest_sha256": h.manifests.get(&key),
         })
     };
     serde_json::json!({
-        "path": h.path,
+        "path": h.absolute,
         "accrual_months": h.months.map(|(a, b)| format!("{a}..{b}")),
         "versions": h.versions.used.iter().map(version).collect::<Vec<_>>(),
         "replaced_by_this_run": h.versions.replaced.as_ref().map(|v| serde_json::json!({
@@ -1372,22 +1410,24 @@ fn explain_issued(
             ))
         })?);
     }
-    let path = match history {
-        Some(p) => p.to_path_buf(),
-        None => {
-            let json_path = tieout_dir.join("tieout.json");
-            let bytes = publish::read_listed(tieout_dir, "tieout.json", listed, EXPLAIN_REFUSAL)?;
-            let json: serde_json::Value = serde_json::from_slice(&bytes)
-                .map_err(|e| data_err(&json_path, 0, format!("not a porledger tie-out: {e}")))?;
-            match json["history"]["path"].as_str() {
-                Some(p) => PathBuf::from(p),
-                None => {
-                    return Err(Fatal::Input(format!(
-                    "{} names no history: give the tie-out's --history to explain its issued lines",
-                    json_path.display()
-                )))
-                }
-            }
+    // What the tie-out recorded of its history: the file and, per version
+    // used, the close it read.
+    let json_path = tieout_dir.join("tieout.json");
+    let bytes = publish::read_listed(tieout_dir, "tieout.json", listed, EXPLAIN_REFUSAL)?;
+    let json: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| data_err(&json_path, 0, format!("not a porledger tie-out: {e}")))?;
+    let recorded = &json["history"];
+    let path = match (history, recorded["path"].as_str()) {
+        (Some(p), _) => p.to_path_buf(),
+        // A tie-out records the history's absolute path; an earlier one the
+        // path as given, taken here from the tie-out's directory (never
+        // from wherever explain is run).
+        (None, Some(p)) => tieout_dir.join(p),
+        (None, None) => {
+            return Err(Fatal::Input(format!(
+                "{} names no history: give the tie-out's --history to explain its issued lines",
+                json_path.display()
+            )))
         }
     };
     let Some(h) = History::open_read(&path)? else {
@@ -1396,6 +1436,7 @@ fn explain_issued(
             path.display()
         )));
     };
+    same_closes(&h, &path, recorded, &json_path, &wanted)?;
     let versions: Vec<(String, u32)> = wanted
         .iter()
         .map(|(p, v, _, _)| (p.clone(), *v))
@@ -1465,6 +1506,59 @@ fn explain_issued(
             wanted.len() - found,
             wanted.len()
         );
+    }
+    Ok(())
+}
+
+/// Refuses a history whose close of a version the row names is not the one
+/// the tie-out read (`recorded`: the `history` of its tieout.json, which
+/// gives each version's manifest SHA-256): another history of the same name,
+/// or one built again since, whose accruals would be shown under the row's
+/// amounts. A tie-out of an earlier porledger recorded no SHA-256: its
+/// versions are not checked.
+fn same_closes(
+    h: &History,
+    path: &Path,
+    recorded: &serde_json::Value,
+    json_path: &Path,
+    wanted: &std::collections::BTreeSet<(String, u32, String, u64)>,
+) -> Result<(), Fatal> {
+    let versions: std::collections::BTreeSet<(&str, u32)> =
+        wanted.iter().map(|(p, v, _, _)| (p.as_str(), *v)).collect();
+    let listed = recorded["versions"].as_array();
+    for (period, version) in versions {
+        let entry = listed.into_iter().flatten().find(|v| {
+            v["period"].as_str() == Some(period) && v["version"].as_u64() == Some(version.into())
+        });
+        let Some(entry) = entry else {
+            return Err(Fatal::Input(format!(
+                "{}: the tie-out row names {period} v{version}, which the tie-out's history does \
+                 not list: the tie-out was changed; run `porledger tieout` again",
+                json_path.display()
+            )));
+        };
+        let Some(want) = entry["manifest_sha256"].as_str() else {
+            continue;
+        };
+        let got = h
+            .closes(Some(period))?
+            .into_iter()
+            .find(|c| c.version == version)
+            .map(|c| c.manifest_sha256);
+        if got.as_deref() != Some(want) {
+            return Err(Fatal::Input(format!(
+                "--history {}: not the history the tie-out read: its close of {period} v{version} \
+                 {} (the tie-out read the close of the run whose manifest.json has SHA-256 \
+                 {want}, {}); explain refuses to show another history's accruals under the \
+                 row: give the tie-out's history with --history",
+                path.display(),
+                match &got {
+                    Some(sha) => format!("is of the run whose manifest.json has SHA-256 {sha}"),
+                    None => "is not in it".to_string(),
+                },
+                json_path.display()
+            )));
+        }
     }
     Ok(())
 }

@@ -178,7 +178,8 @@ fn a_closed_month_is_expected_from_the_history() {
     // tieout.json says what was taken from where.
     let j = read_json(with.join("tieout.json"));
     let h = &j["history"];
-    assert_eq!(h["path"], s.history.to_str().unwrap(), "{h}");
+    let absolute = std::fs::canonicalize(&s.history).unwrap();
+    assert_eq!(h["path"], absolute.to_str().unwrap(), "{h}");
     assert_eq!(h["accrual_months"], "2026-10..2026-11", "{h}");
     let versions = h["versions"].as_array().unwrap();
     assert_eq!(versions.len(), 1, "{h}");
@@ -233,7 +234,7 @@ fn a_closed_month_is_expected_from_the_history() {
     assert_code(&o, 0);
     assert_eq!(
         stdout(&o).replace(moved.to_str().unwrap(), "H"),
-        text.replace(s.history.to_str().unwrap(), "H")
+        text.replace(absolute.to_str().unwrap(), "H")
     );
 }
 
@@ -460,4 +461,93 @@ fn a_superseded_version_of_a_closed_period_is_refused() {
     assert_code(&o, 0);
     let j = read_json(to.join("tieout.json"));
     assert_eq!(j["history"]["replaced_by_this_run"]["version"], 2);
+}
+
+/// `explain --tieout-row` shows issued accruals only from the history the
+/// tie-out read: tieout.json records its absolute path (so explain run from
+/// another directory, one with a history of the same name, finds the same
+/// file) and each version's close, so another history of that name, given
+/// with `--history`, is refused.
+#[test]
+fn a_row_is_explained_only_from_the_history_the_tieout_read() {
+    let s = story();
+    let earnings = s.dir.path().join("earnings.csv");
+    write(
+        &earnings,
+        export_from_ledgers(
+            &[&s.oct.join("ledger.csv"), &s.nov.join("ledger.csv")],
+            ',',
+            false,
+            1,
+        ),
+    );
+    // Tied out from the story's directory, the history given relative to it.
+    let to = s.dir.path().join("t");
+    let mut c = command();
+    c.current_dir(s.dir.path())
+        .arg("tieout")
+        .arg("--out")
+        .arg(&s.nov)
+        .arg("--earnings")
+        .arg(&earnings)
+        .arg("--tieout-out")
+        .arg(&to)
+        .args(["--history", "history.db"])
+        .arg("--rules")
+        .arg(repo().join("sample-data/rules.toml"))
+        .args(["--as-of", "2026-12-01", "--quiet", "--no-pdf"]);
+    assert_code(&output(&mut c), 0);
+    let absolute = std::fs::canonicalize(&s.history).unwrap();
+    let j = read_json(to.join("tieout.json"));
+    assert_eq!(j["history"]["path"], absolute.to_str().unwrap());
+    let v = &j["history"]["versions"][0];
+    assert_eq!(v["manifest_sha256"].as_str().unwrap().len(), 64, "{v}");
+    let (rows, col) = table(&to);
+    let row = rows[1..]
+        .iter()
+        .find(|r| !r[col("issued_lines")].is_empty())
+        .unwrap()[0]
+        .clone();
+
+    // Another history of the same name: October closed from other designations.
+    let other = s.dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let other_history = other.join("history.db");
+    let other_oct = other.join("2026-10");
+    run_month(
+        "2026-10",
+        "designations-2026-10-fixed.csv",
+        Path::new("sample-data/rules.toml"),
+        &other_history,
+        &other_oct,
+    );
+    close_ok(&other_oct, &other_history);
+    let explain = |cwd: &Path, extra: &[&str]| {
+        let mut c = command();
+        c.current_dir(cwd)
+            .args(["explain", "--out"])
+            .arg(&s.nov)
+            .args(["--tieout-row", &row, "--tieout-out"])
+            .arg(&to)
+            .args(extra);
+        output(&mut c)
+    };
+    let o = explain(&repo(), &[]);
+    assert_code(&o, 0);
+    let text = stdout(&o);
+    assert!(text.contains(absolute.to_str().unwrap()), "{text}");
+    // Run from the other directory: still the tie-out's history.
+    let o = explain(&other, &[]);
+    assert_code(&o, 0);
+    assert_eq!(stdout(&o), text);
+    // The other history given: refused, naming the version.
+    for cwd in [repo(), other.clone()] {
+        let o = explain(&cwd, &["--history", other_history.to_str().unwrap()]);
+        assert_code(&o, 2);
+        let err = stderr(&o);
+        assert!(
+            err.contains("not the history the tie-out read") && err.contains("2026-10 v1"),
+            "{err}"
+        );
+    }
 }
