@@ -753,7 +753,9 @@ pub struct TieRow<'a> {
     pub product_id: Cow<'a, str>,
     pub month: Month,
     pub currency: Currency,
-    /// Expected, rounded as statement lines are.
+    /// Expected: the grain's exact sum, rounded to the currency's minor unit
+    /// with the rules' rounding (per grain, which is finer than a statement
+    /// line: a sum of grains can differ from the statement's by rounding).
     pub expected: Decimal,
     pub paid: Decimal,
     /// paid - expected.

@@ -44,6 +44,10 @@ pub struct RunInfo {
     pub partner_names: Vec<(String, String)>,
     pub rules_path: Option<PathBuf>,
     pub rules_sha256: Option<String>,
+    /// The statements' totals per partner ([`ingest::id_key`]) and
+    /// currency: the sums of summary.json's `accrual_amount`s (none when a
+    /// row of it cannot be read: nothing is shown then).
+    pub statement_totals: Option<BTreeMap<(String, Currency), Decimal>>,
 }
 
 fn data_err(file: &Path, line: u64, message: String) -> Fatal {
@@ -78,6 +82,17 @@ fn run_info(out: &Path, summary: &[u8], manifest: &serde_json::Value) -> Result<
             ))
         })
         .collect();
+    let statement_totals = summary["summary"].as_array().and_then(|rows| {
+        let mut totals: BTreeMap<(String, Currency), Decimal> = BTreeMap::new();
+        for r in rows {
+            let id = r["partner_id"].as_str()?;
+            let amount: Decimal = r["accrual_amount"].as_str()?.parse().ok()?;
+            let currency = Currency::parse(r["currency"].as_str()?)?;
+            let total = totals.entry((ingest::id_key(id), currency)).or_default();
+            *total = total.checked_add(amount)?;
+        }
+        Some(totals)
+    });
     let rules = manifest["inputs"]
         .as_array()
         .into_iter()
@@ -89,6 +104,7 @@ fn run_info(out: &Path, summary: &[u8], manifest: &serde_json::Value) -> Result<
         partner_names,
         rules_path: rules.and_then(|r| r["path"].as_str()).map(PathBuf::from),
         rules_sha256: rules.and_then(|r| r["sha256"].as_str()).map(str::to_string),
+        statement_totals,
     })
 }
 
@@ -937,6 +953,12 @@ fn tieout_on_pool(args: &TieoutArgs) -> Result<Finish, Fatal> {
         tolerance,
         read: &read,
         history: history_use.as_ref().map(history_json),
+        // With a history, the expected side holds issued accruals of other
+        // periods too: not what the run's statements total.
+        statement_totals: info
+            .statement_totals
+            .as_ref()
+            .filter(|_| history_use.is_none()),
     };
     rt::write_tieout_json(files, &dir, &head, &report)?;
     rt::write_rejects(files, &dir.join("rejects.csv"), &read)?;

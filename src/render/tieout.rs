@@ -4,6 +4,7 @@
 //! `partners/<id>/tieout.csv` (the partner's totals, then its rows that are not
 //! `matched`).
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -617,6 +618,11 @@ struct TotalJson<'a> {
     differences: u64,
     not_yet_due: u64,
     not_yet_due_amount: String,
+    /// Per partner and currency, without `--history`: the run's statement
+    /// total beside `expected` (the rows' expected amounts, each rounded on
+    /// its own: the two can differ by rounding).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    statement_total: Option<String>,
 }
 
 fn total_json<'a>(
@@ -642,6 +648,7 @@ fn total_json<'a>(
         differences: t.differences,
         not_yet_due: t.not_yet_due,
         not_yet_due_amount: f(t.not_yet_due_amount),
+        statement_total: None,
     }
 }
 
@@ -655,6 +662,10 @@ pub struct JsonHead<'a> {
     /// `--history`: the file, the accrual months and the issued versions
     /// the expected side took (see `docs/tieout.md`).
     pub history: Option<serde_json::Value>,
+    /// Without `--history` (when the expected side is the run's accruals
+    /// alone): the run's statement totals per partner ([`crate::ingest::id_key`])
+    /// and currency, shown beside the partners' expected totals.
+    pub statement_totals: Option<&'a BTreeMap<(String, Currency), Decimal>>,
 }
 
 /// Writes `tieout.json`.
@@ -717,7 +728,17 @@ pub fn write_tieout_json(
             .partner_totals
             .iter()
             .flat_map(|(p, by)| by.iter().map(move |(c, t)| (p, c, t)))
-            .map(|(p, c, t)| total_json(p, name(p), None, None, c, t))
+            .map(|(p, c, t)| {
+                let mut j = total_json(p, name(p), None, None, c, t);
+                j.statement_total = head.statement_totals.map(|s| {
+                    let total = s
+                        .get(&(crate::ingest::id_key(p), *c))
+                        .copied()
+                        .unwrap_or(Decimal::ZERO);
+                    crate::money::format_exact(total, *c)
+                });
+                j
+            })
             .collect(),
         totals: report
             .totals

@@ -1247,3 +1247,39 @@ fn the_tieout_page_shows_the_largest_differences_of_every_currency() {
         "{text}"
     );
 }
+
+/// Ten subscriptions accruing 0.005 EUR each: the statement's line is
+/// 0.05 EUR, the tie-out rounds each subscription's grain (0.01 each, 0.10
+/// in all). tieout.json shows the statement's total beside the expected
+/// total, and the page does not claim they are rounded alike.
+#[test]
+fn the_expected_total_is_shown_beside_the_statement_total() {
+    let billing: Vec<String> = (1..=10)
+        .map(|i| {
+            format!(
+                "c1,Cust,s{i},10/1/2026,10/31/2026,cycleCharge,0.125,EUR,Microsoft Corporation,M365"
+            )
+        })
+        .collect();
+    let earnings: Vec<String> = (1..=10)
+        .map(|i| format!("e{i},P1,CSP,POR,2026-10-01,EUR,0.01,4,c1,s{i}"))
+        .collect();
+    let dir = tie_por(&billing, &["c1"], &earnings);
+    let statement = read(dir.path().join("out/partners/P1/statement.csv"));
+    assert!(statement.contains("\ntotal,EUR,1.25,0.05"), "{statement}");
+    let j = read_json(dir.path().join("t/tieout.json"));
+    let p = &j["partners"][0];
+    assert_eq!(
+        (&p["partner_id"], &p["expected"], &p["statement_total"]),
+        (&"P1".into(), &"0.10".into(), &"0.05".into()),
+        "{p}"
+    );
+    assert!(j["totals"][0].get("statement_total").is_none());
+    let text = pdftext(&dir.path().join("t/partners/P1/tieout.pdf"));
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(!flat.contains("rounded as on the statement"), "{flat}");
+    assert!(
+        flat.contains("each row's amount rounded to the currency's minor unit"),
+        "{flat}"
+    );
+}
