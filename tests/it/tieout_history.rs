@@ -550,4 +550,37 @@ fn a_row_is_explained_only_from_the_history_the_tieout_read() {
             "{err}"
         );
     }
+
+    // A tie-out of an earlier porledger: the history as given (relative to
+    // where it ran), no SHA-256 per version. The path is taken from the
+    // tie-out's directory, wherever explain runs.
+    let mut j = j;
+    j["history"]["path"] = "../history.db".into();
+    for v in j["history"]["versions"].as_array_mut().unwrap() {
+        v.as_object_mut().unwrap().remove("manifest_sha256");
+    }
+    let bytes = serde_json::to_vec_pretty(&j).unwrap();
+    write(to.join("tieout.json"), &bytes);
+    let mut m = read_json(to.join("manifest.json"));
+    for e in m["outputs"].as_array_mut().unwrap() {
+        if e["path"] == "tieout.json" {
+            use sha2::Digest;
+            e["sha256"] = format!("{:x}", sha2::Sha256::digest(&bytes)).into();
+            e["bytes"] = bytes.len().into();
+        }
+    }
+    write(
+        to.join("manifest.json"),
+        serde_json::to_vec_pretty(&m).unwrap(),
+    );
+    for cwd in [repo(), other.clone()] {
+        let o = explain(&cwd, &[]);
+        assert_code(&o, 0);
+        let text = stdout(&o);
+        assert!(
+            text.contains(&format!("{}/../history.db", to.display())),
+            "{text}"
+        );
+        assert!(text.contains("2026-10 v1  sample-data/month-close/billing-2026-10.csv:"));
+    }
 }
