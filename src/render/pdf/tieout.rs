@@ -56,8 +56,14 @@ impl Renderer {
             header: h.to_string(),
             numeric: align == Align::Right,
         };
+        // Set whole like amounts: a row ID (what `explain --tieout-row`
+        // takes), a month or a currency code shortened would be another.
+        let whole = |w: f32, h: &str| Col {
+            numeric: true,
+            ..col(w, Align::Left, h)
+        };
         let cols = [
-            col(0.10, Align::Left, &self.t.locale.columns.currency),
+            whole(0.10, &self.t.locale.columns.currency),
             col(0.16, Align::Right, &l.expected),
             col(0.16, Align::Right, &l.paid),
             col(0.16, Align::Right, &l.adjustments),
@@ -109,9 +115,9 @@ impl Renderer {
             let diffs = share_out(&diffs, room);
             let shown = diffs.len();
             let cols = [
-                col(0.09, Align::Left, &l.row),
+                whole(0.09, &l.row),
                 col(0.15, Align::Left, &l.class),
-                col(0.09, Align::Left, &self.t.locale.columns.month),
+                whole(0.09, &self.t.locale.columns.month),
                 col(0.28, Align::Left, &l.customer_reason),
                 col(0.13, Align::Right, &l.expected),
                 col(0.13, Align::Right, &l.paid),
