@@ -59,6 +59,20 @@ fn close(dir: &Path, out: &str) {
     assert_code(&o, 0);
 }
 
+/// October closed into `h.db`: the rules, P-A holding DPOR of c1 (`d.csv`)
+/// and one billing line (`oct.csv`, after the header), run and closed.
+fn october_closed(dir: &Path, line: &str) {
+    write(dir, "r.toml", RULES.into());
+    write(dir, "oct.csv", format!("{HEADER}{line}\n"));
+    write(
+        dir,
+        "d.csv",
+        format!("{DHEADER}c1,P-A,Alpha,DPOR,,,,2024-01-01,\n"),
+    );
+    assert_code(&run(dir, "2026-10", "oct.csv", "d.csv", "out-oct"), 0);
+    close(dir, "out-oct");
+}
+
 /// The ledger rows as (partner, customer, accrual month, basis, rate, share,
 /// amount, reverses).
 fn ledger(dir: &Path, out: &str) -> Vec<[String; 8]> {
@@ -420,11 +434,9 @@ C2,C2,s2,10/1/2026,10/31/2026,-1000.00,EUR,Microsoft Corporation,[],PRD1,0001,RE
 fn restating_a_month_that_credits_a_closed_month_gives_the_same_reversal() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
-    write(dir, "r.toml", RULES.into());
-    write(
+    october_closed(
         dir,
-        "oct.csv",
-        format!("{HEADER}c1,C1,s1,10/1/2026,10/31/2026,3100.00,EUR,Microsoft Corporation,[],P1,0001,r-oct\n"),
+        "c1,C1,s1,10/1/2026,10/31/2026,3100.00,EUR,Microsoft Corporation,[],P1,0001,r-oct",
     );
     write(
         dir,
@@ -436,13 +448,6 @@ c1,C1,s1,10/1/2026,10/31/2026,-3100.00,EUR,Microsoft Corporation,[],P1,0001,r-oc
 "
         ),
     );
-    write(
-        dir,
-        "d.csv",
-        format!("{DHEADER}c1,P-A,Alpha,DPOR,,,,2024-01-01,\n"),
-    );
-    assert_code(&run(dir, "2026-10", "oct.csv", "d.csv", "out-oct"), 0);
-    close(dir, "out-oct");
     assert_code(&run(dir, "2026-11", "nov.csv", "d.csv", "out-nov"), 0);
     close(dir, "out-nov");
     let o = run(dir, "2026-11", "nov.csv", "d.csv", "out-nov-2");
@@ -457,19 +462,10 @@ c1,C1,s1,10/1/2026,10/31/2026,-3100.00,EUR,Microsoft Corporation,[],P1,0001,r-oc
 fn a_reference_id_in_another_letter_case_finds_its_charge() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
-    write(dir, "r.toml", RULES.into());
-    write(
+    october_closed(
         dir,
-        "oct.csv",
-        format!("{HEADER}c1,C1,s1,10/1/2026,10/31/2026,1000.00,EUR,Microsoft Corporation,[],PRD1,0001,ref-7a\n"),
+        "c1,C1,s1,10/1/2026,10/31/2026,1000.00,EUR,Microsoft Corporation,[],PRD1,0001,ref-7a",
     );
-    write(
-        dir,
-        "d.csv",
-        format!("{DHEADER}c1,P-A,Alpha,DPOR,,,,2024-01-01,\n"),
-    );
-    assert_code(&run(dir, "2026-10", "oct.csv", "d.csv", "out-oct"), 0);
-    close(dir, "out-oct");
     write(
         dir,
         "nov.csv",
@@ -490,21 +486,14 @@ fn a_reference_id_in_another_letter_case_finds_its_charge() {
 fn credits_taken_before_a_restatement_still_count_against_the_charge() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
-    write(dir, "r.toml", RULES.into());
-    write(
+    october_closed(
         dir,
-        "oct.csv",
-        format!("{HEADER}c1,C1,s1,10/1/2026,10/31/2026,3100.00,EUR,Microsoft Corporation,[],P1,0001,r-oct\n"),
+        "c1,C1,s1,10/1/2026,10/31/2026,3100.00,EUR,Microsoft Corporation,[],P1,0001,r-oct",
     );
     write(
         dir,
         "nov.csv",
         format!("{HEADER}c1,C1,s1,10/1/2026,10/31/2026,-2000.00,EUR,Microsoft Corporation,[],P1,0001,r-oct\n"),
-    );
-    write(
-        dir,
-        "d.csv",
-        format!("{DHEADER}c1,P-A,Alpha,DPOR,,,,2024-01-01,\n"),
     );
     // The restatement: P-A until October 16, then P-C.
     write(
@@ -512,8 +501,6 @@ fn credits_taken_before_a_restatement_still_count_against_the_charge() {
         "d2.csv",
         format!("{DHEADER}c1,P-A,Alpha,DPOR,,,,2024-01-01,2026-10-16\nc1,P-C,Gamma,DPOR,,,,2026-10-16,\n"),
     );
-    assert_code(&run(dir, "2026-10", "oct.csv", "d.csv", "out-oct"), 0);
-    close(dir, "out-oct");
     assert_code(&run(dir, "2026-11", "nov.csv", "d.csv", "out-nov"), 0);
     close(dir, "out-nov");
     assert_code(&run(dir, "2026-10", "oct.csv", "d2.csv", "out-oct-2"), 0);
@@ -559,19 +546,10 @@ fn credits_taken_before_a_restatement_still_count_against_the_charge() {
 fn two_credits_of_one_closed_charge_in_one_run_never_reverse_more_than_it_accrued() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
-    write(dir, "r.toml", RULES.into());
-    write(
+    october_closed(
         dir,
-        "oct.csv",
-        format!("{HEADER}c1,C1,s1,10/1/2026,10/31/2026,310.00,EUR,Microsoft Corporation,[],P1,0001,ref-1\n"),
+        "c1,C1,s1,10/1/2026,10/31/2026,310.00,EUR,Microsoft Corporation,[],P1,0001,ref-1",
     );
-    write(
-        dir,
-        "d.csv",
-        format!("{DHEADER}c1,P-A,Alpha,DPOR,,,,2024-01-01,\n"),
-    );
-    assert_code(&run(dir, "2026-10", "oct.csv", "d.csv", "out-oct"), 0);
-    close(dir, "out-oct");
     let credit = "c1,C1,s1,10/1/2026,10/31/2026,-200.00,EUR,Microsoft Corporation,[],P1,0001,";
     std::fs::create_dir(dir.join("two")).unwrap();
     write(
