@@ -1306,6 +1306,17 @@ pub fn input_order(file: usize, line: u64) -> u64 {
     ((file as u64) << 40) | line.min((1 << 40) - 1)
 }
 
+/// Notes `id` at input position `at`, keeping the earliest position seen
+/// (allocating only for an ID not seen before).
+fn keep_first(map: &mut HashMap<Box<str>, u64>, id: &str, at: u64) {
+    match map.get_mut(id) {
+        Some(first) => *first = (*first).min(at),
+        None => {
+            map.insert(id.into(), at);
+        }
+    }
+}
+
 /// The mergeable result of folding any number of lines.
 #[derive(Debug, Default)]
 pub struct Fold {
@@ -1405,12 +1416,7 @@ impl Fold {
         if !id.bytes().any(|b| b.is_ascii_alphabetic()) && id.is_ascii() {
             return;
         }
-        match self.line_partners.get_mut(id) {
-            Some(first) => *first = (*first).min(at),
-            None => {
-                self.line_partners.insert(id.into(), at);
-            }
-        }
+        keep_first(&mut self.line_partners, id, at);
     }
 
     /// The partner IDs billing lines name in several letter cases: per ID
@@ -1465,12 +1471,7 @@ impl Fold {
         }
         self.tier_notes.merge(std::mem::take(&mut later.tier_notes));
         for (id, at) in later.line_partners.drain() {
-            match self.line_partners.get_mut(&id) {
-                Some(first) => *first = (*first).min(at),
-                None => {
-                    self.line_partners.insert(id, at);
-                }
-            }
+            keep_first(&mut self.line_partners, &id, at);
         }
     }
 

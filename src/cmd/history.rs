@@ -40,6 +40,8 @@ pub fn render(h: &History, period: Option<&str>, partner: Option<&str>) -> Resul
         );
         return Ok(s);
     }
+    // Whether any close listed issued something to `partner`.
+    let mut issued_to_partner = false;
     for c in &closes {
         let latest = h.latest(&c.period)? == Some(c.version);
         let _ = writeln!(
@@ -73,6 +75,7 @@ pub fn render(h: &History, period: Option<&str>, partner: Option<&str>) -> Resul
         };
         let partner = spelled.as_deref();
         let totals = h.totals(&c.period, c.version, partner)?;
+        issued_to_partner |= !totals.is_empty();
         if let (Some(p), true) = (partner, totals.is_empty()) {
             let _ = writeln!(s, "  (nothing issued to partner {p} in this version)");
         }
@@ -103,27 +106,17 @@ pub fn render(h: &History, period: Option<&str>, partner: Option<&str>) -> Resul
             }
         }
     }
-    if let Some(p) = partner {
-        let wanted = crate::ingest::id_key(p.trim());
-        let mut known = false;
-        for c in &closes {
-            known |= h
-                .totals(&c.period, c.version, None)?
-                .iter()
-                .any(|t| crate::ingest::id_matches(&wanted, &t.partner_id));
-        }
-        if !known {
-            let _ = writeln!(
-                s,
-                "\nno partner {p} in {}: nothing was issued to it in the closes listed (check \
-                 the ID)",
-                if period.is_some() {
-                    "these closes"
-                } else {
-                    "the history"
-                }
-            );
-        }
+    if let (Some(p), false) = (partner, issued_to_partner) {
+        let _ = writeln!(
+            s,
+            "\nno partner {p} in {}: nothing was issued to it in the closes listed (check \
+             the ID)",
+            if period.is_some() {
+                "these closes"
+            } else {
+                "the history"
+            }
+        );
     }
     Ok(s)
 }
