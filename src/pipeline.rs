@@ -784,19 +784,13 @@ impl<'i> ChunkRows<'i> {
         let Some(first) = rev.first() else {
             return;
         };
-        let line_amount = charge
-            .accruals
-            .first()
-            .and_then(|c| c.accrual.line_amount.as_deref())
-            .and_then(|l| l.parse::<Decimal>().ok())
-            .unwrap_or_default();
         let (ledger_at, keys_at) = (
             self.ledger.buf.len(),
             self.keys.as_ref().map_or(0, |k| k.buf.len()),
         );
         let mut claim = CreditClaim {
             charge: first.reverses.clone(),
-            line_amount,
+            line_amount: first.line_amount,
             credited: charge.credited,
             credit: r.line.subtotal,
             file,
@@ -930,6 +924,8 @@ struct ReversalRow<'c> {
     subscription_id: &'c str,
     program_id: &'c str,
     reverses: String,
+    /// The line amount of the charge it reverses.
+    line_amount: Decimal,
 }
 
 /// The reversals of a credit line against its closed charge, or why it is
@@ -997,6 +993,7 @@ fn reversal_accruals<'c>(
             subscription_id: &rec.subscription_id,
             program_id: &inputs.rules.programs[program].id,
             reverses: x.reverses,
+            line_amount: x.line,
         });
     }
     Ok(out)

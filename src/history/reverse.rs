@@ -187,6 +187,8 @@ pub struct Reversal {
     pub of: ClosedAccrual,
     /// `PERIOD vVERSION FILE:LINE`.
     pub reverses: String,
+    /// The charge's line amount as recorded.
+    pub line: Decimal,
     pub basis: Decimal,
     pub rate: Decimal,
     pub share: Decimal,
@@ -257,6 +259,7 @@ pub fn reversals(
         out.push(Reversal {
             of: c.clone(),
             reverses: at,
+            line,
             basis,
             rate,
             share,
