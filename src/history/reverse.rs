@@ -46,8 +46,9 @@ impl ChargeKey {
 
 /// Whether `rec` is an accrual of the charge `key` refers to: the same
 /// reference ID when the credit has one (a recorded accrual without one never
-/// matches it); otherwise the same subscription, product and SKU and
-/// overlapping charge periods (both ends included). A recorded accrual
+/// matches it); otherwise the same subscription, product and SKU (product
+/// and SKU in any letter case, like every ID; a missing SKU matches only a
+/// missing one) and overlapping charge periods (both ends included). A recorded accrual
 /// without source keys (its run recorded none) never matches; neither does a
 /// reversal row or the accrual of a credit line (a negative line amount): a
 /// credit reverses charges, not other credits.
@@ -67,9 +68,12 @@ pub fn matches(key: &ChargeKey, rec: &AccrualRec) -> bool {
             .as_deref()
             .is_some_and(|x| crate::ingest::id_key(x.trim()) == crate::ingest::id_key(r));
     }
+    // Case-insensitively too (the history stores them folded from schema
+    // version 5 on; in an older one the look-up tries three spellings).
+    let id = |x: &str| crate::ingest::id_key(x.trim());
     if rec.subscription_id != key.subscription_id
-        || rec.product_id.as_deref() != Some(key.product_id.as_str())
-        || rec.sku_id.as_deref() != key.sku_id.as_deref()
+        || rec.product_id.as_deref().map(id) != Some(id(&key.product_id))
+        || rec.sku_id.as_deref().map(id) != key.sku_id.as_deref().map(id)
     {
         return false;
     }
@@ -386,6 +390,35 @@ mod tests {
             &key("", Some("0001"), "2026-10-01", "2026-10-31"),
             &reversal
         ));
+    }
+
+    /// Product and SKU are IDs: any letter case, blanks around them
+    /// ignored; a missing SKU still matches only a missing one.
+    #[test]
+    fn product_and_sku_match_in_any_letter_case() {
+        let mut r = rec(None, Some("Dg7G"), "2026-10-01", "2026-10-31");
+        r.product_id = Some("CFQ7TTC0LFLX".into());
+        for (product, sku) in [
+            ("CFQ7TTC0LFLX", "Dg7G"),
+            ("cfq7ttc0lflx", "dg7g"),
+            ("Cfq7TTc0lfLx", "DG7G"),
+            (" cfq7ttc0lflx ", " dG7g"),
+        ] {
+            let mut k = key("", Some(sku), "2026-10-01", "2026-10-31");
+            k.product_id = product.into();
+            assert!(matches(&k, &r), "{product:?} {sku:?}");
+        }
+        let mut k = key("", Some("dg7g"), "2026-10-01", "2026-10-31");
+        k.product_id = "cfq7ttc0lfly".into();
+        assert!(!matches(&k, &r));
+        k.product_id = "cfq7ttc0lflx".into();
+        k.sku_id = None;
+        assert!(!matches(&k, &r));
+        let mut no_sku = r;
+        no_sku.sku_id = None;
+        assert!(matches(&k, &no_sku));
+        k.sku_id = Some("DG7G".into());
+        assert!(!matches(&k, &no_sku));
     }
 
     fn closed(r: AccrualRec) -> ClosedAccrual {
