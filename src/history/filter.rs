@@ -47,9 +47,19 @@ impl KeyFilter {
     }
 
     /// `false`: the key was never inserted. `true`: it may have been.
+    #[cfg(test)]
     pub fn may_contain(&self, key: &[&str]) -> bool {
         let m = self.bits.len() as u64 * 64;
         probes(key, m).all(|bit| self.bits[(bit / 64) as usize] & (1 << (bit % 64)) != 0)
+    }
+
+    /// `false`: the key, given as its parts joined by the byte 0xff (as
+    /// [`KeyFilter::insert_joined`] takes it), was never inserted. `true`:
+    /// it may have been.
+    pub fn may_contain_joined(&self, key: &[u8]) -> bool {
+        let m = self.bits.len() as u64 * 64;
+        probes_of(fnv(key.iter().copied()), m)
+            .all(|bit| self.bits[(bit / 64) as usize] & (1 << (bit % 64)) != 0)
     }
 
     /// The stored form: the words, little-endian.
@@ -71,6 +81,7 @@ impl KeyFilter {
 }
 
 /// The bit positions of `key` in a filter of `m` bits (double hashing).
+#[cfg(test)]
 fn probes(key: &[&str], m: u64) -> impl Iterator<Item = u64> {
     let joined = key
         .iter()
@@ -130,6 +141,8 @@ mod tests {
         let mut j = KeyFilter::with_capacity(10);
         j.insert_joined(b"sub-1\xffCFQ7\xff0001");
         assert_eq!(f, j, "a joined key is the same key as its parts");
+        assert!(f.may_contain_joined(b"sub-1\xffCFQ7\xff0001"));
+        assert!(!f.may_contain_joined(b"sub-1\xffcfq7\xff0001"));
     }
 
     #[test]

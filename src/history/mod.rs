@@ -21,8 +21,9 @@
 //!   stored as compressed blocks of a few hundred rows (`block.rs`; read
 //!   through this module, not with plain SQL); `charge_keys` and
 //!   `charge_filters` find a credit's charge (reference IDs folded to one
-//!   letter case, see `SCHEMA_V4`), `reversals` the credits already taken
-//!   from it (see `SCHEMA_V3`);
+//!   letter case, see `SCHEMA_V4`; subscription, product and SKU IDs too,
+//!   see `SCHEMA_V5`), `reversals` the credits already taken from it (see
+//!   `SCHEMA_V3`);
 //! - `usage_marks`: the monthly active users per tenant, workload and month,
 //!   from which the usage high-water marks of later months are computed.
 //!
@@ -52,7 +53,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 pub const APPLICATION_ID: i32 = 0x504F_524C;
 
 /// The schema version this build reads and writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// Why the history cannot be used. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -604,10 +605,24 @@ CREATE INDEX reversals_reverses ON reversals(reverses);
 /// the credit's ID as written, in lower and in upper case only, which missed
 /// a charge written in mixed case. No table changes: the upgrade rewrites
 /// each close's reference key blocks and filter in Rust (see
-/// `fold_reference_keys`); the subscription keys stay as they are (their
-/// subscription is already its key, product and SKU are compared as
-/// written).
+/// `fold_keys`); the subscription keys stay as they are (their
+/// subscription is already its key; product and SKU were compared as
+/// written until version 5).
 const SCHEMA_V4: &str = "";
+
+/// Version 5: the product and SKU IDs of the subscription keys of
+/// `charge_keys` (kind 1) and of the subscriptions filter are stored as
+/// their ID key too (the subscription was one already), so a credit without
+/// a `ReferenceId` finds its charge by `ProductId` and `SkuId` in any letter
+/// case with one look-up, and [`reverse::matches`] compares them
+/// case-insensitively. Versions 3 and 4 stored them as written: a reader of
+/// such a file (never upgraded by a reader) tries the credit's product and
+/// SKU as written, in lower and in upper case, which misses a charge
+/// written in mixed case until the next `close` upgrades the file. No table
+/// changes: the upgrade rewrites each close's subscription key blocks and
+/// its subscriptions filter in Rust (see `fold_keys`); the reference keys,
+/// the references filter and the accrual blocks stay as they are.
+const SCHEMA_V5: &str = "";
 
 /// The migrations, in order: `MIGRATIONS[i]` takes schema version `i` to
 /// `i + 1`.
@@ -624,6 +639,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "reference keys folded to one letter case (credits match a ReferenceId in any case)",
         SCHEMA_V4,
+    ),
+    (
+        "product and SKU keys folded to one letter case (credits without a ReferenceId match ProductId and SkuId in any case)",
+        SCHEMA_V5,
     ),
 ];
 
@@ -769,8 +788,13 @@ impl History {
                 convert_v2(&tx, &path)?;
                 encoded = true;
             }
+            // Closes converted from version 2 above were written by this
+            // build's encoder: their keys are folded already.
             if version == 4 && !encoded {
-                fold_reference_keys(&tx, &path)?;
+                fold_keys(&tx, &path, 0)?;
+            }
+            if version == 5 && !encoded {
+                fold_keys(&tx, &path, 1)?;
             }
             tx.execute(
                 "INSERT INTO migrations(version, description) VALUES (?1, ?2)",
@@ -1452,27 +1476,45 @@ impl History {
                 r.get::<_, Option<i64>>(23)?.unwrap_or(1),
             ))
         };
+        // Version 2 stored product and SKU as written: each spelling of
+        // `charge_spellings` is looked up, like the key blocks of versions 3
+        // and 4.
+        let spellings = self.charge_spellings(key);
         let mut found = Vec::new();
         for (id, period, version) in closes {
-            if !self.may_hold(id, key)? {
-                continue;
-            }
             let rowid = |r: &rusqlite::Row<'_>| r.get::<_, i64>(0);
-            let rowids = match key.reference() {
-                Some(r) => heads.query_map(params![id, r], rowid),
-                None => heads.query_map(
-                    params![
-                        id,
-                        key.subscription_id,
-                        key.product_id,
-                        key.sku_id.as_deref().unwrap_or("")
-                    ],
-                    rowid,
-                ),
+            let mut rowids = Vec::new();
+            match key.reference() {
+                Some(r) => {
+                    if self.may_hold(id, 0, r.as_bytes())? {
+                        rowids.extend(
+                            heads
+                                .query_map(params![id, r], rowid)
+                                .map_err(|e| sql(&self.path, e))?
+                                .collect::<Result<Vec<_>, _>>()
+                                .map_err(|e| sql(&self.path, e))?,
+                        );
+                    }
+                }
+                None => {
+                    for (product, sku) in &spellings {
+                        let joined = joined_key(&key.subscription_id, product, sku);
+                        if !self.may_hold(id, 1, &joined)? {
+                            continue;
+                        }
+                        rowids.extend(
+                            heads
+                                .query_map(params![id, key.subscription_id, product, sku], rowid)
+                                .map_err(|e| sql(&self.path, e))?
+                                .collect::<Result<Vec<_>, _>>()
+                                .map_err(|e| sql(&self.path, e))?,
+                        );
+                    }
+                }
             }
-            .map_err(|e| sql(&self.path, e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| sql(&self.path, e))?;
+            // The heads of every spelling, once each, in row order.
+            rowids.sort_unstable();
+            rowids.dedup();
             let mut matching = Vec::with_capacity(rowids.len());
             for rowid in rowids {
                 let head = head_row
@@ -1544,20 +1586,22 @@ impl History {
         key: &reverse::ChargeKey,
     ) -> Result<Vec<ClosedAccrual>, HistoryError> {
         let s = |e| sql(&self.path, e);
-        let (kind, wanted) = match key.reference() {
-            Some(r) => (0, self.reference_key(r).as_bytes().to_vec()),
+        // The stored keys the charge may be under: one from schema version 5
+        // on (see `SCHEMA_V5`); in an older file, each spelling of
+        // `charge_spellings`.
+        let (kind, spellings): (i64, Vec<Vec<u8>>) = match key.reference() {
+            Some(r) => (0, vec![self.reference_key(r).as_bytes().to_vec()]),
             None => (
                 1,
-                joined_key(
-                    &key.subscription_id,
-                    &key.product_id,
-                    key.sku_id.as_deref().unwrap_or(""),
-                ),
+                self.charge_spellings(key)
+                    .iter()
+                    .map(|(product, sku)| joined_key(&key.subscription_id, product, sku))
+                    .collect(),
             ),
         };
-        // The blocks that may hold `wanted`: from the last one starting
-        // below it (it may end with `wanted`'s first entries; the first block
-        // when none starts below) to the last one starting at or below it.
+        // The blocks that may hold a key: from the last one starting below it
+        // (it may end with the key's first entries; the first block when
+        // none starts below) to the last one starting at or below it.
         let mut last_below = self
             .conn
             .prepare_cached(
@@ -1588,39 +1632,43 @@ impl History {
             .map_err(s)?;
         let mut found = Vec::new();
         for (id, period, version) in self.latest_closes()? {
-            if !self.may_hold(id, key)? {
-                continue;
-            }
             let bad = |what: String| self.damaged(&period, version, what);
-            let seq = |st: &mut rusqlite::CachedStatement<'_>| {
-                st.query_row(params![id, kind, wanted], |r| r.get::<_, i64>(0))
-                    .optional()
-                    .map_err(s)
-            };
-            let Some(to) = seq(&mut last_at)? else {
-                continue;
-            };
-            let from = seq(&mut last_below)?.unwrap_or(0);
             let mut heads: Vec<u64> = Vec::new();
-            let mut rows = keys.query(params![id, kind, from, to]).map_err(s)?;
-            while let Some(r) = rows.next().map_err(s)? {
-                let entries: i64 = r.get(0).map_err(s)?;
-                let blob = r
-                    .get_ref(1)
-                    .and_then(|v| v.as_blob().map_err(Into::into))
-                    .map_err(s)?;
-                let entries = usize::try_from(entries)
-                    .map_err(|_| bad(format!("a key block of {entries} entries")))?;
-                let b = block::Block::decode(blob, 2, entries)
-                    .map_err(|e| bad(format!("a key block: {e}")))?;
-                for i in 0..b.rows() {
-                    if b.bytes(i, 0) == Some(&wanted[..]) {
-                        let at = b.text(i, 1).map_err(&bad)?.and_then(|t| t.parse().ok());
-                        heads.push(at.ok_or_else(|| bad(format!("key entry {i} has no row")))?);
+            for wanted in &spellings {
+                if !self.may_hold(id, kind, wanted)? {
+                    continue;
+                }
+                let seq = |st: &mut rusqlite::CachedStatement<'_>| {
+                    st.query_row(params![id, kind, wanted], |r| r.get::<_, i64>(0))
+                        .optional()
+                        .map_err(s)
+                };
+                let Some(to) = seq(&mut last_at)? else {
+                    continue;
+                };
+                let from = seq(&mut last_below)?.unwrap_or(0);
+                let mut rows = keys.query(params![id, kind, from, to]).map_err(s)?;
+                while let Some(r) = rows.next().map_err(s)? {
+                    let entries: i64 = r.get(0).map_err(s)?;
+                    let blob = r
+                        .get_ref(1)
+                        .and_then(|v| v.as_blob().map_err(Into::into))
+                        .map_err(s)?;
+                    let entries = usize::try_from(entries)
+                        .map_err(|_| bad(format!("a key block of {entries} entries")))?;
+                    let b = block::Block::decode(blob, 2, entries)
+                        .map_err(|e| bad(format!("a key block: {e}")))?;
+                    for i in 0..b.rows() {
+                        if b.bytes(i, 0) == Some(&wanted[..]) {
+                            let at = b.text(i, 1).map_err(&bad)?.and_then(|t| t.parse().ok());
+                            heads.push(at.ok_or_else(|| bad(format!("key entry {i} has no row")))?);
+                        }
                     }
                 }
             }
-            drop(rows);
+            // The heads of every spelling, once each, in row order.
+            heads.sort_unstable();
+            heads.dedup();
             // Heads come in row order: consecutive ones often share a block.
             let mut last: Option<(i64, i64, block::Block)> = None;
             for head in heads {
@@ -1691,9 +1739,39 @@ impl History {
         }
     }
 
-    /// Whether close `id` may hold a charge with `key`, by its key filter
-    /// (loaded once per close); `true` when the close has no filter.
-    fn may_hold(&self, id: i64, key: &reverse::ChargeKey) -> Result<bool, HistoryError> {
+    /// The (product, SKU) spellings under which this history may store the
+    /// charge of a credit without a reference ID (a missing SKU as ''):
+    /// from schema version 5 on, one, their ID keys (see `SCHEMA_V5`);
+    /// before, when they were stored as written, the credit's as written,
+    /// in lower and in upper case (each once, in that order). A charge
+    /// written in mixed case in an older file is found once the next
+    /// `close` has upgraded it.
+    fn charge_spellings(&self, key: &reverse::ChargeKey) -> Vec<(String, String)> {
+        let (product, sku) = (key.product_id.as_str(), key.sku_id.as_deref().unwrap_or(""));
+        if self.schema >= 5 {
+            return vec![(
+                crate::ingest::id_key(product.trim()),
+                crate::ingest::id_key(sku.trim()),
+            )];
+        }
+        let mut out: Vec<(String, String)> = Vec::with_capacity(3);
+        for spelled in [
+            (product.to_string(), sku.to_string()),
+            (product.to_lowercase(), sku.to_lowercase()),
+            (product.to_uppercase(), sku.to_uppercase()),
+        ] {
+            if !out.contains(&spelled) {
+                out.push(spelled);
+            }
+        }
+        out
+    }
+
+    /// Whether close `id` may hold a charge under the stored key `wanted`
+    /// of `kind` (0: a reference key, by the references filter; 1: a key
+    /// joined by [`joined_key`], by the subscriptions filter), by its key
+    /// filters (loaded once per close); `true` when the close has none.
+    fn may_hold(&self, id: i64, kind: i64, wanted: &[u8]) -> Result<bool, HistoryError> {
         let mut filters = self.filters.borrow_mut();
         let f = match filters.entry(id) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
@@ -1716,14 +1794,10 @@ impl History {
                 }))
             }
         };
-        Ok(match (f, key.reference()) {
+        Ok(match (f, kind) {
             (None, _) => true,
-            (Some((refs, _)), Some(r)) => refs.may_contain(&[&self.reference_key(r)]),
-            (Some((_, subs)), None) => subs.may_contain(&[
-                &key.subscription_id,
-                &key.product_id,
-                key.sku_id.as_deref().unwrap_or(""),
-            ]),
+            (Some((refs, _)), 0) => refs.may_contain_joined(wanted),
+            (Some((_, subs)), _) => subs.may_contain_joined(wanted),
         })
     }
 
@@ -2743,7 +2817,8 @@ where
 struct ChargeKeys {
     /// (reference ID, trimmed and folded by `id_key`, ordinal of the head)
     refs: Vec<(Vec<u8>, u64)>,
-    /// (subscription, product, SKU joined by 0xff, ordinal of the head)
+    /// (subscription, product, SKU joined by 0xff, each an ID key, ordinal
+    /// of the head)
     subs: Vec<(Vec<u8>, u64)>,
 }
 
@@ -2779,8 +2854,12 @@ impl ChargeKeys {
             self.refs.push((crate::ingest::id_key(r).into_bytes(), at));
         }
         if let Some(p) = a.product_id {
-            let sku = a.sku_id.unwrap_or("");
-            self.subs.push((joined_key(a.subscription_id, p, sku), at));
+            // The subscription is its ID key already (the ledger's); product
+            // and SKU are folded the same way (see `SCHEMA_V5`).
+            let product = crate::ingest::id_key(p.trim());
+            let sku = crate::ingest::id_key(a.sku_id.unwrap_or("").trim());
+            self.subs
+                .push((joined_key(a.subscription_id, &product, &sku), at));
         }
     }
 
@@ -2831,35 +2910,61 @@ fn encode_keys(
     f.to_bytes()
 }
 
-/// Folds the reference keys of the closes recorded under schema version 3
-/// (stored as written) to their ID key (see `SCHEMA_V4`): per close, its
-/// kind 0 key blocks are decoded, each key folded, the list sorted and
-/// written again by [`encode_keys`] with its references filter, as a close
-/// of this build writes them. A close whose keys are folded already (all in
-/// lower case, as GUIDs mostly are) is left as it is; the subscription keys
-/// and everything else are never touched. Part of the upgrade's transaction.
-fn fold_reference_keys(tx: &Transaction, path: &Path) -> Result<(), HistoryError> {
+/// Folds the keys of `kind` of the closes recorded before they were stored
+/// folded: kind 0 (reference IDs, as written until schema version 4, see
+/// `SCHEMA_V4`) to their ID key; kind 1 (subscription, product and SKU
+/// joined by 0xff; product and SKU as written until version 5, see
+/// `SCHEMA_V5`) with product and SKU folded to their ID key (the
+/// subscription is one already). Per close, its key blocks of `kind` are
+/// decoded, each key folded, the list sorted and written again by
+/// [`encode_keys`] with that kind's filter, as a close of this build writes
+/// them. A close whose keys are folded already (all in lower case, as GUIDs
+/// mostly are) is left as it is; the other kind's keys and filter and
+/// everything else are never touched. Part of the upgrade's transaction.
+fn fold_keys(tx: &Transaction, path: &Path, kind: u8) -> Result<(), HistoryError> {
     let s = |e| sql(path, e);
     let damaged = |id: i64, what: String| HistoryError::Refused {
         path: path.display().to_string(),
         message: format!("close {id}: {what}: the history is damaged; it was not upgraded"),
     };
+    let fold = |key: &[u8]| -> Result<Vec<u8>, String> {
+        let text = |part: &[u8]| {
+            std::str::from_utf8(part)
+                .map(|t| crate::ingest::id_key(t.trim()))
+                .map_err(|_| "a key that is not UTF-8 text".to_string())
+        };
+        if kind == 0 {
+            return text(key).map(String::into_bytes);
+        }
+        let parts: Vec<&[u8]> = key.split(|b| *b == 0xff).collect();
+        let [subscription, product, sku] = parts[..] else {
+            return Err(format!(
+                "a subscription key of {} parts, not 3",
+                parts.len()
+            ));
+        };
+        let subscription =
+            std::str::from_utf8(subscription).map_err(|_| "a key that is not UTF-8 text")?;
+        Ok(joined_key(subscription, &text(product)?, &text(sku)?))
+    };
     let ids: Vec<i64> = tx
-        .prepare("SELECT DISTINCT close_id FROM charge_keys WHERE kind = 0 ORDER BY close_id")
-        .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+        .prepare("SELECT DISTINCT close_id FROM charge_keys WHERE kind = ?1 ORDER BY close_id")
+        .and_then(|mut st| st.query_map(params![kind], |r| r.get(0))?.collect())
         .map_err(s)?;
     let mut blocks = tx
         .prepare(
-            "SELECT entries, data FROM charge_keys WHERE close_id = ?1 AND kind = 0 ORDER BY seq",
+            "SELECT entries, data FROM charge_keys WHERE close_id = ?1 AND kind = ?2 ORDER BY seq",
         )
         .map_err(s)?;
-    let mut subscriptions = tx
-        .prepare("SELECT subscriptions_filter FROM charge_filters WHERE close_id = ?1")
+    let mut filters = tx
+        .prepare(
+            "SELECT references_filter, subscriptions_filter FROM charge_filters WHERE close_id = ?1",
+        )
         .map_err(s)?;
     for id in ids {
         let mut list: Vec<(Vec<u8>, u64)> = Vec::new();
         let mut changed = false;
-        let mut rows = blocks.query(params![id]).map_err(s)?;
+        let mut rows = blocks.query(params![id, kind]).map_err(s)?;
         while let Some(r) = rows.next().map_err(s)? {
             let entries: i64 = r.get(0).map_err(s)?;
             let blob = r
@@ -2871,40 +2976,46 @@ fn fold_reference_keys(tx: &Transaction, path: &Path) -> Result<(), HistoryError
             let b = block::Block::decode(blob, 2, entries)
                 .map_err(|e| damaged(id, format!("a key block: {e}")))?;
             for i in 0..b.rows() {
-                let key = b.text(i, 0).map_err(|e| damaged(id, e))?;
                 let at = b
                     .text(i, 1)
                     .map_err(|e| damaged(id, e))?
                     .and_then(|t| t.parse().ok());
-                let (Some(key), Some(at)) = (key, at) else {
+                let (Some(key), Some(at)) = (b.bytes(i, 0), at) else {
                     return Err(damaged(id, format!("key entry {i} has no key or no row")));
                 };
-                let folded = crate::ingest::id_key(key.trim());
+                let folded = fold(key).map_err(|e| damaged(id, format!("key entry {i}: {e}")))?;
                 changed |= folded != key;
-                list.push((folded.into_bytes(), at));
+                list.push((folded, at));
             }
         }
         drop(rows);
         if !changed {
             continue;
         }
-        // The close's filter row keeps its subscriptions filter as it is.
-        let subs: Vec<u8> = subscriptions
-            .query_row(params![id], |r| r.get(0))
+        // The close's filter row keeps the other kind's filter as it is.
+        let (references, subscriptions): (Vec<u8>, Vec<u8>) = filters
+            .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()
             .map_err(s)?
-            .ok_or_else(|| damaged(id, "reference keys without a filter".into()))?;
+            .ok_or_else(|| damaged(id, "keys without a filter".into()))?;
         tx.execute(
-            "DELETE FROM charge_keys WHERE close_id = ?1 AND kind = 0",
-            params![id],
+            "DELETE FROM charge_keys WHERE close_id = ?1 AND kind = ?2",
+            params![id, kind],
         )
         .map_err(s)?;
         let mut parts = Vec::new();
-        let references = encode_keys(0, &mut list, &mut |p| parts.push(p));
-        parts.push(StoredPart::End {
-            references,
-            subscriptions: subs,
-            accruals: 0,
+        let folded = encode_keys(kind, &mut list, &mut |p| parts.push(p));
+        parts.push(match kind {
+            0 => StoredPart::End {
+                references: folded,
+                subscriptions,
+                accruals: 0,
+            },
+            _ => StoredPart::End {
+                references,
+                subscriptions: folded,
+                accruals: 0,
+            },
         });
         store_parts(
             tx,
@@ -3707,6 +3818,14 @@ mod tests {
         }
     }
 
+    /// [`key`] without a reference ID, for `product` and `sku`.
+    fn product_key(product: &str, sku: Option<&str>) -> reverse::ChargeKey {
+        reverse::ChargeKey {
+            product_id: product.into(),
+            ..key("", sku)
+        }
+    }
+
     #[test]
     fn closed_charges_come_from_the_latest_version_of_each_period() {
         let d = tmp();
@@ -3794,7 +3913,9 @@ mod tests {
         let pair = |k: &str, at: &str| (k.to_string(), at.to_string());
         // Reference IDs by their ID key (the rows keep them as written).
         assert_eq!(entries(0), vec![pair("ref-1", "0"), pair("ref-2", "3")]);
-        let sub = "sub-1\u{fffd}CFQ7\u{fffd}0001";
+        // Product and SKU by their ID key too (the rows keep them as
+        // written).
+        let sub = "sub-1\u{fffd}cfq7\u{fffd}0001";
         assert_eq!(entries(1), vec![pair(sub, "0"), pair(sub, "3")]);
         let found = h.closed_charges(&key("REF-1", None)).unwrap();
         let got: Vec<(&str, &str, Option<&str>)> = found
@@ -3942,6 +4063,10 @@ mod tests {
             let found = h.closed_charges(&key("REF-1", None)).unwrap();
             let by_keys = h.closed_charges(&key("", Some("0001"))).unwrap();
             assert_eq!(found, by_keys);
+            // The product in another letter case: version 2 stored it as
+            // written (CFQ7), its reader tries the credit's in upper case.
+            let spelled = h.closed_charges(&product_key("cfq7", Some("0001")));
+            assert_eq!(spelled.unwrap(), by_keys);
             let credited = h.credited("2026-09 v1 sep.csv:2", None).unwrap();
             let mut issued = Vec::new();
             h.issued_accruals(&[("2026-10".to_string(), 1)], ("2026-10", "2026-10"), |r| {
@@ -4005,36 +4130,57 @@ mod tests {
         assert_eq!(h.close(&rec, no_rows(), || {}).unwrap(), 2);
     }
 
-    /// The kind 0 (reference) key entries of close `id`: (key, ordinal).
-    fn reference_keys(c: &Connection, id: i64) -> Vec<(String, u64)> {
+    /// The key entries of `kind` of close `id`: (key, ordinal), the parts
+    /// of a kind 1 key joined by '|' (for 0xff).
+    fn stored_keys(c: &Connection, id: i64, kind: u8) -> Vec<(String, u64)> {
         let mut st = c
-            .prepare("SELECT entries, data FROM charge_keys WHERE close_id = ?1 AND kind = 0 ORDER BY seq")
+            .prepare("SELECT entries, data FROM charge_keys WHERE close_id = ?1 AND kind = ?2 ORDER BY seq")
             .unwrap();
-        let mut rows = st.query(params![id]).unwrap();
+        let mut rows = st.query(params![id, kind]).unwrap();
         let mut out = Vec::new();
         while let Some(r) = rows.next().unwrap() {
             let n: i64 = r.get(0).unwrap();
             let data: Vec<u8> = r.get(1).unwrap();
             let b = block::Block::decode(&data, 2, n as usize).unwrap();
             for i in 0..b.rows() {
-                let key = b.text(i, 0).unwrap().unwrap().to_string();
-                out.push((key, b.text(i, 1).unwrap().unwrap().parse().unwrap()));
+                let parts: Vec<&str> = b
+                    .bytes(i, 0)
+                    .unwrap()
+                    .split(|x| *x == 0xff)
+                    .map(|p| std::str::from_utf8(p).unwrap())
+                    .collect();
+                out.push((
+                    parts.join("|"),
+                    b.text(i, 1).unwrap().unwrap().parse().unwrap(),
+                ));
             }
         }
         out
     }
 
-    /// The stored rows of close `id` other than its reference keys, their
-    /// bytes in hex: accrual blocks, subscription key blocks,
-    /// subscriptions filter.
-    fn other_rows(c: &Connection, id: i64) -> Vec<String> {
+    /// The kind 0 (reference) key entries of close `id`: (key, ordinal).
+    fn reference_keys(c: &Connection, id: i64) -> Vec<(String, u64)> {
+        stored_keys(c, id, 0)
+    }
+
+    /// The stored rows of close `id` other than its keys of `kind` and
+    /// that kind's filter, their bytes in hex: accrual blocks, the other
+    /// kind's key blocks and filter.
+    fn other_rows(c: &Connection, id: i64, kind: u8) -> Vec<String> {
+        let filter = match kind {
+            0 => "SELECT hex(subscriptions_filter) FROM charge_filters WHERE close_id = ?1",
+            _ => "SELECT hex(references_filter) FROM charge_filters WHERE close_id = ?1",
+        };
         let mut out = Vec::new();
         for q in [
             "SELECT first || ' ' || rows || ' ' || hex(data) FROM accrual_blocks
              WHERE close_id = ?1 ORDER BY first",
-            "SELECT seq || ' ' || hex(first_key) || ' ' || entries || ' ' || hex(data) FROM charge_keys
-             WHERE close_id = ?1 AND kind = 1 ORDER BY seq",
-            "SELECT hex(subscriptions_filter) FROM charge_filters WHERE close_id = ?1",
+            &format!(
+                "SELECT seq || ' ' || hex(first_key) || ' ' || entries || ' ' || hex(data) FROM charge_keys
+                 WHERE close_id = ?1 AND kind = {} ORDER BY seq",
+                1 - kind
+            ),
+            filter,
         ] {
             let mut st = c.prepare(q).unwrap();
             let rows = st.query_map(params![id], |r| r.get::<_, String>(0)).unwrap();
@@ -4043,33 +4189,47 @@ mod tests {
         out
     }
 
-    /// The kind 0 key blocks and references filter of close `id`, with
-    /// the reference IDs of its heads as they were written (as schema
-    /// version 3 stored them); the rest as this build wrote it.
-    fn unfold_references(c: &Connection, id: i64, refs: &[(&str, u64)]) {
+    /// The key blocks of `kind` and that kind's filter of close `id`, with
+    /// `keys` (the parts of a kind 1 key joined by '|') as an older schema
+    /// stored them (as written); the rest as this build wrote it.
+    fn unfold_keys(c: &Connection, id: i64, kind: u8, keys: &[(&str, u64)]) {
         let tx = c.unchecked_transaction().unwrap();
-        let subs: Vec<u8> = tx
+        let (references, subscriptions): (Vec<u8>, Vec<u8>) = tx
             .query_row(
-                "SELECT subscriptions_filter FROM charge_filters WHERE close_id = ?1",
+                "SELECT references_filter, subscriptions_filter FROM charge_filters WHERE close_id = ?1",
                 params![id],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .unwrap();
         tx.execute(
-            "DELETE FROM charge_keys WHERE close_id = ?1 AND kind = 0",
-            params![id],
+            "DELETE FROM charge_keys WHERE close_id = ?1 AND kind = ?2",
+            params![id, kind],
         )
         .unwrap();
-        let mut list: Vec<(Vec<u8>, u64)> = refs
+        let mut list: Vec<(Vec<u8>, u64)> = keys
             .iter()
-            .map(|(k, at)| (k.as_bytes().to_vec(), *at))
+            .map(|(k, at)| {
+                let parts: Vec<&str> = k.split('|').collect();
+                let k = match kind {
+                    0 => k.as_bytes().to_vec(),
+                    _ => joined_key(parts[0], parts[1], parts[2]),
+                };
+                (k, *at)
+            })
             .collect();
         let mut parts = Vec::new();
-        let references = encode_keys(0, &mut list, &mut |p| parts.push(p));
-        parts.push(StoredPart::End {
-            references,
-            subscriptions: subs,
-            accruals: 0,
+        let unfolded = encode_keys(kind, &mut list, &mut |p| parts.push(p));
+        parts.push(match kind {
+            0 => StoredPart::End {
+                references: unfolded,
+                subscriptions,
+                accruals: 0,
+            },
+            _ => StoredPart::End {
+                references,
+                subscriptions: unfolded,
+                accruals: 0,
+            },
         });
         store_parts::<_, ()>(&tx, id, parts.into_iter().map(Ok)).unwrap();
         tx.commit().unwrap();
@@ -4078,7 +4238,9 @@ mod tests {
     /// A schema version 3 file: close 1 (2026-09) with a reference ID in
     /// lower case, close 2 (2026-10) with one in mixed case (line 2, a run
     /// of two accruals) and one in upper case (line 3), their reference
-    /// keys as written.
+    /// keys as written (their subscription keys as this build folds them,
+    /// which the version 5 upgrade leaves as they are: see `v4_file` for
+    /// unfolded ones).
     fn v3_file(p: &Path) {
         let mut h = History::open_write(p, Duration::from_secs(1)).unwrap();
         let mut sep = charge("P1", Some("ref-sep"), Some("0001"), 2);
@@ -4095,8 +4257,8 @@ mod tests {
         h.close(&read(&h, "2026-10"), rows, || {}).unwrap();
         drop(h);
         let c = Connection::open(p).unwrap();
-        unfold_references(&c, 2, &[("Ref-C1-Oct", 0), ("REF-C2-OCT", 2)]);
-        c.execute("DELETE FROM migrations WHERE version = 4", [])
+        unfold_keys(&c, 2, 0, &[("Ref-C1-Oct", 0), ("REF-C2-OCT", 2)]);
+        c.execute("DELETE FROM migrations WHERE version >= 4", [])
             .unwrap();
         c.pragma_update(None, "user_version", 3).unwrap();
         c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
@@ -4157,6 +4319,234 @@ mod tests {
         assert!(lookup.charge(&key("ref-c1-nov", None)).unwrap().is_none());
     }
 
+    /// A close keeps its product and SKU keys folded: a credit without a
+    /// `ReferenceId` finds its charge by `ProductId` and `SkuId` in any
+    /// letter case (a missing SKU still only by a missing one).
+    #[test]
+    fn a_product_and_sku_are_found_in_any_letter_case() {
+        use reverse::ClosedCharges;
+        let d = tmp();
+        let p = d.path().join("h.db");
+        let mut h = History::open_write(&p, Duration::from_secs(1)).unwrap();
+        let mut rows = vec![
+            charge("P1", None, Some("Dg7G-Ab"), 2),
+            charge("P2", None, Some("Dg7G-Ab"), 2),
+            charge("P1", None, None, 3),
+        ];
+        for a in &mut rows {
+            a.product_id = Some("CFQ7TTC0LFLX".into());
+        }
+        h.close(
+            &record("2026-10", None),
+            rows.into_iter().map(Ok::<_, ()>),
+            || {},
+        )
+        .unwrap();
+        assert_eq!(
+            stored_keys(&h.conn, 1, 1),
+            vec![
+                ("sub-1|cfq7ttc0lflx|".into(), 2),
+                ("sub-1|cfq7ttc0lflx|dg7g-ab".into(), 0)
+            ]
+        );
+        drop(h);
+        let lookup = ClosedLookup::new(History::open_read(&p).unwrap().unwrap(), None).unwrap();
+        let found = |product: &str, sku: Option<&str>| {
+            let c = lookup.charge(&product_key(product, sku)).unwrap();
+            c.map(|c| {
+                c.accruals
+                    .iter()
+                    .map(|a| (a.accrual.partner_id.clone(), a.accrual.source_line))
+                    .collect::<Vec<_>>()
+            })
+        };
+        let line_2 = Some(vec![("P1".to_string(), 2), ("P2".to_string(), 2)]);
+        for (product, sku) in [
+            ("CFQ7TTC0LFLX", "Dg7G-Ab"),
+            ("cfq7ttc0lflx", "dg7g-ab"),
+            ("Cfq7TtC0lFlX", "DG7G-AB"),
+            (" cfq7ttc0lflx ", "dG7g-aB "),
+        ] {
+            assert_eq!(found(product, Some(sku)), line_2, "{product:?} {sku:?}");
+        }
+        for product in ["CFQ7TTC0LFLX", "cfq7ttc0lflx", "cFQ7ttc0LFLX"] {
+            let line_3 = Some(vec![("P1".to_string(), 3)]);
+            assert_eq!(found(product, None), line_3, "{product:?}");
+        }
+        assert_eq!(found("cfq7ttc0lfly", Some("dg7g-ab")), None);
+        assert_eq!(found("cfq7ttc0lflx", Some("dg7g-ac")), None);
+    }
+
+    /// A schema version 4 file: close 1 (2026-09) with its product and SKU
+    /// in lower case, close 2 (2026-10) with a mixed-case SKU (line 2, a
+    /// run of two accruals, reference `Ref-C1-Oct`), a mixed-case product
+    /// (line 3) and no SKU (line 4), its subscription keys as written.
+    /// Returns close 2's stored rows other than its reference keys as this
+    /// build wrote them (before its subscription keys were unfolded).
+    fn v4_file(p: &Path) -> Vec<String> {
+        let mut h = History::open_write(p, Duration::from_secs(1)).unwrap();
+        let mut sep = charge("P1", Some("ref-sep"), Some("0001"), 2);
+        sep.source_file = "sep.csv".into();
+        sep.product_id = Some("cfq7sep".into());
+        sep.charge_start = Some("2026-09-01".into());
+        sep.charge_end = Some("2026-09-30".into());
+        h.close(&record("2026-09", None), vec![Ok::<_, ()>(sep)], || {})
+            .unwrap();
+        let with = |mut a: AccrualRec, product: &str| {
+            a.product_id = Some(product.into());
+            Ok::<_, ()>(a)
+        };
+        let rows = vec![
+            with(
+                charge("P1", Some("Ref-C1-Oct"), Some("DG7G-Ab"), 2),
+                "CFQ7TTC0LFLX",
+            ),
+            with(
+                charge("P2", Some("Ref-C1-Oct"), Some("DG7G-Ab"), 2),
+                "CFQ7TTC0LFLX",
+            ),
+            with(charge("P1", None, Some("0002"), 3), "CfQ7Mixed"),
+            with(charge("P1", None, None, 4), "CFQ7TTC0LFLX"),
+        ];
+        h.close(&read(&h, "2026-10"), rows, || {}).unwrap();
+        drop(h);
+        let c = Connection::open(p).unwrap();
+        let written = other_rows(&c, 2, 0);
+        unfold_keys(
+            &c,
+            2,
+            1,
+            &[
+                ("sub-1|CFQ7TTC0LFLX|DG7G-Ab", 0),
+                ("sub-1|CfQ7Mixed|0002", 2),
+                ("sub-1|CFQ7TTC0LFLX|", 3),
+            ],
+        );
+        c.execute("DELETE FROM migrations WHERE version = 5", [])
+            .unwrap();
+        c.pragma_update(None, "user_version", 4).unwrap();
+        c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
+        written
+    }
+
+    #[test]
+    fn a_version_4_file_is_read_as_it_is_and_its_product_keys_folded_by_the_next_close() {
+        use reverse::ClosedCharges;
+        let d = tmp();
+        let p = d.path().join("h.db");
+        let written = v4_file(&p);
+        assert_eq!(probe(&p).unwrap(), Probe::Ours { version: 4 });
+        let before = std::fs::read(&p).unwrap();
+        let (references, sep) = {
+            let c = Connection::open_with_flags(&p, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+            assert_eq!(
+                stored_keys(&c, 2, 1),
+                vec![
+                    ("sub-1|CFQ7TTC0LFLX|".into(), 3),
+                    ("sub-1|CFQ7TTC0LFLX|DG7G-Ab".into(), 0),
+                    ("sub-1|CfQ7Mixed|0002".into(), 2),
+                ]
+            );
+            (
+                other_rows(&c, 2, 1),
+                [other_rows(&c, 1, 0), other_rows(&c, 1, 1)],
+            )
+        };
+        let found = |lookup: &ClosedLookup, product: &str, sku: Option<&str>| {
+            lookup
+                .charge(&product_key(product, sku))
+                .unwrap()
+                .map(|c| (c.accruals.len(), c.accruals[0].accrual.source_line))
+        };
+        {
+            // A reader tries the credit's product and SKU as written, in
+            // lower and in upper case: a mixed-case key is found only as
+            // written until the file is upgraded.
+            let lookup = ClosedLookup::new(History::open_read(&p).unwrap().unwrap(), None).unwrap();
+            assert_eq!(
+                found(&lookup, "CFQ7TTC0LFLX", Some("DG7G-Ab")),
+                Some((2, 2))
+            );
+            assert_eq!(found(&lookup, "cfq7ttc0lflx", Some("dg7g-ab")), None);
+            assert_eq!(found(&lookup, "CfQ7Mixed", Some("0002")), Some((1, 3)));
+            assert_eq!(found(&lookup, "cfq7mixed", Some("0002")), None);
+            assert_eq!(found(&lookup, "cfq7ttc0lflx", None), Some((1, 4)));
+            assert_eq!(found(&lookup, "Cfq7Ttc0lflx", None), Some((1, 4)));
+            // The reference keys were folded by version 4 already.
+            let by_reference = lookup.charge(&key("REF-C1-OCT", None)).unwrap();
+            assert_eq!(by_reference.map(|c| c.accruals.len()), Some(2));
+        }
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            before,
+            "a reader never upgrades"
+        );
+
+        let h = upgraded_by_a_close(&p);
+        assert_eq!(
+            stored_keys(&h.conn, 2, 1),
+            vec![
+                ("sub-1|cfq7mixed|0002".into(), 2),
+                ("sub-1|cfq7ttc0lflx|".into(), 3),
+                ("sub-1|cfq7ttc0lflx|dg7g-ab".into(), 0),
+            ]
+        );
+        // The keys and the subscriptions filter as a close of this build
+        // writes them; the filter finds the folded keys.
+        assert_eq!(other_rows(&h.conn, 2, 0), written);
+        let subs: Vec<u8> = h
+            .conn
+            .query_row(
+                "SELECT subscriptions_filter FROM charge_filters WHERE close_id = 2",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let subs = filter::KeyFilter::from_bytes(&subs).unwrap();
+        for (product, sku) in [
+            ("cfq7mixed", "0002"),
+            ("cfq7ttc0lflx", ""),
+            ("cfq7ttc0lflx", "dg7g-ab"),
+        ] {
+            let k = joined_key("sub-1", product, sku);
+            assert!(subs.may_contain_joined(&k), "{product:?} {sku:?}");
+        }
+        assert_eq!(
+            other_rows(&h.conn, 2, 1),
+            references,
+            "the accrual blocks, reference keys and references filter stay as they were"
+        );
+        assert_eq!(
+            [other_rows(&h.conn, 1, 0), other_rows(&h.conn, 1, 1)],
+            sep,
+            "a close folded already is left as it is"
+        );
+        let description: String = h
+            .conn
+            .query_row(
+                "SELECT description FROM migrations WHERE version = 5",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(description.contains("letter case"), "{description}");
+        let lookup = ClosedLookup::new(h, None).unwrap();
+        for (product, sku) in [
+            ("CFQ7TTC0LFLX", "DG7G-Ab"),
+            ("cfq7ttc0lflx", "dg7g-ab"),
+            ("Cfq7ttc0lflx", "dG7g-AB"),
+        ] {
+            let got = found(&lookup, product, Some(sku));
+            assert_eq!(got, Some((2, 2)), "{product:?} {sku:?}");
+        }
+        for product in ["CfQ7Mixed", "cfq7mixed", "CFQ7MIXED", "cFq7mIxEd"] {
+            let got = found(&lookup, product, Some("0002"));
+            assert_eq!(got, Some((1, 3)), "{product:?}");
+        }
+        assert_eq!(found(&lookup, "cFQ7TTC0LFLX", None), Some((1, 4)));
+    }
+
     #[test]
     fn a_version_3_file_is_read_as_it_is_and_its_reference_keys_folded_by_the_next_close() {
         use reverse::ClosedCharges;
@@ -4172,7 +4562,7 @@ mod tests {
                 vec![("REF-C2-OCT".into(), 2), ("Ref-C1-Oct".into(), 0)]
             );
             (
-                [other_rows(&c, 1), other_rows(&c, 2)],
+                [other_rows(&c, 1, 0), other_rows(&c, 2, 0)],
                 reference_keys(&c, 1),
             )
         };
@@ -4205,7 +4595,7 @@ mod tests {
         );
         assert_eq!(reference_keys(&h.conn, 1), sep_keys);
         assert_eq!(
-            [other_rows(&h.conn, 1), other_rows(&h.conn, 2)],
+            [other_rows(&h.conn, 1, 0), other_rows(&h.conn, 2, 0)],
             others,
             "only the reference keys change"
         );
