@@ -478,6 +478,49 @@ fn a_reference_id_in_another_letter_case_finds_its_charge() {
     assert!(rows[0][7].starts_with("2026-10 v1 oct.csv:2"), "{rows:?}");
 }
 
+/// `ProductId` and `SkuId` are IDs like any other: a credit without a
+/// `ReferenceId` that spells them in another letter case than the closed
+/// charge reverses that charge at the partner it was accrued to (P-A), not
+/// under November's designations (P-B).
+#[test]
+fn a_product_and_sku_in_another_letter_case_find_their_charge() {
+    for (closed, credited) in [
+        ("CFQ7TTC0LFLX,0001", "cfq7ttc0lflx,0001"),
+        ("CFQ7TTC0LFLX,DG7G-Ab", "Cfq7ttc0lfLX,dg7g-AB"),
+    ] {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path();
+        october_closed(
+            dir,
+            &format!(
+                "c1,C1,s1,10/1/2026,10/31/2026,1000.00,EUR,Microsoft Corporation,[],{closed},"
+            ),
+        );
+        write(
+            dir,
+            "d-nov.csv",
+            format!("{DHEADER}c1,P-B,Beta,DPOR,,,,2024-01-01,\n"),
+        );
+        write(
+            dir,
+            "nov.csv",
+            format!("{HEADER}c1,C1,s1,10/1/2026,10/31/2026,-1000.00,EUR,Microsoft Corporation,[],{credited},\n"),
+        );
+        assert_code(&run(dir, "2026-11", "nov.csv", "d-nov.csv", "out-nov"), 0);
+        let rows = ledger(dir, "out-nov");
+        assert_eq!(rows.len(), 1, "{credited}: {rows:?}");
+        assert_eq!(
+            (rows[0][0].as_str(), rows[0][6].as_str()),
+            ("P-A", "-40.00"),
+            "{credited}"
+        );
+        assert!(
+            rows[0][7].starts_with("2026-10 v1 oct.csv:2"),
+            "{credited}: {rows:?}"
+        );
+    }
+}
+
 /// What closed credits took from a charge still counts once its period is
 /// restated: October's 3,100.00 charge, 2,000.00 of it credited in a closed
 /// November, October restated as version 2; December's credit of 1,500.00
