@@ -775,6 +775,38 @@ pub struct TieRow<'a> {
     pub earnings_rows: Cow<'a, [(u32, u64)]>,
 }
 
+impl TieRow<'static> {
+    /// The place of a row that could not be classified (its batch fails
+    /// with the error; the row is never written): no IDs, no amounts.
+    pub(crate) fn unclassified(month: Month, currency: Currency) -> TieRow<'static> {
+        TieRow {
+            id: String::new(),
+            class: Class::Matched,
+            reason: Cow::Borrowed(""),
+            partner_id: Cow::Borrowed(""),
+            partner_name: Cow::Borrowed(""),
+            program_id: Cow::Borrowed(""),
+            customer_id: Cow::Borrowed(""),
+            customer_name: Cow::Borrowed(""),
+            subscription_id: Cow::Borrowed(""),
+            invoice_number: Cow::Borrowed(""),
+            product_id: Cow::Borrowed(""),
+            month,
+            currency,
+            expected: Decimal::ZERO,
+            paid: Decimal::ZERO,
+            difference: Decimal::ZERO,
+            porledger_rates: Cow::Borrowed(&[]),
+            microsoft_rates: Cow::Borrowed(&[]),
+            due: None,
+            explanation: Cow::Borrowed(""),
+            ledger_lines: Cow::Borrowed(&[]),
+            issued_lines: Vec::new(),
+            earnings_rows: Cow::Borrowed(&[]),
+        }
+    }
+}
+
 impl TieRow<'_> {
     /// The row, owning everything it shows.
     pub fn into_owned(self) -> TieRow<'static> {
@@ -972,14 +1004,14 @@ pub const BATCH: usize = 1 << 15;
 /// The ID of the `n`th row (from 1): `T000012`, as `format!("T{n:06}")`
 /// writes it, without the formatting machinery (one per row of millions).
 fn row_id(n: usize) -> String {
-    let mut digits = String::with_capacity(8);
-    crate::csv_text::push_uint_str(&mut digits, n as u64);
-    let mut id = String::with_capacity(digits.len().max(6) + 1);
+    // One allocation: the digits written after the `T`, then padded in place.
+    let mut id = String::with_capacity(24);
     id.push('T');
-    for _ in digits.len()..6 {
-        id.push('0');
+    crate::csv_text::push_uint_str(&mut id, n as u64);
+    let digits = id.len() - 1;
+    if digits < 6 {
+        id.insert_str(1, &"000000"[digits..]);
     }
-    id.push_str(&digits);
     id
 }
 
@@ -1666,7 +1698,7 @@ impl<'r> TieOut<'r> {
     pub fn finish(self) -> Result<Report, Fatal> {
         let mut rows = Vec::new();
         let mut report = self.finish_with(|_, batch, _| {
-            rows.extend(batch.into_iter().map(TieRow::into_owned));
+            rows.extend(batch.drain(..).map(TieRow::into_owned));
             Ok(())
         })?;
         report.rows = rows;
@@ -1683,7 +1715,7 @@ impl<'r> TieOut<'r> {
     /// The returned report has no rows.
     pub fn finish_with(
         self,
-        sink: impl FnMut(&Report, Vec<TieRow<'_>>, Vec<String>) -> Result<(), Fatal> + Send,
+        sink: impl FnMut(&Report, &mut Vec<TieRow<'_>>, Vec<String>) -> Result<(), Fatal> + Send,
     ) -> Result<Report, Fatal> {
         self.finish_in(BATCH, sink)
     }
@@ -1692,7 +1724,7 @@ impl<'r> TieOut<'r> {
     fn finish_in(
         mut self,
         batch: usize,
-        mut sink: impl FnMut(&Report, Vec<TieRow<'_>>, Vec<String>) -> Result<(), Fatal> + Send,
+        mut sink: impl FnMut(&Report, &mut Vec<TieRow<'_>>, Vec<String>) -> Result<(), Fatal> + Send,
     ) -> Result<Report, Fatal> {
         // An export without invoice numbers (or products) compares none:
         // they are dropped from every key (accruals taken in by
@@ -2005,50 +2037,76 @@ impl<'r> TieOut<'r> {
         let elsewhere = &elsewhere;
         let source_rank = &source_rank;
         let gathered = &entries;
+        // A batch's rows are collected by position into `rows` (emptied
+        // and reused from batch to batch): an indexed collect writes each row
+        // (hundreds of bytes) once, into memory the previous batches paged
+        // in. A collect into a `Result` would go through a list of growing
+        // vectors and move every row two or three times, and a fresh vector
+        // per batch (megabytes, so mapped afresh) has every page zeroed and
+        // faulted in again. A row that cannot be classified leaves a
+        // placeholder; the first such row by position is the error, whatever
+        // the threads.
         let classify =
-            |first: usize, chunk: &[(SortKey, Source)]| -> Result<Vec<TieRow<'_>>, Fatal> {
+            |first: usize, chunk: &[(SortKey, Source)], rows: &mut Vec<_>| -> Result<(), Fatal> {
+                let failed: std::sync::Mutex<Option<(usize, Fatal)>> = Default::default();
                 chunk
                     .par_iter()
                     .enumerate()
                     .map(|(i, (_, s))| {
-                        let mut row = match s {
-                            Source::Grain(k) => this.classify(
-                                k,
-                                gathered.at(first + i),
-                                (credited, elsewhere),
-                                source_rank,
-                            )?,
+                        let row = match s {
+                            Source::Grain(k) => this
+                                .classify(
+                                    k,
+                                    gathered.at(first + i),
+                                    (credited, elsewhere),
+                                    source_rank,
+                                )
+                                .unwrap_or_else(|e| {
+                                    let mut f = failed.lock().unwrap_or_else(|p| p.into_inner());
+                                    if f.as_ref().is_none_or(|(j, _)| i < *j) {
+                                        *f = Some((i, e));
+                                    }
+                                    TieRow::unclassified(k.month, k.currency)
+                                }),
                             Source::Adjustment(k) => this.adjustment_row(k),
                         };
-                        row.id = row_id(first + i + 1);
-                        Ok(row)
+                        TieRow {
+                            id: row_id(first + i + 1),
+                            ..row
+                        }
                     })
-                    .collect::<Vec<_>>()
-                    // Collected by position first: an indexed collect writes
-                    // each row once, where a collect into a `Result` goes
-                    // through a list of growing vectors and moves every row
-                    // (hundreds of bytes) two or three times.
-                    .into_iter()
-                    .collect()
+                    .collect_into_vec(rows);
+                match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+                    Some((_, e)) => Err(e),
+                    None => Ok(()),
+                }
             };
         // The partner (rank of the normalised ID) of the rows handed on
         // last, and the display IDs seen in it.
         let mut block: Option<u32> = None;
         let mut block_ids: Vec<String> = Vec::new();
         let mut pending: Option<(Vec<TieRow<'_>>, Vec<String>)> = None;
+        // The vector of the batch the sink had last, for the next batch.
+        let mut spare: Vec<TieRow<'_>> = Vec::new();
         let step = batch.max(1);
         let mut chunks = sources.chunks(step).enumerate().peekable();
         while let Some((n, chunk)) = chunks.next() {
             let report_now = &report;
-            let (rows, sunk) = rayon::join(
-                || classify(n * step, chunk),
+            let mut rows = std::mem::take(&mut spare);
+            let (classified, sunk) = rayon::join(
+                || classify(n * step, chunk, &mut rows),
                 || match pending.take() {
-                    Some((rows, done)) => sink(report_now, rows, done),
-                    None => Ok(()),
+                    Some((mut rows, done)) => sink(report_now, &mut rows, done).map(|()| {
+                        rows.clear();
+                        Some(rows)
+                    }),
+                    None => Ok(None),
                 },
             );
-            sunk?;
-            let rows = rows?;
+            if let Some(back) = sunk? {
+                spare = back;
+            }
+            classified?;
             let mut done = Vec::new();
             for ((sk, _), r) in chunk.iter().zip(&rows) {
                 if block != Some(sk.0) {
@@ -2065,9 +2123,10 @@ impl<'r> TieOut<'r> {
             }
             pending = Some((rows, done));
         }
-        if let Some((rows, done)) = pending {
-            sink(&report, rows, done)?;
+        if let Some((mut rows, done)) = pending {
+            sink(&report, &mut rows, done)?;
         }
+        drop(spare);
         // Millions of small allocations (~1 s to free at 1M billing rows):
         // freed on the pool while the caller goes on publishing.
         let TieOut {
@@ -3131,7 +3190,7 @@ lever = "*usage*"
                         format!("{:?}", whole.partner_totals)
                     );
                     assert_eq!(report.partner_names, whole.partner_names);
-                    rows.extend(b.into_iter().map(TieRow::into_owned));
+                    rows.extend(b.drain(..).map(TieRow::into_owned));
                     for id in done {
                         // Final totals: every row of the partner is counted.
                         let n = rows.iter().filter(|x| x.partner_id == id).count() as u64;

@@ -288,12 +288,13 @@ impl<'a> TieoutWriter<'a> {
     }
 
     /// Writes `rows` (the next rows of `report`, whose totals are final),
-    /// then closes the files of the partners in `done`; returns those
-    /// partners, for their PDFs.
+    /// taking them out of the vector (which the caller reuses), then closes
+    /// the files of the partners in `done`; returns those partners, for
+    /// their PDFs.
     pub fn rows(
         &mut self,
         report: &Report,
-        rows: Vec<TieRow<'_>>,
+        rows: &mut Vec<TieRow<'_>>,
         done: Vec<String>,
     ) -> Result<Vec<PartnerDone>, Fatal> {
         use rayon::prelude::*;
@@ -304,7 +305,9 @@ impl<'a> TieoutWriter<'a> {
         let formatted: Vec<(Vec<u8>, Vec<usize>)> = rows
             .par_chunks(CHUNK)
             .map(|chunk| {
-                let mut w = RowBuf::default();
+                // Room for rows of this size (~330 bytes in a large tie-out),
+                // so the buffer is seldom grown and copied.
+                let mut w = RowBuf::with_buffer(Vec::with_capacity(chunk.len() * 384));
                 let mut scratch = String::new();
                 let mut ends = Vec::with_capacity(chunk.len());
                 for r in chunk {
@@ -323,9 +326,18 @@ impl<'a> TieoutWriter<'a> {
             main,
             ..
         } = self;
+        // Rows come by partner: a matched row of the partner before it
+        // needs no look-up (its file is open, and holds no matched row).
+        let mut last: Option<&str> = None;
         for ((buf, ends), chunk) in formatted.iter().zip(rows.chunks(CHUNK)) {
             let mut start = 0;
             for (r, &end) in chunk.iter().zip(ends) {
+                let same = last == Some(&*r.partner_id);
+                last = Some(&r.partner_id);
+                if same && r.class == Class::Matched {
+                    start = end;
+                    continue;
+                }
                 let part = match partners.get_mut(&*r.partner_id) {
                     Some(p) => p,
                     None => {
@@ -344,7 +356,7 @@ impl<'a> TieoutWriter<'a> {
             }
         }
         main.write(formatted.into_iter().map(|(buf, _)| buf).collect())?;
-        for r in rows {
+        for r in rows.drain(..) {
             if !r.is_difference() {
                 continue;
             }

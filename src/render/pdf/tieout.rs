@@ -221,27 +221,14 @@ mod tests {
         TieRow {
             id: format!("T{id:06}"),
             class: Class::Underpaid,
-            reason: Cow::Borrowed(""),
             partner_id: Cow::Borrowed("P1"),
-            partner_name: Cow::Borrowed(""),
             program_id: Cow::Borrowed("por"),
             customer_id: Cow::Borrowed("c"),
-            customer_name: Cow::Borrowed(""),
-            subscription_id: Cow::Borrowed(""),
-            invoice_number: Cow::Borrowed(""),
-            product_id: Cow::Borrowed(""),
-            month: crate::dates::Month::from_ym(2026, 10),
-            currency: Currency::parse(currency).unwrap(),
-            expected: Decimal::ZERO,
-            paid: Decimal::ZERO,
             difference: Decimal::from(difference),
-            porledger_rates: Cow::Borrowed(&[]),
-            microsoft_rates: Cow::Borrowed(&[]),
-            due: None,
-            explanation: Cow::Borrowed(""),
-            ledger_lines: Cow::Borrowed(&[]),
-            issued_lines: Vec::new(),
-            earnings_rows: Cow::Borrowed(&[]),
+            ..TieRow::unclassified(
+                crate::dates::Month::from_ym(2026, 10),
+                Currency::parse(currency).unwrap(),
+            )
         }
     }
 
