@@ -31,9 +31,20 @@ macro_rules! say {
 /// what follows them) are written as `\u{..}` escapes. Names and IDs come
 /// from the inputs; the files porledger writes keep them as they are.
 pub fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    // Besides the overrides and isolates: the invisible direction marks
+    // (LRM, RLM, ALM) and the Unicode line and paragraph separators.
     let hidden = |c: char| {
         (c.is_control() && c != '\n' && c != '\t')
-            || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+            || matches!(
+                c,
+                '\u{202A}'..='\u{202E}'
+                    | '\u{2066}'..='\u{2069}'
+                    | '\u{200E}'
+                    | '\u{200F}'
+                    | '\u{061C}'
+                    | '\u{2028}'
+                    | '\u{2029}'
+            )
     };
     if !text.chars().any(hidden) {
         return std::borrow::Cow::Borrowed(text);
@@ -44,6 +55,24 @@ pub fn shown(text: &str) -> std::borrow::Cow<'_, str> {
             out.push_str(&format!("\\u{{{:x}}}", c as u32));
         } else {
             out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// A partner ID as a message names it when it may have a look-alike: its
+/// non-ASCII characters as `\u{..}` (the Kelvin sign in `R-\u{212a}` is not
+/// the `K` of `R-K`, though both are one ID).
+pub fn spelled(id: &str) -> std::borrow::Cow<'_, str> {
+    if id.is_ascii() {
+        return std::borrow::Cow::Borrowed(id);
+    }
+    let mut out = String::with_capacity(id.len() + 8);
+    for c in id.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
         }
     }
     std::borrow::Cow::Owned(out)
@@ -581,6 +610,12 @@ mod tests {
             "Evil\\u{1b}[2J\\u{1b}[31mRED\\u{7}"
         );
         assert_eq!(shown("a\u{202e}b\rc"), "a\\u{202e}b\\u{d}c");
+        assert_eq!(
+            shown("x\u{200f}y\u{2028}z\u{61c}"),
+            "x\\u{200f}y\\u{2028}z\\u{61c}"
+        );
+        assert_eq!(spelled("R-\u{212a}"), "R-\\u{212a}");
+        assert!(matches!(spelled("R-K"), std::borrow::Cow::Borrowed("R-K")));
     }
     use crate::render::summary::{DesignationRows, FileRows};
     use std::collections::BTreeMap;

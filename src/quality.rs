@@ -83,10 +83,13 @@ pub fn partner_spellings<'a>(
         }
         let listed: Vec<String> = spellings
             .iter()
-            .map(|&(id, line, n)| match n {
-                1 => format!("{id} (line {line})"),
-                2 => format!("{id} (line {line} and 1 more row)"),
-                n => format!("{id} (line {line} and {} more rows)", n - 1),
+            .map(|&(id, line, n)| {
+                let id = crate::console::spelled(id);
+                match n {
+                    1 => format!("{id} (line {line})"),
+                    2 => format!("{id} (line {line} and 1 more row)"),
+                    n => format!("{id} (line {line} and {} more rows)", n - 1),
+                }
             })
             .collect();
         let (last, rest) = listed.split_last().unwrap_or((&listed[0], &[]));
