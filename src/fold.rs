@@ -1337,6 +1337,11 @@ pub struct Fold {
     /// was first seen ([`input_order`]): two spellings of one ID would be
     /// two statements of one partner ([`Fold::partner_spelling_clashes`]).
     pub line_partners: HashMap<Box<str>, u64>,
+    /// Likewise the partner IDs of the accruals credit lines reverse in a
+    /// closed period (as issued, or as the designations spell them now) ->
+    /// the first such credit line: an ID issued as `R-X` and named `r-x` by
+    /// a billing line is one partner in two spellings as well.
+    pub reversal_partners: HashMap<Box<str>, u64>,
 }
 
 impl Fold {
@@ -1419,22 +1424,46 @@ impl Fold {
         keep_first(&mut self.line_partners, id, at);
     }
 
-    /// The partner IDs billing lines name in several letter cases: per ID
-    /// (by its [`crate::ingest::id_key`]), each spelling and where it was
-    /// first seen, in input order; IDs in the order of their first spelling.
-    pub fn partner_spelling_clashes(&self) -> Vec<Vec<(&str, u64)>> {
-        let mut by_key: HashMap<String, Vec<(&str, u64)>> = HashMap::new();
-        for (id, &at) in &self.line_partners {
+    /// Notes the partner ID of an accrual that the credit line at input
+    /// position `at` reverses in a closed period (see
+    /// [`Fold::reversal_partners`]).
+    pub fn note_reversal_partner(&mut self, id: &str, at: u64) {
+        if !id.bytes().any(|b| b.is_ascii_alphabetic()) && id.is_ascii() {
+            return;
+        }
+        keep_first(&mut self.reversal_partners, id, at);
+    }
+
+    /// The partner IDs billing lines name (or reverse, see
+    /// [`Fold::reversal_partners`]) in several letter cases: per ID (by its
+    /// [`crate::ingest::id_key`]), each spelling, where it was first seen,
+    /// and whether that is a credit line reversing it, in input order; IDs
+    /// in the order of their first spelling.
+    pub fn partner_spelling_clashes(&self) -> Vec<Vec<(&str, u64, bool)>> {
+        let mut first: HashMap<&str, (u64, bool)> = HashMap::new();
+        for (map, reversed) in [
+            (&self.line_partners, false),
+            (&self.reversal_partners, true),
+        ] {
+            for (id, &at) in map {
+                let e = first.entry(&**id).or_insert((at, reversed));
+                if at < e.0 {
+                    *e = (at, reversed);
+                }
+            }
+        }
+        let mut by_key: HashMap<String, Vec<(&str, u64, bool)>> = HashMap::new();
+        for (id, (at, reversed)) in first {
             by_key
                 .entry(crate::ingest::id_key(id))
                 .or_default()
-                .push((id, at));
+                .push((id, at, reversed));
         }
-        let mut clashes: Vec<Vec<(&str, u64)>> = by_key
+        let mut clashes: Vec<Vec<(&str, u64, bool)>> = by_key
             .into_values()
             .filter(|v| v.len() > 1)
             .map(|mut v| {
-                v.sort_by_key(|&(id, at)| (at, id));
+                v.sort_by_key(|&(id, at, _)| (at, id));
                 v
             })
             .collect();
@@ -1473,6 +1502,9 @@ impl Fold {
         for (id, at) in later.line_partners.drain() {
             keep_first(&mut self.line_partners, &id, at);
         }
+        for (id, at) in later.reversal_partners.drain() {
+            keep_first(&mut self.reversal_partners, &id, at);
+        }
     }
 
     /// Frees the groups and customer names (keeping the row counts); returns
@@ -1508,11 +1540,24 @@ mod tests {
         b.note_line_partner("R-X", input_order(0, 7));
         b.note_line_partner("r-x", input_order(0, 3));
         b.note_line_partner("Q-1", input_order(0, 4));
+        b.note_reversal_partner("q-1", input_order(1, 1));
+        b.note_reversal_partner("R-X", input_order(0, 5));
+        b.note_reversal_partner("12", input_order(0, 1));
         assert_eq!(a.line_partners.len(), 1, "numeric IDs are not kept");
+        assert_eq!(b.reversal_partners.len(), 2, "numeric IDs are not kept");
         a.merge_from(&mut b);
         assert_eq!(
             a.partner_spelling_clashes(),
-            vec![vec![("r-x", input_order(0, 3)), ("R-X", input_order(0, 7))]]
+            vec![
+                vec![
+                    ("r-x", input_order(0, 3), false),
+                    ("R-X", input_order(0, 5), true)
+                ],
+                vec![
+                    ("Q-1", input_order(0, 4), false),
+                    ("q-1", input_order(1, 1), true)
+                ],
+            ]
         );
     }
 

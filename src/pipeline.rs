@@ -418,18 +418,32 @@ pub fn partner_spelling_problems(inputs: &Inputs, fold: &Fold) -> Vec<String> {
         .map(|spellings| {
             let each: Vec<String> = spellings
                 .iter()
-                .map(|&(id, at)| {
+                .map(|&(id, at, reversed)| {
+                    let id = crate::console::spelled(id);
                     let (file, line) = ((at >> 40) as usize, at & ((1 << 40) - 1));
                     let name = inputs.files.get(file).map_or("?", |f| f.display.as_str());
-                    format!("{id} ({name}:{line})")
+                    if reversed {
+                        format!(
+                            "{id} ({name}:{line}, a credit reversing what a closed period \
+                             issued to {id})"
+                        )
+                    } else {
+                        format!("{id} ({name}:{line})")
+                    }
                 })
                 .collect();
+            let history = spellings.iter().any(|s| s.2);
             format!(
                 "billing lines name one partner ID in {} letter cases: {}; IDs are \
                  case-insensitive, so this is one partner, whose statements cannot be written \
-                 under two spellings: spell it one way in the billing files",
+                 under two spellings: spell it one way in the billing files{}",
                 spellings.len(),
-                each.join(", ")
+                each.join(", "),
+                if history {
+                    " (as the history issued it, or as the designations spell it)"
+                } else {
+                    ""
+                }
             )
         })
         .collect()
@@ -582,6 +596,9 @@ pub fn process_chunk_into(
                                 let (slot, _) = inputs.index.customer_slot(ckey);
                                 let at = crate::fold::input_order(chunk.file, line_no);
                                 fold.note_customer_slot(slot, ckey, line.customer_name, at);
+                                for r in &rev {
+                                    fold.note_reversal_partner(r.accrual.partner_id, at);
+                                }
                                 rows.reversed(&row, &rev, &charge, chunk.file);
                             }
                             Err(why) => {

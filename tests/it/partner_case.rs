@@ -299,3 +299,77 @@ fn a_restatement_compares_a_respelled_partner_as_one_partner() {
     }
     close_ok(&out, &dir.join("h.db"));
 }
+
+/// A credit line reverses a closed accrual of an undesignated reseller as it
+/// was issued (`R-X`) while another billing line names it `r-x`: one
+/// partner in two spellings, as two billing lines spelling it so would be.
+/// `validate --history` reports it (exit 1) and the run stops before any
+/// statement is written (exit 2), both naming the credit line and the line.
+#[test]
+fn a_reversal_and_a_billing_line_spelling_one_reseller_otherwise_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let head = "CustomerId,CustomerName,SubscriptionId,ProductId,SkuId,ChargeStartDate,\
+                ChargeEndDate,ChargeType,Subtotal,TaxTotal,Total,Currency,PublisherName,\
+                ProductName,ProductQualifiers,ResellerMpnId,ReferenceId";
+    let line = |dates: &str, kind: &str, amount: &str, reseller: &str, reference: &str| {
+        format!(
+            "{C1},Aurora,s-c1,CFQ7TTC0LFLX,0002,{dates},{kind},{amount},0,{amount},EUR,\
+             Microsoft Corporation,Microsoft 365 E3,[],{reseller},{reference}"
+        )
+    };
+    let october = "10/1/2026,10/31/2026";
+    write(
+        dir.join("oct.csv"),
+        format!(
+            "{head}\n{}\n",
+            line(october, "cycleCharge", "1000.00", "R-X", "ref-oct")
+        ),
+    );
+    let des = |month: &str| repo().join(D).join(format!("designations-{month}.csv"));
+    let des10 = des("2026-10").display().to_string();
+    let des11 = des("2026-11").display().to_string();
+    let h = ["--history", "h.db"];
+    let o = porledger_cmd(
+        dir,
+        "run",
+        &dir.join("oct.csv"),
+        &des10,
+        &[&["--period", "2026-10"][..], &h].concat(),
+    );
+    assert_code(&o, 0);
+    std::fs::rename(dir.join("out"), dir.join("oct")).unwrap();
+    close_ok(&dir.join("oct"), &dir.join("h.db"));
+    assert!(partner_dirs(&dir.join("oct")).contains(&"R-X".to_string()));
+
+    let nov = dir.join("nov.csv");
+    write(
+        &nov,
+        format!(
+            "{head}\n{}\n{}\n",
+            line(
+                "11/1/2026,11/30/2026",
+                "cycleCharge",
+                "1000.00",
+                "r-x",
+                "ref-nov"
+            ),
+            line(october, "customerCredit", "-1000.00", "r-x", "ref-oct")
+        ),
+    );
+    let named = format!(
+        "billing lines name one partner ID in 2 letter cases: r-x ({n}:2), R-X ({n}:3, a credit \
+         reversing what a closed period issued to R-X)",
+        n = nov.display()
+    );
+    let args = [&["--period", "2026-11"][..], &h].concat();
+    let o = porledger_cmd(dir, "validate", &nov, &des11, &args);
+    assert_code(&o, 1);
+    assert!(stdout(&o).contains(&named), "{}", stdout(&o));
+    let o = porledger_cmd(dir, "run", &nov, &des11, &args);
+    assert_code(&o, 2);
+    let err = stderr(&o);
+    assert!(err.contains(&named), "{err}");
+    assert!(err.contains("nothing was published"), "{err}");
+    assert!(!dir.join("out").exists());
+}
