@@ -224,6 +224,11 @@ impl<W: Write> Write for HashingWriter<W> {
 
 const MARKER: &str = "manifest.json";
 
+/// The file that says a staging directory is porledger's, written first
+/// into it and removed just before it is swapped into place (by then its
+/// `manifest.json` says so). Never published, never listed in a manifest.
+const STAGING_MARK: &str = ".porledger-staging";
+
 /// The test hook `PORLEDGER_FAULT_AT` (see the module doc).
 #[derive(Default)]
 struct Faults {
@@ -620,6 +625,19 @@ impl Staging {
             std::fs::create_dir(&s.dir).map_err(|e| Fatal::io(&s.dir, e))?;
             *phase = Phase::Filling;
         }
+        // What lets a later run tell this directory from a user's of the
+        // same name, should this run be killed (see `recover`).
+        let mark = s.dir.join(STAGING_MARK);
+        std::fs::write(
+            &mark,
+            format!(
+                "porledger staging directory of process {} for {}; a later porledger run \
+                 on that output removes it if the process is gone\n",
+                std::process::id(),
+                s.shown.display()
+            ),
+        )
+        .map_err(|e| Fatal::io(&mark, e))?;
         s.committed = false;
         s.faults.step("staged");
         Ok(s)
@@ -631,6 +649,10 @@ impl Staging {
         // No other porledger checks, swaps or marks an output next to this
         // one meanwhile (see [`OutLock`]).
         let _lock = OutLock::of(&self.parent, &self.name, &self.shown, None)?;
+        // The staging mark is not an output; from here on the directory's
+        // manifest says it is porledger's.
+        let mark = self.dir.join(STAGING_MARK);
+        std::fs::remove_file(&mark).map_err(|e| Fatal::io(&mark, e))?;
         let mut phase = self.phase.lock().unwrap_or_else(|e| e.into_inner());
         *phase = Phase::Committing;
         let swapped = self.swap();
@@ -913,6 +935,16 @@ fn recover(parent: &Path, name: &str, target: &Path, shown: &Path) -> Result<(),
         if !is_dir || pid_alive(pid) {
             continue;
         }
+        // Only what porledger left: a named-alike directory of the user's is
+        // left alone.
+        if !leftover_is_ours(&path) {
+            crate::say!(
+                "porledger: left {} alone: it is named like what an interrupted run leaves, \
+                 but holds no porledger staging mark or manifest",
+                path.display()
+            );
+            continue;
+        }
         match kind {
             Leftover::Old(_) => olds.push((path, pid)),
             Leftover::Tmp(_) => rest.push((path, pid)),
@@ -950,6 +982,25 @@ fn recover(parent: &Path, name: &str, target: &Path, shown: &Path) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// Whether the leftover directory `dir` (named like a staging directory or
+/// a moved-aside output) is porledger's: it holds the staging mark (a run
+/// killed while writing), a `manifest.json` porledger wrote (an output moved
+/// aside, or staged and about to be swapped), or nothing (a run killed
+/// between making it and marking it). Symbolic links are never followed.
+fn leftover_is_ours(dir: &Path) -> bool {
+    let regular = |name: &str| std::fs::symlink_metadata(dir.join(name)).is_ok_and(|m| m.is_file());
+    if regular(STAGING_MARK) {
+        return true;
+    }
+    if regular(MARKER) {
+        return std::fs::read(dir.join(MARKER))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<OwnManifest>(&b).ok())
+            .is_some_and(|m| m.tool == "porledger");
+    }
+    std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none())
 }
 
 /// The `outputs` of a porledger manifest, as far as publishing needs them.
@@ -1416,7 +1467,7 @@ pub fn hash_outputs(dir: &Path, files: &Written) -> Result<Vec<FileEntry>, Fatal
                 .collect();
             Some((p, rel.join("/")))
         })
-        .filter(|(_, rel)| rel != MARKER)
+        .filter(|(_, rel)| rel != MARKER && rel != STAGING_MARK)
         .map(|(p, rel)| {
             let len = std::fs::metadata(p).map_err(|e| Fatal::io(p, e))?.len();
             let d = match record.recall(p) {

@@ -415,13 +415,25 @@ fn stale_staging_from_a_dead_pid_is_removed() {
     assert_eq!(code(&env.run("out", false, None)), 0);
     let dead = dead_pid();
     let stale = format!(".out.porledger-tmp-{dead}");
+    // What a run killed while writing leaves: its staging mark and outputs.
     std::fs::create_dir_all(env.p(&stale).join("partners")).unwrap();
     std::fs::write(env.p(&stale).join("ledger.csv"), "x").unwrap();
+    std::fs::write(env.p(&stale).join(".porledger-staging"), "").unwrap();
     // A live process's staging and unrelated dot-directories stay.
     let live = format!(".out.porledger-tmp-{}", std::process::id());
     std::fs::create_dir(env.p(&live)).unwrap();
     std::fs::create_dir(env.p(".out.mine")).unwrap();
     std::fs::create_dir(env.p(&format!(".other.porledger-tmp-{dead}"))).unwrap();
+    // So does a directory of the user's that is only named like a leftover
+    // (no staging mark, no porledger manifest), and one named like an
+    // output moved aside.
+    let dead2 = dead_pid();
+    let mine = format!(".out.porledger-tmp-{dead2}");
+    std::fs::create_dir_all(env.p(&mine).join("notes")).unwrap();
+    std::fs::write(env.p(&mine).join("notes/keep.txt"), "mine").unwrap();
+    let aside = format!(".out.porledger-old-{dead2}");
+    std::fs::create_dir(env.p(&aside)).unwrap();
+    std::fs::write(env.p(&aside).join("manifest.json"), r#"{"tool": "other"}"#).unwrap();
     let o = env.run("out", true, None);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(
@@ -433,6 +445,20 @@ fn stale_staging_from_a_dead_pid_is_removed() {
     assert!(env.p(&live).exists());
     assert!(env.p(".out.mine").exists());
     assert!(env.p(&format!(".other.porledger-tmp-{dead}")).exists());
+    for foreign in [&mine, &aside] {
+        assert!(
+            stderr(&o).contains(&format!("{foreign} alone: it is named like")),
+            "{}",
+            stderr(&o)
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(env.p(&mine).join("notes/keep.txt")).unwrap(),
+        "mine"
+    );
+    assert!(env.p(&aside).join("manifest.json").exists());
+    // The published output holds no staging mark.
+    assert!(!env.p("out").join(".porledger-staging").exists());
 }
 
 #[test]
