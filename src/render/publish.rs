@@ -32,6 +32,8 @@
 //! a `.<name>.porledger-{tmp,old}-<pid>` directory beside it. The next run on
 //! the same `--out` removes every such directory whose process is gone (the
 //! pid is not running, or is a zombie; directories of live runs are left
+//! alone) and that is porledger's (the staging mark, a porledger manifest, or
+//! empty: see `leftover_is_ours`; a user's directory of that name is left
 //! alone), puts an `old` one back when `--out` is missing, and says on stderr
 //! what it did. Older versions' `.<name>.porledger-tmp-<pid>.old` count as `old`.
 //! A pid that was reused by an unrelated live process keeps its leftover
