@@ -839,6 +839,19 @@ fn tieout_on_pool(args: &TieoutArgs) -> Result<Finish, Fatal> {
     let history = match &args.history {
         Some(p) => {
             let open = open_history(p, &info)?;
+            // A run made with --history must have read this history, and
+            // no earlier month may have been closed or restated since (its
+            // credits reversed what was issued then): what `close` checks.
+            if let Some(h) = run_manifest.json.get("history").filter(|h| h.is_object()) {
+                let read = serde_json::from_value::<crate::history::RunHistory>(h.clone())
+                    .map_err(|e| {
+                        Fatal::Input(format!(
+                            "{}: \"history\": {e}",
+                            args.out.join("manifest.json").display()
+                        ))
+                    })?;
+                open.h.check_read_by(&info.period, &read, "tie out")?;
+            }
             if open.versions.replaced.is_some() {
                 let closes = open.h.closes(Some(&info.period))?;
                 refuse_superseded(&args.out, p, &run_manifest, &info.period, &closes)?;

@@ -2057,6 +2057,26 @@ impl reverse::ClosedCharges for ClosedLookup {
     }
 }
 
+impl History {
+    /// Whether the run `run` of `period` (what its manifest says of the
+    /// history it read) may be read against this history by a command that
+    /// takes its closed months from here (`tieout --history`): the run was
+    /// computed against this history, and no period before its own was closed
+    /// (or restated) since it read it, the checks `close` makes. A run whose
+    /// credits reversed version 1 of a month restated since as version 2
+    /// would be compared with version 2's accruals. `then`: what to do with
+    /// the run made again, for the message (`tie out`).
+    pub fn check_read_by(
+        &self,
+        period: &str,
+        run: &RunHistory,
+        then: &str,
+    ) -> Result<(), HistoryError> {
+        let recorded = recorded(&self.conn).map_err(|e| sql(&self.path, e))?;
+        same_history(&self.path, &recorded, period, run, then)
+    }
+}
+
 /// Why a close failed: the history, or the source of the accruals.
 #[derive(Debug)]
 pub enum CloseError<E> {
@@ -2133,8 +2153,8 @@ fn next_version(
         return Err(overlap_refused(path, period, closed, version));
     }
     match &rec.run {
-        Some(run) => same_history(path, recorded, period, run)?,
-        None => unseen_earlier(path, recorded, period, 0, Unseen::NoHistory)?,
+        Some(run) => same_history(path, recorded, period, run, "close")?,
+        None => unseen_earlier(path, recorded, period, 0, Unseen::NoHistory, "close")?,
     }
     let issued = recorded
         .iter()
@@ -2255,6 +2275,7 @@ fn unseen_earlier(
     period: &str,
     seen: usize,
     why: Unseen,
+    then: &str,
 ) -> Result<(), HistoryError> {
     let p: Option<crate::dates::Period> = period.parse().ok();
     let earlier = recorded.get(seen..).unwrap_or_default().iter().find(|c| {
@@ -2277,7 +2298,7 @@ fn unseen_earlier(
         message: format!(
             "period {} (version {}) is closed, and {how}: the run's credits against closed \
              months and its usage growth were worked out without it; run the period again with \
-             --history {here}, then close that run",
+             --history {here}, then {then} that run",
             c.period, c.version
         ),
     })
@@ -2292,9 +2313,10 @@ fn same_history(
     recorded: &[Recorded],
     period: &str,
     run: &RunHistory,
+    then: &str,
 ) -> Result<(), HistoryError> {
     let here = path.display().to_string();
-    let again = format!("run the period again with --history {here}, then close that run");
+    let again = format!("run the period again with --history {here}, then {then} that run");
     let refused = |message: String| HistoryError::Refused {
         path: here.clone(),
         message,
@@ -2315,7 +2337,14 @@ fn same_history(
         .and_then(|n| recorded.get(..n))
         .is_some_and(|first| seen_of(first).sha256 == sha);
     if same {
-        return unseen_earlier(path, recorded, period, n as usize, Unseen::ClosedSince);
+        return unseen_earlier(
+            path,
+            recorded,
+            period,
+            n as usize,
+            Unseen::ClosedSince,
+            then,
+        );
     }
     let file = run.file.as_deref().unwrap_or("its --history");
     let what = match (run.restates, &run.restates_manifest_sha256) {

@@ -584,3 +584,47 @@ fn a_row_is_explained_only_from_the_history_the_tieout_read() {
         assert!(text.contains("2026-10 v1  sample-data/month-close/billing-2026-10.csv:"));
     }
 }
+
+/// A run whose credits reversed what version 1 of a closed month issued is
+/// not tied out against a history in which that month was restated since
+/// (version 2): its reversals and version 2's accruals would be mixed.
+/// Refused like `close` refuses it, before anything is published.
+#[test]
+fn a_run_that_read_the_history_before_an_earlier_month_was_restated_is_refused() {
+    let s = story();
+    let earnings = s.dir.path().join("earnings.csv");
+    write(
+        &earnings,
+        export_from_ledgers(&[&s.nov.join("ledger.csv")], ',', false, 1),
+    );
+    let h = s.history.display().to_string();
+    // Before the restatement the run ties out against the history.
+    let o = tieout(
+        &s.nov,
+        &earnings,
+        &s.dir.path().join("t-before"),
+        &["--history", &h],
+    );
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{}", stderr(&o));
+    // October restated and closed as version 2.
+    let oct2 = s.dir.path().join("2026-10-v2");
+    let rules = PathBuf::from("sample-data/rules.toml");
+    run_month(
+        "2026-10",
+        "designations-2026-10.csv",
+        &rules,
+        &s.history,
+        &oct2,
+    );
+    close_ok(&oct2, &s.history);
+    let to = s.dir.path().join("t-after");
+    let o = tieout(&s.nov, &earnings, &to, &["--history", &h]);
+    assert_code(&o, 2);
+    let err = stderr(&o);
+    assert!(
+        err.contains("period 2026-10 (version 2) is closed, and it was closed after the run in --out read this history"),
+        "{err}"
+    );
+    assert!(err.contains("then tie out that run"), "{err}");
+    assert!(!to.exists());
+}
