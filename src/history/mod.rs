@@ -1578,14 +1578,13 @@ impl History {
             .map_err(|e| sql(&self.path, e))
     }
 
-    /// [`History::closed_charges`] in schema version 3: per close whose
-    /// filter may hold the key, the one key block that would hold it, then
-    /// each matching head's accrual block.
+    /// [`History::closed_charges`] in schema version 3: per latest close,
+    /// the charges [`History::close_charges`] finds under the key's stored
+    /// spellings that [`reverse::matches`] the key.
     fn closed_charges_v3(
         &self,
         key: &reverse::ChargeKey,
     ) -> Result<Vec<ClosedAccrual>, HistoryError> {
-        let s = |e| sql(&self.path, e);
         // The stored keys the charge may be under: one from schema version 5
         // on (see `SCHEMA_V5`); in an older file, each spelling of
         // `charge_spellings`.
@@ -1599,6 +1598,33 @@ impl History {
                     .collect(),
             ),
         };
+        let mut found = Vec::new();
+        for (id, period, version) in self.latest_closes()? {
+            found.extend(
+                self.close_charges(id, (&period, version), kind, &spellings, |head| {
+                    reverse::matches(key, head)
+                })?,
+            );
+        }
+        Ok(found)
+    }
+
+    /// The charges of close `id` (`period`, `version`; schema version 3 or
+    /// later) stored under one of the keys `spellings` of `kind` (0: a
+    /// reference key, 1: a key joined by [`joined_key`]) whose head
+    /// accrual `keep` accepts: each charge's run of accruals, in row order.
+    /// Per key the close's filter, then the one key block that would hold
+    /// it (two index seeks), then each head's accrual block: the cost is per
+    /// key and close, not per closed row.
+    fn close_charges(
+        &self,
+        id: i64,
+        (period, version): (&str, u32),
+        kind: i64,
+        spellings: &[Vec<u8>],
+        keep: impl Fn(&AccrualRec) -> bool,
+    ) -> Result<Vec<ClosedAccrual>, HistoryError> {
+        let s = |e| sql(&self.path, e);
         // The blocks that may hold a key: from the last one starting below it
         // (it may end with the key's first entries; the first block when
         // none starts below) to the last one starting at or below it.
@@ -1631,99 +1657,95 @@ impl History {
             )
             .map_err(s)?;
         let mut found = Vec::new();
-        for (id, period, version) in self.latest_closes()? {
-            let bad = |what: String| self.damaged(&period, version, what);
-            let mut heads: Vec<u64> = Vec::new();
-            for wanted in &spellings {
-                if !self.may_hold(id, kind, wanted)? {
-                    continue;
+        let bad = |what: String| self.damaged(period, version, what);
+        let mut heads: Vec<u64> = Vec::new();
+        for wanted in spellings {
+            if !self.may_hold(id, kind, wanted)? {
+                continue;
+            }
+            let seq = |st: &mut rusqlite::CachedStatement<'_>| {
+                st.query_row(params![id, kind, wanted], |r| r.get::<_, i64>(0))
+                    .optional()
+                    .map_err(s)
+            };
+            let Some(to) = seq(&mut last_at)? else {
+                continue;
+            };
+            let from = seq(&mut last_below)?.unwrap_or(0);
+            let mut rows = keys.query(params![id, kind, from, to]).map_err(s)?;
+            while let Some(r) = rows.next().map_err(s)? {
+                let entries: i64 = r.get(0).map_err(s)?;
+                let blob = r
+                    .get_ref(1)
+                    .and_then(|v| v.as_blob().map_err(Into::into))
+                    .map_err(s)?;
+                let entries = usize::try_from(entries)
+                    .map_err(|_| bad(format!("a key block of {entries} entries")))?;
+                let b = block::Block::decode(blob, 2, entries)
+                    .map_err(|e| bad(format!("a key block: {e}")))?;
+                for i in 0..b.rows() {
+                    if b.bytes(i, 0) == Some(&wanted[..]) {
+                        let at = b.text(i, 1).map_err(&bad)?.and_then(|t| t.parse().ok());
+                        heads.push(at.ok_or_else(|| bad(format!("key entry {i} has no row")))?);
+                    }
                 }
-                let seq = |st: &mut rusqlite::CachedStatement<'_>| {
-                    st.query_row(params![id, kind, wanted], |r| r.get::<_, i64>(0))
+            }
+        }
+        // The heads of every spelling, once each, in row order.
+        heads.sort_unstable();
+        heads.dedup();
+        // Heads come in row order: consecutive ones often share a block.
+        let mut last: Option<(i64, i64, block::Block)> = None;
+        for head in heads {
+            let at = i64::try_from(head).map_err(|_| bad(format!("a key points at row {head}")))?;
+            let cached = last
+                .take()
+                .filter(|(first, count, _)| *first <= at && at < first + count);
+            let (first, count, b) = match cached {
+                Some(hit) => last.insert(hit),
+                None => {
+                    let b = blocks
+                        .query_row(params![id, at], |r| {
+                            Ok((
+                                r.get::<_, i64>(0)?,
+                                r.get::<_, i64>(1)?,
+                                block_at(r, r.get(1)?),
+                            ))
+                        })
                         .optional()
-                        .map_err(s)
-                };
-                let Some(to) = seq(&mut last_at)? else {
-                    continue;
-                };
-                let from = seq(&mut last_below)?.unwrap_or(0);
-                let mut rows = keys.query(params![id, kind, from, to]).map_err(s)?;
-                while let Some(r) = rows.next().map_err(s)? {
-                    let entries: i64 = r.get(0).map_err(s)?;
-                    let blob = r
-                        .get_ref(1)
-                        .and_then(|v| v.as_blob().map_err(Into::into))
                         .map_err(s)?;
-                    let entries = usize::try_from(entries)
-                        .map_err(|_| bad(format!("a key block of {entries} entries")))?;
-                    let b = block::Block::decode(blob, 2, entries)
-                        .map_err(|e| bad(format!("a key block: {e}")))?;
-                    for i in 0..b.rows() {
-                        if b.bytes(i, 0) == Some(&wanted[..]) {
-                            let at = b.text(i, 1).map_err(&bad)?.and_then(|t| t.parse().ok());
-                            heads.push(at.ok_or_else(|| bad(format!("key entry {i} has no row")))?);
-                        }
-                    }
+                    let Some((first, count, b)) = b else {
+                        return Err(bad(format!(
+                            "a key points at row {head}, which no block holds"
+                        )));
+                    };
+                    let b = b.map_err(|e| bad(format!("the block at row {first}: {e}")))?;
+                    last.insert((first, count, b))
                 }
+            };
+            let i = usize::try_from(at - *first)
+                .ok()
+                .filter(|_| at < *first + *count);
+            let i =
+                i.ok_or_else(|| bad(format!("a key points at row {head}, which no block holds")))?;
+            let head = accrual_at(b, i).map_err(&bad)?;
+            // The key blocks find candidates; the head row decides.
+            if !keep(&head) {
+                continue;
             }
-            // The heads of every spelling, once each, in row order.
-            heads.sort_unstable();
-            heads.dedup();
-            // Heads come in row order: consecutive ones often share a block.
-            let mut last: Option<(i64, i64, block::Block)> = None;
-            for head in heads {
-                let at =
-                    i64::try_from(head).map_err(|_| bad(format!("a key points at row {head}")))?;
-                let cached = last
-                    .take()
-                    .filter(|(first, count, _)| *first <= at && at < first + count);
-                let (first, count, b) = match cached {
-                    Some(hit) => last.insert(hit),
-                    None => {
-                        let b = blocks
-                            .query_row(params![id, at], |r| {
-                                Ok((
-                                    r.get::<_, i64>(0)?,
-                                    r.get::<_, i64>(1)?,
-                                    block_at(r, r.get(1)?),
-                                ))
-                            })
-                            .optional()
-                            .map_err(s)?;
-                        let Some((first, count, b)) = b else {
-                            return Err(bad(format!(
-                                "a key points at row {head}, which no block holds"
-                            )));
-                        };
-                        let b = b.map_err(|e| bad(format!("the block at row {first}: {e}")))?;
-                        last.insert((first, count, b))
-                    }
-                };
-                let i = usize::try_from(at - *first)
-                    .ok()
-                    .filter(|_| at < *first + *count);
-                let i = i.ok_or_else(|| {
-                    bad(format!("a key points at row {head}, which no block holds"))
-                })?;
-                let head = accrual_at(b, i).map_err(&bad)?;
-                // The key blocks find candidates; the head row decides.
-                if !reverse::matches(key, &head) {
-                    continue;
+            let mut run = vec![head];
+            for j in i + 1..b.rows() {
+                let a = accrual_at(b, j).map_err(&bad)?;
+                if a.source_line != run[0].source_line || a.source_file != run[0].source_file {
+                    break;
                 }
-                let mut run = vec![head];
-                for j in i + 1..b.rows() {
-                    let a = accrual_at(b, j).map_err(&bad)?;
-                    if a.source_line != run[0].source_line || a.source_file != run[0].source_file {
-                        break;
-                    }
-                    run.push(a);
-                }
-                found.extend(run.into_iter().map(|accrual| ClosedAccrual {
-                    period: period.clone(),
-                    version,
-                    accrual,
-                }));
+                run.push(a);
             }
+            found.extend(run.into_iter().map(|accrual| ClosedAccrual {
+                period: period.to_string(),
+                version,
+                accrual,
+            }));
         }
         Ok(found)
     }
@@ -1801,17 +1823,20 @@ impl History {
         })
     }
 
-    /// The sum of the closed credits recorded against the charge `label`
-    /// (`PERIOD vVERSION FILE:LINE`) under any version of its period (a
-    /// credit taken against version 1 of a charge still counts once the
-    /// period is restated as version 2: it is the same billing line): each
-    /// credit line's whole amount once, from the latest version of the
-    /// period that recorded it, except the credits of `restated` (the period
-    /// a run restates: its credits are the run's own lines again, not
-    /// credits taken before them).
+    /// The sum of the closed credits recorded against `charge` (the head
+    /// accrual of a charge in the latest version of its closed period, as
+    /// [`History::closed_charges`] found it) under any version of its period:
+    /// a credit taken against version 1 of a charge still counts once the
+    /// period is restated as version 2, even if the restatement read the
+    /// same export through another path or with its lines in another order
+    /// (see [`History::charge_labels`] for how the charge is recognised in
+    /// the other versions). Each credit line's whole amount once, from the
+    /// latest version of the period that recorded it, except the credits of
+    /// `restated` (the period a run restates: its credits are the run's own
+    /// lines again, not credits taken before them).
     pub fn credited(
         &self,
-        label: &str,
+        charge: &ClosedAccrual,
         restated: Option<&str>,
     ) -> Result<rust_decimal::Decimal, HistoryError> {
         if self.schema < 2 {
@@ -1822,37 +1847,38 @@ impl History {
         } else {
             "accruals"
         };
-        // The charge's label under every version of its period: the
-        // period and `FILE:LINE` around the version (a label that is not
-        // porledger's is looked up as it is).
-        let (period, at) = match label.split_once(' ').and_then(|(p, rest)| {
-            let (v, at) = rest.split_once(' ')?;
-            v.strip_prefix('v')
-                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-                .then_some((p, at))
-        }) {
-            Some((p, at)) => (Some(p), Some(at)),
-            None => (None, None),
-        };
+        let labels = self.charge_labels(charge)?;
         let mut st = self
             .conn
             .prepare_cached(&format!(
-                "SELECT DISTINCT c.period, a.source_file, a.source_line, a.line_amount
+                "SELECT c.period, a.source_file, a.source_line, a.line_amount
                  FROM {table} a JOIN closes c ON c.id = a.close_id
-                 WHERE (a.reverses = ?1 OR a.reverses IN
-                        (SELECT ?3 || ' v' || v.version || ' ' || ?4 FROM closes v WHERE v.period = ?3))
+                 WHERE a.reverses = ?1
                    AND (?2 IS NULL OR c.period <> ?2)
                    AND c.version = (SELECT max(version) FROM closes c2 WHERE c2.period = c.period)"
             ))
             .map_err(|e| sql(&self.path, e))?;
-        let amounts = st
-            .query_map(params![label, restated, period, at], |r| {
-                r.get::<_, Option<String>>(3)
-            })
-            .map_err(|e| sql(&self.path, e))?;
+        // Each credit line once, whichever of the charge's labels (and
+        // however many of its accruals) it reversed.
+        let mut credits = std::collections::BTreeSet::new();
+        for label in &labels {
+            let rows = st
+                .query_map(params![label, restated], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                    ))
+                })
+                .map_err(|e| sql(&self.path, e))?;
+            for row in rows {
+                credits.insert(row.map_err(|e| sql(&self.path, e))?);
+            }
+        }
         let mut sum = rust_decimal::Decimal::ZERO;
-        for a in amounts {
-            let a = a.map_err(|e| sql(&self.path, e))?.unwrap_or_default();
+        for (_, _, _, a) in credits {
+            let a = a.unwrap_or_default();
             let d = a
                 .parse::<rust_decimal::Decimal>()
                 .ok()
@@ -1860,12 +1886,115 @@ impl History {
                 .ok_or_else(|| HistoryError::Refused {
                     path: self.path.display().to_string(),
                     message: format!(
-                        "a credit recorded against {label} has the amount '{a}': not an exact decimal; the history is damaged"
+                        "a credit recorded against {} has the amount '{a}': not an exact decimal; the history is damaged",
+                        labels[0]
                     ),
                 })?;
             sum = d;
         }
         Ok(sum)
+    }
+
+    /// The labels (`PERIOD vVERSION FILE:LINE`, see
+    /// [`reverse::reverses_label`]) under which credits of `charge` may be
+    /// recorded, its own first. A charge's `FILE` is the billing path as the
+    /// run was given it and `LINE` its line in that file, so the same charge
+    /// has another label in a version of its period read through another
+    /// path, or with its lines in another order. It is recognised in every
+    /// other version of its period by what it is ([`reverse::same_charge`]:
+    /// customer and `ReferenceId`, or without one subscription, product,
+    /// SKU and charge dates), found through that close's key blocks like a
+    /// credit's charge ([`History::close_charges`]): if one of that
+    /// version's matches has the very same `FILE:LINE`, its label alone;
+    /// otherwise the label of each match (identical charges of an older
+    /// version share their credits: a credit may be refused, never reversed
+    /// twice). A charge without source keys (never found by a credit) keeps
+    /// its `FILE:LINE` in every version.
+    ///
+    /// A schema version 2 history (read as it is until the next `close`
+    /// converts it to blocks) keeps that label logic for every charge: its
+    /// key tables are a different layout, read only until that close, and
+    /// the look-up is not worth a second implementation.
+    fn charge_labels(&self, charge: &ClosedAccrual) -> Result<Vec<String>, HistoryError> {
+        let a = &charge.accrual;
+        let own = reverse::reverses_label(charge);
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT id, version FROM closes WHERE period = ?1 AND version <> ?2 ORDER BY version",
+            )
+            .map_err(|e| sql(&self.path, e))?;
+        let others = st
+            .query_map(params![charge.period, charge.version], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, u32>(1)?))
+            })
+            .map_err(|e| sql(&self.path, e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| sql(&self.path, e))?;
+        let at = |version: u32, file: &str, line: u64| {
+            format!("{} v{version} {file}:{line}", charge.period)
+        };
+        let mut labels = vec![own];
+        let reference = a
+            .reference_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty());
+        let keys = match (reference, a.product_id.as_deref()) {
+            _ if self.schema < 3 => None,
+            (Some(r), _) => {
+                // The reference key as stored; in a history of schema
+                // version 3 (stored as written) in lower and upper case too.
+                let mut spellings = vec![self.reference_key(r).into_owned()];
+                if self.schema < 4 {
+                    spellings.extend([r.to_lowercase(), r.to_uppercase()]);
+                }
+                let mut spellings: Vec<Vec<u8>> =
+                    spellings.into_iter().map(String::into_bytes).collect();
+                spellings.sort_unstable();
+                spellings.dedup();
+                Some((0, spellings))
+            }
+            (None, Some(product)) => {
+                let key = reverse::ChargeKey {
+                    subscription_id: a.subscription_id.clone(),
+                    product_id: product.to_string(),
+                    sku_id: a.sku_id.clone(),
+                    ..reverse::ChargeKey::default()
+                };
+                let spellings = self
+                    .charge_spellings(&key)
+                    .iter()
+                    .map(|(product, sku)| joined_key(&a.subscription_id, product, sku))
+                    .collect();
+                Some((1, spellings))
+            }
+            (None, None) => None,
+        };
+        for (id, version) in others {
+            let Some((kind, spellings)) = &keys else {
+                labels.push(at(version, &a.source_file, a.source_line));
+                continue;
+            };
+            let found =
+                self.close_charges(id, (&charge.period, version), *kind, spellings, |head| {
+                    reverse::same_charge(a, head)
+                })?;
+            let mut places: Vec<(&str, u64)> = found
+                .iter()
+                .map(|c| (c.accrual.source_file.as_str(), c.accrual.source_line))
+                .collect();
+            places.dedup();
+            if places.contains(&(a.source_file.as_str(), a.source_line)) {
+                places = vec![(a.source_file.as_str(), a.source_line)];
+            }
+            labels.extend(
+                places
+                    .into_iter()
+                    .map(|(file, line)| at(version, file, line)),
+            );
+        }
+        Ok(labels)
     }
 
     /// Every usage mark, by tenant, workload and month.
@@ -2049,7 +2178,7 @@ impl reverse::ClosedCharges for ClosedLookup {
         reverse::own_customer(key, &accruals)?;
         let credited = match accruals.first() {
             Some(a) => h
-                .credited(&reverse::reverses_label(a), self.own_period.as_deref())
+                .credited(a, self.own_period.as_deref())
                 .map_err(|e| e.to_string())?,
             None => rust_decimal::Decimal::ZERO,
         };
@@ -4096,7 +4225,16 @@ mod tests {
             // written (CFQ7), its reader tries the credit's in upper case.
             let spelled = h.closed_charges(&product_key("cfq7", Some("0001")));
             assert_eq!(spelled.unwrap(), by_keys);
-            let credited = h.credited("2026-09 v1 sep.csv:2", None).unwrap();
+            let sep = ClosedAccrual {
+                period: "2026-09".into(),
+                version: 1,
+                accrual: AccrualRec {
+                    source_file: "sep.csv".into(),
+                    source_line: 2,
+                    ..AccrualRec::default()
+                },
+            };
+            let credited = h.credited(&sep, None).unwrap();
             let mut issued = Vec::new();
             h.issued_accruals(&[("2026-10".to_string(), 1)], ("2026-10", "2026-10"), |r| {
                 issued.push((r.partner_id.to_string(), r.amount.to_string()));

@@ -88,6 +88,47 @@ pub fn matches(key: &ChargeKey, rec: &AccrualRec) -> bool {
     start <= key.charge_end && key.charge_start <= end
 }
 
+/// Whether `other` (the head accrual of a charge recorded in another version
+/// of a closed period) is the same charge as `charge` (the head accrual of
+/// the charge a credit found), whatever file path or line either version
+/// read it from: the same customer and, when `charge` has a reference ID,
+/// the same reference ID; otherwise the same subscription, product and SKU
+/// and the same charge start and end dates (IDs trimmed and in any letter
+/// case; a missing SKU is the same as a missing one, a missing end date is
+/// the start date). `other`'s own reference ID does not count then: the
+/// charge found has none to compare, and counting a charge too many only
+/// refuses a credit, never reverses one twice. A reversal row, the accrual of
+/// a credit line or one without source keys is no charge at all.
+pub fn same_charge(charge: &AccrualRec, other: &AccrualRec) -> bool {
+    let credit = |a: &AccrualRec| {
+        a.line_amount
+            .as_deref()
+            .is_none_or(|x| x.trim_start().starts_with('-'))
+    };
+    if other.reverses.is_some() || credit(other) {
+        return false;
+    }
+    let id = |x: &str| crate::ingest::id_key(x.trim());
+    if id(&charge.customer_id) != id(&other.customer_id) {
+        return false;
+    }
+    let reference = |a: &AccrualRec| a.reference_id.as_deref().map(id).filter(|r| !r.is_empty());
+    if let Some(r) = reference(charge) {
+        return reference(other) == Some(r);
+    }
+    fn dates(a: &AccrualRec) -> (Option<&str>, Option<&str>) {
+        let start = a.charge_start.as_deref().map(str::trim);
+        (start, a.charge_end.as_deref().map(str::trim).or(start))
+    }
+    charge.product_id.is_some()
+        && id(&charge.subscription_id) == id(&other.subscription_id)
+        && charge.product_id.as_deref().map(id) == other.product_id.as_deref().map(id)
+        && charge.sku_id.as_deref().map(id).filter(|s| !s.is_empty())
+            == other.sku_id.as_deref().map(id).filter(|s| !s.is_empty())
+        && dates(charge).0.is_some()
+        && dates(charge) == dates(other)
+}
+
 /// The one closed charge a credit refers to: its recorded accruals (one
 /// billing line's) and what closed credits already took from it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -510,5 +551,76 @@ mod tests {
             reversals(d("-1"), Decimal::ZERO, &[closed(unknown)]),
             Err(ReverseError::NoLineAmount(_))
         ));
+    }
+
+    #[test]
+    fn a_charge_is_the_same_in_another_version_by_what_it_is_not_where_it_was_read() {
+        let v2 = AccrualRec {
+            customer_id: "C1".into(),
+            ..rec(Some("Ref-1"), Some("0002"), "2026-10-01", "2026-10-31")
+        };
+        // Another path and line, the IDs in another letter case: the same.
+        let v1 = AccrualRec {
+            customer_id: "c1 ".into(),
+            source_file: "/abs/copy/oct.csv".into(),
+            source_line: 3,
+            ..rec(Some(" ref-1"), Some("0002"), "2026-10-01", "2026-10-31")
+        };
+        assert!(same_charge(&v2, &v1));
+        // With a reference ID, it alone decides (with the customer).
+        let other_ref = rec(Some("ref-2"), Some("0002"), "2026-10-01", "2026-10-31");
+        assert!(!same_charge(
+            &v2,
+            &AccrualRec {
+                customer_id: "c1".into(),
+                ..other_ref
+            }
+        ));
+        let other_customer = AccrualRec {
+            customer_id: "c2".into(),
+            ..v1.clone()
+        };
+        assert!(!same_charge(&v2, &other_customer));
+        // Without one: subscription, product, SKU and both dates.
+        let plain = rec(None, Some("0002"), "2026-10-01", "2026-10-31");
+        assert!(same_charge(
+            &plain,
+            &rec(None, Some("0002"), "2026-10-01", "2026-10-31")
+        ));
+        assert!(same_charge(
+            &plain,
+            &rec(Some("r"), Some("0002"), "2026-10-01", "2026-10-31")
+        ));
+        assert!(!same_charge(
+            &plain,
+            &rec(None, Some("0002"), "2026-10-02", "2026-10-31")
+        ));
+        assert!(!same_charge(
+            &plain,
+            &rec(None, Some("0002"), "2026-10-01", "2026-10-30")
+        ));
+        assert!(!same_charge(
+            &plain,
+            &rec(None, Some("0003"), "2026-10-01", "2026-10-31")
+        ));
+        assert!(!same_charge(
+            &plain,
+            &rec(None, None, "2026-10-01", "2026-10-31")
+        ));
+        assert!(same_charge(
+            &rec(None, None, "2026-10-01", "2026-10-31"),
+            &rec(None, Some(""), "2026-10-01", "2026-10-31")
+        ));
+        // A reversal or a credit line is no charge.
+        let reversal = AccrualRec {
+            reverses: Some("2026-10 v1 oct.csv:7".into()),
+            ..plain.clone()
+        };
+        assert!(!same_charge(&plain, &reversal));
+        let credit = AccrualRec {
+            line_amount: Some("-100.00".into()),
+            ..plain.clone()
+        };
+        assert!(!same_charge(&plain, &credit));
     }
 }
