@@ -639,3 +639,112 @@ fn two_credits_of_one_closed_charge_in_one_run_never_reverse_more_than_it_accrue
         assert_eq!(seen[0], seen[1], "--threads 1 and 2 differ");
     }
 }
+
+/// A charge is recognised in another version of its period by what it is,
+/// not by where that version read it: October (two charges of 3,100.00, A on
+/// `s1` and B on `s2`, P-A earning 124.00 each) is closed, November credits
+/// A in full and is closed, October is restated as version 2 from the same
+/// export read through another directory, through its absolute path, or
+/// with its lines in another order (B first); December credits A and B
+/// 3,100.00 each. A's credit is rejected (nothing is left of it: P-A would
+/// lose 248.00 for an accrual of 124.00), B's is reversed in full
+/// (-124.00), with and without ReferenceIds.
+#[test]
+fn credits_taken_before_a_restatement_count_whatever_path_or_line_order_it_read() {
+    let line = |sub: &str, amount: &str, reference: &str| {
+        format!("c1,C1,{sub},10/1/2026,10/31/2026,{amount},EUR,Microsoft Corporation,[],P1,0001,{reference}")
+    };
+    for with_references in [true, false] {
+        let reference = |r: &str| {
+            if with_references {
+                r.to_string()
+            } else {
+                String::new()
+            }
+        };
+        let (a, b) = (reference("r-a"), reference("r-b"));
+        for restated_from in ["another directory", "absolute path", "lines reordered"] {
+            let d = tempfile::tempdir().unwrap();
+            let dir = d.path();
+            write(dir, "r.toml", RULES.into());
+            write(
+                dir,
+                "d.csv",
+                format!("{DHEADER}c1,P-A,Alpha,DPOR,,,,2024-01-01,\n"),
+            );
+            let october = format!(
+                "{HEADER}{}\n{}\n",
+                line("s1", "3100.00", &a),
+                line("s2", "3100.00", &b)
+            );
+            write(dir, "oct.csv", october.clone());
+            assert_code(&run(dir, "2026-10", "oct.csv", "d.csv", "out-oct"), 0);
+            close(dir, "out-oct");
+            write(
+                dir,
+                "nov.csv",
+                format!("{HEADER}{}\n", line("s1", "-3100.00", &a)),
+            );
+            assert_code(&run(dir, "2026-11", "nov.csv", "d.csv", "out-nov"), 0);
+            close(dir, "out-nov");
+            assert_eq!(ledger(dir, "out-nov")[0][6], "-124.00");
+
+            let (billing, a_line, b_line) = match restated_from {
+                "another directory" => {
+                    std::fs::create_dir(dir.join("copy")).unwrap();
+                    write(dir, "copy/oct.csv", october.clone());
+                    ("copy/oct.csv".to_string(), 2, 3)
+                }
+                "absolute path" => (dir.join("oct.csv").display().to_string(), 2, 3),
+                _ => {
+                    let reordered = format!(
+                        "{HEADER}{}\n{}\n",
+                        line("s2", "3100.00", &b),
+                        line("s1", "3100.00", &a)
+                    );
+                    write(dir, "oct.csv", reordered);
+                    ("oct.csv".to_string(), 3, 2)
+                }
+            };
+            assert_code(&run(dir, "2026-10", &billing, "d.csv", "out-oct-2"), 0);
+            close(dir, "out-oct-2");
+
+            write(
+                dir,
+                "dec.csv",
+                format!(
+                    "{HEADER}{}\n{}\n",
+                    line("s1", "-3100.00", &a),
+                    line("s2", "-3100.00", &b)
+                ),
+            );
+            let o = run(dir, "2026-12", "dec.csv", "d.csv", "out-dec");
+            let case = format!("restated from {restated_from}, references {with_references}");
+            assert_code(&o, 1);
+            let rows = ledger(dir, "out-dec");
+            assert_eq!(
+                rows,
+                vec![row([
+                    "P-A",
+                    "c1",
+                    "2026-10",
+                    "-3100.00",
+                    "0.04",
+                    "1.0",
+                    "-124.00",
+                    &format!("2026-10 v2 {billing}:{b_line}"),
+                ])],
+                "{case}"
+            );
+            let rejects = read(dir.join("out-dec").join("rejects.csv"));
+            let rejected = csv_rows(&rejects);
+            assert_eq!(rejected.len(), 2, "{case}: {rejects}");
+            assert!(
+                rejects.contains(&format!(
+                    "(2026-10 v2 {billing}:{a_line}: 0.00 of 3100.00 not yet credited)"
+                )),
+                "{case}: {rejects}"
+            );
+        }
+    }
+}
