@@ -7,11 +7,13 @@
 //! for both. Line numbers: data row `n` (1-based) of a Parquet file is reported
 //! as line `n + 1`, as if the file were a CSV with a header line.
 //!
-//! Only the columns porledger reads are rendered (the others are left empty).
+//! Only the columns porledger reads are decoded and rendered (the others are
+//! left empty, whatever their type: polars never converts them).
 //! Money is never read from binary floating point: a basis column stored as
 //! `FLOAT`/`DOUBLE` is a fatal error. Decimal columns are rendered exactly from
 //! their 128-bit integer and scale; dates as `YYYY-MM-DD`; timestamps as
-//! `YYYY-MM-DDTHH:MM:SS[.fffffffff]` (UTC); a CR or LF inside a text value
+//! `YYYY-MM-DDTHH:MM:SS[.fffffffff]` (a zoned timestamp in its own zone, as
+//! a CSV timestamp with an offset keeps its local date); a CR or LF inside a text value
 //! becomes a space (one row, one line).
 
 use std::path::Path;
@@ -87,7 +89,7 @@ pub fn float_text(x: f64) -> Option<String> {
 mod imp {
     use std::fs::File;
 
-    use chrono::{DateTime, NaiveDate};
+    use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone as _};
     use polars::prelude::*;
 
     use super::super::billing::{BillingLayout, Field};
@@ -103,16 +105,137 @@ mod imp {
         Ok(ParquetReader::new(f).read_parallel(ParallelStrategy::None))
     }
 
+    /// Runs a step of the Parquet reader; a panic inside polars (a type or a
+    /// file it does not handle) becomes an error naming the file instead of
+    /// ending the process.
+    fn guarded<T>(file: &InputFile, step: impl FnOnce() -> Result<T, Fatal>) -> Result<T, Fatal> {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)) {
+            Ok(r) => r,
+            Err(payload) => {
+                let why = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown failure".to_string());
+                Err(Fatal::Input(format!(
+                    "{}: cannot read Parquet: the reader failed ({why})",
+                    file.display
+                )))
+            }
+        }
+    }
+
+    /// The name of a Parquet (arrow) column type porledger does not read.
+    fn type_name(dt: &ArrowDataType) -> String {
+        match dt {
+            ArrowDataType::Struct(_) => "struct".into(),
+            ArrowDataType::Map(..) => "map".into(),
+            ArrowDataType::List(_)
+            | ArrowDataType::LargeList(_)
+            | ArrowDataType::FixedSizeList(..) => "list".into(),
+            ArrowDataType::Union(_) => "union".into(),
+            ArrowDataType::Binary
+            | ArrowDataType::LargeBinary
+            | ArrowDataType::BinaryView
+            | ArrowDataType::FixedSizeBinary(_) => "binary".into(),
+            ArrowDataType::Time32(_) | ArrowDataType::Time64(_) => "time of day".into(),
+            ArrowDataType::Duration(_) => "duration".into(),
+            ArrowDataType::Interval(_) => "interval".into(),
+            ArrowDataType::Float16 => "float16".into(),
+            ArrowDataType::Extension(e) => format!("extension {}", e.name),
+            ArrowDataType::Dictionary(_, v, _) => format!("dictionary of {}", type_name(v)),
+            d => format!("{d:?}"),
+        }
+    }
+
+    /// Whether porledger reads a column of this Parquet (arrow) type; checked
+    /// before polars converts the type (it panics on some it is not built for).
+    fn readable(dt: &ArrowDataType) -> bool {
+        match dt {
+            ArrowDataType::Null
+            | ArrowDataType::Boolean
+            | ArrowDataType::Int8
+            | ArrowDataType::Int16
+            | ArrowDataType::Int32
+            | ArrowDataType::Int64
+            | ArrowDataType::Int128
+            | ArrowDataType::UInt8
+            | ArrowDataType::UInt16
+            | ArrowDataType::UInt32
+            | ArrowDataType::UInt64
+            | ArrowDataType::Float32
+            | ArrowDataType::Float64
+            | ArrowDataType::Date32
+            | ArrowDataType::Date64
+            | ArrowDataType::Timestamp(..)
+            | ArrowDataType::Utf8
+            | ArrowDataType::LargeUtf8
+            | ArrowDataType::Utf8View
+            | ArrowDataType::Decimal(..)
+            | ArrowDataType::Decimal32(..)
+            | ArrowDataType::Decimal64(..)
+            | ArrowDataType::Decimal256(..) => true,
+            // A dictionary (pandas `category`) column is read as its values.
+            ArrowDataType::Dictionary(_, v, _) => {
+                !matches!(v.as_ref(), ArrowDataType::Dictionary(..)) && readable(v)
+            }
+            _ => false,
+        }
+    }
+
+    /// The zone of a timestamp column: a fixed offset (`+01:00`, `-0530`,
+    /// `+01`, `UTC`, `Z`) or a time zone database name (`Europe/Berlin`).
+    #[derive(Clone, Copy)]
+    enum Zone {
+        Fixed(FixedOffset),
+        Named(chrono_tz::Tz),
+    }
+
+    impl Zone {
+        fn parse(tz: &str) -> Option<Zone> {
+            let t = tz.trim();
+            if t.is_empty() || t == "Z" || t.eq_ignore_ascii_case("utc") {
+                return Some(Zone::Fixed(FixedOffset::east_opt(0)?));
+            }
+            if let Some(rest) = t.strip_prefix(['+', '-']) {
+                let sign = if t.starts_with('-') { -1 } else { 1 };
+                let digits: String = rest.chars().filter(|c| *c != ':').collect();
+                let ok_shape = matches!(rest.len(), 2 | 4 | 5)
+                    && digits.bytes().all(|b| b.is_ascii_digit())
+                    && (rest.len() != 5 || rest.as_bytes()[2] == b':')
+                    && (rest.len() == 2 || digits.len() == 4);
+                if !ok_shape {
+                    return None;
+                }
+                let h: i32 = digits[..2].parse().ok()?;
+                let m: i32 = if digits.len() == 4 { digits[2..].parse().ok()? } else { 0 };
+                if m > 59 {
+                    return None;
+                }
+                return FixedOffset::east_opt(sign * (h * 3600 + m * 60)).map(Zone::Fixed);
+            }
+            t.parse::<chrono_tz::Tz>().ok().map(Zone::Named)
+        }
+
+        /// The wall-clock time of an instant in this zone.
+        fn local(self, utc: NaiveDateTime) -> NaiveDateTime {
+            match self {
+                Zone::Fixed(o) => o.from_utc_datetime(&utc).naive_local(),
+                Zone::Named(z) => z.from_utc_datetime(&utc).naive_local(),
+            }
+        }
+    }
+
     /// Reads the schema, recognises the billing format from the column names
     /// and checks that every column porledger reads has a type it can read
-    /// exactly.
+    /// exactly. The other columns are not looked at, whatever their type.
     pub fn open(file: &InputFile) -> Result<OpenedBilling, Fatal> {
+        guarded(file, || open_unguarded(file))
+    }
+
+    fn open_unguarded(file: &InputFile) -> Result<OpenedBilling, Fatal> {
         let schema = reader(file)?.schema().map_err(polars_err(file))?;
         let fields: Vec<String> = schema.iter_names().map(|n| n.to_string()).collect();
-        let dtypes: Vec<DataType> = schema
-            .iter_values()
-            .map(DataType::from_arrow_field)
-            .collect();
         let layout = BillingLayout::from_header(&fields, b',').map_err(|e| Fatal::Data {
             file: file.display.clone(),
             line: 1,
@@ -121,14 +244,34 @@ mod imp {
         })?;
         for f in Field::ALL {
             let Some(i) = layout.column(f) else { continue };
-            let Some(dtype) = dtypes.get(i) else { continue };
+            let Some((_, arrow)) = schema.get_at_index(i) else {
+                continue;
+            };
             let bad = |why: String| Fatal::Data {
                 file: file.display.clone(),
                 line: 1,
                 column: Some(fields[i].clone()),
                 message: why,
             };
-            match dtype {
+            let expected = "(expected text, decimal, integer, date or timestamp)";
+            if !readable(&arrow.dtype) {
+                return Err(bad(format!(
+                    "has type {}, which porledger cannot read as a billing value {expected}",
+                    type_name(&arrow.dtype)
+                )));
+            }
+            if let ArrowDataType::Timestamp(_, Some(tz)) = &arrow.dtype {
+                if Zone::parse(tz).is_none() {
+                    return Err(bad(format!(
+                        "is a timestamp in the time zone \"{tz}\", which porledger does not \
+                         know (expected a zone name such as Europe/Berlin or an offset such \
+                         as +01:00)"
+                    )));
+                }
+            }
+            // Safe now: the type is one polars converts without panicking.
+            let dtype = DataType::from_arrow_field(arrow);
+            match &dtype {
                 DataType::Float32 | DataType::Float64 if f == Field::Subtotal => {
                     return Err(bad(format!(
                         "the money column is stored as {dtype} (binary floating point): \
@@ -143,12 +286,14 @@ mod imp {
                 | DataType::Boolean
                 | DataType::Null
                 | DataType::Float32
-                | DataType::Float64 => {}
+                | DataType::Float64
+                | DataType::Categorical(..)
+                | DataType::Enum(..) => {}
                 d if d.is_integer() => {}
                 _ => {
                     return Err(bad(format!(
                         "has type {dtype}, which porledger cannot read as a billing value \
-                         (expected text, decimal, integer, date or timestamp)"
+                         {expected}"
                     )))
                 }
             }
@@ -202,13 +347,21 @@ mod imp {
         s
     }
 
-    fn timestamp_text(v: i64, unit: TimeUnit) -> Option<String> {
-        let dt = match unit {
+    /// A timestamp as `YYYY-MM-DDTHH:MM:SS[.fffffffff]`: the wall-clock time
+    /// in the column's zone when it has one (so its date is the local date,
+    /// as a CSV timestamp with an offset is dated as written), as stored when
+    /// it has none.
+    fn timestamp_text(v: i64, unit: TimeUnit, zone: Option<Zone>) -> Option<String> {
+        let utc = match unit {
             TimeUnit::Nanoseconds => Some(DateTime::from_timestamp_nanos(v)),
             TimeUnit::Microseconds => DateTime::from_timestamp_micros(v),
             TimeUnit::Milliseconds => DateTime::from_timestamp_millis(v),
         }?
         .naive_utc();
+        let dt = match zone {
+            Some(z) => z.local(utc),
+            None => utc,
+        };
         let mut s = dt.format("%Y-%m-%dT%H:%M:%S").to_string();
         let nanos = dt.and_utc().timestamp_subsec_nanos();
         if nanos != 0 {
@@ -248,14 +401,22 @@ mod imp {
                         .collect(),
                 )
             }
-            DataType::Datetime(unit, _) => {
+            DataType::Datetime(unit, tz) => {
                 let unit = *unit;
+                let zone = match tz.as_deref() {
+                    None => None,
+                    Some(tz) => Some(Zone::parse(tz).ok_or_else(
+                        || polars_err!(InvalidOperation: "unknown time zone \"{tz}\""),
+                    )?),
+                };
                 Cells::Owned(
                     s.datetime()?
                         .physical()
                         .iter()
                         .map(|v| {
-                            v.map(|v| timestamp_text(v, unit).unwrap_or_else(|| format!("({v})")))
+                            v.map(|v| {
+                                timestamp_text(v, unit, zone).unwrap_or_else(|| format!("({v})"))
+                            })
                         })
                         .collect(),
                 )
@@ -329,8 +490,10 @@ mod imp {
             u
         };
         let n_fields = header.fields.len();
-        let mut r = reader(file)?;
-        let metadata = r.get_metadata().map_err(polars_err(file))?.clone();
+        let metadata = guarded(file, || {
+            let mut r = reader(file)?;
+            Ok(r.get_metadata().map_err(polars_err(file))?.clone())
+        })?;
         let mut offset = 0usize;
         let mut line = header.next_line;
         for rg in &metadata.row_groups {
@@ -338,21 +501,26 @@ mod imp {
             if rows == 0 {
                 continue;
             }
-            let mut rd = reader(file)?
-                .with_projection(Some(used.clone()))
-                .with_slice(Some((offset, rows)));
-            rd.set_metadata(metadata.clone());
-            let df = rd.finish().map_err(polars_err(file))?;
+            // Only the columns porledger reads are decoded (projection): the
+            // others are never converted, whatever their type.
+            let df = guarded(file, || {
+                let mut rd = reader(file)?
+                    .with_projection(Some(used.clone()))
+                    .with_slice(Some((offset, rows)));
+                rd.set_metadata(metadata.clone());
+                rd.finish().map_err(polars_err(file))
+            })?;
             offset += rows;
-            let cols: Vec<(usize, Cells)> = used
-                .iter()
-                .map(|&i| {
-                    let name = header.fields[i].as_str();
-                    let col = df.column(name)?;
-                    Ok((i, cells(col)?))
-                })
-                .collect::<PolarsResult<_>>()
-                .map_err(polars_err(file))?;
+            let cols: Vec<(usize, Cells)> = guarded(file, || {
+                used.iter()
+                    .map(|&i| {
+                        let name = header.fields[i].as_str();
+                        let col = df.column(name)?;
+                        Ok((i, cells(col)?))
+                    })
+                    .collect::<PolarsResult<_>>()
+                    .map_err(polars_err(file))
+            })?;
             let mut buf = spare();
             let mut first_line = line;
             for row in 0..df.height() {
