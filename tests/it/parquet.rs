@@ -484,3 +484,89 @@ fn an_amount_past_the_parquet_ledger_names_its_billing_line() {
     assert!(!err.contains("porledger-tmp"), "{err}");
     assert!(!dir.join("o-pq").exists());
 }
+
+/// `porledger run` for November 2026 on the month-close sample's
+/// designations, on a file of `tests/fixtures/parquet/` (see its `make.py`).
+fn run_fixture(dir: &Path, name: &str, out: &str) -> Output {
+    let r = root();
+    let args: Vec<String> = vec![
+        "run".into(),
+        "--period".into(),
+        "2026-11".into(),
+        "--billing".into(),
+        r.join("tests/fixtures/parquet").join(name).display().to_string(),
+        "--designations".into(),
+        r.join("sample-data/month-close/designations-2026-11.csv")
+            .display()
+            .to_string(),
+        "--rules".into(),
+        r.join("sample-data/rules.toml").display().to_string(),
+        "--out".into(),
+        out.into(),
+        "--no-pdf".into(),
+        "-q".into(),
+    ];
+    porledger(dir, args)
+}
+
+/// Runs the CSV and the Parquet fixture of the same rows and checks that the
+/// totals and the charge dates agree; returns the summary.
+fn same_as_csv(csv: &str, parquet: &str) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    ok(&run_fixture(tmp.path(), csv, "out-csv"));
+    ok(&run_fixture(tmp.path(), parquet, "out-pq"));
+    let read = |p: &str| std::fs::read_to_string(tmp.path().join(p)).unwrap();
+    let summary = read("out-csv/summary.csv");
+    assert_eq!(summary, read("out-pq/summary.csv"));
+    // The ledgers differ only in the billing file's name.
+    assert_eq!(
+        read("out-csv/ledger.csv").replace(csv, "F"),
+        read("out-pq/ledger.csv").replace(parquet, "F")
+    );
+    assert!(summary.lines().count() > 1, "{summary}");
+    summary
+}
+
+/// Azure/FOCUS exports carry a struct column (`Tags`) and maps: porledger does
+/// not read them, so their type does not matter (it used to panic in polars).
+#[test]
+fn struct_and_map_columns_porledger_does_not_read_are_ignored() {
+    same_as_csv("rows.csv", "unused_struct_map.parquet");
+}
+
+#[test]
+fn a_struct_in_a_column_porledger_reads_is_a_clean_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run_fixture(tmp.path(), "struct_customer.parquet", "out");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("struct_customer.parquet")
+            && err.contains("column 'CustomerId'")
+            && err.contains("has type struct")
+            && !err.contains("panicked"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("out").exists(), "nothing published");
+}
+
+/// A timestamp with a zone is dated in its zone, as a CSV timestamp with an
+/// offset is: 2026-11-01 00:00 in Berlin is a November charge (in UTC it is
+/// still October 31st and P-B, designated from November 1st, would get a
+/// prorated share).
+#[test]
+fn a_zoned_timestamp_is_dated_in_its_own_zone() {
+    let summary = same_as_csv("zoned.csv", "zoned.parquet");
+    let unzoned = {
+        let tmp = tempfile::tempdir().unwrap();
+        ok(&run_fixture(tmp.path(), "rows.csv", "out"));
+        std::fs::read_to_string(tmp.path().join("out/summary.csv")).unwrap()
+    };
+    assert_eq!(summary, unzoned, "local midnight is the date as written");
+}
+
+/// pandas `category` columns (arrow dictionaries) are read as their values.
+#[test]
+fn dictionary_text_columns_read_as_their_values() {
+    same_as_csv("rows.csv", "dictionary.parquet");
+}
