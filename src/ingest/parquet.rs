@@ -199,16 +199,21 @@ mod imp {
             }
             if let Some(rest) = t.strip_prefix(['+', '-']) {
                 let sign = if t.starts_with('-') { -1 } else { 1 };
-                let digits: String = rest.chars().filter(|c| *c != ':').collect();
-                let ok_shape = matches!(rest.len(), 2 | 4 | 5)
-                    && digits.bytes().all(|b| b.is_ascii_digit())
-                    && (rest.len() != 5 || rest.as_bytes()[2] == b':')
-                    && (rest.len() == 2 || digits.len() == 4);
-                if !ok_shape {
+                // `hh`, `hhmm` or `hh:mm`.
+                let digits: String = match rest.len() {
+                    2 | 4 => rest.to_string(),
+                    5 if rest.as_bytes()[2] == b':' => rest.replacen(':', "", 1),
+                    _ => return None,
+                };
+                if !digits.bytes().all(|b| b.is_ascii_digit()) {
                     return None;
                 }
                 let h: i32 = digits[..2].parse().ok()?;
-                let m: i32 = if digits.len() == 4 { digits[2..].parse().ok()? } else { 0 };
+                let m: i32 = if digits.len() == 4 {
+                    digits[2..].parse().ok()?
+                } else {
+                    0
+                };
                 if m > 59 {
                     return None;
                 }
@@ -580,6 +585,35 @@ mod imp {
                 decimal_text(i128::MAX, 10),
                 "17014118346046923173168730371.5884105727"
             );
+        }
+
+        #[test]
+        fn zones_parse() {
+            let utc = NaiveDate::from_ymd_opt(2026, 10, 31)
+                .unwrap()
+                .and_hms_opt(23, 0, 0)
+                .unwrap();
+            let local = |z: &str| Zone::parse(z).map(|z| z.local(utc).to_string());
+            let nov1 = Some("2026-11-01 00:00:00".to_string());
+            assert_eq!(local("Europe/Berlin"), nov1);
+            assert_eq!(local("+01:00"), nov1);
+            assert_eq!(local("+0100"), nov1);
+            assert_eq!(local("+01"), nov1);
+            assert_eq!(local("UTC"), Some("2026-10-31 23:00:00".to_string()));
+            assert_eq!(local("-05:30"), Some("2026-10-31 17:30:00".to_string()));
+            for bad in [
+                "+1:",
+                "+1",
+                "+01:0",
+                "+0a:00",
+                "+01:60",
+                "+24:00",
+                "+é1",
+                "Mars/Olympus",
+                "+01:00:00",
+            ] {
+                assert!(Zone::parse(bad).is_none(), "{bad}");
+            }
         }
 
         #[test]

@@ -494,7 +494,10 @@ fn run_fixture(dir: &Path, name: &str, out: &str) -> Output {
         "--period".into(),
         "2026-11".into(),
         "--billing".into(),
-        r.join("tests/fixtures/parquet").join(name).display().to_string(),
+        r.join("tests/fixtures/parquet")
+            .join(name)
+            .display()
+            .to_string(),
         "--designations".into(),
         r.join("sample-data/month-close/designations-2026-11.csv")
             .display()
