@@ -4689,14 +4689,7 @@ mod tests {
             sep,
             "a close folded already is left as it is"
         );
-        let description: String = h
-            .conn
-            .query_row(
-                "SELECT description FROM migrations WHERE version = 5",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let description = migration(&h.conn, 5);
         assert!(description.contains("letter case"), "{description}");
         let lookup = ClosedLookup::new(h, None).unwrap();
         for (product, sku) in [
@@ -4712,6 +4705,16 @@ mod tests {
             assert_eq!(got, Some((1, 3)), "{product:?}");
         }
         assert_eq!(found(&lookup, "cFQ7TTC0LFLX", None), Some((1, 4)));
+    }
+
+    /// The description the migrations table records for `version`.
+    fn migration(c: &Connection, version: i32) -> String {
+        c.query_row(
+            "SELECT description FROM migrations WHERE version = ?1",
+            [version],
+            |r| r.get(0),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -4766,14 +4769,7 @@ mod tests {
             others,
             "only the reference keys change"
         );
-        let description: String = h
-            .conn
-            .query_row(
-                "SELECT description FROM migrations WHERE version = 4",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let description = migration(&h.conn, 4);
         assert!(description.contains("letter case"), "{description}");
         let lookup = ClosedLookup::new(h, None).unwrap();
         for spelled in ["Ref-C1-Oct", "ref-c1-oct", "REF-C1-OCT", " rEF-c1-oCT "] {
