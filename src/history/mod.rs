@@ -3114,11 +3114,6 @@ fn fold_keys(tx: &Transaction, path: &Path, kind: u8) -> Result<(), HistoryError
             "SELECT entries, data FROM charge_keys WHERE close_id = ?1 AND kind = ?2 ORDER BY seq",
         )
         .map_err(s)?;
-    let mut filters = tx
-        .prepare(
-            "SELECT references_filter, subscriptions_filter FROM charge_filters WHERE close_id = ?1",
-        )
-        .map_err(s)?;
     for id in ids {
         let mut list: Vec<(Vec<u8>, u64)> = Vec::new();
         let mut changed = false;
@@ -3147,44 +3142,67 @@ fn fold_keys(tx: &Transaction, path: &Path, kind: u8) -> Result<(), HistoryError
             }
         }
         drop(rows);
-        if !changed {
-            continue;
+        if changed {
+            replace_keys(tx, path, id, kind, &mut list)?;
         }
-        // The close's filter row keeps the other kind's filter as it is.
-        let (references, subscriptions): (Vec<u8>, Vec<u8>) = filters
-            .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()
-            .map_err(s)?
-            .ok_or_else(|| damaged(id, "keys without a filter".into()))?;
-        tx.execute(
-            "DELETE FROM charge_keys WHERE close_id = ?1 AND kind = ?2",
-            params![id, kind],
-        )
-        .map_err(s)?;
-        let mut parts = Vec::new();
-        let folded = encode_keys(kind, &mut list, &mut |p| parts.push(p));
-        parts.push(match kind {
-            0 => StoredPart::End {
-                references: folded,
-                subscriptions,
-                accruals: 0,
-            },
-            _ => StoredPart::End {
-                references,
-                subscriptions: folded,
-                accruals: 0,
-            },
-        });
-        store_parts(
-            tx,
-            id,
-            parts.into_iter().map(Ok::<_, std::convert::Infallible>),
-        )
-        .map_err(|e| match e {
-            CloseError::History(h) => h,
-            CloseError::Source(never) => match never {},
-        })?;
     }
+    Ok(())
+}
+
+/// Writes `list` (key, ordinal of the head) as close `id`'s key blocks of
+/// `kind`, in place of those it has, with that kind's filter made from it;
+/// the other kind's blocks and filter stay as they are.
+fn replace_keys(
+    tx: &Transaction,
+    path: &Path,
+    id: i64,
+    kind: u8,
+    list: &mut [(Vec<u8>, u64)],
+) -> Result<(), HistoryError> {
+    let s = |e| sql(path, e);
+    let (references, subscriptions): (Vec<u8>, Vec<u8>) = tx
+        .prepare_cached(
+            "SELECT references_filter, subscriptions_filter FROM charge_filters WHERE close_id = ?1",
+        )
+        .and_then(|mut st| {
+            st.query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(s)?
+        .ok_or_else(|| HistoryError::Refused {
+            path: path.display().to_string(),
+            message: format!(
+                "close {id}: keys without a filter: the history is damaged; it was not upgraded"
+            ),
+        })?;
+    tx.execute(
+        "DELETE FROM charge_keys WHERE close_id = ?1 AND kind = ?2",
+        params![id, kind],
+    )
+    .map_err(s)?;
+    let mut parts = Vec::new();
+    let filter = encode_keys(kind, list, &mut |p| parts.push(p));
+    parts.push(match kind {
+        0 => StoredPart::End {
+            references: filter,
+            subscriptions,
+            accruals: 0,
+        },
+        _ => StoredPart::End {
+            references,
+            subscriptions: filter,
+            accruals: 0,
+        },
+    });
+    store_parts(
+        tx,
+        id,
+        parts.into_iter().map(Ok::<_, std::convert::Infallible>),
+    )
+    .map_err(|e| match e {
+        CloseError::History(h) => h,
+        CloseError::Source(never) => match never {},
+    })?;
     Ok(())
 }
 
@@ -4361,18 +4379,6 @@ mod tests {
     /// stored them (as written); the rest as this build wrote it.
     fn unfold_keys(c: &Connection, id: i64, kind: u8, keys: &[(&str, u64)]) {
         let tx = c.unchecked_transaction().unwrap();
-        let (references, subscriptions): (Vec<u8>, Vec<u8>) = tx
-            .query_row(
-                "SELECT references_filter, subscriptions_filter FROM charge_filters WHERE close_id = ?1",
-                params![id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap();
-        tx.execute(
-            "DELETE FROM charge_keys WHERE close_id = ?1 AND kind = ?2",
-            params![id, kind],
-        )
-        .unwrap();
         let mut list: Vec<(Vec<u8>, u64)> = keys
             .iter()
             .map(|(k, at)| {
@@ -4384,21 +4390,7 @@ mod tests {
                 (k, *at)
             })
             .collect();
-        let mut parts = Vec::new();
-        let unfolded = encode_keys(kind, &mut list, &mut |p| parts.push(p));
-        parts.push(match kind {
-            0 => StoredPart::End {
-                references: unfolded,
-                subscriptions,
-                accruals: 0,
-            },
-            _ => StoredPart::End {
-                references,
-                subscriptions: unfolded,
-                accruals: 0,
-            },
-        });
-        store_parts::<_, ()>(&tx, id, parts.into_iter().map(Ok)).unwrap();
+        replace_keys(&tx, Path::new("test"), id, kind, &mut list).unwrap();
         tx.commit().unwrap();
     }
 
