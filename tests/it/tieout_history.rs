@@ -79,6 +79,16 @@ fn story() -> Story {
     }
 }
 
+/// An earnings export paying exactly what the runs `runs` accrued (one
+/// earning per ledger row), written to `name` in the story's directory.
+fn export_of(s: &Story, name: &str, runs: &[&Path]) -> PathBuf {
+    let ledgers: Vec<PathBuf> = runs.iter().map(|r| r.join("ledger.csv")).collect();
+    let ledgers: Vec<&Path> = ledgers.iter().map(PathBuf::as_path).collect();
+    let path = s.dir.path().join(name);
+    write(&path, export_from_ledgers(&ledgers, ',', false, 1));
+    path
+}
+
 /// `tieout.csv` as rows; the column index of `name`.
 fn table(dir: &Path) -> (Vec<Vec<String>>, impl Fn(&str) -> usize) {
     let rows = csv_rows(&read(dir.join("tieout.csv")));
@@ -91,16 +101,7 @@ fn table(dir: &Path) -> (Vec<Vec<String>>, impl Fn(&str) -> usize) {
 #[test]
 fn a_closed_month_is_expected_from_the_history() {
     let s = story();
-    let earnings = s.dir.path().join("earnings.csv");
-    write(
-        &earnings,
-        export_from_ledgers(
-            &[&s.oct.join("ledger.csv"), &s.nov.join("ledger.csv")],
-            ',',
-            false,
-            1,
-        ),
-    );
+    let earnings = export_of(&s, "earnings.csv", &[&s.oct, &s.nov]);
 
     // Without the history, October's earnings are not expected.
     let without = s.dir.path().join("t-without");
@@ -251,16 +252,7 @@ fn a_restatement_in_the_run_takes_the_place_of_the_issued_version() {
         &s.history,
         &oct2,
     );
-    let earnings = s.dir.path().join("earnings.csv");
-    write(
-        &earnings,
-        export_from_ledgers(
-            &[&oct2.join("ledger.csv"), &s.nov.join("ledger.csv")],
-            ',',
-            false,
-            1,
-        ),
-    );
+    let earnings = export_of(&s, "earnings.csv", &[&oct2, &s.nov]);
     let to = s.dir.path().join("t");
     let o = tieout(
         &oct2,
@@ -295,16 +287,7 @@ fn a_restatement_in_the_run_takes_the_place_of_the_issued_version() {
 #[test]
 fn the_output_is_the_same_for_any_thread_count() {
     let s = story();
-    let earnings = s.dir.path().join("earnings.csv");
-    write(
-        &earnings,
-        export_from_ledgers(
-            &[&s.oct.join("ledger.csv"), &s.nov.join("ledger.csv")],
-            ',',
-            false,
-            1,
-        ),
-    );
+    let earnings = export_of(&s, "earnings.csv", &[&s.oct, &s.nov]);
     let mut dirs = Vec::new();
     for threads in ["1", "3"] {
         let to = s.dir.path().join(format!("t{threads}"));
@@ -329,11 +312,7 @@ fn the_output_is_the_same_for_any_thread_count() {
 #[test]
 fn a_missing_foreign_or_differently_rounded_history_is_refused() {
     let s = story();
-    let earnings = s.dir.path().join("earnings.csv");
-    write(
-        &earnings,
-        export_from_ledgers(&[&s.nov.join("ledger.csv")], ',', false, 1),
-    );
+    let earnings = export_of(&s, "earnings.csv", &[&s.nov]);
     let to = s.dir.path().join("t");
     let missing = s.dir.path().join("nothing.db");
     let o = tieout(
@@ -381,16 +360,7 @@ fn a_missing_foreign_or_differently_rounded_history_is_refused() {
         &s.history,
         &nov,
     );
-    let both = s.dir.path().join("both.csv");
-    write(
-        &both,
-        export_from_ledgers(
-            &[&s.oct.join("ledger.csv"), &nov.join("ledger.csv")],
-            ',',
-            false,
-            1,
-        ),
-    );
+    let both = export_of(&s, "both.csv", &[&s.oct, &nov]);
     let o = tieout(
         &nov,
         &both,
@@ -431,11 +401,7 @@ fn a_superseded_version_of_a_closed_period_is_refused() {
         &oct2,
     );
     close_ok(&oct2, &s.history);
-    let earnings = s.dir.path().join("earnings.csv");
-    write(
-        &earnings,
-        export_from_ledgers(&[&oct2.join("ledger.csv")], ',', false, 1),
-    );
+    let earnings = export_of(&s, "earnings.csv", &[&oct2]);
     let to = s.dir.path().join("t");
     let history = ["--history", s.history.to_str().unwrap()];
     for (run, was) in [
@@ -471,16 +437,7 @@ fn a_superseded_version_of_a_closed_period_is_refused() {
 #[test]
 fn a_row_is_explained_only_from_the_history_the_tieout_read() {
     let s = story();
-    let earnings = s.dir.path().join("earnings.csv");
-    write(
-        &earnings,
-        export_from_ledgers(
-            &[&s.oct.join("ledger.csv"), &s.nov.join("ledger.csv")],
-            ',',
-            false,
-            1,
-        ),
-    );
+    let earnings = export_of(&s, "earnings.csv", &[&s.oct, &s.nov]);
     // Tied out from the story's directory, the history given relative to it.
     let to = s.dir.path().join("t");
     let mut c = command();
@@ -592,11 +549,7 @@ fn a_row_is_explained_only_from_the_history_the_tieout_read() {
 #[test]
 fn a_run_that_read_the_history_before_an_earlier_month_was_restated_is_refused() {
     let s = story();
-    let earnings = s.dir.path().join("earnings.csv");
-    write(
-        &earnings,
-        export_from_ledgers(&[&s.nov.join("ledger.csv")], ',', false, 1),
-    );
+    let earnings = export_of(&s, "earnings.csv", &[&s.nov]);
     let h = s.history.display().to_string();
     // Before the restatement the run ties out against the history.
     let o = tieout(
