@@ -1829,7 +1829,7 @@ impl History {
     /// a credit taken against version 1 of a charge still counts once the
     /// period is restated as version 2, even if the restatement read the
     /// same export through another path or with its lines in another order
-    /// (see [`History::charge_labels`] for how the charge is recognised in
+    /// (see `History::charge_labels` for how the charge is recognised in
     /// the other versions). Each credit line's whole amount once, from the
     /// latest version of the period that recorded it, except the credits of
     /// `restated` (the period a run restates: its credits are the run's own
