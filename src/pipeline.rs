@@ -309,6 +309,85 @@ pub struct CreditClaim {
     pub rejects_at: usize,
     /// Its groups and sums, added to the run's groups once it is settled.
     pub adds: Vec<(DetailKey, Sums)>,
+    /// Its reversal rows (one per entry of `adds`, in the same order), to
+    /// write again when the run's earlier credits of the same charge change
+    /// what it reverses. Empty when the run writes no ledger.
+    pub redo: Vec<RedoRow>,
+    /// The credit line's fields its reversal rows repeat.
+    pub charge_date: chrono::NaiveDate,
+    pub invoice_number: String,
+    pub product_id: String,
+    pub currency: crate::money::Currency,
+}
+
+/// One reversal row of a [`CreditClaim`], as its worker wrote it.
+#[derive(Debug)]
+pub struct RedoRow {
+    partner_id: String,
+    customer_id: String,
+    program_id: String,
+    association: crate::config::Association,
+    subscription_id: String,
+    month: crate::dates::Month,
+    /// The basis the reversed accrual recorded.
+    recorded: Decimal,
+    rate: Decimal,
+    share: Decimal,
+    reverses: String,
+}
+
+/// A credit's reversal rows written again after the run's earlier credits of
+/// the same charge took `earlier` (negative) of it, beside what closed
+/// periods took: each basis is what the credits reverse together less what
+/// the earlier ones reversed ([`crate::history::reverse::reversal_basis`]),
+/// so the credits of one charge never reverse more than it recorded, in
+/// whichever chunks they were read. The ledger bytes and each row's sums;
+/// `None` when a value would exceed the largest decimal.
+fn redo_reversals(
+    inputs: &Inputs,
+    c: &CreditClaim,
+    earlier: Decimal,
+) -> Option<(Vec<u8>, Vec<Sums>)> {
+    let credited = c.credited.checked_add(earlier)?;
+    let mut ledger = RowBuf::default();
+    let mut sums = Vec::with_capacity(c.redo.len());
+    for r in &c.redo {
+        let basis =
+            crate::history::reverse::reversal_basis(r.recorded, c.line_amount, credited, c.credit)?;
+        let amount = crate::accrue::accrual_amount(basis, r.rate, r.share)?;
+        write_ledger_row(
+            &mut ledger,
+            &LedgerRow {
+                partner_id: &r.partner_id,
+                customer_id: &r.customer_id,
+                program_id: &r.program_id,
+                association: r.association.as_str(),
+                subscription_id: &r.subscription_id,
+                charge_date: c.charge_date,
+                accrual_month: r.month,
+                source_file: &inputs.files[c.file].display,
+                source_line: c.line,
+                basis_amount: basis,
+                basis_min_dp: c.currency.minor_units(),
+                rate: r.rate,
+                share: r.share,
+                accrual_amount: amount,
+                currency: c.currency,
+                designation_line: None,
+                credited_days: None,
+                charge_days: None,
+                reverses: Some(&r.reverses),
+                invoice_number: &c.invoice_number,
+                product_id: &c.product_id,
+            },
+        );
+        sums.push(Sums {
+            lines: 1,
+            basis: crate::fold::ExactSum::of(basis),
+            accrual: crate::fold::ExactSum::of(amount),
+        });
+    }
+    Some((ledger.buf, sums))
 }
 
 /// What the run's credits of closed charges took so far, by charge, in
@@ -334,11 +413,12 @@ pub fn settle_credits(
     if out.claims.is_empty() {
         return;
     }
-    // Cuts and inserts, applied from the end so that positions hold.
-    let mut cut_ledger = Vec::new();
+    // Ledger rows replaced (cut: replaced by nothing), source-key rows cut
+    // and rejects inserted, applied from the end so that positions hold.
+    let mut ledger_edits: Vec<(std::ops::Range<usize>, Vec<u8>)> = Vec::new();
     let mut cut_keys = Vec::new();
     let mut inserts: Vec<(usize, Vec<u8>)> = Vec::new();
-    for c in std::mem::take(&mut out.claims) {
+    for mut c in std::mem::take(&mut out.claims) {
         // The first credit of a charge in the run was checked against the
         // history by its worker.
         let before = taken.taken.get(&c.charge).copied();
@@ -348,7 +428,21 @@ pub fn settle_credits(
             .and_then(|l| l.checked_add(before.unwrap_or_default()));
         let fits = before.is_none()
             || left.is_some_and(|l| crate::history::reverse::fits(c.credit, c.line_amount, l));
-        if fits {
+        // Its worker reversed it against the closed credits alone: after
+        // earlier credits of this run, its rows are written again.
+        let redone = match before {
+            Some(earlier) if fits && !c.redo.is_empty() => {
+                Some(redo_reversals(inputs, &c, earlier))
+            }
+            _ => None,
+        };
+        if fits && !matches!(redone, Some(None)) {
+            if let Some(Some((ledger, sums))) = redone {
+                ledger_edits.push((c.ledger.clone(), ledger));
+                for (add, s) in c.adds.iter_mut().zip(sums) {
+                    add.1 = s;
+                }
+            }
             let t = taken.taken.entry(c.charge).or_default();
             *t = t.checked_add(c.credit).unwrap_or(*t);
             for (k, s) in c.adds {
@@ -358,12 +452,12 @@ pub fn settle_credits(
         }
         let file = &inputs.files[c.file];
         let reason = match left {
-            Some(left) => format!(
+            Some(left) if !fits => format!(
                 "the credit {} exceeds what is left of the charge it reverses ({}: {left} of {} \
                  not yet credited, after the credits of this run before it)",
                 c.credit, c.charge, c.line_amount
             ),
-            None => format!(
+            _ => format!(
                 "the credits of this run of {} exceed the largest decimal (about 7.9e28)",
                 c.charge
             ),
@@ -381,7 +475,7 @@ pub fn settle_credits(
             },
         );
         inserts.push((c.rejects_at, row.buf));
-        cut_ledger.push(c.ledger);
+        ledger_edits.push((c.ledger, Vec::new()));
         cut_keys.push(c.keys);
         let counts = &mut out.fold.files[c.file];
         counts.accrued -= 1;
@@ -397,8 +491,8 @@ pub fn settle_credits(
             });
         }
     }
-    for r in cut_ledger.into_iter().rev() {
-        out.ledger.drain(r);
+    for (r, rows) in ledger_edits.into_iter().rev() {
+        out.ledger.splice(r, rows);
     }
     for r in cut_keys.into_iter().rev() {
         out.keys.drain(r);
@@ -816,6 +910,11 @@ impl<'i> ChunkRows<'i> {
             keys: keys_at..keys_at,
             rejects_at: self.rejects.buf.len(),
             adds: Vec::new(),
+            redo: Vec::new(),
+            charge_date: r.line.charge_start,
+            invoice_number: String::new(),
+            product_id: String::new(),
+            currency: r.line.currency,
         };
         if let Some(k) = self.keys.as_mut() {
             write_source_keys_row(k, &self.file.display, r);
@@ -824,6 +923,23 @@ impl<'i> ChunkRows<'i> {
         if self.outputs {
             self.reversal_rows(r, rev, &mut claim.adds);
             claim.ledger.end = self.ledger.buf.len();
+            claim.redo = rev
+                .iter()
+                .map(|x| RedoRow {
+                    partner_id: x.accrual.partner_id.to_string(),
+                    customer_id: x.customer_id.to_string(),
+                    program_id: x.program_id.to_string(),
+                    association: x.accrual.association,
+                    subscription_id: x.subscription_id.to_string(),
+                    month: x.accrual.month,
+                    recorded: x.recorded,
+                    rate: x.accrual.rate,
+                    share: x.accrual.share,
+                    reverses: x.reverses.clone(),
+                })
+                .collect();
+            claim.invoice_number = r.line.invoice_number.to_string();
+            claim.product_id = r.line.product_id.to_string();
         }
         self.claims.push(claim);
     }
@@ -943,6 +1059,8 @@ struct ReversalRow<'c> {
     reverses: String,
     /// The line amount of the charge it reverses.
     line_amount: Decimal,
+    /// The basis the reversed accrual recorded.
+    recorded: Decimal,
 }
 
 /// The reversals of a credit line against its closed charge, or why it is
@@ -1011,6 +1129,7 @@ fn reversal_accruals<'c>(
             program_id: &inputs.rules.programs[program].id,
             reverses: x.reverses,
             line_amount: x.line,
+            recorded: x.recorded,
         });
     }
     Ok(out)

@@ -8,8 +8,10 @@
 //! accrual of that charge in proportion to the credited amount: the recorded
 //! basis x (credit / the charge's line amount), kept to
 //! [`PRORATION_DP`] decimals like a prorated
-//! basis (a full credit reverses the recorded basis exactly). Money is still
-//! rounded once, at the statement lines.
+//! basis (a full credit reverses the recorded basis exactly). Partial credits
+//! are kept to those decimals on their running total ([`reversal_basis`]),
+//! so together they never reverse more than the recorded basis. Money is
+//! still rounded once, at the statement lines.
 
 use chrono::NaiveDate;
 use rust_decimal::{Decimal, RoundingStrategy};
@@ -234,6 +236,8 @@ pub struct Reversal {
     pub reverses: String,
     /// The charge's line amount as recorded.
     pub line: Decimal,
+    /// The recorded accrual's basis.
+    pub recorded: Decimal,
     pub basis: Decimal,
     pub rate: Decimal,
     pub share: Decimal,
@@ -258,6 +262,43 @@ pub fn fits(credit: Decimal, line: Decimal, left: Decimal) -> bool {
         && credit.is_sign_negative() != line.is_sign_negative()
         && credit.abs() <= left.abs()
         && (left.is_zero() || left.is_sign_negative() == line.is_sign_negative())
+}
+
+/// The part of a recorded basis that credits totalling `credited` (of the
+/// opposite sign to the charge, or zero) of a charge of the line amount
+/// `line` reverse: `recorded x credited / line`, kept to [`PRORATION_DP`]
+/// decimals half-even; exactly `-recorded` for the whole line. `None` on
+/// overflow.
+fn reversed_part(recorded: Decimal, line: Decimal, credited: Decimal) -> Option<Decimal> {
+    if credited.is_zero() {
+        return Some(Decimal::ZERO);
+    }
+    if credited.checked_add(line)? == Decimal::ZERO {
+        return Some(-recorded);
+    }
+    Some(
+        recorded
+            .checked_mul(credited)?
+            .checked_div(line)?
+            .round_dp_with_strategy(PRORATION_DP, RoundingStrategy::MidpointNearestEven),
+    )
+}
+
+/// The basis a credit of `credit` reverses of a recorded accrual of basis
+/// `recorded`, after earlier credits of the same charge took `credited`:
+/// what all of them reverse together less what the earlier ones reversed.
+/// Each part is kept to [`PRORATION_DP`] decimals once, on the running
+/// total, so partial credits never reverse more than the recorded basis
+/// together, and the credit that completes the charge reverses exactly
+/// what is left of it. `None` on overflow.
+pub fn reversal_basis(
+    recorded: Decimal,
+    line: Decimal,
+    credited: Decimal,
+    credit: Decimal,
+) -> Option<Decimal> {
+    let after = reversed_part(recorded, line, credited.checked_add(credit)?)?;
+    after.checked_sub(reversed_part(recorded, line, credited)?)
 }
 
 /// The reversals of `credit` (a negative amount) against the recorded
@@ -290,21 +331,13 @@ pub fn reversals(
         let recorded = exact(c, "basis", &c.accrual.basis)?;
         let rate = exact(c, "rate", &c.accrual.rate)?;
         let share = exact(c, "share", &c.accrual.share)?;
-        let basis = if credit.checked_add(line) == Some(Decimal::ZERO) {
-            // The whole line: exactly the recorded basis.
-            -recorded
-        } else {
-            recorded
-                .checked_mul(credit)
-                .and_then(|b| b.checked_div(line))
-                .ok_or_else(overflow)?
-                .round_dp_with_strategy(PRORATION_DP, RoundingStrategy::MidpointNearestEven)
-        };
+        let basis = reversal_basis(recorded, line, credited, credit).ok_or_else(overflow)?;
         let amount = crate::accrue::accrual_amount(basis, rate, share).ok_or_else(overflow)?;
         out.push(Reversal {
             of: c.clone(),
             reverses: at,
             line,
+            recorded,
             basis,
             rate,
             share,
@@ -493,6 +526,45 @@ mod tests {
         // 1/3 of the line: 33.333333 (not exact: kept to 6 decimals).
         let third = reversals(d("-33.333333"), Decimal::ZERO, &charge[..1]).unwrap();
         assert_eq!(third[0].basis, d("-33.333333"));
+    }
+
+    /// Partial credits are kept to 6 decimals on their running total: two
+    /// halves of a charge whose half needs 7 decimals reverse exactly the
+    /// recorded basis together (each half on its own would be 0.062500).
+    #[test]
+    fn partial_credits_together_reverse_exactly_the_recorded_basis() {
+        let mut r = rec(None, None, "2026-10-01", "2026-10-31");
+        r.basis = "0.124999".into();
+        r.line_amount = Some("0.124999".into());
+        let charge = vec![closed(r)];
+        let first = reversals(d("-0.0624995"), Decimal::ZERO, &charge).unwrap();
+        assert_eq!(first[0].basis, d("-0.062500"));
+        let second = reversals(d("-0.0624995"), d("-0.0624995"), &charge).unwrap();
+        assert_eq!(second[0].basis, d("-0.062499"));
+        assert_eq!(first[0].basis + second[0].basis, d("-0.124999"));
+        // Three thirds of 100.00 against a recorded basis of 10.00: 3.333333,
+        // 3.333334, 3.333333.
+        let third = d("-33.333333");
+        let b = |credited| reversal_basis(d("10.00"), d("100.00"), credited, third).unwrap();
+        assert_eq!(b(Decimal::ZERO), d("-3.333333"));
+        assert_eq!(b(third), d("-3.333334"));
+        let last = reversal_basis(d("10.00"), d("100.00"), third * d("2"), d("-33.333334"));
+        assert_eq!(last, Some(d("-3.333333")));
+        // The credits total the recorded basis exactly, whatever their sizes.
+        for n in 1..=40u32 {
+            let step = (d("-100.00") / Decimal::from(n)).round_dp(7);
+            let (mut credited, mut reversed) = (Decimal::ZERO, Decimal::ZERO);
+            for k in 0..n {
+                let credit = if k + 1 == n {
+                    d("-100.00") - credited
+                } else {
+                    step
+                };
+                reversed += reversal_basis(d("12.345678"), d("100.00"), credited, credit).unwrap();
+                credited += credit;
+            }
+            assert_eq!(reversed, d("-12.345678"), "{n} credits");
+        }
     }
 
     #[test]

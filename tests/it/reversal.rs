@@ -748,3 +748,66 @@ fn credits_taken_before_a_restatement_count_whatever_path_or_line_order_it_read(
         }
     }
 }
+
+/// Partial credits of one closed charge reverse, together, exactly what it
+/// recorded: October's charge of 100.124999 EUR accrued 4.00499996 (4.00 on
+/// the statement); two credits of half of it each (-50.0624995, 7
+/// decimals) reverse 50.062500 and 50.062499 of the basis, not 50.062500
+/// twice (which would reverse 4.01 of an issued 4.00). The same in one file,
+/// in two files at either thread count, and across months (November's half
+/// closed before December's).
+#[test]
+fn partial_credits_of_one_closed_charge_together_reverse_exactly_its_basis() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    october_closed(
+        dir,
+        "c1,C1,s1,10/1/2026,10/31/2026,100.124999,EUR,Microsoft Corporation,[],P1,0001,ref-1",
+    );
+    let credit =
+        "c1,C1,s1,10/1/2026,10/31/2026,-50.0624995,EUR,Microsoft Corporation,[],P1,0001,ref-1";
+    let sum = |rows: &[[String; 8]], col: usize| -> rust_decimal::Decimal {
+        rows.iter()
+            .map(|r| r[col].parse::<rust_decimal::Decimal>().unwrap())
+            .sum()
+    };
+    let basis = |v: &str| v.parse::<rust_decimal::Decimal>().unwrap();
+    std::fs::create_dir(dir.join("two")).unwrap();
+    write(dir, "one.csv", format!("{HEADER}{credit}\n{credit}\n"));
+    write(dir, "two/a.csv", format!("{HEADER}{credit}\n"));
+    // Without its ReferenceId (found by subscription, product and SKU).
+    let unreferenced = credit.trim_end_matches("ref-1");
+    write(dir, "two/b.csv", format!("{HEADER}{unreferenced}\n"));
+    for billing in ["one.csv", "two"] {
+        for threads in ["1", "2"] {
+            let out = format!("out-{billing}-{threads}");
+            let o = run_with(
+                dir,
+                "2026-11",
+                billing,
+                "d.csv",
+                &out,
+                &["--threads", threads, "--chunk-bytes", "4096"],
+            );
+            assert_code(&o, 0);
+            let rows = ledger(dir, &out);
+            assert_eq!(rows.len(), 2, "{rows:?}");
+            assert_eq!(basis(&rows[0][3]), basis("-50.0625"), "{rows:?}");
+            assert_eq!(basis(&rows[1][3]), basis("-50.062499"), "{rows:?}");
+            assert_eq!(sum(&rows, 3), basis("-100.124999"), "{rows:?}");
+            assert_eq!(sum(&rows, 6), basis("-4.00499996"), "{rows:?}");
+            let statement = read(dir.join(&out).join("partners/P-A/statement.csv"));
+            assert!(statement.contains("-4.00"), "{statement}");
+            assert!(!statement.contains("-4.01"), "{statement}");
+        }
+    }
+    // Across months: November's half closed, then December's.
+    write(dir, "nov.csv", format!("{HEADER}{credit}\n"));
+    assert_code(&run(dir, "2026-11", "nov.csv", "d.csv", "out-nov"), 0);
+    close(dir, "out-nov");
+    write(dir, "dec.csv", format!("{HEADER}{credit}\n"));
+    assert_code(&run(dir, "2026-12", "dec.csv", "d.csv", "out-dec"), 0);
+    let (nov, dec) = (ledger(dir, "out-nov"), ledger(dir, "out-dec"));
+    assert_eq!(basis(&nov[0][3]), basis("-50.0625"), "{nov:?}");
+    assert_eq!(basis(&dec[0][3]), basis("-50.062499"), "{dec:?}");
+}
