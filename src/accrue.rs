@@ -12,7 +12,7 @@ use rust_decimal::Decimal;
 use chrono::NaiveDate;
 
 use crate::attribute::{
-    resolve_conflict, split_shares, AttributionError, Credit, DesignationIndex,
+    resolve_conflict, split_shares, AttributionError, Credit, DesignationIndex, Role,
 };
 use crate::config::{workload_key, Association, Basis, Program, Rules, WorkloadRate, PRIORITY};
 use crate::dates::{add_months, Month, Period};
@@ -621,13 +621,16 @@ pub fn accrue_line_with<'a>(
         for si in 0..scratch.segments.len() {
             let seg = scratch.segments[si];
             let seg_start = out.len();
-            for &a in &p.associations {
+            for i in 0..p.associations.len() {
+                let Some(role) = Role::of(&p.associations, i) else {
+                    continue;
+                };
                 scratch.credits.clear();
                 if let Err(e) = index.credits(
                     line,
                     designations,
                     seg.from,
-                    a,
+                    role,
                     rules.conflicts,
                     &mut scratch.credits,
                 ) {
@@ -818,10 +821,13 @@ fn usage_program<'a, 'p>(
     let mut before: Option<&Designation> = None;
     let mut window: Option<&Designation> = None;
     let mut conflict = None;
-    for &a in &p.associations {
+    for i in 0..p.associations.len() {
+        let Some(a) = Role::of(&p.associations, i) else {
+            continue;
+        };
         let mut split: Vec<Credit<'a>> = Vec::new();
         for d in ctx.index.of_customer(&o.customer_id) {
-            if d.association != a
+            if !a.holds(d.association)
                 || !(d.workload.is_empty() || workload_key(&d.workload) == o.workload)
             {
                 continue;
@@ -841,7 +847,7 @@ fn usage_program<'a, 'p>(
             }
             split.push(Credit {
                 partner_id: &d.partner_id,
-                association: a,
+                association: d.association,
                 share: d.share.unwrap_or_default(),
                 designation: Some(d),
             });
@@ -867,9 +873,10 @@ fn usage_program<'a, 'p>(
             return Err((
                 Reason::ShareConflict,
                 format!(
-                    "partner {} holds {a} for this customer through designations with \
+                    "partner {} holds {} for this customer through designations with \
                      different shares ({} {}); a partner's share is given once",
                     shares.partner,
+                    a.as_held(&split),
                     ctx.designations_file,
                     shares.lines()
                 ),
@@ -881,7 +888,7 @@ fn usage_program<'a, 'p>(
             |c, s| c.share = s,
         ) {
             Ok(_) => credits.extend(split.iter().filter_map(|c| Some((c.designation?, c.share)))),
-            Err(sum) => conflict = Some((a, sum)),
+            Err(sum) => conflict = Some((a.as_held(&split), sum)),
         }
     }
     if let Some((a, sum)) = conflict {

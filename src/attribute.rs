@@ -33,20 +33,20 @@ pub struct Credit<'a> {
 pub enum AttributionError {
     /// Explicit shares of one association on one line add up to more than 1.
     SharesAboveOne {
-        association: Association,
+        association: Role,
         sum: Decimal,
         lines: Vec<u64>,
     },
     /// Two partners hold an exclusive association at once and the policy is `reject`.
     Conflict {
-        association: Association,
+        association: Role,
         partners: Vec<String>,
         lines: Vec<u64>,
     },
     /// One partner holds the association through several designations at
     /// once, with different shares (see [`one_per_partner`]).
     PartnerTwice {
-        association: Association,
+        association: Role,
         shares: PartnerShares,
     },
 }
@@ -90,6 +90,89 @@ impl PartnerShares {
 /// POR, DPOR and CPOR (per workload) are held by one partner at a time.
 pub fn is_exclusive(a: Association) -> bool {
     matches!(a, Association::Por | Association::Dpor | Association::Cpor)
+}
+
+/// The associations whose partners a program credits and resolves together.
+/// POR and DPOR are one role, the partner of record, of which a subscription
+/// has one at a time: a program that pays both gathers the partners of both
+/// before the subscription's precedence, the `conflicts` policy and the
+/// shares apply, so a POR partner and another DPOR partner of one
+/// subscription conflict like two DPOR partners, and a partner holding both
+/// is credited once. Every other association (and POR or DPOR in a program
+/// that pays only one of them) is a role of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Role {
+    pub lead: Association,
+    /// DPOR beside POR.
+    pub with: Option<Association>,
+}
+
+impl Role {
+    /// The role of `program`'s association at `i`, or `None` when an
+    /// earlier association of `program` already gathered its partners.
+    pub fn of(program: &[Association], i: usize) -> Option<Role> {
+        let a = program[i];
+        let record = |x: Association| matches!(x, Association::Por | Association::Dpor);
+        if !record(a) {
+            return Some(a.into());
+        }
+        if program[..i].iter().any(|&x| record(x)) {
+            return None;
+        }
+        Some(Role {
+            lead: a,
+            with: program[i + 1..]
+                .iter()
+                .copied()
+                .find(|&x| record(x) && x != a),
+        })
+    }
+
+    /// Whether a designation of association `a` credits this role.
+    pub fn holds(&self, a: Association) -> bool {
+        a == self.lead || self.with == Some(a)
+    }
+}
+
+impl Role {
+    /// The role as `credits` hold it, for a message: their one association
+    /// when they all hold the same (two DPOR partners), else the role
+    /// (`POR/DPOR`).
+    pub fn as_held(self, credits: &[Credit<'_>]) -> Role {
+        match credits.split_first() {
+            Some((first, rest)) if rest.iter().all(|c| c.association == first.association) => {
+                first.association.into()
+            }
+            _ => self,
+        }
+    }
+}
+
+impl From<Association> for Role {
+    fn from(a: Association) -> Role {
+        Role {
+            lead: a,
+            with: None,
+        }
+    }
+}
+
+/// `DPOR`, or `POR/DPOR` for the partner-of-record role of a program paying
+/// both.
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.with {
+            Some(w) => {
+                let (a, b) = if self.lead <= w {
+                    (self.lead, w)
+                } else {
+                    (w, self.lead)
+                };
+                write!(f, "{a}/{b}")
+            }
+            None => write!(f, "{}", self.lead),
+        }
+    }
 }
 
 /// The designations, indexed by customer. Each row is held once: sorted by
@@ -218,12 +301,13 @@ impl DesignationIndex {
         self.customer(customer_key).iter()
     }
 
-    /// Appends to `out` the credits of association `a` on `line`, dated `date`.
-    /// `designations` are the line's customer's ([`DesignationIndex::customer`]).
+    /// Appends to `out` the credits of `role` on `line`, dated `date`, each
+    /// under the association of its designation. `designations` are the
+    /// line's customer's ([`DesignationIndex::customer`]).
     ///
     /// A designation for the line's subscription takes precedence over the
-    /// customer-wide designations of the same association. When several partners
-    /// hold an exclusive association (POR, DPOR, CPOR) at once, `policy` decides.
+    /// customer-wide designations of the same role. When several partners
+    /// hold an exclusive role (POR/DPOR, CPOR) at once, `policy` decides.
     /// A reseller or Tier 1 partner is credited under the designations'
     /// spelling of its ID ([`DesignationIndex::partner_spelling`]).
     pub fn credits<'a>(
@@ -231,10 +315,11 @@ impl DesignationIndex {
         line: &BillingLine<'a>,
         designations: &'a [Designation],
         date: NaiveDate,
-        a: Association,
+        role: Role,
         policy: ConflictPolicy,
         out: &mut Vec<Credit<'a>>,
     ) -> Result<(), AttributionError> {
+        let a = role.lead;
         match a {
             Association::Reseller => {
                 if let Some(p) = line.reseller_mpn_id {
@@ -262,7 +347,7 @@ impl DesignationIndex {
         }
         let start = out.len();
         for d in designations {
-            if d.association != a
+            if !role.holds(d.association)
                 || !d.valid_on(date)
                 || !d.workload.is_empty()
                 || !d
@@ -274,14 +359,14 @@ impl DesignationIndex {
             }
             out.push(Credit {
                 partner_id: &d.partner_id,
-                association: a,
+                association: d.association,
                 share: d.share.unwrap_or_default(),
                 designation: Some(d),
             });
         }
         let mut sole_winner = false;
         if out.len() - start > 1 {
-            sole_winner = resolve(out, start, a, policy)?;
+            sole_winner = resolve(out, start, role, policy)?;
             if !sole_winner {
                 let designation = |c: &Credit<'_>| c.designation.map(|d| (d.share, d.line));
                 one_per_partner(
@@ -292,7 +377,7 @@ impl DesignationIndex {
                     |c| designation(c).map_or(0, |d| d.1),
                 )
                 .map_err(|shares| AttributionError::PartnerTwice {
-                    association: a,
+                    association: role.as_held(&out[start..]),
                     shares,
                 })?;
             }
@@ -313,9 +398,10 @@ impl DesignationIndex {
                     .filter(|c| c.designation.is_some_and(|d| d.share.is_some()))
                     .filter_map(|c| c.designation.map(|d| d.line))
                     .collect();
+                let association = role.as_held(&out[start..]);
                 out.truncate(start);
                 return Err(AttributionError::SharesAboveOne {
-                    association: a,
+                    association,
                     sum,
                     lines,
                 });
@@ -483,12 +569,12 @@ fn subscription_matches(designated: &str, line: &BillingLine<'_>) -> bool {
 }
 
 /// Applies subscription precedence and the conflict policy to `out[start..]`
-/// (several designations of association `a` matched one line).
+/// (several designations of `role` matched one line).
 /// Returns true when one winner was chosen (its share is then the whole line).
 fn resolve(
     out: &mut Vec<Credit<'_>>,
     start: usize,
-    a: Association,
+    role: Role,
     policy: ConflictPolicy,
 ) -> Result<bool, AttributionError> {
     let specific = |c: &Credit<'_>| c.designation.is_some_and(|d| d.subscription_id.is_some());
@@ -502,13 +588,13 @@ fn resolve(
             }
         }
     }
-    resolve_conflict(out, start, a, policy)
+    resolve_conflict(out, start, role, policy)
 }
 
 /// The conflict policy, for billing credits and usage credits alike:
 /// `out[start..]` are the credits of association `a` that would share one
 /// record (a billing line, or a usage row's tenant and workload). When they
-/// name more than one partner and `a` is exclusive ([`is_exclusive`]),
+/// name more than one partner and `role` is exclusive ([`is_exclusive`]),
 /// `Split` leaves them, `Reject` is an `Err` naming the partners and the
 /// designation lines, and `LatestWins` keeps the credit of the designation
 /// with the latest `valid_from` (then the latest line), with the whole share.
@@ -516,10 +602,10 @@ fn resolve(
 pub fn resolve_conflict(
     out: &mut Vec<Credit<'_>>,
     start: usize,
-    a: Association,
+    role: Role,
     policy: ConflictPolicy,
 ) -> Result<bool, AttributionError> {
-    if !is_exclusive(a)
+    if !is_exclusive(role.lead)
         || out[start..]
             .iter()
             .all(|c| c.partner_id == out[start].partner_id)
@@ -538,9 +624,10 @@ pub fn resolve_conflict(
                 .iter()
                 .filter_map(|c| c.designation.map(|d| d.line))
                 .collect();
+            let association = role.as_held(&out[start..]);
             out.truncate(start);
             Err(AttributionError::Conflict {
-                association: a,
+                association,
                 partners,
                 lines,
             })
@@ -564,6 +651,20 @@ pub fn resolve_conflict(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn por_and_dpor_are_one_role_in_a_program_paying_both() {
+        use Association::{Cpor, Dpor, Pal, Por};
+        let both = [Pal, Dpor, Cpor, Por];
+        let role = Role::of(&both, 1).unwrap();
+        assert!(role.holds(Dpor) && role.holds(Por) && !role.holds(Cpor));
+        assert_eq!(role.to_string(), "POR/DPOR");
+        assert_eq!(Role::of(&both, 3), None);
+        assert_eq!(Role::of(&both, 0), Some(Pal.into()));
+        let alone = Role::of(&[Dpor, Cpor], 0).unwrap();
+        assert!(!alone.holds(Por));
+        assert_eq!(alone.to_string(), "DPOR");
+    }
 
     #[test]
     fn split_shares_gives_blanks_the_rest_and_refuses_above_one() {
@@ -665,7 +766,7 @@ mod tests {
             &l,
             idx.customer("c1"),
             l.charge_start,
-            Association::Pal,
+            Association::Pal.into(),
             ConflictPolicy::Split,
             &mut out,
         )
@@ -689,7 +790,7 @@ mod tests {
             &l,
             idx.customer("c1"),
             l.charge_start,
-            Association::Pal,
+            Association::Pal.into(),
             ConflictPolicy::Split,
             &mut out,
         )
@@ -705,7 +806,7 @@ mod tests {
             &l,
             idx.customer("c1"),
             l.charge_start,
-            Association::Dpor,
+            Association::Dpor.into(),
             ConflictPolicy::Split,
             &mut out,
         )
@@ -718,7 +819,7 @@ mod tests {
             &l,
             idx.customer("c1"),
             late,
-            Association::Dpor,
+            Association::Dpor.into(),
             ConflictPolicy::Split,
             &mut out,
         )
@@ -728,7 +829,7 @@ mod tests {
             &l,
             idx.customer("c1"),
             late,
-            Association::Reseller,
+            Association::Reseller.into(),
             ConflictPolicy::Split,
             &mut out,
         )
@@ -770,7 +871,7 @@ mod tests {
                 &l,
                 idx.customer("c1"),
                 l.charge_start,
-                a,
+                a.into(),
                 ConflictPolicy::Split,
                 &mut out,
             )
@@ -793,7 +894,7 @@ mod tests {
                 &l,
                 idx.customer("c1"),
                 l.charge_start,
-                Association::Pal,
+                Association::Pal.into(),
                 ConflictPolicy::Split,
                 &mut out,
             )
@@ -801,7 +902,7 @@ mod tests {
         assert_eq!(
             e,
             AttributionError::SharesAboveOne {
-                association: Association::Pal,
+                association: Association::Pal.into(),
                 sum: "1.2".parse().unwrap(),
                 lines: vec![2, 3]
             }
@@ -820,7 +921,7 @@ mod tests {
             &l,
             idx.customer("c1"),
             l.charge_start,
-            Association::Dpor,
+            Association::Dpor.into(),
             ConflictPolicy::Split,
             &mut out,
         )
@@ -836,7 +937,7 @@ mod tests {
             &l,
             idx.customer("c1"),
             l.charge_start,
-            Association::Dpor,
+            Association::Dpor.into(),
             ConflictPolicy::LatestWins,
             &mut out,
         )
@@ -853,7 +954,7 @@ mod tests {
                 &l,
                 idx.customer("c1"),
                 l.charge_start,
-                Association::Dpor,
+                Association::Dpor.into(),
                 ConflictPolicy::Reject,
                 &mut out,
             )
@@ -861,7 +962,7 @@ mod tests {
         assert_eq!(
             e,
             AttributionError::Conflict {
-                association: Association::Dpor,
+                association: Association::Dpor.into(),
                 partners: vec!["a".into(), "b".into()],
                 lines: vec![2, 3]
             }
@@ -881,7 +982,7 @@ mod tests {
             &l,
             idx.customer("c1"),
             l.charge_start,
-            Association::Dpor,
+            Association::Dpor.into(),
             ConflictPolicy::Reject,
             &mut out,
         )
@@ -908,7 +1009,7 @@ mod tests {
             let idx = DesignationIndex::new(rows);
             let l = line();
             let mut out = Vec::new();
-            idx.credits(&l, idx.customer("c1"), l.charge_start, Association::Pal, ConflictPolicy::Split, &mut out).unwrap();
+            idx.credits(&l, idx.customer("c1"), l.charge_start, Association::Pal.into(), ConflictPolicy::Split, &mut out).unwrap();
             let sum: Decimal = out.iter().map(|c| c.share).sum();
             proptest::prop_assert_eq!(sum, Decimal::ONE);
             proptest::prop_assert!(out.iter().all(|c| c.share > Decimal::ZERO));

@@ -1,6 +1,6 @@
 //! Data-quality checks on the designations that no single row shows: shares of
-//! one association summing above 1, more than one DPOR partner on a
-//! subscription at the same time, one partner holding an association
+//! one association summing above 1, more than one DPOR partner (or a POR and
+//! a DPOR partner) on a subscription at the same time, one partner holding an association
 //! through two rows at once, and one partner ID spelled in two letter cases.
 
 use std::collections::BTreeMap;
@@ -120,6 +120,35 @@ pub fn check_designations<'a>(
             .entry((&d.customer_id, d.association))
             .or_default()
             .push(d);
+    }
+    // POR and DPOR are one role, the partner of record: a POR row and a
+    // DPOR row of two partners for the same scope at once are two partners
+    // of record.
+    for ((customer, assoc), pors) in &by_group {
+        if *assoc != Association::Por {
+            continue;
+        }
+        let Some(dpors) = by_group.get(&(*customer, Association::Dpor)) else {
+            continue;
+        };
+        for a in pors {
+            for b in dpors {
+                if !same_partner(a, b) && overlaps(a, b) && same_scope(a, b) {
+                    issues.push(Issue {
+                        file: file.into(),
+                        lines: vec![a.line.min(b.line), a.line.max(b.line)],
+                        message: format!(
+                            "a POR partner ({}) and a DPOR partner ({}) for the same subscription{} of customer {customer} at the same time; \
+                             POR and DPOR are one role, the partner of record, which Microsoft allows one partner at a time \
+                             (a program paying both follows the rules' `conflicts` policy)",
+                            a.partner_id,
+                            b.partner_id,
+                            if a.workload.is_empty() { String::new() } else { format!(" and workload {}", a.workload) }
+                        ),
+                    });
+                }
+            }
+        }
     }
     for ((customer, assoc), ds) in by_group {
         // Shares: at the start of each row, the explicit shares active in its scope.

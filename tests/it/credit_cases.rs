@@ -164,6 +164,69 @@ fn conflicting_dpor_under_each_policy() {
     assert_eq!(o.status.code(), Some(1));
 }
 
+/// POR and DPOR are one role, the partner of record, which a subscription
+/// has one partner at a time: in a program paying both, a POR partner and
+/// another DPOR partner of one subscription conflict like two DPOR partners
+/// (each policy), a subscription's own DPOR row takes precedence over a
+/// customer-wide POR row, and a partner holding both is paid once. A program
+/// paying only DPOR pays its DPOR partner, whoever holds POR.
+#[test]
+fn por_and_dpor_are_one_role_the_partner_of_record() {
+    let billing = "c6,C6,s6,10/1/2026,10/1/2026,1000.00,EUR,Microsoft Corporation,[]\n";
+    let designations = "c6,P-H,H,POR,,,,2024-01-01,\nc6,P-I,I,DPOR,,,,2025-01-01,\n";
+    let c = Case::new(billing, designations, &rules("conflicts = \"split\"", ""));
+    assert_eq!(c.run(&[]).status.code(), Some(0));
+    assert_eq!(c.amounts(), ["P-H:por-core:20.00", "P-I:por-core:20.00"]);
+    let ledger = c.read("out/ledger.csv");
+    assert!(ledger.contains("P-H,c6,por-core,POR,s6,"), "{ledger}");
+    assert!(ledger.contains("P-I,c6,por-core,DPOR,s6,"), "{ledger}");
+    let c = Case::new(
+        billing,
+        designations,
+        &rules("conflicts = \"latest-wins\"", ""),
+    );
+    assert_eq!(c.run(&[]).status.code(), Some(0));
+    assert_eq!(c.amounts(), ["P-I:por-core:40.00"]);
+    let c = Case::new(billing, designations, &rules("conflicts = \"reject\"", ""));
+    assert_eq!(c.run(&[]).status.code(), Some(1));
+    assert!(c.amounts().is_empty());
+    let rejects = c.read("out/rejects.csv");
+    assert!(rejects.contains("b.csv,2,association,POR/DPOR,\"partners P-H, P-I all hold POR/DPOR for this subscription on the charge date (d.csv lines 2, 3)"), "{rejects}");
+    let o = porledger_in(
+        c.dir.path(),
+        [
+            "validate",
+            "--billing",
+            "b.csv",
+            "--designations",
+            "d.csv",
+            "--rules",
+            "r.toml",
+        ],
+    );
+    let report = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        report.contains("d.csv lines 2 and 3: a POR partner (P-H) and a DPOR partner (P-I)"),
+        "{report}"
+    );
+    assert_eq!(o.status.code(), Some(1));
+    // The subscription's own DPOR row takes precedence over the customer's POR.
+    let own = "c6,P-H,H,POR,,,,2024-01-01,\nc6,P-I,I,DPOR,,s6,,2025-01-01,\n";
+    let c = Case::new(billing, own, &rules("", ""));
+    assert_eq!(c.run(&[]).status.code(), Some(0));
+    assert_eq!(c.amounts(), ["P-I:por-core:40.00"]);
+    // One partner holding both is paid once.
+    let both = "c6,P-H,H,POR,,,,2024-01-01,\nc6,P-H,H,DPOR,,,,2025-01-01,\n";
+    let c = Case::new(billing, both, &rules("", ""));
+    assert_eq!(c.run(&[]).status.code(), Some(0));
+    assert_eq!(c.amounts(), ["P-H:por-core:40.00"]);
+    // A program paying DPOR alone.
+    let dpor_only = "[[program]]\nid = \"por-core\"\nassociations = [\"DPOR\"]\nrate = \"0.04\"\n";
+    let c = Case::new(billing, designations, dpor_only);
+    assert_eq!(c.run(&[]).status.code(), Some(0));
+    assert_eq!(c.amounts(), ["P-I:por-core:40.00"]);
+}
+
 #[test]
 fn a_partner_holding_an_association_twice_is_credited_once() {
     // PAL of P-M is in the file twice (and a second window of P-M overlaps
@@ -489,8 +552,9 @@ t1,P-A,A,POR,,,,2025-01-01,
     assert!(!ledger.contains("P-A,t1,usage,CPOR,"), "{ledger}");
     assert!(ledger.contains("P-A,t1,por-core,DPOR,s1,"), "{ledger}");
     assert!(!ledger.contains("P-A,t1,por-core,POR,"), "{ledger}");
-    // Without the key, each association pays.
+    // Without the key, each association pays, except POR and DPOR: one
+    // role (the partner of record), so por-core pays P-A once.
     let c = Case::with_usage(billing, designations, &rules("", &usage_program));
     assert_eq!(c.run(&["--usage", "u.csv"]).status.code(), Some(0));
-    assert_eq!(c.amounts(), ["P-A:por-core:80.00", "P-A:usage:200.00"]);
+    assert_eq!(c.amounts(), ["P-A:por-core:40.00", "P-A:usage:200.00"]);
 }
