@@ -175,6 +175,15 @@ pub fn probe(path: &Path) -> Result<Probe, HistoryError> {
             found: user_version,
         });
     }
+    if user_version < 0 {
+        return Err(HistoryError::Foreign {
+            path: show,
+            why: format!(
+                "porledger's application_id with the schema version {user_version}, which no \
+                 porledger writes: the file is damaged or was written by another program"
+            ),
+        });
+    }
     Ok(Probe::Ours {
         version: user_version,
     })
@@ -670,6 +679,7 @@ impl History {
             // An older schema is read as it is (never upgraded by a reader):
             // the next `porledger close` upgrades it.
             Probe::Ours { version } => {
+                roll_back_hot_journal(path);
                 let conn = Connection::open_with_flags(
                     path,
                     OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -713,15 +723,18 @@ impl History {
             filters: Default::default(),
         };
         let current = matches!(found, Probe::Ours { version } if version == SCHEMA_VERSION);
-        if !current {
-            h.migrate()?;
-        }
         let busy = |e: rusqlite::Error| busy_or(path, wait, e);
         // WAL: readers never block the writer and a killed writer leaves
-        // only uncommitted frames, which the next open ignores.
+        // only uncommitted frames, which the next open ignores. Set before
+        // the file is created or upgraded, so that a close killed meanwhile
+        // leaves no rollback journal (which a reader, opening read-only,
+        // could not roll back).
         h.conn
             .pragma_update(None, "journal_mode", "WAL")
             .map_err(busy)?;
+        if !current {
+            h.migrate()?;
+        }
         h.conn
             .pragma_update(None, "synchronous", "FULL")
             .map_err(busy)?;
@@ -760,6 +773,14 @@ impl History {
             return Err(HistoryError::Foreign {
                 path: path.display().to_string(),
                 why: format!("application_id {app:#x}"),
+            });
+        }
+        // Read again inside the transaction (the file may have changed
+        // since `probe`): a version no porledger writes is not upgraded.
+        if !(0..=SCHEMA_VERSION).contains(&version) {
+            return Err(HistoryError::Foreign {
+                path: path.display().to_string(),
+                why: format!("porledger's application_id with the schema version {version}, which this porledger does not write"),
             });
         }
         if app == 0 {
@@ -3277,6 +3298,28 @@ fn convert_v2(tx: &Transaction, path: &Path) -> Result<(), HistoryError> {
 
 /// A blank file is taken only if SQLite sees no table in it (checked
 /// read-only, before any write).
+/// Rolls back what a writer killed in rollback-journal mode left (a "hot"
+/// `PATH-journal`: a history created or upgraded by an older porledger, or
+/// one that switched to WAL only after its first transaction): a read-only
+/// connection cannot, and would fail every read with "attempt to write a
+/// readonly database". SQLite rolls it back on the first read of a
+/// connection that may write; without write access the read-only open
+/// below reports the file as it is.
+fn roll_back_hot_journal(path: &Path) {
+    let mut journal = path.as_os_str().to_owned();
+    journal.push("-journal");
+    if !std::fs::metadata(&journal).is_ok_and(|m| m.is_file() && m.len() > 0) {
+        return;
+    }
+    if let Ok(conn) = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    ) {
+        let _ = conn.busy_timeout(READ_WAIT);
+        let _ = conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()));
+    }
+}
+
 fn blank_is_empty(path: &Path, wait: Duration) -> Result<(), HistoryError> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| sql(path, e))?;
@@ -3327,6 +3370,79 @@ mod tests {
 
     fn tmp() -> tempfile::TempDir {
         tempfile::tempdir().unwrap()
+    }
+
+    /// A file with porledger's application id and a schema version no
+    /// porledger writes (negative) is refused by readers and by close,
+    /// unchanged (it was an index out of bounds in the upgrade).
+    #[test]
+    fn a_negative_schema_version_is_refused_not_upgraded() {
+        let d = tmp();
+        let p = d.path().join("h.db");
+        let c = Connection::open(&p).unwrap();
+        c.execute_batch("CREATE TABLE t(x)").unwrap();
+        c.pragma_update(None, "application_id", APPLICATION_ID)
+            .unwrap();
+        c.pragma_update(None, "user_version", -1).unwrap();
+        drop(c);
+        let before = std::fs::read(&p).unwrap();
+        for e in [
+            History::open_read(&p).err().unwrap(),
+            History::open_write(&p, Duration::from_secs(1))
+                .err()
+                .unwrap(),
+        ] {
+            assert!(matches!(e, HistoryError::Foreign { .. }), "{e}");
+            assert!(e.to_string().contains("schema version -1"), "{e}");
+        }
+        assert_eq!(std::fs::read(&p).unwrap(), before);
+    }
+
+    /// A writer killed inside a transaction in rollback-journal mode leaves
+    /// a hot `-journal` (here: the file and its journal copied while a
+    /// transaction that spilled pages into the file is open). A reader rolls
+    /// it back and reads the history as committed, instead of failing every
+    /// read ("attempt to write a readonly database").
+    #[test]
+    fn a_reader_rolls_back_what_a_killed_writer_left() {
+        let d = tmp();
+        let p = d.path().join("h.db");
+        let mut h = History::open_write(&p, Duration::from_secs(1)).unwrap();
+        h.close(&record("2026-10", None), no_rows(), || {}).unwrap();
+        drop(h);
+        let c = Connection::open(&p).unwrap();
+        c.pragma_update(None, "journal_mode", "DELETE").unwrap();
+        c.pragma_update(None, "cache_size", 1).unwrap();
+        c.execute_batch("BEGIN; CREATE TABLE spill(x BLOB);")
+            .unwrap();
+        for _ in 0..200 {
+            c.execute("INSERT INTO spill VALUES (zeroblob(4000))", [])
+                .unwrap();
+        }
+        let killed = d.path().join("killed");
+        std::fs::create_dir(&killed).unwrap();
+        let q = killed.join("h.db");
+        std::fs::copy(&p, &q).unwrap();
+        std::fs::copy(d.path().join("h.db-journal"), killed.join("h.db-journal")).unwrap();
+        drop(c);
+        {
+            let ro = Connection::open_with_flags(&q, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+            let hot = ro.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+                r.get::<_, i64>(0)
+            });
+            assert!(hot.is_err(), "the copy holds no hot journal: {hot:?}");
+        }
+        let h = History::open_read(&q).unwrap().unwrap();
+        assert_eq!(h.issued_as("ab").unwrap(), Some(("2026-10".into(), 1)));
+        let tables: i64 = h
+            .conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'spill'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 0, "the killed transaction is rolled back");
     }
 
     /// Closes 2026-11 into the older history at `p` (the close upgrades it),
