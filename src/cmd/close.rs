@@ -48,6 +48,29 @@ pub fn close(args: &CloseArgs) -> Result<Finish, Fatal> {
         ..
     } = publish::read_manifest(out)?;
     console::phase_memory("close: manifest read");
+    // A close of this run into this history recorded, without its mark in
+    // place: a close killed between its commit and the mark's rename. It is
+    // finished: the mark is put in place, nothing recorded again.
+    if closed::read(out).is_none() {
+        if let Ok(Some(h)) = History::open_read(&args.history) {
+            if let Some((period, version)) = h.issued_as(&manifest_sha256)? {
+                drop(h);
+                let m = closed::ClosedMark::new(&period, version, &args.history, &manifest_sha256);
+                closed::prepare(out, &m)?.publish()?;
+                closed::remove_leftover_marks(out);
+                if !args.quiet {
+                    crate::say!(
+                        "porledger: {period} version {version} of this run was already recorded in {} \
+                         (a close was interrupted before it marked the run): {} is now in place; \
+                         nothing was recorded again",
+                        args.history.display(),
+                        out.join(closed::CLOSED).display()
+                    );
+                }
+                return Ok(Finish::Clean);
+            }
+        }
+    }
     // A run closed into one history is issued there: closing it into
     // another (a mistyped --history) would issue it twice and rewrite its
     // mark. (Into the same history, the history says it is closed.)
@@ -220,9 +243,19 @@ pub fn close(args: &CloseArgs) -> Result<Finish, Fatal> {
             })
     })?;
     console::phase_memory("close: committed");
+    if std::env::var_os("PORLEDGER_FAULT_AT").is_some_and(|v| {
+        v.to_string_lossy()
+            .split(',')
+            .any(|i| i.trim() == "close-after-commit")
+    }) {
+        std::process::abort();
+    }
     if let Some(m) = marker {
         m.publish()?;
     }
+    // The marks of closes of this directory interrupted before (this close
+    // holds its lock: none of them is running).
+    closed::remove_leftover_marks(out);
     if !args.quiet {
         crate::say!(
             "porledger: closed {} as version {version} in {}: {} statement lines, {} partner totals, {} usage marks",
@@ -259,7 +292,8 @@ const PARTS_IN_FLIGHT_FIRST: usize = 8192;
 
 /// The test hook: `PORLEDGER_FAULT_AT=close-before-commit` aborts the process
 /// inside the transaction after every row is written (a real kill: nothing
-/// is cleaned up); `sleep:close-before-commit` sleeps 60 s there (or
+/// is cleaned up), `close-after-commit` right after the commit, before the
+/// mark is put in place; `sleep:close-before-commit` sleeps 60 s there (or
 /// `sleep:close-before-commit:<ms>`, that many milliseconds), holding the
 /// write lock (to kill it, or to race a second process against it).
 fn fault_hook() {

@@ -141,10 +141,60 @@ fn parse(path: &Path) -> Option<ClosedMark> {
     (mark.tool == "porledger").then_some(mark)
 }
 
+/// The temporary marks in `dir` that closes left (`.closed.json.porledger-tmp-PID`,
+/// of porledger's): a close killed after writing its mark, before or after
+/// its commit.
+fn leftover_marks(dir: &Path) -> Vec<(PathBuf, ClosedMark)> {
+    let prefix = format!(".{CLOSED}.porledger-tmp-");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(PathBuf, ClosedMark)> = entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(&prefix))
+        })
+        .filter_map(|e| Some((e.path(), parse(&e.path())?)))
+        .collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found
+}
+
+/// Removes the temporary marks interrupted closes left in `dir`. Only for a
+/// close that holds `dir`'s lock (no other close of it is running) and has
+/// put its own mark in place or found the close recorded.
+pub fn remove_leftover_marks(dir: &Path) {
+    for (path, _) in leftover_marks(dir) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 /// Refuses `dir` (`--out` of `command`, which would replace `what`) when
-/// `close` marked it as issued.
+/// `close` marked it as issued, or when a close of the run it holds was
+/// interrupted (its temporary mark is there: the close may be recorded).
 pub fn refuse_issued(dir: &Path, command: &str, what: &str, instead: &str) -> Result<(), Fatal> {
     let Some(m) = read(dir) else {
+        let here = manifest_sha256(dir);
+        if let Some((tmp, m)) = leftover_marks(dir)
+            .into_iter()
+            .find(|(_, m)| Some(&m.manifest_sha256) == here.as_ref())
+        {
+            return Err(Fatal::Input(format!(
+                "--out {}: a close of the run it holds ({} into {}) was interrupted and left {}; \
+                 the run may be issued, so {command} refuses to replace {what} and nothing was \
+                 changed. Run `porledger close --out {} --history {}` again: it finishes the \
+                 close (puts {CLOSED} in place when the close was recorded, closes the run \
+                 otherwise). {instead}",
+                dir.display(),
+                m.period,
+                m.history,
+                tmp.display(),
+                dir.display(),
+                m.history,
+            )));
+        }
         return Ok(());
     };
     Err(Fatal::Input(format!(

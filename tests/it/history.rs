@@ -375,6 +375,57 @@ fn close_killed_before_commit_leaves_the_history_as_it_was() {
     assert_eq!(accrual_count(&h), accruals + ledger_rows(&u));
 }
 
+/// A close killed after its commit, before its mark is in place: the run
+/// is recorded but unmarked. `run` and `render` refuse to replace it (the
+/// close's temporary mark says it may be issued) and say to close again;
+/// the next close finishes it (puts closed.json in place, records nothing
+/// again, removes the temporary mark), after which they refuse it as
+/// issued.
+#[test]
+fn close_killed_after_commit_is_finished_by_the_next_close() {
+    let d = tempfile::tempdir().unwrap();
+    let (m, h) = (d.path().join("main"), d.path().join("history.db"));
+    run_main(&m, &[]);
+    let mut c = close_command(&m, &h);
+    c.env("PORLEDGER_FAULT_AT", "close-after-commit");
+    let o = output(&mut c);
+    assert_ne!(code(&o), 0);
+    assert_eq!(inspect(&h), vec![(MAIN_PERIOD.to_string(), 1)]);
+    assert!(!m.join("closed.json").exists());
+    let manifest = std::fs::read(m.join("manifest.json")).unwrap();
+    let leftover = || {
+        std::fs::read_dir(&m)
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(".closed.json.porledger-tmp-")
+            })
+            .count()
+    };
+    assert_eq!(leftover(), 1);
+    let o = output(command().args(["render", "--quiet", "--out"]).arg(&m));
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("was interrupted"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("porledger close --out"),
+        "{}",
+        stderr(&o)
+    );
+    let o = close(&m, &h, &[]);
+    assert_code(&o, 0);
+    let said = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(said.contains("already recorded"), "{said}");
+    assert_eq!(inspect(&h), vec![(MAIN_PERIOD.to_string(), 1)]);
+    assert_eq!(read_json(m.join("closed.json"))["version"], 1);
+    assert_eq!(leftover(), 0);
+    assert_eq!(std::fs::read(m.join("manifest.json")).unwrap(), manifest);
+    let o = output(command().args(["render", "--quiet", "--out"]).arg(&m));
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("issued"), "{}", stderr(&o));
+}
+
 #[test]
 fn a_second_process_waits_then_fails_clearly() {
     let d = tempfile::tempdir().unwrap();
