@@ -714,7 +714,8 @@ impl History {
             blank_is_empty(path, wait)?;
         }
         let conn = Connection::open(path).map_err(|e| sql(path, e))?;
-        conn.busy_timeout(wait).map_err(|e| sql(path, e))?;
+        conn.busy_timeout(sqlite_wait(wait))
+            .map_err(|e| sql(path, e))?;
         let mut h = History {
             conn,
             path: path.to_path_buf(),
@@ -3298,6 +3299,12 @@ fn convert_v2(tx: &Transaction, path: &Path) -> Result<(), HistoryError> {
 
 /// A blank file is taken only if SQLite sees no table in it (checked
 /// read-only, before any write).
+/// `wait` as SQLite's busy timeout takes it: at most `i32::MAX` milliseconds
+/// (~24.8 days; longer is as good as forever, and more is refused).
+fn sqlite_wait(wait: Duration) -> Duration {
+    wait.min(Duration::from_millis(i32::MAX as u64))
+}
+
 /// Rolls back what a writer killed in rollback-journal mode left (a "hot"
 /// `PATH-journal`: a history created or upgraded by an older porledger, or
 /// one that switched to WAL only after its first transaction): a read-only
@@ -3323,7 +3330,8 @@ fn roll_back_hot_journal(path: &Path) {
 fn blank_is_empty(path: &Path, wait: Duration) -> Result<(), HistoryError> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| sql(path, e))?;
-    conn.busy_timeout(wait).map_err(|e| sql(path, e))?;
+    conn.busy_timeout(sqlite_wait(wait))
+        .map_err(|e| sql(path, e))?;
     // Another close may have created the history since the probe read the
     // blank header: then it is ours (the migration sees it is current).
     let app: i32 = conn

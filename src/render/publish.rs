@@ -405,7 +405,8 @@ impl OutLock {
             }
             Err(LockFileError::Fatal(f)) => return Err(f),
         };
-        let deadline = wait.map(|w| std::time::Instant::now() + w);
+        // A wait too long to add to the clock has no deadline.
+        let deadline = wait.and_then(|w| std::time::Instant::now().checked_add(w));
         loop {
             match file.try_lock() {
                 Ok(()) => break,

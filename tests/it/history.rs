@@ -426,6 +426,17 @@ fn close_killed_after_commit_is_finished_by_the_next_close() {
     assert!(stderr(&o).contains("issued"), "{}", stderr(&o));
 }
 
+/// `--wait` longer than a clock or SQLite can count is waiting forever,
+/// not a panic.
+#[test]
+fn a_wait_beyond_any_clock_is_accepted() {
+    let d = tempfile::tempdir().unwrap();
+    let (m, h) = (d.path().join("main"), d.path().join("history.db"));
+    run_main(&m, &[]);
+    assert_code(&close(&m, &h, &["--quiet", "--wait", "18446744073709551615"]), 0);
+    assert_eq!(inspect(&h), vec![(MAIN_PERIOD.to_string(), 1)]);
+}
+
 #[test]
 fn a_second_process_waits_then_fails_clearly() {
     let d = tempfile::tempdir().unwrap();
