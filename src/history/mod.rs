@@ -3033,14 +3033,15 @@ impl ChargeKeys {
             // Folded like every ID (see `SCHEMA_V4`).
             self.refs.push((crate::ingest::id_key(r).into_bytes(), at));
         }
-        if let Some(p) = a.product_id {
-            // The subscription is its ID key already (the ledger's); product
-            // and SKU are folded the same way (see `SCHEMA_V5`).
-            let product = crate::ingest::id_key(p.trim());
-            let sku = crate::ingest::id_key(a.sku_id.unwrap_or("").trim());
-            self.subs
-                .push((joined_key(a.subscription_id, &product, &sku), at));
-        }
+        // The subscription is its ID key already (the ledger's); product
+        // and SKU are folded the same way (see `SCHEMA_V5`). A charge
+        // without a product (a file without `ProductId`, or an empty one)
+        // is indexed under the empty product, as one without a SKU under
+        // the empty SKU: a credit without either finds it.
+        let product = crate::ingest::id_key(a.product_id.unwrap_or("").trim());
+        let sku = crate::ingest::id_key(a.sku_id.unwrap_or("").trim());
+        self.subs
+            .push((joined_key(a.subscription_id, &product, &sku), at));
     }
 
     /// Emits both key lists, sorted, as key blocks; returns their filters

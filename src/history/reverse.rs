@@ -49,8 +49,8 @@ impl ChargeKey {
 /// Whether `rec` is an accrual of the charge `key` refers to: the same
 /// reference ID when the credit has one (a recorded accrual without one never
 /// matches it); otherwise the same subscription, product and SKU (product
-/// and SKU in any letter case, like every ID; a missing SKU matches only a
-/// missing one) and overlapping charge periods (both ends included). A recorded accrual
+/// and SKU in any letter case, like every ID; a missing product or SKU
+/// matches only a missing or empty one) and overlapping charge periods (both ends included). A recorded accrual
 /// without source keys (its run recorded none) never matches; neither does a
 /// reversal row or the accrual of a credit line (a negative line amount): a
 /// credit reverses charges, not other credits.
@@ -73,9 +73,11 @@ pub fn matches(key: &ChargeKey, rec: &AccrualRec) -> bool {
     // Case-insensitively too (the history stores them folded from schema
     // version 5 on; in an older one the look-up tries three spellings).
     let id = |x: &str| crate::ingest::id_key(x.trim());
+    // A missing product is the empty product, a missing SKU the empty SKU.
+    let or_empty = |x: Option<&str>| id(x.unwrap_or(""));
     if rec.subscription_id != key.subscription_id
-        || rec.product_id.as_deref().map(id) != Some(id(&key.product_id))
-        || rec.sku_id.as_deref().map(id) != key.sku_id.as_deref().map(id)
+        || or_empty(rec.product_id.as_deref()) != id(&key.product_id)
+        || or_empty(rec.sku_id.as_deref()) != or_empty(key.sku_id.as_deref())
     {
         return false;
     }
@@ -96,7 +98,7 @@ pub fn matches(key: &ChargeKey, rec: &AccrualRec) -> bool {
 /// read it from: the same customer and, when `charge` has a reference ID,
 /// the same reference ID; otherwise the same subscription, product and SKU
 /// and the same charge start and end dates (IDs trimmed and in any letter
-/// case; a missing SKU is the same as a missing one, a missing end date is
+/// case; a missing product or SKU is the same as a missing one, a missing end date is
 /// the start date). `other`'s own reference ID does not count then: the
 /// charge found has none to compare, and counting a charge too many only
 /// refuses a credit, never reverses one twice. A reversal row, the accrual of
@@ -122,11 +124,10 @@ pub fn same_charge(charge: &AccrualRec, other: &AccrualRec) -> bool {
         let start = a.charge_start.as_deref().map(str::trim);
         (start, a.charge_end.as_deref().map(str::trim).or(start))
     }
-    charge.product_id.is_some()
-        && id(&charge.subscription_id) == id(&other.subscription_id)
-        && charge.product_id.as_deref().map(id) == other.product_id.as_deref().map(id)
-        && charge.sku_id.as_deref().map(id).filter(|s| !s.is_empty())
-            == other.sku_id.as_deref().map(id).filter(|s| !s.is_empty())
+    let or_empty = |x: Option<&str>| id(x.unwrap_or(""));
+    id(&charge.subscription_id) == id(&other.subscription_id)
+        && or_empty(charge.product_id.as_deref()) == or_empty(other.product_id.as_deref())
+        && or_empty(charge.sku_id.as_deref()) == or_empty(other.sku_id.as_deref())
         && dates(charge).0.is_some()
         && dates(charge) == dates(other)
 }

@@ -433,7 +433,10 @@ fn a_wait_beyond_any_clock_is_accepted() {
     let d = tempfile::tempdir().unwrap();
     let (m, h) = (d.path().join("main"), d.path().join("history.db"));
     run_main(&m, &[]);
-    assert_code(&close(&m, &h, &["--quiet", "--wait", "18446744073709551615"]), 0);
+    assert_code(
+        &close(&m, &h, &["--quiet", "--wait", "18446744073709551615"]),
+        0,
+    );
     assert_eq!(inspect(&h), vec![(MAIN_PERIOD.to_string(), 1)]);
 }
 
