@@ -1631,6 +1631,54 @@ impl History {
         Ok(found)
     }
 
+    /// The charges matching `key` in the versions of closed periods that a
+    /// later version replaced (schema version 3 on; nothing before), with
+    /// the version that replaced each: a credit of a charge a restatement
+    /// removed finds nothing in the latest versions, and must not accrue as
+    /// a new line (the restatement's adjustment took the charge back).
+    pub fn superseded_charges(
+        &self,
+        key: &reverse::ChargeKey,
+    ) -> Result<Vec<(ClosedAccrual, u32)>, HistoryError> {
+        if self.schema < 3 {
+            return Ok(Vec::new());
+        }
+        let (kind, spellings): (i64, Vec<Vec<u8>>) = match key.reference() {
+            Some(r) => (0, vec![self.reference_key(r).as_bytes().to_vec()]),
+            None => (
+                1,
+                self.charge_spellings(key)
+                    .iter()
+                    .map(|(product, sku)| joined_key(&key.subscription_id, product, sku))
+                    .collect(),
+            ),
+        };
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT c.id, c.period, c.version,
+                        (SELECT max(version) FROM closes c2 WHERE c2.period = c.period)
+                 FROM closes c
+                 WHERE c.version < (SELECT max(version) FROM closes c2 WHERE c2.period = c.period)
+                 ORDER BY c.period, c.version",
+            )
+            .map_err(|e| sql(&self.path, e))?;
+        let closes: Vec<(i64, String, u32, u32)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .map_err(|e| sql(&self.path, e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| sql(&self.path, e))?;
+        let mut found = Vec::new();
+        for (id, period, version, latest) in closes {
+            for c in self.close_charges(id, (&period, version), kind, &spellings, |head| {
+                reverse::matches(key, head)
+            })? {
+                found.push((c, latest));
+            }
+        }
+        Ok(found)
+    }
+
     /// The charges of close `id` (`period`, `version`; schema version 3 or
     /// later) stored under one of the keys `spellings` of `kind` (0: a
     /// reference key, 1: a key joined by [`joined_key`]) whose head
@@ -2193,6 +2241,26 @@ impl reverse::ClosedCharges for ClosedLookup {
                     }
                 }
             }
+        }
+        if found.is_empty() {
+            // Not in the latest versions: a charge a restatement removed is
+            // still not a new line to accrue.
+            let mut gone = h.superseded_charges(key).map_err(|e| e.to_string())?;
+            gone.retain(|(c, _)| Some(&c.period) != self.own_period.as_ref());
+            gone.retain(|(c, _)| {
+                crate::ingest::id_key(c.accrual.customer_id.trim()) == key.customer_id
+            });
+            if let Some((c, latest)) = gone.first() {
+                return Err(format!(
+                    "the charge it credits, {}, was issued in {} version {} and is not in \
+                     version {latest}, which restated the period and took its accruals back: \
+                     nothing of it is left to reverse",
+                    reverse::reverses_label(c),
+                    c.period,
+                    c.version
+                ));
+            }
+            return Ok(None);
         }
         let Some(accruals) = reverse::one_charge(found)? else {
             return Ok(None);

@@ -851,3 +851,44 @@ fn a_credit_finds_a_closed_charge_without_a_product() {
         assert_eq!(rows[0][7], "2026-10 v1 oct.csv:2");
     }
 }
+
+/// A credit of a charge that a restatement removed (in October v1, not in
+/// v2, whose adjustment took its accrual back) is rejected naming both
+/// versions, with and without its ReferenceId, instead of accruing as a new
+/// line (P-A would lose 4.00 more for a charge it kept nothing of).
+#[test]
+fn a_credit_of_a_charge_restated_away_is_rejected() {
+    for reference in ["ref-b", ""] {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path();
+        let a = "c1,C1,s1,10/1/2026,10/31/2026,500.00,EUR,Microsoft Corporation,[],P1,0001,ref-a";
+        let b = format!(
+            "c1,C1,s2,10/1/2026,10/31/2026,700.00,EUR,Microsoft Corporation,[],P1,0001,{reference}"
+        );
+        write(dir, "r.toml", RULES.into());
+        write(
+            dir,
+            "d.csv",
+            format!("{DHEADER}c1,P-A,Alpha,DPOR,,,,2024-01-01,\n"),
+        );
+        write(dir, "oct.csv", format!("{HEADER}{a}\n{b}\n"));
+        assert_code(&run(dir, "2026-10", "oct.csv", "d.csv", "out-oct"), 0);
+        close(dir, "out-oct");
+        write(dir, "oct-v2.csv", format!("{HEADER}{a}\n"));
+        assert_code(&run(dir, "2026-10", "oct-v2.csv", "d.csv", "out-oct-v2"), 0);
+        close(dir, "out-oct-v2");
+        let credit = b.replace("700.00", "-100.00");
+        write(dir, "nov.csv", format!("{HEADER}{credit}\n"));
+        let o = run(dir, "2026-11", "nov.csv", "d.csv", "out-nov");
+        assert_code(&o, 1);
+        assert!(ledger(dir, "out-nov").is_empty());
+        let rejects = read(dir.join("out-nov/rejects.csv"));
+        assert!(
+            rejects.contains("nov.csv,2,")
+                && rejects.contains(
+                    "2026-10 v1 oct.csv:3, was issued in 2026-10 version 1 and is not in version 2"
+                ),
+            "{rejects}"
+        );
+    }
+}
