@@ -2262,6 +2262,15 @@ impl reverse::ClosedCharges for ClosedLookup {
             }
             return Ok(None);
         }
+        // A ReferenceId reused across tenants names charges of several
+        // customers: the credit's own customer's are the candidates (when
+        // none is, `own_customer` names the other's).
+        let own = |c: &ClosedAccrual| {
+            crate::ingest::id_key(c.accrual.customer_id.trim()) == key.customer_id
+        };
+        if found.iter().any(own) {
+            found.retain(own);
+        }
         let Some(accruals) = reverse::one_charge(found)? else {
             return Ok(None);
         };

@@ -892,3 +892,40 @@ fn a_credit_of_a_charge_restated_away_is_rejected() {
         );
     }
 }
+
+/// A ReferenceId reused by charges of two customers: a credit of one of them
+/// reverses its own customer's charge (the other customer's is no candidate).
+#[test]
+fn a_reference_id_shared_across_customers_finds_the_credits_own_customers_charge() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    write(dir, "r.toml", RULES.into());
+    write(
+        dir,
+        "d.csv",
+        format!("{DHEADER}c1,P-A,Alpha,DPOR,,,,2024-01-01,\nc2,P-B,Beta,DPOR,,,,2024-01-01,\n"),
+    );
+    write(
+        dir,
+        "oct.csv",
+        format!(
+            "{HEADER}c1,C1,s1,10/1/2026,10/31/2026,3100.00,EUR,Microsoft Corporation,[],P1,0001,r-shared\n\
+             c2,C2,s2,10/1/2026,10/31/2026,1000.00,EUR,Microsoft Corporation,[],P1,0001,r-shared\n"
+        ),
+    );
+    assert_code(&run(dir, "2026-10", "oct.csv", "d.csv", "out-oct"), 0);
+    close(dir, "out-oct");
+    write(
+        dir,
+        "nov.csv",
+        format!("{HEADER}c1,C1,s1,10/1/2026,10/31/2026,-1550.00,EUR,Microsoft Corporation,[],P1,0001,r-shared\n"),
+    );
+    assert_code(&run(dir, "2026-11", "nov.csv", "d.csv", "out-nov"), 0);
+    let rows = ledger(dir, "out-nov");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (rows[0][0].as_str(), rows[0][6].as_str()),
+        ("P-A", "-62.00")
+    );
+    assert_eq!(rows[0][7], "2026-10 v1 oct.csv:2");
+}
