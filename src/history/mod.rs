@@ -483,10 +483,25 @@ pub struct History {
     /// The key filters of the closes asked so far (a close never changes):
     /// `None` when a close has none.
     filters: std::cell::RefCell<BTreeMap<i64, Option<CloseFilters>>>,
+    /// The charges of the closes asked so far under a subscription, product
+    /// and SKU key (all spellings looked up), whatever their dates: credits
+    /// without a ReferenceId of one subscription (an Azure plan's daily
+    /// lines) ask the same key again and again, and decoding every charge
+    /// under it for each credit made a run's time grow as credits x charges.
+    charges: std::cell::RefCell<std::collections::HashMap<(i64, Vec<Vec<u8>>), Vec<CachedCharge>>>,
 }
 
 /// A close's key filters: references, and subscription + product + SKU.
 type CloseFilters = (filter::KeyFilter, filter::KeyFilter);
+
+/// One charge under a key, as [`History::charges`] keeps it: its charge
+/// dates (`None`: its head has none, so no credit matches it) and its
+/// accruals, head first.
+#[derive(Debug)]
+struct CachedCharge {
+    dates: Option<(chrono::NaiveDate, chrono::NaiveDate)>,
+    accruals: Vec<ClosedAccrual>,
+}
 
 const SCHEMA_V1: &str = "
 CREATE TABLE migrations(version INTEGER PRIMARY KEY, description TEXT NOT NULL);
@@ -697,6 +712,7 @@ impl History {
                     wait: READ_WAIT,
                     schema: version,
                     filters: Default::default(),
+            charges: Default::default(),
                 };
                 h.check_ids()?;
                 h.read_schema()?;
@@ -722,6 +738,7 @@ impl History {
             wait,
             schema: SCHEMA_VERSION,
             filters: Default::default(),
+            charges: Default::default(),
         };
         let current = matches!(found, Probe::Ours { version } if version == SCHEMA_VERSION);
         let busy = |e: rusqlite::Error| busy_or(path, wait, e);
@@ -1622,11 +1639,33 @@ impl History {
         };
         let mut found = Vec::new();
         for (id, period, version) in self.latest_closes()? {
-            found.extend(
-                self.close_charges(id, (&period, version), kind, &spellings, |head| {
-                    reverse::matches(key, head)
-                })?,
-            );
+            if kind == 0 {
+                found.extend(self.close_charges(
+                    id,
+                    (&period, version),
+                    kind,
+                    &spellings,
+                    |head| reverse::matches(key, head),
+                )?);
+                continue;
+            }
+            // Every charge under the key once per run, then only those whose
+            // dates overlap the credit's are matched.
+            let cache_key = (id, spellings.clone());
+            if !self.charges.borrow().contains_key(&cache_key) {
+                let all = self.close_charges(id, (&period, version), kind, &spellings, |_| true)?;
+                let cached = cached_charges(all);
+                self.charges.borrow_mut().insert(cache_key.clone(), cached);
+            }
+            let cache = self.charges.borrow();
+            for c in &cache[&cache_key] {
+                let overlaps = c
+                    .dates
+                    .is_some_and(|(start, end)| start <= key.charge_end && key.charge_start <= end);
+                if overlaps && reverse::matches(key, &c.accruals[0].accrual) {
+                    found.extend(c.accruals.iter().cloned());
+                }
+            }
         }
         Ok(found)
     }
@@ -3377,6 +3416,35 @@ fn convert_v2(tx: &Transaction, path: &Path) -> Result<(), HistoryError> {
 
 /// A blank file is taken only if SQLite sees no table in it (checked
 /// read-only, before any write).
+/// The accruals `close_charges` found, one run of a billing line's
+/// accruals after another (head first), as charges with their dates.
+fn cached_charges(all: Vec<ClosedAccrual>) -> Vec<CachedCharge> {
+    let date = |s: &Option<String>| {
+        s.as_deref()
+            .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+    };
+    let mut out: Vec<CachedCharge> = Vec::new();
+    for a in all {
+        let same = out.last().is_some_and(|c| {
+            let head = &c.accruals[0].accrual;
+            head.source_file == a.accrual.source_file && head.source_line == a.accrual.source_line
+        });
+        if same {
+            if let Some(c) = out.last_mut() {
+                c.accruals.push(a);
+            }
+            continue;
+        }
+        let dates = date(&a.accrual.charge_start)
+            .map(|start| (start, date(&a.accrual.charge_end).unwrap_or(start)));
+        out.push(CachedCharge {
+            dates,
+            accruals: vec![a],
+        });
+    }
+    out
+}
+
 /// `wait` as SQLite's busy timeout takes it: at most `i32::MAX` milliseconds
 /// (~24.8 days; longer is as good as forever, and more is refused).
 fn sqlite_wait(wait: Duration) -> Duration {

@@ -166,9 +166,17 @@ pub fn one_charge(found: Vec<ClosedAccrual>) -> Result<Option<Vec<ClosedAccrual>
         return Ok(Some(found));
     }
     others.dedup();
+    // A few are named: a credit of one of an Azure plan's daily lines may
+    // match hundreds.
+    const NAMED: usize = 4;
+    let total = others.len() + 1;
+    let more = match others.len().saturating_sub(NAMED) {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    others.truncate(NAMED);
     Err(format!(
-        "the credit matches {} closed charges ({label}, {}): give it the ReferenceId of the charge it credits",
-        others.len() + 1,
+        "the credit matches {total} closed charges ({label}, {}{more}): give it the ReferenceId of the charge it credits",
         others.join(", ")
     ))
 }
@@ -598,9 +606,22 @@ mod tests {
         );
         let mut other = a.clone();
         other.accrual.source_line = 8;
-        let e = one_charge(vec![a, b, other]).unwrap_err();
+        let e = one_charge(vec![a.clone(), b, other]).unwrap_err();
         assert!(
             e.contains("2 closed charges (2026-10 v1 oct.csv:7, 2026-10 v1 oct.csv:8)"),
+            "{e}"
+        );
+        // Hundreds of candidates (an Azure plan's daily lines): a few named.
+        let many: Vec<ClosedAccrual> = (7..307)
+            .map(|line| {
+                let mut c = a.clone();
+                c.accrual.source_line = line;
+                c
+            })
+            .collect();
+        let e = one_charge(many).unwrap_err();
+        assert!(
+            e.contains("300 closed charges (2026-10 v1 oct.csv:7, 2026-10 v1 oct.csv:8, 2026-10 v1 oct.csv:9, 2026-10 v1 oct.csv:10, 2026-10 v1 oct.csv:11 and 295 more)"),
             "{e}"
         );
     }
