@@ -488,8 +488,11 @@ pub struct History {
     /// without a ReferenceId of one subscription (an Azure plan's daily
     /// lines) ask the same key again and again, and decoding every charge
     /// under it for each credit made a run's time grow as credits x charges.
-    charges: std::cell::RefCell<std::collections::HashMap<(i64, Vec<Vec<u8>>), Vec<CachedCharge>>>,
+    charges: std::cell::RefCell<ChargesByKey>,
 }
+
+/// [`History::charges`]: by close and the spellings of one key.
+type ChargesByKey = std::collections::HashMap<(i64, Vec<Vec<u8>>), Vec<CachedCharge>>;
 
 /// A close's key filters: references, and subscription + product + SKU.
 type CloseFilters = (filter::KeyFilter, filter::KeyFilter);
