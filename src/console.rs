@@ -2,6 +2,7 @@
 //! summary on stderr, reject samples, the `validate` report, and the
 //! `PORLEDGER_TIMINGS` lines. Fatal errors are printed by `main` alone.
 
+use std::fmt::Write as _;
 use std::io::{self, IsTerminal, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,13 +17,52 @@ use crate::render::summary::{CurrencyAmount, RowAccounting};
 /// written (stderr a closed pipe, a full disk) is dropped: what a command
 /// did, and its exit code, never depend on whether its messages could be
 /// shown (`eprintln!` panics there, exit 101, after or before publishing).
+///
+/// The message is one line: a newline in it (from a name or ID it quotes)
+/// is shown escaped, like the other characters of [`one_line`].
 #[macro_export]
 macro_rules! say {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
         let line = format!($($arg)*);
-        let _ = writeln!(std::io::stderr(), "{}", $crate::console::shown(&line));
+        let _ = writeln!(std::io::stderr(), "{}", $crate::console::one_line(&line));
     }};
+}
+
+/// Whether `c` is written as a `\u{..}` escape on a terminal: control
+/// characters but newline and tab (an escape sequence in a partner name
+/// could clear the screen or recolour what follows), the bidirectional
+/// overrides and isolates (which reorder what follows them), the invisible
+/// direction marks (LRM, RLM, ALM) and the Unicode line and paragraph
+/// separators.
+fn hidden(c: char) -> bool {
+    (c.is_control() && c != '\n' && c != '\t')
+        || matches!(
+            c,
+            '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{061C}'
+                | '\u{2028}'
+                | '\u{2029}'
+        )
+}
+
+/// `text` with the characters `escaped` picks written as `\u{..}` escapes.
+fn escape(text: &str, escaped: impl Fn(char) -> bool) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(&escaped) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if escaped(c) {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// `text` as it may reach a terminal: control characters but newline and
@@ -30,52 +70,77 @@ macro_rules! say {
 /// recolour what follows) and the bidirectional overrides (which reorder
 /// what follows them) are written as `\u{..}` escapes. Names and IDs come
 /// from the inputs; the files porledger writes keep them as they are.
+///
+/// Newlines are kept: `text` is taken to be porledger's own lines. Text
+/// that quotes names or IDs is built a line at a time ([`Lines`],
+/// [`one_line`]), so that a newline in a name cannot start a line of its
+/// own.
 pub fn shown(text: &str) -> std::borrow::Cow<'_, str> {
-    // Besides the overrides and isolates: the invisible direction marks
-    // (LRM, RLM, ALM) and the Unicode line and paragraph separators.
-    let hidden = |c: char| {
-        (c.is_control() && c != '\n' && c != '\t')
-            || matches!(
-                c,
-                '\u{202A}'..='\u{202E}'
-                    | '\u{2066}'..='\u{2069}'
-                    | '\u{200E}'
-                    | '\u{200F}'
-                    | '\u{061C}'
-                    | '\u{2028}'
-                    | '\u{2029}'
-            )
-    };
-    if !text.chars().any(hidden) {
-        return std::borrow::Cow::Borrowed(text);
+    escape(text, hidden)
+}
+
+/// One line of text as it may reach a terminal: what [`shown`] escapes,
+/// and newlines too (`\u{a}`). A name or ID from the inputs may hold a
+/// newline (a CSV field may be quoted across lines), a carriage return,
+/// NEL (U+0085) or a line separator; none of them may break the line that
+/// quotes it, or the rest of the name could pass for a line of porledger's
+/// own (`sum of 1 exact amounts ... (matches the statement)`).
+pub fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    escape(text, |c| c == '\n' || hidden(c))
+}
+
+/// Text for a terminal, built a line at a time with `writeln!` (an
+/// inherent `write_fmt`, not [`std::fmt::Write`]): each call writes exactly
+/// one line, shown as [`one_line`] shows it, so a newline inside a value it
+/// quotes is escaped and never starts a line. `writeln!(lines)` writes an
+/// empty line; a newline in the format string itself, anywhere but at its
+/// end, is escaped like any other (write a line per call instead).
+#[derive(Debug, Default)]
+pub struct Lines {
+    text: String,
+}
+
+impl Lines {
+    pub fn new() -> Lines {
+        Lines::default()
     }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if hidden(c) {
-            out.push_str(&format!("\\u{{{:x}}}", c as u32));
-        } else {
-            out.push(c);
-        }
+
+    /// Writes `args` as one line (one trailing newline, which `writeln!`
+    /// adds, ends it; the line is ended in any case).
+    pub fn write_fmt(&mut self, args: std::fmt::Arguments<'_>) {
+        let owned;
+        let line = match args.as_str() {
+            Some(s) => s,
+            None => {
+                owned = args.to_string();
+                &owned
+            }
+        };
+        let line = line.strip_suffix('\n').unwrap_or(line);
+        self.text.push_str(&one_line(line));
+        self.text.push('\n');
     }
-    std::borrow::Cow::Owned(out)
+
+    /// Appends lines built elsewhere.
+    pub fn append(&mut self, other: Lines) {
+        self.text.push_str(&other.text);
+    }
+
+    /// The text, every line ended by a newline.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    pub fn into_string(self) -> String {
+        self.text
+    }
 }
 
 /// A partner ID as a message names it when it may have a look-alike: its
 /// non-ASCII characters as `\u{..}` (the Kelvin sign in `R-\u{212a}` is not
 /// the `K` of `R-K`, though both are one ID).
 pub fn spelled(id: &str) -> std::borrow::Cow<'_, str> {
-    if id.is_ascii() {
-        return std::borrow::Cow::Borrowed(id);
-    }
-    let mut out = String::with_capacity(id.len() + 8);
-    for c in id.chars() {
-        if c.is_ascii() {
-            out.push(c);
-        } else {
-            out.push_str(&format!("\\u{{{:x}}}", c as u32));
-        }
-    }
-    std::borrow::Cow::Owned(out)
+    escape(id, |c| !c.is_ascii())
 }
 
 /// `1234567` -> `1,234,567`.
@@ -583,10 +648,11 @@ pub fn report_lines(r: &Report) -> Vec<String> {
     lines
 }
 
-/// Writes the `validate` report.
+/// Writes the `validate` report, each line as [`one_line`] shows it (a
+/// problem quotes names and values from the inputs).
 pub fn write_report(o: &mut impl Write, r: &Report) -> io::Result<()> {
     for l in report_lines(r) {
-        writeln!(o, "{l}")?;
+        writeln!(o, "{}", one_line(&l))?;
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 
 use rust_decimal::Decimal;
 
+use crate::console::Lines;
 use crate::money::{format_exact, round_money, Currency, RoundingMode};
 
 /// One ledger row, as written by `run` (read by [`crate::ledger::LedgerReader`]).
@@ -85,8 +86,9 @@ pub struct UsageFacts {
 /// The explanation as text: every ledger line, grouped by statement line, with
 /// the sum of exact amounts and the rounding step.
 pub fn render_explanation(r: &RunRecord, filter: &Filter) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
+    // A line at a time: names and IDs from the run never break a line.
+    let mut s = Lines::new();
+    writeln!(
         s,
         "Partner {} ({}), period {}, rounding {} to the currency's minor unit",
         filter.partner,
@@ -99,11 +101,12 @@ pub fn render_explanation(r: &RunRecord, filter: &Filter) -> String {
         r.rounding.as_str()
     );
     if r.rows.is_empty() {
-        let _ = writeln!(
+        writeln!(s);
+        writeln!(
             s,
-            "\nno ledger line matches: this partner earned nothing here in the period"
+            "no ledger line matches: this partner earned nothing here in the period"
         );
-        return s;
+        return s.into_string();
     }
     // One group per statement line: customer, program, currency, accrual month.
     type Key<'a> = (&'a str, &'a str, Currency, &'a str);
@@ -138,9 +141,10 @@ pub fn render_explanation(r: &RunRecord, filter: &Filter) -> String {
     let mut months: (usize, Decimal) = (0, Decimal::ZERO);
     let keys: Vec<&Key> = groups.keys().collect();
     for (gi, ((customer, program, currency, month), rows)) in groups.iter().enumerate() {
-        let _ = writeln!(
+        writeln!(s);
+        writeln!(
             s,
-            "\ncustomer {customer}, program {program}, {currency}, accrual month {month}"
+            "customer {customer}, program {program}, {currency}, accrual month {month}"
         );
         for t in r
             .tiers
@@ -148,7 +152,7 @@ pub fn render_explanation(r: &RunRecord, filter: &Filter) -> String {
             .into_iter()
             .flatten()
         {
-            let _ = writeln!(s, "  attainment tier: {t}");
+            writeln!(s, "  attainment tier: {t}");
         }
         let mut sum = Decimal::ZERO;
         for row in rows {
@@ -188,21 +192,24 @@ pub fn render_explanation(r: &RunRecord, filter: &Filter) -> String {
                 } else {
                     format!("target {} reached", u.target_reached)
                 };
-                let _ = writeln!(
+                writeln!(
                     s,
-                    "  {}:{}  usage of {}  accrual month {}  workload {}  {designation}\n      \
-                     {} monthly active users of {} paid units ({}): attainment {}, {target}; \
-                     {prior}: {} compensable units\n      {} units x rate {} x share {} = {}",
-                    row.source_file,
-                    row.source_line,
-                    u.month,
-                    row.accrual_month,
-                    u.workload,
+                    "  {}:{}  usage of {}  accrual month {}  workload {}  {designation}",
+                    row.source_file, row.source_line, u.month, row.accrual_month, u.workload,
+                );
+                writeln!(
+                    s,
+                    "      {} monthly active users of {} paid units ({}): attainment {}, {target}; \
+                     {prior}: {} compensable units",
                     u.mau,
                     u.pau,
                     u.pau_source,
                     u.attainment,
                     u.compensable_units,
+                );
+                writeln!(
+                    s,
+                    "      {} units x rate {} x share {} = {}",
                     row.basis.normalize(),
                     row.rate,
                     row.share,
@@ -212,14 +219,18 @@ pub fn render_explanation(r: &RunRecord, filter: &Filter) -> String {
                 continue;
             }
             let billed = billed(&row.invoice_number, &row.product_id, "  ");
-            let _ = writeln!(
+            writeln!(
                 s,
-                "  {}:{}  charge {}  accrual month {}  subscription {}{billed}  {designation}\n      {} x rate {} x share {} = {}{days}",
+                "  {}:{}  charge {}  accrual month {}  subscription {}{billed}  {designation}",
                 row.source_file,
                 row.source_line,
                 row.charge_date,
                 row.accrual_month,
                 row.subscription_id,
+            );
+            writeln!(
+                s,
+                "      {} x rate {} x share {} = {}{days}",
                 format_exact(row.basis, row.currency),
                 row.rate,
                 row.share,
@@ -230,7 +241,7 @@ pub fn render_explanation(r: &RunRecord, filter: &Filter) -> String {
         let rounded = round_money(sum, *currency, r.rounding);
         *totals.entry(*currency).or_default() += rounded;
         let says = check(statement_says(customer, program, month, *currency), rounded);
-        let _ = writeln!(
+        writeln!(
             s,
             "  sum of {} exact amounts {} -> rounded {} {} = {rounded} ({says})",
             rows.len(),
@@ -248,9 +259,10 @@ pub fn render_explanation(r: &RunRecord, filter: &Filter) -> String {
                     statement_says(customer, program, "total", *currency),
                     months.1,
                 );
-                let _ = writeln!(
+                writeln!(s);
+                writeln!(
                     s,
-                    "\ncustomer {customer}, program {program}, {currency}: total of {} months = {} ({says})",
+                    "customer {customer}, program {program}, {currency}: total of {} months = {} ({says})",
                     months.0, months.1
                 );
             }
@@ -258,9 +270,10 @@ pub fn render_explanation(r: &RunRecord, filter: &Filter) -> String {
         }
     }
     for (c, t) in totals {
-        let _ = writeln!(s, "\ntotal {c}: {t} (the sum of the rounded lines above)");
+        writeln!(s);
+        writeln!(s, "total {c}: {t} (the sum of the rounded lines above)");
     }
-    s
+    s.into_string()
 }
 
 /// `invoice X` and `product Y`, each after `sep`, where not empty: a ledger
@@ -343,14 +356,16 @@ pub fn render_issued(
             None => overflow = true,
         }
     }
-    let mut s = String::new();
-    let _ = writeln!(
+    // A line at a time: IDs from the history never break a line.
+    let mut s = Lines::new();
+    writeln!(s);
+    writeln!(
         s,
-        "\nIssued: version {version} of period {period} (from the history), against this run, \
+        "Issued: version {version} of period {period} (from the history), against this run, \
          exact sums per customer, program, accrual month and currency:"
     );
     if lines.is_empty() {
-        let _ = writeln!(s, "  nothing issued and nothing accrued for this selection");
+        writeln!(s, "  nothing issued and nothing accrued for this selection");
     }
     let mut differ = 0;
     for ((customer, program, month, currency), (was, now, rows)) in &lines {
@@ -359,7 +374,7 @@ pub fn render_issued(
                 .unwrap_or_else(|| "-".to_string())
         };
         let same = was.unwrap_or_default() == now.unwrap_or_default();
-        let _ = writeln!(
+        writeln!(
             s,
             "  customer {customer}  program {program}  {month}  {currency}: issued {}  now {}  {}",
             show(was),
@@ -371,10 +386,10 @@ pub fn render_issued(
         }
         differ += 1;
         if rows.is_empty() {
-            let _ = writeln!(s, "    nothing was issued for this line");
+            writeln!(s, "    nothing was issued for this line");
         }
         for a in rows {
-            let _ = writeln!(
+            writeln!(
                 s,
                 "    issued: {}  {}  subscription {}  {} x rate {} x share {} = {}{}",
                 a.source,
@@ -390,7 +405,7 @@ pub fn render_issued(
             );
         }
     }
-    let _ = writeln!(
+    writeln!(
         s,
         "  {differ} of {} lines differ from the issued version{}",
         lines.len(),
@@ -400,7 +415,7 @@ pub fn render_issued(
             ""
         }
     );
-    s
+    s.into_string()
 }
 
 #[cfg(test)]

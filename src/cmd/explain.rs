@@ -82,11 +82,15 @@ fn issued(
         None => match h.latest(&record.period)? {
             Some(v) => v,
             None => {
-                return Ok(format!(
-                    "\nPeriod {} is not closed in {}: nothing issued to compare with.\n",
+                let mut s = crate::console::Lines::new();
+                writeln!(s);
+                writeln!(
+                    s,
+                    "Period {} is not closed in {}: nothing issued to compare with.",
                     record.period,
                     path.display()
-                ))
+                );
+                return Ok(s.into_string());
             }
         },
     };

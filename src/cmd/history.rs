@@ -1,10 +1,10 @@
 //! `porledger history`: what the history holds, on stdout. Reads only.
 
-use std::fmt::Write as _;
 use std::io::Write;
 
 use crate::cli::HistoryArgs;
 use crate::cmd::{stdout_result, Finish};
+use crate::console::Lines;
 use crate::error::Fatal;
 use crate::history::History;
 
@@ -27,26 +27,28 @@ pub fn history(args: &HistoryArgs) -> Result<Finish, Fatal> {
     Ok(Finish::Clean)
 }
 
-/// The listing, as text.
+/// The listing, as text, built a line at a time: names and IDs from the
+/// history never break a line.
 pub fn render(h: &History, period: Option<&str>, partner: Option<&str>) -> Result<String, Fatal> {
     let closes = h.closes(period)?;
-    let mut s = String::new();
-    let _ = writeln!(s, "history {}", h.path().display());
+    let mut s = Lines::new();
+    writeln!(s, "history {}", h.path().display());
     if closes.is_empty() {
-        let _ = writeln!(
+        writeln!(
             s,
             "no closed period{}",
             period.map(|p| format!(" {p}")).unwrap_or_default()
         );
-        return Ok(s);
+        return Ok(s.into_string());
     }
     // Whether any close listed issued something to `partner`.
     let mut issued_to_partner = false;
     for c in &closes {
         let latest = h.latest(&c.period)? == Some(c.version);
-        let _ = writeln!(
+        writeln!(s);
+        writeln!(
             s,
-            "\n{} version {}{}{}: {} accruals, {} partners, porledger {}, rounding {}, manifest sha256 {}",
+            "{} version {}{}{}: {} accruals, {} partners, porledger {}, rounding {}, manifest sha256 {}",
             c.period,
             c.version,
             c.restates
@@ -77,10 +79,10 @@ pub fn render(h: &History, period: Option<&str>, partner: Option<&str>) -> Resul
         let totals = h.totals(&c.period, c.version, partner)?;
         issued_to_partner |= !totals.is_empty();
         if let (Some(p), true) = (partner, totals.is_empty()) {
-            let _ = writeln!(s, "  (nothing issued to partner {p} in this version)");
+            writeln!(s, "  (nothing issued to partner {p} in this version)");
         }
         for t in totals {
-            let _ = writeln!(
+            writeln!(
                 s,
                 "  {:<20} {:<30} {} {}",
                 t.partner_id, t.partner_name, t.currency, t.amount
@@ -88,7 +90,7 @@ pub fn render(h: &History, period: Option<&str>, partner: Option<&str>) -> Resul
         }
         if partner.is_some() {
             for l in h.lines(&c.period, c.version, partner)? {
-                let _ = writeln!(
+                writeln!(
                     s,
                     "    {} {} {} {} {} (basis {}, {} lines)",
                     l.customer_id,
@@ -107,9 +109,10 @@ pub fn render(h: &History, period: Option<&str>, partner: Option<&str>) -> Resul
         }
     }
     if let (Some(p), false) = (partner, issued_to_partner) {
-        let _ = writeln!(
+        writeln!(s);
+        writeln!(
             s,
-            "\nno partner {p} in {}: nothing was issued to it in the closes listed (check \
+            "no partner {p} in {}: nothing was issued to it in the closes listed (check \
              the ID)",
             if period.is_some() {
                 "these closes"
@@ -118,5 +121,5 @@ pub fn render(h: &History, period: Option<&str>, partner: Option<&str>) -> Resul
             }
         );
     }
-    Ok(s)
+    Ok(s.into_string())
 }

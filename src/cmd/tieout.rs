@@ -18,7 +18,7 @@ use crate::cli::TieoutArgs;
 use crate::cmd::Finish;
 use crate::config::earnings::EarningsLabels;
 use crate::config::{parse_rules, Rules};
-use crate::console;
+use crate::console::{self, Lines};
 use crate::dates::{parse_date, Month};
 use crate::error::Fatal;
 use crate::history::History;
@@ -1002,7 +1002,9 @@ fn tieout_on_pool(args: &TieoutArgs) -> Result<Finish, Fatal> {
         if let Some(h) = &history_use {
             crate::say!("{}", history_summary(h));
         }
-        crate::say!("{}", console_summary(&report, &accounting, &target));
+        for line in console_summary(&report, &accounting, &target) {
+            crate::say!("{line}");
+        }
     }
     Ok(if report.differences > 0 || accounting.rejected > 0 {
         Finish::Differences
@@ -1116,19 +1118,21 @@ fn history_summary(h: &HistoryUse) -> String {
     s
 }
 
-fn console_summary(r: &Report, a: &rt::Accounting, target: &Path) -> String {
-    let mut s = format!(
+/// The tie-out's summary lines (each printed as one line: a partner ID
+/// never breaks one).
+fn console_summary(r: &Report, a: &rt::Accounting, target: &Path) -> Vec<String> {
+    let mut s = vec![format!(
         "earnings: {} rows read = {} duplicate earningId + {} matched + {} unmatched + {} \
-         adjustments + {} rejected\n",
+         adjustments + {} rejected",
         a.rows_read, a.duplicates, a.matched, a.unmatched, a.adjustments, a.rejected
-    );
+    )];
     let classes: Vec<String> = r
         .classes
         .iter()
         .map(|(c, n)| format!("{} {n}", c.as_str()))
         .collect();
-    s.push_str(&format!(
-        "tie-out: {} rows ({}); {} differ\n",
+    s.push(format!(
+        "tie-out: {} rows ({}); {} differ",
         r.row_count,
         classes.join(", "),
         r.differences
@@ -1136,8 +1140,8 @@ fn console_summary(r: &Report, a: &rt::Accounting, target: &Path) -> String {
     for (p, by) in &r.partner_totals {
         for (c, t) in by {
             let m = |d: Decimal| crate::money::Exact::of(d, *c);
-            s.push_str(&format!(
-                "  {p} {c}: expected {} paid {} adjustments {} difference {}\n",
+            s.push(format!(
+                "  {p} {c}: expected {} paid {} adjustments {} difference {}",
                 m(t.expected),
                 m(t.paid),
                 m(t.adjustments),
@@ -1145,7 +1149,7 @@ fn console_summary(r: &Report, a: &rt::Accounting, target: &Path) -> String {
             ));
         }
     }
-    s.push_str(&format!("published: {}", target.display()));
+    s.push(format!("published: {}", target.display()));
     s
 }
 
@@ -1245,7 +1249,6 @@ pub fn explain_row(
     id: &str,
     history: Option<&Path>,
 ) -> Result<String, Fatal> {
-    use std::fmt::Write as _;
     // The tie-out and the run as porledger wrote them, and the run the one
     // the tie-out read: every file read here is checked against its
     // manifest, so a row is never explained from changed files.
@@ -1290,8 +1293,9 @@ pub fn explain_row(
             .map(excel_unescape)
             .unwrap_or("")
     };
-    let mut out = String::new();
-    let _ = writeln!(
+    // A line at a time: names and IDs from the files never break a line.
+    let mut out = Lines::new();
+    writeln!(
         out,
         "Tie-out row {} ({}{}): partner {} ({}), program {}, customer {}{}{}, {} {}",
         get("id"),
@@ -1322,23 +1326,31 @@ pub fn explain_row(
         get("month"),
         get("currency"),
     );
-    let _ =
-        writeln!(
+    writeln!(
         out,
         "  expected {}  paid {}  difference {}  (porledger rate {}; Microsoft's earningRate {})",
         get("expected"),
         get("paid"),
         get("difference"),
-        if get("porledger_rate").is_empty() { "-" } else { get("porledger_rate") },
-        if get("microsoft_rate").is_empty() { "-" } else { get("microsoft_rate") },
+        if get("porledger_rate").is_empty() {
+            "-"
+        } else {
+            get("porledger_rate")
+        },
+        if get("microsoft_rate").is_empty() {
+            "-"
+        } else {
+            get("microsoft_rate")
+        },
     );
-    let _ = writeln!(out, "  {}", get("explanation"));
+    writeln!(out, "  {}", get("explanation"));
     let wanted: std::collections::BTreeSet<u64> = get("ledger_lines")
         .split_whitespace()
         .filter_map(|l| l.parse().ok())
         .collect();
     if !wanted.is_empty() {
-        let _ = writeln!(out, "\nporledger ledger lines ({}):", wanted.len());
+        writeln!(out);
+        writeln!(out, "porledger ledger lines ({}):", wanted.len());
         let lpath = run.join("ledger.csv");
         let expected = publish::listed_digest(run, "ledger.csv", &run_manifest.outputs)?;
         let f = ingest::open_regular(&lpath)?;
@@ -1350,9 +1362,9 @@ pub fn explain_row(
             if !wanted.contains(&row.line()) {
                 continue;
             }
-            let _ = writeln!(
+            writeln!(
                 out,
-                "  ledger.csv:{}  {}:{}  charge {}  {} {}  subscription {}{}\n      {} x rate {} x share {} = {} {}",
+                "  ledger.csv:{}  {}:{}  charge {}  {} {}  subscription {}{}",
                 row.line(),
                 row.get(C::SourceFile),
                 row.get(C::SourceLine),
@@ -1361,6 +1373,10 @@ pub fn explain_row(
                 row.get(C::Association),
                 row.get(C::SubscriptionId),
                 crate::explain::billed(row.get(C::InvoiceNumber), row.get(C::ProductId), "  "),
+            );
+            writeln!(
+                out,
+                "      {} x rate {} x share {} = {} {}",
                 row.get(C::BasisAmount),
                 row.get(C::Rate),
                 row.get(C::Share),
@@ -1394,12 +1410,13 @@ pub fn explain_row(
     let refs = get("earnings_rows");
     if !refs.is_empty() {
         let list: Vec<&str> = refs.split("; ").collect();
-        let _ = writeln!(out, "\nearnings rows ({}):", list.len());
+        writeln!(out);
+        writeln!(out, "earnings rows ({}):", list.len());
         for r in list {
-            let _ = writeln!(out, "  {r}");
+            writeln!(out, "  {r}");
         }
     }
-    Ok(out)
+    Ok(out.into_string())
 }
 
 /// The grain of a tie-out row, IDs normalised (an empty subscription: all).
@@ -1416,7 +1433,7 @@ struct Grain<'a> {
 /// `issued_lines` of a row), read from the history again: one pass over the
 /// row's accrual month of the versions named.
 fn explain_issued(
-    out: &mut String,
+    out: &mut Lines,
     tieout_dir: &Path,
     listed: &HashMap<String, FileDigest>,
     history: Option<&Path>,
@@ -1424,7 +1441,6 @@ fn explain_issued(
     grain: &Grain<'_>,
 ) -> Result<(), Fatal> {
     use std::collections::BTreeSet;
-    use std::fmt::Write as _;
     let mut wanted: BTreeSet<(String, u32, String, u64)> = BTreeSet::new();
     for r in refs.split("; ") {
         let parsed = r.split_once(' ').and_then(|(period, rest)| {
@@ -1478,64 +1494,71 @@ fn explain_issued(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let mut lines: Vec<((String, u32, String, u64), String)> = Vec::new();
-    h.issued_accruals(&versions, (grain.month, grain.month), |r| -> Result<(), Fatal> {
-        let month_ok = if r.accrual_month.is_empty() {
-            parse_date(r.charge_date)
-                .map(|d| Month::of(d).to_string() == grain.month)
-                .unwrap_or(false)
-        } else {
-            r.accrual_month == grain.month
-        };
-        let key = (
-            r.period.to_string(),
-            r.version,
-            r.source_file.to_string(),
-            r.source_line,
-        );
-        if !month_ok
-            || r.program_id != grain.program
-            || !r.currency.eq_ignore_ascii_case(grain.currency)
-            || crate::ingest::id_key(r.partner_id) != grain.partner
-            || crate::ingest::id_key(r.customer_id) != grain.customer
-            || (!grain.subscription.is_empty()
-                && crate::ingest::id_key(r.subscription_id) != grain.subscription)
-            || !wanted.contains(&key)
-        {
-            return Ok(());
-        }
-        let text = format!(
-            "  {} v{}  {}:{}  charge {}  {} {}  subscription {}\n      {} x rate {} x share {} = {} {}",
-            r.period,
-            r.version,
-            r.source_file,
-            r.source_line,
-            r.charge_date,
-            r.program_id,
-            r.association,
-            r.subscription_id,
-            r.basis,
-            r.rate,
-            r.share,
-            r.amount,
-            r.currency,
-        );
-        lines.push((key, text));
-        Ok(())
-    })?;
+    // Each accrual's two lines, by (period, version, file, line).
+    type Key = (String, u32, String, u64);
+    let mut lines: Vec<(Key, [String; 2])> = Vec::new();
+    h.issued_accruals(
+        &versions,
+        (grain.month, grain.month),
+        |r| -> Result<(), Fatal> {
+            let month_ok = if r.accrual_month.is_empty() {
+                parse_date(r.charge_date)
+                    .map(|d| Month::of(d).to_string() == grain.month)
+                    .unwrap_or(false)
+            } else {
+                r.accrual_month == grain.month
+            };
+            let key = (
+                r.period.to_string(),
+                r.version,
+                r.source_file.to_string(),
+                r.source_line,
+            );
+            if !month_ok
+                || r.program_id != grain.program
+                || !r.currency.eq_ignore_ascii_case(grain.currency)
+                || crate::ingest::id_key(r.partner_id) != grain.partner
+                || crate::ingest::id_key(r.customer_id) != grain.customer
+                || (!grain.subscription.is_empty()
+                    && crate::ingest::id_key(r.subscription_id) != grain.subscription)
+                || !wanted.contains(&key)
+            {
+                return Ok(());
+            }
+            let first = format!(
+                "  {} v{}  {}:{}  charge {}  {} {}  subscription {}",
+                r.period,
+                r.version,
+                r.source_file,
+                r.source_line,
+                r.charge_date,
+                r.program_id,
+                r.association,
+                r.subscription_id,
+            );
+            let second = format!(
+                "      {} x rate {} x share {} = {} {}",
+                r.basis, r.rate, r.share, r.amount, r.currency,
+            );
+            lines.push((key, [first, second]));
+            Ok(())
+        },
+    )?;
     lines.sort();
-    let _ = writeln!(
+    writeln!(out);
+    writeln!(
         out,
-        "\nissued accruals of closed periods ({}; {}):",
+        "issued accruals of closed periods ({}; {}):",
         lines.len(),
         path.display()
     );
-    for (_, t) in &lines {
-        let _ = writeln!(out, "{t}");
+    for (_, [first, second]) in &lines {
+        writeln!(out, "{first}");
+        writeln!(out, "{second}");
     }
     let found = lines.iter().map(|(k, _)| k).collect::<BTreeSet<_>>().len();
     if found < wanted.len() {
-        let _ = writeln!(
+        writeln!(
             out,
             "  ({} of the {} issued lines are not in this history: was the tie-out made with another one?)",
             wanted.len() - found,

@@ -270,9 +270,25 @@ pub(crate) fn invalid(key: String, problem: impl Into<String>) -> RulesError {
 /// the fold's keys and tier notes (see [`crate::fold::DetailKey`]).
 pub const MAX_PROGRAMS: usize = 1 << 20;
 
+/// A TOML error as one line: the line and column of its span in `text`, that
+/// line's text, and the message (the error's own text shows the line above a
+/// caret, on lines of their own, and a fatal error is printed as one line).
+fn toml_message(text: &str, e: &toml::de::Error) -> String {
+    let at = e
+        .span()
+        .map(|s| {
+            let (l, c) = crate::render::pdf::template::line_col(text, s.start);
+            let quoted = text.lines().nth(l - 1).unwrap_or("").trim();
+            format!("line {l}, column {c} ({quoted}): ")
+        })
+        .unwrap_or_default();
+    format!("{at}{}", e.message().trim())
+}
+
 /// Parses and validates the rules file's text.
 pub fn parse_rules(text: &str) -> Result<Rules, RulesError> {
-    let raw: RawRules = toml::from_str(text).map_err(|e| RulesError::Toml(e.to_string()))?;
+    let raw: RawRules =
+        toml::from_str(text).map_err(|e| RulesError::Toml(toml_message(text, &e)))?;
     let rounding = match raw.rounding.as_deref() {
         None => RoundingMode::HalfUp,
         Some(s) => s

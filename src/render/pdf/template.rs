@@ -523,7 +523,7 @@ pub struct Loaded {
 }
 
 /// Line and column (1-based) of a byte offset, for messages.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.bytes().filter(|&b| b == b'\n').count() + 1;
     let col = before
