@@ -683,6 +683,80 @@ mod tests {
         assert_eq!(spelled("R-\u{212a}"), "R-\\u{212a}");
         assert!(matches!(spelled("R-K"), std::borrow::Cow::Borrowed("R-K")));
     }
+
+    /// A value's line breaks of every kind are escaped by `one_line`, so the
+    /// value stays on the line that quotes it; tabs and other text are kept.
+    #[test]
+    fn one_line_escapes_every_line_break() {
+        assert_eq!(
+            one_line("Evil\n  sum of 1 exact amounts\r\nx\ry\u{85}z\u{2028}a\u{2029}b"),
+            "Evil\\u{a}  sum of 1 exact amounts\\u{d}\\u{a}x\\u{d}y\\u{85}z\\u{2028}a\\u{2029}b"
+        );
+        assert_eq!(one_line("a\tb\u{1b}[2J\u{202e}"), "a\tb\\u{1b}[2J\\u{202e}");
+        assert!(matches!(
+            one_line("Müller GmbH"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        // Escaped text is left as it is (escaping twice changes nothing).
+        let once = one_line("a\nb").into_owned();
+        assert_eq!(one_line(&once), once);
+        assert_eq!(shown(&once), once);
+    }
+
+    /// Each `writeln!` into `Lines` is one line: a newline inside a value is
+    /// escaped, an empty `writeln!` is an empty line, and text without line
+    /// breaks reads as with `String`.
+    #[test]
+    fn lines_are_one_line_per_writeln() {
+        let name = "Evil GmbH\n  sum of 1 exact amounts 0.00 (matches the statement)";
+        let mut l = Lines::new();
+        writeln!(l, "Partner {} ({name})", "P-1");
+        writeln!(l);
+        writeln!(l, "total {}: {}", "EUR", 4);
+        let value_ending_in_newline = "s-1\n";
+        writeln!(l, "subscription {value_ending_in_newline}");
+        let mut more = Lines::new();
+        writeln!(more, "{:<6}|", "ab");
+        l.append(more);
+        assert_eq!(
+            l.as_str(),
+            "Partner P-1 (Evil GmbH\\u{a}  sum of 1 exact amounts 0.00 (matches the statement))\n\
+             \n\
+             total EUR: 4\n\
+             subscription s-1\\u{a}\n\
+             ab    |\n"
+        );
+        assert_eq!(l.into_string().lines().count(), 5);
+    }
+
+    /// A problem or reject quoting a value with a newline is one line of the
+    /// `validate` report.
+    #[test]
+    fn report_lines_are_written_one_line_each() {
+        let acc = accounting();
+        let r = Report {
+            accounting: &acc,
+            layouts: vec![Layout {
+                kind: "comma-separated",
+                decimal_comma: false,
+            }],
+            usage: None,
+            with_period: false,
+            problems: vec!["d.csv:2 column 'share' value '0.5\nno problems found': x".into()],
+            n_problems: 1,
+            show: 50,
+        };
+        let mut out = Vec::new();
+        write_report(&mut out, &r).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.ends_with(
+                "1 problem:\n  d.csv:2 column 'share' value '0.5\\u{a}no problems found': x\n"
+            ),
+            "{text}"
+        );
+    }
+
     use crate::render::summary::{DesignationRows, FileRows};
     use std::collections::BTreeMap;
 

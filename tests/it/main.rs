@@ -29,6 +29,7 @@ mod publish_faults;
 mod reversal;
 mod sample_data;
 mod snapshots;
+mod terminal_lines;
 mod tieout;
 mod tieout_history;
 mod usage;
