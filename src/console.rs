@@ -710,9 +710,10 @@ mod tests {
     fn lines_are_one_line_per_writeln() {
         let name = "Evil GmbH\n  sum of 1 exact amounts 0.00 (matches the statement)";
         let mut l = Lines::new();
-        writeln!(l, "Partner {} ({name})", "P-1");
+        let (partner, currency, total) = ("P-1", "EUR", 4);
+        writeln!(l, "Partner {partner} ({name})");
         writeln!(l);
-        writeln!(l, "total {}: {}", "EUR", 4);
+        writeln!(l, "total {currency}: {total}");
         let value_ending_in_newline = "s-1\n";
         writeln!(l, "subscription {value_ending_in_newline}");
         let mut more = Lines::new();
