@@ -396,8 +396,7 @@ impl OutLock {
             // Another user's lock file we may not read, or a directory we
             // may not create it in: like a file system that cannot lock.
             Err(LockFileError::Denied(e)) => {
-                let _ = writeln!(
-                    std::io::stderr(),
+                crate::say!(
                     "porledger: warning: {}: {e}; going on without the output's lock",
                     path.display()
                 );
