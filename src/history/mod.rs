@@ -678,7 +678,8 @@ const READ_WAIT: Duration = Duration::from_secs(60);
 
 impl History {
     /// Opens an existing history read-only (`run`, `history`); `None` when
-    /// the file does not exist. Never writes.
+    /// the file does not exist. Never writes (but lets SQLite roll back what
+    /// a killed writer left, see `roll_back_hot_journal`).
     pub fn open_read(path: &Path) -> Result<Option<History>, HistoryError> {
         match probe(path)? {
             Probe::Missing => Ok(None),
@@ -698,10 +699,60 @@ impl History {
             // the next `porledger close` upgrades it.
             Probe::Ours { version } => {
                 roll_back_hot_journal(path);
-                let conn = Connection::open_with_flags(
-                    path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )
+                match History::open_read_as(path, version, false) {
+                    // A history in a directory this user may not write (an
+                    // archive, a read-only share): SQLite cannot create the
+                    // `-shm` file it reads a WAL database through. Without
+                    // a `-wal` holding changes (no writer can be at work
+                    // there), the file alone is the history: read as
+                    // immutable.
+                    Err(HistoryError::Sqlite { source, .. })
+                        if matches!(
+                            source.sqlite_error_code(),
+                            Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen)
+                        ) =>
+                    {
+                        let mut wal = path.as_os_str().to_owned();
+                        wal.push("-wal");
+                        if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+                            return Err(HistoryError::Refused {
+                                path: path.display().to_string(),
+                                message: format!(
+                                    "cannot be read here ({source}): its directory cannot be written, and \
+                                     {} holds changes not yet in the file, which SQLite reads only \
+                                     through a file it creates beside it; copy the history and its -wal \
+                                     file to a directory you can write, or open it once where it can be written",
+                                    std::path::Path::new(&wal).display()
+                                ),
+                            });
+                        }
+                        History::open_read_as(path, version, true).map(Some)
+                    }
+                    r => r.map(Some),
+                }
+            }
+        }
+    }
+
+    /// [`History::open_read`] of a history of schema `version`; `immutable`:
+    /// through SQLite's `immutable` URI parameter (no lock, no `-shm`), for
+    /// a file no writer can change.
+    fn open_read_as(path: &Path, version: i32, immutable: bool) -> Result<History, HistoryError> {
+        {
+            {
+                let conn = if immutable {
+                    Connection::open_with_flags(
+                        immutable_uri(path),
+                        OpenFlags::SQLITE_OPEN_READ_ONLY
+                            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                            | OpenFlags::SQLITE_OPEN_URI,
+                    )
+                } else {
+                    Connection::open_with_flags(
+                        path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )
+                }
                 .map_err(|e| sql(path, e))?;
                 conn.busy_timeout(READ_WAIT).map_err(|e| sql(path, e))?;
                 // Credit look-ups seek each closed period's key tables: keep
@@ -715,11 +766,11 @@ impl History {
                     wait: READ_WAIT,
                     schema: version,
                     filters: Default::default(),
-            charges: Default::default(),
+                    charges: Default::default(),
                 };
                 h.check_ids()?;
                 h.read_schema()?;
-                Ok(Some(h))
+                Ok(h)
             }
         }
     }
@@ -3448,6 +3499,22 @@ fn cached_charges(all: Vec<ClosedAccrual>) -> Vec<CachedCharge> {
     out
 }
 
+/// `file:PATH?immutable=1`, the path absolute and percent-encoded.
+fn immutable_uri(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut uri = String::from("file:");
+    for &b in abs.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            uri.push(b as char);
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
+}
+
 /// `wait` as SQLite's busy timeout takes it: at most `i32::MAX` milliseconds
 /// (~24.8 days; longer is as good as forever, and more is refused).
 fn sqlite_wait(wait: Duration) -> Duration {
@@ -3527,6 +3594,23 @@ mod tests {
 
     fn tmp() -> tempfile::TempDir {
         tempfile::tempdir().unwrap()
+    }
+
+    /// The read of a history in a directory that cannot be written (as
+    /// immutable, through a `file:` URI): any path, spaces, `%`, `?` and `#`
+    /// included.
+    #[test]
+    fn a_history_is_read_as_immutable_through_any_path() {
+        let d = tmp();
+        let dir = d.path().join("archive 100% ?#x");
+        std::fs::create_dir(&dir).unwrap();
+        let p = dir.join("h.db");
+        let mut h = History::open_write(&p, Duration::from_secs(1)).unwrap();
+        h.close(&record("2026-10", None), no_rows(), || {}).unwrap();
+        drop(h);
+        let h = History::open_read_as(&p, SCHEMA_VERSION, true).unwrap();
+        assert_eq!(h.issued_as("ab").unwrap(), Some(("2026-10".into(), 1)));
+        assert!(immutable_uri(&p).ends_with("/archive%20100%25%20%3F%23x/h.db?immutable=1"));
     }
 
     /// A file with porledger's application id and a schema version no
