@@ -62,7 +62,7 @@
 //! `fail:<op>` makes that file-system operation fail with an injected error;
 //! `sleep:<step>` sleeps 60 s at the step (to deliver a signal at a known
 //! point); `no-exchange` takes the two-rename path. Steps: `staged`,
-//! `before-commit`, `exchanged`, `moved-old`, `renamed-new`, `removing-old`.
+//! `before-commit`, `exchanged`, `moved-old`, `renamed-new`, `removing-old`, `removed-old-files`.
 //! Operations: `exchange`, `move-old`, `rename-new`, `restore-old`,
 //! `first-rename`, `remove-old`. `tests/it/publish_faults.rs` runs the binary once
 //! per step and operation.
@@ -739,7 +739,7 @@ impl Staging {
         }
         let f = &self.faults;
         let removed = f.op("remove-old", || {
-            remove_tree_with(old, || f.step("removing-old")).map_err(std::io::Error::other)
+            remove_tree_with(old, |step| f.step(step)).map_err(std::io::Error::other)
         });
         if let Err(e) = removed {
             crate::say!(
@@ -756,7 +756,11 @@ impl Drop for Staging {
     fn drop(&mut self) {
         let mut phase = self.phase.lock().unwrap_or_else(|e| e.into_inner());
         if !self.committed {
-            let _ = std::fs::remove_dir_all(&self.dir);
+            // Its staging mark last (see `remove_tree_with`); whatever is
+            // left after an error, the bulk removal.
+            if remove_tree(&self.dir).is_err() {
+                let _ = std::fs::remove_dir_all(&self.dir);
+            }
             remove_created(&self.created);
         }
         *phase = Phase::Done;
@@ -1386,14 +1390,21 @@ pub const IO_THREADS: usize = 16;
 /// file systems mounted with `discard` each unlink waits for the device, and a
 /// previous run's thousands of statements took 20 s one by one, 1 s in parallel.
 pub fn remove_tree(dir: &Path) -> Result<(), Fatal> {
-    remove_tree_with(dir, || {})
+    remove_tree_with(dir, |_| {})
 }
 
-/// [`remove_tree`], calling `after_first` once the first file is gone (the
-/// fault hook's `removing-old` step).
-fn remove_tree_with(dir: &Path, after_first: impl Fn()) -> Result<(), Fatal> {
+/// [`remove_tree`], calling `step` with the fault hook's step names: once the
+/// first file is gone (`removing-old`) and once only its marks are left
+/// (`removed-old-files`).
+///
+/// What says the tree is porledger's (its top-level `manifest.json` or
+/// staging mark) goes last, after every other file and directory: a removal
+/// killed at any point leaves a tree a later run recognises as its own
+/// (see `leftover_is_ours`) and removes, never one it must leave alone.
+fn remove_tree_with(dir: &Path, step: impl Fn(&str)) -> Result<(), Fatal> {
     use rayon::prelude::*;
     let mut files = Vec::new();
+    let mut marks = Vec::new();
     let mut dirs = vec![dir.to_path_buf()];
     let mut i = 0;
     while i < dirs.len() {
@@ -1403,6 +1414,8 @@ fn remove_tree_with(dir: &Path, after_first: impl Fn()) -> Result<(), Fatal> {
             let p = e.path();
             if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
                 dirs.push(p);
+            } else if i == 0 && (e.file_name() == MARKER || e.file_name() == STAGING_MARK) {
+                marks.push(p);
             } else {
                 files.push(p);
             }
@@ -1415,16 +1428,21 @@ fn remove_tree_with(dir: &Path, after_first: impl Fn()) -> Result<(), Fatal> {
         .map_err(|e| Fatal::Input(format!("cannot start I/O threads: {e}")))?;
     if let Some(f) = files.pop() {
         std::fs::remove_file(&f).map_err(|e| Fatal::io(&f, e))?;
-        after_first();
+        step("removing-old");
     }
     pool.install(|| {
         files
             .par_iter()
             .try_for_each(|f| std::fs::remove_file(f).map_err(|e| Fatal::io(f, e)))
     })?;
-    for d in dirs.iter().rev() {
+    for d in dirs[1..].iter().rev() {
         std::fs::remove_dir(d).map_err(|e| Fatal::io(d, e))?;
     }
+    step("removed-old-files");
+    for m in &marks {
+        std::fs::remove_file(m).map_err(|e| Fatal::io(m, e))?;
+    }
+    std::fs::remove_dir(dir).map_err(|e| Fatal::io(dir, e))?;
     Ok(())
 }
 

@@ -136,7 +136,13 @@ fn a_kill_at_every_step_leaves_old_or_new_and_the_next_run_recovers() {
     let cases: &[(&str, &[&str])] = &[
         (
             "",
-            &["staged", "before-commit", "exchanged", "removing-old"],
+            &[
+                "staged",
+                "before-commit",
+                "exchanged",
+                "removing-old",
+                "removed-old-files",
+            ],
         ),
         (
             "no-exchange,",
@@ -146,6 +152,7 @@ fn a_kill_at_every_step_leaves_old_or_new_and_the_next_run_recovers() {
                 "moved-old",
                 "renamed-new",
                 "removing-old",
+                "removed-old-files",
             ],
         ),
     ];
