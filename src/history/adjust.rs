@@ -208,6 +208,20 @@ pub fn compare(
         }
     }
     let input_reasons = input_changes(issued_inputs, now_inputs);
+    // The designation rows a statement shows are compared only when the
+    // designations read changed: with the same file (by content), a row
+    // missing from a statement is a customer without lines now (a billing
+    // line gone), not a designation that no longer applies.
+    fn designations(files: &[FileRec]) -> Vec<&str> {
+        let mut shas: Vec<&str> = files
+            .iter()
+            .filter(|f| f.role == "designations")
+            .map(|f| f.sha256.as_str())
+            .collect();
+        shas.sort_unstable();
+        shas
+    }
+    let designations_changed = designations(issued_inputs) != designations(now_inputs);
     let by_customer = |rows: &[DesignationRec]| {
         let mut m: BTreeMap<(String, String), BTreeSet<DesignationRec>> = BTreeMap::new();
         for d in rows {
@@ -257,6 +271,11 @@ pub fn compare(
             }
         };
         let mut why = Vec::new();
+        let (a, b) = if designations_changed {
+            (a, b)
+        } else {
+            (&empty, &empty)
+        };
         for d in a.difference(b) {
             why.push(Reason::DesignationGone {
                 line: d.source_line,
@@ -424,6 +443,61 @@ mod tests {
         );
         let same = compare(1, &[], &[], &[], &now, &[], &[]).unwrap();
         assert!(same.lines.is_empty());
+    }
+
+    /// A designation row the issued statement showed and the new run does
+    /// not (the customer has no line now) is a reason only when the
+    /// designations read changed: with the same file, the billing lines
+    /// changed, and blaming an unchanged row would be false.
+    #[test]
+    fn a_designation_row_is_blamed_only_when_the_designations_changed() {
+        let issued = vec![line("P1", "C1", "4.00")];
+        let row = DesignationRec {
+            partner_id: "P1".into(),
+            customer_id: "C1".into(),
+            association: "DPOR".into(),
+            subscription_id: String::new(),
+            workload: String::new(),
+            share: String::new(),
+            valid_from: "2024-01-01".into(),
+            valid_to: String::new(),
+            source_line: 2,
+        };
+        let now = no_statements();
+        let with = |issued_sha: &str, now_sha: &str| {
+            compare(
+                1,
+                &issued,
+                &[file("designations", issued_sha), file("billing", "b1")],
+                std::slice::from_ref(&row),
+                &now,
+                &[file("designations", now_sha), file("billing", "b2")],
+                &[],
+            )
+            .unwrap()
+        };
+        let same = with("aaaa", "aaaa");
+        assert_eq!(same.lines.len(), 1);
+        assert!(
+            !same.lines[0].reason.contains("designation row"),
+            "{}",
+            same.lines[0].reason
+        );
+        assert!(
+            same.lines[0]
+                .reason
+                .contains("billing file billing.csv changed"),
+            "{}",
+            same.lines[0].reason
+        );
+        let changed = with("aaaa", "bbbb");
+        assert!(
+            changed.lines[0]
+                .reason
+                .starts_with("designation row 2 no longer applies (DPOR 2024-01-01)"),
+            "{}",
+            changed.lines[0].reason
+        );
     }
 
     /// Issued amounts that are not decimals, or whose sum leaves the decimal
