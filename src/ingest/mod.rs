@@ -270,9 +270,19 @@ pub fn check_text_start(head: &[u8]) -> Result<(), (u64, String)> {
     check_line_ends(head).map_err(|m| (1, m))
 }
 
-/// The encoding part of [`check_text_start`]: UTF-16 is refused.
+/// The encoding part of [`check_text_start`]: UTF-32 and UTF-16 are refused.
 fn check_encoding(head: &[u8]) -> Result<(), String> {
     let resave = "re-save it as UTF-8 (in Excel: \"CSV UTF-8 (Comma delimited)\")";
+    // UTF-32's byte order marks first: the little-endian one starts with
+    // UTF-16's (`FF FE`), so checked the other way round a UTF-32 file would
+    // be named UTF-16.
+    for (bom, endian) in [(b"\xFF\xFE\0\0", "little"), (b"\0\0\xFE\xFF", "big")] {
+        if head.starts_with(bom) {
+            return Err(format!(
+                "the file is UTF-32 ({endian}-endian, with a byte order mark), not UTF-8: {resave}"
+            ));
+        }
+    }
     if head.starts_with(b"\xFF\xFE") || head.starts_with(b"\xFE\xFF") {
         let endian = if head[0] == 0xFF { "little" } else { "big" };
         return Err(format!(
@@ -917,6 +927,41 @@ mod tests {
         assert!(e.to_string().contains("not valid UTF-8"), "{e}");
         let ok = discover_billing(&[dir.path().join("ok.csv")]).unwrap();
         assert!(ok[0].display.ends_with("ok.csv"));
+    }
+
+    /// UTF-32's byte order marks are named UTF-32, the little-endian one
+    /// too although it starts like UTF-16's; UTF-16's are still UTF-16.
+    #[test]
+    fn utf32_byte_order_marks_are_named_utf32() {
+        let message = |bytes: &[u8]| match read_header("f.csv", bytes) {
+            Err(Fatal::Data { line, message, .. }) => {
+                assert_eq!(line, 1, "{message}");
+                message
+            }
+            other => panic!("{other:?}"),
+        };
+        let le32 = b"\xFF\xFE\0\0a\0\0\0,\0\0\0b\0\0\0\n\0\0\0";
+        let be32 = b"\0\0\xFE\xFF\0\0\0a\0\0\0,\0\0\0b\0\0\0\n";
+        let m = message(le32);
+        assert!(
+            m.contains("UTF-32 (little-endian, with a byte order mark)"),
+            "{m}"
+        );
+        let m = message(be32);
+        assert!(
+            m.contains("UTF-32 (big-endian, with a byte order mark)"),
+            "{m}"
+        );
+        let m = message(b"\xFF\xFEa\0,\0b\0\n\0");
+        assert!(
+            m.contains("UTF-16 (little-endian, with a byte order mark)"),
+            "{m}"
+        );
+        let m = message(b"\xFE\xFF\0a\0,\0b\0\n");
+        assert!(
+            m.contains("UTF-16 (big-endian, with a byte order mark)"),
+            "{m}"
+        );
     }
 
     #[test]
