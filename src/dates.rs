@@ -10,9 +10,37 @@ use std::str::FromStr;
 
 use chrono::{Datelike, NaiveDate};
 
+/// The years a date may be in: Partner Center's dates are all in this era,
+/// and a year outside it is a typo or a placeholder (`0001-01-01`,
+/// `9999-12-31`: .NET's smallest and largest dates), not a day to accrue on.
+pub const YEARS: std::ops::RangeInclusive<u32> = 1900..=2999;
+
 /// Why a date did not parse.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DateError;
+pub enum DateError {
+    /// Not in any accepted form, or no such day (`2026-02-30`).
+    Form,
+    /// An existing day in an accepted form, but its year is outside [`YEARS`].
+    OutOfRange,
+}
+
+impl DateError {
+    /// The reject's reason for the date text `raw`; `expected` lists the forms
+    /// the file's reader accepts (`YYYY-MM-DD or M/D/YYYY`).
+    pub fn reason(&self, raw: &str, expected: &str) -> String {
+        match self {
+            DateError::Form => format!("not a date (expected {expected})"),
+            DateError::OutOfRange => format!(
+                "{} is outside the supported dates, {}-01-01 to {}-12-31: a year outside \
+                 them is a typo or a placeholder such as 0001-01-01 or 9999-12-31, \
+                 not a day to accrue on",
+                crate::console::one_line(raw.trim()),
+                YEARS.start(),
+                YEARS.end()
+            ),
+        }
+    }
+}
 
 /// Parses a date in one of the accepted forms.
 pub fn parse_date(s: &str) -> Result<NaiveDate, DateError> {
@@ -24,7 +52,7 @@ pub fn parse_date(s: &str) -> Result<NaiveDate, DateError> {
         let d = num(&b[8..10])?;
         let rest = &s[10..];
         if !rest.is_empty() {
-            let rest = rest.strip_prefix(['T', ' ']).ok_or(DateError)?;
+            let rest = rest.strip_prefix(['T', ' ']).ok_or(DateError::Form)?;
             check_iso_time(rest)?;
         }
         return ymd(y, m, d);
@@ -54,29 +82,29 @@ fn us_date(b: &[u8]) -> Result<(u32, u32, u32), DateError> {
         if c == b'/' {
             k += 1;
             if k > 2 {
-                return Err(DateError);
+                return Err(DateError::Form);
             }
         } else if c.is_ascii_digit() && len[k] < MAX_LEN[k] {
             value[k] = value[k] * 10 + u32::from(c - b'0');
             len[k] += 1;
         } else {
-            return Err(DateError);
+            return Err(DateError::Form);
         }
     }
     if k != 2 || len[0] == 0 || len[1] == 0 || len[2] != 4 {
-        return Err(DateError);
+        return Err(DateError::Form);
     }
     Ok((value[0], value[1], value[2]))
 }
 
 fn num(b: &[u8]) -> Result<u32, DateError> {
     if b.is_empty() {
-        return Err(DateError);
+        return Err(DateError::Form);
     }
     let mut n: u32 = 0;
     for &c in b {
         if !c.is_ascii_digit() {
-            return Err(DateError);
+            return Err(DateError::Form);
         }
         n = n * 10 + (c - b'0') as u32;
     }
@@ -84,22 +112,24 @@ fn num(b: &[u8]) -> Result<u32, DateError> {
 }
 
 fn ymd(y: u32, m: u32, d: u32) -> Result<NaiveDate, DateError> {
-    if !(1900..=2999).contains(&y) {
-        return Err(DateError);
+    // `y` has at most four digits, well within chrono's years.
+    let date = NaiveDate::from_ymd_opt(y as i32, m, d).ok_or(DateError::Form)?;
+    if !YEARS.contains(&y) {
+        return Err(DateError::OutOfRange);
     }
-    NaiveDate::from_ymd_opt(y as i32, m, d).ok_or(DateError)
+    Ok(date)
 }
 
 fn check_hms(t: &str, max_hour: u32) -> Result<(), DateError> {
     let mut parts = t.split(':');
-    let h = parts.next().ok_or(DateError)?;
-    let m = parts.next().ok_or(DateError)?;
+    let h = parts.next().ok_or(DateError::Form)?;
+    let m = parts.next().ok_or(DateError::Form)?;
     let s = parts.next();
     if parts.next().is_some() || h.is_empty() || h.len() > 2 || m.len() != 2 {
-        return Err(DateError);
+        return Err(DateError::Form);
     }
     if num(h.as_bytes())? > max_hour || num(m.as_bytes())? > 59 {
-        return Err(DateError);
+        return Err(DateError::Form);
     }
     if let Some(s) = s {
         let (whole, frac) = match s.find('.') {
@@ -107,7 +137,7 @@ fn check_hms(t: &str, max_hour: u32) -> Result<(), DateError> {
             None => (s, "0"),
         };
         if whole.len() != 2 || num(whole.as_bytes())? > 60 {
-            return Err(DateError);
+            return Err(DateError::Form);
         }
         num(frac.as_bytes())?;
     }
@@ -340,10 +370,10 @@ mod tests {
         let mut it = date_part.split('/');
         let (m, d, y) = match (it.next(), it.next(), it.next(), it.next()) {
             (Some(m), Some(d), Some(y), None) => (m, d, y),
-            _ => return Err(DateError),
+            _ => return Err(DateError::Form),
         };
         if m.is_empty() || m.len() > 2 || d.is_empty() || d.len() > 2 || y.len() != 4 {
-            return Err(DateError);
+            return Err(DateError::Form);
         }
         if let Some(t) = time_part {
             check_us_time(t)?;
@@ -372,10 +402,41 @@ mod tests {
             } else {
                 format!("{}/{}/{}", day.month(), day.day(), day.year())
             };
-            let expected = if day.year() <= 2999 { Ok(day) } else { Err(DateError) };
+            let expected = if day.year() <= 2999 { Ok(day) } else { Err(DateError::OutOfRange) };
             proptest::prop_assert_eq!(parse_date(&s), expected.clone());
             proptest::prop_assert_eq!(parse_date_by_splitting(&s), expected);
         }
+    }
+
+    /// A date of an accepted form whose year is outside [`YEARS`] is out of
+    /// range, and its reject says so (naming it and the range), not that it
+    /// is no date; a day that does not exist is no date in any year.
+    #[test]
+    fn dates_outside_the_years_are_out_of_range_not_malformed() {
+        for s in [
+            "0001-01-01",
+            "9999-12-31",
+            "1/1/0001",
+            "12/31/9999 11:59:59 PM",
+            "1899-12-31T23:59:59Z",
+        ] {
+            assert_eq!(parse_date(s), Err(DateError::OutOfRange), "{s}");
+        }
+        for s in ["9999-02-30", "0001-13-01", "2/30/0001"] {
+            assert_eq!(parse_date(s), Err(DateError::Form), "{s}");
+        }
+        assert_eq!(parse_date("1900-01-01"), Ok(d(1900, 1, 1)));
+        assert_eq!(parse_date("2999-12-31"), Ok(d(2999, 12, 31)));
+        let why = DateError::OutOfRange.reason(" 9999-12-31 ", "YYYY-MM-DD");
+        assert!(
+            why.starts_with("9999-12-31 is outside the supported dates, 1900-01-01 to 2999-12-31"),
+            "{why}"
+        );
+        assert!(!why.contains("not a date"), "{why}");
+        assert_eq!(
+            DateError::Form.reason("x", "YYYY-MM-DD"),
+            "not a date (expected YYYY-MM-DD)"
+        );
     }
 
     #[test]

@@ -77,6 +77,9 @@ pub enum Field {
 
 const N_FIELDS: usize = 22;
 
+/// The date forms a billing file's charge dates may take, for the reject.
+const DATE_FORMS: &str = "M/D/YYYY, M/D/YYYY H:MM:SS or YYYY-MM-DD";
+
 impl Field {
     pub const ALL: [Field; N_FIELDS] = [
         Field::CustomerId,
@@ -605,22 +608,22 @@ impl BillingLayout {
             return Err(self.err(Field::SubscriptionId, b"", "subscription ID is empty"));
         }
         let start_raw = self.text(rec, whole, Field::ChargeStartDate)?;
-        let charge_start = parse_date(start_raw).map_err(|_| {
+        let charge_start = parse_date(start_raw).map_err(|e| {
             self.err(
                 Field::ChargeStartDate,
                 start_raw.as_bytes(),
-                "not a date (expected M/D/YYYY, M/D/YYYY H:MM:SS or YYYY-MM-DD)",
+                e.reason(start_raw, DATE_FORMS),
             )
         })?;
         let end_raw = self.text(rec, whole, Field::ChargeEndDate)?;
         let charge_end = if end_raw.is_empty() {
             None
         } else {
-            let d = parse_date(end_raw).map_err(|_| {
+            let d = parse_date(end_raw).map_err(|e| {
                 self.err(
                     Field::ChargeEndDate,
                     end_raw.as_bytes(),
-                    "not a date (expected M/D/YYYY, M/D/YYYY H:MM:SS or YYYY-MM-DD)",
+                    e.reason(end_raw, DATE_FORMS),
                 )
             })?;
             let d = if focus {

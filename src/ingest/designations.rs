@@ -195,11 +195,11 @@ fn parse_row(
         if raw.is_empty() {
             return Ok(None);
         }
-        parse_date(raw).map(Some).map_err(|_| {
+        parse_date(raw).map(Some).map_err(|e| {
             (
                 col,
                 raw.to_string(),
-                "not a date (expected YYYY-MM-DD or M/D/YYYY)".into(),
+                e.reason(raw, "YYYY-MM-DD or M/D/YYYY"),
             )
         })
     };

@@ -788,11 +788,11 @@ fn parse_row<'a>(
         "" => (EField::EarningDate, get(EField::EarningDate)),
         d => (EField::TransactionDate, d),
     };
-    let date = parse_date(date_text).map_err(|_| {
+    let date = parse_date(date_text).map_err(|e| {
         (
             name(date_field),
             date_text.to_string(),
-            "not a date (expected YYYY-MM-DD, an ISO timestamp or M/D/YYYY)".to_string(),
+            e.reason(date_text, "YYYY-MM-DD, an ISO timestamp or M/D/YYYY"),
         )
     })?;
     let cur_text = get(EField::TransactionCurrency);
@@ -974,6 +974,37 @@ mod tests {
         assert_eq!((bad.line, bad.column.as_str()), (3, "(row)"));
         assert_eq!(bad.value, "Bad \u{fffd}\u{fffd} name");
         assert_eq!(bad.reason, "not valid UTF-8 text");
+    }
+
+    /// `0001-01-01` and `9999-12-31` have a date's form: the reject says
+    /// they are outside the supported dates, naming the value.
+    #[test]
+    fn a_date_outside_the_supported_years_is_rejected_as_such() {
+        let text = "participantId,transactionDate,transactionCurrency,earningAmount\n\
+                    1,0001-01-01,EUR,1\n\
+                    1,9999-12-31,EUR,2\n\
+                    1,2026-02-30,EUR,3\n";
+        let (rows, r) = read("e.csv", text.as_bytes());
+        assert!(rows.is_empty(), "{rows:?}");
+        let reasons: Vec<_> = r
+            .rejects
+            .iter()
+            .map(|j| (j.column.as_str(), j.reason.as_str()))
+            .collect();
+        assert_eq!(reasons.len(), 3, "{reasons:?}");
+        for (value, (column, reason)) in ["0001-01-01", "9999-12-31"].iter().zip(&reasons) {
+            assert_eq!(*column, "transactionDate");
+            assert!(
+                reason.starts_with(&format!(
+                    "{value} is outside the supported dates, 1900-01-01 to 2999-12-31"
+                )),
+                "{reason}"
+            );
+        }
+        assert!(
+            reasons[2].1.starts_with("not a date (expected"),
+            "{reasons:?}"
+        );
     }
 
     #[test]

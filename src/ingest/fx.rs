@@ -10,7 +10,7 @@ use rust_decimal::Decimal;
 use super::billing::normalize_header;
 use super::designations::Reject;
 use super::read_header;
-use crate::dates::parse_date;
+use crate::dates::{parse_date, DateError};
 use crate::error::Fatal;
 use crate::money::{parse_amount, Currency};
 
@@ -123,8 +123,12 @@ pub fn parse_fx(file: &str, bytes: &[u8]) -> Result<(FxTable, Vec<Reject>, u64),
                 Err(p) => return reject(&p.column, &p.value, &p.reason),
             };
             let get = |i: usize| rec.get(i).unwrap_or("").trim();
-            let Ok(date) = parse_date(get(cd)) else {
-                return reject("date", get(cd), "not a date");
+            let date = match parse_date(get(cd)) {
+                Ok(d) => d,
+                Err(e @ DateError::OutOfRange) => {
+                    return reject("date", get(cd), &e.reason(get(cd), "YYYY-MM-DD"))
+                }
+                Err(DateError::Form) => return reject("date", get(cd), "not a date"),
             };
             let (Some(from), Some(to)) = (Currency::parse(get(cf)), Currency::parse(get(ct)))
             else {

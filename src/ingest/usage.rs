@@ -261,11 +261,11 @@ impl Layout {
     }
 
     fn date(&self, raw: &str, col: String) -> Result<NaiveDate, RowErr> {
-        parse_date(raw).map_err(|_| {
+        parse_date(raw).map_err(|e| {
             (
                 col,
                 raw.to_string(),
-                "not a date (expected M/D/YYYY, M/D/YYYY H:MM:SS or YYYY-MM-DD)".to_string(),
+                e.reason(raw, "M/D/YYYY, M/D/YYYY H:MM:SS or YYYY-MM-DD"),
             )
         })
     }
