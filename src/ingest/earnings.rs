@@ -204,9 +204,11 @@ pub struct EarningsRead {
 }
 
 /// A compact, exact key of an `earningId` for de-duplication: a GUID (any
-/// case) or a plain number as 128 bits, anything else as its lower-case
-/// text. Distinct IDs get distinct keys: the three kinds never meet (a GUID
-/// and a number of the same value are different IDs).
+/// case) or a plain number as 128 bits, anything else as its text folded as
+/// every other ID is ([`super::id_key`]: lower case, Unicode's rules beyond
+/// ASCII, so `ÉX` and `éx` are one earning). Distinct IDs get distinct keys:
+/// the three kinds never meet (a GUID and a number of the same value are
+/// different IDs).
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 enum IdKey {
     Guid(u128),
@@ -228,7 +230,9 @@ fn id_key(s: &str) -> IdKey {
             return IdKey::Num(n);
         }
     }
-    IdKey::Text(s.to_ascii_lowercase().into_boxed_str())
+    // `super::id_key` lower-cases ASCII text in place and folds by Unicode's
+    // rules only when a non-ASCII byte is present.
+    IdKey::Text(super::id_key(s).into_boxed_str())
 }
 
 /// The columns of an earning (not of a transaction) that porledger reads,
@@ -914,6 +918,9 @@ mod tests {
             ),
             ("E1", "e1"),
             ("123", "123"),
+            // Beyond ASCII, folded as customer and subscription IDs are.
+            ("\u{c9}X", "\u{e9}x"),
+            ("M\u{dc}LLER-01", "m\u{fc}ller-01"),
         ];
         for (a, b) in same {
             assert_eq!(id_key(a), id_key(b), "{a} {b}");
