@@ -1321,6 +1321,15 @@ impl<'r> TieOut<'r> {
         Ok(())
     }
 
+    /// Whether `program` is a usage program of the rules (its accruals are
+    /// usage rows, not billing lines).
+    fn is_usage_program(&self, program: &str) -> bool {
+        self.rules
+            .programs
+            .iter()
+            .any(|p| p.id == program && p.basis() == crate::config::Basis::Usage)
+    }
+
     /// The porledger program an earning pays for, by the rules' `earnings`
     /// tables (first program in file order), or `None`.
     pub fn program_of(&self, labels: &EarningsLabels<'_>) -> Option<&'r str> {
@@ -2467,7 +2476,7 @@ impl<'r> TieOut<'r> {
         // the closes.
         let short = case == Case::Within && e.is_some_and(|e| e.issued.is_none());
         let lines_text = match e {
-            Some(e) if !short => self.basis_text(e, cur),
+            Some(e) if !short => self.basis_text(e, s.str(k.program), cur),
             _ => String::new(),
         };
         let n_rows = p.map(|p| p.rows.len()).unwrap_or(0);
@@ -2634,10 +2643,17 @@ impl<'r> TieOut<'r> {
     /// What the expected amount of a grain was computed from, in words:
     /// `3 billing lines` (this run), `3 billing lines issued in 2026-10 v1`,
     /// or, from several, each part's exact amount (`2 billing lines: 124.00
-    /// EUR issued in 2026-10 v1 and -62.00 EUR from this run`).
-    fn basis_text(&self, e: &Expected, cur: Currency) -> String {
+    /// EUR issued in 2026-10 v1 and -62.00 EUR from this run`). A usage
+    /// program's accruals are usage rows (compensable units times a unit
+    /// rate), never billing lines, and are named so.
+    fn basis_text(&self, e: &Expected, program: &str, cur: Currency) -> String {
         let n = e.lines.len() + e.issued_lines().len();
-        let mut t = format!("{n} billing line{}", if n == 1 { "" } else { "s" });
+        let what = if self.is_usage_program(program) {
+            "usage row"
+        } else {
+            "billing line"
+        };
+        let mut t = format!("{n} {what}{}", if n == 1 { "" } else { "s" });
         let Some(issued) = &e.issued else {
             return t;
         };
@@ -3851,6 +3867,65 @@ lever = "*usage*"
             },
             ..accrual(partner, customer, "S", m, amount, 0)
         }
+    }
+
+    /// A usage program's accruals are named usage rows, not billing lines,
+    /// from this run and issued alike.
+    #[test]
+    fn usage_accruals_are_named_usage_rows() {
+        let r = parse_rules(&format!(
+            "{RULES}\n[[program]]\nid = \"units\"\nassociations = [\"CPOR\"]\nbasis = \"usage\"\n\
+             [[program.workload]]\nname = \"Teams\"\nunit_rates = [\"1.00\", \"2.50\"]\n"
+        ))
+        .unwrap();
+        let units = |a: Accrual<'static>| Accrual {
+            program_id: "units",
+            ..a
+        };
+        let mut t = TieOut::new(&r, settings("0.01"));
+        t.add_accrual(&units(issued(
+            "1",
+            "C",
+            JAN,
+            "10",
+            "2026-01",
+            1,
+            "usage.csv",
+            2,
+        )))
+        .unwrap();
+        t.add_accrual(&units(accrual("1", "C", "S", FEB, "4", 3)))
+            .unwrap();
+        let rep = t.finish().unwrap();
+        assert_eq!(rep.rows.len(), 2, "{:#?}", rep.rows);
+        for row in &rep.rows {
+            assert!(
+                !row.explanation.contains("billing line"),
+                "{}",
+                row.explanation
+            );
+        }
+        assert!(
+            rep.rows[0]
+                .explanation
+                .contains("1 usage row issued in 2026-01 v1"),
+            "{}",
+            rep.rows[0].explanation
+        );
+        assert!(
+            rep.rows[1].explanation.contains("1 usage row"),
+            "{}",
+            rep.rows[1].explanation
+        );
+        // A revenue program's are still billing lines.
+        let mut t = TieOut::new(&r, settings("0.01"));
+        t.add_accrual(&accrual("1", "C", "S", FEB, "4", 3)).unwrap();
+        let rep = t.finish().unwrap();
+        assert!(
+            rep.rows[0].explanation.contains("1 billing line"),
+            "{}",
+            rep.rows[0].explanation
+        );
     }
 
     #[test]

@@ -144,6 +144,22 @@ fn load_rules(args: &TieoutArgs, info: &RunInfo) -> Result<Rules, Fatal> {
     })
 }
 
+/// The run's own rules, if its rules file can still be read and is unchanged
+/// (its SHA-256 is the manifest's); `None` otherwise (what needs them
+/// then falls back on what the run's files say).
+fn rules_as_run(manifest: &serde_json::Value) -> Option<Rules> {
+    let entry = manifest["inputs"]
+        .as_array()?
+        .iter()
+        .find(|e| e["role"] == "rules")?;
+    let path = Path::new(entry["path"].as_str()?);
+    let bytes = ingest::read_limited(path, ingest::limits::RULES, "rules").ok()?;
+    if entry["sha256"].as_str()? != ingest::sha256_hex(&bytes) {
+        return None;
+    }
+    parse_rules(&ingest::text_of(path, bytes).ok()?).ok()
+}
+
 /// Refuses a tie-out directory that is the run directory or inside it: the
 /// tie-out is published beside the run it reads, never into it (a run's
 /// directory holds only what its manifest lists).
@@ -1344,6 +1360,24 @@ pub fn explain_row(
         },
     );
     writeln!(out, "  {}", get("explanation"));
+    // Usage accruals (compensable units times a unit rate) are shown as
+    // usage rows, not as billing lines: by the row's program where the run's
+    // rules are still as the run read them, else by the line's source being
+    // one of the run's usage files.
+    let usage_program = rules_as_run(&run_manifest.json).map(|r| {
+        r.programs
+            .iter()
+            .any(|p| p.id == get("program_id") && p.basis() == crate::config::Basis::Usage)
+    });
+    let usage_files: std::collections::HashSet<&str> = run_manifest.json["inputs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["role"] == "usage")
+        .filter_map(|e| e["path"].as_str())
+        .collect();
+    let is_usage =
+        |source_file: &str| usage_program.unwrap_or_else(|| usage_files.contains(source_file));
     let wanted: std::collections::BTreeSet<u64> = get("ledger_lines")
         .split_whitespace()
         .filter_map(|l| l.parse().ok())
@@ -1360,6 +1394,29 @@ pub fn explain_row(
         )?;
         while let Some(row) = rdr.next_row()? {
             if !wanted.contains(&row.line()) {
+                continue;
+            }
+            if is_usage(row.get(C::SourceFile)) {
+                writeln!(
+                    out,
+                    "  ledger.csv:{}  {}:{}  usage of {}  {} {}  workload {}",
+                    row.line(),
+                    row.get(C::SourceFile),
+                    row.get(C::SourceLine),
+                    row.get(C::ChargeDate),
+                    row.get(C::ProgramId),
+                    row.get(C::Association),
+                    row.get(C::SubscriptionId),
+                );
+                writeln!(
+                    out,
+                    "      {} units x rate {} x share {} = {} {}",
+                    row.get(C::BasisAmount),
+                    row.get(C::Rate),
+                    row.get(C::Share),
+                    row.get(C::AccrualAmount),
+                    row.get(C::Currency),
+                );
                 continue;
             }
             writeln!(
@@ -1405,6 +1462,7 @@ pub fn explain_row(
             history,
             issued,
             &grain,
+            &is_usage,
         )?;
     }
     let refs = get("earnings_rows");
@@ -1439,6 +1497,7 @@ fn explain_issued(
     history: Option<&Path>,
     refs: &str,
     grain: &Grain<'_>,
+    is_usage: &dyn Fn(&str) -> bool,
 ) -> Result<(), Fatal> {
     use std::collections::BTreeSet;
     let mut wanted: BTreeSet<(String, u32, String, u64)> = BTreeSet::new();
@@ -1525,20 +1584,28 @@ fn explain_issued(
             {
                 return Ok(());
             }
+            let usage = is_usage(r.source_file);
             let first = format!(
-                "  {} v{}  {}:{}  charge {}  {} {}  subscription {}",
+                "  {} v{}  {}:{}  {} {}  {} {}  {} {}",
                 r.period,
                 r.version,
                 r.source_file,
                 r.source_line,
+                if usage { "usage of" } else { "charge" },
                 r.charge_date,
                 r.program_id,
                 r.association,
+                if usage { "workload" } else { "subscription" },
                 r.subscription_id,
             );
             let second = format!(
-                "      {} x rate {} x share {} = {} {}",
-                r.basis, r.rate, r.share, r.amount, r.currency,
+                "      {} {}x rate {} x share {} = {} {}",
+                r.basis,
+                if usage { "units " } else { "" },
+                r.rate,
+                r.share,
+                r.amount,
+                r.currency,
             );
             lines.push((key, [first, second]));
             Ok(())

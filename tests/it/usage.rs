@@ -550,4 +550,36 @@ fn explain_shows_each_workload_of_a_graph_row_with_its_own_facts() {
             && teams.contains("30 units x rate 1.0"),
         "{teams}"
     );
+
+    // Tied out, the usage accrual's row is explained as usage rows (units
+    // times a unit rate), not as billing lines.
+    write(
+        dir.join("earnings.csv"),
+        format!(
+            "participantId,customerTenantId,transactionDate,transactionCurrency,earningAmount\n\
+             PB,{t},2026-10-15,USD,1.00\n"
+        ),
+    );
+    let mut c = command();
+    c.current_dir(dir)
+        .args(["tieout", "--out", "out", "--earnings", "earnings.csv"])
+        .args(["--as-of", "2026-11-10", "--quiet"]);
+    output(&mut c);
+    let rows = csv_rows(&read(dir.join("out-tieout").join("tieout.csv")));
+    let program = rows[0].iter().position(|h| h == "program_id").unwrap();
+    let explanation = rows[0].iter().position(|h| h == "explanation").unwrap();
+    let row = find(&rows, &|r| r[program] == "usage");
+    assert!(row[explanation].contains("(1 usage row)"), "{row:?}");
+    assert!(!row[explanation].contains("billing line"), "{row:?}");
+    let mut c = command();
+    c.current_dir(dir)
+        .args(["explain", "--out", "out", "--tieout-row", &row[0]]);
+    let o = output(&mut c);
+    assert_code(&o, 0);
+    let text = stdout(&o);
+    assert!(!text.contains("billing line"), "{text}");
+    assert!(!text.contains("  charge "), "{text}");
+    assert!(text.contains("usage of 2026-10-31"), "{text}");
+    assert!(text.contains("workload "), "{text}");
+    assert!(text.contains("80 units x rate 1.0"), "{text}");
 }
