@@ -46,6 +46,52 @@ pub struct RunRecord {
     /// usage record's units of the workload, for the usage rows of the
     /// ledger.
     pub usage: BTreeMap<UsageKey, UsageFacts>,
+    /// What the filter's parts matched, to say which matched nothing.
+    pub matched: Matched,
+}
+
+/// How many ledger lines each part of the [`Filter`] let through, in turn.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Matched {
+    /// Lines of the partner.
+    pub partner: u64,
+    /// Of those, lines of the customer (all of them without `--customer`).
+    pub customer: u64,
+    /// The program IDs of those lines (which `--program` may name).
+    pub programs: std::collections::BTreeSet<String>,
+}
+
+/// Why no ledger line passed `filter`: the first of its parts (partner,
+/// customer, program) that matched nothing, named with its value; for the
+/// program, the partner's program IDs it could have named (compared exactly,
+/// as the rules spell them, like every program ID).
+pub fn no_match_text(filter: &Filter, m: &Matched) -> String {
+    if m.partner == 0 {
+        return "no ledger line matches: this partner earned nothing here in the period".into();
+    }
+    let lines = |n: u64| format!("{n} ledger line{}", if n == 1 { "" } else { "s" });
+    match (&filter.customer, &filter.program) {
+        (Some(c), _) if m.customer == 0 => format!(
+            "no ledger line matches --customer {c}: the partner has {} in the period, none of \
+             this customer",
+            lines(m.partner)
+        ),
+        (customer, Some(p)) => {
+            let of = match customer {
+                Some(c) => format!("of customer {c}"),
+                None => "in the period".to_string(),
+            };
+            let ids: Vec<&str> = m.programs.iter().map(String::as_str).collect();
+            format!(
+                "no ledger line matches --program {p}: the partner has {} {of}, of program{} \
+                 {} (program IDs are compared exactly, as the rules spell them)",
+                lines(m.customer),
+                if ids.len() == 1 { "" } else { "s" },
+                ids.join(", ")
+            )
+        }
+        _ => "no ledger line matches".into(),
+    }
 }
 
 /// Which `attainment.csv` row explains a usage accrual: the usage file and
@@ -102,10 +148,7 @@ pub fn render_explanation(r: &RunRecord, filter: &Filter) -> String {
     );
     if r.rows.is_empty() {
         writeln!(s);
-        writeln!(
-            s,
-            "no ledger line matches: this partner earned nothing here in the period"
-        );
+        writeln!(s, "{}", no_match_text(filter, &r.matched));
         return s.into_string();
     }
     // One group per statement line: customer, program, currency, accrual month.
@@ -424,6 +467,42 @@ mod issued_tests {
 
     fn d(s: &str) -> Decimal {
         s.parse().unwrap()
+    }
+
+    /// An empty explanation names the filter that matched nothing, not the
+    /// partner, and for `--program` the program IDs there are.
+    #[test]
+    fn no_match_names_the_filter_that_matched_nothing() {
+        let filter = |customer: Option<&str>, program: Option<&str>| Filter {
+            partner: "P-A".into(),
+            customer: customer.map(str::to_string),
+            program: program.map(str::to_string),
+        };
+        let m = Matched {
+            partner: 3,
+            customer: 0,
+            programs: Default::default(),
+        };
+        let t = no_match_text(&filter(Some("nonexist"), None), &m);
+        assert!(t.contains("--customer nonexist"), "{t}");
+        assert!(t.contains("3 ledger lines"), "{t}");
+        assert!(!t.contains("earned nothing"), "{t}");
+        let m = Matched {
+            partner: 3,
+            customer: 2,
+            programs: ["core".to_string(), "usage".to_string()].into(),
+        };
+        let t = no_match_text(&filter(Some("C1"), Some("CORE")), &m);
+        assert!(t.contains("--program CORE"), "{t}");
+        assert!(
+            t.contains("2 ledger lines of customer C1, of programs core, usage"),
+            "{t}"
+        );
+        let t = no_match_text(&filter(None, Some("x")), &m);
+        assert!(t.contains("2 ledger lines in the period"), "{t}");
+        let none = Matched::default();
+        let t = no_match_text(&filter(Some("C1"), Some("x")), &none);
+        assert!(t.contains("this partner earned nothing"), "{t}");
     }
 
     #[test]

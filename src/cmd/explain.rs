@@ -277,16 +277,27 @@ pub fn load(out: &Path, filter: &mut Filter) -> Result<RunRecord, Fatal> {
     ));
     let mut rdr = LedgerReader::new(&ledger_path.display().to_string(), ledger_file)?;
     let mut rows = Vec::new();
+    let mut matched = crate::explain::Matched::default();
     while let Some(row) = rdr.next_row()? {
-        if row.get(C::PartnerId) != filter.partner
-            || filter
-                .customer
-                .as_ref()
-                .is_some_and(|c| !c.eq_ignore_ascii_case(row.get(C::CustomerId)))
-            || filter
-                .program
-                .as_ref()
-                .is_some_and(|p| p != row.get(C::ProgramId))
+        if row.get(C::PartnerId) != filter.partner {
+            continue;
+        }
+        matched.partner += 1;
+        if filter
+            .customer
+            .as_ref()
+            .is_some_and(|c| !c.eq_ignore_ascii_case(row.get(C::CustomerId)))
+        {
+            continue;
+        }
+        matched.customer += 1;
+        if !matched.programs.contains(row.get(C::ProgramId)) {
+            matched.programs.insert(row.get(C::ProgramId).to_string());
+        }
+        if filter
+            .program
+            .as_ref()
+            .is_some_and(|p| p != row.get(C::ProgramId))
         {
             continue;
         }
@@ -358,6 +369,7 @@ pub fn load(out: &Path, filter: &mut Filter) -> Result<RunRecord, Fatal> {
     let usage = usage_facts(out, listed, &rows)?;
     Ok(RunRecord {
         usage,
+        matched,
         period,
         rounding,
         partner_name,

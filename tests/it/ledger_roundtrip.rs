@@ -105,4 +105,26 @@ fn explain_finds_a_partner_whose_id_looks_like_a_formula() {
         .output()
         .unwrap());
     assert!(text.contains("= 40.00"), "{text}");
+
+    // A filter that matches nothing is named, not taken for a partner that
+    // earned nothing; a program ID that is not the partner's lists those it has.
+    let explain = |filter: &str| {
+        ok(&bin()
+            .current_dir(dir.path())
+            .args(["explain", "--out", "out", "--partner=-P1", filter])
+            .output()
+            .unwrap())
+    };
+    let text = explain("--customer=nonexist");
+    assert!(
+        text.contains("no ledger line matches --customer nonexist"),
+        "{text}"
+    );
+    assert!(!text.contains("earned nothing"), "{text}");
+    let text = explain("--program=POR-CORE");
+    assert!(
+        text.contains("no ledger line matches --program POR-CORE"),
+        "{text}"
+    );
+    assert!(text.contains("of program por-core"), "{text}");
 }
