@@ -150,10 +150,10 @@ pub struct InputArgs {
     #[arg(long, value_name = "FILE")]
     pub rules: PathBuf,
     /// Worker threads [default: number of CPUs]. Output is identical for any value.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub threads: Option<usize>,
     /// Bytes per chunk of billing input handed to a worker.
-    #[arg(long, value_name = "BYTES", default_value_t = 8 * 1024 * 1024, hide = true)]
+    #[arg(long, value_name = "BYTES", default_value_t = 8 * 1024 * 1024, hide = true, allow_negative_numbers = true)]
     pub chunk_bytes: usize,
     /// Usage files: Partner Center CPOR / Microsoft 365 usage reports, or Graph
     /// getOffice365ServicesUserCounts exports (one per tenant). Files or
@@ -188,14 +188,24 @@ pub struct RunArgs {
     /// in memory, 70 on disk. With the default, a run of 5M generated rows
     /// peaked at 0.6 GB and one of 20M at 0.7 GB; the output is the same for
     /// any value.
-    #[arg(long, value_name = "GROUPS", default_value_t = 2_500_000)]
+    #[arg(
+        long,
+        value_name = "GROUPS",
+        default_value_t = 2_500_000,
+        allow_negative_numbers = true
+    )]
     pub spill_after: usize,
     /// Statement groups built and written as one batch of partners (at least
     /// one partner per thread). For tests: the output is the same for any value.
-    #[arg(long, value_name = "GROUPS", default_value_t = crate::statements::BATCH_GROUPS, hide = true)]
+    #[arg(long, value_name = "GROUPS", default_value_t = crate::statements::BATCH_GROUPS, hide = true, allow_negative_numbers = true)]
     pub batch_groups: usize,
     /// Fail (exit 2, publish nothing) when more rows than this are rejected.
-    #[arg(long, value_name = "N", default_value_t = 1000)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1000,
+        allow_negative_numbers = true
+    )]
     pub max_rejects: u64,
     /// No progress bar and no run summary on stderr.
     #[arg(long, short)]
@@ -254,7 +264,7 @@ pub struct RenderArgs {
     #[command(flatten)]
     pub pdf: PdfArgs,
     /// Worker threads [default: number of CPUs]. Output is identical for any value.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub threads: Option<usize>,
     /// No summary on stderr.
     #[arg(long, short)]
@@ -279,7 +289,12 @@ pub struct ValidateArgs {
     #[arg(long, value_name = "YYYY-MM[..YYYY-MM]")]
     pub period: Option<Period>,
     /// How many problems to list in the report (all are counted).
-    #[arg(long, value_name = "N", default_value_t = 50)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 50,
+        allow_negative_numbers = true
+    )]
     pub show: usize,
     /// The history of closed periods (read only): also count the credit
     /// lines that refer to a charge of a closed period and those that do
@@ -299,7 +314,12 @@ pub struct CloseArgs {
     pub history: PathBuf,
     /// Seconds to wait for another process that is writing the history
     /// before failing.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 60,
+        allow_negative_numbers = true
+    )]
     pub wait: u64,
     /// No summary on stderr.
     #[arg(long, short)]
@@ -329,13 +349,23 @@ pub struct SampleArgs {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Number of billing lines (at most 1,000,000,000: ~680 GB).
-    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 10_000,
+        allow_negative_numbers = true
+    )]
     pub rows: u64,
     /// Seed of the generator; same seed, same bytes.
-    #[arg(long, value_name = "S", default_value_t = 1)]
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = 1,
+        allow_negative_numbers = true
+    )]
     pub seed: u64,
     /// Number of billing files [default: one per 500,000 rows, at least 1].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub files: Option<usize>,
 }
 
@@ -356,7 +386,12 @@ pub struct TieoutArgs {
     #[arg(long)]
     pub allow_duplicate_inputs: bool,
     /// Largest difference, in the currency, that still ties out (inclusive).
-    #[arg(long, value_name = "AMOUNT", default_value = "0.01")]
+    #[arg(
+        long,
+        value_name = "AMOUNT",
+        default_value = "0.01",
+        allow_negative_numbers = true
+    )]
     pub tolerance: String,
     /// Where the tie-out is published [default: <RUN_DIR>-tieout beside the run].
     /// Replaced atomically, and only when it holds an earlier tie-out: never a
@@ -391,7 +426,7 @@ pub struct TieoutArgs {
     /// turn on one thread; with more, the earnings are read on one thread and
     /// added on another while the ledger is read. Output is identical for any
     /// value.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub threads: Option<usize>,
     /// No summary on stderr.
     #[arg(long, short)]
@@ -428,4 +463,35 @@ pub struct ExplainArgs {
     /// its tieout.json names].
     #[arg(long, value_name = "FILE")]
     pub history: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// A negative number given to a numeric option is its value (for
+    /// porledger's own check to refuse), not taken for a flag: `--tolerance
+    /// -0.01` must say what `--tolerance=-0.01` says.
+    #[test]
+    fn negative_numbers_are_values_of_numeric_options() {
+        let tieout = ["porledger", "tieout", "--out", "o", "--earnings", "e.csv"];
+        let cli = Cli::try_parse_from(tieout.iter().chain(&["--tolerance", "-0.01"])).unwrap();
+        match cli.command {
+            Command::Tieout(a) => {
+                assert_eq!(a.tolerance, "-0.01");
+                let e = crate::cmd::tieout::parse_tolerance(&a.tolerance).unwrap_err();
+                assert!(e.to_string().contains("--tolerance -0.01"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // An unsigned option names the value it cannot read.
+        let e = Cli::try_parse_from(tieout.iter().chain(&["--threads", "-1"])).unwrap_err();
+        let e = e.to_string();
+        assert!(e.contains("invalid value '-1' for '--threads"), "{e}");
+        // A flag after an option is still a flag.
+        let e =
+            Cli::try_parse_from(tieout.iter().chain(&["--tolerance", "--threads"])).unwrap_err();
+        assert!(!e.to_string().contains("tolerance -"), "{e}");
+    }
 }
