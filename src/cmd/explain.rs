@@ -99,7 +99,7 @@ fn issued(
         if filter
             .customer
             .as_ref()
-            .is_some_and(|c| !c.eq_ignore_ascii_case(&a.customer_id))
+            .is_some_and(|c| !same_id(c, &a.customer_id))
             || filter.program.as_ref().is_some_and(|p| *p != a.program_id)
         {
             continue;
@@ -286,7 +286,7 @@ pub fn load(out: &Path, filter: &mut Filter) -> Result<RunRecord, Fatal> {
         if filter
             .customer
             .as_ref()
-            .is_some_and(|c| !c.eq_ignore_ascii_case(row.get(C::CustomerId)))
+            .is_some_and(|c| !same_id(c, row.get(C::CustomerId)))
         {
             continue;
         }
@@ -382,4 +382,20 @@ pub fn load(out: &Path, filter: &mut Filter) -> Result<RunRecord, Fatal> {
             .as_u64()
             .and_then(|v| u32::try_from(v).ok()),
     })
+}
+
+/// Whether two IDs are one: trimmed and in any letter case (Unicode), as
+/// porledger compares IDs everywhere (`crate::ingest::id_key`).
+fn same_id(a: &str, b: &str) -> bool {
+    a == b || crate::ingest::id_key(a.trim()) == crate::ingest::id_key(b.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_customer_filter_matches_its_id_in_any_letter_case() {
+        assert!(super::same_id("ÄBC-1", "äbc-1"));
+        assert!(super::same_id(" c1 ", "C1"));
+        assert!(!super::same_id("c1", "c2"));
+    }
 }
