@@ -336,6 +336,45 @@ pub struct RedoRow {
     reverses: String,
 }
 
+/// Writes the ledger row of one reversal of a credit line: `row`'s accrual
+/// reversed by `basis` and `amount`, the credit line's file, line and
+/// fields from `c`.
+fn write_reversal_row(
+    w: &mut RowBuf,
+    file: &str,
+    c: &CreditClaim,
+    row: &RedoRow,
+    basis: Decimal,
+    amount: Decimal,
+) {
+    write_ledger_row(
+        w,
+        &LedgerRow {
+            partner_id: &row.partner_id,
+            customer_id: &row.customer_id,
+            program_id: &row.program_id,
+            association: row.association.as_str(),
+            subscription_id: &row.subscription_id,
+            charge_date: c.charge_date,
+            accrual_month: row.month,
+            source_file: file,
+            source_line: c.line,
+            basis_amount: basis,
+            basis_min_dp: c.currency.minor_units(),
+            rate: row.rate,
+            share: row.share,
+            accrual_amount: amount,
+            currency: c.currency,
+            designation_line: None,
+            credited_days: None,
+            charge_days: None,
+            reverses: Some(&row.reverses),
+            invoice_number: &c.invoice_number,
+            product_id: &c.product_id,
+        },
+    );
+}
+
 /// A credit's reversal rows written again after the run's earlier credits of
 /// the same charge took `earlier` (negative) of it, beside what closed
 /// periods took: each basis is what the credits reverse together less what
@@ -355,31 +394,13 @@ fn redo_reversals(
         let basis =
             crate::history::reverse::reversal_basis(r.recorded, c.line_amount, credited, c.credit)?;
         let amount = crate::accrue::accrual_amount(basis, r.rate, r.share)?;
-        write_ledger_row(
+        write_reversal_row(
             &mut ledger,
-            &LedgerRow {
-                partner_id: &r.partner_id,
-                customer_id: &r.customer_id,
-                program_id: &r.program_id,
-                association: r.association.as_str(),
-                subscription_id: &r.subscription_id,
-                charge_date: c.charge_date,
-                accrual_month: r.month,
-                source_file: &inputs.files[c.file].display,
-                source_line: c.line,
-                basis_amount: basis,
-                basis_min_dp: c.currency.minor_units(),
-                rate: r.rate,
-                share: r.share,
-                accrual_amount: amount,
-                currency: c.currency,
-                designation_line: None,
-                credited_days: None,
-                charge_days: None,
-                reverses: Some(&r.reverses),
-                invoice_number: &c.invoice_number,
-                product_id: &c.product_id,
-            },
+            &inputs.files[c.file].display,
+            c,
+            r,
+            basis,
+            amount,
         );
         sums.push(Sums {
             lines: 1,
@@ -921,71 +942,46 @@ impl<'i> ChunkRows<'i> {
             claim.keys.end = k.buf.len();
         }
         if self.outputs {
-            self.reversal_rows(r, rev, &mut claim.adds);
-            claim.ledger.end = self.ledger.buf.len();
-            claim.redo = rev
-                .iter()
-                .map(|x| RedoRow {
-                    partner_id: x.accrual.partner_id.to_string(),
-                    customer_id: x.customer_id.to_string(),
-                    program_id: x.program_id.to_string(),
-                    association: x.accrual.association,
-                    subscription_id: x.subscription_id.to_string(),
-                    month: x.accrual.month,
-                    recorded: x.recorded,
-                    rate: x.accrual.rate,
-                    share: x.accrual.share,
-                    reverses: x.reverses.clone(),
-                })
-                .collect();
             claim.invoice_number = r.line.invoice_number.to_string();
             claim.product_id = r.line.product_id.to_string();
+            self.reversal_rows(rev, &mut claim);
+            claim.ledger.end = self.ledger.buf.len();
         }
         self.claims.push(claim);
     }
 
-    /// The ledger rows of a credit line's reversals, and their groups and
-    /// sums into `adds`.
-    fn reversal_rows(
-        &mut self,
-        r: &LineRow<'_, '_>,
-        rev: &[ReversalRow<'_>],
-        adds: &mut Vec<(DetailKey, Sums)>,
-    ) {
+    /// The ledger rows of a credit line's reversals, kept in `claim.redo`
+    /// for the collector, and their groups and sums into `claim.adds`.
+    fn reversal_rows(&mut self, rev: &[ReversalRow<'_>], claim: &mut CreditClaim) {
         for x in rev {
             let a = &x.accrual;
-            adds.push(SharedDetails::keyed(
+            claim.adds.push(SharedDetails::keyed(
                 a,
                 x.customer_id,
                 x.subscription_id,
-                r.line.currency,
+                claim.currency,
             ));
-            write_ledger_row(
+            let row = RedoRow {
+                partner_id: a.partner_id.to_string(),
+                customer_id: x.customer_id.to_string(),
+                program_id: x.program_id.to_string(),
+                association: a.association,
+                subscription_id: x.subscription_id.to_string(),
+                month: a.month,
+                recorded: x.recorded,
+                rate: a.rate,
+                share: a.share,
+                reverses: x.reverses.clone(),
+            };
+            write_reversal_row(
                 &mut self.ledger,
-                &LedgerRow {
-                    partner_id: a.partner_id,
-                    customer_id: x.customer_id,
-                    program_id: x.program_id,
-                    association: a.association.as_str(),
-                    subscription_id: x.subscription_id,
-                    charge_date: r.line.charge_start,
-                    accrual_month: a.month,
-                    source_file: &self.file.display,
-                    source_line: r.line_no,
-                    basis_amount: a.basis,
-                    basis_min_dp: r.line.currency.minor_units(),
-                    rate: a.rate,
-                    share: a.share,
-                    accrual_amount: a.amount,
-                    currency: r.line.currency,
-                    designation_line: None,
-                    credited_days: None,
-                    charge_days: None,
-                    reverses: Some(&x.reverses),
-                    invoice_number: r.line.invoice_number,
-                    product_id: r.line.product_id,
-                },
+                &self.file.display,
+                claim,
+                &row,
+                a.basis,
+                a.amount,
             );
+            claim.redo.push(row);
         }
     }
 

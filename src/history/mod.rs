@@ -1674,14 +1674,12 @@ impl History {
     /// [`History::closed_charges`] in schema version 3: per latest close,
     /// the charges [`History::close_charges`] finds under the key's stored
     /// spellings that [`reverse::matches`] the key.
-    fn closed_charges_v3(
-        &self,
-        key: &reverse::ChargeKey,
-    ) -> Result<Vec<ClosedAccrual>, HistoryError> {
-        // The stored keys the charge may be under: one from schema version 5
-        // on (see `SCHEMA_V5`); in an older file, each spelling of
-        // `charge_spellings`.
-        let (kind, spellings): (i64, Vec<Vec<u8>>) = match key.reference() {
+    /// The kind of stored key a credit's charge is under (0: reference, 1:
+    /// subscription + product + SKU) and its spellings: one from schema
+    /// version 5 on (see `SCHEMA_V5`); in an older file, each spelling of
+    /// `charge_spellings`.
+    fn stored_keys(&self, key: &reverse::ChargeKey) -> (i64, Vec<Vec<u8>>) {
+        match key.reference() {
             Some(r) => (0, vec![self.reference_key(r).as_bytes().to_vec()]),
             None => (
                 1,
@@ -1690,7 +1688,14 @@ impl History {
                     .map(|(product, sku)| joined_key(&key.subscription_id, product, sku))
                     .collect(),
             ),
-        };
+        }
+    }
+
+    fn closed_charges_v3(
+        &self,
+        key: &reverse::ChargeKey,
+    ) -> Result<Vec<ClosedAccrual>, HistoryError> {
+        let (kind, spellings) = self.stored_keys(key);
         let mut found = Vec::new();
         for (id, period, version) in self.latest_closes()? {
             if kind == 0 {
@@ -1736,16 +1741,7 @@ impl History {
         if self.schema < 3 {
             return Ok(Vec::new());
         }
-        let (kind, spellings): (i64, Vec<Vec<u8>>) = match key.reference() {
-            Some(r) => (0, vec![self.reference_key(r).as_bytes().to_vec()]),
-            None => (
-                1,
-                self.charge_spellings(key)
-                    .iter()
-                    .map(|(product, sku)| joined_key(&key.subscription_id, product, sku))
-                    .collect(),
-            ),
-        };
+        let (kind, spellings) = self.stored_keys(key);
         let mut st = self
             .conn
             .prepare_cached(
