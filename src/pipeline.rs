@@ -1042,6 +1042,7 @@ fn credit_of_closed(
         sku_id: line.sku_id.map(str::to_string),
         charge_start: line.charge_start,
         charge_end: line.charge_end.unwrap_or(line.charge_start),
+        scope: crate::history::reverse::Scope::Whole,
     };
     closed.charge(&key)
 }

@@ -491,8 +491,9 @@ pub struct History {
     charges: std::cell::RefCell<ChargesByKey>,
 }
 
-/// [`History::charges`]: by close and the spellings of one key.
-type ChargesByKey = std::collections::HashMap<(i64, Vec<Vec<u8>>), Vec<CachedCharge>>;
+/// [`History::charges`]: by close, whether the stored keys are prefixes
+/// (see [`History::stored_keys`]) and the spellings of one key.
+type ChargesByKey = std::collections::HashMap<(i64, bool, Vec<Vec<u8>>), Vec<CachedCharge>>;
 
 /// A close's key filters: references, and subscription + product + SKU.
 type CloseFilters = (filter::KeyFilter, filter::KeyFilter);
@@ -1540,15 +1541,24 @@ impl History {
         let cols = format!("{ACCRUAL_COLUMNS}, line_amount, reverses, rowid, charge_rows");
         let mut heads = self
             .conn
-            .prepare_cached(match key.reference() {
-                Some(_) => {
+            .prepare_cached(match (key.reference(), key.scope) {
+                (Some(_), _) => {
                     "SELECT head FROM charge_references
                      WHERE close_id = ?1 AND reference_id = ?2 ORDER BY head"
                 }
-                None => {
+                (None, reverse::Scope::Whole) => {
                     "SELECT head FROM charge_subscriptions
                      WHERE close_id = ?1 AND subscription_id = ?2 AND product_id = ?3 AND sku_id = ?4
                      ORDER BY head"
+                }
+                (None, reverse::Scope::AnySku) => {
+                    "SELECT head FROM charge_subscriptions
+                     WHERE close_id = ?1 AND subscription_id = ?2 AND product_id = ?3
+                     ORDER BY head"
+                }
+                (None, reverse::Scope::AnyProduct) => {
+                    "SELECT head FROM charge_subscriptions
+                     WHERE close_id = ?1 AND subscription_id = ?2 ORDER BY head"
                 }
             })
             .map_err(|e| sql(&self.path, e))?;
@@ -1592,13 +1602,22 @@ impl History {
                 None => {
                     for (product, sku) in &spellings {
                         let joined = joined_key(&key.subscription_id, product, sku);
-                        if !self.may_hold(id, 1, &joined)? {
-                            continue;
-                        }
+                        let sub = &key.subscription_id;
+                        let rows = match key.scope {
+                            reverse::Scope::Whole => {
+                                if !self.may_hold(id, 1, &joined)? {
+                                    continue;
+                                }
+                                heads.query_map(params![id, sub, product, sku], rowid)
+                            }
+                            // The filters know whole keys only.
+                            reverse::Scope::AnySku => {
+                                heads.query_map(params![id, sub, product], rowid)
+                            }
+                            reverse::Scope::AnyProduct => heads.query_map(params![id, sub], rowid),
+                        };
                         rowids.extend(
-                            heads
-                                .query_map(params![id, key.subscription_id, product, sku], rowid)
-                                .map_err(|e| sql(&self.path, e))?
+                            rows.map_err(|e| sql(&self.path, e))?
                                 .collect::<Result<Vec<_>, _>>()
                                 .map_err(|e| sql(&self.path, e))?,
                         );
@@ -1675,14 +1694,25 @@ impl History {
     /// the charges [`History::close_charges`] finds under the key's stored
     /// spellings that [`reverse::matches`] the key.
     /// The kind of stored key a credit's charge is under (0: reference, 1:
-    /// subscription + product + SKU) and its spellings: one from schema
-    /// version 5 on (see `SCHEMA_V5`); in an older file, each spelling of
-    /// `charge_spellings`.
-    fn stored_keys(&self, key: &reverse::ChargeKey) -> (i64, Vec<Vec<u8>>) {
-        match key.reference() {
-            Some(r) => (0, vec![self.reference_key(r).as_bytes().to_vec()]),
-            None => (
+    /// subscription + product + SKU), whether its spellings are prefixes
+    /// of stored keys rather than whole ones (a key whose [`reverse::Scope`]
+    /// leaves the SKU or the product out), and its spellings: one from
+    /// schema version 5 on (see `SCHEMA_V5`); in an older file, each
+    /// spelling of `charge_spellings`.
+    fn stored_keys(&self, key: &reverse::ChargeKey) -> (i64, bool, Vec<Vec<u8>>) {
+        match (key.reference(), key.scope) {
+            (Some(r), _) => (0, false, vec![self.reference_key(r).as_bytes().to_vec()]),
+            // The subscription and the separator after it.
+            (None, reverse::Scope::AnyProduct) => {
+                let mut prefix = key.subscription_id.as_bytes().to_vec();
+                prefix.push(0xff);
+                (1, true, vec![prefix])
+            }
+            // Joined with the empty SKU, a key ends with the separator
+            // after the product: the prefix of every SKU's key.
+            (None, scope) => (
                 1,
+                scope == reverse::Scope::AnySku,
                 self.charge_spellings(key)
                     .iter()
                     .map(|(product, sku)| joined_key(&key.subscription_id, product, sku))
@@ -1695,14 +1725,14 @@ impl History {
         &self,
         key: &reverse::ChargeKey,
     ) -> Result<Vec<ClosedAccrual>, HistoryError> {
-        let (kind, spellings) = self.stored_keys(key);
+        let (kind, prefix, spellings) = self.stored_keys(key);
         let mut found = Vec::new();
         for (id, period, version) in self.latest_closes()? {
             if kind == 0 {
                 found.extend(self.close_charges(
                     id,
                     (&period, version),
-                    kind,
+                    (kind, prefix),
                     &spellings,
                     |head| reverse::matches(key, head),
                 )?);
@@ -1710,9 +1740,12 @@ impl History {
             }
             // Every charge under the key once per run, then only those whose
             // dates overlap the credit's are matched.
-            let cache_key = (id, spellings.clone());
+            let cache_key = (id, prefix, spellings.clone());
             if !self.charges.borrow().contains_key(&cache_key) {
-                let all = self.close_charges(id, (&period, version), kind, &spellings, |_| true)?;
+                let all =
+                    self.close_charges(id, (&period, version), (kind, prefix), &spellings, |_| {
+                        true
+                    })?;
                 let cached = cached_charges(all);
                 self.charges.borrow_mut().insert(cache_key.clone(), cached);
             }
@@ -1741,7 +1774,7 @@ impl History {
         if self.schema < 3 {
             return Ok(Vec::new());
         }
-        let (kind, spellings) = self.stored_keys(key);
+        let (kind, prefix, spellings) = self.stored_keys(key);
         let mut st = self
             .conn
             .prepare_cached(
@@ -1759,9 +1792,11 @@ impl History {
             .map_err(|e| sql(&self.path, e))?;
         let mut found = Vec::new();
         for (id, period, version, latest) in closes {
-            for c in self.close_charges(id, (&period, version), kind, &spellings, |head| {
-                reverse::matches(key, head)
-            })? {
+            for c in
+                self.close_charges(id, (&period, version), (kind, prefix), &spellings, |head| {
+                    reverse::matches(key, head)
+                })?
+            {
                 found.push((c, latest));
             }
         }
@@ -1770,16 +1805,18 @@ impl History {
 
     /// The charges of close `id` (`period`, `version`; schema version 3 or
     /// later) stored under one of the keys `spellings` of `kind` (0: a
-    /// reference key, 1: a key joined by [`joined_key`]) whose head
-    /// accrual `keep` accepts: each charge's run of accruals, in row order.
-    /// Per key the close's filter, then the one key block that would hold
-    /// it (two index seeks), then each head's accrual block: the cost is per
-    /// key and close, not per closed row.
+    /// reference key, 1: a key joined by [`joined_key`]), or, when `prefix`,
+    /// under any key starting with one of them, whose head accrual `keep`
+    /// accepts: each charge's run of accruals, in row order. Per key the
+    /// close's filter (which knows whole keys only: a prefix skips it),
+    /// then the key blocks that would hold it (two index seeks), then each
+    /// head's accrual block: the cost is per key and close, not per closed
+    /// row.
     fn close_charges(
         &self,
         id: i64,
         (period, version): (&str, u32),
-        kind: i64,
+        (kind, prefix): (i64, bool),
         spellings: &[Vec<u8>],
         keep: impl Fn(&AccrualRec) -> bool,
     ) -> Result<Vec<ClosedAccrual>, HistoryError> {
@@ -1801,6 +1838,13 @@ impl History {
                  ORDER BY first_key DESC, seq DESC LIMIT 1",
             )
             .map_err(s)?;
+        let mut last_block = self
+            .conn
+            .prepare_cached(
+                "SELECT seq FROM charge_keys WHERE close_id = ?1 AND kind = ?2
+                 ORDER BY first_key DESC, seq DESC LIMIT 1",
+            )
+            .map_err(s)?;
         let mut keys = self
             .conn
             .prepare_cached(
@@ -1819,18 +1863,27 @@ impl History {
         let bad = |what: String| self.damaged(period, version, what);
         let mut heads: Vec<u64> = Vec::new();
         for wanted in spellings {
-            if !self.may_hold(id, kind, wanted)? {
+            if !prefix && !self.may_hold(id, kind, wanted)? {
                 continue;
             }
-            let seq = |st: &mut rusqlite::CachedStatement<'_>| {
-                st.query_row(params![id, kind, wanted], |r| r.get::<_, i64>(0))
+            let seq = |st: &mut rusqlite::CachedStatement<'_>, bound: &[u8]| {
+                st.query_row(params![id, kind, bound], |r| r.get::<_, i64>(0))
                     .optional()
                     .map_err(s)
             };
-            let Some(to) = seq(&mut last_at)? else {
+            // A prefix's keys run up to the least key above them all.
+            let to = match (prefix, above_prefix(wanted)) {
+                (false, _) => seq(&mut last_at, wanted)?,
+                (true, Some(above)) => seq(&mut last_below, &above)?,
+                (true, None) => last_block
+                    .query_row(params![id, kind], |r| r.get::<_, i64>(0))
+                    .optional()
+                    .map_err(s)?,
+            };
+            let Some(to) = to else {
                 continue;
             };
-            let from = seq(&mut last_below)?.unwrap_or(0);
+            let from = seq(&mut last_below, wanted)?.unwrap_or(0);
             let mut rows = keys.query(params![id, kind, from, to]).map_err(s)?;
             while let Some(r) = rows.next().map_err(s)? {
                 let entries: i64 = r.get(0).map_err(s)?;
@@ -1843,7 +1896,11 @@ impl History {
                 let b = block::Block::decode(blob, 2, entries)
                     .map_err(|e| bad(format!("a key block: {e}")))?;
                 for i in 0..b.rows() {
-                    if b.bytes(i, 0) == Some(&wanted[..]) {
+                    let hit = match b.bytes(i, 0) {
+                        Some(k) if prefix => k.starts_with(wanted),
+                        k => k == Some(&wanted[..]),
+                    };
+                    if hit {
                         let at = b.text(i, 1).map_err(&bad)?.and_then(|t| t.parse().ok());
                         heads.push(at.ok_or_else(|| bad(format!("key entry {i} has no row")))?);
                     }
@@ -2135,10 +2192,13 @@ impl History {
                 labels.push(at(version, &a.source_file, a.source_line));
                 continue;
             };
-            let found =
-                self.close_charges(id, (&charge.period, version), *kind, spellings, |head| {
-                    reverse::same_charge(a, head)
-                })?;
+            let found = self.close_charges(
+                id,
+                (&charge.period, version),
+                (*kind, false),
+                spellings,
+                |head| reverse::same_charge(a, head),
+            )?;
             let mut places: Vec<(&str, u64)> = found
                 .iter()
                 .map(|c| (c.accrual.source_file.as_str(), c.accrual.source_line))
@@ -2331,10 +2391,32 @@ impl reverse::ClosedCharges for ClosedLookup {
                 }
             }
         }
+        // Not under its whole key: a product or SKU one side does not know
+        // may be any value (a file without the column); every such charge
+        // is a candidate. In a history older than schema version 5 a miss
+        // may be a product or SKU stored in another letter case, so a
+        // charge recorded without them is no candidate for a credit naming
+        // them (it may be another charge of the subscription).
+        let loose: Vec<reverse::ChargeKey> = key
+            .unknown_parts()
+            .into_iter()
+            .filter(|k| h.schema >= 5 || k.scope != reverse::Scope::Whole)
+            .collect();
+        if found.is_empty() {
+            for k in &loose {
+                found.extend(lookup(k)?);
+            }
+        }
         if found.is_empty() {
             // Not in the latest versions: a charge a restatement removed is
             // still not a new line to accrue.
-            let mut gone = h.superseded_charges(key).map_err(|e| e.to_string())?;
+            let mut gone = Vec::new();
+            for k in std::iter::once(key).chain(&loose) {
+                gone.extend(h.superseded_charges(k).map_err(|e| e.to_string())?);
+                if !gone.is_empty() {
+                    break;
+                }
+            }
             gone.retain(|(c, _)| Some(&c.period) != self.own_period.as_ref());
             gone.retain(|(c, _)| {
                 crate::ingest::id_key(c.accrual.customer_id.trim()) == key.customer_id
@@ -3166,6 +3248,17 @@ struct ChargeKeys {
     /// (subscription, product, SKU joined by 0xff, each an ID key, ordinal
     /// of the head)
     subs: Vec<(Vec<u8>, u64)>,
+}
+
+/// The least byte string above every one starting with `prefix`: `None`
+/// when there is none (`prefix` is 0xff bytes only).
+fn above_prefix(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut above = prefix.to_vec();
+    while above.last() == Some(&0xff) {
+        above.pop();
+    }
+    *above.last_mut()? += 1;
+    Some(above)
 }
 
 /// A key of kind 1: its parts joined by 0xff (see `SCHEMA_V3`).
@@ -4344,6 +4437,7 @@ mod tests {
             sku_id: sku.map(Into::into),
             charge_start: day("2026-10-10"),
             charge_end: day("2026-11-09"),
+            scope: reverse::Scope::Whole,
         }
     }
 
@@ -4886,7 +4980,12 @@ mod tests {
             assert_eq!(found(product, None), line_3, "{product:?}");
         }
         assert_eq!(found("cfq7ttc0lfly", Some("dg7g-ab")), None);
-        assert_eq!(found("cfq7ttc0lflx", Some("dg7g-ac")), None);
+        // A SKU closed for none of the product's charges: only the charge
+        // recorded without a SKU may be it (its file may have had none).
+        assert_eq!(
+            found("cfq7ttc0lflx", Some("dg7g-ac")),
+            Some(vec![("P1".to_string(), 3)])
+        );
     }
 
     /// A schema version 4 file: close 1 (2026-09) with its product and SKU
@@ -5223,6 +5322,66 @@ mod tests {
         })
         .unwrap();
         assert_eq!(n, total);
+    }
+
+    /// A key whose scope leaves the SKU or the product out finds every
+    /// charge under it, over several key blocks, and none of a subscription
+    /// whose ID merely starts with the same letters (`sub-10`); the filters,
+    /// which know whole keys only, do not hide them.
+    #[test]
+    fn a_key_without_its_sku_or_product_finds_every_charge_under_the_rest() {
+        let d = tmp();
+        let p = d.path().join("h.db");
+        let mut h = History::open_write(&p, Duration::from_secs(1)).unwrap();
+        let skus = 3 * u64::from(KEY_ENTRIES);
+        let mut rows = Vec::new();
+        let mut line = 2;
+        let mut add = |sub: &str, product: Option<&str>, sku: Option<&str>| {
+            let mut a = charge("P1", None, sku, line);
+            a.subscription_id = sub.into();
+            a.product_id = product.map(Into::into);
+            rows.push(a);
+            line += 1;
+        };
+        add("sub-0", Some("CFQ7"), Some("0001"));
+        for n in 0..skus {
+            add("sub-1", Some("CFQ7"), Some(&format!("{n:04}")));
+        }
+        add("sub-1", Some("CFQ8"), Some("x"));
+        add("sub-1", None, None);
+        add("sub-10", Some("CFQ7"), Some("0001"));
+        add("sub-2", Some("CFQ7"), Some("0001"));
+        let input: Vec<Result<AccrualRec, ()>> = rows.iter().cloned().map(Ok).collect();
+        h.close(&record("2026-10", None), input, || {}).unwrap();
+        drop(h);
+        let h = History::open_read(&p).unwrap().unwrap();
+        let subs = |k: &reverse::ChargeKey| -> Vec<(String, Option<String>)> {
+            h.closed_charges(k)
+                .unwrap()
+                .into_iter()
+                .map(|c| (c.accrual.subscription_id, c.accrual.product_id))
+                .collect()
+        };
+        let whole = key("", Some("0005"));
+        assert_eq!(subs(&whole).len(), 1);
+        let any_sku = reverse::ChargeKey {
+            sku_id: None,
+            scope: reverse::Scope::AnySku,
+            ..whole.clone()
+        };
+        let found = subs(&any_sku);
+        assert_eq!(found.len() as u64, skus);
+        assert!(found
+            .iter()
+            .all(|(s, p)| s == "sub-1" && p.as_deref() == Some("CFQ7")));
+        let any_product = reverse::ChargeKey {
+            product_id: String::new(),
+            scope: reverse::Scope::AnyProduct,
+            ..any_sku
+        };
+        let found = subs(&any_product);
+        assert_eq!(found.len() as u64, skus + 2);
+        assert!(found.iter().all(|(s, _)| s == "sub-1"), "{found:?}");
     }
 
     /// A damaged block is a clear refusal that names the version, never a

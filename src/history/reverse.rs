@@ -36,6 +36,23 @@ pub struct ChargeKey {
     pub charge_start: NaiveDate,
     /// The start date when the line has no end date.
     pub charge_end: NaiveDate,
+    /// How much of subscription, product and SKU a look-up compares.
+    pub scope: Scope,
+}
+
+/// How much of a credit's key without a reference ID a look-up compares
+/// ([`ChargeKey::unknown_parts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Scope {
+    /// Subscription, product and SKU, a missing product or SKU as the
+    /// empty one.
+    #[default]
+    Whole,
+    /// Subscription and product, any SKU: the credit has no SKU.
+    AnySku,
+    /// The subscription alone, any product and SKU: the credit has no
+    /// product.
+    AnyProduct,
 }
 
 impl ChargeKey {
@@ -44,13 +61,53 @@ impl ChargeKey {
         let r = self.reference_id.trim();
         (!r.is_empty()).then_some(r)
     }
+
+    /// The keys a credit without a reference ID is looked up under when its
+    /// whole key finds no closed charge: a product or SKU one side does not
+    /// know (a file without the `ProductId` or `SkuId` column, or a line
+    /// leaving it empty) may be any value. A credit without a SKU looks at
+    /// every SKU of its product ([`Scope::AnySku`]), one without a product
+    /// at every charge of its subscription ([`Scope::AnyProduct`]); a credit
+    /// with a SKU looks for the charge recorded without one, a credit with
+    /// a product for the charge recorded without one (with its SKU, then
+    /// without). The charges these find are disjoint (each key part is a
+    /// different stored key), and all of them together are the candidates:
+    /// two different charges make the credit ambiguous ([`one_charge`]),
+    /// never a guess. Empty for a credit with a reference ID (it alone
+    /// decides) and for a key already loosened.
+    pub fn unknown_parts(&self) -> Vec<ChargeKey> {
+        if self.reference().is_some() || self.scope != Scope::Whole {
+            return Vec::new();
+        }
+        let blank = |s: &str| s.trim().is_empty();
+        let sku = self.sku_id.as_deref().filter(|s| !blank(s));
+        let with = |product: &str, sku: Option<&str>, scope: Scope| ChargeKey {
+            product_id: product.to_string(),
+            sku_id: sku.map(str::to_string),
+            scope,
+            ..self.clone()
+        };
+        if blank(&self.product_id) {
+            return vec![with("", None, Scope::AnyProduct)];
+        }
+        let mut out = vec![match sku {
+            None => with(&self.product_id, None, Scope::AnySku),
+            Some(_) => with(&self.product_id, None, Scope::Whole),
+        }];
+        if let Some(sku) = sku {
+            out.push(with("", Some(sku), Scope::Whole));
+        }
+        out.push(with("", None, Scope::Whole));
+        out
+    }
 }
 
 /// Whether `rec` is an accrual of the charge `key` refers to: the same
 /// reference ID when the credit has one (a recorded accrual without one never
 /// matches it); otherwise the same subscription, product and SKU (product
 /// and SKU in any letter case, like every ID; a missing product or SKU
-/// matches only a missing or empty one) and overlapping charge periods (both ends included). A recorded accrual
+/// matches only a missing or empty one, unless the key's [`Scope`] leaves
+/// it out) and overlapping charge periods (both ends included). A recorded accrual
 /// without source keys (its run recorded none) never matches; neither does a
 /// reversal row or the accrual of a credit line (a negative line amount): a
 /// credit reverses charges, not other credits.
@@ -75,10 +132,11 @@ pub fn matches(key: &ChargeKey, rec: &AccrualRec) -> bool {
     let id = |x: &str| crate::ingest::id_key(x.trim());
     // A missing product is the empty product, a missing SKU the empty SKU.
     let or_empty = |x: Option<&str>| id(x.unwrap_or(""));
-    if rec.subscription_id != key.subscription_id
-        || or_empty(rec.product_id.as_deref()) != id(&key.product_id)
-        || or_empty(rec.sku_id.as_deref()) != or_empty(key.sku_id.as_deref())
-    {
+    let product = key.scope == Scope::AnyProduct
+        || or_empty(rec.product_id.as_deref()) == id(&key.product_id);
+    let sku = key.scope != Scope::Whole
+        || or_empty(rec.sku_id.as_deref()) == or_empty(key.sku_id.as_deref());
+    if rec.subscription_id != key.subscription_id || !product || !sku {
         return false;
     }
     let date = |s: &Option<String>| {
@@ -396,6 +454,7 @@ mod tests {
             sku_id: sku.map(Into::into),
             charge_start: date(from),
             charge_end: date(to),
+            scope: Scope::Whole,
         }
     }
 
@@ -589,6 +648,58 @@ mod tests {
             e.contains("ReferenceId REF-9 names a closed charge of customer c2 (2026-10 v1 oct.csv:7), not of this line's customer c1"),
             "{e}"
         );
+    }
+
+    /// The looser keys: any SKU for a credit without one, any product for
+    /// one without a product; for a credit with them, the charge recorded
+    /// without them. None for a credit with a reference ID.
+    #[test]
+    fn a_part_one_side_does_not_know_may_be_any_value() {
+        let parts = |product: &str, sku: Option<&str>| -> Vec<(String, Option<String>, Scope)> {
+            ChargeKey {
+                product_id: product.into(),
+                ..key("", sku, "2026-10-01", "2026-10-31")
+            }
+            .unknown_parts()
+            .into_iter()
+            .map(|k| (k.product_id, k.sku_id, k.scope))
+            .collect()
+        };
+        let p = |product: &str, sku: Option<&str>, scope| {
+            (product.to_string(), sku.map(str::to_string), scope)
+        };
+        assert_eq!(
+            parts("CFQ7", None),
+            [p("CFQ7", None, Scope::AnySku), p("", None, Scope::Whole)]
+        );
+        assert_eq!(
+            parts("CFQ7", Some("0001")),
+            [
+                p("CFQ7", None, Scope::Whole),
+                p("", Some("0001"), Scope::Whole),
+                p("", None, Scope::Whole)
+            ]
+        );
+        assert_eq!(parts(" ", Some(" ")), [p("", None, Scope::AnyProduct)]);
+        assert!(key("REF", None, "2026-10-01", "2026-10-31")
+            .unknown_parts()
+            .is_empty());
+        // Looser keys are not loosened again.
+        for k in key("", None, "2026-10-01", "2026-10-31").unknown_parts() {
+            assert!(k.scope == Scope::Whole || k.unknown_parts().is_empty());
+        }
+        // A scope leaves out what it says, and only that.
+        let charge = rec(None, Some("0001"), "2026-10-01", "2026-10-31");
+        let mut k = key("", None, "2026-10-05", "2026-10-06");
+        assert!(!matches(&k, &charge));
+        k.scope = Scope::AnySku;
+        assert!(matches(&k, &charge));
+        k.product_id = "CFQ8".into();
+        assert!(!matches(&k, &charge));
+        k.scope = Scope::AnyProduct;
+        assert!(matches(&k, &charge));
+        k.subscription_id = "sub-2".into();
+        assert!(!matches(&k, &charge));
     }
 
     #[test]

@@ -852,6 +852,99 @@ fn a_credit_finds_a_closed_charge_without_a_product() {
     }
 }
 
+/// A product or SKU the file on one side does not carry may be any value:
+/// a credit from a file without `SkuId` finds the charge closed with its
+/// SKU, one without `ProductId` (nor `SkuId`) the charge closed with both,
+/// and a credit with a product and SKU the charge closed from a file
+/// without them. October's 3,100.00 of c1 (P-A, 124.00) closed; in
+/// November c1 is P-B's, and a credit of half of the charge reverses 62.00
+/// from P-A instead of accruing as a new line (where P-A would keep 124.00).
+#[test]
+fn a_credit_from_a_file_without_a_key_column_finds_its_closed_charge() {
+    let plain = "CustomerId,CustomerName,SubscriptionId,ChargeStartDate,ChargeEndDate,Subtotal,Currency,PublisherName,ProductQualifiers\n";
+    let no_sku = "CustomerId,CustomerName,SubscriptionId,ChargeStartDate,ChargeEndDate,Subtotal,Currency,PublisherName,ProductQualifiers,ProductId,ReferenceId\n";
+    let whole = (HEADER, ",CFQ7,0001,");
+    for ((closed, closed_tail), (credit, credit_tail)) in [
+        (whole, (no_sku, ",cfq7,")),
+        (whole, (plain, "")),
+        ((plain, ""), whole),
+        ((no_sku, ",CFQ7,"), whole),
+    ] {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path();
+        let line = |amount: &str, tail: &str| {
+            format!("c1,C1,s1,10/1/2026,10/31/2026,{amount},EUR,Microsoft Corporation,[]{tail}\n")
+        };
+        write(dir, "r.toml", RULES.into());
+        write(
+            dir,
+            "oct.csv",
+            format!("{closed}{}", line("3100.00", closed_tail)),
+        );
+        write(
+            dir,
+            "d.csv",
+            format!("{DHEADER}c1,P-A,Alpha,DPOR,,,,2024-01-01,\n"),
+        );
+        assert_code(&run(dir, "2026-10", "oct.csv", "d.csv", "out-oct"), 0);
+        close(dir, "out-oct");
+        write(
+            dir,
+            "d-nov.csv",
+            format!("{DHEADER}c1,P-B,Beta,DPOR,,,,2024-01-01,\n"),
+        );
+        write(
+            dir,
+            "nov.csv",
+            format!("{credit}{}", line("-1550.00", credit_tail)),
+        );
+        assert_code(&run(dir, "2026-11", "nov.csv", "d-nov.csv", "out-nov"), 0);
+        let rows = ledger(dir, "out-nov");
+        let case = format!("{closed_tail:?} credited by {credit_tail:?}");
+        assert_eq!(rows.len(), 1, "{case}: {rows:?}");
+        assert_eq!(
+            (
+                rows[0][0].as_str(),
+                rows[0][6].as_str(),
+                rows[0][7].as_str()
+            ),
+            ("P-A", "-62.00", "2026-10 v1 oct.csv:2"),
+            "{case}"
+        );
+    }
+}
+
+/// A credit from a file without `SkuId` of a subscription whose product was
+/// closed under two SKUs over the same dates could be either charge: it is
+/// rejected naming both, never booked against a guess.
+#[test]
+fn a_credit_without_a_sku_matching_two_closed_skus_is_rejected_naming_both() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let charge = |sku: &str| {
+        format!("c1,C1,s1,10/1/2026,10/31/2026,1000.00,EUR,Microsoft Corporation,[],CFQ7,{sku},")
+    };
+    october_closed(dir, &format!("{}\n{}", charge("0001"), charge("0002")));
+    let no_sku = "CustomerId,CustomerName,SubscriptionId,ChargeStartDate,ChargeEndDate,Subtotal,Currency,PublisherName,ProductQualifiers,ProductId\n";
+    write(
+        dir,
+        "nov.csv",
+        format!(
+            "{no_sku}c1,C1,s1,10/1/2026,10/31/2026,-500.00,EUR,Microsoft Corporation,[],CFQ7\n"
+        ),
+    );
+    let o = run(dir, "2026-11", "nov.csv", "d.csv", "out-nov");
+    assert_code(&o, 1);
+    assert!(ledger(dir, "out-nov").is_empty());
+    let rejects = read(dir.join("out-nov/rejects.csv"));
+    assert!(
+        rejects.contains("nov.csv,2,")
+            && rejects
+                .contains("matches 2 closed charges (2026-10 v1 oct.csv:2, 2026-10 v1 oct.csv:3)"),
+        "{rejects}"
+    );
+}
+
 /// A credit of a charge that a restatement removed (in October v1, not in
 /// v2, whose adjustment took its accrual back) is rejected naming both
 /// versions, with and without its ReferenceId, instead of accruing as a new
