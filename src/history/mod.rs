@@ -66,7 +66,7 @@ pub enum HistoryError {
     Busy { path: String, waited_s: u64 },
     #[error("{path}: {message}")]
     Refused { path: String, message: String },
-    #[error("{path}: {source}")]
+    #[error("{path}: {}", sqlite_message(source))]
     Sqlite {
         path: String,
         source: rusqlite::Error,
@@ -3657,6 +3657,16 @@ fn blank_is_empty(path: &Path, wait: Duration) -> Result<(), HistoryError> {
     Ok(())
 }
 
+/// An SQLite error as one sentence: SQLite's message without the statement
+/// it failed in, which rusqlite appends in full (the whole schema, for an
+/// error while creating or upgrading a history).
+fn sqlite_message(e: &rusqlite::Error) -> String {
+    match e {
+        rusqlite::Error::SqlInputError { msg, .. } => msg.clone(),
+        e => e.to_string(),
+    }
+}
+
 fn sql(path: &Path, e: rusqlite::Error) -> HistoryError {
     HistoryError::Sqlite {
         path: path.display().to_string(),
@@ -3726,6 +3736,26 @@ mod tests {
             assert!(e.to_string().contains("schema version -1"), "{e}");
         }
         assert_eq!(std::fs::read(&p).unwrap(), before);
+    }
+
+    /// A file with porledger's application id, schema version 0 and a table
+    /// of porledger's schema already there: close fails naming SQLite's
+    /// reason in one line, not the 50-line schema it was creating.
+    #[test]
+    fn an_error_while_creating_the_schema_is_named_without_its_sql() {
+        let d = tmp();
+        let p = d.path().join("h.db");
+        let c = Connection::open(&p).unwrap();
+        c.execute_batch("CREATE TABLE migrations(x)").unwrap();
+        c.pragma_update(None, "application_id", APPLICATION_ID)
+            .unwrap();
+        drop(c);
+        let e = History::open_write(&p, Duration::from_secs(1))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("table migrations already exists"), "{e}");
+        assert!(!e.contains("CREATE") && !e.contains('\n'), "{e}");
     }
 
     /// A writer killed inside a transaction in rollback-journal mode leaves
