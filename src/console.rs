@@ -532,7 +532,7 @@ fn billing_lines(r: &Report, lines: &mut Vec<String>) {
             f.format,
             l.kind,
             if l.decimal_comma {
-                ", decimal commas"
+                ", decimal commas or points"
             } else {
                 ""
             },
@@ -876,7 +876,7 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "porledger data-quality report\n\nbilling files:\n  \
-             a.csv: new-commerce (semicolon-separated, decimal commas), 1,500 rows: \
+             a.csv: new-commerce (semicolon-separated, decimal commas or points), 1,500 rows: \
              1,497 would accrue, 1 not eligible, 2 rejected\n  \
              not eligible by reason: expired 1\n  \
              subscription designations matched lines on: EntitlementId 3\n\n\

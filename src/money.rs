@@ -380,37 +380,95 @@ impl std::fmt::Display for Exact {
 }
 
 /// Error of [`parse_amount`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AmountError;
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AmountError {
+    /// Not a number in the accepted forms.
+    Invalid,
+    /// In a `;`-separated file, one `.` followed by three digits (`1.234`):
+    /// a thousands separator (1234, German) or a decimal point (1.234,
+    /// Swiss), which the value alone cannot tell.
+    Ambiguous,
+}
+
+/// The reason to give for a value of a `;`-separated file refused as
+/// [`AmountError::Ambiguous`].
+pub const AMBIGUOUS_IN_SEMICOLON_FILE: &str = "ambiguous in a ';'-separated file: the '.' \
+     may group thousands (1.234 = 1234) or be a decimal point (1.234); write 1234 or \
+     1.234,00 for the one, 1,234 for the other";
+
+/// What a `;`-separated file may write, for a message: `what` (`"not an
+/// amount"`) and `example` (`"1.234,56"`) in both forms.
+pub fn semicolon_forms(what: &str, example: &str) -> String {
+    let point = example.replace('.', "").replace(',', ".");
+    format!(
+        "{what} (this ';'-separated file may write {example}, a decimal comma and '.' \
+         grouping thousands, or {point}, a decimal point and no grouping)"
+    )
+}
 
 /// Parses a decimal amount as written in billing exports.
 ///
 /// Accepts an optional sign, digits, one decimal separator and an optional exponent
-/// (`1E-05`, seen in usage exports). With `decimal_comma` (files re-saved by a German
-/// Excel, `;`-separated) `,` is the decimal separator and `.` a thousands separator;
-/// otherwise `.` is the decimal separator and no thousands separator is accepted, so
-/// `1,234` is an error rather than a silently wrong number.
+/// (`1E-05`, seen in usage exports). Without `decimal_comma`, `.` is the decimal
+/// separator and no thousands separator is accepted, so `1,234` is an error rather
+/// than a silently wrong number. With `decimal_comma` (a `;`-separated file, as
+/// Excel writes it with German or Swiss settings) a value is a decimal comma with
+/// `.` grouping thousands (`1.234,56`) or a decimal point without grouping
+/// (`1234.56`), and one that fits both (`1.234`) is [`AmountError::Ambiguous`].
 pub fn parse_amount(s: &str, decimal_comma: bool) -> Result<Decimal, AmountError> {
     let t = s.trim();
     if t.is_empty() {
-        return Err(AmountError);
+        return Err(AmountError::Invalid);
     }
     if decimal_comma {
-        let mut buf = String::with_capacity(t.len());
-        let mut seen_comma = false;
-        for c in t.chars() {
-            match c {
-                '.' if !seen_comma => {}
-                ',' if !seen_comma => {
-                    seen_comma = true;
-                    buf.push('.');
-                }
-                c => buf.push(c),
-            }
-        }
-        return parse_plain(&buf);
+        return parse_semicolon(t);
     }
     parse_plain(t)
+}
+
+/// A number of a `;`-separated file. Excel with German settings writes a
+/// decimal comma and groups thousands with `.` (`1.234,56`); with Swiss
+/// settings it writes a decimal point and no grouping (`1234.56`). A value
+/// with a `,` is the first form, its `.`s only between groups of three
+/// digits (`1.234.567,8`); a value with two or more `.` and no `,` groups
+/// thousands (`1.234.567`); one `.` followed by anything but three digits
+/// is a decimal point (`1234.56`, `1.0833`, `0.5`). One `.` followed by
+/// exactly three digits after a first group of one to three digits not
+/// starting with 0 (`1.234`) is either: [`AmountError::Ambiguous`], never a
+/// guess (read the wrong way, it is 1000 times too large or too small).
+fn parse_semicolon(t: &str) -> Result<Decimal, AmountError> {
+    let (body, exp) = t.split_at(t.find(['e', 'E']).unwrap_or(t.len()));
+    let unsigned = body.strip_prefix(['+', '-']).unwrap_or(body);
+    let sign = &body[..body.len() - unsigned.len()];
+    let (int, frac) = match unsigned.split_once(',') {
+        Some((int, frac)) => (int, Some(frac)),
+        None => (unsigned, None),
+    };
+    let dots = int.matches('.').count();
+    let grouped = || {
+        let mut groups = int.split('.');
+        let first = groups.next().unwrap_or("");
+        (1..=3).contains(&first.len())
+            && !first.starts_with('0')
+            && first.bytes().all(|b| b.is_ascii_digit())
+            && groups.all(|g| g.len() == 3 && g.bytes().all(|b| b.is_ascii_digit()))
+    };
+    match (frac, dots) {
+        // Decimal comma, thousands grouped (or not).
+        (Some(frac), 0) => parse_plain(&format!("{sign}{int}.{frac}{exp}")),
+        (Some(frac), _) if grouped() => {
+            parse_plain(&format!("{sign}{}.{frac}{exp}", int.replace('.', "")))
+        }
+        (Some(_), _) => Err(AmountError::Invalid),
+        // Neither.
+        (None, 0) => parse_plain(t),
+        (None, 1) if grouped() => Err(AmountError::Ambiguous),
+        // A decimal point.
+        (None, 1) => parse_plain(t),
+        // Thousands grouped, no fraction.
+        (None, _) if grouped() => parse_plain(&format!("{sign}{}{exp}", int.replace('.', ""))),
+        (None, _) => Err(AmountError::Invalid),
+    }
 }
 
 fn parse_plain(t: &str) -> Result<Decimal, AmountError> {
@@ -430,12 +488,12 @@ fn parse_plain(t: &str) -> Result<Decimal, AmountError> {
                 exp_at = Some(i);
                 break;
             }
-            _ => return Err(AmountError),
+            _ => return Err(AmountError::Invalid),
         }
         i += 1;
     }
     if digits == 0 || dots > 1 {
-        return Err(AmountError);
+        return Err(AmountError::Invalid);
     }
     match exp_at {
         None => exact(t),
@@ -448,9 +506,9 @@ fn parse_plain(t: &str) -> Result<Decimal, AmountError> {
                     .all(|c| c.is_ascii_digit())
                 && exp.trim_start_matches(['+', '-']).len() <= 2;
             if !exp_ok {
-                return Err(AmountError);
+                return Err(AmountError::Invalid);
             }
-            let exp: i32 = exp.parse().map_err(|_| AmountError)?;
+            let exp: i32 = exp.parse().map_err(|_| AmountError::Invalid)?;
             exact(&without_exponent(&t[..e], exp))
         }
     }
@@ -466,12 +524,12 @@ fn exact(t: &str) -> Result<Decimal, AmountError> {
         Err(_) if t.contains('.') && t.ends_with('0') => {
             let short = t.trim_end_matches('0').trim_end_matches('.');
             if short.bytes().any(|b| b.is_ascii_digit()) {
-                Decimal::from_str_exact(short).map_err(|_| AmountError)
+                Decimal::from_str_exact(short).map_err(|_| AmountError::Invalid)
             } else {
                 Ok(Decimal::ZERO)
             }
         }
-        Err(_) => Err(AmountError),
+        Err(_) => Err(AmountError::Invalid),
     }
 }
 
@@ -571,6 +629,57 @@ mod tests {
             "", "abc", "1,234.00", "1.2.3", "--1", "12a", "1e", "NaN", "1e999",
         ] {
             assert!(parse_amount(bad, false).is_err(), "{bad}");
+        }
+    }
+
+    /// A `;`-separated file's numbers: a decimal comma with `.` grouping
+    /// thousands, or a decimal point without grouping; a value either could
+    /// be is refused as ambiguous, a `.` in any other place as invalid.
+    #[test]
+    fn semicolon_file_numbers_are_read_one_way_or_refused() {
+        for (text, value) in [
+            ("1.234,56", "1234.56"),
+            ("-1.234.567,8", "-1234567.8"),
+            ("1234,56", "1234.56"),
+            ("+0,5", "0.5"),
+            ("1234.56", "1234.56"),
+            ("-1.5", "-1.5"),
+            ("1.0833", "1.0833"),
+            ("0.333", "0.333"),
+            ("40.50", "40.50"),
+            ("1.234.567", "1234567"),
+            ("1234", "1234"),
+            ("1,5E-05", "0.000015"),
+            ("1.5E-05", "0.000015"),
+        ] {
+            assert_eq!(parse_amount(text, true), Ok(d(value)), "{text}");
+        }
+        for text in ["1.234", "-12.500", "999.999", "1.234E2"] {
+            assert_eq!(
+                parse_amount(text, true),
+                Err(AmountError::Ambiguous),
+                "{text}"
+            );
+        }
+        for text in [
+            "12.34.567",
+            "1.23,4",
+            "1234.567,8",
+            "0.123,4",
+            "1,234.56",
+            "1,2,3",
+            ".5.5",
+            "1..2",
+            "1.2.3",
+            "",
+            "-",
+            "1.234.5",
+        ] {
+            assert_eq!(
+                parse_amount(text, true),
+                Err(AmountError::Invalid),
+                "{text}"
+            );
         }
     }
 

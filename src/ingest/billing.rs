@@ -8,7 +8,7 @@ use rust_decimal::Decimal;
 
 use crate::csv_text::within;
 use crate::dates::parse_date;
-use crate::money::{parse_amount, Currency};
+use crate::money::{parse_amount, AmountError, Currency};
 use crate::text::trim;
 
 /// The billing file formats porledger reads.
@@ -264,7 +264,9 @@ pub fn normalize_header(h: &str) -> String {
 pub struct BillingLayout {
     pub format: BillingFormat,
     pub delimiter: u8,
-    /// `;`-separated files come from a German Excel and use decimal commas.
+    /// `;`-separated files come from Excel with German (decimal commas, `.`
+    /// grouping thousands) or Swiss settings (decimal points): see
+    /// [`crate::money::parse_amount`].
     pub decimal_comma: bool,
     /// The header as written in the file, for messages.
     pub header: Vec<String>,
@@ -544,6 +546,17 @@ impl Fields for simd_csv::ByteRecord {
 }
 
 impl BillingLayout {
+    /// Why a number was refused: `what` with the forms this file's numbers
+    /// may take (`comma` the example with a decimal comma, for a
+    /// `;`-separated file; `plain` for any other), or why it is ambiguous.
+    fn number_problem(&self, e: AmountError, what: &str, comma: &str, plain: &str) -> String {
+        match (e, self.decimal_comma) {
+            (AmountError::Ambiguous, _) => crate::money::AMBIGUOUS_IN_SEMICOLON_FILE.to_string(),
+            (_, true) => crate::money::semicolon_forms(what, comma),
+            (_, false) => format!("{what} (expected a plain decimal like {plain})"),
+        }
+    }
+
     fn err(&self, f: Field, value: &[u8], reason: impl Into<String>) -> RowError {
         RowError {
             column: self.column_name(f).to_string(),
@@ -641,12 +654,8 @@ impl BillingLayout {
             Some(d)
         };
         let sub_raw = self.text(rec, whole, Field::Subtotal)?;
-        let subtotal = parse_amount(sub_raw, self.decimal_comma).map_err(|_| {
-            let what = if self.decimal_comma {
-                "not an amount (this ';'-separated file uses decimal commas: 1.234,56)"
-            } else {
-                "not an amount (expected a plain decimal like -1234.56)"
-            };
+        let subtotal = parse_amount(sub_raw, self.decimal_comma).map_err(|e| {
+            let what = self.number_problem(e, "not an amount", "1.234,56", "-1234.56");
             self.err(Field::Subtotal, sub_raw.as_bytes(), what)
         })?;
         let cur_raw = self.text(rec, whole, Field::Currency)?;
@@ -672,16 +681,9 @@ impl BillingLayout {
             None => None,
             Some(f) => match self.text(rec, whole, f)? {
                 "" => None,
-                q => Some(parse_amount(q, self.decimal_comma).map_err(|_| {
-                    self.err(
-                        f,
-                        q.as_bytes(),
-                        if self.decimal_comma {
-                            "not a quantity (this ';'-separated file uses decimal commas: 1.234,5)"
-                        } else {
-                            "not a quantity (expected a plain number like 25 or 0.5)"
-                        },
-                    )
+                q => Some(parse_amount(q, self.decimal_comma).map_err(|e| {
+                    let what = self.number_problem(e, "not a quantity", "1.234,5", "25 or 0.5");
+                    self.err(f, q.as_bytes(), what)
                 })?),
             },
         };

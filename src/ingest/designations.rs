@@ -171,15 +171,17 @@ fn parse_row(
     let share = if share_raw.is_empty() {
         None
     } else {
-        // `;`-separated files come from a German Excel: decimal commas (0,5),
-        // as in billing files.
-        let s = parse_amount(share_raw, decimal_comma).map_err(|_| {
-            let what = if decimal_comma {
-                "not a decimal number (this ';'-separated file uses decimal commas: 0,5)"
-            } else {
-                "not a decimal number"
+        // `;`-separated files come from Excel: decimal commas (0,5) or
+        // points (0.5), as in billing files.
+        let s = parse_amount(share_raw, decimal_comma).map_err(|e| {
+            let what = match (e, decimal_comma) {
+                (crate::money::AmountError::Ambiguous, _) => {
+                    crate::money::AMBIGUOUS_IN_SEMICOLON_FILE.to_string()
+                }
+                (_, true) => crate::money::semicolon_forms("not a decimal number", "0,5"),
+                (_, false) => "not a decimal number".to_string(),
             };
-            ("share", share_raw.to_string(), what.to_string())
+            ("share", share_raw.to_string(), what)
         })?;
         if s <= Decimal::ZERO || s > Decimal::ONE {
             return Err((

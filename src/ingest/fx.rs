@@ -140,6 +140,9 @@ pub fn parse_fx(file: &str, bytes: &[u8]) -> Result<(FxTable, Vec<Reject>, u64),
             };
             let rate = match parse_amount(get(cr), decimal_comma) {
                 Ok(r) if r > Decimal::ZERO => r.normalize(),
+                Err(crate::money::AmountError::Ambiguous) => {
+                    return reject("rate", get(cr), crate::money::AMBIGUOUS_IN_SEMICOLON_FILE);
+                }
                 _ => return reject("rate", get(cr), "not a positive decimal number"),
             };
             let list = table.rates.entry((from, to)).or_default();

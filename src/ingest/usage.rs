@@ -235,12 +235,12 @@ impl Layout {
     }
 
     fn count(&self, raw: &str, col: String) -> Result<Decimal, RowErr> {
-        let v = parse_amount(raw, self.decimal_comma).map_err(|_| {
-            (
-                col.clone(),
-                raw.to_string(),
-                "not a number of users".to_string(),
-            )
+        let v = parse_amount(raw, self.decimal_comma).map_err(|e| {
+            let why = match e {
+                crate::money::AmountError::Ambiguous => crate::money::AMBIGUOUS_IN_SEMICOLON_FILE,
+                crate::money::AmountError::Invalid => "not a number of users",
+            };
+            (col.clone(), raw.to_string(), why.to_string())
         })?;
         if v.is_sign_negative() && !v.is_zero() {
             return Err((col, raw.into(), "a user count cannot be negative".into()));

@@ -430,6 +430,68 @@ fn b6_semicolon_designations_accept_decimal_comma_shares() {
     assert_eq!(d.rows[0].share.unwrap().to_string(), "0.5");
 }
 
+/// A `;`-separated file as Excel writes it with German settings (1.234,56)
+/// or Swiss ones (1234.56): both read as written; a value either could be
+/// (1.234) and a `.` out of place (12.34.567) are rejected naming the
+/// column, never read 1000 or 100 times too large. The FX table is read the
+/// same way (1.0833 was 10833).
+#[test]
+fn b6_semicolon_files_read_decimal_points_and_refuse_ambiguous_dots() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let rules = write(
+        dir,
+        "rules.toml",
+        "reporting_currency = \"USD\"\n[[program]]\nid = \"por\"\nassociations = [\"DPOR\"]\nrate = \"0.04\"\n",
+    );
+    let des = write(
+        dir,
+        "d.csv",
+        "customer_id;partner_id;partner_name;association;workload;subscription_id;share;valid_from;valid_to\n\
+         c1;P-A;A;DPOR;;;;2024-01-01;\n",
+    );
+    let bill = write(
+        dir,
+        "b.csv",
+        "CustomerId;SubscriptionId;ChargeStartDate;ChargeEndDate;Subtotal;Currency\n\
+         c1;s1;10/1/2026;10/31/2026;1234.56;EUR\n\
+         c1;s2;10/1/2026;10/31/2026;1.234,56;EUR\n\
+         c1;s3;10/1/2026;10/31/2026;1.234;EUR\n\
+         c1;s4;10/1/2026;10/31/2026;12.34.567;EUR\n",
+    );
+    let fx = write(
+        dir,
+        "fx.csv",
+        "date;from;to;rate\n2026-09-30;EUR;USD;1.0833\n",
+    );
+    let fx = fx.to_str().unwrap();
+    let o = run(dir, &[&bill], &des, &rules, &["--fx", fx]);
+    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    let ledger = std::fs::read_to_string(o.out.join("ledger.csv")).unwrap();
+    for basis in [",1234.56,0.04,", ",1234.56,0.04,"] {
+        assert!(ledger.contains(basis), "{ledger}");
+    }
+    assert_eq!(ledger.lines().count(), 3, "{ledger}");
+    let rejects = rejects_csv(&o);
+    assert!(
+        rejects.contains("b.csv,4,Subtotal,1.234,\"ambiguous in a ';'-separated file"),
+        "{rejects}"
+    );
+    assert!(
+        rejects.contains(
+            "b.csv,5,Subtotal,12.34.567,\"not an amount (this ';'-separated file may write 1.234,56, \
+             a decimal comma and '.' grouping thousands, or 1234.56, a decimal point"
+        ),
+        "{rejects}"
+    );
+    let statement = std::fs::read_to_string(o.out.join("partners/P-A/statement.csv")).unwrap();
+    // 2,469.12 x 4 % = 98.76 EUR at 1.0833 = 106.99 USD.
+    assert!(
+        statement.contains("total,EUR,2469.12,98.76,USD,1.0833,2026-09-30,106.99"),
+        "{statement}"
+    );
+}
+
 #[test]
 fn b6_non_ascii_customer_id_matches_between_files() {
     let text = invoice_with(&[(0, &|l: &str| {
