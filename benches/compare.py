@@ -20,9 +20,12 @@ What it does, in one run, on the same files:
    - `duckdb-exact`: the same computation as porledger for the generated rules
      (program dates, 36-month window, Trial and publisher exclusions, RESELLER
      from ResellerMpnId, subscription designations before customer-wide ones,
-     explicit and equal PAL shares, day proration where a designation boundary
-     falls inside a charge period, rounding per statement line). Its totals
-     must equal porledger's summary.csv to the cent.
+     explicit and equal PAL shares, POR and DPOR as one role in a program
+     paying both, day proration where a designation boundary falls inside a
+     charge period, rounding per statement line). Its totals must equal
+     porledger's summary.csv to the cent. (Not modelled, so that a generated
+     set holding it fails the check: one partner holding two designations of
+     one role and scope, which porledger credits once.)
    Each DuckDB run is a separate process, timed like porledger (wall clock and
    peak RSS from `/usr/bin/time`), so Python start-up and `import duckdb`
    (about 0.1 s) are included, as porledger's start-up and output writing are.
@@ -181,8 +184,28 @@ FROM read_csv({sql_str(str(lay.path))}, header = true, auto_detect = false, deli
     return f"SELECT ck, sk, s, e, amt, cur, rsl, {', '.join(oks)} FROM (\n{union}\n)"
 
 
-def designations_sql(data: Path) -> str:
-    """The designations with their file line (header = line 1), keys lower-cased."""
+# POR and DPOR are one role, the partner of record, in a program that pays
+# both (src/attribute.rs `Role`): their designations are gathered together
+# before precedence and shares apply.
+RECORD = ("POR", "DPOR")
+RECORD_ROLE = "POR/DPOR"
+
+
+def record_role(programs: list[dict]) -> bool:
+    """Whether the programs pay POR and DPOR as one role (load_programs merged them)."""
+    return any(RECORD_ROLE in p["assocs"] for p in programs)
+
+
+def designations_sql(data: Path, programs: list[dict]) -> str:
+    """The designations with their file line (header = line 1), keys lower-cased.
+
+    The association is the role: POR and DPOR rows are both `POR/DPOR` when the
+    programs pay them as one role.
+    """
+    a = "upper(trim(association))"
+    if record_role(programs):
+        record = ", ".join(sql_str(x) for x in RECORD)
+        a = f"CASE WHEN {a} IN ({record}) THEN {sql_str(RECORD_ROLE)} ELSE {a} END"
     cols = (
         "{'customer_id': 'VARCHAR', 'partner_id': 'VARCHAR', 'partner_name': 'VARCHAR', "
         "'association': 'VARCHAR', 'workload': 'VARCHAR', 'subscription_id': 'VARCHAR', "
@@ -190,7 +213,7 @@ def designations_sql(data: Path) -> str:
     )
     path = sql_str(str(data / "designations.csv"))
     return f"""SELECT row_number() OVER () + 1 AS line, lower(trim(customer_id)) AS ck,
-       trim(partner_id) AS partner, upper(trim(association)) AS a,
+       trim(partner_id) AS partner, {a} AS a,
        coalesce(trim(workload), '') AS wl, lower(trim(subscription_id)) AS sub,
        share, valid_from AS vf, valid_to AS vt
 FROM read_csv({path}, header = true, auto_detect = false, delim = ',', quote = '"',
@@ -221,6 +244,11 @@ def load_programs(rules_path: Path) -> list[dict]:
         assocs = [a.upper() for a in p["associations"]]
         if "TIER1" in assocs:
             raise SystemExit(f"program {p['id']}: TIER1 credit is not modelled")
+        if set(RECORD) <= set(assocs):
+            # One role in place of the first of them.
+            at = min(assocs.index(x) for x in RECORD)
+            assocs = [x for x in assocs if x not in RECORD]
+            assocs.insert(at, RECORD_ROLE)
         rate = Decimal(p["rate"])
         rate_u = rate.scaleb(RATE_DP)
         if rate_u != rate_u.to_integral_value():
@@ -237,6 +265,13 @@ def load_programs(rules_path: Path) -> list[dict]:
                 "publishers": p.get("publishers", []),
                 "exclude_qualifiers": p.get("exclude_qualifiers", []),
             }
+        )
+    if record_role(programs) and any(
+        x in RECORD for p in programs for x in p["assocs"]
+    ):
+        raise SystemExit(
+            "compare.py models POR and DPOR as one role in every program or in none: "
+            "a program paying one of them beside one paying both is not modelled"
         )
     return programs
 
@@ -263,7 +298,7 @@ def core_query(data: Path, layouts: list[Layout], programs: list[dict]) -> str:
     """The issue's core query: join, validity filter, rate, group. Timing reference only."""
     return f"""
 WITH lines AS ({lines_sql(layouts, programs)}),
-d AS ({designations_sql(data)}),
+d AS ({designations_sql(data, programs)}),
 prog AS ({programs_sql(programs)}),
 pa AS ({program_assocs_sql(programs)})
 SELECT d.partner, l.ck, pa.pid, l.cur, sum(l.amt * prog.rate) AS amount
@@ -296,7 +331,7 @@ FROM d WHERE a IN ({', '.join(sql_str(a) for a in p['assocs'])})"""
     )
     return f"""
 WITH lines AS ({lines_sql(layouts, programs)}),
-d AS ({designations_sql(data)}),
+d AS ({designations_sql(data, programs)}),
 prog AS ({programs_sql(programs)}),
 pa AS ({program_assocs_sql(programs)}),
 -- Designated credit: customer-wide designations (no workload), and the
@@ -398,11 +433,6 @@ SELECT partner, pid, cur, sum(n)::BIGINT AS lines, sum(b)::VARCHAR AS basis_u,
        sum(sign(a) * ((abs(a) + {half_cent}) // {cent}))::VARCHAR AS cents
 FROM stmt GROUP BY ALL ORDER BY ALL
 """
-
-
-def shares_above_one_sql(data: Path) -> str:
-    return f"""SELECT count(*) FROM (
-  SELECT ck, a, sub FROM ({designations_sql(data)}) GROUP BY ALL HAVING sum(share) > 1)"""
 
 
 def duckdb_worker(args) -> None:
