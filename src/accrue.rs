@@ -12,7 +12,8 @@ use rust_decimal::Decimal;
 use chrono::NaiveDate;
 
 use crate::attribute::{
-    resolve_conflict, split_shares, AttributionError, Credit, DesignationIndex, Role,
+    resolve_conflict, split_shares, window_closed, AttributionError, Credit, DesignationIndex,
+    Role, Terms,
 };
 use crate::config::{workload_key, Association, Basis, Program, Rules, WorkloadRate, PRIORITY};
 use crate::dates::{add_months, Month, Period};
@@ -523,9 +524,10 @@ pub struct Context<'a, 'f> {
 }
 
 /// What one credit earns on one segment of a billing line under program `p`
-/// (index `pi`): `Ok(Some(accrual))`; `Ok(None)` when the segment is past the
-/// program's window for the credit's designation (noted in `window_miss`);
-/// `Err(what)` naming the amount that cannot be computed exactly.
+/// (index `pi`): `Ok(Some(accrual))`; `Ok(None)` for a usage program;
+/// `Err(what)` naming the amount that cannot be computed exactly. The
+/// credit's designation is inside the program's window on the segment
+/// ([`DesignationIndex::credits`] credits no other).
 fn credit_accrual<'a>(
     p: &Program,
     pi: usize,
@@ -533,14 +535,7 @@ fn credit_accrual<'a>(
     rate: Decimal,
     total_days: u32,
     c: Credit<'a>,
-    window_miss: &mut Option<u64>,
 ) -> Result<Option<Accrual<'a>>, String> {
-    if let (Some(w), Some(from)) = (p.window_months, c.designation.and_then(|d| d.valid_from)) {
-        if seg.from >= add_months(from, w) {
-            *window_miss = c.designation.map(|d| d.line);
-            return Ok(None);
-        }
-    }
     let basis = match p.basis() {
         Basis::BilledRevenue => seg.basis,
         Basis::Usage => return Ok(None),
@@ -626,19 +621,28 @@ pub fn accrue_line_with<'a>(
                     continue;
                 };
                 scratch.credits.clear();
+                let terms = Terms {
+                    conflicts: rules.conflicts,
+                    window_months: p.window_months,
+                };
                 if let Err(e) = index.credits(
                     line,
                     designations,
                     seg.from,
                     role,
-                    rules.conflicts,
+                    terms,
                     &mut scratch.credits,
                 ) {
                     out.truncate(start);
                     return rejected(e, designations_file);
                 }
+                if scratch.credits.is_empty() && window_miss.is_none() {
+                    window_miss = index
+                        .closed_window(line, designations, seg.from, role, p.window_months)
+                        .map(|d| d.line);
+                }
                 for c in scratch.credits.drain(..) {
-                    match credit_accrual(p, pi, seg, rate, total_days, c, &mut window_miss) {
+                    match credit_accrual(p, pi, seg, rate, total_days, c) {
                         Ok(Some(a)) => out.push(a),
                         Ok(None) => {}
                         Err(what) => {
@@ -839,11 +843,9 @@ fn usage_program<'a, 'p>(
             if !d.valid_on(date) {
                 continue;
             }
-            if let (Some(w), Some(f)) = (p.window_months, d.valid_from) {
-                if date >= add_months(f, w) {
-                    window = window.or(Some(d));
-                    continue;
-                }
+            if window_closed(d, p.window_months, date) {
+                window = window.or(Some(d));
+                continue;
             }
             split.push(Credit {
                 partner_id: &d.partner_id,
@@ -1260,6 +1262,49 @@ rate = "0.01"
                 assert_eq!(reason, Reason::OutsideWindow);
                 assert!(detail.contains("36-month window"), "{detail}");
                 assert!(detail.contains("resale: no RESELLER credit"), "{detail}");
+            }
+            o => panic!("{o:?}"),
+        }
+    }
+
+    /// A designation whose window has closed credits nothing and takes part
+    /// in nothing, whatever the rows' order: a partner re-designated (a
+    /// 2020 row, window closed in 2023, and a 2026 row) is paid through the
+    /// open one; an expired partner beside the current one neither halves
+    /// its credit (`split`) nor makes the line a conflict (`reject`). As a
+    /// usage row is paid.
+    #[test]
+    fn a_closed_window_credits_nothing_whatever_the_rows_order() {
+        let row = |line: u64, partner: &str, year: i32| Designation {
+            line,
+            partner_id: partner.into(),
+            ..dsg((year, 1, 1))
+        };
+        let charge = line((2026, 10, 1), "100.00", None);
+        for conflicts in ["split", "reject", "latest-wins"] {
+            let rules = parse_rules(&format!("conflicts = \"{conflicts}\"\n{RULES}")).unwrap();
+            for rows in [
+                vec![row(2, "p1", 2020), row(3, "p1", 2026)],
+                vec![row(2, "p1", 2026), row(3, "p1", 2020)],
+                vec![row(2, "p0", 2020), row(3, "p1", 2026)],
+                vec![row(2, "p1", 2026), row(3, "p0", 2020)],
+            ] {
+                let idx = DesignationIndex::new(rows.clone());
+                let (o, acc) = run(&rules, &idx, &charge);
+                assert_eq!(o, Outcome::Accrued, "{conflicts} {rows:?}");
+                assert_eq!(acc, ["por:p1:4.0000"], "{conflicts} {rows:?}");
+            }
+        }
+        // Only closed windows: not eligible, naming one.
+        let rules = parse_rules(RULES).unwrap();
+        let idx = DesignationIndex::new(vec![row(2, "p0", 2020), row(3, "p1", 2021)]);
+        match run(&rules, &idx, &charge).0 {
+            Outcome::NotEligible { reason, detail } => {
+                assert_eq!(reason, Reason::OutsideWindow);
+                assert!(
+                    detail.contains("window of the designation (d.csv line 2)"),
+                    "{detail}"
+                );
             }
             o => panic!("{o:?}"),
         }

@@ -148,6 +148,34 @@ impl Role {
     }
 }
 
+/// What a program decides of who is credited ([`DesignationIndex::credits`]):
+/// the rules' conflict policy and the program's window, in months from a
+/// designation's `valid_from` (`None`: no window).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Terms {
+    pub conflicts: ConflictPolicy,
+    pub window_months: Option<u32>,
+}
+
+impl From<ConflictPolicy> for Terms {
+    /// No window.
+    fn from(conflicts: ConflictPolicy) -> Terms {
+        Terms {
+            conflicts,
+            window_months: None,
+        }
+    }
+}
+
+/// Whether `d`'s window of `months` from its `valid_from` has closed by
+/// `date` (the window's end is exclusive).
+pub fn window_closed(d: &Designation, months: Option<u32>, date: NaiveDate) -> bool {
+    match (months, d.valid_from) {
+        (Some(w), Some(from)) => date >= crate::dates::add_months(from, w),
+        _ => false,
+    }
+}
+
 impl From<Association> for Role {
     fn from(a: Association) -> Role {
         Role {
@@ -301,13 +329,41 @@ impl DesignationIndex {
         self.customer(customer_key).iter()
     }
 
+    /// The first of `designations` that would credit `role` on `line` on
+    /// `date` but for its window of `months` having closed: why a line no
+    /// designation credits is not eligible ([`DesignationIndex::credits`]).
+    pub fn closed_window<'a>(
+        &self,
+        line: &BillingLine<'a>,
+        designations: &'a [Designation],
+        date: NaiveDate,
+        role: Role,
+        months: Option<u32>,
+    ) -> Option<&'a Designation> {
+        months?;
+        designations.iter().find(|d| {
+            role.holds(d.association)
+                && d.valid_on(date)
+                && window_closed(d, months, date)
+                && d.workload.is_empty()
+                && d.subscription_id
+                    .as_deref()
+                    .is_none_or(|s| subscription_matches(s, line))
+        })
+    }
+
     /// Appends to `out` the credits of `role` on `line`, dated `date`, each
     /// under the association of its designation. `designations` are the
     /// line's customer's ([`DesignationIndex::customer`]).
     ///
     /// A designation for the line's subscription takes precedence over the
     /// customer-wide designations of the same role. When several partners
-    /// hold an exclusive role (POR/DPOR, CPOR) at once, `policy` decides.
+    /// hold an exclusive role (POR/DPOR, CPOR) at once, the `terms`' conflict
+    /// policy decides. A designation whose window (the `terms`' months from
+    /// its `valid_from`) has closed by `date` credits nothing and takes part
+    /// in none of this: whatever the rows' order, a partner's later row
+    /// whose window is open credits it, and an expired partner neither
+    /// halves nor blocks the current one's credit.
     /// A reseller or Tier 1 partner is credited under the designations'
     /// spelling of its ID ([`DesignationIndex::partner_spelling`]).
     pub fn credits<'a>(
@@ -316,9 +372,13 @@ impl DesignationIndex {
         designations: &'a [Designation],
         date: NaiveDate,
         role: Role,
-        policy: ConflictPolicy,
+        terms: impl Into<Terms>,
         out: &mut Vec<Credit<'a>>,
     ) -> Result<(), AttributionError> {
+        let Terms {
+            conflicts: policy,
+            window_months,
+        } = terms.into();
         let a = role.lead;
         match a {
             Association::Reseller => {
@@ -349,6 +409,7 @@ impl DesignationIndex {
         for d in designations {
             if !role.holds(d.association)
                 || !d.valid_on(date)
+                || window_closed(d, window_months, date)
                 || !d.workload.is_empty()
                 || !d
                     .subscription_id
