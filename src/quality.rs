@@ -33,22 +33,6 @@ impl fmt::Display for Issue {
     }
 }
 
-fn overlaps(a: &Designation, b: &Designation) -> bool {
-    let a_from = a.valid_from.unwrap_or(NaiveDate::MIN);
-    let b_from = b.valid_from.unwrap_or(NaiveDate::MIN);
-    let a_to = a.valid_to.unwrap_or(NaiveDate::MAX);
-    let b_to = b.valid_to.unwrap_or(NaiveDate::MAX);
-    a_from < b_to && b_from < a_to
-}
-
-/// Whether two rows credit the same lines: the same workload, and the same
-/// subscription or both customer-wide. (Where a subscription's own row
-/// applies, the customer-wide rows of its association do not: see
-/// `crate::attribute`.)
-fn same_scope(a: &Designation, b: &Designation) -> bool {
-    a.workload == b.workload && a.subscription_id == b.subscription_id
-}
-
 /// Partner IDs that are one ID (equal under [`crate::ingest::id_key`]) but
 /// spelled differently on different rows (`P-A` and `p-a`): one issue per
 /// partner, naming the first row of each spelling, in file order. `run`
@@ -109,136 +93,317 @@ pub fn partner_spellings<'a>(
 }
 
 /// Checks all designations; rows must be valid individually already.
+///
+/// Rows are compared within one scope (customer, role, workload and
+/// subscription) by a sweep over their start dates, never pair by pair:
+/// a file of thousands of open-ended rows of one customer is checked in
+/// O(n log n) time and O(n) memory. Of each kind of overlap (one partner
+/// through two rows, two partners of an exclusive association, a POR and a
+/// DPOR partner) a scope reports its first [`PAIRS_NAMED`] pairs and counts
+/// the rest; explicit shares above 1 are reported at the first
+/// [`PAIRS_NAMED`] start dates where the set of shares changed.
 pub fn check_designations<'a>(
     rows: impl IntoIterator<Item = &'a Designation> + Clone,
     file: &str,
 ) -> Vec<Issue> {
     let mut issues = partner_spellings(rows.clone(), file);
-    let mut by_group: BTreeMap<(&str, Association), Vec<&Designation>> = BTreeMap::new();
+    // Per scope: customer, association, workload, subscription (two rows
+    // credit the same lines only in one scope; where a subscription's own
+    // row applies, the customer-wide rows of its association do not: see
+    // `crate::attribute`).
+    type Scope<'a> = (&'a str, Association, &'a str, Option<&'a str>);
+    let mut by_scope: BTreeMap<Scope<'a>, Vec<&'a Designation>> = BTreeMap::new();
     for d in rows {
-        by_group
-            .entry((&d.customer_id, d.association))
+        by_scope
+            .entry((
+                &d.customer_id,
+                d.association,
+                &d.workload,
+                d.subscription_id.as_deref(),
+            ))
             .or_default()
             .push(d);
     }
+    for ds in by_scope.values_mut() {
+        ds.sort_by_key(|d| (start(d), d.line));
+    }
+    let scope_text = |d: &Designation| {
+        if d.workload.is_empty() {
+            String::new()
+        } else {
+            format!(" and workload {}", d.workload)
+        }
+    };
     // POR and DPOR are one role, the partner of record: a POR row and a
     // DPOR row of two partners for the same scope at once are two partners
     // of record.
-    for ((customer, assoc), pors) in &by_group {
+    for ((customer, assoc, workload, sub), pors) in &by_scope {
         if *assoc != Association::Por {
             continue;
         }
-        let Some(dpors) = by_group.get(&(*customer, Association::Dpor)) else {
+        let Some(dpors) = by_scope.get(&(*customer, Association::Dpor, *workload, *sub)) else {
             continue;
         };
-        for a in pors {
-            for b in dpors {
-                if !same_partner(a, b) && overlaps(a, b) && same_scope(a, b) {
-                    issues.push(Issue {
-                        file: file.into(),
-                        lines: vec![a.line.min(b.line), a.line.max(b.line)],
-                        message: format!(
-                            "a POR partner ({}) and a DPOR partner ({}) for the same subscription{} of customer {customer} at the same time; \
-                             POR and DPOR are one role, the partner of record, which Microsoft allows one partner at a time \
-                             (a program paying both follows the rules' `conflicts` policy)",
-                            a.partner_id,
-                            b.partner_id,
-                            if a.workload.is_empty() { String::new() } else { format!(" and workload {}", a.workload) }
-                        ),
-                    });
-                }
-            }
-        }
+        let mut both: Vec<&Designation> = pors.iter().chain(dpors).copied().collect();
+        both.sort_by_key(|d| (start(d), d.line));
+        let (pairs, total) = overlapping_pairs(&both, Pairs::PorWithDpor);
+        report(&mut issues, file, &pairs, total, |a, b| {
+            let (por, dpor) = if a.association == Association::Por {
+                (a, b)
+            } else {
+                (b, a)
+            };
+            format!(
+                "a POR partner ({}) and a DPOR partner ({}) for the same subscription{} of customer {customer} at the same time; \
+                 POR and DPOR are one role, the partner of record, which Microsoft allows one partner at a time \
+                 (a program paying both follows the rules' `conflicts` policy)",
+                por.partner_id,
+                dpor.partner_id,
+                scope_text(por)
+            )
+        });
     }
-    for ((customer, assoc), ds) in by_group {
-        // Shares: at the start of each row, the explicit shares active in its scope.
-        let mut reported: Vec<Vec<u64>> = Vec::new();
-        for d in &ds {
-            let at = d.valid_from.unwrap_or(NaiveDate::MIN);
-            let active: Vec<&&Designation> = ds
-                .iter()
-                .filter(|o| o.valid_on(at) || (o.valid_from.is_none() && d.valid_from.is_none()))
-                .filter(|o| same_scope(d, o))
-                .collect();
-            let sum: Decimal = active.iter().filter_map(|o| o.share).sum();
-            if sum > Decimal::ONE {
-                let mut lines: Vec<u64> = active
-                    .iter()
-                    .filter(|o| o.share.is_some())
-                    .map(|o| o.line)
-                    .collect();
-                lines.sort();
-                if !reported.contains(&lines) {
-                    issues.push(Issue {
-                        file: file.into(),
-                        lines: lines.clone(),
-                        message: format!(
-                            "{assoc} shares for customer {customer} sum to {} on {}: at most 1 is allowed",
-                            sum.normalize(),
-                            if at == NaiveDate::MIN { "every date".to_string() } else { at.to_string() }
-                        ),
-                    });
-                    reported.push(lines);
-                }
-            }
-        }
-        for (i, a) in ds.iter().enumerate() {
-            for b in &ds[i + 1..] {
-                if same_partner(a, b) && overlaps(a, b) && same_scope(a, b) {
-                    let how = if a.share == b.share {
-                        "it counts once".to_string()
-                    } else {
-                        let s = |d: &Designation| {
-                            d.share
-                                .map_or("none".to_string(), |s| s.normalize().to_string())
-                        };
-                        format!(
-                            "with different shares ({} and {}), the lines they cover are rejected",
-                            s(a),
-                            s(b)
-                        )
-                    };
-                    issues.push(Issue {
-                        file: file.into(),
-                        lines: vec![a.line, b.line],
-                        message: format!(
-                            "partner {} holds {assoc} for customer {customer} through both rows at \
-                             the same time: {how}",
-                            a.partner_id
-                        ),
-                    });
-                }
-            }
-        }
-        if crate::attribute::is_exclusive(assoc) {
-            for (i, a) in ds.iter().enumerate() {
-                for b in &ds[i + 1..] {
-                    if !same_partner(a, b) && overlaps(a, b) && same_scope(a, b) {
-                        issues.push(Issue {
-                            file: file.into(),
-                            lines: vec![a.line, b.line],
-                            message: format!(
-                                "two {assoc} partners ({} and {}) for the same subscription{} of customer {customer} at the same time; \
-                                 Microsoft allows one at a time (the rules' `conflicts` policy decides)",
-                                a.partner_id,
-                                b.partner_id,
-                                if a.workload.is_empty() { String::new() } else { format!(" and workload {}", a.workload) }
-                            ),
-                        });
-                    }
-                }
-            }
+    for ((customer, assoc, _, _), ds) in &by_scope {
+        share_sums(&mut issues, file, ds, customer, *assoc);
+        let (pairs, total) = overlapping_pairs(ds, Pairs::SamePartner);
+        report(&mut issues, file, &pairs, total, |a, b| {
+            let how = if a.share == b.share {
+                "it counts once".to_string()
+            } else {
+                let s = |d: &Designation| {
+                    d.share
+                        .map_or("none".to_string(), |s| s.normalize().to_string())
+                };
+                format!(
+                    "with different shares ({} and {}), the lines they cover are rejected",
+                    s(a),
+                    s(b)
+                )
+            };
+            format!(
+                "partner {} holds {assoc} for customer {customer} through both rows at \
+                 the same time: {how}",
+                a.partner_id
+            )
+        });
+        if crate::attribute::is_exclusive(*assoc) {
+            let (pairs, total) = overlapping_pairs(ds, Pairs::OtherPartner);
+            report(&mut issues, file, &pairs, total, |a, b| {
+                format!(
+                    "two {assoc} partners ({} and {}) for the same subscription{} of customer {customer} at the same time; \
+                     Microsoft allows one at a time (the rules' `conflicts` policy decides)",
+                    a.partner_id,
+                    b.partner_id,
+                    scope_text(a)
+                )
+            });
         }
     }
     issues
 }
 
-/// Whether two rows name one partner: IDs are case-insensitive, so `P-A`
-/// and `p-a` are one partner (whose two spellings are an issue of their
-/// own, [`partner_spellings`]), never two DPOR partners of one customer.
-fn same_partner(a: &Designation, b: &Designation) -> bool {
-    a.partner_id == b.partner_id
-        || crate::ingest::id_key(&a.partner_id) == crate::ingest::id_key(&b.partner_id)
+/// How many pairs of each kind, and share sums, a scope names; the rest
+/// are counted in the last one named.
+pub const PAIRS_NAMED: usize = 10;
+
+/// A row's start, for sorting and sweeping: the earliest date when it has
+/// none.
+fn start(d: &Designation) -> NaiveDate {
+    d.valid_from.unwrap_or(NaiveDate::MIN)
+}
+
+/// A row's end (exclusive): the latest date when it has none.
+fn end(d: &Designation) -> NaiveDate {
+    d.valid_to.unwrap_or(NaiveDate::MAX)
+}
+
+/// Which overlapping pairs [`overlapping_pairs`] finds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pairs {
+    /// One partner through two rows.
+    SamePartner,
+    /// Two partners.
+    OtherPartner,
+    /// A POR row and a DPOR row of two partners.
+    PorWithDpor,
+}
+
+/// The first [`PAIRS_NAMED`] pairs of overlapping rows of kind `which`
+/// among `rows` (one scope, sorted by start, then line), each as (the row
+/// starting first, the other), and how many there are in all. A sweep over
+/// the starts: the rows still valid at a row's start are the ones it
+/// overlaps (they started no later, and end after it starts), counted per
+/// association and partner (an ID in any letter case is one partner: `P-A`
+/// and `p-a`, whose two spellings are an issue of their own, are never two
+/// DPOR partners), so counting all pairs is O(n log n); the named
+/// ones are found by walking those rows, which stops once enough are named.
+fn overlapping_pairs<'a>(
+    rows: &[&'a Designation],
+    which: Pairs,
+) -> (Vec<(&'a Designation, &'a Designation)>, u64) {
+    use std::cmp::Reverse;
+    use std::collections::{BTreeSet, BinaryHeap, HashMap};
+    let keys: Vec<String> = rows
+        .iter()
+        .map(|d| crate::ingest::id_key(&d.partner_id))
+        .collect();
+    let mut alive: BTreeSet<usize> = BTreeSet::new();
+    let mut ends: BinaryHeap<Reverse<(NaiveDate, usize)>> = BinaryHeap::new();
+    let mut by_partner: HashMap<(Association, &str), u64> = HashMap::new();
+    let mut by_association: HashMap<Association, u64> = HashMap::new();
+    let mut named = Vec::new();
+    let mut total = 0u64;
+    for (j, b) in rows.iter().enumerate() {
+        while let Some(&Reverse((to, i))) = ends.peek() {
+            if to > start(b) {
+                break;
+            }
+            ends.pop();
+            alive.remove(&i);
+            *by_partner
+                .entry((rows[i].association, keys[i].as_str()))
+                .or_default() -= 1;
+            *by_association.entry(rows[i].association).or_default() -= 1;
+        }
+        let other = match (which, b.association) {
+            (Pairs::PorWithDpor, Association::Por) => Association::Dpor,
+            (Pairs::PorWithDpor, _) => Association::Por,
+            _ => b.association,
+        };
+        let same = by_partner
+            .get(&(other, keys[j].as_str()))
+            .copied()
+            .unwrap_or(0);
+        let n = match which {
+            Pairs::SamePartner => same,
+            _ => by_association.get(&other).copied().unwrap_or(0) - same,
+        };
+        total += n;
+        if n > 0 && named.len() < PAIRS_NAMED {
+            for &i in &alive {
+                let a = rows[i];
+                let same_partner = keys[i] == keys[j];
+                let pair = a.association == other
+                    && match which {
+                        Pairs::SamePartner => same_partner,
+                        _ => !same_partner,
+                    };
+                if pair {
+                    named.push((a, *b));
+                    if named.len() == PAIRS_NAMED {
+                        break;
+                    }
+                }
+            }
+        }
+        alive.insert(j);
+        ends.push(Reverse((end(b), j)));
+        *by_partner
+            .entry((b.association, keys[j].as_str()))
+            .or_default() += 1;
+        *by_association.entry(b.association).or_default() += 1;
+    }
+    (named, total)
+}
+
+/// One issue per named pair (lines in order), the message from `message`
+/// of the pair; the last one counts the pairs not named.
+fn report(
+    issues: &mut Vec<Issue>,
+    file: &str,
+    pairs: &[(&Designation, &Designation)],
+    total: u64,
+    message: impl Fn(&Designation, &Designation) -> String,
+) {
+    for (k, (a, b)) in pairs.iter().enumerate() {
+        let mut message = message(a, b);
+        let rest = total - pairs.len() as u64;
+        if k + 1 == pairs.len() && rest > 0 {
+            message.push_str(&format!(" (and {rest} more pairs of rows like these)"));
+        }
+        issues.push(Issue {
+            file: file.into(),
+            lines: vec![a.line.min(b.line), a.line.max(b.line)],
+            message,
+        });
+    }
+}
+
+/// Explicit shares of one scope's rows (sorted by start, then line) that
+/// add up to more than 1 at a row's start: a sweep with a running sum,
+/// reported where the set of rows with shares changed, at the first
+/// [`PAIRS_NAMED`] such dates (the last counting the rest).
+fn share_sums(
+    issues: &mut Vec<Issue>,
+    file: &str,
+    ds: &[&Designation],
+    customer: &str,
+    assoc: Association,
+) {
+    use std::cmp::Reverse;
+    use std::collections::{BTreeSet, BinaryHeap};
+    let mut alive: BTreeSet<(u64, usize)> = BTreeSet::new();
+    let mut ends: BinaryHeap<Reverse<(NaiveDate, usize)>> = BinaryHeap::new();
+    let mut sum = Decimal::ZERO;
+    // Bumped when a row with a share comes or goes: an unchanged set is
+    // not reported twice.
+    let (mut version, mut reported) = (0u64, None);
+    let mut named = 0usize;
+    let mut more = 0u64;
+    let mut j = 0;
+    while j < ds.len() {
+        let at = start(ds[j]);
+        while j < ds.len() && start(ds[j]) == at {
+            let d = ds[j];
+            ends.push(Reverse((end(d), j)));
+            if let Some(s) = d.share {
+                alive.insert((d.line, j));
+                sum += s;
+                version += 1;
+            }
+            j += 1;
+        }
+        while let Some(&Reverse((to, i))) = ends.peek() {
+            if to > at {
+                break;
+            }
+            ends.pop();
+            if let Some(s) = ds[i].share {
+                alive.remove(&(ds[i].line, i));
+                sum -= s;
+                version += 1;
+            }
+        }
+        if sum <= Decimal::ONE || reported == Some(version) {
+            continue;
+        }
+        reported = Some(version);
+        if named == PAIRS_NAMED {
+            more += 1;
+            continue;
+        }
+        named += 1;
+        issues.push(Issue {
+            file: file.into(),
+            lines: alive.iter().map(|&(line, _)| line).collect(),
+            message: format!(
+                "{assoc} shares for customer {customer} sum to {} on {}: at most 1 is allowed",
+                sum.normalize(),
+                if at == NaiveDate::MIN {
+                    "every date".to_string()
+                } else {
+                    at.to_string()
+                }
+            ),
+        });
+    }
+    if more > 0 {
+        if let Some(last) = issues.last_mut() {
+            last.message.push_str(&format!(
+                " (and on {more} more dates where the rows change)"
+            ));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -264,6 +429,106 @@ mod tests {
             valid_from: from.and_then(|(y, m, dd)| NaiveDate::from_ymd_opt(y, m, dd)),
             valid_to: None,
         }
+    }
+
+    /// The sweep counts exactly the pairs a comparison of every pair
+    /// finds, of each kind, on rows with every kind of start and end
+    /// (none, equal, touching, nested), and names the first ones.
+    #[test]
+    fn the_sweep_counts_every_overlapping_pair() {
+        let mut seed = 7u64;
+        let mut next = |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let day = |n: u64| NaiveDate::from_ymd_opt(2024, 1, 1).unwrap() + chrono::Days::new(n);
+        for _ in 0..200 {
+            let n = 1 + next(14) as usize;
+            let mut rows: Vec<Designation> = (0..n)
+                .map(|i| {
+                    let partner = ["a", "A", "b", "c"][next(4) as usize];
+                    let a = [Association::Por, Association::Dpor][next(2) as usize];
+                    let mut r = d(i as u64 + 2, partner, a, None, None);
+                    let from = next(6);
+                    r.valid_from = (next(4) > 0).then(|| day(from));
+                    r.valid_to = (next(3) > 0).then(|| day(from + 1 + next(5)));
+                    r
+                })
+                .collect();
+            rows.sort_by_key(|d| (start(d), d.line));
+            let refs: Vec<&Designation> = rows.iter().collect();
+            let overlap = |a: &Designation, b: &Designation| start(a) < end(b) && start(b) < end(a);
+            let same = |a: &Designation, b: &Designation| {
+                crate::ingest::id_key(&a.partner_id) == crate::ingest::id_key(&b.partner_id)
+            };
+            let brute = |keep: &dyn Fn(&Designation, &Designation) -> bool| {
+                let mut n = 0u64;
+                for (i, a) in rows.iter().enumerate() {
+                    for b in &rows[i + 1..] {
+                        n += u64::from(overlap(a, b) && keep(a, b));
+                    }
+                }
+                n
+            };
+            for (which, keep) in [
+                (
+                    Pairs::SamePartner,
+                    &(|a: &Designation, b: &Designation| {
+                        same(a, b) && a.association == b.association
+                    }) as &dyn Fn(&Designation, &Designation) -> bool,
+                ),
+                (Pairs::OtherPartner, &|a: &Designation, b: &Designation| {
+                    !same(a, b) && a.association == b.association
+                }),
+                (Pairs::PorWithDpor, &|a: &Designation, b: &Designation| {
+                    !same(a, b) && a.association != b.association
+                }),
+            ] {
+                let (named, total) = overlapping_pairs(&refs, which);
+                assert_eq!(total, brute(keep), "{rows:?}");
+                assert_eq!(named.len() as u64, total.min(PAIRS_NAMED as u64));
+                assert!(named.iter().all(|(a, b)| overlap(a, b) && keep(a, b)));
+            }
+        }
+    }
+
+    /// Thousands of open-ended rows of one customer (a designations export
+    /// that appends a row at each re-confirmation) give a few issues that
+    /// count the rest, not millions (a 4,000-row file took 5.3 GB).
+    #[test]
+    fn many_overlapping_rows_are_counted_not_listed() {
+        let rows: Vec<Designation> = (0..4000u64)
+            .map(|i| {
+                let from = NaiveDate::from_ymd_opt(2020, 1, 1).unwrap() + chrono::Days::new(i);
+                let mut r = d(
+                    i + 2,
+                    &format!("p{}", i % 50),
+                    Association::Dpor,
+                    Some("0.5"),
+                    None,
+                );
+                r.valid_from = Some(from);
+                r
+            })
+            .collect();
+        let issues = check_designations(&rows, "d.csv");
+        assert_eq!(issues.len(), 3 * PAIRS_NAMED, "{issues:?}");
+        let all = 4000 * 3999 / 2;
+        let same = 50 * (80 * 79 / 2);
+        let text: Vec<String> = issues.iter().map(|i| i.to_string()).collect();
+        let counted = |n: u64| {
+            text.iter()
+                .any(|t| t.ends_with(&format!("(and {n} more pairs of rows like these)")))
+        };
+        assert!(counted(same - PAIRS_NAMED as u64), "{text:?}");
+        assert!(counted(all - same - PAIRS_NAMED as u64), "{text:?}");
+        assert!(
+            text.iter()
+                .any(|t| t.contains("more dates where the rows change")),
+            "{text:?}"
+        );
     }
 
     #[test]
