@@ -592,8 +592,24 @@ impl BillingLayout {
         }
     }
 
-    /// Parses one record. The caller has checked the field count.
+    /// Parses one record. The caller has checked the field count. A record
+    /// that repeats the header (files joined one after another) is named as
+    /// such, not by the first field it fails on ("not a date").
     pub fn parse<'r, R: Fields>(&self, rec: &'r R) -> Result<BillingLine<'r>, RowError> {
+        self.parse_fields(rec).map_err(|e| {
+            let fields = (0..rec.count()).map(|i| rec.field(i).unwrap_or_default());
+            match super::records::LineProblem::header_again(fields, &self.header) {
+                Some(p) => RowError {
+                    column: p.column,
+                    value: p.value,
+                    reason: p.reason,
+                },
+                None => e,
+            }
+        })
+    }
+
+    fn parse_fields<'r, R: Fields>(&self, rec: &'r R) -> Result<BillingLine<'r>, RowError> {
         let focus = self.format == BillingFormat::Focus;
         let whole = simdutf8::basic::from_utf8(rec.whole()).ok();
         // FOCUS tax rows are not revenue: read (so that they are counted as not

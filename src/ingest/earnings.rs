@@ -726,12 +726,14 @@ fn read_rows(
                             }
                         }
                         go = match parse_row(&layout, idx as u32, row.line, &text) {
-                            Err((column, value, reason)) => f(Read::Row(Err(reject(
-                                row.line,
-                                column.to_string(),
-                                value,
-                                reason,
-                            )))),
+                            Err((column, value, reason)) => {
+                                let (column, value, reason) =
+                                    match LineProblem::header_again(r.iter(), &header.fields) {
+                                        Some(p) => (p.column, p.value, p.reason),
+                                        None => (column.to_string(), value, reason),
+                                    };
+                                f(Read::Row(Err(reject(row.line, column, value, reason))))
+                            }
                             Ok(e) => f(Read::Row(Ok(&e))),
                         };
                         spare = crate::util::recycle(text);

@@ -209,6 +209,38 @@ pub struct LineProblem {
 }
 
 impl LineProblem {
+    /// A record that repeats the header (`header`, as written), when
+    /// `fields` is one: two files joined one after another. Named as such,
+    /// not by the first field it fails on ("not a date").
+    pub fn header_again<'a>(
+        mut fields: impl ExactSizeIterator<Item = &'a [u8]>,
+        header: &[String],
+    ) -> Option<LineProblem> {
+        if fields.len() != header.len() || header.is_empty() {
+            return None;
+        }
+        let mut first = None;
+        for name in header {
+            let field = fields.next()?;
+            let text = String::from_utf8_lossy(field);
+            if !text
+                .trim()
+                .trim_start_matches('\u{feff}')
+                .eq_ignore_ascii_case(name.trim().trim_start_matches('\u{feff}'))
+            {
+                return None;
+            }
+            first.get_or_insert(text.into_owned());
+        }
+        Some(LineProblem {
+            column: header[0].clone(),
+            value: first.unwrap_or_default(),
+            reason: "the header line again, not a row of data (files joined one after \
+                     another? give porledger each file on its own)"
+                .into(),
+        })
+    }
+
     /// A record of `found` fields under a header of `header`: never read
     /// field by field, since its values would sit under other columns' names
     /// (an unquoted comma shifts every later field) or be missing (a line cut
@@ -533,7 +565,7 @@ pub fn for_each_text_row(
                         }
                     }
                 }
-                match bad {
+                match bad.or_else(|| LineProblem::header_again(r.iter(), header)) {
                     Some(p) => f(row.line, Err(p)),
                     None => f(row.line, Ok(&text)),
                 }

@@ -492,6 +492,42 @@ fn b6_semicolon_files_read_decimal_points_and_refuse_ambiguous_dots() {
     );
 }
 
+/// Two exports joined one after another: the second header is a rejected
+/// row named as the header again (it was "not a date"), and every line of
+/// both is accounted for.
+#[test]
+fn b6_a_header_repeated_mid_file_is_named_as_such() {
+    let lines = invoice_lines();
+    let mut joined = lines[..4].to_vec();
+    joined.extend(lines.iter().cloned());
+    let (_d, o) = run_invoice(&(joined.join("\r\n") + "\r\n"));
+    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    let rejects = rejects_csv(&o);
+    assert!(
+        rejects.contains(",5,PartnerId,PartnerId,\"the header line again, not a row of data"),
+        "{rejects}"
+    );
+    assert_eq!(rejects.lines().count(), 2, "{rejects}");
+    // The readers of small files (designations, usage, FX) the same way.
+    let header = "customer_id,partner_id,partner_name,association,workload,subscription_id,share,valid_from,valid_to\n";
+    let text = format!(
+        "{header}c1,P1,A,DPOR,,,,2025-01-01,\n{}",
+        header.to_uppercase()
+    );
+    let d = parse_designations("d.csv", text.as_bytes()).unwrap();
+    assert_eq!(d.rows.len(), 1);
+    assert_eq!(d.rejects.len(), 1, "{:?}", d.rejects);
+    assert_eq!(
+        (d.rejects[0].line, d.rejects[0].column.as_str()),
+        (3, "customer_id")
+    );
+    assert!(
+        d.rejects[0].reason.starts_with("the header line again"),
+        "{:?}",
+        d.rejects
+    );
+}
+
 #[test]
 fn b6_non_ascii_customer_id_matches_between_files() {
     let text = invoice_with(&[(0, &|l: &str| {
