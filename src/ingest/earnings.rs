@@ -809,23 +809,32 @@ fn parse_row<'a>(
             "not an ISO 4217 currency code".to_string(),
         )
     })?;
+    // A `;` file is an Excel re-save: its numbers are read as every `;`
+    // input's (decimal comma or point, `1.234` refused as ambiguous).
+    let semicolon = l.delimiter == b';';
+    let why = |e: crate::money::AmountError, what: &str| match e {
+        crate::money::AmountError::Ambiguous => {
+            crate::money::AMBIGUOUS_IN_SEMICOLON_FILE.to_string()
+        }
+        crate::money::AmountError::Invalid => what.to_string(),
+    };
     let amount_text = get(EField::EarningAmount);
-    let amount = parse_amount(amount_text, false).map_err(|_| {
+    let amount = parse_amount(amount_text, semicolon).map_err(|e| {
         (
             name(EField::EarningAmount),
             amount_text.to_string(),
-            "not an exact decimal amount".to_string(),
+            why(e, "not an exact decimal amount"),
         )
     })?;
     let rate_text = get(EField::EarningRate);
     let rate = match rate_text.trim_end_matches('%').trim() {
         "" => None,
         r => {
-            let pct = parse_amount(r, false).map_err(|_| {
+            let pct = parse_amount(r, semicolon).map_err(|e| {
                 (
                     name(EField::EarningRate),
                     rate_text.to_string(),
-                    "not a decimal percentage".to_string(),
+                    why(e, "not a decimal percentage"),
                 )
             })?;
             Some(
@@ -1013,6 +1022,27 @@ mod tests {
         assert!(
             reasons[2].1.starts_with("not a date (expected"),
             "{reasons:?}"
+        );
+    }
+
+    /// A `;`-separated export (an Excel re-save) reads its numbers as every
+    /// `;` input does: a decimal comma or point; `1.234` is refused as
+    /// ambiguous, not read as 1.234 in one reader and 1234 in another.
+    #[test]
+    fn a_semicolon_file_reads_its_numbers_as_every_semicolon_input() {
+        let text =
+            "participantId;transactionDate;transactionCurrency;earningAmount;customerTenantId\n\
+                    1;2026-01-05;EUR;1.234,5;C1\n\
+                    2;2026-01-05;EUR;1234.5;C2\n\
+                    3;2026-01-05;EUR;1.234;C3\n";
+        let (rows, r) = read("e.csv", text.as_bytes());
+        let amounts: Vec<Decimal> = rows.iter().map(|r| r.3).collect();
+        assert_eq!(amounts, [Decimal::new(12345, 1), Decimal::new(12345, 1)]);
+        assert_eq!(r.rejects.len(), 1);
+        assert!(
+            r.rejects[0].reason.starts_with("ambiguous"),
+            "{:?}",
+            r.rejects
         );
     }
 
