@@ -33,7 +33,12 @@ pub enum Fatal {
     #[error(transparent)]
     History(#[from] crate::history::HistoryError),
     #[error("{count} rows rejected, more than --max-rejects {max}: nothing was published (the first of them are listed above, unless --quiet; `porledger validate --show N` lists them; raise --max-rejects to publish anyway)")]
-    TooManyRejects { count: u64, max: u64 },
+    TooManyRejects {
+        count: u64,
+        max: u64,
+        /// The first rejected rows, listed before the message.
+        samples: Vec<crate::ingest::designations::Reject>,
+    },
 }
 
 impl Fatal {

@@ -1716,6 +1716,7 @@ fn collect_one(
             c.failure = Some(Fatal::TooManyRejects {
                 count: c.rejects,
                 max,
+                samples: c.samples.clone(),
             });
         }
     }
@@ -1983,7 +1984,11 @@ pub fn stream(
             if let Some(max) = settings.max_rejects {
                 let total = prior_rejects + streamed.rejects;
                 if total > max {
-                    return Err(Fatal::TooManyRejects { count: total, max });
+                    return Err(Fatal::TooManyRejects {
+                        count: total,
+                        max,
+                        samples: std::mem::take(&mut streamed.reject_samples),
+                    });
                 }
             }
             streamed.fold.merge(std::mem::take(&mut usage.output.fold));

@@ -280,14 +280,27 @@ fn stream_rows(
     }
     sink.rejects(&early_rejects)?;
     let prior = early_rejects.len() as u64;
-    if prior > s.max_rejects {
+    // More rejects than --max-rejects: the first of them (those of the
+    // designations, usage and FX, then the billing lines'), listed before
+    // the error that says so.
+    let too_many = |count: u64, samples: &[crate::ingest::designations::Reject]| {
+        let samples: Vec<_> = early_rejects
+            .iter()
+            .chain(samples)
+            .take(20)
+            .cloned()
+            .collect();
         if !s.quiet {
-            console::print_rejects(&early_rejects[..early_rejects.len().min(20)], prior);
+            console::print_rejects(&samples, count);
         }
-        return Err(Fatal::TooManyRejects {
-            count: prior,
+        Fatal::TooManyRejects {
+            count,
             max: s.max_rejects,
-        });
+            samples,
+        }
+    };
+    if prior > s.max_rejects {
+        return Err(too_many(prior, &[]));
     }
     let bar = Bar::new(inputs.files.iter().map(|f| f.size).sum(), !s.quiet);
     let mut settings = s.inputs.stream(Some(s.period), Some(s.max_rejects));
@@ -299,7 +312,10 @@ fn stream_rows(
     });
     let streamed = pipeline::stream(inputs, &settings, &mut sink, &bar, prior);
     bar.finish();
-    let mut streamed = streamed?;
+    let mut streamed = streamed.map_err(|e| match e {
+        Fatal::TooManyRejects { count, samples, .. } => too_many(count, &samples),
+        e => e,
+    })?;
     console::phase_memory("streamed");
     // One partner in two letter cases on billing lines: refused before any
     // statement is written, naming the lines.

@@ -687,6 +687,26 @@ fn too_many_rejects_publish_nothing_and_keep_the_previous_output() {
         "{}",
         stderr(&o)
     );
+    // Without --quiet, the first of them are listed before the error that
+    // says so, billing lines' included (the error said so, and listed only
+    // designations').
+    let o = command()
+        .current_dir(f.dir.path())
+        .args(["run", "--period", "2026-10", "--billing", "billing"])
+        .args([
+            "--designations",
+            "designations.csv",
+            "--rules",
+            "rules.toml",
+        ])
+        .args(["--out", "out", "--no-pdf", "--max-rejects", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 2);
+    let err = stderr(&o);
+    let listed = err.find("first rejects (3 in all):\n  billing");
+    let error = err.find("porledger: error: 3 rows rejected");
+    assert!(listed.is_some() && listed < error, "{err}");
     assert_eq!(
         tree(&f.p("out")),
         before,
