@@ -1527,17 +1527,34 @@ impl History {
         &self,
         key: &reverse::ChargeKey,
     ) -> Result<Vec<ClosedAccrual>, HistoryError> {
+        Ok(self.closed_charges_capped(key, usize::MAX, None)?.0)
+    }
+
+    /// [`History::closed_charges`], returning the accruals of at most `cap`
+    /// charges found under a subscription, product and SKU key, and how
+    /// many more charges match: a credit that matches more than one is
+    /// rejected naming a few ([`reverse::one_charge`]), and copying every
+    /// candidate for each credit made a run's time grow as credits x
+    /// candidates (thousands of SKUs of one product, credited without one).
+    /// The closes of period `skip` (the one a run restates) are left out.
+    pub fn closed_charges_capped(
+        &self,
+        key: &reverse::ChargeKey,
+        cap: usize,
+        skip: Option<&str>,
+    ) -> Result<(Vec<ClosedAccrual>, u64), HistoryError> {
         if self.schema < 2 {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), 0));
         }
         if self.schema >= 3 {
-            return self.closed_charges_v3(key);
+            return self.closed_charges_v3(key, cap, skip);
         }
         // The latest version of every closed period (few rows), then per
         // close the heads of the matching charges through its part of a key
         // table, then each matching charge's run of rows by rowid. Asked once
         // per credit line: the statements are prepared once per connection.
-        let closes = self.latest_closes()?;
+        let mut closes = self.latest_closes()?;
+        closes.retain(|(_, period, _)| Some(period.as_str()) != skip);
         let cols = format!("{ACCRUAL_COLUMNS}, line_amount, reverses, rowid, charge_rows");
         let mut heads = self
             .conn
@@ -1662,14 +1679,15 @@ impl History {
                 }
             }
         }
-        Ok(found
+        let found = found
             .into_iter()
             .map(|(accrual, period, version)| ClosedAccrual {
                 accrual,
                 period,
                 version,
             })
-            .collect())
+            .collect();
+        Ok((found, 0))
     }
 
     /// The latest issued version of every closed period: (close id, period,
@@ -1724,10 +1742,16 @@ impl History {
     fn closed_charges_v3(
         &self,
         key: &reverse::ChargeKey,
-    ) -> Result<Vec<ClosedAccrual>, HistoryError> {
+        cap: usize,
+        skip: Option<&str>,
+    ) -> Result<(Vec<ClosedAccrual>, u64), HistoryError> {
         let (kind, prefix, spellings) = self.stored_keys(key);
         let mut found = Vec::new();
+        let (mut taken, mut more) = (0usize, 0u64);
         for (id, period, version) in self.latest_closes()? {
+            if Some(period.as_str()) == skip {
+                continue;
+            }
             if kind == 0 {
                 found.extend(self.close_charges(
                     id,
@@ -1738,14 +1762,19 @@ impl History {
                 )?);
                 continue;
             }
-            // Every charge under the key once per run, then only those whose
-            // dates overlap the credit's are matched.
+            // Every charge under the key that the key matches but for its
+            // dates, once per run (what decides that is the same for every
+            // credit asking this key: the key's spellings are made from it),
+            // then only those whose dates overlap the credit's.
             let cache_key = (id, prefix, spellings.clone());
             if !self.charges.borrow().contains_key(&cache_key) {
-                let all =
-                    self.close_charges(id, (&period, version), (kind, prefix), &spellings, |_| {
-                        true
-                    })?;
+                let all = self.close_charges(
+                    id,
+                    (&period, version),
+                    (kind, prefix),
+                    &spellings,
+                    |head| reverse::matches_but_dates(key, head),
+                )?;
                 let cached = cached_charges(all);
                 self.charges.borrow_mut().insert(cache_key.clone(), cached);
             }
@@ -1754,12 +1783,18 @@ impl History {
                 let overlaps = c
                     .dates
                     .is_some_and(|(start, end)| start <= key.charge_end && key.charge_start <= end);
-                if overlaps && reverse::matches(key, &c.accruals[0].accrual) {
+                if !overlaps {
+                    continue;
+                }
+                if taken < cap {
                     found.extend(c.accruals.iter().cloned());
+                    taken += 1;
+                } else {
+                    more += 1;
                 }
             }
         }
-        Ok(found)
+        Ok((found, more))
     }
 
     /// The charges matching `key` in the versions of closed periods that a
@@ -2364,9 +2399,13 @@ impl reverse::ClosedCharges for ClosedLookup {
             .history
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A few charges are enough to name them; the rest are counted.
+        let more = std::cell::Cell::new(0u64);
         let lookup = |key: &reverse::ChargeKey| {
-            let mut found = h.closed_charges(key).map_err(|e| e.to_string())?;
-            found.retain(|c| Some(&c.period) != self.own_period.as_ref());
+            let (found, n) = h
+                .closed_charges_capped(key, reverse::NAMED + 1, self.own_period.as_deref())
+                .map_err(|e| e.to_string())?;
+            more.set(more.get() + n);
             Ok::<_, String>(found)
         };
         // IDs differ in letter case between exports (GUIDs above all). From
@@ -2442,7 +2481,7 @@ impl reverse::ClosedCharges for ClosedLookup {
         if found.iter().any(own) {
             found.retain(own);
         }
-        let Some(accruals) = reverse::one_charge(found)? else {
+        let Some(accruals) = reverse::one_charge(found, more.get())? else {
             return Ok(None);
         };
         reverse::own_customer(key, &accruals)?;
@@ -5412,6 +5451,14 @@ mod tests {
         let found = subs(&any_product);
         assert_eq!(found.len() as u64, skus + 2);
         assert!(found.iter().all(|(s, _)| s == "sub-1"), "{found:?}");
+        // Capped: five charges copied, the others counted; none from a
+        // skipped period.
+        let (five, more) = h.closed_charges_capped(&any_product, 5, None).unwrap();
+        assert_eq!((five.len(), more), (5, skus + 2 - 5));
+        let (none, more) = h
+            .closed_charges_capped(&any_product, 5, Some("2026-10"))
+            .unwrap();
+        assert_eq!((none.len(), more), (0, 0));
     }
 
     /// A damaged block is a clear refusal that names the version, never a

@@ -112,6 +112,27 @@ impl ChargeKey {
 /// reversal row or the accrual of a credit line (a negative line amount): a
 /// credit reverses charges, not other credits.
 pub fn matches(key: &ChargeKey, rec: &AccrualRec) -> bool {
+    if !matches_but_dates(key, rec) {
+        return false;
+    }
+    if key.reference().is_some() {
+        return true;
+    }
+    let date = |s: &Option<String>| {
+        s.as_deref()
+            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+    };
+    let Some(start) = date(&rec.charge_start) else {
+        return false;
+    };
+    let end = date(&rec.charge_end).unwrap_or(start);
+    start <= key.charge_end && key.charge_start <= end
+}
+
+/// [`matches()`] but for the charge dates (of a credit without a reference
+/// ID): what the charges stored under one key of the history share, so
+/// that it is asked once per charge and key, not per credit.
+pub fn matches_but_dates(key: &ChargeKey, rec: &AccrualRec) -> bool {
     let credit = rec
         .line_amount
         .as_deref()
@@ -136,18 +157,7 @@ pub fn matches(key: &ChargeKey, rec: &AccrualRec) -> bool {
         || or_empty(rec.product_id.as_deref()) == id(&key.product_id);
     let sku = key.scope != Scope::Whole
         || or_empty(rec.sku_id.as_deref()) == or_empty(key.sku_id.as_deref());
-    if rec.subscription_id != key.subscription_id || !product || !sku {
-        return false;
-    }
-    let date = |s: &Option<String>| {
-        s.as_deref()
-            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-    };
-    let Some(start) = date(&rec.charge_start) else {
-        return false;
-    };
-    let end = date(&rec.charge_end).unwrap_or(start);
-    start <= key.charge_end && key.charge_start <= end
+    rec.subscription_id == key.subscription_id && product && sku
 }
 
 /// Whether `other` (the head accrual of a charge recorded in another version
@@ -210,7 +220,17 @@ pub trait ClosedCharges: Send + Sync {
 
 /// The matched accruals grouped by the charge (billing line) they belong
 /// to: exactly one group, or an error naming the candidates.
-pub fn one_charge(found: Vec<ClosedAccrual>) -> Result<Option<Vec<ClosedAccrual>>, String> {
+/// How many candidate charges an ambiguous credit's reject names.
+pub const NAMED: usize = 4;
+
+/// The one charge among `found` (accruals of one or more charges, each
+/// charge's together) or an error naming a few of them; `more`: candidate
+/// charges the look-up counted but did not return (see
+/// `History::closed_charges_capped`).
+pub fn one_charge(
+    found: Vec<ClosedAccrual>,
+    more: u64,
+) -> Result<Option<Vec<ClosedAccrual>>, String> {
     let Some(first) = found.first() else {
         return Ok(None);
     };
@@ -220,21 +240,21 @@ pub fn one_charge(found: Vec<ClosedAccrual>) -> Result<Option<Vec<ClosedAccrual>
         .map(reverses_label)
         .filter(|l| *l != label)
         .collect();
-    if others.is_empty() {
+    if others.is_empty() && more == 0 {
         return Ok(Some(found));
     }
     others.dedup();
     // A few are named: a credit of one of an Azure plan's daily lines may
     // match hundreds.
-    const NAMED: usize = 4;
-    let total = others.len() + 1;
-    let more = match others.len().saturating_sub(NAMED) {
+    let total = others.len() as u64 + 1 + more;
+    let more = match others.len().saturating_sub(NAMED) as u64 + more {
         0 => String::new(),
         n => format!(" and {n} more"),
     };
     others.truncate(NAMED);
+    others.insert(0, label);
     Err(format!(
-        "the credit matches {total} closed charges ({label}, {}{more}): give it the ReferenceId of the charge it credits",
+        "the credit matches {total} closed charges ({}{more}): give it the ReferenceId of the charge it credits",
         others.join(", ")
     ))
 }
@@ -704,12 +724,12 @@ mod tests {
 
     #[test]
     fn one_charge_or_an_error_naming_the_candidates() {
-        assert_eq!(one_charge(Vec::new()), Ok(None));
+        assert_eq!(one_charge(Vec::new(), 0), Ok(None));
         let a = closed(rec(None, None, "2026-10-01", "2026-10-31"));
         let mut b = a.clone();
         b.accrual.partner_id = "P2".into();
         assert_eq!(
-            one_charge(vec![a.clone(), b.clone()])
+            one_charge(vec![a.clone(), b.clone()], 0)
                 .unwrap()
                 .unwrap()
                 .len(),
@@ -717,7 +737,7 @@ mod tests {
         );
         let mut other = a.clone();
         other.accrual.source_line = 8;
-        let e = one_charge(vec![a.clone(), b, other]).unwrap_err();
+        let e = one_charge(vec![a.clone(), b, other], 0).unwrap_err();
         assert!(
             e.contains("2 closed charges (2026-10 v1 oct.csv:7, 2026-10 v1 oct.csv:8)"),
             "{e}"
@@ -730,9 +750,24 @@ mod tests {
                 c
             })
             .collect();
-        let e = one_charge(many).unwrap_err();
+        let e = one_charge(many, 0).unwrap_err();
         assert!(
             e.contains("300 closed charges (2026-10 v1 oct.csv:7, 2026-10 v1 oct.csv:8, 2026-10 v1 oct.csv:9, 2026-10 v1 oct.csv:10, 2026-10 v1 oct.csv:11 and 295 more)"),
+            "{e}"
+        );
+        // The same, as the capped look-up returns it: five, and a count.
+        let five: Vec<ClosedAccrual> = (7..12)
+            .map(|line| {
+                let mut c = a.clone();
+                c.accrual.source_line = line;
+                c
+            })
+            .collect();
+        assert_eq!(one_charge(five, 295).unwrap_err(), e);
+        // One charge returned, others counted: still ambiguous.
+        let e = one_charge(vec![a.clone()], 2).unwrap_err();
+        assert!(
+            e.contains("3 closed charges (2026-10 v1 oct.csv:7 and 2 more)"),
             "{e}"
         );
     }
