@@ -144,6 +144,15 @@ pub fn spelled(id: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// `1234567` -> `1,234,567`.
+/// `N refused (rejected against closed charges), ` for a credit count, or
+/// nothing when none was.
+fn refused(n: u64) -> String {
+    match n {
+        0 => String::new(),
+        n => format!("{} refused against one (see the rejects), ", group(n)),
+    }
+}
+
 pub fn group(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
@@ -394,8 +403,9 @@ pub fn accounting_lines(acc: &RowAccounting) -> Vec<String> {
     }
     if let Some(c) = &t.credits_against_history {
         lines.push(format!(
-            "credits against closed months: {} matched a closed charge, {} matched none",
+            "credits against closed months: {} matched a closed charge, {}{} matched none",
             group(c.matched),
+            refused(c.refused),
             group(c.unmatched)
         ));
     }
@@ -568,9 +578,10 @@ fn billing_lines(r: &Report, lines: &mut Vec<String>) {
     for f in r.accounting.billing.iter().chain([t]) {
         if let Some(c) = &f.credits_against_history {
             lines.push(format!(
-                "  credits against closed months, {}: {} match a closed charge, {} match none",
+                "  credits against closed months, {}: {} match a closed charge, {}{} match none",
                 f.file,
                 group(c.matched),
+                refused(c.refused),
                 group(c.unmatched)
             ));
         }

@@ -1190,10 +1190,12 @@ pub struct FileCounts {
     /// `MatchedId as usize`, [`MatchedId::ALL`]). A line credited through
     /// several columns counts once under each.
     pub matched_on: [u64; MatchedId::ALL.len()],
-    /// `run --history`: credit lines (negative, not tax) that referred to a
-    /// charge of a closed period (reversed, or rejected as an over-credit)
-    /// and those that matched nothing (accrued as any other line).
+    /// `run --history`: credit lines (negative, not tax) that reversed a
+    /// charge of a closed period, those refused against closed charges
+    /// (rejected: an over-credit, two candidate charges, a charge restated
+    /// away ...), and those that matched nothing (accrued as any other line).
     pub credits_matched: u64,
+    pub credits_refused: u64,
     pub credits_unmatched: u64,
 }
 
@@ -1212,6 +1214,7 @@ impl FileCounts {
         self.rejected += o.rejected;
         self.dated_after_period += o.dated_after_period;
         self.credits_matched += o.credits_matched;
+        self.credits_refused += o.credits_refused;
         self.credits_unmatched += o.credits_unmatched;
         for (a, b) in self.matched_on.iter_mut().zip(o.matched_on) {
             *a += b;
@@ -1266,21 +1269,26 @@ impl FileCounts {
                 .collect(),
             rejected: self.rejected,
             balanced: self.balanced(),
-            credits_against_history: (self.credits_matched + self.credits_unmatched > 0).then_some(
-                CreditCounts {
-                    matched: self.credits_matched,
-                    unmatched: self.credits_unmatched,
-                },
-            ),
+            credits_against_history: (self.credits_matched
+                + self.credits_refused
+                + self.credits_unmatched
+                > 0)
+            .then_some(CreditCounts {
+                matched: self.credits_matched,
+                refused: self.credits_refused,
+                unmatched: self.credits_unmatched,
+            }),
         }
     }
 }
 
 /// Credit lines looked up in the history (`run --history`): how many
-/// referred to a charge of a closed period and how many did not.
+/// reversed a charge of a closed period, how many were refused against
+/// closed charges (rejected, naming them), and how many matched none.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CreditCounts {
     pub matched: u64,
+    pub refused: u64,
     pub unmatched: u64,
 }
 

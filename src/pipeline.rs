@@ -501,6 +501,8 @@ pub fn settle_credits(
         let counts = &mut out.fold.files[c.file];
         counts.accrued -= 1;
         counts.rejected += 1;
+        counts.credits_matched -= 1;
+        counts.credits_refused += 1;
         out.n_rejects += 1;
         if out.reject_samples.len() < SAMPLES {
             out.reject_samples.push(Reject {
@@ -704,9 +706,9 @@ pub fn process_chunk_into(
                 match credit_of_closed(closed, &row) {
                     Ok(None) => rows.counts.credits_unmatched += 1,
                     Ok(Some(charge)) => {
-                        rows.counts.credits_matched += 1;
                         match reversal_accruals(inputs, &row, &charge) {
                             Ok(rev) => {
+                                rows.counts.credits_matched += 1;
                                 rows.counts.accrued += 1;
                                 let (slot, _) = inputs.index.customer_slot(ckey);
                                 let at = crate::fold::input_order(chunk.file, line_no);
@@ -717,6 +719,7 @@ pub fn process_chunk_into(
                                 rows.reversed(&row, &rev, &charge, chunk.file);
                             }
                             Err(why) => {
+                                rows.counts.credits_refused += 1;
                                 let value = line.subtotal.to_string();
                                 rows.reject(line_no, "Subtotal", &value, &why)
                             }
@@ -724,7 +727,7 @@ pub fn process_chunk_into(
                         return;
                     }
                     Err(why) => {
-                        rows.counts.credits_matched += 1;
+                        rows.counts.credits_refused += 1;
                         let value = line.reference_id.to_string();
                         return rows.reject(line_no, "ReferenceId", &value, &why);
                     }

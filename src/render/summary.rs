@@ -54,6 +54,7 @@ fn file_rows(file: String, format: String, c: &FileCounts, history: bool) -> Fil
         balanced: c.balanced(),
         credits_against_history: history.then_some(CreditCounts {
             matched: c.credits_matched,
+            refused: c.credits_refused,
             unmatched: c.credits_unmatched,
         }),
     }

@@ -631,6 +631,18 @@ fn two_credits_of_one_closed_charge_in_one_run_never_reverse_more_than_it_accrue
             let total = &summary["rows"]["total"];
             assert_eq!(total["accrued"], 1, "{total}");
             assert_eq!(total["rejected"], 1, "{total}");
+            // The credit refused by the collector is counted as refused, not
+            // as having reversed its charge.
+            let credits = &total["credits_against_history"];
+            assert_eq!(
+                (
+                    &credits["matched"],
+                    &credits["refused"],
+                    &credits["unmatched"]
+                ),
+                (&1.into(), &1.into(), &0.into()),
+                "{total}"
+            );
             let statement = read(dir.join(&out).join("partners/P-A/statement.csv"));
             assert!(statement.contains("-8.00"), "{statement}");
             assert!(!statement.contains("-16.00"), "{statement}");
@@ -909,6 +921,17 @@ fn a_credit_without_a_sku_matching_two_closed_skus_is_rejected_naming_both() {
             && rejects
                 .contains("matches 2 closed charges (2026-10 v1 oct.csv:2, 2026-10 v1 oct.csv:3)"),
         "{rejects}"
+    );
+    let s = read_json(dir.join("out-nov/summary.json"));
+    let credits = &s["rows"]["total"]["credits_against_history"];
+    assert_eq!(
+        (
+            &credits["matched"],
+            &credits["refused"],
+            &credits["unmatched"]
+        ),
+        (&0.into(), &1.into(), &0.into()),
+        "{credits}"
     );
 }
 
