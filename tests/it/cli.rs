@@ -207,7 +207,14 @@ impl Fixture {
         self.dir.path().join(rel)
     }
 
+    /// `run` of the fixture into `out`, `--quiet`, with `extra` options.
     fn run(&self, out: &str, extra: &[&str]) -> Output {
+        self.run_saying(out, &[&["--quiet"], extra].concat())
+    }
+
+    /// `run` of the fixture into `out`, with `extra` options, saying what
+    /// it does on stderr unless they say `--quiet`.
+    fn run_saying(&self, out: &str, extra: &[&str]) -> Output {
         let mut c = command();
         c.current_dir(self.dir.path())
             .args(["run", "--period", "2026-10", "--billing", "billing"])
@@ -218,7 +225,6 @@ impl Fixture {
                 "rules.toml",
                 "--out",
                 out,
-                "--quiet",
             ])
             .args(extra);
         output(&mut c)
@@ -690,18 +696,7 @@ fn too_many_rejects_publish_nothing_and_keep_the_previous_output() {
     // Without --quiet, the first of them are listed before the error that
     // says so, billing lines' included (the error said so, and listed only
     // designations').
-    let o = command()
-        .current_dir(f.dir.path())
-        .args(["run", "--period", "2026-10", "--billing", "billing"])
-        .args([
-            "--designations",
-            "designations.csv",
-            "--rules",
-            "rules.toml",
-        ])
-        .args(["--out", "out", "--no-pdf", "--max-rejects", "2"])
-        .output()
-        .unwrap();
+    let o = f.run_saying("out", &["--no-pdf", "--max-rejects", "2"]);
     assert_eq!(code(&o), 2);
     let err = stderr(&o);
     let listed = err.find("first rejects (3 in all):\n  billing");
