@@ -81,6 +81,24 @@ const N_FIELDS: usize = 22;
 const DATE_FORMS: &str = "M/D/YYYY, M/D/YYYY H:MM:SS or YYYY-MM-DD";
 
 impl Field {
+    /// An ID: matched against other inputs' IDs or the history's, so text
+    /// that shows as another ID is refused ([`super::id_problem`]).
+    fn is_id(self) -> bool {
+        matches!(
+            self,
+            Field::CustomerId
+                | Field::SubscriptionId
+                | Field::MpnId
+                | Field::ResellerMpnId
+                | Field::ProductId
+                | Field::ReferenceId
+                | Field::EntitlementId
+                | Field::SyndicationPartnerSubscriptionNumber
+                | Field::SkuId
+                | Field::InvoiceNumber
+        )
+    }
+
     pub const ALL: [Field; N_FIELDS] = [
         Field::CustomerId,
         Field::CustomerName,
@@ -586,6 +604,11 @@ impl BillingLayout {
                 // FOCUS CSV writes nulls as the literal NULL.
                 if self.format == BillingFormat::Focus && t.eq_ignore_ascii_case("null") {
                     return Ok("");
+                }
+                if f.is_id() {
+                    if let Some(why) = super::id_problem(t) {
+                        return Err(self.err(f, t.as_bytes(), why));
+                    }
                 }
                 Ok(t)
             }

@@ -149,6 +149,15 @@ fn parse_row(
     if partner_id.is_empty() {
         return Err(("partner_id", String::new(), "partner ID is empty".into()));
     }
+    for (i, column) in [
+        (0, "customer_id"),
+        (1, "partner_id"),
+        (5, "subscription_id"),
+    ] {
+        if let Some(why) = super::id_problem(get(i)) {
+            return Err((column, get(i).to_string(), why));
+        }
+    }
     let assoc_raw = get(3);
     let association = match Association::parse(assoc_raw) {
         Some(a) if a.is_designated() => a,

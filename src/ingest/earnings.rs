@@ -790,6 +790,20 @@ fn parse_row<'a>(
             "no partner: participantId and earningParticipantId are both empty".into(),
         ));
     }
+    // What earnings are matched and de-duplicated on.
+    let ids = [
+        (participant_column, participant_id),
+        ("earningId", get(EField::EarningId)),
+        ("customerTenantId", get(EField::Customer)),
+        ("subscriptionId", get(EField::SubscriptionId)),
+        ("invoiceNumber", get(EField::InvoiceNumber)),
+        ("productId", get(EField::ProductId)),
+    ];
+    for (column, id) in ids {
+        if let Some(why) = super::id_problem(id) {
+            return Err((column, id.to_string(), why));
+        }
+    }
     let (date_field, date_text) = match get(EField::TransactionDate) {
         "" => (EField::EarningDate, get(EField::EarningDate)),
         d => (EField::TransactionDate, d),
@@ -1202,6 +1216,30 @@ mod tests {
             "{}",
             r.rejects[0].reason
         );
+    }
+
+    /// A zero-width space after an `earningId` would make a repeat of an
+    /// earning another earning (paid counted twice): the row is rejected,
+    /// naming the column and the character, as a control character in a
+    /// tenant ID.
+    #[test]
+    fn ids_with_hidden_characters_are_rejected() {
+        let text = "earningId,participantId,transactionDate,transactionCurrency,earningAmount,customerTenantId\n\
+                    e1,1,2026-01-01,EUR,3,c1\n\
+                    e1\u{200B},1,2026-01-01,EUR,3,c1\n\
+                    e2,1,2026-01-01,EUR,3,c1\u{7f}\n";
+        let (rows, r) = read("e.csv", text.as_bytes());
+        assert_eq!((r.rows_read, rows.len(), r.rejects.len()), (3, 1, 2));
+        let named: Vec<_> = r
+            .rejects
+            .iter()
+            .map(|j| (j.line, j.column.as_str(), j.reason.contains("U+200B")))
+            .collect();
+        assert_eq!(
+            named,
+            [(3, "earningId", true), (4, "customerTenantId", false)]
+        );
+        assert!(r.rejects[1].reason.contains("U+007F"), "{:?}", r.rejects);
     }
 
     #[test]

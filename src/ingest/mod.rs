@@ -433,6 +433,58 @@ fn duplicate(first: &str, second: &str, sha256: &str) -> Fatal {
     ))
 }
 
+/// Why `id` (a trimmed ID of any input: customer, subscription, partner,
+/// product, SKU, reference, invoice) cannot be an ID, if it cannot: it holds a
+/// control character (a NUL byte of a damaged file) or an invisible
+/// formatting character (a zero-width space or a byte order mark pasted with
+/// it). Such an ID shows as the ID without it but is another: its row would
+/// credit nobody, or be a customer of its own, without a word. ASCII IDs
+/// (GUIDs, MPN IDs) are checked without a branch per byte.
+pub fn id_problem(id: &str) -> Option<String> {
+    let odd = id
+        .as_bytes()
+        .iter()
+        .fold(false, |odd, &b| odd | !(0x20..0x7f).contains(&b));
+    if !odd {
+        return None;
+    }
+    let (at, c) = id
+        .chars()
+        .enumerate()
+        .find(|&(_, c)| c.is_control() || invisible(c))?;
+    let kind = if c.is_control() {
+        "a control character"
+    } else {
+        "an invisible formatting character"
+    };
+    Some(format!(
+        "the ID holds {kind} (U+{:04X}, character {} of {}): it would be another ID than the \
+         one it shows; remove it from the file (damaged, or text pasted from elsewhere)",
+        c as u32,
+        at + 1,
+        id.chars().count()
+    ))
+}
+
+/// Unicode's invisible formatting characters (general category Cf) that
+/// text pasted from web pages, documents or other files carries: soft
+/// hyphen, zero-width spaces and joiners, direction marks and embeddings,
+/// word joiners, the byte order mark, interlinear annotation marks.
+fn invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+    )
+}
+
 /// The one normalisation of customer and subscription IDs for matching:
 /// trimmed by the readers, then lower-cased (ASCII fast path; other text with
 /// Unicode's rules, so `MÜLLER-01` and `müller-01` are one ID). Writes into
@@ -869,6 +921,38 @@ mod tests {
             let own = super::id_key(raw.trim());
             proptest::prop_assert_eq!(super::id_matches(&own, &raw), whole(&own, &raw));
             proptest::prop_assert!(super::id_matches(&own, &raw));
+        }
+    }
+
+    /// IDs of any letters pass; one holding a control or an invisible
+    /// formatting character anywhere is named with the character and where.
+    #[test]
+    fn an_id_with_a_hidden_character_is_named() {
+        use super::id_problem;
+        for ok in [
+            "d1a5e3c2-7b4f-4c1e-9a8d-2f6b0c3e5a71",
+            "500275",
+            "MÜLLER-ÖSTERREICH-01",
+            "株式会社-7",
+            "a b",
+            "",
+        ] {
+            assert_eq!(id_problem(ok), None, "{ok:?}");
+        }
+        for (bad, code, at) in [
+            ("c1\0", "U+0000", "character 3 of 3"),
+            ("\0c1", "U+0000", "character 1 of 3"),
+            ("c\t1", "U+0009", "character 2 of 3"),
+            ("c1\u{7f}", "U+007F", "character 3 of 3"),
+            ("c1\u{85}", "U+0085", "character 3 of 3"),
+            ("Mü\u{200B}ller", "U+200B", "character 3 of 7"),
+            ("\u{FEFF}c1", "U+FEFF", "character 1 of 3"),
+            ("c\u{AD}1", "U+00AD", "character 2 of 3"),
+            ("c1\u{202E}", "U+202E", "character 3 of 3"),
+            ("c1\u{2060}", "U+2060", "character 3 of 3"),
+        ] {
+            let why = id_problem(bad).unwrap_or_else(|| panic!("{bad:?} passed"));
+            assert!(why.contains(code) && why.contains(at), "{bad:?}: {why}");
         }
     }
 

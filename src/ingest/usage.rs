@@ -528,6 +528,9 @@ fn parse_record(
             if tenant.is_empty() {
                 return Err((col, String::new(), "customer tenant ID is empty".into()));
             }
+            if let Some(why) = super::id_problem(tenant) {
+                return Err((col, tenant.into(), why));
+            }
             let (wl, col) = l.get(rec, Col::Workload);
             if workload_key(wl).is_empty() {
                 return Err((col, wl.into(), "workload name is empty".into()));

@@ -430,6 +430,56 @@ fn b6_semicolon_designations_accept_decimal_comma_shares() {
     assert_eq!(d.rows[0].share.unwrap().to_string(), "0.5");
 }
 
+/// An ID holding a NUL byte (a damaged file: anywhere in it, not only where
+/// the file is sniffed for binary data), a zero-width space or a byte order
+/// mark shows as the ID without it but is another: the line would be
+/// credited to nobody, or to a customer of its own, without a word. Such a
+/// line is rejected naming the column, the character and where; so is a
+/// designation row.
+#[test]
+fn b6_ids_with_hidden_characters_are_rejected_naming_them() {
+    for (column, hidden, code) in [
+        ("CustomerId", "\0", "U+0000"),
+        ("SubscriptionId", "\u{200B}", "U+200B"),
+        ("MpnId", "\u{FEFF}", "U+FEFF"),
+    ] {
+        let lines = invoice_lines();
+        let header: Vec<&str> = lines[0].split(',').collect();
+        let at = header.iter().position(|h| *h == column).unwrap();
+        // The last line: far beyond the first 512 bytes.
+        let text = invoice_with(&[(9, &|l: &str| {
+            let mut f: Vec<String> = l.split(',').map(str::to_string).collect();
+            f[at].push_str(hidden);
+            f.join(",")
+        })]);
+        assert!(text.find(hidden).unwrap() > 512);
+        let (_d, o) = run_invoice(&text);
+        assert_eq!(o.code, Some(1), "{column}: {}", o.stderr);
+        assert_eq!(o.totals(), (10, 9, 0, 1), "{column}");
+        let r = rejects_csv(&o);
+        let reject = r
+            .lines()
+            .find(|l| l.contains(code))
+            .unwrap_or_else(|| panic!("{r}"));
+        assert!(reject.contains(&format!(",11,{column},")), "{reject}");
+        assert!(
+            reject.contains("another ID than the one it shows"),
+            "{reject}"
+        );
+    }
+    let text = "customer_id,partner_id,partner_name,association,workload,subscription_id,share,valid_from,valid_to\n\
+                c1,500275\u{200B},A,DPOR,,,,2025-01-01,\n\
+                c1,500275,A,DPOR,,,,2025-01-01,\n";
+    let d = parse_designations("d.csv", text.as_bytes()).unwrap();
+    assert_eq!(d.rows.len(), 1);
+    assert_eq!(d.rejects.len(), 1, "{:?}", d.rejects);
+    assert_eq!(
+        (d.rejects[0].line, d.rejects[0].column.as_str()),
+        (2, "partner_id")
+    );
+    assert!(d.rejects[0].reason.contains("U+200B"), "{:?}", d.rejects);
+}
+
 /// A `;`-separated file as Excel writes it with German settings (1.234,56)
 /// or Swiss ones (1234.56): both read as written; a value either could be
 /// (1.234) and a `.` out of place (12.34.567) are rejected naming the

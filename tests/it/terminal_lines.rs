@@ -2,11 +2,12 @@
 //! NEL or line separator inside one is shown escaped (`\u{a}`, ...), so the
 //! rest of the value stays on the line that quotes it and can never pass for
 //! a line of porledger's own (`explain`, `history`, `validate`, and the
-//! messages on stderr).
+//! messages on stderr). An ID holding one is a rejected line (an ID holds no
+//! control character), quoted escaped among the rejects.
 
 use std::path::Path;
 
-use crate::common::{assert_code, assert_published, command, output, repo, stderr, stdout};
+use crate::common::{assert_code, command, output, repo, stderr, stdout};
 
 /// A line porledger prints itself in `explain`, forged into a partner name.
 const FORGED_SUM: &str =
@@ -20,6 +21,11 @@ fn name() -> String {
 
 fn subscription() -> String {
     format!("s-1\r\n{FORGED_TOTAL}\u{85}FORGED after NEL")
+}
+
+/// A customer name with a forged line of its own.
+fn customer_name() -> String {
+    format!("Cust\n{FORGED_TOTAL}\u{85}FORGED after NEL")
 }
 
 /// A CSV field, quoted.
@@ -36,7 +42,9 @@ fn write_inputs(dir: &Path) {
     std::fs::write(dir.join("des.csv"), des).unwrap();
     let bill = format!(
         "CustomerId,CustomerName,SubscriptionId,ProductId,SkuId,ChargeStartDate,ChargeEndDate,ChargeType,Subtotal,Currency,PublisherName\n\
+         c1,{},s-1,p,s,10/1/2026,10/31/2026,cycleCharge,100.00,EUR,Microsoft Corporation\n\
          c1,Cust,{},p,s,10/1/2026,10/31/2026,cycleCharge,100.00,EUR,Microsoft Corporation\n",
+        q(&customer_name()),
         q(&subscription())
     );
     std::fs::write(dir.join("bill.csv"), bill).unwrap();
@@ -82,8 +90,15 @@ fn names_and_ids_with_line_breaks_stay_on_their_line_in_explain_history_and_vali
             .arg(&rules)
             .args(["--out", "out"]),
     );
-    assert_published(&run);
-    assert_no_forged_line("run", &stderr(&run));
+    assert_code(&run, 1);
+    let err = stderr(&run);
+    assert_no_forged_line("run", &err);
+    // The subscription ID with line breaks: a rejected line, quoted on one.
+    assert!(
+        err.lines()
+            .any(|l| l.contains("SubscriptionId") && l.contains(&escaped_subscription())),
+        "{err}"
+    );
 
     let explain =
         output(
@@ -99,10 +114,8 @@ fn names_and_ids_with_line_breaks_stay_on_their_line_in_explain_history_and_vali
         "{text}"
     );
     assert!(
-        // (the ledger keeps subscription IDs in lower case)
-        text.lines().any(|l| l
-            .to_lowercase()
-            .contains(&format!("subscription {}", escaped_subscription()).to_lowercase())),
+        text.lines()
+            .any(|l| l.starts_with("  bill.csv:2  ") && l.contains("subscription s-1")),
         "{text}"
     );
     // porledger's own lines are still there, as before.
@@ -156,10 +169,11 @@ fn names_and_ids_with_line_breaks_stay_on_their_line_in_explain_history_and_vali
     let des = format!(
         "customer_id,partner_id,partner_name,association,workload,subscription_id,share,valid_from,valid_to\n\
          c1,P-1,{},DPOR,,,,2024-01-01,\n\
-         c2,P-2,x,DPOR,,{},{},2024-01-01,\n",
+         c2,P-2,x,DPOR,,s-2,{},2024-01-01,\n\
+         c3,P-3,x,DPOR,,{},,2024-01-01,\n",
         q(&name()),
-        q(&subscription()),
-        q(&format!("0.5\n{FORGED_SUM}"))
+        q(&format!("0.5\n{FORGED_SUM}")),
+        q(&subscription())
     );
     std::fs::write(d.join("des2.csv"), des).unwrap();
     let validate = output(
@@ -180,6 +194,10 @@ fn names_and_ids_with_line_breaks_stay_on_their_line_in_explain_history_and_vali
         "{text}"
     );
     assert!(text.contains(&format!("0.5\\u{{a}}{FORGED_SUM}")), "{text}");
+    assert!(
+        text.contains(&format!("'{}': the ID holds", escaped_subscription())),
+        "{text}"
+    );
 }
 
 /// A fatal error quoting a value prints as one line too.
