@@ -334,6 +334,10 @@ pub fn parse_tenant_map(path: &Path) -> Result<BTreeMap<String, String>, Fatal> 
                 ));
                 return;
             }
+            if let Some(why) = super::id_problem(c) {
+                fatal = Some(data_err(line, Some(h.fields[ci].clone()), why));
+                return;
+            }
             if out.insert(f.to_string(), super::id_key(c)).is_some() {
                 fatal = Some(data_err(line, None, format!("'{f}' is listed twice")));
             }
@@ -669,6 +673,32 @@ mod tests {
         // One file by its name is as before.
         std::fs::write(&map, "file,customer_id\nusage.csv,t1\n").unwrap();
         assert!(load_usage(&files[..1], Some(&map)).is_ok());
+    }
+
+    /// A tenant with a zero-width space (in the tenant map or a report's
+    /// row) would be another tenant than the one it shows: its usage would
+    /// match no customer, without a word. The map is refused, the row
+    /// rejected, naming the character.
+    #[test]
+    fn a_tenant_with_a_hidden_character_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("usage.csv");
+        std::fs::write(
+            &f,
+            "Report Refresh Date,Teams Active,Teams Inactive,Report Period\n2026-10-30,30,1,30\n",
+        )
+        .unwrap();
+        let map = dir.path().join("map.csv");
+        std::fs::write(&map, "file,customer_id\nusage.csv,t1\u{200B}\n").unwrap();
+        let e = load_usage(&[f], Some(&map)).unwrap_err().to_string();
+        assert!(e.contains("map.csv") && e.contains("U+200B"), "{e}");
+        let text = "customerTenantId,Customer Name,Workload,MAU,PaidAvailableUnits,Date\n\
+                    t1\u{FEFF},Contoso,Teams,15,100,2026-10-01\n\
+                    t1,Contoso,Teams,15,100,2026-10-01\n";
+        let u = load("report.csv", text, &[]).unwrap();
+        assert_eq!((u.obs.len(), u.rejects.len()), (1, 1));
+        assert_eq!(u.rejects[0].column, "customerTenantId");
+        assert!(u.rejects[0].reason.contains("U+FEFF"), "{:?}", u.rejects);
     }
 
     #[test]
