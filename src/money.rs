@@ -390,6 +390,19 @@ pub enum AmountError {
     Ambiguous,
 }
 
+impl AmountError {
+    /// The reason a reject gives for the refused value: `invalid` (what the
+    /// column expects) for a value that is no number, the two readings of
+    /// [`AMBIGUOUS_IN_SEMICOLON_FILE`] for an ambiguous one. Every input's
+    /// numbers are explained through here, so the wording stays one.
+    pub fn reason(self, invalid: impl Into<String>) -> String {
+        match self {
+            AmountError::Invalid => invalid.into(),
+            AmountError::Ambiguous => AMBIGUOUS_IN_SEMICOLON_FILE.to_string(),
+        }
+    }
+}
+
 /// The reason to give for a value of a `;`-separated file refused as
 /// [`AmountError::Ambiguous`].
 pub const AMBIGUOUS_IN_SEMICOLON_FILE: &str = "ambiguous in a ';'-separated file: the '.' \

@@ -568,11 +568,11 @@ impl BillingLayout {
     /// may take (`comma` the example with a decimal comma, for a
     /// `;`-separated file; `plain` for any other), or why it is ambiguous.
     fn number_problem(&self, e: AmountError, what: &str, comma: &str, plain: &str) -> String {
-        match (e, self.decimal_comma) {
-            (AmountError::Ambiguous, _) => crate::money::AMBIGUOUS_IN_SEMICOLON_FILE.to_string(),
-            (_, true) => crate::money::semicolon_forms(what, comma),
-            (_, false) => format!("{what} (expected a plain decimal like {plain})"),
-        }
+        e.reason(if self.decimal_comma {
+            crate::money::semicolon_forms(what, comma)
+        } else {
+            format!("{what} (expected a plain decimal like {plain})")
+        })
     }
 
     fn err(&self, f: Field, value: &[u8], reason: impl Into<String>) -> RowError {

@@ -183,13 +183,11 @@ fn parse_row(
         // `;`-separated files come from Excel: decimal commas (0,5) or
         // points (0.5), as in billing files.
         let s = parse_amount(share_raw, decimal_comma).map_err(|e| {
-            let what = match (e, decimal_comma) {
-                (crate::money::AmountError::Ambiguous, _) => {
-                    crate::money::AMBIGUOUS_IN_SEMICOLON_FILE.to_string()
-                }
-                (_, true) => crate::money::semicolon_forms("not a decimal number", "0,5"),
-                (_, false) => "not a decimal number".to_string(),
-            };
+            let what = e.reason(if decimal_comma {
+                crate::money::semicolon_forms("not a decimal number", "0,5")
+            } else {
+                "not a decimal number".to_string()
+            });
             ("share", share_raw.to_string(), what)
         })?;
         if s <= Decimal::ZERO || s > Decimal::ONE {

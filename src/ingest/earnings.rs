@@ -826,18 +826,12 @@ fn parse_row<'a>(
     // A `;` file is an Excel re-save: its numbers are read as every `;`
     // input's (decimal comma or point, `1.234` refused as ambiguous).
     let semicolon = l.delimiter == b';';
-    let why = |e: crate::money::AmountError, what: &str| match e {
-        crate::money::AmountError::Ambiguous => {
-            crate::money::AMBIGUOUS_IN_SEMICOLON_FILE.to_string()
-        }
-        crate::money::AmountError::Invalid => what.to_string(),
-    };
     let amount_text = get(EField::EarningAmount);
     let amount = parse_amount(amount_text, semicolon).map_err(|e| {
         (
             name(EField::EarningAmount),
             amount_text.to_string(),
-            why(e, "not an exact decimal amount"),
+            e.reason("not an exact decimal amount"),
         )
     })?;
     let rate_text = get(EField::EarningRate);
@@ -848,7 +842,7 @@ fn parse_row<'a>(
                 (
                     name(EField::EarningRate),
                     rate_text.to_string(),
-                    why(e, "not a decimal percentage"),
+                    e.reason("not a decimal percentage"),
                 )
             })?;
             Some(

@@ -140,10 +140,10 @@ pub fn parse_fx(file: &str, bytes: &[u8]) -> Result<(FxTable, Vec<Reject>, u64),
             };
             let rate = match parse_amount(get(cr), decimal_comma) {
                 Ok(r) if r > Decimal::ZERO => r.normalize(),
-                Err(crate::money::AmountError::Ambiguous) => {
-                    return reject("rate", get(cr), crate::money::AMBIGUOUS_IN_SEMICOLON_FILE);
+                Err(e) => {
+                    return reject("rate", get(cr), &e.reason("not a positive decimal number"))
                 }
-                _ => return reject("rate", get(cr), "not a positive decimal number"),
+                Ok(_) => return reject("rate", get(cr), "not a positive decimal number"),
             };
             let list = table.rates.entry((from, to)).or_default();
             if let Some((_, r, _)) = list.iter().find(|(d, _, _)| *d == date) {

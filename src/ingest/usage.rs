@@ -236,11 +236,11 @@ impl Layout {
 
     fn count(&self, raw: &str, col: String) -> Result<Decimal, RowErr> {
         let v = parse_amount(raw, self.decimal_comma).map_err(|e| {
-            let why = match e {
-                crate::money::AmountError::Ambiguous => crate::money::AMBIGUOUS_IN_SEMICOLON_FILE,
-                crate::money::AmountError::Invalid => "not a number of users",
-            };
-            (col.clone(), raw.to_string(), why.to_string())
+            (
+                col.clone(),
+                raw.to_string(),
+                e.reason("not a number of users"),
+            )
         })?;
         if v.is_sign_negative() && !v.is_zero() {
             return Err((col, raw.into(), "a user count cannot be negative".into()));

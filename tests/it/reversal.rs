@@ -54,6 +54,12 @@ fn run_with(
     )
 }
 
+/// Writes `nov.csv` and runs November on it into `out-nov`, with `d.csv`.
+fn november(dir: &Path, billing: String) -> Output {
+    write(dir, "nov.csv", billing);
+    run(dir, "2026-11", "nov.csv", "d.csv", "out-nov")
+}
+
 fn close(dir: &Path, out: &str) {
     let o = porledger_in(dir, ["close", "--out", out, "--history", "h.db", "-q"]);
     assert_code(&o, 0);
@@ -361,14 +367,9 @@ fn a_period_closed_without_source_keys_cannot_be_credited_against() {
         "{}",
         stderr(&o)
     );
-    write(
-        dir,
-        "nov.csv",
-        format!(
+    let o = november(dir, format!(
             "{HEADER}c1,C1,s1,10/1/2026,10/31/2026,-1000.00,EUR,Microsoft Corporation,[],PRD1,0001,REF-1\n"
-        ),
-    );
-    let o = run(dir, "2026-11", "nov.csv", "d.csv", "out-nov");
+        ));
     assert_code(&o, 0);
     let s = read_json(dir.join("out-nov/summary.json"));
     let credits = &s["rows"]["total"]["credits_against_history"];
@@ -408,16 +409,14 @@ c1,C1,s1,10/1/2026,10/31/2026,1000.00,EUR,Microsoft Corporation,[],PRD1,0001,REF
     );
     assert_code(&run(dir, "2026-10", "oct.csv", "d.csv", "out-oct"), 0);
     close(dir, "out-oct");
-    write(
+    let o = november(
         dir,
-        "nov.csv",
         format!(
             "{HEADER}\
 C2,C2,s2,10/1/2026,10/31/2026,-1000.00,EUR,Microsoft Corporation,[],PRD1,0001,REF-1
 "
         ),
     );
-    let o = run(dir, "2026-11", "nov.csv", "d.csv", "out-nov");
     assert_code(&o, 1);
     assert!(ledger(dir, "out-nov").is_empty());
     let rejects = read(dir.join("out-nov/rejects.csv"));
@@ -438,17 +437,18 @@ fn restating_a_month_that_credits_a_closed_month_gives_the_same_reversal() {
         dir,
         "c1,C1,s1,10/1/2026,10/31/2026,3100.00,EUR,Microsoft Corporation,[],P1,0001,r-oct",
     );
-    write(
-        dir,
-        "nov.csv",
-        format!(
-            "{HEADER}\
+    assert_code(
+        &november(
+            dir,
+            format!(
+                "{HEADER}\
 c1,C1,s1,11/1/2026,11/30/2026,3000.00,EUR,Microsoft Corporation,[],P1,0001,r-nov
 c1,C1,s1,10/1/2026,10/31/2026,-3100.00,EUR,Microsoft Corporation,[],P1,0001,r-oct
 "
+            ),
         ),
+        0,
     );
-    assert_code(&run(dir, "2026-11", "nov.csv", "d.csv", "out-nov"), 0);
     close(dir, "out-nov");
     let o = run(dir, "2026-11", "nov.csv", "d.csv", "out-nov-2");
     assert_code(&o, 0);
@@ -466,12 +466,7 @@ fn a_reference_id_in_another_letter_case_finds_its_charge() {
         dir,
         "c1,C1,s1,10/1/2026,10/31/2026,1000.00,EUR,Microsoft Corporation,[],PRD1,0001,ref-7a",
     );
-    write(
-        dir,
-        "nov.csv",
-        format!("{HEADER}c1,C1,s9,11/1/2026,11/30/2026,-1000.00,EUR,Microsoft Corporation,[],PRD9,0009,REF-7A\n"),
-    );
-    assert_code(&run(dir, "2026-11", "nov.csv", "d.csv", "out-nov"), 0);
+    assert_code(&november(dir, format!("{HEADER}c1,C1,s9,11/1/2026,11/30/2026,-1000.00,EUR,Microsoft Corporation,[],PRD9,0009,REF-7A\n")), 0);
     let rows = ledger(dir, "out-nov");
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0][6], "-40.00");
@@ -692,12 +687,10 @@ fn credits_taken_before_a_restatement_count_whatever_path_or_line_order_it_read(
             write(dir, "oct.csv", october.clone());
             assert_code(&run(dir, "2026-10", "oct.csv", "d.csv", "out-oct"), 0);
             close(dir, "out-oct");
-            write(
-                dir,
-                "nov.csv",
-                format!("{HEADER}{}\n", line("s1", "-3100.00", &a)),
+            assert_code(
+                &november(dir, format!("{HEADER}{}\n", line("s1", "-3100.00", &a))),
+                0,
             );
-            assert_code(&run(dir, "2026-11", "nov.csv", "d.csv", "out-nov"), 0);
             close(dir, "out-nov");
             assert_eq!(ledger(dir, "out-nov")[0][6], "-124.00");
 
@@ -814,8 +807,7 @@ fn partial_credits_of_one_closed_charge_together_reverse_exactly_its_basis() {
         }
     }
     // Across months: November's half closed, then December's.
-    write(dir, "nov.csv", format!("{HEADER}{credit}\n"));
-    assert_code(&run(dir, "2026-11", "nov.csv", "d.csv", "out-nov"), 0);
+    assert_code(&november(dir, format!("{HEADER}{credit}\n")), 0);
     close(dir, "out-nov");
     write(dir, "dec.csv", format!("{HEADER}{credit}\n"));
     assert_code(&run(dir, "2026-12", "dec.csv", "d.csv", "out-dec"), 0);
@@ -905,14 +897,12 @@ fn a_credit_without_a_sku_matching_two_closed_skus_is_rejected_naming_both() {
     };
     october_closed(dir, &format!("{}\n{}", charge("0001"), charge("0002")));
     let no_sku = "CustomerId,CustomerName,SubscriptionId,ChargeStartDate,ChargeEndDate,Subtotal,Currency,PublisherName,ProductQualifiers,ProductId\n";
-    write(
+    let o = november(
         dir,
-        "nov.csv",
         format!(
             "{no_sku}c1,C1,s1,10/1/2026,10/31/2026,-500.00,EUR,Microsoft Corporation,[],CFQ7\n"
         ),
     );
-    let o = run(dir, "2026-11", "nov.csv", "d.csv", "out-nov");
     assert_code(&o, 1);
     assert!(ledger(dir, "out-nov").is_empty());
     let rejects = read(dir.join("out-nov/rejects.csv"));
@@ -961,8 +951,7 @@ fn a_credit_of_a_charge_restated_away_is_rejected() {
         assert_code(&run(dir, "2026-10", "oct-v2.csv", "d.csv", "out-oct-v2"), 0);
         close(dir, "out-oct-v2");
         let credit = b.replace("700.00", "-100.00");
-        write(dir, "nov.csv", format!("{HEADER}{credit}\n"));
-        let o = run(dir, "2026-11", "nov.csv", "d.csv", "out-nov");
+        let o = november(dir, format!("{HEADER}{credit}\n"));
         assert_code(&o, 1);
         assert!(ledger(dir, "out-nov").is_empty());
         let rejects = read(dir.join("out-nov/rejects.csv"));
@@ -998,12 +987,7 @@ fn a_reference_id_shared_across_customers_finds_the_credits_own_customers_charge
     );
     assert_code(&run(dir, "2026-10", "oct.csv", "d.csv", "out-oct"), 0);
     close(dir, "out-oct");
-    write(
-        dir,
-        "nov.csv",
-        format!("{HEADER}c1,C1,s1,10/1/2026,10/31/2026,-1550.00,EUR,Microsoft Corporation,[],P1,0001,r-shared\n"),
-    );
-    assert_code(&run(dir, "2026-11", "nov.csv", "d.csv", "out-nov"), 0);
+    assert_code(&november(dir, format!("{HEADER}c1,C1,s1,10/1/2026,10/31/2026,-1550.00,EUR,Microsoft Corporation,[],P1,0001,r-shared\n")), 0);
     let rows = ledger(dir, "out-nov");
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(
