@@ -16,7 +16,7 @@ use crate::attribute::{
     Role, Terms,
 };
 use crate::config::{workload_key, Association, Basis, Program, Rules, WorkloadRate, PRIORITY};
-use crate::dates::{add_months, Month, Period};
+use crate::dates::{Month, Period};
 use crate::ingest::designations::Designation;
 use crate::ingest::usage::{UsageInput, UsageObs};
 use crate::ingest::BillingLine;
@@ -298,14 +298,14 @@ fn segments(
         if !p.pays(d.association) {
             continue;
         }
-        let window_end = match (p.window_months, d.valid_from) {
-            (Some(w), Some(f)) => Some(add_months(f, w)),
-            _ => None,
-        };
-        for b in [d.valid_from, d.valid_to, window_end].into_iter().flatten() {
+        for b in [d.valid_from, d.valid_to].into_iter().flatten() {
             if start < b && b <= end {
                 cuts.push(b);
             }
+        }
+        // The window's end, when the line's dates reach it.
+        if let (Some(w), Some(f)) = (p.window_months, d.valid_from) {
+            cuts.extend(crate::dates::add_months_within(f, w, start, end));
         }
     }
     month_cuts(start, end, cuts);

@@ -171,7 +171,7 @@ impl From<ConflictPolicy> for Terms {
 /// `date` (the window's end is exclusive).
 pub fn window_closed(d: &Designation, months: Option<u32>, date: NaiveDate) -> bool {
     match (months, d.valid_from) {
-        (Some(w), Some(from)) => date >= crate::dates::add_months(from, w),
+        (Some(w), Some(from)) => crate::dates::months_later_cmp(from, w, date).is_le(),
         _ => false,
     }
 }

@@ -174,6 +174,44 @@ pub fn add_months(d: NaiveDate, months: u32) -> NaiveDate {
         .unwrap_or(NaiveDate::MAX)
 }
 
+/// `d`'s month as a count of months (year x 12 + month - 1), so that months
+/// compare and step as integers.
+fn month_number(d: NaiveDate) -> i64 {
+    i64::from(d.year()) * 12 + i64::from(d.month0())
+}
+
+/// How [`add_months`]`(from, months)` compares with `date`. The date is
+/// computed only when it falls in `date`'s month; otherwise the months
+/// decide, which is most of the time (a designation's window of months
+/// against a line's dates, on every line).
+pub fn months_later_cmp(from: NaiveDate, months: u32, date: NaiveDate) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let later = month_number(from) + i64::from(months);
+    match later.cmp(&month_number(date)) {
+        Ordering::Less => Ordering::Less,
+        // Past chrono's last month, `add_months` gives its last day.
+        Ordering::Greater if later <= month_number(NaiveDate::MAX) => Ordering::Greater,
+        _ => add_months(from, months).cmp(&date),
+    }
+}
+
+/// [`add_months`]`(from, months)` when it lies after `after` and on or before
+/// `until`, else `None`; computed only when its month is one of theirs.
+pub fn add_months_within(
+    from: NaiveDate,
+    months: u32,
+    after: NaiveDate,
+    until: NaiveDate,
+) -> Option<NaiveDate> {
+    let later = month_number(from) + i64::from(months);
+    let past_until = later > month_number(until) && later <= month_number(NaiveDate::MAX);
+    if later < month_number(after) || past_until {
+        return None;
+    }
+    let d = add_months(from, months);
+    (after < d && d <= until).then_some(d)
+}
+
 /// A reporting period: one calendar month or an inclusive range of months.
 /// Serialised as its label (`2026-10`, `2025-11..2026-10`), which parses back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -382,6 +420,27 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// The month-number shortcuts give what computing the date gives,
+        /// clamped month ends and the years past chrono's range included.
+        #[test]
+        fn month_shortcuts_agree_with_add_months(
+            from in 0u32..400_000,
+            months in proptest::prop_oneof![0u32..100, proptest::num::u32::ANY],
+            a in 0u32..400_000,
+            span in 0u32..400,
+        ) {
+            let day = |n: u32| NaiveDate::from_ymd_opt(1900, 1, 1).unwrap() + chrono::Days::new(u64::from(n));
+            let (from, after) = (day(from), day(a));
+            let until = after + chrono::Days::new(u64::from(span));
+            let end = add_months(from, months);
+            proptest::prop_assert_eq!(months_later_cmp(from, months, after), end.cmp(&after));
+            proptest::prop_assert_eq!(months_later_cmp(from, months, NaiveDate::MAX), end.cmp(&NaiveDate::MAX));
+            proptest::prop_assert_eq!(
+                add_months_within(from, months, after, until),
+                (after < end && end <= until).then_some(end)
+            );
+        }
+
         #[test]
         fn us_dates_read_as_by_splitting(s in "[ 0-9/APM:\u{a0}é]{0,16}") {
             proptest::prop_assert_eq!(parse_date(&s), parse_date_by_splitting(&s));
