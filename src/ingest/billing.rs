@@ -605,10 +605,13 @@ impl BillingLayout {
                 if self.format == BillingFormat::Focus && t.eq_ignore_ascii_case("null") {
                     return Ok("");
                 }
-                if f.is_id() {
-                    if let Some(why) = super::id_problem(t) {
-                        return Err(self.err(f, t.as_bytes(), why));
-                    }
+                let problem = if f.is_id() {
+                    super::id_problem(t)
+                } else {
+                    super::text_problem(t)
+                };
+                if let Some(why) = problem {
+                    return Err(self.err(f, t.as_bytes(), why));
                 }
                 Ok(t)
             }

@@ -158,6 +158,11 @@ fn parse_row(
             return Err((column, get(i).to_string(), why));
         }
     }
+    for (i, column) in [(2, "partner_name"), (4, "workload")] {
+        if let Some(why) = super::text_problem(get(i)) {
+            return Err((column, get(i).to_string(), why));
+        }
+    }
     let assoc_raw = get(3);
     let association = match Association::parse(assoc_raw) {
         Some(a) if a.is_designated() => a,

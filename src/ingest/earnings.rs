@@ -804,6 +804,22 @@ fn parse_row<'a>(
             return Err((column, id.to_string(), why));
         }
     }
+    // What the tie-out shows and maps programs by.
+    let texts = [
+        ("participantName", EField::ParticipantName),
+        ("programName", EField::ProgramName),
+        ("engagementName", EField::EngagementName),
+        ("lever", EField::Lever),
+        ("partnerAssociation", EField::PartnerAssociation),
+        ("customerName", EField::CustomerName),
+        ("reasonCode", EField::ReasonCode),
+        ("earningType", EField::EarningType),
+    ];
+    for (column, f) in texts {
+        if let Some(why) = super::text_problem(get(f)) {
+            return Err((column, get(f).to_string(), why));
+        }
+    }
     let (date_field, date_text) = match get(EField::TransactionDate) {
         "" => (EField::EarningDate, get(EField::EarningDate)),
         d => (EField::TransactionDate, d),
@@ -1234,6 +1250,26 @@ mod tests {
             [(3, "earningId", true), (4, "customerTenantId", false)]
         );
         assert!(r.rejects[1].reason.contains("U+007F"), "{:?}", r.rejects);
+    }
+
+    /// A name or program text holding a control character (an escape
+    /// sequence, a NUL of a damaged file) is rejected naming the column; a
+    /// right-to-left mark in a name is kept.
+    #[test]
+    fn texts_with_control_characters_are_rejected() {
+        let text = "earningId,participantId,participantName,programName,transactionDate,transactionCurrency,earningAmount,customerTenantId\n\
+                    e1,1,Contoso\u{200F},CSP,2026-01-01,EUR,3,c1\n\
+                    e2,1,Contoso,CSP\u{1b}[0m,2026-01-01,EUR,3,c1\n\
+                    e3,1,Con\u{8}toso,CSP,2026-01-01,EUR,3,c1\n";
+        let (rows, r) = read("e.csv", text.as_bytes());
+        assert_eq!((r.rows_read, rows.len(), r.rejects.len()), (3, 1, 2));
+        let named: Vec<_> = r
+            .rejects
+            .iter()
+            .map(|j| (j.line, j.column.as_str()))
+            .collect();
+        assert_eq!(named, [(3, "programName"), (4, "participantName")]);
+        assert!(r.rejects[0].reason.contains("U+001B"), "{:?}", r.rejects);
     }
 
     #[test]

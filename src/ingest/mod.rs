@@ -448,6 +448,41 @@ pub fn id_problem(id: &str) -> Option<String> {
     }
 }
 
+/// Why `text` (a name or other free text of any input: a customer's,
+/// partner's or product's name, a program or charge type) cannot be taken as
+/// it is, if it cannot: it holds a control character other than a tab or a
+/// line break (a NUL byte of a damaged file, a stray escape or backspace).
+/// Written to a statement it would show as nothing, or cut the text short in
+/// a tool that stops at a NUL. Invisible formatting characters stay: names
+/// in right-to-left scripts and emoji need them.
+#[inline]
+pub fn text_problem(text: &str) -> Option<String> {
+    let odd = text
+        .as_bytes()
+        .iter()
+        .fold(false, |odd, &c| odd | (c < 0x20) | (c == 0x7f));
+    if odd {
+        control_character(text)
+    } else {
+        None
+    }
+}
+
+#[cold]
+fn control_character(text: &str) -> Option<String> {
+    let (at, c) = text
+        .chars()
+        .enumerate()
+        .find(|&(_, c)| (c < ' ' || c == '\x7f') && !matches!(c, '\t' | '\n' | '\r'))?;
+    Some(format!(
+        "the text holds a control character (U+{:04X}, character {} of {}): a damaged file, \
+         or bytes that are not text; remove it from the file",
+        c as u32,
+        at + 1,
+        text.chars().count()
+    ))
+}
+
 #[cold]
 fn hidden_character(id: &str) -> Option<String> {
     let (at, c) = id
@@ -964,6 +999,33 @@ mod tests {
             ("c1\u{2060}", "U+2060", "character 3 of 3"),
         ] {
             let why = id_problem(bad).unwrap_or_else(|| panic!("{bad:?} passed"));
+            assert!(why.contains(code) && why.contains(at), "{bad:?}: {why}");
+        }
+    }
+
+    /// A name keeps tabs, line breaks and formatting characters (a
+    /// right-to-left mark, an emoji's joiner); any other control character
+    /// is named with where it is.
+    #[test]
+    fn a_name_with_a_control_character_is_named() {
+        use super::text_problem;
+        for ok in [
+            "Contoso, Ltd.",
+            "Müller\tGmbH",
+            "two\r\nlines",
+            "\u{200F}שלום",
+            "👩\u{200D}💻 Studio",
+            "",
+        ] {
+            assert_eq!(text_problem(ok), None, "{ok:?}");
+        }
+        for (bad, code, at) in [
+            ("Contoso\0", "U+0000", "character 8 of 8"),
+            ("\u{1b}[31mRed", "U+001B", "character 1 of 8"),
+            ("ab\u{8}c", "U+0008", "character 3 of 4"),
+            ("abc\u{7f}", "U+007F", "character 4 of 4"),
+        ] {
+            let why = text_problem(bad).unwrap_or_else(|| panic!("{bad:?} passed"));
             assert!(why.contains(code) && why.contains(at), "{bad:?}: {why}");
         }
     }

@@ -905,15 +905,17 @@ fn timings_name_the_statement_stages() {
     }
 }
 
-/// A partner name with terminal escape sequences (clear screen, colours)
-/// reaches the terminal escaped through `explain` and `history`, never as a
-/// sequence the terminal would act on; the statement keeps it as it is.
+/// A partner name with terminal escape sequences (clear screen, colours) is
+/// a rejected designation row, and its value reaches the terminal escaped in
+/// the run's list of rejects; a file name with them reaches it escaped through
+/// `explain`. Never a sequence the terminal would act on.
 #[test]
 fn names_with_escape_sequences_reach_the_terminal_escaped() {
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
+    std::fs::create_dir(dir.join("b")).unwrap();
     std::fs::write(
-        dir.join("billing.csv"),
+        dir.join("b/bill\u{1b}[2J.csv"),
         "CustomerId,CustomerName,SubscriptionId,ChargeStartDate,ChargeEndDate,ChargeType,Subtotal,Currency,PublisherName,ProductName\n\
          c1,A,s1,10/1/2026,10/31/2026,cycleCharge,100.00,EUR,Microsoft Corporation,M365\n",
     )
@@ -921,7 +923,8 @@ fn names_with_escape_sequences_reach_the_terminal_escaped() {
     std::fs::write(
         dir.join("des.csv"),
         "customer_id,partner_id,partner_name,association,workload,subscription_id,share,valid_from,valid_to\n\
-         c1,P1,\"Evil\u{1b}[2J\u{1b}[31mRED\u{1b}[0m\",POR,,,,2025-01-01,\n",
+         c1,P1,\"Evil\u{1b}[2J\u{1b}[31mRED\u{1b}[0m\",POR,,,,2025-01-01,\n\
+         c1,P1,Fabrikam,POR,,,,2025-01-01,\n",
     )
     .unwrap();
     std::fs::write(
@@ -939,36 +942,31 @@ fn names_with_escape_sequences_reach_the_terminal_escaped() {
         "--period",
         "2026-10",
         "--billing",
-        "billing.csv",
+        "b",
         "--designations",
         "des.csv",
         "--rules",
         "rules.toml",
         "--out",
         "out",
-        "--history",
-        "h.db",
         "--no-pdf",
-        "-q",
     ]);
-    assert_code(&o, 0);
-    assert_code(
-        &run(&["close", "--out", "out", "--history", "h.db", "-q"]),
-        0,
+    assert_code(&o, 1);
+    let text = stderr(&o);
+    assert!(!text.contains('\u{1b}'), "{text:?}");
+    assert!(
+        text.contains("des.csv:2 column 'partner_name' value 'Evil\\u{1b}[2J\\u{1b}[31mRED")
+            && text.contains("control character (U+001B, character 5 of"),
+        "{text}"
     );
-    for args in [
-        &["explain", "--out", "out", "--partner", "P1"][..],
-        &["history", "--history", "h.db"][..],
-    ] {
-        let o = run(args);
-        assert_code(&o, 0);
-        let text = stdout(&o);
-        assert!(!text.contains('\u{1b}'), "{args:?}: {text:?}");
-        assert!(
-            text.contains("Evil\\u{1b}[2J\\u{1b}[31mRED"),
-            "{args:?}: {text}"
-        );
-    }
+    let o = run(&["explain", "--out", "out", "--partner", "P1"]);
+    assert_code(&o, 0);
+    let text = stdout(&o);
+    assert!(!text.contains('\u{1b}'), "{text:?}");
+    assert!(text.contains("bill\\u{1b}[2J.csv:2"), "{text}");
     let statement = std::fs::read_to_string(dir.join("out/partners/P1/statement.csv")).unwrap();
-    assert!(statement.contains("Evil\u{1b}[2J"), "{statement:?}");
+    assert!(
+        statement.contains("Fabrikam") && !statement.contains("Evil"),
+        "{statement:?}"
+    );
 }

@@ -480,6 +480,48 @@ fn b6_ids_with_hidden_characters_are_rejected_naming_them() {
     assert!(d.rejects[0].reason.contains("U+200B"), "{:?}", d.rejects);
 }
 
+/// A NUL byte in a name far past where files are sniffed (a damaged file),
+/// or an escape sequence pasted into one, is a rejected row naming the
+/// column and the character: written to a statement it would show as
+/// nothing, or cut the name short where a tool stops at NUL.
+#[test]
+fn b6_names_with_control_characters_are_rejected_naming_them() {
+    for (column, control, code) in [
+        ("CustomerName", "\0", "U+0000"),
+        ("ProductName", "\u{1b}[1m", "U+001B"),
+    ] {
+        let lines = invoice_lines();
+        let header: Vec<&str> = lines[0].split(',').collect();
+        let at = header.iter().position(|h| *h == column).unwrap();
+        let text = invoice_with(&[(9, &|l: &str| {
+            let mut f: Vec<String> = l.split(',').map(str::to_string).collect();
+            f[at].push_str(control);
+            f.join(",")
+        })]);
+        assert!(text.find(control).unwrap() > 512);
+        let (_d, o) = run_invoice(&text);
+        assert_eq!(o.code, Some(1), "{column}: {}", o.stderr);
+        assert_eq!(o.totals(), (10, 9, 0, 1), "{column}");
+        let r = rejects_csv(&o);
+        let reject = r
+            .lines()
+            .find(|l| l.contains(code))
+            .unwrap_or_else(|| panic!("{r}"));
+        assert!(reject.contains(&format!(",11,{column},")), "{reject}");
+        assert!(reject.contains("a damaged file"), "{reject}");
+    }
+    let text = "customer_id,partner_id,partner_name,association,workload,subscription_id,share,valid_from,valid_to\n\
+                c1,500275,Fabrikam\u{8},DPOR,,,,2025-01-01,\n\
+                c2,500275,Fabrikam,DPOR,,,,2025-01-01,\n";
+    let d = parse_designations("d.csv", text.as_bytes()).unwrap();
+    assert_eq!(d.rows.len(), 1);
+    assert_eq!(
+        (d.rejects[0].line, d.rejects[0].column.as_str()),
+        (2, "partner_name")
+    );
+    assert!(d.rejects[0].reason.contains("U+0008"), "{:?}", d.rejects);
+}
+
 /// A `;`-separated file as Excel writes it with German settings (1.234,56)
 /// or Swiss ones (1234.56): both read as written; a value either could be
 /// (1.234) and a `.` out of place (12.34.567) are rejected naming the
