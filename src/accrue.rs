@@ -5,6 +5,7 @@
 //! A line no program pays is *not eligible*, with the reason of the program that
 //! came closest to paying it.
 
+use crate::money::ExactArith;
 use std::fmt::Write as _;
 
 use rust_decimal::Decimal;
@@ -337,11 +338,11 @@ fn segments(
     let last = out.len() - 1;
     for (i, seg) in out.iter_mut().enumerate() {
         seg.basis = if i == last {
-            line.subtotal.checked_sub(given)?
+            line.subtotal.exact_sub(given)?
         } else {
             prorate(line.subtotal, seg.days, total)?
         };
-        given = given.checked_add(seg.basis)?;
+        given = given.exact_add(seg.basis)?;
     }
     Some(total)
 }

@@ -5,6 +5,7 @@
 //! The command (`cmd::explain`) reads the run's files into a [`RunRecord`];
 //! [`render_explanation`] is pure.
 
+use crate::money::ExactArith;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -369,7 +370,7 @@ pub fn render_issued(
     let mut lines: BTreeMap<LineKey, Compared<'_>> = BTreeMap::new();
     let add = |a: Option<Decimal>, b: Decimal| match a {
         None => Some(Some(b)),
-        Some(x) => x.checked_add(b).map(Some),
+        Some(x) => x.exact_add(b).map(Some),
     };
     let mut overflow = false;
     for a in issued {

@@ -379,6 +379,43 @@ impl std::fmt::Display for Exact {
     }
 }
 
+/// Why a sum failed [`ExactArith`], for a message.
+pub const INEXACT_SUM: &str = "the sum does not fit a decimal exactly (it would be beyond about \
+     7.9e28, or need more than 28 significant digits, and be rounded)";
+
+/// Addition and subtraction of amounts that are exact or fail.
+///
+/// `Decimal::checked_add` fails only beyond the decimal range: a sum whose
+/// digits do not all fit (`79228162514264337593543950000 + 0.40`) it rounds
+/// to the digits that do, without a word, and a total built of such steps
+/// loses every small term after a large one. These return `None` there
+/// too, so that a caller names what cannot be summed instead of showing a
+/// rounded total as exact. Every sum of input-derived amounts outside the
+/// fold's exact sums ([`crate::fold::ExactSum`]) goes through here.
+pub trait ExactArith: Sized {
+    /// `self + o`, or `None` when it is out of range or would be rounded.
+    fn exact_add(self, o: Self) -> Option<Self>;
+    /// `self - o`, or `None` when it is out of range or would be rounded.
+    fn exact_sub(self, o: Self) -> Option<Self>;
+}
+
+impl ExactArith for Decimal {
+    #[inline]
+    fn exact_add(self, o: Decimal) -> Option<Decimal> {
+        let sum = self.checked_add(o)?;
+        // Decimal aligns both terms to the larger scale and, when the sum
+        // does not fit there, drops digits (rounding) and lowers the scale.
+        // A zero term gives the other one as it is, at its own scale.
+        let exact = self.is_zero() || o.is_zero() || sum.scale() >= self.scale().max(o.scale());
+        exact.then_some(sum)
+    }
+
+    #[inline]
+    fn exact_sub(self, o: Decimal) -> Option<Decimal> {
+        self.exact_add(-o)
+    }
+}
+
 /// Error of [`parse_amount`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AmountError {
@@ -590,6 +627,32 @@ mod tests {
         pub fn d(s: &str) -> rust_decimal::Decimal {
             s.parse().unwrap()
         }
+    }
+
+    /// A sum whose digits do not all fit is refused, not rounded: small
+    /// terms after a large one are never lost.
+    #[test]
+    fn exact_sums_refuse_what_decimal_would_round() {
+        let big = d("79228162514264337593543950000");
+        assert_eq!(big.exact_add(d("0.40")), None);
+        assert_eq!(big.exact_sub(d("-0.40")), None);
+        assert_eq!(
+            big.exact_add(d("4")),
+            Some(d("79228162514264337593543950004"))
+        );
+        assert_eq!(big.exact_add(big), None);
+        assert_eq!(d("1.50").exact_add(d("1.5")), Some(d("3.00")));
+        assert_eq!(d("0.1").exact_sub(d("0.30")), Some(d("-0.20")));
+        assert_eq!(d("0").exact_add(d("0.000000")), Some(d("0.000000")));
+        assert_eq!(d("0.000000").exact_add(d("0.00")), Some(d("0.000000")));
+        let tiny = d("0.0000000000000000000000000001");
+        assert_eq!(
+            tiny.exact_add(d("1")),
+            Some(d("1.0000000000000000000000000001"))
+        );
+        assert_eq!(tiny.exact_add(d("10")), None);
+        // What Decimal itself does: rounds without a word.
+        assert_eq!(big.checked_add(d("0.40")), Some(big));
     }
 
     #[test]

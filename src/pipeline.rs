@@ -19,6 +19,7 @@
 //! a sorted run file whenever they pass the budget, after a chunk
 //! ([`crate::spill`]); the runs are merged after the stream.
 
+use crate::money::ExactArith;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -387,7 +388,7 @@ fn redo_reversals(
     c: &CreditClaim,
     earlier: Decimal,
 ) -> Option<(Vec<u8>, Vec<Sums>)> {
-    let credited = c.credited.checked_add(earlier)?;
+    let credited = c.credited.exact_add(earlier)?;
     let mut ledger = RowBuf::default();
     let mut sums = Vec::with_capacity(c.redo.len());
     for r in &c.redo {
@@ -445,8 +446,8 @@ pub fn settle_credits(
         let before = taken.taken.get(&c.charge).copied();
         let left = c
             .line_amount
-            .checked_add(c.credited)
-            .and_then(|l| l.checked_add(before.unwrap_or_default()));
+            .exact_add(c.credited)
+            .and_then(|l| l.exact_add(before.unwrap_or_default()));
         let fits = before.is_none()
             || left.is_some_and(|l| crate::history::reverse::fits(c.credit, c.line_amount, l));
         // Its worker reversed it against the closed credits alone: after
@@ -465,7 +466,7 @@ pub fn settle_credits(
                 }
             }
             let t = taken.taken.entry(c.charge).or_default();
-            *t = t.checked_add(c.credit).unwrap_or(*t);
+            *t = t.exact_add(c.credit).unwrap_or(*t);
             for (k, s) in c.adds {
                 details.add_keyed(k, s);
             }

@@ -8,6 +8,7 @@
 //! lines, so every statement adds up on paper. The customer transparency statement shows the detail behind each
 //! line (association, subscription, rate, share) with exact amounts.
 
+use crate::money::ExactArith;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -181,9 +182,12 @@ impl From<Overflow> for StatementError {
 
 /// `a + b`, or an [`Overflow`] about `what`.
 fn add(a: Decimal, b: Decimal, what: impl FnOnce() -> String) -> Result<Decimal, Overflow> {
-    a.checked_add(b).ok_or_else(|| Overflow {
+    a.exact_add(b).ok_or_else(|| Overflow {
         what: what(),
-        cause: format!("{a} + {b} is larger than the largest decimal (about 7.9e28)"),
+        cause: format!(
+            "{a} + {b} does not fit a decimal exactly (beyond about 7.9e28, or more than 28 \
+             significant digits)"
+        ),
     })
 }
 

@@ -33,6 +33,7 @@
 //!
 //! See [`Class`]; `docs/tieout.md` explains each for partner managers.
 
+use crate::money::ExactArith;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
@@ -964,9 +965,9 @@ impl Totals {
     }
 
     fn sum(a: Decimal, b: Decimal, partner_id: &str) -> Result<Decimal, Fatal> {
-        a.checked_add(b).ok_or_else(|| Fatal::Overflow {
+        a.exact_add(b).ok_or_else(|| Fatal::Overflow {
             what: format!("tie-out totals of partner {partner_id}"),
-            cause: "the sum exceeds the decimal range".into(),
+            cause: crate::money::INEXACT_SUM.into(),
         })
     }
 }
@@ -1028,9 +1029,9 @@ fn percents(rs: &[Decimal]) -> String {
 }
 
 fn add_checked(a: Decimal, b: Decimal, what: impl Fn() -> String) -> Result<Decimal, Fatal> {
-    a.checked_add(b).ok_or_else(|| Fatal::Overflow {
+    a.exact_add(b).ok_or_else(|| Fatal::Overflow {
         what: what(),
-        cause: "the sum exceeds the decimal range".into(),
+        cause: crate::money::INEXACT_SUM.into(),
     })
 }
 
@@ -1402,7 +1403,7 @@ impl<'r> TieOut<'r> {
                     "expected amount of partner {}, customer {}",
                     a.partner_id, a.customer_id
                 ),
-                cause: "the sum exceeds the decimal range".into(),
+                cause: crate::money::INEXACT_SUM.into(),
             })
         };
         e.rates.insert(a.rate.normalize());
@@ -1617,7 +1618,13 @@ impl<'r> TieOut<'r> {
             Some((a, b)) => (a.min(e.month), b.max(e.month)),
         });
         let (program, labels) = self.labels_of(&e.labels)?;
-        let what = || format!("earnings of partner {} in {}", e.participant_id, e.currency);
+        let what = || {
+            format!(
+                "earnings of partner {} in {} (customer '{}', {}; adding the row at line {} of \
+                 its earnings file)",
+                e.participant_id, e.currency, e.customer_id, e.month, e.line
+            )
+        };
         let s = &mut self.strings;
         if !e.reason_code.is_empty() || e.customer_id.is_empty() {
             let reason = if e.reason_code.is_empty() {
@@ -2356,7 +2363,7 @@ impl<'r> TieOut<'r> {
         let paid = p.map(|p| p.amount).unwrap_or_default();
         // Both sums are exact; their difference may not fit (an export paying
         // near the decimal range): the grain is named, nothing is published.
-        let difference = paid.checked_sub(expected).ok_or_else(|| Fatal::Overflow {
+        let difference = paid.exact_sub(expected).ok_or_else(|| Fatal::Overflow {
             what: format!(
                 "the tie-out difference of partner {}, customer {}, {} {}",
                 self.strings.str(k.partner),
@@ -2364,7 +2371,10 @@ impl<'r> TieOut<'r> {
                 k.month,
                 cur
             ),
-            cause: format!("paid {paid} minus expected {expected} exceeds the decimal range"),
+            cause: format!(
+                "paid {paid} minus expected {expected} does not fit a decimal exactly (beyond \
+                 about 7.9e28, or more than 28 significant digits)"
+            ),
         })?;
         let n_rows = p.map(|p| p.rows.len() as u64).unwrap_or(0);
         let (matched, unmatched) = match e {

@@ -8,6 +8,7 @@
 //! and publishes its [`crate::tieout::Report`] through
 //! [`crate::render::publish::Staging`] like a run.
 
+use crate::money::ExactArith;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -89,7 +90,7 @@ fn run_info(out: &Path, summary: &[u8], manifest: &serde_json::Value) -> Result<
             let amount: Decimal = r["accrual_amount"].as_str()?.parse().ok()?;
             let currency = Currency::parse(r["currency"].as_str()?)?;
             let total = totals.entry((ingest::id_key(id), currency)).or_default();
-            *total = total.checked_add(amount)?;
+            *total = total.exact_add(amount)?;
         }
         Some(totals)
     });

@@ -3,6 +3,7 @@
 //! currency, with the reason traced to the inputs. Pure: takes what the
 //! history returned and the new statements, reads and writes nothing.
 
+use crate::money::ExactArith;
 use std::collections::{BTreeMap, BTreeSet};
 
 use rust_decimal::Decimal;
@@ -129,7 +130,7 @@ fn checked(a: Option<Decimal>, k: &LineKey, what: &str) -> Result<Decimal, Fatal
             "the {what} of partner {}, customer {}, program {}, {} {}",
             k.partner_id, k.customer_id, k.program_id, k.accrual_month, k.currency
         ),
-        cause: "it exceeds the decimal range".into(),
+        cause: crate::money::INEXACT_SUM.into(),
     })
 }
 
@@ -179,7 +180,7 @@ pub fn compare(
         let amount = parse(&l.amount, l)?;
         let e = both.entry(fold(&k)).or_default();
         let prev = e.0.as_ref().map(|s| s.total).unwrap_or_default();
-        let total = checked(prev.checked_add(amount), &k, "issued amount")?;
+        let total = checked(prev.exact_add(amount), &k, "issued amount")?;
         e.0 = Some(Side {
             key: k,
             partner_name: l.partner_name.clone(),
@@ -198,7 +199,7 @@ pub fn compare(
             };
             let e = both.entry(fold(&k)).or_default();
             let prev = e.1.as_ref().map(|s| s.total).unwrap_or_default();
-            let total = checked(prev.checked_add(l.amount), &k, "amount now")?;
+            let total = checked(prev.exact_add(l.amount), &k, "amount now")?;
             e.1 = Some(Side {
                 key: k,
                 partner_name: p.partner_name.clone(),
@@ -257,7 +258,7 @@ pub fn compare(
         };
         let key = shown.key.clone();
         let difference = checked(
-            now_amount.checked_sub(issued_amount),
+            now_amount.exact_sub(issued_amount),
             &key,
             "restated difference",
         )?;
@@ -518,7 +519,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("issued amount") && e.contains("decimal range"),
+            e.contains("issued amount") && e.contains("does not fit a decimal exactly"),
             "{e}"
         );
         // The sum fits; nothing now, so the difference is -MAX: fine.

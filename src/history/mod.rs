@@ -42,6 +42,7 @@ mod block;
 mod filter;
 pub mod reverse;
 
+use crate::money::ExactArith;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -2133,7 +2134,7 @@ impl History {
             let d = a
                 .parse::<rust_decimal::Decimal>()
                 .ok()
-                .and_then(|d| sum.checked_add(d))
+                .and_then(|d| sum.exact_add(d))
                 .ok_or_else(|| HistoryError::Refused {
                     path: self.path.display().to_string(),
                     message: format!(

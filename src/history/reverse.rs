@@ -13,6 +13,7 @@
 //! so together they never reverse more than the recorded basis. Money is
 //! still rounded once, at the statement lines.
 
+use crate::money::ExactArith;
 use chrono::NaiveDate;
 use rust_decimal::{Decimal, RoundingStrategy};
 
@@ -360,7 +361,7 @@ fn reversed_part(recorded: Decimal, line: Decimal, credited: Decimal) -> Option<
     if credited.is_zero() {
         return Some(Decimal::ZERO);
     }
-    if credited.checked_add(line)? == Decimal::ZERO {
+    if credited.exact_add(line)? == Decimal::ZERO {
         return Some(-recorded);
     }
     Some(
@@ -384,8 +385,8 @@ pub fn reversal_basis(
     credited: Decimal,
     credit: Decimal,
 ) -> Option<Decimal> {
-    let after = reversed_part(recorded, line, credited.checked_add(credit)?)?;
-    after.checked_sub(reversed_part(recorded, line, credited)?)
+    let after = reversed_part(recorded, line, credited.exact_add(credit)?)?;
+    after.exact_sub(reversed_part(recorded, line, credited)?)
 }
 
 /// The reversals of `credit` (a negative amount) against the recorded
@@ -406,7 +407,7 @@ pub fn reversals(
             Some(l) => exact(c, "line_amount", l)?,
             None => return Err(ReverseError::NoLineAmount(at)),
         };
-        let left = line.checked_add(credited).ok_or_else(overflow)?;
+        let left = line.exact_add(credited).ok_or_else(overflow)?;
         if !fits(credit, line, left) {
             return Err(ReverseError::OverCredit {
                 at,

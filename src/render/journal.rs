@@ -13,6 +13,7 @@
 //! and the cost centre come from the rules' `[journal]` table
 //! ([`crate::config::JournalSettings`]).
 
+use crate::money::ExactArith;
 use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
@@ -63,13 +64,14 @@ pub fn entries(set: &StatementSet) -> Result<Vec<JournalEntry<'_>>, Fatal> {
             let e = m
                 .entry((&*l.program_id, l.month, l.currency))
                 .or_insert(Decimal::ZERO);
-            *e = e.checked_add(l.amount).ok_or_else(|| Fatal::Overflow {
+            *e = e.exact_add(l.amount).ok_or_else(|| Fatal::Overflow {
                 what: format!(
                     "partner {}: journal entry of program {} for {} ({})",
                     p.partner_id, l.program_id, l.month, l.currency
                 ),
                 cause: format!(
-                    "{e} + {} is larger than the largest decimal (about 7.9e28)",
+                    "{e} + {} does not fit a decimal exactly (beyond about 7.9e28, or more than \
+                     28 significant digits)",
                     l.amount
                 ),
             })?;

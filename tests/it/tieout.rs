@@ -886,7 +886,34 @@ fn a_difference_out_of_range_is_fatal_not_a_panic() {
         &text,
         &[
             "the tie-out difference of partner",
-            "exceeds the decimal range",
+            "does not fit a decimal exactly",
+        ],
+    );
+}
+
+/// Earnings whose sum has more digits than a decimal holds (one near the
+/// decimal range, then small ones) stop the tie-out naming the partner and
+/// the row: the small ones were dropped one by one by the decimal's
+/// rounding, and the partner shown as paid exactly the large one.
+#[test]
+fn a_sum_that_would_be_rounded_is_fatal_not_rounded() {
+    let dir = run_sample(Sample::Main, &["--no-pdf", "--quiet"]);
+    let run = dir.path().join("out");
+    let export = export_from_ledger(&run.join("ledger.csv"), ',', false, 1);
+    let mut text = format!("{}\n", export.lines().next().unwrap());
+    text.push_str("BIG,426918,CSP,DPOR,C,S,2026-10-15,EUR,79228162514264337593543950000,4,Sent\n");
+    for k in 0..10 {
+        text.push_str(&format!(
+            "S{k},426918,CSP,DPOR,C,S,2026-10-15,EUR,0.40,4,Sent\n"
+        ));
+    }
+    fatal_on_one_thread_and_two(
+        dir.path(),
+        &run,
+        &text,
+        &[
+            "earnings of partner 426918 in EUR (customer 'C', 2026-10",
+            "does not fit a decimal exactly",
         ],
     );
 }

@@ -4,6 +4,7 @@
 //! difference, the totals per currency and the traced reasons, numbered. The
 //! same lines as `adjustment.csv`, in the language of the run.
 
+use crate::money::ExactArith;
 use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
@@ -121,7 +122,7 @@ impl Renderer {
                 Some(Decimal::ZERO),
                 Some(Decimal::ZERO),
             ));
-            let add = |s: Option<Decimal>, d: Decimal| s.and_then(|s| s.checked_add(d));
+            let add = |s: Option<Decimal>, d: Decimal| s.and_then(|s| s.exact_add(d));
             *t = (add(t.0, x.issued), add(t.1, x.now), add(t.2, x.difference));
             rows.push(Row::Cells(
                 vec![
