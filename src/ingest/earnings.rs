@@ -851,27 +851,29 @@ fn parse_row<'a>(
         )
     })?;
     let rate_text = get(EField::EarningRate);
-    let rate = match rate_text.trim_end_matches('%').trim() {
-        "" => None,
+    // A percentage, with or without one `%` after it.
+    let rate_err = |why: String| (name(EField::EarningRate), rate_text.to_string(), why);
+    let (number, percent_sign) = match rate_text.strip_suffix('%') {
+        Some(n) => (n.trim(), true),
+        None => (rate_text, false),
+    };
+    let rate = match number {
+        "" if !percent_sign => None,
+        "" => return Err(rate_err("a '%' without a number".into())),
         r => {
-            let pct = parse_amount(r, semicolon).map_err(|e| {
-                (
-                    name(EField::EarningRate),
-                    rate_text.to_string(),
-                    e.reason("not a decimal percentage"),
-                )
+            let pct = parse_amount(r, semicolon)
+                .map_err(|e| rate_err(e.reason("not a decimal percentage")))?;
+            // Hundredths by moving the decimal point: exact, or refused when
+            // the rate would need more decimals than a decimal holds (never
+            // rounded to a nearby rate).
+            let mut rate = pct;
+            rate.set_scale(pct.scale() + 2).map_err(|_| {
+                rate_err(format!(
+                    "as a fraction the rate needs more than {} decimals",
+                    Decimal::MAX_SCALE
+                ))
             })?;
-            Some(
-                pct.checked_div(Decimal::ONE_HUNDRED)
-                    .ok_or_else(|| {
-                        (
-                            name(EField::EarningRate),
-                            rate_text.to_string(),
-                            "percentage out of range".to_string(),
-                        )
-                    })?
-                    .normalize(),
-            )
+            Some(rate.normalize())
         }
     };
     Ok(EarningRow {
@@ -1225,6 +1227,58 @@ mod tests {
                 .contains("of a.csv:3, whose earningRate is 4:"),
             "{}",
             r.rejects[0].reason
+        );
+    }
+
+    /// An `earningRate` is a percentage with at most one `%`, made a fraction
+    /// exactly: one that would need more than 28 decimals is rejected, not
+    /// rounded (`4.0000000000000000000000000001` was 0.04, a match).
+    #[test]
+    fn earning_rates_are_exact_or_rejected() {
+        let text = "earningId,participantId,transactionDate,transactionCurrency,earningAmount,earningRate\n\
+                    e1,1,2026-01-01,EUR,3,4\n\
+                    e2,1,2026-01-01,EUR,3,4 %\n\
+                    e3,1,2026-01-01,EUR,3,0.0000000000000000000000000001\n\
+                    e4,1,2026-01-01,EUR,3,4.0000000000000000000000000001\n\
+                    e5,1,2026-01-01,EUR,3,4%%%\n\
+                    e6,1,2026-01-01,EUR,3,%\n\
+                    e7,1,2026-01-01,EUR,3,12.5%\n";
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("e.csv");
+        std::fs::write(&p, text).unwrap();
+        let files = vec![InputFile {
+            path: p,
+            display: "e.csv".into(),
+            size: text.len() as u64,
+        }];
+        let mut rates = Vec::new();
+        let r = read_earnings(&files, &mut |e| rates.push(e.rate.map(|r| r.to_string()))).unwrap();
+        assert_eq!(
+            rates,
+            [
+                Some("0.04".into()),
+                Some("0.04".into()),
+                Some("0.125".into())
+            ]
+        );
+        let refused: Vec<_> = r
+            .rejects
+            .iter()
+            .map(|j| (j.line, j.column.as_str()))
+            .collect();
+        assert_eq!(
+            refused,
+            [
+                (4, "earningRate"),
+                (5, "earningRate"),
+                (6, "earningRate"),
+                (7, "earningRate")
+            ]
+        );
+        assert!(
+            r.rejects[0].reason.contains("more than 28 decimals"),
+            "{:?}",
+            r.rejects
         );
     }
 
