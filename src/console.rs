@@ -136,11 +136,15 @@ impl Lines {
     }
 }
 
-/// A partner ID as a message names it when it may have a look-alike: its
-/// non-ASCII characters as `\u{..}` (the Kelvin sign in `R-\u{212a}` is not
-/// the `K` of `R-K`, though both are one ID).
+/// A partner ID as a message names it when it may have a look-alike: as
+/// written (to be searched for in the file), and when it holds characters
+/// beyond ASCII, with those as `\u{..}` too: `R-K (R-\u{212a})`, whose
+/// Kelvin sign is not the `K` of `R-K`, though both are one ID.
 pub fn spelled(id: &str) -> std::borrow::Cow<'_, str> {
-    escape(id, |c| !c.is_ascii())
+    match escape(id, |c| !c.is_ascii()) {
+        std::borrow::Cow::Owned(escaped) => std::borrow::Cow::Owned(format!("{id} ({escaped})")),
+        borrowed => borrowed,
+    }
 }
 
 /// `1234567` -> `1,234,567`.
@@ -691,7 +695,8 @@ mod tests {
             shown("x\u{200f}y\u{2028}z\u{61c}"),
             "x\\u{200f}y\\u{2028}z\\u{61c}"
         );
-        assert_eq!(spelled("R-\u{212a}"), "R-\\u{212a}");
+        assert_eq!(spelled("R-\u{212a}"), "R-\u{212a} (R-\\u{212a})");
+        assert_eq!(spelled("Müller-1"), "Müller-1 (M\\u{fc}ller-1)");
         assert!(matches!(spelled("R-K"), std::borrow::Cow::Borrowed("R-K")));
     }
 

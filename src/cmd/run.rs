@@ -237,9 +237,11 @@ fn refuse_partner_spellings(inputs: &Inputs) -> Result<(), Fatal> {
         return Ok(());
     }
     let listed: Vec<String> = issues.iter().map(ToString::to_string).collect();
+    // One line (a message is shown as one; a newline in it would be
+    // escaped): the problems, then what happened.
     Err(Fatal::Input(format!(
-        "{}\nnothing was published (porledger validate lists these problems)",
-        listed.join("\n")
+        "{}; nothing was published (porledger validate lists these problems)",
+        listed.join("; ")
     )))
 }
 
