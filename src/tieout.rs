@@ -2399,7 +2399,11 @@ impl<'r> TieOut<'r> {
                     Case::Overdue
                 }
             }
-            (None, Some(_)) if paid.abs() <= tol => Case::PaidWithin,
+            // An earning no program maps is always shown (`no-program`):
+            // the rules lack a table, whatever the amount.
+            (None, Some(_)) if paid.abs() <= tol && !self.strings.str(k.program).is_empty() => {
+                Case::PaidWithin
+            }
             (None, Some(_)) => Case::PaidNotExpected,
             (None, None) => Case::Nothing,
         };
@@ -3411,6 +3415,10 @@ lever = "*usage*"
         let mut unmapped = earning("1", "X", "S", JAN, "5", None, 5);
         unmapped.labels.partner_association = "Tier1";
         t.add_earning(&unmapped).unwrap();
+        // Within the tolerance of nothing, and still shown: no table maps it.
+        let mut small = earning("1", "Y", "S", JAN, "0.01", None, 6);
+        small.labels.partner_association = "Tier1";
+        t.add_earning(&small).unwrap();
         t.add_accrual(&accrual("2", "OTHER", "S", JAN, "5", 9))
             .unwrap();
         t.add_not_eligible("nodes", "s", JAN, "no-designation", "", ("b.csv", "7"))
@@ -3436,7 +3444,8 @@ lever = "*usage*"
             (Class::PaidNotExpected, "no-billing-line".into())
         );
         assert_eq!(reason("X"), (Class::PaidNotExpected, "no-program".into()));
-        assert_eq!(rep.earnings_unmatched, 4);
+        assert_eq!(reason("Y"), (Class::PaidNotExpected, "no-program".into()));
+        assert_eq!(rep.earnings_unmatched, 5);
     }
 
     /// An earning whose invoice number is not the billing line's: the
