@@ -520,7 +520,11 @@ pub fn build_each<E>(
         if (held < b.batch_groups || batch.len() < threads) && groups.peek().is_some() {
             continue;
         }
-        let built = std::mem::take(&mut batch)
+        // Collected as results, then the first error in partner order is
+        // taken: rayon's own collect into a `Result` stops at whichever
+        // error a thread meets first, and the message would name another
+        // group from one run to the next.
+        let built: Vec<Result<PartnerStatement, StatementError>> = std::mem::take(&mut batch)
             .into_par_iter()
             .map(|g| {
                 let mut p =
@@ -531,6 +535,9 @@ pub fn build_each<E>(
                 }
                 Ok(p)
             })
+            .collect();
+        let built = built
+            .into_iter()
             .collect::<Result<Vec<PartnerStatement>, StatementError>>()
             .map_err(&error)?;
         held = 0;

@@ -127,6 +127,35 @@ fn b2_sum_overflow_exits_2_naming_the_group_and_publishes_nothing() {
     );
 }
 
+/// Two partners whose groups cannot be summed: the run names the first in
+/// partner order, the same group on every run and thread count (threads
+/// built both statements at once and the first to fail was named).
+#[test]
+fn b2_two_groups_out_of_range_name_the_first_on_any_thread_count() {
+    let fine = "0.1234567890123456789012345678";
+    let wide = "12345678901234567890.12345678";
+    let billing = format!(
+        "{HEADER}{}{}{}{}",
+        line("c8", "s1", wide, "R2"),
+        line("c8", "s1", fine, "R2"),
+        line("c9", "s1", wide, "R1"),
+        line("c9", "s1", fine, "R1"),
+    );
+    let d = setup(&billing, RULES, DESIGNATIONS);
+    let mut said = std::collections::BTreeSet::new();
+    for threads in ["1", "2", "4", "4", "4", "4"] {
+        let o = run_in(d.path(), &["--threads", threads]);
+        assert_code(&o, 2);
+        said.insert(stderr(&o));
+    }
+    assert_eq!(said.len(), 1, "{said:#?}");
+    let e = said.first().unwrap();
+    assert!(
+        e.contains("partner R1, customer c9") && e.contains("38 digits"),
+        "{e}"
+    );
+}
+
 /// Runs `porledger ARGS` in `dir` with `PORLEDGER_FAULT_AT=worker-panic`,
 /// killing it after 60 s: returns the exit code and how long it took.
 fn run_with_worker_panic(dir: &Path, args: &[&str]) -> (Option<i32>, Duration) {
