@@ -46,7 +46,7 @@ pub fn close(args: &CloseArgs) -> Result<Finish, Fatal> {
         json: manifest,
         sha256: manifest_sha256,
         ..
-    } = publish::read_manifest(out)?;
+    } = publish::read_run_manifest(out, "close")?;
     console::phase_memory("close: manifest read");
     // A close of this run into this history recorded, without its mark in
     // place: a close killed between its commit and the mark's rename. It is

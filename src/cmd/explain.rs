@@ -230,7 +230,7 @@ pub fn load(out: &Path, filter: &mut Filter) -> Result<RunRecord, Fatal> {
     // is never explained as if porledger had written it.
     use crate::render::publish;
     const REFUSAL: &str = "explain refuses to explain from it";
-    let manifest = publish::read_manifest(out)?;
+    let manifest = publish::read_run_manifest(out, "explain")?;
     let listed = &manifest.outputs;
     let summary_path = out.join("summary.json");
     let summary: serde_json::Value =

@@ -847,7 +847,7 @@ fn tieout_on_pool(args: &TieoutArgs) -> Result<Finish, Fatal> {
     // The run as porledger wrote it: what is read of it is checked against
     // its manifest (summary.json here, ledger.csv and not-eligible.csv as
     // they are read), so a changed run is never tied out.
-    let run_manifest = publish::read_manifest(&args.out)?;
+    let run_manifest = publish::read_run_manifest(&args.out, "tieout")?;
     let listed = &run_manifest.outputs;
     let summary = publish::read_listed(&args.out, "summary.json", listed, REFUSAL)?;
     let info = run_info(&args.out, &summary, &run_manifest.json)?;
@@ -1236,7 +1236,7 @@ fn tieout_of_run(
             tieout_dir.display()
         )));
     }
-    let ran = publish::read_manifest(run)?;
+    let ran = publish::read_run_manifest(run, "explain")?;
     let data = tieout.json["run_data_sha256"].as_str();
     match tieout.json["run_manifest_sha256"].as_str() {
         Some(sha) if sha == ran.sha256 => Ok((tieout, ran)),

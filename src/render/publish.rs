@@ -1121,6 +1121,32 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, Fatal> {
     })
 }
 
+/// What an output whose manifest names `kind` holds, in words.
+fn holds(kind: Option<&str>) -> String {
+    match kind {
+        None => Kind::Run.noun().to_string(),
+        Some("tieout") => Kind::Tieout.noun().to_string(),
+        Some("sample") => Kind::Sample.noun().to_string(),
+        Some(other) => format!("a porledger output of kind \"{other}\""),
+    }
+}
+
+/// [`read_manifest`] of a directory `command` reads as a run's output:
+/// another porledger output there (a tie-out, a sample input set) is named
+/// as what it is, not reported as a run missing its files.
+pub fn read_run_manifest(dir: &Path, command: &str) -> Result<Manifest, Fatal> {
+    let m = read_manifest(dir)?;
+    match m.kind.as_deref() {
+        None => Ok(m),
+        kind => Err(Fatal::Input(format!(
+            "{}: holds {} (see its {MARKER}), not the output of `porledger run`; {command} \
+             reads a run's --out directory",
+            dir.display(),
+            holds(kind)
+        ))),
+    }
+}
+
 /// A file of the porledger output `path` is in changed since porledger wrote
 /// it (its SHA-256 or size is not the manifest's); `refusal` says what the
 /// command therefore does not do.
@@ -1195,12 +1221,7 @@ fn check_ours(shown: &Path, dir: &Path, kind: Kind) -> Result<(), Fatal> {
         e => e,
     })?;
     if found.as_deref() != kind.manifest_name() {
-        let holds = match found.as_deref() {
-            None => Kind::Run.noun().to_string(),
-            Some("tieout") => Kind::Tieout.noun().to_string(),
-            Some("sample") => Kind::Sample.noun().to_string(),
-            Some(other) => format!("a porledger output of kind \"{other}\""),
-        };
+        let holds = holds(found.as_deref());
         return Err(Fatal::Input(format!(
             "{flag} {}: holds {holds} (see its {MARKER}); this command replaces only {}, \
              so nothing was changed (choose another {flag})",

@@ -1152,6 +1152,37 @@ fn messages_about_the_tieout_directory_name_the_right_flag_and_command() {
     }
 }
 
+/// A tie-out's directory given where a run's is read is named as a tie-out,
+/// not reported as a run without its `summary.json` (at "line 0") or with a
+/// manifest that is "not porledger's".
+#[test]
+fn a_tieout_directory_given_as_a_run_is_named_as_a_tieout() {
+    let dir = run_sample(Sample::Main, &["--no-pdf", "--quiet"]);
+    let run = dir.path().join("out");
+    let o = tieout(&run, &["--earnings", "sample-data/earnings", "--no-pdf"]);
+    assert!(o.status.code().is_some_and(|c| c <= 1), "{}", stderr(&o));
+    let tie = dir.path().join("out-tieout");
+    assert!(tie.join("tieout.json").exists());
+    let t = tie.to_str().unwrap();
+    for args in [
+        vec!["explain", "--out", t, "--partner", "500275"],
+        vec!["tieout", "--out", t, "--earnings", "sample-data/earnings"],
+        vec!["close", "--out", t, "--history", "h.db"],
+    ] {
+        let mut c = command();
+        c.current_dir(dir.path()).args(&args);
+        let o = output(&mut c);
+        assert_code(&o, 2);
+        let e = stderr(&o);
+        assert!(
+            e.contains("holds a tie-out")
+                && e.contains(&format!("{} reads a run's --out", args[0])),
+            "{args:?}: {e}"
+        );
+    }
+    assert!(!dir.path().join("h.db").exists());
+}
+
 /// Rules of one program `por` paying 4 % on POR designations, mapped to
 /// every earning of association POR.
 const POR_RULES: &str = "[[program]]\nid = \"por\"\nassociations = [\"POR\"]\nrate = \"0.04\"\n\
