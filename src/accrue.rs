@@ -337,12 +337,12 @@ fn segments(
     }
     let last = out.len() - 1;
     for (i, seg) in out.iter_mut().enumerate() {
-        seg.basis = if i == last {
-            line.subtotal.exact_sub(given)?
+        if i == last {
+            seg.basis = line.subtotal.exact_sub(given)?;
         } else {
-            prorate(line.subtotal, seg.days, total)?
-        };
-        given = given.exact_add(seg.basis)?;
+            seg.basis = prorate(line.subtotal, seg.days, total)?;
+            given = given.exact_add(seg.basis)?;
+        }
     }
     Some(total)
 }
