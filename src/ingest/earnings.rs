@@ -905,15 +905,20 @@ fn parse_row<'a>(
 mod tests {
     use super::*;
 
-    fn read(name: &str, bytes: &[u8]) -> (Vec<(u64, String, String, Decimal)>, EarningsRead) {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join(name);
-        std::fs::write(&p, bytes).unwrap();
-        let files = vec![InputFile {
-            path: p.clone(),
+    /// `bytes` written as `name` in `dir`, as an input file.
+    fn file_in(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> InputFile {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        InputFile {
+            path,
             display: name.to_string(),
             size: bytes.len() as u64,
-        }];
+        }
+    }
+
+    fn read(name: &str, bytes: &[u8]) -> (Vec<(u64, String, String, Decimal)>, EarningsRead) {
+        let dir = tempfile::tempdir().unwrap();
+        let files = vec![file_in(&dir, name, bytes)];
         let mut rows = Vec::new();
         let r = read_earnings(&files, &mut |e| {
             rows.push((
@@ -1129,15 +1134,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let inputs: Vec<InputFile> = files
             .iter()
-            .map(|(name, text)| {
-                let p = dir.path().join(name);
-                std::fs::write(&p, text).unwrap();
-                InputFile {
-                    path: p,
-                    display: name.to_string(),
-                    size: text.len() as u64,
-                }
-            })
+            .map(|(name, text)| file_in(&dir, name, text.as_bytes()))
             .collect();
         let mut lines = Vec::new();
         let r = read_earnings(&inputs, &mut |e| lines.push(e.line)).unwrap();
@@ -1244,13 +1241,7 @@ mod tests {
                     e6,1,2026-01-01,EUR,3,%\n\
                     e7,1,2026-01-01,EUR,3,12.5%\n";
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("e.csv");
-        std::fs::write(&p, text).unwrap();
-        let files = vec![InputFile {
-            path: p,
-            display: "e.csv".into(),
-            size: text.len() as u64,
-        }];
+        let files = vec![file_in(&dir, "e.csv", text.as_bytes())];
         let mut rates = Vec::new();
         let r = read_earnings(&files, &mut |e| rates.push(e.rate.map(|r| r.to_string()))).unwrap();
         assert_eq!(
@@ -1330,13 +1321,7 @@ mod tests {
     fn missing_column_is_named() {
         let text = "participantId,transactionDate,earningAmount\n1,2026-01-01,1\n";
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("e.csv");
-        std::fs::write(&p, text).unwrap();
-        let files = vec![InputFile {
-            path: p,
-            display: "e.csv".into(),
-            size: 0,
-        }];
+        let files = vec![file_in(&dir, "e.csv", text.as_bytes())];
         let e = read_earnings(&files, &mut |_| {}).unwrap_err().to_string();
         assert!(e.contains("transactionCurrency"), "{e}");
     }
@@ -1346,13 +1331,7 @@ mod tests {
         let text = "participantId,transactionDate,transactionCurrency,earningAmount\r\n\
                     1,2026-01-01,EUR,3\r\n1,2026-02-01,EUR,4\r1,2026-03-01,EUR,5\r\n";
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("e.csv");
-        std::fs::write(&p, text).unwrap();
-        let files = vec![InputFile {
-            path: p,
-            display: "e.csv".into(),
-            size: 0,
-        }];
+        let files = vec![file_in(&dir, "e.csv", text.as_bytes())];
         let mut read = 0;
         let got = read_earnings(&files, &mut |_| read += 1).unwrap();
         assert_eq!((got.rows_read, read, got.rejects.len()), (2, 1, 1));
@@ -1370,13 +1349,7 @@ mod tests {
     fn rate_is_a_percentage() {
         let text = "participantId,transactionDate,transactionCurrency,earningAmount,earningRate\n1,2026-01-01,EUR,3,3.75\n";
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("e.csv");
-        std::fs::write(&p, text).unwrap();
-        let files = vec![InputFile {
-            path: p,
-            display: "e.csv".into(),
-            size: 0,
-        }];
+        let files = vec![file_in(&dir, "e.csv", text.as_bytes())];
         let mut rate = None;
         read_earnings(&files, &mut |e| rate = e.rate).unwrap();
         assert_eq!(rate, Some("0.0375".parse().unwrap()));
@@ -1385,15 +1358,7 @@ mod tests {
     #[test]
     fn the_grain_columns_are_known_from_the_headers() {
         let dir = tempfile::tempdir().unwrap();
-        let file = |name: &str, text: &str| {
-            let p = dir.path().join(name);
-            std::fs::write(&p, text).unwrap();
-            InputFile {
-                path: p,
-                display: name.into(),
-                size: 0,
-            }
-        };
+        let file = |name: &str, text: &str| file_in(&dir, name, text.as_bytes());
         let base = "participantId,transactionDate,transactionCurrency,earningAmount";
         let plain = file("a.csv", &format!("{base}\n1,2026-01-01,EUR,3\n"));
         let invoiced = file(

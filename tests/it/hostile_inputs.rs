@@ -430,6 +430,33 @@ fn b6_semicolon_designations_accept_decimal_comma_shares() {
     assert_eq!(d.rows[0].share.unwrap().to_string(), "0.5");
 }
 
+/// Runs the 10-line invoice with `added` written after the `column` value of
+/// its last line (far beyond the first 512 bytes, where files are sniffed)
+/// and checks that exactly that line (11) is rejected under `column`: its
+/// line of `rejects.csv`, found by `code` (`U+0000`).
+fn last_line_rejected_with(column: &str, added: &str, code: &str) -> String {
+    let lines = invoice_lines();
+    let header: Vec<&str> = lines[0].split(',').collect();
+    let at = header.iter().position(|h| *h == column).unwrap();
+    let text = invoice_with(&[(9, &|l: &str| {
+        let mut f: Vec<String> = l.split(',').map(str::to_string).collect();
+        f[at].push_str(added);
+        f.join(",")
+    })]);
+    assert!(text.find(added).unwrap() > 512);
+    let (_d, o) = run_invoice(&text);
+    assert_eq!(o.code, Some(1), "{column}: {}", o.stderr);
+    assert_eq!(o.totals(), (10, 9, 0, 1), "{column}");
+    let r = rejects_csv(&o);
+    let reject = r
+        .lines()
+        .find(|l| l.contains(code))
+        .unwrap_or_else(|| panic!("{r}"))
+        .to_string();
+    assert!(reject.contains(&format!(",11,{column},")), "{reject}");
+    reject
+}
+
 /// An ID holding a NUL byte (a damaged file: anywhere in it, not only where
 /// the file is sniffed for binary data), a zero-width space or a byte order
 /// mark shows as the ID without it but is another: the line would be
@@ -443,25 +470,7 @@ fn b6_ids_with_hidden_characters_are_rejected_naming_them() {
         ("SubscriptionId", "\u{200B}", "U+200B"),
         ("MpnId", "\u{FEFF}", "U+FEFF"),
     ] {
-        let lines = invoice_lines();
-        let header: Vec<&str> = lines[0].split(',').collect();
-        let at = header.iter().position(|h| *h == column).unwrap();
-        // The last line: far beyond the first 512 bytes.
-        let text = invoice_with(&[(9, &|l: &str| {
-            let mut f: Vec<String> = l.split(',').map(str::to_string).collect();
-            f[at].push_str(hidden);
-            f.join(",")
-        })]);
-        assert!(text.find(hidden).unwrap() > 512);
-        let (_d, o) = run_invoice(&text);
-        assert_eq!(o.code, Some(1), "{column}: {}", o.stderr);
-        assert_eq!(o.totals(), (10, 9, 0, 1), "{column}");
-        let r = rejects_csv(&o);
-        let reject = r
-            .lines()
-            .find(|l| l.contains(code))
-            .unwrap_or_else(|| panic!("{r}"));
-        assert!(reject.contains(&format!(",11,{column},")), "{reject}");
+        let reject = last_line_rejected_with(column, hidden, code);
         assert!(
             reject.contains("another ID than the one it shows"),
             "{reject}"
@@ -490,24 +499,7 @@ fn b6_names_with_control_characters_are_rejected_naming_them() {
         ("CustomerName", "\0", "U+0000"),
         ("ProductName", "\u{1b}[1m", "U+001B"),
     ] {
-        let lines = invoice_lines();
-        let header: Vec<&str> = lines[0].split(',').collect();
-        let at = header.iter().position(|h| *h == column).unwrap();
-        let text = invoice_with(&[(9, &|l: &str| {
-            let mut f: Vec<String> = l.split(',').map(str::to_string).collect();
-            f[at].push_str(control);
-            f.join(",")
-        })]);
-        assert!(text.find(control).unwrap() > 512);
-        let (_d, o) = run_invoice(&text);
-        assert_eq!(o.code, Some(1), "{column}: {}", o.stderr);
-        assert_eq!(o.totals(), (10, 9, 0, 1), "{column}");
-        let r = rejects_csv(&o);
-        let reject = r
-            .lines()
-            .find(|l| l.contains(code))
-            .unwrap_or_else(|| panic!("{r}"));
-        assert!(reject.contains(&format!(",11,{column},")), "{reject}");
+        let reject = last_line_rejected_with(column, control, code);
         assert!(reject.contains("a damaged file"), "{reject}");
     }
     let text = "customer_id,partner_id,partner_name,association,workload,subscription_id,share,valid_from,valid_to\n\
