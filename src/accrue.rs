@@ -5,7 +5,6 @@
 //! A line no program pays is *not eligible*, with the reason of the program that
 //! came closest to paying it.
 
-use crate::money::ExactArith;
 use std::fmt::Write as _;
 
 use rust_decimal::Decimal;
@@ -22,6 +21,7 @@ use crate::ingest::designations::Designation;
 use crate::ingest::usage::{UsageInput, UsageObs};
 use crate::ingest::BillingLine;
 use crate::model::{Attainment, TierNotes};
+use crate::money::ExactArith;
 
 /// One accrual: a partner's exact earning on one line under one program.
 #[derive(Clone, Debug, PartialEq)]

@@ -5,14 +5,13 @@
 //! The command (`cmd::explain`) reads the run's files into a [`RunRecord`];
 //! [`render_explanation`] is pure.
 
-use crate::money::ExactArith;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use rust_decimal::Decimal;
 
 use crate::console::Lines;
-use crate::money::{format_exact, round_money, Currency, RoundingMode};
+use crate::money::{format_exact, round_money, Currency, ExactArith, RoundingMode};
 
 /// One ledger row, as written by `run` (read by [`crate::ledger::LedgerReader`]).
 pub use crate::ledger::LedgerRecord as LedgerRow;

@@ -8,7 +8,6 @@
 //! lines, so every statement adds up on paper. The customer transparency statement shows the detail behind each
 //! line (association, subscription, rate, share) with exact amounts.
 
-use crate::money::ExactArith;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -24,7 +23,7 @@ use crate::dates::{Month, Period};
 use crate::fold::{DetailKey, Sums};
 use crate::ingest::fx::FxTable;
 use crate::model::TierNote;
-use crate::money::{round_money, Currency, RoundingMode};
+use crate::money::{round_money, Currency, ExactArith, RoundingMode};
 use crate::text::Shared;
 
 use serde::{Deserialize, Serialize};

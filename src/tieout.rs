@@ -33,7 +33,6 @@
 //!
 //! See [`Class`]; `docs/tieout.md` explains each for partner managers.
 
-use crate::money::ExactArith;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
@@ -50,7 +49,7 @@ use crate::config::Rules;
 use crate::dates::Month;
 use crate::error::Fatal;
 use crate::ingest::{id_key, id_key_into};
-use crate::money::{round_money, Currency, Exact, RoundingMode};
+use crate::money::{round_money, Currency, Exact, ExactArith, RoundingMode};
 
 /// A fast, deterministic hasher for the grain maps. Output order never
 /// depends on it: rows are sorted by the text of their IDs.

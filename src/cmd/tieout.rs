@@ -8,7 +8,6 @@
 //! and publishes its [`crate::tieout::Report`] through
 //! [`crate::render::publish::Staging`] like a run.
 
-use crate::money::ExactArith;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -27,7 +26,7 @@ use crate::ingest;
 use crate::ingest::earnings::{read_earnings, EarningRow, EarningsRead};
 use crate::ingest::FileDigest;
 use crate::ledger::{LedgerColumn as C, LedgerReader};
-use crate::money::{Currency, RoundingMode};
+use crate::money::{Currency, ExactArith, RoundingMode};
 use crate::render::pdf::tieout::TieoutPage;
 use crate::render::pdf::Renderer;
 use crate::render::publish::{self, Staging};

@@ -3,13 +3,13 @@
 //! currency, with the reason traced to the inputs. Pure: takes what the
 //! history returned and the new statements, reads and writes nothing.
 
-use crate::money::ExactArith;
 use std::collections::{BTreeMap, BTreeSet};
 
 use rust_decimal::Decimal;
 
 use super::{DesignationRec, FileRec, LineRec};
 use crate::error::Fatal;
+use crate::money::ExactArith;
 use crate::statements::StatementSet;
 
 /// The key of an adjustment line.

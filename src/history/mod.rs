@@ -42,13 +42,14 @@ mod block;
 mod filter;
 pub mod reverse;
 
-use crate::money::ExactArith;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
+
+use crate::money::ExactArith;
 
 /// `PRAGMA application_id` of a porledger history: "PORL" in ASCII.
 pub const APPLICATION_ID: i32 = 0x504F_524C;

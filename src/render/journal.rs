@@ -13,7 +13,6 @@
 //! and the cost centre come from the rules' `[journal]` table
 //! ([`crate::config::JournalSettings`]).
 
-use crate::money::ExactArith;
 use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
@@ -21,7 +20,7 @@ use rust_decimal::Decimal;
 use crate::config::JournalSettings;
 use crate::dates::Month;
 use crate::error::Fatal;
-use crate::money::{format_exact, Currency};
+use crate::money::{format_exact, Currency, ExactArith};
 use crate::statements::StatementSet;
 
 /// The header of `journal.csv`.

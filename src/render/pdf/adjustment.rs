@@ -4,7 +4,6 @@
 //! difference, the totals per currency and the traced reasons, numbered. The
 //! same lines as `adjustment.csv`, in the language of the run.
 
-use crate::money::ExactArith;
 use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
@@ -14,7 +13,7 @@ use super::layout::{Col, Row, RowKind};
 use super::template::Align;
 use super::{display_name, Renderer, GREY};
 use crate::history::adjust::{AdjustmentLine, Reason};
-use crate::money::Currency;
+use crate::money::{Currency, ExactArith};
 use crate::statements::StatementSet;
 
 /// The sums of one currency: previously issued, now, difference; `None`
