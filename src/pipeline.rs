@@ -19,12 +19,12 @@
 //! a sorted run file whenever they pass the budget, after a chunk
 //! ([`crate::spill`]); the runs are merged after the stream.
 
-use crate::money::ExactArith;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::bounded;
+use rust_decimal::Decimal;
 
 use crate::accrue::{accrue_observation, Accrual, Context, Outcome, Reason, Scratch};
 use crate::attain::{add_paid_seats, AttainmentTable, PaidSeats};
@@ -42,9 +42,9 @@ use crate::ledger::{
     write_ledger_row, write_not_eligible_row, write_reject_row, LedgerRow, NotEligibleRow,
     RejectRow,
 };
+use crate::money::ExactArith;
 use crate::spill::Runs;
 use crate::util::recycle;
-use rust_decimal::Decimal;
 
 /// Everything a run reads before streaming billing lines.
 pub struct Inputs {
@@ -458,19 +458,23 @@ pub fn settle_credits(
             }
             _ => None,
         };
+        // What the run's credits of this charge take with this one; a first
+        // credit is exact (a zero term), a later sum may not be.
+        let now_taken = before.unwrap_or_default().exact_add(c.credit);
         if fits && !matches!(redone, Some(None)) {
-            if let Some(Some((ledger, sums))) = redone {
-                ledger_edits.push((c.ledger.clone(), ledger));
-                for (add, s) in c.adds.iter_mut().zip(sums) {
-                    add.1 = s;
+            if let Some(now_taken) = now_taken {
+                if let Some(Some((ledger, sums))) = redone {
+                    ledger_edits.push((c.ledger.clone(), ledger));
+                    for (add, s) in c.adds.iter_mut().zip(sums) {
+                        add.1 = s;
+                    }
                 }
+                taken.taken.insert(c.charge, now_taken);
+                for (k, s) in c.adds {
+                    details.add_keyed(k, s);
+                }
+                continue;
             }
-            let t = taken.taken.entry(c.charge).or_default();
-            *t = t.exact_add(c.credit).unwrap_or(*t);
-            for (k, s) in c.adds {
-                details.add_keyed(k, s);
-            }
-            continue;
         }
         let file = &inputs.files[c.file];
         let reason = match left {
@@ -480,8 +484,9 @@ pub fn settle_credits(
                 c.credit, c.charge, c.line_amount
             ),
             _ => format!(
-                "the credits of this run of {} exceed the largest decimal (about 7.9e28)",
-                c.charge
+                "the credits of this run of {} cannot be summed: {}",
+                c.charge,
+                crate::money::INEXACT_SUM
             ),
         };
         let value = c.credit.to_string();

@@ -13,12 +13,12 @@
 //! so together they never reverse more than the recorded basis. Money is
 //! still rounded once, at the statement lines.
 
-use crate::money::ExactArith;
 use chrono::NaiveDate;
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use super::{AccrualRec, ClosedAccrual};
 use crate::accrue::PRORATION_DP;
+use crate::money::ExactArith;
 
 /// What identifies the charge a credit line refers to. IDs as the ledger
 /// writes them: the subscription as its key (lower case), the others as
@@ -311,7 +311,7 @@ pub enum ReverseError {
         left: Decimal,
         line: Decimal,
     },
-    #[error("the reversal of {at} cannot be computed: it would exceed the largest decimal (about 7.9e28)")]
+    #[error("the reversal of {at} cannot be computed exactly: a value would be beyond about 7.9e28 or need more than 28 significant digits")]
     Overflow { at: String },
 }
 

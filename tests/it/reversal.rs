@@ -996,3 +996,59 @@ fn a_reference_id_shared_across_customers_finds_the_credits_own_customers_charge
     );
     assert_eq!(rows[0][7], "2026-10 v1 oct.csv:2");
 }
+
+/// A credit whose reversal has more digits than a decimal holds
+/// (`10000000000.0000000000000000001` is 30 digits) is rejected naming the
+/// charge and why, not rounded; the credits around it reverse as usual,
+/// whatever the thread count.
+#[test]
+fn a_credit_whose_reversal_cannot_be_exact_is_rejected_naming_the_charge() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    october_closed(
+        dir,
+        "c1,C1,s1,10/1/2026,10/31/2026,20000000000.00,EUR,Microsoft Corporation,[],P1,0001,ref-1",
+    );
+    let credit = |amount: &str| {
+        format!(
+            "c1,C1,s1,10/1/2026,10/31/2026,{amount},EUR,Microsoft Corporation,[],P1,0001,ref-1\n"
+        )
+    };
+    write(
+        dir,
+        "nov.csv",
+        format!(
+            "{HEADER}{}{}{}",
+            credit("-10000000000"),
+            credit("-0.0000000000000000001"),
+            credit("-10000000000")
+        ),
+    );
+    let mut seen = Vec::new();
+    for threads in ["1", "2"] {
+        let out = format!("out-nov-{threads}");
+        let o = run_with(
+            dir,
+            "2026-11",
+            "nov.csv",
+            "d.csv",
+            &out,
+            &["--threads", threads],
+        );
+        assert_code(&o, 1);
+        let rejects = read(dir.join(&out).join("rejects.csv"));
+        assert!(
+            rejects.contains(
+                "nov.csv,3,Subtotal,-0.0000000000000000001,the reversal of 2026-10 v1 oct.csv:2 \
+                 cannot be computed exactly: a value would be beyond about 7.9e28 or need more \
+                 than 28 significant digits"
+            ),
+            "{rejects}"
+        );
+        let rows = ledger(dir, &out);
+        let amounts: Vec<&str> = rows.iter().map(|r| r[6].as_str()).collect();
+        assert_eq!(amounts, ["-400000000.00", "-400000000.00"], "{rows:?}");
+        seen.push((rows, rejects));
+    }
+    assert_eq!(seen[0], seen[1], "--threads 1 and 2 differ");
+}
