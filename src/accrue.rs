@@ -233,17 +233,18 @@ fn excluded(p: &Program, line: &BillingLine<'_>) -> bool {
 /// the remainder so the parts sum to exactly the line.
 pub const PRORATION_DP: u32 = 6;
 
-/// A line amount that cannot be computed exactly (it would exceed
-/// `Decimal::MAX`): the row is rejected, naming its `Subtotal`.
-fn amount_rejected(line: &BillingLine<'_>, what: &str) -> Outcome {
+/// A line amount that cannot be computed exactly: the row is rejected,
+/// naming its `Subtotal`, `what` and `why`.
+fn amount_rejected(line: &BillingLine<'_>, what: &str, why: &str) -> Outcome {
     Outcome::Rejected {
         column: "Subtotal".into(),
         value: line.subtotal.to_string(),
-        reason: format!(
-            "{what} cannot be computed: it would exceed the largest decimal (about 7.9e28)"
-        ),
+        reason: format!("{what} cannot be computed: {why}"),
     }
 }
+
+/// Why a product cannot be computed ([`amount_rejected`]).
+const BEYOND: &str = "it would exceed the largest decimal (about 7.9e28)";
 
 /// `basis x rate x share`, or `None` when it exceeds `Decimal::MAX`.
 ///
@@ -612,7 +613,12 @@ pub fn accrue_line_with<'a>(
             &mut scratch.segments,
         ) else {
             out.truncate(start);
-            return amount_rejected(line, "the prorated part of the charge (Subtotal x days)");
+            return amount_rejected(
+                line,
+                "the prorated part of the charge (Subtotal x days)",
+                "it would be beyond about 7.9e28, or the parts' sum would need more than 28 \
+                 significant digits",
+            );
         };
         for si in 0..scratch.segments.len() {
             let seg = scratch.segments[si];
@@ -648,7 +654,7 @@ pub fn accrue_line_with<'a>(
                         Ok(None) => {}
                         Err(what) => {
                             out.truncate(start);
-                            return amount_rejected(line, &what);
+                            return amount_rejected(line, &what, BEYOND);
                         }
                     }
                 }

@@ -203,13 +203,10 @@ pub fn add_months_within(
     after: NaiveDate,
     until: NaiveDate,
 ) -> Option<NaiveDate> {
-    let later = month_number(from) + i64::from(months);
-    let past_until = later > month_number(until) && later <= month_number(NaiveDate::MAX);
-    if later < month_number(after) || past_until {
-        return None;
-    }
-    let d = add_months(from, months);
-    (after < d && d <= until).then_some(d)
+    use std::cmp::Ordering::Greater;
+    let inside = months_later_cmp(from, months, after) == Greater
+        && months_later_cmp(from, months, until) != Greater;
+    inside.then(|| add_months(from, months))
 }
 
 /// A reporting period: one calendar month or an inclusive range of months.

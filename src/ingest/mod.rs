@@ -468,38 +468,41 @@ pub fn text_problem(text: &str) -> Option<String> {
     }
 }
 
-#[cold]
-fn control_character(text: &str) -> Option<String> {
-    let (at, c) = text
-        .chars()
-        .enumerate()
-        .find(|&(_, c)| (c < ' ' || c == '\x7f') && !matches!(c, '\t' | '\n' | '\r'))?;
-    Some(format!(
-        "the text holds a control character (U+{:04X}, character {} of {}): a damaged file, \
-         or bytes that are not text; remove it from the file",
+/// The first character of `text` that `odd` picks, and where it is:
+/// `(character, "U+XXXX, character n of m")`.
+fn locate(text: &str, odd: impl Fn(char) -> bool) -> Option<(char, String)> {
+    let (at, c) = text.chars().enumerate().find(|&(_, c)| odd(c))?;
+    let place = format!(
+        "U+{:04X}, character {} of {}",
         c as u32,
         at + 1,
         text.chars().count()
+    );
+    Some((c, place))
+}
+
+#[cold]
+fn control_character(text: &str) -> Option<String> {
+    let (_, place) = locate(text, |c| {
+        (c < ' ' || c == '\x7f') && !matches!(c, '\t' | '\n' | '\r')
+    })?;
+    Some(format!(
+        "the text holds a control character ({place}): a damaged file, or bytes that are not \
+         text; remove it from the file"
     ))
 }
 
 #[cold]
 fn hidden_character(id: &str) -> Option<String> {
-    let (at, c) = id
-        .chars()
-        .enumerate()
-        .find(|&(_, c)| c.is_control() || invisible(c))?;
+    let (c, place) = locate(id, |c| c.is_control() || invisible(c))?;
     let kind = if c.is_control() {
         "a control character"
     } else {
         "an invisible formatting character"
     };
     Some(format!(
-        "the ID holds {kind} (U+{:04X}, character {} of {}): it would be another ID than the \
-         one it shows; remove it from the file (damaged, or text pasted from elsewhere)",
-        c as u32,
-        at + 1,
-        id.chars().count()
+        "the ID holds {kind} ({place}): it would be another ID than the one it shows; remove \
+         it from the file (damaged, or text pasted from elsewhere)"
     ))
 }
 
