@@ -48,6 +48,7 @@ use crate::config::earnings::{EarningsLabels, EarningsMatch};
 use crate::config::Rules;
 use crate::dates::Month;
 use crate::error::Fatal;
+use crate::fold::ExactSum;
 use crate::ingest::{id_key, id_key_into};
 use crate::money::{round_money, Currency, Exact, ExactArith, RoundingMode};
 
@@ -912,61 +913,72 @@ pub struct Totals {
     pub not_yet_due_amount: Decimal,
 }
 
-impl Totals {
-    /// Counts a row of partner `partner_id` with verdict `v`.
-    fn add(&mut self, v: &Verdict, partner_id: &str) -> Result<(), Fatal> {
-        let sum = |a: Decimal, b: Decimal| Totals::sum(a, b, partner_id);
+/// A [`Totals`] while rows are counted: exact sums of any number of terms
+/// ([`ExactSum`]), whatever their scales, each converted to a decimal once
+/// ([`TotalSums::into_totals`]), as a run's statement sums are.
+#[derive(Clone, Debug, Default)]
+struct TotalSums {
+    expected: ExactSum,
+    paid: ExactSum,
+    adjustments: ExactSum,
+    difference: ExactSum,
+    not_yet_due_amount: ExactSum,
+    rows: u64,
+    differences: u64,
+    not_yet_due: u64,
+}
+
+impl TotalSums {
+    /// Counts a row with verdict `v`.
+    fn add(&mut self, v: &Verdict) {
         if let Case::Adjustment(_) = v.case {
-            self.adjustments = sum(self.adjustments, v.paid)?;
+            self.adjustments.add(&ExactSum::of(v.paid));
         } else {
-            self.expected = sum(self.expected, v.expected)?;
-            self.paid = sum(self.paid, v.paid)?;
+            self.expected.add(&ExactSum::of(v.expected));
+            self.paid.add(&ExactSum::of(v.paid));
         }
-        self.difference = sum(self.difference, v.difference)?;
+        self.difference.add(&ExactSum::of(v.difference));
         if v.case == Case::NotYetDue {
             self.not_yet_due += 1;
-            self.not_yet_due_amount = sum(self.not_yet_due_amount, v.expected)?;
+            self.not_yet_due_amount.add(&ExactSum::of(v.expected));
         }
         self.rows += 1;
         self.differences += v.case.is_difference() as u64;
-        Ok(())
     }
 
-    /// Adds the sums and counts of `o` (of the same partner) in.
-    fn merge(&mut self, o: &Totals, partner_id: &str) -> Result<(), Fatal> {
-        let sum = |a: Decimal, b: Decimal| Totals::sum(a, b, partner_id);
-        self.expected = sum(self.expected, o.expected)?;
-        self.paid = sum(self.paid, o.paid)?;
-        self.adjustments = sum(self.adjustments, o.adjustments)?;
-        self.difference = sum(self.difference, o.difference)?;
-        self.not_yet_due_amount = sum(self.not_yet_due_amount, o.not_yet_due_amount)?;
+    /// Adds the sums and counts of `o` (of the same group) in.
+    fn merge(&mut self, o: &TotalSums) {
+        self.expected.add(&o.expected);
+        self.paid.add(&o.paid);
+        self.adjustments.add(&o.adjustments);
+        self.difference.add(&o.difference);
+        self.not_yet_due_amount.add(&o.not_yet_due_amount);
         self.rows += o.rows;
         self.differences += o.differences;
         self.not_yet_due += o.not_yet_due;
-        Ok(())
     }
 
-    /// The same sums written canonically (trailing zeros dropped): a sum's
-    /// scale depends on the order its terms came in where some are zero
-    /// (`0.00 + 0` is `0`, `0 + 0.00` is `0.00`), and the rows of a group
-    /// may come in another order with other threads.
-    fn normalized(mut self) -> Totals {
-        for d in [
-            &mut self.expected,
-            &mut self.paid,
-            &mut self.adjustments,
-            &mut self.difference,
-            &mut self.not_yet_due_amount,
-        ] {
-            *d = d.normalize();
-        }
-        self
-    }
-
-    fn sum(a: Decimal, b: Decimal, partner_id: &str) -> Result<Decimal, Fatal> {
-        a.exact_add(b).ok_or_else(|| Fatal::Overflow {
-            what: format!("tie-out totals of partner {partner_id}"),
-            cause: crate::money::INEXACT_SUM.into(),
+    /// The totals, each sum written canonically (trailing zeros dropped, as
+    /// every total of the report is), or an error naming the partner and
+    /// currency when a sum cannot be shown as a decimal.
+    fn into_totals(self, partner_id: &str, currency: Currency) -> Result<Totals, Fatal> {
+        let shown = |s: &ExactSum| {
+            s.to_decimal()
+                .map(|d| d.normalize())
+                .map_err(|e| Fatal::Overflow {
+                    what: format!("tie-out totals of partner {partner_id} in {currency}"),
+                    cause: e.to_string(),
+                })
+        };
+        Ok(Totals {
+            expected: shown(&self.expected)?,
+            paid: shown(&self.paid)?,
+            adjustments: shown(&self.adjustments)?,
+            difference: shown(&self.difference)?,
+            rows: self.rows,
+            differences: self.differences,
+            not_yet_due: self.not_yet_due,
+            not_yet_due_amount: shown(&self.not_yet_due_amount)?,
         })
     }
 }
@@ -1071,8 +1083,8 @@ struct Counted {
     adjustments: u64,
     differences: u64,
     classes: BTreeMap<Class, u64>,
-    totals: Vec<(TotalsKey, Totals)>,
-    partner_totals: Vec<(u32, BTreeMap<Currency, Totals>)>,
+    totals: Vec<(TotalsKey, TotalSums)>,
+    partner_totals: Vec<(u32, BTreeMap<Currency, TotalSums>)>,
     /// (partner, fallback name) of each partner's first row in the batch.
     names: Vec<(u32, u32)>,
 }
@@ -2177,8 +2189,8 @@ impl<'r> TieOut<'r> {
             .enumerate()
             .map(|(n, chunk)| self.count_batch(chunk, n * step, entries))
             .collect();
-        let mut totals: FastMap<TotalsKey, Totals> = FastMap::default();
-        let mut partner_totals: FastMap<u32, BTreeMap<Currency, Totals>> = FastMap::default();
+        let mut totals: FastMap<TotalsKey, TotalSums> = FastMap::default();
+        let mut partner_totals: FastMap<u32, BTreeMap<Currency, TotalSums>> = FastMap::default();
         let mut names: FastMap<u32, u32> = FastMap::default();
         let s = &self.strings;
         for c in counted {
@@ -2192,12 +2204,12 @@ impl<'r> TieOut<'r> {
                 *report.classes.entry(class).or_default() += n;
             }
             for (k, t) in c.totals {
-                totals.entry(k).or_default().merge(&t, s.str(k.0))?;
+                totals.entry(k).or_default().merge(&t);
             }
             for (p, by_currency) in c.partner_totals {
                 let into = partner_totals.entry(p).or_default();
                 for (currency, t) in by_currency {
-                    into.entry(currency).or_default().merge(&t, s.str(p))?;
+                    into.entry(currency).or_default().merge(&t);
                 }
             }
             for (p, name) in c.names {
@@ -2207,19 +2219,24 @@ impl<'r> TieOut<'r> {
         report.totals = totals
             .into_iter()
             .map(|((p, g, m, c), t)| {
-                (
-                    (s.str(p).to_string(), s.str(g).to_string(), m, c),
-                    t.normalized(),
-                )
+                let id = s.str(p);
+                Ok((
+                    (id.to_string(), s.str(g).to_string(), m, c),
+                    t.into_totals(id, c)?,
+                ))
             })
-            .collect();
+            .collect::<Result<_, Fatal>>()?;
         report.partner_totals = partner_totals
             .into_iter()
             .map(|(p, t)| {
-                let t = t.into_iter().map(|(c, t)| (c, t.normalized())).collect();
-                (s.str(p).to_string(), t)
+                let id = s.str(p);
+                let t = t
+                    .into_iter()
+                    .map(|(c, t)| Ok((c, t.into_totals(id, c)?)))
+                    .collect::<Result<_, Fatal>>()?;
+                Ok((id.to_string(), t))
             })
-            .collect();
+            .collect::<Result<_, Fatal>>()?;
         report.partner_names = names
             .into_iter()
             .map(|(p, n)| (s.str(p).to_string(), s.str(n).to_string()))
@@ -2235,9 +2252,8 @@ impl<'r> TieOut<'r> {
         entries: &Gathered,
     ) -> Result<Counted, Fatal> {
         let mut out = Counted::default();
-        let mut cur: Option<(TotalsKey, Totals)> = None;
-        let mut cur_partner: Option<(u32, BTreeMap<Currency, Totals>)> = None;
-        let s = &self.strings;
+        let mut cur: Option<(TotalsKey, TotalSums)> = None;
+        let mut cur_partner: Option<(u32, BTreeMap<Currency, TotalSums>)> = None;
         for (i, (_, src)) in chunk.iter().enumerate() {
             let (v, partner, name, program) = self.verdict_of(src, entries.at(first + i))?;
             let (currency, month) = match src {
@@ -2252,17 +2268,16 @@ impl<'r> TieOut<'r> {
             }
             *out.classes.entry(v.case.class()).or_default() += 1;
             out.differences += v.case.is_difference() as u64;
-            let id = s.str(partner);
             // Rows come in report order, so one group's rows follow each
             // other: its totals are summed outside the list while they do
             // (fewer look-ups; the list is summed up in order later).
             let key = (partner, program, month, currency);
             if cur.as_ref().map(|c| c.0) != Some(key) {
                 out.totals.extend(cur.take());
-                cur = Some((key, Totals::default()));
+                cur = Some((key, TotalSums::default()));
             }
             if let Some((_, t)) = &mut cur {
-                t.add(&v, id)?;
+                t.add(&v);
             }
             if cur_partner.as_ref().map(|c| c.0) != Some(partner) {
                 out.partner_totals.extend(cur_partner.take());
@@ -2270,7 +2285,7 @@ impl<'r> TieOut<'r> {
                 out.names.push((partner, name));
             }
             if let Some((_, t)) = &mut cur_partner {
-                t.entry(currency).or_default().add(&v, id)?;
+                t.entry(currency).or_default().add(&v);
             }
         }
         out.totals.extend(cur);
@@ -3399,6 +3414,50 @@ lever = "*usage*"
             crate::render::tieout::answer(&done, eur()),
             "ties out: every row within the tolerance (4 rows)"
         );
+    }
+
+    /// A partner's totals are exact sums converted once: grains of
+    /// 79228162514264337593543950000 and of 0.40 (ten customers) total
+    /// ...950004, where a decimal running sum drops every 0.40 (or, checked,
+    /// refuses the sum), on any order of the grains.
+    #[test]
+    fn totals_of_many_grains_are_exact_sums_converted_once() {
+        let r = rules();
+        let customers: Vec<String> = (0..10).map(|k| format!("D{k}")).collect();
+        for big_first in [true, false] {
+            let mut t = TieOut::new(&r, settings("0.01"));
+            let big = earning(
+                "P1",
+                "C",
+                "S",
+                JAN,
+                "79228162514264337593543950000",
+                None,
+                1,
+            );
+            if big_first {
+                t.add_earning(&big).unwrap();
+            }
+            for (k, c) in customers.iter().enumerate() {
+                t.add_earning(&earning("P1", c, "S", JAN, "0.40", None, 2 + k as u64))
+                    .unwrap();
+            }
+            if !big_first {
+                t.add_earning(&big).unwrap();
+            }
+            let rep = t.finish().unwrap();
+            let total = &rep.partner_totals["P1"][&eur()];
+            assert_eq!(total.paid, d("79228162514264337593543950004"));
+            assert_eq!(total.difference, d("79228162514264337593543950004"));
+            assert_eq!(total.rows, 11);
+            let by_program: Decimal = rep
+                .totals
+                .iter()
+                .filter(|((p, ..), _)| p == "P1")
+                .map(|(_, t)| t.paid)
+                .sum();
+            assert_eq!(by_program, d("79228162514264337593543950004"));
+        }
     }
 
     #[test]
