@@ -328,6 +328,11 @@ impl fmt::Display for LayoutError {
     }
 }
 
+/// The revenue basis of each format, normalised: `Subtotal` (invoice
+/// reconciliation, legacy), `BillingPreTaxTotal` (daily rated usage),
+/// `BilledCost` (FOCUS). A header holds one of them.
+const REVENUE_BASES: [&str; 3] = ["subtotal", "billingpretaxtotal", "billedcost"];
+
 impl BillingLayout {
     /// Recognises the format from the header and maps every field to its column.
     pub fn from_header(header: &[String], delimiter: u8) -> Result<BillingLayout, LayoutError> {
@@ -359,6 +364,20 @@ impl BillingLayout {
                 return Err(LayoutError::MissingColumn {
                     column: field.name(format),
                     aliases: field.aliases(format).join(", "),
+                });
+            }
+        }
+        // The revenue basis of another format beside this one's (`Subtotal`
+        // and `BillingPreTaxTotal`): which of the two amounts is the basis
+        // is not the header's to say by the order the formats are tried in.
+        if let Some(basis) = idx[Field::Subtotal as usize] {
+            let other = norm
+                .iter()
+                .enumerate()
+                .find(|&(j, h)| j != basis && REVENUE_BASES.contains(&h.as_str()));
+            if let Some((j, _)) = other {
+                return Err(LayoutError::Ambiguous {
+                    message: super::ambiguous_columns(header, basis.min(j), basis.max(j)),
                 });
             }
         }
@@ -848,6 +867,45 @@ mod tests {
 
     fn hdr(cols: &[&str]) -> Vec<String> {
         cols.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// A header with the revenue basis of two formats (`Subtotal` and
+    /// `BillingPreTaxTotal`, `BilledCost`) is ambiguous, whichever format
+    /// would otherwise be recognised: one of the amounts would be ignored.
+    #[test]
+    fn two_revenue_bases_are_ambiguous() {
+        for (extra, name) in [
+            ("BillingPreTaxTotal", "'BillingPreTaxTotal'"),
+            ("UsageDate,billingPreTaxTotal", "'billingPreTaxTotal'"),
+            ("BilledCost", "'BilledCost'"),
+        ] {
+            let mut cols = vec![
+                "CustomerId",
+                "SubscriptionId",
+                "ChargeStartDate",
+                "Subtotal",
+                "Currency",
+            ];
+            cols.extend(extra.split(','));
+            let e = BillingLayout::from_header(&hdr(&cols), b',').unwrap_err();
+            let LayoutError::Ambiguous { message } = &e else {
+                panic!("{e:?}")
+            };
+            assert!(
+                message.contains("column 4 'Subtotal'") && message.contains(name),
+                "{message}"
+            );
+        }
+        // Each format's own basis alone is recognised as before.
+        let usage = [
+            "CustomerId",
+            "SubscriptionId",
+            "UsageDate",
+            "BillingPreTaxTotal",
+            "BillingCurrency",
+        ];
+        let l = BillingLayout::from_header(&hdr(&usage), b',').unwrap();
+        assert_eq!(l.format, BillingFormat::DailyRatedUsage);
     }
 
     #[test]
