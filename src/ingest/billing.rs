@@ -542,11 +542,53 @@ pub fn canonical_publisher(publisher: &str) -> &str {
     }
 }
 
-fn partner_ref(s: &str) -> Option<&str> {
-    match s.trim() {
-        "" | "0" | "-1" => None,
-        t => Some(t),
+/// A partner ID of the billing line (`MpnId`, `ResellerMpnId`): `None` for
+/// empty, `0` and `-1` (no partner, and the legacy "reseller removed").
+/// An integer written as a number with zero decimals (`612884.0`, `0.0`:
+/// a pandas or Excel round trip) is that integer, as in Parquet files.
+/// A placeholder for a missing value (`NULL`, `N/A`, `#N/A`, `NaN`,
+/// `None`, or no letter or digit at all, as `-`) is no partner ID and no
+/// documented "none": an error, so that it is never credited as a partner.
+fn partner_ref(s: &str) -> Result<Option<&str>, &'static str> {
+    let t = s.trim();
+    let t = match t.split_once('.') {
+        Some((int, frac))
+            if !frac.is_empty()
+                && frac.bytes().all(|b| b == b'0')
+                && !int.is_empty()
+                && int
+                    .strip_prefix('-')
+                    .unwrap_or(int)
+                    .bytes()
+                    .all(|b| b.is_ascii_digit()) =>
+        {
+            int
+        }
+        _ => t,
+    };
+    match t {
+        "" | "0" | "-0" | "-1" => Ok(None),
+        t if is_placeholder(t) => Err(
+            "not a partner ID but a placeholder for a missing value (empty, 0 and -1 mean no \
+             partner)",
+        ),
+        t => Ok(Some(t)),
     }
+}
+
+/// A spreadsheet's or database's text for a missing value ([`partner_ref`]).
+fn is_placeholder(t: &str) -> bool {
+    const WORDS: [&str; 8] = [
+        "null",
+        "nil",
+        "none",
+        "nan",
+        "n/a",
+        "na",
+        "#n/a",
+        "undefined",
+    ];
+    !t.chars().any(char::is_alphanumeric) || WORDS.iter().any(|w| t.eq_ignore_ascii_case(w))
 }
 
 /// A parsed CSV record's fields: the csv crate's records (tests, small
@@ -600,6 +642,17 @@ impl BillingLayout {
             value: String::from_utf8_lossy(value).into_owned(),
             reason: reason.into(),
         }
+    }
+
+    /// Field `f` as a partner ID ([`partner_ref`]).
+    fn partner<'r, R: Fields>(
+        &self,
+        rec: &'r R,
+        whole: Option<&'r str>,
+        f: Field,
+    ) -> Result<Option<&'r str>, RowError> {
+        let t = self.text(rec, whole, f)?;
+        partner_ref(t).map_err(|why| self.err(f, t.as_bytes(), why))
     }
 
     /// Field `f` as trimmed text. `whole` is the record's bytes when they are
@@ -756,8 +809,8 @@ impl BillingLayout {
             charge_end,
             subtotal,
             currency,
-            mpn_id: partner_ref(self.text(rec, whole, Field::MpnId)?),
-            reseller_mpn_id: partner_ref(self.text(rec, whole, Field::ResellerMpnId)?),
+            mpn_id: self.partner(rec, whole, Field::MpnId)?,
+            reseller_mpn_id: self.partner(rec, whole, Field::ResellerMpnId)?,
             publisher: match (self.column(Field::PublisherName), self.format) {
                 // Legacy license-based files predate third-party offers in CSP and
                 // carry no publisher column: every line is a Microsoft offer.
@@ -1093,6 +1146,40 @@ mod tests {
             b',',
         )
         .unwrap()
+    }
+
+    /// Partner IDs as pandas or Excel write them back (`612884.0`, `0.0`,
+    /// `-1.0`) are the integers; a placeholder for a missing value is
+    /// rejected, never credited as a partner named `NULL`.
+    #[test]
+    fn partner_ids_written_as_numbers_or_placeholders() {
+        let l = minimal_layout("ResellerMpnId");
+        let reseller = |v: &str| {
+            let rec = csv::ByteRecord::from(vec!["c1", "s1", "2026-10-01", "1.00", "EUR", v]);
+            l.parse(&rec)
+                .map(|line| line.reseller_mpn_id.map(str::to_string))
+                .map_err(|e| (e.column, e.value, e.reason))
+        };
+        for (v, id) in [
+            ("612884", Some("612884")),
+            ("612884.0", Some("612884")),
+            (" 612884.00 ", Some("612884")),
+            ("0", None),
+            ("0.0", None),
+            ("-1.0", None),
+            ("", None),
+            ("612884.5", Some("612884.5")),
+            ("R-12", Some("R-12")),
+        ] {
+            assert_eq!(reseller(v), Ok(id.map(str::to_string)), "{v}");
+        }
+        for v in ["NULL", "N/A", "#N/A", "-", "--", "none", "NaN", "?"] {
+            let (column, value, reason) = reseller(v).unwrap_err();
+            assert_eq!((column.as_str(), value.as_str()), ("ResellerMpnId", v));
+            assert!(reason.starts_with("not a partner ID"), "{reason}");
+        }
+        // IDs of other shapes are IDs (a designation may name `P-A`).
+        assert_eq!(reseller("p-a"), Ok(Some("p-a".to_string())));
     }
 
     #[test]
