@@ -107,6 +107,24 @@ pub fn parse_designations(file: &str, bytes: &[u8]) -> Result<Designations, Fata
             ));
         }
     }
+    // porledger's own file: a column it does not know is refused, since a
+    // misspelt one (`valid_until`, `shares`) would be ignored and its rows
+    // credited without their end, share or subscription. A column without a
+    // name (a trailing delimiter) holds nothing to misspell.
+    if let Some(j) = (0..fields.len()).find(|&j| !norm[j].is_empty() && !idx.contains(&Some(j))) {
+        return Err(data_err(
+            1,
+            Some(fields[j].trim_start_matches('\u{feff}').trim().to_string()),
+            format!(
+                "column {} is not a column of the designations file, whose columns are {} \
+                 (any order; all but {} may be left out); a misspelt column would be ignored \
+                 and its rows credited without it: rename the column or remove it",
+                j + 1,
+                COLUMNS.join(", "),
+                REQUIRED.join(", ")
+            ),
+        ));
+    }
     let mut out = Designations::default();
     let body = &bytes[byte_len..];
     let decimal_comma = delimiter == b';';
@@ -252,15 +270,15 @@ mod tests {
 
     #[test]
     fn parses_rows_and_rejects_bad_ones() {
-        let text = "\u{feff}Customer_ID,partner_id,partner_name,association,workload,subscription_id,share,valid_from,valid_to,note\n\
-            C1,500275,Contoso,dpor,,S1,,2024-01-01,,x\n\
-            c2,500276,\"Fabrikam, Inc.\",PAL,,,0.5,1/1/2024,2025-01-01,\n\
-            c3,1,X,XPOR,,,,,,\n\
-            c4,1,X,PAL,,,1.5,,,\n\
-            c5,1,X,PAL,,,,2024-02-30,,\n\
-            c6,1,X,PAL,,,,2024-02-01,2024-02-01,\n\
-            c7,1,X,RESELLER,,,,,,\n\
-            ,1,X,PAL,,,,,,\n\
+        let text = "\u{feff}Customer_ID,partner_id,partner_name,association,workload,subscription_id,share,valid_from,valid_to\n\
+            C1,500275,Contoso,dpor,,S1,,2024-01-01,\n\
+            c2,500276,\"Fabrikam, Inc.\",PAL,,,0.5,1/1/2024,2025-01-01\n\
+            c3,1,X,XPOR,,,,,\n\
+            c4,1,X,PAL,,,1.5,,\n\
+            c5,1,X,PAL,,,,2024-02-30,\n\
+            c6,1,X,PAL,,,,2024-02-01,2024-02-01\n\
+            c7,1,X,RESELLER,,,,,\n\
+            ,1,X,PAL,,,,,\n\
             c9,1\n";
         let d = parse_designations("designations.csv", text.as_bytes()).unwrap();
         assert_eq!(d.rows_read, 9);
@@ -287,6 +305,33 @@ mod tests {
                 (10, "(row)")
             ]
         );
+    }
+
+    /// A column the file does not have (a misspelt `valid_until`, `shares`,
+    /// `subscription`) is refused, naming it; a column without a name (a
+    /// trailing delimiter) is not.
+    #[test]
+    fn an_unknown_column_is_fatal_naming_it() {
+        for (header, column) in [
+            (
+                "customer_id,partner_id,association,valid_until",
+                "valid_until",
+            ),
+            ("customer_id,partner_id,association,shares", "shares"),
+            (
+                "subscription,customer_id,partner_id,association",
+                "subscription",
+            ),
+        ] {
+            let text = format!("{header}\nc,1,POR,x\n");
+            let e = parse_designations("d.csv", text.as_bytes()).unwrap_err();
+            let m = e.to_string();
+            assert!(m.contains(&format!("d.csv:1 column '{column}'")), "{m}");
+            assert!(m.contains("not a column of the designations file"), "{m}");
+        }
+        let d = parse_designations("d.csv", b"customer_id,partner_id,association,\nc,1,POR,\n")
+            .unwrap();
+        assert_eq!((d.rows.len(), d.rejects.len()), (1, 0));
     }
 
     #[test]
