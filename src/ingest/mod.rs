@@ -516,22 +516,37 @@ fn beyond_printable_ascii(b: &[u8]) -> bool {
         .fold(false, |odd, &c| odd | !(0x20..0x7f).contains(&c))
 }
 
-/// Unicode's invisible formatting characters (general category Cf) that
-/// text pasted from web pages, documents or other files carries: soft
-/// hyphen, zero-width spaces and joiners, direction marks and embeddings,
-/// word joiners, the byte order mark, interlinear annotation marks.
+/// Characters that are not seen where an ID is shown: Unicode's
+/// `Default_Ignorable_Code_Point` (DerivedCoreProperties.txt, Unicode 16:
+/// soft hyphen, zero-width spaces and joiners, direction marks and
+/// embeddings, word joiners, the byte order mark, variation selectors,
+/// Hangul fillers, tag characters, musical and shorthand format controls,
+/// and the code points reserved among them), with the other format
+/// characters (general category Cf) that draw nothing on their own: the
+/// interlinear annotation marks and the Egyptian hieroglyph format
+/// controls. Text pasted from web pages, documents or other files carries
+/// them; an ID holding one is another ID than the one it shows.
 fn invisible(c: char) -> bool {
     matches!(
         c,
         '\u{00AD}'
+            | '\u{034F}'
             | '\u{061C}'
-            | '\u{180E}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
             | '\u{200B}'..='\u{200F}'
             | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{2064}'
-            | '\u{2066}'..='\u{206F}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
             | '\u{FEFF}'
-            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFFB}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}'
     )
 }
 
@@ -1000,6 +1015,16 @@ mod tests {
             ("c\u{AD}1", "U+00AD", "character 2 of 3"),
             ("c1\u{202E}", "U+202E", "character 3 of 3"),
             ("c1\u{2060}", "U+2060", "character 3 of 3"),
+            // Tag characters, variation selectors, the grapheme joiner, a
+            // musical format control, a Hangul filler, a reserved ignorable.
+            ("c1\u{E0001}", "U+E0001", "character 3 of 3"),
+            ("c1\u{E0041}", "U+E0041", "character 3 of 3"),
+            ("c1\u{FE0F}", "U+FE0F", "character 3 of 3"),
+            ("c1\u{E0100}", "U+E0100", "character 3 of 3"),
+            ("c\u{034F}1", "U+034F", "character 2 of 3"),
+            ("c1\u{1D173}", "U+1D173", "character 3 of 3"),
+            ("\u{3164}c1", "U+3164", "character 1 of 3"),
+            ("c1\u{2065}", "U+2065", "character 3 of 3"),
         ] {
             let why = id_problem(bad).unwrap_or_else(|| panic!("{bad:?} passed"));
             assert!(why.contains(code) && why.contains(at), "{bad:?}: {why}");
