@@ -338,7 +338,17 @@ pub fn read_header(file: &str, buf: &[u8]) -> Result<Header, Fatal> {
         message,
     };
     check_text_start(buf).map_err(err)?;
-    parse_header(buf).ok_or_else(|| err((1, "file is empty: no header line".into())))
+    parse_header(buf).ok_or_else(|| {
+        let body = buf.strip_prefix(BOM).unwrap_or(buf);
+        let message = if body.iter().all(|b| b.is_ascii_whitespace()) {
+            "file is empty: no header line"
+        } else {
+            // The reader found no record in the first line: it is blank.
+            "the first line is blank: the header must be the file's first line (remove the \
+             blank lines before it)"
+        };
+        err((1, message.into()))
+    })
 }
 
 /// The column of the first of `aliases` (normalised names) that `norm` (the
@@ -986,6 +996,22 @@ mod tests {
             let own = super::id_key(raw.trim());
             proptest::prop_assert_eq!(super::id_matches(&own, &raw), whole(&own, &raw));
             proptest::prop_assert!(super::id_matches(&own, &raw));
+        }
+    }
+
+    /// A file whose first line is blank is told so, not called empty.
+    #[test]
+    fn a_blank_first_line_is_not_an_empty_file() {
+        let e = super::read_header("f.csv", b"\nA,B\n1,2\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("f.csv:1") && e.contains("the first line is blank"),
+            "{e}"
+        );
+        for empty in [&b""[..], b"\n\n", b"\xEF\xBB\xBF", b"\r\n"] {
+            let e = super::read_header("f.csv", empty).unwrap_err().to_string();
+            assert!(e.contains("file is empty"), "{empty:?}: {e}");
         }
     }
 
