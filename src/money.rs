@@ -425,7 +425,14 @@ pub enum AmountError {
     /// a thousands separator (1234, German) or a decimal point (1.234,
     /// Swiss), which the value alone cannot tell.
     Ambiguous,
+    /// A number in an accepted form with more digits than a `Decimal`
+    /// holds exactly (28 or 29 significant digits, at most 28 decimals).
+    Inexact,
 }
+
+/// The reason given for [`AmountError::Inexact`].
+pub const INEXACT_NUMBER: &str = "more digits than porledger computes with exactly (28 or 29 \
+     significant digits, at most 28 decimals): it would be rounded, so it is refused";
 
 impl AmountError {
     /// The reason a reject gives for the refused value: `invalid` (what the
@@ -436,6 +443,7 @@ impl AmountError {
         match self {
             AmountError::Invalid => invalid.into(),
             AmountError::Ambiguous => AMBIGUOUS_IN_SEMICOLON_FILE.to_string(),
+            AmountError::Inexact => INEXACT_NUMBER.to_string(),
         }
     }
 }
@@ -574,12 +582,14 @@ fn exact(t: &str) -> Result<Decimal, AmountError> {
         Err(_) if t.contains('.') && t.ends_with('0') => {
             let short = t.trim_end_matches('0').trim_end_matches('.');
             if short.bytes().any(|b| b.is_ascii_digit()) {
-                Decimal::from_str_exact(short).map_err(|_| AmountError::Invalid)
+                Decimal::from_str_exact(short).map_err(|_| AmountError::Inexact)
             } else {
                 Ok(Decimal::ZERO)
             }
         }
-        Err(_) => Err(AmountError::Invalid),
+        // `t` is digits with a sign and at most one point: it failed for
+        // its digits.
+        Err(_) => Err(AmountError::Inexact),
     }
 }
 
@@ -692,6 +702,31 @@ mod tests {
             round_money(d("12.5"), jpy, RoundingMode::HalfUp).to_string(),
             "13"
         );
+    }
+
+    /// A number in an accepted form that a decimal cannot hold exactly is
+    /// refused for its digits, not as "not a number".
+    #[test]
+    fn numbers_with_too_many_digits_say_so() {
+        for t in [
+            "0.00000000000000000000000000001",
+            "100000000000000000000000000000",
+            "1.00000000000000000000000000001",
+            "1E+99",
+            "-7.1E-29",
+        ] {
+            assert_eq!(parse_amount(t, false), Err(AmountError::Inexact), "{t}");
+        }
+        assert_eq!(
+            parse_amount("1,0000000000000000000000000000001", true),
+            Err(AmountError::Inexact)
+        );
+        for t in ["abc", "1.2.3", "1,234", ".", "-", "1e", "1E+999"] {
+            assert_eq!(parse_amount(t, false), Err(AmountError::Invalid), "{t}");
+        }
+        assert!(AmountError::Inexact
+            .reason("x")
+            .starts_with("more digits than porledger computes with exactly"));
     }
 
     #[test]

@@ -289,7 +289,9 @@ fn b6_amounts_beyond_exact_precision_are_rejected_not_rounded() {
         assert_eq!(o.totals().3, 1, "{why}");
         let r = rejects_csv(&o);
         assert!(
-            r.contains(&format!("Subtotal,{bad},not an amount")),
+            r.contains(&format!(
+                "Subtotal,{bad},\"more digits than porledger computes with exactly"
+            )),
             "{why}: {r}"
         );
     }
