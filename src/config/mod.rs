@@ -20,8 +20,8 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use crate::dates::parse_date;
 pub use crate::dates::Month;
+use crate::dates::{parse_date, DateError};
 use crate::money::{parse_rate, Currency, RoundingMode};
 pub use journal::{JournalAccounts, JournalSettings};
 pub use products::{product_for, workload_display, workload_key, ProductMap};
@@ -389,9 +389,13 @@ fn parse_program(
     let date = |k: &str, v: &Option<String>| -> Result<Option<NaiveDate>, RulesError> {
         match v.as_deref().map(str::trim) {
             None | Some("") => Ok(None),
-            Some(s) => parse_date(s)
-                .map(Some)
-                .map_err(|_| invalid(key(k), format!("'{s}' is not a date (use YYYY-MM-DD)"))),
+            Some(s) => parse_date(s).map(Some).map_err(|e| {
+                let why = match e {
+                    DateError::Form => format!("'{s}' is not a date (use YYYY-MM-DD)"),
+                    DateError::OutOfRange => e.reason(s, "YYYY-MM-DD"),
+                };
+                invalid(key(k), why)
+            }),
         }
     };
     let valid_from = date("valid_from", &p.valid_from)?;
@@ -626,6 +630,29 @@ publishers = ["Microsoft Corporation"]
         assert_eq!(p.exclude_qualifiers, vec!["trial"]);
         assert!(p.in_force(NaiveDate::from_ymd_opt(2019, 7, 1).unwrap()));
         assert!(!p.in_force(NaiveDate::from_ymd_opt(2019, 6, 30).unwrap()));
+    }
+
+    /// A date of the rules in the right form but out of the supported years
+    /// says so, as in every input file; one in another form is not a date.
+    #[test]
+    fn a_rules_date_out_of_range_says_so() {
+        let e = parse_rules(&OK.replace("2019-07-01", "9999-12-31"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("program[0].valid_from")
+                && e.contains(
+                    "9999-12-31 is outside the supported dates, 1900-01-01 to 2999-12-31"
+                ),
+            "{e}"
+        );
+        let e = parse_rules(&OK.replace("2019-07-01", "07/01/2019x"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("'07/01/2019x' is not a date (use YYYY-MM-DD)"),
+            "{e}"
+        );
     }
 
     #[test]
