@@ -359,14 +359,14 @@ fn files(v: &serde_json::Value, key: &str, file: &Path) -> Result<Vec<FileRec>, 
 const REFUSAL: &str = "close refuses to record it (the history was not changed)";
 
 fn changed(path: &Path) -> Fatal {
-    publish::changed_since_written(path, REFUSAL)
+    publish::changed_since_written(path, publish::Kind::Run, REFUSAL)
 }
 
 fn read_statements(
     out: &Path,
     listed: &HashMap<String, FileDigest>,
 ) -> Result<StatementSet, Fatal> {
-    let bytes = publish::read_listed(out, "statements.json", listed, REFUSAL)?;
+    let bytes = publish::read_listed(out, publish::Kind::Run, "statements.json", listed, REFUSAL)?;
     StatementSet::from_json(&bytes).map_err(|e| Fatal::Data {
         file: out.join("statements.json").display().to_string(),
         line: e.line() as u64,
@@ -408,7 +408,7 @@ fn statement_records(set: &StatementSet, rec: &mut CloseRecord) {
 /// workload and month: the report that won).
 fn read_usage(out: &Path, listed: &HashMap<String, FileDigest>) -> Result<Vec<UsageMark>, Fatal> {
     let path = out.join("attainment.csv");
-    let bytes = publish::read_listed(out, "attainment.csv", listed, REFUSAL)?;
+    let bytes = publish::read_listed(out, publish::Kind::Run, "attainment.csv", listed, REFUSAL)?;
     let mut rdr = csv::Reader::from_reader(bytes.as_slice());
     let header = rdr
         .headers()

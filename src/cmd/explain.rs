@@ -152,6 +152,7 @@ fn usage_facts(
         rows.iter().map(crate::explain::UsageKey::of).collect();
     let text = crate::render::publish::read_listed(
         out,
+        crate::render::publish::Kind::Run,
         "attainment.csv",
         listed,
         "explain refuses to explain from it",
@@ -233,9 +234,14 @@ pub fn load(out: &Path, filter: &mut Filter) -> Result<RunRecord, Fatal> {
     let manifest = publish::read_run_manifest(out, "explain")?;
     let listed = &manifest.outputs;
     let summary_path = out.join("summary.json");
-    let summary: serde_json::Value =
-        serde_json::from_slice(&publish::read_listed(out, "summary.json", listed, REFUSAL)?)
-            .map_err(|e| data_err(&summary_path, format!("not a porledger summary: {e}")))?;
+    let summary: serde_json::Value = serde_json::from_slice(&publish::read_listed(
+        out,
+        publish::Kind::Run,
+        "summary.json",
+        listed,
+        REFUSAL,
+    )?)
+    .map_err(|e| data_err(&summary_path, format!("not a porledger summary: {e}")))?;
     let rounding: RoundingMode = summary["rounding"]
         .as_str()
         .unwrap_or("")
@@ -304,7 +310,11 @@ pub fn load(out: &Path, filter: &mut Filter) -> Result<RunRecord, Fatal> {
         rows.push(row.record()?);
     }
     if !rdr.get_ref().is(expected) {
-        return Err(publish::changed_since_written(&ledger_path, REFUSAL));
+        return Err(publish::changed_since_written(
+            &ledger_path,
+            publish::Kind::Run,
+            REFUSAL,
+        ));
     }
 
     let mut statement = BTreeMap::new();
@@ -316,7 +326,7 @@ pub fn load(out: &Path, filter: &mut Filter) -> Result<RunRecord, Fatal> {
     // Read only as listed (a partner without a statement has none).
     if let Some(text) = listed
         .contains_key(&st_rel)
-        .then(|| publish::read_listed(out, &st_rel, listed, REFUSAL))
+        .then(|| publish::read_listed(out, publish::Kind::Run, &st_rel, listed, REFUSAL))
         .transpose()?
     {
         let mut rdr = csv::ReaderBuilder::new()

@@ -242,7 +242,7 @@ pub fn parse_tolerance(s: &str) -> Result<Decimal, Fatal> {
 const REFUSAL: &str = "tieout refuses to tie it out (nothing was published)";
 
 fn changed(path: &Path) -> Fatal {
-    publish::changed_since_written(path, REFUSAL)
+    publish::changed_since_written(path, publish::Kind::Run, REFUSAL)
 }
 
 fn read_ledger(
@@ -848,7 +848,13 @@ fn tieout_on_pool(args: &TieoutArgs) -> Result<Finish, Fatal> {
     // they are read), so a changed run is never tied out.
     let run_manifest = publish::read_run_manifest(&args.out, "tieout")?;
     let listed = &run_manifest.outputs;
-    let summary = publish::read_listed(&args.out, "summary.json", listed, REFUSAL)?;
+    let summary = publish::read_listed(
+        &args.out,
+        publish::Kind::Run,
+        "summary.json",
+        listed,
+        REFUSAL,
+    )?;
     let info = run_info(&args.out, &summary, &run_manifest.json)?;
     let rules = load_rules(args, &info)?;
     // A history that cannot be used fails before any reading.
@@ -1297,7 +1303,11 @@ pub fn explain_row(
     let mut rest = rdr.into_inner();
     std::io::copy(&mut rest, &mut std::io::sink()).map_err(|e| Fatal::io(&path, e))?;
     if !rest.is(expected) {
-        return Err(publish::changed_since_written(&path, EXPLAIN_REFUSAL));
+        return Err(publish::changed_since_written(
+            &path,
+            publish::Kind::Tieout,
+            EXPLAIN_REFUSAL,
+        ));
     }
     let rec =
         found.ok_or_else(|| Fatal::Input(format!("{}: no tie-out row '{id}'", path.display())))?;
@@ -1442,7 +1452,11 @@ pub fn explain_row(
             );
         }
         if !rdr.get_ref().is(expected) {
-            return Err(publish::changed_since_written(&lpath, EXPLAIN_REFUSAL));
+            return Err(publish::changed_since_written(
+                &lpath,
+                publish::Kind::Run,
+                EXPLAIN_REFUSAL,
+            ));
         }
     }
     let issued = get("issued_lines");
@@ -1523,7 +1537,13 @@ fn explain_issued(
     // What the tie-out recorded of its history: the file and, per version
     // used, the close it read.
     let json_path = tieout_dir.join("tieout.json");
-    let bytes = publish::read_listed(tieout_dir, "tieout.json", listed, EXPLAIN_REFUSAL)?;
+    let bytes = publish::read_listed(
+        tieout_dir,
+        publish::Kind::Tieout,
+        "tieout.json",
+        listed,
+        EXPLAIN_REFUSAL,
+    )?;
     let json: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| data_err(&json_path, 0, format!("not a porledger tie-out: {e}")))?;
     let recorded = &json["history"];

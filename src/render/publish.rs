@@ -316,6 +316,15 @@ impl Kind {
         }
     }
 
+    /// The command that writes an output of this kind.
+    fn command(self) -> &'static str {
+        match self {
+            Kind::Run => "porledger run",
+            Kind::Tieout => "porledger tieout",
+            Kind::Sample => "porledger sample",
+        }
+    }
+
     /// The flag that names the directory.
     fn flag(self) -> &'static str {
         match self {
@@ -1147,14 +1156,15 @@ pub fn read_run_manifest(dir: &Path, command: &str) -> Result<Manifest, Fatal> {
     }
 }
 
-/// A file of the porledger output `path` is in changed since porledger wrote
-/// it (its SHA-256 or size is not the manifest's); `refusal` says what the
-/// command therefore does not do.
-pub fn changed_since_written(path: &Path, refusal: &str) -> Fatal {
+/// A file of the porledger output `path` is in (of `kind`) changed since
+/// porledger wrote it (its SHA-256 or size is not the manifest's); `refusal`
+/// says what the command therefore does not do.
+pub fn changed_since_written(path: &Path, kind: Kind, refusal: &str) -> Fatal {
     Fatal::Input(format!(
         "{}: its SHA-256 differs from the one in manifest.json: the output was changed after \
-         porledger wrote it, so {refusal}; run `porledger run` again",
-        path.display()
+         porledger wrote it, so {refusal}; run `{}` again",
+        path.display(),
+        kind.command()
     ))
 }
 
@@ -1178,6 +1188,7 @@ pub fn listed_digest<'a>(
 /// record: what the caller gets is what porledger wrote, read once.
 pub fn read_listed(
     dir: &Path,
+    kind: Kind,
     rel: &str,
     listed: &HashMap<String, FileDigest>,
     refusal: &str,
@@ -1186,7 +1197,7 @@ pub fn read_listed(
     let d = listed_digest(dir, rel, listed)?;
     let bytes = crate::ingest::read_regular(&path)?;
     if d.bytes != bytes.len() as u64 || d.sha256 != crate::ingest::sha256_hex(&bytes) {
-        return Err(changed_since_written(&path, refusal));
+        return Err(changed_since_written(&path, kind, refusal));
     }
     Ok(bytes)
 }

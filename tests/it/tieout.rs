@@ -398,7 +398,11 @@ fn a_tieout_row_is_explained_only_from_the_unchanged_run_it_read() {
     };
     assert_code(&explain(), 0);
     let (ran, tied) = (tree(&run), tree(&t));
-    for (changed, name) in [(&t, "tieout.csv"), (&run, "ledger.csv")] {
+    // Each names the command that writes the changed file again.
+    for (changed, name, again) in [
+        (&t, "tieout.csv", "porledger tieout"),
+        (&run, "ledger.csv", "porledger run"),
+    ] {
         for (base, files) in [(&run, &ran), (&t, &tied)] {
             for (rel, bytes) in files {
                 write(base.join(rel), bytes);
@@ -409,7 +413,9 @@ fn a_tieout_row_is_explained_only_from_the_unchanged_run_it_read() {
         assert_code(&o, 2);
         let e = stderr(&o);
         assert!(
-            e.contains(name) && e.contains("explain refuses to explain from it"),
+            e.contains(name)
+                && e.contains("explain refuses to explain from it")
+                && e.contains(&format!("run `{again}` again")),
             "{e}"
         );
     }
