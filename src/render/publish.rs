@@ -955,7 +955,7 @@ fn recover(parent: &Path, name: &str, target: &Path, shown: &Path) -> Result<(),
         if !leftover_is_ours(&path) {
             crate::say!(
                 "porledger: left {} alone: it is named like what an interrupted run leaves, \
-                 but holds no porledger staging mark or manifest",
+                 but holds no porledger staging mark, or files its manifest.json does not list",
                 path.display()
             );
             continue;
@@ -1010,12 +1010,43 @@ fn leftover_is_ours(dir: &Path) -> bool {
         return true;
     }
     if regular(MARKER) {
-        return std::fs::read(dir.join(MARKER))
+        let manifest = std::fs::read(dir.join(MARKER))
             .ok()
-            .and_then(|b| serde_json::from_slice::<OwnManifest>(&b).ok())
-            .is_some_and(|m| m.tool == "porledger");
+            .and_then(|b| serde_json::from_slice::<OwnManifest>(&b).ok());
+        return manifest.is_some_and(|m| m.tool == "porledger" && holds_only_listed(dir, &m));
     }
     std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none())
+}
+
+/// Whether every file below `dir` is its manifest `m` or a file `m` lists
+/// (what a moved-aside or fully staged output holds), with no symbolic link
+/// or special file: a file of the user's put there is never removed with it.
+fn holds_only_listed(dir: &Path, m: &OwnManifest) -> bool {
+    let listed: std::collections::HashSet<&str> =
+        m.outputs.iter().map(|e| e.path.as_str()).collect();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            return false;
+        };
+        for e in entries {
+            let Ok(e) = e else {
+                return false;
+            };
+            let p = e.path();
+            match std::fs::symlink_metadata(&p) {
+                Ok(meta) if meta.is_dir() => dirs.push(p),
+                Ok(meta) if meta.is_file() => {
+                    let rel = rel_path(dir, &p);
+                    if rel != MARKER && !listed.contains(rel.as_str()) {
+                        return false;
+                    }
+                }
+                _ => return false,
+            }
+        }
+    }
+    true
 }
 
 /// The `outputs` of a porledger manifest, as far as publishing needs them.

@@ -441,6 +441,15 @@ fn stale_staging_from_a_dead_pid_is_removed() {
     let aside = format!(".out.porledger-old-{dead2}");
     std::fs::create_dir(env.p(&aside)).unwrap();
     std::fs::write(env.p(&aside).join("manifest.json"), r#"{"tool": "other"}"#).unwrap();
+    // And one holding porledger's manifest beside a file it does not list.
+    let with_notes = format!(".out.porledger-tmp-{dead2}.old");
+    std::fs::create_dir(env.p(&with_notes)).unwrap();
+    std::fs::copy(
+        env.p("out").join("manifest.json"),
+        env.p(&with_notes).join("manifest.json"),
+    )
+    .unwrap();
+    std::fs::write(env.p(&with_notes).join("NOTES.txt"), "mine").unwrap();
     let o = env.run("out", true, None);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(
@@ -452,7 +461,7 @@ fn stale_staging_from_a_dead_pid_is_removed() {
     assert!(env.p(&live).exists());
     assert!(env.p(".out.mine").exists());
     assert!(env.p(&format!(".other.porledger-tmp-{dead}")).exists());
-    for foreign in [&mine, &aside] {
+    for foreign in [&mine, &aside, &with_notes] {
         assert!(
             stderr(&o).contains(&format!("{foreign} alone: it is named like")),
             "{}",
@@ -464,6 +473,10 @@ fn stale_staging_from_a_dead_pid_is_removed() {
         "mine"
     );
     assert!(env.p(&aside).join("manifest.json").exists());
+    assert_eq!(
+        std::fs::read_to_string(env.p(&with_notes).join("NOTES.txt")).unwrap(),
+        "mine"
+    );
     // The published output holds no staging mark.
     assert!(!env.p("out").join(".porledger-staging").exists());
 }
