@@ -824,21 +824,36 @@ fn validate_locale(src: &Source, rel: &str, l: &LocaleSpec) -> Result<(), Fatal>
         ("format.amount", &f.amount),
         ("format.amount_without_symbol", &f.amount_without_symbol),
     ] {
-        if !v.contains("{amount}") {
+        if v.matches("{amount}").count() != 1 {
             return Err(bad(
                 src,
                 rel,
                 k,
-                format!("'{v}' has no {{amount}} placeholder"),
+                format!("'{v}' must hold the {{amount}} placeholder once"),
             ));
         }
+        let rest = v
+            .replace("{amount}", "")
+            .replace("{symbol}", "")
+            .replace("{code}", "");
+        if let Some(c) = changes_numbers(&rest) {
+            return Err(bad(src, rel, k, numbers_changed(v, c)));
+        }
     }
-    if !f.percent.contains("{value}") {
+    if f.percent.matches("{value}").count() != 1 {
         return Err(bad(
             src,
             rel,
             "format.percent",
-            "has no {value} placeholder",
+            "must hold the {value} placeholder once",
+        ));
+    }
+    if let Some(c) = changes_numbers(&f.percent.replace("{value}", "")) {
+        return Err(bad(
+            src,
+            rel,
+            "format.percent",
+            numbers_changed(&f.percent, c),
         ));
     }
     if f.decimal_separator.is_empty() || f.decimal_separator == f.group_separator {
@@ -849,7 +864,37 @@ fn validate_locale(src: &Source, rel: &str, l: &LocaleSpec) -> Result<(), Fatal>
             "must be non-empty and differ from format.group_separator",
         ));
     }
+    for (k, v) in [
+        ("format.decimal_separator", &f.decimal_separator),
+        ("format.group_separator", &f.group_separator),
+    ] {
+        if let Some(c) = changes_numbers(v) {
+            return Err(bad(src, rel, k, numbers_changed(v, c)));
+        }
+    }
+    for (code, symbol) in &f.currency_symbols {
+        if let Some(c) = changes_numbers(symbol) {
+            let k = format!("format.currency_symbols.{code}");
+            return Err(bad(src, rel, &k, numbers_changed(symbol, c)));
+        }
+    }
     Ok(())
+}
+
+/// A character of a locale's own text (separators, symbols, the text around
+/// a placeholder) that would change the numbers a statement prints: a digit,
+/// a sign or a parenthesis (a negative in accounting notation). A locale
+/// changes how the statement's numbers are written, never what they are.
+fn changes_numbers(text: &str) -> Option<char> {
+    text.chars()
+        .find(|&c| c.is_numeric() || matches!(c, '-' | '+' | '\u{2212}' | '(' | ')'))
+}
+
+fn numbers_changed(text: &str, c: char) -> String {
+    format!(
+        "'{text}' holds '{c}', which would change the numbers printed (a locale may change \
+         only how they are written: separators, symbols, their order)"
+    )
 }
 
 /// Loads and validates a template for `locale`. Errors are [`Fatal::Config`]
@@ -1000,6 +1045,68 @@ mod tests {
             }
         }
         out
+    }
+
+    /// A locale writes the statement's numbers, never changes them: a digit
+    /// as a separator, a sign or a digit around a placeholder, a placeholder
+    /// twice, or a digit in a currency symbol is refused, naming the key.
+    #[test]
+    fn a_locale_that_would_change_the_numbers_is_refused() {
+        for (from, to, key) in [
+            (
+                "group_separator = \".\"",
+                "group_separator = \"0\"",
+                "format.group_separator",
+            ),
+            (
+                "decimal_separator = \",\"",
+                "decimal_separator = \"5\"",
+                "format.decimal_separator",
+            ),
+            (
+                "amount = \"{amount} {symbol}\"",
+                "amount = \"-{amount} {symbol}\"",
+                "format.amount",
+            ),
+            (
+                "amount = \"{amount} {symbol}\"",
+                "amount = \"({amount}) {symbol}\"",
+                "format.amount",
+            ),
+            (
+                "amount = \"{amount} {symbol}\"",
+                "amount = \"{amount}{amount} {symbol}\"",
+                "format.amount",
+            ),
+            (
+                "amount_without_symbol = \"{amount} {code}\"",
+                "amount_without_symbol = \"{amount}0 {code}\"",
+                "format.amount_without_symbol",
+            ),
+            (
+                "percent = \"{value} %\"",
+                "percent = \"{value}0 %\"",
+                "format.percent",
+            ),
+            (
+                "\n[format.currency_symbols]",
+                "\n[format.currency_symbols]\nXAU = \"1 oz\"",
+                "format.currency_symbols.XAU",
+            ),
+        ] {
+            let tmp = custom_locale(|de| {
+                assert!(de.contains(from), "{from}");
+                de.replacen(from, to, 1)
+            });
+            let e = match load(Some(tmp.path()), "xx") {
+                Ok(_) => panic!("{to} was accepted"),
+                Err(e) => e.to_string(),
+            };
+            assert!(e.contains(&format!("{key}:")), "{to}: {e}");
+        }
+        // The shipped locales pass.
+        load(None, "de").unwrap();
+        load(None, "en").unwrap();
     }
 
     #[test]
