@@ -376,8 +376,7 @@ pub fn for_each_row(
                 let agrees = simd_end == end;
                 if !agrees
                     || body.len() > fmt.max_record
-                    || (inner > 0 && rec.len() != n_fields)
-                    || !well_quoted(body, fmt.delimiter)
+                    || (inner > 0 && (rec.len() != n_fields || !well_quoted(body, fmt.delimiter)))
                 {
                     each_line(body, line, fmt, &mut simd_csv::ByteRecord::new(), f);
                     if !agrees {
@@ -400,78 +399,38 @@ pub fn for_each_row(
 /// them: a quote opens a field, is doubled inside a quoted field, or closes
 /// one right before a delimiter or the line end. A multi-line record whose
 /// quotes are not (two stray quotes, `Joe 12" Pizza` lines apart) is not
-/// taken as one record even if its field count happens to match, and a line
-/// with text after a closing quote (`"1"00.00`) is not read as `100.00`.
+/// taken as one record even if its field count happens to match.
 fn well_quoted(body: &[u8], delimiter: u8) -> bool {
-    misplaced_quote(body, delimiter).is_none()
-}
-
-/// Where the first quote of `body` that RFC 4180 does not allow stands (or
-/// a quote never closed: `body.len()`). Only the quotes are visited (lines
-/// without a quote cost one search), so every line can be checked.
-fn misplaced_quote(body: &[u8], delimiter: u8) -> Option<usize> {
+    let mut field_start = true;
     let mut in_q = false;
     let mut i = 0;
-    while let Some(k) = memchr::memchr(b'"', &body[i..]) {
-        let q = i + k;
+    while i < body.len() {
+        let b = body[i];
         if in_q {
-            if body.get(q + 1) == Some(&b'"') {
-                i = q + 2;
-                continue;
+            if b == b'"' {
+                if body.get(i + 1) == Some(&b'"') {
+                    i += 2;
+                    continue;
+                }
+                in_q = false;
+                match body.get(i + 1) {
+                    None | Some(b'\r') | Some(b'\n') => {}
+                    Some(&c) if c == delimiter => {}
+                    Some(_) => return false,
+                }
             }
-            in_q = false;
-            match body.get(q + 1) {
-                None | Some(b'\r') | Some(b'\n') => {}
-                Some(&c) if c == delimiter => {}
-                Some(_) => return Some(q),
-            }
-        } else {
-            // A quote opens a field only at its start.
-            if q > 0 && body[q - 1] != delimiter {
-                return Some(q);
+        } else if b == b'"' {
+            if !field_start {
+                return false;
             }
             in_q = true;
+            field_start = false;
+        } else {
+            field_start = b == delimiter;
         }
-        i = q + 1;
+        i += 1;
     }
-    in_q.then_some(body.len())
-}
-
-/// The problem of a line (one physical line, its quotes paired) with a
-/// quote where CSV allows none: text after a closing quote (`"1"00.00`, which
-/// a reader would join into `100.00`) or a quote inside an unquoted field.
-/// Names the column the quote stands in.
-fn misplaced(content: &[u8], at: usize, fmt: RecordFormat<'_>) -> LineProblem {
-    let mut field = 0usize;
-    let mut field_start = 0usize;
-    let mut in_q = false;
-    for (i, &b) in content[..at].iter().enumerate() {
-        if b == b'"' {
-            in_q = !in_q;
-        } else if b == fmt.delimiter && !in_q {
-            field += 1;
-            field_start = i + 1;
-        }
-    }
-    let column = fmt
-        .header
-        .get(field)
-        .map(|h| h.trim_start_matches('\u{feff}').to_string())
-        .unwrap_or_else(|| format!("(field {})", field + 1));
-    let rest = &content[field_start..];
-    let value_end = misplaced_quote(rest, fmt.delimiter)
-        .and_then(|q| memchr::memchr(fmt.delimiter, &rest[q..]).map(|d| q + d))
-        .or_else(|| memchr::memchr(fmt.delimiter, rest))
-        .unwrap_or(rest.len())
-        .min(60);
-    LineProblem {
-        column,
-        value: String::from_utf8_lossy(&rest[..value_end]).into_owned(),
-        reason: "a quote (\") stands where CSV allows none, so the line cannot be read: a \
-                 quoted field ends with its quote right before the delimiter or the line end, \
-                 and a quote inside a field must be doubled (\"\") and the field quoted"
-            .into(),
-    }
+    !in_q
 }
 
 /// Reads each physical line of `data` on its own.
@@ -503,14 +462,6 @@ fn each_line(
                 line: this,
                 lines: 1,
                 record: Err(unbalanced_quote(content, fmt)),
-            });
-            continue;
-        }
-        if let Some(at) = misplaced_quote(content, fmt.delimiter) {
-            f(Row {
-                line: this,
-                lines: 1,
-                record: Err(misplaced(content, at, fmt)),
             });
             continue;
         }
@@ -737,49 +688,6 @@ mod tests {
         assert_eq!(lines, vec![2, 3, 4, 5]);
         assert!(r[1].1.is_ok());
         assert_eq!(r[3].1.as_ref().unwrap()[1], "multi\nline");
-    }
-
-    /// Text after a closing quote, or a quote inside an unquoted field, is
-    /// a rejected line naming the field, on one line or inside a record of
-    /// several, whatever the chunk size; well-placed quotes are read.
-    #[test]
-    fn misplaced_quotes_are_rejected_naming_the_field() {
-        let text = "a,\"1\"00.00,1\nb,x,\"R\"3\nc,ab\"c\"d,3\nd,\"ok, \"\"q\"\"\",4\ne,\"multi\nline\"x,5\nf,\"\",6\n";
-        for chunk in [1, 7, 1000] {
-            let r = rows(text.as_bytes(), chunk, 1 << 20, 3);
-            let got: Vec<(u64, Result<String, String>)> = r
-                .into_iter()
-                .map(|(line, rec)| (line, rec.map(|f| f.join("|"))))
-                .collect();
-            assert_eq!(
-                got,
-                vec![
-                    (2, Err("h1".into())),
-                    (3, Err("h2".into())),
-                    (4, Err("h1".into())),
-                    (5, Ok("d|ok, \"q\"|4".into())),
-                    (6, Err("h1".into())),
-                    (7, Err("h0".into())),
-                    (8, Ok("f||6".into())),
-                ],
-                "chunk {chunk}"
-            );
-        }
-        let header = ["h0".to_string(), "h1".to_string()];
-        let fmt = RecordFormat {
-            delimiter: b',',
-            header: &header,
-            max_record: 1 << 20,
-        };
-        let line = b"c1,\"1\"00.00";
-        let p = misplaced(line, misplaced_quote(line, b',').unwrap(), fmt);
-        assert_eq!((p.column.as_str(), p.value.as_str()), ("h1", "\"1\"00.00"));
-        assert!(
-            p.reason
-                .starts_with("a quote (\") stands where CSV allows none"),
-            "{}",
-            p.reason
-        );
     }
 
     proptest::proptest! {
