@@ -6,7 +6,10 @@
 //! lines, or of the rest of the file. So a record (the bytes from a record
 //! start to the next newline outside quotes, as [`super::split`] finds them)
 //! is *plausible* only if
-//! - it is at most [`MAX_RECORD_BYTES`] long, and
+//! - it is at most [`MAX_RECORD_BYTES`] long,
+//! - every quote in it stands where CSV allows one
+//!   ([`super::split::misplaced_quotes`]): text after a closing quote,
+//!   `"1"00.00`, would otherwise be read as `100.00`, and
 //! - when it spans several physical lines, it has as many fields as the header.
 //!
 //! An implausible record is not one row: each of its physical lines is read on
@@ -19,7 +22,7 @@
 //! where its quotes would close it. Both decisions depend only on the bytes of
 //! the record, so any chunk size gives the same rows.
 
-use super::split::{count_byte, last_record_end_lines, record_end_lines};
+use super::split::{count_byte, last_record_end_lines, misplaced_quotes, record_scan};
 
 /// The longest record (and physical line) porledger reads: 1 MiB. Real
 /// Partner Center records are 0.5-3 KB; a record this long is a quote gone
@@ -353,14 +356,14 @@ pub fn for_each_row(
                     line_start -= 1;
                 }
                 let rest = &data[line_start..];
-                // The newlines of the record come from the pass that finds its
+                // The newlines of the record, and whether its quotes stand
+                // where CSV allows them, come from the pass that finds its
                 // end: neither its inner newlines nor the line of the next
                 // record need another pass over its bytes.
-                let (end, newlines) = match record_end_lines(rest, b'"') {
-                    Some((e, n)) => (line_start + e, n),
-                    None if count_byte(rest, b'"').is_multiple_of(2) => {
-                        (data.len(), count_byte(rest, b'\n'))
-                    }
+                let scan = record_scan(rest, b'"', fmt.delimiter);
+                let (end, newlines) = match scan.end {
+                    Some(e) => (line_start + e, scan.newlines),
+                    None if !scan.open_quote => (data.len(), scan.newlines),
                     None => {
                         // A quote that is never closed: the record runs to the
                         // end of the data, and it is not plausible.
@@ -375,8 +378,9 @@ pub fn for_each_row(
                 lines.counted(end, newlines as u64);
                 let agrees = simd_end == end;
                 if !agrees
+                    || scan.misplaced
                     || body.len() > fmt.max_record
-                    || (inner > 0 && (rec.len() != n_fields || !well_quoted(body, fmt.delimiter)))
+                    || (inner > 0 && rec.len() != n_fields)
                 {
                     each_line(body, line, fmt, &mut simd_csv::ByteRecord::new(), f);
                     if !agrees {
@@ -393,44 +397,6 @@ pub fn for_each_row(
             }
         }
     }
-}
-
-/// Whether the quotes of `body` (one record) are placed as RFC 4180 places
-/// them: a quote opens a field, is doubled inside a quoted field, or closes
-/// one right before a delimiter or the line end. A multi-line record whose
-/// quotes are not (two stray quotes, `Joe 12" Pizza` lines apart) is not
-/// taken as one record even if its field count happens to match.
-fn well_quoted(body: &[u8], delimiter: u8) -> bool {
-    let mut field_start = true;
-    let mut in_q = false;
-    let mut i = 0;
-    while i < body.len() {
-        let b = body[i];
-        if in_q {
-            if b == b'"' {
-                if body.get(i + 1) == Some(&b'"') {
-                    i += 2;
-                    continue;
-                }
-                in_q = false;
-                match body.get(i + 1) {
-                    None | Some(b'\r') | Some(b'\n') => {}
-                    Some(&c) if c == delimiter => {}
-                    Some(_) => return false,
-                }
-            }
-        } else if b == b'"' {
-            if !field_start {
-                return false;
-            }
-            in_q = true;
-            field_start = false;
-        } else {
-            field_start = b == delimiter;
-        }
-        i += 1;
-    }
-    !in_q
 }
 
 /// Reads each physical line of `data` on its own.
@@ -465,6 +431,14 @@ fn each_line(
             });
             continue;
         }
+        if let Some(&at) = misplaced_quotes(content, b'"', fmt.delimiter).first() {
+            f(Row {
+                line: this,
+                lines: 1,
+                record: Err(misplaced(content, at, fmt)),
+            });
+            continue;
+        }
         let mut rdr = simd_csv::TotalReaderBuilder::new()
             .has_headers(false)
             .delimiter(fmt.delimiter)
@@ -478,6 +452,44 @@ fn each_line(
             record: Ok(rec),
         });
     }
+}
+
+/// The problem of a line (its quotes paired) with a quote where CSV allows
+/// none, at `at`: text after a closing quote (`"1"00.00`, which a reader would
+/// join into `100.00`) or a quote inside an unquoted field. Names the column
+/// the quote stands in.
+fn misplaced(content: &[u8], at: usize, fmt: RecordFormat<'_>) -> LineProblem {
+    let mut field = 0usize;
+    let mut field_start = 0usize;
+    let mut in_q = false;
+    for (i, &b) in content[..at].iter().enumerate() {
+        if b == b'"' {
+            in_q = !in_q;
+        } else if b == fmt.delimiter && !in_q {
+            field += 1;
+            field_start = i + 1;
+        }
+    }
+    let rest = &content[field_start..];
+    let value_end = memchr::memchr(fmt.delimiter, &rest[at - field_start..])
+        .map_or(rest.len(), |d| at - field_start + d)
+        .min(60);
+    LineProblem {
+        column: column_name(fmt, field),
+        value: String::from_utf8_lossy(&rest[..value_end]).into_owned(),
+        reason: "a quote (\") stands where CSV allows none, so the line cannot be read: a \
+                 quoted field ends with its quote right before the delimiter or the line end, \
+                 and a quote inside a field must be doubled (\"\") and the field quoted"
+            .into(),
+    }
+}
+
+/// The header's name of field `index` (0-based), or its number.
+fn column_name(fmt: RecordFormat<'_>, index: usize) -> String {
+    fmt.header
+        .get(index)
+        .map(|h| h.trim_start_matches('\u{feff}').to_string())
+        .unwrap_or_else(|| format!("(field {})", index + 1))
 }
 
 /// The problem of a line whose quotes do not pair up: names the column in
@@ -499,11 +511,7 @@ fn unbalanced_quote(content: &[u8], fmt: RecordFormat<'_>) -> LineProblem {
         }
     }
     let (col, from) = opened;
-    let column = fmt
-        .header
-        .get(col)
-        .map(|h| h.trim_start_matches('\u{feff}').to_string())
-        .unwrap_or_else(|| format!("(field {})", col + 1));
+    let column = column_name(fmt, col);
     let rest = &content[from..];
     let value_end = memchr::memchr(fmt.delimiter, rest)
         .unwrap_or(rest.len())
@@ -688,6 +696,49 @@ mod tests {
         assert_eq!(lines, vec![2, 3, 4, 5]);
         assert!(r[1].1.is_ok());
         assert_eq!(r[3].1.as_ref().unwrap()[1], "multi\nline");
+    }
+
+    /// Text after a closing quote, or a quote inside an unquoted field, is
+    /// a rejected line naming the field, on one line or inside a record of
+    /// several, whatever the chunk size; well-placed quotes are read.
+    #[test]
+    fn misplaced_quotes_are_rejected_naming_the_field() {
+        let text = "a,\"1\"00.00,1\nb,x,\"R\"3\nc,ab\"c\"d,3\nd,\"ok, \"\"q\"\"\",4\ne,\"multi\nline\"x,5\nf,\"\",6\n";
+        for chunk in [1, 7, 1000] {
+            let r = rows(text.as_bytes(), chunk, 1 << 20, 3);
+            let got: Vec<(u64, Result<String, String>)> = r
+                .into_iter()
+                .map(|(line, rec)| (line, rec.map(|f| f.join("|"))))
+                .collect();
+            assert_eq!(
+                got,
+                vec![
+                    (2, Err("h1".into())),
+                    (3, Err("h2".into())),
+                    (4, Err("h1".into())),
+                    (5, Ok("d|ok, \"q\"|4".into())),
+                    (6, Err("h1".into())),
+                    (7, Err("h0".into())),
+                    (8, Ok("f||6".into())),
+                ],
+                "chunk {chunk}"
+            );
+        }
+        let header = ["h0".to_string(), "h1".to_string()];
+        let fmt = RecordFormat {
+            delimiter: b',',
+            header: &header,
+            max_record: 1 << 20,
+        };
+        let line = b"c1,\"1\"00.00,x";
+        let p = misplaced(line, misplaced_quotes(line, b'"', b',')[0], fmt);
+        assert_eq!((p.column.as_str(), p.value.as_str()), ("h1", "\"1\"00.00"));
+        assert!(
+            p.reason
+                .starts_with("a quote (\") stands where CSV allows none"),
+            "{}",
+            p.reason
+        );
     }
 
     proptest::proptest! {

@@ -214,6 +214,30 @@ fn b1_stray_quotes_inside_unquoted_fields() {
 }
 
 #[test]
+fn b1_text_after_a_closing_quote_is_rejected_naming_the_column() {
+    // A reader that drops the quotes would take `"2"20.00` for 220.00 and
+    // `"Seed" Example AG` for a name: each is a rejected line, named.
+    let text = invoice_with(&[
+        (1, &|l: &str| {
+            l.replace(",220.00,0.00,", ",\"2\"20.00,0.00,")
+        }),
+        (4, &|l: &str| {
+            l.replace("Seed Example AG", "\"Seed\" Example AG")
+        }),
+        (6, &|l: &str| {
+            l.replace("Seed Example AG", "\"Seed \"\"Example\"\" AG\"")
+        }),
+    ]);
+    let (_d, o) = run_invoice(&text);
+    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    assert_eq!(o.totals(), (10, 8, 0, 2));
+    let r = rejects_csv(&o);
+    assert!(r.contains(",3,Subtotal,\"\"\"2\"\"20.00\","), "{r}");
+    assert!(r.contains(",6,CustomerName,"), "{r}");
+    assert!(r.contains("stands where CSV allows none"), "{r}");
+}
+
+#[test]
 fn b1_plausible_multiline_names_stay_one_row() {
     let text = invoice_with(&[(3, &|l: &str| {
         l.replace("Seed Example AG", "\"Seed\r\nExample AG\"")
