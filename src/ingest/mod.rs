@@ -117,11 +117,14 @@ fn discover_ext(args: &[PathBuf], what: &str, exts: &[&str]) -> Result<Vec<Input
     Ok(out)
 }
 
-/// The first 64 KiB of the regular file `path`: its header line (headers are
-/// short; 64 KiB holds any real one) and its first records.
+/// How much [`head`] reads: a header line must end within it.
+pub const HEAD_BYTES: usize = 64 * 1024;
+
+/// The first [`HEAD_BYTES`] of the regular file `path`: its header line
+/// (headers are short; 64 KiB holds any real one) and its first records.
 pub fn head(path: &Path) -> Result<Vec<u8>, Fatal> {
     let mut buf = Vec::new();
-    read_up_to(&mut open_regular(path)?, &mut buf, 64 * 1024).map_err(|e| Fatal::io(path, e))?;
+    read_up_to(&mut open_regular(path)?, &mut buf, HEAD_BYTES).map_err(|e| Fatal::io(path, e))?;
     Ok(buf)
 }
 
@@ -329,7 +332,9 @@ fn check_line_ends(head: &[u8]) -> Result<(), String> {
 }
 
 /// [`parse_header`] with the checks of [`check_text_start`]; `file` names the
-/// file in errors.
+/// file in errors. A header that does not end within [`HEAD_BYTES`] is
+/// refused: its columns past that point would be lost, and the rest of its
+/// line read as a row.
 pub fn read_header(file: &str, buf: &[u8]) -> Result<Header, Fatal> {
     let err = |(line, message): (u64, String)| Fatal::Data {
         file: file.to_string(),
@@ -338,7 +343,19 @@ pub fn read_header(file: &str, buf: &[u8]) -> Result<Header, Fatal> {
         message,
     };
     check_text_start(buf).map_err(err)?;
-    parse_header(buf).ok_or_else(|| {
+    let header = parse_header(buf);
+    if let Some(h) = &header {
+        if h.byte_len >= HEAD_BYTES && !buf[..h.byte_len].ends_with(b"\n") {
+            return Err(err((
+                1,
+                format!(
+                    "the header line does not end within its first {HEAD_BYTES} bytes (or a \
+                     quote in it is never closed): a header this long is not an export's"
+                ),
+            )));
+        }
+    }
+    header.ok_or_else(|| {
         let body = buf.strip_prefix(BOM).unwrap_or(buf);
         let message = if body.iter().all(|b| b.is_ascii_whitespace()) {
             "file is empty: no header line"
@@ -1013,6 +1030,25 @@ mod tests {
             let e = super::read_header("f.csv", empty).unwrap_err().to_string();
             assert!(e.contains("file is empty"), "{empty:?}: {e}");
         }
+    }
+
+    /// A header that does not end within the bytes read for it is refused
+    /// (its later columns would be lost and the rest of its line read as a
+    /// row); one that ends there, or a short file of a header alone, is read.
+    #[test]
+    fn a_header_longer_than_the_head_is_refused() {
+        use super::HEAD_BYTES;
+        let mut long = b"A,B,".to_vec();
+        long.resize(HEAD_BYTES, b'x');
+        let e = super::read_header("f.csv", &long).unwrap_err().to_string();
+        assert!(
+            e.contains("f.csv:1") && e.contains("does not end within its first 65536 bytes"),
+            "{e}"
+        );
+        let mut fits = long.clone();
+        fits[HEAD_BYTES - 1] = b'\n';
+        assert_eq!(super::read_header("f.csv", &fits).unwrap().fields.len(), 3);
+        assert_eq!(super::read_header("f.csv", b"A,B").unwrap().fields, ["A", "B"]);
     }
 
     /// IDs of any letters pass; one holding a control or an invisible
