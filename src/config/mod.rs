@@ -333,8 +333,11 @@ pub fn parse_rules(text: &str) -> Result<Rules, RulesError> {
     let usage = usage::usage_settings(raw.usage)?;
     let products = products::products(raw.product)?;
     let mut programs: Vec<Program> = Vec::new();
+    // The IDs so far: a look-up each, not a scan (up to MAX_PROGRAMS of them).
+    let mut ids = std::collections::HashSet::new();
     for (i, p) in raw.program.into_iter().enumerate() {
-        let program = parse_program(i, p, &programs, &usage.targets)?;
+        let program = parse_program(i, p, &ids, &usage.targets)?;
+        ids.insert(program.id.clone());
         programs.push(program);
     }
     let journal = journal::journal_settings(raw.journal, &programs)?;
@@ -349,11 +352,11 @@ pub fn parse_rules(text: &str) -> Result<Rules, RulesError> {
     })
 }
 
-/// Validates program `i` (`earlier`: the programs before it).
+/// Validates program `i` (`earlier`: the IDs of the programs before it).
 fn parse_program(
     i: usize,
     p: RawProgram,
-    earlier: &[Program],
+    earlier: &std::collections::HashSet<String>,
     default_targets: &[Decimal],
 ) -> Result<Program, RulesError> {
     let key = |k: &str| format!("program[{i}].{k}");
@@ -371,7 +374,7 @@ fn parse_program(
             ),
         ));
     }
-    if earlier.iter().any(|q| q.id == id) {
+    if earlier.contains(&id) {
         return Err(invalid(key("id"), format!("'{id}' is defined twice")));
     }
     let associations = associations(&key("associations"), &p.associations)?;
