@@ -21,7 +21,7 @@ fn rows(body: &[u8], chunk: usize, max: usize, fmt: RecordFormat<'_>) -> Rows {
     };
     let mut out = Vec::new();
     let mut rec = simd_csv::ByteRecord::new();
-    for (kind, line, data) in cut_all(body, chunk, max) {
+    for (kind, line, data) in cut_all(body, chunk, fmt) {
         for_each_row(&data, 2 + line, kind, fmt, &mut rec, &mut |r: Row<'_>| {
             out.push((
                 r.line,
@@ -88,15 +88,16 @@ fuzz_target!(|data: &[u8]| {
 
     // Rows parse or are rejected, never panic.
     let mut rec = simd_csv::ByteRecord::new();
-    for (kind, line, data) in cut_all(body, chunk, 1 << 20) {
+    let fmt = RecordFormat {
+        max_record: 1 << 20,
+        ..fmt
+    };
+    for (kind, line, data) in cut_all(body, chunk, fmt) {
         for_each_row(
             &data,
             line,
             kind,
-            RecordFormat {
-                max_record: 1 << 20,
-                ..fmt
-            },
+            fmt,
             &mut rec,
             &mut |r: Row<'_>| {
                 if let Ok(rec) = r.record {

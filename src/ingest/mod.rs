@@ -859,7 +859,11 @@ pub fn read_chunks(
         read_hashing(&mut f, &mut head, header.byte_len, hasher.as_mut()).map_err(io_err)? as u64;
     let mut line = header.next_line;
     let mut buf: Vec<u8> = spare();
-    let mut cutter = records::Cutter::new(records::MAX_RECORD_BYTES);
+    let mut cutter = records::Cutter::new(records::Shape {
+        delimiter: header.delimiter,
+        fields: header.fields.len(),
+        max_record: records::MAX_RECORD_BYTES,
+    });
     let done = |total| FileDigest {
         sha256: String::new(),
         bytes: total,
@@ -1048,7 +1052,10 @@ mod tests {
         let mut fits = long.clone();
         fits[HEAD_BYTES - 1] = b'\n';
         assert_eq!(super::read_header("f.csv", &fits).unwrap().fields.len(), 3);
-        assert_eq!(super::read_header("f.csv", b"A,B").unwrap().fields, ["A", "B"]);
+        assert_eq!(
+            super::read_header("f.csv", b"A,B").unwrap().fields,
+            ["A", "B"]
+        );
     }
 
     /// IDs of any letters pass; one holding a control or an invisible

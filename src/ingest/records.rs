@@ -12,17 +12,24 @@
 //!   `"1"00.00`, would otherwise be read as `100.00`, and
 //! - when it spans several physical lines, it has as many fields as the header.
 //!
-//! An implausible record is not one row: each of its physical lines is read on
-//! its own, so every line is accrued, not eligible or rejected with its line
-//! number. A line longer than [`MAX_RECORD_BYTES`] is rejected unread.
+//! An implausible record is not one row. On one line, that line is read on
+//! its own (and rejected with its line number). On several lines, its first
+//! line, which opens the quote that joined the lines, is read on its own, and
+//! reading starts again on the next line: one bad quote costs one line, and a
+//! properly quoted record of several lines further on is still one row. A
+//! line longer than [`MAX_RECORD_BYTES`] is rejected unread.
 //!
-//! The reader thread ([`Cutter`]) never holds more than a chunk plus
-//! [`MAX_RECORD_BYTES`]: a record that grows past the limit without ending is
-//! handed on as lines ([`ChunkKind::Lines`]) while the reader keeps track of
-//! where its quotes would close it. Both decisions depend only on the bytes of
-//! the record, so any chunk size gives the same rows.
+//! The reader thread ([`Cutter`]) cuts where a worker's records end: it passes
+//! lines that are records of their own 64 bytes at a time
+//! ([`super::split::single_line_prefix`]) and cuts each record that spans
+//! lines as a worker does (one function decides both). It never holds more
+//! than a chunk plus [`MAX_RECORD_BYTES`]: a record that does not end within
+//! the limit is implausible whatever follows, so its first line is handed on
+//! ([`ChunkKind::Lines`]) and cutting starts again on the next. Every
+//! decision depends only on the bytes of the record, so any chunk size gives
+//! the same rows.
 
-use super::split::{count_byte, last_record_end_lines, misplaced_quotes, record_scan};
+use super::split::{count_byte, misplaced_quotes, record_scan, single_line_prefix};
 
 /// The longest record (and physical line) porledger reads: 1 MiB. Real
 /// Partner Center records are 0.5-3 KB; a record this long is a quote gone
@@ -65,17 +72,85 @@ pub enum Step {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
     Normal,
-    /// Inside a record longer than the limit; `odd`: the parity of its quotes
-    /// so far. The buffer starts at a line start.
-    Giant {
-        odd: bool,
-    },
-    /// Skipping a line longer than the limit, inside a giant record;
-    /// `blank`: nothing but CRs so far.
+    /// Skipping a line longer than the limit (the first line of a record
+    /// that cannot be one row); `blank`: nothing but CRs so far.
     Skip {
-        odd: bool,
         blank: bool,
     },
+}
+
+/// What the reader thread and the workers must agree on to cut records
+/// alike: the delimiter, the header's field count and the record limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    pub delimiter: u8,
+    pub fields: usize,
+    pub max_record: usize,
+}
+
+/// Where the record at the start of some bytes ends, and whether it is one
+/// row. Depends only on the record's bytes (and, for a record that does not
+/// end, on how many bytes follow it), so the reader thread and a worker cut
+/// alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RecordCut {
+    /// Just after the record's newline, or the end of the bytes.
+    end: usize,
+    /// Whether `end` is a newline outside quotes (not the end of the bytes).
+    ended: bool,
+    /// The newlines in `..end`.
+    newlines: usize,
+    /// The newlines inside it (not its line terminator).
+    inner: usize,
+    /// Whether it can be one row: its quotes close, each where CSV allows
+    /// one, it is at most the limit and, on several lines, it has the
+    /// header's field count.
+    plausible: bool,
+    /// Where the next record starts: `end`, or, after a record of several
+    /// lines that is not plausible, the end of its first line. That line
+    /// opens the quote that joined the lines, so it is read on its own and
+    /// reading starts again on the next one: one bad quote costs one line,
+    /// and a properly quoted record of several lines further on is still
+    /// one row.
+    next: usize,
+}
+
+fn cut_record(rest: &[u8], shape: Shape) -> RecordCut {
+    let scan = record_scan(rest, b'"', shape.delimiter);
+    let end = scan.end.unwrap_or(rest.len());
+    let body = &rest[..end];
+    let inner = scan.newlines - usize::from(body.ends_with(b"\n"));
+    let plausible = !scan.open_quote
+        && !scan.misplaced
+        && body.len() <= shape.max_record
+        && (inner == 0 || fields_outside_quotes(body, shape.delimiter) == shape.fields);
+    let next = if plausible || inner == 0 {
+        end
+    } else {
+        memchr::memchr(b'\n', body).map_or(end, |i| i + 1)
+    };
+    RecordCut {
+        end,
+        ended: scan.end.is_some(),
+        newlines: scan.newlines,
+        inner,
+        plausible,
+        next,
+    }
+}
+
+/// The fields of `body` (one record), counting the delimiters outside quotes.
+fn fields_outside_quotes(body: &[u8], delimiter: u8) -> usize {
+    let mut inside = false;
+    let mut fields = 1;
+    for &b in body {
+        if b == b'"' {
+            inside = !inside;
+        } else if b == delimiter && !inside {
+            fields += 1;
+        }
+    }
+    fields
 }
 
 /// Decides where chunks end (see the module documentation). Feed it the
@@ -84,14 +159,17 @@ enum Mode {
 /// bytes in the buffer.
 #[derive(Clone, Debug)]
 pub struct Cutter {
-    max_record: usize,
+    shape: Shape,
     mode: Mode,
 }
 
 impl Cutter {
-    pub fn new(max_record: usize) -> Cutter {
+    pub fn new(shape: Shape) -> Cutter {
         Cutter {
-            max_record: max_record.max(1),
+            shape: Shape {
+                max_record: shape.max_record.max(1),
+                ..shape
+            },
             mode: Mode::Normal,
         }
     }
@@ -108,83 +186,60 @@ impl Cutter {
                         lines: None,
                     };
                 }
-                match last_record_end_lines(buf, b'"') {
-                    Some((end, lines)) => Step::Emit {
-                        end,
+                // Cut after the last record that ends in `buf`. Lines that
+                // are records of their own are passed 64 bytes at a time; a
+                // record that spans lines is cut as a worker will cut it
+                // (whether it is plausible decides where the next starts).
+                let (mut start, mut lines) = (0, 0);
+                loop {
+                    let prefix = single_line_prefix(&buf[start..], b'"', self.shape.delimiter);
+                    start += prefix.end;
+                    lines += prefix.lines;
+                    if !prefix.spans_lines {
+                        break;
+                    }
+                    let cut = cut_record(&buf[start..], self.shape);
+                    if !cut.ended {
+                        break;
+                    }
+                    start += cut.next;
+                    lines += if cut.next < cut.end { 1 } else { cut.newlines };
+                }
+                if start > 0 {
+                    return Step::Emit {
+                        end: start,
                         kind: ChunkKind::Records,
                         lines: Some(lines as u64),
+                    };
+                }
+                if buf.len() <= self.shape.max_record {
+                    return Step::More;
+                }
+                // The first record does not end within the limit: it cannot
+                // be one row. Its first line is read on its own (or, longer
+                // than the limit, rejected unread), and reading starts again
+                // on the next line.
+                match memchr::memchr(b'\n', buf) {
+                    Some(i) if i < self.shape.max_record => Step::Emit {
+                        end: i + 1,
+                        kind: ChunkKind::Lines,
+                        lines: Some(1),
                     },
-                    None if buf.len() > self.max_record => {
-                        // No record end within the limit from this record start.
-                        self.mode = Mode::Giant { odd: false };
+                    _ => {
+                        self.mode = Mode::Skip { blank: true };
                         self.step(buf, eof)
                     }
-                    None => Step::More,
                 }
             }
-            Mode::Giant { odd } => {
-                let mut quotes = odd as usize;
-                let mut pos = 0;
-                let mut last_nl = None;
-                while let Some(i) = memchr::memchr(b'\n', &buf[pos..]) {
-                    let nl = pos + i;
-                    if nl + 1 - pos > self.max_record {
-                        break; // an over-long line: handled below
-                    }
-                    quotes += count_byte(&buf[pos..nl], b'"');
-                    pos = nl + 1;
-                    last_nl = Some(pos);
-                    if quotes.is_multiple_of(2) {
-                        // The giant record ends here.
-                        self.mode = Mode::Normal;
-                        return Step::Emit {
-                            end: pos,
-                            kind: ChunkKind::Lines,
-                            lines: None,
-                        };
-                    }
-                }
-                if let Some(end) = last_nl {
-                    self.mode = Mode::Giant {
-                        odd: !quotes.is_multiple_of(2),
-                    };
-                    return Step::Emit {
-                        end,
-                        kind: ChunkKind::Lines,
-                        lines: None,
-                    };
-                }
-                // buf starts with a line without newline so far.
-                let line_end = memchr::memchr(b'\n', buf).map(|i| i + 1);
-                let line_len = line_end.unwrap_or(buf.len());
-                if line_len > self.max_record {
-                    self.mode = Mode::Skip { odd, blank: true };
-                    return self.step(buf, eof);
-                }
-                if eof {
-                    self.mode = Mode::Normal;
-                    return Step::Emit {
-                        end: buf.len(),
-                        kind: ChunkKind::Lines,
-                        lines: None,
-                    };
-                }
-                Step::More
-            }
-            Mode::Skip { odd, blank } => {
-                // Drop the over-long line, keeping its quotes' parity.
+            Mode::Skip { blank } => {
+                // Drop the over-long line.
                 let (end, done) = match memchr::memchr(b'\n', buf) {
                     Some(i) => (i + 1, true),
                     None => (buf.len(), eof),
                 };
-                let odd = odd ^ !count_byte(&buf[..end], b'"').is_multiple_of(2);
                 let blank = blank && buf[..end].iter().all(|&b| b == b'\r' || b == b'\n');
                 if done {
-                    self.mode = if odd {
-                        Mode::Giant { odd }
-                    } else {
-                        Mode::Normal
-                    };
+                    self.mode = Mode::Normal;
                     Step::Emit {
                         end,
                         kind: if blank {
@@ -195,7 +250,7 @@ impl Cutter {
                         lines: None,
                     }
                 } else {
-                    self.mode = Mode::Skip { odd, blank };
+                    self.mode = Mode::Skip { blank };
                     Step::Drop { end }
                 }
             }
@@ -296,6 +351,17 @@ pub struct RecordFormat<'h> {
     pub max_record: usize,
 }
 
+impl RecordFormat<'_> {
+    /// What the chunk cutter needs of it.
+    pub fn shape(&self) -> Shape {
+        Shape {
+            delimiter: self.delimiter,
+            fields: self.header.len(),
+            max_record: self.max_record,
+        }
+    }
+}
+
 fn oversized(max_record: usize) -> LineProblem {
     LineProblem {
         column: "(row)".into(),
@@ -355,44 +421,43 @@ pub fn for_each_row(
                 while line_start > base && data[line_start - 1] == b'\r' {
                     line_start -= 1;
                 }
-                let rest = &data[line_start..];
-                // The newlines of the record, and whether its quotes stand
-                // where CSV allows them, come from the pass that finds its
-                // end: neither its inner newlines nor the line of the next
-                // record need another pass over its bytes.
-                let scan = record_scan(rest, b'"', fmt.delimiter);
-                let (end, newlines) = match scan.end {
-                    Some(e) => (line_start + e, scan.newlines),
-                    None if !scan.open_quote => (data.len(), scan.newlines),
-                    None => {
-                        // A quote that is never closed: the record runs to the
-                        // end of the data, and it is not plausible.
-                        each_line(rest, line, fmt, &mut simd_csv::ByteRecord::new(), f);
-                        break;
-                    }
-                };
+                // The record's end and newlines, and whether it can be one
+                // row, come from one pass over its bytes (shared with the
+                // reader thread, so that both cut alike).
+                let cut = cut_record(&data[line_start..], fmt.shape());
+                let end = line_start + cut.end;
+                let next = line_start + cut.next;
+                if next < end {
+                    // Not plausible, on several lines: its first line on its
+                    // own, and the reader restarts on the next line.
+                    each_line(
+                        &data[line_start..next],
+                        line,
+                        fmt,
+                        &mut simd_csv::ByteRecord::new(),
+                        f,
+                    );
+                    lines.counted(next, 1);
+                    base = next;
+                    rdr = builder.from_bytes(&data[next..]);
+                    continue;
+                }
                 let body = &data[line_start..end];
-                // Not counting a final line terminator.
-                let inner = newlines - body.ends_with(b"\n") as usize;
                 // Between the record's start and `line_start` are only CRs.
-                lines.counted(end, newlines as u64);
+                lines.counted(end, cut.newlines as u64);
                 let agrees = simd_end == end;
-                if !agrees
-                    || scan.misplaced
-                    || body.len() > fmt.max_record
-                    || (inner > 0 && rec.len() != n_fields)
-                {
+                if agrees && cut.plausible && (cut.inner == 0 || rec.len() == n_fields) {
+                    f(Row {
+                        line,
+                        lines: cut.inner as u64 + 1,
+                        record: Ok(rec),
+                    });
+                } else {
                     each_line(body, line, fmt, &mut simd_csv::ByteRecord::new(), f);
                     if !agrees {
                         base = end;
                         rdr = builder.from_bytes(&data[end..]);
                     }
-                } else {
-                    f(Row {
-                        line,
-                        lines: inner as u64 + 1,
-                        record: Ok(rec),
-                    });
                 }
             }
         }
@@ -588,10 +653,10 @@ pub fn for_each_text_row(
 pub fn cut_all(
     data: &[u8],
     chunk_size: usize,
-    max_record: usize,
+    fmt: RecordFormat<'_>,
 ) -> Vec<(ChunkKind, u64, Vec<u8>)> {
     let mut out = Vec::new();
-    let mut cutter = Cutter::new(max_record);
+    let mut cutter = Cutter::new(fmt.shape());
     let mut pos = 0usize; // bytes consumed
     let mut buf: Vec<u8> = Vec::new();
     let mut line = 0u64;
@@ -648,7 +713,7 @@ mod tests {
         };
         let mut out = Vec::new();
         let mut rec = simd_csv::ByteRecord::new();
-        for (kind, line, c) in cut_all(data, chunk, max) {
+        for (kind, line, c) in cut_all(data, chunk, fmt) {
             for_each_row(&c, 2 + line, kind, fmt, &mut rec, &mut |r: Row<'_>| {
                 out.push((
                     r.line,
@@ -741,6 +806,33 @@ mod tests {
         );
     }
 
+    /// An unclosed quote costs its own line only: reading restarts on the
+    /// next line, so a properly quoted record of two lines further on is
+    /// still one row, whatever the chunk size and whether the bad record
+    /// ends within the record limit or not.
+    #[test]
+    fn an_unclosed_quote_does_not_break_a_later_multiline_record() {
+        let text = "a,x,\"Joe 12 Pizza\nb,y,plain\nc,z,\"North\nBranch\"\nd,w,last\n";
+        for max in [1 << 20, 30] {
+            for chunk in [1, 5, 13, 1000] {
+                let got: Vec<(u64, Result<String, String>)> = rows(text.as_bytes(), chunk, max, 3)
+                    .into_iter()
+                    .map(|(line, rec)| (line, rec.map(|f| f.join("|"))))
+                    .collect();
+                assert_eq!(
+                    got,
+                    vec![
+                        (2, Err("h2".into())),
+                        (3, Ok("b|y|plain".into())),
+                        (4, Ok("c|z|North\nBranch".into())),
+                        (6, Ok("d|w|last".into())),
+                    ],
+                    "chunk {chunk}, limit {max}"
+                );
+            }
+        }
+    }
+
     proptest::proptest! {
         /// The fuzz target's invariants, on small alphabets: any chunk size
         /// gives the rows of the unsplit input, and every line holding data
@@ -766,7 +858,7 @@ mod tests {
             let header: Vec<String> = (0..3).map(|i| format!("h{i}")).collect();
             let fmt = RecordFormat { delimiter: b',', header: &header, max_record: max };
             let mut rec = simd_csv::ByteRecord::new();
-            for (kind, line, c) in cut_all(data, chunk, max) {
+            for (kind, line, c) in cut_all(data, chunk, fmt) {
                 for_each_row(&c, 2 + line, kind, fmt, &mut rec, &mut |r: Row<'_>| {
                     assert!(r.line >= next, "overlap at {}", r.line);
                     for l in next..r.line {
@@ -797,7 +889,7 @@ mod tests {
         let all = |chunk: usize| {
             let mut out = Vec::new();
             let mut rec = simd_csv::ByteRecord::new();
-            for (kind, line, c) in cut_all(body, chunk, 64) {
+            for (kind, line, c) in cut_all(body, chunk, fmt) {
                 for_each_row(&c, line, kind, fmt, &mut rec, &mut |r: Row<'_>| {
                     out.push((r.line, r.record.map(|x| x.len()).map_err(|p| p.reason)))
                 });

@@ -176,6 +176,77 @@ pub fn misplaced_quotes(buf: &[u8], quote: u8, delimiter: u8) -> Vec<usize> {
     found
 }
 
+/// The lines at the start of a buffer that are records of their own, as
+/// [`single_line_prefix`] finds them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinePrefix {
+    /// Just after the last of those lines' newlines (0 if none).
+    pub end: usize,
+    /// Their newlines.
+    pub lines: usize,
+    /// Whether the record at `end` spans lines (a newline after it lies
+    /// inside quotes); otherwise `end` is after the buffer's last newline.
+    pub spans_lines: bool,
+}
+
+/// How far from the start of `buf` (a record start) every line is a record
+/// of its own: up to the line that holds the first newline inside quotes,
+/// or up to the last newline. The reader thread's pass over each chunk,
+/// 64 bytes at a time; only a record that spans lines needs a closer look
+/// (whether it is plausible decides where the next one starts).
+pub fn single_line_prefix(buf: &[u8], quote: u8, delimiter: u8) -> LinePrefix {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the processor has the features, as `has_avx2` checked.
+        #[allow(unsafe_code)]
+        return unsafe { single_line_prefix_avx2(buf, quote, delimiter) };
+    }
+    single_line_prefix_with(buf, quote, delimiter, masks)
+}
+
+/// [`single_line_prefix`] compiled for the features of [`has_avx2`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,pclmulqdq,popcnt")]
+fn single_line_prefix_avx2(buf: &[u8], quote: u8, delimiter: u8) -> LinePrefix {
+    single_line_prefix_with(buf, quote, delimiter, |b, q, d| masks_avx2(b, q, d))
+}
+
+#[inline(always)]
+fn single_line_prefix_with(
+    buf: &[u8],
+    quote: u8,
+    delimiter: u8,
+    masks: impl Fn(&[u8; 64], u8, u8) -> Masks,
+) -> LinePrefix {
+    let mut scan = QuoteScan::new(quote, delimiter);
+    let mut prefix = LinePrefix {
+        end: 0,
+        lines: 0,
+        spans_lines: false,
+    };
+    let mut base = 0;
+    while base < buf.len() {
+        let step = scan.block(buf, base, &masks);
+        let inside = step.newlines & !step.ends;
+        // The record ends before the first newline inside quotes.
+        let ends = if inside == 0 {
+            step.ends
+        } else {
+            step.ends & (inside & inside.wrapping_neg()).wrapping_sub(1)
+        };
+        if ends != 0 {
+            prefix.end = base + 64 - ends.leading_zeros() as usize;
+            prefix.lines += ends.count_ones() as usize;
+        }
+        if inside != 0 {
+            prefix.spans_lines = true;
+            return prefix;
+        }
+        base += 64;
+    }
+    prefix
+}
+
 /// What [`record_scan`] finds of the record a buffer starts with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecordScan {
@@ -196,20 +267,25 @@ pub struct RecordScan {
 /// record reader has just brought into the cache.
 pub fn record_scan(buf: &[u8], quote: u8, delimiter: u8) -> RecordScan {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("pclmulqdq")
-        && std::arch::is_x86_feature_detected!("popcnt")
-    {
-        // SAFETY: the processor has these features, as checked right above.
+    if has_avx2() {
+        // SAFETY: the processor has the features, as `has_avx2` checked.
         #[allow(unsafe_code)]
         return unsafe { record_scan_avx2(buf, quote, delimiter) };
     }
     record_scan_with(buf, quote, delimiter, masks)
 }
 
-/// [`record_scan`] compiled for AVX2: its masks from two 32-byte compares
-/// each instead of four 16-byte ones, the quotes' parity from one carry-less
-/// multiplication, the newlines counted by one instruction.
+/// Whether the processor runs the AVX2 versions of the scans: AVX2 for the
+/// masks, PCLMULQDQ for the quotes' parity (one carry-less multiplication),
+/// POPCNT for counting newlines (one instruction).
+#[cfg(target_arch = "x86_64")]
+fn has_avx2() -> bool {
+    std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("pclmulqdq")
+        && std::arch::is_x86_feature_detected!("popcnt")
+}
+
+/// [`record_scan`] compiled for the features of [`has_avx2`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,pclmulqdq,popcnt")]
 fn record_scan_avx2(buf: &[u8], quote: u8, delimiter: u8) -> RecordScan {
@@ -696,6 +772,21 @@ mod tests {
                 scan.end.is_none() && !count_byte(&bytes, b'"').is_multiple_of(2)
             );
             prop_assert_eq!(scan.misplaced, misplaced.iter().any(|&at| at < upto));
+            // The lines before the first newline inside quotes.
+            let mut quotes = 0;
+            let mut prefix = LinePrefix { end: 0, lines: 0, spans_lines: false };
+            for (i, &b) in bytes.iter().enumerate() {
+                quotes += usize::from(b == b'"');
+                if b == b'\n' {
+                    if quotes % 2 == 1 {
+                        prefix.spans_lines = true;
+                        break;
+                    }
+                    prefix.end = i + 1;
+                    prefix.lines += 1;
+                }
+            }
+            prop_assert_eq!(single_line_prefix(&bytes, b'"', d), prefix);
         }
 
         /// The vector masks are the byte-at-a-time ones.

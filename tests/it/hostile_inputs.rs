@@ -248,6 +248,30 @@ fn b1_plausible_multiline_names_stay_one_row() {
 }
 
 #[test]
+fn b1_an_open_quote_costs_one_line_and_a_later_multiline_name_stays_one_row() {
+    // The open quote on line 2 would pair with the quoted line break of line
+    // 5: the line that opens it is rejected, and reading starts again on the
+    // next line.
+    let text = invoice_with(&[
+        (0, &|l: &str| {
+            l.replace("Seed Example AG", "\"Seed Example AG")
+        }),
+        (3, &|l: &str| {
+            l.replace("Seed Example AG", "\"Seed\r\nExample AG\"")
+        }),
+    ]);
+    let (_d, o) = run_invoice(&text);
+    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    assert_eq!(o.totals(), (10, 9, 0, 1));
+    let r = rejects_csv(&o);
+    assert!(
+        r.contains(",2,CustomerName,") && r.contains("never closed"),
+        "{r}"
+    );
+    assert_eq!(r.lines().count(), 2, "{r}");
+}
+
+#[test]
 fn b1_oversized_record_is_rejected_not_read() {
     let huge = "x".repeat(2 << 20);
     let text = invoice_with(&[(4, &|l: &str| {
