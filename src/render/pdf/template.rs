@@ -820,41 +820,33 @@ fn validate_locale(src: &Source, rel: &str, l: &LocaleSpec) -> Result<(), Fatal>
             ),
         ));
     }
-    for (k, v) in [
-        ("format.amount", &f.amount),
-        ("format.amount_without_symbol", &f.amount_without_symbol),
+    // Each pattern holds its number's placeholder once, and its own text
+    // (without the placeholders) nothing that would change the number.
+    let symbols = ["{symbol}", "{code}"];
+    for (k, v, placeholder, others) in [
+        ("format.amount", &f.amount, "{amount}", &symbols[..]),
+        (
+            "format.amount_without_symbol",
+            &f.amount_without_symbol,
+            "{amount}",
+            &symbols[..],
+        ),
+        ("format.percent", &f.percent, "{value}", &[][..]),
     ] {
-        if v.matches("{amount}").count() != 1 {
+        if v.matches(placeholder).count() != 1 {
             return Err(bad(
                 src,
                 rel,
                 k,
-                format!("'{v}' must hold the {{amount}} placeholder once"),
+                format!("'{v}' must hold the {placeholder} placeholder once"),
             ));
         }
-        let rest = v
-            .replace("{amount}", "")
-            .replace("{symbol}", "")
-            .replace("{code}", "");
+        let rest = others
+            .iter()
+            .fold(v.replace(placeholder, ""), |rest, o| rest.replace(o, ""));
         if let Some(c) = changes_numbers(&rest) {
             return Err(bad(src, rel, k, numbers_changed(v, c)));
         }
-    }
-    if f.percent.matches("{value}").count() != 1 {
-        return Err(bad(
-            src,
-            rel,
-            "format.percent",
-            "must hold the {value} placeholder once",
-        ));
-    }
-    if let Some(c) = changes_numbers(&f.percent.replace("{value}", "")) {
-        return Err(bad(
-            src,
-            rel,
-            "format.percent",
-            numbers_changed(&f.percent, c),
-        ));
     }
     if f.decimal_separator.is_empty() || f.decimal_separator == f.group_separator {
         return Err(bad(
