@@ -460,21 +460,21 @@ pub fn settle_credits(
         };
         // What the run's credits of this charge take with this one; a first
         // credit is exact (a zero term), a later sum may not be.
+        // Kept when it fits, its rows could be written again, and the sum is exact.
+        let kept = fits && !matches!(redone, Some(None));
         let now_taken = before.unwrap_or_default().exact_add(c.credit);
-        if fits && !matches!(redone, Some(None)) {
-            if let Some(now_taken) = now_taken {
-                if let Some(Some((ledger, sums))) = redone {
-                    ledger_edits.push((c.ledger.clone(), ledger));
-                    for (add, s) in c.adds.iter_mut().zip(sums) {
-                        add.1 = s;
-                    }
+        if let Some(now_taken) = now_taken.filter(|_| kept) {
+            if let Some(Some((ledger, sums))) = redone {
+                ledger_edits.push((c.ledger.clone(), ledger));
+                for (add, s) in c.adds.iter_mut().zip(sums) {
+                    add.1 = s;
                 }
-                taken.taken.insert(c.charge, now_taken);
-                for (k, s) in c.adds {
-                    details.add_keyed(k, s);
-                }
-                continue;
             }
+            taken.taken.insert(c.charge, now_taken);
+            for (k, s) in c.adds {
+                details.add_keyed(k, s);
+            }
+            continue;
         }
         let file = &inputs.files[c.file];
         let reason = match left {
