@@ -123,7 +123,7 @@ fn cut_record(rest: &[u8], shape: Shape) -> RecordCut {
     let plausible = !scan.open_quote
         && !scan.misplaced
         && body.len() <= shape.max_record
-        && (inner == 0 || fields_outside_quotes(body, shape.delimiter) == shape.fields);
+        && (inner == 0 || field_at(body, body.len(), shape.delimiter).0 + 1 == shape.fields);
     let next = if plausible || inner == 0 {
         end
     } else {
@@ -139,18 +139,20 @@ fn cut_record(rest: &[u8], shape: Shape) -> RecordCut {
     }
 }
 
-/// The fields of `body` (one record), counting the delimiters outside quotes.
-fn fields_outside_quotes(body: &[u8], delimiter: u8) -> usize {
-    let mut inside = false;
-    let mut fields = 1;
-    for &b in body {
+/// The field (0-based) byte `at` of `record` stands in, and where that field
+/// starts, counting the delimiters outside quotes before `at`. At
+/// `record.len()`, the last field: one fewer than the record's fields.
+fn field_at(record: &[u8], at: usize, delimiter: u8) -> (usize, usize) {
+    let (mut field, mut start, mut inside) = (0, 0, false);
+    for (i, &b) in record[..at].iter().enumerate() {
         if b == b'"' {
             inside = !inside;
         } else if b == delimiter && !inside {
-            fields += 1;
+            field += 1;
+            start = i + 1;
         }
     }
-    fields
+    (field, start)
 }
 
 /// Decides where chunks end (see the module documentation). Feed it the
@@ -524,17 +526,7 @@ fn each_line(
 /// join into `100.00`) or a quote inside an unquoted field. Names the column
 /// the quote stands in.
 fn misplaced(content: &[u8], at: usize, fmt: RecordFormat<'_>) -> LineProblem {
-    let mut field = 0usize;
-    let mut field_start = 0usize;
-    let mut in_q = false;
-    for (i, &b) in content[..at].iter().enumerate() {
-        if b == b'"' {
-            in_q = !in_q;
-        } else if b == fmt.delimiter && !in_q {
-            field += 1;
-            field_start = i + 1;
-        }
-    }
+    let (field, field_start) = field_at(content, at, fmt.delimiter);
     let rest = &content[field_start..];
     let value_end = memchr::memchr(fmt.delimiter, &rest[at - field_start..])
         .map_or(rest.len(), |d| at - field_start + d)
