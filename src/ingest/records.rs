@@ -755,6 +755,19 @@ mod tests {
         assert_eq!(r[3].1.as_ref().unwrap()[1], "multi\nline");
     }
 
+    /// [`rows`] of `text`, each record's fields joined by `|`.
+    fn joined_rows(
+        text: &str,
+        chunk: usize,
+        max: usize,
+        n: usize,
+    ) -> Vec<(u64, Result<String, String>)> {
+        rows(text.as_bytes(), chunk, max, n)
+            .into_iter()
+            .map(|(line, rec)| (line, rec.map(|f| f.join("|"))))
+            .collect()
+    }
+
     /// Text after a closing quote, or a quote inside an unquoted field, is
     /// a rejected line naming the field, on one line or inside a record of
     /// several, whatever the chunk size; well-placed quotes are read.
@@ -762,13 +775,8 @@ mod tests {
     fn misplaced_quotes_are_rejected_naming_the_field() {
         let text = "a,\"1\"00.00,1\nb,x,\"R\"3\nc,ab\"c\"d,3\nd,\"ok, \"\"q\"\"\",4\ne,\"multi\nline\"x,5\nf,\"\",6\n";
         for chunk in [1, 7, 1000] {
-            let r = rows(text.as_bytes(), chunk, 1 << 20, 3);
-            let got: Vec<(u64, Result<String, String>)> = r
-                .into_iter()
-                .map(|(line, rec)| (line, rec.map(|f| f.join("|"))))
-                .collect();
             assert_eq!(
-                got,
+                joined_rows(text, chunk, 1 << 20, 3),
                 vec![
                     (2, Err("h1".into())),
                     (3, Err("h2".into())),
@@ -807,12 +815,8 @@ mod tests {
         let text = "a,x,\"Joe 12 Pizza\nb,y,plain\nc,z,\"North\nBranch\"\nd,w,last\n";
         for max in [1 << 20, 30] {
             for chunk in [1, 5, 13, 1000] {
-                let got: Vec<(u64, Result<String, String>)> = rows(text.as_bytes(), chunk, max, 3)
-                    .into_iter()
-                    .map(|(line, rec)| (line, rec.map(|f| f.join("|"))))
-                    .collect();
                 assert_eq!(
-                    got,
+                    joined_rows(text, chunk, max, 3),
                     vec![
                         (2, Err("h2".into())),
                         (3, Ok("b|y|plain".into())),
