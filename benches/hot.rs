@@ -18,6 +18,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use porledger::accrue::{accrue_line, Accrual, Outcome, Scratch};
 use porledger::cmd::sample::{generate, Plan};
 use porledger::fold::Fold;
+use porledger::ingest::records::{Cutter, Shape, Step, MAX_RECORD_BYTES};
 use porledger::ingest::Chunk;
 use porledger::pipeline::{self, Inputs, OutBufs, StreamSettings};
 
@@ -46,8 +47,16 @@ fn chunk(inputs: &Inputs, skip: usize) -> Chunk {
                 .expect("a record end after skip"),
         };
     let upto = (from + CHUNK).min(bytes.len());
-    let end = porledger::ingest::split::last_record_end(&bytes[from..upto], b'"')
-        .expect("a whole record");
+    // Cut where the reader thread cuts.
+    let header = porledger::ingest::read_header("billing", &bytes).expect("header");
+    let mut cutter = Cutter::new(Shape {
+        delimiter: header.delimiter,
+        fields: header.fields.len(),
+        max_record: MAX_RECORD_BYTES,
+    });
+    let Step::Emit { end, .. } = cutter.step(&bytes[from..upto], false) else {
+        panic!("no whole record in the first chunk");
+    };
     Chunk {
         file: 0,
         first_line: 2,

@@ -14,68 +14,31 @@ pub fn count_byte(hay: &[u8], needle: u8) -> usize {
     bytecount::count(hay, needle)
 }
 
-/// Counts the bytes `a` and the bytes `b` in `hay` in one pass: `(a's, b's)`.
-///
-/// The reader thread needs both of each chunk (quotes for the record boundary,
-/// newlines for the next chunk's first line); two [`count_byte`] passes read
-/// the 8 MiB chunk twice, out of cache. Written so that the compiler
-/// vectorizes it (a lane of byte counters per position, emptied before it can
-/// overflow), in safe code.
-pub fn count_two(hay: &[u8], a: u8, b: u8) -> (usize, usize) {
-    const LANES: usize = 32;
-    // 255 blocks at most add 255 to a byte counter.
-    const BLOCK: usize = LANES * 255;
-    let (mut na, mut nb) = (0usize, 0usize);
-    let mut blocks = hay.chunks_exact(BLOCK);
-    for block in &mut blocks {
-        let mut ca = [0u8; LANES];
-        let mut cb = [0u8; LANES];
-        for piece in block.chunks_exact(LANES) {
-            for i in 0..LANES {
-                ca[i] += (piece[i] == a) as u8;
-                cb[i] += (piece[i] == b) as u8;
-            }
-        }
-        na += ca.iter().map(|&n| n as usize).sum::<usize>();
-        nb += cb.iter().map(|&n| n as usize).sum::<usize>();
-    }
-    let rest = blocks.remainder();
-    (na + count_byte(rest, a), nb + count_byte(rest, b))
-}
-
 /// Finds the end of the last complete record in `buf`, whose first byte is the
 /// start of a record (outside quotes). Returns the index just after the last
 /// newline that lies outside quotes, or `None` if `buf` holds no such newline
-/// (one record longer than the buffer, or no newline at all).
+/// (one record longer than the buffer, or no newline at all). For tests: the
+/// reader thread cuts with [`super::records::Cutter`].
+#[cfg(test)]
 pub fn last_record_end(buf: &[u8], quote: u8) -> Option<usize> {
-    last_record_end_lines(buf, quote).map(|(end, _)| end)
-}
-
-/// [`last_record_end`], and how many newlines `buf[..end]` holds (counted in
-/// the same pass as the quotes).
-pub fn last_record_end_lines(buf: &[u8], quote: u8) -> Option<(usize, usize)> {
-    // Quotes before the candidate newline; start with the count for the whole
-    // prefix up to the last newline, then walk backwards subtracting.
+    // Quotes before the candidate newline, walking back a line at a time.
     let mut nl = memchr::memrchr(b'\n', buf)?;
-    let (mut quotes, before) = count_two(&buf[..nl], quote, b'\n');
-    // Newlines in `buf[..=nl]`.
-    let mut newlines = before + 1;
+    let mut quotes = count_byte(&buf[..nl], quote);
     loop {
         if quotes.is_multiple_of(2) {
-            return Some((nl + 1, newlines));
+            return Some(nl + 1);
         }
         let prev = memchr::memrchr(b'\n', &buf[..nl])?;
         quotes -= count_byte(&buf[prev..nl], quote);
-        // `prev` is the newline right before `nl`: one fewer.
-        newlines -= 1;
         nl = prev;
     }
 }
 
 /// Splits `buf` (starting at a record start) into pieces of roughly `target`
 /// bytes, each ending at a record boundary except possibly the last, which holds
-/// whatever follows the last boundary. Used by tests and benchmarks to show that
-/// the split point never changes the records.
+/// whatever follows the last boundary. Used by tests to show that the split
+/// point never changes the records.
+#[cfg(test)]
 pub fn split_records(buf: &[u8], target: usize, quote: u8) -> Vec<&[u8]> {
     let mut out = Vec::new();
     let mut start = 0;
@@ -115,7 +78,8 @@ pub fn split_records(buf: &[u8], target: usize, quote: u8) -> Vec<&[u8]> {
 /// The end of the record `buf` starts with (the index just after the first
 /// newline outside quotes), and how many newlines `buf[..end]` holds (the
 /// record's line terminator and any inside its quotes), from the one pass
-/// that finds it.
+/// that finds it. For tests: a worker finds record ends with [`record_scan`].
+#[cfg(test)]
 pub fn record_end_lines(buf: &[u8], quote: u8) -> Option<(usize, usize)> {
     record_end_from(buf, 0, quote)
 }
@@ -262,8 +226,8 @@ pub struct RecordScan {
 }
 
 /// The end of the record `buf` starts with, its newlines, and whether its
-/// quotes are where CSV allows them: [`record_end_lines`] and
-/// [`misplaced_quotes`] in one pass, 64 bytes at a time, over bytes the
+/// quotes are where CSV allows them: the record's end, as
+/// [`first_record_end_after`] finds it, and [`misplaced_quotes`] in one pass, 64 bytes at a time, over bytes the
 /// record reader has just brought into the cache.
 pub fn record_scan(buf: &[u8], quote: u8, delimiter: u8) -> RecordScan {
     #[cfg(target_arch = "x86_64")]
@@ -655,22 +619,16 @@ mod tests {
             prop_assert_eq!(&simd_joined, &whole);
         }
 
-        /// The one-pass counts are the counts of two passes, wherever the
-        /// bytes fall against the counters' blocks (several of them, and a
-        /// remainder), and the record ends found with them are those found
-        /// without.
+        /// The record ends found by counting quotes are those of the
+        /// definition: a newline after an even number of quotes.
         #[test]
-        fn one_pass_counts_agree_with_two(
+        fn record_ends_follow_the_quote_parity(
             bytes in proptest::collection::vec(
                 prop_oneof![Just(b'"'), Just(b'\n'), Just(b'a'), Just(b','), any::<u8>()],
                 0..20_000,
             ),
         ) {
             let data = &bytes[..];
-            prop_assert_eq!(
-                count_two(data, b'"', b'\n'),
-                (count_byte(data, b'"'), count_byte(data, b'\n'))
-            );
             // Every end after a newline with an even number of quotes before it.
             let mut quotes = 0;
             let ends: Vec<usize> = data
@@ -681,12 +639,7 @@ mod tests {
                     (b == b'\n' && quotes % 2 == 0).then_some(i + 1)
                 })
                 .collect();
-            let last = last_record_end_lines(data, b'"');
-            prop_assert_eq!(last.map(|(end, _)| end), ends.last().copied());
             prop_assert_eq!(last_record_end(data, b'"'), ends.last().copied());
-            if let Some((end, lines)) = last {
-                prop_assert_eq!(lines, count_byte(&data[..end], b'\n'));
-            }
             let first = record_end_lines(data, b'"');
             prop_assert_eq!(first.map(|(end, _)| end), ends.first().copied());
             prop_assert_eq!(first_record_end_after(data, 0, b'"'), ends.first().copied());
@@ -815,12 +768,5 @@ mod tests {
                 whole.reverse();
             }
         }
-    }
-
-    #[test]
-    fn a_lane_counts_to_255_without_overflow() {
-        // Every byte of a whole block is the one counted: each lane reaches 255.
-        let all = vec![b'"'; 32 * 255 * 2 + 7];
-        assert_eq!(count_two(&all, b'"', b'\n'), (all.len(), 0));
     }
 }
